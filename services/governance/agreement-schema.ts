@@ -1,0 +1,181 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { canonicalJson } from '../platform/canonical-json.js';
+
+const isoDuration = /^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$/;
+
+/** Milliseconds of an ISO-8601 duration (months as 30 days, years as 365: only used for SLAs). */
+export function durationMs(iso: string): number {
+  const m = isoDuration.exec(iso);
+  if (!m) throw new Error(`not an ISO-8601 duration: ${iso}`);
+  const n = (s: string | undefined) => (s ? Number(s.slice(0, -1)) : 0);
+  const day = 86_400_000;
+  return n(m[1]) * 365 * day + n(m[2]) * 30 * day + n(m[3]) * 7 * day + n(m[4]) * day + n(m[6]) * 3_600_000 + n(m[7]) * 60_000 + (m[8] ? Number(m[8].slice(0, -1)) * 1000 : 0);
+}
+
+const id = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'expected a lower-case id (a-z, 0-9, _ or -), starting with a letter');
+const duration = z.string().regex(isoDuration, 'expected an ISO-8601 duration such as P1D or PT6H');
+const email = z.email();
+const reservedDims = new Set(['kpi', 'at', 'value', 'subject', 'partner', 'snapshot', 'ts', 'dims']);
+
+export const measures = ['avg', 'sum', 'count', 'rate', 'p50', 'p90', 'p95', 'distinct'] as const;
+export const grains = ['day', 'week', 'month'] as const;
+export const disclosures = ['public', 'partnership', 'need_to_know'] as const;
+
+const staticBand = z.strictObject({
+  lower: z.number().optional(),
+  upper: z.number().optional(),
+}).refine((b) => b.lower !== undefined || b.upper !== undefined, { message: 'a static band needs lower, upper or both' })
+  .refine((b) => b.lower === undefined || b.upper === undefined || b.lower <= b.upper, { message: 'lower must not exceed upper', path: ['lower'] });
+
+const controlBand = z.strictObject({
+  method: z.literal('control'),
+  baseline: z.number().int().min(2).max(520),
+  sigma: z.number().positive().max(10),
+  rules: z.array(z.enum(['2of3beyond2sigma', '4of5beyond1sigma', '8onOneSide'])).optional(),
+});
+
+const owner = z.strictObject({
+  name: z.string().min(1).max(200),
+  email,
+  webhook: z.url({ protocol: /^https?$/ }).optional(),
+});
+
+const kpi = z.strictObject({
+  id,
+  title: z.string().min(1).max(200),
+  description: z.string().max(2000).optional(),
+  unit: z.string().min(1).max(40),
+  /** What one subject is (order, customer, employee…): every point names one. */
+  subject: z.string().min(1).max(60),
+  measure: z.enum(measures),
+  range: z.tuple([z.number(), z.number()]).refine(([a, b]) => a <= b, { message: 'range must be [min, max] with min ≤ max' }).optional(),
+  grains: z.array(z.enum(grains)).min(1),
+  dimensions: z.record(id, z.array(z.string().min(1).max(100)).min(1)).default({}),
+  disclosure: z.enum(disclosures),
+  /** public KPIs are readable without a token only when published. */
+  published: z.boolean().default(false),
+  needToKnow: z.array(email).default([]),
+  breakdown: z.enum(['per_partner', 'combined']),
+  minGroupSize: z.number().int().min(1).max(1000).optional(),
+  band: z.union([controlBand, staticBand]),
+  evaluate: z.strictObject({ grain: z.enum(grains), consecutive: z.number().int().min(1).max(52).default(1) }),
+  freshness: z.strictObject({ every: duration, grace: duration }),
+  owners: z.record(id, owner),
+  escalation: z.strictObject({ ackWithin: duration }),
+});
+
+/** The partners' agreement: the only source of what the room computes and discloses. */
+export const agreementSchema = z
+  .strictObject({
+    partnership: z.strictObject({
+      id,
+      title: z.string().min(1).max(200),
+      timezone: z.string().refine(validTimezone, { message: 'expected an IANA time zone such as Europe/Berlin' }),
+    }),
+    partners: z.array(z.strictObject({ id, name: z.string().min(1).max(200), minGroupSize: z.number().int().min(1).max(1000).optional() })).min(2),
+    defaults: z.strictObject({ minGroupSize: z.number().int().min(1).max(1000).default(5) }).default({ minGroupSize: 5 }),
+    steering: z.array(z.strictObject({ name: z.string().min(1), email })).min(1),
+    /** Required for a `combined` KPI with two partners: each can recover the other's figure. */
+    twoPartyConsent: z.boolean().default(false),
+    retention: duration.optional(),
+    kpis: z.array(kpi).min(1),
+  })
+  .superRefine((a, ctx) => {
+    const partnerIds = new Set<string>();
+    a.partners.forEach((p, i) => {
+      if (partnerIds.has(p.id)) ctx.addIssue({ code: 'custom', path: ['partners', i, 'id'], message: `duplicate partner id ${p.id}` });
+      partnerIds.add(p.id);
+    });
+    const kpiIds = new Set<string>();
+    a.kpis.forEach((k, i) => {
+      const at = (...p: (string | number)[]) => ['kpis', i, ...p];
+      if (kpiIds.has(k.id)) ctx.addIssue({ code: 'custom', path: at('id'), message: `duplicate KPI id ${k.id}` });
+      kpiIds.add(k.id);
+      if (!k.grains.includes(k.evaluate.grain)) ctx.addIssue({ code: 'custom', path: at('evaluate', 'grain'), message: `grain ${k.evaluate.grain} is not among the KPI's grains` });
+      if (k.measure === 'rate' && k.range && (k.range[0] < 0 || k.range[1] > 1)) ctx.addIssue({ code: 'custom', path: at('range'), message: 'a rate KPI takes values 0 and 1 only' });
+      for (const key of Object.keys(k.dimensions)) {
+        if (reservedDims.has(key)) ctx.addIssue({ code: 'custom', path: at('dimensions', key), message: `${key} is a reserved column name` });
+      }
+      for (const owner of Object.keys(k.owners)) {
+        if (!partnerIds.has(owner)) ctx.addIssue({ code: 'custom', path: at('owners', owner), message: `${owner} is not a partner of this agreement` });
+      }
+      if (k.breakdown === 'combined' && a.partners.length < 3 && !a.twoPartyConsent) {
+        ctx.addIssue({
+          code: 'custom',
+          path: at('breakdown'),
+          message: 'a combined KPI with fewer than three partners lets each partner recover the other\'s figure; set twoPartyConsent: true to accept that',
+        });
+      }
+    });
+  });
+
+export type Agreement = z.infer<typeof agreementSchema>;
+export type AgreementInput = z.input<typeof agreementSchema>;
+export type Kpi = Agreement['kpis'][number];
+
+function validTimezone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `kpis[2].band.upper` from a zod path. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out || '(root)';
+}
+
+export interface AgreementProblem {
+  path: string;
+  message: string;
+}
+
+export type AgreementResult = { ok: true; agreement: Agreement } | { ok: false; problems: AgreementProblem[] };
+
+/** Validates a parsed document; every problem with its path. */
+export function validateAgreement(doc: unknown): AgreementResult {
+  const r = agreementSchema.safeParse(doc);
+  if (r.success) return { ok: true, agreement: r.data };
+  return {
+    ok: false,
+    problems: r.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message.replace(/^Invalid input: /, '') })),
+  };
+}
+
+/** Parses YAML or JSON text (JSON is YAML) and validates it. */
+export function parseAgreementText(text: string): AgreementResult {
+  let doc: unknown;
+  try {
+    doc = YAML.parse(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (err) {
+    const e = err as { message: string; linePos?: { line: number; col: number }[] };
+    const pos = e.linePos?.[0];
+    return { ok: false, problems: [{ path: pos ? `line ${pos.line}, column ${pos.col}` : '(file)', message: e.message.split('\n')[0]! }] };
+  }
+  return validateAgreement(doc);
+}
+
+export function loadAgreementFile(file: string): AgreementResult {
+  return parseAgreementText(readFileSync(file, 'utf8'));
+}
+
+/** The JSON Schema for editors, generated from the zod schema. */
+export function agreementJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(agreementSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+}
+
+export function agreementDigest(a: Agreement): string {
+  return createHash('sha256').update(canonicalJson(a)).digest('hex');
+}
+
+/** The strictest threshold that applies to a KPI: its own, the default, and every partner's. */
+export function effectiveMinGroupSize(a: Agreement, k: Kpi): number {
+  return Math.max(k.minGroupSize ?? a.defaults.minGroupSize, a.defaults.minGroupSize, ...a.partners.map((p) => p.minGroupSize ?? 0));
+}

@@ -1,0 +1,61 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import { canonicalJson } from '../platform/canonical-json.js';
+import type { AuditRow, ControlDb } from '../platform/control-db.js';
+
+export const GENESIS_HASH = '0'.repeat(64);
+// One advisory lock serialises writers of the chain across processes sharing a server.
+const AUDIT_LOCK = 7_417_001;
+
+/** An access or change worth remembering; never values, pseudonyms or tokens. */
+export interface AuditEntry {
+  actor: string;
+  partnerId: string | null;
+  action: string;
+  target?: string | null;
+  details?: Record<string, unknown>;
+}
+
+export function entryHash(prevHash: string, e: { seq: number; at: Date; actor: string; partner_id: string | null; action: string; target: string | null; details: unknown }): string {
+  const body = canonicalJson({ seq: e.seq, at: e.at.toISOString(), actor: e.actor, partner: e.partner_id, action: e.action, target: e.target, details: e.details ?? {} });
+  return createHash('sha256').update(prevHash).update('\n').update(body).digest('hex');
+}
+
+/** Appends one entry to the hash chain. */
+export async function appendAudit(db: ControlDb, entry: AuditEntry, at: Date): Promise<number> {
+  return db.transaction().execute(async (tx) => {
+    await sql`SELECT pg_advisory_xact_lock(${AUDIT_LOCK})`.execute(tx);
+    const last = await tx.selectFrom('audit_log').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    const seq = (last ? Number(last.seq) : 0) + 1;
+    // Postgres keeps microseconds; a millisecond Date round-trips exactly, so the hash does too.
+    const row = { seq, at: new Date(at.getTime()), actor: entry.actor, partner_id: entry.partnerId, action: entry.action, target: entry.target ?? null, details: entry.details ?? {} };
+    const prev = last?.hash ?? GENESIS_HASH;
+    await tx
+      .insertInto('audit_log')
+      .values({ ...row, details: JSON.stringify(row.details), prev_hash: prev, hash: entryHash(prev, row) })
+      .execute();
+    return seq;
+  });
+}
+
+/** Recomputes the chain; the first broken link, or ok. */
+export async function verifyAuditChain(db: ControlDb): Promise<{ ok: true; entries: number } | { ok: false; entries: number; brokenAt: number; reason: string }> {
+  let prev = GENESIS_HASH;
+  let count = 0;
+  let after = 0;
+  for (;;) {
+    const rows: AuditRow[] = await db.selectFrom('audit_log').selectAll().where('seq', '>', after).orderBy('seq').limit(1000).execute();
+    if (rows.length === 0) break;
+    for (const r of rows) {
+      count++;
+      const seq = Number(r.seq);
+      if (seq !== count) return { ok: false, entries: count, brokenAt: seq, reason: `expected entry ${count}, found ${seq}` };
+      if (r.prev_hash !== prev) return { ok: false, entries: count, brokenAt: seq, reason: 'prev_hash does not match the previous entry' };
+      const h = entryHash(prev, { seq, at: new Date(r.at), actor: r.actor, partner_id: r.partner_id, action: r.action, target: r.target, details: r.details });
+      if (h !== r.hash) return { ok: false, entries: count, brokenAt: seq, reason: 'the entry does not match its hash' };
+      prev = r.hash;
+      after = seq;
+    }
+  }
+  return { ok: true, entries: count };
+}

@@ -1,0 +1,49 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { ControlDb, TokenRow } from '../platform/control-db.js';
+
+export const roles = ['ingest', 'analyst', 'owner', 'steering', 'admin', 'operator'] as const;
+export type Role = (typeof roles)[number];
+
+/** Who is calling, as established by the token alone. */
+export interface Principal {
+  tokenId: string;
+  partnerId: string | null;
+  role: Role;
+  name: string;
+}
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+/** Creates a token; the plain token is returned once and only its hash is stored. */
+export async function createToken(
+  db: ControlDb,
+  input: { partnerId: string | null; role: Role; name: string; expiresAt?: Date | null },
+  now: Date,
+): Promise<{ token: string; id: string }> {
+  const token = `pty_${randomBytes(32).toString('base64url')}`;
+  const id = `tok_${randomBytes(9).toString('base64url')}`;
+  await db
+    .insertInto('tokens')
+    .values({ id, token_hash: hashToken(token), partner_id: input.partnerId, role: input.role, name: input.name, created_at: now, expires_at: input.expiresAt ?? null })
+    .execute();
+  return { token, id };
+}
+
+/** The principal of a live token (not revoked, not expired), else undefined. */
+export async function findPrincipalByToken(db: ControlDb, token: string, now: Date): Promise<Principal | undefined> {
+  const row: TokenRow | undefined = await db.selectFrom('tokens').selectAll().where('token_hash', '=', hashToken(token)).executeTakeFirst();
+  if (!row || row.revoked_at || (row.expires_at && new Date(row.expires_at) <= now)) return undefined;
+  return { tokenId: row.id, partnerId: row.partner_id, role: row.role as Role, name: row.name };
+}
+
+export async function revokeToken(db: ControlDb, id: string, now: Date): Promise<boolean> {
+  const r = await db.updateTable('tokens').set({ revoked_at: now }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
+}
+
+export async function countTokens(db: ControlDb): Promise<number> {
+  const r = await db.selectFrom('tokens').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+  return Number(r.n);
+}

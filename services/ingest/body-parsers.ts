@@ -1,0 +1,322 @@
+import { Readable } from 'node:stream';
+import { RecordBatchReader, type Table } from 'apache-arrow';
+import { parse as parseCsv, CsvError } from 'csv-parse';
+import { Problem, badRequest, type FieldError } from '../platform/errors.js';
+import type { Candidate } from './point-validator.js';
+
+/** One parsed row: its candidate fields, the names of fields outside the contract, or why it could not be read. */
+export interface ParsedRow {
+  row: number;
+  candidate?: Candidate;
+  extra?: string[];
+  error?: FieldError;
+}
+
+export const ingestTypes = {
+  'application/json': 'json',
+  'application/x-ndjson': 'ndjson',
+  'application/jsonl': 'ndjson',
+  'text/csv': 'csv',
+  'application/vnd.apache.arrow.stream': 'arrow',
+} as const;
+export type IngestKind = (typeof ingestTypes)[keyof typeof ingestTypes];
+
+const ROWS_PER_YIELD = 2048;
+const pointFields = ['kpi', 'at', 'value', 'subject', 'dims'];
+
+function candidateOf(obj: unknown, row: number): ParsedRow {
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+    return { row, error: { row, field: '(point)', message: `expected an object, got ${obj === null ? 'null' : Array.isArray(obj) ? 'an array' : typeof obj}` } };
+  }
+  const o = obj as Record<string, unknown>;
+  let extra: string[] | undefined;
+  for (const k in o) if (!pointFields.includes(k)) (extra ??= []).push(k);
+  return { row, candidate: o, ...(extra ? { extra } : {}) };
+}
+
+/** Decodes UTF-8 strictly, chunk by chunk; invalid bytes are a 400 naming the offset. */
+async function* decodeUtf8(body: AsyncIterable<Buffer>): AsyncGenerator<string> {
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+  let offset = 0;
+  for await (const chunk of body) {
+    try {
+      yield decoder.decode(chunk, { stream: true });
+    } catch {
+      throw badRequest(`the body is not valid UTF-8 (within bytes ${offset}–${offset + chunk.length})`, 'body');
+    }
+    offset += chunk.length;
+  }
+  try {
+    const tail = decoder.decode();
+    if (tail) yield tail;
+  } catch {
+    throw badRequest('the body is not valid UTF-8 (it ends inside a character)', 'body');
+  }
+}
+
+/** NDJSON: one point per line; a line that is not JSON is a row error, not a body error. */
+async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[]> {
+  let carry = '';
+  let line = 0;
+  let out: ParsedRow[] = [];
+  const handle = (text: string) => {
+    line++;
+    if (text.length === 0 || (text.length === 1 && text === '\r') || /^\s*$/.test(text)) return;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (err) {
+      out.push({ row: line, error: { row: line, field: '(line)', message: `invalid JSON: ${(err as Error).message.slice(0, 120)}` } });
+      return;
+    }
+    out.push(candidateOf(obj, line));
+  };
+  for await (const text of decodeUtf8(body)) {
+    let start = 0;
+    let nl: number;
+    const s = carry ? carry + text : text;
+    carry = '';
+    while ((nl = s.indexOf('\n', start)) !== -1) {
+      handle(s.slice(start, nl));
+      start = nl + 1;
+    }
+    carry = s.slice(start);
+    if (out.length >= ROWS_PER_YIELD) {
+      yield out;
+      out = [];
+    }
+  }
+  if (carry.length) handle(carry);
+  if (out.length) yield out;
+}
+
+/**
+ * `{"points": [ {...}, ... ]}` scanned element by element, so a large JSON body is parsed
+ * in pieces like NDJSON; anything else at the top level is a 400.
+ */
+async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[]> {
+  const shape = 'the body must be a JSON object {"points": [...]}';
+  let buf = '';
+  let pos = 0;
+  let phase: 'head' | 'elements' | 'close' | 'done' = 'head';
+  let row = 0;
+  let out: ParsedRow[] = [];
+  let expectComma = false;
+  const ws = (i: number) => {
+    while (i < buf.length && (buf.charCodeAt(i) === 32 || buf.charCodeAt(i) === 10 || buf.charCodeAt(i) === 13 || buf.charCodeAt(i) === 9)) i++;
+    return i;
+  };
+  const malformed = (what: string) => badRequest(`malformed JSON: ${what} (row ${row + 1})`, 'body');
+  // Scan one element starting at i; returns its end or -1 when more text is needed.
+  const elementEnd = (i: number): number => {
+    let depth = 0;
+    let inStr = false;
+    for (let j = i; j < buf.length; j++) {
+      const ch = buf.charCodeAt(j);
+      if (inStr) {
+        if (ch === 92) j++;
+        else if (ch === 34) inStr = false;
+        continue;
+      }
+      if (ch === 34) inStr = true;
+      else if (ch === 123 || ch === 91) depth++;
+      else if (ch === 125 || ch === 93) {
+        depth--;
+        if (depth === 0) return j + 1;
+        if (depth < 0) throw malformed('unbalanced brackets');
+      } else if (depth === 0 && (ch === 44 || ch === 10 || ch === 13 || ch === 32 || ch === 9)) return j;
+    }
+    return -1;
+  };
+  for await (const text of decodeUtf8(body)) {
+    buf = pos > 0 ? buf.slice(pos) + text : buf + text;
+    pos = 0;
+    while (true) {
+      pos = ws(pos);
+      if (pos >= buf.length) break;
+      if (phase === 'head') {
+        const m = /^\{\s*"points"\s*:\s*\[/.exec(buf.slice(pos, pos + 64));
+        if (!m) {
+          if (buf.length - pos < 64 && /^\{?\s*("p?o?i?n?t?s?"?\s*:?\s*)?$/.test(buf.slice(pos))) break;
+          if (buf[pos] !== '{') throw badRequest(`${shape}; it does not start with "{"`, 'body');
+          const key = /^\{\s*"((?:[^"\\]|\\.){0,60})"/.exec(buf.slice(pos));
+          throw badRequest(key ? `${shape}; unexpected top-level field "${key[1]}"` : shape, key ? key[1] : 'body');
+        }
+        pos += m[0].length;
+        phase = 'elements';
+        continue;
+      }
+      if (phase === 'elements') {
+        const ch = buf[pos];
+        if (ch === ']') {
+          pos++;
+          phase = 'close';
+          continue;
+        }
+        if (expectComma) {
+          if (ch !== ',') throw malformed(`expected "," or "]" after a point`);
+          pos++;
+          expectComma = false;
+          continue;
+        }
+        const end = elementEnd(pos);
+        if (end === -1) break;
+        row++;
+        const slice = buf.slice(pos, end);
+        pos = end;
+        expectComma = true;
+        let obj: unknown;
+        try {
+          obj = JSON.parse(slice);
+        } catch (err) {
+          throw malformed((err as Error).message.slice(0, 120));
+        }
+        out.push(candidateOf(obj, row));
+        continue;
+      }
+      if (phase === 'close') {
+        if (buf[pos] === '}') {
+          pos++;
+          phase = 'done';
+          continue;
+        }
+        if (buf[pos] === ',') throw badRequest(`${shape}; only the field "points" is accepted`, 'body');
+        throw malformed(`unexpected ${JSON.stringify(buf[pos])} after the points array`);
+      }
+      throw badRequest(`${shape}; unexpected text after the closing brace`, 'body');
+    }
+    if (out.length >= ROWS_PER_YIELD) {
+      yield out;
+      out = [];
+    }
+  }
+  if (phase !== 'done') throw malformed(phase === 'head' ? (buf.trim() ? 'the body ends before "points"' : 'the body is empty') : 'the body ends before the points array is closed');
+  if (out.length) yield out;
+}
+
+/** CSV: a header naming kpi, at, value, subject and one column per dimension key. */
+async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<string>): AsyncGenerator<ParsedRow[]> {
+  const parser = parseCsv({ bom: true, relax_column_count: true, skip_empty_lines: true, info: true, max_record_size: 1 << 20 });
+  const source = Readable.from(decodeUtf8(body));
+  source.on('error', (err) => parser.destroy(err));
+  source.pipe(parser);
+  let header: string[] | undefined;
+  let out: ParsedRow[] = [];
+  try {
+    for await (const rec of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
+      const { record, info } = rec;
+      if (!header) {
+        header = record.map((h) => h.trim());
+        const missing = ['kpi', 'at', 'value', 'subject'].filter((c) => !header!.includes(c));
+        const unknown = header.filter((h) => !['kpi', 'at', 'value', 'subject'].includes(h) && !dimensionKeys.has(h));
+        const dup = header.find((h, i) => header!.indexOf(h) !== i);
+        const errors: FieldError[] = [
+          ...missing.map((c) => ({ row: 1, field: c, message: 'missing column' })),
+          ...unknown.map((c) => ({ row: 1, field: c.slice(0, 60), message: partnerColumn(c) })),
+          ...(dup ? [{ row: 1, field: dup, message: 'duplicate column' }] : []),
+        ];
+        if (errors.length) throw new Problem(422, 'Unprocessable Content', `the CSV header is not the agreed one: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`, { field: errors[0]!.field, errors });
+        continue;
+      }
+      const line = info.lines;
+      if (record.length !== header.length) {
+        out.push({ row: line, error: { row: line, field: '(line)', message: `expected ${header.length} columns, got ${record.length}` } });
+        continue;
+      }
+      const c: Candidate = {};
+      let dims: Record<string, string> | undefined;
+      for (let i = 0; i < header.length; i++) {
+        const h = header[i]!;
+        const v = record[i]!;
+        if (h === 'value') c.value = v.trim() === '' ? undefined : /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/.test(v) ? Number(v) : v;
+        else if (h === 'kpi' || h === 'at' || h === 'subject') c[h] = v === '' ? undefined : v;
+        else if (v !== '') (dims ??= {})[h] = v;
+      }
+      if (dims) c.dims = dims;
+      out.push({ row: line, candidate: c });
+      if (out.length >= ROWS_PER_YIELD) {
+        yield out;
+        out = [];
+      }
+    }
+  } catch (err) {
+    if (err instanceof CsvError) throw badRequest(`malformed CSV: ${err.message.slice(0, 160)}`, 'body');
+    throw err;
+  }
+  if (!header) throw badRequest('the body is empty: a CSV needs a header line and points', 'body');
+  if (out.length) yield out;
+}
+
+function partnerColumn(c: string): string {
+  return c === 'partner' ? 'not accepted: the partner is the one the token belongs to' : 'unknown column (not kpi, at, value, subject or an agreed dimension)';
+}
+
+/** Arrow IPC stream: columns kpi, at (timestamp with zone or ISO string), value, subject, dimensions. */
+async function* arrowRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<string>): AsyncGenerator<ParsedRow[]> {
+  let reader;
+  try {
+    reader = await RecordBatchReader.from(body);
+    await reader.open();
+  } catch (err) {
+    throw badRequest(`not an Arrow IPC stream: ${(err as Error).message.slice(0, 120)}`, 'body');
+  }
+  let row = 0;
+  let checked = false;
+  const iterator = reader[Symbol.asyncIterator]();
+  while (true) {
+    let next;
+    try {
+      next = await iterator.next();
+    } catch (err) {
+      if (err instanceof Problem) throw err;
+      throw badRequest(`corrupt Arrow stream after row ${row}: ${(err as Error).message.slice(0, 120)}`, 'body');
+    }
+    if (next.done) break;
+    const batch = next.value as unknown as Table;
+    const names = batch.schema.fields.map((f) => f.name);
+    if (!checked) {
+      checked = true;
+      const missing = ['kpi', 'at', 'value', 'subject'].filter((c) => !names.includes(c));
+      const unknown = names.filter((h) => !['kpi', 'at', 'value', 'subject'].includes(h) && !dimensionKeys.has(h));
+      const errors: FieldError[] = [...missing.map((c) => ({ field: c, message: 'missing column' })), ...unknown.map((c) => ({ field: c.slice(0, 60), message: partnerColumn(c) }))];
+      const at = batch.schema.fields.find((f) => f.name === 'at');
+      const atType = at ? String(at.type) : '';
+      if (at && /^Timestamp/.test(atType) && !(at.type as { timezone?: string | null }).timezone) errors.push({ field: 'at', message: 'a timestamp column needs a time zone (or send ISO-8601 strings with an offset)' });
+      if (errors.length) throw new Problem(422, 'Unprocessable Content', `the Arrow schema is not the agreed one: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`, { field: errors[0]!.field, errors });
+    }
+    const cols = names.map((n) => [n, batch.getChild(n)!] as const);
+    const atField = batch.schema.fields.find((f) => f.name === 'at')!;
+    const atIsTimestamp = /^Timestamp/.test(String(atField.type));
+    const out: ParsedRow[] = new Array(batch.numRows);
+    for (let i = 0; i < batch.numRows; i++) {
+      row++;
+      const c: Candidate = {};
+      let dims: Record<string, string> | undefined;
+      for (const [name, vec] of cols) {
+        let v: unknown = vec.get(i);
+        if (v === null || v === undefined) continue;
+        if (typeof v === 'bigint') v = Number(v);
+        if (name === 'at') c.at = atIsTimestamp && typeof v === 'number' ? new Date(v).toISOString() : v;
+        else if (name === 'kpi' || name === 'value' || name === 'subject') c[name] = v;
+        else (dims ??= {})[name] = v as string;
+      }
+      if (dims) c.dims = dims;
+      out[i] = { row, candidate: c };
+    }
+    yield out;
+  }
+}
+
+/** Parses a body of the given kind into rows, in chunks, without holding the whole body. */
+export function parseBody(kind: IngestKind, body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<string>): AsyncGenerator<ParsedRow[]> {
+  switch (kind) {
+    case 'json':
+      return jsonRows(body);
+    case 'ndjson':
+      return ndjsonRows(body);
+    case 'csv':
+      return csvRows(body, dimensionKeys);
+    case 'arrow':
+      return arrowRows(body, dimensionKeys);
+  }
+}

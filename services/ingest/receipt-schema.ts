@@ -1,0 +1,39 @@
+import { z } from 'zod';
+
+export const fieldErrorSchema = z.object({
+  row: z.number().int().optional().describe('1-based row: JSON array index + 1, NDJSON/CSV line, Arrow row'),
+  field: z.string(),
+  message: z.string(),
+});
+
+/** What a partner gets back for a batch: counts, row errors and a checksum, never the points. */
+export const receiptSchema = z.object({
+  batchId: z.string(),
+  partner: z.string(),
+  snapshot: z.number().int().describe('the room snapshot this batch created'),
+  agreementVersion: z.number().int(),
+  contentType: z.string(),
+  accepted: z.number().int(),
+  rejected: z.number().int(),
+  errors: z.array(fieldErrorSchema).describe('the first 100 row errors'),
+  errorsTruncated: z.boolean(),
+  checksum: z.string().describe('SHA-256 over the landed points in canonical form; equal for every content type'),
+  idempotencyKey: z.string().nullable(),
+  receivedAt: z.string(),
+  landedAt: z.string(),
+});
+
+export type Receipt = z.infer<typeof receiptSchema>;
+
+export const problemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string().optional(),
+    instance: z.string().optional(),
+    field: z.string().optional(),
+    errors: z.array(fieldErrorSchema).optional(),
+  })
+  .loose()
+  .describe('RFC 9457 problem details');

@@ -1,0 +1,54 @@
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { governanceRoutes } from '../governance/governance-routes.js';
+import { createLander, ingestRoutes } from '../ingest/ingest-routes.js';
+import { installErrorHandler } from './errors.js';
+import { healthRoutes } from './health-routes.js';
+import { loggerOptions } from './logger.js';
+import type { Room } from './room.js';
+
+export interface BuildAppOptions {
+  /** A pino destination (tests capture the log lines); stdout by default. */
+  logStream?: NodeJS.WritableStream;
+}
+
+/** The room as one Fastify app: platform plugins first, then each service's routes. */
+export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logStream ? { ...loggerOptions(room.config.logLevel), stream: opts.logStream } : loggerOptions(room.config.logLevel),
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+    requestTimeout: 0,
+    connectionTimeout: 0,
+    keepAliveTimeout: 10_000,
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandler(app);
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Parity clean room', version: '1', description: 'Partners push metric points; the room serves only the agreed aggregates.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const lander = createLander(room);
+  await app.register(healthRoutes, { room });
+  await app.register(governanceRoutes, { room });
+  await app.register(ingestRoutes, { room, lander });
+  return app;
+}

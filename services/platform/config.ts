@@ -1,0 +1,87 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+const byteSize = z
+  .string()
+  .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb|kib|mib|gib)?$/i, 'expected a size such as 1048576, 64mb or 1gib')
+  .transform((s) => {
+    const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(s.trim())!;
+    const unit = (m[2] ?? '').toLowerCase();
+    const mult: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+    return Math.floor(Number(m[1]) * mult[unit]!);
+  });
+
+const positiveInt = (def: number) => z.coerce.number().int().positive().default(def);
+
+/** The environment the room reads, validated once at start-up (DESIGN.md "Environment"). */
+export const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PARITY_DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'expected a postgres:// or postgresql:// URL')
+    .optional(),
+  PARITY_AGREEMENT: z.string().min(1).optional(),
+  PARITY_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  SMTP_URL: z.string().regex(/^smtps?:\/\//, 'expected an smtp:// or smtps:// URL').optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PARITY_MAX_BODY: byteSize.default(1024 ** 3),
+  PARITY_MAX_JSON_BODY: byteSize.default(256 * 1024 ** 2),
+  PARITY_INGEST_CONCURRENCY: positiveInt(4),
+  PARITY_INGEST_QUEUE: z.coerce.number().int().min(0).default(16),
+  PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  agreementFile: string | undefined;
+  secret: string | undefined;
+  smtpUrl: string | undefined;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  maxBody: number;
+  maxJsonBody: number;
+  ingestConcurrency: number;
+  ingestQueue: number;
+  clockSkewMs: number;
+}
+
+/** Thrown when the environment is invalid; the message is one line naming the variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Reads and validates the environment; empty strings count as unset. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const raw: Record<string, string> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') raw[key] = v;
+  }
+  const parsed = envSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = String(issue.path[0] ?? 'environment');
+    // Never echo the value: it may be a secret or a URL with a password.
+    throw new ConfigError(`invalid configuration: ${name}: ${issue.message}`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir: resolve(e.PARITY_DATA_DIR),
+    databaseUrl: e.DATABASE_URL,
+    agreementFile: e.PARITY_AGREEMENT,
+    secret: e.PARITY_SECRET,
+    smtpUrl: e.SMTP_URL,
+    logLevel: e.LOG_LEVEL,
+    maxBody: e.PARITY_MAX_BODY,
+    maxJsonBody: e.PARITY_MAX_JSON_BODY,
+    ingestConcurrency: e.PARITY_INGEST_CONCURRENCY,
+    ingestQueue: e.PARITY_INGEST_QUEUE,
+    clockSkewMs: e.PARITY_CLOCK_SKEW_SECONDS * 1000,
+  };
+}

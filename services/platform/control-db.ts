@@ -1,0 +1,135 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect, type ColumnType, type Generated, type Insertable, type Selectable } from 'kysely';
+import pg from 'pg';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export interface PartnersTable {
+  id: string;
+  name: string;
+  created_at: Timestamp;
+}
+
+export interface AgreementVersionsTable {
+  version: number;
+  document: unknown;
+  digest: string;
+  source: string;
+  created_at: Timestamp;
+  activated_at: Timestamp | null;
+}
+
+export interface TokensTable {
+  id: string;
+  token_hash: string;
+  partner_id: string | null;
+  role: string;
+  name: string;
+  created_at: Timestamp;
+  expires_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+}
+
+export interface AuditLogTable {
+  seq: number;
+  at: Timestamp;
+  actor: string;
+  partner_id: string | null;
+  action: string;
+  target: string | null;
+  details: unknown;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface SettingsTable {
+  key: string;
+  value: string;
+}
+
+/** The control plane's schema, one interface per table (sql/control/*.sql is the truth). */
+export interface Database {
+  partners: PartnersTable;
+  agreement_versions: AgreementVersionsTable;
+  tokens: TokensTable;
+  audit_log: AuditLogTable;
+  settings: SettingsTable;
+}
+
+export type Partner = Selectable<PartnersTable>;
+export type TokenRow = Selectable<TokensTable>;
+export type NewToken = Insertable<TokensTable>;
+export type AuditRow = Selectable<AuditLogTable>;
+export type ControlDb = Kysely<Database>;
+export type { Generated };
+
+// int8 (counts, audit sequence numbers) as JS numbers: every value we keep fits in 2^53.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+/**
+ * PGlite is one connection; Kysely expects a pool. This pool hands the single connection to
+ * one borrower at a time so a transaction never interleaves with another caller's queries.
+ */
+function pglitePool(db: PGlite) {
+  let tail: Promise<void> = Promise.resolve();
+  const client = {
+    async query(sql: string, params: unknown[]) {
+      if (params.length === 0 && /;\s*\S/.test(sql)) {
+        // Multi-statement text (migrations) needs the simple protocol.
+        const results = await db.exec(sql);
+        const last = results[results.length - 1];
+        return { rows: last?.rows ?? [], rowCount: last?.affectedRows ?? 0, command: commandOf(sql) };
+      }
+      const r = await db.query(sql, params);
+      return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length, command: commandOf(sql) };
+    },
+    release: () => {},
+  };
+  return {
+    async connect() {
+      let release!: () => void;
+      const prev = tail;
+      tail = new Promise<void>((r) => (release = r));
+      await prev;
+      return { ...client, release };
+    },
+    async end() {
+      await tail;
+      await db.close();
+    },
+  };
+}
+
+function commandOf(sql: string): string {
+  return (/^\s*(\w+)/.exec(sql)?.[1] ?? '').toUpperCase();
+}
+
+export interface ControlDbHandle {
+  db: ControlDb;
+  /** 'postgres' for a server, 'pglite' for the embedded database. */
+  kind: 'postgres' | 'pglite';
+  close(): Promise<void>;
+}
+
+/** Opens the control plane: the pg driver for DATABASE_URL, else PGlite under the data dir. */
+export async function openControlDb(opts: { databaseUrl?: string | undefined; dataDir?: string; memory?: boolean }): Promise<ControlDbHandle> {
+  if (opts.databaseUrl) {
+    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10 });
+    // Fail fast with a clear error instead of on the first request.
+    const c = await pool.connect();
+    c.release();
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    return { db, kind: 'postgres', close: () => db.destroy() };
+  }
+  let dir: string | undefined;
+  if (!opts.memory) {
+    if (!opts.dataDir) throw new Error('openControlDb: dataDir or memory is required');
+    dir = join(opts.dataDir, 'pglite');
+    mkdirSync(dir, { recursive: true });
+  }
+  const lite = await PGlite.create({ ...(dir ? { dataDir: dir } : {}), parsers: { 20: (v: string) => Number(v) } });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: pglitePool(lite) as never }) });
+  return { db, kind: 'pglite', close: () => db.destroy() };
+}

@@ -1,0 +1,168 @@
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { sqlDir } from './migrate.js';
+
+/**
+ * Snapshot numbers are handed out when a batch starts landing and become visible only
+ * when every lower number has committed or aborted. A reader at the watermark therefore
+ * never sees a later batch before an earlier one, and "as of N" is stable forever.
+ */
+export class SnapshotTracker {
+  #next: number;
+  #latest: number;
+  readonly #pending = new Set<number>();
+  readonly #committed = new Set<number>();
+  readonly #listeners = new Set<(latest: number) => void>();
+
+  constructor(latestLanded: number) {
+    this.#latest = latestLanded;
+    this.#next = latestLanded + 1;
+  }
+  /** The highest snapshot whose batch and all earlier ones are settled. */
+  get latest(): number {
+    return this.#latest;
+  }
+  reserve(): number {
+    const n = this.#next++;
+    this.#pending.add(n);
+    return n;
+  }
+  commit(n: number): void {
+    this.#settle(n, true);
+  }
+  abort(n: number): void {
+    this.#settle(n, false);
+  }
+  onAdvance(fn: (latest: number) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+  #settle(n: number, committed: boolean): void {
+    if (!this.#pending.delete(n)) return;
+    if (committed) this.#committed.add(n);
+    const before = this.#latest;
+    let low = Infinity;
+    for (const p of this.#pending) low = Math.min(low, p);
+    const ceiling = low === Infinity ? this.#next - 1 : low - 1;
+    // The watermark names the last landed batch at or below the ceiling.
+    for (const c of this.#committed) {
+      if (c <= ceiling) {
+        this.#latest = Math.max(this.#latest, c);
+        this.#committed.delete(c);
+      }
+    }
+    if (this.#latest !== before) for (const fn of this.#listeners) fn(this.#latest);
+  }
+}
+
+/** Thrown when the writer is saturated: the route answers 429 with Retry-After. */
+export class WriterSaturated extends Error {}
+
+/** A counting semaphore with a bounded queue. */
+export class WriterSlots {
+  #free: number;
+  readonly #queue: (() => void)[] = [];
+  constructor(
+    readonly size: number,
+    readonly queueLimit: number,
+  ) {
+    this.#free = size;
+  }
+  get busy(): number {
+    return this.size - this.#free;
+  }
+  get waiting(): number {
+    return this.#queue.length;
+  }
+  async acquire(): Promise<() => void> {
+    if (this.#free > 0) {
+      this.#free--;
+    } else {
+      if (this.#queue.length >= this.queueLimit) throw new WriterSaturated('the ingest writer is saturated');
+      await new Promise<void>((r) => this.#queue.push(r));
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#free++;
+    };
+  }
+}
+
+/** The DuckDB database of landed points: one instance per process, opened lazily once. */
+export class DuckStore {
+  readonly snapshots: SnapshotTracker;
+  readonly slots: WriterSlots;
+  #closed = false;
+  readonly #conns = new Set<DuckDBConnection>();
+
+  private constructor(
+    readonly instance: DuckDBInstance,
+    readonly path: string,
+    latest: number,
+    slots: { size: number; queue: number },
+  ) {
+    this.snapshots = new SnapshotTracker(latest);
+    this.slots = new WriterSlots(slots.size, slots.queue);
+  }
+
+  static async open(path: string, slots = { size: 4, queue: 16 }): Promise<DuckStore> {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    // No extension may be downloaded at run time; parquet/json/icu are built in.
+    const instance = await DuckDBInstance.create(path, { autoinstall_known_extensions: 'false', autoload_known_extensions: 'true' });
+    const conn = await instance.connect();
+    try {
+      await conn.run(readFileSync(join(sqlDir(), 'duckdb', 'schema.sql'), 'utf8'));
+      const r = await conn.runAndReadAll('SELECT coalesce(max(snapshot), 0)::INTEGER AS s FROM batches');
+      const latest = Number(r.getRowObjects()[0]!['s']);
+      return new DuckStore(instance, path, latest, slots);
+    } finally {
+      conn.closeSync();
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** A new connection; closed by the store on shutdown if the caller forgets. */
+  async connect(): Promise<DuckDBConnection> {
+    if (this.#closed) throw new Error('the DuckDB store is closed');
+    const c = await this.instance.connect();
+    this.#conns.add(c);
+    return c;
+  }
+
+  release(c: DuckDBConnection): void {
+    this.#conns.delete(c);
+    c.closeSync();
+  }
+
+  async ping(): Promise<void> {
+    const c = await this.connect();
+    try {
+      await c.run('SELECT 1');
+    } finally {
+      this.release(c);
+    }
+  }
+
+  /** Checkpoints (folds the WAL into the file) and closes. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    const c = await this.instance.connect();
+    try {
+      await c.run('CHECKPOINT');
+    } finally {
+      c.closeSync();
+    }
+    this.#closed = true;
+    for (const conn of this.#conns) conn.closeSync();
+    this.#conns.clear();
+    this.instance.closeSync();
+  }
+}

@@ -1,0 +1,85 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+
+/** One field-level complaint inside a problem document. */
+export interface FieldError {
+  /** 1-based row (JSON array index + 1, NDJSON/CSV line, Arrow row) where the problem sits. */
+  row?: number;
+  field: string;
+  message: string;
+}
+
+/** An RFC 9457 problem; thrown anywhere, rendered by the one error handler. */
+export class Problem extends Error {
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    readonly detail?: string,
+    readonly extra: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail ?? title);
+  }
+  body(instance?: string): Record<string, unknown> {
+    return {
+      type: `https://parity.dev/problems/${this.title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`,
+      title: this.title,
+      status: this.status,
+      ...(this.detail ? { detail: this.detail } : {}),
+      ...(instance ? { instance } : {}),
+      ...this.extra,
+    };
+  }
+}
+
+export const badRequest = (detail: string, field?: string, errors?: FieldError[]) =>
+  new Problem(400, 'Bad Request', detail, { ...(field ? { field } : {}), ...(errors ? { errors } : {}) });
+export const unauthorized = () =>
+  new Problem(401, 'Unauthorized', 'a valid bearer token is required', {}, { 'www-authenticate': 'Bearer' });
+export const forbidden = (detail = 'this token may not do that') => new Problem(403, 'Forbidden', detail);
+export const notFound = (detail = 'not found') => new Problem(404, 'Not Found', detail);
+
+/** The one error handler: problem+json for every error; 5xx details stay in the log. */
+export function installErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError | Problem, req: FastifyRequest, reply: FastifyReply) => {
+    let problem: Problem;
+    if (err instanceof Problem) {
+      problem = err;
+    } else if (hasZodFastifySchemaValidationErrors(err)) {
+      const errors = err.validation.map((v) => ({
+        field: `${err.validationContext ?? 'request'}${v.instancePath ? v.instancePath.replaceAll('/', '.') : ''}`,
+        message: v.message ?? 'invalid',
+      }));
+      problem = badRequest(errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors[0]?.field, errors);
+    } else if ((err as FastifyError).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      problem = new Problem(413, 'Content Too Large', 'the request body is larger than the limit');
+    } else if ((err as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      problem = new Problem(415, 'Unsupported Media Type', `content type ${JSON.stringify(req.headers['content-type'] ?? '')} is not accepted here`);
+    } else if ((err as FastifyError).code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+      problem = badRequest('the request body is empty', 'body');
+    } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! < 500) {
+      const fe = err as FastifyError;
+      // Fastify's own 4xx (malformed JSON and the like) carry safe, short messages.
+      problem = new Problem(fe.statusCode!, fe.statusCode === 400 ? 'Bad Request' : 'Request Error', fe.message.split('\n')[0]);
+    } else {
+      req.log.error({ err }, 'unhandled error');
+      problem = new Problem(500, 'Internal Server Error', 'the room could not complete the request; see the server log with this request id', { requestId: req.id });
+    }
+    if (problem.status >= 500 && !(err instanceof Problem)) {
+      // already logged above
+    } else if (problem.status >= 500) {
+      req.log.error({ err }, problem.title);
+    }
+    void reply
+      .code(problem.status)
+      .headers(problem.headers)
+      .type('application/problem+json')
+      .send(problem.body(req.url.split('?')[0]));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply
+      .code(404)
+      .type('application/problem+json')
+      .send(notFound(`no route ${req.method} ${req.url.split('?')[0]}`).body());
+  });
+}

@@ -1,0 +1,35 @@
+import { sql } from 'kysely';
+import type { FastifyPluginAsync } from 'fastify';
+import type { Room } from './room.js';
+
+/** Liveness, readiness (PostgreSQL and DuckDB answer) and Prometheus metrics. */
+export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { room }) => {
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    const checks: Record<string, string> = {};
+    await sql`SELECT 1`.execute(room.control.db).then(() => (checks['postgres'] = 'ok'), () => (checks['postgres'] = 'unavailable'));
+    await room.duck.ping().then(() => (checks['duckdb'] = 'ok'), () => (checks['duckdb'] = 'unavailable'));
+    const ready = Object.values(checks).every((v) => v === 'ok');
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks, snapshot: room.duck.snapshots.latest });
+  });
+
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+    const s = room.duck.slots;
+    const lines = [
+      '# HELP parity_snapshot The latest landed snapshot number.',
+      '# TYPE parity_snapshot gauge',
+      `parity_snapshot ${room.duck.snapshots.latest}`,
+      '# HELP parity_ingest_writers_busy Batches landing now.',
+      '# TYPE parity_ingest_writers_busy gauge',
+      `parity_ingest_writers_busy ${s.busy}`,
+      '# HELP parity_ingest_writers_waiting Batches queued for a writer.',
+      '# TYPE parity_ingest_writers_waiting gauge',
+      `parity_ingest_writers_waiting ${s.waiting}`,
+      '# HELP process_resident_memory_bytes Resident memory.',
+      '# TYPE process_resident_memory_bytes gauge',
+      `process_resident_memory_bytes ${process.memoryUsage.rss()}`,
+    ];
+    return reply.type('text/plain; version=0.0.4').send(lines.join('\n') + '\n');
+  });
+};

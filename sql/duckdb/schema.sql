@@ -1,0 +1,29 @@
+-- DuckDB: the landed points and the receipts of their batches. A batch's snapshot number is
+-- its id in time: points carry it, and a query "as of snapshot N" reads snapshot <= N.
+CREATE TABLE IF NOT EXISTS batches (
+  id                 VARCHAR PRIMARY KEY,
+  snapshot           UINTEGER NOT NULL UNIQUE,
+  partner            VARCHAR NOT NULL,
+  idempotency_key    VARCHAR,
+  body_sha256        VARCHAR NOT NULL,
+  content_type       VARCHAR NOT NULL,
+  accepted           UINTEGER NOT NULL,
+  rejected           UINTEGER NOT NULL,
+  checksum           VARCHAR NOT NULL,
+  errors             VARCHAR NOT NULL,
+  agreement_version  INTEGER NOT NULL,
+  received_at        TIMESTAMPTZ NOT NULL,
+  landed_at          TIMESTAMPTZ NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS batches_idempotency ON batches (partner, idempotency_key);
+
+-- subject holds the keyed pseudonym, never a raw identifier; dims is canonical JSON or NULL.
+CREATE TABLE IF NOT EXISTS points (
+  snapshot  UINTEGER NOT NULL,
+  partner   VARCHAR NOT NULL,
+  kpi       VARCHAR NOT NULL,
+  ts        TIMESTAMPTZ NOT NULL,
+  value     DOUBLE NOT NULL,
+  subject   VARCHAR NOT NULL,
+  dims      VARCHAR
+);
