@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
-import { sqlDir } from './migrate.js';
+import { sqlDir } from './paths.js';
 
 /**
  * Snapshot numbers are handed out when a batch starts landing and become visible only

@@ -1,23 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Migrator, sql, type Migration, type MigrationProvider } from 'kysely';
 import type { ControlDb } from './control-db.js';
-
-/** sql/ at the package root, from both the sources and the compiled dist/. */
-export function sqlDir(): string {
-  const here = fileURLToPath(new URL('.', import.meta.url));
-  const candidates = [join(here, '../../sql'), join(here, '../../../sql')];
-  for (const c of candidates) {
-    try {
-      readdirSync(c);
-      return c;
-    } catch {
-      /* try the next */
-    }
-  }
-  throw new Error(`sql/ directory not found near ${here}`);
-}
+import { sqlDir } from './paths.js';
 
 /** Ordered, immutable .sql files under sql/control, each one migration. */
 class SqlFileMigrationProvider implements MigrationProvider {

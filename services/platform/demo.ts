@@ -1,0 +1,69 @@
+import { generateDemoPoints } from '../../fixtures/demo-generator.js';
+import { createToken, countTokens, type Role } from '../governance/token-repository.js';
+import type { BatchLander } from '../ingest/batch-lander.js';
+import type { Room } from './room.js';
+
+export interface DemoToken {
+  partner: string | null;
+  role: Role;
+  name: string;
+  token: string;
+}
+
+/** Creates the demo's tokens once (a room with any token is left alone); they are shown once. */
+export async function createDemoTokens(room: Room): Promise<DemoToken[]> {
+  if ((await countTokens(room.control.db)) > 0) return [];
+  const out: DemoToken[] = [];
+  const now = room.clock.now();
+  for (const p of room.agreement().agreement.partners) {
+    for (const role of ['ingest', 'analyst', 'owner', 'admin'] as const) {
+      const name = `${p.id} ${role} (demo)`;
+      const { token, id } = await createToken(room.control.db, { partnerId: p.id, role, name }, now);
+      await room.audit({ actor: 'system', partnerId: p.id, action: 'token.created', target: id, details: { role, name } });
+      out.push({ partner: p.id, role, name, token });
+    }
+  }
+  const first = room.agreement().agreement.partners[0]!.id;
+  const steering = await createToken(room.control.db, { partnerId: first, role: 'steering', name: 'steering committee (demo)' }, now);
+  out.push({ partner: first, role: 'steering', name: 'steering committee (demo)', token: steering.token });
+  const operator = await createToken(room.control.db, { partnerId: null, role: 'operator', name: 'room operator (demo)' }, now);
+  out.push({ partner: null, role: 'operator', name: 'room operator (demo)', token: operator.token });
+  return out;
+}
+
+/**
+ * Lands two years of generated points per partner, once: a room that already holds a batch
+ * keeps its data. Points go through the same lander as HTTP ingest (checked, pseudonymised).
+ */
+export async function seedDemoPoints(room: Room, lander: BatchLander, opts: { seed?: number; to?: Date; onProgress?: (partner: string, points: number) => void } = {}): Promise<number> {
+  if (room.duck.snapshots.latest > 0) return 0;
+  const to = opts.to ?? startOfUtcDay(room.clock.now());
+  let total = 0;
+  for (const p of room.agreement().agreement.partners) {
+    let n = 0;
+    const agreement = room.agreement().agreement;
+    async function* body(): AsyncGenerator<Buffer> {
+      let lines: string[] = [];
+      for (const point of generateDemoPoints(agreement, p.id, { seed: opts.seed ?? 42, to })) {
+        lines.push(JSON.stringify(point));
+        if (lines.length === 5000) {
+          n += lines.length;
+          opts.onProgress?.(p.id, n);
+          yield Buffer.from(lines.join('\n') + '\n');
+          lines = [];
+        }
+      }
+      n += lines.length;
+      opts.onProgress?.(p.id, n);
+      if (lines.length) yield Buffer.from(lines.join('\n') + '\n');
+    }
+    const { receipt } = await lander.land({ partnerId: p.id, kind: 'ndjson', contentType: 'application/x-ndjson', body: body(), idempotencyKey: `demo-seed-${p.id}`, partial: false });
+    await room.audit({ actor: 'system', partnerId: p.id, action: 'ingest.landed', target: receipt.batchId, details: { snapshot: receipt.snapshot, accepted: receipt.accepted, rejected: receipt.rejected, contentType: 'application/x-ndjson', demo: true } });
+    total += receipt.accepted;
+  }
+  return total;
+}
+
+function startOfUtcDay(d: Date): Date {
+  return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+}

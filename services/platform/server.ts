@@ -1,0 +1,60 @@
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from './app.js';
+import type { Room } from './room.js';
+
+/** The pid of a room serving this data directory, if one is alive. */
+export function runningRoomPid(dataDir: string): number | undefined {
+  const file = join(dataDir, 'room.pid');
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid === process.pid ? undefined : pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Listens and closes gracefully on SIGTERM/SIGINT: new requests get 503, batches in flight
+ * finish landing, then DuckDB is checkpointed and the control plane closed.
+ */
+export async function serve(room: Room, opts: { onListening?: (url: string) => void } = {}): Promise<FastifyInstance> {
+  const running = runningRoomPid(room.config.dataDir);
+  if (running) throw new Error(`another room (pid ${running}) serves ${room.config.dataDir}`);
+  const app = await buildApp(room);
+  const pidFile = join(room.config.dataDir, 'room.pid');
+  app.addHook('onClose', async () => {
+    await room.close();
+    rmSync(pidFile, { force: true });
+  });
+  await app.listen({ port: room.config.port, host: room.config.host });
+  writeFileSync(pidFile, `${process.pid}\n`);
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : room.config.port;
+  opts.onListening?.(`http://localhost:${port}`);
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    app.log.info(`${signal}: draining in-flight batches, then closing`);
+    const force = setTimeout(() => {
+      app.log.error('shutdown took longer than 30 s; exiting');
+      process.exit(1);
+    }, 30_000);
+    force.unref();
+    app.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        app.log.error({ err }, 'error while closing');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  return app;
+}

@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { createToken, type Role } from '../../services/governance/token-repository.js';
+import { buildApp } from '../../services/platform/app.js';
+import { TestClock, type Clock } from '../../services/platform/clock.js';
+import { loadConfig, type Config } from '../../services/platform/config.js';
+import { demoAgreementFile } from '../../services/platform/paths.js';
+import { openRoom, type Room } from '../../services/platform/room.js';
+
+/** A fresh, empty PostgreSQL database for one suite, or undefined to use PGlite. */
+export async function freshDatabaseUrl(): Promise<{ url: string | undefined; drop: () => Promise<void> }> {
+  const admin = inject('pgAdminUrl');
+  if (!admin) return { url: undefined, drop: async () => {} };
+  const name = `parity_t_${randomBytes(6).toString('hex')}`;
+  const c = new pg.Client({ connectionString: admin });
+  await c.connect();
+  await c.query(`CREATE DATABASE ${name}`);
+  await c.end();
+  const u = new URL(admin);
+  u.pathname = `/${name}`;
+  return {
+    url: u.toString(),
+    drop: async () => {
+      const d = new pg.Client({ connectionString: admin });
+      await d.connect();
+      await d.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await d.end();
+    },
+  };
+}
+
+export interface TestRoom {
+  room: Room;
+  app: FastifyInstance;
+  url: string;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  clock: Clock;
+  logs: string[];
+  tokens: Record<string, string>;
+  token(partner: string | null, role: Role): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * A room on a temp data directory (DuckDB file on disk), its own control database, listening
+ * on a free port; every log line captured in `logs`.
+ */
+export async function startTestRoom(opts: { env?: Record<string, string>; clock?: Clock; agreementFile?: string; listen?: boolean } = {}): Promise<TestRoom> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'parity-test-'));
+  const db = await freshDatabaseUrl();
+  const config: Config = loadConfig({ PARITY_DATA_DIR: dataDir, LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...(db.url ? { DATABASE_URL: db.url } : {}), ...opts.env });
+  const clock = opts.clock ?? new TestClock('2026-11-23T12:00:00Z');
+  const room = await openRoom(config, { clock, defaultAgreementFile: opts.agreementFile ?? demoAgreementFile(), memoryControlDb: true });
+  const logs: string[] = [];
+  const logStream = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  const app = await buildApp(room, { logStream });
+  let url = '';
+  if (opts.listen !== false) url = await app.listen({ port: 0, host: '127.0.0.1' });
+  const tokens: Record<string, string> = {};
+  const token = async (partner: string | null, role: Role) => {
+    const key = `${partner ?? '-'}:${role}`;
+    tokens[key] ??= (await createToken(room.control.db, { partnerId: partner, role, name: key }, clock.now())).token;
+    return tokens[key]!;
+  };
+  return {
+    room,
+    app,
+    url,
+    dataDir,
+    databaseUrl: db.url,
+    clock,
+    logs,
+    tokens,
+    token,
+    close: async () => {
+      await app.close();
+      await room.close();
+      await db.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
