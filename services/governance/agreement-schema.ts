@@ -24,18 +24,27 @@ export const measures = ['avg', 'sum', 'count', 'rate', 'p50', 'p90', 'p95', 'di
 export const grains = ['day', 'week', 'month'] as const;
 export const disclosures = ['public', 'partnership', 'need_to_know'] as const;
 
-const staticBand = z.strictObject({
-  lower: z.number().optional(),
-  upper: z.number().optional(),
-}).refine((b) => b.lower !== undefined || b.upper !== undefined, { message: 'a static band needs lower, upper or both' })
-  .refine((b) => b.lower === undefined || b.upper === undefined || b.lower <= b.upper, { message: 'lower must not exceed upper', path: ['lower'] });
-
-const controlBand = z.strictObject({
-  method: z.literal('control'),
-  baseline: z.number().int().min(2).max(520),
-  sigma: z.number().positive().max(10),
-  rules: z.array(z.enum(['2of3beyond2sigma', '4of5beyond1sigma', '8onOneSide'])).optional(),
-});
+/** One object for both kinds, so a mistake is reported at its own path (band.upper), not as "no union member matched". */
+const band = z
+  .strictObject({
+    method: z.enum(['static', 'control']).default('static'),
+    lower: z.number().optional(),
+    upper: z.number().optional(),
+    baseline: z.number().int().min(2).max(520).optional().describe('control: closed periods in the baseline'),
+    sigma: z.number().positive().max(10).optional().describe('control: band half-width in standard deviations'),
+    rules: z.array(z.enum(['2of3beyond2sigma', '4of5beyond1sigma', '8onOneSide'])).optional().describe('control: Western Electric run rules'),
+  })
+  .superRefine((b, ctx) => {
+    if (b.method === 'control') {
+      if (b.baseline === undefined) ctx.addIssue({ code: 'custom', path: ['baseline'], message: 'a control band needs baseline (closed periods)' });
+      if (b.sigma === undefined) ctx.addIssue({ code: 'custom', path: ['sigma'], message: 'a control band needs sigma' });
+      for (const k of ['lower', 'upper'] as const) if (b[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: 'a control band computes its limits; remove lower/upper' });
+    } else {
+      if (b.lower === undefined && b.upper === undefined) ctx.addIssue({ code: 'custom', path: [], message: 'a static band needs lower, upper or both' });
+      if (b.lower !== undefined && b.upper !== undefined && b.lower > b.upper) ctx.addIssue({ code: 'custom', path: ['lower'], message: 'lower must not exceed upper' });
+      for (const k of ['baseline', 'sigma', 'rules'] as const) if (b[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: `${k} belongs to a control band (method: control)` });
+    }
+  });
 
 const owner = z.strictObject({
   name: z.string().min(1).max(200),
@@ -60,7 +69,7 @@ const kpi = z.strictObject({
   needToKnow: z.array(email).default([]),
   breakdown: z.enum(['per_partner', 'combined']),
   minGroupSize: z.number().int().min(1).max(1000).optional(),
-  band: z.union([controlBand, staticBand]),
+  band,
   evaluate: z.strictObject({ grain: z.enum(grains), consecutive: z.number().int().min(1).max(52).default(1) }),
   freshness: z.strictObject({ every: duration, grace: duration }),
   owners: z.record(id, owner),

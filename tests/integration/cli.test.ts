@@ -1,0 +1,185 @@
+import { execFile } from 'node:child_process';
+import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { packageRoot } from '../../services/platform/paths.js';
+import { freshDatabaseUrl, startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { spawnRoom } from '../helpers/spawn-room.js';
+import { csv, leadTimePoints, ndjson } from '../helpers/points.js';
+
+const run = promisify(execFile);
+const cli = join(packageRoot(), 'services/platform/cli.ts');
+
+async function parity(args: string[], env: Record<string, string> = {}) {
+  try {
+    const r = await run(process.execPath, ['--import', 'tsx', cli, ...args], { cwd: packageRoot(), env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: '', ...env } });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
+  }
+}
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'parity-cli-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('parity agreement validate', () => {
+  it('accepts the demo agreement', async () => {
+    const r = await parity(['agreement', 'validate', 'fixtures/demo-agreement.yaml']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('valid (2 partners, 5 KPIs)');
+  });
+
+  it('prints every problem with its path and exits 1', async () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(
+      file,
+      `partnership: { id: p, title: P, timezone: Mars/Olympus }
+partners: [{ id: a, name: A }, { id: b, name: B }]
+steering: [{ name: C, email: c@example.org }]
+kpis:
+  - { id: k, title: K, unit: h, subject: order, measure: p50, grains: [week], disclosure: partnership, breakdown: per_partner,
+      band: { upper: high }, evaluate: { grain: week }, freshness: { every: P1D, grace: 6h }, owners: {}, escalation: { ackWithin: P1D } }
+`,
+    );
+    const r = await parity(['agreement', 'validate', file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('kpis[0].band.upper: expected number, received string');
+    expect(r.stderr).toContain('kpis[0].freshness.grace: expected an ISO-8601 duration');
+    expect(r.stderr).toContain('partnership.timezone: expected an IANA time zone');
+    expect(r.stderr).toMatch(/3 problems/);
+  });
+});
+
+describe('configuration errors', () => {
+  it('a bad variable stops start-up with one line naming it', async () => {
+    const r = await parity(['serve'], { PORT: 'eighty', PARITY_DATA_DIR: join(dir, 'cfg') });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toMatch(/^parity: invalid configuration: PORT: [^\n]+$/);
+  });
+
+  it('serve without an agreement says what to set', async () => {
+    const r = await parity(['serve'], { PARITY_DATA_DIR: join(dir, 'noagreement'), PORT: '0', PARITY_AGREEMENT: '' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('set PARITY_AGREEMENT');
+  });
+});
+
+describe('parity push', () => {
+  let t: TestRoom;
+  let token: string;
+  beforeAll(async () => {
+    t = await startTestRoom();
+    token = await t.token('acme', 'ingest');
+  });
+  afterAll(async () => t?.close());
+
+  it('streams a CSV file, prints a summary, and pushing it again lands nothing new', async () => {
+    const file = join(dir, 'points.csv');
+    writeFileSync(file, csv(leadTimePoints(500, 'PUSH')));
+    const first = await parity(['push', file, '--url', t.url, '--token', token]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/^landed: batch [0-9a-f-]{36}, snapshot \d+, 500 accepted, 0 rejected, checksum [0-9a-f]{64}$/m);
+    expect(first.stderr).toContain('100%');
+    const again = await parity(['push', file, '--url', t.url], { PARITY_TOKEN: token });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('already landed');
+    expect(again.stdout.match(/batch (\S+),/)![1]).toBe(first.stdout.match(/batch (\S+),/)![1]);
+  });
+
+  it('exits non-zero with the row errors when the room refuses the file', async () => {
+    const file = join(dir, 'bad.ndjson');
+    writeFileSync(file, ndjson([...leadTimePoints(2, 'BAD'), { kpi: 'lead_time', at: 'yesterday', value: 1, subject: 'x' }]));
+    const r = await parity(['push', file, '--url', t.url, '--token', token]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('push failed after 1 attempt: 422');
+    expect(r.stderr).toContain('row 3: at: expected an ISO-8601 date-time');
+  });
+
+  it('retries 503 and network errors with the same Idempotency-Key and lands once', async () => {
+    // A flaky proxy in front of the room: refuses twice, drops one connection, then forwards.
+    const keys: string[] = [];
+    let calls = 0;
+    const proxy = createServer((req, res) => {
+      calls++;
+      keys.push(String(req.headers['idempotency-key']));
+      if (calls <= 2) {
+        req.resume();
+        res.writeHead(503, { 'retry-after': '0', 'content-type': 'application/problem+json' }).end('{"title":"Service Unavailable","status":503}');
+        return;
+      }
+      if (calls === 3) {
+        req.socket.destroy();
+        return;
+      }
+      const fwd = httpRequest(`${t.url}${req.url}`, { method: req.method, headers: req.headers as IncomingHttpHeaders }, (up) => {
+        res.writeHead(up.statusCode!, up.headers);
+        up.pipe(res);
+      });
+      req.pipe(fwd);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const port = (proxy.address() as { port: number }).port;
+    const file = join(dir, 'flaky.ndjson');
+    writeFileSync(file, ndjson(leadTimePoints(50, 'FLAKY')));
+    const r = await parity(['push', file, '--url', `http://127.0.0.1:${port}`, '--token', token]);
+    proxy.close();
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/attempt 1 failed \(503/);
+    expect(r.stderr).toMatch(/attempt 3 failed \(network error/);
+    expect(calls).toBe(4);
+    expect(new Set(keys).size).toBe(1);
+    expect(r.stdout).toContain('50 accepted');
+  });
+});
+
+describe('parity token create and migrate on a stopped room', () => {
+  it('creates a token that the room then accepts, printed once; refuses while the embedded room runs', async () => {
+    const dataDir = join(dir, 'room');
+    const db = await freshDatabaseUrl();
+    const env = { PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: 'fixtures/demo-agreement.yaml', DATABASE_URL: db.url ?? '' };
+    onTestFinished(() => db.drop());
+    const m = await parity(['migrate'], env);
+    expect(m.code, m.stderr).toBe(0);
+    expect(m.stdout).toContain(db.url ? 'PostgreSQL (DATABASE_URL)' : 'embedded PGlite');
+    const bad = await parity(['token', 'create', '--partner', 'acme', '--role', 'wizard'], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('expected one of ingest, analyst');
+    // The partner must exist: the agreement is installed on first serve, so none yet.
+    const none = await parity(['token', 'create', '--partner', 'acme', '--role', 'ingest'], env);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('no partner acme');
+
+    let room = await spawnRoom(env);
+    const busy = await parity(['token', 'create', '--partner', 'acme', '--role', 'ingest'], env);
+    if (db.url) {
+      // With a server the control plane is shared: creating a token beside a running room is fine.
+      expect(busy.code, busy.stderr).toBe(0);
+    } else {
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toMatch(/the room \(pid \d+\) is running/);
+    }
+    room.child.kill('SIGTERM');
+    expect(await room.exited).toBe(0);
+
+    const made = await parity(['token', 'create', '--partner', 'acme', '--role', 'ingest', '--name', 'nightly feed'], env);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stderr).toContain('directly in');
+    const token = made.stdout.trim();
+    expect(token).toMatch(/^pty_[A-Za-z0-9_-]{43}$/);
+    room = await spawnRoom(env);
+    try {
+      const res = await fetch(`${room.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' }, body: ndjson(leadTimePoints(3, 'TOK')) });
+      expect(res.status).toBe(202);
+    } finally {
+      room.child.kill('SIGTERM');
+      await room.exited;
+    }
+  });
+});

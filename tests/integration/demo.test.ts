@@ -1,0 +1,58 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnRoom } from '../helpers/spawn-room.js';
+import { freshDatabaseUrl } from '../helpers/test-room.js';
+import { ndjson, leadTimePoints } from '../helpers/points.js';
+
+let dataDir: string;
+let db: Awaited<ReturnType<typeof freshDatabaseUrl>>;
+let env: Record<string, string>;
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'parity-demo-'));
+  db = await freshDatabaseUrl();
+  env = { PARITY_DATA_DIR: dataDir, DATABASE_URL: db.url ?? '', PARITY_AGREEMENT: '' };
+});
+afterAll(async () => {
+  await db?.drop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('parity demo (what npm start runs)', () => {
+  it('serves the demo partnership with tokens and two years of points; a second start reuses the data', async () => {
+    const first = await spawnRoom(env, 'demo', 120_000);
+    let tokens: Record<string, string> = {};
+    try {
+      const out = first.output();
+      expect(out).toMatch(/seeded [\d,]+ demo points \(two years, 2 partners\)/);
+      const seeded = Number(/seeded ([\d,]+) demo points/.exec(out)![1]!.replaceAll(',', ''));
+      expect(seeded).toBeGreaterThan(300_000);
+      for (const m of out.matchAll(/^ {2}(\S+)\s+(\S+)\s+(pty_\S+)$/gm)) tokens[`${m[1]}:${m[2]}`] = m[3]!;
+      expect(Object.keys(tokens)).toEqual(expect.arrayContaining(['acme:ingest', 'acme:analyst', 'globex:ingest', 'globex:analyst', 'acme:steering', '-:operator']));
+      const ready = await (await fetch(`${first.url}/readyz`)).json();
+      expect(ready).toMatchObject({ status: 'ready', snapshot: 2 });
+      const agreement = await (await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:analyst']}` } })).json();
+      expect(agreement.agreement.kpis).toHaveLength(5);
+      expect(statSync(join(dataDir, 'secret')).mode & 0o777).toBe(0o600);
+    } finally {
+      first.child.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+    }
+
+    const second = await spawnRoom(env, 'demo', 60_000);
+    try {
+      const out = second.output();
+      expect(out).not.toContain('seeded');
+      expect(out).toContain('demo tokens were printed at the first start');
+      const ready = await (await fetch(`${second.url}/readyz`)).json();
+      expect(ready.snapshot).toBe(2);
+      const r = await fetch(`${second.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${tokens['acme:ingest']}`, 'content-type': 'application/x-ndjson' }, body: ndjson(leadTimePoints(5)) });
+      expect(r.status).toBe(202);
+      expect((await r.json()).snapshot).toBe(3);
+    } finally {
+      second.child.kill('SIGTERM');
+      expect(await second.exited).toBe(0);
+    }
+  }, 240_000);
+});

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../services/platform/config.js';
+
+describe('configuration', () => {
+  it('has sensible defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({ port: 8080, host: '0.0.0.0', databaseUrl: undefined, logLevel: 'info', maxBody: 1024 ** 3, ingestConcurrency: 4 });
+    expect(c.dataDir).toMatch(/\/data$/);
+  });
+
+  it('reads sizes with units and treats empty strings as unset', () => {
+    expect(loadConfig({ PARITY_MAX_BODY: '64kb', PORT: '' }).maxBody).toBe(64_000);
+    expect(loadConfig({ PARITY_MAX_BODY: '2MiB' }).maxBody).toBe(2 * 1024 * 1024);
+    expect(loadConfig({ PORT: '' }).port).toBe(8080);
+  });
+
+  it.each([
+    ['PORT', 'eighty', /^invalid configuration: PORT: /],
+    ['PORT', '70000', /^invalid configuration: PORT: /],
+    ['DATABASE_URL', 'mysql://user:hunter2@db/x', /^invalid configuration: DATABASE_URL: expected a postgres/],
+    ['LOG_LEVEL', 'loud', /^invalid configuration: LOG_LEVEL: /],
+    ['PARITY_SECRET', 'short', /^invalid configuration: PARITY_SECRET: must be at least 32 characters$/],
+    ['PARITY_MAX_BODY', 'lots', /^invalid configuration: PARITY_MAX_BODY: /],
+    ['SMTP_URL', 'http://mail', /^invalid configuration: SMTP_URL: /],
+  ])('%s=%s stops start-up with one line naming the variable', (name, value, message) => {
+    let error: unknown;
+    try {
+      loadConfig({ [name]: value });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const text = (error as Error).message;
+    expect(text).toMatch(message);
+    expect(text).not.toContain('\n');
+    // A bad value is not echoed: it may hold a password.
+    expect(text).not.toContain('hunter2');
+  });
+});
