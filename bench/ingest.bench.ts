@@ -1,0 +1,230 @@
+/**
+ * npm run bench:ingest — points/s through the listening server (JSON, NDJSON, Arrow) against
+ * two baselines measured in the same run: the in-process DuckDB appender on the same rows
+ * (the ceiling) and PostgreSQL COPY into a plain table (what a team would do without Parity).
+ * Then the peak RSS of the server during a large streamed NDJSON push.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DOUBLE, DuckDBDataChunk, DuckDBInstance, DuckDBTimestampTZValue, TIMESTAMPTZ, UINTEGER, VARCHAR, type DuckDBValue } from '@duckdb/node-api';
+import { tableFromArrays, tableToIPC } from 'apache-arrow';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { createToken } from '../services/governance/token-repository.js';
+import { loadConfig } from '../services/platform/config.js';
+import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
+import { openRoom } from '../services/platform/room.js';
+import { freePort } from '../tests/helpers/spawn-room.js';
+
+const N = Number(process.env['BENCH_POINTS'] ?? 1_000_000);
+const BATCH = Number(process.env['BENCH_BATCH'] ?? 100_000);
+const RSS_POINTS = Number(process.env['BENCH_RSS_POINTS'] ?? 10_000_000);
+const PG_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+interface Row {
+  kpi: string;
+  at: string;
+  value: number;
+  subject: string;
+  dims?: { region: string };
+}
+
+function makeRows(n: number, offset = 0): Row[] {
+  const base = Date.parse('2026-11-01T00:00:00Z');
+  const rows: Row[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const k = i + offset;
+    const rate = k % 2 === 1;
+    rows[i] = {
+      kpi: rate ? 'error_rate' : 'lead_time',
+      at: new Date(base - (k % 700) * 86_400_000 - (k % 36_000) * 1000).toISOString(),
+      value: rate ? (k % 31 === 0 ? 1 : 0) : 10 + (k % 900) / 10,
+      subject: `ORD-${k.toString().padStart(9, '0')}`,
+      dims: { region: k % 5 < 3 ? 'north' : 'south' },
+    };
+  }
+  return rows;
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en');
+
+async function appenderCeiling(rows: Row[]): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'parity-bench-ceiling-'));
+  const db = await DuckDBInstance.create(join(dir, 'c.duckdb'));
+  const c = await db.connect();
+  await c.run(readFileSync(join(packageRoot(), 'sql/duckdb/schema.sql'), 'utf8'));
+  const types = [UINTEGER, VARCHAR, VARCHAR, TIMESTAMPTZ, DOUBLE, VARCHAR, VARCHAR];
+  const t0 = performance.now();
+  await c.run('BEGIN TRANSACTION');
+  const ap = await c.createAppender('points');
+  for (let off = 0; off < rows.length; off += 2048) {
+    const n = Math.min(2048, rows.length - off);
+    const cols: DuckDBValue[][] = types.map(() => new Array(n));
+    for (let j = 0; j < n; j++) {
+      const r = rows[off + j]!;
+      cols[0]![j] = 1;
+      cols[1]![j] = 'acme';
+      cols[2]![j] = r.kpi;
+      cols[3]![j] = new DuckDBTimestampTZValue(BigInt(Date.parse(r.at)) * 1000n);
+      cols[4]![j] = r.value;
+      cols[5]![j] = r.subject;
+      cols[6]![j] = r.dims ? JSON.stringify(r.dims) : null;
+    }
+    const chunk = DuckDBDataChunk.create(types, n);
+    chunk.setColumns(cols);
+    ap.appendDataChunk(chunk);
+  }
+  ap.closeSync();
+  await c.run('COMMIT');
+  const s = (performance.now() - t0) / 1000;
+  c.closeSync();
+  db.closeSync();
+  rmSync(dir, { recursive: true, force: true });
+  return rows.length / s;
+}
+
+async function postgresCopy(rows: Row[]): Promise<number | undefined> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  try {
+    await client.connect();
+  } catch {
+    return undefined;
+  }
+  await client.query('DROP TABLE IF EXISTS parity_bench_points; CREATE TABLE parity_bench_points (partner text, kpi text, ts timestamptz, value double precision, subject text, dims jsonb)');
+  const t0 = performance.now();
+  const stream = client.query(copyFrom('COPY parity_bench_points FROM STDIN (FORMAT csv)'));
+  async function* lines() {
+    let buf = '';
+    for (const r of rows) {
+      buf += `acme,${r.kpi},${r.at},${r.value},${r.subject},"${r.dims ? JSON.stringify(r.dims).replaceAll('"', '""') : ''}"\n`;
+      if (buf.length > 1 << 20) {
+        yield buf;
+        buf = '';
+      }
+    }
+    if (buf) yield buf;
+  }
+  await pipeline(Readable.from(lines()), stream);
+  const s = (performance.now() - t0) / 1000;
+  await client.query('DROP TABLE parity_bench_points');
+  await client.end();
+  return rows.length / s;
+}
+
+async function startServer(dataDir: string) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(packageRoot(), 'bin/parity.js'), 'serve'], {
+    env: { ...process.env, DATABASE_URL: '', PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return { child, url, peakRssMb: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024 };
+}
+
+async function pushAll(url: string, token: string, type: string, bodies: (string | Uint8Array)[]): Promise<number> {
+  const t0 = performance.now();
+  let accepted = 0;
+  for (const body of bodies) {
+    const res = await fetch(`${url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type }, body });
+    const r = (await res.json()) as { accepted?: number; detail?: string };
+    if (res.status !== 202) throw new Error(`${type}: ${res.status} ${r.detail}`);
+    accepted += r.accepted!;
+  }
+  const s = (performance.now() - t0) / 1000;
+  if (accepted !== N) throw new Error(`${type}: ${accepted} accepted of ${N}`);
+  return N / s;
+}
+
+async function main() {
+  process.stderr.write(`generating ${fmt(N)} points…\n`);
+  const rows = makeRows(N);
+  const chunks: Row[][] = [];
+  for (let i = 0; i < N; i += BATCH) chunks.push(rows.slice(i, i + BATCH));
+  const ndjsonBodies = chunks.map((c) => c.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const jsonBodies = chunks.map((c) => JSON.stringify({ points: c }));
+  const arrowBodies = chunks.map((c) =>
+    tableToIPC(
+      tableFromArrays({ kpi: c.map((r) => r.kpi), at: c.map((r) => r.at), value: Float64Array.from(c, (r) => r.value), subject: c.map((r) => r.subject), region: c.map((r) => r.dims?.region ?? null) } as never),
+      'stream',
+    ),
+  );
+
+  const dataDir = mkdtempSync(join(tmpdir(), 'parity-bench-'));
+  const room = await openRoom(loadConfig({ PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }));
+  const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date())).token;
+  await room.close();
+
+  process.stderr.write('baselines: DuckDB appender, PostgreSQL COPY…\n');
+  const ceiling = await appenderCeiling(rows);
+  const copy = await postgresCopy(rows);
+
+  const server = await startServer(dataDir);
+  const results: [string, number][] = [];
+  try {
+    for (const [name, type, bodies] of [
+      ['NDJSON', 'application/x-ndjson', ndjsonBodies],
+      ['JSON', 'application/json', jsonBodies],
+      ['Arrow IPC', 'application/vnd.apache.arrow.stream', arrowBodies],
+    ] as const) {
+      process.stderr.write(`pushing ${fmt(N)} points as ${name}…\n`);
+      results.push([name, await pushAll(server.url, token, type, bodies as (string | Uint8Array)[])]);
+    }
+  } finally {
+    server.child.kill('SIGTERM');
+    await new Promise((r) => server.child.once('exit', r));
+  }
+
+  // Peak RSS: a fresh server, one streamed NDJSON body of RSS_POINTS points in one request.
+  let rss: number | undefined;
+  let rssRate: number | undefined;
+  if (RSS_POINTS > 0) {
+    const rssDir = mkdtempSync(join(tmpdir(), 'parity-bench-rss-'));
+    const r2 = await openRoom(loadConfig({ PARITY_DATA_DIR: rssDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }));
+    const tok2 = (await createToken(r2.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date())).token;
+    await r2.close();
+    const s2 = await startServer(rssDir);
+    process.stderr.write(`streaming ${fmt(RSS_POINTS)} points as one NDJSON request…\n`);
+    async function* body() {
+      const step = 50_000;
+      for (let off = 0; off < RSS_POINTS; off += step) yield Buffer.from(makeRows(Math.min(step, RSS_POINTS - off), off).map((r) => JSON.stringify(r)).join('\n') + '\n');
+    }
+    const t0 = performance.now();
+    const res = await fetch(`${s2.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${tok2}`, 'content-type': 'application/x-ndjson' }, body: Readable.toWeb(Readable.from(body())) as ReadableStream, duplex: 'half' } as RequestInit);
+    const receipt = (await res.json()) as { accepted: number; detail?: string };
+    if (res.status !== 202 || receipt.accepted !== RSS_POINTS) throw new Error(`RSS push: ${res.status} ${receipt.detail ?? receipt.accepted}`);
+    rssRate = RSS_POINTS / ((performance.now() - t0) / 1000);
+    rss = s2.peakRssMb();
+    s2.child.kill('SIGTERM');
+    await new Promise((r) => s2.child.once('exit', r));
+    rmSync(rssDir, { recursive: true, force: true });
+  }
+  rmSync(dataDir, { recursive: true, force: true });
+
+  const lines = [
+    `Ingest benchmark: ${fmt(N)} points in batches of ${fmt(BATCH)}, ${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores, node ${process.version}`,
+    '',
+    '| path | points/s | vs DuckDB appender | vs PostgreSQL COPY | target |',
+    '|---|---:|---:|---:|---|',
+    `| DuckDB appender, in-process (ceiling) | ${fmt(ceiling)} | 1.00× | ${copy ? (ceiling / copy).toFixed(2) + '×' : 'n/a'} | |`,
+    `| PostgreSQL COPY, plain table (baseline) | ${copy ? fmt(copy) : 'n/a (no server)'} | ${copy ? (copy / ceiling).toFixed(2) + '×' : 'n/a'} | 1.00× | |`,
+    ...results.map(([name, rate]) => {
+      const target = name === 'NDJSON' ? `≥ 250,000/s: ${rate >= 250_000 ? 'met' : 'MISSED'}` : name === 'Arrow IPC' ? `≥ 0.50× appender: ${rate / ceiling >= 0.5 ? 'met' : 'MISSED'}` : '';
+      return `| HTTP ${name} → Parity | ${fmt(rate)} | ${(rate / ceiling).toFixed(2)}× | ${copy ? (rate / copy).toFixed(2) + '×' : 'n/a'} | ${target} |`;
+    }),
+    ...(rss !== undefined ? [`| HTTP NDJSON, ${fmt(RSS_POINTS)} points in one streamed request | ${fmt(rssRate!)} | ${(rssRate! / ceiling).toFixed(2)}× | ${copy ? (rssRate! / copy).toFixed(2) + '×' : 'n/a'} | peak server RSS ${rss.toFixed(0)} MB (≤ 400 MB: ${rss <= 400 ? 'met' : 'MISSED'}) |`] : []),
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+await main();
