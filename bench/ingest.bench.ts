@@ -136,7 +136,7 @@ async function pushAll(url: string, token: string, type: string, bodies: (string
   const t0 = performance.now();
   let accepted = 0;
   for (const body of bodies) {
-    const res = await fetch(`${url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type }, body });
+    const res = await fetch(`${url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type }, body: body as BodyInit });
     const r = (await res.json()) as { accepted?: number; detail?: string };
     if (res.status !== 202) throw new Error(`${type}: ${res.status} ${r.detail}`);
     accepted += r.accepted!;
@@ -155,7 +155,7 @@ async function main() {
   const jsonBodies = chunks.map((c) => JSON.stringify({ points: c }));
   const arrowBodies = chunks.map((c) =>
     tableToIPC(
-      tableFromArrays({ kpi: c.map((r) => r.kpi), at: c.map((r) => r.at), value: Float64Array.from(c, (r) => r.value), subject: c.map((r) => r.subject), region: c.map((r) => r.dims?.region ?? null) } as never),
+      tableFromArrays({ kpi: c.map((r) => r.kpi), at: c.map((r) => r.at), value: Float64Array.from(c, (r) => r.value), subject: c.map((r) => r.subject), region: c.map((r) => r.dims?.region ?? null) } as Parameters<typeof tableFromArrays>[0]),
       'stream',
     ),
   );

@@ -1,12 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { DOUBLE, DuckDBDataChunk, DuckDBTimestampTZValue, TIMESTAMPTZ, UINTEGER, VARCHAR, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Agreement } from '../governance/agreement-schema.js';
 import type { Clock } from '../platform/clock.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import { Problem, type FieldError } from '../platform/errors.js';
-import { parseBody, type IngestKind } from './body-parsers.js';
-import { compileValidator, RowErrors, type PointValidator } from './point-validator.js';
-import type { Pseudonymiser } from './pseudonymiser.js';
+import type { IngestKind } from './body-parsers.js';
+import { IngestWorkerPool } from './worker-pool.js';
 import type { Receipt } from './receipt-schema.js';
 
 export interface ActiveAgreement {
@@ -29,20 +30,27 @@ export interface LandResult {
   receipt: Receipt;
 }
 
-const CHUNK_ROWS = 2048;
-const columnTypes = [UINTEGER, VARCHAR, VARCHAR, TIMESTAMPTZ, DOUBLE, VARCHAR, VARCHAR];
+const SEGMENT_ROWS = 50_000;
+// Spool rows are `kpi, epoch ms, value, pseudonym, dims JSON` separated by tabs; nothing in
+// them can hold a tab or newline (ids are checked, JSON escapes control characters).
+const INSERT_SEGMENT = `INSERT INTO points
+  SELECT $1::UINTEGER, $2::VARCHAR, kpi, make_timestamptz(ms * 1000), value, subject, nullif(dims, '')
+  FROM read_csv($3, delim = '\t', header = false, quote = '', escape = '', auto_detect = false,
+    columns = {'kpi': 'VARCHAR', 'ms': 'BIGINT', 'value': 'DOUBLE', 'subject': 'VARCHAR', 'dims': 'VARCHAR'})`;
 
 /** Lands batches: parse, check, pseudonymise and append in one DuckDB transaction. */
 export class BatchLander {
   readonly #locks = new Map<string, Promise<unknown>>();
-  #validator: { version: number; fn: PointValidator; dims: Set<string> } | undefined;
+  private readonly pool: IngestWorkerPool;
 
   constructor(
     private readonly duck: DuckStore,
-    private readonly pseudonymise: Pseudonymiser,
+    secret: Buffer,
     private readonly clock: Clock,
-    private readonly opts: { maxBody: number; clockSkewMs: number; activeAgreement: () => ActiveAgreement },
-  ) {}
+    private readonly opts: { maxBody: number; clockSkewMs: number; spoolDir: string; activeAgreement: () => ActiveAgreement },
+  ) {
+    this.pool = new IngestWorkerPool(secret);
+  }
 
   async land(req: LandRequest): Promise<LandResult> {
     if (!req.idempotencyKey) return this.#landNew(req, this.opts.activeAgreement());
@@ -92,119 +100,96 @@ export class BatchLander {
     }
   }
 
-  #validatorFor(active: ActiveAgreement) {
-    if (this.#validator?.version !== active.version) {
-      this.#validator = {
-        version: active.version,
-        fn: compileValidator(active.agreement, { now: () => this.clock.now().getTime(), clockSkewMs: this.opts.clockSkewMs }),
-        dims: new Set(active.agreement.kpis.flatMap((k) => Object.keys(k.dimensions))),
-      };
-    }
-    return this.#validator;
-  }
-
   async #landNew(req: LandRequest, active: ActiveAgreement): Promise<LandResult> {
     const receivedAt = this.clock.now();
-    const validator = this.#validatorFor(active);
     const release = await this.duck.slots.acquire();
+    const batchId = randomUUID();
+    const spoolDir = join(this.opts.spoolDir, batchId);
     let conn: DuckDBConnection | undefined;
     let snapshot: number | undefined;
     let open = false;
+    let run: ReturnType<IngestWorkerPool['run']> | undefined;
     try {
       conn = await this.duck.connect();
       await conn.run('BEGIN TRANSACTION');
       open = true;
-      snapshot = this.duck.snapshots.reserve();
-      const bodySha = createHash('sha256');
-      const checksum = createHash('sha256');
-      const errors = new RowErrors();
-      const appender = await conn.createAppender('points');
-      let accepted = 0;
-      let rows = 0;
-      const cols: DuckDBValue[][] = columnTypes.map(() => []);
-      let canon = '';
-      const flush = () => {
-        if (cols[0]!.length === 0) return;
-        const chunk = DuckDBDataChunk.create(columnTypes, cols[0]!.length);
-        chunk.setColumns(cols);
-        appender.appendDataChunk(chunk);
-        for (const c of cols) c.length = 0;
-        checksum.update(canon);
-        canon = '';
-      };
-      const metered = meter(req.body, this.opts.maxBody, bodySha);
-      for await (const parsed of parseBody(req.kind, metered, validator.dims)) {
-        for (const p of parsed) {
-          rows++;
-          if (p.error) {
-            errors.add(p.row, p.error.field, p.error.message);
-            errors.rejectedRows++;
-            continue;
-          }
-          const v = validator.fn(p.candidate!, p.row, errors, p.extra);
-          if (!v) continue;
-          // Only the keyed pseudonym goes further; the raw subject is dropped here.
-          const pseudonym = this.pseudonymise(req.partnerId, v.subject);
-          cols[0]!.push(snapshot);
-          cols[1]!.push(req.partnerId);
-          cols[2]!.push(v.kpi);
-          cols[3]!.push(new DuckDBTimestampTZValue(BigInt(v.atMs) * 1000n));
-          cols[4]!.push(v.value);
-          cols[5]!.push(pseudonym);
-          cols[6]!.push(v.dims);
-          canon += `${v.kpi}\t${v.atMs}\t${v.value}\t${pseudonym}\t${v.dims ?? ''}\n`;
-          accepted++;
-          if (cols[0]!.length >= CHUNK_ROWS) flush();
-        }
+      const c = conn;
+      const snap = (snapshot = this.duck.snapshots.reserve());
+      // Segments go into DuckDB while the worker parses the next ones.
+      let inserts: Promise<unknown> = Promise.resolve();
+      run = this.pool.run(
+        {
+          agreement: active.agreement,
+          version: active.version,
+          partnerId: req.partnerId,
+          kind: req.kind,
+          nowMs: receivedAt.getTime(),
+          clockSkewMs: this.opts.clockSkewMs,
+          partial: req.partial,
+          spoolDir,
+          segmentRows: SEGMENT_ROWS,
+        },
+        (path) => {
+          inserts = inserts.then(async () => {
+            await c.run(INSERT_SEGMENT, [snap, req.partnerId, path]);
+            await rm(path, { force: true });
+          });
+          inserts.catch(() => undefined);
+        },
+      );
+      let total = 0;
+      for await (const chunk of req.body) {
+        total += chunk.length;
+        if (total > this.opts.maxBody) throw new Problem(413, 'Content Too Large', `the body is larger than the limit of ${this.opts.maxBody} bytes (PARITY_MAX_BODY)`, { field: 'body', limit: this.opts.maxBody });
+        await run.send(chunk);
       }
-      flush();
-      appender.closeSync();
-      if (rows === 0) throw new Problem(400, 'Bad Request', 'the body holds no points', { field: 'body' });
-      if (errors.rejectedRows > 0 && !req.partial) {
-        throw new Problem(422, 'Unprocessable Content', `${errors.rejectedRows} of ${rows} points are invalid; nothing landed (send ?partial=true to land the valid ones)`, {
-          field: errors.kept[0]?.field,
-          accepted: 0,
-          rejected: errors.rejectedRows,
-          errors: errors.kept,
-          errorsTruncated: errors.truncated,
-        });
+      run.end();
+      const done = await run.result;
+      await inserts;
+      const summary = { accepted: 0, rejected: done.rejected, errors: done.errors, errorsTruncated: done.errorsTruncated };
+      if (done.rows === 0) throw new Problem(400, 'Bad Request', 'the body holds no points', { field: 'body' });
+      if (done.rejected > 0 && !req.partial) {
+        throw new Problem(422, 'Unprocessable Content', `${done.rejected} of ${done.rows} points are invalid; nothing landed (send ?partial=true to land the valid ones)`, { field: done.errors[0]?.field, ...summary });
       }
-      if (accepted === 0) {
-        throw new Problem(422, 'Unprocessable Content', `none of the ${rows} points is valid; nothing landed`, { field: errors.kept[0]?.field, accepted: 0, rejected: errors.rejectedRows, errors: errors.kept, errorsTruncated: errors.truncated });
-      }
-      const landedAt = this.clock.now();
+      if (done.accepted === 0) throw new Problem(422, 'Unprocessable Content', `none of the ${done.rows} points is valid; nothing landed`, { field: done.errors[0]?.field, ...summary });
       const receipt: Receipt = {
-        batchId: randomUUID(),
+        batchId,
         partner: req.partnerId,
-        snapshot,
+        snapshot: snap,
         agreementVersion: active.version,
         contentType: req.contentType,
-        accepted,
-        rejected: errors.rejectedRows,
-        errors: errors.kept,
-        errorsTruncated: errors.truncated,
-        checksum: checksum.digest('hex'),
+        accepted: done.accepted,
+        rejected: done.rejected,
+        errors: done.errors,
+        errorsTruncated: done.errorsTruncated,
+        checksum: done.checksum,
         idempotencyKey: req.idempotencyKey,
         receivedAt: receivedAt.toISOString(),
-        landedAt: landedAt.toISOString(),
+        landedAt: this.clock.now().toISOString(),
       };
-      await conn.run(
+      await c.run(
         `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ)`,
-        [receipt.batchId, snapshot, req.partnerId, req.idempotencyKey, bodySha.digest('hex'), req.contentType, accepted, errors.rejectedRows, receipt.checksum, JSON.stringify({ errors: errors.kept, truncated: errors.truncated }), active.version, receipt.receivedAt, receipt.landedAt],
+        [batchId, snap, req.partnerId, req.idempotencyKey, done.bodySha, req.contentType, done.accepted, done.rejected, done.checksum, JSON.stringify({ errors: done.errors, truncated: done.errorsTruncated }), active.version, receipt.receivedAt, receipt.landedAt],
       );
-      await conn.run('COMMIT');
+      await c.run('COMMIT');
       open = false;
-      this.duck.snapshots.commit(snapshot);
+      this.duck.snapshots.commit(snap);
       return { status: 202, receipt };
     } catch (err) {
       if (open && conn) await conn.run('ROLLBACK').catch(() => undefined);
       if (snapshot !== undefined) this.duck.snapshots.abort(snapshot);
       throw err;
     } finally {
+      run?.release();
+      await rm(spoolDir, { recursive: true, force: true });
       if (conn) this.duck.release(conn);
       release();
     }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
   }
 }
 

@@ -34,6 +34,13 @@ function candidateOf(obj: unknown, row: number): ParsedRow {
   return { row, candidate: o, ...(extra ? { extra } : {}) };
 }
 
+/** JSON.parse's message without the excerpt of the input V8 quotes in it (it may hold a raw subject). */
+function jsonParseMessage(err: unknown): string {
+  const m = (err as Error).message;
+  const cut = m.search(/, (\.\.\.)?"/);
+  return (cut === -1 ? m : m.slice(0, cut)).slice(0, 120);
+}
+
 /** Decodes UTF-8 strictly, chunk by chunk; invalid bytes are a 400 naming the offset. */
 async function* decodeUtf8(body: AsyncIterable<Buffer>): AsyncGenerator<string> {
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
@@ -66,7 +73,7 @@ async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRo
     try {
       obj = JSON.parse(text);
     } catch (err) {
-      out.push({ row: line, error: { row: line, field: '(line)', message: `invalid JSON: ${(err as Error).message.slice(0, 120)}` } });
+      out.push({ row: line, error: { row: line, field: '(line)', message: `invalid JSON: ${jsonParseMessage(err)}` } });
       return;
     }
     out.push(candidateOf(obj, line));
@@ -121,6 +128,7 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
       if (ch === 34) inStr = true;
       else if (ch === 123 || ch === 91) depth++;
       else if (ch === 125 || ch === 93) {
+        if (depth === 0) return j;
         depth--;
         if (depth === 0) return j + 1;
         if (depth < 0) throw malformed('unbalanced brackets');
@@ -169,7 +177,7 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
         try {
           obj = JSON.parse(slice);
         } catch (err) {
-          throw malformed((err as Error).message.slice(0, 120));
+          throw malformed(jsonParseMessage(err));
         }
         out.push(candidateOf(obj, row));
         continue;
@@ -180,7 +188,12 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
           phase = 'done';
           continue;
         }
-        if (buf[pos] === ',') throw badRequest(`${shape}; only the field "points" is accepted`, 'body');
+        if (buf[pos] === ',') {
+          // Name the extra field as the head does; wait for its name if the chunk ends first.
+          const key = /^,\s*"((?:[^"\\]|\\.){0,60})"/.exec(buf.slice(pos, pos + 128));
+          if (!key && buf.length - pos < 128) break;
+          throw badRequest(key ? `${shape}; unexpected top-level field "${key[1]}"` : `${shape}; only the field "points" is accepted`, key ? key[1] : 'body');
+        }
         throw malformed(`unexpected ${JSON.stringify(buf[pos])} after the points array`);
       }
       throw badRequest(`${shape}; unexpected text after the closing brace`, 'body');
@@ -190,6 +203,7 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
       out = [];
     }
   }
+  if (phase === 'close' && buf.slice(pos).trimStart().startsWith(',')) throw badRequest(`${shape}; only the field "points" is accepted`, 'body');
   if (phase !== 'done') throw malformed(phase === 'head' ? (buf.trim() ? 'the body ends before "points"' : 'the body is empty') : 'the body ends before the points array is closed');
   if (out.length) yield out;
 }
@@ -240,7 +254,7 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
       }
     }
   } catch (err) {
-    if (err instanceof CsvError) throw badRequest(`malformed CSV: ${err.message.slice(0, 160)}`, 'body');
+    if (err instanceof CsvError) throw badRequest(`malformed CSV: ${err.message.replace(/,? value is .*$/s, '').slice(0, 160)}`, 'body');
     throw err;
   }
   if (!header) throw badRequest('the body is empty: a CSV needs a header line and points', 'body');

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -7,27 +8,35 @@ import { Problem, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { ingestTypes, type IngestKind } from './body-parsers.js';
 import { BatchLander } from './batch-lander.js';
-import { createPseudonymiser } from './pseudonymiser.js';
 import { problemSchema, receiptSchema } from './receipt-schema.js';
 
 const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'expected 1–200 visible ASCII characters');
 
-/** Creates the lander the routes and the demo loader share. */
+const landers = new WeakMap<Room, BatchLander>();
+
+/** The room's one lander, shared by the routes and the demo loader. */
 export function createLander(room: Room): BatchLander {
-  return new BatchLander(room.duck, createPseudonymiser(room.secret), room.clock, {
-    maxBody: room.config.maxBody,
-    clockSkewMs: room.config.clockSkewMs,
-    activeAgreement: () => {
-      const a = room.agreement();
-      return { version: a.version, agreement: a.agreement };
-    },
-  });
+  let lander = landers.get(room);
+  if (!lander) {
+    lander = new BatchLander(room.duck, room.secret, room.clock, {
+      maxBody: room.config.maxBody,
+      clockSkewMs: room.config.clockSkewMs,
+      spoolDir: join(room.config.dataDir, 'spool'),
+      activeAgreement: () => {
+        const a = room.agreement();
+        return { version: a.version, agreement: a.agreement };
+      },
+    });
+    landers.set(room, lander);
+  }
+  return lander;
 }
 
 /** POST /v1/points and GET /v1/batches/{id}: partner systems pushing metric points. */
 export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander }> = async (fastify, { room, lander }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   // Bodies stream straight into the parsers; nothing here buffers a whole upload.
+  fastify.addHook('onClose', async () => lander.close());
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 

@@ -31,11 +31,14 @@ const controlChars = /[\u0000-\u001f\u007f]/;
 export class RowErrors {
   readonly kept: FieldError[] = [];
   rejectedRows = 0;
+  #dropped = false;
   add(row: number, field: string, message: string): void {
     if (this.kept.length < MAX_ERRORS_KEPT) this.kept.push({ row, field, message });
+    else this.#dropped = true;
   }
+  /** True only when an error was left out, not when exactly 100 were kept. */
   get truncated(): boolean {
-    return this.kept.length >= MAX_ERRORS_KEPT;
+    return this.#dropped;
   }
 }
 

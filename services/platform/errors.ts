@@ -46,10 +46,13 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (err instanceof Problem) {
       problem = err;
     } else if (hasZodFastifySchemaValidationErrors(err)) {
-      const errors = err.validation.map((v) => ({
-        field: `${err.validationContext ?? 'request'}${v.instancePath ? v.instancePath.replaceAll('/', '.') : ''}`,
-        message: v.message ?? 'invalid',
-      }));
+      const errors = err.validation.flatMap((v) => {
+        const at = `${err.validationContext ?? 'request'}${v.instancePath && v.instancePath !== '/' ? v.instancePath.replaceAll('/', '.') : ''}`;
+        // An unknown key (strict objects) is named like any other field: querystring.foo.
+        const keys = v.keyword === 'unrecognized_keys' ? (v.params as { keys?: unknown }).keys : undefined;
+        if (Array.isArray(keys) && keys.length) return keys.map((k) => ({ field: `${at}.${String(k).slice(0, 60)}`, message: 'unknown key' }));
+        return [{ field: at, message: v.message ?? 'invalid' }];
+      });
       problem = badRequest(errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors[0]?.field, errors);
     } else if ((err as FastifyError).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       problem = new Problem(413, 'Content Too Large', 'the request body is larger than the limit');
@@ -70,6 +73,9 @@ export function installErrorHandler(app: FastifyInstance): void {
     } else if (problem.status >= 500) {
       req.log.error({ err }, problem.title);
     }
+    // A body refused before it was read to the end (413 mid-stream, a parse error, auth) leaves
+    // unread bytes on the connection: close it rather than keep a socket the next request cannot use.
+    if (!req.raw.complete) void reply.header('connection', 'close');
     void reply
       .code(problem.status)
       .headers(problem.headers)

@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { findActiveAgreement, installInitialAgreement, type AgreementVersion } from '../governance/agreement-repository.js';
@@ -57,6 +58,8 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
       await appendAudit(control.db, { actor: 'system', partnerId: null, action: 'agreement.installed', target: `v${active.version}`, details: { source: file, digest: active.digest } }, clock.now());
       opts.log?.info(`installed agreement ${parsed.agreement.partnership.id} from ${file} as version 1`);
     }
+    // Spool segments of batches a crash interrupted never landed; they go.
+    rmSync(join(config.dataDir, 'spool'), { recursive: true, force: true });
     duck = await DuckStore.open(join(config.dataDir, 'points.duckdb'), { size: config.ingestConcurrency, queue: config.ingestQueue });
     let current = active;
     const d = duck;

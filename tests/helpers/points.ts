@@ -26,7 +26,7 @@ export function arrow(points: readonly TestPoint[], dimKeys = ['region']): Uint8
     subject: points.map((p) => p.subject),
   };
   for (const k of dimKeys) cols[k] = points.map((p) => p.dims?.[k] ?? null);
-  return tableToIPC(tableFromArrays(cols as never), 'stream');
+  return tableToIPC(tableFromArrays(cols as Parameters<typeof tableFromArrays>[0]), "stream");
 }
 
 /** n lead-time points at distinct hours before 2026-11-20, with raw order ids. */
