@@ -267,9 +267,23 @@ function partnerColumn(c: string): string {
 
 /** Arrow IPC stream: columns kpi, at (timestamp with zone or ISO string), value, subject, dimensions. */
 async function* arrowRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<string>): AsyncGenerator<ParsedRow[]> {
+  // The reader ends quietly when a stream is cut at a message boundary; only the end-of-stream
+  // marker (0xFFFFFFFF, 0) after the last message tells a whole stream from a truncated one
+  // (an Arrow file, which starts with ARROW1, ends with ARROW1 instead).
+  let head: Buffer = Buffer.alloc(0);
+  let tail: Buffer = Buffer.alloc(0);
+  async function* tracked(): AsyncGenerator<Buffer> {
+    for await (const c of body) {
+      if (head.length < 6) head = Buffer.concat([head, c.subarray(0, 6)]).subarray(0, 6);
+      tail = c.length >= 8 ? c.subarray(c.length - 8) : Buffer.concat([tail, c]).subarray(-8);
+      yield c;
+    }
+  }
+  const ended = () =>
+    head.toString('latin1') === 'ARROW1' ? tail.subarray(2).toString('latin1') === 'ARROW1' : tail.length === 8 && tail.readUInt32LE(0) === 0xffffffff && tail.readUInt32LE(4) === 0;
   let reader;
   try {
-    reader = await RecordBatchReader.from(body);
+    reader = await RecordBatchReader.from(tracked());
     await reader.open();
   } catch (err) {
     throw badRequest(`not an Arrow IPC stream: ${(err as Error).message.slice(0, 120)}`, 'body');
@@ -318,6 +332,9 @@ async function* arrowRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySe
       out[i] = { row, candidate: c };
     }
     yield out;
+  }
+  if (!ended()) {
+    throw badRequest(tail.length === 0 ? 'the body is empty' : `the Arrow stream ends without its end-of-stream marker (cut short after row ${row}?)`, 'body');
   }
 }
 

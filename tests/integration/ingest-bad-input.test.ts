@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Float64, Int32, TimestampMillisecond, Utf8, makeTable, tableToIPC, vectorFromArray, type Vector } from 'apache-arrow';
+import { Float64, Int32, Table, TimestampMillisecond, Utf8, tableFromIPC, tableToIPC, vectorFromArray, type Vector } from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPseudonymiser } from '../../services/ingest/pseudonymiser.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
@@ -146,18 +146,19 @@ function encode(kind: Kind, rows: Raw[]): string | Uint8Array {
     }
     case 'arrow': {
       const str = (k: string) => vectorFromArray(rows.map((r) => (r[k] as string | undefined) ?? null), new Utf8());
-      return tableToIPC(
-        makeTable({
-          kpi: str('kpi'),
-          at: str('at'),
-          value: vectorFromArray(rows.map((r) => r['value'] as number), new Float64()),
-          subject: str('subject'),
-          region: vectorFromArray(rows.map((r) => ((r['dims'] as Raw | undefined)?.['region'] as string | undefined) ?? null), new Utf8()),
-        } as never),
-        'stream',
-      );
+      return arrowTable({
+        kpi: str('kpi'),
+        at: str('at'),
+        value: vectorFromArray(rows.map((r) => r['value'] as number), new Float64()),
+        subject: str('subject'),
+        region: vectorFromArray(rows.map((r) => ((r['dims'] as Raw | undefined)?.['region'] as string | undefined) ?? null), new Utf8()),
+      });
     }
   }
+}
+
+function arrowTable(cols: Record<string, Vector>): Uint8Array {
+  return tableToIPC(new Table(cols), 'stream');
 }
 
 /** The row number the bad point (second in the body) carries: CSV counts the header line. */
@@ -244,11 +245,21 @@ interface BodyCase {
   query?: string;
 }
 
-function arrowTable(cols: Record<string, Vector>): Uint8Array {
-  return tableToIPC(makeTable(cols as never), 'stream');
-}
 
 const twoBatchArrow = arrow(leadTimePoints(200, 'TRUNC'));
+
+/** A stream of two record batches of valid points, cut `extra` bytes after the end of the first. */
+function cutAfterFirstBatch(extra: number): Uint8Array {
+  const batch = tableFromIPC(arrow(leadTimePoints(6, 'CUT'))).batches[0]!;
+  const first = tableToIPC(new Table([batch.slice(0, 3)]), 'stream');
+  const both = tableToIPC(new Table([batch.slice(0, 3), batch.slice(3)]), 'stream');
+  // [schema][batch 1][EOS] is a prefix of [schema][batch 1][batch 2][EOS] up to the EOS.
+  const boundary = first.length - 8;
+  if (!Buffer.from(both.subarray(0, boundary)).equals(Buffer.from(first.subarray(0, boundary))) || tableFromIPC(both).numRows !== 6) {
+    throw new Error('test setup: the two-batch stream does not start with the one-batch stream');
+  }
+  return both.subarray(0, boundary + extra);
+}
 
 const bodyCases: BodyCase[] = [
   // JSON that cannot be decoded or is not {"points": [...]}
@@ -257,7 +268,8 @@ const bodyCases: BodyCase[] = [
   { name: 'JSON with a literal NaN (not JSON; the subject is not echoed)', type: 'application/json', body: `{"points": [{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","subject":"NANSUBJ-1","value":NaN}]}`, exp: { status: 400, field: 'body', notEchoed: ['NANSUBJ'] } },
   { name: 'JSON array at the top level', type: 'application/json', body: `[${goodLine}]`, exp: { status: 400, field: 'body' } },
   { name: 'JSON extra top-level field before points', type: 'application/json', body: `{"extra": 1, "points": [${goodLine}]}`, exp: { status: 400, field: 'extra' } },
-  { name: 'JSON extra top-level field after points', type: 'application/json', body: `{"points": [${goodLine}], "extra": 1}`, exp: { status: 400, field: 'body' } },
+  { name: 'JSON extra top-level field after points', type: 'application/json', body: `{"points": [${goodLine}], "extra": 1}`, exp: { status: 400, field: 'extra' } },
+  { name: 'JSON a second "points" field', type: 'application/json', body: `{"points": [${goodLine}], "points": []}`, exp: { status: 400, field: 'points' } },
   { name: 'JSON with text after the closing brace', type: 'application/json', body: `{"points": [${goodLine}]} {}`, exp: { status: 400, field: 'body' } },
   { name: 'JSON points as an object', type: 'application/json', body: `{"points": ${goodLine}}`, exp: { status: 400, field: 'points' } },
   { name: 'JSON a bare string', type: 'application/json', body: '"points"', exp: { status: 400, field: 'body' } },
@@ -269,6 +281,8 @@ const bodyCases: BodyCase[] = [
   // NDJSON lines that are not JSON are row errors
   { name: 'NDJSON with the last line cut mid-object', type: 'application/x-ndjson', body: `${goodLine}\n${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T1`, exp: { status: 422, field: '(line)', errors: [{ row: 3, field: '(line)' }] } },
   { name: 'NDJSON NaN (not JSON; the subject is not echoed)', type: 'application/x-ndjson', body: `${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","subject":"NANSUBJ-1","value":NaN}\n`, exp: { status: 422, field: '(line)', errors: [{ row: 2, field: '(line)' }], notEchoed: ['NANSUBJ'] } },
+  { name: 'NDJSON with an unquoted subject (not JSON; the subject is not echoed)', type: 'application/x-ndjson', body: `${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","value":3,"subject":LEAKSUBJ-1}\n`, exp: { status: 422, field: '(line)', errors: [{ row: 2, field: '(line)' }], notEchoed: ['LEAKSUBJ'] } },
+  { name: 'JSON with an unquoted subject (the subject is not echoed)', type: 'application/json', body: `{"points": [${goodLine}, {"kpi":"lead_time","at":"2026-11-01T10:00:00Z","value":3,"subject":LEAKSUBJ-1}]}`, exp: { status: 400, field: 'body', notEchoed: ['LEAKSUBJ'] } },
   { name: 'NDJSON Infinity (not JSON)', type: 'application/x-ndjson', body: `${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","subject":"INFSUBJ-1","value":Infinity}\n`, exp: { status: 422, field: '(line)', errors: [{ row: 2, field: '(line)' }], notEchoed: ['INFSUBJ'] } },
   { name: 'NDJSON a line that is an array', type: 'application/x-ndjson', body: `${goodLine}\n[1,2]\n`, exp: { status: 422, field: '(point)', errors: [{ row: 2, field: '(point)' }] } },
   { name: 'NDJSON a JSON document {"points":[...]} sent as NDJSON', type: 'application/x-ndjson', body: jsonBody(leadTimePoints(2)), exp: { status: 422, field: 'points', errors: [{ row: 1, field: 'points' }] } },
@@ -297,6 +311,9 @@ const bodyCases: BodyCase[] = [
   { name: 'Arrow: random bytes', type: mediaType.arrow, body: new Uint8Array(randomBytes(4096)), exp: { status: 400, field: 'body' } },
   { name: 'Arrow: a valid stream truncated in the middle', type: mediaType.arrow, body: twoBatchArrow.subarray(0, Math.floor(twoBatchArrow.length / 2)), exp: { status: 400, field: 'body' } },
   { name: 'Arrow: a valid stream with its last byte cut', type: mediaType.arrow, body: twoBatchArrow.subarray(0, twoBatchArrow.length - 9), exp: { status: 400, field: 'body' } },
+  { name: 'Arrow: a two-batch stream cut right after the first batch (no end-of-stream marker)', type: mediaType.arrow, body: cutAfterFirstBatch(0), exp: { status: 400, field: 'body' } },
+  { name: 'Arrow: a two-batch stream cut 4 bytes into the second message', type: mediaType.arrow, body: cutAfterFirstBatch(4), exp: { status: 400, field: 'body' } },
+  { name: 'Arrow: an Arrow file cut short', type: mediaType.arrow, body: (() => { const f = tableToIPC(tableFromIPC(arrow(leadTimePoints(4, 'FILECUT'))), 'file'); return f.subarray(0, f.length - 40); })(), exp: { status: 400, field: 'body' } },
   { name: 'Arrow: JSON sent as Arrow', type: mediaType.arrow, body: jsonBody(leadTimePoints(3)), exp: { status: 400, field: 'body' } },
   {
     name: 'Arrow: missing subject column',
@@ -342,6 +359,26 @@ describe('undecodable or misshapen bodies', () => {
       await expectRefused(() => post(c.body, c.type, { query: c.query }), c.exp);
     });
   }
+
+  it('a JSON body whose extra top-level field arrives in a later chunk names it all the same', async () => {
+    for (const [first, rest, field] of [
+      [`{"points": [${goodLine}],`, ' "extra": 1}', 'extra'],
+      [`{"points": [${goodLine}], "ext`, 'ra": 1}', 'extra'],
+      [`{"points": [${goodLine}],`, ' 1}', 'body'],
+      [`{"points": [${goodLine}],`, '', 'body'],
+    ] as const) {
+      const parts = [Buffer.from(first), Buffer.from(rest)];
+      const stream = new ReadableStream<Uint8Array>({
+        async pull(ctl) {
+          const next = parts.shift();
+          if (!next) return ctl.close();
+          ctl.enqueue(next);
+          await new Promise((r) => setTimeout(r, 30));
+        },
+      });
+      await expectRefused(() => post(stream, mediaType.json), { status: 400, field });
+    }
+  });
 });
 
 // ---------------------------------------------------------------- transport-level cases
@@ -369,7 +406,7 @@ describe('content type, size, query, headers and auth', () => {
 
   for (const kind of ['ndjson', 'json', 'csv', 'arrow'] as const) {
     it(`an oversize ${kind} body sent chunked (no content-length) → 413 from the streaming counter`, async () => {
-      const payload = Buffer.from(kind === 'arrow' ? arrow(leadTimePoints(5000, 'CHUNK')) : kind === 'csv' ? csv(leadTimePoints(3000, 'CHUNK')) : kind === 'json' ? jsonBody(leadTimePoints(2000, 'CHUNK')) : ndjson(leadTimePoints(2000, 'CHUNK')));
+      const payload = Buffer.from(kind === 'arrow' ? arrow(leadTimePoints(5000, 'CHUNK')) : kind === 'csv' ? csv(leadTimePoints(5000, 'CHUNK')) : kind === 'json' ? jsonBody(leadTimePoints(2000, 'CHUNK')) : ndjson(leadTimePoints(2000, 'CHUNK')));
       expect(payload.length).toBeGreaterThan(3 * MAX_BODY);
       const chunks: Uint8Array[] = [];
       for (let i = 0; i < payload.length; i += 8192) chunks.push(payload.subarray(i, i + 8192));
@@ -436,9 +473,16 @@ describe('content type, size, query, headers and auth', () => {
     expect(r.body['detail']).toContain('ingest');
   });
 
-  it('an admin token without a partner → 403', async () => {
-    const admin = await t.token(null, 'admin');
-    await expectRefused(() => post(small, mediaType.ndjson, { token: admin }), { status: 403 });
+  for (const role of ['admin', 'owner', 'steering'] as const) {
+    it(`a partner's ${role} token → 403`, async () => {
+      const tok = await t.token('acme', role);
+      await expectRefused(() => post(small, mediaType.ndjson, { token: tok }), { status: 403 });
+    });
+  }
+
+  it('an operator token (no partner) → 403', async () => {
+    const operator = await t.token(null, 'operator');
+    await expectRefused(() => post(small, mediaType.ndjson, { token: operator }), { status: 403 });
   });
 
   it('no token → 401, also with a bad body and an oversize one', async () => {
@@ -525,6 +569,10 @@ describe('odd but valid inputs land', () => {
 
   it('a CSV without a trailing newline, with blank lines and with columns in another order', async () => {
     await expectLanded('subject,region,value,at,kpi\r\nCOLS-1,north,3,2026-11-01T10:00:00Z,lead_time\r\n\r\nCOLS-2,,4,2026-11-01T11:00:00Z,lead_time', mediaType.csv, 2);
+  });
+
+  it('an Arrow IPC file (ARROW1 magic) as well as a stream', async () => {
+    await expectLanded(tableToIPC(tableFromIPC(arrow(leadTimePoints(4, 'ARROWFILE'))), 'file'), mediaType.arrow, 4);
   });
 
   it('a content type with parameters and in upper case', async () => {

@@ -21,7 +21,7 @@ async function post(body: string | Uint8Array, contentType: string, opts: { toke
   const res = await fetch(`${t.url}/v1/points${opts.query ?? ''}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${opts.token ?? acme}`, 'content-type': contentType, ...(opts.key ? { 'idempotency-key': opts.key } : {}) },
-    body,
+    body: body as BodyInit,
   });
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, any>) : {} };
@@ -73,13 +73,13 @@ describe('content types', () => {
   });
 
   it('accepts an Arrow timestamp column with a zone', async () => {
-    const { tableToIPC, makeTable, vectorFromArray, TimestampMillisecond, Utf8, Float64 } = await import('apache-arrow');
-    const table = makeTable({
+    const { tableToIPC, Table, vectorFromArray, TimestampMillisecond, Utf8, Float64 } = await import('apache-arrow');
+    const table = new Table({
       kpi: vectorFromArray(['error_rate', 'error_rate'], new Utf8()),
       at: vectorFromArray([Date.parse('2026-11-02T08:00:00Z'), Date.parse('2026-11-02T09:00:00Z')], new TimestampMillisecond('UTC')),
       value: vectorFromArray([0, 1], new Float64()),
       subject: vectorFromArray(['DEL-1', 'DEL-2'], new Utf8()),
-    } as never);
+    });
     const r = await post(tableToIPC(table, 'stream'), 'application/vnd.apache.arrow.stream');
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     const rows = await landed(r.body['snapshot']);

@@ -214,8 +214,8 @@ describe('generateDemoPoints', () => {
   it('falls back to a generic generator for KPIs it does not know', () => {
     const base = agreement.kpis[0]!;
     const extra: Kpi[] = [
-      { ...base, id: 'parcel_weight', subject: 'parcel', measure: 'p90', unit: 'kg', range: [0, 70], dimensions: { channel: ['web', 'store', 'phone'] }, band: { upper: 30 } },
-      { ...base, id: 'on_time', subject: 'delivery', measure: 'rate', unit: 'share', range: [0, 1], grains: ['week', 'month'], dimensions: {}, band: { lower: 0.9 } },
+      { ...base, id: 'parcel_weight', subject: 'parcel', measure: 'p90', unit: 'kg', range: [0, 70], dimensions: { channel: ['web', 'store', 'phone'] }, band: { method: 'static', upper: 30 } },
+      { ...base, id: 'on_time', subject: 'delivery', measure: 'rate', unit: 'share', range: [0, 1], grains: ['week', 'month'], dimensions: {}, band: { method: 'static', lower: 0.9 } },
       { ...base, id: 'lead_time', measure: 'rate', range: [0, 1], dimensions: {} },
     ];
     const a: Agreement = { ...agreement, kpis: [...agreement.kpis.filter((k) => k.id !== 'lead_time'), ...extra] };

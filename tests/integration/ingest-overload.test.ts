@@ -1,0 +1,107 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createToken } from '../../services/governance/token-repository.js';
+import { loadConfig } from '../../services/platform/config.js';
+import { demoAgreementFile } from '../../services/platform/paths.js';
+import { openRoom } from '../../services/platform/room.js';
+import { leadTimePoints, ndjson } from '../helpers/points.js';
+import { spawnRoom } from '../helpers/spawn-room.js';
+import { freshDatabaseUrl, startTestRoom, type TestRoom } from '../helpers/test-room.js';
+
+/** A request body the test releases by hand: the batch stays in flight until then. */
+function heldBody(first: string) {
+  let release!: (rest: string) => void;
+  const rest = new Promise<string>((r) => (release = r));
+  const stream = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      controller.enqueue(new TextEncoder().encode(first));
+      controller.enqueue(new TextEncoder().encode(await rest));
+      controller.close();
+    },
+  });
+  return { stream, release };
+}
+
+const post = (url: string, token: string, body: BodyInit, key?: string) =>
+  fetch(`${url}/v1/points`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson', ...(key ? { 'idempotency-key': key } : {}) },
+    body,
+    duplex: 'half',
+  } as RequestInit);
+
+describe('a saturated writer', () => {
+  let t: TestRoom;
+  beforeAll(async () => {
+    t = await startTestRoom({ env: { PARITY_INGEST_CONCURRENCY: '1', PARITY_INGEST_QUEUE: '0' } });
+  });
+  afterAll(async () => t?.close());
+
+  it('answers 429 with Retry-After while every writer is busy, and lands again once free', async () => {
+    const token = await t.token('acme', 'ingest');
+    const points = ndjson(leadTimePoints(20, 'HELD'));
+    const held = heldBody(points.slice(0, 100));
+    const slow = post(t.url, token, held.stream);
+    // Wait until the held batch owns the only writer.
+    for (let i = 0; i < 100 && t.room.duck.slots.busy === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(t.room.duck.slots.busy).toBe(1);
+    const refused = await post(t.url, token, ndjson(leadTimePoints(2, 'LATE')));
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(refused.headers.get('content-type')).toContain('application/problem+json');
+    held.release(points.slice(100));
+    expect((await slow).status).toBe(202);
+    const retried = await post(t.url, token, ndjson(leadTimePoints(2, 'LATE')));
+    expect(retried.status).toBe(202);
+  });
+});
+
+describe('graceful shutdown', () => {
+  let dataDir: string;
+  let db: Awaited<ReturnType<typeof freshDatabaseUrl>>;
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'parity-drain-'));
+    db = await freshDatabaseUrl();
+  });
+  afterAll(async () => {
+    await db?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('SIGTERM lets an in-flight batch land, refuses new ones, checkpoints DuckDB and exits 0', async () => {
+    const env = { PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: db.url ?? '' };
+    const setup = await openRoom(loadConfig(env));
+    const token = (await createToken(setup.control.db, { partnerId: 'acme', role: 'ingest', name: 'drain' }, new Date())).token;
+    await setup.close();
+
+    const room = await spawnRoom(env);
+    const points = ndjson(leadTimePoints(50, 'DRAIN'));
+    const held = heldBody(points.slice(0, 200));
+    const inFlight = post(room.url, token, held.stream, 'drain-1');
+    await new Promise((r) => setTimeout(r, 300));
+    room.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    const late = await post(room.url, token, ndjson(leadTimePoints(1, 'AFTER'))).then((r) => r.status, () => 'refused');
+    expect([503, 'refused']).toContain(late);
+    held.release(points.slice(200));
+    const res = await inFlight;
+    expect(res.status).toBe(202);
+    const receipt = (await res.json()) as { snapshot: number; accepted: number };
+    expect(receipt.accepted).toBe(50);
+    expect(await room.exited).toBe(0);
+
+    // After a clean stop everything is in the database file: the WAL was folded in.
+    const again = await openRoom(loadConfig(env));
+    try {
+      expect(again.duck.snapshots.latest).toBe(receipt.snapshot);
+      const c = await again.duck.connect();
+      const n = (await c.runAndReadAll('SELECT count(*)::INTEGER AS n FROM points WHERE snapshot = $1', [receipt.snapshot])).getRowObjects()[0]!['n'];
+      again.duck.release(c);
+      expect(n).toBe(50);
+    } finally {
+      await again.close();
+    }
+  });
+});
