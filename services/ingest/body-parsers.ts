@@ -31,7 +31,7 @@ function candidateOf(obj: unknown, row: number): ParsedRow {
   const o = obj as Record<string, unknown>;
   let extra: string[] | undefined;
   for (const k in o) if (!pointFields.includes(k)) (extra ??= []).push(k);
-  return { row, candidate: o, ...(extra ? { extra } : {}) };
+  return extra ? { row, candidate: o, extra } : { row, candidate: o };
 }
 
 /** JSON.parse's message without the excerpt of the input V8 quotes in it (it may hold a raw subject). */
@@ -68,7 +68,7 @@ async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRo
   let out: ParsedRow[] = [];
   const handle = (text: string) => {
     line++;
-    if (text.length === 0 || (text.length === 1 && text === '\r') || /^\s*$/.test(text)) return;
+    if (text.length === 0 || (text.charCodeAt(0) <= 32 && /^\s*$/.test(text))) return;
     let obj: unknown;
     try {
       obj = JSON.parse(text);
