@@ -115,10 +115,34 @@ async function postgresCopy(rows: Row[]): Promise<number | undefined> {
   return rows.length / s;
 }
 
-async function startServer(dataDir: string) {
+async function scratchDatabase(): Promise<{ url: string; drop: () => Promise<void> } | undefined> {
+  const admin = new pg.Client({ connectionString: PG_URL });
+  try {
+    await admin.connect();
+  } catch {
+    return undefined;
+  }
+  const name = `parity_bench_${process.pid}`;
+  await admin.query(`DROP DATABASE IF EXISTS ${name}`);
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(PG_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: PG_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+async function startServer(dataDir: string, extraEnv: Record<string, string> = {}) {
   const port = await freePort();
   const child = spawn(process.execPath, [join(packageRoot(), 'bin/parity.js'), 'serve'], {
-    env: { ...process.env, DATABASE_URL: '', PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+    env: { ...process.env, DATABASE_URL: '', PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...extraEnv },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -187,13 +211,17 @@ async function main() {
 
   // Peak RSS: a fresh server, one streamed NDJSON body of RSS_POINTS points in one request.
   let rss: number | undefined;
+  let rssDb: Awaited<ReturnType<typeof scratchDatabase>>;
   let rssRate: number | undefined;
   if (RSS_POINTS > 0) {
     const rssDir = mkdtempSync(join(tmpdir(), 'parity-bench-rss-'));
-    const r2 = await openRoom(loadConfig({ PARITY_DATA_DIR: rssDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }));
+    // The production shape: control plane on a PostgreSQL server (embedded PGlite alone
+    // takes 350-800 MB of the process, see the README), when one answers.
+    rssDb = await scratchDatabase();
+    const r2 = await openRoom(loadConfig({ PARITY_DATA_DIR: rssDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: rssDb?.url ?? '' }));
     const tok2 = (await createToken(r2.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date())).token;
     await r2.close();
-    const s2 = await startServer(rssDir);
+    const s2 = await startServer(rssDir, { PARITY_MAX_BODY: '16gib', DATABASE_URL: rssDb?.url ?? '' });
     process.stderr.write(`streaming ${fmt(RSS_POINTS)} points as one NDJSON request…\n`);
     async function* body() {
       const step = 50_000;
@@ -208,6 +236,7 @@ async function main() {
     s2.child.kill('SIGTERM');
     await new Promise((r) => s2.child.once('exit', r));
     rmSync(rssDir, { recursive: true, force: true });
+    await rssDb?.drop();
   }
   rmSync(dataDir, { recursive: true, force: true });
 
@@ -222,7 +251,7 @@ async function main() {
       const target = name === 'NDJSON' ? `≥ 250,000/s: ${rate >= 250_000 ? 'met' : 'MISSED'}` : name === 'Arrow IPC' ? `≥ 0.50× appender: ${rate / ceiling >= 0.5 ? 'met' : 'MISSED'}` : '';
       return `| HTTP ${name} → Parity | ${fmt(rate)} | ${(rate / ceiling).toFixed(2)}× | ${copy ? (rate / copy).toFixed(2) + '×' : 'n/a'} | ${target} |`;
     }),
-    ...(rss !== undefined ? [`| HTTP NDJSON, ${fmt(RSS_POINTS)} points in one streamed request | ${fmt(rssRate!)} | ${(rssRate! / ceiling).toFixed(2)}× | ${copy ? (rssRate! / copy).toFixed(2) + '×' : 'n/a'} | peak server RSS ${rss.toFixed(0)} MB (≤ 400 MB: ${rss <= 400 ? 'met' : 'MISSED'}) |`] : []),
+    ...(rss !== undefined ? [`| HTTP NDJSON, ${fmt(RSS_POINTS)} points in one streamed request | ${fmt(rssRate!)} | ${(rssRate! / ceiling).toFixed(2)}× | ${copy ? (rssRate! / copy).toFixed(2) + '×' : 'n/a'} | peak server RSS ${rss.toFixed(0)} MB${rssDb ? '' : ' with embedded PGlite'} (≤ 400 MB: ${rss <= 400 ? 'met' : 'MISSED'}) |`] : []),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -35,7 +35,7 @@ export class IngestWorkerPool {
   constructor(private readonly secret: Buffer) {}
 
   #spawn(): Worker {
-    const w = new Worker(workerSource ?? workerUrl, { workerData: { secret: new Uint8Array(this.secret) }, eval: workerSource !== undefined });
+    const w = new Worker(workerSource ?? workerUrl, { workerData: { secret: new Uint8Array(this.secret) }, eval: workerSource !== undefined, resourceLimits: { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 16 } });
     w.unref();
     this.#all.add(w);
     w.once('exit', () => this.#all.delete(w));

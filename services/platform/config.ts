@@ -31,6 +31,7 @@ export const envSchema = z.object({
   PARITY_INGEST_CONCURRENCY: positiveInt(4),
   PARITY_INGEST_QUEUE: z.coerce.number().int().min(0).default(16),
   PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
+  PARITY_DUCKDB_MEMORY: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'expected a DuckDB memory size such as 64MB or 2GB').default('64MB'),
 });
 
 export interface Config {
@@ -47,6 +48,8 @@ export interface Config {
   ingestConcurrency: number;
   ingestQueue: number;
   clockSkewMs: number;
+  /** DuckDB's buffer pool; beyond it DuckDB spills to disk instead of growing the process. */
+  duckdbMemory: string;
 }
 
 /** Thrown when the environment is invalid; the message is one line naming the variable. */
@@ -83,5 +86,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ingestConcurrency: e.PARITY_INGEST_CONCURRENCY,
     ingestQueue: e.PARITY_INGEST_QUEUE,
     clockSkewMs: e.PARITY_CLOCK_SKEW_SECONDS * 1000,
+    duckdbMemory: e.PARITY_DUCKDB_MEMORY,
   };
 }

@@ -60,7 +60,7 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     }
     // Spool segments of batches a crash interrupted never landed; they go.
     rmSync(join(config.dataDir, 'spool'), { recursive: true, force: true });
-    duck = await DuckStore.open(join(config.dataDir, 'points.duckdb'), { size: config.ingestConcurrency, queue: config.ingestQueue });
+    duck = await DuckStore.open(join(config.dataDir, 'points.duckdb'), { size: config.ingestConcurrency, queue: config.ingestQueue }, config.duckdbMemory);
     let current = active;
     const d = duck;
     return {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,6 +39,16 @@ describe('parity demo (what npm start runs)', () => {
       first.child.kill('SIGTERM');
       expect(await first.exited).toBe(0);
     }
+    // 460k raw demo ids went in; not one of them is in any file of the data directory
+    // (DuckDB, the embedded PostgreSQL's pages, the secret file), nor in what the room printed.
+    const files = listFiles(dataDir);
+    expect(files.some((f) => f.endsWith('points.duckdb'))).toBe(true);
+    const raw = ['ACME-ORD-', 'GLOBEX-ORD-', 'ACME-CUST-', 'ACME-EMP-', 'GLOBEX-CTL-'];
+    for (const f of files) {
+      const bytes = readFileSync(f);
+      for (const r of raw) expect(bytes.includes(Buffer.from(r)), `${r} in ${f}`).toBe(false);
+    }
+    for (const r of raw) expect(first.output()).not.toContain(r);
 
     const second = await spawnRoom(env, 'demo', 60_000);
     try {
@@ -56,3 +66,7 @@ describe('parity demo (what npm start runs)', () => {
     }
   }, 240_000);
 });
+
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? listFiles(join(dir, e.name)) : e.isFile() ? [join(dir, e.name)] : []));
+}
