@@ -7,7 +7,7 @@ import type { Clock } from '../platform/clock.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import { Problem, type FieldError } from '../platform/errors.js';
 import type { IngestKind } from './body-parsers.js';
-import { IngestWorkerPool } from './worker-pool.js';
+import { IngestWorkerPool, type BatchRun } from './worker-pool.js';
 import type { Receipt } from './receipt-schema.js';
 
 export interface ActiveAgreement {
@@ -108,7 +108,7 @@ export class BatchLander {
     let conn: DuckDBConnection | undefined;
     let snapshot: number | undefined;
     let open = false;
-    let run: ReturnType<IngestWorkerPool['run']> | undefined;
+    let run: BatchRun | undefined;
     try {
       conn = await this.duck.connect();
       await conn.run('BEGIN TRANSACTION');
@@ -121,14 +121,12 @@ export class BatchLander {
         {
           agreement: active.agreement,
           version: active.version,
-          partnerId: req.partnerId,
           kind: req.kind,
           nowMs: receivedAt.getTime(),
           clockSkewMs: this.opts.clockSkewMs,
           partial: req.partial,
-          spoolDir,
-          segmentRows: SEGMENT_ROWS,
         },
+        { partnerId: req.partnerId, spoolDir, segmentRows: SEGMENT_ROWS },
         (path) => {
           inserts = inserts.then(async () => {
             await c.run(INSERT_SEGMENT, [snap, req.partnerId, path]);
@@ -144,7 +142,7 @@ export class BatchLander {
         await run.send(chunk);
       }
       run.end();
-      const done = await run.result;
+      const { parse: done, spool } = await run.result;
       await inserts;
       const summary = { accepted: 0, rejected: done.rejected, errors: done.errors, errorsTruncated: done.errorsTruncated };
       if (done.rows === 0) throw new Problem(400, 'Bad Request', 'the body holds no points', { field: 'body' });
@@ -152,6 +150,7 @@ export class BatchLander {
         throw new Problem(422, 'Unprocessable Content', `${done.rejected} of ${done.rows} points are invalid; nothing landed (send ?partial=true to land the valid ones)`, { field: done.errors[0]?.field, ...summary });
       }
       if (done.accepted === 0) throw new Problem(422, 'Unprocessable Content', `none of the ${done.rows} points is valid; nothing landed`, { field: done.errors[0]?.field, ...summary });
+      if (spool.written !== done.accepted) throw new Error(`spooled ${spool.written} of ${done.accepted} accepted points`);
       const receipt: Receipt = {
         batchId,
         partner: req.partnerId,
@@ -162,7 +161,7 @@ export class BatchLander {
         rejected: done.rejected,
         errors: done.errors,
         errorsTruncated: done.errorsTruncated,
-        checksum: done.checksum,
+        checksum: spool.checksum,
         idempotencyKey: req.idempotencyKey,
         receivedAt: receivedAt.toISOString(),
         landedAt: this.clock.now().toISOString(),
@@ -170,7 +169,7 @@ export class BatchLander {
       await c.run(
         `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ)`,
-        [batchId, snap, req.partnerId, req.idempotencyKey, done.bodySha, req.contentType, done.accepted, done.rejected, done.checksum, JSON.stringify({ errors: done.errors, truncated: done.errorsTruncated }), active.version, receipt.receivedAt, receipt.landedAt],
+        [batchId, snap, req.partnerId, req.idempotencyKey, done.bodySha, req.contentType, done.accepted, done.rejected, spool.checksum, JSON.stringify({ errors: done.errors, truncated: done.errorsTruncated }), active.version, receipt.receivedAt, receipt.landedAt],
       );
       await c.run('COMMIT');
       open = false;
@@ -181,7 +180,8 @@ export class BatchLander {
       if (snapshot !== undefined) this.duck.snapshots.abort(snapshot);
       throw err;
     } finally {
-      run?.release();
+      // Workers first: a spool worker left mid-batch is ended before its directory goes.
+      await run?.release();
       await rm(spoolDir, { recursive: true, force: true });
       if (conn) this.duck.release(conn);
       release();

@@ -1,102 +1,145 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker } from 'node:worker_threads';
 import { Problem } from '../platform/errors.js';
-import type { FromWorker, ToWorker } from './worker-protocol.js';
+import type { FromParse, FromSpool, ToParse, ToSpool } from './worker-protocol.js';
 
-type Done = Extract<FromWorker, { type: 'done' }>;
-type Start = Omit<Extract<ToWorker, { type: 'start' }>, 'type' | 'id'>;
+type ParseDone = Extract<FromParse, { type: 'done' }>;
+type SpoolDone = Extract<FromSpool, { type: 'done' }>;
+type ParseStart = Omit<Extract<ToParse, { type: 'start' }>, 'type' | 'id' | 'rows'>;
+type SpoolStart = Omit<ToSpool, 'type' | 'id' | 'rows'>;
 
-/** Bytes sent to a worker and not yet taken by its parser: the bound on buffered body. */
+/** Bytes sent to a parse worker and not yet taken by its parser: the bound on buffered body. */
 const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 
-// Run from the sources (tests, tsx) the worker is TypeScript: it registers tsx first.
+// Run from the sources (tests, tsx) the workers are TypeScript: they register tsx first.
 const fromSources = import.meta.url.endsWith('.ts');
-const workerUrl = new URL(fromSources ? './ingest-worker.ts' : './ingest-worker.js', import.meta.url);
-const workerSource = fromSources
-  ? `import(${JSON.stringify(pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href)}).then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); });`
-  : undefined;
+const tsxApi = fromSources ? pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href : '';
 
-/** One batch streaming through a worker. */
-export interface BatchRun {
-  /** Hands a body chunk to the worker; waits while too much is in flight. */
-  send(chunk: Buffer): Promise<void>;
-  end(): void;
-  /** The worker's summary, or its Problem (400/422) for a body it cannot read. */
-  readonly result: Promise<Done>;
-}
-
-/** Long-lived ingest worker threads, one per concurrent batch. */
-export class IngestWorkerPool {
+/** Idle worker threads of one kind, reused batch after batch. */
+class Pool {
   readonly #idle: Worker[] = [];
   readonly #all = new Set<Worker>();
-  #nextId = 1;
+  readonly #url: URL;
 
-  constructor(private readonly secret: Buffer) {}
+  constructor(
+    file: string,
+    private readonly workerData: unknown,
+  ) {
+    this.#url = new URL(fromSources ? `./${file}.ts` : `./${file}.js`, import.meta.url);
+  }
 
-  #spawn(): Worker {
-    const w = new Worker(workerSource ?? workerUrl, { workerData: { secret: new Uint8Array(this.secret) }, eval: workerSource !== undefined, resourceLimits: { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 16 } });
+  acquire(): Worker {
+    const idle = this.#idle.pop();
+    if (idle) return idle;
+    const w = fromSources
+      ? new Worker(`import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(this.#url.href)}); });`, { eval: true, workerData: this.workerData, resourceLimits })
+      : new Worker(this.#url, { workerData: this.workerData, resourceLimits });
     w.unref();
     this.#all.add(w);
     w.once('exit', () => this.#all.delete(w));
     return w;
   }
 
-  /** Runs one batch; `onSegment` receives each spooled segment as the worker writes it. */
-  run(start: Start, onSegment: (path: string, rows: number) => void): BatchRun & { release(): void } {
-    const worker = this.#idle.pop() ?? this.#spawn();
+  /** A worker that finished its batch goes back; one left mid-batch is replaced. */
+  async release(w: Worker, clean: boolean): Promise<void> {
+    if (clean && this.#all.has(w)) this.#idle.push(w);
+    else await w.terminate();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#all].map((w) => w.terminate()));
+    this.#idle.length = 0;
+  }
+}
+
+// Ingest holds at most a few segments in memory; a small heap keeps the process small.
+const resourceLimits = { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 16 };
+
+/** One batch streaming through a parse worker and a spool worker. */
+export interface BatchRun {
+  /** Hands a body chunk to the parse worker; waits while too much is in flight. */
+  send(chunk: Buffer): Promise<void>;
+  end(): void;
+  /** Both workers' summaries, or the parse worker's Problem (400/422) for a body it cannot read. */
+  readonly result: Promise<{ parse: ParseDone; spool: SpoolDone }>;
+  /** Returns the workers to the pool (or ends them when the batch did not finish). */
+  release(): Promise<void>;
+}
+
+/** The ingest threads: parse workers and spool workers, paired per batch. */
+export class IngestWorkerPool {
+  readonly #parse: Pool;
+  readonly #spool: Pool;
+  #nextId = 1;
+
+  constructor(secret: Buffer) {
+    this.#parse = new Pool('parse-worker', {});
+    this.#spool = new Pool('spool-worker', { secret: new Uint8Array(secret) });
+  }
+
+  run(parseStart: ParseStart, spoolStart: SpoolStart, onSegment: (path: string, rows: number) => void): BatchRun {
     const id = this.#nextId++;
+    const parser = this.#parse.acquire();
+    const spooler = this.#spool.acquire();
+    const channel = new MessageChannel();
     let inFlight = 0;
     let waiter: (() => void) | undefined;
-    let settled = false;
-    // The worker finished this batch itself (done or a problem) and can take the next one.
-    let clean = false;
     let failure: unknown;
-    let resolve!: (d: Done) => void;
+    let parseDone: ParseDone | undefined;
+    let spoolDone: SpoolDone | undefined;
+    let parseClean = false;
+    let resolve!: (r: { parse: ParseDone; spool: SpoolDone }) => void;
     let reject!: (e: unknown) => void;
-    const result = new Promise<Done>((res, rej) => {
+    const result = new Promise<{ parse: ParseDone; spool: SpoolDone }>((res, rej) => {
       resolve = res;
       reject = rej;
     });
     result.catch(() => undefined);
     const fail = (e: unknown) => {
-      if (settled) return;
-      settled = true;
+      if (failure) return;
       failure = e;
       reject(e);
       waiter?.();
     };
-    const onMessage = (m: FromWorker) => {
+    const settle = () => {
+      if (parseDone && spoolDone && !failure) resolve({ parse: parseDone, spool: spoolDone });
+    };
+    const onParse = (m: FromParse) => {
       if (m.id !== id) return;
-      switch (m.type) {
-        case 'ack':
-          inFlight -= m.bytes;
-          if (inFlight <= MAX_IN_FLIGHT / 2) waiter?.();
-          break;
-        case 'segment':
-          onSegment(m.path, m.rows);
-          break;
-        case 'done':
-          settled = true;
-          clean = true;
-          resolve(m);
-          break;
-        case 'problem':
-          clean = true;
-          fail(new Problem(m.status, m.title, m.detail, m.extra));
-          break;
-        case 'failed':
-          fail(new Error(`ingest worker: ${m.message}`));
-          break;
-      }
+      if (m.type === 'ack') {
+        inFlight -= m.bytes;
+        if (inFlight <= MAX_IN_FLIGHT / 2) waiter?.();
+      } else if (m.type === 'done') {
+        parseClean = true;
+        parseDone = m;
+        settle();
+      } else if (m.type === 'problem') {
+        parseClean = true;
+        fail(new Problem(m.status, m.title, m.detail, m.extra));
+      } else fail(new Error(`ingest parse worker: ${m.message}`));
+    };
+    const onSpool = (m: FromSpool) => {
+      if (m.id !== id) return;
+      if (m.type === 'segment') onSegment(m.path, m.rows);
+      else if (m.type === 'done') {
+        spoolDone = m;
+        settle();
+      } else fail(new Error(`ingest spool worker: ${m.message}`));
     };
     const onError = (e: unknown) => fail(e);
-    const onExit = (code: number) => fail(new Error(`ingest worker exited (${code})`));
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExit);
-    const msg = (m: ToWorker, transfer?: ArrayBuffer[]) => worker.postMessage(m, transfer);
-    msg({ type: 'start', id, ...start });
+    const onExit = (code: number) => fail(new Error(`an ingest worker exited (${code})`));
+    for (const [w, fn] of [
+      [parser, onParse],
+      [spooler, onSpool],
+    ] as const) {
+      w.on('message', fn);
+      w.on('error', onError);
+      w.on('exit', onExit);
+    }
+    const toParse = (m: ToParse, transfer?: (ArrayBuffer | MessageChannel['port1'])[]) => parser.postMessage(m, transfer);
+    spooler.postMessage({ type: 'start', id, ...spoolStart, rows: channel.port2 } satisfies ToSpool, [channel.port2]);
+    toParse({ type: 'start', id, ...parseStart, rows: channel.port1 }, [channel.port1]);
     return {
       result,
       async send(chunk: Buffer) {
@@ -104,27 +147,29 @@ export class IngestWorkerPool {
         // Copy out of Node's pooled buffers so the transfer hands over only this chunk.
         const buf = chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) as ArrayBuffer;
         inFlight += buf.byteLength;
-        msg({ type: 'chunk', id, buf }, [buf]);
+        toParse({ type: 'chunk', id, buf }, [buf]);
         while (inFlight > MAX_IN_FLIGHT && !failure) await new Promise<void>((r) => (waiter = r));
         waiter = undefined;
         if (failure) throw failure;
       },
       end() {
-        msg({ type: 'end', id });
+        toParse({ type: 'end', id });
       },
-      release: () => {
-        worker.off('message', onMessage);
-        worker.off('error', onError);
-        worker.off('exit', onExit);
-        // A worker left mid-batch (the client vanished, the body was too large) is replaced.
-        if (clean && this.#all.has(worker)) this.#idle.push(worker);
-        else void worker.terminate();
+      release: async () => {
+        for (const [w, fn] of [
+          [parser, onParse],
+          [spooler, onSpool],
+        ] as const) {
+          w.off('message', fn);
+          w.off('error', onError);
+          w.off('exit', onExit);
+        }
+        await Promise.all([this.#parse.release(parser, parseClean), this.#spool.release(spooler, spoolDone !== undefined)]);
       },
     };
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#all].map((w) => w.terminate()));
-    this.#idle.length = 0;
+    await Promise.all([this.#parse.close(), this.#spool.close()]);
   }
 }
