@@ -54,7 +54,7 @@ class Pool {
 }
 
 // Ingest holds at most a few segments in memory; a small heap keeps the process small.
-const resourceLimits = { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 16 };
+const resourceLimits = { maxOldGenerationSizeMb: 48, maxYoungGenerationSizeMb: 8 };
 
 /** One batch streaming through a parse worker and a spool worker. */
 export interface BatchRun {

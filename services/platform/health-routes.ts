@@ -26,10 +26,13 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
       '# HELP parity_ingest_writers_waiting Batches queued for a writer.',
       '# TYPE parity_ingest_writers_waiting gauge',
       `parity_ingest_writers_waiting ${s.waiting}`,
-      '# HELP process_resident_memory_bytes Resident memory.',
-      '# TYPE process_resident_memory_bytes gauge',
-      `process_resident_memory_bytes ${process.memoryUsage.rss()}`,
     ];
+    const mem = process.memoryUsage();
+    for (const [name, help, value] of [
+      ['process_resident_memory_bytes', 'Resident memory of the process (all threads).', mem.rss],
+      ['nodejs_heap_used_bytes', 'V8 heap in use on the main thread.', mem.heapUsed],
+      ['nodejs_external_memory_bytes', 'Memory outside the V8 heap held by JS objects (buffers).', mem.external],
+    ] as const) lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`);
     return reply.type('text/plain; version=0.0.4').send(lines.join('\n') + '\n');
   });
 };
