@@ -18,6 +18,7 @@ import { createToken } from '../services/governance/token-repository.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
 import { openRoom } from '../services/platform/room.js';
+import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
 import { freePort } from '../tests/helpers/spawn-room.js';
 
 const N = Number(process.env['BENCH_POINTS'] ?? 1_000_000);
@@ -116,27 +117,7 @@ async function postgresCopy(rows: Row[]): Promise<number | undefined> {
 }
 
 async function scratchDatabase(): Promise<{ url: string; drop: () => Promise<void> } | undefined> {
-  const admin = new pg.Client({ connectionString: PG_URL });
-  try {
-    await admin.connect();
-  } catch {
-    return undefined;
-  }
-  const name = `parity_bench_${process.pid}`;
-  await admin.query(`DROP DATABASE IF EXISTS ${name}`);
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(PG_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const c = new pg.Client({ connectionString: PG_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
+  return createScratchDatabase(PG_URL, 'parity_bench').catch(() => undefined);
 }
 
 async function startServer(dataDir: string, extraEnv: Record<string, string> = {}) {

@@ -129,14 +129,17 @@ export class IngestWorkerPool {
     };
     const onError = (e: unknown) => fail(e);
     const onExit = (code: number) => fail(new Error(`an ingest worker exited (${code})`));
-    for (const [w, fn] of [
-      [parser, onParse],
-      [spooler, onSpool],
-    ] as const) {
-      w.on('message', fn);
-      w.on('error', onError);
-      w.on('exit', onExit);
-    }
+    const listen = (on: boolean) => {
+      for (const [w, fn] of [
+        [parser, onParse],
+        [spooler, onSpool],
+      ] as const) {
+        (on ? w.on : w.off).call(w, 'message', fn);
+        (on ? w.on : w.off).call(w, 'error', onError);
+        (on ? w.on : w.off).call(w, 'exit', onExit);
+      }
+    };
+    listen(true);
     const toParse = (m: ToParse, transfer?: (ArrayBuffer | MessageChannel['port1'])[]) => parser.postMessage(m, transfer);
     spooler.postMessage({ type: 'start', id, ...spoolStart, rows: channel.port2 } satisfies ToSpool, [channel.port2]);
     toParse({ type: 'start', id, ...parseStart, rows: channel.port1 }, [channel.port1]);
@@ -156,14 +159,7 @@ export class IngestWorkerPool {
         toParse({ type: 'end', id });
       },
       release: async () => {
-        for (const [w, fn] of [
-          [parser, onParse],
-          [spooler, onSpool],
-        ] as const) {
-          w.off('message', fn);
-          w.off('error', onError);
-          w.off('exit', onExit);
-        }
+        listen(false);
         await Promise.all([this.#parse.release(parser, parseClean), this.#spool.release(spooler, spoolDone !== undefined)]);
       },
     };

@@ -1,10 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import pg from 'pg';
 import { inject } from 'vitest';
 import { createToken, type Role } from '../../services/governance/token-repository.js';
 import { buildApp } from '../../services/platform/app.js';
@@ -12,27 +10,13 @@ import { TestClock, type Clock } from '../../services/platform/clock.js';
 import { loadConfig, type Config } from '../../services/platform/config.js';
 import { demoAgreementFile } from '../../services/platform/paths.js';
 import { openRoom, type Room } from '../../services/platform/room.js';
+import { createScratchDatabase } from './scratch-db.js';
 
 /** A fresh, empty PostgreSQL database for one suite, or undefined to use PGlite. */
 export async function freshDatabaseUrl(): Promise<{ url: string | undefined; drop: () => Promise<void> }> {
   const admin = inject('pgAdminUrl');
   if (!admin) return { url: undefined, drop: async () => {} };
-  const name = `parity_t_${randomBytes(6).toString('hex')}`;
-  const c = new pg.Client({ connectionString: admin });
-  await c.connect();
-  await c.query(`CREATE DATABASE ${name}`);
-  await c.end();
-  const u = new URL(admin);
-  u.pathname = `/${name}`;
-  return {
-    url: u.toString(),
-    drop: async () => {
-      const d = new pg.Client({ connectionString: admin });
-      await d.connect();
-      await d.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await d.end();
-    },
-  };
+  return createScratchDatabase(admin);
 }
 
 export interface TestRoom {
