@@ -35,7 +35,7 @@ const SEGMENT_ROWS = 50_000;
 // them can hold a tab or newline (ids are checked, JSON escapes control characters).
 const INSERT_SEGMENT = `INSERT INTO points
   SELECT $1::UINTEGER, $2::VARCHAR, kpi, make_timestamptz(ms * 1000), value, subject, nullif(dims, '')
-  FROM read_csv($3, delim = '\t', header = false, quote = '', escape = '', auto_detect = false,
+  FROM read_csv($3, delim = '\t', header = false, quote = '', escape = '', auto_detect = false, buffer_size = 4194304,
     columns = {'kpi': 'VARCHAR', 'ms': 'BIGINT', 'value': 'DOUBLE', 'subject': 'VARCHAR', 'dims': 'VARCHAR'})`;
 
 /** Lands batches: parse, check, pseudonymise and append in one DuckDB transaction. */

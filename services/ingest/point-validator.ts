@@ -119,6 +119,7 @@ interface KpiCheck {
   dims: Map<string, Set<string>>;
 }
 
+/** Checks one point; the returned object is reused by the next call, so read it at once. */
 export type PointValidator = (c: Candidate, row: number, errors: RowErrors, extraFields?: readonly string[]) => ValidPoint | null;
 
 /** Compiles the agreement's rules once; the returned function checks one point. */
@@ -141,6 +142,8 @@ export function compileValidator(agreement: Agreement, opts: { now: () => number
   let bad = 0;
   let currentRow = 0;
   let sink: RowErrors;
+  // One result object, overwritten by every call: a point is consumed before the next is checked.
+  const out: ValidPoint = { kpi: '', atMs: 0, value: 0, subject: '', dims: null };
   const fail = (field: string, message: string) => {
     bad++;
     sink.add(currentRow, field, message);
@@ -193,21 +196,21 @@ export function compileValidator(agreement: Agreement, opts: { now: () => number
         const given = c.dims as Record<string, unknown>;
         const keys = Object.keys(given);
         if (keys.length > 1) keys.sort();
-        let out: Record<string, string> | undefined;
+        let picked: Record<string, string> | undefined;
         for (const key of keys) {
           const v = given[key];
           const allowed = check.dims.get(key);
           if (!allowed) fail(`dims.${key.slice(0, 40)}`, `${check.kpi.id} has no dimension ${show(key)}${check.dims.size ? `; agreed: ${[...check.dims.keys()].join(', ')}` : ''}`);
           else if (typeof v !== 'string') fail(`dims.${key}`, `expected a string, got ${typeName(v)}`);
           else if (!allowed.has(v)) fail(`dims.${key}`, `${show(v)} is not an agreed value; agreed: ${[...allowed].join(', ')}`);
-          else (out ??= {})[key] = v;
+          else (picked ??= {})[key] = v;
         }
-        if (out && bad === 0) {
+        if (picked && bad === 0) {
           if (keys.length === 1) {
-            const k = `${keys[0]}\u0000${out[keys[0]!]}`;
+            const k = `${keys[0]}\u0000${picked[keys[0]!]}`;
             dims = singleDims.get(k) ?? null;
-            if (dims === null) singleDims.set(k, (dims = JSON.stringify(out)));
-          } else dims = JSON.stringify(out);
+            if (dims === null) singleDims.set(k, (dims = JSON.stringify(picked)));
+          } else dims = JSON.stringify(picked);
         }
       }
     }
@@ -216,6 +219,11 @@ export function compileValidator(agreement: Agreement, opts: { now: () => number
       errors.rejectedRows++;
       return null;
     }
-    return { kpi: c.kpi as string, atMs, value: c.value as number, subject: c.subject as string, dims };
+    out.kpi = c.kpi as string;
+    out.atMs = atMs;
+    out.value = c.value as number;
+    out.subject = c.subject as string;
+    out.dims = dims;
+    return out;
   };
 }
