@@ -178,6 +178,10 @@ export class BatchLander {
     } catch (err) {
       if (open && conn) await conn.run('ROLLBACK').catch(() => undefined);
       if (snapshot !== undefined) this.duck.snapshots.abort(snapshot);
+      // A batch's uncommitted points are held by DuckDB until COMMIT, within PARITY_DUCKDB_MEMORY.
+      if (err instanceof Error && err.message.startsWith('Out of Memory Error')) {
+        throw new Problem(413, 'Content Too Large', 'the batch is too large for the memory the room gives DuckDB (PARITY_DUCKDB_MEMORY); split it into smaller batches', { field: 'body' });
+      }
       throw err;
     } finally {
       // Workers first: a spool worker left mid-batch is ended before its directory goes.
