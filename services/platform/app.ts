@@ -5,6 +5,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { governanceRoutes } from '../governance/governance-routes.js';
 import { createLander, ingestRoutes } from '../ingest/ingest-routes.js';
+import { queryRoutes } from '../query/query-routes.js';
 import { installErrorHandler } from './errors.js';
 import { healthRoutes } from './health-routes.js';
 import { loggerOptions } from './logger.js';
@@ -50,5 +51,6 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(healthRoutes, { room });
   await app.register(governanceRoutes, { room });
   await app.register(ingestRoutes, { room, lander });
+  await app.register(queryRoutes, { room });
   return app;
 }

@@ -1,0 +1,105 @@
+import { tableToIPC, tableFromArrays } from 'apache-arrow';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Principal } from '../governance/token-repository.js';
+import { problemSchema } from '../ingest/receipt-schema.js';
+import { authenticate } from '../platform/auth.js';
+import type { Room } from '../platform/room.js';
+import { assertReader, findVisibleKpi, resolveSeries, runSeries, seriesJson, type SeriesResult } from './series-service.js';
+
+const cellSchema = z.object({
+  period: z.string().describe('first local day of the period (YYYY-MM-DD)'),
+  group: z.string().nullable().describe('partner id or dimension value; null for the combined figure'),
+  value: z.number().nullable(),
+  n: z.number().int().nullable().describe('distinct subjects in the cell; null when suppressed'),
+  state: z.enum(['ok', 'suppressed']),
+  reason: z.string().optional(),
+});
+
+export const seriesSchema = z.object({
+  kpi: z.string(),
+  measure: z.string(),
+  unit: z.string(),
+  grain: z.enum(['day', 'week', 'month']),
+  by: z.string().nullable(),
+  from: z.string(),
+  to: z.string(),
+  snapshot: z.number().int(),
+  agreementVersion: z.number().int(),
+  minGroupSize: z.number().int(),
+  approximate: z.boolean(),
+  digest: z.string().describe('SHA-256 of the canonical JSON of the cells'),
+  cells: z.array(cellSchema),
+});
+
+const ARROW = 'application/vnd.apache.arrow.stream';
+
+/** A token is optional here: public, published KPIs answer without one. */
+async function optionalPrincipal(room: Room, req: FastifyRequest): Promise<Principal | null> {
+  return req.headers.authorization === undefined ? null : authenticate(room.control.db, room.clock, req);
+}
+
+function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult) {
+  void reply.headers({ 'x-parity-snapshot': String(r.snapshot), 'x-parity-digest': r.digest, 'x-parity-agreement-version': String(r.agreementVersion), vary: 'accept' });
+  const accept = req.headers.accept ?? '';
+  if (accept.includes(ARROW)) {
+    const table = tableFromArrays({
+      period: r.cells.map((c) => c.period),
+      group: r.cells.map((c) => c.group),
+      value: Float64Array.from(r.cells, (c) => c.value ?? Number.NaN),
+      n: r.cells.map((c) => c.n),
+      state: r.cells.map((c) => c.state),
+      reason: r.cells.map((c) => c.reason ?? null),
+    } as Parameters<typeof tableFromArrays>[0]);
+    return reply.type(ARROW).send(Buffer.from(tableToIPC(table, 'stream')));
+  }
+  if (accept.includes('text/csv')) {
+    const esc = (v: string | number | null | undefined) => (v === null || v === undefined ? '' : /[",\n]/.test(String(v)) ? `"${String(v).replaceAll('"', '""')}"` : String(v));
+    const lines = ['period,group,value,n,state,reason', ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reason].map(esc).join(','))];
+    return reply.type('text/csv; charset=utf-8').send(lines.join('\n') + '\n');
+  }
+  // Sent as the canonical string itself, so every partner gets the same bytes.
+  return reply.type('application/json; charset=utf-8').send(seriesJson(r));
+}
+
+/** GET /v1/kpis/{kpi}/series: only agreed aggregates, small cells withheld. */
+export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  app.get(
+    '/v1/kpis/:kpi/series',
+    {
+      schema: {
+        summary: 'An agreed KPI as a series of periods (JSON, CSV or Arrow by Accept)',
+        tags: ['query'],
+        security: [{ bearer: [] }, {}],
+        params: z.object({ kpi: z.string().max(64) }),
+        querystring: z.strictObject({
+          grain: z.string().max(10).optional(),
+          from: z.string().max(10).optional(),
+          to: z.string().max(10).optional(),
+          by: z.string().max(64).optional(),
+          snapshot: z.string().max(12).optional(),
+        }),
+        response: { 200: seriesSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema },
+      },
+    },
+    async (req, reply) => {
+      const principal = await optionalPrincipal(room, req);
+      assertReader(principal);
+      const active = room.agreement();
+      const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
+      const q = resolveSeries(active.agreement, kpi, req.query, room.duck.snapshots.latest, room.clock.now());
+      const result = await runSeries(room.duck, active.agreement, active.version, q);
+      await room.audit({
+        actor: principal?.tokenId ?? 'anonymous',
+        partnerId: principal?.partnerId ?? null,
+        action: 'query.series',
+        target: kpi.id,
+        details: { role: principal?.role ?? 'public', grain: q.grain, from: q.from, to: q.to, by: result.by, snapshot: q.snapshot, cells: result.cells.length, suppressed: result.cells.filter((c) => c.state === 'suppressed').length },
+      });
+      return sendSeries(req, reply, result);
+    },
+  );
+};

@@ -1,0 +1,144 @@
+import { createHash } from 'node:crypto';
+import { effectiveMinGroupSize, type Agreement, type Kpi } from '../governance/agreement-schema.js';
+import type { Principal } from '../governance/token-repository.js';
+import { canonicalJson } from '../platform/canonical-json.js';
+import type { DuckStore } from '../platform/duck-store.js';
+import { badRequest, forbidden, notFound } from '../platform/errors.js';
+import { compileSeries, type Breakdown, type Grain, type SeriesQuery } from './aggregate-compiler.js';
+import { suppress, type Cell, type RawCell } from './suppression.js';
+
+/** What a caller asked for, as strings straight from the query string. */
+export interface SeriesParams {
+  grain?: string | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
+  by?: string | undefined;
+  snapshot?: string | undefined;
+}
+
+/** A served series: the same request at the same snapshot gives the same bytes to everyone. */
+export interface SeriesResult {
+  kpi: string;
+  measure: string;
+  unit: string;
+  grain: Grain;
+  by: string | null;
+  from: string;
+  to: string;
+  snapshot: number;
+  agreementVersion: number;
+  minGroupSize: number;
+  approximate: boolean;
+  digest: string;
+  cells: Cell[];
+}
+
+const readRoles = new Set(['analyst', 'owner', 'steering', 'admin']);
+const isoDate = /^(\d{4})-(\d{2})-(\d{2})$/;
+const MAX_RANGE_DAYS = 5 * 366;
+
+/** Whether the caller may see a KPI at all (tiers); unseen KPIs are answered as unknown. */
+export function canSee(p: Principal | null, kpi: Kpi): boolean {
+  if (!p) return kpi.disclosure === 'public' && kpi.published;
+  if (!readRoles.has(p.role)) return false;
+  if (kpi.disclosure === 'need_to_know') return p.role === 'steering' || kpi.needToKnow.includes(p.name);
+  return true;
+}
+
+/** 403 for roles that never read aggregates (ingest, operator); the caller otherwise. */
+export function assertReader(p: Principal | null): void {
+  if (p && !readRoles.has(p.role)) throw forbidden(`the ${p.role} role cannot read aggregates`);
+}
+
+export function findVisibleKpi(agreement: Agreement, p: Principal | null, id: string): Kpi {
+  const kpi = agreement.kpis.find((k) => k.id === id);
+  if (!kpi || !canSee(p, kpi)) throw notFound(`no KPI ${JSON.stringify(id.slice(0, 60))} for you`);
+  return kpi;
+}
+
+function parseDate(value: string, field: string): string {
+  const m = isoDate.exec(value);
+  const d = m ? new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!)) : undefined;
+  if (!m || !d || d.getUTCDate() !== +m[3]! || d.getUTCMonth() !== +m[2]! - 1 || +m[1]! < 2000 || +m[1]! > 2100) throw badRequest(`${field}: expected a date YYYY-MM-DD between 2000 and 2100`, field);
+  return value;
+}
+
+/** Today's date in the partnership's zone. */
+export function localToday(now: Date, timezone: string): string {
+  return new Intl.DateTimeFormat('en-CA', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(now);
+}
+
+/** Checks every parameter against the agreement: the result is the only thing the compiler sees. */
+export function resolveSeries(agreement: Agreement, kpi: Kpi, params: SeriesParams, latest: number, now: Date): SeriesQuery {
+  const grain = (params.grain ?? kpi.evaluate.grain) as Grain;
+  if (!kpi.grains.includes(grain)) throw badRequest(`grain: ${kpi.id} is agreed at ${kpi.grains.join(', ')}`, 'grain');
+  const today = localToday(now, agreement.partnership.timezone);
+  const to = params.to === undefined ? today : parseDate(params.to, 'to');
+  const from = params.from === undefined ? shiftDays(to, -730) : parseDate(params.from, 'from');
+  if (from > to) throw badRequest('from: must not be after to', 'from');
+  if ((Date.parse(to) - Date.parse(from)) / 86_400_000 > MAX_RANGE_DAYS) throw badRequest(`to: the range may span at most ${MAX_RANGE_DAYS} days`, 'to');
+  let by: Breakdown = { kind: 'none' };
+  if (params.by !== undefined && params.by !== 'none') {
+    if (params.by === 'partner') {
+      if (kpi.breakdown !== 'per_partner') throw badRequest(`by: ${kpi.id} is agreed as a combined figure only`, 'by');
+      by = { kind: 'partner' };
+    } else if (Object.hasOwn(kpi.dimensions, params.by)) by = { kind: 'dimension', key: params.by };
+    else throw badRequest(`by: expected partner${Object.keys(kpi.dimensions).map((d) => `, ${d}`).join('')} or none`, 'by');
+  }
+  let snapshot = latest;
+  if (params.snapshot !== undefined) {
+    if (!/^\d{1,10}$/.test(params.snapshot)) throw badRequest('snapshot: expected a whole number', 'snapshot');
+    snapshot = Number(params.snapshot);
+    if (snapshot > latest) throw badRequest(`snapshot: the latest snapshot is ${latest}`, 'snapshot');
+  }
+  return { kpi, grain, from, to, by, snapshot, timezone: agreement.partnership.timezone };
+}
+
+function shiftDays(date: string, days: number): string {
+  return new Date(Date.parse(date) + days * 86_400_000).toISOString().slice(0, 10);
+}
+
+/** Runs an agreed aggregate and withholds what the agreement does not disclose. */
+export async function runSeries(duck: DuckStore, agreement: Agreement, agreementVersion: number, q: SeriesQuery): Promise<SeriesResult> {
+  const { sql, params } = compileSeries(q);
+  const conn = await duck.connect();
+  let raw: RawCell[];
+  try {
+    const r = await conn.runAndReadAll(sql, params);
+    raw = r.getRowObjectsJson().map((row) => ({ period: String(row['period']), group: row['grp'] == null ? null : String(row['grp']), value: row['value'] == null ? null : Number(row['value']), n: Number(row['n']) }));
+  } finally {
+    duck.release(conn);
+  }
+  const min = effectiveMinGroupSize(agreement, q.kpi);
+  const cells = suppress(raw, min, q.by.kind !== 'none').map((c) => (c.value === null ? c : { ...c, value: round(c.value) }));
+  return {
+    kpi: q.kpi.id,
+    measure: q.kpi.measure,
+    unit: q.kpi.unit,
+    grain: q.grain,
+    by: q.by.kind === 'none' ? null : q.by.kind === 'partner' ? 'partner' : q.by.key,
+    from: q.from,
+    to: q.to,
+    snapshot: q.snapshot,
+    agreementVersion,
+    minGroupSize: min,
+    approximate: false,
+    digest: digestOf(cells),
+    cells,
+  };
+}
+
+/** Values to 12 significant digits: the same number on every platform and in every encoding. */
+function round(v: number): number {
+  return Number(v.toPrecision(12));
+}
+
+export function digestOf(cells: readonly Cell[]): string {
+  return createHash('sha256').update(canonicalJson(cells)).digest('hex');
+}
+
+/** The canonical body of a series: fixed key order, so equal results are equal bytes. */
+export function seriesJson(r: SeriesResult): string {
+  return canonicalJson(r);
+}
+
