@@ -3,7 +3,7 @@ import { effectiveMinGroupSize, type Agreement, type Kpi } from '../governance/a
 import type { Principal } from '../governance/token-repository.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
-import { badRequest, forbidden, notFound } from '../platform/errors.js';
+import { badRequest, forbidden, notFound, unauthorized } from '../platform/errors.js';
 import { compileSeries, type Breakdown, type Grain, type SeriesQuery } from './aggregate-compiler.js';
 import { suppress, type Cell, type RawCell } from './suppression.js';
 
@@ -50,16 +50,20 @@ export function assertReader(p: Principal | null): void {
   if (p && !readRoles.has(p.role)) throw forbidden(`the ${p.role} role cannot read aggregates`);
 }
 
+/** The KPI if the caller may see it; otherwise 401 without a token, 404 with one (unknown and hidden look alike). */
 export function findVisibleKpi(agreement: Agreement, p: Principal | null, id: string): Kpi {
   const kpi = agreement.kpis.find((k) => k.id === id);
-  if (!kpi || !canSee(p, kpi)) throw notFound(`no KPI ${JSON.stringify(id.slice(0, 60))} for you`);
+  if (!kpi || !canSee(p, kpi)) {
+    if (!p) throw unauthorized();
+    throw notFound(`no KPI ${JSON.stringify(id.slice(0, 60))} for you`);
+  }
   return kpi;
 }
 
 function parseDate(value: string, field: string): string {
   const m = isoDate.exec(value);
   const d = m ? new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!)) : undefined;
-  if (!m || !d || d.getUTCDate() !== +m[3]! || d.getUTCMonth() !== +m[2]! - 1 || +m[1]! < 2000 || +m[1]! > 2100) throw badRequest(`${field}: expected a date YYYY-MM-DD between 2000 and 2100`, field);
+  if (!m || !d || d.getUTCDate() !== +m[3]! || d.getUTCMonth() !== +m[2]! - 1 || +m[1]! < 2000 || +m[1]! > 2100) throw badRequest(`${field}: expected a date YYYY-MM-DD between 2000 and 2100`, `querystring.${field}`);
   return value;
 }
 
@@ -71,25 +75,25 @@ export function localToday(now: Date, timezone: string): string {
 /** Checks every parameter against the agreement: the result is the only thing the compiler sees. */
 export function resolveSeries(agreement: Agreement, kpi: Kpi, params: SeriesParams, latest: number, now: Date): SeriesQuery {
   const grain = (params.grain ?? kpi.evaluate.grain) as Grain;
-  if (!kpi.grains.includes(grain)) throw badRequest(`grain: ${kpi.id} is agreed at ${kpi.grains.join(', ')}`, 'grain');
+  if (!kpi.grains.includes(grain)) throw badRequest(`grain: ${kpi.id} is agreed at ${kpi.grains.join(', ')}`, 'querystring.grain');
   const today = localToday(now, agreement.partnership.timezone);
   const to = params.to === undefined ? today : parseDate(params.to, 'to');
   const from = params.from === undefined ? shiftDays(to, -730) : parseDate(params.from, 'from');
-  if (from > to) throw badRequest('from: must not be after to', 'from');
-  if ((Date.parse(to) - Date.parse(from)) / 86_400_000 > MAX_RANGE_DAYS) throw badRequest(`to: the range may span at most ${MAX_RANGE_DAYS} days`, 'to');
+  if (from > to) throw badRequest('from: must not be after to', 'querystring.from');
+  if ((Date.parse(to) - Date.parse(from)) / 86_400_000 > MAX_RANGE_DAYS) throw badRequest(`to: the range may span at most ${MAX_RANGE_DAYS} days`, 'querystring.to');
   let by: Breakdown = { kind: 'none' };
   if (params.by !== undefined && params.by !== 'none') {
     if (params.by === 'partner') {
-      if (kpi.breakdown !== 'per_partner') throw badRequest(`by: ${kpi.id} is agreed as a combined figure only`, 'by');
+      if (kpi.breakdown !== 'per_partner') throw badRequest(`by: ${kpi.id} is agreed as a combined figure only`, 'querystring.by');
       by = { kind: 'partner' };
     } else if (Object.hasOwn(kpi.dimensions, params.by)) by = { kind: 'dimension', key: params.by };
-    else throw badRequest(`by: expected partner${Object.keys(kpi.dimensions).map((d) => `, ${d}`).join('')} or none`, 'by');
+    else throw badRequest(`by: expected partner${Object.keys(kpi.dimensions).map((d) => `, ${d}`).join('')} or none`, 'querystring.by');
   }
   let snapshot = latest;
   if (params.snapshot !== undefined) {
-    if (!/^\d{1,10}$/.test(params.snapshot)) throw badRequest('snapshot: expected a whole number', 'snapshot');
+    if (!/^\d{1,10}$/.test(params.snapshot)) throw badRequest('snapshot: expected a whole number', 'querystring.snapshot');
     snapshot = Number(params.snapshot);
-    if (snapshot > latest) throw badRequest(`snapshot: the latest snapshot is ${latest}`, 'snapshot');
+    if (snapshot > latest) throw badRequest(`snapshot: the latest snapshot is ${latest}`, 'querystring.snapshot');
   }
   return { kpi, grain, from, to, by, snapshot, timezone: agreement.partnership.timezone };
 }
