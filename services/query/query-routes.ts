@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { tableToIPC, tableFromArrays } from 'apache-arrow';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -6,7 +7,10 @@ import type { Principal } from '../governance/token-repository.js';
 import { problemSchema } from '../ingest/receipt-schema.js';
 import { authenticate } from '../platform/auth.js';
 import type { Room } from '../platform/room.js';
-import { assertReader, findVisibleKpi, resolveSeries, runSeries, seriesJson, type SeriesResult } from './series-service.js';
+import { canonicalJson } from '../platform/canonical-json.js';
+import { unauthorized } from '../platform/errors.js';
+import { listBreaches, summariseKpis } from './kpi-summary.js';
+import { assertReader, canSee, findVisibleKpi, localToday, resolveRange, resolveSeries, runSeries, type SeriesResult } from './series-service.js';
 
 const cellSchema = z.object({
   period: z.string().describe('first local day of the period (YYYY-MM-DD)'),
@@ -59,13 +63,73 @@ function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult) {
     const lines = ['period,group,value,n,state,reason', ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reason].map(esc).join(','))];
     return reply.type('text/csv; charset=utf-8').send(lines.join('\n') + '\n');
   }
-  // Sent as the canonical string itself, so every partner gets the same bytes.
-  return reply.type('application/json; charset=utf-8').send(seriesJson(r));
+  return sendCanonical(reply, r);
+}
+
+/** Sent as the canonical JSON string itself, so every partner gets the same bytes. */
+function sendCanonical(reply: FastifyReply, body: unknown) {
+  return reply.type('application/json; charset=utf-8').send(canonicalJson(body));
 }
 
 /** GET /v1/kpis/{kpi}/series: only agreed aggregates, small cells withheld. */
 export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  app.get(
+    '/v1/kpis',
+    {
+      schema: {
+        summary: 'Every KPI the caller may see: last closed period, open period, band, state, change',
+        tags: ['query'],
+        security: [{ bearer: [] }, {}],
+        querystring: z.strictObject({ snapshot: z.string().max(12).optional() }),
+        response: { 200: z.object({ today: z.string(), snapshot: z.number().int(), agreementVersion: z.number().int(), digest: z.string(), kpis: z.array(z.record(z.string(), z.unknown())) }), 400: problemSchema, 401: problemSchema, 403: problemSchema },
+      },
+    },
+    async (req, reply) => {
+      const principal = await optionalPrincipal(room, req);
+      assertReader(principal);
+      const active = room.agreement();
+      const { snapshot } = resolveRange({ snapshot: req.query.snapshot }, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now());
+      const result = await summariseKpis(room.duck, active.agreement, active.version, principal, localToday(room.clock.now(), active.agreement.partnership.timezone), snapshot);
+      if (!principal && result.kpis.length === 0) throw unauthorized();
+      await room.audit({
+        actor: principal?.tokenId ?? 'anonymous',
+        partnerId: principal?.partnerId ?? null,
+        action: 'query.kpis',
+        details: { role: principal?.role ?? 'public', snapshot, kpis: result.kpis.map((k) => k.id) },
+      });
+      void reply.headers({ 'x-parity-digest': result.digest, 'x-parity-snapshot': String(snapshot) });
+      return sendCanonical(reply, result);
+    },
+  );
+
+  app.get(
+    '/v1/breaches',
+    {
+      schema: {
+        summary: 'Closed periods outside their band, per KPI and scope, with the value where disclosed',
+        tags: ['query'],
+        security: [{ bearer: [] }, {}],
+        querystring: z.strictObject({ kpi: z.string().max(64).optional(), from: z.string().max(10).optional(), to: z.string().max(10).optional(), snapshot: z.string().max(12).optional() }),
+        response: { 200: z.object({ snapshot: z.number().int(), agreementVersion: z.number().int(), from: z.string(), to: z.string(), digest: z.string(), breaches: z.array(z.record(z.string(), z.unknown())) }), 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema },
+      },
+    },
+    async (req, reply) => {
+      const principal = await optionalPrincipal(room, req);
+      assertReader(principal);
+      const active = room.agreement();
+      const kpis = req.query.kpi === undefined ? active.agreement.kpis.filter((k) => canSee(principal, k)) : [findVisibleKpi(active.agreement, principal, req.query.kpi)];
+      if (!principal && kpis.length === 0) throw unauthorized();
+      const q = resolveRange(req.query, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now());
+      const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
+      const breaches = await listBreaches(room.duck, active.agreement, kpis, q.from, q.to, today, q.snapshot);
+      const body = { snapshot: q.snapshot, agreementVersion: active.version, from: q.from, to: q.to, digest: createHash('sha256').update(canonicalJson(breaches)).digest('hex'), breaches };
+      await room.audit({ actor: principal?.tokenId ?? 'anonymous', partnerId: principal?.partnerId ?? null, action: 'query.breaches', details: { role: principal?.role ?? 'public', kpis: kpis.map((k) => k.id), from: q.from, to: q.to, snapshot: q.snapshot, breaches: breaches.length } });
+      void reply.headers({ 'x-parity-digest': body.digest, 'x-parity-snapshot': String(q.snapshot) });
+      return sendCanonical(reply, body);
+    },
+  );
 
   app.get(
     '/v1/kpis/:kpi/series',

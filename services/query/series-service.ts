@@ -72,15 +72,26 @@ export function localToday(now: Date, timezone: string): string {
   return new Intl.DateTimeFormat('en-CA', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(now);
 }
 
+/** Checks from, to and snapshot: local dates (to inclusive, default the last two years) and a landed snapshot. */
+export function resolveRange(params: Pick<SeriesParams, 'from' | 'to' | 'snapshot'>, timezone: string, latest: number, now: Date): { from: string; to: string; snapshot: number } {
+  const to = params.to === undefined ? localToday(now, timezone) : parseDate(params.to, 'to');
+  const from = params.from === undefined ? shiftDays(to, -730) : parseDate(params.from, 'from');
+  if (from > to) throw badRequest('from: must not be after to', 'querystring.from');
+  if ((Date.parse(to) - Date.parse(from)) / 86_400_000 > MAX_RANGE_DAYS) throw badRequest(`to: the range may span at most ${MAX_RANGE_DAYS} days`, 'querystring.to');
+  let snapshot = latest;
+  if (params.snapshot !== undefined) {
+    if (!/^\d{1,10}$/.test(params.snapshot)) throw badRequest('snapshot: expected a whole number', 'querystring.snapshot');
+    snapshot = Number(params.snapshot);
+    if (snapshot > latest) throw badRequest(`snapshot: the latest snapshot is ${latest}`, 'querystring.snapshot');
+  }
+  return { from, to, snapshot };
+}
+
 /** Checks every parameter against the agreement: the result is the only thing the compiler sees. */
 export function resolveSeries(agreement: Agreement, kpi: Kpi, params: SeriesParams, latest: number, now: Date): SeriesQuery {
   const grain = (params.grain ?? kpi.evaluate.grain) as Grain;
   if (!kpi.grains.includes(grain)) throw badRequest(`grain: ${kpi.id} is agreed at ${kpi.grains.join(', ')}`, 'querystring.grain');
-  const today = localToday(now, agreement.partnership.timezone);
-  const to = params.to === undefined ? today : parseDate(params.to, 'to');
-  const from = params.from === undefined ? shiftDays(to, -730) : parseDate(params.from, 'from');
-  if (from > to) throw badRequest('from: must not be after to', 'querystring.from');
-  if ((Date.parse(to) - Date.parse(from)) / 86_400_000 > MAX_RANGE_DAYS) throw badRequest(`to: the range may span at most ${MAX_RANGE_DAYS} days`, 'querystring.to');
+  const { from, to, snapshot } = resolveRange(params, agreement.partnership.timezone, latest, now);
   let by: Breakdown = { kind: 'none' };
   if (params.by !== undefined && params.by !== 'none') {
     if (params.by === 'partner') {
@@ -89,32 +100,30 @@ export function resolveSeries(agreement: Agreement, kpi: Kpi, params: SeriesPara
     } else if (Object.hasOwn(kpi.dimensions, params.by)) by = { kind: 'dimension', key: params.by };
     else throw badRequest(`by: expected partner${Object.keys(kpi.dimensions).map((d) => `, ${d}`).join('')} or none`, 'querystring.by');
   }
-  let snapshot = latest;
-  if (params.snapshot !== undefined) {
-    if (!/^\d{1,10}$/.test(params.snapshot)) throw badRequest('snapshot: expected a whole number', 'querystring.snapshot');
-    snapshot = Number(params.snapshot);
-    if (snapshot > latest) throw badRequest(`snapshot: the latest snapshot is ${latest}`, 'querystring.snapshot');
-  }
   return { kpi, grain, from, to, by, snapshot, timezone: agreement.partnership.timezone };
 }
 
-function shiftDays(date: string, days: number): string {
+export function shiftDays(date: string, days: number): string {
   return new Date(Date.parse(date) + days * 86_400_000).toISOString().slice(0, 10);
+}
+
+/** The cells of an agreed aggregate before anything is withheld: never sent as they are. */
+export async function runAggregate(duck: DuckStore, q: SeriesQuery): Promise<RawCell[]> {
+  const { sql, params } = compileSeries(q);
+  const conn = await duck.connect();
+  try {
+    const r = await conn.runAndReadAll(sql, params);
+    return r.getRowObjectsJson().map((row) => ({ period: String(row['period']), group: row['grp'] == null ? null : String(row['grp']), value: row['value'] == null ? null : round(Number(row['value'])), n: Number(row['n']) }));
+  } finally {
+    duck.release(conn);
+  }
 }
 
 /** Runs an agreed aggregate and withholds what the agreement does not disclose. */
 export async function runSeries(duck: DuckStore, agreement: Agreement, agreementVersion: number, q: SeriesQuery): Promise<SeriesResult> {
-  const { sql, params } = compileSeries(q);
-  const conn = await duck.connect();
-  let raw: RawCell[];
-  try {
-    const r = await conn.runAndReadAll(sql, params);
-    raw = r.getRowObjectsJson().map((row) => ({ period: String(row['period']), group: row['grp'] == null ? null : String(row['grp']), value: row['value'] == null ? null : Number(row['value']), n: Number(row['n']) }));
-  } finally {
-    duck.release(conn);
-  }
+  const raw = await runAggregate(duck, q);
   const min = effectiveMinGroupSize(agreement, q.kpi);
-  const cells = suppress(raw, min, q.by.kind !== 'none').map((c) => (c.value === null ? c : { ...c, value: round(c.value) }));
+  const cells = suppress(raw, min, q.by.kind !== 'none');
   return {
     kpi: q.kpi.id,
     measure: q.kpi.measure,
@@ -139,10 +148,5 @@ function round(v: number): number {
 
 export function digestOf(cells: readonly Cell[]): string {
   return createHash('sha256').update(canonicalJson(cells)).digest('hex');
-}
-
-/** The canonical body of a series: fixed key order, so equal results are equal bytes. */
-export function seriesJson(r: SeriesResult): string {
-  return canonicalJson(r);
 }
 

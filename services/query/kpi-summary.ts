@@ -1,0 +1,150 @@
+import { createHash } from 'node:crypto';
+import { effectiveMinGroupSize, type Agreement, type Kpi } from '../governance/agreement-schema.js';
+import type { Principal } from '../governance/token-repository.js';
+import { canonicalJson } from '../platform/canonical-json.js';
+import type { DuckStore } from '../platform/duck-store.js';
+import type { Grain, SeriesQuery } from './aggregate-compiler.js';
+import { bandAt, scopeState, verdicts, type Band, type PeriodValue, type ScopeState } from './band-evaluation.js';
+import { canSee, runAggregate, shiftDays } from './series-service.js';
+import { suppress } from './suppression.js';
+
+/** First local day of the period holding `date` (YYYY-MM-DD). */
+export function periodStart(date: string, grain: Grain): string {
+  if (grain === 'day') return date;
+  if (grain === 'month') return `${date.slice(0, 8)}01`;
+  const dow = (new Date(`${date}T00:00:00Z`).getUTCDay() + 6) % 7; // Monday = 0
+  return shiftDays(date, -dow);
+}
+
+/** The start of the period `k` periods after (or before, negative) the one starting at `start`. */
+export function addPeriods(start: string, grain: Grain, k: number): string {
+  if (grain === 'day') return shiftDays(start, k);
+  if (grain === 'week') return shiftDays(start, 7 * k);
+  const d = new Date(`${start}T00:00:00Z`);
+  d.setUTCMonth(d.getUTCMonth() + k);
+  return d.toISOString().slice(0, 10);
+}
+
+export interface ScopeSummary {
+  group: string | null;
+  state: ScopeState;
+  band: Band | null;
+  lastClosed: { period: string; value: number | null; n: number | null } | null;
+  previous: { period: string; value: number | null } | null;
+  change: number | null;
+  provisional: { period: string; value: number | null; n: number | null } | null;
+}
+
+export interface KpiSummary {
+  id: string;
+  title: string;
+  unit: string;
+  measure: string;
+  disclosure: string;
+  grain: Grain;
+  minGroupSize: number;
+  scopes: ScopeSummary[];
+}
+
+export interface KpisResult {
+  today: string;
+  snapshot: number;
+  agreementVersion: number;
+  digest: string;
+  kpis: KpiSummary[];
+}
+
+async function summarise(duck: DuckStore, agreement: Agreement, kpi: Kpi, today: string, snapshot: number): Promise<KpiSummary> {
+  const grain = kpi.evaluate.grain;
+  const open = periodStart(today, grain);
+  const lastClosed = addPeriods(open, grain, -1);
+  const depth = (kpi.band.method === 'control' ? kpi.band.baseline! : 0) + kpi.evaluate.consecutive + 1;
+  const first = addPeriods(open, grain, -depth);
+  const min = effectiveMinGroupSize(agreement, kpi);
+  const scopes: ScopeSummary[] = [];
+  const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
+  for (const by of breakdowns) {
+    const q: SeriesQuery = { kpi, grain, from: first, to: today, by: { kind: by }, snapshot, timezone: agreement.partnership.timezone };
+    const raw = await runAggregate(duck, q);
+    const shown = suppress(raw, min, by !== 'none');
+    const groups = by === 'none' ? [null] : agreement.partners.map((p) => p.id);
+    for (const group of groups) {
+      const history: PeriodValue[] = [];
+      for (let p = first; p <= lastClosed; p = addPeriods(p, grain, 1)) {
+        const i = raw.findIndex((c) => c.period === p && c.group === group);
+        history.push({ period: p, value: i < 0 ? null : raw[i]!.value, suppressed: i >= 0 && shown[i]!.state === 'suppressed' });
+      }
+      const at = (period: string) => {
+        const i = raw.findIndex((c) => c.period === period && c.group === group);
+        return i < 0 ? undefined : shown[i]!;
+      };
+      const last = at(lastClosed);
+      const prev = at(addPeriods(lastClosed, grain, -1));
+      const prov = at(open);
+      const v = verdicts(kpi, history);
+      scopes.push({
+        group,
+        state: scopeState(kpi, history, lastClosed),
+        band: v[v.length - 1]?.band ?? bandAt(kpi, history, history.length),
+        lastClosed: last ? { period: lastClosed, value: last.value, n: last.n } : null,
+        previous: prev ? { period: prev.period, value: prev.value } : null,
+        change: last?.value != null && prev?.value != null ? Number((last.value - prev.value).toPrecision(12)) : null,
+        provisional: prov ? { period: open, value: prov.value, n: prov.n } : null,
+      });
+    }
+  }
+  return { id: kpi.id, title: kpi.title, unit: kpi.unit, measure: kpi.measure, disclosure: kpi.disclosure, grain, minGroupSize: min, scopes };
+}
+
+/** GET /v1/kpis: each KPI the caller may see, its last closed period, the open one, band and state. */
+export async function summariseKpis(duck: DuckStore, agreement: Agreement, agreementVersion: number, p: Principal | null, today: string, snapshot: number): Promise<KpisResult> {
+  const kpis: KpiSummary[] = [];
+  for (const kpi of agreement.kpis) if (canSee(p, kpi)) kpis.push(await summarise(duck, agreement, kpi, today, snapshot));
+  return { today, snapshot, agreementVersion, digest: createHash('sha256').update(canonicalJson(kpis)).digest('hex'), kpis };
+}
+
+export interface BreachEntry {
+  kpi: string;
+  group: string | null;
+  period: string;
+  value: number | null;
+  band: Band;
+  /** breach: outside its band; the value is null where the cell is withheld. */
+  state: 'breach';
+  suppressed: boolean;
+}
+
+/**
+ * GET /v1/breaches: the closed periods in [from, to] whose value lies outside the band in
+ * force then, per scope, at the KPI's evaluation grain; computed by the same compiler.
+ */
+export async function listBreaches(duck: DuckStore, agreement: Agreement, kpis: readonly Kpi[], from: string, to: string, today: string, snapshot: number): Promise<BreachEntry[]> {
+  const out: BreachEntry[] = [];
+  for (const kpi of kpis) {
+    const grain = kpi.evaluate.grain;
+    const lastClosed = addPeriods(periodStart(today, grain), grain, -1);
+    const end = to < lastClosed ? periodStart(to, grain) : lastClosed;
+    const start = periodStart(from, grain);
+    const first = addPeriods(start, grain, -(kpi.band.method === 'control' ? kpi.band.baseline! : 0));
+    if (first > end) continue;
+    const min = effectiveMinGroupSize(agreement, kpi);
+    const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
+    for (const by of breakdowns) {
+      const raw = await runAggregate(duck, { kpi, grain, from: first, to: end, by: { kind: by }, snapshot, timezone: agreement.partnership.timezone });
+      const shown = suppress(raw, min, by !== 'none');
+      for (const group of by === 'none' ? [null] : agreement.partners.map((p) => p.id)) {
+        const history: PeriodValue[] = [];
+        for (let p = first; p <= end; p = addPeriods(p, grain, 1)) {
+          const i = raw.findIndex((c) => c.period === p && c.group === group);
+          history.push({ period: p, value: i < 0 ? null : raw[i]!.value, suppressed: i >= 0 && shown[i]!.state === 'suppressed' });
+        }
+        verdicts(kpi, history).forEach((v, i) => {
+          if (!v.outside || v.period < start) return;
+          const h = history[i]!;
+          out.push({ kpi: kpi.id, group, period: v.period, value: h.suppressed ? null : h.value, band: v.band!, state: 'breach', suppressed: h.suppressed });
+        });
+      }
+    }
+  }
+  return out;
+}
