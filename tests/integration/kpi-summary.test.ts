@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { ndjson, type TestPoint } from '../helpers/points.js';
+
+// Clock: 2026-11-23 (a Monday) 12:00Z. lead_time is evaluated weekly against upper 72 h;
+// the last closed week starts 2026-11-16, the open one 2026-11-23.
+let t: TestRoom;
+let analyst: Record<string, string>;
+
+const week = (monday: string, partner: string, hours: number, count: number, tag: string): TestPoint[] =>
+  Array.from({ length: count }, (_, i) => ({ kpi: 'lead_time', at: new Date(Date.parse(`${monday}T01:00:00Z`) + i * 3_600_000).toISOString(), value: hours, subject: `${partner}-${tag}-${i}` }));
+
+async function push(partner: string, points: TestPoint[]) {
+  const res = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: ndjson(points) });
+  expect(res.status).toBe(202);
+  return (await res.json()) as { snapshot: number };
+}
+
+const get = async (path: string, token: string) => {
+  const res = await fetch(`${t.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, text: await res.text() };
+};
+
+beforeAll(async () => {
+  t = await startTestRoom();
+  analyst = { acme: await t.token('acme', 'analyst'), globex: await t.token('globex', 'analyst') };
+  await push('acme', [...week('2026-11-02', 'acme', 40, 10, 'a'), ...week('2026-11-09', 'acme', 45, 10, 'b'), ...week('2026-11-16', 'acme', 50, 10, 'c'), ...week('2026-11-23', 'acme', 30, 6, 'd')]);
+  // globex breaches in the last closed week, and has only 3 orders in the week before (withheld).
+  await push('globex', [...week('2026-11-02', 'globex', 60, 10, 'a'), ...week('2026-11-09', 'globex', 99, 3, 'b'), ...week('2026-11-16', 'globex', 90, 12, 'c')]);
+});
+afterAll(async () => t?.close());
+
+describe('GET /v1/kpis', () => {
+  it('gives each scope its last closed period, the provisional open one, band, state and change', async () => {
+    const r = await get('/v1/kpis', analyst.acme!);
+    expect(r.status).toBe(200);
+    const body = JSON.parse(r.text);
+    expect(body.today).toBe('2026-11-23');
+    const lead = body.kpis.find((k: { id: string }) => k.id === 'lead_time');
+    expect(lead.grain).toBe('week');
+    const scope = (g: string | null) => lead.scopes.find((s: { group: string | null }) => s.group === g);
+    // acme's 2026-11-09 week is withheld too (complementary): with globex's 3 orders withheld,
+    // acme's figure and the combined one would give globex's away.
+    expect(scope('acme')).toMatchObject({ state: 'ok', band: { method: 'static', lower: null, upper: 72 }, lastClosed: { period: '2026-11-16', value: 50, n: 10 }, previous: { period: '2026-11-09', value: null }, change: null, provisional: { period: '2026-11-23', value: 30, n: 6 } });
+    expect(scope(null)).toMatchObject({ previous: { period: '2026-11-09', value: 45 }, lastClosed: { period: '2026-11-16', value: 90 } });
+    expect(scope('globex')).toMatchObject({ state: 'breach', lastClosed: { period: '2026-11-16', value: 90, n: 12 }, change: null, provisional: null });
+    // The week with 3 globex orders is withheld, so no change can be computed from it.
+    expect(scope('globex').previous).toMatchObject({ period: '2026-11-09', value: null });
+    expect(scope(null).lastClosed.n).toBe(22);
+    expect(body.kpis.map((k: { id: string }) => k.id)).not.toContain('compliance');
+  });
+
+  it('two partners get identical bytes; ?snapshot=N keeps its answer after more batches land', async () => {
+    const a = await get('/v1/kpis', analyst.acme!);
+    const g = await get('/v1/kpis', analyst.globex!);
+    expect(a.text).toBe(g.text);
+    const snapshot = JSON.parse(a.text).snapshot;
+    await push('acme', week('2026-11-16', 'acme', 99, 30, 'late'));
+    const later = await get(`/v1/kpis?snapshot=${snapshot}`, analyst.globex!);
+    expect(later.text).toBe(a.text);
+    const now = JSON.parse((await get('/v1/kpis', analyst.acme!)).text);
+    expect(now.snapshot).toBeGreaterThan(snapshot);
+    expect(now.digest).not.toBe(JSON.parse(a.text).digest);
+  });
+});
+
+describe('GET /v1/breaches', () => {
+  it('lists closed periods outside the band per scope, withheld values as null', async () => {
+    const r = await get('/v1/breaches?kpi=lead_time&from=2026-11-01&to=2026-11-30&snapshot=2', analyst.globex!);
+    expect(r.status).toBe(200);
+    const body = JSON.parse(r.text);
+    const globex = body.breaches.filter((b: { group: string | null }) => b.group === 'globex');
+    expect(globex).toEqual([
+      { kpi: 'lead_time', group: 'globex', period: '2026-11-09', value: null, band: { method: 'static', lower: null, upper: 72 }, state: 'breach', suppressed: true },
+      { kpi: 'lead_time', group: 'globex', period: '2026-11-16', value: 90, band: { method: 'static', lower: null, upper: 72 }, state: 'breach', suppressed: false },
+    ]);
+    expect(body.breaches.filter((b: { group: string | null }) => b.group === 'acme')).toEqual([]);
+    // The open week is provisional and never listed.
+    expect(body.breaches.some((b: { period: string }) => b.period === '2026-11-23')).toBe(false);
+  });
+
+  it('refuses bad parameters by name', async () => {
+    for (const [q, field] of [['kpi=nope', undefined], ['from=2026-13-01', 'querystring.from'], ['snapshot=x', 'querystring.snapshot'], ['by=partner', 'querystring.by']] as const) {
+      const r = await get(`/v1/breaches?${q}`, analyst.acme!);
+      expect(r.status, q).toBe(field ? 400 : 404);
+      if (field) expect(JSON.parse(r.text).field).toBe(field);
+    }
+  });
+});

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { loadAgreementFile, type Kpi } from '../../services/governance/agreement-schema.js';
+import { bandAt, scopeState, verdicts, type PeriodValue } from '../../services/query/band-evaluation.js';
+import { addPeriods, periodStart } from '../../services/query/kpi-summary.js';
+
+const r = loadAgreementFile('fixtures/demo-agreement.yaml');
+if (!r.ok) throw new Error('demo agreement invalid');
+const demo = (id: string) => r.agreement.kpis.find((k) => k.id === id)!;
+const series = (values: (number | null)[], suppressedAt: number[] = []): PeriodValue[] =>
+  values.map((value, i) => ({ period: addPeriods('2026-01-05', 'week', i), value, suppressed: suppressedAt.includes(i) }));
+const last = (h: PeriodValue[]) => h[h.length - 1]!.period;
+
+describe('static bands', () => {
+  const lead: Kpi = demo('lead_time'); // upper 72, consecutive 1
+  it('ok inside, breach outside', () => {
+    expect(scopeState(lead, series([40, 50, 60]), last(series([40, 50, 60])))).toBe('ok');
+    const h = series([40, 50, 80]);
+    expect(scopeState(lead, h, last(h))).toBe('breach');
+    expect(verdicts(lead, h).map((v) => v.outside)).toEqual([false, false, true]);
+  });
+
+  it('pending until `consecutive` periods are out, then breach; back inside is ok again', () => {
+    const cv: Kpi = { ...demo('customer_value'), evaluate: { grain: 'week', consecutive: 2 } }; // lower 7
+    const path = [8, 8, 6.5, 6.4, 7.5];
+    const states = path.map((_, i) => {
+      const h = series(path.slice(0, i + 1));
+      return scopeState(cv, h, last(h));
+    });
+    expect(states).toEqual(['ok', 'ok', 'pending', 'breach', 'ok']);
+  });
+
+  it('no data when the last closed period has no value; suppressed when withheld and inside', () => {
+    const h = series([40, null]);
+    expect(scopeState(lead, h, last(h))).toBe('no_data');
+    const s = series([40, 50], [1]);
+    expect(scopeState(lead, s, last(s))).toBe('suppressed');
+    // A withheld breach is still reported as a breach (without a value, by the caller).
+    const b = series([40, 90], [1]);
+    expect(scopeState(lead, b, last(b))).toBe('breach');
+  });
+});
+
+describe('control bands', () => {
+  const err: Kpi = { ...demo('error_rate'), band: { method: 'control', baseline: 4, sigma: 2 } };
+  it('is mean ± k·σ of the previous `baseline` disclosed periods', () => {
+    const h = series([0.02, 0.04, 0.02, 0.04, 0.03]);
+    const band = bandAt(err, h, 4)!;
+    const sd = Math.sqrt((4 * 0.01 ** 2) / 3);
+    expect(band.lower).toBeCloseTo(0.03 - 2 * sd, 12);
+    expect(band.upper).toBeCloseTo(0.03 + 2 * sd, 12);
+    expect(scopeState(err, h, last(h))).toBe('ok');
+    const spike = series([0.02, 0.04, 0.02, 0.04, 0.09]);
+    expect(scopeState(err, spike, last(spike))).toBe('breach');
+  });
+
+  it('has no band before two disclosed earlier values, and ignores withheld ones', () => {
+    expect(bandAt(err, series([0.02, 0.5]), 1)).toBeNull();
+    expect(bandAt(err, series([0.02, 0.9, 0.04, 0.03]), 3)!.upper).toBeGreaterThan(0.5);
+    expect(bandAt(err, series([0.02, 0.9, 0.04, 0.03], [1]), 3)!.upper).toBeLessThan(0.1);
+  });
+});
+
+describe('periods', () => {
+  it('start on the local day, the ISO Monday, or the first of the month', () => {
+    expect(periodStart('2026-11-23', 'week')).toBe('2026-11-23');
+    expect(periodStart('2026-11-29', 'week')).toBe('2026-11-23');
+    expect(periodStart('2021-01-02', 'week')).toBe('2020-12-28');
+    expect(periodStart('2026-02-28', 'month')).toBe('2026-02-01');
+    expect(addPeriods('2026-01-01', 'month', 1)).toBe('2026-02-01');
+    expect(addPeriods('2026-01-01', 'month', -1)).toBe('2025-12-01');
+    expect(addPeriods('2020-12-28', 'week', 1)).toBe('2021-01-04');
+    expect(addPeriods('2026-03-29', 'day', 1)).toBe('2026-03-30');
+  });
+});
