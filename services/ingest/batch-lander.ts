@@ -167,12 +167,13 @@ export class BatchLander {
         landedAt: this.clock.now().toISOString(),
       };
       await c.run(
-        `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ)`,
-        [batchId, snap, req.partnerId, req.idempotencyKey, done.bodySha, req.contentType, done.accepted, done.rejected, spool.checksum, JSON.stringify({ errors: done.errors, truncated: done.errorsTruncated }), active.version, receipt.receivedAt, receipt.landedAt],
+        `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ, string_split($14, ','))`,
+        [batchId, snap, req.partnerId, req.idempotencyKey, done.bodySha, req.contentType, done.accepted, done.rejected, spool.checksum, JSON.stringify({ errors: done.errors, truncated: done.errorsTruncated }), active.version, receipt.receivedAt, receipt.landedAt, done.kpis.join(',')],
       );
       await c.run('COMMIT');
       open = false;
+      this.duck.touched.record(snap, done.kpis);
       this.duck.snapshots.commit(snap);
       return { status: 202, receipt };
     } catch (err) {

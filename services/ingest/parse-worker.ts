@@ -112,6 +112,7 @@ async function run(a: Active, start: Extract<ToParse, { type: 'start' }>): Promi
   const sender = new RowSender(start.rows);
   let rows = 0;
   let accepted = 0;
+  const kpis = new Set<string>();
   // Once a point is bad and the batch is all-or-nothing, keep counting but stop sending.
   let sending = true;
   async function* hashed(): AsyncGenerator<Buffer> {
@@ -136,12 +137,13 @@ async function run(a: Active, start: Extract<ToParse, { type: 'start' }>): Promi
           continue;
         }
         accepted++;
+        kpis.add(point.kpi);
         if (sending) await sender.push(point.kpi, point.atMs, point.value, point.subject, point.dims);
       }
     }
     if (sending) await sender.flush();
     sender.end();
-    post({ type: 'done', id: a.id, rows, accepted, rejected: errors.rejectedRows, errors: errors.kept, errorsTruncated: errors.truncated, bodySha: bodySha.digest('hex') });
+    post({ type: 'done', id: a.id, rows, accepted, rejected: errors.rejectedRows, errors: errors.kept, errorsTruncated: errors.truncated, bodySha: bodySha.digest('hex'), kpis: [...kpis].sort() });
   } catch (err) {
     start.rows.close();
     if (err instanceof Problem) post({ type: 'problem', id: a.id, status: err.status, title: err.title, detail: err.detail ?? err.title, extra: err.extra });

@@ -26,7 +26,7 @@ export type ToParse =
 /** Parse worker → lander. */
 export type FromParse =
   | { type: 'ack'; id: number; bytes: number }
-  | { type: 'done'; id: number; rows: number; accepted: number; rejected: number; errors: FieldError[]; errorsTruncated: boolean; bodySha: string }
+  | { type: 'done'; id: number; rows: number; accepted: number; rejected: number; errors: FieldError[]; errorsTruncated: boolean; bodySha: string; kpis: string[] }
   | { type: 'problem'; id: number; status: number; title: string; detail: string; extra: Record<string, unknown> }
   | { type: 'failed'; id: number; message: string };
 

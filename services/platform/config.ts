@@ -31,6 +31,7 @@ export const envSchema = z.object({
   PARITY_INGEST_CONCURRENCY: positiveInt(4),
   PARITY_INGEST_QUEUE: z.coerce.number().int().min(0).default(16),
   PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
+  PARITY_QUERY_CACHE: z.enum(['on', 'off']).default('on'),
   PARITY_DUCKDB_MEMORY: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'expected a DuckDB memory size such as 64MB or 2GB').default('64MB'),
 });
 
@@ -50,6 +51,8 @@ export interface Config {
   clockSkewMs: number;
   /** DuckDB's buffer pool; beyond it DuckDB spills to disk instead of growing the process. */
   duckdbMemory: string;
+  /** Cache aggregates by (query, last snapshot that touched the KPI). */
+  queryCache: boolean;
 }
 
 /** Thrown when the environment is invalid; the message is one line naming the variable. */
@@ -87,5 +90,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ingestQueue: e.PARITY_INGEST_QUEUE,
     clockSkewMs: e.PARITY_CLOCK_SKEW_SECONDS * 1000,
     duckdbMemory: e.PARITY_DUCKDB_MEMORY,
+    queryCache: e.PARITY_QUERY_CACHE === 'on',
   };
 }

@@ -56,6 +56,41 @@ export class SnapshotTracker {
   }
 }
 
+/**
+ * Which snapshots touched which KPI. An aggregate of KPI k "as of snapshot S" equals the one
+ * as of the last snapshot ≤ S that touched k, which is what query caches key on.
+ */
+export class KpiChanges {
+  readonly #byKpi = new Map<string, number[]>();
+  record(snapshot: number, kpis: readonly string[]): void {
+    for (const k of kpis) {
+      const list = this.#byKpi.get(k);
+      if (!list) this.#byKpi.set(k, [snapshot]);
+      else {
+        list.push(snapshot);
+        // Commits may finish out of snapshot order.
+        for (let i = list.length - 1; i > 0 && list[i - 1]! > list[i]!; i--) [list[i - 1], list[i]] = [list[i]!, list[i - 1]!];
+      }
+    }
+  }
+  /** The last snapshot ≤ `snapshot` that touched `kpi` (0 if none). */
+  effective(kpi: string, snapshot: number): number {
+    const list = this.#byKpi.get(kpi);
+    if (!list) return 0;
+    let lo = 0;
+    let hi = list.length - 1;
+    let found = 0;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid]! <= snapshot) {
+        found = list[mid]!;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found;
+  }
+}
+
 /** Thrown when the writer is saturated: the route answers 429 with Retry-After. */
 export class WriterSaturated extends Error {}
 
@@ -97,6 +132,7 @@ export class WriterSlots {
 export class DuckStore {
   readonly snapshots: SnapshotTracker;
   readonly slots: WriterSlots;
+  readonly touched = new KpiChanges();
   #closed = false;
   readonly #conns = new Set<DuckDBConnection>();
 
@@ -119,7 +155,12 @@ export class DuckStore {
       await conn.run(readFileSync(join(sqlDir(), 'duckdb', 'schema.sql'), 'utf8'));
       const r = await conn.runAndReadAll('SELECT coalesce(max(snapshot), 0)::INTEGER AS s FROM batches');
       const latest = Number(r.getRowObjects()[0]!['s']);
-      return new DuckStore(instance, path, latest, slots);
+      const store = new DuckStore(instance, path, latest, slots);
+      // Batches landed before the kpis column existed get it from their points, once.
+      await conn.run(`UPDATE batches SET kpis = (SELECT list(DISTINCT kpi ORDER BY kpi) FROM points p WHERE p.snapshot = batches.snapshot) WHERE kpis IS NULL`);
+      const touched = await conn.runAndReadAll('SELECT snapshot::INTEGER AS s, array_to_string(kpis, \',\') AS k FROM batches ORDER BY snapshot');
+      for (const row of touched.getRowObjectsJson()) store.touched.record(Number(row['s']), String(row['k'] ?? '').split(',').filter(Boolean));
+      return store;
     } finally {
       conn.closeSync();
     }

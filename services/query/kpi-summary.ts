@@ -54,7 +54,7 @@ export interface KpisResult {
   kpis: KpiSummary[];
 }
 
-async function summarise(duck: DuckStore, agreement: Agreement, kpi: Kpi, today: string, snapshot: number): Promise<KpiSummary> {
+async function summarise(duck: DuckStore, agreement: Agreement, agreementVersion: number, kpi: Kpi, today: string, snapshot: number): Promise<KpiSummary> {
   const grain = kpi.evaluate.grain;
   const open = periodStart(today, grain);
   const lastClosed = addPeriods(open, grain, -1);
@@ -65,7 +65,7 @@ async function summarise(duck: DuckStore, agreement: Agreement, kpi: Kpi, today:
   const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
   for (const by of breakdowns) {
     const q: SeriesQuery = { kpi, grain, from: first, to: today, by: { kind: by }, snapshot, timezone: agreement.partnership.timezone };
-    const raw = await runAggregate(duck, q);
+    const raw = await runAggregate(duck, q, agreementVersion);
     const shown = suppress(raw, min, by !== 'none');
     const groups = by === 'none' ? [null] : agreement.partners.map((p) => p.id);
     for (const group of groups) {
@@ -99,7 +99,7 @@ async function summarise(duck: DuckStore, agreement: Agreement, kpi: Kpi, today:
 /** GET /v1/kpis: each KPI the caller may see, its last closed period, the open one, band and state. */
 export async function summariseKpis(duck: DuckStore, agreement: Agreement, agreementVersion: number, p: Principal | null, today: string, snapshot: number): Promise<KpisResult> {
   const kpis: KpiSummary[] = [];
-  for (const kpi of agreement.kpis) if (canSee(p, kpi)) kpis.push(await summarise(duck, agreement, kpi, today, snapshot));
+  for (const kpi of agreement.kpis) if (canSee(p, kpi)) kpis.push(await summarise(duck, agreement, agreementVersion, kpi, today, snapshot));
   return { today, snapshot, agreementVersion, digest: createHash('sha256').update(canonicalJson(kpis)).digest('hex'), kpis };
 }
 
@@ -118,7 +118,7 @@ export interface BreachEntry {
  * GET /v1/breaches: the closed periods in [from, to] whose value lies outside the band in
  * force then, per scope, at the KPI's evaluation grain; computed by the same compiler.
  */
-export async function listBreaches(duck: DuckStore, agreement: Agreement, kpis: readonly Kpi[], from: string, to: string, today: string, snapshot: number): Promise<BreachEntry[]> {
+export async function listBreaches(duck: DuckStore, agreement: Agreement, agreementVersion: number, kpis: readonly Kpi[], from: string, to: string, today: string, snapshot: number): Promise<BreachEntry[]> {
   const out: BreachEntry[] = [];
   for (const kpi of kpis) {
     const grain = kpi.evaluate.grain;
@@ -130,7 +130,7 @@ export async function listBreaches(duck: DuckStore, agreement: Agreement, kpis: 
     const min = effectiveMinGroupSize(agreement, kpi);
     const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
     for (const by of breakdowns) {
-      const raw = await runAggregate(duck, { kpi, grain, from: first, to: end, by: { kind: by }, snapshot, timezone: agreement.partnership.timezone });
+      const raw = await runAggregate(duck, { kpi, grain, from: first, to: end, by: { kind: by }, snapshot, timezone: agreement.partnership.timezone }, agreementVersion);
       const shown = suppress(raw, min, by !== 'none');
       for (const group of by === 'none' ? [null] : agreement.partners.map((p) => p.id)) {
         const history: PeriodValue[] = [];

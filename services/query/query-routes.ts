@@ -10,7 +10,7 @@ import type { Room } from '../platform/room.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
 import { listBreaches, summariseKpis } from './kpi-summary.js';
-import { assertReader, canSee, findVisibleKpi, localToday, resolveRange, resolveSeries, runSeries, type SeriesResult } from './series-service.js';
+import { assertReader, canSee, configureAggregateCache, findVisibleKpi, localToday, resolveRange, resolveSeries, runSeries, type SeriesResult } from './series-service.js';
 
 const cellSchema = z.object({
   period: z.string().describe('first local day of the period (YYYY-MM-DD)'),
@@ -74,6 +74,7 @@ function sendCanonical(reply: FastifyReply, body: unknown) {
 /** GET /v1/kpis/{kpi}/series: only agreed aggregates, small cells withheld. */
 export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
+  configureAggregateCache(room.duck, room.config.queryCache);
 
   app.get(
     '/v1/kpis',
@@ -123,7 +124,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       if (!principal && kpis.length === 0) throw unauthorized();
       const q = resolveRange(req.query, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now());
       const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
-      const breaches = await listBreaches(room.duck, active.agreement, kpis, q.from, q.to, today, q.snapshot);
+      const breaches = await listBreaches(room.duck, active.agreement, active.version, kpis, q.from, q.to, today, q.snapshot);
       const body = { snapshot: q.snapshot, agreementVersion: active.version, from: q.from, to: q.to, digest: createHash('sha256').update(canonicalJson(breaches)).digest('hex'), breaches };
       await room.audit({ actor: principal?.tokenId ?? 'anonymous', partnerId: principal?.partnerId ?? null, action: 'query.breaches', details: { role: principal?.role ?? 'public', kpis: kpis.map((k) => k.id), from: q.from, to: q.to, snapshot: q.snapshot, breaches: breaches.length } });
       void reply.headers({ 'x-parity-digest': body.digest, 'x-parity-snapshot': String(q.snapshot) });

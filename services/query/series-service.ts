@@ -5,6 +5,7 @@ import { canonicalJson } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import { badRequest, forbidden, notFound, unauthorized } from '../platform/errors.js';
 import { compileSeries, type Breakdown, type Grain, type SeriesQuery } from './aggregate-compiler.js';
+import { AggregateCache } from './aggregate-cache.js';
 import { suppress, type Cell, type RawCell } from './suppression.js';
 
 /** What a caller asked for, as strings straight from the query string. */
@@ -107,8 +108,25 @@ export function shiftDays(date: string, days: number): string {
   return new Date(Date.parse(date) + days * 86_400_000).toISOString().slice(0, 10);
 }
 
+const caches = new WeakMap<DuckStore, AggregateCache | null>();
+
+/** Turns the aggregate cache of a store on (the default) or off (benchmarks of cold queries). */
+export function configureAggregateCache(duck: DuckStore, enabled: boolean): void {
+  caches.set(duck, enabled ? new AggregateCache(duck) : null);
+}
+
+export function aggregateCacheOf(duck: DuckStore): AggregateCache | null {
+  if (!caches.has(duck)) configureAggregateCache(duck, true);
+  return caches.get(duck)!;
+}
+
 /** The cells of an agreed aggregate before anything is withheld: never sent as they are. */
-export async function runAggregate(duck: DuckStore, q: SeriesQuery): Promise<RawCell[]> {
+export async function runAggregate(duck: DuckStore, q: SeriesQuery, agreementVersion: number): Promise<readonly RawCell[]> {
+  const cache = aggregateCacheOf(duck);
+  return cache ? cache.get(q, agreementVersion, () => queryAggregate(duck, q)) : queryAggregate(duck, q);
+}
+
+async function queryAggregate(duck: DuckStore, q: SeriesQuery): Promise<RawCell[]> {
   const { sql, params } = compileSeries(q);
   const conn = await duck.connect();
   try {
@@ -121,7 +139,7 @@ export async function runAggregate(duck: DuckStore, q: SeriesQuery): Promise<Raw
 
 /** Runs an agreed aggregate and withholds what the agreement does not disclose. */
 export async function runSeries(duck: DuckStore, agreement: Agreement, agreementVersion: number, q: SeriesQuery): Promise<SeriesResult> {
-  const raw = await runAggregate(duck, q);
+  const raw = await runAggregate(duck, q, agreementVersion);
   const min = effectiveMinGroupSize(agreement, q.kpi);
   const cells = suppress(raw, min, q.by.kind !== 'none');
   return {

@@ -13,9 +13,12 @@ CREATE TABLE IF NOT EXISTS batches (
   errors             VARCHAR NOT NULL,
   agreement_version  INTEGER NOT NULL,
   received_at        TIMESTAMPTZ NOT NULL,
-  landed_at          TIMESTAMPTZ NOT NULL
+  landed_at          TIMESTAMPTZ NOT NULL,
+  kpis               VARCHAR[]
 );
 CREATE UNIQUE INDEX IF NOT EXISTS batches_idempotency ON batches (partner, idempotency_key);
+-- The KPIs a batch touched: a new batch invalidates cached aggregates of those KPIs only.
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS kpis VARCHAR[];
 
 -- subject holds the keyed pseudonym, never a raw identifier; dims is canonical JSON or NULL.
 CREATE TABLE IF NOT EXISTS points (

@@ -87,3 +87,28 @@ describe('GET /v1/breaches', () => {
     }
   });
 });
+
+describe('the aggregate cache', () => {
+  it('a new batch invalidates only the KPIs it touched; answers stay exact', async () => {
+    const { aggregateCacheOf } = await import('../../services/query/series-service.js');
+    const cache = aggregateCacheOf(t.room.duck)!;
+    const lead = '/v1/kpis/lead_time/series?grain=week&by=partner&from=2026-11-01&to=2026-11-22';
+    const cv = '/v1/kpis/customer_value/series?grain=week&from=2026-11-01&to=2026-11-22';
+    const first = { lead: await get(lead, analyst.acme!), cv: await get(cv, analyst.acme!) };
+    const before = { hits: cache.hits, misses: cache.misses };
+    expect((await get(lead, analyst.acme!)).text).toBe(first.lead.text);
+    expect(cache.hits).toBe(before.hits + 1);
+
+    await push('globex', week('2026-11-16', 'globex', 10, 20, 'cache'));
+    const cvAfter = await get(cv, analyst.acme!);
+    const leadAfter = await get(lead, analyst.acme!);
+    // customer_value was not touched: same cells, served from the cache at the new snapshot.
+    expect(JSON.parse(cvAfter.text).cells).toEqual(JSON.parse(first.cv.text).cells);
+    expect(JSON.parse(cvAfter.text).snapshot).toBeGreaterThan(JSON.parse(first.cv.text).snapshot);
+    expect(cache.hits).toBe(before.hits + 2);
+    // lead_time was: recomputed, and it shows the new points.
+    expect(cache.misses).toBe(before.misses + 1);
+    const g = (text: string) => JSON.parse(text).cells.find((c: { group: string; period: string }) => c.group === 'globex' && c.period === '2026-11-16');
+    expect(g(leadAfter.text).n).toBe(g(first.lead.text).n + 20);
+  });
+});

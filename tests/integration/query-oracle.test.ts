@@ -1,0 +1,652 @@
+/**
+ * An independent oracle for GET /v1/kpis/{kpi}/series. Points are generated from a seeded
+ * PRNG around the hard cases (DST nights, ISO week 53, month ends in CET/CEST, the leap day,
+ * repeated subjects, points without a dimension, small cells, complementary suppression),
+ * POSTed through the listening server by both partners, and every agreed measure × grain ×
+ * breakdown is compared with cells computed in plain TypeScript (tests/helpers/oracle.ts),
+ * in JSON, CSV and Arrow, for both partners' analysts, at the latest and at earlier snapshots.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { tableFromIPC } from 'apache-arrow';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createToken } from '../../services/governance/token-repository.js';
+import { ndjson, type TestPoint } from '../helpers/points.js';
+import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import {
+  COMPLEMENTARY,
+  canonical,
+  expectedCells,
+  isoWithOffset,
+  localDate,
+  normaliseCells,
+  periodStart,
+  prng,
+  sha256Hex,
+  type Grain,
+  type Measure,
+  type OracleCell,
+  type OraclePoint,
+} from '../helpers/oracle.js';
+
+const TZ = 'Europe/Berlin';
+const PARTNERS = ['acme', 'globex'] as const;
+type Partner = (typeof PARTNERS)[number];
+const ARROW = 'application/vnd.apache.arrow.stream';
+
+/** What the oracle needs to know about one KPI of an agreement, written out by hand. */
+interface KpiSpec {
+  id: string;
+  measure: Measure;
+  unit: string;
+  grains: Grain[];
+  /** Breakdowns the agreement allows: none, partner (per_partner), and dimensions. */
+  bys: string[];
+  /** Agreed values of the region dimension, if the KPI has one. */
+  regions?: string[];
+  /** max(kpi, defaults, every partner): computed here from the YAML by hand. */
+  minGroupSize: number;
+  /** Points per partner around one anchor instant: [min, max]. */
+  size: [number, number];
+  value: (r: () => number) => number;
+  /** need_to_know: read with tokens named in the list. */
+  needToKnow?: Record<Partner, string>;
+}
+
+// -------------------------------------------------------------------------------------------
+// The hard cases: instants (UTC) whose local (Europe/Berlin) date, week or month is tricky.
+// -------------------------------------------------------------------------------------------
+const ANCHORS = [
+  // ISO week 53 of 2020 is 2020-12-28 .. 2021-01-03.
+  '2020-12-27T22:30:00Z', // local Sun 27th 23:30 → week 2020-12-21
+  '2020-12-27T23:30:00Z', // local Mon 28th 00:30 → week 2020-12-28 (UTC date differs)
+  '2020-12-31T12:00:00Z', // week 2020-12-28, month 2020-12-01
+  '2020-12-31T22:30:00Z', // local 31st 23:30 → December
+  '2020-12-31T23:30:00Z', // local 2021-01-01 00:30 → January, still week 2020-12-28
+  '2021-01-02T12:00:00Z', // week 2020-12-28, month 2021-01-01
+  '2021-01-03T22:30:00Z', // local Sun 3rd 23:30 → week 2020-12-28
+  '2021-01-03T23:30:00Z', // local Mon 2021-01-04 00:30 → week 2021-01-04
+  // The leap day.
+  '2024-02-28T22:30:00Z', // local 28th 23:30
+  '2024-02-28T23:30:00Z', // local 29th 00:30
+  '2024-02-29T12:00:00Z',
+  '2024-02-29T23:30:00Z', // local 2024-03-01 00:30 → March
+  '2024-03-01T08:00:00Z',
+  // Autumn DST 2025: CEST → CET at 2025-10-26T01:00Z (a Sunday, 25 hours long locally).
+  '2025-10-25T21:30:00Z', // local Sat 25th 23:30 CEST
+  '2025-10-25T22:30:00Z', // local Sun 26th 00:30 CEST (UTC date differs)
+  '2025-10-26T00:30:00Z', // local 02:30 CEST (first 02:30)
+  '2025-10-26T01:30:00Z', // local 02:30 CET (second 02:30)
+  '2025-10-26T22:30:00Z', // local Sun 26th 23:30 CET
+  '2025-10-26T23:30:00Z', // local Mon 27th 00:30 CET → next week
+  '2025-10-31T22:30:00Z', // local 31st 23:30 CET → October
+  '2025-10-31T23:30:00Z', // local 2025-11-01 00:30 → November
+  // Spring DST 2026: CET → CEST at 2026-03-29T01:00Z (a Sunday, 23 hours long locally).
+  '2026-02-28T23:30:00Z', // local 2026-03-01 00:30 CET → March
+  '2026-03-28T22:30:00Z', // local Sat 28th 23:30 CET
+  '2026-03-28T23:30:00Z', // local Sun 29th 00:30 CET (UTC date differs)
+  '2026-03-29T00:30:00Z', // local 01:30 CET
+  '2026-03-29T01:30:00Z', // local 03:30 CEST
+  '2026-03-29T21:30:00Z', // local Sun 29th 23:30 CEST
+  '2026-03-29T22:30:00Z', // local Mon 30th 00:30 CEST → next week (UTC date differs)
+  '2026-03-31T21:30:00Z', // local 31st 23:30 CEST → March
+  '2026-03-31T22:30:00Z', // local 2026-04-01 00:30 CEST → April
+  // Recent weeks, up to "today" (the clock is 2026-11-23T12:00Z, a Monday).
+  '2026-11-16T09:00:00Z',
+  '2026-11-18T15:00:00Z',
+  '2026-11-22T22:30:00Z', // local Sun 22nd 23:30 → week 2026-11-16
+  '2026-11-22T23:30:00Z', // local Mon 23rd 00:30 → week 2026-11-23
+  '2026-11-23T10:30:00Z',
+];
+
+/** Query windows: from/to mid-period, so widening to whole periods matters; each ≤ 1830 days. */
+const WINDOWS: [string, string][] = [
+  ['2020-12-30', '2021-01-03'], // week 53 only at day grain; widened at week and month
+  ['2020-12-31', '2024-03-01'], // year end to the leap day (month: to 2024-03-31)
+  ['2024-02-29', '2026-11-23'], // leap day, both DST changes, today
+  ['2025-10-26', '2025-10-26'], // one DST day; week → 10-20..10-26, month → October
+  ['2026-03-30', '2026-03-30'], // the Monday after the spring change
+];
+
+const OFFSETS = [0, 0, 0, 60, 120, -300, 330, -90];
+
+interface GenPoint {
+  partner: Partner;
+  point: TestPoint;
+  atMs: number;
+  /** 0 and 1 land first (snapshot A), 2 after the first round of reads. */
+  batch: number;
+}
+
+function makePoint(r: () => number, partner: Partner, kpi: KpiSpec, atMs: number, subject: string, dims: Record<string, string> | undefined | 'empty', batch: number): GenPoint {
+  const at = isoWithOffset(atMs, OFFSETS[Math.floor(r() * OFFSETS.length)]!);
+  const point: TestPoint = { kpi: kpi.id, at, value: kpi.value(r), subject };
+  if (dims === 'empty') point.dims = {};
+  else if (dims) point.dims = dims;
+  return { partner, point, atMs, batch };
+}
+
+/** Random clusters around every anchor, for every KPI and both partners. */
+function generate(seed: number, kpis: readonly KpiSpec[]): GenPoint[] {
+  const r = prng(seed);
+  const out: GenPoint[] = [];
+  ANCHORS.forEach((anchor, ai) => {
+    const base = Date.parse(anchor);
+    for (const kpi of kpis) {
+      for (const partner of PARTNERS) {
+        const [lo, hi] = kpi.size;
+        const k = lo + Math.floor(r() * (hi - lo + 1));
+        const pool = Math.max(1, Math.round(k * (0.6 + 0.4 * r())));
+        for (let j = 0; j < k; j++) {
+          // ±20 minutes (never across the hour the anchor sits in), with milliseconds.
+          const atMs = base + Math.floor((r() * 2 - 1) * 20 * 60) * 1000 + Math.floor(r() * 1000);
+          // The same raw subject strings at both partners: they must still count twice.
+          const subject = r() < 0.12 ? `SHARED-${Math.floor(r() * 15)}` : `${kpi.id.toUpperCase()}-${ai}-${Math.floor(r() * pool)}`;
+          let dims: Record<string, string> | undefined | 'empty';
+          if (kpi.regions) {
+            const d = r();
+            dims = d < 0.05 ? 'empty' : d < 0.2 ? undefined : { region: kpi.regions[Math.floor(r() * kpi.regions.length)]! };
+          }
+          const batch = r() < 0.3 ? 2 : r() < 0.5 ? 0 : 1;
+          out.push(makePoint(r, partner, kpi, atMs, subject, dims, batch));
+        }
+      }
+    }
+  });
+  return out;
+}
+
+/** Hand-made cells: complementary suppression by partner and by region, one subject many times, and cross-partner subjects. */
+function crafted(seed: number, avgKpi: KpiSpec, otherKpi: KpiSpec): GenPoint[] {
+  const r = prng(seed);
+  const out: GenPoint[] = [];
+  const at = (iso: string, i: number) => Date.parse(iso) + i * 60_000;
+  const north = { region: 'north' };
+  const south = { region: 'south' };
+  // Day 1: acme 7 subjects (A-1 three times), globex 3 → by partner globex small, acme complementary.
+  for (let i = 0; i < 6; i++) out.push(makePoint(r, 'acme', avgKpi, at('2026-11-10T09:00:00Z', i), `CRAFT-A-${i}`, north, 0));
+  for (let i = 0; i < 2; i++) out.push(makePoint(r, 'acme', avgKpi, at('2026-11-10T11:00:00Z', i), 'CRAFT-A-1', north, 1));
+  out.push(makePoint(r, 'acme', avgKpi, at('2026-11-10T12:00:00Z', 0), 'CRAFT-A-7', undefined, 0));
+  for (let i = 0; i < 3; i++) out.push(makePoint(r, 'globex', avgKpi, at('2026-11-10T13:00:00Z', i), `CRAFT-G-${i}`, south, 0));
+  // Day 2: by region null 2 (small), north 6, south 9 → north (the smaller visible) goes too.
+  for (let i = 0; i < 6; i++) out.push(makePoint(r, 'acme', avgKpi, at('2026-11-11T09:00:00Z', i), `CRAFT-N-${i % 4}`, north, 0));
+  for (let i = 0; i < 2; i++) out.push(makePoint(r, 'globex', avgKpi, at('2026-11-11T09:30:00Z', i), `CRAFT-N-${i}`, north, 1));
+  for (let i = 0; i < 5; i++) out.push(makePoint(r, 'acme', avgKpi, at('2026-11-11T10:00:00Z', i), `CRAFT-S-${i}`, south, 1));
+  for (let i = 0; i < 4; i++) out.push(makePoint(r, 'globex', avgKpi, at('2026-11-11T11:00:00Z', i), `CRAFT-S-${i}`, south, 0));
+  for (let i = 0; i < 2; i++) out.push(makePoint(r, 'globex', avgKpi, at('2026-11-11T12:00:00Z', i), `CRAFT-X-${i}`, undefined, 0));
+  // Day 3: the same three raw subjects at both partners: 6 subjects combined, 3 each.
+  for (const partner of PARTNERS) {
+    for (let i = 0; i < 3; i++) out.push(makePoint(r, partner, otherKpi, at('2026-11-12T10:00:00Z', i), `CRAFT-BOTH-${i}`, otherKpi.regions ? north : undefined, 0));
+  }
+  // Late arrivals (second round) on a day that already has data: the snapshots must differ.
+  for (let i = 0; i < 6; i++) out.push(makePoint(r, 'globex', avgKpi, at('2026-11-10T15:00:00Z', i), `CRAFT-LATE-${i}`, south, 2));
+  return out;
+}
+
+// -------------------------------------------------------------------------------------------
+// The demo agreement, transcribed by hand (fixtures/demo-agreement.yaml).
+// -------------------------------------------------------------------------------------------
+const oneDecimal = (lo: number, hi: number) => (r: () => number) => Math.round((lo + r() * (hi - lo)) * 10) / 10;
+const integer = (lo: number, hi: number) => (r: () => number) => lo + Math.floor(r() * (hi - lo + 1));
+const binary = (p: number) => (r: () => number) => (r() < p ? 1 : 0);
+const regions = ['north', 'south'];
+
+const DEMO_KPIS: KpiSpec[] = [
+  { id: 'customer_value', measure: 'avg', unit: 'score', grains: ['day', 'week', 'month'], bys: ['none', 'partner', 'region'], regions, minGroupSize: 5, size: [2, 9], value: oneDecimal(0, 10) },
+  { id: 'lead_time', measure: 'p50', unit: 'hours', grains: ['day', 'week', 'month'], bys: ['none', 'partner', 'region'], regions, minGroupSize: 5, size: [2, 9], value: (r) => integer(1, 400)(r) + (r() < 0.3 ? 0.5 : 0) },
+  { id: 'error_rate', measure: 'rate', unit: 'share', grains: ['day', 'week', 'month'], bys: ['none', 'partner', 'region'], regions, minGroupSize: 5, size: [2, 9], value: binary(0.2) },
+  {
+    id: 'compliance',
+    measure: 'rate',
+    unit: 'share',
+    grains: ['week', 'month'],
+    bys: ['none', 'partner'],
+    minGroupSize: 5,
+    size: [1, 6],
+    value: binary(0.9),
+    needToKnow: { acme: 'dpo@acme.example', globex: 'dpo@globex.example' },
+  },
+  { id: 'team_satisfaction', measure: 'avg', unit: 'score', grains: ['week', 'month'], bys: ['none', 'partner'], minGroupSize: 8, size: [2, 8], value: integer(1, 5) },
+];
+
+// -------------------------------------------------------------------------------------------
+// An agreement of our own for the measures the demo does not have: sum, count, distinct,
+// p90, p95; combined KPIs (twoPartyConsent); a partner threshold above the KPI's own.
+// -------------------------------------------------------------------------------------------
+const OWN_AGREEMENT = `
+partnership: { id: oracle-room, title: Oracle Room, timezone: Europe/Berlin }
+partners:
+  - { id: acme, name: Acme Logistics, minGroupSize: 4 }
+  - { id: globex, name: Globex Freight }
+defaults: { minGroupSize: 3 }
+twoPartyConsent: true
+steering:
+  - { name: Chair, email: chair@example.org }
+kpis:
+  - id: parcels
+    title: Parcels handled
+    unit: parcels
+    subject: depot
+    measure: sum
+    range: [0, 1000]
+    grains: [day, week, month]
+    dimensions: { region: [north, south] }
+    disclosure: partnership
+    breakdown: per_partner
+    minGroupSize: 2
+    band: { lower: 0 }
+    evaluate: { grain: week }
+    freshness: { every: P1D, grace: PT6H }
+    owners:
+      acme: { name: Ana Amsel, email: ana@acme.example }
+      globex: { name: Gus Gerber, email: gus@globex.example }
+    escalation: { ackWithin: P2D }
+  - id: stops
+    title: Stops made
+    unit: stops
+    subject: route
+    measure: count
+    grains: [day, week, month]
+    dimensions: { region: [north, south, east] }
+    disclosure: partnership
+    breakdown: combined
+    band: { lower: 0 }
+    evaluate: { grain: day }
+    freshness: { every: P1D, grace: PT6H }
+    owners:
+      acme: { name: Ana Amsel, email: ana@acme.example }
+    escalation: { ackWithin: P2D }
+  - id: drivers
+    title: Active drivers
+    unit: drivers
+    subject: driver
+    measure: distinct
+    range: [0, 1]
+    grains: [week, month]
+    dimensions: { region: [north, south] }
+    disclosure: partnership
+    breakdown: per_partner
+    minGroupSize: 6
+    band: { lower: 1 }
+    evaluate: { grain: month }
+    freshness: { every: P7D, grace: P1D }
+    owners:
+      globex: { name: Gus Gerber, email: gus@globex.example }
+    escalation: { ackWithin: P5D }
+  - id: delay_p90
+    title: Delay, 90th percentile
+    unit: minutes
+    subject: delivery
+    measure: p90
+    range: [0, 10000]
+    grains: [day, week]
+    dimensions: { region: [north, south] }
+    disclosure: partnership
+    breakdown: combined
+    minGroupSize: 5
+    band: { upper: 120 }
+    evaluate: { grain: week }
+    freshness: { every: P1D, grace: PT6H }
+    owners:
+      acme: { name: Otto Ops, email: ops@acme.example }
+      globex: { name: Greta Ops, email: ops@globex.example }
+    escalation: { ackWithin: P1D }
+  - id: delay_p95
+    title: Delay, 95th percentile
+    unit: minutes
+    subject: delivery
+    measure: p95
+    grains: [day, week, month]
+    disclosure: partnership
+    breakdown: per_partner
+    minGroupSize: 2
+    band: { upper: 180 }
+    evaluate: { grain: day }
+    freshness: { every: P1D, grace: PT6H }
+    owners:
+      acme: { name: Otto Ops, email: ops@acme.example }
+      globex: { name: Greta Ops, email: ops@globex.example }
+    escalation: { ackWithin: P1D }
+`;
+
+const OWN_KPIS: KpiSpec[] = [
+  { id: 'parcels', measure: 'sum', unit: 'parcels', grains: ['day', 'week', 'month'], bys: ['none', 'partner', 'region'], regions, minGroupSize: 4, size: [1, 7], value: oneDecimal(0, 50) },
+  { id: 'stops', measure: 'count', unit: 'stops', grains: ['day', 'week', 'month'], bys: ['none', 'region'], regions: ['north', 'south', 'east'], minGroupSize: 4, size: [1, 7], value: integer(-3, 30) },
+  { id: 'drivers', measure: 'distinct', unit: 'drivers', grains: ['week', 'month'], bys: ['none', 'partner', 'region'], regions, minGroupSize: 6, size: [1, 6], value: () => 1 },
+  { id: 'delay_p90', measure: 'p90', unit: 'minutes', grains: ['day', 'week'], bys: ['none', 'region'], regions, minGroupSize: 5, size: [1, 8], value: (r) => integer(0, 240)(r) + (r() < 0.5 ? 0.1 : 0) },
+  { id: 'delay_p95', measure: 'p95', unit: 'minutes', grains: ['day', 'week', 'month'], bys: ['none', 'partner'], minGroupSize: 4, size: [1, 8], value: (r) => integer(0, 300)(r) + (r() < 0.5 ? 0.75 : 0) },
+];
+
+// -------------------------------------------------------------------------------------------
+// HTTP
+// -------------------------------------------------------------------------------------------
+interface Got {
+  status: number;
+  headers: Headers;
+  bytes: Buffer;
+}
+
+async function get(t: TestRoom, path: string, token: string, accept?: string): Promise<Got> {
+  const res = await fetch(`${t.url}${path}`, { headers: { authorization: `Bearer ${token}`, ...(accept ? { accept } : {}) } });
+  return { status: res.status, headers: res.headers, bytes: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** Runs the tasks at most `limit` at a time, in order of the results. */
+async function pool<T>(tasks: (() => Promise<T>)[], limit = 4): Promise<T[]> {
+  const results: T[] = new Array(tasks.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, tasks.length) }, async () => {
+      while (next < tasks.length) {
+        const i = next++;
+        results[i] = await tasks[i]!();
+      }
+    }),
+  );
+  return results;
+}
+
+/** Minimal RFC 4180 reader for the product's CSV (quoted fields, doubled quotes). */
+function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') (field += '"'), i++;
+      else if (ch === '"') quoted = false;
+      else field += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ',') row.push(field), (field = '');
+    else if (ch === '\n') row.push(field), rows.push(row), (row = []), (field = '');
+    else field += ch;
+  }
+  if (field !== '' || row.length) row.push(field), rows.push(row);
+  return rows;
+}
+
+interface Combo {
+  kpi: KpiSpec;
+  grain: Grain;
+  by: string;
+  from: string;
+  to: string;
+}
+
+function combos(kpis: readonly KpiSpec[]): Combo[] {
+  const out: Combo[] = [];
+  for (const kpi of kpis) for (const grain of kpi.grains) for (const by of kpi.bys) for (const [from, to] of WINDOWS) out.push({ kpi, grain, by, from, to });
+  return out;
+}
+
+const pathOf = (c: Combo, snapshot?: number) => `/v1/kpis/${c.kpi.id}/series?grain=${c.grain}&from=${c.from}&to=${c.to}&by=${c.by}${snapshot === undefined ? '' : `&snapshot=${snapshot}`}`;
+const label = (c: Combo, snapshot?: number) => `${c.kpi.id} ${c.grain} by=${c.by} ${c.from}..${c.to}${snapshot === undefined ? '' : ` @${snapshot}`}`;
+const cellKey = (c: { period: string; group: string | null }) => `${c.period}|${c.group ?? '∅'}`;
+
+/** A short account of how two cell lists differ (the first few differences). */
+function diffCells(expected: readonly OracleCell[], actual: readonly OracleCell[]): string {
+  const e = new Map(expected.map((c) => [cellKey(c), c]));
+  const a = new Map(actual.map((c) => [cellKey(c), c]));
+  const lines: string[] = [];
+  for (const [k, c] of e) if (!a.has(k)) lines.push(`missing ${k} ${canonical(c)}`);
+  for (const [k, c] of a) if (!e.has(k)) lines.push(`extra ${k} ${canonical(c)}`);
+  for (const [k, c] of e) {
+    const x = a.get(k);
+    if (x && canonical(x) !== canonical(c)) lines.push(`${k}: expected ${canonical({ ...c, period: undefined, group: undefined })} got ${canonical({ ...x, period: undefined, group: undefined })}`);
+  }
+  if (lines.length === 0) lines.push(`same cells, different order: expected ${expected.map(cellKey).join(' ')} got ${actual.map(cellKey).join(' ')}`);
+  return `${lines.length} difference(s): ${lines.slice(0, 4).join('; ')}${lines.length > 4 ? '; …' : ''}`;
+}
+
+// -------------------------------------------------------------------------------------------
+// One room, one agreement: the whole oracle comparison.
+// -------------------------------------------------------------------------------------------
+interface Suite {
+  t: TestRoom;
+  points: OraclePoint[];
+  analyst: Record<string, Record<Partner, string>>;
+  snapshotA: number;
+  snapshots: number[];
+  /** JSON bytes of every combo read after the first round, before the second landed. */
+  atA: Map<string, { combo: Combo; got: Got }>;
+}
+
+function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; agreementYaml?: string; crafted?: [string, string] }) {
+  describe(name, () => {
+    const s = {} as Suite;
+    let tmp: string | undefined;
+    const all = combos(opts.kpis);
+    const oracle = (c: Combo, snapshot: number) =>
+      expectedCells(s.points, { kpi: c.kpi.id, measure: c.kpi.measure, grain: c.grain, from: c.from, to: c.to, by: c.by, snapshot, minGroupSize: c.kpi.minGroupSize, timezone: TZ });
+    const tokenFor = (c: Combo, partner: Partner) => s.analyst[c.kpi.id]![partner];
+
+    beforeAll(async () => {
+      let agreementFile: string | undefined;
+      if (opts.agreementYaml) {
+        tmp = mkdtempSync(join(tmpdir(), 'parity-oracle-'));
+        agreementFile = join(tmp, 'agreement.yaml');
+        writeFileSync(agreementFile, opts.agreementYaml);
+      }
+      s.t = await startTestRoom(agreementFile ? { agreementFile } : {});
+      const t = s.t;
+      s.analyst = {};
+      for (const kpi of opts.kpis) {
+        const per = {} as Record<Partner, string>;
+        for (const partner of PARTNERS) {
+          const named = kpi.needToKnow?.[partner];
+          per[partner] = named ? (await createToken(t.room.control.db, { partnerId: partner, role: 'analyst', name: named }, t.clock.now())).token : await t.token(partner, 'analyst');
+        }
+        s.analyst[kpi.id] = per;
+      }
+      const byId = new Map(opts.kpis.map((k) => [k.id, k]));
+      const gen = [...generate(opts.seed, opts.kpis), ...(opts.crafted ? crafted(opts.seed + 1, byId.get(opts.crafted[0])!, byId.get(opts.crafted[1])!) : [])];
+      s.points = [];
+      s.snapshots = [];
+      const land = async (batch: number) => {
+        for (const partner of PARTNERS) {
+          const mine = gen.filter((g) => g.partner === partner && g.batch === batch);
+          const res = await fetch(`${t.url}/v1/points`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' },
+            body: ndjson(mine.map((g) => g.point)),
+          });
+          const receipt = (await res.json()) as { snapshot: number; accepted: number; rejected: number };
+          expect(res.status, JSON.stringify(receipt).slice(0, 500)).toBe(202);
+          expect(receipt.accepted).toBe(mine.length);
+          s.snapshots.push(receipt.snapshot);
+          for (const g of mine) s.points.push({ partner, kpi: g.point.kpi, atMs: g.atMs, value: g.point.value, subject: g.point.subject, ...(g.point.dims ? { dims: g.point.dims } : {}), snapshot: receipt.snapshot });
+        }
+      };
+      await land(0);
+      await land(1);
+      s.snapshotA = Math.max(...s.snapshots);
+      expect(t.room.duck.snapshots.latest).toBe(s.snapshotA);
+      const got = await pool(all.map((c) => () => get(t, pathOf(c), tokenFor(c, 'acme'))));
+      s.atA = new Map(all.map((c, i) => [pathOf(c), { combo: c, got: got[i]! }]));
+      await land(2);
+    }, 120_000);
+
+    afterAll(async () => {
+      await s.t?.close();
+      if (tmp) rmSync(tmp, { recursive: true, force: true });
+    });
+
+    it('the generated points reach every hard case (checked on the oracle alone)', () => {
+      const latest = Math.max(...s.snapshots);
+      // Points whose UTC date is not their local date, around both DST changes and year/month ends.
+      const shifted = s.points.filter((p) => new Date(p.atMs).toISOString().slice(0, 10) !== localDate(p.atMs, TZ));
+      for (const day of ['2020-12-28', '2021-01-01', '2021-01-04', '2024-02-29', '2024-03-01', '2025-10-26', '2025-10-27', '2025-11-01', '2026-03-01', '2026-03-29', '2026-03-30', '2026-04-01', '2026-11-23']) {
+        expect(shifted.some((p) => localDate(p.atMs, TZ) === day), day).toBe(true);
+      }
+      // ISO week 53 and the year end: both dates land in the week of 2020-12-28.
+      expect(periodStart('2020-12-31', 'week')).toBe('2020-12-28');
+      expect(periodStart('2021-01-02', 'week')).toBe('2020-12-28');
+      expect(periodStart('2021-01-03', 'week')).toBe('2020-12-28');
+      expect(periodStart('2021-01-04', 'week')).toBe('2021-01-04');
+      expect(periodStart('2024-02-29', 'week')).toBe('2024-02-26');
+      expect(localDate(Date.parse('2026-03-29T22:30:00Z'), TZ)).toBe('2026-03-30');
+      expect(localDate(Date.parse('2025-10-25T22:30:00Z'), TZ)).toBe('2025-10-26');
+      expect(localDate(Date.parse('2025-10-26T22:30:00Z'), TZ)).toBe('2025-10-26');
+      // The expected series contain every kind of cell.
+      const kinds = { small: 0, complementaryPartner: 0, complementaryDim: 0, nullGroupVisible: 0, repeatedSubjectVisible: 0, week53Visible: 0, leapDayVisible: 0 };
+      for (const c of all) {
+        const cells = oracle(c, latest);
+        for (const cell of cells) {
+          if (cell.reason === COMPLEMENTARY) c.by === 'partner' ? kinds.complementaryPartner++ : kinds.complementaryDim++;
+          else if (cell.state === 'suppressed') kinds.small++;
+          if (cell.state === 'ok' && c.by !== 'none' && c.by !== 'partner' && cell.group === null) kinds.nullGroupVisible++;
+          if (cell.state === 'ok' && c.grain === 'week' && cell.period === '2020-12-28') kinds.week53Visible++;
+          if (cell.state === 'ok' && c.grain === 'day' && cell.period === '2024-02-29') kinds.leapDayVisible++;
+        }
+        if (c.by === 'none' && c.grain === 'day') {
+          for (const cell of cells) {
+            if (cell.state !== 'ok') continue;
+            const pts = s.points.filter((p) => p.kpi === c.kpi.id && localDate(p.atMs, TZ) === cell.period);
+            if (pts.length > (cell.n ?? 0)) kinds.repeatedSubjectVisible++;
+          }
+        }
+      }
+      for (const [k, v] of Object.entries(kinds)) expect(v, k).toBeGreaterThan(0);
+    });
+
+    for (const kpi of opts.kpis) {
+      it(`${kpi.id} (${kpi.measure}): every grain × breakdown × window matches the oracle, in JSON (both partners), CSV and Arrow`, async () => {
+        const t = s.t;
+        const latest = Math.max(...s.snapshots);
+        const mine = all.filter((c) => c.kpi === kpi);
+        const problems: string[] = [];
+        let checkedCells = 0;
+        await pool(
+          mine.map((c) => async () => {
+            const path = pathOf(c);
+            const [a, g, csv, arrow] = await Promise.all([get(t, path, tokenFor(c, 'acme')), get(t, path, tokenFor(c, 'globex')), get(t, path, tokenFor(c, 'acme'), 'text/csv'), get(t, path, tokenFor(c, 'acme'), ARROW)]);
+            const at = label(c);
+            if (a.status !== 200) return void problems.push(`${at}: status ${a.status} ${String(a.bytes).slice(0, 200)}`);
+            const text = a.bytes.toString('utf8');
+            const body = JSON.parse(text) as Record<string, unknown> & { cells: OracleCell[]; digest: string };
+            // Canonical bytes (keys sorted, no whitespace) and the digest of the cells.
+            if (text !== canonical(body)) problems.push(`${at}: the body is not canonical JSON`);
+            const digest = sha256Hex(canonical(body.cells));
+            if (body.digest !== digest) problems.push(`${at}: digest ${body.digest} ≠ sha256(canonical(cells)) ${digest}`);
+            if (a.headers.get('x-parity-digest') !== digest) problems.push(`${at}: x-parity-digest header ${a.headers.get('x-parity-digest')}`);
+            if (a.headers.get('x-parity-snapshot') !== String(latest)) problems.push(`${at}: x-parity-snapshot header ${a.headers.get('x-parity-snapshot')}`);
+            const head = { kpi: c.kpi.id, measure: c.kpi.measure, unit: c.kpi.unit, grain: c.grain, by: c.by === 'none' ? null : c.by, from: c.from, to: c.to, snapshot: latest, agreementVersion: 1, minGroupSize: c.kpi.minGroupSize, approximate: false };
+            const { cells: _cells, digest: _digest, ...rest } = body;
+            if (canonical(rest) !== canonical(head)) problems.push(`${at}: head ${canonical(rest)} ≠ ${canonical(head)}`);
+            // The cells, against the oracle.
+            const expected = normaliseCells(oracle(c, latest));
+            const actual = normaliseCells(body.cells);
+            checkedCells += expected.length;
+            if (canonical(actual) !== canonical(expected)) problems.push(`${at}: ${diffCells(expected, actual)}`);
+            // The other partner's analyst: the same bytes.
+            if (g.status !== 200 || !g.bytes.equals(a.bytes)) problems.push(`${at}: globex's analyst got different bytes (status ${g.status})`);
+            // CSV: the same cells.
+            if (csv.status !== 200 || !(csv.headers.get('content-type') ?? '').startsWith('text/csv')) problems.push(`${at}: CSV status ${csv.status} type ${csv.headers.get('content-type')}`);
+            else {
+              const rows = parseCsv(csv.bytes.toString('utf8'));
+              const [header, ...data] = rows;
+              if (header?.join(',') !== 'period,group,value,n,state,reason') problems.push(`${at}: CSV header ${header?.join(',')}`);
+              const fromCsv: OracleCell[] = data.map((r) => {
+                const cell: OracleCell = { period: r[0]!, group: r[1] === '' ? null : r[1]!, value: r[2] === '' ? null : Number(r[2]), n: r[3] === '' ? null : Number(r[3]), state: r[4] as OracleCell['state'] };
+                if (r[5] !== '' && r[5] !== undefined) cell.reason = r[5];
+                return cell;
+              });
+              if (canonical(fromCsv) !== canonical(body.cells)) problems.push(`${at}: CSV ≠ JSON: ${diffCells(body.cells, fromCsv)}`);
+              if (csv.headers.get('x-parity-digest') !== digest) problems.push(`${at}: CSV x-parity-digest header differs`);
+            }
+            // Arrow: the same cells (a withheld value is NaN or null in the value column).
+            if (arrow.status !== 200 || arrow.headers.get('content-type') !== ARROW) problems.push(`${at}: Arrow status ${arrow.status} type ${arrow.headers.get('content-type')}`);
+            else {
+              const table = tableFromIPC(arrow.bytes);
+              const col = (name: string, i: number): unknown => table.getChild(name)?.get(i) ?? null;
+              const num = (v: unknown) => (v === null ? null : Number(v));
+              const fromArrow: OracleCell[] = [];
+              for (let i = 0; i < table.numRows; i++) {
+                const value = num(col('value', i));
+                const cell: OracleCell = { period: String(col('period', i)), group: col('group', i) === null ? null : String(col('group', i)), value: value !== null && Number.isNaN(value) ? null : value, n: num(col('n', i)), state: col('state', i) as OracleCell['state'] };
+                const reason = col('reason', i);
+                if (reason !== null) cell.reason = String(reason);
+                if (value !== null && Number.isNaN(value) && cell.state !== 'suppressed') problems.push(`${at}: Arrow value NaN in a visible cell`);
+                fromArrow.push(cell);
+              }
+              if (canonical(fromArrow) !== canonical(body.cells)) problems.push(`${at}: Arrow ≠ JSON: ${diffCells(body.cells, fromArrow)}`);
+            }
+          }),
+        );
+        expect(problems.length, `${problems.length} of ${mine.length} requests differ:\n${problems.slice(0, 30).join('\n')}`).toBe(0);
+        expect(checkedCells).toBeGreaterThan(0);
+      });
+    }
+
+    it('read before the second round landed, every series matched the oracle at that snapshot', () => {
+      const problems: string[] = [];
+      for (const { combo: c, got } of s.atA.values()) {
+        if (got.status !== 200) {
+          problems.push(`${label(c)}: status ${got.status}`);
+          continue;
+        }
+        const body = JSON.parse(got.bytes.toString('utf8')) as { snapshot: number; cells: OracleCell[] };
+        if (body.snapshot !== s.snapshotA) problems.push(`${label(c)}: snapshot ${body.snapshot} ≠ ${s.snapshotA}`);
+        const expected = normaliseCells(oracle(c, s.snapshotA));
+        const actual = normaliseCells(body.cells);
+        if (canonical(actual) !== canonical(expected)) problems.push(`${label(c)}: ${diffCells(expected, actual)}`);
+      }
+      expect(problems.length, problems.slice(0, 30).join('\n')).toBe(0);
+    });
+
+    it('?snapshot=N after more batches landed returns byte-identical JSON to the earlier response at N', async () => {
+      const t = s.t;
+      const entries = [...s.atA.values()];
+      const again = await pool(entries.map(({ combo }) => () => get(t, pathOf(combo, s.snapshotA), tokenFor(combo, 'globex'))));
+      const problems: string[] = [];
+      let changedSince = 0;
+      const now = await pool(entries.map(({ combo }) => () => get(t, pathOf(combo), tokenFor(combo, 'acme'))));
+      entries.forEach(({ combo, got }, i) => {
+        if (!again[i]!.bytes.equals(got.bytes)) problems.push(`${label(combo, s.snapshotA)}: ${again[i]!.status} ${again[i]!.bytes.toString('utf8').slice(0, 160)}`);
+        if (!now[i]!.bytes.equals(got.bytes)) changedSince++;
+      });
+      expect(problems.length, problems.slice(0, 20).join('\n')).toBe(0);
+      // The second round did change what the latest snapshot shows.
+      expect(changedSince).toBeGreaterThan(entries.length / 4);
+    });
+
+    it('every earlier snapshot (and snapshot 0) matches the oracle restricted to the batches landed by then', async () => {
+      const t = s.t;
+      const problems: string[] = [];
+      const picks = all.filter((c) => c.from === WINDOWS[2]![0] && (c.grain === 'day' || c.by !== 'none'));
+      for (const snapshot of [0, ...s.snapshots]) {
+        const got = await pool(picks.map((c) => () => get(t, pathOf(c, snapshot), tokenFor(c, 'acme'))));
+        picks.forEach((c, i) => {
+          const g = got[i]!;
+          if (g.status !== 200) return void problems.push(`${label(c, snapshot)}: status ${g.status}`);
+          const body = JSON.parse(g.bytes.toString('utf8')) as { snapshot: number; digest: string; cells: OracleCell[] };
+          if (body.snapshot !== snapshot) problems.push(`${label(c, snapshot)}: snapshot ${body.snapshot}`);
+          if (body.digest !== sha256Hex(canonical(body.cells))) problems.push(`${label(c, snapshot)}: digest`);
+          const expected = normaliseCells(oracle(c, snapshot));
+          if (snapshot === 0 && expected.length !== 0) problems.push('oracle: snapshot 0 must be empty');
+          const actual = normaliseCells(body.cells);
+          if (canonical(actual) !== canonical(expected)) problems.push(`${label(c, snapshot)}: ${diffCells(expected, actual)}`);
+        });
+      }
+      expect(problems.length, problems.slice(0, 30).join('\n')).toBe(0);
+    });
+
+    it('breakdowns and grains the agreement does not allow are refused', async () => {
+      const t = s.t;
+      for (const kpi of opts.kpis) {
+        const token = s.analyst[kpi.id]!.acme;
+        for (const grain of (['day', 'week', 'month'] as const).filter((g) => !kpi.grains.includes(g))) {
+          expect((await get(t, `/v1/kpis/${kpi.id}/series?grain=${grain}&from=2026-11-01&to=2026-11-20`, token)).status, `${kpi.id} ${grain}`).toBe(400);
+        }
+        if (!kpi.bys.includes('partner')) expect((await get(t, `/v1/kpis/${kpi.id}/series?grain=${kpi.grains[0]}&by=partner`, token)).status, `${kpi.id} by=partner`).toBe(400);
+        if (!kpi.bys.includes('region')) expect((await get(t, `/v1/kpis/${kpi.id}/series?grain=${kpi.grains[0]}&by=region`, token)).status, `${kpi.id} by=region`).toBe(400);
+      }
+    });
+  });
+}
+
+defineOracleSuite('series oracle: the demo agreement (avg, p50, rate)', { kpis: DEMO_KPIS, seed: 20261123, crafted: ['customer_value', 'lead_time'] });
+defineOracleSuite('series oracle: an agreement of our own (sum, count, distinct, p90, p95, combined)', { kpis: OWN_KPIS, seed: 424242, agreementYaml: OWN_AGREEMENT, crafted: ['parcels', 'delay_p95'] });
