@@ -30,7 +30,7 @@ import {
   type OraclePoint,
 } from '../helpers/oracle.js';
 
-const TZ = 'Europe/Berlin';
+const TZ = 'UTC';
 const PARTNERS = ['acme', 'globex'] as const;
 type Partner = (typeof PARTNERS)[number];
 const ARROW = 'application/vnd.apache.arrow.stream';
