@@ -30,7 +30,7 @@ import {
   type OraclePoint,
 } from '../helpers/oracle.js';
 
-const TZ = 'UTC';
+const TZ = 'Europe/Berlin';
 const PARTNERS = ['acme', 'globex'] as const;
 type Partner = (typeof PARTNERS)[number];
 const ARROW = 'application/vnd.apache.arrow.stream';
@@ -100,6 +100,40 @@ const ANCHORS = [
   '2026-11-23T10:30:00Z',
 ];
 
+/**
+ * Exact period boundaries (local midnights, most of them a query window's first or last
+ * instant): each gets points at the boundary itself and one millisecond before it.
+ */
+const BOUNDARIES = [
+  '2020-11-30T23:00:00Z', // 2020-12-01 00:00 CET: month from of the first window
+  '2020-12-27T23:00:00Z', // Mon 2020-12-28 00:00: ISO week 53 starts
+  '2020-12-29T23:00:00Z', // 2020-12-30 00:00: day from of the first window
+  '2020-12-31T23:00:00Z', // 2021-01-01 00:00: month and year change inside week 53
+  '2021-01-03T23:00:00Z', // Mon 2021-01-04 00:00: week 53 ends
+  '2021-01-31T23:00:00Z', // 2021-02-01 00:00: month end of the first window
+  '2024-01-31T23:00:00Z', // 2024-02-01 00:00: month from of the third window
+  '2024-02-25T23:00:00Z', // Mon 2024-02-26 00:00: week from of the third window
+  '2024-02-28T23:00:00Z', // 2024-02-29 00:00: the leap day starts
+  '2024-02-29T23:00:00Z', // 2024-03-01 00:00: the leap day ends
+  '2024-03-01T23:00:00Z', // 2024-03-02 00:00: day end of the second window
+  '2024-03-03T23:00:00Z', // Mon 2024-03-04 00:00: week end of the second window
+  '2024-03-31T22:00:00Z', // 2024-04-01 00:00 CEST (DST began that morning): month end
+  '2025-08-31T22:00:00Z', // 2025-09-01 00:00 CEST
+  '2025-09-30T22:00:00Z', // 2025-10-01 00:00 CEST: month from of the fourth window
+  '2025-10-19T22:00:00Z', // Mon 2025-10-20 00:00 CEST: week from of the fourth window
+  '2025-10-25T22:00:00Z', // 2025-10-26 00:00 CEST: the 25-hour day starts
+  '2025-10-26T23:00:00Z', // Mon 2025-10-27 00:00 CET: the 25-hour day (and its week) ends
+  '2025-10-31T23:00:00Z', // 2025-11-01 00:00 CET
+  '2026-02-28T23:00:00Z', // 2026-03-01 00:00 CET: month from of the fifth window
+  '2026-03-28T23:00:00Z', // 2026-03-29 00:00 CET: the 23-hour day starts
+  '2026-03-29T22:00:00Z', // Mon 2026-03-30 00:00 CEST: the 23-hour day (and its week) ends
+  '2026-03-30T22:00:00Z', // 2026-03-31 00:00 CEST: day end of the fifth window
+  '2026-03-31T22:00:00Z', // 2026-04-01 00:00 CEST
+  '2026-04-05T22:00:00Z', // Mon 2026-04-06 00:00 CEST: week end of the fifth window
+  '2026-11-22T23:00:00Z', // Mon 2026-11-23 00:00: today starts
+  '2026-11-23T12:05:00Z', // now + the 5-minute clock skew: the latest instant accepted
+];
+
 /** Query windows: from/to mid-period, so widening to whole periods matters; each ≤ 1830 days. */
 const WINDOWS: [string, string][] = [
   ['2020-12-30', '2021-01-03'], // week 53 only at day grain; widened at week and month
@@ -154,6 +188,21 @@ function generate(seed: number, kpis: readonly KpiSpec[]): GenPoint[] {
       }
     }
   });
+  BOUNDARIES.forEach((boundary, bi) => {
+    const base = Date.parse(boundary);
+    for (const kpi of kpis) {
+      for (const partner of PARTNERS) {
+        const k = 1 + Math.floor(r() * 3);
+        for (let j = 0; j < k; j++) {
+          const atMs = base - (r() < 0.5 ? 1 : 0);
+          const subject = `${kpi.id.toUpperCase()}-B${bi}-${Math.floor(r() * 3)}`;
+          const dims = kpi.regions && r() < 0.8 ? { region: kpi.regions[Math.floor(r() * kpi.regions.length)]! } : undefined;
+          const batch = r() < 0.3 ? 2 : r() < 0.5 ? 0 : 1;
+          out.push(makePoint(r, partner, kpi, atMs, subject, dims, batch));
+        }
+      }
+    }
+  });
   return out;
 }
 
@@ -179,6 +228,8 @@ function crafted(seed: number, avgKpi: KpiSpec, otherKpi: KpiSpec): GenPoint[] {
   for (const partner of PARTNERS) {
     for (let i = 0; i < 3; i++) out.push(makePoint(r, partner, otherKpi, at('2026-11-12T10:00:00Z', i), `CRAFT-BOTH-${i}`, otherKpi.regions ? north : undefined, 0));
   }
+  // Day 4: subjects that differ only in case, white space or accents are distinct subjects.
+  ['Case', 'case', 'CASE', 'case ', ' case', 'cäse', 'case\u{1F600}'].forEach((subject, i) => out.push(makePoint(r, 'acme', avgKpi, at('2026-11-13T10:00:00Z', i), subject, north, 0)));
   // Late arrivals (second round) on a day that already has data: the snapshots must differ.
   for (let i = 0; i < 6; i++) out.push(makePoint(r, 'globex', avgKpi, at('2026-11-10T15:00:00Z', i), `CRAFT-LATE-${i}`, south, 2));
   return out;
@@ -414,7 +465,7 @@ interface Suite {
   atA: Map<string, { combo: Combo; got: Got }>;
 }
 
-function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; agreementYaml?: string; crafted?: [string, string] }) {
+function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; agreementYaml?: string; crafted?: [string, string]; env?: Record<string, string> }) {
   describe(name, () => {
     const s = {} as Suite;
     let tmp: string | undefined;
@@ -430,7 +481,7 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
         agreementFile = join(tmp, 'agreement.yaml');
         writeFileSync(agreementFile, opts.agreementYaml);
       }
-      s.t = await startTestRoom(agreementFile ? { agreementFile } : {});
+      s.t = await startTestRoom({ ...(agreementFile ? { agreementFile } : {}), ...(opts.env ? { env: opts.env } : {}) });
       const t = s.t;
       s.analyst = {};
       for (const kpi of opts.kpis) {
@@ -490,8 +541,15 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
       expect(localDate(Date.parse('2026-03-29T22:30:00Z'), TZ)).toBe('2026-03-30');
       expect(localDate(Date.parse('2025-10-25T22:30:00Z'), TZ)).toBe('2025-10-26');
       expect(localDate(Date.parse('2025-10-26T22:30:00Z'), TZ)).toBe('2025-10-26');
+      // Points sit on both sides of every exact local midnight.
+      for (const b of BOUNDARIES) {
+        const ms = Date.parse(b);
+        // A local midnight (the last entry is the ingest limit instead: now + 5 minutes).
+        if (b !== '2026-11-23T12:05:00Z') expect(localDate(ms - 1, TZ), b).not.toBe(localDate(ms, TZ));
+        expect(s.points.some((p) => p.atMs === ms) && s.points.some((p) => p.atMs === ms - 1), b).toBe(true);
+      }
       // The expected series contain every kind of cell.
-      const kinds = { small: 0, complementaryPartner: 0, complementaryDim: 0, nullGroupVisible: 0, repeatedSubjectVisible: 0, week53Visible: 0, leapDayVisible: 0 };
+      const kinds = { small: 0, complementaryPartner: 0, complementaryDim: 0, nullGroupVisible: 0, repeatedSubjectVisible: 0, week53Visible: 0, leapDayVisible: 0, visibleAtThreshold: 0 };
       for (const c of all) {
         const cells = oracle(c, latest);
         for (const cell of cells) {
@@ -500,6 +558,7 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
           if (cell.state === 'ok' && c.by !== 'none' && c.by !== 'partner' && cell.group === null) kinds.nullGroupVisible++;
           if (cell.state === 'ok' && c.grain === 'week' && cell.period === '2020-12-28') kinds.week53Visible++;
           if (cell.state === 'ok' && c.grain === 'day' && cell.period === '2024-02-29') kinds.leapDayVisible++;
+          if (cell.state === 'ok' && cell.n === c.kpi.minGroupSize) kinds.visibleAtThreshold++;
         }
         if (c.by === 'none' && c.grain === 'day') {
           for (const cell of cells) {
@@ -634,6 +693,27 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
       expect(problems.length, problems.slice(0, 30).join('\n')).toBe(0);
     });
 
+    it('a range without points, and snapshot 0, are empty series in JSON, CSV and Arrow', async () => {
+      const t = s.t;
+      for (const kpi of opts.kpis) {
+        for (const query of [`grain=${kpi.grains[0]}&from=2022-06-01&to=2022-06-30&by=${kpi.bys.at(-1)}`, `grain=${kpi.grains.at(-1)}&from=2024-02-29&to=2026-11-23&snapshot=0`]) {
+          const path = `/v1/kpis/${kpi.id}/series?${query}`;
+          const token = s.analyst[kpi.id]!.globex;
+          const json = await get(t, path, token);
+          expect(json.status, path).toBe(200);
+          const body = JSON.parse(json.bytes.toString('utf8')) as { cells: unknown[]; digest: string };
+          expect(body.cells, path).toEqual([]);
+          expect(body.digest, path).toBe(sha256Hex('[]'));
+          const csv = await get(t, path, token, 'text/csv');
+          expect(csv.status, path).toBe(200);
+          expect(csv.bytes.toString('utf8'), path).toBe('period,group,value,n,state,reason\n');
+          const arrow = await get(t, path, token, ARROW);
+          expect(arrow.status, path).toBe(200);
+          expect(tableFromIPC(arrow.bytes).numRows, path).toBe(0);
+        }
+      }
+    });
+
     it('breakdowns and grains the agreement does not allow are refused', async () => {
       const t = s.t;
       for (const kpi of opts.kpis) {
@@ -649,4 +729,6 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
 }
 
 defineOracleSuite('series oracle: the demo agreement (avg, p50, rate)', { kpis: DEMO_KPIS, seed: 20261123, crafted: ['customer_value', 'lead_time'] });
-defineOracleSuite('series oracle: an agreement of our own (sum, count, distinct, p90, p95, combined)', { kpis: OWN_KPIS, seed: 424242, agreementYaml: OWN_AGREEMENT, crafted: ['parcels', 'delay_p95'] });
+// This room runs without the aggregate cache (PARITY_QUERY_CACHE=off), so every read, including
+// the ?snapshot=N replays, goes to DuckDB; the demo room runs with it.
+defineOracleSuite('series oracle: an agreement of our own (sum, count, distinct, p90, p95, combined)', { kpis: OWN_KPIS, seed: 424242, agreementYaml: OWN_AGREEMENT, crafted: ['parcels', 'delay_p95'], env: { PARITY_QUERY_CACHE: 'off' } });

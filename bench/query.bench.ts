@@ -1,0 +1,623 @@
+/**
+ * npm run bench:query — latency of GET /v1/kpis/{kpi}/series (week grain, by partner, two
+ * years) over N landed points, for every demo KPI, against two baselines measured in the same
+ * run: the compiled SQL run in-process on the same DuckDB file (the ceiling) and the
+ * equivalent query on a plain indexed PostgreSQL table (what a team would run without Parity).
+ *
+ * Points are generated straight into the room's DuckDB file with one INSERT … FROM range(N),
+ * so sizes of 10^8 load in minutes. Environment:
+ *   BENCH_QUERY_SIZES     comma-separated point counts (default 10000000,100000000)
+ *   BENCH_QUERY_REPEAT    timed runs per KPI and path, after 2 warm-ups (default 20)
+ *   BENCH_QUERY_PG_REPEAT timed PostgreSQL runs per KPI, after 1 warm-up (default 5)
+ *   BENCH_QUERY_PG_MAX    largest size also loaded into PostgreSQL (default 10000000)
+ *   DATABASE_URL          PostgreSQL server for the baseline (default postgres://postgres@127.0.0.1:5432/postgres)
+ *   PARITY_DUCKDB_MEMORY  DuckDB memory limit of the server, used for the in-process run too (default 64MB)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { loadAgreementFile, effectiveMinGroupSize, type Agreement, type Kpi } from '../services/governance/agreement-schema.js';
+import { createToken } from '../services/governance/token-repository.js';
+import { compileSeries, type SeriesQuery } from '../services/query/aggregate-compiler.js';
+import { loadConfig } from '../services/platform/config.js';
+import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
+import { openRoom } from '../services/platform/room.js';
+import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
+import { freePort } from '../tests/helpers/spawn-room.js';
+
+const env = process.env;
+const SIZES = (env['BENCH_QUERY_SIZES'] ?? '10000000,100000000')
+  .split(',')
+  .map((s) => s.trim().replaceAll('_', ''))
+  .filter(Boolean)
+  .map((s) => {
+    const n = Number(s);
+    if (!Number.isSafeInteger(n) || n < 1 || n > 4_000_000_000) throw new Error(`BENCH_QUERY_SIZES: ${s} is not a point count`);
+    return n;
+  });
+const REPEAT = positive('BENCH_QUERY_REPEAT', 20);
+const PG_REPEAT = positive('BENCH_QUERY_PG_REPEAT', 5);
+const PG_MAX = positive('BENCH_QUERY_PG_MAX', 10_000_000);
+const WARMUP = 2;
+const PG_WARMUP = 1;
+const PG_URL = env['DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres';
+const DUCK_MEMORY = env['PARITY_DUCKDB_MEMORY'] || '64MB';
+const TO = '2026-11-22';
+const FROM = new Date(Date.parse(TO) - 730 * 86_400_000).toISOString().slice(0, 10);
+const ALL_KPIS = ['customer_value', 'lead_time', 'error_rate', 'compliance', 'team_satisfaction'] as const;
+
+function positive(name: string, def: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return def;
+  const n = Number(v.replaceAll('_', ''));
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name}: expected a positive whole number`);
+  return n;
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en');
+const ms = (n: number | undefined) => (n === undefined ? 'n/a' : n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0));
+const ratio = (n: number) => (n < 10 ? n.toFixed(2) : n.toFixed(0)) + '×';
+const t0 = performance.now();
+const log = (msg: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
+
+/** Nearest-rank percentile of a sample. */
+function pct(sample: readonly number[], p: number): number | undefined {
+  if (sample.length === 0) return undefined;
+  const s = [...sample].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup: child processes, temp paths and scratch databases go even when something throws.
+// ---------------------------------------------------------------------------------------------
+const children = new Set<ChildProcess>();
+const tempPaths = new Set<string>();
+const scratchDrops = new Set<() => Promise<void>>();
+
+function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tempPaths.add(d);
+  return d;
+}
+
+function removeTemp(p: string): void {
+  rmSync(p, { recursive: true, force: true });
+  tempPaths.delete(p);
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  children.delete(child);
+}
+
+async function cleanup(): Promise<void> {
+  for (const c of [...children]) await stopChild(c).catch(() => undefined);
+  for (const drop of [...scratchDrops]) {
+    await drop().catch((err: unknown) => log(`could not drop a scratch database: ${String(err)}`));
+    scratchDrops.delete(drop);
+  }
+  for (const p of [...tempPaths]) removeTemp(p);
+}
+
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const p of tempPaths) rmSync(p, { recursive: true, force: true });
+});
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    log(`${sig}: cleaning up`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * N points in landing (time) order: KPIs by weight, two partners, values valid for each KPI,
+ * 43-character base64url pseudonyms of about N/3 subjects, a region for the KPIs that have one.
+ */
+function generateSql(n: number): string {
+  const span = 730 * 86_400_000_000; // µs
+  const subjects = Math.max(1, Math.floor(n / 3));
+  return `
+INSERT INTO points
+SELECT 1::UINTEGER AS snapshot,
+  CASE WHEN ((h1 >> 8) & 1) = 0 THEN 'acme' ELSE 'globex' END AS partner,
+  kpi,
+  TIMESTAMPTZ '${FROM} 00:00:00+00' + to_microseconds((i::DOUBLE * ${span} / ${n})::BIGINT + ((h1 >> 20) % 60000000)::BIGINT) AS ts,
+  CASE kpi
+    WHEN 'lead_time' THEN 10 + (h2 % 14001) / 100.0
+    WHEN 'customer_value' THEN (h2 % 11)::DOUBLE
+    WHEN 'team_satisfaction' THEN (1 + h2 % 5)::DOUBLE
+    ELSE CASE WHEN h2 % 1000 < 30 THEN 1.0 ELSE 0.0 END
+  END AS value,
+  rtrim(replace(replace(to_base64(unhex(sha256('bench-subject-' || (h3 % ${subjects})::VARCHAR))), '+', '-'), '/', '_'), '=') AS subject,
+  CASE WHEN kpi IN ('lead_time', 'error_rate', 'customer_value')
+    THEN CASE WHEN (h2 >> 24) % 5 < 3 THEN '{"region":"north"}' ELSE '{"region":"south"}' END
+  END AS dims
+FROM (
+  SELECT i, h1, h2, h3,
+    CASE WHEN h1 % 200 < 80 THEN 'lead_time' WHEN h1 % 200 < 160 THEN 'error_rate' WHEN h1 % 200 < 190 THEN 'customer_value'
+         WHEN h1 % 200 < 195 THEN 'compliance' ELSE 'team_satisfaction' END AS kpi
+  FROM (SELECT range AS i, hash(range, 1) AS h1, hash(range, 2) AS h2, hash(range, 3) AS h3 FROM range(${n}))
+)`;
+}
+
+async function loadPoints(file: string, n: number): Promise<number> {
+  const db = await DuckDBInstance.create(file);
+  const c = await db.connect();
+  try {
+    const started = performance.now();
+    await c.run(generateSql(n));
+    await c.run(
+      `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
+       VALUES ('bat_bench_1', 1, 'acme', NULL, repeat('0', 64), 'application/x-ndjson', ${n}, 0, repeat('0', 64), '{"errors":[],"truncated":false}', 1, now(), now(), ['${[...ALL_KPIS].sort().join("','")}'])`,
+    );
+    await c.run('CHECKPOINT');
+    const s = (performance.now() - started) / 1000;
+    const count = Number((await c.runAndReadAll('SELECT count(*)::BIGINT AS n FROM points')).getRowObjectsJson()[0]!['n']);
+    if (count !== n) throw new Error(`loaded ${count} points, expected ${n}`);
+    return s;
+  } finally {
+    c.closeSync();
+    db.closeSync();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurement
+// ---------------------------------------------------------------------------------------------
+
+interface Row {
+  period: string;
+  grp: string | null;
+  value: number | null;
+  n: number;
+}
+
+interface HttpCell {
+  period: string;
+  group: string | null;
+  value: number | null;
+  n: number | null;
+  state: string;
+}
+
+interface KpiResult {
+  times: number[];
+  error?: string;
+}
+
+type PathResult = Map<string, KpiResult>;
+
+function seriesQuery(kpi: Kpi, agreement: Agreement): SeriesQuery {
+  return { kpi, grain: 'week', from: FROM, to: TO, by: { kind: 'partner' }, snapshot: 1, timezone: agreement.partnership.timezone };
+}
+
+async function readRows(c: DuckDBConnection, sql: string, params: (string | number)[]): Promise<Row[]> {
+  const r = await c.runAndReadAll(sql, params);
+  return r.getRowObjectsJson().map((row) => ({ period: String(row['period']), grp: row['grp'] == null ? null : String(row['grp']), value: row['value'] == null ? null : Number(row['value']), n: Number(row['n']) }));
+}
+
+/** The compiled SQL in-process, with the server's DuckDB settings; also returns the reference rows. */
+async function measureDirect(file: string, agreement: Agreement, kpis: Kpi[], csvFile: string | undefined): Promise<{ result: PathResult; rows: Map<string, Row[]> }> {
+  const db = await DuckDBInstance.create(file, { autoinstall_known_extensions: 'false', autoload_known_extensions: 'true', memory_limit: DUCK_MEMORY });
+  const c = await db.connect();
+  const result: PathResult = new Map();
+  const rows = new Map<string, Row[]>();
+  try {
+    for (const kpi of kpis) {
+      const { sql, params } = compileSeries(seriesQuery(kpi, agreement));
+      const r: KpiResult = { times: [] };
+      result.set(kpi.id, r);
+      try {
+        for (let i = 0; i < WARMUP + REPEAT; i++) {
+          const started = performance.now();
+          const got = await readRows(c, sql, params);
+          const t = performance.now() - started;
+          if (i >= WARMUP) r.times.push(t);
+          else rows.set(kpi.id, got);
+        }
+      } catch (err) {
+        r.error = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+      }
+      log(`  direct ${kpi.id}: ${rows.get(kpi.id)?.length ?? 0} rows, p50 ${ms(pct(r.times, 0.5))} ms, p95 ${ms(pct(r.times, 0.95))} ms${r.error ? ` ERROR ${r.error}` : ''}`);
+    }
+    if (csvFile) {
+      log('  exporting the points to CSV for PostgreSQL…');
+      await c.run("SET TimeZone = 'UTC'");
+      await c.run(`COPY (SELECT partner, kpi, ts::VARCHAR AS ts, value, subject, dims FROM points) TO '${csvFile.replaceAll("'", "''")}' (FORMAT csv, HEADER false)`);
+    }
+  } finally {
+    c.closeSync();
+    db.closeSync();
+  }
+  return { result, rows };
+}
+
+async function startServer(dataDir: string, cache: 'off' | 'default'): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  const childEnv: NodeJS.ProcessEnv = { ...env, DATABASE_URL: '', PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' };
+  if (cache === 'off') childEnv['PARITY_QUERY_CACHE'] = 'off';
+  else delete childEnv['PARITY_QUERY_CACHE'];
+  const child = spawn(process.execPath, [join(packageRoot(), 'bin/parity.js'), 'serve'], { env: childEnv, stdio: ['ignore', 2, 2] });
+  children.add(child);
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 300_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the server exited during start-up (${child.exitCode ?? child.signalCode})`);
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return { child, url };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await stopChild(child);
+  throw new Error('the server did not answer /healthz within 300 s');
+}
+
+async function measureHttp(url: string, token: string, kpis: Kpi[], label: string): Promise<{ result: PathResult; bodies: Map<string, { cells: HttpCell[]; digest: string }> }> {
+  const result: PathResult = new Map();
+  const bodies = new Map<string, { cells: HttpCell[]; digest: string }>();
+  for (const kpi of kpis) {
+    const r: KpiResult = { times: [] };
+    result.set(kpi.id, r);
+    const target = `${url}/v1/kpis/${encodeURIComponent(kpi.id)}/series?grain=week&by=partner&from=${FROM}&to=${TO}`;
+    try {
+      for (let i = 0; i < WARMUP + REPEAT; i++) {
+        const started = performance.now();
+        const res = await fetch(target, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' } });
+        const text = await res.text();
+        const t = performance.now() - started;
+        if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${text.slice(0, 300)}`);
+        if (i >= WARMUP) r.times.push(t);
+        const body = JSON.parse(text) as { cells: HttpCell[]; digest: string };
+        const prev = bodies.get(kpi.id);
+        if (!prev) bodies.set(kpi.id, body);
+        else if (prev.digest !== body.digest) throw new Error(`run ${i + 1} answered digest ${body.digest}, run 1 ${prev.digest}`);
+      }
+    } catch (err) {
+      r.error = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+    }
+    log(`  ${label} ${kpi.id}: ${bodies.get(kpi.id)?.cells.length ?? 0} cells, p50 ${ms(pct(r.times, 0.5))} ms, p95 ${ms(pct(r.times, 0.95))} ms${r.error ? ` ERROR ${r.error}` : ''}`);
+  }
+  return { result, bodies };
+}
+
+function pgMeasureSql(kpi: Kpi): string {
+  const m: Record<string, string> = {
+    avg: 'avg(value)',
+    sum: 'sum(value)',
+    count: 'count(*)',
+    rate: 'avg(value)',
+    p50: 'percentile_cont(0.5) WITHIN GROUP (ORDER BY value)',
+    p90: 'percentile_cont(0.9) WITHIN GROUP (ORDER BY value)',
+    p95: 'percentile_cont(0.95) WITHIN GROUP (ORDER BY value)',
+    distinct: 'count(DISTINCT subject)',
+  };
+  return [
+    `SELECT to_char(date_trunc('week', ts AT TIME ZONE $1), 'YYYY-MM-DD') AS period, partner AS grp,`,
+    `  (${m[kpi.measure]})::double precision AS value, count(DISTINCT subject)::int AS n`,
+    `FROM points`,
+    `WHERE kpi = $2`,
+    `  AND ts >= (date_trunc('week', $3::timestamp) AT TIME ZONE $1)`,
+    `  AND ts < ((date_trunc('week', $4::timestamp) + interval '1 week') AT TIME ZONE $1)`,
+    `GROUP BY 1, 2`,
+    `ORDER BY 1, 2`,
+  ].join('\n');
+}
+
+interface PgOutcome {
+  result: PathResult;
+  rows: Map<string, Row[]>;
+  loadSeconds: number;
+}
+
+async function measurePostgres(csvFile: string, agreement: Agreement, kpis: Kpi[]): Promise<PgOutcome> {
+  const scratch = await createScratchDatabase(PG_URL, 'parity_bench_q');
+  scratchDrops.add(scratch.drop);
+  const client = new pg.Client({ connectionString: scratch.url });
+  await client.connect();
+  try {
+    const started = performance.now();
+    await client.query('CREATE TABLE points (partner text, kpi text, ts timestamptz, value double precision, subject text, dims jsonb)');
+    log(`  PostgreSQL: COPY ${fmt(statSync(csvFile).size / 1e6)} MB of CSV…`);
+    await pipeline(createReadStream(csvFile, { highWaterMark: 1 << 20 }), client.query(copyFrom('COPY points FROM STDIN (FORMAT csv)')));
+    log('  PostgreSQL: index on (kpi, ts), ANALYZE…');
+    await client.query('CREATE INDEX points_kpi_ts ON points (kpi, ts)');
+    await client.query('ANALYZE points');
+    const loadSeconds = (performance.now() - started) / 1000;
+    const result: PathResult = new Map();
+    const rows = new Map<string, Row[]>();
+    for (const kpi of kpis) {
+      const r: KpiResult = { times: [] };
+      result.set(kpi.id, r);
+      const text = pgMeasureSql(kpi);
+      const values = [agreement.partnership.timezone, kpi.id, FROM, TO];
+      try {
+        for (let i = 0; i < PG_WARMUP + PG_REPEAT; i++) {
+          const s = performance.now();
+          const res = await client.query<{ period: string; grp: string | null; value: number | null; n: number }>(text, values);
+          const t = performance.now() - s;
+          if (i >= PG_WARMUP) r.times.push(t);
+          else rows.set(kpi.id, res.rows.map((x) => ({ period: x.period, grp: x.grp, value: x.value, n: Number(x.n) })));
+        }
+      } catch (err) {
+        r.error = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+      }
+      log(`  PostgreSQL ${kpi.id}: ${rows.get(kpi.id)?.length ?? 0} rows, p50 ${ms(pct(r.times, 0.5))} ms, p95 ${ms(pct(r.times, 0.95))} ms${r.error ? ` ERROR ${r.error}` : ''}`);
+    }
+    return { result, rows, loadSeconds };
+  } finally {
+    await client.end().catch(() => undefined);
+    await scratch.drop();
+    scratchDrops.delete(scratch.drop);
+  }
+}
+
+async function postgresAnswers(): Promise<boolean> {
+  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
+  try {
+    await c.connect();
+    await c.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-checks: every path must give the same numbers.
+// ---------------------------------------------------------------------------------------------
+
+const round12 = (v: number) => Number(v.toPrecision(12));
+const close = (a: number | null, b: number | null) => a === b || (a !== null && b !== null && Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b)));
+
+function checkHttp(label: string, kpi: Kpi, ref: Row[] | undefined, body: { cells: HttpCell[] } | undefined, minGroup: number, problems: string[]): void {
+  if (!ref || !body) return;
+  if (body.cells.length !== ref.length) {
+    problems.push(`${label} ${kpi.id}: ${body.cells.length} cells, the direct query returned ${ref.length} rows`);
+    return;
+  }
+  let bad = 0;
+  let first = '';
+  body.cells.forEach((c, i) => {
+    const r = ref[i]!;
+    let why = '';
+    if (c.period !== r.period || c.group !== r.grp) why = `cell ${i} is ${c.period}/${c.group}, direct ${r.period}/${r.grp}`;
+    else if (c.state === 'ok' && (c.n !== r.n || c.value !== (r.value === null ? null : round12(r.value)))) why = `${c.period}/${c.group}: value ${c.value} n ${c.n}, direct ${r.value} n ${r.n}`;
+    else if (c.state === 'ok' && r.n < minGroup) why = `${c.period}/${c.group}: shown with n ${r.n} < ${minGroup}`;
+    if (why) {
+      bad++;
+      first ||= why;
+    }
+  });
+  if (bad) problems.push(`${label} ${kpi.id}: ${bad} cells differ from the direct query (first: ${first})`);
+}
+
+function checkPostgres(kpi: Kpi, ref: Row[] | undefined, got: Row[] | undefined, problems: string[]): void {
+  if (!ref || !got) return;
+  if (got.length !== ref.length) {
+    problems.push(`PostgreSQL ${kpi.id}: ${got.length} rows, DuckDB ${ref.length}`);
+    return;
+  }
+  let bad = 0;
+  let first = '';
+  got.forEach((g, i) => {
+    const r = ref[i]!;
+    if (g.period !== r.period || g.grp !== r.grp || g.n !== r.n || !close(g.value, r.value)) {
+      bad++;
+      first ||= `PostgreSQL ${g.period}/${g.grp} value ${g.value} n ${g.n}, DuckDB ${r.period}/${r.grp} value ${r.value} n ${r.n}`;
+    }
+  });
+  if (bad) problems.push(`PostgreSQL ${kpi.id}: ${bad} rows differ from DuckDB (first: ${first})`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+
+function pooled(r: PathResult | undefined): { p50?: number; p95?: number; errors: string[] } {
+  if (!r) return { errors: [] };
+  const all = [...r.values()].flatMap((k) => k.times);
+  const errors = [...r.entries()].filter(([, k]) => k.error).map(([id, k]) => `${id}: ${k.error}`);
+  const p50 = pct(all, 0.5);
+  const p95 = pct(all, 0.95);
+  return { ...(p50 === undefined ? {} : { p50 }), ...(p95 === undefined ? {} : { p95 }), errors };
+}
+
+interface SizeReport {
+  n: number;
+  loadSeconds: number;
+  pointCounts: Map<string, number>;
+  kpis: Kpi[];
+  direct: PathResult;
+  directRows: Map<string, Row[]>;
+  cold?: PathResult;
+  coldCells: Map<string, number>;
+  warm?: PathResult;
+  pg?: PgOutcome;
+  pgNote: string;
+  problems: string[];
+}
+
+function report(s: SizeReport): string {
+  const targetMs = s.n <= 10_000_000 ? 25 : 150;
+  const targetNote = s.n === 10_000_000 || s.n === 100_000_000 ? '' : s.n < 10_000_000 ? ' (the 10M target)' : ' (the 100M target)';
+  const d = pooled(s.direct);
+  const cold = pooled(s.cold);
+  const warm = pooled(s.warm);
+  const pgs = pooled(s.pg?.result);
+  const errs = [...d.errors.map((e) => `direct ${e}`), ...cold.errors.map((e) => `HTTP cold ${e}`), ...warm.errors.map((e) => `HTTP warm ${e}`), ...pgs.errors.map((e) => `PostgreSQL ${e}`)];
+  const incomplete = errs.length > 0 ? ' (incomplete: see errors)' : '';
+
+  const overhead = (p: { p95?: number }, judge: boolean) => {
+    if (p.p95 === undefined || d.p95 === undefined) return 'n/a';
+    const r = p.p95 / d.p95;
+    return judge ? `${ratio(r)}: ${r <= 1.3 && !incomplete ? 'met' : 'MISSED'}` : ratio(r);
+  };
+  const speedup = (p: { p95?: number }, judge: boolean) => {
+    if (pgs.p95 === undefined) return s.pg ? 'n/a' : s.pgNote;
+    if (p.p95 === undefined) return 'n/a';
+    const r = pgs.p95 / p.p95;
+    return judge ? `${ratio(r)}: ${r >= 10 && !incomplete ? 'met' : 'MISSED'}` : ratio(r);
+  };
+  const target = (p: { p95?: number }, judge: boolean) => {
+    if (p.p95 === undefined) return 'n/a';
+    return judge ? `${p.p95 <= targetMs && !incomplete ? 'met' : 'MISSED'}` : p.p95 <= targetMs ? '(within)' : '(over)';
+  };
+
+  const pgTimesNote = `${PG_REPEAT} runs per KPI after ${PG_WARMUP} warm-up`;
+  const lines = [
+    `### Query benchmark: ${fmt(s.n)} points`,
+    '',
+    `GET /v1/kpis/{kpi}/series?grain=week&by=partner&from=${FROM}&to=${TO} for each of the ${s.kpis.length} demo KPIs (steering token), ${REPEAT} sequential runs per KPI and path after ${WARMUP} warm-ups (PostgreSQL: ${pgTimesNote}); percentiles pooled over all KPIs. ` +
+      `${process.platform} ${process.arch}, ${cpus().length} cores, node ${process.version}, DuckDB memory_limit ${DUCK_MEMORY} in the server and in-process. Points loaded into DuckDB in ${s.loadSeconds.toFixed(1)} s (${fmt(s.n / s.loadSeconds)} points/s, one INSERT … FROM range)` +
+      (s.pg ? `; into PostgreSQL (COPY from CSV, index on (kpi, ts), ANALYZE) in ${s.pg.loadSeconds.toFixed(1)} s.` : '.'),
+    '',
+    `| path | p50 ms | p95 ms | HTTP cold overhead vs direct (p95/p95, target ≤ 1.3×) | speed-up vs PostgreSQL (PG p95 / p95, target ≥ 10×) | p95 ≤ ${targetMs} ms${targetNote} |`,
+    '|---|---:|---:|---|---|---|',
+    `| DuckDB in-process, compiled SQL (ceiling) | ${ms(d.p50)} | ${ms(d.p95)} | 1.00× (reference) | ${speedup(d, false)} | ${target(d, false)} |`,
+    `| HTTP, cold (PARITY_QUERY_CACHE=off) | ${ms(cold.p50)} | ${ms(cold.p95)} | ${overhead(cold, true)} | ${speedup(cold, true)} | ${target(cold, true)} |`,
+    `| HTTP, warm (cache on, default) | ${ms(warm.p50)} | ${ms(warm.p95)} | ${overhead(warm, false)} (cached) | ${speedup(warm, false)} | ${target(warm, true)} |`,
+    s.pg
+      ? `| PostgreSQL, plain table + (kpi, ts) index | ${ms(pgs.p50)} | ${ms(pgs.p95)} | ${overhead(pgs, false)} | 1.00× (reference) | ${target(pgs, false)} |`
+      : `| PostgreSQL, plain table + (kpi, ts) index | ${s.pgNote} | | | | |`,
+    '',
+    '| KPI | measure | points | cells | direct p50 / p95 ms | HTTP cold p50 / p95 ms | HTTP warm p50 / p95 ms | PostgreSQL p50 / p95 ms |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
+    ...s.kpis.map((k) => {
+      const cell = (r: PathResult | undefined) => {
+        const x = r?.get(k.id);
+        if (!x) return 'n/a';
+        if (x.error) return 'error';
+        return `${ms(pct(x.times, 0.5))} / ${ms(pct(x.times, 0.95))}`;
+      };
+      return `| ${k.id} | ${k.measure} | ${fmt(s.pointCounts.get(k.id) ?? 0)} | ${s.coldCells.get(k.id) ?? s.directRows.get(k.id)?.length ?? 'n/a'} | ${cell(s.direct)} | ${cell(s.cold)} | ${cell(s.warm)} | ${s.pg ? cell(s.pg.result) : 'skipped'} |`;
+    }),
+    '',
+  ];
+  const cacheHint = cold.p95 !== undefined && d.p95 !== undefined && cold.p95 < 0.5 * d.p95 ? ['- HTTP cold is faster than the in-process query: the server probably ignored PARITY_QUERY_CACHE=off and served from its cache.'] : [];
+  const notes = [...errs.map((e) => `- error: ${e}`), ...s.problems.map((p) => `- mismatch: ${p}`), ...cacheHint];
+  lines.push(notes.length ? `Checks: ${notes.length} problem(s)\n${notes.join('\n')}` : 'Checks: every HTTP cell matches the in-process row (period, partner, value to 12 digits, n; cold and warm bodies have the same digest); PostgreSQL gives the same periods, partners, n and values (to 1e-9).');
+  return lines.join('\n') + '\n';
+}
+
+async function countPoints(file: string): Promise<Map<string, number>> {
+  const db = await DuckDBInstance.create(file);
+  const c = await db.connect();
+  try {
+    const r = await c.runAndReadAll('SELECT kpi, count(*)::BIGINT AS n FROM points GROUP BY kpi');
+    return new Map(r.getRowObjectsJson().map((row) => [String(row['kpi']), Number(row['n'])]));
+  } finally {
+    c.closeSync();
+    db.closeSync();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function benchSize(n: number, agreement: Agreement, kpis: Kpi[], pgUp: boolean): Promise<SizeReport> {
+  log(`=== ${fmt(n)} points ===`);
+  const dataDir = tempDir('parity-bench-query-');
+  try {
+    const room = await openRoom(loadConfig({ PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }));
+    let token: string;
+    try {
+      token = (await createToken(room.control.db, { partnerId: 'acme', role: 'steering', name: 'bench' }, new Date())).token;
+    } finally {
+      await room.close();
+    }
+    const file = join(dataDir, 'points.duckdb');
+    log(`loading ${fmt(n)} points into ${file}…`);
+    const loadSeconds = await loadPoints(file, n);
+    log(`loaded in ${loadSeconds.toFixed(1)} s (${fmt(statSync(file).size / 1e6)} MB on disk)`);
+    const pointCounts = await countPoints(file);
+
+    const withPg = pgUp && n <= PG_MAX;
+    const pgNote = !pgUp ? `n/a (no PostgreSQL at ${new URL(PG_URL).host})` : n > PG_MAX ? `skipped (${fmt(n)} > BENCH_QUERY_PG_MAX ${fmt(PG_MAX)})` : '';
+    const csvDir = withPg ? tempDir('parity-bench-query-csv-') : undefined;
+    const csvFile = csvDir ? join(csvDir, 'points.csv') : undefined;
+
+    log('direct DuckDB (in-process, compiled SQL)…');
+    const direct = await measureDirect(file, agreement, kpis, csvFile);
+    const problems: string[] = [];
+
+    const coldCells = new Map<string, number>();
+    let cold: PathResult | undefined;
+    let warm: PathResult | undefined;
+    for (const mode of ['off', 'default'] as const) {
+      log(`HTTP, ${mode === 'off' ? 'cold (PARITY_QUERY_CACHE=off)' : 'warm (cache on)'}: starting the server…`);
+      const server = await startServer(dataDir, mode);
+      try {
+        const label = mode === 'off' ? 'HTTP cold' : 'HTTP warm';
+        const m = await measureHttp(server.url, token, kpis, label);
+        for (const k of kpis) {
+          checkHttp(label, k, direct.rows.get(k.id), m.bodies.get(k.id), effectiveMinGroupSize(agreement, k), problems);
+          if (mode === 'off') coldCells.set(k.id, m.bodies.get(k.id)?.cells.length ?? 0);
+        }
+        if (mode === 'off') cold = m.result;
+        else warm = m.result;
+      } finally {
+        await stopChild(server.child);
+      }
+    }
+
+    let pgOut: PgOutcome | undefined;
+    if (csvFile && csvDir) {
+      log('PostgreSQL baseline…');
+      try {
+        pgOut = await measurePostgres(csvFile, agreement, kpis);
+        for (const k of kpis) checkPostgres(k, direct.rows.get(k.id), pgOut.rows.get(k.id), problems);
+      } finally {
+        removeTemp(csvDir);
+      }
+    }
+    return { n, loadSeconds, pointCounts, kpis, direct: direct.result, directRows: direct.rows, ...(cold ? { cold } : {}), coldCells, ...(warm ? { warm } : {}), ...(pgOut ? { pg: pgOut } : {}), pgNote, problems };
+  } finally {
+    removeTemp(dataDir);
+  }
+}
+
+async function main() {
+  const parsed = loadAgreementFile(demoAgreementFile());
+  if (!parsed.ok) throw new Error(`the demo agreement is invalid: ${parsed.problems.map((p) => p.message).join('; ')}`);
+  const agreement = parsed.agreement;
+  const kpis = ALL_KPIS.map((id) => {
+    const k = agreement.kpis.find((x) => x.id === id);
+    if (!k) throw new Error(`the demo agreement has no KPI ${id}`);
+    return k;
+  });
+  const pgUp = await postgresAnswers();
+  log(`sizes ${SIZES.map(fmt).join(', ')}; ${REPEAT} runs per KPI; PostgreSQL ${pgUp ? `at ${new URL(PG_URL).host} up to ${fmt(PG_MAX)} points, ${PG_REPEAT} runs` : 'not reachable: skipped'}`);
+  let failed = false;
+  for (const n of SIZES) {
+    const r = await benchSize(n, agreement, kpis, pgUp);
+    const text = report(r);
+    process.stdout.write(text + '\n');
+    if (r.problems.length || text.includes('- error:')) failed = true;
+  }
+  if (failed) process.exitCode = 1;
+}
+
+try {
+  await main();
+} finally {
+  await cleanup();
+}
