@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { tableToIPC, tableFromArrays } from 'apache-arrow';
+import { Float64, Int32, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -48,14 +48,16 @@ function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult) {
   void reply.headers({ 'x-parity-snapshot': String(r.snapshot), 'x-parity-digest': r.digest, 'x-parity-agreement-version': String(r.agreementVersion), vary: 'accept' });
   const accept = req.headers.accept ?? '';
   if (accept.includes(ARROW)) {
-    const table = tableFromArrays({
-      period: r.cells.map((c) => c.period),
-      group: r.cells.map((c) => c.group),
-      value: Float64Array.from(r.cells, (c) => c.value ?? Number.NaN),
-      n: r.cells.map((c) => c.n),
-      state: r.cells.map((c) => c.state),
-      reason: r.cells.map((c) => c.reason ?? null),
-    } as Parameters<typeof tableFromArrays>[0]);
+    // Typed columns: the schema of a series never depends on its data (an all-null column
+    // would otherwise be inferred as Float64 or Null); withheld values are nulls, as in JSON.
+    const table = new Table({
+      period: vectorFromArray(r.cells.map((c) => c.period), new Utf8()),
+      group: vectorFromArray(r.cells.map((c) => c.group), new Utf8()),
+      value: vectorFromArray(r.cells.map((c) => c.value), new Float64()),
+      n: vectorFromArray(r.cells.map((c) => c.n), new Int32()),
+      state: vectorFromArray(r.cells.map((c) => c.state), new Utf8()),
+      reason: vectorFromArray(r.cells.map((c) => c.reason ?? null), new Utf8()),
+    });
     return reply.type(ARROW).send(Buffer.from(tableToIPC(table, 'stream')));
   }
   if (accept.includes('text/csv')) {

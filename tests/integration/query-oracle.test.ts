@@ -5,11 +5,13 @@
  * POSTed through the listening server by both partners, and every agreed measure × grain ×
  * breakdown is compared with cells computed in plain TypeScript (tests/helpers/oracle.ts),
  * in JSON, CSV and Arrow, for both partners' analysts, at the latest and at earlier snapshots.
+ * Arrow carries a withheld value as null, as JSON does, and its schema must not depend on the
+ * cells (see the 'Arrow: …schema' test).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tableFromIPC } from 'apache-arrow';
+import { DataType, tableFromIPC, type Table } from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken } from '../../services/governance/token-repository.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
@@ -437,6 +439,13 @@ const pathOf = (c: Combo, snapshot?: number) => `/v1/kpis/${c.kpi.id}/series?gra
 const label = (c: Combo, snapshot?: number) => `${c.kpi.id} ${c.grain} by=${c.by} ${c.from}..${c.to}${snapshot === undefined ? '' : ` @${snapshot}`}`;
 const cellKey = (c: { period: string; group: string | null }) => `${c.period}|${c.group ?? '∅'}`;
 
+/** The kind of each Arrow column (a dictionary column counts as its values' kind). */
+function arrowSchema(table: Table): Record<string, string> {
+  const kind = (t: DataType): string =>
+    DataType.isDictionary(t) ? kind(t.dictionary) : DataType.isUtf8(t) || DataType.isLargeUtf8(t) ? 'utf8' : DataType.isFloat(t) ? `float${t.precision === 2 ? 64 : t.precision === 1 ? 32 : 16}` : DataType.isInt(t) ? 'int' : DataType.isNull(t) ? 'null' : String(t);
+  return Object.fromEntries(table.schema.fields.map((f) => [f.name, kind(f.type)]));
+}
+
 /** A short account of how two cell lists differ (the first few differences). */
 function diffCells(expected: readonly OracleCell[], actual: readonly OracleCell[]): string {
   const e = new Map(expected.map((c) => [cellKey(c), c]));
@@ -463,11 +472,13 @@ interface Suite {
   snapshots: number[];
   /** JSON bytes of every combo read after the first round, before the second landed. */
   atA: Map<string, { combo: Combo; got: Got }>;
+  /** The Arrow schema of every series read, by request. */
+  arrowSchemas: { at: string; schema: Record<string, string> }[];
 }
 
 function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; agreementYaml?: string; crafted?: [string, string]; env?: Record<string, string> }) {
   describe(name, () => {
-    const s = {} as Suite;
+    const s = { arrowSchemas: [] } as unknown as Suite;
     let tmp: string | undefined;
     const all = combos(opts.kpis);
     const oracle = (c: Combo, snapshot: number) =>
@@ -616,19 +627,20 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
               if (canonical(fromCsv) !== canonical(body.cells)) problems.push(`${at}: CSV ≠ JSON: ${diffCells(body.cells, fromCsv)}`);
               if (csv.headers.get('x-parity-digest') !== digest) problems.push(`${at}: CSV x-parity-digest header differs`);
             }
-            // Arrow: the same cells (a withheld value is NaN or null in the value column).
+            // Arrow: the same cells (a withheld value is null, as in JSON).
             if (arrow.status !== 200 || arrow.headers.get('content-type') !== ARROW) problems.push(`${at}: Arrow status ${arrow.status} type ${arrow.headers.get('content-type')}`);
             else {
               const table = tableFromIPC(arrow.bytes);
+              s.arrowSchemas.push({ at, schema: arrowSchema(table) });
               const col = (name: string, i: number): unknown => table.getChild(name)?.get(i) ?? null;
               const num = (v: unknown) => (v === null ? null : Number(v));
               const fromArrow: OracleCell[] = [];
               for (let i = 0; i < table.numRows; i++) {
                 const value = num(col('value', i));
-                const cell: OracleCell = { period: String(col('period', i)), group: col('group', i) === null ? null : String(col('group', i)), value: value !== null && Number.isNaN(value) ? null : value, n: num(col('n', i)), state: col('state', i) as OracleCell['state'] };
+                const cell: OracleCell = { period: String(col('period', i)), group: col('group', i) === null ? null : String(col('group', i)), value, n: num(col('n', i)), state: col('state', i) as OracleCell['state'] };
                 const reason = col('reason', i);
                 if (reason !== null) cell.reason = String(reason);
-                if (value !== null && Number.isNaN(value) && cell.state !== 'suppressed') problems.push(`${at}: Arrow value NaN in a visible cell`);
+                if (value !== null && Number.isNaN(value)) problems.push(`${at}: Arrow value NaN instead of null`);
                 fromArrow.push(cell);
               }
               if (canonical(fromArrow) !== canonical(body.cells)) problems.push(`${at}: Arrow ≠ JSON: ${diffCells(body.cells, fromArrow)}`);
@@ -639,6 +651,28 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
         expect(checkedCells).toBeGreaterThan(0);
       });
     }
+
+    it('Arrow: every series has the same typed schema (period, group, state, reason strings; value float64; n numeric), whatever its cells', async () => {
+      // The empty series too: a client concatenating series must not meet a different schema.
+      for (const kpi of opts.kpis) {
+        const path = `/v1/kpis/${kpi.id}/series?grain=${kpi.grains[0]}&from=2022-06-01&to=2022-06-30`;
+        const arrow = await get(s.t, path, s.analyst[kpi.id]!.acme, ARROW);
+        expect(arrow.status).toBe(200);
+        s.arrowSchemas.push({ at: `${kpi.id} empty`, schema: arrowSchema(tableFromIPC(arrow.bytes)) });
+      }
+      expect(s.arrowSchemas.length).toBeGreaterThan(opts.kpis.length);
+      const wrong = new Map<string, string[]>();
+      for (const { at, schema } of s.arrowSchemas) {
+        const bad = Object.entries({ period: 'utf8', group: 'utf8', value: 'float64', state: 'utf8', reason: 'utf8' })
+          .filter(([col, kind]) => schema[col] !== kind)
+          .map(([col]) => `${col}: ${schema[col]}`);
+        if (schema['n'] !== 'int' && schema['n'] !== 'float64') bad.push(`n: ${schema['n']}`);
+        for (const b of bad) wrong.set(b, [...(wrong.get(b) ?? []), at]);
+      }
+      const report = [...wrong].map(([b, ats]) => `${b} in ${ats.length} series, e.g. ${ats[0]}`);
+      expect(report, `Arrow columns of the wrong type:\n${report.join('\n')}`).toEqual([]);
+      expect(new Set(s.arrowSchemas.map((x) => canonical(x.schema))).size).toBe(1);
+    });
 
     it('read before the second round landed, every series matched the oracle at that snapshot', () => {
       const problems: string[] = [];
