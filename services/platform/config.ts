@@ -32,7 +32,7 @@ export const envSchema = z.object({
   PARITY_INGEST_QUEUE: z.coerce.number().int().min(0).default(16),
   PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
   PARITY_QUERY_CACHE: z.enum(['on', 'off']).default('on'),
-  PARITY_DUCKDB_MEMORY: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'expected a DuckDB memory size such as 64MB or 2GB').default('64MB'),
+  PARITY_DUCKDB_MEMORY: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'expected a DuckDB memory size such as 256MB or 2GB').default('256MB'),
 });
 
 export interface Config {

@@ -146,7 +146,7 @@ export class DuckStore {
     this.slots = new WriterSlots(slots.size, slots.queue);
   }
 
-  static async open(path: string, slots = { size: 4, queue: 16 }, memoryLimit = '64MB'): Promise<DuckStore> {
+  static async open(path: string, slots = { size: 4, queue: 16 }, memoryLimit = '256MB'): Promise<DuckStore> {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     // No extension may be downloaded at run time; parquet/json/icu are built in.
     const instance = await DuckDBInstance.create(path, { autoinstall_known_extensions: 'false', autoload_known_extensions: 'true', memory_limit: memoryLimit });
