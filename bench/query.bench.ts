@@ -11,7 +11,7 @@
  *   BENCH_QUERY_PG_REPEAT timed PostgreSQL runs per KPI, after 1 warm-up (default 5)
  *   BENCH_QUERY_PG_MAX    largest size also loaded into PostgreSQL (default 10000000)
  *   DATABASE_URL          PostgreSQL server for the baseline (default postgres://postgres@127.0.0.1:5432/postgres)
- *   PARITY_DUCKDB_MEMORY  DuckDB memory limit of the server, used for the in-process run too (default 64MB)
+ *   PARITY_DUCKDB_MEMORY  DuckDB memory limit of the server, used for the in-process run too (default: the room's, 256MB)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -46,7 +46,7 @@ const PG_MAX = positive('BENCH_QUERY_PG_MAX', 10_000_000);
 const WARMUP = 2;
 const PG_WARMUP = 1;
 const PG_URL = env['DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres';
-const DUCK_MEMORY = env['PARITY_DUCKDB_MEMORY'] || '64MB';
+const DUCK_MEMORY = loadConfig({ PARITY_DUCKDB_MEMORY: env['PARITY_DUCKDB_MEMORY'] ?? '' }).duckdbMemory;
 const TO = '2026-11-22';
 const FROM = new Date(Date.parse(TO) - 730 * 86_400_000).toISOString().slice(0, 10);
 const ALL_KPIS = ['customer_value', 'lead_time', 'error_rate', 'compliance', 'team_satisfaction'] as const;
