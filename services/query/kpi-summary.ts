@@ -6,7 +6,7 @@ import type { DuckStore } from '../platform/duck-store.js';
 import type { Grain, SeriesQuery } from './aggregate-compiler.js';
 import { bandAt, scopeState, verdicts, type Band, type PeriodValue, type ScopeState } from './band-evaluation.js';
 import { canSee, runAggregate, shiftDays } from './series-service.js';
-import { suppress } from './suppression.js';
+import { suppress, type Cell, type RawCell } from './suppression.js';
 
 /** First local day of the period holding `date` (YYYY-MM-DD). */
 export function periodStart(date: string, grain: Grain): string {
@@ -23,6 +23,19 @@ export function addPeriods(start: string, grain: Grain, k: number): string {
   const d = new Date(`${start}T00:00:00Z`);
   d.setUTCMonth(d.getUTCMonth() + k);
   return d.toISOString().slice(0, 10);
+}
+
+/**
+ * Every period from `first` to `last` of one scope, with the value the room computed (a gap
+ * is null) and whether it is withheld: the input of band evaluation.
+ */
+function scopeHistory(raw: readonly RawCell[], shown: readonly Cell[], group: string | null, first: string, last: string, grain: Grain): PeriodValue[] {
+  const history: PeriodValue[] = [];
+  for (let p = first; p <= last; p = addPeriods(p, grain, 1)) {
+    const i = raw.findIndex((c) => c.period === p && c.group === group);
+    history.push({ period: p, value: i < 0 ? null : raw[i]!.value, suppressed: i >= 0 && shown[i]!.state === 'suppressed' });
+  }
+  return history;
 }
 
 export interface ScopeSummary {
@@ -69,11 +82,7 @@ async function summarise(duck: DuckStore, agreement: Agreement, agreementVersion
     const shown = suppress(raw, min, by !== 'none');
     const groups = by === 'none' ? [null] : agreement.partners.map((p) => p.id);
     for (const group of groups) {
-      const history: PeriodValue[] = [];
-      for (let p = first; p <= lastClosed; p = addPeriods(p, grain, 1)) {
-        const i = raw.findIndex((c) => c.period === p && c.group === group);
-        history.push({ period: p, value: i < 0 ? null : raw[i]!.value, suppressed: i >= 0 && shown[i]!.state === 'suppressed' });
-      }
+      const history = scopeHistory(raw, shown, group, first, lastClosed, grain);
       const at = (period: string) => {
         const i = raw.findIndex((c) => c.period === period && c.group === group);
         return i < 0 ? undefined : shown[i]!;
@@ -133,11 +142,7 @@ export async function listBreaches(duck: DuckStore, agreement: Agreement, agreem
       const raw = await runAggregate(duck, { kpi, grain, from: first, to: end, by: { kind: by }, snapshot, timezone: agreement.partnership.timezone }, agreementVersion);
       const shown = suppress(raw, min, by !== 'none');
       for (const group of by === 'none' ? [null] : agreement.partners.map((p) => p.id)) {
-        const history: PeriodValue[] = [];
-        for (let p = first; p <= end; p = addPeriods(p, grain, 1)) {
-          const i = raw.findIndex((c) => c.period === p && c.group === group);
-          history.push({ period: p, value: i < 0 ? null : raw[i]!.value, suppressed: i >= 0 && shown[i]!.state === 'suppressed' });
-        }
+        const history = scopeHistory(raw, shown, group, first, end, grain);
         verdicts(kpi, history).forEach((v, i) => {
           if (!v.outside || v.period < start) return;
           const h = history[i]!;
