@@ -133,7 +133,7 @@ function generateSql(n: number): string {
   const span = 730 * 86_400_000_000; // µs
   const subjects = Math.max(1, Math.floor(n / 3));
   return `
-INSERT INTO points
+INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims)
 SELECT 1::UINTEGER AS snapshot,
   CASE WHEN ((h1 >> 8) & 1) = 0 THEN 'acme' ELSE 'globex' END AS partner,
   kpi,
@@ -162,6 +162,9 @@ async function loadPoints(file: string, n: number): Promise<number> {
   try {
     const started = performance.now();
     await c.run(generateSql(n));
+    // As the lander does: each point's local day in the partnership's zone.
+    await c.run(`UPDATE points SET local_day = timezone('Europe/Berlin', ts)::DATE`);
+    await c.run(`INSERT OR REPLACE INTO room_settings VALUES ('timezone', 'Europe/Berlin')`);
     await c.run(
       `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
        VALUES ('bat_bench_1', 1, 'acme', NULL, repeat('0', 64), 'application/x-ndjson', ${n}, 0, repeat('0', 64), '{"errors":[],"truncated":false}', 1, now(), now(), ['${[...ALL_KPIS].sort().join("','")}'])`,

@@ -33,8 +33,8 @@ export interface LandResult {
 const SEGMENT_ROWS = 50_000;
 // Spool rows are `kpi, epoch ms, value, pseudonym, dims JSON` separated by tabs; nothing in
 // them can hold a tab or newline (ids are checked, JSON escapes control characters).
-const INSERT_SEGMENT = `INSERT INTO points
-  SELECT $1::UINTEGER, $2::VARCHAR, kpi, make_timestamptz(ms * 1000), value, subject, nullif(dims, '')
+const INSERT_SEGMENT = `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
+  SELECT $1::UINTEGER, $2::VARCHAR, kpi, make_timestamptz(ms * 1000), value, subject, nullif(dims, ''), timezone($4, make_timestamptz(ms * 1000))::DATE
   FROM read_csv($3, delim = '\t', header = false, quote = '', escape = '', auto_detect = false, buffer_size = 4194304,
     columns = {'kpi': 'VARCHAR', 'ms': 'BIGINT', 'value': 'DOUBLE', 'subject': 'VARCHAR', 'dims': 'VARCHAR'})`;
 
@@ -129,7 +129,7 @@ export class BatchLander {
         { partnerId: req.partnerId, spoolDir, segmentRows: SEGMENT_ROWS },
         (path) => {
           inserts = inserts.then(async () => {
-            await c.run(INSERT_SEGMENT, [snap, req.partnerId, path]);
+            await c.run(INSERT_SEGMENT, [snap, req.partnerId, path, active.agreement.partnership.timezone]);
             await rm(path, { force: true });
           });
           inserts.catch(() => undefined);

@@ -192,6 +192,25 @@ export class DuckStore {
     }
   }
 
+  /**
+   * Makes `points.local_day` the local day of `ts` in `timezone`: fills rows landed before the
+   * column existed, and recomputes every row when the partnership's zone changed.
+   */
+  async localise(timezone: string): Promise<void> {
+    const c = await this.connect();
+    try {
+      const r = await c.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'timezone'`);
+      const current = r.getRowObjectsJson()[0]?.['value'];
+      await c.run('BEGIN TRANSACTION');
+      if (current === timezone) await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE WHERE local_day IS NULL', [timezone]);
+      else await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE', [timezone]);
+      await c.run(`INSERT OR REPLACE INTO room_settings VALUES ('timezone', $1)`, [timezone]);
+      await c.run('COMMIT');
+    } finally {
+      this.release(c);
+    }
+  }
+
   /** Checkpoints (folds the WAL into the file) and closes. */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -18,7 +18,7 @@ export interface Room {
   control: ControlDbHandle;
   duck: DuckStore;
   secret: Buffer;
-  /** The agreement in force; refreshed when a new version activates. */
+  /** The agreement in force; refreshed when a new version activates (a new time zone needs duck.localise). */
   agreement(): AgreementVersion;
   setAgreement(v: AgreementVersion): void;
   audit(entry: AuditEntry): Promise<void>;
@@ -61,6 +61,7 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     // Spool segments of batches a crash interrupted never landed; they go.
     rmSync(join(config.dataDir, 'spool'), { recursive: true, force: true });
     duck = await DuckStore.open(join(config.dataDir, 'points.duckdb'), { size: config.ingestConcurrency, queue: config.ingestQueue }, config.duckdbMemory);
+    await duck.localise(active.agreement.partnership.timezone);
     let current = active;
     const d = duck;
     return {

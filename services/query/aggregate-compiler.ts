@@ -39,9 +39,11 @@ const measureSql: Record<Measure, string> = {
 const grainSql: Record<Grain, string> = { day: "'day'", week: "'week'", month: "'month'" };
 
 /**
- * The DuckDB SQL of one agreed aggregate. Periods are buckets of local time in the
- * partnership's zone (ISO weeks start on Monday), so DST days have 23 or 25 hours and every
- * point falls in the bucket its local clock says. `n` is the number of distinct subjects.
+ * The DuckDB SQL of one agreed aggregate. Periods are buckets of local days in the
+ * partnership's zone (`points.local_day`, computed at landing; ISO weeks start on Monday), so
+ * DST days have 23 or 25 hours and every point falls in the bucket its local clock says.
+ * `n` is the number of distinct subjects. `q.timezone` must be the zone the room localised
+ * its points in (DuckStore.localise).
  */
 export function compileSeries(q: SeriesQuery): CompiledSql {
   const params: (string | number)[] = [];
@@ -49,19 +51,18 @@ export function compileSeries(q: SeriesQuery): CompiledSql {
     params.push(v);
     return `$${params.length}`;
   };
-  const tz = p(q.timezone);
   const grain = grainSql[q.grain];
   const group = q.by.kind === 'partner' ? 'partner' : q.by.kind === 'dimension' ? `json_extract_string(dims, ${p(`$.${q.by.key}`)})` : 'NULL::VARCHAR';
   const sql = [
-    `SELECT strftime(date_trunc(${grain}, timezone(${tz}, ts)), '%Y-%m-%d') AS period,`,
+    `SELECT strftime(date_trunc(${grain}, local_day), '%Y-%m-%d') AS period,`,
     `  ${group} AS grp,`,
     `  ${measureSql[q.kpi.measure]}::DOUBLE AS value,`,
     `  count(DISTINCT subject)::INTEGER AS n`,
     `FROM points`,
     `WHERE kpi = ${p(q.kpi.id)}`,
     `  AND snapshot <= ${p(q.snapshot)}`,
-    `  AND ts >= timezone(${tz}, date_trunc(${grain}, ${p(q.from)}::DATE)::TIMESTAMP)`,
-    `  AND ts < timezone(${tz}, (date_trunc(${grain}, ${p(q.to)}::DATE) + INTERVAL 1 ${q.grain.toUpperCase()})::TIMESTAMP)`,
+    `  AND local_day >= date_trunc(${grain}, ${p(q.from)}::DATE)`,
+    `  AND local_day < date_trunc(${grain}, ${p(q.to)}::DATE) + INTERVAL 1 ${q.grain.toUpperCase()}`,
     `GROUP BY ALL`,
     `ORDER BY period, grp NULLS FIRST`,
   ].join('\n');
