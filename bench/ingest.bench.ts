@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DOUBLE, DuckDBDataChunk, DuckDBInstance, DuckDBTimestampTZValue, TIMESTAMPTZ, UINTEGER, VARCHAR, type DuckDBValue } from '@duckdb/node-api';
+import { DATE, DOUBLE, DuckDBDataChunk, DuckDBDateValue, DuckDBInstance, DuckDBTimestampTZValue, TIMESTAMPTZ, UINTEGER, VARCHAR, type DuckDBValue } from '@duckdb/node-api';
 import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -58,7 +58,7 @@ async function appenderCeiling(rows: Row[]): Promise<number> {
   const db = await DuckDBInstance.create(join(dir, 'c.duckdb'));
   const c = await db.connect();
   await c.run(readFileSync(join(packageRoot(), 'sql/duckdb/schema.sql'), 'utf8'));
-  const types = [UINTEGER, VARCHAR, VARCHAR, TIMESTAMPTZ, DOUBLE, VARCHAR, VARCHAR];
+  const types = [UINTEGER, VARCHAR, VARCHAR, TIMESTAMPTZ, DOUBLE, VARCHAR, VARCHAR, DATE];
   const t0 = performance.now();
   await c.run('BEGIN TRANSACTION');
   const ap = await c.createAppender('points');
@@ -74,6 +74,8 @@ async function appenderCeiling(rows: Row[]): Promise<number> {
       cols[4]![j] = r.value;
       cols[5]![j] = r.subject;
       cols[6]![j] = r.dims ? JSON.stringify(r.dims) : null;
+      // The UTC day stands in for the local day: the ceiling does no time-zone work.
+      cols[7]![j] = new DuckDBDateValue(Math.floor(Date.parse(r.at) / 86_400_000));
     }
     const chunk = DuckDBDataChunk.create(types, n);
     chunk.setColumns(cols);
