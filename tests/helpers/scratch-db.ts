@@ -16,5 +16,18 @@ export async function createScratchDatabase(adminUrl: string, prefix = 'parity_t
   await admin(`CREATE DATABASE ${name}`);
   const u = new URL(adminUrl);
   u.pathname = `/${name}`;
-  return { url: u.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+  // Wait for the suite's own connections to finish closing: FORCE would kill them mid-close
+  // and their 'error' events would surface as unhandled errors in the run.
+  const drop = async () => {
+    for (let i = 0; i < 50; i++) {
+      try {
+        return await admin(`DROP DATABASE IF EXISTS ${name}`);
+      } catch (err) {
+        if ((err as { code?: string }).code !== '55006') throw err; // object in use
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  };
+  return { url: u.toString(), drop };
 }
