@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { canonicalJson } from '../platform/canonical-json.js';
+import { canonicalDigest } from '../platform/canonical-json.js';
 
 const isoDuration = /^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$/;
 
@@ -181,7 +180,7 @@ export function agreementJsonSchema(): Record<string, unknown> {
 }
 
 export function agreementDigest(a: Agreement): string {
-  return createHash('sha256').update(canonicalJson(a)).digest('hex');
+  return canonicalDigest(a);
 }
 
 /** The strictest threshold that applies to a KPI: its own, the default, and every partner's. */

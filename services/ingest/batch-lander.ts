@@ -68,18 +68,23 @@ export class BatchLander {
 
   /** The receipt of one of the partner's own batches, or undefined (also for another's). */
   async findReceipt(partnerId: string, batchId: string): Promise<Receipt | undefined> {
+    return (await this.#findBatch(partnerId, 'id', batchId))?.receipt;
+  }
+
+  /** A batch of the partner's by its id or idempotency key (column names are constants here). */
+  async #findBatch(partnerId: string, by: 'id' | 'idempotency_key', value: string): Promise<{ receipt: Receipt; bodySha: string } | undefined> {
     const conn = await this.duck.connect();
     try {
-      const r = await conn.runAndReadAll('SELECT * FROM batches WHERE id = $1 AND partner = $2', [batchId, partnerId]);
+      const r = await conn.runAndReadAll(`SELECT * FROM batches WHERE partner = $1 AND ${by} = $2`, [partnerId, value]);
       const row = r.getRowObjectsJson()[0];
-      return row ? receiptOf(row) : undefined;
+      return row ? { receipt: receiptOf(row), bodySha: String(row['body_sha256']) } : undefined;
     } finally {
       this.duck.release(conn);
     }
   }
 
   async #landIdempotent(req: LandRequest): Promise<LandResult> {
-    const existing = await this.#findByKey(req.partnerId, req.idempotencyKey!);
+    const existing = await this.#findBatch(req.partnerId, 'idempotency_key', req.idempotencyKey!);
     if (!existing) return this.#landNew(req, this.opts.activeAgreement());
     const sha = createHash('sha256');
     for await (const _ of meter(req.body, this.opts.maxBody, sha)) void _;
@@ -87,17 +92,6 @@ export class BatchLander {
       throw new Problem(409, 'Conflict', 'this Idempotency-Key was already used with a different body', { field: 'Idempotency-Key', batchId: existing.receipt.batchId });
     }
     return { status: 200, receipt: existing.receipt };
-  }
-
-  async #findByKey(partnerId: string, key: string): Promise<{ receipt: Receipt; bodySha: string } | undefined> {
-    const conn = await this.duck.connect();
-    try {
-      const r = await conn.runAndReadAll('SELECT * FROM batches WHERE partner = $1 AND idempotency_key = $2', [partnerId, key]);
-      const row = r.getRowObjectsJson()[0];
-      return row ? { receipt: receiptOf(row), bodySha: String(row['body_sha256']) } : undefined;
-    } finally {
-      this.duck.release(conn);
-    }
   }
 
   async #landNew(req: LandRequest, active: ActiveAgreement): Promise<LandResult> {
@@ -135,12 +129,7 @@ export class BatchLander {
           inserts.catch(() => undefined);
         },
       );
-      let total = 0;
-      for await (const chunk of req.body) {
-        total += chunk.length;
-        if (total > this.opts.maxBody) throw new Problem(413, 'Content Too Large', `the body is larger than the limit of ${this.opts.maxBody} bytes (PARITY_MAX_BODY)`, { field: 'body', limit: this.opts.maxBody });
-        await run.send(chunk);
-      }
+      for await (const chunk of meter(req.body, this.opts.maxBody)) await run.send(chunk);
       run.end();
       const { parse: done, spool } = await run.result;
       await inserts;
@@ -198,13 +187,18 @@ export class BatchLander {
   }
 }
 
-/** Counts bytes (413 past the limit) and hashes the raw body as it streams through. */
-async function* meter(body: AsyncIterable<Buffer>, max: number, sha: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
+/** The one 413 of ingest: by Content-Length before reading, or while the body streams. */
+export function bodyTooLarge(limit: number): Problem {
+  return new Problem(413, 'Content Too Large', `the body is larger than the limit of ${limit} bytes (PARITY_MAX_BODY)`, { field: 'body', limit });
+}
+
+/** Passes the body through, counting bytes (413 past the limit) and hashing it if asked. */
+async function* meter(body: AsyncIterable<Buffer>, max: number, sha?: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
   let total = 0;
   for await (const chunk of body) {
     total += chunk.length;
-    if (total > max) throw new Problem(413, 'Content Too Large', `the body is larger than the limit of ${max} bytes (PARITY_MAX_BODY)`, { field: 'body', limit: max });
-    sha.update(chunk);
+    if (total > max) throw bodyTooLarge(max);
+    sha?.update(chunk);
     yield chunk;
   }
 }

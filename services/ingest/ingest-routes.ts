@@ -7,7 +7,7 @@ import { WriterSaturated } from '../platform/duck-store.js';
 import { Problem, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { ingestTypes, type IngestKind } from './body-parsers.js';
-import { BatchLander } from './batch-lander.js';
+import { BatchLander, bodyTooLarge } from './batch-lander.js';
 import { problemSchema, receiptSchema } from './receipt-schema.js';
 
 const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'expected 1–200 visible ASCII characters');
@@ -64,7 +64,7 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
       }
       const declared = Number(req.headers['content-length']);
       if (Number.isFinite(declared) && declared > room.config.maxBody) {
-        throw new Problem(413, 'Content Too Large', `the body is larger than the limit of ${room.config.maxBody} bytes (PARITY_MAX_BODY)`, { field: 'body', limit: room.config.maxBody });
+        throw bodyTooLarge(room.config.maxBody);
       }
       if (room.duck.closed) throw new Problem(503, 'Service Unavailable', 'the room is shutting down', {}, { 'retry-after': '5' });
       const key = req.headers['idempotency-key'] ?? null;

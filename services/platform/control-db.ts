@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { Kysely, PostgresDialect, type ColumnType, type Generated, type Insertable, type Selectable } from 'kysely';
+import { Kysely, PostgresDialect, type ColumnType, type Selectable } from 'kysely';
 import pg from 'pg';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -60,10 +60,8 @@ export interface Database {
 
 export type Partner = Selectable<PartnersTable>;
 export type TokenRow = Selectable<TokensTable>;
-export type NewToken = Insertable<TokensTable>;
 export type AuditRow = Selectable<AuditLogTable>;
 export type ControlDb = Kysely<Database>;
-export type { Generated };
 
 // int8 (counts, audit sequence numbers) as JS numbers: every value we keep fits in 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));

@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../governance/agreement-schema.js';
 import type { Principal } from '../governance/token-repository.js';
-import { canonicalJson } from '../platform/canonical-json.js';
+import { canonicalDigest } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import type { Grain, SeriesQuery } from './aggregate-compiler.js';
 import { bandAt, scopeState, verdicts, type Band, type PeriodValue, type ScopeState } from './band-evaluation.js';
@@ -109,7 +108,7 @@ async function summarise(duck: DuckStore, agreement: Agreement, agreementVersion
 export async function summariseKpis(duck: DuckStore, agreement: Agreement, agreementVersion: number, p: Principal | null, today: string, snapshot: number): Promise<KpisResult> {
   const kpis: KpiSummary[] = [];
   for (const kpi of agreement.kpis) if (canSee(p, kpi)) kpis.push(await summarise(duck, agreement, agreementVersion, kpi, today, snapshot));
-  return { today, snapshot, agreementVersion, digest: createHash('sha256').update(canonicalJson(kpis)).digest('hex'), kpis };
+  return { today, snapshot, agreementVersion, digest: canonicalDigest(kpis), kpis };
 }
 
 export interface BreachEntry {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { Float64, Int32, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -7,7 +6,7 @@ import type { Principal } from '../governance/token-repository.js';
 import { problemSchema } from '../ingest/receipt-schema.js';
 import { authenticate } from '../platform/auth.js';
 import type { Room } from '../platform/room.js';
-import { canonicalJson } from '../platform/canonical-json.js';
+import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
 import { listBreaches, summariseKpis } from './kpi-summary.js';
 import { assertReader, canSee, configureAggregateCache, findVisibleKpi, localToday, resolveRange, resolveSeries, runSeries, type SeriesResult } from './series-service.js';
@@ -127,7 +126,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const q = resolveRange(req.query, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now());
       const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
       const breaches = await listBreaches(room.duck, active.agreement, active.version, kpis, q.from, q.to, today, q.snapshot);
-      const body = { snapshot: q.snapshot, agreementVersion: active.version, from: q.from, to: q.to, digest: createHash('sha256').update(canonicalJson(breaches)).digest('hex'), breaches };
+      const body = { snapshot: q.snapshot, agreementVersion: active.version, from: q.from, to: q.to, digest: canonicalDigest(breaches), breaches };
       await room.audit({ actor: principal?.tokenId ?? 'anonymous', partnerId: principal?.partnerId ?? null, action: 'query.breaches', details: { role: principal?.role ?? 'public', kpis: kpis.map((k) => k.id), from: q.from, to: q.to, snapshot: q.snapshot, breaches: breaches.length } });
       void reply.headers({ 'x-parity-digest': body.digest, 'x-parity-snapshot': String(q.snapshot) });
       return sendCanonical(reply, body);

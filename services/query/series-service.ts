@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../governance/agreement-schema.js';
 import type { Principal } from '../governance/token-repository.js';
-import { canonicalJson } from '../platform/canonical-json.js';
+import { canonicalDigest } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import { badRequest, forbidden, notFound, unauthorized } from '../platform/errors.js';
 import { compileSeries, type Breakdown, type Grain, type SeriesQuery } from './aggregate-compiler.js';
@@ -154,7 +153,7 @@ export async function runSeries(duck: DuckStore, agreement: Agreement, agreement
     agreementVersion,
     minGroupSize: min,
     approximate: false,
-    digest: digestOf(cells),
+    digest: canonicalDigest(cells),
     cells,
   };
 }
@@ -164,7 +163,4 @@ function round(v: number): number {
   return Number(v.toPrecision(12));
 }
 
-export function digestOf(cells: readonly Cell[]): string {
-  return createHash('sha256').update(canonicalJson(cells)).digest('hex');
-}
 
