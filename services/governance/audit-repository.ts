@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import { canonicalJson } from '../platform/canonical-json.js';
-import type { AuditRow, ControlDb } from '../platform/control-db.js';
+import type { AuditRow, ControlDb, Database } from '../platform/control-db.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 // One advisory lock serialises writers of the chain across processes sharing a server.
@@ -23,19 +23,22 @@ export function entryHash(prevHash: string, e: { seq: number; at: Date; actor: s
 
 /** Appends one entry to the hash chain. */
 export async function appendAudit(db: ControlDb, entry: AuditEntry, at: Date): Promise<number> {
-  return db.transaction().execute(async (tx) => {
-    await sql`SELECT pg_advisory_xact_lock(${AUDIT_LOCK})`.execute(tx);
-    const last = await tx.selectFrom('audit_log').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
-    const seq = (last ? Number(last.seq) : 0) + 1;
-    // Postgres keeps microseconds; a millisecond Date round-trips exactly, so the hash does too.
-    const row = { seq, at: new Date(at.getTime()), actor: entry.actor, partner_id: entry.partnerId, action: entry.action, target: entry.target ?? null, details: entry.details ?? {} };
-    const prev = last?.hash ?? GENESIS_HASH;
-    await tx
-      .insertInto('audit_log')
-      .values({ ...row, details: JSON.stringify(row.details), prev_hash: prev, hash: entryHash(prev, row) })
-      .execute();
-    return seq;
-  });
+  return db.transaction().execute((tx) => appendAuditIn(tx, entry, at));
+}
+
+/** Appends one entry inside the caller's transaction: the entry lands with the change it records, or neither does. */
+export async function appendAuditIn(tx: Transaction<Database>, entry: AuditEntry, at: Date): Promise<number> {
+  await sql`SELECT pg_advisory_xact_lock(${AUDIT_LOCK})`.execute(tx);
+  const last = await tx.selectFrom('audit_log').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+  const seq = (last ? Number(last.seq) : 0) + 1;
+  // Postgres keeps microseconds; a millisecond Date round-trips exactly, so the hash does too.
+  const row = { seq, at: new Date(at.getTime()), actor: entry.actor, partner_id: entry.partnerId, action: entry.action, target: entry.target ?? null, details: entry.details ?? {} };
+  const prev = last?.hash ?? GENESIS_HASH;
+  await tx
+    .insertInto('audit_log')
+    .values({ ...row, details: JSON.stringify(row.details), prev_hash: prev, hash: entryHash(prev, row) })
+    .execute();
+  return seq;
 }
 
 /** Recomputes the chain; the first broken link, or ok. */

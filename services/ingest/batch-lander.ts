@@ -164,6 +164,7 @@ export class BatchLander {
       open = false;
       this.duck.touched.record(snap, done.kpis);
       this.duck.snapshots.commit(snap);
+      this.duck.touched.notify(snap, done.kpis);
       return { status: 202, receipt };
     } catch (err) {
       if (open && conn) await conn.run('ROLLBACK').catch(() => undefined);

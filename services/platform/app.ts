@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { alertRoutes, startAlerts, stopAlerts } from '../alerts/alert-routes.js';
 import { governanceRoutes } from '../governance/governance-routes.js';
 import { createLander, ingestRoutes } from '../ingest/ingest-routes.js';
 import { queryRoutes } from '../query/query-routes.js';
@@ -52,5 +53,9 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(governanceRoutes, { room });
   await app.register(ingestRoutes, { room, lander });
   await app.register(queryRoutes, { room });
+  await app.register(alertRoutes, { room });
+  // Evaluation and delivery run in this process beside the routes, and stop with the app.
+  await startAlerts(room, app.log);
+  app.addHook('onClose', async () => stopAlerts(room));
   return app;
 }

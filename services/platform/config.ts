@@ -32,6 +32,10 @@ export const envSchema = z.object({
   PARITY_INGEST_QUEUE: z.coerce.number().int().min(0).default(16),
   PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
   PARITY_QUERY_CACHE: z.enum(['on', 'off']).default('on'),
+  PARITY_ALERTS: z.enum(['on', 'off']).default('on'),
+  PARITY_EVALUATE_EVERY_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  PARITY_MAIL_FROM: z.string().min(3).default('Parity clean room <parity@localhost>'),
+  PARITY_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
   PARITY_DUCKDB_MEMORY: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'expected a DuckDB memory size such as 256MB or 2GB').default('256MB'),
 });
 
@@ -53,6 +57,14 @@ export interface Config {
   duckdbMemory: string;
   /** Cache aggregates by (query, last snapshot that touched the KPI). */
   queryCache: boolean;
+  /** Band evaluation, incidents and the notifier (off: ingest and query only). */
+  alerts: boolean;
+  /** How often bands, feed freshness and acknowledgement deadlines are evaluated on a schedule. */
+  evaluateEveryMs: number;
+  /** The room's address as recipients reach it: links in notifications. */
+  publicUrl: string | undefined;
+  /** The From of notification e-mails. */
+  mailFrom: string;
 }
 
 /** Thrown when the environment is invalid; the message is one line naming the variable. */
@@ -91,5 +103,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     clockSkewMs: e.PARITY_CLOCK_SKEW_SECONDS * 1000,
     duckdbMemory: e.PARITY_DUCKDB_MEMORY,
     queryCache: e.PARITY_QUERY_CACHE === 'on',
+    alerts: e.PARITY_ALERTS === 'on',
+    evaluateEveryMs: e.PARITY_EVALUATE_EVERY_SECONDS * 1000,
+    mailFrom: e.PARITY_MAIL_FROM,
+    publicUrl: e.PARITY_PUBLIC_URL?.replace(/\/$/, ''),
   };
 }

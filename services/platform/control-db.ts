@@ -49,6 +49,59 @@ export interface SettingsTable {
   value: string;
 }
 
+export interface IncidentsTable {
+  id: string;
+  kpi: string;
+  scope: string;
+  kind: 'breach' | 'stale';
+  state: 'open' | 'notified' | 'acknowledged' | 'resolved';
+  opened_at: Timestamp;
+  updated_at: Timestamp;
+  first_period: string | null;
+  period: string | null;
+  grain: string | null;
+  value: number | null;
+  suppressed: boolean;
+  band: unknown;
+  reason: string;
+  snapshot: number;
+  digest: string | null;
+  agreement_version: number;
+  freshness: unknown;
+  ack_due_at: Timestamp;
+  notified_at: Timestamp | null;
+  acknowledged_at: Timestamp | null;
+  acknowledged_by: string | null;
+  escalated_at: Timestamp | null;
+  resolved_at: Timestamp | null;
+  resolved_by: string | null;
+  resolution: 'owner' | 'auto' | null;
+  fact_sheet: unknown;
+}
+
+export interface OutboxTable {
+  id: string;
+  incident_id: string;
+  event: string;
+  channel: 'webhook' | 'email' | 'dashboard';
+  partner_id: string | null;
+  recipient_name: string;
+  recipient: string;
+  payload: unknown;
+  state: 'pending' | 'sending' | 'delivered' | 'kept' | 'failed' | 'disabled';
+  attempts: number;
+  next_attempt_at: Timestamp;
+  last_error: string | null;
+  created_at: Timestamp;
+  delivered_at: Timestamp | null;
+}
+
+export interface WebhookEndpointsTable {
+  url: string;
+  disabled_at: Timestamp | null;
+  reason: string | null;
+}
+
 /** The control plane's schema, one interface per table (sql/control/*.sql is the truth). */
 export interface Database {
   partners: PartnersTable;
@@ -56,11 +109,16 @@ export interface Database {
   tokens: TokensTable;
   audit_log: AuditLogTable;
   settings: SettingsTable;
+  incidents: IncidentsTable;
+  outbox: OutboxTable;
+  webhook_endpoints: WebhookEndpointsTable;
 }
 
 export type Partner = Selectable<PartnersTable>;
 export type TokenRow = Selectable<TokensTable>;
 export type AuditRow = Selectable<AuditLogTable>;
+export type IncidentRow = Selectable<IncidentsTable>;
+export type OutboxRow = Selectable<OutboxTable>;
 export type ControlDb = Kysely<Database>;
 
 // int8 (counts, audit sequence numbers) as JS numbers: every value we keep fits in 2^53.

@@ -62,6 +62,15 @@ export class SnapshotTracker {
  */
 export class KpiChanges {
   readonly #byKpi = new Map<string, number[]>();
+  readonly #listeners = new Set<(snapshot: number, kpis: readonly string[]) => void>();
+  /** Called after each landed batch with the KPIs it touched (alerts evaluate those). */
+  onChange(fn: (snapshot: number, kpis: readonly string[]) => void): () => void {
+    this.#listeners.add(fn);
+    return () => void this.#listeners.delete(fn);
+  }
+  notify(snapshot: number, kpis: readonly string[]): void {
+    for (const fn of this.#listeners) fn(snapshot, kpis);
+  }
   record(snapshot: number, kpis: readonly string[]): void {
     for (const k of kpis) {
       const list = this.#byKpi.get(k);

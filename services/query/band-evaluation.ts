@@ -15,10 +15,28 @@ export interface PeriodValue {
 
 export type ScopeState = 'ok' | 'pending' | 'breach' | 'no_data' | 'suppressed';
 
+export type Signal = 'band' | '2of3beyond2sigma' | '4of5beyond1sigma' | '8onOneSide';
+
 export interface PeriodVerdict {
   period: string;
   band: Band | null;
   outside: boolean;
+  /** Why the period counts as out of band: beyond a limit, or a Western Electric run rule. */
+  signal: Signal | null;
+}
+
+/** Mean and sample standard deviation of the disclosed values among the baseline periods before `index`. */
+function controlStats(kpi: Kpi, history: readonly PeriodValue[], index: number): { mean: number; sd: number } | null {
+  const b = kpi.band;
+  // Only disclosed values shape the band: its limits must not leak a withheld value.
+  const window = history
+    .slice(Math.max(0, index - b.baseline!), index)
+    .filter((h) => !h.suppressed && h.value !== null)
+    .map((h) => h.value!);
+  if (window.length < 2) return null;
+  const mean = window.reduce((a, v) => a + v, 0) / window.length;
+  const sd = Math.sqrt(window.reduce((a, v) => a + (v - mean) ** 2, 0) / (window.length - 1));
+  return { mean, sd };
 }
 
 /**
@@ -30,15 +48,8 @@ export interface PeriodVerdict {
 export function bandAt(kpi: Kpi, history: readonly PeriodValue[], index: number): Band | null {
   const b = kpi.band;
   if (b.method !== 'control') return { method: 'static', lower: b.lower ?? null, upper: b.upper ?? null };
-  // Only disclosed values shape the band: its limits must not leak a withheld value.
-  const window = history
-    .slice(Math.max(0, index - b.baseline!), index)
-    .filter((h) => !h.suppressed && h.value !== null)
-    .map((h) => h.value!);
-  if (window.length < 2) return null;
-  const mean = window.reduce((a, v) => a + v, 0) / window.length;
-  const sd = Math.sqrt(window.reduce((a, v) => a + (v - mean) ** 2, 0) / (window.length - 1));
-  return { method: 'control', lower: mean - b.sigma! * sd, upper: mean + b.sigma! * sd };
+  const s = controlStats(kpi, history, index);
+  return s && { method: 'control', lower: s.mean - b.sigma! * s.sd, upper: s.mean + b.sigma! * s.sd };
 }
 
 export function outside(band: Band | null, value: number | null): boolean {
@@ -46,11 +57,42 @@ export function outside(band: Band | null, value: number | null): boolean {
   return (band.lower !== null && value < band.lower) || (band.upper !== null && value > band.upper);
 }
 
-/** Each closed period judged against its band. */
+/**
+ * A Western Electric run rule firing at `index`: 2 of the last 3 beyond 2σ on one side, 4 of the
+ * last 5 beyond 1σ on one side, or the last 8 all on one side of the centre line. Each run is
+ * judged against the control band in force when it began (a rolling baseline would otherwise
+ * absorb the very shift the rule looks for), and the period itself must take part.
+ */
+function runRule(kpi: Kpi, history: readonly PeriodValue[], index: number): Signal | null {
+  const rules = kpi.band.rules ?? [];
+  const v = history[index]?.value;
+  if (!rules.length || v == null) return null;
+  const fires = (window: number, limit: number, needed: number): boolean => {
+    const start = index - window + 1;
+    if (start < 0) return false;
+    const s = controlStats(kpi, history, start);
+    if (!s || s.sd === 0) return false;
+    const side = Math.sign(v - s.mean);
+    if (side === 0 || ((v - s.mean) / s.sd) * side <= limit) return false;
+    let hits = 0;
+    for (let i = start; i <= index; i++) {
+      const x = history[i]!.value;
+      if (x !== null && ((x - s.mean) / s.sd) * side > limit) hits++;
+    }
+    return hits >= needed;
+  };
+  if (rules.includes('2of3beyond2sigma') && fires(3, 2, 2)) return '2of3beyond2sigma';
+  if (rules.includes('4of5beyond1sigma') && fires(5, 1, 4)) return '4of5beyond1sigma';
+  if (rules.includes('8onOneSide') && fires(8, 0, 8)) return '8onOneSide';
+  return null;
+}
+
+/** Each closed period judged against its band and, for a control band, its run rules. */
 export function verdicts(kpi: Kpi, history: readonly PeriodValue[]): PeriodVerdict[] {
   return history.map((h, i) => {
     const band = bandAt(kpi, history, i);
-    return { period: h.period, band, outside: outside(band, h.value) };
+    const signal: Signal | null = outside(band, h.value) ? 'band' : runRule(kpi, history, i);
+    return { period: h.period, band, outside: signal !== null, signal };
   });
 }
 

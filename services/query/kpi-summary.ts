@@ -3,8 +3,9 @@ import type { Principal } from '../governance/token-repository.js';
 import { canonicalDigest } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import type { Grain, SeriesQuery } from './aggregate-compiler.js';
-import { bandAt, scopeState, verdicts, type Band, type PeriodValue, type ScopeState } from './band-evaluation.js';
-import { canSee, runAggregate, shiftDays } from './series-service.js';
+import { bandAt, scopeState, verdicts, type Band, type PeriodValue, type ScopeState, type Signal } from './band-evaluation.js';
+import { kpiFreshness, lastArrivals, type FeedFreshness } from './freshness.js';
+import { canSee, localToday, runAggregate, shiftDays } from './series-service.js';
 import { suppress, type Cell, type RawCell } from './suppression.js';
 
 /** First local day of the period holding `date` (YYYY-MM-DD). */
@@ -41,7 +42,13 @@ export interface ScopeSummary {
   group: string | null;
   state: ScopeState;
   band: Band | null;
-  lastClosed: { period: string; value: number | null; n: number | null } | null;
+  /** Why the last closed period is out of band (a limit or a run rule), else null. */
+  signal: Signal | null;
+  /** The first closed period of the current out-of-band run, else null. */
+  outOfBandSince: string | null;
+  /** How many closed periods in a row, up to the last, lie in band (auto-resolution counts them). */
+  inBandRun: number;
+  lastClosed: { period: string; value: number | null; n: number | null; suppressed: boolean } | null;
   previous: { period: string; value: number | null } | null;
   change: number | null;
   provisional: { period: string; value: number | null; n: number | null } | null;
@@ -55,6 +62,8 @@ export interface KpiSummary {
   disclosure: string;
   grain: Grain;
   minGroupSize: number;
+  /** Each partner's feed of this KPI: last arrival and whether it is stale. */
+  feeds: FeedFreshness[];
   scopes: ScopeSummary[];
 }
 
@@ -66,13 +75,35 @@ export interface KpisResult {
   kpis: KpiSummary[];
 }
 
-async function summarise(duck: DuckStore, agreement: Agreement, agreementVersion: number, kpi: Kpi, today: string, snapshot: number): Promise<KpiSummary> {
+/** What a KPI is evaluated against: one agreement version, one snapshot, one moment. */
+export interface EvaluationContext {
+  duck: DuckStore;
+  agreement: Agreement;
+  agreementVersion: number;
+  /** Today in the partnership's zone: its period is open, the ones before are closed. */
+  today: string;
+  snapshot: number;
+  now: Date;
+  /** When the agreement took effect: a feed that never sent is stale from then on. */
+  since: Date;
+  arrivals: Map<string, Date>;
+}
+
+export async function evaluationContext(duck: DuckStore, agreement: Agreement, agreementVersion: number, now: Date, since: Date, snapshot: number): Promise<EvaluationContext> {
+  return { duck, agreement, agreementVersion, today: localToday(now, agreement.partnership.timezone), snapshot, now, since, arrivals: await lastArrivals(duck) };
+}
+
+/** A KPI's last closed period, open period, band and state for each scope (combined, and each partner where broken down). */
+export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<KpiSummary> {
+  const { duck, agreement, agreementVersion, today, snapshot } = ctx;
   const grain = kpi.evaluate.grain;
   const open = periodStart(today, grain);
   const lastClosed = addPeriods(open, grain, -1);
-  const depth = (kpi.band.method === 'control' ? kpi.band.baseline! : 0) + kpi.evaluate.consecutive + 1;
+  const rules = kpi.band.rules?.length ? 8 : 0;
+  const depth = Math.max(kpi.band.method === 'control' ? kpi.band.baseline! : 0, rules) + kpi.evaluate.consecutive + 1;
   const first = addPeriods(open, grain, -depth);
   const min = effectiveMinGroupSize(agreement, kpi);
+  const feeds = kpiFreshness(agreement, kpi, ctx.arrivals, ctx.now, ctx.since);
   const scopes: ScopeSummary[] = [];
   const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
   for (const by of breakdowns) {
@@ -90,25 +121,35 @@ async function summarise(duck: DuckStore, agreement: Agreement, agreementVersion
       const prev = at(addPeriods(lastClosed, grain, -1));
       const prov = at(open);
       const v = verdicts(kpi, history);
+      let out = 0;
+      while (out < v.length && v[v.length - 1 - out]!.outside) out++;
+      let inBand = 0;
+      while (inBand < v.length && !v[v.length - 1 - inBand]!.outside && history[v.length - 1 - inBand]!.value !== null) inBand++;
+      // A stale feed makes its own scope, and the combined figure it feeds, incomplete: no data.
+      const stale = feeds.some((f) => f.stale && (group === null || f.partner === group));
+      const state = scopeState(kpi, history, lastClosed);
       scopes.push({
         group,
-        state: scopeState(kpi, history, lastClosed),
+        state: stale && state !== 'breach' ? 'no_data' : state,
         band: v[v.length - 1]?.band ?? bandAt(kpi, history, history.length),
-        lastClosed: last ? { period: lastClosed, value: last.value, n: last.n } : null,
+        signal: v[v.length - 1]?.signal ?? null,
+        outOfBandSince: out > 0 ? v[v.length - out]!.period : null,
+        inBandRun: inBand,
+        lastClosed: last ? { period: lastClosed, value: last.value, n: last.n, suppressed: last.state === 'suppressed' } : null,
         previous: prev ? { period: prev.period, value: prev.value } : null,
         change: last?.value != null && prev?.value != null ? Number((last.value - prev.value).toPrecision(12)) : null,
         provisional: prov ? { period: open, value: prov.value, n: prov.n } : null,
       });
     }
   }
-  return { id: kpi.id, title: kpi.title, unit: kpi.unit, measure: kpi.measure, disclosure: kpi.disclosure, grain, minGroupSize: min, scopes };
+  return { id: kpi.id, title: kpi.title, unit: kpi.unit, measure: kpi.measure, disclosure: kpi.disclosure, grain, minGroupSize: min, feeds, scopes };
 }
 
 /** GET /v1/kpis: each KPI the caller may see, its last closed period, the open one, band and state. */
-export async function summariseKpis(duck: DuckStore, agreement: Agreement, agreementVersion: number, p: Principal | null, today: string, snapshot: number): Promise<KpisResult> {
+export async function summariseKpis(ctx: EvaluationContext, p: Principal | null): Promise<KpisResult> {
   const kpis: KpiSummary[] = [];
-  for (const kpi of agreement.kpis) if (canSee(p, kpi)) kpis.push(await summarise(duck, agreement, agreementVersion, kpi, today, snapshot));
-  return { today, snapshot, agreementVersion, digest: canonicalDigest(kpis), kpis };
+  for (const kpi of ctx.agreement.kpis) if (canSee(p, kpi)) kpis.push(await evaluateKpi(ctx, kpi));
+  return { today: ctx.today, snapshot: ctx.snapshot, agreementVersion: ctx.agreementVersion, digest: canonicalDigest(kpis), kpis };
 }
 
 export interface BreachEntry {

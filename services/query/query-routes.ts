@@ -8,7 +8,7 @@ import { authenticate } from '../platform/auth.js';
 import type { Room } from '../platform/room.js';
 import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
-import { listBreaches, summariseKpis } from './kpi-summary.js';
+import { evaluationContext, listBreaches, summariseKpis } from './kpi-summary.js';
 import { assertReader, canSee, configureAggregateCache, findVisibleKpi, localToday, resolveRange, resolveSeries, runSeries, type SeriesResult } from './series-service.js';
 
 const cellSchema = z.object({
@@ -93,7 +93,8 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       assertReader(principal);
       const active = room.agreement();
       const { snapshot } = resolveRange({ snapshot: req.query.snapshot }, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now());
-      const result = await summariseKpis(room.duck, active.agreement, active.version, principal, localToday(room.clock.now(), active.agreement.partnership.timezone), snapshot);
+      const ctx = await evaluationContext(room.duck, active.agreement, active.version, room.clock.now(), active.activatedAt ?? room.clock.now(), snapshot);
+      const result = await summariseKpis(ctx, principal);
       if (!principal && result.kpis.length === 0) throw unauthorized();
       await room.audit({
         actor: principal?.tokenId ?? 'anonymous',

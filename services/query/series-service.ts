@@ -41,8 +41,13 @@ const MAX_RANGE_DAYS = 5 * 366;
 export function canSee(p: Principal | null, kpi: Kpi): boolean {
   if (!p) return kpi.disclosure === 'public' && kpi.published;
   if (!readRoles.has(p.role)) return false;
-  if (kpi.disclosure === 'need_to_know') return p.role === 'steering' || kpi.needToKnow.includes(p.name);
+  if (kpi.disclosure === 'need_to_know') return p.role === 'steering' || kpi.needToKnow.includes(p.name) || isNamedOwner(p, kpi);
   return true;
+}
+
+/** The caller is the KPI's root-cause owner for their partner (the token's name is the owner's e-mail). */
+export function isNamedOwner(p: Principal, kpi: Kpi): boolean {
+  return p.partnerId !== null && kpi.owners[p.partnerId]?.email === p.name;
 }
 
 /** 403 for roles that never read aggregates (ingest, operator); the caller otherwise. */

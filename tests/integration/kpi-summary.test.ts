@@ -22,7 +22,8 @@ const get = async (path: string, token: string) => {
 };
 
 beforeAll(async () => {
-  t = await startTestRoom();
+  // Alerts off: their evaluations query too, and this suite counts the query cache's hits and misses.
+  t = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
   analyst = { acme: await t.token('acme', 'analyst'), globex: await t.token('globex', 'analyst') };
   await push('acme', [...week('2026-11-02', 'acme', 40, 10, 'a'), ...week('2026-11-09', 'acme', 45, 10, 'b'), ...week('2026-11-16', 'acme', 50, 10, 'c'), ...week('2026-11-23', 'acme', 30, 6, 'd')]);
   // globex breaches in the last closed week, and has only 3 orders in the week before (withheld).

@@ -72,3 +72,37 @@ describe('periods', () => {
     expect(addPeriods('2026-03-29', 'day', 1)).toBe('2026-03-30');
   });
 });
+
+describe('Western Electric run rules on a control band', () => {
+  const control = (rules: ('2of3beyond2sigma' | '4of5beyond1sigma' | '8onOneSide')[]): Kpi => ({ ...demo('error_rate'), band: { method: 'control', baseline: 8, sigma: 3, rules } });
+  // A steady baseline: mean 11, σ ≈ 1.07, so the 3σ limits sit near 7.8 and 14.2.
+  const stable = [12, 10, 12, 10, 12, 10, 12, 10];
+  const signals = (kpi: Kpi, tail: number[]) => verdicts(kpi, series([...stable, ...tail])).slice(stable.length).map((v) => v.signal);
+
+  it('2 of 3 beyond 2σ on one side signals inside the 3σ limits; the rule off, nothing does', () => {
+    const tail = [13.5, 11, 13.6];
+    expect(signals(control(['2of3beyond2sigma']), tail)).toEqual([null, null, '2of3beyond2sigma']);
+    expect(signals(control([]), tail)).toEqual([null, null, null]);
+  });
+
+  it('4 of 5 beyond 1σ on one side', () => {
+    const tail = [12.3, 12.4, 11, 12.4, 12.5];
+    expect(signals(control(['4of5beyond1sigma']), tail)).toEqual([null, null, null, null, '4of5beyond1sigma']);
+    expect(signals(control([]), tail)).toEqual([null, null, null, null, null]);
+  });
+
+  it('8 in a row on one side of the centre line', () => {
+    const tail = [11.2, 11.3, 11.2, 11.3, 11.2, 11.3, 11.2, 11.3];
+    const got = signals(control(['8onOneSide']), tail);
+    expect(got.slice(0, 7)).toEqual([null, null, null, null, null, null, null]);
+    expect(got[7]).toBe('8onOneSide');
+    expect(signals(control([]), tail).every((s) => s === null)).toBe(true);
+  });
+
+  it('a run-rule signal counts towards breach like a limit, and a point beyond the limit says band', () => {
+    const kpi = control(['2of3beyond2sigma']);
+    const h = series([...stable, 13.5, 11, 13.6]);
+    expect(scopeState(kpi, h, last(h))).toBe('breach');
+    expect(signals(kpi, [20])).toEqual(['band']);
+  });
+});

@@ -1,0 +1,287 @@
+import { randomBytes } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import type { Logger } from 'pino';
+import { durationMs, type Kpi } from '../governance/agreement-schema.js';
+import { appendAuditIn } from '../governance/audit-repository.js';
+import type { Database, IncidentRow } from '../platform/control-db.js';
+import type { Room } from '../platform/room.js';
+import type { Grain } from '../query/aggregate-compiler.js';
+import type { Signal } from '../query/band-evaluation.js';
+import { addPeriods, evaluateKpi, evaluationContext, type EvaluationContext, type KpiSummary, type ScopeSummary } from '../query/kpi-summary.js';
+import { runSeries, shiftDays } from '../query/series-service.js';
+import type { Notifier } from './notifier.js';
+import { enqueue, ownerRecipients, steeringRecipients, type AlertEvent, type Recipient } from './outbox.js';
+
+/** The last day of the period starting at `start`. */
+export function periodEnd(start: string, grain: Grain): string {
+  return shiftDays(addPeriods(start, grain, 1), -1);
+}
+
+const signalText: Record<Signal, string> = {
+  band: 'outside the agreed band',
+  '2of3beyond2sigma': 'run rule: 2 of the last 3 periods beyond 2σ on one side',
+  '4of5beyond1sigma': 'run rule: 4 of the last 5 periods beyond 1σ on one side',
+  '8onOneSide': 'run rule: 8 periods in a row on one side of the centre line',
+};
+
+const incidentId = () => `inc_${randomBytes(9).toString('base64url')}`;
+
+/**
+ * Evaluates bands after every landed batch (for the KPIs it touched) and on a schedule (every
+ * KPI, feed freshness, acknowledgement deadlines); opens, updates and resolves incidents and
+ * writes their notifications to the outbox. It runs beside ingest, never in its path: a batch's
+ * 2xx does not wait for it, and evaluations coalesce while one is running.
+ */
+export class AlertEngine {
+  readonly #room: Room;
+  readonly #notifier: Notifier;
+  readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  readonly #pending = new Set<string>();
+  #full = false;
+  #running: Promise<void> | null = null;
+  #timer: NodeJS.Timeout | undefined;
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(room: Room, notifier: Notifier, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
+    this.#room = room;
+    this.#notifier = notifier;
+    this.#log = log;
+  }
+
+  start(): void {
+    this.#unsubscribe = this.#room.duck.touched.onChange((_snapshot, kpis) => this.request(kpis));
+    this.#timer = setInterval(() => this.requestAll(), this.#room.config.evaluateEveryMs);
+    this.#timer.unref();
+    this.requestAll();
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe?.();
+    clearInterval(this.#timer);
+    this.#pending.clear();
+    this.#full = false;
+    await this.idle();
+  }
+
+  request(kpis: readonly string[]): void {
+    for (const k of kpis) this.#pending.add(k);
+    this.#kick();
+  }
+
+  /** Every KPI, feed freshness and acknowledgement deadlines (the schedule; tests after moving the clock). */
+  requestAll(): void {
+    this.#full = true;
+    this.#kick();
+  }
+
+  /** Resolves once no evaluation is queued or running. */
+  async idle(): Promise<void> {
+    while (this.#running) await this.#running;
+  }
+
+  #kick(): void {
+    if (this.#running) return;
+    this.#running = this.#loop().finally(() => {
+      this.#running = null;
+    });
+  }
+
+  async #loop(): Promise<void> {
+    // Yield first: the batch that triggered this has its 2xx on the way.
+    await new Promise((r) => setImmediate(r));
+    while (this.#full || this.#pending.size) {
+      const full = this.#full;
+      const ids = full ? null : new Set(this.#pending);
+      this.#full = false;
+      this.#pending.clear();
+      try {
+        await this.#evaluate(ids, full);
+      } catch (err) {
+        this.#log.error({ err }, 'alerts: evaluation failed');
+      }
+    }
+  }
+
+  async #evaluate(ids: Set<string> | null, full: boolean): Promise<void> {
+    const active = this.#room.agreement();
+    const now = this.#room.clock.now();
+    const ctx = await evaluationContext(this.#room.duck, active.agreement, active.version, now, active.activatedAt ?? now, this.#room.duck.snapshots.latest);
+    let enqueued = 0;
+    for (const kpi of active.agreement.kpis) {
+      if (ids && !ids.has(kpi.id)) continue;
+      enqueued += await this.#applyKpi(ctx, kpi, await evaluateKpi(ctx, kpi));
+    }
+    if (full) enqueued += await this.#escalate(now);
+    if (enqueued) this.#notifier.kick();
+  }
+
+  async #applyKpi(ctx: EvaluationContext, kpi: Kpi, summary: KpiSummary): Promise<number> {
+    const db = this.#room.control.db;
+    const open = await db.selectFrom('incidents').selectAll().where('kpi', '=', kpi.id).where('state', '<>', 'resolved').execute();
+    let enqueued = 0;
+    for (const s of summary.scopes) {
+      const scope = s.group ?? 'combined';
+      const existing = open.find((i) => i.kind === 'breach' && i.scope === scope);
+      if (s.state === 'breach' && s.lastClosed) enqueued += await this.#breach(ctx, kpi, scope, s, summary.feeds, existing);
+      else if (existing && s.inBandRun >= kpi.evaluate.consecutive) {
+        const grain = kpi.evaluate.grain;
+        const narrative = `Back in band for ${s.inBandRun} closed ${grain}${s.inBandRun === 1 ? '' : 's'} in a row (the agreement asks for ${kpi.evaluate.consecutive}); resolved automatically at snapshot ${ctx.snapshot}.`;
+        enqueued += await this.#autoResolve(ctx, kpi, existing, narrative);
+      }
+    }
+    for (const feed of summary.feeds) {
+      const existing = open.find((i) => i.kind === 'stale' && i.scope === feed.partner);
+      if (feed.stale && !existing) {
+        const reason = `no batch of ${kpi.id} from ${feed.partner} ${feed.lastArrival ? `since ${feed.lastArrival}` : 'yet'}; one was due by ${feed.dueBy}`;
+        const row = this.#newIncident(ctx, kpi, feed.partner, 'stale', reason, { freshness: JSON.stringify(summary.feeds) });
+        // A stale feed is that partner's data side: only its owners hear of it.
+        enqueued += await this.#open(ctx, kpi, row, null, ownerRecipients(kpi, feed.partner));
+      } else if (!feed.stale && existing) {
+        enqueued += await this.#autoResolve(ctx, kpi, existing, `The feed resumed: last batch at ${feed.lastArrival}; resolved automatically.`);
+      }
+    }
+    return enqueued;
+  }
+
+  #newIncident(ctx: EvaluationContext, kpi: Kpi, scope: string, kind: 'breach' | 'stale', reason: string, extra: Partial<Record<keyof IncidentRow, unknown>>): IncidentRow {
+    const now = ctx.now;
+    return {
+      id: incidentId(),
+      kpi: kpi.id,
+      scope,
+      kind,
+      state: 'open',
+      opened_at: now,
+      updated_at: now,
+      first_period: null,
+      period: null,
+      grain: null,
+      value: null,
+      suppressed: false,
+      band: null,
+      reason,
+      snapshot: ctx.snapshot,
+      digest: null,
+      agreement_version: ctx.agreementVersion,
+      freshness: '[]',
+      ack_due_at: new Date(now.getTime() + durationMs(kpi.escalation.ackWithin)),
+      notified_at: null,
+      acknowledged_at: null,
+      acknowledged_by: null,
+      escalated_at: null,
+      resolved_at: null,
+      resolved_by: null,
+      resolution: null,
+      fact_sheet: null,
+      ...extra,
+    } as IncidentRow;
+  }
+
+  /** The figure a breach reports, with the digest of the series request that reproduces it. */
+  async #figure(ctx: EvaluationContext, kpi: Kpi, scope: string, s: ScopeSummary, feeds: KpiSummary['feeds']) {
+    const grain = kpi.evaluate.grain;
+    const period = s.lastClosed!.period;
+    const series = await runSeries(ctx.duck, ctx.agreement, ctx.agreementVersion, {
+      kpi,
+      grain,
+      from: period,
+      to: periodEnd(period, grain),
+      by: { kind: scope === 'combined' ? 'none' : 'partner' },
+      snapshot: ctx.snapshot,
+      timezone: ctx.agreement.partnership.timezone,
+    });
+    return {
+      grain,
+      period,
+      first_period: s.outOfBandSince ?? period,
+      value: s.lastClosed!.suppressed ? null : s.lastClosed!.value,
+      suppressed: s.lastClosed!.suppressed,
+      band: JSON.stringify(s.band),
+      reason: signalText[s.signal ?? 'band'],
+      snapshot: ctx.snapshot,
+      digest: series.digest,
+      agreement_version: ctx.agreementVersion,
+      freshness: JSON.stringify(feeds),
+    };
+  }
+
+  async #breach(ctx: EvaluationContext, kpi: Kpi, scope: string, s: ScopeSummary, feeds: KpiSummary['feeds'], existing: IncidentRow | undefined): Promise<number> {
+    const figure = await this.#figure(ctx, kpi, scope, s, feeds);
+    if (!existing) return this.#open(ctx, kpi, this.#newIncident(ctx, kpi, scope, 'breach', figure.reason, figure), periodEnd(figure.period, figure.grain), ownerRecipients(kpi, scope));
+    if (existing.period === figure.period && Number(existing.snapshot) === ctx.snapshot) return 0;
+    // A repeated breach updates the one open incident (the dedup key); nobody is notified again.
+    await this.#room.control.db.transaction().execute(async (tx) => {
+      await tx.updateTable('incidents').set({ ...figure, first_period: existing.first_period ?? figure.first_period, updated_at: ctx.now }).where('id', '=', existing.id).execute();
+      if (existing.period !== figure.period) await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.updated', target: existing.id, details: { kpi: kpi.id, scope, period: figure.period, snapshot: ctx.snapshot } }, ctx.now);
+    });
+    return 0;
+  }
+
+  async #open(ctx: EvaluationContext, kpi: Kpi, row: IncidentRow, end: string | null, recipients: Recipient[]): Promise<number> {
+    const smtp = Boolean(this.#room.config.smtpUrl);
+    try {
+      return await this.#room.control.db.transaction().execute(async (tx) => {
+        await tx.insertInto('incidents').values(row).execute();
+        await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.opened', target: row.id, details: { kpi: kpi.id, scope: row.scope, kind: row.kind, period: row.period, snapshot: ctx.snapshot } }, ctx.now);
+        const stored = await tx.selectFrom('incidents').selectAll().where('id', '=', row.id).executeTakeFirstOrThrow();
+        const n = await enqueue(tx, { incident: stored, kpi, periodEnd: end, event: 'incident.opened', recipients, now: ctx.now, smtp });
+        await markNotifiedIfKept(tx, row.id, ctx.now);
+        return n;
+      });
+    } catch (err) {
+      // The open-incident key: another evaluation opened it first.
+      if ((err as { code?: string }).code === '23505') return 0;
+      throw err;
+    }
+  }
+
+  async #autoResolve(ctx: EvaluationContext, kpi: Kpi, incident: IncidentRow, narrative: string): Promise<number> {
+    return this.#room.control.db.transaction().execute(async (tx) => {
+      const r = await tx
+        .updateTable('incidents')
+        .set({ state: 'resolved', resolved_at: ctx.now, resolved_by: 'alerts', resolution: 'auto', updated_at: ctx.now, fact_sheet: JSON.stringify({ cause: null, narrative, actions: [] }) })
+        .where('id', '=', incident.id)
+        .where('state', '<>', 'resolved')
+        .returningAll()
+        .executeTakeFirst();
+      if (!r) return 0;
+      await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.resolved', target: incident.id, details: { kpi: kpi.id, scope: incident.scope, resolution: 'auto', snapshot: ctx.snapshot } }, ctx.now);
+      return resolvedNotifications(tx, this.#room, kpi, r, ctx.now);
+    });
+  }
+
+  /** Incidents nobody acknowledged within `ackWithin` go to the steering contacts, once. */
+  async #escalate(now: Date): Promise<number> {
+    const db = this.#room.control.db;
+    const agreement = this.#room.agreement().agreement;
+    const due = await db.selectFrom('incidents').selectAll().where('state', 'in', ['open', 'notified']).where('escalated_at', 'is', null).where('ack_due_at', '<=', now).execute();
+    let enqueued = 0;
+    for (const inc of due) {
+      const kpi = agreement.kpis.find((k) => k.id === inc.kpi);
+      if (!kpi) continue;
+      enqueued += await db.transaction().execute(async (tx) => {
+        const r = await tx.updateTable('incidents').set({ escalated_at: now, updated_at: now }).where('id', '=', inc.id).where('escalated_at', 'is', null).returningAll().executeTakeFirst();
+        if (!r) return 0;
+        await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.escalated', target: inc.id, details: { kpi: inc.kpi, scope: inc.scope, ackDueAt: new Date(inc.ack_due_at).toISOString() } }, now);
+        return enqueue(tx, { incident: r, kpi, periodEnd: r.period && r.grain ? periodEnd(r.period, r.grain as Grain) : null, event: 'incident.escalated', recipients: steeringRecipients(agreement), now, smtp: Boolean(this.#room.config.smtpUrl) });
+      });
+    }
+    return enqueued;
+  }
+}
+
+/** Without SMTP or a webhook the notification is kept for the dashboard: the incident counts as notified. */
+export async function markNotifiedIfKept(tx: Transaction<Database>, id: string, now: Date): Promise<void> {
+  const kept = await tx.selectFrom('outbox').select('id').where('incident_id', '=', id).where('state', '=', 'kept').limit(1).executeTakeFirst();
+  if (!kept) return;
+  const r = await tx.updateTable('incidents').set({ state: 'notified', notified_at: now }).where('id', '=', id).where('state', '=', 'open').executeTakeFirst();
+  if (Number(r.numUpdatedRows) > 0) await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.notified', target: id, details: { channel: 'dashboard' } }, now);
+}
+
+/** A resolution goes to the owners who were told of the incident, and to steering if it was escalated. */
+export async function resolvedNotifications(tx: Transaction<Database>, room: Room, kpi: Kpi, incident: IncidentRow, now: Date): Promise<number> {
+  const recipients = ownerRecipients(kpi, incident.scope);
+  if (incident.escalated_at) recipients.push(...steeringRecipients(room.agreement().agreement));
+  const event: AlertEvent = 'incident.resolved';
+  return enqueue(tx, { incident, kpi, periodEnd: incident.period && incident.grain ? periodEnd(incident.period, incident.grain as Grain) : null, event, recipients, now, smtp: Boolean(room.config.smtpUrl) });
+}

@@ -1,0 +1,161 @@
+import { z } from 'zod';
+import type { Kpi } from '../governance/agreement-schema.js';
+import type { IncidentRow } from '../platform/control-db.js';
+import type { Band } from '../query/band-evaluation.js';
+import type { FeedFreshness } from '../query/freshness.js';
+
+export const causeCategories = ['data_quality', 'process', 'capacity', 'staffing', 'system_outage', 'external', 'other'] as const;
+
+const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date YYYY-MM-DD');
+
+/** What the owner writes when resolving: the same template for every KPI and partner. */
+export const resolutionSchema = z.strictObject({
+  cause: z.enum(causeCategories).describe('cause category'),
+  narrative: z.string().trim().min(1, 'say what happened').max(5000),
+  actions: z
+    .array(z.strictObject({ description: z.string().trim().min(1).max(1000), owner: z.string().trim().min(1).max(200), due: isoDate }))
+    .max(50)
+    .default([]),
+});
+export type Resolution = z.infer<typeof resolutionSchema>;
+
+export const ackSchema = z.strictObject({ note: z.string().trim().max(2000).optional() }).default({});
+
+/** An incident as every reader sees it: the figure as the dashboard discloses it, never more. */
+export interface FactSheet {
+  id: string;
+  kind: 'breach' | 'stale';
+  state: 'open' | 'notified' | 'acknowledged' | 'resolved';
+  kpi: { id: string; title: string; unit: string; measure: string };
+  /** 'combined' or the partner whose figure (or feed) it is. */
+  scope: string;
+  reason: string;
+  grain: string | null;
+  firstPeriod: string | null;
+  period: string | null;
+  /** null where the cell is withheld (suppressed): the breach is reported without a value. */
+  value: number | null;
+  suppressed: boolean;
+  band: Band | null;
+  snapshot: number;
+  digest: string | null;
+  agreementVersion: number;
+  /** Where a reader reproduces the figure: the series request at that snapshot. */
+  source: string | null;
+  freshness: FeedFreshness[];
+  owners: { partner: string; name: string }[];
+  openedAt: string;
+  ackDueAt: string;
+  notifiedAt: string | null;
+  acknowledgedAt: string | null;
+  escalatedAt: string | null;
+  resolvedAt: string | null;
+  resolution: 'owner' | 'auto' | null;
+  cause: string | null;
+  narrative: string | null;
+  actions: { description: string; owner: string; due: string }[];
+}
+
+const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
+
+/** Which partners' owners answer for a scope: the partner's own, or every owner of a combined figure. */
+export function responsiblePartners(kpi: Kpi, scope: string): string[] {
+  return scope === 'combined' ? Object.keys(kpi.owners) : kpi.owners[scope] ? [scope] : [];
+}
+
+export function sourceLink(row: Pick<IncidentRow, 'kpi' | 'scope' | 'grain' | 'first_period' | 'period' | 'snapshot'>, periodEnd: string | null): string | null {
+  if (!row.grain || !row.period || !periodEnd) return null;
+  const by = row.scope === 'combined' ? '' : '&by=partner';
+  return `/v1/kpis/${row.kpi}/series?grain=${row.grain}&from=${row.period}&to=${periodEnd}${by}&snapshot=${row.snapshot}`;
+}
+
+export function factSheet(row: IncidentRow, kpi: Kpi | undefined, periodEnd: string | null): FactSheet {
+  const res = (row.fact_sheet ?? null) as (Resolution & { narrative: string }) | null;
+  return {
+    id: row.id,
+    kind: row.kind,
+    state: row.state,
+    kpi: { id: row.kpi, title: kpi?.title ?? row.kpi, unit: kpi?.unit ?? '', measure: kpi?.measure ?? '' },
+    scope: row.scope,
+    reason: row.reason,
+    grain: row.grain,
+    firstPeriod: row.first_period,
+    period: row.period,
+    value: row.suppressed ? null : row.value,
+    suppressed: row.suppressed,
+    band: (row.band ?? null) as Band | null,
+    snapshot: Number(row.snapshot),
+    digest: row.digest,
+    agreementVersion: row.agreement_version,
+    source: sourceLink(row, periodEnd),
+    freshness: (row.freshness ?? []) as FeedFreshness[],
+    owners: kpi ? responsiblePartners(kpi, row.scope).map((p) => ({ partner: p, name: kpi.owners[p]!.name })) : [],
+    openedAt: iso(row.opened_at)!,
+    ackDueAt: iso(row.ack_due_at)!,
+    notifiedAt: iso(row.notified_at),
+    acknowledgedAt: iso(row.acknowledged_at),
+    escalatedAt: iso(row.escalated_at),
+    resolvedAt: iso(row.resolved_at),
+    resolution: row.resolution,
+    cause: res?.cause ?? null,
+    narrative: res?.narrative ?? null,
+    actions: res?.actions ?? [],
+  };
+}
+
+function fmt(v: number | null, unit: string): string {
+  return v === null ? 'withheld (fewer subjects than the agreed minimum)' : `${v} ${unit}`;
+}
+
+function bandText(b: Band | null, unit: string): string {
+  if (!b) return 'no band yet';
+  const lo = b.lower === null ? '' : `≥ ${Number(b.lower.toPrecision(6))}`;
+  const hi = b.upper === null ? '' : `≤ ${Number(b.upper.toPrecision(6))}`;
+  return `${[lo, hi].filter(Boolean).join(' and ')} ${unit} (${b.method})`;
+}
+
+/** The fact sheet as labelled lines: the body of the plain-text e-mail and of the HTML table. */
+export function factSheetLines(f: FactSheet, roomUrl: string | undefined): [string, string][] {
+  const lines: [string, string][] = [
+    ['KPI', `${f.kpi.title} (${f.kpi.id})`],
+    ['Scope', f.scope],
+    ['Kind', f.kind === 'breach' ? 'out of its agreed band' : 'feed stale past its freshness grace'],
+    ['State', f.state],
+    ['Reason', f.reason],
+  ];
+  if (f.kind === 'breach') {
+    lines.push(['Period', `${f.grain} from ${f.period}${f.firstPeriod && f.firstPeriod !== f.period ? ` (out of band since ${f.firstPeriod})` : ''}`]);
+    lines.push(['Value', fmt(f.value, f.kpi.unit)]);
+    lines.push(['Band', bandText(f.band, f.kpi.unit)]);
+  }
+  lines.push(['Snapshot', `${f.snapshot} (agreement v${f.agreementVersion})`]);
+  if (f.digest) lines.push(['Digest', f.digest]);
+  if (f.source) lines.push(['Reproduce', `${roomUrl ?? ''}${f.source}`]);
+  lines.push(['Feeds', f.freshness.map((x) => `${x.partner}: ${x.lastArrival ? `last batch ${x.lastArrival}` : 'no batch yet'}${x.stale ? ' (STALE)' : ''}`).join('; ') || '—']);
+  lines.push(['Owners', f.owners.map((o) => `${o.name} (${o.partner})`).join(', ') || '—']);
+  lines.push(['Acknowledge by', f.ackDueAt]);
+  if (f.acknowledgedAt) lines.push(['Acknowledged', f.acknowledgedAt]);
+  if (f.escalatedAt) lines.push(['Escalated to steering', f.escalatedAt]);
+  if (f.resolvedAt) lines.push(['Resolved', `${f.resolvedAt} (${f.resolution === 'auto' ? 'automatically: back in band' : 'by the owner'})`]);
+  if (f.cause) lines.push(['Cause', f.cause]);
+  if (f.narrative) lines.push(['Narrative', f.narrative]);
+  f.actions.forEach((a, i) => lines.push([`Action ${i + 1}`, `${a.description} — ${a.owner}, due ${a.due}`]));
+  return lines;
+}
+
+export function subjectLine(event: string, f: FactSheet): string {
+  const what = f.kind === 'stale' ? `feed of ${f.scope} is stale` : `${f.scope} out of band${f.period ? ` (${f.grain} ${f.period})` : ''}`;
+  const verb = event === 'incident.resolved' ? 'Resolved' : event === 'incident.escalated' ? 'Escalated' : 'Incident';
+  return `[Parity] ${verb}: ${f.kpi.title} — ${what}`;
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+export function renderEmail(event: string, f: FactSheet, roomUrl: string | undefined): { subject: string; text: string; html: string } {
+  const lines = factSheetLines(f, roomUrl);
+  const subject = subjectLine(event, f);
+  const text = `${subject}\n\n${lines.map(([k, v]) => `${k}: ${v}`).join('\n')}\n`;
+  const rows = lines.map(([k, v]) => `<tr><th scope="row" style="text-align:left;padding-right:1em">${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('');
+  const html = `<!doctype html><html><body><h1 style="font-size:1.2em">${escapeHtml(subject)}</h1><table>${rows}</table></body></html>`;
+  return { subject, text, html };
+}

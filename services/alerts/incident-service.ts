@@ -1,0 +1,106 @@
+import type { Agreement, Kpi } from '../governance/agreement-schema.js';
+import { appendAuditIn } from '../governance/audit-repository.js';
+import type { Principal } from '../governance/token-repository.js';
+import type { IncidentRow } from '../platform/control-db.js';
+import { forbidden, notFound, Problem } from '../platform/errors.js';
+import type { Room } from '../platform/room.js';
+import type { Grain } from '../query/aggregate-compiler.js';
+import { assertReader, canSee, isNamedOwner } from '../query/series-service.js';
+import { periodEnd, resolvedNotifications } from './alert-engine.js';
+import { factSheet, responsiblePartners, type FactSheet, type Resolution } from './fact-sheet.js';
+
+export const incidentStates = ['open', 'notified', 'acknowledged', 'resolved'] as const;
+
+export interface IncidentFilter {
+  state?: (typeof incidentStates)[number] | 'active' | undefined;
+  kpi?: string | undefined;
+  scope?: string | undefined;
+  kind?: 'breach' | 'stale' | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
+  limit: number;
+}
+
+const endOf = (row: IncidentRow) => (row.period && row.grain ? periodEnd(row.period, row.grain as Grain) : null);
+
+export function sheetOf(agreement: Agreement, row: IncidentRow): FactSheet {
+  return factSheet(row, agreement.kpis.find((k) => k.id === row.kpi), endOf(row));
+}
+
+/** Incidents of the KPIs the caller may see, newest first. */
+export async function listIncidents(room: Room, p: Principal, f: IncidentFilter): Promise<FactSheet[]> {
+  assertReader(p);
+  const agreement = room.agreement().agreement;
+  const visible = agreement.kpis.filter((k) => canSee(p, k)).map((k) => k.id);
+  if (visible.length === 0) return [];
+  let q = room.control.db.selectFrom('incidents').selectAll().where('kpi', 'in', visible);
+  if (f.state === 'active') q = q.where('state', '<>', 'resolved');
+  else if (f.state) q = q.where('state', '=', f.state);
+  if (f.kpi) q = q.where('kpi', '=', f.kpi);
+  if (f.scope) q = q.where('scope', '=', f.scope);
+  if (f.kind) q = q.where('kind', '=', f.kind);
+  if (f.from) q = q.where('opened_at', '>=', new Date(`${f.from}T00:00:00Z`));
+  if (f.to) q = q.where('opened_at', '<', new Date(Date.parse(`${f.to}T00:00:00Z`) + 86_400_000));
+  const rows = await q.orderBy('opened_at', 'desc').orderBy('id').limit(f.limit).execute();
+  return rows.map((r) => sheetOf(agreement, r));
+}
+
+/** One incident the caller may see; an unknown and a hidden one both answer 404. */
+export async function findIncident(room: Room, p: Principal, id: string): Promise<{ row: IncidentRow; kpi: Kpi }> {
+  assertReader(p);
+  const row = await room.control.db.selectFrom('incidents').selectAll().where('id', '=', id).executeTakeFirst();
+  const kpi = row && room.agreement().agreement.kpis.find((k) => k.id === row.kpi);
+  if (!row || !kpi || !canSee(p, kpi)) throw notFound(`no incident ${JSON.stringify(id.slice(0, 40))} for you`);
+  return { row, kpi };
+}
+
+/** Steering, or the root-cause owner named on the KPI for a partner that answers for this scope. */
+function assertMayAct(p: Principal, kpi: Kpi, row: IncidentRow): void {
+  if (p.role === 'steering') return;
+  if (p.role === 'owner' && isNamedOwner(p, kpi) && responsiblePartners(kpi, row.scope).includes(p.partnerId!)) return;
+  throw forbidden(`only ${responsiblePartners(kpi, row.scope).map((x) => kpi.owners[x]!.name).join(' or ') || 'the named owner'} (as owner) or the steering committee may do this`);
+}
+
+const conflict = (detail: string) => new Problem(409, 'Conflict', detail, { field: 'id' });
+
+export async function acknowledgeIncident(room: Room, p: Principal, id: string, note: string | undefined): Promise<FactSheet> {
+  const { row, kpi } = await findIncident(room, p, id);
+  assertMayAct(p, kpi, row);
+  const now = room.clock.now();
+  const updated = await room.control.db.transaction().execute(async (tx) => {
+    const r = await tx
+      .updateTable('incidents')
+      .set({ state: 'acknowledged', acknowledged_at: now, acknowledged_by: p.name, updated_at: now })
+      .where('id', '=', id)
+      .where('state', 'in', ['open', 'notified'])
+      .returningAll()
+      .executeTakeFirst();
+    if (!r) return undefined;
+    await appendAuditIn(tx, { actor: p.tokenId, partnerId: p.partnerId, action: 'incident.acknowledged', target: id, details: { kpi: row.kpi, scope: row.scope, role: p.role, note: note ? 'given' : 'none' } }, now);
+    return r;
+  });
+  if (!updated) throw conflict(`the incident is already ${row.state}`);
+  return sheetOf(room.agreement().agreement, updated);
+}
+
+export async function resolveIncident(room: Room, p: Principal, id: string, resolution: Resolution, kick: () => void): Promise<FactSheet> {
+  const { row, kpi } = await findIncident(room, p, id);
+  assertMayAct(p, kpi, row);
+  const now = room.clock.now();
+  const updated = await room.control.db.transaction().execute(async (tx) => {
+    const r = await tx
+      .updateTable('incidents')
+      .set({ state: 'resolved', resolved_at: now, resolved_by: p.name, resolution: 'owner', updated_at: now, fact_sheet: JSON.stringify(resolution) })
+      .where('id', '=', id)
+      .where('state', '<>', 'resolved')
+      .returningAll()
+      .executeTakeFirst();
+    if (!r) return undefined;
+    await appendAuditIn(tx, { actor: p.tokenId, partnerId: p.partnerId, action: 'incident.resolved', target: id, details: { kpi: row.kpi, scope: row.scope, role: p.role, resolution: 'owner', cause: resolution.cause, actions: resolution.actions.length } }, now);
+    await resolvedNotifications(tx, room, kpi, r, now);
+    return r;
+  });
+  if (!updated) throw conflict('the incident is already resolved');
+  kick();
+  return sheetOf(room.agreement().agreement, updated);
+}

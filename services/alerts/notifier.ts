@@ -1,0 +1,223 @@
+import { createHmac } from 'node:crypto';
+import { sql } from 'kysely';
+import nodemailer, { type Transporter } from 'nodemailer';
+import type { Logger } from 'pino';
+import { appendAuditIn } from '../governance/audit-repository.js';
+import { canonicalJson } from '../platform/canonical-json.js';
+import type { OutboxRow } from '../platform/control-db.js';
+import type { Room } from '../platform/room.js';
+import { renderEmail } from './fact-sheet.js';
+import type { NotificationPayload } from './outbox.js';
+
+/** Standard Webhooks' schedule after a failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (then give up, about a day in). */
+export const RETRY_DELAYS_MS = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000];
+export const WEBHOOK_TIMEOUT_MS = 15_000;
+const POLL_MS = 200;
+const MAX_IN_FLIGHT = 16;
+
+/** The per-endpoint signing secret, `whsec_` + base64 of 32 bytes derived from the room secret. */
+export function webhookSecret(roomSecret: Buffer, url: string): string {
+  return `whsec_${createHmac('sha256', roomSecret).update(`webhook\u0000${url}`).digest('base64')}`;
+}
+
+/** Standard Webhooks signature: v1,base64(HMAC-SHA256(key, `${id}.${timestamp}.${body}`)). */
+export function signWebhook(secret: string, id: string, timestamp: number, body: string): string {
+  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+  return `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')}`;
+}
+
+type Outcome = { ok: true } | { ok: false; gone?: boolean; error: string };
+
+/**
+ * Delivers the outbox: claims due rows, sends each over its channel, and records the outcome
+ * durably; a failure is retried on the schedule with the same webhook-id. Rows a crash left
+ * in flight are sent again on start (the receiver deduplicates by webhook-id).
+ */
+export class Notifier {
+  readonly #room: Room;
+  readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  readonly #mail: Transporter | null;
+  readonly #inFlight = new Set<Promise<void>>();
+  #timer: NodeJS.Timeout | undefined;
+  #polling: Promise<void> | null = null;
+  #again = false;
+  #stopped = false;
+
+  constructor(room: Room, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
+    this.#room = room;
+    this.#log = log;
+    this.#mail = room.config.smtpUrl ? nodemailer.createTransport(room.config.smtpUrl) : null;
+  }
+
+  async start(): Promise<void> {
+    await this.#room.control.db.updateTable('outbox').set({ state: 'pending' }).where('state', '=', 'sending').execute();
+    this.#timer = setInterval(() => this.kick(), POLL_MS);
+    this.#timer.unref();
+    this.kick();
+  }
+
+  /** Looks for due notifications now (after an enqueue) instead of at the next poll. */
+  kick(): void {
+    if (this.#stopped) return;
+    if (this.#polling) {
+      this.#again = true;
+      return;
+    }
+    this.#polling = this.#poll()
+      .catch((err: unknown) => this.#log.error({ err }, 'notifier: polling the outbox failed'))
+      .finally(() => {
+        this.#polling = null;
+        if (this.#again) {
+          this.#again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** Resolves when nothing is due and nothing is in flight (tests, benchmarks). */
+  async settle(): Promise<void> {
+    for (;;) {
+      if (this.#polling) await this.#polling;
+      if (this.#inFlight.size) await Promise.all(this.#inFlight);
+      const due = await this.#room.control.db
+        .selectFrom('outbox')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('state', 'in', ['pending', 'sending'])
+        .where('next_attempt_at', '<=', this.#room.clock.now())
+        .executeTakeFirstOrThrow();
+      if (Number(due.n) === 0 && !this.#polling && this.#inFlight.size === 0) return;
+      this.kick();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    if (this.#polling) await this.#polling;
+    await Promise.allSettled(this.#inFlight);
+    this.#mail?.close();
+  }
+
+  async #poll(): Promise<void> {
+    const free = MAX_IN_FLIGHT - this.#inFlight.size;
+    if (free <= 0) return;
+    const now = this.#room.clock.now();
+    const rows = await this.#room.control.db.transaction().execute(async (tx) => {
+      const due = await tx.selectFrom('outbox').selectAll().where('state', '=', 'pending').where('next_attempt_at', '<=', now).orderBy('next_attempt_at').limit(free).forUpdate().skipLocked().execute();
+      if (due.length) {
+        await tx
+          .updateTable('outbox')
+          .set({ state: 'sending', attempts: sql<number>`attempts + 1` })
+          .where('id', 'in', due.map((r) => r.id))
+          .execute();
+      }
+      return due;
+    });
+    for (const row of rows) {
+      const p: Promise<void> = this.#deliver({ ...row, attempts: row.attempts + 1 })
+        .catch((err: unknown) => this.#log.error({ err, notification: row.id }, 'notifier: recording a delivery failed'))
+        .finally(() => {
+          this.#inFlight.delete(p);
+          this.kick();
+        });
+      this.#inFlight.add(p);
+    }
+  }
+
+  async #deliver(row: OutboxRow): Promise<void> {
+    const payload = (typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload) as NotificationPayload;
+    const outcome = row.channel === 'webhook' ? await this.#sendWebhook(row, payload) : await this.#sendEmail(row, payload);
+    const now = this.#room.clock.now();
+    const db = this.#room.control.db;
+    const audit = { actor: 'notifier', partnerId: row.partner_id, target: row.incident_id };
+    const details = { notification: row.id, channel: row.channel, event: row.event, attempts: row.attempts };
+    if (outcome.ok) {
+      await db.transaction().execute(async (tx) => {
+        await tx.updateTable('outbox').set({ state: 'delivered', delivered_at: now, last_error: null }).where('id', '=', row.id).execute();
+        await appendAuditIn(tx, { ...audit, action: 'notification.delivered', details }, now);
+        if (row.event === 'incident.opened') {
+          const r = await tx.updateTable('incidents').set({ state: 'notified', notified_at: now, updated_at: now }).where('id', '=', row.incident_id).where('state', '=', 'open').executeTakeFirst();
+          if (Number(r.numUpdatedRows) > 0) await appendAuditIn(tx, { ...audit, action: 'incident.notified', details: { channel: row.channel } }, now);
+        }
+      });
+      return;
+    }
+    if (outcome.gone) {
+      await db.transaction().execute(async (tx) => {
+        await tx.updateTable('outbox').set({ state: 'disabled', last_error: outcome.error }).where('id', '=', row.id).execute();
+        await tx.updateTable('outbox').set({ state: 'disabled', last_error: 'endpoint disabled after answering 410 Gone' }).where('recipient', '=', row.recipient).where('channel', '=', 'webhook').where('state', '=', 'pending').execute();
+        await tx
+          .insertInto('webhook_endpoints')
+          .values({ url: row.recipient, disabled_at: now, reason: '410 Gone' })
+          .onConflict((oc) => oc.column('url').doUpdateSet({ disabled_at: now, reason: '410 Gone' }))
+          .execute();
+        await appendAuditIn(tx, { ...audit, action: 'notification.disabled', details }, now);
+      });
+      this.#log.warn({ notification: row.id }, 'notifier: webhook endpoint answered 410 Gone; disabled');
+      return;
+    }
+    const delay = RETRY_DELAYS_MS[row.attempts - 1];
+    if (delay === undefined) {
+      await db.transaction().execute(async (tx) => {
+        await tx.updateTable('outbox').set({ state: 'failed', last_error: outcome.error }).where('id', '=', row.id).execute();
+        await appendAuditIn(tx, { ...audit, action: 'notification.failed', details: { ...details, error: outcome.error } }, now);
+      });
+      this.#log.error({ notification: row.id, attempts: row.attempts }, `notifier: gave up on a ${row.channel} notification: ${outcome.error}`);
+      return;
+    }
+    await db
+      .updateTable('outbox')
+      .set({ state: 'pending', last_error: outcome.error, next_attempt_at: new Date(now.getTime() + delay) })
+      .where('id', '=', row.id)
+      .execute();
+    this.#log.warn({ notification: row.id, attempts: row.attempts, retryInMs: delay }, `notifier: ${row.channel} delivery failed: ${outcome.error}`);
+  }
+
+  async #sendWebhook(row: OutboxRow, payload: NotificationPayload): Promise<Outcome> {
+    const body = canonicalJson(payload);
+    // The timestamp is transport time (receivers check it against their own clock), not the room's clock.
+    const timestamp = Math.floor(Date.now() / 1000);
+    const secret = webhookSecret(this.#room.secret, row.recipient);
+    try {
+      const res = await fetch(row.recipient, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'Parity-Notifier/1',
+          'webhook-id': row.id,
+          'webhook-timestamp': String(timestamp),
+          'webhook-signature': signWebhook(secret, row.id, timestamp, body),
+        },
+        body,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
+      });
+      await res.body?.cancel().catch(() => undefined);
+      if (res.status >= 200 && res.status < 300) return { ok: true };
+      return { ok: false, gone: res.status === 410, error: `HTTP ${res.status}` };
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string } };
+      return { ok: false, error: e.name === 'TimeoutError' ? `no answer within ${WEBHOOK_TIMEOUT_MS / 1000} s` : (e.cause?.code ?? e.message).slice(0, 200) };
+    }
+  }
+
+  async #sendEmail(row: OutboxRow, payload: NotificationPayload): Promise<Outcome> {
+    if (!this.#mail) return { ok: false, error: 'SMTP_URL is not set' };
+    const mail = renderEmail(payload.type, payload.data, this.#room.config.publicUrl);
+    try {
+      await this.#mail.sendMail({
+        from: this.#room.config.mailFrom,
+        to: { name: row.recipient_name, address: row.recipient },
+        subject: mail.subject,
+        text: mail.text,
+        html: mail.html,
+        messageId: `<${row.id}@parity>`,
+        headers: { 'X-Parity-Incident': row.incident_id, 'X-Parity-Snapshot': String(payload.data.snapshot) },
+      });
+      return { ok: true };
+    } catch (err) {
+      return { ok: false, error: (err as Error).message.slice(0, 200) };
+    }
+  }
+}

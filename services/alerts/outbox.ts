@@ -1,0 +1,60 @@
+import { randomBytes } from 'node:crypto';
+import type { Insertable, Transaction } from 'kysely';
+import type { Agreement, Kpi } from '../governance/agreement-schema.js';
+import type { Database, IncidentRow, OutboxTable } from '../platform/control-db.js';
+import { factSheet, responsiblePartners, type FactSheet } from './fact-sheet.js';
+
+export type AlertEvent = 'incident.opened' | 'incident.escalated' | 'incident.resolved';
+
+/** Who a notification goes to; partnerId null is the steering committee. */
+export interface Recipient {
+  partnerId: string | null;
+  name: string;
+  email: string;
+  webhook?: string | undefined;
+}
+
+/** The root-cause owners answering for a scope (for a stale feed: that partner's own owner only). */
+export function ownerRecipients(kpi: Kpi, scope: string): Recipient[] {
+  return responsiblePartners(kpi, scope).map((p) => ({ partnerId: p, ...kpi.owners[p]! }));
+}
+
+export function steeringRecipients(agreement: Agreement): Recipient[] {
+  return agreement.steering.map((s) => ({ partnerId: null, name: s.name, email: s.email }));
+}
+
+/** The body every channel carries: a Standard Webhooks envelope around the fact sheet. */
+export interface NotificationPayload {
+  type: AlertEvent;
+  timestamp: string;
+  data: FactSheet;
+}
+
+export const messageId = () => `msg_${randomBytes(16).toString('base64url')}`;
+
+/**
+ * Writes the notifications of one incident event in the caller's transaction, so an incident
+ * change and its notifications land together or not at all. Each recipient gets an e-mail (kept
+ * for the dashboard when the room has no SMTP_URL) and, where agreed, a webhook.
+ */
+export async function enqueue(
+  tx: Transaction<Database>,
+  opts: { incident: IncidentRow; kpi: Kpi; periodEnd: string | null; event: AlertEvent; recipients: Recipient[]; now: Date; smtp: boolean },
+): Promise<number> {
+  const sheet = factSheet(opts.incident, opts.kpi, opts.periodEnd);
+  const payload: NotificationPayload = { type: opts.event, timestamp: opts.now.toISOString(), data: sheet };
+  const disabled = new Set((await tx.selectFrom('webhook_endpoints').select('url').where('disabled_at', 'is not', null).execute()).map((r) => r.url));
+  const rows: Insertable<OutboxTable>[] = [];
+  const seenHooks = new Set<string>();
+  for (const r of opts.recipients) {
+    const base = { incident_id: opts.incident.id, event: opts.event, partner_id: r.partnerId, recipient_name: r.name, payload: JSON.stringify(payload), attempts: 0, next_attempt_at: opts.now, created_at: opts.now };
+    rows.push({ ...base, id: messageId(), channel: 'email', recipient: r.email, state: opts.smtp ? 'pending' : 'kept', delivered_at: opts.smtp ? null : opts.now });
+    if (r.webhook && !seenHooks.has(r.webhook)) {
+      seenHooks.add(r.webhook);
+      const off = disabled.has(r.webhook);
+      rows.push({ ...base, id: messageId(), channel: 'webhook', recipient: r.webhook, state: off ? 'disabled' : 'pending', last_error: off ? 'endpoint disabled after answering 410 Gone' : null });
+    }
+  }
+  if (rows.length) await tx.insertInto('outbox').values(rows).execute();
+  return rows.length;
+}
