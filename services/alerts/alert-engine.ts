@@ -118,10 +118,21 @@ export class AlertEngine {
   async #applyKpi(ctx: EvaluationContext, kpi: Kpi, summary: KpiSummary): Promise<number> {
     const db = this.#room.control.db;
     const open = await db.selectFrom('incidents').selectAll().where('kpi', '=', kpi.id).where('state', '<>', 'resolved').execute();
+    // What the owners already closed: a resolution covers its period (and a stale feed until it next sends).
+    const closed = await db
+      .selectFrom('incidents')
+      .select(['scope', 'kind', 'period', 'resolved_at'])
+      .where('kpi', '=', kpi.id)
+      .where('state', '=', 'resolved')
+      .where('resolution', '=', 'owner')
+      .execute();
+    const covered = (kind: 'breach' | 'stale', scope: string, period: string | null, lastArrival: string | null) =>
+      closed.some((r) => r.kind === kind && r.scope === scope && (kind === 'breach' ? r.period !== null && period !== null && r.period >= period : new Date(r.resolved_at!).getTime() >= (lastArrival ? Date.parse(lastArrival) : 0)));
     let enqueued = 0;
     for (const s of summary.scopes) {
       const scope = s.group ?? 'combined';
       const existing = open.find((i) => i.kind === 'breach' && i.scope === scope);
+      if (s.state === 'breach' && s.lastClosed && !existing && covered('breach', scope, s.lastClosed.period, null)) continue;
       if (s.state === 'breach' && s.lastClosed) enqueued += await this.#breach(ctx, kpi, scope, s, summary.feeds, existing);
       else if (existing && s.inBandRun >= kpi.evaluate.consecutive) {
         const grain = kpi.evaluate.grain;
@@ -131,7 +142,7 @@ export class AlertEngine {
     }
     for (const feed of summary.feeds) {
       const existing = open.find((i) => i.kind === 'stale' && i.scope === feed.partner);
-      if (feed.stale && !existing) {
+      if (feed.stale && !existing && !covered('stale', feed.partner, null, feed.lastArrival)) {
         const reason = `no batch of ${kpi.id} from ${feed.partner} ${feed.lastArrival ? `since ${feed.lastArrival}` : 'yet'}; one was due by ${feed.dueBy}`;
         const row = this.#newIncident(ctx, kpi, feed.partner, 'stale', reason, { freshness: JSON.stringify(summary.feeds) });
         // A stale feed is that partner's data side: only its owners hear of it.

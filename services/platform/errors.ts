@@ -63,7 +63,8 @@ export function installErrorHandler(app: FastifyInstance): void {
     } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! < 500) {
       const fe = err as FastifyError;
       // Fastify's own 4xx (malformed JSON and the like) carry safe, short messages.
-      problem = new Problem(fe.statusCode!, fe.statusCode === 400 ? 'Bad Request' : 'Request Error', fe.message.split('\n')[0]);
+      // Content-type parsing failed: the body is at fault.
+      problem = new Problem(fe.statusCode!, fe.statusCode === 400 ? 'Bad Request' : 'Request Error', fe.message.split('\n')[0], fe.code?.startsWith('FST_ERR_CTP') || fe.name === 'SyntaxError' ? { field: 'body' } : {});
     } else {
       req.log.error({ err }, 'unhandled error');
       problem = new Problem(500, 'Internal Server Error', 'the room could not complete the request; see the server log with this request id', { requestId: req.id });

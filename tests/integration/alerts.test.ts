@@ -194,3 +194,166 @@ describe('a breach reaches its owners: signed webhooks and e-mail', () => {
     expect(combined.html).toContain(sheet.digest);
   });
 });
+
+describe('the incident lifecycle: acknowledge, escalate, resolve — by the named owner or steering only', () => {
+  let c: Ctx;
+  let combined: Sheet;
+  let acmeScope: Sheet;
+
+  beforeAll(async () => {
+    c = await setup(); // no SMTP_URL: e-mails are kept for the dashboard
+    await push(c, 'acme', week('2026-11-16', 'acme', 100, 10, 'a'));
+    await push(c, 'globex', week('2026-11-16', 'globex', 90, 10, 'g'));
+    await settle(c);
+    const list = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&state=active', c.tokens.analystAcme)).body.incidents as Sheet[];
+    combined = list.find((i) => i.scope === 'combined')!;
+    acmeScope = list.find((i) => i.scope === 'acme')!;
+  });
+  afterAll(async () => {
+    await c.t.close();
+    await c.receiver.close();
+  });
+
+  it('without SMTP the e-mails are kept and shown to the recipient partner; the incident counts as notified', async () => {
+    expect(combined.state).toBe('notified');
+    const ana = await call(c, 'GET', '/v1/notifications', c.tokens.ana);
+    expect(ana.status).toBe(200);
+    const kept = (ana.body.notifications as { channel: string; state: string; factSheet: Sheet }[]).filter((n) => n.channel === 'email');
+    expect(kept.map((n) => n.state)).toEqual(['kept', 'kept']);
+    expect(kept.every((n) => n.factSheet.scope !== 'globex')).toBe(true);
+    const gus = (await call(c, 'GET', '/v1/notifications', c.tokens.gus)).body.notifications as { factSheet: Sheet }[];
+    expect(gus.every((n) => n.factSheet.scope !== 'acme')).toBe(true);
+  });
+
+  it('refuses everyone but the named owner or steering: 403, and 404 for an unknown incident', async () => {
+    const ack = (id: string, token: string) => call(c, 'POST', `/v1/incidents/${id}/ack`, token, {});
+    expect((await ack(combined.id, c.tokens.analystAcme)).status).toBe(403);
+    expect((await ack(combined.id, c.tokens.otto)).status).toBe(403); // an owner, of another KPI
+    expect((await ack(acmeScope.id, c.tokens.gus)).status).toBe(403); // globex does not answer for acme's figure
+    expect((await ack(combined.id, c.tokens.adminAcme)).status).toBe(403);
+    expect((await ack(combined.id, await c.t.token('acme', 'ingest'))).status).toBe(403);
+    expect((await ack(combined.id, await c.t.token(null, 'operator'))).status).toBe(403);
+    expect((await call(c, 'POST', `/v1/incidents/${combined.id}/ack`, undefined, {})).status).toBe(401);
+    const unknown = await ack('inc_doesnotexist', c.tokens.ana);
+    expect(unknown.status).toBe(404);
+    expect(unknown.type).toMatch(/application\/problem\+json/);
+  });
+
+  it('escalates to the steering contacts once ackWithin passes unacknowledged, and the incident shows it', async () => {
+    c.clock.advance(2 * 24 * HOUR + 60_000); // lead_time: ackWithin P2D
+    await settle(c, true);
+    const after = (await call(c, 'GET', `/v1/incidents/${combined.id}`, c.tokens.steering)).body as Sheet;
+    expect(after.escalatedAt).toBe(c.clock.now().toISOString());
+    const steering = (await call(c, 'GET', '/v1/notifications', c.tokens.steering)).body.notifications as { event: string; recipientName: string; factSheet: Sheet }[];
+    const escalations = steering.filter((n) => n.event === 'incident.escalated' && n.factSheet.id === combined.id).map((n) => n.recipientName).sort();
+    expect(escalations).toEqual(['Chair', 'Deputy Chair']);
+    // Once only: another scheduled run does not escalate again.
+    await settle(c, true);
+    const again = (await call(c, 'GET', '/v1/notifications', c.tokens.steering)).body.notifications as { event: string; factSheet: Sheet }[];
+    expect(again.filter((n) => n.event === 'incident.escalated' && n.factSheet.id === combined.id)).toHaveLength(2);
+  });
+
+  it('the named owner acknowledges (once) and resolves with a fact sheet; bad fact sheets get 400 naming the field', async () => {
+    const ok = await call(c, 'POST', `/v1/incidents/${combined.id}/ack`, c.tokens.ana, { note: 'looking into it' });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ state: 'acknowledged' });
+    const twice = await call(c, 'POST', `/v1/incidents/${combined.id}/ack`, c.tokens.ana, {});
+    expect(twice.status).toBe(409);
+
+    const bad: [unknown, string][] = [
+      [{ cause: 'process', actions: [] }, 'body.narrative'],
+      [{ cause: 'sunspots', narrative: 'x' }, 'body.cause'],
+      [{ cause: 'process', narrative: '   ' }, 'body.narrative'],
+      [{ cause: 'process', narrative: 'x', actions: [{ description: 'fix', owner: 'Ana', due: '2026-13-01' }] }, 'body.actions.0.due'],
+      [{ cause: 'process', narrative: 'x', actions: [{ description: 'fix', owner: 'Ana' }] }, 'body.actions.0.due'],
+      [{ cause: 'process', narrative: 'x', extra: 1 }, 'body'],
+      ['not json', 'body'],
+    ];
+    for (const [body, field] of bad) {
+      const r = await call(c, 'POST', `/v1/incidents/${combined.id}/resolve`, c.tokens.ana, body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.type).toMatch(/application\/problem\+json/);
+      expect(String(r.body.field ?? r.body.errors?.[0]?.field), JSON.stringify(body)).toContain(field);
+    }
+    expect((await call(c, 'POST', '/v1/incidents/nope/resolve', c.tokens.ana, { cause: 'process', narrative: 'x' })).body.field).toContain('params.id');
+    expect((await call(c, 'GET', `/v1/incidents/${combined.id}`, c.tokens.ana)).body.state).toBe('acknowledged'); // nothing half-landed
+
+    const sheet = { cause: 'capacity', narrative: 'Peak season: the north hub ran a short shift.', actions: [{ description: 'Add a weekend shift', owner: 'Ana Amsel', due: '2026-12-15' }] };
+    const res = await call(c, 'POST', `/v1/incidents/${combined.id}/resolve`, c.tokens.ana, sheet);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ state: 'resolved', resolution: 'owner', cause: 'capacity', narrative: sheet.narrative, actions: sheet.actions });
+    expect((await call(c, 'POST', `/v1/incidents/${combined.id}/resolve`, c.tokens.ana, sheet)).status).toBe(409);
+    // Steering may resolve too.
+    const st = await call(c, 'POST', `/v1/incidents/${acmeScope.id}/resolve`, c.tokens.steering, { cause: 'other', narrative: 'Closed by the committee.' });
+    expect(st.status).toBe(200);
+    // The resolution reaches the owners and, as it was escalated, the steering contacts.
+    const steering = (await call(c, 'GET', '/v1/notifications', c.tokens.steering)).body.notifications as { event: string; factSheet: Sheet }[];
+    expect(steering.some((n) => n.event === 'incident.resolved' && n.factSheet.id === combined.id)).toBe(true);
+  });
+
+  it('every transition is in the audit log, in order', async () => {
+    const rows = await c.t.room.control.db.selectFrom('audit_log').select(['action', 'target']).where('target', '=', combined.id).where('action', 'like', 'incident.%').orderBy('seq').execute();
+    expect(rows.map((r) => r.action)).toEqual(['incident.opened', 'incident.notified', 'incident.escalated', 'incident.acknowledged', 'incident.resolved']);
+    const { verifyAuditChain } = await import('../../services/governance/audit-repository.js');
+    expect((await verifyAuditChain(c.t.room.control.db)).ok).toBe(true);
+  });
+
+  it("a repeated breach updates the open incident; the owner's resolution covers its period (no reopening)", async () => {
+    await push(c, 'globex', week('2026-11-16', 'globex', 95, 2, 'g2'));
+    await settle(c);
+    const all = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&kind=breach', c.tokens.steering)).body.incidents as Sheet[];
+    const globex = all.filter((i) => i.scope === 'globex');
+    expect(globex, JSON.stringify(globex)).toHaveLength(1);
+    expect(globex[0]!.state).toBe('notified');
+    expect(globex[0]!.snapshot).toBe(c.t.room.duck.snapshots.latest); // updated to the new figure
+    expect(all.filter((i) => i.scope === 'combined').map((i) => i.id)).toEqual([combined.id]);
+    expect(all.filter((i) => i.scope === 'acme').map((i) => i.id)).toEqual([acmeScope.id]);
+  });
+
+  it('resolves automatically once the KPI stays in band for `consecutive` closed periods, and says so', async () => {
+    // The week of 2026-11-23 in band for both partners; then that week closes.
+    await push(c, 'acme', week('2026-11-23', 'acme', 40, 10, 'b'));
+    await push(c, 'globex', week('2026-11-23', 'globex', 30, 10, 'b'));
+    c.clock.set('2026-11-30T09:00:00Z');
+    // Keep every other feed fresh is not needed here: their stale incidents are separate (kind stale).
+    await settle(c, true);
+    const lead = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&kind=breach', c.tokens.steering)).body.incidents as Sheet[];
+    const auto = lead.filter((i) => i.resolution === 'auto');
+    expect(auto.map((i) => i.scope)).toEqual(['globex']);
+    expect(auto[0]!.narrative).toMatch(/^Back in band for 1 closed week in a row/);
+    expect(lead.every((i) => i.state === 'resolved')).toBe(true);
+  });
+
+  it("a stale feed notifies that partner's owners only, and resolves when the feed resumes", async () => {
+    // It is now 2026-11-30: team_satisfaction (every P7D, grace P3D) has never been fed since 2026-11-23.
+    c.clock.set('2026-12-04T12:00:00Z');
+    await settle(c, true);
+    const stale = (await call(c, 'GET', '/v1/incidents?kpi=team_satisfaction&kind=stale', c.tokens.steering)).body.incidents as Sheet[];
+    expect(stale.map((i) => i.scope).sort()).toEqual(['acme', 'globex']);
+    const gus = (await call(c, 'GET', '/v1/notifications', c.tokens.gus)).body.notifications as { factSheet: Sheet; recipientName: string }[];
+    const gusStale = gus.filter((n) => n.factSheet.kind === 'stale' && n.factSheet.kpi.id === 'team_satisfaction');
+    expect(gusStale.map((n) => [n.factSheet.scope, n.recipientName])).toEqual([['globex', 'Hugo People']]);
+    // The /v1/kpis state of a stale scope is no data.
+    const kpis = (await call(c, 'GET', '/v1/kpis', c.tokens.analystAcme)).body.kpis as { id: string; scopes: { group: string | null; state: string }[]; feeds: { partner: string; stale: boolean }[] }[];
+    const ts = kpis.find((k) => k.id === 'team_satisfaction')!;
+    expect(ts.feeds.every((f) => f.stale)).toBe(true);
+    expect(ts.scopes.every((s) => s.state === 'no_data')).toBe(true);
+    // globex's feed resumes: its stale incident resolves; acme's stays open.
+    const res = await fetch(`${c.t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await c.t.token('globex', 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: ndjson(Array.from({ length: 8 }, (_, i) => ({ kpi: 'team_satisfaction', at: '2026-12-03T10:00:00Z', value: 4, subject: `emp-${i}` }))) });
+    expect(res.status).toBe(202);
+    await settle(c);
+    const after = (await call(c, 'GET', '/v1/incidents?kpi=team_satisfaction&kind=stale', c.tokens.steering)).body.incidents as Sheet[];
+    expect(Object.fromEntries(after.map((i) => [i.scope, i.state]))).toEqual({ acme: 'notified', globex: 'resolved' });
+  });
+
+  it('a breach in a later period opens a new incident after an owner resolved the earlier one', async () => {
+    await push(c, 'acme', week('2026-11-30', 'acme', 100, 10, 'c'));
+    await push(c, 'globex', week('2026-11-30', 'globex', 100, 10, 'c'));
+    c.clock.set('2026-12-07T09:00:00Z');
+    await settle(c, true);
+    const open = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&kind=breach&state=active', c.tokens.steering)).body.incidents as Sheet[];
+    const again = open.find((i) => i.scope === 'combined')!;
+    expect(again.id).not.toBe(combined.id);
+    expect(again).toMatchObject({ period: '2026-11-30', value: 100 });
+  });
+});
