@@ -1,7 +1,23 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
+import YAML from 'yaml';
+import { demoAgreementFile } from '../../services/platform/paths.js';
+
+/** The demo agreement with lead_time's owners given webhooks on a local receiver (/acme, /globex). */
+export function agreementWithHooks(receiver: HookReceiver): string {
+  const doc = YAML.parse(readFileSync(demoAgreementFile(), 'utf8')) as { kpis: { id: string; owners: Record<string, { webhook?: string }> }[] };
+  const lead = doc.kpis.find((k) => k.id === 'lead_time')!;
+  lead.owners['acme']!.webhook = receiver.url('/acme');
+  lead.owners['globex']!.webhook = receiver.url('/globex');
+  const file = join(mkdtempSync(join(tmpdir(), 'parity-agreement-')), 'agreement.json');
+  writeFileSync(file, JSON.stringify(doc));
+  return file;
+}
 
 export interface ReceivedHook {
   path: string;
@@ -75,6 +91,11 @@ export class HookReceiver {
 
   releaseHanging(): void {
     for (const f of this.#hanging.splice(0)) f();
+  }
+
+  /** Forgets held requests without answering (their sender is gone). */
+  dropHanging(): void {
+    this.#hanging.length = 0;
   }
 
   async close(): Promise<void> {

@@ -1,14 +1,10 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import YAML from 'yaml';
 import { alertsOf } from '../../services/alerts/alert-routes.js';
 import { createToken } from '../../services/governance/token-repository.js';
 import { TestClock } from '../../services/platform/clock.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
-import { HookReceiver, MailCatcher, type ReceivedHook } from '../helpers/receivers.js';
+import { agreementWithHooks, HookReceiver, MailCatcher, type ReceivedHook } from '../helpers/receivers.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
 // Clock: 2026-11-23 (a Monday) 12:00Z. lead_time is evaluated weekly against upper 72 h; the
@@ -16,17 +12,6 @@ import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 const HOUR = 3_600_000;
 const week = (monday: string, partner: string, hours: number, count: number, tag: string): TestPoint[] =>
   Array.from({ length: count }, (_, i) => ({ kpi: 'lead_time', at: new Date(Date.parse(`${monday}T01:00:00Z`) + i * HOUR).toISOString(), value: hours, subject: `${partner}-${tag}-${i}` }));
-
-/** The demo agreement with lead_time's owners given webhooks on a local receiver. */
-function agreementWithHooks(receiver: HookReceiver): string {
-  const doc = YAML.parse(readFileSync('fixtures/demo-agreement.yaml', 'utf8')) as { kpis: { id: string; owners: Record<string, { webhook?: string }> }[] };
-  const lead = doc.kpis.find((k) => k.id === 'lead_time')!;
-  lead.owners['acme']!.webhook = receiver.url('/acme');
-  lead.owners['globex']!.webhook = receiver.url('/globex');
-  const file = join(mkdtempSync(join(tmpdir(), 'parity-agreement-')), 'agreement.json');
-  writeFileSync(file, JSON.stringify(doc));
-  return file;
-}
 
 type Who = 'ana' | 'gus' | 'otto' | 'analystAcme' | 'analystGlobex' | 'adminAcme' | 'adminGlobex' | 'steering';
 interface Ctx {
@@ -355,5 +340,107 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
     const again = open.find((i) => i.scope === 'combined')!;
     expect(again.id).not.toBe(combined.id);
     expect(again).toMatchObject({ period: '2026-11-30', value: 100 });
+  });
+});
+
+describe('delivery survives faults', () => {
+  let c: Ctx;
+  beforeAll(async () => {
+    c = await setup();
+  });
+  afterAll(async () => {
+    await c.t.close();
+    await c.receiver.close();
+  });
+
+  const outbox = () => c.t.room.control.db.selectFrom('outbox').selectAll().where('channel', '=', 'webhook').orderBy('created_at').execute();
+
+  it('retries a failing endpoint on the schedule with the same webhook-id, and delivers once when it recovers', async () => {
+    c.receiver.mode = 'fail';
+    await push(c, 'acme', week('2026-11-16', 'acme', 100, 10, 'a'));
+    await settle(c);
+    const ids = new Set(c.receiver.received.map((h) => h.headers['webhook-id']));
+    // /acme gets the combined and the acme-scope incident, /globex the combined one.
+    expect(ids.size).toBe(3);
+    expect(c.receiver.received).toHaveLength(3);
+    // Standard Webhooks' schedule: 5 s, then 5 min, then 30 min; not before.
+    c.clock.advance(4_000);
+    await settle(c);
+    expect(c.receiver.received).toHaveLength(3);
+    c.clock.advance(1_000);
+    await settle(c);
+    expect(c.receiver.received).toHaveLength(6);
+    c.clock.advance(299_000);
+    await settle(c);
+    expect(c.receiver.received).toHaveLength(6);
+    c.clock.advance(1_000);
+    await settle(c);
+    expect(c.receiver.received).toHaveLength(9);
+    const rows = await outbox();
+    expect(rows.map((r) => [r.state, r.attempts])).toEqual([
+      ['pending', 3],
+      ['pending', 3],
+      ['pending', 3],
+    ]);
+    expect(rows[0]!.last_error).toBe('HTTP 503');
+    c.receiver.mode = 'ok';
+    c.clock.advance(1_800_000);
+    await settle(c);
+    expect(c.receiver.received).toHaveLength(12);
+    // Every attempt carried its message's one webhook-id; each id was delivered exactly once.
+    const perId = new Map<string, number>();
+    for (const h of c.receiver.received) expect(ids.has(h.headers['webhook-id'])).toBe(true);
+    for (const h of c.receiver.delivered) perId.set(String(h.headers['webhook-id']), (perId.get(String(h.headers['webhook-id'])) ?? 0) + 1);
+    expect([...perId.values()]).toEqual([1, 1, 1]);
+    expect((await outbox()).map((r) => [r.state, r.attempts])).toEqual([
+      ['delivered', 4],
+      ['delivered', 4],
+      ['delivered', 4],
+    ]);
+    // Nothing more is sent later.
+    c.clock.advance(86_400_000);
+    await settle(c);
+    expect(c.receiver.received).toHaveLength(12);
+  });
+
+  it('an endpoint answering 410 Gone is disabled: later notifications to it are not sent', async () => {
+    c.receiver.mode = 'gone';
+    c.receiver.received.length = 0;
+    await push(c, 'globex', week('2026-11-16', 'globex', 100, 10, 'g'));
+    await settle(c);
+    expect(c.receiver.received.map((h) => h.path)).toEqual(['/globex']);
+    const hooks = (await call(c, 'GET', '/v1/webhooks', c.tokens.adminGlobex)).body.webhooks as { disabledAt: string | null }[];
+    expect(hooks[0]!.disabledAt).not.toBeNull();
+    // The steering committee resolves the globex incident: the resolution is not sent to the disabled endpoint.
+    const inc = ((await call(c, 'GET', '/v1/incidents?kpi=lead_time&scope=globex&state=active', c.tokens.steering)).body.incidents as Sheet[])[0]!;
+    expect((await call(c, 'POST', `/v1/incidents/${inc.id}/resolve`, c.tokens.steering, { cause: 'other', narrative: 'test' })).status).toBe(200);
+    await settle(c);
+    expect(c.receiver.received).toHaveLength(1);
+    const rows = (await outbox()).filter((r) => r.recipient.endsWith('/globex'));
+    expect(rows.map((r) => r.state)).toEqual(['delivered', 'disabled', 'disabled']);
+    const audit = await c.t.room.control.db.selectFrom('audit_log').select('action').where('action', '=', 'notification.disabled').execute();
+    expect(audit).toHaveLength(1);
+    c.receiver.mode = 'ok';
+  });
+
+  it('a slow receiver does not hold up ingest', async () => {
+    // Close what is open, so the next period's breach opens (and notifies) anew.
+    for (const inc of (await call(c, 'GET', '/v1/incidents?kpi=lead_time&state=active', c.tokens.steering)).body.incidents as Sheet[]) {
+      expect((await call(c, 'POST', `/v1/incidents/${inc.id}/resolve`, c.tokens.steering, { cause: 'other', narrative: 'test' })).status).toBe(200);
+    }
+    await settle(c);
+    c.receiver.mode = 'hang';
+    c.receiver.received.length = 0;
+    c.receiver.delivered.length = 0;
+    c.clock.set('2026-11-30T09:00:00Z'); // a new closed week: 2026-11-23
+    await push(c, 'acme', week('2026-11-23', 'acme', 150, 10, 'slow'));
+    await c.receiver.waitFor(() => c.receiver.received.length >= 1);
+    // While the receiver sits on the request, batches keep landing.
+    for (let i = 0; i < 5; i++) await push(c, 'acme', week('2026-11-24', 'acme', 10, 2, `more${i}`));
+    expect(c.receiver.delivered).toHaveLength(0);
+    const sending = (await outbox()).filter((r) => r.state === 'sending');
+    expect(sending.length).toBeGreaterThanOrEqual(1);
+    c.receiver.releaseHanging();
+    await c.receiver.waitFor(() => c.receiver.delivered.length >= 1);
   });
 });
