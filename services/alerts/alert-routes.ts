@@ -7,7 +7,7 @@ import { authenticate, requireRole } from '../platform/auth.js';
 import type { Room } from '../platform/room.js';
 import { assertReader, canSee } from '../query/series-service.js';
 import { AlertEngine } from './alert-engine.js';
-import { ackSchema, resolutionSchema } from './fact-sheet.js';
+import { ackSchema, isoDate, resolutionSchema } from './fact-sheet.js';
 import { acknowledgeIncident, findIncident, incidentStates, listIncidents, resolveIncident, sheetOf } from './incident-service.js';
 import { Notifier, webhookSecret } from './notifier.js';
 
@@ -44,7 +44,6 @@ export async function stopAlerts(room: Room): Promise<void> {
   await a.notifier.stop();
 }
 
-const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date YYYY-MM-DD');
 const idParam = z.strictObject({ id: z.string().regex(/^inc_[A-Za-z0-9_-]{1,40}$/, 'expected an incident id (inc_…)') });
 const sheetSchema = z.record(z.string(), z.unknown()).describe('the fact sheet: one template for every incident');
 

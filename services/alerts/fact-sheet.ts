@@ -6,7 +6,7 @@ import type { FeedFreshness } from '../query/freshness.js';
 
 export const causeCategories = ['data_quality', 'process', 'capacity', 'staffing', 'system_outage', 'external', 'other'] as const;
 
-const isoDate = z
+export const isoDate = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date YYYY-MM-DD')
   .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d), { message: 'not a calendar date' });

@@ -59,7 +59,7 @@ async function runServe(withDemo: boolean): Promise<void> {
       if (seeded) out(`seeded ${seeded.toLocaleString('en')} demo points (two years, ${room.agreement().agreement.partners.length} partners)`);
       if (tokens.length) {
         out('\nDemo tokens (shown once; only their SHA-256 is kept):');
-        for (const t of tokens) out(`  ${(t.partner ?? '-').padEnd(8)} ${t.role.padEnd(9)} ${t.token}`);
+        for (const t of tokens) out(`  ${(t.partner ?? '-').padEnd(8)} ${t.role.padEnd(9)} ${t.token}${t.role === 'owner' ? `  ${t.name}` : ''}`);
         out('');
       } else {
         out('demo tokens were printed at the first start; make new ones with `parity token create --partner P --role R`');

@@ -16,8 +16,11 @@ export async function createDemoTokens(room: Room): Promise<DemoToken[]> {
   const out: DemoToken[] = [];
   const now = room.clock.now();
   for (const p of room.agreement().agreement.partners) {
-    for (const role of ['ingest', 'analyst', 'owner', 'admin'] as const) {
-      const name = `${p.id} ${role} (demo)`;
+    // Owners sign in under the e-mail the agreement names them by: that is what makes them the
+    // named owner who may acknowledge and resolve their KPIs' incidents.
+    const owners = [...new Set(room.agreement().agreement.kpis.flatMap((k) => (k.owners[p.id] ? [k.owners[p.id]!.email] : [])))];
+    const wanted: [Role, string][] = [['ingest', `${p.id} ingest (demo)`], ['analyst', `${p.id} analyst (demo)`], ['admin', `${p.id} admin (demo)`], ...owners.map((e): [Role, string] => ['owner', e])];
+    for (const [role, name] of wanted) {
       const { token, id } = await createToken(room.control.db, { partnerId: p.id, role, name }, now);
       await room.audit({ actor: 'system', partnerId: p.id, action: 'token.created', target: id, details: { role, name } });
       out.push({ partner: p.id, role, name, token });

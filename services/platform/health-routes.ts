@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Room } from './room.js';
+import { alertsOf } from '../alerts/alert-routes.js';
 
 /** Liveness, readiness (PostgreSQL and DuckDB answer) and Prometheus metrics. */
 export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { room }) => {
@@ -27,6 +28,21 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
       '# TYPE parity_ingest_writers_waiting gauge',
       `parity_ingest_writers_waiting ${s.waiting}`,
     ];
+    const alerts = alertsOf(room);
+    if (alerts) {
+      const pending = await room.control.db.selectFrom('outbox').select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', ['pending', 'sending']).executeTakeFirstOrThrow();
+      lines.push(
+        '# HELP parity_alert_evaluations_total Band evaluations run since start.',
+        '# TYPE parity_alert_evaluations_total counter',
+        `parity_alert_evaluations_total ${alerts.engine.stats.evaluations}`,
+        '# HELP parity_alert_evaluation_seconds Duration of the last band evaluation.',
+        '# TYPE parity_alert_evaluation_seconds gauge',
+        `parity_alert_evaluation_seconds ${(alerts.engine.stats.lastMs / 1000).toFixed(4)}`,
+        '# HELP parity_notifications_pending Notifications waiting for delivery (or a retry).',
+        '# TYPE parity_notifications_pending gauge',
+        `parity_notifications_pending ${Number(pending.n)}`,
+      );
+    }
     const mem = process.memoryUsage();
     for (const [name, help, value] of [
       ['process_resident_memory_bytes', 'Resident memory of the process (all threads).', mem.rss],

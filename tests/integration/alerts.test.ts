@@ -224,6 +224,33 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
     expect(unknown.type).toMatch(/application\/problem\+json/);
   });
 
+  it('hostile filters and ids get 400 naming the parameter; a SQL fragment is just a value', async () => {
+    const bad: [string, string][] = [
+      ['/v1/incidents?state=bogus', 'querystring.state'],
+      ['/v1/incidents?from=2026-13-45', 'querystring.from'],
+      ['/v1/incidents?to=yesterday', 'querystring.to'],
+      ['/v1/incidents?limit=0', 'querystring.limit'],
+      ['/v1/incidents?limit=abc', 'querystring.limit'],
+      ['/v1/incidents?kind=both', 'querystring.kind'],
+      ['/v1/incidents?foo=1', 'querystring.foo'],
+      ["/v1/incidents/inc_x'%20OR%201=1--", 'params.id'],
+    ];
+    for (const [path, field] of bad) {
+      const r = await call(c, 'GET', path, c.tokens.analystAcme);
+      expect(r.status, path).toBe(400);
+      expect(r.type).toMatch(/application\/problem\+json/);
+      expect(String(r.body.field), path).toBe(field);
+      expect(JSON.stringify(r.body)).not.toMatch(/select|from incidents|stack/i);
+    }
+    const sqlish = await call(c, 'GET', `/v1/incidents?kpi=${encodeURIComponent("lead_time' OR '1'='1")}`, c.tokens.analystAcme);
+    expect(sqlish.status).toBe(200);
+    expect(sqlish.body.incidents).toEqual([]);
+    // The operator and ingest roles never read incidents (they carry values).
+    expect((await call(c, 'GET', '/v1/incidents', await c.t.token(null, 'operator'))).status).toBe(403);
+    expect((await call(c, 'GET', '/v1/incidents', await c.t.token('acme', 'ingest'))).status).toBe(403);
+    expect((await call(c, 'GET', '/v1/notifications', await c.t.token(null, 'operator'))).status).toBe(403);
+  });
+
   it('escalates to the steering contacts once ackWithin passes unacknowledged, and the incident shows it', async () => {
     c.clock.advance(2 * 24 * HOUR + 60_000); // lead_time: ackWithin P2D
     await settle(c, true);

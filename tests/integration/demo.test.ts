@@ -28,8 +28,11 @@ describe('parity demo (what npm start runs)', () => {
       expect(out).toMatch(/seeded [\d,]+ demo points \(two years, 2 partners\)/);
       const seeded = Number(/seeded ([\d,]+) demo points/.exec(out)![1]!.replaceAll(',', ''));
       expect(seeded).toBeGreaterThan(300_000);
-      for (const m of out.matchAll(/^ {2}(\S+)\s+(\S+)\s+(pty_\S+)$/gm)) tokens[`${m[1]}:${m[2]}`] = m[3]!;
+      for (const m of out.matchAll(/^ {2}(\S+)\s+(\S+)\s+(pty_\S+)(?: {2}\S+)?$/gm)) tokens[`${m[1]}:${m[2]}`] = m[3]!;
       expect(Object.keys(tokens)).toEqual(expect.arrayContaining(['acme:ingest', 'acme:analyst', 'globex:ingest', 'globex:analyst', 'acme:steering', '-:operator']));
+      // Owners sign in as the named owner of their KPIs (the e-mail in the agreement).
+      expect(out).toMatch(/^ {2}acme\s+owner\s+pty_\S+ {2}ana@acme\.example$/m);
+      expect(out).toMatch(/^ {2}globex\s+owner\s+pty_\S+ {2}dpo@globex\.example$/m);
       const ready = await (await fetch(`${first.url}/readyz`)).json();
       expect(ready).toMatchObject({ status: 'ready', snapshot: 2 });
       const agreement = await (await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:analyst']}` } })).json();

@@ -18,6 +18,8 @@ describe('health and docs', () => {
     expect(await ready.json()).toMatchObject({ checks: { postgres: 'ok', duckdb: 'ok' } });
     const metrics = await (await fetch(`${t.url}/metrics`)).text();
     expect(metrics).toMatch(/^parity_snapshot \d+$/m);
+    expect(metrics).toMatch(/^parity_alert_evaluations_total \d+$/m);
+    expect(metrics).toMatch(/^parity_notifications_pending 0$/m);
   });
 
   it('/openapi.json is generated from the zod schemas and /docs serves it without a CDN', async () => {
