@@ -169,7 +169,7 @@ async function ingestRate(alerts: boolean, bodies: string[]): Promise<number> {
     await res.arrayBuffer();
   }
   const rate = INGEST_POINTS / ((performance.now() - t0) / 1000);
-  if (alerts) evaluationsDuringIngest.push(alertsOf(s.room)!.engine.stats.evaluations - 1);
+  if (alerts) evaluationsDuringIngest.push(alertsOf(s.room)!.engine.stats.runs - 1);
   await s.close();
   return rate;
 }

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { durationMs, type Kpi } from '../governance/agreement-schema.js';
 import { appendAuditIn } from '../governance/audit-repository.js';
 import type { Database, IncidentRow } from '../platform/control-db.js';
+import { BackgroundLoop } from '../platform/background-loop.js';
 import type { Room } from '../platform/room.js';
 import type { Grain } from '../query/aggregate-compiler.js';
 import type { Signal } from '../query/band-evaluation.js';
@@ -24,10 +25,6 @@ const signalText: Record<Signal, string> = {
   '8onOneSide': 'run rule: 8 periods in a row on one side of the centre line',
 };
 
-/** Evaluation gets at most about 1/(DUTY+1) of the time while batches keep arriving. */
-const DUTY = 12;
-const MAX_GAP_MS = 1_500;
-
 const incidentId = () => `inc_${randomBytes(9).toString('base64url')}`;
 
 /**
@@ -41,13 +38,8 @@ export class AlertEngine {
   readonly #notifier: Notifier;
   readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
   readonly #pending = new Set<string>();
+  readonly #loop: BackgroundLoop;
   #full = false;
-  #nextStart = 0;
-  /** Evaluations run so far and the last one's duration (for /metrics and the benchmark). */
-  readonly stats = { evaluations: 0, lastMs: 0 };
-  #evaluating = false;
-  #landedWhileEvaluating = 0;
-  #running: Promise<void> | null = null;
   #timer: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
 
@@ -55,6 +47,16 @@ export class AlertEngine {
     this.#room = room;
     this.#notifier = notifier;
     this.#log = log;
+    this.#loop = new BackgroundLoop(
+      () => this.#run(),
+      () => room.duck.slots.busy > 0,
+      (err) => log.error({ err }, 'alerts: evaluation failed'),
+    );
+  }
+
+  /** Evaluations run so far and the last one's duration (for /metrics and the benchmark). */
+  get stats(): { runs: number; lastMs: number } {
+    return this.#loop.stats;
   }
 
   start(): void {
@@ -69,62 +71,31 @@ export class AlertEngine {
     clearInterval(this.#timer);
     this.#pending.clear();
     this.#full = false;
-    await this.idle();
+    await this.#loop.stop();
   }
 
   request(kpis: readonly string[]): void {
-    if (this.#evaluating) this.#landedWhileEvaluating++;
     for (const k of kpis) this.#pending.add(k);
-    this.#kick();
+    this.#loop.request();
   }
 
   /** Every KPI, feed freshness and acknowledgement deadlines (the schedule; tests after moving the clock). */
   requestAll(): void {
     this.#full = true;
-    this.#kick();
+    this.#loop.request();
   }
 
   /** Resolves once no evaluation is queued or running. */
   async idle(): Promise<void> {
-    while (this.#running) await this.#running;
+    await this.#loop.idle();
   }
 
-  #kick(): void {
-    if (this.#running) return;
-    this.#running = this.#loop().finally(() => {
-      this.#running = null;
-    });
-  }
-
-  async #loop(): Promise<void> {
-    // Yield first: the batch that triggered this has its 2xx on the way.
-    await new Promise((r) => setImmediate(r));
-    while (this.#full || this.#pending.size) {
-      // Under sustained ingest (batches landed while the last evaluation ran, or are landing
-      // now), evaluation takes a bounded share of the machine: after an evaluation that took
-      // d ms the next starts no sooner than DUTY·d ms later (at most MAX_GAP_MS), and everything
-      // requested meanwhile is evaluated together. An idle room evaluates at once.
-      const wait = this.#nextStart - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      const full = this.#full;
-      const ids = full ? null : new Set(this.#pending);
-      this.#full = false;
-      this.#pending.clear();
-      const t0 = performance.now();
-      this.#landedWhileEvaluating = 0;
-      this.#evaluating = true;
-      try {
-        await this.#evaluate(ids, full);
-      } catch (err) {
-        this.#log.error({ err }, 'alerts: evaluation failed');
-      } finally {
-        this.#evaluating = false;
-      }
-      this.stats.evaluations++;
-      this.stats.lastMs = performance.now() - t0;
-      const busy = this.#landedWhileEvaluating > 0 || this.#room.duck.slots.busy > 0;
-      this.#nextStart = busy ? performance.now() + Math.min(MAX_GAP_MS, DUTY * (performance.now() - t0)) : 0;
-    }
+  async #run(): Promise<void> {
+    const full = this.#full;
+    const ids = full ? null : new Set(this.#pending);
+    this.#full = false;
+    this.#pending.clear();
+    if (full || ids!.size) await this.#evaluate(ids, full);
   }
 
   async #evaluate(ids: Set<string> | null, full: boolean): Promise<void> {

@@ -34,7 +34,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
       lines.push(
         '# HELP parity_alert_evaluations_total Band evaluations run since start.',
         '# TYPE parity_alert_evaluations_total counter',
-        `parity_alert_evaluations_total ${alerts.engine.stats.evaluations}`,
+        `parity_alert_evaluations_total ${alerts.engine.stats.runs}`,
         '# HELP parity_alert_evaluation_seconds Duration of the last band evaluation.',
         '# TYPE parity_alert_evaluation_seconds gauge',
         `parity_alert_evaluation_seconds ${(alerts.engine.stats.lastMs / 1000).toFixed(4)}`,

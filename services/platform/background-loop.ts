@@ -1,0 +1,72 @@
+/**
+ * Runs background work beside ingest (band evaluation, rollup maintenance): requests made
+ * while a run is in progress coalesce into the next run, and under sustained ingest (batches
+ * landed during the last run, or landing now) a run that took d ms is followed by a pause of
+ * DUTY·d ms (at most MAX_GAP_MS), so the work keeps to a bounded share of the machine. An idle
+ * room runs the work at once.
+ */
+export class BackgroundLoop {
+  static readonly DUTY = 12;
+  static readonly MAX_GAP_MS = 1_500;
+
+  readonly stats = { runs: 0, lastMs: 0 };
+  #requested = false;
+  #running: Promise<void> | null = null;
+  #inRun = false;
+  #requestsDuringRun = 0;
+  #nextStart = 0;
+  #stopped = false;
+
+  constructor(
+    private readonly work: () => Promise<void>,
+    private readonly ingestBusy: () => boolean,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  request(): void {
+    if (this.#stopped) return;
+    if (this.#inRun) this.#requestsDuringRun++;
+    this.#requested = true;
+    if (!this.#running) {
+      this.#running = this.#loop().finally(() => {
+        this.#running = null;
+      });
+    }
+  }
+
+  /** Resolves once nothing is requested or running. */
+  async idle(): Promise<void> {
+    while (this.#running) await this.#running;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#requested = false;
+    await this.idle();
+  }
+
+  async #loop(): Promise<void> {
+    // Yield first: the batch that asked for this has its 2xx on the way.
+    await new Promise((r) => setImmediate(r));
+    while (this.#requested && !this.#stopped) {
+      const wait = this.#nextStart - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      this.#requested = false;
+      this.#requestsDuringRun = 0;
+      this.#inRun = true;
+      const t0 = performance.now();
+      try {
+        await this.work();
+      } catch (err) {
+        this.onError(err);
+      } finally {
+        this.#inRun = false;
+      }
+      const took = performance.now() - t0;
+      this.stats.runs++;
+      this.stats.lastMs = took;
+      const busy = this.#requestsDuringRun > 0 || this.ingestBusy();
+      this.#nextStart = busy ? performance.now() + Math.min(BackgroundLoop.MAX_GAP_MS, BackgroundLoop.DUTY * took) : 0;
+    }
+  }
+}
