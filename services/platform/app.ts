@@ -7,6 +7,7 @@ import { alertRoutes, startAlerts, stopAlerts } from '../alerts/alert-routes.js'
 import { governanceRoutes } from '../governance/governance-routes.js';
 import { createLander, ingestRoutes } from '../ingest/ingest-routes.js';
 import { queryRoutes } from '../query/query-routes.js';
+import { startRollups, stopRollups } from '../query/rollups.js';
 import { installErrorHandler } from './errors.js';
 import { healthRoutes } from './health-routes.js';
 import { loggerOptions } from './logger.js';
@@ -54,8 +55,12 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(ingestRoutes, { room, lander });
   await app.register(queryRoutes, { room });
   await app.register(alertRoutes, { room });
-  // Evaluation and delivery run in this process beside the routes, and stop with the app.
+  // Rollups, evaluation and delivery run in this process beside the routes, and stop with the app.
+  if (room.config.rollups) startRollups(room.duck, () => room.agreement().agreement, app.log);
   await startAlerts(room, app.log);
-  app.addHook('onClose', async () => stopAlerts(room));
+  app.addHook('onClose', async () => {
+    await stopAlerts(room);
+    await stopRollups(room.duck);
+  });
   return app;
 }

@@ -33,6 +33,7 @@ export const envSchema = z.object({
   PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
   PARITY_QUERY_CACHE: z.enum(['on', 'off']).default('on'),
   PARITY_ALERTS: z.enum(['on', 'off']).default('on'),
+  PARITY_ROLLUPS: z.enum(['on', 'off']).default('on'),
   PARITY_EVALUATE_EVERY_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
   PARITY_MAIL_FROM: z.string().min(3).default('Parity clean room <parity@localhost>'),
   PARITY_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
@@ -57,6 +58,8 @@ export interface Config {
   duckdbMemory: string;
   /** Cache aggregates by (query, last snapshot that touched the KPI). */
   queryCache: boolean;
+  /** Keep every agreed cell rolled up after each batch; series read the rollup where it is current. */
+  rollups: boolean;
   /** Band evaluation, incidents and the notifier (off: ingest and query only). */
   alerts: boolean;
   /** How often bands, feed freshness and acknowledgement deadlines are evaluated on a schedule. */
@@ -104,6 +107,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     duckdbMemory: e.PARITY_DUCKDB_MEMORY,
     queryCache: e.PARITY_QUERY_CACHE === 'on',
     alerts: e.PARITY_ALERTS === 'on',
+    rollups: e.PARITY_ROLLUPS === 'on',
     evaluateEveryMs: e.PARITY_EVALUATE_EVERY_SECONDS * 1000,
     mailFrom: e.PARITY_MAIL_FROM,
     publicUrl: e.PARITY_PUBLIC_URL?.replace(/\/$/, ''),

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Room } from './room.js';
 import { alertsOf } from '../alerts/alert-routes.js';
+import { rollupsOf } from '../query/rollups.js';
 
 /** Liveness, readiness (PostgreSQL and DuckDB answer) and Prometheus metrics. */
 export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { room }) => {
@@ -28,6 +29,17 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
       '# TYPE parity_ingest_writers_waiting gauge',
       `parity_ingest_writers_waiting ${s.waiting}`,
     ];
+    const rollups = rollupsOf(room.duck);
+    if (rollups) {
+      lines.push(
+        '# HELP parity_rollup_through The snapshot through which every batch is rolled up (-1: not yet).',
+        '# TYPE parity_rollup_through gauge',
+        `parity_rollup_through ${rollups.through}`,
+        '# HELP parity_rollup_current 1 when the rollups include the latest snapshot.',
+        '# TYPE parity_rollup_current gauge',
+        `parity_rollup_current ${rollups.current ? 1 : 0}`,
+      );
+    }
     const alerts = alertsOf(room);
     if (alerts) {
       const pending = await room.control.db.selectFrom('outbox').select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', ['pending', 'sending']).executeTakeFirstOrThrow();

@@ -68,3 +68,51 @@ export function compileSeries(q: SeriesQuery): CompiledSql {
   ].join('\n');
   return { sql, params };
 }
+
+/** A breakdown as the rollup tables name it: none, partner or dim:<key>. */
+export function breakdownKey(by: Breakdown): string {
+  return by.kind === 'dimension' ? `dim:${by.key}` : by.kind;
+}
+
+/**
+ * Replaces the rollup cells of one KPI × grain × breakdown for the periods overlapping
+ * [q.from, q.to] with the compiled aggregate as of q.snapshot: a DELETE and an INSERT … SELECT
+ * of the very SQL a series request runs, so rolled-up cells are exactly the computed ones.
+ */
+export function compileRollupRefresh(q: SeriesQuery): CompiledSql[] {
+  const grain = grainSql[q.grain];
+  const del: CompiledSql = {
+    sql: [
+      'DELETE FROM rollup_cells',
+      'WHERE kpi = $1 AND grain = $2 AND breakdown = $3',
+      `  AND period >= strftime(date_trunc(${grain}, $4::DATE), '%Y-%m-%d')`,
+      `  AND period <= strftime(date_trunc(${grain}, $5::DATE), '%Y-%m-%d')`,
+    ].join('\n'),
+    params: [q.kpi.id, q.grain, breakdownKey(q.by), q.from, q.to],
+  };
+  const c = compileSeries(q);
+  const k = c.params.length;
+  const ins: CompiledSql = {
+    sql: `INSERT INTO rollup_cells\nSELECT $${k + 1}, $${k + 2}, $${k + 3}, period, grp, value, n FROM (\n${c.sql}\n) AS cells`,
+    params: [...c.params, q.kpi.id, q.grain, breakdownKey(q.by)],
+  };
+  return [del, ins];
+}
+
+/**
+ * The rolled-up cells of a series and, in the same statement (one consistent view), the
+ * KPI's rollup state: the caller uses the cells only if the state matches the query.
+ */
+export function compileRollupRead(q: SeriesQuery, fromPeriod: string, toPeriod: string): CompiledSql {
+  return {
+    sql: [
+      'SELECT s.snapshot::INTEGER AS state_snapshot, s.signature, c.period, c.grp, c.value, c.n',
+      'FROM rollup_state s',
+      'LEFT JOIN rollup_cells c',
+      '  ON c.kpi = s.kpi AND c.grain = $2 AND c.breakdown = $3 AND c.period >= $4 AND c.period <= $5',
+      'WHERE s.kpi = $1',
+      'ORDER BY c.period, c.grp NULLS FIRST',
+    ].join('\n'),
+    params: [q.kpi.id, q.grain, breakdownKey(q.by), fromPeriod, toPeriod],
+  };
+}

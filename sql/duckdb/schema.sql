@@ -35,3 +35,23 @@ CREATE TABLE IF NOT EXISTS points (
 -- by local day is half the cost of a query (room_settings.timezone says which zone).
 ALTER TABLE points ADD COLUMN IF NOT EXISTS local_day DATE;
 CREATE TABLE IF NOT EXISTS room_settings (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+
+-- Rollups: every agreed cell (KPI × grain × breakdown × period × group), computed exactly by
+-- the same compiled SQL and kept current after each batch for the periods it touched, so a
+-- series is read from a few thousand rows instead of aggregated from every point.
+-- rollup_state.snapshot is the last snapshot touching the KPI that the cells include; a query
+-- whose effective snapshot differs (older snapshot, or a batch not yet rolled up) reads points.
+CREATE TABLE IF NOT EXISTS rollup_cells (
+  kpi        VARCHAR NOT NULL,
+  grain      VARCHAR NOT NULL,
+  breakdown  VARCHAR NOT NULL,
+  period     VARCHAR NOT NULL,
+  grp        VARCHAR,
+  value      DOUBLE,
+  n          INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rollup_state (
+  kpi        VARCHAR PRIMARY KEY,
+  snapshot   UINTEGER NOT NULL,
+  signature  VARCHAR NOT NULL
+);

@@ -1,0 +1,169 @@
+import type { DuckDBConnection } from '@duckdb/node-api';
+import type { Logger } from 'pino';
+import type { Agreement, Kpi } from '../governance/agreement-schema.js';
+import { BackgroundLoop } from '../platform/background-loop.js';
+import { canonicalJson } from '../platform/canonical-json.js';
+import type { DuckStore } from '../platform/duck-store.js';
+import { compileRollupRead, compileRollupRefresh, type Breakdown, type SeriesQuery } from './aggregate-compiler.js';
+import type { RawCell } from './suppression.js';
+
+/** What the cells of a KPI depend on besides the points: a change rebuilds its rollup. */
+export function rollupSignature(kpi: Kpi, timezone: string): string {
+  return canonicalJson({ measure: kpi.measure, grains: kpi.grains, breakdown: kpi.breakdown, dimensions: Object.keys(kpi.dimensions).sort(), timezone });
+}
+
+export function rollupBreakdowns(kpi: Kpi): Breakdown[] {
+  return [{ kind: 'none' }, ...(kpi.breakdown === 'per_partner' ? [{ kind: 'partner' } as const] : []), ...Object.keys(kpi.dimensions).map((key) => ({ kind: 'dimension', key }) as const)];
+}
+
+const weekStart = (date: string) => {
+  const d = new Date(`${date}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() - ((d.getUTCDay() + 6) % 7));
+  return d.toISOString().slice(0, 10);
+};
+const periodOf = (date: string, grain: SeriesQuery['grain']) => (grain === 'day' ? date : grain === 'week' ? weekStart(date) : `${date.slice(0, 8)}01`);
+
+/**
+ * The rolled-up cells of a series, or undefined when the rollup cannot answer it exactly: not
+ * built yet, built for another signature, or at another effective snapshot (an older
+ * `?snapshot=`, or a batch not rolled up yet). The caller then aggregates the points.
+ */
+export async function readRollup(duck: DuckStore, q: SeriesQuery): Promise<RawCell[] | undefined> {
+  const effective = duck.touched.effective(q.kpi.id, q.snapshot);
+  if (effective === 0) return undefined;
+  const { sql, params } = compileRollupRead(q, periodOf(q.from, q.grain), periodOf(q.to, q.grain));
+  const conn = await duck.connect();
+  try {
+    const rows = (await conn.runAndReadAll(sql, params)).getRowObjectsJson();
+    const state = rows[0];
+    if (!state || Number(state['state_snapshot']) !== effective || state['signature'] !== rollupSignature(q.kpi, q.timezone)) return undefined;
+    return rows
+      .filter((r) => r['period'] !== null)
+      .map((r) => ({ period: String(r['period']), group: r['grp'] == null ? null : String(r['grp']), value: r['value'] == null ? null : Number(r['value']), n: Number(r['n']) }));
+  } finally {
+    duck.release(conn);
+  }
+}
+
+/**
+ * Keeps the rollups current: at start it builds the KPIs that have none (or whose signature
+ * changed), and after batches it recomputes, for each KPI they touched, the periods between
+ * their earliest and latest local day — at every agreed grain and breakdown. Runs beside
+ * ingest on the background loop; until a KPI is rolled up, its series read points.
+ */
+export class RollupMaintainer {
+  readonly #duck: DuckStore;
+  readonly #agreement: () => Agreement;
+  readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  readonly loop: BackgroundLoop;
+  #unsubscribe: (() => void) | undefined;
+  /** The snapshot through which every batch is rolled up (all KPIs of the agreement). */
+  through = -1;
+
+  constructor(duck: DuckStore, agreement: () => Agreement, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
+    this.#duck = duck;
+    this.#agreement = agreement;
+    this.#log = log;
+    this.loop = new BackgroundLoop(
+      () => this.#catchUp(),
+      () => duck.slots.busy > 0,
+      (err) => log.error({ err }, 'rollups: refresh failed; series read points meanwhile'),
+    );
+  }
+
+  start(): void {
+    this.#unsubscribe = this.#duck.snapshots.onAdvance(() => this.loop.request());
+    this.loop.request();
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe?.();
+    await this.loop.stop();
+  }
+
+  /** Whether every batch up to the latest snapshot is rolled up. */
+  get current(): boolean {
+    return this.through === this.#duck.snapshots.latest;
+  }
+
+  async #catchUp(): Promise<void> {
+    const latest = this.#duck.snapshots.latest;
+    const agreement = this.#agreement();
+    const tz = agreement.partnership.timezone;
+    const conn = await this.#duck.connect();
+    try {
+      const setting = (await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'rollup_through'`)).getRowObjectsJson()[0];
+      let through = setting ? Number(setting['value']) : 0;
+      const state = new Map((await conn.runAndReadAll('SELECT kpi, signature FROM rollup_state')).getRowObjectsJson().map((r) => [String(r['kpi']), String(r['signature'])]));
+      const rebuilt = new Set<string>();
+      for (const kpi of agreement.kpis) {
+        if (state.get(kpi.id) === rollupSignature(kpi, tz)) continue;
+        const t0 = performance.now();
+        const range = (await conn.runAndReadAll('SELECT min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE kpi = $1 AND snapshot <= $2', [kpi.id, latest])).getRowObjectsJson()[0];
+        await this.#refresh(conn, kpi, tz, latest, range?.['lo'] == null ? null : [String(range['lo']), String(range['hi'])], true);
+        rebuilt.add(kpi.id);
+        if (range?.['lo'] != null) this.#log.info(`rollups: built ${kpi.id} in ${Math.round(performance.now() - t0)} ms`);
+      }
+      if (through > latest) through = 0; // a data directory restored from an older copy
+      if (through < latest) {
+        const touched = await conn.runAndReadAll(
+          'SELECT kpi, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE snapshot > $1 AND snapshot <= $2 GROUP BY kpi',
+          [through, latest],
+        );
+        for (const row of touched.getRowObjectsJson()) {
+          const kpi = agreement.kpis.find((k) => k.id === row['kpi']);
+          if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(conn, kpi, tz, latest, [String(row['lo']), String(row['hi'])], false);
+        }
+      }
+      await conn.run(`INSERT OR REPLACE INTO room_settings VALUES ('rollup_through', $1)`, [String(latest)]);
+      this.through = latest;
+    } finally {
+      this.#duck.release(conn);
+    }
+    if (this.#duck.snapshots.latest !== latest) this.loop.request();
+  }
+
+  /** Recomputes one KPI's cells for [lo, hi] (all of them when `full`) in one transaction with its state. */
+  async #refresh(conn: DuckDBConnection, kpi: Kpi, timezone: string, snapshot: number, days: [string, string] | null, full: boolean): Promise<void> {
+    await conn.run('BEGIN TRANSACTION');
+    try {
+      if (full) await conn.run('DELETE FROM rollup_cells WHERE kpi = $1', [kpi.id]);
+      if (days) {
+        for (const grain of kpi.grains) {
+          for (const by of rollupBreakdowns(kpi)) {
+            for (const step of compileRollupRefresh({ kpi, grain, from: days[0], to: days[1], by, snapshot, timezone })) await conn.run(step.sql, step.params);
+          }
+        }
+      }
+      await conn.run('INSERT OR REPLACE INTO rollup_state VALUES ($1, $2, $3)', [kpi.id, this.#duck.touched.effective(kpi.id, snapshot), rollupSignature(kpi, timezone)]);
+      await conn.run('COMMIT');
+    } catch (err) {
+      await conn.run('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  }
+}
+
+const maintainers = new WeakMap<DuckStore, RollupMaintainer>();
+
+/** Starts keeping the store's rollups current; series then read them where they can. */
+export function startRollups(duck: DuckStore, agreement: () => Agreement, log: Pick<Logger, 'info' | 'warn' | 'error'>): RollupMaintainer {
+  let m = maintainers.get(duck);
+  if (!m) {
+    m = new RollupMaintainer(duck, agreement, log);
+    maintainers.set(duck, m);
+    m.start();
+  }
+  return m;
+}
+
+export function rollupsOf(duck: DuckStore): RollupMaintainer | undefined {
+  return maintainers.get(duck);
+}
+
+export async function stopRollups(duck: DuckStore): Promise<void> {
+  const m = maintainers.get(duck);
+  if (!m) return;
+  maintainers.delete(duck);
+  await m.stop();
+}

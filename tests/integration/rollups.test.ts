@@ -1,0 +1,121 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compileSeries, type Breakdown, type Grain, type SeriesQuery } from '../../services/query/aggregate-compiler.js';
+import { readRollup, rollupBreakdowns, rollupsOf } from '../../services/query/rollups.js';
+import { ndjson, type TestPoint } from '../helpers/points.js';
+import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+
+// Points around the end of DST (2026-10-25, Europe/Berlin), across ISO weeks and a month end,
+// landed in batches whose days overlap and arrive out of order.
+let t: TestRoom;
+const snapshots: number[] = [];
+
+function points(kpi: string, fromDay: string, days: number, perDay: number, tag: string, value: (i: number) => number): TestPoint[] {
+  const out: TestPoint[] = [];
+  for (let d = 0; d < days; d++) {
+    for (let i = 0; i < perDay; i++) {
+      const at = new Date(Date.parse(`${fromDay}T00:00:00Z`) + d * 86_400_000 + ((i * 97) % 24) * 3_600_000 - 2 * 3_600_000);
+      out.push({ kpi, at: at.toISOString(), value: value(d * perDay + i), subject: `${tag}-${d}-${i % (perDay - 1 || 1)}`, dims: { region: i % 3 ? 'north' : 'south' } });
+    }
+  }
+  return out;
+}
+
+async function push(partner: string, pts: TestPoint[]) {
+  const res = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: ndjson(pts) });
+  expect(res.status).toBe(202);
+  snapshots.push(((await res.json()) as { snapshot: number }).snapshot);
+}
+
+async function raw(q: SeriesQuery) {
+  const { sql, params } = compileSeries(q);
+  const conn = await t.room.duck.connect();
+  try {
+    return (await conn.runAndReadAll(sql, params)).getRowObjectsJson().map((r) => ({ period: String(r['period']), group: r['grp'] == null ? null : String(r['grp']), value: r['value'] == null ? null : Number(r['value']), n: Number(r['n']) }));
+  } finally {
+    t.room.duck.release(conn);
+  }
+}
+
+const rolledUp = async () => {
+  await rollupsOf(t.room.duck)!.loop.idle();
+  expect(rollupsOf(t.room.duck)!.current).toBe(true);
+};
+
+beforeAll(async () => {
+  t = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
+  await push('acme', points('lead_time', '2026-10-20', 14, 9, 'a1', (i) => 10 + (i % 37)));
+  await push('globex', points('customer_value', '2026-10-28', 8, 7, 'g1', (i) => (i % 11) * 0.9));
+  await push('acme', points('lead_time', '2026-10-10', 25, 6, 'a2', (i) => 20 + ((i * 7) % 41))); // earlier days, after later ones
+  await push('globex', points('lead_time', '2026-10-24', 12, 8, 'g2', (i) => 5 + ((i * 3) % 29)));
+  await rolledUp();
+});
+afterAll(async () => t.close());
+
+describe('rollups', () => {
+  const windows: [string, string][] = [
+    ['2026-10-01', '2026-11-30'],
+    ['2026-10-22', '2026-10-29'], // mid-week to mid-week, over the DST change
+    ['2026-10-31', '2026-11-02'], // a month end
+  ];
+
+  it('answer every KPI × grain × breakdown × window exactly as the points do', async () => {
+    const agreement = t.room.agreement().agreement;
+    let compared = 0;
+    for (const kpi of agreement.kpis.filter((k) => k.id === 'lead_time' || k.id === 'customer_value')) {
+      for (const grain of kpi.grains as Grain[]) {
+        for (const by of rollupBreakdowns(kpi) as Breakdown[]) {
+          for (const [from, to] of windows) {
+            const q: SeriesQuery = { kpi, grain, from, to, by, snapshot: t.room.duck.snapshots.latest, timezone: agreement.partnership.timezone };
+            const rolled = await readRollup(t.room.duck, q);
+            expect(rolled, `${kpi.id} ${grain} ${JSON.stringify(by)} ${from}..${to}`).toBeDefined();
+            expect(rolled).toEqual(await raw(q));
+            compared += rolled!.length;
+          }
+        }
+      }
+    }
+    expect(compared).toBeGreaterThan(200);
+  });
+
+  it('stand aside for an older snapshot of a KPI touched since; the API still answers it exactly', async () => {
+    const agreement = t.room.agreement().agreement;
+    const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
+    const older: SeriesQuery = { kpi, grain: 'week', from: '2026-10-01', to: '2026-11-30', by: { kind: 'partner' }, snapshot: snapshots[0]!, timezone: agreement.partnership.timezone };
+    expect(await readRollup(t.room.duck, older)).toBeUndefined();
+    // customer_value was last touched at snapshots[1]: the rollup answers any later snapshot.
+    const cv = agreement.kpis.find((k) => k.id === 'customer_value')!;
+    expect(await readRollup(t.room.duck, { ...older, kpi: cv, snapshot: snapshots[2]! })).toBeDefined();
+    expect(await readRollup(t.room.duck, { ...older, kpi: cv, snapshot: snapshots[0]! })).toBeUndefined();
+  });
+
+  it('a batch not rolled up yet is read from the points; once rolled up, from the rollup', async () => {
+    const agreement = t.room.agreement().agreement;
+    const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
+    await rollupsOf(t.room.duck)!.stop(); // hold the maintainer
+    await push('acme', points('lead_time', '2026-11-03', 3, 6, 'a3', () => 99));
+    const q: SeriesQuery = { kpi, grain: 'week', from: '2026-10-01', to: '2026-11-30', by: { kind: 'none' }, snapshot: t.room.duck.snapshots.latest, timezone: agreement.partnership.timezone };
+    expect(await readRollup(t.room.duck, q)).toBeUndefined();
+    const res = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week&from=2026-10-01&to=2026-11-30`, { headers: { authorization: `Bearer ${await t.token('acme', 'analyst')}` } });
+    const before = (await res.json()) as { cells: { period: string; n: number }[] };
+    expect(before.cells.find((c) => c.period === '2026-11-02')!.n).toBeGreaterThanOrEqual(18);
+    // A fresh maintainer (as after a restart) catches up from where the last one stopped.
+    const { startRollups, stopRollups } = await import('../../services/query/rollups.js');
+    await stopRollups(t.room.duck);
+    startRollups(t.room.duck, () => t.room.agreement().agreement, { info: () => {}, warn: () => {}, error: () => {} });
+    await rolledUp();
+    expect(await readRollup(t.room.duck, q)).toEqual(await raw(q));
+  });
+
+  it('rebuild a KPI whose signature changed (another measure, zone or breakdown)', async () => {
+    const conn = await t.room.duck.connect();
+    await conn.run(`UPDATE rollup_state SET signature = 'from an older agreement' WHERE kpi = 'customer_value'`);
+    t.room.duck.release(conn);
+    const agreement = t.room.agreement().agreement;
+    const cv = agreement.kpis.find((k) => k.id === 'customer_value')!;
+    const q: SeriesQuery = { kpi: cv, grain: 'day', from: '2026-10-01', to: '2026-11-30', by: { kind: 'dimension', key: 'region' }, snapshot: t.room.duck.snapshots.latest, timezone: agreement.partnership.timezone };
+    expect(await readRollup(t.room.duck, q)).toBeUndefined();
+    rollupsOf(t.room.duck)!.loop.request();
+    await rolledUp();
+    expect(await readRollup(t.room.duck, q)).toEqual(await raw(q));
+  });
+});
