@@ -1,7 +1,8 @@
+import type { Transaction, Updateable } from 'kysely';
 import type { Agreement, Kpi } from '../governance/agreement-schema.js';
 import { appendAuditIn } from '../governance/audit-repository.js';
 import type { Principal } from '../governance/token-repository.js';
-import type { IncidentRow } from '../platform/control-db.js';
+import type { Database, IncidentRow, IncidentsTable } from '../platform/control-db.js';
 import { forbidden, notFound, Problem } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import type { Grain } from '../query/aggregate-compiler.js';
@@ -61,46 +62,53 @@ function assertMayAct(p: Principal, kpi: Kpi, row: IncidentRow): void {
   throw forbidden(`only ${responsiblePartners(kpi, row.scope).map((x) => kpi.owners[x]!.name).join(' or ') || 'the named owner'} (as owner) or the steering committee may do this`);
 }
 
-const conflict = (detail: string) => new Problem(409, 'Conflict', detail, { field: 'id' });
-
-export async function acknowledgeIncident(room: Room, p: Principal, id: string, note: string | undefined): Promise<FactSheet> {
+/**
+ * One owner action on an incident: the caller may act, the row is in one of `from`, and the
+ * change, its audit entry and any notifications land in one transaction (or a 409 says why not).
+ */
+async function transition(
+  room: Room,
+  p: Principal,
+  id: string,
+  t: {
+    from: IncidentRow['state'][];
+    set: (now: Date) => Updateable<IncidentsTable>;
+    action: string;
+    details: Record<string, unknown>;
+    after?: (tx: Transaction<Database>, kpi: Kpi, updated: IncidentRow, now: Date) => Promise<unknown>;
+  },
+): Promise<FactSheet> {
   const { row, kpi } = await findIncident(room, p, id);
   assertMayAct(p, kpi, row);
   const now = room.clock.now();
   const updated = await room.control.db.transaction().execute(async (tx) => {
-    const r = await tx
-      .updateTable('incidents')
-      .set({ state: 'acknowledged', acknowledged_at: now, acknowledged_by: p.name, updated_at: now })
-      .where('id', '=', id)
-      .where('state', 'in', ['open', 'notified'])
-      .returningAll()
-      .executeTakeFirst();
+    const r = await tx.updateTable('incidents').set({ ...t.set(now), updated_at: now }).where('id', '=', id).where('state', 'in', t.from).returningAll().executeTakeFirst();
     if (!r) return undefined;
-    await appendAuditIn(tx, { actor: p.tokenId, partnerId: p.partnerId, action: 'incident.acknowledged', target: id, details: { kpi: row.kpi, scope: row.scope, role: p.role, note: note ? 'given' : 'none' } }, now);
+    await appendAuditIn(tx, { actor: p.tokenId, partnerId: p.partnerId, action: t.action, target: id, details: { kpi: row.kpi, scope: row.scope, role: p.role, ...t.details } }, now);
+    await t.after?.(tx, kpi, r, now);
     return r;
   });
-  if (!updated) throw conflict(`the incident is already ${row.state}`);
+  if (!updated) throw new Problem(409, 'Conflict', `the incident is already ${row.state}`, { field: 'id' });
   return sheetOf(room.agreement().agreement, updated);
 }
 
-export async function resolveIncident(room: Room, p: Principal, id: string, resolution: Resolution, kick: () => void): Promise<FactSheet> {
-  const { row, kpi } = await findIncident(room, p, id);
-  assertMayAct(p, kpi, row);
-  const now = room.clock.now();
-  const updated = await room.control.db.transaction().execute(async (tx) => {
-    const r = await tx
-      .updateTable('incidents')
-      .set({ state: 'resolved', resolved_at: now, resolved_by: p.name, resolution: 'owner', updated_at: now, fact_sheet: JSON.stringify(resolution) })
-      .where('id', '=', id)
-      .where('state', '<>', 'resolved')
-      .returningAll()
-      .executeTakeFirst();
-    if (!r) return undefined;
-    await appendAuditIn(tx, { actor: p.tokenId, partnerId: p.partnerId, action: 'incident.resolved', target: id, details: { kpi: row.kpi, scope: row.scope, role: p.role, resolution: 'owner', cause: resolution.cause, actions: resolution.actions.length } }, now);
-    await resolvedNotifications(tx, room, kpi, r, now);
-    return r;
+export async function acknowledgeIncident(room: Room, p: Principal, id: string, note: string | undefined): Promise<FactSheet> {
+  return transition(room, p, id, {
+    from: ['open', 'notified'],
+    set: (now) => ({ state: 'acknowledged', acknowledged_at: now, acknowledged_by: p.name }),
+    action: 'incident.acknowledged',
+    details: { note: note ? 'given' : 'none' },
   });
-  if (!updated) throw conflict('the incident is already resolved');
+}
+
+export async function resolveIncident(room: Room, p: Principal, id: string, resolution: Resolution, kick: () => void): Promise<FactSheet> {
+  const sheet = await transition(room, p, id, {
+    from: ['open', 'notified', 'acknowledged'],
+    set: (now) => ({ state: 'resolved', resolved_at: now, resolved_by: p.name, resolution: 'owner', fact_sheet: JSON.stringify(resolution) }),
+    action: 'incident.resolved',
+    details: { resolution: 'owner', cause: resolution.cause, actions: resolution.actions.length },
+    after: (tx, kpi, updated, now) => resolvedNotifications(tx, room, kpi, updated, now),
+  });
   kick();
-  return sheetOf(room.agreement().agreement, updated);
+  return sheet;
 }

@@ -4,7 +4,7 @@ import type { Agreement, Kpi } from '../governance/agreement-schema.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
-import { compileRollupRead, compileRollupRefresh, type Breakdown, type SeriesQuery } from './aggregate-compiler.js';
+import { compileRollupRead, compileRollupRefresh, type Breakdown, type CompiledSql, type SeriesQuery } from './aggregate-compiler.js';
 import type { RawCell } from './suppression.js';
 
 /** What the cells of a KPI depend on besides the points: a change rebuilds its rollup. */
@@ -23,6 +23,11 @@ const weekStart = (date: string) => {
 };
 const periodOf = (date: string, grain: SeriesQuery['grain']) => (grain === 'day' ? date : grain === 'week' ? weekStart(date) : `${date.slice(0, 8)}01`);
 
+/** The one statement a series read from the rollup runs (the benchmark times it in-process). */
+export function rollupReadSql(q: SeriesQuery): CompiledSql {
+  return compileRollupRead(q, periodOf(q.from, q.grain), periodOf(q.to, q.grain));
+}
+
 /**
  * The rolled-up cells of a series, or undefined when the rollup cannot answer it exactly: not
  * built yet, built for another signature, or at another effective snapshot (an older
@@ -31,7 +36,7 @@ const periodOf = (date: string, grain: SeriesQuery['grain']) => (grain === 'day'
 export async function readRollup(duck: DuckStore, q: SeriesQuery): Promise<RawCell[] | undefined> {
   const effective = duck.touched.effective(q.kpi.id, q.snapshot);
   if (effective === 0) return undefined;
-  const { sql, params } = compileRollupRead(q, periodOf(q.from, q.grain), periodOf(q.to, q.grain));
+  const { sql, params } = rollupReadSql(q);
   const conn = await duck.connect();
   try {
     const rows = (await conn.runAndReadAll(sql, params)).getRowObjectsJson();
