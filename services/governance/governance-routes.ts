@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { authenticate } from '../platform/auth.js';
+import { canSee } from '../query/series-service.js';
 import type { Room } from '../platform/room.js';
 import { problemSchema } from '../ingest/receipt-schema.js';
 
@@ -22,7 +23,11 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
       const principal = await authenticate(room.control.db, room.clock, req);
       const a = room.agreement();
       await room.audit({ actor: principal.tokenId, partnerId: principal.partnerId, action: 'agreement.read', target: `v${a.version}` });
-      return { version: a.version, digest: a.digest, activatedAt: a.activatedAt?.toISOString() ?? null, agreement: a.agreement as unknown as Record<string, unknown> };
+      // Need-to-know KPIs are left out for readers who may not see them: not even their definition
+      // reaches such a reader. Admins, steering and the operator, who decide on the agreement, get it whole.
+      const whole = principal.role === 'admin' || principal.role === 'steering' || principal.role === 'operator';
+      const agreement = whole ? a.agreement : { ...a.agreement, kpis: a.agreement.kpis.filter((k) => k.disclosure !== 'need_to_know' || canSee(principal, k)) };
+      return { version: a.version, digest: a.digest, activatedAt: a.activatedAt?.toISOString() ?? null, agreement: agreement as unknown as Record<string, unknown> };
     },
   );
 };

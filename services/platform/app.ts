@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -9,6 +10,7 @@ import { createLander, ingestRoutes } from '../ingest/ingest-routes.js';
 import { queryRoutes } from '../query/query-routes.js';
 import { startRollups, stopRollups } from '../query/rollups.js';
 import { installErrorHandler } from './errors.js';
+import { webRoutes } from './web-routes.js';
 import { healthRoutes } from './health-routes.js';
 import { loggerOptions } from './logger.js';
 import type { Room } from './room.js';
@@ -35,6 +37,8 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandler(app);
+  // Cookies for every route: the dashboard's session cookie authenticates like a bearer token.
+  await app.register(cookie);
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
@@ -55,6 +59,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(ingestRoutes, { room, lander });
   await app.register(queryRoutes, { room });
   await app.register(alertRoutes, { room });
+  await app.register(webRoutes, { room });
   // Rollups, evaluation and delivery run in this process beside the routes, and stop with the app.
   if (room.config.rollups) startRollups(room.duck, () => room.agreement().agreement, app.log);
   await startAlerts(room, app.log);

@@ -5,15 +5,33 @@ import type { ControlDb } from './control-db.js';
 import { forbidden, unauthorized } from './errors.js';
 
 const bearer = /^Bearer ([A-Za-z0-9._~+/=-]{1,512})$/;
+const tokenShape = /^[A-Za-z0-9._~+/=-]{1,512}$/;
+
+/** The dashboard's session cookie: the user's token, httpOnly and SameSite=Strict. */
+export const SESSION_COOKIE = 'parity_session';
+
+/** The token of a request: the bearer header, else the dashboard's session cookie. */
+export function requestToken(req: FastifyRequest): string | undefined {
+  if (req.headers.authorization !== undefined) return bearer.exec(req.headers.authorization)?.[1];
+  const fromCookie = (req as FastifyRequest & { cookies?: Record<string, string | undefined> }).cookies?.[SESSION_COOKIE];
+  if (fromCookie === undefined || !tokenShape.test(fromCookie)) return undefined;
+  // A state-changing request on the cookie must come from the room's own page (SameSite=Strict, and the Origin says so).
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== `${req.protocol}://${req.headers.host}`) return undefined;
+  }
+  return fromCookie;
+}
 
 /**
- * The caller's principal from the bearer token. A missing, malformed, unknown, revoked or
- * expired token all get the same 401, so a response never says whether a token exists.
+ * The caller's principal from the bearer token (or the session cookie). A missing, malformed,
+ * unknown, revoked or expired token all get the same 401, so a response never says whether a
+ * token exists.
  */
 export async function authenticate(db: ControlDb, clock: Clock, req: FastifyRequest): Promise<Principal> {
-  const m = bearer.exec(req.headers.authorization ?? '');
-  if (!m) throw unauthorized();
-  const principal = await findPrincipalByToken(db, m[1]!, clock.now());
+  const token = requestToken(req);
+  if (!token) throw unauthorized();
+  const principal = await findPrincipalByToken(db, token, clock.now());
   if (!principal) throw unauthorized();
   return principal;
 }

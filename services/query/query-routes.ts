@@ -4,7 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Principal } from '../governance/token-repository.js';
 import { problemSchema } from '../ingest/receipt-schema.js';
-import { authenticate } from '../platform/auth.js';
+import { authenticate, requestToken } from '../platform/auth.js';
 import type { Room } from '../platform/room.js';
 import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
@@ -38,14 +38,26 @@ export const seriesSchema = z.object({
 
 const ARROW = 'application/vnd.apache.arrow.stream';
 
-/** A token is optional here: public, published KPIs answer without one. */
-async function optionalPrincipal(room: Room, req: FastifyRequest): Promise<Principal | null> {
-  return req.headers.authorization === undefined ? null : authenticate(room.control.db, room.clock, req);
+/** When a snapshot's batch landed (the "as of" of a result), or null before the first batch. */
+async function snapshotLandedAt(duck: Room['duck'], snapshot: number): Promise<string | null> {
+  const conn = await duck.connect();
+  try {
+    const r = await conn.runAndReadAll('SELECT epoch_ms(landed_at)::DOUBLE AS t FROM batches WHERE snapshot = $1', [snapshot]);
+    const t = r.getRowObjectsJson()[0]?.['t'];
+    return t == null ? null : new Date(Number(t)).toISOString();
+  } finally {
+    duck.release(conn);
+  }
 }
 
-function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult) {
+/** A token is optional here: public, published KPIs answer without one. */
+async function optionalPrincipal(room: Room, req: FastifyRequest): Promise<Principal | null> {
+  return requestToken(req) === undefined && req.headers.authorization === undefined ? null : authenticate(room.control.db, room.clock, req);
+}
+
+function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult, format?: 'json' | 'csv' | 'arrow') {
   void reply.headers({ 'x-parity-snapshot': String(r.snapshot), 'x-parity-digest': r.digest, 'x-parity-agreement-version': String(r.agreementVersion), vary: 'accept' });
-  const accept = req.headers.accept ?? '';
+  const accept = format === 'csv' ? 'text/csv' : format === 'arrow' ? ARROW : format === 'json' ? 'application/json' : (req.headers.accept ?? '');
   if (accept.includes(ARROW)) {
     // Typed columns: the schema of a series never depends on its data (an all-null column
     // would otherwise be inferred as Float64 or Null); withheld values are nulls, as in JSON.
@@ -85,7 +97,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         tags: ['query'],
         security: [{ bearer: [] }, {}],
         querystring: z.strictObject({ snapshot: z.string().max(12).optional() }),
-        response: { 200: z.object({ today: z.string(), snapshot: z.number().int(), agreementVersion: z.number().int(), digest: z.string(), kpis: z.array(z.record(z.string(), z.unknown())) }), 400: problemSchema, 401: problemSchema, 403: problemSchema },
+        response: { 200: z.object({ today: z.string(), snapshot: z.number().int(), asOf: z.string().nullable().describe('when the snapshot landed'), agreementVersion: z.number().int(), digest: z.string(), kpis: z.array(z.record(z.string(), z.unknown())) }), 400: problemSchema, 401: problemSchema, 403: problemSchema },
       },
     },
     async (req, reply) => {
@@ -94,7 +106,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const active = room.agreement();
       const { snapshot } = resolveRange({ snapshot: req.query.snapshot }, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now());
       const ctx = await evaluationContext(room.duck, active.agreement, active.version, room.clock.now(), active.activatedAt ?? room.clock.now(), snapshot);
-      const result = await summariseKpis(ctx, principal);
+      const result = { ...(await summariseKpis(ctx, principal)), asOf: await snapshotLandedAt(room.duck, snapshot) };
       if (!principal && result.kpis.length === 0) throw unauthorized();
       await room.audit({
         actor: principal?.tokenId ?? 'anonymous',
@@ -148,6 +160,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
           to: z.string().max(10).optional(),
           by: z.string().max(64).optional(),
           snapshot: z.string().max(12).optional(),
+          format: z.enum(['json', 'csv', 'arrow']).optional().describe('overrides Accept (for download links)'),
         }),
         response: { 200: seriesSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema },
       },
@@ -166,7 +179,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         target: kpi.id,
         details: { role: principal?.role ?? 'public', grain: q.grain, from: q.from, to: q.to, by: result.by, snapshot: q.snapshot, cells: result.cells.length, suppressed: result.cells.filter((c) => c.state === 'suppressed').length },
       });
-      return sendSeries(req, reply, result);
+      return sendSeries(req, reply, result, req.query.format);
     },
   );
 };

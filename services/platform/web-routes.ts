@@ -1,0 +1,77 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import fastifyStatic from '@fastify/static';
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { findPrincipalByToken } from '../governance/token-repository.js';
+import { problemSchema } from '../ingest/receipt-schema.js';
+import { authenticate, SESSION_COOKIE } from './auth.js';
+import { forbidden, Problem } from './errors.js';
+import { packageRoot } from './paths.js';
+import type { Room } from './room.js';
+
+/** Where the built dashboard lives (vite build web → web/dist). */
+export function webDist(): string {
+  return join(packageRoot(), 'web', 'dist');
+}
+
+const who = z.object({ name: z.string(), role: z.string(), partner: z.string().nullable(), partnerName: z.string().nullable() });
+
+/**
+ * The dashboard at / (the Vite build, no CDN) and its sign-in: a user token entered once is
+ * kept in an httpOnly, SameSite=Strict cookie; `DELETE /v1/session` signs out.
+ */
+export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  const describe = (p: { name: string; role: string; partnerId: string | null }) => ({
+    name: p.name,
+    role: p.role,
+    partner: p.partnerId,
+    partnerName: room.agreement().agreement.partners.find((x) => x.id === p.partnerId)?.name ?? null,
+  });
+
+  app.post(
+    '/v1/session',
+    {
+      schema: {
+        summary: 'Sign in to the dashboard with a user token (sets an httpOnly session cookie)',
+        tags: ['dashboard'],
+        body: z.strictObject({ token: z.string().min(1).max(512) }),
+        response: { 200: who, 400: problemSchema, 401: problemSchema, 403: problemSchema },
+      },
+    },
+    async (req, reply) => {
+      const principal = /^[A-Za-z0-9._~+/=-]+$/.test(req.body.token) ? await findPrincipalByToken(room.control.db, req.body.token, room.clock.now()) : undefined;
+      if (!principal) throw new Problem(401, 'Unauthorized', 'this token is unknown, revoked or expired', { field: 'body.token' });
+      if (principal.role === 'ingest') throw forbidden('an ingest token is for partner systems; sign in with a user token');
+      await room.audit({ actor: principal.tokenId, partnerId: principal.partnerId, action: 'session.login', details: { role: principal.role } });
+      void reply.setCookie(SESSION_COOKIE, req.body.token, { httpOnly: true, sameSite: 'strict', path: '/', secure: req.protocol === 'https' });
+      return describe(principal);
+    },
+  );
+
+  app.get(
+    '/v1/session',
+    { schema: { summary: 'Who the session (or bearer token) belongs to', tags: ['dashboard'], response: { 200: who, 401: problemSchema } } },
+    async (req) => describe(await authenticate(room.control.db, room.clock, req)),
+  );
+
+  app.delete('/v1/session', { schema: { summary: 'Sign out (clears the session cookie)', tags: ['dashboard'], response: { 204: z.null() } } }, async (req, reply) => {
+    const token = req.cookies[SESSION_COOKIE];
+    const principal = token ? await findPrincipalByToken(room.control.db, token, room.clock.now()) : undefined;
+    if (principal) await room.audit({ actor: principal.tokenId, partnerId: principal.partnerId, action: 'session.logout' });
+    void reply.clearCookie(SESSION_COOKIE, { path: '/' });
+    return reply.code(204).send(null);
+  });
+
+  const dist = webDist();
+  if (existsSync(join(dist, 'index.html'))) {
+    await app.register(fastifyStatic, { root: dist, prefix: '/', index: 'index.html', wildcard: false, cacheControl: false, setHeaders: (res, path) => res.header('cache-control', path.endsWith('.html') ? 'no-cache' : 'public, max-age=31536000, immutable') });
+  } else {
+    app.get('/', { schema: { hide: true } }, async (_req, reply) =>
+      reply.type('text/plain; charset=utf-8').send('The dashboard is not built: run `npm run build` (npm install and npm start do it for you).\n'),
+    );
+  }
+};

@@ -1,0 +1,234 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { alertsOf } from '../../services/alerts/alert-routes.js';
+import { createToken } from '../../services/governance/token-repository.js';
+import { createLander } from '../../services/ingest/ingest-routes.js';
+import { seedDemoPoints } from '../../services/platform/demo.js';
+import { rollupsOf } from '../../services/query/rollups.js';
+import { artifactDir, launchChromium } from '../helpers/browser.js';
+import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+
+// The demo room (two years, five KPIs, two partners) on a test clock, and real Chromium.
+let t: TestRoom;
+let browser: Browser;
+const tokens: Record<string, string> = {};
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+beforeAll(async () => {
+  browser = await launchChromium();
+  t = await startTestRoom();
+  await seedDemoPoints(t.room, createLander(t.room), { to: new Date('2026-11-23T00:00:00Z') });
+  // A crafted breach: acme's lead time in the last closed week (from 2026-11-16) far above 72 h.
+  const crafted = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ kpi: "lead_time", at: `2026-11-${16 + (i % 6)}T${String(6 + (i % 12)).padStart(2, "0")}:${String(i % 60).padStart(2, "0")}:00Z`, value: 400, subject: `CRAFT-${i}`, dims: { region: 'north' } })).join('\n');
+  const res = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await t.token('acme', 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: crafted });
+  expect(res.status, await res.clone().text()).toBe(202);
+  await rollupsOf(t.room.duck)?.loop.idle();
+  await alertsOf(t.room)?.engine.idle();
+  const named = async (key: string, partner: string, role: 'analyst' | 'owner' | 'steering', name: string) => (tokens[key] = (await createToken(t.room.control.db, { partnerId: partner, role, name }, t.clock.now())).token);
+  await named('acme', 'acme', 'analyst', 'acme analyst');
+  await named('globex', 'globex', 'analyst', 'globex analyst');
+  await named('ana', 'acme', 'owner', 'ana@acme.example');
+  await named('gus', 'globex', 'owner', 'gus@globex.example');
+}, 240_000);
+afterAll(async () => {
+  await browser?.close();
+  await t?.close();
+});
+
+interface Session {
+  page: Page;
+  bodies: string[];
+  errors: string[];
+}
+
+/** A fresh browser context signed in through the demo's sign-in link; every response body and console error kept. */
+async function signIn(token: string, width = 1280): Promise<Session> {
+  const context = await browser.newContext({ viewport: { width, height: 900 }, locale: 'en-GB' });
+  const page = await context.newPage();
+  const s: Session = { page, bodies: [], errors: [] };
+  page.on('console', (m) => m.type() === 'error' && s.errors.push(m.text()));
+  page.on('pageerror', (e) => s.errors.push(e.message));
+  page.on('response', async (r) => {
+    // What the room answered the page: the API's responses (the bundle itself is code, not data).
+    if (new URL(r.url()).pathname.startsWith('/v1/')) s.bodies.push(await r.text().catch(() => ''));
+  });
+  page.on('request', (r) => {
+    if (!r.url().startsWith(t.url) && !r.url().startsWith('data:')) s.errors.push(`request to another host: ${r.url()}`);
+  });
+  await page.goto(`${t.url}/#signin=${token}`);
+  await page.waitForSelector('parity-kpi-tile [data-testid="value"]');
+  return s;
+}
+
+async function api<T>(path: string, token: string): Promise<T> {
+  const res = await fetch(`${t.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+  expect(res.status, path).toBe(200);
+  return (await res.json()) as T;
+}
+
+interface Kpis {
+  snapshot: number;
+  digest: string;
+  kpis: { id: string; unit: string; scopes: { group: string | null; lastClosed: { value: number | null } | null }[] }[];
+}
+
+async function tilesOf(page: Page): Promise<Record<string, string>> {
+  return page.$$eval('parity-app', (apps) => {
+    const root = apps[0]!.shadowRoot!;
+    const out: Record<string, string> = {};
+    for (const tile of root.querySelectorAll('parity-kpi-tile')) out[tile.getAttribute('data-kpi')!] = tile.shadowRoot!.querySelector('[data-testid="value"]')!.textContent!.replace(/\s+/g, ' ').trim();
+    return out;
+  });
+}
+
+const inApp = (page: Page, selector: string) => page.$eval('parity-app', (app, sel) => app.shadowRoot!.querySelector(sel)?.textContent?.trim() ?? null, selector);
+
+describe('the joint dashboard in Chromium', () => {
+  it('shows analysts of both partners the same tile values and digest, equal to the API', async () => {
+    const a = await signIn(tokens['acme']!);
+    const g = await signIn(tokens['globex']!);
+    const apiKpis = await api<Kpis>('/v1/kpis', tokens['acme']!);
+    const tilesA = await tilesOf(a.page);
+    const tilesG = await tilesOf(g.page);
+    expect(Object.keys(tilesA).sort()).toEqual(apiKpis.kpis.map((k) => k.id).sort());
+    expect(tilesA).toEqual(tilesG);
+    for (const k of apiKpis.kpis) {
+      const v = k.scopes.find((s) => s.group === null)!.lastClosed?.value;
+      const shown = new Intl.NumberFormat('en-GB', { maximumFractionDigits: 2 }).format(v!);
+      expect(tilesA[k.id], k.id).toBe(`${shown} ${k.unit}`);
+    }
+    const digestA = await a.page.$eval('parity-app', (app) => app.shadowRoot!.querySelector('[data-testid="digest"]')!.getAttribute('title'));
+    const digestG = await g.page.$eval('parity-app', (app) => app.shadowRoot!.querySelector('[data-testid="digest"]')!.getAttribute('title'));
+    expect(digestA).toBe(apiKpis.digest);
+    expect(digestG).toBe(apiKpis.digest);
+    expect(await inApp(a.page, '[data-testid="snapshot"]')).toBe(String(apiKpis.snapshot));
+    expect(await inApp(a.page, '[data-testid="who"]')).toMatch(/acme analyst \(analyst\) for Acme Logistics/);
+    expect([...a.errors, ...g.errors]).toEqual([]);
+    await a.page.context().close();
+    await g.page.context().close();
+  });
+
+  it('never shows a need-to-know KPI to a user without need-to-know, in the page or any response', async () => {
+    const a = await signIn(tokens['acme']!);
+    await a.page.goto(`${t.url}/#/kpi/lead_time`);
+    await a.page.waitForSelector('parity-app >> parity-kpi-chart');
+    await a.page.goto(`${t.url}/#/incidents`);
+    await a.page.waitForTimeout(300);
+    const text = await a.page.$eval('parity-app', (app) => app.shadowRoot!.textContent ?? '');
+    expect(text).not.toMatch(/compliance/i);
+    expect(a.bodies.join('\n')).not.toMatch(/"compliance"|Data-protection compliance/);
+    // The named owner sees it.
+    const dpo = (await createToken(t.room.control.db, { partnerId: 'acme', role: 'owner', name: 'dpo@acme.example' }, t.clock.now())).token;
+    const d = await signIn(dpo);
+    expect(Object.keys(await tilesOf(d.page))).toContain('compliance');
+    await a.page.context().close();
+    await d.page.context().close();
+  });
+
+  it('draws the band and marks breaches on the detail chart; a suppressed period is a gap with its reason; the table has the API cells', async () => {
+    const a = await signIn(tokens['acme']!);
+    await a.page.goto(`${t.url}/#/kpi/lead_time`);
+    await a.page.waitForFunction(() => (document.querySelector('parity-app')?.shadowRoot?.querySelector('parity-kpi-chart') as unknown as { view?: unknown })?.view !== undefined);
+    const chart = await a.page.$eval('parity-app', (app) => {
+      const c = app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as { view: { data(n: string): unknown[] }; shadowRoot: ShadowRoot };
+      return { band: c.view.data('band').length, breaches: c.view.data('breaches').length, cells: c.view.data('cells').length, svgPaths: c.shadowRoot.querySelectorAll('svg path').length };
+    });
+    const breaches = await api<{ breaches: unknown[] }>('/v1/breaches?kpi=lead_time', tokens['acme']!);
+    expect(chart.band).toBeGreaterThan(50);
+    expect(breaches.breaches.filter((b) => (b as { group: string | null }).group === null).length).toBeGreaterThan(0);
+    expect(chart.breaches).toBe(breaches.breaches.filter((b) => (b as { group: string | null }).group === null).length);
+    expect(chart.svgPaths).toBeGreaterThan(3);
+    // The table view holds the same cells as the API.
+    const series = await api<{ cells: { period: string; group: string | null; value: number | null }[] }>('/v1/kpis/lead_time/series?grain=week', tokens['acme']!);
+    await a.page.waitForFunction(() => document.querySelector('parity-app')!.shadowRoot!.querySelectorAll('[data-testid="cells"] tbody tr').length > 0);
+    const rows = await a.page.$eval('parity-app', (app) => [...app.shadowRoot!.querySelectorAll('[data-testid="cells"] tbody tr')].map((r) => [r.getAttribute('data-period'), r.getAttribute('data-group'), r.getAttribute('data-value')]));
+    expect(rows).toEqual(series.cells.map((c) => [c.period, c.group ?? '', c.value === null ? '' : String(c.value)]));
+    // team_satisfaction weekly by partner has withheld cells (minGroupSize 8): gaps with their reason.
+    await a.page.goto(`${t.url}/#/kpi/team_satisfaction`);
+    await a.page.waitForSelector('parity-app >> #by');
+    await a.page.$eval('parity-app', (app) => {
+      for (const [id, value] of [['#grain', 'week'], ['#by', 'partner']]) {
+        const sel = app.shadowRoot!.querySelector(id!) as HTMLSelectElement;
+        sel.value = value!;
+        sel.dispatchEvent(new Event('change'));
+      }
+    });
+    await a.page.waitForFunction(() => {
+      const c = document.querySelector('parity-app')!.shadowRoot!.querySelector('parity-kpi-chart') as unknown as { view?: { data(n: string): { reason: string }[] }; by?: string };
+      return c?.by === 'partner' && (c.view?.data('suppressed').length ?? 0) > 0;
+    }, undefined, { timeout: 10_000 });
+    const gaps = await a.page.$eval('parity-app', (app) => (app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as { view: { data(n: string): { reason: string }[] } }).view.data('suppressed'));
+    expect(gaps[0]!.reason).toMatch(/fewer than 8 distinct subjects|complementary/);
+    await a.page.context().close();
+  });
+
+  it('lets the named owner acknowledge and resolve an incident from the page; another user gets no controls', async () => {
+    const open = (await api<{ incidents: { id: string; kpi: { id: string }; scope: string; state: string }[] }>('/v1/incidents?state=active&kpi=lead_time', tokens['ana']!)).incidents;
+    const target = open.find((i) => i.scope === 'acme' || i.scope === 'combined');
+    expect(target, 'the demo data breaches lead_time').toBeDefined();
+    const other = await signIn(tokens['gus']!);
+    await other.page.goto(`${t.url}/#/incidents`);
+    await other.page.waitForSelector(`parity-app >> [data-incident="${target!.id}"]`);
+    const gusButtons = await other.page.$eval('parity-app', (app, id) => app.shadowRoot!.querySelector(`[data-incident="${id}"]`)!.querySelectorAll('button').length, target!.id);
+    if (target!.scope === 'acme') expect(gusButtons).toBe(0);
+
+    const ana = await signIn(tokens['ana']!);
+    await ana.page.goto(`${t.url}/#/incidents`);
+    const card = `parity-app >> [data-incident="${target!.id}"]`;
+    await ana.page.waitForSelector(card);
+    await ana.page.click(`${card} >> button:has-text("Acknowledge")`);
+    await expect.poll(async () => (await api<{ state: string }>(`/v1/incidents/${target!.id}`, tokens['ana']!)).state).toBe('acknowledged');
+    await ana.page.click(`${card} >> summary`);
+    await ana.page.selectOption(`${card} >> select[name="cause"]`, 'capacity');
+    await ana.page.fill(`${card} >> textarea[name="narrative"]`, 'Peak season at the north hub.');
+    await ana.page.fill(`${card} >> input[name="action"]`, 'Weekend shift');
+    await ana.page.fill(`${card} >> input[name="actionOwner"]`, 'Ana Amsel');
+    await ana.page.fill(`${card} >> input[name="due"]`, '2026-12-15');
+    await ana.page.click(`${card} >> button:has-text("Resolve")`);
+    await expect.poll(async () => (await api<{ state: string }>(`/v1/incidents/${target!.id}`, tokens['ana']!)).state).toBe('resolved');
+    const sheet = await api<{ cause: string; narrative: string; actions: unknown[] }>(`/v1/incidents/${target!.id}`, tokens['ana']!);
+    expect(sheet).toMatchObject({ cause: 'capacity', narrative: 'Peak season at the north hub.', actions: [{ description: 'Weekend shift', owner: 'Ana Amsel', due: '2026-12-15' }] });
+    expect(ana.errors).toEqual([]);
+    await other.page.context().close();
+    await ana.page.context().close();
+  });
+
+  it('works at 1280 and 390 px, writes screenshots, and passes axe checks with no console errors', async () => {
+    const dir = artifactDir();
+    for (const width of [1280, 390]) {
+      const s = await signIn(tokens['acme']!, width);
+      await s.page.screenshot({ path: join(dir, `overview-${width}.png`), fullPage: true });
+      const overflow = await s.page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+      expect(overflow, `horizontal scrolling at ${width}px`).toBe(false);
+      await s.page.goto(`${t.url}/#/kpi/lead_time`);
+      await s.page.waitForFunction(() => (document.querySelector('parity-app')?.shadowRoot?.querySelector('parity-kpi-chart') as unknown as { view?: unknown })?.view !== undefined);
+      await s.page.screenshot({ path: join(dir, `detail-lead_time-${width}.png`), fullPage: true });
+      await s.page.addScriptTag({ content: axeSource });
+      const result = await s.page.evaluate(async () => {
+        const axe = (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact: string; nodes: unknown[] }[] }> } }).axe;
+        return axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
+      });
+      const serious = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${JSON.stringify(v.nodes.map((n) => (n as { html: string }).html.slice(0, 200)))}`);
+      expect(serious, `axe at ${width}px`).toEqual([]);
+      expect(s.errors).toEqual([]);
+      await s.page.context().close();
+    }
+  });
+
+  it('switches to German: numbers and dates by locale', async () => {
+    const s = await signIn(tokens['acme']!);
+    await s.page.$eval('parity-app', (app) => {
+      const sel = app.shadowRoot!.querySelector('header select') as HTMLSelectElement;
+      sel.value = 'de';
+      sel.dispatchEvent(new Event('change'));
+    });
+    await s.page.waitForFunction(() => /Kennzahlen/.test(document.querySelector('parity-app')!.shadowRoot!.textContent ?? ''));
+    expect(await s.page.evaluate(() => document.documentElement.lang)).toBe('de');
+    const tiles = await tilesOf(s.page);
+    expect(Object.values(tiles).some((v) => /\d,\d/.test(v))).toBe(true);
+    await s.page.context().close();
+  });
+});

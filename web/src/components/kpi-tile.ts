@@ -1,0 +1,104 @@
+import { LitElement, html, svg, css, nothing } from 'lit';
+import { api, type KpiSummary, type KpisResult, type Series } from '../api.js';
+import { i18n, t } from '../i18n.js';
+import { shared, stateIcon } from './styles.js';
+
+/**
+ * One KPI as a tile: the last closed period's value with its unit, the provisional open period,
+ * the change, the band, the state (colour, icon and text) and a sparkline. Give it `summary`
+ * (as the dashboard does) or just `kpi="lead_time"` (embedded in a partner's page: it fetches
+ * its own figures from the room it is served by).
+ */
+export class ParityKpiTile extends LitElement {
+  static override properties = { kpi: { type: String }, summary: { attribute: false }, spark: { attribute: false }, href: { type: String } };
+  declare kpi: string;
+  declare summary: KpiSummary | undefined;
+  declare spark: (number | null)[] | undefined;
+  declare href: string | undefined;
+  #off?: () => void;
+
+  static override styles = [
+    shared,
+    css`
+      :host { display: block; background: #fff; border: 1px solid #d8dee4; border-radius: 10px; padding: 0.9em 1em; min-width: 0; }
+      h3 { margin: 0 0 0.4em; font-size: 1em; display: flex; justify-content: space-between; gap: 0.5em; align-items: baseline; }
+      .value { font-size: 1.8em; font-weight: 700; font-variant-numeric: tabular-nums; }
+      .unit { font-size: 0.5em; font-weight: 400; color: #57606a; }
+      dl { display: grid; grid-template-columns: auto 1fr; gap: 0.15em 0.6em; margin: 0.5em 0; font-size: 0.88em; }
+      dt { color: #57606a; }
+      dd { margin: 0; font-variant-numeric: tabular-nums; }
+      svg { width: 100%; height: 36px; display: block; }
+      a { color: #2f5fb3; }
+    `,
+  ];
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    this.#off = i18n.onChange(() => this.requestUpdate());
+  }
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    this.#off?.();
+  }
+
+  override async updated(changed: Map<string, unknown>): Promise<void> {
+    if (changed.has('kpi') && this.kpi && !this.summary) {
+      const all = await api.get<KpisResult>('/v1/kpis');
+      this.summary = all.kpis.find((k) => k.id === this.kpi);
+    }
+    if ((changed.has('summary') || changed.has('kpi')) && this.summary && this.spark === undefined) {
+      const s = await api.get<Series>(`/v1/kpis/${encodeURIComponent(this.summary.id)}/series?grain=${this.summary.grain}&from=${sparkFrom(this.summary)}`);
+      this.spark = s.cells.map((c) => c.value);
+    }
+  }
+
+  override render() {
+    const k = this.summary;
+    if (!k) return html`<p class="muted">${t('loading')}</p>`;
+    const scope = k.scopes.find((s) => s.group === null)!;
+    const last = scope.lastClosed;
+    const band = scope.band;
+    const bandText = band ? [band.lower !== null ? `≥ ${i18n.number(band.lower)}` : '', band.upper !== null ? `≤ ${i18n.number(band.upper)}` : ''].filter(Boolean).join(' · ') : t('noBand');
+    return html`
+      <h3>
+        <span>${this.href ? html`<a href=${this.href}>${k.title}</a>` : k.title}</span>
+        <span class="state ${scope.state}" data-state=${scope.state}><span aria-hidden="true">${stateIcon[scope.state]}</span>${t(`state.${scope.state}` as 'state.ok')}</span>
+      </h3>
+      <div class="value" data-testid="value">${last?.value == null ? (last?.suppressed ? t('withheld') : '—') : i18n.number(last.value)} <span class="unit">${k.unit}</span></div>
+      <dl>
+        <dt>${t('lastClosed')}</dt><dd>${last ? i18n.date(last.period) : '—'}</dd>
+        <dt>${t('provisional')}</dt><dd>${scope.provisional?.value == null ? '—' : i18n.number(scope.provisional.value)}</dd>
+        <dt>${t('change')}</dt><dd>${scope.change === null ? '—' : `${scope.change > 0 ? '+' : ''}${i18n.number(scope.change)}`}</dd>
+        <dt>${t('band')}</dt><dd>${bandText}</dd>
+      </dl>
+      ${this.spark ? this.sparkline(this.spark, band) : nothing}
+    `;
+  }
+
+  sparkline(values: (number | null)[], band: KpiSummary['scopes'][number]['band']) {
+    const nums = values.filter((v): v is number => v !== null);
+    if (nums.length < 2) return nothing;
+    const lo = Math.min(...nums, band?.lower ?? Infinity);
+    const hi = Math.max(...nums, band?.upper ?? -Infinity);
+    const y = (v: number) => 34 - ((v - lo) / (hi - lo || 1)) * 32;
+    const x = (i: number) => (i / (values.length - 1)) * 200;
+    let d = '';
+    values.forEach((v, i) => {
+      if (v === null) return;
+      d += `${d && values[i - 1] !== null ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
+    });
+    return html`<svg viewBox="0 0 200 36" preserveAspectRatio="none" role="img" aria-label="${this.summary!.title}: ${nums.length} ${t('period')}">
+      ${band?.upper != null ? svg`<line x1="0" x2="200" y1=${y(band.upper)} y2=${y(band.upper)} stroke="#a1120a" stroke-dasharray="3 3" stroke-width="1" />` : nothing}
+      ${band?.lower != null ? svg`<line x1="0" x2="200" y1=${y(band.lower)} y2=${y(band.lower)} stroke="#a1120a" stroke-dasharray="3 3" stroke-width="1" />` : nothing}
+      <path d=${d} fill="none" stroke="#2f5fb3" stroke-width="1.5" vector-effect="non-scaling-stroke" />
+    </svg>`;
+  }
+}
+
+function sparkFrom(k: KpiSummary): string {
+  const days = k.grain === 'day' ? 30 : k.grain === 'week' ? 26 * 7 : 365;
+  const last = k.scopes[0]?.provisional?.period ?? new Date().toISOString().slice(0, 10);
+  return new Date(Date.parse(last) - days * 86_400_000).toISOString().slice(0, 10);
+}
+
+customElements.define('parity-kpi-tile', ParityKpiTile);
