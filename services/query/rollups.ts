@@ -23,6 +23,28 @@ const weekStart = (date: string) => {
 };
 const periodOf = (date: string, grain: SeriesQuery['grain']) => (grain === 'day' ? date : grain === 'week' ? weekStart(date) : `${date.slice(0, 8)}01`);
 
+/** The start of the period `k` periods after the one starting at `start`. */
+function addPeriods(start: string, grain: SeriesQuery['grain'], k: number): string {
+  const d = new Date(`${start}T00:00:00Z`);
+  if (grain === 'month') d.setUTCMonth(d.getUTCMonth() + k);
+  else d.setUTCDate(d.getUTCDate() + k * (grain === 'week' ? 7 : 1));
+  return d.toISOString().slice(0, 10);
+}
+
+/** Periods per refresh statement: aggregating a whole history at once can exceed DuckDB's memory limit. */
+const CHUNK: Record<SeriesQuery['grain'], number> = { day: 31, week: 13, month: 3 };
+
+/** [lo, hi] cut at period boundaries of `grain` into chunks of CHUNK[grain] periods. */
+export function periodChunks(lo: string, hi: string, grain: SeriesQuery['grain']): [string, string][] {
+  const out: [string, string][] = [];
+  for (let start = periodOf(lo, grain); start <= hi; start = addPeriods(start, grain, CHUNK[grain])) {
+    const next = addPeriods(start, grain, CHUNK[grain]);
+    const last = addPeriods(next, 'day', -1);
+    out.push([start, last < hi ? last : hi]);
+  }
+  return out;
+}
+
 /** The one statement a series read from the rollup runs (the benchmark times it in-process). */
 export function rollupReadSql(q: SeriesQuery): CompiledSql {
   return compileRollupRead(q, periodOf(q.from, q.grain), periodOf(q.to, q.grain));
@@ -136,7 +158,9 @@ export class RollupMaintainer {
       if (days) {
         for (const grain of kpi.grains) {
           for (const by of rollupBreakdowns(kpi)) {
-            for (const step of compileRollupRefresh({ kpi, grain, from: days[0], to: days[1], by, snapshot, timezone })) await conn.run(step.sql, step.params);
+            for (const [from, to] of periodChunks(days[0], days[1], grain)) {
+              for (const step of compileRollupRefresh({ kpi, grain, from, to, by, snapshot, timezone })) await conn.run(step.sql, step.params);
+            }
           }
         }
       }

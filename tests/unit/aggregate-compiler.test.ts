@@ -53,3 +53,18 @@ describe('aggregate compiler', () => {
     }
   });
 });
+
+describe('rollup refresh chunks', () => {
+  it('cut a range at period boundaries, covering it exactly once', async () => {
+    const { periodChunks } = await import('../../services/query/rollups.js');
+    expect(periodChunks('2026-01-07', '2026-05-02', 'month')).toEqual([
+      ['2026-01-01', '2026-03-31'],
+      ['2026-04-01', '2026-05-02'],
+    ]);
+    const weeks = periodChunks('2025-12-31', '2026-07-01', 'week');
+    expect(weeks[0]![0]).toBe('2025-12-29'); // a Monday
+    for (let i = 1; i < weeks.length; i++) expect(Date.parse(weeks[i]![0]) - Date.parse(weeks[i - 1]![1])).toBe(86_400_000);
+    expect(weeks.at(-1)![1]).toBe('2026-07-01');
+    expect(periodChunks('2026-03-05', '2026-03-05', 'day')).toEqual([['2026-03-05', '2026-03-05']]);
+  });
+});
