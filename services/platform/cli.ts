@@ -33,12 +33,14 @@ function assertStoppedOrShared(cfg: Config, what: string): void {
 }
 
 async function runServe(withDemo: boolean): Promise<void> {
+  let demoTokens: Awaited<ReturnType<typeof createDemoTokens>> = [];
   const cfg = config();
   const log = pino(loggerOptions(cfg.logLevel));
   const room = await openRoom(cfg, { ...(withDemo ? { defaultAgreementFile: demoAgreementFile() } : {}), log });
   try {
     if (withDemo) {
       const tokens = await createDemoTokens(room);
+      demoTokens = tokens;
       const lander = createLander(room);
       const bar = process.stderr.isTTY ? new SingleBar({ format: 'seeding demo points {partner} |{bar}| {value} points', hideCursor: true }, Presets.shades_classic) : undefined;
       let started = false;
@@ -65,7 +67,13 @@ async function runServe(withDemo: boolean): Promise<void> {
         out('demo tokens were printed at the first start; make new ones with `parity token create --partner P --role R`');
       }
     }
-    await serve(room, { onListening: (url) => out(`Parity room serving ${room.agreement().agreement.partnership.title} on ${url} (API docs: ${url}/docs)`) });
+    await serve(room, {
+      onListening: (url) => {
+        out(`Parity room serving ${room.agreement().agreement.partnership.title} on ${url} (dashboard: ${url}/, API docs: ${url}/docs)`);
+        // Ready sign-in links for an analyst of each partner (the token travels in the fragment, never to a log).
+        for (const t of demoTokens.filter((x) => x.role === 'analyst')) out(`  sign in as ${t.name}: ${url}/#signin=${t.token}`);
+      },
+    });
   } catch (e) {
     await room.close().catch(() => undefined);
     throw e;

@@ -30,13 +30,25 @@ describe('parity demo (what npm start runs)', () => {
       expect(seeded).toBeGreaterThan(300_000);
       for (const m of out.matchAll(/^ {2}(\S+)\s+(\S+)\s+(pty_\S+)(?: {2}\S+)?$/gm)) tokens[`${m[1]}:${m[2]}`] = m[3]!;
       expect(Object.keys(tokens)).toEqual(expect.arrayContaining(['acme:ingest', 'acme:analyst', 'globex:ingest', 'globex:analyst', 'acme:steering', '-:operator']));
+      // Ready sign-in links for an analyst of each partner (printed once listening).
+      for (let i = 0; i < 50 && !/sign in as globex/.test(first.output()); i++) await new Promise((r) => setTimeout(r, 100));
+      const links = first.output();
+      expect(links).toMatch(/sign in as acme analyst \(demo\): http:\/\/\S+\/#signin=pty_\S+/);
+      expect(links).toMatch(/sign in as globex analyst \(demo\): http:\/\/\S+\/#signin=pty_\S+/);
+      // The dashboard is served at / from the same process.
+      const page = await fetch(`${first.url}/`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('<parity-app>');
       // Owners sign in as the named owner of their KPIs (the e-mail in the agreement).
       expect(out).toMatch(/^ {2}acme\s+owner\s+pty_\S+ {2}ana@acme\.example$/m);
       expect(out).toMatch(/^ {2}globex\s+owner\s+pty_\S+ {2}dpo@globex\.example$/m);
       const ready = await (await fetch(`${first.url}/readyz`)).json();
       expect(ready).toMatchObject({ status: 'ready', snapshot: 2 });
       const agreement = await (await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:analyst']}` } })).json();
-      expect(agreement.agreement.kpis).toHaveLength(5);
+      // An analyst without need-to-know does not even see the compliance KPI's definition; an admin sees all five.
+      expect(agreement.agreement.kpis.map((k: { id: string }) => k.id)).toEqual(['customer_value', 'lead_time', 'error_rate', 'team_satisfaction']);
+      const whole = await (await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:admin']}` } })).json();
+      expect(whole.agreement.kpis).toHaveLength(5);
       expect(statSync(join(dataDir, 'secret')).mode & 0o777).toBe(0o600);
     } finally {
       first.child.kill('SIGTERM');

@@ -1,8 +1,12 @@
 import { LitElement, html, css, nothing } from 'lit';
 import { api, ApiError, type Agreement, type FactSheet, type KpisResult, type Series, type Who } from '../api.js';
 import { i18n, t, type Lang } from '../i18n.js';
-import './kpi-chart.js';
 import './kpi-tile.js';
+
+// The chart (Vega, most of the bundle) loads when a detail page first needs it: the overview's
+// tiles do not wait for it.
+let chartLoaded: Promise<unknown> | undefined;
+const loadChart = () => (chartLoaded ??= import('./kpi-chart.js'));
 import { shared, stateIcon } from './styles.js';
 
 type Route = { view: 'overview' } | { view: 'kpi'; id: string } | { view: 'incidents' };
@@ -84,9 +88,12 @@ export class ParityApp extends LitElement {
       await this.#signIn(m[1]!);
       return;
     }
+    // Who and what at once: a signed-in reader does not wait for one round trip before the next.
+    const data = this.#fetchAll();
+    data.catch(() => undefined);
     try {
       this.who = await api.get<Who>('/v1/session');
-      await this.#load();
+      await this.#apply(await data);
     } catch {
       this.who = null;
     }
@@ -103,18 +110,27 @@ export class ParityApp extends LitElement {
     }
   }
 
-  async #load(): Promise<void> {
-    [this.kpis, this.agreement, this.incidents] = await Promise.all([
+  #fetchAll(): Promise<[KpisResult, Agreement, FactSheet[]]> {
+    return Promise.all([
       api.get<KpisResult>('/v1/kpis'),
       api.get<Agreement>('/v1/agreement'),
       api.get<{ incidents: FactSheet[] }>('/v1/incidents?state=active&limit=100').then((r) => r.incidents),
     ]);
+  }
+
+  #apply([kpis, agreement, incidents]: [KpisResult, Agreement, FactSheet[]]): void {
+    [this.kpis, this.agreement, this.incidents] = [kpis, agreement, incidents];
     this.#navigate();
+  }
+
+  async #load(): Promise<void> {
+    this.#apply(await this.#fetchAll());
   }
 
   #navigate(): void {
     this.route = parseRoute();
     if (this.route.view === 'kpi') {
+      void loadChart();
       const k = this.kpis?.kpis.find((x) => x.id === (this.route as { id: string }).id);
       if (k) this.controls = { grain: k.grain, by: 'none', from: '', to: '' };
       void this.#loadTable();

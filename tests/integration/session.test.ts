@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { leadTimePoints, ndjson } from '../helpers/points.js';
+import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+
+let t: TestRoom;
+beforeAll(async () => {
+  t = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
+  const res = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await t.token('acme', 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: ndjson(leadTimePoints(60)) });
+  expect(res.status).toBe(202);
+});
+afterAll(async () => t.close());
+
+const signIn = (body: unknown) => fetch(`${t.url}/v1/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+describe('dashboard sessions', () => {
+  it('a user token sets an httpOnly, SameSite=Strict cookie that authenticates like the bearer token', async () => {
+    const res = await signIn({ token: await t.token('acme', 'analyst') });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ role: 'analyst', partner: 'acme', partnerName: 'Acme Logistics' });
+    const cookie = res.headers.get('set-cookie')!;
+    expect(cookie).toMatch(/^parity_session=pty_/);
+    expect(cookie).toMatch(/HttpOnly/i);
+    expect(cookie).toMatch(/SameSite=Strict/i);
+    const jar = cookie.split(';')[0]!;
+    const kpis = await fetch(`${t.url}/v1/kpis`, { headers: { cookie: jar } });
+    expect(kpis.status).toBe(200);
+    const csv = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week&format=csv`, { headers: { cookie: jar } });
+    expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
+    const arrow = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week&format=arrow`, { headers: { cookie: jar } });
+    expect(arrow.headers.get('content-type')).toBe('application/vnd.apache.arrow.stream');
+    expect((await fetch(`${t.url}/v1/kpis/lead_time/series?format=xml`, { headers: { cookie: jar } })).status).toBe(400);
+    // A state-changing request carried by the cookie from another origin is refused.
+    const foreign = await fetch(`${t.url}/v1/incidents/inc_abc/ack`, { method: 'POST', headers: { cookie: jar, origin: 'https://evil.example', 'content-type': 'application/json' }, body: '{}' });
+    expect(foreign.status).toBe(401);
+    const sameOrigin = await fetch(`${t.url}/v1/incidents/inc_abc/ack`, { method: 'POST', headers: { cookie: jar, origin: t.url, 'content-type': 'application/json' }, body: '{}' });
+    expect(sameOrigin.status).toBe(404); // authenticated; the incident does not exist
+    // Sign-out clears the cookie.
+    const out = await fetch(`${t.url}/v1/session`, { method: 'DELETE', headers: { cookie: jar } });
+    expect(out.status).toBe(204);
+    expect(out.headers.get('set-cookie')).toMatch(/parity_session=;.*Expires=Thu, 01 Jan 1970/i);
+  });
+
+  it('refuses ingest tokens, unknown tokens and malformed bodies with a precise problem', async () => {
+    const ingest = await signIn({ token: await t.token('acme', 'ingest') });
+    expect(ingest.status).toBe(403);
+    const unknown = await signIn({ token: 'pty_nope' });
+    expect(unknown.status).toBe(401);
+    expect((await unknown.json()).field).toBe('body.token');
+    for (const body of [{}, { token: '' }, { token: 'x'.repeat(600) }, { token: 'a', extra: 1 }]) {
+      const r = await signIn(body);
+      expect(r.status, JSON.stringify(body).slice(0, 60)).toBe(400);
+      expect(r.headers.get('content-type')).toMatch(/problem\+json/);
+    }
+    const revokedCheck = await fetch(`${t.url}/v1/session`, { headers: { cookie: 'parity_session=pty_unknown' } });
+    expect(revokedCheck.status).toBe(401);
+  });
+
+  it('serves the built dashboard at / with no request to another host in it', async () => {
+    const res = await fetch(`${t.url}/`);
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    expect(html).toContain('<parity-app>');
+    expect(html).not.toMatch(/https?:\/\/(?!localhost)/);
+  });
+});
