@@ -7,6 +7,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY services services
 COPY fixtures fixtures
 COPY sql sql
+COPY web web
 RUN npm run build
 
 FROM node:20-bookworm-slim
@@ -15,6 +16,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 COPY --from=build /app/dist dist
+COPY --from=build /app/web/dist web/dist
 COPY bin bin
 COPY sql sql
 COPY fixtures fixtures

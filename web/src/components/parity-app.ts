@@ -60,6 +60,8 @@ export class ParityApp extends LitElement {
       .controls { display: flex; flex-wrap: wrap; gap: 0.8em; align-items: end; }
       .controls label { margin: 0; }
       .incident { border-top: 1px solid #d8dee4; padding: 0.6em 0; }
+      dl.sheet { display: grid; grid-template-columns: auto 1fr; gap: 0.2em 0.8em; font-size: 0.9em; }
+      dl.sheet dd { margin: 0; }
       form.resolve { display: grid; gap: 0.3em; max-width: 560px; }
       @media (max-width: 480px) { :host { padding: 0 0.6em 1.5em; } .tiles { grid-template-columns: 1fr; } header h1 { font-size: 1.1em; } }
     `,
@@ -307,6 +309,15 @@ export class ParityApp extends LitElement {
           ${i.escalatedAt ? html` · <strong>${t("escalated")}</strong> ${i18n.date(i.escalatedAt)}` : nothing}</div>
         <div class="muted">${i.reason}${i.period ? ` · ${i.grain} ${i18n.date(i.period)}` : ''} · ${t('value')} ${i.suppressed ? t('withheld') : i18n.number(i.value)} ${i.kpi.unit} · ${t('owner')}: ${i.owners.map((o) => o.name).join(', ')} · ${t('ackDue')} ${i18n.date(i.ackDueAt)}</div>
         ${i.narrative ? html`<div>${t('factSheet')}: ${i.cause ? html`<strong>${i.cause}</strong> — ` : nothing}${i.narrative}</div>` : nothing}
+        <details><summary>${t('factSheet')}</summary>
+          <dl class="sheet">
+            <dt>${t('snapshot')}</dt><dd>${i.snapshot}${i.digest ? html` · ${t('digest')} <code title=${i.digest}>${i.digest.slice(0, 12)}</code>` : nothing}</dd>
+            <dt>${t('band')}</dt><dd>${i.band ? [i.band.lower !== null ? `≥ ${i18n.number(i.band.lower)}` : '', i.band.upper !== null ? `≤ ${i18n.number(i.band.upper)}` : ''].filter(Boolean).join(' · ') : '—'}</dd>
+            <dt>${t('ackDue')}</dt><dd>${i18n.date(i.ackDueAt)}${i.acknowledgedAt ? ` · ${t('acknowledge')}: ${i18n.date(i.acknowledgedAt)}` : ''}</dd>
+            ${i.resolvedAt ? html`<dt>${t('incident.resolved')}</dt><dd>${i18n.date(i.resolvedAt)} (${i.resolution})</dd>` : nothing}
+            ${i.actions.map((a) => html`<dt>${t('actionDescription')}</dt><dd>${a.description} — ${a.owner}, ${t('actionDue')} ${i18n.date(a.due)}</dd>`)}
+          </dl>
+        </details>
         ${i.state !== 'resolved' && this.#mayAct(i) ? this.#actions(i) : nothing}
       </article>`,
     );
