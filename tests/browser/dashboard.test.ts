@@ -181,7 +181,7 @@ describe('the joint dashboard in Chromium', () => {
     await ana.page.waitForSelector(card);
     await ana.page.click(`${card} >> button:has-text("Acknowledge")`);
     await expect.poll(async () => (await api<{ state: string }>(`/v1/incidents/${target!.id}`, tokens['ana']!)).state).toBe('acknowledged');
-    await ana.page.click(`${card} >> summary`);
+    await ana.page.click(`${card} >> details.resolve-form > summary`);
     await ana.page.selectOption(`${card} >> select[name="cause"]`, 'capacity');
     await ana.page.fill(`${card} >> textarea[name="narrative"]`, 'Peak season at the north hub.');
     await ana.page.fill(`${card} >> input[name="action"]`, 'Weekend shift');

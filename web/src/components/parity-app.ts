@@ -335,7 +335,7 @@ export class ParityApp extends LitElement {
     };
     return html`
       ${i.state !== 'acknowledged' ? html`<button @click=${() => act(() => api.post(`/v1/incidents/${i.id}/ack`, {}))}>${t('acknowledge')}</button>` : nothing}
-      <details><summary>${t('resolve')}</summary>
+      <details class="resolve-form"><summary>${t("resolve")}</summary>
         <form class="resolve" @submit=${(e: Event) => {
           e.preventDefault();
           const f = new FormData(e.target as HTMLFormElement);
