@@ -218,6 +218,35 @@ describe('the joint dashboard in Chromium', () => {
     }
   });
 
+  it('is keyboard navigable: sign in, reach a tile and open its detail without a mouse', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    await page.goto(`${t.url}/`);
+    await page.waitForSelector('parity-app >> #token');
+    // Tab to the token field (past the language switch), type, Enter submits.
+    for (let i = 0; i < 10; i++) {
+      await page.keyboard.press('Tab');
+      if (await page.evaluate(() => document.querySelector('parity-app')!.shadowRoot!.activeElement?.id === 'token')) break;
+    }
+    await page.keyboard.type(tokens['acme']!);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('parity-kpi-tile [data-testid="value"]');
+    // Tab until the lead time tile's link has focus; Enter opens the detail page.
+    let reached = false;
+    for (let i = 0; i < 40 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => {
+        const tile = document.querySelector('parity-app')!.shadowRoot!.querySelector('parity-kpi-tile[data-kpi="lead_time"]');
+        return tile?.shadowRoot?.activeElement?.tagName === 'A';
+      });
+    }
+    expect(reached).toBe(true);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => location.hash === '#/kpi/lead_time');
+    await page.waitForSelector('parity-app >> #grain');
+    await context.close();
+  });
+
   it('switches to German: numbers and dates by locale', async () => {
     const s = await signIn(tokens['acme']!);
     await s.page.$eval('parity-app', (app) => {
