@@ -60,7 +60,24 @@ export class AlertEngine {
   }
 
   start(): void {
-    this.#unsubscribe = this.#room.duck.touched.onChange((_snapshot, kpis) => this.request(kpis));
+    // A batch is evaluated once the snapshot watermark includes it: batches commit out of order,
+    // and evaluation reads as of the watermark.
+    const waiting = new Map<number, readonly string[]>();
+    const offChange = this.#room.duck.touched.onChange((snapshot, kpis) => {
+      if (snapshot <= this.#room.duck.snapshots.latest) this.request(kpis);
+      else waiting.set(snapshot, kpis);
+    });
+    const offAdvance = this.#room.duck.snapshots.onAdvance((latest) => {
+      for (const [snapshot, kpis] of waiting) {
+        if (snapshot > latest) continue;
+        waiting.delete(snapshot);
+        this.request(kpis);
+      }
+    });
+    this.#unsubscribe = () => {
+      offChange();
+      offAdvance();
+    };
     this.#timer = setInterval(() => this.requestAll(), this.#room.config.evaluateEveryMs);
     this.#timer.unref();
     this.requestAll();
@@ -143,7 +160,7 @@ export class AlertEngine {
         const row = this.#newIncident(ctx, kpi, feed.partner, 'stale', reason, { freshness: JSON.stringify(summary.feeds) });
         // A stale feed is that partner's data side: only its owners hear of it.
         enqueued += await this.#open(ctx, kpi, row, null, ownerRecipients(kpi, feed.partner));
-      } else if (!feed.stale && existing) {
+      } else if (!feed.stale && existing && feed.lastArrival !== null) {
         enqueued += await this.#autoResolve(ctx, kpi, existing, `The feed resumed: last batch at ${feed.lastArrival}; resolved automatically.`);
       }
     }
@@ -218,8 +235,9 @@ export class AlertEngine {
     if (existing.period === figure.period && Number(existing.snapshot) === ctx.snapshot) return 0;
     // A repeated breach updates the one open incident (the dedup key); nobody is notified again.
     await this.#room.control.db.transaction().execute(async (tx) => {
-      await tx.updateTable('incidents').set({ ...figure, first_period: existing.first_period ?? figure.first_period, updated_at: ctx.now }).where('id', '=', existing.id).execute();
-      if (existing.period !== figure.period) await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.updated', target: existing.id, details: { kpi: kpi.id, scope, period: figure.period, snapshot: ctx.snapshot } }, ctx.now);
+      // Only while it is still open: an owner may have resolved it since it was read.
+      const r = await tx.updateTable('incidents').set({ ...figure, first_period: existing.first_period ?? figure.first_period, updated_at: ctx.now }).where('id', '=', existing.id).where('state', '<>', 'resolved').executeTakeFirst();
+      if (Number(r.numUpdatedRows) > 0 && existing.period !== figure.period) await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.updated', target: existing.id, details: { kpi: kpi.id, scope, period: figure.period, snapshot: ctx.snapshot } }, ctx.now);
     });
     return 0;
   }
@@ -267,7 +285,7 @@ export class AlertEngine {
       const kpi = agreement.kpis.find((k) => k.id === inc.kpi);
       if (!kpi) continue;
       enqueued += await db.transaction().execute(async (tx) => {
-        const r = await tx.updateTable('incidents').set({ escalated_at: now, updated_at: now }).where('id', '=', inc.id).where('escalated_at', 'is', null).returningAll().executeTakeFirst();
+        const r = await tx.updateTable('incidents').set({ escalated_at: now, updated_at: now }).where('id', '=', inc.id).where('escalated_at', 'is', null).where('state', 'in', ['open', 'notified']).returningAll().executeTakeFirst();
         if (!r) return 0;
         await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.escalated', target: inc.id, details: { kpi: inc.kpi, scope: inc.scope, ackDueAt: new Date(inc.ack_due_at).toISOString() } }, now);
         return enqueue(tx, { incident: r, kpi, periodEnd: r.period && r.grain ? periodEnd(r.period, r.grain as Grain) : null, event: 'incident.escalated', recipients: steeringRecipients(agreement), now, smtp: Boolean(this.#room.config.smtpUrl) });

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { sql } from 'kysely';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -149,27 +150,24 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const p = await authenticate(room.control.db, room.clock, req);
       assertReader(p);
       const agreement = room.agreement().agreement;
-      let q = room.control.db.selectFrom('outbox').selectAll();
+      const visible = agreement.kpis.filter((k) => canSee(p, k)).map((k) => k.id);
+      if (visible.length === 0) return { notifications: [] };
+      let q = room.control.db.selectFrom('outbox').selectAll().where(sql<string>`payload->'data'->'kpi'->>'id'`, 'in', visible);
       q = p.role === 'steering' ? q.where((eb) => eb.or([eb('partner_id', '=', p.partnerId), eb('partner_id', 'is', null)])) : q.where('partner_id', '=', p.partnerId);
       const rows = await q.orderBy('created_at', 'desc').orderBy('id').limit(req.query.limit).execute();
-      const notifications = rows
-        .map((r) => ({ r, payload: (typeof r.payload === 'string' ? JSON.parse(r.payload) : r.payload) as { type: string; data: { kpi: { id: string } } } }))
-        .filter(({ payload }) => {
-          const kpi = agreement.kpis.find((k) => k.id === payload.data.kpi.id);
-          return kpi !== undefined && canSee(p, kpi);
-        })
-        .map(({ r, payload }) => ({
-          id: r.id,
-          event: r.event,
-          channel: r.channel,
-          recipientName: r.recipient_name,
-          state: r.state,
-          attempts: r.attempts,
-          createdAt: new Date(r.created_at).toISOString(),
-          deliveredAt: r.delivered_at ? new Date(r.delivered_at).toISOString() : null,
-          lastError: r.last_error,
-          factSheet: payload.data,
-        }));
+      const notifications = rows.map((r) => ({
+        id: r.id,
+        event: r.event,
+        channel: r.channel,
+        recipientName: r.recipient_name,
+        state: r.state,
+        attempts: r.attempts,
+        createdAt: new Date(r.created_at).toISOString(),
+        deliveredAt: r.delivered_at ? new Date(r.delivered_at).toISOString() : null,
+        lastError: r.last_error,
+        factSheet: ((typeof r.payload === 'string' ? JSON.parse(r.payload) : r.payload) as { data: unknown }).data,
+      }));
+      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'query.notifications', details: { role: p.role, returned: notifications.length } });
       return { notifications };
     },
   );
@@ -188,7 +186,9 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'admin', 'owner');
       const byUrl = new Map<string, string[]>();
+      // Only the KPIs the caller may see: an owner outside a need-to-know KPI does not learn of it here either.
       for (const k of room.agreement().agreement.kpis) {
+        if (!canSee(p, k)) continue;
         const hook = p.partnerId ? k.owners[p.partnerId]?.webhook : undefined;
         if (hook) byUrl.set(hook, [...(byUrl.get(hook) ?? []), k.id]);
       }

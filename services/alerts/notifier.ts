@@ -13,6 +13,8 @@ import type { NotificationPayload } from './outbox.js';
 export const RETRY_DELAYS_MS = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000];
 export const WEBHOOK_TIMEOUT_MS = 15_000;
 const POLL_MS = 200;
+/** A claimed row not settled by then (its outcome could not be recorded) is due again. */
+const LEASE_MS = 4 * WEBHOOK_TIMEOUT_MS;
 const MAX_IN_FLIGHT = 16;
 
 /** The per-endpoint signing secret, `whsec_` + base64 of 32 bytes derived from the room secret. */
@@ -38,6 +40,7 @@ export class Notifier {
   readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
   readonly #mail: Transporter | null;
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #inFlightIds = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #polling: Promise<void> | null = null;
   #again = false;
@@ -50,7 +53,8 @@ export class Notifier {
   }
 
   async start(): Promise<void> {
-    await this.#room.control.db.updateTable('outbox').set({ state: 'pending' }).where('state', '=', 'sending').execute();
+    // This process owns the room: what a crash left in flight is due now (same ids; receivers dedupe).
+    await this.#room.control.db.updateTable('outbox').set({ state: 'pending', next_attempt_at: this.#room.clock.now() }).where('state', '=', 'sending').execute();
     this.#timer = setInterval(() => this.kick(), POLL_MS);
     this.#timer.unref();
     this.kick();
@@ -103,22 +107,32 @@ export class Notifier {
     const free = MAX_IN_FLIGHT - this.#inFlight.size;
     if (free <= 0) return;
     const now = this.#room.clock.now();
+    const busy = [...this.#inFlightIds];
     const rows = await this.#room.control.db.transaction().execute(async (tx) => {
-      const due = await tx.selectFrom('outbox').selectAll().where('state', '=', 'pending').where('next_attempt_at', '<=', now).orderBy('next_attempt_at').limit(free).forUpdate().skipLocked().execute();
+      // Pending rows that are due, and claimed rows whose lease ran out without an outcome.
+      let q = tx
+        .selectFrom('outbox')
+        .selectAll()
+        .where('state', 'in', ['pending', 'sending'])
+        .where('next_attempt_at', '<=', now);
+      if (busy.length) q = q.where('id', 'not in', busy);
+      const due = await q.orderBy('next_attempt_at').limit(free).forUpdate().skipLocked().execute();
       if (due.length) {
         await tx
           .updateTable('outbox')
-          .set({ state: 'sending', attempts: sql<number>`attempts + 1` })
+          .set({ state: 'sending', attempts: sql<number>`attempts + 1`, next_attempt_at: new Date(now.getTime() + LEASE_MS) })
           .where('id', 'in', due.map((r) => r.id))
           .execute();
       }
       return due;
     });
     for (const row of rows) {
+      this.#inFlightIds.add(row.id);
       const p: Promise<void> = this.#deliver({ ...row, attempts: row.attempts + 1 })
-        .catch((err: unknown) => this.#log.error({ err, notification: row.id }, 'notifier: recording a delivery failed'))
+        .catch((err: unknown) => this.#log.error({ err, notification: row.id }, 'notifier: recording a delivery failed; it is retried when its lease ends'))
         .finally(() => {
           this.#inFlight.delete(p);
+          this.#inFlightIds.delete(row.id);
           this.kick();
         });
       this.#inFlight.add(p);

@@ -10,6 +10,12 @@ const tokenShape = /^[A-Za-z0-9._~+/=-]{1,512}$/;
 /** The dashboard's session cookie: the user's token, httpOnly and SameSite=Strict. */
 export const SESSION_COOKIE = 'parity_session';
 
+/** The room's own origins: as this request reached it, and PARITY_PUBLIC_URL's (behind a TLS proxy). */
+let publicOrigin: string | undefined;
+export function setPublicUrl(url: string | undefined): void {
+  publicOrigin = url ? new URL(url).origin : undefined;
+}
+
 /** The token of a request: the bearer header, else the dashboard's session cookie. */
 export function requestToken(req: FastifyRequest): string | undefined {
   if (req.headers.authorization !== undefined) return bearer.exec(req.headers.authorization)?.[1];
@@ -18,7 +24,7 @@ export function requestToken(req: FastifyRequest): string | undefined {
   // A state-changing request on the cookie must come from the room's own page (SameSite=Strict, and the Origin says so).
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     const origin = req.headers.origin;
-    if (origin !== undefined && origin !== `${req.protocol}://${req.headers.host}`) return undefined;
+    if (origin !== undefined && origin !== `${req.protocol}://${req.headers.host}` && origin !== publicOrigin) return undefined;
   }
   return fromCookie;
 }

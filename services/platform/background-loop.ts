@@ -27,11 +27,16 @@ export class BackgroundLoop {
     if (this.#stopped) return;
     if (this.#inRun) this.#requestsDuringRun++;
     this.#requested = true;
-    if (!this.#running) {
-      this.#running = this.#loop().finally(() => {
-        this.#running = null;
-      });
-    }
+    this.#start();
+  }
+
+  #start(): void {
+    if (this.#running) return;
+    this.#running = this.#loop().finally(() => {
+      this.#running = null;
+      // A request that came after the loop's last check, before this ran, is not lost.
+      if (this.#requested && !this.#stopped) this.#start();
+    });
   }
 
   /** Resolves once nothing is requested or running. */

@@ -6,7 +6,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { findPrincipalByToken } from '../governance/token-repository.js';
 import { problemSchema } from '../ingest/receipt-schema.js';
-import { authenticate, SESSION_COOKIE } from './auth.js';
+import { authenticate, SESSION_COOKIE, setPublicUrl } from './auth.js';
 import { forbidden, Problem } from './errors.js';
 import { packageRoot } from './paths.js';
 import type { Room } from './room.js';
@@ -24,6 +24,7 @@ const who = z.object({ name: z.string(), role: z.string(), partner: z.string().n
  */
 export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
+  setPublicUrl(room.config.publicUrl);
 
   const describe = (p: { name: string; role: string; partnerId: string | null }) => ({
     name: p.name,
@@ -47,7 +48,8 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
       if (!principal) throw new Problem(401, 'Unauthorized', 'this token is unknown, revoked or expired', { field: 'body.token' });
       if (principal.role === 'ingest') throw forbidden('an ingest token is for partner systems; sign in with a user token');
       await room.audit({ actor: principal.tokenId, partnerId: principal.partnerId, action: 'session.login', details: { role: principal.role } });
-      void reply.setCookie(SESSION_COOKIE, req.body.token, { httpOnly: true, sameSite: 'strict', path: '/', secure: req.protocol === 'https' });
+      const secure = req.protocol === 'https' || (room.config.publicUrl?.startsWith('https:') ?? false);
+      void reply.setCookie(SESSION_COOKIE, req.body.token, { httpOnly: true, sameSite: 'strict', path: '/', secure });
       return describe(principal);
     },
   );

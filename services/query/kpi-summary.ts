@@ -38,6 +38,15 @@ function scopeHistory(raw: readonly RawCell[], shown: readonly Cell[], group: st
   return history;
 }
 
+/**
+ * Closed periods needed before the first one judged: a control band's baseline, and for run
+ * rules the rest of the longest window (8 periods), whose baseline lies before the run began.
+ */
+function historyDepth(kpi: Kpi): number {
+  if (kpi.band.method !== 'control') return 0;
+  return kpi.band.baseline! + (kpi.band.rules?.length ? 7 : 0);
+}
+
 export interface ScopeSummary {
   group: string | null;
   state: ScopeState;
@@ -99,8 +108,7 @@ export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<Kpi
   const grain = kpi.evaluate.grain;
   const open = periodStart(today, grain);
   const lastClosed = addPeriods(open, grain, -1);
-  const rules = kpi.band.rules?.length ? 8 : 0;
-  const depth = Math.max(kpi.band.method === 'control' ? kpi.band.baseline! : 0, rules) + kpi.evaluate.consecutive + 1;
+  const depth = historyDepth(kpi) + kpi.evaluate.consecutive + 1;
   const first = addPeriods(open, grain, -depth);
   const min = effectiveMinGroupSize(agreement, kpi);
   const feeds = kpiFreshness(agreement, kpi, ctx.arrivals, ctx.now, ctx.since);
@@ -174,7 +182,7 @@ export async function listBreaches(duck: DuckStore, agreement: Agreement, agreem
     const lastClosed = addPeriods(periodStart(today, grain), grain, -1);
     const end = to < lastClosed ? periodStart(to, grain) : lastClosed;
     const start = periodStart(from, grain);
-    const first = addPeriods(start, grain, -(kpi.band.method === 'control' ? kpi.band.baseline! : 0));
+    const first = addPeriods(start, grain, -historyDepth(kpi));
     if (first > end) continue;
     const min = effectiveMinGroupSize(agreement, kpi);
     const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);

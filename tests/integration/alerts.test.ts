@@ -208,6 +208,9 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
     expect(kept.every((n) => n.factSheet.scope !== 'globex')).toBe(true);
     const gus = (await call(c, 'GET', '/v1/notifications', c.tokens.gus)).body.notifications as { factSheet: Sheet }[];
     expect(gus.every((n) => n.factSheet.scope !== 'acme')).toBe(true);
+    // Reading notifications is an access like any other: audited.
+    const audited = await c.t.room.control.db.selectFrom('audit_log').select('partner_id').where('action', '=', 'query.notifications').execute();
+    expect(audited.map((r) => r.partner_id).sort()).toEqual(['acme', 'globex']);
   });
 
   it('refuses everyone but the named owner or steering: 403, and 404 for an unknown incident', async () => {

@@ -79,8 +79,10 @@ export class ParityKpiChart extends LitElement {
       this.series = series;
       const summary = kpis.kpis.find((k) => k.id === this.kpi);
       const def = agreement.agreement.kpis.find((k) => k.id === this.kpi);
-      const band = summary?.scopes.find((s) => s.group === null)?.band ?? null;
       const sameGrain = summary?.grain === series.grain;
+      // The band belongs to the evaluation grain; per partner only a static band is the same for every scope.
+      const combinedBand = summary?.scopes.find((s) => s.group === null)?.band ?? null;
+      const band = sameGrain && (series.by === null || (series.by === 'partner' && combinedBand?.method === 'static')) ? combinedBand : null;
       const wantGroup = (g: string | null) => (series.by === 'partner' ? g !== null : g === null);
       this.breaches = sameGrain && (series.by === null || series.by === 'partner') ? breaches.breaches.filter((b) => wantGroup(b.group)) : [];
       this.error = undefined;
