@@ -29,65 +29,18 @@ export const api = {
   del: (path: string) => request<void>('DELETE', path),
 };
 
-export interface Band {
-  method: 'static' | 'control';
-  lower: number | null;
-  upper: number | null;
-}
-export interface Scope {
-  group: string | null;
-  state: 'ok' | 'pending' | 'breach' | 'no_data' | 'suppressed';
-  band: Band | null;
-  signal: string | null;
-  lastClosed: { period: string; value: number | null; n: number | null; suppressed: boolean } | null;
-  previous: { period: string; value: number | null } | null;
-  change: number | null;
-  provisional: { period: string; value: number | null; n: number | null } | null;
-}
-export interface Feed {
-  partner: string;
-  lastArrival: string | null;
-  dueBy: string;
-  stale: boolean;
-}
-export interface KpiSummary {
-  id: string;
-  title: string;
-  unit: string;
-  measure: string;
-  disclosure: string;
-  grain: 'day' | 'week' | 'month';
-  minGroupSize: number;
-  feeds: Feed[];
-  scopes: Scope[];
-}
-export interface KpisResult {
-  today: string;
-  snapshot: number;
-  asOf: string | null;
-  agreementVersion: number;
-  digest: string;
-  kpis: KpiSummary[];
-}
-export interface Cell {
-  period: string;
-  group: string | null;
-  value: number | null;
-  n: number | null;
-  state: 'ok' | 'suppressed';
-  reason?: string;
-}
-export interface Series {
-  kpi: string;
-  unit: string;
-  grain: string;
-  by: string | null;
-  from: string;
-  to: string;
-  snapshot: number;
-  digest: string;
-  cells: Cell[];
-}
+// The response shapes are the server's own types (type-only imports: nothing of the server is bundled).
+export type { Band } from '../../services/query/band-evaluation.js';
+export type { ScopeSummary as Scope, KpiSummary } from '../../services/query/kpi-summary.js';
+export type { FeedFreshness as Feed } from '../../services/query/freshness.js';
+export type { Cell } from '../../services/query/suppression.js';
+export type { SeriesResult as Series } from '../../services/query/series-service.js';
+export type { FactSheet } from '../../services/alerts/fact-sheet.js';
+import type { KpisResult as ServerKpisResult } from '../../services/query/kpi-summary.js';
+
+/** GET /v1/kpis: the summary and when its snapshot landed. */
+export type KpisResult = ServerKpisResult & { asOf: string | null };
+
 export interface Who {
   name: string;
   role: string;
@@ -108,29 +61,4 @@ export interface Agreement {
   version: number;
   digest: string;
   agreement: { partnership: { id: string; title: string; timezone: string }; partners: { id: string; name: string }[]; kpis: AgreementKpi[] };
-}
-export interface FactSheet {
-  id: string;
-  kind: 'breach' | 'stale';
-  state: 'open' | 'notified' | 'acknowledged' | 'resolved';
-  kpi: { id: string; title: string; unit: string };
-  scope: string;
-  reason: string;
-  grain: string | null;
-  period: string | null;
-  value: number | null;
-  suppressed: boolean;
-  band: Band | null;
-  snapshot: number;
-  digest: string | null;
-  owners: { partner: string; name: string }[];
-  openedAt: string;
-  ackDueAt: string;
-  acknowledgedAt: string | null;
-  escalatedAt: string | null;
-  resolvedAt: string | null;
-  resolution: 'owner' | 'auto' | null;
-  cause: string | null;
-  narrative: string | null;
-  actions: { description: string; owner: string; due: string }[];
 }
