@@ -6,17 +6,11 @@ import { appendAuditIn } from '../governance/audit-repository.js';
 import type { Database, IncidentRow } from '../platform/control-db.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import type { Room } from '../platform/room.js';
-import type { Grain } from '../query/aggregate-compiler.js';
 import type { Signal } from '../query/band-evaluation.js';
-import { addPeriods, evaluateKpi, evaluationContext, type EvaluationContext, type KpiSummary, type ScopeSummary } from '../query/kpi-summary.js';
-import { runSeries, shiftDays } from '../query/series-service.js';
+import { evaluateKpi, evaluationContext, periodEnd, type EvaluationContext, type KpiSummary, type ScopeSummary } from '../query/kpi-summary.js';
+import { runSeries } from '../query/series-service.js';
 import type { Notifier } from './notifier.js';
-import { enqueue, ownerRecipients, steeringRecipients, type AlertEvent, type Recipient } from './outbox.js';
-
-/** The last day of the period starting at `start`. */
-export function periodEnd(start: string, grain: Grain): string {
-  return shiftDays(addPeriods(start, grain, 1), -1);
-}
+import { enqueue, ownerRecipients, steeringRecipients, type Recipient } from './outbox.js';
 
 const signalText: Record<Signal, string> = {
   band: 'outside the agreed band',
@@ -36,7 +30,6 @@ const incidentId = () => `inc_${randomBytes(9).toString('base64url')}`;
 export class AlertEngine {
   readonly #room: Room;
   readonly #notifier: Notifier;
-  readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
   readonly #pending = new Set<string>();
   readonly #loop: BackgroundLoop;
   #full = false;
@@ -46,7 +39,6 @@ export class AlertEngine {
   constructor(room: Room, notifier: Notifier, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
     this.#room = room;
     this.#notifier = notifier;
-    this.#log = log;
     this.#loop = new BackgroundLoop(
       () => this.#run(),
       () => room.duck.slots.busy > 0,
@@ -60,24 +52,8 @@ export class AlertEngine {
   }
 
   start(): void {
-    // A batch is evaluated once the snapshot watermark includes it: batches commit out of order,
-    // and evaluation reads as of the watermark.
-    const waiting = new Map<number, readonly string[]>();
-    const offChange = this.#room.duck.touched.onChange((snapshot, kpis) => {
-      if (snapshot <= this.#room.duck.snapshots.latest) this.request(kpis);
-      else waiting.set(snapshot, kpis);
-    });
-    const offAdvance = this.#room.duck.snapshots.onAdvance((latest) => {
-      for (const [snapshot, kpis] of waiting) {
-        if (snapshot > latest) continue;
-        waiting.delete(snapshot);
-        this.request(kpis);
-      }
-    });
-    this.#unsubscribe = () => {
-      offChange();
-      offAdvance();
-    };
+    // The store announces a batch once the snapshot watermark includes it, which evaluation reads at.
+    this.#unsubscribe = this.#room.duck.touched.onChange((_snapshot, kpis) => this.request(kpis));
     this.#timer = setInterval(() => this.requestAll(), this.#room.config.evaluateEveryMs);
     this.#timer.unref();
     this.requestAll();
@@ -118,7 +94,7 @@ export class AlertEngine {
   async #evaluate(ids: Set<string> | null, full: boolean): Promise<void> {
     const active = this.#room.agreement();
     const now = this.#room.clock.now();
-    const ctx = await evaluationContext(this.#room.duck, active.agreement, active.version, now, active.activatedAt ?? now, this.#room.duck.snapshots.latest);
+    const ctx = evaluationContext(this.#room.duck, active.agreement, active.version, now, active.activatedAt ?? now, this.#room.duck.snapshots.latest);
     let enqueued = 0;
     for (const kpi of active.agreement.kpis) {
       if (ids && !ids.has(kpi.id)) continue;
@@ -159,7 +135,7 @@ export class AlertEngine {
         const reason = `no batch of ${kpi.id} from ${feed.partner} ${feed.lastArrival ? `since ${feed.lastArrival}` : 'yet'}; one was due by ${feed.dueBy}`;
         const row = this.#newIncident(ctx, kpi, feed.partner, 'stale', reason, { freshness: JSON.stringify(summary.feeds) });
         // A stale feed is that partner's data side: only its owners hear of it.
-        enqueued += await this.#open(ctx, kpi, row, null, ownerRecipients(kpi, feed.partner));
+        enqueued += await this.#open(ctx, kpi, row, ownerRecipients(kpi, feed.partner));
       } else if (!feed.stale && existing && feed.lastArrival !== null) {
         enqueued += await this.#autoResolve(ctx, kpi, existing, `The feed resumed: last batch at ${feed.lastArrival}; resolved automatically.`);
       }
@@ -231,7 +207,7 @@ export class AlertEngine {
 
   async #breach(ctx: EvaluationContext, kpi: Kpi, scope: string, s: ScopeSummary, feeds: KpiSummary['feeds'], existing: IncidentRow | undefined): Promise<number> {
     const figure = await this.#figure(ctx, kpi, scope, s, feeds);
-    if (!existing) return this.#open(ctx, kpi, this.#newIncident(ctx, kpi, scope, 'breach', figure.reason, figure), periodEnd(figure.period, figure.grain), ownerRecipients(kpi, scope));
+    if (!existing) return this.#open(ctx, kpi, this.#newIncident(ctx, kpi, scope, 'breach', figure.reason, figure), ownerRecipients(kpi, scope));
     if (existing.period === figure.period && Number(existing.snapshot) === ctx.snapshot) return 0;
     // A repeated breach updates the one open incident (the dedup key); nobody is notified again.
     await this.#room.control.db.transaction().execute(async (tx) => {
@@ -242,14 +218,12 @@ export class AlertEngine {
     return 0;
   }
 
-  async #open(ctx: EvaluationContext, kpi: Kpi, row: IncidentRow, end: string | null, recipients: Recipient[]): Promise<number> {
-    const smtp = Boolean(this.#room.config.smtpUrl);
+  async #open(ctx: EvaluationContext, kpi: Kpi, row: IncidentRow, recipients: Recipient[]): Promise<number> {
     try {
       return await this.#room.control.db.transaction().execute(async (tx) => {
-        await tx.insertInto('incidents').values(row).execute();
+        const stored = await tx.insertInto('incidents').values(row).returningAll().executeTakeFirstOrThrow();
         await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.opened', target: row.id, details: { kpi: kpi.id, scope: row.scope, kind: row.kind, period: row.period, snapshot: ctx.snapshot } }, ctx.now);
-        const stored = await tx.selectFrom('incidents').selectAll().where('id', '=', row.id).executeTakeFirstOrThrow();
-        const n = await enqueue(tx, { incident: stored, kpi, periodEnd: end, event: 'incident.opened', recipients, now: ctx.now, smtp });
+        const n = await enqueue(tx, this.#room, { incident: stored, kpi, event: 'incident.opened', recipients, now: ctx.now });
         await markNotifiedIfKept(tx, row.id, ctx.now);
         return n;
       });
@@ -288,7 +262,7 @@ export class AlertEngine {
         const r = await tx.updateTable('incidents').set({ escalated_at: now, updated_at: now }).where('id', '=', inc.id).where('escalated_at', 'is', null).where('state', 'in', ['open', 'notified']).returningAll().executeTakeFirst();
         if (!r) return 0;
         await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.escalated', target: inc.id, details: { kpi: inc.kpi, scope: inc.scope, ackDueAt: new Date(inc.ack_due_at).toISOString() } }, now);
-        return enqueue(tx, { incident: r, kpi, periodEnd: r.period && r.grain ? periodEnd(r.period, r.grain as Grain) : null, event: 'incident.escalated', recipients: steeringRecipients(agreement), now, smtp: Boolean(this.#room.config.smtpUrl) });
+        return enqueue(tx, this.#room, { incident: r, kpi, event: 'incident.escalated', recipients: steeringRecipients(agreement), now });
       });
     }
     return enqueued;
@@ -307,6 +281,5 @@ export async function markNotifiedIfKept(tx: Transaction<Database>, id: string, 
 export async function resolvedNotifications(tx: Transaction<Database>, room: Room, kpi: Kpi, incident: IncidentRow, now: Date): Promise<number> {
   const recipients = ownerRecipients(kpi, incident.scope);
   if (incident.escalated_at) recipients.push(...steeringRecipients(room.agreement().agreement));
-  const event: AlertEvent = 'incident.resolved';
-  return enqueue(tx, { incident, kpi, periodEnd: incident.period && incident.grain ? periodEnd(incident.period, incident.grain as Grain) : null, event, recipients, now, smtp: Boolean(room.config.smtpUrl) });
+  return enqueue(tx, room, { incident, kpi, event: 'incident.resolved', recipients, now });
 }

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import type { Kpi } from '../governance/agreement-schema.js';
 import type { IncidentRow } from '../platform/control-db.js';
+import type { Grain } from '../query/aggregate-compiler.js';
 import type { Band } from '../query/band-evaluation.js';
+import { periodEnd } from '../query/kpi-summary.js';
 import type { FeedFreshness } from '../query/freshness.js';
 
 export const causeCategories = ['data_quality', 'process', 'capacity', 'staffing', 'system_outage', 'external', 'other'] as const;
@@ -66,13 +68,13 @@ export function responsiblePartners(kpi: Kpi, scope: string): string[] {
   return scope === 'combined' ? Object.keys(kpi.owners) : kpi.owners[scope] ? [scope] : [];
 }
 
-export function sourceLink(row: Pick<IncidentRow, 'kpi' | 'scope' | 'grain' | 'first_period' | 'period' | 'snapshot'>, periodEnd: string | null): string | null {
-  if (!row.grain || !row.period || !periodEnd) return null;
+export function sourceLink(row: Pick<IncidentRow, 'kpi' | 'scope' | 'grain' | 'period' | 'snapshot'>): string | null {
+  if (!row.grain || !row.period) return null;
   const by = row.scope === 'combined' ? '' : '&by=partner';
-  return `/v1/kpis/${row.kpi}/series?grain=${row.grain}&from=${row.period}&to=${periodEnd}${by}&snapshot=${row.snapshot}`;
+  return `/v1/kpis/${row.kpi}/series?grain=${row.grain}&from=${row.period}&to=${periodEnd(row.period, row.grain as Grain)}${by}&snapshot=${row.snapshot}`;
 }
 
-export function factSheet(row: IncidentRow, kpi: Kpi | undefined, periodEnd: string | null): FactSheet {
+export function factSheet(row: IncidentRow, kpi: Kpi | undefined): FactSheet {
   const res = (row.fact_sheet ?? null) as (Resolution & { narrative: string }) | null;
   return {
     id: row.id,
@@ -90,7 +92,7 @@ export function factSheet(row: IncidentRow, kpi: Kpi | undefined, periodEnd: str
     snapshot: Number(row.snapshot),
     digest: row.digest,
     agreementVersion: row.agreement_version,
-    source: sourceLink(row, periodEnd),
+    source: sourceLink(row),
     freshness: (row.freshness ?? []) as FeedFreshness[],
     owners: kpi ? responsiblePartners(kpi, row.scope).map((p) => ({ partner: p, name: kpi.owners[p]!.name })) : [],
     openedAt: iso(row.opened_at)!,

@@ -5,9 +5,8 @@ import type { Principal } from '../governance/token-repository.js';
 import type { Database, IncidentRow, IncidentsTable } from '../platform/control-db.js';
 import { forbidden, notFound, Problem } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
-import type { Grain } from '../query/aggregate-compiler.js';
 import { assertReader, canSee, isNamedOwner } from '../query/series-service.js';
-import { periodEnd, resolvedNotifications } from './alert-engine.js';
+import { resolvedNotifications } from './alert-engine.js';
 import { factSheet, responsiblePartners, type FactSheet, type Resolution } from './fact-sheet.js';
 
 export const incidentStates = ['open', 'notified', 'acknowledged', 'resolved'] as const;
@@ -22,10 +21,8 @@ export interface IncidentFilter {
   limit: number;
 }
 
-const endOf = (row: IncidentRow) => (row.period && row.grain ? periodEnd(row.period, row.grain as Grain) : null);
-
 export function sheetOf(agreement: Agreement, row: IncidentRow): FactSheet {
-  return factSheet(row, agreement.kpis.find((k) => k.id === row.kpi), endOf(row));
+  return factSheet(row, agreement.kpis.find((k) => k.id === row.kpi));
 }
 
 /** Incidents of the KPIs the caller may see, newest first. */

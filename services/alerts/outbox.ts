@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Insertable, Transaction } from 'kysely';
 import type { Agreement, Kpi } from '../governance/agreement-schema.js';
 import type { Database, IncidentRow, OutboxTable } from '../platform/control-db.js';
+import type { Room } from '../platform/room.js';
 import { factSheet, responsiblePartners, type FactSheet } from './fact-sheet.js';
 
 export type AlertEvent = 'incident.opened' | 'incident.escalated' | 'incident.resolved';
@@ -39,16 +40,18 @@ export const messageId = () => `msg_${randomBytes(16).toString('base64url')}`;
  */
 export async function enqueue(
   tx: Transaction<Database>,
-  opts: { incident: IncidentRow; kpi: Kpi; periodEnd: string | null; event: AlertEvent; recipients: Recipient[]; now: Date; smtp: boolean },
+  room: Room,
+  opts: { incident: IncidentRow; kpi: Kpi; event: AlertEvent; recipients: Recipient[]; now: Date },
 ): Promise<number> {
-  const sheet = factSheet(opts.incident, opts.kpi, opts.periodEnd);
+  const smtp = Boolean(room.config.smtpUrl);
+  const sheet = factSheet(opts.incident, opts.kpi);
   const payload: NotificationPayload = { type: opts.event, timestamp: opts.now.toISOString(), data: sheet };
   const disabled = new Set((await tx.selectFrom('webhook_endpoints').select('url').where('disabled_at', 'is not', null).execute()).map((r) => r.url));
   const rows: Insertable<OutboxTable>[] = [];
   const seenHooks = new Set<string>();
   for (const r of opts.recipients) {
     const base = { incident_id: opts.incident.id, event: opts.event, partner_id: r.partnerId, recipient_name: r.name, payload: JSON.stringify(payload), attempts: 0, next_attempt_at: opts.now, created_at: opts.now };
-    rows.push({ ...base, id: messageId(), channel: 'email', recipient: r.email, state: opts.smtp ? 'pending' : 'kept', delivered_at: opts.smtp ? null : opts.now });
+    rows.push({ ...base, id: messageId(), channel: 'email', recipient: r.email, state: smtp ? 'pending' : 'kept', delivered_at: smtp ? null : opts.now });
     if (r.webhook && !seenHooks.has(r.webhook)) {
       seenHooks.add(r.webhook);
       const off = disabled.has(r.webhook);

@@ -162,9 +162,7 @@ export class BatchLander {
       );
       await c.run('COMMIT');
       open = false;
-      this.duck.touched.record(snap, done.kpis);
-      this.duck.snapshots.commit(snap);
-      this.duck.touched.notify(snap, done.kpis);
+      this.duck.landed({ snapshot: snap, partner: req.partnerId, kpis: done.kpis, receivedAt, landedAt: new Date(receipt.landedAt) });
       return { status: 202, receipt };
     } catch (err) {
       if (open && conn) await conn.run('ROLLBACK').catch(() => undefined);

@@ -60,10 +60,11 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(queryRoutes, { room });
   await app.register(alertRoutes, { room });
   await app.register(webRoutes, { room });
-  // Rollups, evaluation and delivery run in this process beside the routes, and stop with the app.
+  // Rollups, evaluation and delivery run in this process beside the routes; they stop before the
+  // room's databases close, whoever closes it.
   if (room.config.rollups) startRollups(room.duck, () => room.agreement().agreement, app.log);
   await startAlerts(room, app.log);
-  app.addHook('onClose', async () => {
+  room.beforeClose(async () => {
     await stopAlerts(room);
     await stopRollups(room.duck);
   });

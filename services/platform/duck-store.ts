@@ -63,7 +63,7 @@ export class SnapshotTracker {
 export class KpiChanges {
   readonly #byKpi = new Map<string, number[]>();
   readonly #listeners = new Set<(snapshot: number, kpis: readonly string[]) => void>();
-  /** Called after each landed batch with the KPIs it touched (alerts evaluate those). */
+  /** Called with the KPIs each landed batch touched, once the snapshot watermark includes it (alerts evaluate those). */
   onChange(fn: (snapshot: number, kpis: readonly string[]) => void): () => void {
     this.#listeners.add(fn);
     return () => void this.#listeners.delete(fn);
@@ -137,11 +137,25 @@ export class WriterSlots {
   }
 }
 
+/** A committed batch as the room keeps it in memory: who sent which KPIs, and when. */
+export interface LandedBatch {
+  snapshot: number;
+  partner: string;
+  kpis: readonly string[];
+  receivedAt: Date;
+  landedAt: Date;
+}
+
 /** The DuckDB database of landed points: one instance per process, opened lazily once. */
 export class DuckStore {
   readonly snapshots: SnapshotTracker;
   readonly slots: WriterSlots;
   readonly touched = new KpiChanges();
+  /** Last arrival per partner and KPI (feed freshness), and when each snapshot landed ("as of"). */
+  readonly #arrivals = new Map<string, Date>();
+  readonly #landedAt = new Map<number, Date>();
+  /** Committed batches above the watermark: announced to touched's listeners once it reaches them. */
+  readonly #unannounced = new Map<number, readonly string[]>();
   #closed = false;
   readonly #conns = new Set<DuckDBConnection>();
 
@@ -153,6 +167,43 @@ export class DuckStore {
   ) {
     this.snapshots = new SnapshotTracker(latest);
     this.slots = new WriterSlots(slots.size, slots.queue);
+    this.snapshots.onAdvance((watermark) => {
+      for (const [snapshot, kpis] of this.#unannounced) {
+        if (snapshot > watermark) continue;
+        this.#unannounced.delete(snapshot);
+        this.touched.notify(snapshot, kpis);
+      }
+    });
+  }
+
+  /**
+   * A batch's transaction committed: remember what it touched and when, and settle its snapshot.
+   * Listeners hear of it once the watermark includes it (batches commit out of order).
+   */
+  landed(b: LandedBatch): void {
+    this.#remember(b);
+    this.#unannounced.set(b.snapshot, b.kpis);
+    this.snapshots.commit(b.snapshot);
+  }
+
+  #remember(b: LandedBatch): void {
+    this.touched.record(b.snapshot, b.kpis);
+    this.#landedAt.set(b.snapshot, b.landedAt);
+    for (const kpi of b.kpis) {
+      const key = `${b.partner}\u0000${kpi}`;
+      const prev = this.#arrivals.get(key);
+      if (!prev || prev < b.receivedAt) this.#arrivals.set(key, b.receivedAt);
+    }
+  }
+
+  /** Last batch arrival per `partner\u0000kpi`: metadata only, kept in memory. */
+  get arrivals(): ReadonlyMap<string, Date> {
+    return this.#arrivals;
+  }
+
+  /** When the batch of a snapshot landed, if it did. */
+  landedAt(snapshot: number): Date | undefined {
+    return this.#landedAt.get(snapshot);
   }
 
   static async open(path: string, slots = { size: 4, queue: 16 }, memoryLimit = '256MB'): Promise<DuckStore> {
@@ -167,8 +218,12 @@ export class DuckStore {
       const store = new DuckStore(instance, path, latest, slots);
       // Batches landed before the kpis column existed get it from their points, once.
       await conn.run(`UPDATE batches SET kpis = (SELECT list(DISTINCT kpi ORDER BY kpi) FROM points p WHERE p.snapshot = batches.snapshot) WHERE kpis IS NULL`);
-      const touched = await conn.runAndReadAll('SELECT snapshot::INTEGER AS s, array_to_string(kpis, \',\') AS k FROM batches ORDER BY snapshot');
-      for (const row of touched.getRowObjectsJson()) store.touched.record(Number(row['s']), String(row['k'] ?? '').split(',').filter(Boolean));
+      const landed = await conn.runAndReadAll(
+        `SELECT snapshot::INTEGER AS s, partner, array_to_string(kpis, ',') AS k, epoch_ms(received_at)::DOUBLE AS r, epoch_ms(landed_at)::DOUBLE AS l FROM batches ORDER BY snapshot`,
+      );
+      for (const row of landed.getRowObjectsJson()) {
+        store.#remember({ snapshot: Number(row['s']), partner: String(row['partner']), kpis: String(row['k'] ?? '').split(',').filter(Boolean), receivedAt: new Date(Number(row['r'])), landedAt: new Date(Number(row['l'])) });
+      }
       return store;
     } finally {
       conn.closeSync();

@@ -22,6 +22,8 @@ export interface Room {
   agreement(): AgreementVersion;
   setAgreement(v: AgreementVersion): void;
   audit(entry: AuditEntry): Promise<void>;
+  /** Work that runs beside the room (evaluation, delivery, rollups) stops first when the room closes. */
+  beforeClose(fn: () => Promise<void>): void;
   close(): Promise<void>;
 }
 
@@ -64,6 +66,7 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     await duck.localise(active.agreement.partnership.timezone);
     let current = active;
     const d = duck;
+    const closers: (() => Promise<void>)[] = [];
     return {
       config,
       clock,
@@ -73,7 +76,9 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
       agreement: () => current,
       setAgreement: (v) => void (current = v),
       audit: async (entry) => void (await appendAudit(control.db, entry, clock.now())),
+      beforeClose: (fn) => void closers.push(fn),
       close: async () => {
+        for (const fn of closers.splice(0)) await fn();
         await d.close();
         await control.close();
       },

@@ -1,8 +1,6 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { stopAlerts } from '../alerts/alert-routes.js';
-import { stopRollups } from '../query/rollups.js';
 import { buildApp } from './app.js';
 import type { Room } from './room.js';
 
@@ -30,9 +28,6 @@ export async function serve(room: Room, opts: { onListening?: (url: string) => v
   const app = await buildApp(room);
   const pidFile = join(room.config.dataDir, 'room.pid');
   app.addHook('onClose', async () => {
-    // Alerts first: an evaluation or a delivery in flight finishes before the databases close.
-    await stopAlerts(room);
-    await stopRollups(room.duck);
     await room.close();
     rmSync(pidFile, { force: true });
   });

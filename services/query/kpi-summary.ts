@@ -4,7 +4,7 @@ import { canonicalDigest } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import type { Grain, SeriesQuery } from './aggregate-compiler.js';
 import { bandAt, scopeState, verdicts, type Band, type PeriodValue, type ScopeState, type Signal } from './band-evaluation.js';
-import { kpiFreshness, lastArrivals, type FeedFreshness } from './freshness.js';
+import { kpiFreshness, type FeedFreshness } from './freshness.js';
 import { canSee, localToday, runAggregate, shiftDays } from './series-service.js';
 import { suppress, type Cell, type RawCell } from './suppression.js';
 
@@ -23,6 +23,11 @@ export function addPeriods(start: string, grain: Grain, k: number): string {
   const d = new Date(`${start}T00:00:00Z`);
   d.setUTCMonth(d.getUTCMonth() + k);
   return d.toISOString().slice(0, 10);
+}
+
+/** The last day of the period starting at `start`. */
+export function periodEnd(start: string, grain: Grain): string {
+  return shiftDays(addPeriods(start, grain, 1), -1);
 }
 
 /**
@@ -95,11 +100,10 @@ export interface EvaluationContext {
   now: Date;
   /** When the agreement took effect: a feed that never sent is stale from then on. */
   since: Date;
-  arrivals: Map<string, Date>;
 }
 
-export async function evaluationContext(duck: DuckStore, agreement: Agreement, agreementVersion: number, now: Date, since: Date, snapshot: number): Promise<EvaluationContext> {
-  return { duck, agreement, agreementVersion, today: localToday(now, agreement.partnership.timezone), snapshot, now, since, arrivals: await lastArrivals(duck) };
+export function evaluationContext(duck: DuckStore, agreement: Agreement, agreementVersion: number, now: Date, since: Date, snapshot: number): EvaluationContext {
+  return { duck, agreement, agreementVersion, today: localToday(now, agreement.partnership.timezone), snapshot, now, since };
 }
 
 /** A KPI's last closed period, open period, band and state for each scope (combined, and each partner where broken down). */
@@ -111,7 +115,7 @@ export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<Kpi
   const depth = historyDepth(kpi) + kpi.evaluate.consecutive + 1;
   const first = addPeriods(open, grain, -depth);
   const min = effectiveMinGroupSize(agreement, kpi);
-  const feeds = kpiFreshness(agreement, kpi, ctx.arrivals, ctx.now, ctx.since);
+  const feeds = kpiFreshness(agreement, kpi, duck.arrivals, ctx.now, ctx.since);
   const scopes: ScopeSummary[] = [];
   const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
   for (const by of breakdowns) {
@@ -135,7 +139,7 @@ export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<Kpi
       while (inBand < v.length && !v[v.length - 1 - inBand]!.outside && history[v.length - 1 - inBand]!.value !== null) inBand++;
       // A stale feed makes its own scope, and the combined figure it feeds, incomplete: no data.
       const stale = feeds.some((f) => f.stale && (group === null || f.partner === group));
-      const state = scopeState(kpi, history, lastClosed);
+      const state = scopeState(kpi, history, lastClosed, v);
       scopes.push({
         group,
         state: stale && state !== 'breach' ? 'no_data' : state,

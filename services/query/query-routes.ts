@@ -38,18 +38,6 @@ export const seriesSchema = z.object({
 
 const ARROW = 'application/vnd.apache.arrow.stream';
 
-/** When a snapshot's batch landed (the "as of" of a result), or null before the first batch. */
-async function snapshotLandedAt(duck: Room['duck'], snapshot: number): Promise<string | null> {
-  const conn = await duck.connect();
-  try {
-    const r = await conn.runAndReadAll('SELECT epoch_ms(landed_at)::DOUBLE AS t FROM batches WHERE snapshot = $1', [snapshot]);
-    const t = r.getRowObjectsJson()[0]?.['t'];
-    return t == null ? null : new Date(Number(t)).toISOString();
-  } finally {
-    duck.release(conn);
-  }
-}
-
 /** A token is optional here: public, published KPIs answer without one. */
 async function optionalPrincipal(room: Room, req: FastifyRequest): Promise<Principal | null> {
   return requestToken(req) === undefined && req.headers.authorization === undefined ? null : authenticate(room.control.db, room.clock, req);
@@ -105,8 +93,8 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       assertReader(principal);
       const active = room.agreement();
       const { snapshot } = resolveRange({ snapshot: req.query.snapshot }, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now());
-      const ctx = await evaluationContext(room.duck, active.agreement, active.version, room.clock.now(), active.activatedAt ?? room.clock.now(), snapshot);
-      const result = { ...(await summariseKpis(ctx, principal)), asOf: await snapshotLandedAt(room.duck, snapshot) };
+      const ctx = evaluationContext(room.duck, active.agreement, active.version, room.clock.now(), active.activatedAt ?? room.clock.now(), snapshot);
+      const result = { ...(await summariseKpis(ctx, principal)), asOf: room.duck.landedAt(snapshot)?.toISOString() ?? null };
       if (!principal && result.kpis.length === 0) throw unauthorized();
       await room.audit({
         actor: principal?.tokenId ?? 'anonymous',
