@@ -57,7 +57,8 @@ export function rollupReadSql(q: SeriesQuery): CompiledSql {
  */
 export async function readRollup(duck: DuckStore, q: SeriesQuery): Promise<RawCell[] | undefined> {
   const effective = duck.touched.effective(q.kpi.id, q.snapshot);
-  if (effective === 0) return undefined;
+  // Known stale (a batch not rolled up yet, an older snapshot): no statement spent on it.
+  if (effective === 0 || rollupsOf(duck)?.rolledUp(q.kpi.id) !== effective) return undefined;
   const { sql, params } = rollupReadSql(q);
   const conn = await duck.connect();
   try {
@@ -86,6 +87,12 @@ export class RollupMaintainer {
   #unsubscribe: (() => void) | undefined;
   /** The snapshot through which every batch is rolled up (all KPIs of the agreement). */
   through = -1;
+  /** Per KPI, the last touching snapshot its committed rollup includes (rollup_state, in memory). */
+  readonly #rolledUp = new Map<string, number>();
+
+  rolledUp(kpi: string): number | undefined {
+    return this.#rolledUp.get(kpi);
+  }
 
   constructor(duck: DuckStore, agreement: () => Agreement, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
     this.#duck = duck;
@@ -121,7 +128,9 @@ export class RollupMaintainer {
     try {
       const setting = (await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'rollup_through'`)).getRowObjectsJson()[0];
       let through = setting ? Number(setting['value']) : 0;
-      const state = new Map((await conn.runAndReadAll('SELECT kpi, signature FROM rollup_state')).getRowObjectsJson().map((r) => [String(r['kpi']), String(r['signature'])]));
+      const rows = (await conn.runAndReadAll('SELECT kpi, snapshot::INTEGER AS snapshot, signature FROM rollup_state')).getRowObjectsJson();
+      const state = new Map(rows.map((r) => [String(r['kpi']), String(r['signature'])]));
+      for (const r of rows) this.#rolledUp.set(String(r['kpi']), Number(r['snapshot']));
       const rebuilt = new Set<string>();
       for (const kpi of agreement.kpis) {
         if (state.get(kpi.id) === rollupSignature(kpi, tz)) continue;
@@ -164,8 +173,10 @@ export class RollupMaintainer {
           }
         }
       }
-      await conn.run('INSERT OR REPLACE INTO rollup_state VALUES ($1, $2, $3)', [kpi.id, this.#duck.touched.effective(kpi.id, snapshot), rollupSignature(kpi, timezone)]);
+      const effective = this.#duck.touched.effective(kpi.id, snapshot);
+      await conn.run('INSERT OR REPLACE INTO rollup_state VALUES ($1, $2, $3)', [kpi.id, effective, rollupSignature(kpi, timezone)]);
       await conn.run('COMMIT');
+      this.#rolledUp.set(kpi.id, effective);
     } catch (err) {
       await conn.run('ROLLBACK').catch(() => undefined);
       throw err;

@@ -5,7 +5,7 @@ import type { DuckStore } from '../platform/duck-store.js';
 import { badRequest, forbidden, notFound, unauthorized } from '../platform/errors.js';
 import { compileSeries, type Breakdown, type Grain, type SeriesQuery } from './aggregate-compiler.js';
 import { AggregateCache } from './aggregate-cache.js';
-import { readRollup, rollupsOf } from './rollups.js';
+import { readRollup } from './rollups.js';
 import { suppress, type Cell, type RawCell } from './suppression.js';
 
 /** What a caller asked for, as strings straight from the query string. */
@@ -133,7 +133,7 @@ export async function runAggregate(duck: DuckStore, q: SeriesQuery, agreementVer
 
 async function queryAggregate(duck: DuckStore, q: SeriesQuery): Promise<RawCell[]> {
   // The rollup answers exactly when it is current for this KPI at this snapshot; else the points do.
-  const rolled = rollupsOf(duck) ? await readRollup(duck, q) : undefined;
+  const rolled = await readRollup(duck, q);
   if (rolled) return rolled.map((c) => ({ ...c, value: c.value === null ? null : round(c.value) }));
   const { sql, params } = compileSeries(q);
   const conn = await duck.connect();
