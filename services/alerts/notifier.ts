@@ -12,7 +12,8 @@ import type { NotificationPayload } from './outbox.js';
 /** Standard Webhooks' schedule after a failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (then give up, about a day in). */
 export const RETRY_DELAYS_MS = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000];
 export const WEBHOOK_TIMEOUT_MS = 15_000;
-const POLL_MS = 200;
+// New notifications kick the notifier at once; the poll only finds retries coming due (≥ 5 s apart).
+const POLL_MS = 1_000;
 /** A claimed row not settled by then (its outcome could not be recorded) is due again. */
 const LEASE_MS = 4 * WEBHOOK_TIMEOUT_MS;
 const MAX_IN_FLIGHT = 16;
@@ -39,8 +40,8 @@ export class Notifier {
   readonly #room: Room;
   readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
   readonly #mail: Transporter | null;
-  readonly #inFlight = new Set<Promise<void>>();
-  readonly #inFlightIds = new Set<string>();
+  /** Deliveries under way in this process, by outbox id. */
+  readonly #inFlight = new Map<string, Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   #polling: Promise<void> | null = null;
   #again = false;
@@ -82,7 +83,7 @@ export class Notifier {
   async settle(): Promise<void> {
     for (;;) {
       if (this.#polling) await this.#polling;
-      if (this.#inFlight.size) await Promise.all(this.#inFlight);
+      if (this.#inFlight.size) await Promise.all(this.#inFlight.values());
       const due = await this.#room.control.db
         .selectFrom('outbox')
         .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -99,7 +100,7 @@ export class Notifier {
     this.#stopped = true;
     clearInterval(this.#timer);
     if (this.#polling) await this.#polling;
-    await Promise.allSettled(this.#inFlight);
+    await Promise.allSettled(this.#inFlight.values());
     this.#mail?.close();
   }
 
@@ -107,7 +108,7 @@ export class Notifier {
     const free = MAX_IN_FLIGHT - this.#inFlight.size;
     if (free <= 0) return;
     const now = this.#room.clock.now();
-    const busy = [...this.#inFlightIds];
+    const busy = [...this.#inFlight.keys()];
     const rows = await this.#room.control.db.transaction().execute(async (tx) => {
       // Pending rows that are due, and claimed rows whose lease ran out without an outcome.
       let q = tx
@@ -127,15 +128,13 @@ export class Notifier {
       return due;
     });
     for (const row of rows) {
-      this.#inFlightIds.add(row.id);
       const p: Promise<void> = this.#deliver({ ...row, attempts: row.attempts + 1 })
         .catch((err: unknown) => this.#log.error({ err, notification: row.id }, 'notifier: recording a delivery failed; it is retried when its lease ends'))
         .finally(() => {
-          this.#inFlight.delete(p);
-          this.#inFlightIds.delete(row.id);
+          this.#inFlight.delete(row.id);
           this.kick();
         });
-      this.#inFlight.add(p);
+      this.#inFlight.set(row.id, p);
     }
   }
 
