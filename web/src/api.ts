@@ -23,6 +23,16 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   return data as T;
 }
 
+/** The query string of a series request: only the choices that are set. */
+export function seriesParams(c: { grain?: string | undefined; by?: string | undefined; from?: string | undefined; to?: string | undefined }): string {
+  const p = new URLSearchParams();
+  if (c.grain) p.set('grain', c.grain);
+  if (c.by && c.by !== 'none') p.set('by', c.by);
+  if (c.from) p.set('from', c.from);
+  if (c.to) p.set('to', c.to);
+  return p.toString();
+}
+
 export const api = {
   get: <T>(path: string) => request<T>('GET', path),
   post: <T>(path: string, body: unknown) => request<T>('POST', path, body),

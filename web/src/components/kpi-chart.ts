@@ -1,7 +1,7 @@
 import { LitElement, html, css, nothing } from 'lit';
 import embed, { type Result } from 'vega-embed';
 import type { TopLevelSpec } from 'vega-lite';
-import { api, type AgreementKpi, type Band, type FactSheet, type KpisResult, type Series } from '../api.js';
+import { api, seriesParams, type AgreementKpi, type Band, type FactSheet, type KpiSummary, type KpisResult, type Series } from '../api.js';
 import { i18n, t } from '../i18n.js';
 import { shared } from './styles.js';
 
@@ -27,6 +27,9 @@ export class ParityKpiChart extends LitElement {
   declare from: string | undefined;
   declare to: string | undefined;
   declare error: string | undefined;
+  /** The KPI's summary and definition when the page already holds them (the dashboard); embedded, the chart fetches them. */
+  declare summary: KpiSummary | undefined;
+  declare definition: AgreementKpi | undefined;
   /** The last series drawn and the Vega view (tests and embedding pages read them). */
   series: Series | undefined;
   view: Result['view'] | undefined;
@@ -56,29 +59,18 @@ export class ParityKpiChart extends LitElement {
     if (['kpi', 'grain', 'by', 'from', 'to'].some((k) => changed.has(k))) void this.draw();
   }
 
-  query(): string {
-    const p = new URLSearchParams();
-    if (this.grain) p.set('grain', this.grain);
-    if (this.by && this.by !== 'none') p.set('by', this.by);
-    if (this.from) p.set('from', this.from);
-    if (this.to) p.set('to', this.to);
-    return p.toString();
-  }
-
   async draw(): Promise<void> {
     if (!this.kpi) return;
     try {
       const id = encodeURIComponent(this.kpi);
-      const [series, kpis, breaches, incidents, agreement] = await Promise.all([
-        api.get<Series>(`/v1/kpis/${id}/series?${this.query()}`),
-        api.get<KpisResult>('/v1/kpis'),
+      const [series, summary, breaches, incidents, def] = await Promise.all([
+        api.get<Series>(`/v1/kpis/${id}/series?${seriesParams(this)}`),
+        this.summary ?? api.get<KpisResult>('/v1/kpis').then((r) => r.kpis.find((k) => k.id === this.kpi)),
         api.get<{ breaches: BreachEntry[] }>(`/v1/breaches?kpi=${id}${this.from ? `&from=${this.from}` : ''}${this.to ? `&to=${this.to}` : ''}`),
         api.get<{ incidents: FactSheet[] }>(`/v1/incidents?kpi=${id}&limit=100`),
-        api.get<{ agreement: { kpis: AgreementKpi[] } }>('/v1/agreement'),
+        this.definition ?? api.get<{ agreement: { kpis: AgreementKpi[] } }>('/v1/agreement').then((r) => r.agreement.kpis.find((k) => k.id === this.kpi)),
       ]);
       this.series = series;
-      const summary = kpis.kpis.find((k) => k.id === this.kpi);
-      const def = agreement.agreement.kpis.find((k) => k.id === this.kpi);
       const sameGrain = summary?.grain === series.grain;
       // The band belongs to the evaluation grain; per partner only a static band is the same for every scope.
       const combinedBand = summary?.scopes.find((s) => s.group === null)?.band ?? null;

@@ -1,5 +1,5 @@
 import { LitElement, html, css, nothing } from 'lit';
-import { api, ApiError, type Agreement, type FactSheet, type KpisResult, type Series, type Who } from '../api.js';
+import { api, ApiError, seriesParams, type Agreement, type FactSheet, type KpisResult, type Series, type Who } from '../api.js';
 import { i18n, t, type Lang } from '../i18n.js';
 import './kpi-tile.js';
 
@@ -135,22 +135,8 @@ export class ParityApp extends LitElement {
       void loadChart();
       const k = this.kpis?.kpis.find((x) => x.id === (this.route as { id: string }).id);
       if (k) this.controls = { grain: k.grain, by: 'none', from: '', to: '' };
-      void this.#loadTable();
+      this.table = undefined;
     }
-  }
-
-  async #loadTable(): Promise<void> {
-    if (this.route.view !== 'kpi') return;
-    this.table = await api.get<Series>(`/v1/kpis/${encodeURIComponent(this.route.id)}/series?${this.#seriesQuery()}`);
-  }
-
-  #seriesQuery(): string {
-    const p = new URLSearchParams();
-    if (this.controls.grain) p.set('grain', this.controls.grain);
-    if (this.controls.by !== 'none') p.set('by', this.controls.by);
-    if (this.controls.from) p.set('from', this.controls.from);
-    if (this.controls.to) p.set('to', this.controls.to);
-    return p.toString();
   }
 
   async #signOut(): Promise<void> {
@@ -249,9 +235,8 @@ export class ParityApp extends LitElement {
     const bys = ['none', ...(def.breakdown === 'per_partner' ? ['partner'] : []), ...Object.keys(def.dimensions)];
     const set = (key: 'grain' | 'by' | 'from' | 'to') => (e: Event) => {
       this.controls = { ...this.controls, [key]: (e.target as HTMLInputElement).value };
-      void this.#loadTable();
     };
-    const q = this.#seriesQuery();
+    const q = seriesParams(this.controls);
     const base = `/v1/kpis/${encodeURIComponent(id)}/series?${q}${q ? '&' : ''}`;
     return html`
       <p><a href="#/">← ${t('back')}</a></p>
@@ -263,7 +248,8 @@ export class ParityApp extends LitElement {
           <div><label for="from">${t('from')}</label><input id="from" type="date" .value=${this.controls.from} @change=${set('from')} /></div>
           <div><label for="to">${t('to')}</label><input id="to" type="date" .value=${this.controls.to} @change=${set('to')} /></div>
         </div>
-        <parity-kpi-chart kpi=${id} grain=${this.controls.grain} by=${this.controls.by} from=${this.controls.from} to=${this.controls.to}></parity-kpi-chart>
+        <!-- The table shows the very cells the chart drew: one request, not two. -->
+        <parity-kpi-chart @parity-chart-drawn=${(e: Event) => (this.table = (e.target as unknown as { series: Series }).series)} .summary=${s} .definition=${def} kpi=${id} grain=${this.controls.grain} by=${this.controls.by} from=${this.controls.from} to=${this.controls.to}></parity-kpi-chart>
         <p><a class="button secondary" href="${base}format=csv" download="${id}.csv">${t('downloadCsv')}</a> <a class="button secondary" href="${base}format=arrow" download="${id}.arrow">${t('downloadArrow')}</a></p>
       </section>
       <section class="card">
