@@ -21,9 +21,46 @@ export function entryHash(prevHash: string, e: { seq: number; at: Date; actor: s
   return createHash('sha256').update(prevHash).update('\n').update(body).digest('hex');
 }
 
-/** Appends one entry to the hash chain. */
-export async function appendAudit(db: ControlDb, entry: AuditEntry, at: Date): Promise<number> {
-  return db.transaction().execute((tx) => appendAuditIn(tx, entry, at));
+/** The chain's tail as this process last wrote or read it: only a hint, the primary key on seq guards it. */
+const tails = new WeakMap<ControlDb, { seq: number; hash: string }>();
+const writers = new WeakMap<ControlDb, Promise<unknown>>();
+
+/**
+ * Appends one entry to the hash chain in one statement (the hot path: every query is audited).
+ * Appends of one process run in order; the statement takes the chain's advisory lock, so a
+ * transactional append ({@link appendAuditIn}) elsewhere is never disturbed, and if another
+ * writer moved the tail meanwhile the insert hits the primary key and is retried on the new tail.
+ */
+export function appendAudit(db: ControlDb, entry: AuditEntry, at: Date): Promise<number> {
+  const run = (writers.get(db) ?? Promise.resolve()).catch(() => undefined).then(() => appendAtTail(db, entry, at));
+  writers.set(db, run);
+  return run;
+}
+
+async function appendAtTail(db: ControlDb, entry: AuditEntry, at: Date): Promise<number> {
+  const tail = tails.get(db);
+  if (tail) {
+    const row = { seq: tail.seq + 1, at: new Date(at.getTime()), actor: entry.actor, partner_id: entry.partnerId, action: entry.action, target: entry.target ?? null, details: entry.details ?? {} };
+    const hash = entryHash(tail.hash, row);
+    try {
+      await sql`INSERT INTO audit_log (seq, at, actor, partner_id, action, target, details, prev_hash, hash)
+        SELECT ${row.seq}, ${row.at}, ${row.actor}, ${row.partner_id}, ${row.action}, ${row.target}, ${JSON.stringify(row.details)}::jsonb, ${tail.hash}, ${hash}
+        FROM (SELECT pg_advisory_xact_lock(${AUDIT_LOCK})) AS chain_lock`.execute(db);
+      tails.set(db, { seq: row.seq, hash });
+      return row.seq;
+    } catch (err) {
+      tails.delete(db);
+      if ((err as { code?: string }).code !== '23505') throw err;
+      // Another writer moved the tail: append under the lock, reading the tail there.
+    }
+  }
+  const written = await db.transaction().execute(async (tx) => {
+    const seq = await appendAuditIn(tx, entry, at);
+    const row = await tx.selectFrom('audit_log').select('hash').where('seq', '=', seq).executeTakeFirstOrThrow();
+    return { seq, hash: row.hash };
+  });
+  tails.set(db, written);
+  return written.seq;
 }
 
 /** Appends one entry inside the caller's transaction: the entry lands with the change it records, or neither does. */

@@ -9,7 +9,7 @@ import type { Room } from '../platform/room.js';
 import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
 import { evaluationContext, listBreaches, summariseKpis } from './kpi-summary.js';
-import { assertReader, canSee, configureAggregateCache, findVisibleKpi, localToday, resolveRange, resolveSeries, runSeries, type SeriesResult } from './series-service.js';
+import { assertReader, canSee, configureAggregateCache, findVisibleKpi, localToday, resolveRange, resolveSeries, runSeries, seriesJson, type SeriesResult } from './series-service.js';
 
 const cellSchema = z.object({
   period: z.string().describe('first local day of the period (YYYY-MM-DD)'),
@@ -64,7 +64,7 @@ function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult, f
     const lines = ['period,group,value,n,state,reason', ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reason].map(esc).join(','))];
     return reply.type('text/csv; charset=utf-8').send(lines.join('\n') + '\n');
   }
-  return sendCanonical(reply, r);
+  return reply.type('application/json; charset=utf-8').send(seriesJson(r));
 }
 
 /** Sent as the canonical JSON string itself, so every partner gets the same bytes. */

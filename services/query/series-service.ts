@@ -1,6 +1,6 @@
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../governance/agreement-schema.js';
 import type { Principal } from '../governance/token-repository.js';
-import { canonicalDigest } from '../platform/canonical-json.js';
+import { CanonicalFragment, canonicalJson, sha256Hex } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import { badRequest, forbidden, notFound, unauthorized } from '../platform/errors.js';
 import { compileSeries, type Breakdown, type Grain, type SeriesQuery } from './aggregate-compiler.js';
@@ -150,7 +150,8 @@ export async function runSeries(duck: DuckStore, agreement: Agreement, agreement
   const raw = await runAggregate(duck, q, agreementVersion);
   const min = effectiveMinGroupSize(agreement, q.kpi);
   const cells = suppress(raw, min, q.by.kind !== 'none');
-  return {
+  const cellsJson = canonicalJson(cells);
+  const result: SeriesResult = {
     kpi: q.kpi.id,
     measure: q.kpi.measure,
     unit: q.kpi.unit,
@@ -162,9 +163,19 @@ export async function runSeries(duck: DuckStore, agreement: Agreement, agreement
     agreementVersion,
     minGroupSize: min,
     approximate: false,
-    digest: canonicalDigest(cells),
+    digest: sha256Hex(cellsJson),
     cells,
   };
+  serialisedCells.set(result, cellsJson);
+  return result;
+}
+
+const serialisedCells = new WeakMap<SeriesResult, string>();
+
+/** The canonical JSON of a result, reusing the cells serialised for its digest. */
+export function seriesJson(r: SeriesResult): string {
+  const cells = serialisedCells.get(r);
+  return canonicalJson(cells === undefined ? r : { ...r, cells: new CanonicalFragment(cells) });
 }
 
 /** Values to 12 significant digits: the same number on every platform and in every encoding. */
