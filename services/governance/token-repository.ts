@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { ControlDb, TokenRow } from '../platform/control-db.js';
+import type { Kysely } from 'kysely';
+import type { ControlDb, Database, TokenRow } from '../platform/control-db.js';
 
 export const roles = ['ingest', 'analyst', 'owner', 'steering', 'admin', 'operator'] as const;
 export type Role = (typeof roles)[number];
@@ -18,15 +19,15 @@ export function hashToken(token: string): string {
 
 /** Creates a token; the plain token is returned once and only its hash is stored. */
 export async function createToken(
-  db: ControlDb,
-  input: { partnerId: string | null; role: Role; name: string; expiresAt?: Date | null },
+  db: Kysely<Database>,
+  input: { partnerId: string | null; role: Role; name: string; expiresAt?: Date | null; createdBy?: string; replaces?: string },
   now: Date,
 ): Promise<{ token: string; id: string }> {
   const token = `pty_${randomBytes(32).toString('base64url')}`;
   const id = `tok_${randomBytes(9).toString('base64url')}`;
   await db
     .insertInto('tokens')
-    .values({ id, token_hash: hashToken(token), partner_id: input.partnerId, role: input.role, name: input.name, created_at: now, expires_at: input.expiresAt ?? null })
+    .values({ id, token_hash: hashToken(token), partner_id: input.partnerId, role: input.role, name: input.name, created_at: now, expires_at: input.expiresAt ?? null, created_by: input.createdBy ?? null, replaces: input.replaces ?? null })
     .execute();
   return { token, id };
 }
@@ -38,7 +39,7 @@ export async function findPrincipalByToken(db: ControlDb, token: string, now: Da
   return { tokenId: row.id, partnerId: row.partner_id, role: row.role as Role, name: row.name };
 }
 
-export async function revokeToken(db: ControlDb, id: string, now: Date): Promise<boolean> {
+export async function revokeToken(db: Kysely<Database>, id: string, now: Date): Promise<boolean> {
   const r = await db.updateTable('tokens').set({ revoked_at: now }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
   return Number(r.numUpdatedRows) > 0;
 }
@@ -46,4 +47,44 @@ export async function revokeToken(db: ControlDb, id: string, now: Date): Promise
 export async function countTokens(db: ControlDb): Promise<number> {
   const r = await db.selectFrom('tokens').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
   return Number(r.n);
+}
+
+/** A token as its partner's admin sees it: never the token or its hash. */
+export interface TokenView {
+  id: string;
+  partner: string | null;
+  role: Role;
+  name: string;
+  createdAt: string;
+  createdBy: string | null;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  replaces: string | null;
+  state: 'live' | 'expired' | 'revoked';
+}
+
+export function tokenView(r: TokenRow, now: Date): TokenView {
+  const expired = r.expires_at !== null && new Date(r.expires_at) <= now;
+  return {
+    id: r.id,
+    partner: r.partner_id,
+    role: r.role as Role,
+    name: r.name,
+    createdAt: new Date(r.created_at).toISOString(),
+    createdBy: r.created_by,
+    expiresAt: r.expires_at ? new Date(r.expires_at).toISOString() : null,
+    revokedAt: r.revoked_at ? new Date(r.revoked_at).toISOString() : null,
+    replaces: r.replaces,
+    state: r.revoked_at ? 'revoked' : expired ? 'expired' : 'live',
+  };
+}
+
+export async function listTokens(db: ControlDb, partnerId: string | null): Promise<TokenRow[]> {
+  let q = db.selectFrom('tokens').selectAll().orderBy('created_at', 'desc').orderBy('id');
+  q = partnerId === null ? q : q.where('partner_id', '=', partnerId);
+  return q.execute();
+}
+
+export async function findToken(db: ControlDb, id: string): Promise<TokenRow | undefined> {
+  return db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
 }

@@ -5,7 +5,9 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { alertRoutes, startAlerts, stopAlerts } from '../alerts/alert-routes.js';
+import { auditRoutes } from '../governance/audit-routes.js';
 import { governanceRoutes } from '../governance/governance-routes.js';
+import { tokenRoutes } from '../governance/token-routes.js';
 import { createLander, ingestRoutes } from '../ingest/ingest-routes.js';
 import { queryRoutes } from '../query/query-routes.js';
 import { startRollups, stopRollups } from '../query/rollups.js';
@@ -56,6 +58,8 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   const lander = createLander(room);
   await app.register(healthRoutes, { room });
   await app.register(governanceRoutes, { room });
+  await app.register(tokenRoutes, { room });
+  await app.register(auditRoutes, { room });
   await app.register(ingestRoutes, { room, lander });
   await app.register(queryRoutes, { room });
   await app.register(alertRoutes, { room });

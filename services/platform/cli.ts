@@ -6,6 +6,7 @@ import pino from 'pino';
 import { agreementJsonSchema, loadAgreementFile } from '../governance/agreement-schema.js';
 import { createToken, roles, type Role } from '../governance/token-repository.js';
 import { appendAudit } from '../governance/audit-repository.js';
+import { governanceCommands } from '../governance/governance-cli.js';
 import { createLander } from '../ingest/ingest-routes.js';
 import { pushFile } from '../ingest/push-client.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -214,6 +215,7 @@ export function program(): Command {
     .action(async (file: string, o: { url: string; token?: string; type?: string; key?: string; partial?: boolean }) => {
       process.exitCode = await runPush(file, o);
     });
+  governanceCommands(p, agreement, token, config);
   return p;
 }
 

@@ -19,6 +19,7 @@ export interface AgreementVersionsTable {
   source: string;
   created_at: Timestamp;
   activated_at: Timestamp | null;
+  proposal_id: string | null;
 }
 
 export interface TokensTable {
@@ -30,6 +31,8 @@ export interface TokensTable {
   created_at: Timestamp;
   expires_at: Timestamp | null;
   revoked_at: Timestamp | null;
+  created_by: string | null;
+  replaces: string | null;
 }
 
 export interface AuditLogTable {
@@ -96,6 +99,32 @@ export interface OutboxTable {
   delivered_at: Timestamp | null;
 }
 
+export interface AgreementProposalsTable {
+  id: string;
+  base_version: number;
+  document: unknown;
+  digest: string;
+  reason: string;
+  changes: unknown;
+  loosens_privacy: boolean;
+  proposed_by: string;
+  proposer_partner: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  state: 'open' | 'active' | 'rejected' | 'superseded' | 'expired';
+  decided_at: Timestamp | null;
+  result_version: number | null;
+}
+
+export interface ProposalDecisionsTable {
+  proposal_id: string;
+  partner_id: string;
+  decision: 'approve' | 'reject';
+  token_id: string;
+  decided_at: Timestamp;
+  note: string | null;
+}
+
 export interface WebhookEndpointsTable {
   url: string;
   disabled_at: Timestamp | null;
@@ -112,6 +141,8 @@ export interface Database {
   incidents: IncidentsTable;
   outbox: OutboxTable;
   webhook_endpoints: WebhookEndpointsTable;
+  agreement_proposals: AgreementProposalsTable;
+  proposal_decisions: ProposalDecisionsTable;
 }
 
 export type Partner = Selectable<PartnersTable>;
@@ -119,6 +150,7 @@ export type TokenRow = Selectable<TokensTable>;
 export type AuditRow = Selectable<AuditLogTable>;
 export type IncidentRow = Selectable<IncidentsTable>;
 export type OutboxRow = Selectable<OutboxTable>;
+export type ProposalRow = Selectable<AgreementProposalsTable>;
 export type ControlDb = Kysely<Database>;
 
 // int8 (counts, audit sequence numbers) as JS numbers: every value we keep fits in 2^53.

@@ -36,8 +36,9 @@ export const badRequest = (detail: string, field?: string, errors?: FieldError[]
   new Problem(400, 'Bad Request', detail, { ...(field ? { field } : {}), ...(errors ? { errors } : {}) });
 export const unauthorized = () =>
   new Problem(401, 'Unauthorized', 'a valid bearer token is required', {}, { 'www-authenticate': 'Bearer' });
-export const forbidden = (detail = 'this token may not do that') => new Problem(403, 'Forbidden', detail);
+export const forbidden = (detail = 'this token may not do that', field?: string) => new Problem(403, 'Forbidden', detail, field ? { field } : {});
 export const notFound = (detail = 'not found') => new Problem(404, 'Not Found', detail);
+export const conflict = (detail: string) => new Problem(409, 'Conflict', detail);
 
 /** The one error handler: problem+json for every error; 5xx details stay in the log. */
 export function installErrorHandler(app: FastifyInstance): void {

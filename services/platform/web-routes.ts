@@ -45,7 +45,11 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
     },
     async (req, reply) => {
       const principal = /^[A-Za-z0-9._~+/=-]+$/.test(req.body.token) ? await findPrincipalByToken(room.control.db, req.body.token, room.clock.now()) : undefined;
-      if (!principal) throw new Problem(401, 'Unauthorized', 'this token is unknown, revoked or expired', { field: 'body.token' });
+      if (!principal) {
+        // A refused sign-in is remembered (who tried is unknown: never the token, only where from).
+        await room.audit({ actor: 'anonymous', partnerId: null, action: 'session.refused', details: { ip: req.ip } });
+        throw new Problem(401, 'Unauthorized', 'this token is unknown, revoked or expired', { field: 'body.token' });
+      }
       if (principal.role === 'ingest') throw forbidden('an ingest token is for partner systems; sign in with a user token');
       await room.audit({ actor: principal.tokenId, partnerId: principal.partnerId, action: 'session.login', details: { role: principal.role } });
       const secure = req.protocol === 'https' || (room.config.publicUrl?.startsWith('https:') ?? false);

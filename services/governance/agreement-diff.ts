@@ -1,0 +1,95 @@
+import { durationMs, type Agreement } from './agreement-schema.js';
+
+/** One difference between two agreement versions, in plain terms. */
+export interface AgreementChange {
+  /** Where, with KPIs, partners and steering members named by id (`kpis.lead_time.band.upper`). */
+  path: string;
+  change: 'added' | 'removed' | 'changed';
+  before?: unknown;
+  after?: unknown;
+  /** The change in a sentence: "KPI lead_time: band.upper 72 → 60". */
+  text: string;
+  /** Set when the change lets more be seen, by more people, or for longer. */
+  loosensPrivacy: boolean;
+  privacy?: string;
+}
+
+const tier = { need_to_know: 0, partnership: 1, public: 2 } as const;
+
+/** Lists keyed by what identifies their items, so a reordering is no change and an item's changes name it. */
+function keyed(a: Agreement): Record<string, unknown> {
+  return {
+    ...a,
+    partners: Object.fromEntries(a.partners.map((p) => [p.id, p])),
+    steering: Object.fromEntries(a.steering.map((s) => [s.email, s])),
+    kpis: Object.fromEntries(a.kpis.map((k) => [k.id, k])),
+  };
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+const show = (v: unknown) => (v === undefined ? '(none)' : typeof v === 'string' ? v : JSON.stringify(v));
+
+/** Leaf differences: objects by key; arrays of plain values as sets (added / removed items); other arrays whole. */
+function walk(before: unknown, after: unknown, path: string[], out: { path: string[]; change: AgreementChange['change']; before?: unknown; after?: unknown }[]): void {
+  if (same(before, after)) return;
+  if (isObject(before) && isObject(after)) {
+    for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) walk(before[k], after[k], [...path, k], out);
+    return;
+  }
+  if (Array.isArray(before) && Array.isArray(after) && [...before, ...after].every((v) => typeof v !== 'object' || v === null) && !(path.at(-1) === 'range')) {
+    for (const v of after) if (!before.includes(v)) out.push({ path, change: 'added', after: v });
+    for (const v of before) if (!after.includes(v)) out.push({ path, change: 'removed', before: v });
+    return;
+  }
+  if (before === undefined) out.push({ path, change: 'added', after });
+  else if (after === undefined) out.push({ path, change: 'removed', before });
+  else out.push({ path, change: 'changed', before, after });
+}
+
+/** Why a change loosens privacy, or undefined. */
+function privacyOf(path: string[], change: AgreementChange['change'], before: unknown, after: unknown): string | undefined {
+  const [top, id, field, sub] = path;
+  const last = path.at(-1);
+  if (last === 'minGroupSize' && (change === 'removed' || (change === 'changed' && Number(after) < Number(before)))) return 'a lower minimum group size: smaller groups become visible';
+  if (path.length === 2 && change === 'added') {
+    if (top === 'kpis') return 'a new figure is shared';
+    if (top === 'partners') return 'a new partner reads the partnership\'s figures';
+    if (top === 'steering') return 'a new steering member reads need-to-know KPIs';
+  }
+  if (top === 'twoPartyConsent' && after === true) return 'two-party consent: with two partners each can work out the other\'s figure';
+  if (top === 'retention') {
+    const b = typeof before === 'string' ? durationMs(before) : Infinity;
+    const a = typeof after === 'string' ? durationMs(after) : Infinity;
+    if (a > b) return 'points are kept longer';
+  }
+  if (top !== 'kpis' || id === undefined) return undefined;
+  if (field === 'disclosure' && tier[after as keyof typeof tier] > tier[before as keyof typeof tier]) return `a wider disclosure tier (${show(before)} → ${show(after)})`;
+  if (field === 'published' && after === true) return 'published: readable without a token';
+  if (field === 'needToKnow' && change === 'added') return 'one more person reads a need-to-know KPI';
+  if (field === 'dimensions' && change === 'added') return Array.isArray(after) ? `a new dimension ${sub}: finer breakdowns` : `a new value of dimension ${sub}: finer breakdowns`;
+  if (field === 'grains' && change === 'added') return `a new grain (${show(after)}): more cells to compare`;
+  if (field === 'breakdown' && after === 'per_partner') return 'per-partner breakdown: each partner\'s own figure is shown';
+  return undefined;
+}
+
+function describe(path: string[], change: AgreementChange['change'], before: unknown, after: unknown): string {
+  const [top, id, ...rest] = path;
+  const subject = top === 'kpis' ? `KPI ${id}` : top === 'partners' ? `partner ${id}` : top === 'steering' ? `steering member ${id}` : path.join('.');
+  const what = top === 'kpis' || top === 'partners' || top === 'steering' ? rest.join('.') : '';
+  if (!what) return change === 'added' ? `${subject} added` : change === 'removed' ? `${subject} removed` : `${subject}: ${show(before)} → ${show(after)}`;
+  if (change === 'added') return `${subject}: ${what} ${Array.isArray(after) || isObject(after) ? 'added ' + show(after) : `+ ${show(after)}`}`;
+  if (change === 'removed') return `${subject}: ${what} ${Array.isArray(before) || isObject(before) ? 'removed' : `− ${show(before)}`}`;
+  return `${subject}: ${what} ${show(before)} → ${show(after)}`;
+}
+
+/** What a proposal changes against the agreement in force, each loosening of privacy flagged. */
+export function diffAgreements(current: Agreement, proposed: Agreement): AgreementChange[] {
+  const raw: Parameters<typeof walk>[3] = [];
+  walk(keyed(current), keyed(proposed), [], raw);
+  return raw.map(({ path, change, before, after }) => {
+    const privacy = privacyOf(path, change, before, after);
+    const text = describe(path, change, before, after) + (privacy ? ` (loosens privacy: ${privacy})` : '');
+    return { path: path.join('.'), change, ...(before !== undefined ? { before } : {}), ...(after !== undefined ? { after } : {}), text, loosensPrivacy: privacy !== undefined, ...(privacy ? { privacy } : {}) };
+  });
+}

@@ -1,0 +1,117 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { problemSchema } from '../ingest/receipt-schema.js';
+import { authenticate, requireRole } from '../platform/auth.js';
+import type { Room } from '../platform/room.js';
+import { verifyAuditChain } from './audit-repository.js';
+import { resolveMonth, transparencyCsv, transparencyReport } from './transparency.js';
+import type { Principal } from './token-repository.js';
+
+/** Roles that read the whole log (it holds no values): the parity-staffed committee and the neutral host. */
+const wholeLog = new Set(['steering', 'operator']);
+
+const entrySchema = z.object({
+  seq: z.number().int(),
+  at: z.string(),
+  actor: z.string().describe('token id, system, cli or anonymous'),
+  partner: z.string().nullable().describe('the partner that acted; null for the room\'s own and shared entries'),
+  action: z.string(),
+  target: z.string().nullable(),
+  details: z.record(z.string(), z.unknown()),
+  prevHash: z.string(),
+  hash: z.string(),
+});
+
+/** The partners a principal may read entries of: undefined for all, else its own (and the shared ones). */
+export function auditScope(p: Principal): string | undefined | null {
+  return wholeLog.has(p.role) ? undefined : p.partnerId;
+}
+
+/** GET /v1/audit and /v1/audit/verify: the hash-chained log of every access and change. */
+export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  app.get(
+    '/v1/audit',
+    {
+      schema: {
+        summary: 'Audit entries about your partner\'s own actions and the shared ones (the room\'s, agreement changes; all of them for steering and the operator); never values',
+        tags: ['governance'],
+        security: [{ bearer: [] }],
+        querystring: z.strictObject({
+          after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().describe('entries after this sequence number'),
+          limit: z.coerce.number().int().min(1).max(1000).default(100),
+          action: z.string().regex(/^[a-z._]{1,60}$/, 'expected an action or its prefix, such as query. or token.created').optional(),
+        }),
+        response: { 200: z.object({ entries: z.array(entrySchema), next: z.number().int().nullable().describe('pass as after= for the next page') }), 400: problemSchema, 401: problemSchema, 403: problemSchema },
+      },
+    },
+    async (req) => {
+      const p = await authenticate(room.control.db, room.clock, req);
+      requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
+      const scope = auditScope(p);
+      let q = room.control.db.selectFrom('audit_log').selectAll().where('seq', '>', req.query.after ?? 0).orderBy('seq').limit(req.query.limit);
+      // Shared: the room's own entries and the partnership's agreement changes (every partner is a party).
+      if (scope !== undefined) q = q.where((eb) => eb.or([eb('partner_id', '=', scope), eb('partner_id', 'is', null), eb('action', 'like', 'agreement.%')]));
+      if (req.query.action) q = req.query.action.endsWith('.') ? q.where('action', 'like', `${req.query.action.replaceAll('_', '\\_')}%`) : q.where('action', '=', req.query.action);
+      const rows = await q.execute();
+      const entries = rows.map((r) => ({
+        seq: Number(r.seq),
+        at: new Date(r.at).toISOString(),
+        actor: r.actor,
+        partner: r.partner_id,
+        action: r.action,
+        target: r.target,
+        details: (typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown>,
+        prevHash: r.prev_hash,
+        hash: r.hash,
+      }));
+      return { entries, next: entries.length === req.query.limit ? entries.at(-1)!.seq : null };
+    },
+  );
+
+  app.get(
+    '/v1/audit/verify',
+    {
+      schema: {
+        summary: 'Recompute the audit hash chain; the first broken link if any',
+        tags: ['governance'],
+        security: [{ bearer: [] }],
+        response: { 200: z.object({ ok: z.boolean(), entries: z.number().int(), brokenAt: z.number().int().optional(), reason: z.string().optional() }), 401: problemSchema, 403: problemSchema },
+      },
+    },
+    async (req) => {
+      const p = await authenticate(room.control.db, room.clock, req);
+      requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
+      return verifyAuditChain(room.control.db);
+    },
+  );
+
+  app.get(
+    '/v1/transparency',
+    {
+      schema: {
+        summary: 'The metadata report of a month: batches, points, freshness, reads per KPI by partner and role, suppressed cells, incidents, notifications, agreement changes — counts and times only',
+        tags: ['governance'],
+        security: [{ bearer: [] }],
+        querystring: z.strictObject({
+          month: z.string().max(7).optional().describe('YYYY-MM in the partnership\'s time zone (default: this month so far)'),
+          format: z.enum(['json', 'csv']).default('json'),
+        }),
+        response: { 200: z.record(z.string(), z.unknown()), 400: problemSchema, 401: problemSchema, 403: problemSchema },
+      },
+    },
+    async (req, reply) => {
+      const p = await authenticate(room.control.db, room.clock, req);
+      requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
+      const month = resolveMonth(req.query.month, room);
+      const report = await transparencyReport(room, month);
+      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'transparency.read', details: { role: p.role, month, format: req.query.format } });
+      if (req.query.format === 'csv') {
+        return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="parity-transparency-${report.partnership}-${month}.csv"`).send(transparencyCsv(report) as unknown as Record<string, unknown>); // a string is sent as it is
+      }
+      return reply.header('content-disposition', `inline; filename="parity-transparency-${report.partnership}-${month}.json"`).send(report as unknown as Record<string, unknown>);
+    },
+  );
+};

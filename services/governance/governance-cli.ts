@@ -1,0 +1,135 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import type { Config } from '../platform/config.js';
+import { openControlDb } from '../platform/control-db.js';
+import { StartupError } from '../platform/room.js';
+import { runningRoomPid } from '../platform/server.js';
+import { verifyAuditChain } from './audit-repository.js';
+import type { AgreementChange } from './agreement-diff.js';
+import type { ProposalView } from './proposal-service.js';
+import type { TokenView } from './token-repository.js';
+
+const out = (s: string) => process.stdout.write(s + '\n');
+const err = (s: string) => process.stderr.write(s + '\n');
+
+interface Remote {
+  url: string;
+  token?: string;
+}
+
+/** A call to the running room's API with the caller's own token: identity comes from the credential. */
+async function api<T>(o: Remote, method: string, path: string, body?: unknown): Promise<T> {
+  if (!o.token) throw new StartupError('--token or PARITY_TOKEN is required (a partner admin token)');
+  let res: Response;
+  try {
+    res = await fetch(new URL(path, o.url), {
+      method,
+      headers: { authorization: `Bearer ${o.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch (e) {
+    throw new StartupError(`cannot reach the room at ${o.url}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}`);
+  }
+  const text = await res.text();
+  if (!res.ok) {
+    let detail = text.slice(0, 500);
+    try {
+      const p = JSON.parse(text) as { detail?: string; title?: string; field?: string; errors?: { field: string; message: string }[] };
+      detail = [p.detail ?? p.title, ...(p.errors ?? []).slice(1, 10).map((e) => `  ${e.field}: ${e.message}`)].join('\n');
+    } catch {
+      // not JSON: the text says it
+    }
+    throw new StartupError(`${method} ${path}: ${res.status} ${detail}`);
+  }
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+function printProposal(p: ProposalView): void {
+  out(`proposal ${p.id}: ${p.state}${p.resultVersion ? ` (became version ${p.resultVersion})` : ''}`);
+  out(`  changes version ${p.baseVersion}; proposed by ${p.proposedBy.partner} on ${p.createdAt}; expires ${p.expiresAt}`);
+  out(`  reason: ${p.reason}`);
+  out(`  ${p.changes.length} change${p.changes.length === 1 ? '' : 's'}${p.loosensPrivacy ? ' — LOOSENS PRIVACY' : ''}:`);
+  for (const c of p.changes as AgreementChange[]) out(`    ${c.loosensPrivacy ? '!' : '-'} ${c.text}`);
+  out(`  decisions: ${p.decisions.map((d) => `${d.partner} ${d.decision}d${d.note ? ` (${d.note})` : ''}`).join(', ') || 'none'}`);
+  if (p.state === 'open') out(`  waiting for: ${p.waitingFor.join(', ')}`);
+}
+
+function printToken(t: TokenView): void {
+  out(`${t.id}  ${t.role.padEnd(8)} ${t.state.padEnd(7)} ${t.name}${t.expiresAt ? `  expires ${t.expiresAt}` : ''}${t.replaces ? `  replaces ${t.replaces}` : ''}`);
+}
+
+/** `parity agreement propose|approve|reject|show|versions`, `parity token list|issue|revoke|rotate`, `parity audit verify`. */
+export function governanceCommands(p: Command, agreement: Command, token: Command, config: () => Config): void {
+  const remote = (c: Command) =>
+    c.option('--url <url>', 'the running room', process.env['PARITY_URL'] ?? 'http://localhost:8080').option('--token <token>', 'your partner admin token (default: PARITY_TOKEN)', process.env['PARITY_TOKEN']);
+
+  remote(agreement.command('propose <file>').description('propose a new agreement (YAML or JSON file) for every partner admin to approve'))
+    .requiredOption('--reason <text>', 'why the agreement should change')
+    .option('--expires-in-days <n>', 'days until it expires unapproved', (v) => Number(v))
+    .action(async (file: string, o: Remote & { reason: string; expiresInDays?: number }) => {
+      const document = readFileSync(file, 'utf8');
+      printProposal(await api<ProposalView>(o, 'POST', '/v1/agreement/proposals', { document, reason: o.reason, ...(o.expiresInDays !== undefined ? { expiresInDays: o.expiresInDays } : {}) }));
+    });
+  remote(agreement.command('approve <id>').description('approve a proposal for your partner'))
+    .option('--note <text>', 'a note kept with your approval')
+    .action(async (id: string, o: Remote & { note?: string }) => printProposal(await api<ProposalView>(o, 'POST', `/v1/agreement/proposals/${encodeURIComponent(id)}/approve`, o.note ? { note: o.note } : {})));
+  remote(agreement.command('reject <id>').description('reject a proposal for your partner'))
+    .requiredOption('--reason <text>', 'why you reject it')
+    .action(async (id: string, o: Remote & { reason: string }) => printProposal(await api<ProposalView>(o, 'POST', `/v1/agreement/proposals/${encodeURIComponent(id)}/reject`, { reason: o.reason })));
+  remote(agreement.command('show [id]').description('show a proposal and its diff (without an id: the recent proposals)')).action(async (id: string | undefined, o: Remote) => {
+    if (id) return printProposal(await api<ProposalView>(o, 'GET', `/v1/agreement/proposals/${encodeURIComponent(id)}`));
+    const { proposals } = await api<{ proposals: ProposalView[] }>(o, 'GET', '/v1/agreement/proposals');
+    if (proposals.length === 0) out('no proposals');
+    for (const pr of proposals) printProposal(pr);
+  });
+  remote(agreement.command('versions').description('list the agreement versions kept')).action(async (o: Remote) => {
+    const { versions } = await api<{ versions: { version: number; digest: string; activatedAt: string | null; source: string }[] }>(o, 'GET', '/v1/agreement/versions');
+    for (const v of versions) out(`v${v.version}  ${v.activatedAt ?? '-'}  ${v.digest.slice(0, 16)}  ${v.source}`);
+  });
+
+  remote(token.command('list').description('list your partner\'s tokens (a partner admin, through the running room)')).action(async (o: Remote) => {
+    for (const t of (await api<{ tokens: TokenView[] }>(o, 'GET', '/v1/tokens')).tokens) printToken(t);
+  });
+  remote(token.command('issue').description('issue a token for your partner through the running room (a partner admin); printed once'))
+    .requiredOption('--role <role>', 'ingest, analyst, owner or admin')
+    .requiredOption('--name <name>', 'the user\'s e-mail or the system\'s name')
+    .option('--expires <iso>', 'expiry date-time')
+    .action(async (o: Remote & { role: string; name: string; expires?: string }) => {
+      const t = await api<TokenView & { token: string }>(o, 'POST', '/v1/tokens', { role: o.role, name: o.name, ...(o.expires ? { expiresAt: o.expires } : {}) });
+      err(`issued ${t.id} (${t.role} of ${t.partner}); it is shown once:`);
+      out(t.token);
+    });
+  remote(token.command('revoke <id>').description('revoke one of your partner\'s tokens at once')).action(async (id: string, o: Remote) => printToken(await api<TokenView>(o, 'DELETE', `/v1/tokens/${encodeURIComponent(id)}`)));
+  remote(token.command('rotate <id>').description('replace a token; the old one keeps working for --overlap-hours'))
+    .option('--overlap-hours <h>', 'hours both tokens work (default 24)', (v) => Number(v))
+    .action(async (id: string, o: Remote & { overlapHours?: number }) => {
+      const t = await api<TokenView & { token: string; previous: TokenView }>(o, 'POST', `/v1/tokens/${encodeURIComponent(id)}/rotate`, o.overlapHours !== undefined ? { overlapHours: o.overlapHours } : {});
+      err(`issued ${t.id} replacing ${t.previous.id}, which works until ${t.previous.expiresAt}; the new token is shown once:`);
+      out(t.token);
+    });
+
+  const audit = p.command('audit').description('the hash-chained audit log');
+  remote(audit.command('verify').description('recompute the audit hash chain and report the first broken link (directly from the control database; through the API when an embedded room is running)')).action(async (o: Remote) => {
+    const cfg = config();
+    const pid = cfg.databaseUrl ? undefined : runningRoomPid(cfg.dataDir);
+    let r: Awaited<ReturnType<typeof verifyAuditChain>>;
+    if (pid) {
+      if (!o.token) throw new StartupError(`the room (pid ${pid}) owns ${cfg.dataDir}: pass --token (a user token) to verify through its API, or stop it`);
+      r = await api(o, 'GET', '/v1/audit/verify');
+      err(`verified through the running room at ${o.url}`);
+    } else {
+      const h = await openControlDb({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir });
+      try {
+        r = await verifyAuditChain(h.db);
+      } finally {
+        await h.close();
+      }
+      err(`verified directly in ${cfg.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : cfg.dataDir}`);
+    }
+    if (r.ok) out(`audit log intact: ${r.entries} entries verified`);
+    else {
+      out(`audit log BROKEN at entry ${r.brokenAt}: ${r.reason} (${r.entries - 1} entries before it verified)`);
+      process.exitCode = 2;
+    }
+  });
+}

@@ -1,0 +1,197 @@
+import { randomBytes } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import type { Database, ProposalRow } from '../platform/control-db.js';
+import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
+import type { Room } from '../platform/room.js';
+import { rollupsOf } from '../query/rollups.js';
+import { findActiveAgreement, type AgreementVersion } from './agreement-repository.js';
+import { diffAgreements, type AgreementChange } from './agreement-diff.js';
+import { agreementDigest, parseAgreementText, validateAgreement, type Agreement } from './agreement-schema.js';
+import { appendAuditIn } from './audit-repository.js';
+import type { Principal } from './token-repository.js';
+
+export const DEFAULT_PROPOSAL_DAYS = 14;
+
+/** A proposal as the API shows it: the document, the plain-terms diff and who has decided. */
+export interface ProposalView {
+  id: string;
+  state: 'open' | 'active' | 'rejected' | 'superseded' | 'expired';
+  baseVersion: number;
+  resultVersion: number | null;
+  reason: string;
+  proposedBy: { tokenId: string; partner: string };
+  createdAt: string;
+  expiresAt: string;
+  decidedAt: string | null;
+  digest: string;
+  loosensPrivacy: boolean;
+  changes: AgreementChange[];
+  /** Every partner whose admin must approve: those of the version in force and of the proposed one. */
+  requiredPartners: string[];
+  decisions: { partner: string; decision: 'approve' | 'reject'; tokenId: string; at: string; note: string | null }[];
+  waitingFor: string[];
+  agreement: Agreement;
+}
+
+const newId = () => `prp_${randomBytes(9).toString('base64url')}`;
+const iso = (d: Date | string) => new Date(d).toISOString();
+const parseDoc = (d: unknown): unknown => (typeof d === 'string' ? JSON.parse(d) : d);
+
+/** The proposed document from a request body: an agreement object, or its YAML/JSON text. */
+export function proposedAgreement(document: unknown): Agreement {
+  const r = typeof document === 'string' ? parseAgreementText(document) : validateAgreement(document);
+  if (r.ok) return r.agreement;
+  const first = r.problems[0]!;
+  const field = first.path.startsWith('line ') || first.path === '(file)' || first.path === '(root)' ? 'body.document' : `body.document.${first.path}`;
+  throw badRequest(
+    `${field}: ${first.message}${r.problems.length > 1 ? ` (and ${r.problems.length - 1} more problem${r.problems.length > 2 ? 's' : ''})` : ''}`,
+    field,
+    r.problems.map((p) => ({ field: `body.document.${p.path}`, message: p.message })),
+  );
+}
+
+function requireAdmin(p: Principal): string {
+  if (p.role !== 'admin' || !p.partnerId) throw forbidden('only a partner admin may propose, approve or reject an agreement change');
+  return p.partnerId;
+}
+
+/** Open proposals whose time ran out become expired (lazily, on every read or change). */
+async function expireOld(tx: Transaction<Database>, now: Date): Promise<void> {
+  const expired = await tx.updateTable('agreement_proposals').set({ state: 'expired', decided_at: now }).where('state', '=', 'open').where('expires_at', '<=', now).returning('id').execute();
+  for (const e of expired) await appendAuditIn(tx, { actor: 'system', partnerId: null, action: 'agreement.proposal.expired', target: e.id }, now);
+}
+
+async function view(tx: Transaction<Database>, row: ProposalRow): Promise<ProposalView> {
+  const base = await tx.selectFrom('agreement_versions').select('document').where('version', '=', row.base_version).executeTakeFirstOrThrow();
+  const current = validateAgreement(parseDoc(base.document));
+  const agreement = validateAgreement(parseDoc(row.document));
+  if (!current.ok || !agreement.ok) throw new Error(`proposal ${row.id} or its base version no longer validates`);
+  const decisions = await tx.selectFrom('proposal_decisions').selectAll().where('proposal_id', '=', row.id).orderBy('decided_at').execute();
+  const required = requiredPartners(current.agreement, agreement.agreement);
+  const approved = new Set(decisions.filter((d) => d.decision === 'approve').map((d) => d.partner_id));
+  return {
+    id: row.id,
+    state: row.state as ProposalView['state'],
+    baseVersion: Number(row.base_version),
+    resultVersion: row.result_version === null ? null : Number(row.result_version),
+    reason: row.reason,
+    proposedBy: { tokenId: row.proposed_by, partner: row.proposer_partner },
+    createdAt: iso(row.created_at),
+    expiresAt: iso(row.expires_at),
+    decidedAt: row.decided_at ? iso(row.decided_at) : null,
+    digest: row.digest,
+    loosensPrivacy: row.loosens_privacy,
+    changes: parseDoc(row.changes) as AgreementChange[],
+    requiredPartners: required,
+    decisions: decisions.map((d) => ({ partner: d.partner_id, decision: d.decision, tokenId: d.token_id, at: iso(d.decided_at), note: d.note })),
+    waitingFor: row.state === 'open' ? required.filter((p) => !approved.has(p)) : [],
+    agreement: agreement.agreement,
+  };
+}
+
+function requiredPartners(current: Agreement, proposed: Agreement): string[] {
+  return [...new Set([...current.partners.map((p) => p.id), ...proposed.partners.map((p) => p.id)])].sort();
+}
+
+export async function listProposals(room: Room): Promise<ProposalView[]> {
+  return room.control.db.transaction().execute(async (tx) => {
+    await expireOld(tx, room.clock.now());
+    const rows = await tx.selectFrom('agreement_proposals').selectAll().orderBy('created_at', 'desc').limit(100).execute();
+    const out: ProposalView[] = [];
+    for (const r of rows) out.push(await view(tx, r));
+    return out;
+  });
+}
+
+export async function getProposal(room: Room, id: string): Promise<ProposalView> {
+  return room.control.db.transaction().execute(async (tx) => {
+    await expireOld(tx, room.clock.now());
+    const row = await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw notFound(`no proposal ${JSON.stringify(id.slice(0, 40))}`);
+    return view(tx, row);
+  });
+}
+
+/** A partner admin proposes a new agreement document; the proposer's own partner approves by proposing. */
+export async function propose(room: Room, p: Principal, input: { document: unknown; reason: string; expiresInDays?: number | undefined }): Promise<ProposalView> {
+  const partner = requireAdmin(p);
+  const agreement = proposedAgreement(input.document);
+  const now = room.clock.now();
+  const active = room.agreement();
+  const changes = diffAgreements(active.agreement, agreement);
+  if (changes.length === 0) throw badRequest(`body.document: it is the agreement in force (version ${active.version}); nothing to change`, 'body.document');
+  if (agreement.partnership.id !== active.agreement.partnership.id) throw badRequest(`body.document.partnership.id: a proposal changes partnership ${active.agreement.partnership.id}; it cannot start another`, 'body.document.partnership.id');
+  const id = newId();
+  const digest = agreementDigest(agreement);
+  const expiresAt = new Date(now.getTime() + (input.expiresInDays ?? DEFAULT_PROPOSAL_DAYS) * 86_400_000);
+  const result = await room.control.db.transaction().execute(async (tx) => {
+    await expireOld(tx, now);
+    const open = await tx.selectFrom('agreement_proposals').select('id').where('state', '=', 'open').executeTakeFirst();
+    if (open) throw conflict(`proposal ${open.id} is still open: approve, reject or let it expire first`);
+    const loosens = changes.some((c) => c.loosensPrivacy);
+    await tx
+      .insertInto('agreement_proposals')
+      .values({ id, base_version: active.version, document: JSON.stringify(agreement), digest, reason: input.reason, changes: JSON.stringify(changes), loosens_privacy: loosens, proposed_by: p.tokenId, proposer_partner: partner, created_at: now, expires_at: expiresAt, state: 'open' })
+      .execute();
+    await tx.insertInto('proposal_decisions').values({ proposal_id: id, partner_id: partner, decision: 'approve', token_id: p.tokenId, decided_at: now, note: 'proposed' }).execute();
+    await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'agreement.proposed', target: id, details: { baseVersion: active.version, digest, changes: changes.length, loosensPrivacy: loosens, expiresAt: expiresAt.toISOString() } }, now);
+    return view(tx, (await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow()));
+  });
+  return result;
+}
+
+/** An admin approves or rejects for their own partner; the last approval activates the new version. */
+export async function decide(room: Room, p: Principal, id: string, decision: 'approve' | 'reject', note: string | undefined): Promise<ProposalView> {
+  const partner = requireAdmin(p);
+  const now = room.clock.now();
+  let activated: AgreementVersion | undefined;
+  const result = await room.control.db.transaction().execute(async (tx) => {
+    await expireOld(tx, now);
+    const row = await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+    if (!row) throw notFound(`no proposal ${JSON.stringify(id.slice(0, 40))}`);
+    if (row.state === 'expired') throw conflict(`proposal ${id} expired at ${iso(row.expires_at)}; propose it again`);
+    if (row.state !== 'open') throw conflict(`proposal ${id} is ${row.state}; it takes no more decisions`);
+    const current = await view(tx, row);
+    if (!current.requiredPartners.includes(partner)) throw forbidden(`partner ${partner} is not a party to this proposal`);
+    const mine = current.decisions.find((d) => d.partner === partner);
+    if (mine) throw conflict(`partner ${partner} already decided (${mine.decision}) on ${mine.at}`);
+    await tx.insertInto('proposal_decisions').values({ proposal_id: id, partner_id: partner, decision, token_id: p.tokenId, decided_at: now, note: note ?? null }).execute();
+    await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: decision === 'approve' ? 'agreement.approved' : 'agreement.rejected', target: id, details: { baseVersion: current.baseVersion } }, now);
+    if (decision === 'reject') {
+      await tx.updateTable('agreement_proposals').set({ state: 'rejected', decided_at: now }).where('id', '=', id).execute();
+    } else if (current.waitingFor.length === 1 && current.waitingFor[0] === partner) {
+      const latest = await tx.selectFrom('agreement_versions').select((eb) => eb.fn.max('version').as('v')).executeTakeFirstOrThrow();
+      if (Number(latest.v) !== current.baseVersion) {
+        await tx.updateTable('agreement_proposals').set({ state: 'superseded', decided_at: now }).where('id', '=', id).execute();
+      } else {
+        const version = current.baseVersion + 1;
+        await tx.insertInto('agreement_versions').values({ version, document: JSON.stringify(current.agreement), digest: current.digest, source: `proposal ${id}`, created_at: now, activated_at: now, proposal_id: id }).execute();
+        for (const pt of current.agreement.partners) {
+          await tx.insertInto('partners').values({ id: pt.id, name: pt.name, created_at: now }).onConflict((oc) => oc.column('id').doUpdateSet({ name: pt.name })).execute();
+        }
+        await tx.updateTable('agreement_proposals').set({ state: 'active', decided_at: now, result_version: version }).where('id', '=', id).execute();
+        await appendAuditIn(tx, { actor: 'system', partnerId: null, action: 'agreement.activated', target: `v${version}`, details: { proposal: id, digest: current.digest, approvedBy: current.requiredPartners } }, now);
+        activated = { version, agreement: current.agreement, digest: current.digest, activatedAt: now };
+      }
+    }
+    return view(tx, (await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow()));
+  });
+  if (activated) await applyAgreement(room, activated);
+  return result;
+}
+
+/** Puts a newly activated version in force: local days follow a new time zone; rollups follow the new definitions. */
+export async function applyAgreement(room: Room, v: AgreementVersion): Promise<void> {
+  const before = room.agreement();
+  room.setAgreement(v);
+  if (before.agreement.partnership.timezone !== v.agreement.partnership.timezone) await room.duck.localise(v.agreement.partnership.timezone);
+  rollupsOf(room.duck)?.loop.request();
+}
+
+/** The versions kept, newest first. */
+export async function listVersions(room: Room): Promise<{ version: number; digest: string; source: string; activatedAt: string | null; proposal: string | null }[]> {
+  const rows = await room.control.db.selectFrom('agreement_versions').select(['version', 'digest', 'source', 'activated_at', 'proposal_id']).orderBy('version', 'desc').execute();
+  return rows.map((r) => ({ version: Number(r.version), digest: r.digest, source: r.source, activatedAt: r.activated_at ? iso(r.activated_at) : null, proposal: r.proposal_id }));
+}
+
+export { findActiveAgreement };

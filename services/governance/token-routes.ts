@@ -1,0 +1,143 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { problemSchema } from '../ingest/receipt-schema.js';
+import { authenticate, requireRole } from '../platform/auth.js';
+import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
+import type { Room } from '../platform/room.js';
+import { appendAuditIn } from './audit-repository.js';
+import { createToken, findToken, listTokens, revokeToken, tokenView, type Principal, type Role } from './token-repository.js';
+
+/** Roles a partner admin hands out; steering and operator tokens are issued by the room's host (CLI). */
+export const adminIssuedRoles = ['ingest', 'analyst', 'owner', 'admin'] as const satisfies readonly Role[];
+const MAX_OVERLAP_HOURS = 168;
+
+const tokenSchema = z.object({
+  id: z.string(),
+  partner: z.string().nullable(),
+  role: z.string(),
+  name: z.string(),
+  createdAt: z.string(),
+  createdBy: z.string().nullable(),
+  expiresAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+  replaces: z.string().nullable(),
+  state: z.enum(['live', 'expired', 'revoked']),
+});
+const issuedSchema = tokenSchema.extend({ token: z.string().describe('the token itself: shown once, only its SHA-256 is kept') });
+const idParam = z.object({ id: z.string().max(64) });
+
+function adminPartner(p: Principal): string {
+  requireRole(p, 'admin');
+  if (!p.partnerId) throw forbidden('an admin token belongs to a partner');
+  return p.partnerId;
+}
+
+/** A token of the admin's own partner; others' tokens are not found (their ids say nothing). */
+async function ownToken(room: Room, partner: string, id: string) {
+  const row = await findToken(room.control.db, id);
+  if (!row || row.partner_id !== partner) throw notFound(`no token ${JSON.stringify(id.slice(0, 40))} of partner ${partner}`);
+  return row;
+}
+
+/** Names that grant more than the role: steering members and people named on need-to-know KPIs. */
+function privilegedNames(room: Room): Set<string> {
+  const a = room.agreement().agreement;
+  return new Set([...a.steering.map((s) => s.email.toLowerCase()), ...a.kpis.flatMap((k) => k.needToKnow.map((e) => e.toLowerCase()))]);
+}
+
+/** Partner admins manage their own partner's tokens: issue, list, revoke, rotate. */
+export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  app.get(
+    '/v1/tokens',
+    { schema: { summary: 'Your partner\'s tokens and users (a partner admin); never the tokens themselves', tags: ['governance'], security: [{ bearer: [] }], response: { 200: z.object({ tokens: z.array(tokenSchema) }), 401: problemSchema, 403: problemSchema } } },
+    async (req) => {
+      const p = await authenticate(room.control.db, room.clock, req);
+      const partner = adminPartner(p);
+      const now = room.clock.now();
+      return { tokens: (await listTokens(room.control.db, partner)).map((r) => tokenView(r, now)) };
+    },
+  );
+
+  app.post(
+    '/v1/tokens',
+    {
+      schema: {
+        summary: 'Issue a token for your partner (a partner admin): a system\'s ingest token or a user\'s token named by their e-mail',
+        tags: ['governance'],
+        security: [{ bearer: [] }],
+        body: z.strictObject({
+          role: z.enum(adminIssuedRoles),
+          name: z.string().trim().min(1).max(200).describe('the user\'s e-mail, or the system\'s name'),
+          expiresAt: z.iso.datetime({ offset: true }).optional(),
+        }),
+        response: { 201: issuedSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema },
+      },
+    },
+    async (req, reply) => {
+      const p = await authenticate(room.control.db, room.clock, req);
+      const partner = adminPartner(p);
+      const now = room.clock.now();
+      const expiresAt = req.body.expiresAt ? new Date(req.body.expiresAt) : null;
+      if (expiresAt && expiresAt <= now) throw badRequest('expiresAt: must be in the future', 'body.expiresAt');
+      if (privilegedNames(room).has(req.body.name.toLowerCase())) throw forbidden(`body.name: ${req.body.name} is a steering member or named on a need-to-know KPI; the room's host issues that token`, 'body.name');
+      const { token, id } = await room.control.db.transaction().execute(async (tx) => {
+        const made = await createToken(tx, { partnerId: partner, role: req.body.role, name: req.body.name, expiresAt, createdBy: p.tokenId }, now);
+        await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'token.created', target: made.id, details: { role: req.body.role, expiresAt: expiresAt?.toISOString() ?? null } }, now);
+        return made;
+      });
+      const row = (await findToken(room.control.db, id))!;
+      return reply.code(201).send({ ...tokenView(row, now), token });
+    },
+  );
+
+  app.delete(
+    '/v1/tokens/:id',
+    { schema: { summary: 'Revoke one of your partner\'s tokens at once (a partner admin)', tags: ['governance'], security: [{ bearer: [] }], params: idParam, response: { 200: tokenSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema } } },
+    async (req) => {
+      const p = await authenticate(room.control.db, room.clock, req);
+      const partner = adminPartner(p);
+      const now = room.clock.now();
+      await ownToken(room, partner, req.params.id);
+      await room.control.db.transaction().execute(async (tx) => {
+        if (!(await revokeToken(tx, req.params.id, now))) throw conflict(`token ${req.params.id} is already revoked`);
+        await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'token.revoked', target: req.params.id }, now);
+      });
+      return tokenView((await findToken(room.control.db, req.params.id))!, now);
+    },
+  );
+
+  app.post(
+    '/v1/tokens/:id/rotate',
+    {
+      schema: {
+        summary: 'Rotate a token without downtime: a new token now, the old one valid for overlapHours more (a partner admin)',
+        tags: ['governance'],
+        security: [{ bearer: [] }],
+        params: idParam,
+        body: z.strictObject({ overlapHours: z.number().min(0).max(MAX_OVERLAP_HOURS).optional().describe('how long both tokens work (default 24)') }).optional(),
+        response: { 201: issuedSchema.extend({ previous: tokenSchema }), 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema },
+      },
+    },
+    async (req, reply) => {
+      const p = await authenticate(room.control.db, room.clock, req);
+      const partner = adminPartner(p);
+      const now = room.clock.now();
+      const old = await ownToken(room, partner, req.params.id);
+      if (tokenView(old, now).state !== 'live') throw conflict(`token ${old.id} is ${tokenView(old, now).state}; issue a new one instead`);
+      const overlapEnds = new Date(now.getTime() + (req.body?.overlapHours ?? 24) * 3_600_000);
+      const oldExpiry = old.expires_at ? new Date(old.expires_at) : null;
+      const issued = await room.control.db.transaction().execute(async (tx) => {
+        const made = await createToken(tx, { partnerId: partner, role: old.role as Role, name: old.name, expiresAt: oldExpiry, createdBy: p.tokenId, replaces: old.id }, now);
+        const validUntil = oldExpiry && oldExpiry < overlapEnds ? oldExpiry : overlapEnds;
+        await tx.updateTable('tokens').set({ expires_at: validUntil }).where('id', '=', old.id).execute();
+        await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'token.rotated', target: old.id, details: { replacement: made.id, oldValidUntil: validUntil.toISOString() } }, now);
+        return made;
+      });
+      const [row, prev] = [(await findToken(room.control.db, issued.id))!, (await findToken(room.control.db, old.id))!];
+      return reply.code(201).send({ ...tokenView(row, now), token: issued.token, previous: tokenView(prev, now) });
+    },
+  );
+};
