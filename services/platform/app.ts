@@ -7,6 +7,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fast
 import { alertRoutes, startAlerts, stopAlerts } from '../alerts/alert-routes.js';
 import { auditRoutes } from '../governance/audit-routes.js';
 import { governanceRoutes } from '../governance/governance-routes.js';
+import { scheduleRetention } from '../governance/retention.js';
 import { tokenRoutes } from '../governance/token-routes.js';
 import { createLander, ingestRoutes } from '../ingest/ingest-routes.js';
 import { queryRoutes } from '../query/query-routes.js';
@@ -68,6 +69,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   // room's databases close, whoever closes it.
   if (room.config.rollups) startRollups(room.duck, () => room.agreement().agreement, app.log);
   await startAlerts(room, app.log);
+  scheduleRetention(room, room.config.retentionEveryMs, app.log);
   room.beforeClose(async () => {
     await stopAlerts(room);
     await stopRollups(room.duck);

@@ -35,6 +35,7 @@ export const envSchema = z.object({
   PARITY_ALERTS: z.enum(['on', 'off']).default('on'),
   PARITY_ROLLUPS: z.enum(['on', 'off']).default('on'),
   PARITY_EVALUATE_EVERY_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  PARITY_RETENTION_EVERY_SECONDS: z.coerce.number().int().min(0).max(7 * 86_400).default(3600),
   PARITY_MAIL_FROM: z.string().min(3).default('Parity clean room <parity@localhost>'),
   PARITY_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
   PARITY_DUCKDB_MEMORY: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'expected a DuckDB memory size such as 256MB or 2GB').default('256MB'),
@@ -64,6 +65,8 @@ export interface Config {
   alerts: boolean;
   /** How often bands, feed freshness and acknowledgement deadlines are evaluated on a schedule. */
   evaluateEveryMs: number;
+  /** How often points past the agreement's retention are deleted (0: never, by this process). */
+  retentionEveryMs: number;
   /** The room's address as recipients reach it: links in notifications. */
   publicUrl: string | undefined;
   /** The From of notification e-mails. */
@@ -109,6 +112,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     alerts: e.PARITY_ALERTS === 'on',
     rollups: e.PARITY_ROLLUPS === 'on',
     evaluateEveryMs: e.PARITY_EVALUATE_EVERY_SECONDS * 1000,
+    retentionEveryMs: e.PARITY_RETENTION_EVERY_SECONDS * 1000,
     mailFrom: e.PARITY_MAIL_FROM,
     publicUrl: e.PARITY_PUBLIC_URL?.replace(/\/$/, ''),
   };

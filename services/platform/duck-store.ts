@@ -158,6 +158,8 @@ export class DuckStore {
   readonly #unannounced = new Map<number, readonly string[]>();
   #closed = false;
   readonly #conns = new Set<DuckDBConnection>();
+  /** The snapshot of the last retention run: earlier snapshots counted points that are gone. */
+  retiredBefore = 0;
 
   private constructor(
     readonly instance: DuckDBInstance,
@@ -216,6 +218,8 @@ export class DuckStore {
       const r = await conn.runAndReadAll('SELECT coalesce(max(snapshot), 0)::INTEGER AS s FROM batches');
       const latest = Number(r.getRowObjects()[0]!['s']);
       const store = new DuckStore(instance, path, latest, slots);
+      const retired = (await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'retired_before_snapshot'`)).getRowObjectsJson()[0];
+      if (retired) store.retiredBefore = Number(retired['value']);
       // Batches landed before the kpis column existed get it from their points, once.
       await conn.run(`UPDATE batches SET kpis = (SELECT list(DISTINCT kpi ORDER BY kpi) FROM points p WHERE p.snapshot = batches.snapshot) WHERE kpis IS NULL`);
       const landed = await conn.runAndReadAll(

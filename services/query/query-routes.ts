@@ -92,7 +92,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const principal = await optionalPrincipal(room, req);
       assertReader(principal);
       const active = room.agreement();
-      const { snapshot } = resolveRange({ snapshot: req.query.snapshot }, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now());
+      const { snapshot } = resolveRange({ snapshot: req.query.snapshot }, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now(), room.duck.retiredBefore);
       const ctx = evaluationContext(room.duck, active.agreement, active.version, room.clock.now(), active.activatedAt ?? room.clock.now(), snapshot);
       const result = { ...(await summariseKpis(ctx, principal)), asOf: room.duck.landedAt(snapshot)?.toISOString() ?? null };
       if (!principal && result.kpis.length === 0) throw unauthorized();
@@ -124,7 +124,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const active = room.agreement();
       const kpis = req.query.kpi === undefined ? active.agreement.kpis.filter((k) => canSee(principal, k)) : [findVisibleKpi(active.agreement, principal, req.query.kpi)];
       if (!principal && kpis.length === 0) throw unauthorized();
-      const q = resolveRange(req.query, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now());
+      const q = resolveRange(req.query, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now(), room.duck.retiredBefore);
       const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
       const breaches = await listBreaches(room.duck, active.agreement, active.version, kpis, q.from, q.to, today, q.snapshot);
       const body = { snapshot: q.snapshot, agreementVersion: active.version, from: q.from, to: q.to, digest: canonicalDigest(breaches), breaches };
@@ -158,7 +158,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       assertReader(principal);
       const active = room.agreement();
       const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
-      const q = resolveSeries(active.agreement, kpi, req.query, room.duck.snapshots.latest, room.clock.now());
+      const q = resolveSeries(active.agreement, kpi, req.query, room.duck.snapshots.latest, room.clock.now(), room.duck.retiredBefore);
       const result = await runSeries(room.duck, active.agreement, active.version, q);
       await room.audit({
         actor: principal?.tokenId ?? 'anonymous',

@@ -89,6 +89,8 @@ export class RollupMaintainer {
   through = -1;
   /** Per KPI, the last touching snapshot its committed rollup includes (rollup_state, in memory). */
   readonly #rolledUp = new Map<string, number>();
+  /** Local days whose points went without a batch of their own (retention): recomputed once their snapshot is visible. */
+  readonly #removed = new Map<string, { days: [string, string]; snapshot: number }>();
 
   rolledUp(kpi: string): number | undefined {
     return this.#rolledUp.get(kpi);
@@ -113,6 +115,15 @@ export class RollupMaintainer {
   async stop(): Promise<void> {
     this.#unsubscribe?.();
     await this.loop.stop();
+  }
+
+  /**
+   * Points of `kpi` on local days [lo, hi] were deleted at `snapshot` (a retention run): those
+   * periods are recomputed when the watermark reaches it. Call before the snapshot lands.
+   */
+  removed(kpi: string, days: [string, string], snapshot: number): void {
+    const prev = this.#removed.get(kpi);
+    this.#removed.set(kpi, prev ? { days: [prev.days[0] < days[0] ? prev.days[0] : days[0], prev.days[1] > days[1] ? prev.days[1] : days[1]], snapshot: Math.max(prev.snapshot, snapshot) } : { days, snapshot });
   }
 
   /** Whether every batch up to the latest snapshot is rolled up. */
@@ -146,9 +157,16 @@ export class RollupMaintainer {
           'SELECT kpi, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE snapshot > $1 AND snapshot <= $2 GROUP BY kpi',
           [through, latest],
         );
-        for (const row of touched.getRowObjectsJson()) {
-          const kpi = agreement.kpis.find((k) => k.id === row['kpi']);
-          if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(conn, kpi, tz, latest, [String(row['lo']), String(row['hi'])], false);
+        const ranges = new Map<string, [string, string]>(touched.getRowObjectsJson().map((row) => [String(row['kpi']), [String(row['lo']), String(row['hi'])]]));
+        for (const [kpiId, gone] of this.#removed) {
+          if (gone.snapshot > latest) continue;
+          this.#removed.delete(kpiId);
+          const r = ranges.get(kpiId);
+          ranges.set(kpiId, r ? [r[0] < gone.days[0] ? r[0] : gone.days[0], r[1] > gone.days[1] ? r[1] : gone.days[1]] : gone.days);
+        }
+        for (const [kpiId, days] of ranges) {
+          const kpi = agreement.kpis.find((k) => k.id === kpiId);
+          if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(conn, kpi, tz, latest, days, false);
         }
       }
       await conn.run(`INSERT OR REPLACE INTO room_settings VALUES ('rollup_through', $1)`, [String(latest)]);

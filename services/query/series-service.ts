@@ -79,7 +79,7 @@ export function localToday(now: Date, timezone: string): string {
 }
 
 /** Checks from, to and snapshot: local dates (to inclusive, default the last two years) and a landed snapshot. */
-export function resolveRange(params: Pick<SeriesParams, 'from' | 'to' | 'snapshot'>, timezone: string, latest: number, now: Date): { from: string; to: string; snapshot: number } {
+export function resolveRange(params: Pick<SeriesParams, 'from' | 'to' | 'snapshot'>, timezone: string, latest: number, now: Date, retiredBefore = 0): { from: string; to: string; snapshot: number } {
   const to = params.to === undefined ? localToday(now, timezone) : parseDate(params.to, 'to');
   const from = params.from === undefined ? shiftDays(to, -730) : parseDate(params.from, 'from');
   if (from > to) throw badRequest('from: must not be after to', 'querystring.from');
@@ -89,15 +89,16 @@ export function resolveRange(params: Pick<SeriesParams, 'from' | 'to' | 'snapsho
     if (!/^\d{1,10}$/.test(params.snapshot)) throw badRequest('snapshot: expected a whole number', 'querystring.snapshot');
     snapshot = Number(params.snapshot);
     if (snapshot > latest) throw badRequest(`snapshot: the latest snapshot is ${latest}`, 'querystring.snapshot');
+    if (snapshot < retiredBefore) throw badRequest(`snapshot: points counted at snapshot ${snapshot} were deleted under the agreement's retention at snapshot ${retiredBefore}; ask for ${retiredBefore} or later`, 'querystring.snapshot');
   }
   return { from, to, snapshot };
 }
 
 /** Checks every parameter against the agreement: the result is the only thing the compiler sees. */
-export function resolveSeries(agreement: Agreement, kpi: Kpi, params: SeriesParams, latest: number, now: Date): SeriesQuery {
+export function resolveSeries(agreement: Agreement, kpi: Kpi, params: SeriesParams, latest: number, now: Date, retiredBefore = 0): SeriesQuery {
   const grain = (params.grain ?? kpi.evaluate.grain) as Grain;
   if (!kpi.grains.includes(grain)) throw badRequest(`grain: ${kpi.id} is agreed at ${kpi.grains.join(', ')}`, 'querystring.grain');
-  const { from, to, snapshot } = resolveRange(params, agreement.partnership.timezone, latest, now);
+  const { from, to, snapshot } = resolveRange(params, agreement.partnership.timezone, latest, now, retiredBefore);
   let by: Breakdown = { kind: 'none' };
   if (params.by !== undefined && params.by !== 'none') {
     if (params.by === 'partner') {

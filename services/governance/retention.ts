@@ -1,0 +1,102 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Room } from '../platform/room.js';
+import { rollupsOf } from '../query/rollups.js';
+import { localToday } from '../query/series-service.js';
+
+/** The pseudo-partner of the room's own changes to the points (a retention run). */
+export const ROOM_PARTNER = '(room)';
+
+export interface RetentionResult {
+  /** Points on local days before this one are deleted. */
+  before: string | null;
+  deleted: number;
+  perKpi: Record<string, number>;
+  snapshot: number | null;
+}
+
+/**
+ * The first local day still kept: today minus the retention, counted on the calendar (P3Y from
+ * 2026-11-23 is 2023-11-23); a time part (PT36H) counts in whole days, rounded up.
+ */
+export function retentionHorizon(today: string, retention: string): string {
+  const m = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$/.exec(retention);
+  if (!m) throw new Error(`not an ISO-8601 duration: ${retention}`);
+  const n = (i: number) => Number(m[i] ?? 0);
+  const days = n(3) * 7 + n(4) + Math.ceil((n(5) * 3600 + n(6) * 60 + n(7)) / 86_400);
+  const [y, mo, d] = today.split('-').map(Number) as [number, number, number];
+  // Months first, clamped to the month's end (2026-03-31 minus P1M is 2026-02-28), then days.
+  const first = new Date(Date.UTC(y - n(1), mo - 1 - n(2), 1));
+  const lastDay = new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth() + 1, 0)).getUTCDate();
+  return new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth(), Math.min(d, lastDay) - days)).toISOString().slice(0, 10);
+}
+
+/**
+ * Deletes the points older than the agreement's `retention`, whole local days at a time (so a
+ * run deletes something at most once a day). The deletion is a snapshot of its own, like a
+ * batch: caches and rollups of the KPIs it touched move on, and its count is an audit entry.
+ * Results as of an earlier snapshot can no longer be reproduced from deleted points, so such
+ * a `?snapshot=` is refused (resolveRange).
+ */
+export async function runRetention(room: Room, log?: Pick<Logger, 'info'>): Promise<RetentionResult> {
+  const a = room.agreement().agreement;
+  if (!a.retention) return { before: null, deleted: 0, perKpi: {}, snapshot: null };
+  const now = room.clock.now();
+  const before = retentionHorizon(localToday(now, a.partnership.timezone), a.retention);
+  const duck = room.duck;
+  const conn = await duck.connect();
+  let snapshot: number | undefined;
+  let open = false;
+  try {
+    const counts = (await conn.runAndReadAll(`SELECT kpi, count(*)::BIGINT AS n, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE local_day < $1::DATE GROUP BY kpi ORDER BY kpi`, [before])).getRowObjectsJson();
+    if (counts.length === 0) return { before, deleted: 0, perKpi: {}, snapshot: null };
+    await conn.run('BEGIN TRANSACTION');
+    open = true;
+    snapshot = duck.snapshots.reserve();
+    const deleted = Number((await conn.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged);
+    const perKpi = Object.fromEntries(counts.map((c) => [String(c['kpi']), Number(c['n'])]));
+    const kpis = Object.keys(perKpi);
+    await conn.run(
+      `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
+       VALUES ($1, $2, $3, NULL, '', 'retention', 0, 0, '', $4, $5, $6::TIMESTAMPTZ, $6::TIMESTAMPTZ, string_split($7, ','))`,
+      [`retention-${randomUUID()}`, snapshot, ROOM_PARTNER, JSON.stringify({ deleted, before }), room.agreement().version, now.toISOString(), kpis.join(',')],
+    );
+    await conn.run(`INSERT OR REPLACE INTO room_settings VALUES ('retired_before_snapshot', $1)`, [String(snapshot)]);
+    await conn.run('COMMIT');
+    open = false;
+    const rollups = rollupsOf(duck);
+    for (const c of counts) rollups?.removed(String(c['kpi']), [String(c['lo']), String(c['hi'])], snapshot);
+    duck.retiredBefore = snapshot;
+    duck.landed({ snapshot, partner: ROOM_PARTNER, kpis, receivedAt: now, landedAt: now });
+    await room.audit({ actor: 'system', partnerId: null, action: 'retention.deleted', details: { deleted, perKpi, before, retention: a.retention, snapshot } });
+    log?.info(`retention: deleted ${deleted} points on local days before ${before} (snapshot ${snapshot})`);
+    return { before, deleted, perKpi, snapshot };
+  } catch (err) {
+    if (open) {
+      await conn.run('ROLLBACK').catch(() => undefined);
+      if (snapshot !== undefined) duck.snapshots.abort(snapshot);
+    }
+    throw err;
+  } finally {
+    duck.release(conn);
+  }
+}
+
+/** Runs retention at start and then every `everyMs`; stops (waiting for a run) with the room. */
+export function scheduleRetention(room: Room, everyMs: number, log: Pick<Logger, 'info' | 'error'>): void {
+  if (everyMs <= 0) return;
+  let running: Promise<unknown> = Promise.resolve();
+  let stopped = false;
+  const tick = () => {
+    if (stopped) return;
+    running = runRetention(room, log).catch((err: unknown) => log.error({ err }, 'retention run failed; it is retried at the next interval'));
+  };
+  const timer = setInterval(tick, everyMs);
+  timer.unref();
+  setImmediate(tick);
+  room.beforeClose(async () => {
+    stopped = true;
+    clearInterval(timer);
+    await running;
+  });
+}
