@@ -5,6 +5,7 @@ import { openControlDb } from '../platform/control-db.js';
 import { StartupError } from '../platform/room.js';
 import { runningRoomPid } from '../platform/server.js';
 import { verifyAuditChain } from './audit-repository.js';
+import { rotatePseudonymSecret } from './secret-rotation.js';
 import type { AgreementChange } from './agreement-diff.js';
 import type { ProposalView } from './proposal-service.js';
 import type { TokenView } from './token-repository.js';
@@ -106,6 +107,22 @@ export function governanceCommands(p: Command, agreement: Command, token: Comman
       const t = await api<TokenView & { token: string; previous: TokenView }>(o, 'POST', `/v1/tokens/${encodeURIComponent(id)}/rotate`, o.overlapHours !== undefined ? { overlapHours: o.overlapHours } : {});
       err(`issued ${t.id} replacing ${t.previous.id}, which works until ${t.previous.expiresAt}; the new token is shown once:`);
       out(t.token);
+    });
+
+  const secret = p.command('secret').description('the pseudonymisation secret');
+  secret
+    .command('rotate')
+    .description('rotate the pseudonymisation secret on a stopped room: re-key every stored pseudonym under a new key; subjects keep one pseudonym across it')
+    .action(async () => {
+      const cfg = config();
+      const pid = runningRoomPid(cfg.dataDir);
+      if (pid) throw new StartupError(`the room (pid ${pid}) is running on ${cfg.dataDir}: stop it to rotate the secret (no batch may land while pseudonyms are re-keyed)`);
+      let last = 0;
+      const r = await rotatePseudonymSecret(cfg, (done) => {
+        if (done - last >= 100_000 || last === 0) err(`re-keying pseudonyms: ${done.toLocaleString('en')}…`);
+        last = done;
+      });
+      out(`rotated: generation ${r.generation}; ${r.pseudonyms.toLocaleString('en')} pseudonyms re-keyed in ${r.points.toLocaleString('en')} points; the new key is in ${cfg.dataDir}/pseudonym-keys — back it up with the data directory`);
     });
 
   const audit = p.command('audit').description('the hash-chained audit log');

@@ -47,9 +47,9 @@ export class BatchLander {
     private readonly duck: DuckStore,
     secret: Buffer,
     private readonly clock: Clock,
-    private readonly opts: { maxBody: number; clockSkewMs: number; spoolDir: string; activeAgreement: () => ActiveAgreement },
+    private readonly opts: { maxBody: number; clockSkewMs: number; spoolDir: string; activeAgreement: () => ActiveAgreement; rotations?: readonly Buffer[] },
   ) {
-    this.pool = new IngestWorkerPool(secret);
+    this.pool = new IngestWorkerPool(secret, opts.rotations);
   }
 
   async land(req: LandRequest): Promise<LandResult> {

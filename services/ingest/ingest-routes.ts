@@ -22,6 +22,7 @@ export function createLander(room: Room): BatchLander {
       maxBody: room.config.maxBody,
       clockSkewMs: room.config.clockSkewMs,
       spoolDir: join(room.config.dataDir, 'spool'),
+      rotations: room.pseudonymRotations,
       activeAgreement: () => {
         const a = room.agreement();
         return { version: a.version, agreement: a.agreement };

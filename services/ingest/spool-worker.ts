@@ -11,7 +11,10 @@ import { createPseudonymiser } from './pseudonymiser.js';
 import type { FromSpool, RowsAck, RowsMessage, ToSpool } from './worker-protocol.js';
 
 const port = parentPort!;
-const pseudonymise = createPseudonymiser(Buffer.from(workerData.secret as Uint8Array));
+const pseudonymise = createPseudonymiser(
+  Buffer.from(workerData.secret as Uint8Array),
+  ((workerData.rotations ?? []) as Uint8Array[]).map((r) => Buffer.from(r)),
+);
 const post = (m: FromSpool) => port.postMessage(m);
 const ack: RowsAck = { type: 'ack' };
 

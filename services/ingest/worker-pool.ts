@@ -73,9 +73,9 @@ export class IngestWorkerPool {
   readonly #spool: Pool;
   #nextId = 1;
 
-  constructor(secret: Buffer) {
+  constructor(secret: Buffer, rotations: readonly Buffer[] = []) {
     this.#parse = new Pool('parse-worker', {});
-    this.#spool = new Pool('spool-worker', { secret: new Uint8Array(secret) });
+    this.#spool = new Pool('spool-worker', { secret: new Uint8Array(secret), rotations: rotations.map((r) => new Uint8Array(r)) });
   }
 
   run(parseStart: ParseStart, spoolStart: SpoolStart, onSegment: (path: string, rows: number) => void): BatchRun {

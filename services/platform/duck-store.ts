@@ -160,6 +160,8 @@ export class DuckStore {
   readonly #conns = new Set<DuckDBConnection>();
   /** The snapshot of the last retention run: earlier snapshots counted points that are gone. */
   retiredBefore = 0;
+  /** How many secrets the stored pseudonyms are keyed with (1 + rotations). */
+  pseudonymGeneration = 1;
 
   private constructor(
     readonly instance: DuckDBInstance,
@@ -220,6 +222,8 @@ export class DuckStore {
       const store = new DuckStore(instance, path, latest, slots);
       const retired = (await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'retired_before_snapshot'`)).getRowObjectsJson()[0];
       if (retired) store.retiredBefore = Number(retired['value']);
+      const generation = (await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'pseudonym_generation'`)).getRowObjectsJson()[0];
+      if (generation) store.pseudonymGeneration = Number(generation['value']);
       // Batches landed before the kpis column existed get it from their points, once.
       await conn.run(`UPDATE batches SET kpis = (SELECT list(DISTINCT kpi ORDER BY kpi) FROM points p WHERE p.snapshot = batches.snapshot) WHERE kpis IS NULL`);
       const landed = await conn.runAndReadAll(

@@ -9,7 +9,7 @@ import type { Config } from './config.js';
 import { openControlDb, type ControlDbHandle } from './control-db.js';
 import { DuckStore } from './duck-store.js';
 import { migrateControlDb } from './migrate.js';
-import { loadRoomSecret } from './secret.js';
+import { loadRotationKeys, loadRoomSecret } from './secret.js';
 
 /** Everything the services share: the one config, clock, databases, secret and agreement. */
 export interface Room {
@@ -18,6 +18,8 @@ export interface Room {
   control: ControlDbHandle;
   duck: DuckStore;
   secret: Buffer;
+  /** Keys of the pseudonym rotations in force, oldest first (ingest re-keys new pseudonyms with them). */
+  pseudonymRotations: readonly Buffer[];
   /** The agreement in force; refreshed when a new version activates (a new time zone needs duck.localise). */
   agreement(): AgreementVersion;
   setAgreement(v: AgreementVersion): void;
@@ -64,6 +66,7 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     rmSync(join(config.dataDir, 'spool'), { recursive: true, force: true });
     duck = await DuckStore.open(join(config.dataDir, 'points.duckdb'), { size: config.ingestConcurrency, queue: config.ingestQueue }, config.duckdbMemory);
     await duck.localise(active.agreement.partnership.timezone);
+    const pseudonymRotations = loadRotationKeys(config.dataDir, duck.pseudonymGeneration);
     let current = active;
     const d = duck;
     const closers: (() => Promise<void>)[] = [];
@@ -73,6 +76,7 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
       control,
       duck: d,
       secret,
+      pseudonymRotations,
       agreement: () => current,
       setAgreement: (v) => void (current = v),
       audit: async (entry) => void (await appendAudit(control.db, entry, clock.now())),

@@ -1,0 +1,78 @@
+import { join } from 'node:path';
+import type { Config } from '../platform/config.js';
+import { openControlDb } from '../platform/control-db.js';
+import { DuckStore } from '../platform/duck-store.js';
+import { migrateControlDb } from '../platform/migrate.js';
+import { ensureRotationKey } from '../platform/secret.js';
+import { partnerKey, rekey } from '../ingest/pseudonymiser.js';
+import { appendAudit } from './audit-repository.js';
+
+export interface RotationResult {
+  generation: number;
+  pseudonyms: number;
+  points: number;
+}
+
+/**
+ * Rotates the pseudonymisation secret on a stopped room: a new key is written to the key file,
+ * every stored pseudonym is re-keyed under it (HMAC of the old pseudonym with the new key, per
+ * partner) in one DuckDB transaction, and ingest afterwards applies the same step to new
+ * pseudonyms — so a subject keeps one pseudonym across the rotation, distinct counts stay
+ * exact, and what is stored no longer matches what the old secret alone would compute.
+ * Aggregates do not change; neither do snapshots or digests.
+ */
+export async function rotatePseudonymSecret(config: Config, onProgress: (done: number) => void = () => {}): Promise<RotationResult> {
+  const duck = await DuckStore.open(join(config.dataDir, 'points.duckdb'), { size: 1, queue: 0 }, config.duckdbMemory);
+  try {
+    const generation = duck.pseudonymGeneration + 1;
+    const key = ensureRotationKey(config.dataDir, generation);
+    const keys = new Map<string, Buffer>();
+    const reader = await duck.connect();
+    const writer = await duck.connect();
+    let pseudonyms = 0;
+    let points = 0;
+    try {
+      await writer.run('CREATE OR REPLACE TABLE pseudonym_rekey (partner VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL)');
+      const appender = await writer.createAppender('pseudonym_rekey');
+      const result = await reader.stream('SELECT DISTINCT partner, subject FROM points');
+      for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
+        for (const [partner, subject] of chunk.getRows() as [string, string][]) {
+          let k = keys.get(partner);
+          if (!k) keys.set(partner, (k = partnerKey(key, partner)));
+          appender.appendVarchar(partner);
+          appender.appendVarchar(subject);
+          appender.appendVarchar(rekey(k, subject));
+          appender.endRow();
+          pseudonyms++;
+        }
+        onProgress(pseudonyms);
+      }
+      appender.flushSync();
+      appender.closeSync();
+      await writer.run('BEGIN TRANSACTION');
+      try {
+        const r = await writer.run('UPDATE points SET subject = r.new FROM pseudonym_rekey r WHERE points.partner = r.partner AND points.subject = r.old');
+        points = Number(r.rowsChanged);
+        await writer.run(`INSERT OR REPLACE INTO room_settings VALUES ('pseudonym_generation', $1)`, [String(generation)]);
+        await writer.run('COMMIT');
+      } catch (err) {
+        await writer.run('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+      await writer.run('DROP TABLE pseudonym_rekey');
+    } finally {
+      duck.release(reader);
+      duck.release(writer);
+    }
+    const control = await openControlDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    try {
+      await migrateControlDb(control.db);
+      await appendAudit(control.db, { actor: 'cli', partnerId: null, action: 'secret.rotated', details: { generation, pseudonyms, points } }, new Date());
+    } finally {
+      await control.close();
+    }
+    return { generation, pseudonyms, points };
+  } finally {
+    await duck.close();
+  }
+}
