@@ -260,4 +260,37 @@ describe('the joint dashboard in Chromium', () => {
     expect(Object.values(tiles).some((v) => /\d,\d/.test(v))).toBe(true);
     await s.page.context().close();
   });
+
+  it('shows the metadata report the API gives (counts and times only); the operator lands on it and gets no KPI', async () => {
+    const report = await api<{ partners: { partner: string; batches: number; pointsAccepted: number }[]; feeds: unknown[] }>('/v1/transparency', tokens['globex']!);
+    const s = await signIn(tokens['globex']!);
+    await s.page.goto(`${t.url}/#/transparency`);
+    await s.page.waitForSelector('parity-transparency table');
+    const rows = await s.page.$$eval('parity-app', (apps) => {
+      const view = apps[0]!.shadowRoot!.querySelector('parity-transparency')!.shadowRoot!;
+      return [...view.querySelectorAll('table')][0]!.innerText;
+    });
+    for (const p of report.partners) expect(rows).toContain(`${p.partner}\t${p.batches}\t${new Intl.NumberFormat('en-GB').format(p.pointsAccepted)}`);
+    await s.page.addScriptTag({ content: axeSource });
+    const result = await s.page.evaluate(async () => {
+      const axe = (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact: string }[] }> } }).axe;
+      return axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
+    });
+    expect(result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id)).toEqual([]);
+    await s.page.screenshot({ path: join(artifactDir(), 'transparency-1280.png'), fullPage: true });
+    expect(s.errors).toEqual([]);
+    await s.page.context().close();
+
+    const operator = (await createToken(t.room.control.db, { partnerId: null, role: 'operator', name: 'host' }, t.clock.now())).token;
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-GB' });
+    const page = await context.newPage();
+    const answered: { path: string; status: number }[] = [];
+    page.on('response', (r) => new URL(r.url()).pathname.startsWith('/v1/') && answered.push({ path: new URL(r.url()).pathname, status: r.status() }));
+    await page.goto(`${t.url}/#signin=${operator}`);
+    await page.waitForSelector('parity-transparency table');
+    expect(await page.$$('parity-kpi-tile')).toHaveLength(0);
+    expect(answered.filter((a) => a.status >= 400)).toEqual([]);
+    expect(answered.map((a) => a.path)).not.toContain('/v1/kpis');
+    await context.close();
+  });
 });

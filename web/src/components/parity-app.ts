@@ -9,12 +9,13 @@ let chartLoaded: Promise<unknown> | undefined;
 const loadChart = () => (chartLoaded ??= import('./kpi-chart.js'));
 import { shared, stateIcon } from './styles.js';
 
-type Route = { view: 'overview' } | { view: 'kpi'; id: string } | { view: 'incidents' };
+type Route = { view: 'overview' } | { view: 'kpi'; id: string } | { view: 'incidents' } | { view: 'transparency' };
 
 function parseRoute(): Route {
   const h = location.hash.replace(/^#\/?/, '');
   if (h.startsWith('kpi/')) return { view: 'kpi', id: decodeURIComponent(h.slice(4)) };
   if (h === 'incidents') return { view: 'incidents' };
+  if (h === 'transparency') return { view: 'transparency' };
   return { view: 'overview' };
 }
 
@@ -95,17 +96,31 @@ export class ParityApp extends LitElement {
     data.catch(() => undefined);
     try {
       this.who = await api.get<Who>('/v1/session');
-      await this.#apply(await data);
     } catch {
       this.who = null;
+      return;
     }
+    if (this.who.role === 'operator') return this.#loadOperator();
+    try {
+      this.#apply(await data);
+    } catch (err) {
+      this.error = err instanceof Error ? err.message : String(err);
+    }
+  }
+
+  /** The neutral host reads no KPI value: its dashboard is the metadata report. */
+  async #loadOperator(): Promise<void> {
+    this.agreement = await api.get<Agreement>('/v1/agreement');
+    if (location.hash !== '#/transparency') location.hash = '#/transparency';
+    this.route = { view: 'transparency' };
   }
 
   async #signIn(token: string): Promise<void> {
     try {
       this.who = await api.post<Who>('/v1/session', { token });
       this.error = undefined;
-      await this.#load();
+      if (this.who.role === 'operator') await this.#loadOperator();
+      else await this.#load();
     } catch (err) {
       this.who = null;
       this.error = err instanceof ApiError ? err.message : String(err);
@@ -151,7 +166,9 @@ export class ParityApp extends LitElement {
       <header>
         <h1>${this.agreement?.agreement.partnership.title ?? 'Parity'} — ${t('title')}</h1>
         <nav aria-label="main">
-          ${this.who ? html`<a href="#/">${t('kpis')}</a><a href="#/incidents">${t('incidents')}</a>` : nothing}
+          ${this.who
+            ? html`${this.who.role === 'operator' ? nothing : html`<a href="#/">${t('kpis')}</a><a href="#/incidents">${t('incidents')}</a>`}<a href="#/transparency">${t('transparency')}</a>`
+            : nothing}
           <label style="display:inline;font-weight:400">${t('language')}
             <select @change=${(e: Event) => i18n.set((e.target as HTMLSelectElement).value as Lang)} .value=${i18n.lang}>
               <option value="en" ?selected=${i18n.lang === 'en'}>English</option>
@@ -186,7 +203,11 @@ export class ParityApp extends LitElement {
   }
 
   #view() {
-    if (!this.kpis || !this.agreement) return html`<p>${t('loading')}</p>`;
+    if (this.route.view === 'transparency' || this.who?.role === 'operator') {
+      void import('./transparency-view.js');
+      return html`<section class="card"><parity-transparency></parity-transparency></section>`;
+    }
+    if (!this.kpis || !this.agreement) return html`${this.error ? html`<p role="alert" style="color:#a1120a">${this.error}</p>` : html`<p>${t('loading')}</p>`}`;
     if (this.route.view === 'kpi') return this.#detail(this.route.id);
     if (this.route.view === 'incidents') return this.#incidentsView();
     return this.#overview();
