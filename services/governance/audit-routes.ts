@@ -7,6 +7,7 @@ import type { Room } from '../platform/room.js';
 import { verifyAuditChain } from './audit-repository.js';
 import { resolveMonth, transparencyCsv, transparencyReport } from './transparency.js';
 import type { Principal } from './token-repository.js';
+import { canSee } from '../query/series-service.js';
 
 /** Roles that read the whole log (it holds no values): the parity-staffed committee and the neutral host. */
 const wholeLog = new Set(['steering', 'operator']);
@@ -56,7 +57,14 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       if (scope !== undefined) q = q.where((eb) => eb.or([eb('partner_id', '=', scope), eb('partner_id', 'is', null), eb('action', 'like', 'agreement.%')]));
       if (req.query.action) q = req.query.action.endsWith('.') ? q.where('action', 'like', `${req.query.action.replaceAll('_', '\\_')}%`) : q.where('action', '=', req.query.action);
       const rows = await q.execute();
-      const entries = rows.map((r) => ({
+      // Need-to-know KPIs the reader may not see stay out, as everywhere: not even their ids.
+      const hidden = new Set(scope === undefined ? [] : room.agreement().agreement.kpis.filter((k) => !canSee(p, k)).map((k) => k.id));
+      const mentions = (r: (typeof rows)[number]) => {
+        const d = (typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown>;
+        const kpis = [r.target, d['kpi'], ...(Array.isArray(d['kpis']) ? d['kpis'] : []), ...Object.keys((d['perKpi'] as object | undefined) ?? {})];
+        return kpis.some((k) => typeof k === 'string' && hidden.has(k));
+      };
+      const entries = rows.filter((r) => hidden.size === 0 || !mentions(r)).map((r) => ({
         seq: Number(r.seq),
         at: new Date(r.at).toISOString(),
         actor: r.actor,
@@ -67,7 +75,7 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         prevHash: r.prev_hash,
         hash: r.hash,
       }));
-      return { entries, next: entries.length === req.query.limit ? entries.at(-1)!.seq : null };
+      return { entries, next: rows.length === req.query.limit ? Number(rows.at(-1)!.seq) : null };
     },
   );
 
@@ -106,7 +114,7 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
       const month = resolveMonth(req.query.month, room);
-      const report = await transparencyReport(room, month);
+      const report = await transparencyReport(room, month, p);
       await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'transparency.read', details: { role: p.role, month, format: req.query.format } });
       if (req.query.format === 'csv') {
         return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="parity-transparency-${report.partnership}-${month}.csv"`).send(transparencyCsv(report) as unknown as Record<string, unknown>); // a string is sent as it is

@@ -2,7 +2,8 @@ import { sql } from 'kysely';
 import type { Room } from '../platform/room.js';
 import { badRequest } from '../platform/errors.js';
 import { kpiFreshness } from '../query/freshness.js';
-import { localToday } from '../query/series-service.js';
+import { canSee, localToday } from '../query/series-service.js';
+import type { Principal } from './token-repository.js';
 
 /**
  * The metadata report: which information flowed, in counts and times only. It is built from
@@ -51,7 +52,18 @@ export function resolveMonth(month: string | undefined, room: Room): string {
 
 const iso = (v: unknown) => (v === null || v === undefined ? null : new Date(v as string).toISOString());
 
-export async function transparencyReport(room: Room, month: string): Promise<TransparencyReport> {
+/**
+ * The report for a reader: the operator, steering and admins see every KPI's metadata; other
+ * partner users do not see need-to-know KPIs they may not read, not even their ids.
+ */
+export async function transparencyReport(room: Room, month: string, reader: Principal): Promise<TransparencyReport> {
+  const report = await fullReport(room, month);
+  const hidden = new Set(reader.role === 'operator' || reader.role === 'admin' ? [] : room.agreement().agreement.kpis.filter((k) => !canSee(reader, k)).map((k) => k.id));
+  if (hidden.size === 0) return report;
+  return { ...report, feeds: report.feeds.filter((f) => !hidden.has(f.kpi)), queries: report.queries.filter((q) => !hidden.has(q.kpi)), incidents: report.incidents.filter((i) => !hidden.has(i.kpi)) };
+}
+
+async function fullReport(room: Room, month: string): Promise<TransparencyReport> {
   const active = room.agreement();
   const a = active.agreement;
   const { from, to } = monthBounds(month, a.partnership.timezone);

@@ -365,3 +365,27 @@ describe('operator role', () => {
     expect((await fetch(`${t.url}/readyz`)).status).toBe(200);
   });
 });
+
+describe('need-to-know in the audit log and the metadata report', () => {
+  it('a reader who may not see a need-to-know KPI finds not even its id; steering, admins and the operator do', async () => {
+    const own = await startTestRoom();
+    try {
+      const { createToken } = await import('../../services/governance/token-repository.js');
+      const dpo = (await createToken(own.room.control.db, { partnerId: 'acme', role: 'analyst', name: 'dpo@acme.example' }, own.clock.now())).token;
+      const get = async (path: string, token: string) => (await fetch(`${own.url}${path}`, { headers: { authorization: `Bearer ${token}` } })).text();
+      const ingest = await own.token('acme', 'ingest');
+      const body = ndjson(Array.from({ length: 6 }, (_, i) => ({ kpi: 'compliance', at: '2026-11-10T10:00:00Z', value: i % 2, subject: `CTRL-${i}` })));
+      expect((await fetch(`${own.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${ingest}`, 'content-type': 'application/x-ndjson' }, body })).status).toBe(202);
+      expect(await get('/v1/kpis/compliance/series?grain=month', dpo)).toContain('"kpi":"compliance"');
+      const analyst = await own.token('acme', 'analyst');
+      expect(await get('/v1/audit?limit=1000', analyst)).not.toContain('compliance');
+      expect(await get('/v1/transparency', analyst)).not.toContain('compliance');
+      expect(await get('/v1/transparency?format=csv', analyst)).not.toContain('compliance');
+      expect(await get('/v1/audit?limit=1000', dpo)).toContain('compliance');
+      for (const role of ['steering', 'admin'] as const) expect(await get('/v1/transparency', await own.token('acme', role))).toContain('compliance');
+      expect(await get('/v1/transparency', await own.token(null, 'operator'))).toContain('compliance');
+    } finally {
+      await own.close();
+    }
+  });
+});
