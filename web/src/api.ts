@@ -46,6 +46,7 @@ export type { FeedFreshness as Feed } from '../../services/query/freshness.js';
 export type { Cell } from '../../services/query/suppression.js';
 export type { SeriesResult as Series } from '../../services/query/series-service.js';
 export type { FactSheet } from '../../services/alerts/fact-sheet.js';
+export type { TransparencyReport } from '../../services/governance/transparency.js';
 import type { KpisResult as ServerKpisResult } from '../../services/query/kpi-summary.js';
 
 /** GET /v1/kpis: the summary and when its snapshot landed. */

@@ -1,19 +1,7 @@
 import { LitElement, html, css, nothing } from 'lit';
-import { api, ApiError } from '../api.js';
+import { api, ApiError, type TransparencyReport as Report } from '../api.js';
 import { i18n, t } from '../i18n.js';
 import { shared } from './styles.js';
-
-/** GET /v1/transparency as the page shows it (counts and times only). */
-interface Report {
-  month: string;
-  generatedAt: string;
-  agreementVersion: number;
-  partners: { partner: string; batches: number; pointsAccepted: number; pointsRejected: number; lastArrival: string | null }[];
-  feeds: { partner: string; kpi: string; batches: number; points: number; lastArrival: string | null; dueBy: string; stale: boolean }[];
-  queries: { kpi: string; partner: string | null; role: string; requests: number; cellsServed: number; cellsSuppressed: number }[];
-  notifications: { channel: string; partner: string | null; state: string; count: number; lastAt: string | null }[];
-  agreementChanges: { at: string; action: string; proposal: string | null; version: number | null; partner: string | null }[];
-}
 
 /** The metadata report page: a month picker, five tables, JSON and CSV downloads of the same report. */
 export class TransparencyView extends LitElement {
