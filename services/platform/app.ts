@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import cookie from '@fastify/cookie';
+import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -42,6 +43,19 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   installErrorHandler(app);
   // Cookies for every route: the dashboard's session cookie authenticates like a bearer token.
   await app.register(cookie);
+  // A partner's intranet page (PARITY_EMBED_ORIGINS) may read with a bearer token: GET only,
+  // no cookies (the session cookie stays SameSite=Strict), nothing for any other origin.
+  if (room.config.embedOrigins.length) {
+    const allowed = new Set(room.config.embedOrigins);
+    await app.register(cors, {
+      origin: (origin, cb) => cb(null, origin !== undefined && allowed.has(origin)),
+      methods: ['GET', 'HEAD'],
+      allowedHeaders: ['authorization', 'accept'],
+      exposedHeaders: ['x-parity-snapshot', 'x-parity-digest', 'x-parity-agreement-version'],
+      credentials: false,
+      maxAge: 600,
+    });
+  }
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });

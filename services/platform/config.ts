@@ -38,6 +38,22 @@ export const envSchema = z.object({
   PARITY_RETENTION_EVERY_SECONDS: z.coerce.number().int().min(0).max(7 * 86_400).default(3600),
   PARITY_MAIL_FROM: z.string().min(3).default('Parity clean room <parity@localhost>'),
   PARITY_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+  PARITY_EMBED_ORIGINS: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const origins = (v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+      for (const o of origins) {
+        let u: URL | undefined;
+        try {
+          u = new URL(o);
+        } catch {
+          u = undefined;
+        }
+        if (!u || !/^https?:$/.test(u.protocol) || u.origin !== o.replace(/\/$/, '')) ctx.addIssue({ code: 'custom', message: `${o.slice(0, 80)} is not an origin such as https://intranet.example.com` });
+      }
+      return origins.map((o) => o.replace(/\/$/, ''));
+    }),
   PARITY_DUCKDB_MEMORY: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'expected a DuckDB memory size such as 256MB or 2GB').default('256MB'),
 });
 
@@ -69,6 +85,8 @@ export interface Config {
   retentionEveryMs: number;
   /** The room's address as recipients reach it: links in notifications. */
   publicUrl: string | undefined;
+  /** Origins whose pages may embed the components with a bearer token (CORS for GET /v1/…). */
+  embedOrigins: string[];
   /** The From of notification e-mails. */
   mailFrom: string;
 }
@@ -115,5 +133,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retentionEveryMs: e.PARITY_RETENTION_EVERY_SECONDS * 1000,
     mailFrom: e.PARITY_MAIL_FROM,
     publicUrl: e.PARITY_PUBLIC_URL?.replace(/\/$/, ''),
+    embedOrigins: e.PARITY_EMBED_ORIGINS,
   };
 }

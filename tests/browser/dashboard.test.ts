@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -14,12 +16,20 @@ import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 // The demo room (two years, five KPIs, two partners) on a test clock, and real Chromium.
 let t: TestRoom;
 let browser: Browser;
+// Two partner intranets on other origins: the room lets the first embed its components, not the second.
+let intranetPage = '';
+const intranets = [createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(intranetPage)), createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(intranetPage))];
+const origins: string[] = [];
 const tokens: Record<string, string> = {};
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 beforeAll(async () => {
   browser = await launchChromium();
-  t = await startTestRoom();
+  for (const server of intranets) {
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    origins.push(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  }
+  t = await startTestRoom({ env: { PARITY_EMBED_ORIGINS: origins[0]! } });
   await seedDemoPoints(t.room, createLander(t.room), { to: new Date('2026-11-23T00:00:00Z') });
   // A crafted breach: acme's lead time in the last closed week (from 2026-11-16) far above 72 h.
   const crafted = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ kpi: "lead_time", at: `2026-11-${16 + (i % 6)}T${String(6 + (i % 12)).padStart(2, "0")}:${String(i % 60).padStart(2, "0")}:00Z`, value: 400, subject: `CRAFT-${i}`, dims: { region: 'north' } })).join('\n');
@@ -34,6 +44,7 @@ beforeAll(async () => {
   await named('gus', 'globex', 'owner', 'gus@globex.example');
 }, 240_000);
 afterAll(async () => {
+  for (const server of intranets) server.close();
   await browser?.close();
   await t?.close();
 });
@@ -292,5 +303,36 @@ describe('the joint dashboard in Chromium', () => {
     expect(answered.filter((a) => a.status >= 400)).toEqual([]);
     expect(answered.map((a) => a.path)).not.toContain('/v1/kpis');
     await context.close();
+  });
+
+  it('embeds the tile and chart in a partner intranet page on another origin with a read token; an origin the room does not list gets nothing', async () => {
+    const kpis = await api<Kpis>('/v1/kpis', tokens['acme']!);
+    const expected = kpis.kpis.find((k) => k.id === 'lead_time')!.scopes.find((x) => x.group === null)!.lastClosed!.value!;
+    intranetPage = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Acme intranet</title></head><body>
+      <h1>Lead time</h1>
+      <parity-kpi-tile kpi="lead_time" token="${tokens['acme']}"></parity-kpi-tile>
+      <parity-kpi-chart kpi="lead_time" grain="week" token="${tokens['acme']}"></parity-kpi-chart>
+      <script type="module" src="${t.url}/embed.js"></script></body></html>`;
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-GB' });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    page.on('request', (r) => !r.url().startsWith(t.url) && !r.url().startsWith(origins[0]!) && !r.url().startsWith('data:') && errors.push(`request to ${r.url()}`));
+    await page.goto(origins[0]!);
+    await page.waitForSelector('parity-kpi-tile [data-testid="value"]');
+    const shown = await page.$eval('parity-kpi-tile', (el) => el.shadowRoot!.querySelector('[data-testid="value"]')!.textContent!);
+    expect(shown.replace(/[^\d.]/g, '')).toBe(new Intl.NumberFormat('en-GB', { maximumFractionDigits: 2, useGrouping: false }).format(expected));
+    await page.waitForFunction(() => !!document.querySelector('parity-kpi-chart')?.shadowRoot?.querySelector('svg'));
+    await page.screenshot({ path: join(artifactDir(), 'embedded-intranet-1280.png'), fullPage: true });
+    expect(errors).toEqual([]);
+    await context.close();
+
+    const other = await browser.newContext();
+    const stranger = await other.newPage();
+    await stranger.goto(origins[1]!);
+    await stranger.waitForTimeout(1500);
+    expect(await stranger.$$eval('parity-kpi-tile', (els) => els.map((el) => el.shadowRoot?.querySelector('[data-testid="value"]')?.textContent ?? null))).toEqual([null]);
+    await other.close();
   });
 });

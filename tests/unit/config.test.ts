@@ -14,6 +14,11 @@ describe('configuration', () => {
     expect(loadConfig({ PORT: '' }).port).toBe(8080);
   });
 
+  it('reads embedding origins as a list', () => {
+    expect(loadConfig({}).embedOrigins).toEqual([]);
+    expect(loadConfig({ PARITY_EMBED_ORIGINS: 'https://intranet.acme.example, http://localhost:3000/' }).embedOrigins).toEqual(['https://intranet.acme.example', 'http://localhost:3000']);
+  });
+
   it.each([
     ['PORT', 'eighty', /^invalid configuration: PORT: /],
     ['PORT', '70000', /^invalid configuration: PORT: /],
@@ -22,6 +27,9 @@ describe('configuration', () => {
     ['PARITY_SECRET', 'short', /^invalid configuration: PARITY_SECRET: must be at least 32 characters$/],
     ['PARITY_MAX_BODY', 'lots', /^invalid configuration: PARITY_MAX_BODY: /],
     ['SMTP_URL', 'http://mail', /^invalid configuration: SMTP_URL: /],
+    ['PARITY_EMBED_ORIGINS', 'https://intranet.example/page', /^invalid configuration: PARITY_EMBED_ORIGINS: .* is not an origin/],
+    ['PARITY_EMBED_ORIGINS', '*', /^invalid configuration: PARITY_EMBED_ORIGINS: \* is not an origin/],
+    ['PARITY_RETENTION_EVERY_SECONDS', '-1', /^invalid configuration: PARITY_RETENTION_EVERY_SECONDS: /],
   ])('%s=%s stops start-up with one line naming the variable', (name, value, message) => {
     let error: unknown;
     try {

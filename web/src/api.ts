@@ -9,11 +9,21 @@ export class ApiError extends Error {
   }
 }
 
-async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(path, {
+/**
+ * Where the room is: '' on the room's own pages; the room's origin when the embeddable
+ * components run on a partner's page (embed.ts sets it from the address it was loaded from).
+ */
+let roomBase = '';
+export function setRoom(origin: string): void {
+  roomBase = origin === location.origin ? '' : origin;
+}
+
+/** A request with the session cookie (the room's pages), or with a bearer token (an embedding page). */
+async function request<T>(method: string, path: string, body?: unknown, token?: string): Promise<T> {
+  const res = await fetch(roomBase + path, {
     method,
-    credentials: 'same-origin',
-    headers: { accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    credentials: token ? 'omit' : 'same-origin',
+    headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   if (res.status === 204) return undefined as T;
@@ -34,7 +44,7 @@ export function seriesParams(c: { grain?: string | undefined; by?: string | unde
 }
 
 export const api = {
-  get: <T>(path: string) => request<T>('GET', path),
+  get: <T>(path: string, token?: string) => request<T>('GET', path, undefined, token),
   post: <T>(path: string, body: unknown) => request<T>('POST', path, body),
   del: (path: string) => request<void>('DELETE', path),
 };

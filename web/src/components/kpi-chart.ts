@@ -20,8 +20,10 @@ interface BreachEntry {
  * by (none|partner|<dimension>), from, to. Embeddable: `<parity-kpi-chart kpi="lead_time">`.
  */
 export class ParityKpiChart extends LitElement {
-  static override properties = { kpi: { type: String }, grain: { type: String }, by: { type: String }, from: { type: String }, to: { type: String }, error: { state: true } };
+  static override properties = { kpi: { type: String }, token: { type: String }, grain: { type: String }, by: { type: String }, from: { type: String }, to: { type: String }, error: { state: true } };
   declare kpi: string;
+  /** A read token, for a page on another origin (PARITY_EMBED_ORIGINS); on the room's pages the session is used. */
+  declare token: string | undefined;
   declare grain: string | undefined;
   declare by: string | undefined;
   declare from: string | undefined;
@@ -64,11 +66,11 @@ export class ParityKpiChart extends LitElement {
     try {
       const id = encodeURIComponent(this.kpi);
       const [series, summary, breaches, incidents, def] = await Promise.all([
-        api.get<Series>(`/v1/kpis/${id}/series?${seriesParams(this)}`),
-        this.summary ?? api.get<KpisResult>('/v1/kpis').then((r) => r.kpis.find((k) => k.id === this.kpi)),
-        api.get<{ breaches: BreachEntry[] }>(`/v1/breaches?kpi=${id}${this.from ? `&from=${this.from}` : ''}${this.to ? `&to=${this.to}` : ''}`),
-        api.get<{ incidents: FactSheet[] }>(`/v1/incidents?kpi=${id}&limit=100`),
-        this.definition ?? api.get<{ agreement: { kpis: AgreementKpi[] } }>('/v1/agreement').then((r) => r.agreement.kpis.find((k) => k.id === this.kpi)),
+        api.get<Series>(`/v1/kpis/${id}/series?${seriesParams(this)}`, this.token),
+        this.summary ?? api.get<KpisResult>('/v1/kpis', this.token).then((r) => r.kpis.find((k) => k.id === this.kpi)),
+        api.get<{ breaches: BreachEntry[] }>(`/v1/breaches?kpi=${id}${this.from ? `&from=${this.from}` : ''}${this.to ? `&to=${this.to}` : ''}`, this.token),
+        api.get<{ incidents: FactSheet[] }>(`/v1/incidents?kpi=${id}&limit=100`, this.token),
+        this.definition ?? api.get<{ agreement: { kpis: AgreementKpi[] } }>('/v1/agreement', this.token).then((r) => r.agreement.kpis.find((k) => k.id === this.kpi)),
       ]);
       this.series = series;
       const sameGrain = summary?.grain === series.grain;

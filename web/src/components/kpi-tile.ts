@@ -10,8 +10,10 @@ import { shared, stateIcon } from './styles.js';
  * its own figures from the room it is served by).
  */
 export class ParityKpiTile extends LitElement {
-  static override properties = { kpi: { type: String }, summary: { attribute: false }, spark: { attribute: false }, href: { type: String } };
+  static override properties = { kpi: { type: String }, token: { type: String }, summary: { attribute: false }, spark: { attribute: false }, href: { type: String } };
   declare kpi: string;
+  /** A read token, for a page on another origin (PARITY_EMBED_ORIGINS); on the room's pages the session is used. */
+  declare token: string | undefined;
   declare summary: KpiSummary | undefined;
   declare spark: (number | null)[] | undefined;
   declare href: string | undefined;
@@ -43,11 +45,11 @@ export class ParityKpiTile extends LitElement {
 
   override async updated(changed: Map<string, unknown>): Promise<void> {
     if (changed.has('kpi') && this.kpi && !this.summary) {
-      const all = await api.get<KpisResult>('/v1/kpis');
+      const all = await api.get<KpisResult>('/v1/kpis', this.token);
       this.summary = all.kpis.find((k) => k.id === this.kpi);
     }
     if ((changed.has('summary') || changed.has('kpi')) && this.summary && this.spark === undefined) {
-      const s = await api.get<Series>(`/v1/kpis/${encodeURIComponent(this.summary.id)}/series?grain=${this.summary.grain}&from=${sparkFrom(this.summary)}`);
+      const s = await api.get<Series>(`/v1/kpis/${encodeURIComponent(this.summary.id)}/series?grain=${this.summary.grain}&from=${sparkFrom(this.summary)}`, this.token);
       this.spark = s.cells.map((c) => c.value);
     }
   }
