@@ -109,7 +109,7 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
   const q = await sql<{ kpi: string; partner: string | null; role: string; requests: string; cells: string | null; suppressed: string | null }>`
     WITH reads AS (
       SELECT target AS kpi, partner_id, details->>'role' AS role, (details->>'cells')::bigint AS cells, (details->>'suppressed')::bigint AS suppressed
-      FROM audit_log WHERE action = 'query.series' AND at >= ${from} AND at < ${to}
+      FROM audit_log WHERE action IN ('query.series', 'query.bands') AND at >= ${from} AND at < ${to}
       UNION ALL
       SELECT k.value AS kpi, partner_id, details->>'role' AS role, NULL, NULL
       FROM audit_log, jsonb_array_elements_text(CASE WHEN jsonb_typeof(details->'kpis') = 'array' THEN details->'kpis' ELSE '[]'::jsonb END) AS k(value)

@@ -175,12 +175,40 @@ export interface BreachEntry {
   suppressed: boolean;
 }
 
+/** One closed period of one scope judged against the band in force then (values stay out: series carry them). */
+export interface JudgedPeriod {
+  kpi: string;
+  group: string | null;
+  period: string;
+  band: Band | null;
+  outside: boolean;
+  signal: Signal | null;
+  value: number | null;
+  suppressed: boolean;
+}
+
+/** GET /v1/kpis/{kpi}/bands: a judged period without its value. */
+export interface PeriodBand {
+  group: string | null;
+  period: string;
+  method: Band['method'] | null;
+  lower: number | null;
+  upper: number | null;
+  outside: boolean;
+  signal: Signal | null;
+}
+
+export function periodBand(j: JudgedPeriod): PeriodBand {
+  return { group: j.group, period: j.period, method: j.band?.method ?? null, lower: j.band?.lower ?? null, upper: j.band?.upper ?? null, outside: j.outside, signal: j.signal };
+}
+
 /**
- * GET /v1/breaches: the closed periods in [from, to] whose value lies outside the band in
- * force then, per scope, at the KPI's evaluation grain; computed by the same compiler.
+ * The closed periods in [from, to] of each KPI and scope at its evaluation grain, each judged
+ * against the band in force then (a control band's limits move period by period), computed by
+ * the same compiler as every series.
  */
-export async function listBreaches(duck: DuckStore, agreement: Agreement, agreementVersion: number, kpis: readonly Kpi[], from: string, to: string, today: string, snapshot: number): Promise<BreachEntry[]> {
-  const out: BreachEntry[] = [];
+export async function judgePeriods(duck: DuckStore, agreement: Agreement, agreementVersion: number, kpis: readonly Kpi[], from: string, to: string, today: string, snapshot: number): Promise<JudgedPeriod[]> {
+  const out: JudgedPeriod[] = [];
   for (const kpi of kpis) {
     const grain = kpi.evaluate.grain;
     const lastClosed = addPeriods(periodStart(today, grain), grain, -1);
@@ -196,12 +224,18 @@ export async function listBreaches(duck: DuckStore, agreement: Agreement, agreem
       for (const group of by === 'none' ? [null] : agreement.partners.map((p) => p.id)) {
         const history = scopeHistory(raw, shown, group, first, end, grain);
         verdicts(kpi, history).forEach((v, i) => {
-          if (!v.outside || v.period < start) return;
+          if (v.period < start) return;
           const h = history[i]!;
-          out.push({ kpi: kpi.id, group, period: v.period, value: h.suppressed ? null : h.value, band: v.band!, state: 'breach', suppressed: h.suppressed });
+          out.push({ kpi: kpi.id, group, period: v.period, band: v.band, outside: v.outside, signal: v.signal, value: h.suppressed ? null : h.value, suppressed: h.suppressed });
         });
       }
     }
   }
   return out;
+}
+
+/** GET /v1/breaches: the judged periods outside their band, with the value where disclosed. */
+export async function listBreaches(duck: DuckStore, agreement: Agreement, agreementVersion: number, kpis: readonly Kpi[], from: string, to: string, today: string, snapshot: number): Promise<BreachEntry[]> {
+  const judged = await judgePeriods(duck, agreement, agreementVersion, kpis, from, to, today, snapshot);
+  return judged.filter((j) => j.outside).map((j) => ({ kpi: j.kpi, group: j.group, period: j.period, value: j.value, band: j.band!, state: 'breach' as const, suppressed: j.suppressed }));
 }

@@ -8,7 +8,7 @@ import { authenticate, requestToken } from '../platform/auth.js';
 import type { Room } from '../platform/room.js';
 import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
-import { evaluationContext, listBreaches, summariseKpis } from './kpi-summary.js';
+import { evaluationContext, judgePeriods, listBreaches, periodBand, summariseKpis } from './kpi-summary.js';
 import { assertReader, canSee, configureAggregateCache, findVisibleKpi, localToday, resolveRange, resolveSeries, runSeries, seriesJson, type SeriesResult } from './series-service.js';
 
 const cellSchema = z.object({
@@ -129,6 +129,49 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const breaches = await listBreaches(room.duck, active.agreement, active.version, kpis, q.from, q.to, today, q.snapshot);
       const body = { snapshot: q.snapshot, agreementVersion: active.version, from: q.from, to: q.to, digest: canonicalDigest(breaches), breaches };
       await room.audit({ actor: principal?.tokenId ?? 'anonymous', partnerId: principal?.partnerId ?? null, action: 'query.breaches', details: { role: principal?.role ?? 'public', kpis: kpis.map((k) => k.id), from: q.from, to: q.to, snapshot: q.snapshot, breaches: breaches.length } });
+      void reply.headers({ 'x-parity-digest': body.digest, 'x-parity-snapshot': String(q.snapshot) });
+      return sendCanonical(reply, body);
+    },
+  );
+
+  app.get(
+    '/v1/kpis/:kpi/bands',
+    {
+      schema: {
+        summary: 'The band in force for each closed period at the KPI\'s evaluation grain, per scope (a control band moves period by period); no values',
+        tags: ['query'],
+        security: [{ bearer: [] }, {}],
+        params: z.object({ kpi: z.string().max(64) }),
+        querystring: z.strictObject({ from: z.string().max(10).optional(), to: z.string().max(10).optional(), snapshot: z.string().max(12).optional() }),
+        response: {
+          200: z.object({
+            kpi: z.string(),
+            grain: z.enum(['day', 'week', 'month']),
+            from: z.string(),
+            to: z.string(),
+            snapshot: z.number().int(),
+            agreementVersion: z.number().int(),
+            digest: z.string(),
+            bands: z.array(z.object({ group: z.string().nullable(), period: z.string(), method: z.enum(['static', 'control']).nullable(), lower: z.number().nullable(), upper: z.number().nullable(), outside: z.boolean(), signal: z.string().nullable() })),
+          }),
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+        },
+      },
+    },
+    async (req, reply) => {
+      const principal = await optionalPrincipal(room, req);
+      assertReader(principal);
+      const active = room.agreement();
+      const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
+      const q = resolveRange(req.query, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now(), room.duck.retiredBefore);
+      const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
+      const judged = await judgePeriods(room.duck, active.agreement, active.version, [kpi], q.from, q.to, today, q.snapshot);
+      const bands = judged.map(periodBand);
+      const body = { kpi: kpi.id, grain: kpi.evaluate.grain, from: q.from, to: q.to, snapshot: q.snapshot, agreementVersion: active.version, digest: canonicalDigest(bands), bands };
+      await room.audit({ actor: principal?.tokenId ?? 'anonymous', partnerId: principal?.partnerId ?? null, action: 'query.bands', target: kpi.id, details: { role: principal?.role ?? 'public', from: q.from, to: q.to, snapshot: q.snapshot, periods: bands.length } });
       void reply.headers({ 'x-parity-digest': body.digest, 'x-parity-snapshot': String(q.snapshot) });
       return sendCanonical(reply, body);
     },

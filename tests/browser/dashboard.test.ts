@@ -176,6 +176,22 @@ describe('the joint dashboard in Chromium', () => {
     await a.page.context().close();
   });
 
+  it('draws a control band period by period, as the API judged each period', async () => {
+    const a = await signIn(tokens['acme']!);
+    await a.page.goto(`${t.url}/#/kpi/error_rate`);
+    await a.page.waitForFunction(() => (document.querySelector('parity-app')?.shadowRoot?.querySelector('parity-kpi-chart') as unknown as { view?: unknown })?.view !== undefined);
+    const drawn = await a.page.$eval('parity-app', (app) => {
+      const c = app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as { view: { data(n: string): { period: string; lower: number; upper: number }[] } };
+      return c.view.data('band').map((b) => [b.period, b.lower, b.upper]);
+    });
+    const api_ = await api<{ bands: { group: string | null; period: string; lower: number | null; upper: number | null; method: string | null }[] }>('/v1/kpis/error_rate/bands', tokens['acme']!);
+    const combined = api_.bands.filter((b) => b.group === null && b.method === 'control');
+    expect(combined.length).toBeGreaterThan(20);
+    expect(drawn).toEqual(combined.map((b) => [b.period, b.lower, b.upper]));
+    expect(new Set(combined.map((b) => b.upper!.toFixed(6))).size).toBeGreaterThan(5);
+    await a.page.context().close();
+  });
+
   it('lets the named owner acknowledge and resolve an incident from the page; another user gets no controls', async () => {
     const open = (await api<{ incidents: { id: string; kpi: { id: string }; scope: string; state: string }[] }>('/v1/incidents?state=active&kpi=lead_time', tokens['ana']!)).incidents;
     const target = open.find((i) => i.scope === 'acme' || i.scope === 'combined');
@@ -205,6 +221,39 @@ describe('the joint dashboard in Chromium', () => {
     expect(ana.errors).toEqual([]);
     await other.page.context().close();
     await ana.page.context().close();
+  });
+
+  it('filters the incidents page by state, KPI and scope, showing what the API lists', async () => {
+    const a = await signIn(tokens['acme']!);
+    await a.page.goto(`${t.url}/#/incidents`);
+    await a.page.waitForSelector('parity-app >> [data-testid="incident-list"]');
+    const shown = async () => {
+      await a.page.waitForFunction(() => !document.querySelector('parity-app')!.shadowRoot!.querySelector('[data-testid="incident-list"]')!.textContent!.includes('Loading'));
+      return a.page.$eval('parity-app', (app) => [...app.shadowRoot!.querySelectorAll('[data-testid="incident-list"] [data-incident]')].map((e) => e.getAttribute('data-incident')));
+    };
+    const pick = async (id: string, value: string) => {
+      await a.page.$eval('parity-app', (app, [sel, v]) => {
+        const el = app.shadowRoot!.querySelector(sel!) as HTMLSelectElement;
+        el.value = v!;
+        el.dispatchEvent(new Event('change'));
+      }, [id, value]);
+    };
+    const listed = async (q: string) => (await api<{ incidents: { id: string }[] }>(`/v1/incidents?limit=200${q}`, tokens['acme']!)).incidents.map((i) => i.id);
+    expect(await shown()).toEqual(await listed('&state=active'));
+    await pick('#f-state', '');
+    await a.page.waitForTimeout(50);
+    expect(await shown()).toEqual(await listed(''));
+    await pick('#f-kpi', 'lead_time');
+    await pick('#f-scope', 'acme');
+    await a.page.waitForTimeout(50);
+    const filtered = await listed('&kpi=lead_time&scope=acme');
+    expect(filtered.length).toBeGreaterThan(0);
+    expect(await shown()).toEqual(filtered);
+    await pick('#f-state', 'resolved');
+    await a.page.waitForTimeout(50);
+    expect(await shown()).toEqual(await listed('&state=resolved&kpi=lead_time&scope=acme'));
+    expect(a.errors).toEqual([]);
+    await a.page.context().close();
   });
 
   it('works at 1280 and 390 px, writes screenshots, and passes axe checks with no console errors', async () => {

@@ -51,7 +51,7 @@ export const api = {
 
 // The response shapes are the server's own types (type-only imports: nothing of the server is bundled).
 export type { Band } from '../../services/query/band-evaluation.js';
-export type { ScopeSummary as Scope, KpiSummary } from '../../services/query/kpi-summary.js';
+export type { ScopeSummary as Scope, KpiSummary, PeriodBand } from '../../services/query/kpi-summary.js';
 export type { FeedFreshness as Feed } from '../../services/query/freshness.js';
 export type { Cell } from '../../services/query/suppression.js';
 export type { SeriesResult as Series } from '../../services/query/series-service.js';

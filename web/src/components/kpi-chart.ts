@@ -1,20 +1,12 @@
 import { LitElement, html, css, nothing } from 'lit';
 import embed, { type Result } from 'vega-embed';
 import type { TopLevelSpec } from 'vega-lite';
-import { api, seriesParams, type AgreementKpi, type Band, type FactSheet, type KpiSummary, type KpisResult, type Series } from '../api.js';
+import { api, seriesParams, type AgreementKpi, type FactSheet, type KpiSummary, type KpisResult, type PeriodBand, type Series } from '../api.js';
 import { i18n, t } from '../i18n.js';
 import { shared } from './styles.js';
 
-interface BreachEntry {
-  kpi: string;
-  group: string | null;
-  period: string;
-  value: number | null;
-  band: Band;
-}
-
 /**
- * A KPI's series as a Vega-Lite chart: the tolerance band as a shaded area, a line per partner
+ * A KPI's series as a Vega-Lite chart: the tolerance band in force period by period as a shaded area, a line per partner
  * or combined (as the agreement discloses), breaches marked, suppressed periods as gaps with a
  * tooltip saying why, incidents and resolved fact sheets as annotations. Attributes: kpi, grain,
  * by (none|partner|<dimension>), from, to. Embeddable: `<parity-kpi-chart kpi="lead_time">`.
@@ -35,7 +27,8 @@ export class ParityKpiChart extends LitElement {
   /** The last series drawn and the Vega view (tests and embedding pages read them). */
   series: Series | undefined;
   view: Result['view'] | undefined;
-  breaches: BreachEntry[] = [];
+  /** Each closed period's band at the evaluation grain, for the scopes drawn (empty at other grains). */
+  bands: PeriodBand[] = [];
   #off?: () => void;
 
   static override styles = [
@@ -61,46 +54,65 @@ export class ParityKpiChart extends LitElement {
     if (['kpi', 'grain', 'by', 'from', 'to'].some((k) => changed.has(k))) void this.draw();
   }
 
+  /** Draws overlap when the controls change quickly: only the latest one may paint. */
+  #drawn = 0;
+
   async draw(): Promise<void> {
     if (!this.kpi) return;
+    const mine = ++this.#drawn;
     try {
       const id = encodeURIComponent(this.kpi);
-      const [series, summary, breaches, incidents, def] = await Promise.all([
+      const range = `${this.from ? `&from=${this.from}` : ''}${this.to ? `&to=${this.to}` : ''}`;
+      // Bands (and so breaches) belong to the evaluation grain: each closed period with the band in
+      // force then. Asked for beside the series; unused when the chart shows another grain.
+      const wantsBands = !this.by || this.by === 'none' || this.by === 'partner';
+      const [series, summary, incidents, def, banded] = await Promise.all([
         api.get<Series>(`/v1/kpis/${id}/series?${seriesParams(this)}`, this.token),
         this.summary ?? api.get<KpisResult>('/v1/kpis', this.token).then((r) => r.kpis.find((k) => k.id === this.kpi)),
-        api.get<{ breaches: BreachEntry[] }>(`/v1/breaches?kpi=${id}${this.from ? `&from=${this.from}` : ''}${this.to ? `&to=${this.to}` : ''}`, this.token),
         api.get<{ incidents: FactSheet[] }>(`/v1/incidents?kpi=${id}&limit=100`, this.token),
         this.definition ?? api.get<{ agreement: { kpis: AgreementKpi[] } }>('/v1/agreement', this.token).then((r) => r.agreement.kpis.find((k) => k.id === this.kpi)),
+        wantsBands ? api.get<{ bands: PeriodBand[] }>(`/v1/kpis/${id}/bands?${range.slice(1)}`, this.token) : undefined,
       ]);
-      this.series = series;
-      const sameGrain = summary?.grain === series.grain;
-      // The band belongs to the evaluation grain; per partner only a static band is the same for every scope.
-      const combinedBand = summary?.scopes.find((s) => s.group === null)?.band ?? null;
-      const band = sameGrain && (series.by === null || (series.by === 'partner' && combinedBand?.method === 'static')) ? combinedBand : null;
+      const judged = banded && summary?.grain === series.grain ? banded.bands : [];
       const wantGroup = (g: string | null) => (series.by === 'partner' ? g !== null : g === null);
-      this.breaches = sameGrain && (series.by === null || series.by === 'partner') ? breaches.breaches.filter((b) => wantGroup(b.group)) : [];
+      if (mine !== this.#drawn) return;
+      this.series = series;
+      this.bands = judged.filter((b) => wantGroup(b.group));
       this.error = undefined;
       await this.updateComplete;
+      if (mine !== this.#drawn) return;
       const el = this.renderRoot.querySelector<HTMLElement>('.chart')!;
       this.view?.finalize();
-      const result = await embed(el, this.spec(series, band, def, incidents.incidents), { actions: false, renderer: 'svg', tooltip: true });
+      const result = await embed(el, this.spec(series, this.bands, def, incidents.incidents), { actions: false, renderer: 'svg', tooltip: true });
+      if (mine !== this.#drawn) {
+        result.view.finalize();
+        return;
+      }
       this.view = result.view;
       this.dispatchEvent(new CustomEvent('parity-chart-drawn', { bubbles: true, composed: true }));
     } catch (err) {
-      this.error = err instanceof Error ? err.message : String(err);
+      if (mine === this.#drawn) this.error = err instanceof Error ? err.message : String(err);
     }
   }
 
-  spec(series: Series, band: Band | null, def: AgreementKpi | undefined, incidents: FactSheet[]): TopLevelSpec {
+  spec(series: Series, bands: PeriodBand[], def: AgreementKpi | undefined, incidents: FactSheet[]): TopLevelSpec {
     const label = (g: string | null) => g ?? t('combined');
     const cells = series.cells.map((c) => ({ period: c.period, group: label(c.group), value: c.value, n: c.n, state: c.state, reason: c.reason ?? '' }));
     const values = cells.map((c) => c.value).filter((v): v is number => v !== null);
-    const lo = band?.lower ?? def?.range?.[0] ?? Math.min(...values, 0);
-    const hi = band?.upper ?? def?.range?.[1] ?? Math.max(...values, 1);
+    const limits = bands.flatMap((b) => [b.lower, b.upper]).filter((v): v is number => v !== null);
+    const lo = Math.min(...values, ...limits, def?.range?.[0] ?? Infinity, 0);
+    const hi = Math.max(...values, ...limits, 1);
     const periods = [...new Set(cells.map((c) => c.period))].sort();
-    const bandRows = band ? periods.map((period) => ({ period, lower: lo, upper: hi })) : [];
+    // Each period's band as a step: open sides reach the edge of the plot.
+    // A static band is the same for every scope: drawn once, not once per partner.
+    const drawn = bands.filter((b) => b.method !== null && (b.method === 'control' || b.group === bands[0]!.group));
+    const bandRows = drawn.map((b) => ({ period: b.period, group: label(b.group), lower: b.lower ?? lo, upper: b.upper ?? hi }));
+    const valueOf = new Map(cells.map((c) => [`${c.period}\u0000${c.group}`, c.value]));
+    const breachRows = bands.filter((b) => b.outside).map((b) => {
+      const v = valueOf.get(`${b.period}\u0000${label(b.group)}`) ?? null;
+      return { period: b.period, group: label(b.group), value: v ?? hi, withheld: v === null, signal: b.signal };
+    });
     const suppressed = cells.filter((c) => c.state === 'suppressed').map((c) => ({ period: c.period, group: c.group, reason: `${t('withheld')}: ${c.reason}` }));
-    const breachRows = this.breaches.map((b) => ({ period: b.period, group: label(b.group), value: b.value ?? hi, withheld: b.value === null }));
     const annotations = incidents
       .filter((i) => i.period && i.grain === series.grain && periods.includes(i.period))
       .map((i) => ({ period: i.period, text: `${t('incidents')}: ${i.scope} — ${t(`incident.${i.state}` as 'incident.open')}${i.cause ? ` — ${i.cause}: ${i.narrative}` : ''}` }));
@@ -112,7 +124,7 @@ export class ParityKpiChart extends LitElement {
       height: 260,
       datasets: { cells, band: bandRows, suppressed, breaches: breachRows, incidents: annotations },
       layer: [
-        { data: { name: 'band' }, mark: { type: 'area', color: '#2e9e4f', opacity: 0.14, aria: false }, encoding: { x, y: { field: 'lower', type: 'quantitative', title: series.unit }, y2: { field: 'upper' } } },
+        { data: { name: 'band' }, mark: { type: 'area', color: '#2e9e4f', opacity: 0.14, interpolate: 'step-after', aria: false }, encoding: { x, y: { field: 'lower', type: 'quantitative', title: series.unit }, y2: { field: 'upper' }, detail: { field: 'group' } } },
         { data: { name: 'suppressed' }, mark: { type: 'rule', color: '#8c959f', strokeDash: [4, 3], aria: false }, encoding: { x, tooltip: [{ field: 'period', type: 'temporal', title: t('period') }, { field: 'group', title: t('group') }, { field: 'reason', title: t('reason') }] } },
         { data: { name: 'incidents' }, mark: { type: 'rule', color: '#7a4b00', strokeWidth: 2, aria: false }, encoding: { x, tooltip: [{ field: 'text', title: t('incidents') }] } },
         {
@@ -127,7 +139,8 @@ export class ParityKpiChart extends LitElement {
         },
         { data: { name: 'breaches' }, mark: { type: 'point', shape: 'triangle-up', filled: true, size: 140, color: '#a1120a', description: t('state.breach') }, encoding: { x, y: { field: 'value', type: 'quantitative' }, tooltip: [{ field: 'period', type: 'temporal', title: t('period') }, { field: 'group', title: t('group') }, { field: 'value', title: t('value') }] } },
       ],
-      config: { locale: { number: i18n.lang === 'de' ? { decimal: ',', thousands: '.', grouping: [3], currency: ['', ' €'] } : { decimal: '.', thousands: ',', grouping: [3], currency: ['£', ''] } } },
+      // On a phone the legend goes under the plot, so the plot keeps the width.
+      config: { legend: { orient: this.clientWidth > 0 && this.clientWidth < 560 ? 'bottom' : 'right' }, axisX: { labelOverlap: true }, locale: { number: i18n.lang === 'de' ? { decimal: ',', thousands: '.', grouping: [3], currency: ['', ' €'] } : { decimal: '.', thousands: ',', grouping: [3], currency: ['£', ''] } } },
     } as TopLevelSpec;
   }
 

@@ -33,12 +33,17 @@ export class ParityApp extends LitElement {
     copied: { state: true },
     controls: { state: true },
     table: { state: true },
+    filter: { state: true },
+    filtered: { state: true },
   };
   declare who: Who | null | undefined;
   declare kpis: KpisResult | undefined;
   declare agreement: Agreement | undefined;
   declare incidents: FactSheet[] | undefined;
   declare route: Route;
+  /** The incidents page's filter and what it found (the overview keeps the active ones). */
+  declare filter: { state: string; kpi: string; scope: string };
+  declare filtered: FactSheet[] | undefined;
   declare error: string | undefined;
   declare copied: boolean;
   declare controls: { grain: string; by: string; from: string; to: string };
@@ -73,6 +78,7 @@ export class ParityApp extends LitElement {
     this.route = parseRoute();
     this.copied = false;
     this.controls = { grain: '', by: 'none', from: '', to: '' };
+    this.filter = { state: 'active', kpi: '', scope: '' };
   }
 
   override connectedCallback(): void {
@@ -142,6 +148,7 @@ export class ParityApp extends LitElement {
 
   async #load(): Promise<void> {
     this.#apply(await this.#fetchAll());
+    if (this.filtered !== undefined) void this.#filterIncidents();
   }
 
   #navigate(): void {
@@ -297,7 +304,51 @@ export class ParityApp extends LitElement {
   }
 
   #incidentsView() {
-    return html`<section class="card"><h2>${t('incidents')}</h2>${this.#incidentList(this.incidents ?? [])}</section>`;
+    const f = this.filter;
+    const set = (key: keyof typeof f) => (e: Event) => {
+      this.filter = { ...f, [key]: (e.target as HTMLSelectElement).value };
+      void this.#filterIncidents();
+    };
+    const list = this.filtered ?? (f.state === 'active' && !f.kpi && !f.scope ? this.incidents : undefined);
+    if (list === undefined) void this.#filterIncidents();
+    const partners = this.agreement?.agreement.partners ?? [];
+    return html`<section class="card"><h2>${t('incidents')}</h2>
+      <form class="controls" @submit=${(e: Event) => e.preventDefault()} aria-label=${t('incidents')}>
+        <div><label for="f-state">${t('state')}</label>
+          <select id="f-state" @change=${set('state')} .value=${f.state}>
+            ${['active', 'open', 'notified', 'acknowledged', 'resolved', ''].map((s) => html`<option value=${s} ?selected=${f.state === s}>${s === '' ? t('all') : s === 'active' ? t('activeIncidents') : t(`incident.${s}` as 'incident.open')}</option>`)}
+          </select></div>
+        <div><label for="f-kpi">KPI</label>
+          <select id="f-kpi" @change=${set('kpi')} .value=${f.kpi}>
+            <option value="" ?selected=${!f.kpi}>${t('all')}</option>
+            ${(this.kpis?.kpis ?? []).map((k) => html`<option value=${k.id} ?selected=${f.kpi === k.id}>${k.title}</option>`)}
+          </select></div>
+        <div><label for="f-scope">${t('group')}</label>
+          <select id="f-scope" @change=${set('scope')} .value=${f.scope}>
+            <option value="" ?selected=${!f.scope}>${t('all')}</option>
+            <option value="combined" ?selected=${f.scope === 'combined'}>${t('combined')}</option>
+            ${partners.map((p) => html`<option value=${p.id} ?selected=${f.scope === p.id}>${p.name}</option>`)}
+          </select></div>
+      </form>
+      <div data-testid="incident-list">${list === undefined ? html`<p>${t('loading')}</p>` : this.#incidentList(list)}</div>
+    </section>`;
+  }
+
+  /** The filter last asked for: a slower earlier answer never replaces a later one. */
+  #asked = '';
+  async #filterIncidents(): Promise<void> {
+    const q = new URLSearchParams({ limit: '200' });
+    for (const [k, v] of Object.entries(this.filter)) if (v) q.set(k, v);
+    const key = q.toString();
+    if (key === this.#asked && this.filtered === undefined) return; // already on its way
+    this.#asked = key;
+    this.filtered = undefined;
+    try {
+      const list = (await api.get<{ incidents: FactSheet[] }>(`/v1/incidents?${key}`)).incidents;
+      if (this.#asked === key) this.filtered = list;
+    } catch (err) {
+      this.error = err instanceof Error ? err.message : String(err);
+    }
   }
 
   #mayAct(i: FactSheet): boolean {
