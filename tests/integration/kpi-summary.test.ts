@@ -89,6 +89,36 @@ describe('GET /v1/breaches', () => {
   });
 });
 
+describe('GET /v1/kpis/{kpi}/bands', () => {
+  it('judges every closed period per scope with the band in force then; its outside periods are the breaches; no values', async () => {
+    const q = 'from=2026-11-01&to=2026-11-30&snapshot=2';
+    const r = await get(`/v1/kpis/lead_time/bands?${q}`, analyst.globex!);
+    expect(r.status).toBe(200);
+    const body = JSON.parse(r.text);
+    expect(body).toMatchObject({ kpi: 'lead_time', grain: 'week', snapshot: 2 });
+    expect(body.bands.filter((b: { group: string | null }) => b.group === 'globex').map((b: { period: string; outside: boolean }) => [b.period, b.outside])).toEqual([
+      ['2026-10-26', false],
+      ['2026-11-02', false],
+      ['2026-11-09', true],
+      ['2026-11-16', true],
+    ]);
+    const breaches = JSON.parse((await get(`/v1/breaches?kpi=lead_time&${q}`, analyst.globex!)).text).breaches;
+    expect(body.bands.filter((b: { outside: boolean }) => b.outside).map((b: { group: string | null; period: string }) => [b.group, b.period])).toEqual(breaches.map((b: { group: string | null; period: string }) => [b.group, b.period]));
+    for (const b of body.bands) expect(Object.keys(b).sort()).toEqual(['group', 'lower', 'method', 'outside', 'period', 'signal', 'upper']);
+    // Same bytes for both partners.
+    expect((await get(`/v1/kpis/lead_time/bands?${q}`, analyst.acme!)).text).toBe(r.text);
+  });
+
+  it('refuses bad parameters by name', async () => {
+    for (const [q, status, field] of [['kpi', 404, undefined], ['from=2026-02-30', 400, 'querystring.from'], ['snapshot=99999', 400, 'querystring.snapshot'], ['grain=day', 400, 'querystring.grain'], ['to=2026-01-01&from=2026-02-01', 400, 'querystring.from']] as const) {
+      const path = q === 'kpi' ? '/v1/kpis/nope/bands' : `/v1/kpis/lead_time/bands?${q}`;
+      const r = await get(path, analyst.acme!);
+      expect(r.status, q).toBe(status);
+      if (field) expect(JSON.parse(r.text).field, q).toBe(field);
+    }
+  });
+});
+
 describe('the aggregate cache', () => {
   it('a new batch invalidates only the KPIs it touched; answers stay exact', async () => {
     const { aggregateCacheOf } = await import('../../services/query/series-service.js');
