@@ -60,9 +60,12 @@ describe('who may read what (role × tier)', () => {
         if (who === 'named') token = (await createToken(t.room.control.db, { partnerId: 'acme', role: 'analyst', name: 'dpo@acme.example' }, t.clock.now())).token;
         else if (who === 'operator') token = await t.token(null, 'operator');
         else if (who !== 'anonymous') token = await t.token('globex', who);
-        const r = await get(`/v1/kpis/${tiers[tier]}/series?grain=week&from=2026-10-01&to=2026-11-10`, token);
-        expect(r.status).toBe(status);
-        if (status !== 200) expect(r.type).toContain('application/problem+json');
+        // Every per-KPI endpoint answers alike: the series and its bands.
+        for (const path of [`/v1/kpis/${tiers[tier]}/series?grain=week&from=2026-10-01&to=2026-11-10`, `/v1/kpis/${tiers[tier]}/bands?from=2026-10-01&to=2026-11-10`]) {
+          const r = await get(path, token);
+          expect(r.status, path).toBe(status);
+          if (status !== 200) expect(r.type).toContain('application/problem+json');
+        }
       });
     }
   }
