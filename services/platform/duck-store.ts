@@ -251,8 +251,25 @@ export class DuckStore {
   }
 
   release(c: DuckDBConnection): void {
-    this.#conns.delete(c);
-    c.closeSync();
+    // After close() the store has closed every connection already.
+    if (this.#conns.delete(c)) c.closeSync();
+  }
+
+  /** Idle connections kept for single-statement reads (a new connection costs ~1–2 ms per query). */
+  readonly #readers: DuckDBConnection[] = [];
+
+  /**
+   * Runs one autocommit read on a pooled connection. Only for statements that leave no state
+   * behind (no BEGIN, no SET): the connection goes back to the pool for the next reader.
+   */
+  async read<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
+    const c = this.#readers.pop() ?? (await this.connect());
+    try {
+      return await fn(c);
+    } finally {
+      if (this.#closed || this.#readers.length >= 4) this.release(c);
+      else this.#readers.push(c);
+    }
   }
 
   async ping(): Promise<void> {
@@ -293,6 +310,7 @@ export class DuckStore {
       c.closeSync();
     }
     this.#closed = true;
+    this.#readers.length = 0;
     for (const conn of this.#conns) conn.closeSync();
     this.#conns.clear();
     this.instance.closeSync();

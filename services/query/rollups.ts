@@ -60,17 +60,12 @@ export async function readRollup(duck: DuckStore, q: SeriesQuery): Promise<RawCe
   // Known stale (a batch not rolled up yet, an older snapshot): no statement spent on it.
   if (effective === 0 || rollupsOf(duck)?.rolledUp(q.kpi.id) !== effective) return undefined;
   const { sql, params } = rollupReadSql(q);
-  const conn = await duck.connect();
-  try {
-    const rows = (await conn.runAndReadAll(sql, params)).getRowObjectsJson();
-    const state = rows[0];
-    if (!state || Number(state['state_snapshot']) !== effective || state['signature'] !== rollupSignature(q.kpi, q.timezone)) return undefined;
-    return rows
-      .filter((r) => r['period'] !== null)
-      .map((r) => ({ period: String(r['period']), group: r['grp'] == null ? null : String(r['grp']), value: r['value'] == null ? null : Number(r['value']), n: Number(r['n']) }));
-  } finally {
-    duck.release(conn);
-  }
+  const rows = await duck.read(async (c) => (await c.runAndReadAll(sql, params)).getRowObjectsJson());
+  const state = rows[0];
+  if (!state || Number(state['state_snapshot']) !== effective || state['signature'] !== rollupSignature(q.kpi, q.timezone)) return undefined;
+  return rows
+    .filter((r) => r['period'] !== null)
+    .map((r) => ({ period: String(r['period']), group: r['grp'] == null ? null : String(r['grp']), value: r['value'] == null ? null : Number(r['value']), n: Number(r['n']) }));
 }
 
 /**

@@ -137,13 +137,8 @@ async function queryAggregate(duck: DuckStore, q: SeriesQuery): Promise<RawCell[
   const rolled = await readRollup(duck, q);
   if (rolled) return rolled.map((c) => ({ ...c, value: c.value === null ? null : round(c.value) }));
   const { sql, params } = compileSeries(q);
-  const conn = await duck.connect();
-  try {
-    const r = await conn.runAndReadAll(sql, params);
-    return r.getRowObjectsJson().map((row) => ({ period: String(row['period']), group: row['grp'] == null ? null : String(row['grp']), value: row['value'] == null ? null : round(Number(row['value'])), n: Number(row['n']) }));
-  } finally {
-    duck.release(conn);
-  }
+  const rows = await duck.read(async (c) => (await c.runAndReadAll(sql, params)).getRowObjectsJson());
+  return rows.map((row) => ({ period: String(row['period']), group: row['grp'] == null ? null : String(row['grp']), value: row['value'] == null ? null : round(Number(row['value'])), n: Number(row['n']) }));
 }
 
 /** Runs an agreed aggregate and withholds what the agreement does not disclose. */
