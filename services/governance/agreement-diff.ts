@@ -1,4 +1,4 @@
-import { durationMs, type Agreement } from './agreement-schema.js';
+import { durationMs, effectiveMinGroupSize, type Agreement } from './agreement-schema.js';
 
 /** One difference between two agreement versions, in plain terms. */
 export interface AgreementChange {
@@ -51,7 +51,7 @@ function walk(before: unknown, after: unknown, path: string[], out: { path: stri
 function privacyOf(path: string[], change: AgreementChange['change'], before: unknown, after: unknown): string | undefined {
   const [top, id, field, sub] = path;
   const last = path.at(-1);
-  if (last === 'minGroupSize' && (change === 'removed' || (change === 'changed' && Number(after) < Number(before)))) return 'a lower minimum group size: smaller groups become visible';
+  if ((last === 'minGroupSize' || last === 'effectiveMinGroupSize') && (change === 'removed' || (change === 'changed' && Number(after) < Number(before)))) return 'a lower minimum group size: smaller groups become visible';
   if (path.length === 2 && change === 'added') {
     if (top === 'kpis') return 'a new figure is shared';
     if (top === 'partners') return 'a new partner reads the partnership\'s figures';
@@ -70,6 +70,7 @@ function privacyOf(path: string[], change: AgreementChange['change'], before: un
   if (field === 'dimensions' && change === 'added') return Array.isArray(after) ? `a new dimension ${sub}: finer breakdowns` : `a new value of dimension ${sub}: finer breakdowns`;
   if (field === 'grains' && change === 'added') return `a new grain (${show(after)}): more cells to compare`;
   if (field === 'breakdown' && after === 'per_partner') return 'per-partner breakdown: each partner\'s own figure is shown';
+  if (field === 'owners' && ((path.length === 4 && change === 'added') || (last === 'email' && change === 'changed'))) return 'a new root-cause owner reads the KPI, whatever its tier';
   return undefined;
 }
 
@@ -87,6 +88,14 @@ function describe(path: string[], change: AgreementChange['change'], before: unk
 export function diffAgreements(current: Agreement, proposed: Agreement): AgreementChange[] {
   const raw: Parameters<typeof walk>[3] = [];
   walk(keyed(current), keyed(proposed), [], raw);
+  // The threshold that applies is the strictest of several settings: a KPI whose effective
+  // threshold falls (a strict partner leaves, a default drops) is named as such.
+  for (const k of proposed.kpis) {
+    const before = current.kpis.find((x) => x.id === k.id);
+    if (!before) continue;
+    const [b, a] = [effectiveMinGroupSize(current, before), effectiveMinGroupSize(proposed, k)];
+    if (a < b) raw.push({ path: ['kpis', k.id, 'effectiveMinGroupSize'], change: 'changed', before: b, after: a });
+  }
   return raw.map(({ path, change, before, after }) => {
     const privacy = privacyOf(path, change, before, after);
     const text = describe(path, change, before, after) + (privacy ? ` (loosens privacy: ${privacy})` : '');

@@ -53,15 +53,26 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
       const scope = auditScope(p);
       let q = room.control.db.selectFrom('audit_log').selectAll().where('seq', '>', req.query.after ?? 0).orderBy('seq').limit(req.query.limit);
-      // Shared: the room's own entries and the partnership's agreement changes (every partner is a party).
-      if (scope !== undefined) q = q.where((eb) => eb.or([eb('partner_id', '=', scope), eb('partner_id', 'is', null), eb('action', 'like', 'agreement.%')]));
+      // Shared: the room's own entries and the partnership's agreement changes (every partner is a
+      // party); not another partner's reads of the agreement, and not refused sign-ins (their
+      // address is for the host and steering).
+      if (scope !== undefined) {
+        q = q.where((eb) =>
+          eb.or([
+            eb('partner_id', '=', scope),
+            eb.and([eb('partner_id', 'is', null), eb('action', '!=', 'session.refused')]),
+            eb.and([eb('action', 'like', 'agreement.%'), eb('action', '!=', 'agreement.read')]),
+          ]),
+        );
+      }
       if (req.query.action) q = req.query.action.endsWith('.') ? q.where('action', 'like', `${req.query.action.replaceAll('_', '\\_')}%`) : q.where('action', '=', req.query.action);
       const rows = await q.execute();
       // Need-to-know KPIs the reader may not see stay out, as everywhere: not even their ids.
       const hidden = new Set(scope === undefined ? [] : room.agreement().agreement.kpis.filter((k) => !canSee(p, k)).map((k) => k.id));
       const mentions = (r: (typeof rows)[number]) => {
         const d = (typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown>;
-        const kpis = [r.target, d['kpi'], ...(Array.isArray(d['kpis']) ? d['kpis'] : []), ...Object.keys((d['perKpi'] as object | undefined) ?? {})];
+        const filter = (d['filter'] ?? {}) as Record<string, unknown>;
+        const kpis = [r.target, d['kpi'], filter['kpi'], ...(Array.isArray(d['kpis']) ? d['kpis'] : []), ...Object.keys((d['perKpi'] as object | undefined) ?? {})];
         return kpis.some((k) => typeof k === 'string' && hidden.has(k));
       };
       const entries = rows.filter((r) => hidden.size === 0 || !mentions(r)).map((r) => ({

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { Database, ProposalRow } from '../platform/control-db.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
@@ -11,6 +11,7 @@ import { appendAuditIn } from './audit-repository.js';
 import type { Principal } from './token-repository.js';
 
 export const DEFAULT_PROPOSAL_DAYS = 14;
+const PROPOSAL_LOCK = 7_417_002;
 
 /** A proposal as the API shows it: the document, the plain-terms diff and who has decided. */
 export interface ProposalView {
@@ -26,7 +27,7 @@ export interface ProposalView {
   digest: string;
   loosensPrivacy: boolean;
   changes: AgreementChange[];
-  /** Every partner whose admin must approve: those of the version in force and of the proposed one. */
+  /** Every partner whose admin must approve: the partners of the version it changes. */
   requiredPartners: string[];
   decisions: { partner: string; decision: 'approve' | 'reject'; tokenId: string; at: string; note: string | null }[];
   waitingFor: string[];
@@ -89,8 +90,13 @@ async function view(tx: Transaction<Database>, row: ProposalRow): Promise<Propos
   };
 }
 
-function requiredPartners(current: Agreement, proposed: Agreement): string[] {
-  return [...new Set([...current.partners.map((p) => p.id), ...proposed.partners.map((p) => p.id)])].sort();
+/**
+ * The parties to a change are the partners of the version it changes: each must approve, a
+ * partner being removed included. A partner being added joins with the new version (its
+ * tokens are issued by the host once it exists).
+ */
+function requiredPartners(current: Agreement, _proposed: Agreement): string[] {
+  return current.partners.map((p) => p.id).sort();
 }
 
 export async function listProposals(room: Room): Promise<ProposalView[]> {
@@ -118,6 +124,7 @@ export async function propose(room: Room, p: Principal, input: { document: unkno
   const agreement = proposedAgreement(input.document);
   const now = room.clock.now();
   const active = room.agreement();
+  if (!active.agreement.partners.some((x) => x.id === partner)) throw forbidden(`partner ${partner} is not a party to the agreement in force`);
   const changes = diffAgreements(active.agreement, agreement);
   if (changes.length === 0) throw badRequest(`body.document: it is the agreement in force (version ${active.version}); nothing to change`, 'body.document');
   if (agreement.partnership.id !== active.agreement.partnership.id) throw badRequest(`body.document.partnership.id: a proposal changes partnership ${active.agreement.partnership.id}; it cannot start another`, 'body.document.partnership.id');
@@ -128,6 +135,10 @@ export async function propose(room: Room, p: Principal, input: { document: unkno
     await expireOld(tx, now);
     const open = await tx.selectFrom('agreement_proposals').select('id').where('state', '=', 'open').executeTakeFirst();
     if (open) throw conflict(`proposal ${open.id} is still open: approve, reject or let it expire first`);
+    // Two proposals at once: the one-open index lets one in; the other is told, not given a 500.
+    await sql`SELECT pg_advisory_xact_lock(${PROPOSAL_LOCK})`.execute(tx);
+    const raced = await tx.selectFrom('agreement_proposals').select('id').where('state', '=', 'open').executeTakeFirst();
+    if (raced) throw conflict(`proposal ${raced.id} is still open: approve, reject or let it expire first`);
     const loosens = changes.some((c) => c.loosensPrivacy);
     await tx
       .insertInto('agreement_proposals')
@@ -163,12 +174,17 @@ export async function decide(room: Room, p: Principal, id: string, decision: 'ap
       const latest = await tx.selectFrom('agreement_versions').select((eb) => eb.fn.max('version').as('v')).executeTakeFirstOrThrow();
       if (Number(latest.v) !== current.baseVersion) {
         await tx.updateTable('agreement_proposals').set({ state: 'superseded', decided_at: now }).where('id', '=', id).execute();
+        await appendAuditIn(tx, { actor: 'system', partnerId: null, action: 'agreement.proposal.superseded', target: id, details: { baseVersion: current.baseVersion, latestVersion: Number(latest.v) } }, now);
       } else {
         const version = current.baseVersion + 1;
         await tx.insertInto('agreement_versions').values({ version, document: JSON.stringify(current.agreement), digest: current.digest, source: `proposal ${id}`, created_at: now, activated_at: now, proposal_id: id }).execute();
         for (const pt of current.agreement.partners) {
           await tx.insertInto('partners').values({ id: pt.id, name: pt.name, created_at: now }).onConflict((oc) => oc.column('id').doUpdateSet({ name: pt.name })).execute();
         }
+        // A partner the new version drops loses its access with it: every token of it is revoked.
+        const kept = current.agreement.partners.map((pt) => pt.id);
+        const dropped = await tx.updateTable('tokens').set({ revoked_at: now }).where('revoked_at', 'is', null).where('partner_id', 'is not', null).where('partner_id', 'not in', kept).returning(['id', 'partner_id']).execute();
+        for (const d of dropped) await appendAuditIn(tx, { actor: 'system', partnerId: d.partner_id, action: 'token.revoked', target: d.id, details: { reason: `partner left the agreement with version ${current.baseVersion + 1}` } }, now);
         await tx.updateTable('agreement_proposals').set({ state: 'active', decided_at: now, result_version: version }).where('id', '=', id).execute();
         await appendAuditIn(tx, { actor: 'system', partnerId: null, action: 'agreement.activated', target: `v${version}`, details: { proposal: id, digest: current.digest, approvedBy: current.requiredPartners } }, now);
         activated = { version, agreement: current.agreement, digest: current.digest, activatedAt: now };

@@ -40,10 +40,17 @@ async function ownToken(room: Room, partner: string, id: string) {
   return row;
 }
 
-/** Names that grant more than the role: steering members and people named on need-to-know KPIs. */
-function privilegedNames(room: Room): Set<string> {
+/**
+ * Whether a name grants more than the role would: a steering member, a person named on a
+ * need-to-know KPI, or a KPI's root-cause owner (owners read their KPI whatever its tier) —
+ * except the admin's own partner's owners, on an owner token.
+ */
+function privilegedName(room: Room, partner: string, role: Role, name: string): boolean {
   const a = room.agreement().agreement;
-  return new Set([...a.steering.map((s) => s.email.toLowerCase()), ...a.kpis.flatMap((k) => k.needToKnow.map((e) => e.toLowerCase()))]);
+  const n = name.toLowerCase();
+  if (a.steering.some((s) => s.email.toLowerCase() === n)) return true;
+  if (a.kpis.some((k) => k.needToKnow.some((e) => e.toLowerCase() === n))) return true;
+  return a.kpis.some((k) => Object.entries(k.owners).some(([p, o]) => o.email.toLowerCase() === n && !(p === partner && role === 'owner')));
 }
 
 /** Partner admins manage their own partner's tokens: issue, list, revoke, rotate. */
@@ -82,7 +89,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const now = room.clock.now();
       const expiresAt = req.body.expiresAt ? new Date(req.body.expiresAt) : null;
       if (expiresAt && expiresAt <= now) throw badRequest('expiresAt: must be in the future', 'body.expiresAt');
-      if (privilegedNames(room).has(req.body.name.toLowerCase())) throw forbidden(`body.name: ${req.body.name} is a steering member or named on a need-to-know KPI; the room's host issues that token`, 'body.name');
+      if (privilegedName(room, partner, req.body.role, req.body.name)) throw forbidden(`body.name: ${req.body.name} is a steering member, named on a need-to-know KPI or another KPI owner; the room's host issues that token`, 'body.name');
       const { token, id } = await room.control.db.transaction().execute(async (tx) => {
         const made = await createToken(tx, { partnerId: partner, role: req.body.role, name: req.body.name, expiresAt, createdBy: p.tokenId }, now);
         await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'token.created', target: made.id, details: { role: req.body.role, expiresAt: expiresAt?.toISOString() ?? null } }, now);
@@ -126,14 +133,20 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const partner = adminPartner(p);
       const now = room.clock.now();
       const old = await ownToken(room, partner, req.params.id);
-      if (tokenView(old, now).state !== 'live') throw conflict(`token ${old.id} is ${tokenView(old, now).state}; issue a new one instead`);
+      // What an admin may not issue, it may not renew either: the host rotates those.
+      if (!(adminIssuedRoles as readonly string[]).includes(old.role) || privilegedName(room, partner, old.role as Role, old.name)) {
+        throw forbidden(`token ${old.id} (${old.role}, ${old.name}) is issued by the room's host; ask the host to rotate it`);
+      }
       const overlapEnds = new Date(now.getTime() + (req.body?.overlapHours ?? 24) * 3_600_000);
-      const oldExpiry = old.expires_at ? new Date(old.expires_at) : null;
       const issued = await room.control.db.transaction().execute(async (tx) => {
-        const made = await createToken(tx, { partnerId: partner, role: old.role as Role, name: old.name, expiresAt: oldExpiry, createdBy: p.tokenId, replaces: old.id }, now);
+        // Checked under a row lock: two rotations at once make one replacement, not two.
+        const current = await tx.selectFrom('tokens').selectAll().where('id', '=', old.id).forUpdate().executeTakeFirstOrThrow();
+        if (tokenView(current, now).state !== 'live') throw conflict(`token ${old.id} is ${tokenView(current, now).state}; issue a new one instead`);
+        const oldExpiry = current.expires_at ? new Date(current.expires_at) : null;
+        const made = await createToken(tx, { partnerId: partner, role: current.role as Role, name: current.name, expiresAt: oldExpiry, createdBy: p.tokenId, replaces: current.id }, now);
         const validUntil = oldExpiry && oldExpiry < overlapEnds ? oldExpiry : overlapEnds;
-        await tx.updateTable('tokens').set({ expires_at: validUntil }).where('id', '=', old.id).execute();
-        await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'token.rotated', target: old.id, details: { replacement: made.id, oldValidUntil: validUntil.toISOString() } }, now);
+        await tx.updateTable('tokens').set({ expires_at: validUntil }).where('id', '=', current.id).execute();
+        await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'token.rotated', target: current.id, details: { replacement: made.id, oldValidUntil: validUntil.toISOString() } }, now);
         return made;
       });
       const [row, prev] = [(await findToken(room.control.db, issued.id))!, (await findToken(room.control.db, old.id))!];

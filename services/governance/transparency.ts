@@ -18,7 +18,8 @@ export interface TransparencyReport {
   generatedAt: string;
   agreementVersion: number;
   partners: { partner: string; batches: number; pointsAccepted: number; pointsRejected: number; lastArrival: string | null }[];
-  feeds: { partner: string; kpi: string; batches: number; points: number; lastArrival: string | null; dueBy: string; stale: boolean }[];
+  /** points: a partner's own feeds, and every feed for steering and the operator; null otherwise (for a count KPI it would be the partner's figure). */
+  feeds: { partner: string; kpi: string; batches: number; points: number | null; lastArrival: string | null; dueBy: string; stale: boolean }[];
   queries: { kpi: string; partner: string | null; role: string; requests: number; cellsServed: number; cellsSuppressed: number }[];
   incidents: { kpi: string; scope: string; opened: number; resolved: number }[];
   notifications: { channel: string; partner: string | null; state: string; count: number; lastAt: string | null }[];
@@ -54,13 +55,16 @@ const iso = (v: unknown) => (v === null || v === undefined ? null : new Date(v a
 
 /**
  * The report for a reader: the operator, steering and admins see every KPI's metadata; other
- * partner users do not see need-to-know KPIs they may not read, not even their ids.
+ * partner users do not see need-to-know KPIs they may not read, not even their ids. Point
+ * counts per feed go to the feed's own partner, steering and the operator only.
  */
 export async function transparencyReport(room: Room, month: string, reader: Principal): Promise<TransparencyReport> {
   const report = await fullReport(room, month);
-  const hidden = new Set(reader.role === 'operator' || reader.role === 'admin' ? [] : room.agreement().agreement.kpis.filter((k) => !canSee(reader, k)).map((k) => k.id));
-  if (hidden.size === 0) return report;
-  return { ...report, feeds: report.feeds.filter((f) => !hidden.has(f.kpi)), queries: report.queries.filter((q) => !hidden.has(q.kpi)), incidents: report.incidents.filter((i) => !hidden.has(i.kpi)) };
+  const whole = reader.role === 'operator' || reader.role === 'steering';
+  const hidden = new Set(whole || reader.role === 'admin' ? [] : room.agreement().agreement.kpis.filter((k) => !canSee(reader, k)).map((k) => k.id));
+  // Another partner's point count per KPI is its volume — for a count KPI, its very figure.
+  const feeds = report.feeds.filter((f) => !hidden.has(f.kpi)).map((f) => (whole || f.partner === reader.partnerId ? f : { ...f, points: null }));
+  return { ...report, feeds, queries: report.queries.filter((q) => !hidden.has(q.kpi)), incidents: report.incidents.filter((i) => !hidden.has(i.kpi)) };
 }
 
 async function fullReport(room: Room, month: string): Promise<TransparencyReport> {

@@ -84,8 +84,6 @@ export class RollupMaintainer {
   through = -1;
   /** Per KPI, the last touching snapshot its committed rollup includes (rollup_state, in memory). */
   readonly #rolledUp = new Map<string, number>();
-  /** Local days whose points went without a batch of their own (retention): recomputed once their snapshot is visible. */
-  readonly #removed = new Map<string, { days: [string, string]; snapshot: number }>();
 
   rolledUp(kpi: string): number | undefined {
     return this.#rolledUp.get(kpi);
@@ -110,15 +108,6 @@ export class RollupMaintainer {
   async stop(): Promise<void> {
     this.#unsubscribe?.();
     await this.loop.stop();
-  }
-
-  /**
-   * Points of `kpi` on local days [lo, hi] were deleted at `snapshot` (a retention run): those
-   * periods are recomputed when the watermark reaches it. Call before the snapshot lands.
-   */
-  removed(kpi: string, days: [string, string], snapshot: number): void {
-    const prev = this.#removed.get(kpi);
-    this.#removed.set(kpi, prev ? { days: [prev.days[0] < days[0] ? prev.days[0] : days[0], prev.days[1] > days[1] ? prev.days[1] : days[1]], snapshot: Math.max(prev.snapshot, snapshot) } : { days, snapshot });
   }
 
   /** Whether every batch up to the latest snapshot is rolled up. */
@@ -153,15 +142,22 @@ export class RollupMaintainer {
           [through, latest],
         );
         const ranges = new Map<string, [string, string]>(touched.getRowObjectsJson().map((row) => [String(row['kpi']), [String(row['lo']), String(row['hi'])]]));
-        for (const [kpiId, gone] of this.#removed) {
+        // Days whose points a retention run deleted (no points carry its snapshot): kept in
+        // room_settings by the deleting transaction, so a restart does not forget them.
+        const removed = (await conn.runAndReadAll(`SELECT key, value FROM room_settings WHERE key LIKE 'rollup_removed:%'`)).getRowObjectsJson();
+        for (const row of removed) {
+          const gone = JSON.parse(String(row['value'])) as { lo: string; hi: string; snapshot: number };
           if (gone.snapshot > latest) continue;
-          this.#removed.delete(kpiId);
+          const kpiId = String(row['key']).slice('rollup_removed:'.length);
           const r = ranges.get(kpiId);
-          ranges.set(kpiId, r ? [r[0] < gone.days[0] ? r[0] : gone.days[0], r[1] > gone.days[1] ? r[1] : gone.days[1]] : gone.days);
+          ranges.set(kpiId, r ? [r[0] < gone.lo ? r[0] : gone.lo, r[1] > gone.hi ? r[1] : gone.hi] : [gone.lo, gone.hi]);
         }
         for (const [kpiId, days] of ranges) {
           const kpi = agreement.kpis.find((k) => k.id === kpiId);
           if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(conn, kpi, tz, latest, days, false);
+        }
+        for (const row of removed) {
+          if ((JSON.parse(String(row['value'])) as { snapshot: number }).snapshot <= latest) await conn.run('DELETE FROM room_settings WHERE key = $1', [String(row['key'])]);
         }
       }
       await conn.run(`INSERT OR REPLACE INTO room_settings VALUES ('rollup_through', $1)`, [String(latest)]);

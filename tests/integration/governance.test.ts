@@ -302,12 +302,17 @@ describe('metadata report', () => {
     expect(report.queries.some((q: any) => q.partner === 'globex' && q.role === 'analyst' && q.kpi === 'customer_value')).toBe(true);
     expect(report.agreementChanges.map((c: any) => c.action)).toEqual(expect.arrayContaining(['agreement.proposed', 'agreement.approved', 'agreement.activated', 'agreement.rejected']));
 
-    const csv = await fetch(`${t.url}/v1/transparency?month=2026-11&format=csv`, { headers: { authorization: `Bearer ${await t.token('globex', 'analyst')}` } });
+    // Another partner's point count per KPI is withheld (for a count KPI it would be the figure).
+    const asGlobex = (await call('GET', '/v1/transparency?month=2026-11', await t.token('globex', 'analyst'))).body;
+    expect(asGlobex.feeds.find((f: any) => f.partner === 'acme' && f.kpi === 'lead_time')).toMatchObject({ batches: 1, points: null });
+    expect(asGlobex.feeds.find((f: any) => f.partner === 'globex' && f.kpi === 'lead_time')).toMatchObject({ batches: 1, points: 200 });
+    const csv = await fetch(`${t.url}/v1/transparency?month=2026-11&format=csv`, { headers: { authorization: `Bearer ${await t.token('acme', 'analyst')}` } });
     expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
     expect(csv.headers.get('content-disposition')).toContain('parity-transparency-joint-delivery-2026-11.csv');
     const text = await csv.text();
     expect(text.split('\n')[0]).toBe('section,partner,kpi,role_or_channel,measure,count,at');
     expect(text).toContain('feeds,acme,lead_time,,points,300,');
+    expect(text).toContain('feeds,globex,lead_time,,points,,');
 
     // Checked against the data pushed and what the room stored: no value, subject or pseudonym anywhere.
     const conn = await t.room.duck.connect();
@@ -387,5 +392,55 @@ describe('need-to-know in the audit log and the metadata report', () => {
     } finally {
       await own.close();
     }
+  });
+});
+
+describe('partners joining and leaving, and what admins may not mint', () => {
+  it('a new partner joins on the current partners\' approvals; a leaving partner must approve too, and its tokens are revoked with the new version', async () => {
+    const own = await startTestRoom();
+    try {
+      const { createToken } = await import('../../services/governance/token-repository.js');
+      const req = async (method: string, path: string, token: string, body?: unknown) => {
+        const r = await fetch(`${own.url}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+        return { status: r.status, body: (await r.json()) as any };
+      };
+      const [acme, globex] = [await own.token('acme', 'admin'), await own.token('globex', 'admin')];
+      const three = demo();
+      three.partners.push({ id: 'initech', name: 'Initech Parcels' });
+      const join = await req('POST', '/v1/agreement/proposals', acme, { document: three, reason: 'Initech joins' });
+      expect(join.body).toMatchObject({ requiredPartners: ['acme', 'globex'], waitingFor: ['globex'] });
+      expect(join.body.changes.find((c: any) => c.path === 'partners.initech')).toMatchObject({ change: 'added', loosensPrivacy: true });
+      expect((await req('POST', `/v1/agreement/proposals/${join.body.id}/approve`, globex, {})).body.state).toBe('active');
+
+      const initechAdmin = (await createToken(own.room.control.db, { partnerId: 'initech', role: 'admin', name: 'admin@initech.example' }, own.clock.now())).token;
+      const initechAnalyst = (await createToken(own.room.control.db, { partnerId: 'initech', role: 'analyst', name: 'ana@initech.example' }, own.clock.now())).token;
+      expect((await req('GET', '/v1/kpis', initechAnalyst)).status).toBe(200);
+
+      const leave = await req('POST', '/v1/agreement/proposals', acme, { document: demo(), reason: 'Initech leaves' });
+      expect(leave.body).toMatchObject({ requiredPartners: ['acme', 'globex', 'initech'], waitingFor: ['globex', 'initech'] });
+      expect((await req('POST', `/v1/agreement/proposals/${leave.body.id}/approve`, globex, {})).body.state).toBe('open');
+      expect((await req('POST', `/v1/agreement/proposals/${leave.body.id}/approve`, initechAdmin, {})).body.state).toBe('active');
+      expect((await req('GET', '/v1/kpis', initechAnalyst)).status).toBe(401);
+      expect((await req('GET', '/v1/kpis', initechAdmin)).status).toBe(401);
+      const revoked = await own.room.control.db.selectFrom('audit_log').select(['action', 'partner_id']).where('action', '=', 'token.revoked').execute();
+      expect(revoked.filter((r) => r.partner_id === 'initech')).toHaveLength(2);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('an admin cannot rotate a host-issued token or name a token after another partner\'s owner; its own owner on an owner token is fine', async () => {
+    const admin = await t.token('acme', 'admin');
+    const { createToken } = await import('../../services/governance/token-repository.js');
+    const steering = await createToken(t.room.control.db, { partnerId: 'acme', role: 'steering', name: 'chair@joint.example' }, t.clock.now());
+    const r = await call('POST', `/v1/tokens/${steering.id}/rotate`, admin, {});
+    expect(r.status).toBe(403);
+    expect(r.body.detail).toMatch(/host/);
+    expect((await call('GET', '/v1/kpis', steering.token)).status).toBe(200);
+    const other = await call('POST', '/v1/tokens', admin, { role: 'analyst', name: 'gus@globex.example' });
+    expect(other.status).toBe(403);
+    expect(other.body.field).toBe('body.name');
+    expect((await call('POST', '/v1/tokens', admin, { role: 'analyst', name: 'ana@acme.example' })).status).toBe(403);
+    expect((await call('POST', '/v1/tokens', admin, { role: 'owner', name: 'ana@acme.example' })).status).toBe(201);
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runRetention } from '../../services/governance/retention.js';
-import { rollupsOf } from '../../services/query/rollups.js';
+import { rollupsOf, startRollups, stopRollups } from '../../services/query/rollups.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
@@ -40,6 +40,9 @@ describe('retention', () => {
     const before = await week();
     expect(before.body.cells.find((c) => c.period === '2023-11-20')).toMatchObject({ value: 75, n: 10 });
 
+    // The rollup maintainer is stopped across the deletion: a new one (as after a restart) must
+    // learn from the database which days to recompute.
+    await stopRollups(t.room.duck);
     const r = await runRetention(t.room);
     expect(r).toMatchObject({ before: '2023-11-23', deleted: 5, perKpi: { lead_time: 5 } });
     expect(r.snapshot).toBeGreaterThan(before.body.snapshot);
@@ -47,11 +50,24 @@ describe('retention', () => {
     const entry = await t.room.control.db.selectFrom('audit_log').selectAll().where('action', '=', 'retention.deleted').executeTakeFirstOrThrow();
     expect(entry.details).toMatchObject({ deleted: 5, perKpi: { lead_time: 5 }, before: '2023-11-23', retention: 'P3Y', snapshot: r.snapshot });
 
+    // The days to recompute are kept with the deletion (a restart would not forget them), and cleared once rolled up.
+    const pending = async () => {
+      const c = await t.room.duck.connect();
+      try {
+        return (await c.runAndReadAll(`SELECT key, value FROM room_settings WHERE key LIKE 'rollup_removed:%'`)).getRowObjectsJson().map((x) => [String(x['key']), JSON.parse(String(x['value']))]);
+      } finally {
+        t.room.duck.release(c);
+      }
+    };
+    expect(await pending()).toEqual([['rollup_removed:lead_time', { lo: '2023-11-21', hi: '2023-11-21', snapshot: r.snapshot }]]);
     // The week that straddles the horizon is recomputed from what is left — first from points, then from its rollup.
     const after = await week();
     expect(after.body.snapshot).toBe(r.snapshot);
     expect(after.body.cells.find((c) => c.period === '2023-11-20')).toMatchObject({ value: 30, n: 5 });
+    startRollups(t.room.duck, () => t.room.agreement().agreement, { info: () => {}, warn: () => {}, error: () => {} });
     await rolledUp();
+    await rollupsOf(t.room.duck)?.loop.idle();
+    expect(await pending()).toEqual([]);
     expect((await week()).body).toEqual(after.body);
 
     // An earlier snapshot counted deleted points: it is refused rather than answered differently.

@@ -60,7 +60,7 @@ export class TransparencyView extends LitElement {
       ${r
         ? html`
           ${this.#table(t('partners'), [t('partnerColumn'), t('batches'), t('pointsAccepted'), t('pointsRejected'), t('lastArrival')], r.partners.map((p) => [p.partner, p.batches, i18n.number(p.pointsAccepted, 0), i18n.number(p.pointsRejected, 0), i18n.date(p.lastArrival)]), [1, 2, 3])}
-          ${this.#table(t('feeds'), [t('partnerColumn'), 'KPI', t('batches'), t('points'), t('lastArrival'), t('dueBy'), t('state')], r.feeds.map((f) => [f.partner, f.kpi, f.batches, i18n.number(f.points, 0), i18n.date(f.lastArrival), i18n.date(f.dueBy), f.stale ? t('stale') : t('fresh')]), [2, 3])}
+          ${this.#table(t('feeds'), [t('partnerColumn'), 'KPI', t('batches'), t('points'), t('lastArrival'), t('dueBy'), t('state')], r.feeds.map((f) => [f.partner, f.kpi, f.batches, f.points === null ? '—' : i18n.number(f.points, 0), i18n.date(f.lastArrival), i18n.date(f.dueBy), f.stale ? t('stale') : t('fresh')]), [2, 3])}
           ${this.#table(t('reads'), ['KPI', t('partnerColumn'), t('role'), t('requests'), t('cellsServed'), t('cellsSuppressed')], r.queries.map((x) => [x.kpi, x.partner ?? 'public', x.role, x.requests, x.cellsServed, x.cellsSuppressed]), [3, 4, 5])}
           ${this.#table(t('notifications'), [t('channel'), t('partnerColumn'), t('state'), t('count'), t('when')], r.notifications.map((n) => [n.channel, n.partner, n.state, n.count, i18n.date(n.lastAt)]), [3])}
           ${this.#table(t('agreementChanges'), [t('when'), t('action'), t('partnerColumn'), 'ID'], r.agreementChanges.map((c) => [i18n.date(c.at), c.action, c.partner, c.proposal ?? (c.version ? `v${c.version}` : null)]))}`
