@@ -570,7 +570,8 @@ function report(s: SizeReport): string {
   ];
   const cacheHint = cold.p95 !== undefined && d.p95 !== undefined && cold.p95 < 0.5 * d.p95 ? ['- HTTP cold is faster than the in-process rollup read: the server probably ignored PARITY_QUERY_CACHE=off and served from its cache.'] : [];
   const notes = [...errs.map((e) => `- error: ${e}`), ...s.problems.map((p) => `- mismatch: ${p}`), ...cacheHint];
-  lines.push(notes.length ? `Checks: ${notes.length} problem(s)\n${notes.join('\n')}` : 'Checks: every HTTP cell matches the in-process row (period, partner, value to 12 digits, n; cold and warm bodies have the same digest); PostgreSQL gives the same periods, partners, n and values (to 1e-9).');
+  const pgCheck = s.pg ? '; PostgreSQL gives the same periods, partners, n and values (to 1e-9)' : ' (PostgreSQL not run at this size)';
+  lines.push(notes.length ? `Checks: ${notes.length} problem(s)\n${notes.join('\n')}` : `Checks: every HTTP cell matches the in-process row (period, partner, value to 12 digits, n; cold and warm bodies have the same digest)${pgCheck}.`);
   return lines.join('\n') + '\n';
 }
 
