@@ -384,4 +384,46 @@ describe('the joint dashboard in Chromium', () => {
     expect(await stranger.$$eval('parity-kpi-tile', (els) => els.map((el) => el.shadowRoot?.querySelector('[data-testid="value"]')?.textContent ?? null))).toEqual([null]);
     await other.close();
   });
+
+  it('lets each partner admin read a proposal\'s diff and approve it from the page, and issue and revoke its own tokens', async () => {
+    const doc = structuredClone((await api<{ agreement: Record<string, any> }>('/v1/agreement', await t.token('acme', 'admin'))).agreement);
+    doc.kpis.find((k: any) => k.id === 'lead_time').band.upper = 80;
+    doc.defaults.minGroupSize = 4;
+    const proposed = await fetch(`${t.url}/v1/agreement/proposals`, { method: 'POST', headers: { authorization: `Bearer ${await t.token('acme', 'admin')}`, 'content-type': 'application/json' }, body: JSON.stringify({ document: doc, reason: 'wider lead-time band' }) });
+    expect(proposed.status).toBe(201);
+    const globexAdmin = (await createToken(t.room.control.db, { partnerId: 'globex', role: 'admin', name: 'globex admin' }, t.clock.now())).token;
+    const s = await signIn(globexAdmin);
+    await s.page.goto(`${t.url}/#/governance`);
+    await s.page.waitForSelector('parity-governance [data-proposal]');
+    await s.page.waitForSelector('parity-governance tr[data-token]');
+    const text = await s.page.$eval('parity-app', (app) => (app.shadowRoot!.querySelector('parity-governance') as HTMLElement).shadowRoot!.textContent!);
+    expect(text).toContain('KPI lead_time: band.upper 72 → 80');
+    expect(text).toMatch(/defaults\.minGroupSize: 5 → 4 \(loosens privacy/);
+    expect(text).toContain('waiting for: globex');
+    await s.page.addScriptTag({ content: axeSource });
+    const result = await s.page.evaluate(async () => {
+      const axe = (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact: string }[] }> } }).axe;
+      return axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
+    });
+    expect(result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${JSON.stringify((v as unknown as { nodes: { html: string }[] }).nodes.map((n) => n.html.slice(0, 160)))}`)).toEqual([]);
+    await s.page.screenshot({ path: join(artifactDir(), 'governance-1280.png'), fullPage: true });
+
+    await s.page.locator('parity-governance [data-proposal] input[name="note"]').fill('agreed on the call');
+    await s.page.locator('parity-governance [data-proposal] button[value="approve"]').click();
+    await s.page.waitForFunction(() => (document.querySelector('parity-app')!.shadowRoot!.querySelector('parity-governance') as HTMLElement).shadowRoot!.textContent!.includes('active'));
+    expect((await api<{ version: number }>('/v1/agreement', globexAdmin)).version).toBe(2);
+
+    await s.page.locator('parity-governance #t-name').fill('pat@globex.example');
+    await s.page.locator('parity-governance button:has-text("Issue token")').click();
+    await s.page.waitForSelector('parity-governance [data-testid="issued-token"]');
+    const issued = (await s.page.locator('parity-governance [data-testid="issued-token"]').textContent())!.trim();
+    expect(issued).toMatch(/^pty_/);
+    expect((await fetch(`${t.url}/v1/kpis`, { headers: { authorization: `Bearer ${issued}` } })).status).toBe(200);
+    const tokenId = await s.page.$eval('parity-app', (app) => (app.shadowRoot!.querySelector('parity-governance') as HTMLElement).shadowRoot!.querySelector('[role="status"]')!.textContent!.match(/tok_[\w-]+/)![0]);
+    await s.page.locator(`parity-governance tr[data-token="${tokenId}"] button:has-text("Revoke")`).click();
+    await s.page.waitForSelector(`parity-governance tr[data-token="${tokenId}"] >> text=revoked`);
+    expect((await fetch(`${t.url}/v1/kpis`, { headers: { authorization: `Bearer ${issued}` } })).status).toBe(401);
+    expect(s.errors).toEqual([]);
+    await s.page.context().close();
+  });
 });

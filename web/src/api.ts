@@ -57,6 +57,8 @@ export type { Cell } from '../../services/query/suppression.js';
 export type { SeriesResult as Series } from '../../services/query/series-service.js';
 export type { FactSheet } from '../../services/alerts/fact-sheet.js';
 export type { TransparencyReport } from '../../services/governance/transparency.js';
+export type { ProposalView } from '../../services/governance/proposal-service.js';
+export type { TokenView } from '../../services/governance/token-repository.js';
 import type { KpisResult as ServerKpisResult } from '../../services/query/kpi-summary.js';
 
 /** GET /v1/kpis: the summary and when its snapshot landed. */

@@ -9,13 +9,14 @@ let chartLoaded: Promise<unknown> | undefined;
 const loadChart = () => (chartLoaded ??= import('./kpi-chart.js'));
 import { shared, stateIcon } from './styles.js';
 
-type Route = { view: 'overview' } | { view: 'kpi'; id: string } | { view: 'incidents' } | { view: 'transparency' };
+type Route = { view: 'overview' } | { view: 'kpi'; id: string } | { view: 'incidents' } | { view: 'transparency' } | { view: 'governance' };
 
 function parseRoute(): Route {
   const h = location.hash.replace(/^#\/?/, '');
   if (h.startsWith('kpi/')) return { view: 'kpi', id: decodeURIComponent(h.slice(4)) };
   if (h === 'incidents') return { view: 'incidents' };
   if (h === 'transparency') return { view: 'transparency' };
+  if (h === 'governance') return { view: 'governance' };
   return { view: 'overview' };
 }
 
@@ -174,7 +175,7 @@ export class ParityApp extends LitElement {
         <h1>${this.agreement?.agreement.partnership.title ?? 'Parity'} — ${t('title')}</h1>
         <nav aria-label="main">
           ${this.who
-            ? html`${this.who.role === 'operator' ? nothing : html`<a href="#/">${t('kpis')}</a><a href="#/incidents">${t('incidents')}</a>`}<a href="#/transparency">${t('transparency')}</a>`
+            ? html`${this.who.role === 'operator' ? nothing : html`<a href="#/">${t('kpis')}</a><a href="#/incidents">${t('incidents')}</a>`}<a href="#/transparency">${t('transparency')}</a>${['admin', 'steering', 'operator'].includes(this.who.role) ? html`<a href="#/governance">${t('governance')}</a>` : nothing}`
             : nothing}
           <label style="display:inline;font-weight:400">${t('language')}
             <select @change=${(e: Event) => i18n.set((e.target as HTMLSelectElement).value as Lang)} .value=${i18n.lang}>
@@ -210,6 +211,10 @@ export class ParityApp extends LitElement {
   }
 
   #view() {
+    if (this.route.view === 'governance' && this.who && ['admin', 'steering', 'operator'].includes(this.who.role)) {
+      void import('./governance-view.js');
+      return html`<section class="card"><parity-governance .userRole=${this.who.role} .partner=${this.who.partner}></parity-governance></section>`;
+    }
     if (this.route.view === 'transparency' || this.who?.role === 'operator') {
       void import('./transparency-view.js');
       return html`<section class="card"><parity-transparency></parity-transparency></section>`;
