@@ -115,7 +115,7 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
       async (req) => {
         const p = await authenticate(room.control.db, room.clock, req);
         const body = req.body as { note?: string; reason?: string } | undefined;
-        return (await decide(room, p, req.params.id, decision, body?.note ?? body?.reason)) as unknown as Record<string, unknown>;
+        return (await decide(room, p, req.params.id, decision, body?.note ?? body?.reason, req.log)) as unknown as Record<string, unknown>;
       },
     );
   }

@@ -152,7 +152,7 @@ export async function propose(room: Room, p: Principal, input: { document: unkno
 }
 
 /** An admin approves or rejects for their own partner; the last approval activates the new version. */
-export async function decide(room: Room, p: Principal, id: string, decision: 'approve' | 'reject', note: string | undefined): Promise<ProposalView> {
+export async function decide(room: Room, p: Principal, id: string, decision: 'approve' | 'reject', note: string | undefined, log?: { error(obj: unknown, msg: string): void }): Promise<ProposalView> {
   const partner = requireAdmin(p);
   const now = room.clock.now();
   let activated: AgreementVersion | undefined;
@@ -192,15 +192,21 @@ export async function decide(room: Room, p: Principal, id: string, decision: 'ap
     }
     return view(tx, (await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow()));
   });
-  if (activated) await applyAgreement(room, activated);
+  if (activated) await applyAgreement(room, activated, log);
   return result;
 }
 
-/** Puts a newly activated version in force: local days follow a new time zone; rollups follow the new definitions. */
-export async function applyAgreement(room: Room, v: AgreementVersion): Promise<void> {
+/**
+ * Puts a newly activated version in force: local days follow a new time zone; rollups follow
+ * the new definitions. The version is already committed: if re-localising fails it is retried
+ * at the next start (openRoom localises whenever the stored zone differs), never undone.
+ */
+export async function applyAgreement(room: Room, v: AgreementVersion, log?: { error(obj: unknown, msg: string): void }): Promise<void> {
   const before = room.agreement();
   room.setAgreement(v);
-  if (before.agreement.partnership.timezone !== v.agreement.partnership.timezone) await room.duck.localise(v.agreement.partnership.timezone);
+  if (before.agreement.partnership.timezone !== v.agreement.partnership.timezone) {
+    await room.duck.localise(v.agreement.partnership.timezone).catch((err: unknown) => log?.error({ err }, `version ${v.version} is active, but re-computing local days for ${v.agreement.partnership.timezone} failed; it is retried at the next start`));
+  }
   rollupsOf(room.duck)?.loop.request();
 }
 
