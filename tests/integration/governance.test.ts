@@ -444,3 +444,56 @@ describe('partners joining and leaving, and what admins may not mint', () => {
     expect((await call('POST', '/v1/tokens', admin, { role: 'owner', name: 'ana@acme.example' })).status).toBe(201);
   });
 });
+
+describe('more bad input on the governance endpoints', () => {
+  it('names the field and changes nothing', async () => {
+    const admin = await t.token('acme', 'admin');
+    const cases: [string, string, unknown, number, string][] = [
+      ['POST', '/v1/tokens/tok_x/rotate', { overlapHours: 'soon' }, 400, 'body.overlapHours'],
+      ['POST', '/v1/tokens/tok_x/rotate', { overlapHours: -1 }, 400, 'body.overlapHours'],
+      ['DELETE', `/v1/tokens/${'x'.repeat(65)}`, undefined, 400, 'params.id'],
+      ['GET', '/v1/audit?after=-1', undefined, 400, 'querystring.after'],
+      ['GET', '/v1/audit?limit=abc', undefined, 400, 'querystring.limit'],
+      ['POST', '/v1/agreement/proposals/prp_x/approve', { note: 'n'.repeat(2001) }, 400, 'body.note'],
+      ['POST', '/v1/agreement/proposals/prp_x/reject', { reason: '' }, 400, 'body.reason'],
+      ['POST', '/v1/agreement/proposals', { document: 42, reason: 'x' }, 400, 'body.document'],
+      ['POST', '/v1/agreement/proposals', { document: [], reason: 'x' }, 400, 'body.document'],
+      ['GET', `/v1/agreement/proposals/${'p'.repeat(65)}`, undefined, 400, 'params.id'],
+    ];
+    const before = await t.room.control.db.selectFrom('audit_log').select((eb) => eb.fn.countAll<number>().as('n')).where('action', 'in', ['token.rotated', 'token.revoked', 'agreement.approved', 'agreement.rejected', 'agreement.proposed']).executeTakeFirstOrThrow();
+    for (const [method, path, body, status, field] of cases) {
+      const r = await call(method, path, admin, body);
+      expect(r.status, `${method} ${path}`).toBe(status);
+      expect(r.type).toMatch(/problem\+json/);
+      expect(JSON.stringify(r.body), `${method} ${path}`).toContain(field);
+      expect(JSON.stringify(r.body)).not.toMatch(/at .*\.ts:\d+|SELECT|INSERT/);
+    }
+    const after = await t.room.control.db.selectFrom('audit_log').select((eb) => eb.fn.countAll<number>().as('n')).where('action', 'in', ['token.rotated', 'token.revoked', 'agreement.approved', 'agreement.rejected', 'agreement.proposed']).executeTakeFirstOrThrow();
+    expect(Number(after.n)).toBe(Number(before.n));
+  });
+});
+
+describe('a proposal that moves the partnership to another time zone', () => {
+  it('re-buckets every series in the new zone once active', async () => {
+    const own = await startTestRoom();
+    try {
+      const ingest = await own.token('acme', 'ingest');
+      // 23:30 UTC on a Sunday is Monday in Berlin, still Sunday in New York.
+      const body = ndjson(Array.from({ length: 6 }, (_, i) => ({ kpi: 'lead_time', at: '2026-11-15T23:30:00Z', value: 10 + i, subject: `TZ-${i}` })));
+      expect((await fetch(`${own.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${ingest}`, 'content-type': 'application/x-ndjson' }, body })).status).toBe(202);
+      const steering = await own.token('acme', 'steering');
+      const day = async () => ((await (await fetch(`${own.url}/v1/kpis/lead_time/series?grain=day&from=2026-11-14&to=2026-11-17`, { headers: { authorization: `Bearer ${steering}` } })).json()) as { cells: { period: string; n: number }[] }).cells.map((c) => [c.period, c.n]);
+      expect(await day()).toEqual([['2026-11-16', 6]]);
+      const doc = demo();
+      doc.partnership.timezone = 'America/New_York';
+      const [acme, globex] = [await own.token('acme', 'admin'), await own.token('globex', 'admin')];
+      const made = await fetch(`${own.url}/v1/agreement/proposals`, { method: 'POST', headers: { authorization: `Bearer ${acme}`, 'content-type': 'application/json' }, body: JSON.stringify({ document: doc, reason: 'the joint service runs from New York' }) });
+      const id = ((await made.json()) as { id: string }).id;
+      const ok = await fetch(`${own.url}/v1/agreement/proposals/${id}/approve`, { method: 'POST', headers: { authorization: `Bearer ${globex}`, 'content-type': 'application/json' }, body: '{}' });
+      expect(((await ok.json()) as { state: string }).state).toBe('active');
+      expect(await day()).toEqual([['2026-11-15', 6]]);
+    } finally {
+      await own.close();
+    }
+  });
+});
