@@ -51,6 +51,7 @@ function printProposal(p: ProposalView): void {
   out(`  reason: ${p.reason}`);
   out(`  ${p.changes.length} change${p.changes.length === 1 ? '' : 's'}${p.loosensPrivacy ? ' — LOOSENS PRIVACY' : ''}:`);
   for (const c of p.changes as AgreementChange[]) out(`    ${c.loosensPrivacy ? '!' : '-'} ${c.text}`);
+  for (const w of p.widensTokens) out(`  ! token ${w.id} (${w.partner ?? '-'} ${w.role}, ${w.name}) would read more under this version`);
   out(`  decisions: ${p.decisions.map((d) => `${d.partner} ${d.decision}d${d.note ? ` (${d.note})` : ''}`).join(', ') || 'none'}`);
   if (p.state === 'open') out(`  waiting for: ${p.waitingFor.join(', ')}`);
 }

@@ -32,6 +32,16 @@ export interface ProposalView {
   decisions: { partner: string; decision: 'approve' | 'reject'; tokenId: string; at: string; note: string | null }[];
   waitingFor: string[];
   agreement: Agreement;
+  /**
+   * Live tokens that would read more once this version is active, because it names their
+   * holder as a steering member, need-to-know reader or KPI owner who was not one before.
+   */
+  widensTokens: { id: string; partner: string | null; role: string; name: string }[];
+}
+
+/** Names that read beyond their role under an agreement: steering, need-to-know readers, owners. */
+function privilegedNames(a: Agreement): Set<string> {
+  return new Set([...a.steering.map((s) => s.email), ...a.kpis.flatMap((k) => [...k.needToKnow, ...Object.values(k.owners).map((o) => o.email)])].map((e) => e.toLowerCase()));
 }
 
 const newId = () => `prp_${randomBytes(9).toString('base64url')}`;
@@ -62,7 +72,7 @@ async function expireOld(tx: Transaction<Database>, now: Date): Promise<void> {
   for (const e of expired) await appendAuditIn(tx, { actor: 'system', partnerId: null, action: 'agreement.proposal.expired', target: e.id }, now);
 }
 
-async function view(tx: Transaction<Database>, row: ProposalRow): Promise<ProposalView> {
+async function view(tx: Transaction<Database>, row: ProposalRow, now: Date): Promise<ProposalView> {
   const base = await tx.selectFrom('agreement_versions').select('document').where('version', '=', row.base_version).executeTakeFirstOrThrow();
   const current = validateAgreement(parseDoc(base.document));
   const agreement = validateAgreement(parseDoc(row.document));
@@ -70,6 +80,11 @@ async function view(tx: Transaction<Database>, row: ProposalRow): Promise<Propos
   const decisions = await tx.selectFrom('proposal_decisions').selectAll().where('proposal_id', '=', row.id).orderBy('decided_at').execute();
   const required = requiredPartners(current.agreement, agreement.agreement);
   const approved = new Set(decisions.filter((d) => d.decision === 'approve').map((d) => d.partner_id));
+  const before = privilegedNames(current.agreement);
+  const newly = [...privilegedNames(agreement.agreement)].filter((n) => !before.has(n));
+  const widens = newly.length
+    ? await tx.selectFrom('tokens').select(['id', 'partner_id', 'role', 'name', 'expires_at']).where('revoked_at', 'is', null).where(sql<boolean>`lower(name) in (${sql.join(newly)})`).orderBy('id').execute()
+    : [];
   return {
     id: row.id,
     state: row.state as ProposalView['state'],
@@ -87,6 +102,7 @@ async function view(tx: Transaction<Database>, row: ProposalRow): Promise<Propos
     decisions: decisions.map((d) => ({ partner: d.partner_id, decision: d.decision, tokenId: d.token_id, at: iso(d.decided_at), note: d.note })),
     waitingFor: row.state === 'open' ? required.filter((p) => !approved.has(p)) : [],
     agreement: agreement.agreement,
+    widensTokens: widens.filter((w) => !w.expires_at || new Date(w.expires_at) > now).map((w) => ({ id: w.id, partner: w.partner_id, role: w.role, name: w.name })),
   };
 }
 
@@ -104,7 +120,7 @@ export async function listProposals(room: Room): Promise<ProposalView[]> {
     await expireOld(tx, room.clock.now());
     const rows = await tx.selectFrom('agreement_proposals').selectAll().orderBy('created_at', 'desc').limit(100).execute();
     const out: ProposalView[] = [];
-    for (const r of rows) out.push(await view(tx, r));
+    for (const r of rows) out.push(await view(tx, r, room.clock.now()));
     return out;
   });
 }
@@ -114,7 +130,7 @@ export async function getProposal(room: Room, id: string): Promise<ProposalView>
     await expireOld(tx, room.clock.now());
     const row = await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw notFound(`no proposal ${JSON.stringify(id.slice(0, 40))}`);
-    return view(tx, row);
+    return view(tx, row, room.clock.now());
   });
 }
 
@@ -146,7 +162,7 @@ export async function propose(room: Room, p: Principal, input: { document: unkno
       .execute();
     await tx.insertInto('proposal_decisions').values({ proposal_id: id, partner_id: partner, decision: 'approve', token_id: p.tokenId, decided_at: now, note: 'proposed' }).execute();
     await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'agreement.proposed', target: id, details: { baseVersion: active.version, digest, changes: changes.length, loosensPrivacy: loosens, expiresAt: expiresAt.toISOString() } }, now);
-    return view(tx, (await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow()));
+    return view(tx, await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow(), now);
   });
   return result;
 }
@@ -162,7 +178,7 @@ export async function decide(room: Room, p: Principal, id: string, decision: 'ap
     if (!row) throw notFound(`no proposal ${JSON.stringify(id.slice(0, 40))}`);
     if (row.state === 'expired') throw conflict(`proposal ${id} expired at ${iso(row.expires_at)}; propose it again`);
     if (row.state !== 'open') throw conflict(`proposal ${id} is ${row.state}; it takes no more decisions`);
-    const current = await view(tx, row);
+    const current = await view(tx, row, now);
     if (!current.requiredPartners.includes(partner)) throw forbidden(`partner ${partner} is not a party to this proposal`);
     const mine = current.decisions.find((d) => d.partner === partner);
     if (mine) throw conflict(`partner ${partner} already decided (${mine.decision}) on ${mine.at}`);
@@ -190,7 +206,7 @@ export async function decide(room: Room, p: Principal, id: string, decision: 'ap
         activated = { version, agreement: current.agreement, digest: current.digest, activatedAt: now };
       }
     }
-    return view(tx, (await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow()));
+    return view(tx, await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow(), now);
   });
   if (activated) await applyAgreement(room, activated, log);
   return result;

@@ -42,13 +42,17 @@ const MAX_RANGE_DAYS = 5 * 366;
 export function canSee(p: Principal | null, kpi: Kpi): boolean {
   if (!p) return kpi.disclosure === 'public' && kpi.published;
   if (!readRoles.has(p.role)) return false;
-  if (kpi.disclosure === 'need_to_know') return p.role === 'steering' || kpi.needToKnow.includes(p.name) || isNamedOwner(p, kpi);
+  if (kpi.disclosure === 'need_to_know') return p.role === 'steering' || kpi.needToKnow.some((e) => sameEmail(e, p.name)) || isNamedOwner(p, kpi);
   return true;
 }
 
+/** E-mail addresses name people whatever their case. */
+const sameEmail = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+
 /** The caller is the KPI's root-cause owner for their partner (the token's name is the owner's e-mail). */
 export function isNamedOwner(p: Principal, kpi: Kpi): boolean {
-  return p.partnerId !== null && kpi.owners[p.partnerId]?.email === p.name;
+  const owner = p.partnerId === null ? undefined : kpi.owners[p.partnerId];
+  return owner !== undefined && sameEmail(owner.email, p.name);
 }
 
 /** 403 for roles that never read aggregates (ingest, operator); the caller otherwise. */

@@ -443,6 +443,18 @@ describe('partners joining and leaving, and what admins may not mint', () => {
     expect((await call('POST', '/v1/tokens', admin, { role: 'analyst', name: 'ana@acme.example' })).status).toBe(403);
     expect((await call('POST', '/v1/tokens', admin, { role: 'owner', name: 'ana@acme.example' })).status).toBe(201);
   });
+
+  it('a proposal names the existing tokens it would let read more', async () => {
+    const admin = await t.token('acme', 'admin');
+    const maria = await call('POST', '/v1/tokens', admin, { role: 'analyst', name: 'Auditor@acme.example' });
+    expect(maria.status).toBe(201);
+    const doc = (await call('GET', '/v1/agreement', admin)).body.agreement;
+    doc.kpis.find((k: any) => k.id === 'customer_value').needToKnow.push('auditor@acme.example');
+    const made = await call('POST', '/v1/agreement/proposals', admin, { document: doc, reason: 'the auditor reads customer value' });
+    expect(made.status).toBe(201);
+    expect(made.body.widensTokens).toEqual([{ id: maria.body.id, partner: 'acme', role: 'analyst', name: 'Auditor@acme.example' }]);
+    expect((await call('POST', `/v1/agreement/proposals/${made.body.id}/reject`, await t.token('globex', 'admin'), { reason: 'not now' })).body.state).toBe('rejected');
+  });
 });
 
 describe('more bad input on the governance endpoints', () => {

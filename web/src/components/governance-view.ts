@@ -85,6 +85,7 @@ export class GovernanceView extends LitElement {
         ${p.loosensPrivacy ? html` · <span class="loosens">⚠ ${t('loosensPrivacy')}</span>` : nothing}</div>
       <div class="muted">${t('proposedBy')} ${p.proposedBy.partner} · ${i18n.date(p.createdAt)} · ${t('changesVersion')} ${p.baseVersion}${p.resultVersion ? ` → ${p.resultVersion}` : ''} · ${t('expires')} ${i18n.date(p.expiresAt)}</div>
       <ul class="changes">${p.changes.map((c) => html`<li class=${c.loosensPrivacy ? 'loosens' : ''}>${c.loosensPrivacy ? html`<span aria-hidden="true">⚠ </span>` : nothing}${c.text}</li>`)}</ul>
+      ${p.widensTokens.length ? html`<p class="loosens">⚠ ${t('widensTokens')}: ${p.widensTokens.map((w) => `${w.id} (${w.partner ?? '—'} ${w.role}, ${w.name})`).join('; ')}</p>` : nothing}
       <div class="muted">${t('decisions')}: ${p.decisions.map((d) => `${d.partner} ${d.decision === 'approve' ? '✓' : '✕'}${d.note ? ` (${d.note})` : ''}`).join(', ') || '—'}${p.state === 'open' ? html` · ${t('waitingFor')}: ${p.waitingFor.join(', ')}` : nothing}</div>
       ${mayDecide
         ? html`<form class="row" @submit=${(e: SubmitEvent) => {

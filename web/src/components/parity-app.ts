@@ -361,7 +361,7 @@ export class ParityApp extends LitElement {
     if (!w) return false;
     if (w.role === 'steering') return true;
     const def = this.agreement?.agreement.kpis.find((k) => k.id === i.kpi.id);
-    return w.role === 'owner' && !!w.partner && def?.owners[w.partner]?.email === w.name && (i.scope === 'combined' || i.scope === w.partner);
+    return w.role === 'owner' && !!w.partner && def?.owners[w.partner]?.email.toLowerCase() === w.name.toLowerCase() && (i.scope === 'combined' || i.scope === w.partner);
   }
 
   #incidentList(list: FactSheet[]) {
