@@ -5,13 +5,19 @@ import { canonicalDigest } from '../platform/canonical-json.js';
 
 const isoDuration = /^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$/;
 
-/** Milliseconds of an ISO-8601 duration (months as 30 days, years as 365: only used for SLAs). */
-export function durationMs(iso: string): number {
+/** The parts of an ISO-8601 duration, each 0 when absent. */
+export function durationParts(iso: string): { years: number; months: number; weeks: number; days: number; hours: number; minutes: number; seconds: number } {
   const m = isoDuration.exec(iso);
   if (!m) throw new Error(`not an ISO-8601 duration: ${iso}`);
   const n = (s: string | undefined) => (s ? Number(s.slice(0, -1)) : 0);
+  return { years: n(m[1]), months: n(m[2]), weeks: n(m[3]), days: n(m[4]), hours: n(m[6]), minutes: n(m[7]), seconds: n(m[8]) };
+}
+
+/** Milliseconds of an ISO-8601 duration (months as 30 days, years as 365: only used for SLAs). */
+export function durationMs(iso: string): number {
+  const d = durationParts(iso);
   const day = 86_400_000;
-  return n(m[1]) * 365 * day + n(m[2]) * 30 * day + n(m[3]) * 7 * day + n(m[4]) * day + n(m[6]) * 3_600_000 + n(m[7]) * 60_000 + (m[8] ? Number(m[8].slice(0, -1)) * 1000 : 0);
+  return d.years * 365 * day + d.months * 30 * day + d.weeks * 7 * day + d.days * day + d.hours * 3_600_000 + d.minutes * 60_000 + d.seconds * 1000;
 }
 
 const id = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'expected a lower-case id (a-z, 0-9, _ or -), starting with a letter');

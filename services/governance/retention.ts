@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Room } from '../platform/room.js';
 import { localToday } from '../query/series-service.js';
+import { durationParts } from './agreement-schema.js';
 
 /** The pseudo-partner of the room's own changes to the points (a retention run). */
 export const ROOM_PARTNER = '(room)';
@@ -19,13 +20,11 @@ export interface RetentionResult {
  * 2026-11-23 is 2023-11-23); a time part (PT36H) counts in whole days, rounded up.
  */
 export function retentionHorizon(today: string, retention: string): string {
-  const m = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$/.exec(retention);
-  if (!m) throw new Error(`not an ISO-8601 duration: ${retention}`);
-  const n = (i: number) => Number(m[i] ?? 0);
-  const days = n(3) * 7 + n(4) + Math.ceil((n(5) * 3600 + n(6) * 60 + n(7)) / 86_400);
+  const p = durationParts(retention);
+  const days = p.weeks * 7 + p.days + Math.ceil((p.hours * 3600 + p.minutes * 60 + p.seconds) / 86_400);
   const [y, mo, d] = today.split('-').map(Number) as [number, number, number];
   // Months first, clamped to the month's end (2026-03-31 minus P1M is 2026-02-28), then days.
-  const first = new Date(Date.UTC(y - n(1), mo - 1 - n(2), 1));
+  const first = new Date(Date.UTC(y - p.years, mo - 1 - p.months, 1));
   const lastDay = new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth() + 1, 0)).getUTCDate();
   return new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth(), Math.min(d, lastDay) - days)).toISOString().slice(0, 10);
 }
