@@ -189,6 +189,11 @@ export function agreementDigest(a: Agreement): string {
   return canonicalDigest(a);
 }
 
+/** Names (lower-cased e-mails) that read beyond their token's role: steering members, need-to-know readers, KPI owners. */
+export function privilegedNames(a: Agreement): Set<string> {
+  return new Set([...a.steering.map((s) => s.email), ...a.kpis.flatMap((k) => [...k.needToKnow, ...Object.values(k.owners).map((o) => o.email)])].map((e) => e.toLowerCase()));
+}
+
 /** The strictest threshold that applies to a KPI: its own, the default, and every partner's. */
 export function effectiveMinGroupSize(a: Agreement, k: Kpi): number {
   return Math.max(k.minGroupSize ?? a.defaults.minGroupSize, a.defaults.minGroupSize, ...a.partners.map((p) => p.minGroupSize ?? 0));

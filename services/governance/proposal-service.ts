@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import type { Database, ProposalRow } from '../platform/control-db.js';
+import { requirePartnerAdmin } from '../platform/auth.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { rollupsOf } from '../query/rollups.js';
-import { findActiveAgreement, type AgreementVersion } from './agreement-repository.js';
+import type { AgreementVersion } from './agreement-repository.js';
 import { diffAgreements, type AgreementChange } from './agreement-diff.js';
-import { agreementDigest, parseAgreementText, validateAgreement, type Agreement } from './agreement-schema.js';
+import { agreementDigest, parseAgreementText, privilegedNames, validateAgreement, type Agreement } from './agreement-schema.js';
 import { appendAuditIn } from './audit-repository.js';
 import type { Principal } from './token-repository.js';
 
@@ -39,11 +40,6 @@ export interface ProposalView {
   widensTokens: { id: string; partner: string | null; role: string; name: string }[];
 }
 
-/** Names that read beyond their role under an agreement: steering, need-to-know readers, owners. */
-function privilegedNames(a: Agreement): Set<string> {
-  return new Set([...a.steering.map((s) => s.email), ...a.kpis.flatMap((k) => [...k.needToKnow, ...Object.values(k.owners).map((o) => o.email)])].map((e) => e.toLowerCase()));
-}
-
 const newId = () => `prp_${randomBytes(9).toString('base64url')}`;
 const iso = (d: Date | string) => new Date(d).toISOString();
 const parseDoc = (d: unknown): unknown => (typeof d === 'string' ? JSON.parse(d) : d);
@@ -61,11 +57,6 @@ export function proposedAgreement(document: unknown): Agreement {
   );
 }
 
-function requireAdmin(p: Principal): string {
-  if (p.role !== 'admin' || !p.partnerId) throw forbidden('only a partner admin may propose, approve or reject an agreement change');
-  return p.partnerId;
-}
-
 /** Open proposals whose time ran out become expired (lazily, on every read or change). */
 async function expireOld(tx: Transaction<Database>, now: Date): Promise<void> {
   const expired = await tx.updateTable('agreement_proposals').set({ state: 'expired', decided_at: now }).where('state', '=', 'open').where('expires_at', '<=', now).returning('id').execute();
@@ -78,7 +69,7 @@ async function view(tx: Transaction<Database>, row: ProposalRow, now: Date): Pro
   const agreement = validateAgreement(parseDoc(row.document));
   if (!current.ok || !agreement.ok) throw new Error(`proposal ${row.id} or its base version no longer validates`);
   const decisions = await tx.selectFrom('proposal_decisions').selectAll().where('proposal_id', '=', row.id).orderBy('decided_at').execute();
-  const required = requiredPartners(current.agreement, agreement.agreement);
+  const required = requiredPartners(current.agreement);
   const approved = new Set(decisions.filter((d) => d.decision === 'approve').map((d) => d.partner_id));
   const before = privilegedNames(current.agreement);
   const newly = [...privilegedNames(agreement.agreement)].filter((n) => !before.has(n));
@@ -111,7 +102,7 @@ async function view(tx: Transaction<Database>, row: ProposalRow, now: Date): Pro
  * partner being removed included. A partner being added joins with the new version (its
  * tokens are issued by the host once it exists).
  */
-function requiredPartners(current: Agreement, _proposed: Agreement): string[] {
+function requiredPartners(current: Agreement): string[] {
   return current.partners.map((p) => p.id).sort();
 }
 
@@ -136,7 +127,7 @@ export async function getProposal(room: Room, id: string): Promise<ProposalView>
 
 /** A partner admin proposes a new agreement document; the proposer's own partner approves by proposing. */
 export async function propose(room: Room, p: Principal, input: { document: unknown; reason: string; expiresInDays?: number | undefined }): Promise<ProposalView> {
-  const partner = requireAdmin(p);
+  const partner = requirePartnerAdmin(p, 'propose, approve or reject an agreement change');
   const agreement = proposedAgreement(input.document);
   const now = room.clock.now();
   const active = room.agreement();
@@ -169,7 +160,7 @@ export async function propose(room: Room, p: Principal, input: { document: unkno
 
 /** An admin approves or rejects for their own partner; the last approval activates the new version. */
 export async function decide(room: Room, p: Principal, id: string, decision: 'approve' | 'reject', note: string | undefined, log?: { error(obj: unknown, msg: string): void }): Promise<ProposalView> {
-  const partner = requireAdmin(p);
+  const partner = requirePartnerAdmin(p, 'propose, approve or reject an agreement change');
   const now = room.clock.now();
   let activated: AgreementVersion | undefined;
   const result = await room.control.db.transaction().execute(async (tx) => {
@@ -232,4 +223,3 @@ export async function listVersions(room: Room): Promise<{ version: number; diges
   return rows.map((r) => ({ version: Number(r.version), digest: r.digest, source: r.source, activatedAt: r.activated_at ? iso(r.activated_at) : null, proposal: r.proposal_id }));
 }
 
-export { findActiveAgreement };

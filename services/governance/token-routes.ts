@@ -2,11 +2,12 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problemSchema } from '../ingest/receipt-schema.js';
-import { authenticate, requireRole } from '../platform/auth.js';
+import { authenticate, requirePartnerAdmin } from '../platform/auth.js';
+import { privilegedNames } from './agreement-schema.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { appendAuditIn } from './audit-repository.js';
-import { createToken, findToken, listTokens, revokeToken, tokenView, type Principal, type Role } from './token-repository.js';
+import { createToken, findToken, listTokens, revokeToken, tokenView, type Role } from './token-repository.js';
 
 /** Roles a partner admin hands out; steering and operator tokens are issued by the room's host (CLI). */
 export const adminIssuedRoles = ['ingest', 'analyst', 'owner', 'admin'] as const satisfies readonly Role[];
@@ -27,12 +28,6 @@ const tokenSchema = z.object({
 const issuedSchema = tokenSchema.extend({ token: z.string().describe('the token itself: shown once, only its SHA-256 is kept') });
 const idParam = z.object({ id: z.string().max(64) });
 
-function adminPartner(p: Principal): string {
-  requireRole(p, 'admin');
-  if (!p.partnerId) throw forbidden('an admin token belongs to a partner');
-  return p.partnerId;
-}
-
 /** A token of the admin's own partner; others' tokens are not found (their ids say nothing). */
 async function ownToken(room: Room, partner: string, id: string) {
   const row = await findToken(room.control.db, id);
@@ -47,10 +42,9 @@ async function ownToken(room: Room, partner: string, id: string) {
  */
 function privilegedName(room: Room, partner: string, role: Role, name: string): boolean {
   const a = room.agreement().agreement;
-  const n = name.toLowerCase();
-  if (a.steering.some((s) => s.email.toLowerCase() === n)) return true;
-  if (a.kpis.some((k) => k.needToKnow.some((e) => e.toLowerCase() === n))) return true;
-  return a.kpis.some((k) => Object.entries(k.owners).some(([p, o]) => o.email.toLowerCase() === n && !(p === partner && role === 'owner')));
+  // On an owner token, the admin's own partner's owners are not privileged names: they are its owners.
+  const others = role === 'owner' ? { ...a, kpis: a.kpis.map((k) => ({ ...k, owners: Object.fromEntries(Object.entries(k.owners).filter(([p]) => p !== partner)) })) } : a;
+  return privilegedNames(others).has(name.toLowerCase());
 }
 
 /** Partner admins manage their own partner's tokens: issue, list, revoke, rotate. */
@@ -62,7 +56,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     { schema: { summary: 'Your partner\'s tokens and users (a partner admin); never the tokens themselves', tags: ['governance'], security: [{ bearer: [] }], response: { 200: z.object({ tokens: z.array(tokenSchema) }), 401: problemSchema, 403: problemSchema } } },
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
-      const partner = adminPartner(p);
+      const partner = requirePartnerAdmin(p, "manage its partner's tokens");
       const now = room.clock.now();
       return { tokens: (await listTokens(room.control.db, partner)).map((r) => tokenView(r, now)) };
     },
@@ -85,7 +79,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     },
     async (req, reply) => {
       const p = await authenticate(room.control.db, room.clock, req);
-      const partner = adminPartner(p);
+      const partner = requirePartnerAdmin(p, "manage its partner's tokens");
       const now = room.clock.now();
       const expiresAt = req.body.expiresAt ? new Date(req.body.expiresAt) : null;
       if (expiresAt && expiresAt <= now) throw badRequest('expiresAt: must be in the future', 'body.expiresAt');
@@ -105,7 +99,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     { schema: { summary: 'Revoke one of your partner\'s tokens at once (a partner admin)', tags: ['governance'], security: [{ bearer: [] }], params: idParam, response: { 200: tokenSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema } } },
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
-      const partner = adminPartner(p);
+      const partner = requirePartnerAdmin(p, "manage its partner's tokens");
       const now = room.clock.now();
       await ownToken(room, partner, req.params.id);
       await room.control.db.transaction().execute(async (tx) => {
@@ -130,7 +124,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     },
     async (req, reply) => {
       const p = await authenticate(room.control.db, room.clock, req);
-      const partner = adminPartner(p);
+      const partner = requirePartnerAdmin(p, "manage its partner's tokens");
       const now = room.clock.now();
       const old = await ownToken(room, partner, req.params.id);
       // What an admin may not issue, it may not renew either: the host rotates those.

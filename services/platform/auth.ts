@@ -42,6 +42,12 @@ export async function authenticate(db: ControlDb, clock: Clock, req: FastifyRequ
   return principal;
 }
 
+/** The partner of a partner admin; 403 for anyone else (what an admin does, it does for its own partner). */
+export function requirePartnerAdmin(p: Principal, what: string): string {
+  if (p.role !== 'admin' || !p.partnerId) throw forbidden(`only a partner admin may ${what}`);
+  return p.partnerId;
+}
+
 /** 403 unless the principal holds one of the roles. */
 export function requireRole(p: Principal, ...allowed: Role[]): void {
   if (!allowed.includes(p.role)) throw forbidden(`the ${p.role} role may not do this; it needs ${allowed.join(' or ')}`);
