@@ -1,3 +1,4 @@
+import { stringify } from 'csv-stringify/sync';
 import { sql } from 'kysely';
 import type { Room } from '../platform/room.js';
 import { badRequest } from '../platform/errors.js';
@@ -171,6 +172,5 @@ export function transparencyCsv(r: TransparencyReport): string {
   for (const i of r.incidents) rows.push(['incidents', i.scope === 'combined' ? null : i.scope, i.kpi, null, 'opened', i.opened, null], ['incidents', i.scope === 'combined' ? null : i.scope, i.kpi, null, 'resolved', i.resolved, null]);
   for (const n of r.notifications) rows.push(['notifications', n.partner, null, n.channel, n.state, n.count, n.lastAt]);
   for (const c of r.agreementChanges) rows.push(['agreement', c.partner, null, c.proposal ?? (c.version === null ? null : `v${c.version}`), c.action, null, c.at]);
-  const esc = (v: string | number | null) => (v === null ? '' : /[",\n]/.test(String(v)) ? `"${String(v).replaceAll('"', '""')}"` : String(v));
-  return rows.map((row) => row.map(esc).join(',')).join('\n') + '\n';
+  return stringify(rows);
 }

@@ -1,4 +1,5 @@
 import { Float64, Int32, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
+import { stringify } from 'csv-stringify/sync';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -60,9 +61,8 @@ function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult, f
     return reply.type(ARROW).send(Buffer.from(tableToIPC(table, 'stream')));
   }
   if (accept.includes('text/csv')) {
-    const esc = (v: string | number | null | undefined) => (v === null || v === undefined ? '' : /[",\n]/.test(String(v)) ? `"${String(v).replaceAll('"', '""')}"` : String(v));
-    const lines = ['period,group,value,n,state,reason', ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reason].map(esc).join(','))];
-    return reply.type('text/csv; charset=utf-8').send(lines.join('\n') + '\n');
+    const rows = [['period', 'group', 'value', 'n', 'state', 'reason'], ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reason])];
+    return reply.type('text/csv; charset=utf-8').send(stringify(rows));
   }
   return reply.type('application/json; charset=utf-8').send(seriesJson(r));
 }
