@@ -6,7 +6,6 @@ import { authenticate, requireRole } from '../platform/auth.js';
 import type { Room } from '../platform/room.js';
 import { verifyAuditChain } from './audit-repository.js';
 import { resolveMonth, transparencyCsv, transparencyReport } from './transparency.js';
-import type { Principal } from './token-repository.js';
 import { canSee } from '../query/series-service.js';
 
 /** Roles that read the whole log (it holds no values): the parity-staffed committee and the neutral host. */
@@ -23,11 +22,6 @@ const entrySchema = z.object({
   prevHash: z.string(),
   hash: z.string(),
 });
-
-/** The partners a principal may read entries of: undefined for all, else its own (and the shared ones). */
-export function auditScope(p: Principal): string | undefined | null {
-  return wholeLog.has(p.role) ? undefined : p.partnerId;
-}
 
 /** GET /v1/audit and /v1/audit/verify: the hash-chained log of every access and change. */
 export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
@@ -51,15 +45,15 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
-      const scope = auditScope(p);
+      const whole = wholeLog.has(p.role);
       let q = room.control.db.selectFrom('audit_log').selectAll().where('seq', '>', req.query.after ?? 0).orderBy('seq').limit(req.query.limit);
       // Shared: the room's own entries and the partnership's agreement changes (every partner is a
       // party); not another partner's reads of the agreement, and not refused sign-ins (their
       // address is for the host and steering).
-      if (scope !== undefined) {
+      if (!whole) {
         q = q.where((eb) =>
           eb.or([
-            eb('partner_id', '=', scope),
+            eb('partner_id', '=', p.partnerId),
             eb.and([eb('partner_id', 'is', null), eb('action', '!=', 'session.refused')]),
             eb.and([eb('action', 'like', 'agreement.%'), eb('action', '!=', 'agreement.read')]),
           ]),
@@ -67,15 +61,7 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       }
       if (req.query.action) q = req.query.action.endsWith('.') ? q.where('action', 'like', `${req.query.action.replaceAll('_', '\\_')}%`) : q.where('action', '=', req.query.action);
       const rows = await q.execute();
-      // Need-to-know KPIs the reader may not see stay out, as everywhere: not even their ids.
-      const hidden = new Set(scope === undefined ? [] : room.agreement().agreement.kpis.filter((k) => !canSee(p, k)).map((k) => k.id));
-      const mentions = (r: (typeof rows)[number]) => {
-        const d = (typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown>;
-        const filter = (d['filter'] ?? {}) as Record<string, unknown>;
-        const kpis = [r.target, d['kpi'], filter['kpi'], ...(Array.isArray(d['kpis']) ? d['kpis'] : []), ...Object.keys((d['perKpi'] as object | undefined) ?? {})];
-        return kpis.some((k) => typeof k === 'string' && hidden.has(k));
-      };
-      const entries = rows.filter((r) => hidden.size === 0 || !mentions(r)).map((r) => ({
+      const all = rows.map((r) => ({
         seq: Number(r.seq),
         at: new Date(r.at).toISOString(),
         actor: r.actor,
@@ -86,6 +72,12 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         prevHash: r.prev_hash,
         hash: r.hash,
       }));
+      // Need-to-know KPIs the reader may not see stay out, as everywhere: not even their ids.
+      const hidden = new Set(whole ? [] : room.agreement().agreement.kpis.filter((k) => !canSee(p, k)).map((k) => k.id));
+      const mentions = ({ target, details: d }: (typeof all)[number]) =>
+        [target, d['kpi'], (d['filter'] as Record<string, unknown> | undefined)?.['kpi'], ...(Array.isArray(d['kpis']) ? d['kpis'] : []), ...Object.keys((d['perKpi'] as object | undefined) ?? {})].some((k) => typeof k === 'string' && hidden.has(k));
+      const entries = hidden.size === 0 ? all : all.filter((e) => !mentions(e));
+      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'audit.read', details: { role: p.role, after: req.query.after ?? 0, action: req.query.action ?? null, returned: entries.length } });
       return { entries, next: rows.length === req.query.limit ? Number(rows.at(-1)!.seq) : null };
     },
   );
@@ -103,7 +95,9 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
-      return verifyAuditChain(room.control.db);
+      const result = await verifyAuditChain(room.control.db);
+      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'audit.verified', details: { role: p.role, ...result } });
+      return result;
     },
   );
 

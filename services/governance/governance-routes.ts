@@ -49,7 +49,9 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'analyst', 'owner', 'steering', 'admin', 'operator');
-      return { versions: await listVersions(room) };
+      const versions = await listVersions(room);
+      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'versions.read', details: { role: p.role } });
+      return { versions };
     },
   );
 
@@ -83,7 +85,9 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'admin', 'steering', 'operator');
-      return { proposals: (await listProposals(room)) as unknown as Record<string, unknown>[] };
+      const proposals = await listProposals(room);
+      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'proposals.read', details: { role: p.role, returned: proposals.length } });
+      return { proposals: proposals as unknown as Record<string, unknown>[] };
     },
   );
 
@@ -95,7 +99,9 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'admin', 'steering', 'operator');
-      return (await getProposal(room, req.params.id)) as unknown as Record<string, unknown>;
+      const proposal = await getProposal(room, req.params.id);
+      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'proposals.read', target: proposal.id, details: { role: p.role } });
+      return proposal as unknown as Record<string, unknown>;
     },
   );
 

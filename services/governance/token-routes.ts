@@ -58,7 +58,9 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const p = await authenticate(room.control.db, room.clock, req);
       const partner = requirePartnerAdmin(p, "manage its partner's tokens");
       const now = room.clock.now();
-      return { tokens: (await listTokens(room.control.db, partner)).map((r) => tokenView(r, now)) };
+      const tokens = (await listTokens(room.control.db, partner)).map((r) => tokenView(r, now));
+      await room.audit({ actor: p.tokenId, partnerId: partner, action: 'token.listed', details: { returned: tokens.length } });
+      return { tokens };
     },
   );
 

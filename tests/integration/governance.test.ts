@@ -165,6 +165,8 @@ describe('tokens and users', () => {
     expect((await call('GET', '/v1/kpis', issued.body.token)).status).toBe(200);
     const list = await call('GET', '/v1/tokens', admin);
     expect(list.body.tokens.some((x: any) => x.id === issued.body.id)).toBe(true);
+    const listed = (await call('GET', '/v1/audit?action=token.listed', admin)).body.entries;
+    expect(listed.at(-1)).toMatchObject({ partner: 'acme', details: { returned: list.body.tokens.length } });
     expect(JSON.stringify(list.body)).not.toContain(issued.body.token);
     expect(list.body.tokens.every((x: any) => x.partner === 'acme')).toBe(true);
     const stored = await t.room.control.db.selectFrom('tokens').select('token_hash').where('id', '=', issued.body.id).executeTakeFirstOrThrow();
