@@ -74,6 +74,21 @@ async function signIn(token: string, width = 1280): Promise<Session> {
   return s;
 }
 
+/** axe-core's serious and critical WCAG 2 A/AA violations on the page, each with the offending markup. */
+async function axeViolations(page: Page): Promise<string[]> {
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact: string; nodes: { html: string }[] }[] }> } }).axe;
+    return axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
+  });
+  return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${JSON.stringify(v.nodes.map((n) => n.html.slice(0, 200)))}`);
+}
+
+/** Waits until the detail page's chart has a Vega view. */
+async function chartDrawn(page: Page): Promise<void> {
+  await page.waitForFunction(() => (document.querySelector('parity-app')?.shadowRoot?.querySelector('parity-kpi-chart') as unknown as { view?: unknown })?.view !== undefined);
+}
+
 async function api<T>(path: string, token: string): Promise<T> {
   const res = await fetch(`${t.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
   expect(res.status, path).toBe(200);
@@ -142,7 +157,7 @@ describe('the joint dashboard in Chromium', () => {
   it('draws the band and marks breaches on the detail chart; a suppressed period is a gap with its reason; the table has the API cells', async () => {
     const a = await signIn(tokens['acme']!);
     await a.page.goto(`${t.url}/#/kpi/lead_time`);
-    await a.page.waitForFunction(() => (document.querySelector('parity-app')?.shadowRoot?.querySelector('parity-kpi-chart') as unknown as { view?: unknown })?.view !== undefined);
+    await chartDrawn(a.page);
     const chart = await a.page.$eval('parity-app', (app) => {
       const c = app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as { view: { data(n: string): unknown[] }; shadowRoot: ShadowRoot };
       return { band: c.view.data('band').length, breaches: c.view.data('breaches').length, cells: c.view.data('cells').length, svgPaths: c.shadowRoot.querySelectorAll('svg path').length };
@@ -179,7 +194,7 @@ describe('the joint dashboard in Chromium', () => {
   it('draws a control band period by period, as the API judged each period', async () => {
     const a = await signIn(tokens['acme']!);
     await a.page.goto(`${t.url}/#/kpi/error_rate`);
-    await a.page.waitForFunction(() => (document.querySelector('parity-app')?.shadowRoot?.querySelector('parity-kpi-chart') as unknown as { view?: unknown })?.view !== undefined);
+    await chartDrawn(a.page);
     const drawn = await a.page.$eval('parity-app', (app) => {
       const c = app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as { view: { data(n: string): { period: string; lower: number; upper: number }[] } };
       return c.view.data('band').map((b) => [b.period, b.lower, b.upper]);
@@ -264,14 +279,9 @@ describe('the joint dashboard in Chromium', () => {
       const overflow = await s.page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
       expect(overflow, `horizontal scrolling at ${width}px`).toBe(false);
       await s.page.goto(`${t.url}/#/kpi/lead_time`);
-      await s.page.waitForFunction(() => (document.querySelector('parity-app')?.shadowRoot?.querySelector('parity-kpi-chart') as unknown as { view?: unknown })?.view !== undefined);
+      await chartDrawn(s.page);
       await s.page.screenshot({ path: join(dir, `detail-lead_time-${width}.png`), fullPage: true });
-      await s.page.addScriptTag({ content: axeSource });
-      const result = await s.page.evaluate(async () => {
-        const axe = (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact: string; nodes: unknown[] }[] }> } }).axe;
-        return axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
-      });
-      const serious = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${JSON.stringify(v.nodes.map((n) => (n as { html: string }).html.slice(0, 200)))}`);
+      const serious = await axeViolations(s.page);
       expect(serious, `axe at ${width}px`).toEqual([]);
       expect(s.errors).toEqual([]);
       await s.page.context().close();
@@ -331,12 +341,7 @@ describe('the joint dashboard in Chromium', () => {
       return [...view.querySelectorAll('table')][0]!.innerText;
     });
     for (const p of report.partners) expect(rows).toContain(`${p.partner}\t${p.batches}\t${new Intl.NumberFormat('en-GB').format(p.pointsAccepted)}`);
-    await s.page.addScriptTag({ content: axeSource });
-    const result = await s.page.evaluate(async () => {
-      const axe = (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact: string }[] }> } }).axe;
-      return axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
-    });
-    expect(result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id)).toEqual([]);
+    expect(await axeViolations(s.page)).toEqual([]);
     await s.page.screenshot({ path: join(artifactDir(), 'transparency-1280.png'), fullPage: true });
     expect(s.errors).toEqual([]);
     await s.page.context().close();
@@ -400,12 +405,7 @@ describe('the joint dashboard in Chromium', () => {
     expect(text).toContain('KPI lead_time: band.upper 72 → 80');
     expect(text).toMatch(/defaults\.minGroupSize: 5 → 4 \(loosens privacy/);
     expect(text).toContain('waiting for: globex');
-    await s.page.addScriptTag({ content: axeSource });
-    const result = await s.page.evaluate(async () => {
-      const axe = (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact: string }[] }> } }).axe;
-      return axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
-    });
-    expect(result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${JSON.stringify((v as unknown as { nodes: { html: string }[] }).nodes.map((n) => n.html.slice(0, 160)))}`)).toEqual([]);
+    expect(await axeViolations(s.page)).toEqual([]);
     await s.page.screenshot({ path: join(artifactDir(), 'governance-1280.png'), fullPage: true });
 
     await s.page.locator('parity-governance [data-proposal] input[name="note"]').fill('agreed on the call');
