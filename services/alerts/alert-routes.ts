@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { problemSchema } from '../ingest/receipt-schema.js';
 import { authenticate, requireRole } from '../platform/auth.js';
+import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { assertReader, canSee } from '../query/series-service.js';
 import { AlertEngine } from './alert-engine.js';
@@ -165,7 +166,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         createdAt: new Date(r.created_at).toISOString(),
         deliveredAt: r.delivered_at ? new Date(r.delivered_at).toISOString() : null,
         lastError: r.last_error,
-        factSheet: ((typeof r.payload === 'string' ? JSON.parse(r.payload) : r.payload) as { data: unknown }).data,
+        factSheet: jsonColumn<{ data: unknown }>(r.payload).data,
       }));
       await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'query.notifications', details: { role: p.role, returned: notifications.length } });
       return { notifications };

@@ -4,7 +4,7 @@ import nodemailer, { type Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
 import { appendAuditIn } from '../governance/audit-repository.js';
 import { canonicalJson } from '../platform/canonical-json.js';
-import type { OutboxRow } from '../platform/control-db.js';
+import { jsonColumn, type OutboxRow } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { renderEmail } from './fact-sheet.js';
 import type { NotificationPayload } from './outbox.js';
@@ -139,7 +139,7 @@ export class Notifier {
   }
 
   async #deliver(row: OutboxRow): Promise<void> {
-    const payload = (typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload) as NotificationPayload;
+    const payload = jsonColumn<NotificationPayload>(row.payload);
     const outcome = row.channel === 'webhook' ? await this.#sendWebhook(row, payload) : await this.#sendEmail(row, payload);
     const now = this.#room.clock.now();
     const db = this.#room.control.db;

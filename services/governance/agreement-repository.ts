@@ -1,4 +1,4 @@
-import type { ControlDb } from '../platform/control-db.js';
+import { jsonColumn, type ControlDb } from '../platform/control-db.js';
 import { agreementDigest, validateAgreement, type Agreement } from './agreement-schema.js';
 
 export interface AgreementVersion {
@@ -12,7 +12,7 @@ export interface AgreementVersion {
 export async function findActiveAgreement(db: ControlDb): Promise<AgreementVersion | undefined> {
   const row = await db.selectFrom('agreement_versions').selectAll().where('activated_at', 'is not', null).orderBy('version', 'desc').limit(1).executeTakeFirst();
   if (!row) return undefined;
-  const doc = typeof row.document === 'string' ? JSON.parse(row.document) : row.document;
+  const doc = jsonColumn<unknown>(row.document);
   const parsed = validateAgreement(doc);
   if (!parsed.ok) throw new Error(`stored agreement version ${row.version} no longer validates: ${parsed.problems[0]?.path}: ${parsed.problems[0]?.message}`);
   return { version: Number(row.version), agreement: parsed.agreement, digest: row.digest, activatedAt: row.activated_at ? new Date(row.activated_at) : null };

@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problemSchema } from '../ingest/receipt-schema.js';
 import { authenticate, requireRole } from '../platform/auth.js';
+import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { verifyAuditChain } from './audit-repository.js';
 import { resolveMonth, transparencyCsv, transparencyReport } from './transparency.js';
@@ -68,7 +69,7 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         partner: r.partner_id,
         action: r.action,
         target: r.target,
-        details: (typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown>,
+        details: jsonColumn(r.details),
         prevHash: r.prev_hash,
         hash: r.hash,
       }));

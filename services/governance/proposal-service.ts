@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
-import type { Database, ProposalRow } from '../platform/control-db.js';
+import { jsonColumn, type Database, type ProposalRow } from '../platform/control-db.js';
 import { requirePartnerAdmin } from '../platform/auth.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
@@ -42,7 +42,6 @@ export interface ProposalView {
 
 const newId = () => `prp_${randomBytes(9).toString('base64url')}`;
 const iso = (d: Date | string) => new Date(d).toISOString();
-const parseDoc = (d: unknown): unknown => (typeof d === 'string' ? JSON.parse(d) : d);
 
 /** The proposed document from a request body: an agreement object, or its YAML/JSON text. */
 export function proposedAgreement(document: unknown): Agreement {
@@ -65,8 +64,8 @@ async function expireOld(tx: Transaction<Database>, now: Date): Promise<void> {
 
 async function view(tx: Transaction<Database>, row: ProposalRow, now: Date): Promise<ProposalView> {
   const base = await tx.selectFrom('agreement_versions').select('document').where('version', '=', row.base_version).executeTakeFirstOrThrow();
-  const current = validateAgreement(parseDoc(base.document));
-  const agreement = validateAgreement(parseDoc(row.document));
+  const current = validateAgreement(jsonColumn<unknown>(base.document));
+  const agreement = validateAgreement(jsonColumn<unknown>(row.document));
   if (!current.ok || !agreement.ok) throw new Error(`proposal ${row.id} or its base version no longer validates`);
   const decisions = await tx.selectFrom('proposal_decisions').selectAll().where('proposal_id', '=', row.id).orderBy('decided_at').execute();
   const required = requiredPartners(current.agreement);
@@ -88,7 +87,7 @@ async function view(tx: Transaction<Database>, row: ProposalRow, now: Date): Pro
     decidedAt: row.decided_at ? iso(row.decided_at) : null,
     digest: row.digest,
     loosensPrivacy: row.loosens_privacy,
-    changes: parseDoc(row.changes) as AgreementChange[],
+    changes: jsonColumn<unknown>(row.changes) as AgreementChange[],
     requiredPartners: required,
     decisions: decisions.map((d) => ({ partner: d.partner_id, decision: d.decision, tokenId: d.token_id, at: iso(d.decided_at), note: d.note })),
     waitingFor: row.state === 'open' ? required.filter((p) => !approved.has(p)) : [],

@@ -1,5 +1,6 @@
 import { stringify } from 'csv-stringify/sync';
 import { sql } from 'kysely';
+import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { badRequest } from '../platform/errors.js';
 import { kpiFreshness } from '../query/freshness.js';
@@ -153,7 +154,7 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
     .orderBy('seq')
     .execute();
   const agreementChanges = changes.map((c) => {
-    const d = (typeof c.details === 'string' ? JSON.parse(c.details) : c.details) as Record<string, unknown>;
+    const d = jsonColumn(c.details);
     const version = c.target?.startsWith('v') ? Number(c.target.slice(1)) : null;
     return { at: iso(c.at)!, action: c.action, proposal: c.target?.startsWith('prp_') ? c.target : typeof d['proposal'] === 'string' ? d['proposal'] : null, version, partner: c.partner_id };
   });

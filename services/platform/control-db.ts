@@ -153,6 +153,11 @@ export type OutboxRow = Selectable<OutboxTable>;
 export type ProposalRow = Selectable<AgreementProposalsTable>;
 export type ControlDb = Kysely<Database>;
 
+/** A jsonb column's value as an object, whether the driver parsed it or handed over the text. */
+export function jsonColumn<T = Record<string, unknown>>(v: unknown): T {
+  return (typeof v === 'string' ? JSON.parse(v) : v) as T;
+}
+
 // int8 (counts, audit sequence numbers) as JS numbers: every value we keep fits in 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
 

@@ -144,11 +144,12 @@ export class RollupMaintainer {
         const ranges = new Map<string, [string, string]>(touched.getRowObjectsJson().map((row) => [String(row['kpi']), [String(row['lo']), String(row['hi'])]]));
         // Days whose points a retention run deleted (no points carry its snapshot): kept in
         // room_settings by the deleting transaction, so a restart does not forget them.
-        const removed = (await conn.runAndReadAll(`SELECT key, value FROM room_settings WHERE key LIKE 'rollup_removed:%'`)).getRowObjectsJson();
-        for (const row of removed) {
-          const gone = JSON.parse(String(row['value'])) as { lo: string; hi: string; snapshot: number };
-          if (gone.snapshot > latest) continue;
-          const kpiId = String(row['key']).slice('rollup_removed:'.length);
+        const removed = (await conn.runAndReadAll(`SELECT key, value FROM room_settings WHERE key LIKE 'rollup_removed:%'`))
+          .getRowObjectsJson()
+          .map((row) => ({ key: String(row['key']), ...(JSON.parse(String(row['value'])) as { lo: string; hi: string; snapshot: number }) }))
+          .filter((gone) => gone.snapshot <= latest);
+        for (const gone of removed) {
+          const kpiId = gone.key.slice('rollup_removed:'.length);
           const r = ranges.get(kpiId);
           ranges.set(kpiId, r ? [r[0] < gone.lo ? r[0] : gone.lo, r[1] > gone.hi ? r[1] : gone.hi] : [gone.lo, gone.hi]);
         }
@@ -156,9 +157,7 @@ export class RollupMaintainer {
           const kpi = agreement.kpis.find((k) => k.id === kpiId);
           if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(conn, kpi, tz, latest, days, false);
         }
-        for (const row of removed) {
-          if ((JSON.parse(String(row['value'])) as { snapshot: number }).snapshot <= latest) await conn.run('DELETE FROM room_settings WHERE key = $1', [String(row['key'])]);
-        }
+        for (const gone of removed) await conn.run('DELETE FROM room_settings WHERE key = $1', [gone.key]);
       }
       await conn.run(`INSERT OR REPLACE INTO room_settings VALUES ('rollup_through', $1)`, [String(latest)]);
       this.through = latest;
