@@ -16,7 +16,7 @@ import { createToken } from '../services/governance/token-repository.js';
 import { buildApp } from '../services/platform/app.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile } from '../services/platform/paths.js';
-import { openRoom, type Room } from '../services/platform/room.js';
+import { openRoom } from '../services/platform/room.js';
 import { localToday, shiftDays } from '../services/query/series-service.js';
 import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
 
@@ -42,10 +42,19 @@ async function scratch(): Promise<{ url: string; drop: () => Promise<void> } | u
 async function startRoom(agreementFile: string, env: Record<string, string>) {
   const dir = mkdtempSync(join(tmpdir(), 'parity-bench-alerts-'));
   const db = await scratch();
-  const room = await openRoom(loadConfig({ PARITY_DATA_DIR: dir, PARITY_AGREEMENT: agreementFile, LOG_LEVEL: 'warn', ...(db ? { DATABASE_URL: db.url } : {}), ...env }));
+  const room = await openRoom(
+    loadConfig({
+      PARITY_DATA_DIR: dir,
+      PARITY_AGREEMENT: agreementFile,
+      LOG_LEVEL: 'warn',
+      ...(db ? { DATABASE_URL: db.url } : {}),
+      ...env,
+    }),
+  );
   const app = await buildApp(room);
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date())).token;
+  const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date()))
+    .token;
   return {
     room,
     url,
@@ -102,7 +111,9 @@ async function latency(): Promise<{ p50: number; p95: number; max: number; pg: b
     req.on('end', () => {
       const at = performance.now();
       const body = Buffer.concat(chunks).toString('utf8');
-      const payload = new Webhook(secret).verify(body, req.headers as Record<string, string>) as { data: { kpi: { id: string } } };
+      const payload = new Webhook(secret).verify(body, req.headers as Record<string, string>) as {
+        data: { kpi: { id: string } };
+      };
       verified++;
       arrivals.set(payload.data.kpi.id, at);
       waiters.get(payload.data.kpi.id)?.();
@@ -120,9 +131,15 @@ async function latency(): Promise<{ p50: number; p95: number; max: number; pg: b
   process.stderr.write(`${BREACHES} breaches, one batch each…\n`);
   for (let i = 0; i < BREACHES; i++) {
     const kpi = `k${String(i).padStart(3, '0')}`;
-    const body = Array.from({ length: 5 }, (_, j) => JSON.stringify({ kpi, at: `${yesterday}T10:0${j}:00Z`, value: 50, subject: `o-${i}-${j}` })).join('\n');
+    const body = Array.from({ length: 5 }, (_, j) =>
+      JSON.stringify({ kpi, at: `${yesterday}T10:0${j}:00Z`, value: 50, subject: `o-${i}-${j}` }),
+    ).join('\n');
     const arrived = new Promise<void>((r) => waiters.set(kpi, r));
-    const res = await fetch(`${s.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/x-ndjson' }, body });
+    const res = await fetch(`${s.url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/x-ndjson' },
+      body,
+    });
     const acked = performance.now();
     if (res.status !== 202) throw new Error(`push ${i}: ${res.status} ${await res.text()}`);
     await res.arrayBuffer();
@@ -164,7 +181,11 @@ async function ingestRate(alerts: boolean, bodies: string[]): Promise<number> {
   if (alerts) await alertsOf(s.room)!.engine.idle();
   const t0 = performance.now();
   for (const body of bodies) {
-    const res = await fetch(`${s.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/x-ndjson' }, body });
+    const res = await fetch(`${s.url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/x-ndjson' },
+      body,
+    });
     if (res.status !== 202) throw new Error(`ingest: ${res.status} ${await res.text()}`);
     await res.arrayBuffer();
   }

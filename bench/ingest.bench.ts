@@ -10,7 +10,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DATE, DOUBLE, DuckDBDataChunk, DuckDBDateValue, DuckDBInstance, DuckDBTimestampTZValue, TIMESTAMPTZ, UINTEGER, VARCHAR, type DuckDBValue } from '@duckdb/node-api';
+import {
+  DATE,
+  DOUBLE,
+  DuckDBDataChunk,
+  DuckDBDateValue,
+  DuckDBInstance,
+  DuckDBTimestampTZValue,
+  TIMESTAMPTZ,
+  UINTEGER,
+  VARCHAR,
+  type DuckDBValue,
+} from '@duckdb/node-api';
 import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -97,7 +108,9 @@ async function postgresCopy(rows: Row[]): Promise<number | undefined> {
   } catch {
     return undefined;
   }
-  await client.query('DROP TABLE IF EXISTS parity_bench_points; CREATE TABLE parity_bench_points (partner text, kpi text, ts timestamptz, value double precision, subject text, dims jsonb)');
+  await client.query(
+    'DROP TABLE IF EXISTS parity_bench_points; CREATE TABLE parity_bench_points (partner text, kpi text, ts timestamptz, value double precision, subject text, dims jsonb)',
+  );
   const t0 = performance.now();
   const stream = client.query(copyFrom('COPY parity_bench_points FROM STDIN (FORMAT csv)'));
   async function* lines() {
@@ -125,7 +138,16 @@ async function scratchDatabase(): Promise<{ url: string; drop: () => Promise<voi
 async function startServer(dataDir: string, extraEnv: Record<string, string> = {}) {
   const port = await freePort();
   const child = spawn(process.execPath, [join(packageRoot(), 'bin/parity.js'), 'serve'], {
-    env: { ...process.env, DATABASE_URL: '', PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...extraEnv },
+    env: {
+      ...process.env,
+      DATABASE_URL: '',
+      PARITY_DATA_DIR: dataDir,
+      PARITY_AGREEMENT: demoAgreementFile(),
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      ...extraEnv,
+    },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -136,14 +158,22 @@ async function startServer(dataDir: string, extraEnv: Record<string, string> = {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  return { child, url, peakRssMb: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024 };
+  return {
+    child,
+    url,
+    peakRssMb: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024,
+  };
 }
 
 async function pushAll(url: string, token: string, type: string, bodies: (string | Uint8Array)[]): Promise<number> {
   const t0 = performance.now();
   let accepted = 0;
   for (const body of bodies) {
-    const res = await fetch(`${url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type }, body: body as BodyInit });
+    const res = await fetch(`${url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': type },
+      body: body as BodyInit,
+    });
     const r = (await res.json()) as { accepted?: number; detail?: string };
     if (res.status !== 202) throw new Error(`${type}: ${res.status} ${r.detail}`);
     accepted += r.accepted!;
@@ -162,14 +192,23 @@ async function main() {
   const jsonBodies = chunks.map((c) => JSON.stringify({ points: c }));
   const arrowBodies = chunks.map((c) =>
     tableToIPC(
-      tableFromArrays({ kpi: c.map((r) => r.kpi), at: c.map((r) => r.at), value: Float64Array.from(c, (r) => r.value), subject: c.map((r) => r.subject), region: c.map((r) => r.dims?.region ?? null) } as Parameters<typeof tableFromArrays>[0]),
+      tableFromArrays({
+        kpi: c.map((r) => r.kpi),
+        at: c.map((r) => r.at),
+        value: Float64Array.from(c, (r) => r.value),
+        subject: c.map((r) => r.subject),
+        region: c.map((r) => r.dims?.region ?? null),
+      } as Parameters<typeof tableFromArrays>[0]),
       'stream',
     ),
   );
 
   const dataDir = mkdtempSync(join(tmpdir(), 'parity-bench-'));
-  const room = await openRoom(loadConfig({ PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }));
-  const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date())).token;
+  const room = await openRoom(
+    loadConfig({ PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }),
+  );
+  const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date()))
+    .token;
   await room.close();
 
   process.stderr.write('baselines: DuckDB appender, PostgreSQL COPY…\n');
@@ -201,19 +240,33 @@ async function main() {
     // The production shape: control plane on a PostgreSQL server (embedded PGlite alone
     // takes 350-800 MB of the process, see the README), when one answers.
     rssDb = await scratchDatabase();
-    const r2 = await openRoom(loadConfig({ PARITY_DATA_DIR: rssDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: rssDb?.url ?? '' }));
-    const tok2 = (await createToken(r2.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date())).token;
+    const r2 = await openRoom(
+      loadConfig({ PARITY_DATA_DIR: rssDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: rssDb?.url ?? '' }),
+    );
+    const tok2 = (await createToken(r2.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date()))
+      .token;
     await r2.close();
     const s2 = await startServer(rssDir, { PARITY_MAX_BODY: '16gib', DATABASE_URL: rssDb?.url ?? '' });
     process.stderr.write(`streaming ${fmt(RSS_POINTS)} points as one NDJSON request…\n`);
     async function* body() {
       const step = 50_000;
-      for (let off = 0; off < RSS_POINTS; off += step) yield Buffer.from(makeRows(Math.min(step, RSS_POINTS - off), off).map((r) => JSON.stringify(r)).join('\n') + '\n');
+      for (let off = 0; off < RSS_POINTS; off += step)
+        yield Buffer.from(
+          makeRows(Math.min(step, RSS_POINTS - off), off)
+            .map((r) => JSON.stringify(r))
+            .join('\n') + '\n',
+        );
     }
     const t0 = performance.now();
-    const res = await fetch(`${s2.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${tok2}`, 'content-type': 'application/x-ndjson' }, body: Readable.toWeb(Readable.from(body())) as ReadableStream, duplex: 'half' } as RequestInit);
+    const res = await fetch(`${s2.url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tok2}`, 'content-type': 'application/x-ndjson' },
+      body: Readable.toWeb(Readable.from(body())) as ReadableStream,
+      duplex: 'half',
+    } as RequestInit);
     const receipt = (await res.json()) as { accepted: number; detail?: string };
-    if (res.status !== 202 || receipt.accepted !== RSS_POINTS) throw new Error(`RSS push: ${res.status} ${receipt.detail ?? receipt.accepted}`);
+    if (res.status !== 202 || receipt.accepted !== RSS_POINTS)
+      throw new Error(`RSS push: ${res.status} ${receipt.detail ?? receipt.accepted}`);
     rssRate = RSS_POINTS / ((performance.now() - t0) / 1000);
     rss = s2.peakRssMb();
     s2.child.kill('SIGTERM');
@@ -231,10 +284,19 @@ async function main() {
     `| DuckDB appender, in-process (ceiling) | ${fmt(ceiling)} | 1.00× | ${copy ? (ceiling / copy).toFixed(2) + '×' : 'n/a'} | |`,
     `| PostgreSQL COPY, plain table (baseline) | ${copy ? fmt(copy) : 'n/a (no server)'} | ${copy ? (copy / ceiling).toFixed(2) + '×' : 'n/a'} | 1.00× | |`,
     ...results.map(([name, rate]) => {
-      const target = name === 'NDJSON' ? `≥ 250,000/s: ${rate >= 250_000 ? 'met' : 'MISSED'}` : name === 'Arrow IPC' ? `≥ 0.50× appender: ${rate / ceiling >= 0.5 ? 'met' : 'MISSED'}` : '';
+      const target =
+        name === 'NDJSON'
+          ? `≥ 250,000/s: ${rate >= 250_000 ? 'met' : 'MISSED'}`
+          : name === 'Arrow IPC'
+            ? `≥ 0.50× appender: ${rate / ceiling >= 0.5 ? 'met' : 'MISSED'}`
+            : '';
       return `| HTTP ${name} → Parity | ${fmt(rate)} | ${(rate / ceiling).toFixed(2)}× | ${copy ? (rate / copy).toFixed(2) + '×' : 'n/a'} | ${target} |`;
     }),
-    ...(rss !== undefined ? [`| HTTP NDJSON, ${fmt(RSS_POINTS)} points in one streamed request | ${fmt(rssRate!)} | ${(rssRate! / ceiling).toFixed(2)}× | ${copy ? (rssRate! / copy).toFixed(2) + '×' : 'n/a'} | peak server RSS ${rss.toFixed(0)} MB${rssDb ? '' : ' with embedded PGlite'} (≤ 400 MB: ${rss <= 400 ? 'met' : 'MISSED'}) |`] : []),
+    ...(rss !== undefined
+      ? [
+          `| HTTP NDJSON, ${fmt(RSS_POINTS)} points in one streamed request | ${fmt(rssRate!)} | ${(rssRate! / ceiling).toFixed(2)}× | ${copy ? (rssRate! / copy).toFixed(2) + '×' : 'n/a'} | peak server RSS ${rss.toFixed(0)} MB${rssDb ? '' : ' with embedded PGlite'} (≤ 400 MB: ${rss <= 400 ? 'met' : 'MISSED'}) |`,
+        ]
+      : []),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

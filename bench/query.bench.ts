@@ -23,7 +23,12 @@ import { pipeline } from 'node:stream/promises';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { loadAgreementFile, effectiveMinGroupSize, type Agreement, type Kpi } from '../services/governance/agreement-schema.js';
+import {
+  loadAgreementFile,
+  effectiveMinGroupSize,
+  type Agreement,
+  type Kpi,
+} from '../services/governance/agreement-schema.js';
 import { createToken } from '../services/governance/token-repository.js';
 import { compileSeries, type SeriesQuery } from '../services/query/aggregate-compiler.js';
 import { rollupReadSql } from '../services/query/rollups.js';
@@ -40,7 +45,8 @@ const SIZES = (env['BENCH_QUERY_SIZES'] ?? '10000000,100000000')
   .filter(Boolean)
   .map((s) => {
     const n = Number(s);
-    if (!Number.isSafeInteger(n) || n < 1 || n > 4_000_000_000) throw new Error(`BENCH_QUERY_SIZES: ${s} is not a point count`);
+    if (!Number.isSafeInteger(n) || n < 1 || n > 4_000_000_000)
+      throw new Error(`BENCH_QUERY_SIZES: ${s} is not a point count`);
     return n;
   });
 const REPEAT = positive('BENCH_QUERY_REPEAT', 20);
@@ -65,10 +71,12 @@ function positive(name: string, def: number): number {
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
-const ms = (n: number | undefined) => (n === undefined ? 'n/a' : n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0));
+const ms = (n: number | undefined) =>
+  n === undefined ? 'n/a' : n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0);
 const ratio = (n: number) => (n < 10 ? n.toFixed(2) : n.toFixed(0)) + '×';
 const t0 = performance.now();
-const log = (msg: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
+const log = (msg: string) =>
+  process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
 
 /** Nearest-rank percentile of a sample. */
 function pct(sample: readonly number[], p: number): number | undefined {
@@ -176,7 +184,9 @@ async function loadPoints(file: string, n: number): Promise<number> {
     );
     await c.run('CHECKPOINT');
     const s = (performance.now() - started) / 1000;
-    const count = Number((await c.runAndReadAll('SELECT count(*)::BIGINT AS n FROM points')).getRowObjectsJson()[0]!['n']);
+    const count = Number(
+      (await c.runAndReadAll('SELECT count(*)::BIGINT AS n FROM points')).getRowObjectsJson()[0]!['n'],
+    );
     if (count !== n) throw new Error(`loaded ${count} points, expected ${n}`);
     return s;
   } finally {
@@ -212,17 +222,39 @@ interface KpiResult {
 type PathResult = Map<string, KpiResult>;
 
 function seriesQuery(kpi: Kpi, agreement: Agreement): SeriesQuery {
-  return { kpi, grain: 'week', from: FROM, to: TO, by: { kind: 'partner' }, snapshot: 1, timezone: agreement.partnership.timezone };
+  return {
+    kpi,
+    grain: 'week',
+    from: FROM,
+    to: TO,
+    by: { kind: 'partner' },
+    snapshot: 1,
+    timezone: agreement.partnership.timezone,
+  };
 }
 
 async function readRows(c: DuckDBConnection, sql: string, params: (string | number)[]): Promise<Row[]> {
   const r = await c.runAndReadAll(sql, params);
-  return r.getRowObjectsJson().map((row) => ({ period: String(row['period']), grp: row['grp'] == null ? null : String(row['grp']), value: row['value'] == null ? null : Number(row['value']), n: Number(row['n']) }));
+  return r.getRowObjectsJson().map((row) => ({
+    period: String(row['period']),
+    grp: row['grp'] == null ? null : String(row['grp']),
+    value: row['value'] == null ? null : Number(row['value']),
+    n: Number(row['n']),
+  }));
 }
 
 /** The compiled SQL in-process, with the server's DuckDB settings; also returns the reference rows. */
-async function measureDirect(file: string, agreement: Agreement, kpis: Kpi[], csvFile: string | undefined): Promise<{ result: PathResult; rows: Map<string, Row[]> }> {
-  const db = await DuckDBInstance.create(file, { autoinstall_known_extensions: 'false', autoload_known_extensions: 'true', memory_limit: DUCK_MEMORY });
+async function measureDirect(
+  file: string,
+  agreement: Agreement,
+  kpis: Kpi[],
+  csvFile: string | undefined,
+): Promise<{ result: PathResult; rows: Map<string, Row[]> }> {
+  const db = await DuckDBInstance.create(file, {
+    autoinstall_known_extensions: 'false',
+    autoload_known_extensions: 'true',
+    memory_limit: DUCK_MEMORY,
+  });
   const c = await db.connect();
   const result: PathResult = new Map();
   const rows = new Map<string, Row[]>();
@@ -242,12 +274,16 @@ async function measureDirect(file: string, agreement: Agreement, kpis: Kpi[], cs
       } catch (err) {
         r.error = err instanceof Error ? err.message.split('\n')[0]! : String(err);
       }
-      log(`  direct ${kpi.id}: ${rows.get(kpi.id)?.length ?? 0} rows, p50 ${ms(pct(r.times, 0.5))} ms, p95 ${ms(pct(r.times, 0.95))} ms${r.error ? ` ERROR ${r.error}` : ''}`);
+      log(
+        `  direct ${kpi.id}: ${rows.get(kpi.id)?.length ?? 0} rows, p50 ${ms(pct(r.times, 0.5))} ms, p95 ${ms(pct(r.times, 0.95))} ms${r.error ? ` ERROR ${r.error}` : ''}`,
+      );
     }
     if (csvFile) {
       log('  exporting the points to CSV for PostgreSQL…');
       await c.run("SET TimeZone = 'UTC'");
-      await c.run(`COPY (SELECT partner, kpi, ts::VARCHAR AS ts, value, subject, dims FROM points) TO '${csvFile.replaceAll("'", "''")}' (FORMAT csv, HEADER false)`);
+      await c.run(
+        `COPY (SELECT partner, kpi, ts::VARCHAR AS ts, value, subject, dims FROM points) TO '${csvFile.replaceAll("'", "''")}' (FORMAT csv, HEADER false)`,
+      );
     }
   } finally {
     c.closeSync();
@@ -270,7 +306,11 @@ async function rolledUp(url: string): Promise<number> {
 
 /** The rollup read the server runs for each series, in-process on the same file: the ceiling of the served path. */
 async function measureRollupRead(file: string, agreement: Agreement, kpis: Kpi[]): Promise<PathResult> {
-  const db = await DuckDBInstance.create(file, { autoinstall_known_extensions: 'false', autoload_known_extensions: 'true', memory_limit: DUCK_MEMORY });
+  const db = await DuckDBInstance.create(file, {
+    autoinstall_known_extensions: 'false',
+    autoload_known_extensions: 'true',
+    memory_limit: DUCK_MEMORY,
+  });
   const c = await db.connect();
   const result: PathResult = new Map();
   try {
@@ -287,7 +327,9 @@ async function measureRollupRead(file: string, agreement: Agreement, kpis: Kpi[]
       } catch (err) {
         r.error = err instanceof Error ? err.message.split('\n')[0]! : String(err);
       }
-      log(`  rollup read ${kpi.id}: p50 ${ms(pct(r.times, 0.5))} ms, p95 ${ms(pct(r.times, 0.95))} ms${r.error ? ` ERROR ${r.error}` : ''}`);
+      log(
+        `  rollup read ${kpi.id}: p50 ${ms(pct(r.times, 0.5))} ms, p95 ${ms(pct(r.times, 0.95))} ms${r.error ? ` ERROR ${r.error}` : ''}`,
+      );
     }
   } finally {
     c.closeSync();
@@ -299,15 +341,28 @@ async function measureRollupRead(file: string, agreement: Agreement, kpis: Kpi[]
 async function startServer(dataDir: string, cache: 'off' | 'default'): Promise<{ child: ChildProcess; url: string }> {
   const port = await freePort();
   // Alerts off: their scheduled evaluations would run queries of their own during the timing.
-  const childEnv: NodeJS.ProcessEnv = { ...env, DATABASE_URL: '', PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', PARITY_ALERTS: 'off' };
+  const childEnv: NodeJS.ProcessEnv = {
+    ...env,
+    DATABASE_URL: '',
+    PARITY_DATA_DIR: dataDir,
+    PARITY_AGREEMENT: demoAgreementFile(),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    PARITY_ALERTS: 'off',
+  };
   if (cache === 'off') childEnv['PARITY_QUERY_CACHE'] = 'off';
   else delete childEnv['PARITY_QUERY_CACHE'];
-  const child = spawn(process.execPath, [join(packageRoot(), 'bin/parity.js'), 'serve'], { env: childEnv, stdio: ['ignore', 2, 2] });
+  const child = spawn(process.execPath, [join(packageRoot(), 'bin/parity.js'), 'serve'], {
+    env: childEnv,
+    stdio: ['ignore', 2, 2],
+  });
   children.add(child);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 300_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the server exited during start-up (${child.exitCode ?? child.signalCode})`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`the server exited during start-up (${child.exitCode ?? child.signalCode})`);
     try {
       if ((await fetch(`${url}/healthz`)).ok) return { child, url };
     } catch {
@@ -319,7 +374,12 @@ async function startServer(dataDir: string, cache: 'off' | 'default'): Promise<{
   throw new Error('the server did not answer /healthz within 300 s');
 }
 
-async function measureHttp(url: string, token: string, kpis: Kpi[], label: string): Promise<{ result: PathResult; bodies: Map<string, { cells: HttpCell[]; digest: string }> }> {
+async function measureHttp(
+  url: string,
+  token: string,
+  kpis: Kpi[],
+  label: string,
+): Promise<{ result: PathResult; bodies: Map<string, { cells: HttpCell[]; digest: string }> }> {
   const result: PathResult = new Map();
   const bodies = new Map<string, { cells: HttpCell[]; digest: string }>();
   for (const kpi of kpis) {
@@ -337,12 +397,15 @@ async function measureHttp(url: string, token: string, kpis: Kpi[], label: strin
         const body = JSON.parse(text) as { cells: HttpCell[]; digest: string };
         const prev = bodies.get(kpi.id);
         if (!prev) bodies.set(kpi.id, body);
-        else if (prev.digest !== body.digest) throw new Error(`run ${i + 1} answered digest ${body.digest}, run 1 ${prev.digest}`);
+        else if (prev.digest !== body.digest)
+          throw new Error(`run ${i + 1} answered digest ${body.digest}, run 1 ${prev.digest}`);
       }
     } catch (err) {
       r.error = err instanceof Error ? err.message.split('\n')[0]! : String(err);
     }
-    log(`  ${label} ${kpi.id}: ${bodies.get(kpi.id)?.cells.length ?? 0} cells, p50 ${ms(pct(r.times, 0.5))} ms, p95 ${ms(pct(r.times, 0.95))} ms${r.error ? ` ERROR ${r.error}` : ''}`);
+    log(
+      `  ${label} ${kpi.id}: ${bodies.get(kpi.id)?.cells.length ?? 0} cells, p50 ${ms(pct(r.times, 0.5))} ms, p95 ${ms(pct(r.times, 0.95))} ms${r.error ? ` ERROR ${r.error}` : ''}`,
+    );
   }
   return { result, bodies };
 }
@@ -383,9 +446,14 @@ async function measurePostgres(csvFile: string, agreement: Agreement, kpis: Kpi[
   await client.connect();
   try {
     const started = performance.now();
-    await client.query('CREATE TABLE points (partner text, kpi text, ts timestamptz, value double precision, subject text, dims jsonb)');
+    await client.query(
+      'CREATE TABLE points (partner text, kpi text, ts timestamptz, value double precision, subject text, dims jsonb)',
+    );
     log(`  PostgreSQL: COPY ${fmt(statSync(csvFile).size / 1e6)} MB of CSV…`);
-    await pipeline(createReadStream(csvFile, { highWaterMark: 1 << 20 }), client.query(copyFrom('COPY points FROM STDIN (FORMAT csv)')));
+    await pipeline(
+      createReadStream(csvFile, { highWaterMark: 1 << 20 }),
+      client.query(copyFrom('COPY points FROM STDIN (FORMAT csv)')),
+    );
     log('  PostgreSQL: index on (kpi, ts), ANALYZE…');
     await client.query('CREATE INDEX points_kpi_ts ON points (kpi, ts)');
     await client.query('ANALYZE points');
@@ -400,15 +468,24 @@ async function measurePostgres(csvFile: string, agreement: Agreement, kpis: Kpi[
       try {
         for (let i = 0; i < PG_WARMUP + PG_REPEAT; i++) {
           const s = performance.now();
-          const res = await client.query<{ period: string; grp: string | null; value: number | null; n: number }>(text, values);
+          const res = await client.query<{ period: string; grp: string | null; value: number | null; n: number }>(
+            text,
+            values,
+          );
           const t = performance.now() - s;
           if (i >= PG_WARMUP) r.times.push(t);
-          else rows.set(kpi.id, res.rows.map((x) => ({ period: x.period, grp: x.grp, value: x.value, n: Number(x.n) })));
+          else
+            rows.set(
+              kpi.id,
+              res.rows.map((x) => ({ period: x.period, grp: x.grp, value: x.value, n: Number(x.n) })),
+            );
         }
       } catch (err) {
         r.error = err instanceof Error ? err.message.split('\n')[0]! : String(err);
       }
-      log(`  PostgreSQL ${kpi.id}: ${rows.get(kpi.id)?.length ?? 0} rows, p50 ${ms(pct(r.times, 0.5))} ms, p95 ${ms(pct(r.times, 0.95))} ms${r.error ? ` ERROR ${r.error}` : ''}`);
+      log(
+        `  PostgreSQL ${kpi.id}: ${rows.get(kpi.id)?.length ?? 0} rows, p50 ${ms(pct(r.times, 0.5))} ms, p95 ${ms(pct(r.times, 0.95))} ms${r.error ? ` ERROR ${r.error}` : ''}`,
+      );
     }
     return { result, rows, loadSeconds };
   } finally {
@@ -436,9 +513,17 @@ async function postgresAnswers(): Promise<boolean> {
 // ---------------------------------------------------------------------------------------------
 
 const round12 = (v: number) => Number(v.toPrecision(12));
-const close = (a: number | null, b: number | null) => a === b || (a !== null && b !== null && Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b)));
+const close = (a: number | null, b: number | null) =>
+  a === b || (a !== null && b !== null && Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b)));
 
-function checkHttp(label: string, kpi: Kpi, ref: Row[] | undefined, body: { cells: HttpCell[] } | undefined, minGroup: number, problems: string[]): void {
+function checkHttp(
+  label: string,
+  kpi: Kpi,
+  ref: Row[] | undefined,
+  body: { cells: HttpCell[] } | undefined,
+  minGroup: number,
+  problems: string[],
+): void {
   if (!ref || !body) return;
   if (body.cells.length !== ref.length) {
     problems.push(`${label} ${kpi.id}: ${body.cells.length} cells, the direct query returned ${ref.length} rows`);
@@ -449,8 +534,10 @@ function checkHttp(label: string, kpi: Kpi, ref: Row[] | undefined, body: { cell
   body.cells.forEach((c, i) => {
     const r = ref[i]!;
     let why = '';
-    if (c.period !== r.period || c.group !== r.grp) why = `cell ${i} is ${c.period}/${c.group}, direct ${r.period}/${r.grp}`;
-    else if (c.state === 'ok' && (c.n !== r.n || c.value !== (r.value === null ? null : round12(r.value)))) why = `${c.period}/${c.group}: value ${c.value} n ${c.n}, direct ${r.value} n ${r.n}`;
+    if (c.period !== r.period || c.group !== r.grp)
+      why = `cell ${i} is ${c.period}/${c.group}, direct ${r.period}/${r.grp}`;
+    else if (c.state === 'ok' && (c.n !== r.n || c.value !== (r.value === null ? null : round12(r.value))))
+      why = `${c.period}/${c.group}: value ${c.value} n ${c.n}, direct ${r.value} n ${r.n}`;
     else if (c.state === 'ok' && r.n < minGroup) why = `${c.period}/${c.group}: shown with n ${r.n} < ${minGroup}`;
     if (why) {
       bad++;
@@ -510,14 +597,21 @@ interface SizeReport {
 
 function report(s: SizeReport): string {
   const targetMs = s.n <= 10_000_000 ? 25 : 150;
-  const targetNote = s.n === 10_000_000 || s.n === 100_000_000 ? '' : s.n < 10_000_000 ? ' (the 10M target)' : ' (the 100M target)';
+  const targetNote =
+    s.n === 10_000_000 || s.n === 100_000_000 ? '' : s.n < 10_000_000 ? ' (the 10M target)' : ' (the 100M target)';
   const raw = pooled(s.direct);
   // The served path reads the rollup: its ceiling is that read, in-process on the same file.
   const d = pooled(s.rollupRead);
   const cold = pooled(s.cold);
   const warm = pooled(s.warm);
   const pgs = pooled(s.pg?.result);
-  const errs = [...raw.errors.map((e) => `direct ${e}`), ...d.errors.map((e) => `rollup read ${e}`), ...cold.errors.map((e) => `HTTP cold ${e}`), ...warm.errors.map((e) => `HTTP warm ${e}`), ...pgs.errors.map((e) => `PostgreSQL ${e}`)];
+  const errs = [
+    ...raw.errors.map((e) => `direct ${e}`),
+    ...d.errors.map((e) => `rollup read ${e}`),
+    ...cold.errors.map((e) => `HTTP cold ${e}`),
+    ...warm.errors.map((e) => `HTTP warm ${e}`),
+    ...pgs.errors.map((e) => `PostgreSQL ${e}`),
+  ];
   const incomplete = errs.length > 0 ? ' (incomplete: see errors)' : '';
 
   const overhead = (p: { p95?: number }, judge: boolean) => {
@@ -542,8 +636,12 @@ function report(s: SizeReport): string {
     '',
     `GET /v1/kpis/{kpi}/series?grain=week&by=partner&from=${FROM}&to=${TO} for each of the ${s.kpis.length} demo KPIs (steering token), ${REPEAT} sequential runs per KPI and path after ${WARMUP} warm-ups (${FAST_WARMUP} for the rollup read and HTTP; PostgreSQL: ${pgTimesNote}); percentiles pooled over all KPIs. ` +
       `${process.platform} ${process.arch}, ${cpus().length} cores, node ${process.version}, DuckDB memory_limit ${DUCK_MEMORY} in the server and in-process. Points loaded into DuckDB in ${s.loadSeconds.toFixed(1)} s (${fmt(s.n / s.loadSeconds)} points/s, one INSERT … FROM range)` +
-      (s.pg ? `; into PostgreSQL (COPY from CSV, index on (kpi, ts), ANALYZE) in ${s.pg.loadSeconds.toFixed(1)} s.` : '.') +
-      (s.rollupSeconds !== undefined ? ` The server built the rollups of all ${s.kpis.length} KPIs (every agreed grain × breakdown, exact) in ${s.rollupSeconds.toFixed(1)} s at its first start; after that each batch refreshes only the periods it touched.` : ''),
+      (s.pg
+        ? `; into PostgreSQL (COPY from CSV, index on (kpi, ts), ANALYZE) in ${s.pg.loadSeconds.toFixed(1)} s.`
+        : '.') +
+      (s.rollupSeconds !== undefined
+        ? ` The server built the rollups of all ${s.kpis.length} KPIs (every agreed grain × breakdown, exact) in ${s.rollupSeconds.toFixed(1)} s at its first start; after that each batch refreshes only the periods it touched.`
+        : ''),
     '',
     `| path | p50 ms | p95 ms | HTTP cold overhead vs direct (p95/p95, target ≤ 1.3×) | speed-up vs PostgreSQL (PG p95 / p95, target ≥ 10×) | p95 ≤ ${targetMs} ms${targetNote} |`,
     '|---|---:|---:|---|---|---|',
@@ -568,10 +666,21 @@ function report(s: SizeReport): string {
     }),
     '',
   ];
-  const cacheHint = cold.p95 !== undefined && d.p95 !== undefined && cold.p95 < 0.5 * d.p95 ? ['- HTTP cold is faster than the in-process rollup read: the server probably ignored PARITY_QUERY_CACHE=off and served from its cache.'] : [];
+  const cacheHint =
+    cold.p95 !== undefined && d.p95 !== undefined && cold.p95 < 0.5 * d.p95
+      ? [
+          '- HTTP cold is faster than the in-process rollup read: the server probably ignored PARITY_QUERY_CACHE=off and served from its cache.',
+        ]
+      : [];
   const notes = [...errs.map((e) => `- error: ${e}`), ...s.problems.map((p) => `- mismatch: ${p}`), ...cacheHint];
-  const pgCheck = s.pg ? '; PostgreSQL gives the same periods, partners, n and values (to 1e-9)' : ' (PostgreSQL not run at this size)';
-  lines.push(notes.length ? `Checks: ${notes.length} problem(s)\n${notes.join('\n')}` : `Checks: every HTTP cell matches the in-process row (period, partner, value to 12 digits, n; cold and warm bodies have the same digest)${pgCheck}.`);
+  const pgCheck = s.pg
+    ? '; PostgreSQL gives the same periods, partners, n and values (to 1e-9)'
+    : ' (PostgreSQL not run at this size)';
+  lines.push(
+    notes.length
+      ? `Checks: ${notes.length} problem(s)\n${notes.join('\n')}`
+      : `Checks: every HTTP cell matches the in-process row (period, partner, value to 12 digits, n; cold and warm bodies have the same digest)${pgCheck}.`,
+  );
   return lines.join('\n') + '\n';
 }
 
@@ -593,10 +702,13 @@ async function benchSize(n: number, agreement: Agreement, kpis: Kpi[], pgUp: boo
   log(`=== ${fmt(n)} points ===`);
   const dataDir = tempDir('parity-bench-query-');
   try {
-    const room = await openRoom(loadConfig({ PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }));
+    const room = await openRoom(
+      loadConfig({ PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }),
+    );
     let token: string;
     try {
-      token = (await createToken(room.control.db, { partnerId: 'acme', role: 'steering', name: 'bench' }, new Date())).token;
+      token = (await createToken(room.control.db, { partnerId: 'acme', role: 'steering', name: 'bench' }, new Date()))
+        .token;
     } finally {
       await room.close();
     }
@@ -607,7 +719,11 @@ async function benchSize(n: number, agreement: Agreement, kpis: Kpi[], pgUp: boo
     const pointCounts = await countPoints(file);
 
     const withPg = pgUp && n <= PG_MAX;
-    const pgNote = !pgUp ? `n/a (no PostgreSQL at ${new URL(PG_URL).host})` : n > PG_MAX ? `skipped (${fmt(n)} > BENCH_QUERY_PG_MAX ${fmt(PG_MAX)})` : '';
+    const pgNote = !pgUp
+      ? `n/a (no PostgreSQL at ${new URL(PG_URL).host})`
+      : n > PG_MAX
+        ? `skipped (${fmt(n)} > BENCH_QUERY_PG_MAX ${fmt(PG_MAX)})`
+        : '';
     const csvDir = withPg ? tempDir('parity-bench-query-csv-') : undefined;
     const csvFile = csvDir ? join(csvDir, 'points.csv') : undefined;
 
@@ -656,7 +772,22 @@ async function benchSize(n: number, agreement: Agreement, kpis: Kpi[], pgUp: boo
         removeTemp(csvDir);
       }
     }
-    return { n, loadSeconds, pointCounts, kpis, direct: direct.result, directRows: direct.rows, ...(rollupRead ? { rollupRead } : {}), ...(rollupSeconds !== undefined ? { rollupSeconds } : {}), ...(cold ? { cold } : {}), coldCells, ...(warm ? { warm } : {}), ...(pgOut ? { pg: pgOut } : {}), pgNote, problems };
+    return {
+      n,
+      loadSeconds,
+      pointCounts,
+      kpis,
+      direct: direct.result,
+      directRows: direct.rows,
+      ...(rollupRead ? { rollupRead } : {}),
+      ...(rollupSeconds !== undefined ? { rollupSeconds } : {}),
+      ...(cold ? { cold } : {}),
+      coldCells,
+      ...(warm ? { warm } : {}),
+      ...(pgOut ? { pg: pgOut } : {}),
+      pgNote,
+      problems,
+    };
   } finally {
     removeTemp(dataDir);
   }
@@ -672,7 +803,9 @@ async function main() {
     return k;
   });
   const pgUp = await postgresAnswers();
-  log(`sizes ${SIZES.map(fmt).join(', ')}; ${REPEAT} runs per KPI; PostgreSQL ${pgUp ? `at ${new URL(PG_URL).host} up to ${fmt(PG_MAX)} points, ${PG_REPEAT} runs` : 'not reachable: skipped'}`);
+  log(
+    `sizes ${SIZES.map(fmt).join(', ')}; ${REPEAT} runs per KPI; PostgreSQL ${pgUp ? `at ${new URL(PG_URL).host} up to ${fmt(PG_MAX)} points, ${PG_REPEAT} runs` : 'not reachable: skipped'}`,
+  );
   let failed = false;
   for (const n of SIZES) {
     const r = await benchSize(n, agreement, kpis, pgUp);

@@ -48,25 +48,34 @@ const probe = `
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'parity-bench-web-'));
-  const room = await openRoom(loadConfig({ PARITY_DATA_DIR: dir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '', LOG_LEVEL: 'warn' }));
+  const room = await openRoom(
+    loadConfig({ PARITY_DATA_DIR: dir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '', LOG_LEVEL: 'warn' }),
+  );
   const app = await buildApp(room);
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   process.stderr.write('seeding the demo partnership…\n');
   const points = await seedDemoPoints(room, createLander(room));
   await rollupsOf(room.duck)?.loop.idle();
   await alertsOf(room)?.engine.idle();
-  const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'analyst', name: 'bench' }, new Date())).token;
+  const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'analyst', name: 'bench' }, new Date()))
+    .token;
   const browser = await launchChromium();
   const host = new URL(url);
   const measure = async (path: string, key: '__tile' | '__chart') => {
     const out: number[] = [];
     for (let i = 0; i < LOADS; i++) {
       const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-      await context.addCookies([{ name: 'parity_session', value: token, domain: host.hostname, path: '/', httpOnly: true, sameSite: 'Strict' }]);
+      await context.addCookies([
+        { name: 'parity_session', value: token, domain: host.hostname, path: '/', httpOnly: true, sameSite: 'Strict' },
+      ]);
       await context.addInitScript(probe);
       const page = await context.newPage();
       await page.goto(`${url}${path}`);
-      await page.waitForFunction((k) => (window as unknown as Record<string, number | undefined>)[k] !== undefined, key, { timeout: 30_000 });
+      await page.waitForFunction(
+        (k) => (window as unknown as Record<string, number | undefined>)[k] !== undefined,
+        key,
+        { timeout: 30_000 },
+      );
       out.push(await page.evaluate((k) => (window as unknown as Record<string, number>)[k]!, key));
       await context.close();
     }

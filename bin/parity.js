@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The published entry point runs the compiled CLI; `npm install` builds it (prepare).
-import('../dist/services/platform/cli.js').then((m) => m.main(process.argv)).catch((err) => {
-  process.stderr.write(`parity: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+import('../dist/services/platform/cli.js')
+  .then((m) => m.main(process.argv))
+  .catch((err) => {
+    process.stderr.write(`parity: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });

@@ -7,7 +7,14 @@ import type { Database, IncidentRow } from '../platform/control-db.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import type { Room } from '../platform/room.js';
 import type { Signal } from '../query/band-evaluation.js';
-import { evaluateKpi, evaluationContext, periodEnd, type EvaluationContext, type KpiSummary, type ScopeSummary } from '../query/kpi-summary.js';
+import {
+  evaluateKpi,
+  evaluationContext,
+  periodEnd,
+  type EvaluationContext,
+  type KpiSummary,
+  type ScopeSummary,
+} from '../query/kpi-summary.js';
 import { runSeries } from '../query/series-service.js';
 import type { Notifier } from './notifier.js';
 import { enqueue, ownerRecipients, steeringRecipients, type Recipient } from './outbox.js';
@@ -94,7 +101,14 @@ export class AlertEngine {
   async #evaluate(ids: Set<string> | null, full: boolean): Promise<void> {
     const active = this.#room.agreement();
     const now = this.#room.clock.now();
-    const ctx = evaluationContext(this.#room.duck, active.agreement, active.version, now, active.activatedAt ?? now, this.#room.duck.snapshots.latest);
+    const ctx = evaluationContext(
+      this.#room.duck,
+      active.agreement,
+      active.version,
+      now,
+      active.activatedAt ?? now,
+      this.#room.duck.snapshots.latest,
+    );
     let enqueued = 0;
     for (const kpi of active.agreement.kpis) {
       if (ids && !ids.has(kpi.id)) continue;
@@ -106,7 +120,12 @@ export class AlertEngine {
 
   async #applyKpi(ctx: EvaluationContext, kpi: Kpi, summary: KpiSummary): Promise<number> {
     const db = this.#room.control.db;
-    const open = await db.selectFrom('incidents').selectAll().where('kpi', '=', kpi.id).where('state', '<>', 'resolved').execute();
+    const open = await db
+      .selectFrom('incidents')
+      .selectAll()
+      .where('kpi', '=', kpi.id)
+      .where('state', '<>', 'resolved')
+      .execute();
     // What the owners already closed: a resolution covers its period (and a stale feed until it next sends).
     const closed = await db
       .selectFrom('incidents')
@@ -116,13 +135,22 @@ export class AlertEngine {
       .where('resolution', '=', 'owner')
       .execute();
     const covered = (kind: 'breach' | 'stale', scope: string, period: string | null, lastArrival: string | null) =>
-      closed.some((r) => r.kind === kind && r.scope === scope && (kind === 'breach' ? r.period !== null && period !== null && r.period >= period : new Date(r.resolved_at!).getTime() >= (lastArrival ? Date.parse(lastArrival) : 0)));
+      closed.some(
+        (r) =>
+          r.kind === kind &&
+          r.scope === scope &&
+          (kind === 'breach'
+            ? r.period !== null && period !== null && r.period >= period
+            : new Date(r.resolved_at!).getTime() >= (lastArrival ? Date.parse(lastArrival) : 0)),
+      );
     let enqueued = 0;
     for (const s of summary.scopes) {
       const scope = s.group ?? 'combined';
       const existing = open.find((i) => i.kind === 'breach' && i.scope === scope);
-      if (s.state === 'breach' && s.lastClosed && !existing && covered('breach', scope, s.lastClosed.period, null)) continue;
-      if (s.state === 'breach' && s.lastClosed) enqueued += await this.#breach(ctx, kpi, scope, s, summary.feeds, existing);
+      if (s.state === 'breach' && s.lastClosed && !existing && covered('breach', scope, s.lastClosed.period, null))
+        continue;
+      if (s.state === 'breach' && s.lastClosed)
+        enqueued += await this.#breach(ctx, kpi, scope, s, summary.feeds, existing);
       else if (existing && s.inBandRun >= kpi.evaluate.consecutive) {
         const grain = kpi.evaluate.grain;
         const narrative = `Back in band for ${s.inBandRun} closed ${grain}${s.inBandRun === 1 ? '' : 's'} in a row (the agreement asks for ${kpi.evaluate.consecutive}); resolved automatically at snapshot ${ctx.snapshot}.`;
@@ -133,17 +161,31 @@ export class AlertEngine {
       const existing = open.find((i) => i.kind === 'stale' && i.scope === feed.partner);
       if (feed.stale && !existing && !covered('stale', feed.partner, null, feed.lastArrival)) {
         const reason = `no batch of ${kpi.id} from ${feed.partner} ${feed.lastArrival ? `since ${feed.lastArrival}` : 'yet'}; one was due by ${feed.dueBy}`;
-        const row = this.#newIncident(ctx, kpi, feed.partner, 'stale', reason, { freshness: JSON.stringify(summary.feeds) });
+        const row = this.#newIncident(ctx, kpi, feed.partner, 'stale', reason, {
+          freshness: JSON.stringify(summary.feeds),
+        });
         // A stale feed is that partner's data side: only its owners hear of it.
         enqueued += await this.#open(ctx, kpi, row, ownerRecipients(kpi, feed.partner));
       } else if (!feed.stale && existing && feed.lastArrival !== null) {
-        enqueued += await this.#autoResolve(ctx, kpi, existing, `The feed resumed: last batch at ${feed.lastArrival}; resolved automatically.`);
+        enqueued += await this.#autoResolve(
+          ctx,
+          kpi,
+          existing,
+          `The feed resumed: last batch at ${feed.lastArrival}; resolved automatically.`,
+        );
       }
     }
     return enqueued;
   }
 
-  #newIncident(ctx: EvaluationContext, kpi: Kpi, scope: string, kind: 'breach' | 'stale', reason: string, extra: Partial<Record<keyof IncidentRow, unknown>>): IncidentRow {
+  #newIncident(
+    ctx: EvaluationContext,
+    kpi: Kpi,
+    scope: string,
+    kind: 'breach' | 'stale',
+    reason: string,
+    extra: Partial<Record<keyof IncidentRow, unknown>>,
+  ): IncidentRow {
     const now = ctx.now;
     return {
       id: incidentId(),
@@ -205,15 +247,44 @@ export class AlertEngine {
     };
   }
 
-  async #breach(ctx: EvaluationContext, kpi: Kpi, scope: string, s: ScopeSummary, feeds: KpiSummary['feeds'], existing: IncidentRow | undefined): Promise<number> {
+  async #breach(
+    ctx: EvaluationContext,
+    kpi: Kpi,
+    scope: string,
+    s: ScopeSummary,
+    feeds: KpiSummary['feeds'],
+    existing: IncidentRow | undefined,
+  ): Promise<number> {
     const figure = await this.#figure(ctx, kpi, scope, s, feeds);
-    if (!existing) return this.#open(ctx, kpi, this.#newIncident(ctx, kpi, scope, 'breach', figure.reason, figure), ownerRecipients(kpi, scope));
+    if (!existing)
+      return this.#open(
+        ctx,
+        kpi,
+        this.#newIncident(ctx, kpi, scope, 'breach', figure.reason, figure),
+        ownerRecipients(kpi, scope),
+      );
     if (existing.period === figure.period && Number(existing.snapshot) === ctx.snapshot) return 0;
     // A repeated breach updates the one open incident (the dedup key); nobody is notified again.
     await this.#room.control.db.transaction().execute(async (tx) => {
       // Only while it is still open: an owner may have resolved it since it was read.
-      const r = await tx.updateTable('incidents').set({ ...figure, first_period: existing.first_period ?? figure.first_period, updated_at: ctx.now }).where('id', '=', existing.id).where('state', '<>', 'resolved').executeTakeFirst();
-      if (Number(r.numUpdatedRows) > 0 && existing.period !== figure.period) await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.updated', target: existing.id, details: { kpi: kpi.id, scope, period: figure.period, snapshot: ctx.snapshot } }, ctx.now);
+      const r = await tx
+        .updateTable('incidents')
+        .set({ ...figure, first_period: existing.first_period ?? figure.first_period, updated_at: ctx.now })
+        .where('id', '=', existing.id)
+        .where('state', '<>', 'resolved')
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) > 0 && existing.period !== figure.period)
+        await appendAuditIn(
+          tx,
+          {
+            actor: 'alerts',
+            partnerId: null,
+            action: 'incident.updated',
+            target: existing.id,
+            details: { kpi: kpi.id, scope, period: figure.period, snapshot: ctx.snapshot },
+          },
+          ctx.now,
+        );
     });
     return 0;
   }
@@ -222,8 +293,24 @@ export class AlertEngine {
     try {
       return await this.#room.control.db.transaction().execute(async (tx) => {
         const stored = await tx.insertInto('incidents').values(row).returningAll().executeTakeFirstOrThrow();
-        await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.opened', target: row.id, details: { kpi: kpi.id, scope: row.scope, kind: row.kind, period: row.period, snapshot: ctx.snapshot } }, ctx.now);
-        const n = await enqueue(tx, this.#room, { incident: stored, kpi, event: 'incident.opened', recipients, now: ctx.now });
+        await appendAuditIn(
+          tx,
+          {
+            actor: 'alerts',
+            partnerId: null,
+            action: 'incident.opened',
+            target: row.id,
+            details: { kpi: kpi.id, scope: row.scope, kind: row.kind, period: row.period, snapshot: ctx.snapshot },
+          },
+          ctx.now,
+        );
+        const n = await enqueue(tx, this.#room, {
+          incident: stored,
+          kpi,
+          event: 'incident.opened',
+          recipients,
+          now: ctx.now,
+        });
         await markNotifiedIfKept(tx, row.id, ctx.now);
         return n;
       });
@@ -238,13 +325,30 @@ export class AlertEngine {
     return this.#room.control.db.transaction().execute(async (tx) => {
       const r = await tx
         .updateTable('incidents')
-        .set({ state: 'resolved', resolved_at: ctx.now, resolved_by: 'alerts', resolution: 'auto', updated_at: ctx.now, fact_sheet: JSON.stringify({ cause: null, narrative, actions: [] }) })
+        .set({
+          state: 'resolved',
+          resolved_at: ctx.now,
+          resolved_by: 'alerts',
+          resolution: 'auto',
+          updated_at: ctx.now,
+          fact_sheet: JSON.stringify({ cause: null, narrative, actions: [] }),
+        })
         .where('id', '=', incident.id)
         .where('state', '<>', 'resolved')
         .returningAll()
         .executeTakeFirst();
       if (!r) return 0;
-      await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.resolved', target: incident.id, details: { kpi: kpi.id, scope: incident.scope, resolution: 'auto', snapshot: ctx.snapshot } }, ctx.now);
+      await appendAuditIn(
+        tx,
+        {
+          actor: 'alerts',
+          partnerId: null,
+          action: 'incident.resolved',
+          target: incident.id,
+          details: { kpi: kpi.id, scope: incident.scope, resolution: 'auto', snapshot: ctx.snapshot },
+        },
+        ctx.now,
+      );
       return resolvedNotifications(tx, this.#room, kpi, r, ctx.now);
     });
   }
@@ -253,16 +357,45 @@ export class AlertEngine {
   async #escalate(now: Date): Promise<number> {
     const db = this.#room.control.db;
     const agreement = this.#room.agreement().agreement;
-    const due = await db.selectFrom('incidents').selectAll().where('state', 'in', ['open', 'notified']).where('escalated_at', 'is', null).where('ack_due_at', '<=', now).execute();
+    const due = await db
+      .selectFrom('incidents')
+      .selectAll()
+      .where('state', 'in', ['open', 'notified'])
+      .where('escalated_at', 'is', null)
+      .where('ack_due_at', '<=', now)
+      .execute();
     let enqueued = 0;
     for (const inc of due) {
       const kpi = agreement.kpis.find((k) => k.id === inc.kpi);
       if (!kpi) continue;
       enqueued += await db.transaction().execute(async (tx) => {
-        const r = await tx.updateTable('incidents').set({ escalated_at: now, updated_at: now }).where('id', '=', inc.id).where('escalated_at', 'is', null).where('state', 'in', ['open', 'notified']).returningAll().executeTakeFirst();
+        const r = await tx
+          .updateTable('incidents')
+          .set({ escalated_at: now, updated_at: now })
+          .where('id', '=', inc.id)
+          .where('escalated_at', 'is', null)
+          .where('state', 'in', ['open', 'notified'])
+          .returningAll()
+          .executeTakeFirst();
         if (!r) return 0;
-        await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.escalated', target: inc.id, details: { kpi: inc.kpi, scope: inc.scope, ackDueAt: new Date(inc.ack_due_at).toISOString() } }, now);
-        return enqueue(tx, this.#room, { incident: r, kpi, event: 'incident.escalated', recipients: steeringRecipients(agreement), now });
+        await appendAuditIn(
+          tx,
+          {
+            actor: 'alerts',
+            partnerId: null,
+            action: 'incident.escalated',
+            target: inc.id,
+            details: { kpi: inc.kpi, scope: inc.scope, ackDueAt: new Date(inc.ack_due_at).toISOString() },
+          },
+          now,
+        );
+        return enqueue(tx, this.#room, {
+          incident: r,
+          kpi,
+          event: 'incident.escalated',
+          recipients: steeringRecipients(agreement),
+          now,
+        });
       });
     }
     return enqueued;
@@ -271,14 +404,36 @@ export class AlertEngine {
 
 /** Without SMTP or a webhook the notification is kept for the dashboard: the incident counts as notified. */
 export async function markNotifiedIfKept(tx: Transaction<Database>, id: string, now: Date): Promise<void> {
-  const kept = await tx.selectFrom('outbox').select('id').where('incident_id', '=', id).where('state', '=', 'kept').limit(1).executeTakeFirst();
+  const kept = await tx
+    .selectFrom('outbox')
+    .select('id')
+    .where('incident_id', '=', id)
+    .where('state', '=', 'kept')
+    .limit(1)
+    .executeTakeFirst();
   if (!kept) return;
-  const r = await tx.updateTable('incidents').set({ state: 'notified', notified_at: now }).where('id', '=', id).where('state', '=', 'open').executeTakeFirst();
-  if (Number(r.numUpdatedRows) > 0) await appendAuditIn(tx, { actor: 'alerts', partnerId: null, action: 'incident.notified', target: id, details: { channel: 'dashboard' } }, now);
+  const r = await tx
+    .updateTable('incidents')
+    .set({ state: 'notified', notified_at: now })
+    .where('id', '=', id)
+    .where('state', '=', 'open')
+    .executeTakeFirst();
+  if (Number(r.numUpdatedRows) > 0)
+    await appendAuditIn(
+      tx,
+      { actor: 'alerts', partnerId: null, action: 'incident.notified', target: id, details: { channel: 'dashboard' } },
+      now,
+    );
 }
 
 /** A resolution goes to the owners who were told of the incident, and to steering if it was escalated. */
-export async function resolvedNotifications(tx: Transaction<Database>, room: Room, kpi: Kpi, incident: IncidentRow, now: Date): Promise<number> {
+export async function resolvedNotifications(
+  tx: Transaction<Database>,
+  room: Room,
+  kpi: Kpi,
+  incident: IncidentRow,
+  now: Date,
+): Promise<number> {
   const recipients = ownerRecipients(kpi, incident.scope);
   if (incident.escalated_at) recipients.push(...steeringRecipients(room.agreement().agreement));
   return enqueue(tx, room, { incident, kpi, event: 'incident.resolved', recipients, now });

@@ -10,7 +10,14 @@ import type { Room } from '../platform/room.js';
 import { assertReader, canSee } from '../query/series-service.js';
 import { AlertEngine } from './alert-engine.js';
 import { ackSchema, isoDate, resolutionSchema } from './fact-sheet.js';
-import { acknowledgeIncident, findIncident, incidentStates, listIncidents, resolveIncident, sheetOf } from './incident-service.js';
+import {
+  acknowledgeIncident,
+  findIncident,
+  incidentStates,
+  listIncidents,
+  resolveIncident,
+  sheetOf,
+} from './incident-service.js';
 import { Notifier, webhookSecret } from './notifier.js';
 
 export interface Alerts {
@@ -21,7 +28,10 @@ export interface Alerts {
 const running = new WeakMap<Room, Alerts>();
 
 /** The room's alert engine and notifier, started once per room (none when PARITY_ALERTS=off). */
-export async function startAlerts(room: Room, log: Pick<Logger, 'info' | 'warn' | 'error'>): Promise<Alerts | undefined> {
+export async function startAlerts(
+  room: Room,
+  log: Pick<Logger, 'info' | 'warn' | 'error'>,
+): Promise<Alerts | undefined> {
   if (!room.config.alerts) return undefined;
   let a = running.get(room);
   if (!a) {
@@ -46,7 +56,9 @@ export async function stopAlerts(room: Room): Promise<void> {
   await a.notifier.stop();
 }
 
-const idParam = z.strictObject({ id: z.string().regex(/^inc_[A-Za-z0-9_-]{1,40}$/, 'expected an incident id (inc_…)') });
+const idParam = z.strictObject({
+  id: z.string().regex(/^inc_[A-Za-z0-9_-]{1,40}$/, 'expected an incident id (inc_…)'),
+});
 const sheetSchema = z.record(z.string(), z.unknown()).describe('the fact sheet: one template for every incident');
 
 /** Incidents, their fact sheets, acknowledgement and resolution; kept notifications; webhook secrets. */
@@ -70,13 +82,23 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
           to: isoDate.optional().describe('opened on or before this day (UTC)'),
           limit: z.coerce.number().int().min(1).max(1000).default(200),
         }),
-        response: { 200: z.object({ incidents: z.array(sheetSchema) }), 400: problemSchema, 401: problemSchema, 403: problemSchema },
+        response: {
+          200: z.object({ incidents: z.array(sheetSchema) }),
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+        },
       },
     },
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       const incidents = await listIncidents(room, p, req.query);
-      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'query.incidents', details: { role: p.role, filter: req.query, returned: incidents.length } });
+      await room.audit({
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'query.incidents',
+        details: { role: p.role, filter: req.query, returned: incidents.length },
+      });
       return { incidents: incidents as unknown as Record<string, unknown>[] };
     },
   );
@@ -95,7 +117,13 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       const { row } = await findIncident(room, p, req.params.id);
-      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'query.incident', target: row.id, details: { role: p.role } });
+      await room.audit({
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'query.incident',
+        target: row.id,
+        details: { role: p.role },
+      });
       return sheetOf(room.agreement().agreement, row) as unknown as Record<string, unknown>;
     },
   );
@@ -109,7 +137,14 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         security: [{ bearer: [] }],
         params: idParam,
         body: ackSchema.optional(),
-        response: { 200: sheetSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema },
+        response: {
+          200: sheetSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+          409: problemSchema,
+        },
       },
     },
     async (req) => {
@@ -127,7 +162,14 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         security: [{ bearer: [] }],
         params: idParam,
         body: resolutionSchema,
-        response: { 200: sheetSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema },
+        response: {
+          200: sheetSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+          409: problemSchema,
+        },
       },
     },
     async (req) => {
@@ -140,11 +182,17 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     '/v1/notifications',
     {
       schema: {
-        summary: "Notifications to your partner's people (or, for steering, to the committee), with their delivery state",
+        summary:
+          "Notifications to your partner's people (or, for steering, to the committee), with their delivery state",
         tags: ['alerts'],
         security: [{ bearer: [] }],
         querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
-        response: { 200: z.object({ notifications: z.array(z.record(z.string(), z.unknown())) }), 400: problemSchema, 401: problemSchema, 403: problemSchema },
+        response: {
+          200: z.object({ notifications: z.array(z.record(z.string(), z.unknown())) }),
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+        },
       },
     },
     async (req) => {
@@ -153,8 +201,14 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const agreement = room.agreement().agreement;
       const visible = agreement.kpis.filter((k) => canSee(p, k)).map((k) => k.id);
       if (visible.length === 0) return { notifications: [] };
-      let q = room.control.db.selectFrom('outbox').selectAll().where(sql<string>`payload->'data'->'kpi'->>'id'`, 'in', visible);
-      q = p.role === 'steering' ? q.where((eb) => eb.or([eb('partner_id', '=', p.partnerId), eb('partner_id', 'is', null)])) : q.where('partner_id', '=', p.partnerId);
+      let q = room.control.db
+        .selectFrom('outbox')
+        .selectAll()
+        .where(sql<string>`payload->'data'->'kpi'->>'id'`, 'in', visible);
+      q =
+        p.role === 'steering'
+          ? q.where((eb) => eb.or([eb('partner_id', '=', p.partnerId), eb('partner_id', 'is', null)]))
+          : q.where('partner_id', '=', p.partnerId);
       const rows = await q.orderBy('created_at', 'desc').orderBy('id').limit(req.query.limit).execute();
       const notifications = rows.map((r) => ({
         id: r.id,
@@ -168,7 +222,12 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         lastError: r.last_error,
         factSheet: jsonColumn<{ data: unknown }>(r.payload).data,
       }));
-      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'query.notifications', details: { role: p.role, returned: notifications.length } });
+      await room.audit({
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'query.notifications',
+        details: { role: p.role, returned: notifications.length },
+      });
       return { notifications };
     },
   );
@@ -180,7 +239,20 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         summary: "Your partner's webhook endpoints from the agreement, with their signing secrets (Standard Webhooks)",
         tags: ['alerts'],
         security: [{ bearer: [] }],
-        response: { 200: z.object({ webhooks: z.array(z.object({ url: z.string(), kpis: z.array(z.string()), secret: z.string(), disabledAt: z.string().nullable() })) }), 401: problemSchema, 403: problemSchema },
+        response: {
+          200: z.object({
+            webhooks: z.array(
+              z.object({
+                url: z.string(),
+                kpis: z.array(z.string()),
+                secret: z.string(),
+                disabledAt: z.string().nullable(),
+              }),
+            ),
+          }),
+          401: problemSchema,
+          403: problemSchema,
+        },
       },
     },
     async (req) => {
@@ -193,12 +265,26 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         const hook = p.partnerId ? k.owners[p.partnerId]?.webhook : undefined;
         if (hook) byUrl.set(hook, [...(byUrl.get(hook) ?? []), k.id]);
       }
-      const disabled = await room.control.db.selectFrom('webhook_endpoints').selectAll().where('url', 'in', [...byUrl.keys(), '']).execute();
-      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'webhooks.secrets_read', details: { endpoints: byUrl.size } });
+      const disabled = await room.control.db
+        .selectFrom('webhook_endpoints')
+        .selectAll()
+        .where('url', 'in', [...byUrl.keys(), ''])
+        .execute();
+      await room.audit({
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'webhooks.secrets_read',
+        details: { endpoints: byUrl.size },
+      });
       return {
         webhooks: [...byUrl].map(([url, kpis]) => {
           const d = disabled.find((x) => x.url === url)?.disabled_at;
-          return { url, kpis, secret: webhookSecret(room.secret, url), disabledAt: d ? new Date(d).toISOString() : null };
+          return {
+            url,
+            kpis,
+            secret: webhookSecret(room.secret, url),
+            disabledAt: d ? new Date(d).toISOString() : null,
+          };
         }),
       };
     },

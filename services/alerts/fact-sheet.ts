@@ -6,19 +6,36 @@ import type { Band } from '../query/band-evaluation.js';
 import { periodEnd } from '../query/kpi-summary.js';
 import type { FeedFreshness } from '../query/freshness.js';
 
-export const causeCategories = ['data_quality', 'process', 'capacity', 'staffing', 'system_outage', 'external', 'other'] as const;
+export const causeCategories = [
+  'data_quality',
+  'process',
+  'capacity',
+  'staffing',
+  'system_outage',
+  'external',
+  'other',
+] as const;
 
 export const isoDate = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date YYYY-MM-DD')
-  .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d), { message: 'not a calendar date' });
+  .refine(
+    (d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d),
+    { message: 'not a calendar date' },
+  );
 
 /** What the owner writes when resolving: the same template for every KPI and partner. */
 export const resolutionSchema = z.strictObject({
   cause: z.enum(causeCategories).describe('cause category'),
   narrative: z.string().trim().min(1, 'say what happened').max(5000),
   actions: z
-    .array(z.strictObject({ description: z.string().trim().min(1).max(1000), owner: z.string().trim().min(1).max(200), due: isoDate }))
+    .array(
+      z.strictObject({
+        description: z.string().trim().min(1).max(1000),
+        owner: z.string().trim().min(1).max(200),
+        due: isoDate,
+      }),
+    )
     .max(50)
     .default([]),
 });
@@ -129,19 +146,34 @@ export function factSheetLines(f: FactSheet, roomUrl: string | undefined): [stri
     ['Reason', f.reason],
   ];
   if (f.kind === 'breach') {
-    lines.push(['Period', `${f.grain} from ${f.period}${f.firstPeriod && f.firstPeriod !== f.period ? ` (out of band since ${f.firstPeriod})` : ''}`]);
+    lines.push([
+      'Period',
+      `${f.grain} from ${f.period}${f.firstPeriod && f.firstPeriod !== f.period ? ` (out of band since ${f.firstPeriod})` : ''}`,
+    ]);
     lines.push(['Value', fmt(f.value, f.kpi.unit)]);
     lines.push(['Band', bandText(f.band, f.kpi.unit)]);
   }
   lines.push(['Snapshot', `${f.snapshot} (agreement v${f.agreementVersion})`]);
   if (f.digest) lines.push(['Digest', f.digest]);
   if (f.source) lines.push(['Reproduce', `${roomUrl ?? ''}${f.source}`]);
-  lines.push(['Feeds', f.freshness.map((x) => `${x.partner}: ${x.lastArrival ? `last batch ${x.lastArrival}` : 'no batch yet'}${x.stale ? ' (STALE)' : ''}`).join('; ') || '—']);
+  lines.push([
+    'Feeds',
+    f.freshness
+      .map(
+        (x) =>
+          `${x.partner}: ${x.lastArrival ? `last batch ${x.lastArrival}` : 'no batch yet'}${x.stale ? ' (STALE)' : ''}`,
+      )
+      .join('; ') || '—',
+  ]);
   lines.push(['Owners', f.owners.map((o) => `${o.name} (${o.partner})`).join(', ') || '—']);
   lines.push(['Acknowledge by', f.ackDueAt]);
   if (f.acknowledgedAt) lines.push(['Acknowledged', f.acknowledgedAt]);
   if (f.escalatedAt) lines.push(['Escalated to steering', f.escalatedAt]);
-  if (f.resolvedAt) lines.push(['Resolved', `${f.resolvedAt} (${f.resolution === 'auto' ? 'automatically: back in band' : 'by the owner'})`]);
+  if (f.resolvedAt)
+    lines.push([
+      'Resolved',
+      `${f.resolvedAt} (${f.resolution === 'auto' ? 'automatically: back in band' : 'by the owner'})`,
+    ]);
   if (f.cause) lines.push(['Cause', f.cause]);
   if (f.narrative) lines.push(['Narrative', f.narrative]);
   f.actions.forEach((a, i) => lines.push([`Action ${i + 1}`, `${a.description} — ${a.owner}, due ${a.due}`]));
@@ -149,18 +181,30 @@ export function factSheetLines(f: FactSheet, roomUrl: string | undefined): [stri
 }
 
 export function subjectLine(event: string, f: FactSheet): string {
-  const what = f.kind === 'stale' ? `feed of ${f.scope} is stale` : `${f.scope} out of band${f.period ? ` (${f.grain} ${f.period})` : ''}`;
+  const what =
+    f.kind === 'stale'
+      ? `feed of ${f.scope} is stale`
+      : `${f.scope} out of band${f.period ? ` (${f.grain} ${f.period})` : ''}`;
   const verb = event === 'incident.resolved' ? 'Resolved' : event === 'incident.escalated' ? 'Escalated' : 'Incident';
   return `[Parity] ${verb}: ${f.kpi.title} — ${what}`;
 }
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-export function renderEmail(event: string, f: FactSheet, roomUrl: string | undefined): { subject: string; text: string; html: string } {
+export function renderEmail(
+  event: string,
+  f: FactSheet,
+  roomUrl: string | undefined,
+): { subject: string; text: string; html: string } {
   const lines = factSheetLines(f, roomUrl);
   const subject = subjectLine(event, f);
   const text = `${subject}\n\n${lines.map(([k, v]) => `${k}: ${v}`).join('\n')}\n`;
-  const rows = lines.map(([k, v]) => `<tr><th scope="row" style="text-align:left;padding-right:1em">${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('');
+  const rows = lines
+    .map(
+      ([k, v]) =>
+        `<tr><th scope="row" style="text-align:left;padding-right:1em">${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`,
+    )
+    .join('');
   const html = `<!doctype html><html><body><h1 style="font-size:1.2em">${escapeHtml(subject)}</h1><table>${rows}</table></body></html>`;
   return { subject, text, html };
 }

@@ -22,7 +22,10 @@ export interface IncidentFilter {
 }
 
 export function sheetOf(agreement: Agreement, row: IncidentRow): FactSheet {
-  return factSheet(row, agreement.kpis.find((k) => k.id === row.kpi));
+  return factSheet(
+    row,
+    agreement.kpis.find((k) => k.id === row.kpi),
+  );
 }
 
 /** Incidents of the KPIs the caller may see, newest first. */
@@ -56,7 +59,13 @@ export async function findIncident(room: Room, p: Principal, id: string): Promis
 function assertMayAct(p: Principal, kpi: Kpi, row: IncidentRow): void {
   if (p.role === 'steering') return;
   if (p.role === 'owner' && isNamedOwner(p, kpi) && responsiblePartners(kpi, row.scope).includes(p.partnerId!)) return;
-  throw forbidden(`only ${responsiblePartners(kpi, row.scope).map((x) => kpi.owners[x]!.name).join(' or ') || 'the named owner'} (as owner) or the steering committee may do this`);
+  throw forbidden(
+    `only ${
+      responsiblePartners(kpi, row.scope)
+        .map((x) => kpi.owners[x]!.name)
+        .join(' or ') || 'the named owner'
+    } (as owner) or the steering committee may do this`,
+  );
 }
 
 /**
@@ -79,9 +88,25 @@ async function transition(
   assertMayAct(p, kpi, row);
   const now = room.clock.now();
   const updated = await room.control.db.transaction().execute(async (tx) => {
-    const r = await tx.updateTable('incidents').set({ ...t.set(now), updated_at: now }).where('id', '=', id).where('state', 'in', t.from).returningAll().executeTakeFirst();
+    const r = await tx
+      .updateTable('incidents')
+      .set({ ...t.set(now), updated_at: now })
+      .where('id', '=', id)
+      .where('state', 'in', t.from)
+      .returningAll()
+      .executeTakeFirst();
     if (!r) return undefined;
-    await appendAuditIn(tx, { actor: p.tokenId, partnerId: p.partnerId, action: t.action, target: id, details: { kpi: row.kpi, scope: row.scope, role: p.role, ...t.details } }, now);
+    await appendAuditIn(
+      tx,
+      {
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: t.action,
+        target: id,
+        details: { kpi: row.kpi, scope: row.scope, role: p.role, ...t.details },
+      },
+      now,
+    );
     await t.after?.(tx, kpi, r, now);
     return r;
   });
@@ -89,7 +114,12 @@ async function transition(
   return sheetOf(room.agreement().agreement, updated);
 }
 
-export async function acknowledgeIncident(room: Room, p: Principal, id: string, note: string | undefined): Promise<FactSheet> {
+export async function acknowledgeIncident(
+  room: Room,
+  p: Principal,
+  id: string,
+  note: string | undefined,
+): Promise<FactSheet> {
   return transition(room, p, id, {
     from: ['open', 'notified'],
     set: (now) => ({ state: 'acknowledged', acknowledged_at: now, acknowledged_by: p.name }),
@@ -98,10 +128,22 @@ export async function acknowledgeIncident(room: Room, p: Principal, id: string, 
   });
 }
 
-export async function resolveIncident(room: Room, p: Principal, id: string, resolution: Resolution, kick: () => void): Promise<FactSheet> {
+export async function resolveIncident(
+  room: Room,
+  p: Principal,
+  id: string,
+  resolution: Resolution,
+  kick: () => void,
+): Promise<FactSheet> {
   const sheet = await transition(room, p, id, {
     from: ['open', 'notified', 'acknowledged'],
-    set: (now) => ({ state: 'resolved', resolved_at: now, resolved_by: p.name, resolution: 'owner', fact_sheet: JSON.stringify(resolution) }),
+    set: (now) => ({
+      state: 'resolved',
+      resolved_at: now,
+      resolved_by: p.name,
+      resolution: 'owner',
+      fact_sheet: JSON.stringify(resolution),
+    }),
     action: 'incident.resolved',
     details: { resolution: 'owner', cause: resolution.cause, actions: resolution.actions.length },
     after: (tx, kpi, updated, now) => resolvedNotifications(tx, room, kpi, updated, now),

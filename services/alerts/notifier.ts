@@ -55,7 +55,11 @@ export class Notifier {
 
   async start(): Promise<void> {
     // This process owns the room: what a crash left in flight is due now (same ids; receivers dedupe).
-    await this.#room.control.db.updateTable('outbox').set({ state: 'pending', next_attempt_at: this.#room.clock.now() }).where('state', '=', 'sending').execute();
+    await this.#room.control.db
+      .updateTable('outbox')
+      .set({ state: 'pending', next_attempt_at: this.#room.clock.now() })
+      .where('state', '=', 'sending')
+      .execute();
     this.#timer = setInterval(() => this.kick(), POLL_MS);
     this.#timer.unref();
     this.kick();
@@ -121,15 +125,28 @@ export class Notifier {
       if (due.length) {
         await tx
           .updateTable('outbox')
-          .set({ state: 'sending', attempts: sql<number>`attempts + 1`, next_attempt_at: new Date(now.getTime() + LEASE_MS) })
-          .where('id', 'in', due.map((r) => r.id))
+          .set({
+            state: 'sending',
+            attempts: sql<number>`attempts + 1`,
+            next_attempt_at: new Date(now.getTime() + LEASE_MS),
+          })
+          .where(
+            'id',
+            'in',
+            due.map((r) => r.id),
+          )
           .execute();
       }
       return due;
     });
     for (const row of rows) {
       const p: Promise<void> = this.#deliver({ ...row, attempts: row.attempts + 1 })
-        .catch((err: unknown) => this.#log.error({ err, notification: row.id }, 'notifier: recording a delivery failed; it is retried when its lease ends'))
+        .catch((err: unknown) =>
+          this.#log.error(
+            { err, notification: row.id },
+            'notifier: recording a delivery failed; it is retried when its lease ends',
+          ),
+        )
         .finally(() => {
           this.#inFlight.delete(row.id);
           this.kick();
@@ -140,26 +157,47 @@ export class Notifier {
 
   async #deliver(row: OutboxRow): Promise<void> {
     const payload = jsonColumn<NotificationPayload>(row.payload);
-    const outcome = row.channel === 'webhook' ? await this.#sendWebhook(row, payload) : await this.#sendEmail(row, payload);
+    const outcome =
+      row.channel === 'webhook' ? await this.#sendWebhook(row, payload) : await this.#sendEmail(row, payload);
     const now = this.#room.clock.now();
     const db = this.#room.control.db;
     const audit = { actor: 'notifier', partnerId: row.partner_id, target: row.incident_id };
     const details = { notification: row.id, channel: row.channel, event: row.event, attempts: row.attempts };
     if (outcome.ok) {
       await db.transaction().execute(async (tx) => {
-        await tx.updateTable('outbox').set({ state: 'delivered', delivered_at: now, last_error: null }).where('id', '=', row.id).execute();
+        await tx
+          .updateTable('outbox')
+          .set({ state: 'delivered', delivered_at: now, last_error: null })
+          .where('id', '=', row.id)
+          .execute();
         await appendAuditIn(tx, { ...audit, action: 'notification.delivered', details }, now);
         if (row.event === 'incident.opened') {
-          const r = await tx.updateTable('incidents').set({ state: 'notified', notified_at: now, updated_at: now }).where('id', '=', row.incident_id).where('state', '=', 'open').executeTakeFirst();
-          if (Number(r.numUpdatedRows) > 0) await appendAuditIn(tx, { ...audit, action: 'incident.notified', details: { channel: row.channel } }, now);
+          const r = await tx
+            .updateTable('incidents')
+            .set({ state: 'notified', notified_at: now, updated_at: now })
+            .where('id', '=', row.incident_id)
+            .where('state', '=', 'open')
+            .executeTakeFirst();
+          if (Number(r.numUpdatedRows) > 0)
+            await appendAuditIn(tx, { ...audit, action: 'incident.notified', details: { channel: row.channel } }, now);
         }
       });
       return;
     }
     if (outcome.gone) {
       await db.transaction().execute(async (tx) => {
-        await tx.updateTable('outbox').set({ state: 'disabled', last_error: outcome.error }).where('id', '=', row.id).execute();
-        await tx.updateTable('outbox').set({ state: 'disabled', last_error: 'endpoint disabled after answering 410 Gone' }).where('recipient', '=', row.recipient).where('channel', '=', 'webhook').where('state', '=', 'pending').execute();
+        await tx
+          .updateTable('outbox')
+          .set({ state: 'disabled', last_error: outcome.error })
+          .where('id', '=', row.id)
+          .execute();
+        await tx
+          .updateTable('outbox')
+          .set({ state: 'disabled', last_error: 'endpoint disabled after answering 410 Gone' })
+          .where('recipient', '=', row.recipient)
+          .where('channel', '=', 'webhook')
+          .where('state', '=', 'pending')
+          .execute();
         await tx
           .insertInto('webhook_endpoints')
           .values({ url: row.recipient, disabled_at: now, reason: '410 Gone' })
@@ -173,10 +211,21 @@ export class Notifier {
     const delay = RETRY_DELAYS_MS[row.attempts - 1];
     if (delay === undefined) {
       await db.transaction().execute(async (tx) => {
-        await tx.updateTable('outbox').set({ state: 'failed', last_error: outcome.error }).where('id', '=', row.id).execute();
-        await appendAuditIn(tx, { ...audit, action: 'notification.failed', details: { ...details, error: outcome.error } }, now);
+        await tx
+          .updateTable('outbox')
+          .set({ state: 'failed', last_error: outcome.error })
+          .where('id', '=', row.id)
+          .execute();
+        await appendAuditIn(
+          tx,
+          { ...audit, action: 'notification.failed', details: { ...details, error: outcome.error } },
+          now,
+        );
       });
-      this.#log.error({ notification: row.id, attempts: row.attempts }, `notifier: gave up on a ${row.channel} notification: ${outcome.error}`);
+      this.#log.error(
+        { notification: row.id, attempts: row.attempts },
+        `notifier: gave up on a ${row.channel} notification: ${outcome.error}`,
+      );
       return;
     }
     await db
@@ -184,7 +233,10 @@ export class Notifier {
       .set({ state: 'pending', last_error: outcome.error, next_attempt_at: new Date(now.getTime() + delay) })
       .where('id', '=', row.id)
       .execute();
-    this.#log.warn({ notification: row.id, attempts: row.attempts, retryInMs: delay }, `notifier: ${row.channel} delivery failed: ${outcome.error}`);
+    this.#log.warn(
+      { notification: row.id, attempts: row.attempts, retryInMs: delay },
+      `notifier: ${row.channel} delivery failed: ${outcome.error}`,
+    );
   }
 
   async #sendWebhook(row: OutboxRow, payload: NotificationPayload): Promise<Outcome> {
@@ -211,7 +263,13 @@ export class Notifier {
       return { ok: false, gone: res.status === 410, error: `HTTP ${res.status}` };
     } catch (err) {
       const e = err as Error & { cause?: { code?: string } };
-      return { ok: false, error: e.name === 'TimeoutError' ? `no answer within ${WEBHOOK_TIMEOUT_MS / 1000} s` : (e.cause?.code ?? e.message).slice(0, 200) };
+      return {
+        ok: false,
+        error:
+          e.name === 'TimeoutError'
+            ? `no answer within ${WEBHOOK_TIMEOUT_MS / 1000} s`
+            : (e.cause?.code ?? e.message).slice(0, 200),
+      };
     }
   }
 

@@ -46,16 +46,43 @@ export async function enqueue(
   const smtp = Boolean(room.config.smtpUrl);
   const sheet = factSheet(opts.incident, opts.kpi);
   const payload: NotificationPayload = { type: opts.event, timestamp: opts.now.toISOString(), data: sheet };
-  const disabled = new Set((await tx.selectFrom('webhook_endpoints').select('url').where('disabled_at', 'is not', null).execute()).map((r) => r.url));
+  const disabled = new Set(
+    (await tx.selectFrom('webhook_endpoints').select('url').where('disabled_at', 'is not', null).execute()).map(
+      (r) => r.url,
+    ),
+  );
   const rows: Insertable<OutboxTable>[] = [];
   const seenHooks = new Set<string>();
   for (const r of opts.recipients) {
-    const base = { incident_id: opts.incident.id, event: opts.event, partner_id: r.partnerId, recipient_name: r.name, payload: JSON.stringify(payload), attempts: 0, next_attempt_at: opts.now, created_at: opts.now };
-    rows.push({ ...base, id: messageId(), channel: 'email', recipient: r.email, state: smtp ? 'pending' : 'kept', delivered_at: smtp ? null : opts.now });
+    const base = {
+      incident_id: opts.incident.id,
+      event: opts.event,
+      partner_id: r.partnerId,
+      recipient_name: r.name,
+      payload: JSON.stringify(payload),
+      attempts: 0,
+      next_attempt_at: opts.now,
+      created_at: opts.now,
+    };
+    rows.push({
+      ...base,
+      id: messageId(),
+      channel: 'email',
+      recipient: r.email,
+      state: smtp ? 'pending' : 'kept',
+      delivered_at: smtp ? null : opts.now,
+    });
     if (r.webhook && !seenHooks.has(r.webhook)) {
       seenHooks.add(r.webhook);
       const off = disabled.has(r.webhook);
-      rows.push({ ...base, id: messageId(), channel: 'webhook', recipient: r.webhook, state: off ? 'disabled' : 'pending', last_error: off ? 'endpoint disabled after answering 410 Gone' : null });
+      rows.push({
+        ...base,
+        id: messageId(),
+        channel: 'webhook',
+        recipient: r.webhook,
+        state: off ? 'disabled' : 'pending',
+        last_error: off ? 'endpoint disabled after answering 410 Gone' : null,
+      });
     }
   }
   if (rows.length) await tx.insertInto('outbox').values(rows).execute();

@@ -31,13 +31,24 @@ const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 const show = (v: unknown) => (v === undefined ? '(none)' : typeof v === 'string' ? v : JSON.stringify(v));
 
 /** Leaf differences: objects by key; arrays of plain values as sets (added / removed items); other arrays whole. */
-function walk(before: unknown, after: unknown, path: string[], out: { path: string[]; change: AgreementChange['change']; before?: unknown; after?: unknown }[]): void {
+function walk(
+  before: unknown,
+  after: unknown,
+  path: string[],
+  out: { path: string[]; change: AgreementChange['change']; before?: unknown; after?: unknown }[],
+): void {
   if (same(before, after)) return;
   if (isObject(before) && isObject(after)) {
-    for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) walk(before[k], after[k], [...path, k], out);
+    for (const k of new Set([...Object.keys(before), ...Object.keys(after)]))
+      walk(before[k], after[k], [...path, k], out);
     return;
   }
-  if (Array.isArray(before) && Array.isArray(after) && [...before, ...after].every((v) => typeof v !== 'object' || v === null) && !(path.at(-1) === 'range')) {
+  if (
+    Array.isArray(before) &&
+    Array.isArray(after) &&
+    [...before, ...after].every((v) => typeof v !== 'object' || v === null) &&
+    !(path.at(-1) === 'range')
+  ) {
     for (const v of after) if (!before.includes(v)) out.push({ path, change: 'added', after: v });
     for (const v of before) if (!after.includes(v)) out.push({ path, change: 'removed', before: v });
     return;
@@ -48,39 +59,69 @@ function walk(before: unknown, after: unknown, path: string[], out: { path: stri
 }
 
 /** Why a change loosens privacy, or undefined. */
-function privacyOf(path: string[], change: AgreementChange['change'], before: unknown, after: unknown): string | undefined {
+function privacyOf(
+  path: string[],
+  change: AgreementChange['change'],
+  before: unknown,
+  after: unknown,
+): string | undefined {
   const [top, id, field, sub] = path;
   const last = path.at(-1);
-  if ((last === 'minGroupSize' || last === 'effectiveMinGroupSize') && (change === 'removed' || (change === 'changed' && Number(after) < Number(before)))) return 'a lower minimum group size: smaller groups become visible';
+  if (
+    (last === 'minGroupSize' || last === 'effectiveMinGroupSize') &&
+    (change === 'removed' || (change === 'changed' && Number(after) < Number(before)))
+  )
+    return 'a lower minimum group size: smaller groups become visible';
   if (path.length === 2 && change === 'added') {
     if (top === 'kpis') return 'a new figure is shared';
-    if (top === 'partners') return 'a new partner reads the partnership\'s figures';
+    if (top === 'partners') return "a new partner reads the partnership's figures";
     if (top === 'steering') return 'a new steering member reads need-to-know KPIs';
   }
-  if (top === 'twoPartyConsent' && after === true) return 'two-party consent: with two partners each can work out the other\'s figure';
+  if (top === 'twoPartyConsent' && after === true)
+    return "two-party consent: with two partners each can work out the other's figure";
   if (top === 'retention') {
     const b = typeof before === 'string' ? durationMs(before) : Infinity;
     const a = typeof after === 'string' ? durationMs(after) : Infinity;
     if (a > b) return 'points are kept longer';
   }
   if (top !== 'kpis' || id === undefined) return undefined;
-  if (field === 'disclosure' && tier[after as keyof typeof tier] > tier[before as keyof typeof tier]) return `a wider disclosure tier (${show(before)} → ${show(after)})`;
+  if (field === 'disclosure' && tier[after as keyof typeof tier] > tier[before as keyof typeof tier])
+    return `a wider disclosure tier (${show(before)} → ${show(after)})`;
   if (field === 'published' && after === true) return 'published: readable without a token';
   if (field === 'needToKnow' && change === 'added') return 'one more person reads a need-to-know KPI';
-  if (field === 'dimensions' && change === 'added') return Array.isArray(after) ? `a new dimension ${sub}: finer breakdowns` : `a new value of dimension ${sub}: finer breakdowns`;
+  if (field === 'dimensions' && change === 'added')
+    return Array.isArray(after)
+      ? `a new dimension ${sub}: finer breakdowns`
+      : `a new value of dimension ${sub}: finer breakdowns`;
   if (field === 'grains' && change === 'added') return `a new grain (${show(after)}): more cells to compare`;
-  if (field === 'breakdown' && after === 'per_partner') return 'per-partner breakdown: each partner\'s own figure is shown';
-  if (field === 'owners' && ((path.length === 4 && change === 'added') || (last === 'email' && change === 'changed'))) return 'a new root-cause owner reads the KPI, whatever its tier';
+  if (field === 'breakdown' && after === 'per_partner')
+    return "per-partner breakdown: each partner's own figure is shown";
+  if (field === 'owners' && ((path.length === 4 && change === 'added') || (last === 'email' && change === 'changed')))
+    return 'a new root-cause owner reads the KPI, whatever its tier';
   return undefined;
 }
 
 function describe(path: string[], change: AgreementChange['change'], before: unknown, after: unknown): string {
   const [top, id, ...rest] = path;
-  const subject = top === 'kpis' ? `KPI ${id}` : top === 'partners' ? `partner ${id}` : top === 'steering' ? `steering member ${id}` : path.join('.');
+  const subject =
+    top === 'kpis'
+      ? `KPI ${id}`
+      : top === 'partners'
+        ? `partner ${id}`
+        : top === 'steering'
+          ? `steering member ${id}`
+          : path.join('.');
   const what = top === 'kpis' || top === 'partners' || top === 'steering' ? rest.join('.') : '';
-  if (!what) return change === 'added' ? `${subject} added` : change === 'removed' ? `${subject} removed` : `${subject}: ${show(before)} → ${show(after)}`;
-  if (change === 'added') return `${subject}: ${what} ${Array.isArray(after) || isObject(after) ? 'added ' + show(after) : `+ ${show(after)}`}`;
-  if (change === 'removed') return `${subject}: ${what} ${Array.isArray(before) || isObject(before) ? 'removed' : `− ${show(before)}`}`;
+  if (!what)
+    return change === 'added'
+      ? `${subject} added`
+      : change === 'removed'
+        ? `${subject} removed`
+        : `${subject}: ${show(before)} → ${show(after)}`;
+  if (change === 'added')
+    return `${subject}: ${what} ${Array.isArray(after) || isObject(after) ? 'added ' + show(after) : `+ ${show(after)}`}`;
+  if (change === 'removed')
+    return `${subject}: ${what} ${Array.isArray(before) || isObject(before) ? 'removed' : `− ${show(before)}`}`;
   return `${subject}: ${what} ${show(before)} → ${show(after)}`;
 }
 
@@ -99,6 +140,14 @@ export function diffAgreements(current: Agreement, proposed: Agreement): Agreeme
   return raw.map(({ path, change, before, after }) => {
     const privacy = privacyOf(path, change, before, after);
     const text = describe(path, change, before, after) + (privacy ? ` (loosens privacy: ${privacy})` : '');
-    return { path: path.join('.'), change, ...(before !== undefined ? { before } : {}), ...(after !== undefined ? { after } : {}), text, loosensPrivacy: privacy !== undefined, ...(privacy ? { privacy } : {}) };
+    return {
+      path: path.join('.'),
+      change,
+      ...(before !== undefined ? { before } : {}),
+      ...(after !== undefined ? { after } : {}),
+      text,
+      loosensPrivacy: privacy !== undefined,
+      ...(privacy ? { privacy } : {}),
+    };
   });
 }

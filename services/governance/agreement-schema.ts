@@ -6,21 +6,47 @@ import { canonicalDigest } from '../platform/canonical-json.js';
 const isoDuration = /^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$/;
 
 /** The parts of an ISO-8601 duration, each 0 when absent. */
-export function durationParts(iso: string): { years: number; months: number; weeks: number; days: number; hours: number; minutes: number; seconds: number } {
+export function durationParts(iso: string): {
+  years: number;
+  months: number;
+  weeks: number;
+  days: number;
+  hours: number;
+  minutes: number;
+  seconds: number;
+} {
   const m = isoDuration.exec(iso);
   if (!m) throw new Error(`not an ISO-8601 duration: ${iso}`);
   const n = (s: string | undefined) => (s ? Number(s.slice(0, -1)) : 0);
-  return { years: n(m[1]), months: n(m[2]), weeks: n(m[3]), days: n(m[4]), hours: n(m[6]), minutes: n(m[7]), seconds: n(m[8]) };
+  return {
+    years: n(m[1]),
+    months: n(m[2]),
+    weeks: n(m[3]),
+    days: n(m[4]),
+    hours: n(m[6]),
+    minutes: n(m[7]),
+    seconds: n(m[8]),
+  };
 }
 
 /** Milliseconds of an ISO-8601 duration (months as 30 days, years as 365: only used for SLAs). */
 export function durationMs(iso: string): number {
   const d = durationParts(iso);
   const day = 86_400_000;
-  return d.years * 365 * day + d.months * 30 * day + d.weeks * 7 * day + d.days * day + d.hours * 3_600_000 + d.minutes * 60_000 + d.seconds * 1000;
+  return (
+    d.years * 365 * day +
+    d.months * 30 * day +
+    d.weeks * 7 * day +
+    d.days * day +
+    d.hours * 3_600_000 +
+    d.minutes * 60_000 +
+    d.seconds * 1000
+  );
 }
 
-const id = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'expected a lower-case id (a-z, 0-9, _ or -), starting with a letter');
+const id = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,62}$/, 'expected a lower-case id (a-z, 0-9, _ or -), starting with a letter');
 const duration = z.string().regex(isoDuration, 'expected an ISO-8601 duration such as P1D or PT6H');
 const email = z.email();
 const reservedDims = new Set(['kpi', 'at', 'value', 'subject', 'partner', 'snapshot', 'ts', 'dims']);
@@ -37,17 +63,32 @@ const band = z
     upper: z.number().optional(),
     baseline: z.number().int().min(2).max(520).optional().describe('control: closed periods in the baseline'),
     sigma: z.number().positive().max(10).optional().describe('control: band half-width in standard deviations'),
-    rules: z.array(z.enum(['2of3beyond2sigma', '4of5beyond1sigma', '8onOneSide'])).optional().describe('control: Western Electric run rules'),
+    rules: z
+      .array(z.enum(['2of3beyond2sigma', '4of5beyond1sigma', '8onOneSide']))
+      .optional()
+      .describe('control: Western Electric run rules'),
   })
   .superRefine((b, ctx) => {
     if (b.method === 'control') {
-      if (b.baseline === undefined) ctx.addIssue({ code: 'custom', path: ['baseline'], message: 'a control band needs baseline (closed periods)' });
-      if (b.sigma === undefined) ctx.addIssue({ code: 'custom', path: ['sigma'], message: 'a control band needs sigma' });
-      for (const k of ['lower', 'upper'] as const) if (b[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: 'a control band computes its limits; remove lower/upper' });
+      if (b.baseline === undefined)
+        ctx.addIssue({ code: 'custom', path: ['baseline'], message: 'a control band needs baseline (closed periods)' });
+      if (b.sigma === undefined)
+        ctx.addIssue({ code: 'custom', path: ['sigma'], message: 'a control band needs sigma' });
+      for (const k of ['lower', 'upper'] as const)
+        if (b[k] !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: [k],
+            message: 'a control band computes its limits; remove lower/upper',
+          });
     } else {
-      if (b.lower === undefined && b.upper === undefined) ctx.addIssue({ code: 'custom', path: [], message: 'a static band needs lower, upper or both' });
-      if (b.lower !== undefined && b.upper !== undefined && b.lower > b.upper) ctx.addIssue({ code: 'custom', path: ['lower'], message: 'lower must not exceed upper' });
-      for (const k of ['baseline', 'sigma', 'rules'] as const) if (b[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: `${k} belongs to a control band (method: control)` });
+      if (b.lower === undefined && b.upper === undefined)
+        ctx.addIssue({ code: 'custom', path: [], message: 'a static band needs lower, upper or both' });
+      if (b.lower !== undefined && b.upper !== undefined && b.lower > b.upper)
+        ctx.addIssue({ code: 'custom', path: ['lower'], message: 'lower must not exceed upper' });
+      for (const k of ['baseline', 'sigma', 'rules'] as const)
+        if (b[k] !== undefined)
+          ctx.addIssue({ code: 'custom', path: [k], message: `${k} belongs to a control band (method: control)` });
     }
   });
 
@@ -65,7 +106,10 @@ const kpi = z.strictObject({
   /** What one subject is (order, customer, employee…): every point names one. */
   subject: z.string().min(1).max(60),
   measure: z.enum(measures),
-  range: z.tuple([z.number(), z.number()]).refine(([a, b]) => a <= b, { message: 'range must be [min, max] with min ≤ max' }).optional(),
+  range: z
+    .tuple([z.number(), z.number()])
+    .refine(([a, b]) => a <= b, { message: 'range must be [min, max] with min ≤ max' })
+    .optional(),
   grains: z.array(z.enum(grains)).min(1),
   dimensions: z.record(id, z.array(z.string().min(1).max(100)).min(1)).default({}),
   disclosure: z.enum(disclosures),
@@ -89,8 +133,18 @@ export const agreementSchema = z
       title: z.string().min(1).max(200),
       timezone: z.string().refine(validTimezone, { message: 'expected an IANA time zone such as Europe/Berlin' }),
     }),
-    partners: z.array(z.strictObject({ id, name: z.string().min(1).max(200), minGroupSize: z.number().int().min(1).max(1000).optional() })).min(2),
-    defaults: z.strictObject({ minGroupSize: z.number().int().min(1).max(1000).default(5) }).default({ minGroupSize: 5 }),
+    partners: z
+      .array(
+        z.strictObject({
+          id,
+          name: z.string().min(1).max(200),
+          minGroupSize: z.number().int().min(1).max(1000).optional(),
+        }),
+      )
+      .min(2),
+    defaults: z
+      .strictObject({ minGroupSize: z.number().int().min(1).max(1000).default(5) })
+      .default({ minGroupSize: 5 }),
     steering: z.array(z.strictObject({ name: z.string().min(1), email })).min(1),
     /** Required for a `combined` KPI with two partners: each can recover the other's figure. */
     twoPartyConsent: z.boolean().default(false),
@@ -100,7 +154,8 @@ export const agreementSchema = z
   .superRefine((a, ctx) => {
     const partnerIds = new Set<string>();
     a.partners.forEach((p, i) => {
-      if (partnerIds.has(p.id)) ctx.addIssue({ code: 'custom', path: ['partners', i, 'id'], message: `duplicate partner id ${p.id}` });
+      if (partnerIds.has(p.id))
+        ctx.addIssue({ code: 'custom', path: ['partners', i, 'id'], message: `duplicate partner id ${p.id}` });
       partnerIds.add(p.id);
     });
     const kpiIds = new Set<string>();
@@ -108,19 +163,32 @@ export const agreementSchema = z
       const at = (...p: (string | number)[]) => ['kpis', i, ...p];
       if (kpiIds.has(k.id)) ctx.addIssue({ code: 'custom', path: at('id'), message: `duplicate KPI id ${k.id}` });
       kpiIds.add(k.id);
-      if (!k.grains.includes(k.evaluate.grain)) ctx.addIssue({ code: 'custom', path: at('evaluate', 'grain'), message: `grain ${k.evaluate.grain} is not among the KPI's grains` });
-      if (k.measure === 'rate' && k.range && (k.range[0] < 0 || k.range[1] > 1)) ctx.addIssue({ code: 'custom', path: at('range'), message: 'a rate KPI takes values 0 and 1 only' });
+      if (!k.grains.includes(k.evaluate.grain))
+        ctx.addIssue({
+          code: 'custom',
+          path: at('evaluate', 'grain'),
+          message: `grain ${k.evaluate.grain} is not among the KPI's grains`,
+        });
+      if (k.measure === 'rate' && k.range && (k.range[0] < 0 || k.range[1] > 1))
+        ctx.addIssue({ code: 'custom', path: at('range'), message: 'a rate KPI takes values 0 and 1 only' });
       for (const key of Object.keys(k.dimensions)) {
-        if (reservedDims.has(key)) ctx.addIssue({ code: 'custom', path: at('dimensions', key), message: `${key} is a reserved column name` });
+        if (reservedDims.has(key))
+          ctx.addIssue({ code: 'custom', path: at('dimensions', key), message: `${key} is a reserved column name` });
       }
       for (const owner of Object.keys(k.owners)) {
-        if (!partnerIds.has(owner)) ctx.addIssue({ code: 'custom', path: at('owners', owner), message: `${owner} is not a partner of this agreement` });
+        if (!partnerIds.has(owner))
+          ctx.addIssue({
+            code: 'custom',
+            path: at('owners', owner),
+            message: `${owner} is not a partner of this agreement`,
+          });
       }
       if (k.breakdown === 'combined' && a.partners.length < 3 && !a.twoPartyConsent) {
         ctx.addIssue({
           code: 'custom',
           path: at('breakdown'),
-          message: 'a combined KPI with fewer than three partners lets each partner recover the other\'s figure; set twoPartyConsent: true to accept that',
+          message:
+            "a combined KPI with fewer than three partners lets each partner recover the other's figure; set twoPartyConsent: true to accept that",
         });
       }
     });
@@ -159,7 +227,10 @@ export function validateAgreement(doc: unknown): AgreementResult {
   if (r.success) return { ok: true, agreement: r.data };
   return {
     ok: false,
-    problems: r.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message.replace(/^Invalid input: /, '') })),
+    problems: r.error.issues.map((i) => ({
+      path: formatPath(i.path),
+      message: i.message.replace(/^Invalid input: /, ''),
+    })),
   };
 }
 
@@ -171,7 +242,10 @@ export function parseAgreementText(text: string): AgreementResult {
   } catch (err) {
     const e = err as { message: string; linePos?: { line: number; col: number }[] };
     const pos = e.linePos?.[0];
-    return { ok: false, problems: [{ path: pos ? `line ${pos.line}, column ${pos.col}` : '(file)', message: e.message.split('\n')[0]! }] };
+    return {
+      ok: false,
+      problems: [{ path: pos ? `line ${pos.line}, column ${pos.col}` : '(file)', message: e.message.split('\n')[0]! }],
+    };
   }
   return validateAgreement(doc);
 }
@@ -191,10 +265,19 @@ export function agreementDigest(a: Agreement): string {
 
 /** Names (lower-cased e-mails) that read beyond their token's role: steering members, need-to-know readers, KPI owners. */
 export function privilegedNames(a: Agreement): Set<string> {
-  return new Set([...a.steering.map((s) => s.email), ...a.kpis.flatMap((k) => [...k.needToKnow, ...Object.values(k.owners).map((o) => o.email)])].map((e) => e.toLowerCase()));
+  return new Set(
+    [
+      ...a.steering.map((s) => s.email),
+      ...a.kpis.flatMap((k) => [...k.needToKnow, ...Object.values(k.owners).map((o) => o.email)]),
+    ].map((e) => e.toLowerCase()),
+  );
 }
 
 /** The strictest threshold that applies to a KPI: its own, the default, and every partner's. */
 export function effectiveMinGroupSize(a: Agreement, k: Kpi): number {
-  return Math.max(k.minGroupSize ?? a.defaults.minGroupSize, a.defaults.minGroupSize, ...a.partners.map((p) => p.minGroupSize ?? 0));
+  return Math.max(
+    k.minGroupSize ?? a.defaults.minGroupSize,
+    a.defaults.minGroupSize,
+    ...a.partners.map((p) => p.minGroupSize ?? 0),
+  );
 }

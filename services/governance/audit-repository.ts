@@ -16,8 +16,27 @@ export interface AuditEntry {
   details?: Record<string, unknown>;
 }
 
-export function entryHash(prevHash: string, e: { seq: number; at: Date; actor: string; partner_id: string | null; action: string; target: string | null; details: unknown }): string {
-  const body = canonicalJson({ seq: e.seq, at: e.at.toISOString(), actor: e.actor, partner: e.partner_id, action: e.action, target: e.target, details: e.details ?? {} });
+export function entryHash(
+  prevHash: string,
+  e: {
+    seq: number;
+    at: Date;
+    actor: string;
+    partner_id: string | null;
+    action: string;
+    target: string | null;
+    details: unknown;
+  },
+): string {
+  const body = canonicalJson({
+    seq: e.seq,
+    at: e.at.toISOString(),
+    actor: e.actor,
+    partner: e.partner_id,
+    action: e.action,
+    target: e.target,
+    details: e.details ?? {},
+  });
   return createHash('sha256').update(prevHash).update('\n').update(body).digest('hex');
 }
 
@@ -40,7 +59,15 @@ export function appendAudit(db: ControlDb, entry: AuditEntry, at: Date): Promise
 async function appendAtTail(db: ControlDb, entry: AuditEntry, at: Date): Promise<number> {
   const tail = tails.get(db);
   if (tail) {
-    const row = { seq: tail.seq + 1, at: new Date(at.getTime()), actor: entry.actor, partner_id: entry.partnerId, action: entry.action, target: entry.target ?? null, details: entry.details ?? {} };
+    const row = {
+      seq: tail.seq + 1,
+      at: new Date(at.getTime()),
+      actor: entry.actor,
+      partner_id: entry.partnerId,
+      action: entry.action,
+      target: entry.target ?? null,
+      details: entry.details ?? {},
+    };
     const hash = entryHash(tail.hash, row);
     try {
       await sql`INSERT INTO audit_log (seq, at, actor, partner_id, action, target, details, prev_hash, hash)
@@ -66,10 +93,23 @@ async function appendAtTail(db: ControlDb, entry: AuditEntry, at: Date): Promise
 /** Appends one entry inside the caller's transaction: the entry lands with the change it records, or neither does. */
 export async function appendAuditIn(tx: Transaction<Database>, entry: AuditEntry, at: Date): Promise<number> {
   await sql`SELECT pg_advisory_xact_lock(${AUDIT_LOCK})`.execute(tx);
-  const last = await tx.selectFrom('audit_log').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+  const last = await tx
+    .selectFrom('audit_log')
+    .select(['seq', 'hash'])
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
   const seq = (last ? Number(last.seq) : 0) + 1;
   // Postgres keeps microseconds; a millisecond Date round-trips exactly, so the hash does too.
-  const row = { seq, at: new Date(at.getTime()), actor: entry.actor, partner_id: entry.partnerId, action: entry.action, target: entry.target ?? null, details: entry.details ?? {} };
+  const row = {
+    seq,
+    at: new Date(at.getTime()),
+    actor: entry.actor,
+    partner_id: entry.partnerId,
+    action: entry.action,
+    target: entry.target ?? null,
+    details: entry.details ?? {},
+  };
   const prev = last?.hash ?? GENESIS_HASH;
   await tx
     .insertInto('audit_log')
@@ -79,20 +119,39 @@ export async function appendAuditIn(tx: Transaction<Database>, entry: AuditEntry
 }
 
 /** Recomputes the chain; the first broken link, or ok. */
-export async function verifyAuditChain(db: ControlDb): Promise<{ ok: true; entries: number } | { ok: false; entries: number; brokenAt: number; reason: string }> {
+export async function verifyAuditChain(
+  db: ControlDb,
+): Promise<{ ok: true; entries: number } | { ok: false; entries: number; brokenAt: number; reason: string }> {
   let prev = GENESIS_HASH;
   let count = 0;
   let after = 0;
   for (;;) {
-    const rows: AuditRow[] = await db.selectFrom('audit_log').selectAll().where('seq', '>', after).orderBy('seq').limit(1000).execute();
+    const rows: AuditRow[] = await db
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('seq', '>', after)
+      .orderBy('seq')
+      .limit(1000)
+      .execute();
     if (rows.length === 0) break;
     for (const r of rows) {
       count++;
       const seq = Number(r.seq);
-      if (seq !== count) return { ok: false, entries: count, brokenAt: seq, reason: `expected entry ${count}, found ${seq}` };
-      if (r.prev_hash !== prev) return { ok: false, entries: count, brokenAt: seq, reason: 'prev_hash does not match the previous entry' };
-      const h = entryHash(prev, { seq, at: new Date(r.at), actor: r.actor, partner_id: r.partner_id, action: r.action, target: r.target, details: r.details });
-      if (h !== r.hash) return { ok: false, entries: count, brokenAt: seq, reason: 'the entry does not match its hash' };
+      if (seq !== count)
+        return { ok: false, entries: count, brokenAt: seq, reason: `expected entry ${count}, found ${seq}` };
+      if (r.prev_hash !== prev)
+        return { ok: false, entries: count, brokenAt: seq, reason: 'prev_hash does not match the previous entry' };
+      const h = entryHash(prev, {
+        seq,
+        at: new Date(r.at),
+        actor: r.actor,
+        partner_id: r.partner_id,
+        action: r.action,
+        target: r.target,
+        details: r.details,
+      });
+      if (h !== r.hash)
+        return { ok: false, entries: count, brokenAt: seq, reason: 'the entry does not match its hash' };
       prev = r.hash;
       after = seq;
     }

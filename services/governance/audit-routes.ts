@@ -16,7 +16,7 @@ const entrySchema = z.object({
   seq: z.number().int(),
   at: z.string(),
   actor: z.string().describe('token id, system, cli or anonymous'),
-  partner: z.string().nullable().describe('the partner that acted; null for the room\'s own and shared entries'),
+  partner: z.string().nullable().describe("the partner that acted; null for the room's own and shared entries"),
   action: z.string(),
   target: z.string().nullable(),
   details: z.record(z.string(), z.unknown()),
@@ -32,22 +32,45 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     '/v1/audit',
     {
       schema: {
-        summary: 'Audit entries about your partner\'s own actions and the shared ones (the room\'s, agreement changes; all of them for steering and the operator); never values',
+        summary:
+          "Audit entries about your partner's own actions and the shared ones (the room's, agreement changes; all of them for steering and the operator); never values",
         tags: ['governance'],
         security: [{ bearer: [] }],
         querystring: z.strictObject({
-          after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().describe('entries after this sequence number'),
+          after: z.coerce
+            .number()
+            .int()
+            .min(0)
+            .max(Number.MAX_SAFE_INTEGER)
+            .optional()
+            .describe('entries after this sequence number'),
           limit: z.coerce.number().int().min(1).max(1000).default(100),
-          action: z.string().regex(/^[a-z._]{1,60}$/, 'expected an action or its prefix, such as query. or token.created').optional(),
+          action: z
+            .string()
+            .regex(/^[a-z._]{1,60}$/, 'expected an action or its prefix, such as query. or token.created')
+            .optional(),
         }),
-        response: { 200: z.object({ entries: z.array(entrySchema), next: z.number().int().nullable().describe('pass as after= for the next page') }), 400: problemSchema, 401: problemSchema, 403: problemSchema },
+        response: {
+          200: z.object({
+            entries: z.array(entrySchema),
+            next: z.number().int().nullable().describe('pass as after= for the next page'),
+          }),
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+        },
       },
     },
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
       const whole = wholeLog.has(p.role);
-      let q = room.control.db.selectFrom('audit_log').selectAll().where('seq', '>', req.query.after ?? 0).orderBy('seq').limit(req.query.limit);
+      let q = room.control.db
+        .selectFrom('audit_log')
+        .selectAll()
+        .where('seq', '>', req.query.after ?? 0)
+        .orderBy('seq')
+        .limit(req.query.limit);
       // Shared: the room's own entries and the partnership's agreement changes (every partner is a
       // party); not another partner's reads of the agreement, and not refused sign-ins (their
       // address is for the host and steering).
@@ -60,7 +83,10 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
           ]),
         );
       }
-      if (req.query.action) q = req.query.action.endsWith('.') ? q.where('action', 'like', `${req.query.action.replaceAll('_', '\\_')}%`) : q.where('action', '=', req.query.action);
+      if (req.query.action)
+        q = req.query.action.endsWith('.')
+          ? q.where('action', 'like', `${req.query.action.replaceAll('_', '\\_')}%`)
+          : q.where('action', '=', req.query.action);
       const rows = await q.execute();
       const all = rows.map((r) => ({
         seq: Number(r.seq),
@@ -74,11 +100,34 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         hash: r.hash,
       }));
       // Need-to-know KPIs the reader may not see stay out, as everywhere: not even their ids.
-      const hidden = new Set(whole ? [] : room.agreement().agreement.kpis.filter((k) => !canSee(p, k)).map((k) => k.id));
+      const hidden = new Set(
+        whole
+          ? []
+          : room
+              .agreement()
+              .agreement.kpis.filter((k) => !canSee(p, k))
+              .map((k) => k.id),
+      );
       const mentions = ({ target, details: d }: (typeof all)[number]) =>
-        [target, d['kpi'], (d['filter'] as Record<string, unknown> | undefined)?.['kpi'], ...(Array.isArray(d['kpis']) ? d['kpis'] : []), ...Object.keys((d['perKpi'] as object | undefined) ?? {})].some((k) => typeof k === 'string' && hidden.has(k));
+        [
+          target,
+          d['kpi'],
+          (d['filter'] as Record<string, unknown> | undefined)?.['kpi'],
+          ...(Array.isArray(d['kpis']) ? d['kpis'] : []),
+          ...Object.keys((d['perKpi'] as object | undefined) ?? {}),
+        ].some((k) => typeof k === 'string' && hidden.has(k));
       const entries = hidden.size === 0 ? all : all.filter((e) => !mentions(e));
-      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'audit.read', details: { role: p.role, after: req.query.after ?? 0, action: req.query.action ?? null, returned: entries.length } });
+      await room.audit({
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'audit.read',
+        details: {
+          role: p.role,
+          after: req.query.after ?? 0,
+          action: req.query.action ?? null,
+          returned: entries.length,
+        },
+      });
       return { entries, next: rows.length === req.query.limit ? Number(rows.at(-1)!.seq) : null };
     },
   );
@@ -90,14 +139,28 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         summary: 'Recompute the audit hash chain; the first broken link if any',
         tags: ['governance'],
         security: [{ bearer: [] }],
-        response: { 200: z.object({ ok: z.boolean(), entries: z.number().int(), brokenAt: z.number().int().optional(), reason: z.string().optional() }), 401: problemSchema, 403: problemSchema },
+        response: {
+          200: z.object({
+            ok: z.boolean(),
+            entries: z.number().int(),
+            brokenAt: z.number().int().optional(),
+            reason: z.string().optional(),
+          }),
+          401: problemSchema,
+          403: problemSchema,
+        },
       },
     },
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
       const result = await verifyAuditChain(room.control.db);
-      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'audit.verified', details: { role: p.role, ...result } });
+      await room.audit({
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'audit.verified',
+        details: { role: p.role, ...result },
+      });
       return result;
     },
   );
@@ -106,14 +169,24 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     '/v1/transparency',
     {
       schema: {
-        summary: 'The metadata report of a month: batches, points, freshness, reads per KPI by partner and role, suppressed cells, incidents, notifications, agreement changes — counts and times only',
+        summary:
+          'The metadata report of a month: batches, points, freshness, reads per KPI by partner and role, suppressed cells, incidents, notifications, agreement changes — counts and times only',
         tags: ['governance'],
         security: [{ bearer: [] }],
         querystring: z.strictObject({
-          month: z.string().max(7).optional().describe('YYYY-MM in the partnership\'s time zone (default: this month so far)'),
+          month: z
+            .string()
+            .max(7)
+            .optional()
+            .describe("YYYY-MM in the partnership's time zone (default: this month so far)"),
           format: z.enum(['json', 'csv']).default('json'),
         }),
-        response: { 200: z.record(z.string(), z.unknown()), 400: problemSchema, 401: problemSchema, 403: problemSchema },
+        response: {
+          200: z.record(z.string(), z.unknown()),
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+        },
       },
     },
     async (req, reply) => {
@@ -121,11 +194,24 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
       const month = resolveMonth(req.query.month, room);
       const report = await transparencyReport(room, month, p);
-      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'transparency.read', details: { role: p.role, month, format: req.query.format } });
+      await room.audit({
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'transparency.read',
+        details: { role: p.role, month, format: req.query.format },
+      });
       if (req.query.format === 'csv') {
-        return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="parity-transparency-${report.partnership}-${month}.csv"`).send(transparencyCsv(report) as unknown as Record<string, unknown>); // a string is sent as it is
+        return reply
+          .type('text/csv; charset=utf-8')
+          .header(
+            'content-disposition',
+            `attachment; filename="parity-transparency-${report.partnership}-${month}.csv"`,
+          )
+          .send(transparencyCsv(report) as unknown as Record<string, unknown>); // a string is sent as it is
       }
-      return reply.header('content-disposition', `inline; filename="parity-transparency-${report.partnership}-${month}.json"`).send(report as unknown as Record<string, unknown>);
+      return reply
+        .header('content-disposition', `inline; filename="parity-transparency-${report.partnership}-${month}.json"`)
+        .send(report as unknown as Record<string, unknown>);
     },
   );
 };

@@ -25,18 +25,30 @@ async function api<T>(o: Remote, method: string, path: string, body?: unknown): 
   try {
     res = await fetch(new URL(path, o.url), {
       method,
-      headers: { authorization: `Bearer ${o.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        authorization: `Bearer ${o.token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch (e) {
-    throw new StartupError(`cannot reach the room at ${o.url}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}`);
+    throw new StartupError(
+      `cannot reach the room at ${o.url}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}`,
+    );
   }
   const text = await res.text();
   if (!res.ok) {
     let detail = text.slice(0, 500);
     try {
-      const p = JSON.parse(text) as { detail?: string; title?: string; field?: string; errors?: { field: string; message: string }[] };
-      detail = [p.detail ?? p.title, ...(p.errors ?? []).slice(1, 10).map((e) => `  ${e.field}: ${e.message}`)].join('\n');
+      const p = JSON.parse(text) as {
+        detail?: string;
+        title?: string;
+        field?: string;
+        errors?: { field: string; message: string }[];
+      };
+      detail = [p.detail ?? p.title, ...(p.errors ?? []).slice(1, 10).map((e) => `  ${e.field}: ${e.message}`)].join(
+        '\n',
+      );
     } catch {
       // not JSON: the text says it
     }
@@ -47,92 +59,169 @@ async function api<T>(o: Remote, method: string, path: string, body?: unknown): 
 
 function printProposal(p: ProposalView): void {
   out(`proposal ${p.id}: ${p.state}${p.resultVersion ? ` (became version ${p.resultVersion})` : ''}`);
-  out(`  changes version ${p.baseVersion}; proposed by ${p.proposedBy.partner} on ${p.createdAt}; expires ${p.expiresAt}`);
+  out(
+    `  changes version ${p.baseVersion}; proposed by ${p.proposedBy.partner} on ${p.createdAt}; expires ${p.expiresAt}`,
+  );
   out(`  reason: ${p.reason}`);
-  out(`  ${p.changes.length} change${p.changes.length === 1 ? '' : 's'}${p.loosensPrivacy ? ' — LOOSENS PRIVACY' : ''}:`);
+  out(
+    `  ${p.changes.length} change${p.changes.length === 1 ? '' : 's'}${p.loosensPrivacy ? ' — LOOSENS PRIVACY' : ''}:`,
+  );
   for (const c of p.changes as AgreementChange[]) out(`    ${c.loosensPrivacy ? '!' : '-'} ${c.text}`);
-  for (const w of p.widensTokens) out(`  ! token ${w.id} (${w.partner ?? '-'} ${w.role}, ${w.name}) would read more under this version`);
-  out(`  decisions: ${p.decisions.map((d) => `${d.partner} ${d.decision}d${d.note ? ` (${d.note})` : ''}`).join(', ') || 'none'}`);
+  for (const w of p.widensTokens)
+    out(`  ! token ${w.id} (${w.partner ?? '-'} ${w.role}, ${w.name}) would read more under this version`);
+  out(
+    `  decisions: ${p.decisions.map((d) => `${d.partner} ${d.decision}d${d.note ? ` (${d.note})` : ''}`).join(', ') || 'none'}`,
+  );
   if (p.state === 'open') out(`  waiting for: ${p.waitingFor.join(', ')}`);
 }
 
 function printToken(t: TokenView): void {
-  out(`${t.id}  ${t.role.padEnd(8)} ${t.state.padEnd(7)} ${t.name}${t.expiresAt ? `  expires ${t.expiresAt}` : ''}${t.replaces ? `  replaces ${t.replaces}` : ''}`);
+  out(
+    `${t.id}  ${t.role.padEnd(8)} ${t.state.padEnd(7)} ${t.name}${t.expiresAt ? `  expires ${t.expiresAt}` : ''}${t.replaces ? `  replaces ${t.replaces}` : ''}`,
+  );
 }
 
 /** `parity agreement propose|approve|reject|show|versions`, `parity token list|issue|revoke|rotate`, `parity audit verify`. */
 export function governanceCommands(p: Command, agreement: Command, token: Command, config: () => Config): void {
   const remote = (c: Command) =>
-    c.option('--url <url>', 'the running room', process.env['PARITY_URL'] ?? 'http://localhost:8080').option('--token <token>', 'your partner admin token (default: PARITY_TOKEN)', process.env['PARITY_TOKEN']);
+    c
+      .option('--url <url>', 'the running room', process.env['PARITY_URL'] ?? 'http://localhost:8080')
+      .option('--token <token>', 'your partner admin token (default: PARITY_TOKEN)', process.env['PARITY_TOKEN']);
 
-  remote(agreement.command('propose <file>').description('propose a new agreement (YAML or JSON file) for every partner admin to approve'))
+  remote(
+    agreement
+      .command('propose <file>')
+      .description('propose a new agreement (YAML or JSON file) for every partner admin to approve'),
+  )
     .requiredOption('--reason <text>', 'why the agreement should change')
     .option('--expires-in-days <n>', 'days until it expires unapproved', (v) => Number(v))
     .action(async (file: string, o: Remote & { reason: string; expiresInDays?: number }) => {
       const document = readFileSync(file, 'utf8');
-      printProposal(await api<ProposalView>(o, 'POST', '/v1/agreement/proposals', { document, reason: o.reason, ...(o.expiresInDays !== undefined ? { expiresInDays: o.expiresInDays } : {}) }));
+      printProposal(
+        await api<ProposalView>(o, 'POST', '/v1/agreement/proposals', {
+          document,
+          reason: o.reason,
+          ...(o.expiresInDays !== undefined ? { expiresInDays: o.expiresInDays } : {}),
+        }),
+      );
     });
   remote(agreement.command('approve <id>').description('approve a proposal for your partner'))
     .option('--note <text>', 'a note kept with your approval')
-    .action(async (id: string, o: Remote & { note?: string }) => printProposal(await api<ProposalView>(o, 'POST', `/v1/agreement/proposals/${encodeURIComponent(id)}/approve`, o.note ? { note: o.note } : {})));
+    .action(async (id: string, o: Remote & { note?: string }) =>
+      printProposal(
+        await api<ProposalView>(
+          o,
+          'POST',
+          `/v1/agreement/proposals/${encodeURIComponent(id)}/approve`,
+          o.note ? { note: o.note } : {},
+        ),
+      ),
+    );
   remote(agreement.command('reject <id>').description('reject a proposal for your partner'))
     .requiredOption('--reason <text>', 'why you reject it')
-    .action(async (id: string, o: Remote & { reason: string }) => printProposal(await api<ProposalView>(o, 'POST', `/v1/agreement/proposals/${encodeURIComponent(id)}/reject`, { reason: o.reason })));
-  remote(agreement.command('show [id]').description('show a proposal and its diff (without an id: the recent proposals)')).action(async (id: string | undefined, o: Remote) => {
-    if (id) return printProposal(await api<ProposalView>(o, 'GET', `/v1/agreement/proposals/${encodeURIComponent(id)}`));
+    .action(async (id: string, o: Remote & { reason: string }) =>
+      printProposal(
+        await api<ProposalView>(o, 'POST', `/v1/agreement/proposals/${encodeURIComponent(id)}/reject`, {
+          reason: o.reason,
+        }),
+      ),
+    );
+  remote(
+    agreement.command('show [id]').description('show a proposal and its diff (without an id: the recent proposals)'),
+  ).action(async (id: string | undefined, o: Remote) => {
+    if (id)
+      return printProposal(await api<ProposalView>(o, 'GET', `/v1/agreement/proposals/${encodeURIComponent(id)}`));
     const { proposals } = await api<{ proposals: ProposalView[] }>(o, 'GET', '/v1/agreement/proposals');
     if (proposals.length === 0) out('no proposals');
     for (const pr of proposals) printProposal(pr);
   });
   remote(agreement.command('versions').description('list the agreement versions kept')).action(async (o: Remote) => {
-    const { versions } = await api<{ versions: { version: number; digest: string; activatedAt: string | null; source: string }[] }>(o, 'GET', '/v1/agreement/versions');
+    const { versions } = await api<{
+      versions: { version: number; digest: string; activatedAt: string | null; source: string }[];
+    }>(o, 'GET', '/v1/agreement/versions');
     for (const v of versions) out(`v${v.version}  ${v.activatedAt ?? '-'}  ${v.digest.slice(0, 16)}  ${v.source}`);
   });
 
-  remote(token.command('list').description('list your partner\'s tokens (a partner admin, through the running room)')).action(async (o: Remote) => {
+  remote(
+    token.command('list').description("list your partner's tokens (a partner admin, through the running room)"),
+  ).action(async (o: Remote) => {
     for (const t of (await api<{ tokens: TokenView[] }>(o, 'GET', '/v1/tokens')).tokens) printToken(t);
   });
-  remote(token.command('issue').description('issue a token for your partner through the running room (a partner admin); printed once'))
+  remote(
+    token
+      .command('issue')
+      .description('issue a token for your partner through the running room (a partner admin); printed once'),
+  )
     .requiredOption('--role <role>', 'ingest, analyst, owner or admin')
-    .requiredOption('--name <name>', 'the user\'s e-mail or the system\'s name')
+    .requiredOption('--name <name>', "the user's e-mail or the system's name")
     .option('--expires <iso>', 'expiry date-time')
     .action(async (o: Remote & { role: string; name: string; expires?: string }) => {
-      const t = await api<TokenView & { token: string }>(o, 'POST', '/v1/tokens', { role: o.role, name: o.name, ...(o.expires ? { expiresAt: o.expires } : {}) });
+      const t = await api<TokenView & { token: string }>(o, 'POST', '/v1/tokens', {
+        role: o.role,
+        name: o.name,
+        ...(o.expires ? { expiresAt: o.expires } : {}),
+      });
       err(`issued ${t.id} (${t.role} of ${t.partner}); it is shown once:`);
       out(t.token);
     });
-  remote(token.command('revoke <id>').description('revoke one of your partner\'s tokens at once')).action(async (id: string, o: Remote) => printToken(await api<TokenView>(o, 'DELETE', `/v1/tokens/${encodeURIComponent(id)}`)));
+  remote(token.command('revoke <id>').description("revoke one of your partner's tokens at once")).action(
+    async (id: string, o: Remote) =>
+      printToken(await api<TokenView>(o, 'DELETE', `/v1/tokens/${encodeURIComponent(id)}`)),
+  );
   remote(token.command('rotate <id>').description('replace a token; the old one keeps working for --overlap-hours'))
     .option('--overlap-hours <h>', 'hours both tokens work (default 24)', (v) => Number(v))
     .action(async (id: string, o: Remote & { overlapHours?: number }) => {
-      const t = await api<TokenView & { token: string; previous: TokenView }>(o, 'POST', `/v1/tokens/${encodeURIComponent(id)}/rotate`, o.overlapHours !== undefined ? { overlapHours: o.overlapHours } : {});
-      err(`issued ${t.id} replacing ${t.previous.id}, which works until ${t.previous.expiresAt}; the new token is shown once:`);
+      const t = await api<TokenView & { token: string; previous: TokenView }>(
+        o,
+        'POST',
+        `/v1/tokens/${encodeURIComponent(id)}/rotate`,
+        o.overlapHours !== undefined ? { overlapHours: o.overlapHours } : {},
+      );
+      err(
+        `issued ${t.id} replacing ${t.previous.id}, which works until ${t.previous.expiresAt}; the new token is shown once:`,
+      );
       out(t.token);
     });
 
   const secret = p.command('secret').description('the pseudonymisation secret');
   secret
     .command('rotate')
-    .description('rotate the pseudonymisation secret on a stopped room: re-key every stored pseudonym under a new key; subjects keep one pseudonym across it')
+    .description(
+      'rotate the pseudonymisation secret on a stopped room: re-key every stored pseudonym under a new key; subjects keep one pseudonym across it',
+    )
     .action(async () => {
       const cfg = config();
       const pid = runningRoomPid(cfg.dataDir);
-      if (pid) throw new StartupError(`the room (pid ${pid}) is running on ${cfg.dataDir}: stop it to rotate the secret (no batch may land while pseudonyms are re-keyed)`);
+      if (pid)
+        throw new StartupError(
+          `the room (pid ${pid}) is running on ${cfg.dataDir}: stop it to rotate the secret (no batch may land while pseudonyms are re-keyed)`,
+        );
       let last = 0;
       const r = await rotatePseudonymSecret(cfg, (done) => {
         if (done - last >= 100_000 || last === 0) err(`re-keying pseudonyms: ${done.toLocaleString('en')}…`);
         last = done;
       });
-      out(`rotated: generation ${r.generation}; ${r.pseudonyms.toLocaleString('en')} pseudonyms re-keyed in ${r.points.toLocaleString('en')} points; the new key is in ${cfg.dataDir}/pseudonym-keys — back it up with the data directory`);
+      out(
+        `rotated: generation ${r.generation}; ${r.pseudonyms.toLocaleString('en')} pseudonyms re-keyed in ${r.points.toLocaleString('en')} points; the new key is in ${cfg.dataDir}/pseudonym-keys — back it up with the data directory`,
+      );
     });
 
   const audit = p.command('audit').description('the hash-chained audit log');
-  remote(audit.command('verify').description('recompute the audit hash chain and report the first broken link (directly from the control database; through the API when an embedded room is running)')).action(async (o: Remote) => {
+  remote(
+    audit
+      .command('verify')
+      .description(
+        'recompute the audit hash chain and report the first broken link (directly from the control database; through the API when an embedded room is running)',
+      ),
+  ).action(async (o: Remote) => {
     const cfg = config();
     const pid = cfg.databaseUrl ? undefined : runningRoomPid(cfg.dataDir);
     let r: Awaited<ReturnType<typeof verifyAuditChain>>;
     if (pid) {
-      if (!o.token) throw new StartupError(`the room (pid ${pid}) owns ${cfg.dataDir}: pass --token (a user token) to verify through its API, or stop it`);
+      if (!o.token)
+        throw new StartupError(
+          `the room (pid ${pid}) owns ${cfg.dataDir}: pass --token (a user token) to verify through its API, or stop it`,
+        );
       r = await api(o, 'GET', '/v1/audit/verify');
       err(`verified through the running room at ${o.url}`);
     } else {

@@ -7,7 +7,11 @@ import type { Room } from '../platform/room.js';
 import { problemSchema } from '../ingest/receipt-schema.js';
 import { decide, getProposal, listProposals, listVersions, propose } from './proposal-service.js';
 
-const proposalSchema = z.record(z.string(), z.unknown()).describe('a proposal: state, diff (changes, each loosening of privacy flagged), decisions, waitingFor, the proposed agreement');
+const proposalSchema = z
+  .record(z.string(), z.unknown())
+  .describe(
+    'a proposal: state, diff (changes, each loosening of privacy flagged), decisions, waitingFor, the proposed agreement',
+  );
 const idParam = z.object({ id: z.string().max(64) });
 const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
 
@@ -21,18 +25,41 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
         summary: 'The agreement in force, with its version and digest',
         tags: ['governance'],
         security: [{ bearer: [] }],
-        response: { 200: z.object({ version: z.number().int(), digest: z.string(), activatedAt: z.string().nullable(), agreement: z.record(z.string(), z.unknown()) }), 401: problemSchema },
+        response: {
+          200: z.object({
+            version: z.number().int(),
+            digest: z.string(),
+            activatedAt: z.string().nullable(),
+            agreement: z.record(z.string(), z.unknown()),
+          }),
+          401: problemSchema,
+        },
       },
     },
     async (req) => {
       const principal = await authenticate(room.control.db, room.clock, req);
       const a = room.agreement();
-      await room.audit({ actor: principal.tokenId, partnerId: principal.partnerId, action: 'agreement.read', target: `v${a.version}` });
+      await room.audit({
+        actor: principal.tokenId,
+        partnerId: principal.partnerId,
+        action: 'agreement.read',
+        target: `v${a.version}`,
+      });
       // Need-to-know KPIs are left out for readers who may not see them: not even their definition
       // reaches such a reader. Admins, steering and the operator, who decide on or run the agreement, get it whole.
       const whole = principal.role === 'admin' || principal.role === 'steering' || principal.role === 'operator';
-      const agreement = whole ? a.agreement : { ...a.agreement, kpis: a.agreement.kpis.filter((k) => k.disclosure !== 'need_to_know' || canSee(principal, k)) };
-      return { version: a.version, digest: a.digest, activatedAt: a.activatedAt?.toISOString() ?? null, agreement: agreement as unknown as Record<string, unknown> };
+      const agreement = whole
+        ? a.agreement
+        : {
+            ...a.agreement,
+            kpis: a.agreement.kpis.filter((k) => k.disclosure !== 'need_to_know' || canSee(principal, k)),
+          };
+      return {
+        version: a.version,
+        digest: a.digest,
+        activatedAt: a.activatedAt?.toISOString() ?? null,
+        agreement: agreement as unknown as Record<string, unknown>,
+      };
     },
   );
 
@@ -43,14 +70,33 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
         summary: 'Every agreement version kept, newest first (which proposal made it, when it took effect)',
         tags: ['governance'],
         security: [{ bearer: [] }],
-        response: { 200: z.object({ versions: z.array(z.object({ version: z.number().int(), digest: z.string(), source: z.string(), activatedAt: z.string().nullable(), proposal: z.string().nullable() })) }), 401: problemSchema, 403: problemSchema },
+        response: {
+          200: z.object({
+            versions: z.array(
+              z.object({
+                version: z.number().int(),
+                digest: z.string(),
+                source: z.string(),
+                activatedAt: z.string().nullable(),
+                proposal: z.string().nullable(),
+              }),
+            ),
+          }),
+          401: problemSchema,
+          403: problemSchema,
+        },
       },
     },
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'analyst', 'owner', 'steering', 'admin', 'operator');
       const versions = await listVersions(room);
-      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'versions.read', details: { role: p.role } });
+      await room.audit({
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'versions.read',
+        details: { role: p.role },
+      });
       return { versions };
     },
   );
@@ -59,13 +105,21 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
     '/v1/agreement/proposals',
     {
       schema: {
-        summary: 'Propose a new agreement (a partner admin); it takes effect when every partner\'s admin has approved',
+        summary: "Propose a new agreement (a partner admin); it takes effect when every partner's admin has approved",
         tags: ['governance'],
         security: [{ bearer: [] }],
         body: z.strictObject({
-          document: z.union([z.string().min(1).max(1_000_000), z.record(z.string(), z.unknown())]).describe('the whole new agreement: an object, or its YAML/JSON text'),
+          document: z
+            .union([z.string().min(1).max(1_000_000), z.record(z.string(), z.unknown())])
+            .describe('the whole new agreement: an object, or its YAML/JSON text'),
           reason: z.string().trim().min(1, 'say why the agreement should change').max(2000),
-          expiresInDays: z.number().int().min(1).max(90).optional().describe('days until the proposal expires unapproved (default 14)'),
+          expiresInDays: z
+            .number()
+            .int()
+            .min(1)
+            .max(90)
+            .optional()
+            .describe('days until the proposal expires unapproved (default 14)'),
         }),
         response: { 201: proposalSchema, ...errors },
       },
@@ -73,20 +127,33 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
     async (req, reply) => {
       const p = await authenticate(room.control.db, room.clock, req);
       const view = await propose(room, p, req.body);
-      return reply.code(201).header('location', `/v1/agreement/proposals/${view.id}`).send(view as unknown as Record<string, unknown>);
+      return reply
+        .code(201)
+        .header('location', `/v1/agreement/proposals/${view.id}`)
+        .send(view as unknown as Record<string, unknown>);
     },
   );
 
   app.get(
     '/v1/agreement/proposals',
     {
-      schema: { summary: 'Recent proposals, newest first', tags: ['governance'], security: [{ bearer: [] }], response: { 200: z.object({ proposals: z.array(proposalSchema) }), 401: problemSchema, 403: problemSchema } },
+      schema: {
+        summary: 'Recent proposals, newest first',
+        tags: ['governance'],
+        security: [{ bearer: [] }],
+        response: { 200: z.object({ proposals: z.array(proposalSchema) }), 401: problemSchema, 403: problemSchema },
+      },
     },
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'admin', 'steering', 'operator');
       const proposals = await listProposals(room);
-      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'proposals.read', details: { role: p.role, returned: proposals.length } });
+      await room.audit({
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'proposals.read',
+        details: { role: p.role, returned: proposals.length },
+      });
       return { proposals: proposals as unknown as Record<string, unknown>[] };
     },
   );
@@ -94,13 +161,25 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
   app.get(
     '/v1/agreement/proposals/:id',
     {
-      schema: { summary: 'One proposal with its diff against the version it changes', tags: ['governance'], security: [{ bearer: [] }], params: idParam, response: { 200: proposalSchema, ...errors } },
+      schema: {
+        summary: 'One proposal with its diff against the version it changes',
+        tags: ['governance'],
+        security: [{ bearer: [] }],
+        params: idParam,
+        response: { 200: proposalSchema, ...errors },
+      },
     },
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       requireRole(p, 'admin', 'steering', 'operator');
       const proposal = await getProposal(room, req.params.id);
-      await room.audit({ actor: p.tokenId, partnerId: p.partnerId, action: 'proposals.read', target: proposal.id, details: { role: p.role } });
+      await room.audit({
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'proposals.read',
+        target: proposal.id,
+        details: { role: p.role },
+      });
       return proposal as unknown as Record<string, unknown>;
     },
   );
@@ -110,18 +189,31 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
       `/v1/agreement/proposals/:id/${decision}`,
       {
         schema: {
-          summary: decision === 'approve' ? 'Approve a proposal for your partner (its admin); the last approval activates it' : 'Reject a proposal for your partner (its admin); it is closed',
+          summary:
+            decision === 'approve'
+              ? 'Approve a proposal for your partner (its admin); the last approval activates it'
+              : 'Reject a proposal for your partner (its admin); it is closed',
           tags: ['governance'],
           security: [{ bearer: [] }],
           params: idParam,
-          body: decision === 'approve' ? z.strictObject({ note: z.string().max(2000).optional() }).optional() : z.strictObject({ reason: z.string().trim().min(1, 'say why you reject it').max(2000) }),
+          body:
+            decision === 'approve'
+              ? z.strictObject({ note: z.string().max(2000).optional() }).optional()
+              : z.strictObject({ reason: z.string().trim().min(1, 'say why you reject it').max(2000) }),
           response: { 200: proposalSchema, ...errors },
         },
       },
       async (req) => {
         const p = await authenticate(room.control.db, room.clock, req);
         const body = req.body as { note?: string; reason?: string } | undefined;
-        return (await decide(room, p, req.params.id, decision, body?.note ?? body?.reason, req.log)) as unknown as Record<string, unknown>;
+        return (await decide(
+          room,
+          p,
+          req.params.id,
+          decision,
+          body?.note ?? body?.reason,
+          req.log,
+        )) as unknown as Record<string, unknown>;
       },
     );
   }

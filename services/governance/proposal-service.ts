@@ -7,7 +7,13 @@ import type { Room } from '../platform/room.js';
 import { rollupsOf } from '../query/rollups.js';
 import type { AgreementVersion } from './agreement-repository.js';
 import { diffAgreements, type AgreementChange } from './agreement-diff.js';
-import { agreementDigest, parseAgreementText, privilegedNames, validateAgreement, type Agreement } from './agreement-schema.js';
+import {
+  agreementDigest,
+  parseAgreementText,
+  privilegedNames,
+  validateAgreement,
+  type Agreement,
+} from './agreement-schema.js';
 import { appendAuditIn } from './audit-repository.js';
 import type { Principal } from './token-repository.js';
 
@@ -48,7 +54,10 @@ export function proposedAgreement(document: unknown): Agreement {
   const r = typeof document === 'string' ? parseAgreementText(document) : validateAgreement(document);
   if (r.ok) return r.agreement;
   const first = r.problems[0]!;
-  const field = first.path.startsWith('line ') || first.path === '(file)' || first.path === '(root)' ? 'body.document' : `body.document.${first.path}`;
+  const field =
+    first.path.startsWith('line ') || first.path === '(file)' || first.path === '(root)'
+      ? 'body.document'
+      : `body.document.${first.path}`;
   throw badRequest(
     `${field}: ${first.message}${r.problems.length > 1 ? ` (and ${r.problems.length - 1} more problem${r.problems.length > 2 ? 's' : ''})` : ''}`,
     field,
@@ -58,22 +67,48 @@ export function proposedAgreement(document: unknown): Agreement {
 
 /** Open proposals whose time ran out become expired (lazily, on every read or change). */
 async function expireOld(tx: Transaction<Database>, now: Date): Promise<void> {
-  const expired = await tx.updateTable('agreement_proposals').set({ state: 'expired', decided_at: now }).where('state', '=', 'open').where('expires_at', '<=', now).returning('id').execute();
-  for (const e of expired) await appendAuditIn(tx, { actor: 'system', partnerId: null, action: 'agreement.proposal.expired', target: e.id }, now);
+  const expired = await tx
+    .updateTable('agreement_proposals')
+    .set({ state: 'expired', decided_at: now })
+    .where('state', '=', 'open')
+    .where('expires_at', '<=', now)
+    .returning('id')
+    .execute();
+  for (const e of expired)
+    await appendAuditIn(
+      tx,
+      { actor: 'system', partnerId: null, action: 'agreement.proposal.expired', target: e.id },
+      now,
+    );
 }
 
 async function view(tx: Transaction<Database>, row: ProposalRow, now: Date): Promise<ProposalView> {
-  const base = await tx.selectFrom('agreement_versions').select('document').where('version', '=', row.base_version).executeTakeFirstOrThrow();
+  const base = await tx
+    .selectFrom('agreement_versions')
+    .select('document')
+    .where('version', '=', row.base_version)
+    .executeTakeFirstOrThrow();
   const current = validateAgreement(jsonColumn<unknown>(base.document));
   const agreement = validateAgreement(jsonColumn<unknown>(row.document));
   if (!current.ok || !agreement.ok) throw new Error(`proposal ${row.id} or its base version no longer validates`);
-  const decisions = await tx.selectFrom('proposal_decisions').selectAll().where('proposal_id', '=', row.id).orderBy('decided_at').execute();
+  const decisions = await tx
+    .selectFrom('proposal_decisions')
+    .selectAll()
+    .where('proposal_id', '=', row.id)
+    .orderBy('decided_at')
+    .execute();
   const required = requiredPartners(current.agreement);
   const approved = new Set(decisions.filter((d) => d.decision === 'approve').map((d) => d.partner_id));
   const before = privilegedNames(current.agreement);
   const newly = [...privilegedNames(agreement.agreement)].filter((n) => !before.has(n));
   const widens = newly.length
-    ? await tx.selectFrom('tokens').select(['id', 'partner_id', 'role', 'name', 'expires_at']).where('revoked_at', 'is', null).where(sql<boolean>`lower(name) in (${sql.join(newly)})`).orderBy('id').execute()
+    ? await tx
+        .selectFrom('tokens')
+        .select(['id', 'partner_id', 'role', 'name', 'expires_at'])
+        .where('revoked_at', 'is', null)
+        .where(sql<boolean>`lower(name) in (${sql.join(newly)})`)
+        .orderBy('id')
+        .execute()
     : [];
   return {
     id: row.id,
@@ -89,10 +124,18 @@ async function view(tx: Transaction<Database>, row: ProposalRow, now: Date): Pro
     loosensPrivacy: row.loosens_privacy,
     changes: jsonColumn<unknown>(row.changes) as AgreementChange[],
     requiredPartners: required,
-    decisions: decisions.map((d) => ({ partner: d.partner_id, decision: d.decision, tokenId: d.token_id, at: iso(d.decided_at), note: d.note })),
+    decisions: decisions.map((d) => ({
+      partner: d.partner_id,
+      decision: d.decision,
+      tokenId: d.token_id,
+      at: iso(d.decided_at),
+      note: d.note,
+    })),
     waitingFor: row.state === 'open' ? required.filter((p) => !approved.has(p)) : [],
     agreement: agreement.agreement,
-    widensTokens: widens.filter((w) => !w.expires_at || new Date(w.expires_at) > now).map((w) => ({ id: w.id, partner: w.partner_id, role: w.role, name: w.name })),
+    widensTokens: widens
+      .filter((w) => !w.expires_at || new Date(w.expires_at) > now)
+      .map((w) => ({ id: w.id, partner: w.partner_id, role: w.role, name: w.name })),
   };
 }
 
@@ -108,7 +151,12 @@ function requiredPartners(current: Agreement): string[] {
 export async function listProposals(room: Room): Promise<ProposalView[]> {
   return room.control.db.transaction().execute(async (tx) => {
     await expireOld(tx, room.clock.now());
-    const rows = await tx.selectFrom('agreement_proposals').selectAll().orderBy('created_at', 'desc').limit(100).execute();
+    const rows = await tx
+      .selectFrom('agreement_proposals')
+      .selectAll()
+      .orderBy('created_at', 'desc')
+      .limit(100)
+      .execute();
     const out: ProposalView[] = [];
     for (const r of rows) out.push(await view(tx, r, room.clock.now()));
     return out;
@@ -125,15 +173,28 @@ export async function getProposal(room: Room, id: string): Promise<ProposalView>
 }
 
 /** A partner admin proposes a new agreement document; the proposer's own partner approves by proposing. */
-export async function propose(room: Room, p: Principal, input: { document: unknown; reason: string; expiresInDays?: number | undefined }): Promise<ProposalView> {
+export async function propose(
+  room: Room,
+  p: Principal,
+  input: { document: unknown; reason: string; expiresInDays?: number | undefined },
+): Promise<ProposalView> {
   const partner = requirePartnerAdmin(p, 'propose, approve or reject an agreement change');
   const agreement = proposedAgreement(input.document);
   const now = room.clock.now();
   const active = room.agreement();
-  if (!active.agreement.partners.some((x) => x.id === partner)) throw forbidden(`partner ${partner} is not a party to the agreement in force`);
+  if (!active.agreement.partners.some((x) => x.id === partner))
+    throw forbidden(`partner ${partner} is not a party to the agreement in force`);
   const changes = diffAgreements(active.agreement, agreement);
-  if (changes.length === 0) throw badRequest(`body.document: it is the agreement in force (version ${active.version}); nothing to change`, 'body.document');
-  if (agreement.partnership.id !== active.agreement.partnership.id) throw badRequest(`body.document.partnership.id: a proposal changes partnership ${active.agreement.partnership.id}; it cannot start another`, 'body.document.partnership.id');
+  if (changes.length === 0)
+    throw badRequest(
+      `body.document: it is the agreement in force (version ${active.version}); nothing to change`,
+      'body.document',
+    );
+  if (agreement.partnership.id !== active.agreement.partnership.id)
+    throw badRequest(
+      `body.document.partnership.id: a proposal changes partnership ${active.agreement.partnership.id}; it cannot start another`,
+      'body.document.partnership.id',
+    );
   const id = newId();
   const digest = agreementDigest(agreement);
   const expiresAt = new Date(now.getTime() + (input.expiresInDays ?? DEFAULT_PROPOSAL_DAYS) * 86_400_000);
@@ -143,60 +204,212 @@ export async function propose(room: Room, p: Principal, input: { document: unkno
     if (open) throw conflict(`proposal ${open.id} is still open: approve, reject or let it expire first`);
     // Two proposals at once: the one-open index lets one in; the other is told, not given a 500.
     await sql`SELECT pg_advisory_xact_lock(${PROPOSAL_LOCK})`.execute(tx);
-    const raced = await tx.selectFrom('agreement_proposals').select('id').where('state', '=', 'open').executeTakeFirst();
+    const raced = await tx
+      .selectFrom('agreement_proposals')
+      .select('id')
+      .where('state', '=', 'open')
+      .executeTakeFirst();
     if (raced) throw conflict(`proposal ${raced.id} is still open: approve, reject or let it expire first`);
     const loosens = changes.some((c) => c.loosensPrivacy);
     await tx
       .insertInto('agreement_proposals')
-      .values({ id, base_version: active.version, document: JSON.stringify(agreement), digest, reason: input.reason, changes: JSON.stringify(changes), loosens_privacy: loosens, proposed_by: p.tokenId, proposer_partner: partner, created_at: now, expires_at: expiresAt, state: 'open' })
+      .values({
+        id,
+        base_version: active.version,
+        document: JSON.stringify(agreement),
+        digest,
+        reason: input.reason,
+        changes: JSON.stringify(changes),
+        loosens_privacy: loosens,
+        proposed_by: p.tokenId,
+        proposer_partner: partner,
+        created_at: now,
+        expires_at: expiresAt,
+        state: 'open',
+      })
       .execute();
-    await tx.insertInto('proposal_decisions').values({ proposal_id: id, partner_id: partner, decision: 'approve', token_id: p.tokenId, decided_at: now, note: 'proposed' }).execute();
-    await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'agreement.proposed', target: id, details: { baseVersion: active.version, digest, changes: changes.length, loosensPrivacy: loosens, expiresAt: expiresAt.toISOString() } }, now);
-    return view(tx, await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow(), now);
+    await tx
+      .insertInto('proposal_decisions')
+      .values({
+        proposal_id: id,
+        partner_id: partner,
+        decision: 'approve',
+        token_id: p.tokenId,
+        decided_at: now,
+        note: 'proposed',
+      })
+      .execute();
+    await appendAuditIn(
+      tx,
+      {
+        actor: p.tokenId,
+        partnerId: partner,
+        action: 'agreement.proposed',
+        target: id,
+        details: {
+          baseVersion: active.version,
+          digest,
+          changes: changes.length,
+          loosensPrivacy: loosens,
+          expiresAt: expiresAt.toISOString(),
+        },
+      },
+      now,
+    );
+    return view(
+      tx,
+      await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow(),
+      now,
+    );
   });
   return result;
 }
 
 /** An admin approves or rejects for their own partner; the last approval activates the new version. */
-export async function decide(room: Room, p: Principal, id: string, decision: 'approve' | 'reject', note: string | undefined, log?: { error(obj: unknown, msg: string): void }): Promise<ProposalView> {
+export async function decide(
+  room: Room,
+  p: Principal,
+  id: string,
+  decision: 'approve' | 'reject',
+  note: string | undefined,
+  log?: { error(obj: unknown, msg: string): void },
+): Promise<ProposalView> {
   const partner = requirePartnerAdmin(p, 'propose, approve or reject an agreement change');
   const now = room.clock.now();
   let activated: AgreementVersion | undefined;
   const result = await room.control.db.transaction().execute(async (tx) => {
     await expireOld(tx, now);
-    const row = await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+    const row = await tx
+      .selectFrom('agreement_proposals')
+      .selectAll()
+      .where('id', '=', id)
+      .forUpdate()
+      .executeTakeFirst();
     if (!row) throw notFound(`no proposal ${JSON.stringify(id.slice(0, 40))}`);
     if (row.state === 'expired') throw conflict(`proposal ${id} expired at ${iso(row.expires_at)}; propose it again`);
     if (row.state !== 'open') throw conflict(`proposal ${id} is ${row.state}; it takes no more decisions`);
     const current = await view(tx, row, now);
-    if (!current.requiredPartners.includes(partner)) throw forbidden(`partner ${partner} is not a party to this proposal`);
+    if (!current.requiredPartners.includes(partner))
+      throw forbidden(`partner ${partner} is not a party to this proposal`);
     const mine = current.decisions.find((d) => d.partner === partner);
     if (mine) throw conflict(`partner ${partner} already decided (${mine.decision}) on ${mine.at}`);
-    await tx.insertInto('proposal_decisions').values({ proposal_id: id, partner_id: partner, decision, token_id: p.tokenId, decided_at: now, note: note ?? null }).execute();
-    await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: decision === 'approve' ? 'agreement.approved' : 'agreement.rejected', target: id, details: { baseVersion: current.baseVersion } }, now);
+    await tx
+      .insertInto('proposal_decisions')
+      .values({
+        proposal_id: id,
+        partner_id: partner,
+        decision,
+        token_id: p.tokenId,
+        decided_at: now,
+        note: note ?? null,
+      })
+      .execute();
+    await appendAuditIn(
+      tx,
+      {
+        actor: p.tokenId,
+        partnerId: partner,
+        action: decision === 'approve' ? 'agreement.approved' : 'agreement.rejected',
+        target: id,
+        details: { baseVersion: current.baseVersion },
+      },
+      now,
+    );
     if (decision === 'reject') {
-      await tx.updateTable('agreement_proposals').set({ state: 'rejected', decided_at: now }).where('id', '=', id).execute();
+      await tx
+        .updateTable('agreement_proposals')
+        .set({ state: 'rejected', decided_at: now })
+        .where('id', '=', id)
+        .execute();
     } else if (current.waitingFor.length === 1 && current.waitingFor[0] === partner) {
-      const latest = await tx.selectFrom('agreement_versions').select((eb) => eb.fn.max('version').as('v')).executeTakeFirstOrThrow();
+      const latest = await tx
+        .selectFrom('agreement_versions')
+        .select((eb) => eb.fn.max('version').as('v'))
+        .executeTakeFirstOrThrow();
       if (Number(latest.v) !== current.baseVersion) {
-        await tx.updateTable('agreement_proposals').set({ state: 'superseded', decided_at: now }).where('id', '=', id).execute();
-        await appendAuditIn(tx, { actor: 'system', partnerId: null, action: 'agreement.proposal.superseded', target: id, details: { baseVersion: current.baseVersion, latestVersion: Number(latest.v) } }, now);
+        await tx
+          .updateTable('agreement_proposals')
+          .set({ state: 'superseded', decided_at: now })
+          .where('id', '=', id)
+          .execute();
+        await appendAuditIn(
+          tx,
+          {
+            actor: 'system',
+            partnerId: null,
+            action: 'agreement.proposal.superseded',
+            target: id,
+            details: { baseVersion: current.baseVersion, latestVersion: Number(latest.v) },
+          },
+          now,
+        );
       } else {
         const version = current.baseVersion + 1;
-        await tx.insertInto('agreement_versions').values({ version, document: JSON.stringify(current.agreement), digest: current.digest, source: `proposal ${id}`, created_at: now, activated_at: now, proposal_id: id }).execute();
+        await tx
+          .insertInto('agreement_versions')
+          .values({
+            version,
+            document: JSON.stringify(current.agreement),
+            digest: current.digest,
+            source: `proposal ${id}`,
+            created_at: now,
+            activated_at: now,
+            proposal_id: id,
+          })
+          .execute();
         for (const pt of current.agreement.partners) {
-          await tx.insertInto('partners').values({ id: pt.id, name: pt.name, created_at: now }).onConflict((oc) => oc.column('id').doUpdateSet({ name: pt.name })).execute();
+          await tx
+            .insertInto('partners')
+            .values({ id: pt.id, name: pt.name, created_at: now })
+            .onConflict((oc) => oc.column('id').doUpdateSet({ name: pt.name }))
+            .execute();
         }
         // A partner the new version drops loses its access with it: every token of it is revoked.
         const kept = current.agreement.partners.map((pt) => pt.id);
-        const dropped = await tx.updateTable('tokens').set({ revoked_at: now }).where('revoked_at', 'is', null).where('partner_id', 'is not', null).where('partner_id', 'not in', kept).returning(['id', 'partner_id']).execute();
-        for (const d of dropped) await appendAuditIn(tx, { actor: 'system', partnerId: d.partner_id, action: 'token.revoked', target: d.id, details: { reason: `partner left the agreement with version ${current.baseVersion + 1}` } }, now);
-        await tx.updateTable('agreement_proposals').set({ state: 'active', decided_at: now, result_version: version }).where('id', '=', id).execute();
-        await appendAuditIn(tx, { actor: 'system', partnerId: null, action: 'agreement.activated', target: `v${version}`, details: { proposal: id, digest: current.digest, approvedBy: current.requiredPartners } }, now);
+        const dropped = await tx
+          .updateTable('tokens')
+          .set({ revoked_at: now })
+          .where('revoked_at', 'is', null)
+          .where('partner_id', 'is not', null)
+          .where('partner_id', 'not in', kept)
+          .returning(['id', 'partner_id'])
+          .execute();
+        for (const d of dropped)
+          await appendAuditIn(
+            tx,
+            {
+              actor: 'system',
+              partnerId: d.partner_id,
+              action: 'token.revoked',
+              target: d.id,
+              details: { reason: `partner left the agreement with version ${current.baseVersion + 1}` },
+            },
+            now,
+          );
+        await tx
+          .updateTable('agreement_proposals')
+          .set({ state: 'active', decided_at: now, result_version: version })
+          .where('id', '=', id)
+          .execute();
+        await appendAuditIn(
+          tx,
+          {
+            actor: 'system',
+            partnerId: null,
+            action: 'agreement.activated',
+            target: `v${version}`,
+            details: { proposal: id, digest: current.digest, approvedBy: current.requiredPartners },
+          },
+          now,
+        );
         activated = { version, agreement: current.agreement, digest: current.digest, activatedAt: now };
       }
     }
-    return view(tx, await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow(), now);
+    return view(
+      tx,
+      await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow(),
+      now,
+    );
   });
   if (activated) await applyAgreement(room, activated, log);
   return result;
@@ -207,18 +420,40 @@ export async function decide(room: Room, p: Principal, id: string, decision: 'ap
  * the new definitions. The version is already committed: if re-localising fails it is retried
  * at the next start (openRoom localises whenever the stored zone differs), never undone.
  */
-export async function applyAgreement(room: Room, v: AgreementVersion, log?: { error(obj: unknown, msg: string): void }): Promise<void> {
+export async function applyAgreement(
+  room: Room,
+  v: AgreementVersion,
+  log?: { error(obj: unknown, msg: string): void },
+): Promise<void> {
   const before = room.agreement();
   room.setAgreement(v);
   if (before.agreement.partnership.timezone !== v.agreement.partnership.timezone) {
-    await room.duck.localise(v.agreement.partnership.timezone).catch((err: unknown) => log?.error({ err }, `version ${v.version} is active, but re-computing local days for ${v.agreement.partnership.timezone} failed; it is retried at the next start`));
+    await room.duck
+      .localise(v.agreement.partnership.timezone)
+      .catch((err: unknown) =>
+        log?.error(
+          { err },
+          `version ${v.version} is active, but re-computing local days for ${v.agreement.partnership.timezone} failed; it is retried at the next start`,
+        ),
+      );
   }
   rollupsOf(room.duck)?.loop.request();
 }
 
 /** The versions kept, newest first. */
-export async function listVersions(room: Room): Promise<{ version: number; digest: string; source: string; activatedAt: string | null; proposal: string | null }[]> {
-  const rows = await room.control.db.selectFrom('agreement_versions').select(['version', 'digest', 'source', 'activated_at', 'proposal_id']).orderBy('version', 'desc').execute();
-  return rows.map((r) => ({ version: Number(r.version), digest: r.digest, source: r.source, activatedAt: r.activated_at ? iso(r.activated_at) : null, proposal: r.proposal_id }));
+export async function listVersions(
+  room: Room,
+): Promise<{ version: number; digest: string; source: string; activatedAt: string | null; proposal: string | null }[]> {
+  const rows = await room.control.db
+    .selectFrom('agreement_versions')
+    .select(['version', 'digest', 'source', 'activated_at', 'proposal_id'])
+    .orderBy('version', 'desc')
+    .execute();
+  return rows.map((r) => ({
+    version: Number(r.version),
+    digest: r.digest,
+    source: r.source,
+    activatedAt: r.activated_at ? iso(r.activated_at) : null,
+    proposal: r.proposal_id,
+  }));
 }
-

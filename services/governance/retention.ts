@@ -26,7 +26,9 @@ export function retentionHorizon(today: string, retention: string): string {
   // Months first, clamped to the month's end (2026-03-31 minus P1M is 2026-02-28), then days.
   const first = new Date(Date.UTC(y - p.years, mo - 1 - p.months, 1));
   const lastDay = new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth() + 1, 0)).getUTCDate();
-  return new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth(), Math.min(d, lastDay) - days)).toISOString().slice(0, 10);
+  return new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth(), Math.min(d, lastDay) - days))
+    .toISOString()
+    .slice(0, 10);
 }
 
 /**
@@ -54,34 +56,59 @@ export async function runRetention(room: Room, log?: Pick<Logger, 'info'>): Prom
     await conn.run('BEGIN TRANSACTION');
     open = true;
     // Counted inside the transaction: what it counts is what its DELETE removes.
-    const counts = (await conn.runAndReadAll(`SELECT kpi, count(*)::BIGINT AS n, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE local_day < $1::DATE GROUP BY kpi ORDER BY kpi`, [before])).getRowObjectsJson();
+    const counts = (
+      await conn.runAndReadAll(
+        `SELECT kpi, count(*)::BIGINT AS n, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE local_day < $1::DATE GROUP BY kpi ORDER BY kpi`,
+        [before],
+      )
+    ).getRowObjectsJson();
     if (counts.length === 0) {
       await conn.run('ROLLBACK');
       open = false;
       return { before, deleted: 0, perKpi: {}, snapshot: null };
     }
     snapshot = duck.snapshots.reserve();
-    const deleted = Number((await conn.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged);
+    const deleted = Number(
+      (await conn.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged,
+    );
     const perKpi = Object.fromEntries(counts.map((c) => [String(c['kpi']), Number(c['n'])]));
     const kpis = Object.keys(perKpi);
     await conn.run(
       `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
        VALUES ($1, $2, $3, NULL, '', 'retention', 0, 0, '', $4, $5, $6::TIMESTAMPTZ, $6::TIMESTAMPTZ, string_split($7, ','))`,
-      [`retention-${randomUUID()}`, snapshot, ROOM_PARTNER, JSON.stringify({ deleted, before }), room.agreement().version, now.toISOString(), kpis.join(',')],
+      [
+        `retention-${randomUUID()}`,
+        snapshot,
+        ROOM_PARTNER,
+        JSON.stringify({ deleted, before }),
+        room.agreement().version,
+        now.toISOString(),
+        kpis.join(','),
+      ],
     );
     await conn.run(`INSERT OR REPLACE INTO room_settings VALUES ('retired_before_snapshot', $1)`, [String(snapshot)]);
     // The rollups recompute these days once the snapshot is visible (rollups.ts reads and clears them).
     for (const c of counts) {
       const key = `rollup_removed:${String(c['kpi'])}`;
-      const prev = (await conn.runAndReadAll('SELECT value FROM room_settings WHERE key = $1', [key])).getRowObjectsJson()[0];
+      const prev = (
+        await conn.runAndReadAll('SELECT value FROM room_settings WHERE key = $1', [key])
+      ).getRowObjectsJson()[0];
       const p = prev ? (JSON.parse(String(prev['value'])) as { lo: string }) : undefined;
-      await conn.run('INSERT OR REPLACE INTO room_settings VALUES ($1, $2)', [key, JSON.stringify({ lo: p && p.lo < String(c['lo']) ? p.lo : String(c['lo']), hi: String(c['hi']), snapshot })]);
+      await conn.run('INSERT OR REPLACE INTO room_settings VALUES ($1, $2)', [
+        key,
+        JSON.stringify({ lo: p && p.lo < String(c['lo']) ? p.lo : String(c['lo']), hi: String(c['hi']), snapshot }),
+      ]);
     }
     await conn.run('COMMIT');
     open = false;
     duck.retiredBefore = snapshot;
     duck.landed({ snapshot, partner: ROOM_PARTNER, kpis, receivedAt: now, landedAt: now });
-    await room.audit({ actor: 'system', partnerId: null, action: 'retention.deleted', details: { deleted, perKpi, before, retention: a.retention, snapshot } });
+    await room.audit({
+      actor: 'system',
+      partnerId: null,
+      action: 'retention.deleted',
+      details: { deleted, perKpi, before, retention: a.retention, snapshot },
+    });
     log?.info(`retention: deleted ${deleted} points on local days before ${before} (snapshot ${snapshot})`);
     return { before, deleted, perKpi, snapshot };
   } catch (err) {

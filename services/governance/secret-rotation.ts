@@ -21,7 +21,10 @@ export interface RotationResult {
  * exact, and what is stored no longer matches what the old secret alone would compute.
  * Aggregates do not change; neither do snapshots or digests.
  */
-export async function rotatePseudonymSecret(config: Config, onProgress: (done: number) => void = () => {}): Promise<RotationResult> {
+export async function rotatePseudonymSecret(
+  config: Config,
+  onProgress: (done: number) => void = () => {},
+): Promise<RotationResult> {
   const duck = await DuckStore.open(join(config.dataDir, 'points.duckdb'), { size: 1, queue: 0 }, config.duckdbMemory);
   try {
     const generation = duck.pseudonymGeneration + 1;
@@ -32,7 +35,9 @@ export async function rotatePseudonymSecret(config: Config, onProgress: (done: n
     let pseudonyms = 0;
     let points = 0;
     try {
-      await writer.run('CREATE OR REPLACE TABLE pseudonym_rekey (partner VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL)');
+      await writer.run(
+        'CREATE OR REPLACE TABLE pseudonym_rekey (partner VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL)',
+      );
       const appender = await writer.createAppender('pseudonym_rekey');
       const result = await reader.stream('SELECT DISTINCT partner, subject FROM points');
       for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
@@ -51,9 +56,13 @@ export async function rotatePseudonymSecret(config: Config, onProgress: (done: n
       appender.closeSync();
       await writer.run('BEGIN TRANSACTION');
       try {
-        const r = await writer.run('UPDATE points SET subject = r.new FROM pseudonym_rekey r WHERE points.partner = r.partner AND points.subject = r.old');
+        const r = await writer.run(
+          'UPDATE points SET subject = r.new FROM pseudonym_rekey r WHERE points.partner = r.partner AND points.subject = r.old',
+        );
         points = Number(r.rowsChanged);
-        await writer.run(`INSERT OR REPLACE INTO room_settings VALUES ('pseudonym_generation', $1)`, [String(generation)]);
+        await writer.run(`INSERT OR REPLACE INTO room_settings VALUES ('pseudonym_generation', $1)`, [
+          String(generation),
+        ]);
         await writer.run('COMMIT');
       } catch (err) {
         await writer.run('ROLLBACK').catch(() => undefined);
@@ -67,7 +76,11 @@ export async function rotatePseudonymSecret(config: Config, onProgress: (done: n
     const control = await openControlDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     try {
       await migrateControlDb(control.db);
-      await appendAudit(control.db, { actor: 'cli', partnerId: null, action: 'secret.rotated', details: { generation, pseudonyms, points } }, new Date());
+      await appendAudit(
+        control.db,
+        { actor: 'cli', partnerId: null, action: 'secret.rotated', details: { generation, pseudonyms, points } },
+        new Date(),
+      );
     } finally {
       await control.close();
     }

@@ -20,32 +20,61 @@ export function hashToken(token: string): string {
 /** Creates a token; the plain token is returned once and only its hash is stored. */
 export async function createToken(
   db: Kysely<Database>,
-  input: { partnerId: string | null; role: Role; name: string; expiresAt?: Date | null; createdBy?: string; replaces?: string },
+  input: {
+    partnerId: string | null;
+    role: Role;
+    name: string;
+    expiresAt?: Date | null;
+    createdBy?: string;
+    replaces?: string;
+  },
   now: Date,
 ): Promise<{ token: string; id: string }> {
   const token = `pty_${randomBytes(32).toString('base64url')}`;
   const id = `tok_${randomBytes(9).toString('base64url')}`;
   await db
     .insertInto('tokens')
-    .values({ id, token_hash: hashToken(token), partner_id: input.partnerId, role: input.role, name: input.name, created_at: now, expires_at: input.expiresAt ?? null, created_by: input.createdBy ?? null, replaces: input.replaces ?? null })
+    .values({
+      id,
+      token_hash: hashToken(token),
+      partner_id: input.partnerId,
+      role: input.role,
+      name: input.name,
+      created_at: now,
+      expires_at: input.expiresAt ?? null,
+      created_by: input.createdBy ?? null,
+      replaces: input.replaces ?? null,
+    })
     .execute();
   return { token, id };
 }
 
 /** The principal of a live token (not revoked, not expired), else undefined. */
 export async function findPrincipalByToken(db: ControlDb, token: string, now: Date): Promise<Principal | undefined> {
-  const row: TokenRow | undefined = await db.selectFrom('tokens').selectAll().where('token_hash', '=', hashToken(token)).executeTakeFirst();
+  const row: TokenRow | undefined = await db
+    .selectFrom('tokens')
+    .selectAll()
+    .where('token_hash', '=', hashToken(token))
+    .executeTakeFirst();
   if (!row || row.revoked_at || (row.expires_at && new Date(row.expires_at) <= now)) return undefined;
   return { tokenId: row.id, partnerId: row.partner_id, role: row.role as Role, name: row.name };
 }
 
 export async function revokeToken(db: Kysely<Database>, id: string, now: Date): Promise<boolean> {
-  const r = await db.updateTable('tokens').set({ revoked_at: now }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+  const r = await db
+    .updateTable('tokens')
+    .set({ revoked_at: now })
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst();
   return Number(r.numUpdatedRows) > 0;
 }
 
 export async function countTokens(db: ControlDb): Promise<number> {
-  const r = await db.selectFrom('tokens').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+  const r = await db
+    .selectFrom('tokens')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
   return Number(r.n);
 }
 

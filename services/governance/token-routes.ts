@@ -25,13 +25,16 @@ const tokenSchema = z.object({
   replaces: z.string().nullable(),
   state: z.enum(['live', 'expired', 'revoked']),
 });
-const issuedSchema = tokenSchema.extend({ token: z.string().describe('the token itself: shown once, only its SHA-256 is kept') });
+const issuedSchema = tokenSchema.extend({
+  token: z.string().describe('the token itself: shown once, only its SHA-256 is kept'),
+});
 const idParam = z.object({ id: z.string().max(64) });
 
 /** A token of the admin's own partner; others' tokens are not found (their ids say nothing). */
 async function ownToken(room: Room, partner: string, id: string) {
   const row = await findToken(room.control.db, id);
-  if (!row || row.partner_id !== partner) throw notFound(`no token ${JSON.stringify(id.slice(0, 40))} of partner ${partner}`);
+  if (!row || row.partner_id !== partner)
+    throw notFound(`no token ${JSON.stringify(id.slice(0, 40))} of partner ${partner}`);
   return row;
 }
 
@@ -43,7 +46,16 @@ async function ownToken(room: Room, partner: string, id: string) {
 function privilegedName(room: Room, partner: string, role: Role, name: string): boolean {
   const a = room.agreement().agreement;
   // On an owner token, the admin's own partner's owners are not privileged names: they are its owners.
-  const others = role === 'owner' ? { ...a, kpis: a.kpis.map((k) => ({ ...k, owners: Object.fromEntries(Object.entries(k.owners).filter(([p]) => p !== partner)) })) } : a;
+  const others =
+    role === 'owner'
+      ? {
+          ...a,
+          kpis: a.kpis.map((k) => ({
+            ...k,
+            owners: Object.fromEntries(Object.entries(k.owners).filter(([p]) => p !== partner)),
+          })),
+        }
+      : a;
   return privilegedNames(others).has(name.toLowerCase());
 }
 
@@ -53,13 +65,25 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
 
   app.get(
     '/v1/tokens',
-    { schema: { summary: 'Your partner\'s tokens and users (a partner admin); never the tokens themselves', tags: ['governance'], security: [{ bearer: [] }], response: { 200: z.object({ tokens: z.array(tokenSchema) }), 401: problemSchema, 403: problemSchema } } },
+    {
+      schema: {
+        summary: "Your partner's tokens and users (a partner admin); never the tokens themselves",
+        tags: ['governance'],
+        security: [{ bearer: [] }],
+        response: { 200: z.object({ tokens: z.array(tokenSchema) }), 401: problemSchema, 403: problemSchema },
+      },
+    },
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       const partner = requirePartnerAdmin(p, "manage its partner's tokens");
       const now = room.clock.now();
       const tokens = (await listTokens(room.control.db, partner)).map((r) => tokenView(r, now));
-      await room.audit({ actor: p.tokenId, partnerId: partner, action: 'token.listed', details: { returned: tokens.length } });
+      await room.audit({
+        actor: p.tokenId,
+        partnerId: partner,
+        action: 'token.listed',
+        details: { returned: tokens.length },
+      });
       return { tokens };
     },
   );
@@ -68,12 +92,13 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     '/v1/tokens',
     {
       schema: {
-        summary: 'Issue a token for your partner (a partner admin): a system\'s ingest token or a user\'s token named by their e-mail',
+        summary:
+          "Issue a token for your partner (a partner admin): a system's ingest token or a user's token named by their e-mail",
         tags: ['governance'],
         security: [{ bearer: [] }],
         body: z.strictObject({
           role: z.enum(adminIssuedRoles),
-          name: z.string().trim().min(1).max(200).describe('the user\'s e-mail, or the system\'s name'),
+          name: z.string().trim().min(1).max(200).describe("the user's e-mail, or the system's name"),
           expiresAt: z.iso.datetime({ offset: true }).optional(),
         }),
         response: { 201: issuedSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema },
@@ -85,10 +110,28 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const now = room.clock.now();
       const expiresAt = req.body.expiresAt ? new Date(req.body.expiresAt) : null;
       if (expiresAt && expiresAt <= now) throw badRequest('expiresAt: must be in the future', 'body.expiresAt');
-      if (privilegedName(room, partner, req.body.role, req.body.name)) throw forbidden(`body.name: ${req.body.name} is a steering member, named on a need-to-know KPI or another KPI owner; the room's host issues that token`, 'body.name');
+      if (privilegedName(room, partner, req.body.role, req.body.name))
+        throw forbidden(
+          `body.name: ${req.body.name} is a steering member, named on a need-to-know KPI or another KPI owner; the room's host issues that token`,
+          'body.name',
+        );
       const { token, id } = await room.control.db.transaction().execute(async (tx) => {
-        const made = await createToken(tx, { partnerId: partner, role: req.body.role, name: req.body.name, expiresAt, createdBy: p.tokenId }, now);
-        await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'token.created', target: made.id, details: { role: req.body.role, expiresAt: expiresAt?.toISOString() ?? null } }, now);
+        const made = await createToken(
+          tx,
+          { partnerId: partner, role: req.body.role, name: req.body.name, expiresAt, createdBy: p.tokenId },
+          now,
+        );
+        await appendAuditIn(
+          tx,
+          {
+            actor: p.tokenId,
+            partnerId: partner,
+            action: 'token.created',
+            target: made.id,
+            details: { role: req.body.role, expiresAt: expiresAt?.toISOString() ?? null },
+          },
+          now,
+        );
         return made;
       });
       const row = (await findToken(room.control.db, id))!;
@@ -98,7 +141,15 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
 
   app.delete(
     '/v1/tokens/:id',
-    { schema: { summary: 'Revoke one of your partner\'s tokens at once (a partner admin)', tags: ['governance'], security: [{ bearer: [] }], params: idParam, response: { 200: tokenSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema } } },
+    {
+      schema: {
+        summary: "Revoke one of your partner's tokens at once (a partner admin)",
+        tags: ['governance'],
+        security: [{ bearer: [] }],
+        params: idParam,
+        response: { 200: tokenSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema },
+      },
+    },
     async (req) => {
       const p = await authenticate(room.control.db, room.clock, req);
       const partner = requirePartnerAdmin(p, "manage its partner's tokens");
@@ -106,7 +157,11 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       await ownToken(room, partner, req.params.id);
       await room.control.db.transaction().execute(async (tx) => {
         if (!(await revokeToken(tx, req.params.id, now))) throw conflict(`token ${req.params.id} is already revoked`);
-        await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'token.revoked', target: req.params.id }, now);
+        await appendAuditIn(
+          tx,
+          { actor: p.tokenId, partnerId: partner, action: 'token.revoked', target: req.params.id },
+          now,
+        );
       });
       return tokenView((await findToken(room.control.db, req.params.id))!, now);
     },
@@ -116,12 +171,29 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     '/v1/tokens/:id/rotate',
     {
       schema: {
-        summary: 'Rotate a token without downtime: a new token now, the old one valid for overlapHours more (a partner admin)',
+        summary:
+          'Rotate a token without downtime: a new token now, the old one valid for overlapHours more (a partner admin)',
         tags: ['governance'],
         security: [{ bearer: [] }],
         params: idParam,
-        body: z.strictObject({ overlapHours: z.number().min(0).max(MAX_OVERLAP_HOURS).optional().describe('how long both tokens work (default 24)') }).optional(),
-        response: { 201: issuedSchema.extend({ previous: tokenSchema }), 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema },
+        body: z
+          .strictObject({
+            overlapHours: z
+              .number()
+              .min(0)
+              .max(MAX_OVERLAP_HOURS)
+              .optional()
+              .describe('how long both tokens work (default 24)'),
+          })
+          .optional(),
+        response: {
+          201: issuedSchema.extend({ previous: tokenSchema }),
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+          409: problemSchema,
+        },
       },
     },
     async (req, reply) => {
@@ -130,19 +202,51 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const now = room.clock.now();
       const old = await ownToken(room, partner, req.params.id);
       // What an admin may not issue, it may not renew either: the host rotates those.
-      if (!(adminIssuedRoles as readonly string[]).includes(old.role) || privilegedName(room, partner, old.role as Role, old.name)) {
-        throw forbidden(`token ${old.id} (${old.role}, ${old.name}) is issued by the room's host; ask the host to rotate it`);
+      if (
+        !(adminIssuedRoles as readonly string[]).includes(old.role) ||
+        privilegedName(room, partner, old.role as Role, old.name)
+      ) {
+        throw forbidden(
+          `token ${old.id} (${old.role}, ${old.name}) is issued by the room's host; ask the host to rotate it`,
+        );
       }
       const overlapEnds = new Date(now.getTime() + (req.body?.overlapHours ?? 24) * 3_600_000);
       const issued = await room.control.db.transaction().execute(async (tx) => {
         // Checked under a row lock: two rotations at once make one replacement, not two.
-        const current = await tx.selectFrom('tokens').selectAll().where('id', '=', old.id).forUpdate().executeTakeFirstOrThrow();
-        if (tokenView(current, now).state !== 'live') throw conflict(`token ${old.id} is ${tokenView(current, now).state}; issue a new one instead`);
+        const current = await tx
+          .selectFrom('tokens')
+          .selectAll()
+          .where('id', '=', old.id)
+          .forUpdate()
+          .executeTakeFirstOrThrow();
+        if (tokenView(current, now).state !== 'live')
+          throw conflict(`token ${old.id} is ${tokenView(current, now).state}; issue a new one instead`);
         const oldExpiry = current.expires_at ? new Date(current.expires_at) : null;
-        const made = await createToken(tx, { partnerId: partner, role: current.role as Role, name: current.name, expiresAt: oldExpiry, createdBy: p.tokenId, replaces: current.id }, now);
+        const made = await createToken(
+          tx,
+          {
+            partnerId: partner,
+            role: current.role as Role,
+            name: current.name,
+            expiresAt: oldExpiry,
+            createdBy: p.tokenId,
+            replaces: current.id,
+          },
+          now,
+        );
         const validUntil = oldExpiry && oldExpiry < overlapEnds ? oldExpiry : overlapEnds;
         await tx.updateTable('tokens').set({ expires_at: validUntil }).where('id', '=', current.id).execute();
-        await appendAuditIn(tx, { actor: p.tokenId, partnerId: partner, action: 'token.rotated', target: current.id, details: { replacement: made.id, oldValidUntil: validUntil.toISOString() } }, now);
+        await appendAuditIn(
+          tx,
+          {
+            actor: p.tokenId,
+            partnerId: partner,
+            action: 'token.rotated',
+            target: current.id,
+            details: { replacement: made.id, oldValidUntil: validUntil.toISOString() },
+          },
+          now,
+        );
         return made;
       });
       const [row, prev] = [(await findToken(room.control.db, issued.id))!, (await findToken(room.control.db, old.id))!];

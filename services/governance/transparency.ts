@@ -19,13 +19,40 @@ export interface TransparencyReport {
   to: string;
   generatedAt: string;
   agreementVersion: number;
-  partners: { partner: string; batches: number; pointsAccepted: number; pointsRejected: number; lastArrival: string | null }[];
+  partners: {
+    partner: string;
+    batches: number;
+    pointsAccepted: number;
+    pointsRejected: number;
+    lastArrival: string | null;
+  }[];
   /** points: a partner's own feeds, and every feed for steering and the operator; null otherwise (for a count KPI it would be the partner's figure). */
-  feeds: { partner: string; kpi: string; batches: number; points: number | null; lastArrival: string | null; dueBy: string; stale: boolean }[];
-  queries: { kpi: string; partner: string | null; role: string; requests: number; cellsServed: number; cellsSuppressed: number }[];
+  feeds: {
+    partner: string;
+    kpi: string;
+    batches: number;
+    points: number | null;
+    lastArrival: string | null;
+    dueBy: string;
+    stale: boolean;
+  }[];
+  queries: {
+    kpi: string;
+    partner: string | null;
+    role: string;
+    requests: number;
+    cellsServed: number;
+    cellsSuppressed: number;
+  }[];
   incidents: { kpi: string; scope: string; opened: number; resolved: number }[];
   notifications: { channel: string; partner: string | null; state: string; count: number; lastAt: string | null }[];
-  agreementChanges: { at: string; action: string; proposal: string | null; version: number | null; partner: string | null }[];
+  agreementChanges: {
+    at: string;
+    action: string;
+    proposal: string | null;
+    version: number | null;
+    partner: string | null;
+  }[];
 }
 
 const monthRe = /^(\d{4})-(0[1-9]|1[0-2])$/;
@@ -41,15 +68,25 @@ function monthBounds(month: string, timezone: string): { from: Date; to: Date } 
 /** The instant a local day starts in a zone (the offset found by asking the zone itself). */
 function localMidnight(day: string, timezone: string): Date {
   const guess = new Date(`${day}T00:00:00Z`);
-  const parts = new Intl.DateTimeFormat('en-US', { timeZone: timezone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' }).formatToParts(guess);
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone: timezone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+  }).formatToParts(guess);
   const get = (t: string) => Number(parts.find((p) => p.type === t)!.value);
   const asIfUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'));
   return new Date(guess.getTime() - (asIfUtc - guess.getTime()));
 }
 
 export function resolveMonth(month: string | undefined, room: Room): string {
-  if (month === undefined) return localToday(room.clock.now(), room.agreement().agreement.partnership.timezone).slice(0, 7);
-  if (!monthRe.test(month) || Number(month.slice(0, 4)) < 2000 || Number(month.slice(0, 4)) > 2100) throw badRequest('month: expected YYYY-MM between 2000 and 2100', 'querystring.month');
+  if (month === undefined)
+    return localToday(room.clock.now(), room.agreement().agreement.partnership.timezone).slice(0, 7);
+  if (!monthRe.test(month) || Number(month.slice(0, 4)) < 2000 || Number(month.slice(0, 4)) > 2100)
+    throw badRequest('month: expected YYYY-MM between 2000 and 2100', 'querystring.month');
   return month;
 }
 
@@ -63,10 +100,24 @@ const iso = (v: unknown) => (v === null || v === undefined ? null : new Date(v a
 export async function transparencyReport(room: Room, month: string, reader: Principal): Promise<TransparencyReport> {
   const report = await fullReport(room, month);
   const whole = reader.role === 'operator' || reader.role === 'steering';
-  const hidden = new Set(whole || reader.role === 'admin' ? [] : room.agreement().agreement.kpis.filter((k) => !canSee(reader, k)).map((k) => k.id));
+  const hidden = new Set(
+    whole || reader.role === 'admin'
+      ? []
+      : room
+          .agreement()
+          .agreement.kpis.filter((k) => !canSee(reader, k))
+          .map((k) => k.id),
+  );
   // Another partner's point count per KPI is its volume — for a count KPI, its very figure.
-  const feeds = report.feeds.filter((f) => !hidden.has(f.kpi)).map((f) => (whole || f.partner === reader.partnerId ? f : { ...f, points: null }));
-  return { ...report, feeds, queries: report.queries.filter((q) => !hidden.has(q.kpi)), incidents: report.incidents.filter((i) => !hidden.has(i.kpi)) };
+  const feeds = report.feeds
+    .filter((f) => !hidden.has(f.kpi))
+    .map((f) => (whole || f.partner === reader.partnerId ? f : { ...f, points: null }));
+  return {
+    ...report,
+    feeds,
+    queries: report.queries.filter((q) => !hidden.has(q.kpi)),
+    incidents: report.incidents.filter((i) => !hidden.has(i.kpi)),
+  };
 }
 
 async function fullReport(room: Room, month: string): Promise<TransparencyReport> {
@@ -87,7 +138,13 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
     const byPartner = new Map(b.getRowObjectsJson().map((r) => [String(r['partner']), r]));
     partners = a.partners.map((p) => {
       const r = byPartner.get(p.id);
-      return { partner: p.id, batches: Number(r?.['batches'] ?? 0), pointsAccepted: Number(r?.['accepted'] ?? 0), pointsRejected: Number(r?.['rejected'] ?? 0), lastArrival: iso(r?.['last']) };
+      return {
+        partner: p.id,
+        batches: Number(r?.['batches'] ?? 0),
+        pointsAccepted: Number(r?.['accepted'] ?? 0),
+        pointsRejected: Number(r?.['rejected'] ?? 0),
+        lastArrival: iso(r?.['last']),
+      };
     });
     // Points per feed, counted over the batches that landed in the month (their snapshots).
     const f = await conn.runAndReadAll(
@@ -98,7 +155,13 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
        SELECT feeds.partner, feeds.kpi, feeds.batches, coalesce(pts.points, 0) AS points, feeds.last FROM feeds LEFT JOIN pts USING (partner, kpi)`,
       [from.toISOString(), to.toISOString(), room.duck.snapshots.latest],
     );
-    feedRows = f.getRowObjectsJson().map((r) => ({ partner: String(r['partner']), kpi: String(r['kpi']), batches: Number(r['batches']), points: Number(r['points']), last: iso(r['last']) }));
+    feedRows = f.getRowObjectsJson().map((r) => ({
+      partner: String(r['partner']),
+      kpi: String(r['kpi']),
+      batches: Number(r['batches']),
+      points: Number(r['points']),
+      last: iso(r['last']),
+    }));
   } finally {
     room.duck.release(conn);
   }
@@ -107,12 +170,27 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
   const feeds: TransparencyReport['feeds'] = a.kpis.flatMap((k) =>
     kpiFreshness(a, k, room.duck.arrivals, now, since).map((fr) => {
       const r = feedRows.find((x) => x.partner === fr.partner && x.kpi === k.id);
-      return { partner: fr.partner, kpi: k.id, batches: r?.batches ?? 0, points: r?.points ?? 0, lastArrival: fr.lastArrival, dueBy: fr.dueBy, stale: fr.stale };
+      return {
+        partner: fr.partner,
+        kpi: k.id,
+        batches: r?.batches ?? 0,
+        points: r?.points ?? 0,
+        lastArrival: fr.lastArrival,
+        dueBy: fr.dueBy,
+        stale: fr.stale,
+      };
     }),
   );
 
   // Reads per KPI, by the reader's partner and role: series name their KPI, overviews and breach lists list theirs.
-  const q = await sql<{ kpi: string; partner: string | null; role: string; requests: string; cells: string | null; suppressed: string | null }>`
+  const q = await sql<{
+    kpi: string;
+    partner: string | null;
+    role: string;
+    requests: string;
+    cells: string | null;
+    suppressed: string | null;
+  }>`
     WITH reads AS (
       SELECT target AS kpi, partner_id, details->>'role' AS role, (details->>'cells')::bigint AS cells, (details->>'suppressed')::bigint AS suppressed
       FROM audit_log WHERE action IN ('query.series', 'query.bands') AND at >= ${from} AND at < ${to}
@@ -123,18 +201,36 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
     )
     SELECT kpi, partner_id AS partner, coalesce(role, 'unknown') AS role, count(*) AS requests, sum(cells) AS cells, sum(suppressed) AS suppressed
     FROM reads GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS FIRST, 3`.execute(db);
-  const queries = q.rows.map((r) => ({ kpi: r.kpi, partner: r.partner, role: r.role, requests: Number(r.requests), cellsServed: Number(r.cells ?? 0), cellsSuppressed: Number(r.suppressed ?? 0) }));
+  const queries = q.rows.map((r) => ({
+    kpi: r.kpi,
+    partner: r.partner,
+    role: r.role,
+    requests: Number(r.requests),
+    cellsServed: Number(r.cells ?? 0),
+    cellsSuppressed: Number(r.suppressed ?? 0),
+  }));
 
   const inc = await sql<{ kpi: string; scope: string; opened: string; resolved: string }>`
     SELECT kpi, scope, count(*) FILTER (WHERE opened_at >= ${from} AND opened_at < ${to}) AS opened,
            count(*) FILTER (WHERE resolved_at >= ${from} AND resolved_at < ${to}) AS resolved
     FROM incidents WHERE (opened_at >= ${from} AND opened_at < ${to}) OR (resolved_at >= ${from} AND resolved_at < ${to})
     GROUP BY 1, 2 ORDER BY 1, 2`.execute(db);
-  const incidents = inc.rows.map((r) => ({ kpi: r.kpi, scope: r.scope, opened: Number(r.opened), resolved: Number(r.resolved) }));
+  const incidents = inc.rows.map((r) => ({
+    kpi: r.kpi,
+    scope: r.scope,
+    opened: Number(r.opened),
+    resolved: Number(r.resolved),
+  }));
 
   const n = await db
     .selectFrom('outbox')
-    .select((eb) => ['channel', 'partner_id', 'state', eb.fn.countAll<string>().as('count'), eb.fn.max('created_at').as('last')])
+    .select((eb) => [
+      'channel',
+      'partner_id',
+      'state',
+      eb.fn.countAll<string>().as('count'),
+      eb.fn.max('created_at').as('last'),
+    ])
     .where('created_at', '>=', from)
     .where('created_at', '<', to)
     .groupBy(['channel', 'partner_id', 'state'])
@@ -142,7 +238,13 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
     .orderBy('partner_id')
     .orderBy('state')
     .execute();
-  const notifications = n.map((r) => ({ channel: r.channel, partner: r.partner_id, state: r.state, count: Number(r.count), lastAt: iso(r.last) }));
+  const notifications = n.map((r) => ({
+    channel: r.channel,
+    partner: r.partner_id,
+    state: r.state,
+    count: Number(r.count),
+    lastAt: iso(r.last),
+  }));
 
   const changes = await db
     .selectFrom('audit_log')
@@ -156,22 +258,70 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
   const agreementChanges = changes.map((c) => {
     const d = jsonColumn(c.details);
     const version = c.target?.startsWith('v') ? Number(c.target.slice(1)) : null;
-    return { at: iso(c.at)!, action: c.action, proposal: c.target?.startsWith('prp_') ? c.target : typeof d['proposal'] === 'string' ? d['proposal'] : null, version, partner: c.partner_id };
+    return {
+      at: iso(c.at)!,
+      action: c.action,
+      proposal: c.target?.startsWith('prp_') ? c.target : typeof d['proposal'] === 'string' ? d['proposal'] : null,
+      version,
+      partner: c.partner_id,
+    };
   });
 
-  return { partnership: a.partnership.id, month, from: from.toISOString(), to: to.toISOString(), generatedAt: now.toISOString(), agreementVersion: active.version, partners, feeds, queries, incidents, notifications, agreementChanges };
+  return {
+    partnership: a.partnership.id,
+    month,
+    from: from.toISOString(),
+    to: to.toISOString(),
+    generatedAt: now.toISOString(),
+    agreementVersion: active.version,
+    partners,
+    feeds,
+    queries,
+    incidents,
+    notifications,
+    agreementChanges,
+  };
 }
 
 /** The report as one CSV table: section, partner, kpi, role (queries), channel (notifications) or proposal/version (agreement), measure, count, time. */
 export function transparencyCsv(r: TransparencyReport): string {
-  const rows: (string | number | null)[][] = [['section', 'partner', 'kpi', 'role_or_channel', 'measure', 'count', 'at']];
+  const rows: (string | number | null)[][] = [
+    ['section', 'partner', 'kpi', 'role_or_channel', 'measure', 'count', 'at'],
+  ];
   for (const p of r.partners) {
-    rows.push(['partners', p.partner, null, null, 'batches', p.batches, p.lastArrival], ['partners', p.partner, null, null, 'points_accepted', p.pointsAccepted, null], ['partners', p.partner, null, null, 'points_rejected', p.pointsRejected, null]);
+    rows.push(
+      ['partners', p.partner, null, null, 'batches', p.batches, p.lastArrival],
+      ['partners', p.partner, null, null, 'points_accepted', p.pointsAccepted, null],
+      ['partners', p.partner, null, null, 'points_rejected', p.pointsRejected, null],
+    );
   }
-  for (const f of r.feeds) rows.push(['feeds', f.partner, f.kpi, null, 'batches', f.batches, f.lastArrival], ['feeds', f.partner, f.kpi, null, 'points', f.points, null], ['feeds', f.partner, f.kpi, null, f.stale ? 'stale_since' : 'due_by', null, f.dueBy]);
-  for (const q of r.queries) rows.push(['queries', q.partner, q.kpi, q.role, 'requests', q.requests, null], ['queries', q.partner, q.kpi, q.role, 'cells_served', q.cellsServed, null], ['queries', q.partner, q.kpi, q.role, 'cells_suppressed', q.cellsSuppressed, null]);
-  for (const i of r.incidents) rows.push(['incidents', i.scope === 'combined' ? null : i.scope, i.kpi, null, 'opened', i.opened, null], ['incidents', i.scope === 'combined' ? null : i.scope, i.kpi, null, 'resolved', i.resolved, null]);
+  for (const f of r.feeds)
+    rows.push(
+      ['feeds', f.partner, f.kpi, null, 'batches', f.batches, f.lastArrival],
+      ['feeds', f.partner, f.kpi, null, 'points', f.points, null],
+      ['feeds', f.partner, f.kpi, null, f.stale ? 'stale_since' : 'due_by', null, f.dueBy],
+    );
+  for (const q of r.queries)
+    rows.push(
+      ['queries', q.partner, q.kpi, q.role, 'requests', q.requests, null],
+      ['queries', q.partner, q.kpi, q.role, 'cells_served', q.cellsServed, null],
+      ['queries', q.partner, q.kpi, q.role, 'cells_suppressed', q.cellsSuppressed, null],
+    );
+  for (const i of r.incidents)
+    rows.push(
+      ['incidents', i.scope === 'combined' ? null : i.scope, i.kpi, null, 'opened', i.opened, null],
+      ['incidents', i.scope === 'combined' ? null : i.scope, i.kpi, null, 'resolved', i.resolved, null],
+    );
   for (const n of r.notifications) rows.push(['notifications', n.partner, null, n.channel, n.state, n.count, n.lastAt]);
-  for (const c of r.agreementChanges) rows.push(['agreement', c.partner, null, c.proposal ?? (c.version === null ? null : `v${c.version}`), c.action, null, c.at]);
+  for (const c of r.agreementChanges)
+    rows.push([
+      'agreement',
+      c.partner,
+      null,
+      c.proposal ?? (c.version === null ? null : `v${c.version}`),
+      c.action,
+      null,
+      c.at,
+    ]);
   return stringify(rows);
 }

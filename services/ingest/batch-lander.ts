@@ -47,7 +47,13 @@ export class BatchLander {
     private readonly duck: DuckStore,
     secret: Buffer,
     private readonly clock: Clock,
-    private readonly opts: { maxBody: number; clockSkewMs: number; spoolDir: string; activeAgreement: () => ActiveAgreement; rotations?: readonly Buffer[] },
+    private readonly opts: {
+      maxBody: number;
+      clockSkewMs: number;
+      spoolDir: string;
+      activeAgreement: () => ActiveAgreement;
+      rotations?: readonly Buffer[];
+    },
   ) {
     this.pool = new IngestWorkerPool(secret, opts.rotations);
   }
@@ -72,7 +78,11 @@ export class BatchLander {
   }
 
   /** A batch of the partner's by its id or idempotency key (column names are constants here). */
-  async #findBatch(partnerId: string, by: 'id' | 'idempotency_key', value: string): Promise<{ receipt: Receipt; bodySha: string } | undefined> {
+  async #findBatch(
+    partnerId: string,
+    by: 'id' | 'idempotency_key',
+    value: string,
+  ): Promise<{ receipt: Receipt; bodySha: string } | undefined> {
     const conn = await this.duck.connect();
     try {
       const r = await conn.runAndReadAll(`SELECT * FROM batches WHERE partner = $1 AND ${by} = $2`, [partnerId, value]);
@@ -89,7 +99,10 @@ export class BatchLander {
     const sha = createHash('sha256');
     for await (const _ of meter(req.body, this.opts.maxBody, sha)) void _;
     if (sha.digest('hex') !== existing.bodySha) {
-      throw new Problem(409, 'Conflict', 'this Idempotency-Key was already used with a different body', { field: 'Idempotency-Key', batchId: existing.receipt.batchId });
+      throw new Problem(409, 'Conflict', 'this Idempotency-Key was already used with a different body', {
+        field: 'Idempotency-Key',
+        batchId: existing.receipt.batchId,
+      });
     }
     return { status: 200, receipt: existing.receipt };
   }
@@ -133,13 +146,28 @@ export class BatchLander {
       run.end();
       const { parse: done, spool } = await run.result;
       await inserts;
-      const summary = { accepted: 0, rejected: done.rejected, errors: done.errors, errorsTruncated: done.errorsTruncated };
+      const summary = {
+        accepted: 0,
+        rejected: done.rejected,
+        errors: done.errors,
+        errorsTruncated: done.errorsTruncated,
+      };
       if (done.rows === 0) throw new Problem(400, 'Bad Request', 'the body holds no points', { field: 'body' });
       if (done.rejected > 0 && !req.partial) {
-        throw new Problem(422, 'Unprocessable Content', `${done.rejected} of ${done.rows} points are invalid; nothing landed (send ?partial=true to land the valid ones)`, { field: done.errors[0]?.field, ...summary });
+        throw new Problem(
+          422,
+          'Unprocessable Content',
+          `${done.rejected} of ${done.rows} points are invalid; nothing landed (send ?partial=true to land the valid ones)`,
+          { field: done.errors[0]?.field, ...summary },
+        );
       }
-      if (done.accepted === 0) throw new Problem(422, 'Unprocessable Content', `none of the ${done.rows} points is valid; nothing landed`, { field: done.errors[0]?.field, ...summary });
-      if (spool.written !== done.accepted) throw new Error(`spooled ${spool.written} of ${done.accepted} accepted points`);
+      if (done.accepted === 0)
+        throw new Problem(422, 'Unprocessable Content', `none of the ${done.rows} points is valid; nothing landed`, {
+          field: done.errors[0]?.field,
+          ...summary,
+        });
+      if (spool.written !== done.accepted)
+        throw new Error(`spooled ${spool.written} of ${done.accepted} accepted points`);
       const receipt: Receipt = {
         batchId,
         partner: req.partnerId,
@@ -158,18 +186,44 @@ export class BatchLander {
       await c.run(
         `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ, string_split($14, ','))`,
-        [batchId, snap, req.partnerId, req.idempotencyKey, done.bodySha, req.contentType, done.accepted, done.rejected, spool.checksum, JSON.stringify({ errors: done.errors, truncated: done.errorsTruncated }), active.version, receipt.receivedAt, receipt.landedAt, done.kpis.join(',')],
+        [
+          batchId,
+          snap,
+          req.partnerId,
+          req.idempotencyKey,
+          done.bodySha,
+          req.contentType,
+          done.accepted,
+          done.rejected,
+          spool.checksum,
+          JSON.stringify({ errors: done.errors, truncated: done.errorsTruncated }),
+          active.version,
+          receipt.receivedAt,
+          receipt.landedAt,
+          done.kpis.join(','),
+        ],
       );
       await c.run('COMMIT');
       open = false;
-      this.duck.landed({ snapshot: snap, partner: req.partnerId, kpis: done.kpis, receivedAt, landedAt: new Date(receipt.landedAt) });
+      this.duck.landed({
+        snapshot: snap,
+        partner: req.partnerId,
+        kpis: done.kpis,
+        receivedAt,
+        landedAt: new Date(receipt.landedAt),
+      });
       return { status: 202, receipt };
     } catch (err) {
       if (open && conn) await conn.run('ROLLBACK').catch(() => undefined);
       if (snapshot !== undefined) this.duck.snapshots.abort(snapshot);
       // A batch's uncommitted points are held by DuckDB until COMMIT, within PARITY_DUCKDB_MEMORY.
       if (err instanceof Error && err.message.startsWith('Out of Memory Error')) {
-        throw new Problem(413, 'Content Too Large', 'the batch is too large for the memory the room gives DuckDB (PARITY_DUCKDB_MEMORY); split it into smaller batches', { field: 'body' });
+        throw new Problem(
+          413,
+          'Content Too Large',
+          'the batch is too large for the memory the room gives DuckDB (PARITY_DUCKDB_MEMORY); split it into smaller batches',
+          { field: 'body' },
+        );
       }
       throw err;
     } finally {
@@ -188,11 +242,20 @@ export class BatchLander {
 
 /** The one 413 of ingest: by Content-Length before reading, or while the body streams. */
 export function bodyTooLarge(limit: number): Problem {
-  return new Problem(413, 'Content Too Large', `the body is larger than the limit of ${limit} bytes (PARITY_MAX_BODY)`, { field: 'body', limit });
+  return new Problem(
+    413,
+    'Content Too Large',
+    `the body is larger than the limit of ${limit} bytes (PARITY_MAX_BODY)`,
+    { field: 'body', limit },
+  );
 }
 
 /** Passes the body through, counting bytes (413 past the limit) and hashing it if asked. */
-async function* meter(body: AsyncIterable<Buffer>, max: number, sha?: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
+async function* meter(
+  body: AsyncIterable<Buffer>,
+  max: number,
+  sha?: ReturnType<typeof createHash>,
+): AsyncGenerator<Buffer> {
   let total = 0;
   for await (const chunk of body) {
     total += chunk.length;

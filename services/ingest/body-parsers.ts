@@ -26,7 +26,14 @@ const pointFields = ['kpi', 'at', 'value', 'subject', 'dims'];
 
 function candidateOf(obj: unknown, row: number): ParsedRow {
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
-    return { row, error: { row, field: '(point)', message: `expected an object, got ${obj === null ? 'null' : Array.isArray(obj) ? 'an array' : typeof obj}` } };
+    return {
+      row,
+      error: {
+        row,
+        field: '(point)',
+        message: `expected an object, got ${obj === null ? 'null' : Array.isArray(obj) ? 'an array' : typeof obj}`,
+      },
+    };
   }
   const o = obj as Record<string, unknown>;
   let extra: string[] | undefined;
@@ -82,7 +89,6 @@ async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRo
     let start = 0;
     let nl: number;
     const s = carry ? carry + text : text;
-    carry = '';
     while ((nl = s.indexOf('\n', start)) !== -1) {
       handle(s.slice(start, nl));
       start = nl + 1;
@@ -110,7 +116,11 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
   let out: ParsedRow[] = [];
   let expectComma = false;
   const ws = (i: number) => {
-    while (i < buf.length && (buf.charCodeAt(i) === 32 || buf.charCodeAt(i) === 10 || buf.charCodeAt(i) === 13 || buf.charCodeAt(i) === 9)) i++;
+    while (
+      i < buf.length &&
+      (buf.charCodeAt(i) === 32 || buf.charCodeAt(i) === 10 || buf.charCodeAt(i) === 13 || buf.charCodeAt(i) === 9)
+    )
+      i++;
     return i;
   };
   const malformed = (what: string) => badRequest(`malformed JSON: ${what} (row ${row + 1})`, 'body');
@@ -192,7 +202,10 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
           // Name the extra field as the head does; wait for its name if the chunk ends first.
           const key = /^,\s*"((?:[^"\\]|\\.){0,60})"/.exec(buf.slice(pos, pos + 128));
           if (!key && buf.length - pos < 128) break;
-          throw badRequest(key ? `${shape}; unexpected top-level field "${key[1]}"` : `${shape}; only the field "points" is accepted`, key ? key[1] : 'body');
+          throw badRequest(
+            key ? `${shape}; unexpected top-level field "${key[1]}"` : `${shape}; only the field "points" is accepted`,
+            key ? key[1] : 'body',
+          );
         }
         throw malformed(`unexpected ${JSON.stringify(buf[pos])} after the points array`);
       }
@@ -203,14 +216,28 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
       out = [];
     }
   }
-  if (phase === 'close' && buf.slice(pos).trimStart().startsWith(',')) throw badRequest(`${shape}; only the field "points" is accepted`, 'body');
-  if (phase !== 'done') throw malformed(phase === 'head' ? (buf.trim() ? 'the body ends before "points"' : 'the body is empty') : 'the body ends before the points array is closed');
+  if (phase === 'close' && buf.slice(pos).trimStart().startsWith(','))
+    throw badRequest(`${shape}; only the field "points" is accepted`, 'body');
+  if (phase !== 'done')
+    throw malformed(
+      phase === 'head'
+        ? buf.trim()
+          ? 'the body ends before "points"'
+          : 'the body is empty'
+        : 'the body ends before the points array is closed',
+    );
   if (out.length) yield out;
 }
 
 /** CSV: a header naming kpi, at, value, subject and one column per dimension key. */
 async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<string>): AsyncGenerator<ParsedRow[]> {
-  const parser = parseCsv({ bom: true, relax_column_count: true, skip_empty_lines: true, info: true, max_record_size: 1 << 20 });
+  const parser = parseCsv({
+    bom: true,
+    relax_column_count: true,
+    skip_empty_lines: true,
+    info: true,
+    max_record_size: 1 << 20,
+  });
   const source = Readable.from(decodeUtf8(body));
   source.on('error', (err) => parser.destroy(err));
   source.pipe(parser);
@@ -229,12 +256,21 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
           ...unknown.map((c) => ({ row: 1, field: c.slice(0, 60), message: partnerColumn(c) })),
           ...(dup ? [{ row: 1, field: dup, message: 'duplicate column' }] : []),
         ];
-        if (errors.length) throw new Problem(422, 'Unprocessable Content', `the CSV header is not the agreed one: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`, { field: errors[0]!.field, errors });
+        if (errors.length)
+          throw new Problem(
+            422,
+            'Unprocessable Content',
+            `the CSV header is not the agreed one: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`,
+            { field: errors[0]!.field, errors },
+          );
         continue;
       }
       const line = info.lines;
       if (record.length !== header.length) {
-        out.push({ row: line, error: { row: line, field: '(line)', message: `expected ${header.length} columns, got ${record.length}` } });
+        out.push({
+          row: line,
+          error: { row: line, field: '(line)', message: `expected ${header.length} columns, got ${record.length}` },
+        });
         continue;
       }
       const c: Candidate = {};
@@ -242,7 +278,9 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
       for (let i = 0; i < header.length; i++) {
         const h = header[i]!;
         const v = record[i]!;
-        if (h === 'value') c.value = v.trim() === '' ? undefined : /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/.test(v) ? Number(v) : v;
+        if (h === 'value')
+          c.value =
+            v.trim() === '' ? undefined : /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/.test(v) ? Number(v) : v;
         else if (h === 'kpi' || h === 'at' || h === 'subject') c[h] = v === '' ? undefined : v;
         else if (v !== '') (dims ??= {})[h] = v;
       }
@@ -254,7 +292,8 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
       }
     }
   } catch (err) {
-    if (err instanceof CsvError) throw badRequest(`malformed CSV: ${err.message.replace(/,? value is .*$/s, '').slice(0, 160)}`, 'body');
+    if (err instanceof CsvError)
+      throw badRequest(`malformed CSV: ${err.message.replace(/,? value is .*$/s, '').slice(0, 160)}`, 'body');
     throw err;
   }
   if (!header) throw badRequest('the body is empty: a CSV needs a header line and points', 'body');
@@ -262,11 +301,16 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
 }
 
 function partnerColumn(c: string): string {
-  return c === 'partner' ? 'not accepted: the partner is the one the token belongs to' : 'unknown column (not kpi, at, value, subject or an agreed dimension)';
+  return c === 'partner'
+    ? 'not accepted: the partner is the one the token belongs to'
+    : 'unknown column (not kpi, at, value, subject or an agreed dimension)';
 }
 
 /** Arrow IPC stream: columns kpi, at (timestamp with zone or ISO string), value, subject, dimensions. */
-async function* arrowRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<string>): AsyncGenerator<ParsedRow[]> {
+async function* arrowRows(
+  body: AsyncIterable<Buffer>,
+  dimensionKeys: ReadonlySet<string>,
+): AsyncGenerator<ParsedRow[]> {
   // The reader ends quietly when a stream is cut at a message boundary; only the end-of-stream
   // marker (0xFFFFFFFF, 0) after the last message tells a whole stream from a truncated one
   // (an Arrow file, which starts with ARROW1, ends with ARROW1 instead).
@@ -280,7 +324,9 @@ async function* arrowRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySe
     }
   }
   const ended = () =>
-    head.toString('latin1') === 'ARROW1' ? tail.subarray(2).toString('latin1') === 'ARROW1' : tail.length === 8 && tail.readUInt32LE(0) === 0xffffffff && tail.readUInt32LE(4) === 0;
+    head.toString('latin1') === 'ARROW1'
+      ? tail.subarray(2).toString('latin1') === 'ARROW1'
+      : tail.length === 8 && tail.readUInt32LE(0) === 0xffffffff && tail.readUInt32LE(4) === 0;
   let reader;
   try {
     reader = await RecordBatchReader.from(tracked());
@@ -306,11 +352,24 @@ async function* arrowRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySe
       checked = true;
       const missing = ['kpi', 'at', 'value', 'subject'].filter((c) => !names.includes(c));
       const unknown = names.filter((h) => !['kpi', 'at', 'value', 'subject'].includes(h) && !dimensionKeys.has(h));
-      const errors: FieldError[] = [...missing.map((c) => ({ field: c, message: 'missing column' })), ...unknown.map((c) => ({ field: c.slice(0, 60), message: partnerColumn(c) }))];
+      const errors: FieldError[] = [
+        ...missing.map((c) => ({ field: c, message: 'missing column' })),
+        ...unknown.map((c) => ({ field: c.slice(0, 60), message: partnerColumn(c) })),
+      ];
       const at = batch.schema.fields.find((f) => f.name === 'at');
       const atType = at ? String(at.type) : '';
-      if (at && /^Timestamp/.test(atType) && !(at.type as { timezone?: string | null }).timezone) errors.push({ field: 'at', message: 'a timestamp column needs a time zone (or send ISO-8601 strings with an offset)' });
-      if (errors.length) throw new Problem(422, 'Unprocessable Content', `the Arrow schema is not the agreed one: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`, { field: errors[0]!.field, errors });
+      if (at && /^Timestamp/.test(atType) && !(at.type as { timezone?: string | null }).timezone)
+        errors.push({
+          field: 'at',
+          message: 'a timestamp column needs a time zone (or send ISO-8601 strings with an offset)',
+        });
+      if (errors.length)
+        throw new Problem(
+          422,
+          'Unprocessable Content',
+          `the Arrow schema is not the agreed one: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`,
+          { field: errors[0]!.field, errors },
+        );
     }
     const cols = names.map((n) => [n, batch.getChild(n)!] as const);
     const atField = batch.schema.fields.find((f) => f.name === 'at')!;
@@ -334,12 +393,21 @@ async function* arrowRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySe
     yield out;
   }
   if (!ended()) {
-    throw badRequest(tail.length === 0 ? 'the body is empty' : `the Arrow stream ends without its end-of-stream marker (cut short after row ${row}?)`, 'body');
+    throw badRequest(
+      tail.length === 0
+        ? 'the body is empty'
+        : `the Arrow stream ends without its end-of-stream marker (cut short after row ${row}?)`,
+      'body',
+    );
   }
 }
 
 /** Parses a body of the given kind into rows, in chunks, without holding the whole body. */
-export function parseBody(kind: IngestKind, body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<string>): AsyncGenerator<ParsedRow[]> {
+export function parseBody(
+  kind: IngestKind,
+  body: AsyncIterable<Buffer>,
+  dimensionKeys: ReadonlySet<string>,
+): AsyncGenerator<ParsedRow[]> {
   switch (kind) {
     case 'json':
       return jsonRows(body);

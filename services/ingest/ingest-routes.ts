@@ -34,7 +34,10 @@ export function createLander(room: Room): BatchLander {
 }
 
 /** POST /v1/points and GET /v1/batches/{id}: partner systems pushing metric points. */
-export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander }> = async (fastify, { room, lander }) => {
+export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander }> = async (
+  fastify,
+  { room, lander },
+) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   // Bodies stream straight into the parsers; nothing here buffers a whole upload.
   fastify.addHook('onClose', async () => lander.close());
@@ -52,7 +55,19 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
         security: [{ bearer: [] }],
         querystring: z.strictObject({ partial: z.enum(['true', 'false']).optional() }),
         headers: z.object({ 'idempotency-key': idempotencyKey.optional() }).loose(),
-        response: { 200: receiptSchema, 202: receiptSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 409: problemSchema, 413: problemSchema, 415: problemSchema, 422: problemSchema, 429: problemSchema, 503: problemSchema },
+        response: {
+          200: receiptSchema,
+          202: receiptSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          409: problemSchema,
+          413: problemSchema,
+          415: problemSchema,
+          422: problemSchema,
+          429: problemSchema,
+          503: problemSchema,
+        },
       },
     },
     async (req, reply) => {
@@ -61,33 +76,70 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
       const mediaType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
       const kind: IngestKind | undefined = (ingestTypes as Record<string, IngestKind>)[mediaType];
       if (!kind) {
-        throw new Problem(415, 'Unsupported Media Type', `content type ${JSON.stringify(mediaType.slice(0, 80))} is not accepted; send ${Object.keys(ingestTypes).join(', ')}`, { field: 'content-type' });
+        throw new Problem(
+          415,
+          'Unsupported Media Type',
+          `content type ${JSON.stringify(mediaType.slice(0, 80))} is not accepted; send ${Object.keys(ingestTypes).join(', ')}`,
+          { field: 'content-type' },
+        );
       }
       const declared = Number(req.headers['content-length']);
       if (Number.isFinite(declared) && declared > room.config.maxBody) {
         throw bodyTooLarge(room.config.maxBody);
       }
-      if (room.duck.closed) throw new Problem(503, 'Service Unavailable', 'the room is shutting down', {}, { 'retry-after': '5' });
+      if (room.duck.closed)
+        throw new Problem(503, 'Service Unavailable', 'the room is shutting down', {}, { 'retry-after': '5' });
       const key = req.headers['idempotency-key'] ?? null;
       const partnerId = principal.partnerId!;
       try {
-        const result = await lander.land({ partnerId, kind, contentType: mediaType, body: req.body as AsyncIterable<Buffer>, idempotencyKey: key, partial: req.query.partial === 'true' });
+        const result = await lander.land({
+          partnerId,
+          kind,
+          contentType: mediaType,
+          body: req.body as AsyncIterable<Buffer>,
+          idempotencyKey: key,
+          partial: req.query.partial === 'true',
+        });
         const r = result.receipt;
         await room.audit({
           actor: principal.tokenId,
           partnerId,
           action: result.status === 202 ? 'ingest.landed' : 'ingest.replayed',
           target: r.batchId,
-          details: { snapshot: r.snapshot, accepted: r.accepted, rejected: r.rejected, contentType: mediaType, checksum: r.checksum },
+          details: {
+            snapshot: r.snapshot,
+            accepted: r.accepted,
+            rejected: r.rejected,
+            contentType: mediaType,
+            checksum: r.checksum,
+          },
         });
-        req.log.info({ batchId: r.batchId, snapshot: r.snapshot, accepted: r.accepted, rejected: r.rejected }, result.status === 202 ? 'batch landed' : 'batch replayed');
+        req.log.info(
+          { batchId: r.batchId, snapshot: r.snapshot, accepted: r.accepted, rejected: r.rejected },
+          result.status === 202 ? 'batch landed' : 'batch replayed',
+        );
         return reply.code(result.status).send(r);
       } catch (err) {
         if (err instanceof WriterSaturated) {
-          throw new Problem(429, 'Too Many Requests', 'the ingest writer is saturated; retry after the delay', {}, { 'retry-after': '1' });
+          throw new Problem(
+            429,
+            'Too Many Requests',
+            'the ingest writer is saturated; retry after the delay',
+            {},
+            { 'retry-after': '1' },
+          );
         }
         if (err instanceof Problem) {
-          await room.audit({ actor: principal.tokenId, partnerId, action: 'ingest.refused', details: { status: err.status, contentType: mediaType, rejected: (err.extra['rejected'] as number | undefined) ?? null } });
+          await room.audit({
+            actor: principal.tokenId,
+            partnerId,
+            action: 'ingest.refused',
+            details: {
+              status: err.status,
+              contentType: mediaType,
+              rejected: (err.extra['rejected'] as number | undefined) ?? null,
+            },
+          });
         }
         throw err;
       }
@@ -109,7 +161,13 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
       const principal = await authenticate(room.control.db, room.clock, req);
       requireRole(principal, 'ingest', 'admin');
       const receipt = await lander.findReceipt(principal.partnerId!, req.params.id);
-      await room.audit({ actor: principal.tokenId, partnerId: principal.partnerId, action: 'batch.receipt.read', target: req.params.id, details: { found: !!receipt } });
+      await room.audit({
+        actor: principal.tokenId,
+        partnerId: principal.partnerId,
+        action: 'batch.receipt.read',
+        target: req.params.id,
+        details: { found: !!receipt },
+      });
       // Another partner's batch is "not found", not "forbidden": its existence is not ours to reveal.
       if (!receipt) throw notFound(`no batch ${req.params.id} of yours`);
       return receipt;

@@ -82,7 +82,16 @@ class RowSender {
 
   async flush(): Promise<void> {
     if (this.#n === 0) return;
-    const m: RowsMessage = { type: 'rows', n: this.#n, kpi: this.#kpi, ms: this.#ms, value: this.#value, dims: this.#dims, subject: this.#subject, newEntries: this.#newEntries };
+    const m: RowsMessage = {
+      type: 'rows',
+      n: this.#n,
+      kpi: this.#kpi,
+      ms: this.#ms,
+      value: this.#value,
+      dims: this.#dims,
+      subject: this.#subject,
+      newEntries: this.#newEntries,
+    };
     this.out.postMessage(m, [this.#kpi.buffer, this.#ms.buffer, this.#value.buffer, this.#dims.buffer]);
     this.#unacked++;
     this.#n = 0;
@@ -143,10 +152,28 @@ async function run(a: Active, start: Extract<ToParse, { type: 'start' }>): Promi
     }
     if (sending) await sender.flush();
     sender.end();
-    post({ type: 'done', id: a.id, rows, accepted, rejected: errors.rejectedRows, errors: errors.kept, errorsTruncated: errors.truncated, bodySha: bodySha.digest('hex'), kpis: [...kpis].sort() });
+    post({
+      type: 'done',
+      id: a.id,
+      rows,
+      accepted,
+      rejected: errors.rejectedRows,
+      errors: errors.kept,
+      errorsTruncated: errors.truncated,
+      bodySha: bodySha.digest('hex'),
+      kpis: [...kpis].sort(),
+    });
   } catch (err) {
     start.rows.close();
-    if (err instanceof Problem) post({ type: 'problem', id: a.id, status: err.status, title: err.title, detail: err.detail ?? err.title, extra: err.extra });
+    if (err instanceof Problem)
+      post({
+        type: 'problem',
+        id: a.id,
+        status: err.status,
+        title: err.title,
+        detail: err.detail ?? err.title,
+        extra: err.extra,
+      });
     else post({ type: 'failed', id: a.id, message: (err as Error).message });
   }
 }

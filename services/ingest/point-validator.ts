@@ -68,7 +68,7 @@ export function parseIsoWithOffset(s: string): number {
       for (let d = digits; d < 3; d++) ms *= 10;
     }
   }
-  let offsetMin = 0;
+  let offsetMin: number;
   const sign = s[i];
   if (sign === 'Z' && i === n - 1) offsetMin = 0;
   else if ((sign === '+' || sign === '-') && (n - i === 6 || n - i === 5)) {
@@ -81,7 +81,16 @@ export function parseIsoWithOffset(s: string): number {
     offsetMin = (sign === '+' ? 1 : -1) * (oh * 60 + om);
   } else return BAD_FORMAT;
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-  if (month < 1 || month > 12 || day < 1 || day > (month === 2 && leap ? 29 : daysIn[month - 1]!) || hour > 23 || minute > 59 || second > 59) return BAD_DATE;
+  if (
+    month < 1 ||
+    month > 12 ||
+    day < 1 ||
+    day > (month === 2 && leap ? 29 : daysIn[month - 1]!) ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 59
+  )
+    return BAD_DATE;
   return Date.UTC(year, month - 1, day, hour, minute, second, ms) - offsetMin * 60_000;
 }
 const controlChars = /[\u0000-\u001f\u007f]/;
@@ -103,7 +112,16 @@ export class RowErrors {
 
 /** A short, safe rendering of a value a client sent, for error messages (never subjects). */
 function show(v: unknown): string {
-  const s = typeof v === 'string' ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v) : typeof v === 'object' ? (Array.isArray(v) ? 'an array' : v === null ? 'null' : 'an object') : String(v);
+  const s =
+    typeof v === 'string'
+      ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)
+      : typeof v === 'object'
+        ? Array.isArray(v)
+          ? 'an array'
+          : v === null
+            ? 'null'
+            : 'an object'
+        : String(v);
   return s;
 }
 
@@ -120,10 +138,18 @@ interface KpiCheck {
 }
 
 /** Checks one point; the returned object is reused by the next call, so read it at once. */
-export type PointValidator = (c: Candidate, row: number, errors: RowErrors, extraFields?: readonly string[]) => ValidPoint | null;
+export type PointValidator = (
+  c: Candidate,
+  row: number,
+  errors: RowErrors,
+  extraFields?: readonly string[],
+) => ValidPoint | null;
 
 /** Compiles the agreement's rules once; the returned function checks one point. */
-export function compileValidator(agreement: Agreement, opts: { now: () => number; clockSkewMs: number }): PointValidator {
+export function compileValidator(
+  agreement: Agreement,
+  opts: { now: () => number; clockSkewMs: number },
+): PointValidator {
   const kpis = new Map<string, KpiCheck>();
   for (const k of agreement.kpis) {
     kpis.set(k.id, {
@@ -163,35 +189,48 @@ export function compileValidator(agreement: Agreement, opts: { now: () => number
     }
 
     let check: KpiCheck | undefined;
-    if (typeof c.kpi !== 'string') fail('kpi', c.kpi === undefined ? 'required' : `expected a string, got ${typeName(c.kpi)}`);
+    if (typeof c.kpi !== 'string')
+      fail('kpi', c.kpi === undefined ? 'required' : `expected a string, got ${typeName(c.kpi)}`);
     else if (!(check = kpis.get(c.kpi))) fail('kpi', `unknown KPI ${show(c.kpi)}; the agreement has ${knownKpis}`);
 
     let atMs = NaN;
-    if (typeof c.at !== 'string') fail('at', c.at === undefined ? 'required' : `expected an ISO-8601 string, got ${typeName(c.at)}`);
+    if (typeof c.at !== 'string')
+      fail('at', c.at === undefined ? 'required' : `expected an ISO-8601 string, got ${typeName(c.at)}`);
     else {
       atMs = parseIsoWithOffset(c.at);
-      if (atMs === BAD_FORMAT) fail('at', `expected an ISO-8601 date-time with an offset (2026-11-01T10:00:00Z), got ${show(c.at)}`);
+      if (atMs === BAD_FORMAT)
+        fail('at', `expected an ISO-8601 date-time with an offset (2026-11-01T10:00:00Z), got ${show(c.at)}`);
       else if (atMs === BAD_DATE) fail('at', `not a valid date-time: ${show(c.at)}`);
       else if (atMs > opts.now() + opts.clockSkewMs) fail('at', 'lies in the future');
       else if (atMs < earliest) fail('at', 'lies before 2000-01-01');
     }
 
-    if (typeof c.value !== 'number') fail('value', c.value === undefined ? 'required' : `expected a number, got ${typeName(c.value)}`);
+    if (typeof c.value !== 'number')
+      fail('value', c.value === undefined ? 'required' : `expected a number, got ${typeName(c.value)}`);
     else if (!Number.isFinite(c.value)) fail('value', 'expected a finite number');
     else if (check) {
-      if (check.binary && c.value !== 0 && c.value !== 1) fail('value', `${check.kpi.id} is a rate: the value must be 0 or 1`);
-      else if (c.value < check.min || c.value > check.max) fail('value', `${c.value} is outside ${check.kpi.id}'s range [${check.min}, ${check.max}]`);
+      if (check.binary && c.value !== 0 && c.value !== 1)
+        fail('value', `${check.kpi.id} is a rate: the value must be 0 or 1`);
+      else if (c.value < check.min || c.value > check.max)
+        fail('value', `${c.value} is outside ${check.kpi.id}'s range [${check.min}, ${check.max}]`);
     }
 
     // Raw subjects are never echoed: an error names the problem, not the value.
-    if (typeof c.subject !== 'string') fail('subject', c.subject === undefined || c.subject === null ? `required: every ${check?.kpi.subject ?? 'point'} is counted by its subject` : `expected a string, got ${typeName(c.subject)}`);
+    if (typeof c.subject !== 'string')
+      fail(
+        'subject',
+        c.subject === undefined || c.subject === null
+          ? `required: every ${check?.kpi.subject ?? 'point'} is counted by its subject`
+          : `expected a string, got ${typeName(c.subject)}`,
+      );
     else if (c.subject.length === 0) fail('subject', 'must not be empty');
     else if (c.subject.length > MAX_SUBJECT_LENGTH) fail('subject', `longer than ${MAX_SUBJECT_LENGTH} characters`);
     else if (controlChars.test(c.subject)) fail('subject', 'contains control characters');
 
     let dims: string | null = null;
     if (c.dims !== undefined && c.dims !== null) {
-      if (typeof c.dims !== 'object' || Array.isArray(c.dims)) fail('dims', `expected an object, got ${typeName(c.dims)}`);
+      if (typeof c.dims !== 'object' || Array.isArray(c.dims))
+        fail('dims', `expected an object, got ${typeName(c.dims)}`);
       else if (check) {
         const given = c.dims as Record<string, unknown>;
         const keys = Object.keys(given);
@@ -200,9 +239,14 @@ export function compileValidator(agreement: Agreement, opts: { now: () => number
         for (const key of keys) {
           const v = given[key];
           const allowed = check.dims.get(key);
-          if (!allowed) fail(`dims.${key.slice(0, 40)}`, `${check.kpi.id} has no dimension ${show(key)}${check.dims.size ? `; agreed: ${[...check.dims.keys()].join(', ')}` : ''}`);
+          if (!allowed)
+            fail(
+              `dims.${key.slice(0, 40)}`,
+              `${check.kpi.id} has no dimension ${show(key)}${check.dims.size ? `; agreed: ${[...check.dims.keys()].join(', ')}` : ''}`,
+            );
           else if (typeof v !== 'string') fail(`dims.${key}`, `expected a string, got ${typeName(v)}`);
-          else if (!allowed.has(v)) fail(`dims.${key}`, `${show(v)} is not an agreed value; agreed: ${[...allowed].join(', ')}`);
+          else if (!allowed.has(v))
+            fail(`dims.${key}`, `${show(v)} is not an agreed value; agreed: ${[...allowed].join(', ')}`);
           else (picked ??= {})[key] = v;
         }
         if (picked && bad === 0) {

@@ -50,7 +50,8 @@ export function createPseudonymiser(secret: Buffer, rotations: readonly Buffer[]
     // RFC 2104 HMAC written out over reused buffers: the same bytes as createHmac (tested),
     // without a Hmac object per point, which the garbage collector felt at ingest rates.
     // 256 UTF-16 units are at most 768 UTF-8 bytes; only longer strings need measuring.
-    if (subject.length > 256 && Buffer.byteLength(subject, 'utf8') > MAX_BYTES) return createHmac('sha256', p.key).update(subject, 'utf8').digest('base64url');
+    if (subject.length > 256 && Buffer.byteLength(subject, 'utf8') > MAX_BYTES)
+      return createHmac('sha256', p.key).update(subject, 'utf8').digest('base64url');
     const n = p.inner.write(subject, 64, 'utf8');
     (hash('sha256', p.inner.subarray(0, 64 + n), 'buffer') as Buffer).copy(p.outer, 64);
     return hash('sha256', p.outer, 'base64url');

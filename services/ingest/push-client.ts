@@ -31,13 +31,22 @@ export interface PushOptions {
 
 export type PushOutcome =
   | { ok: true; status: number; receipt: Record<string, unknown>; attempts: number; idempotencyKey: string }
-  | { ok: false; status: number | null; problem: Record<string, unknown> | null; message: string; attempts: number; idempotencyKey: string };
+  | {
+      ok: false;
+      status: number | null;
+      problem: Record<string, unknown> | null;
+      message: string;
+      attempts: number;
+      idempotencyKey: string;
+    };
 
 /** SHA-256 of the file: the default Idempotency-Key, so pushing the same file twice lands it once. */
 export async function fileKey(file: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return `push-${basename(file).replace(/[^\x21-\x7e]/g, '_').slice(0, 80)}-${h.digest('hex').slice(0, 32)}`;
+  return `push-${basename(file)
+    .replace(/[^\x21-\x7e]/g, '_')
+    .slice(0, 80)}-${h.digest('hex').slice(0, 32)}`;
 }
 
 const retryable = new Set([429, 502, 503, 504]);
@@ -49,7 +58,15 @@ const retryable = new Set([429, 502, 503, 504]);
 export async function pushFile(opts: PushOptions): Promise<PushOutcome> {
   const contentType = opts.contentType ?? contentTypeForFile(opts.file);
   const key = opts.idempotencyKey ?? (await fileKey(opts.file));
-  if (!contentType) return { ok: false, status: null, problem: null, message: `cannot tell the content type of ${opts.file}; name it .csv, .ndjson, .json or .arrow, or pass --type`, attempts: 0, idempotencyKey: key };
+  if (!contentType)
+    return {
+      ok: false,
+      status: null,
+      problem: null,
+      message: `cannot tell the content type of ${opts.file}; name it .csv, .ndjson, .json or .arrow, or pass --type`,
+      attempts: 0,
+      idempotencyKey: key,
+    };
   const total = statSync(opts.file).size;
   const maxAttempts = opts.maxAttempts ?? 8;
   const sleep = opts.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
@@ -66,7 +83,12 @@ export async function pushFile(opts: PushOptions): Promise<PushOutcome> {
     try {
       res = await fetch(endpoint, {
         method: 'POST',
-        headers: { authorization: `Bearer ${opts.token}`, 'content-type': contentType, 'idempotency-key': key, 'content-length': String(total) },
+        headers: {
+          authorization: `Bearer ${opts.token}`,
+          'content-type': contentType,
+          'idempotency-key': key,
+          'content-length': String(total),
+        },
         body: Readable.toWeb(stream) as ReadableStream,
         duplex: 'half',
       } as RequestInit);
@@ -80,7 +102,7 @@ export async function pushFile(opts: PushOptions): Promise<PushOutcome> {
       continue;
     }
     const text = await res.text();
-    let body: Record<string, unknown> | null = null;
+    let body: Record<string, unknown> | null;
     try {
       body = JSON.parse(text) as Record<string, unknown>;
     } catch {
@@ -88,9 +110,18 @@ export async function pushFile(opts: PushOptions): Promise<PushOutcome> {
     }
     if (res.ok) return { ok: true, status: res.status, receipt: body ?? {}, attempts: attempt, idempotencyKey: key };
     lastMessage = `${res.status} ${String(body?.['title'] ?? res.statusText)}: ${String(body?.['detail'] ?? text.slice(0, 200))}`;
-    if (!retryable.has(res.status) || attempt === maxAttempts) return { ok: false, status: res.status, problem: body, message: lastMessage, attempts: attempt, idempotencyKey: key };
+    if (!retryable.has(res.status) || attempt === maxAttempts)
+      return {
+        ok: false,
+        status: res.status,
+        problem: body,
+        message: lastMessage,
+        attempts: attempt,
+        idempotencyKey: key,
+      };
     const retryAfter = Number(res.headers.get('retry-after'));
-    const delay = Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter * 1000, 60_000) : backoff(attempt);
+    const delay =
+      Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter * 1000, 60_000) : backoff(attempt);
     opts.onRetry?.(attempt, lastMessage, delay);
     await sleep(delay);
   }

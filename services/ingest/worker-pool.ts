@@ -14,7 +14,13 @@ const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 
 // Run from the sources (tests, tsx) the workers are TypeScript: they register tsx first.
 const fromSources = import.meta.url.endsWith('.ts');
-const tsxApi = fromSources ? pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href : '';
+const tsxApi = fromSources
+  ? pathToFileURL(
+      createRequire(import.meta.url)
+        .resolve('tsx/esm/api')
+        .replace(/\.cjs$/, '.mjs'),
+    ).href
+  : '';
 
 /** Idle worker threads of one kind, reused batch after batch. */
 class Pool {
@@ -33,7 +39,10 @@ class Pool {
     const idle = this.#idle.pop();
     if (idle) return idle;
     const w = fromSources
-      ? new Worker(`import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(this.#url.href)}); });`, { eval: true, workerData: this.workerData, resourceLimits })
+      ? new Worker(
+          `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(this.#url.href)}); });`,
+          { eval: true, workerData: this.workerData, resourceLimits },
+        )
       : new Worker(this.#url, { workerData: this.workerData, resourceLimits });
     w.unref();
     this.#all.add(w);
@@ -75,7 +84,10 @@ export class IngestWorkerPool {
 
   constructor(secret: Buffer, rotations: readonly Buffer[] = []) {
     this.#parse = new Pool('parse-worker', {});
-    this.#spool = new Pool('spool-worker', { secret: new Uint8Array(secret), rotations: rotations.map((r) => new Uint8Array(r)) });
+    this.#spool = new Pool('spool-worker', {
+      secret: new Uint8Array(secret),
+      rotations: rotations.map((r) => new Uint8Array(r)),
+    });
   }
 
   run(parseStart: ParseStart, spoolStart: SpoolStart, onSegment: (path: string, rows: number) => void): BatchRun {
@@ -140,7 +152,8 @@ export class IngestWorkerPool {
       }
     };
     listen(true);
-    const toParse = (m: ToParse, transfer?: (ArrayBuffer | MessageChannel['port1'])[]) => parser.postMessage(m, transfer);
+    const toParse = (m: ToParse, transfer?: (ArrayBuffer | MessageChannel['port1'])[]) =>
+      parser.postMessage(m, transfer);
     spooler.postMessage({ type: 'start', id, ...spoolStart, rows: channel.port2 } satisfies ToSpool, [channel.port2]);
     toParse({ type: 'start', id, ...parseStart, rows: channel.port1 }, [channel.port1]);
     return {
@@ -160,7 +173,10 @@ export class IngestWorkerPool {
       },
       release: async () => {
         listen(false);
-        await Promise.all([this.#parse.release(parser, parseClean), this.#spool.release(spooler, spoolDone !== undefined)]);
+        await Promise.all([
+          this.#parse.release(parser, parseClean),
+          this.#spool.release(spooler, spoolDone !== undefined),
+        ]);
       },
     };
   }

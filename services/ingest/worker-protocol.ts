@@ -26,12 +26,29 @@ export type ToParse =
 /** Parse worker → lander. */
 export type FromParse =
   | { type: 'ack'; id: number; bytes: number }
-  | { type: 'done'; id: number; rows: number; accepted: number; rejected: number; errors: FieldError[]; errorsTruncated: boolean; bodySha: string; kpis: string[] }
+  | {
+      type: 'done';
+      id: number;
+      rows: number;
+      accepted: number;
+      rejected: number;
+      errors: FieldError[];
+      errorsTruncated: boolean;
+      bodySha: string;
+      kpis: string[];
+    }
   | { type: 'problem'; id: number; status: number; title: string; detail: string; extra: Record<string, unknown> }
   | { type: 'failed'; id: number; message: string };
 
 /** Lander → spool worker. */
-export type ToSpool = { type: 'start'; id: number; partnerId: string; spoolDir: string; segmentRows: number; rows: MessagePort };
+export type ToSpool = {
+  type: 'start';
+  id: number;
+  partnerId: string;
+  spoolDir: string;
+  segmentRows: number;
+  rows: MessagePort;
+};
 
 /** Spool worker → lander. */
 export type FromSpool =
@@ -44,7 +61,16 @@ export type FromSpool =
  * dimension JSON are indices into a dictionary that grows by `newEntries`; -1 is no dims.
  */
 export type RowsMessage =
-  | { type: 'rows'; n: number; kpi: Int32Array; ms: Float64Array; value: Float64Array; dims: Int32Array; subject: string[]; newEntries: string[] }
+  | {
+      type: 'rows';
+      n: number;
+      kpi: Int32Array;
+      ms: Float64Array;
+      value: Float64Array;
+      dims: Int32Array;
+      subject: string[];
+      newEntries: string[];
+    }
   | { type: 'end' };
 
 /** Spool → parse: one rows message taken (flow control). */

@@ -27,7 +27,9 @@ export interface BuildAppOptions {
 /** The room as one Fastify app: platform plugins first, then each service's routes. */
 export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: opts.logStream ? { ...loggerOptions(room.config.logLevel), stream: opts.logStream } : loggerOptions(room.config.logLevel),
+    logger: opts.logStream
+      ? { ...loggerOptions(room.config.logLevel), stream: opts.logStream }
+      : loggerOptions(room.config.logLevel),
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
@@ -62,7 +64,11 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
 
   await app.register(swagger, {
     openapi: {
-      info: { title: 'Parity clean room', version: '1', description: 'Partners push metric points; the room serves only the agreed aggregates.' },
+      info: {
+        title: 'Parity clean room',
+        version: '1',
+        description: 'Partners push metric points; the room serves only the agreed aggregates.',
+      },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
     transform: jsonSchemaTransform,

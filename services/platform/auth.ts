@@ -19,12 +19,15 @@ export function setPublicUrl(url: string | undefined): void {
 /** The token of a request: the bearer header, else the dashboard's session cookie. */
 export function requestToken(req: FastifyRequest): string | undefined {
   if (req.headers.authorization !== undefined) return bearer.exec(req.headers.authorization)?.[1];
-  const fromCookie = (req as FastifyRequest & { cookies?: Record<string, string | undefined> }).cookies?.[SESSION_COOKIE];
+  const fromCookie = (req as FastifyRequest & { cookies?: Record<string, string | undefined> }).cookies?.[
+    SESSION_COOKIE
+  ];
   if (fromCookie === undefined || !tokenShape.test(fromCookie)) return undefined;
   // A state-changing request on the cookie must come from the room's own page (SameSite=Strict, and the Origin says so).
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     const origin = req.headers.origin;
-    if (origin !== undefined && origin !== `${req.protocol}://${req.headers.host}` && origin !== publicOrigin) return undefined;
+    if (origin !== undefined && origin !== `${req.protocol}://${req.headers.host}` && origin !== publicOrigin)
+      return undefined;
   }
   return fromCookie;
 }
@@ -50,5 +53,6 @@ export function requirePartnerAdmin(p: Principal, what: string): string {
 
 /** 403 unless the principal holds one of the roles. */
 export function requireRole(p: Principal, ...allowed: Role[]): void {
-  if (!allowed.includes(p.role)) throw forbidden(`the ${p.role} role may not do this; it needs ${allowed.join(' or ')}`);
+  if (!allowed.includes(p.role))
+    throw forbidden(`the ${p.role} role may not do this; it needs ${allowed.join(' or ')}`);
 }

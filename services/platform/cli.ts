@@ -29,7 +29,9 @@ function config(): Config {
 function assertStoppedOrShared(cfg: Config, what: string): void {
   const pid = runningRoomPid(cfg.dataDir);
   if (pid && !cfg.databaseUrl) {
-    throw new StartupError(`the room (pid ${pid}) is running on ${cfg.dataDir} and owns its embedded database; stop it to ${what}, or use the room's HTTP API with an admin token`);
+    throw new StartupError(
+      `the room (pid ${pid}) is running on ${cfg.dataDir} and owns its embedded database; stop it to ${what}, or use the room's HTTP API with an admin token`,
+    );
   }
 }
 
@@ -43,7 +45,12 @@ async function runServe(withDemo: boolean): Promise<void> {
       const tokens = await createDemoTokens(room);
       demoTokens = tokens;
       const lander = createLander(room);
-      const bar = process.stderr.isTTY ? new SingleBar({ format: 'seeding demo points {partner} |{bar}| {value} points', hideCursor: true }, Presets.shades_classic) : undefined;
+      const bar = process.stderr.isTTY
+        ? new SingleBar(
+            { format: 'seeding demo points {partner} |{bar}| {value} points', hideCursor: true },
+            Presets.shades_classic,
+          )
+        : undefined;
       let started = false;
       let lastLogged = 0;
       const seeded = await seedDemoPoints(room, lander, {
@@ -59,20 +66,31 @@ async function runServe(withDemo: boolean): Promise<void> {
         },
       });
       bar?.stop();
-      if (seeded) out(`seeded ${seeded.toLocaleString('en')} demo points (two years, ${room.agreement().agreement.partners.length} partners)`);
+      if (seeded)
+        out(
+          `seeded ${seeded.toLocaleString('en')} demo points (two years, ${room.agreement().agreement.partners.length} partners)`,
+        );
       if (tokens.length) {
         out('\nDemo tokens (shown once; only their SHA-256 is kept):');
-        for (const t of tokens) out(`  ${(t.partner ?? '-').padEnd(8)} ${t.role.padEnd(9)} ${t.token}${t.role === 'owner' ? `  ${t.name}` : ''}`);
+        for (const t of tokens)
+          out(
+            `  ${(t.partner ?? '-').padEnd(8)} ${t.role.padEnd(9)} ${t.token}${t.role === 'owner' ? `  ${t.name}` : ''}`,
+          );
         out('');
       } else {
-        out('demo tokens were printed at the first start; make new ones with `parity token create --partner P --role R`');
+        out(
+          'demo tokens were printed at the first start; make new ones with `parity token create --partner P --role R`',
+        );
       }
     }
     await serve(room, {
       onListening: (url) => {
-        out(`Parity room serving ${room.agreement().agreement.partnership.title} on ${url} (dashboard: ${url}/, API docs: ${url}/docs)`);
+        out(
+          `Parity room serving ${room.agreement().agreement.partnership.title} on ${url} (dashboard: ${url}/, API docs: ${url}/docs)`,
+        );
         // Ready sign-in links for an analyst of each partner (the token travels in the fragment, never to a log).
-        for (const t of demoTokens.filter((x) => x.role === 'analyst')) out(`  sign in as ${t.name}: ${url}/#signin=${t.token}`);
+        for (const t of demoTokens.filter((x) => x.role === 'analyst'))
+          out(`  sign in as ${t.name}: ${url}/#signin=${t.token}`);
       },
     });
   } catch (e) {
@@ -87,7 +105,9 @@ async function runMigrate(): Promise<void> {
   const h = await openControlDb({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir });
   try {
     const applied = await migrateControlDb(h.db);
-    out(`${h.kind === 'postgres' ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${cfg.dataDir}`}: ${applied.length ? `applied ${applied.join(', ')}` : 'already up to date'}`);
+    out(
+      `${h.kind === 'postgres' ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${cfg.dataDir}`}: ${applied.length ? `applied ${applied.join(', ')}` : 'already up to date'}`,
+    );
   } finally {
     await h.close();
   }
@@ -99,18 +119,36 @@ async function runTokenCreate(o: { partner?: string; role: Role; name?: string; 
   const h = await openControlDb({ databaseUrl: cfg.databaseUrl, dataDir: cfg.dataDir });
   try {
     await migrateControlDb(h.db);
-    if (o.role === 'operator' && o.partner) throw new StartupError('--partner: an operator token belongs to no partner');
+    if (o.role === 'operator' && o.partner)
+      throw new StartupError('--partner: an operator token belongs to no partner');
     if (o.role !== 'operator') {
       if (!o.partner) throw new StartupError('--partner is required for this role');
       const p = await h.db.selectFrom('partners').select('id').where('id', '=', o.partner).executeTakeFirst();
       if (!p) throw new StartupError(`--partner: no partner ${o.partner} in this room's agreement`);
     }
     const expiresAt = o.expires ? new Date(o.expires) : null;
-    if (expiresAt && Number.isNaN(expiresAt.getTime())) throw new StartupError('--expires: expected an ISO-8601 date-time');
+    if (expiresAt && Number.isNaN(expiresAt.getTime()))
+      throw new StartupError('--expires: expected an ISO-8601 date-time');
     const name = o.name ?? `${o.partner ?? 'operator'} ${o.role}`;
-    const { token, id } = await createToken(h.db, { partnerId: o.partner ?? null, role: o.role, name, expiresAt }, new Date());
-    await appendAudit(h.db, { actor: 'cli', partnerId: o.partner ?? null, action: 'token.created', target: id, details: { role: o.role, name } }, new Date());
-    err(`created token ${id} (${o.role}${o.partner ? ` of ${o.partner}` : ''}) directly in ${h.kind === 'postgres' ? 'PostgreSQL' : cfg.dataDir}; it is shown once:`);
+    const { token, id } = await createToken(
+      h.db,
+      { partnerId: o.partner ?? null, role: o.role, name, expiresAt },
+      new Date(),
+    );
+    await appendAudit(
+      h.db,
+      {
+        actor: 'cli',
+        partnerId: o.partner ?? null,
+        action: 'token.created',
+        target: id,
+        details: { role: o.role, name },
+      },
+      new Date(),
+    );
+    err(
+      `created token ${id} (${o.role}${o.partner ? ` of ${o.partner}` : ''}) directly in ${h.kind === 'postgres' ? 'PostgreSQL' : cfg.dataDir}; it is shown once:`,
+    );
     out(token);
   } finally {
     await h.close();
@@ -128,9 +166,17 @@ function runValidate(file: string): number {
   return 1;
 }
 
-async function runPush(file: string, o: { url: string; token?: string; type?: string; key?: string; partial?: boolean }): Promise<number> {
+async function runPush(
+  file: string,
+  o: { url: string; token?: string; type?: string; key?: string; partial?: boolean },
+): Promise<number> {
   if (!o.token) throw new StartupError('--token or PARITY_TOKEN is required (a partner ingest token)');
-  const bar = process.stderr.isTTY ? new SingleBar({ format: `pushing ${file} |{bar}| {percentage}% {value}/{total} bytes`, hideCursor: true }, Presets.shades_classic) : undefined;
+  const bar = process.stderr.isTTY
+    ? new SingleBar(
+        { format: `pushing ${file} |{bar}| {percentage}% {value}/{total} bytes`, hideCursor: true },
+        Presets.shades_classic,
+      )
+    : undefined;
   let lastPct = -1;
   const result = await pushFile({
     url: o.url,
@@ -153,14 +199,19 @@ async function runPush(file: string, o: { url: string; token?: string; type?: st
     onRetry: (attempt, reason, delay) => {
       bar?.stop();
       lastPct = -1;
-      err(`attempt ${attempt} failed (${reason}); retrying in ${(delay / 1000).toFixed(1)} s with the same Idempotency-Key`);
+      err(
+        `attempt ${attempt} failed (${reason}); retrying in ${(delay / 1000).toFixed(1)} s with the same Idempotency-Key`,
+      );
     },
   });
   bar?.stop();
   if (result.ok) {
     const r = result.receipt;
-    out(`${result.status === 200 ? 'already landed (same Idempotency-Key and body)' : 'landed'}: batch ${String(r['batchId'])}, snapshot ${String(r['snapshot'])}, ${String(r['accepted'])} accepted, ${String(r['rejected'])} rejected, checksum ${String(r['checksum'])}`);
-    for (const e of (r['errors'] as { row?: number; field: string; message: string }[] | undefined) ?? []) err(`  row ${e.row ?? '?'}: ${e.field}: ${e.message}`);
+    out(
+      `${result.status === 200 ? 'already landed (same Idempotency-Key and body)' : 'landed'}: batch ${String(r['batchId'])}, snapshot ${String(r['snapshot'])}, ${String(r['accepted'])} accepted, ${String(r['rejected'])} rejected, checksum ${String(r['checksum'])}`,
+    );
+    for (const e of (r['errors'] as { row?: number; field: string; message: string }[] | undefined) ?? [])
+      err(`  row ${e.row ?? '?'}: ${e.field}: ${e.message}`);
     return 0;
   }
   err(`push failed after ${result.attempts} attempt${result.attempts === 1 ? '' : 's'}: ${result.message}`);
@@ -176,9 +227,15 @@ function roleArg(v: string): Role {
 }
 
 export function program(): Command {
-  const p = new Command('parity').description('Parity: a neutral data clean room with a shared KPI dashboard').showHelpAfterError();
-  p.command('serve').description('serve the room (PARITY_AGREEMENT names the agreement on first start)').action(() => runServe(false));
-  p.command('demo').description('serve the room with the demo partnership: demo agreement, tokens and two years of points').action(() => runServe(true));
+  const p = new Command('parity')
+    .description('Parity: a neutral data clean room with a shared KPI dashboard')
+    .showHelpAfterError();
+  p.command('serve')
+    .description('serve the room (PARITY_AGREEMENT names the agreement on first start)')
+    .action(() => runServe(false));
+  p.command('demo')
+    .description('serve the room with the demo partnership: demo agreement, tokens and two years of points')
+    .action(() => runServe(true));
   p.command('migrate').description('apply control-plane migrations').action(runMigrate);
   const token = p.command('token').description('manage tokens');
   token
@@ -206,15 +263,19 @@ export function program(): Command {
       else process.stdout.write(text);
     });
   p.command('push <file>')
-    .description('push a CSV, NDJSON, JSON or Arrow file of points to a room (streams; retries with the same Idempotency-Key)')
+    .description(
+      'push a CSV, NDJSON, JSON or Arrow file of points to a room (streams; retries with the same Idempotency-Key)',
+    )
     .option('--url <url>', 'the room', process.env['PARITY_URL'] ?? 'http://localhost:8080')
     .option('--token <token>', 'a partner ingest token (default: PARITY_TOKEN)', process.env['PARITY_TOKEN'])
     .option('--type <mime>', 'content type, when the file extension does not say')
     .option('--key <key>', 'Idempotency-Key (default: derived from the file content)')
     .option('--partial', 'land the valid points even if some are invalid')
-    .action(async (file: string, o: { url: string; token?: string; type?: string; key?: string; partial?: boolean }) => {
-      process.exitCode = await runPush(file, o);
-    });
+    .action(
+      async (file: string, o: { url: string; token?: string; type?: string; key?: string; partial?: boolean }) => {
+        process.exitCode = await runPush(file, o);
+      },
+    );
   governanceCommands(p, agreement, token, config);
   return p;
 }

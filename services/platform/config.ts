@@ -7,7 +7,16 @@ const byteSize = z
   .transform((s) => {
     const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(s.trim())!;
     const unit = (m[2] ?? '').toLowerCase();
-    const mult: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+    const mult: Record<string, number> = {
+      '': 1,
+      b: 1,
+      kb: 1e3,
+      mb: 1e6,
+      gb: 1e9,
+      kib: 1024,
+      mib: 1024 ** 2,
+      gib: 1024 ** 3,
+    };
     return Math.floor(Number(m[1]) * mult[unit]!);
   });
 
@@ -24,7 +33,10 @@ export const envSchema = z.object({
     .optional(),
   PARITY_AGREEMENT: z.string().min(1).optional(),
   PARITY_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  SMTP_URL: z.string().regex(/^smtps?:\/\//, 'expected an smtp:// or smtps:// URL').optional(),
+  SMTP_URL: z
+    .string()
+    .regex(/^smtps?:\/\//, 'expected an smtp:// or smtps:// URL')
+    .optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   PARITY_MAX_BODY: byteSize.default(1024 ** 3),
   PARITY_MAX_JSON_BODY: byteSize.default(256 * 1024 ** 2),
@@ -35,14 +47,22 @@ export const envSchema = z.object({
   PARITY_ALERTS: z.enum(['on', 'off']).default('on'),
   PARITY_ROLLUPS: z.enum(['on', 'off']).default('on'),
   PARITY_EVALUATE_EVERY_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
-  PARITY_RETENTION_EVERY_SECONDS: z.coerce.number().int().min(0).max(7 * 86_400).default(3600),
+  PARITY_RETENTION_EVERY_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(7 * 86_400)
+    .default(3600),
   PARITY_MAIL_FROM: z.string().min(3).default('Parity clean room <parity@localhost>'),
   PARITY_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
   PARITY_EMBED_ORIGINS: z
     .string()
     .optional()
     .transform((v, ctx) => {
-      const origins = (v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+      const origins = (v ?? '')
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean);
       for (const o of origins) {
         let u: URL | undefined;
         try {
@@ -50,11 +70,18 @@ export const envSchema = z.object({
         } catch {
           u = undefined;
         }
-        if (!u || !/^https?:$/.test(u.protocol) || u.origin !== o.replace(/\/$/, '')) ctx.addIssue({ code: 'custom', message: `${o.slice(0, 80)} is not an origin such as https://intranet.example.com` });
+        if (!u || !/^https?:$/.test(u.protocol) || u.origin !== o.replace(/\/$/, ''))
+          ctx.addIssue({
+            code: 'custom',
+            message: `${o.slice(0, 80)} is not an origin such as https://intranet.example.com`,
+          });
       }
       return origins.map((o) => o.replace(/\/$/, ''));
     }),
-  PARITY_DUCKDB_MEMORY: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'expected a DuckDB memory size such as 256MB or 2GB').default('256MB'),
+  PARITY_DUCKDB_MEMORY: z
+    .string()
+    .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'expected a DuckDB memory size such as 256MB or 2GB')
+    .default('256MB'),
 });
 
 export interface Config {

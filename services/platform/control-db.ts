@@ -207,7 +207,11 @@ export interface ControlDbHandle {
 }
 
 /** Opens the control plane: the pg driver for DATABASE_URL, else PGlite under the data dir. */
-export async function openControlDb(opts: { databaseUrl?: string | undefined; dataDir?: string; memory?: boolean }): Promise<ControlDbHandle> {
+export async function openControlDb(opts: {
+  databaseUrl?: string | undefined;
+  dataDir?: string;
+  memory?: boolean;
+}): Promise<ControlDbHandle> {
   if (opts.databaseUrl) {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10 });
     // Fail fast with a clear error instead of on the first request.

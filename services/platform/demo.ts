@@ -18,18 +18,39 @@ export async function createDemoTokens(room: Room): Promise<DemoToken[]> {
   for (const p of room.agreement().agreement.partners) {
     // Owners sign in under the e-mail the agreement names them by: that is what makes them the
     // named owner who may acknowledge and resolve their KPIs' incidents.
-    const owners = [...new Set(room.agreement().agreement.kpis.flatMap((k) => (k.owners[p.id] ? [k.owners[p.id]!.email] : [])))];
-    const wanted: [Role, string][] = [['ingest', `${p.id} ingest (demo)`], ['analyst', `${p.id} analyst (demo)`], ['admin', `${p.id} admin (demo)`], ...owners.map((e): [Role, string] => ['owner', e])];
+    const owners = [
+      ...new Set(room.agreement().agreement.kpis.flatMap((k) => (k.owners[p.id] ? [k.owners[p.id]!.email] : []))),
+    ];
+    const wanted: [Role, string][] = [
+      ['ingest', `${p.id} ingest (demo)`],
+      ['analyst', `${p.id} analyst (demo)`],
+      ['admin', `${p.id} admin (demo)`],
+      ...owners.map((e): [Role, string] => ['owner', e]),
+    ];
     for (const [role, name] of wanted) {
       const { token, id } = await createToken(room.control.db, { partnerId: p.id, role, name }, now);
-      await room.audit({ actor: 'system', partnerId: p.id, action: 'token.created', target: id, details: { role, name } });
+      await room.audit({
+        actor: 'system',
+        partnerId: p.id,
+        action: 'token.created',
+        target: id,
+        details: { role, name },
+      });
       out.push({ partner: p.id, role, name, token });
     }
   }
   const first = room.agreement().agreement.partners[0]!.id;
-  const steering = await createToken(room.control.db, { partnerId: first, role: 'steering', name: 'steering committee (demo)' }, now);
+  const steering = await createToken(
+    room.control.db,
+    { partnerId: first, role: 'steering', name: 'steering committee (demo)' },
+    now,
+  );
   out.push({ partner: first, role: 'steering', name: 'steering committee (demo)', token: steering.token });
-  const operator = await createToken(room.control.db, { partnerId: null, role: 'operator', name: 'room operator (demo)' }, now);
+  const operator = await createToken(
+    room.control.db,
+    { partnerId: null, role: 'operator', name: 'room operator (demo)' },
+    now,
+  );
   out.push({ partner: null, role: 'operator', name: 'room operator (demo)', token: operator.token });
   return out;
 }
@@ -38,7 +59,11 @@ export async function createDemoTokens(room: Room): Promise<DemoToken[]> {
  * Lands two years of generated points per partner, once: a room that already holds a batch
  * keeps its data. Points go through the same lander as HTTP ingest (checked, pseudonymised).
  */
-export async function seedDemoPoints(room: Room, lander: BatchLander, opts: { seed?: number; to?: Date; onProgress?: (partner: string, points: number) => void } = {}): Promise<number> {
+export async function seedDemoPoints(
+  room: Room,
+  lander: BatchLander,
+  opts: { seed?: number; to?: Date; onProgress?: (partner: string, points: number) => void } = {},
+): Promise<number> {
   if (room.duck.snapshots.latest > 0) return 0;
   const to = opts.to ?? startOfUtcDay(room.clock.now());
   let total = 0;
@@ -60,8 +85,27 @@ export async function seedDemoPoints(room: Room, lander: BatchLander, opts: { se
       opts.onProgress?.(p.id, n);
       if (lines.length) yield Buffer.from(lines.join('\n') + '\n');
     }
-    const { receipt } = await lander.land({ partnerId: p.id, kind: 'ndjson', contentType: 'application/x-ndjson', body: body(), idempotencyKey: `demo-seed-${p.id}`, partial: false });
-    await room.audit({ actor: 'system', partnerId: p.id, action: 'ingest.landed', target: receipt.batchId, details: { snapshot: receipt.snapshot, accepted: receipt.accepted, rejected: receipt.rejected, contentType: 'application/x-ndjson', demo: true } });
+    const { receipt } = await lander.land({
+      partnerId: p.id,
+      kind: 'ndjson',
+      contentType: 'application/x-ndjson',
+      body: body(),
+      idempotencyKey: `demo-seed-${p.id}`,
+      partial: false,
+    });
+    await room.audit({
+      actor: 'system',
+      partnerId: p.id,
+      action: 'ingest.landed',
+      target: receipt.batchId,
+      details: {
+        snapshot: receipt.snapshot,
+        accepted: receipt.accepted,
+        rejected: receipt.rejected,
+        contentType: 'application/x-ndjson',
+        demo: true,
+      },
+    });
     total += receipt.accepted;
   }
   return total;

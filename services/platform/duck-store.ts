@@ -78,7 +78,8 @@ export class KpiChanges {
       else {
         list.push(snapshot);
         // Commits may finish out of snapshot order.
-        for (let i = list.length - 1; i > 0 && list[i - 1]! > list[i]!; i--) [list[i - 1], list[i]] = [list[i]!, list[i - 1]!];
+        for (let i = list.length - 1; i > 0 && list[i - 1]! > list[i]!; i--)
+          [list[i - 1], list[i]] = [list[i]!, list[i - 1]!];
       }
     }
   }
@@ -213,24 +214,42 @@ export class DuckStore {
   static async open(path: string, slots = { size: 4, queue: 16 }, memoryLimit = '256MB'): Promise<DuckStore> {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     // No extension may be downloaded at run time; parquet/json/icu are built in.
-    const instance = await DuckDBInstance.create(path, { autoinstall_known_extensions: 'false', autoload_known_extensions: 'true', memory_limit: memoryLimit });
+    const instance = await DuckDBInstance.create(path, {
+      autoinstall_known_extensions: 'false',
+      autoload_known_extensions: 'true',
+      memory_limit: memoryLimit,
+    });
     const conn = await instance.connect();
     try {
       await conn.run(readFileSync(join(sqlDir(), 'duckdb', 'schema.sql'), 'utf8'));
       const r = await conn.runAndReadAll('SELECT coalesce(max(snapshot), 0)::INTEGER AS s FROM batches');
       const latest = Number(r.getRowObjects()[0]!['s']);
       const store = new DuckStore(instance, path, latest, slots);
-      const retired = (await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'retired_before_snapshot'`)).getRowObjectsJson()[0];
+      const retired = (
+        await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'retired_before_snapshot'`)
+      ).getRowObjectsJson()[0];
       if (retired) store.retiredBefore = Number(retired['value']);
-      const generation = (await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'pseudonym_generation'`)).getRowObjectsJson()[0];
+      const generation = (
+        await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'pseudonym_generation'`)
+      ).getRowObjectsJson()[0];
       if (generation) store.pseudonymGeneration = Number(generation['value']);
       // Batches landed before the kpis column existed get it from their points, once.
-      await conn.run(`UPDATE batches SET kpis = (SELECT list(DISTINCT kpi ORDER BY kpi) FROM points p WHERE p.snapshot = batches.snapshot) WHERE kpis IS NULL`);
+      await conn.run(
+        `UPDATE batches SET kpis = (SELECT list(DISTINCT kpi ORDER BY kpi) FROM points p WHERE p.snapshot = batches.snapshot) WHERE kpis IS NULL`,
+      );
       const landed = await conn.runAndReadAll(
         `SELECT snapshot::INTEGER AS s, partner, array_to_string(kpis, ',') AS k, epoch_ms(received_at)::DOUBLE AS r, epoch_ms(landed_at)::DOUBLE AS l FROM batches ORDER BY snapshot`,
       );
       for (const row of landed.getRowObjectsJson()) {
-        store.#remember({ snapshot: Number(row['s']), partner: String(row['partner']), kpis: String(row['k'] ?? '').split(',').filter(Boolean), receivedAt: new Date(Number(row['r'])), landedAt: new Date(Number(row['l'])) });
+        store.#remember({
+          snapshot: Number(row['s']),
+          partner: String(row['partner']),
+          kpis: String(row['k'] ?? '')
+            .split(',')
+            .filter(Boolean),
+          receivedAt: new Date(Number(row['r'])),
+          landedAt: new Date(Number(row['l'])),
+        });
       }
       return store;
     } finally {
@@ -291,7 +310,8 @@ export class DuckStore {
       const r = await c.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'timezone'`);
       const current = r.getRowObjectsJson()[0]?.['value'];
       await c.run('BEGIN TRANSACTION');
-      if (current === timezone) await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE WHERE local_day IS NULL', [timezone]);
+      if (current === timezone)
+        await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE WHERE local_day IS NULL', [timezone]);
       else await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE', [timezone]);
       await c.run(`INSERT OR REPLACE INTO room_settings VALUES ('timezone', $1)`, [timezone]);
       await c.run('COMMIT');

@@ -36,7 +36,8 @@ export const badRequest = (detail: string, field?: string, errors?: FieldError[]
   new Problem(400, 'Bad Request', detail, { ...(field ? { field } : {}), ...(errors ? { errors } : {}) });
 export const unauthorized = () =>
   new Problem(401, 'Unauthorized', 'a valid bearer token is required', {}, { 'www-authenticate': 'Bearer' });
-export const forbidden = (detail = 'this token may not do that', field?: string) => new Problem(403, 'Forbidden', detail, field ? { field } : {});
+export const forbidden = (detail = 'this token may not do that', field?: string) =>
+  new Problem(403, 'Forbidden', detail, field ? { field } : {});
 export const notFound = (detail = 'not found') => new Problem(404, 'Not Found', detail);
 export const conflict = (detail: string) => new Problem(409, 'Conflict', detail);
 
@@ -51,24 +52,39 @@ export function installErrorHandler(app: FastifyInstance): void {
         const at = `${err.validationContext ?? 'request'}${v.instancePath && v.instancePath !== '/' ? v.instancePath.replaceAll('/', '.') : ''}`;
         // An unknown key (strict objects) is named like any other field: querystring.foo.
         const keys = v.keyword === 'unrecognized_keys' ? (v.params as { keys?: unknown }).keys : undefined;
-        if (Array.isArray(keys) && keys.length) return keys.map((k) => ({ field: `${at}.${String(k).slice(0, 60)}`, message: 'unknown key' }));
+        if (Array.isArray(keys) && keys.length)
+          return keys.map((k) => ({ field: `${at}.${String(k).slice(0, 60)}`, message: 'unknown key' }));
         return [{ field: at, message: v.message ?? 'invalid' }];
       });
       problem = badRequest(errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors[0]?.field, errors);
     } else if ((err as FastifyError).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       problem = new Problem(413, 'Content Too Large', 'the request body is larger than the limit');
     } else if ((err as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      problem = new Problem(415, 'Unsupported Media Type', `content type ${JSON.stringify(req.headers['content-type'] ?? '')} is not accepted here`);
+      problem = new Problem(
+        415,
+        'Unsupported Media Type',
+        `content type ${JSON.stringify(req.headers['content-type'] ?? '')} is not accepted here`,
+      );
     } else if ((err as FastifyError).code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
       problem = badRequest('the request body is empty', 'body');
     } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! < 500) {
       const fe = err as FastifyError;
       // Fastify's own 4xx (malformed JSON and the like) carry safe, short messages.
       // Content-type parsing failed: the body is at fault.
-      problem = new Problem(fe.statusCode!, fe.statusCode === 400 ? 'Bad Request' : 'Request Error', fe.message.split('\n')[0], fe.code?.startsWith('FST_ERR_CTP') || fe.name === 'SyntaxError' ? { field: 'body' } : {});
+      problem = new Problem(
+        fe.statusCode!,
+        fe.statusCode === 400 ? 'Bad Request' : 'Request Error',
+        fe.message.split('\n')[0],
+        fe.code?.startsWith('FST_ERR_CTP') || fe.name === 'SyntaxError' ? { field: 'body' } : {},
+      );
     } else {
       req.log.error({ err }, 'unhandled error');
-      problem = new Problem(500, 'Internal Server Error', 'the room could not complete the request; see the server log with this request id', { requestId: req.id });
+      problem = new Problem(
+        500,
+        'Internal Server Error',
+        'the room could not complete the request; see the server log with this request id',
+        { requestId: req.id },
+      );
     }
     if (problem.status >= 500 && !(err instanceof Problem)) {
       // already logged above

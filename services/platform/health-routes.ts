@@ -10,10 +10,18 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
 
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
     const checks: Record<string, string> = {};
-    await sql`SELECT 1`.execute(room.control.db).then(() => (checks['postgres'] = 'ok'), () => (checks['postgres'] = 'unavailable'));
-    await room.duck.ping().then(() => (checks['duckdb'] = 'ok'), () => (checks['duckdb'] = 'unavailable'));
+    await sql`SELECT 1`.execute(room.control.db).then(
+      () => (checks['postgres'] = 'ok'),
+      () => (checks['postgres'] = 'unavailable'),
+    );
+    await room.duck.ping().then(
+      () => (checks['duckdb'] = 'ok'),
+      () => (checks['duckdb'] = 'unavailable'),
+    );
     const ready = Object.values(checks).every((v) => v === 'ok');
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks, snapshot: room.duck.snapshots.latest });
+    return reply
+      .code(ready ? 200 : 503)
+      .send({ status: ready ? 'ready' : 'not ready', checks, snapshot: room.duck.snapshots.latest });
   });
 
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
@@ -42,7 +50,11 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
     }
     const alerts = alertsOf(room);
     if (alerts) {
-      const pending = await room.control.db.selectFrom('outbox').select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', ['pending', 'sending']).executeTakeFirstOrThrow();
+      const pending = await room.control.db
+        .selectFrom('outbox')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('state', 'in', ['pending', 'sending'])
+        .executeTakeFirstOrThrow();
       lines.push(
         '# HELP parity_alert_evaluations_total Band evaluations run since start.',
         '# TYPE parity_alert_evaluations_total counter',
@@ -60,7 +72,8 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
       ['process_resident_memory_bytes', 'Resident memory of the process (all threads).', mem.rss],
       ['nodejs_heap_used_bytes', 'V8 heap in use on the main thread.', mem.heapUsed],
       ['nodejs_external_memory_bytes', 'Memory outside the V8 heap held by JS objects (buffers).', mem.external],
-    ] as const) lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`);
+    ] as const)
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`);
     return reply.type('text/plain; version=0.0.4').send(lines.join('\n') + '\n');
   });
 };

@@ -9,7 +9,9 @@ class SqlFileMigrationProvider implements MigrationProvider {
   constructor(private readonly dir: string) {}
   async getMigrations(): Promise<Record<string, Migration>> {
     const out: Record<string, Migration> = {};
-    for (const file of readdirSync(this.dir).filter((f) => f.endsWith('.sql')).sort()) {
+    for (const file of readdirSync(this.dir)
+      .filter((f) => f.endsWith('.sql'))
+      .sort()) {
       const text = readFileSync(join(this.dir, file), 'utf8');
       out[file.replace(/\.sql$/, '')] = { up: async (db) => void (await sql.raw(text).execute(db)) };
     }
@@ -23,7 +25,9 @@ export async function migrateControlDb(db: ControlDb): Promise<string[]> {
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error');
-    throw new Error(`migration ${failed?.migrationName ?? '?'} failed: ${error instanceof Error ? error.message : String(error)}`);
+    throw new Error(
+      `migration ${failed?.migrationName ?? '?'} failed: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

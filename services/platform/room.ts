@@ -1,7 +1,11 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { findActiveAgreement, installInitialAgreement, type AgreementVersion } from '../governance/agreement-repository.js';
+import {
+  findActiveAgreement,
+  installInitialAgreement,
+  type AgreementVersion,
+} from '../governance/agreement-repository.js';
 import { loadAgreementFile } from '../governance/agreement-schema.js';
 import { appendAudit, type AuditEntry } from '../governance/audit-repository.js';
 import { systemClock, type Clock } from './clock.js';
@@ -46,8 +50,13 @@ export interface OpenRoomOptions {
 export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Promise<Room> {
   const clock = opts.clock ?? systemClock;
   const { secret, source } = loadRoomSecret(config.dataDir, config.secret);
-  if (source === 'generated') opts.log?.info(`generated a new room secret in ${join(config.dataDir, 'secret')} (mode 0600)`);
-  const control = await openControlDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, memory: opts.memoryControlDb ?? false });
+  if (source === 'generated')
+    opts.log?.info(`generated a new room secret in ${join(config.dataDir, 'secret')} (mode 0600)`);
+  const control = await openControlDb({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    memory: opts.memoryControlDb ?? false,
+  });
   let duck: DuckStore | undefined;
   try {
     const applied = await migrateControlDb(control.db);
@@ -55,16 +64,36 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     let active = await findActiveAgreement(control.db);
     if (!active) {
       const file = config.agreementFile ?? opts.defaultAgreementFile;
-      if (!file) throw new StartupError('the room has no agreement yet: set PARITY_AGREEMENT to an agreement file (for example fixtures/demo-agreement.yaml)');
+      if (!file)
+        throw new StartupError(
+          'the room has no agreement yet: set PARITY_AGREEMENT to an agreement file (for example fixtures/demo-agreement.yaml)',
+        );
       const parsed = loadAgreementFile(file);
-      if (!parsed.ok) throw new StartupError(`PARITY_AGREEMENT ${file} is invalid: ${parsed.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
+      if (!parsed.ok)
+        throw new StartupError(
+          `PARITY_AGREEMENT ${file} is invalid: ${parsed.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
+        );
       active = await installInitialAgreement(control.db, parsed.agreement, file, clock.now());
-      await appendAudit(control.db, { actor: 'system', partnerId: null, action: 'agreement.installed', target: `v${active.version}`, details: { source: file, digest: active.digest } }, clock.now());
+      await appendAudit(
+        control.db,
+        {
+          actor: 'system',
+          partnerId: null,
+          action: 'agreement.installed',
+          target: `v${active.version}`,
+          details: { source: file, digest: active.digest },
+        },
+        clock.now(),
+      );
       opts.log?.info(`installed agreement ${parsed.agreement.partnership.id} from ${file} as version 1`);
     }
     // Spool segments of batches a crash interrupted never landed; they go.
     rmSync(join(config.dataDir, 'spool'), { recursive: true, force: true });
-    duck = await DuckStore.open(join(config.dataDir, 'points.duckdb'), { size: config.ingestConcurrency, queue: config.ingestQueue }, config.duckdbMemory);
+    duck = await DuckStore.open(
+      join(config.dataDir, 'points.duckdb'),
+      { size: config.ingestConcurrency, queue: config.ingestQueue },
+      config.duckdbMemory,
+    );
     await duck.localise(active.agreement.partnership.timezone);
     const pseudonymRotations = loadRotationKeys(config.dataDir, duck.pseudonymGeneration);
     let current = active;

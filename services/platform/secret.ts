@@ -6,7 +6,10 @@ import { join } from 'node:path';
  * The room secret (pseudonymisation and signing): PARITY_SECRET, else the file `secret` in
  * the data directory, created with mode 0600 on first start. It is never logged.
  */
-export function loadRoomSecret(dataDir: string, fromEnv: string | undefined): { secret: Buffer; source: 'env' | 'file' | 'generated' } {
+export function loadRoomSecret(
+  dataDir: string,
+  fromEnv: string | undefined,
+): { secret: Buffer; source: 'env' | 'file' | 'generated' } {
   if (fromEnv) return { secret: Buffer.from(fromEnv, 'utf8'), source: 'env' };
   const file = join(dataDir, 'secret');
   if (existsSync(file)) {
@@ -33,14 +36,19 @@ function rotationLines(dataDir: string): string[] {
   const file = join(dataDir, ROTATION_KEYS_FILE);
   if (!existsSync(file)) return [];
   if (statSync(file).mode & 0o077) chmodSync(file, 0o600);
-  return readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 }
 
 /** The rotation keys a store at `generation` uses, oldest first; a missing one stops start-up. */
 export function loadRotationKeys(dataDir: string, generation: number): Buffer[] {
   const lines = rotationLines(dataDir);
   if (lines.length < generation - 1) {
-    throw new Error(`the points were re-keyed ${generation - 1} time(s) but ${join(dataDir, ROTATION_KEYS_FILE)} holds ${lines.length} key(s): restore it from the backup that goes with the data directory`);
+    throw new Error(
+      `the points were re-keyed ${generation - 1} time(s) but ${join(dataDir, ROTATION_KEYS_FILE)} holds ${lines.length} key(s): restore it from the backup that goes with the data directory`,
+    );
   }
   return lines.slice(0, generation - 1).map((l) => Buffer.from(l, 'utf8'));
 }
@@ -48,7 +56,8 @@ export function loadRotationKeys(dataDir: string, generation: number): Buffer[] 
 /** The key of generation `generation` (≥ 2): the uncommitted one left by a crash, or a new one written first. */
 export function ensureRotationKey(dataDir: string, generation: number): Buffer {
   const lines = rotationLines(dataDir);
-  if (lines.length < generation - 2) throw new Error(`${join(dataDir, ROTATION_KEYS_FILE)} lacks the keys before generation ${generation}`);
+  if (lines.length < generation - 2)
+    throw new Error(`${join(dataDir, ROTATION_KEYS_FILE)} lacks the keys before generation ${generation}`);
   if (lines.length < generation - 1) {
     lines.push(randomBytes(32).toString('base64url'));
     const file = join(dataDir, ROTATION_KEYS_FILE);

@@ -16,7 +16,12 @@ export function webDist(): string {
   return join(packageRoot(), 'web', 'dist');
 }
 
-const who = z.object({ name: z.string(), role: z.string(), partner: z.string().nullable(), partnerName: z.string().nullable() });
+const who = z.object({
+  name: z.string(),
+  role: z.string(),
+  partner: z.string().nullable(),
+  partnerName: z.string().nullable(),
+});
 
 /**
  * The dashboard at / (the Vite build, no CDN) and its sign-in: a user token entered once is
@@ -44,14 +49,22 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
       },
     },
     async (req, reply) => {
-      const principal = /^[A-Za-z0-9._~+/=-]+$/.test(req.body.token) ? await findPrincipalByToken(room.control.db, req.body.token, room.clock.now()) : undefined;
+      const principal = /^[A-Za-z0-9._~+/=-]+$/.test(req.body.token)
+        ? await findPrincipalByToken(room.control.db, req.body.token, room.clock.now())
+        : undefined;
       if (!principal) {
         // A refused sign-in is remembered (who tried is unknown: never the token, only where from).
         await room.audit({ actor: 'anonymous', partnerId: null, action: 'session.refused', details: { ip: req.ip } });
         throw new Problem(401, 'Unauthorized', 'this token is unknown, revoked or expired', { field: 'body.token' });
       }
-      if (principal.role === 'ingest') throw forbidden('an ingest token is for partner systems; sign in with a user token');
-      await room.audit({ actor: principal.tokenId, partnerId: principal.partnerId, action: 'session.login', details: { role: principal.role } });
+      if (principal.role === 'ingest')
+        throw forbidden('an ingest token is for partner systems; sign in with a user token');
+      await room.audit({
+        actor: principal.tokenId,
+        partnerId: principal.partnerId,
+        action: 'session.login',
+        details: { role: principal.role },
+      });
       const secure = req.protocol === 'https' || (room.config.publicUrl?.startsWith('https:') ?? false);
       void reply.setCookie(SESSION_COOKIE, req.body.token, { httpOnly: true, sameSite: 'strict', path: '/', secure });
       return describe(principal);
@@ -60,24 +73,45 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
 
   app.get(
     '/v1/session',
-    { schema: { summary: 'Who the session (or bearer token) belongs to', tags: ['dashboard'], response: { 200: who, 401: problemSchema } } },
+    {
+      schema: {
+        summary: 'Who the session (or bearer token) belongs to',
+        tags: ['dashboard'],
+        response: { 200: who, 401: problemSchema },
+      },
+    },
     async (req) => describe(await authenticate(room.control.db, room.clock, req)),
   );
 
-  app.delete('/v1/session', { schema: { summary: 'Sign out (clears the session cookie)', tags: ['dashboard'], response: { 204: z.null() } } }, async (req, reply) => {
-    const token = req.cookies[SESSION_COOKIE];
-    const principal = token ? await findPrincipalByToken(room.control.db, token, room.clock.now()) : undefined;
-    if (principal) await room.audit({ actor: principal.tokenId, partnerId: principal.partnerId, action: 'session.logout' });
-    void reply.clearCookie(SESSION_COOKIE, { path: '/' });
-    return reply.code(204).send(null);
-  });
+  app.delete(
+    '/v1/session',
+    { schema: { summary: 'Sign out (clears the session cookie)', tags: ['dashboard'], response: { 204: z.null() } } },
+    async (req, reply) => {
+      const token = req.cookies[SESSION_COOKIE];
+      const principal = token ? await findPrincipalByToken(room.control.db, token, room.clock.now()) : undefined;
+      if (principal)
+        await room.audit({ actor: principal.tokenId, partnerId: principal.partnerId, action: 'session.logout' });
+      void reply.clearCookie(SESSION_COOKIE, { path: '/' });
+      return reply.code(204).send(null);
+    },
+  );
 
   const dist = webDist();
   if (existsSync(join(dist, 'index.html'))) {
-    await app.register(fastifyStatic, { root: dist, prefix: '/', index: 'index.html', wildcard: false, cacheControl: false, setHeaders: (res, path) => res.header('cache-control', path.endsWith('.html') ? 'no-cache' : 'public, max-age=31536000, immutable') });
+    await app.register(fastifyStatic, {
+      root: dist,
+      prefix: '/',
+      index: 'index.html',
+      wildcard: false,
+      cacheControl: false,
+      setHeaders: (res, path) =>
+        res.header('cache-control', path.endsWith('.html') ? 'no-cache' : 'public, max-age=31536000, immutable'),
+    });
   } else {
     app.get('/', { schema: { hide: true } }, async (_req, reply) =>
-      reply.type('text/plain; charset=utf-8').send('The dashboard is not built: run `npm run build` (npm install and npm start do it for you).\n'),
+      reply
+        .type('text/plain; charset=utf-8')
+        .send('The dashboard is not built: run `npm run build` (npm install and npm start do it for you).\n'),
     );
   }
 };

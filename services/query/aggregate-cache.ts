@@ -19,7 +19,17 @@ export class AggregateCache {
 
   key(q: SeriesQuery, agreementVersion: number): string {
     const by = q.by.kind === 'dimension' ? `dim:${q.by.key}` : q.by.kind;
-    return JSON.stringify([agreementVersion, q.kpi.id, q.kpi.measure, q.grain, by, q.from, q.to, q.timezone, this.duck.touched.effective(q.kpi.id, q.snapshot)]);
+    return JSON.stringify([
+      agreementVersion,
+      q.kpi.id,
+      q.kpi.measure,
+      q.grain,
+      by,
+      q.from,
+      q.to,
+      q.timezone,
+      this.duck.touched.effective(q.kpi.id, q.snapshot),
+    ]);
   }
 
   async get(q: SeriesQuery, agreementVersion: number, compute: () => Promise<RawCell[]>): Promise<readonly RawCell[]> {

@@ -52,7 +52,12 @@ export function compileSeries(q: SeriesQuery): CompiledSql {
     return `$${params.length}`;
   };
   const grain = grainSql[q.grain];
-  const group = q.by.kind === 'partner' ? 'partner' : q.by.kind === 'dimension' ? `json_extract_string(dims, ${p(`$.${q.by.key}`)})` : 'NULL::VARCHAR';
+  const group =
+    q.by.kind === 'partner'
+      ? 'partner'
+      : q.by.kind === 'dimension'
+        ? `json_extract_string(dims, ${p(`$.${q.by.key}`)})`
+        : 'NULL::VARCHAR';
   const sql = [
     `SELECT strftime(date_trunc(${grain}, local_day), '%Y-%m-%d') AS period,`,
     `  ${group} AS grp,`,

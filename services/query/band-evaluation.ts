@@ -102,7 +102,12 @@ export function verdicts(kpi: Kpi, history: readonly PeriodValue[]): PeriodVerdi
  * when the last closed period has no disclosed value. A suppressed breach is still a breach
  * (reported without a value).
  */
-export function scopeState(kpi: Kpi, history: readonly PeriodValue[], lastClosed: string, v: readonly PeriodVerdict[] = verdicts(kpi, history)): ScopeState {
+export function scopeState(
+  kpi: Kpi,
+  history: readonly PeriodValue[],
+  lastClosed: string,
+  v: readonly PeriodVerdict[] = verdicts(kpi, history),
+): ScopeState {
   const last = history[history.length - 1];
   if (!last || last.period !== lastClosed || last.value === null) return 'no_data';
   let run = 0;

@@ -3,7 +3,15 @@ import type { Principal } from '../governance/token-repository.js';
 import { canonicalDigest } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import type { Grain, SeriesQuery } from './aggregate-compiler.js';
-import { bandAt, scopeState, verdicts, type Band, type PeriodValue, type ScopeState, type Signal } from './band-evaluation.js';
+import {
+  bandAt,
+  scopeState,
+  verdicts,
+  type Band,
+  type PeriodValue,
+  type ScopeState,
+  type Signal,
+} from './band-evaluation.js';
 import { kpiFreshness, type FeedFreshness } from './freshness.js';
 import { canSee, localToday, runAggregate, shiftDays } from './series-service.js';
 import { suppress, type Cell, type RawCell } from './suppression.js';
@@ -34,11 +42,22 @@ export function periodEnd(start: string, grain: Grain): string {
  * Every period from `first` to `last` of one scope, with the value the room computed (a gap
  * is null) and whether it is withheld: the input of band evaluation.
  */
-function scopeHistory(raw: readonly RawCell[], shown: readonly Cell[], group: string | null, first: string, last: string, grain: Grain): PeriodValue[] {
+function scopeHistory(
+  raw: readonly RawCell[],
+  shown: readonly Cell[],
+  group: string | null,
+  first: string,
+  last: string,
+  grain: Grain,
+): PeriodValue[] {
   const history: PeriodValue[] = [];
   for (let p = first; p <= last; p = addPeriods(p, grain, 1)) {
     const i = raw.findIndex((c) => c.period === p && c.group === group);
-    history.push({ period: p, value: i < 0 ? null : raw[i]!.value, suppressed: i >= 0 && shown[i]!.state === 'suppressed' });
+    history.push({
+      period: p,
+      value: i < 0 ? null : raw[i]!.value,
+      suppressed: i >= 0 && shown[i]!.state === 'suppressed',
+    });
   }
   return history;
 }
@@ -102,8 +121,23 @@ export interface EvaluationContext {
   since: Date;
 }
 
-export function evaluationContext(duck: DuckStore, agreement: Agreement, agreementVersion: number, now: Date, since: Date, snapshot: number): EvaluationContext {
-  return { duck, agreement, agreementVersion, today: localToday(now, agreement.partnership.timezone), snapshot, now, since };
+export function evaluationContext(
+  duck: DuckStore,
+  agreement: Agreement,
+  agreementVersion: number,
+  now: Date,
+  since: Date,
+  snapshot: number,
+): EvaluationContext {
+  return {
+    duck,
+    agreement,
+    agreementVersion,
+    today: localToday(now, agreement.partnership.timezone),
+    snapshot,
+    now,
+    since,
+  };
 }
 
 /** A KPI's last closed period, open period, band and state for each scope (combined, and each partner where broken down). */
@@ -119,7 +153,15 @@ export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<Kpi
   const scopes: ScopeSummary[] = [];
   const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
   for (const by of breakdowns) {
-    const q: SeriesQuery = { kpi, grain, from: first, to: today, by: { kind: by }, snapshot, timezone: agreement.partnership.timezone };
+    const q: SeriesQuery = {
+      kpi,
+      grain,
+      from: first,
+      to: today,
+      by: { kind: by },
+      snapshot,
+      timezone: agreement.partnership.timezone,
+    };
     const raw = await runAggregate(duck, q, agreementVersion);
     const shown = suppress(raw, min, by !== 'none');
     const groups = by === 'none' ? [null] : agreement.partners.map((p) => p.id);
@@ -136,7 +178,8 @@ export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<Kpi
       let out = 0;
       while (out < v.length && v[v.length - 1 - out]!.outside) out++;
       let inBand = 0;
-      while (inBand < v.length && !v[v.length - 1 - inBand]!.outside && history[v.length - 1 - inBand]!.value !== null) inBand++;
+      while (inBand < v.length && !v[v.length - 1 - inBand]!.outside && history[v.length - 1 - inBand]!.value !== null)
+        inBand++;
       // A stale feed makes its own scope, and the combined figure it feeds, incomplete: no data.
       const stale = feeds.some((f) => f.stale && (group === null || f.partner === group));
       const state = scopeState(kpi, history, lastClosed, v);
@@ -147,21 +190,39 @@ export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<Kpi
         signal: v[v.length - 1]?.signal ?? null,
         outOfBandSince: out > 0 ? v[v.length - out]!.period : null,
         inBandRun: inBand,
-        lastClosed: last ? { period: lastClosed, value: last.value, n: last.n, suppressed: last.state === 'suppressed' } : null,
+        lastClosed: last
+          ? { period: lastClosed, value: last.value, n: last.n, suppressed: last.state === 'suppressed' }
+          : null,
         previous: prev ? { period: prev.period, value: prev.value } : null,
         change: last?.value != null && prev?.value != null ? Number((last.value - prev.value).toPrecision(12)) : null,
         provisional: prov ? { period: open, value: prov.value, n: prov.n } : null,
       });
     }
   }
-  return { id: kpi.id, title: kpi.title, unit: kpi.unit, measure: kpi.measure, disclosure: kpi.disclosure, grain, minGroupSize: min, feeds, scopes };
+  return {
+    id: kpi.id,
+    title: kpi.title,
+    unit: kpi.unit,
+    measure: kpi.measure,
+    disclosure: kpi.disclosure,
+    grain,
+    minGroupSize: min,
+    feeds,
+    scopes,
+  };
 }
 
 /** GET /v1/kpis: each KPI the caller may see, its last closed period, the open one, band and state. */
 export async function summariseKpis(ctx: EvaluationContext, p: Principal | null): Promise<KpisResult> {
   const kpis: KpiSummary[] = [];
   for (const kpi of ctx.agreement.kpis) if (canSee(p, kpi)) kpis.push(await evaluateKpi(ctx, kpi));
-  return { today: ctx.today, snapshot: ctx.snapshot, agreementVersion: ctx.agreementVersion, digest: canonicalDigest(kpis), kpis };
+  return {
+    today: ctx.today,
+    snapshot: ctx.snapshot,
+    agreementVersion: ctx.agreementVersion,
+    digest: canonicalDigest(kpis),
+    kpis,
+  };
 }
 
 export interface BreachEntry {
@@ -199,7 +260,15 @@ export interface PeriodBand {
 }
 
 export function periodBand(j: JudgedPeriod): PeriodBand {
-  return { group: j.group, period: j.period, method: j.band?.method ?? null, lower: j.band?.lower ?? null, upper: j.band?.upper ?? null, outside: j.outside, signal: j.signal };
+  return {
+    group: j.group,
+    period: j.period,
+    method: j.band?.method ?? null,
+    lower: j.band?.lower ?? null,
+    upper: j.band?.upper ?? null,
+    outside: j.outside,
+    signal: j.signal,
+  };
 }
 
 /**
@@ -207,7 +276,16 @@ export function periodBand(j: JudgedPeriod): PeriodBand {
  * against the band in force then (a control band's limits move period by period), computed by
  * the same compiler as every series.
  */
-export async function judgePeriods(duck: DuckStore, agreement: Agreement, agreementVersion: number, kpis: readonly Kpi[], from: string, to: string, today: string, snapshot: number): Promise<JudgedPeriod[]> {
+export async function judgePeriods(
+  duck: DuckStore,
+  agreement: Agreement,
+  agreementVersion: number,
+  kpis: readonly Kpi[],
+  from: string,
+  to: string,
+  today: string,
+  snapshot: number,
+): Promise<JudgedPeriod[]> {
   const out: JudgedPeriod[] = [];
   for (const kpi of kpis) {
     const grain = kpi.evaluate.grain;
@@ -219,14 +297,27 @@ export async function judgePeriods(duck: DuckStore, agreement: Agreement, agreem
     const min = effectiveMinGroupSize(agreement, kpi);
     const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
     for (const by of breakdowns) {
-      const raw = await runAggregate(duck, { kpi, grain, from: first, to: end, by: { kind: by }, snapshot, timezone: agreement.partnership.timezone }, agreementVersion);
+      const raw = await runAggregate(
+        duck,
+        { kpi, grain, from: first, to: end, by: { kind: by }, snapshot, timezone: agreement.partnership.timezone },
+        agreementVersion,
+      );
       const shown = suppress(raw, min, by !== 'none');
       for (const group of by === 'none' ? [null] : agreement.partners.map((p) => p.id)) {
         const history = scopeHistory(raw, shown, group, first, end, grain);
         verdicts(kpi, history).forEach((v, i) => {
           if (v.period < start) return;
           const h = history[i]!;
-          out.push({ kpi: kpi.id, group, period: v.period, band: v.band, outside: v.outside, signal: v.signal, value: h.suppressed ? null : h.value, suppressed: h.suppressed });
+          out.push({
+            kpi: kpi.id,
+            group,
+            period: v.period,
+            band: v.band,
+            outside: v.outside,
+            signal: v.signal,
+            value: h.suppressed ? null : h.value,
+            suppressed: h.suppressed,
+          });
         });
       }
     }
@@ -235,7 +326,26 @@ export async function judgePeriods(duck: DuckStore, agreement: Agreement, agreem
 }
 
 /** GET /v1/breaches: the judged periods outside their band, with the value where disclosed. */
-export async function listBreaches(duck: DuckStore, agreement: Agreement, agreementVersion: number, kpis: readonly Kpi[], from: string, to: string, today: string, snapshot: number): Promise<BreachEntry[]> {
+export async function listBreaches(
+  duck: DuckStore,
+  agreement: Agreement,
+  agreementVersion: number,
+  kpis: readonly Kpi[],
+  from: string,
+  to: string,
+  today: string,
+  snapshot: number,
+): Promise<BreachEntry[]> {
   const judged = await judgePeriods(duck, agreement, agreementVersion, kpis, from, to, today, snapshot);
-  return judged.filter((j) => j.outside).map((j) => ({ kpi: j.kpi, group: j.group, period: j.period, value: j.value, band: j.band!, state: 'breach' as const, suppressed: j.suppressed }));
+  return judged
+    .filter((j) => j.outside)
+    .map((j) => ({
+      kpi: j.kpi,
+      group: j.group,
+      period: j.period,
+      value: j.value,
+      band: j.band!,
+      state: 'breach' as const,
+      suppressed: j.suppressed,
+    }));
 }

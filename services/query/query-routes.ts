@@ -10,7 +10,18 @@ import type { Room } from '../platform/room.js';
 import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
 import { evaluationContext, judgePeriods, listBreaches, periodBand, summariseKpis } from './kpi-summary.js';
-import { assertReader, canSee, configureAggregateCache, findVisibleKpi, localToday, resolveRange, resolveSeries, runSeries, seriesJson, type SeriesResult } from './series-service.js';
+import {
+  assertReader,
+  canSee,
+  configureAggregateCache,
+  findVisibleKpi,
+  localToday,
+  resolveRange,
+  resolveSeries,
+  runSeries,
+  seriesJson,
+  type SeriesResult,
+} from './series-service.js';
 
 const cellSchema = z.object({
   period: z.string().describe('first local day of the period (YYYY-MM-DD)'),
@@ -41,27 +52,62 @@ const ARROW = 'application/vnd.apache.arrow.stream';
 
 /** A token is optional here: public, published KPIs answer without one. */
 async function optionalPrincipal(room: Room, req: FastifyRequest): Promise<Principal | null> {
-  return requestToken(req) === undefined && req.headers.authorization === undefined ? null : authenticate(room.control.db, room.clock, req);
+  return requestToken(req) === undefined && req.headers.authorization === undefined
+    ? null
+    : authenticate(room.control.db, room.clock, req);
 }
 
 function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult, format?: 'json' | 'csv' | 'arrow') {
-  void reply.headers({ 'x-parity-snapshot': String(r.snapshot), 'x-parity-digest': r.digest, 'x-parity-agreement-version': String(r.agreementVersion), vary: 'accept' });
-  const accept = format === 'csv' ? 'text/csv' : format === 'arrow' ? ARROW : format === 'json' ? 'application/json' : (req.headers.accept ?? '');
+  void reply.headers({
+    'x-parity-snapshot': String(r.snapshot),
+    'x-parity-digest': r.digest,
+    'x-parity-agreement-version': String(r.agreementVersion),
+    vary: 'accept',
+  });
+  const accept =
+    format === 'csv'
+      ? 'text/csv'
+      : format === 'arrow'
+        ? ARROW
+        : format === 'json'
+          ? 'application/json'
+          : (req.headers.accept ?? '');
   if (accept.includes(ARROW)) {
     // Typed columns: the schema of a series never depends on its data (an all-null column
     // would otherwise be inferred as Float64 or Null); withheld values are nulls, as in JSON.
     const table = new Table({
-      period: vectorFromArray(r.cells.map((c) => c.period), new Utf8()),
-      group: vectorFromArray(r.cells.map((c) => c.group), new Utf8()),
-      value: vectorFromArray(r.cells.map((c) => c.value), new Float64()),
-      n: vectorFromArray(r.cells.map((c) => c.n), new Int32()),
-      state: vectorFromArray(r.cells.map((c) => c.state), new Utf8()),
-      reason: vectorFromArray(r.cells.map((c) => c.reason ?? null), new Utf8()),
+      period: vectorFromArray(
+        r.cells.map((c) => c.period),
+        new Utf8(),
+      ),
+      group: vectorFromArray(
+        r.cells.map((c) => c.group),
+        new Utf8(),
+      ),
+      value: vectorFromArray(
+        r.cells.map((c) => c.value),
+        new Float64(),
+      ),
+      n: vectorFromArray(
+        r.cells.map((c) => c.n),
+        new Int32(),
+      ),
+      state: vectorFromArray(
+        r.cells.map((c) => c.state),
+        new Utf8(),
+      ),
+      reason: vectorFromArray(
+        r.cells.map((c) => c.reason ?? null),
+        new Utf8(),
+      ),
     });
     return reply.type(ARROW).send(Buffer.from(tableToIPC(table, 'stream')));
   }
   if (accept.includes('text/csv')) {
-    const rows = [['period', 'group', 'value', 'n', 'state', 'reason'], ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reason])];
+    const rows = [
+      ['period', 'group', 'value', 'n', 'state', 'reason'],
+      ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reason]),
+    ];
     return reply.type('text/csv; charset=utf-8').send(stringify(rows));
   }
   return reply.type('application/json; charset=utf-8').send(seriesJson(r));
@@ -85,16 +131,44 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         tags: ['query'],
         security: [{ bearer: [] }, {}],
         querystring: z.strictObject({ snapshot: z.string().max(12).optional() }),
-        response: { 200: z.object({ today: z.string(), snapshot: z.number().int(), asOf: z.string().nullable().describe('when the snapshot landed'), agreementVersion: z.number().int(), digest: z.string(), kpis: z.array(z.record(z.string(), z.unknown())) }), 400: problemSchema, 401: problemSchema, 403: problemSchema },
+        response: {
+          200: z.object({
+            today: z.string(),
+            snapshot: z.number().int(),
+            asOf: z.string().nullable().describe('when the snapshot landed'),
+            agreementVersion: z.number().int(),
+            digest: z.string(),
+            kpis: z.array(z.record(z.string(), z.unknown())),
+          }),
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+        },
       },
     },
     async (req, reply) => {
       const principal = await optionalPrincipal(room, req);
       assertReader(principal);
       const active = room.agreement();
-      const { snapshot } = resolveRange({ snapshot: req.query.snapshot }, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now(), room.duck.retiredBefore);
-      const ctx = evaluationContext(room.duck, active.agreement, active.version, room.clock.now(), active.activatedAt ?? room.clock.now(), snapshot);
-      const result = { ...(await summariseKpis(ctx, principal)), asOf: room.duck.landedAt(snapshot)?.toISOString() ?? null };
+      const { snapshot } = resolveRange(
+        { snapshot: req.query.snapshot },
+        active.agreement.partnership.timezone,
+        room.duck.snapshots.latest,
+        room.clock.now(),
+        room.duck.retiredBefore,
+      );
+      const ctx = evaluationContext(
+        room.duck,
+        active.agreement,
+        active.version,
+        room.clock.now(),
+        active.activatedAt ?? room.clock.now(),
+        snapshot,
+      );
+      const result = {
+        ...(await summariseKpis(ctx, principal)),
+        asOf: room.duck.landedAt(snapshot)?.toISOString() ?? null,
+      };
       if (!principal && result.kpis.length === 0) throw unauthorized();
       await room.audit({
         actor: principal?.tokenId ?? 'anonymous',
@@ -114,21 +188,76 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         summary: 'Closed periods outside their band, per KPI and scope, with the value where disclosed',
         tags: ['query'],
         security: [{ bearer: [] }, {}],
-        querystring: z.strictObject({ kpi: z.string().max(64).optional(), from: z.string().max(10).optional(), to: z.string().max(10).optional(), snapshot: z.string().max(12).optional() }),
-        response: { 200: z.object({ snapshot: z.number().int(), agreementVersion: z.number().int(), from: z.string(), to: z.string(), digest: z.string(), breaches: z.array(z.record(z.string(), z.unknown())) }), 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema },
+        querystring: z.strictObject({
+          kpi: z.string().max(64).optional(),
+          from: z.string().max(10).optional(),
+          to: z.string().max(10).optional(),
+          snapshot: z.string().max(12).optional(),
+        }),
+        response: {
+          200: z.object({
+            snapshot: z.number().int(),
+            agreementVersion: z.number().int(),
+            from: z.string(),
+            to: z.string(),
+            digest: z.string(),
+            breaches: z.array(z.record(z.string(), z.unknown())),
+          }),
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+        },
       },
     },
     async (req, reply) => {
       const principal = await optionalPrincipal(room, req);
       assertReader(principal);
       const active = room.agreement();
-      const kpis = req.query.kpi === undefined ? active.agreement.kpis.filter((k) => canSee(principal, k)) : [findVisibleKpi(active.agreement, principal, req.query.kpi)];
+      const kpis =
+        req.query.kpi === undefined
+          ? active.agreement.kpis.filter((k) => canSee(principal, k))
+          : [findVisibleKpi(active.agreement, principal, req.query.kpi)];
       if (!principal && kpis.length === 0) throw unauthorized();
-      const q = resolveRange(req.query, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now(), room.duck.retiredBefore);
+      const q = resolveRange(
+        req.query,
+        active.agreement.partnership.timezone,
+        room.duck.snapshots.latest,
+        room.clock.now(),
+        room.duck.retiredBefore,
+      );
       const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
-      const breaches = await listBreaches(room.duck, active.agreement, active.version, kpis, q.from, q.to, today, q.snapshot);
-      const body = { snapshot: q.snapshot, agreementVersion: active.version, from: q.from, to: q.to, digest: canonicalDigest(breaches), breaches };
-      await room.audit({ actor: principal?.tokenId ?? 'anonymous', partnerId: principal?.partnerId ?? null, action: 'query.breaches', details: { role: principal?.role ?? 'public', kpis: kpis.map((k) => k.id), from: q.from, to: q.to, snapshot: q.snapshot, breaches: breaches.length } });
+      const breaches = await listBreaches(
+        room.duck,
+        active.agreement,
+        active.version,
+        kpis,
+        q.from,
+        q.to,
+        today,
+        q.snapshot,
+      );
+      const body = {
+        snapshot: q.snapshot,
+        agreementVersion: active.version,
+        from: q.from,
+        to: q.to,
+        digest: canonicalDigest(breaches),
+        breaches,
+      };
+      await room.audit({
+        actor: principal?.tokenId ?? 'anonymous',
+        partnerId: principal?.partnerId ?? null,
+        action: 'query.breaches',
+        details: {
+          role: principal?.role ?? 'public',
+          kpis: kpis.map((k) => k.id),
+          from: q.from,
+          to: q.to,
+          snapshot: q.snapshot,
+          breaches: breaches.length,
+        },
+      });
       void reply.headers({ 'x-parity-digest': body.digest, 'x-parity-snapshot': String(q.snapshot) });
       return sendCanonical(reply, body);
     },
@@ -138,11 +267,16 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
     '/v1/kpis/:kpi/bands',
     {
       schema: {
-        summary: 'The band in force for each closed period at the KPI\'s evaluation grain, per scope (a control band moves period by period); no values',
+        summary:
+          "The band in force for each closed period at the KPI's evaluation grain, per scope (a control band moves period by period); no values",
         tags: ['query'],
         security: [{ bearer: [] }, {}],
         params: z.object({ kpi: z.string().max(64) }),
-        querystring: z.strictObject({ from: z.string().max(10).optional(), to: z.string().max(10).optional(), snapshot: z.string().max(12).optional() }),
+        querystring: z.strictObject({
+          from: z.string().max(10).optional(),
+          to: z.string().max(10).optional(),
+          snapshot: z.string().max(12).optional(),
+        }),
         response: {
           200: z.object({
             kpi: z.string(),
@@ -152,7 +286,17 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
             snapshot: z.number().int(),
             agreementVersion: z.number().int(),
             digest: z.string(),
-            bands: z.array(z.object({ group: z.string().nullable(), period: z.string(), method: z.enum(['static', 'control']).nullable(), lower: z.number().nullable(), upper: z.number().nullable(), outside: z.boolean(), signal: z.string().nullable() })),
+            bands: z.array(
+              z.object({
+                group: z.string().nullable(),
+                period: z.string(),
+                method: z.enum(['static', 'control']).nullable(),
+                lower: z.number().nullable(),
+                upper: z.number().nullable(),
+                outside: z.boolean(),
+                signal: z.string().nullable(),
+              }),
+            ),
           }),
           400: problemSchema,
           401: problemSchema,
@@ -166,12 +310,48 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       assertReader(principal);
       const active = room.agreement();
       const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
-      const q = resolveRange(req.query, active.agreement.partnership.timezone, room.duck.snapshots.latest, room.clock.now(), room.duck.retiredBefore);
+      const q = resolveRange(
+        req.query,
+        active.agreement.partnership.timezone,
+        room.duck.snapshots.latest,
+        room.clock.now(),
+        room.duck.retiredBefore,
+      );
       const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
-      const judged = await judgePeriods(room.duck, active.agreement, active.version, [kpi], q.from, q.to, today, q.snapshot);
+      const judged = await judgePeriods(
+        room.duck,
+        active.agreement,
+        active.version,
+        [kpi],
+        q.from,
+        q.to,
+        today,
+        q.snapshot,
+      );
       const bands = judged.map(periodBand);
-      const body = { kpi: kpi.id, grain: kpi.evaluate.grain, from: q.from, to: q.to, snapshot: q.snapshot, agreementVersion: active.version, digest: canonicalDigest(bands), bands };
-      await room.audit({ actor: principal?.tokenId ?? 'anonymous', partnerId: principal?.partnerId ?? null, action: 'query.bands', target: kpi.id, details: { role: principal?.role ?? 'public', from: q.from, to: q.to, snapshot: q.snapshot, periods: bands.length } });
+      const body = {
+        kpi: kpi.id,
+        grain: kpi.evaluate.grain,
+        from: q.from,
+        to: q.to,
+        snapshot: q.snapshot,
+        agreementVersion: active.version,
+        digest: canonicalDigest(bands),
+        bands,
+      };
+      await room.audit({
+        actor: principal?.tokenId ?? 'anonymous',
+        partnerId: principal?.partnerId ?? null,
+        action: 'query.bands',
+        target: kpi.id,
+        details: {
+          role: principal?.role ?? 'public',
+          from: q.from,
+          to: q.to,
+          snapshot: q.snapshot,
+          periods: bands.length,
+        },
+      });
       void reply.headers({ 'x-parity-digest': body.digest, 'x-parity-snapshot': String(q.snapshot) });
       return sendCanonical(reply, body);
     },
@@ -201,14 +381,30 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       assertReader(principal);
       const active = room.agreement();
       const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
-      const q = resolveSeries(active.agreement, kpi, req.query, room.duck.snapshots.latest, room.clock.now(), room.duck.retiredBefore);
+      const q = resolveSeries(
+        active.agreement,
+        kpi,
+        req.query,
+        room.duck.snapshots.latest,
+        room.clock.now(),
+        room.duck.retiredBefore,
+      );
       const result = await runSeries(room.duck, active.agreement, active.version, q);
       await room.audit({
         actor: principal?.tokenId ?? 'anonymous',
         partnerId: principal?.partnerId ?? null,
         action: 'query.series',
         target: kpi.id,
-        details: { role: principal?.role ?? 'public', grain: q.grain, from: q.from, to: q.to, by: result.by, snapshot: q.snapshot, cells: result.cells.length, suppressed: result.cells.filter((c) => c.state === 'suppressed').length },
+        details: {
+          role: principal?.role ?? 'public',
+          grain: q.grain,
+          from: q.from,
+          to: q.to,
+          by: result.by,
+          snapshot: q.snapshot,
+          cells: result.cells.length,
+          suppressed: result.cells.filter((c) => c.state === 'suppressed').length,
+        },
       });
       return sendSeries(req, reply, result, req.query.format);
     },

@@ -4,16 +4,32 @@ import type { Agreement, Kpi } from '../governance/agreement-schema.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
-import { compileRollupRead, compileRollupRefresh, type Breakdown, type CompiledSql, type SeriesQuery } from './aggregate-compiler.js';
+import {
+  compileRollupRead,
+  compileRollupRefresh,
+  type Breakdown,
+  type CompiledSql,
+  type SeriesQuery,
+} from './aggregate-compiler.js';
 import type { RawCell } from './suppression.js';
 
 /** What the cells of a KPI depend on besides the points: a change rebuilds its rollup. */
 export function rollupSignature(kpi: Kpi, timezone: string): string {
-  return canonicalJson({ measure: kpi.measure, grains: kpi.grains, breakdown: kpi.breakdown, dimensions: Object.keys(kpi.dimensions).sort(), timezone });
+  return canonicalJson({
+    measure: kpi.measure,
+    grains: kpi.grains,
+    breakdown: kpi.breakdown,
+    dimensions: Object.keys(kpi.dimensions).sort(),
+    timezone,
+  });
 }
 
 export function rollupBreakdowns(kpi: Kpi): Breakdown[] {
-  return [{ kind: 'none' }, ...(kpi.breakdown === 'per_partner' ? [{ kind: 'partner' } as const] : []), ...Object.keys(kpi.dimensions).map((key) => ({ kind: 'dimension', key }) as const)];
+  return [
+    { kind: 'none' },
+    ...(kpi.breakdown === 'per_partner' ? [{ kind: 'partner' } as const] : []),
+    ...Object.keys(kpi.dimensions).map((key) => ({ kind: 'dimension', key }) as const),
+  ];
 }
 
 const weekStart = (date: string) => {
@@ -21,7 +37,8 @@ const weekStart = (date: string) => {
   d.setUTCDate(d.getUTCDate() - ((d.getUTCDay() + 6) % 7));
   return d.toISOString().slice(0, 10);
 };
-const periodOf = (date: string, grain: SeriesQuery['grain']) => (grain === 'day' ? date : grain === 'week' ? weekStart(date) : `${date.slice(0, 8)}01`);
+const periodOf = (date: string, grain: SeriesQuery['grain']) =>
+  grain === 'day' ? date : grain === 'week' ? weekStart(date) : `${date.slice(0, 8)}01`;
 
 /** The start of the period `k` periods after the one starting at `start`. */
 function addPeriods(start: string, grain: SeriesQuery['grain'], k: number): string {
@@ -62,10 +79,20 @@ export async function readRollup(duck: DuckStore, q: SeriesQuery): Promise<RawCe
   const { sql, params } = rollupReadSql(q);
   const rows = await duck.read(async (c) => (await c.runAndReadAll(sql, params)).getRowObjectsJson());
   const state = rows[0];
-  if (!state || Number(state['state_snapshot']) !== effective || state['signature'] !== rollupSignature(q.kpi, q.timezone)) return undefined;
+  if (
+    !state ||
+    Number(state['state_snapshot']) !== effective ||
+    state['signature'] !== rollupSignature(q.kpi, q.timezone)
+  )
+    return undefined;
   return rows
     .filter((r) => r['period'] !== null)
-    .map((r) => ({ period: String(r['period']), group: r['grp'] == null ? null : String(r['grp']), value: r['value'] == null ? null : Number(r['value']), n: Number(r['n']) }));
+    .map((r) => ({
+      period: String(r['period']),
+      group: r['grp'] == null ? null : String(r['grp']),
+      value: r['value'] == null ? null : Number(r['value']),
+      n: Number(r['n']),
+    }));
 }
 
 /**
@@ -121,19 +148,36 @@ export class RollupMaintainer {
     const tz = agreement.partnership.timezone;
     const conn = await this.#duck.connect();
     try {
-      const setting = (await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'rollup_through'`)).getRowObjectsJson()[0];
+      const setting = (
+        await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'rollup_through'`)
+      ).getRowObjectsJson()[0];
       let through = setting ? Number(setting['value']) : 0;
-      const rows = (await conn.runAndReadAll('SELECT kpi, snapshot::INTEGER AS snapshot, signature FROM rollup_state')).getRowObjectsJson();
+      const rows = (
+        await conn.runAndReadAll('SELECT kpi, snapshot::INTEGER AS snapshot, signature FROM rollup_state')
+      ).getRowObjectsJson();
       const state = new Map(rows.map((r) => [String(r['kpi']), String(r['signature'])]));
       for (const r of rows) this.#rolledUp.set(String(r['kpi']), Number(r['snapshot']));
       const rebuilt = new Set<string>();
       for (const kpi of agreement.kpis) {
         if (state.get(kpi.id) === rollupSignature(kpi, tz)) continue;
         const t0 = performance.now();
-        const range = (await conn.runAndReadAll('SELECT min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE kpi = $1 AND snapshot <= $2', [kpi.id, latest])).getRowObjectsJson()[0];
-        await this.#refresh(conn, kpi, tz, latest, range?.['lo'] == null ? null : [String(range['lo']), String(range['hi'])], true);
+        const range = (
+          await conn.runAndReadAll(
+            'SELECT min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE kpi = $1 AND snapshot <= $2',
+            [kpi.id, latest],
+          )
+        ).getRowObjectsJson()[0];
+        await this.#refresh(
+          conn,
+          kpi,
+          tz,
+          latest,
+          range?.['lo'] == null ? null : [String(range['lo']), String(range['hi'])],
+          true,
+        );
         rebuilt.add(kpi.id);
-        if (range?.['lo'] != null) this.#log.info(`rollups: built ${kpi.id} in ${Math.round(performance.now() - t0)} ms`);
+        if (range?.['lo'] != null)
+          this.#log.info(`rollups: built ${kpi.id} in ${Math.round(performance.now() - t0)} ms`);
       }
       if (through > latest) through = 0; // a data directory restored from an older copy
       if (through < latest) {
@@ -141,17 +185,27 @@ export class RollupMaintainer {
           'SELECT kpi, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE snapshot > $1 AND snapshot <= $2 GROUP BY kpi',
           [through, latest],
         );
-        const ranges = new Map<string, [string, string]>(touched.getRowObjectsJson().map((row) => [String(row['kpi']), [String(row['lo']), String(row['hi'])]]));
+        const ranges = new Map<string, [string, string]>(
+          touched.getRowObjectsJson().map((row) => [String(row['kpi']), [String(row['lo']), String(row['hi'])]]),
+        );
         // Days whose points a retention run deleted (no points carry its snapshot): kept in
         // room_settings by the deleting transaction, so a restart does not forget them.
-        const removed = (await conn.runAndReadAll(`SELECT key, value FROM room_settings WHERE key LIKE 'rollup_removed:%'`))
+        const removed = (
+          await conn.runAndReadAll(`SELECT key, value FROM room_settings WHERE key LIKE 'rollup_removed:%'`)
+        )
           .getRowObjectsJson()
-          .map((row) => ({ key: String(row['key']), ...(JSON.parse(String(row['value'])) as { lo: string; hi: string; snapshot: number }) }))
+          .map((row) => ({
+            key: String(row['key']),
+            ...(JSON.parse(String(row['value'])) as { lo: string; hi: string; snapshot: number }),
+          }))
           .filter((gone) => gone.snapshot <= latest);
         for (const gone of removed) {
           const kpiId = gone.key.slice('rollup_removed:'.length);
           const r = ranges.get(kpiId);
-          ranges.set(kpiId, r ? [r[0] < gone.lo ? r[0] : gone.lo, r[1] > gone.hi ? r[1] : gone.hi] : [gone.lo, gone.hi]);
+          ranges.set(
+            kpiId,
+            r ? [r[0] < gone.lo ? r[0] : gone.lo, r[1] > gone.hi ? r[1] : gone.hi] : [gone.lo, gone.hi],
+          );
         }
         for (const [kpiId, days] of ranges) {
           const kpi = agreement.kpis.find((k) => k.id === kpiId);
@@ -168,7 +222,14 @@ export class RollupMaintainer {
   }
 
   /** Recomputes one KPI's cells for [lo, hi] (all of them when `full`) in one transaction with its state. */
-  async #refresh(conn: DuckDBConnection, kpi: Kpi, timezone: string, snapshot: number, days: [string, string] | null, full: boolean): Promise<void> {
+  async #refresh(
+    conn: DuckDBConnection,
+    kpi: Kpi,
+    timezone: string,
+    snapshot: number,
+    days: [string, string] | null,
+    full: boolean,
+  ): Promise<void> {
     await conn.run('BEGIN TRANSACTION');
     try {
       if (full) await conn.run('DELETE FROM rollup_cells WHERE kpi = $1', [kpi.id]);
@@ -176,13 +237,18 @@ export class RollupMaintainer {
         for (const grain of kpi.grains) {
           for (const by of rollupBreakdowns(kpi)) {
             for (const [from, to] of periodChunks(days[0], days[1], grain)) {
-              for (const step of compileRollupRefresh({ kpi, grain, from, to, by, snapshot, timezone })) await conn.run(step.sql, step.params);
+              for (const step of compileRollupRefresh({ kpi, grain, from, to, by, snapshot, timezone }))
+                await conn.run(step.sql, step.params);
             }
           }
         }
       }
       const effective = this.#duck.touched.effective(kpi.id, snapshot);
-      await conn.run('INSERT OR REPLACE INTO rollup_state VALUES ($1, $2, $3)', [kpi.id, effective, rollupSignature(kpi, timezone)]);
+      await conn.run('INSERT OR REPLACE INTO rollup_state VALUES ($1, $2, $3)', [
+        kpi.id,
+        effective,
+        rollupSignature(kpi, timezone),
+      ]);
       await conn.run('COMMIT');
       this.#rolledUp.set(kpi.id, effective);
     } catch (err) {
@@ -195,7 +261,11 @@ export class RollupMaintainer {
 const maintainers = new WeakMap<DuckStore, RollupMaintainer>();
 
 /** Starts keeping the store's rollups current; series then read them where they can. */
-export function startRollups(duck: DuckStore, agreement: () => Agreement, log: Pick<Logger, 'info' | 'warn' | 'error'>): RollupMaintainer {
+export function startRollups(
+  duck: DuckStore,
+  agreement: () => Agreement,
+  log: Pick<Logger, 'info' | 'warn' | 'error'>,
+): RollupMaintainer {
   let m = maintainers.get(duck);
   if (!m) {
     m = new RollupMaintainer(duck, agreement, log);

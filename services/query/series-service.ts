@@ -42,7 +42,8 @@ const MAX_RANGE_DAYS = 5 * 366;
 export function canSee(p: Principal | null, kpi: Kpi): boolean {
   if (!p) return kpi.disclosure === 'public' && kpi.published;
   if (!readRoles.has(p.role)) return false;
-  if (kpi.disclosure === 'need_to_know') return p.role === 'steering' || kpi.needToKnow.some((e) => sameEmail(e, p.name)) || isNamedOwner(p, kpi);
+  if (kpi.disclosure === 'need_to_know')
+    return p.role === 'steering' || kpi.needToKnow.some((e) => sameEmail(e, p.name)) || isNamedOwner(p, kpi);
   return true;
 }
 
@@ -73,43 +74,76 @@ export function findVisibleKpi(agreement: Agreement, p: Principal | null, id: st
 function parseDate(value: string, field: string): string {
   const m = isoDate.exec(value);
   const d = m ? new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!)) : undefined;
-  if (!m || !d || d.getUTCDate() !== +m[3]! || d.getUTCMonth() !== +m[2]! - 1 || +m[1]! < 2000 || +m[1]! > 2100) throw badRequest(`${field}: expected a date YYYY-MM-DD between 2000 and 2100`, `querystring.${field}`);
+  if (!m || !d || d.getUTCDate() !== +m[3]! || d.getUTCMonth() !== +m[2]! - 1 || +m[1]! < 2000 || +m[1]! > 2100)
+    throw badRequest(`${field}: expected a date YYYY-MM-DD between 2000 and 2100`, `querystring.${field}`);
   return value;
 }
 
 /** Today's date in the partnership's zone. */
 export function localToday(now: Date, timezone: string): string {
-  return new Intl.DateTimeFormat('en-CA', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(now);
+  return new Intl.DateTimeFormat('en-CA', {
+    timeZone: timezone,
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+  }).format(now);
 }
 
 /** Checks from, to and snapshot: local dates (to inclusive, default the last two years) and a landed snapshot. */
-export function resolveRange(params: Pick<SeriesParams, 'from' | 'to' | 'snapshot'>, timezone: string, latest: number, now: Date, retiredBefore = 0): { from: string; to: string; snapshot: number } {
+export function resolveRange(
+  params: Pick<SeriesParams, 'from' | 'to' | 'snapshot'>,
+  timezone: string,
+  latest: number,
+  now: Date,
+  retiredBefore = 0,
+): { from: string; to: string; snapshot: number } {
   const to = params.to === undefined ? localToday(now, timezone) : parseDate(params.to, 'to');
   const from = params.from === undefined ? shiftDays(to, -730) : parseDate(params.from, 'from');
   if (from > to) throw badRequest('from: must not be after to', 'querystring.from');
-  if ((Date.parse(to) - Date.parse(from)) / 86_400_000 > MAX_RANGE_DAYS) throw badRequest(`to: the range may span at most ${MAX_RANGE_DAYS} days`, 'querystring.to');
+  if ((Date.parse(to) - Date.parse(from)) / 86_400_000 > MAX_RANGE_DAYS)
+    throw badRequest(`to: the range may span at most ${MAX_RANGE_DAYS} days`, 'querystring.to');
   let snapshot = latest;
   if (params.snapshot !== undefined) {
-    if (!/^\d{1,10}$/.test(params.snapshot)) throw badRequest('snapshot: expected a whole number', 'querystring.snapshot');
+    if (!/^\d{1,10}$/.test(params.snapshot))
+      throw badRequest('snapshot: expected a whole number', 'querystring.snapshot');
     snapshot = Number(params.snapshot);
     if (snapshot > latest) throw badRequest(`snapshot: the latest snapshot is ${latest}`, 'querystring.snapshot');
-    if (snapshot < retiredBefore) throw badRequest(`snapshot: points counted at snapshot ${snapshot} were deleted under the agreement's retention at snapshot ${retiredBefore}; ask for ${retiredBefore} or later`, 'querystring.snapshot');
+    if (snapshot < retiredBefore)
+      throw badRequest(
+        `snapshot: points counted at snapshot ${snapshot} were deleted under the agreement's retention at snapshot ${retiredBefore}; ask for ${retiredBefore} or later`,
+        'querystring.snapshot',
+      );
   }
   return { from, to, snapshot };
 }
 
 /** Checks every parameter against the agreement: the result is the only thing the compiler sees. */
-export function resolveSeries(agreement: Agreement, kpi: Kpi, params: SeriesParams, latest: number, now: Date, retiredBefore = 0): SeriesQuery {
+export function resolveSeries(
+  agreement: Agreement,
+  kpi: Kpi,
+  params: SeriesParams,
+  latest: number,
+  now: Date,
+  retiredBefore = 0,
+): SeriesQuery {
   const grain = (params.grain ?? kpi.evaluate.grain) as Grain;
-  if (!kpi.grains.includes(grain)) throw badRequest(`grain: ${kpi.id} is agreed at ${kpi.grains.join(', ')}`, 'querystring.grain');
+  if (!kpi.grains.includes(grain))
+    throw badRequest(`grain: ${kpi.id} is agreed at ${kpi.grains.join(', ')}`, 'querystring.grain');
   const { from, to, snapshot } = resolveRange(params, agreement.partnership.timezone, latest, now, retiredBefore);
   let by: Breakdown = { kind: 'none' };
   if (params.by !== undefined && params.by !== 'none') {
     if (params.by === 'partner') {
-      if (kpi.breakdown !== 'per_partner') throw badRequest(`by: ${kpi.id} is agreed as a combined figure only`, 'querystring.by');
+      if (kpi.breakdown !== 'per_partner')
+        throw badRequest(`by: ${kpi.id} is agreed as a combined figure only`, 'querystring.by');
       by = { kind: 'partner' };
     } else if (Object.hasOwn(kpi.dimensions, params.by)) by = { kind: 'dimension', key: params.by };
-    else throw badRequest(`by: expected partner${Object.keys(kpi.dimensions).map((d) => `, ${d}`).join('')} or none`, 'querystring.by');
+    else
+      throw badRequest(
+        `by: expected partner${Object.keys(kpi.dimensions)
+          .map((d) => `, ${d}`)
+          .join('')} or none`,
+        'querystring.by',
+      );
   }
   return { kpi, grain, from, to, by, snapshot, timezone: agreement.partnership.timezone };
 }
@@ -131,7 +165,11 @@ export function aggregateCacheOf(duck: DuckStore): AggregateCache | null {
 }
 
 /** The cells of an agreed aggregate before anything is withheld: never sent as they are. */
-export async function runAggregate(duck: DuckStore, q: SeriesQuery, agreementVersion: number): Promise<readonly RawCell[]> {
+export async function runAggregate(
+  duck: DuckStore,
+  q: SeriesQuery,
+  agreementVersion: number,
+): Promise<readonly RawCell[]> {
   const cache = aggregateCacheOf(duck);
   return cache ? cache.get(q, agreementVersion, () => queryAggregate(duck, q)) : queryAggregate(duck, q);
 }
@@ -142,11 +180,21 @@ async function queryAggregate(duck: DuckStore, q: SeriesQuery): Promise<RawCell[
   if (rolled) return rolled.map((c) => ({ ...c, value: c.value === null ? null : round(c.value) }));
   const { sql, params } = compileSeries(q);
   const rows = await duck.read(async (c) => (await c.runAndReadAll(sql, params)).getRowObjectsJson());
-  return rows.map((row) => ({ period: String(row['period']), group: row['grp'] == null ? null : String(row['grp']), value: row['value'] == null ? null : round(Number(row['value'])), n: Number(row['n']) }));
+  return rows.map((row) => ({
+    period: String(row['period']),
+    group: row['grp'] == null ? null : String(row['grp']),
+    value: row['value'] == null ? null : round(Number(row['value'])),
+    n: Number(row['n']),
+  }));
 }
 
 /** Runs an agreed aggregate and withholds what the agreement does not disclose. */
-export async function runSeries(duck: DuckStore, agreement: Agreement, agreementVersion: number, q: SeriesQuery): Promise<SeriesResult> {
+export async function runSeries(
+  duck: DuckStore,
+  agreement: Agreement,
+  agreementVersion: number,
+  q: SeriesQuery,
+): Promise<SeriesResult> {
   const raw = await runAggregate(duck, q, agreementVersion);
   const min = effectiveMinGroupSize(agreement, q.kpi);
   const cells = suppress(raw, min, q.by.kind !== 'none');
@@ -182,5 +230,3 @@ export function seriesJson(r: SeriesResult): string {
 function round(v: number): number {
   return Number(v.toPrecision(12));
 }
-
-

@@ -25,7 +25,9 @@ export interface Cell {
 export function suppress(cells: readonly RawCell[], minGroupSize: number, complementary: boolean): Cell[] {
   const small = `fewer than ${minGroupSize} distinct subjects`;
   const out: Cell[] = cells.map((c) =>
-    c.n < minGroupSize ? { period: c.period, group: c.group, value: null, n: null, state: 'suppressed', reason: small } : { period: c.period, group: c.group, value: c.value, n: c.n, state: 'ok' },
+    c.n < minGroupSize
+      ? { period: c.period, group: c.group, value: null, n: null, state: 'suppressed', reason: small }
+      : { period: c.period, group: c.group, value: c.value, n: c.n, state: 'ok' },
   );
   if (!complementary) return out;
   const byPeriod = new Map<string, number[]>();
@@ -41,7 +43,14 @@ export function suppress(cells: readonly RawCell[], minGroupSize: number, comple
     if (visible.length === 0) continue;
     // The smallest visible part (ties: the first in order) goes with it.
     const victim = visible.reduce((a, b) => (cells[b]!.n < cells[a]!.n ? b : a));
-    out[victim] = { period: out[victim]!.period, group: out[victim]!.group, value: null, n: null, state: 'suppressed', reason: 'complementary: withheld so that another withheld cell cannot be recovered from the total' };
+    out[victim] = {
+      period: out[victim]!.period,
+      group: out[victim]!.group,
+      value: null,
+      n: null,
+      state: 'suppressed',
+      reason: 'complementary: withheld so that another withheld cell cannot be recovered from the total',
+    };
   }
   return out;
 }

@@ -18,7 +18,10 @@ let t: TestRoom;
 let browser: Browser;
 // Two partner intranets on other origins: the room lets the first embed its components, not the second.
 let intranetPage = '';
-const intranets = [createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(intranetPage)), createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(intranetPage))];
+const intranets = [
+  createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(intranetPage)),
+  createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(intranetPage)),
+];
 const origins: string[] = [];
 const tokens: Record<string, string> = {};
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
@@ -32,12 +35,25 @@ beforeAll(async () => {
   t = await startTestRoom({ env: { PARITY_EMBED_ORIGINS: origins[0]! } });
   await seedDemoPoints(t.room, createLander(t.room), { to: new Date('2026-11-23T00:00:00Z') });
   // A crafted breach: acme's lead time in the last closed week (from 2026-11-16) far above 72 h.
-  const crafted = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ kpi: "lead_time", at: `2026-11-${16 + (i % 6)}T${String(6 + (i % 12)).padStart(2, "0")}:${String(i % 60).padStart(2, "0")}:00Z`, value: 400, subject: `CRAFT-${i}`, dims: { region: 'north' } })).join('\n');
-  const res = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await t.token('acme', 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: crafted });
+  const crafted = Array.from({ length: 3000 }, (_, i) =>
+    JSON.stringify({
+      kpi: 'lead_time',
+      at: `2026-11-${16 + (i % 6)}T${String(6 + (i % 12)).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}:00Z`,
+      value: 400,
+      subject: `CRAFT-${i}`,
+      dims: { region: 'north' },
+    }),
+  ).join('\n');
+  const res = await fetch(`${t.url}/v1/points`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await t.token('acme', 'ingest')}`, 'content-type': 'application/x-ndjson' },
+    body: crafted,
+  });
   expect(res.status, await res.clone().text()).toBe(202);
   await rollupsOf(t.room.duck)?.loop.idle();
   await alertsOf(t.room)?.engine.idle();
-  const named = async (key: string, partner: string, role: 'analyst' | 'owner' | 'steering', name: string) => (tokens[key] = (await createToken(t.room.control.db, { partnerId: partner, role, name }, t.clock.now())).token);
+  const named = async (key: string, partner: string, role: 'analyst' | 'owner' | 'steering', name: string) =>
+    (tokens[key] = (await createToken(t.room.control.db, { partnerId: partner, role, name }, t.clock.now())).token);
   await named('acme', 'acme', 'analyst', 'acme analyst');
   await named('globex', 'globex', 'analyst', 'globex analyst');
   await named('ana', 'acme', 'owner', 'ana@acme.example');
@@ -67,7 +83,8 @@ async function signIn(token: string, width = 1280): Promise<Session> {
     if (new URL(r.url()).pathname.startsWith('/v1/')) s.bodies.push(await r.text().catch(() => ''));
   });
   page.on('request', (r) => {
-    if (!r.url().startsWith(t.url) && !r.url().startsWith('data:')) s.errors.push(`request to another host: ${r.url()}`);
+    if (!r.url().startsWith(t.url) && !r.url().startsWith('data:'))
+      s.errors.push(`request to another host: ${r.url()}`);
   });
   await page.goto(`${t.url}/#signin=${token}`);
   await page.waitForSelector('parity-kpi-tile [data-testid="value"]');
@@ -78,15 +95,33 @@ async function signIn(token: string, width = 1280): Promise<Session> {
 async function axeViolations(page: Page): Promise<string[]> {
   await page.addScriptTag({ content: axeSource });
   const result = await page.evaluate(async () => {
-    const axe = (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact: string; nodes: { html: string }[] }[] }> } }).axe;
+    const axe = (
+      window as unknown as {
+        axe: {
+          run(
+            ctx: unknown,
+            opts: unknown,
+          ): Promise<{ violations: { id: string; impact: string; nodes: { html: string }[] }[] }>;
+        };
+      }
+    ).axe;
     return axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
   });
-  return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${JSON.stringify(v.nodes.map((n) => n.html.slice(0, 200)))}`);
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${JSON.stringify(v.nodes.map((n) => n.html.slice(0, 200)))}`);
 }
 
 /** Waits until the detail page's chart has a Vega view. */
 async function chartDrawn(page: Page): Promise<void> {
-  await page.waitForFunction(() => (document.querySelector('parity-app')?.shadowRoot?.querySelector('parity-kpi-chart') as unknown as { view?: unknown })?.view !== undefined);
+  await page.waitForFunction(
+    () =>
+      (
+        document.querySelector('parity-app')?.shadowRoot?.querySelector('parity-kpi-chart') as unknown as {
+          view?: unknown;
+        }
+      )?.view !== undefined,
+  );
 }
 
 async function api<T>(path: string, token: string): Promise<T> {
@@ -105,12 +140,17 @@ async function tilesOf(page: Page): Promise<Record<string, string>> {
   return page.$$eval('parity-app', (apps) => {
     const root = apps[0]!.shadowRoot!;
     const out: Record<string, string> = {};
-    for (const tile of root.querySelectorAll('parity-kpi-tile')) out[tile.getAttribute('data-kpi')!] = tile.shadowRoot!.querySelector('[data-testid="value"]')!.textContent!.replace(/\s+/g, ' ').trim();
+    for (const tile of root.querySelectorAll('parity-kpi-tile'))
+      out[tile.getAttribute('data-kpi')!] = tile
+        .shadowRoot!.querySelector('[data-testid="value"]')!
+        .textContent!.replace(/\s+/g, ' ')
+        .trim();
     return out;
   });
 }
 
-const inApp = (page: Page, selector: string) => page.$eval('parity-app', (app, sel) => app.shadowRoot!.querySelector(sel)?.textContent?.trim() ?? null, selector);
+const inApp = (page: Page, selector: string) =>
+  page.$eval('parity-app', (app, sel) => app.shadowRoot!.querySelector(sel)?.textContent?.trim() ?? null, selector);
 
 describe('the joint dashboard in Chromium', () => {
   it('shows analysts of both partners the same tile values and digest, equal to the API', async () => {
@@ -126,8 +166,12 @@ describe('the joint dashboard in Chromium', () => {
       const shown = new Intl.NumberFormat('en-GB', { maximumFractionDigits: 2 }).format(v!);
       expect(tilesA[k.id], k.id).toBe(`${shown} ${k.unit}`);
     }
-    const digestA = await a.page.$eval('parity-app', (app) => app.shadowRoot!.querySelector('[data-testid="digest"]')!.getAttribute('title'));
-    const digestG = await g.page.$eval('parity-app', (app) => app.shadowRoot!.querySelector('[data-testid="digest"]')!.getAttribute('title'));
+    const digestA = await a.page.$eval('parity-app', (app) =>
+      app.shadowRoot!.querySelector('[data-testid="digest"]')!.getAttribute('title'),
+    );
+    const digestG = await g.page.$eval('parity-app', (app) =>
+      app.shadowRoot!.querySelector('[data-testid="digest"]')!.getAttribute('title'),
+    );
     expect(digestA).toBe(apiKpis.digest);
     expect(digestG).toBe(apiKpis.digest);
     expect(await inApp(a.page, '[data-testid="snapshot"]')).toBe(String(apiKpis.snapshot));
@@ -147,7 +191,13 @@ describe('the joint dashboard in Chromium', () => {
     expect(text).not.toMatch(/compliance/i);
     expect(a.bodies.join('\n')).not.toMatch(/"compliance"|Data-protection compliance/);
     // The named owner sees it.
-    const dpo = (await createToken(t.room.control.db, { partnerId: 'acme', role: 'owner', name: 'dpo@acme.example' }, t.clock.now())).token;
+    const dpo = (
+      await createToken(
+        t.room.control.db,
+        { partnerId: 'acme', role: 'owner', name: 'dpo@acme.example' },
+        t.clock.now(),
+      )
+    ).token;
     const d = await signIn(dpo);
     expect(Object.keys(await tilesOf(d.page))).toContain('compliance');
     await a.page.context().close();
@@ -159,8 +209,16 @@ describe('the joint dashboard in Chromium', () => {
     await a.page.goto(`${t.url}/#/kpi/lead_time`);
     await chartDrawn(a.page);
     const chart = await a.page.$eval('parity-app', (app) => {
-      const c = app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as { view: { data(n: string): unknown[] }; shadowRoot: ShadowRoot };
-      return { band: c.view.data('band').length, breaches: c.view.data('breaches').length, cells: c.view.data('cells').length, svgPaths: c.shadowRoot.querySelectorAll('svg path').length };
+      const c = app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as {
+        view: { data(n: string): unknown[] };
+        shadowRoot: ShadowRoot;
+      };
+      return {
+        band: c.view.data('band').length,
+        breaches: c.view.data('breaches').length,
+        cells: c.view.data('cells').length,
+        svgPaths: c.shadowRoot.querySelectorAll('svg path').length,
+      };
     });
     const breaches = await api<{ breaches: unknown[] }>('/v1/breaches?kpi=lead_time', tokens['acme']!);
     expect(chart.band).toBeGreaterThan(50);
@@ -168,25 +226,53 @@ describe('the joint dashboard in Chromium', () => {
     expect(chart.breaches).toBe(breaches.breaches.filter((b) => (b as { group: string | null }).group === null).length);
     expect(chart.svgPaths).toBeGreaterThan(3);
     // The table view holds the same cells as the API.
-    const series = await api<{ cells: { period: string; group: string | null; value: number | null }[] }>('/v1/kpis/lead_time/series?grain=week', tokens['acme']!);
-    await a.page.waitForFunction(() => document.querySelector('parity-app')!.shadowRoot!.querySelectorAll('[data-testid="cells"] tbody tr').length > 0);
-    const rows = await a.page.$eval('parity-app', (app) => [...app.shadowRoot!.querySelectorAll('[data-testid="cells"] tbody tr')].map((r) => [r.getAttribute('data-period'), r.getAttribute('data-group'), r.getAttribute('data-value')]));
+    const series = await api<{ cells: { period: string; group: string | null; value: number | null }[] }>(
+      '/v1/kpis/lead_time/series?grain=week',
+      tokens['acme']!,
+    );
+    await a.page.waitForFunction(
+      () =>
+        document.querySelector('parity-app')!.shadowRoot!.querySelectorAll('[data-testid="cells"] tbody tr').length > 0,
+    );
+    const rows = await a.page.$eval('parity-app', (app) =>
+      [...app.shadowRoot!.querySelectorAll('[data-testid="cells"] tbody tr')].map((r) => [
+        r.getAttribute('data-period'),
+        r.getAttribute('data-group'),
+        r.getAttribute('data-value'),
+      ]),
+    );
     expect(rows).toEqual(series.cells.map((c) => [c.period, c.group ?? '', c.value === null ? '' : String(c.value)]));
     // team_satisfaction weekly by partner has withheld cells (minGroupSize 8): gaps with their reason.
     await a.page.goto(`${t.url}/#/kpi/team_satisfaction`);
     await a.page.waitForSelector('parity-app >> #by');
     await a.page.$eval('parity-app', (app) => {
-      for (const [id, value] of [['#grain', 'week'], ['#by', 'partner']]) {
+      for (const [id, value] of [
+        ['#grain', 'week'],
+        ['#by', 'partner'],
+      ]) {
         const sel = app.shadowRoot!.querySelector(id!) as HTMLSelectElement;
         sel.value = value!;
         sel.dispatchEvent(new Event('change'));
       }
     });
-    await a.page.waitForFunction(() => {
-      const c = document.querySelector('parity-app')!.shadowRoot!.querySelector('parity-kpi-chart') as unknown as { view?: { data(n: string): { reason: string }[] }; by?: string };
-      return c?.by === 'partner' && (c.view?.data('suppressed').length ?? 0) > 0;
-    }, undefined, { timeout: 10_000 });
-    const gaps = await a.page.$eval('parity-app', (app) => (app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as { view: { data(n: string): { reason: string }[] } }).view.data('suppressed'));
+    await a.page.waitForFunction(
+      () => {
+        const c = document.querySelector('parity-app')!.shadowRoot!.querySelector('parity-kpi-chart') as unknown as {
+          view?: { data(n: string): { reason: string }[] };
+          by?: string;
+        };
+        return c?.by === 'partner' && (c.view?.data('suppressed').length ?? 0) > 0;
+      },
+      undefined,
+      { timeout: 10_000 },
+    );
+    const gaps = await a.page.$eval('parity-app', (app) =>
+      (
+        app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as {
+          view: { data(n: string): { reason: string }[] };
+        }
+      ).view.data('suppressed'),
+    );
     expect(gaps[0]!.reason).toMatch(/fewer than 8 distinct subjects|complementary/);
     await a.page.context().close();
   });
@@ -196,10 +282,20 @@ describe('the joint dashboard in Chromium', () => {
     await a.page.goto(`${t.url}/#/kpi/error_rate`);
     await chartDrawn(a.page);
     const drawn = await a.page.$eval('parity-app', (app) => {
-      const c = app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as { view: { data(n: string): { period: string; lower: number; upper: number }[] } };
+      const c = app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as {
+        view: { data(n: string): { period: string; lower: number; upper: number }[] };
+      };
       return c.view.data('band').map((b) => [b.period, b.lower, b.upper]);
     });
-    const api_ = await api<{ bands: { group: string | null; period: string; lower: number | null; upper: number | null; method: string | null }[] }>('/v1/kpis/error_rate/bands', tokens['acme']!);
+    const api_ = await api<{
+      bands: {
+        group: string | null;
+        period: string;
+        lower: number | null;
+        upper: number | null;
+        method: string | null;
+      }[];
+    }>('/v1/kpis/error_rate/bands', tokens['acme']!);
     const combined = api_.bands.filter((b) => b.group === null && b.method === 'control');
     expect(combined.length).toBeGreaterThan(20);
     expect(drawn).toEqual(combined.map((b) => [b.period, b.lower, b.upper]));
@@ -208,13 +304,22 @@ describe('the joint dashboard in Chromium', () => {
   });
 
   it('lets the named owner acknowledge and resolve an incident from the page; another user gets no controls', async () => {
-    const open = (await api<{ incidents: { id: string; kpi: { id: string }; scope: string; state: string }[] }>('/v1/incidents?state=active&kpi=lead_time', tokens['ana']!)).incidents;
+    const open = (
+      await api<{ incidents: { id: string; kpi: { id: string }; scope: string; state: string }[] }>(
+        '/v1/incidents?state=active&kpi=lead_time',
+        tokens['ana']!,
+      )
+    ).incidents;
     const target = open.find((i) => i.scope === 'acme' || i.scope === 'combined');
     expect(target, 'the demo data breaches lead_time').toBeDefined();
     const other = await signIn(tokens['gus']!);
     await other.page.goto(`${t.url}/#/incidents`);
     await other.page.waitForSelector(`parity-app >> [data-incident="${target!.id}"]`);
-    const gusButtons = await other.page.$eval('parity-app', (app, id) => app.shadowRoot!.querySelector(`[data-incident="${id}"]`)!.querySelectorAll('button').length, target!.id);
+    const gusButtons = await other.page.$eval(
+      'parity-app',
+      (app, id) => app.shadowRoot!.querySelector(`[data-incident="${id}"]`)!.querySelectorAll('button').length,
+      target!.id,
+    );
     if (target!.scope === 'acme') expect(gusButtons).toBe(0);
 
     const ana = await signIn(tokens['ana']!);
@@ -222,7 +327,9 @@ describe('the joint dashboard in Chromium', () => {
     const card = `parity-app >> [data-incident="${target!.id}"]`;
     await ana.page.waitForSelector(card);
     await ana.page.click(`${card} >> button:has-text("Acknowledge")`);
-    await expect.poll(async () => (await api<{ state: string }>(`/v1/incidents/${target!.id}`, tokens['ana']!)).state).toBe('acknowledged');
+    await expect
+      .poll(async () => (await api<{ state: string }>(`/v1/incidents/${target!.id}`, tokens['ana']!)).state)
+      .toBe('acknowledged');
     await ana.page.click(`${card} >> details.resolve-form > summary`);
     await ana.page.selectOption(`${card} >> select[name="cause"]`, 'capacity');
     await ana.page.fill(`${card} >> textarea[name="narrative"]`, 'Peak season at the north hub.');
@@ -230,9 +337,18 @@ describe('the joint dashboard in Chromium', () => {
     await ana.page.fill(`${card} >> input[name="actionOwner"]`, 'Ana Amsel');
     await ana.page.fill(`${card} >> input[name="due"]`, '2026-12-15');
     await ana.page.click(`${card} >> button:has-text("Resolve")`);
-    await expect.poll(async () => (await api<{ state: string }>(`/v1/incidents/${target!.id}`, tokens['ana']!)).state).toBe('resolved');
-    const sheet = await api<{ cause: string; narrative: string; actions: unknown[] }>(`/v1/incidents/${target!.id}`, tokens['ana']!);
-    expect(sheet).toMatchObject({ cause: 'capacity', narrative: 'Peak season at the north hub.', actions: [{ description: 'Weekend shift', owner: 'Ana Amsel', due: '2026-12-15' }] });
+    await expect
+      .poll(async () => (await api<{ state: string }>(`/v1/incidents/${target!.id}`, tokens['ana']!)).state)
+      .toBe('resolved');
+    const sheet = await api<{ cause: string; narrative: string; actions: unknown[] }>(
+      `/v1/incidents/${target!.id}`,
+      tokens['ana']!,
+    );
+    expect(sheet).toMatchObject({
+      cause: 'capacity',
+      narrative: 'Peak season at the north hub.',
+      actions: [{ description: 'Weekend shift', owner: 'Ana Amsel', due: '2026-12-15' }],
+    });
     expect(ana.errors).toEqual([]);
     await other.page.context().close();
     await ana.page.context().close();
@@ -243,17 +359,34 @@ describe('the joint dashboard in Chromium', () => {
     await a.page.goto(`${t.url}/#/incidents`);
     await a.page.waitForSelector('parity-app >> [data-testid="incident-list"]');
     const shown = async () => {
-      await a.page.waitForFunction(() => !document.querySelector('parity-app')!.shadowRoot!.querySelector('[data-testid="incident-list"]')!.textContent!.includes('Loading'));
-      return a.page.$eval('parity-app', (app) => [...app.shadowRoot!.querySelectorAll('[data-testid="incident-list"] [data-incident]')].map((e) => e.getAttribute('data-incident')));
+      await a.page.waitForFunction(
+        () =>
+          !document
+            .querySelector('parity-app')!
+            .shadowRoot!.querySelector('[data-testid="incident-list"]')!
+            .textContent!.includes('Loading'),
+      );
+      return a.page.$eval('parity-app', (app) =>
+        [...app.shadowRoot!.querySelectorAll('[data-testid="incident-list"] [data-incident]')].map((e) =>
+          e.getAttribute('data-incident'),
+        ),
+      );
     };
     const pick = async (id: string, value: string) => {
-      await a.page.$eval('parity-app', (app, [sel, v]) => {
-        const el = app.shadowRoot!.querySelector(sel!) as HTMLSelectElement;
-        el.value = v!;
-        el.dispatchEvent(new Event('change'));
-      }, [id, value]);
+      await a.page.$eval(
+        'parity-app',
+        (app, [sel, v]) => {
+          const el = app.shadowRoot!.querySelector(sel!) as HTMLSelectElement;
+          el.value = v!;
+          el.dispatchEvent(new Event('change'));
+        },
+        [id, value],
+      );
     };
-    const listed = async (q: string) => (await api<{ incidents: { id: string }[] }>(`/v1/incidents?limit=200${q}`, tokens['acme']!)).incidents.map((i) => i.id);
+    const listed = async (q: string) =>
+      (await api<{ incidents: { id: string }[] }>(`/v1/incidents?limit=200${q}`, tokens['acme']!)).incidents.map(
+        (i) => i.id,
+      );
     expect(await shown()).toEqual(await listed('&state=active'));
     await pick('#f-state', '');
     await a.page.waitForTimeout(50);
@@ -296,7 +429,8 @@ describe('the joint dashboard in Chromium', () => {
     // Tab to the token field (past the language switch), type, Enter submits.
     for (let i = 0; i < 10; i++) {
       await page.keyboard.press('Tab');
-      if (await page.evaluate(() => document.querySelector('parity-app')!.shadowRoot!.activeElement?.id === 'token')) break;
+      if (await page.evaluate(() => document.querySelector('parity-app')!.shadowRoot!.activeElement?.id === 'token'))
+        break;
     }
     await page.keyboard.type(tokens['acme']!);
     await page.keyboard.press('Enter');
@@ -306,7 +440,9 @@ describe('the joint dashboard in Chromium', () => {
     for (let i = 0; i < 40 && !reached; i++) {
       await page.keyboard.press('Tab');
       reached = await page.evaluate(() => {
-        const tile = document.querySelector('parity-app')!.shadowRoot!.querySelector('parity-kpi-tile[data-kpi="lead_time"]');
+        const tile = document
+          .querySelector('parity-app')!
+          .shadowRoot!.querySelector('parity-kpi-tile[data-kpi="lead_time"]');
         return tile?.shadowRoot?.activeElement?.tagName === 'A';
       });
     }
@@ -324,7 +460,9 @@ describe('the joint dashboard in Chromium', () => {
       sel.value = 'de';
       sel.dispatchEvent(new Event('change'));
     });
-    await s.page.waitForFunction(() => /Kennzahlen/.test(document.querySelector('parity-app')!.shadowRoot!.textContent ?? ''));
+    await s.page.waitForFunction(() =>
+      /Kennzahlen/.test(document.querySelector('parity-app')!.shadowRoot!.textContent ?? ''),
+    );
     expect(await s.page.evaluate(() => document.documentElement.lang)).toBe('de');
     const tiles = await tilesOf(s.page);
     expect(Object.values(tiles).some((v) => /\d,\d/.test(v))).toBe(true);
@@ -332,7 +470,10 @@ describe('the joint dashboard in Chromium', () => {
   });
 
   it('shows the metadata report the API gives (counts and times only); the operator lands on it and gets no KPI', async () => {
-    const report = await api<{ partners: { partner: string; batches: number; pointsAccepted: number }[]; feeds: unknown[] }>('/v1/transparency', tokens['globex']!);
+    const report = await api<{
+      partners: { partner: string; batches: number; pointsAccepted: number }[];
+      feeds: unknown[];
+    }>('/v1/transparency', tokens['globex']!);
     const s = await signIn(tokens['globex']!);
     await s.page.goto(`${t.url}/#/transparency`);
     await s.page.waitForSelector('parity-transparency table');
@@ -340,17 +481,25 @@ describe('the joint dashboard in Chromium', () => {
       const view = apps[0]!.shadowRoot!.querySelector('parity-transparency')!.shadowRoot!;
       return [...view.querySelectorAll('table')][0]!.innerText;
     });
-    for (const p of report.partners) expect(rows).toContain(`${p.partner}\t${p.batches}\t${new Intl.NumberFormat('en-GB').format(p.pointsAccepted)}`);
+    for (const p of report.partners)
+      expect(rows).toContain(`${p.partner}\t${p.batches}\t${new Intl.NumberFormat('en-GB').format(p.pointsAccepted)}`);
     expect(await axeViolations(s.page)).toEqual([]);
     await s.page.screenshot({ path: join(artifactDir(), 'transparency-1280.png'), fullPage: true });
     expect(s.errors).toEqual([]);
     await s.page.context().close();
 
-    const operator = (await createToken(t.room.control.db, { partnerId: null, role: 'operator', name: 'host' }, t.clock.now())).token;
+    const operator = (
+      await createToken(t.room.control.db, { partnerId: null, role: 'operator', name: 'host' }, t.clock.now())
+    ).token;
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-GB' });
     const page = await context.newPage();
     const answered: { path: string; status: number }[] = [];
-    page.on('response', (r) => new URL(r.url()).pathname.startsWith('/v1/') && answered.push({ path: new URL(r.url()).pathname, status: r.status() }));
+    page.on(
+      'response',
+      (r) =>
+        new URL(r.url()).pathname.startsWith('/v1/') &&
+        answered.push({ path: new URL(r.url()).pathname, status: r.status() }),
+    );
     await page.goto(`${t.url}/#signin=${operator}`);
     await page.waitForSelector('parity-transparency table');
     expect(await page.$$('parity-kpi-tile')).toHaveLength(0);
@@ -361,7 +510,8 @@ describe('the joint dashboard in Chromium', () => {
 
   it('embeds the tile and chart in a partner intranet page on another origin with a read token; an origin the room does not list gets nothing', async () => {
     const kpis = await api<Kpis>('/v1/kpis', tokens['acme']!);
-    const expected = kpis.kpis.find((k) => k.id === 'lead_time')!.scopes.find((x) => x.group === null)!.lastClosed!.value!;
+    const expected = kpis.kpis.find((k) => k.id === 'lead_time')!.scopes.find((x) => x.group === null)!.lastClosed!
+      .value!;
     intranetPage = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Acme intranet</title></head><body>
       <h1>Lead time</h1>
       <parity-kpi-tile kpi="lead_time" token="${tokens['acme']}"></parity-kpi-tile>
@@ -372,11 +522,23 @@ describe('the joint dashboard in Chromium', () => {
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-    page.on('request', (r) => !r.url().startsWith(t.url) && !r.url().startsWith(origins[0]!) && !r.url().startsWith('data:') && errors.push(`request to ${r.url()}`));
+    page.on(
+      'request',
+      (r) =>
+        !r.url().startsWith(t.url) &&
+        !r.url().startsWith(origins[0]!) &&
+        !r.url().startsWith('data:') &&
+        errors.push(`request to ${r.url()}`),
+    );
     await page.goto(origins[0]!);
     await page.waitForSelector('parity-kpi-tile [data-testid="value"]');
-    const shown = await page.$eval('parity-kpi-tile', (el) => el.shadowRoot!.querySelector('[data-testid="value"]')!.textContent!);
-    expect(shown.replace(/[^\d.]/g, '')).toBe(new Intl.NumberFormat('en-GB', { maximumFractionDigits: 2, useGrouping: false }).format(expected));
+    const shown = await page.$eval(
+      'parity-kpi-tile',
+      (el) => el.shadowRoot!.querySelector('[data-testid="value"]')!.textContent!,
+    );
+    expect(shown.replace(/[^\d.]/g, '')).toBe(
+      new Intl.NumberFormat('en-GB', { maximumFractionDigits: 2, useGrouping: false }).format(expected),
+    );
     await page.waitForFunction(() => !!document.querySelector('parity-kpi-chart')?.shadowRoot?.querySelector('svg'));
     await page.screenshot({ path: join(artifactDir(), 'embedded-intranet-1280.png'), fullPage: true });
     expect(errors).toEqual([]);
@@ -386,22 +548,37 @@ describe('the joint dashboard in Chromium', () => {
     const stranger = await other.newPage();
     await stranger.goto(origins[1]!);
     await stranger.waitForTimeout(1500);
-    expect(await stranger.$$eval('parity-kpi-tile', (els) => els.map((el) => el.shadowRoot?.querySelector('[data-testid="value"]')?.textContent ?? null))).toEqual([null]);
+    expect(
+      await stranger.$$eval('parity-kpi-tile', (els) =>
+        els.map((el) => el.shadowRoot?.querySelector('[data-testid="value"]')?.textContent ?? null),
+      ),
+    ).toEqual([null]);
     await other.close();
   });
 
-  it('lets each partner admin read a proposal\'s diff and approve it from the page, and issue and revoke its own tokens', async () => {
-    const doc = structuredClone((await api<{ agreement: Record<string, any> }>('/v1/agreement', await t.token('acme', 'admin'))).agreement);
+  it("lets each partner admin read a proposal's diff and approve it from the page, and issue and revoke its own tokens", async () => {
+    const doc = structuredClone(
+      (await api<{ agreement: Record<string, any> }>('/v1/agreement', await t.token('acme', 'admin'))).agreement,
+    );
     doc.kpis.find((k: any) => k.id === 'lead_time').band.upper = 80;
     doc.defaults.minGroupSize = 4;
-    const proposed = await fetch(`${t.url}/v1/agreement/proposals`, { method: 'POST', headers: { authorization: `Bearer ${await t.token('acme', 'admin')}`, 'content-type': 'application/json' }, body: JSON.stringify({ document: doc, reason: 'wider lead-time band' }) });
+    const proposed = await fetch(`${t.url}/v1/agreement/proposals`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await t.token('acme', 'admin')}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ document: doc, reason: 'wider lead-time band' }),
+    });
     expect(proposed.status).toBe(201);
-    const globexAdmin = (await createToken(t.room.control.db, { partnerId: 'globex', role: 'admin', name: 'globex admin' }, t.clock.now())).token;
+    const globexAdmin = (
+      await createToken(t.room.control.db, { partnerId: 'globex', role: 'admin', name: 'globex admin' }, t.clock.now())
+    ).token;
     const s = await signIn(globexAdmin);
     await s.page.goto(`${t.url}/#/governance`);
     await s.page.waitForSelector('parity-governance [data-proposal]');
     await s.page.waitForSelector('parity-governance tr[data-token]');
-    const text = await s.page.$eval('parity-app', (app) => (app.shadowRoot!.querySelector('parity-governance') as HTMLElement).shadowRoot!.textContent!);
+    const text = await s.page.$eval(
+      'parity-app',
+      (app) => (app.shadowRoot!.querySelector('parity-governance') as HTMLElement).shadowRoot!.textContent!,
+    );
     expect(text).toContain('KPI lead_time: band.upper 72 → 80');
     expect(text).toMatch(/defaults\.minGroupSize: 5 → 4 \(loosens privacy/);
     expect(text).toContain('waiting for: globex');
@@ -410,7 +587,11 @@ describe('the joint dashboard in Chromium', () => {
 
     await s.page.locator('parity-governance [data-proposal] input[name="note"]').fill('agreed on the call');
     await s.page.locator('parity-governance [data-proposal] button[value="approve"]').click();
-    await s.page.waitForFunction(() => (document.querySelector('parity-app')!.shadowRoot!.querySelector('parity-governance') as HTMLElement).shadowRoot!.textContent!.includes('active'));
+    await s.page.waitForFunction(() =>
+      (
+        document.querySelector('parity-app')!.shadowRoot!.querySelector('parity-governance') as HTMLElement
+      ).shadowRoot!.textContent!.includes('active'),
+    );
     expect((await api<{ version: number }>('/v1/agreement', globexAdmin)).version).toBe(2);
 
     await s.page.locator('parity-governance #t-name').fill('pat@globex.example');
@@ -419,7 +600,13 @@ describe('the joint dashboard in Chromium', () => {
     const issued = (await s.page.locator('parity-governance [data-testid="issued-token"]').textContent())!.trim();
     expect(issued).toMatch(/^pty_/);
     expect((await fetch(`${t.url}/v1/kpis`, { headers: { authorization: `Bearer ${issued}` } })).status).toBe(200);
-    const tokenId = await s.page.$eval('parity-app', (app) => (app.shadowRoot!.querySelector('parity-governance') as HTMLElement).shadowRoot!.querySelector('[role="status"]')!.textContent!.match(/tok_[\w-]+/)![0]);
+    const tokenId = await s.page.$eval(
+      'parity-app',
+      (app) =>
+        (app.shadowRoot!.querySelector('parity-governance') as HTMLElement)
+          .shadowRoot!.querySelector('[role="status"]')!
+          .textContent!.match(/tok_[\w-]+/)![0],
+    );
     await s.page.locator(`parity-governance tr[data-token="${tokenId}"] button:has-text("Revoke")`).click();
     await s.page.waitForSelector(`parity-governance tr[data-token="${tokenId}"] >> text=revoked`);
     expect((await fetch(`${t.url}/v1/kpis`, { headers: { authorization: `Bearer ${issued}` } })).status).toBe(401);

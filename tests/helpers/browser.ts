@@ -11,13 +11,22 @@ export function chromiumPath(): string | undefined {
 
 export async function launchChromium(): Promise<Browser> {
   const executablePath = chromiumPath();
-  if (!executablePath) throw new Error('Chromium is not installed: apt-get install -y chromium (or set PARITY_CHROMIUM)');
+  if (!executablePath)
+    throw new Error('Chromium is not installed: apt-get install -y chromium (or set PARITY_CHROMIUM)');
   if (!existsSync(join(webDist(), 'index.html'))) throw new Error('the dashboard is not built: npm run build');
   return chromium.launch({
     executablePath,
     // Playwright gives every launch a fresh, empty user-data-dir of its own.
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
   });
 }
 

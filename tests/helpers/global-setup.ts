@@ -16,7 +16,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
       url = container.getConnectionUri();
       stop = async () => void (await container.stop());
     } catch (err) {
-      process.stderr.write(`testcontainers could not start PostgreSQL (${(err as Error).message.split('\n')[0]}); using PGlite\n`);
+      process.stderr.write(
+        `testcontainers could not start PostgreSQL (${(err as Error).message.split('\n')[0]}); using PGlite\n`,
+      );
     }
   }
   project.provide('pgAdminUrl', url ?? '');

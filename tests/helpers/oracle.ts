@@ -59,7 +59,13 @@ const formatters = new Map<string, Intl.DateTimeFormat>();
 export function localDate(ms: number, timezone: string): string {
   let f = formatters.get(timezone);
   if (!f) {
-    f = new Intl.DateTimeFormat('en-CA', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit', hourCycle: 'h23' });
+    f = new Intl.DateTimeFormat('en-CA', {
+      timeZone: timezone,
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hourCycle: 'h23',
+    });
     formatters.set(timezone, f);
   }
   const parts = f.formatToParts(new Date(ms));
@@ -138,10 +144,22 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): O
   const cmp = (a: string | null, b: string | null) => (a === b ? 0 : a === null ? -1 : b === null ? 1 : a < b ? -1 : 1);
   const raw = [...cells.values()]
     .sort((a, b) => (a.period < b.period ? -1 : a.period > b.period ? 1 : cmp(a.group, b.group)))
-    .map((c) => ({ period: c.period, group: c.group, value: round12(measureOf(q.measure, c.pts)), n: subjectsOf(c.pts).size }));
+    .map((c) => ({
+      period: c.period,
+      group: c.group,
+      value: round12(measureOf(q.measure, c.pts)),
+      n: subjectsOf(c.pts).size,
+    }));
   const out: OracleCell[] = raw.map((c) =>
     c.n < q.minGroupSize
-      ? { period: c.period, group: c.group, value: null, n: null, state: 'suppressed', reason: `fewer than ${q.minGroupSize} distinct subjects` }
+      ? {
+          period: c.period,
+          group: c.group,
+          value: null,
+          n: null,
+          state: 'suppressed',
+          reason: `fewer than ${q.minGroupSize} distinct subjects`,
+        }
       : { period: c.period, group: c.group, value: c.value, n: c.n, state: 'ok' },
   );
   if (q.by !== 'none') {
@@ -153,7 +171,14 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): O
       if (hidden.length !== 1 || visible.length === 0) continue;
       let victim = visible[0]!;
       for (const i of visible) if (raw[i]!.n < raw[victim]!.n) victim = i;
-      out[victim] = { period, group: raw[victim]!.group, value: null, n: null, state: 'suppressed', reason: COMPLEMENTARY };
+      out[victim] = {
+        period,
+        group: raw[victim]!.group,
+        value: null,
+        n: null,
+        state: 'suppressed',
+        reason: COMPLEMENTARY,
+      };
     }
   }
   return out;
@@ -163,7 +188,13 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): O
 export function normaliseCells(cells: readonly OracleCell[]): OracleCell[] {
   return cells.map((c) => {
     const base: OracleCell = { period: c.period, group: c.group, value: c.value, n: c.n, state: c.state };
-    if (c.state === 'suppressed') base.reason = typeof c.reason === 'string' && c.reason.startsWith(COMPLEMENTARY) ? COMPLEMENTARY : typeof c.reason === 'string' && c.reason.length > 0 ? 'small' : `bad reason ${JSON.stringify(c.reason)}`;
+    if (c.state === 'suppressed')
+      base.reason =
+        typeof c.reason === 'string' && c.reason.startsWith(COMPLEMENTARY)
+          ? COMPLEMENTARY
+          : typeof c.reason === 'string' && c.reason.length > 0
+            ? 'small'
+            : `bad reason ${JSON.stringify(c.reason)}`;
     else if (c.reason !== undefined) base.reason = `unexpected reason ${JSON.stringify(c.reason)}`;
     return base;
   });

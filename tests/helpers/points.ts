@@ -14,7 +14,8 @@ export const jsonBody = (points: readonly TestPoint[]) => JSON.stringify({ point
 export function csv(points: readonly TestPoint[], dimKeys = ['region']): string {
   const esc = (s: string) => (/[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
   const lines = [['kpi', 'at', 'value', 'subject', ...dimKeys].join(',')];
-  for (const p of points) lines.push([p.kpi, p.at, String(p.value), esc(p.subject), ...dimKeys.map((k) => p.dims?.[k] ?? '')].join(','));
+  for (const p of points)
+    lines.push([p.kpi, p.at, String(p.value), esc(p.subject), ...dimKeys.map((k) => p.dims?.[k] ?? '')].join(','));
   return lines.join('\n') + '\n';
 }
 
@@ -26,7 +27,7 @@ export function arrow(points: readonly TestPoint[], dimKeys = ['region']): Uint8
     subject: points.map((p) => p.subject),
   };
   for (const k of dimKeys) cols[k] = points.map((p) => p.dims?.[k] ?? null);
-  return tableToIPC(tableFromArrays(cols as Parameters<typeof tableFromArrays>[0]), "stream");
+  return tableToIPC(tableFromArrays(cols as Parameters<typeof tableFromArrays>[0]), 'stream');
 }
 
 /** n lead-time points at distinct hours before 2026-11-20, with raw order ids. */

@@ -10,7 +10,9 @@ import { demoAgreementFile } from '../../services/platform/paths.js';
 
 /** The demo agreement with lead_time's owners given webhooks on a local receiver (/acme, /globex). */
 export function agreementWithHooks(receiver: HookReceiver): string {
-  const doc = YAML.parse(readFileSync(demoAgreementFile(), 'utf8')) as { kpis: { id: string; owners: Record<string, { webhook?: string }> }[] };
+  const doc = YAML.parse(readFileSync(demoAgreementFile(), 'utf8')) as {
+    kpis: { id: string; owners: Record<string, { webhook?: string }> }[];
+  };
   const lead = doc.kpis.find((k) => k.id === 'lead_time')!;
   lead.owners['acme']!.webhook = receiver.url('/acme');
   lead.owners['globex']!.webhook = receiver.url('/globex');
@@ -46,7 +48,12 @@ export class HookReceiver {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const hook = { path: req.url ?? '/', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
+        const hook = {
+          path: req.url ?? '/',
+          headers: req.headers,
+          body: Buffer.concat(chunks).toString('utf8'),
+          at: Date.now(),
+        };
         this.received.push(hook);
         const answer = (status: number) => {
           if (res.destroyed) return;
@@ -81,7 +88,10 @@ export class HookReceiver {
   async waitFor(pred: () => boolean, ms = 10_000): Promise<void> {
     const deadline = Date.now() + ms;
     while (!pred()) {
-      if (Date.now() > deadline) throw new Error(`webhook receiver: condition not met within ${ms} ms (${this.received.length} received, ${this.delivered.length} delivered)`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `webhook receiver: condition not met within ${ms} ms (${this.received.length} received, ${this.delivered.length} delivered)`,
+        );
       await new Promise<void>((r) => {
         this.#waiters.push(r);
         setTimeout(r, 50).unref();
@@ -135,7 +145,8 @@ export class MailCatcher {
   async waitFor(pred: () => boolean, ms = 10_000): Promise<void> {
     const deadline = Date.now() + ms;
     while (!pred()) {
-      if (Date.now() > deadline) throw new Error(`mail catcher: condition not met within ${ms} ms (${this.messages.length} messages)`);
+      if (Date.now() > deadline)
+        throw new Error(`mail catcher: condition not met within ${ms} ms (${this.messages.length} messages)`);
       await new Promise((r) => setTimeout(r, 25));
     }
   }

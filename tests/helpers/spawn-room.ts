@@ -21,7 +21,11 @@ export interface SpawnedRoom {
 }
 
 /** Runs `parity <command>` from the sources in a child process and waits until /healthz answers. */
-export async function spawnRoom(env: Record<string, string>, command = 'serve', timeoutMs = 60_000): Promise<SpawnedRoom> {
+export async function spawnRoom(
+  env: Record<string, string>,
+  command = 'serve',
+  timeoutMs = 60_000,
+): Promise<SpawnedRoom> {
   const port = await freePort();
   const root = packageRoot();
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'services/platform/cli.ts'), command], {

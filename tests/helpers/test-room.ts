@@ -36,13 +36,27 @@ export interface TestRoom {
  * A room on a temp data directory (DuckDB file on disk), its own control database, listening
  * on a free port; every log line captured in `logs`.
  */
-export async function startTestRoom(opts: { env?: Record<string, string>; clock?: Clock; agreementFile?: string; listen?: boolean } = {}): Promise<TestRoom> {
+export async function startTestRoom(
+  opts: { env?: Record<string, string>; clock?: Clock; agreementFile?: string; listen?: boolean } = {},
+): Promise<TestRoom> {
   const dataDir = mkdtempSync(join(tmpdir(), 'parity-test-'));
   const db = await freshDatabaseUrl();
   // Retention is run by the tests that are about it (runRetention): suites date points freely against their test clock.
-  const config: Config = loadConfig({ PARITY_DATA_DIR: dataDir, LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', PARITY_RETENTION_EVERY_SECONDS: '0', ...(db.url ? { DATABASE_URL: db.url } : {}), ...opts.env });
+  const config: Config = loadConfig({
+    PARITY_DATA_DIR: dataDir,
+    LOG_LEVEL: 'info',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    PARITY_RETENTION_EVERY_SECONDS: '0',
+    ...(db.url ? { DATABASE_URL: db.url } : {}),
+    ...opts.env,
+  });
   const clock = opts.clock ?? new TestClock('2026-11-23T12:00:00Z');
-  const room = await openRoom(config, { clock, defaultAgreementFile: opts.agreementFile ?? demoAgreementFile(), memoryControlDb: true });
+  const room = await openRoom(config, {
+    clock,
+    defaultAgreementFile: opts.agreementFile ?? demoAgreementFile(),
+    memoryControlDb: true,
+  });
   const logs: string[] = [];
   const logStream = new Writable({
     write(chunk, _enc, cb) {

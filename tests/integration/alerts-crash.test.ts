@@ -22,7 +22,11 @@ beforeAll(async () => {
   receiver = await new HookReceiver().start();
   dataDir = mkdtempSync(join(tmpdir(), 'parity-alerts-crash-'));
   db = await freshDatabaseUrl();
-  env = { PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: agreementWithHooks(receiver), ...(db.url ? { DATABASE_URL: db.url } : {}) };
+  env = {
+    PARITY_DATA_DIR: dataDir,
+    PARITY_AGREEMENT: agreementWithHooks(receiver),
+    ...(db.url ? { DATABASE_URL: db.url } : {}),
+  };
   const room = await openRoom(loadConfig(env));
   token = (await createToken(room.control.db, { partnerId: 'acme', role: 'ingest', name: 'crash' }, new Date())).token;
   await room.close();
@@ -37,10 +41,19 @@ describe('notifications survive a crash', () => {
   it('the room killed with SIGKILL while its webhooks are in flight delivers each of them after restart, nothing lost', async () => {
     // The spawned room runs on the real clock: breach lead_time in the last closed week.
     const lastWeek = addPeriods(periodStart(localToday(new Date(), 'Europe/Berlin'), 'week'), 'week', -1);
-    const points = Array.from({ length: 10 }, (_, i) => ({ kpi: 'lead_time', at: `${lastWeek}T${String(8 + i).padStart(2, '0')}:00:00Z`, value: 100, subject: `ORD-${i}` }));
+    const points = Array.from({ length: 10 }, (_, i) => ({
+      kpi: 'lead_time',
+      at: `${lastWeek}T${String(8 + i).padStart(2, '0')}:00:00Z`,
+      value: 100,
+      subject: `ORD-${i}`,
+    }));
     receiver.mode = 'hang';
     let room = await spawnRoom(env);
-    const res = await fetch(`${room.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' }, body: ndjson(points) });
+    const res = await fetch(`${room.url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' },
+      body: ndjson(points),
+    });
     expect(res.status).toBe(202);
     // Combined → /acme and /globex; acme's own figure → /acme: three messages, all held by the receiver.
     await receiver.waitFor(() => receiver.received.length >= 3, 30_000);
@@ -54,7 +67,10 @@ describe('notifications survive a crash', () => {
     receiver.mode = 'ok';
     room = await spawnRoom(env);
     try {
-      await receiver.waitFor(() => new Set(receiver.delivered.map((h) => String(h.headers['webhook-id']))).size >= 3, 30_000);
+      await receiver.waitFor(
+        () => new Set(receiver.delivered.map((h) => String(h.headers['webhook-id']))).size >= 3,
+        30_000,
+      );
       // The same ids, each delivered (answered 2xx) exactly once.
       const delivered = receiver.delivered.map((h) => String(h.headers['webhook-id'])).sort();
       expect(delivered).toEqual([...inFlight].sort());

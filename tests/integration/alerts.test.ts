@@ -11,7 +11,12 @@ import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 // last closed week starts 2026-11-16. Owners: Ana (acme, webhook /acme), Gus (globex, /globex).
 const HOUR = 3_600_000;
 const week = (monday: string, partner: string, hours: number, count: number, tag: string): TestPoint[] =>
-  Array.from({ length: count }, (_, i) => ({ kpi: 'lead_time', at: new Date(Date.parse(`${monday}T01:00:00Z`) + i * HOUR).toISOString(), value: hours, subject: `${partner}-${tag}-${i}` }));
+  Array.from({ length: count }, (_, i) => ({
+    kpi: 'lead_time',
+    at: new Date(Date.parse(`${monday}T01:00:00Z`) + i * HOUR).toISOString(),
+    value: hours,
+    subject: `${partner}-${tag}-${i}`,
+  }));
 
 type Who = 'ana' | 'gus' | 'otto' | 'analystAcme' | 'analystGlobex' | 'adminAcme' | 'adminGlobex' | 'steering';
 interface Ctx {
@@ -24,8 +29,13 @@ interface Ctx {
 async function setup(env: Record<string, string> = {}): Promise<Ctx> {
   const receiver = await new HookReceiver().start();
   const clock = new TestClock('2026-11-23T12:00:00Z');
-  const t = await startTestRoom({ clock, agreementFile: agreementWithHooks(receiver), env: { PARITY_EVALUATE_EVERY_SECONDS: '3600', ...env } });
-  const named = async (partner: string, role: 'owner' | 'analyst' | 'steering' | 'admin', name: string) => (await createToken(t.room.control.db, { partnerId: partner, role, name }, clock.now())).token;
+  const t = await startTestRoom({
+    clock,
+    agreementFile: agreementWithHooks(receiver),
+    env: { PARITY_EVALUATE_EVERY_SECONDS: '3600', ...env },
+  });
+  const named = async (partner: string, role: 'owner' | 'analyst' | 'steering' | 'admin', name: string) =>
+    (await createToken(t.room.control.db, { partnerId: partner, role, name }, clock.now())).token;
   const tokens = {
     ana: await named('acme', 'owner', 'ana@acme.example'),
     gus: await named('globex', 'owner', 'gus@globex.example'),
@@ -40,14 +50,21 @@ async function setup(env: Record<string, string> = {}): Promise<Ctx> {
 }
 
 async function push(c: Ctx, partner: string, points: TestPoint[]): Promise<void> {
-  const res = await fetch(`${c.t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await c.t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: ndjson(points) });
+  const res = await fetch(`${c.t.url}/v1/points`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await c.t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' },
+    body: ndjson(points),
+  });
   expect(res.status).toBe(202);
 }
 
 async function call(c: Ctx, method: string, path: string, token: string | undefined, body?: unknown) {
   const res = await fetch(`${c.t.url}${path}`, {
     method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
   });
   const text = await res.text();
@@ -65,7 +82,22 @@ async function settle(c: Ctx, full = false): Promise<void> {
   await a.notifier.settle();
 }
 
-type Sheet = { id: string; kind: string; state: string; scope: string; value: number | null; suppressed: boolean; band: { upper: number }; snapshot: number; digest: string; source: string; escalatedAt: string | null; resolution: string | null; narrative: string | null; kpi: { id: string } };
+type Sheet = {
+  id: string;
+  kind: string;
+  state: string;
+  scope: string;
+  value: number | null;
+  suppressed: boolean;
+  band: { upper: number };
+  snapshot: number;
+  digest: string;
+  source: string;
+  escalatedAt: string | null;
+  resolution: string | null;
+  narrative: string | null;
+  kpi: { id: string };
+};
 const payloadOf = (h: ReceivedHook) => JSON.parse(h.body) as { type: string; timestamp: string; data: Sheet };
 
 /** Every number anywhere in a JSON value. */
@@ -100,7 +132,12 @@ describe('a breach reaches its owners: signed webhooks and e-mail', () => {
     expect(r.status).toBe(200);
     const byScope = Object.fromEntries((r.body.incidents as Sheet[]).map((i) => [i.scope, i]));
     expect(Object.keys(byScope).sort()).toEqual(['acme', 'combined', 'globex']);
-    expect(byScope['combined']).toMatchObject({ state: 'notified', value: 100, suppressed: false, band: { upper: 72 } });
+    expect(byScope['combined']).toMatchObject({
+      state: 'notified',
+      value: 100,
+      suppressed: false,
+      band: { upper: 72 },
+    });
     expect(byScope['globex']).toMatchObject({ value: null, suppressed: true });
     expect(byScope['acme']).toMatchObject({ value: null, suppressed: true });
     await c.receiver.waitFor(() => c.receiver.delivered.length >= 4);
@@ -109,7 +146,8 @@ describe('a breach reaches its owners: signed webhooks and e-mail', () => {
   });
 
   it('signs every webhook per Standard Webhooks: the standardwebhooks package verifies it with the secret the partner reads', async () => {
-    const hooks = async (token: string) => (await call(c, 'GET', '/v1/webhooks', token)).body.webhooks as { url: string; secret: string; kpis: string[] }[];
+    const hooks = async (token: string) =>
+      (await call(c, 'GET', '/v1/webhooks', token)).body.webhooks as { url: string; secret: string; kpis: string[] }[];
     const acme = await hooks(c.tokens.adminAcme);
     const globex = await hooks(c.tokens.adminGlobex);
     // Each partner sees its own endpoints only.
@@ -118,7 +156,9 @@ describe('a breach reaches its owners: signed webhooks and e-mail', () => {
     expect(acme[0]!.secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
     secrets = { '/acme': acme[0]!.secret, '/globex': globex[0]!.secret };
     for (const h of c.receiver.delivered) {
-      const verified = new Webhook(secrets[h.path]!).verify(h.body, h.headers as Record<string, string>) as { type: string };
+      const verified = new Webhook(secrets[h.path]!).verify(h.body, h.headers as Record<string, string>) as {
+        type: string;
+      };
       expect(verified.type).toBe('incident.opened');
       expect(h.headers['webhook-id']).toMatch(/^msg_/);
       // Another endpoint's secret does not verify it.
@@ -127,13 +167,20 @@ describe('a breach reaches its owners: signed webhooks and e-mail', () => {
     }
     // A tampered body fails verification.
     const h = c.receiver.delivered[0]!;
-    expect(() => new Webhook(secrets[h.path]!).verify(h.body.replace('lead_time', 'lead_timf'), h.headers as Record<string, string>)).toThrow();
+    expect(() =>
+      new Webhook(secrets[h.path]!).verify(
+        h.body.replace('lead_time', 'lead_timf'),
+        h.headers as Record<string, string>,
+      ),
+    ).toThrow();
     expect((await call(c, 'GET', '/v1/webhooks', c.tokens.analystAcme)).status).toBe(403);
   });
 
   it('carries the snapshot and digest of the figure: the series request it names gives the same digest', async () => {
     const combined = c.receiver.delivered.map(payloadOf).find((p) => p.data.scope === 'combined')!;
-    expect(combined.data.source).toMatch(/^\/v1\/kpis\/lead_time\/series\?grain=week&from=2026-11-16&to=2026-11-22&snapshot=\d+$/);
+    expect(combined.data.source).toMatch(
+      /^\/v1\/kpis\/lead_time\/series\?grain=week&from=2026-11-16&to=2026-11-22&snapshot=\d+$/,
+    );
     for (const token of [c.tokens.analystAcme, c.tokens.analystGlobex]) {
       const series = await call(c, 'GET', combined.data.source, token);
       expect(series.status).toBe(200);
@@ -151,7 +198,9 @@ describe('a breach reaches its owners: signed webhooks and e-mail', () => {
       if (h.path === '/globex') expect(p.data.scope).not.toBe('acme');
       // The value is exactly what the recipient's own dashboard shows at that snapshot (null where withheld).
       const series = await call(c, 'GET', p.data.source, h.path === '/acme' ? c.tokens.ana : c.tokens.gus);
-      const cell = (series.body.cells as { group: string | null; value: number | null }[]).find((x) => x.group === (p.data.scope === 'combined' ? null : p.data.scope));
+      const cell = (series.body.cells as { group: string | null; value: number | null }[]).find(
+        (x) => x.group === (p.data.scope === 'combined' ? null : p.data.scope),
+      );
       expect(p.data.value).toBe(cell?.value ?? null);
       expect(p.data.suppressed).toBe(cell === undefined || cell.value === null);
     }
@@ -167,7 +216,9 @@ describe('a breach reaches its owners: signed webhooks and e-mail', () => {
   });
 
   it('sends an e-mail with a plain-text and an HTML fact sheet that parse', async () => {
-    const toAna = mail.messages.filter((m) => (Array.isArray(m.to) ? m.to : [m.to]).some((x) => x!.value.some((v) => v.address === 'ana@acme.example')));
+    const toAna = mail.messages.filter((m) =>
+      (Array.isArray(m.to) ? m.to : [m.to]).some((x) => x!.value.some((v) => v.address === 'ana@acme.example')),
+    );
     expect(toAna).toHaveLength(2);
     const combined = toAna.find((m) => /Scope: combined/.test(m.text ?? ''))!;
     expect(combined.subject).toMatch(/^\[Parity\] Incident: Lead time/);
@@ -190,7 +241,8 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
     await push(c, 'acme', week('2026-11-16', 'acme', 100, 10, 'a'));
     await push(c, 'globex', week('2026-11-16', 'globex', 90, 10, 'g'));
     await settle(c);
-    const list = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&state=active', c.tokens.analystAcme)).body.incidents as Sheet[];
+    const list = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&state=active', c.tokens.analystAcme)).body
+      .incidents as Sheet[];
     combined = list.find((i) => i.scope === 'combined')!;
     acmeScope = list.find((i) => i.scope === 'acme')!;
   });
@@ -203,13 +255,19 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
     expect(combined.state).toBe('notified');
     const ana = await call(c, 'GET', '/v1/notifications', c.tokens.ana);
     expect(ana.status).toBe(200);
-    const kept = (ana.body.notifications as { channel: string; state: string; factSheet: Sheet }[]).filter((n) => n.channel === 'email');
+    const kept = (ana.body.notifications as { channel: string; state: string; factSheet: Sheet }[]).filter(
+      (n) => n.channel === 'email',
+    );
     expect(kept.map((n) => n.state)).toEqual(['kept', 'kept']);
     expect(kept.every((n) => n.factSheet.scope !== 'globex')).toBe(true);
     const gus = (await call(c, 'GET', '/v1/notifications', c.tokens.gus)).body.notifications as { factSheet: Sheet }[];
     expect(gus.every((n) => n.factSheet.scope !== 'acme')).toBe(true);
     // Reading notifications is an access like any other: audited.
-    const audited = await c.t.room.control.db.selectFrom('audit_log').select('partner_id').where('action', '=', 'query.notifications').execute();
+    const audited = await c.t.room.control.db
+      .selectFrom('audit_log')
+      .select('partner_id')
+      .where('action', '=', 'query.notifications')
+      .execute();
     expect(audited.map((r) => r.partner_id).sort()).toEqual(['acme', 'globex']);
   });
 
@@ -245,7 +303,12 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
       expect(String(r.body.field), path).toBe(field);
       expect(JSON.stringify(r.body)).not.toMatch(/select|from incidents|stack/i);
     }
-    const sqlish = await call(c, 'GET', `/v1/incidents?kpi=${encodeURIComponent("lead_time' OR '1'='1")}`, c.tokens.analystAcme);
+    const sqlish = await call(
+      c,
+      'GET',
+      `/v1/incidents?kpi=${encodeURIComponent("lead_time' OR '1'='1")}`,
+      c.tokens.analystAcme,
+    );
     expect(sqlish.status).toBe(200);
     expect(sqlish.body.incidents).toEqual([]);
     // The operator and ingest roles never read incidents (they carry values).
@@ -259,12 +322,22 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
     await settle(c, true);
     const after = (await call(c, 'GET', `/v1/incidents/${combined.id}`, c.tokens.steering)).body as Sheet;
     expect(after.escalatedAt).toBe(c.clock.now().toISOString());
-    const steering = (await call(c, 'GET', '/v1/notifications', c.tokens.steering)).body.notifications as { event: string; recipientName: string; factSheet: Sheet }[];
-    const escalations = steering.filter((n) => n.event === 'incident.escalated' && n.factSheet.id === combined.id).map((n) => n.recipientName).sort();
+    const steering = (await call(c, 'GET', '/v1/notifications', c.tokens.steering)).body.notifications as {
+      event: string;
+      recipientName: string;
+      factSheet: Sheet;
+    }[];
+    const escalations = steering
+      .filter((n) => n.event === 'incident.escalated' && n.factSheet.id === combined.id)
+      .map((n) => n.recipientName)
+      .sort();
     expect(escalations).toEqual(['Chair', 'Deputy Chair']);
     // Once only: another scheduled run does not escalate again.
     await settle(c, true);
-    const again = (await call(c, 'GET', '/v1/notifications', c.tokens.steering)).body.notifications as { event: string; factSheet: Sheet }[];
+    const again = (await call(c, 'GET', '/v1/notifications', c.tokens.steering)).body.notifications as {
+      event: string;
+      factSheet: Sheet;
+    }[];
     expect(again.filter((n) => n.event === 'incident.escalated' && n.factSheet.id === combined.id)).toHaveLength(2);
   });
 
@@ -279,7 +352,10 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
       [{ cause: 'process', actions: [] }, 'body.narrative'],
       [{ cause: 'sunspots', narrative: 'x' }, 'body.cause'],
       [{ cause: 'process', narrative: '   ' }, 'body.narrative'],
-      [{ cause: 'process', narrative: 'x', actions: [{ description: 'fix', owner: 'Ana', due: '2026-13-01' }] }, 'body.actions.0.due'],
+      [
+        { cause: 'process', narrative: 'x', actions: [{ description: 'fix', owner: 'Ana', due: '2026-13-01' }] },
+        'body.actions.0.due',
+      ],
       [{ cause: 'process', narrative: 'x', actions: [{ description: 'fix', owner: 'Ana' }] }, 'body.actions.0.due'],
       [{ cause: 'process', narrative: 'x', extra: 1 }, 'body'],
       ['not json', 'body'],
@@ -290,25 +366,56 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
       expect(r.type).toMatch(/application\/problem\+json/);
       expect(String(r.body.field ?? r.body.errors?.[0]?.field), JSON.stringify(body)).toContain(field);
     }
-    expect((await call(c, 'POST', '/v1/incidents/nope/resolve', c.tokens.ana, { cause: 'process', narrative: 'x' })).body.field).toContain('params.id');
+    expect(
+      (await call(c, 'POST', '/v1/incidents/nope/resolve', c.tokens.ana, { cause: 'process', narrative: 'x' })).body
+        .field,
+    ).toContain('params.id');
     expect((await call(c, 'GET', `/v1/incidents/${combined.id}`, c.tokens.ana)).body.state).toBe('acknowledged'); // nothing half-landed
 
-    const sheet = { cause: 'capacity', narrative: 'Peak season: the north hub ran a short shift.', actions: [{ description: 'Add a weekend shift', owner: 'Ana Amsel', due: '2026-12-15' }] };
+    const sheet = {
+      cause: 'capacity',
+      narrative: 'Peak season: the north hub ran a short shift.',
+      actions: [{ description: 'Add a weekend shift', owner: 'Ana Amsel', due: '2026-12-15' }],
+    };
     const res = await call(c, 'POST', `/v1/incidents/${combined.id}/resolve`, c.tokens.ana, sheet);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ state: 'resolved', resolution: 'owner', cause: 'capacity', narrative: sheet.narrative, actions: sheet.actions });
+    expect(res.body).toMatchObject({
+      state: 'resolved',
+      resolution: 'owner',
+      cause: 'capacity',
+      narrative: sheet.narrative,
+      actions: sheet.actions,
+    });
     expect((await call(c, 'POST', `/v1/incidents/${combined.id}/resolve`, c.tokens.ana, sheet)).status).toBe(409);
     // Steering may resolve too.
-    const st = await call(c, 'POST', `/v1/incidents/${acmeScope.id}/resolve`, c.tokens.steering, { cause: 'other', narrative: 'Closed by the committee.' });
+    const st = await call(c, 'POST', `/v1/incidents/${acmeScope.id}/resolve`, c.tokens.steering, {
+      cause: 'other',
+      narrative: 'Closed by the committee.',
+    });
     expect(st.status).toBe(200);
     // The resolution reaches the owners and, as it was escalated, the steering contacts.
-    const steering = (await call(c, 'GET', '/v1/notifications', c.tokens.steering)).body.notifications as { event: string; factSheet: Sheet }[];
+    const steering = (await call(c, 'GET', '/v1/notifications', c.tokens.steering)).body.notifications as {
+      event: string;
+      factSheet: Sheet;
+    }[];
     expect(steering.some((n) => n.event === 'incident.resolved' && n.factSheet.id === combined.id)).toBe(true);
   });
 
   it('every transition is in the audit log, in order', async () => {
-    const rows = await c.t.room.control.db.selectFrom('audit_log').select(['action', 'target']).where('target', '=', combined.id).where('action', 'like', 'incident.%').orderBy('seq').execute();
-    expect(rows.map((r) => r.action)).toEqual(['incident.opened', 'incident.notified', 'incident.escalated', 'incident.acknowledged', 'incident.resolved']);
+    const rows = await c.t.room.control.db
+      .selectFrom('audit_log')
+      .select(['action', 'target'])
+      .where('target', '=', combined.id)
+      .where('action', 'like', 'incident.%')
+      .orderBy('seq')
+      .execute();
+    expect(rows.map((r) => r.action)).toEqual([
+      'incident.opened',
+      'incident.notified',
+      'incident.escalated',
+      'incident.acknowledged',
+      'incident.resolved',
+    ]);
     const { verifyAuditChain } = await import('../../services/governance/audit-repository.js');
     expect((await verifyAuditChain(c.t.room.control.db)).ok).toBe(true);
   });
@@ -316,7 +423,8 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
   it("a repeated breach updates the open incident; the owner's resolution covers its period (no reopening)", async () => {
     await push(c, 'globex', week('2026-11-16', 'globex', 95, 2, 'g2'));
     await settle(c);
-    const all = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&kind=breach', c.tokens.steering)).body.incidents as Sheet[];
+    const all = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&kind=breach', c.tokens.steering)).body
+      .incidents as Sheet[];
     const globex = all.filter((i) => i.scope === 'globex');
     expect(globex, JSON.stringify(globex)).toHaveLength(1);
     expect(globex[0]!.state).toBe('notified');
@@ -332,7 +440,8 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
     c.clock.set('2026-11-30T09:00:00Z');
     // Keep every other feed fresh is not needed here: their stale incidents are separate (kind stale).
     await settle(c, true);
-    const lead = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&kind=breach', c.tokens.steering)).body.incidents as Sheet[];
+    const lead = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&kind=breach', c.tokens.steering)).body
+      .incidents as Sheet[];
     const auto = lead.filter((i) => i.resolution === 'auto');
     expect(auto.map((i) => i.scope)).toEqual(['globex']);
     expect(auto[0]!.narrative).toMatch(/^Back in band for 1 closed week in a row/);
@@ -343,20 +452,38 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
     // It is now 2026-11-30: team_satisfaction (every P7D, grace P3D) has never been fed since 2026-11-23.
     c.clock.set('2026-12-04T12:00:00Z');
     await settle(c, true);
-    const stale = (await call(c, 'GET', '/v1/incidents?kpi=team_satisfaction&kind=stale', c.tokens.steering)).body.incidents as Sheet[];
+    const stale = (await call(c, 'GET', '/v1/incidents?kpi=team_satisfaction&kind=stale', c.tokens.steering)).body
+      .incidents as Sheet[];
     expect(stale.map((i) => i.scope).sort()).toEqual(['acme', 'globex']);
-    const gus = (await call(c, 'GET', '/v1/notifications', c.tokens.gus)).body.notifications as { factSheet: Sheet; recipientName: string }[];
+    const gus = (await call(c, 'GET', '/v1/notifications', c.tokens.gus)).body.notifications as {
+      factSheet: Sheet;
+      recipientName: string;
+    }[];
     const gusStale = gus.filter((n) => n.factSheet.kind === 'stale' && n.factSheet.kpi.id === 'team_satisfaction');
     expect(gusStale.map((n) => [n.factSheet.scope, n.recipientName])).toEqual([['globex', 'Hugo People']]);
     // The /v1/kpis state of a stale scope is no data.
-    const kpis = (await call(c, 'GET', '/v1/kpis', c.tokens.analystAcme)).body.kpis as { id: string; scopes: { group: string | null; state: string }[]; feeds: { partner: string; stale: boolean }[] }[];
+    const kpis = (await call(c, 'GET', '/v1/kpis', c.tokens.analystAcme)).body.kpis as {
+      id: string;
+      scopes: { group: string | null; state: string }[];
+      feeds: { partner: string; stale: boolean }[];
+    }[];
     const ts = kpis.find((k) => k.id === 'team_satisfaction')!;
     expect(ts.feeds.every((f) => f.stale)).toBe(true);
     expect(ts.scopes.every((s) => s.state === 'no_data')).toBe(true);
     // globex's feed resumes: its stale incident resolves; acme's stays open.
-    await push(c, 'globex', Array.from({ length: 8 }, (_, i) => ({ kpi: 'team_satisfaction', at: '2026-12-03T10:00:00Z', value: 4, subject: `emp-${i}` })));
+    await push(
+      c,
+      'globex',
+      Array.from({ length: 8 }, (_, i) => ({
+        kpi: 'team_satisfaction',
+        at: '2026-12-03T10:00:00Z',
+        value: 4,
+        subject: `emp-${i}`,
+      })),
+    );
     await settle(c);
-    const after = (await call(c, 'GET', '/v1/incidents?kpi=team_satisfaction&kind=stale', c.tokens.steering)).body.incidents as Sheet[];
+    const after = (await call(c, 'GET', '/v1/incidents?kpi=team_satisfaction&kind=stale', c.tokens.steering)).body
+      .incidents as Sheet[];
     expect(Object.fromEntries(after.map((i) => [i.scope, i.state]))).toEqual({ acme: 'notified', globex: 'resolved' });
   });
 
@@ -365,7 +492,8 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
     await push(c, 'globex', week('2026-11-30', 'globex', 100, 10, 'c'));
     c.clock.set('2026-12-07T09:00:00Z');
     await settle(c, true);
-    const open = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&kind=breach&state=active', c.tokens.steering)).body.incidents as Sheet[];
+    const open = (await call(c, 'GET', '/v1/incidents?kpi=lead_time&kind=breach&state=active', c.tokens.steering)).body
+      .incidents as Sheet[];
     const again = open.find((i) => i.scope === 'combined')!;
     expect(again.id).not.toBe(combined.id);
     expect(again).toMatchObject({ period: '2026-11-30', value: 100 });
@@ -382,7 +510,13 @@ describe('delivery survives faults', () => {
     await c.receiver.close();
   });
 
-  const outbox = () => c.t.room.control.db.selectFrom('outbox').selectAll().where('channel', '=', 'webhook').orderBy('created_at').execute();
+  const outbox = () =>
+    c.t.room.control.db
+      .selectFrom('outbox')
+      .selectAll()
+      .where('channel', '=', 'webhook')
+      .orderBy('created_at')
+      .execute();
 
   it('retries a failing endpoint on the schedule with the same webhook-id, and delivers once when it recovers', async () => {
     c.receiver.mode = 'fail';
@@ -419,7 +553,8 @@ describe('delivery survives faults', () => {
     // Every attempt carried its message's one webhook-id; each id was delivered exactly once.
     const perId = new Map<string, number>();
     for (const h of c.receiver.received) expect(ids.has(h.headers['webhook-id'])).toBe(true);
-    for (const h of c.receiver.delivered) perId.set(String(h.headers['webhook-id']), (perId.get(String(h.headers['webhook-id'])) ?? 0) + 1);
+    for (const h of c.receiver.delivered)
+      perId.set(String(h.headers['webhook-id']), (perId.get(String(h.headers['webhook-id'])) ?? 0) + 1);
     expect([...perId.values()]).toEqual([1, 1, 1]);
     expect((await outbox()).map((r) => [r.state, r.attempts])).toEqual([
       ['delivered', 4],
@@ -438,24 +573,48 @@ describe('delivery survives faults', () => {
     await push(c, 'globex', week('2026-11-16', 'globex', 100, 10, 'g'));
     await settle(c);
     expect(c.receiver.received.map((h) => h.path)).toEqual(['/globex']);
-    const hooks = (await call(c, 'GET', '/v1/webhooks', c.tokens.adminGlobex)).body.webhooks as { disabledAt: string | null }[];
+    const hooks = (await call(c, 'GET', '/v1/webhooks', c.tokens.adminGlobex)).body.webhooks as {
+      disabledAt: string | null;
+    }[];
     expect(hooks[0]!.disabledAt).not.toBeNull();
     // The steering committee resolves the globex incident: the resolution is not sent to the disabled endpoint.
-    const inc = ((await call(c, 'GET', '/v1/incidents?kpi=lead_time&scope=globex&state=active', c.tokens.steering)).body.incidents as Sheet[])[0]!;
-    expect((await call(c, 'POST', `/v1/incidents/${inc.id}/resolve`, c.tokens.steering, { cause: 'other', narrative: 'test' })).status).toBe(200);
+    const inc = (
+      (await call(c, 'GET', '/v1/incidents?kpi=lead_time&scope=globex&state=active', c.tokens.steering)).body
+        .incidents as Sheet[]
+    )[0]!;
+    expect(
+      (
+        await call(c, 'POST', `/v1/incidents/${inc.id}/resolve`, c.tokens.steering, {
+          cause: 'other',
+          narrative: 'test',
+        })
+      ).status,
+    ).toBe(200);
     await settle(c);
     expect(c.receiver.received).toHaveLength(1);
     const rows = (await outbox()).filter((r) => r.recipient.endsWith('/globex'));
     expect(rows.map((r) => r.state)).toEqual(['delivered', 'disabled', 'disabled']);
-    const audit = await c.t.room.control.db.selectFrom('audit_log').select('action').where('action', '=', 'notification.disabled').execute();
+    const audit = await c.t.room.control.db
+      .selectFrom('audit_log')
+      .select('action')
+      .where('action', '=', 'notification.disabled')
+      .execute();
     expect(audit).toHaveLength(1);
     c.receiver.mode = 'ok';
   });
 
   it('a slow receiver does not hold up ingest', async () => {
     // Close what is open, so the next period's breach opens (and notifies) anew.
-    for (const inc of (await call(c, 'GET', '/v1/incidents?kpi=lead_time&state=active', c.tokens.steering)).body.incidents as Sheet[]) {
-      expect((await call(c, 'POST', `/v1/incidents/${inc.id}/resolve`, c.tokens.steering, { cause: 'other', narrative: 'test' })).status).toBe(200);
+    for (const inc of (await call(c, 'GET', '/v1/incidents?kpi=lead_time&state=active', c.tokens.steering)).body
+      .incidents as Sheet[]) {
+      expect(
+        (
+          await call(c, 'POST', `/v1/incidents/${inc.id}/resolve`, c.tokens.steering, {
+            cause: 'other',
+            narrative: 'test',
+          })
+        ).status,
+      ).toBe(200);
     }
     await settle(c);
     c.receiver.mode = 'hang';

@@ -15,7 +15,10 @@ const cli = join(packageRoot(), 'services/platform/cli.ts');
 
 async function parity(args: string[], env: Record<string, string> = {}) {
   try {
-    const r = await run(process.execPath, ['--import', 'tsx', cli, ...args], { cwd: packageRoot(), env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: '', ...env } });
+    const r = await run(process.execPath, ['--import', 'tsx', cli, ...args], {
+      cwd: packageRoot(),
+      env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: '', ...env },
+    });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const x = e as { code: number; stdout: string; stderr: string };
@@ -85,7 +88,9 @@ describe('parity push', () => {
     writeFileSync(file, csv(leadTimePoints(500, 'PUSH')));
     const first = await parity(['push', file, '--url', t.url, '--token', token]);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stdout).toMatch(/^landed: batch [0-9a-f-]{36}, snapshot \d+, 500 accepted, 0 rejected, checksum [0-9a-f]{64}$/m);
+    expect(first.stdout).toMatch(
+      /^landed: batch [0-9a-f-]{36}, snapshot \d+, 500 accepted, 0 rejected, checksum [0-9a-f]{64}$/m,
+    );
     expect(first.stderr).toContain('100%');
     const again = await parity(['push', file, '--url', t.url], { PARITY_TOKEN: token });
     expect(again.code).toBe(0);
@@ -95,7 +100,10 @@ describe('parity push', () => {
 
   it('exits non-zero with the row errors when the room refuses the file', async () => {
     const file = join(dir, 'bad.ndjson');
-    writeFileSync(file, ndjson([...leadTimePoints(2, 'BAD'), { kpi: 'lead_time', at: 'yesterday', value: 1, subject: 'x' }]));
+    writeFileSync(
+      file,
+      ndjson([...leadTimePoints(2, 'BAD'), { kpi: 'lead_time', at: 'yesterday', value: 1, subject: 'x' }]),
+    );
     const r = await parity(['push', file, '--url', t.url, '--token', token]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('push failed after 1 attempt: 422');
@@ -111,17 +119,23 @@ describe('parity push', () => {
       keys.push(String(req.headers['idempotency-key']));
       if (calls <= 2) {
         req.resume();
-        res.writeHead(503, { 'retry-after': '0', 'content-type': 'application/problem+json' }).end('{"title":"Service Unavailable","status":503}');
+        res
+          .writeHead(503, { 'retry-after': '0', 'content-type': 'application/problem+json' })
+          .end('{"title":"Service Unavailable","status":503}');
         return;
       }
       if (calls === 3) {
         req.socket.destroy();
         return;
       }
-      const fwd = httpRequest(`${t.url}${req.url}`, { method: req.method, headers: req.headers as IncomingHttpHeaders }, (up) => {
-        res.writeHead(up.statusCode!, up.headers);
-        up.pipe(res);
-      });
+      const fwd = httpRequest(
+        `${t.url}${req.url}`,
+        { method: req.method, headers: req.headers as IncomingHttpHeaders },
+        (up) => {
+          res.writeHead(up.statusCode!, up.headers);
+          up.pipe(res);
+        },
+      );
       req.pipe(fwd);
     });
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
@@ -143,7 +157,11 @@ describe('parity token create and migrate on a stopped room', () => {
   it('creates a token that the room then accepts, printed once; refuses while the embedded room runs', async () => {
     const dataDir = join(dir, 'room');
     const db = await freshDatabaseUrl();
-    const env = { PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: 'fixtures/demo-agreement.yaml', DATABASE_URL: db.url ?? '' };
+    const env = {
+      PARITY_DATA_DIR: dataDir,
+      PARITY_AGREEMENT: 'fixtures/demo-agreement.yaml',
+      DATABASE_URL: db.url ?? '',
+    };
     onTestFinished(() => db.drop());
     const m = await parity(['migrate'], env);
     expect(m.code, m.stderr).toBe(0);
@@ -168,14 +186,21 @@ describe('parity token create and migrate on a stopped room', () => {
     room.child.kill('SIGTERM');
     expect(await room.exited).toBe(0);
 
-    const made = await parity(['token', 'create', '--partner', 'acme', '--role', 'ingest', '--name', 'nightly feed'], env);
+    const made = await parity(
+      ['token', 'create', '--partner', 'acme', '--role', 'ingest', '--name', 'nightly feed'],
+      env,
+    );
     expect(made.code, made.stderr).toBe(0);
     expect(made.stderr).toContain('directly in');
     const token = made.stdout.trim();
     expect(token).toMatch(/^pty_[A-Za-z0-9_-]{43}$/);
     room = await spawnRoom(env);
     try {
-      const res = await fetch(`${room.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' }, body: ndjson(leadTimePoints(3, 'TOK')) });
+      const res = await fetch(`${room.url}/v1/points`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' },
+        body: ndjson(leadTimePoints(3, 'TOK')),
+      });
       expect(res.status).toBe(202);
     } finally {
       room.child.kill('SIGTERM');

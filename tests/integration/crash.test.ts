@@ -22,7 +22,11 @@ let token: string;
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'parity-crash-'));
   db = await freshDatabaseUrl();
-  env = { PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), ...(db.url ? { DATABASE_URL: db.url } : {}) };
+  env = {
+    PARITY_DATA_DIR: dataDir,
+    PARITY_AGREEMENT: demoAgreementFile(),
+    ...(db.url ? { DATABASE_URL: db.url } : {}),
+  };
   const room = await openRoom(loadConfig(env));
   token = (await createToken(room.control.db, { partnerId: 'acme', role: 'ingest', name: 'crash' }, new Date())).token;
   await room.close();
@@ -51,7 +55,15 @@ describe('SIGKILL while batches stream in', () => {
           const s: Sent = { key: `crash-${n}`, body: ndjson(leadTimePoints(BATCH_POINTS, `C${n}`)) };
           sent.push(s);
           try {
-            const res = await fetch(`${room.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson', 'idempotency-key': s.key }, body: s.body });
+            const res = await fetch(`${room.url}/v1/points`, {
+              method: 'POST',
+              headers: {
+                authorization: `Bearer ${token}`,
+                'content-type': 'application/x-ndjson',
+                'idempotency-key': s.key,
+              },
+              body: s.body,
+            });
             if (res.status === 202 || res.status === 200) s.receipt = (await res.json()) as Sent['receipt'];
             else await res.text();
           } catch {
@@ -69,7 +81,11 @@ describe('SIGKILL while batches stream in', () => {
     // After the last crash: retry every unacknowledged batch with its key, as a client would.
     const room = await spawnRoom(env);
     for (const s of sent.filter((x) => !x.receipt).slice(0, 20)) {
-      const res = await fetch(`${room.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson', 'idempotency-key': s.key }, body: s.body });
+      const res = await fetch(`${room.url}/v1/points`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson', 'idempotency-key': s.key },
+        body: s.body,
+      });
       expect([200, 202]).toContain(res.status);
       s.receipt = (await res.json()) as Sent['receipt'];
     }
@@ -80,8 +96,18 @@ describe('SIGKILL while batches stream in', () => {
     expect(acknowledged.length).toBeGreaterThan(ROUNDS);
     const duck = await DuckDBInstance.create(join(dataDir, 'points.duckdb'));
     const c = await duck.connect();
-    const batches = (await c.runAndReadAll('SELECT b.id, b.snapshot, b.idempotency_key AS key, b.accepted, (SELECT count(*) FROM points p WHERE p.snapshot = b.snapshot)::INTEGER AS n FROM batches b')).getRowObjectsJson();
-    const orphans = Number((await c.runAndReadAll('SELECT count(*)::INTEGER AS n FROM points WHERE snapshot NOT IN (SELECT snapshot FROM batches)')).getRowObjects()[0]!['n']);
+    const batches = (
+      await c.runAndReadAll(
+        'SELECT b.id, b.snapshot, b.idempotency_key AS key, b.accepted, (SELECT count(*) FROM points p WHERE p.snapshot = b.snapshot)::INTEGER AS n FROM batches b',
+      )
+    ).getRowObjectsJson();
+    const orphans = Number(
+      (
+        await c.runAndReadAll(
+          'SELECT count(*)::INTEGER AS n FROM points WHERE snapshot NOT IN (SELECT snapshot FROM batches)',
+        )
+      ).getRowObjects()[0]!['n'],
+    );
     c.closeSync();
     duck.closeSync();
     expect(orphans).toBe(0);

@@ -22,16 +22,26 @@ afterAll(async () => {
 describe('parity demo (what npm start runs)', () => {
   it('serves the demo partnership with tokens and two years of points; a second start reuses the data', async () => {
     const first = await spawnRoom(env, 'demo', 120_000);
-    let tokens: Record<string, string> = {};
+    const tokens: Record<string, string> = {};
     try {
       const out = first.output();
       expect(out).toMatch(/seeded [\d,]+ demo points \(two years, 2 partners\)/);
       const seeded = Number(/seeded ([\d,]+) demo points/.exec(out)![1]!.replaceAll(',', ''));
       expect(seeded).toBeGreaterThan(300_000);
       for (const m of out.matchAll(/^ {2}(\S+)\s+(\S+)\s+(pty_\S+)(?: {2}\S+)?$/gm)) tokens[`${m[1]}:${m[2]}`] = m[3]!;
-      expect(Object.keys(tokens)).toEqual(expect.arrayContaining(['acme:ingest', 'acme:analyst', 'globex:ingest', 'globex:analyst', 'acme:steering', '-:operator']));
+      expect(Object.keys(tokens)).toEqual(
+        expect.arrayContaining([
+          'acme:ingest',
+          'acme:analyst',
+          'globex:ingest',
+          'globex:analyst',
+          'acme:steering',
+          '-:operator',
+        ]),
+      );
       // Ready sign-in links for an analyst of each partner (printed once listening).
-      for (let i = 0; i < 50 && !/sign in as globex/.test(first.output()); i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 50 && !/sign in as globex/.test(first.output()); i++)
+        await new Promise((r) => setTimeout(r, 100));
       const links = first.output();
       expect(links).toMatch(/sign in as acme analyst \(demo\): http:\/\/\S+\/#signin=pty_\S+/);
       expect(links).toMatch(/sign in as globex analyst \(demo\): http:\/\/\S+\/#signin=pty_\S+/);
@@ -44,10 +54,19 @@ describe('parity demo (what npm start runs)', () => {
       expect(out).toMatch(/^ {2}globex\s+owner\s+pty_\S+ {2}dpo@globex\.example$/m);
       const ready = await (await fetch(`${first.url}/readyz`)).json();
       expect(ready).toMatchObject({ status: 'ready', snapshot: 2 });
-      const agreement = await (await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:analyst']}` } })).json();
+      const agreement = await (
+        await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:analyst']}` } })
+      ).json();
       // An analyst without need-to-know does not even see the compliance KPI's definition; an admin sees all five.
-      expect(agreement.agreement.kpis.map((k: { id: string }) => k.id)).toEqual(['customer_value', 'lead_time', 'error_rate', 'team_satisfaction']);
-      const whole = await (await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:admin']}` } })).json();
+      expect(agreement.agreement.kpis.map((k: { id: string }) => k.id)).toEqual([
+        'customer_value',
+        'lead_time',
+        'error_rate',
+        'team_satisfaction',
+      ]);
+      const whole = await (
+        await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:admin']}` } })
+      ).json();
       expect(whole.agreement.kpis).toHaveLength(5);
       expect(statSync(join(dataDir, 'secret')).mode & 0o777).toBe(0o600);
     } finally {
@@ -72,7 +91,11 @@ describe('parity demo (what npm start runs)', () => {
       expect(out).toContain('demo tokens were printed at the first start');
       const ready = await (await fetch(`${second.url}/readyz`)).json();
       expect(ready.snapshot).toBe(2);
-      const r = await fetch(`${second.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${tokens['acme:ingest']}`, 'content-type': 'application/x-ndjson' }, body: ndjson(leadTimePoints(5)) });
+      const r = await fetch(`${second.url}/v1/points`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tokens['acme:ingest']}`, 'content-type': 'application/x-ndjson' },
+        body: ndjson(leadTimePoints(5)),
+      });
       expect(r.status).toBe(202);
       expect((await r.json()).snapshot).toBe(3);
     } finally {
@@ -83,5 +106,7 @@ describe('parity demo (what npm start runs)', () => {
 });
 
 function listFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? listFiles(join(dir, e.name)) : e.isFile() ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? listFiles(join(dir, e.name)) : e.isFile() ? [join(dir, e.name)] : [],
+  );
 }

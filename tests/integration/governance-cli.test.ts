@@ -14,7 +14,10 @@ const cli = join(packageRoot(), 'services/platform/cli.ts');
 
 async function parity(args: string[], env: Record<string, string> = {}) {
   try {
-    const r = await run(process.execPath, ['--import', 'tsx', cli, ...args], { cwd: packageRoot(), env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: '', PARITY_URL: t.url, ...env } });
+    const r = await run(process.execPath, ['--import', 'tsx', cli, ...args], {
+      cwd: packageRoot(),
+      env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: '', PARITY_URL: t.url, ...env },
+    });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const x = e as { code: number; stdout: string; stderr: string };
@@ -74,7 +77,16 @@ describe('parity agreement propose | show | approve | reject (through the runnin
 describe('parity token issue | list | rotate | revoke (a partner admin, through the running room)', () => {
   it('issues a token printed once, rotates it with an overlap and revokes it', async () => {
     const admin = await t.token('globex', 'admin');
-    const issued = await parity(['token', 'issue', '--role', 'analyst', '--name', 'ana@globex.example', '--token', admin]);
+    const issued = await parity([
+      'token',
+      'issue',
+      '--role',
+      'analyst',
+      '--name',
+      'ana@globex.example',
+      '--token',
+      admin,
+    ]);
     expect(issued.code, issued.stderr).toBe(0);
     const token = issued.stdout.trim();
     expect(token).toMatch(/^pty_/);
@@ -88,7 +100,9 @@ describe('parity token issue | list | rotate | revoke (a partner admin, through 
     const revoked = await parity(['token', 'revoke', id, '--token', admin]);
     expect(revoked.stdout).toMatch(new RegExp(`${id}\\s+analyst\\s+revoked`));
     expect((await fetch(`${t.url}/v1/kpis`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
-    expect((await fetch(`${t.url}/v1/kpis`, { headers: { authorization: `Bearer ${rotated.stdout.trim()}` } })).status).toBe(200);
+    expect(
+      (await fetch(`${t.url}/v1/kpis`, { headers: { authorization: `Bearer ${rotated.stdout.trim()}` } })).status,
+    ).toBe(200);
   });
 });
 
@@ -98,9 +112,15 @@ describe('parity audit verify', () => {
     const intact = await parity(['audit', 'verify'], env);
     expect(intact.code, intact.stderr).toBe(0);
     expect(intact.stdout).toMatch(/audit log intact: \d+ entries verified/);
-    const victim = await t.room.control.db.selectFrom('audit_log').select('seq').where('action', '=', 'token.rotated').executeTakeFirstOrThrow();
+    const victim = await t.room.control.db
+      .selectFrom('audit_log')
+      .select('seq')
+      .where('action', '=', 'token.rotated')
+      .executeTakeFirstOrThrow();
     await sql`ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update`.execute(t.room.control.db);
-    await sql`UPDATE audit_log SET details = jsonb_set(details, '{oldValidUntil}', '"2099-01-01T00:00:00.000Z"') WHERE seq = ${victim.seq}`.execute(t.room.control.db);
+    await sql`UPDATE audit_log SET details = jsonb_set(details, '{oldValidUntil}', '"2099-01-01T00:00:00.000Z"') WHERE seq = ${victim.seq}`.execute(
+      t.room.control.db,
+    );
     await sql`ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update`.execute(t.room.control.db);
     const broken = await parity(['audit', 'verify'], env);
     expect(broken.code).toBe(2);

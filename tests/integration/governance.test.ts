@@ -11,10 +11,18 @@ let t: TestRoom;
 const demo = () => YAML.parse(readFileSync(demoAgreementFile(), 'utf8')) as Record<string, any>;
 const clock = () => t.clock as TestClock;
 
-async function call(method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number; body: any; type: string | null }> {
+async function call(
+  method: string,
+  path: string,
+  token: string | undefined,
+  body?: unknown,
+): Promise<{ status: number; body: any; type: string | null }> {
   const r = await fetch(`${t.url}${path}`, {
     method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await r.text();
@@ -44,9 +52,15 @@ describe('co-signed agreement changes', () => {
     const acme = await t.token('acme', 'admin');
     const globex = await t.token('globex', 'admin');
     const analyst = await t.token('globex', 'analyst');
-    expect((await call('POST', '/v1/agreement/proposals', analyst, { document: loosening(), reason: 'tighter lead time' })).status).toBe(403);
+    expect(
+      (await call('POST', '/v1/agreement/proposals', analyst, { document: loosening(), reason: 'tighter lead time' }))
+        .status,
+    ).toBe(403);
 
-    const made = await call('POST', '/v1/agreement/proposals', acme, { document: loosening(), reason: 'tighter lead time' });
+    const made = await call('POST', '/v1/agreement/proposals', acme, {
+      document: loosening(),
+      reason: 'tighter lead time',
+    });
     expect(made.status).toBe(201);
     expect(made.body).toMatchObject({ state: 'open', baseVersion: 1, waitingFor: ['globex'], loosensPrivacy: true });
     // The proposer's own approval is not enough, and it cannot decide twice or for anyone else.
@@ -56,7 +70,9 @@ describe('co-signed agreement changes', () => {
     expect((await call('GET', `/v1/agreement/proposals/${made.body.id}`, acme)).body.waitingFor).toEqual(['globex']);
     expect((await call('GET', '/v1/agreement', acme)).body.version).toBe(1);
 
-    const approved = await call('POST', `/v1/agreement/proposals/${made.body.id}/approve`, globex, { note: 'agreed in steering 2026-11-20' });
+    const approved = await call('POST', `/v1/agreement/proposals/${made.body.id}/approve`, globex, {
+      note: 'agreed in steering 2026-11-20',
+    });
     expect(approved.status).toBe(200);
     expect(approved.body).toMatchObject({ state: 'active', resultVersion: 2, waitingFor: [] });
     const now = await call('GET', '/v1/agreement', acme);
@@ -66,9 +82,14 @@ describe('co-signed agreement changes', () => {
     expect(series.body.agreementVersion).toBe(2);
     expect(series.body.minGroupSize).toBe(3);
     const versions = await call('GET', '/v1/agreement/versions', analyst);
-    expect(versions.body.versions.map((v: any) => [v.version, v.proposal])).toEqual([[2, made.body.id], [1, null]]);
+    expect(versions.body.versions.map((v: any) => [v.version, v.proposal])).toEqual([
+      [2, made.body.id],
+      [1, null],
+    ]);
     const audit = await call('GET', '/v1/audit?action=agreement.', globex);
-    expect(audit.body.entries.map((e: any) => e.action)).toEqual(expect.arrayContaining(['agreement.proposed', 'agreement.approved', 'agreement.activated']));
+    expect(audit.body.entries.map((e: any) => e.action)).toEqual(
+      expect.arrayContaining(['agreement.proposed', 'agreement.approved', 'agreement.activated']),
+    );
   });
 
   it('the diff says each change in plain terms and names every loosening of privacy', async () => {
@@ -84,43 +105,85 @@ describe('co-signed agreement changes', () => {
     b.kpis.find((k: any) => k.id === 'customer_value').needToKnow = ['cfo@acme.example'];
     b.retention = 'P10Y';
     b.partnership.title = 'Joint Delivery';
-    const r = await call('POST', '/v1/agreement/proposals', await t.token('acme', 'admin'), { document: b, reason: 'diff check', expiresInDays: 1 });
+    const r = await call('POST', '/v1/agreement/proposals', await t.token('acme', 'admin'), {
+      document: b,
+      reason: 'diff check',
+      expiresInDays: 1,
+    });
     expect(r.status).toBe(201);
     const byPath = Object.fromEntries(r.body.changes.map((c: any) => [`${c.path}:${c.change}`, c]));
-    expect(byPath['kpis.lead_time.band.upper:changed']).toMatchObject({ before: 60, after: 48, loosensPrivacy: false, text: 'KPI lead_time: band.upper 60 → 48' });
+    expect(byPath['kpis.lead_time.band.upper:changed']).toMatchObject({
+      before: 60,
+      after: 48,
+      loosensPrivacy: false,
+      text: 'KPI lead_time: band.upper 60 → 48',
+    });
     expect(byPath['partnership.title:changed'].loosensPrivacy).toBe(false);
     expect(byPath['partners.globex.minGroupSize:added'].loosensPrivacy).toBe(false);
-    for (const key of ['kpis.lead_time.minGroupSize:changed', 'kpis.lead_time.dimensions.region:added', 'kpis.team_satisfaction.grains:added', 'kpis.team_satisfaction.published:changed', 'kpis.customer_value.needToKnow:added', 'retention:changed']) {
+    for (const key of [
+      'kpis.lead_time.minGroupSize:changed',
+      'kpis.lead_time.dimensions.region:added',
+      'kpis.team_satisfaction.grains:added',
+      'kpis.team_satisfaction.published:changed',
+      'kpis.customer_value.needToKnow:added',
+      'retention:changed',
+    ]) {
       expect(byPath[key], key).toMatchObject({ loosensPrivacy: true });
       expect(byPath[key].text, key).toMatch(/loosens privacy/);
     }
     expect(r.body.changes.filter((c: any) => c.loosensPrivacy)).toHaveLength(6);
     // The first proposal's changes were flagged too: lower thresholds, a new dimension, a wider tier.
-    const first = (await call('GET', '/v1/agreement/proposals', await t.token('globex', 'admin'))).body.proposals.find((p: any) => p.state === 'active');
+    const first = (await call('GET', '/v1/agreement/proposals', await t.token('globex', 'admin'))).body.proposals.find(
+      (p: any) => p.state === 'active',
+    );
     const flagged = first.changes.filter((c: any) => c.loosensPrivacy).map((c: any) => c.path);
-    expect(flagged).toEqual(expect.arrayContaining(['defaults.minGroupSize', 'kpis.lead_time.minGroupSize', 'kpis.lead_time.dimensions.vehicle', 'kpis.compliance.disclosure']));
-    expect(first.changes.find((c: any) => c.path === 'kpis.compliance.disclosure').text).toMatch(/wider disclosure tier \(need_to_know → partnership\)/);
+    expect(flagged).toEqual(
+      expect.arrayContaining([
+        'defaults.minGroupSize',
+        'kpis.lead_time.minGroupSize',
+        'kpis.lead_time.dimensions.vehicle',
+        'kpis.compliance.disclosure',
+      ]),
+    );
+    expect(first.changes.find((c: any) => c.path === 'kpis.compliance.disclosure').text).toMatch(
+      /wider disclosure tier \(need_to_know → partnership\)/,
+    );
   });
 
   it('an expired proposal cannot be approved, and a new one may then be made', async () => {
-    const open = (await call('GET', '/v1/agreement/proposals', await t.token('acme', 'admin'))).body.proposals.find((p: any) => p.state === 'open');
+    const open = (await call('GET', '/v1/agreement/proposals', await t.token('acme', 'admin'))).body.proposals.find(
+      (p: any) => p.state === 'open',
+    );
     clock().advance(2 * 86_400_000);
     const r = await call('POST', `/v1/agreement/proposals/${open.id}/approve`, await t.token('globex', 'admin'), {});
     expect(r.status).toBe(409);
     expect(r.body.detail).toMatch(/expired/);
-    expect((await call('GET', `/v1/agreement/proposals/${open.id}`, await t.token('acme', 'admin'))).body.state).toBe('expired');
+    expect((await call('GET', `/v1/agreement/proposals/${open.id}`, await t.token('acme', 'admin'))).body.state).toBe(
+      'expired',
+    );
     expect((await call('GET', '/v1/agreement', await t.token('acme', 'admin'))).body.version).toBe(2);
   });
 
   it('a rejection closes the proposal', async () => {
     const a = (await call('GET', '/v1/agreement', await t.token('acme', 'admin'))).body.agreement;
     a.kpis[0].title = 'Customer value (NPS)';
-    const made = await call('POST', '/v1/agreement/proposals', await t.token('globex', 'admin'), { document: YAML.stringify(a), reason: 'clearer title' });
+    const made = await call('POST', '/v1/agreement/proposals', await t.token('globex', 'admin'), {
+      document: YAML.stringify(a),
+      reason: 'clearer title',
+    });
     expect(made.status).toBe(201);
     expect(made.body.loosensPrivacy).toBe(false);
-    const rejected = await call('POST', `/v1/agreement/proposals/${made.body.id}/reject`, await t.token('acme', 'admin'), { reason: 'keep it' });
+    const rejected = await call(
+      'POST',
+      `/v1/agreement/proposals/${made.body.id}/reject`,
+      await t.token('acme', 'admin'),
+      { reason: 'keep it' },
+    );
     expect(rejected.body).toMatchObject({ state: 'rejected', waitingFor: [] });
-    expect((await call('POST', `/v1/agreement/proposals/${made.body.id}/approve`, await t.token('acme', 'admin'), {})).status).toBe(409);
+    expect(
+      (await call('POST', `/v1/agreement/proposals/${made.body.id}/approve`, await t.token('acme', 'admin'), {}))
+        .status,
+    ).toBe(409);
     expect((await call('GET', '/v1/agreement', await t.token('acme', 'admin'))).body.version).toBe(2);
   });
 
@@ -137,7 +200,10 @@ describe('co-signed agreement changes', () => {
       [{ document: loosening(), reason: 'x', expiresInDays: 400 }, 'body.expiresInDays'],
       [{ document: loosening(), reason: 'x', extra: 1 }, 'body'],
       [{ document: (await call('GET', '/v1/agreement', admin)).body.agreement, reason: 'same' }, 'body.document'],
-      [{ document: { ...loosening(), partnership: { ...demo().partnership, id: 'other' } }, reason: 'x' }, 'body.document.partnership.id'],
+      [
+        { document: { ...loosening(), partnership: { ...demo().partnership, id: 'other' } }, reason: 'x' },
+        'body.document.partnership.id',
+      ],
     ];
     for (const [body, field] of cases) {
       const r = await call('POST', '/v1/agreement/proposals', admin, body);
@@ -157,7 +223,7 @@ describe('co-signed agreement changes', () => {
 });
 
 describe('tokens and users', () => {
-  it('a partner admin issues, lists, revokes and rotates its own partner\'s tokens; the token is shown once', async () => {
+  it("a partner admin issues, lists, revokes and rotates its own partner's tokens; the token is shown once", async () => {
     const admin = await t.token('acme', 'admin');
     const issued = await call('POST', '/v1/tokens', admin, { role: 'analyst', name: 'maria@acme.example' });
     expect(issued.status).toBe(201);
@@ -169,7 +235,11 @@ describe('tokens and users', () => {
     expect(listed.at(-1)).toMatchObject({ partner: 'acme', details: { returned: list.body.tokens.length } });
     expect(JSON.stringify(list.body)).not.toContain(issued.body.token);
     expect(list.body.tokens.every((x: any) => x.partner === 'acme')).toBe(true);
-    const stored = await t.room.control.db.selectFrom('tokens').select('token_hash').where('id', '=', issued.body.id).executeTakeFirstOrThrow();
+    const stored = await t.room.control.db
+      .selectFrom('tokens')
+      .select('token_hash')
+      .where('id', '=', issued.body.id)
+      .executeTakeFirstOrThrow();
     expect(stored.token_hash).toMatch(/^[0-9a-f]{64}$/);
     expect(stored.token_hash).not.toContain(issued.body.token);
 
@@ -186,7 +256,11 @@ describe('tokens and users', () => {
 
   it('an expired token is refused at once', async () => {
     const admin = await t.token('acme', 'admin');
-    const issued = await call('POST', '/v1/tokens', admin, { role: 'ingest', name: 'erp', expiresAt: new Date(t.clock.now().getTime() + 60_000).toISOString() });
+    const issued = await call('POST', '/v1/tokens', admin, {
+      role: 'ingest',
+      name: 'erp',
+      expiresAt: new Date(t.clock.now().getTime() + 60_000).toISOString(),
+    });
     expect(issued.status).toBe(201);
     expect((await call('GET', '/v1/batches/none', issued.body.token)).status).toBe(404);
     clock().advance(60_001);
@@ -231,24 +305,32 @@ describe('tokens and users', () => {
 });
 
 describe('audit log', () => {
-  it('each partner reads its own entries and the shared ones, never another partner\'s', async () => {
+  it("each partner reads its own entries and the shared ones, never another partner's", async () => {
     await call('GET', '/v1/kpis', await t.token('globex', 'analyst'));
     await call('GET', '/v1/kpis', await t.token('acme', 'analyst'));
     const acme = [];
-    for (let after = 0; ; ) {
+    for (let after = 0; ;) {
       const page = await call('GET', `/v1/audit?after=${after}&limit=50`, await t.token('acme', 'analyst'));
       acme.push(...page.body.entries);
       if (page.body.next === null) break;
       after = page.body.next;
     }
     expect(acme.length).toBeGreaterThan(10);
-    expect(acme.filter((e: any) => !e.action.startsWith('agreement.')).every((e: any) => e.partner === 'acme' || e.partner === null)).toBe(true);
+    expect(
+      acme
+        .filter((e: any) => !e.action.startsWith('agreement.'))
+        .every((e: any) => e.partner === 'acme' || e.partner === null),
+    ).toBe(true);
     expect(acme.some((e: any) => e.partner === 'globex' && e.action === 'agreement.proposed')).toBe(true);
     const all = (await call('GET', '/v1/audit?limit=1000', await t.token('acme', 'steering'))).body.entries;
     expect(all.some((e: any) => e.partner === 'globex')).toBe(true);
     expect((await call('GET', '/v1/audit', await t.token('acme', 'ingest'))).status).toBe(403);
-    expect((await call('GET', '/v1/audit?limit=0', await t.token('acme', 'analyst'))).body.field).toBe('querystring.limit');
-    expect((await call('GET', "/v1/audit?action=x'%20OR%201=1", await t.token('acme', 'analyst'))).body.field).toBe('querystring.action');
+    expect((await call('GET', '/v1/audit?limit=0', await t.token('acme', 'analyst'))).body.field).toBe(
+      'querystring.limit',
+    );
+    expect((await call('GET', "/v1/audit?action=x'%20OR%201=1", await t.token('acme', 'analyst'))).body.field).toBe(
+      'querystring.action',
+    );
   });
 
   it('a refused sign-in is an audit entry; verify recomputes the chain and finds a tampered row', async () => {
@@ -271,17 +353,35 @@ describe('audit log', () => {
 
 describe('metadata report', () => {
   // Values no count or time could spell: each one is searched for in the report.
-  const pushed = (partner: string, n: number) => leadTimePoints(n, `${partner.toUpperCase()}-ORDER`).map((p, i) => ({ ...p, value: Number(`4${i % 10}.${String(7_000_001 + i * 37)}`) }));
+  const pushed = (partner: string, n: number) =>
+    leadTimePoints(n, `${partner.toUpperCase()}-ORDER`).map((p, i) => ({
+      ...p,
+      value: Number(`4${i % 10}.${String(7_000_001 + i * 37)}`),
+    }));
 
   it('counts batches, points, reads and suppressed cells per partner, feed and KPI — and holds no value or pseudonym', async () => {
     const acmePoints = pushed('acme', 300);
     const globexPoints = pushed('globex', 200);
-    for (const [partner, pts] of [['acme', acmePoints], ['globex', globexPoints]] as const) {
+    for (const [partner, pts] of [
+      ['acme', acmePoints],
+      ['globex', globexPoints],
+    ] as const) {
       const body = ndjson(pts) + JSON.stringify({ kpi: 'lead_time', at: 'yesterday', value: 1, subject: 'X' }) + '\n';
-      const r = await fetch(`${t.url}/v1/points?partial=true`, { method: 'POST', headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' }, body });
+      const r = await fetch(`${t.url}/v1/points?partial=true`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${await t.token(partner, 'ingest')}`,
+          'content-type': 'application/x-ndjson',
+        },
+        body,
+      });
       expect(r.status).toBe(202);
     }
-    const series = await call('GET', '/v1/kpis/lead_time/series?grain=day&by=partner&from=2026-11-01&to=2026-11-22', await t.token('acme', 'analyst'));
+    const series = await call(
+      'GET',
+      '/v1/kpis/lead_time/series?grain=day&by=partner&from=2026-11-01&to=2026-11-22',
+      await t.token('acme', 'analyst'),
+    );
     expect(series.status).toBe(200);
     const suppressed = series.body.cells.filter((c: any) => c.state === 'suppressed').length;
     await call('GET', '/v1/kpis', await t.token('globex', 'analyst'));
@@ -290,25 +390,54 @@ describe('metadata report', () => {
     const r = await call('GET', '/v1/transparency?month=2026-11', operator);
     expect(r.status).toBe(200);
     const report = r.body;
-    expect(report).toMatchObject({ partnership: 'joint-delivery', month: '2026-11', from: '2026-10-31T23:00:00.000Z', to: '2026-11-30T23:00:00.000Z' });
-    expect(report.partners).toEqual(expect.arrayContaining([
-      expect.objectContaining({ partner: 'acme', batches: 1, pointsAccepted: 300, pointsRejected: 1 }),
-      expect.objectContaining({ partner: 'globex', batches: 1, pointsAccepted: 200, pointsRejected: 1 }),
-    ]));
-    expect(report.feeds.find((f: any) => f.partner === 'acme' && f.kpi === 'lead_time')).toMatchObject({ batches: 1, points: 300, stale: false });
-    expect(report.feeds.find((f: any) => f.partner === 'acme' && f.kpi === 'compliance')).toMatchObject({ batches: 0, points: 0, lastArrival: null });
-    const reads = report.queries.filter((q: any) => q.kpi === 'lead_time' && q.partner === 'acme' && q.role === 'analyst');
+    expect(report).toMatchObject({
+      partnership: 'joint-delivery',
+      month: '2026-11',
+      from: '2026-10-31T23:00:00.000Z',
+      to: '2026-11-30T23:00:00.000Z',
+    });
+    expect(report.partners).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ partner: 'acme', batches: 1, pointsAccepted: 300, pointsRejected: 1 }),
+        expect.objectContaining({ partner: 'globex', batches: 1, pointsAccepted: 200, pointsRejected: 1 }),
+      ]),
+    );
+    expect(report.feeds.find((f: any) => f.partner === 'acme' && f.kpi === 'lead_time')).toMatchObject({
+      batches: 1,
+      points: 300,
+      stale: false,
+    });
+    expect(report.feeds.find((f: any) => f.partner === 'acme' && f.kpi === 'compliance')).toMatchObject({
+      batches: 0,
+      points: 0,
+      lastArrival: null,
+    });
+    const reads = report.queries.filter(
+      (q: any) => q.kpi === 'lead_time' && q.partner === 'acme' && q.role === 'analyst',
+    );
     expect(reads.length).toBe(1);
     expect(reads[0].requests).toBeGreaterThanOrEqual(1);
     expect(reads[0].cellsSuppressed).toBeGreaterThanOrEqual(suppressed);
-    expect(report.queries.some((q: any) => q.partner === 'globex' && q.role === 'analyst' && q.kpi === 'customer_value')).toBe(true);
-    expect(report.agreementChanges.map((c: any) => c.action)).toEqual(expect.arrayContaining(['agreement.proposed', 'agreement.approved', 'agreement.activated', 'agreement.rejected']));
+    expect(
+      report.queries.some((q: any) => q.partner === 'globex' && q.role === 'analyst' && q.kpi === 'customer_value'),
+    ).toBe(true);
+    expect(report.agreementChanges.map((c: any) => c.action)).toEqual(
+      expect.arrayContaining(['agreement.proposed', 'agreement.approved', 'agreement.activated', 'agreement.rejected']),
+    );
 
     // Another partner's point count per KPI is withheld (for a count KPI it would be the figure).
     const asGlobex = (await call('GET', '/v1/transparency?month=2026-11', await t.token('globex', 'analyst'))).body;
-    expect(asGlobex.feeds.find((f: any) => f.partner === 'acme' && f.kpi === 'lead_time')).toMatchObject({ batches: 1, points: null });
-    expect(asGlobex.feeds.find((f: any) => f.partner === 'globex' && f.kpi === 'lead_time')).toMatchObject({ batches: 1, points: 200 });
-    const csv = await fetch(`${t.url}/v1/transparency?month=2026-11&format=csv`, { headers: { authorization: `Bearer ${await t.token('acme', 'analyst')}` } });
+    expect(asGlobex.feeds.find((f: any) => f.partner === 'acme' && f.kpi === 'lead_time')).toMatchObject({
+      batches: 1,
+      points: null,
+    });
+    expect(asGlobex.feeds.find((f: any) => f.partner === 'globex' && f.kpi === 'lead_time')).toMatchObject({
+      batches: 1,
+      points: 200,
+    });
+    const csv = await fetch(`${t.url}/v1/transparency?month=2026-11&format=csv`, {
+      headers: { authorization: `Bearer ${await t.token('acme', 'analyst')}` },
+    });
     expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
     expect(csv.headers.get('content-disposition')).toContain('parity-transparency-joint-delivery-2026-11.csv');
     const text = await csv.text();
@@ -318,7 +447,9 @@ describe('metadata report', () => {
 
     // Checked against the data pushed and what the room stored: no value, subject or pseudonym anywhere.
     const conn = await t.room.duck.connect();
-    const pseudonyms = (await conn.runAndReadAll(`SELECT DISTINCT subject FROM points`)).getRowObjectsJson().map((x) => String(x['subject']));
+    const pseudonyms = (await conn.runAndReadAll(`SELECT DISTINCT subject FROM points`))
+      .getRowObjectsJson()
+      .map((x) => String(x['subject']));
     t.room.duck.release(conn);
     expect(pseudonyms.length).toBe(500);
     const everything = JSON.stringify(report) + text;
@@ -331,7 +462,13 @@ describe('metadata report', () => {
 
   it('bad months and formats get a 400 naming the parameter; ingest tokens get 403', async () => {
     const analyst = await t.token('acme', 'analyst');
-    for (const [q, field] of [['month=2026-13', 'querystring.month'], ['month=26-11', 'querystring.month'], ["month=2026-11'--", 'querystring.month'], ['format=xml', 'querystring.format'], ['month=2026-11&x=1', 'querystring']] as const) {
+    for (const [q, field] of [
+      ['month=2026-13', 'querystring.month'],
+      ['month=26-11', 'querystring.month'],
+      ["month=2026-11'--", 'querystring.month'],
+      ['format=xml', 'querystring.format'],
+      ['month=2026-11&x=1', 'querystring'],
+    ] as const) {
       const r = await call('GET', `/v1/transparency?${q}`, analyst);
       expect(r.status, q).toBe(400);
       expect(JSON.stringify(r.body), q).toContain(field);
@@ -352,7 +489,11 @@ describe('operator role', () => {
       ['GET', '/v1/incidents'],
       ['GET', '/v1/incidents/inc_x'],
       ['POST', '/v1/incidents/inc_x/ack', {}],
-      ['POST', '/v1/incidents/inc_x/resolve', { cause: 'process', narrative: 'n', actions: [{ description: 'w', owner: 'o', due: '2026-12-01' }] }],
+      [
+        'POST',
+        '/v1/incidents/inc_x/resolve',
+        { cause: 'process', narrative: 'n', actions: [{ description: 'w', owner: 'o', due: '2026-12-01' }] },
+      ],
       ['GET', '/v1/notifications'],
       ['GET', '/v1/webhooks'],
       ['GET', '/v1/batches/b_x'],
@@ -364,9 +505,20 @@ describe('operator role', () => {
       expect(r.status, `${method} ${path}: ${JSON.stringify(r.body)}`).toBe(403);
       expect(r.type).toMatch(/problem\+json/);
     }
-    const points = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${op}`, 'content-type': 'application/x-ndjson' }, body: ndjson(leadTimePoints(1)) });
+    const points = await fetch(`${t.url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${op}`, 'content-type': 'application/x-ndjson' },
+      body: ndjson(leadTimePoints(1)),
+    });
     expect(points.status).toBe(403);
-    for (const path of ['/v1/transparency', '/v1/audit', '/v1/audit/verify', '/v1/agreement', '/v1/agreement/versions', '/v1/agreement/proposals']) {
+    for (const path of [
+      '/v1/transparency',
+      '/v1/audit',
+      '/v1/audit/verify',
+      '/v1/agreement',
+      '/v1/agreement/versions',
+      '/v1/agreement/proposals',
+    ]) {
       expect((await call('GET', path, op)).status, path).toBe(200);
     }
     expect((await fetch(`${t.url}/readyz`)).status).toBe(200);
@@ -378,18 +530,41 @@ describe('need-to-know in the audit log and the metadata report', () => {
     const own = await startTestRoom();
     try {
       const { createToken } = await import('../../services/governance/token-repository.js');
-      const dpo = (await createToken(own.room.control.db, { partnerId: 'acme', role: 'analyst', name: 'dpo@acme.example' }, own.clock.now())).token;
-      const get = async (path: string, token: string) => (await fetch(`${own.url}${path}`, { headers: { authorization: `Bearer ${token}` } })).text();
+      const dpo = (
+        await createToken(
+          own.room.control.db,
+          { partnerId: 'acme', role: 'analyst', name: 'dpo@acme.example' },
+          own.clock.now(),
+        )
+      ).token;
+      const get = async (path: string, token: string) =>
+        (await fetch(`${own.url}${path}`, { headers: { authorization: `Bearer ${token}` } })).text();
       const ingest = await own.token('acme', 'ingest');
-      const body = ndjson(Array.from({ length: 6 }, (_, i) => ({ kpi: 'compliance', at: '2026-11-10T10:00:00Z', value: i % 2, subject: `CTRL-${i}` })));
-      expect((await fetch(`${own.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${ingest}`, 'content-type': 'application/x-ndjson' }, body })).status).toBe(202);
+      const body = ndjson(
+        Array.from({ length: 6 }, (_, i) => ({
+          kpi: 'compliance',
+          at: '2026-11-10T10:00:00Z',
+          value: i % 2,
+          subject: `CTRL-${i}`,
+        })),
+      );
+      expect(
+        (
+          await fetch(`${own.url}/v1/points`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${ingest}`, 'content-type': 'application/x-ndjson' },
+            body,
+          })
+        ).status,
+      ).toBe(202);
       expect(await get('/v1/kpis/compliance/series?grain=month', dpo)).toContain('"kpi":"compliance"');
       const analyst = await own.token('acme', 'analyst');
       expect(await get('/v1/audit?limit=1000', analyst)).not.toContain('compliance');
       expect(await get('/v1/transparency', analyst)).not.toContain('compliance');
       expect(await get('/v1/transparency?format=csv', analyst)).not.toContain('compliance');
       expect(await get('/v1/audit?limit=1000', dpo)).toContain('compliance');
-      for (const role of ['steering', 'admin'] as const) expect(await get('/v1/transparency', await own.token('acme', role))).toContain('compliance');
+      for (const role of ['steering', 'admin'] as const)
+        expect(await get('/v1/transparency', await own.token('acme', role))).toContain('compliance');
       expect(await get('/v1/transparency', await own.token(null, 'operator'))).toContain('compliance');
     } finally {
       await own.close();
@@ -398,12 +573,16 @@ describe('need-to-know in the audit log and the metadata report', () => {
 });
 
 describe('partners joining and leaving, and what admins may not mint', () => {
-  it('a new partner joins on the current partners\' approvals; a leaving partner must approve too, and its tokens are revoked with the new version', async () => {
+  it("a new partner joins on the current partners' approvals; a leaving partner must approve too, and its tokens are revoked with the new version", async () => {
     const own = await startTestRoom();
     try {
       const { createToken } = await import('../../services/governance/token-repository.js');
       const req = async (method: string, path: string, token: string, body?: unknown) => {
-        const r = await fetch(`${own.url}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+        const r = await fetch(`${own.url}${path}`, {
+          method,
+          headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+          ...(body ? { body: JSON.stringify(body) } : {}),
+        });
         return { status: r.status, body: (await r.json()) as any };
       };
       const [acme, globex] = [await own.token('acme', 'admin'), await own.token('globex', 'admin')];
@@ -411,30 +590,62 @@ describe('partners joining and leaving, and what admins may not mint', () => {
       three.partners.push({ id: 'initech', name: 'Initech Parcels' });
       const join = await req('POST', '/v1/agreement/proposals', acme, { document: three, reason: 'Initech joins' });
       expect(join.body).toMatchObject({ requiredPartners: ['acme', 'globex'], waitingFor: ['globex'] });
-      expect(join.body.changes.find((c: any) => c.path === 'partners.initech')).toMatchObject({ change: 'added', loosensPrivacy: true });
-      expect((await req('POST', `/v1/agreement/proposals/${join.body.id}/approve`, globex, {})).body.state).toBe('active');
+      expect(join.body.changes.find((c: any) => c.path === 'partners.initech')).toMatchObject({
+        change: 'added',
+        loosensPrivacy: true,
+      });
+      expect((await req('POST', `/v1/agreement/proposals/${join.body.id}/approve`, globex, {})).body.state).toBe(
+        'active',
+      );
 
-      const initechAdmin = (await createToken(own.room.control.db, { partnerId: 'initech', role: 'admin', name: 'admin@initech.example' }, own.clock.now())).token;
-      const initechAnalyst = (await createToken(own.room.control.db, { partnerId: 'initech', role: 'analyst', name: 'ana@initech.example' }, own.clock.now())).token;
+      const initechAdmin = (
+        await createToken(
+          own.room.control.db,
+          { partnerId: 'initech', role: 'admin', name: 'admin@initech.example' },
+          own.clock.now(),
+        )
+      ).token;
+      const initechAnalyst = (
+        await createToken(
+          own.room.control.db,
+          { partnerId: 'initech', role: 'analyst', name: 'ana@initech.example' },
+          own.clock.now(),
+        )
+      ).token;
       expect((await req('GET', '/v1/kpis', initechAnalyst)).status).toBe(200);
 
       const leave = await req('POST', '/v1/agreement/proposals', acme, { document: demo(), reason: 'Initech leaves' });
-      expect(leave.body).toMatchObject({ requiredPartners: ['acme', 'globex', 'initech'], waitingFor: ['globex', 'initech'] });
-      expect((await req('POST', `/v1/agreement/proposals/${leave.body.id}/approve`, globex, {})).body.state).toBe('open');
-      expect((await req('POST', `/v1/agreement/proposals/${leave.body.id}/approve`, initechAdmin, {})).body.state).toBe('active');
+      expect(leave.body).toMatchObject({
+        requiredPartners: ['acme', 'globex', 'initech'],
+        waitingFor: ['globex', 'initech'],
+      });
+      expect((await req('POST', `/v1/agreement/proposals/${leave.body.id}/approve`, globex, {})).body.state).toBe(
+        'open',
+      );
+      expect((await req('POST', `/v1/agreement/proposals/${leave.body.id}/approve`, initechAdmin, {})).body.state).toBe(
+        'active',
+      );
       expect((await req('GET', '/v1/kpis', initechAnalyst)).status).toBe(401);
       expect((await req('GET', '/v1/kpis', initechAdmin)).status).toBe(401);
-      const revoked = await own.room.control.db.selectFrom('audit_log').select(['action', 'partner_id']).where('action', '=', 'token.revoked').execute();
+      const revoked = await own.room.control.db
+        .selectFrom('audit_log')
+        .select(['action', 'partner_id'])
+        .where('action', '=', 'token.revoked')
+        .execute();
       expect(revoked.filter((r) => r.partner_id === 'initech')).toHaveLength(2);
     } finally {
       await own.close();
     }
   });
 
-  it('an admin cannot rotate a host-issued token or name a token after another partner\'s owner; its own owner on an owner token is fine', async () => {
+  it("an admin cannot rotate a host-issued token or name a token after another partner's owner; its own owner on an owner token is fine", async () => {
     const admin = await t.token('acme', 'admin');
     const { createToken } = await import('../../services/governance/token-repository.js');
-    const steering = await createToken(t.room.control.db, { partnerId: 'acme', role: 'steering', name: 'chair@joint.example' }, t.clock.now());
+    const steering = await createToken(
+      t.room.control.db,
+      { partnerId: 'acme', role: 'steering', name: 'chair@joint.example' },
+      t.clock.now(),
+    );
     const r = await call('POST', `/v1/tokens/${steering.id}/rotate`, admin, {});
     expect(r.status).toBe(403);
     expect(r.body.detail).toMatch(/host/);
@@ -452,10 +663,21 @@ describe('partners joining and leaving, and what admins may not mint', () => {
     expect(maria.status).toBe(201);
     const doc = (await call('GET', '/v1/agreement', admin)).body.agreement;
     doc.kpis.find((k: any) => k.id === 'customer_value').needToKnow.push('auditor@acme.example');
-    const made = await call('POST', '/v1/agreement/proposals', admin, { document: doc, reason: 'the auditor reads customer value' });
+    const made = await call('POST', '/v1/agreement/proposals', admin, {
+      document: doc,
+      reason: 'the auditor reads customer value',
+    });
     expect(made.status).toBe(201);
-    expect(made.body.widensTokens).toEqual([{ id: maria.body.id, partner: 'acme', role: 'analyst', name: 'Auditor@acme.example' }]);
-    expect((await call('POST', `/v1/agreement/proposals/${made.body.id}/reject`, await t.token('globex', 'admin'), { reason: 'not now' })).body.state).toBe('rejected');
+    expect(made.body.widensTokens).toEqual([
+      { id: maria.body.id, partner: 'acme', role: 'analyst', name: 'Auditor@acme.example' },
+    ]);
+    expect(
+      (
+        await call('POST', `/v1/agreement/proposals/${made.body.id}/reject`, await t.token('globex', 'admin'), {
+          reason: 'not now',
+        })
+      ).body.state,
+    ).toBe('rejected');
   });
 });
 
@@ -474,7 +696,17 @@ describe('more bad input on the governance endpoints', () => {
       ['POST', '/v1/agreement/proposals', { document: [], reason: 'x' }, 400, 'body.document'],
       ['GET', `/v1/agreement/proposals/${'p'.repeat(65)}`, undefined, 400, 'params.id'],
     ];
-    const before = await t.room.control.db.selectFrom('audit_log').select((eb) => eb.fn.countAll<number>().as('n')).where('action', 'in', ['token.rotated', 'token.revoked', 'agreement.approved', 'agreement.rejected', 'agreement.proposed']).executeTakeFirstOrThrow();
+    const before = await t.room.control.db
+      .selectFrom('audit_log')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('action', 'in', [
+        'token.rotated',
+        'token.revoked',
+        'agreement.approved',
+        'agreement.rejected',
+        'agreement.proposed',
+      ])
+      .executeTakeFirstOrThrow();
     for (const [method, path, body, status, field] of cases) {
       const r = await call(method, path, admin, body);
       expect(r.status, `${method} ${path}`).toBe(status);
@@ -482,7 +714,17 @@ describe('more bad input on the governance endpoints', () => {
       expect(JSON.stringify(r.body), `${method} ${path}`).toContain(field);
       expect(JSON.stringify(r.body)).not.toMatch(/at .*\.ts:\d+|SELECT|INSERT/);
     }
-    const after = await t.room.control.db.selectFrom('audit_log').select((eb) => eb.fn.countAll<number>().as('n')).where('action', 'in', ['token.rotated', 'token.revoked', 'agreement.approved', 'agreement.rejected', 'agreement.proposed']).executeTakeFirstOrThrow();
+    const after = await t.room.control.db
+      .selectFrom('audit_log')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('action', 'in', [
+        'token.rotated',
+        'token.revoked',
+        'agreement.approved',
+        'agreement.rejected',
+        'agreement.proposed',
+      ])
+      .executeTakeFirstOrThrow();
     expect(Number(after.n)).toBe(Number(before.n));
   });
 });
@@ -493,17 +735,47 @@ describe('a proposal that moves the partnership to another time zone', () => {
     try {
       const ingest = await own.token('acme', 'ingest');
       // 23:30 UTC on a Sunday is Monday in Berlin, still Sunday in New York.
-      const body = ndjson(Array.from({ length: 6 }, (_, i) => ({ kpi: 'lead_time', at: '2026-11-15T23:30:00Z', value: 10 + i, subject: `TZ-${i}` })));
-      expect((await fetch(`${own.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${ingest}`, 'content-type': 'application/x-ndjson' }, body })).status).toBe(202);
+      const body = ndjson(
+        Array.from({ length: 6 }, (_, i) => ({
+          kpi: 'lead_time',
+          at: '2026-11-15T23:30:00Z',
+          value: 10 + i,
+          subject: `TZ-${i}`,
+        })),
+      );
+      expect(
+        (
+          await fetch(`${own.url}/v1/points`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${ingest}`, 'content-type': 'application/x-ndjson' },
+            body,
+          })
+        ).status,
+      ).toBe(202);
       const steering = await own.token('acme', 'steering');
-      const day = async () => ((await (await fetch(`${own.url}/v1/kpis/lead_time/series?grain=day&from=2026-11-14&to=2026-11-17`, { headers: { authorization: `Bearer ${steering}` } })).json()) as { cells: { period: string; n: number }[] }).cells.map((c) => [c.period, c.n]);
+      const day = async () =>
+        (
+          (await (
+            await fetch(`${own.url}/v1/kpis/lead_time/series?grain=day&from=2026-11-14&to=2026-11-17`, {
+              headers: { authorization: `Bearer ${steering}` },
+            })
+          ).json()) as { cells: { period: string; n: number }[] }
+        ).cells.map((c) => [c.period, c.n]);
       expect(await day()).toEqual([['2026-11-16', 6]]);
       const doc = demo();
       doc.partnership.timezone = 'America/New_York';
       const [acme, globex] = [await own.token('acme', 'admin'), await own.token('globex', 'admin')];
-      const made = await fetch(`${own.url}/v1/agreement/proposals`, { method: 'POST', headers: { authorization: `Bearer ${acme}`, 'content-type': 'application/json' }, body: JSON.stringify({ document: doc, reason: 'the joint service runs from New York' }) });
+      const made = await fetch(`${own.url}/v1/agreement/proposals`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${acme}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ document: doc, reason: 'the joint service runs from New York' }),
+      });
       const id = ((await made.json()) as { id: string }).id;
-      const ok = await fetch(`${own.url}/v1/agreement/proposals/${id}/approve`, { method: 'POST', headers: { authorization: `Bearer ${globex}`, 'content-type': 'application/json' }, body: '{}' });
+      const ok = await fetch(`${own.url}/v1/agreement/proposals/${id}/approve`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${globex}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
       expect(((await ok.json()) as { state: string }).state).toBe('active');
       expect(await day()).toEqual([['2026-11-15', 6]]);
     } finally {

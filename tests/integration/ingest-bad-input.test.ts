@@ -1,5 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { Float64, Int32, Table, TimestampMillisecond, Utf8, tableFromIPC, tableToIPC, vectorFromArray, type Vector } from 'apache-arrow';
+import {
+  Float64,
+  Int32,
+  Table,
+  TimestampMillisecond,
+  Utf8,
+  tableFromIPC,
+  tableToIPC,
+  vectorFromArray,
+  type Vector,
+} from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPseudonymiser } from '../../services/ingest/pseudonymiser.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
@@ -45,10 +55,23 @@ interface PostOpts {
   headers?: Record<string, string>;
 }
 
-async function post(body: string | Uint8Array | ReadableStream<Uint8Array>, contentType: string | null, opts: PostOpts = {}): Promise<Res> {
+async function post(
+  body: string | Uint8Array | ReadableStream<Uint8Array>,
+  contentType: string | null,
+  opts: PostOpts = {},
+): Promise<Res> {
   const token = opts.token === undefined ? acme : opts.token;
-  const headers: Record<string, string> = { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(contentType ? { 'content-type': contentType } : {}), ...opts.headers };
-  const res = await fetch(`${t.url}/v1/points${opts.query ?? ''}`, { method: 'POST', headers, body, ...(body instanceof ReadableStream ? { duplex: 'half' } : {}) } as RequestInit);
+  const headers: Record<string, string> = {
+    ...(token ? { authorization: `Bearer ${token}` } : {}),
+    ...(contentType ? { 'content-type': contentType } : {}),
+    ...opts.headers,
+  };
+  const res = await fetch(`${t.url}/v1/points${opts.query ?? ''}`, {
+    method: 'POST',
+    headers,
+    body,
+    ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
+  } as RequestInit);
   const text = await res.text();
   let parsed: Record<string, any> = {};
   try {
@@ -127,7 +150,13 @@ async function expectRefused(send: () => Promise<Res>, exp: Expected): Promise<R
 // ---------------------------------------------------------------- encoders for arbitrary points
 
 type Raw = Record<string, unknown>;
-const good: Raw = { kpi: 'lead_time', at: '2026-11-01T10:00:00Z', value: 3, subject: 'S-GOOD-1', dims: { region: 'north' } };
+const good: Raw = {
+  kpi: 'lead_time',
+  at: '2026-11-01T10:00:00Z',
+  value: 3,
+  subject: 'S-GOOD-1',
+  dims: { region: 'north' },
+};
 
 function encode(kind: Kind, rows: Raw[]): string | Uint8Array {
   switch (kind) {
@@ -141,17 +170,30 @@ function encode(kind: Kind, rows: Raw[]): string | Uint8Array {
         return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
       };
       const lines = ['kpi,at,value,subject,region'];
-      for (const r of rows) lines.push([r['kpi'], r['at'], r['value'], r['subject'], (r['dims'] as Raw | undefined)?.['region']].map(cell).join(','));
+      for (const r of rows)
+        lines.push(
+          [r['kpi'], r['at'], r['value'], r['subject'], (r['dims'] as Raw | undefined)?.['region']].map(cell).join(','),
+        );
       return lines.join('\n') + '\n';
     }
     case 'arrow': {
-      const str = (k: string) => vectorFromArray(rows.map((r) => (r[k] as string | undefined) ?? null), new Utf8());
+      const str = (k: string) =>
+        vectorFromArray(
+          rows.map((r) => (r[k] as string | undefined) ?? null),
+          new Utf8(),
+        );
       return arrowTable({
         kpi: str('kpi'),
         at: str('at'),
-        value: vectorFromArray(rows.map((r) => r['value'] as number), new Float64()),
+        value: vectorFromArray(
+          rows.map((r) => r['value'] as number),
+          new Float64(),
+        ),
         subject: str('subject'),
-        region: vectorFromArray(rows.map((r) => ((r['dims'] as Raw | undefined)?.['region'] as string | undefined) ?? null), new Utf8()),
+        region: vectorFromArray(
+          rows.map((r) => ((r['dims'] as Raw | undefined)?.['region'] as string | undefined) ?? null),
+          new Utf8(),
+        ),
       });
     }
   }
@@ -193,23 +235,70 @@ const rowCases: RowCase[] = [
   { name: 'value null', bad: { ...good, value: null }, field: 'value', kinds: ['json', 'ndjson'] },
   { name: 'dims as an array', bad: { ...good, dims: ['north'] }, field: 'dims', kinds: ['json', 'ndjson'] },
   { name: 'dims as a string', bad: { ...good, dims: 'north' }, field: 'dims', kinds: ['json', 'ndjson'] },
-  { name: 'a dimension value as a number', bad: { ...good, dims: { region: 7 } }, field: 'dims.region', kinds: ['json', 'ndjson'] },
-  { name: 'unknown dimension key', bad: { ...good, dims: { color: 'red' } }, field: 'dims.color', kinds: ['json', 'ndjson'] },
-  { name: 'unknown dimension value', bad: { ...good, dims: { region: 'west' } }, field: 'dims.region', kinds: allKinds },
-  { name: 'a dimension on a KPI without dimensions (compliance)', bad: { ...good, kpi: 'compliance', value: 1, dims: { region: 'north' } }, field: 'dims.region', kinds: allKinds },
-  { name: 'a 10,000-character subject (not echoed)', bad: { ...good, subject: longSubject }, field: 'subject', kinds: allKinds, notEchoed: ['LONGSUBJ', 'x'.repeat(30)] },
+  {
+    name: 'a dimension value as a number',
+    bad: { ...good, dims: { region: 7 } },
+    field: 'dims.region',
+    kinds: ['json', 'ndjson'],
+  },
+  {
+    name: 'unknown dimension key',
+    bad: { ...good, dims: { color: 'red' } },
+    field: 'dims.color',
+    kinds: ['json', 'ndjson'],
+  },
+  {
+    name: 'unknown dimension value',
+    bad: { ...good, dims: { region: 'west' } },
+    field: 'dims.region',
+    kinds: allKinds,
+  },
+  {
+    name: 'a dimension on a KPI without dimensions (compliance)',
+    bad: { ...good, kpi: 'compliance', value: 1, dims: { region: 'north' } },
+    field: 'dims.region',
+    kinds: allKinds,
+  },
+  {
+    name: 'a 10,000-character subject (not echoed)',
+    bad: { ...good, subject: longSubject },
+    field: 'subject',
+    kinds: allKinds,
+    notEchoed: ['LONGSUBJ', 'x'.repeat(30)],
+  },
   { name: 'missing subject', bad: noSubject, field: 'subject', kinds: allKinds },
   { name: 'empty subject', bad: { ...good, subject: '' }, field: 'subject', kinds: ['json', 'ndjson'] },
   { name: 'subject as a number', bad: { ...good, subject: 12345 }, field: 'subject', kinds: ['json', 'ndjson'] },
-  { name: 'subject with a control character (not echoed)', bad: { ...good, subject: 'CTRLSUBJ\u0000x' }, field: 'subject', kinds: ['json', 'ndjson', 'arrow'], notEchoed: ['CTRLSUBJ'] },
+  {
+    name: 'subject with a control character (not echoed)',
+    bad: { ...good, subject: 'CTRLSUBJ\u0000x' },
+    field: 'subject',
+    kinds: ['json', 'ndjson', 'arrow'],
+    notEchoed: ['CTRLSUBJ'],
+  },
   { name: '`at` without an offset', bad: { ...good, at: '2026-11-01T10:00:00' }, field: 'at', kinds: allKinds },
   { name: '`at` on an impossible date', bad: { ...good, at: '2026-02-30T10:00:00Z' }, field: 'at', kinds: allKinds },
   { name: '`at` at hour 24', bad: { ...good, at: '2026-11-01T24:00:00Z' }, field: 'at', kinds: ['json', 'csv'] },
   { name: '`at` in the future (2027)', bad: { ...good, at: '2027-01-01T00:00:00Z' }, field: 'at', kinds: allKinds },
   { name: '`at` before 2000', bad: { ...good, at: '1999-12-31T23:59:59Z' }, field: 'at', kinds: ['json', 'ndjson'] },
-  { name: '`at` as epoch milliseconds', bad: { ...good, at: 1_790_000_000_000 }, field: 'at', kinds: ['json', 'ndjson'] },
-  { name: 'rate KPI (error_rate) with value 0.5', bad: { ...good, kpi: 'error_rate', value: 0.5 }, field: 'value', kinds: allKinds },
-  { name: 'value outside the range (customer_value 11)', bad: { ...good, kpi: 'customer_value', value: 11 }, field: 'value', kinds: allKinds },
+  {
+    name: '`at` as epoch milliseconds',
+    bad: { ...good, at: 1_790_000_000_000 },
+    field: 'at',
+    kinds: ['json', 'ndjson'],
+  },
+  {
+    name: 'rate KPI (error_rate) with value 0.5',
+    bad: { ...good, kpi: 'error_rate', value: 0.5 },
+    field: 'value',
+    kinds: allKinds,
+  },
+  {
+    name: 'value outside the range (customer_value 11)',
+    bad: { ...good, kpi: 'customer_value', value: 11 },
+    field: 'value',
+    kinds: allKinds,
+  },
   { name: 'value below the range (lead_time -1)', bad: { ...good, value: -1 }, field: 'value', kinds: allKinds },
   { name: 'an unknown field in a point', bad: { ...good, colour: 'red' }, field: 'colour', kinds: ['json', 'ndjson'] },
 ];
@@ -245,7 +334,6 @@ interface BodyCase {
   query?: string;
 }
 
-
 const twoBatchArrow = arrow(leadTimePoints(200, 'TRUNC'));
 
 /** A stream of two record batches of valid points, cut `extra` bytes after the end of the first. */
@@ -255,7 +343,10 @@ function cutAfterFirstBatch(extra: number): Uint8Array {
   const both = tableToIPC(new Table([batch.slice(0, 3), batch.slice(3)]), 'stream');
   // [schema][batch 1][EOS] is a prefix of [schema][batch 1][batch 2][EOS] up to the EOS.
   const boundary = first.length - 8;
-  if (!Buffer.from(both.subarray(0, boundary)).equals(Buffer.from(first.subarray(0, boundary))) || tableFromIPC(both).numRows !== 6) {
+  if (
+    !Buffer.from(both.subarray(0, boundary)).equals(Buffer.from(first.subarray(0, boundary))) ||
+    tableFromIPC(both).numRows !== 6
+  ) {
     throw new Error('test setup: the two-batch stream does not start with the one-batch stream');
   }
   return both.subarray(0, boundary + extra);
@@ -263,92 +354,347 @@ function cutAfterFirstBatch(extra: number): Uint8Array {
 
 const bodyCases: BodyCase[] = [
   // JSON that cannot be decoded or is not {"points": [...]}
-  { name: 'malformed JSON', type: 'application/json', body: '{"points": [ {"kpi": ', exp: { status: 400, field: 'body' } },
-  { name: 'JSON with a broken element after a good one', type: 'application/json', body: `{"points": [${goodLine}, {"kpi": "lead_time",, }]}`, exp: { status: 400, field: 'body' } },
-  { name: 'JSON with a literal NaN (not JSON; the subject is not echoed)', type: 'application/json', body: `{"points": [{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","subject":"NANSUBJ-1","value":NaN}]}`, exp: { status: 400, field: 'body', notEchoed: ['NANSUBJ'] } },
-  { name: 'JSON array at the top level', type: 'application/json', body: `[${goodLine}]`, exp: { status: 400, field: 'body' } },
-  { name: 'JSON extra top-level field before points', type: 'application/json', body: `{"extra": 1, "points": [${goodLine}]}`, exp: { status: 400, field: 'extra' } },
-  { name: 'JSON extra top-level field after points', type: 'application/json', body: `{"points": [${goodLine}], "extra": 1}`, exp: { status: 400, field: 'extra' } },
-  { name: 'JSON a second "points" field', type: 'application/json', body: `{"points": [${goodLine}], "points": []}`, exp: { status: 400, field: 'points' } },
-  { name: 'JSON with text after the closing brace', type: 'application/json', body: `{"points": [${goodLine}]} {}`, exp: { status: 400, field: 'body' } },
-  { name: 'JSON points as an object', type: 'application/json', body: `{"points": ${goodLine}}`, exp: { status: 400, field: 'points' } },
+  {
+    name: 'malformed JSON',
+    type: 'application/json',
+    body: '{"points": [ {"kpi": ',
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'JSON with a broken element after a good one',
+    type: 'application/json',
+    body: `{"points": [${goodLine}, {"kpi": "lead_time",, }]}`,
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'JSON with a literal NaN (not JSON; the subject is not echoed)',
+    type: 'application/json',
+    body: `{"points": [{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","subject":"NANSUBJ-1","value":NaN}]}`,
+    exp: { status: 400, field: 'body', notEchoed: ['NANSUBJ'] },
+  },
+  {
+    name: 'JSON array at the top level',
+    type: 'application/json',
+    body: `[${goodLine}]`,
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'JSON extra top-level field before points',
+    type: 'application/json',
+    body: `{"extra": 1, "points": [${goodLine}]}`,
+    exp: { status: 400, field: 'extra' },
+  },
+  {
+    name: 'JSON extra top-level field after points',
+    type: 'application/json',
+    body: `{"points": [${goodLine}], "extra": 1}`,
+    exp: { status: 400, field: 'extra' },
+  },
+  {
+    name: 'JSON a second "points" field',
+    type: 'application/json',
+    body: `{"points": [${goodLine}], "points": []}`,
+    exp: { status: 400, field: 'points' },
+  },
+  {
+    name: 'JSON with text after the closing brace',
+    type: 'application/json',
+    body: `{"points": [${goodLine}]} {}`,
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'JSON points as an object',
+    type: 'application/json',
+    body: `{"points": ${goodLine}}`,
+    exp: { status: 400, field: 'points' },
+  },
   { name: 'JSON a bare string', type: 'application/json', body: '"points"', exp: { status: 400, field: 'body' } },
-  { name: 'JSON with an empty points array', type: 'application/json', body: '{"points": []}', exp: { status: 400, field: 'body' } },
-  { name: 'JSON points holding a number', type: 'application/json', body: `{"points": [${goodLine}, 5]}`, exp: { status: 422, field: '(point)', errors: [{ row: 2, field: '(point)' }] } },
-  { name: 'JSON points holding null', type: 'application/json', body: `{"points": [${goodLine}, null]}`, exp: { status: 422, field: '(point)', errors: [{ row: 2, field: '(point)' }] } },
-  { name: 'JSON points holding an array', type: 'application/json', body: `{"points": [${goodLine}, []]}`, exp: { status: 422, field: '(point)', errors: [{ row: 2, field: '(point)' }] } },
+  {
+    name: 'JSON with an empty points array',
+    type: 'application/json',
+    body: '{"points": []}',
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'JSON points holding a number',
+    type: 'application/json',
+    body: `{"points": [${goodLine}, 5]}`,
+    exp: { status: 422, field: '(point)', errors: [{ row: 2, field: '(point)' }] },
+  },
+  {
+    name: 'JSON points holding null',
+    type: 'application/json',
+    body: `{"points": [${goodLine}, null]}`,
+    exp: { status: 422, field: '(point)', errors: [{ row: 2, field: '(point)' }] },
+  },
+  {
+    name: 'JSON points holding an array',
+    type: 'application/json',
+    body: `{"points": [${goodLine}, []]}`,
+    exp: { status: 422, field: '(point)', errors: [{ row: 2, field: '(point)' }] },
+  },
 
   // NDJSON lines that are not JSON are row errors
-  { name: 'NDJSON with the last line cut mid-object', type: 'application/x-ndjson', body: `${goodLine}\n${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T1`, exp: { status: 422, field: '(line)', errors: [{ row: 3, field: '(line)' }] } },
-  { name: 'NDJSON NaN (not JSON; the subject is not echoed)', type: 'application/x-ndjson', body: `${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","subject":"NANSUBJ-1","value":NaN}\n`, exp: { status: 422, field: '(line)', errors: [{ row: 2, field: '(line)' }], notEchoed: ['NANSUBJ'] } },
-  { name: 'NDJSON with an unquoted subject (not JSON; the subject is not echoed)', type: 'application/x-ndjson', body: `${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","value":3,"subject":LEAKSUBJ-1}\n`, exp: { status: 422, field: '(line)', errors: [{ row: 2, field: '(line)' }], notEchoed: ['LEAKSUBJ'] } },
-  { name: 'JSON with an unquoted subject (the subject is not echoed)', type: 'application/json', body: `{"points": [${goodLine}, {"kpi":"lead_time","at":"2026-11-01T10:00:00Z","value":3,"subject":LEAKSUBJ-1}]}`, exp: { status: 400, field: 'body', notEchoed: ['LEAKSUBJ'] } },
-  { name: 'NDJSON Infinity (not JSON)', type: 'application/x-ndjson', body: `${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","subject":"INFSUBJ-1","value":Infinity}\n`, exp: { status: 422, field: '(line)', errors: [{ row: 2, field: '(line)' }], notEchoed: ['INFSUBJ'] } },
-  { name: 'NDJSON a line that is an array', type: 'application/x-ndjson', body: `${goodLine}\n[1,2]\n`, exp: { status: 422, field: '(point)', errors: [{ row: 2, field: '(point)' }] } },
-  { name: 'NDJSON a JSON document {"points":[...]} sent as NDJSON', type: 'application/x-ndjson', body: jsonBody(leadTimePoints(2)), exp: { status: 422, field: 'points', errors: [{ row: 1, field: 'points' }] } },
+  {
+    name: 'NDJSON with the last line cut mid-object',
+    type: 'application/x-ndjson',
+    body: `${goodLine}\n${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T1`,
+    exp: { status: 422, field: '(line)', errors: [{ row: 3, field: '(line)' }] },
+  },
+  {
+    name: 'NDJSON NaN (not JSON; the subject is not echoed)',
+    type: 'application/x-ndjson',
+    body: `${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","subject":"NANSUBJ-1","value":NaN}\n`,
+    exp: { status: 422, field: '(line)', errors: [{ row: 2, field: '(line)' }], notEchoed: ['NANSUBJ'] },
+  },
+  {
+    name: 'NDJSON with an unquoted subject (not JSON; the subject is not echoed)',
+    type: 'application/x-ndjson',
+    body: `${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","value":3,"subject":LEAKSUBJ-1}\n`,
+    exp: { status: 422, field: '(line)', errors: [{ row: 2, field: '(line)' }], notEchoed: ['LEAKSUBJ'] },
+  },
+  {
+    name: 'JSON with an unquoted subject (the subject is not echoed)',
+    type: 'application/json',
+    body: `{"points": [${goodLine}, {"kpi":"lead_time","at":"2026-11-01T10:00:00Z","value":3,"subject":LEAKSUBJ-1}]}`,
+    exp: { status: 400, field: 'body', notEchoed: ['LEAKSUBJ'] },
+  },
+  {
+    name: 'NDJSON Infinity (not JSON)',
+    type: 'application/x-ndjson',
+    body: `${goodLine}\n{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","subject":"INFSUBJ-1","value":Infinity}\n`,
+    exp: { status: 422, field: '(line)', errors: [{ row: 2, field: '(line)' }], notEchoed: ['INFSUBJ'] },
+  },
+  {
+    name: 'NDJSON a line that is an array',
+    type: 'application/x-ndjson',
+    body: `${goodLine}\n[1,2]\n`,
+    exp: { status: 422, field: '(point)', errors: [{ row: 2, field: '(point)' }] },
+  },
+  {
+    name: 'NDJSON a JSON document {"points":[...]} sent as NDJSON',
+    type: 'application/x-ndjson',
+    body: jsonBody(leadTimePoints(2)),
+    exp: { status: 422, field: 'points', errors: [{ row: 1, field: 'points' }] },
+  },
 
   // CSV structure
-  { name: 'CSV without a subject column', type: 'text/csv', body: 'kpi,at,value,region\nlead_time,2026-11-01T10:00:00Z,3,north\n', exp: { status: 422, field: 'subject', errors: [{ row: 1, field: 'subject' }] } },
-  { name: 'CSV with an unknown extra column', type: 'text/csv', body: 'kpi,at,value,subject,region,color\nlead_time,2026-11-01T10:00:00Z,3,S-1,north,red\n', exp: { status: 422, field: 'color', errors: [{ row: 1, field: 'color' }] } },
-  { name: 'CSV with a duplicate column', type: 'text/csv', body: 'kpi,at,value,subject,value\nlead_time,2026-11-01T10:00:00Z,3,S-1,4\n', exp: { status: 422, field: 'value', errors: [{ row: 1, field: 'value' }] } },
-  { name: 'CSV with a partner column', type: 'text/csv', body: 'kpi,at,value,subject,partner\nlead_time,2026-11-01T10:00:00Z,3,S-1,globex\n', exp: { status: 422, field: 'partner', errors: [{ row: 1, field: 'partner' }] } },
-  { name: 'CSV row with too many cells', type: 'text/csv', body: 'kpi,at,value,subject,region\nlead_time,2026-11-01T10:00:00Z,3,S-1,north\nlead_time,2026-11-01T10:00:00Z,3,S-2,north,extra\n', exp: { status: 422, field: '(line)', errors: [{ row: 3, field: '(line)' }] } },
-  { name: 'CSV row with too few cells', type: 'text/csv', body: 'kpi,at,value,subject,region\nlead_time,2026-11-01T10:00:00Z,3,S-1,north\nlead_time,2026-11-01T10:00:00Z,3\n', exp: { status: 422, field: '(line)', errors: [{ row: 3, field: '(line)' }] } },
-  { name: 'CSV with a stray quote inside a subject (malformed; not echoed)', type: 'text/csv', body: 'kpi,at,value,subject,region\nlead_time,2026-11-01T10:00:00Z,3,QUOTESUBJ"1,north\n', exp: { status: 400, field: 'body', notEchoed: ['QUOTESUBJ'] } },
-  { name: 'CSV with an unterminated quoted field', type: 'text/csv', body: 'kpi,at,value,subject,region\nlead_time,2026-11-01T10:00:00Z,3,"OPENSUBJ-1,north\n', exp: { status: 400, field: 'body', notEchoed: ['OPENSUBJ'] } },
-  { name: 'CSV with a header only', type: 'text/csv', body: 'kpi,at,value,subject,region\n', exp: { status: 400, field: 'body' } },
+  {
+    name: 'CSV without a subject column',
+    type: 'text/csv',
+    body: 'kpi,at,value,region\nlead_time,2026-11-01T10:00:00Z,3,north\n',
+    exp: { status: 422, field: 'subject', errors: [{ row: 1, field: 'subject' }] },
+  },
+  {
+    name: 'CSV with an unknown extra column',
+    type: 'text/csv',
+    body: 'kpi,at,value,subject,region,color\nlead_time,2026-11-01T10:00:00Z,3,S-1,north,red\n',
+    exp: { status: 422, field: 'color', errors: [{ row: 1, field: 'color' }] },
+  },
+  {
+    name: 'CSV with a duplicate column',
+    type: 'text/csv',
+    body: 'kpi,at,value,subject,value\nlead_time,2026-11-01T10:00:00Z,3,S-1,4\n',
+    exp: { status: 422, field: 'value', errors: [{ row: 1, field: 'value' }] },
+  },
+  {
+    name: 'CSV with a partner column',
+    type: 'text/csv',
+    body: 'kpi,at,value,subject,partner\nlead_time,2026-11-01T10:00:00Z,3,S-1,globex\n',
+    exp: { status: 422, field: 'partner', errors: [{ row: 1, field: 'partner' }] },
+  },
+  {
+    name: 'CSV row with too many cells',
+    type: 'text/csv',
+    body: 'kpi,at,value,subject,region\nlead_time,2026-11-01T10:00:00Z,3,S-1,north\nlead_time,2026-11-01T10:00:00Z,3,S-2,north,extra\n',
+    exp: { status: 422, field: '(line)', errors: [{ row: 3, field: '(line)' }] },
+  },
+  {
+    name: 'CSV row with too few cells',
+    type: 'text/csv',
+    body: 'kpi,at,value,subject,region\nlead_time,2026-11-01T10:00:00Z,3,S-1,north\nlead_time,2026-11-01T10:00:00Z,3\n',
+    exp: { status: 422, field: '(line)', errors: [{ row: 3, field: '(line)' }] },
+  },
+  {
+    name: 'CSV with a stray quote inside a subject (malformed; not echoed)',
+    type: 'text/csv',
+    body: 'kpi,at,value,subject,region\nlead_time,2026-11-01T10:00:00Z,3,QUOTESUBJ"1,north\n',
+    exp: { status: 400, field: 'body', notEchoed: ['QUOTESUBJ'] },
+  },
+  {
+    name: 'CSV with an unterminated quoted field',
+    type: 'text/csv',
+    body: 'kpi,at,value,subject,region\nlead_time,2026-11-01T10:00:00Z,3,"OPENSUBJ-1,north\n',
+    exp: { status: 400, field: 'body', notEchoed: ['OPENSUBJ'] },
+  },
+  {
+    name: 'CSV with a header only',
+    type: 'text/csv',
+    body: 'kpi,at,value,subject,region\n',
+    exp: { status: 400, field: 'body' },
+  },
 
   // Invalid UTF-8
-  ...(['application/json', 'application/x-ndjson', 'text/csv'] as const).map((type) => ({ name: `invalid UTF-8 bytes (${type})`, type, body: Buffer.from([0x7b, 0xff, 0xfe]), exp: { status: 400, field: 'body' } })),
-  { name: 'invalid UTF-8 inside a CSV subject after a good row', type: 'text/csv', body: Buffer.concat([Buffer.from('kpi,at,value,subject,region\nlead_time,2026-11-01T10:00:00Z,3,S-1,north\nlead_time,2026-11-01T10:00:00Z,3,S-'), Buffer.from([0xc3, 0x28]), Buffer.from(',north\n')]), exp: { status: 400, field: 'body' } },
-  { name: 'a body ending inside a UTF-8 character (NDJSON)', type: 'application/x-ndjson', body: Buffer.concat([Buffer.from(`${goodLine}\n{"subject":"`), Buffer.from([0xe2, 0x82])]), exp: { status: 400, field: 'body' } },
+  ...(['application/json', 'application/x-ndjson', 'text/csv'] as const).map((type) => ({
+    name: `invalid UTF-8 bytes (${type})`,
+    type,
+    body: Buffer.from([0x7b, 0xff, 0xfe]),
+    exp: { status: 400, field: 'body' },
+  })),
+  {
+    name: 'invalid UTF-8 inside a CSV subject after a good row',
+    type: 'text/csv',
+    body: Buffer.concat([
+      Buffer.from(
+        'kpi,at,value,subject,region\nlead_time,2026-11-01T10:00:00Z,3,S-1,north\nlead_time,2026-11-01T10:00:00Z,3,S-',
+      ),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.from(',north\n'),
+    ]),
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'a body ending inside a UTF-8 character (NDJSON)',
+    type: 'application/x-ndjson',
+    body: Buffer.concat([Buffer.from(`${goodLine}\n{"subject":"`), Buffer.from([0xe2, 0x82])]),
+    exp: { status: 400, field: 'body' },
+  },
 
   // Empty bodies
-  ...Object.values(mediaType).map((type) => ({ name: `an empty body (${type})`, type, body: '', exp: { status: 400, field: 'body' } })),
-  { name: 'NDJSON with only blank lines', type: 'application/x-ndjson', body: '\n\n  \r\n\n', exp: { status: 400, field: 'body' } },
+  ...Object.values(mediaType).map((type) => ({
+    name: `an empty body (${type})`,
+    type,
+    body: '',
+    exp: { status: 400, field: 'body' },
+  })),
+  {
+    name: 'NDJSON with only blank lines',
+    type: 'application/x-ndjson',
+    body: '\n\n  \r\n\n',
+    exp: { status: 400, field: 'body' },
+  },
 
   // Arrow
-  { name: 'Arrow: random bytes', type: mediaType.arrow, body: new Uint8Array(randomBytes(4096)), exp: { status: 400, field: 'body' } },
-  { name: 'Arrow: a valid stream truncated in the middle', type: mediaType.arrow, body: twoBatchArrow.subarray(0, Math.floor(twoBatchArrow.length / 2)), exp: { status: 400, field: 'body' } },
-  { name: 'Arrow: a valid stream with its last byte cut', type: mediaType.arrow, body: twoBatchArrow.subarray(0, twoBatchArrow.length - 9), exp: { status: 400, field: 'body' } },
-  { name: 'Arrow: a two-batch stream cut right after the first batch (no end-of-stream marker)', type: mediaType.arrow, body: cutAfterFirstBatch(0), exp: { status: 400, field: 'body' } },
-  { name: 'Arrow: a two-batch stream cut 4 bytes into the second message', type: mediaType.arrow, body: cutAfterFirstBatch(4), exp: { status: 400, field: 'body' } },
-  { name: 'Arrow: an Arrow file cut short', type: mediaType.arrow, body: (() => { const f = tableToIPC(tableFromIPC(arrow(leadTimePoints(4, 'FILECUT'))), 'file'); return f.subarray(0, f.length - 40); })(), exp: { status: 400, field: 'body' } },
-  { name: 'Arrow: JSON sent as Arrow', type: mediaType.arrow, body: jsonBody(leadTimePoints(3)), exp: { status: 400, field: 'body' } },
+  {
+    name: 'Arrow: random bytes',
+    type: mediaType.arrow,
+    body: new Uint8Array(randomBytes(4096)),
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'Arrow: a valid stream truncated in the middle',
+    type: mediaType.arrow,
+    body: twoBatchArrow.subarray(0, Math.floor(twoBatchArrow.length / 2)),
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'Arrow: a valid stream with its last byte cut',
+    type: mediaType.arrow,
+    body: twoBatchArrow.subarray(0, twoBatchArrow.length - 9),
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'Arrow: a two-batch stream cut right after the first batch (no end-of-stream marker)',
+    type: mediaType.arrow,
+    body: cutAfterFirstBatch(0),
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'Arrow: a two-batch stream cut 4 bytes into the second message',
+    type: mediaType.arrow,
+    body: cutAfterFirstBatch(4),
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'Arrow: an Arrow file cut short',
+    type: mediaType.arrow,
+    body: (() => {
+      const f = tableToIPC(tableFromIPC(arrow(leadTimePoints(4, 'FILECUT'))), 'file');
+      return f.subarray(0, f.length - 40);
+    })(),
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'Arrow: JSON sent as Arrow',
+    type: mediaType.arrow,
+    body: jsonBody(leadTimePoints(3)),
+    exp: { status: 400, field: 'body' },
+  },
   {
     name: 'Arrow: missing subject column',
     type: mediaType.arrow,
-    body: arrowTable({ kpi: vectorFromArray(['lead_time'], new Utf8()), at: vectorFromArray(['2026-11-01T10:00:00Z'], new Utf8()), value: vectorFromArray([3], new Float64()) }),
+    body: arrowTable({
+      kpi: vectorFromArray(['lead_time'], new Utf8()),
+      at: vectorFromArray(['2026-11-01T10:00:00Z'], new Utf8()),
+      value: vectorFromArray([3], new Float64()),
+    }),
     exp: { status: 422, field: 'subject', errors: [{ field: 'subject' }] },
   },
   {
     name: 'Arrow: an unknown extra column',
     type: mediaType.arrow,
-    body: arrowTable({ kpi: vectorFromArray(['lead_time'], new Utf8()), at: vectorFromArray(['2026-11-01T10:00:00Z'], new Utf8()), value: vectorFromArray([3], new Float64()), subject: vectorFromArray(['S-1'], new Utf8()), color: vectorFromArray(['red'], new Utf8()) }),
+    body: arrowTable({
+      kpi: vectorFromArray(['lead_time'], new Utf8()),
+      at: vectorFromArray(['2026-11-01T10:00:00Z'], new Utf8()),
+      value: vectorFromArray([3], new Float64()),
+      subject: vectorFromArray(['S-1'], new Utf8()),
+      color: vectorFromArray(['red'], new Utf8()),
+    }),
     exp: { status: 422, field: 'color', errors: [{ field: 'color' }] },
   },
   {
     name: 'Arrow: a timestamp `at` without a time zone',
     type: mediaType.arrow,
-    body: arrowTable({ kpi: vectorFromArray(['lead_time'], new Utf8()), at: vectorFromArray([Date.parse('2026-11-01T10:00:00Z')], new TimestampMillisecond()), value: vectorFromArray([3], new Float64()), subject: vectorFromArray(['S-1'], new Utf8()) }),
+    body: arrowTable({
+      kpi: vectorFromArray(['lead_time'], new Utf8()),
+      at: vectorFromArray([Date.parse('2026-11-01T10:00:00Z')], new TimestampMillisecond()),
+      value: vectorFromArray([3], new Float64()),
+      subject: vectorFromArray(['S-1'], new Utf8()),
+    }),
     exp: { status: 422, field: 'at', errors: [{ field: 'at' }] },
   },
   {
     name: 'Arrow: a timestamp `at` in the future',
     type: mediaType.arrow,
-    body: arrowTable({ kpi: vectorFromArray(['lead_time', 'lead_time'], new Utf8()), at: vectorFromArray([Date.parse('2026-11-01T10:00:00Z'), Date.parse('2027-03-01T10:00:00Z')], new TimestampMillisecond('UTC')), value: vectorFromArray([3, 4], new Float64()), subject: vectorFromArray(['S-1', 'S-2'], new Utf8()) }),
+    body: arrowTable({
+      kpi: vectorFromArray(['lead_time', 'lead_time'], new Utf8()),
+      at: vectorFromArray(
+        [Date.parse('2026-11-01T10:00:00Z'), Date.parse('2027-03-01T10:00:00Z')],
+        new TimestampMillisecond('UTC'),
+      ),
+      value: vectorFromArray([3, 4], new Float64()),
+      subject: vectorFromArray(['S-1', 'S-2'], new Utf8()),
+    }),
     exp: { status: 422, field: 'at', errors: [{ row: 2, field: 'at' }] },
   },
   {
     name: 'Arrow: a dimension column of numbers',
     type: mediaType.arrow,
-    body: arrowTable({ kpi: vectorFromArray(['lead_time', 'lead_time'], new Utf8()), at: vectorFromArray(['2026-11-01T10:00:00Z', '2026-11-01T11:00:00Z'], new Utf8()), value: vectorFromArray([3, 4], new Float64()), subject: vectorFromArray(['S-1', 'S-2'], new Utf8()), region: vectorFromArray([7, 8], new Int32()) }),
-    exp: { status: 422, field: 'dims.region', errors: [{ row: 1, field: 'dims.region' }, { row: 2, field: 'dims.region' }] },
+    body: arrowTable({
+      kpi: vectorFromArray(['lead_time', 'lead_time'], new Utf8()),
+      at: vectorFromArray(['2026-11-01T10:00:00Z', '2026-11-01T11:00:00Z'], new Utf8()),
+      value: vectorFromArray([3, 4], new Float64()),
+      subject: vectorFromArray(['S-1', 'S-2'], new Utf8()),
+      region: vectorFromArray([7, 8], new Int32()),
+    }),
+    exp: {
+      status: 422,
+      field: 'dims.region',
+      errors: [
+        { row: 1, field: 'dims.region' },
+        { row: 2, field: 'dims.region' },
+      ],
+    },
   },
   {
     name: 'Arrow: value as a string column',
     type: mediaType.arrow,
-    body: arrowTable({ kpi: vectorFromArray(['lead_time'], new Utf8()), at: vectorFromArray(['2026-11-01T10:00:00Z'], new Utf8()), value: vectorFromArray(['3'], new Utf8()), subject: vectorFromArray(['S-1'], new Utf8()) }),
+    body: arrowTable({
+      kpi: vectorFromArray(['lead_time'], new Utf8()),
+      at: vectorFromArray(['2026-11-01T10:00:00Z'], new Utf8()),
+      value: vectorFromArray(['3'], new Utf8()),
+      subject: vectorFromArray(['S-1'], new Utf8()),
+    }),
     exp: { status: 422, field: 'value', errors: [{ row: 1, field: 'value' }] },
   },
 ];
@@ -386,7 +732,12 @@ describe('undecodable or misshapen bodies', () => {
 describe('content type, size, query, headers and auth', () => {
   const small = ndjson(leadTimePoints(2, 'TRANS'));
 
-  for (const type of ['text/plain', 'application/xml', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+  for (const type of [
+    'text/plain',
+    'application/xml',
+    'application/x-www-form-urlencoded',
+    'multipart/form-data; boundary=x',
+  ]) {
     it(`content type ${type} → 415`, async () => {
       const r = await expectRefused(() => post(small, type), { status: 415, field: 'content-type' });
       expect(r.body['detail']).toContain('application/x-ndjson');
@@ -406,7 +757,15 @@ describe('content type, size, query, headers and auth', () => {
 
   for (const kind of ['ndjson', 'json', 'csv', 'arrow'] as const) {
     it(`an oversize ${kind} body sent chunked (no content-length) → 413 from the streaming counter`, async () => {
-      const payload = Buffer.from(kind === 'arrow' ? arrow(leadTimePoints(5000, 'CHUNK')) : kind === 'csv' ? csv(leadTimePoints(5000, 'CHUNK')) : kind === 'json' ? jsonBody(leadTimePoints(2000, 'CHUNK')) : ndjson(leadTimePoints(2000, 'CHUNK')));
+      const payload = Buffer.from(
+        kind === 'arrow'
+          ? arrow(leadTimePoints(5000, 'CHUNK'))
+          : kind === 'csv'
+            ? csv(leadTimePoints(5000, 'CHUNK'))
+            : kind === 'json'
+              ? jsonBody(leadTimePoints(2000, 'CHUNK'))
+              : ndjson(leadTimePoints(2000, 'CHUNK')),
+      );
       expect(payload.length).toBeGreaterThan(3 * MAX_BODY);
       const chunks: Uint8Array[] = [];
       for (let i = 0; i < payload.length; i += 8192) chunks.push(payload.subarray(i, i + 8192));
@@ -445,11 +804,19 @@ describe('content type, size, query, headers and auth', () => {
   });
 
   it('?partial=yes → 400 naming the parameter', async () => {
-    await expectRefused(() => post(small, mediaType.ndjson, { query: '?partial=yes' }), { status: 400, field: 'querystring.partial', errors: [{ field: 'querystring.partial' }] });
+    await expectRefused(() => post(small, mediaType.ndjson, { query: '?partial=yes' }), {
+      status: 400,
+      field: 'querystring.partial',
+      errors: [{ field: 'querystring.partial' }],
+    });
   });
 
   it('an unknown query parameter → 400 naming it', async () => {
-    const r = await expectRefused(() => post(small, mediaType.ndjson, { query: '?foo=1' }), { status: 400, field: 'querystring.foo', errors: [{ field: 'querystring.foo' }] });
+    const r = await expectRefused(() => post(small, mediaType.ndjson, { query: '?foo=1' }), {
+      status: 400,
+      field: 'querystring.foo',
+      errors: [{ field: 'querystring.foo' }],
+    });
     expect(r.body['detail']).toContain('foo');
   });
 
@@ -488,7 +855,9 @@ describe('content type, size, query, headers and auth', () => {
   it('no token → 401, also with a bad body and an oversize one', async () => {
     await expectRefused(() => post(small, mediaType.ndjson, { token: null }), { status: 401 });
     await expectRefused(() => post('{"points": [', mediaType.json, { token: null }), { status: 401 });
-    await expectRefused(() => post(ndjson(leadTimePoints(2000, 'NOAUTH')), mediaType.ndjson, { token: null }), { status: 401 });
+    await expectRefused(() => post(ndjson(leadTimePoints(2000, 'NOAUTH')), mediaType.ndjson, { token: null }), {
+      status: 401,
+    });
   });
 });
 
@@ -500,7 +869,11 @@ describe('error lists', () => {
   it('150 invalid rows → 422 with the first 100 errors, errorsTruncated and the true count', async () => {
     const rows = [good, ...Array.from({ length: 150 }, (_, i) => badPoint(i))];
     for (const kind of ['ndjson', 'csv'] as const) {
-      const r = await expectRefused(() => post(encode(kind, rows), mediaType[kind]), { status: 422, field: 'kpi', errors: [{ row: secondRow(kind), field: 'kpi' }] });
+      const r = await expectRefused(() => post(encode(kind, rows), mediaType[kind]), {
+        status: 422,
+        field: 'kpi',
+        errors: [{ row: secondRow(kind), field: 'kpi' }],
+      });
       expect(r.body['errors']).toHaveLength(100);
       expect(r.body['errorsTruncated']).toBe(true);
       expect(r.body['rejected']).toBe(150);
@@ -511,7 +884,14 @@ describe('error lists', () => {
 
   it('rows with two errors each count once in `rejected`; errors are capped at 100', async () => {
     const rows = Array.from({ length: 60 }, (_, i) => ({ ...badPoint(i), at: 'yesterday' }));
-    const r = await expectRefused(() => post(encode('ndjson', rows), mediaType.ndjson), { status: 422, field: 'kpi', errors: [{ row: 1, field: 'kpi' }, { row: 1, field: 'at' }] });
+    const r = await expectRefused(() => post(encode('ndjson', rows), mediaType.ndjson), {
+      status: 422,
+      field: 'kpi',
+      errors: [
+        { row: 1, field: 'kpi' },
+        { row: 1, field: 'at' },
+      ],
+    });
     expect(r.body['errors']).toHaveLength(100);
     expect(r.body['errorsTruncated']).toBe(true);
     expect(r.body['rejected']).toBe(60);
@@ -563,12 +943,19 @@ describe('odd but valid inputs land', () => {
   it('blank and whitespace-only lines in NDJSON are ignored, and row numbers still count them', async () => {
     const [a, b] = leadTimePoints(2, 'BLANK').map((p) => JSON.stringify(p));
     await expectLanded(`\n${a}\n\n   \n\t\r\n${b}`, mediaType.ndjson, 2);
-    const r = await expectRefused(() => post(`\n${a}\n\n${JSON.stringify({ ...good, kpi: 'nope' })}\n`, mediaType.ndjson), { status: 422, field: 'kpi', errors: [{ row: 4, field: 'kpi' }] });
+    const r = await expectRefused(
+      () => post(`\n${a}\n\n${JSON.stringify({ ...good, kpi: 'nope' })}\n`, mediaType.ndjson),
+      { status: 422, field: 'kpi', errors: [{ row: 4, field: 'kpi' }] },
+    );
     expect(r.body['rejected']).toBe(1);
   });
 
   it('a CSV without a trailing newline, with blank lines and with columns in another order', async () => {
-    await expectLanded('subject,region,value,at,kpi\r\nCOLS-1,north,3,2026-11-01T10:00:00Z,lead_time\r\n\r\nCOLS-2,,4,2026-11-01T11:00:00Z,lead_time', mediaType.csv, 2);
+    await expectLanded(
+      'subject,region,value,at,kpi\r\nCOLS-1,north,3,2026-11-01T10:00:00Z,lead_time\r\n\r\nCOLS-2,,4,2026-11-01T11:00:00Z,lead_time',
+      mediaType.csv,
+      2,
+    );
   });
 
   it('an Arrow IPC file (ARROW1 magic) as well as a stream', async () => {
@@ -582,9 +969,16 @@ describe('odd but valid inputs land', () => {
 
   it('?partial=true lands the good rows of a body with bad ones and reports the rest', async () => {
     const before = await counts();
-    const r = await post(encode('ndjson', [good, { ...good, kpi: 'nope' }]), mediaType.ndjson, { query: '?partial=true' });
+    const r = await post(encode('ndjson', [good, { ...good, kpi: 'nope' }]), mediaType.ndjson, {
+      query: '?partial=true',
+    });
     expect(r.status, r.text).toBe(202);
-    expect(r.body).toMatchObject({ accepted: 1, rejected: 1, errors: [{ row: 2, field: 'kpi', message: expect.any(String) }], errorsTruncated: false });
+    expect(r.body).toMatchObject({
+      accepted: 1,
+      rejected: 1,
+      errors: [{ row: 2, field: 'kpi', message: expect.any(String) }],
+      errorsTruncated: false,
+    });
     expect(await counts()).toEqual({ points: before.points + 1, batches: before.batches + 1 });
   });
 
@@ -600,14 +994,29 @@ describe('odd but valid inputs land', () => {
     const pseudo = createPseudonymiser(t.room.secret)('acme', subject);
     const c = await t.room.duck.connect();
     try {
-      const rows = (await c.runAndReadAll('SELECT subject, count(*)::INTEGER AS n FROM points WHERE subject = $1 GROUP BY subject', [pseudo])).getRowObjects();
+      const rows = (
+        await c.runAndReadAll(
+          'SELECT subject, count(*)::INTEGER AS n FROM points WHERE subject = $1 GROUP BY subject',
+          [pseudo],
+        )
+      ).getRowObjects();
       expect(rows).toEqual([{ subject: pseudo, n: 4 }]);
-      const raw = (await c.runAndReadAll('SELECT count(*)::INTEGER AS n FROM points WHERE subject = $1', [subject])).getRowObjects();
+      const raw = (
+        await c.runAndReadAll('SELECT count(*)::INTEGER AS n FROM points WHERE subject = $1', [subject])
+      ).getRowObjects();
       expect(raw).toEqual([{ n: 0 }]);
-      const tables = (await c.runAndReadAll("SELECT table_name FROM information_schema.tables WHERE table_name IN ('points', 'batches') ORDER BY table_name")).getRowObjects();
+      const tables = (
+        await c.runAndReadAll(
+          "SELECT table_name FROM information_schema.tables WHERE table_name IN ('points', 'batches') ORDER BY table_name",
+        )
+      ).getRowObjects();
       expect(tables.map((x) => x['table_name'])).toEqual(['batches', 'points']);
       // Every landed point belongs to a recorded batch and the batch counts add up.
-      const sums = (await c.runAndReadAll('SELECT (SELECT count(*) FROM points)::INTEGER AS p, (SELECT coalesce(sum(accepted), 0) FROM batches)::INTEGER AS a')).getRowObjects()[0]!;
+      const sums = (
+        await c.runAndReadAll(
+          'SELECT (SELECT count(*) FROM points)::INTEGER AS p, (SELECT coalesce(sum(accepted), 0) FROM batches)::INTEGER AS a',
+        )
+      ).getRowObjects()[0]!;
       expect(sums['p']).toBe(sums['a']);
     } finally {
       t.room.duck.release(c);
@@ -621,7 +1030,8 @@ describe('after all of that', () => {
     const pts = leadTimePoints(5, 'FINAL');
     for (const kind of allKinds) {
       const before = await counts();
-      const body = kind === 'json' ? jsonBody(pts) : kind === 'ndjson' ? ndjson(pts) : kind === 'csv' ? csv(pts) : arrow(pts);
+      const body =
+        kind === 'json' ? jsonBody(pts) : kind === 'ndjson' ? ndjson(pts) : kind === 'csv' ? csv(pts) : arrow(pts);
       const r = await post(body, mediaType[kind]);
       expect(r.status, r.text).toBe(202);
       expect(r.body).toMatchObject({ accepted: 5, rejected: 0 });
@@ -629,7 +1039,11 @@ describe('after all of that', () => {
     }
     const c = await t.room.duck.connect();
     try {
-      const sums = (await c.runAndReadAll('SELECT (SELECT count(*) FROM points)::INTEGER AS p, (SELECT coalesce(sum(accepted), 0) FROM batches)::INTEGER AS a')).getRowObjects()[0]!;
+      const sums = (
+        await c.runAndReadAll(
+          'SELECT (SELECT count(*) FROM points)::INTEGER AS p, (SELECT coalesce(sum(accepted), 0) FROM batches)::INTEGER AS a',
+        )
+      ).getRowObjects()[0]!;
       expect(sums['p']).toBe(sums['a']);
     } finally {
       t.room.duck.release(c);

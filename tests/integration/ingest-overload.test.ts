@@ -27,7 +27,11 @@ function heldBody(first: string) {
 const post = (url: string, token: string, body: BodyInit, key?: string) =>
   fetch(`${url}/v1/points`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson', ...(key ? { 'idempotency-key': key } : {}) },
+    headers: {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/x-ndjson',
+      ...(key ? { 'idempotency-key': key } : {}),
+    },
     body,
     duplex: 'half',
   } as RequestInit);
@@ -73,7 +77,9 @@ describe('graceful shutdown', () => {
   it('SIGTERM lets an in-flight batch land, refuses new ones, checkpoints DuckDB and exits 0', async () => {
     const env = { PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: db.url ?? '' };
     const setup = await openRoom(loadConfig(env));
-    const token = (await createToken(setup.control.db, { partnerId: 'acme', role: 'ingest', name: 'drain' }, new Date())).token;
+    const token = (
+      await createToken(setup.control.db, { partnerId: 'acme', role: 'ingest', name: 'drain' }, new Date())
+    ).token;
     await setup.close();
 
     const room = await spawnRoom(env);
@@ -83,7 +89,10 @@ describe('graceful shutdown', () => {
     await new Promise((r) => setTimeout(r, 300));
     room.child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 200));
-    const late = await post(room.url, token, ndjson(leadTimePoints(1, 'AFTER'))).then((r) => r.status, () => 'refused');
+    const late = await post(room.url, token, ndjson(leadTimePoints(1, 'AFTER'))).then(
+      (r) => r.status,
+      () => 'refused',
+    );
     expect([503, 'refused']).toContain(late);
     held.release(points.slice(200));
     const res = await inFlight;
@@ -97,7 +106,9 @@ describe('graceful shutdown', () => {
     try {
       expect(again.duck.snapshots.latest).toBe(receipt.snapshot);
       const c = await again.duck.connect();
-      const n = (await c.runAndReadAll('SELECT count(*)::INTEGER AS n FROM points WHERE snapshot = $1', [receipt.snapshot])).getRowObjects()[0]!['n'];
+      const n = (
+        await c.runAndReadAll('SELECT count(*)::INTEGER AS n FROM points WHERE snapshot = $1', [receipt.snapshot])
+      ).getRowObjects()[0]!['n'];
       again.duck.release(c);
       expect(n).toBe(50);
     } finally {

@@ -17,10 +17,18 @@ beforeAll(async () => {
 });
 afterAll(async () => t?.close());
 
-async function post(body: string | Uint8Array, contentType: string, opts: { token?: string; key?: string; query?: string } = {}) {
+async function post(
+  body: string | Uint8Array,
+  contentType: string,
+  opts: { token?: string; key?: string; query?: string } = {},
+) {
   const res = await fetch(`${t.url}/v1/points${opts.query ?? ''}`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${opts.token ?? acme}`, 'content-type': contentType, ...(opts.key ? { 'idempotency-key': opts.key } : {}) },
+    headers: {
+      authorization: `Bearer ${opts.token ?? acme}`,
+      'content-type': contentType,
+      ...(opts.key ? { 'idempotency-key': opts.key } : {}),
+    },
     body: body as BodyInit,
   });
   const text = await res.text();
@@ -30,7 +38,10 @@ async function post(body: string | Uint8Array, contentType: string, opts: { toke
 async function landed(snapshot: number) {
   const c = await t.room.duck.connect();
   try {
-    const r = await c.runAndReadAll('SELECT partner, kpi, epoch_ms(ts) AS ms, value, subject, dims FROM points WHERE snapshot = $1 ORDER BY ms, subject', [snapshot]);
+    const r = await c.runAndReadAll(
+      'SELECT partner, kpi, epoch_ms(ts) AS ms, value, subject, dims FROM points WHERE snapshot = $1 ORDER BY ms, subject',
+      [snapshot],
+    );
     return r.getRowObjectsJson();
   } finally {
     t.room.duck.release(c);
@@ -69,26 +80,35 @@ describe('content types', () => {
     const pseudo = createPseudonymiser(t.room.secret);
     const expected = points.map((p) => pseudo('acme', p.subject)).sort();
     expect(sets[0]!.map((r) => r['subject']).sort()).toEqual(expected);
-    expect(sets[0]!.find((r) => r['subject'] === pseudo('acme', 'ORD-000001'))).toMatchObject({ value: 11, dims: '{"region":"north"}' });
+    expect(sets[0]!.find((r) => r['subject'] === pseudo('acme', 'ORD-000001'))).toMatchObject({
+      value: 11,
+      dims: '{"region":"north"}',
+    });
   });
 
   it('accepts an Arrow timestamp column with a zone', async () => {
     const { tableToIPC, Table, vectorFromArray, TimestampMillisecond, Utf8, Float64 } = await import('apache-arrow');
     const table = new Table({
       kpi: vectorFromArray(['error_rate', 'error_rate'], new Utf8()),
-      at: vectorFromArray([Date.parse('2026-11-02T08:00:00Z'), Date.parse('2026-11-02T09:00:00Z')], new TimestampMillisecond('UTC')),
+      at: vectorFromArray(
+        [Date.parse('2026-11-02T08:00:00Z'), Date.parse('2026-11-02T09:00:00Z')],
+        new TimestampMillisecond('UTC'),
+      ),
       value: vectorFromArray([0, 1], new Float64()),
       subject: vectorFromArray(['DEL-1', 'DEL-2'], new Utf8()),
     });
     const r = await post(tableToIPC(table, 'stream'), 'application/vnd.apache.arrow.stream');
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     const rows = await landed(r.body['snapshot']);
-    expect(rows.map((x) => x['ms'])).toEqual([String(Date.parse('2026-11-02T08:00:00Z')), String(Date.parse('2026-11-02T09:00:00Z'))]);
+    expect(rows.map((x) => x['ms'])).toEqual([
+      String(Date.parse('2026-11-02T08:00:00Z')),
+      String(Date.parse('2026-11-02T09:00:00Z')),
+    ]);
   });
 });
 
 describe('identity comes from the token', () => {
-  it('lands under the token\'s partner and rejects a partner field in the body', async () => {
+  it("lands under the token's partner and rejects a partner field in the body", async () => {
     const withPartner = points.slice(0, 3).map((p) => ({ ...p, partner: 'globex' }));
     const before = await pointCount();
     const r = await post(ndjson(withPartner as TestPoint[]), 'application/x-ndjson');
@@ -101,16 +121,22 @@ describe('identity comes from the token', () => {
     expect(c.body['field']).toBe('partner');
   });
 
-  it('a partner cannot read another partner\'s receipt, and an ingest token cannot be used without its role', async () => {
+  it("a partner cannot read another partner's receipt, and an ingest token cannot be used without its role", async () => {
     const mine = await post(ndjson(points.slice(0, 2)), 'application/x-ndjson', { token: globex });
     expect(mine.status).toBe(202);
     expect(mine.body['partner']).toBe('globex');
-    const own = await fetch(`${t.url}/v1/batches/${mine.body['batchId']}`, { headers: { authorization: `Bearer ${globex}` } });
+    const own = await fetch(`${t.url}/v1/batches/${mine.body['batchId']}`, {
+      headers: { authorization: `Bearer ${globex}` },
+    });
     expect(own.status).toBe(200);
     expect(await own.json()).toEqual(mine.body);
-    const other = await fetch(`${t.url}/v1/batches/${mine.body['batchId']}`, { headers: { authorization: `Bearer ${acme}` } });
+    const other = await fetch(`${t.url}/v1/batches/${mine.body['batchId']}`, {
+      headers: { authorization: `Bearer ${acme}` },
+    });
     expect(other.status).toBe(404);
-    const missing = await fetch(`${t.url}/v1/batches/00000000-0000-0000-0000-000000000000`, { headers: { authorization: `Bearer ${acme}` } });
+    const missing = await fetch(`${t.url}/v1/batches/00000000-0000-0000-0000-000000000000`, {
+      headers: { authorization: `Bearer ${acme}` },
+    });
     expect(missing.status).toBe(404);
     expect(await other.text()).not.toContain(mine.body['batchId'].slice(0, 0) + 'globex');
     const analyst = await t.token('acme', 'analyst');
@@ -121,12 +147,20 @@ describe('identity comes from the token', () => {
   it('401 looks the same for a missing, malformed, unknown or revoked token', async () => {
     const { revokeToken } = await import('../../services/governance/token-repository.js');
     const revokedToken = await t.token('acme', 'admin');
-    const row = await t.room.control.db.selectFrom('tokens').select('id').where('name', '=', 'acme:admin').executeTakeFirstOrThrow();
+    const row = await t.room.control.db
+      .selectFrom('tokens')
+      .select('id')
+      .where('name', '=', 'acme:admin')
+      .executeTakeFirstOrThrow();
     await revokeToken(t.room.control.db, row.id, t.clock.now());
     const variants = [undefined, 'Bearer', 'Basic abc', 'Bearer pty_doesnotexist', `Bearer ${revokedToken}`];
     const bodies = new Set<string>();
     for (const auth of variants) {
-      const res = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson', ...(auth ? { authorization: auth } : {}) }, body: ndjson(points.slice(0, 1)) });
+      const res = await fetch(`${t.url}/v1/points`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-ndjson', ...(auth ? { authorization: auth } : {}) },
+        body: ndjson(points.slice(0, 1)),
+      });
       expect(res.status).toBe(401);
       expect(res.headers.get('content-type')).toContain('application/problem+json');
       const b = (await res.json()) as Record<string, unknown>;
@@ -158,7 +192,9 @@ describe('idempotency', () => {
   it('ten concurrent identical requests land once', async () => {
     const body = ndjson(leadTimePoints(25, 'CONC'));
     const before = await pointCount();
-    const results = await Promise.all(Array.from({ length: 10 }, () => post(body, 'application/x-ndjson', { key: 'concurrent-1' })));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () => post(body, 'application/x-ndjson', { key: 'concurrent-1' })),
+    );
     expect(results.map((r) => r.status).sort()).toEqual([200, 200, 200, 200, 200, 200, 200, 200, 200, 202]);
     expect(new Set(results.map((r) => r.body['batchId'])).size).toBe(1);
     expect(await pointCount()).toBe(before + 25);
@@ -180,14 +216,23 @@ describe('no raw subject anywhere', () => {
     const secretSubjects = leadTimePoints(30, 'RAWSECRET');
     const r = await post(ndjson(secretSubjects), 'application/x-ndjson', { key: 'raw-check' });
     expect(r.status).toBe(202);
-    const bad = await post(ndjson([{ ...secretSubjects[0]!, kpi: 'unknown_kpi' }, { ...secretSubjects[1]!, subject: 'RAWSECRET-' + 'x'.repeat(300) }]), 'application/x-ndjson');
+    const bad = await post(
+      ndjson([
+        { ...secretSubjects[0]!, kpi: 'unknown_kpi' },
+        { ...secretSubjects[1]!, subject: 'RAWSECRET-' + 'x'.repeat(300) },
+      ]),
+      'application/x-ndjson',
+    );
     expect(bad.status).toBe(422);
     expect(JSON.stringify(bad.body)).not.toContain('RAWSECRET');
 
     // Everything in the control plane, table by table.
-    const tables = await sql<{ table_name: string }>`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`.execute(t.room.control.db);
+    const tables = await sql<{
+      table_name: string;
+    }>`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`.execute(t.room.control.db);
     let dump = '';
-    for (const { table_name } of tables.rows) dump += JSON.stringify((await sql.raw(`SELECT * FROM "${table_name}"`).execute(t.room.control.db)).rows);
+    for (const { table_name } of tables.rows)
+      dump += JSON.stringify((await sql.raw(`SELECT * FROM "${table_name}"`).execute(t.room.control.db)).rows);
     expect(dump).toContain('ingest.landed');
     if (t.databaseUrl) {
       // With a real server, also what a backup would hold: pg_dump's output.

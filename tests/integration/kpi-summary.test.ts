@@ -8,10 +8,19 @@ let t: TestRoom;
 let analyst: Record<string, string>;
 
 const week = (monday: string, partner: string, hours: number, count: number, tag: string): TestPoint[] =>
-  Array.from({ length: count }, (_, i) => ({ kpi: 'lead_time', at: new Date(Date.parse(`${monday}T01:00:00Z`) + i * 3_600_000).toISOString(), value: hours, subject: `${partner}-${tag}-${i}` }));
+  Array.from({ length: count }, (_, i) => ({
+    kpi: 'lead_time',
+    at: new Date(Date.parse(`${monday}T01:00:00Z`) + i * 3_600_000).toISOString(),
+    value: hours,
+    subject: `${partner}-${tag}-${i}`,
+  }));
 
 async function push(partner: string, points: TestPoint[]) {
-  const res = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: ndjson(points) });
+  const res = await fetch(`${t.url}/v1/points`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' },
+    body: ndjson(points),
+  });
   expect(res.status).toBe(202);
   return (await res.json()) as { snapshot: number };
 }
@@ -25,9 +34,18 @@ beforeAll(async () => {
   // Alerts off: their evaluations query too, and this suite counts the query cache's hits and misses.
   t = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
   analyst = { acme: await t.token('acme', 'analyst'), globex: await t.token('globex', 'analyst') };
-  await push('acme', [...week('2026-11-02', 'acme', 40, 10, 'a'), ...week('2026-11-09', 'acme', 45, 10, 'b'), ...week('2026-11-16', 'acme', 50, 10, 'c'), ...week('2026-11-23', 'acme', 30, 6, 'd')]);
+  await push('acme', [
+    ...week('2026-11-02', 'acme', 40, 10, 'a'),
+    ...week('2026-11-09', 'acme', 45, 10, 'b'),
+    ...week('2026-11-16', 'acme', 50, 10, 'c'),
+    ...week('2026-11-23', 'acme', 30, 6, 'd'),
+  ]);
   // globex breaches in the last closed week, and has only 3 orders in the week before (withheld).
-  await push('globex', [...week('2026-11-02', 'globex', 60, 10, 'a'), ...week('2026-11-09', 'globex', 99, 3, 'b'), ...week('2026-11-16', 'globex', 90, 12, 'c')]);
+  await push('globex', [
+    ...week('2026-11-02', 'globex', 60, 10, 'a'),
+    ...week('2026-11-09', 'globex', 99, 3, 'b'),
+    ...week('2026-11-16', 'globex', 90, 12, 'c'),
+  ]);
 });
 afterAll(async () => t?.close());
 
@@ -42,9 +60,24 @@ describe('GET /v1/kpis', () => {
     const scope = (g: string | null) => lead.scopes.find((s: { group: string | null }) => s.group === g);
     // acme's 2026-11-09 week is withheld too (complementary): with globex's 3 orders withheld,
     // acme's figure and the combined one would give globex's away.
-    expect(scope('acme')).toMatchObject({ state: 'ok', band: { method: 'static', lower: null, upper: 72 }, lastClosed: { period: '2026-11-16', value: 50, n: 10 }, previous: { period: '2026-11-09', value: null }, change: null, provisional: { period: '2026-11-23', value: 30, n: 6 } });
-    expect(scope(null)).toMatchObject({ previous: { period: '2026-11-09', value: 45 }, lastClosed: { period: '2026-11-16', value: 90 } });
-    expect(scope('globex')).toMatchObject({ state: 'breach', lastClosed: { period: '2026-11-16', value: 90, n: 12 }, change: null, provisional: null });
+    expect(scope('acme')).toMatchObject({
+      state: 'ok',
+      band: { method: 'static', lower: null, upper: 72 },
+      lastClosed: { period: '2026-11-16', value: 50, n: 10 },
+      previous: { period: '2026-11-09', value: null },
+      change: null,
+      provisional: { period: '2026-11-23', value: 30, n: 6 },
+    });
+    expect(scope(null)).toMatchObject({
+      previous: { period: '2026-11-09', value: 45 },
+      lastClosed: { period: '2026-11-16', value: 90 },
+    });
+    expect(scope('globex')).toMatchObject({
+      state: 'breach',
+      lastClosed: { period: '2026-11-16', value: 90, n: 12 },
+      change: null,
+      provisional: null,
+    });
     // The week with 3 globex orders is withheld, so no change can be computed from it.
     expect(scope('globex').previous).toMatchObject({ period: '2026-11-09', value: null });
     expect(scope(null).lastClosed.n).toBe(22);
@@ -72,8 +105,24 @@ describe('GET /v1/breaches', () => {
     const body = JSON.parse(r.text);
     const globex = body.breaches.filter((b: { group: string | null }) => b.group === 'globex');
     expect(globex).toEqual([
-      { kpi: 'lead_time', group: 'globex', period: '2026-11-09', value: null, band: { method: 'static', lower: null, upper: 72 }, state: 'breach', suppressed: true },
-      { kpi: 'lead_time', group: 'globex', period: '2026-11-16', value: 90, band: { method: 'static', lower: null, upper: 72 }, state: 'breach', suppressed: false },
+      {
+        kpi: 'lead_time',
+        group: 'globex',
+        period: '2026-11-09',
+        value: null,
+        band: { method: 'static', lower: null, upper: 72 },
+        state: 'breach',
+        suppressed: true,
+      },
+      {
+        kpi: 'lead_time',
+        group: 'globex',
+        period: '2026-11-16',
+        value: 90,
+        band: { method: 'static', lower: null, upper: 72 },
+        state: 'breach',
+        suppressed: false,
+      },
     ]);
     expect(body.breaches.filter((b: { group: string | null }) => b.group === 'acme')).toEqual([]);
     // The open week is provisional and never listed.
@@ -81,7 +130,12 @@ describe('GET /v1/breaches', () => {
   });
 
   it('refuses bad parameters by name', async () => {
-    for (const [q, field] of [['kpi=nope', undefined], ['from=2026-13-01', 'querystring.from'], ['snapshot=x', 'querystring.snapshot'], ['by=partner', 'querystring.by']] as const) {
+    for (const [q, field] of [
+      ['kpi=nope', undefined],
+      ['from=2026-13-01', 'querystring.from'],
+      ['snapshot=x', 'querystring.snapshot'],
+      ['by=partner', 'querystring.by'],
+    ] as const) {
       const r = await get(`/v1/breaches?${q}`, analyst.acme!);
       expect(r.status, q).toBe(field ? 400 : 404);
       if (field) expect(JSON.parse(r.text).field).toBe(field);
@@ -96,21 +150,36 @@ describe('GET /v1/kpis/{kpi}/bands', () => {
     expect(r.status).toBe(200);
     const body = JSON.parse(r.text);
     expect(body).toMatchObject({ kpi: 'lead_time', grain: 'week', snapshot: 2 });
-    expect(body.bands.filter((b: { group: string | null }) => b.group === 'globex').map((b: { period: string; outside: boolean }) => [b.period, b.outside])).toEqual([
+    expect(
+      body.bands
+        .filter((b: { group: string | null }) => b.group === 'globex')
+        .map((b: { period: string; outside: boolean }) => [b.period, b.outside]),
+    ).toEqual([
       ['2026-10-26', false],
       ['2026-11-02', false],
       ['2026-11-09', true],
       ['2026-11-16', true],
     ]);
     const breaches = JSON.parse((await get(`/v1/breaches?kpi=lead_time&${q}`, analyst.globex!)).text).breaches;
-    expect(body.bands.filter((b: { outside: boolean }) => b.outside).map((b: { group: string | null; period: string }) => [b.group, b.period])).toEqual(breaches.map((b: { group: string | null; period: string }) => [b.group, b.period]));
-    for (const b of body.bands) expect(Object.keys(b).sort()).toEqual(['group', 'lower', 'method', 'outside', 'period', 'signal', 'upper']);
+    expect(
+      body.bands
+        .filter((b: { outside: boolean }) => b.outside)
+        .map((b: { group: string | null; period: string }) => [b.group, b.period]),
+    ).toEqual(breaches.map((b: { group: string | null; period: string }) => [b.group, b.period]));
+    for (const b of body.bands)
+      expect(Object.keys(b).sort()).toEqual(['group', 'lower', 'method', 'outside', 'period', 'signal', 'upper']);
     // Same bytes for both partners.
     expect((await get(`/v1/kpis/lead_time/bands?${q}`, analyst.acme!)).text).toBe(r.text);
   });
 
   it('refuses bad parameters by name', async () => {
-    for (const [q, status, field] of [['kpi', 404, undefined], ['from=2026-02-30', 400, 'querystring.from'], ['snapshot=99999', 400, 'querystring.snapshot'], ['grain=day', 400, 'querystring.grain'], ['to=2026-01-01&from=2026-02-01', 400, 'querystring.from']] as const) {
+    for (const [q, status, field] of [
+      ['kpi', 404, undefined],
+      ['from=2026-02-30', 400, 'querystring.from'],
+      ['snapshot=99999', 400, 'querystring.snapshot'],
+      ['grain=day', 400, 'querystring.grain'],
+      ['to=2026-01-01&from=2026-02-01', 400, 'querystring.from'],
+    ] as const) {
       const path = q === 'kpi' ? '/v1/kpis/nope/bands' : `/v1/kpis/lead_time/bands?${q}`;
       const r = await get(path, analyst.acme!);
       expect(r.status, q).toBe(status);
@@ -139,7 +208,10 @@ describe('the aggregate cache', () => {
     expect(cache.hits).toBe(before.hits + 2);
     // lead_time was: recomputed, and it shows the new points.
     expect(cache.misses).toBe(before.misses + 1);
-    const g = (text: string) => JSON.parse(text).cells.find((c: { group: string; period: string }) => c.group === 'globex' && c.period === '2026-11-16');
+    const g = (text: string) =>
+      JSON.parse(text).cells.find(
+        (c: { group: string; period: string }) => c.group === 'globex' && c.period === '2026-11-16',
+      );
     expect(g(leadAfter.text).n).toBe(g(first.lead.text).n + 20);
   });
 });

@@ -52,20 +52,32 @@ describe('audit log', () => {
   it('ingest and reads leave hash-chained entries; the chain verifies; rows cannot be updated', async () => {
     const token = await t.token('acme', 'ingest');
     const before = await verifyAuditChain(t.room.control.db);
-    const res = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' }, body: ndjson(leadTimePoints(3, 'AUD')) });
+    const res = await fetch(`${t.url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' },
+      body: ndjson(leadTimePoints(3, 'AUD')),
+    });
     const receipt = await res.json();
     await fetch(`${t.url}/v1/batches/${receipt.batchId}`, { headers: { authorization: `Bearer ${token}` } });
-    await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' }, body: '{"kpi":"nope"}\n' });
+    await fetch(`${t.url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' },
+      body: '{"kpi":"nope"}\n',
+    });
     const rows = await t.room.control.db.selectFrom('audit_log').selectAll().orderBy('seq').execute();
     const actions = rows.map((r) => r.action);
-    expect(actions).toEqual(expect.arrayContaining(['agreement.installed', 'ingest.landed', 'batch.receipt.read', 'ingest.refused']));
+    expect(actions).toEqual(
+      expect.arrayContaining(['agreement.installed', 'ingest.landed', 'batch.receipt.read', 'ingest.refused']),
+    );
     const landed = rows.find((r) => r.action === 'ingest.landed' && r.target === receipt.batchId)!;
     expect(landed.partner_id).toBe('acme');
     expect(JSON.stringify(landed.details)).not.toMatch(/AUD-/);
     const after = await verifyAuditChain(t.room.control.db);
     expect(after.ok).toBe(true);
     expect(after.entries).toBeGreaterThan(before.entries);
-    await expect(sql`UPDATE audit_log SET actor = 'mallory' WHERE seq = 1`.execute(t.room.control.db)).rejects.toThrow(/append-only/);
+    await expect(sql`UPDATE audit_log SET actor = 'mallory' WHERE seq = 1`.execute(t.room.control.db)).rejects.toThrow(
+      /append-only/,
+    );
   });
 
   it('a tampered row breaks the chain at that row', async () => {

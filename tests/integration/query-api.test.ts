@@ -29,19 +29,34 @@ function pointsFor(partner: string): TestPoint[] {
 beforeAll(async () => {
   t = await startTestRoom({ agreementFile: 'tests/fixtures/public-agreement.yaml' });
   for (const partner of ['acme', 'globex']) {
-    const res = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: ndjson(pointsFor(partner)) });
+    const res = await fetch(`${t.url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' },
+      body: ndjson(pointsFor(partner)),
+    });
     expect(res.status).toBe(202);
   }
 });
 afterAll(async () => t?.close());
 
 const get = async (path: string, token?: string, accept?: string) => {
-  const res = await fetch(`${t.url}${path}`, { headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(accept ? { accept } : {}) } });
-  return { status: res.status, type: res.headers.get('content-type') ?? '', bytes: Buffer.from(await res.arrayBuffer()) };
+  const res = await fetch(`${t.url}${path}`, {
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(accept ? { accept } : {}) },
+  });
+  return {
+    status: res.status,
+    type: res.headers.get('content-type') ?? '',
+    bytes: Buffer.from(await res.arrayBuffer()),
+  };
 };
 
 describe('who may read what (role × tier)', () => {
-  const tiers = { public: 'customer_value', unpublished: 'error_rate', partnership: 'lead_time', need_to_know: 'compliance' } as const;
+  const tiers = {
+    public: 'customer_value',
+    unpublished: 'error_rate',
+    partnership: 'lead_time',
+    need_to_know: 'compliance',
+  } as const;
   type Who = 'anonymous' | Role | 'named';
   const expected: Record<Who, Record<keyof typeof tiers, number>> = {
     anonymous: { public: 200, unpublished: 401, partnership: 401, need_to_know: 401 },
@@ -57,11 +72,21 @@ describe('who may read what (role × tier)', () => {
     for (const [tier, status] of Object.entries(row) as [keyof typeof tiers, number][]) {
       it(`${who} reading a ${tier} KPI gets ${status}`, async () => {
         let token: string | undefined;
-        if (who === 'named') token = (await createToken(t.room.control.db, { partnerId: 'acme', role: 'analyst', name: 'dpo@acme.example' }, t.clock.now())).token;
+        if (who === 'named')
+          token = (
+            await createToken(
+              t.room.control.db,
+              { partnerId: 'acme', role: 'analyst', name: 'dpo@acme.example' },
+              t.clock.now(),
+            )
+          ).token;
         else if (who === 'operator') token = await t.token(null, 'operator');
         else if (who !== 'anonymous') token = await t.token('globex', who);
         // Every per-KPI endpoint answers alike: the series and its bands.
-        for (const path of [`/v1/kpis/${tiers[tier]}/series?grain=week&from=2026-10-01&to=2026-11-10`, `/v1/kpis/${tiers[tier]}/bands?from=2026-10-01&to=2026-11-10`]) {
+        for (const path of [
+          `/v1/kpis/${tiers[tier]}/series?grain=week&from=2026-10-01&to=2026-11-10`,
+          `/v1/kpis/${tiers[tier]}/bands?from=2026-10-01&to=2026-11-10`,
+        ]) {
           const r = await get(path, token);
           expect(r.status, path).toBe(status);
           if (status !== 200) expect(r.type).toContain('application/problem+json');
@@ -143,20 +168,30 @@ describe('what leaves the room', () => {
     const token = await t.token('acme', 'analyst');
     const path = '/v1/kpis/team_satisfaction/series?grain=week&by=partner&from=2026-10-01&to=2026-11-10';
     const json = JSON.parse(String((await get(path, token)).bytes));
-    const csv = String((await get(path, token, 'text/csv')).bytes).trim().split('\n');
+    const csv = String((await get(path, token, 'text/csv')).bytes)
+      .trim()
+      .split('\n');
     const arrow = tableFromIPC((await get(path, token, 'application/vnd.apache.arrow.stream')).bytes);
     expect(json.cells.length).toBeGreaterThan(4);
     expect(csv[0]).toBe('period,group,value,n,state,reason');
     expect(csv.length - 1).toBe(json.cells.length);
     expect(arrow.numRows).toBe(json.cells.length);
-    json.cells.forEach((c: { period: string; group: string; value: number | null; n: number | null; state: string }, i: number) => {
-      expect(csv[i + 1]!.split(',').slice(0, 5)).toEqual([c.period, c.group ?? '', c.value === null ? '' : String(c.value), c.n === null ? '' : String(c.n), c.state]);
-      const row = arrow.get(i)!.toJSON() as Record<string, unknown>;
-      expect(row['period']).toBe(c.period);
-      expect(row['state']).toBe(c.state);
-      expect(row['value']).toBe(c.value);
-      expect(row['n']).toBe(c.n);
-    });
+    json.cells.forEach(
+      (c: { period: string; group: string; value: number | null; n: number | null; state: string }, i: number) => {
+        expect(csv[i + 1]!.split(',').slice(0, 5)).toEqual([
+          c.period,
+          c.group ?? '',
+          c.value === null ? '' : String(c.value),
+          c.n === null ? '' : String(c.n),
+          c.state,
+        ]);
+        const row = arrow.get(i)!.toJSON() as Record<string, unknown>;
+        expect(row['period']).toBe(c.period);
+        expect(row['state']).toBe(c.state);
+        expect(row['value']).toBe(c.value);
+        expect(row['n']).toBe(c.n);
+      },
+    );
     const head = await fetch(`${t.url}${path}`, { headers: { authorization: `Bearer ${token}`, accept: 'text/csv' } });
     expect(head.headers.get('x-parity-digest')).toBe(json.digest);
     expect(head.headers.get('x-parity-snapshot')).toBe(String(json.snapshot));
@@ -165,12 +200,36 @@ describe('what leaves the room', () => {
   it('every query leaves an audit entry with counts, never values', async () => {
     const token = await t.token('globex', 'analyst');
     await get('/v1/kpis/lead_time/series?grain=week&by=partner&from=2026-10-01&to=2026-11-10', token);
-    const row = await t.room.control.db.selectFrom('audit_log').selectAll().where('action', '=', 'query.series').orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow();
+    const row = await t.room.control.db
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('action', '=', 'query.series')
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirstOrThrow();
     expect(row.partner_id).toBe('globex');
     expect(row.target).toBe('lead_time');
-    const details = (typeof row.details === 'string' ? JSON.parse(row.details) : row.details) as Record<string, unknown>;
-    expect(details).toMatchObject({ role: 'analyst', grain: 'week', by: 'partner', from: '2026-10-01', to: '2026-11-10' });
+    const details = (typeof row.details === 'string' ? JSON.parse(row.details) : row.details) as Record<
+      string,
+      unknown
+    >;
+    expect(details).toMatchObject({
+      role: 'analyst',
+      grain: 'week',
+      by: 'partner',
+      from: '2026-10-01',
+      to: '2026-11-10',
+    });
     expect(details['cells']).toBeGreaterThan(0);
-    expect(Object.keys(details).sort()).toEqual(['by', 'cells', 'from', 'grain', 'role', 'snapshot', 'suppressed', 'to']);
+    expect(Object.keys(details).sort()).toEqual([
+      'by',
+      'cells',
+      'from',
+      'grain',
+      'role',
+      'snapshot',
+      'suppressed',
+      'to',
+    ]);
   });
 });

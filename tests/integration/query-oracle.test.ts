@@ -156,7 +156,15 @@ interface GenPoint {
   batch: number;
 }
 
-function makePoint(r: () => number, partner: Partner, kpi: KpiSpec, atMs: number, subject: string, dims: Record<string, string> | undefined | 'empty', batch: number): GenPoint {
+function makePoint(
+  r: () => number,
+  partner: Partner,
+  kpi: KpiSpec,
+  atMs: number,
+  subject: string,
+  dims: Record<string, string> | undefined | 'empty',
+  batch: number,
+): GenPoint {
   const at = isoWithOffset(atMs, OFFSETS[Math.floor(r() * OFFSETS.length)]!);
   const point: TestPoint = { kpi: kpi.id, at, value: kpi.value(r), subject };
   if (dims === 'empty') point.dims = {};
@@ -179,11 +187,13 @@ function generate(seed: number, kpis: readonly KpiSpec[]): GenPoint[] {
           // ±20 minutes (never across the hour the anchor sits in), with milliseconds.
           const atMs = base + Math.floor((r() * 2 - 1) * 20 * 60) * 1000 + Math.floor(r() * 1000);
           // The same raw subject strings at both partners: they must still count twice.
-          const subject = r() < 0.12 ? `SHARED-${Math.floor(r() * 15)}` : `${kpi.id.toUpperCase()}-${ai}-${Math.floor(r() * pool)}`;
+          const subject =
+            r() < 0.12 ? `SHARED-${Math.floor(r() * 15)}` : `${kpi.id.toUpperCase()}-${ai}-${Math.floor(r() * pool)}`;
           let dims: Record<string, string> | undefined | 'empty';
           if (kpi.regions) {
             const d = r();
-            dims = d < 0.05 ? 'empty' : d < 0.2 ? undefined : { region: kpi.regions[Math.floor(r() * kpi.regions.length)]! };
+            dims =
+              d < 0.05 ? 'empty' : d < 0.2 ? undefined : { region: kpi.regions[Math.floor(r() * kpi.regions.length)]! };
           }
           const batch = r() < 0.3 ? 2 : r() < 0.5 ? 0 : 1;
           out.push(makePoint(r, partner, kpi, atMs, subject, dims, batch));
@@ -199,7 +209,8 @@ function generate(seed: number, kpis: readonly KpiSpec[]): GenPoint[] {
         for (let j = 0; j < k; j++) {
           const atMs = base - (r() < 0.5 ? 1 : 0);
           const subject = `${kpi.id.toUpperCase()}-B${bi}-${Math.floor(r() * 3)}`;
-          const dims = kpi.regions && r() < 0.8 ? { region: kpi.regions[Math.floor(r() * kpi.regions.length)]! } : undefined;
+          const dims =
+            kpi.regions && r() < 0.8 ? { region: kpi.regions[Math.floor(r() * kpi.regions.length)]! } : undefined;
           const batch = r() < 0.3 ? 2 : r() < 0.5 ? 0 : 1;
           out.push(makePoint(r, partner, kpi, atMs, subject, dims, batch));
         }
@@ -217,24 +228,46 @@ function crafted(seed: number, avgKpi: KpiSpec, otherKpi: KpiSpec): GenPoint[] {
   const north = { region: 'north' };
   const south = { region: 'south' };
   // Day 1: acme 7 subjects (A-1 three times), globex 3 → by partner globex small, acme complementary.
-  for (let i = 0; i < 6; i++) out.push(makePoint(r, 'acme', avgKpi, at('2026-11-10T09:00:00Z', i), `CRAFT-A-${i}`, north, 0));
-  for (let i = 0; i < 2; i++) out.push(makePoint(r, 'acme', avgKpi, at('2026-11-10T11:00:00Z', i), 'CRAFT-A-1', north, 1));
+  for (let i = 0; i < 6; i++)
+    out.push(makePoint(r, 'acme', avgKpi, at('2026-11-10T09:00:00Z', i), `CRAFT-A-${i}`, north, 0));
+  for (let i = 0; i < 2; i++)
+    out.push(makePoint(r, 'acme', avgKpi, at('2026-11-10T11:00:00Z', i), 'CRAFT-A-1', north, 1));
   out.push(makePoint(r, 'acme', avgKpi, at('2026-11-10T12:00:00Z', 0), 'CRAFT-A-7', undefined, 0));
-  for (let i = 0; i < 3; i++) out.push(makePoint(r, 'globex', avgKpi, at('2026-11-10T13:00:00Z', i), `CRAFT-G-${i}`, south, 0));
+  for (let i = 0; i < 3; i++)
+    out.push(makePoint(r, 'globex', avgKpi, at('2026-11-10T13:00:00Z', i), `CRAFT-G-${i}`, south, 0));
   // Day 2: by region null 2 (small), north 6, south 9 → north (the smaller visible) goes too.
-  for (let i = 0; i < 6; i++) out.push(makePoint(r, 'acme', avgKpi, at('2026-11-11T09:00:00Z', i), `CRAFT-N-${i % 4}`, north, 0));
-  for (let i = 0; i < 2; i++) out.push(makePoint(r, 'globex', avgKpi, at('2026-11-11T09:30:00Z', i), `CRAFT-N-${i}`, north, 1));
-  for (let i = 0; i < 5; i++) out.push(makePoint(r, 'acme', avgKpi, at('2026-11-11T10:00:00Z', i), `CRAFT-S-${i}`, south, 1));
-  for (let i = 0; i < 4; i++) out.push(makePoint(r, 'globex', avgKpi, at('2026-11-11T11:00:00Z', i), `CRAFT-S-${i}`, south, 0));
-  for (let i = 0; i < 2; i++) out.push(makePoint(r, 'globex', avgKpi, at('2026-11-11T12:00:00Z', i), `CRAFT-X-${i}`, undefined, 0));
+  for (let i = 0; i < 6; i++)
+    out.push(makePoint(r, 'acme', avgKpi, at('2026-11-11T09:00:00Z', i), `CRAFT-N-${i % 4}`, north, 0));
+  for (let i = 0; i < 2; i++)
+    out.push(makePoint(r, 'globex', avgKpi, at('2026-11-11T09:30:00Z', i), `CRAFT-N-${i}`, north, 1));
+  for (let i = 0; i < 5; i++)
+    out.push(makePoint(r, 'acme', avgKpi, at('2026-11-11T10:00:00Z', i), `CRAFT-S-${i}`, south, 1));
+  for (let i = 0; i < 4; i++)
+    out.push(makePoint(r, 'globex', avgKpi, at('2026-11-11T11:00:00Z', i), `CRAFT-S-${i}`, south, 0));
+  for (let i = 0; i < 2; i++)
+    out.push(makePoint(r, 'globex', avgKpi, at('2026-11-11T12:00:00Z', i), `CRAFT-X-${i}`, undefined, 0));
   // Day 3: the same three raw subjects at both partners: 6 subjects combined, 3 each.
   for (const partner of PARTNERS) {
-    for (let i = 0; i < 3; i++) out.push(makePoint(r, partner, otherKpi, at('2026-11-12T10:00:00Z', i), `CRAFT-BOTH-${i}`, otherKpi.regions ? north : undefined, 0));
+    for (let i = 0; i < 3; i++)
+      out.push(
+        makePoint(
+          r,
+          partner,
+          otherKpi,
+          at('2026-11-12T10:00:00Z', i),
+          `CRAFT-BOTH-${i}`,
+          otherKpi.regions ? north : undefined,
+          0,
+        ),
+      );
   }
   // Day 4: subjects that differ only in case, white space or accents are distinct subjects.
-  ['Case', 'case', 'CASE', 'case ', ' case', 'cäse', 'case\u{1F600}'].forEach((subject, i) => out.push(makePoint(r, 'acme', avgKpi, at('2026-11-13T10:00:00Z', i), subject, north, 0)));
+  ['Case', 'case', 'CASE', 'case ', ' case', 'cäse', 'case\u{1F600}'].forEach((subject, i) =>
+    out.push(makePoint(r, 'acme', avgKpi, at('2026-11-13T10:00:00Z', i), subject, north, 0)),
+  );
   // Late arrivals (second round) on a day that already has data: the snapshots must differ.
-  for (let i = 0; i < 6; i++) out.push(makePoint(r, 'globex', avgKpi, at('2026-11-10T15:00:00Z', i), `CRAFT-LATE-${i}`, south, 2));
+  for (let i = 0; i < 6; i++)
+    out.push(makePoint(r, 'globex', avgKpi, at('2026-11-10T15:00:00Z', i), `CRAFT-LATE-${i}`, south, 2));
   return out;
 }
 
@@ -247,9 +280,39 @@ const binary = (p: number) => (r: () => number) => (r() < p ? 1 : 0);
 const regions = ['north', 'south'];
 
 const DEMO_KPIS: KpiSpec[] = [
-  { id: 'customer_value', measure: 'avg', unit: 'score', grains: ['day', 'week', 'month'], bys: ['none', 'partner', 'region'], regions, minGroupSize: 5, size: [2, 9], value: oneDecimal(0, 10) },
-  { id: 'lead_time', measure: 'p50', unit: 'hours', grains: ['day', 'week', 'month'], bys: ['none', 'partner', 'region'], regions, minGroupSize: 5, size: [2, 9], value: (r) => integer(1, 400)(r) + (r() < 0.3 ? 0.5 : 0) },
-  { id: 'error_rate', measure: 'rate', unit: 'share', grains: ['day', 'week', 'month'], bys: ['none', 'partner', 'region'], regions, minGroupSize: 5, size: [2, 9], value: binary(0.2) },
+  {
+    id: 'customer_value',
+    measure: 'avg',
+    unit: 'score',
+    grains: ['day', 'week', 'month'],
+    bys: ['none', 'partner', 'region'],
+    regions,
+    minGroupSize: 5,
+    size: [2, 9],
+    value: oneDecimal(0, 10),
+  },
+  {
+    id: 'lead_time',
+    measure: 'p50',
+    unit: 'hours',
+    grains: ['day', 'week', 'month'],
+    bys: ['none', 'partner', 'region'],
+    regions,
+    minGroupSize: 5,
+    size: [2, 9],
+    value: (r) => integer(1, 400)(r) + (r() < 0.3 ? 0.5 : 0),
+  },
+  {
+    id: 'error_rate',
+    measure: 'rate',
+    unit: 'share',
+    grains: ['day', 'week', 'month'],
+    bys: ['none', 'partner', 'region'],
+    regions,
+    minGroupSize: 5,
+    size: [2, 9],
+    value: binary(0.2),
+  },
   {
     id: 'compliance',
     measure: 'rate',
@@ -261,7 +324,16 @@ const DEMO_KPIS: KpiSpec[] = [
     value: binary(0.9),
     needToKnow: { acme: 'dpo@acme.example', globex: 'dpo@globex.example' },
   },
-  { id: 'team_satisfaction', measure: 'avg', unit: 'score', grains: ['week', 'month'], bys: ['none', 'partner'], minGroupSize: 8, size: [2, 8], value: integer(1, 5) },
+  {
+    id: 'team_satisfaction',
+    measure: 'avg',
+    unit: 'score',
+    grains: ['week', 'month'],
+    bys: ['none', 'partner'],
+    minGroupSize: 8,
+    size: [2, 8],
+    value: integer(1, 5),
+  },
 ];
 
 // -------------------------------------------------------------------------------------------
@@ -365,11 +437,60 @@ kpis:
 `;
 
 const OWN_KPIS: KpiSpec[] = [
-  { id: 'parcels', measure: 'sum', unit: 'parcels', grains: ['day', 'week', 'month'], bys: ['none', 'partner', 'region'], regions, minGroupSize: 4, size: [1, 7], value: oneDecimal(0, 50) },
-  { id: 'stops', measure: 'count', unit: 'stops', grains: ['day', 'week', 'month'], bys: ['none', 'region'], regions: ['north', 'south', 'east'], minGroupSize: 4, size: [1, 7], value: integer(-3, 30) },
-  { id: 'drivers', measure: 'distinct', unit: 'drivers', grains: ['week', 'month'], bys: ['none', 'partner', 'region'], regions, minGroupSize: 6, size: [1, 6], value: () => 1 },
-  { id: 'delay_p90', measure: 'p90', unit: 'minutes', grains: ['day', 'week'], bys: ['none', 'region'], regions, minGroupSize: 5, size: [1, 8], value: (r) => integer(0, 240)(r) + (r() < 0.5 ? 0.1 : 0) },
-  { id: 'delay_p95', measure: 'p95', unit: 'minutes', grains: ['day', 'week', 'month'], bys: ['none', 'partner'], minGroupSize: 4, size: [1, 8], value: (r) => integer(0, 300)(r) + (r() < 0.5 ? 0.75 : 0) },
+  {
+    id: 'parcels',
+    measure: 'sum',
+    unit: 'parcels',
+    grains: ['day', 'week', 'month'],
+    bys: ['none', 'partner', 'region'],
+    regions,
+    minGroupSize: 4,
+    size: [1, 7],
+    value: oneDecimal(0, 50),
+  },
+  {
+    id: 'stops',
+    measure: 'count',
+    unit: 'stops',
+    grains: ['day', 'week', 'month'],
+    bys: ['none', 'region'],
+    regions: ['north', 'south', 'east'],
+    minGroupSize: 4,
+    size: [1, 7],
+    value: integer(-3, 30),
+  },
+  {
+    id: 'drivers',
+    measure: 'distinct',
+    unit: 'drivers',
+    grains: ['week', 'month'],
+    bys: ['none', 'partner', 'region'],
+    regions,
+    minGroupSize: 6,
+    size: [1, 6],
+    value: () => 1,
+  },
+  {
+    id: 'delay_p90',
+    measure: 'p90',
+    unit: 'minutes',
+    grains: ['day', 'week'],
+    bys: ['none', 'region'],
+    regions,
+    minGroupSize: 5,
+    size: [1, 8],
+    value: (r) => integer(0, 240)(r) + (r() < 0.5 ? 0.1 : 0),
+  },
+  {
+    id: 'delay_p95',
+    measure: 'p95',
+    unit: 'minutes',
+    grains: ['day', 'week', 'month'],
+    bys: ['none', 'partner'],
+    minGroupSize: 4,
+    size: [1, 8],
+    value: (r) => integer(0, 300)(r) + (r() < 0.5 ? 0.75 : 0),
+  },
 ];
 
 // -------------------------------------------------------------------------------------------
@@ -382,7 +503,9 @@ interface Got {
 }
 
 async function get(t: TestRoom, path: string, token: string, accept?: string): Promise<Got> {
-  const res = await fetch(`${t.url}${path}`, { headers: { authorization: `Bearer ${token}`, ...(accept ? { accept } : {}) } });
+  const res = await fetch(`${t.url}${path}`, {
+    headers: { authorization: `Bearer ${token}`, ...(accept ? { accept } : {}) },
+  });
   return { status: res.status, headers: res.headers, bytes: Buffer.from(await res.arrayBuffer()) };
 }
 
@@ -410,15 +533,26 @@ function parseCsv(text: string): string[][] {
   for (let i = 0; i < text.length; i++) {
     const ch = text[i]!;
     if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') (field += '"'), i++;
-      else if (ch === '"') quoted = false;
+      if (ch === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
       else field += ch;
     } else if (ch === '"') quoted = true;
-    else if (ch === ',') row.push(field), (field = '');
-    else if (ch === '\n') row.push(field), rows.push(row), (row = []), (field = '');
-    else field += ch;
+    else if (ch === ',') {
+      row.push(field);
+      field = '';
+    } else if (ch === '\n') {
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = '';
+    } else field += ch;
   }
-  if (field !== '' || row.length) row.push(field), rows.push(row);
+  if (field !== '' || row.length) {
+    row.push(field);
+    rows.push(row);
+  }
   return rows;
 }
 
@@ -432,18 +566,32 @@ interface Combo {
 
 function combos(kpis: readonly KpiSpec[]): Combo[] {
   const out: Combo[] = [];
-  for (const kpi of kpis) for (const grain of kpi.grains) for (const by of kpi.bys) for (const [from, to] of WINDOWS) out.push({ kpi, grain, by, from, to });
+  for (const kpi of kpis)
+    for (const grain of kpi.grains)
+      for (const by of kpi.bys) for (const [from, to] of WINDOWS) out.push({ kpi, grain, by, from, to });
   return out;
 }
 
-const pathOf = (c: Combo, snapshot?: number) => `/v1/kpis/${c.kpi.id}/series?grain=${c.grain}&from=${c.from}&to=${c.to}&by=${c.by}${snapshot === undefined ? '' : `&snapshot=${snapshot}`}`;
-const label = (c: Combo, snapshot?: number) => `${c.kpi.id} ${c.grain} by=${c.by} ${c.from}..${c.to}${snapshot === undefined ? '' : ` @${snapshot}`}`;
+const pathOf = (c: Combo, snapshot?: number) =>
+  `/v1/kpis/${c.kpi.id}/series?grain=${c.grain}&from=${c.from}&to=${c.to}&by=${c.by}${snapshot === undefined ? '' : `&snapshot=${snapshot}`}`;
+const label = (c: Combo, snapshot?: number) =>
+  `${c.kpi.id} ${c.grain} by=${c.by} ${c.from}..${c.to}${snapshot === undefined ? '' : ` @${snapshot}`}`;
 const cellKey = (c: { period: string; group: string | null }) => `${c.period}|${c.group ?? '∅'}`;
 
 /** The kind of each Arrow column (a dictionary column counts as its values' kind). */
 function arrowSchema(table: Table): Record<string, string> {
   const kind = (t: DataType): string =>
-    DataType.isDictionary(t) ? kind(t.dictionary) : DataType.isUtf8(t) || DataType.isLargeUtf8(t) ? 'utf8' : DataType.isFloat(t) ? `float${t.precision === 2 ? 64 : t.precision === 1 ? 32 : 16}` : DataType.isInt(t) ? 'int' : DataType.isNull(t) ? 'null' : String(t);
+    DataType.isDictionary(t)
+      ? kind(t.dictionary)
+      : DataType.isUtf8(t) || DataType.isLargeUtf8(t)
+        ? 'utf8'
+        : DataType.isFloat(t)
+          ? `float${t.precision === 2 ? 64 : t.precision === 1 ? 32 : 16}`
+          : DataType.isInt(t)
+            ? 'int'
+            : DataType.isNull(t)
+              ? 'null'
+              : String(t);
   return Object.fromEntries(table.schema.fields.map((f) => [f.name, kind(f.type)]));
 }
 
@@ -456,9 +604,15 @@ function diffCells(expected: readonly OracleCell[], actual: readonly OracleCell[
   for (const [k, c] of a) if (!e.has(k)) lines.push(`extra ${k} ${canonical(c)}`);
   for (const [k, c] of e) {
     const x = a.get(k);
-    if (x && canonical(x) !== canonical(c)) lines.push(`${k}: expected ${canonical({ ...c, period: undefined, group: undefined })} got ${canonical({ ...x, period: undefined, group: undefined })}`);
+    if (x && canonical(x) !== canonical(c))
+      lines.push(
+        `${k}: expected ${canonical({ ...c, period: undefined, group: undefined })} got ${canonical({ ...x, period: undefined, group: undefined })}`,
+      );
   }
-  if (lines.length === 0) lines.push(`same cells, different order: expected ${expected.map(cellKey).join(' ')} got ${actual.map(cellKey).join(' ')}`);
+  if (lines.length === 0)
+    lines.push(
+      `same cells, different order: expected ${expected.map(cellKey).join(' ')} got ${actual.map(cellKey).join(' ')}`,
+    );
   return `${lines.length} difference(s): ${lines.slice(0, 4).join('; ')}${lines.length > 4 ? '; …' : ''}`;
 }
 
@@ -477,13 +631,32 @@ interface Suite {
   arrowSchemas: { at: string; schema: Record<string, string> }[];
 }
 
-function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; agreementYaml?: string; crafted?: [string, string]; env?: Record<string, string> }) {
+function defineOracleSuite(
+  name: string,
+  opts: {
+    kpis: KpiSpec[];
+    seed: number;
+    agreementYaml?: string;
+    crafted?: [string, string];
+    env?: Record<string, string>;
+  },
+) {
   describe(name, () => {
     const s = { arrowSchemas: [] } as unknown as Suite;
     let tmp: string | undefined;
     const all = combos(opts.kpis);
     const oracle = (c: Combo, snapshot: number) =>
-      expectedCells(s.points, { kpi: c.kpi.id, measure: c.kpi.measure, grain: c.grain, from: c.from, to: c.to, by: c.by, snapshot, minGroupSize: c.kpi.minGroupSize, timezone: TZ });
+      expectedCells(s.points, {
+        kpi: c.kpi.id,
+        measure: c.kpi.measure,
+        grain: c.grain,
+        from: c.from,
+        to: c.to,
+        by: c.by,
+        snapshot,
+        minGroupSize: c.kpi.minGroupSize,
+        timezone: TZ,
+      });
     const tokenFor = (c: Combo, partner: Partner) => s.analyst[c.kpi.id]![partner];
 
     beforeAll(async () => {
@@ -493,19 +666,33 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
         agreementFile = join(tmp, 'agreement.yaml');
         writeFileSync(agreementFile, opts.agreementYaml);
       }
-      s.t = await startTestRoom({ ...(agreementFile ? { agreementFile } : {}), ...(opts.env ? { env: opts.env } : {}) });
+      s.t = await startTestRoom({
+        ...(agreementFile ? { agreementFile } : {}),
+        ...(opts.env ? { env: opts.env } : {}),
+      });
       const t = s.t;
       s.analyst = {};
       for (const kpi of opts.kpis) {
         const per = {} as Record<Partner, string>;
         for (const partner of PARTNERS) {
           const named = kpi.needToKnow?.[partner];
-          per[partner] = named ? (await createToken(t.room.control.db, { partnerId: partner, role: 'analyst', name: named }, t.clock.now())).token : await t.token(partner, 'analyst');
+          per[partner] = named
+            ? (
+                await createToken(
+                  t.room.control.db,
+                  { partnerId: partner, role: 'analyst', name: named },
+                  t.clock.now(),
+                )
+              ).token
+            : await t.token(partner, 'analyst');
         }
         s.analyst[kpi.id] = per;
       }
       const byId = new Map(opts.kpis.map((k) => [k.id, k]));
-      const gen = [...generate(opts.seed, opts.kpis), ...(opts.crafted ? crafted(opts.seed + 1, byId.get(opts.crafted[0])!, byId.get(opts.crafted[1])!) : [])];
+      const gen = [
+        ...generate(opts.seed, opts.kpis),
+        ...(opts.crafted ? crafted(opts.seed + 1, byId.get(opts.crafted[0])!, byId.get(opts.crafted[1])!) : []),
+      ];
       s.points = [];
       s.snapshots = [];
       const land = async (batch: number) => {
@@ -513,14 +700,26 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
           const mine = gen.filter((g) => g.partner === partner && g.batch === batch);
           const res = await fetch(`${t.url}/v1/points`, {
             method: 'POST',
-            headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' },
+            headers: {
+              authorization: `Bearer ${await t.token(partner, 'ingest')}`,
+              'content-type': 'application/x-ndjson',
+            },
             body: ndjson(mine.map((g) => g.point)),
           });
           const receipt = (await res.json()) as { snapshot: number; accepted: number; rejected: number };
           expect(res.status, JSON.stringify(receipt).slice(0, 500)).toBe(202);
           expect(receipt.accepted).toBe(mine.length);
           s.snapshots.push(receipt.snapshot);
-          for (const g of mine) s.points.push({ partner, kpi: g.point.kpi, atMs: g.atMs, value: g.point.value, subject: g.point.subject, ...(g.point.dims ? { dims: g.point.dims } : {}), snapshot: receipt.snapshot });
+          for (const g of mine)
+            s.points.push({
+              partner,
+              kpi: g.point.kpi,
+              atMs: g.atMs,
+              value: g.point.value,
+              subject: g.point.subject,
+              ...(g.point.dims ? { dims: g.point.dims } : {}),
+              snapshot: receipt.snapshot,
+            });
         }
       };
       // With rollups on, series are read from them once they are current: wait, so the reads at
@@ -551,8 +750,25 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
       const latest = Math.max(...s.snapshots);
       // Points whose UTC date is not their local date, around both DST changes and year/month ends.
       const shifted = s.points.filter((p) => new Date(p.atMs).toISOString().slice(0, 10) !== localDate(p.atMs, TZ));
-      for (const day of ['2020-12-28', '2021-01-01', '2021-01-04', '2024-02-29', '2024-03-01', '2025-10-26', '2025-10-27', '2025-11-01', '2026-03-01', '2026-03-29', '2026-03-30', '2026-04-01', '2026-11-23']) {
-        expect(shifted.some((p) => localDate(p.atMs, TZ) === day), day).toBe(true);
+      for (const day of [
+        '2020-12-28',
+        '2021-01-01',
+        '2021-01-04',
+        '2024-02-29',
+        '2024-03-01',
+        '2025-10-26',
+        '2025-10-27',
+        '2025-11-01',
+        '2026-03-01',
+        '2026-03-29',
+        '2026-03-30',
+        '2026-04-01',
+        '2026-11-23',
+      ]) {
+        expect(
+          shifted.some((p) => localDate(p.atMs, TZ) === day),
+          day,
+        ).toBe(true);
       }
       // ISO week 53 and the year end: both dates land in the week of 2020-12-28.
       expect(periodStart('2020-12-31', 'week')).toBe('2020-12-28');
@@ -571,13 +787,25 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
         expect(s.points.some((p) => p.atMs === ms) && s.points.some((p) => p.atMs === ms - 1), b).toBe(true);
       }
       // The expected series contain every kind of cell.
-      const kinds = { small: 0, complementaryPartner: 0, complementaryDim: 0, nullGroupVisible: 0, repeatedSubjectVisible: 0, week53Visible: 0, leapDayVisible: 0, visibleAtThreshold: 0 };
+      const kinds = {
+        small: 0,
+        complementaryPartner: 0,
+        complementaryDim: 0,
+        nullGroupVisible: 0,
+        repeatedSubjectVisible: 0,
+        week53Visible: 0,
+        leapDayVisible: 0,
+        visibleAtThreshold: 0,
+      };
       for (const c of all) {
         const cells = oracle(c, latest);
         for (const cell of cells) {
-          if (cell.reason === COMPLEMENTARY) c.by === 'partner' ? kinds.complementaryPartner++ : kinds.complementaryDim++;
-          else if (cell.state === 'suppressed') kinds.small++;
-          if (cell.state === 'ok' && c.by !== 'none' && c.by !== 'partner' && cell.group === null) kinds.nullGroupVisible++;
+          if (cell.reason === COMPLEMENTARY) {
+            if (c.by === 'partner') kinds.complementaryPartner++;
+            else kinds.complementaryDim++;
+          } else if (cell.state === 'suppressed') kinds.small++;
+          if (cell.state === 'ok' && c.by !== 'none' && c.by !== 'partner' && cell.group === null)
+            kinds.nullGroupVisible++;
           if (cell.state === 'ok' && c.grain === 'week' && cell.period === '2020-12-28') kinds.week53Visible++;
           if (cell.state === 'ok' && c.grain === 'day' && cell.period === '2024-02-29') kinds.leapDayVisible++;
           if (cell.state === 'ok' && cell.n === c.kpi.minGroupSize) kinds.visibleAtThreshold++;
@@ -603,43 +831,77 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
         await pool(
           mine.map((c) => async () => {
             const path = pathOf(c);
-            const [a, g, csv, arrow] = await Promise.all([get(t, path, tokenFor(c, 'acme')), get(t, path, tokenFor(c, 'globex')), get(t, path, tokenFor(c, 'acme'), 'text/csv'), get(t, path, tokenFor(c, 'acme'), ARROW)]);
+            const [a, g, csv, arrow] = await Promise.all([
+              get(t, path, tokenFor(c, 'acme')),
+              get(t, path, tokenFor(c, 'globex')),
+              get(t, path, tokenFor(c, 'acme'), 'text/csv'),
+              get(t, path, tokenFor(c, 'acme'), ARROW),
+            ]);
             const at = label(c);
-            if (a.status !== 200) return void problems.push(`${at}: status ${a.status} ${String(a.bytes).slice(0, 200)}`);
+            if (a.status !== 200)
+              return void problems.push(`${at}: status ${a.status} ${String(a.bytes).slice(0, 200)}`);
             const text = a.bytes.toString('utf8');
             const body = JSON.parse(text) as Record<string, unknown> & { cells: OracleCell[]; digest: string };
             // Canonical bytes (keys sorted, no whitespace) and the digest of the cells.
             if (text !== canonical(body)) problems.push(`${at}: the body is not canonical JSON`);
             const digest = sha256Hex(canonical(body.cells));
-            if (body.digest !== digest) problems.push(`${at}: digest ${body.digest} ≠ sha256(canonical(cells)) ${digest}`);
-            if (a.headers.get('x-parity-digest') !== digest) problems.push(`${at}: x-parity-digest header ${a.headers.get('x-parity-digest')}`);
-            if (a.headers.get('x-parity-snapshot') !== String(latest)) problems.push(`${at}: x-parity-snapshot header ${a.headers.get('x-parity-snapshot')}`);
-            const head = { kpi: c.kpi.id, measure: c.kpi.measure, unit: c.kpi.unit, grain: c.grain, by: c.by === 'none' ? null : c.by, from: c.from, to: c.to, snapshot: latest, agreementVersion: 1, minGroupSize: c.kpi.minGroupSize, approximate: false };
+            if (body.digest !== digest)
+              problems.push(`${at}: digest ${body.digest} ≠ sha256(canonical(cells)) ${digest}`);
+            if (a.headers.get('x-parity-digest') !== digest)
+              problems.push(`${at}: x-parity-digest header ${a.headers.get('x-parity-digest')}`);
+            if (a.headers.get('x-parity-snapshot') !== String(latest))
+              problems.push(`${at}: x-parity-snapshot header ${a.headers.get('x-parity-snapshot')}`);
+            const head = {
+              kpi: c.kpi.id,
+              measure: c.kpi.measure,
+              unit: c.kpi.unit,
+              grain: c.grain,
+              by: c.by === 'none' ? null : c.by,
+              from: c.from,
+              to: c.to,
+              snapshot: latest,
+              agreementVersion: 1,
+              minGroupSize: c.kpi.minGroupSize,
+              approximate: false,
+            };
             const { cells: _cells, digest: _digest, ...rest } = body;
-            if (canonical(rest) !== canonical(head)) problems.push(`${at}: head ${canonical(rest)} ≠ ${canonical(head)}`);
+            if (canonical(rest) !== canonical(head))
+              problems.push(`${at}: head ${canonical(rest)} ≠ ${canonical(head)}`);
             // The cells, against the oracle.
             const expected = normaliseCells(oracle(c, latest));
             const actual = normaliseCells(body.cells);
             checkedCells += expected.length;
             if (canonical(actual) !== canonical(expected)) problems.push(`${at}: ${diffCells(expected, actual)}`);
             // The other partner's analyst: the same bytes.
-            if (g.status !== 200 || !g.bytes.equals(a.bytes)) problems.push(`${at}: globex's analyst got different bytes (status ${g.status})`);
+            if (g.status !== 200 || !g.bytes.equals(a.bytes))
+              problems.push(`${at}: globex's analyst got different bytes (status ${g.status})`);
             // CSV: the same cells.
-            if (csv.status !== 200 || !(csv.headers.get('content-type') ?? '').startsWith('text/csv')) problems.push(`${at}: CSV status ${csv.status} type ${csv.headers.get('content-type')}`);
+            if (csv.status !== 200 || !(csv.headers.get('content-type') ?? '').startsWith('text/csv'))
+              problems.push(`${at}: CSV status ${csv.status} type ${csv.headers.get('content-type')}`);
             else {
               const rows = parseCsv(csv.bytes.toString('utf8'));
               const [header, ...data] = rows;
-              if (header?.join(',') !== 'period,group,value,n,state,reason') problems.push(`${at}: CSV header ${header?.join(',')}`);
+              if (header?.join(',') !== 'period,group,value,n,state,reason')
+                problems.push(`${at}: CSV header ${header?.join(',')}`);
               const fromCsv: OracleCell[] = data.map((r) => {
-                const cell: OracleCell = { period: r[0]!, group: r[1] === '' ? null : r[1]!, value: r[2] === '' ? null : Number(r[2]), n: r[3] === '' ? null : Number(r[3]), state: r[4] as OracleCell['state'] };
+                const cell: OracleCell = {
+                  period: r[0]!,
+                  group: r[1] === '' ? null : r[1]!,
+                  value: r[2] === '' ? null : Number(r[2]),
+                  n: r[3] === '' ? null : Number(r[3]),
+                  state: r[4] as OracleCell['state'],
+                };
                 if (r[5] !== '' && r[5] !== undefined) cell.reason = r[5];
                 return cell;
               });
-              if (canonical(fromCsv) !== canonical(body.cells)) problems.push(`${at}: CSV ≠ JSON: ${diffCells(body.cells, fromCsv)}`);
-              if (csv.headers.get('x-parity-digest') !== digest) problems.push(`${at}: CSV x-parity-digest header differs`);
+              if (canonical(fromCsv) !== canonical(body.cells))
+                problems.push(`${at}: CSV ≠ JSON: ${diffCells(body.cells, fromCsv)}`);
+              if (csv.headers.get('x-parity-digest') !== digest)
+                problems.push(`${at}: CSV x-parity-digest header differs`);
             }
             // Arrow: the same cells (a withheld value is null, as in JSON).
-            if (arrow.status !== 200 || arrow.headers.get('content-type') !== ARROW) problems.push(`${at}: Arrow status ${arrow.status} type ${arrow.headers.get('content-type')}`);
+            if (arrow.status !== 200 || arrow.headers.get('content-type') !== ARROW)
+              problems.push(`${at}: Arrow status ${arrow.status} type ${arrow.headers.get('content-type')}`);
             else {
               const table = tableFromIPC(arrow.bytes);
               s.arrowSchemas.push({ at, schema: arrowSchema(table) });
@@ -648,17 +910,27 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
               const fromArrow: OracleCell[] = [];
               for (let i = 0; i < table.numRows; i++) {
                 const value = num(col('value', i));
-                const cell: OracleCell = { period: String(col('period', i)), group: col('group', i) === null ? null : String(col('group', i)), value, n: num(col('n', i)), state: col('state', i) as OracleCell['state'] };
+                const cell: OracleCell = {
+                  period: String(col('period', i)),
+                  group: col('group', i) === null ? null : String(col('group', i)),
+                  value,
+                  n: num(col('n', i)),
+                  state: col('state', i) as OracleCell['state'],
+                };
                 const reason = col('reason', i);
                 if (reason !== null) cell.reason = String(reason);
                 if (value !== null && Number.isNaN(value)) problems.push(`${at}: Arrow value NaN instead of null`);
                 fromArrow.push(cell);
               }
-              if (canonical(fromArrow) !== canonical(body.cells)) problems.push(`${at}: Arrow ≠ JSON: ${diffCells(body.cells, fromArrow)}`);
+              if (canonical(fromArrow) !== canonical(body.cells))
+                problems.push(`${at}: Arrow ≠ JSON: ${diffCells(body.cells, fromArrow)}`);
             }
           }),
         );
-        expect(problems.length, `${problems.length} of ${mine.length} requests differ:\n${problems.slice(0, 30).join('\n')}`).toBe(0);
+        expect(
+          problems.length,
+          `${problems.length} of ${mine.length} requests differ:\n${problems.slice(0, 30).join('\n')}`,
+        ).toBe(0);
         expect(checkedCells).toBeGreaterThan(0);
       });
     }
@@ -704,12 +976,27 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
     it('?snapshot=N after more batches landed returns byte-identical JSON to the earlier response at N', async () => {
       const t = s.t;
       const entries = [...s.atA.values()];
-      const again = await pool(entries.map(({ combo }) => () => get(t, pathOf(combo, s.snapshotA), tokenFor(combo, 'globex'))));
+      const again = await pool(
+        entries.map(
+          ({ combo }) =>
+            () =>
+              get(t, pathOf(combo, s.snapshotA), tokenFor(combo, 'globex')),
+        ),
+      );
       const problems: string[] = [];
       let changedSince = 0;
-      const now = await pool(entries.map(({ combo }) => () => get(t, pathOf(combo), tokenFor(combo, 'acme'))));
+      const now = await pool(
+        entries.map(
+          ({ combo }) =>
+            () =>
+              get(t, pathOf(combo), tokenFor(combo, 'acme')),
+        ),
+      );
       entries.forEach(({ combo, got }, i) => {
-        if (!again[i]!.bytes.equals(got.bytes)) problems.push(`${label(combo, s.snapshotA)}: ${again[i]!.status} ${again[i]!.bytes.toString('utf8').slice(0, 160)}`);
+        if (!again[i]!.bytes.equals(got.bytes))
+          problems.push(
+            `${label(combo, s.snapshotA)}: ${again[i]!.status} ${again[i]!.bytes.toString('utf8').slice(0, 160)}`,
+          );
         if (!now[i]!.bytes.equals(got.bytes)) changedSince++;
       });
       expect(problems.length, problems.slice(0, 20).join('\n')).toBe(0);
@@ -726,13 +1013,18 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
         picks.forEach((c, i) => {
           const g = got[i]!;
           if (g.status !== 200) return void problems.push(`${label(c, snapshot)}: status ${g.status}`);
-          const body = JSON.parse(g.bytes.toString('utf8')) as { snapshot: number; digest: string; cells: OracleCell[] };
+          const body = JSON.parse(g.bytes.toString('utf8')) as {
+            snapshot: number;
+            digest: string;
+            cells: OracleCell[];
+          };
           if (body.snapshot !== snapshot) problems.push(`${label(c, snapshot)}: snapshot ${body.snapshot}`);
           if (body.digest !== sha256Hex(canonical(body.cells))) problems.push(`${label(c, snapshot)}: digest`);
           const expected = normaliseCells(oracle(c, snapshot));
           if (snapshot === 0 && expected.length !== 0) problems.push('oracle: snapshot 0 must be empty');
           const actual = normaliseCells(body.cells);
-          if (canonical(actual) !== canonical(expected)) problems.push(`${label(c, snapshot)}: ${diffCells(expected, actual)}`);
+          if (canonical(actual) !== canonical(expected))
+            problems.push(`${label(c, snapshot)}: ${diffCells(expected, actual)}`);
         });
       }
       expect(problems.length, problems.slice(0, 30).join('\n')).toBe(0);
@@ -741,7 +1033,10 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
     it('a range without points, and snapshot 0, are empty series in JSON, CSV and Arrow', async () => {
       const t = s.t;
       for (const kpi of opts.kpis) {
-        for (const query of [`grain=${kpi.grains[0]}&from=2022-06-01&to=2022-06-30&by=${kpi.bys.at(-1)}`, `grain=${kpi.grains.at(-1)}&from=2024-02-29&to=2026-11-23&snapshot=0`]) {
+        for (const query of [
+          `grain=${kpi.grains[0]}&from=2022-06-01&to=2022-06-30&by=${kpi.bys.at(-1)}`,
+          `grain=${kpi.grains.at(-1)}&from=2024-02-29&to=2026-11-23&snapshot=0`,
+        ]) {
           const path = `/v1/kpis/${kpi.id}/series?${query}`;
           const token = s.analyst[kpi.id]!.globex;
           const json = await get(t, path, token);
@@ -764,16 +1059,37 @@ function defineOracleSuite(name: string, opts: { kpis: KpiSpec[]; seed: number; 
       for (const kpi of opts.kpis) {
         const token = s.analyst[kpi.id]!.acme;
         for (const grain of (['day', 'week', 'month'] as const).filter((g) => !kpi.grains.includes(g))) {
-          expect((await get(t, `/v1/kpis/${kpi.id}/series?grain=${grain}&from=2026-11-01&to=2026-11-20`, token)).status, `${kpi.id} ${grain}`).toBe(400);
+          expect(
+            (await get(t, `/v1/kpis/${kpi.id}/series?grain=${grain}&from=2026-11-01&to=2026-11-20`, token)).status,
+            `${kpi.id} ${grain}`,
+          ).toBe(400);
         }
-        if (!kpi.bys.includes('partner')) expect((await get(t, `/v1/kpis/${kpi.id}/series?grain=${kpi.grains[0]}&by=partner`, token)).status, `${kpi.id} by=partner`).toBe(400);
-        if (!kpi.bys.includes('region')) expect((await get(t, `/v1/kpis/${kpi.id}/series?grain=${kpi.grains[0]}&by=region`, token)).status, `${kpi.id} by=region`).toBe(400);
+        if (!kpi.bys.includes('partner'))
+          expect(
+            (await get(t, `/v1/kpis/${kpi.id}/series?grain=${kpi.grains[0]}&by=partner`, token)).status,
+            `${kpi.id} by=partner`,
+          ).toBe(400);
+        if (!kpi.bys.includes('region'))
+          expect(
+            (await get(t, `/v1/kpis/${kpi.id}/series?grain=${kpi.grains[0]}&by=region`, token)).status,
+            `${kpi.id} by=region`,
+          ).toBe(400);
       }
     });
   });
 }
 
-defineOracleSuite('series oracle: the demo agreement (avg, p50, rate)', { kpis: DEMO_KPIS, seed: 20261123, crafted: ['customer_value', 'lead_time'] });
+defineOracleSuite('series oracle: the demo agreement (avg, p50, rate)', {
+  kpis: DEMO_KPIS,
+  seed: 20261123,
+  crafted: ['customer_value', 'lead_time'],
+});
 // This room runs without the aggregate cache (PARITY_QUERY_CACHE=off), so every read, including
 // the ?snapshot=N replays, goes to DuckDB; the demo room runs with it.
-defineOracleSuite('series oracle: an agreement of our own (sum, count, distinct, p90, p95, combined)', { kpis: OWN_KPIS, seed: 424242, agreementYaml: OWN_AGREEMENT, crafted: ['parcels', 'delay_p95'], env: { PARITY_QUERY_CACHE: 'off', PARITY_ROLLUPS: 'off' } });
+defineOracleSuite('series oracle: an agreement of our own (sum, count, distinct, p90, p95, combined)', {
+  kpis: OWN_KPIS,
+  seed: 424242,
+  agreementYaml: OWN_AGREEMENT,
+  crafted: ['parcels', 'delay_p95'],
+  env: { PARITY_QUERY_CACHE: 'off', PARITY_ROLLUPS: 'off' },
+});

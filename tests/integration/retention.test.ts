@@ -12,10 +12,15 @@ beforeAll(async () => {
 });
 afterAll(async () => t?.close());
 
-const day = (date: string, values: number[], prefix: string): TestPoint[] => values.map((value, i) => ({ kpi: 'lead_time', at: `${date}T10:00:00Z`, value, subject: `${prefix}-${i}` }));
+const day = (date: string, values: number[], prefix: string): TestPoint[] =>
+  values.map((value, i) => ({ kpi: 'lead_time', at: `${date}T10:00:00Z`, value, subject: `${prefix}-${i}` }));
 
 async function push(partner: string, points: TestPoint[]): Promise<number> {
-  const r = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: ndjson(points) });
+  const r = await fetch(`${t.url}/v1/points`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' },
+    body: ndjson(points),
+  });
   expect(r.status).toBe(202);
   return ((await r.json()) as { snapshot: number }).snapshot;
 }
@@ -23,7 +28,14 @@ async function push(partner: string, points: TestPoint[]): Promise<number> {
 async function week(snapshot?: number) {
   const q = `/v1/kpis/lead_time/series?grain=week&from=2023-11-13&to=2023-12-03${snapshot === undefined ? '' : `&snapshot=${snapshot}`}`;
   const r = await fetch(`${t.url}${q}`, { headers: { authorization: `Bearer ${await t.token('acme', 'steering')}` } });
-  return { status: r.status, body: (await r.json()) as { snapshot: number; cells: { period: string; value: number | null; n: number | null }[]; field?: string } };
+  return {
+    status: r.status,
+    body: (await r.json()) as {
+      snapshot: number;
+      cells: { period: string; value: number | null; n: number | null }[];
+      field?: string;
+    },
+  };
 }
 
 async function rolledUp() {
@@ -32,7 +44,7 @@ async function rolledUp() {
 }
 
 describe('retention', () => {
-  it('deletes the points past the agreement\'s retention, counts them in the audit log, and moves the snapshot on', async () => {
+  it("deletes the points past the agreement's retention, counts them in the audit log, and moves the snapshot on", async () => {
     await push('acme', day('2023-11-21', [100, 110, 120, 130, 140], 'OLD'));
     const s0 = await push('acme', day('2023-11-24', [10, 20, 30, 40, 50], 'NEW'));
     await push('globex', day('2026-11-02', [1, 2, 3, 4, 5], 'NOW'));
@@ -47,19 +59,33 @@ describe('retention', () => {
     expect(r).toMatchObject({ before: '2023-11-23', deleted: 5, perKpi: { lead_time: 5 } });
     expect(r.snapshot).toBeGreaterThan(before.body.snapshot);
     expect(t.room.duck.snapshots.latest).toBe(r.snapshot);
-    const entry = await t.room.control.db.selectFrom('audit_log').selectAll().where('action', '=', 'retention.deleted').executeTakeFirstOrThrow();
-    expect(entry.details).toMatchObject({ deleted: 5, perKpi: { lead_time: 5 }, before: '2023-11-23', retention: 'P3Y', snapshot: r.snapshot });
+    const entry = await t.room.control.db
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('action', '=', 'retention.deleted')
+      .executeTakeFirstOrThrow();
+    expect(entry.details).toMatchObject({
+      deleted: 5,
+      perKpi: { lead_time: 5 },
+      before: '2023-11-23',
+      retention: 'P3Y',
+      snapshot: r.snapshot,
+    });
 
     // The days to recompute are kept with the deletion (a restart would not forget them), and cleared once rolled up.
     const pending = async () => {
       const c = await t.room.duck.connect();
       try {
-        return (await c.runAndReadAll(`SELECT key, value FROM room_settings WHERE key LIKE 'rollup_removed:%'`)).getRowObjectsJson().map((x) => [String(x['key']), JSON.parse(String(x['value']))]);
+        return (await c.runAndReadAll(`SELECT key, value FROM room_settings WHERE key LIKE 'rollup_removed:%'`))
+          .getRowObjectsJson()
+          .map((x) => [String(x['key']), JSON.parse(String(x['value']))]);
       } finally {
         t.room.duck.release(c);
       }
     };
-    expect(await pending()).toEqual([['rollup_removed:lead_time', { lo: '2023-11-21', hi: '2023-11-21', snapshot: r.snapshot }]]);
+    expect(await pending()).toEqual([
+      ['rollup_removed:lead_time', { lo: '2023-11-21', hi: '2023-11-21', snapshot: r.snapshot }],
+    ]);
     // The week that straddles the horizon is recomputed from what is left — first from points, then from its rollup.
     const after = await week();
     expect(after.body.snapshot).toBe(r.snapshot);
@@ -78,14 +104,24 @@ describe('retention', () => {
 
     // Nothing more to delete: no snapshot, no entry.
     expect(await runRetention(t.room)).toMatchObject({ deleted: 0, snapshot: null });
-    expect((await t.room.control.db.selectFrom('audit_log').select('seq').where('action', '=', 'retention.deleted').execute()).length).toBe(1);
+    expect(
+      (
+        await t.room.control.db
+          .selectFrom('audit_log')
+          .select('seq')
+          .where('action', '=', 'retention.deleted')
+          .execute()
+      ).length,
+    ).toBe(1);
   });
 
   it('the retention snapshot is stored with the deletion, where the store reads it at start', async () => {
     const retired = t.room.duck.retiredBefore;
     expect(retired).toBeGreaterThan(0);
     const conn = await t.room.duck.connect();
-    const row = (await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'retired_before_snapshot'`)).getRowObjectsJson()[0];
+    const row = (
+      await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'retired_before_snapshot'`)
+    ).getRowObjectsJson()[0];
     t.room.duck.release(conn);
     expect(Number(row?.['value'])).toBe(retired);
   });

@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileSeries, type Breakdown, type Grain, type SeriesQuery } from '../../services/query/aggregate-compiler.js';
+import {
+  compileSeries,
+  type Breakdown,
+  type Grain,
+  type SeriesQuery,
+} from '../../services/query/aggregate-compiler.js';
 import { readRollup, rollupBreakdowns, rollupsOf } from '../../services/query/rollups.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
@@ -9,19 +14,38 @@ import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 let t: TestRoom;
 const snapshots: number[] = [];
 
-function points(kpi: string, fromDay: string, days: number, perDay: number, tag: string, value: (i: number) => number): TestPoint[] {
+function points(
+  kpi: string,
+  fromDay: string,
+  days: number,
+  perDay: number,
+  tag: string,
+  value: (i: number) => number,
+): TestPoint[] {
   const out: TestPoint[] = [];
   for (let d = 0; d < days; d++) {
     for (let i = 0; i < perDay; i++) {
-      const at = new Date(Date.parse(`${fromDay}T00:00:00Z`) + d * 86_400_000 + ((i * 97) % 24) * 3_600_000 - 2 * 3_600_000);
-      out.push({ kpi, at: at.toISOString(), value: value(d * perDay + i), subject: `${tag}-${d}-${i % (perDay - 1 || 1)}`, dims: { region: i % 3 ? 'north' : 'south' } });
+      const at = new Date(
+        Date.parse(`${fromDay}T00:00:00Z`) + d * 86_400_000 + ((i * 97) % 24) * 3_600_000 - 2 * 3_600_000,
+      );
+      out.push({
+        kpi,
+        at: at.toISOString(),
+        value: value(d * perDay + i),
+        subject: `${tag}-${d}-${i % (perDay - 1 || 1)}`,
+        dims: { region: i % 3 ? 'north' : 'south' },
+      });
     }
   }
   return out;
 }
 
 async function push(partner: string, pts: TestPoint[]) {
-  const res = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: ndjson(pts) });
+  const res = await fetch(`${t.url}/v1/points`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' },
+    body: ndjson(pts),
+  });
   expect(res.status).toBe(202);
   snapshots.push(((await res.json()) as { snapshot: number }).snapshot);
 }
@@ -30,7 +54,12 @@ async function raw(q: SeriesQuery) {
   const { sql, params } = compileSeries(q);
   const conn = await t.room.duck.connect();
   try {
-    return (await conn.runAndReadAll(sql, params)).getRowObjectsJson().map((r) => ({ period: String(r['period']), group: r['grp'] == null ? null : String(r['grp']), value: r['value'] == null ? null : Number(r['value']), n: Number(r['n']) }));
+    return (await conn.runAndReadAll(sql, params)).getRowObjectsJson().map((r) => ({
+      period: String(r['period']),
+      group: r['grp'] == null ? null : String(r['grp']),
+      value: r['value'] == null ? null : Number(r['value']),
+      n: Number(r['n']),
+    }));
   } finally {
     t.room.duck.release(conn);
   }
@@ -43,10 +72,22 @@ const rolledUp = async () => {
 
 beforeAll(async () => {
   t = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
-  await push('acme', points('lead_time', '2026-10-20', 14, 9, 'a1', (i) => 10 + (i % 37)));
-  await push('globex', points('customer_value', '2026-10-28', 8, 7, 'g1', (i) => (i % 11) * 0.9));
-  await push('acme', points('lead_time', '2026-10-10', 25, 6, 'a2', (i) => 20 + ((i * 7) % 41))); // earlier days, after later ones
-  await push('globex', points('lead_time', '2026-10-24', 12, 8, 'g2', (i) => 5 + ((i * 3) % 29)));
+  await push(
+    'acme',
+    points('lead_time', '2026-10-20', 14, 9, 'a1', (i) => 10 + (i % 37)),
+  );
+  await push(
+    'globex',
+    points('customer_value', '2026-10-28', 8, 7, 'g1', (i) => (i % 11) * 0.9),
+  );
+  await push(
+    'acme',
+    points('lead_time', '2026-10-10', 25, 6, 'a2', (i) => 20 + ((i * 7) % 41)),
+  ); // earlier days, after later ones
+  await push(
+    'globex',
+    points('lead_time', '2026-10-24', 12, 8, 'g2', (i) => 5 + ((i * 3) % 29)),
+  );
   await rolledUp();
 });
 afterAll(async () => t.close());
@@ -65,7 +106,15 @@ describe('rollups', () => {
       for (const grain of kpi.grains as Grain[]) {
         for (const by of rollupBreakdowns(kpi) as Breakdown[]) {
           for (const [from, to] of windows) {
-            const q: SeriesQuery = { kpi, grain, from, to, by, snapshot: t.room.duck.snapshots.latest, timezone: agreement.partnership.timezone };
+            const q: SeriesQuery = {
+              kpi,
+              grain,
+              from,
+              to,
+              by,
+              snapshot: t.room.duck.snapshots.latest,
+              timezone: agreement.partnership.timezone,
+            };
             const rolled = await readRollup(t.room.duck, q);
             expect(rolled, `${kpi.id} ${grain} ${JSON.stringify(by)} ${from}..${to}`).toBeDefined();
             expect(rolled).toEqual(await raw(q));
@@ -80,7 +129,15 @@ describe('rollups', () => {
   it('stand aside for an older snapshot of a KPI touched since; the API still answers it exactly', async () => {
     const agreement = t.room.agreement().agreement;
     const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
-    const older: SeriesQuery = { kpi, grain: 'week', from: '2026-10-01', to: '2026-11-30', by: { kind: 'partner' }, snapshot: snapshots[0]!, timezone: agreement.partnership.timezone };
+    const older: SeriesQuery = {
+      kpi,
+      grain: 'week',
+      from: '2026-10-01',
+      to: '2026-11-30',
+      by: { kind: 'partner' },
+      snapshot: snapshots[0]!,
+      timezone: agreement.partnership.timezone,
+    };
     expect(await readRollup(t.room.duck, older)).toBeUndefined();
     // customer_value was last touched at snapshots[1]: the rollup answers any later snapshot.
     const cv = agreement.kpis.find((k) => k.id === 'customer_value')!;
@@ -92,10 +149,23 @@ describe('rollups', () => {
     const agreement = t.room.agreement().agreement;
     const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
     await rollupsOf(t.room.duck)!.stop(); // hold the maintainer
-    await push('acme', points('lead_time', '2026-11-03', 3, 6, 'a3', () => 99));
-    const q: SeriesQuery = { kpi, grain: 'week', from: '2026-10-01', to: '2026-11-30', by: { kind: 'none' }, snapshot: t.room.duck.snapshots.latest, timezone: agreement.partnership.timezone };
+    await push(
+      'acme',
+      points('lead_time', '2026-11-03', 3, 6, 'a3', () => 99),
+    );
+    const q: SeriesQuery = {
+      kpi,
+      grain: 'week',
+      from: '2026-10-01',
+      to: '2026-11-30',
+      by: { kind: 'none' },
+      snapshot: t.room.duck.snapshots.latest,
+      timezone: agreement.partnership.timezone,
+    };
     expect(await readRollup(t.room.duck, q)).toBeUndefined();
-    const res = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week&from=2026-10-01&to=2026-11-30`, { headers: { authorization: `Bearer ${await t.token('acme', 'analyst')}` } });
+    const res = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week&from=2026-10-01&to=2026-11-30`, {
+      headers: { authorization: `Bearer ${await t.token('acme', 'analyst')}` },
+    });
     const before = (await res.json()) as { cells: { period: string; n: number }[] };
     expect(before.cells.find((c) => c.period === '2026-11-02')!.n).toBeGreaterThanOrEqual(18);
     // A fresh maintainer (as after a restart) catches up from where the last one stopped.
@@ -112,7 +182,15 @@ describe('rollups', () => {
     t.room.duck.release(conn);
     const agreement = t.room.agreement().agreement;
     const cv = agreement.kpis.find((k) => k.id === 'customer_value')!;
-    const q: SeriesQuery = { kpi: cv, grain: 'day', from: '2026-10-01', to: '2026-11-30', by: { kind: 'dimension', key: 'region' }, snapshot: t.room.duck.snapshots.latest, timezone: agreement.partnership.timezone };
+    const q: SeriesQuery = {
+      kpi: cv,
+      grain: 'day',
+      from: '2026-10-01',
+      to: '2026-11-30',
+      by: { kind: 'dimension', key: 'region' },
+      snapshot: t.room.duck.snapshots.latest,
+      timezone: agreement.partnership.timezone,
+    };
     expect(await readRollup(t.room.duck, q)).toBeUndefined();
     rollupsOf(t.room.duck)!.loop.request();
     await rolledUp();

@@ -22,13 +22,21 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-const points = (day: string, subjects: string[]): TestPoint[] => subjects.map((subject, i) => ({ kpi: 'lead_time', at: `${day}T08:00:00Z`, value: 20 + i, subject }));
+const points = (day: string, subjects: string[]): TestPoint[] =>
+  subjects.map((subject, i) => ({ kpi: 'lead_time', at: `${day}T08:00:00Z`, value: 20 + i, subject }));
 
 describe('parity secret rotate', () => {
   it('re-keys every stored pseudonym; new data for a known subject gets the same pseudonym; aggregates and digests do not change', async () => {
     const db = await freshDatabaseUrl();
     drop = db.drop;
-    const env = { PARITY_DATA_DIR: dataDir, DATABASE_URL: db.url ?? '', PARITY_AGREEMENT: demoAgreementFile(), PARITY_RETENTION_EVERY_SECONDS: '0', PARITY_ALERTS: 'off', LOG_LEVEL: 'warn' };
+    const env = {
+      PARITY_DATA_DIR: dataDir,
+      DATABASE_URL: db.url ?? '',
+      PARITY_AGREEMENT: demoAgreementFile(),
+      PARITY_RETENTION_EVERY_SECONDS: '0',
+      PARITY_ALERTS: 'off',
+      LOG_LEVEL: 'warn',
+    };
     let room: Room;
     let app: FastifyInstance;
     let url = '';
@@ -44,21 +52,34 @@ describe('parity secret rotate', () => {
     const pseudonyms = async () => {
       const c = await room.duck.connect();
       try {
-        return new Set((await c.runAndReadAll('SELECT DISTINCT subject FROM points')).getRowObjectsJson().map((r) => String(r['subject'])));
+        return new Set(
+          (await c.runAndReadAll('SELECT DISTINCT subject FROM points'))
+            .getRowObjectsJson()
+            .map((r) => String(r['subject'])),
+        );
       } finally {
         room.duck.release(c);
       }
     };
 
     await start();
-    const ingest = (await createToken(room!.control.db, { partnerId: 'acme', role: 'ingest', name: 'erp' }, new Date())).token;
-    const steering = (await createToken(room!.control.db, { partnerId: 'acme', role: 'steering', name: 'sc' }, new Date())).token;
+    const ingest = (await createToken(room!.control.db, { partnerId: 'acme', role: 'ingest', name: 'erp' }, new Date()))
+      .token;
+    const steering = (
+      await createToken(room!.control.db, { partnerId: 'acme', role: 'steering', name: 'sc' }, new Date())
+    ).token;
     const push = async (pts: TestPoint[]) => {
-      const r = await fetch(`${url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${ingest}`, 'content-type': 'application/x-ndjson' }, body: ndjson(pts) });
+      const r = await fetch(`${url}/v1/points`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ingest}`, 'content-type': 'application/x-ndjson' },
+        body: ndjson(pts),
+      });
       expect(r.status).toBe(202);
     };
     const week = async () => {
-      const r = await fetch(`${url}/v1/kpis/lead_time/series?grain=week&from=2026-11-02&to=2026-11-08`, { headers: { authorization: `Bearer ${steering}` } });
+      const r = await fetch(`${url}/v1/kpis/lead_time/series?grain=week&from=2026-11-02&to=2026-11-08`, {
+        headers: { authorization: `Bearer ${steering}` },
+      });
       return (await r.json()) as { digest: string; snapshot: number; cells: { n: number | null }[] };
     };
     await push(points('2026-11-02', ['S-0', 'S-1', 'S-2', 'S-3', 'S-4', 'S-5']));
@@ -69,7 +90,11 @@ describe('parity secret rotate', () => {
     await stop();
     const secretBefore = readFileSync(join(dataDir, 'secret'), 'utf8');
 
-    const r = await run(process.execPath, ['--import', 'tsx', join(packageRoot(), 'services/platform/cli.ts'), 'secret', 'rotate'], { cwd: packageRoot(), env: { ...process.env, ...env } });
+    const r = await run(
+      process.execPath,
+      ['--import', 'tsx', join(packageRoot(), 'services/platform/cli.ts'), 'secret', 'rotate'],
+      { cwd: packageRoot(), env: { ...process.env, ...env } },
+    );
     expect(r.stdout).toContain('rotated: generation 2; 6 pseudonyms re-keyed in 6 points');
     expect(statSync(join(dataDir, 'pseudonym-keys')).mode & 0o777).toBe(0o600);
     expect(readFileSync(join(dataDir, 'secret'), 'utf8')).toBe(secretBefore);
@@ -86,7 +111,11 @@ describe('parity secret rotate', () => {
     await push(points('2026-11-03', ['S-0', 'S-1', 'S-2', 'S-9']));
     expect((await week()).cells[0]!.n).toBe(7);
     expect((await pseudonyms()).size).toBe(7);
-    const audit = await room!.control.db.selectFrom('audit_log').selectAll().where('action', '=', 'secret.rotated').execute();
+    const audit = await room!.control.db
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('action', '=', 'secret.rotated')
+      .execute();
     expect(audit).toHaveLength(1);
     expect(audit[0]!.details).toMatchObject({ generation: 2, pseudonyms: 6, points: 6 });
     await stop();

@@ -5,12 +5,21 @@ import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 let t: TestRoom;
 beforeAll(async () => {
   t = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
-  const res = await fetch(`${t.url}/v1/points`, { method: 'POST', headers: { authorization: `Bearer ${await t.token('acme', 'ingest')}`, 'content-type': 'application/x-ndjson' }, body: ndjson(leadTimePoints(60)) });
+  const res = await fetch(`${t.url}/v1/points`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await t.token('acme', 'ingest')}`, 'content-type': 'application/x-ndjson' },
+    body: ndjson(leadTimePoints(60)),
+  });
   expect(res.status).toBe(202);
 });
 afterAll(async () => t.close());
 
-const signIn = (body: unknown) => fetch(`${t.url}/v1/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const signIn = (body: unknown) =>
+  fetch(`${t.url}/v1/session`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
 
 describe('dashboard sessions', () => {
   it('a user token sets an httpOnly, SameSite=Strict cookie that authenticates like the bearer token', async () => {
@@ -26,13 +35,25 @@ describe('dashboard sessions', () => {
     expect(kpis.status).toBe(200);
     const csv = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week&format=csv`, { headers: { cookie: jar } });
     expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
-    const arrow = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week&format=arrow`, { headers: { cookie: jar } });
+    const arrow = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week&format=arrow`, {
+      headers: { cookie: jar },
+    });
     expect(arrow.headers.get('content-type')).toBe('application/vnd.apache.arrow.stream');
-    expect((await fetch(`${t.url}/v1/kpis/lead_time/series?format=xml`, { headers: { cookie: jar } })).status).toBe(400);
+    expect((await fetch(`${t.url}/v1/kpis/lead_time/series?format=xml`, { headers: { cookie: jar } })).status).toBe(
+      400,
+    );
     // A state-changing request carried by the cookie from another origin is refused.
-    const foreign = await fetch(`${t.url}/v1/incidents/inc_abc/ack`, { method: 'POST', headers: { cookie: jar, origin: 'https://evil.example', 'content-type': 'application/json' }, body: '{}' });
+    const foreign = await fetch(`${t.url}/v1/incidents/inc_abc/ack`, {
+      method: 'POST',
+      headers: { cookie: jar, origin: 'https://evil.example', 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(foreign.status).toBe(401);
-    const sameOrigin = await fetch(`${t.url}/v1/incidents/inc_abc/ack`, { method: 'POST', headers: { cookie: jar, origin: t.url, 'content-type': 'application/json' }, body: '{}' });
+    const sameOrigin = await fetch(`${t.url}/v1/incidents/inc_abc/ack`, {
+      method: 'POST',
+      headers: { cookie: jar, origin: t.url, 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(sameOrigin.status).toBe(404); // authenticated; the incident does not exist
     // Sign-out clears the cookie.
     const out = await fetch(`${t.url}/v1/session`, { method: 'DELETE', headers: { cookie: jar } });

@@ -1,7 +1,14 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { agreementJsonSchema, effectiveMinGroupSize, loadAgreementFile, parseAgreementText, validateAgreement, durationMs } from '../../services/governance/agreement-schema.js';
+import {
+  agreementJsonSchema,
+  effectiveMinGroupSize,
+  loadAgreementFile,
+  parseAgreementText,
+  validateAgreement,
+  durationMs,
+} from '../../services/governance/agreement-schema.js';
 
 const demoText = readFileSync('fixtures/demo-agreement.yaml', 'utf8');
 const demo = () => YAML.parse(demoText) as Record<string, any>;
@@ -54,7 +61,14 @@ describe('agreement schema', () => {
     expect(r.ok).toBe(false);
     if (r.ok) return;
     const paths = r.problems.map((p) => p.path);
-    expect(paths).toEqual(expect.arrayContaining(['kpis[1].owners.initech', 'kpis[1].evaluate.grain', 'kpis[3].id', 'kpis[0].dimensions.subject']));
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'kpis[1].owners.initech',
+        'kpis[1].evaluate.grain',
+        'kpis[3].id',
+        'kpis[0].dimensions.subject',
+      ]),
+    );
   });
 
   it('refuses a combined KPI with two partners unless the agreement states consent', () => {
@@ -62,7 +76,11 @@ describe('agreement schema', () => {
     doc['kpis'][0].breakdown = 'combined';
     const r = validateAgreement(doc);
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.problems[0]).toMatchObject({ path: 'kpis[0].breakdown', message: expect.stringContaining('twoPartyConsent') });
+    if (!r.ok)
+      expect(r.problems[0]).toMatchObject({
+        path: 'kpis[0].breakdown',
+        message: expect.stringContaining('twoPartyConsent'),
+      });
     doc['twoPartyConsent'] = true;
     expect(validateAgreement(doc).ok).toBe(true);
     delete doc['twoPartyConsent'];

@@ -7,7 +7,11 @@ const r = loadAgreementFile('fixtures/demo-agreement.yaml');
 if (!r.ok) throw new Error('demo agreement invalid');
 const demo = (id: string) => r.agreement.kpis.find((k) => k.id === id)!;
 const series = (values: (number | null)[], suppressedAt: number[] = []): PeriodValue[] =>
-  values.map((value, i) => ({ period: addPeriods('2026-01-05', 'week', i), value, suppressed: suppressedAt.includes(i) }));
+  values.map((value, i) => ({
+    period: addPeriods('2026-01-05', 'week', i),
+    value,
+    suppressed: suppressedAt.includes(i),
+  }));
 const last = (h: PeriodValue[]) => h[h.length - 1]!.period;
 
 describe('static bands', () => {
@@ -74,10 +78,16 @@ describe('periods', () => {
 });
 
 describe('Western Electric run rules on a control band', () => {
-  const control = (rules: ('2of3beyond2sigma' | '4of5beyond1sigma' | '8onOneSide')[]): Kpi => ({ ...demo('error_rate'), band: { method: 'control', baseline: 8, sigma: 3, rules } });
+  const control = (rules: ('2of3beyond2sigma' | '4of5beyond1sigma' | '8onOneSide')[]): Kpi => ({
+    ...demo('error_rate'),
+    band: { method: 'control', baseline: 8, sigma: 3, rules },
+  });
   // A steady baseline: mean 11, σ ≈ 1.07, so the 3σ limits sit near 7.8 and 14.2.
   const stable = [12, 10, 12, 10, 12, 10, 12, 10];
-  const signals = (kpi: Kpi, tail: number[]) => verdicts(kpi, series([...stable, ...tail])).slice(stable.length).map((v) => v.signal);
+  const signals = (kpi: Kpi, tail: number[]) =>
+    verdicts(kpi, series([...stable, ...tail]))
+      .slice(stable.length)
+      .map((v) => v.signal);
 
   it('2 of 3 beyond 2σ on one side signals inside the 3σ limits; the rule off, nothing does', () => {
     const tail = [13.5, 11, 13.6];

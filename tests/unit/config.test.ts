@@ -4,7 +4,14 @@ import { ConfigError, loadConfig } from '../../services/platform/config.js';
 describe('configuration', () => {
   it('has sensible defaults', () => {
     const c = loadConfig({});
-    expect(c).toMatchObject({ port: 8080, host: '0.0.0.0', databaseUrl: undefined, logLevel: 'info', maxBody: 1024 ** 3, ingestConcurrency: 4 });
+    expect(c).toMatchObject({
+      port: 8080,
+      host: '0.0.0.0',
+      databaseUrl: undefined,
+      logLevel: 'info',
+      maxBody: 1024 ** 3,
+      ingestConcurrency: 4,
+    });
     expect(c.dataDir).toMatch(/\/data$/);
   });
 
@@ -16,7 +23,9 @@ describe('configuration', () => {
 
   it('reads embedding origins as a list', () => {
     expect(loadConfig({}).embedOrigins).toEqual([]);
-    expect(loadConfig({ PARITY_EMBED_ORIGINS: 'https://intranet.acme.example, http://localhost:3000/' }).embedOrigins).toEqual(['https://intranet.acme.example', 'http://localhost:3000']);
+    expect(
+      loadConfig({ PARITY_EMBED_ORIGINS: 'https://intranet.acme.example, http://localhost:3000/' }).embedOrigins,
+    ).toEqual(['https://intranet.acme.example', 'http://localhost:3000']);
   });
 
   it.each([
@@ -27,7 +36,11 @@ describe('configuration', () => {
     ['PARITY_SECRET', 'short', /^invalid configuration: PARITY_SECRET: must be at least 32 characters$/],
     ['PARITY_MAX_BODY', 'lots', /^invalid configuration: PARITY_MAX_BODY: /],
     ['SMTP_URL', 'http://mail', /^invalid configuration: SMTP_URL: /],
-    ['PARITY_EMBED_ORIGINS', 'https://intranet.example/page', /^invalid configuration: PARITY_EMBED_ORIGINS: .* is not an origin/],
+    [
+      'PARITY_EMBED_ORIGINS',
+      'https://intranet.example/page',
+      /^invalid configuration: PARITY_EMBED_ORIGINS: .* is not an origin/,
+    ],
     ['PARITY_EMBED_ORIGINS', '*', /^invalid configuration: PARITY_EMBED_ORIGINS: \* is not an origin/],
     ['PARITY_RETENTION_EVERY_SECONDS', '-1', /^invalid configuration: PARITY_RETENTION_EVERY_SECONDS: /],
   ])('%s=%s stops start-up with one line naming the variable', (name, value, message) => {

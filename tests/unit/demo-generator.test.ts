@@ -9,15 +9,22 @@ if (!loaded.ok) throw new Error(`demo agreement invalid: ${JSON.stringify(loaded
 const agreement = loaded.agreement;
 const partners = agreement.partners.map((p) => p.id);
 
-const points = (partner: string, opts?: DemoOptions, a: Agreement = agreement): DemoPoint[] => [...generateDemoPoints(a, partner, opts)];
+const points = (partner: string, opts?: DemoOptions, a: Agreement = agreement): DemoPoint[] => [
+  ...generateDemoPoints(a, partner, opts),
+];
 const digest = (pts: DemoPoint[]) => createHash('sha256').update(JSON.stringify(pts)).digest('hex');
 const utc = (iso: string) => new Date(`${iso}T00:00:00Z`);
-const only = (...ids: string[]): Agreement => ({ ...agreement, kpis: agreement.kpis.filter((k) => ids.includes(k.id)) });
+const only = (...ids: string[]): Agreement => ({
+  ...agreement,
+  kpis: agreement.kpis.filter((k) => ids.includes(k.id)),
+});
 
 /** Monday of the ISO week, as YYYY-MM-DD (UTC: business hours never cross midnight in Europe/Berlin). */
 function isoWeek(at: string): string {
   const d = new Date(at);
-  return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() - ((d.getUTCDay() + 6) % 7))).toISOString().slice(0, 10);
+  return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() - ((d.getUTCDay() + 6) % 7)))
+    .toISOString()
+    .slice(0, 10);
 }
 
 function groupBy<T>(xs: T[], key: (x: T) => string): Map<string, T[]> {
@@ -61,7 +68,7 @@ describe('generateDemoPoints', () => {
     expect(digest(inner)).toBe(digest(outer));
   });
 
-  it('does not change a KPI\'s points when other KPIs are added or removed', () => {
+  it("does not change a KPI's points when other KPIs are added or removed", () => {
     const alone = points('acme', window, only('error_rate'));
     expect(digest(alone)).toBe(digest(windowPoints.get('acme')!.filter((p) => p.kpi === 'error_rate')));
   });
@@ -161,21 +168,28 @@ describe('generateDemoPoints', () => {
       expect(mean(values('team_satisfaction'))).toBeGreaterThan(3.5);
       expect(mean(values('team_satisfaction'))).toBeLessThan(4.3);
       expect(values('team_satisfaction').every(Number.isInteger)).toBe(true);
-      const north = pts.filter((p) => p.kpi === 'lead_time' && p.dims?.['region'] === 'north').length / values('lead_time').length;
+      const north =
+        pts.filter((p) => p.kpi === 'lead_time' && p.dims?.['region'] === 'north').length / values('lead_time').length;
       expect(north).toBeGreaterThan(0.55);
       expect(north).toBeLessThan(0.65);
     }
   });
 
   it('weekdays carry more orders than weekends', () => {
-    const byDay = groupBy(windowPoints.get('acme')!.filter((p) => p.kpi === 'lead_time'), (p) => p.at.slice(0, 10));
+    const byDay = groupBy(
+      windowPoints.get('acme')!.filter((p) => p.kpi === 'lead_time'),
+      (p) => p.at.slice(0, 10),
+    );
     const weekday = (d: string) => new Date(`${d}T00:00:00Z`).getUTCDay() % 6 !== 0;
     const avg = (pred: (d: string) => boolean) => mean([...byDay].filter(([d]) => pred(d)).map(([, v]) => v.length));
     expect(avg(weekday)).toBeGreaterThan(2 * avg((d) => !weekday(d)));
   });
 
   it('has a globex lead-time week whose median breaches the 72 h band', () => {
-    const weeks = groupBy(windowPoints.get('globex')!.filter((p) => p.kpi === 'lead_time'), (p) => isoWeek(p.at));
+    const weeks = groupBy(
+      windowPoints.get('globex')!.filter((p) => p.kpi === 'lead_time'),
+      (p) => isoWeek(p.at),
+    );
     const medians = [...weeks].map(([w, pts]) => [w, median(pts.map((p) => p.value))] as const);
     const breaches = medians.filter(([, m]) => m > 72);
     expect(breaches.length).toBeGreaterThanOrEqual(1);
@@ -214,8 +228,27 @@ describe('generateDemoPoints', () => {
   it('falls back to a generic generator for KPIs it does not know', () => {
     const base = agreement.kpis[0]!;
     const extra: Kpi[] = [
-      { ...base, id: 'parcel_weight', subject: 'parcel', measure: 'p90', unit: 'kg', range: [0, 70], dimensions: { channel: ['web', 'store', 'phone'] }, band: { method: 'static', upper: 30 } },
-      { ...base, id: 'on_time', subject: 'delivery', measure: 'rate', unit: 'share', range: [0, 1], grains: ['week', 'month'], dimensions: {}, band: { method: 'static', lower: 0.9 } },
+      {
+        ...base,
+        id: 'parcel_weight',
+        subject: 'parcel',
+        measure: 'p90',
+        unit: 'kg',
+        range: [0, 70],
+        dimensions: { channel: ['web', 'store', 'phone'] },
+        band: { method: 'static', upper: 30 },
+      },
+      {
+        ...base,
+        id: 'on_time',
+        subject: 'delivery',
+        measure: 'rate',
+        unit: 'share',
+        range: [0, 1],
+        grains: ['week', 'month'],
+        dimensions: {},
+        band: { method: 'static', lower: 0.9 },
+      },
       { ...base, id: 'lead_time', measure: 'rate', range: [0, 1], dimensions: {} },
     ];
     const a: Agreement = { ...agreement, kpis: [...agreement.kpis.filter((k) => k.id !== 'lead_time'), ...extra] };
@@ -231,7 +264,9 @@ describe('generateDemoPoints', () => {
         expect(dimsProblem(k, p)).toBeUndefined();
       }
     }
-    expect(new Set(pts.filter((p) => p.kpi === 'parcel_weight').map((p) => p.dims?.['channel']))).toEqual(new Set(['web', 'store', 'phone']));
+    expect(new Set(pts.filter((p) => p.kpi === 'parcel_weight').map((p) => p.dims?.['channel']))).toEqual(
+      new Set(['web', 'store', 'phone']),
+    );
     expect(pts.filter((p) => p.kpi === 'parcel_weight')[0]!.subject).toMatch(/^GLOBEX-PARC-\d{5}$/);
     expect(mean(pts.filter((p) => p.kpi === 'on_time').map((p) => p.value))).toBeGreaterThan(0.85);
     const unchanged = (x: DemoPoint[]) => digest(x.filter((p) => p.kpi === 'error_rate'));
@@ -240,7 +275,9 @@ describe('generateDemoPoints', () => {
 
   it('handles empty ranges and rejects bad input', () => {
     expect(points('acme', { from: utc('2026-01-01'), to: utc('2026-01-01') })).toEqual([]);
-    expect(points('acme', { from: new Date('2026-01-05T18:00:00Z'), to: new Date('2026-01-06T05:00:00Z') })).toEqual([]);
+    expect(points('acme', { from: new Date('2026-01-05T18:00:00Z'), to: new Date('2026-01-06T05:00:00Z') })).toEqual(
+      [],
+    );
     expect(() => generateDemoPoints(agreement, 'initech')).toThrow(/not a partner/);
     expect(() => generateDemoPoints(agreement, 'acme', { scale: 0 })).toThrow(RangeError);
     expect(() => generateDemoPoints(agreement, 'acme', { from: new Date('nope') })).toThrow(RangeError);
@@ -249,7 +286,8 @@ describe('generateDemoPoints', () => {
 
 describe('demoPointCount', () => {
   it('matches the number of generated points, also for partial days', () => {
-    for (const partner of partners) expect(demoPointCount(agreement, partner, window)).toBe(windowPoints.get(partner)!.length);
+    for (const partner of partners)
+      expect(demoPointCount(agreement, partner, window)).toBe(windowPoints.get(partner)!.length);
     const odd = { from: new Date('2026-03-27T13:17:00Z'), to: new Date('2026-03-30T09:05:00Z'), scale: 0.37, seed: 7 };
     expect(demoPointCount(agreement, 'globex', odd)).toBe(points('globex', odd).length);
   });
@@ -266,6 +304,7 @@ function dimsProblem(kpi: Kpi, p: DemoPoint): string | undefined {
   if (Object.keys(allowed).length === 0) return p.dims === undefined ? undefined : 'dims on a KPI without dimensions';
   if (!p.dims) return 'dims missing';
   if (Object.keys(p.dims).sort().join() !== Object.keys(allowed).sort().join()) return 'wrong dimension keys';
-  for (const [key, value] of Object.entries(p.dims)) if (!allowed[key]?.includes(value)) return `${key}=${value} not allowed`;
+  for (const [key, value] of Object.entries(p.dims))
+    if (!allowed[key]?.includes(value)) return `${key}=${value} not allowed`;
   return undefined;
 }

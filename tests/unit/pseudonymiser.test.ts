@@ -10,12 +10,19 @@ describe('pseudonymiser', () => {
   };
   const pseudonymise = createPseudonymiser(secret);
 
-  it.each(['ORD-1', '', 'Kunde Müller', '顧客-42', '🚚📦-delivery', "'); DROP TABLE points; --", 'x'.repeat(256), '€'.repeat(400), 'y'.repeat(5000)])(
-    'is HMAC-SHA-256 under the partner key for %s',
-    (subject) => {
-      expect(pseudonymise('acme', subject)).toBe(reference('acme', subject));
-    },
-  );
+  it.each([
+    'ORD-1',
+    '',
+    'Kunde Müller',
+    '顧客-42',
+    '🚚📦-delivery',
+    "'); DROP TABLE points; --",
+    'x'.repeat(256),
+    '€'.repeat(400),
+    'y'.repeat(5000),
+  ])('is HMAC-SHA-256 under the partner key for %s', (subject) => {
+    expect(pseudonymise('acme', subject)).toBe(reference('acme', subject));
+  });
 
   it('scopes pseudonyms per partner and keeps them stable', () => {
     const a = pseudonymise('acme', 'CUST-1');

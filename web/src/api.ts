@@ -23,7 +23,11 @@ async function request<T>(method: string, path: string, body?: unknown, token?: 
   const res = await fetch(roomBase + path, {
     method,
     credentials: token ? 'omit' : 'same-origin',
-    headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      accept: 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   if (res.status === 204) return undefined as T;
@@ -34,7 +38,12 @@ async function request<T>(method: string, path: string, body?: unknown, token?: 
 }
 
 /** The query string of a series request: only the choices that are set. */
-export function seriesParams(c: { grain?: string | undefined; by?: string | undefined; from?: string | undefined; to?: string | undefined }): string {
+export function seriesParams(c: {
+  grain?: string | undefined;
+  by?: string | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
+}): string {
   const p = new URLSearchParams();
   if (c.grain) p.set('grain', c.grain);
   if (c.by && c.by !== 'none') p.set('by', c.by);
@@ -83,5 +92,9 @@ export interface AgreementKpi {
 export interface Agreement {
   version: number;
   digest: string;
-  agreement: { partnership: { id: string; title: string; timezone: string }; partners: { id: string; name: string }[]; kpis: AgreementKpi[] };
+  agreement: {
+    partnership: { id: string; title: string; timezone: string };
+    partners: { id: string; name: string }[];
+    kpis: AgreementKpi[];
+  };
 }

@@ -6,7 +6,8 @@ const en = {
   signIn: 'Sign in',
   signOut: 'Sign out',
   tokenLabel: 'Your access token',
-  tokenHelp: 'Paste the user token your partner admin created for you (parity token create). It is kept in a secure session cookie.',
+  tokenHelp:
+    'Paste the user token your partner admin created for you (parity token create). It is kept in a secure session cookie.',
   signedInAs: 'Signed in as',
   forPartner: 'for',
   language: 'Language',
@@ -68,7 +69,8 @@ const en = {
   submitResolve: 'Resolve',
   factSheet: 'Fact sheet',
   transparency: 'Transparency',
-  transparencyIntro: 'Which information flowed this month — counts and times only, never values or pseudonyms. Every partner sees the same report (need-to-know KPIs only where you may see them).',
+  transparencyIntro:
+    'Which information flowed this month — counts and times only, never values or pseudonyms. Every partner sees the same report (need-to-know KPIs only where you may see them).',
   reportMonth: 'Report month',
   batches: 'Batches',
   pointsAccepted: 'Points accepted',
@@ -95,7 +97,8 @@ const en = {
   all: 'All',
   activeIncidents: 'Not resolved',
   governance: 'Governance',
-  governanceIntro: 'Changes to the agreement take effect only when every partner\'s admin has approved them. Each change that loosens privacy is flagged.',
+  governanceIntro:
+    "Changes to the agreement take effect only when every partner's admin has approved them. Each change that loosens privacy is flagged.",
   proposals: 'Proposals',
   proposal: 'Proposal',
   noProposals: 'No proposals.',
@@ -134,7 +137,8 @@ const de: Record<keyof typeof en, string> = {
   signIn: 'Anmelden',
   signOut: 'Abmelden',
   tokenLabel: 'Ihr Zugangstoken',
-  tokenHelp: 'Fügen Sie das Benutzer-Token ein, das Ihr Partner-Admin erstellt hat (parity token create). Es wird in einem sicheren Sitzungs-Cookie gehalten.',
+  tokenHelp:
+    'Fügen Sie das Benutzer-Token ein, das Ihr Partner-Admin erstellt hat (parity token create). Es wird in einem sicheren Sitzungs-Cookie gehalten.',
   signedInAs: 'Angemeldet als',
   forPartner: 'für',
   language: 'Sprache',
@@ -196,7 +200,8 @@ const de: Record<keyof typeof en, string> = {
   submitResolve: 'Abschließen',
   factSheet: 'Faktenblatt',
   transparency: 'Transparenz',
-  transparencyIntro: 'Welche Informationen in diesem Monat geflossen sind — nur Anzahlen und Zeiten, nie Werte oder Pseudonyme. Alle Partner sehen denselben Bericht (Need-to-know-Kennzahlen nur, wo Sie sie sehen dürfen).',
+  transparencyIntro:
+    'Welche Informationen in diesem Monat geflossen sind — nur Anzahlen und Zeiten, nie Werte oder Pseudonyme. Alle Partner sehen denselben Bericht (Need-to-know-Kennzahlen nur, wo Sie sie sehen dürfen).',
   reportMonth: 'Berichtsmonat',
   batches: 'Lieferungen',
   pointsAccepted: 'Angenommene Punkte',
@@ -223,7 +228,8 @@ const de: Record<keyof typeof en, string> = {
   all: 'Alle',
   activeIncidents: 'Nicht abgeschlossen',
   governance: 'Steuerung',
-  governanceIntro: 'Änderungen der Vereinbarung gelten erst, wenn die Admins aller Partner zugestimmt haben. Jede Änderung, die den Datenschutz lockert, ist markiert.',
+  governanceIntro:
+    'Änderungen der Vereinbarung gelten erst, wenn die Admins aller Partner zugestimmt haben. Jede Änderung, die den Datenschutz lockert, ist markiert.',
   proposals: 'Vorschläge',
   proposal: 'Vorschlag',
   noProposals: 'Keine Vorschläge.',
@@ -294,7 +300,10 @@ export const i18n = {
   date(iso: string | null | undefined): string {
     if (!iso) return '—';
     const d = iso.length === 10 ? new Date(`${iso}T00:00:00Z`) : new Date(iso);
-    return new Intl.DateTimeFormat(current === 'de' ? 'de-DE' : 'en-GB', iso.length === 10 ? { dateStyle: 'medium', timeZone: 'UTC' } : { dateStyle: 'medium', timeStyle: 'short' }).format(d);
+    return new Intl.DateTimeFormat(
+      current === 'de' ? 'de-DE' : 'en-GB',
+      iso.length === 10 ? { dateStyle: 'medium', timeZone: 'UTC' } : { dateStyle: 'medium', timeStyle: 'short' },
+    ).format(d);
   },
 };
 export const t = i18n.t;

@@ -1,7 +1,16 @@
 import { LitElement, html, css, nothing } from 'lit';
 import embed, { type Result } from 'vega-embed';
 import type { TopLevelSpec } from 'vega-lite';
-import { api, seriesParams, type AgreementKpi, type FactSheet, type KpiSummary, type KpisResult, type PeriodBand, type Series } from '../api.js';
+import {
+  api,
+  seriesParams,
+  type AgreementKpi,
+  type FactSheet,
+  type KpiSummary,
+  type KpisResult,
+  type PeriodBand,
+  type Series,
+} from '../api.js';
 import { i18n, t } from '../i18n.js';
 import { shared } from './styles.js';
 
@@ -12,7 +21,15 @@ import { shared } from './styles.js';
  * by (none|partner|<dimension>), from, to. Embeddable: `<parity-kpi-chart kpi="lead_time">`.
  */
 export class ParityKpiChart extends LitElement {
-  static override properties = { kpi: { type: String }, token: { type: String }, grain: { type: String }, by: { type: String }, from: { type: String }, to: { type: String }, error: { state: true } };
+  static override properties = {
+    kpi: { type: String },
+    token: { type: String },
+    grain: { type: String },
+    by: { type: String },
+    from: { type: String },
+    to: { type: String },
+    error: { state: true },
+  };
   declare kpi: string;
   /** A read token, for a page on another origin (PARITY_EMBED_ORIGINS); on the room's pages the session is used. */
   declare token: string | undefined;
@@ -34,9 +51,21 @@ export class ParityKpiChart extends LitElement {
   static override styles = [
     shared,
     css`
-      :host { display: block; min-width: 0; }
-      .chart { width: 100%; min-height: 260px; }
-      .legend { font-size: 0.85em; display: flex; flex-wrap: wrap; gap: 1em; margin-top: 0.3em; }
+      :host {
+        display: block;
+        min-width: 0;
+      }
+      .chart {
+        width: 100%;
+        min-height: 260px;
+      }
+      .legend {
+        font-size: 0.85em;
+        display: flex;
+        flex-wrap: wrap;
+        gap: 1em;
+        margin-top: 0.3em;
+      }
     `,
   ];
 
@@ -70,7 +99,10 @@ export class ParityKpiChart extends LitElement {
         api.get<Series>(`/v1/kpis/${id}/series?${seriesParams(this)}`, this.token),
         this.summary ?? api.get<KpisResult>('/v1/kpis', this.token).then((r) => r.kpis.find((k) => k.id === this.kpi)),
         api.get<{ incidents: FactSheet[] }>(`/v1/incidents?kpi=${id}&limit=100`, this.token),
-        this.definition ?? api.get<{ agreement: { kpis: AgreementKpi[] } }>('/v1/agreement', this.token).then((r) => r.agreement.kpis.find((k) => k.id === this.kpi)),
+        this.definition ??
+          api
+            .get<{ agreement: { kpis: AgreementKpi[] } }>('/v1/agreement', this.token)
+            .then((r) => r.agreement.kpis.find((k) => k.id === this.kpi)),
         wantsBands ? api.get<{ bands: PeriodBand[] }>(`/v1/kpis/${id}/bands?${range.slice(1)}`, this.token) : undefined,
       ]);
       const judged = banded && summary?.grain === series.grain ? banded.bands : [];
@@ -83,7 +115,11 @@ export class ParityKpiChart extends LitElement {
       if (mine !== this.#drawn) return;
       const el = this.renderRoot.querySelector<HTMLElement>('.chart')!;
       this.view?.finalize();
-      const result = await embed(el, this.spec(series, this.bands, def, incidents.incidents), { actions: false, renderer: 'svg', tooltip: true });
+      const result = await embed(el, this.spec(series, this.bands, def, incidents.incidents), {
+        actions: false,
+        renderer: 'svg',
+        tooltip: true,
+      });
       if (mine !== this.#drawn) {
         result.view.finalize();
         return;
@@ -97,7 +133,14 @@ export class ParityKpiChart extends LitElement {
 
   spec(series: Series, bands: PeriodBand[], def: AgreementKpi | undefined, incidents: FactSheet[]): TopLevelSpec {
     const label = (g: string | null) => g ?? t('combined');
-    const cells = series.cells.map((c) => ({ period: c.period, group: label(c.group), value: c.value, n: c.n, state: c.state, reason: c.reason ?? '' }));
+    const cells = series.cells.map((c) => ({
+      period: c.period,
+      group: label(c.group),
+      value: c.value,
+      n: c.n,
+      state: c.state,
+      reason: c.reason ?? '',
+    }));
     const values = cells.map((c) => c.value).filter((v): v is number => v !== null);
     const limits = bands.flatMap((b) => [b.lower, b.upper]).filter((v): v is number => v !== null);
     const lo = Math.min(...values, ...limits, def?.range?.[0] ?? Infinity, 0);
@@ -106,17 +149,34 @@ export class ParityKpiChart extends LitElement {
     // Each period's band as a step: open sides reach the edge of the plot.
     // A static band is the same for every scope: drawn once, not once per partner.
     const drawn = bands.filter((b) => b.method !== null && (b.method === 'control' || b.group === bands[0]!.group));
-    const bandRows = drawn.map((b) => ({ period: b.period, group: label(b.group), lower: b.lower ?? lo, upper: b.upper ?? hi }));
+    const bandRows = drawn.map((b) => ({
+      period: b.period,
+      group: label(b.group),
+      lower: b.lower ?? lo,
+      upper: b.upper ?? hi,
+    }));
     const valueOf = new Map(cells.map((c) => [`${c.period}\u0000${c.group}`, c.value]));
-    const breachRows = bands.filter((b) => b.outside).map((b) => {
-      const v = valueOf.get(`${b.period}\u0000${label(b.group)}`) ?? null;
-      return { period: b.period, group: label(b.group), value: v ?? hi, withheld: v === null, signal: b.signal };
-    });
-    const suppressed = cells.filter((c) => c.state === 'suppressed').map((c) => ({ period: c.period, group: c.group, reason: `${t('withheld')}: ${c.reason}` }));
+    const breachRows = bands
+      .filter((b) => b.outside)
+      .map((b) => {
+        const v = valueOf.get(`${b.period}\u0000${label(b.group)}`) ?? null;
+        return { period: b.period, group: label(b.group), value: v ?? hi, withheld: v === null, signal: b.signal };
+      });
+    const suppressed = cells
+      .filter((c) => c.state === 'suppressed')
+      .map((c) => ({ period: c.period, group: c.group, reason: `${t('withheld')}: ${c.reason}` }));
     const annotations = incidents
       .filter((i) => i.period && i.grain === series.grain && periods.includes(i.period))
-      .map((i) => ({ period: i.period, text: `${t('incidents')}: ${i.scope} — ${t(`incident.${i.state}` as 'incident.open')}${i.cause ? ` — ${i.cause}: ${i.narrative}` : ''}` }));
-    const x = { field: 'period', type: 'temporal' as const, title: t('period'), axis: { format: series.grain === 'month' ? '%b %Y' : '%d %b %y' } };
+      .map((i) => ({
+        period: i.period,
+        text: `${t('incidents')}: ${i.scope} — ${t(`incident.${i.state}` as 'incident.open')}${i.cause ? ` — ${i.cause}: ${i.narrative}` : ''}`,
+      }));
+    const x = {
+      field: 'period',
+      type: 'temporal' as const,
+      title: t('period'),
+      axis: { format: series.grain === 'month' ? '%b %Y' : '%d %b %y' },
+    };
     return {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       description: `${t('chartLabel')}: ${series.kpi} (${series.unit})`,
@@ -124,9 +184,33 @@ export class ParityKpiChart extends LitElement {
       height: 260,
       datasets: { cells, band: bandRows, suppressed, breaches: breachRows, incidents: annotations },
       layer: [
-        { data: { name: 'band' }, mark: { type: 'area', color: '#2e9e4f', opacity: 0.14, interpolate: 'step-after', aria: false }, encoding: { x, y: { field: 'lower', type: 'quantitative', title: series.unit }, y2: { field: 'upper' }, detail: { field: 'group' } } },
-        { data: { name: 'suppressed' }, mark: { type: 'rule', color: '#8c959f', strokeDash: [4, 3], aria: false }, encoding: { x, tooltip: [{ field: 'period', type: 'temporal', title: t('period') }, { field: 'group', title: t('group') }, { field: 'reason', title: t('reason') }] } },
-        { data: { name: 'incidents' }, mark: { type: 'rule', color: '#7a4b00', strokeWidth: 2, aria: false }, encoding: { x, tooltip: [{ field: 'text', title: t('incidents') }] } },
+        {
+          data: { name: 'band' },
+          mark: { type: 'area', color: '#2e9e4f', opacity: 0.14, interpolate: 'step-after', aria: false },
+          encoding: {
+            x,
+            y: { field: 'lower', type: 'quantitative', title: series.unit },
+            y2: { field: 'upper' },
+            detail: { field: 'group' },
+          },
+        },
+        {
+          data: { name: 'suppressed' },
+          mark: { type: 'rule', color: '#8c959f', strokeDash: [4, 3], aria: false },
+          encoding: {
+            x,
+            tooltip: [
+              { field: 'period', type: 'temporal', title: t('period') },
+              { field: 'group', title: t('group') },
+              { field: 'reason', title: t('reason') },
+            ],
+          },
+        },
+        {
+          data: { name: 'incidents' },
+          mark: { type: 'rule', color: '#7a4b00', strokeWidth: 2, aria: false },
+          encoding: { x, tooltip: [{ field: 'text', title: t('incidents') }] },
+        },
         {
           data: { name: 'cells' },
           mark: { type: 'line', point: true, invalid: 'break-paths-show-domains', description: series.kpi },
@@ -134,13 +218,47 @@ export class ParityKpiChart extends LitElement {
             x,
             y: { field: 'value', type: 'quantitative', title: series.unit, scale: { zero: false } },
             color: { field: 'group', type: 'nominal', title: t('group') },
-            tooltip: [{ field: 'period', type: 'temporal', title: t('period') }, { field: 'group', title: t('group') }, { field: 'value', type: 'quantitative', title: t('value'), format: ',.4~f' }, { field: 'n', title: t('subjects') }, { field: 'reason', title: t('reason') }],
+            tooltip: [
+              { field: 'period', type: 'temporal', title: t('period') },
+              { field: 'group', title: t('group') },
+              { field: 'value', type: 'quantitative', title: t('value'), format: ',.4~f' },
+              { field: 'n', title: t('subjects') },
+              { field: 'reason', title: t('reason') },
+            ],
           },
         },
-        { data: { name: 'breaches' }, mark: { type: 'point', shape: 'triangle-up', filled: true, size: 140, color: '#a1120a', description: t('state.breach') }, encoding: { x, y: { field: 'value', type: 'quantitative' }, tooltip: [{ field: 'period', type: 'temporal', title: t('period') }, { field: 'group', title: t('group') }, { field: 'value', title: t('value') }] } },
+        {
+          data: { name: 'breaches' },
+          mark: {
+            type: 'point',
+            shape: 'triangle-up',
+            filled: true,
+            size: 140,
+            color: '#a1120a',
+            description: t('state.breach'),
+          },
+          encoding: {
+            x,
+            y: { field: 'value', type: 'quantitative' },
+            tooltip: [
+              { field: 'period', type: 'temporal', title: t('period') },
+              { field: 'group', title: t('group') },
+              { field: 'value', title: t('value') },
+            ],
+          },
+        },
       ],
       // On a phone the legend goes under the plot, so the plot keeps the width.
-      config: { legend: { orient: this.clientWidth > 0 && this.clientWidth < 560 ? 'bottom' : 'right' }, axisX: { labelOverlap: true }, locale: { number: i18n.lang === 'de' ? { decimal: ',', thousands: '.', grouping: [3], currency: ['', ' €'] } : { decimal: '.', thousands: ',', grouping: [3], currency: ['£', ''] } } },
+      config: {
+        legend: { orient: this.clientWidth > 0 && this.clientWidth < 560 ? 'bottom' : 'right' },
+        axisX: { labelOverlap: true },
+        locale: {
+          number:
+            i18n.lang === 'de'
+              ? { decimal: ',', thousands: '.', grouping: [3], currency: ['', ' €'] }
+              : { decimal: '.', thousands: ',', grouping: [3], currency: ['£', ''] },
+        },
+      },
     } as TopLevelSpec;
   }
 

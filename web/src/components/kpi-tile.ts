@@ -10,7 +10,13 @@ import { shared, stateIcon } from './styles.js';
  * its own figures from the room it is served by).
  */
 export class ParityKpiTile extends LitElement {
-  static override properties = { kpi: { type: String }, token: { type: String }, summary: { attribute: false }, spark: { attribute: false }, href: { type: String } };
+  static override properties = {
+    kpi: { type: String },
+    token: { type: String },
+    summary: { attribute: false },
+    spark: { attribute: false },
+    href: { type: String },
+  };
   declare kpi: string;
   /** A read token, for a page on another origin (PARITY_EMBED_ORIGINS); on the room's pages the session is used. */
   declare token: string | undefined;
@@ -22,15 +28,54 @@ export class ParityKpiTile extends LitElement {
   static override styles = [
     shared,
     css`
-      :host { display: block; background: #fff; border: 1px solid #d8dee4; border-radius: 10px; padding: 0.9em 1em; min-width: 0; }
-      h3 { margin: 0 0 0.4em; font-size: 1em; display: flex; justify-content: space-between; gap: 0.5em; align-items: baseline; }
-      .value { font-size: 1.8em; font-weight: 700; font-variant-numeric: tabular-nums; }
-      .unit { font-size: 0.5em; font-weight: 400; color: #57606a; }
-      dl { display: grid; grid-template-columns: auto 1fr; gap: 0.15em 0.6em; margin: 0.5em 0; font-size: 0.88em; }
-      dt { color: #57606a; }
-      dd { margin: 0; font-variant-numeric: tabular-nums; }
-      svg { width: 100%; height: 36px; display: block; }
-      a { color: #2f5fb3; }
+      :host {
+        display: block;
+        background: #fff;
+        border: 1px solid #d8dee4;
+        border-radius: 10px;
+        padding: 0.9em 1em;
+        min-width: 0;
+      }
+      h3 {
+        margin: 0 0 0.4em;
+        font-size: 1em;
+        display: flex;
+        justify-content: space-between;
+        gap: 0.5em;
+        align-items: baseline;
+      }
+      .value {
+        font-size: 1.8em;
+        font-weight: 700;
+        font-variant-numeric: tabular-nums;
+      }
+      .unit {
+        font-size: 0.5em;
+        font-weight: 400;
+        color: #57606a;
+      }
+      dl {
+        display: grid;
+        grid-template-columns: auto 1fr;
+        gap: 0.15em 0.6em;
+        margin: 0.5em 0;
+        font-size: 0.88em;
+      }
+      dt {
+        color: #57606a;
+      }
+      dd {
+        margin: 0;
+        font-variant-numeric: tabular-nums;
+      }
+      svg {
+        width: 100%;
+        height: 36px;
+        display: block;
+      }
+      a {
+        color: #2f5fb3;
+      }
     `,
   ];
 
@@ -49,7 +94,10 @@ export class ParityKpiTile extends LitElement {
       this.summary = all.kpis.find((k) => k.id === this.kpi);
     }
     if ((changed.has('summary') || changed.has('kpi')) && this.summary && this.spark === undefined) {
-      const s = await api.get<Series>(`/v1/kpis/${encodeURIComponent(this.summary.id)}/series?grain=${this.summary.grain}&from=${sparkFrom(this.summary)}`, this.token);
+      const s = await api.get<Series>(
+        `/v1/kpis/${encodeURIComponent(this.summary.id)}/series?grain=${this.summary.grain}&from=${sparkFrom(this.summary)}`,
+        this.token,
+      );
       this.spark = s.cells.map((c) => c.value);
     }
   }
@@ -60,18 +108,34 @@ export class ParityKpiTile extends LitElement {
     const scope = k.scopes.find((s) => s.group === null)!;
     const last = scope.lastClosed;
     const band = scope.band;
-    const bandText = band ? [band.lower !== null ? `≥ ${i18n.number(band.lower)}` : '', band.upper !== null ? `≤ ${i18n.number(band.upper)}` : ''].filter(Boolean).join(' · ') : t('noBand');
+    const bandText = band
+      ? [
+          band.lower !== null ? `≥ ${i18n.number(band.lower)}` : '',
+          band.upper !== null ? `≤ ${i18n.number(band.upper)}` : '',
+        ]
+          .filter(Boolean)
+          .join(' · ')
+      : t('noBand');
     return html`
       <h3>
         <span>${this.href ? html`<a href=${this.href}>${k.title}</a>` : k.title}</span>
-        <span class="state ${scope.state}" data-state=${scope.state}><span aria-hidden="true">${stateIcon[scope.state]}</span>${t(`state.${scope.state}` as 'state.ok')}</span>
+        <span class="state ${scope.state}" data-state=${scope.state}
+          ><span aria-hidden="true">${stateIcon[scope.state]}</span>${t(`state.${scope.state}` as 'state.ok')}</span
+        >
       </h3>
-      <div class="value" data-testid="value">${last?.value == null ? (last?.suppressed ? t('withheld') : '—') : i18n.number(last.value)} <span class="unit">${k.unit}</span></div>
+      <div class="value" data-testid="value">
+        ${last?.value == null ? (last?.suppressed ? t('withheld') : '—') : i18n.number(last.value)}
+        <span class="unit">${k.unit}</span>
+      </div>
       <dl>
-        <dt>${t('lastClosed')}</dt><dd>${last ? i18n.date(last.period) : '—'}</dd>
-        <dt>${t('provisional')}</dt><dd>${scope.provisional?.value == null ? '—' : i18n.number(scope.provisional.value)}</dd>
-        <dt>${t('change')}</dt><dd>${scope.change === null ? '—' : `${scope.change > 0 ? '+' : ''}${i18n.number(scope.change)}`}</dd>
-        <dt>${t('band')}</dt><dd>${bandText}</dd>
+        <dt>${t('lastClosed')}</dt>
+        <dd>${last ? i18n.date(last.period) : '—'}</dd>
+        <dt>${t('provisional')}</dt>
+        <dd>${scope.provisional?.value == null ? '—' : i18n.number(scope.provisional.value)}</dd>
+        <dt>${t('change')}</dt>
+        <dd>${scope.change === null ? '—' : `${scope.change > 0 ? '+' : ''}${i18n.number(scope.change)}`}</dd>
+        <dt>${t('band')}</dt>
+        <dd>${bandText}</dd>
       </dl>
       ${this.spark ? this.sparkline(this.spark, band) : nothing}
     `;
@@ -89,7 +153,12 @@ export class ParityKpiTile extends LitElement {
       if (v === null) return;
       d += `${d && values[i - 1] !== null ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
     });
-    return html`<svg viewBox="0 0 200 36" preserveAspectRatio="none" role="img" aria-label="${this.summary!.title}: ${nums.length} ${t('period')}">
+    return html`<svg
+      viewBox="0 0 200 36"
+      preserveAspectRatio="none"
+      role="img"
+      aria-label="${this.summary!.title}: ${nums.length} ${t('period')}"
+    >
       ${band?.upper != null ? svg`<line x1="0" x2="200" y1=${y(band.upper)} y2=${y(band.upper)} stroke="#a1120a" stroke-dasharray="3 3" stroke-width="1" />` : nothing}
       ${band?.lower != null ? svg`<line x1="0" x2="200" y1=${y(band.lower)} y2=${y(band.lower)} stroke="#a1120a" stroke-dasharray="3 3" stroke-width="1" />` : nothing}
       <path d=${d} fill="none" stroke="#2f5fb3" stroke-width="1.5" vector-effect="non-scaling-stroke" />

@@ -10,7 +10,20 @@ export class TransparencyView extends LitElement {
   declare report: Report | undefined;
   declare error: string | undefined;
 
-  static override styles = [shared, css`section { margin: 1em 0; } h3 { margin: 1.2em 0 0.4em; } .scroll { overflow-x: auto; }`];
+  static override styles = [
+    shared,
+    css`
+      section {
+        margin: 1em 0;
+      }
+      h3 {
+        margin: 1.2em 0 0.4em;
+      }
+      .scroll {
+        overflow-x: auto;
+      }
+    `,
+  ];
 
   constructor() {
     super();
@@ -24,7 +37,9 @@ export class TransparencyView extends LitElement {
 
   async #load(): Promise<void> {
     try {
-      this.report = await api.get<Report>(`/v1/transparency${this.month ? `?month=${encodeURIComponent(this.month)}` : ''}`);
+      this.report = await api.get<Report>(
+        `/v1/transparency${this.month ? `?month=${encodeURIComponent(this.month)}` : ''}`,
+      );
       this.month = this.report.month;
       this.error = undefined;
     } catch (err) {
@@ -33,12 +48,28 @@ export class TransparencyView extends LitElement {
   }
 
   #table(caption: string, head: string[], rows: unknown[][], numeric: number[] = []) {
-    return html`<h3>${caption}</h3>${rows.length === 0
-      ? html`<p class="muted">${t('nothingYet')}</p>`
-      : html`<div class="scroll"><table>
-          <thead><tr>${head.map((h, i) => html`<th scope="col" class=${numeric.includes(i) ? 'num' : ''}>${h}</th>`)}</tr></thead>
-          <tbody>${rows.map((r) => html`<tr>${r.map((c, i) => html`<td class=${numeric.includes(i) ? 'num' : ''}>${c ?? '—'}</td>`)}</tr>`)}</tbody>
-        </table></div>`}`;
+    return html`<h3>${caption}</h3>
+      ${
+        rows.length === 0
+          ? html`<p class="muted">${t('nothingYet')}</p>`
+          : html`<div class="scroll">
+              <table>
+                <thead>
+                  <tr>
+                    ${head.map((h, i) => html`<th scope="col" class=${numeric.includes(i) ? 'num' : ''}>${h}</th>`)}
+                  </tr>
+                </thead>
+                <tbody>
+                  ${rows.map(
+                    (r) =>
+                      html`<tr>
+                        ${r.map((c, i) => html`<td class=${numeric.includes(i) ? 'num' : ''}>${c ?? '—'}</td>`)}
+                      </tr>`,
+                  )}
+                </tbody>
+              </table>
+            </div>`
+      }`;
   }
 
   override render() {
@@ -47,24 +78,95 @@ export class TransparencyView extends LitElement {
     return html`<section aria-labelledby="transparency-h">
       <h2 id="transparency-h">${t('transparency')}</h2>
       <p class="muted">${t('transparencyIntro')}</p>
-      <form @submit=${(e: Event) => {
-        e.preventDefault();
-        void this.#load();
-      }} style="display:flex;gap:0.6em;align-items:end;flex-wrap:wrap">
-        <div><label for="month">${t('reportMonth')}</label><input id="month" type="month" .value=${this.month} @change=${(e: Event) => (this.month = (e.target as HTMLInputElement).value)} /></div>
+      <form
+        @submit=${(e: Event) => {
+          e.preventDefault();
+          void this.#load();
+        }}
+        style="display:flex;gap:0.6em;align-items:end;flex-wrap:wrap"
+      >
+        <div>
+          <label for="month">${t('reportMonth')}</label
+          ><input
+            id="month"
+            type="month"
+            .value=${this.month}
+            @change=${(e: Event) => (this.month = (e.target as HTMLInputElement).value)}
+          />
+        </div>
         <button type="submit">${t('showReport')}</button>
-        ${r ? html`<a class="button secondary" href="/v1/transparency?${q}&format=csv" download>${t('downloadCsv')}</a>
-              <a class="button secondary" href="/v1/transparency?${q}" download="parity-transparency-${this.month}.json">${t('downloadJson')}</a>` : nothing}
+        ${
+          r
+            ? html`<a class="button secondary" href="/v1/transparency?${q}&format=csv" download>${t('downloadCsv')}</a>
+                <a
+                  class="button secondary"
+                  href="/v1/transparency?${q}"
+                  download="parity-transparency-${this.month}.json"
+                  >${t('downloadJson')}</a
+                >`
+            : nothing
+        }
       </form>
       ${this.error ? html`<p role="alert" style="color:#a1120a">${this.error}</p>` : nothing}
-      ${r
-        ? html`
-          ${this.#table(t('partners'), [t('partnerColumn'), t('batches'), t('pointsAccepted'), t('pointsRejected'), t('lastArrival')], r.partners.map((p) => [p.partner, p.batches, i18n.number(p.pointsAccepted, 0), i18n.number(p.pointsRejected, 0), i18n.date(p.lastArrival)]), [1, 2, 3])}
-          ${this.#table(t('feeds'), [t('partnerColumn'), 'KPI', t('batches'), t('points'), t('lastArrival'), t('dueBy'), t('state')], r.feeds.map((f) => [f.partner, f.kpi, f.batches, f.points === null ? '—' : i18n.number(f.points, 0), i18n.date(f.lastArrival), i18n.date(f.dueBy), f.stale ? t('stale') : t('fresh')]), [2, 3])}
-          ${this.#table(t('reads'), ['KPI', t('partnerColumn'), t('role'), t('requests'), t('cellsServed'), t('cellsSuppressed')], r.queries.map((x) => [x.kpi, x.partner ?? 'public', x.role, x.requests, x.cellsServed, x.cellsSuppressed]), [3, 4, 5])}
-          ${this.#table(t('notifications'), [t('channel'), t('partnerColumn'), t('state'), t('count'), t('when')], r.notifications.map((n) => [n.channel, n.partner, n.state, n.count, i18n.date(n.lastAt)]), [3])}
-          ${this.#table(t('agreementChanges'), [t('when'), t('action'), t('partnerColumn'), 'ID'], r.agreementChanges.map((c) => [i18n.date(c.at), c.action, c.partner, c.proposal ?? (c.version ? `v${c.version}` : null)]))}`
-        : nothing}
+      ${
+        r
+          ? html` ${this.#table(
+              t('partners'),
+              [t('partnerColumn'), t('batches'), t('pointsAccepted'), t('pointsRejected'), t('lastArrival')],
+              r.partners.map((p) => [
+                p.partner,
+                p.batches,
+                i18n.number(p.pointsAccepted, 0),
+                i18n.number(p.pointsRejected, 0),
+                i18n.date(p.lastArrival),
+              ]),
+              [1, 2, 3],
+            )}
+            ${this.#table(
+              t('feeds'),
+              [t('partnerColumn'), 'KPI', t('batches'), t('points'), t('lastArrival'), t('dueBy'), t('state')],
+              r.feeds.map((f) => [
+                f.partner,
+                f.kpi,
+                f.batches,
+                f.points === null ? '—' : i18n.number(f.points, 0),
+                i18n.date(f.lastArrival),
+                i18n.date(f.dueBy),
+                f.stale ? t('stale') : t('fresh'),
+              ]),
+              [2, 3],
+            )}
+            ${this.#table(
+              t('reads'),
+              ['KPI', t('partnerColumn'), t('role'), t('requests'), t('cellsServed'), t('cellsSuppressed')],
+              r.queries.map((x) => [
+                x.kpi,
+                x.partner ?? 'public',
+                x.role,
+                x.requests,
+                x.cellsServed,
+                x.cellsSuppressed,
+              ]),
+              [3, 4, 5],
+            )}
+            ${this.#table(
+              t('notifications'),
+              [t('channel'), t('partnerColumn'), t('state'), t('count'), t('when')],
+              r.notifications.map((n) => [n.channel, n.partner, n.state, n.count, i18n.date(n.lastAt)]),
+              [3],
+            )}
+            ${this.#table(
+              t('agreementChanges'),
+              [t('when'), t('action'), t('partnerColumn'), 'ID'],
+              r.agreementChanges.map((c) => [
+                i18n.date(c.at),
+                c.action,
+                c.partner,
+                c.proposal ?? (c.version ? `v${c.version}` : null),
+              ]),
+            )}`
+          : nothing
+      }
     </section>`;
   }
 }
