@@ -13,10 +13,10 @@ import { Webhook } from 'standardwebhooks';
 import { alertsOf } from '../services/alerts/alert-routes.js';
 import { webhookSecret } from '../services/alerts/notifier.js';
 import { createToken } from '../services/governance/token-repository.js';
-import { buildApp } from '../services/platform/app.js';
+import { buildApp } from '../assembly/app.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile } from '../services/platform/paths.js';
-import { openRoom } from '../services/platform/room.js';
+import { openRoom } from '../assembly/open-room.js';
 import { localToday, shiftDays } from '../services/query/series-service.js';
 import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
 

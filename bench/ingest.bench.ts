@@ -28,7 +28,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { createToken } from '../services/governance/token-repository.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
-import { openRoom } from '../services/platform/room.js';
+import { openRoom } from '../assembly/open-room.js';
 import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
 import { freePort } from '../tests/helpers/spawn-room.js';
 

@@ -28,13 +28,13 @@ import {
   effectiveMinGroupSize,
   type Agreement,
   type Kpi,
-} from '../services/governance/agreement-schema.js';
+} from '../services/platform/agreement-schema.js';
 import { createToken } from '../services/governance/token-repository.js';
 import { compileSeries, type SeriesQuery } from '../services/query/aggregate-compiler.js';
 import { rollupReadSql } from '../services/query/rollups.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
-import { openRoom } from '../services/platform/room.js';
+import { openRoom } from '../assembly/open-room.js';
 import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
 import { freePort } from '../tests/helpers/spawn-room.js';
 

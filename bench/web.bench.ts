@@ -11,12 +11,12 @@ import { gzipSync } from 'node:zlib';
 import { alertsOf } from '../services/alerts/alert-routes.js';
 import { createToken } from '../services/governance/token-repository.js';
 import { createLander } from '../services/ingest/ingest-routes.js';
-import { buildApp } from '../services/platform/app.js';
+import { buildApp } from '../assembly/app.js';
 import { loadConfig } from '../services/platform/config.js';
-import { seedDemoPoints } from '../services/platform/demo.js';
+import { seedDemoPoints } from '../assembly/demo.js';
 import { demoAgreementFile } from '../services/platform/paths.js';
-import { openRoom } from '../services/platform/room.js';
-import { webDist } from '../services/platform/web-routes.js';
+import { openRoom } from '../assembly/open-room.js';
+import { webDist } from '../assembly/web-routes.js';
 import { rollupsOf } from '../services/query/rollups.js';
 import { launchChromium } from '../tests/helpers/browser.js';
 

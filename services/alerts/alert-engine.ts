@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Transaction } from 'kysely';
 import type { Logger } from 'pino';
-import { durationMs, type Kpi } from '../governance/agreement-schema.js';
+import { durationMs, type Kpi } from '../platform/agreement-schema.js';
 import { appendAuditIn } from '../governance/audit-repository.js';
 import type { Database, IncidentRow } from '../platform/control-db.js';
 import { BackgroundLoop } from '../platform/background-loop.js';

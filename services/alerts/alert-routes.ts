@@ -3,11 +3,11 @@ import { sql } from 'kysely';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { problemSchema } from '../ingest/receipt-schema.js';
-import { authenticate, requireRole } from '../platform/auth.js';
+import { problemSchema } from '../platform/errors.js';
+import { authenticate, requireRole } from '../governance/auth.js';
 import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
-import { assertReader, canSee } from '../query/series-service.js';
+import { assertReader, canSee } from '../governance/access-policy.js';
 import { AlertEngine } from './alert-engine.js';
 import { ackSchema, isoDate, resolutionSchema } from './fact-sheet.js';
 import {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Kpi } from '../governance/agreement-schema.js';
+import type { Kpi } from '../platform/agreement-schema.js';
 import type { IncidentRow } from '../platform/control-db.js';
 import type { Grain } from '../query/aggregate-compiler.js';
 import type { Band } from '../query/band-evaluation.js';

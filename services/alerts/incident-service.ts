@@ -1,11 +1,11 @@
 import type { Transaction, Updateable } from 'kysely';
-import type { Agreement, Kpi } from '../governance/agreement-schema.js';
+import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { appendAuditIn } from '../governance/audit-repository.js';
 import type { Principal } from '../governance/token-repository.js';
 import type { Database, IncidentRow, IncidentsTable } from '../platform/control-db.js';
 import { forbidden, notFound, Problem } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
-import { assertReader, canSee, isNamedOwner } from '../query/series-service.js';
+import { assertReader, canSee, isNamedOwner } from '../governance/access-policy.js';
 import { resolvedNotifications } from './alert-engine.js';
 import { factSheet, responsiblePartners, type FactSheet, type Resolution } from './fact-sheet.js';
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Insertable, Transaction } from 'kysely';
-import type { Agreement, Kpi } from '../governance/agreement-schema.js';
+import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import type { Database, IncidentRow, OutboxTable } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { factSheet, responsiblePartners, type FactSheet } from './fact-sheet.js';

@@ -1,4 +1,4 @@
-import { durationMs, effectiveMinGroupSize, type Agreement } from './agreement-schema.js';
+import { durationMs, effectiveMinGroupSize, type Agreement } from '../platform/agreement-schema.js';
 
 /** One difference between two agreement versions, in plain terms. */
 export interface AgreementChange {

@@ -1,12 +1,10 @@
 import { jsonColumn, type ControlDb } from '../platform/control-db.js';
-import { agreementDigest, validateAgreement, type Agreement } from './agreement-schema.js';
-
-export interface AgreementVersion {
-  version: number;
-  agreement: Agreement;
-  digest: string;
-  activatedAt: Date | null;
-}
+import {
+  agreementDigest,
+  validateAgreement,
+  type Agreement,
+  type AgreementVersion,
+} from '../platform/agreement-schema.js';
 
 /** The active agreement: the highest activated version. */
 export async function findActiveAgreement(db: ControlDb): Promise<AgreementVersion | undefined> {

@@ -2,19 +2,11 @@ import { createHash } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import { canonicalJson } from '../platform/canonical-json.js';
 import type { AuditRow, ControlDb, Database } from '../platform/control-db.js';
+import type { AuditEntry } from '../platform/room.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 // One advisory lock serialises writers of the chain across processes sharing a server.
 const AUDIT_LOCK = 7_417_001;
-
-/** An access or change worth remembering; never values, pseudonyms or tokens. */
-export interface AuditEntry {
-  actor: string;
-  partnerId: string | null;
-  action: string;
-  target?: string | null;
-  details?: Record<string, unknown>;
-}
 
 export function entryHash(
   prevHash: string,

@@ -1,13 +1,13 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { problemSchema } from '../ingest/receipt-schema.js';
-import { authenticate, requireRole } from '../platform/auth.js';
+import { problemSchema } from '../platform/errors.js';
+import { authenticate, requireRole } from './auth.js';
 import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { verifyAuditChain } from './audit-repository.js';
 import { resolveMonth, transparencyCsv, transparencyReport } from './transparency.js';
-import { canSee } from '../query/series-service.js';
+import { canSee } from './access-policy.js';
 
 /** Roles that read the whole log (it holds no values): the parity-staffed committee and the neutral host. */
 const wholeLog = new Set(['steering', 'operator']);

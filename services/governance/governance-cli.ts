@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { Config } from '../platform/config.js';
 import { openControlDb } from '../platform/control-db.js';
 import { StartupError } from '../platform/room.js';
-import { runningRoomPid } from '../platform/server.js';
+import { runningRoomPid } from '../platform/room-lock.js';
 import { verifyAuditChain } from './audit-repository.js';
 import { rotatePseudonymSecret } from './secret-rotation.js';
 import type { AgreementChange } from './agreement-diff.js';

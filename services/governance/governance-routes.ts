@@ -1,10 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { authenticate, requireRole } from '../platform/auth.js';
-import { canSee } from '../query/series-service.js';
+import { authenticate, requireRole } from './auth.js';
+import { canSee } from './access-policy.js';
 import type { Room } from '../platform/room.js';
-import { problemSchema } from '../ingest/receipt-schema.js';
+import { problemSchema } from '../platform/errors.js';
 import { decide, getProposal, listProposals, listVersions, propose } from './proposal-service.js';
 
 const proposalSchema = z

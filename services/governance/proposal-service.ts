@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import { jsonColumn, type Database, type ProposalRow } from '../platform/control-db.js';
-import { requirePartnerAdmin } from '../platform/auth.js';
+import { requirePartnerAdmin } from './auth.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { rollupsOf } from '../query/rollups.js';
-import type { AgreementVersion } from './agreement-repository.js';
+import type { AgreementVersion } from '../platform/agreement-schema.js';
 import { diffAgreements, type AgreementChange } from './agreement-diff.js';
 import {
   agreementDigest,
@@ -13,7 +13,7 @@ import {
   privilegedNames,
   validateAgreement,
   type Agreement,
-} from './agreement-schema.js';
+} from '../platform/agreement-schema.js';
 import { appendAuditIn } from './audit-repository.js';
 import type { Principal } from './token-repository.js';
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Room } from '../platform/room.js';
 import { localToday } from '../query/series-service.js';
-import { durationParts } from './agreement-schema.js';
+import { durationParts } from '../platform/agreement-schema.js';
 
 /** The pseudo-partner of the room's own changes to the points (a retention run). */
 export const ROOM_PARTNER = '(room)';

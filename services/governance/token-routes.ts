@@ -1,9 +1,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { problemSchema } from '../ingest/receipt-schema.js';
-import { authenticate, requirePartnerAdmin } from '../platform/auth.js';
-import { privilegedNames } from './agreement-schema.js';
+import { problemSchema } from '../platform/errors.js';
+import { authenticate, requirePartnerAdmin } from './auth.js';
+import { privilegedNames } from '../platform/agreement-schema.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { appendAuditIn } from './audit-repository.js';

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import type { Agreement } from '../governance/agreement-schema.js';
+import type { Agreement } from '../platform/agreement-schema.js';
 import type { Clock } from '../platform/clock.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import { Problem, type FieldError } from '../platform/errors.js';

@@ -2,13 +2,14 @@ import { join } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { authenticate, requireRole } from '../platform/auth.js';
+import { authenticate, requireRole } from '../governance/auth.js';
 import { WriterSaturated } from '../platform/duck-store.js';
 import { Problem, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { ingestTypes, type IngestKind } from './body-parsers.js';
 import { BatchLander, bodyTooLarge } from './batch-lander.js';
-import { problemSchema, receiptSchema } from './receipt-schema.js';
+import { receiptSchema } from './receipt-schema.js';
+import { problemSchema } from '../platform/errors.js';
 
 const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'expected 1–200 visible ASCII characters');
 

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { parentPort, type MessagePort } from 'node:worker_threads';
-import type { Agreement } from '../governance/agreement-schema.js';
+import type { Agreement } from '../platform/agreement-schema.js';
 import { Problem } from '../platform/errors.js';
 import { parseBody, type IngestKind } from './body-parsers.js';
 import { compileValidator, RowErrors } from './point-validator.js';

@@ -1,4 +1,4 @@
-import type { Agreement, Kpi } from '../governance/agreement-schema.js';
+import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import type { FieldError } from '../platform/errors.js';
 
 /** A parsed point before checking: whatever the body said, field by field. */

@@ -1,10 +1,5 @@
 import { z } from 'zod';
-
-export const fieldErrorSchema = z.object({
-  row: z.number().int().optional().describe('1-based row: JSON array index + 1, NDJSON/CSV line, Arrow row'),
-  field: z.string(),
-  message: z.string(),
-});
+import { fieldErrorSchema } from '../platform/errors.js';
 
 /** What a partner gets back for a batch: counts, row errors and a checksum, never the points. */
 export const receiptSchema = z.object({
@@ -24,16 +19,3 @@ export const receiptSchema = z.object({
 });
 
 export type Receipt = z.infer<typeof receiptSchema>;
-
-export const problemSchema = z
-  .object({
-    type: z.string(),
-    title: z.string(),
-    status: z.number().int(),
-    detail: z.string().optional(),
-    instance: z.string().optional(),
-    field: z.string().optional(),
-    errors: z.array(fieldErrorSchema).optional(),
-  })
-  .loose()
-  .describe('RFC 9457 problem details');

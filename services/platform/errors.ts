@@ -1,13 +1,30 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 
 /** One field-level complaint inside a problem document. */
-export interface FieldError {
-  /** 1-based row (JSON array index + 1, NDJSON/CSV line, Arrow row) where the problem sits. */
-  row?: number;
-  field: string;
-  message: string;
-}
+export const fieldErrorSchema = z.object({
+  row: z.number().int().optional().describe('1-based row: JSON array index + 1, NDJSON/CSV line, Arrow row'),
+  field: z.string(),
+  message: z.string(),
+});
+
+/** The body of every error response: RFC 9457 problem details, with the field at fault. */
+export const problemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string().optional(),
+    instance: z.string().optional(),
+    field: z.string().optional(),
+    errors: z.array(fieldErrorSchema).optional(),
+  })
+  .loose()
+  .describe('RFC 9457 problem details');
+
+/** One field-level complaint inside a problem document. */
+export type FieldError = z.infer<typeof fieldErrorSchema>;
 
 /** An RFC 9457 problem; thrown anywhere, rendered by the one error handler. */
 export class Problem extends Error {

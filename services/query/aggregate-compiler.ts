@@ -1,4 +1,4 @@
-import type { Kpi, measures } from '../governance/agreement-schema.js';
+import type { Kpi, measures } from '../platform/agreement-schema.js';
 
 export type Grain = 'day' | 'week' | 'month';
 export type Measure = (typeof measures)[number];

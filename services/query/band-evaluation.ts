@@ -1,4 +1,4 @@
-import type { Kpi } from '../governance/agreement-schema.js';
+import type { Kpi } from '../platform/agreement-schema.js';
 
 export interface Band {
   method: 'static' | 'control';

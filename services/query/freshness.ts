@@ -1,4 +1,4 @@
-import { durationMs, type Agreement, type Kpi } from '../governance/agreement-schema.js';
+import { durationMs, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 
 /** One partner's feed of one KPI: when its last batch arrived and whether that is too long ago. */
 export interface FeedFreshness {

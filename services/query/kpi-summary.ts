@@ -1,4 +1,4 @@
-import { effectiveMinGroupSize, type Agreement, type Kpi } from '../governance/agreement-schema.js';
+import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 import type { Principal } from '../governance/token-repository.js';
 import { canonicalDigest } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
@@ -13,7 +13,8 @@ import {
   type Signal,
 } from './band-evaluation.js';
 import { kpiFreshness, type FeedFreshness } from './freshness.js';
-import { canSee, localToday, runAggregate, shiftDays } from './series-service.js';
+import { localToday, runAggregate, shiftDays } from './series-service.js';
+import { canSee } from '../governance/access-policy.js';
 import { suppress, type Cell, type RawCell } from './suppression.js';
 
 /** First local day of the period holding `date` (YYYY-MM-DD). */

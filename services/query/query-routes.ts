@@ -4,17 +4,14 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Principal } from '../governance/token-repository.js';
-import { problemSchema } from '../ingest/receipt-schema.js';
-import { authenticate, requestToken } from '../platform/auth.js';
+import { problemSchema } from '../platform/errors.js';
+import { authenticate, requestToken } from '../governance/auth.js';
 import type { Room } from '../platform/room.js';
 import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
 import { evaluationContext, judgePeriods, listBreaches, periodBand, summariseKpis } from './kpi-summary.js';
 import {
-  assertReader,
-  canSee,
   configureAggregateCache,
-  findVisibleKpi,
   localToday,
   resolveRange,
   resolveSeries,
@@ -22,6 +19,7 @@ import {
   seriesJson,
   type SeriesResult,
 } from './series-service.js';
+import { assertReader, canSee, findVisibleKpi } from '../governance/access-policy.js';
 
 const cellSchema = z.object({
   period: z.string().describe('first local day of the period (YYYY-MM-DD)'),

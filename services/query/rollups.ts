@@ -1,6 +1,6 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Logger } from 'pino';
-import type { Agreement, Kpi } from '../governance/agreement-schema.js';
+import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';

@@ -1,8 +1,7 @@
-import { effectiveMinGroupSize, type Agreement, type Kpi } from '../governance/agreement-schema.js';
-import type { Principal } from '../governance/token-repository.js';
+import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 import { CanonicalFragment, canonicalJson, sha256Hex } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
-import { badRequest, forbidden, notFound, unauthorized } from '../platform/errors.js';
+import { badRequest } from '../platform/errors.js';
 import { compileSeries, type Breakdown, type Grain, type SeriesQuery } from './aggregate-compiler.js';
 import { AggregateCache } from './aggregate-cache.js';
 import { readRollup } from './rollups.js';
@@ -34,42 +33,8 @@ export interface SeriesResult {
   cells: Cell[];
 }
 
-const readRoles = new Set(['analyst', 'owner', 'steering', 'admin']);
 const isoDate = /^(\d{4})-(\d{2})-(\d{2})$/;
 const MAX_RANGE_DAYS = 5 * 366;
-
-/** Whether the caller may see a KPI at all (tiers); unseen KPIs are answered as unknown. */
-export function canSee(p: Principal | null, kpi: Kpi): boolean {
-  if (!p) return kpi.disclosure === 'public' && kpi.published;
-  if (!readRoles.has(p.role)) return false;
-  if (kpi.disclosure === 'need_to_know')
-    return p.role === 'steering' || kpi.needToKnow.some((e) => sameEmail(e, p.name)) || isNamedOwner(p, kpi);
-  return true;
-}
-
-/** E-mail addresses name people whatever their case. */
-const sameEmail = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
-
-/** The caller is the KPI's root-cause owner for their partner (the token's name is the owner's e-mail). */
-export function isNamedOwner(p: Principal, kpi: Kpi): boolean {
-  const owner = p.partnerId === null ? undefined : kpi.owners[p.partnerId];
-  return owner !== undefined && sameEmail(owner.email, p.name);
-}
-
-/** 403 for roles that never read aggregates (ingest, operator); the caller otherwise. */
-export function assertReader(p: Principal | null): void {
-  if (p && !readRoles.has(p.role)) throw forbidden(`the ${p.role} role cannot read aggregates`);
-}
-
-/** The KPI if the caller may see it; otherwise 401 without a token, 404 with one (unknown and hidden look alike). */
-export function findVisibleKpi(agreement: Agreement, p: Principal | null, id: string): Kpi {
-  const kpi = agreement.kpis.find((k) => k.id === id);
-  if (!kpi || !canSee(p, kpi)) {
-    if (!p) throw unauthorized();
-    throw notFound(`no KPI ${JSON.stringify(id.slice(0, 60))} for you`);
-  }
-  return kpi;
-}
 
 function parseDate(value: string, field: string): string {
   const m = isoDate.exec(value);

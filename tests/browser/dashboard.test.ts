@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alertsOf } from '../../services/alerts/alert-routes.js';
 import { createToken } from '../../services/governance/token-repository.js';
 import { createLander } from '../../services/ingest/ingest-routes.js';
-import { seedDemoPoints } from '../../services/platform/demo.js';
+import { seedDemoPoints } from '../../assembly/demo.js';
 import { rollupsOf } from '../../services/query/rollups.js';
 import { artifactDir, launchChromium } from '../helpers/browser.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import { webDist } from '../../services/platform/web-routes.js';
+import { webDist } from '../../assembly/web-routes.js';
 
 /** Debian's Chromium (PARITY_CHROMIUM overrides). Missing: the suite fails in CI, and says how to install it here. */
 export function chromiumPath(): string | undefined {

@@ -28,7 +28,7 @@ export async function spawnRoom(
 ): Promise<SpawnedRoom> {
   const port = await freePort();
   const root = packageRoot();
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'services/platform/cli.ts'), command], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'assembly/cli.ts'), command], {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,11 +5,12 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { inject } from 'vitest';
 import { createToken, type Role } from '../../services/governance/token-repository.js';
-import { buildApp } from '../../services/platform/app.js';
+import { buildApp } from '../../assembly/app.js';
 import { TestClock, type Clock } from '../../services/platform/clock.js';
 import { loadConfig, type Config } from '../../services/platform/config.js';
 import { demoAgreementFile } from '../../services/platform/paths.js';
-import { openRoom, type Room } from '../../services/platform/room.js';
+import { type Room } from '../../services/platform/room.js';
+import { openRoom } from '../../assembly/open-room.js';
 import { createScratchDatabase } from './scratch-db.js';
 
 /** A fresh, empty PostgreSQL database for one suite, or undefined to use PGlite. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken } from '../../services/governance/token-repository.js';
 import { loadConfig } from '../../services/platform/config.js';
-import { openRoom } from '../../services/platform/room.js';
+import { openRoom } from '../../assembly/open-room.js';
 import { addPeriods, periodStart } from '../../services/query/kpi-summary.js';
 import { localToday } from '../../services/query/series-service.js';
 import { ndjson } from '../helpers/points.js';

@@ -11,7 +11,7 @@ import { spawnRoom } from '../helpers/spawn-room.js';
 import { csv, leadTimePoints, ndjson } from '../helpers/points.js';
 
 const run = promisify(execFile);
-const cli = join(packageRoot(), 'services/platform/cli.ts');
+const cli = join(packageRoot(), 'assembly/cli.ts');
 
 async function parity(args: string[], env: Record<string, string> = {}) {
   try {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken } from '../../services/governance/token-repository.js';
 import { loadConfig } from '../../services/platform/config.js';
 import { demoAgreementFile } from '../../services/platform/paths.js';
-import { openRoom } from '../../services/platform/room.js';
+import { openRoom } from '../../assembly/open-room.js';
 import { leadTimePoints, ndjson } from '../helpers/points.js';
 import { spawnRoom } from '../helpers/spawn-room.js';
 import { freshDatabaseUrl } from '../helpers/test-room.js';

@@ -10,7 +10,7 @@ import { demoAgreementFile, packageRoot } from '../../services/platform/paths.js
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
 const run = promisify(execFile);
-const cli = join(packageRoot(), 'services/platform/cli.ts');
+const cli = join(packageRoot(), 'assembly/cli.ts');
 
 async function parity(args: string[], env: Record<string, string> = {}) {
   try {

@@ -7,10 +7,11 @@ import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createToken } from '../../services/governance/token-repository.js';
-import { buildApp } from '../../services/platform/app.js';
+import { buildApp } from '../../assembly/app.js';
 import { loadConfig } from '../../services/platform/config.js';
 import { demoAgreementFile, packageRoot } from '../../services/platform/paths.js';
-import { openRoom, type Room } from '../../services/platform/room.js';
+import { type Room } from '../../services/platform/room.js';
+import { openRoom } from '../../assembly/open-room.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
 import { freshDatabaseUrl } from '../helpers/test-room.js';
 
@@ -92,7 +93,7 @@ describe('parity secret rotate', () => {
 
     const r = await run(
       process.execPath,
-      ['--import', 'tsx', join(packageRoot(), 'services/platform/cli.ts'), 'secret', 'rotate'],
+      ['--import', 'tsx', join(packageRoot(), 'assembly/cli.ts'), 'secret', 'rotate'],
       { cwd: packageRoot(), env: { ...process.env, ...env } },
     );
     expect(r.stdout).toContain('rotated: generation 2; 6 pseudonyms re-keyed in 6 points');

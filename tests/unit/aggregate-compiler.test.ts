@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadAgreementFile } from '../../services/governance/agreement-schema.js';
+import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
 import { compileSeries, type Breakdown } from '../../services/query/aggregate-compiler.js';
 
 const r = loadAgreementFile('fixtures/demo-agreement.yaml');

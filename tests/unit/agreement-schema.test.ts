@@ -8,7 +8,7 @@ import {
   parseAgreementText,
   validateAgreement,
   durationMs,
-} from '../../services/governance/agreement-schema.js';
+} from '../../services/platform/agreement-schema.js';
 
 const demoText = readFileSync('fixtures/demo-agreement.yaml', 'utf8');
 const demo = () => YAML.parse(demoText) as Record<string, any>;

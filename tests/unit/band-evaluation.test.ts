@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadAgreementFile, type Kpi } from '../../services/governance/agreement-schema.js';
+import { loadAgreementFile, type Kpi } from '../../services/platform/agreement-schema.js';
 import { bandAt, scopeState, verdicts, type PeriodValue } from '../../services/query/band-evaluation.js';
 import { addPeriods, periodStart } from '../../services/query/kpi-summary.js';
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { describe, it, expect } from 'vitest';
 import { demoPointCount, generateDemoPoints, type DemoOptions, type DemoPoint } from '../../fixtures/demo-generator.js';
-import { loadAgreementFile, type Agreement, type Kpi } from '../../services/governance/agreement-schema.js';
+import { loadAgreementFile, type Agreement, type Kpi } from '../../services/platform/agreement-schema.js';
 
 const loaded = loadAgreementFile(fileURLToPath(new URL('../../fixtures/demo-agreement.yaml', import.meta.url)));
 if (!loaded.ok) throw new Error(`demo agreement invalid: ${JSON.stringify(loaded.problems)}`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadAgreementFile } from '../../services/governance/agreement-schema.js';
+import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
 import {
   BAD_DATE,
   BAD_FORMAT,

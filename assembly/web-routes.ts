@@ -4,12 +4,12 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { findPrincipalByToken } from '../governance/token-repository.js';
-import { problemSchema } from '../ingest/receipt-schema.js';
-import { authenticate, SESSION_COOKIE, setPublicUrl } from './auth.js';
-import { forbidden, Problem } from './errors.js';
-import { packageRoot } from './paths.js';
-import type { Room } from './room.js';
+import { findPrincipalByToken } from '../services/governance/token-repository.js';
+import { problemSchema } from '../services/platform/errors.js';
+import { authenticate, SESSION_COOKIE, setPublicUrl } from '../services/governance/auth.js';
+import { forbidden, Problem } from '../services/platform/errors.js';
+import { packageRoot } from '../services/platform/paths.js';
+import type { Room } from '../services/platform/room.js';
 
 /** Where the built dashboard lives (vite build web → web/dist). */
 export function webDist(): string {

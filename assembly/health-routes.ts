@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import type { FastifyPluginAsync } from 'fastify';
-import type { Room } from './room.js';
-import { alertsOf } from '../alerts/alert-routes.js';
-import { rollupsOf } from '../query/rollups.js';
+import type { Room } from '../services/platform/room.js';
+import { alertsOf } from '../services/alerts/alert-routes.js';
+import { rollupsOf } from '../services/query/rollups.js';
 
 /** Liveness, readiness (PostgreSQL and DuckDB answer) and Prometheus metrics. */
 export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { room }) => {

@@ -5,19 +5,19 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import { alertRoutes, startAlerts, stopAlerts } from '../alerts/alert-routes.js';
-import { auditRoutes } from '../governance/audit-routes.js';
-import { governanceRoutes } from '../governance/governance-routes.js';
-import { scheduleRetention } from '../governance/retention.js';
-import { tokenRoutes } from '../governance/token-routes.js';
-import { createLander, ingestRoutes } from '../ingest/ingest-routes.js';
-import { queryRoutes } from '../query/query-routes.js';
-import { startRollups, stopRollups } from '../query/rollups.js';
-import { installErrorHandler } from './errors.js';
+import { alertRoutes, startAlerts, stopAlerts } from '../services/alerts/alert-routes.js';
+import { auditRoutes } from '../services/governance/audit-routes.js';
+import { governanceRoutes } from '../services/governance/governance-routes.js';
+import { scheduleRetention } from '../services/governance/retention.js';
+import { tokenRoutes } from '../services/governance/token-routes.js';
+import { createLander, ingestRoutes } from '../services/ingest/ingest-routes.js';
+import { queryRoutes } from '../services/query/query-routes.js';
+import { startRollups, stopRollups } from '../services/query/rollups.js';
+import { installErrorHandler } from '../services/platform/errors.js';
 import { webRoutes } from './web-routes.js';
 import { healthRoutes } from './health-routes.js';
-import { loggerOptions } from './logger.js';
-import type { Room } from './room.js';
+import { loggerOptions } from '../services/platform/logger.js';
+import type { Room } from '../services/platform/room.js';
 
 export interface BuildAppOptions {
   /** A pino destination (tests capture the log lines); stdout by default. */

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { canonicalDigest } from '../platform/canonical-json.js';
+import { canonicalDigest } from './canonical-json.js';
 
 const isoDuration = /^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$/;
 
@@ -280,4 +280,12 @@ export function effectiveMinGroupSize(a: Agreement, k: Kpi): number {
     a.defaults.minGroupSize,
     ...a.partners.map((p) => p.minGroupSize ?? 0),
   );
+}
+
+/** One activated (or proposed) version of the agreement, as the room keeps it. */
+export interface AgreementVersion {
+  version: number;
+  agreement: Agreement;
+  digest: string;
+  activatedAt: Date | null;
 }

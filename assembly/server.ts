@@ -1,22 +1,9 @@
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
-import type { Room } from './room.js';
-
-/** The pid of a room serving this data directory, if one is alive. */
-export function runningRoomPid(dataDir: string): number | undefined {
-  const file = join(dataDir, 'room.pid');
-  if (!existsSync(file)) return undefined;
-  const pid = Number(readFileSync(file, 'utf8').trim());
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid === process.pid ? undefined : pid;
-  } catch {
-    return undefined;
-  }
-}
+import type { Room } from '../services/platform/room.js';
+import { runningRoomPid } from '../services/platform/room-lock.js';
 
 /**
  * Listens and closes gracefully on SIGTERM/SIGINT: new requests get 503, batches in flight

@@ -1,7 +1,7 @@
-import { generateDemoPoints } from '../../fixtures/demo-generator.js';
-import { createToken, countTokens, type Role } from '../governance/token-repository.js';
-import type { BatchLander } from '../ingest/batch-lander.js';
-import type { Room } from './room.js';
+import { generateDemoPoints } from '../fixtures/demo-generator.js';
+import { createToken, countTokens, type Role } from '../services/governance/token-repository.js';
+import type { BatchLander } from '../services/ingest/batch-lander.js';
+import type { Room } from '../services/platform/room.js';
 
 export interface DemoToken {
   partner: string | null;

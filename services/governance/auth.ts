@@ -1,8 +1,8 @@
 import type { FastifyRequest } from 'fastify';
-import { findPrincipalByToken, type Principal, type Role } from '../governance/token-repository.js';
-import type { Clock } from './clock.js';
-import type { ControlDb } from './control-db.js';
-import { forbidden, unauthorized } from './errors.js';
+import { findPrincipalByToken, type Principal, type Role } from './token-repository.js';
+import type { Clock } from '../platform/clock.js';
+import type { ControlDb } from '../platform/control-db.js';
+import { forbidden, unauthorized } from '../platform/errors.js';
 
 const bearer = /^Bearer ([A-Za-z0-9._~+/=-]{1,512})$/;
 const tokenShape = /^[A-Za-z0-9._~+/=-]{1,512}$/;
