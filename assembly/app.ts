@@ -5,19 +5,33 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import { alertRoutes, startAlerts, stopAlerts } from '../services/alerts/alert-routes.js';
+import { alertRoutes, createAlerts, type Alerts } from '../services/alerts/alert-routes.js';
+import { installAuthentication } from '../services/governance/auth.js';
 import { auditRoutes } from '../services/governance/audit-routes.js';
 import { governanceRoutes } from '../services/governance/governance-routes.js';
 import { scheduleRetention } from '../services/governance/retention.js';
 import { tokenRoutes } from '../services/governance/token-routes.js';
+import type { BatchLander } from '../services/ingest/batch-lander.js';
 import { createLander, ingestRoutes } from '../services/ingest/ingest-routes.js';
 import { queryRoutes } from '../services/query/query-routes.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
+import { SeriesReader } from '../services/query/series-reader.js';
 import { installErrorHandler } from '../services/platform/errors.js';
 import { webRoutes } from './web-routes.js';
 import { healthRoutes } from './health-routes.js';
 import { loggerOptions } from '../services/platform/logger.js';
 import type { Room } from '../services/platform/room.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The query layer's read path: aggregate cache and rollups. */
+    reader: SeriesReader;
+    /** The one lander of the app's ingest routes. */
+    lander: BatchLander;
+    /** Band evaluation and notification delivery; undefined when PARITY_ALERTS=off. */
+    alerts: Alerts | undefined;
+  }
+}
 
 export interface BuildAppOptions {
   /** A pino destination (tests capture the log lines); stdout by default. */
@@ -76,23 +90,38 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
+  // The services' shared workers, one each per app, reachable as decorators (tests and the
+  // metrics read them); started when the app is ready, stopped when it closes — inside a child
+  // plugin, so they stop before whatever the root closes after them (serve closes the room).
+  const reader = new SeriesReader(room.duck, { cache: room.config.queryCache });
   const lander = createLander(room);
+  const alerts = room.config.alerts ? createAlerts(room, reader, app.log) : undefined;
+  app.decorate('reader', reader);
+  app.decorate('lander', lander);
+  app.decorate('alerts', alerts);
+  room.onAgreement(() => reader.rollups?.loop.request());
+  await app.register(async (workers) => {
+    let stopRetention = () => Promise.resolve();
+    workers.addHook('onReady', async () => {
+      if (room.config.rollups) startRollups(reader, () => room.agreement().agreement, app.log);
+      await alerts?.start();
+      stopRetention = scheduleRetention(room, room.config.retentionEveryMs, app.log);
+    });
+    workers.addHook('onClose', async () => {
+      await stopRetention();
+      await alerts?.stop();
+      await stopRollups(reader);
+    });
+  });
+
+  installAuthentication(app, room);
   await app.register(healthRoutes, { room });
   await app.register(governanceRoutes, { room });
   await app.register(tokenRoutes, { room });
   await app.register(auditRoutes, { room });
   await app.register(ingestRoutes, { room, lander });
-  await app.register(queryRoutes, { room });
-  await app.register(alertRoutes, { room });
+  await app.register(queryRoutes, { room, reader });
+  await app.register(alertRoutes, { room, alerts });
   await app.register(webRoutes, { room });
-  // Rollups, evaluation and delivery run in this process beside the routes; they stop before the
-  // room's databases close, whoever closes it.
-  if (room.config.rollups) startRollups(room.duck, () => room.agreement().agreement, app.log);
-  await startAlerts(room, app.log);
-  scheduleRetention(room, room.config.retentionEveryMs, app.log);
-  room.beforeClose(async () => {
-    await stopAlerts(room);
-    await stopRollups(room.duck);
-  });
   return app;
 }

@@ -1,8 +1,6 @@
 import { sql } from 'kysely';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Room } from '../services/platform/room.js';
-import { alertsOf } from '../services/alerts/alert-routes.js';
-import { rollupsOf } from '../services/query/rollups.js';
 
 /** Liveness, readiness (PostgreSQL and DuckDB answer) and Prometheus metrics. */
 export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { room }) => {
@@ -37,7 +35,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
       '# TYPE parity_ingest_writers_waiting gauge',
       `parity_ingest_writers_waiting ${s.waiting}`,
     ];
-    const rollups = rollupsOf(room.duck);
+    const rollups = app.reader.rollups;
     if (rollups) {
       lines.push(
         '# HELP parity_rollup_through The snapshot through which every batch is rolled up (-1: not yet).',
@@ -48,7 +46,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
         `parity_rollup_current ${rollups.current ? 1 : 0}`,
       );
     }
-    const alerts = alertsOf(room);
+    const alerts = app.alerts;
     if (alerts) {
       const pending = await room.control.db
         .selectFrom('outbox')

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { findActiveAgreement, installInitialAgreement } from '../services/governance/agreement-repository.js';
-import { loadAgreementFile } from '../services/platform/agreement-schema.js';
+import { loadAgreementFile, type AgreementVersion } from '../services/platform/agreement-schema.js';
 import { appendAudit } from '../services/governance/audit-repository.js';
 import { systemClock, type Clock } from '../services/platform/clock.js';
 import type { Config } from '../services/platform/config.js';
@@ -73,7 +73,7 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     const pseudonymRotations = loadRotationKeys(config.dataDir, duck.pseudonymGeneration);
     let current = active;
     const d = duck;
-    const closers: (() => Promise<void>)[] = [];
+    const listeners: ((v: AgreementVersion) => void)[] = [];
     return {
       config,
       clock,
@@ -82,11 +82,13 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
       secret,
       pseudonymRotations,
       agreement: () => current,
-      setAgreement: (v) => void (current = v),
+      setAgreement: (v) => {
+        current = v;
+        for (const listener of listeners) listener(v);
+      },
+      onAgreement: (listener) => void listeners.push(listener),
       audit: async (entry) => void (await appendAudit(control.db, entry, clock.now())),
-      beforeClose: (fn) => void closers.push(fn),
       close: async () => {
-        for (const fn of closers.splice(0)) await fn();
         await d.close();
         await control.close();
       },

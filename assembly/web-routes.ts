@@ -6,7 +6,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { findPrincipalByToken } from '../services/governance/token-repository.js';
 import { problemSchema } from '../services/platform/errors.js';
-import { authenticate, SESSION_COOKIE, setPublicUrl } from '../services/governance/auth.js';
+import { caller, SESSION_COOKIE, auditRequest } from '../services/governance/auth.js';
 import { forbidden, Problem } from '../services/platform/errors.js';
 import { packageRoot } from '../services/platform/paths.js';
 import type { Room } from '../services/platform/room.js';
@@ -29,7 +29,6 @@ const who = z.object({
  */
 export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
-  setPublicUrl(room.config.publicUrl);
 
   const describe = (p: { name: string; role: string; partnerId: string | null }) => ({
     name: p.name,
@@ -41,6 +40,7 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
   app.post(
     '/v1/session',
     {
+      config: { auth: 'none' },
       schema: {
         summary: 'Sign in to the dashboard with a user token (sets an httpOnly session cookie)',
         tags: ['dashboard'],
@@ -59,9 +59,7 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
       }
       if (principal.role === 'ingest')
         throw forbidden('an ingest token is for partner systems; sign in with a user token');
-      await room.audit({
-        actor: principal.tokenId,
-        partnerId: principal.partnerId,
+      await auditRequest(room, req, {
         action: 'session.login',
         details: { role: principal.role },
       });
@@ -80,12 +78,15 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
         response: { 200: who, 401: problemSchema },
       },
     },
-    async (req) => describe(await authenticate(room.control.db, room.clock, req)),
+    async (req) => describe(caller(req)),
   );
 
   app.delete(
     '/v1/session',
-    { schema: { summary: 'Sign out (clears the session cookie)', tags: ['dashboard'], response: { 204: z.null() } } },
+    {
+      config: { auth: 'none' },
+      schema: { summary: 'Sign out (clears the session cookie)', tags: ['dashboard'], response: { 204: z.null() } },
+    },
     async (req, reply) => {
       const token = req.cookies[SESSION_COOKIE];
       const principal = token ? await findPrincipalByToken(room.control.db, token, room.clock.now()) : undefined;

@@ -10,7 +10,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
-import { alertsOf } from '../services/alerts/alert-routes.js';
 import { webhookSecret } from '../services/alerts/notifier.js';
 import { createToken } from '../services/governance/token-repository.js';
 import { buildApp } from '../assembly/app.js';
@@ -57,6 +56,7 @@ async function startRoom(agreementFile: string, env: Record<string, string>) {
     .token;
   return {
     room,
+    app,
     url,
     token,
     pg: Boolean(db),
@@ -125,7 +125,7 @@ async function latency(): Promise<{ p50: number; p95: number; max: number; pg: b
   const hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
   const s = await startRoom(breachAgreement(hook), { PARITY_EVALUATE_EVERY_SECONDS: '3600' });
   secret = webhookSecret(s.room.secret, hook);
-  await alertsOf(s.room)!.engine.idle(); // the start-up evaluation of every KPI
+  await s.app.alerts!.engine.idle(); // the start-up evaluation of every KPI
   const yesterday = shiftDays(localToday(new Date(), 'Europe/Berlin'), -1);
   const samples: number[] = [];
   process.stderr.write(`${BREACHES} breaches, one batch each…\n`);
@@ -178,7 +178,7 @@ const evaluationsDuringIngest: number[] = [];
 
 async function ingestRate(alerts: boolean, bodies: string[]): Promise<number> {
   const s = await startRoom(demoAgreementFile(), { PARITY_ALERTS: alerts ? 'on' : 'off', PARITY_MAX_BODY: '1gib' });
-  if (alerts) await alertsOf(s.room)!.engine.idle();
+  if (alerts) await s.app.alerts!.engine.idle();
   const t0 = performance.now();
   for (const body of bodies) {
     const res = await fetch(`${s.url}/v1/points`, {
@@ -190,7 +190,7 @@ async function ingestRate(alerts: boolean, bodies: string[]): Promise<number> {
     await res.arrayBuffer();
   }
   const rate = INGEST_POINTS / ((performance.now() - t0) / 1000);
-  if (alerts) evaluationsDuringIngest.push(alertsOf(s.room)!.engine.stats.runs - 1);
+  if (alerts) evaluationsDuringIngest.push(s.app.alerts!.engine.stats.runs - 1);
   await s.close();
   return rate;
 }

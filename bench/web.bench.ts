@@ -8,16 +8,13 @@ import { readdirSync, readFileSync, rmSync, mkdtempSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { alertsOf } from '../services/alerts/alert-routes.js';
 import { createToken } from '../services/governance/token-repository.js';
-import { createLander } from '../services/ingest/ingest-routes.js';
 import { buildApp } from '../assembly/app.js';
 import { loadConfig } from '../services/platform/config.js';
 import { seedDemoPoints } from '../assembly/demo.js';
 import { demoAgreementFile } from '../services/platform/paths.js';
 import { openRoom } from '../assembly/open-room.js';
 import { webDist } from '../assembly/web-routes.js';
-import { rollupsOf } from '../services/query/rollups.js';
 import { launchChromium } from '../tests/helpers/browser.js';
 
 const LOADS = Number(process.env['BENCH_WEB_LOADS'] ?? 10);
@@ -54,9 +51,9 @@ async function main() {
   const app = await buildApp(room);
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   process.stderr.write('seeding the demo partnership…\n');
-  const points = await seedDemoPoints(room, createLander(room));
-  await rollupsOf(room.duck)?.loop.idle();
-  await alertsOf(room)?.engine.idle();
+  const points = await seedDemoPoints(room, app.lander);
+  await app.reader.rollups?.loop.idle();
+  await app.alerts?.engine.idle();
   const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'analyst', name: 'bench' }, new Date()))
     .token;
   const browser = await launchChromium();

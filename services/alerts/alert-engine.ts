@@ -6,6 +6,7 @@ import { appendAuditIn } from '../governance/audit-repository.js';
 import type { Database, IncidentRow } from '../platform/control-db.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import type { Room } from '../platform/room.js';
+import type { SeriesReader } from '../query/series-reader.js';
 import type { Signal } from '../query/band-evaluation.js';
 import {
   evaluateKpi,
@@ -37,14 +38,16 @@ const incidentId = () => `inc_${randomBytes(9).toString('base64url')}`;
 export class AlertEngine {
   readonly #room: Room;
   readonly #notifier: Notifier;
+  readonly #reader: SeriesReader;
   readonly #pending = new Set<string>();
   readonly #loop: BackgroundLoop;
   #full = false;
   #timer: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
 
-  constructor(room: Room, notifier: Notifier, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
+  constructor(room: Room, reader: SeriesReader, notifier: Notifier, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
     this.#room = room;
+    this.#reader = reader;
     this.#notifier = notifier;
     this.#loop = new BackgroundLoop(
       () => this.#run(),
@@ -102,7 +105,7 @@ export class AlertEngine {
     const active = this.#room.agreement();
     const now = this.#room.clock.now();
     const ctx = evaluationContext(
-      this.#room.duck,
+      this.#reader,
       active.agreement,
       active.version,
       now,
@@ -223,7 +226,7 @@ export class AlertEngine {
   async #figure(ctx: EvaluationContext, kpi: Kpi, scope: string, s: ScopeSummary, feeds: KpiSummary['feeds']) {
     const grain = kpi.evaluate.grain;
     const period = s.lastClosed!.period;
-    const series = await runSeries(ctx.duck, ctx.agreement, ctx.agreementVersion, {
+    const series = await runSeries(ctx.reader, ctx.agreement, ctx.agreementVersion, {
       kpi,
       grain,
       from: period,

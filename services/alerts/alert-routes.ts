@@ -4,10 +4,11 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { problemSchema } from '../platform/errors.js';
-import { authenticate, requireRole } from '../governance/auth.js';
+import { requireRole, caller, auditRequest } from '../governance/auth.js';
 import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { assertReader, canSee } from '../governance/access-policy.js';
+import type { SeriesReader } from '../query/series-reader.js';
 import { AlertEngine } from './alert-engine.js';
 import { ackSchema, isoDate, resolutionSchema } from './fact-sheet.js';
 import {
@@ -23,37 +24,26 @@ import { Notifier, webhookSecret } from './notifier.js';
 export interface Alerts {
   engine: AlertEngine;
   notifier: Notifier;
+  start(): Promise<void>;
+  stop(): Promise<void>;
 }
 
-const running = new WeakMap<Room, Alerts>();
-
-/** The room's alert engine and notifier, started once per room (none when PARITY_ALERTS=off). */
-export async function startAlerts(
-  room: Room,
-  log: Pick<Logger, 'info' | 'warn' | 'error'>,
-): Promise<Alerts | undefined> {
-  if (!room.config.alerts) return undefined;
-  let a = running.get(room);
-  if (!a) {
-    const notifier = new Notifier(room, log);
-    a = { notifier, engine: new AlertEngine(room, notifier, log) };
-    running.set(room, a);
-    await notifier.start();
-    a.engine.start();
-  }
-  return a;
-}
-
-export function alertsOf(room: Room): Alerts | undefined {
-  return running.get(room);
-}
-
-export async function stopAlerts(room: Room): Promise<void> {
-  const a = running.get(room);
-  if (!a) return;
-  running.delete(room);
-  await a.engine.stop();
-  await a.notifier.stop();
+/** The room's alert engine and notifier (none when PARITY_ALERTS=off); the assembly starts and stops them. */
+export function createAlerts(room: Room, reader: SeriesReader, log: Pick<Logger, 'info' | 'warn' | 'error'>): Alerts {
+  const notifier = new Notifier(room, log);
+  const engine = new AlertEngine(room, reader, notifier, log);
+  return {
+    engine,
+    notifier,
+    start: async () => {
+      await notifier.start();
+      engine.start();
+    },
+    stop: async () => {
+      await engine.stop();
+      await notifier.stop();
+    },
+  };
 }
 
 const idParam = z.strictObject({
@@ -62,9 +52,12 @@ const idParam = z.strictObject({
 const sheetSchema = z.record(z.string(), z.unknown()).describe('the fact sheet: one template for every incident');
 
 /** Incidents, their fact sheets, acknowledgement and resolution; kept notifications; webhook secrets. */
-export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
+export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | undefined }> = async (
+  fastify,
+  { room, alerts },
+) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
-  const kick = () => alertsOf(room)?.notifier.kick();
+  const kick = () => alerts?.notifier.kick();
 
   app.get(
     '/v1/incidents',
@@ -91,11 +84,9 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       const incidents = await listIncidents(room, p, req.query);
-      await room.audit({
-        actor: p.tokenId,
-        partnerId: p.partnerId,
+      await auditRequest(room, req, {
         action: 'query.incidents',
         details: { role: p.role, filter: req.query, returned: incidents.length },
       });
@@ -115,11 +106,9 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       const { row } = await findIncident(room, p, req.params.id);
-      await room.audit({
-        actor: p.tokenId,
-        partnerId: p.partnerId,
+      await auditRequest(room, req, {
         action: 'query.incident',
         target: row.id,
         details: { role: p.role },
@@ -148,7 +137,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       return (await acknowledgeIncident(room, p, req.params.id, req.body?.note)) as unknown as Record<string, unknown>;
     },
   );
@@ -173,7 +162,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       return (await resolveIncident(room, p, req.params.id, req.body, kick)) as unknown as Record<string, unknown>;
     },
   );
@@ -196,7 +185,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       assertReader(p);
       const agreement = room.agreement().agreement;
       const visible = agreement.kpis.filter((k) => canSee(p, k)).map((k) => k.id);
@@ -222,9 +211,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         lastError: r.last_error,
         factSheet: jsonColumn<{ data: unknown }>(r.payload).data,
       }));
-      await room.audit({
-        actor: p.tokenId,
-        partnerId: p.partnerId,
+      await auditRequest(room, req, {
         action: 'query.notifications',
         details: { role: p.role, returned: notifications.length },
       });
@@ -256,7 +243,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       requireRole(p, 'admin', 'owner');
       const byUrl = new Map<string, string[]>();
       // Only the KPIs the caller may see: an owner outside a need-to-know KPI does not learn of it here either.
@@ -270,9 +257,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         .selectAll()
         .where('url', 'in', [...byUrl.keys(), ''])
         .execute();
-      await room.audit({
-        actor: p.tokenId,
-        partnerId: p.partnerId,
+      await auditRequest(room, req, {
         action: 'webhooks.secrets_read',
         details: { endpoints: byUrl.size },
       });

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problemSchema } from '../platform/errors.js';
-import { authenticate, requireRole } from './auth.js';
+import { requireRole, caller, auditRequest } from './auth.js';
 import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { verifyAuditChain } from './audit-repository.js';
@@ -62,7 +62,7 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
       const whole = wholeLog.has(p.role);
       let q = room.control.db
@@ -117,9 +117,7 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
           ...Object.keys((d['perKpi'] as object | undefined) ?? {}),
         ].some((k) => typeof k === 'string' && hidden.has(k));
       const entries = hidden.size === 0 ? all : all.filter((e) => !mentions(e));
-      await room.audit({
-        actor: p.tokenId,
-        partnerId: p.partnerId,
+      await auditRequest(room, req, {
         action: 'audit.read',
         details: {
           role: p.role,
@@ -152,12 +150,10 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
       const result = await verifyAuditChain(room.control.db);
-      await room.audit({
-        actor: p.tokenId,
-        partnerId: p.partnerId,
+      await auditRequest(room, req, {
         action: 'audit.verified',
         details: { role: p.role, ...result },
       });
@@ -190,13 +186,11 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req, reply) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
       const month = resolveMonth(req.query.month, room);
       const report = await transparencyReport(room, month, p);
-      await room.audit({
-        actor: p.tokenId,
-        partnerId: p.partnerId,
+      await auditRequest(room, req, {
         action: 'transparency.read',
         details: { role: p.role, month, format: req.query.format },
       });

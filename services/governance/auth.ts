@@ -1,8 +1,26 @@
-import type { FastifyRequest } from 'fastify';
-import { findPrincipalByToken, type Principal, type Role } from './token-repository.js';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Clock } from '../platform/clock.js';
 import type { ControlDb } from '../platform/control-db.js';
 import { forbidden, unauthorized } from '../platform/errors.js';
+import type { AuditEntry, Room } from '../platform/room.js';
+import { findPrincipalByToken, type Principal, type Role } from './token-repository.js';
+
+/**
+ * How a route authenticates: `required` (the default under /v1) answers 401 without a valid
+ * credential; `optional` lets an anonymous caller through as `principal: null` (public KPIs) but
+ * still refuses a bad credential; `none` leaves the credential alone (sign-in, sign-out, health).
+ */
+export type AuthMode = 'required' | 'optional' | 'none';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The caller, from its credential only (never the payload); null when anonymous or not checked. */
+    principal: Principal | null;
+  }
+  interface FastifyContextConfig {
+    auth?: AuthMode;
+  }
+}
 
 const bearer = /^Bearer ([A-Za-z0-9._~+/=-]{1,512})$/;
 const tokenShape = /^[A-Za-z0-9._~+/=-]{1,512}$/;
@@ -10,20 +28,17 @@ const tokenShape = /^[A-Za-z0-9._~+/=-]{1,512}$/;
 /** The dashboard's session cookie: the user's token, httpOnly and SameSite=Strict. */
 export const SESSION_COOKIE = 'parity_session';
 
-/** The room's own origins: as this request reached it, and PARITY_PUBLIC_URL's (behind a TLS proxy). */
-let publicOrigin: string | undefined;
-export function setPublicUrl(url: string | undefined): void {
-  publicOrigin = url ? new URL(url).origin : undefined;
-}
-
-/** The token of a request: the bearer header, else the dashboard's session cookie. */
-export function requestToken(req: FastifyRequest): string | undefined {
+/**
+ * The token of a request: the bearer header, else the dashboard's session cookie. A
+ * state-changing request on the cookie must come from the room's own page: this request's
+ * origin, or `publicOrigin` (PARITY_PUBLIC_URL's, behind a TLS proxy).
+ */
+export function requestToken(req: FastifyRequest, publicOrigin?: string): string | undefined {
   if (req.headers.authorization !== undefined) return bearer.exec(req.headers.authorization)?.[1];
   const fromCookie = (req as FastifyRequest & { cookies?: Record<string, string | undefined> }).cookies?.[
     SESSION_COOKIE
   ];
   if (fromCookie === undefined || !tokenShape.test(fromCookie)) return undefined;
-  // A state-changing request on the cookie must come from the room's own page (SameSite=Strict, and the Origin says so).
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     const origin = req.headers.origin;
     if (origin !== undefined && origin !== `${req.protocol}://${req.headers.host}` && origin !== publicOrigin)
@@ -37,12 +52,56 @@ export function requestToken(req: FastifyRequest): string | undefined {
  * unknown, revoked or expired token all get the same 401, so a response never says whether a
  * token exists.
  */
-export async function authenticate(db: ControlDb, clock: Clock, req: FastifyRequest): Promise<Principal> {
-  const token = requestToken(req);
+export async function authenticate(
+  db: ControlDb,
+  clock: Clock,
+  req: FastifyRequest,
+  publicOrigin?: string,
+): Promise<Principal> {
+  const token = requestToken(req, publicOrigin);
   if (!token) throw unauthorized();
   const principal = await findPrincipalByToken(db, token, clock.now());
   if (!principal) throw unauthorized();
   return principal;
+}
+
+/**
+ * The one authentication hook: sets `request.principal` for every route by its `config.auth`
+ * (routes under /v1 require a credential unless they say otherwise). It runs as a preHandler,
+ * after the request's parameters were validated and before any handler reads the body.
+ */
+export function installAuthentication(app: FastifyInstance, room: Room): void {
+  const publicOrigin = room.config.publicUrl ? new URL(room.config.publicUrl).origin : undefined;
+  app.decorateRequest('principal', null);
+  app.addHook('preHandler', async (req) => {
+    const mode = req.routeOptions.config.auth ?? (req.routeOptions.url?.startsWith('/v1/') ? 'required' : 'none');
+    if (mode === 'none') return;
+    if (mode === 'optional' && requestToken(req, publicOrigin) === undefined && req.headers.authorization === undefined)
+      return;
+    req.principal = await authenticate(room.control.db, room.clock, req, publicOrigin);
+  });
+}
+
+/** The authenticated caller of a route that requires a credential (the hook has checked it). */
+export function caller(req: FastifyRequest): Principal {
+  if (!req.principal) throw unauthorized();
+  return req.principal;
+}
+
+/** Writes a request's audit entry: the actor and partner come from its credential. */
+export function auditRequest(
+  room: Room,
+  req: FastifyRequest,
+  entry: Omit<AuditEntry, 'actor' | 'partnerId'> & { partnerId?: string | null },
+): Promise<void> {
+  const p = req.principal;
+  return room.audit({
+    actor: p?.tokenId ?? 'anonymous',
+    partnerId: entry.partnerId === undefined ? (p?.partnerId ?? null) : entry.partnerId,
+    action: entry.action,
+    ...(entry.target === undefined ? {} : { target: entry.target }),
+    ...(entry.details === undefined ? {} : { details: entry.details }),
+  });
 }
 
 /** The partner of a partner admin; 403 for anyone else (what an admin does, it does for its own partner). */

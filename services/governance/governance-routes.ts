@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { authenticate, requireRole } from './auth.js';
+import { requireRole, caller, auditRequest } from './auth.js';
 import { canSee } from './access-policy.js';
 import type { Room } from '../platform/room.js';
 import { problemSchema } from '../platform/errors.js';
@@ -37,11 +37,9 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
       },
     },
     async (req) => {
-      const principal = await authenticate(room.control.db, room.clock, req);
+      const principal = caller(req);
       const a = room.agreement();
-      await room.audit({
-        actor: principal.tokenId,
-        partnerId: principal.partnerId,
+      await auditRequest(room, req, {
         action: 'agreement.read',
         target: `v${a.version}`,
       });
@@ -88,12 +86,10 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       requireRole(p, 'analyst', 'owner', 'steering', 'admin', 'operator');
       const versions = await listVersions(room);
-      await room.audit({
-        actor: p.tokenId,
-        partnerId: p.partnerId,
+      await auditRequest(room, req, {
         action: 'versions.read',
         details: { role: p.role },
       });
@@ -125,7 +121,7 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
       },
     },
     async (req, reply) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       const view = await propose(room, p, req.body);
       return reply
         .code(201)
@@ -145,12 +141,10 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       requireRole(p, 'admin', 'steering', 'operator');
       const proposals = await listProposals(room);
-      await room.audit({
-        actor: p.tokenId,
-        partnerId: p.partnerId,
+      await auditRequest(room, req, {
         action: 'proposals.read',
         details: { role: p.role, returned: proposals.length },
       });
@@ -170,12 +164,10 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       requireRole(p, 'admin', 'steering', 'operator');
       const proposal = await getProposal(room, req.params.id);
-      await room.audit({
-        actor: p.tokenId,
-        partnerId: p.partnerId,
+      await auditRequest(room, req, {
         action: 'proposals.read',
         target: proposal.id,
         details: { role: p.role },
@@ -204,7 +196,7 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
         },
       },
       async (req) => {
-        const p = await authenticate(room.control.db, room.clock, req);
+        const p = caller(req);
         const body = req.body as { note?: string; reason?: string } | undefined;
         return (await decide(
           room,

@@ -4,7 +4,6 @@ import { jsonColumn, type Database, type ProposalRow } from '../platform/control
 import { requirePartnerAdmin } from './auth.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
-import { rollupsOf } from '../query/rollups.js';
 import type { AgreementVersion } from '../platform/agreement-schema.js';
 import { diffAgreements, type AgreementChange } from './agreement-diff.js';
 import {
@@ -437,7 +436,6 @@ export async function applyAgreement(
         ),
       );
   }
-  rollupsOf(room.duck)?.loop.request();
 }
 
 /** The versions kept, newest first. */

@@ -123,9 +123,13 @@ export async function runRetention(room: Room, log?: Pick<Logger, 'info'>): Prom
   }
 }
 
-/** Runs retention at start and then every `everyMs`; stops (waiting for a run) with the room. */
-export function scheduleRetention(room: Room, everyMs: number, log: Pick<Logger, 'info' | 'error'>): void {
-  if (everyMs <= 0) return;
+/** Runs retention at start and then every `everyMs`; the function it returns stops it (waiting for a run). */
+export function scheduleRetention(
+  room: Room,
+  everyMs: number,
+  log: Pick<Logger, 'info' | 'error'>,
+): () => Promise<void> {
+  if (everyMs <= 0) return () => Promise.resolve();
   let running: Promise<unknown> = Promise.resolve();
   let stopped = false;
   let busy = false;
@@ -139,9 +143,9 @@ export function scheduleRetention(room: Room, everyMs: number, log: Pick<Logger,
   const timer = setInterval(tick, everyMs);
   timer.unref();
   setImmediate(tick);
-  room.beforeClose(async () => {
+  return async () => {
     stopped = true;
     clearInterval(timer);
     await running;
-  });
+  };
 }

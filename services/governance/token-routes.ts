@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problemSchema } from '../platform/errors.js';
-import { authenticate, requirePartnerAdmin } from './auth.js';
+import { requirePartnerAdmin, caller, auditRequest } from './auth.js';
 import { privilegedNames } from '../platform/agreement-schema.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
@@ -74,12 +74,11 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       const partner = requirePartnerAdmin(p, "manage its partner's tokens");
       const now = room.clock.now();
       const tokens = (await listTokens(room.control.db, partner)).map((r) => tokenView(r, now));
-      await room.audit({
-        actor: p.tokenId,
+      await auditRequest(room, req, {
         partnerId: partner,
         action: 'token.listed',
         details: { returned: tokens.length },
@@ -105,7 +104,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req, reply) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       const partner = requirePartnerAdmin(p, "manage its partner's tokens");
       const now = room.clock.now();
       const expiresAt = req.body.expiresAt ? new Date(req.body.expiresAt) : null;
@@ -151,7 +150,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       const partner = requirePartnerAdmin(p, "manage its partner's tokens");
       const now = room.clock.now();
       await ownToken(room, partner, req.params.id);
@@ -197,7 +196,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req, reply) => {
-      const p = await authenticate(room.control.db, room.clock, req);
+      const p = caller(req);
       const partner = requirePartnerAdmin(p, "manage its partner's tokens");
       const now = room.clock.now();
       const old = await ownToken(room, partner, req.params.id);

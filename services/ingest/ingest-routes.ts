@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { authenticate, requireRole } from '../governance/auth.js';
+import { requireRole, caller, auditRequest } from '../governance/auth.js';
 import { WriterSaturated } from '../platform/duck-store.js';
 import { Problem, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
@@ -13,25 +13,18 @@ import { problemSchema } from '../platform/errors.js';
 
 const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'expected 1–200 visible ASCII characters');
 
-const landers = new WeakMap<Room, BatchLander>();
-
-/** The room's one lander, shared by the routes and the demo loader. */
+/** A lander for the room: the app makes one for its routes; the CLI makes its own on a stopped room. */
 export function createLander(room: Room): BatchLander {
-  let lander = landers.get(room);
-  if (!lander) {
-    lander = new BatchLander(room.duck, room.secret, room.clock, {
-      maxBody: room.config.maxBody,
-      clockSkewMs: room.config.clockSkewMs,
-      spoolDir: join(room.config.dataDir, 'spool'),
-      rotations: room.pseudonymRotations,
-      activeAgreement: () => {
-        const a = room.agreement();
-        return { version: a.version, agreement: a.agreement };
-      },
-    });
-    landers.set(room, lander);
-  }
-  return lander;
+  return new BatchLander(room.duck, room.secret, room.clock, {
+    maxBody: room.config.maxBody,
+    clockSkewMs: room.config.clockSkewMs,
+    spoolDir: join(room.config.dataDir, 'spool'),
+    rotations: room.pseudonymRotations,
+    activeAgreement: () => {
+      const a = room.agreement();
+      return { version: a.version, agreement: a.agreement };
+    },
+  });
 }
 
 /** POST /v1/points and GET /v1/batches/{id}: partner systems pushing metric points. */
@@ -72,7 +65,7 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
       },
     },
     async (req, reply) => {
-      const principal = await authenticate(room.control.db, room.clock, req);
+      const principal = caller(req);
       requireRole(principal, 'ingest');
       const mediaType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
       const kind: IngestKind | undefined = (ingestTypes as Record<string, IngestKind>)[mediaType];
@@ -102,8 +95,7 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
           partial: req.query.partial === 'true',
         });
         const r = result.receipt;
-        await room.audit({
-          actor: principal.tokenId,
+        await auditRequest(room, req, {
           partnerId,
           action: result.status === 202 ? 'ingest.landed' : 'ingest.replayed',
           target: r.batchId,
@@ -131,8 +123,7 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
           );
         }
         if (err instanceof Problem) {
-          await room.audit({
-            actor: principal.tokenId,
+          await auditRequest(room, req, {
             partnerId,
             action: 'ingest.refused',
             details: {
@@ -159,12 +150,10 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
       },
     },
     async (req) => {
-      const principal = await authenticate(room.control.db, room.clock, req);
+      const principal = caller(req);
       requireRole(principal, 'ingest', 'admin');
       const receipt = await lander.findReceipt(principal.partnerId!, req.params.id);
-      await room.audit({
-        actor: principal.tokenId,
-        partnerId: principal.partnerId,
+      await auditRequest(room, req, {
         action: 'batch.receipt.read',
         target: req.params.id,
         details: { found: !!receipt },

@@ -28,9 +28,9 @@ export interface Room {
   /** The agreement in force; refreshed when a new version activates (a new time zone needs duck.localise). */
   agreement(): AgreementVersion;
   setAgreement(v: AgreementVersion): void;
+  /** Calls `listener` after each new version takes effect (the rollups rebuild what changed). */
+  onAgreement(listener: (v: AgreementVersion) => void): void;
   audit(entry: AuditEntry): Promise<void>;
-  /** Work that runs beside the room (evaluation, delivery, rollups) stops first when the room closes. */
-  beforeClose(fn: () => Promise<void>): void;
   close(): Promise<void>;
 }
 

@@ -1,7 +1,7 @@
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 import type { Principal } from '../governance/token-repository.js';
 import { canonicalDigest } from '../platform/canonical-json.js';
-import type { DuckStore } from '../platform/duck-store.js';
+import type { SeriesReader } from './series-reader.js';
 import type { Grain, SeriesQuery } from './aggregate-compiler.js';
 import {
   bandAt,
@@ -111,7 +111,7 @@ export interface KpisResult {
 
 /** What a KPI is evaluated against: one agreement version, one snapshot, one moment. */
 export interface EvaluationContext {
-  duck: DuckStore;
+  reader: SeriesReader;
   agreement: Agreement;
   agreementVersion: number;
   /** Today in the partnership's zone: its period is open, the ones before are closed. */
@@ -123,7 +123,7 @@ export interface EvaluationContext {
 }
 
 export function evaluationContext(
-  duck: DuckStore,
+  reader: SeriesReader,
   agreement: Agreement,
   agreementVersion: number,
   now: Date,
@@ -131,7 +131,7 @@ export function evaluationContext(
   snapshot: number,
 ): EvaluationContext {
   return {
-    duck,
+    reader,
     agreement,
     agreementVersion,
     today: localToday(now, agreement.partnership.timezone),
@@ -143,14 +143,14 @@ export function evaluationContext(
 
 /** A KPI's last closed period, open period, band and state for each scope (combined, and each partner where broken down). */
 export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<KpiSummary> {
-  const { duck, agreement, agreementVersion, today, snapshot } = ctx;
+  const { reader, agreement, agreementVersion, today, snapshot } = ctx;
   const grain = kpi.evaluate.grain;
   const open = periodStart(today, grain);
   const lastClosed = addPeriods(open, grain, -1);
   const depth = historyDepth(kpi) + kpi.evaluate.consecutive + 1;
   const first = addPeriods(open, grain, -depth);
   const min = effectiveMinGroupSize(agreement, kpi);
-  const feeds = kpiFreshness(agreement, kpi, duck.arrivals, ctx.now, ctx.since);
+  const feeds = kpiFreshness(agreement, kpi, reader.duck.arrivals, ctx.now, ctx.since);
   const scopes: ScopeSummary[] = [];
   const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
   for (const by of breakdowns) {
@@ -163,7 +163,7 @@ export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<Kpi
       snapshot,
       timezone: agreement.partnership.timezone,
     };
-    const raw = await runAggregate(duck, q, agreementVersion);
+    const raw = await runAggregate(reader, q, agreementVersion);
     const shown = suppress(raw, min, by !== 'none');
     const groups = by === 'none' ? [null] : agreement.partners.map((p) => p.id);
     for (const group of groups) {
@@ -278,7 +278,7 @@ export function periodBand(j: JudgedPeriod): PeriodBand {
  * the same compiler as every series.
  */
 export async function judgePeriods(
-  duck: DuckStore,
+  reader: SeriesReader,
   agreement: Agreement,
   agreementVersion: number,
   kpis: readonly Kpi[],
@@ -299,7 +299,7 @@ export async function judgePeriods(
     const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
     for (const by of breakdowns) {
       const raw = await runAggregate(
-        duck,
+        reader,
         { kpi, grain, from: first, to: end, by: { kind: by }, snapshot, timezone: agreement.partnership.timezone },
         agreementVersion,
       );
@@ -328,7 +328,7 @@ export async function judgePeriods(
 
 /** GET /v1/breaches: the judged periods outside their band, with the value where disclosed. */
 export async function listBreaches(
-  duck: DuckStore,
+  reader: SeriesReader,
   agreement: Agreement,
   agreementVersion: number,
   kpis: readonly Kpi[],
@@ -337,7 +337,7 @@ export async function listBreaches(
   today: string,
   snapshot: number,
 ): Promise<BreachEntry[]> {
-  const judged = await judgePeriods(duck, agreement, agreementVersion, kpis, from, to, today, snapshot);
+  const judged = await judgePeriods(reader, agreement, agreementVersion, kpis, from, to, today, snapshot);
   return judged
     .filter((j) => j.outside)
     .map((j) => ({

@@ -3,22 +3,14 @@ import { stringify } from 'csv-stringify/sync';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { Principal } from '../governance/token-repository.js';
 import { problemSchema } from '../platform/errors.js';
-import { authenticate, requestToken } from '../governance/auth.js';
+import { auditRequest } from '../governance/auth.js';
 import type { Room } from '../platform/room.js';
 import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
+import type { SeriesReader } from './series-reader.js';
 import { evaluationContext, judgePeriods, listBreaches, periodBand, summariseKpis } from './kpi-summary.js';
-import {
-  configureAggregateCache,
-  localToday,
-  resolveRange,
-  resolveSeries,
-  runSeries,
-  seriesJson,
-  type SeriesResult,
-} from './series-service.js';
+import { localToday, resolveRange, resolveSeries, runSeries, seriesJson, type SeriesResult } from './series-service.js';
 import { assertReader, canSee, findVisibleKpi } from '../governance/access-policy.js';
 
 const cellSchema = z.object({
@@ -47,13 +39,6 @@ export const seriesSchema = z.object({
 });
 
 const ARROW = 'application/vnd.apache.arrow.stream';
-
-/** A token is optional here: public, published KPIs answer without one. */
-async function optionalPrincipal(room: Room, req: FastifyRequest): Promise<Principal | null> {
-  return requestToken(req) === undefined && req.headers.authorization === undefined
-    ? null
-    : authenticate(room.control.db, room.clock, req);
-}
 
 function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult, format?: 'json' | 'csv' | 'arrow') {
   void reply.headers({
@@ -117,13 +102,16 @@ function sendCanonical(reply: FastifyReply, body: unknown) {
 }
 
 /** GET /v1/kpis/{kpi}/series: only agreed aggregates, small cells withheld. */
-export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
+export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader }> = async (
+  fastify,
+  { room, reader },
+) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
-  configureAggregateCache(room.duck, room.config.queryCache);
 
   app.get(
     '/v1/kpis',
     {
+      config: { auth: 'optional' },
       schema: {
         summary: 'Every KPI the caller may see: last closed period, open period, band, state, change',
         tags: ['query'],
@@ -145,7 +133,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req, reply) => {
-      const principal = await optionalPrincipal(room, req);
+      const principal = req.principal;
       assertReader(principal);
       const active = room.agreement();
       const { snapshot } = resolveRange(
@@ -156,7 +144,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         room.duck.retiredBefore,
       );
       const ctx = evaluationContext(
-        room.duck,
+        reader,
         active.agreement,
         active.version,
         room.clock.now(),
@@ -168,9 +156,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         asOf: room.duck.landedAt(snapshot)?.toISOString() ?? null,
       };
       if (!principal && result.kpis.length === 0) throw unauthorized();
-      await room.audit({
-        actor: principal?.tokenId ?? 'anonymous',
-        partnerId: principal?.partnerId ?? null,
+      await auditRequest(room, req, {
         action: 'query.kpis',
         details: { role: principal?.role ?? 'public', snapshot, kpis: result.kpis.map((k) => k.id) },
       });
@@ -182,6 +168,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
   app.get(
     '/v1/breaches',
     {
+      config: { auth: 'optional' },
       schema: {
         summary: 'Closed periods outside their band, per KPI and scope, with the value where disclosed',
         tags: ['query'],
@@ -209,7 +196,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req, reply) => {
-      const principal = await optionalPrincipal(room, req);
+      const principal = req.principal;
       assertReader(principal);
       const active = room.agreement();
       const kpis =
@@ -226,7 +213,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       );
       const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
       const breaches = await listBreaches(
-        room.duck,
+        reader,
         active.agreement,
         active.version,
         kpis,
@@ -243,9 +230,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         digest: canonicalDigest(breaches),
         breaches,
       };
-      await room.audit({
-        actor: principal?.tokenId ?? 'anonymous',
-        partnerId: principal?.partnerId ?? null,
+      await auditRequest(room, req, {
         action: 'query.breaches',
         details: {
           role: principal?.role ?? 'public',
@@ -264,6 +249,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
   app.get(
     '/v1/kpis/:kpi/bands',
     {
+      config: { auth: 'optional' },
       schema: {
         summary:
           "The band in force for each closed period at the KPI's evaluation grain, per scope (a control band moves period by period); no values",
@@ -304,7 +290,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req, reply) => {
-      const principal = await optionalPrincipal(room, req);
+      const principal = req.principal;
       assertReader(principal);
       const active = room.agreement();
       const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
@@ -317,7 +303,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       );
       const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
       const judged = await judgePeriods(
-        room.duck,
+        reader,
         active.agreement,
         active.version,
         [kpi],
@@ -337,9 +323,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         digest: canonicalDigest(bands),
         bands,
       };
-      await room.audit({
-        actor: principal?.tokenId ?? 'anonymous',
-        partnerId: principal?.partnerId ?? null,
+      await auditRequest(room, req, {
         action: 'query.bands',
         target: kpi.id,
         details: {
@@ -358,6 +342,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
   app.get(
     '/v1/kpis/:kpi/series',
     {
+      config: { auth: 'optional' },
       schema: {
         summary: 'An agreed KPI as a series of periods (JSON, CSV or Arrow by Accept)',
         tags: ['query'],
@@ -375,7 +360,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       },
     },
     async (req, reply) => {
-      const principal = await optionalPrincipal(room, req);
+      const principal = req.principal;
       assertReader(principal);
       const active = room.agreement();
       const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
@@ -387,10 +372,8 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         room.clock.now(),
         room.duck.retiredBefore,
       );
-      const result = await runSeries(room.duck, active.agreement, active.version, q);
-      await room.audit({
-        actor: principal?.tokenId ?? 'anonymous',
-        partnerId: principal?.partnerId ?? null,
+      const result = await runSeries(reader, active.agreement, active.version, q);
+      await auditRequest(room, req, {
         action: 'query.series',
         target: kpi.id,
         details: {

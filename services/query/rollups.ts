@@ -4,6 +4,7 @@ import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import type { DuckStore } from '../platform/duck-store.js';
+import type { SeriesReader } from './series-reader.js';
 import {
   compileRollupRead,
   compileRollupRefresh,
@@ -72,10 +73,11 @@ export function rollupReadSql(q: SeriesQuery): CompiledSql {
  * built yet, built for another signature, or at another effective snapshot (an older
  * `?snapshot=`, or a batch not rolled up yet). The caller then aggregates the points.
  */
-export async function readRollup(duck: DuckStore, q: SeriesQuery): Promise<RawCell[] | undefined> {
+export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<RawCell[] | undefined> {
+  const duck = reader.duck;
   const effective = duck.touched.effective(q.kpi.id, q.snapshot);
   // Known stale (a batch not rolled up yet, an older snapshot): no statement spent on it.
-  if (effective === 0 || rollupsOf(duck)?.rolledUp(q.kpi.id) !== effective) return undefined;
+  if (effective === 0 || reader.rollups?.rolledUp(q.kpi.id) !== effective) return undefined;
   const { sql, params } = rollupReadSql(q);
   const rows = await duck.read(async (c) => (await c.runAndReadAll(sql, params)).getRowObjectsJson());
   const state = rows[0];
@@ -258,30 +260,23 @@ export class RollupMaintainer {
   }
 }
 
-const maintainers = new WeakMap<DuckStore, RollupMaintainer>();
-
-/** Starts keeping the store's rollups current; series then read them where they can. */
+/** Starts keeping the store's rollups current; the reader's series then read them where they can. */
 export function startRollups(
-  duck: DuckStore,
+  reader: SeriesReader,
   agreement: () => Agreement,
   log: Pick<Logger, 'info' | 'warn' | 'error'>,
 ): RollupMaintainer {
-  let m = maintainers.get(duck);
-  if (!m) {
-    m = new RollupMaintainer(duck, agreement, log);
-    maintainers.set(duck, m);
-    m.start();
+  if (!reader.rollups) {
+    reader.rollups = new RollupMaintainer(reader.duck, agreement, log);
+    reader.rollups.start();
   }
-  return m;
+  return reader.rollups;
 }
 
-export function rollupsOf(duck: DuckStore): RollupMaintainer | undefined {
-  return maintainers.get(duck);
-}
-
-export async function stopRollups(duck: DuckStore): Promise<void> {
-  const m = maintainers.get(duck);
+/** Stops the maintainer; series read the points until rollups start again. */
+export async function stopRollups(reader: SeriesReader): Promise<void> {
+  const m = reader.rollups;
   if (!m) return;
-  maintainers.delete(duck);
+  reader.rollups = undefined;
   await m.stop();
 }

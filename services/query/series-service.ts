@@ -1,10 +1,9 @@
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 import { CanonicalFragment, canonicalJson, sha256Hex } from '../platform/canonical-json.js';
-import type { DuckStore } from '../platform/duck-store.js';
 import { badRequest } from '../platform/errors.js';
 import { compileSeries, type Breakdown, type Grain, type SeriesQuery } from './aggregate-compiler.js';
-import { AggregateCache } from './aggregate-cache.js';
 import { readRollup } from './rollups.js';
+import type { SeriesReader } from './series-reader.js';
 import { suppress, type Cell, type RawCell } from './suppression.js';
 
 /** What a caller asked for, as strings straight from the query string. */
@@ -117,31 +116,20 @@ export function shiftDays(date: string, days: number): string {
   return new Date(Date.parse(date) + days * 86_400_000).toISOString().slice(0, 10);
 }
 
-const caches = new WeakMap<DuckStore, AggregateCache | null>();
-
-/** Turns the aggregate cache of a store on (the default) or off (benchmarks of cold queries). */
-export function configureAggregateCache(duck: DuckStore, enabled: boolean): void {
-  caches.set(duck, enabled ? new AggregateCache(duck) : null);
-}
-
-export function aggregateCacheOf(duck: DuckStore): AggregateCache | null {
-  if (!caches.has(duck)) configureAggregateCache(duck, true);
-  return caches.get(duck)!;
-}
-
 /** The cells of an agreed aggregate before anything is withheld: never sent as they are. */
 export async function runAggregate(
-  duck: DuckStore,
+  reader: SeriesReader,
   q: SeriesQuery,
   agreementVersion: number,
 ): Promise<readonly RawCell[]> {
-  const cache = aggregateCacheOf(duck);
-  return cache ? cache.get(q, agreementVersion, () => queryAggregate(duck, q)) : queryAggregate(duck, q);
+  const cache = reader.cache;
+  return cache ? cache.get(q, agreementVersion, () => queryAggregate(reader, q)) : queryAggregate(reader, q);
 }
 
-async function queryAggregate(duck: DuckStore, q: SeriesQuery): Promise<RawCell[]> {
+async function queryAggregate(reader: SeriesReader, q: SeriesQuery): Promise<RawCell[]> {
+  const duck = reader.duck;
   // The rollup answers exactly when it is current for this KPI at this snapshot; else the points do.
-  const rolled = await readRollup(duck, q);
+  const rolled = await readRollup(reader, q);
   if (rolled) return rolled.map((c) => ({ ...c, value: c.value === null ? null : round(c.value) }));
   const { sql, params } = compileSeries(q);
   const rows = await duck.read(async (c) => (await c.runAndReadAll(sql, params)).getRowObjectsJson());
@@ -155,12 +143,12 @@ async function queryAggregate(duck: DuckStore, q: SeriesQuery): Promise<RawCell[
 
 /** Runs an agreed aggregate and withholds what the agreement does not disclose. */
 export async function runSeries(
-  duck: DuckStore,
+  reader: SeriesReader,
   agreement: Agreement,
   agreementVersion: number,
   q: SeriesQuery,
 ): Promise<SeriesResult> {
-  const raw = await runAggregate(duck, q, agreementVersion);
+  const raw = await runAggregate(reader, q, agreementVersion);
   const min = effectiveMinGroupSize(agreement, q.kpi);
   const cells = suppress(raw, min, q.by.kind !== 'none');
   const cellsJson = canonicalJson(cells);
@@ -179,15 +167,17 @@ export async function runSeries(
     digest: sha256Hex(cellsJson),
     cells,
   };
-  serialisedCells.set(result, cellsJson);
+  Object.defineProperty(result, CELLS_JSON, { value: cellsJson, enumerable: false });
   return result;
 }
 
-const serialisedCells = new WeakMap<SeriesResult, string>();
+// The cells' canonical JSON, computed once for the digest, rides along with the result (not enumerable,
+// so it is never serialised itself) for seriesJson to reuse.
+const CELLS_JSON = Symbol('cellsJson');
 
 /** The canonical JSON of a result, reusing the cells serialised for its digest. */
 export function seriesJson(r: SeriesResult): string {
-  const cells = serialisedCells.get(r);
+  const cells = (r as SeriesResult & { [CELLS_JSON]?: string })[CELLS_JSON];
   return canonicalJson(cells === undefined ? r : { ...r, cells: new CanonicalFragment(cells) });
 }
 

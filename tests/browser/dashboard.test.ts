@@ -5,11 +5,8 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alertsOf } from '../../services/alerts/alert-routes.js';
 import { createToken } from '../../services/governance/token-repository.js';
-import { createLander } from '../../services/ingest/ingest-routes.js';
 import { seedDemoPoints } from '../../assembly/demo.js';
-import { rollupsOf } from '../../services/query/rollups.js';
 import { artifactDir, launchChromium } from '../helpers/browser.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
@@ -33,7 +30,7 @@ beforeAll(async () => {
     origins.push(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
   }
   t = await startTestRoom({ env: { PARITY_EMBED_ORIGINS: origins[0]! } });
-  await seedDemoPoints(t.room, createLander(t.room), { to: new Date('2026-11-23T00:00:00Z') });
+  await seedDemoPoints(t.room, t.app.lander, { to: new Date('2026-11-23T00:00:00Z') });
   // A crafted breach: acme's lead time in the last closed week (from 2026-11-16) far above 72 h.
   const crafted = Array.from({ length: 3000 }, (_, i) =>
     JSON.stringify({
@@ -50,8 +47,8 @@ beforeAll(async () => {
     body: crafted,
   });
   expect(res.status, await res.clone().text()).toBe(202);
-  await rollupsOf(t.room.duck)?.loop.idle();
-  await alertsOf(t.room)?.engine.idle();
+  await t.app.reader.rollups?.loop.idle();
+  await t.app.alerts?.engine.idle();
   const named = async (key: string, partner: string, role: 'analyst' | 'owner' | 'steering', name: string) =>
     (tokens[key] = (await createToken(t.room.control.db, { partnerId: partner, role, name }, t.clock.now())).token);
   await named('acme', 'acme', 'analyst', 'acme analyst');

@@ -68,6 +68,7 @@ export async function startTestRoom(
   const app = await buildApp(room, { logStream });
   let url = '';
   if (opts.listen !== false) url = await app.listen({ port: 0, host: '127.0.0.1' });
+  else await app.ready();
   const tokens: Record<string, string> = {};
   const token = async (partner: string | null, role: Role) => {
     const key = `${partner ?? '-'}:${role}`;

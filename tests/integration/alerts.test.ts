@@ -1,6 +1,5 @@
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alertsOf } from '../../services/alerts/alert-routes.js';
 import { createToken } from '../../services/governance/token-repository.js';
 import { TestClock } from '../../services/platform/clock.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
@@ -73,7 +72,7 @@ async function call(c: Ctx, method: string, path: string, token: string | undefi
 
 /** Lets evaluation and delivery finish (the schedule with `full`, as after moving the clock). */
 async function settle(c: Ctx, full = false): Promise<void> {
-  const a = alertsOf(c.t.room)!;
+  const a = c.t.app.alerts!;
   await a.engine.idle();
   if (full) {
     a.engine.requestAll();

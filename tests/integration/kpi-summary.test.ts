@@ -190,8 +190,7 @@ describe('GET /v1/kpis/{kpi}/bands', () => {
 
 describe('the aggregate cache', () => {
   it('a new batch invalidates only the KPIs it touched; answers stay exact', async () => {
-    const { aggregateCacheOf } = await import('../../services/query/series-service.js');
-    const cache = aggregateCacheOf(t.room.duck)!;
+    const cache = t.app.reader.cache!;
     const lead = '/v1/kpis/lead_time/series?grain=week&by=partner&from=2026-11-01&to=2026-11-22';
     const cv = '/v1/kpis/customer_value/series?grain=week&from=2026-11-01&to=2026-11-22';
     const first = { lead: await get(lead, analyst.acme!), cv: await get(cv, analyst.acme!) };

@@ -15,7 +15,6 @@ import { DataType, tableFromIPC, type Table } from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken } from '../../services/governance/token-repository.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
-import { rollupsOf } from '../../services/query/rollups.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 import {
   COMPLEMENTARY,
@@ -725,7 +724,7 @@ function defineOracleSuite(
       // With rollups on, series are read from them once they are current: wait, so the reads at
       // A go through the rollup and the later reads of ?snapshot=A (older: points) must match them.
       const rolledUp = async () => {
-        const r = rollupsOf(t.room.duck);
+        const r = t.app.reader.rollups;
         if (!r) return;
         await r.loop.idle();
         expect(r.current).toBe(true);

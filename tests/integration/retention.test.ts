@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runRetention } from '../../services/governance/retention.js';
-import { rollupsOf, startRollups, stopRollups } from '../../services/query/rollups.js';
+import { startRollups, stopRollups } from '../../services/query/rollups.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
@@ -39,8 +39,8 @@ async function week(snapshot?: number) {
 }
 
 async function rolledUp() {
-  for (let i = 0; i < 200 && !rollupsOf(t.room.duck)?.current; i++) await new Promise((r) => setTimeout(r, 25));
-  expect(rollupsOf(t.room.duck)?.current).toBe(true);
+  for (let i = 0; i < 200 && !t.app.reader.rollups?.current; i++) await new Promise((r) => setTimeout(r, 25));
+  expect(t.app.reader.rollups?.current).toBe(true);
 }
 
 describe('retention', () => {
@@ -54,7 +54,7 @@ describe('retention', () => {
 
     // The rollup maintainer is stopped across the deletion: a new one (as after a restart) must
     // learn from the database which days to recompute.
-    await stopRollups(t.room.duck);
+    await stopRollups(t.app.reader);
     const r = await runRetention(t.room);
     expect(r).toMatchObject({ before: '2023-11-23', deleted: 5, perKpi: { lead_time: 5 } });
     expect(r.snapshot).toBeGreaterThan(before.body.snapshot);
@@ -90,9 +90,9 @@ describe('retention', () => {
     const after = await week();
     expect(after.body.snapshot).toBe(r.snapshot);
     expect(after.body.cells.find((c) => c.period === '2023-11-20')).toMatchObject({ value: 30, n: 5 });
-    startRollups(t.room.duck, () => t.room.agreement().agreement, { info: () => {}, warn: () => {}, error: () => {} });
+    startRollups(t.app.reader, () => t.room.agreement().agreement, { info: () => {}, warn: () => {}, error: () => {} });
     await rolledUp();
-    await rollupsOf(t.room.duck)?.loop.idle();
+    await t.app.reader.rollups?.loop.idle();
     expect(await pending()).toEqual([]);
     expect((await week()).body).toEqual(after.body);
 

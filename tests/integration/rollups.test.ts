@@ -5,7 +5,7 @@ import {
   type Grain,
   type SeriesQuery,
 } from '../../services/query/aggregate-compiler.js';
-import { readRollup, rollupBreakdowns, rollupsOf } from '../../services/query/rollups.js';
+import { readRollup, rollupBreakdowns } from '../../services/query/rollups.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
@@ -66,8 +66,8 @@ async function raw(q: SeriesQuery) {
 }
 
 const rolledUp = async () => {
-  await rollupsOf(t.room.duck)!.loop.idle();
-  expect(rollupsOf(t.room.duck)!.current).toBe(true);
+  await t.app.reader.rollups!.loop.idle();
+  expect(t.app.reader.rollups!.current).toBe(true);
 };
 
 beforeAll(async () => {
@@ -115,7 +115,7 @@ describe('rollups', () => {
               snapshot: t.room.duck.snapshots.latest,
               timezone: agreement.partnership.timezone,
             };
-            const rolled = await readRollup(t.room.duck, q);
+            const rolled = await readRollup(t.app.reader, q);
             expect(rolled, `${kpi.id} ${grain} ${JSON.stringify(by)} ${from}..${to}`).toBeDefined();
             expect(rolled).toEqual(await raw(q));
             compared += rolled!.length;
@@ -138,17 +138,17 @@ describe('rollups', () => {
       snapshot: snapshots[0]!,
       timezone: agreement.partnership.timezone,
     };
-    expect(await readRollup(t.room.duck, older)).toBeUndefined();
+    expect(await readRollup(t.app.reader, older)).toBeUndefined();
     // customer_value was last touched at snapshots[1]: the rollup answers any later snapshot.
     const cv = agreement.kpis.find((k) => k.id === 'customer_value')!;
-    expect(await readRollup(t.room.duck, { ...older, kpi: cv, snapshot: snapshots[2]! })).toBeDefined();
-    expect(await readRollup(t.room.duck, { ...older, kpi: cv, snapshot: snapshots[0]! })).toBeUndefined();
+    expect(await readRollup(t.app.reader, { ...older, kpi: cv, snapshot: snapshots[2]! })).toBeDefined();
+    expect(await readRollup(t.app.reader, { ...older, kpi: cv, snapshot: snapshots[0]! })).toBeUndefined();
   });
 
   it('a batch not rolled up yet is read from the points; once rolled up, from the rollup', async () => {
     const agreement = t.room.agreement().agreement;
     const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
-    await rollupsOf(t.room.duck)!.stop(); // hold the maintainer
+    await t.app.reader.rollups!.stop(); // hold the maintainer
     await push(
       'acme',
       points('lead_time', '2026-11-03', 3, 6, 'a3', () => 99),
@@ -162,7 +162,7 @@ describe('rollups', () => {
       snapshot: t.room.duck.snapshots.latest,
       timezone: agreement.partnership.timezone,
     };
-    expect(await readRollup(t.room.duck, q)).toBeUndefined();
+    expect(await readRollup(t.app.reader, q)).toBeUndefined();
     const res = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week&from=2026-10-01&to=2026-11-30`, {
       headers: { authorization: `Bearer ${await t.token('acme', 'analyst')}` },
     });
@@ -170,10 +170,10 @@ describe('rollups', () => {
     expect(before.cells.find((c) => c.period === '2026-11-02')!.n).toBeGreaterThanOrEqual(18);
     // A fresh maintainer (as after a restart) catches up from where the last one stopped.
     const { startRollups, stopRollups } = await import('../../services/query/rollups.js');
-    await stopRollups(t.room.duck);
-    startRollups(t.room.duck, () => t.room.agreement().agreement, { info: () => {}, warn: () => {}, error: () => {} });
+    await stopRollups(t.app.reader);
+    startRollups(t.app.reader, () => t.room.agreement().agreement, { info: () => {}, warn: () => {}, error: () => {} });
     await rolledUp();
-    expect(await readRollup(t.room.duck, q)).toEqual(await raw(q));
+    expect(await readRollup(t.app.reader, q)).toEqual(await raw(q));
   });
 
   it('rebuild a KPI whose signature changed (another measure, zone or breakdown)', async () => {
@@ -191,9 +191,9 @@ describe('rollups', () => {
       snapshot: t.room.duck.snapshots.latest,
       timezone: agreement.partnership.timezone,
     };
-    expect(await readRollup(t.room.duck, q)).toBeUndefined();
-    rollupsOf(t.room.duck)!.loop.request();
+    expect(await readRollup(t.app.reader, q)).toBeUndefined();
+    t.app.reader.rollups!.loop.request();
     await rolledUp();
-    expect(await readRollup(t.room.duck, q)).toEqual(await raw(q));
+    expect(await readRollup(t.app.reader, q)).toEqual(await raw(q));
   });
 });
