@@ -10,12 +10,12 @@ import {
   type Who,
 } from '../api.js';
 import { i18n, t, type Lang } from '../i18n.js';
-import './kpi-tile.js';
+import './parity-kpi-tile.js';
 
 // The chart (Vega, most of the bundle) loads when a detail page first needs it: the overview's
 // tiles do not wait for it.
 let chartLoaded: Promise<unknown> | undefined;
-const loadChart = () => (chartLoaded ??= import('./kpi-chart.js'));
+const loadChart = () => (chartLoaded ??= import('./parity-kpi-chart.js'));
 import { shared, stateIcon } from './styles.js';
 
 type Route =
@@ -331,13 +331,13 @@ export class ParityApp extends LitElement {
 
   #view() {
     if (this.route.view === 'governance' && this.who && ['admin', 'steering', 'operator'].includes(this.who.role)) {
-      void import('./governance-view.js');
+      void import('../views/parity-governance.js');
       return html`<section class="card">
         <parity-governance .userRole=${this.who.role} .partner=${this.who.partner}></parity-governance>
       </section>`;
     }
     if (this.route.view === 'transparency' || this.who?.role === 'operator') {
-      void import('./transparency-view.js');
+      void import('../views/parity-transparency.js');
       return html`<section class="card"><parity-transparency></parity-transparency></section>`;
     }
     if (!this.kpis || !this.agreement)
@@ -688,3 +688,9 @@ export class ParityApp extends LitElement {
 }
 
 customElements.define('parity-app', ParityApp);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'parity-app': ParityApp;
+  }
+}

@@ -278,3 +278,9 @@ export class ParityKpiChart extends LitElement {
 }
 
 customElements.define('parity-kpi-chart', ParityKpiChart);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'parity-kpi-chart': ParityKpiChart;
+  }
+}

@@ -173,3 +173,9 @@ function sparkFrom(k: KpiSummary): string {
 }
 
 customElements.define('parity-kpi-tile', ParityKpiTile);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'parity-kpi-tile': ParityKpiTile;
+  }
+}

@@ -1,7 +1,7 @@
 import { LitElement, html, css, nothing } from 'lit';
 import { api, ApiError, type ProposalView, type TokenView } from '../api.js';
 import { i18n, t } from '../i18n.js';
-import { shared } from './styles.js';
+import { shared } from '../components/styles.js';
 
 interface Version {
   version: number;
@@ -17,7 +17,7 @@ interface Version {
  * whose partner has yet to decide — approve and reject; an admin's own partner's tokens
  * (issue, shown once; rotate; revoke).
  */
-export class GovernanceView extends LitElement {
+export class ParityGovernance extends LitElement {
   static override properties = {
     userRole: { attribute: false },
     partner: { attribute: false },
@@ -272,4 +272,10 @@ export class GovernanceView extends LitElement {
   }
 }
 
-customElements.define('parity-governance', GovernanceView);
+customElements.define('parity-governance', ParityGovernance);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'parity-governance': ParityGovernance;
+  }
+}
