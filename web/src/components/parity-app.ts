@@ -9,7 +9,7 @@ import {
   type Series,
   type Who,
 } from '../api.js';
-import { i18n, t, type Lang } from '../i18n.js';
+import { I18nController, i18n, t, type Lang } from '../i18n.js';
 import './parity-kpi-tile.js';
 
 // The chart (Vega, most of the bundle) loads when a detail page first needs it: the overview's
@@ -63,6 +63,7 @@ export class ParityApp extends LitElement {
   declare copied: boolean;
   declare controls: { grain: string; by: string; from: string; to: string };
   declare table: Series | undefined;
+  private readonly languageSwitch = new I18nController(this);
 
   static override styles = [
     shared,
@@ -177,7 +178,6 @@ export class ParityApp extends LitElement {
   override connectedCallback(): void {
     super.connectedCallback();
     document.documentElement.lang = i18n.lang;
-    i18n.onChange(() => this.requestUpdate());
     addEventListener('hashchange', () => this.#navigate());
     void this.#start();
   }

@@ -11,7 +11,7 @@ import {
   type PeriodBand,
   type Series,
 } from '../api.js';
-import { i18n, t } from '../i18n.js';
+import { I18nController, i18n, t } from '../i18n.js';
 import { shared } from './styles.js';
 
 /**
@@ -46,7 +46,8 @@ export class ParityKpiChart extends LitElement {
   view: Result['view'] | undefined;
   /** Each closed period's band at the evaluation grain, for the scopes drawn (empty at other grains). */
   bands: PeriodBand[] = [];
-  #off?: () => void;
+  /** A language switch redraws the chart (its labels and number format) as well as the legend. */
+  private readonly languageSwitch = new I18nController(this, () => void this.draw());
 
   static override styles = [
     shared,
@@ -69,13 +70,8 @@ export class ParityKpiChart extends LitElement {
     `,
   ];
 
-  override connectedCallback(): void {
-    super.connectedCallback();
-    this.#off = i18n.onChange(() => void this.draw());
-  }
   override disconnectedCallback(): void {
     super.disconnectedCallback();
-    this.#off?.();
     this.view?.finalize();
   }
 

@@ -1,6 +1,6 @@
 import { LitElement, html, svg, css, nothing } from 'lit';
 import { api, type KpiSummary, type KpisResult, type Series } from '../api.js';
-import { i18n, t } from '../i18n.js';
+import { I18nController, i18n, t } from '../i18n.js';
 import { shared, stateIcon } from './styles.js';
 
 /**
@@ -23,7 +23,7 @@ export class ParityKpiTile extends LitElement {
   declare summary: KpiSummary | undefined;
   declare spark: (number | null)[] | undefined;
   declare href: string | undefined;
-  #off?: () => void;
+  private readonly languageSwitch = new I18nController(this);
 
   static override styles = [
     shared,
@@ -78,15 +78,6 @@ export class ParityKpiTile extends LitElement {
       }
     `,
   ];
-
-  override connectedCallback(): void {
-    super.connectedCallback();
-    this.#off = i18n.onChange(() => this.requestUpdate());
-  }
-  override disconnectedCallback(): void {
-    super.disconnectedCallback();
-    this.#off?.();
-  }
 
   override async updated(changed: Map<string, unknown>): Promise<void> {
     if (changed.has('kpi') && this.kpi && !this.summary) {

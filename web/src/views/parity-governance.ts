@@ -1,6 +1,6 @@
 import { LitElement, html, css, nothing } from 'lit';
 import { api, ApiError, type ProposalView, type TokenView } from '../api.js';
-import { i18n, t } from '../i18n.js';
+import { I18nController, i18n, t } from '../i18n.js';
 import { shared } from '../components/styles.js';
 
 interface Version {
@@ -35,6 +35,7 @@ export class ParityGovernance extends LitElement {
   declare tokens: TokenView[] | undefined;
   declare issued: { id: string; token: string } | undefined;
   declare error: string | undefined;
+  private readonly languageSwitch = new I18nController(this);
 
   static override styles = [
     shared,

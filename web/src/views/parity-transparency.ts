@@ -1,6 +1,6 @@
 import { LitElement, html, css, nothing } from 'lit';
 import { api, ApiError, type TransparencyReport as Report } from '../api.js';
-import { i18n, t } from '../i18n.js';
+import { I18nController, i18n, t } from '../i18n.js';
 import { shared } from '../components/styles.js';
 
 /** The metadata report page: a month picker, five tables, JSON and CSV downloads of the same report. */
@@ -9,6 +9,7 @@ export class ParityTransparency extends LitElement {
   declare month: string;
   declare report: Report | undefined;
   declare error: string | undefined;
+  private readonly languageSwitch = new I18nController(this);
 
   static override styles = [
     shared,
