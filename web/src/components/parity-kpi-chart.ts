@@ -14,12 +14,12 @@ import {
 import { I18nController, i18n, t } from '../i18n.js';
 import { shared } from './styles.js';
 
-/**
- * A KPI's series as a Vega-Lite chart: the tolerance band in force period by period as a shaded area, a line per partner
- * or combined (as the agreement discloses), breaches marked, suppressed periods as gaps with a
- * tooltip saying why, incidents and resolved fact sheets as annotations. Attributes: kpi, grain,
- * by (none|partner|<dimension>), from, to. Embeddable: `<parity-kpi-chart kpi="lead_time">`.
- */
+// A KPI's series as a Vega-Lite chart: the tolerance band in force period by period as a shaded area, a line per partner
+// or combined (as the agreement discloses), breaches marked, suppressed periods as gaps with a
+// tooltip saying why, incidents and resolved fact sheets as annotations. Attributes: kpi, grain,
+// by (none|partner|<dimension>), from, to. Embeddable: `<parity-kpi-chart kpi="lead_time">`.
+
+/** A KPI's series as a Vega-Lite chart with its band, breaches, gaps and incidents; fires `parity-chart-drawn` after each draw. */
 export class ParityKpiChart extends LitElement {
   static override properties = {
     kpi: { type: String },

@@ -3,12 +3,12 @@ import { api, type KpiSummary, type KpisResult, type Series } from '../api.js';
 import { I18nController, i18n, t } from '../i18n.js';
 import { shared, stateIcon } from './styles.js';
 
-/**
- * One KPI as a tile: the last closed period's value with its unit, the provisional open period,
- * the change, the band, the state (colour, icon and text) and a sparkline. Give it `summary`
- * (as the dashboard does) or just `kpi="lead_time"` (embedded in a partner's page: it fetches
- * its own figures from the room it is served by).
- */
+// One KPI as a tile: the last closed period's value with its unit, the provisional open period,
+// the change, the band, the state (colour, icon and text) and a sparkline. Give it `summary`
+// (as the dashboard does) or just `kpi="lead_time"` (embedded in a partner's page: it fetches
+// its own figures from the room it is served by).
+
+/** One KPI as a tile (value, open period, change, band, state, sparkline); embeddable as `<parity-kpi-tile kpi="…">`. */
 export class ParityKpiTile extends LitElement {
   static override properties = {
     kpi: { type: String },

@@ -11,12 +11,12 @@ interface Version {
   proposal: string | null;
 }
 
-/**
- * Governance for partner admins and the steering committee: the agreement's versions, the
- * proposals with their plain-terms diff (each loosening of privacy flagged) and — for an admin
- * whose partner has yet to decide — approve and reject; an admin's own partner's tokens
- * (issue, shown once; rotate; revoke).
- */
+// Governance for partner admins and the steering committee: the agreement's versions, the
+// proposals with their plain-terms diff (each loosening of privacy flagged) and — for an admin
+// whose partner has yet to decide — approve and reject; an admin's own partner's tokens
+// (issue, shown once; rotate; revoke).
+
+/** The governance page: agreement versions, proposals to approve or reject, and an admin's own tokens. */
 export class ParityGovernance extends LitElement {
   static override properties = {
     userRole: { attribute: false },
