@@ -212,11 +212,7 @@ export class ParityApp extends LitElement {
           </label>
           ${
             this.who
-              ? html`<span data-testid="who"
-                    >${t('signedInAs')}
-                    <strong>${this.who.name}</strong>
-                    (${this.who.role})${this.who.partnerName ? html` ${t('forPartner')} <strong>${this.who.partnerName}</strong>` : nothing}</span
-                  >
+              ? html`${this.#whoLine(this.who)}
                   <button class="secondary" @click=${() => this.#signOut()}>${t('signOut')}</button>`
               : nothing
           }
@@ -226,6 +222,12 @@ export class ParityApp extends LitElement {
         ${this.who === undefined ? html`<p>${t('loading')}</p>` : this.who === null ? this.#signInForm() : this.#view()}
       </main>
     `;
+  }
+
+  /** Who is signed in, on one line of text (single spaces: the browser test reads its textContent). */
+  #whoLine(w: Who) {
+    const partner = w.partnerName ? html` ${t('forPartner')} <strong>${w.partnerName}</strong>` : nothing;
+    return html`<span data-testid="who">${t('signedInAs')} <strong>${w.name}</strong> (${w.role})${partner}</span>`;
   }
 
   #signInForm() {
