@@ -1,4 +1,7 @@
 /** English and German: the language follows the browser, with a switch kept in localStorage. */
+
+import type { ReactiveController, ReactiveControllerHost } from 'lit';
+
 export type Lang = 'en' | 'de';
 
 const en = {
@@ -285,10 +288,6 @@ export const i18n = {
     document.documentElement.lang = lang;
     for (const l of listeners) l();
   },
-  onChange(fn: () => void): () => void {
-    listeners.add(fn);
-    return () => listeners.delete(fn);
-  },
   t(key: Key): string {
     return dictionaries[current][key];
   },
@@ -307,3 +306,32 @@ export const i18n = {
   },
 };
 export const t = i18n.t;
+
+/**
+ * The one way an element follows the language switch: added in its constructor
+ * (`new I18nController(this)`), it asks the element to render again whenever the language
+ * changes, for as long as the element is connected. `also` runs on a change as well (the chart
+ * redraws its Vega view, which a render does not touch).
+ */
+export class I18nController implements ReactiveController {
+  readonly #host: ReactiveControllerHost;
+  readonly #also: (() => void) | undefined;
+  readonly #changed = () => {
+    this.#host.requestUpdate();
+    this.#also?.();
+  };
+
+  constructor(host: ReactiveControllerHost, also?: () => void) {
+    this.#host = host;
+    this.#also = also;
+    host.addController(this);
+  }
+
+  hostConnected(): void {
+    listeners.add(this.#changed);
+  }
+
+  hostDisconnected(): void {
+    listeners.delete(this.#changed);
+  }
+}

@@ -99,3 +99,35 @@ export const shared = css`
     box-sizing: border-box;
   }
 `;
+
+/** The dashboard's page layout: sections, cards and control rows (the shell and its pages share one tree). */
+export const layout = css`
+  section {
+    margin-top: 1.2em;
+  }
+  h2 {
+    font-size: 1.1em;
+    margin: 0 0 0.5em;
+  }
+  .card {
+    background: #fff;
+    border: 1px solid #d8dee4;
+    border-radius: 10px;
+    padding: 0.9em 1em;
+  }
+  code {
+    font-size: 0.95em;
+    background: #eef1f4;
+    padding: 0.1em 0.35em;
+    border-radius: 4px;
+  }
+  .controls {
+    display: flex;
+    flex-wrap: wrap;
+    gap: 0.8em;
+    align-items: end;
+  }
+  .controls label {
+    margin: 0;
+  }
+`;

@@ -1,14 +1,14 @@
 import { LitElement, html, svg, css, nothing } from 'lit';
 import { api, type KpiSummary, type KpisResult, type Series } from '../api.js';
-import { i18n, t } from '../i18n.js';
+import { I18nController, i18n, t } from '../i18n.js';
 import { shared, stateIcon } from './styles.js';
 
-/**
- * One KPI as a tile: the last closed period's value with its unit, the provisional open period,
- * the change, the band, the state (colour, icon and text) and a sparkline. Give it `summary`
- * (as the dashboard does) or just `kpi="lead_time"` (embedded in a partner's page: it fetches
- * its own figures from the room it is served by).
- */
+// One KPI as a tile: the last closed period's value with its unit, the provisional open period,
+// the change, the band, the state (colour, icon and text) and a sparkline. Give it `summary`
+// (as the dashboard does) or just `kpi="lead_time"` (embedded in a partner's page: it fetches
+// its own figures from the room it is served by).
+
+/** One KPI as a tile (value, open period, change, band, state, sparkline); embeddable as `<parity-kpi-tile kpi="…">`. */
 export class ParityKpiTile extends LitElement {
   static override properties = {
     kpi: { type: String },
@@ -23,7 +23,7 @@ export class ParityKpiTile extends LitElement {
   declare summary: KpiSummary | undefined;
   declare spark: (number | null)[] | undefined;
   declare href: string | undefined;
-  #off?: () => void;
+  private readonly languageSwitch = new I18nController(this);
 
   static override styles = [
     shared,
@@ -78,15 +78,6 @@ export class ParityKpiTile extends LitElement {
       }
     `,
   ];
-
-  override connectedCallback(): void {
-    super.connectedCallback();
-    this.#off = i18n.onChange(() => this.requestUpdate());
-  }
-  override disconnectedCallback(): void {
-    super.disconnectedCallback();
-    this.#off?.();
-  }
 
   override async updated(changed: Map<string, unknown>): Promise<void> {
     if (changed.has('kpi') && this.kpi && !this.summary) {
@@ -173,3 +164,9 @@ function sparkFrom(k: KpiSummary): string {
 }
 
 customElements.define('parity-kpi-tile', ParityKpiTile);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'parity-kpi-tile': ParityKpiTile;
+  }
+}

@@ -11,15 +11,15 @@ import {
   type PeriodBand,
   type Series,
 } from '../api.js';
-import { i18n, t } from '../i18n.js';
+import { I18nController, i18n, t } from '../i18n.js';
 import { shared } from './styles.js';
 
-/**
- * A KPI's series as a Vega-Lite chart: the tolerance band in force period by period as a shaded area, a line per partner
- * or combined (as the agreement discloses), breaches marked, suppressed periods as gaps with a
- * tooltip saying why, incidents and resolved fact sheets as annotations. Attributes: kpi, grain,
- * by (none|partner|<dimension>), from, to. Embeddable: `<parity-kpi-chart kpi="lead_time">`.
- */
+// A KPI's series as a Vega-Lite chart: the tolerance band in force period by period as a shaded area, a line per partner
+// or combined (as the agreement discloses), breaches marked, suppressed periods as gaps with a
+// tooltip saying why, incidents and resolved fact sheets as annotations. Attributes: kpi, grain,
+// by (none|partner|<dimension>), from, to. Embeddable: `<parity-kpi-chart kpi="lead_time">`.
+
+/** A KPI's series as a Vega-Lite chart with its band, breaches, gaps and incidents; fires `parity-chart-drawn` after each draw. */
 export class ParityKpiChart extends LitElement {
   static override properties = {
     kpi: { type: String },
@@ -46,7 +46,8 @@ export class ParityKpiChart extends LitElement {
   view: Result['view'] | undefined;
   /** Each closed period's band at the evaluation grain, for the scopes drawn (empty at other grains). */
   bands: PeriodBand[] = [];
-  #off?: () => void;
+  /** A language switch redraws the chart (its labels and number format) as well as the legend. */
+  private readonly languageSwitch = new I18nController(this, () => void this.draw());
 
   static override styles = [
     shared,
@@ -69,13 +70,8 @@ export class ParityKpiChart extends LitElement {
     `,
   ];
 
-  override connectedCallback(): void {
-    super.connectedCallback();
-    this.#off = i18n.onChange(() => void this.draw());
-  }
   override disconnectedCallback(): void {
     super.disconnectedCallback();
-    this.#off?.();
     this.view?.finalize();
   }
 
@@ -278,3 +274,9 @@ export class ParityKpiChart extends LitElement {
 }
 
 customElements.define('parity-kpi-chart', ParityKpiChart);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'parity-kpi-chart': ParityKpiChart;
+  }
+}

@@ -1,14 +1,15 @@
 import { LitElement, html, css, nothing } from 'lit';
 import { api, ApiError, type TransparencyReport as Report } from '../api.js';
-import { i18n, t } from '../i18n.js';
-import { shared } from './styles.js';
+import { I18nController, i18n, t } from '../i18n.js';
+import { shared } from '../components/styles.js';
 
 /** The metadata report page: a month picker, five tables, JSON and CSV downloads of the same report. */
-export class TransparencyView extends LitElement {
+export class ParityTransparency extends LitElement {
   static override properties = { month: { state: true }, report: { state: true }, error: { state: true } };
   declare month: string;
   declare report: Report | undefined;
   declare error: string | undefined;
+  private readonly languageSwitch = new I18nController(this);
 
   static override styles = [
     shared,
@@ -171,4 +172,10 @@ export class TransparencyView extends LitElement {
   }
 }
 
-customElements.define('parity-transparency', TransparencyView);
+customElements.define('parity-transparency', ParityTransparency);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'parity-transparency': ParityTransparency;
+  }
+}

@@ -1,7 +1,7 @@
 import { LitElement, html, css, nothing } from 'lit';
 import { api, ApiError, type ProposalView, type TokenView } from '../api.js';
-import { i18n, t } from '../i18n.js';
-import { shared } from './styles.js';
+import { I18nController, i18n, t } from '../i18n.js';
+import { shared } from '../components/styles.js';
 
 interface Version {
   version: number;
@@ -11,13 +11,13 @@ interface Version {
   proposal: string | null;
 }
 
-/**
- * Governance for partner admins and the steering committee: the agreement's versions, the
- * proposals with their plain-terms diff (each loosening of privacy flagged) and — for an admin
- * whose partner has yet to decide — approve and reject; an admin's own partner's tokens
- * (issue, shown once; rotate; revoke).
- */
-export class GovernanceView extends LitElement {
+// Governance for partner admins and the steering committee: the agreement's versions, the
+// proposals with their plain-terms diff (each loosening of privacy flagged) and — for an admin
+// whose partner has yet to decide — approve and reject; an admin's own partner's tokens
+// (issue, shown once; rotate; revoke).
+
+/** The governance page: agreement versions, proposals to approve or reject, and an admin's own tokens. */
+export class ParityGovernance extends LitElement {
   static override properties = {
     userRole: { attribute: false },
     partner: { attribute: false },
@@ -35,6 +35,7 @@ export class GovernanceView extends LitElement {
   declare tokens: TokenView[] | undefined;
   declare issued: { id: string; token: string } | undefined;
   declare error: string | undefined;
+  private readonly languageSwitch = new I18nController(this);
 
   static override styles = [
     shared,
@@ -272,4 +273,10 @@ export class GovernanceView extends LitElement {
   }
 }
 
-customElements.define('parity-governance', GovernanceView);
+customElements.define('parity-governance', ParityGovernance);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'parity-governance': ParityGovernance;
+  }
+}

@@ -1,0 +1,177 @@
+import { html, css, nothing, type PropertyValues } from 'lit';
+import { seriesParams, type Agreement, type FactSheet, type KpisResult, type Series, type Who } from '../api.js';
+import { I18nController, i18n, t } from '../i18n.js';
+import { LightElement } from '../light-element.js';
+import type { ParityKpiChart } from '../components/parity-kpi-chart.js';
+import '../components/parity-incident-list.js';
+import { layout, shared, stateIcon } from '../components/styles.js';
+
+/** The KPI detail page: grain, breakdown and range controls, the chart, the table of the same cells, downloads and the KPI's incidents (their list's `parity-incidents-changed` bubbles out). */
+export class ParityKpiDetail extends LightElement {
+  static override properties = {
+    kpi: { attribute: false },
+    who: { attribute: false },
+    kpis: { attribute: false },
+    agreement: { attribute: false },
+    incidents: { attribute: false },
+    controls: { state: true },
+    table: { state: true },
+  };
+  /** The KPI's id (from the address: #/kpi/<id>). */
+  declare kpi: string;
+  declare who: Who | undefined;
+  declare kpis: KpisResult | undefined;
+  declare agreement: Agreement | undefined;
+  /** The active incidents (the page shows this KPI's). */
+  declare incidents: FactSheet[] | undefined;
+  declare controls: { grain: string; by: string; from: string; to: string };
+  /** The series the chart last drew: the table shows the very same cells. */
+  declare table: Series | undefined;
+  private readonly languageSwitch = new I18nController(this);
+
+  static override styles = [
+    shared,
+    layout,
+    css`
+      parity-kpi-detail {
+        display: block;
+      }
+    `,
+  ];
+
+  constructor() {
+    super();
+    this.controls = { grain: '', by: 'none', from: '', to: '' };
+  }
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    // The chart (Vega, most of the bundle) loads when a detail page first needs it: the overview's
+    // tiles do not wait for it.
+    void import('../components/parity-kpi-chart.js');
+  }
+
+  /** Another KPI starts from its own grain, combined, over the whole range. */
+  override willUpdate(changed: PropertyValues<this>): void {
+    if (changed.has('kpi')) {
+      const k = this.kpis?.kpis.find((x) => x.id === this.kpi);
+      this.controls = { grain: k?.grain ?? '', by: 'none', from: '', to: '' };
+      this.table = undefined;
+    }
+  }
+
+  override render() {
+    if (!this.kpis || !this.agreement) return nothing;
+    const id = this.kpi;
+    const s = this.kpis.kpis.find((x) => x.id === id);
+    const def = this.agreement.agreement.kpis.find((x) => x.id === id);
+    if (!s || !def)
+      return html`<p role="alert">${id}: —</p>
+        <a href="#/">${t('back')}</a>`;
+    const bys = ['none', ...(def.breakdown === 'per_partner' ? ['partner'] : []), ...Object.keys(def.dimensions)];
+    const set = (key: 'grain' | 'by' | 'from' | 'to') => (e: Event) => {
+      this.controls = { ...this.controls, [key]: (e.target as HTMLInputElement).value };
+    };
+    const q = seriesParams(this.controls);
+    const base = `/v1/kpis/${encodeURIComponent(id)}/series?${q}${q ? '&' : ''}`;
+    return html`
+      <p><a href="#/">← ${t('back')}</a></p>
+      <section class="card">
+        <h2>${s.title} <span class="muted">(${s.unit})</span></h2>
+        <div class="controls">
+          <div>
+            <label for="grain">${t('grain')}</label
+            ><select id="grain" @change=${set('grain')}>
+              ${def.grains.map((g) => html`<option value=${g} ?selected=${this.controls.grain === g}>${t(g)}</option>`)}
+            </select>
+          </div>
+          <div>
+            <label for="by">${t('breakdown')}</label
+            ><select id="by" @change=${set('by')}>
+              ${bys.map((b) => html`<option value=${b} ?selected=${this.controls.by === b}>${b === 'none' ? t('none') : b === 'partner' ? t('partner') : b}</option>`)}
+            </select>
+          </div>
+          <div>
+            <label for="from">${t('from')}</label
+            ><input id="from" type="date" .value=${this.controls.from} @change=${set('from')} />
+          </div>
+          <div>
+            <label for="to">${t('to')}</label
+            ><input id="to" type="date" .value=${this.controls.to} @change=${set('to')} />
+          </div>
+        </div>
+        <!-- The table shows the very cells the chart drew: one request, not two. -->
+        <parity-kpi-chart
+          @parity-chart-drawn=${(e: Event) => (this.table = (e.target as ParityKpiChart).series)}
+          .summary=${s}
+          .definition=${def}
+          kpi=${id}
+          grain=${this.controls.grain}
+          by=${this.controls.by}
+          from=${this.controls.from}
+          to=${this.controls.to}
+        ></parity-kpi-chart>
+        <p>
+          <a class="button secondary" href="${base}format=csv" download="${id}.csv">${t('downloadCsv')}</a>
+          <a class="button secondary" href="${base}format=arrow" download="${id}.arrow">${t('downloadArrow')}</a>
+        </p>
+      </section>
+      <section class="card">
+        <h2>${t('table')}</h2>
+        ${this.table ? this.#cellsTable(this.table) : html`<p>${t('loading')}</p>`}
+      </section>
+      <section class="card">
+        <h2>${t('incidents')}</h2>
+        <parity-incident-list
+          .incidents=${(this.incidents ?? []).filter((i) => i.kpi.id === id)}
+          .who=${this.who}
+          .agreement=${this.agreement}
+        ></parity-incident-list>
+      </section>
+    `;
+  }
+
+  #cellsTable(series: Series) {
+    return html`<table data-testid="cells">
+      <caption class="muted" style="text-align:left">
+        ${t('snapshot')} ${series.snapshot} · ${t('digest')}
+        <code>${series.digest.slice(0, 12)}</code>
+      </caption>
+      <thead>
+        <tr>
+          <th scope="col">${t('period')}</th>
+          <th scope="col">${t('group')}</th>
+          <th scope="col" class="num">${t('value')}</th>
+          <th scope="col" class="num">${t('subjects')}</th>
+          <th scope="col">${t('state')}</th>
+          <th scope="col">${t('reason')}</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${series.cells.map(
+          (c) =>
+            html`<tr data-period=${c.period} data-group=${c.group ?? ''} data-value=${c.value ?? ''}>
+              <td>${i18n.date(c.period)}</td>
+              <td>${c.group ?? t('combined')}</td>
+              <td class="num">${i18n.number(c.value, 4)}</td>
+              <td class="num">${c.n ?? '—'}</td>
+              <td>
+                <span class="state ${c.state}"
+                  ><span aria-hidden="true">${stateIcon[c.state]}</span>${t(`state.${c.state}` as 'state.ok')}</span
+                >
+              </td>
+              <td>${c.reason ?? ''}</td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>`;
+  }
+}
+
+customElements.define('parity-kpi-detail', ParityKpiDetail);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'parity-kpi-detail': ParityKpiDetail;
+  }
+}

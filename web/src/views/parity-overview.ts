@@ -1,0 +1,135 @@
+import { html, css, nothing } from 'lit';
+import { type Agreement, type FactSheet, type KpisResult, type Who } from '../api.js';
+import { I18nController, i18n, t } from '../i18n.js';
+import { LightElement } from '../light-element.js';
+import '../components/parity-incident-list.js';
+import '../components/parity-kpi-tile.js';
+import { layout, shared } from '../components/styles.js';
+
+/** The overview page: the partnership, the same-source line, feed freshness, the KPI tiles and the first active incidents (their list's `parity-incidents-changed` bubbles out). */
+export class ParityOverview extends LightElement {
+  static override properties = {
+    who: { attribute: false },
+    kpis: { attribute: false },
+    agreement: { attribute: false },
+    incidents: { attribute: false },
+    copied: { state: true },
+  };
+  declare who: Who | undefined;
+  declare kpis: KpisResult | undefined;
+  declare agreement: Agreement | undefined;
+  /** The active incidents (the overview shows the first five). */
+  declare incidents: FactSheet[] | undefined;
+  declare copied: boolean;
+  private readonly languageSwitch = new I18nController(this);
+
+  static override styles = [
+    shared,
+    layout,
+    css`
+      parity-overview {
+        display: block;
+      }
+      .tiles {
+        display: grid;
+        grid-template-columns: repeat(auto-fill, minmax(260px, 1fr));
+        gap: 0.8em;
+      }
+      .same-source {
+        display: flex;
+        flex-wrap: wrap;
+        gap: 0.4em 1.2em;
+        align-items: center;
+      }
+      @media (max-width: 480px) {
+        .tiles {
+          grid-template-columns: 1fr;
+        }
+      }
+    `,
+  ];
+
+  constructor() {
+    super();
+    this.copied = false;
+  }
+
+  override render() {
+    const k = this.kpis;
+    const a = this.agreement;
+    if (!k || !a) return nothing;
+    const feeds = a.agreement.partners.map((p) => {
+      const all = k.kpis.flatMap((x) => x.feeds.filter((f) => f.partner === p.id));
+      const last =
+        all
+          .map((f) => f.lastArrival)
+          .filter((x): x is string => x !== null)
+          .sort()
+          .at(-1) ?? null;
+      return { partner: p, last, stale: all.some((f) => f.stale) };
+    });
+    return html`
+      <section class="card" aria-labelledby="overview-h">
+        <h2 id="overview-h">${t('partnership')}: ${a.agreement.partnership.title}</h2>
+        <p>
+          ${t('partners')}: ${a.agreement.partners.map((p) => p.name).join(', ')} · ${t('agreementVersion')}
+          <strong data-testid="agreement-version">v${a.version}</strong>
+        </p>
+        <p class="same-source" data-testid="same-source">
+          <strong>${t('sameSource')}:</strong>
+          <span>${t('snapshot')} <strong data-testid="snapshot">${k.snapshot}</strong></span>
+          <span>${t('asOf')} ${i18n.date(k.asOf)}</span>
+          <span>${t('digest')} <code data-testid="digest" title=${k.digest}>${k.digest.slice(0, 12)}</code></span>
+          <button
+            class="secondary"
+            @click=${async () => {
+              await navigator.clipboard?.writeText(`snapshot ${k.snapshot} digest ${k.digest}`).catch(() => undefined);
+              this.copied = true;
+              setTimeout(() => (this.copied = false), 1500);
+            }}
+          >
+            ${this.copied ? t('copied') : t('copy')}
+          </button>
+        </p>
+        <h3 style="font-size:1em;margin:0.6em 0 0.3em">${t('freshness')}</h3>
+        <ul data-testid="freshness">
+          ${feeds.map(
+            (f) =>
+              html`<li>
+                ${f.partner.name}: ${f.last ? `${t('lastBatch')} ${i18n.date(f.last)}` : t('noBatch')} —
+                <span class="state ${f.stale ? 'no_data' : 'ok'}"
+                  ><span aria-hidden="true">${f.stale ? '!' : '✓'}</span>${f.stale ? t('stale') : t('fresh')}</span
+                >
+              </li>`,
+          )}
+        </ul>
+      </section>
+      <section aria-labelledby="kpis-h">
+        <h2 id="kpis-h">${t('kpis')}</h2>
+        <div class="tiles">
+          ${k.kpis.map((s) => html`<parity-kpi-tile data-kpi=${s.id} .summary=${s} href="#/kpi/${s.id}"></parity-kpi-tile>`)}
+        </div>
+      </section>
+      ${
+        this.incidents?.length
+          ? html`<section>
+              <h2>${t('incidents')}</h2>
+              <parity-incident-list
+                .incidents=${this.incidents.slice(0, 5)}
+                .who=${this.who}
+                .agreement=${a}
+              ></parity-incident-list>
+            </section>`
+          : nothing
+      }
+    `;
+  }
+}
+
+customElements.define('parity-overview', ParityOverview);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'parity-overview': ParityOverview;
+  }
+}
