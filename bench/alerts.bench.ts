@@ -16,7 +16,7 @@ import { buildApp } from '../assembly/app.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile } from '../services/platform/paths.js';
 import { openRoom } from '../assembly/open-room.js';
-import { localToday, shiftDays } from '../services/query/series-service.js';
+import { localToday, shiftDays } from '../services/platform/calendar.js';
 import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
 
 const BREACHES = Number(process.env['BENCH_BREACHES'] ?? 200);

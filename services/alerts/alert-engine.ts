@@ -11,11 +11,11 @@ import type { Signal } from '../query/band-evaluation.js';
 import {
   evaluateKpi,
   evaluationContext,
-  periodEnd,
   type EvaluationContext,
   type KpiSummary,
   type ScopeSummary,
 } from '../query/kpi-summary.js';
+import { periodEnd } from '../platform/calendar.js';
 import { runSeries } from '../query/series-service.js';
 import type { Notifier } from './notifier.js';
 import { enqueue, ownerRecipients, steeringRecipients, type Recipient } from './outbox.js';

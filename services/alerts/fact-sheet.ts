@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import type { Kpi } from '../platform/agreement-schema.js';
 import type { IncidentRow } from '../platform/control-db.js';
-import type { Grain } from '../query/aggregate-compiler.js';
+import type { Grain } from '../platform/calendar.js';
 import type { Band } from '../query/band-evaluation.js';
-import { periodEnd } from '../query/kpi-summary.js';
+import { periodEnd } from '../platform/calendar.js';
 import type { FeedFreshness } from '../query/freshness.js';
 
 export const causeCategories = [

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Room } from '../platform/room.js';
-import { localToday } from '../query/series-service.js';
+import { localToday } from '../platform/calendar.js';
 import { durationParts } from '../platform/agreement-schema.js';
 
 /** The pseudo-partner of the room's own changes to the points (a retention run). */

@@ -4,7 +4,7 @@ import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { badRequest } from '../platform/errors.js';
 import { kpiFreshness } from '../query/freshness.js';
-import { localToday } from '../query/series-service.js';
+import { localToday } from '../platform/calendar.js';
 import { canSee } from './access-policy.js';
 import type { Principal } from './token-repository.js';
 

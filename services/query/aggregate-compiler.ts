@@ -1,6 +1,6 @@
+import type { Grain } from '../platform/calendar.js';
 import type { Kpi, measures } from '../platform/agreement-schema.js';
 
-export type Grain = 'day' | 'week' | 'month';
 export type Measure = (typeof measures)[number];
 
 /** What a series is broken down by: nothing (combined), partner, or one agreed dimension. */

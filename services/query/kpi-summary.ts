@@ -1,8 +1,10 @@
+import { addPeriods, periodStart } from '../platform/calendar.js';
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 import type { Principal } from '../governance/token-repository.js';
 import { canonicalDigest } from '../platform/canonical-json.js';
 import type { SeriesReader } from './series-reader.js';
-import type { Grain, SeriesQuery } from './aggregate-compiler.js';
+import type { SeriesQuery } from './aggregate-compiler.js';
+import type { Grain } from '../platform/calendar.js';
 import {
   bandAt,
   scopeState,
@@ -13,31 +15,10 @@ import {
   type Signal,
 } from './band-evaluation.js';
 import { kpiFreshness, type FeedFreshness } from './freshness.js';
-import { localToday, runAggregate, shiftDays } from './series-service.js';
+import { runAggregate } from './series-service.js';
+import { localToday } from '../platform/calendar.js';
 import { canSee } from '../governance/access-policy.js';
 import { suppress, type Cell, type RawCell } from './suppression.js';
-
-/** First local day of the period holding `date` (YYYY-MM-DD). */
-export function periodStart(date: string, grain: Grain): string {
-  if (grain === 'day') return date;
-  if (grain === 'month') return `${date.slice(0, 8)}01`;
-  const dow = (new Date(`${date}T00:00:00Z`).getUTCDay() + 6) % 7; // Monday = 0
-  return shiftDays(date, -dow);
-}
-
-/** The start of the period `k` periods after (or before, negative) the one starting at `start`. */
-export function addPeriods(start: string, grain: Grain, k: number): string {
-  if (grain === 'day') return shiftDays(start, k);
-  if (grain === 'week') return shiftDays(start, 7 * k);
-  const d = new Date(`${start}T00:00:00Z`);
-  d.setUTCMonth(d.getUTCMonth() + k);
-  return d.toISOString().slice(0, 10);
-}
-
-/** The last day of the period starting at `start`. */
-export function periodEnd(start: string, grain: Grain): string {
-  return shiftDays(addPeriods(start, grain, 1), -1);
-}
 
 /**
  * Every period from `first` to `last` of one scope, with the value the room computed (a gap

@@ -10,7 +10,8 @@ import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
 import type { SeriesReader } from './series-reader.js';
 import { evaluationContext, judgePeriods, listBreaches, periodBand, summariseKpis } from './kpi-summary.js';
-import { localToday, resolveRange, resolveSeries, runSeries, seriesJson, type SeriesResult } from './series-service.js';
+import { resolveRange, resolveSeries, runSeries, seriesJson, type SeriesResult } from './series-service.js';
+import { localToday } from '../platform/calendar.js';
 import { assertReader, canSee, findVisibleKpi } from '../governance/access-policy.js';
 
 const cellSchema = z.object({

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import { canonicalJson } from '../platform/canonical-json.js';
+import { addPeriods, periodStart } from '../platform/calendar.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import type { SeriesReader } from './series-reader.js';
 import {
@@ -33,29 +34,13 @@ export function rollupBreakdowns(kpi: Kpi): Breakdown[] {
   ];
 }
 
-const weekStart = (date: string) => {
-  const d = new Date(`${date}T00:00:00Z`);
-  d.setUTCDate(d.getUTCDate() - ((d.getUTCDay() + 6) % 7));
-  return d.toISOString().slice(0, 10);
-};
-const periodOf = (date: string, grain: SeriesQuery['grain']) =>
-  grain === 'day' ? date : grain === 'week' ? weekStart(date) : `${date.slice(0, 8)}01`;
-
-/** The start of the period `k` periods after the one starting at `start`. */
-function addPeriods(start: string, grain: SeriesQuery['grain'], k: number): string {
-  const d = new Date(`${start}T00:00:00Z`);
-  if (grain === 'month') d.setUTCMonth(d.getUTCMonth() + k);
-  else d.setUTCDate(d.getUTCDate() + k * (grain === 'week' ? 7 : 1));
-  return d.toISOString().slice(0, 10);
-}
-
 /** Periods per refresh statement: aggregating a whole history at once can exceed DuckDB's memory limit. */
 const CHUNK: Record<SeriesQuery['grain'], number> = { day: 31, week: 13, month: 3 };
 
 /** [lo, hi] cut at period boundaries of `grain` into chunks of CHUNK[grain] periods. */
 export function periodChunks(lo: string, hi: string, grain: SeriesQuery['grain']): [string, string][] {
   const out: [string, string][] = [];
-  for (let start = periodOf(lo, grain); start <= hi; start = addPeriods(start, grain, CHUNK[grain])) {
+  for (let start = periodStart(lo, grain); start <= hi; start = addPeriods(start, grain, CHUNK[grain])) {
     const next = addPeriods(start, grain, CHUNK[grain]);
     const last = addPeriods(next, 'day', -1);
     out.push([start, last < hi ? last : hi]);
@@ -65,7 +50,7 @@ export function periodChunks(lo: string, hi: string, grain: SeriesQuery['grain']
 
 /** The one statement a series read from the rollup runs (the benchmark times it in-process). */
 export function rollupReadSql(q: SeriesQuery): CompiledSql {
-  return compileRollupRead(q, periodOf(q.from, q.grain), periodOf(q.to, q.grain));
+  return compileRollupRead(q, periodStart(q.from, q.grain), periodStart(q.to, q.grain));
 }
 
 /**

@@ -1,7 +1,9 @@
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 import { CanonicalFragment, canonicalJson, sha256Hex } from '../platform/canonical-json.js';
+import { daysBetween, localToday, shiftDays } from '../platform/calendar.js';
 import { badRequest } from '../platform/errors.js';
-import { compileSeries, type Breakdown, type Grain, type SeriesQuery } from './aggregate-compiler.js';
+import { compileSeries, type Breakdown, type SeriesQuery } from './aggregate-compiler.js';
+import { type Grain } from '../platform/calendar.js';
 import { readRollup } from './rollups.js';
 import type { SeriesReader } from './series-reader.js';
 import { suppress, type Cell, type RawCell } from './suppression.js';
@@ -43,16 +45,6 @@ function parseDate(value: string, field: string): string {
   return value;
 }
 
-/** Today's date in the partnership's zone. */
-export function localToday(now: Date, timezone: string): string {
-  return new Intl.DateTimeFormat('en-CA', {
-    timeZone: timezone,
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-  }).format(now);
-}
-
 /** Checks from, to and snapshot: local dates (to inclusive, default the last two years) and a landed snapshot. */
 export function resolveRange(
   params: Pick<SeriesParams, 'from' | 'to' | 'snapshot'>,
@@ -64,7 +56,7 @@ export function resolveRange(
   const to = params.to === undefined ? localToday(now, timezone) : parseDate(params.to, 'to');
   const from = params.from === undefined ? shiftDays(to, -730) : parseDate(params.from, 'from');
   if (from > to) throw badRequest('from: must not be after to', 'querystring.from');
-  if ((Date.parse(to) - Date.parse(from)) / 86_400_000 > MAX_RANGE_DAYS)
+  if (daysBetween(from, to) > MAX_RANGE_DAYS)
     throw badRequest(`to: the range may span at most ${MAX_RANGE_DAYS} days`, 'querystring.to');
   let snapshot = latest;
   if (params.snapshot !== undefined) {
@@ -110,10 +102,6 @@ export function resolveSeries(
       );
   }
   return { kpi, grain, from, to, by, snapshot, timezone: agreement.partnership.timezone };
-}
-
-export function shiftDays(date: string, days: number): string {
-  return new Date(Date.parse(date) + days * 86_400_000).toISOString().slice(0, 10);
 }
 
 /** The cells of an agreed aggregate before anything is withheld: never sent as they are. */

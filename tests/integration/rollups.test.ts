@@ -1,10 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  compileSeries,
-  type Breakdown,
-  type Grain,
-  type SeriesQuery,
-} from '../../services/query/aggregate-compiler.js';
+import { compileSeries, type Breakdown, type SeriesQuery } from '../../services/query/aggregate-compiler.js';
+import { type Grain } from '../../services/platform/calendar.js';
 import { readRollup, rollupBreakdowns } from '../../services/query/rollups.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';

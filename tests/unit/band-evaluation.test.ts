@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadAgreementFile, type Kpi } from '../../services/platform/agreement-schema.js';
 import { bandAt, scopeState, verdicts, type PeriodValue } from '../../services/query/band-evaluation.js';
-import { addPeriods, periodStart } from '../../services/query/kpi-summary.js';
+import { addPeriods, periodStart } from '../../services/platform/calendar.js';
 
 const r = loadAgreementFile('fixtures/demo-agreement.yaml');
 if (!r.ok) throw new Error('demo agreement invalid');

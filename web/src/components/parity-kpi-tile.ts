@@ -1,3 +1,4 @@
+import { shiftDays } from '../../../services/platform/calendar.js';
 import { LitElement, html, svg, css, nothing } from 'lit';
 import { api, type KpiSummary, type KpisResult, type Series } from '../api.js';
 import { I18nController, i18n, t } from '../i18n.js';
@@ -160,7 +161,7 @@ export class ParityKpiTile extends LitElement {
 function sparkFrom(k: KpiSummary): string {
   const days = k.grain === 'day' ? 30 : k.grain === 'week' ? 26 * 7 : 365;
   const last = k.scopes[0]?.provisional?.period ?? new Date().toISOString().slice(0, 10);
-  return new Date(Date.parse(last) - days * 86_400_000).toISOString().slice(0, 10);
+  return shiftDays(last, -days);
 }
 
 customElements.define('parity-kpi-tile', ParityKpiTile);

@@ -1,0 +1,49 @@
+// The partnership's calendar: local days as YYYY-MM-DD strings, weeks starting on Monday (ISO),
+// months on the 1st. One module for every service and the dashboard (no Node APIs here).
+
+/** The grains an agreement can name. */
+export type Grain = 'day' | 'week' | 'month';
+
+const DAY_MS = 86_400_000;
+
+/** Today's date in the partnership's zone. */
+export function localToday(now: Date, timezone: string): string {
+  return new Intl.DateTimeFormat('en-CA', {
+    timeZone: timezone,
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+  }).format(now);
+}
+
+/** The day `days` after (or before, negative) `date`. */
+export function shiftDays(date: string, days: number): string {
+  return new Date(Date.parse(date) + days * DAY_MS).toISOString().slice(0, 10);
+}
+
+/** First local day of the period holding `date`. */
+export function periodStart(date: string, grain: Grain): string {
+  if (grain === 'day') return date;
+  if (grain === 'month') return `${date.slice(0, 8)}01`;
+  const dow = (new Date(`${date}T00:00:00Z`).getUTCDay() + 6) % 7; // Monday = 0
+  return shiftDays(date, -dow);
+}
+
+/** The start of the period `k` periods after (or before, negative) the one starting at `start`. */
+export function addPeriods(start: string, grain: Grain, k: number): string {
+  if (grain === 'day') return shiftDays(start, k);
+  if (grain === 'week') return shiftDays(start, 7 * k);
+  const d = new Date(`${start}T00:00:00Z`);
+  d.setUTCMonth(d.getUTCMonth() + k);
+  return d.toISOString().slice(0, 10);
+}
+
+/** The last day of the period starting at `start`. */
+export function periodEnd(start: string, grain: Grain): string {
+  return shiftDays(addPeriods(start, grain, 1), -1);
+}
+
+/** Whole days from `from` to `to` (both YYYY-MM-DD). */
+export function daysBetween(from: string, to: string): number {
+  return Math.round((Date.parse(to) - Date.parse(from)) / DAY_MS);
+}
