@@ -4,24 +4,18 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { findPrincipalByToken } from '../governance/token-repository.js';
+import { findPrincipalByToken, type Role } from '../governance/token-repository.js';
 import { problemSchema } from '../ingest/receipt-schema.js';
 import { authenticate, SESSION_COOKIE, setPublicUrl } from './auth.js';
 import { forbidden, Problem } from './errors.js';
 import { packageRoot } from './paths.js';
+import { signedOutSchema, whoSchema } from './platform-schemas.js';
 import type { Room } from './room.js';
 
 /** Where the built dashboard lives (vite build web → web/dist). */
 export function webDist(): string {
   return join(packageRoot(), 'web', 'dist');
 }
-
-const who = z.object({
-  name: z.string(),
-  role: z.string(),
-  partner: z.string().nullable(),
-  partnerName: z.string().nullable(),
-});
 
 /**
  * The dashboard at / (the Vite build, no CDN) and its sign-in: a user token entered once is
@@ -31,7 +25,7 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   setPublicUrl(room.config.publicUrl);
 
-  const describe = (p: { name: string; role: string; partnerId: string | null }) => ({
+  const describe = (p: { name: string; role: Role; partnerId: string | null }) => ({
     name: p.name,
     role: p.role,
     partner: p.partnerId,
@@ -45,7 +39,15 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
         summary: 'Sign in to the dashboard with a user token (sets an httpOnly session cookie)',
         tags: ['dashboard'],
         body: z.strictObject({ token: z.string().min(1).max(512) }),
-        response: { 200: who, 400: problemSchema, 401: problemSchema, 403: problemSchema },
+        response: {
+          200: whoSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          413: problemSchema,
+          415: problemSchema,
+          500: problemSchema,
+        },
       },
     },
     async (req, reply) => {
@@ -77,7 +79,7 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
       schema: {
         summary: 'Who the session (or bearer token) belongs to',
         tags: ['dashboard'],
-        response: { 200: who, 401: problemSchema },
+        response: { 200: whoSchema, 401: problemSchema, 500: problemSchema },
       },
     },
     async (req) => describe(await authenticate(room.control.db, room.clock, req)),
@@ -85,7 +87,13 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
 
   app.delete(
     '/v1/session',
-    { schema: { summary: 'Sign out (clears the session cookie)', tags: ['dashboard'], response: { 204: z.null() } } },
+    {
+      schema: {
+        summary: 'Sign out (clears the session cookie)',
+        tags: ['dashboard'],
+        response: { 204: signedOutSchema, 500: problemSchema },
+      },
+    },
     async (req, reply) => {
       const token = req.cookies[SESSION_COOKIE];
       const principal = token ? await findPrincipalByToken(room.control.db, token, room.clock.now()) : undefined;
