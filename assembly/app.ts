@@ -4,7 +4,12 @@ import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
 import { alertRoutes, createAlerts, type Alerts } from '../services/alerts/alert-routes.js';
 import { installAuthentication } from '../services/governance/auth.js';
 import { auditRoutes } from '../services/governance/audit-routes.js';
@@ -86,6 +91,8 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
     transform: jsonSchemaTransform,
+    // Schemas registered with an id (the recursive JsonValue) become components that routes refer to.
+    transformObject: jsonSchemaTransformObject,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

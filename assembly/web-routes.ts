@@ -4,24 +4,18 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { findPrincipalByToken } from '../services/governance/token-repository.js';
+import { findPrincipalByToken, type Role } from '../services/governance/token-repository.js';
 import { problemSchema } from '../services/platform/errors.js';
 import { caller, SESSION_COOKIE, auditRequest } from '../services/governance/auth.js';
 import { forbidden, Problem } from '../services/platform/errors.js';
 import { packageRoot } from '../services/platform/paths.js';
+import { signedOutSchema, whoSchema } from '../services/platform/platform-schemas.js';
 import type { Room } from '../services/platform/room.js';
 
 /** Where the built dashboard lives (vite build web → web/dist). */
 export function webDist(): string {
   return join(packageRoot(), 'web', 'dist');
 }
-
-const who = z.object({
-  name: z.string(),
-  role: z.string(),
-  partner: z.string().nullable(),
-  partnerName: z.string().nullable(),
-});
 
 /**
  * The dashboard at / (the Vite build, no CDN) and its sign-in: a user token entered once is
@@ -30,7 +24,7 @@ const who = z.object({
 export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
 
-  const describe = (p: { name: string; role: string; partnerId: string | null }) => ({
+  const describe = (p: { name: string; role: Role; partnerId: string | null }) => ({
     name: p.name,
     role: p.role,
     partner: p.partnerId,
@@ -45,7 +39,15 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
         summary: 'Sign in to the dashboard with a user token (sets an httpOnly session cookie)',
         tags: ['dashboard'],
         body: z.strictObject({ token: z.string().min(1).max(512) }),
-        response: { 200: who, 400: problemSchema, 401: problemSchema, 403: problemSchema },
+        response: {
+          200: whoSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          413: problemSchema,
+          415: problemSchema,
+          500: problemSchema,
+        },
       },
     },
     async (req, reply) => {
@@ -75,7 +77,7 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
       schema: {
         summary: 'Who the session (or bearer token) belongs to',
         tags: ['dashboard'],
-        response: { 200: who, 401: problemSchema },
+        response: { 200: whoSchema, 401: problemSchema, 500: problemSchema },
       },
     },
     async (req) => describe(caller(req)),
@@ -85,7 +87,11 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
     '/v1/session',
     {
       config: { auth: 'none' },
-      schema: { summary: 'Sign out (clears the session cookie)', tags: ['dashboard'], response: { 204: z.null() } },
+      schema: {
+        summary: 'Sign out (clears the session cookie)',
+        tags: ['dashboard'],
+        response: { 204: signedOutSchema, 500: problemSchema },
+      },
     },
     async (req, reply) => {
       const token = req.cookies[SESSION_COOKIE];

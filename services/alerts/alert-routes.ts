@@ -10,6 +10,13 @@ import type { Room } from '../platform/room.js';
 import { assertReader, canSee } from '../governance/access-policy.js';
 import type { SeriesReader } from '../query/series-reader.js';
 import { AlertEngine } from './alert-engine.js';
+import {
+  factSheetSchema,
+  incidentsResponseSchema,
+  notificationsResponseSchema,
+  webhooksResponseSchema,
+  type AlertEvent,
+} from './alert-schemas.js';
 import { ackSchema, isoDate, resolutionSchema } from './fact-sheet.js';
 import {
   acknowledgeIncident,
@@ -20,6 +27,7 @@ import {
   sheetOf,
 } from './incident-service.js';
 import { Notifier, webhookSecret } from './notifier.js';
+import type { NotificationPayload } from './outbox.js';
 
 export interface Alerts {
   engine: AlertEngine;
@@ -49,7 +57,6 @@ export function createAlerts(room: Room, reader: SeriesReader, log: Pick<Logger,
 const idParam = z.strictObject({
   id: z.string().regex(/^inc_[A-Za-z0-9_-]{1,40}$/, 'expected an incident id (inc_…)'),
 });
-const sheetSchema = z.record(z.string(), z.unknown()).describe('the fact sheet: one template for every incident');
 
 /** Incidents, their fact sheets, acknowledgement and resolution; kept notifications; webhook secrets. */
 export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | undefined }> = async (
@@ -76,10 +83,11 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
           limit: z.coerce.number().int().min(1).max(1000).default(200),
         }),
         response: {
-          200: z.object({ incidents: z.array(sheetSchema) }),
+          200: incidentsResponseSchema,
           400: problemSchema,
           401: problemSchema,
           403: problemSchema,
+          500: problemSchema,
         },
       },
     },
@@ -90,7 +98,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         action: 'query.incidents',
         details: { role: p.role, filter: req.query, returned: incidents.length },
       });
-      return { incidents: incidents as unknown as Record<string, unknown>[] };
+      return { incidents };
     },
   );
 
@@ -102,7 +110,14 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         tags: ['alerts'],
         security: [{ bearer: [] }],
         params: idParam,
-        response: { 200: sheetSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema },
+        response: {
+          200: factSheetSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+          500: problemSchema,
+        },
       },
     },
     async (req) => {
@@ -113,7 +128,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         target: row.id,
         details: { role: p.role },
       });
-      return sheetOf(room.agreement().agreement, row) as unknown as Record<string, unknown>;
+      return sheetOf(room.agreement().agreement, row);
     },
   );
 
@@ -127,18 +142,21 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         params: idParam,
         body: ackSchema.optional(),
         response: {
-          200: sheetSchema,
+          200: factSheetSchema,
           400: problemSchema,
           401: problemSchema,
           403: problemSchema,
           404: problemSchema,
           409: problemSchema,
+          413: problemSchema,
+          415: problemSchema,
+          500: problemSchema,
         },
       },
     },
     async (req) => {
       const p = caller(req);
-      return (await acknowledgeIncident(room, p, req.params.id, req.body?.note)) as unknown as Record<string, unknown>;
+      return acknowledgeIncident(room, p, req.params.id, req.body?.note);
     },
   );
 
@@ -152,18 +170,21 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         params: idParam,
         body: resolutionSchema,
         response: {
-          200: sheetSchema,
+          200: factSheetSchema,
           400: problemSchema,
           401: problemSchema,
           403: problemSchema,
           404: problemSchema,
           409: problemSchema,
+          413: problemSchema,
+          415: problemSchema,
+          500: problemSchema,
         },
       },
     },
     async (req) => {
       const p = caller(req);
-      return (await resolveIncident(room, p, req.params.id, req.body, kick)) as unknown as Record<string, unknown>;
+      return resolveIncident(room, p, req.params.id, req.body, kick);
     },
   );
 
@@ -177,10 +198,11 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         security: [{ bearer: [] }],
         querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
         response: {
-          200: z.object({ notifications: z.array(z.record(z.string(), z.unknown())) }),
+          200: notificationsResponseSchema,
           400: problemSchema,
           401: problemSchema,
           403: problemSchema,
+          500: problemSchema,
         },
       },
     },
@@ -201,7 +223,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
       const rows = await q.orderBy('created_at', 'desc').orderBy('id').limit(req.query.limit).execute();
       const notifications = rows.map((r) => ({
         id: r.id,
-        event: r.event,
+        event: r.event as AlertEvent,
         channel: r.channel,
         recipientName: r.recipient_name,
         state: r.state,
@@ -209,7 +231,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         createdAt: new Date(r.created_at).toISOString(),
         deliveredAt: r.delivered_at ? new Date(r.delivered_at).toISOString() : null,
         lastError: r.last_error,
-        factSheet: jsonColumn<{ data: unknown }>(r.payload).data,
+        factSheet: jsonColumn<NotificationPayload>(r.payload).data,
       }));
       await auditRequest(room, req, {
         action: 'query.notifications',
@@ -226,20 +248,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         summary: "Your partner's webhook endpoints from the agreement, with their signing secrets (Standard Webhooks)",
         tags: ['alerts'],
         security: [{ bearer: [] }],
-        response: {
-          200: z.object({
-            webhooks: z.array(
-              z.object({
-                url: z.string(),
-                kpis: z.array(z.string()),
-                secret: z.string(),
-                disabledAt: z.string().nullable(),
-              }),
-            ),
-          }),
-          401: problemSchema,
-          403: problemSchema,
-        },
+        response: { 200: webhooksResponseSchema, 401: problemSchema, 403: problemSchema, 500: problemSchema },
       },
     },
     async (req) => {

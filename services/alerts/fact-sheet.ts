@@ -5,6 +5,7 @@ import type { Grain } from '../platform/calendar.js';
 import type { Band } from '../query/band-evaluation.js';
 import { periodEnd } from '../platform/calendar.js';
 import type { FeedFreshness } from '../query/freshness.js';
+import type { FactSheet } from './alert-schemas.js';
 
 export const causeCategories = [
   'data_quality',
@@ -43,40 +44,8 @@ export type Resolution = z.infer<typeof resolutionSchema>;
 
 export const ackSchema = z.strictObject({ note: z.string().trim().max(2000).optional() }).default({});
 
-/** An incident as every reader sees it: the figure as the dashboard discloses it, never more. */
-export interface FactSheet {
-  id: string;
-  kind: 'breach' | 'stale';
-  state: 'open' | 'notified' | 'acknowledged' | 'resolved';
-  kpi: { id: string; title: string; unit: string; measure: string };
-  /** 'combined' or the partner whose figure (or feed) it is. */
-  scope: string;
-  reason: string;
-  grain: string | null;
-  firstPeriod: string | null;
-  period: string | null;
-  /** null where the cell is withheld (suppressed): the breach is reported without a value. */
-  value: number | null;
-  suppressed: boolean;
-  band: Band | null;
-  snapshot: number;
-  digest: string | null;
-  agreementVersion: number;
-  /** Where a reader reproduces the figure: the series request at that snapshot. */
-  source: string | null;
-  freshness: FeedFreshness[];
-  owners: { partner: string; name: string }[];
-  openedAt: string;
-  ackDueAt: string;
-  notifiedAt: string | null;
-  acknowledgedAt: string | null;
-  escalatedAt: string | null;
-  resolvedAt: string | null;
-  resolution: 'owner' | 'auto' | null;
-  cause: string | null;
-  narrative: string | null;
-  actions: { description: string; owner: string; due: string }[];
-}
+/** An incident as every reader sees it (its shape is the response schema's). */
+export type { FactSheet };
 
 const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
 

@@ -3,9 +3,10 @@ import type { Insertable, Transaction } from 'kysely';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import type { Database, IncidentRow, OutboxTable } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
+import type { AlertEvent } from './alert-schemas.js';
 import { factSheet, responsiblePartners, type FactSheet } from './fact-sheet.js';
 
-export type AlertEvent = 'incident.opened' | 'incident.escalated' | 'incident.resolved';
+export type { AlertEvent };
 
 /** Who a notification goes to; partnerId null is the steering committee. */
 export interface Recipient {

@@ -1,18 +1,8 @@
 import { durationMs, effectiveMinGroupSize, type Agreement } from '../platform/agreement-schema.js';
+import type { AgreementChange, JsonValue } from './governance-schemas.js';
 
-/** One difference between two agreement versions, in plain terms. */
-export interface AgreementChange {
-  /** Where, with KPIs, partners and steering members named by id (`kpis.lead_time.band.upper`). */
-  path: string;
-  change: 'added' | 'removed' | 'changed';
-  before?: unknown;
-  after?: unknown;
-  /** The change in a sentence: "KPI lead_time: band.upper 72 → 60". */
-  text: string;
-  /** Set when the change lets more be seen, by more people, or for longer. */
-  loosensPrivacy: boolean;
-  privacy?: string;
-}
+/** One difference between two agreement versions, in plain terms (its shape is the response schema's). */
+export type { AgreementChange };
 
 const tier = { need_to_know: 0, partnership: 1, public: 2 } as const;
 
@@ -143,8 +133,9 @@ export function diffAgreements(current: Agreement, proposed: Agreement): Agreeme
     return {
       path: path.join('.'),
       change,
-      ...(before !== undefined ? { before } : {}),
-      ...(after !== undefined ? { after } : {}),
+      // Parts of two agreements: JSON values.
+      ...(before !== undefined ? { before: before as JsonValue } : {}),
+      ...(after !== undefined ? { after: after as JsonValue } : {}),
       text,
       loosensPrivacy: privacy !== undefined,
       ...(privacy ? { privacy } : {}),

@@ -6,23 +6,12 @@ import { requireRole, caller, auditRequest } from './auth.js';
 import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { verifyAuditChain } from './audit-repository.js';
+import { auditPageSchema, auditVerifySchema, transparencyContent, type JsonValue } from './governance-schemas.js';
 import { resolveMonth, transparencyCsv, transparencyReport } from './transparency.js';
 import { canSee } from './access-policy.js';
 
 /** Roles that read the whole log (it holds no values): the parity-staffed committee and the neutral host. */
 const wholeLog = new Set(['steering', 'operator']);
-
-const entrySchema = z.object({
-  seq: z.number().int(),
-  at: z.string(),
-  actor: z.string().describe('token id, system, cli or anonymous'),
-  partner: z.string().nullable().describe("the partner that acted; null for the room's own and shared entries"),
-  action: z.string(),
-  target: z.string().nullable(),
-  details: z.record(z.string(), z.unknown()),
-  prevHash: z.string(),
-  hash: z.string(),
-});
 
 /** GET /v1/audit and /v1/audit/verify: the hash-chained log of every access and change. */
 export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
@@ -51,13 +40,11 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
             .optional(),
         }),
         response: {
-          200: z.object({
-            entries: z.array(entrySchema),
-            next: z.number().int().nullable().describe('pass as after= for the next page'),
-          }),
+          200: auditPageSchema,
           400: problemSchema,
           401: problemSchema,
           403: problemSchema,
+          500: problemSchema,
         },
       },
     },
@@ -95,7 +82,7 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         partner: r.partner_id,
         action: r.action,
         target: r.target,
-        details: jsonColumn(r.details),
+        details: jsonColumn<Record<string, JsonValue>>(r.details),
         prevHash: r.prev_hash,
         hash: r.hash,
       }));
@@ -137,16 +124,7 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         summary: 'Recompute the audit hash chain; the first broken link if any',
         tags: ['governance'],
         security: [{ bearer: [] }],
-        response: {
-          200: z.object({
-            ok: z.boolean(),
-            entries: z.number().int(),
-            brokenAt: z.number().int().optional(),
-            reason: z.string().optional(),
-          }),
-          401: problemSchema,
-          403: problemSchema,
-        },
+        response: { 200: auditVerifySchema, 401: problemSchema, 403: problemSchema, 500: problemSchema },
       },
     },
     async (req) => {
@@ -178,10 +156,11 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
           format: z.enum(['json', 'csv']).default('json'),
         }),
         response: {
-          200: z.record(z.string(), z.unknown()),
+          200: { content: transparencyContent },
           400: problemSchema,
           401: problemSchema,
           403: problemSchema,
+          500: problemSchema,
         },
       },
     },
@@ -201,11 +180,11 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
             'content-disposition',
             `attachment; filename="parity-transparency-${report.partnership}-${month}.csv"`,
           )
-          .send(transparencyCsv(report) as unknown as Record<string, unknown>); // a string is sent as it is
+          .send(transparencyCsv(report)); // a string is sent as it is
       }
       return reply
         .header('content-disposition', `inline; filename="parity-transparency-${report.partnership}-${month}.json"`)
-        .send(report as unknown as Record<string, unknown>);
+        .send(report);
     },
   );
 };

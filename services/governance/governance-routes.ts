@@ -5,15 +5,26 @@ import { requireRole, caller, auditRequest } from './auth.js';
 import { canSee } from './access-policy.js';
 import type { Room } from '../platform/room.js';
 import { problemSchema } from '../platform/errors.js';
+import {
+  agreementResponseSchema,
+  proposalSchema,
+  proposalsResponseSchema,
+  versionsResponseSchema,
+} from './governance-schemas.js';
 import { decide, getProposal, listProposals, listVersions, propose } from './proposal-service.js';
 
-const proposalSchema = z
-  .record(z.string(), z.unknown())
-  .describe(
-    'a proposal: state, diff (changes, each loosening of privacy flagged), decisions, waitingFor, the proposed agreement',
-  );
 const idParam = z.object({ id: z.string().max(64) });
-const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
+/** What a proposal's decision can answer besides the proposal: a JSON body, a token, a party, an open proposal. */
+const errors = {
+  400: problemSchema,
+  401: problemSchema,
+  403: problemSchema,
+  404: problemSchema,
+  409: problemSchema,
+  413: problemSchema,
+  415: problemSchema,
+  500: problemSchema,
+};
 
 /** The agreement in force, its versions, and co-signed proposals to change it. */
 export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
@@ -25,15 +36,7 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
         summary: 'The agreement in force, with its version and digest',
         tags: ['governance'],
         security: [{ bearer: [] }],
-        response: {
-          200: z.object({
-            version: z.number().int(),
-            digest: z.string(),
-            activatedAt: z.string().nullable(),
-            agreement: z.record(z.string(), z.unknown()),
-          }),
-          401: problemSchema,
-        },
+        response: { 200: agreementResponseSchema, 401: problemSchema, 500: problemSchema },
       },
     },
     async (req) => {
@@ -56,7 +59,7 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
         version: a.version,
         digest: a.digest,
         activatedAt: a.activatedAt?.toISOString() ?? null,
-        agreement: agreement as unknown as Record<string, unknown>,
+        agreement,
       };
     },
   );
@@ -68,21 +71,7 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
         summary: 'Every agreement version kept, newest first (which proposal made it, when it took effect)',
         tags: ['governance'],
         security: [{ bearer: [] }],
-        response: {
-          200: z.object({
-            versions: z.array(
-              z.object({
-                version: z.number().int(),
-                digest: z.string(),
-                source: z.string(),
-                activatedAt: z.string().nullable(),
-                proposal: z.string().nullable(),
-              }),
-            ),
-          }),
-          401: problemSchema,
-          403: problemSchema,
-        },
+        response: { 200: versionsResponseSchema, 401: problemSchema, 403: problemSchema, 500: problemSchema },
       },
     },
     async (req) => {
@@ -117,16 +106,22 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
             .optional()
             .describe('days until the proposal expires unapproved (default 14)'),
         }),
-        response: { 201: proposalSchema, ...errors },
+        response: {
+          201: proposalSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          409: problemSchema,
+          413: problemSchema,
+          415: problemSchema,
+          500: problemSchema,
+        },
       },
     },
     async (req, reply) => {
       const p = caller(req);
       const view = await propose(room, p, req.body);
-      return reply
-        .code(201)
-        .header('location', `/v1/agreement/proposals/${view.id}`)
-        .send(view as unknown as Record<string, unknown>);
+      return reply.code(201).header('location', `/v1/agreement/proposals/${view.id}`).send(view);
     },
   );
 
@@ -137,7 +132,7 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
         summary: 'Recent proposals, newest first',
         tags: ['governance'],
         security: [{ bearer: [] }],
-        response: { 200: z.object({ proposals: z.array(proposalSchema) }), 401: problemSchema, 403: problemSchema },
+        response: { 200: proposalsResponseSchema, 401: problemSchema, 403: problemSchema, 500: problemSchema },
       },
     },
     async (req) => {
@@ -148,7 +143,7 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
         action: 'proposals.read',
         details: { role: p.role, returned: proposals.length },
       });
-      return { proposals: proposals as unknown as Record<string, unknown>[] };
+      return { proposals };
     },
   );
 
@@ -160,7 +155,14 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
         tags: ['governance'],
         security: [{ bearer: [] }],
         params: idParam,
-        response: { 200: proposalSchema, ...errors },
+        response: {
+          200: proposalSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+          500: problemSchema,
+        },
       },
     },
     async (req) => {
@@ -172,7 +174,7 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
         target: proposal.id,
         details: { role: p.role },
       });
-      return proposal as unknown as Record<string, unknown>;
+      return proposal;
     },
   );
 
@@ -198,14 +200,7 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
       async (req) => {
         const p = caller(req);
         const body = req.body as { note?: string; reason?: string } | undefined;
-        return (await decide(
-          room,
-          p,
-          req.params.id,
-          decision,
-          body?.note ?? body?.reason,
-          req.log,
-        )) as unknown as Record<string, unknown>;
+        return decide(room, p, req.params.id, decision, body?.note ?? body?.reason, req.log);
       },
     );
   }

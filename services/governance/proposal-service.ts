@@ -6,6 +6,7 @@ import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js
 import type { Room } from '../platform/room.js';
 import type { AgreementVersion } from '../platform/agreement-schema.js';
 import { diffAgreements, type AgreementChange } from './agreement-diff.js';
+import type { ProposalView } from './governance-schemas.js';
 import {
   agreementDigest,
   parseAgreementText,
@@ -19,31 +20,8 @@ import type { Principal } from './token-repository.js';
 export const DEFAULT_PROPOSAL_DAYS = 14;
 const PROPOSAL_LOCK = 7_417_002;
 
-/** A proposal as the API shows it: the document, the plain-terms diff and who has decided. */
-export interface ProposalView {
-  id: string;
-  state: 'open' | 'active' | 'rejected' | 'superseded' | 'expired';
-  baseVersion: number;
-  resultVersion: number | null;
-  reason: string;
-  proposedBy: { tokenId: string; partner: string };
-  createdAt: string;
-  expiresAt: string;
-  decidedAt: string | null;
-  digest: string;
-  loosensPrivacy: boolean;
-  changes: AgreementChange[];
-  /** Every partner whose admin must approve: the partners of the version it changes. */
-  requiredPartners: string[];
-  decisions: { partner: string; decision: 'approve' | 'reject'; tokenId: string; at: string; note: string | null }[];
-  waitingFor: string[];
-  agreement: Agreement;
-  /**
-   * Live tokens that would read more once this version is active, because it names their
-   * holder as a steering member, need-to-know reader or KPI owner who was not one before.
-   */
-  widensTokens: { id: string; partner: string | null; role: string; name: string }[];
-}
+/** A proposal as the API shows it (its shape is the response schema's). */
+export type { ProposalView };
 
 const newId = () => `prp_${randomBytes(9).toString('base64url')}`;
 const iso = (d: Date | string) => new Date(d).toISOString();

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { ControlDb, Database, TokenRow } from '../platform/control-db.js';
+import type { TokenView } from './governance-schemas.js';
 
 export const roles = ['ingest', 'analyst', 'owner', 'steering', 'admin', 'operator'] as const;
 export type Role = (typeof roles)[number];
@@ -78,19 +79,8 @@ export async function countTokens(db: ControlDb): Promise<number> {
   return Number(r.n);
 }
 
-/** A token as its partner's admin sees it: never the token or its hash. */
-export interface TokenView {
-  id: string;
-  partner: string | null;
-  role: Role;
-  name: string;
-  createdAt: string;
-  createdBy: string | null;
-  expiresAt: string | null;
-  revokedAt: string | null;
-  replaces: string | null;
-  state: 'live' | 'expired' | 'revoked';
-}
+/** A token as its partner's admin sees it (its shape is the response schema's): never the token or its hash. */
+export type { TokenView };
 
 export function tokenView(r: TokenRow, now: Date): TokenView {
   const expired = r.expires_at !== null && new Date(r.expires_at) <= now;

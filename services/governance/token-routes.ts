@@ -7,27 +7,13 @@ import { privilegedNames } from '../platform/agreement-schema.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { appendAuditIn } from './audit-repository.js';
+import { issuedTokenSchema, rotatedTokenSchema, tokenSchema, tokensResponseSchema } from './governance-schemas.js';
 import { createToken, findToken, listTokens, revokeToken, tokenView, type Role } from './token-repository.js';
 
 /** Roles a partner admin hands out; steering and operator tokens are issued by the room's host (CLI). */
 export const adminIssuedRoles = ['ingest', 'analyst', 'owner', 'admin'] as const satisfies readonly Role[];
 const MAX_OVERLAP_HOURS = 168;
 
-const tokenSchema = z.object({
-  id: z.string(),
-  partner: z.string().nullable(),
-  role: z.string(),
-  name: z.string(),
-  createdAt: z.string(),
-  createdBy: z.string().nullable(),
-  expiresAt: z.string().nullable(),
-  revokedAt: z.string().nullable(),
-  replaces: z.string().nullable(),
-  state: z.enum(['live', 'expired', 'revoked']),
-});
-const issuedSchema = tokenSchema.extend({
-  token: z.string().describe('the token itself: shown once, only its SHA-256 is kept'),
-});
 const idParam = z.object({ id: z.string().max(64) });
 
 /** A token of the admin's own partner; others' tokens are not found (their ids say nothing). */
@@ -70,7 +56,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         summary: "Your partner's tokens and users (a partner admin); never the tokens themselves",
         tags: ['governance'],
         security: [{ bearer: [] }],
-        response: { 200: z.object({ tokens: z.array(tokenSchema) }), 401: problemSchema, 403: problemSchema },
+        response: { 200: tokensResponseSchema, 401: problemSchema, 403: problemSchema, 500: problemSchema },
       },
     },
     async (req) => {
@@ -100,7 +86,15 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
           name: z.string().trim().min(1).max(200).describe("the user's e-mail, or the system's name"),
           expiresAt: z.iso.datetime({ offset: true }).optional(),
         }),
-        response: { 201: issuedSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema },
+        response: {
+          201: issuedTokenSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          413: problemSchema,
+          415: problemSchema,
+          500: problemSchema,
+        },
       },
     },
     async (req, reply) => {
@@ -146,7 +140,15 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         tags: ['governance'],
         security: [{ bearer: [] }],
         params: idParam,
-        response: { 200: tokenSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema },
+        response: {
+          200: tokenSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+          409: problemSchema,
+          500: problemSchema,
+        },
       },
     },
     async (req) => {
@@ -186,12 +188,15 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
           })
           .optional(),
         response: {
-          201: issuedSchema.extend({ previous: tokenSchema }),
+          201: rotatedTokenSchema,
           400: problemSchema,
           401: problemSchema,
           403: problemSchema,
           404: problemSchema,
           409: problemSchema,
+          413: problemSchema,
+          415: problemSchema,
+          500: problemSchema,
         },
       },
     },

@@ -6,55 +6,11 @@ import { badRequest } from '../platform/errors.js';
 import { kpiFreshness } from '../query/freshness.js';
 import { localToday } from '../platform/calendar.js';
 import { canSee } from './access-policy.js';
+import type { TransparencyReport } from './governance-schemas.js';
 import type { Principal } from './token-repository.js';
 
-/**
- * The metadata report: which information flowed, in counts and times only. It is built from
- * the batch receipts, the audit log, the outbox and the agreement history; no value, no
- * pseudonym and no query parameter beyond the KPI and the reader's partner and role.
- */
-export interface TransparencyReport {
-  partnership: string;
-  month: string;
-  from: string;
-  to: string;
-  generatedAt: string;
-  agreementVersion: number;
-  partners: {
-    partner: string;
-    batches: number;
-    pointsAccepted: number;
-    pointsRejected: number;
-    lastArrival: string | null;
-  }[];
-  /** points: a partner's own feeds, and every feed for steering and the operator; null otherwise (for a count KPI it would be the partner's figure). */
-  feeds: {
-    partner: string;
-    kpi: string;
-    batches: number;
-    points: number | null;
-    lastArrival: string | null;
-    dueBy: string;
-    stale: boolean;
-  }[];
-  queries: {
-    kpi: string;
-    partner: string | null;
-    role: string;
-    requests: number;
-    cellsServed: number;
-    cellsSuppressed: number;
-  }[];
-  incidents: { kpi: string; scope: string; opened: number; resolved: number }[];
-  notifications: { channel: string; partner: string | null; state: string; count: number; lastAt: string | null }[];
-  agreementChanges: {
-    at: string;
-    action: string;
-    proposal: string | null;
-    version: number | null;
-    partner: string | null;
-  }[];
-}
+/** The metadata report, counts and times only (its shape is the response schema's). */
+export type { TransparencyReport };
 
 const monthRe = /^(\d{4})-(0[1-9]|1[0-2])$/;
 

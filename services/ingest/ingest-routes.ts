@@ -60,6 +60,7 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
           415: problemSchema,
           422: problemSchema,
           429: problemSchema,
+          500: problemSchema,
           503: problemSchema,
         },
       },
@@ -146,7 +147,14 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
         tags: ['ingest'],
         security: [{ bearer: [] }],
         params: z.object({ id: z.string().max(64) }),
-        response: { 200: receiptSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema },
+        response: {
+          200: receiptSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+          500: problemSchema,
+        },
       },
     },
     async (req) => {

@@ -1,10 +1,8 @@
 import type { Kpi } from '../platform/agreement-schema.js';
+import type { Band, ScopeState, Signal } from './query-schemas.js';
 
-export interface Band {
-  method: 'static' | 'control';
-  lower: number | null;
-  upper: number | null;
-}
+// Bands, signals and states as the API serves them: their shapes are the response schemas'.
+export type { Band, ScopeState, Signal };
 
 /** One closed period of one scope, with the value the room computed (disclosed or not). */
 export interface PeriodValue {
@@ -12,10 +10,6 @@ export interface PeriodValue {
   value: number | null;
   suppressed: boolean;
 }
-
-export type ScopeState = 'ok' | 'pending' | 'breach' | 'no_data' | 'suppressed';
-
-export type Signal = 'band' | '2of3beyond2sigma' | '4of5beyond1sigma' | '8onOneSide';
 
 export interface PeriodVerdict {
   period: string;

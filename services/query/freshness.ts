@@ -1,13 +1,8 @@
 import { durationMs, type Agreement, type Kpi } from '../platform/agreement-schema.js';
+import type { FeedFreshness } from './query-schemas.js';
 
-/** One partner's feed of one KPI: when its last batch arrived and whether that is too long ago. */
-export interface FeedFreshness {
-  partner: string;
-  lastArrival: string | null;
-  /** The feed is expected again by then (last arrival + every + grace); past it, the feed is stale. */
-  dueBy: string;
-  stale: boolean;
-}
+/** One partner's feed of one KPI (its shape is the response schema's). */
+export type { FeedFreshness };
 
 /**
  * Each partner's feed of a KPI: stale once `every + grace` has passed since its last batch, or

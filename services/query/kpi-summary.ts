@@ -1,22 +1,13 @@
-import { addPeriods, periodStart } from '../platform/calendar.js';
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 import type { Principal } from '../governance/token-repository.js';
 import { canonicalDigest } from '../platform/canonical-json.js';
 import type { SeriesReader } from './series-reader.js';
 import type { SeriesQuery } from './aggregate-compiler.js';
-import type { Grain } from '../platform/calendar.js';
-import {
-  bandAt,
-  scopeState,
-  verdicts,
-  type Band,
-  type PeriodValue,
-  type ScopeState,
-  type Signal,
-} from './band-evaluation.js';
-import { kpiFreshness, type FeedFreshness } from './freshness.js';
+import { addPeriods, localToday, periodStart, type Grain } from '../platform/calendar.js';
+import { bandAt, scopeState, verdicts, type Band, type PeriodValue, type Signal } from './band-evaluation.js';
+import { kpiFreshness } from './freshness.js';
+import type { BreachEntry, KpiSummary, KpisResult, PeriodBand, ScopeSummary } from './query-schemas.js';
 import { runAggregate } from './series-service.js';
-import { localToday } from '../platform/calendar.js';
 import { canSee } from '../governance/access-policy.js';
 import { suppress, type Cell, type RawCell } from './suppression.js';
 
@@ -53,42 +44,8 @@ function historyDepth(kpi: Kpi): number {
   return kpi.band.baseline! + (kpi.band.rules?.length ? 7 : 0);
 }
 
-export interface ScopeSummary {
-  group: string | null;
-  state: ScopeState;
-  band: Band | null;
-  /** Why the last closed period is out of band (a limit or a run rule), else null. */
-  signal: Signal | null;
-  /** The first closed period of the current out-of-band run, else null. */
-  outOfBandSince: string | null;
-  /** How many closed periods in a row, up to the last, lie in band (auto-resolution counts them). */
-  inBandRun: number;
-  lastClosed: { period: string; value: number | null; n: number | null; suppressed: boolean } | null;
-  previous: { period: string; value: number | null } | null;
-  change: number | null;
-  provisional: { period: string; value: number | null; n: number | null } | null;
-}
-
-export interface KpiSummary {
-  id: string;
-  title: string;
-  unit: string;
-  measure: string;
-  disclosure: string;
-  grain: Grain;
-  minGroupSize: number;
-  /** Each partner's feed of this KPI: last arrival and whether it is stale. */
-  feeds: FeedFreshness[];
-  scopes: ScopeSummary[];
-}
-
-export interface KpisResult {
-  today: string;
-  snapshot: number;
-  agreementVersion: number;
-  digest: string;
-  kpis: KpiSummary[];
-}
+// What GET /v1/kpis, /v1/breaches and /v1/kpis/{kpi}/bands serve: their shapes are the response schemas'.
+export type { BreachEntry, KpiSummary, KpisResult, PeriodBand, ScopeSummary };
 
 /** What a KPI is evaluated against: one agreement version, one snapshot, one moment. */
 export interface EvaluationContext {
@@ -207,17 +164,6 @@ export async function summariseKpis(ctx: EvaluationContext, p: Principal | null)
   };
 }
 
-export interface BreachEntry {
-  kpi: string;
-  group: string | null;
-  period: string;
-  value: number | null;
-  band: Band;
-  /** breach: outside its band; the value is null where the cell is withheld. */
-  state: 'breach';
-  suppressed: boolean;
-}
-
 /** One closed period of one scope judged against the band in force then (values stay out: series carry them). */
 export interface JudgedPeriod {
   kpi: string;
@@ -228,17 +174,6 @@ export interface JudgedPeriod {
   signal: Signal | null;
   value: number | null;
   suppressed: boolean;
-}
-
-/** GET /v1/kpis/{kpi}/bands: a judged period without its value. */
-export interface PeriodBand {
-  group: string | null;
-  period: string;
-  method: Band['method'] | null;
-  lower: number | null;
-  upper: number | null;
-  outside: boolean;
-  signal: Signal | null;
 }
 
 export function periodBand(j: JudgedPeriod): PeriodBand {

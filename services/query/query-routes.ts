@@ -10,34 +10,18 @@ import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
 import type { SeriesReader } from './series-reader.js';
 import { evaluationContext, judgePeriods, listBreaches, periodBand, summariseKpis } from './kpi-summary.js';
+import {
+  bandsResponseSchema,
+  breachesResponseSchema,
+  kpisResponseSchema,
+  seriesContent,
+  type BandsResponse,
+  type BreachesResponse,
+  type KpisResponse,
+} from './query-schemas.js';
 import { resolveRange, resolveSeries, runSeries, seriesJson, type SeriesResult } from './series-service.js';
 import { localToday } from '../platform/calendar.js';
 import { assertReader, canSee, findVisibleKpi } from '../governance/access-policy.js';
-
-const cellSchema = z.object({
-  period: z.string().describe('first local day of the period (YYYY-MM-DD)'),
-  group: z.string().nullable().describe('partner id or dimension value; null for the combined figure'),
-  value: z.number().nullable(),
-  n: z.number().int().nullable().describe('distinct subjects in the cell; null when suppressed'),
-  state: z.enum(['ok', 'suppressed']),
-  reason: z.string().optional(),
-});
-
-export const seriesSchema = z.object({
-  kpi: z.string(),
-  measure: z.string(),
-  unit: z.string(),
-  grain: z.enum(['day', 'week', 'month']),
-  by: z.string().nullable(),
-  from: z.string(),
-  to: z.string(),
-  snapshot: z.number().int(),
-  agreementVersion: z.number().int(),
-  minGroupSize: z.number().int(),
-  approximate: z.boolean(),
-  digest: z.string().describe('SHA-256 of the canonical JSON of the cells'),
-  cells: z.array(cellSchema),
-});
 
 const ARROW = 'application/vnd.apache.arrow.stream';
 
@@ -119,17 +103,11 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
         security: [{ bearer: [] }, {}],
         querystring: z.strictObject({ snapshot: z.string().max(12).optional() }),
         response: {
-          200: z.object({
-            today: z.string(),
-            snapshot: z.number().int(),
-            asOf: z.string().nullable().describe('when the snapshot landed'),
-            agreementVersion: z.number().int(),
-            digest: z.string(),
-            kpis: z.array(z.record(z.string(), z.unknown())),
-          }),
+          200: kpisResponseSchema,
           400: problemSchema,
           401: problemSchema,
           403: problemSchema,
+          500: problemSchema,
         },
       },
     },
@@ -152,7 +130,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
         active.activatedAt ?? room.clock.now(),
         snapshot,
       );
-      const result = {
+      const result: KpisResponse = {
         ...(await summariseKpis(ctx, principal)),
         asOf: room.duck.landedAt(snapshot)?.toISOString() ?? null,
       };
@@ -181,18 +159,12 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
           snapshot: z.string().max(12).optional(),
         }),
         response: {
-          200: z.object({
-            snapshot: z.number().int(),
-            agreementVersion: z.number().int(),
-            from: z.string(),
-            to: z.string(),
-            digest: z.string(),
-            breaches: z.array(z.record(z.string(), z.unknown())),
-          }),
+          200: breachesResponseSchema,
           400: problemSchema,
           401: problemSchema,
           403: problemSchema,
           404: problemSchema,
+          500: problemSchema,
         },
       },
     },
@@ -223,7 +195,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
         today,
         q.snapshot,
       );
-      const body = {
+      const body: BreachesResponse = {
         snapshot: q.snapshot,
         agreementVersion: active.version,
         from: q.from,
@@ -263,30 +235,12 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
           snapshot: z.string().max(12).optional(),
         }),
         response: {
-          200: z.object({
-            kpi: z.string(),
-            grain: z.enum(['day', 'week', 'month']),
-            from: z.string(),
-            to: z.string(),
-            snapshot: z.number().int(),
-            agreementVersion: z.number().int(),
-            digest: z.string(),
-            bands: z.array(
-              z.object({
-                group: z.string().nullable(),
-                period: z.string(),
-                method: z.enum(['static', 'control']).nullable(),
-                lower: z.number().nullable(),
-                upper: z.number().nullable(),
-                outside: z.boolean(),
-                signal: z.string().nullable(),
-              }),
-            ),
-          }),
+          200: bandsResponseSchema,
           400: problemSchema,
           401: problemSchema,
           403: problemSchema,
           404: problemSchema,
+          500: problemSchema,
         },
       },
     },
@@ -314,7 +268,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
         q.snapshot,
       );
       const bands = judged.map(periodBand);
-      const body = {
+      const body: BandsResponse = {
         kpi: kpi.id,
         grain: kpi.evaluate.grain,
         from: q.from,
@@ -357,7 +311,14 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
           snapshot: z.string().max(12).optional(),
           format: z.enum(['json', 'csv', 'arrow']).optional().describe('overrides Accept (for download links)'),
         }),
-        response: { 200: seriesSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema },
+        response: {
+          200: { content: seriesContent },
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+          500: problemSchema,
+        },
       },
     },
     async (req, reply) => {

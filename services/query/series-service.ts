@@ -6,7 +6,8 @@ import { compileSeries, type Breakdown, type SeriesQuery } from './aggregate-com
 import { type Grain } from '../platform/calendar.js';
 import { readRollup } from './rollups.js';
 import type { SeriesReader } from './series-reader.js';
-import { suppress, type Cell, type RawCell } from './suppression.js';
+import type { SeriesResult } from './query-schemas.js';
+import { suppress, type RawCell } from './suppression.js';
 
 /** What a caller asked for, as strings straight from the query string. */
 export interface SeriesParams {
@@ -17,22 +18,8 @@ export interface SeriesParams {
   snapshot?: string | undefined;
 }
 
-/** A served series: the same request at the same snapshot gives the same bytes to everyone. */
-export interface SeriesResult {
-  kpi: string;
-  measure: string;
-  unit: string;
-  grain: Grain;
-  by: string | null;
-  from: string;
-  to: string;
-  snapshot: number;
-  agreementVersion: number;
-  minGroupSize: number;
-  approximate: boolean;
-  digest: string;
-  cells: Cell[];
-}
+/** A served series (its shape is the response schema's): the same request at the same snapshot gives the same bytes to everyone. */
+export type { SeriesResult };
 
 const isoDate = /^(\d{4})-(\d{2})-(\d{2})$/;
 const MAX_RANGE_DAYS = 5 * 366;

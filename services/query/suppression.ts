@@ -6,15 +6,10 @@ export interface RawCell {
   n: number;
 }
 
-/** A cell as served: suppressed cells carry a reason instead of a value and a count. */
-export interface Cell {
-  period: string;
-  group: string | null;
-  value: number | null;
-  n: number | null;
-  state: 'ok' | 'suppressed';
-  reason?: string;
-}
+import type { Cell } from './query-schemas.js';
+
+/** A cell as served (its shape is the response schema's): suppressed cells carry a reason instead of a value and a count. */
+export type { Cell };
 
 /**
  * Withholds cells with fewer than `minGroupSize` distinct subjects. With `complementary`

@@ -58,43 +58,47 @@ export const api = {
   del: (path: string) => request<void>('DELETE', path),
 };
 
-// The response shapes are the server's own types (type-only imports: nothing of the server is bundled).
-export type { Band } from '../../services/query/band-evaluation.js';
-export type { ScopeSummary as Scope, KpiSummary, PeriodBand } from '../../services/query/kpi-summary.js';
-export type { FeedFreshness as Feed } from '../../services/query/freshness.js';
-export type { Cell } from '../../services/query/suppression.js';
-export type { SeriesResult as Series } from '../../services/query/series-service.js';
-export type { FactSheet } from '../../services/alerts/fact-sheet.js';
-export type { TransparencyReport } from '../../services/governance/transparency.js';
-export type { ProposalView } from '../../services/governance/proposal-service.js';
-export type { TokenView } from '../../services/governance/token-repository.js';
-import type { KpisResult as ServerKpisResult } from '../../services/query/kpi-summary.js';
+// The response shapes are the server's own: each is inferred from the zod schema the route
+// declares as its response (type-only imports: neither zod nor anything of the server is bundled).
+export type {
+  Band,
+  BandsResponse,
+  BreachEntry,
+  BreachesResponse,
+  Cell,
+  FeedFreshness as Feed,
+  KpiSummary,
+  KpisResponse as KpisResult,
+  PeriodBand,
+  ScopeSummary as Scope,
+  SeriesResult as Series,
+} from '../../services/query/query-schemas.js';
+export type {
+  FactSheet,
+  IncidentsResponse,
+  NotificationView,
+  NotificationsResponse,
+  WebhooksResponse,
+} from '../../services/alerts/alert-schemas.js';
+export type {
+  AgreementChange,
+  AgreementResponse as Agreement,
+  AgreementVersionView,
+  AuditEntryView,
+  AuditPage,
+  AuditVerification,
+  IssuedToken,
+  ProposalView,
+  ProposalsResponse,
+  RotatedToken,
+  TokenView,
+  TokensResponse,
+  TransparencyReport,
+  VersionsResponse,
+} from '../../services/governance/governance-schemas.js';
+export type { Receipt } from '../../services/ingest/receipt-schema.js';
+export type { Who } from '../../services/platform/platform-schemas.js';
+import type { AgreementResponse } from '../../services/governance/governance-schemas.js';
 
-/** GET /v1/kpis: the summary and when its snapshot landed. */
-export type KpisResult = ServerKpisResult & { asOf: string | null };
-
-export interface Who {
-  name: string;
-  role: string;
-  partner: string | null;
-  partnerName: string | null;
-}
-export interface AgreementKpi {
-  id: string;
-  title: string;
-  unit: string;
-  grains: ('day' | 'week' | 'month')[];
-  dimensions: Record<string, string[]>;
-  breakdown: 'per_partner' | 'combined';
-  range?: [number, number];
-  owners: Record<string, { name: string; email: string }>;
-}
-export interface Agreement {
-  version: number;
-  digest: string;
-  agreement: {
-    partnership: { id: string; title: string; timezone: string };
-    partners: { id: string; name: string }[];
-    kpis: AgreementKpi[];
-  };
-}
+/** A KPI's definition as GET /v1/agreement serves it. */
+export type AgreementKpi = AgreementResponse['agreement']['kpis'][number];

@@ -1,0 +1,80 @@
+import { z } from 'zod';
+import { bandSchema, feedSchema } from '../query/query-schemas.js';
+
+/**
+ * What the alert routes answer, written once: the routes declare these as their responses (the
+ * serializer sends exactly these fields) and the room's own types are inferred from them.
+ */
+
+export const incidentStateSchema = z.enum(['open', 'notified', 'acknowledged', 'resolved']);
+
+/** An incident as every reader sees it: the figure as the dashboard discloses it, never more. */
+export const factSheetSchema = z
+  .object({
+    id: z.string(),
+    kind: z.enum(['breach', 'stale']),
+    state: incidentStateSchema,
+    kpi: z.object({ id: z.string(), title: z.string(), unit: z.string(), measure: z.string() }),
+    scope: z.string().describe("'combined' or the partner whose figure (or feed) it is"),
+    reason: z.string(),
+    grain: z.string().nullable(),
+    firstPeriod: z.string().nullable(),
+    period: z.string().nullable(),
+    value: z.number().nullable().describe('null where the cell is withheld: the breach is reported without a value'),
+    suppressed: z.boolean(),
+    band: bandSchema.nullable(),
+    snapshot: z.number().int(),
+    digest: z.string().nullable(),
+    agreementVersion: z.number().int(),
+    source: z.string().nullable().describe('where a reader reproduces the figure: the series request at that snapshot'),
+    freshness: z.array(feedSchema),
+    owners: z.array(z.object({ partner: z.string(), name: z.string() })),
+    openedAt: z.string(),
+    ackDueAt: z.string(),
+    notifiedAt: z.string().nullable(),
+    acknowledgedAt: z.string().nullable(),
+    escalatedAt: z.string().nullable(),
+    resolvedAt: z.string().nullable(),
+    resolution: z.enum(['owner', 'auto']).nullable(),
+    cause: z.string().nullable(),
+    narrative: z.string().nullable(),
+    actions: z.array(z.object({ description: z.string(), owner: z.string(), due: z.string() })),
+  })
+  .describe('the fact sheet: one template for every incident');
+export type FactSheet = z.infer<typeof factSheetSchema>;
+
+export const incidentsResponseSchema = z.object({ incidents: z.array(factSheetSchema) });
+export type IncidentsResponse = z.infer<typeof incidentsResponseSchema>;
+
+export const alertEventSchema = z.enum(['incident.opened', 'incident.escalated', 'incident.resolved']);
+export type AlertEvent = z.infer<typeof alertEventSchema>;
+
+/** A kept or delivered notification as its readers see it: where it went, its state, the fact sheet it carried. */
+export const notificationSchema = z.object({
+  id: z.string(),
+  event: alertEventSchema,
+  channel: z.enum(['webhook', 'email', 'dashboard']),
+  recipientName: z.string(),
+  state: z.enum(['pending', 'sending', 'delivered', 'kept', 'failed', 'disabled']),
+  attempts: z.number().int(),
+  createdAt: z.string(),
+  deliveredAt: z.string().nullable(),
+  lastError: z.string().nullable(),
+  factSheet: factSheetSchema.describe('the fact sheet as it was when the notification was written'),
+});
+export type NotificationView = z.infer<typeof notificationSchema>;
+
+export const notificationsResponseSchema = z.object({ notifications: z.array(notificationSchema) });
+export type NotificationsResponse = z.infer<typeof notificationsResponseSchema>;
+
+export const webhooksResponseSchema = z.object({
+  webhooks: z.array(
+    z.object({
+      url: z.string(),
+      kpis: z.array(z.string()),
+      secret: z.string().describe('the Standard Webhooks signing secret (whsec_…)'),
+      disabledAt: z.string().nullable(),
+    }),
+  ),
+});
+export type WebhooksResponse = z.infer<typeof webhooksResponseSchema>;
