@@ -1,5 +1,4 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { sql } from 'kysely';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -19,6 +18,7 @@ import {
   sheetOf,
 } from './incident-service.js';
 import { Notifier, webhookSecret } from './notifier.js';
+import { listMessagesForPartner, listWebhookEndpoints } from './outbox-repository.js';
 
 export interface Alerts {
   engine: AlertEngine;
@@ -201,15 +201,12 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const agreement = room.agreement().agreement;
       const visible = agreement.kpis.filter((k) => canSee(p, k)).map((k) => k.id);
       if (visible.length === 0) return { notifications: [] };
-      let q = room.control.db
-        .selectFrom('outbox')
-        .selectAll()
-        .where(sql<string>`payload->'data'->'kpi'->>'id'`, 'in', visible);
-      q =
-        p.role === 'steering'
-          ? q.where((eb) => eb.or([eb('partner_id', '=', p.partnerId), eb('partner_id', 'is', null)]))
-          : q.where('partner_id', '=', p.partnerId);
-      const rows = await q.orderBy('created_at', 'desc').orderBy('id').limit(req.query.limit).execute();
+      const rows = await listMessagesForPartner(room.control.db, {
+        kpis: visible,
+        partnerId: p.partnerId,
+        withSteering: p.role === 'steering',
+        limit: req.query.limit,
+      });
       const notifications = rows.map((r) => ({
         id: r.id,
         event: r.event,
@@ -265,11 +262,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         const hook = p.partnerId ? k.owners[p.partnerId]?.webhook : undefined;
         if (hook) byUrl.set(hook, [...(byUrl.get(hook) ?? []), k.id]);
       }
-      const disabled = await room.control.db
-        .selectFrom('webhook_endpoints')
-        .selectAll()
-        .where('url', 'in', [...byUrl.keys(), ''])
-        .execute();
+      const disabled = await listWebhookEndpoints(room.control.db, [...byUrl.keys()]);
       await room.audit({
         actor: p.tokenId,
         partnerId: p.partnerId,

@@ -5,7 +5,7 @@ import { DuckStore } from '../platform/duck-store.js';
 import { migrateControlDb } from '../platform/migrate.js';
 import { ensureRotationKey } from '../platform/secret.js';
 import { partnerKey, rekey } from '../ingest/pseudonymiser.js';
-import { appendAudit } from './audit-repository.js';
+import { AuditChain } from './audit-repository.js';
 
 export interface RotationResult {
   generation: number;
@@ -76,8 +76,7 @@ export async function rotatePseudonymSecret(
     const control = await openControlDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     try {
       await migrateControlDb(control.db);
-      await appendAudit(
-        control.db,
+      await new AuditChain(control.db).append(
         { actor: 'cli', partnerId: null, action: 'secret.rotated', details: { generation, pseudonyms, points } },
         new Date(),
       );

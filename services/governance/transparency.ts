@@ -1,10 +1,12 @@
 import { stringify } from 'csv-stringify/sync';
-import { sql } from 'kysely';
+import { countIncidentsByScope } from '../alerts/incident-repository.js';
+import { countMessagesByChannel } from '../alerts/outbox-repository.js';
 import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { badRequest } from '../platform/errors.js';
 import { kpiFreshness } from '../query/freshness.js';
 import { canSee, localToday } from '../query/series-service.js';
+import { countKpiReads, listAgreementChanges } from './audit-repository.js';
 import type { Principal } from './token-repository.js';
 
 /**
@@ -183,25 +185,7 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
   );
 
   // Reads per KPI, by the reader's partner and role: series name their KPI, overviews and breach lists list theirs.
-  const q = await sql<{
-    kpi: string;
-    partner: string | null;
-    role: string;
-    requests: string;
-    cells: string | null;
-    suppressed: string | null;
-  }>`
-    WITH reads AS (
-      SELECT target AS kpi, partner_id, details->>'role' AS role, (details->>'cells')::bigint AS cells, (details->>'suppressed')::bigint AS suppressed
-      FROM audit_log WHERE action IN ('query.series', 'query.bands') AND at >= ${from} AND at < ${to}
-      UNION ALL
-      SELECT k.value AS kpi, partner_id, details->>'role' AS role, NULL, NULL
-      FROM audit_log, jsonb_array_elements_text(CASE WHEN jsonb_typeof(details->'kpis') = 'array' THEN details->'kpis' ELSE '[]'::jsonb END) AS k(value)
-      WHERE action IN ('query.kpis', 'query.breaches') AND at >= ${from} AND at < ${to}
-    )
-    SELECT kpi, partner_id AS partner, coalesce(role, 'unknown') AS role, count(*) AS requests, sum(cells) AS cells, sum(suppressed) AS suppressed
-    FROM reads GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS FIRST, 3`.execute(db);
-  const queries = q.rows.map((r) => ({
+  const queries = (await countKpiReads(db, from, to)).map((r) => ({
     kpi: r.kpi,
     partner: r.partner,
     role: r.role,
@@ -210,35 +194,14 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
     cellsSuppressed: Number(r.suppressed ?? 0),
   }));
 
-  const inc = await sql<{ kpi: string; scope: string; opened: string; resolved: string }>`
-    SELECT kpi, scope, count(*) FILTER (WHERE opened_at >= ${from} AND opened_at < ${to}) AS opened,
-           count(*) FILTER (WHERE resolved_at >= ${from} AND resolved_at < ${to}) AS resolved
-    FROM incidents WHERE (opened_at >= ${from} AND opened_at < ${to}) OR (resolved_at >= ${from} AND resolved_at < ${to})
-    GROUP BY 1, 2 ORDER BY 1, 2`.execute(db);
-  const incidents = inc.rows.map((r) => ({
+  const incidents = (await countIncidentsByScope(db, from, to)).map((r) => ({
     kpi: r.kpi,
     scope: r.scope,
     opened: Number(r.opened),
     resolved: Number(r.resolved),
   }));
 
-  const n = await db
-    .selectFrom('outbox')
-    .select((eb) => [
-      'channel',
-      'partner_id',
-      'state',
-      eb.fn.countAll<string>().as('count'),
-      eb.fn.max('created_at').as('last'),
-    ])
-    .where('created_at', '>=', from)
-    .where('created_at', '<', to)
-    .groupBy(['channel', 'partner_id', 'state'])
-    .orderBy('channel')
-    .orderBy('partner_id')
-    .orderBy('state')
-    .execute();
-  const notifications = n.map((r) => ({
+  const notifications = (await countMessagesByChannel(db, from, to)).map((r) => ({
     channel: r.channel,
     partner: r.partner_id,
     state: r.state,
@@ -246,16 +209,7 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
     lastAt: iso(r.last),
   }));
 
-  const changes = await db
-    .selectFrom('audit_log')
-    .select(['at', 'action', 'target', 'partner_id', 'details'])
-    .where('action', 'like', 'agreement.%')
-    .where('action', '!=', 'agreement.read')
-    .where('at', '>=', from)
-    .where('at', '<', to)
-    .orderBy('seq')
-    .execute();
-  const agreementChanges = changes.map((c) => {
+  const agreementChanges = (await listAgreementChanges(db, from, to)).map((c) => {
     const d = jsonColumn(c.details);
     const version = c.target?.startsWith('v') ? Number(c.target.slice(1)) : null;
     return {

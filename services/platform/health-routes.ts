@@ -1,7 +1,7 @@
-import { sql } from 'kysely';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Room } from './room.js';
 import { alertsOf } from '../alerts/alert-routes.js';
+import { countUnsettledMessages } from '../alerts/outbox-repository.js';
 import { rollupsOf } from '../query/rollups.js';
 
 /** Liveness, readiness (PostgreSQL and DuckDB answer) and Prometheus metrics. */
@@ -10,7 +10,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
 
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
     const checks: Record<string, string> = {};
-    await sql`SELECT 1`.execute(room.control.db).then(
+    await room.control.ping().then(
       () => (checks['postgres'] = 'ok'),
       () => (checks['postgres'] = 'unavailable'),
     );
@@ -50,11 +50,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
     }
     const alerts = alertsOf(room);
     if (alerts) {
-      const pending = await room.control.db
-        .selectFrom('outbox')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('state', 'in', ['pending', 'sending'])
-        .executeTakeFirstOrThrow();
+      const pending = await countUnsettledMessages(room.control.db);
       lines.push(
         '# HELP parity_alert_evaluations_total Band evaluations run since start.',
         '# TYPE parity_alert_evaluations_total counter',
@@ -64,7 +60,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
         `parity_alert_evaluation_seconds ${(alerts.engine.stats.lastMs / 1000).toFixed(4)}`,
         '# HELP parity_notifications_pending Notifications waiting for delivery (or a retry).',
         '# TYPE parity_notifications_pending gauge',
-        `parity_notifications_pending ${Number(pending.n)}`,
+        `parity_notifications_pending ${pending}`,
       );
     }
     const mem = process.memoryUsage();

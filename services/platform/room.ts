@@ -7,10 +7,10 @@ import {
   type AgreementVersion,
 } from '../governance/agreement-repository.js';
 import { loadAgreementFile } from '../governance/agreement-schema.js';
-import { appendAudit, type AuditEntry } from '../governance/audit-repository.js';
+import { AuditChain, type AuditEntry } from '../governance/audit-repository.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
-import { openControlDb, type ControlDbHandle } from './control-db.js';
+import { inTransaction, openControlDb, type ControlDbHandle } from './control-db.js';
 import { DuckStore } from './duck-store.js';
 import { migrateControlDb } from './migrate.js';
 import { loadRotationKeys, loadRoomSecret } from './secret.js';
@@ -57,6 +57,8 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     dataDir: config.dataDir,
     memory: opts.memoryControlDb ?? false,
   });
+  // The one writer of this process's audit entries on the control plane.
+  const chain = new AuditChain(control.db);
   let duck: DuckStore | undefined;
   try {
     const applied = await migrateControlDb(control.db);
@@ -73,9 +75,9 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
         throw new StartupError(
           `PARITY_AGREEMENT ${file} is invalid: ${parsed.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
         );
-      active = await installInitialAgreement(control.db, parsed.agreement, file, clock.now());
-      await appendAudit(
-        control.db,
+      const agreement = parsed.agreement;
+      active = await inTransaction(control.db, (tx) => installInitialAgreement(tx, agreement, file, clock.now()));
+      await chain.append(
         {
           actor: 'system',
           partnerId: null,
@@ -108,7 +110,7 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
       pseudonymRotations,
       agreement: () => current,
       setAgreement: (v) => void (current = v),
-      audit: async (entry) => void (await appendAudit(control.db, entry, clock.now())),
+      audit: async (entry) => void (await chain.append(entry, clock.now())),
       beforeClose: (fn) => void closers.push(fn),
       close: async () => {
         for (const fn of closers.splice(0)) await fn();
