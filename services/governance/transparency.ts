@@ -128,50 +128,23 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
   const { from, to } = monthBounds(month, a.partnership.timezone);
   const db = room.control.db;
 
-  const conn = await room.duck.connect();
-  let partners: TransparencyReport['partners'];
-  let feedRows: { partner: string; kpi: string; batches: number; points: number; last: string | null }[];
-  try {
-    const b = await conn.runAndReadAll(
-      `SELECT partner, count(*)::INTEGER AS batches, sum(accepted)::BIGINT AS accepted, sum(rejected)::BIGINT AS rejected, max(received_at) AS last
-       FROM batches WHERE landed_at >= $1::TIMESTAMPTZ AND landed_at < $2::TIMESTAMPTZ AND snapshot <= $3 GROUP BY partner`,
-      [from.toISOString(), to.toISOString(), room.duck.snapshots.latest],
-    );
-    const byPartner = new Map(b.getRowObjectsJson().map((r) => [String(r['partner']), r]));
-    partners = a.partners.map((p) => {
-      const r = byPartner.get(p.id);
-      return {
-        partner: p.id,
-        batches: Number(r?.['batches'] ?? 0),
-        pointsAccepted: Number(r?.['accepted'] ?? 0),
-        pointsRejected: Number(r?.['rejected'] ?? 0),
-        lastArrival: iso(r?.['last']),
-      };
-    });
-    // Points per feed, counted over the batches that landed in the month (their snapshots).
-    const f = await conn.runAndReadAll(
-      `WITH month AS (SELECT snapshot, partner, kpis, received_at FROM batches WHERE landed_at >= $1::TIMESTAMPTZ AND landed_at < $2::TIMESTAMPTZ AND snapshot <= $3),
-            touched AS (SELECT partner, unnest(kpis) AS kpi, received_at FROM month),
-            feeds AS (SELECT partner, kpi, count(*)::INTEGER AS batches, max(received_at) AS last FROM touched GROUP BY ALL),
-            pts AS (SELECT p.partner, p.kpi, count(*)::BIGINT AS points FROM points p WHERE p.snapshot IN (SELECT snapshot FROM month) GROUP BY ALL)
-       SELECT feeds.partner, feeds.kpi, feeds.batches, coalesce(pts.points, 0) AS points, feeds.last FROM feeds LEFT JOIN pts USING (partner, kpi)`,
-      [from.toISOString(), to.toISOString(), room.duck.snapshots.latest],
-    );
-    feedRows = f.getRowObjectsJson().map((r) => ({
-      partner: String(r['partner']),
-      kpi: String(r['kpi']),
-      batches: Number(r['batches']),
-      points: Number(r['points']),
-      last: iso(r['last']),
-    }));
-  } finally {
-    room.duck.release(conn);
-  }
+  const activity = await room.duck.batchActivity(from, to, room.duck.snapshots.latest);
+  const partners: TransparencyReport['partners'] = a.partners.map((p) => {
+    const r = activity.partners.find((x) => x.partner === p.id);
+    return {
+      partner: p.id,
+      batches: r?.batches ?? 0,
+      pointsAccepted: r?.accepted ?? 0,
+      pointsRejected: r?.rejected ?? 0,
+      lastArrival: iso(r?.last),
+    };
+  });
   const now = room.clock.now();
   const since = active.activatedAt ?? now;
   const feeds: TransparencyReport['feeds'] = a.kpis.flatMap((k) =>
     kpiFreshness(a, k, room.duck.arrivals, now, since).map((fr) => {
-      const r = feedRows.find((x) => x.partner === fr.partner && x.kpi === k.id);
+      // Points per feed, counted over the batches that landed in the month (their snapshots).
+      const r = activity.feeds.find((x) => x.partner === fr.partner && x.kpi === k.id);
       return {
         partner: fr.partner,
         kpi: k.id,
