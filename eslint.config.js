@@ -4,6 +4,27 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+const kyselyOutsideRepositories = {
+  name: 'kysely',
+  message:
+    'Only *-repository.ts files (and control-db.ts, migrate.ts) query the control plane: call a repository function.',
+};
+const duckdbOutsideStore = {
+  name: '@duckdb/node-api',
+  message: 'Only the DuckDB store (duck-store.ts) runs DuckDB statements: call a DuckStore method.',
+};
+// A Kysely query built on a handle (room.control.db.selectFrom(...)) needs no import; these catch it.
+const queriesOutsideRepositories = [
+  ...['selectFrom', 'insertInto', 'updateTable', 'deleteFrom', 'mergeInto', 'replaceInto'].map((name) => ({
+    selector: `CallExpression[callee.property.name='${name}']`,
+    message: `${name}(): only *-repository.ts files query the control plane; call a repository function.`,
+  })),
+  {
+    selector: "CallExpression[callee.property.name='transaction'][arguments.length=0]",
+    message: 'transaction(): open control-plane transactions with inTransaction (control-db.ts).',
+  },
+];
+
 export default tseslint.config(
   {
     ignores: [
@@ -29,6 +50,27 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
       'no-control-regex': 'off',
       eqeqeq: ['error', 'smart'],
+    },
+  },
+  // One way to reach the data: only the control plane's repositories (and its plumbing) use
+  // Kysely, and only the DuckDB store uses DuckDB; services call their functions and methods.
+  {
+    files: ['**/*.ts'],
+    ignores: ['tests/**', 'bench/**', '**/*-repository.ts', '**/control-db.ts', '**/migrate.ts', '**/duck-store.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [kyselyOutsideRepositories, duckdbOutsideStore] }],
+      'no-restricted-syntax': ['error', ...queriesOutsideRepositories],
+    },
+  },
+  {
+    files: ['**/*-repository.ts', '**/control-db.ts', '**/migrate.ts'],
+    rules: { 'no-restricted-imports': ['error', { paths: [duckdbOutsideStore] }] },
+  },
+  {
+    files: ['**/duck-store.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [kyselyOutsideRepositories] }],
+      'no-restricted-syntax': ['error', ...queriesOutsideRepositories],
     },
   },
   {

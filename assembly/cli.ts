@@ -5,7 +5,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
 import { agreementJsonSchema, loadAgreementFile } from '../services/platform/agreement-schema.js';
 import { createToken, roles, type Role } from '../services/governance/token-repository.js';
-import { appendAudit } from '../services/governance/audit-repository.js';
+import { findPartnerById } from '../services/governance/agreement-repository.js';
+import { AuditChain } from '../services/governance/audit-repository.js';
 import { governanceCommands } from '../services/governance/governance-cli.js';
 import { createLander } from '../services/ingest/ingest-routes.js';
 import { pushFile } from '../services/ingest/push-client.js';
@@ -125,7 +126,7 @@ async function runTokenCreate(o: { partner?: string; role: Role; name?: string; 
       throw new StartupError('--partner: an operator token belongs to no partner');
     if (o.role !== 'operator') {
       if (!o.partner) throw new StartupError('--partner is required for this role');
-      const p = await h.db.selectFrom('partners').select('id').where('id', '=', o.partner).executeTakeFirst();
+      const p = await findPartnerById(h.db, o.partner);
       if (!p) throw new StartupError(`--partner: no partner ${o.partner} in this room's agreement`);
     }
     const expiresAt = o.expires ? new Date(o.expires) : null;
@@ -137,8 +138,7 @@ async function runTokenCreate(o: { partner?: string; role: Role; name?: string; 
       { partnerId: o.partner ?? null, role: o.role, name, expiresAt },
       new Date(),
     );
-    await appendAudit(
-      h.db,
+    await new AuditChain(h.db).append(
       {
         actor: 'cli',
         partnerId: o.partner ?? null,

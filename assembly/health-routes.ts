@@ -1,6 +1,6 @@
-import { sql } from 'kysely';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Room } from '../services/platform/room.js';
+import { countUnsettledMessages } from '../services/alerts/outbox-repository.js';
 
 /** Liveness, readiness (PostgreSQL and DuckDB answer) and Prometheus metrics. */
 export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { room }) => {
@@ -8,7 +8,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
 
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
     const checks: Record<string, string> = {};
-    await sql`SELECT 1`.execute(room.control.db).then(
+    await room.control.ping().then(
       () => (checks['postgres'] = 'ok'),
       () => (checks['postgres'] = 'unavailable'),
     );
@@ -48,11 +48,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
     }
     const alerts = app.alerts;
     if (alerts) {
-      const pending = await room.control.db
-        .selectFrom('outbox')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('state', 'in', ['pending', 'sending'])
-        .executeTakeFirstOrThrow();
+      const pending = await countUnsettledMessages(room.control.db);
       lines.push(
         '# HELP parity_alert_evaluations_total Band evaluations run since start.',
         '# TYPE parity_alert_evaluations_total counter',
@@ -62,7 +58,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
         `parity_alert_evaluation_seconds ${(alerts.engine.stats.lastMs / 1000).toFixed(4)}`,
         '# HELP parity_notifications_pending Notifications waiting for delivery (or a retry).',
         '# TYPE parity_notifications_pending gauge',
-        `parity_notifications_pending ${Number(pending.n)}`,
+        `parity_notifications_pending ${pending}`,
       );
     }
     const mem = process.memoryUsage();

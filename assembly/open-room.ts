@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { findActiveAgreement, installInitialAgreement } from '../services/governance/agreement-repository.js';
 import { loadAgreementFile, type AgreementVersion } from '../services/platform/agreement-schema.js';
-import { appendAudit } from '../services/governance/audit-repository.js';
+import { AuditChain } from '../services/governance/audit-repository.js';
 import { systemClock, type Clock } from '../services/platform/clock.js';
 import type { Config } from '../services/platform/config.js';
-import { openControlDb } from '../services/platform/control-db.js';
+import { inTransaction, openControlDb } from '../services/platform/control-db.js';
 import { DuckStore } from '../services/platform/duck-store.js';
 import { migrateControlDb } from '../services/platform/migrate.js';
 import { StartupError, type Room } from '../services/platform/room.js';
@@ -32,6 +32,8 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     dataDir: config.dataDir,
     memory: opts.memoryControlDb ?? false,
   });
+  // The one writer of this process's audit entries on the control plane.
+  const chain = new AuditChain(control.db);
   let duck: DuckStore | undefined;
   try {
     const applied = await migrateControlDb(control.db);
@@ -48,9 +50,9 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
         throw new StartupError(
           `PARITY_AGREEMENT ${file} is invalid: ${parsed.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
         );
-      active = await installInitialAgreement(control.db, parsed.agreement, file, clock.now());
-      await appendAudit(
-        control.db,
+      const agreement = parsed.agreement;
+      active = await inTransaction(control.db, (tx) => installInitialAgreement(tx, agreement, file, clock.now()));
+      await chain.append(
         {
           actor: 'system',
           partnerId: null,
@@ -87,7 +89,7 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
         for (const listener of listeners) listener(v);
       },
       onAgreement: (listener) => void listeners.push(listener),
-      audit: async (entry) => void (await appendAudit(control.db, entry, clock.now())),
+      audit: async (entry) => void (await chain.append(entry, clock.now())),
       close: async () => {
         await d.close();
         await control.close();

@@ -9,7 +9,7 @@ import { problemSchema } from '../services/platform/errors.js';
 import { caller, SESSION_COOKIE, auditRequest } from '../services/governance/auth.js';
 import { forbidden, Problem } from '../services/platform/errors.js';
 import { packageRoot } from '../services/platform/paths.js';
-import { signedOutSchema, whoSchema } from '../services/platform/platform-schemas.js';
+import { signedOutSchema, whoSchema } from '../services/governance/session-schemas.js';
 import type { Room } from '../services/platform/room.js';
 
 /** Where the built dashboard lives (vite build web → web/dist). */

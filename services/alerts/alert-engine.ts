@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import type { Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import { durationMs, type Kpi } from '../platform/agreement-schema.js';
 import { appendAuditIn } from '../governance/audit-repository.js';
-import type { Database, IncidentRow } from '../platform/control-db.js';
+import { inTransaction, type ControlTx, type IncidentRow } from '../platform/control-db.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import type { Room } from '../platform/room.js';
 import type { SeriesReader } from '../query/series-reader.js';
@@ -17,8 +16,18 @@ import {
 } from '../query/kpi-summary.js';
 import { periodEnd } from '../platform/calendar.js';
 import { runSeries } from '../query/series-service.js';
+import {
+  createIncident,
+  listIncidentsDueForEscalation,
+  listOwnerResolutions,
+  listUnresolvedIncidents,
+  markIncidentEscalated,
+  markIncidentNotified,
+  updateUnresolvedIncident,
+} from './incident-repository.js';
 import type { Notifier } from './notifier.js';
 import { enqueue, ownerRecipients, steeringRecipients, type Recipient } from './outbox.js';
+import { hasKeptMessage } from './outbox-repository.js';
 
 const signalText: Record<Signal, string> = {
   band: 'outside the agreed band',
@@ -123,20 +132,9 @@ export class AlertEngine {
 
   async #applyKpi(ctx: EvaluationContext, kpi: Kpi, summary: KpiSummary): Promise<number> {
     const db = this.#room.control.db;
-    const open = await db
-      .selectFrom('incidents')
-      .selectAll()
-      .where('kpi', '=', kpi.id)
-      .where('state', '<>', 'resolved')
-      .execute();
+    const open = await listUnresolvedIncidents(db, kpi.id);
     // What the owners already closed: a resolution covers its period (and a stale feed until it next sends).
-    const closed = await db
-      .selectFrom('incidents')
-      .select(['scope', 'kind', 'period', 'resolved_at'])
-      .where('kpi', '=', kpi.id)
-      .where('state', '=', 'resolved')
-      .where('resolution', '=', 'owner')
-      .execute();
+    const closed = await listOwnerResolutions(db, kpi.id);
     const covered = (kind: 'breach' | 'stale', scope: string, period: string | null, lastArrival: string | null) =>
       closed.some(
         (r) =>
@@ -268,15 +266,14 @@ export class AlertEngine {
       );
     if (existing.period === figure.period && Number(existing.snapshot) === ctx.snapshot) return 0;
     // A repeated breach updates the one open incident (the dedup key); nobody is notified again.
-    await this.#room.control.db.transaction().execute(async (tx) => {
+    await inTransaction(this.#room.control.db, async (tx) => {
       // Only while it is still open: an owner may have resolved it since it was read.
-      const r = await tx
-        .updateTable('incidents')
-        .set({ ...figure, first_period: existing.first_period ?? figure.first_period, updated_at: ctx.now })
-        .where('id', '=', existing.id)
-        .where('state', '<>', 'resolved')
-        .executeTakeFirst();
-      if (Number(r.numUpdatedRows) > 0 && existing.period !== figure.period)
+      const r = await updateUnresolvedIncident(tx, existing.id, {
+        ...figure,
+        first_period: existing.first_period ?? figure.first_period,
+        updated_at: ctx.now,
+      });
+      if (r && existing.period !== figure.period)
         await appendAuditIn(
           tx,
           {
@@ -294,8 +291,8 @@ export class AlertEngine {
 
   async #open(ctx: EvaluationContext, kpi: Kpi, row: IncidentRow, recipients: Recipient[]): Promise<number> {
     try {
-      return await this.#room.control.db.transaction().execute(async (tx) => {
-        const stored = await tx.insertInto('incidents').values(row).returningAll().executeTakeFirstOrThrow();
+      return await inTransaction(this.#room.control.db, async (tx) => {
+        const stored = await createIncident(tx, row);
         await appendAuditIn(
           tx,
           {
@@ -325,21 +322,15 @@ export class AlertEngine {
   }
 
   async #autoResolve(ctx: EvaluationContext, kpi: Kpi, incident: IncidentRow, narrative: string): Promise<number> {
-    return this.#room.control.db.transaction().execute(async (tx) => {
-      const r = await tx
-        .updateTable('incidents')
-        .set({
-          state: 'resolved',
-          resolved_at: ctx.now,
-          resolved_by: 'alerts',
-          resolution: 'auto',
-          updated_at: ctx.now,
-          fact_sheet: JSON.stringify({ cause: null, narrative, actions: [] }),
-        })
-        .where('id', '=', incident.id)
-        .where('state', '<>', 'resolved')
-        .returningAll()
-        .executeTakeFirst();
+    return inTransaction(this.#room.control.db, async (tx) => {
+      const r = await updateUnresolvedIncident(tx, incident.id, {
+        state: 'resolved',
+        resolved_at: ctx.now,
+        resolved_by: 'alerts',
+        resolution: 'auto',
+        updated_at: ctx.now,
+        fact_sheet: JSON.stringify({ cause: null, narrative, actions: [] }),
+      });
       if (!r) return 0;
       await appendAuditIn(
         tx,
@@ -360,26 +351,13 @@ export class AlertEngine {
   async #escalate(now: Date): Promise<number> {
     const db = this.#room.control.db;
     const agreement = this.#room.agreement().agreement;
-    const due = await db
-      .selectFrom('incidents')
-      .selectAll()
-      .where('state', 'in', ['open', 'notified'])
-      .where('escalated_at', 'is', null)
-      .where('ack_due_at', '<=', now)
-      .execute();
+    const due = await listIncidentsDueForEscalation(db, now);
     let enqueued = 0;
     for (const inc of due) {
       const kpi = agreement.kpis.find((k) => k.id === inc.kpi);
       if (!kpi) continue;
-      enqueued += await db.transaction().execute(async (tx) => {
-        const r = await tx
-          .updateTable('incidents')
-          .set({ escalated_at: now, updated_at: now })
-          .where('id', '=', inc.id)
-          .where('escalated_at', 'is', null)
-          .where('state', 'in', ['open', 'notified'])
-          .returningAll()
-          .executeTakeFirst();
+      enqueued += await inTransaction(db, async (tx) => {
+        const r = await markIncidentEscalated(tx, inc.id, now);
         if (!r) return 0;
         await appendAuditIn(
           tx,
@@ -406,22 +384,9 @@ export class AlertEngine {
 }
 
 /** Without SMTP or a webhook the notification is kept for the dashboard: the incident counts as notified. */
-export async function markNotifiedIfKept(tx: Transaction<Database>, id: string, now: Date): Promise<void> {
-  const kept = await tx
-    .selectFrom('outbox')
-    .select('id')
-    .where('incident_id', '=', id)
-    .where('state', '=', 'kept')
-    .limit(1)
-    .executeTakeFirst();
-  if (!kept) return;
-  const r = await tx
-    .updateTable('incidents')
-    .set({ state: 'notified', notified_at: now })
-    .where('id', '=', id)
-    .where('state', '=', 'open')
-    .executeTakeFirst();
-  if (Number(r.numUpdatedRows) > 0)
+export async function markNotifiedIfKept(tx: ControlTx, id: string, now: Date): Promise<void> {
+  if (!(await hasKeptMessage(tx, id))) return;
+  if (await markIncidentNotified(tx, id, { notified_at: now }))
     await appendAuditIn(
       tx,
       { actor: 'alerts', partnerId: null, action: 'incident.notified', target: id, details: { channel: 'dashboard' } },
@@ -431,7 +396,7 @@ export async function markNotifiedIfKept(tx: Transaction<Database>, id: string, 
 
 /** A resolution goes to the owners who were told of the incident, and to steering if it was escalated. */
 export async function resolvedNotifications(
-  tx: Transaction<Database>,
+  tx: ControlTx,
   room: Room,
   kpi: Kpi,
   incident: IncidentRow,

@@ -1,5 +1,4 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { sql } from 'kysely';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -28,6 +27,7 @@ import {
 } from './incident-service.js';
 import { Notifier, webhookSecret } from './notifier.js';
 import type { NotificationPayload } from './outbox.js';
+import { listMessagesForPartner, listWebhookEndpoints } from './outbox-repository.js';
 
 export interface Alerts {
   engine: AlertEngine;
@@ -212,15 +212,12 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
       const agreement = room.agreement().agreement;
       const visible = agreement.kpis.filter((k) => canSee(p, k)).map((k) => k.id);
       if (visible.length === 0) return { notifications: [] };
-      let q = room.control.db
-        .selectFrom('outbox')
-        .selectAll()
-        .where(sql<string>`payload->'data'->'kpi'->>'id'`, 'in', visible);
-      q =
-        p.role === 'steering'
-          ? q.where((eb) => eb.or([eb('partner_id', '=', p.partnerId), eb('partner_id', 'is', null)]))
-          : q.where('partner_id', '=', p.partnerId);
-      const rows = await q.orderBy('created_at', 'desc').orderBy('id').limit(req.query.limit).execute();
+      const rows = await listMessagesForPartner(room.control.db, {
+        kpis: visible,
+        partnerId: p.partnerId,
+        withSteering: p.role === 'steering',
+        limit: req.query.limit,
+      });
       const notifications = rows.map((r) => ({
         id: r.id,
         event: r.event as AlertEvent,
@@ -261,11 +258,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         const hook = p.partnerId ? k.owners[p.partnerId]?.webhook : undefined;
         if (hook) byUrl.set(hook, [...(byUrl.get(hook) ?? []), k.id]);
       }
-      const disabled = await room.control.db
-        .selectFrom('webhook_endpoints')
-        .selectAll()
-        .where('url', 'in', [...byUrl.keys(), ''])
-        .execute();
+      const disabled = await listWebhookEndpoints(room.control.db, [...byUrl.keys()]);
       await auditRequest(room, req, {
         action: 'webhooks.secrets_read',
         details: { endpoints: byUrl.size },

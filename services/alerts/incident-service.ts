@@ -1,13 +1,13 @@
-import type { Transaction, Updateable } from 'kysely';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { appendAuditIn } from '../governance/audit-repository.js';
 import type { Principal } from '../governance/token-repository.js';
-import type { Database, IncidentRow, IncidentsTable } from '../platform/control-db.js';
+import { inTransaction, type ControlTx, type IncidentRow, type IncidentUpdate } from '../platform/control-db.js';
 import { forbidden, notFound, Problem } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { assertReader, canSee, isNamedOwner } from '../governance/access-policy.js';
 import { resolvedNotifications } from './alert-engine.js';
 import { factSheet, responsiblePartners, type FactSheet, type Resolution } from './fact-sheet.js';
+import { findIncidentById, listIncidentRows, updateIncidentInStates } from './incident-repository.js';
 
 export const incidentStates = ['open', 'notified', 'acknowledged', 'resolved'] as const;
 
@@ -34,22 +34,23 @@ export async function listIncidents(room: Room, p: Principal, f: IncidentFilter)
   const agreement = room.agreement().agreement;
   const visible = agreement.kpis.filter((k) => canSee(p, k)).map((k) => k.id);
   if (visible.length === 0) return [];
-  let q = room.control.db.selectFrom('incidents').selectAll().where('kpi', 'in', visible);
-  if (f.state === 'active') q = q.where('state', '<>', 'resolved');
-  else if (f.state) q = q.where('state', '=', f.state);
-  if (f.kpi) q = q.where('kpi', '=', f.kpi);
-  if (f.scope) q = q.where('scope', '=', f.scope);
-  if (f.kind) q = q.where('kind', '=', f.kind);
-  if (f.from) q = q.where('opened_at', '>=', new Date(`${f.from}T00:00:00Z`));
-  if (f.to) q = q.where('opened_at', '<', new Date(Date.parse(`${f.to}T00:00:00Z`) + 86_400_000));
-  const rows = await q.orderBy('opened_at', 'desc').orderBy('id').limit(f.limit).execute();
+  const rows = await listIncidentRows(room.control.db, {
+    kpis: visible,
+    state: f.state,
+    kpi: f.kpi,
+    scope: f.scope,
+    kind: f.kind,
+    openedFrom: f.from ? new Date(`${f.from}T00:00:00Z`) : undefined,
+    openedBefore: f.to ? new Date(Date.parse(`${f.to}T00:00:00Z`) + 86_400_000) : undefined,
+    limit: f.limit,
+  });
   return rows.map((r) => sheetOf(agreement, r));
 }
 
 /** One incident the caller may see; an unknown and a hidden one both answer 404. */
 export async function findIncident(room: Room, p: Principal, id: string): Promise<{ row: IncidentRow; kpi: Kpi }> {
   assertReader(p);
-  const row = await room.control.db.selectFrom('incidents').selectAll().where('id', '=', id).executeTakeFirst();
+  const row = await findIncidentById(room.control.db, id);
   const kpi = row && room.agreement().agreement.kpis.find((k) => k.id === row.kpi);
   if (!row || !kpi || !canSee(p, kpi)) throw notFound(`no incident ${JSON.stringify(id.slice(0, 40))} for you`);
   return { row, kpi };
@@ -78,23 +79,17 @@ async function transition(
   id: string,
   t: {
     from: IncidentRow['state'][];
-    set: (now: Date) => Updateable<IncidentsTable>;
+    set: (now: Date) => IncidentUpdate;
     action: string;
     details: Record<string, unknown>;
-    after?: (tx: Transaction<Database>, kpi: Kpi, updated: IncidentRow, now: Date) => Promise<unknown>;
+    after?: (tx: ControlTx, kpi: Kpi, updated: IncidentRow, now: Date) => Promise<unknown>;
   },
 ): Promise<FactSheet> {
   const { row, kpi } = await findIncident(room, p, id);
   assertMayAct(p, kpi, row);
   const now = room.clock.now();
-  const updated = await room.control.db.transaction().execute(async (tx) => {
-    const r = await tx
-      .updateTable('incidents')
-      .set({ ...t.set(now), updated_at: now })
-      .where('id', '=', id)
-      .where('state', 'in', t.from)
-      .returningAll()
-      .executeTakeFirst();
+  const updated = await inTransaction(room.control.db, async (tx) => {
+    const r = await updateIncidentInStates(tx, id, t.from, { ...t.set(now), updated_at: now });
     if (!r) return undefined;
     await appendAuditIn(
       tx,

@@ -1,13 +1,22 @@
 import { createHmac } from 'node:crypto';
-import { sql } from 'kysely';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
 import { appendAuditIn } from '../governance/audit-repository.js';
 import { canonicalJson } from '../platform/canonical-json.js';
-import { jsonColumn, type OutboxRow } from '../platform/control-db.js';
+import { inTransaction, jsonColumn, type OutboxRow } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { renderEmail } from './fact-sheet.js';
+import { markIncidentNotified } from './incident-repository.js';
 import type { NotificationPayload } from './outbox.js';
+import {
+  claimDueMessages,
+  countDueMessages,
+  disableWebhookEndpoint,
+  markMessageDelivered,
+  markMessageGivenUp,
+  requeueSendingMessages,
+  scheduleMessageRetry,
+} from './outbox-repository.js';
 
 /** Standard Webhooks' schedule after a failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (then give up, about a day in). */
 export const RETRY_DELAYS_MS = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000];
@@ -55,11 +64,7 @@ export class Notifier {
 
   async start(): Promise<void> {
     // This process owns the room: what a crash left in flight is due now (same ids; receivers dedupe).
-    await this.#room.control.db
-      .updateTable('outbox')
-      .set({ state: 'pending', next_attempt_at: this.#room.clock.now() })
-      .where('state', '=', 'sending')
-      .execute();
+    await requeueSendingMessages(this.#room.control.db, this.#room.clock.now());
     this.#timer = setInterval(() => this.kick(), POLL_MS);
     this.#timer.unref();
     this.kick();
@@ -88,13 +93,8 @@ export class Notifier {
     for (;;) {
       if (this.#polling) await this.#polling;
       if (this.#inFlight.size) await Promise.all(this.#inFlight.values());
-      const due = await this.#room.control.db
-        .selectFrom('outbox')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('state', 'in', ['pending', 'sending'])
-        .where('next_attempt_at', '<=', this.#room.clock.now())
-        .executeTakeFirstOrThrow();
-      if (Number(due.n) === 0 && !this.#polling && this.#inFlight.size === 0) return;
+      const due = await countDueMessages(this.#room.control.db, this.#room.clock.now());
+      if (due === 0 && !this.#polling && this.#inFlight.size === 0) return;
       this.kick();
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -113,32 +113,10 @@ export class Notifier {
     if (free <= 0) return;
     const now = this.#room.clock.now();
     const busy = [...this.#inFlight.keys()];
-    const rows = await this.#room.control.db.transaction().execute(async (tx) => {
-      // Pending rows that are due, and claimed rows whose lease ran out without an outcome.
-      let q = tx
-        .selectFrom('outbox')
-        .selectAll()
-        .where('state', 'in', ['pending', 'sending'])
-        .where('next_attempt_at', '<=', now);
-      if (busy.length) q = q.where('id', 'not in', busy);
-      const due = await q.orderBy('next_attempt_at').limit(free).forUpdate().skipLocked().execute();
-      if (due.length) {
-        await tx
-          .updateTable('outbox')
-          .set({
-            state: 'sending',
-            attempts: sql<number>`attempts + 1`,
-            next_attempt_at: new Date(now.getTime() + LEASE_MS),
-          })
-          .where(
-            'id',
-            'in',
-            due.map((r) => r.id),
-          )
-          .execute();
-      }
-      return due;
-    });
+    // Pending rows that are due, and claimed rows whose lease ran out without an outcome.
+    const rows = await inTransaction(this.#room.control.db, (tx) =>
+      claimDueMessages(tx, { now, limit: free, exclude: busy, leaseUntil: new Date(now.getTime() + LEASE_MS) }),
+    );
     for (const row of rows) {
       const p: Promise<void> = this.#deliver({ ...row, attempts: row.attempts + 1 })
         .catch((err: unknown) =>
@@ -164,45 +142,20 @@ export class Notifier {
     const audit = { actor: 'notifier', partnerId: row.partner_id, target: row.incident_id };
     const details = { notification: row.id, channel: row.channel, event: row.event, attempts: row.attempts };
     if (outcome.ok) {
-      await db.transaction().execute(async (tx) => {
-        await tx
-          .updateTable('outbox')
-          .set({ state: 'delivered', delivered_at: now, last_error: null })
-          .where('id', '=', row.id)
-          .execute();
+      await inTransaction(db, async (tx) => {
+        await markMessageDelivered(tx, row.id, now);
         await appendAuditIn(tx, { ...audit, action: 'notification.delivered', details }, now);
         if (row.event === 'incident.opened') {
-          const r = await tx
-            .updateTable('incidents')
-            .set({ state: 'notified', notified_at: now, updated_at: now })
-            .where('id', '=', row.incident_id)
-            .where('state', '=', 'open')
-            .executeTakeFirst();
-          if (Number(r.numUpdatedRows) > 0)
+          if (await markIncidentNotified(tx, row.incident_id, { notified_at: now, updated_at: now }))
             await appendAuditIn(tx, { ...audit, action: 'incident.notified', details: { channel: row.channel } }, now);
         }
       });
       return;
     }
     if (outcome.gone) {
-      await db.transaction().execute(async (tx) => {
-        await tx
-          .updateTable('outbox')
-          .set({ state: 'disabled', last_error: outcome.error })
-          .where('id', '=', row.id)
-          .execute();
-        await tx
-          .updateTable('outbox')
-          .set({ state: 'disabled', last_error: 'endpoint disabled after answering 410 Gone' })
-          .where('recipient', '=', row.recipient)
-          .where('channel', '=', 'webhook')
-          .where('state', '=', 'pending')
-          .execute();
-        await tx
-          .insertInto('webhook_endpoints')
-          .values({ url: row.recipient, disabled_at: now, reason: '410 Gone' })
-          .onConflict((oc) => oc.column('url').doUpdateSet({ disabled_at: now, reason: '410 Gone' }))
-          .execute();
+      await inTransaction(db, async (tx) => {
+        await markMessageGivenUp(tx, row.id, 'disabled', outcome.error);
+        await disableWebhookEndpoint(tx, row.recipient, now, '410 Gone');
         await appendAuditIn(tx, { ...audit, action: 'notification.disabled', details }, now);
       });
       this.#log.warn({ notification: row.id }, 'notifier: webhook endpoint answered 410 Gone; disabled');
@@ -210,12 +163,8 @@ export class Notifier {
     }
     const delay = RETRY_DELAYS_MS[row.attempts - 1];
     if (delay === undefined) {
-      await db.transaction().execute(async (tx) => {
-        await tx
-          .updateTable('outbox')
-          .set({ state: 'failed', last_error: outcome.error })
-          .where('id', '=', row.id)
-          .execute();
+      await inTransaction(db, async (tx) => {
+        await markMessageGivenUp(tx, row.id, 'failed', outcome.error);
         await appendAuditIn(
           tx,
           { ...audit, action: 'notification.failed', details: { ...details, error: outcome.error } },
@@ -228,11 +177,7 @@ export class Notifier {
       );
       return;
     }
-    await db
-      .updateTable('outbox')
-      .set({ state: 'pending', last_error: outcome.error, next_attempt_at: new Date(now.getTime() + delay) })
-      .where('id', '=', row.id)
-      .execute();
+    await scheduleMessageRetry(db, row.id, outcome.error, new Date(now.getTime() + delay));
     this.#log.warn(
       { notification: row.id, attempts: row.attempts, retryInMs: delay },
       `notifier: ${row.channel} delivery failed: ${outcome.error}`,

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import type { Insertable, Transaction } from 'kysely';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
-import type { Database, IncidentRow, OutboxTable } from '../platform/control-db.js';
+import type { ControlTx, IncidentRow, NewOutboxRow } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import type { AlertEvent } from './alert-schemas.js';
 import { factSheet, responsiblePartners, type FactSheet } from './fact-sheet.js';
+import { createOutboxMessages, listDisabledWebhookUrls } from './outbox-repository.js';
 
 export type { AlertEvent };
 
@@ -40,19 +40,15 @@ export const messageId = () => `msg_${randomBytes(16).toString('base64url')}`;
  * for the dashboard when the room has no SMTP_URL) and, where agreed, a webhook.
  */
 export async function enqueue(
-  tx: Transaction<Database>,
+  tx: ControlTx,
   room: Room,
   opts: { incident: IncidentRow; kpi: Kpi; event: AlertEvent; recipients: Recipient[]; now: Date },
 ): Promise<number> {
   const smtp = Boolean(room.config.smtpUrl);
   const sheet = factSheet(opts.incident, opts.kpi);
   const payload: NotificationPayload = { type: opts.event, timestamp: opts.now.toISOString(), data: sheet };
-  const disabled = new Set(
-    (await tx.selectFrom('webhook_endpoints').select('url').where('disabled_at', 'is not', null).execute()).map(
-      (r) => r.url,
-    ),
-  );
-  const rows: Insertable<OutboxTable>[] = [];
+  const disabled = new Set(await listDisabledWebhookUrls(tx));
+  const rows: NewOutboxRow[] = [];
   const seenHooks = new Set<string>();
   for (const r of opts.recipients) {
     const base = {
@@ -86,6 +82,6 @@ export async function enqueue(
       });
     }
   }
-  if (rows.length) await tx.insertInto('outbox').values(rows).execute();
+  if (rows.length) await createOutboxMessages(tx, rows);
   return rows.length;
 }

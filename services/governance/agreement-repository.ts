@@ -1,4 +1,11 @@
-import { jsonColumn, type ControlDb } from '../platform/control-db.js';
+import {
+  jsonColumn,
+  type AgreementVersionRow,
+  type ControlDb,
+  type ControlTx,
+  type NewAgreementVersion,
+  type Partner,
+} from '../platform/control-db.js';
 import {
   agreementDigest,
   validateAgreement,
@@ -31,30 +38,80 @@ export async function findActiveAgreement(db: ControlDb): Promise<AgreementVersi
 }
 
 /**
- * Installs the first agreement of a room (from PARITY_AGREEMENT or the demo). Later changes
- * go through co-signed proposals; this refuses to replace an active agreement.
+ * Installs the first agreement of a room (from PARITY_AGREEMENT or the demo), in the caller's
+ * transaction. Later changes go through co-signed proposals; this refuses to replace an active
+ * agreement.
  */
 export async function installInitialAgreement(
-  db: ControlDb,
+  tx: ControlTx,
   agreement: Agreement,
   source: string,
   now: Date,
 ): Promise<AgreementVersion> {
-  return db.transaction().execute(async (tx) => {
-    const existing = await tx.selectFrom('agreement_versions').select('version').limit(1).executeTakeFirst();
-    if (existing) throw new Error('the room already has an agreement; change it through a proposal');
-    const digest = agreementDigest(agreement);
-    await tx
-      .insertInto('agreement_versions')
-      .values({ version: 1, document: JSON.stringify(agreement), digest, source, created_at: now, activated_at: now })
-      .execute();
-    for (const p of agreement.partners) {
-      await tx
-        .insertInto('partners')
-        .values({ id: p.id, name: p.name, created_at: now })
-        .onConflict((oc) => oc.column('id').doUpdateSet({ name: p.name }))
-        .execute();
-    }
-    return { version: 1, agreement, digest, activatedAt: now };
+  const existing = await tx.selectFrom('agreement_versions').select('version').limit(1).executeTakeFirst();
+  if (existing) throw new Error('the room already has an agreement; change it through a proposal');
+  const digest = agreementDigest(agreement);
+  await createAgreementVersion(tx, {
+    version: 1,
+    document: JSON.stringify(agreement),
+    digest,
+    source,
+    created_at: now,
+    activated_at: now,
   });
+  await upsertPartners(tx, agreement.partners, now);
+  return { version: 1, agreement, digest, activatedAt: now };
+}
+
+export async function createAgreementVersion(db: ControlDb, row: NewAgreementVersion): Promise<void> {
+  await db.insertInto('agreement_versions').values(row).execute();
+}
+
+/** The partners of an agreement version: new ones are added, known ones take its name. */
+export async function upsertPartners(
+  db: ControlDb,
+  partners: { id: string; name: string }[],
+  now: Date,
+): Promise<void> {
+  for (const p of partners) {
+    await db
+      .insertInto('partners')
+      .values({ id: p.id, name: p.name, created_at: now })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ name: p.name }))
+      .execute();
+  }
+}
+
+/** The stored document of a version (as the driver hands it over: see jsonColumn). */
+export async function findAgreementDocument(db: ControlDb, version: number): Promise<unknown> {
+  const row = await db
+    .selectFrom('agreement_versions')
+    .select('document')
+    .where('version', '=', version)
+    .executeTakeFirstOrThrow();
+  return row.document;
+}
+
+/** The highest version number stored (activated or not). */
+export async function findLatestAgreementVersion(db: ControlDb): Promise<number> {
+  const latest = await db
+    .selectFrom('agreement_versions')
+    .select((eb) => eb.fn.max('version').as('v'))
+    .executeTakeFirstOrThrow();
+  return Number(latest.v);
+}
+
+/** Every stored version without its document, newest first. */
+export async function listAgreementVersions(
+  db: ControlDb,
+): Promise<Pick<AgreementVersionRow, 'version' | 'digest' | 'source' | 'activated_at' | 'proposal_id'>[]> {
+  return db
+    .selectFrom('agreement_versions')
+    .select(['version', 'digest', 'source', 'activated_at', 'proposal_id'])
+    .orderBy('version', 'desc')
+    .execute();
+}
+
+export async function findPartnerById(db: ControlDb, id: string): Promise<Pick<Partner, 'id'> | undefined> {
+  return db.selectFrom('partners').select('id').where('id', '=', id).executeTakeFirst();
 }

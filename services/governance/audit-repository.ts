@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { sql, type Transaction } from 'kysely';
+import { sql } from 'kysely';
 import { canonicalJson } from '../platform/canonical-json.js';
-import type { AuditRow, ControlDb, Database } from '../platform/control-db.js';
+import { inTransaction, type AuditRow, type ControlDb, type ControlTx } from '../platform/control-db.js';
 import type { AuditEntry } from '../platform/room.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -32,68 +32,57 @@ export function entryHash(
   return createHash('sha256').update(prevHash).update('\n').update(body).digest('hex');
 }
 
-/** The chain's tail as this process last wrote or read it: only a hint, the primary key on seq guards it. */
-const tails = new WeakMap<ControlDb, { seq: number; hash: string }>();
-const writers = new WeakMap<ControlDb, Promise<unknown>>();
-
 /**
- * Appends one entry to the hash chain in one statement (the hot path: every query is audited).
- * Appends of one process run in order; the statement takes the chain's advisory lock, so a
- * transactional append ({@link appendAuditIn}) elsewhere is never disturbed, and if another
- * writer moved the tail meanwhile the insert hits the primary key and is retried on the new tail.
+ * The writer of one process's audit entries on one control-plane handle: the room creates one
+ * when it opens (and a CLI command one for its own handle). It keeps the chain's tail as this
+ * process last wrote or read it — only a hint, the primary key on seq guards it — and runs the
+ * appends of the process one after another.
  */
-export function appendAudit(db: ControlDb, entry: AuditEntry, at: Date): Promise<number> {
-  const run = (writers.get(db) ?? Promise.resolve()).catch(() => undefined).then(() => appendAtTail(db, entry, at));
-  writers.set(db, run);
-  return run;
-}
+export class AuditChain {
+  #tail: { seq: number; hash: string } | undefined;
+  #writer: Promise<unknown> = Promise.resolve();
 
-async function appendAtTail(db: ControlDb, entry: AuditEntry, at: Date): Promise<number> {
-  const tail = tails.get(db);
-  if (tail) {
-    const row = {
-      seq: tail.seq + 1,
-      at: new Date(at.getTime()),
-      actor: entry.actor,
-      partner_id: entry.partnerId,
-      action: entry.action,
-      target: entry.target ?? null,
-      details: entry.details ?? {},
-    };
-    const hash = entryHash(tail.hash, row);
-    try {
-      await sql`INSERT INTO audit_log (seq, at, actor, partner_id, action, target, details, prev_hash, hash)
-        SELECT ${row.seq}, ${row.at}, ${row.actor}, ${row.partner_id}, ${row.action}, ${row.target}, ${JSON.stringify(row.details)}::jsonb, ${tail.hash}, ${hash}
-        FROM (SELECT pg_advisory_xact_lock(${AUDIT_LOCK})) AS chain_lock`.execute(db);
-      tails.set(db, { seq: row.seq, hash });
-      return row.seq;
-    } catch (err) {
-      tails.delete(db);
-      if ((err as { code?: string }).code !== '23505') throw err;
-      // Another writer moved the tail: append under the lock, reading the tail there.
-    }
+  constructor(readonly db: ControlDb) {}
+
+  /**
+   * Appends one entry to the hash chain in one statement (the hot path: every query is audited).
+   * Appends of one process run in order; the statement takes the chain's advisory lock, so a
+   * transactional append ({@link appendAuditIn}) elsewhere is never disturbed, and if another
+   * writer moved the tail meanwhile the insert hits the primary key and is retried on the new tail.
+   */
+  append(entry: AuditEntry, at: Date): Promise<number> {
+    const run = this.#writer.catch(() => undefined).then(() => this.#appendAtTail(entry, at));
+    this.#writer = run;
+    return run;
   }
-  const written = await db.transaction().execute(async (tx) => {
-    const seq = await appendAuditIn(tx, entry, at);
-    const row = await tx.selectFrom('audit_log').select('hash').where('seq', '=', seq).executeTakeFirstOrThrow();
-    return { seq, hash: row.hash };
-  });
-  tails.set(db, written);
-  return written.seq;
+
+  async #appendAtTail(entry: AuditEntry, at: Date): Promise<number> {
+    const tail = this.#tail;
+    if (tail) {
+      const row = auditRow(tail.seq + 1, entry, at);
+      const hash = entryHash(tail.hash, row);
+      try {
+        await appendAuditAfter(this.db, row, tail.hash, hash);
+        this.#tail = { seq: row.seq, hash };
+        return row.seq;
+      } catch (err) {
+        this.#tail = undefined;
+        if ((err as { code?: string }).code !== '23505') throw err;
+        // Another writer moved the tail: append under the lock, reading the tail there.
+      }
+    }
+    const written = await inTransaction(this.db, async (tx) => {
+      const seq = await appendAuditIn(tx, entry, at);
+      return { seq, hash: await findAuditHash(tx, seq) };
+    });
+    this.#tail = written;
+    return written.seq;
+  }
 }
 
-/** Appends one entry inside the caller's transaction: the entry lands with the change it records, or neither does. */
-export async function appendAuditIn(tx: Transaction<Database>, entry: AuditEntry, at: Date): Promise<number> {
-  await sql`SELECT pg_advisory_xact_lock(${AUDIT_LOCK})`.execute(tx);
-  const last = await tx
-    .selectFrom('audit_log')
-    .select(['seq', 'hash'])
-    .orderBy('seq', 'desc')
-    .limit(1)
-    .executeTakeFirst();
-  const seq = (last ? Number(last.seq) : 0) + 1;
-  // Postgres keeps microseconds; a millisecond Date round-trips exactly, so the hash does too.
-  const row = {
+/** An entry as its row is hashed and stored (Postgres keeps microseconds; a millisecond Date round-trips exactly, so the hash does too). */
+function auditRow(seq: number, entry: AuditEntry, at: Date) {
+  return {
     seq,
     at: new Date(at.getTime()),
     actor: entry.actor,
@@ -102,12 +91,40 @@ export async function appendAuditIn(tx: Transaction<Database>, entry: AuditEntry
     target: entry.target ?? null,
     details: entry.details ?? {},
   };
+}
+
+/** The one-statement append after a known tail, under the chain's advisory lock. */
+async function appendAuditAfter(
+  db: ControlDb,
+  row: ReturnType<typeof auditRow>,
+  prevHash: string,
+  hash: string,
+): Promise<void> {
+  await sql`INSERT INTO audit_log (seq, at, actor, partner_id, action, target, details, prev_hash, hash)
+        SELECT ${row.seq}, ${row.at}, ${row.actor}, ${row.partner_id}, ${row.action}, ${row.target}, ${JSON.stringify(row.details)}::jsonb, ${prevHash}, ${hash}
+        FROM (SELECT pg_advisory_xact_lock(${AUDIT_LOCK})) AS chain_lock`.execute(db);
+}
+
+async function findAuditHash(db: ControlDb, seq: number): Promise<string> {
+  return (await db.selectFrom('audit_log').select('hash').where('seq', '=', seq).executeTakeFirstOrThrow()).hash;
+}
+
+/** Appends one entry inside the caller's transaction: the entry lands with the change it records, or neither does. */
+export async function appendAuditIn(tx: ControlTx, entry: AuditEntry, at: Date): Promise<number> {
+  await sql`SELECT pg_advisory_xact_lock(${AUDIT_LOCK})`.execute(tx);
+  const last = await tx
+    .selectFrom('audit_log')
+    .select(['seq', 'hash'])
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  const row = auditRow((last ? Number(last.seq) : 0) + 1, entry, at);
   const prev = last?.hash ?? GENESIS_HASH;
   await tx
     .insertInto('audit_log')
     .values({ ...row, details: JSON.stringify(row.details), prev_hash: prev, hash: entryHash(prev, row) })
     .execute();
-  return seq;
+  return row.seq;
 }
 
 /** Recomputes the chain; the first broken link, or ok. */
@@ -149,4 +166,81 @@ export async function verifyAuditChain(
     }
   }
   return { ok: true, entries: count };
+}
+
+/** Which entries a reader of the log sees: all of them, or a partner's own and the shared ones. */
+export type AuditScope = 'all' | { partnerId: string | null };
+
+/**
+ * A page of the log in sequence order. `action` is an exact action, or a prefix when it ends
+ * in a dot (`query.`). Shared entries are the room's own and the partnership's agreement
+ * changes (every partner is a party); not another partner's reads of the agreement, and not
+ * refused sign-ins (their address is for the host and steering).
+ */
+export async function listAuditEntries(
+  db: ControlDb,
+  q: { after: number; limit: number; scope: AuditScope; action?: string | undefined },
+): Promise<AuditRow[]> {
+  let query = db.selectFrom('audit_log').selectAll().where('seq', '>', q.after).orderBy('seq').limit(q.limit);
+  const scope = q.scope;
+  if (scope !== 'all') {
+    query = query.where((eb) =>
+      eb.or([
+        eb('partner_id', '=', scope.partnerId),
+        eb.and([eb('partner_id', 'is', null), eb('action', '!=', 'session.refused')]),
+        eb.and([eb('action', 'like', 'agreement.%'), eb('action', '!=', 'agreement.read')]),
+      ]),
+    );
+  }
+  if (q.action)
+    query = q.action.endsWith('.')
+      ? query.where('action', 'like', `${q.action.replaceAll('_', '\\_')}%`)
+      : query.where('action', '=', q.action);
+  return query.execute();
+}
+
+/** The agreement's changes logged in [from, to): proposals, decisions, activations (not reads). */
+export async function listAgreementChanges(
+  db: ControlDb,
+  from: Date,
+  to: Date,
+): Promise<Pick<AuditRow, 'at' | 'action' | 'target' | 'partner_id' | 'details'>[]> {
+  return db
+    .selectFrom('audit_log')
+    .select(['at', 'action', 'target', 'partner_id', 'details'])
+    .where('action', 'like', 'agreement.%')
+    .where('action', '!=', 'agreement.read')
+    .where('at', '>=', from)
+    .where('at', '<', to)
+    .orderBy('seq')
+    .execute();
+}
+
+/** One row of {@link countKpiReads}; sums are numeric, which the driver may hand over as text (read them with Number). */
+export interface KpiReadCount {
+  kpi: string;
+  partner: string | null;
+  role: string;
+  requests: string;
+  cells: string | null;
+  suppressed: string | null;
+}
+
+/**
+ * Reads per KPI in [from, to), by the reader's partner and role: series and band reads name
+ * their KPI (with the cells served and withheld), overviews and breach lists list theirs.
+ */
+export async function countKpiReads(db: ControlDb, from: Date, to: Date): Promise<KpiReadCount[]> {
+  const q = await sql<KpiReadCount>`
+    WITH reads AS (
+      SELECT target AS kpi, partner_id, details->>'role' AS role, (details->>'cells')::bigint AS cells, (details->>'suppressed')::bigint AS suppressed
+      FROM audit_log WHERE action IN ('query.series', 'query.bands') AND at >= ${from} AND at < ${to}
+      UNION ALL
+      SELECT k.value AS kpi, partner_id, details->>'role' AS role, NULL, NULL
+      FROM audit_log, jsonb_array_elements_text(CASE WHEN jsonb_typeof(details->'kpis') = 'array' THEN details->'kpis' ELSE '[]'::jsonb END) AS k(value)
+      WHERE action IN ('query.kpis', 'query.breaches') AND at >= ${from} AND at < ${to}
+    )
+    SELECT kpi, partner_id AS partner, coalesce(role, 'unknown') AS role, count(*) AS requests, sum(cells) AS cells, sum(suppressed) AS suppressed
+    FROM reads GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS FIRST, 3`.execute(db);
+  return q.rows;
 }

@@ -5,7 +5,7 @@ import { problemSchema } from '../platform/errors.js';
 import { requireRole, caller, auditRequest } from './auth.js';
 import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
-import { verifyAuditChain } from './audit-repository.js';
+import { listAuditEntries, verifyAuditChain } from './audit-repository.js';
 import { auditPageSchema, auditVerifySchema, transparencyContent, type JsonValue } from './governance-schemas.js';
 import { resolveMonth, transparencyCsv, transparencyReport } from './transparency.js';
 import { canSee } from './access-policy.js';
@@ -52,29 +52,13 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const p = caller(req);
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
       const whole = wholeLog.has(p.role);
-      let q = room.control.db
-        .selectFrom('audit_log')
-        .selectAll()
-        .where('seq', '>', req.query.after ?? 0)
-        .orderBy('seq')
-        .limit(req.query.limit);
-      // Shared: the room's own entries and the partnership's agreement changes (every partner is a
-      // party); not another partner's reads of the agreement, and not refused sign-ins (their
-      // address is for the host and steering).
-      if (!whole) {
-        q = q.where((eb) =>
-          eb.or([
-            eb('partner_id', '=', p.partnerId),
-            eb.and([eb('partner_id', 'is', null), eb('action', '!=', 'session.refused')]),
-            eb.and([eb('action', 'like', 'agreement.%'), eb('action', '!=', 'agreement.read')]),
-          ]),
-        );
-      }
-      if (req.query.action)
-        q = req.query.action.endsWith('.')
-          ? q.where('action', 'like', `${req.query.action.replaceAll('_', '\\_')}%`)
-          : q.where('action', '=', req.query.action);
-      const rows = await q.execute();
+      // Others read their own partner's entries and the shared ones (see listAuditEntries).
+      const rows = await listAuditEntries(room.control.db, {
+        after: req.query.after ?? 0,
+        limit: req.query.limit,
+        scope: whole ? 'all' : { partnerId: p.partnerId },
+        action: req.query.action,
+      });
       const all = rows.map((r) => ({
         seq: Number(r.seq),
         at: new Date(r.at).toISOString(),

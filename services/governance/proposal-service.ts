@@ -1,10 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { sql, type Transaction } from 'kysely';
-import { jsonColumn, type Database, type ProposalRow } from '../platform/control-db.js';
+import { inTransaction, jsonColumn, type ControlTx, type ProposalRow } from '../platform/control-db.js';
 import { requirePartnerAdmin } from './auth.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import type { AgreementVersion } from '../platform/agreement-schema.js';
+import {
+  createAgreementVersion,
+  findAgreementDocument,
+  findLatestAgreementVersion,
+  listAgreementVersions,
+  upsertPartners,
+} from './agreement-repository.js';
 import { diffAgreements, type AgreementChange } from './agreement-diff.js';
 import type { ProposalView } from './governance-schemas.js';
 import {
@@ -15,10 +21,21 @@ import {
   type Agreement,
 } from '../platform/agreement-schema.js';
 import { appendAuditIn } from './audit-repository.js';
-import type { Principal } from './token-repository.js';
+import {
+  createProposal,
+  createProposalDecision,
+  expireOpenProposals,
+  findOpenProposal,
+  findProposalById,
+  findProposalForUpdate,
+  listProposalDecisions,
+  listRecentProposals,
+  lockProposals,
+  updateProposal,
+} from './proposal-repository.js';
+import { listUnrevokedTokensNamed, revokeTokensOfPartnersOtherThan, type Principal } from './token-repository.js';
 
 export const DEFAULT_PROPOSAL_DAYS = 14;
-const PROPOSAL_LOCK = 7_417_002;
 
 /** A proposal as the API shows it (its shape is the response schema's). */
 export type { ProposalView };
@@ -43,14 +60,8 @@ export function proposedAgreement(document: unknown): Agreement {
 }
 
 /** Open proposals whose time ran out become expired (lazily, on every read or change). */
-async function expireOld(tx: Transaction<Database>, now: Date): Promise<void> {
-  const expired = await tx
-    .updateTable('agreement_proposals')
-    .set({ state: 'expired', decided_at: now })
-    .where('state', '=', 'open')
-    .where('expires_at', '<=', now)
-    .returning('id')
-    .execute();
+async function expireOld(tx: ControlTx, now: Date): Promise<void> {
+  const expired = await expireOpenProposals(tx, now);
   for (const e of expired)
     await appendAuditIn(
       tx,
@@ -59,34 +70,17 @@ async function expireOld(tx: Transaction<Database>, now: Date): Promise<void> {
     );
 }
 
-async function view(tx: Transaction<Database>, row: ProposalRow, now: Date): Promise<ProposalView> {
-  const base = await tx
-    .selectFrom('agreement_versions')
-    .select('document')
-    .where('version', '=', row.base_version)
-    .executeTakeFirstOrThrow();
-  const current = validateAgreement(jsonColumn<unknown>(base.document));
+async function view(tx: ControlTx, row: ProposalRow, now: Date): Promise<ProposalView> {
+  const base = await findAgreementDocument(tx, row.base_version);
+  const current = validateAgreement(jsonColumn<unknown>(base));
   const agreement = validateAgreement(jsonColumn<unknown>(row.document));
   if (!current.ok || !agreement.ok) throw new Error(`proposal ${row.id} or its base version no longer validates`);
-  const decisions = await tx
-    .selectFrom('proposal_decisions')
-    .selectAll()
-    .where('proposal_id', '=', row.id)
-    .orderBy('decided_at')
-    .execute();
+  const decisions = await listProposalDecisions(tx, row.id);
   const required = requiredPartners(current.agreement);
   const approved = new Set(decisions.filter((d) => d.decision === 'approve').map((d) => d.partner_id));
   const before = privilegedNames(current.agreement);
   const newly = [...privilegedNames(agreement.agreement)].filter((n) => !before.has(n));
-  const widens = newly.length
-    ? await tx
-        .selectFrom('tokens')
-        .select(['id', 'partner_id', 'role', 'name', 'expires_at'])
-        .where('revoked_at', 'is', null)
-        .where(sql<boolean>`lower(name) in (${sql.join(newly)})`)
-        .orderBy('id')
-        .execute()
-    : [];
+  const widens = newly.length ? await listUnrevokedTokensNamed(tx, newly) : [];
   return {
     id: row.id,
     state: row.state as ProposalView['state'],
@@ -126,14 +120,9 @@ function requiredPartners(current: Agreement): string[] {
 }
 
 export async function listProposals(room: Room): Promise<ProposalView[]> {
-  return room.control.db.transaction().execute(async (tx) => {
+  return inTransaction(room.control.db, async (tx) => {
     await expireOld(tx, room.clock.now());
-    const rows = await tx
-      .selectFrom('agreement_proposals')
-      .selectAll()
-      .orderBy('created_at', 'desc')
-      .limit(100)
-      .execute();
+    const rows = await listRecentProposals(tx, 100);
     const out: ProposalView[] = [];
     for (const r of rows) out.push(await view(tx, r, room.clock.now()));
     return out;
@@ -141,9 +130,9 @@ export async function listProposals(room: Room): Promise<ProposalView[]> {
 }
 
 export async function getProposal(room: Room, id: string): Promise<ProposalView> {
-  return room.control.db.transaction().execute(async (tx) => {
+  return inTransaction(room.control.db, async (tx) => {
     await expireOld(tx, room.clock.now());
-    const row = await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await findProposalById(tx, id);
     if (!row) throw notFound(`no proposal ${JSON.stringify(id.slice(0, 40))}`);
     return view(tx, row, room.clock.now());
   });
@@ -175,47 +164,37 @@ export async function propose(
   const id = newId();
   const digest = agreementDigest(agreement);
   const expiresAt = new Date(now.getTime() + (input.expiresInDays ?? DEFAULT_PROPOSAL_DAYS) * 86_400_000);
-  const result = await room.control.db.transaction().execute(async (tx) => {
+  const result = await inTransaction(room.control.db, async (tx) => {
     await expireOld(tx, now);
-    const open = await tx.selectFrom('agreement_proposals').select('id').where('state', '=', 'open').executeTakeFirst();
+    const open = await findOpenProposal(tx);
     if (open) throw conflict(`proposal ${open.id} is still open: approve, reject or let it expire first`);
     // Two proposals at once: the one-open index lets one in; the other is told, not given a 500.
-    await sql`SELECT pg_advisory_xact_lock(${PROPOSAL_LOCK})`.execute(tx);
-    const raced = await tx
-      .selectFrom('agreement_proposals')
-      .select('id')
-      .where('state', '=', 'open')
-      .executeTakeFirst();
+    await lockProposals(tx);
+    const raced = await findOpenProposal(tx);
     if (raced) throw conflict(`proposal ${raced.id} is still open: approve, reject or let it expire first`);
     const loosens = changes.some((c) => c.loosensPrivacy);
-    await tx
-      .insertInto('agreement_proposals')
-      .values({
-        id,
-        base_version: active.version,
-        document: JSON.stringify(agreement),
-        digest,
-        reason: input.reason,
-        changes: JSON.stringify(changes),
-        loosens_privacy: loosens,
-        proposed_by: p.tokenId,
-        proposer_partner: partner,
-        created_at: now,
-        expires_at: expiresAt,
-        state: 'open',
-      })
-      .execute();
-    await tx
-      .insertInto('proposal_decisions')
-      .values({
-        proposal_id: id,
-        partner_id: partner,
-        decision: 'approve',
-        token_id: p.tokenId,
-        decided_at: now,
-        note: 'proposed',
-      })
-      .execute();
+    await createProposal(tx, {
+      id,
+      base_version: active.version,
+      document: JSON.stringify(agreement),
+      digest,
+      reason: input.reason,
+      changes: JSON.stringify(changes),
+      loosens_privacy: loosens,
+      proposed_by: p.tokenId,
+      proposer_partner: partner,
+      created_at: now,
+      expires_at: expiresAt,
+      state: 'open',
+    });
+    await createProposalDecision(tx, {
+      proposal_id: id,
+      partner_id: partner,
+      decision: 'approve',
+      token_id: p.tokenId,
+      decided_at: now,
+      note: 'proposed',
+    });
     await appendAuditIn(
       tx,
       {
@@ -233,11 +212,7 @@ export async function propose(
       },
       now,
     );
-    return view(
-      tx,
-      await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow(),
-      now,
-    );
+    return view(tx, (await findProposalById(tx, id))!, now);
   });
   return result;
 }
@@ -254,14 +229,9 @@ export async function decide(
   const partner = requirePartnerAdmin(p, 'propose, approve or reject an agreement change');
   const now = room.clock.now();
   let activated: AgreementVersion | undefined;
-  const result = await room.control.db.transaction().execute(async (tx) => {
+  const result = await inTransaction(room.control.db, async (tx) => {
     await expireOld(tx, now);
-    const row = await tx
-      .selectFrom('agreement_proposals')
-      .selectAll()
-      .where('id', '=', id)
-      .forUpdate()
-      .executeTakeFirst();
+    const row = await findProposalForUpdate(tx, id);
     if (!row) throw notFound(`no proposal ${JSON.stringify(id.slice(0, 40))}`);
     if (row.state === 'expired') throw conflict(`proposal ${id} expired at ${iso(row.expires_at)}; propose it again`);
     if (row.state !== 'open') throw conflict(`proposal ${id} is ${row.state}; it takes no more decisions`);
@@ -270,17 +240,14 @@ export async function decide(
       throw forbidden(`partner ${partner} is not a party to this proposal`);
     const mine = current.decisions.find((d) => d.partner === partner);
     if (mine) throw conflict(`partner ${partner} already decided (${mine.decision}) on ${mine.at}`);
-    await tx
-      .insertInto('proposal_decisions')
-      .values({
-        proposal_id: id,
-        partner_id: partner,
-        decision,
-        token_id: p.tokenId,
-        decided_at: now,
-        note: note ?? null,
-      })
-      .execute();
+    await createProposalDecision(tx, {
+      proposal_id: id,
+      partner_id: partner,
+      decision,
+      token_id: p.tokenId,
+      decided_at: now,
+      note: note ?? null,
+    });
     await appendAuditIn(
       tx,
       {
@@ -293,22 +260,11 @@ export async function decide(
       now,
     );
     if (decision === 'reject') {
-      await tx
-        .updateTable('agreement_proposals')
-        .set({ state: 'rejected', decided_at: now })
-        .where('id', '=', id)
-        .execute();
+      await updateProposal(tx, id, { state: 'rejected', decided_at: now });
     } else if (current.waitingFor.length === 1 && current.waitingFor[0] === partner) {
-      const latest = await tx
-        .selectFrom('agreement_versions')
-        .select((eb) => eb.fn.max('version').as('v'))
-        .executeTakeFirstOrThrow();
-      if (Number(latest.v) !== current.baseVersion) {
-        await tx
-          .updateTable('agreement_proposals')
-          .set({ state: 'superseded', decided_at: now })
-          .where('id', '=', id)
-          .execute();
+      const latest = await findLatestAgreementVersion(tx);
+      if (latest !== current.baseVersion) {
+        await updateProposal(tx, id, { state: 'superseded', decided_at: now });
         await appendAuditIn(
           tx,
           {
@@ -316,41 +272,25 @@ export async function decide(
             partnerId: null,
             action: 'agreement.proposal.superseded',
             target: id,
-            details: { baseVersion: current.baseVersion, latestVersion: Number(latest.v) },
+            details: { baseVersion: current.baseVersion, latestVersion: latest },
           },
           now,
         );
       } else {
         const version = current.baseVersion + 1;
-        await tx
-          .insertInto('agreement_versions')
-          .values({
-            version,
-            document: JSON.stringify(current.agreement),
-            digest: current.digest,
-            source: `proposal ${id}`,
-            created_at: now,
-            activated_at: now,
-            proposal_id: id,
-          })
-          .execute();
-        for (const pt of current.agreement.partners) {
-          await tx
-            .insertInto('partners')
-            .values({ id: pt.id, name: pt.name, created_at: now })
-            .onConflict((oc) => oc.column('id').doUpdateSet({ name: pt.name }))
-            .execute();
-        }
+        await createAgreementVersion(tx, {
+          version,
+          document: JSON.stringify(current.agreement),
+          digest: current.digest,
+          source: `proposal ${id}`,
+          created_at: now,
+          activated_at: now,
+          proposal_id: id,
+        });
+        await upsertPartners(tx, current.agreement.partners, now);
         // A partner the new version drops loses its access with it: every token of it is revoked.
         const kept = current.agreement.partners.map((pt) => pt.id);
-        const dropped = await tx
-          .updateTable('tokens')
-          .set({ revoked_at: now })
-          .where('revoked_at', 'is', null)
-          .where('partner_id', 'is not', null)
-          .where('partner_id', 'not in', kept)
-          .returning(['id', 'partner_id'])
-          .execute();
+        const dropped = await revokeTokensOfPartnersOtherThan(tx, kept, now);
         for (const d of dropped)
           await appendAuditIn(
             tx,
@@ -363,11 +303,7 @@ export async function decide(
             },
             now,
           );
-        await tx
-          .updateTable('agreement_proposals')
-          .set({ state: 'active', decided_at: now, result_version: version })
-          .where('id', '=', id)
-          .execute();
+        await updateProposal(tx, id, { state: 'active', decided_at: now, result_version: version });
         await appendAuditIn(
           tx,
           {
@@ -382,11 +318,7 @@ export async function decide(
         activated = { version, agreement: current.agreement, digest: current.digest, activatedAt: now };
       }
     }
-    return view(
-      tx,
-      await tx.selectFrom('agreement_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow(),
-      now,
-    );
+    return view(tx, (await findProposalById(tx, id))!, now);
   });
   if (activated) await applyAgreement(room, activated, log);
   return result;
@@ -420,11 +352,7 @@ export async function applyAgreement(
 export async function listVersions(
   room: Room,
 ): Promise<{ version: number; digest: string; source: string; activatedAt: string | null; proposal: string | null }[]> {
-  const rows = await room.control.db
-    .selectFrom('agreement_versions')
-    .select(['version', 'digest', 'source', 'activated_at', 'proposal_id'])
-    .orderBy('version', 'desc')
-    .execute();
+  const rows = await listAgreementVersions(room.control.db);
   return rows.map((r) => ({
     version: Number(r.version),
     digest: r.digest,

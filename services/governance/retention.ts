@@ -36,91 +36,30 @@ export function retentionHorizon(today: string, retention: string): string {
  * run deletes something at most once a day). The deletion is a snapshot of its own, like a
  * batch: caches and rollups of the KPIs it touched move on, and its count is an audit entry.
  * Results as of an earlier snapshot can no longer be reproduced from deleted points, so such
- * a `?snapshot=` is refused (resolveRange). It waits for the batches landing now and holds
- * ingest (every writer slot) while it deletes.
+ * a `?snapshot=` is refused (resolveRange). The store deletes (DuckStore.retirePoints): it waits
+ * for the batches landing now and holds ingest (every writer slot) while it deletes.
  */
 export async function runRetention(room: Room, log?: Pick<Logger, 'info'>): Promise<RetentionResult> {
   const a = room.agreement().agreement;
   if (!a.retention) return { before: null, deleted: 0, perKpi: {}, snapshot: null };
   const now = room.clock.now();
   const before = retentionHorizon(localToday(now, a.partnership.timezone), a.retention);
-  const duck = room.duck;
-  // Every writer slot first: no batch is landing, so no earlier snapshot is pending when the
-  // deletion takes its number, and readers at the watermark never see the deletion early.
-  const slots: (() => void)[] = [];
-  const conn = await duck.connect();
-  let snapshot: number | undefined;
-  let open = false;
-  try {
-    for (let i = 0; i < duck.slots.size; i++) slots.push(await duck.slots.acquire());
-    await conn.run('BEGIN TRANSACTION');
-    open = true;
-    // Counted inside the transaction: what it counts is what its DELETE removes.
-    const counts = (
-      await conn.runAndReadAll(
-        `SELECT kpi, count(*)::BIGINT AS n, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE local_day < $1::DATE GROUP BY kpi ORDER BY kpi`,
-        [before],
-      )
-    ).getRowObjectsJson();
-    if (counts.length === 0) {
-      await conn.run('ROLLBACK');
-      open = false;
-      return { before, deleted: 0, perKpi: {}, snapshot: null };
-    }
-    snapshot = duck.snapshots.reserve();
-    const deleted = Number(
-      (await conn.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged,
-    );
-    const perKpi = Object.fromEntries(counts.map((c) => [String(c['kpi']), Number(c['n'])]));
-    const kpis = Object.keys(perKpi);
-    await conn.run(
-      `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
-       VALUES ($1, $2, $3, NULL, '', 'retention', 0, 0, '', $4, $5, $6::TIMESTAMPTZ, $6::TIMESTAMPTZ, string_split($7, ','))`,
-      [
-        `retention-${randomUUID()}`,
-        snapshot,
-        ROOM_PARTNER,
-        JSON.stringify({ deleted, before }),
-        room.agreement().version,
-        now.toISOString(),
-        kpis.join(','),
-      ],
-    );
-    await conn.run(`INSERT OR REPLACE INTO room_settings VALUES ('retired_before_snapshot', $1)`, [String(snapshot)]);
-    // The rollups recompute these days once the snapshot is visible (rollups.ts reads and clears them).
-    for (const c of counts) {
-      const key = `rollup_removed:${String(c['kpi'])}`;
-      const prev = (
-        await conn.runAndReadAll('SELECT value FROM room_settings WHERE key = $1', [key])
-      ).getRowObjectsJson()[0];
-      const p = prev ? (JSON.parse(String(prev['value'])) as { lo: string }) : undefined;
-      await conn.run('INSERT OR REPLACE INTO room_settings VALUES ($1, $2)', [
-        key,
-        JSON.stringify({ lo: p && p.lo < String(c['lo']) ? p.lo : String(c['lo']), hi: String(c['hi']), snapshot }),
-      ]);
-    }
-    await conn.run('COMMIT');
-    open = false;
-    duck.retiredBefore = snapshot;
-    duck.landed({ snapshot, partner: ROOM_PARTNER, kpis, receivedAt: now, landedAt: now });
-    await room.audit({
-      actor: 'system',
-      partnerId: null,
-      action: 'retention.deleted',
-      details: { deleted, perKpi, before, retention: a.retention, snapshot },
-    });
-    log?.info(`retention: deleted ${deleted} points on local days before ${before} (snapshot ${snapshot})`);
-    return { before, deleted, perKpi, snapshot };
-  } catch (err) {
-    if (open) {
-      await conn.run('ROLLBACK').catch(() => undefined);
-      if (snapshot !== undefined) duck.snapshots.abort(snapshot);
-    }
-    throw err;
-  } finally {
-    for (const release of slots) release();
-    duck.release(conn);
-  }
+  const retired = await room.duck.retirePoints(before, {
+    id: `retention-${randomUUID()}`,
+    partner: ROOM_PARTNER,
+    at: now,
+    agreementVersion: room.agreement().version,
+  });
+  if (!retired) return { before, deleted: 0, perKpi: {}, snapshot: null };
+  const { deleted, perKpi, snapshot } = retired;
+  await room.audit({
+    actor: 'system',
+    partnerId: null,
+    action: 'retention.deleted',
+    details: { deleted, perKpi, before, retention: a.retention, snapshot },
+  });
+  log?.info(`retention: deleted ${deleted} points on local days before ${before} (snapshot ${snapshot})`);
+  return { before, deleted, perKpi, snapshot };
 }
 
 /** Runs retention at start and then every `everyMs`; the function it returns stops it (waiting for a run). */

@@ -5,7 +5,7 @@ import { DuckStore } from '../platform/duck-store.js';
 import { migrateControlDb } from '../platform/migrate.js';
 import { ensureRotationKey } from '../platform/secret.js';
 import { partnerKey, rekey } from '../ingest/pseudonymiser.js';
-import { appendAudit } from './audit-repository.js';
+import { AuditChain } from './audit-repository.js';
 
 export interface RotationResult {
   generation: number;
@@ -30,54 +30,19 @@ export async function rotatePseudonymSecret(
     const generation = duck.pseudonymGeneration + 1;
     const key = ensureRotationKey(config.dataDir, generation);
     const keys = new Map<string, Buffer>();
-    const reader = await duck.connect();
-    const writer = await duck.connect();
-    let pseudonyms = 0;
-    let points = 0;
-    try {
-      await writer.run(
-        'CREATE OR REPLACE TABLE pseudonym_rekey (partner VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL)',
-      );
-      const appender = await writer.createAppender('pseudonym_rekey');
-      const result = await reader.stream('SELECT DISTINCT partner, subject FROM points');
-      for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
-        for (const [partner, subject] of chunk.getRows() as [string, string][]) {
-          let k = keys.get(partner);
-          if (!k) keys.set(partner, (k = partnerKey(key, partner)));
-          appender.appendVarchar(partner);
-          appender.appendVarchar(subject);
-          appender.appendVarchar(rekey(k, subject));
-          appender.endRow();
-          pseudonyms++;
-        }
-        onProgress(pseudonyms);
-      }
-      appender.flushSync();
-      appender.closeSync();
-      await writer.run('BEGIN TRANSACTION');
-      try {
-        const r = await writer.run(
-          'UPDATE points SET subject = r.new FROM pseudonym_rekey r WHERE points.partner = r.partner AND points.subject = r.old',
-        );
-        points = Number(r.rowsChanged);
-        await writer.run(`INSERT OR REPLACE INTO room_settings VALUES ('pseudonym_generation', $1)`, [
-          String(generation),
-        ]);
-        await writer.run('COMMIT');
-      } catch (err) {
-        await writer.run('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
-      await writer.run('DROP TABLE pseudonym_rekey');
-    } finally {
-      duck.release(reader);
-      duck.release(writer);
-    }
+    const { pseudonyms, points } = await duck.rekeyPseudonyms(
+      generation,
+      (partner, subject) => {
+        let k = keys.get(partner);
+        if (!k) keys.set(partner, (k = partnerKey(key, partner)));
+        return rekey(k, subject);
+      },
+      onProgress,
+    );
     const control = await openControlDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     try {
       await migrateControlDb(control.db);
-      await appendAudit(
-        control.db,
+      await new AuditChain(control.db).append(
         { actor: 'cli', partnerId: null, action: 'secret.rotated', details: { generation, pseudonyms, points } },
         new Date(),
       );

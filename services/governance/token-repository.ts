@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Kysely } from 'kysely';
-import type { ControlDb, Database, TokenRow } from '../platform/control-db.js';
+import { sql } from 'kysely';
+import type { ControlDb, ControlTx, TokenRow } from '../platform/control-db.js';
 import type { TokenView } from './governance-schemas.js';
 
 export const roles = ['ingest', 'analyst', 'owner', 'steering', 'admin', 'operator'] as const;
@@ -20,7 +20,7 @@ export function hashToken(token: string): string {
 
 /** Creates a token; the plain token is returned once and only its hash is stored. */
 export async function createToken(
-  db: Kysely<Database>,
+  db: ControlDb,
   input: {
     partnerId: string | null;
     role: Role;
@@ -61,7 +61,7 @@ export async function findPrincipalByToken(db: ControlDb, token: string, now: Da
   return { tokenId: row.id, partnerId: row.partner_id, role: row.role as Role, name: row.name };
 }
 
-export async function revokeToken(db: Kysely<Database>, id: string, now: Date): Promise<boolean> {
+export async function revokeToken(db: ControlDb, id: string, now: Date): Promise<boolean> {
   const r = await db
     .updateTable('tokens')
     .set({ revoked_at: now })
@@ -106,4 +106,43 @@ export async function listTokens(db: ControlDb, partnerId: string | null): Promi
 
 export async function findToken(db: ControlDb, id: string): Promise<TokenRow | undefined> {
   return db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** A token under a row lock for the rest of the transaction (two rotations at once make one replacement). */
+export async function findTokenForUpdate(tx: ControlTx, id: string): Promise<TokenRow> {
+  return tx.selectFrom('tokens').selectAll().where('id', '=', id).forUpdate().executeTakeFirstOrThrow();
+}
+
+export async function setTokenExpiry(db: ControlDb, id: string, expiresAt: Date): Promise<void> {
+  await db.updateTable('tokens').set({ expires_at: expiresAt }).where('id', '=', id).execute();
+}
+
+/** Unrevoked tokens whose name is one of `lowerNames` (compared lower-case), by id. */
+export async function listUnrevokedTokensNamed(
+  db: ControlDb,
+  lowerNames: string[],
+): Promise<Pick<TokenRow, 'id' | 'partner_id' | 'role' | 'name' | 'expires_at'>[]> {
+  return db
+    .selectFrom('tokens')
+    .select(['id', 'partner_id', 'role', 'name', 'expires_at'])
+    .where('revoked_at', 'is', null)
+    .where(sql<boolean>`lower(name) in (${sql.join(lowerNames)})`)
+    .orderBy('id')
+    .execute();
+}
+
+/** Revokes every live token of a partner not in `keptPartners` (partner-less tokens stay); the ones revoked now. */
+export async function revokeTokensOfPartnersOtherThan(
+  db: ControlDb,
+  keptPartners: string[],
+  now: Date,
+): Promise<Pick<TokenRow, 'id' | 'partner_id'>[]> {
+  return db
+    .updateTable('tokens')
+    .set({ revoked_at: now })
+    .where('revoked_at', 'is', null)
+    .where('partner_id', 'is not', null)
+    .where('partner_id', 'not in', keptPartners)
+    .returning(['id', 'partner_id'])
+    .execute();
 }

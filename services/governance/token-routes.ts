@@ -5,10 +5,20 @@ import { problemSchema } from '../platform/errors.js';
 import { requirePartnerAdmin, caller, auditRequest } from './auth.js';
 import { privilegedNames } from '../platform/agreement-schema.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
+import { inTransaction } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { appendAuditIn } from './audit-repository.js';
 import { issuedTokenSchema, rotatedTokenSchema, tokenSchema, tokensResponseSchema } from './governance-schemas.js';
-import { createToken, findToken, listTokens, revokeToken, tokenView, type Role } from './token-repository.js';
+import {
+  createToken,
+  findToken,
+  findTokenForUpdate,
+  listTokens,
+  revokeToken,
+  setTokenExpiry,
+  tokenView,
+  type Role,
+} from './token-repository.js';
 
 /** Roles a partner admin hands out; steering and operator tokens are issued by the room's host (CLI). */
 export const adminIssuedRoles = ['ingest', 'analyst', 'owner', 'admin'] as const satisfies readonly Role[];
@@ -108,7 +118,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
           `body.name: ${req.body.name} is a steering member, named on a need-to-know KPI or another KPI owner; the room's host issues that token`,
           'body.name',
         );
-      const { token, id } = await room.control.db.transaction().execute(async (tx) => {
+      const { token, id } = await inTransaction(room.control.db, async (tx) => {
         const made = await createToken(
           tx,
           { partnerId: partner, role: req.body.role, name: req.body.name, expiresAt, createdBy: p.tokenId },
@@ -156,7 +166,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const partner = requirePartnerAdmin(p, "manage its partner's tokens");
       const now = room.clock.now();
       await ownToken(room, partner, req.params.id);
-      await room.control.db.transaction().execute(async (tx) => {
+      await inTransaction(room.control.db, async (tx) => {
         if (!(await revokeToken(tx, req.params.id, now))) throw conflict(`token ${req.params.id} is already revoked`);
         await appendAuditIn(
           tx,
@@ -215,14 +225,9 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         );
       }
       const overlapEnds = new Date(now.getTime() + (req.body?.overlapHours ?? 24) * 3_600_000);
-      const issued = await room.control.db.transaction().execute(async (tx) => {
+      const issued = await inTransaction(room.control.db, async (tx) => {
         // Checked under a row lock: two rotations at once make one replacement, not two.
-        const current = await tx
-          .selectFrom('tokens')
-          .selectAll()
-          .where('id', '=', old.id)
-          .forUpdate()
-          .executeTakeFirstOrThrow();
+        const current = await findTokenForUpdate(tx, old.id);
         if (tokenView(current, now).state !== 'live')
           throw conflict(`token ${old.id} is ${tokenView(current, now).state}; issue a new one instead`);
         const oldExpiry = current.expires_at ? new Date(current.expires_at) : null;
@@ -239,7 +244,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
           now,
         );
         const validUntil = oldExpiry && oldExpiry < overlapEnds ? oldExpiry : overlapEnds;
-        await tx.updateTable('tokens').set({ expires_at: validUntil }).where('id', '=', current.id).execute();
+        await setTokenExpiry(tx, current.id, validUntil);
         await appendAuditIn(
           tx,
           {

@@ -1,5 +1,6 @@
 import { stringify } from 'csv-stringify/sync';
-import { sql } from 'kysely';
+import { countIncidentsByScope } from '../alerts/incident-repository.js';
+import { countMessagesByChannel } from '../alerts/outbox-repository.js';
 import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { badRequest } from '../platform/errors.js';
@@ -7,6 +8,7 @@ import { kpiFreshness } from '../query/freshness.js';
 import { localToday } from '../platform/calendar.js';
 import { canSee } from './access-policy.js';
 import type { TransparencyReport } from './governance-schemas.js';
+import { countKpiReads, listAgreementChanges } from './audit-repository.js';
 import type { Principal } from './token-repository.js';
 
 /** The metadata report, counts and times only (its shape is the response schema's). */
@@ -83,50 +85,23 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
   const { from, to } = monthBounds(month, a.partnership.timezone);
   const db = room.control.db;
 
-  const conn = await room.duck.connect();
-  let partners: TransparencyReport['partners'];
-  let feedRows: { partner: string; kpi: string; batches: number; points: number; last: string | null }[];
-  try {
-    const b = await conn.runAndReadAll(
-      `SELECT partner, count(*)::INTEGER AS batches, sum(accepted)::BIGINT AS accepted, sum(rejected)::BIGINT AS rejected, max(received_at) AS last
-       FROM batches WHERE landed_at >= $1::TIMESTAMPTZ AND landed_at < $2::TIMESTAMPTZ AND snapshot <= $3 GROUP BY partner`,
-      [from.toISOString(), to.toISOString(), room.duck.snapshots.latest],
-    );
-    const byPartner = new Map(b.getRowObjectsJson().map((r) => [String(r['partner']), r]));
-    partners = a.partners.map((p) => {
-      const r = byPartner.get(p.id);
-      return {
-        partner: p.id,
-        batches: Number(r?.['batches'] ?? 0),
-        pointsAccepted: Number(r?.['accepted'] ?? 0),
-        pointsRejected: Number(r?.['rejected'] ?? 0),
-        lastArrival: iso(r?.['last']),
-      };
-    });
-    // Points per feed, counted over the batches that landed in the month (their snapshots).
-    const f = await conn.runAndReadAll(
-      `WITH month AS (SELECT snapshot, partner, kpis, received_at FROM batches WHERE landed_at >= $1::TIMESTAMPTZ AND landed_at < $2::TIMESTAMPTZ AND snapshot <= $3),
-            touched AS (SELECT partner, unnest(kpis) AS kpi, received_at FROM month),
-            feeds AS (SELECT partner, kpi, count(*)::INTEGER AS batches, max(received_at) AS last FROM touched GROUP BY ALL),
-            pts AS (SELECT p.partner, p.kpi, count(*)::BIGINT AS points FROM points p WHERE p.snapshot IN (SELECT snapshot FROM month) GROUP BY ALL)
-       SELECT feeds.partner, feeds.kpi, feeds.batches, coalesce(pts.points, 0) AS points, feeds.last FROM feeds LEFT JOIN pts USING (partner, kpi)`,
-      [from.toISOString(), to.toISOString(), room.duck.snapshots.latest],
-    );
-    feedRows = f.getRowObjectsJson().map((r) => ({
-      partner: String(r['partner']),
-      kpi: String(r['kpi']),
-      batches: Number(r['batches']),
-      points: Number(r['points']),
-      last: iso(r['last']),
-    }));
-  } finally {
-    room.duck.release(conn);
-  }
+  const activity = await room.duck.batchActivity(from, to, room.duck.snapshots.latest);
+  const partners: TransparencyReport['partners'] = a.partners.map((p) => {
+    const r = activity.partners.find((x) => x.partner === p.id);
+    return {
+      partner: p.id,
+      batches: r?.batches ?? 0,
+      pointsAccepted: r?.accepted ?? 0,
+      pointsRejected: r?.rejected ?? 0,
+      lastArrival: iso(r?.last),
+    };
+  });
   const now = room.clock.now();
   const since = active.activatedAt ?? now;
   const feeds: TransparencyReport['feeds'] = a.kpis.flatMap((k) =>
     kpiFreshness(a, k, room.duck.arrivals, now, since).map((fr) => {
-      const r = feedRows.find((x) => x.partner === fr.partner && x.kpi === k.id);
+      // Points per feed, counted over the batches that landed in the month (their snapshots).
+      const r = activity.feeds.find((x) => x.partner === fr.partner && x.kpi === k.id);
       return {
         partner: fr.partner,
         kpi: k.id,
@@ -140,25 +115,7 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
   );
 
   // Reads per KPI, by the reader's partner and role: series name their KPI, overviews and breach lists list theirs.
-  const q = await sql<{
-    kpi: string;
-    partner: string | null;
-    role: string;
-    requests: string;
-    cells: string | null;
-    suppressed: string | null;
-  }>`
-    WITH reads AS (
-      SELECT target AS kpi, partner_id, details->>'role' AS role, (details->>'cells')::bigint AS cells, (details->>'suppressed')::bigint AS suppressed
-      FROM audit_log WHERE action IN ('query.series', 'query.bands') AND at >= ${from} AND at < ${to}
-      UNION ALL
-      SELECT k.value AS kpi, partner_id, details->>'role' AS role, NULL, NULL
-      FROM audit_log, jsonb_array_elements_text(CASE WHEN jsonb_typeof(details->'kpis') = 'array' THEN details->'kpis' ELSE '[]'::jsonb END) AS k(value)
-      WHERE action IN ('query.kpis', 'query.breaches') AND at >= ${from} AND at < ${to}
-    )
-    SELECT kpi, partner_id AS partner, coalesce(role, 'unknown') AS role, count(*) AS requests, sum(cells) AS cells, sum(suppressed) AS suppressed
-    FROM reads GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS FIRST, 3`.execute(db);
-  const queries = q.rows.map((r) => ({
+  const queries = (await countKpiReads(db, from, to)).map((r) => ({
     kpi: r.kpi,
     partner: r.partner,
     role: r.role,
@@ -167,35 +124,14 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
     cellsSuppressed: Number(r.suppressed ?? 0),
   }));
 
-  const inc = await sql<{ kpi: string; scope: string; opened: string; resolved: string }>`
-    SELECT kpi, scope, count(*) FILTER (WHERE opened_at >= ${from} AND opened_at < ${to}) AS opened,
-           count(*) FILTER (WHERE resolved_at >= ${from} AND resolved_at < ${to}) AS resolved
-    FROM incidents WHERE (opened_at >= ${from} AND opened_at < ${to}) OR (resolved_at >= ${from} AND resolved_at < ${to})
-    GROUP BY 1, 2 ORDER BY 1, 2`.execute(db);
-  const incidents = inc.rows.map((r) => ({
+  const incidents = (await countIncidentsByScope(db, from, to)).map((r) => ({
     kpi: r.kpi,
     scope: r.scope,
     opened: Number(r.opened),
     resolved: Number(r.resolved),
   }));
 
-  const n = await db
-    .selectFrom('outbox')
-    .select((eb) => [
-      'channel',
-      'partner_id',
-      'state',
-      eb.fn.countAll<string>().as('count'),
-      eb.fn.max('created_at').as('last'),
-    ])
-    .where('created_at', '>=', from)
-    .where('created_at', '<', to)
-    .groupBy(['channel', 'partner_id', 'state'])
-    .orderBy('channel')
-    .orderBy('partner_id')
-    .orderBy('state')
-    .execute();
-  const notifications = n.map((r) => ({
+  const notifications = (await countMessagesByChannel(db, from, to)).map((r) => ({
     channel: r.channel,
     partner: r.partner_id,
     state: r.state,
@@ -203,16 +139,7 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
     lastAt: iso(r.last),
   }));
 
-  const changes = await db
-    .selectFrom('audit_log')
-    .select(['at', 'action', 'target', 'partner_id', 'details'])
-    .where('action', 'like', 'agreement.%')
-    .where('action', '!=', 'agreement.read')
-    .where('at', '>=', from)
-    .where('at', '<', to)
-    .orderBy('seq')
-    .execute();
-  const agreementChanges = changes.map((c) => {
+  const agreementChanges = (await listAgreementChanges(db, from, to)).map((c) => {
     const d = jsonColumn(c.details);
     const version = c.target?.startsWith('v') ? Number(c.target.slice(1)) : null;
     return {

@@ -1,7 +1,16 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { Kysely, PostgresDialect, type ColumnType, type Selectable } from 'kysely';
+import {
+  Kysely,
+  PostgresDialect,
+  sql,
+  type ColumnType,
+  type Insertable,
+  type Selectable,
+  type Transaction,
+  type Updateable,
+} from 'kysely';
 import pg from 'pg';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -146,12 +155,36 @@ export interface Database {
 }
 
 export type Partner = Selectable<PartnersTable>;
+export type AgreementVersionRow = Selectable<AgreementVersionsTable>;
+export type NewAgreementVersion = Insertable<AgreementVersionsTable>;
 export type TokenRow = Selectable<TokensTable>;
+export type NewToken = Insertable<TokensTable>;
 export type AuditRow = Selectable<AuditLogTable>;
+export type NewAuditRow = Insertable<AuditLogTable>;
 export type IncidentRow = Selectable<IncidentsTable>;
+export type NewIncident = Insertable<IncidentsTable>;
+export type IncidentUpdate = Updateable<IncidentsTable>;
 export type OutboxRow = Selectable<OutboxTable>;
+export type NewOutboxRow = Insertable<OutboxTable>;
+export type WebhookEndpointRow = Selectable<WebhookEndpointsTable>;
 export type ProposalRow = Selectable<AgreementProposalsTable>;
+export type NewProposal = Insertable<AgreementProposalsTable>;
+export type ProposalUpdate = Updateable<AgreementProposalsTable>;
+export type ProposalDecisionRow = Selectable<ProposalDecisionsTable>;
+export type NewProposalDecision = Insertable<ProposalDecisionsTable>;
+
+/** The control plane, or one transaction of it: every repository function takes one as its first argument. */
 export type ControlDb = Kysely<Database>;
+/** A control-plane transaction: repository functions that lock (advisory locks, FOR UPDATE) need one. */
+export type ControlTx = Transaction<Database>;
+
+/**
+ * Runs `fn` in one control-plane transaction: it commits when `fn` resolves and rolls back when
+ * it throws. Services open transactions with this and hand `tx` to repository functions.
+ */
+export function inTransaction<T>(db: ControlDb, fn: (tx: ControlTx) => Promise<T>): Promise<T> {
+  return db.transaction().execute(fn);
+}
 
 /** A jsonb column's value as an object, whether the driver parsed it or handed over the text. */
 export function jsonColumn<T = Record<string, unknown>>(v: unknown): T {
@@ -203,7 +236,13 @@ export interface ControlDbHandle {
   db: ControlDb;
   /** 'postgres' for a server, 'pglite' for the embedded database. */
   kind: 'postgres' | 'pglite';
+  /** Resolves when the database answers (readiness). */
+  ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+function handle(db: ControlDb, kind: ControlDbHandle['kind']): ControlDbHandle {
+  return { db, kind, ping: async () => void (await sql`SELECT 1`.execute(db)), close: () => db.destroy() };
 }
 
 /** Opens the control plane: the pg driver for DATABASE_URL, else PGlite under the data dir. */
@@ -217,8 +256,7 @@ export async function openControlDb(opts: {
     // Fail fast with a clear error instead of on the first request.
     const c = await pool.connect();
     c.release();
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    return { db, kind: 'postgres', close: () => db.destroy() };
+    return handle(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
   }
   let dir: string | undefined;
   if (!opts.memory) {
@@ -227,6 +265,5 @@ export async function openControlDb(opts: {
     mkdirSync(dir, { recursive: true });
   }
   const lite = await PGlite.create({ ...(dir ? { dataDir: dir } : {}), parsers: { 20: (v: string) => Number(v) } });
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: pglitePool(lite) as never }) });
-  return { db, kind: 'pglite', close: () => db.destroy() };
+  return handle(new Kysely<Database>({ dialect: new PostgresDialect({ pool: pglitePool(lite) as never }) }), 'pglite');
 }

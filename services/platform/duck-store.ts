@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBConnection, type DuckDBValue, type Json } from '@duckdb/node-api';
 import { sqlDir } from './paths.js';
 
 /**
@@ -147,6 +147,124 @@ export interface LandedBatch {
   landedAt: Date;
 }
 
+/** A batch's receipt as the store keeps it in `batches`: ingest's batches and retention runs alike. */
+export interface BatchRecord {
+  id: string;
+  snapshot: number;
+  partner: string;
+  idempotencyKey: string | null;
+  bodySha256: string;
+  contentType: string;
+  accepted: number;
+  rejected: number;
+  checksum: string;
+  /** JSON text: a batch's field errors, or what a retention run deleted. */
+  errors: string;
+  agreementVersion: number;
+  /** Instants: ISO-8601 when written; as DuckDB renders them when read (parse with Date). */
+  receivedAt: string;
+  landedAt: string;
+  kpis: readonly string[];
+}
+
+/**
+ * Local days of a KPI whose points a retention run deleted at `snapshot`: no point carries that
+ * snapshot, so the rollups learn of them here ({@link DuckStore.removedDays}) and recompute them.
+ */
+export interface RemovedDays {
+  kpi: string;
+  lo: string;
+  hi: string;
+  snapshot: number;
+}
+
+/** What a retention run deleted (its own snapshot, like a batch's). */
+export interface Retirement {
+  snapshot: number;
+  deleted: number;
+  perKpi: Record<string, number>;
+}
+
+/** One statement and its parameters, as the aggregate compiler makes them. */
+export interface Statement {
+  sql: string;
+  params: DuckDBValue[];
+}
+
+// room_settings keys: what the store remembers across restarts besides points and batches.
+const TIMEZONE = 'timezone';
+const RETIRED_BEFORE = 'retired_before_snapshot';
+const PSEUDONYM_GENERATION = 'pseudonym_generation';
+const ROLLUP_THROUGH = 'rollup_through';
+const ROLLUP_REMOVED = 'rollup_removed:';
+
+// Spool rows are `kpi, epoch ms, value, pseudonym, dims JSON` separated by tabs; nothing in
+// them can hold a tab or newline (ids are checked, JSON escapes control characters).
+const INSERT_SEGMENT = `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
+  SELECT $1::UINTEGER, $2::VARCHAR, kpi, make_timestamptz(ms * 1000), value, subject, nullif(dims, ''), timezone($4, make_timestamptz(ms * 1000))::DATE
+  FROM read_csv($3, delim = '\t', header = false, quote = '', escape = '', auto_detect = false, buffer_size = 4194304,
+    columns = {'kpi': 'VARCHAR', 'ms': 'BIGINT', 'value': 'DOUBLE', 'subject': 'VARCHAR', 'dims': 'VARCHAR'})`;
+
+const INSERT_BATCH = `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ, string_split($14, ','))`;
+
+async function setting(c: DuckDBConnection, key: string): Promise<string | undefined> {
+  const row = (await c.runAndReadAll('SELECT value FROM room_settings WHERE key = $1', [key])).getRowObjectsJson()[0];
+  return row ? String(row['value']) : undefined;
+}
+
+async function putSetting(c: DuckDBConnection, key: string, value: string): Promise<void> {
+  await c.run('INSERT OR REPLACE INTO room_settings VALUES ($1, $2)', [key, value]);
+}
+
+async function insertBatch(c: DuckDBConnection, b: BatchRecord): Promise<void> {
+  await c.run(INSERT_BATCH, [
+    b.id,
+    b.snapshot,
+    b.partner,
+    b.idempotencyKey,
+    b.bodySha256,
+    b.contentType,
+    b.accepted,
+    b.rejected,
+    b.checksum,
+    b.errors,
+    b.agreementVersion,
+    b.receivedAt,
+    b.landedAt,
+    b.kpis.join(','),
+  ]);
+}
+
+/**
+ * A write transaction on the store, as a batch lands: its points, segment by segment, then its
+ * receipt. Only {@link DuckStore.transaction} makes one.
+ */
+export class StoreTransaction {
+  readonly #c: DuckDBConnection;
+  readonly #open: () => boolean;
+  constructor(c: DuckDBConnection, open: () => boolean) {
+    this.#c = c;
+    this.#open = open;
+  }
+
+  /** The connection while the transaction is open: a statement after COMMIT or ROLLBACK would autocommit. */
+  get #conn(): DuckDBConnection {
+    if (!this.#open()) throw new Error('the store transaction is over');
+    return this.#c;
+  }
+
+  /** Appends a spooled segment of a batch's points, with their local day in `timezone`. */
+  async appendPoints(segment: string, b: { snapshot: number; partner: string; timezone: string }): Promise<void> {
+    await this.#conn.run(INSERT_SEGMENT, [b.snapshot, b.partner, segment, b.timezone]);
+  }
+
+  /** The batch's receipt: its snapshot lands with its points. */
+  async insertBatch(b: BatchRecord): Promise<void> {
+    await insertBatch(this.#conn, b);
+  }
+}
+
 /** The DuckDB database of landed points: one instance per process, opened lazily once. */
 export class DuckStore {
   readonly snapshots: SnapshotTracker;
@@ -225,14 +343,10 @@ export class DuckStore {
       const r = await conn.runAndReadAll('SELECT coalesce(max(snapshot), 0)::INTEGER AS s FROM batches');
       const latest = Number(r.getRowObjects()[0]!['s']);
       const store = new DuckStore(instance, path, latest, slots);
-      const retired = (
-        await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'retired_before_snapshot'`)
-      ).getRowObjectsJson()[0];
-      if (retired) store.retiredBefore = Number(retired['value']);
-      const generation = (
-        await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'pseudonym_generation'`)
-      ).getRowObjectsJson()[0];
-      if (generation) store.pseudonymGeneration = Number(generation['value']);
+      const retired = await setting(conn, RETIRED_BEFORE);
+      if (retired !== undefined) store.retiredBefore = Number(retired);
+      const generation = await setting(conn, PSEUDONYM_GENERATION);
+      if (generation !== undefined) store.pseudonymGeneration = Number(generation);
       // Batches landed before the kpis column existed get it from their points, once.
       await conn.run(
         `UPDATE batches SET kpis = (SELECT list(DISTINCT kpi ORDER BY kpi) FROM points p WHERE p.snapshot = batches.snapshot) WHERE kpis IS NULL`,
@@ -261,7 +375,7 @@ export class DuckStore {
     return this.#closed;
   }
 
-  /** A new connection; closed by the store on shutdown if the caller forgets. */
+  /** A new connection; closed by the store on shutdown if the caller forgets (tests read the tables with one). */
   async connect(): Promise<DuckDBConnection> {
     if (this.#closed) throw new Error('the DuckDB store is closed');
     const c = await this.instance.connect();
@@ -278,10 +392,10 @@ export class DuckStore {
   readonly #readers: DuckDBConnection[] = [];
 
   /**
-   * Runs one autocommit read on a pooled connection. Only for statements that leave no state
-   * behind (no BEGIN, no SET): the connection goes back to the pool for the next reader.
+   * Runs autocommit statements on a pooled connection. Only for statements that leave no state
+   * behind (no BEGIN, no SET): the connection goes back to the pool for the next caller.
    */
-  async read<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
+  async #pooled<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
     const c = this.#readers.pop() ?? (await this.connect());
     try {
       return await fn(c);
@@ -289,6 +403,43 @@ export class DuckStore {
       if (this.#closed || this.#readers.length >= 4) this.release(c);
       else this.#readers.push(c);
     }
+  }
+
+  /**
+   * The store's one transaction helper: `fn`'s statements commit together when it resolves and
+   * roll back when it throws. The store's own writes run through it; ingest lands batches in it.
+   */
+  transaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
+    return this.#transaction(async (c) => {
+      let open = true;
+      try {
+        return await fn(new StoreTransaction(c, () => open));
+      } finally {
+        open = false;
+      }
+    });
+  }
+
+  async #transaction<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
+    const c = await this.connect();
+    try {
+      await c.run('BEGIN TRANSACTION');
+      try {
+        const result = await fn(c);
+        await c.run('COMMIT');
+        return result;
+      } catch (err) {
+        await c.run('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    } finally {
+      this.release(c);
+    }
+  }
+
+  /** The rows of one read-only statement (a compiled aggregate or rollup read), on a pooled connection. */
+  async query(statement: Statement): Promise<Record<string, Json>[]> {
+    return this.#pooled(async (c) => (await c.runAndReadAll(statement.sql, statement.params)).getRowObjectsJson());
   }
 
   async ping(): Promise<void> {
@@ -305,19 +456,302 @@ export class DuckStore {
    * column existed, and recomputes every row when the partnership's zone changed.
    */
   async localise(timezone: string): Promise<void> {
-    const c = await this.connect();
-    try {
-      const r = await c.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'timezone'`);
-      const current = r.getRowObjectsJson()[0]?.['value'];
-      await c.run('BEGIN TRANSACTION');
+    const current = await this.#pooled((c) => setting(c, TIMEZONE));
+    await this.#transaction(async (c) => {
       if (current === timezone)
         await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE WHERE local_day IS NULL', [timezone]);
       else await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE', [timezone]);
-      await c.run(`INSERT OR REPLACE INTO room_settings VALUES ('timezone', $1)`, [timezone]);
-      await c.run('COMMIT');
+      await putSetting(c, TIMEZONE, timezone);
+    });
+  }
+
+  /** A partner's batch by its id or idempotency key (column names are constants here). */
+  async findBatch(partner: string, by: 'id' | 'idempotency_key', value: string): Promise<BatchRecord | undefined> {
+    const row = await this.#pooled(
+      async (c) =>
+        (
+          await c.runAndReadAll(`SELECT * FROM batches WHERE partner = $1 AND ${by} = $2`, [partner, value])
+        ).getRowObjectsJson()[0],
+    );
+    if (!row) return undefined;
+    return {
+      id: String(row['id']),
+      snapshot: Number(row['snapshot']),
+      partner: String(row['partner']),
+      idempotencyKey: row['idempotency_key'] == null ? null : String(row['idempotency_key']),
+      bodySha256: String(row['body_sha256']),
+      contentType: String(row['content_type']),
+      accepted: Number(row['accepted']),
+      rejected: Number(row['rejected']),
+      checksum: String(row['checksum']),
+      errors: String(row['errors']),
+      agreementVersion: Number(row['agreement_version']),
+      receivedAt: String(row['received_at']),
+      landedAt: String(row['landed_at']),
+      kpis: Array.isArray(row['kpis']) ? row['kpis'].map(String) : [],
+    };
+  }
+
+  /**
+   * Batches that landed in [from, to) at or below snapshot `upTo`: per partner (batches, points
+   * accepted and rejected, last arrival) and per feed (batches, and points counted over their
+   * snapshots). Metadata only: counts and times.
+   */
+  async batchActivity(
+    from: Date,
+    to: Date,
+    upTo: number,
+  ): Promise<{
+    partners: { partner: string; batches: number; accepted: number; rejected: number; last: string | null }[];
+    feeds: { partner: string; kpi: string; batches: number; points: number; last: string | null }[];
+  }> {
+    const params = [from.toISOString(), to.toISOString(), upTo];
+    const last = (v: Json | undefined) => (v === null || v === undefined ? null : String(v));
+    return this.#pooled(async (c) => {
+      const b = await c.runAndReadAll(
+        `SELECT partner, count(*)::INTEGER AS batches, sum(accepted)::BIGINT AS accepted, sum(rejected)::BIGINT AS rejected, max(received_at) AS last
+       FROM batches WHERE landed_at >= $1::TIMESTAMPTZ AND landed_at < $2::TIMESTAMPTZ AND snapshot <= $3 GROUP BY partner`,
+        params,
+      );
+      const f = await c.runAndReadAll(
+        `WITH month AS (SELECT snapshot, partner, kpis, received_at FROM batches WHERE landed_at >= $1::TIMESTAMPTZ AND landed_at < $2::TIMESTAMPTZ AND snapshot <= $3),
+            touched AS (SELECT partner, unnest(kpis) AS kpi, received_at FROM month),
+            feeds AS (SELECT partner, kpi, count(*)::INTEGER AS batches, max(received_at) AS last FROM touched GROUP BY ALL),
+            pts AS (SELECT p.partner, p.kpi, count(*)::BIGINT AS points FROM points p WHERE p.snapshot IN (SELECT snapshot FROM month) GROUP BY ALL)
+       SELECT feeds.partner, feeds.kpi, feeds.batches, coalesce(pts.points, 0) AS points, feeds.last FROM feeds LEFT JOIN pts USING (partner, kpi)`,
+        params,
+      );
+      return {
+        partners: b.getRowObjectsJson().map((r) => ({
+          partner: String(r['partner']),
+          batches: Number(r['batches'] ?? 0),
+          accepted: Number(r['accepted'] ?? 0),
+          rejected: Number(r['rejected'] ?? 0),
+          last: last(r['last']),
+        })),
+        feeds: f.getRowObjectsJson().map((r) => ({
+          partner: String(r['partner']),
+          kpi: String(r['kpi']),
+          batches: Number(r['batches']),
+          points: Number(r['points']),
+          last: last(r['last']),
+        })),
+      };
+    });
+  }
+
+  /**
+   * Deletes the points on local days before `before` as a snapshot of its own, like a batch: a
+   * receipt in `batches` (partner `receipt.partner`, content type `retention`), the retired
+   * snapshot, and the days each KPI lost for its rollup ({@link removedDays}) commit with the
+   * deletion. It waits for the batches landing now and holds ingest (every writer slot) while it
+   * deletes; undefined when nothing is that old.
+   */
+  async retirePoints(
+    before: string,
+    receipt: { id: string; partner: string; at: Date; agreementVersion: number },
+  ): Promise<Retirement | undefined> {
+    // Every writer slot first: no batch is landing, so no earlier snapshot is pending when the
+    // deletion takes its number, and readers at the watermark never see the deletion early.
+    const slots: (() => void)[] = [];
+    let snapshot: number | undefined;
+    try {
+      for (let i = 0; i < this.slots.size; i++) slots.push(await this.slots.acquire());
+      const done = await this.#transaction(async (c) => {
+        // Counted inside the transaction: what it counts is what its DELETE removes.
+        const counts = (
+          await c.runAndReadAll(
+            `SELECT kpi, count(*)::BIGINT AS n, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE local_day < $1::DATE GROUP BY kpi ORDER BY kpi`,
+            [before],
+          )
+        )
+          .getRowObjectsJson()
+          .map((r) => ({ kpi: String(r['kpi']), n: Number(r['n']), lo: String(r['lo']), hi: String(r['hi']) }));
+        if (counts.length === 0) return undefined;
+        const snap = (snapshot = this.snapshots.reserve());
+        const deleted = Number(
+          (await c.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged,
+        );
+        const perKpi = Object.fromEntries(counts.map((x) => [x.kpi, x.n]));
+        const at = receipt.at.toISOString();
+        await insertBatch(c, {
+          id: receipt.id,
+          snapshot: snap,
+          partner: receipt.partner,
+          idempotencyKey: null,
+          bodySha256: '',
+          contentType: 'retention',
+          accepted: 0,
+          rejected: 0,
+          checksum: '',
+          errors: JSON.stringify({ deleted, before }),
+          agreementVersion: receipt.agreementVersion,
+          receivedAt: at,
+          landedAt: at,
+          kpis: Object.keys(perKpi),
+        });
+        await putSetting(c, RETIRED_BEFORE, String(snap));
+        // The rollups recompute these days once the snapshot is visible (removedDays, forgetRemovedDays).
+        for (const x of counts) {
+          const key = ROLLUP_REMOVED + x.kpi;
+          const prev = await setting(c, key);
+          const p = prev === undefined ? undefined : (JSON.parse(prev) as { lo: string });
+          await putSetting(c, key, JSON.stringify({ lo: p && p.lo < x.lo ? p.lo : x.lo, hi: x.hi, snapshot: snap }));
+        }
+        return { snapshot: snap, deleted, perKpi };
+      });
+      if (!done) return undefined;
+      this.retiredBefore = done.snapshot;
+      this.landed({
+        snapshot: done.snapshot,
+        partner: receipt.partner,
+        kpis: Object.keys(done.perKpi),
+        receivedAt: receipt.at,
+        landedAt: receipt.at,
+      });
+      return done;
+    } catch (err) {
+      if (snapshot !== undefined) this.snapshots.abort(snapshot);
+      throw err;
     } finally {
-      this.release(c);
+      for (const release of slots) release();
     }
+  }
+
+  /** Days that retention runs at or below snapshot `upTo` deleted, per KPI, until the rollups forget them. */
+  async removedDays(upTo: number): Promise<RemovedDays[]> {
+    const rows = await this.#pooled(async (c) =>
+      (
+        await c.runAndReadAll(`SELECT key, value FROM room_settings WHERE key LIKE '${ROLLUP_REMOVED}%'`)
+      ).getRowObjectsJson(),
+    );
+    return rows
+      .map((row) => ({
+        kpi: String(row['key']).slice(ROLLUP_REMOVED.length),
+        ...(JSON.parse(String(row['value'])) as { lo: string; hi: string; snapshot: number }),
+      }))
+      .filter((gone) => gone.snapshot <= upTo);
+  }
+
+  /** The rollups recomputed these KPIs' removed days. */
+  async forgetRemovedDays(kpis: readonly string[]): Promise<void> {
+    await this.#pooled(async (c) => {
+      for (const kpi of kpis) await c.run('DELETE FROM room_settings WHERE key = $1', [ROLLUP_REMOVED + kpi]);
+    });
+  }
+
+  /**
+   * Re-keys every stored pseudonym (`rekey(partner, subject)`, computed here for each distinct
+   * one) and records the new generation, in one transaction; `onProgress` hears how many
+   * pseudonyms are computed so far.
+   */
+  async rekeyPseudonyms(
+    generation: number,
+    rekey: (partner: string, subject: string) => string,
+    onProgress: (done: number) => void,
+  ): Promise<{ pseudonyms: number; points: number }> {
+    const reader = await this.connect();
+    const writer = await this.connect();
+    let pseudonyms = 0;
+    try {
+      await writer.run(
+        'CREATE OR REPLACE TABLE pseudonym_rekey (partner VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL)',
+      );
+      const appender = await writer.createAppender('pseudonym_rekey');
+      const result = await reader.stream('SELECT DISTINCT partner, subject FROM points');
+      for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
+        for (const [partner, subject] of chunk.getRows() as [string, string][]) {
+          appender.appendVarchar(partner);
+          appender.appendVarchar(subject);
+          appender.appendVarchar(rekey(partner, subject));
+          appender.endRow();
+          pseudonyms++;
+        }
+        onProgress(pseudonyms);
+      }
+      appender.flushSync();
+      appender.closeSync();
+    } finally {
+      this.release(reader);
+      this.release(writer);
+    }
+    const points = await this.#transaction(async (c) => {
+      const r = await c.run(
+        'UPDATE points SET subject = r.new FROM pseudonym_rekey r WHERE points.partner = r.partner AND points.subject = r.old',
+      );
+      await putSetting(c, PSEUDONYM_GENERATION, String(generation));
+      return Number(r.rowsChanged);
+    });
+    this.pseudonymGeneration = generation;
+    await this.#pooled((c) => c.run('DROP TABLE pseudonym_rekey'));
+    return { pseudonyms, points };
+  }
+
+  /** The snapshot through which every batch is rolled up, as last recorded (0: none yet). */
+  async rollupThrough(): Promise<number> {
+    const v = await this.#pooled((c) => setting(c, ROLLUP_THROUGH));
+    return v === undefined ? 0 : Number(v);
+  }
+
+  async setRollupThrough(snapshot: number): Promise<void> {
+    await this.#pooled((c) => putSetting(c, ROLLUP_THROUGH, String(snapshot)));
+  }
+
+  /** Per KPI with a rollup: the last touching snapshot its cells include, and the signature they were built for. */
+  async rollupStates(): Promise<{ kpi: string; snapshot: number; signature: string }[]> {
+    const rows = await this.#pooled(async (c) =>
+      (
+        await c.runAndReadAll('SELECT kpi, snapshot::INTEGER AS snapshot, signature FROM rollup_state')
+      ).getRowObjectsJson(),
+    );
+    return rows.map((r) => ({
+      kpi: String(r['kpi']),
+      snapshot: Number(r['snapshot']),
+      signature: String(r['signature']),
+    }));
+  }
+
+  /** The first and last local day of a KPI's points at or below snapshot `upTo`; null without points. */
+  async pointDays(kpi: string, upTo: number): Promise<[string, string] | null> {
+    const range = await this.#pooled(
+      async (c) =>
+        (
+          await c.runAndReadAll(
+            'SELECT min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE kpi = $1 AND snapshot <= $2',
+            [kpi, upTo],
+          )
+        ).getRowObjectsJson()[0],
+    );
+    return range?.['lo'] == null ? null : [String(range['lo']), String(range['hi'])];
+  }
+
+  /** Per KPI, the first and last local day of the points of snapshots in (after, upTo]. */
+  async touchedDays(after: number, upTo: number): Promise<Map<string, [string, string]>> {
+    const rows = await this.#pooled(async (c) =>
+      (
+        await c.runAndReadAll(
+          'SELECT kpi, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE snapshot > $1 AND snapshot <= $2 GROUP BY kpi',
+          [after, upTo],
+        )
+      ).getRowObjectsJson(),
+    );
+    return new Map(rows.map((row) => [String(row['kpi']), [String(row['lo']), String(row['hi'])]]));
+  }
+
+  /**
+   * Recomputes a KPI's rollup cells in one transaction with its state: all of them first
+   * deleted when `full`, then the compiled refresh `steps`, and the snapshot and signature
+   * they now stand for.
+   */
+  async refreshRollup(
+    kpi: string,
+    opts: { full: boolean; steps: Iterable<Statement>; snapshot: number; signature: string },
+  ): Promise<void> {
+    await this.#transaction(async (c) => {
+      if (opts.full) await c.run('DELETE FROM rollup_cells WHERE kpi = $1', [kpi]);
+      for (const step of opts.steps) await c.run(step.sql, step.params);
+      await c.run('INSERT OR REPLACE INTO rollup_state VALUES ($1, $2, $3)', [kpi, opts.snapshot, opts.signature]);
+    });
   }
 
   /** Checkpoints (folds the WAL into the file) and closes. */

@@ -1,4 +1,3 @@
-import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Logger } from 'pino';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
@@ -63,8 +62,7 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
   const effective = duck.touched.effective(q.kpi.id, q.snapshot);
   // Known stale (a batch not rolled up yet, an older snapshot): no statement spent on it.
   if (effective === 0 || reader.rollups?.rolledUp(q.kpi.id) !== effective) return undefined;
-  const { sql, params } = rollupReadSql(q);
-  const rows = await duck.read(async (c) => (await c.runAndReadAll(sql, params)).getRowObjectsJson());
+  const rows = await duck.query(rollupReadSql(q));
   const state = rows[0];
   if (
     !state ||
@@ -130,117 +128,72 @@ export class RollupMaintainer {
   }
 
   async #catchUp(): Promise<void> {
-    const latest = this.#duck.snapshots.latest;
+    const duck = this.#duck;
+    const latest = duck.snapshots.latest;
     const agreement = this.#agreement();
     const tz = agreement.partnership.timezone;
-    const conn = await this.#duck.connect();
-    try {
-      const setting = (
-        await conn.runAndReadAll(`SELECT value FROM room_settings WHERE key = 'rollup_through'`)
-      ).getRowObjectsJson()[0];
-      let through = setting ? Number(setting['value']) : 0;
-      const rows = (
-        await conn.runAndReadAll('SELECT kpi, snapshot::INTEGER AS snapshot, signature FROM rollup_state')
-      ).getRowObjectsJson();
-      const state = new Map(rows.map((r) => [String(r['kpi']), String(r['signature'])]));
-      for (const r of rows) this.#rolledUp.set(String(r['kpi']), Number(r['snapshot']));
-      const rebuilt = new Set<string>();
-      for (const kpi of agreement.kpis) {
-        if (state.get(kpi.id) === rollupSignature(kpi, tz)) continue;
-        const t0 = performance.now();
-        const range = (
-          await conn.runAndReadAll(
-            'SELECT min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE kpi = $1 AND snapshot <= $2',
-            [kpi.id, latest],
-          )
-        ).getRowObjectsJson()[0];
-        await this.#refresh(
-          conn,
-          kpi,
-          tz,
-          latest,
-          range?.['lo'] == null ? null : [String(range['lo']), String(range['hi'])],
-          true,
-        );
-        rebuilt.add(kpi.id);
-        if (range?.['lo'] != null)
-          this.#log.info(`rollups: built ${kpi.id} in ${Math.round(performance.now() - t0)} ms`);
-      }
-      if (through > latest) through = 0; // a data directory restored from an older copy
-      if (through < latest) {
-        const touched = await conn.runAndReadAll(
-          'SELECT kpi, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE snapshot > $1 AND snapshot <= $2 GROUP BY kpi',
-          [through, latest],
-        );
-        const ranges = new Map<string, [string, string]>(
-          touched.getRowObjectsJson().map((row) => [String(row['kpi']), [String(row['lo']), String(row['hi'])]]),
-        );
-        // Days whose points a retention run deleted (no points carry its snapshot): kept in
-        // room_settings by the deleting transaction, so a restart does not forget them.
-        const removed = (
-          await conn.runAndReadAll(`SELECT key, value FROM room_settings WHERE key LIKE 'rollup_removed:%'`)
-        )
-          .getRowObjectsJson()
-          .map((row) => ({
-            key: String(row['key']),
-            ...(JSON.parse(String(row['value'])) as { lo: string; hi: string; snapshot: number }),
-          }))
-          .filter((gone) => gone.snapshot <= latest);
-        for (const gone of removed) {
-          const kpiId = gone.key.slice('rollup_removed:'.length);
-          const r = ranges.get(kpiId);
-          ranges.set(
-            kpiId,
-            r ? [r[0] < gone.lo ? r[0] : gone.lo, r[1] > gone.hi ? r[1] : gone.hi] : [gone.lo, gone.hi],
-          );
-        }
-        for (const [kpiId, days] of ranges) {
-          const kpi = agreement.kpis.find((k) => k.id === kpiId);
-          if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(conn, kpi, tz, latest, days, false);
-        }
-        for (const gone of removed) await conn.run('DELETE FROM room_settings WHERE key = $1', [gone.key]);
-      }
-      await conn.run(`INSERT OR REPLACE INTO room_settings VALUES ('rollup_through', $1)`, [String(latest)]);
-      this.through = latest;
-    } finally {
-      this.#duck.release(conn);
+    let through = await duck.rollupThrough();
+    const rows = await duck.rollupStates();
+    const state = new Map(rows.map((r) => [r.kpi, r.signature]));
+    for (const r of rows) this.#rolledUp.set(r.kpi, r.snapshot);
+    const rebuilt = new Set<string>();
+    for (const kpi of agreement.kpis) {
+      if (state.get(kpi.id) === rollupSignature(kpi, tz)) continue;
+      const t0 = performance.now();
+      const days = await duck.pointDays(kpi.id, latest);
+      await this.#refresh(kpi, tz, latest, days, true);
+      rebuilt.add(kpi.id);
+      if (days) this.#log.info(`rollups: built ${kpi.id} in ${Math.round(performance.now() - t0)} ms`);
     }
-    if (this.#duck.snapshots.latest !== latest) this.loop.request();
+    if (through > latest) through = 0; // a data directory restored from an older copy
+    if (through < latest) {
+      const ranges = await duck.touchedDays(through, latest);
+      // Days whose points a retention run deleted (no points carry its snapshot): the store keeps
+      // them with the deletion, so a restart does not forget them.
+      const removed = await duck.removedDays(latest);
+      for (const gone of removed) {
+        const r = ranges.get(gone.kpi);
+        ranges.set(
+          gone.kpi,
+          r ? [r[0] < gone.lo ? r[0] : gone.lo, r[1] > gone.hi ? r[1] : gone.hi] : [gone.lo, gone.hi],
+        );
+      }
+      for (const [kpiId, days] of ranges) {
+        const kpi = agreement.kpis.find((k) => k.id === kpiId);
+        if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(kpi, tz, latest, days, false);
+      }
+      await duck.forgetRemovedDays(removed.map((gone) => gone.kpi));
+    }
+    await duck.setRollupThrough(latest);
+    this.through = latest;
+    if (duck.snapshots.latest !== latest) this.loop.request();
   }
 
   /** Recomputes one KPI's cells for [lo, hi] (all of them when `full`) in one transaction with its state. */
   async #refresh(
-    conn: DuckDBConnection,
     kpi: Kpi,
     timezone: string,
     snapshot: number,
     days: [string, string] | null,
     full: boolean,
   ): Promise<void> {
-    await conn.run('BEGIN TRANSACTION');
-    try {
-      if (full) await conn.run('DELETE FROM rollup_cells WHERE kpi = $1', [kpi.id]);
-      if (days) {
-        for (const grain of kpi.grains) {
-          for (const by of rollupBreakdowns(kpi)) {
-            for (const [from, to] of periodChunks(days[0], days[1], grain)) {
-              for (const step of compileRollupRefresh({ kpi, grain, from, to, by, snapshot, timezone }))
-                await conn.run(step.sql, step.params);
-            }
-          }
-        }
-      }
-      const effective = this.#duck.touched.effective(kpi.id, snapshot);
-      await conn.run('INSERT OR REPLACE INTO rollup_state VALUES ($1, $2, $3)', [
-        kpi.id,
-        effective,
-        rollupSignature(kpi, timezone),
-      ]);
-      await conn.run('COMMIT');
-      this.#rolledUp.set(kpi.id, effective);
-    } catch (err) {
-      await conn.run('ROLLBACK').catch(() => undefined);
-      throw err;
+    const effective = this.#duck.touched.effective(kpi.id, snapshot);
+    await this.#duck.refreshRollup(kpi.id, {
+      full,
+      steps: days ? refreshSteps(kpi, timezone, snapshot, days) : [],
+      snapshot: effective,
+      signature: rollupSignature(kpi, timezone),
+    });
+    this.#rolledUp.set(kpi.id, effective);
+  }
+}
+
+/** The compiled statements that recompute a KPI's cells for [lo, hi] at every agreed grain and breakdown. */
+function* refreshSteps(kpi: Kpi, timezone: string, snapshot: number, days: [string, string]): Generator<CompiledSql> {
+  for (const grain of kpi.grains) {
+    for (const by of rollupBreakdowns(kpi)) {
+      for (const [from, to] of periodChunks(days[0], days[1], grain))
+        yield* compileRollupRefresh({ kpi, grain, from, to, by, snapshot, timezone });
     }
   }
 }

@@ -106,8 +106,7 @@ async function queryAggregate(reader: SeriesReader, q: SeriesQuery): Promise<Raw
   // The rollup answers exactly when it is current for this KPI at this snapshot; else the points do.
   const rolled = await readRollup(reader, q);
   if (rolled) return rolled.map((c) => ({ ...c, value: c.value === null ? null : round(c.value) }));
-  const { sql, params } = compileSeries(q);
-  const rows = await duck.read(async (c) => (await c.runAndReadAll(sql, params)).getRowObjectsJson());
+  const rows = await duck.query(compileSeries(q));
   return rows.map((row) => ({
     period: String(row['period']),
     group: row['grp'] == null ? null : String(row['grp']),

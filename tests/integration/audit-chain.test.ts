@@ -1,5 +1,5 @@
 import { describe, expect, inject, it } from 'vitest';
-import { appendAudit, appendAuditIn, verifyAuditChain } from '../../services/governance/audit-repository.js';
+import { AuditChain, appendAuditIn, verifyAuditChain } from '../../services/governance/audit-repository.js';
 import { openControlDb } from '../../services/platform/control-db.js';
 import { migrateControlDb } from '../../services/platform/migrate.js';
 import { createScratchDatabase } from '../helpers/scratch-db.js';
@@ -13,11 +13,13 @@ describe('the audit chain under concurrent writers', () => {
       const b = await openControlDb({ databaseUrl: scratch.url });
       try {
         await migrateControlDb(a.db);
+        // One chain writer per process (each room creates one), on its own connection pool.
+        const [chainA, chainB] = [new AuditChain(a.db), new AuditChain(b.db)];
         const at = new Date('2026-11-25T12:00:00Z');
         const writes: Promise<unknown>[] = [];
         for (let i = 0; i < 40; i++) {
-          writes.push(appendAudit(a.db, { actor: 'a', partnerId: null, action: 'query.series', details: { i } }, at));
-          writes.push(appendAudit(b.db, { actor: 'b', partnerId: 'acme', action: 'query.series', details: { i } }, at));
+          writes.push(chainA.append({ actor: 'a', partnerId: null, action: 'query.series', details: { i } }, at));
+          writes.push(chainB.append({ actor: 'b', partnerId: 'acme', action: 'query.series', details: { i } }, at));
           if (i % 4 === 0)
             writes.push(
               a.db

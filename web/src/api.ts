@@ -97,7 +97,7 @@ export type {
   VersionsResponse,
 } from '../../services/governance/governance-schemas.js';
 export type { Receipt } from '../../services/ingest/receipt-schema.js';
-export type { Who } from '../../services/platform/platform-schemas.js';
+export type { Who } from '../../services/governance/session-schemas.js';
 import type { AgreementResponse } from '../../services/governance/governance-schemas.js';
 
 /** A KPI's definition as GET /v1/agreement serves it. */

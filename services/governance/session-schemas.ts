@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { roles } from '../governance/token-repository.js';
+import { roles } from './token-repository.js';
 
 /**
  * What the room's own routes (the dashboard's sign-in) answer, written once: the routes declare

@@ -1,0 +1,414 @@
+import {
+  DummyDriver,
+  Kysely,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  type CompiledQuery,
+  type DatabaseConnection,
+  type QueryResult,
+} from 'kysely';
+import { describe, expect, it } from 'vitest';
+import * as incidents from '../../services/alerts/incident-repository.js';
+import * as outbox from '../../services/alerts/outbox-repository.js';
+import * as agreements from '../../services/governance/agreement-repository.js';
+import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
+import * as audit from '../../services/governance/audit-repository.js';
+import * as proposals from '../../services/governance/proposal-repository.js';
+import * as tokens from '../../services/governance/token-repository.js';
+import type { ControlDb, ControlTx, IncidentRow } from '../../services/platform/control-db.js';
+
+/**
+ * Every statement the control-plane repositories send, compiled by Kysely's PostgreSQL compiler
+ * without a database: a driver that records each query (and transaction boundary) and answers
+ * with the rows a case gives. The result is committed; CI (which refuses to write snapshots)
+ * fails when a repository's SQL drifts from it.
+ */
+type Rows = (sql: string) => Record<string, unknown>[];
+
+class RecordingDriver extends DummyDriver {
+  rows: Rows = () => [{}];
+  readonly log: (CompiledQuery | string)[] = [];
+
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    return {
+      executeQuery: async <R>(q: CompiledQuery): Promise<QueryResult<R>> => {
+        this.log.push(q);
+        return { rows: this.rows(q.sql) as R[], numAffectedRows: 1n };
+      },
+      // eslint-disable-next-line require-yield
+      streamQuery: async function* () {
+        throw new Error('the repositories do not stream');
+      },
+    };
+  }
+  override async beginTransaction(): Promise<void> {
+    this.log.push('begin');
+  }
+  override async commitTransaction(): Promise<void> {
+    this.log.push('commit');
+  }
+  override async rollbackTransaction(): Promise<void> {
+    this.log.push('rollback');
+  }
+}
+
+const driver = new RecordingDriver();
+const db: ControlDb = new Kysely({
+  dialect: {
+    createAdapter: () => new PostgresAdapter(),
+    createDriver: () => driver,
+    createIntrospector: (k) => new PostgresIntrospector(k),
+    createQueryCompiler: () => new PostgresQueryCompiler(),
+  },
+});
+const inTx = <T>(fn: (tx: ControlTx) => Promise<T>) => db.transaction().execute(fn);
+
+const loaded = loadAgreementFile('fixtures/demo-agreement.yaml');
+if (!loaded.ok) throw new Error('demo agreement invalid');
+const agreement = loaded.agreement;
+
+const at = new Date('2026-11-23T12:00:00Z');
+const until = new Date('2026-12-01T00:00:00Z');
+const none = () => [];
+const hash = 'a'.repeat(64);
+const entry = {
+  actor: 'tok_analyst',
+  partnerId: 'acme',
+  action: 'query.series',
+  target: 'lead_time',
+  details: { i: 1 },
+};
+const incident: IncidentRow = {
+  id: 'inc_1',
+  kpi: 'lead_time',
+  scope: 'acme',
+  kind: 'breach',
+  state: 'open',
+  opened_at: at,
+  updated_at: at,
+  first_period: '2026-11-16',
+  period: '2026-11-16',
+  grain: 'week',
+  value: 42,
+  suppressed: false,
+  band: '{"lower":1,"upper":9}',
+  reason: 'outside the agreed band',
+  snapshot: 7,
+  digest: hash,
+  agreement_version: 1,
+  freshness: '[]',
+  ack_due_at: until,
+  notified_at: null,
+  acknowledged_at: null,
+  acknowledged_by: null,
+  escalated_at: null,
+  resolved_at: null,
+  resolved_by: null,
+  resolution: null,
+  fact_sheet: null,
+};
+
+interface Case {
+  /** The repository function, and what the case shows when a function has several. */
+  fn: string;
+  variant?: string;
+  run: () => Promise<unknown>;
+  rows?: Rows;
+  /** The function mints random ids or tokens: its parameters are not shown. */
+  random?: boolean;
+}
+
+const cases: Record<string, Case[]> = {
+  'alerts/incident-repository': [
+    {
+      fn: 'listIncidentRows',
+      variant: 'every filter',
+      run: () =>
+        incidents.listIncidentRows(db, {
+          kpis: ['lead_time', 'stops'],
+          state: 'active',
+          kpi: 'lead_time',
+          scope: 'acme',
+          kind: 'breach',
+          openedFrom: at,
+          openedBefore: until,
+          limit: 200,
+        }),
+    },
+    {
+      fn: 'listIncidentRows',
+      variant: 'one state',
+      run: () => incidents.listIncidentRows(db, { kpis: ['lead_time'], state: 'notified', limit: 200 }),
+    },
+    { fn: 'findIncidentById', run: () => incidents.findIncidentById(db, 'inc_1') },
+    { fn: 'listUnresolvedIncidents', run: () => incidents.listUnresolvedIncidents(db, 'lead_time') },
+    { fn: 'listOwnerResolutions', run: () => incidents.listOwnerResolutions(db, 'lead_time') },
+    { fn: 'listIncidentsDueForEscalation', run: () => incidents.listIncidentsDueForEscalation(db, at) },
+    { fn: 'createIncident', run: () => incidents.createIncident(db, incident) },
+    {
+      fn: 'updateIncidentInStates',
+      run: () =>
+        incidents.updateIncidentInStates(db, 'inc_1', ['open', 'notified'], {
+          state: 'acknowledged',
+          acknowledged_at: at,
+          acknowledged_by: 'owner@acme.example',
+          updated_at: at,
+        }),
+    },
+    {
+      fn: 'updateUnresolvedIncident',
+      run: () => incidents.updateUnresolvedIncident(db, 'inc_1', { period: '2026-11-23', updated_at: at }),
+    },
+    { fn: 'markIncidentEscalated', run: () => incidents.markIncidentEscalated(db, 'inc_1', at) },
+    {
+      fn: 'markIncidentNotified',
+      run: () => incidents.markIncidentNotified(db, 'inc_1', { notified_at: at, updated_at: at }),
+    },
+    { fn: 'countIncidentsByScope', run: () => incidents.countIncidentsByScope(db, at, until) },
+  ],
+  'alerts/outbox-repository': [
+    {
+      fn: 'createOutboxMessages',
+      run: () =>
+        outbox.createOutboxMessages(db, [
+          {
+            id: 'msg_1',
+            incident_id: 'inc_1',
+            event: 'incident.opened',
+            channel: 'email',
+            partner_id: 'acme',
+            recipient_name: 'Owner',
+            recipient: 'owner@acme.example',
+            payload: '{}',
+            state: 'kept',
+            attempts: 0,
+            next_attempt_at: at,
+            created_at: at,
+            delivered_at: at,
+          },
+        ]),
+    },
+    { fn: 'hasKeptMessage', run: () => outbox.hasKeptMessage(db, 'inc_1') },
+    { fn: 'requeueSendingMessages', run: () => outbox.requeueSendingMessages(db, at) },
+    { fn: 'countDueMessages', run: () => outbox.countDueMessages(db, at) },
+    { fn: 'countUnsettledMessages', run: () => outbox.countUnsettledMessages(db) },
+    {
+      fn: 'claimDueMessages',
+      run: () =>
+        inTx((tx) => outbox.claimDueMessages(tx, { now: at, limit: 16, exclude: ['msg_0'], leaseUntil: until })),
+      rows: () => [{ id: 'msg_1', attempts: 0 }],
+    },
+    { fn: 'markMessageDelivered', run: () => outbox.markMessageDelivered(db, 'msg_1', at) },
+    { fn: 'markMessageGivenUp', run: () => outbox.markMessageGivenUp(db, 'msg_1', 'failed', 'HTTP 500') },
+    { fn: 'scheduleMessageRetry', run: () => outbox.scheduleMessageRetry(db, 'msg_1', 'HTTP 503', until) },
+    {
+      fn: 'disableWebhookEndpoint',
+      run: () => outbox.disableWebhookEndpoint(db, 'https://hooks.acme.example/parity', at, '410 Gone'),
+    },
+    { fn: 'listDisabledWebhookUrls', run: () => outbox.listDisabledWebhookUrls(db) },
+    {
+      fn: 'listWebhookEndpoints',
+      run: () => outbox.listWebhookEndpoints(db, ['https://hooks.acme.example/parity']),
+    },
+    {
+      fn: 'listMessagesForPartner',
+      variant: 'a partner',
+      run: () =>
+        outbox.listMessagesForPartner(db, { kpis: ['lead_time'], partnerId: 'acme', withSteering: false, limit: 100 }),
+    },
+    {
+      fn: 'listMessagesForPartner',
+      variant: 'steering',
+      run: () =>
+        outbox.listMessagesForPartner(db, { kpis: ['lead_time'], partnerId: 'acme', withSteering: true, limit: 100 }),
+    },
+    { fn: 'countMessagesByChannel', run: () => outbox.countMessagesByChannel(db, at, until) },
+  ],
+  'governance/agreement-repository': [
+    { fn: 'findActiveAgreement', run: () => agreements.findActiveAgreement(db), rows: none },
+    {
+      fn: 'installInitialAgreement',
+      run: () => inTx((tx) => agreements.installInitialAgreement(tx, agreement, 'fixtures/demo-agreement.yaml', at)),
+      rows: none,
+    },
+    {
+      fn: 'createAgreementVersion',
+      run: () =>
+        agreements.createAgreementVersion(db, {
+          version: 2,
+          document: '{}',
+          digest: hash,
+          source: 'proposal prp_1',
+          created_at: at,
+          activated_at: at,
+          proposal_id: 'prp_1',
+        }),
+    },
+    { fn: 'upsertPartners', run: () => agreements.upsertPartners(db, agreement.partners, at) },
+    { fn: 'findAgreementDocument', run: () => agreements.findAgreementDocument(db, 1) },
+    { fn: 'findLatestAgreementVersion', run: () => agreements.findLatestAgreementVersion(db) },
+    { fn: 'listAgreementVersions', run: () => agreements.listAgreementVersions(db) },
+    { fn: 'findPartnerById', run: () => agreements.findPartnerById(db, 'acme') },
+  ],
+  'governance/audit-repository': [
+    {
+      fn: 'AuditChain',
+      variant: 'append: the first under the lock in a transaction, the next in one statement',
+      run: async () => {
+        const chain = new audit.AuditChain(db);
+        await chain.append(entry, at);
+        await chain.append({ ...entry, details: { i: 2 } }, at);
+      },
+      rows: (sql) => (sql.startsWith('select') ? [{ seq: 41, hash }] : []),
+    },
+    {
+      fn: 'appendAuditIn',
+      run: () => inTx((tx) => audit.appendAuditIn(tx, entry, at)),
+      rows: (sql) => (sql.startsWith('select "seq"') ? [{ seq: 41, hash }] : []),
+    },
+    { fn: 'verifyAuditChain', run: () => audit.verifyAuditChain(db), rows: none },
+    {
+      fn: 'listAuditEntries',
+      variant: 'the whole log, one action',
+      run: () => audit.listAuditEntries(db, { after: 0, limit: 100, scope: 'all', action: 'token.created' }),
+    },
+    {
+      fn: 'listAuditEntries',
+      variant: "a partner's view, an action prefix",
+      run: () => audit.listAuditEntries(db, { after: 10, limit: 100, scope: { partnerId: 'acme' }, action: 'query.' }),
+    },
+    { fn: 'listAgreementChanges', run: () => audit.listAgreementChanges(db, at, until) },
+    { fn: 'countKpiReads', run: () => audit.countKpiReads(db, at, until) },
+  ],
+  'governance/proposal-repository': [
+    { fn: 'lockProposals', run: () => inTx((tx) => proposals.lockProposals(tx)) },
+    { fn: 'expireOpenProposals', run: () => proposals.expireOpenProposals(db, at) },
+    { fn: 'listRecentProposals', run: () => proposals.listRecentProposals(db, 100) },
+    { fn: 'findProposalById', run: () => proposals.findProposalById(db, 'prp_1') },
+    { fn: 'findProposalForUpdate', run: () => inTx((tx) => proposals.findProposalForUpdate(tx, 'prp_1')) },
+    { fn: 'findOpenProposal', run: () => proposals.findOpenProposal(db) },
+    {
+      fn: 'createProposal',
+      run: () =>
+        proposals.createProposal(db, {
+          id: 'prp_1',
+          base_version: 1,
+          document: '{}',
+          digest: hash,
+          reason: 'a new KPI',
+          changes: '[]',
+          loosens_privacy: false,
+          proposed_by: 'tok_admin',
+          proposer_partner: 'acme',
+          created_at: at,
+          expires_at: until,
+          state: 'open',
+        }),
+    },
+    {
+      fn: 'updateProposal',
+      run: () => proposals.updateProposal(db, 'prp_1', { state: 'active', decided_at: at, result_version: 2 }),
+    },
+    {
+      fn: 'createProposalDecision',
+      run: () =>
+        proposals.createProposalDecision(db, {
+          proposal_id: 'prp_1',
+          partner_id: 'globex',
+          decision: 'approve',
+          token_id: 'tok_admin',
+          decided_at: at,
+          note: null,
+        }),
+    },
+    { fn: 'listProposalDecisions', run: () => proposals.listProposalDecisions(db, 'prp_1') },
+  ],
+  'governance/token-repository': [
+    {
+      fn: 'createToken',
+      run: () => tokens.createToken(db, { partnerId: 'acme', role: 'analyst', name: 'analyst@acme.example' }, at),
+      random: true,
+    },
+    { fn: 'findPrincipalByToken', run: () => tokens.findPrincipalByToken(db, 'pty_example', at), rows: none },
+    { fn: 'revokeToken', run: () => tokens.revokeToken(db, 'tok_1', at) },
+    { fn: 'countTokens', run: () => tokens.countTokens(db) },
+    { fn: 'listTokens', variant: "a partner's", run: () => tokens.listTokens(db, 'acme') },
+    { fn: 'listTokens', variant: 'all', run: () => tokens.listTokens(db, null) },
+    { fn: 'findToken', run: () => tokens.findToken(db, 'tok_1') },
+    { fn: 'findTokenForUpdate', run: () => inTx((tx) => tokens.findTokenForUpdate(tx, 'tok_1')) },
+    { fn: 'setTokenExpiry', run: () => tokens.setTokenExpiry(db, 'tok_1', until) },
+    {
+      fn: 'listUnrevokedTokensNamed',
+      run: () => tokens.listUnrevokedTokensNamed(db, ['chair@example.org', 'owner@acme.example']),
+    },
+    {
+      fn: 'revokeTokensOfPartnersOtherThan',
+      run: () => tokens.revokeTokensOfPartnersOtherThan(db, ['acme', 'globex'], at),
+    },
+  ],
+};
+
+const modules: Record<string, Record<string, unknown>> = {
+  'alerts/incident-repository': incidents,
+  'alerts/outbox-repository': outbox,
+  'governance/agreement-repository': agreements,
+  'governance/audit-repository': audit,
+  'governance/proposal-repository': proposals,
+  'governance/token-repository': tokens,
+};
+/** Exports of the repositories that send no SQL. */
+const helpers = new Set(['entryHash', 'hashToken', 'tokenView']);
+
+/** Hand-written statements without their source's indentation. */
+function layout(sql: string): string {
+  return sql
+    .trim()
+    .split('\n')
+    .map((line, i) => (i === 0 ? line : `  ${line.trim()}`))
+    .join('\n');
+}
+
+/** Long parameters (agreement documents) are shown by their size; random ones not at all. */
+function showParams(params: readonly unknown[], random: boolean): string {
+  if (random) return `${params.length} parameters (random ids and token hashes)`;
+  return JSON.stringify(params.map((p) => (typeof p === 'string' && p.length > 120 ? `<${p.length} characters>` : p)));
+}
+
+describe('control-plane repositories', () => {
+  it('every exported repository function has a case below', () => {
+    for (const [name, mod] of Object.entries(modules)) {
+      const functions = Object.entries(mod)
+        .filter(([k, v]) => typeof v === 'function' && !helpers.has(k))
+        .map(([k]) => k)
+        .sort();
+      expect([...new Set(cases[name]!.map((c) => c.fn))].sort(), name).toEqual(functions);
+    }
+  });
+
+  it('the SQL every repository function sends is the committed one', async () => {
+    const parts: string[] = [
+      '# SQL of the control-plane repositories',
+      '',
+      'Generated by tests/unit/repository-sql.test.ts (Kysely compiles each repository function without a database);',
+      'a change to what the room asks PostgreSQL shows up here in review. `begin` and `commit` mark the',
+      "case's transaction; each statement's parameters follow it.",
+      '',
+    ];
+    for (const [name, list] of Object.entries(cases)) {
+      parts.push(`## services/${name}.ts`, '');
+      for (const c of list) {
+        driver.log.length = 0;
+        driver.rows = c.rows ?? (() => [{}]);
+        await c.run();
+        parts.push(`### ${c.fn}${c.variant ? ` · ${c.variant}` : ''}`, '', '```sql');
+        for (const q of driver.log) {
+          if (typeof q === 'string') parts.push(`-- ${q}`);
+          else parts.push(`${layout(q.sql)};`, `-- params: ${showParams(q.parameters, c.random ?? false)}`);
+        }
+        parts.push('```', '');
+      }
+    }
+    await expect(parts.join('\n')).toMatchFileSnapshot('./__snapshots__/repository-sql.md');
+  });
+});
