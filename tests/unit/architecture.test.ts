@@ -1,0 +1,41 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { packageRoot } from '../../services/platform/paths.js';
+
+const root = packageRoot();
+
+function tsFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
+}
+
+/** Every relative import of a file, as written. */
+function imports(file: string): string[] {
+  return [...readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)].map((m) => m[1]!);
+}
+
+describe('where things live: arrows point down', () => {
+  it('services/platform imports no service and nothing above the services', () => {
+    const offending = tsFiles(join(root, 'services/platform')).flatMap((f) =>
+      imports(f)
+        .filter((spec) => /^\.\.\/(ingest|query|alerts|governance)\//.test(spec) || spec.includes('assembly/'))
+        .map((spec) => `${relative(root, f)} → ${spec}`),
+    );
+    expect(offending).toEqual([]);
+  });
+
+  it('no service imports the assembly', () => {
+    const offending = tsFiles(join(root, 'services')).flatMap((f) =>
+      imports(f)
+        .filter((spec) => spec.includes('assembly/'))
+        .map((spec) => `${relative(root, f)} → ${spec}`),
+    );
+    expect(offending).toEqual([]);
+  });
+
+  it('the check sees imports (a control that it can fail)', () => {
+    expect(imports(join(root, 'assembly/app.ts')).some((s) => s.includes('/services/ingest/'))).toBe(true);
+  });
+});
