@@ -98,8 +98,9 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   // The services' shared workers, one each per app, reachable as decorators (tests and the
-  // metrics read them); started when the app is ready, stopped when it closes — inside a child
-  // plugin, so they stop before whatever the root closes after them (serve closes the room).
+  // metrics read them); started when the app is ready, stopped when it closes. Whoever opened the
+  // room closes it after app.close() has resolved (serve, the tests), never in an onClose hook:
+  // Fastify runs the root's onClose hooks before its plugins', so the store would close first.
   const reader = new SeriesReader(room.duck, { cache: room.config.queryCache });
   const lander = createLander(room);
   const alerts = room.config.alerts ? createAlerts(room, reader, app.log) : undefined;

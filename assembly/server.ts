@@ -14,10 +14,13 @@ export async function serve(room: Room, opts: { onListening?: (url: string) => v
   if (running) throw new Error(`another room (pid ${running}) serves ${room.config.dataDir}`);
   const app = await buildApp(room);
   const pidFile = join(room.config.dataDir, 'room.pid');
-  app.addHook('onClose', async () => {
+  // The room closes after the app: Fastify runs the root's onClose hooks before its plugins', and
+  // the workers (rollups, alerts) stop in a plugin's onClose, so they must not outlive the store.
+  const close = async () => {
+    await app.close();
     await room.close();
     rmSync(pidFile, { force: true });
-  });
+  };
   await app.listen({ port: room.config.port, host: room.config.host });
   writeFileSync(pidFile, `${process.pid}\n`);
   const addr = app.server.address();
@@ -33,7 +36,7 @@ export async function serve(room: Room, opts: { onListening?: (url: string) => v
       process.exit(1);
     }, 30_000);
     force.unref();
-    app.close().then(
+    close().then(
       () => process.exit(0),
       (err: unknown) => {
         app.log.error({ err }, 'error while closing');
