@@ -9,19 +9,19 @@ import { demoAgreementFile } from '../../services/platform/paths.js';
 import { openRoom } from '../../services/platform/room.js';
 import { leadTimePoints, ndjson } from '../helpers/points.js';
 import { spawnRoom } from '../helpers/spawn-room.js';
-import { freshDatabaseUrl } from '../helpers/test-room.js';
+import { freshControlDb } from '../helpers/test-room.js';
 
 const ROUNDS = 12;
 const BATCH_POINTS = 300;
 
 let dataDir: string;
-let db: Awaited<ReturnType<typeof freshDatabaseUrl>>;
+let db: Awaited<ReturnType<typeof freshControlDb>>;
 let env: Record<string, string>;
 let token: string;
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'parity-crash-'));
-  db = await freshDatabaseUrl();
+  db = await freshControlDb(dataDir);
   env = {
     PARITY_DATA_DIR: dataDir,
     PARITY_AGREEMENT: demoAgreementFile(),

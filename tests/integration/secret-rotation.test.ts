@@ -12,7 +12,7 @@ import { loadConfig } from '../../services/platform/config.js';
 import { demoAgreementFile, packageRoot } from '../../services/platform/paths.js';
 import { openRoom, type Room } from '../../services/platform/room.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
-import { freshDatabaseUrl } from '../helpers/test-room.js';
+import { freshControlDb } from '../helpers/test-room.js';
 
 const run = promisify(execFile);
 const dataDir = mkdtempSync(join(tmpdir(), 'parity-rotate-'));
@@ -27,7 +27,7 @@ const points = (day: string, subjects: string[]): TestPoint[] =>
 
 describe('parity secret rotate', () => {
   it('re-keys every stored pseudonym; new data for a known subject gets the same pseudonym; aggregates and digests do not change', async () => {
-    const db = await freshDatabaseUrl();
+    const db = await freshControlDb(dataDir);
     drop = db.drop;
     const env = {
       PARITY_DATA_DIR: dataDir,
