@@ -1,10 +1,12 @@
 import type { TestProject } from 'vitest/node';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openControlDb } from '../../services/platform/control-db.js';
 import { migrateControlDb } from '../../services/platform/migrate.js';
+import { packageRoot } from '../../services/platform/paths.js';
 import { createScratchDatabase } from './scratch-db.js';
+import { transpileSources } from './transpile.js';
 
 /**
  * Where the integration suites get PostgreSQL: DATABASE_URL (CI: the real server) if set,
@@ -15,6 +17,8 @@ import { createScratchDatabase } from './scratch-db.js';
  * directory holding the migrated embedded cluster (each suite's room starts on a copy of it).
  * A fresh PGlite cluster costs an initdb of several CPU-seconds; a copy costs a file copy.
  * See freshControlDb in tests/helpers/test-room.ts.
+ *
+ * Spawned `parity` processes run the sources transpiled once per run (tests/helpers/transpile.ts).
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   let url = process.env['DATABASE_URL'];
@@ -37,6 +41,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   try {
     let pgTemplate = '';
     let pgliteTemplateDir = '';
+    let pgliteEmptyDir = '';
     if (url) {
       const tpl = await createScratchDatabase(url, 'parity_tpl');
       stops.push(tpl.drop);
@@ -48,19 +53,30 @@ export default async function setup(project: TestProject): Promise<() => Promise
       }
       pgTemplate = new URL(tpl.url).pathname.slice(1);
     } else {
-      const dir = mkdtempSync(join(tmpdir(), 'parity-template-'));
-      stops.push(async () => rmSync(dir, { recursive: true, force: true }));
-      const h = await openControlDb({ dataDir: dir });
+      const tmp = (prefix: string) => {
+        const dir = mkdtempSync(join(tmpdir(), prefix));
+        stops.push(async () => rmSync(dir, { recursive: true, force: true }));
+        return dir;
+      };
+      // A new cluster as it is before the first migration, then a copy of it migrated.
+      pgliteEmptyDir = tmp('parity-template-empty-');
+      await (await openControlDb({ dataDir: pgliteEmptyDir })).close();
+      pgliteTemplateDir = tmp('parity-template-');
+      cpSync(pgliteEmptyDir, pgliteTemplateDir, { recursive: true });
+      const h = await openControlDb({ dataDir: pgliteTemplateDir });
       try {
         await migrateControlDb(h.db);
       } finally {
         await h.close();
       }
-      pgliteTemplateDir = dir;
     }
+    const js = transpileSources(packageRoot());
+    stops.push(async () => js.remove());
+    project.provide('parityJs', js.dir);
     project.provide('pgAdminUrl', url ?? '');
     project.provide('pgTemplate', pgTemplate);
     project.provide('pgliteTemplateDir', pgliteTemplateDir);
+    project.provide('pgliteEmptyDir', pgliteEmptyDir);
   } catch (err) {
     await stop();
     throw err;
@@ -76,5 +92,9 @@ declare module 'vitest' {
     pgTemplate: string;
     /** With PGlite: a data directory holding only the migrated embedded control database. */
     pgliteTemplateDir: string;
+    /** With PGlite: the same before its first migration (a new cluster, no tables). */
+    pgliteEmptyDir: string;
+    /** A package root holding the sources transpiled to JavaScript, for spawned `parity` processes. */
+    parityJs: string;
   }
 }

@@ -20,15 +20,19 @@ export async function freshDatabaseUrl(): Promise<{ url: string | undefined; dro
 }
 
 /**
- * A fresh control database for a room on `dataDir`, already migrated: a copy of the run's
- * template (tests/helpers/global-setup.ts). With a server, a new database (`url`); with PGlite
- * (`url` undefined), the template's embedded cluster copied into `dataDir`, where the room opens
- * it. For a room's first start on an empty directory or database, use freshDatabaseUrl.
+ * A fresh control database for a room on `dataDir`, a copy of the run's template (see
+ * tests/helpers/global-setup.ts): migrated, or with `migrated: false` as a first start finds it.
+ * With a server, a new database (`url`); with PGlite (`url` undefined), the template's embedded
+ * cluster copied into `dataDir`, where the room opens it.
  */
-export async function freshControlDb(dataDir: string): Promise<{ url: string | undefined; drop: () => Promise<void> }> {
+export async function freshControlDb(
+  dataDir: string,
+  opts: { migrated?: boolean } = {},
+): Promise<{ url: string | undefined; drop: () => Promise<void> }> {
+  const migrated = opts.migrated ?? true;
   const admin = inject('pgAdminUrl');
-  if (admin) return createScratchDatabase(admin, 'parity_t', inject('pgTemplate') || undefined);
-  const template = inject('pgliteTemplateDir');
+  if (admin) return createScratchDatabase(admin, 'parity_t', (migrated && inject('pgTemplate')) || undefined);
+  const template = inject(migrated ? 'pgliteTemplateDir' : 'pgliteEmptyDir');
   if (template) cpSync(template, dataDir, { recursive: true });
   return { url: undefined, drop: async () => {} };
 }

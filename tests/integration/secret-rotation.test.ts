@@ -12,6 +12,7 @@ import { loadConfig } from '../../services/platform/config.js';
 import { demoAgreementFile, packageRoot } from '../../services/platform/paths.js';
 import { openRoom, type Room } from '../../services/platform/room.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
+import { parityArgs } from '../helpers/spawn-room.js';
 import { freshControlDb } from '../helpers/test-room.js';
 
 const run = promisify(execFile);
@@ -90,11 +91,10 @@ describe('parity secret rotate', () => {
     await stop();
     const secretBefore = readFileSync(join(dataDir, 'secret'), 'utf8');
 
-    const r = await run(
-      process.execPath,
-      ['--import', 'tsx', join(packageRoot(), 'services/platform/cli.ts'), 'secret', 'rotate'],
-      { cwd: packageRoot(), env: { ...process.env, ...env } },
-    );
+    const r = await run(process.execPath, parityArgs(['secret', 'rotate']), {
+      cwd: packageRoot(),
+      env: { ...process.env, ...env },
+    });
     expect(r.stdout).toContain('rotated: generation 2; 6 pseudonyms re-keyed in 6 points');
     expect(statSync(join(dataDir, 'pseudonym-keys')).mode & 0o777).toBe(0o600);
     expect(readFileSync(join(dataDir, 'secret'), 'utf8')).toBe(secretBefore);
