@@ -35,6 +35,7 @@ import {
   type OracleCell,
   type OraclePoint,
 } from './oracle.js';
+import { timeout } from './timeouts.js';
 
 const TZ = 'Europe/Berlin';
 const PARTNERS = ['acme', 'globex'] as const;
@@ -742,7 +743,7 @@ export function defineOracleSuite(
       s.atA = new Map(all.map((c, i) => [pathOf(c), { combo: c, got: got[i]! }]));
       await land(2);
       await rolledUp();
-    }, 120_000);
+    }, timeout(120_000));
 
     afterAll(async () => {
       await s.t?.close();

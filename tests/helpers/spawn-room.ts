@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { inject } from 'vitest';
 import { packageRoot } from '../../services/platform/paths.js';
+import { timeout } from './timeouts.js';
 
 /** The CLI's source, relative to the package root. */
 const CLI = 'services/platform/cli.ts';
@@ -36,7 +37,7 @@ export interface SpawnedRoom {
 export async function spawnRoom(
   env: Record<string, string>,
   command = 'serve',
-  timeoutMs = 60_000,
+  timeoutMs = timeout(60_000),
 ): Promise<SpawnedRoom> {
   const port = await freePort();
   const root = packageRoot();
