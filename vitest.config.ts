@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { timeout } from './tests/helpers/timeouts.js';
 
 export default defineConfig({
   test: {
@@ -6,8 +7,9 @@ export default defineConfig({
     // Integration suites start servers and databases; two cores, so keep parallelism modest.
     pool: 'forks',
     maxWorkers: 2,
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
+    // Sized for two cores with one kept busy (tests/helpers/timeouts.ts).
+    testTimeout: timeout(60_000),
+    hookTimeout: timeout(120_000),
     globalSetup: ['tests/helpers/global-setup.ts'],
     reporters: process.env['CI'] ? ['default', ['json', { outputFile: 'test-results/vitest.json' }]] : ['default'],
   },

@@ -9,6 +9,7 @@ import { createToken } from '../../services/governance/token-repository.js';
 import { seedDemoPoints } from '../../assembly/demo.js';
 import { artifactDir, launchChromium } from '../helpers/browser.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { timeout } from '../helpers/timeouts.js';
 
 // The demo room (two years, five KPIs, two partners) on a test clock, and real Chromium.
 let t: TestRoom;
@@ -55,7 +56,7 @@ beforeAll(async () => {
   await named('globex', 'globex', 'analyst', 'globex analyst');
   await named('ana', 'acme', 'owner', 'ana@acme.example');
   await named('gus', 'globex', 'owner', 'gus@globex.example');
-}, 240_000);
+}, timeout(240_000));
 afterAll(async () => {
   for (const server of intranets) server.close();
   await browser?.close();
@@ -261,7 +262,7 @@ describe('the joint dashboard in Chromium', () => {
         return c?.by === 'partner' && (c.view?.data('suppressed').length ?? 0) > 0;
       },
       undefined,
-      { timeout: 10_000 },
+      { timeout: timeout(10_000) },
     );
     const gaps = await a.page.$eval('parity-app', (app) =>
       (

@@ -7,6 +7,7 @@ import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 import YAML from 'yaml';
 import { demoAgreementFile } from '../../services/platform/paths.js';
+import { timeout } from './timeouts.js';
 
 /** The demo agreement with lead_time's owners given webhooks on a local receiver (/acme, /globex). */
 export function agreementWithHooks(receiver: HookReceiver): string {
@@ -86,6 +87,7 @@ export class HookReceiver {
 
   /** Waits until `pred` holds over what arrived (checked on each arrival), or fails after `ms`. */
   async waitFor(pred: () => boolean, ms = 10_000): Promise<void> {
+    ms = timeout(ms);
     const deadline = Date.now() + ms;
     while (!pred()) {
       if (Date.now() > deadline)
@@ -143,6 +145,7 @@ export class MailCatcher {
   }
 
   async waitFor(pred: () => boolean, ms = 10_000): Promise<void> {
+    ms = timeout(ms);
     const deadline = Date.now() + ms;
     while (!pred()) {
       if (Date.now() > deadline)

@@ -1,7 +1,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { inject } from 'vitest';
 import { packageRoot } from '../../services/platform/paths.js';
+import { timeout } from './timeouts.js';
+
+/** The CLI's source, relative to the package root. */
+const CLI = 'assembly/cli.ts';
+
+/**
+ * `node` arguments that run `parity <args>`: the run's sources transpiled to JavaScript (see
+ * tests/helpers/transpile.ts); run them with cwd packageRoot().
+ */
+export function parityArgs(args: readonly string[]): string[] {
+  return [join(inject('parityJs'), CLI.replace(/\.ts$/, '.js')), ...args];
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -20,15 +33,15 @@ export interface SpawnedRoom {
   exited: Promise<number | null>;
 }
 
-/** Runs `parity <command>` from the sources in a child process and waits until /healthz answers. */
+/** Runs `parity <command>` in a child process and waits until /healthz answers. */
 export async function spawnRoom(
   env: Record<string, string>,
   command = 'serve',
-  timeoutMs = 60_000,
+  timeoutMs = timeout(60_000),
 ): Promise<SpawnedRoom> {
   const port = await freePort();
   const root = packageRoot();
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'assembly/cli.ts'), command], {
+  const child = spawn(process.execPath, parityArgs([command]), {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -18,6 +18,24 @@ export async function freshDatabaseUrl(): Promise<{ url: string | undefined; dro
   const admin = inject('pgAdminUrl');
   if (!admin) return { url: undefined, drop: async () => {} };
   return createScratchDatabase(admin);
+}
+
+/**
+ * A fresh control database for a room on `dataDir`, a copy of the run's template (see
+ * tests/helpers/global-setup.ts): migrated, or with `migrated: false` as a first start finds it.
+ * With a server, a new database (`url`); with PGlite (`url` undefined), the template's embedded
+ * cluster copied into `dataDir`, where the room opens it.
+ */
+export async function freshControlDb(
+  dataDir: string,
+  opts: { migrated?: boolean } = {},
+): Promise<{ url: string | undefined; drop: () => Promise<void> }> {
+  const migrated = opts.migrated ?? true;
+  const admin = inject('pgAdminUrl');
+  if (admin) return createScratchDatabase(admin, 'parity_t', (migrated && inject('pgTemplate')) || undefined);
+  const template = inject(migrated ? 'pgliteTemplateDir' : 'pgliteEmptyDir');
+  if (template) cpSync(template, dataDir, { recursive: true });
+  return { url: undefined, drop: async () => {} };
 }
 
 export interface TestRoom {
@@ -41,7 +59,7 @@ export async function startTestRoom(
   opts: { env?: Record<string, string>; clock?: Clock; agreementFile?: string; listen?: boolean } = {},
 ): Promise<TestRoom> {
   const dataDir = mkdtempSync(join(tmpdir(), 'parity-test-'));
-  const db = await freshDatabaseUrl();
+  const db = await freshControlDb(dataDir);
   // Retention is run by the tests that are about it (runRetention): suites date points freely against their test clock.
   const config: Config = loadConfig({
     PARITY_DATA_DIR: dataDir,
@@ -56,7 +74,8 @@ export async function startTestRoom(
   const room = await openRoom(config, {
     clock,
     defaultAgreementFile: opts.agreementFile ?? demoAgreementFile(),
-    memoryControlDb: true,
+    // PGlite: the template copy in dataDir (cheaper than an in-memory initdb, as fast to query).
+    memoryControlDb: !db.url && !inject('pgliteTemplateDir'),
   });
   const logs: string[] = [];
   const logStream = new Writable({

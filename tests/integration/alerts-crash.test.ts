@@ -10,10 +10,10 @@ import { localToday } from '../../services/platform/calendar.js';
 import { ndjson } from '../helpers/points.js';
 import { agreementWithHooks, HookReceiver } from '../helpers/receivers.js';
 import { spawnRoom } from '../helpers/spawn-room.js';
-import { freshDatabaseUrl } from '../helpers/test-room.js';
+import { freshControlDb } from '../helpers/test-room.js';
 
 let dataDir: string;
-let db: Awaited<ReturnType<typeof freshDatabaseUrl>>;
+let db: Awaited<ReturnType<typeof freshControlDb>>;
 let env: Record<string, string>;
 let token: string;
 let receiver: HookReceiver;
@@ -21,7 +21,7 @@ let receiver: HookReceiver;
 beforeAll(async () => {
   receiver = await new HookReceiver().start();
   dataDir = mkdtempSync(join(tmpdir(), 'parity-alerts-crash-'));
-  db = await freshDatabaseUrl();
+  db = await freshControlDb(dataDir);
   env = {
     PARITY_DATA_DIR: dataDir,
     PARITY_AGREEMENT: agreementWithHooks(receiver),

@@ -6,16 +6,15 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { packageRoot } from '../../services/platform/paths.js';
-import { freshDatabaseUrl, startTestRoom, type TestRoom } from '../helpers/test-room.js';
-import { spawnRoom } from '../helpers/spawn-room.js';
+import { freshControlDb, startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { parityArgs, spawnRoom } from '../helpers/spawn-room.js';
 import { csv, leadTimePoints, ndjson } from '../helpers/points.js';
 
 const run = promisify(execFile);
-const cli = join(packageRoot(), 'assembly/cli.ts');
 
 async function parity(args: string[], env: Record<string, string> = {}) {
   try {
-    const r = await run(process.execPath, ['--import', 'tsx', cli, ...args], {
+    const r = await run(process.execPath, parityArgs(args), {
       cwd: packageRoot(),
       env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: '', ...env },
     });
@@ -68,7 +67,15 @@ describe('configuration errors', () => {
   });
 
   it('serve without an agreement says what to set', async () => {
-    const r = await parity(['serve'], { PARITY_DATA_DIR: join(dir, 'noagreement'), PORT: '0', PARITY_AGREEMENT: '' });
+    const dataDir = join(dir, 'noagreement');
+    const db = await freshControlDb(dataDir, { migrated: false });
+    onTestFinished(() => db.drop());
+    const r = await parity(['serve'], {
+      PARITY_DATA_DIR: dataDir,
+      PORT: '0',
+      PARITY_AGREEMENT: '',
+      DATABASE_URL: db.url ?? '',
+    });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('set PARITY_AGREEMENT');
   });
@@ -156,7 +163,7 @@ describe('parity push', () => {
 describe('parity token create and migrate on a stopped room', () => {
   it('creates a token that the room then accepts, printed once; refuses while the embedded room runs', async () => {
     const dataDir = join(dir, 'room');
-    const db = await freshDatabaseUrl();
+    const db = await freshControlDb(dataDir, { migrated: false });
     const env = {
       PARITY_DATA_DIR: dataDir,
       PARITY_AGREEMENT: 'fixtures/demo-agreement.yaml',

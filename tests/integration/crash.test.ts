@@ -2,26 +2,28 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createToken } from '../../services/governance/token-repository.js';
 import { loadConfig } from '../../services/platform/config.js';
 import { demoAgreementFile } from '../../services/platform/paths.js';
 import { openRoom } from '../../assembly/open-room.js';
 import { leadTimePoints, ndjson } from '../helpers/points.js';
 import { spawnRoom } from '../helpers/spawn-room.js';
-import { freshDatabaseUrl } from '../helpers/test-room.js';
+import { freshControlDb } from '../helpers/test-room.js';
+import { timeout } from '../helpers/timeouts.js';
 
 const ROUNDS = 12;
 const BATCH_POINTS = 300;
+vi.setConfig({ testTimeout: timeout(600_000) });
 
 let dataDir: string;
-let db: Awaited<ReturnType<typeof freshDatabaseUrl>>;
+let db: Awaited<ReturnType<typeof freshControlDb>>;
 let env: Record<string, string>;
 let token: string;
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'parity-crash-'));
-  db = await freshDatabaseUrl();
+  db = await freshControlDb(dataDir);
   env = {
     PARITY_DATA_DIR: dataDir,
     PARITY_AGREEMENT: demoAgreementFile(),
@@ -120,5 +122,5 @@ describe('SIGKILL while batches stream in', () => {
       expect(String(b!['id'])).toBe(s.receipt!.batchId);
       expect(b!['n']).toBe(BATCH_POINTS);
     }
-  }, 600_000);
+  });
 });

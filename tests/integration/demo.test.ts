@@ -1,10 +1,13 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawnRoom } from '../helpers/spawn-room.js';
 import { freshDatabaseUrl } from '../helpers/test-room.js';
 import { ndjson, leadTimePoints } from '../helpers/points.js';
+import { timeout } from '../helpers/timeouts.js';
+
+vi.setConfig({ testTimeout: timeout(240_000) });
 
 let dataDir: string;
 let db: Awaited<ReturnType<typeof freshDatabaseUrl>>;
@@ -21,7 +24,7 @@ afterAll(async () => {
 
 describe('parity demo (what npm start runs)', () => {
   it('serves the demo partnership with tokens and two years of points; a second start reuses the data', async () => {
-    const first = await spawnRoom(env, 'demo', 120_000);
+    const first = await spawnRoom(env, 'demo', timeout(120_000));
     const tokens: Record<string, string> = {};
     try {
       const out = first.output();
@@ -84,7 +87,7 @@ describe('parity demo (what npm start runs)', () => {
     }
     for (const r of raw) expect(first.output()).not.toContain(r);
 
-    const second = await spawnRoom(env, 'demo', 60_000);
+    const second = await spawnRoom(env, 'demo', timeout(60_000));
     try {
       const out = second.output();
       expect(out).not.toContain('seeded');
@@ -102,7 +105,7 @@ describe('parity demo (what npm start runs)', () => {
       second.child.kill('SIGTERM');
       expect(await second.exited).toBe(0);
     }
-  }, 240_000);
+  });
 });
 
 function listFiles(dir: string): string[] {

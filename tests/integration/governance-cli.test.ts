@@ -7,14 +7,14 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import YAML from 'yaml';
 import { demoAgreementFile, packageRoot } from '../../services/platform/paths.js';
+import { parityArgs } from '../helpers/spawn-room.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
 const run = promisify(execFile);
-const cli = join(packageRoot(), 'assembly/cli.ts');
 
 async function parity(args: string[], env: Record<string, string> = {}) {
   try {
-    const r = await run(process.execPath, ['--import', 'tsx', cli, ...args], {
+    const r = await run(process.execPath, parityArgs(args), {
       cwd: packageRoot(),
       env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: '', PARITY_URL: t.url, ...env },
     });

@@ -8,7 +8,7 @@ import { demoAgreementFile } from '../../services/platform/paths.js';
 import { openRoom } from '../../assembly/open-room.js';
 import { leadTimePoints, ndjson } from '../helpers/points.js';
 import { spawnRoom } from '../helpers/spawn-room.js';
-import { freshDatabaseUrl, startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { freshControlDb, startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
 /** A request body the test releases by hand: the batch stays in flight until then. */
 function heldBody(first: string) {
@@ -64,10 +64,10 @@ describe('a saturated writer', () => {
 
 describe('graceful shutdown', () => {
   let dataDir: string;
-  let db: Awaited<ReturnType<typeof freshDatabaseUrl>>;
+  let db: Awaited<ReturnType<typeof freshControlDb>>;
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'parity-drain-'));
-    db = await freshDatabaseUrl();
+    db = await freshControlDb(dataDir);
   });
   afterAll(async () => {
     await db?.drop();

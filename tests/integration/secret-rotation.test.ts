@@ -13,7 +13,8 @@ import { demoAgreementFile, packageRoot } from '../../services/platform/paths.js
 import { type Room } from '../../services/platform/room.js';
 import { openRoom } from '../../assembly/open-room.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
-import { freshDatabaseUrl } from '../helpers/test-room.js';
+import { parityArgs } from '../helpers/spawn-room.js';
+import { freshControlDb } from '../helpers/test-room.js';
 
 const run = promisify(execFile);
 const dataDir = mkdtempSync(join(tmpdir(), 'parity-rotate-'));
@@ -28,7 +29,7 @@ const points = (day: string, subjects: string[]): TestPoint[] =>
 
 describe('parity secret rotate', () => {
   it('re-keys every stored pseudonym; new data for a known subject gets the same pseudonym; aggregates and digests do not change', async () => {
-    const db = await freshDatabaseUrl();
+    const db = await freshControlDb(dataDir);
     drop = db.drop;
     const env = {
       PARITY_DATA_DIR: dataDir,
@@ -91,11 +92,10 @@ describe('parity secret rotate', () => {
     await stop();
     const secretBefore = readFileSync(join(dataDir, 'secret'), 'utf8');
 
-    const r = await run(
-      process.execPath,
-      ['--import', 'tsx', join(packageRoot(), 'assembly/cli.ts'), 'secret', 'rotate'],
-      { cwd: packageRoot(), env: { ...process.env, ...env } },
-    );
+    const r = await run(process.execPath, parityArgs(['secret', 'rotate']), {
+      cwd: packageRoot(),
+      env: { ...process.env, ...env },
+    });
     expect(r.stdout).toContain('rotated: generation 2; 6 pseudonyms re-keyed in 6 points');
     expect(statSync(join(dataDir, 'pseudonym-keys')).mode & 0o777).toBe(0o600);
     expect(readFileSync(join(dataDir, 'secret'), 'utf8')).toBe(secretBefore);

@@ -7,6 +7,9 @@
  * in JSON, CSV and Arrow, for both partners' analysts, at the latest and at earlier snapshots.
  * Arrow carries a withheld value as null, as JSON does, and its schema must not depend on the
  * cells (see the 'Arrow: …schema' test).
+ *
+ * Each agreement's suite is its own test file (tests/integration/query-oracle-*.test.ts), so
+ * the two rooms run side by side.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,8 +17,8 @@ import { join } from 'node:path';
 import { DataType, tableFromIPC, type Table } from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken } from '../../services/governance/token-repository.js';
-import { ndjson, type TestPoint } from '../helpers/points.js';
-import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { ndjson, type TestPoint } from './points.js';
+import { startTestRoom, type TestRoom } from './test-room.js';
 import {
   COMPLEMENTARY,
   canonical,
@@ -30,7 +33,8 @@ import {
   type Measure,
   type OracleCell,
   type OraclePoint,
-} from '../helpers/oracle.js';
+} from './oracle.js';
+import { timeout } from './timeouts.js';
 
 const TZ = 'Europe/Berlin';
 const PARTNERS = ['acme', 'globex'] as const;
@@ -38,7 +42,7 @@ type Partner = (typeof PARTNERS)[number];
 const ARROW = 'application/vnd.apache.arrow.stream';
 
 /** What the oracle needs to know about one KPI of an agreement, written out by hand. */
-interface KpiSpec {
+export interface KpiSpec {
   id: string;
   measure: Measure;
   unit: string;
@@ -278,7 +282,7 @@ const integer = (lo: number, hi: number) => (r: () => number) => lo + Math.floor
 const binary = (p: number) => (r: () => number) => (r() < p ? 1 : 0);
 const regions = ['north', 'south'];
 
-const DEMO_KPIS: KpiSpec[] = [
+export const DEMO_KPIS: KpiSpec[] = [
   {
     id: 'customer_value',
     measure: 'avg',
@@ -339,7 +343,7 @@ const DEMO_KPIS: KpiSpec[] = [
 // An agreement of our own for the measures the demo does not have: sum, count, distinct,
 // p90, p95; combined KPIs (twoPartyConsent); a partner threshold above the KPI's own.
 // -------------------------------------------------------------------------------------------
-const OWN_AGREEMENT = `
+export const OWN_AGREEMENT = `
 partnership: { id: oracle-room, title: Oracle Room, timezone: Europe/Berlin }
 partners:
   - { id: acme, name: Acme Logistics, minGroupSize: 4 }
@@ -435,7 +439,7 @@ kpis:
     escalation: { ackWithin: P1D }
 `;
 
-const OWN_KPIS: KpiSpec[] = [
+export const OWN_KPIS: KpiSpec[] = [
   {
     id: 'parcels',
     measure: 'sum',
@@ -630,7 +634,7 @@ interface Suite {
   arrowSchemas: { at: string; schema: Record<string, string> }[];
 }
 
-function defineOracleSuite(
+export function defineOracleSuite(
   name: string,
   opts: {
     kpis: KpiSpec[];
@@ -738,7 +742,7 @@ function defineOracleSuite(
       s.atA = new Map(all.map((c, i) => [pathOf(c), { combo: c, got: got[i]! }]));
       await land(2);
       await rolledUp();
-    }, 120_000);
+    }, timeout(120_000));
 
     afterAll(async () => {
       await s.t?.close();
@@ -1077,18 +1081,3 @@ function defineOracleSuite(
     });
   });
 }
-
-defineOracleSuite('series oracle: the demo agreement (avg, p50, rate)', {
-  kpis: DEMO_KPIS,
-  seed: 20261123,
-  crafted: ['customer_value', 'lead_time'],
-});
-// This room runs without the aggregate cache (PARITY_QUERY_CACHE=off), so every read, including
-// the ?snapshot=N replays, goes to DuckDB; the demo room runs with it.
-defineOracleSuite('series oracle: an agreement of our own (sum, count, distinct, p90, p95, combined)', {
-  kpis: OWN_KPIS,
-  seed: 424242,
-  agreementYaml: OWN_AGREEMENT,
-  crafted: ['parcels', 'delay_p95'],
-  env: { PARITY_QUERY_CACHE: 'off', PARITY_ROLLUPS: 'off' },
-});
