@@ -118,9 +118,13 @@ export class RollupMaintainer {
   }
 
   async stop(): Promise<void> {
+    this.#stopping = true;
     this.#unsubscribe?.();
     await this.loop.stop();
   }
+
+  /** Set by stop(): a catch-up in flight ends after the KPI it is refreshing (each commits on its own). */
+  #stopping = false;
 
   /** Whether every batch up to the latest snapshot is rolled up. */
   get current(): boolean {
@@ -138,6 +142,7 @@ export class RollupMaintainer {
     for (const r of rows) this.#rolledUp.set(r.kpi, r.snapshot);
     const rebuilt = new Set<string>();
     for (const kpi of agreement.kpis) {
+      if (this.#stopping) return;
       if (state.get(kpi.id) === rollupSignature(kpi, tz)) continue;
       const t0 = performance.now();
       const days = await duck.pointDays(kpi.id, latest);
@@ -159,6 +164,7 @@ export class RollupMaintainer {
         );
       }
       for (const [kpiId, days] of ranges) {
+        if (this.#stopping) return;
         const kpi = agreement.kpis.find((k) => k.id === kpiId);
         if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(kpi, tz, latest, days, false);
       }
