@@ -1,3 +1,4 @@
+import { stopRollups } from '../../services/query/rollups.js';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -242,8 +243,8 @@ describe('no raw subject anywhere', () => {
     }
 
     const pseudo = createPseudonymiser(t.room.secret)('acme', secretSubjects[0]!.subject);
-    // The rollups write beside ingest: let them finish, or CHECKPOINT meets their open transaction.
-    await t.app.reader.rollups?.loop.idle();
+    // The rollups write beside ingest: stop them, or CHECKPOINT meets their open transaction.
+    await stopRollups(t.app.reader);
     const c = await t.room.duck.connect();
     await c.run('CHECKPOINT');
     t.room.duck.release(c);
