@@ -67,7 +67,7 @@ async function runServe(withDemo: boolean): Promise<void> {
             err(`seeding demo points: ${partner} ${n.toLocaleString('en')}`);
           }
         },
-      });
+      }).finally(() => lander.close()); // the served app lands through its own lander
       bar?.stop();
       if (seeded)
         out(
