@@ -98,13 +98,7 @@ export async function seedDemoPoints(
       partnerId: p.id,
       action: 'ingest.landed',
       target: receipt.batchId,
-      details: {
-        snapshot: receipt.snapshot,
-        accepted: receipt.accepted,
-        rejected: receipt.rejected,
-        contentType: 'application/x-ndjson',
-        demo: true,
-      },
+      details: { snapshot: receipt.snapshot, contentType: 'application/x-ndjson', demo: true },
     });
     total += receipt.accepted;
   }

@@ -15,6 +15,7 @@
  *   DATABASE_URL          PostgreSQL server for the baseline (default postgres://postgres@127.0.0.1:5432/postgres)
  *   PARITY_DUCKDB_MEMORY  DuckDB memory limit of the server, used for the in-process run too (default: the room's, 256MB)
  */
+import { disclosureRules } from '../services/query/disclosure.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -230,6 +231,7 @@ function seriesQuery(kpi: Kpi, agreement: Agreement): SeriesQuery {
     by: { kind: 'partner' },
     snapshot: 1,
     timezone: agreement.partnership.timezone,
+    rules: disclosureRules(agreement, kpi),
   };
 }
 

@@ -16,6 +16,7 @@ import {
 } from '../query/kpi-summary.js';
 import { periodEnd } from '../platform/calendar.js';
 import { runSeries } from '../query/series-service.js';
+import { disclosureRules } from '../query/disclosure.js';
 import {
   createIncident,
   listIncidentsDueForEscalation,
@@ -224,7 +225,7 @@ export class AlertEngine {
   async #figure(ctx: EvaluationContext, kpi: Kpi, scope: string, s: ScopeSummary, feeds: KpiSummary['feeds']) {
     const grain = kpi.evaluate.grain;
     const period = s.lastClosed!.period;
-    const series = await runSeries(ctx.reader, ctx.agreement, ctx.agreementVersion, {
+    const series = await runSeries(ctx.reader, ctx.agreementVersion, {
       kpi,
       grain,
       from: period,
@@ -232,6 +233,7 @@ export class AlertEngine {
       by: { kind: scope === 'combined' ? 'none' : 'partner' },
       snapshot: ctx.snapshot,
       timezone: ctx.agreement.partnership.timezone,
+      rules: disclosureRules(ctx.agreement, kpi),
     });
     return {
       grain,

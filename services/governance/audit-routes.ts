@@ -85,7 +85,7 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
           d['kpi'],
           (d['filter'] as Record<string, unknown> | undefined)?.['kpi'],
           ...(Array.isArray(d['kpis']) ? d['kpis'] : []),
-          ...Object.keys((d['perKpi'] as object | undefined) ?? {}),
+          ...Object.keys((d['perKpi'] as object | undefined) ?? {}), // entries written before counts were dropped
         ].some((k) => typeof k === 'string' && hidden.has(k));
       const entries = hidden.size === 0 ? all : all.filter((e) => !mentions(e));
       await auditRequest(room, req, {

@@ -180,8 +180,16 @@ export const transparencyReportSchema = z.object({
     z.object({
       partner: z.string(),
       batches: z.number().int(),
-      pointsAccepted: z.number().int(),
-      pointsRejected: z.number().int(),
+      pointsAccepted: z
+        .number()
+        .int()
+        .nullable()
+        .describe("the reader's own partner only; null for every other partner, steering and the operator"),
+      pointsRejected: z
+        .number()
+        .int()
+        .nullable()
+        .describe("the reader's own partner only; null for every other partner, steering and the operator"),
       lastArrival: z.string().nullable(),
     }),
   ),
@@ -195,7 +203,7 @@ export const transparencyReportSchema = z.object({
         .int()
         .nullable()
         .describe(
-          "a partner's own feeds, and every feed for steering and the operator; null otherwise (for a count KPI it would be the partner's figure)",
+          "the reader's own partner's feeds only; null otherwise, for steering and the operator too (for a count KPI it would be the partner's figure)",
         ),
       lastArrival: z.string().nullable(),
       dueBy: z.string(),

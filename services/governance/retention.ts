@@ -56,9 +56,10 @@ export async function runRetention(room: Room, log?: Pick<Logger, 'info'>): Prom
     actor: 'system',
     partnerId: null,
     action: 'retention.deleted',
-    details: { deleted, perKpi, before, retention: a.retention, snapshot },
+    // No counts: the total minus one's own deleted points is the others' volume (docs/privacy.md §3).
+    details: { kpis: Object.keys(perKpi).sort(), before, retention: a.retention, snapshot },
   });
-  log?.info(`retention: deleted ${deleted} points on local days before ${before} (snapshot ${snapshot})`);
+  log?.info(`retention: deleted points on local days before ${before} (snapshot ${snapshot})`);
   return { before, deleted, perKpi, snapshot };
 }
 

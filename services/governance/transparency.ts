@@ -54,7 +54,9 @@ const iso = (v: unknown) => (v === null || v === undefined ? null : new Date(v a
 /**
  * The report for a reader: the operator, steering and admins see every KPI's metadata; other
  * partner users do not see need-to-know KPIs they may not read, not even their ids. Point
- * counts per feed go to the feed's own partner, steering and the operator only.
+ * counts go to the reader's own partner only: another partner's points accepted, minus the
+ * feeds a reader can see, would give a withheld count KPI or a need-to-know KPI's volume, and
+ * steering members and the operator are readers like any other (docs/privacy.md §4).
  */
 export async function transparencyReport(room: Room, month: string, reader: Principal): Promise<TransparencyReport> {
   const report = await fullReport(room, month);
@@ -68,11 +70,16 @@ export async function transparencyReport(room: Room, month: string, reader: Prin
           .map((k) => k.id),
   );
   // Another partner's point count per KPI is its volume — for a count KPI, its very figure.
+  const own = (partner: string) => reader.partnerId !== null && partner === reader.partnerId;
   const feeds = report.feeds
     .filter((f) => !hidden.has(f.kpi))
-    .map((f) => (whole || f.partner === reader.partnerId ? f : { ...f, points: null }));
+    .map((f) => (own(f.partner) ? f : { ...f, points: null }));
+  const partners = report.partners.map((p) =>
+    own(p.partner) ? p : { ...p, pointsAccepted: null, pointsRejected: null },
+  );
   return {
     ...report,
+    partners,
     feeds,
     queries: report.queries.filter((q) => !hidden.has(q.kpi)),
     incidents: report.incidents.filter((i) => !hidden.has(i.kpi)),

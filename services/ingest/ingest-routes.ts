@@ -100,16 +100,12 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
           partnerId,
           action: result.status === 202 ? 'ingest.landed' : 'ingest.replayed',
           target: r.batchId,
-          details: {
-            snapshot: r.snapshot,
-            accepted: r.accepted,
-            rejected: r.rejected,
-            contentType: mediaType,
-            checksum: r.checksum,
-          },
+          // No point counts: the shared log's whole-log readers (steering, the operator) would get
+          // every partner's volume. The partner has them on its receipt (docs/privacy.md §4).
+          details: { snapshot: r.snapshot, contentType: mediaType, checksum: r.checksum },
         });
         req.log.info(
-          { batchId: r.batchId, snapshot: r.snapshot, accepted: r.accepted, rejected: r.rejected },
+          { batchId: r.batchId, snapshot: r.snapshot },
           result.status === 202 ? 'batch landed' : 'batch replayed',
         );
         return reply.code(result.status).send(r);

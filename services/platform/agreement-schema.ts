@@ -118,6 +118,11 @@ const kpi = z.strictObject({
   needToKnow: z.array(email).default([]),
   breakdown: z.enum(['per_partner', 'combined']),
   minGroupSize: z.number().int().min(1).max(1000).optional(),
+  /**
+   * Whether cells carry their exact number of distinct subjects. A count is a measure too (it
+   * gives a partner's volume, and value × n a withheld sum), so it is shown only when agreed.
+   */
+  counts: z.enum(['exact', 'none']).default('none'),
   band,
   evaluate: z.strictObject({ grain: z.enum(grains), consecutive: z.number().int().min(1).max(52).default(1) }),
   freshness: z.strictObject({ every: duration, grace: duration }),

@@ -1,6 +1,6 @@
 import type { DuckStore } from '../platform/duck-store.js';
 import type { SeriesQuery } from './aggregate-compiler.js';
-import type { RawCell } from './suppression.js';
+import type { RawCell } from './disclosure.js';
 
 /**
  * Aggregates by (query, effective snapshot): the effective snapshot is the last one that

@@ -4,7 +4,7 @@ import type { Band, ScopeState, Signal } from './query-schemas.js';
 // Bands, signals and states as the API serves them: their shapes are the response schemas'.
 export type { Band, ScopeState, Signal };
 
-/** One closed period of one scope, with the value the room computed (disclosed or not). */
+/** One closed period of one scope, with its disclosed value (null when withheld or empty). */
 export interface PeriodValue {
   period: string;
   value: number | null;
@@ -93,8 +93,8 @@ export function verdicts(kpi: Kpi, history: readonly PeriodValue[]): PeriodVerdi
 /**
  * The state of a scope after its last closed period: breach when the last `consecutive`
  * closed periods are all outside their band, pending when fewer are, suppressed or no data
- * when the last closed period has no disclosed value. A suppressed breach is still a breach
- * (reported without a value).
+ * when the last closed period has no disclosed value. A withheld period has no verdict: it
+ * is never a breach, and it ends a run of out-of-band periods.
  */
 export function scopeState(
   kpi: Kpi,
@@ -103,10 +103,12 @@ export function scopeState(
   v: readonly PeriodVerdict[] = verdicts(kpi, history),
 ): ScopeState {
   const last = history[history.length - 1];
-  if (!last || last.period !== lastClosed || last.value === null) return 'no_data';
+  if (!last || last.period !== lastClosed) return 'no_data';
+  if (last.suppressed) return 'suppressed';
+  if (last.value === null) return 'no_data';
   let run = 0;
   for (let i = v.length - 1; i >= 0 && v[i]!.outside; i--) run++;
   if (run >= kpi.evaluate.consecutive) return 'breach';
   if (run > 0) return 'pending';
-  return last.suppressed ? 'suppressed' : 'ok';
+  return 'ok';
 }

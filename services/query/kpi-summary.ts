@@ -1,4 +1,4 @@
-import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
+import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import type { Principal } from '../governance/token-repository.js';
 import { canonicalDigest } from '../platform/canonical-json.js';
 import type { SeriesReader } from './series-reader.js';
@@ -9,11 +9,14 @@ import { kpiFreshness } from './freshness.js';
 import type { BreachEntry, KpiSummary, KpisResult, PeriodBand, ScopeSummary } from './query-schemas.js';
 import { runAggregate } from './series-service.js';
 import { canSee } from '../governance/access-policy.js';
-import { suppress, type Cell, type RawCell } from './suppression.js';
+import { disclose, disclosureRules, type RawCell } from './disclosure.js';
+import type { Cell } from './query-schemas.js';
 
 /**
- * Every period from `first` to `last` of one scope, with the value the room computed (a gap
- * is null) and whether it is withheld: the input of band evaluation.
+ * Every period from `first` to `last` of one scope, with its disclosed value (a gap or a
+ * withheld cell is null) and whether it is withheld: the input of band evaluation. Bands, run
+ * rules and verdicts see disclosed values only, so a signal never tells on which side of the
+ * band a withheld neighbour lies (docs/privacy.md §4).
  */
 function scopeHistory(
   raw: readonly RawCell[],
@@ -28,7 +31,7 @@ function scopeHistory(
     const i = raw.findIndex((c) => c.period === p && c.group === group);
     history.push({
       period: p,
-      value: i < 0 ? null : raw[i]!.value,
+      value: i < 0 ? null : shown[i]!.value,
       suppressed: i >= 0 && shown[i]!.state === 'suppressed',
     });
   }
@@ -87,7 +90,7 @@ export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<Kpi
   const lastClosed = addPeriods(open, grain, -1);
   const depth = historyDepth(kpi) + kpi.evaluate.consecutive + 1;
   const first = addPeriods(open, grain, -depth);
-  const min = effectiveMinGroupSize(agreement, kpi);
+  const rules = disclosureRules(agreement, kpi);
   const feeds = kpiFreshness(agreement, kpi, reader.duck.arrivals, ctx.now, ctx.since);
   const scopes: ScopeSummary[] = [];
   const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
@@ -100,9 +103,10 @@ export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<Kpi
       by: { kind: by },
       snapshot,
       timezone: agreement.partnership.timezone,
+      rules,
     };
     const raw = await runAggregate(reader, q, agreementVersion);
-    const shown = suppress(raw, min, by !== 'none');
+    const shown = disclose(raw, rules);
     const groups = by === 'none' ? [null] : agreement.partners.map((p) => p.id);
     for (const group of groups) {
       const history = scopeHistory(raw, shown, group, first, lastClosed, grain);
@@ -145,7 +149,7 @@ export async function evaluateKpi(ctx: EvaluationContext, kpi: Kpi): Promise<Kpi
     measure: kpi.measure,
     disclosure: kpi.disclosure,
     grain,
-    minGroupSize: min,
+    minGroupSize: rules.minGroupSize,
     feeds,
     scopes,
   };
@@ -211,15 +215,24 @@ export async function judgePeriods(
     const start = periodStart(from, grain);
     const first = addPeriods(start, grain, -historyDepth(kpi));
     if (first > end) continue;
-    const min = effectiveMinGroupSize(agreement, kpi);
+    const rules = disclosureRules(agreement, kpi);
     const breakdowns = kpi.breakdown === 'per_partner' ? (['none', 'partner'] as const) : (['none'] as const);
     for (const by of breakdowns) {
       const raw = await runAggregate(
         reader,
-        { kpi, grain, from: first, to: end, by: { kind: by }, snapshot, timezone: agreement.partnership.timezone },
+        {
+          kpi,
+          grain,
+          from: first,
+          to: end,
+          by: { kind: by },
+          snapshot,
+          timezone: agreement.partnership.timezone,
+          rules,
+        },
         agreementVersion,
       );
-      const shown = suppress(raw, min, by !== 'none');
+      const shown = disclose(raw, rules);
       for (const group of by === 'none' ? [null] : agreement.partners.map((p) => p.id)) {
         const history = scopeHistory(raw, shown, group, first, end, grain);
         verdicts(kpi, history).forEach((v, i) => {

@@ -64,6 +64,10 @@ function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult, f
         r.cells.map((c) => c.state),
         new Utf8(),
       ),
+      reason_code: vectorFromArray(
+        r.cells.map((c) => c.reasonCode ?? null),
+        new Utf8(),
+      ),
       reason: vectorFromArray(
         r.cells.map((c) => c.reason ?? null),
         new Utf8(),
@@ -73,8 +77,8 @@ function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult, f
   }
   if (accept.includes('text/csv')) {
     const rows = [
-      ['period', 'group', 'value', 'n', 'state', 'reason'],
-      ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reason]),
+      ['period', 'group', 'value', 'n', 'state', 'reason_code', 'reason'],
+      ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reasonCode, c.reason]),
     ];
     return reply.type('text/csv; charset=utf-8').send(stringify(rows));
   }
@@ -334,7 +338,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
         room.clock.now(),
         room.duck.retiredBefore,
       );
-      const result = await runSeries(reader, active.agreement, active.version, q);
+      const result = await runSeries(reader, active.version, q);
       await auditRequest(room, req, {
         action: 'query.series',
         target: kpi.id,

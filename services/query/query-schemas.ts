@@ -11,14 +11,24 @@ import { disclosures, grains, measures } from '../platform/agreement-schema.js';
 
 export const grainSchema = z.enum(grains);
 
+/** Why a cell is withheld (docs/privacy.md §5): stable codes, rendered in the reader's language by the dashboard. */
+export const reasonCodes = ['few_subjects', 'few_partners', 'protects'] as const;
+export const reasonCodeSchema = z.enum(reasonCodes);
+export type ReasonCode = z.infer<typeof reasonCodeSchema>;
+
 /** A cell as served: suppressed cells carry a reason instead of a value and a count. */
 export const cellSchema = z.object({
   period: z.string().describe('first local day of the period (YYYY-MM-DD)'),
   group: z.string().nullable().describe('partner id or dimension value; null for the combined figure'),
   value: z.number().nullable(),
-  n: z.number().int().nullable().describe('distinct subjects in the cell; null when suppressed'),
+  n: z
+    .number()
+    .int()
+    .nullable()
+    .describe("distinct subjects in the cell; only where the KPI's agreement says counts: exact, else null"),
   state: z.enum(['ok', 'suppressed']),
-  reason: z.string().optional().describe('why a suppressed cell is withheld'),
+  reasonCode: reasonCodeSchema.optional().describe('why a suppressed cell is withheld, as a stable code'),
+  reason: z.string().optional().describe('why a suppressed cell is withheld, in plain English'),
 });
 export type Cell = z.infer<typeof cellSchema>;
 
@@ -165,12 +175,14 @@ export type BandsResponse = z.infer<typeof bandsResponseSchema>;
 export const seriesContent = {
   'application/json': { schema: seriesSchema },
   'text/csv': {
-    schema: z.string().describe('a header row (period, group, value, n, state, reason) and one row per cell'),
+    schema: z
+      .string()
+      .describe('a header row (period, group, value, n, state, reason_code, reason) and one row per cell'),
   },
   'application/vnd.apache.arrow.stream': {
     schema: z.string().meta({
       format: 'binary',
-      description: 'an Arrow IPC stream: columns period, group, value (Float64), n (Int32), state, reason',
+      description: 'an Arrow IPC stream: columns period, group, value (Float64), n (Int32), state, reason_code, reason',
     }),
   },
 };

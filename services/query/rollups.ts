@@ -7,16 +7,20 @@ import type { DuckStore } from '../platform/duck-store.js';
 import type { SeriesReader } from './series-reader.js';
 import {
   compileRollupRead,
-  compileRollupRefresh,
+  compileRollupBlock,
+  linkedDays,
   type Breakdown,
   type CompiledSql,
   type SeriesQuery,
 } from './aggregate-compiler.js';
-import type { RawCell } from './suppression.js';
+import { disclosureRules, type DisclosureRules, type RawCell } from './disclosure.js';
 
 /** What the cells of a KPI depend on besides the points: a change rebuilds its rollup. */
-export function rollupSignature(kpi: Kpi, timezone: string): string {
+export function rollupSignature(kpi: Kpi, timezone: string, rules: DisclosureRules): string {
   return canonicalJson({
+    cells: 2, // the disclosure columns (min_part, partners, protects)
+    minGroupSize: rules.minGroupSize,
+    threePartners: rules.threePartners,
     measure: kpi.measure,
     grains: kpi.grains,
     breakdown: kpi.breakdown,
@@ -33,16 +37,20 @@ export function rollupBreakdowns(kpi: Kpi): Breakdown[] {
   ];
 }
 
-/** Periods per refresh statement: aggregating a whole history at once can exceed DuckDB's memory limit. */
-const CHUNK: Record<SeriesQuery['grain'], number> = { day: 31, week: 13, month: 3 };
+/**
+ * Rollup blocks: a refresh computes the linked points of three months at a time (aggregating a
+ * whole history at once can exceed DuckDB's memory limit), and the cells starting in them.
+ */
+const BLOCK_MONTHS = 3;
 
-/** [lo, hi] cut at period boundaries of `grain` into chunks of CHUNK[grain] periods. */
-export function periodChunks(lo: string, hi: string, grain: SeriesQuery['grain']): [string, string][] {
+/** [lo, hi] cut into blocks of BLOCK_MONTHS months (the first and last cut at lo and hi). */
+export function periodChunks(lo: string, hi: string): [string, string][] {
   const out: [string, string][] = [];
-  for (let start = periodStart(lo, grain); start <= hi; start = addPeriods(start, grain, CHUNK[grain])) {
-    const next = addPeriods(start, grain, CHUNK[grain]);
+  for (let start = lo; start <= hi;) {
+    const next = addPeriods(periodStart(start, 'month'), 'month', BLOCK_MONTHS);
     const last = addPeriods(next, 'day', -1);
     out.push([start, last < hi ? last : hi]);
+    start = next;
   }
   return out;
 }
@@ -67,7 +75,7 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
   if (
     !state ||
     Number(state['state_snapshot']) !== effective ||
-    state['signature'] !== rollupSignature(q.kpi, q.timezone)
+    state['signature'] !== rollupSignature(q.kpi, q.timezone, q.rules)
   )
     return undefined;
   return rows
@@ -77,6 +85,9 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
       group: r['grp'] == null ? null : String(r['grp']),
       value: r['value'] == null ? null : Number(r['value']),
       n: Number(r['n']),
+      minPart: Number(r['min_part']),
+      partners: Number(r['partners']),
+      protects: r['protects'] === true,
     }));
 }
 
@@ -143,10 +154,10 @@ export class RollupMaintainer {
     const rebuilt = new Set<string>();
     for (const kpi of agreement.kpis) {
       if (this.#stopping) return;
-      if (state.get(kpi.id) === rollupSignature(kpi, tz)) continue;
+      if (state.get(kpi.id) === rollupSignature(kpi, tz, disclosureRules(agreement, kpi))) continue;
       const t0 = performance.now();
       const days = await duck.pointDays(kpi.id, latest);
-      await this.#refresh(kpi, tz, latest, days, true);
+      await this.#refresh(agreement, kpi, latest, days, true);
       rebuilt.add(kpi.id);
       if (days) this.#log.info(`rollups: built ${kpi.id} in ${Math.round(performance.now() - t0)} ms`);
     }
@@ -166,7 +177,7 @@ export class RollupMaintainer {
       for (const [kpiId, days] of ranges) {
         if (this.#stopping) return;
         const kpi = agreement.kpis.find((k) => k.id === kpiId);
-        if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(kpi, tz, latest, days, false);
+        if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(agreement, kpi, latest, days, false);
       }
       await duck.forgetRemovedDays(removed.map((gone) => gone.kpi));
     }
@@ -177,31 +188,39 @@ export class RollupMaintainer {
 
   /** Recomputes one KPI's cells for [lo, hi] (all of them when `full`) in one transaction with its state. */
   async #refresh(
+    agreement: Agreement,
     kpi: Kpi,
-    timezone: string,
     snapshot: number,
     days: [string, string] | null,
     full: boolean,
   ): Promise<void> {
     const effective = this.#duck.touched.effective(kpi.id, snapshot);
+    const timezone = agreement.partnership.timezone;
+    const rules = disclosureRules(agreement, kpi);
     await this.#duck.refreshRollup(kpi.id, {
       full,
-      steps: days ? refreshSteps(kpi, timezone, snapshot, days) : [],
+      steps: days ? refreshSteps(kpi, rules, snapshot, days) : [],
       snapshot: effective,
-      signature: rollupSignature(kpi, timezone),
+      signature: rollupSignature(kpi, timezone, rules),
     });
     this.#rolledUp.set(kpi.id, effective);
   }
 }
 
-/** The compiled statements that recompute a KPI's cells for [lo, hi] at every agreed grain and breakdown. */
-function* refreshSteps(kpi: Kpi, timezone: string, snapshot: number, days: [string, string]): Generator<CompiledSql> {
-  for (const grain of kpi.grains) {
-    for (const by of rollupBreakdowns(kpi)) {
-      for (const [from, to] of periodChunks(days[0], days[1], grain))
-        yield* compileRollupRefresh({ kpi, grain, from, to, by, snapshot, timezone });
-    }
-  }
+/** The compiled statements that recompute every cell of a KPI holding a point of [lo, hi], or one linked to it. */
+function* refreshSteps(
+  kpi: Kpi,
+  rules: DisclosureRules,
+  snapshot: number,
+  days: [string, string],
+): Generator<CompiledSql> {
+  // A point's protection depends on every cell around it: a batch that touched [lo, hi] can change
+  // it for every day of the coarsest periods around them (reach), and so every cell holding one.
+  const reach = linkedDays(kpi, 'day', days[0], days[1]);
+  let first = reach.first;
+  for (const g of kpi.grains) if (periodStart(reach.first, g) < first) first = periodStart(reach.first, g);
+  for (const [b0, b1] of periodChunks(first, reach.last))
+    yield* compileRollupBlock(kpi, rules, snapshot, rollupBreakdowns(kpi), b0, b1);
 }
 
 /** Starts keeping the store's rollups current; the reader's series then read them where they can. */

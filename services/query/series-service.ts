@@ -1,4 +1,4 @@
-import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
+import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { CanonicalFragment, canonicalJson, sha256Hex } from '../platform/canonical-json.js';
 import { daysBetween, localToday, shiftDays } from '../platform/calendar.js';
 import { badRequest } from '../platform/errors.js';
@@ -7,7 +7,7 @@ import { type Grain } from '../platform/calendar.js';
 import { readRollup } from './rollups.js';
 import type { SeriesReader } from './series-reader.js';
 import type { SeriesResult } from './query-schemas.js';
-import { suppress, type RawCell } from './suppression.js';
+import { disclose, disclosureRules, type RawCell } from './disclosure.js';
 
 /** What a caller asked for, as strings straight from the query string. */
 export interface SeriesParams {
@@ -88,7 +88,16 @@ export function resolveSeries(
         'querystring.by',
       );
   }
-  return { kpi, grain, from, to, by, snapshot, timezone: agreement.partnership.timezone };
+  return {
+    kpi,
+    grain,
+    from,
+    to,
+    by,
+    snapshot,
+    timezone: agreement.partnership.timezone,
+    rules: disclosureRules(agreement, kpi),
+  };
 }
 
 /** The cells of an agreed aggregate before anything is withheld: never sent as they are. */
@@ -112,19 +121,17 @@ async function queryAggregate(reader: SeriesReader, q: SeriesQuery): Promise<Raw
     group: row['grp'] == null ? null : String(row['grp']),
     value: row['value'] == null ? null : round(Number(row['value'])),
     n: Number(row['n']),
+    minPart: Number(row['min_part']),
+    partners: Number(row['partners']),
+    protects: row['protects'] === true,
   }));
 }
 
 /** Runs an agreed aggregate and withholds what the agreement does not disclose. */
-export async function runSeries(
-  reader: SeriesReader,
-  agreement: Agreement,
-  agreementVersion: number,
-  q: SeriesQuery,
-): Promise<SeriesResult> {
+export async function runSeries(reader: SeriesReader, agreementVersion: number, q: SeriesQuery): Promise<SeriesResult> {
   const raw = await runAggregate(reader, q, agreementVersion);
-  const min = effectiveMinGroupSize(agreement, q.kpi);
-  const cells = suppress(raw, min, q.by.kind !== 'none');
+  const min = q.rules.minGroupSize;
+  const cells = disclose(raw, q.rules);
   const cellsJson = canonicalJson(cells);
   const result: SeriesResult = {
     kpi: q.kpi.id,

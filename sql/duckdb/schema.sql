@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS rollup_cells (
   value      DOUBLE,
   n          INTEGER NOT NULL
 );
+-- What the disclosure rules need (services/query/disclosure.ts): the fewest distinct subjects of
+-- any contributing partner, the contributing partners, and whether a point of the cell lies in a
+-- withheld part of a linked cell. A rollup built before these columns has another signature and
+-- is rebuilt.
+ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS min_part INTEGER;
+ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS partners INTEGER;
+ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS protects BOOLEAN;
 CREATE TABLE IF NOT EXISTS rollup_state (
   kpi        VARCHAR PRIMARY KEY,
   snapshot   UINTEGER NOT NULL,

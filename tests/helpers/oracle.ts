@@ -30,6 +30,12 @@ export interface OracleQuery {
   snapshot: number;
   minGroupSize: number;
   timezone: string;
+  /** The KPI's agreed grains and dimension keys: the linked cells. */
+  grains: readonly Grain[];
+  dimensions: readonly string[];
+  /** A combined KPI without two-party consent. */
+  threePartners: boolean;
+  counts: 'exact' | 'none';
 }
 
 export interface OracleCell {
@@ -38,6 +44,7 @@ export interface OracleCell {
   value: number | null;
   n: number | null;
   state: 'ok' | 'suppressed';
+  reasonCode?: string;
   reason?: string;
 }
 
@@ -124,16 +131,49 @@ function subjectsOf(pts: readonly OraclePoint[]): Set<string> {
 
 const round12 = (v: number) => Number(v.toPrecision(12));
 
-export const COMPLEMENTARY = 'complementary';
+/** The reason codes of docs/privacy.md §5, restated here. */
+export type OracleReason = 'few_subjects' | 'few_partners' | 'protects';
 
-/** The cells the API must serve for a query, computed from the points alone. */
-export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): OracleCell[] {
+/**
+ * The cells the API must serve for a query, computed from the points alone, under the
+ * disclosure rules of docs/privacy.md restated in plain TypeScript:
+ * - contributor rule: every partner with points in a cell has at least k distinct subjects in it;
+ * - a combined KPI without two-party consent needs three contributing partners per cell;
+ * - linked cells: a cell is withheld when any of its points lies in a withheld part of any
+ *   readable cell of the KPI (each agreed grain × the combined figure and each dimension);
+ * - `n` only with counts: exact.
+ * `subjects` (the raw distinct-subject count) is for the suite's own bookkeeping, never compared.
+ */
+export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (OracleCell & { subjects: number })[] {
   const first = periodStart(q.from, q.grain);
   const last = periodStart(q.to, q.grain);
+  const mine = points.filter((p) => p.kpi === q.kpi && p.snapshot <= q.snapshot);
+  const day = new Map(mine.map((p) => [p, localDate(p.atMs, q.timezone)]));
+  // Which points lie in a withheld part of some readable cell.
+  const isProtected = new Set<OraclePoint>();
+  for (const grain of q.grains) {
+    for (const key of [null, ...q.dimensions]) {
+      const cells = new Map<string, OraclePoint[]>();
+      for (const p of mine) {
+        const id = `${periodStart(day.get(p)!, grain)}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
+        const list = cells.get(id);
+        if (list) list.push(p);
+        else cells.set(id, [p]);
+      }
+      for (const pts of cells.values()) {
+        const partners = new Set(pts.map((p) => p.partner));
+        const fewPartners = q.threePartners && partners.size < 3;
+        for (const partner of partners) {
+          const part = pts.filter((p) => p.partner === partner);
+          if (fewPartners || new Set(part.map((p) => p.subject)).size < q.minGroupSize)
+            for (const p of part) isProtected.add(p);
+        }
+      }
+    }
+  }
   const cells = new Map<string, { period: string; group: string | null; pts: OraclePoint[] }>();
-  for (const p of points) {
-    if (p.kpi !== q.kpi || p.snapshot > q.snapshot) continue;
-    const period = periodStart(localDate(p.atMs, q.timezone), q.grain);
+  for (const p of mine) {
+    const period = periodStart(day.get(p)!, q.grain);
     if (period < first || period > last) continue;
     const group = q.by === 'none' ? null : q.by === 'partner' ? p.partner : (p.dims?.[q.by] ?? null);
     const key = `${period}|${group === null ? '\u0000' : `=${group}`}`;
@@ -142,60 +182,54 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): O
     c.pts.push(p);
   }
   const cmp = (a: string | null, b: string | null) => (a === b ? 0 : a === null ? -1 : b === null ? 1 : a < b ? -1 : 1);
-  const raw = [...cells.values()]
+  return [...cells.values()]
     .sort((a, b) => (a.period < b.period ? -1 : a.period > b.period ? 1 : cmp(a.group, b.group)))
-    .map((c) => ({
-      period: c.period,
-      group: c.group,
-      value: round12(measureOf(q.measure, c.pts)),
-      n: subjectsOf(c.pts).size,
-    }));
-  const out: OracleCell[] = raw.map((c) =>
-    c.n < q.minGroupSize
-      ? {
+    .map((c) => {
+      const byPartner = new Map<string, Set<string>>();
+      for (const p of c.pts) {
+        const set = byPartner.get(p.partner) ?? new Set<string>();
+        set.add(p.subject);
+        byPartner.set(p.partner, set);
+      }
+      const subjects = subjectsOf(c.pts).size;
+      const reason: OracleReason | null = [...byPartner.values()].some((set) => set.size < q.minGroupSize)
+        ? 'few_subjects'
+        : q.threePartners && byPartner.size < 3
+          ? 'few_partners'
+          : c.pts.some((p) => isProtected.has(p))
+            ? 'protects'
+            : null;
+      if (reason !== null)
+        return {
           period: c.period,
           group: c.group,
           value: null,
           n: null,
           state: 'suppressed',
-          reason: `fewer than ${q.minGroupSize} distinct subjects`,
-        }
-      : { period: c.period, group: c.group, value: c.value, n: c.n, state: 'ok' },
-  );
-  if (q.by !== 'none') {
-    const periods = [...new Set(raw.map((c) => c.period))];
-    for (const period of periods) {
-      const idx = raw.map((c, i) => (c.period === period ? i : -1)).filter((i) => i >= 0);
-      const hidden = idx.filter((i) => out[i]!.state === 'suppressed');
-      const visible = idx.filter((i) => out[i]!.state === 'ok');
-      if (hidden.length !== 1 || visible.length === 0) continue;
-      let victim = visible[0]!;
-      for (const i of visible) if (raw[i]!.n < raw[victim]!.n) victim = i;
-      out[victim] = {
-        period,
-        group: raw[victim]!.group,
-        value: null,
-        n: null,
-        state: 'suppressed',
-        reason: COMPLEMENTARY,
+          reasonCode: reason,
+          subjects,
+        };
+      return {
+        period: c.period,
+        group: c.group,
+        value: round12(measureOf(q.measure, c.pts)),
+        n: q.counts === 'exact' ? subjects : null,
+        state: 'ok',
+        subjects,
       };
-    }
-  }
-  return out;
+    });
 }
 
-/** What is compared: reasons only by kind (small cell vs complementary), everything else exactly. */
+/** What is compared: everything exactly, reasons by code (the words must be there). */
 export function normaliseCells(cells: readonly OracleCell[]): OracleCell[] {
   return cells.map((c) => {
     const base: OracleCell = { period: c.period, group: c.group, value: c.value, n: c.n, state: c.state };
-    if (c.state === 'suppressed')
-      base.reason =
-        typeof c.reason === 'string' && c.reason.startsWith(COMPLEMENTARY)
-          ? COMPLEMENTARY
-          : typeof c.reason === 'string' && c.reason.length > 0
-            ? 'small'
-            : `bad reason ${JSON.stringify(c.reason)}`;
-    else if (c.reason !== undefined) base.reason = `unexpected reason ${JSON.stringify(c.reason)}`;
+    if (c.state === 'suppressed') {
+      base.reasonCode = c.reasonCode ?? 'missing';
+      if (c.reason !== undefined && (typeof c.reason !== 'string' || c.reason.length === 0))
+        base.reasonCode = `bad reason ${JSON.stringify(c.reason)}`;
+    } else if (c.reason !== undefined || c.reasonCode !== undefined)
+      base.reasonCode = `unexpected reason ${JSON.stringify(c.reason)}`;
     return base;
   });
 }

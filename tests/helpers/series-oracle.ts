@@ -20,7 +20,6 @@ import { createToken } from '../../services/governance/token-repository.js';
 import { ndjson, type TestPoint } from './points.js';
 import { startTestRoom, type TestRoom } from './test-room.js';
 import {
-  COMPLEMENTARY,
   canonical,
   expectedCells,
   isoWithOffset,
@@ -53,6 +52,8 @@ export interface KpiSpec {
   regions?: string[];
   /** max(kpi, defaults, every partner): computed here from the YAML by hand. */
   minGroupSize: number;
+  /** The KPI's `counts` (default none: cells carry n: null). */
+  counts?: 'exact' | 'none';
   /** Points per partner around one anchor instant: [min, max]. */
   size: [number, number];
   value: (r: () => number) => number;
@@ -220,6 +221,22 @@ function generate(seed: number, kpis: readonly KpiSpec[]): GenPoint[] {
       }
     }
   });
+  // ISO week 53 of 2020, dense for the first KPI: every part of every day (each region, and none)
+  // has more than k subjects, so the week is disclosed although the clusters around it hold
+  // small parts — the linked-cell rule withholds a coarser cell only for the small parts inside it.
+  const dense = kpis[0]!;
+  for (let d = Date.parse('2020-12-28T11:00:00Z'); d <= Date.parse('2021-01-03T11:00:00Z'); d += 86_400_000) {
+    for (const partner of PARTNERS) {
+      for (const region of [...(dense.regions ?? []), undefined]) {
+        for (let j = 0; j <= dense.minGroupSize; j++) {
+          const subject = `DENSE-${d}-${region ?? 'none'}-${j}`;
+          out.push(
+            makePoint(r, partner, dense, d + j * 1000, subject, region === undefined ? undefined : { region }, 0),
+          );
+        }
+      }
+    }
+  }
   return out;
 }
 
@@ -291,6 +308,7 @@ export const DEMO_KPIS: KpiSpec[] = [
     bys: ['none', 'partner', 'region'],
     regions,
     minGroupSize: 5,
+    counts: 'exact',
     size: [2, 9],
     value: oneDecimal(0, 10),
   },
@@ -364,6 +382,7 @@ kpis:
     disclosure: partnership
     breakdown: per_partner
     minGroupSize: 2
+    counts: exact
     band: { lower: 0 }
     evaluate: { grain: week }
     freshness: { every: P1D, grace: PT6H }
@@ -380,6 +399,7 @@ kpis:
     dimensions: { region: [north, south, east] }
     disclosure: partnership
     breakdown: combined
+    counts: exact
     band: { lower: 0 }
     evaluate: { grain: day }
     freshness: { every: P1D, grace: PT6H }
@@ -448,6 +468,7 @@ export const OWN_KPIS: KpiSpec[] = [
     bys: ['none', 'partner', 'region'],
     regions,
     minGroupSize: 4,
+    counts: 'exact',
     size: [1, 7],
     value: oneDecimal(0, 50),
   },
@@ -459,6 +480,7 @@ export const OWN_KPIS: KpiSpec[] = [
     bys: ['none', 'region'],
     regions: ['north', 'south', 'east'],
     minGroupSize: 4,
+    counts: 'exact',
     size: [1, 7],
     value: integer(-3, 30),
   },
@@ -659,6 +681,10 @@ export function defineOracleSuite(
         snapshot,
         minGroupSize: c.kpi.minGroupSize,
         timezone: TZ,
+        grains: c.kpi.grains,
+        dimensions: c.kpi.regions ? ['region'] : [],
+        threePartners: false, // two partners: every combined KPI here has twoPartyConsent
+        counts: c.kpi.counts ?? 'none',
       });
     const tokenFor = (c: Combo, partner: Partner) => s.analyst[c.kpi.id]![partner];
 
@@ -791,9 +817,10 @@ export function defineOracleSuite(
       }
       // The expected series contain every kind of cell.
       const kinds = {
-        small: 0,
-        complementaryPartner: 0,
-        complementaryDim: 0,
+        fewSubjects: 0,
+        protectsByPartner: 0,
+        protectsByDimension: 0,
+        protectsCoarserGrain: 0,
         nullGroupVisible: 0,
         repeatedSubjectVisible: 0,
         week53Visible: 0,
@@ -803,21 +830,22 @@ export function defineOracleSuite(
       for (const c of all) {
         const cells = oracle(c, latest);
         for (const cell of cells) {
-          if (cell.reason === COMPLEMENTARY) {
-            if (c.by === 'partner') kinds.complementaryPartner++;
-            else kinds.complementaryDim++;
-          } else if (cell.state === 'suppressed') kinds.small++;
+          if (cell.reasonCode === 'protects') {
+            if (c.by === 'partner') kinds.protectsByPartner++;
+            else if (c.by !== 'none') kinds.protectsByDimension++;
+            if (c.grain !== 'day') kinds.protectsCoarserGrain++;
+          } else if (cell.reasonCode === 'few_subjects') kinds.fewSubjects++;
           if (cell.state === 'ok' && c.by !== 'none' && c.by !== 'partner' && cell.group === null)
             kinds.nullGroupVisible++;
           if (cell.state === 'ok' && c.grain === 'week' && cell.period === '2020-12-28') kinds.week53Visible++;
           if (cell.state === 'ok' && c.grain === 'day' && cell.period === '2024-02-29') kinds.leapDayVisible++;
-          if (cell.state === 'ok' && cell.n === c.kpi.minGroupSize) kinds.visibleAtThreshold++;
+          if (cell.state === 'ok' && cell.subjects === c.kpi.minGroupSize) kinds.visibleAtThreshold++;
         }
         if (c.by === 'none' && c.grain === 'day') {
           for (const cell of cells) {
             if (cell.state !== 'ok') continue;
             const pts = s.points.filter((p) => p.kpi === c.kpi.id && localDate(p.atMs, TZ) === cell.period);
-            if (pts.length > (cell.n ?? 0)) kinds.repeatedSubjectVisible++;
+            if (pts.length > cell.subjects) kinds.repeatedSubjectVisible++;
           }
         }
       }
@@ -884,7 +912,7 @@ export function defineOracleSuite(
             else {
               const rows = parseCsv(csv.bytes.toString('utf8'));
               const [header, ...data] = rows;
-              if (header?.join(',') !== 'period,group,value,n,state,reason')
+              if (header?.join(',') !== 'period,group,value,n,state,reason_code,reason')
                 problems.push(`${at}: CSV header ${header?.join(',')}`);
               const fromCsv: OracleCell[] = data.map((r) => {
                 const cell: OracleCell = {
@@ -894,7 +922,8 @@ export function defineOracleSuite(
                   n: r[3] === '' ? null : Number(r[3]),
                   state: r[4] as OracleCell['state'],
                 };
-                if (r[5] !== '' && r[5] !== undefined) cell.reason = r[5];
+                if (r[5] !== '' && r[5] !== undefined) cell.reasonCode = r[5];
+                if (r[6] !== '' && r[6] !== undefined) cell.reason = r[6];
                 return cell;
               });
               if (canonical(fromCsv) !== canonical(body.cells))
@@ -920,6 +949,8 @@ export function defineOracleSuite(
                   n: num(col('n', i)),
                   state: col('state', i) as OracleCell['state'],
                 };
+                const code = col('reason_code', i);
+                if (code !== null) cell.reasonCode = String(code);
                 const reason = col('reason', i);
                 if (reason !== null) cell.reason = String(reason);
                 if (value !== null && Number.isNaN(value)) problems.push(`${at}: Arrow value NaN instead of null`);
@@ -949,7 +980,14 @@ export function defineOracleSuite(
       expect(s.arrowSchemas.length).toBeGreaterThan(opts.kpis.length);
       const wrong = new Map<string, string[]>();
       for (const { at, schema } of s.arrowSchemas) {
-        const bad = Object.entries({ period: 'utf8', group: 'utf8', value: 'float64', state: 'utf8', reason: 'utf8' })
+        const bad = Object.entries({
+          period: 'utf8',
+          group: 'utf8',
+          value: 'float64',
+          state: 'utf8',
+          reason_code: 'utf8',
+          reason: 'utf8',
+        })
           .filter(([col, kind]) => schema[col] !== kind)
           .map(([col]) => `${col}: ${schema[col]}`);
         if (schema['n'] !== 'int' && schema['n'] !== 'float64') bad.push(`n: ${schema['n']}`);
@@ -1049,7 +1087,7 @@ export function defineOracleSuite(
           expect(body.digest, path).toBe(sha256Hex('[]'));
           const csv = await get(t, path, token, 'text/csv');
           expect(csv.status, path).toBe(200);
-          expect(csv.bytes.toString('utf8'), path).toBe('period,group,value,n,state,reason\n');
+          expect(csv.bytes.toString('utf8'), path).toBe('period,group,value,n,state,reason_code,reason\n');
           const arrow = await get(t, path, token, ARROW);
           expect(arrow.status, path).toBe(200);
           expect(tableFromIPC(arrow.bytes).numRows, path).toBe(0);

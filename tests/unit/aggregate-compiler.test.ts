@@ -1,3 +1,4 @@
+import { disclosureRules } from '../../services/query/disclosure.js';
 import { describe, expect, it } from 'vitest';
 import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
 import { compileSeries, type Breakdown } from '../../services/query/aggregate-compiler.js';
@@ -33,6 +34,7 @@ describe('aggregate compiler', () => {
             by,
             snapshot: 42,
             timezone: agreement.partnership.timezone,
+            rules: disclosureRules(agreement, kpi),
           });
           parts.push(
             `## ${kpi.id} · ${grain} · by ${by.kind === 'dimension' ? by.key : by.kind}`,
@@ -53,20 +55,26 @@ describe('aggregate compiler', () => {
   it('never splices a request value into the SQL text', () => {
     const kpi = agreement.kpis.find((k) => k.id === 'customer_value')!;
     const hostile = "2025-01-01'); DROP TABLE points; --";
-    const { sql, params } = compileSeries({
+    const rules = disclosureRules(agreement, kpi);
+    const q = {
       kpi,
-      grain: 'week',
-      from: hostile,
-      to: hostile,
-      by: { kind: 'dimension', key: "region') OR 1=1 --" },
+      grain: 'week' as const,
+      from: '2025-01-01',
+      to: '2025-02-01',
+      by: { kind: 'dimension' as const, key: "region') OR 1=1 --" },
       snapshot: 1,
       timezone: "Europe/Berlin'; --",
-    });
-    expect(sql).not.toContain('DROP');
-    expect(sql).not.toContain('OR 1=1');
+      rules,
+    };
+    // Dates bound the linked cells' reach, computed before the SQL: one that is not a date is refused,
+    // and so is a breakdown the agreement does not have (the linked cells are the agreed ones).
+    expect(() => compileSeries({ ...q, from: hostile })).toThrow(/not a date/);
+    expect(() => compileSeries({ ...q, to: hostile })).toThrow(/not a date/);
+    expect(() => compileSeries(q)).toThrow(/no week cells/);
+    const { sql, params } = compileSeries({ ...q, by: { kind: 'dimension', key: 'region' } });
     expect(sql).not.toContain("Berlin'");
-    expect(params).toContain(hostile);
-    expect(params).toContain("$.region') OR 1=1 --");
+    expect(sql).not.toContain('region');
+    expect(params).toContain('$.region');
   });
 
   it('maps each measure to its aggregate', () => {
@@ -90,24 +98,25 @@ describe('aggregate compiler', () => {
         by: { kind: 'none' },
         snapshot: 1,
         timezone: 'UTC',
+        rules: disclosureRules(agreement, base),
       });
       expect(sql, measure).toContain(fragment);
     }
   });
 });
 
-describe('rollup refresh chunks', () => {
-  it('cut a range at period boundaries, covering it exactly once', async () => {
+describe('rollup refresh blocks', () => {
+  it('cut a range into blocks of three calendar months, covering it exactly once', async () => {
     const { periodChunks } = await import('../../services/query/rollups.js');
-    expect(periodChunks('2026-01-07', '2026-05-02', 'month')).toEqual([
-      ['2026-01-01', '2026-03-31'],
+    expect(periodChunks('2026-01-07', '2026-05-02')).toEqual([
+      ['2026-01-07', '2026-03-31'],
       ['2026-04-01', '2026-05-02'],
     ]);
-    const weeks = periodChunks('2025-12-31', '2026-07-01', 'week');
-    expect(weeks[0]![0]).toBe('2025-12-29'); // a Monday
-    for (let i = 1; i < weeks.length; i++)
-      expect(Date.parse(weeks[i]![0]) - Date.parse(weeks[i - 1]![1])).toBe(86_400_000);
-    expect(weeks.at(-1)![1]).toBe('2026-07-01');
-    expect(periodChunks('2026-03-05', '2026-03-05', 'day')).toEqual([['2026-03-05', '2026-03-05']]);
+    const blocks = periodChunks('2025-12-29', '2026-11-01');
+    expect(blocks[0]![0]).toBe('2025-12-29'); // a week start before the month: the first block starts there
+    for (let i = 1; i < blocks.length; i++)
+      expect(Date.parse(blocks[i]![0]) - Date.parse(blocks[i - 1]![1])).toBe(86_400_000);
+    expect(blocks.at(-1)![1]).toBe('2026-11-01');
+    expect(periodChunks('2026-03-05', '2026-03-05')).toEqual([['2026-03-05', '2026-03-05']]);
   });
 });

@@ -117,8 +117,8 @@ export class ParityTransparency extends LitElement {
               r.partners.map((p) => [
                 p.partner,
                 p.batches,
-                i18n.number(p.pointsAccepted, 0),
-                i18n.number(p.pointsRejected, 0),
+                p.pointsAccepted === null ? '–' : i18n.number(p.pointsAccepted, 0),
+                p.pointsRejected === null ? '–' : i18n.number(p.pointsRejected, 0),
                 i18n.date(p.lastArrival),
               ]),
               [1, 2, 3],

@@ -1,0 +1,90 @@
+import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
+import type { Cell, ReasonCode } from './query-schemas.js';
+
+/**
+ * The disclosure-control model (docs/privacy.md) in one place: every surface that shows a
+ * figure — series in every encoding, /v1/kpis, bands, breaches, incidents, fact sheets,
+ * notifications, the dashboard — gets its cells from {@link disclose}.
+ */
+
+/** What the agreement says about withholding one KPI's cells. */
+export interface DisclosureRules {
+  /** k: the strictest minGroupSize of the KPI, the defaults and every partner. */
+  minGroupSize: number;
+  /** A combined KPI without two-party consent: every cell needs three contributing partners. */
+  threePartners: boolean;
+  /** Whether cells carry their exact number of distinct subjects (`n`). */
+  counts: 'exact' | 'none';
+}
+
+export function disclosureRules(agreement: Agreement, kpi: Kpi): DisclosureRules {
+  return {
+    minGroupSize: effectiveMinGroupSize(agreement, kpi),
+    threePartners: kpi.breakdown === 'combined' && !agreement.twoPartyConsent,
+    counts: kpi.counts,
+  };
+}
+
+/**
+ * One aggregate cell as DuckDB computes it, before anything is withheld: never sent as it is.
+ * `minPart` is the fewest distinct subjects any contributing partner has in the cell,
+ * `partners` the number of contributing partners, and `protects` whether any of its points
+ * belongs to a partner's small part (or a too-few-partners cell) in some other readable cell
+ * of the KPI — another grain, another breakdown — so that disclosing this cell would let
+ * that part be worked out by subtraction.
+ */
+export interface RawCell {
+  period: string;
+  group: string | null;
+  value: number | null;
+  n: number;
+  minPart: number;
+  partners: number;
+  protects: boolean;
+}
+
+/** Why a cell is withheld: the codes are stable, the words are the API's English. */
+export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
+  switch (code) {
+    case 'few_subjects':
+      return `A partner contributes fewer than ${rules.minGroupSize} distinct subjects to this figure.`;
+    case 'few_partners':
+      return 'Fewer than three partners contribute to this combined figure.';
+    case 'protects':
+      return 'Withheld so that another withheld figure cannot be worked out from this one.';
+  }
+}
+
+/** The reason a cell is withheld, or null when it is disclosed. */
+export function withholdReason(c: RawCell, rules: DisclosureRules): ReasonCode | null {
+  if (c.minPart < rules.minGroupSize) return 'few_subjects';
+  if (rules.threePartners && c.partners < 3) return 'few_partners';
+  if (c.protects) return 'protects';
+  return null;
+}
+
+/**
+ * The cells as served. A cell is disclosed only if every contributing partner has at least k
+ * distinct subjects in it (the contributor rule: padding with one's own subjects gains
+ * nothing), a combined KPI's cell has three contributors unless the partners consented to
+ * two, and none of its points lies in a withheld part of any other readable cell of the KPI
+ * (the linked-cell rule: no withheld part follows from disclosed cells by subtraction across
+ * grains, breakdowns or the reader's own data). The decision depends on the cells and the
+ * agreement only, so every reader gets the same bytes.
+ */
+export function disclose(cells: readonly RawCell[], rules: DisclosureRules): Cell[] {
+  return cells.map((c) => {
+    const code = withholdReason(c, rules);
+    if (code !== null)
+      return {
+        period: c.period,
+        group: c.group,
+        value: null,
+        n: null,
+        state: 'suppressed',
+        reasonCode: code,
+        reason: reasonText(code, rules),
+      };
+    return { period: c.period, group: c.group, value: c.value, n: rules.counts === 'exact' ? c.n : null, state: 'ok' };
+  });
+}
