@@ -59,7 +59,7 @@ export function outside(band: Band | null, value: number | null): boolean {
  */
 function runRule(kpi: Kpi, history: readonly PeriodValue[], index: number): Signal | null {
   const rules = kpi.band.rules ?? [];
-  const v = history[index]?.value;
+  const v = disclosed(history[index]);
   if (!rules.length || v == null) return null;
   const fires = (window: number, limit: number, needed: number): boolean => {
     const start = index - window + 1;
@@ -70,7 +70,7 @@ function runRule(kpi: Kpi, history: readonly PeriodValue[], index: number): Sign
     if (side === 0 || ((v - s.mean) / s.sd) * side <= limit) return false;
     let hits = 0;
     for (let i = start; i <= index; i++) {
-      const x = history[i]!.value;
+      const x = disclosed(history[i]);
       if (x !== null && ((x - s.mean) / s.sd) * side > limit) hits++;
     }
     return hits >= needed;
@@ -81,11 +81,18 @@ function runRule(kpi: Kpi, history: readonly PeriodValue[], index: number): Sign
   return null;
 }
 
-/** Each closed period judged against its band and, for a control band, its run rules. */
+/** A period's value as judged: none when withheld (docs/privacy.md §4). */
+const disclosed = (h: PeriodValue | undefined): number | null => (!h || h.suppressed ? null : h.value);
+
+/**
+ * Each closed period judged against its band and, for a control band, its run rules — on
+ * disclosed values only: a withheld period has no verdict, counts as within every limit in a
+ * run-rule window, and ends a run of out-of-band periods.
+ */
 export function verdicts(kpi: Kpi, history: readonly PeriodValue[]): PeriodVerdict[] {
   return history.map((h, i) => {
     const band = bandAt(kpi, history, i);
-    const signal: Signal | null = outside(band, h.value) ? 'band' : runRule(kpi, history, i);
+    const signal: Signal | null = outside(band, disclosed(h)) ? 'band' : runRule(kpi, history, i);
     return { period: h.period, band, outside: signal !== null, signal };
   });
 }

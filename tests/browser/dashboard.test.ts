@@ -131,7 +131,11 @@ async function api<T>(path: string, token: string): Promise<T> {
 interface Kpis {
   snapshot: number;
   digest: string;
-  kpis: { id: string; unit: string; scopes: { group: string | null; lastClosed: { value: number | null } | null }[] }[];
+  kpis: {
+    id: string;
+    unit: string;
+    scopes: { group: string | null; lastClosed: { value: number | null; suppressed: boolean } | null }[];
+  }[];
 }
 
 async function tilesOf(page: Page): Promise<Record<string, string>> {
@@ -160,8 +164,14 @@ describe('the joint dashboard in Chromium', () => {
     expect(Object.keys(tilesA).sort()).toEqual(apiKpis.kpis.map((k) => k.id).sort());
     expect(tilesA).toEqual(tilesG);
     for (const k of apiKpis.kpis) {
-      const v = k.scopes.find((s) => s.group === null)!.lastClosed?.value;
-      const shown = new Intl.NumberFormat('en-GB', { maximumFractionDigits: 2 }).format(v!);
+      const last = k.scopes.find((s) => s.group === null)!.lastClosed;
+      // A withheld figure shows as withheld, never as a number.
+      const shown =
+        last?.value == null
+          ? last?.suppressed
+            ? 'withheld'
+            : '—'
+          : new Intl.NumberFormat('en-GB', { maximumFractionDigits: 2 }).format(last.value);
       expect(tilesA[k.id], k.id).toBe(`${shown} ${k.unit}`);
     }
     const digestA = await a.page.$eval('parity-app', (app) =>
@@ -271,7 +281,9 @@ describe('the joint dashboard in Chromium', () => {
         }
       ).view.data('suppressed'),
     );
-    expect(gaps[0]!.reason).toMatch(/fewer than 8 distinct subjects|complementary/);
+    expect(gaps[0]!.reason).toMatch(
+      /withheld: (A partner contributes fewer than 8 distinct subjects|Withheld so that another)/,
+    );
     await a.page.context().close();
   });
 
@@ -469,7 +481,7 @@ describe('the joint dashboard in Chromium', () => {
 
   it('shows the metadata report the API gives (counts and times only); the operator lands on it and gets no KPI', async () => {
     const report = await api<{
-      partners: { partner: string; batches: number; pointsAccepted: number }[];
+      partners: { partner: string; batches: number; pointsAccepted: number | null }[];
       feeds: unknown[];
     }>('/v1/transparency', tokens['globex']!);
     const s = await signIn(tokens['globex']!);
@@ -479,8 +491,13 @@ describe('the joint dashboard in Chromium', () => {
       const view = apps[0]!.shadowRoot!.querySelector('parity-transparency')!.shadowRoot!;
       return [...view.querySelectorAll('table')][0]!.innerText;
     });
+    // globex reads its own point counts; another partner's show as a dash.
     for (const p of report.partners)
-      expect(rows).toContain(`${p.partner}\t${p.batches}\t${new Intl.NumberFormat('en-GB').format(p.pointsAccepted)}`);
+      expect(rows).toContain(
+        `${p.partner}\t${p.batches}\t${p.pointsAccepted === null ? '–' : new Intl.NumberFormat('en-GB').format(p.pointsAccepted)}`,
+      );
+    expect(report.partners.find((p) => p.partner === 'acme')!.pointsAccepted).toBeNull();
+    expect(report.partners.find((p) => p.partner === 'globex')!.pointsAccepted).toBeGreaterThan(0);
     expect(await axeViolations(s.page)).toEqual([]);
     await s.page.screenshot({ path: join(artifactDir(), 'transparency-1280.png'), fullPage: true });
     expect(s.errors).toEqual([]);

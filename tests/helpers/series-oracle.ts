@@ -304,7 +304,7 @@ export const DEMO_KPIS: KpiSpec[] = [
     id: 'customer_value',
     measure: 'avg',
     unit: 'score',
-    grains: ['day', 'week', 'month'],
+    grains: ['week', 'month'],
     bys: ['none', 'partner', 'region'],
     regions,
     minGroupSize: 5,

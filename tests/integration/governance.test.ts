@@ -396,22 +396,38 @@ describe('metadata report', () => {
       from: '2026-10-31T23:00:00.000Z',
       to: '2026-11-30T23:00:00.000Z',
     });
+    // The operator reads batches and arrival times, never a point count (docs/privacy.md §4).
     expect(report.partners).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ partner: 'acme', batches: 1, pointsAccepted: 300, pointsRejected: 1 }),
-        expect.objectContaining({ partner: 'globex', batches: 1, pointsAccepted: 200, pointsRejected: 1 }),
+        expect.objectContaining({ partner: 'acme', batches: 1, pointsAccepted: null, pointsRejected: null }),
+        expect.objectContaining({ partner: 'globex', batches: 1, pointsAccepted: null, pointsRejected: null }),
       ]),
     );
     expect(report.feeds.find((f: any) => f.partner === 'acme' && f.kpi === 'lead_time')).toMatchObject({
       batches: 1,
-      points: 300,
+      points: null,
       stale: false,
     });
     expect(report.feeds.find((f: any) => f.partner === 'acme' && f.kpi === 'compliance')).toMatchObject({
       batches: 0,
-      points: 0,
+      points: null,
       lastArrival: null,
     });
+    // A partner reads its own counts.
+    const asAcme = (await call('GET', '/v1/transparency?month=2026-11', await t.token('acme', 'admin'))).body;
+    expect(asAcme.partners).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ partner: 'acme', batches: 1, pointsAccepted: 300, pointsRejected: 1 }),
+        expect.objectContaining({ partner: 'globex', batches: 1, pointsAccepted: null, pointsRejected: null }),
+      ]),
+    );
+    expect(asAcme.feeds.find((f: any) => f.partner === 'acme' && f.kpi === 'lead_time')).toMatchObject({
+      points: 300,
+    });
+    // Steering members work for a partner: their own partner's counts only.
+    const asSteering = (await call('GET', '/v1/transparency?month=2026-11', await t.token('globex', 'steering'))).body;
+    expect(asSteering.partners.find((p: any) => p.partner === 'acme').pointsAccepted).toBeNull();
+    expect(asSteering.feeds.find((f: any) => f.partner === 'acme' && f.kpi === 'lead_time').points).toBeNull();
     const reads = report.queries.filter(
       (q: any) => q.kpi === 'lead_time' && q.partner === 'acme' && q.role === 'analyst',
     );
@@ -759,9 +775,9 @@ describe('a proposal that moves the partnership to another time zone', () => {
             await fetch(`${own.url}/v1/kpis/lead_time/series?grain=day&from=2026-11-14&to=2026-11-17`, {
               headers: { authorization: `Bearer ${steering}` },
             })
-          ).json()) as { cells: { period: string; n: number }[] }
-        ).cells.map((c) => [c.period, c.n]);
-      expect(await day()).toEqual([['2026-11-16', 6]]);
+          ).json()) as { cells: { period: string; state: string }[] }
+        ).cells.map((c) => [c.period, c.state]);
+      expect(await day()).toEqual([['2026-11-16', 'ok']]);
       const doc = demo();
       doc.partnership.timezone = 'America/New_York';
       const [acme, globex] = [await own.token('acme', 'admin'), await own.token('globex', 'admin')];
@@ -777,7 +793,7 @@ describe('a proposal that moves the partnership to another time zone', () => {
         body: '{}',
       });
       expect(((await ok.json()) as { state: string }).state).toBe('active');
-      expect(await day()).toEqual([['2026-11-15', 6]]);
+      expect(await day()).toEqual([['2026-11-15', 'ok']]);
     } finally {
       await own.close();
     }

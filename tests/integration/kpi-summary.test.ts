@@ -58,29 +58,30 @@ describe('GET /v1/kpis', () => {
     const lead = body.kpis.find((k: { id: string }) => k.id === 'lead_time');
     expect(lead.grain).toBe('week');
     const scope = (g: string | null) => lead.scopes.find((s: { group: string | null }) => s.group === g);
-    // acme's 2026-11-09 week is withheld too (complementary): with globex's 3 orders withheld,
-    // acme's figure and the combined one would give globex's away.
+    // globex's 3 orders in the 2026-11-09 week are withheld, and so is every cell holding them
+    // (the combined week, the month). acme's own week stays disclosed: it holds none of them,
+    // and with the combined week withheld nothing can be subtracted from it.
     expect(scope('acme')).toMatchObject({
       state: 'ok',
       band: { method: 'static', lower: null, upper: 72 },
-      lastClosed: { period: '2026-11-16', value: 50, n: 10 },
-      previous: { period: '2026-11-09', value: null },
-      change: null,
-      provisional: { period: '2026-11-23', value: 30, n: 6 },
+      lastClosed: { period: '2026-11-16', value: 50, n: null }, // lead_time does not agree counts: exact
+      previous: { period: '2026-11-09', value: 45 },
+      change: 5,
+      provisional: { period: '2026-11-23', value: 30, n: null },
     });
     expect(scope(null)).toMatchObject({
-      previous: { period: '2026-11-09', value: 45 },
+      previous: { period: '2026-11-09', value: null },
       lastClosed: { period: '2026-11-16', value: 90 },
+      change: null,
     });
     expect(scope('globex')).toMatchObject({
       state: 'breach',
-      lastClosed: { period: '2026-11-16', value: 90, n: 12 },
+      lastClosed: { period: '2026-11-16', value: 90, n: null },
       change: null,
       provisional: null,
     });
     // The week with 3 globex orders is withheld, so no change can be computed from it.
     expect(scope('globex').previous).toMatchObject({ period: '2026-11-09', value: null });
-    expect(scope(null).lastClosed.n).toBe(22);
     expect(body.kpis.map((k: { id: string }) => k.id)).not.toContain('compliance');
   });
 
@@ -104,16 +105,9 @@ describe('GET /v1/breaches', () => {
     expect(r.status).toBe(200);
     const body = JSON.parse(r.text);
     const globex = body.breaches.filter((b: { group: string | null }) => b.group === 'globex');
+    // The withheld week (3 orders at 99 h) has no verdict: listing it would tell which side of the
+    // band a withheld value lies (docs/privacy.md §4).
     expect(globex).toEqual([
-      {
-        kpi: 'lead_time',
-        group: 'globex',
-        period: '2026-11-09',
-        value: null,
-        band: { method: 'static', lower: null, upper: 72 },
-        state: 'breach',
-        suppressed: true,
-      },
       {
         kpi: 'lead_time',
         group: 'globex',
@@ -157,7 +151,7 @@ describe('GET /v1/kpis/{kpi}/bands', () => {
     ).toEqual([
       ['2026-10-26', false],
       ['2026-11-02', false],
-      ['2026-11-09', true],
+      ['2026-11-09', false], // withheld: no verdict
       ['2026-11-16', true],
     ]);
     const breaches = JSON.parse((await get(`/v1/breaches?kpi=lead_time&${q}`, analyst.globex!)).text).breaches;
@@ -211,6 +205,7 @@ describe('the aggregate cache', () => {
       JSON.parse(text).cells.find(
         (c: { group: string; period: string }) => c.group === 'globex' && c.period === '2026-11-16',
       );
-    expect(g(leadAfter.text).n).toBe(g(first.lead.text).n + 20);
+    // 12 orders at 90 h and 20 new ones at 10 h: the median moves from 90 to 10.
+    expect([g(first.lead.text).value, g(leadAfter.text).value]).toEqual([90, 10]);
   });
 });

@@ -53,7 +53,7 @@ describe('retention', () => {
     await push('globex', day('2026-11-02', [1, 2, 3, 4, 5], 'NOW'));
     await rolledUp();
     const before = await week();
-    expect(before.body.cells.find((c) => c.period === '2023-11-20')).toMatchObject({ value: 75, n: 10 });
+    expect(before.body.cells.find((c) => c.period === '2023-11-20')).toMatchObject({ value: 75, state: 'ok' });
 
     // The rollup maintainer is stopped across the deletion: a new one (as after a restart) must
     // learn from the database which days to recompute.
@@ -67,9 +67,10 @@ describe('retention', () => {
       .selectAll()
       .where('action', '=', 'retention.deleted')
       .executeTakeFirstOrThrow();
-    expect(entry.details).toMatchObject({
-      deleted: 5,
-      perKpi: { lead_time: 5 },
+    // The shared entry names the KPIs and the horizon, and holds no counts: the total minus one's
+    // own deleted points would be the others' volume (docs/privacy.md §3).
+    expect(entry.details).toEqual({
+      kpis: ['lead_time'],
       before: '2023-11-23',
       retention: 'P3Y',
       snapshot: r.snapshot,
@@ -92,7 +93,7 @@ describe('retention', () => {
     // The week that straddles the horizon is recomputed from what is left — first from points, then from its rollup.
     const after = await week();
     expect(after.body.snapshot).toBe(r.snapshot);
-    expect(after.body.cells.find((c) => c.period === '2023-11-20')).toMatchObject({ value: 30, n: 5 });
+    expect(after.body.cells.find((c) => c.period === '2023-11-20')).toMatchObject({ value: 30, state: 'ok' });
     startRollups(t.app.reader, () => t.room.agreement().agreement, { info: () => {}, warn: () => {}, error: () => {} });
     await rolledUp();
     await t.app.reader.rollups?.loop.idle();

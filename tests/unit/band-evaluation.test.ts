@@ -38,9 +38,26 @@ describe('static bands', () => {
     expect(scopeState(lead, h, last(h))).toBe('no_data');
     const s = series([40, 50], [1]);
     expect(scopeState(lead, s, last(s))).toBe('suppressed');
-    // A withheld breach is still reported as a breach (without a value, by the caller).
+    // A withheld period has no verdict: beyond the band or not, it is never a breach, and it ends
+    // a run of out-of-band periods (docs/privacy.md §4).
     const b = series([40, 90], [1]);
-    expect(scopeState(lead, b, last(b))).toBe('breach');
+    expect(scopeState(lead, b, last(b))).toBe('suppressed');
+    expect(verdicts(lead, b)[1]!.outside).toBe(false);
+    const run = series([90, 95, 99], [1]);
+    expect(verdicts(lead, run).map((v) => v.outside)).toEqual([true, false, true]);
+  });
+
+  it("a run rule's signal does not depend on a withheld neighbour's value (family 8)", () => {
+    const ctl: Kpi = {
+      ...demo('error_rate'),
+      band: { method: 'control', baseline: 6, sigma: 3, rules: ['2of3beyond2sigma'] },
+    };
+    const base = [0.02, 0.04, 0.02, 0.04, 0.03, 0.03];
+    // Period 7 is beyond 2σ; period 6 is withheld: its value, high or low, must not change period 7's verdict.
+    const high = verdicts(ctl, series([...base, 0.09, 0.085], [6]));
+    const low = verdicts(ctl, series([...base, 0.0, 0.085], [6]));
+    expect(high.map((v) => v.signal)).toEqual(low.map((v) => v.signal));
+    expect(high[6]!.outside).toBe(false);
   });
 });
 

@@ -36,6 +36,9 @@ const en = {
   noBand: 'no band yet',
   combined: 'combined',
   withheld: 'withheld',
+  'reason.few_subjects': 'A partner contributes fewer than {k} distinct subjects to this figure.',
+  'reason.few_partners': 'Fewer than three partners contribute to this combined figure.',
+  'reason.protects': 'Withheld so that another withheld figure cannot be worked out from this one.',
   details: 'Details',
   back: 'Back to the overview',
   grain: 'Grain',
@@ -167,6 +170,9 @@ const de: Record<keyof typeof en, string> = {
   noBand: 'noch kein Band',
   combined: 'gesamt',
   withheld: 'zurückgehalten',
+  'reason.few_subjects': 'Ein Partner trägt weniger als {k} verschiedene Fälle zu dieser Zahl bei.',
+  'reason.few_partners': 'Weniger als drei Partner tragen zu dieser gemeinsamen Zahl bei.',
+  'reason.protects': 'Zurückgehalten, damit sich eine andere zurückgehaltene Zahl nicht aus dieser errechnen lässt.',
   details: 'Details',
   back: 'Zurück zur Übersicht',
   grain: 'Zeitraster',
@@ -290,6 +296,12 @@ export const i18n = {
   },
   t(key: Key): string {
     return dictionaries[current][key];
+  },
+  /** Why a cell is withheld, in the reader's language, from the API's stable code (docs/privacy.md §5). */
+  reason(cell: { reasonCode?: string | undefined; reason?: string | undefined }, minGroupSize: number): string {
+    const key = `reason.${cell.reasonCode}`;
+    if (cell.reasonCode === undefined || !(key in dictionaries[current])) return cell.reason ?? '';
+    return dictionaries[current][key as Key].replace('{k}', String(minGroupSize));
   },
   /** A number in the reader's locale, to at most `digits` fraction digits. */
   number(v: number | null | undefined, digits = 2): string {

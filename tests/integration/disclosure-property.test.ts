@@ -1,0 +1,286 @@
+// Property-based disclosure audit (issue #12): random agreements and data go through the room's own
+// compiled SQL on a real DuckDB database and its one disclosure function; the independent auditor
+// (tests/helpers/disclosure-auditor.ts, which imports nothing from the product) then takes each
+// partner in turn as the attacker — its own points known, every readable cell of every grain and
+// breakdown read — and proves that no protected figure is determined.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agreementSchema, type Agreement, type AgreementInput } from '../../services/platform/agreement-schema.js';
+import { compileSeries, type Breakdown } from '../../services/query/aggregate-compiler.js';
+import { disclose, disclosureRules, type RawCell } from '../../services/query/disclosure.js';
+import {
+  MEASURES,
+  audit,
+  buildSystem,
+  cellLabel,
+  explain,
+  pointsIn,
+  quantileFindings,
+  type Grain,
+  type Measure,
+  type Point,
+  type Scenario,
+  serveToday,
+  type ServedCell,
+  type Target,
+} from '../helpers/disclosure-auditor.js';
+import { timeout } from '../helpers/timeouts.js';
+
+// Two weeks around a month boundary: days, ISO weeks and months all link.
+const FIRST = '2026-01-26'; // a Monday
+const DAYS = Array.from({ length: 14 }, (_, i) =>
+  new Date(Date.parse(FIRST) + i * 86_400_000).toISOString().slice(0, 10),
+);
+
+interface Case {
+  partners: number;
+  measure: Measure;
+  grains: Grain[];
+  dimension: boolean;
+  breakdown: 'per_partner' | 'combined';
+  consent: boolean;
+  k: number;
+  counts: 'exact' | 'none';
+  points: Point[];
+}
+
+const caseArb: fc.Arbitrary<Case> = fc
+  .record({
+    partners: fc.integer({ min: 2, max: 4 }),
+    measure: fc.constantFrom(...MEASURES),
+    grains: fc.subarray(['day', 'week', 'month'] as Grain[], { minLength: 1 }),
+    dimension: fc.boolean(),
+    breakdown: fc.constantFrom('per_partner' as const, 'combined' as const),
+    consent: fc.boolean(),
+    k: fc.integer({ min: 2, max: 4 }),
+    counts: fc.constantFrom('exact' as const, 'none' as const),
+    // Blocks of points: one partner, one day, one region (or none), 1–8 subjects — parts of every
+    // size around k, mostly on a few days so that some cells pass and others link to them.
+    raw: fc.array(
+      fc.record({
+        partner: fc.integer({ min: 0, max: 3 }),
+        day: fc.oneof(
+          { arbitrary: fc.constantFrom(0, 1, 6, 7), weight: 4 },
+          { arbitrary: fc.integer({ min: 0, max: 13 }), weight: 1 },
+        ),
+        size: fc.integer({ min: 1, max: 8 }),
+        first: fc.integer({ min: 0, max: 6 }),
+        value: fc.integer({ min: 0, max: 9 }),
+        region: fc.constantFrom('a', 'b', null),
+      }),
+      { minLength: 3, maxLength: 30 },
+    ),
+  })
+  .map(({ raw, ...c }) => ({
+    ...c,
+    // Validation refuses a combined KPI of two partners without consent.
+    consent: c.consent || (c.breakdown === 'combined' && c.partners < 3),
+    points: raw.flatMap((r) =>
+      Array.from({ length: r.size }, (_, j) => ({
+        partner: `p${r.partner % c.partners}`,
+        day: DAYS[r.day]!,
+        subject: `s${r.first + j}`,
+        value: c.measure === 'rate' ? (r.value + j) % 2 : (r.value + 3 * j) % 10,
+        snapshot: 1,
+        ...(c.dimension && r.region !== null ? { dims: { region: r.region } } : {}),
+      })),
+    ),
+  }));
+
+function agreementOf(c: Case): Agreement {
+  const partners = Array.from({ length: c.partners }, (_, i) => ({ id: `p${i}`, name: `Partner ${i}` }));
+  const input: AgreementInput = {
+    partnership: { id: 'audit', title: 'Audit', timezone: 'UTC' },
+    partners,
+    defaults: { minGroupSize: c.k },
+    steering: [{ name: 'Chair', email: 'chair@example.org' }],
+    twoPartyConsent: c.consent,
+    kpis: [
+      {
+        id: 'kpi',
+        title: 'KPI',
+        unit: 'u',
+        subject: 'thing',
+        measure: c.measure,
+        grains: c.grains,
+        ...(c.dimension ? { dimensions: { region: ['a', 'b'] } } : {}),
+        disclosure: 'partnership',
+        breakdown: c.breakdown,
+        counts: c.counts,
+        band: { lower: 0 },
+        evaluate: { grain: c.grains[0]! },
+        freshness: { every: 'P1D', grace: 'PT6H' },
+        owners: { p0: { name: 'Owner', email: 'owner@example.org' } },
+        escalation: { ackWithin: 'P2D' },
+      },
+    ],
+  };
+  return agreementSchema.parse(input);
+}
+
+let instance: DuckDBInstance;
+let conn: DuckDBConnection;
+
+beforeAll(async () => {
+  instance = await DuckDBInstance.create(':memory:');
+  conn = await instance.connect();
+  await conn.run(readFileSync(join(import.meta.dirname, '../../sql/duckdb/schema.sql'), 'utf8'));
+});
+
+afterAll(() => {
+  conn?.closeSync();
+  instance?.closeSync();
+});
+
+/** Every cell the agreement lets anyone read, as the room serves it. */
+async function serveAll(c: Case, agreement: Agreement): Promise<{ served: ServedCell[]; raw: RawCell[] }> {
+  await conn.run('DELETE FROM points');
+  for (const p of c.points)
+    await conn.run(
+      `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
+       VALUES (1, $1, 'kpi', $2::TIMESTAMPTZ, $3, $4, $5, $6::DATE)`,
+      [p.partner, `${p.day}T12:00:00Z`, p.value, p.subject, p.dims ? JSON.stringify(p.dims) : null, p.day],
+    );
+  const kpi = agreement.kpis[0]!;
+  const rules = disclosureRules(agreement, kpi);
+  const bys: { by: Breakdown; name: string }[] = [
+    { by: { kind: 'none' }, name: 'none' },
+    ...(kpi.breakdown === 'per_partner' ? [{ by: { kind: 'partner' } as Breakdown, name: 'partner' }] : []),
+    ...(c.dimension ? [{ by: { kind: 'dimension', key: 'region' } as Breakdown, name: 'region' }] : []),
+  ];
+  const served: ServedCell[] = [];
+  const raws: RawCell[] = [];
+  for (const grain of c.grains)
+    for (const { by, name } of bys) {
+      const q = { kpi, grain, from: DAYS[0]!, to: DAYS.at(-1)!, by, snapshot: 1, timezone: 'UTC', rules };
+      const { sql, params } = compileSeries(q);
+      const raw: RawCell[] = (await conn.runAndReadAll(sql, params)).getRowObjectsJson().map((r) => ({
+        period: String(r['period']),
+        group: r['grp'] == null ? null : String(r['grp']),
+        value: r['value'] == null ? null : Number(r['value']),
+        n: Number(r['n']),
+        minPart: Number(r['min_part']),
+        partners: Number(r['partners']),
+        protects: r['protects'] === true,
+      }));
+      raws.push(...raw);
+      for (const cell of disclose(raw, rules))
+        served.push({
+          grain,
+          period: cell.period,
+          by: name,
+          group: cell.group,
+          snapshot: 1,
+          state: cell.state,
+          // Reasons are informational to the auditor: 'few_subjects' is about one partner's part, not the cell.
+          ...(cell.reasonCode ? { reason: cell.reasonCode } : {}),
+          shows: cell.state === 'ok' ? { value: true, n: cell.n !== null } : {},
+        });
+    }
+  return { served, raw: raws };
+}
+
+/**
+ * What the rules protect against `attacker`: every foreign partner's part with fewer than k
+ * subjects; every withheld cell whose foreign content fails the rules from the attacker's side
+ * (a foreign part below k, or a combined cell of fewer than three partners without consent);
+ * and, in a combined KPI without consent, every single foreign partner's part. A withheld cell
+ * whose only small part is the attacker's own is not protected from the attacker: it knows that
+ * part, and the rest passes.
+ */
+function protectedTargets(c: Case, scenario: Scenario, targets: readonly Target[], attacker: string): Target[] {
+  const threePartners = c.breakdown === 'combined' && !c.consent;
+  return targets.filter((t) => {
+    const cell = t.about?.cell;
+    if (!cell || t.about?.partner !== undefined) return true; // a foreign part or change
+    const pts = pointsIn(scenario, cell);
+    const parts = new Map<string, Set<string>>();
+    for (const p of pts) parts.set(p.partner, (parts.get(p.partner) ?? new Set()).add(p.subject));
+    const foreignSmall = [...parts].some(([partner, subjects]) => partner !== attacker && subjects.size < c.k);
+    return foreignSmall || (threePartners && parts.size < 3);
+  });
+}
+
+describe('disclosure property: no partner determines a protected figure', () => {
+  it(
+    'over random agreements (2–4 partners, every measure, grains, a dimension, per-partner or combined, consent, k, counts) and data',
+    async () => {
+      let audited = 0;
+      let withheld = 0;
+      let disclosed = 0;
+      await fc.assert(
+        fc.asyncProperty(caseArb, async (c) => {
+          const agreement = agreementOf(c);
+          const { served } = await serveAll(c, agreement);
+          const scenario: Scenario = {
+            measure: c.measure,
+            points: c.points,
+            ...(c.measure === 'rate' ? { range: [0, 1] as const } : {}),
+          };
+          withheld += served.filter((s) => s.state === 'suppressed').length;
+          disclosed += served.filter((s) => s.state === 'ok').length;
+          const partners = [...new Set(c.points.map((p) => p.partner))];
+          for (const attacker of partners) {
+            const system = buildSystem(scenario, served, {
+              attacker,
+              k: c.k,
+              targets: {
+                withheld: true,
+                smallParts: true,
+                changes: false, // one snapshot here; across snapshots: not yet protected (docs/privacy.md)
+                everyPartnerPart: c.breakdown === 'combined' && !c.consent,
+              },
+            });
+            const targets = protectedTargets(c, scenario, system.targets, attacker);
+            const verdicts = audit({ ...system, targets });
+            const leaks = verdicts.filter((v) => v.determined);
+            audited += targets.length;
+            expect(leaks.map((v) => explain(v)).join('\n\n'), `attacker ${attacker}`).toBe('');
+            const quantile = quantileFindings(scenario, served, { attacker, k: c.k }).filter(
+              (f) => f.kind !== 'interval',
+            );
+            expect(quantile.map((f) => `${f.cell}: ${f.kind} of ${f.partner}`)).toEqual([]);
+          }
+          // The contributor rule, directly: no disclosed cell holds a part below k, nor (combined,
+          // without consent) fewer than three partners.
+          for (const cell of served.filter((s) => s.state === 'ok')) {
+            const parts = new Map<string, Set<string>>();
+            for (const p of pointsIn(scenario, cell))
+              parts.set(p.partner, (parts.get(p.partner) ?? new Set()).add(p.subject));
+            for (const [partner, subjects] of parts)
+              expect(subjects.size, `${cellLabel(cell)}: ${partner}`).toBeGreaterThanOrEqual(c.k);
+            if (c.breakdown === 'combined' && !c.consent) expect(parts.size, cellLabel(cell)).toBeGreaterThanOrEqual(3);
+          }
+        }),
+        { numRuns: Number(process.env['PARITY_PROPERTY_RUNS'] ?? 60), seed: 20261130 },
+      );
+      // The runs exercised both sides of the rules, and the auditor had protected figures to try.
+      expect(audited).toBeGreaterThan(100);
+      expect(withheld).toBeGreaterThan(50);
+      expect(disclosed).toBeGreaterThan(50);
+    },
+    timeout(240_000),
+  );
+
+  it('the same audit finds leaks in the rule the room applied before (one response at a time, k over all partners)', async () => {
+    // The harness has teeth: over the same kind of data, the old per-response rule leaks.
+    let leaking = 0;
+    await fc.assert(
+      fc.asyncProperty(caseArb, async (c) => {
+        const scenario: Scenario = { measure: c.measure, points: c.points };
+        const bys = ['none', ...(c.breakdown === 'per_partner' ? ['partner'] : []), ...(c.dimension ? ['region'] : [])];
+        const served = serveToday(scenario, { grains: c.grains, bys, snapshots: [1] }, c.k);
+        for (const attacker of new Set(c.points.map((p) => p.partner))) {
+          const system = buildSystem(scenario, served, { attacker, k: c.k, targets: { changes: false } });
+          const targets = protectedTargets(c, scenario, system.targets, attacker);
+          if (audit({ ...system, targets }).some((v) => v.determined)) leaking++;
+        }
+      }),
+      { numRuns: 40, seed: 20261130 },
+    );
+    expect(leaking).toBeGreaterThan(5);
+  });
+});
