@@ -224,15 +224,15 @@ function generate(seed: number, kpis: readonly KpiSpec[]): GenPoint[] {
   // ISO week 53 of 2020, dense for the first KPI: every part of every day (each region, and none)
   // has more than k subjects, so the week is disclosed although the clusters around it hold
   // small parts — the linked-cell rule withholds a coarser cell only for the small parts inside it.
-  const dense = kpis[0]!;
+  const dense = kpis.find((k) => k.grains.includes('day')) ?? kpis[0]!;
   for (let d = Date.parse('2020-12-28T11:00:00Z'); d <= Date.parse('2021-01-03T11:00:00Z'); d += 86_400_000) {
     for (const partner of PARTNERS) {
       for (const region of [...(dense.regions ?? []), undefined]) {
-        for (let j = 0; j <= dense.minGroupSize; j++) {
-          const subject = `DENSE-${d}-${region ?? 'none'}-${j}`;
-          out.push(
-            makePoint(r, partner, dense, d + j * 1000, subject, region === undefined ? undefined : { region }, 0),
-          );
+        // j = -1 repeats subject 0: a disclosed cell where one subject has two points.
+        for (let j = -1; j <= dense.minGroupSize; j++) {
+          const subject = `DENSE-${d}-${region ?? 'none'}-${Math.max(j, 0)}`;
+          const dims = region === undefined ? undefined : { region };
+          out.push(makePoint(r, partner, dense, d + (j + 1) * 1000, subject, dims, 0));
         }
       }
     }

@@ -198,7 +198,7 @@ describe('rollups', () => {
     const cv = agreement.kpis.find((k) => k.id === 'customer_value')!;
     const q: SeriesQuery = {
       kpi: cv,
-      grain: 'day',
+      grain: 'week',
       from: '2026-10-01',
       to: '2026-11-30',
       by: { kind: 'dimension', key: 'region' },

@@ -109,7 +109,7 @@ describe('parity secret rotate', () => {
     expect(await week()).toEqual(before);
 
     // Known subjects keep their pseudonym after the rotation; a new one adds one.
-    await push(points('2026-11-03', ['S-0', 'S-1', 'S-2', 'S-9']));
+    await push(points('2026-11-03', ['S-0', 'S-1', 'S-2', 'S-3', 'S-9'])); // five: the day passes k
     expect((await week()).cells[0]!.state).toBe('ok'); // lead_time shows no n; the pseudonyms below count the subjects
     expect((await pseudonyms()).size).toBe(7);
     const audit = await room!.control.db

@@ -78,7 +78,7 @@ describe('aggregate compiler', () => {
   });
 
   it('maps each measure to its aggregate', () => {
-    const base = agreement.kpis[0]!;
+    const base = agreement.kpis.find((k) => k.grains.includes('day'))!;
     const expectations: [string, string][] = [
       ['avg', 'avg(value)'],
       ['sum', 'sum(value)'],
