@@ -26,13 +26,14 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import {
   loadAgreementFile,
-  effectiveMinGroupSize,
   type Agreement,
   type Kpi,
 } from '../services/platform/agreement-schema.js';
 import { createToken } from '../services/governance/token-repository.js';
 import { compileSeries, type SeriesQuery } from '../services/query/aggregate-compiler.js';
-import { rollupReadSql } from '../services/query/rollups.js';
+import { refreshSteps, rollupBreakdowns, rollupReadSql } from '../services/query/rollups.js';
+import { breakdownKey } from '../services/query/aggregate-compiler.js';
+import { disclose } from '../services/query/disclosure.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
 import { openRoom } from '../assembly/open-room.js';
@@ -57,6 +58,7 @@ const WARMUP = 2;
 // Rollup reads and HTTP requests are cheap: more warm-ups let the server's JIT settle, as in a running room.
 const FAST_WARMUP = 10;
 const PG_WARMUP = 1;
+const REFRESH_REPEAT = positive('BENCH_QUERY_REFRESH_REPEAT', 5);
 const PG_URL = env['DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres';
 const DUCK_MEMORY = loadConfig({ PARITY_DUCKDB_MEMORY: env['PARITY_DUCKDB_MEMORY'] ?? '' }).duckdbMemory;
 const TO = '2026-11-22';
@@ -205,6 +207,10 @@ interface Row {
   grp: string | null;
   value: number | null;
   n: number;
+  /** The disclosure columns (direct rows only; PostgreSQL rows leave them out). */
+  minPart?: number;
+  partners?: number;
+  protects?: boolean;
 }
 
 interface HttpCell {
@@ -242,6 +248,9 @@ async function readRows(c: DuckDBConnection, sql: string, params: (string | numb
     grp: row['grp'] == null ? null : String(row['grp']),
     value: row['value'] == null ? null : Number(row['value']),
     n: Number(row['n']),
+    minPart: Number(row['min_part']),
+    partners: Number(row['partners']),
+    protects: row['protects'] === true,
   }));
 }
 
@@ -304,6 +313,103 @@ async function rolledUp(url: string): Promise<number> {
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error('the rollups did not become current within an hour');
+}
+
+/** The day a simulated batch touches: a mid-month Wednesday inside the benchmark's two years. */
+const TOUCHED = '2025-11-12';
+
+/**
+ * The per-batch rollup refresh of issue #3, as the room ran it before disclosure control: for each
+ * grain × breakdown, the cells of the periods holding the touched day recomputed by the plain
+ * aggregate (no per-partner parts, no linked points). The baseline of the refresh ratio.
+ */
+function legacyRefreshSteps(kpi: Kpi, day: string): { sql: string; params: (string | number)[] }[] {
+  const measure: Record<string, string> = {
+    avg: 'avg(value)',
+    sum: 'sum(value)',
+    count: 'count(*)',
+    rate: 'avg(value)',
+    p50: 'quantile_cont(value, 0.5)',
+    p90: 'quantile_cont(value, 0.9)',
+    p95: 'quantile_cont(value, 0.95)',
+    distinct: 'count(DISTINCT subject)',
+  };
+  const out: { sql: string; params: (string | number)[] }[] = [];
+  for (const grain of kpi.grains)
+    for (const by of rollupBreakdowns(kpi)) {
+      const group =
+        by.kind === 'partner'
+          ? 'partner'
+          : by.kind === 'dimension'
+            ? `json_extract_string(dims, '$.${by.key}')`
+            : 'NULL::VARCHAR';
+      const g = `'${grain}'`;
+      out.push({
+        sql: `DELETE FROM rollup_cells WHERE kpi = $1 AND grain = $2 AND breakdown = $3 AND period = strftime(date_trunc(${g}, $4::DATE), '%Y-%m-%d')`,
+        params: [kpi.id, grain, breakdownKey(by), day],
+      });
+      out.push({
+        sql: [
+          'INSERT INTO rollup_cells (kpi, grain, breakdown, period, grp, value, n)',
+          `SELECT $1, $2, $3, strftime(date_trunc(${g}, local_day), '%Y-%m-%d'), ${group}, ${measure[kpi.measure]}::DOUBLE, count(DISTINCT subject)::INTEGER`,
+          'FROM points WHERE kpi = $1 AND snapshot <= $5',
+          `  AND local_day >= date_trunc(${g}, $4::DATE) AND local_day < date_trunc(${g}, $4::DATE) + INTERVAL 1 ${grain.toUpperCase()}`,
+          'GROUP BY ALL',
+        ].join('\n'),
+        params: [kpi.id, grain, breakdownKey(by), day, 1],
+      });
+    }
+  return out;
+}
+
+/**
+ * The per-batch rollup refresh for a batch touching one day, in-process on the same file: the steps
+ * the maintainer runs now (cells, per-partner parts and linked points of every cell the day can
+ * affect) against the legacy steps, each in a transaction that is rolled back.
+ */
+async function measureRefresh(
+  file: string,
+  agreement: Agreement,
+  kpis: Kpi[],
+): Promise<Map<string, { now: number[]; before: number[] }>> {
+  const db = await DuckDBInstance.create(file, {
+    autoinstall_known_extensions: 'false',
+    autoload_known_extensions: 'true',
+    memory_limit: DUCK_MEMORY,
+  });
+  const c = await db.connect();
+  const out = new Map<string, { now: number[]; before: number[] }>();
+  const timed = async (steps: Iterable<{ sql: string; params: (string | number)[] }>) => {
+    const started = performance.now();
+    await c.run('BEGIN TRANSACTION');
+    try {
+      for (const s of steps) await c.run(s.sql, s.params);
+    } finally {
+      await c.run('ROLLBACK');
+    }
+    return performance.now() - started;
+  };
+  try {
+    for (const kpi of kpis) {
+      const r = { now: [] as number[], before: [] as number[] };
+      out.set(kpi.id, r);
+      for (let i = 0; i < 1 + REFRESH_REPEAT; i++) {
+        const before = await timed(legacyRefreshSteps(kpi, TOUCHED));
+        const now = await timed(refreshSteps(kpi, disclosureRules(agreement, kpi), 1, [TOUCHED, TOUCHED]));
+        if (i > 0) {
+          r.before.push(before);
+          r.now.push(now);
+        }
+      }
+      log(
+        `  refresh ${kpi.id}: now p50 ${ms(pct(r.now, 0.5))} ms, before p50 ${ms(pct(r.before, 0.5))} ms (${ratio(pct(r.now, 0.5)! / pct(r.before, 0.5)!)})`,
+      );
+    }
+  } finally {
+    c.closeSync();
+    db.closeSync();
+  }
+  return out;
 }
 
 /** The rollup read the server runs for each series, in-process on the same file: the ceiling of the served path. */
@@ -523,7 +629,7 @@ function checkHttp(
   kpi: Kpi,
   ref: Row[] | undefined,
   body: { cells: HttpCell[] } | undefined,
-  minGroup: number,
+  rules: ReturnType<typeof disclosureRules>,
   problems: string[],
 ): void {
   if (!ref || !body) return;
@@ -538,9 +644,16 @@ function checkHttp(
     let why = '';
     if (c.period !== r.period || c.group !== r.grp)
       why = `cell ${i} is ${c.period}/${c.group}, direct ${r.period}/${r.grp}`;
-    else if (c.state === 'ok' && (c.n !== r.n || c.value !== (r.value === null ? null : round12(r.value))))
-      why = `${c.period}/${c.group}: value ${c.value} n ${c.n}, direct ${r.value} n ${r.n}`;
-    else if (c.state === 'ok' && r.n < minGroup) why = `${c.period}/${c.group}: shown with n ${r.n} < ${minGroup}`;
+    else {
+      // What the room must serve for this row: the one disclosure function over the direct row.
+      const raw = { minPart: r.minPart ?? 0, partners: r.partners ?? 0, protects: r.protects ?? true };
+      const [want] = disclose(
+        [{ ...r, ...raw, group: r.grp, value: r.value === null ? null : round12(r.value) }],
+        rules,
+      );
+      if (c.state !== want!.state || c.value !== want!.value || c.n !== want!.n)
+        why = `${c.period}/${c.group}: ${c.state} value ${c.value} n ${c.n}, direct gives ${want!.state} ${want!.value} n ${want!.n}`;
+    }
     if (why) {
       bad++;
       first ||= why;
@@ -588,6 +701,7 @@ interface SizeReport {
   direct: PathResult;
   directRows: Map<string, Row[]>;
   rollupRead?: PathResult;
+  refresh?: Map<string, { now: number[]; before: number[] }>;
   rollupSeconds?: number;
   cold?: PathResult;
   coldCells: Map<string, number>;
@@ -667,6 +781,21 @@ function report(s: SizeReport): string {
       return `| ${k.id} | ${k.measure} | ${fmt(s.pointCounts.get(k.id) ?? 0)} | ${s.coldCells.get(k.id) ?? s.directRows.get(k.id)?.length ?? 'n/a'} | ${cell(s.direct)} | ${cell(s.rollupRead)} | ${cell(s.cold)} | ${cell(s.warm)} | ${s.pg ? cell(s.pg.result) : 'skipped'} |`;
     }),
     '',
+    ...(s.refresh
+      ? [
+          `Per-batch rollup refresh for a batch touching one day (${TOUCHED}), in-process, ${REFRESH_REPEAT} runs after 1 warm-up, each in a transaction rolled back: "now" recomputes every cell that day can affect, with the per-partner parts and linked points disclosure control needs; "before" recomputes the plain cells of the periods holding the day, as the room did before (the baseline, target now ≤ 2×).`,
+          '',
+          '| KPI | now p50 / p95 ms | before p50 / p95 ms | now / before (p50) | ≤ 2× |',
+          '|---|---:|---:|---:|---|',
+          ...s.kpis.map((k) => {
+            const r = s.refresh!.get(k.id);
+            if (!r) return `| ${k.id} | n/a | n/a | | |`;
+            const x = pct(r.now, 0.5)! / pct(r.before, 0.5)!;
+            return `| ${k.id} | ${ms(pct(r.now, 0.5))} / ${ms(pct(r.now, 0.95))} | ${ms(pct(r.before, 0.5))} / ${ms(pct(r.before, 0.95))} | ${ratio(x)} | ${x <= 2 ? 'met' : 'MISSED'} |`;
+          }),
+          '',
+        ]
+      : []),
   ];
   const cacheHint =
     cold.p95 !== undefined && d.p95 !== undefined && cold.p95 < 0.5 * d.p95
@@ -736,6 +865,7 @@ async function benchSize(n: number, agreement: Agreement, kpis: Kpi[], pgUp: boo
     const coldCells = new Map<string, number>();
     let rollupSeconds: number | undefined;
     let rollupRead: PathResult | undefined;
+    let refresh: Map<string, { now: number[]; before: number[] }> | undefined;
     let cold: PathResult | undefined;
     let warm: PathResult | undefined;
     for (const mode of ['off', 'default'] as const) {
@@ -750,7 +880,7 @@ async function benchSize(n: number, agreement: Agreement, kpis: Kpi[], pgUp: boo
         const label = mode === 'off' ? 'HTTP cold' : 'HTTP warm';
         const m = await measureHttp(server.url, token, kpis, label);
         for (const k of kpis) {
-          checkHttp(label, k, direct.rows.get(k.id), m.bodies.get(k.id), effectiveMinGroupSize(agreement, k), problems);
+          checkHttp(label, k, direct.rows.get(k.id), m.bodies.get(k.id), disclosureRules(agreement, k), problems);
           if (mode === 'off') coldCells.set(k.id, m.bodies.get(k.id)?.cells.length ?? 0);
         }
         if (mode === 'off') cold = m.result;
@@ -761,6 +891,8 @@ async function benchSize(n: number, agreement: Agreement, kpis: Kpi[], pgUp: boo
       if (mode === 'off') {
         log('rollup read in-process (the SQL the server runs)…');
         rollupRead = await measureRollupRead(file, agreement, kpis);
+        log(`per-batch rollup refresh (one day, ${TOUCHED}), now and before disclosure control…`);
+        refresh = await measureRefresh(file, agreement, kpis);
       }
     }
 
@@ -782,6 +914,7 @@ async function benchSize(n: number, agreement: Agreement, kpis: Kpi[], pgUp: boo
       direct: direct.result,
       directRows: direct.rows,
       ...(rollupRead ? { rollupRead } : {}),
+      ...(refresh ? { refresh } : {}),
       ...(rollupSeconds !== undefined ? { rollupSeconds } : {}),
       ...(cold ? { cold } : {}),
       coldCells,

@@ -193,7 +193,7 @@ export const agreementSchema = z
           code: 'custom',
           path: at('breakdown'),
           message:
-            "a combined KPI with fewer than three partners lets each partner recover the other's figure; set twoPartyConsent: true to accept that",
+            `${k.id}: a combined KPI with fewer than three partners lets each partner recover the other's figure; set twoPartyConsent: true to accept that`,
         });
       }
     });

@@ -208,7 +208,7 @@ export class RollupMaintainer {
 }
 
 /** The compiled statements that recompute every cell of a KPI holding a point of [lo, hi], or one linked to it. */
-function* refreshSteps(
+export function* refreshSteps(
   kpi: Kpi,
   rules: DisclosureRules,
   snapshot: number,
