@@ -71,67 +71,97 @@ function families(kpi: Kpi): { grain: Grain; key: string | null }[] {
   return kpi.grains.flatMap((grain) => [{ grain, key: null }, ...dims.map((key) => ({ grain, key }))]);
 }
 
-const dimExpr = (key: string, params: Params) => `json_extract_string(dims, ${params.bind(`$.${key}`)})`;
+const dimExpr = (key: string, params: Params, column = 'dims') =>
+  `json_extract_string(${column}, ${params.bind(`$.${key}`)})`;
 
-/**
- * The KPI's points in [first, last] as of the snapshot, each with `d<i>` (its partner's distinct
- * subjects in its cell of family i) and `protected`: whether, in any readable cell of the KPI
- * that holds it, its partner has fewer than k distinct subjects, or the cell of a combined KPI
- * has fewer than three partners without consent. A partner's own cell is its part of the
- * combined one, so the partner breakdown needs no family of its own. [first, last] must hold
- * whole cells of every family for the flags to be right.
- */
-function linkedPoints(kpi: Kpi, rules: DisclosureRules, snapshot: number, first: string, last: string, params: Params) {
-  const k = params.bind(rules.minGroupSize);
-  const windows: string[] = [];
-  const bad: string[] = [];
-  families(kpi).forEach((f, i) => {
-    const cell = `date_trunc(${grainSql[f.grain]}, local_day)${f.key === null ? '' : `, ${dimExpr(f.key, params)}`}`;
-    windows.push(`    count(DISTINCT subject) OVER (PARTITION BY ${cell}, partner) AS d${i}`);
-    bad.push(`d${i} < ${k}`);
-    if (rules.threePartners) {
-      windows.push(`    count(DISTINCT partner) OVER (PARTITION BY ${cell}) AS c${i}`);
-      bad.push(`c${i} < 3`);
-    }
-  });
+/** The KPI's points in [first, last] as of the snapshot: what every fragment below reads. */
+function pointsIn(kpi: Kpi, snapshot: number, first: string, last: string, params: Params): string {
   return [
-    '  SELECT partner, subject, value, local_day, dims,',
-    windows.join(',\n') + ',',
-    `    (${bad.join(' OR ')}) AS protected`,
-    '  FROM points',
-    `  WHERE kpi = ${params.bind(kpi.id)} AND snapshot <= ${params.bind(snapshot)}`,
-    `    AND local_day >= ${params.bind(first)}::DATE AND local_day <= ${params.bind(last)}::DATE`,
+    'SELECT partner, subject, value, local_day, dims FROM points',
+    `WHERE kpi = ${params.bind(kpi.id)} AND snapshot <= ${params.bind(snapshot)}`,
+    `  AND local_day >= ${params.bind(first)}::DATE AND local_day <= ${params.bind(last)}::DATE`,
   ].join('\n');
 }
 
 /**
- * The cells of one grain × breakdown over linked points (`source`) that pass `where`: the
- * measure, `n` (distinct subjects), `min_part` (the fewest distinct subjects of any contributing
- * partner), `partners` (contributing partners) and `protects` (a point of the cell is protected).
+ * Every partner's part of every cell of every readable family (`f`: the index in families()),
+ * over the points of `source`: the cell (`c` its first day, `v` its dimension value or null), the
+ * partner, its distinct subjects `d`, and `np`, the partners contributing to the cell. Whole
+ * cells only: `source` must hold every day of every cell it touches.
+ */
+function partsOf(kpi: Kpi, source: string, params: Params): string {
+  const union = families(kpi)
+    .map(
+      (f, i) =>
+        `SELECT ${i} AS f, date_trunc(${grainSql[f.grain]}, local_day) AS c, ${f.key === null ? 'NULL::VARCHAR' : dimExpr(f.key, params)} AS v, partner, count(DISTINCT subject)::INTEGER AS d FROM ${source} GROUP BY ALL`,
+    )
+    .join('\nUNION ALL\n');
+  return `SELECT *, count(*) OVER (PARTITION BY f, c, v)::INTEGER AS np FROM (\n${union}\n) AS parts`;
+}
+
+/**
+ * The atoms (partner × local day × dimensions) of `source`, each `protected` when, in a cell of
+ * any family that holds it, its partner has fewer than k distinct subjects, or the cell belongs to
+ * a combined KPI without consent and has fewer than three partners (`parts`: partsOf()).
+ */
+function flaggedAtoms(kpi: Kpi, rules: DisclosureRules, source: string, parts: string, params: Params): string {
+  const k = params.bind(rules.minGroupSize);
+  const bad = `b.d < ${k}${rules.threePartners ? ' OR b.np < 3' : ''}`;
+  const match = families(kpi)
+    .map(
+      (f, i) =>
+        `(b.f = ${i} AND b.c = date_trunc(${grainSql[f.grain]}, a.local_day) AND b.v IS NOT DISTINCT FROM ${f.key === null ? 'NULL::VARCHAR' : dimExpr(f.key, params, 'a.dims')})`,
+    )
+    .join('\n    OR ');
+  return [
+    'SELECT a.partner, a.local_day, a.dims,',
+    `  EXISTS (SELECT 1 FROM ${parts} AS b WHERE b.partner = a.partner AND (${bad}) AND (`,
+    `    ${match})) AS protected`,
+    `FROM (SELECT partner, local_day, dims FROM ${source} GROUP BY ALL) AS a`,
+  ].join('\n');
+}
+
+/**
+ * The cells of one grain × breakdown over the points of `source` that pass `where`: the measure,
+ * `n` (distinct subjects), `partners` (contributing partners), `min_part` (the fewest distinct
+ * subjects of any contributing partner, from `parts`) and `protects` (an atom of the cell is
+ * protected, from `flagged`).
  */
 function cellsOf(
   q: Pick<SeriesQuery, 'kpi' | 'grain' | 'by'>,
   source: string,
   where: (period: string, params: Params) => string,
+  parts: string,
+  flagged: string,
   params: Params,
-) {
-  const group =
-    q.by.kind === 'partner' ? 'partner' : q.by.kind === 'dimension' ? dimExpr(q.by.key, params) : 'NULL::VARCHAR';
+): string {
   const mine = q.by.kind === 'dimension' ? q.by.key : null;
   const own = families(q.kpi).findIndex((f) => f.grain === q.grain && f.key === mine);
   if (own < 0) throw new RangeError(`compileSeries: ${q.kpi.id} has no ${q.grain} cells by ${mine ?? 'none'}`);
-  const period = `date_trunc(${grainSql[q.grain]}, local_day)`;
+  const groupOf = (column: string) =>
+    q.by.kind === 'partner'
+      ? 'partner'
+      : q.by.kind === 'dimension'
+        ? dimExpr(q.by.key, params, column)
+        : 'NULL::VARCHAR';
+  const period = (column: string) => `date_trunc(${grainSql[q.grain]}, ${column})`;
+  // A partner's own cell is its part of the combined one: its only part.
+  const minPart =
+    q.by.kind === 'partner'
+      ? `SELECT c, partner AS v, d AS min_part FROM ${parts} WHERE f = ${own}`
+      : `SELECT c, v, min(d) AS min_part FROM ${parts} WHERE f = ${own} GROUP BY c, v`;
   return [
-    `SELECT strftime(${period}, '%Y-%m-%d') AS period,`,
-    `  ${group} AS grp,`,
-    `  ${measureSql[q.kpi.measure]}::DOUBLE AS value,`,
-    `  count(DISTINCT subject)::INTEGER AS n,`,
-    `  min(d${own})::INTEGER AS min_part,`,
-    `  count(DISTINCT partner)::INTEGER AS partners,`,
-    `  bool_or(protected) AS protects`,
-    `FROM ${source}`,
-    `WHERE ${where(period, params)}`,
-    `GROUP BY ALL`,
+    'SELECT strftime(cell.c, \'%Y-%m-%d\') AS period, cell.g AS grp, cell.value, cell.n,',
+    '  m.min_part::INTEGER AS min_part, cell.partners, coalesce(x.protects, false) AS protects',
+    'FROM (',
+    `  SELECT ${period('local_day')} AS c, ${groupOf('dims')} AS g,`,
+    `    ${measureSql[q.kpi.measure]}::DOUBLE AS value, count(DISTINCT subject)::INTEGER AS n,`,
+    '    count(DISTINCT partner)::INTEGER AS partners',
+    `  FROM ${source} WHERE ${where(period('local_day'), params)} GROUP BY ALL`,
+    ') AS cell',
+    `LEFT JOIN (${minPart}) AS m ON m.c = cell.c AND m.v IS NOT DISTINCT FROM cell.g`,
+    `LEFT JOIN (SELECT ${period('local_day')} AS c, ${groupOf('dims')} AS g, bool_or(protected) AS protects FROM ${flagged} GROUP BY ALL) AS x`,
+    '  ON x.c = cell.c AND x.g IS NOT DISTINCT FROM cell.g',
   ].join('\n');
 }
 
@@ -143,10 +173,9 @@ const assertDate = (d: string) => {
  * The DuckDB SQL of one agreed aggregate, with what the disclosure rules need (disclosure.ts).
  * Periods are buckets of local days in the partnership's zone (`points.local_day`, computed at
  * landing; ISO weeks start on Monday), so DST days have 23 or 25 hours and every point falls in
- * the bucket its local clock says. The points are read over the linked cells' reach (every
- * cell of any agreed grain around the requested ones), so each point's protection is decided
- * over whole cells. `q.timezone` must be the zone the room localised its points in
- * (DuckStore.localise).
+ * the bucket its local clock says. The parts are read over the linked cells' reach (every cell of
+ * any agreed grain around the requested ones), so each atom's protection is decided over whole
+ * cells. `q.timezone` must be the zone the room localised its points in (DuckStore.localise).
  */
 export function compileSeries(q: SeriesQuery): CompiledSql {
   assertDate(q.from);
@@ -155,11 +184,13 @@ export function compileSeries(q: SeriesQuery): CompiledSql {
   const { first, last } = linkedDays(q.kpi, q.grain, q.from, q.to);
   const d0 = periodStart(q.from, q.grain);
   const d1 = periodEnd(periodStart(q.to, q.grain), q.grain);
+  const inCells = (ps: Params) => `local_day >= ${ps.bind(d0)}::DATE AND local_day <= ${ps.bind(d1)}::DATE`;
   const sql = [
-    'WITH linked AS (',
-    linkedPoints(q.kpi, q.rules, q.snapshot, first, last, params),
-    ')',
-    cellsOf(q, 'linked', (_, ps) => `local_day >= ${ps.bind(d0)}::DATE AND local_day <= ${ps.bind(d1)}::DATE`, params),
+    `WITH linked AS (\n${pointsIn(q.kpi, q.snapshot, first, last, params)}\n),`,
+    `requested AS (SELECT * FROM linked WHERE ${inCells(params)}),`,
+    `parts AS (\n${partsOf(q.kpi, 'linked', params)}\n),`,
+    `flagged AS (\n${flaggedAtoms(q.kpi, q.rules, 'requested', 'parts', params)}\n)`,
+    cellsOf(q, 'requested', () => 'true', 'parts', 'flagged', params),
     'ORDER BY period, grp NULLS FIRST',
   ].join('\n');
   return { sql, params: params.list };
@@ -170,15 +201,16 @@ export function breakdownKey(by: Breakdown): string {
   return by.kind === 'dimension' ? `dim:${by.key}` : by.kind;
 }
 
-/** The temporary table a rollup refresh computes the linked points into, once per block. */
-const LINKED_TABLE = 'rollup_linked_points';
+/** The temporary tables a rollup refresh computes the parts and flagged atoms of a block into. */
+const PARTS_TABLE = 'rollup_block_parts';
+const FLAGGED_TABLE = 'rollup_block_atoms';
 
 /**
  * Replaces a KPI's rollup cells, at every agreed grain and breakdown, whose period starts in
- * [b0, b1], with the cells as of `snapshot`: the linked points of the block are computed once
- * into a temporary table (the same fragment a series request runs), then per grain × breakdown a
- * DELETE and an INSERT … SELECT of the same cell fragment, so rolled-up cells are exactly the
- * computed ones.
+ * [b0, b1], with the cells as of `snapshot`: the parts and flagged atoms of the block are computed
+ * once into temporary tables (the same fragments a series request runs), then per grain ×
+ * breakdown a DELETE and an INSERT … SELECT of the same cell fragment over the points, so
+ * rolled-up cells are exactly the computed ones.
  */
 export function compileRollupBlock(
   kpi: Kpi,
@@ -190,14 +222,19 @@ export function compileRollupBlock(
 ): CompiledSql[] {
   assertDate(b0);
   assertDate(b1);
-  // The cells starting in [b0, b1] hold the points of r1; their flags need the whole cells of r2.
+  // The cells starting in [b0, b1] hold the atoms of r1; their flags need the whole cells of r2.
   const r1 = linkedDays(kpi, 'day', b0, b1);
   const r2 = linkedDays(kpi, 'day', r1.first, r1.last);
-  const lp = new Params();
+  const pp = new Params();
+  const fp = new Params();
   const out: CompiledSql[] = [
     {
-      sql: `CREATE OR REPLACE TEMP TABLE ${LINKED_TABLE} AS\n${linkedPoints(kpi, rules, snapshot, r2.first, r2.last, lp)}`,
-      params: lp.list,
+      sql: `CREATE OR REPLACE TEMP TABLE ${PARTS_TABLE} AS\nWITH linked AS (\n${pointsIn(kpi, snapshot, r2.first, r2.last, pp)}\n)\n${partsOf(kpi, 'linked', pp)}`,
+      params: pp.list,
+    },
+    {
+      sql: `CREATE OR REPLACE TEMP TABLE ${FLAGGED_TABLE} AS\nWITH block AS (\n${pointsIn(kpi, snapshot, r1.first, r1.last, fp)}\n)\n${flaggedAtoms(kpi, rules, 'block', PARTS_TABLE, fp)}`,
+      params: fp.list,
     },
   ];
   for (const grain of kpi.grains) {
@@ -211,10 +248,13 @@ export function compileRollupBlock(
       });
       const ps = new Params();
       const head = [ps.bind(kpi.id), ps.bind(grain), ps.bind(breakdownKey(by))];
+      const source = `(\n${pointsIn(kpi, snapshot, r1.first, r1.last, ps)}\n) AS block`;
       const cells = cellsOf(
         { kpi, grain, by },
-        LINKED_TABLE,
-        (period, pp) => `${period} >= ${pp.bind(b0)}::DATE AND ${period} <= ${pp.bind(b1)}::DATE`,
+        source,
+        (period, pp2) => `${period} >= ${pp2.bind(b0)}::DATE AND ${period} <= ${pp2.bind(b1)}::DATE`,
+        PARTS_TABLE,
+        FLAGGED_TABLE,
         ps,
       );
       out.push({
@@ -228,7 +268,8 @@ export function compileRollupBlock(
       });
     }
   }
-  out.push({ sql: `DROP TABLE IF EXISTS ${LINKED_TABLE}`, params: [] });
+  out.push({ sql: `DROP TABLE IF EXISTS ${FLAGGED_TABLE}`, params: [] });
+  out.push({ sql: `DROP TABLE IF EXISTS ${PARTS_TABLE}`, params: [] });
   return out;
 }
 
