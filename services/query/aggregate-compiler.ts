@@ -74,10 +74,21 @@ function families(kpi: Kpi): { grain: Grain; key: string | null }[] {
 const dimExpr = (key: string, params: Params, column = 'dims') =>
   `json_extract_string(${column}, ${params.bind(`$.${key}`)})`;
 
-/** The KPI's points in [first, last] as of the snapshot: what every fragment below reads. */
+/** The column holding a point's value of an agreed dimension (extracted once, in pointsIn). */
+const dimColumn = (kpi: Kpi, key: string) => `dim_${Object.keys(kpi.dimensions).sort().indexOf(key)}`;
+
+/**
+ * The KPI's points in [first, last] as of the snapshot, each agreed dimension's value extracted
+ * once into dim_<i> (JSON is parsed once per point, not once per family): what every fragment
+ * below reads.
+ */
 function pointsIn(kpi: Kpi, snapshot: number, first: string, last: string, params: Params): string {
+  const dims = Object.keys(kpi.dimensions)
+    .sort()
+    .map((key) => `, ${dimExpr(key, params)} AS ${dimColumn(kpi, key)}`)
+    .join('');
   return [
-    'SELECT partner, subject, value, local_day, dims FROM points',
+    `SELECT partner, subject, value, local_day, dims${dims} FROM points`,
     `WHERE kpi = ${params.bind(kpi.id)} AND snapshot <= ${params.bind(snapshot)}`,
     `  AND local_day >= ${params.bind(first)}::DATE AND local_day <= ${params.bind(last)}::DATE`,
   ].join('\n');
@@ -93,7 +104,7 @@ function partsOf(kpi: Kpi, source: string, params: Params): string {
   const union = families(kpi)
     .map(
       (f, i) =>
-        `SELECT ${i} AS f, date_trunc(${grainSql[f.grain]}, local_day) AS c, ${f.key === null ? 'NULL::VARCHAR' : dimExpr(f.key, params)} AS v, partner, count(DISTINCT subject)::INTEGER AS d FROM ${source} GROUP BY ALL`,
+        `SELECT ${i} AS f, date_trunc(${grainSql[f.grain]}, local_day) AS c, ${f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key)} AS v, partner, count(DISTINCT subject)::INTEGER AS d FROM ${source} GROUP BY ALL`,
     )
     .join('\nUNION ALL\n');
   return `SELECT *, count(*) OVER (PARTITION BY f, c, v)::INTEGER AS np FROM (\n${union}\n) AS parts`;
@@ -110,14 +121,17 @@ function flaggedAtoms(kpi: Kpi, rules: DisclosureRules, source: string, parts: s
   const match = families(kpi)
     .map(
       (f, i) =>
-        `(b.f = ${i} AND b.c = date_trunc(${grainSql[f.grain]}, a.local_day) AND b.v IS NOT DISTINCT FROM ${f.key === null ? 'NULL::VARCHAR' : dimExpr(f.key, params, 'a.dims')})`,
+        `(b.f = ${i} AND b.c = date_trunc(${grainSql[f.grain]}, a.local_day) AND b.v IS NOT DISTINCT FROM ${f.key === null ? 'NULL::VARCHAR' : `a.${dimColumn(kpi, f.key)}`})`,
     )
     .join('\n    OR ');
   return [
-    'SELECT a.partner, a.local_day, a.dims,',
+    `SELECT a.*,`,
     `  EXISTS (SELECT 1 FROM ${parts} AS b WHERE b.partner = a.partner AND (${bad}) AND (`,
     `    ${match})) AS protected`,
-    `FROM (SELECT partner, local_day, dims FROM ${source} GROUP BY ALL) AS a`,
+    `FROM (SELECT partner, local_day${Object.keys(kpi.dimensions)
+      .sort()
+      .map((key) => `, ${dimColumn(kpi, key)}`)
+      .join('')} FROM ${source} GROUP BY ALL) AS a`,
   ].join('\n');
 }
 
@@ -138,12 +152,8 @@ function cellsOf(
   const mine = q.by.kind === 'dimension' ? q.by.key : null;
   const own = families(q.kpi).findIndex((f) => f.grain === q.grain && f.key === mine);
   if (own < 0) throw new RangeError(`compileSeries: ${q.kpi.id} has no ${q.grain} cells by ${mine ?? 'none'}`);
-  const groupOf = (column: string) =>
-    q.by.kind === 'partner'
-      ? 'partner'
-      : q.by.kind === 'dimension'
-        ? dimExpr(q.by.key, params, column)
-        : 'NULL::VARCHAR';
+  const group =
+    q.by.kind === 'partner' ? 'partner' : q.by.kind === 'dimension' ? dimColumn(q.kpi, q.by.key) : 'NULL::VARCHAR';
   const period = (column: string) => `date_trunc(${grainSql[q.grain]}, ${column})`;
   // A partner's own cell is its part of the combined one: its only part.
   const minPart =
@@ -154,13 +164,13 @@ function cellsOf(
     'SELECT strftime(cell.c, \'%Y-%m-%d\') AS period, cell.g AS grp, cell.value, cell.n,',
     '  m.min_part::INTEGER AS min_part, cell.partners, coalesce(x.protects, false) AS protects',
     'FROM (',
-    `  SELECT ${period('local_day')} AS c, ${groupOf('dims')} AS g,`,
+    `  SELECT ${period('local_day')} AS c, ${group} AS g,`,
     `    ${measureSql[q.kpi.measure]}::DOUBLE AS value, count(DISTINCT subject)::INTEGER AS n,`,
     '    count(DISTINCT partner)::INTEGER AS partners',
     `  FROM ${source} WHERE ${where(period('local_day'), params)} GROUP BY ALL`,
     ') AS cell',
     `LEFT JOIN (${minPart}) AS m ON m.c = cell.c AND m.v IS NOT DISTINCT FROM cell.g`,
-    `LEFT JOIN (SELECT ${period('local_day')} AS c, ${groupOf('dims')} AS g, bool_or(protected) AS protects FROM ${flagged} GROUP BY ALL) AS x`,
+    `LEFT JOIN (SELECT ${period('local_day')} AS c, ${group} AS g, bool_or(protected) AS protects FROM ${flagged} GROUP BY ALL) AS x`,
     '  ON x.c = cell.c AND x.g IS NOT DISTINCT FROM cell.g',
   ].join('\n');
 }
@@ -186,7 +196,7 @@ export function compileSeries(q: SeriesQuery): CompiledSql {
   const d1 = periodEnd(periodStart(q.to, q.grain), q.grain);
   const inCells = (ps: Params) => `local_day >= ${ps.bind(d0)}::DATE AND local_day <= ${ps.bind(d1)}::DATE`;
   const sql = [
-    `WITH linked AS (\n${pointsIn(q.kpi, q.snapshot, first, last, params)}\n),`,
+    `WITH linked AS MATERIALIZED (\n${pointsIn(q.kpi, q.snapshot, first, last, params)}\n),`,
     `requested AS (SELECT * FROM linked WHERE ${inCells(params)}),`,
     `parts AS (\n${partsOf(q.kpi, 'linked', params)}\n),`,
     `flagged AS (\n${flaggedAtoms(q.kpi, q.rules, 'requested', 'parts', params)}\n)`,
@@ -229,7 +239,7 @@ export function compileRollupBlock(
   const fp = new Params();
   const out: CompiledSql[] = [
     {
-      sql: `CREATE OR REPLACE TEMP TABLE ${PARTS_TABLE} AS\nWITH linked AS (\n${pointsIn(kpi, snapshot, r2.first, r2.last, pp)}\n)\n${partsOf(kpi, 'linked', pp)}`,
+      sql: `CREATE OR REPLACE TEMP TABLE ${PARTS_TABLE} AS\nWITH linked AS MATERIALIZED (\n${pointsIn(kpi, snapshot, r2.first, r2.last, pp)}\n)\n${partsOf(kpi, 'linked', pp)}`,
       params: pp.list,
     },
     {
