@@ -78,7 +78,8 @@ function privacyOf(
   if (field === 'disclosure' && tier[after as keyof typeof tier] > tier[before as keyof typeof tier])
     return `a wider disclosure tier (${show(before)} → ${show(after)})`;
   if (field === 'published' && after === true) return 'published: readable without a token';
-  if (field === 'counts' && after === 'exact') return "exact subject counts (n): each partner's volume per period is shown";
+  if (field === 'counts' && after === 'exact')
+    return "exact subject counts (n): each partner's volume per period is shown";
   if (field === 'needToKnow' && change === 'added') return 'one more person reads a need-to-know KPI';
   if (field === 'dimensions' && change === 'added')
     return Array.isArray(after)

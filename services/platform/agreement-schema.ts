@@ -192,8 +192,7 @@ export const agreementSchema = z
         ctx.addIssue({
           code: 'custom',
           path: at('breakdown'),
-          message:
-            `${k.id}: a combined KPI with fewer than three partners lets each partner recover the other's figure; set twoPartyConsent: true to accept that`,
+          message: `${k.id}: a combined KPI with fewer than three partners lets each partner recover the other's figure; set twoPartyConsent: true to accept that`,
         });
       }
     });

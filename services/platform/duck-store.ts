@@ -748,7 +748,9 @@ export class DuckStore {
     opts: { full: boolean; steps: Iterable<Statement>; snapshot: number; signature: string },
   ): Promise<void> {
     await this.#transaction(async (c) => {
-      if (opts.full) await c.run('DELETE FROM rollup_cells WHERE kpi = $1', [kpi]);
+      if (opts.full)
+        for (const table of ['rollup_cells', 'rollup_parts', 'rollup_atoms'])
+          await c.run(`DELETE FROM ${table} WHERE kpi = $1`, [kpi]);
       for (const step of opts.steps) await c.run(step.sql, step.params);
       await c.run('INSERT OR REPLACE INTO rollup_state VALUES ($1, $2, $3)', [kpi, opts.snapshot, opts.signature]);
     });

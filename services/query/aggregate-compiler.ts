@@ -1,4 +1,4 @@
-import { periodEnd, periodStart, type Grain } from '../platform/calendar.js';
+import { addPeriods, periodEnd, periodStart, shiftDays, type Grain } from '../platform/calendar.js';
 import type { DisclosureRules } from './disclosure.js';
 import type { Kpi, measures } from '../platform/agreement-schema.js';
 
@@ -100,14 +100,18 @@ function pointsIn(kpi: Kpi, snapshot: number, first: string, last: string, param
  * partner, its distinct subjects `d`, and `np`, the partners contributing to the cell. Whole
  * cells only: `source` must hold every day of every cell it touches.
  */
-function partsOf(kpi: Kpi, source: string, params: Params): string {
+function partsOf(kpi: Kpi, source: string): string {
   const union = families(kpi)
-    .map(
-      (f, i) =>
-        `SELECT ${i} AS f, date_trunc(${grainSql[f.grain]}, local_day) AS c, ${f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key)} AS v, partner, count(DISTINCT subject)::INTEGER AS d FROM ${source} GROUP BY ALL`,
-    )
+    .map((_, i) => familyParts(kpi, i, source))
     .join('\nUNION ALL\n');
   return `SELECT *, count(*) OVER (PARTITION BY f, c, v)::INTEGER AS np FROM (\n${union}\n) AS parts`;
+}
+
+/** Every partner's part of every cell of family `i` over the points of `source`: f, c, v, partner, d. */
+function familyParts(kpi: Kpi, i: number, source: string): string {
+  const f = families(kpi)[i]!;
+  const v = f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key);
+  return `SELECT ${i} AS f, date_trunc(${grainSql[f.grain]}, local_day) AS c, ${v} AS v, partner, count(DISTINCT subject)::INTEGER AS d FROM ${source} GROUP BY ALL`;
 }
 
 /**
@@ -161,7 +165,7 @@ function cellsOf(
       ? `SELECT c, partner AS v, d AS min_part FROM ${parts} WHERE f = ${own}`
       : `SELECT c, v, min(d) AS min_part FROM ${parts} WHERE f = ${own} GROUP BY c, v`;
   return [
-    'SELECT strftime(cell.c, \'%Y-%m-%d\') AS period, cell.g AS grp, cell.value, cell.n,',
+    "SELECT strftime(cell.c, '%Y-%m-%d') AS period, cell.g AS grp, cell.value, cell.n,",
     '  m.min_part::INTEGER AS min_part, cell.partners, coalesce(x.protects, false) AS protects',
     'FROM (',
     `  SELECT ${period('local_day')} AS c, ${group} AS g,`,
@@ -196,9 +200,9 @@ export function compileSeries(q: SeriesQuery): CompiledSql {
   const d1 = periodEnd(periodStart(q.to, q.grain), q.grain);
   const inCells = (ps: Params) => `local_day >= ${ps.bind(d0)}::DATE AND local_day <= ${ps.bind(d1)}::DATE`;
   const sql = [
-    `WITH linked AS MATERIALIZED (\n${pointsIn(q.kpi, q.snapshot, first, last, params)}\n),`,
+    `WITH linked AS (\n${pointsIn(q.kpi, q.snapshot, first, last, params)}\n),`,
     `requested AS (SELECT * FROM linked WHERE ${inCells(params)}),`,
-    `parts AS (\n${partsOf(q.kpi, 'linked', params)}\n),`,
+    `parts AS (\n${partsOf(q.kpi, 'linked')}\n),`,
     `flagged AS (\n${flaggedAtoms(q.kpi, q.rules, 'requested', 'parts', params)}\n)`,
     cellsOf(q, 'requested', () => 'true', 'parts', 'flagged', params),
     'ORDER BY period, grp NULLS FIRST',
@@ -211,75 +215,141 @@ export function breakdownKey(by: Breakdown): string {
   return by.kind === 'dimension' ? `dim:${by.key}` : by.kind;
 }
 
-/** The temporary tables a rollup refresh computes the parts and flagged atoms of a block into. */
-const PARTS_TABLE = 'rollup_block_parts';
-const FLAGGED_TABLE = 'rollup_block_atoms';
+/** The temporary table a rollup refresh flags the atoms around a batch in. */
+const FLAGGED_TABLE = 'rollup_flagged_atoms';
+
+/** Periods per refresh statement: aggregating a whole history at once can exceed DuckDB's memory limit. */
+const CHUNK: Record<Grain, number> = { day: 31, week: 13, month: 3 };
+
+/** [lo, hi] cut at period boundaries of `grain` into chunks of CHUNK[grain] periods. */
+export function periodChunks(lo: string, hi: string, grain: Grain): [string, string][] {
+  const out: [string, string][] = [];
+  for (let start = periodStart(lo, grain); start <= hi; start = addPeriods(start, grain, CHUNK[grain])) {
+    const last = addPeriods(addPeriods(start, grain, CHUNK[grain]), 'day', -1);
+    out.push([start, last < hi ? last : hi]);
+  }
+  return out;
+}
+
+/** The persisted parts around [first, last] (every cell holding one of its days), with `np`. */
+function persistedParts(kpi: Kpi, first: string, last: string, params: Params): string {
+  return [
+    '(SELECT *, count(*) OVER (PARTITION BY f, c, v)::INTEGER AS np FROM rollup_parts',
+    `  WHERE kpi = ${params.bind(kpi.id)} AND c >= ${params.bind(shiftDays(first, -31))}::DATE AND c <= ${params.bind(last)}::DATE)`,
+  ].join('\n');
+}
 
 /**
- * Replaces a KPI's rollup cells, at every agreed grain and breakdown, whose period starts in
- * [b0, b1], with the cells as of `snapshot`: the parts and flagged atoms of the block are computed
- * once into temporary tables (the same fragments a series request runs), then per grain ×
- * breakdown a DELETE and an INSERT … SELECT of the same cell fragment over the points, so
- * rolled-up cells are exactly the computed ones.
+ * Brings a KPI's rollup up to `snapshot` after batches that touched the local days [lo, hi]
+ * (a full build: every day with points). The room keeps, beside the cells, every partner's part
+ * of every cell family (`rollup_parts`: distinct subjects) and the atoms (`rollup_atoms`: partner
+ * × local day × dimensions), so a batch recomputes, as before disclosure control, only the cells
+ * and parts of the periods holding its days, and then re-decides `min_part` and `protects` — from
+ * those small tables — for every cell a changed part can reach. The fragments are the ones a
+ * series request runs over the points, so rolled-up cells are exactly the computed ones.
  */
-export function compileRollupBlock(
+export function compileRollupRefresh(
   kpi: Kpi,
   rules: DisclosureRules,
   snapshot: number,
   breakdowns: readonly Breakdown[],
-  b0: string,
-  b1: string,
+  lo: string,
+  hi: string,
 ): CompiledSql[] {
-  assertDate(b0);
-  assertDate(b1);
-  // The cells starting in [b0, b1] hold the atoms of r1; their flags need the whole cells of r2.
-  const r1 = linkedDays(kpi, 'day', b0, b1);
-  const r2 = linkedDays(kpi, 'day', r1.first, r1.last);
-  const pp = new Params();
-  const fp = new Params();
-  const out: CompiledSql[] = [
-    {
-      sql: `CREATE OR REPLACE TEMP TABLE ${PARTS_TABLE} AS\nWITH linked AS MATERIALIZED (\n${pointsIn(kpi, snapshot, r2.first, r2.last, pp)}\n)\n${partsOf(kpi, 'linked', pp)}`,
-      params: pp.list,
-    },
-    {
-      sql: `CREATE OR REPLACE TEMP TABLE ${FLAGGED_TABLE} AS\nWITH block AS (\n${pointsIn(kpi, snapshot, r1.first, r1.last, fp)}\n)\n${flaggedAtoms(kpi, rules, 'block', PARTS_TABLE, fp)}`,
-      params: fp.list,
-    },
-  ];
-  for (const grain of kpi.grains) {
-    for (const by of breakdowns) {
+  assertDate(lo);
+  assertDate(hi);
+  const out: CompiledSql[] = [];
+  // 1. The parts of every family's cells holding a touched day.
+  families(kpi).forEach((f, i) => {
+    for (const [from, to] of periodChunks(lo, hi, f.grain)) {
+      const last = periodEnd(periodStart(to, f.grain), f.grain);
       out.push({
-        sql: [
-          'DELETE FROM rollup_cells',
-          'WHERE kpi = $1 AND grain = $2 AND breakdown = $3 AND period >= $4 AND period <= $5',
-        ].join('\n'),
-        params: [kpi.id, grain, breakdownKey(by), b0, b1],
+        sql: 'DELETE FROM rollup_parts WHERE kpi = $1 AND f = $2 AND c >= $3::DATE AND c <= $4::DATE',
+        params: [kpi.id, i, from, periodStart(to, f.grain)],
       });
       const ps = new Params();
-      const head = [ps.bind(kpi.id), ps.bind(grain), ps.bind(breakdownKey(by))];
-      const source = `(\n${pointsIn(kpi, snapshot, r1.first, r1.last, ps)}\n) AS block`;
-      const cells = cellsOf(
-        { kpi, grain, by },
-        source,
-        (period, pp2) => `${period} >= ${pp2.bind(b0)}::DATE AND ${period} <= ${pp2.bind(b1)}::DATE`,
-        PARTS_TABLE,
-        FLAGGED_TABLE,
-        ps,
-      );
+      const kpiId = ps.bind(kpi.id);
+      const source = `(\n${pointsIn(kpi, snapshot, from, last, ps)}\n) AS chunk`;
+      out.push({
+        sql: `INSERT INTO rollup_parts (kpi, f, c, v, partner, d)\nSELECT ${kpiId}, * FROM (\n${familyParts(kpi, i, source)}\n) AS parts`,
+        params: ps.list,
+      });
+    }
+  });
+  // 2. The atoms of the touched days.
+  const ap = new Params();
+  out.push({
+    sql: 'DELETE FROM rollup_atoms WHERE kpi = $1 AND local_day >= $2::DATE AND local_day <= $3::DATE',
+    params: [kpi.id, lo, hi],
+  });
+  out.push({
+    sql: `INSERT INTO rollup_atoms (kpi, partner, local_day, dims)\nSELECT ${ap.bind(kpi.id)}, partner, local_day, dims FROM (\n${pointsIn(kpi, snapshot, lo, hi, ap)}\n) AS touched GROUP BY ALL`,
+    params: ap.list,
+  });
+  // 3. The atoms whose protection a changed part can change (every day of a cell holding a touched
+  // day), and every day of the cells holding those: flagged once, from the persisted tables.
+  const reach = linkedDays(kpi, 'day', lo, hi);
+  const r1 = linkedDays(kpi, 'day', reach.first, reach.last);
+  const fp = new Params();
+  const atoms = [
+    `(SELECT partner, local_day${Object.keys(kpi.dimensions)
+      .sort()
+      .map((key) => `, ${dimExpr(key, fp)} AS ${dimColumn(kpi, key)}`)
+      .join('')} FROM rollup_atoms`,
+    `  WHERE kpi = ${fp.bind(kpi.id)} AND local_day >= ${fp.bind(r1.first)}::DATE AND local_day <= ${fp.bind(r1.last)}::DATE) AS atoms`,
+  ].join('\n');
+  out.push({
+    sql: `CREATE OR REPLACE TEMP TABLE ${FLAGGED_TABLE} AS\n${flaggedAtoms(kpi, rules, atoms, persistedParts(kpi, r1.first, r1.last, fp), fp)}`,
+    params: fp.list,
+  });
+  for (const grain of kpi.grains) {
+    for (const by of breakdowns) {
+      // 4. The cells of the periods holding a touched day: recomputed from the points.
+      for (const [from, to] of periodChunks(lo, hi, grain)) {
+        out.push({
+          sql: 'DELETE FROM rollup_cells WHERE kpi = $1 AND grain = $2 AND breakdown = $3 AND period >= $4 AND period <= $5',
+          params: [kpi.id, grain, breakdownKey(by), from, periodStart(to, grain)],
+        });
+        const ps = new Params();
+        const head = [ps.bind(kpi.id), ps.bind(grain), ps.bind(breakdownKey(by))];
+        const last = periodEnd(periodStart(to, grain), grain);
+        const cells = cellsOf(
+          { kpi, grain, by },
+          `(\n${pointsIn(kpi, snapshot, from, last, ps)}\n) AS chunk`,
+          () => 'true',
+          persistedParts(kpi, from, last, ps),
+          FLAGGED_TABLE,
+          ps,
+        );
+        out.push({
+          sql: [
+            'INSERT INTO rollup_cells (kpi, grain, breakdown, period, grp, value, n, min_part, partners, protects)',
+            `SELECT ${head.join(', ')}, period, grp, value, n, min_part, partners, protects FROM (`,
+            cells,
+            ') AS cells',
+          ].join('\n'),
+          params: ps.list,
+        });
+      }
+      // 5. Every other cell a changed part can reach: its protection re-decided from the atoms.
+      const us = new Params();
+      const from = periodStart(reach.first, grain);
+      const to = periodStart(reach.last, grain);
+      const group =
+        by.kind === 'partner' ? 'partner' : by.kind === 'dimension' ? dimColumn(kpi, by.key) : 'NULL::VARCHAR';
       out.push({
         sql: [
-          'INSERT INTO rollup_cells (kpi, grain, breakdown, period, grp, value, n, min_part, partners, protects)',
-          `SELECT ${head.join(', ')}, period, grp, value, n, min_part, partners, protects FROM (`,
-          cells,
-          ') AS cells',
+          'UPDATE rollup_cells SET protects = coalesce(x.protects, false)',
+          `FROM (SELECT strftime(date_trunc(${grainSql[grain]}, local_day), '%Y-%m-%d') AS period, ${group} AS g, bool_or(protected) AS protects FROM ${FLAGGED_TABLE} GROUP BY ALL) AS x`,
+          `WHERE rollup_cells.kpi = ${us.bind(kpi.id)} AND rollup_cells.grain = ${us.bind(grain)} AND rollup_cells.breakdown = ${us.bind(breakdownKey(by))}`,
+          `  AND rollup_cells.period >= ${us.bind(from)} AND rollup_cells.period <= ${us.bind(to)}`,
+          '  AND x.period = rollup_cells.period AND x.g IS NOT DISTINCT FROM rollup_cells.grp',
         ].join('\n'),
-        params: ps.list,
+        params: us.list,
       });
     }
   }
   out.push({ sql: `DROP TABLE IF EXISTS ${FLAGGED_TABLE}`, params: [] });
-  out.push({ sql: `DROP TABLE IF EXISTS ${PARTS_TABLE}`, params: [] });
   return out;
 }
 

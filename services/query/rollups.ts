@@ -2,13 +2,12 @@ import type { Logger } from 'pino';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import { canonicalJson } from '../platform/canonical-json.js';
-import { addPeriods, periodStart } from '../platform/calendar.js';
+import { periodStart } from '../platform/calendar.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import type { SeriesReader } from './series-reader.js';
 import {
   compileRollupRead,
-  compileRollupBlock,
-  linkedDays,
+  compileRollupRefresh,
   type Breakdown,
   type CompiledSql,
   type SeriesQuery,
@@ -18,7 +17,7 @@ import { disclosureRules, type DisclosureRules, type RawCell } from './disclosur
 /** What the cells of a KPI depend on besides the points: a change rebuilds its rollup. */
 export function rollupSignature(kpi: Kpi, timezone: string, rules: DisclosureRules): string {
   return canonicalJson({
-    cells: 2, // the disclosure columns (min_part, partners, protects)
+    cells: 3, // the disclosure columns (min_part, partners, protects) and the parts and atoms beside them
     minGroupSize: rules.minGroupSize,
     threePartners: rules.threePartners,
     measure: kpi.measure,
@@ -35,24 +34,6 @@ export function rollupBreakdowns(kpi: Kpi): Breakdown[] {
     ...(kpi.breakdown === 'per_partner' ? [{ kind: 'partner' } as const] : []),
     ...Object.keys(kpi.dimensions).map((key) => ({ kind: 'dimension', key }) as const),
   ];
-}
-
-/**
- * Rollup blocks: a refresh computes the linked points of three months at a time (aggregating a
- * whole history at once can exceed DuckDB's memory limit), and the cells starting in them.
- */
-const BLOCK_MONTHS = 3;
-
-/** [lo, hi] cut into blocks of BLOCK_MONTHS months (the first and last cut at lo and hi). */
-export function periodChunks(lo: string, hi: string): [string, string][] {
-  const out: [string, string][] = [];
-  for (let start = lo; start <= hi;) {
-    const next = addPeriods(periodStart(start, 'month'), 'month', BLOCK_MONTHS);
-    const last = addPeriods(next, 'day', -1);
-    out.push([start, last < hi ? last : hi]);
-    start = next;
-  }
-  return out;
 }
 
 /** The one statement a series read from the rollup runs (the benchmark times it in-process). */
@@ -207,20 +188,14 @@ export class RollupMaintainer {
   }
 }
 
-/** The compiled statements that recompute every cell of a KPI holding a point of [lo, hi], or one linked to it. */
-export function* refreshSteps(
+/** The compiled statements that bring a KPI's rollup up to `snapshot` after batches touching [lo, hi]. */
+export function refreshSteps(
   kpi: Kpi,
   rules: DisclosureRules,
   snapshot: number,
   days: [string, string],
-): Generator<CompiledSql> {
-  // A point's protection depends on every cell around it: a batch that touched [lo, hi] can change
-  // it for every day of the coarsest periods around them (reach), and so every cell holding one.
-  const reach = linkedDays(kpi, 'day', days[0], days[1]);
-  let first = reach.first;
-  for (const g of kpi.grains) if (periodStart(reach.first, g) < first) first = periodStart(reach.first, g);
-  for (const [b0, b1] of periodChunks(first, reach.last))
-    yield* compileRollupBlock(kpi, rules, snapshot, rollupBreakdowns(kpi), b0, b1);
+): CompiledSql[] {
+  return compileRollupRefresh(kpi, rules, snapshot, rollupBreakdowns(kpi), days[0], days[1]);
 }
 
 /** Starts keeping the store's rollups current; the reader's series then read them where they can. */

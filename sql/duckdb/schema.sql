@@ -57,6 +57,24 @@ CREATE TABLE IF NOT EXISTS rollup_cells (
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS min_part INTEGER;
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS partners INTEGER;
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS protects BOOLEAN;
+-- Beside the cells, what re-deciding them after a batch needs without rereading every point:
+-- every partner's part of every cell of every readable family (f: the agreed grains × the
+-- combined figure and each dimension, in the compiler's order; c the cell's first day, v its
+-- dimension value; d distinct subjects), and the atoms (partner × local day × dimensions).
+CREATE TABLE IF NOT EXISTS rollup_parts (
+  kpi      VARCHAR NOT NULL,
+  f        INTEGER NOT NULL,
+  c        DATE NOT NULL,
+  v        VARCHAR,
+  partner  VARCHAR NOT NULL,
+  d        INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rollup_atoms (
+  kpi        VARCHAR NOT NULL,
+  partner    VARCHAR NOT NULL,
+  local_day  DATE NOT NULL,
+  dims       VARCHAR
+);
 CREATE TABLE IF NOT EXISTS rollup_state (
   kpi        VARCHAR PRIMARY KEY,
   snapshot   UINTEGER NOT NULL,

@@ -105,18 +105,18 @@ describe('aggregate compiler', () => {
   });
 });
 
-describe('rollup refresh blocks', () => {
-  it('cut a range into blocks of three calendar months, covering it exactly once', async () => {
-    const { periodChunks } = await import('../../services/query/rollups.js');
-    expect(periodChunks('2026-01-07', '2026-05-02')).toEqual([
-      ['2026-01-07', '2026-03-31'],
+describe('rollup refresh chunks', () => {
+  it('cut a range at period boundaries, covering it exactly once', async () => {
+    const { periodChunks } = await import('../../services/query/aggregate-compiler.js');
+    expect(periodChunks('2026-01-07', '2026-05-02', 'month')).toEqual([
+      ['2026-01-01', '2026-03-31'],
       ['2026-04-01', '2026-05-02'],
     ]);
-    const blocks = periodChunks('2025-12-29', '2026-11-01');
-    expect(blocks[0]![0]).toBe('2025-12-29'); // a week start before the month: the first block starts there
-    for (let i = 1; i < blocks.length; i++)
-      expect(Date.parse(blocks[i]![0]) - Date.parse(blocks[i - 1]![1])).toBe(86_400_000);
-    expect(blocks.at(-1)![1]).toBe('2026-11-01');
-    expect(periodChunks('2026-03-05', '2026-03-05')).toEqual([['2026-03-05', '2026-03-05']]);
+    const weeks = periodChunks('2025-12-31', '2026-07-01', 'week');
+    expect(weeks[0]![0]).toBe('2025-12-29'); // a Monday
+    for (let i = 1; i < weeks.length; i++)
+      expect(Date.parse(weeks[i]![0]) - Date.parse(weeks[i - 1]![1])).toBe(86_400_000);
+    expect(weeks.at(-1)![1]).toBe('2026-07-01');
+    expect(periodChunks('2026-03-05', '2026-03-05', 'day')).toEqual([['2026-03-05', '2026-03-05']]);
   });
 });
