@@ -344,6 +344,8 @@ export function compileRollupRefresh(
           `WHERE rollup_cells.kpi = ${us.bind(kpi.id)} AND rollup_cells.grain = ${us.bind(grain)} AND rollup_cells.breakdown = ${us.bind(breakdownKey(by))}`,
           `  AND rollup_cells.period >= ${us.bind(from)} AND rollup_cells.period <= ${us.bind(to)}`,
           '  AND x.period = rollup_cells.period AND x.g IS NOT DISTINCT FROM rollup_cells.grp',
+          // Only the cells whose protection changed: an update leaves versions a scan pays for.
+          '  AND rollup_cells.protects IS DISTINCT FROM coalesce(x.protects, false)',
         ].join('\n'),
         params: us.list,
       });

@@ -427,6 +427,17 @@ describe('family 7 — metadata: counts that give a withheld figure away', () =>
       expect(audit.entries.length).toBeGreaterThan(0);
       for (const e of audit.entries)
         expect(Object.keys(e.details).sort()).toEqual(['checksum', 'contentType', 'snapshot']);
+      // /metrics and /readyz: state of the room, never a count of points or subjects, nor a label
+      // naming a partner or KPI (docs/privacy.md §4).
+      const metrics = await (await fetch(`${f.t.url}/metrics`)).text();
+      const series = metrics.split('\n').filter((l) => l && !l.startsWith('#'));
+      expect(series.length).toBeGreaterThan(3);
+      for (const line of series) {
+        expect(line, line).toMatch(/^(parity|process|nodejs)_[a-z_]+ -?[0-9.e+-]+$/);
+        expect(line, line).not.toMatch(/point|subject|accepted|rejected|partner|kpi/);
+      }
+      const ready = (await (await fetch(`${f.t.url}/readyz`)).json()) as Record<string, unknown>;
+      expect(Object.keys(ready).sort()).toEqual(['checks', 'snapshot', 'status']);
       // n: a partner's volume per period, shown only where agreed.
       expect(cellOf(s, day, 'a')).toMatchObject({ value: 6, n: null });
       const v = await f.get(`/v1/kpis/visits/series?grain=day&from=${day}&to=${day}`, 'b');
