@@ -24,11 +24,7 @@ import { pipeline } from 'node:stream/promises';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import {
-  loadAgreementFile,
-  type Agreement,
-  type Kpi,
-} from '../services/platform/agreement-schema.js';
+import { loadAgreementFile, type Agreement, type Kpi } from '../services/platform/agreement-schema.js';
 import { createToken } from '../services/governance/token-repository.js';
 import { compileSeries, type SeriesQuery } from '../services/query/aggregate-compiler.js';
 import { refreshSteps, rollupBreakdowns, rollupReadSql } from '../services/query/rollups.js';
