@@ -28,7 +28,7 @@ import { loadAgreementFile, type Agreement, type Kpi } from '../services/platfor
 import { createToken } from '../services/governance/token-repository.js';
 import { compileSeries, type SeriesQuery } from '../services/query/aggregate-compiler.js';
 import { refreshSteps, rollupBreakdowns, rollupReadSql } from '../services/query/rollups.js';
-import { breakdownKey } from '../services/query/aggregate-compiler.js';
+import { breakdownKey, measureSql } from '../services/query/aggregate-compiler.js';
 import { disclose } from '../services/query/disclosure.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
@@ -320,16 +320,6 @@ const TOUCHED = '2025-11-12';
  * aggregate (no per-partner parts, no linked points). The baseline of the refresh ratio.
  */
 function legacyRefreshSteps(kpi: Kpi, day: string): { sql: string; params: (string | number)[] }[] {
-  const measure: Record<string, string> = {
-    avg: 'avg(value)',
-    sum: 'sum(value)',
-    count: 'count(*)',
-    rate: 'avg(value)',
-    p50: 'quantile_cont(value, 0.5)',
-    p90: 'quantile_cont(value, 0.9)',
-    p95: 'quantile_cont(value, 0.95)',
-    distinct: 'count(DISTINCT subject)',
-  };
   const out: { sql: string; params: (string | number)[] }[] = [];
   for (const grain of kpi.grains)
     for (const by of rollupBreakdowns(kpi)) {
@@ -347,7 +337,7 @@ function legacyRefreshSteps(kpi: Kpi, day: string): { sql: string; params: (stri
       out.push({
         sql: [
           'INSERT INTO rollup_cells (kpi, grain, breakdown, period, grp, value, n)',
-          `SELECT $1, $2, $3, strftime(date_trunc(${g}, local_day), '%Y-%m-%d'), ${group}, ${measure[kpi.measure]}::DOUBLE, count(DISTINCT subject)::INTEGER`,
+          `SELECT $1, $2, $3, strftime(date_trunc(${g}, local_day), '%Y-%m-%d'), ${group}, ${measureSql[kpi.measure]}::DOUBLE, count(DISTINCT subject)::INTEGER`,
           'FROM points WHERE kpi = $1 AND snapshot <= $5',
           `  AND local_day >= date_trunc(${g}, $4::DATE) AND local_day < date_trunc(${g}, $4::DATE) + INTERVAL 1 ${grain.toUpperCase()}`,
           'GROUP BY ALL',

@@ -1,5 +1,5 @@
 import { addPeriods, periodEnd, periodStart, shiftDays, type Grain } from '../platform/calendar.js';
-import type { DisclosureRules } from './disclosure.js';
+import type { DisclosureRules, RawCell } from './disclosure.js';
 import type { Kpi, measures } from '../platform/agreement-schema.js';
 
 export type Measure = (typeof measures)[number];
@@ -28,7 +28,7 @@ export interface CompiledSql {
 
 // Every fragment below is a constant chosen by the agreement; request values only ever
 // travel as bound parameters.
-const measureSql: Record<Measure, string> = {
+export const measureSql: Record<Measure, string> = {
   avg: 'avg(value)',
   sum: 'sum(value)',
   count: 'count(*)',
@@ -208,6 +208,19 @@ export function compileSeries(q: SeriesQuery): CompiledSql {
     'ORDER BY period, grp NULLS FIRST',
   ].join('\n');
   return { sql, params: params.list };
+}
+
+/** A cell as a compiled series or a rollup read returns it (the columns cellsOf() names). */
+export function rawCellOf(row: Record<string, unknown>): RawCell {
+  return {
+    period: String(row['period']),
+    group: row['grp'] == null ? null : String(row['grp']),
+    value: row['value'] == null ? null : Number(row['value']),
+    n: Number(row['n']),
+    minPart: Number(row['min_part']),
+    partners: Number(row['partners']),
+    protects: row['protects'] === true,
+  };
 }
 
 /** A breakdown as the rollup tables name it: none, partner or dim:<key>. */

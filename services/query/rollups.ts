@@ -8,6 +8,7 @@ import type { SeriesReader } from './series-reader.js';
 import {
   compileRollupRead,
   compileRollupRefresh,
+  rawCellOf,
   type Breakdown,
   type CompiledSql,
   type SeriesQuery,
@@ -59,17 +60,7 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
     state['signature'] !== rollupSignature(q.kpi, q.timezone, q.rules)
   )
     return undefined;
-  return rows
-    .filter((r) => r['period'] !== null)
-    .map((r) => ({
-      period: String(r['period']),
-      group: r['grp'] == null ? null : String(r['grp']),
-      value: r['value'] == null ? null : Number(r['value']),
-      n: Number(r['n']),
-      minPart: Number(r['min_part']),
-      partners: Number(r['partners']),
-      protects: r['protects'] === true,
-    }));
+  return rows.filter((r) => r['period'] !== null).map(rawCellOf);
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { CanonicalFragment, canonicalJson, sha256Hex } from '../platform/canonical-json.js';
 import { daysBetween, localToday, shiftDays } from '../platform/calendar.js';
 import { badRequest } from '../platform/errors.js';
-import { compileSeries, type Breakdown, type SeriesQuery } from './aggregate-compiler.js';
+import { compileSeries, rawCellOf, type Breakdown, type SeriesQuery } from './aggregate-compiler.js';
 import { type Grain } from '../platform/calendar.js';
 import { readRollup } from './rollups.js';
 import type { SeriesReader } from './series-reader.js';
@@ -116,15 +116,10 @@ async function queryAggregate(reader: SeriesReader, q: SeriesQuery): Promise<Raw
   const rolled = await readRollup(reader, q);
   if (rolled) return rolled.map((c) => ({ ...c, value: c.value === null ? null : round(c.value) }));
   const rows = await duck.query(compileSeries(q));
-  return rows.map((row) => ({
-    period: String(row['period']),
-    group: row['grp'] == null ? null : String(row['grp']),
-    value: row['value'] == null ? null : round(Number(row['value'])),
-    n: Number(row['n']),
-    minPart: Number(row['min_part']),
-    partners: Number(row['partners']),
-    protects: row['protects'] === true,
-  }));
+  return rows.map((row) => {
+    const c = rawCellOf(row);
+    return { ...c, value: c.value === null ? null : round(c.value) };
+  });
 }
 
 /** Runs an agreed aggregate and withholds what the agreement does not disclose. */

@@ -9,7 +9,7 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agreementSchema, type Agreement, type AgreementInput } from '../../services/platform/agreement-schema.js';
-import { compileSeries, type Breakdown } from '../../services/query/aggregate-compiler.js';
+import { compileSeries, rawCellOf, type Breakdown } from '../../services/query/aggregate-compiler.js';
 import { disclose, disclosureRules, type RawCell } from '../../services/query/disclosure.js';
 import {
   MEASURES,
@@ -157,15 +157,7 @@ async function serveAll(c: Case, agreement: Agreement): Promise<{ served: Served
     for (const { by, name } of bys) {
       const q = { kpi, grain, from: DAYS[0]!, to: DAYS.at(-1)!, by, snapshot: 1, timezone: 'UTC', rules };
       const { sql, params } = compileSeries(q);
-      const raw: RawCell[] = (await conn.runAndReadAll(sql, params)).getRowObjectsJson().map((r) => ({
-        period: String(r['period']),
-        group: r['grp'] == null ? null : String(r['grp']),
-        value: r['value'] == null ? null : Number(r['value']),
-        n: Number(r['n']),
-        minPart: Number(r['min_part']),
-        partners: Number(r['partners']),
-        protects: r['protects'] === true,
-      }));
+      const raw: RawCell[] = (await conn.runAndReadAll(sql, params)).getRowObjectsJson().map(rawCellOf);
       raws.push(...raw);
       for (const cell of disclose(raw, rules))
         served.push({

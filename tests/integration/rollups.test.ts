@@ -1,6 +1,6 @@
 import { disclosureRules } from '../../services/query/disclosure.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileSeries, type Breakdown, type SeriesQuery } from '../../services/query/aggregate-compiler.js';
+import { compileSeries, rawCellOf, type Breakdown, type SeriesQuery } from '../../services/query/aggregate-compiler.js';
 import { type Grain } from '../../services/platform/calendar.js';
 import { readRollup, rollupBreakdowns } from '../../services/query/rollups.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
@@ -56,15 +56,7 @@ async function raw(q: SeriesQuery) {
   const { sql, params } = compileSeries(q);
   const conn = await t.room.duck.connect();
   try {
-    return (await conn.runAndReadAll(sql, params)).getRowObjectsJson().map((r) => ({
-      period: String(r['period']),
-      group: r['grp'] == null ? null : String(r['grp']),
-      value: r['value'] == null ? null : Number(r['value']),
-      n: Number(r['n']),
-      minPart: Number(r['min_part']),
-      partners: Number(r['partners']),
-      protects: r['protects'] === true,
-    }));
+    return (await conn.runAndReadAll(sql, params)).getRowObjectsJson().map(rawCellOf);
   } finally {
     t.room.duck.release(conn);
   }
