@@ -166,7 +166,8 @@ function cellsOf(
       : `SELECT c, v, min(d) AS min_part FROM ${parts} WHERE f = ${own} GROUP BY c, v`;
   return [
     "SELECT strftime(cell.c, '%Y-%m-%d') AS period, cell.g AS grp, cell.value, cell.n,",
-    '  m.min_part::INTEGER AS min_part, cell.partners, coalesce(x.protects, false) AS protects',
+    // Fail closed: a cell whose parts or atoms were not found is withheld, never shown.
+    '  coalesce(m.min_part, 0)::INTEGER AS min_part, cell.partners, coalesce(x.protects, true) AS protects',
     'FROM (',
     `  SELECT ${period('local_day')} AS c, ${group} AS g,`,
     `    ${measureSql[q.kpi.measure]}::DOUBLE AS value, count(DISTINCT subject)::INTEGER AS n,`,
@@ -217,9 +218,9 @@ export function rawCellOf(row: Record<string, unknown>): RawCell {
     group: row['grp'] == null ? null : String(row['grp']),
     value: row['value'] == null ? null : Number(row['value']),
     n: Number(row['n']),
-    minPart: Number(row['min_part']),
+    minPart: row['min_part'] == null ? 0 : Number(row['min_part']), // fail closed
     partners: Number(row['partners']),
-    protects: row['protects'] === true,
+    protects: row['protects'] !== false, // fail closed
   };
 }
 
