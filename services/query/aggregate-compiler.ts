@@ -71,8 +71,12 @@ function families(kpi: Kpi): { grain: Grain; key: string | null }[] {
   return kpi.grains.flatMap((grain) => [{ grain, key: null }, ...dims.map((key) => ({ grain, key }))]);
 }
 
-const dimExpr = (key: string, params: Params, column = 'dims') =>
-  `json_extract_string(${column}, ${params.bind(`$.${key}`)})`;
+/** Every agreed dimension's value extracted from the `dims` JSON of a points or atoms row, as dim_<i>. */
+const dimColumns = (kpi: Kpi, params: Params) =>
+  Object.keys(kpi.dimensions)
+    .sort()
+    .map((key) => `, json_extract_string(dims, ${params.bind(`$.${key}`)}) AS ${dimColumn(kpi, key)}`)
+    .join('');
 
 /** The column holding a point's value of an agreed dimension (extracted once, in pointsIn). */
 const dimColumn = (kpi: Kpi, key: string) => `dim_${Object.keys(kpi.dimensions).sort().indexOf(key)}`;
@@ -83,10 +87,7 @@ const dimColumn = (kpi: Kpi, key: string) => `dim_${Object.keys(kpi.dimensions).
  * below reads.
  */
 function pointsIn(kpi: Kpi, snapshot: number, first: string, last: string, params: Params): string {
-  const dims = Object.keys(kpi.dimensions)
-    .sort()
-    .map((key) => `, ${dimExpr(key, params)} AS ${dimColumn(kpi, key)}`)
-    .join('');
+  const dims = dimColumns(kpi, params);
   return [
     `SELECT partner, subject, value, local_day, dims${dims} FROM points`,
     `WHERE kpi = ${params.bind(kpi.id)} AND snapshot <= ${params.bind(snapshot)}`,
@@ -306,10 +307,7 @@ export function compileRollupRefresh(
   const r1 = linkedDays(kpi, 'day', reach.first, reach.last);
   const fp = new Params();
   const atoms = [
-    `(SELECT partner, local_day${Object.keys(kpi.dimensions)
-      .sort()
-      .map((key) => `, ${dimExpr(key, fp)} AS ${dimColumn(kpi, key)}`)
-      .join('')} FROM rollup_atoms`,
+    `(SELECT partner, local_day${dimColumns(kpi, fp)} FROM rollup_atoms`,
     `  WHERE kpi = ${fp.bind(kpi.id)} AND local_day >= ${fp.bind(r1.first)}::DATE AND local_day <= ${fp.bind(r1.last)}::DATE) AS atoms`,
   ].join('\n');
   out.push({
