@@ -761,7 +761,8 @@ export class DuckStore {
     if (this.#closed) return;
     const c = await this.instance.connect();
     try {
-      await c.run('CHECKPOINT');
+      // FORCE waits (DuckDB ≥ 1.4) for a write transaction still open instead of failing.
+      await c.run('FORCE CHECKPOINT');
     } finally {
       c.closeSync();
     }

@@ -243,10 +243,11 @@ describe('no raw subject anywhere', () => {
     }
 
     const pseudo = createPseudonymiser(t.room.secret)('acme', secretSubjects[0]!.subject);
-    // The rollups write beside ingest: stop them, or CHECKPOINT meets their open transaction.
+    // The rollups (and the alerts) write beside ingest: stop the rollups, and FORCE CHECKPOINT
+    // waits for any write transaction still open (a plain CHECKPOINT fails on one).
     await stopRollups(t.app.reader);
     const c = await t.room.duck.connect();
-    await c.run('CHECKPOINT');
+    await c.run('FORCE CHECKPOINT');
     t.room.duck.release(c);
     const files = [join(t.dataDir, 'points.duckdb'), join(t.dataDir, 'points.duckdb.wal')].filter(existsSync);
     const bytes = Buffer.concat(files.map((f) => readFileSync(f)));
