@@ -194,6 +194,7 @@ export interface Statement {
 // room_settings keys: what the store remembers across restarts besides points and batches.
 const TIMEZONE = 'timezone';
 const RETIRED_BEFORE = 'retired_before_snapshot';
+const RETAINED_FROM = 'retained_from_day';
 const PSEUDONYM_GENERATION = 'pseudonym_generation';
 const ROLLUP_THROUGH = 'rollup_through';
 const ROLLUP_REMOVED = 'rollup_removed:';
@@ -279,6 +280,11 @@ export class DuckStore {
   readonly #conns = new Set<DuckDBConnection>();
   /** The snapshot of the last retention run: earlier snapshots counted points that are gone. */
   retiredBefore = 0;
+  /**
+   * The first local day the last retention run kept (null before any run): a cell of an earlier
+   * period lost points to it, so it is withheld (disclosure.ts, reason `retention`).
+   */
+  retainedFrom: string | null = null;
   /** How many secrets the stored pseudonyms are keyed with (1 + rotations). */
   pseudonymGeneration = 1;
 
@@ -345,6 +351,7 @@ export class DuckStore {
       const store = new DuckStore(instance, path, latest, slots);
       const retired = await setting(conn, RETIRED_BEFORE);
       if (retired !== undefined) store.retiredBefore = Number(retired);
+      store.retainedFrom = (await setting(conn, RETAINED_FROM)) ?? null;
       const generation = await setting(conn, PSEUDONYM_GENERATION);
       if (generation !== undefined) store.pseudonymGeneration = Number(generation);
       // Batches landed before the kpis column existed get it from their points, once.
@@ -591,6 +598,7 @@ export class DuckStore {
           kpis: Object.keys(perKpi),
         });
         await putSetting(c, RETIRED_BEFORE, String(snap));
+        await putSetting(c, RETAINED_FROM, before);
         // The rollups recompute these days once the snapshot is visible (removedDays, forgetRemovedDays).
         for (const x of counts) {
           const key = ROLLUP_REMOVED + x.kpi;
@@ -602,6 +610,7 @@ export class DuckStore {
       });
       if (!done) return undefined;
       this.retiredBefore = done.snapshot;
+      this.retainedFrom = before;
       this.landed({
         snapshot: done.snapshot,
         partner: receipt.partner,

@@ -41,6 +41,11 @@ export interface RawCell {
   minPart: number;
   partners: number;
   protects: boolean;
+  /**
+   * Whether the cell's period starts before the first day the last retention run kept: it lost
+   * points to retention, and its value now against its value before would be what was deleted.
+   */
+  expired?: boolean;
 }
 
 /** Why a cell is withheld: the codes are stable, the words are the API's English. */
@@ -52,11 +57,14 @@ export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
       return 'Fewer than three partners contribute to this combined figure.';
     case 'protects':
       return 'Withheld so that another withheld figure cannot be worked out from this one.';
+    case 'retention':
+      return "Part of this period is past the agreement's retention; what is left is not shown on its own.";
   }
 }
 
 /** The reason a cell is withheld, or null when it is disclosed. */
 export function withholdReason(c: RawCell, rules: DisclosureRules): ReasonCode | null {
+  if (c.expired) return 'retention';
   if (c.minPart < rules.minGroupSize) return 'few_subjects';
   if (rules.threePartners && c.partners < 3) return 'few_partners';
   if (c.protects) return 'protects';

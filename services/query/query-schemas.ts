@@ -12,7 +12,7 @@ import { disclosures, grains, measures } from '../platform/agreement-schema.js';
 export const grainSchema = z.enum(grains);
 
 /** Why a cell is withheld (docs/privacy.md §5): stable codes, rendered in the reader's language by the dashboard. */
-export const reasonCodes = ['few_subjects', 'few_partners', 'protects'] as const;
+export const reasonCodes = ['few_subjects', 'few_partners', 'protects', 'retention'] as const;
 export const reasonCodeSchema = z.enum(reasonCodes);
 export type ReasonCode = z.infer<typeof reasonCodeSchema>;
 

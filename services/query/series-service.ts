@@ -112,14 +112,19 @@ export async function runAggregate(
 
 async function queryAggregate(reader: SeriesReader, q: SeriesQuery): Promise<RawCell[]> {
   const duck = reader.duck;
+  // Every snapshot a reader may ask for (none before the last retention run) has the same cut: a
+  // cell of a period starting before it lost points to retention (docs/privacy.md §2.7).
+  const cut = duck.retainedFrom;
+  const finish = (c: RawCell): RawCell => ({
+    ...c,
+    value: c.value === null ? null : round(c.value),
+    expired: cut !== null && c.period < cut,
+  });
   // The rollup answers exactly when it is current for this KPI at this snapshot; else the points do.
   const rolled = await readRollup(reader, q);
-  if (rolled) return rolled.map((c) => ({ ...c, value: c.value === null ? null : round(c.value) }));
+  if (rolled) return rolled.map(finish);
   const rows = await duck.query(compileSeries(q));
-  return rows.map((row) => {
-    const c = rawCellOf(row);
-    return { ...c, value: c.value === null ? null : round(c.value) };
-  });
+  return rows.map((row) => finish(rawCellOf(row)));
 }
 
 /** Runs an agreed aggregate and withholds what the agreement does not disclose. */

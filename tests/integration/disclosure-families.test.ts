@@ -174,6 +174,7 @@ interface Series {
     n: number | null;
     state: 'ok' | 'suppressed';
     reasonCode?: string;
+    reason?: string;
   }[];
 }
 
@@ -379,9 +380,51 @@ describe('family 6 — retention', () => {
       await f.close();
     }
   });
-  // Deleting a day still changes the week and month around it by that day's contribution: the
-  // horizon is not yet moved to whole periods of the coarsest grain (docs/privacy.md, status table).
-  it.todo('retention removes whole periods of the coarsest grain, and withholds cells partly past it');
+  it('a cell that lost points to retention is withheld, so its change does not give the deleted part away', async () => {
+    // Weeks and months only: b's two subjects on Saturday 2025-11-22 are no cell of their own.
+    const kpi: KpiDef = { id: 'kept', measure: 'sum', grains: ['week', 'month'] };
+    const f = await Family.start(agreementFile(['a', 'b'], 3, [kpi], 'retention: P1Y'));
+    try {
+      await f.push('a', 'kept', [
+        { day: '2025-11-20', subjects: 5, value: () => 10, tag: 'A1' },
+        { day: '2025-11-23', subjects: 5, value: () => 20, tag: 'A2' },
+        { day: '2025-11-25', subjects: 5, value: () => 30, tag: 'A3' },
+      ]);
+      await f.push('b', 'kept', [
+        { day: '2025-11-22', subjects: 2, value: (i) => 100 + i, tag: 'B1' },
+        { day: '2025-11-23', subjects: 3, value: () => 7, tag: 'B2' },
+        { day: '2025-11-25', subjects: 4, value: () => 9, tag: 'B3' },
+      ]);
+      const range = '&from=2025-11-01&to=2025-11-30';
+      const week = (s: Series) => cellOf(s, '2025-11-17', null);
+      const before = await f.get(`/v1/kpis/kept/series?grain=week${range}`, 'a');
+      // The week 2025-11-17 … 23 holds five subjects of each partner: disclosed.
+      expect(week(before)).toMatchObject({ state: 'ok', value: 50 + 201 + 100 + 21 });
+      const r = await runRetention(f.t.room);
+      expect(r.before).toBe('2025-11-23');
+      // Before: the same week was shown again (100 + 21 left), and 50 + 201 + 100 + 21 − 121 − a's
+      // own 50 = b's two deleted points, 201: a part of two subjects, below k.
+      for (const by of ['none', 'partner']) {
+        for (const grain of ['week', 'month']) {
+          const s = await f.get(`/v1/kpis/kept/series?grain=${grain}&by=${by}${range}`, 'a');
+          expect(s.snapshot).toBe(r.snapshot);
+          const first = grain === 'week' ? '2025-11-17' : '2025-11-01';
+          const straddling = s.cells.filter((c) => c.period === first);
+          expect(straddling.length, `${grain} by ${by}`).toBeGreaterThan(0);
+          for (const c of straddling)
+            expect(c, `${grain} by ${by}`).toMatchObject({ state: 'suppressed', value: null, reasonCode: 'retention' });
+          if (grain === 'week')
+            // The next week lost nothing: still shown, its value unchanged.
+            expect(s.cells.filter((c) => c.period === '2025-11-24').every((c) => c.state === 'ok')).toBe(true);
+        }
+      }
+      const later = await f.get(`/v1/kpis/kept/series?grain=week${range}`, 'b');
+      expect(cellOf(later, '2025-11-24', null)).toMatchObject({ state: 'ok', value: 150 + 36 });
+      expect(week(later)!.reason).toMatch(/retention/);
+    } finally {
+      await f.close();
+    }
+  });
 });
 
 describe('family 7 — metadata: counts that give a withheld figure away', () => {

@@ -33,7 +33,7 @@ async function week(snapshot?: number) {
     status: r.status,
     body: (await r.json()) as {
       snapshot: number;
-      cells: { period: string; value: number | null; n: number | null }[];
+      cells: { period: string; value: number | null; n: number | null; state: string; reasonCode?: string }[];
       field?: string;
     },
   };
@@ -90,15 +90,30 @@ describe('retention', () => {
     expect(await pending()).toEqual([
       ['rollup_removed:lead_time', { lo: '2023-11-21', hi: '2023-11-21', snapshot: r.snapshot }],
     ]);
-    // The week that straddles the horizon is recomputed from what is left — first from points, then from its rollup.
+    // The week that straddles the horizon lost points: it is withheld (its change would be what was
+    // deleted, docs/privacy.md §2.7) — first from points, then from its rollup, which holds what is left.
     const after = await week();
     expect(after.body.snapshot).toBe(r.snapshot);
-    expect(after.body.cells.find((c) => c.period === '2023-11-20')).toMatchObject({ value: 30, state: 'ok' });
+    expect(after.body.cells.find((c) => c.period === '2023-11-20')).toMatchObject({
+      value: null,
+      state: 'suppressed',
+      reasonCode: 'retention',
+    });
+
     startRollups(t.app.reader, () => t.room.agreement().agreement, { info: () => {}, warn: () => {}, error: () => {} });
     await rolledUp();
     await t.app.reader.rollups?.loop.idle();
     expect(await pending()).toEqual([]);
     expect((await week()).body).toEqual(after.body);
+    const c2 = await t.room.duck.connect();
+    const rolled = (
+      await c2.runAndReadAll(
+        `SELECT value FROM rollup_cells WHERE kpi = 'lead_time' AND grain = 'week' AND breakdown = 'none' AND period = '2023-11-20'`,
+      )
+    ).getRowObjectsJson();
+    t.room.duck.release(c2);
+    // The rollup recomputed the straddling week from the points left (p50 of 10 … 50).
+    expect(rolled).toEqual([{ value: 30 }]);
 
     // An earlier snapshot counted deleted points: it is refused rather than answered differently.
     const old = await week(s0);

@@ -39,6 +39,7 @@ const en = {
   'reason.few_subjects': 'A partner contributes fewer than {k} distinct subjects to this figure.',
   'reason.few_partners': 'Fewer than three partners contribute to this combined figure.',
   'reason.protects': 'Withheld so that another withheld figure cannot be worked out from this one.',
+  'reason.retention': "Part of this period is past the agreement's retention; what is left is not shown on its own.",
   details: 'Details',
   back: 'Back to the overview',
   grain: 'Grain',
@@ -173,6 +174,8 @@ const de: Record<keyof typeof en, string> = {
   'reason.few_subjects': 'Ein Partner trägt weniger als {k} verschiedene Fälle zu dieser Zahl bei.',
   'reason.few_partners': 'Weniger als drei Partner tragen zu dieser gemeinsamen Zahl bei.',
   'reason.protects': 'Zurückgehalten, damit sich eine andere zurückgehaltene Zahl nicht aus dieser errechnen lässt.',
+  'reason.retention':
+    'Ein Teil dieser Periode liegt jenseits der vereinbarten Aufbewahrungsfrist; der Rest wird nicht allein gezeigt.',
   details: 'Details',
   back: 'Zurück zur Übersicht',
   grain: 'Zeitraster',
