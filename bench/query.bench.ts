@@ -207,6 +207,7 @@ interface Row {
   minPart?: number;
   partners?: number;
   protects?: boolean;
+  dominated?: boolean;
 }
 
 interface HttpCell {
@@ -247,6 +248,7 @@ async function readRows(c: DuckDBConnection, sql: string, params: (string | numb
     minPart: Number(row['min_part']),
     partners: Number(row['partners']),
     protects: row['protects'] === true,
+    dominated: row['dominated'] === true,
   }));
 }
 
@@ -632,7 +634,12 @@ function checkHttp(
       why = `cell ${i} is ${c.period}/${c.group}, direct ${r.period}/${r.grp}`;
     else {
       // What the room must serve for this row: the one disclosure function over the direct row.
-      const raw = { minPart: r.minPart ?? 0, partners: r.partners ?? 0, protects: r.protects ?? true };
+      const raw = {
+        minPart: r.minPart ?? 0,
+        partners: r.partners ?? 0,
+        protects: r.protects ?? true,
+        dominated: r.dominated ?? true,
+      };
       const [want] = disclose(
         [{ ...r, ...raw, group: r.grp, value: r.value === null ? null : round12(r.value) }],
         rules,

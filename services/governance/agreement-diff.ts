@@ -80,6 +80,8 @@ function privacyOf(
   if (field === 'published' && after === true) return 'published: readable without a token';
   if (field === 'counts' && after === 'exact')
     return "exact subject counts (n): each partner's volume per period is shown";
+  if (field === 'dominance' && (change === 'removed' || (change === 'changed' && Number(after) > Number(before))))
+    return "a looser dominance rule: one partner's larger share of a sum becomes visible";
   if (field === 'needToKnow' && change === 'added') return 'one more person reads a need-to-know KPI';
   if (field === 'dimensions' && change === 'added')
     return Array.isArray(after)

@@ -123,6 +123,11 @@ const kpi = z.strictObject({
    * gives a partner's volume, and value × n a withheld sum), so it is shown only when agreed.
    */
   counts: z.enum(['exact', 'none']).default('none'),
+  /**
+   * The dominance rule of a sum KPI, in percent: a cell in which one partner's share of the sum
+   * (by absolute value) exceeds it is withheld, and so is every cell holding that partner's part.
+   */
+  dominance: z.number().gt(0).lt(100).optional(),
   band,
   evaluate: z.strictObject({ grain: z.enum(grains), consecutive: z.number().int().min(1).max(52).default(1) }),
   freshness: z.strictObject({ every: duration, grace: duration }),
@@ -188,6 +193,18 @@ export const agreementSchema = z
             message: `${owner} is not a partner of this agreement`,
           });
       }
+      if (k.dominance !== undefined && k.measure !== 'sum')
+        ctx.addIssue({
+          code: 'custom',
+          path: at('dominance'),
+          message: `${k.id}: the dominance rule is a partner's share of a sum; ${k.id} is measured as ${k.measure}`,
+        });
+      else if (k.dominance !== undefined && k.dominance < 100 / a.partners.length)
+        ctx.addIssue({
+          code: 'custom',
+          path: at('dominance'),
+          message: `${k.id}: with ${a.partners.length} partners one of them always holds at least ${Math.ceil(100 / a.partners.length)} % of a sum, so no cell could be shown; set at least that`,
+        });
       if (k.breakdown === 'combined' && a.partners.length < 3 && !a.twoPartyConsent) {
         ctx.addIssue({
           code: 'custom',

@@ -101,28 +101,46 @@ function pointsIn(kpi: Kpi, snapshot: number, first: string, last: string, param
  * partner, its distinct subjects `d`, and `np`, the partners contributing to the cell. Whole
  * cells only: `source` must hold every day of every cell it touches.
  */
-function partsOf(kpi: Kpi, source: string): string {
+function partsOf(kpi: Kpi, rules: DisclosureRules, source: string): string {
   const union = families(kpi)
-    .map((_, i) => familyParts(kpi, i, source))
+    .map((_, i) => familyParts(kpi, rules, i, source))
     .join('\nUNION ALL\n');
-  return `SELECT *, count(*) OVER (PARTITION BY f, c, v)::INTEGER AS np FROM (\n${union}\n) AS parts`;
+  return `SELECT *, ${partWindows(rules)} FROM (\n${union}\n) AS parts`;
 }
 
-/** Every partner's part of every cell of family `i` over the points of `source`: f, c, v, partner, d. */
-function familyParts(kpi: Kpi, i: number, source: string): string {
+/**
+ * What a part needs of the other parts of its cell: `np`, the contributing partners, and `dom`,
+ * whether the part dominates the cell's sum (its absolute sum above the agreed share of all
+ * partners' absolute sums; never without a dominance rule).
+ */
+function partWindows(rules: DisclosureRules): string {
+  const cell = 'OVER (PARTITION BY f, c, v)';
+  // The share is the agreement's number (zod-checked), written as a literal like the measures.
+  const dom =
+    rules.dominance === null ? 'false' : `coalesce(abs(s) > ${Number(rules.dominance)} * sum(abs(s)) ${cell}, true)`;
+  return `count(*) ${cell}::INTEGER AS np, ${dom} AS dom`;
+}
+
+/**
+ * Every partner's part of every cell of family `i` over the points of `source`: f, c, v, partner,
+ * d (distinct subjects) and s (its sum, under a dominance rule only).
+ */
+function familyParts(kpi: Kpi, rules: DisclosureRules, i: number, source: string): string {
   const f = families(kpi)[i]!;
   const v = f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key);
-  return `SELECT ${i} AS f, date_trunc(${grainSql[f.grain]}, local_day) AS c, ${v} AS v, partner, count(DISTINCT subject)::INTEGER AS d FROM ${source} GROUP BY ALL`;
+  const s = rules.dominance === null ? 'NULL::DOUBLE' : 'sum(value)::DOUBLE';
+  return `SELECT ${i} AS f, date_trunc(${grainSql[f.grain]}, local_day) AS c, ${v} AS v, partner, count(DISTINCT subject)::INTEGER AS d, ${s} AS s FROM ${source} GROUP BY ALL`;
 }
 
 /**
  * The atoms (partner × local day × dimensions) of `source`, each `protected` when, in a cell of
- * any family that holds it, its partner has fewer than k distinct subjects, or the cell belongs to
- * a combined KPI without consent and has fewer than three partners (`parts`: partsOf()).
+ * any family that holds it, its partner has fewer than k distinct subjects or dominates the cell's
+ * sum, or the cell belongs to a combined KPI without consent and has fewer than three partners
+ * (`parts`: partsOf()).
  */
 function flaggedAtoms(kpi: Kpi, rules: DisclosureRules, source: string, parts: string, params: Params): string {
   const k = params.bind(rules.minGroupSize);
-  const bad = `b.d < ${k}${rules.threePartners ? ' OR b.np < 3' : ''}`;
+  const bad = `b.d < ${k}${rules.threePartners ? ' OR b.np < 3' : ''}${rules.dominance === null ? '' : ' OR b.dom'}`;
   const match = families(kpi)
     .map(
       (f, i) =>
@@ -160,15 +178,16 @@ function cellsOf(
   const group =
     q.by.kind === 'partner' ? 'partner' : q.by.kind === 'dimension' ? dimColumn(q.kpi, q.by.key) : 'NULL::VARCHAR';
   const period = (column: string) => `date_trunc(${grainSql[q.grain]}, ${column})`;
-  // A partner's own cell is its part of the combined one: its only part.
+  // A partner's own cell is its part of the combined one: its only part, which dominates nothing.
   const minPart =
     q.by.kind === 'partner'
-      ? `SELECT c, partner AS v, d AS min_part FROM ${parts} WHERE f = ${own}`
-      : `SELECT c, v, min(d) AS min_part FROM ${parts} WHERE f = ${own} GROUP BY c, v`;
+      ? `SELECT c, partner AS v, d AS min_part, false AS dominated FROM ${parts} WHERE f = ${own}`
+      : `SELECT c, v, min(d) AS min_part, bool_or(dom) AS dominated FROM ${parts} WHERE f = ${own} GROUP BY c, v`;
   return [
     "SELECT strftime(cell.c, '%Y-%m-%d') AS period, cell.g AS grp, cell.value, cell.n,",
     // Fail closed: a cell whose parts or atoms were not found is withheld, never shown.
-    '  coalesce(m.min_part, 0)::INTEGER AS min_part, cell.partners, coalesce(x.protects, true) AS protects',
+    '  coalesce(m.min_part, 0)::INTEGER AS min_part, cell.partners, coalesce(x.protects, true) AS protects,',
+    '  coalesce(m.dominated, true) AS dominated',
     'FROM (',
     `  SELECT ${period('local_day')} AS c, ${group} AS g,`,
     `    ${measureSql[q.kpi.measure]}::DOUBLE AS value, count(DISTINCT subject)::INTEGER AS n,`,
@@ -204,7 +223,7 @@ export function compileSeries(q: SeriesQuery): CompiledSql {
   const sql = [
     `WITH linked AS (\n${pointsIn(q.kpi, q.snapshot, first, last, params)}\n),`,
     `requested AS (SELECT * FROM linked WHERE ${inCells(params)}),`,
-    `parts AS (\n${partsOf(q.kpi, 'linked')}\n),`,
+    `parts AS (\n${partsOf(q.kpi, q.rules, 'linked')}\n),`,
     `flagged AS (\n${flaggedAtoms(q.kpi, q.rules, 'requested', 'parts', params)}\n)`,
     cellsOf(q, 'requested', () => 'true', 'parts', 'flagged', params),
     'ORDER BY period, grp NULLS FIRST',
@@ -222,6 +241,7 @@ export function rawCellOf(row: Record<string, unknown>): RawCell {
     minPart: row['min_part'] == null ? 0 : Number(row['min_part']), // fail closed
     partners: Number(row['partners']),
     protects: row['protects'] !== false, // fail closed
+    dominated: row['dominated'] !== false, // fail closed
   };
 }
 
@@ -246,10 +266,10 @@ export function periodChunks(lo: string, hi: string, grain: Grain): [string, str
   return out;
 }
 
-/** The persisted parts around [first, last] (every cell holding one of its days), with `np`. */
-function persistedParts(kpi: Kpi, first: string, last: string, params: Params): string {
+/** The persisted parts around [first, last] (every cell holding one of its days), with `np` and `dom`. */
+function persistedParts(kpi: Kpi, rules: DisclosureRules, first: string, last: string, params: Params): string {
   return [
-    '(SELECT *, count(*) OVER (PARTITION BY f, c, v)::INTEGER AS np FROM rollup_parts',
+    `(SELECT *, ${partWindows(rules)} FROM rollup_parts`,
     `  WHERE kpi = ${params.bind(kpi.id)} AND c >= ${params.bind(shiftDays(first, -31))}::DATE AND c <= ${params.bind(last)}::DATE)`,
   ].join('\n');
 }
@@ -286,7 +306,7 @@ export function compileRollupRefresh(
       const kpiId = ps.bind(kpi.id);
       const source = `(\n${pointsIn(kpi, snapshot, from, last, ps)}\n) AS chunk`;
       out.push({
-        sql: `INSERT INTO rollup_parts (kpi, f, c, v, partner, d)\nSELECT ${kpiId}, * FROM (\n${familyParts(kpi, i, source)}\n) AS parts`,
+        sql: `INSERT INTO rollup_parts (kpi, f, c, v, partner, d, s)\nSELECT ${kpiId}, * FROM (\n${familyParts(kpi, rules, i, source)}\n) AS parts`,
         params: ps.list,
       });
     }
@@ -311,7 +331,7 @@ export function compileRollupRefresh(
     `  WHERE kpi = ${fp.bind(kpi.id)} AND local_day >= ${fp.bind(r1.first)}::DATE AND local_day <= ${fp.bind(r1.last)}::DATE) AS atoms`,
   ].join('\n');
   out.push({
-    sql: `CREATE OR REPLACE TEMP TABLE ${FLAGGED_TABLE} AS\n${flaggedAtoms(kpi, rules, atoms, persistedParts(kpi, r1.first, r1.last, fp), fp)}`,
+    sql: `CREATE OR REPLACE TEMP TABLE ${FLAGGED_TABLE} AS\n${flaggedAtoms(kpi, rules, atoms, persistedParts(kpi, rules, r1.first, r1.last, fp), fp)}`,
     params: fp.list,
   });
   for (const grain of kpi.grains) {
@@ -329,14 +349,14 @@ export function compileRollupRefresh(
           { kpi, grain, by },
           `(\n${pointsIn(kpi, snapshot, from, last, ps)}\n) AS chunk`,
           () => 'true',
-          persistedParts(kpi, from, last, ps),
+          persistedParts(kpi, rules, from, last, ps),
           FLAGGED_TABLE,
           ps,
         );
         out.push({
           sql: [
-            'INSERT INTO rollup_cells (kpi, grain, breakdown, period, grp, value, n, min_part, partners, protects)',
-            `SELECT ${head.join(', ')}, period, grp, value, n, min_part, partners, protects FROM (`,
+            'INSERT INTO rollup_cells (kpi, grain, breakdown, period, grp, value, n, min_part, partners, protects, dominated)',
+            `SELECT ${head.join(', ')}, period, grp, value, n, min_part, partners, protects, dominated FROM (`,
             cells,
             ') AS cells',
           ].join('\n'),
@@ -374,7 +394,7 @@ export function compileRollupRefresh(
 export function compileRollupRead(q: SeriesQuery, fromPeriod: string, toPeriod: string): CompiledSql {
   return {
     sql: [
-      'SELECT s.snapshot::INTEGER AS state_snapshot, s.signature, c.period, c.grp, c.value, c.n, c.min_part, c.partners, c.protects',
+      'SELECT s.snapshot::INTEGER AS state_snapshot, s.signature, c.period, c.grp, c.value, c.n, c.min_part, c.partners, c.protects, c.dominated',
       'FROM rollup_state s',
       'LEFT JOIN rollup_cells c',
       '  ON c.kpi = s.kpi AND c.grain = $2 AND c.breakdown = $3 AND c.period >= $4 AND c.period <= $5',

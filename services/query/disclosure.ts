@@ -15,6 +15,8 @@ export interface DisclosureRules {
   threePartners: boolean;
   /** Whether cells carry their exact number of distinct subjects (`n`). */
   counts: 'exact' | 'none';
+  /** A sum KPI's dominance rule as a fraction (0.8 for 80 %), or null. */
+  dominance: number | null;
 }
 
 export function disclosureRules(agreement: Agreement, kpi: Kpi): DisclosureRules {
@@ -22,6 +24,7 @@ export function disclosureRules(agreement: Agreement, kpi: Kpi): DisclosureRules
     minGroupSize: effectiveMinGroupSize(agreement, kpi),
     threePartners: kpi.breakdown === 'combined' && !agreement.twoPartyConsent,
     counts: kpi.counts,
+    dominance: kpi.dominance === undefined ? null : kpi.dominance / 100,
   };
 }
 
@@ -41,6 +44,8 @@ export interface RawCell {
   minPart: number;
   partners: number;
   protects: boolean;
+  /** Under a dominance rule: one partner's share of the cell's sum exceeds it (never on a partner's own cell). */
+  dominated: boolean;
   /**
    * Whether the cell's period starts before the first day the last retention run kept: it lost
    * points to retention, and its value now against its value before would be what was deleted.
@@ -55,6 +60,8 @@ export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
       return `A partner contributes fewer than ${rules.minGroupSize} distinct subjects to this figure.`;
     case 'few_partners':
       return 'Fewer than three partners contribute to this combined figure.';
+    case 'dominance':
+      return `One partner contributes more than ${Math.round((rules.dominance ?? 1) * 1000) / 10} % of this sum.`;
     case 'protects':
       return 'Withheld so that another withheld figure cannot be worked out from this one.';
     case 'retention':
@@ -67,6 +74,7 @@ export function withholdReason(c: RawCell, rules: DisclosureRules): ReasonCode |
   if (c.expired) return 'retention';
   if (c.minPart < rules.minGroupSize) return 'few_subjects';
   if (rules.threePartners && c.partners < 3) return 'few_partners';
+  if (c.dominated) return 'dominance';
   if (c.protects) return 'protects';
   return null;
 }

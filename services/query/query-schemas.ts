@@ -12,7 +12,7 @@ import { disclosures, grains, measures } from '../platform/agreement-schema.js';
 export const grainSchema = z.enum(grains);
 
 /** Why a cell is withheld (docs/privacy.md §5): stable codes, rendered in the reader's language by the dashboard. */
-export const reasonCodes = ['few_subjects', 'few_partners', 'protects', 'retention'] as const;
+export const reasonCodes = ['few_subjects', 'few_partners', 'dominance', 'protects', 'retention'] as const;
 export const reasonCodeSchema = z.enum(reasonCodes);
 export type ReasonCode = z.infer<typeof reasonCodeSchema>;
 
@@ -44,6 +44,7 @@ export const seriesSchema = z.object({
   snapshot: z.number().int(),
   agreementVersion: z.number().int(),
   minGroupSize: z.number().int(),
+  dominance: z.number().nullable().describe("the KPI's dominance rule in percent, or null"),
   approximate: z.boolean(),
   digest: z.string().describe('SHA-256 of the canonical JSON of the cells'),
   cells: z.array(cellSchema),

@@ -18,9 +18,10 @@ import { disclosureRules, type DisclosureRules, type RawCell } from './disclosur
 /** What the cells of a KPI depend on besides the points: a change rebuilds its rollup. */
 export function rollupSignature(kpi: Kpi, timezone: string, rules: DisclosureRules): string {
   return canonicalJson({
-    cells: 3, // the disclosure columns (min_part, partners, protects) and the parts and atoms beside them
+    cells: 4, // the disclosure columns (min_part, partners, protects, dominated) and the parts and atoms beside them
     minGroupSize: rules.minGroupSize,
     threePartners: rules.threePartners,
+    dominance: rules.dominance,
     measure: kpi.measure,
     grains: kpi.grains,
     breakdown: kpi.breakdown,

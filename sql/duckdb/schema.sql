@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS rollup_cells (
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS min_part INTEGER;
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS partners INTEGER;
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS protects BOOLEAN;
+-- Under a sum KPI's dominance rule: one partner's share of the cell's sum is above it.
+ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS dominated BOOLEAN;
 -- Beside the cells, what re-deciding them after a batch needs without rereading every point:
 -- every partner's part of every cell of every readable family (f: the agreed grains × the
 -- combined figure and each dimension, in the compiler's order; c the cell's first day, v its
@@ -69,6 +71,8 @@ CREATE TABLE IF NOT EXISTS rollup_parts (
   partner  VARCHAR NOT NULL,
   d        INTEGER NOT NULL
 );
+-- s: the partner's sum in the cell, kept under a dominance rule only (else NULL).
+ALTER TABLE rollup_parts ADD COLUMN IF NOT EXISTS s DOUBLE;
 CREATE TABLE IF NOT EXISTS rollup_atoms (
   kpi        VARCHAR NOT NULL,
   partner    VARCHAR NOT NULL,

@@ -36,6 +36,8 @@ export interface OracleQuery {
   /** A combined KPI without two-party consent. */
   threePartners: boolean;
   counts: 'exact' | 'none';
+  /** A sum KPI's dominance rule as a fraction, or null. */
+  dominance?: number | null;
 }
 
 export interface OracleCell {
@@ -132,13 +134,15 @@ function subjectsOf(pts: readonly OraclePoint[]): Set<string> {
 const round12 = (v: number) => Number(v.toPrecision(12));
 
 /** The reason codes of docs/privacy.md §5, restated here. */
-export type OracleReason = 'few_subjects' | 'few_partners' | 'protects';
+export type OracleReason = 'few_subjects' | 'few_partners' | 'dominance' | 'protects';
 
 /**
  * The cells the API must serve for a query, computed from the points alone, under the
  * disclosure rules of docs/privacy.md restated in plain TypeScript:
  * - contributor rule: every partner with points in a cell has at least k distinct subjects in it;
  * - a combined KPI without two-party consent needs three contributing partners per cell;
+ * - dominance (sum KPIs that set it): no partner's absolute sum in a combined cell is above the
+ *   agreed share of all partners' absolute sums;
  * - linked cells: a cell is withheld when any of its points lies in a withheld part of any
  *   readable cell of the KPI (each agreed grain × the combined figure and each dimension);
  * - `n` only with counts: exact.
@@ -163,9 +167,10 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
       for (const pts of cells.values()) {
         const partners = new Set(pts.map((p) => p.partner));
         const fewPartners = q.threePartners && partners.size < 3;
+        const dominant = dominantPartners(pts, q.dominance);
         for (const partner of partners) {
           const part = pts.filter((p) => p.partner === partner);
-          if (fewPartners || new Set(part.map((p) => p.subject)).size < q.minGroupSize)
+          if (fewPartners || dominant.has(partner) || new Set(part.map((p) => p.subject)).size < q.minGroupSize)
             for (const p of part) isProtected.add(p);
         }
       }
@@ -196,9 +201,11 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
         ? 'few_subjects'
         : q.threePartners && byPartner.size < 3
           ? 'few_partners'
-          : c.pts.some((p) => isProtected.has(p))
-            ? 'protects'
-            : null;
+          : q.by !== 'partner' && dominantPartners(c.pts, q.dominance).size > 0
+            ? 'dominance'
+            : c.pts.some((p) => isProtected.has(p))
+              ? 'protects'
+              : null;
       if (reason !== null)
         return {
           period: c.period,
@@ -218,6 +225,18 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
         subjects,
       };
     });
+}
+
+/** The partners whose absolute sum in a cell is above the share `dominance` of all partners' absolute sums. */
+function dominantPartners(pts: readonly OraclePoint[], dominance: number | null | undefined): Set<string> {
+  const out = new Set<string>();
+  if (dominance === null || dominance === undefined) return out;
+  const sums = new Map<string, number>();
+  for (const p of pts) sums.set(p.partner, (sums.get(p.partner) ?? 0) + p.value);
+  let total = 0;
+  for (const s of sums.values()) total += Math.abs(s);
+  for (const [partner, s] of sums) if (Math.abs(s) > dominance * total) out.add(partner);
+  return out;
 }
 
 /** What is compared: everything exactly, reasons by code (the words must be there). */

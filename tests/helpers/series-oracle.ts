@@ -54,6 +54,8 @@ export interface KpiSpec {
   minGroupSize: number;
   /** The KPI's `counts` (default none: cells carry n: null). */
   counts?: 'exact' | 'none';
+  /** A sum KPI's dominance rule in percent. */
+  dominance?: number;
   /** Points per partner around one anchor instant: [min, max]. */
   size: [number, number];
   value: (r: () => number) => number;
@@ -383,6 +385,7 @@ kpis:
     breakdown: per_partner
     minGroupSize: 2
     counts: exact
+    dominance: 80
     band: { lower: 0 }
     evaluate: { grain: week }
     freshness: { every: P1D, grace: PT6H }
@@ -469,6 +472,7 @@ export const OWN_KPIS: KpiSpec[] = [
     regions,
     minGroupSize: 4,
     counts: 'exact',
+    dominance: 80,
     size: [1, 7],
     value: oneDecimal(0, 50),
   },
@@ -685,6 +689,7 @@ export function defineOracleSuite(
         dimensions: c.kpi.regions ? ['region'] : [],
         threePartners: false, // two partners: every combined KPI here has twoPartyConsent
         counts: c.kpi.counts ?? 'none',
+        dominance: c.kpi.dominance === undefined ? null : c.kpi.dominance / 100,
       });
     const tokenFor = (c: Combo, partner: Partner) => s.analyst[c.kpi.id]![partner];
 
@@ -827,6 +832,7 @@ export function defineOracleSuite(
         leapDayVisible: 0,
         visibleAtThreshold: 0,
       };
+      let dominated = 0;
       for (const c of all) {
         const cells = oracle(c, latest);
         for (const cell of cells) {
@@ -835,6 +841,7 @@ export function defineOracleSuite(
             else if (c.by !== 'none') kinds.protectsByDimension++;
             if (c.grain !== 'day') kinds.protectsCoarserGrain++;
           } else if (cell.reasonCode === 'few_subjects') kinds.fewSubjects++;
+          else if (cell.reasonCode === 'dominance') dominated++;
           if (cell.state === 'ok' && c.by !== 'none' && c.by !== 'partner' && cell.group === null)
             kinds.nullGroupVisible++;
           if (cell.state === 'ok' && c.grain === 'week' && cell.period === '2020-12-28') kinds.week53Visible++;
@@ -850,6 +857,8 @@ export function defineOracleSuite(
         }
       }
       for (const [k, v] of Object.entries(kinds)) expect(v, k).toBeGreaterThan(0);
+      // Where a KPI sets a dominance rule, some cells are withheld by it.
+      if (opts.kpis.some((k) => k.dominance !== undefined)) expect(dominated, 'dominance').toBeGreaterThan(0);
     });
 
     for (const kpi of opts.kpis) {
@@ -893,6 +902,7 @@ export function defineOracleSuite(
               snapshot: latest,
               agreementVersion: 1,
               minGroupSize: c.kpi.minGroupSize,
+              dominance: c.kpi.dominance ?? null,
               approximate: false,
             };
             const { cells: _cells, digest: _digest, ...rest } = body;

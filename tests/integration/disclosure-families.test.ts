@@ -31,6 +31,7 @@ interface KpiDef {
   dims?: string[];
   breakdown?: 'per_partner' | 'combined';
   counts?: 'exact' | 'none';
+  dominance?: number;
   band?: string;
   evaluate?: string;
 }
@@ -62,6 +63,7 @@ function agreementFile(partners: string[], k: number, kpis: KpiDef[], extra = ''
       '    disclosure: partnership',
       `    breakdown: ${x.breakdown ?? 'per_partner'}`,
       `    counts: ${x.counts ?? 'none'}`,
+      ...(x.dominance ? [`    dominance: ${x.dominance}`] : []),
       `    band: ${x.band ?? '{ lower: 0 }'}`,
       `    evaluate: ${x.evaluate ?? `{ grain: ${x.grains[0]} }`}`,
       '    freshness: { every: P1D, grace: PT6H }',
@@ -167,6 +169,7 @@ class Family {
 
 interface Series {
   snapshot: number;
+  dominance?: number | null;
   cells: {
     period: string;
     group: string | null;
@@ -340,6 +343,40 @@ describe('family 4 — across breakdowns: by partner and by a dimension of the s
       expect(cellOf(partner, day, 'b')).toMatchObject({ value: null, reasonCode: 'protects' });
       expect(cellOf(region, day, 'north')?.value).toBe(16);
       expect(leaks('sum', f.points('volume'), await f.readAll('a', kpi, day, day), 'a', 3)).toEqual([]);
+    } finally {
+      await f.close();
+    }
+  });
+});
+
+describe('dominance — one partner’s share of a sum', () => {
+  it('a day one partner dominates is withheld, and so is the week holding its part', async () => {
+    const kpi: KpiDef = { id: 'spend', measure: 'sum', grains: ['day', 'week'], breakdown: 'combined', dominance: 60 };
+    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi]));
+    try {
+      const [d1, d2] = ['2026-11-09', '2026-11-10'];
+      await f.push('a', 'spend', [
+        { day: d1, subjects: 5, value: () => 10, tag: 'A1' },
+        { day: d2, subjects: 5, value: () => 300, tag: 'A2' },
+      ]);
+      await f.push('b', 'spend', [
+        { day: d1, subjects: 5, value: () => 10, tag: 'B1' },
+        { day: d2, subjects: 5, value: () => 300, tag: 'B2' },
+      ]);
+      await f.push('c', 'spend', [
+        { day: d1, subjects: 5, value: (i) => 190 + 5 * i, tag: 'C1' },
+        { day: d2, subjects: 5, value: () => 10, tag: 'C2' },
+      ]);
+      const days = await f.get(`/v1/kpis/spend/series?grain=day&from=${d1}&to=${d2}`, 'b');
+      expect(days.dominance).toBe(60);
+      // c holds 1000 of 1100 on the 9th: above 60 %.
+      expect(cellOf(days, d1, null)).toMatchObject({ state: 'suppressed', value: null, reasonCode: 'dominance' });
+      expect(cellOf(days, d1, null)!.reason).toContain('60 %');
+      expect(cellOf(days, d2, null)).toMatchObject({ state: 'ok', value: 3050 });
+      // The week is not dominated (c: 1050 of 4150), but it holds c's dominant part of the 9th.
+      // Before: the week was shown, and week − the 10th − b's own 50 = 1050 gave c's 1000 within a's 50.
+      const week = await f.get(`/v1/kpis/spend/series?grain=week&from=${d1}&to=${d2}`, 'b');
+      expect(cellOf(week, '2026-11-09', null)).toMatchObject({ state: 'suppressed', reasonCode: 'protects' });
     } finally {
       await f.close();
     }

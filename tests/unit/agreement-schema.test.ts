@@ -9,6 +9,7 @@ import {
   validateAgreement,
   durationMs,
 } from '../../services/platform/agreement-schema.js';
+import { disclosureRules } from '../../services/query/disclosure.js';
 
 const demoText = readFileSync('fixtures/demo-agreement.yaml', 'utf8');
 const demo = () => YAML.parse(demoText) as Record<string, any>;
@@ -88,6 +89,36 @@ describe('agreement schema', () => {
     expect(validateAgreement(doc).ok).toBe(true);
   });
 
+  it('refuses a dominance rule no cell could meet, or one on a KPI that is not a sum, naming the KPI and field', () => {
+    const doc = demo();
+    const kpi = doc['kpis'][0];
+    kpi.dominance = 80; // the demo's first KPI is an average
+    let r = validateAgreement(doc);
+    expect(r.ok).toBe(false);
+    if (!r.ok)
+      expect(r.problems).toEqual([
+        { path: 'kpis[0].dominance', message: expect.stringMatching(/^customer_value: .*share of a sum.*avg/) },
+      ]);
+    kpi.measure = 'sum';
+    delete kpi.range;
+    kpi.dominance = 40; // two partners: one of them always holds at least half
+    r = validateAgreement(doc);
+    expect(r.ok).toBe(false);
+    if (!r.ok)
+      expect(r.problems).toEqual([
+        { path: 'kpis[0].dominance', message: expect.stringMatching(/^customer_value: with 2 partners .* 50 %/) },
+      ]);
+    for (const bad of [0, 100, -5, 'eighty'])
+      expect(validateAgreement({ ...doc, kpis: [{ ...kpi, dominance: bad }] }).ok, String(bad)).toBe(false);
+    kpi.dominance = 50;
+    r = validateAgreement(doc);
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(disclosureRules(r.agreement, r.agreement.kpis[0]!).dominance).toBe(0.5);
+    doc['partners'].push({ id: 'initech', name: 'Initech' }, { id: 'umbrella', name: 'Umbrella' });
+    kpi.dominance = 25; // four partners: a quarter each can pass
+    expect(validateAgreement(doc).ok).toBe(true);
+  });
+
   it('the strictest minGroupSize wins', () => {
     const doc = demo();
     doc['partners'][1].minGroupSize = 11;
@@ -113,5 +144,26 @@ describe('agreement schema', () => {
     const committed = JSON.parse(readFileSync('agreement.schema.json', 'utf8'));
     expect(committed).toEqual(agreementJsonSchema());
     expect(Object.keys(committed.properties)).toEqual(expect.arrayContaining(['partnership', 'partners', 'kpis']));
+  });
+});
+
+describe('agreement diff', () => {
+  it('flags a dominance rule loosened or dropped as loosening privacy, and a stricter one not', async () => {
+    const { diffAgreements } = await import('../../services/governance/agreement-diff.js');
+    const withDominance = (p: number | undefined) => {
+      const doc = demo();
+      Object.assign(doc['kpis'][0], { measure: 'sum', dominance: p });
+      delete doc['kpis'][0].range;
+      if (p === undefined) delete doc['kpis'][0].dominance;
+      const r = validateAgreement(doc);
+      if (!r.ok) throw new Error(JSON.stringify(r.problems));
+      return r.agreement;
+    };
+    const flagged = (a: number | undefined, b: number | undefined) =>
+      diffAgreements(withDominance(a), withDominance(b)).find((c) => c.path.endsWith('dominance'));
+    expect(flagged(80, 90)).toMatchObject({ loosensPrivacy: true, text: expect.stringContaining('dominance') });
+    expect(flagged(80, undefined)).toMatchObject({ loosensPrivacy: true });
+    expect(flagged(80, 70)).toMatchObject({ loosensPrivacy: false });
+    expect(flagged(undefined, 70)).toMatchObject({ loosensPrivacy: false });
   });
 });

@@ -38,6 +38,7 @@ const en = {
   withheld: 'withheld',
   'reason.few_subjects': 'A partner contributes fewer than {k} distinct subjects to this figure.',
   'reason.few_partners': 'Fewer than three partners contribute to this combined figure.',
+  'reason.dominance': 'One partner contributes more than {p} % of this sum.',
   'reason.protects': 'Withheld so that another withheld figure cannot be worked out from this one.',
   'reason.retention': "Part of this period is past the agreement's retention; what is left is not shown on its own.",
   details: 'Details',
@@ -173,6 +174,7 @@ const de: Record<keyof typeof en, string> = {
   withheld: 'zurückgehalten',
   'reason.few_subjects': 'Ein Partner trägt weniger als {k} verschiedene Fälle zu dieser Zahl bei.',
   'reason.few_partners': 'Weniger als drei Partner tragen zu dieser gemeinsamen Zahl bei.',
+  'reason.dominance': 'Ein Partner trägt mehr als {p} % zu dieser Summe bei.',
   'reason.protects': 'Zurückgehalten, damit sich eine andere zurückgehaltene Zahl nicht aus dieser errechnen lässt.',
   'reason.retention':
     'Ein Teil dieser Periode liegt jenseits der vereinbarten Aufbewahrungsfrist; der Rest wird nicht allein gezeigt.',
@@ -301,10 +303,15 @@ export const i18n = {
     return dictionaries[current][key];
   },
   /** Why a cell is withheld, in the reader's language, from the API's stable code (docs/privacy.md §5). */
-  reason(cell: { reasonCode?: string | undefined; reason?: string | undefined }, minGroupSize: number): string {
+  reason(
+    cell: { reasonCode?: string | undefined; reason?: string | undefined },
+    rules: { minGroupSize: number; dominance?: number | null | undefined },
+  ): string {
     const key = `reason.${cell.reasonCode}`;
     if (cell.reasonCode === undefined || !(key in dictionaries[current])) return cell.reason ?? '';
-    return dictionaries[current][key as Key].replace('{k}', String(minGroupSize));
+    return dictionaries[current][key as Key]
+      .replace('{k}', String(rules.minGroupSize))
+      .replace('{p}', this.number(rules.dominance ?? 100, 1));
   },
   /** A number in the reader's locale, to at most `digits` fraction digits. */
   number(v: number | null | undefined, digits = 2): string {

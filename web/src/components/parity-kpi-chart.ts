@@ -135,7 +135,7 @@ export class ParityKpiChart extends LitElement {
       value: c.value,
       n: c.n,
       state: c.state,
-      reason: i18n.reason(c, series.minGroupSize),
+      reason: i18n.reason(c, series),
     }));
     const values = cells.map((c) => c.value).filter((v): v is number => v !== null);
     const limits = bands.flatMap((b) => [b.lower, b.upper]).filter((v): v is number => v !== null);

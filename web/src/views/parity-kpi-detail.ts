@@ -160,7 +160,7 @@ export class ParityKpiDetail extends LightElement {
                   ><span aria-hidden="true">${stateIcon[c.state]}</span>${t(`state.${c.state}` as 'state.ok')}</span
                 >
               </td>
-              <td>${i18n.reason(c, series.minGroupSize)}</td>
+              <td>${i18n.reason(c, series)}</td>
             </tr>`,
         )}
       </tbody>
