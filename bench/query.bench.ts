@@ -383,7 +383,7 @@ async function measureRefresh(
       out.set(kpi.id, r);
       for (let i = 0; i < 1 + REFRESH_REPEAT; i++) {
         const before = await timed(legacyRefreshSteps(kpi, TOUCHED));
-        const now = await timed(refreshSteps(kpi, disclosureRules(agreement, kpi), 1, [TOUCHED, TOUCHED]));
+        const now = await timed(refreshSteps(kpi, disclosureRules(agreement, kpi), 1, [[TOUCHED, TOUCHED]]));
         if (i > 0) {
           r.before.push(before);
           r.now.push(now);

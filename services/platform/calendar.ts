@@ -47,3 +47,22 @@ export function periodEnd(start: string, grain: Grain): string {
 export function daysBetween(from: string, to: string): number {
   return Math.round((Date.parse(to) - Date.parse(from)) / DAY_MS);
 }
+
+/** Sorted, disjoint spans of local days, [first, last] inclusive: the days a change touched. */
+export type DaySpans = readonly (readonly [string, string])[];
+
+/**
+ * Spans covering the given spans (or single days), sorted, with overlapping and adjacent ones
+ * merged: 2026-01-01…02 and 2026-01-03 become one span.
+ */
+export function mergeDaySpans(spans: Iterable<readonly [string, string]>): [string, string][] {
+  const sorted = [...spans].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const out: [string, string][] = [];
+  for (const [lo, hi] of sorted) {
+    const last = out.at(-1);
+    if (last && lo <= shiftDays(last[1], 1)) {
+      if (hi > last[1]) last[1] = hi;
+    } else out.push([lo, hi]);
+  }
+  return out;
+}

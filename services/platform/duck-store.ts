@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBValue, type Json } from '@duckdb/node-api';
 import { sqlDir } from './paths.js';
+import { mergeDaySpans } from './calendar.js';
 
 /**
  * Snapshot numbers are handed out when a batch starts landing and become visible only
@@ -721,30 +722,38 @@ export class DuckStore {
   }
 
   /** The first and last local day of a KPI's points at or below snapshot `upTo`; null without points. */
-  async pointDays(kpi: string, upTo: number): Promise<[string, string] | null> {
-    const range = await this.#pooled(
-      async (c) =>
-        (
-          await c.runAndReadAll(
-            'SELECT min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE kpi = $1 AND snapshot <= $2',
-            [kpi, upTo],
-          )
-        ).getRowObjectsJson()[0],
-    );
-    return range?.['lo'] == null ? null : [String(range['lo']), String(range['hi'])];
+  async pointDays(kpi: string, upTo: number): Promise<[string, string][] | null> {
+    const spans = await this.#daySpans('kpi = $1 AND snapshot <= $2', [kpi, upTo]);
+    return spans.get(kpi) ?? null;
   }
 
-  /** Per KPI, the first and last local day of the points of snapshots in (after, upTo]. */
-  async touchedDays(after: number, upTo: number): Promise<Map<string, [string, string]>> {
+  /** Per KPI, the local days of the points of snapshots in (after, upTo], as merged spans. */
+  async touchedDays(after: number, upTo: number): Promise<Map<string, [string, string][]>> {
+    return this.#daySpans('snapshot > $1 AND snapshot <= $2', [after, upTo]);
+  }
+
+  /**
+   * Per KPI, the distinct local days of the points `where` selects, merged into spans: a batch
+   * of sparse points over years touches a few days, and the rollups recompute only the periods
+   * holding them.
+   */
+  async #daySpans(where: string, params: DuckDBValue[]): Promise<Map<string, [string, string][]>> {
     const rows = await this.#pooled(async (c) =>
       (
         await c.runAndReadAll(
-          'SELECT kpi, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE snapshot > $1 AND snapshot <= $2 GROUP BY kpi',
-          [after, upTo],
+          `SELECT kpi, local_day::VARCHAR AS day FROM points WHERE ${where} GROUP BY kpi, local_day ORDER BY kpi, local_day`,
+          params,
         )
       ).getRowObjectsJson(),
     );
-    return new Map(rows.map((row) => [String(row['kpi']), [String(row['lo']), String(row['hi'])]]));
+    const days = new Map<string, [string, string][]>();
+    for (const row of rows) {
+      const kpi = String(row['kpi']);
+      const list = days.get(kpi) ?? [];
+      days.set(kpi, list);
+      list.push([String(row['day']), String(row['day'])]);
+    }
+    return new Map([...days].map(([kpi, list]) => [kpi, mergeDaySpans(list)]));
   }
 
   /**

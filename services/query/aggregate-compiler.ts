@@ -1,4 +1,4 @@
-import { addPeriods, periodEnd, periodStart, shiftDays, type Grain } from '../platform/calendar.js';
+import { addPeriods, periodEnd, periodStart, shiftDays, type DaySpans, type Grain } from '../platform/calendar.js';
 import type { DisclosureRules, RawCell } from './disclosure.js';
 import type { Kpi, measures } from '../platform/agreement-schema.js';
 
@@ -256,14 +256,27 @@ const FLAGGED_TABLE = 'rollup_flagged_atoms';
 /** Periods per refresh statement: aggregating a whole history at once can exceed DuckDB's memory limit. */
 const CHUNK: Record<Grain, number> = { day: 31, week: 13, month: 3 };
 
-/** [lo, hi] cut at period boundaries of `grain` into chunks of CHUNK[grain] periods. */
-export function periodChunks(lo: string, hi: string, grain: Grain): [string, string][] {
-  const out: [string, string][] = [];
-  for (let start = periodStart(lo, grain); start <= hi; start = addPeriods(start, grain, CHUNK[grain])) {
-    const last = addPeriods(addPeriods(start, grain, CHUNK[grain]), 'day', -1);
-    out.push([start, last < hi ? last : hi]);
-  }
+/**
+ * The periods of `grain` holding a day of `days`, in order, cut into groups of at most
+ * CHUNK[grain]: a dense range gives the chunks of periodChunks(), sparse days years apart give
+ * one group of the few periods they touch.
+ */
+export function periodGroups(days: DaySpans, grain: Grain): string[][] {
+  const periods: string[] = [];
+  for (const [lo, hi] of days)
+    for (let p = periodStart(lo, grain); p <= hi; p = addPeriods(p, grain, 1))
+      if (periods.at(-1) !== p) periods.push(p); // spans are sorted: a shared period is the last one
+  const out: string[][] = [];
+  for (let i = 0; i < periods.length; i += CHUNK[grain]) out.push(periods.slice(i, i + CHUNK[grain]));
   return out;
+}
+
+/** The points of `group`'s periods (pointsIn() over their days, only those periods' days). */
+function pointsOfPeriods(kpi: Kpi, snapshot: number, grain: Grain, group: readonly string[], params: Params): string {
+  const last = periodEnd(group.at(-1)!, grain);
+  const list = group.map((p) => `${params.bind(p)}::DATE`).join(', ');
+  return `${pointsIn(kpi, snapshot, group[0]!, last, params)}
+  AND date_trunc(${grainSql[grain]}, local_day) IN (${list})`;
 }
 
 /** The persisted parts around [first, last] (every cell holding one of its days), with `np` and `dom`. */
@@ -275,8 +288,10 @@ function persistedParts(kpi: Kpi, rules: DisclosureRules, first: string, last: s
 }
 
 /**
- * Brings a KPI's rollup up to `snapshot` after batches that touched the local days [lo, hi]
- * (a full build: every day with points). The room keeps, beside the cells, every partner's part
+ * Brings a KPI's rollup up to `snapshot` after batches that touched the local days `days`
+ * (a full build: every day with points); only the periods holding one of them are recomputed,
+ * in groups (periodGroups()), so sparse points over years cost a few statements, not one per
+ * chunk between. The room keeps, beside the cells, every partner's part
  * of every cell family (`rollup_parts`: distinct subjects) and the atoms (`rollup_atoms`: partner
  * × local day × dimensions), so a batch recomputes, as before disclosure control, only the cells
  * and parts of the periods holding its days, and then re-decides `min_part` and `protects` — from
@@ -288,23 +303,24 @@ export function compileRollupRefresh(
   rules: DisclosureRules,
   snapshot: number,
   breakdowns: readonly Breakdown[],
-  lo: string,
-  hi: string,
+  days: DaySpans,
 ): CompiledSql[] {
-  assertDate(lo);
-  assertDate(hi);
+  for (const span of days) span.forEach(assertDate);
+  const lo = days[0]![0];
+  const hi = days.at(-1)![1];
+  const inList = (from: number, n: number, cast = '') =>
+    Array.from({ length: n }, (_, j) => `$${from + j}${cast}`).join(', ');
   const out: CompiledSql[] = [];
   // 1. The parts of every family's cells holding a touched day.
   families(kpi).forEach((f, i) => {
-    for (const [from, to] of periodChunks(lo, hi, f.grain)) {
-      const last = periodEnd(periodStart(to, f.grain), f.grain);
+    for (const group of periodGroups(days, f.grain)) {
       out.push({
-        sql: 'DELETE FROM rollup_parts WHERE kpi = $1 AND f = $2 AND c >= $3::DATE AND c <= $4::DATE',
-        params: [kpi.id, i, from, periodStart(to, f.grain)],
+        sql: `DELETE FROM rollup_parts WHERE kpi = $1 AND f = $2 AND c IN (${inList(3, group.length, '::DATE')})`,
+        params: [kpi.id, i, ...group],
       });
       const ps = new Params();
       const kpiId = ps.bind(kpi.id);
-      const source = `(\n${pointsIn(kpi, snapshot, from, last, ps)}\n) AS chunk`;
+      const source = `(\n${pointsOfPeriods(kpi, snapshot, f.grain, group, ps)}\n) AS chunk`;
       out.push({
         sql: `INSERT INTO rollup_parts (kpi, f, c, v, partner, d, s)\nSELECT ${kpiId}, * FROM (\n${familyParts(kpi, rules, i, source)}\n) AS parts`,
         params: ps.list,
@@ -337,19 +353,19 @@ export function compileRollupRefresh(
   for (const grain of kpi.grains) {
     for (const by of breakdowns) {
       // 4. The cells of the periods holding a touched day: recomputed from the points.
-      for (const [from, to] of periodChunks(lo, hi, grain)) {
+      for (const group of periodGroups(days, grain)) {
         out.push({
-          sql: 'DELETE FROM rollup_cells WHERE kpi = $1 AND grain = $2 AND breakdown = $3 AND period >= $4 AND period <= $5',
-          params: [kpi.id, grain, breakdownKey(by), from, periodStart(to, grain)],
+          sql: `DELETE FROM rollup_cells WHERE kpi = $1 AND grain = $2 AND breakdown = $3 AND period IN (${inList(4, group.length)})`,
+          params: [kpi.id, grain, breakdownKey(by), ...group],
         });
         const ps = new Params();
         const head = [ps.bind(kpi.id), ps.bind(grain), ps.bind(breakdownKey(by))];
-        const last = periodEnd(periodStart(to, grain), grain);
+        const last = periodEnd(group.at(-1)!, grain);
         const cells = cellsOf(
           { kpi, grain, by },
-          `(\n${pointsIn(kpi, snapshot, from, last, ps)}\n) AS chunk`,
+          `(\n${pointsOfPeriods(kpi, snapshot, grain, group, ps)}\n) AS chunk`,
           () => 'true',
-          persistedParts(kpi, rules, from, last, ps),
+          persistedParts(kpi, rules, group[0]!, last, ps),
           FLAGGED_TABLE,
           ps,
         );

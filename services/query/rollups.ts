@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import { canonicalJson } from '../platform/canonical-json.js';
-import { periodStart } from '../platform/calendar.js';
+import { mergeDaySpans, periodStart, type DaySpans } from '../platform/calendar.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import type { SeriesReader } from './series-reader.js';
 import {
@@ -140,13 +140,8 @@ export class RollupMaintainer {
       // Days whose points a retention run deleted (no points carry its snapshot): the store keeps
       // them with the deletion, so a restart does not forget them.
       const removed = await duck.removedDays(latest);
-      for (const gone of removed) {
-        const r = ranges.get(gone.kpi);
-        ranges.set(
-          gone.kpi,
-          r ? [r[0] < gone.lo ? r[0] : gone.lo, r[1] > gone.hi ? r[1] : gone.hi] : [gone.lo, gone.hi],
-        );
-      }
+      for (const gone of removed)
+        ranges.set(gone.kpi, mergeDaySpans([...(ranges.get(gone.kpi) ?? []), [gone.lo, gone.hi]]));
       for (const [kpiId, days] of ranges) {
         if (this.#stopping) return;
         const kpi = agreement.kpis.find((k) => k.id === kpiId);
@@ -159,12 +154,12 @@ export class RollupMaintainer {
     if (duck.snapshots.latest !== latest) this.loop.request();
   }
 
-  /** Recomputes one KPI's cells for [lo, hi] (all of them when `full`) in one transaction with its state. */
+  /** Recomputes one KPI's cells of the periods holding `days` (all of them when `full`) in one transaction with its state. */
   async #refresh(
     agreement: Agreement,
     kpi: Kpi,
     snapshot: number,
-    days: [string, string] | null,
+    days: DaySpans | null,
     full: boolean,
   ): Promise<void> {
     const effective = this.#duck.touched.effective(kpi.id, snapshot);
@@ -172,7 +167,7 @@ export class RollupMaintainer {
     const rules = disclosureRules(agreement, kpi);
     await this.#duck.refreshRollup(kpi.id, {
       full,
-      steps: days ? refreshSteps(kpi, rules, snapshot, days) : [],
+      steps: days && days.length > 0 ? refreshSteps(kpi, rules, snapshot, days) : [],
       snapshot: effective,
       signature: rollupSignature(kpi, timezone, rules),
     });
@@ -180,14 +175,9 @@ export class RollupMaintainer {
   }
 }
 
-/** The compiled statements that bring a KPI's rollup up to `snapshot` after batches touching [lo, hi]. */
-export function refreshSteps(
-  kpi: Kpi,
-  rules: DisclosureRules,
-  snapshot: number,
-  days: [string, string],
-): CompiledSql[] {
-  return compileRollupRefresh(kpi, rules, snapshot, rollupBreakdowns(kpi), days[0], days[1]);
+/** The compiled statements that bring a KPI's rollup up to `snapshot` after batches touching `days` (non-empty). */
+export function refreshSteps(kpi: Kpi, rules: DisclosureRules, snapshot: number, days: DaySpans): CompiledSql[] {
+  return compileRollupRefresh(kpi, rules, snapshot, rollupBreakdowns(kpi), days);
 }
 
 /** Starts keeping the store's rollups current; the reader's series then read them where they can. */

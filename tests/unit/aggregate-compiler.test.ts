@@ -105,18 +105,73 @@ describe('aggregate compiler', () => {
   });
 });
 
-describe('rollup refresh chunks', () => {
-  it('cut a range at period boundaries, covering it exactly once', async () => {
-    const { periodChunks } = await import('../../services/query/aggregate-compiler.js');
-    expect(periodChunks('2026-01-07', '2026-05-02', 'month')).toEqual([
-      ['2026-01-01', '2026-03-31'],
-      ['2026-04-01', '2026-05-02'],
+describe('rollup refresh groups', () => {
+  it('cut a dense range into groups of consecutive periods, covering every period exactly once', async () => {
+    const { periodGroups } = await import('../../services/query/aggregate-compiler.js');
+    expect(periodGroups([['2026-01-07', '2026-05-02']], 'month')).toEqual([
+      ['2026-01-01', '2026-02-01', '2026-03-01'],
+      ['2026-04-01', '2026-05-01'],
     ]);
-    const weeks = periodChunks('2025-12-31', '2026-07-01', 'week');
-    expect(weeks[0]![0]).toBe('2025-12-29'); // a Monday
+    const weeks = periodGroups([['2025-12-31', '2026-07-01']], 'week').flat();
+    expect(weeks[0]).toBe('2025-12-29'); // a Monday
     for (let i = 1; i < weeks.length; i++)
-      expect(Date.parse(weeks[i]![0]) - Date.parse(weeks[i - 1]![1])).toBe(86_400_000);
-    expect(weeks.at(-1)![1]).toBe('2026-07-01');
-    expect(periodChunks('2026-03-05', '2026-03-05', 'day')).toEqual([['2026-03-05', '2026-03-05']]);
+      expect(Date.parse(weeks[i]!) - Date.parse(weeks[i - 1]!)).toBe(7 * 86_400_000);
+    expect(weeks.at(-1)).toBe('2026-06-29');
+    expect(periodGroups([['2026-03-05', '2026-03-05']], 'day')).toEqual([['2026-03-05']]);
+  });
+
+  it('sparse days years apart are one group of the periods they touch; a period two spans share comes once', async () => {
+    const { periodGroups } = await import('../../services/query/aggregate-compiler.js');
+    const spans: [string, string][] = [
+      ['2020-12-31', '2020-12-31'],
+      ['2026-11-02', '2026-11-03'],
+      ['2026-11-05', '2026-11-05'],
+    ];
+    expect(periodGroups(spans, 'month')).toEqual([['2020-12-01', '2026-11-01']]);
+    expect(periodGroups(spans, 'week')).toEqual([['2020-12-28', '2026-11-02']]);
+    expect(periodGroups(spans, 'day')).toEqual([['2020-12-31', '2026-11-02', '2026-11-03', '2026-11-05']]);
+  });
+});
+
+describe('rollup refresh over sparse days', () => {
+  it('merges touched days into spans, adjacent and overlapping ones joined', async () => {
+    const { mergeDaySpans } = await import('../../services/platform/calendar.js');
+    const spans = mergeDaySpans([
+      ['2026-01-03', '2026-01-03'],
+      ['2020-12-31', '2020-12-31'],
+      ['2026-01-01', '2026-01-02'],
+      ['2026-01-02', '2026-01-05'],
+      ['2026-01-07', '2026-01-07'],
+    ]);
+    expect(spans).toEqual([
+      ['2020-12-31', '2020-12-31'],
+      ['2026-01-01', '2026-01-05'],
+      ['2026-01-07', '2026-01-07'],
+    ]);
+  });
+
+  it('recomputes only the periods holding a touched day, years apart or not', async () => {
+    const { compileRollupRefresh } = await import('../../services/query/aggregate-compiler.js');
+    const kpi = agreement.kpis.find((k) => k.grains.includes('day'))!;
+    const rules = disclosureRules(agreement, kpi);
+    const cellDeletes = (days: [string, string][]) =>
+      compileRollupRefresh(kpi, rules, 1, [{ kind: 'none' }], days)
+        .filter((s) => s.sql.startsWith('DELETE FROM rollup_cells'))
+        .map((s) => s.params.slice(1, 2).concat(s.params.slice(3)).join(' '));
+    // A statement per group: two days six years apart are one group of two periods per grain.
+    const sparse = cellDeletes([
+      ['2020-12-31', '2020-12-31'],
+      ['2026-11-02', '2026-11-03'],
+    ]);
+    for (const grain of kpi.grains) {
+      const mine = sparse.filter((s) => s.startsWith(`${grain} `));
+      expect(mine, grain).toHaveLength(1);
+      expect(mine[0]!.split(' ').length, grain).toBe(1 + (grain === 'day' ? 3 : 2));
+    }
+    expect(sparse.some((s) => s.includes('2020-12'))).toBe(true);
+    expect(sparse.some((s) => s.includes('2026-1'))).toBe(true);
+    // One span across both: every chunk between.
+    const dense = cellDeletes([['2020-12-31', '2026-11-03']]);
+    expect(dense.length).toBeGreaterThan(40);
   });
 });
