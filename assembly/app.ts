@@ -3,7 +3,7 @@ import cookie from '@fastify/cookie';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import {
   jsonSchemaTransform,
   jsonSchemaTransformObject,
@@ -21,7 +21,8 @@ import { createLander, ingestRoutes } from '../services/ingest/ingest-routes.js'
 import { queryRoutes } from '../services/query/query-routes.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
 import { SeriesReader } from '../services/query/series-reader.js';
-import { installErrorHandler } from '../services/platform/errors.js';
+import { badRequest, installErrorHandler } from '../services/platform/errors.js';
+import { installInputHygiene } from '../services/platform/input-hygiene.js';
 import { webRoutes } from './web-routes.js';
 import { healthRoutes } from './health-routes.js';
 import { loggerOptions } from '../services/platform/logger.js';
@@ -58,10 +59,20 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
     keepAliveTimeout: 10_000,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    // A URL the router cannot decode (malformed percent-encoding) is a problem like any other.
+    frameworkErrors: (err, _req, res) => {
+      const field = err.code === 'FST_ERR_BAD_URL' ? 'path' : undefined;
+      // Typed for the route-less request it is; it is a reply like any other.
+      void (res as unknown as FastifyReply)
+        .code(400)
+        .type('application/problem+json')
+        .send(badRequest(field ? 'path: malformed percent-encoding' : 'the request is malformed', field).body());
+    },
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandler(app);
+  installInputHygiene(app);
   // Cookies for every route: the dashboard's session cookie authenticates like a bearer token.
   await app.register(cookie);
   // A partner's intranet page (PARITY_EMBED_ORIGINS) may read with a bearer token: GET only,

@@ -22,7 +22,8 @@ declare module 'fastify' {
   }
 }
 
-const bearer = /^Bearer ([A-Za-z0-9._~+/=-]{1,512})$/;
+// The scheme is case-insensitive (RFC 9110 §11.1): `bearer x` is `Bearer x`.
+const bearer = /^Bearer ([A-Za-z0-9._~+/=-]{1,512})$/i;
 const tokenShape = /^[A-Za-z0-9._~+/=-]{1,512}$/;
 
 /** The dashboard's session cookie: the user's token, httpOnly and SameSite=Strict. */
@@ -31,7 +32,8 @@ export const SESSION_COOKIE = 'parity_session';
 /**
  * The token of a request: the bearer header, else the dashboard's session cookie. A
  * state-changing request on the cookie must come from the room's own page: this request's
- * origin, or `publicOrigin` (PARITY_PUBLIC_URL's, behind a TLS proxy).
+ * origin, or `publicOrigin` (PARITY_PUBLIC_URL's, behind a TLS proxy), shown by its Origin
+ * header or, without one, by `Sec-Fetch-Site: same-origin`.
  */
 export function requestToken(req: FastifyRequest, publicOrigin?: string): string | undefined {
   if (req.headers.authorization !== undefined) return bearer.exec(req.headers.authorization)?.[1];
@@ -40,9 +42,14 @@ export function requestToken(req: FastifyRequest, publicOrigin?: string): string
   ];
   if (fromCookie === undefined || !tokenShape.test(fromCookie)) return undefined;
   if (req.method !== 'GET' && req.method !== 'HEAD') {
+    // Proof of a same-origin request: its Origin, or (a client that sends none) the browser's
+    // Sec-Fetch-Site. A request with neither is refused: it could come from anywhere.
     const origin = req.headers.origin;
-    if (origin !== undefined && origin !== `${req.protocol}://${req.headers.host}` && origin !== publicOrigin)
-      return undefined;
+    const sameOrigin =
+      origin !== undefined
+        ? origin === `${req.protocol}://${req.headers.host}` || origin === publicOrigin
+        : req.headers['sec-fetch-site'] === 'same-origin';
+    if (!sameOrigin) return undefined;
   }
   return fromCookie;
 }

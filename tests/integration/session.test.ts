@@ -55,6 +55,20 @@ describe('dashboard sessions', () => {
       body: '{}',
     });
     expect(sameOrigin.status).toBe(404); // authenticated; the incident does not exist
+    // Without an Origin header only the browser's Sec-Fetch-Site can show the request is the room's own.
+    for (const [headers, status] of [
+      [{}, 401],
+      [{ 'sec-fetch-site': 'cross-site' }, 401],
+      [{ 'sec-fetch-site': 'same-site' }, 401],
+      [{ 'sec-fetch-site': 'same-origin' }, 404],
+    ] as const) {
+      const r = await fetch(`${t.url}/v1/incidents/inc_abc/ack`, {
+        method: 'POST',
+        headers: { cookie: jar, 'content-type': 'application/json', ...headers },
+        body: '{}',
+      });
+      expect(r.status, JSON.stringify(headers)).toBe(status);
+    }
     // Sign-out clears the cookie.
     const out = await fetch(`${t.url}/v1/session`, { method: 'DELETE', headers: { cookie: jar } });
     expect(out.status).toBe(204);

@@ -1,0 +1,149 @@
+// Issue #13, input hygiene: control characters in paths and query values, ambiguous headers and
+// encodings the room does not decode get a 4xx problem naming the parameter — never a 500, never
+// a stack trace in the log — and the bearer scheme is case-insensitive. Raw sockets send what
+// fetch would refuse to (two Authorization headers, a gzip transfer coding).
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+
+let t: TestRoom;
+beforeAll(async () => {
+  t = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
+});
+afterAll(async () => t?.close());
+
+interface Raw {
+  status: number;
+  headers: string;
+  body: string;
+}
+
+/** One HTTP/1.1 request written byte for byte; the connection closes after the answer. */
+function raw(request: string): Promise<Raw> {
+  const { port } = new URL(t.url);
+  return new Promise((resolve, reject) => {
+    // Written, not ended: the server closes the connection after its answer (Connection: close).
+    const socket = connect(Number(port), '127.0.0.1', () => socket.write(request));
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => (data += d));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const [head = '', ...rest] = data.split('\r\n\r\n');
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+      resolve({ status, headers: head, body: rest.join('\r\n\r\n') });
+    });
+  });
+}
+
+const lines = (...l: string[]) => `${l.join('\r\n')}\r\n\r\n`;
+
+async function problem(path: string, init: RequestInit & { token?: string } = {}) {
+  const headers = new Headers(init.headers);
+  if (init.token) headers.set('authorization', `Bearer ${init.token}`);
+  const res = await fetch(`${t.url}${path}`, { ...init, headers });
+  const text = await res.text();
+  return { status: res.status, type: res.headers.get('content-type') ?? '', body: text };
+}
+
+describe('input hygiene', () => {
+  it('a control character in a path segment or a query value is a 400 naming the parameter', async () => {
+    const admin = await t.token('acme', 'admin');
+    const ingest = await t.token('acme', 'ingest');
+    const analyst = await t.token('acme', 'analyst');
+    const cases: [string, string, string, string][] = [
+      // method, path, token, the field the problem names
+      ['GET', '/v1/batches/%00', ingest, 'params.id'],
+      ['GET', '/v1/batches/abc%0Adef', ingest, 'params.id'],
+      ['DELETE', '/v1/tokens/%00', admin, 'params.id'],
+      ['POST', '/v1/tokens/%7F/rotate', admin, 'params.id'],
+      ['POST', '/v1/agreement/proposals/%00/approve', admin, 'params.id'],
+      ['GET', '/v1/kpis/lead%01time/series', analyst, 'params.kpi'],
+      ['GET', '/v1/incidents?kpi=x%00', analyst, 'querystring.kpi'],
+      ['GET', '/v1/kpis/lead_time/series?grain=week&from=2026-01-01%00', analyst, 'querystring.from'],
+      ['GET', '/v1/kpis?%00=1', analyst, 'querystring'],
+      ['GET', '/v1/batches/%E0%A4%A', ingest, 'path'],
+      ['GET', '/v1/no%00where', analyst, 'path'],
+    ];
+    for (const [method, path, token, field] of cases) {
+      const r = await problem(path, { method, token });
+      expect(r.status, `${method} ${path}`).toBe(400);
+      expect(r.type, path).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(r.body), path).toMatchObject({ status: 400, field });
+      expect(r.body, path).not.toContain('\u0000');
+    }
+    // Nothing reached a handler: no error was logged, and the room still answers.
+    expect(t.logs.join('')).not.toMatch(/unhandled error|"level":50/);
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+  });
+
+  it('the bearer scheme is case-insensitive; a malformed one is still 401', async () => {
+    const token = await t.token('acme', 'analyst');
+    for (const scheme of ['Bearer', 'bearer', 'BEARER', 'bEaReR'])
+      expect(
+        (await fetch(`${t.url}/v1/kpis`, { headers: { authorization: `${scheme} ${token}` } })).status,
+        scheme,
+      ).toBe(200);
+    for (const header of [`Basic ${token}`, `Bearer  ${token}`, `Bearer${token}`, 'Bearer'])
+      expect((await fetch(`${t.url}/v1/kpis`, { headers: { authorization: header } })).status, header).toBe(401);
+  });
+
+  it('two Authorization or Content-Type headers, or a coding the room does not decode, are refused and nothing lands', async () => {
+    const token = await t.token('acme', 'ingest');
+    const other = await t.token('globex', 'ingest');
+    const before = t.room.duck.snapshots.latest;
+    const body = '{"kpi":"lead_time","at":"2026-11-20T10:00:00Z","value":5,"subject":"S-1"}\n';
+    const head = (...extra: string[]) =>
+      lines(
+        'POST /v1/points HTTP/1.1',
+        'Host: 127.0.0.1',
+        'Connection: close',
+        ...extra,
+        `Content-Length: ${body.length}`,
+      ) + body;
+    const cases: [string, number, string][] = [
+      [
+        head(`Authorization: Bearer ${token}`, `Authorization: Bearer ${other}`, 'Content-Type: application/x-ndjson'),
+        400,
+        'headers.authorization',
+      ],
+      [
+        head(`Authorization: Bearer ${token}`, 'Content-Type: application/x-ndjson', 'Content-Type: text/csv'),
+        400,
+        'headers.content-type',
+      ],
+      [
+        head(`Authorization: Bearer ${token}`, 'Content-Type: application/x-ndjson', 'Content-Encoding: gzip'),
+        415,
+        'headers.content-encoding',
+      ],
+    ];
+    for (const [request, status, field] of cases) {
+      const r = await raw(request);
+      expect(r.status, field).toBe(status);
+      expect(r.headers, field).toMatch(/content-type: application\/problem\+json/i);
+      expect(JSON.parse(r.body), field).toMatchObject({ status, field });
+    }
+    // A transfer coding besides chunked: the body is never read as if it were plain.
+    const chunked = `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
+    const te = await raw(
+      lines(
+        'POST /v1/points HTTP/1.1',
+        'Host: 127.0.0.1',
+        'Connection: close',
+        `Authorization: Bearer ${token}`,
+        'Content-Type: application/x-ndjson',
+        'Transfer-Encoding: gzip, chunked',
+      ) + chunked,
+    );
+    expect(te.status).toBe(415);
+    expect(JSON.parse(te.body)).toMatchObject({ field: 'headers.transfer-encoding' });
+    expect(t.room.duck.snapshots.latest).toBe(before);
+    // The same body, sent once and plainly, lands.
+    const ok = await raw(
+      head(`Authorization: Bearer ${token}`, 'Content-Type: application/x-ndjson', 'Content-Encoding: identity'),
+    );
+    expect(ok.status).toBe(202);
+    expect(t.room.duck.snapshots.latest).toBe(before + 1);
+  });
+});
