@@ -45,7 +45,20 @@ function candidateOf(obj: unknown, row: number): ParsedRow {
 function jsonParseMessage(err: unknown): string {
   const m = (err as Error).message;
   const cut = m.search(/, (\.\.\.)?"/);
-  return (cut === -1 ? m : m.slice(0, cut)).slice(0, 120);
+  // V8 quotes the text it stopped at ("Unexpected token 'S'"): only JSON's own punctuation stays.
+  return safeText((cut === -1 ? m : m.slice(0, cut)).slice(0, 120));
+}
+
+/**
+ * A parser's message with whatever it quoted of the body removed: an error may name a row, a
+ * position or a field, never echo what was sent (it may be a subject). A quoted single JSON
+ * punctuation character (`','`, `'}'`) is grammar, not data, and stays.
+ */
+export function safeText(message: string): string {
+  return message
+    .replace(/(['"`])(.*?)\1/g, (all, _q: string, inner: string) => (/^[,:{}[\]]$/.test(inner) ? all : '…'))
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 /** Decodes UTF-8 strictly, chunk by chunk; invalid bytes are a 400 naming the offset. */
@@ -158,7 +171,15 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
           if (buf.length - pos < 64 && /^\{?\s*("p?o?i?n?t?s?"?\s*:?\s*)?$/.test(buf.slice(pos))) break;
           if (buf[pos] !== '{') throw badRequest(`${shape}; it does not start with "{"`, 'body');
           const key = /^\{\s*"((?:[^"\\]|\\.){0,60})"/.exec(buf.slice(pos));
-          throw badRequest(key ? `${shape}; unexpected top-level field "${key[1]}"` : shape, key ? key[1] : 'body');
+          // A field's name is named only if it is the room's own word: anything else came with the body.
+          throw badRequest(
+            key?.[1] === 'points'
+              ? `${shape}; "points" must be an array`
+              : key
+                ? `${shape}; it has another top-level field`
+                : shape,
+            key?.[1] === 'points' ? 'points' : 'body',
+          );
         }
         pos += m[0].length;
         phase = 'elements';
@@ -203,11 +224,13 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
           const key = /^,\s*"((?:[^"\\]|\\.){0,60})"/.exec(buf.slice(pos, pos + 128));
           if (!key && buf.length - pos < 128) break;
           throw badRequest(
-            key ? `${shape}; unexpected top-level field "${key[1]}"` : `${shape}; only the field "points" is accepted`,
-            key ? key[1] : 'body',
+            key?.[1] === 'points'
+              ? `${shape}; "points" is given twice`
+              : `${shape}; only the field "points" is accepted`,
+            key?.[1] === 'points' ? 'points' : 'body',
           );
         }
-        throw malformed(`unexpected ${JSON.stringify(buf[pos])} after the points array`);
+        throw malformed('unexpected text after the points array');
       }
       throw badRequest(`${shape}; unexpected text after the closing brace`, 'body');
     }
@@ -248,14 +271,7 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
       const { record, info } = rec;
       if (!header) {
         header = record.map((h) => h.trim());
-        const missing = ['kpi', 'at', 'value', 'subject'].filter((c) => !header!.includes(c));
-        const unknown = header.filter((h) => !['kpi', 'at', 'value', 'subject'].includes(h) && !dimensionKeys.has(h));
-        const dup = header.find((h, i) => header!.indexOf(h) !== i);
-        const errors: FieldError[] = [
-          ...missing.map((c) => ({ row: 1, field: c, message: 'missing column' })),
-          ...unknown.map((c) => ({ row: 1, field: c.slice(0, 60), message: partnerColumn(c) })),
-          ...(dup ? [{ row: 1, field: dup, message: 'duplicate column' }] : []),
-        ];
+        const errors: FieldError[] = columnErrors(header, dimensionKeys).map((e) => ({ row: 1, ...e }));
         if (errors.length)
           throw new Problem(
             422,
@@ -293,18 +309,39 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
     }
   } catch (err) {
     if (err instanceof CsvError)
-      throw badRequest(`malformed CSV: ${err.message.replace(/,? value is .*$/s, '').slice(0, 160)}`, 'body');
+      throw badRequest(`malformed CSV: ${safeText(err.message.replace(/,? value is .*$/s, '')).slice(0, 160)}`, 'body');
     throw err;
   }
   if (!header) throw badRequest('the body is empty: a CSV needs a header line and points', 'body');
   if (out.length) yield out;
 }
 
-function partnerColumn(c: string): string {
-  return c === 'partner'
-    ? 'not accepted: the partner is the one the token belongs to'
-    : 'unknown column (not kpi, at, value, subject or an agreed dimension)';
+/**
+ * What is wrong with a CSV header or an Arrow schema. A column the room knows is named; any other
+ * by its position only (`column 3`): its name came with the body — a CSV without a header row
+ * would otherwise echo its first points, subjects included.
+ */
+function columnErrors(names: readonly string[], dimensionKeys: ReadonlySet<string>): FieldError[] {
+  const known = (h: string) => CORE_COLUMNS.includes(h) || dimensionKeys.has(h) || h === 'partner';
+  const name = (h: string, i: number) => (known(h) ? h : `column ${i + 1}`);
+  const errors: FieldError[] = CORE_COLUMNS.filter((c) => !names.includes(c)).map((c) => ({
+    field: c,
+    message: 'missing column',
+  }));
+  names.forEach((h, i) => {
+    if (h === 'partner')
+      errors.push({ field: h, message: 'not accepted: the partner is the one the token belongs to' });
+    else if (!known(h))
+      errors.push({
+        field: name(h, i),
+        message: 'unknown column (not kpi, at, value, subject or an agreed dimension; is the header row missing?)',
+      });
+    else if (names.indexOf(h) !== i) errors.push({ field: name(h, i), message: 'duplicate column' });
+  });
+  return errors;
 }
+
+const CORE_COLUMNS: readonly string[] = ['kpi', 'at', 'value', 'subject'];
 
 /** Arrow IPC stream: columns kpi, at (timestamp with zone or ISO string), value, subject, dimensions. */
 async function* arrowRows(
@@ -332,7 +369,7 @@ async function* arrowRows(
     reader = await RecordBatchReader.from(tracked());
     await reader.open();
   } catch (err) {
-    throw badRequest(`not an Arrow IPC stream: ${(err as Error).message.slice(0, 120)}`, 'body');
+    throw badRequest(`not an Arrow IPC stream: ${safeText((err as Error).message).slice(0, 120)}`, 'body');
   }
   let row = 0;
   let checked = false;
@@ -343,19 +380,17 @@ async function* arrowRows(
       next = await iterator.next();
     } catch (err) {
       if (err instanceof Problem) throw err;
-      throw badRequest(`corrupt Arrow stream after row ${row}: ${(err as Error).message.slice(0, 120)}`, 'body');
+      throw badRequest(
+        `corrupt Arrow stream after row ${row}: ${safeText((err as Error).message).slice(0, 120)}`,
+        'body',
+      );
     }
     if (next.done) break;
     const batch = next.value as unknown as Table;
     const names = batch.schema.fields.map((f) => f.name);
     if (!checked) {
       checked = true;
-      const missing = ['kpi', 'at', 'value', 'subject'].filter((c) => !names.includes(c));
-      const unknown = names.filter((h) => !['kpi', 'at', 'value', 'subject'].includes(h) && !dimensionKeys.has(h));
-      const errors: FieldError[] = [
-        ...missing.map((c) => ({ field: c, message: 'missing column' })),
-        ...unknown.map((c) => ({ field: c.slice(0, 60), message: partnerColumn(c) })),
-      ];
+      const errors: FieldError[] = columnErrors(names, dimensionKeys);
       const at = batch.schema.fields.find((f) => f.name === 'at');
       const atType = at ? String(at.type) : '';
       if (at && /^Timestamp/.test(atType) && !(at.type as { timezone?: string | null }).timezone)

@@ -2,6 +2,9 @@ import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import type { FieldError } from '../platform/errors.js';
 
 /** A parsed point before checking: whatever the body said, field by field. */
+/** Names the room itself uses, which an error may name when a body puts them in the wrong place. */
+const ROOM_WORDS = new Set(['points', 'batch', 'snapshot', 'kpis']);
+
 export interface Candidate {
   kpi?: unknown;
   at?: unknown;
@@ -110,21 +113,6 @@ export class RowErrors {
   }
 }
 
-/** A short, safe rendering of a value a client sent, for error messages (never subjects). */
-function show(v: unknown): string {
-  const s =
-    typeof v === 'string'
-      ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)
-      : typeof v === 'object'
-        ? Array.isArray(v)
-          ? 'an array'
-          : v === null
-            ? 'null'
-            : 'an object'
-        : String(v);
-  return s;
-}
-
 function typeName(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
 }
@@ -161,6 +149,8 @@ export function compileValidator(
     });
   }
   const knownKpis = [...kpis.keys()].join(', ');
+  // Dimension keys of any KPI: agreement identifiers, which an error may name.
+  const agreedKeys = new Set([...kpis.values()].flatMap((k) => [...k.dims.keys()]));
   const earliest = Date.UTC(2000, 0, 1);
 
   // One canonical JSON string per agreed (key, value): most points carry one dimension.
@@ -184,23 +174,24 @@ export function compileValidator(
       for (const f of extraFields) {
         if (knownFields.has(f)) continue;
         if (f === 'partner') fail('partner', 'not accepted: the partner is the one the token belongs to');
-        else fail(f.slice(0, 60), 'unknown field');
+        // A name the room does not use came with the body: not echoed (a misplaced subject would be).
+        else if (ROOM_WORDS.has(f)) fail(f, 'not a field of a point');
+        else fail('(field)', 'unknown field (expected kpi, at, value, subject and dims)');
       }
     }
 
     let check: KpiCheck | undefined;
     if (typeof c.kpi !== 'string')
       fail('kpi', c.kpi === undefined ? 'required' : `expected a string, got ${typeName(c.kpi)}`);
-    else if (!(check = kpis.get(c.kpi))) fail('kpi', `unknown KPI ${show(c.kpi)}; the agreement has ${knownKpis}`);
+    else if (!(check = kpis.get(c.kpi))) fail('kpi', `not a KPI of the agreement; it has ${knownKpis}`);
 
     let atMs = NaN;
     if (typeof c.at !== 'string')
       fail('at', c.at === undefined ? 'required' : `expected an ISO-8601 string, got ${typeName(c.at)}`);
     else {
       atMs = parseIsoWithOffset(c.at);
-      if (atMs === BAD_FORMAT)
-        fail('at', `expected an ISO-8601 date-time with an offset (2026-11-01T10:00:00Z), got ${show(c.at)}`);
-      else if (atMs === BAD_DATE) fail('at', `not a valid date-time: ${show(c.at)}`);
+      if (atMs === BAD_FORMAT) fail('at', 'expected an ISO-8601 date-time with an offset (2026-11-01T10:00:00Z)');
+      else if (atMs === BAD_DATE) fail('at', 'not a valid date-time (no such day or time)');
       else if (atMs > opts.now() + opts.clockSkewMs) fail('at', 'lies in the future');
       else if (atMs < earliest) fail('at', 'lies before 2000-01-01');
     }
@@ -212,7 +203,7 @@ export function compileValidator(
       if (check.binary && c.value !== 0 && c.value !== 1)
         fail('value', `${check.kpi.id} is a rate: the value must be 0 or 1`);
       else if (c.value < check.min || c.value > check.max)
-        fail('value', `${c.value} is outside ${check.kpi.id}'s range [${check.min}, ${check.max}]`);
+        fail('value', `outside ${check.kpi.id}'s range [${check.min}, ${check.max}]`);
     }
 
     // Raw subjects are never echoed: an error names the problem, not the value.
@@ -241,12 +232,11 @@ export function compileValidator(
           const allowed = check.dims.get(key);
           if (!allowed)
             fail(
-              `dims.${key.slice(0, 40)}`,
-              `${check.kpi.id} has no dimension ${show(key)}${check.dims.size ? `; agreed: ${[...check.dims.keys()].join(', ')}` : ''}`,
+              agreedKeys.has(key) ? `dims.${key}` : 'dims',
+              `a dimension ${check.kpi.id} does not have${check.dims.size ? `; agreed: ${[...check.dims.keys()].join(', ')}` : ''}`,
             );
           else if (typeof v !== 'string') fail(`dims.${key}`, `expected a string, got ${typeName(v)}`);
-          else if (!allowed.has(v))
-            fail(`dims.${key}`, `${show(v)} is not an agreed value; agreed: ${[...allowed].join(', ')}`);
+          else if (!allowed.has(v)) fail(`dims.${key}`, `not an agreed value; agreed: ${[...allowed].join(', ')}`);
           else (picked ??= {})[key] = v;
         }
         if (picked && bad === 0) {

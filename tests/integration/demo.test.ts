@@ -74,7 +74,7 @@ describe('parity demo (what npm start runs)', () => {
       expect(statSync(join(dataDir, 'secret')).mode & 0o777).toBe(0o600);
     } finally {
       first.child.kill('SIGTERM');
-      expect(await first.exited).toBe(0);
+      expect(await first.exited, first.output().slice(-2000)).toBe(0);
     }
     // 460k raw demo ids went in; not one of them is in any file of the data directory
     // (DuckDB, the embedded PostgreSQL's pages, the secret file), nor in what the room printed.
@@ -103,7 +103,8 @@ describe('parity demo (what npm start runs)', () => {
       expect((await r.json()).snapshot).toBe(3);
     } finally {
       second.child.kill('SIGTERM');
-      expect(await second.exited).toBe(0);
+      // On failure, what the room printed last says why it did not close cleanly.
+      expect(await second.exited, second.output().slice(-2000)).toBe(0);
     }
   });
 });
