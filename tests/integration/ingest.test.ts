@@ -208,7 +208,9 @@ describe('partial batches', () => {
     const r = await post(ndjson(mixed), 'application/x-ndjson', { query: '?partial=true' });
     expect(r.status).toBe(202);
     expect(r.body).toMatchObject({ accepted: 3, rejected: 1 });
-    expect(r.body['errors']).toEqual([{ row: 4, field: 'kpi', message: expect.stringContaining('not a KPI of the agreement') }]);
+    expect(r.body['errors']).toEqual([
+      { row: 4, field: 'kpi', message: expect.stringContaining('not a KPI of the agreement') },
+    ]);
   });
 });
 
