@@ -54,7 +54,9 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     },
-    requestTimeout: 0,
+    // A backstop behind the ingest pace (body-pace.ts), which cuts a slow upload off first with a
+    // problem; headers must arrive within Node's headersTimeout (60 s).
+    requestTimeout: room.config.ingestPace.maxMs + 120_000,
     connectionTimeout: 0,
     keepAliveTimeout: 10_000,
     bodyLimit: 1024 * 1024,

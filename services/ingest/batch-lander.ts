@@ -96,7 +96,7 @@ export class BatchLander {
 
   async #landNew(req: LandRequest, active: ActiveAgreement): Promise<LandResult> {
     const receivedAt = this.clock.now();
-    const release = await this.duck.slots.acquire();
+    const release = await this.duck.slots.acquire(req.partnerId);
     const batchId = randomUUID();
     const spoolDir = join(this.opts.spoolDir, batchId);
     let snapshot: number | undefined;

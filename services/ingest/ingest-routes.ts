@@ -1,3 +1,4 @@
+import { paced } from './body-pace.js';
 import { join } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -91,7 +92,8 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
           partnerId,
           kind,
           contentType: mediaType,
-          body: req.body as AsyncIterable<Buffer>,
+          // Cut off with a 408 if it trickles in: a slow upload must not hold a writer slot.
+          body: paced(req.body as AsyncIterable<Buffer>, room.config.ingestPace),
           idempotencyKey: key,
           partial: req.query.partial === 'true',
         });

@@ -42,6 +42,9 @@ export const envSchema = z.object({
   PARITY_MAX_JSON_BODY: byteSize.default(256 * 1024 ** 2),
   PARITY_INGEST_CONCURRENCY: positiveInt(4),
   PARITY_INGEST_QUEUE: z.coerce.number().int().min(0).default(16),
+  PARITY_INGEST_MIN_RATE: byteSize.default(64 * 1024),
+  PARITY_INGEST_RATE_WINDOW_SECONDS: z.coerce.number().min(1).max(600).default(10),
+  PARITY_INGEST_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(900),
   PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
   PARITY_QUERY_CACHE: z.enum(['on', 'off']).default('on'),
   PARITY_ALERTS: z.enum(['on', 'off']).default('on'),
@@ -97,6 +100,8 @@ export interface Config {
   maxJsonBody: number;
   ingestConcurrency: number;
   ingestQueue: number;
+  /** How fast an upload must arrive, and for how long it may take (services/ingest/body-pace.ts). */
+  ingestPace: { minBytesPerSecond: number; windowMs: number; maxMs: number };
   clockSkewMs: number;
   /** DuckDB's buffer pool; beyond it DuckDB spills to disk instead of growing the process. */
   duckdbMemory: string;
@@ -151,6 +156,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxJsonBody: e.PARITY_MAX_JSON_BODY,
     ingestConcurrency: e.PARITY_INGEST_CONCURRENCY,
     ingestQueue: e.PARITY_INGEST_QUEUE,
+    ingestPace: {
+      minBytesPerSecond: e.PARITY_INGEST_MIN_RATE,
+      windowMs: e.PARITY_INGEST_RATE_WINDOW_SECONDS * 1000,
+      maxMs: e.PARITY_INGEST_MAX_SECONDS * 1000,
+    },
     clockSkewMs: e.PARITY_CLOCK_SKEW_SECONDS * 1000,
     duckdbMemory: e.PARITY_DUCKDB_MEMORY,
     queryCache: e.PARITY_QUERY_CACHE === 'on',

@@ -105,10 +105,17 @@ export class KpiChanges {
 /** Thrown when the writer is saturated: the route answers 429 with Retry-After. */
 export class WriterSaturated extends Error {}
 
-/** A counting semaphore with a bounded queue. */
+/**
+ * A counting semaphore with a bounded queue, shared fairly between owners (partners): one owner
+ * holds at most all slots but one (another partner's batch always finds a slot or the head of
+ * the queue), queues at most half the places, and a freed slot goes to the waiting owner that
+ * holds the fewest (FIFO among equals). The room's own work (retention: no owner) takes every
+ * slot in turn, ahead of nobody.
+ */
 export class WriterSlots {
   #free: number;
-  readonly #queue: (() => void)[] = [];
+  readonly #queue: { owner: string; wake: () => void }[] = [];
+  readonly #held = new Map<string, number>();
   constructor(
     readonly size: number,
     readonly queueLimit: number,
@@ -121,21 +128,62 @@ export class WriterSlots {
   get waiting(): number {
     return this.#queue.length;
   }
-  async acquire(): Promise<() => void> {
-    if (this.#free > 0) {
-      this.#free--;
+  /** What one owner may hold at once: all slots but one (one slot: that one). */
+  get ownerCap(): number {
+    return Math.max(1, this.size - 1);
+  }
+  held(owner: string): number {
+    return this.#held.get(owner) ?? 0;
+  }
+  async acquire(owner = ''): Promise<() => void> {
+    if (this.#free > 0 && this.#queue.length === 0 && (owner === '' || this.held(owner) < this.ownerCap)) {
+      this.#take(owner);
     } else {
-      if (this.#queue.length >= this.queueLimit) throw new WriterSaturated('the ingest writer is saturated');
-      await new Promise<void>((r) => this.#queue.push(r));
+      const queued = owner === '' ? 0 : this.#queue.filter((w) => w.owner === owner).length;
+      if (
+        this.#queue.length >= this.queueLimit ||
+        (owner !== '' && queued >= Math.max(1, Math.ceil(this.queueLimit / 2)))
+      )
+        throw new WriterSaturated('the ingest writer is saturated');
+      // Taken for this waiter by #dispatch before it wakes: the counts are exact at every moment.
+      await new Promise<void>((wake) => {
+        this.#queue.push({ owner, wake });
+        // A slot may be free already, kept from this owner by its cap or by others queued first.
+        this.#dispatch();
+      });
     }
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const next = this.#queue.shift();
-      if (next) next();
-      else this.#free++;
+      if (owner !== '') {
+        const n = this.held(owner) - 1;
+        if (n > 0) this.#held.set(owner, n);
+        else this.#held.delete(owner);
+      }
+      this.#free++;
+      this.#dispatch();
     };
+  }
+  #take(owner: string): void {
+    this.#free--;
+    if (owner !== '') this.#held.set(owner, this.held(owner) + 1);
+  }
+  /** Hands free slots to waiting owners: fewest held first (the room's own work first), never above an owner's cap. */
+  #dispatch(): void {
+    while (this.#free > 0 && this.#queue.length > 0) {
+      let pick = -1;
+      let best = Infinity;
+      this.#queue.forEach((w, i) => {
+        const held = w.owner === '' ? -1 : this.held(w.owner);
+        if (w.owner !== '' && held >= this.ownerCap) return;
+        if (held < best) [pick, best] = [i, held];
+      });
+      if (pick < 0) return;
+      const [w] = this.#queue.splice(pick, 1);
+      this.#take(w!.owner);
+      w!.wake();
+    }
   }
 }
 

@@ -1,0 +1,112 @@
+// Issue #13, fair ingest: the writer slots are shared between partners, and a body that trickles
+// in is cut off. Both pieces on their own, with no room around them (the HTTP test is
+// tests/integration/ingest-slow-client.test.ts).
+import { describe, expect, it } from 'vitest';
+import { WriterSaturated, WriterSlots } from '../../services/platform/duck-store.js';
+import { paced } from '../../services/ingest/body-pace.js';
+import { Problem } from '../../services/platform/errors.js';
+
+const settle = () => new Promise((r) => setImmediate(r));
+
+describe('writer slots shared fairly', () => {
+  it('one partner holds at most all slots but one; the other gets the last at once', async () => {
+    const slots = new WriterSlots(4, 8);
+    const a = await Promise.all([slots.acquire('a'), slots.acquire('a'), slots.acquire('a')]);
+    let fourth = false;
+    const waitingA = slots.acquire('a').then((r) => ((fourth = true), r));
+    await settle();
+    expect(fourth).toBe(false); // a free slot, but a is at its cap
+    expect(slots.busy).toBe(3);
+    const b = await slots.acquire('b'); // not queued behind a
+    expect(slots.held('b')).toBe(1);
+    // Released by a: b's next batch goes before a's waiting one (b holds fewer).
+    const bNext = slots.acquire('b');
+    a[0]!();
+    await bNext;
+    expect(fourth).toBe(false);
+    b();
+    await waitingA;
+    expect(slots.held('a')).toBe(3);
+  });
+
+  it('a partner queues at most half the places; others still get theirs, then 429 for all', async () => {
+    const slots = new WriterSlots(2, 4);
+    await slots.acquire('a');
+    await slots.acquire('b');
+    const queuedA = [slots.acquire('a'), slots.acquire('a')];
+    await expect(slots.acquire('a')).rejects.toBeInstanceOf(WriterSaturated);
+    const queuedB = [slots.acquire('b'), slots.acquire('b')];
+    await expect(slots.acquire('c')).rejects.toBeInstanceOf(WriterSaturated);
+    expect(slots.waiting).toBe(4);
+    void queuedA;
+    void queuedB;
+  });
+
+  it("the room's own waiting work (no owner) goes ahead of the partners' waiting batches", async () => {
+    const slots = new WriterSlots(2, 4);
+    const a = await slots.acquire('a');
+    const b = await slots.acquire('b');
+    const order: string[] = [];
+    const laterA = slots.acquire('a').then((r) => (order.push('a'), r));
+    const room = slots.acquire().then((r) => (order.push('room'), r));
+    a(); // a holds none now and waited first, but the room's deletion goes first
+    (await room)();
+    (await laterA)();
+    b();
+    expect(order).toEqual(['room', 'a']);
+  });
+});
+
+/** A body that yields `chunks` with a pause before each. */
+async function* trickle(chunks: number, bytes: number, pauseMs: number): AsyncGenerator<Buffer> {
+  for (let i = 0; i < chunks; i++) {
+    await new Promise((r) => setTimeout(r, pauseMs));
+    yield Buffer.alloc(bytes, 0x61);
+  }
+}
+
+describe('an upload that trickles in', () => {
+  const pace = { minBytesPerSecond: 10_000, windowMs: 400, maxMs: 5_000 };
+
+  it('is cut off with a 408 once it runs below the rate over a window', async () => {
+    const read = async () => {
+      for await (const _ of paced(trickle(50, 100, 50), pace)) void _;
+    };
+    const err = await read().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Problem);
+    expect(err).toMatchObject({ status: 408, extra: { field: 'body' } });
+  });
+
+  it('a client that sends nothing is cut off too', async () => {
+    const silent: AsyncIterable<Buffer> = {
+      [Symbol.asyncIterator]: () => ({ next: () => new Promise<IteratorResult<Buffer>>(() => {}) }),
+    };
+    const err = await (async () => {
+      for await (const _ of paced(silent, pace)) void _;
+    })().catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 408 });
+  });
+
+  it('a fast upload, a small one, and time the room spends on a chunk itself pass', async () => {
+    let n = 0;
+    for await (const c of paced(trickle(40, 2_000, 5), pace)) n += c.length;
+    expect(n).toBe(80_000);
+    n = 0;
+    for await (const c of paced(trickle(1, 10, 1), pace)) n += c.length;
+    expect(n).toBe(10);
+    // The consumer takes a second per chunk: the client delivered at once, so it is not to blame.
+    n = 0;
+    for await (const c of paced(trickle(3, 5_000, 1), pace)) {
+      await new Promise((r) => setTimeout(r, 600));
+      n += c.length;
+    }
+    expect(n).toBe(15_000);
+  });
+
+  it('a body past the maximum time is cut off even at a good rate', async () => {
+    const err = await (async () => {
+      for await (const _ of paced(trickle(100, 50_000, 20), { ...pace, maxMs: 500 })) void _;
+    })().catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 408, detail: expect.stringContaining('longer than') });
+  });
+});
