@@ -36,7 +36,11 @@ function slowUpload(token: string, i: number): Slow {
   const socket = connect(Number(port), '127.0.0.1');
   socket.setEncoding('utf8');
   let data = '';
-  let timer!: NodeJS.Timeout;
+  let n = 0;
+  // Lines only once the headers are out (written below, before the first tick).
+  const timer = setInterval(() => {
+    if (!socket.destroyed) socket.write(line(`SLOW-${i}-${n++}`));
+  }, 300);
   const answer = new Promise<{ status: number; body: string }>((resolve) => {
     socket.on('data', (d: string) => (data += d));
     const done = () => {
@@ -58,10 +62,6 @@ function slowUpload(token: string, i: number): Slow {
       '',
     ].join('\r\n'),
   );
-  let n = 0;
-  timer = setInterval(() => {
-    if (!socket.destroyed) socket.write(line(`SLOW-${i}-${n++}`));
-  }, 300);
   return { socket, answer, timer };
 }
 
