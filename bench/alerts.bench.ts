@@ -124,7 +124,7 @@ async function latency(): Promise<{ p50: number; p95: number; max: number; pg: b
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
   const hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
   const s = await startRoom(breachAgreement(hook), { PARITY_EVALUATE_EVERY_SECONDS: '3600' });
-  secret = webhookSecret(s.room.secret, hook);
+  secret = webhookSecret(s.room.secret, 'acme', hook);
   await s.app.alerts!.engine.idle(); // the start-up evaluation of every KPI
   const yesterday = shiftDays(localToday(new Date(), 'Europe/Berlin'), -1);
   const samples: number[] = [];

@@ -269,7 +269,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
           return {
             url,
             kpis,
-            secret: webhookSecret(room.secret, url),
+            secret: webhookSecret(room.secret, p.partnerId, url),
             disabledAt: d ? new Date(d).toISOString() : null,
           };
         }),

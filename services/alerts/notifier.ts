@@ -27,9 +27,14 @@ const POLL_MS = 1_000;
 const LEASE_MS = 4 * WEBHOOK_TIMEOUT_MS;
 const MAX_IN_FLIGHT = 16;
 
-/** The per-endpoint signing secret, `whsec_` + base64 of 32 bytes derived from the room secret. */
-export function webhookSecret(roomSecret: Buffer, url: string): string {
-  return `whsec_${createHmac('sha256', roomSecret).update(`webhook\u0000${url}`).digest('base64')}`;
+/**
+ * The signing secret of one partner's endpoint, `whsec_` + base64 of 32 bytes derived from the
+ * room secret, the partner and the URL: two partners given the same URL get different secrets,
+ * so neither can forge what the room sends the other.
+ */
+export function webhookSecret(roomSecret: Buffer, partnerId: string | null, url: string): string {
+  const key = `webhook\u0000${partnerId ?? '(steering)'}\u0000${url}`;
+  return `whsec_${createHmac('sha256', roomSecret).update(key).digest('base64')}`;
 }
 
 /** Standard Webhooks signature: v1,base64(HMAC-SHA256(key, `${id}.${timestamp}.${body}`)). */
@@ -188,7 +193,7 @@ export class Notifier {
     const body = canonicalJson(payload);
     // The timestamp is transport time (receivers check it against their own clock), not the room's clock.
     const timestamp = Math.floor(Date.now() / 1000);
-    const secret = webhookSecret(this.#room.secret, row.recipient);
+    const secret = webhookSecret(this.#room.secret, row.partner_id, row.recipient);
     try {
       const res = await fetch(row.recipient, {
         method: 'POST',

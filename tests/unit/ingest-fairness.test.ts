@@ -1,4 +1,4 @@
-// Issue #13, fair ingest: the writer slots are shared between partners, and a body that trickles
+// Issue #13, fair ingest (and per-partner webhook secrets): the writer slots are shared between partners, and a body that trickles
 // in is cut off. Both pieces on their own, with no room around them (the HTTP test is
 // tests/integration/ingest-slow-client.test.ts).
 import { describe, expect, it } from 'vitest';
@@ -108,5 +108,20 @@ describe('an upload that trickles in', () => {
       for await (const _ of paced(trickle(100, 50_000, 20), { ...pace, maxMs: 500 })) void _;
     })().catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 408, detail: expect.stringContaining('longer than') });
+  });
+});
+
+describe('webhook signing secrets', () => {
+  it('are per partner: two partners given the same URL get different secrets, each stable', async () => {
+    const { webhookSecret, signWebhook } = await import('../../services/alerts/notifier.js');
+    const room = Buffer.alloc(32, 7);
+    const url = 'https://hooks.example/shared';
+    const a = webhookSecret(room, 'acme', url);
+    const b = webhookSecret(room, 'globex', url);
+    expect(a).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
+    expect(a).not.toBe(b);
+    expect(webhookSecret(room, 'acme', url)).toBe(a);
+    // What one partner can sign with its secret does not pass as the other's.
+    expect(signWebhook(a, 'msg_1', 1, '{}')).not.toBe(signWebhook(b, 'msg_1', 1, '{}'));
   });
 });
