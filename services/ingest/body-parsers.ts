@@ -409,23 +409,28 @@ async function* arrowRows(
     const cols = names.map((n) => [n, batch.getChild(n)!] as const);
     const atField = batch.schema.fields.find((f) => f.name === 'at')!;
     const atIsTimestamp = /^Timestamp/.test(String(atField.type));
-    const out: ParsedRow[] = new Array(batch.numRows);
-    for (let i = 0; i < batch.numRows; i++) {
-      row++;
-      const c: Candidate = {};
-      let dims: Record<string, string> | undefined;
-      for (const [name, vec] of cols) {
-        let v: unknown = vec.get(i);
-        if (v === null || v === undefined) continue;
-        if (typeof v === 'bigint') v = Number(v);
-        if (name === 'at') c.at = atIsTimestamp && typeof v === 'number' ? new Date(v).toISOString() : v;
-        else if (name === 'kpi' || name === 'value' || name === 'subject') c[name] = v;
-        else (dims ??= {})[name] = v as string;
+    // Rows go out in slices, however large the record batch: pyarrow, polars and DuckDB write
+    // batches of 100k rows and more, and a whole batch as row objects would not fit the worker.
+    for (let start = 0; start < batch.numRows; start += ROWS_PER_YIELD) {
+      const end = Math.min(batch.numRows, start + ROWS_PER_YIELD);
+      const out: ParsedRow[] = new Array(end - start);
+      for (let i = start; i < end; i++) {
+        row++;
+        const c: Candidate = {};
+        let dims: Record<string, string> | undefined;
+        for (const [name, vec] of cols) {
+          let v: unknown = vec.get(i);
+          if (v === null || v === undefined) continue;
+          if (typeof v === 'bigint') v = Number(v);
+          if (name === 'at') c.at = atIsTimestamp && typeof v === 'number' ? new Date(v).toISOString() : v;
+          else if (name === 'kpi' || name === 'value' || name === 'subject') c[name] = v;
+          else (dims ??= {})[name] = v as string;
+        }
+        if (dims) c.dims = dims;
+        out[i - start] = { row, candidate: c };
       }
-      if (dims) c.dims = dims;
-      out[i] = { row, candidate: c };
+      yield out;
     }
-    yield out;
   }
   if (!ended()) {
     throw badRequest(

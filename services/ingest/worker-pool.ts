@@ -139,8 +139,15 @@ export class IngestWorkerPool {
         settle();
       } else fail(new Error(`ingest spool worker: ${m.message}`));
     };
-    const onError = (e: unknown) => fail(e);
-    const onExit = (code: number) => fail(new Error(`an ingest worker exited (${code})`));
+    // A worker that dies on a body (out of its memory on a hostile Arrow stream, say) answers this
+    // request at once with a 400; the pool replaces the worker.
+    const died = (why: string) =>
+      new Problem(400, 'Bad Request', `the body could not be read within the memory a batch may use (${why})`, {
+        field: 'body',
+      });
+    const onError = (e: unknown) =>
+      fail((e as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY' ? died('out of memory') : e);
+    const onExit = (code: number) => fail(died(`the worker exited with code ${code}`));
     const listen = (on: boolean) => {
       for (const [w, fn] of [
         [parser, onParse],

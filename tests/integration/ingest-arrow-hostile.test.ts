@@ -1,0 +1,125 @@
+// Issue #13, bounded parsers: a valid Arrow stream lands whatever its record-batch size (one
+// batch of a million rows, as pyarrow, polars and DuckDB write them), and mutated Arrow streams
+// (random bytes overwritten, lengths and counts set to hostile values, cut short) never get a 5xx
+// or hang: each gets its answer, a refused body lands nothing, and the room stays up.
+import { Float64, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { timeout } from '../helpers/timeouts.js';
+
+let t: TestRoom;
+beforeAll(async () => {
+  // Rollups and alerts off: this suite is about reading bodies, not about the cells of a million points.
+  t = await startTestRoom({ env: { PARITY_ALERTS: 'off', PARITY_ROLLUPS: 'off' } });
+});
+afterAll(async () => t?.close());
+
+const RUNS = Number(process.env['PARITY_ARROW_FUZZ_RUNS'] ?? 400);
+const ARROW = 'application/vnd.apache.arrow.stream';
+
+function stream(rows: number, subject = (i: number) => `S-${i}`): Uint8Array {
+  const days = ['2026-11-17T08:00:00Z', '2026-11-18T09:30:00Z', '2026-11-19T11:15:00Z'];
+  return tableToIPC(
+    new Table({
+      kpi: vectorFromArray(
+        Array.from({ length: rows }, () => 'lead_time'),
+        new Utf8(),
+      ),
+      at: vectorFromArray(
+        Array.from({ length: rows }, (_, i) => days[i % 3]!),
+        new Utf8(),
+      ),
+      value: vectorFromArray(
+        Array.from({ length: rows }, (_, i) => (i % 100) + 0.5),
+        new Float64(),
+      ),
+      subject: vectorFromArray(
+        Array.from({ length: rows }, (_, i) => subject(i)),
+        new Utf8(),
+      ),
+    }),
+    'stream',
+  );
+}
+
+async function post(body: Uint8Array, ms = timeout(30_000)) {
+  const res = await fetch(`${t.url}/v1/points`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await t.token('acme', 'ingest')}`, 'content-type': ARROW },
+    body: body as BodyInit,
+    signal: AbortSignal.timeout(ms),
+  });
+  return { status: res.status, body: await res.text() };
+}
+
+async function pointCount(): Promise<number> {
+  const c = await t.room.duck.connect();
+  try {
+    return Number((await c.runAndReadAll('SELECT count(*)::BIGINT AS n FROM points')).getRowObjectsJson()[0]!['n']);
+  } finally {
+    t.room.duck.release(c);
+  }
+}
+
+describe('Arrow bodies', () => {
+  it(
+    'a valid stream with one record batch of a million rows lands',
+    async () => {
+      const body = stream(1_000_000);
+      const before = await pointCount();
+      const r = await post(body, timeout(120_000));
+      expect(r.status, r.body.slice(0, 300)).toBe(202);
+      expect(JSON.parse(r.body)).toMatchObject({ accepted: 1_000_000, rejected: 0 });
+      expect((await pointCount()) - before).toBe(1_000_000);
+    },
+    timeout(180_000),
+  );
+
+  it(
+    `${RUNS} mutated streams: no 5xx, no hang, a refused body lands nothing`,
+    async () => {
+      const base = stream(40, (i) => `M-${i}`);
+      const statuses = new Map<number, number>();
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(
+            fc.oneof(
+              // a byte overwritten
+              fc.record({ at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
+              // a 32-bit word set to a hostile length or count
+              fc.record({
+                at: fc.nat(),
+                word: fc.constantFrom(0x7fffffff, 0xffffffff, 0x10000000, 0x00ffffff, 0, 1, 0x7ffffff8),
+              }),
+            ),
+            { minLength: 1, maxLength: 4 },
+          ),
+          fc.option(fc.nat(), { nil: undefined }),
+          async (mutations, cut) => {
+            const b = Buffer.from(base);
+            for (const m of mutations) {
+              const at = m.at % b.length;
+              if ('byte' in m) b[at] = m.byte;
+              else if (at + 4 <= b.length) b.writeUInt32LE(m.word, at);
+            }
+            const body = cut === undefined ? b : b.subarray(0, cut % b.length);
+            const before = await pointCount();
+            const r = await post(body);
+            statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+            expect(r.status, r.body.slice(0, 300)).toBeLessThan(500);
+            if (r.status >= 400) {
+              expect(r.body).toMatch(/"status":4\d\d/);
+              expect(await pointCount()).toBe(before);
+            }
+          },
+        ),
+        { numRuns: RUNS, seed: 1302 },
+      );
+      // Controls: the mutations broke some streams and left others readable.
+      expect([...statuses.keys()].some((s) => s >= 400)).toBe(true);
+      expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+    },
+    timeout(300_000),
+  );
+});
