@@ -5,6 +5,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { findPrincipalByToken, type Role } from '../services/governance/token-repository.js';
+import { createSession, endSession, findPrincipalBySession } from '../services/governance/session-repository.js';
 import { problemSchema } from '../services/platform/errors.js';
 import { caller, SESSION_COOKIE, auditRequest } from '../services/governance/auth.js';
 import { forbidden, Problem } from '../services/platform/errors.js';
@@ -66,7 +67,16 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
         details: { role: principal.role },
       });
       const secure = req.protocol === 'https' || (room.config.publicUrl?.startsWith('https:') ?? false);
-      void reply.setCookie(SESSION_COOKIE, req.body.token, { httpOnly: true, sameSite: 'strict', path: '/', secure });
+      // The cookie holds a session of its own, never the token: sign-out, revocation and the
+      // session's idle and absolute limits end it (issue #13).
+      const session = await createSession(room.control.db, principal.tokenId, room.clock.now(), room.config.sessions);
+      void reply.setCookie(SESSION_COOKIE, session, {
+        httpOnly: true,
+        sameSite: 'strict',
+        path: '/',
+        secure,
+        maxAge: Math.floor(room.config.sessions.absoluteMs / 1000),
+      });
       return describe(principal);
     },
   );
@@ -94,8 +104,11 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
       },
     },
     async (req, reply) => {
-      const token = req.cookies[SESSION_COOKIE];
-      const principal = token ? await findPrincipalByToken(room.control.db, token, room.clock.now()) : undefined;
+      const session = req.cookies[SESSION_COOKIE];
+      const principal = session
+        ? await findPrincipalBySession(room.control.db, session, room.clock.now(), room.config.sessions)
+        : undefined;
+      if (session) await endSession(room.control.db, session);
       if (principal)
         await room.audit({ actor: principal.tokenId, partnerId: principal.partnerId, action: 'session.logout' });
       void reply.clearCookie(SESSION_COOKIE, { path: '/' });

@@ -4,6 +4,7 @@ import type { ControlDb } from '../platform/control-db.js';
 import { forbidden, unauthorized } from '../platform/errors.js';
 import type { AuditEntry, Room } from '../platform/room.js';
 import { findPrincipalByToken, type Principal, type Role } from './token-repository.js';
+import { findPrincipalBySession, type SessionLimits } from './session-repository.js';
 
 /**
  * How a route authenticates: `required` (the default under /v1) answers 401 without a valid
@@ -26,17 +27,23 @@ declare module 'fastify' {
 const bearer = /^Bearer ([A-Za-z0-9._~+/=-]{1,512})$/i;
 const tokenShape = /^[A-Za-z0-9._~+/=-]{1,512}$/;
 
-/** The dashboard's session cookie: the user's token, httpOnly and SameSite=Strict. */
+/** The dashboard's session cookie: a session id (never the token), httpOnly and SameSite=Strict. */
 export const SESSION_COOKIE = 'parity_session';
 
+/** A request's credential: a bearer token, or the id of a dashboard session. */
+export type Credential = { bearer: string } | { session: string };
+
 /**
- * The token of a request: the bearer header, else the dashboard's session cookie. A
+ * The credential of a request: the bearer header, else the dashboard's session cookie. A
  * state-changing request on the cookie must come from the room's own page: this request's
  * origin, or `publicOrigin` (PARITY_PUBLIC_URL's, behind a TLS proxy), shown by its Origin
  * header or, without one, by `Sec-Fetch-Site: same-origin`.
  */
-export function requestToken(req: FastifyRequest, publicOrigin?: string): string | undefined {
-  if (req.headers.authorization !== undefined) return bearer.exec(req.headers.authorization)?.[1];
+export function requestCredential(req: FastifyRequest, publicOrigin?: string): Credential | undefined {
+  if (req.headers.authorization !== undefined) {
+    const token = bearer.exec(req.headers.authorization)?.[1];
+    return token === undefined ? undefined : { bearer: token };
+  }
   const fromCookie = (req as FastifyRequest & { cookies?: Record<string, string | undefined> }).cookies?.[
     SESSION_COOKIE
   ];
@@ -51,7 +58,7 @@ export function requestToken(req: FastifyRequest, publicOrigin?: string): string
         : req.headers['sec-fetch-site'] === 'same-origin';
     if (!sameOrigin) return undefined;
   }
-  return fromCookie;
+  return { session: fromCookie };
 }
 
 /**
@@ -63,11 +70,14 @@ export async function authenticate(
   db: ControlDb,
   clock: Clock,
   req: FastifyRequest,
-  publicOrigin?: string,
+  opts: { publicOrigin?: string | undefined; sessions: SessionLimits },
 ): Promise<Principal> {
-  const token = requestToken(req, publicOrigin);
-  if (!token) throw unauthorized();
-  const principal = await findPrincipalByToken(db, token, clock.now());
+  const credential = requestCredential(req, opts.publicOrigin);
+  if (!credential) throw unauthorized();
+  const principal =
+    'bearer' in credential
+      ? await findPrincipalByToken(db, credential.bearer, clock.now())
+      : await findPrincipalBySession(db, credential.session, clock.now(), opts.sessions);
   if (!principal) throw unauthorized();
   return principal;
 }
@@ -83,9 +93,16 @@ export function installAuthentication(app: FastifyInstance, room: Room): void {
   app.addHook('preHandler', async (req) => {
     const mode = req.routeOptions.config.auth ?? (req.routeOptions.url?.startsWith('/v1/') ? 'required' : 'none');
     if (mode === 'none') return;
-    if (mode === 'optional' && requestToken(req, publicOrigin) === undefined && req.headers.authorization === undefined)
+    if (
+      mode === 'optional' &&
+      requestCredential(req, publicOrigin) === undefined &&
+      req.headers.authorization === undefined
+    )
       return;
-    req.principal = await authenticate(room.control.db, room.clock, req, publicOrigin);
+    req.principal = await authenticate(room.control.db, room.clock, req, {
+      publicOrigin,
+      sessions: room.config.sessions,
+    });
   });
 }
 

@@ -1,3 +1,4 @@
+import { endSessionsOfToken } from './session-repository.js';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -168,6 +169,8 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       await ownToken(room, partner, req.params.id);
       await inTransaction(room.control.db, async (tx) => {
         if (!(await revokeToken(tx, req.params.id, now))) throw conflict(`token ${req.params.id} is already revoked`);
+        // The dashboard sessions signed in with it end with it (a session would refuse it anyway).
+        await endSessionsOfToken(tx, req.params.id);
         await appendAuditIn(
           tx,
           { actor: p.tokenId, partnerId: partner, action: 'token.revoked', target: req.params.id },

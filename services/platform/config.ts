@@ -43,6 +43,8 @@ export const envSchema = z.object({
   PARITY_INGEST_CONCURRENCY: positiveInt(4),
   PARITY_INGEST_QUEUE: z.coerce.number().int().min(0).default(16),
   PARITY_INGEST_MIN_RATE: byteSize.default(64 * 1024),
+  PARITY_SESSION_IDLE_MINUTES: z.coerce.number().int().min(1).max(10_080).default(120),
+  PARITY_SESSION_MAX_HOURS: z.coerce.number().int().min(1).max(720).default(12),
   PARITY_INGEST_RATE_WINDOW_SECONDS: z.coerce.number().min(1).max(600).default(10),
   PARITY_INGEST_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(900),
   PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
@@ -100,6 +102,8 @@ export interface Config {
   maxJsonBody: number;
   ingestConcurrency: number;
   ingestQueue: number;
+  /** Dashboard sessions: idle and absolute lifetimes. */
+  sessions: { idleMs: number; absoluteMs: number };
   /** How fast an upload must arrive, and for how long it may take (services/ingest/body-pace.ts). */
   ingestPace: { minBytesPerSecond: number; windowMs: number; maxMs: number };
   clockSkewMs: number;
@@ -156,6 +160,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxJsonBody: e.PARITY_MAX_JSON_BODY,
     ingestConcurrency: e.PARITY_INGEST_CONCURRENCY,
     ingestQueue: e.PARITY_INGEST_QUEUE,
+    sessions: {
+      idleMs: e.PARITY_SESSION_IDLE_MINUTES * 60_000,
+      absoluteMs: e.PARITY_SESSION_MAX_HOURS * 3_600_000,
+    },
     ingestPace: {
       minBytesPerSecond: e.PARITY_INGEST_MIN_RATE,
       windowMs: e.PARITY_INGEST_RATE_WINDOW_SECONDS * 1000,

@@ -152,7 +152,18 @@ export interface Database {
   webhook_endpoints: WebhookEndpointsTable;
   agreement_proposals: AgreementProposalsTable;
   proposal_decisions: ProposalDecisionsTable;
+  sessions: SessionsTable;
 }
+
+/** A dashboard session (sql/control/004_sessions.sql): the hash of its id, never the id. */
+export interface SessionsTable {
+  id_hash: string;
+  token_id: string;
+  created_at: Timestamp;
+  last_seen_at: Timestamp;
+  absolute_expires_at: Timestamp;
+}
+export type SessionRow = Selectable<SessionsTable>;
 
 export type Partner = Selectable<PartnersTable>;
 export type AgreementVersionRow = Selectable<AgreementVersionsTable>;

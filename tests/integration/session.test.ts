@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leadTimePoints, ndjson } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { createToken, revokeToken } from '../../services/governance/token-repository.js';
+import type { TestClock } from '../../services/platform/clock.js';
 
 let t: TestRoom;
 beforeAll(async () => {
@@ -27,7 +29,8 @@ describe('dashboard sessions', () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ role: 'analyst', partner: 'acme', partnerName: 'Acme Logistics' });
     const cookie = res.headers.get('set-cookie')!;
-    expect(cookie).toMatch(/^parity_session=pty_/);
+    // A session id of its own, never the token.
+    expect(cookie).toMatch(/^parity_session=pts_/);
     expect(cookie).toMatch(/HttpOnly/i);
     expect(cookie).toMatch(/SameSite=Strict/i);
     const jar = cookie.split(';')[0]!;
@@ -73,6 +76,56 @@ describe('dashboard sessions', () => {
     const out = await fetch(`${t.url}/v1/session`, { method: 'DELETE', headers: { cookie: jar } });
     expect(out.status).toBe(204);
     expect(out.headers.get('set-cookie')).toMatch(/parity_session=;.*Expires=Thu, 01 Jan 1970/i);
+  });
+
+  it('a session ends at sign-out, when its token is revoked, after its idle limit and at its absolute end', async () => {
+    const clock = t.clock as TestClock;
+    const start = clock.now();
+    const session = async (token?: string) => {
+      const res = await signIn({ token: token ?? (await t.token('acme', 'analyst')) });
+      expect(res.status).toBe(200);
+      const jar = res.headers.get('set-cookie')!.split(';')[0]!;
+      expect(jar).not.toContain(token ?? (await t.token('acme', 'analyst')));
+      return jar;
+    };
+    const status = async (jar: string) => (await fetch(`${t.url}/v1/session`, { headers: { cookie: jar } })).status;
+    try {
+      // Sign-out: the same cookie, replayed, no longer works.
+      const a = await session();
+      expect(await status(a)).toBe(200);
+      expect((await fetch(`${t.url}/v1/session`, { method: 'DELETE', headers: { cookie: a } })).status).toBe(204);
+      expect(await status(a)).toBe(401);
+      // Revocation of the token ends the sessions signed in with it.
+      const issued = await createToken(t.room.control.db, { partnerId: 'acme', role: 'analyst', name: 'temp' }, start);
+      const b = await session(issued.token);
+      expect(await status(b)).toBe(200);
+      await revokeToken(t.room.control.db, issued.id, clock.now());
+      expect(await status(b)).toBe(401);
+      // Idle: 2 h without use (PARITY_SESSION_IDLE_MINUTES); use moves the clock on.
+      const c = await session();
+      clock.advance(100 * 60_000);
+      expect(await status(c)).toBe(200);
+      clock.advance(100 * 60_000);
+      expect(await status(c)).toBe(200); // used 100 min ago, not 200
+      clock.advance(121 * 60_000);
+      expect(await status(c)).toBe(401);
+      // Absolute: 12 h after sign-in, however busy.
+      const d = await session();
+      for (let h = 0; h < 11; h++) {
+        clock.advance(60 * 60_000);
+        expect(await status(d), `hour ${h + 1}`).toBe(200);
+      }
+      clock.advance(61 * 60_000);
+      expect(await status(d)).toBe(401);
+      // What is stored is a hash: no session id, no token in the table; dead sessions are gone.
+      const e = await session();
+      const rows = await t.room.control.db.selectFrom('sessions').selectAll().execute();
+      expect(rows).toHaveLength(1);
+      for (const r of rows) expect(r.id_hash).toMatch(/^[0-9a-f]{64}$/);
+      expect(JSON.stringify(rows)).not.toContain(e.split('=')[1]!);
+    } finally {
+      clock.set(start);
+    }
   });
 
   it('refuses ingest tokens, unknown tokens and malformed bodies with a precise problem', async () => {

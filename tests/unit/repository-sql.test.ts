@@ -16,6 +16,7 @@ import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
 import * as audit from '../../services/governance/audit-repository.js';
 import * as proposals from '../../services/governance/proposal-repository.js';
 import * as tokens from '../../services/governance/token-repository.js';
+import * as sessions from '../../services/governance/session-repository.js';
 import type { ControlDb, ControlTx, IncidentRow } from '../../services/platform/control-db.js';
 
 /**
@@ -347,7 +348,50 @@ const cases: Record<string, Case[]> = {
       run: () => tokens.revokeTokensOfPartnersOtherThan(db, ['acme', 'globex'], at),
     },
   ],
+  'governance/session-repository': [
+    { fn: 'createSession', run: () => sessions.createSession(db, 'tok_1', at, limits), random: true },
+    {
+      fn: 'findPrincipalBySession',
+      variant: 'live, last used over a minute ago',
+      run: () => sessions.findPrincipalBySession(db, 'pts_example', at, limits),
+      rows: () => [
+        {
+          id_hash: 'h',
+          last_seen_at: new Date(at.getTime() - 5 * 60_000),
+          absolute_expires_at: until,
+          token_id: 'tok_1',
+          partner_id: 'acme',
+          role: 'analyst',
+          name: 'analyst@acme.example',
+          expires_at: null,
+          revoked_at: null,
+        },
+      ],
+    },
+    {
+      fn: 'findPrincipalBySession',
+      variant: 'its token revoked',
+      run: () => sessions.findPrincipalBySession(db, 'pts_example', at, limits),
+      rows: () => [
+        {
+          id_hash: 'h',
+          last_seen_at: at,
+          absolute_expires_at: until,
+          token_id: 'tok_1',
+          partner_id: 'acme',
+          role: 'analyst',
+          name: 'analyst@acme.example',
+          expires_at: null,
+          revoked_at: at,
+        },
+      ],
+    },
+    { fn: 'endSession', run: () => sessions.endSession(db, 'pts_example') },
+    { fn: 'endSessionsOfToken', run: () => sessions.endSessionsOfToken(db, 'tok_1') },
+  ],
 };
+
+const limits = { idleMs: 2 * 3_600_000, absoluteMs: 12 * 3_600_000 };
 
 const modules: Record<string, Record<string, unknown>> = {
   'alerts/incident-repository': incidents,
@@ -356,6 +400,7 @@ const modules: Record<string, Record<string, unknown>> = {
   'governance/audit-repository': audit,
   'governance/proposal-repository': proposals,
   'governance/token-repository': tokens,
+  'governance/session-repository': sessions,
 };
 /** Exports of the repositories that send no SQL. */
 const helpers = new Set(['entryHash', 'hashToken', 'tokenView']);

@@ -1,0 +1,81 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { ControlDb } from '../platform/control-db.js';
+import type { Principal, Role } from './token-repository.js';
+
+/** How long a dashboard session lives: idle (since its last use) and at most (since sign-in). */
+export interface SessionLimits {
+  idleMs: number;
+  absoluteMs: number;
+}
+
+const hashId = (id: string) => createHash('sha256').update(id, 'utf8').digest('hex');
+
+/** Starts a session for a token; the id (for the cookie) is returned once, only its hash is kept. */
+export async function createSession(db: ControlDb, tokenId: string, now: Date, limits: SessionLimits): Promise<string> {
+  const id = `pts_${randomBytes(32).toString('base64url')}`;
+  await db
+    .insertInto('sessions')
+    .values({
+      id_hash: hashId(id),
+      token_id: tokenId,
+      created_at: now,
+      last_seen_at: now,
+      absolute_expires_at: new Date(now.getTime() + limits.absoluteMs),
+    })
+    .execute();
+  return id;
+}
+
+/**
+ * The principal of a live session: its token live (not revoked, not expired), the session used
+ * within the idle limit and before its absolute end. A use moves the idle clock (at most once a
+ * minute, so reads do not write on every request). A session found dead is deleted.
+ */
+export async function findPrincipalBySession(
+  db: ControlDb,
+  id: string,
+  now: Date,
+  limits: SessionLimits,
+): Promise<Principal | undefined> {
+  const row = await db
+    .selectFrom('sessions')
+    .innerJoin('tokens', 'tokens.id', 'sessions.token_id')
+    .select([
+      'sessions.id_hash',
+      'sessions.last_seen_at',
+      'sessions.absolute_expires_at',
+      'tokens.id as token_id',
+      'tokens.partner_id',
+      'tokens.role',
+      'tokens.name',
+      'tokens.expires_at',
+      'tokens.revoked_at',
+    ])
+    .where('sessions.id_hash', '=', hashId(id))
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const t = now.getTime();
+  const dead =
+    row.revoked_at !== null ||
+    (row.expires_at !== null && new Date(row.expires_at).getTime() <= t) ||
+    new Date(row.absolute_expires_at).getTime() <= t ||
+    new Date(row.last_seen_at).getTime() + limits.idleMs <= t;
+  if (dead) {
+    await endSession(db, id);
+    return undefined;
+  }
+  if (t - new Date(row.last_seen_at).getTime() >= 60_000)
+    await db.updateTable('sessions').set({ last_seen_at: now }).where('id_hash', '=', row.id_hash).execute();
+  return { tokenId: row.token_id, partnerId: row.partner_id, role: row.role as Role, name: row.name };
+}
+
+/** Ends a session (sign-out); true if there was one. */
+export async function endSession(db: ControlDb, id: string): Promise<boolean> {
+  const r = await db.deleteFrom('sessions').where('id_hash', '=', hashId(id)).executeTakeFirst();
+  return Number(r.numDeletedRows) > 0;
+}
+
+/** Ends every session of a token (revocation and rotation end the sessions signed in with it). */
+export async function endSessionsOfToken(db: ControlDb, tokenId: string): Promise<void> {
+  await db.deleteFrom('sessions').where('token_id', '=', tokenId).execute();
+}
