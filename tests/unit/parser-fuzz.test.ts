@@ -1,0 +1,129 @@
+// Issue #13, bounded parsers: generated and mutated bodies straight through the body parsers and
+// the point validator, in process — PARITY_PARSER_FUZZ_RUNS (10,000 by default) per content type
+// for NDJSON, JSON and CSV. Every body either parses or is refused with a 4xx Problem; nothing
+// else is thrown, nothing hangs, and no error message carries the marker the body holds. (Arrow
+// is fuzzed through the listening server, where a worker's memory limit stands between a hostile
+// stream and the room: tests/integration/ingest-arrow-hostile.test.ts.)
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
+import { parseBody } from '../../services/ingest/body-parsers.js';
+import { compileValidator, RowErrors } from '../../services/ingest/point-validator.js';
+import { Problem } from '../../services/platform/errors.js';
+import { timeout } from '../helpers/timeouts.js';
+
+const RUNS = Number(process.env['PARITY_PARSER_FUZZ_RUNS'] ?? 10_000);
+const r = loadAgreementFile('fixtures/demo-agreement.yaml');
+if (!r.ok) throw new Error('demo agreement invalid');
+const agreement = r.agreement;
+const dims = new Set(agreement.kpis.flatMap((k) => Object.keys(k.dimensions)));
+
+const MARK = 'MRKfuzz42';
+const good = {
+  kpi: 'lead_time',
+  at: '2026-11-20T10:00:00Z',
+  value: 4,
+  subject: `${MARK}-S`,
+  dims: { region: 'north' },
+};
+const seeds = {
+  ndjson: `${JSON.stringify(good)}\n${JSON.stringify({ ...good, value: 7 })}\n`,
+  json: JSON.stringify({ points: [good, { ...good, value: 7 }] }),
+  csv: `kpi,at,value,subject,region\nlead_time,2026-11-20T10:00:00Z,4,${MARK}-S,north\nlead_time,2026-11-21T10:00:00Z,5,"${MARK}-T",south\n`,
+} as const;
+type Kind = keyof typeof seeds;
+
+/** A mutation: bytes replaced, inserted or removed, or the body cut, or repeated. */
+const mutation = fc.oneof(
+  fc.record({ op: fc.constant('set' as const), at: fc.nat(), text: fc.string({ maxLength: 4 }) }),
+  fc.record({
+    op: fc.constant('insert' as const),
+    at: fc.nat(),
+    text: fc.oneof(
+      fc.constantFrom('"', '{', '}', '[', ']', ',', '\n', '\r\n', '\\', '\u0000', '\uFEFF', ':', '""', MARK, '\uD800'),
+      fc.string({ maxLength: 8 }),
+    ),
+  }),
+  fc.record({ op: fc.constant('delete' as const), at: fc.nat(), n: fc.integer({ min: 1, max: 8 }) }),
+  fc.record({ op: fc.constant('cut' as const), at: fc.nat() }),
+);
+
+type Mutation = { op: string; at: number; text?: string; n?: number };
+
+function mutate(seed: string, ms: readonly Mutation[]): string {
+  let s = seed;
+  for (const m of ms) {
+    const at = s.length === 0 ? 0 : m.at % (s.length + 1);
+    if (m.op === 'set') s = s.slice(0, at) + m.text + s.slice(at + (m.text?.length ?? 0));
+    else if (m.op === 'insert') s = s.slice(0, at) + m.text + s.slice(at);
+    else if (m.op === 'delete') s = s.slice(0, at) + s.slice(at + (m.n ?? 1));
+    else s = s.slice(0, at);
+  }
+  return s;
+}
+
+async function* chunks(bytes: Buffer, size: number): AsyncGenerator<Buffer> {
+  for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
+}
+
+/** Parses and validates a body as the worker does: the rows, or the Problem it was refused with. */
+async function run(
+  kind: Kind,
+  body: Buffer,
+  chunk: number,
+): Promise<{ rows: number; rowErrors: number; problem?: Problem }> {
+  const validate = compileValidator(agreement, { now: () => Date.parse('2026-11-23T12:00:00Z'), clockSkewMs: 300_000 });
+  const errors = new RowErrors();
+  let rows = 0;
+  let rowErrors = 0;
+  try {
+    for await (const batch of parseBody(kind, chunks(body, chunk), dims))
+      for (const row of batch) {
+        rows++;
+        if (row.error) rowErrors++;
+        if (row.error && JSON.stringify(row.error).includes(MARK))
+          throw new Error(`a parse error echoes: ${JSON.stringify(row.error)}`);
+        if (row.candidate) validate(row.candidate, row.row, errors, row.extra);
+      }
+    for (const e of errors.kept)
+      if (JSON.stringify(e).includes(MARK)) throw new Error(`a row error echoes: ${JSON.stringify(e)}`);
+    return { rows, rowErrors: rowErrors + errors.rejectedRows };
+  } catch (err) {
+    if (err instanceof Problem) return { rows, rowErrors, problem: err };
+    throw err;
+  }
+}
+
+describe('parser fuzz', () => {
+  for (const kind of Object.keys(seeds) as Kind[]) {
+    it(
+      `${RUNS} mutated ${kind} bodies: each parses or gets a 4xx, and no message echoes the body`,
+      async () => {
+        const outcomes = { parsed: 0, refused: 0 };
+        await fc.assert(
+          fc.asyncProperty(
+            fc.array(mutation, { minLength: 1, maxLength: 5 }),
+            fc.integer({ min: 1, max: 64 }),
+            async (ms, chunk) => {
+              const text = mutate(seeds[kind], ms);
+              const result = await run(kind, Buffer.from(text, 'utf8'), chunk);
+              if (result.problem) {
+                outcomes.refused++;
+                expect(result.problem.status).toBeGreaterThanOrEqual(400);
+                expect(result.problem.status).toBeLessThan(500);
+                expect(JSON.stringify(result.problem.body())).not.toContain(MARK);
+              } else if (result.rowErrors > 0) outcomes.refused++;
+              else outcomes.parsed++;
+            },
+          ),
+          { numRuns: RUNS, seed: 13 },
+        );
+        // Controls: the mutations both broke bodies and left some readable.
+        expect(outcomes.parsed + outcomes.refused).toBe(RUNS);
+        expect(outcomes.refused).toBeGreaterThan(0);
+        expect(outcomes.parsed).toBeGreaterThan(0);
+      },
+      timeout(300_000),
+    );
+  }
+});
