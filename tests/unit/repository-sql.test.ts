@@ -354,37 +354,13 @@ const cases: Record<string, Case[]> = {
       fn: 'findPrincipalBySession',
       variant: 'live, last used over a minute ago',
       run: () => sessions.findPrincipalBySession(db, 'pts_example', at, limits),
-      rows: () => [
-        {
-          id_hash: 'h',
-          last_seen_at: new Date(at.getTime() - 5 * 60_000),
-          absolute_expires_at: until,
-          token_id: 'tok_1',
-          partner_id: 'acme',
-          role: 'analyst',
-          name: 'analyst@acme.example',
-          expires_at: null,
-          revoked_at: null,
-        },
-      ],
+      rows: () => [sessionRow(new Date(at.getTime() - 5 * 60_000), null)],
     },
     {
       fn: 'findPrincipalBySession',
       variant: 'its token revoked',
       run: () => sessions.findPrincipalBySession(db, 'pts_example', at, limits),
-      rows: () => [
-        {
-          id_hash: 'h',
-          last_seen_at: at,
-          absolute_expires_at: until,
-          token_id: 'tok_1',
-          partner_id: 'acme',
-          role: 'analyst',
-          name: 'analyst@acme.example',
-          expires_at: null,
-          revoked_at: at,
-        },
-      ],
+      rows: () => [sessionRow(at, at)],
     },
     { fn: 'endSession', run: () => sessions.endSession(db, 'pts_example') },
     { fn: 'endSessionsOfToken', run: () => sessions.endSessionsOfToken(db, 'tok_1') },
@@ -392,6 +368,21 @@ const cases: Record<string, Case[]> = {
 };
 
 const limits = { idleMs: 2 * 3_600_000, absoluteMs: 12 * 3_600_000 };
+
+/** A session joined with its token, as findPrincipalBySession reads it. */
+function sessionRow(lastSeen: Date, revokedAt: Date | null) {
+  return {
+    id_hash: 'h',
+    last_seen_at: lastSeen,
+    absolute_expires_at: until,
+    token_id: 'tok_1',
+    partner_id: 'acme',
+    role: 'analyst',
+    name: 'analyst@acme.example',
+    expires_at: null,
+    revoked_at: revokedAt,
+  };
+}
 
 const modules: Record<string, Record<string, unknown>> = {
   'alerts/incident-repository': incidents,
