@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { problemSchema } from '../platform/errors.js';
+import { badRequest, problemSchema } from '../platform/errors.js';
 import { requireRole, caller, auditRequest } from '../governance/auth.js';
 import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
@@ -14,6 +14,9 @@ import {
   incidentsResponseSchema,
   notificationsResponseSchema,
   webhooksResponseSchema,
+  webhookViewSchema,
+  rotateWebhookSchema,
+  type WebhookView,
   type AlertEvent,
 } from './alert-schemas.js';
 import { ackSchema, isoDate, resolutionSchema } from './fact-sheet.js';
@@ -25,7 +28,9 @@ import {
   resolveIncident,
   sheetOf,
 } from './incident-service.js';
-import { Notifier, webhookSecret } from './notifier.js';
+import { Notifier, webhookSecretsNow } from './notifier.js';
+import { listWebhookSecretStates, rotateWebhookSecret } from './webhook-secret-repository.js';
+import type { Principal } from '../governance/token-repository.js';
 import type { NotificationPayload } from './outbox.js';
 import { listMessagesForPartner, listWebhookEndpoints } from './outbox-repository.js';
 
@@ -251,29 +256,89 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
     async (req) => {
       const p = caller(req);
       requireRole(p, 'admin', 'owner');
-      const byUrl = new Map<string, string[]>();
-      // Only the KPIs the caller may see: an owner outside a need-to-know KPI does not learn of it here either.
-      for (const k of room.agreement().agreement.kpis) {
-        if (!canSee(p, k)) continue;
-        const hook = p.partnerId ? k.owners[p.partnerId]?.webhook : undefined;
-        if (hook) byUrl.set(hook, [...(byUrl.get(hook) ?? []), k.id]);
-      }
-      const disabled = await listWebhookEndpoints(room.control.db, [...byUrl.keys()]);
+      const endpoints = await webhookViews(p);
       await auditRequest(room, req, {
         action: 'webhooks.secrets_read',
-        details: { endpoints: byUrl.size },
+        details: { endpoints: endpoints.length },
       });
-      return {
-        webhooks: [...byUrl].map(([url, kpis]) => {
-          const d = disabled.find((x) => x.url === url)?.disabled_at;
-          return {
-            url,
-            kpis,
-            secret: webhookSecret(room.secret, p.partnerId, url),
-            disabledAt: d ? new Date(d).toISOString() : null,
-          };
-        }),
-      };
+      return { webhooks: endpoints };
     },
   );
+
+  app.post(
+    '/v1/webhooks/rotate',
+    {
+      schema: {
+        summary:
+          "Rotate one of your partner's webhook signing secrets; the old one keeps signing beside the new one for the overlap",
+        tags: ['alerts'],
+        security: [{ bearer: [] }],
+        body: rotateWebhookSchema,
+        response: {
+          200: webhookViewSchema,
+          400: problemSchema,
+          401: problemSchema,
+          403: problemSchema,
+          413: problemSchema,
+          415: problemSchema,
+          500: problemSchema,
+        },
+      },
+    },
+    async (req) => {
+      const p = caller(req);
+      requireRole(p, 'admin');
+      const partner = p.partnerId!;
+      if (!(await webhookViews(p)).some((w) => w.url === req.body.url))
+        throw badRequest("url: not one of your partner's webhook endpoints in the agreement", 'body.url');
+      const now = room.clock.now();
+      const overlapHours = req.body.overlapHours ?? 24;
+      await rotateWebhookSecret(
+        room.control.db,
+        partner,
+        req.body.url,
+        now,
+        new Date(now.getTime() + overlapHours * 3_600_000),
+      );
+      await auditRequest(room, req, {
+        action: 'webhooks.secret_rotated',
+        // The URL is the partner's own setting in the shared agreement; the secrets are never logged.
+        details: { url: req.body.url, overlapHours },
+      });
+      return (await webhookViews(p)).find((w) => w.url === req.body.url)!;
+    },
+  );
+
+  /** The caller's partner's endpoints (of the KPIs it may see) with their secrets as they sign now. */
+  async function webhookViews(p: Principal): Promise<WebhookView[]> {
+    const byUrl = new Map<string, string[]>();
+    // Only the KPIs the caller may see: an owner outside a need-to-know KPI does not learn of it here either.
+    for (const k of room.agreement().agreement.kpis) {
+      if (!canSee(p, k)) continue;
+      const hook = p.partnerId ? k.owners[p.partnerId]?.webhook : undefined;
+      if (hook) byUrl.set(hook, [...(byUrl.get(hook) ?? []), k.id]);
+    }
+    if (!p.partnerId) return [];
+    const disabled = await listWebhookEndpoints(room.control.db, [...byUrl.keys()]);
+    const states = await listWebhookSecretStates(room.control.db, p.partnerId);
+    const now = room.clock.now();
+    return [...byUrl].map(([url, kpis]) => {
+      const d = disabled.find((x) => x.url === url)?.disabled_at;
+      const s = webhookSecretsNow(
+        room.secret,
+        p.partnerId,
+        url,
+        states.find((x) => x.url === url),
+        now,
+      );
+      return {
+        url,
+        kpis,
+        secret: s.current,
+        previousSecret: s.previous,
+        previousUntil: s.previousUntil?.toISOString() ?? null,
+        disabledAt: d ? new Date(d).toISOString() : null,
+      };
+    });
+  }
 };

@@ -67,14 +67,21 @@ export type NotificationView = z.infer<typeof notificationSchema>;
 export const notificationsResponseSchema = z.object({ notifications: z.array(notificationSchema) });
 export type NotificationsResponse = z.infer<typeof notificationsResponseSchema>;
 
-export const webhooksResponseSchema = z.object({
-  webhooks: z.array(
-    z.object({
-      url: z.string(),
-      kpis: z.array(z.string()),
-      secret: z.string().describe('the Standard Webhooks signing secret (whsec_…)'),
-      disabledAt: z.string().nullable(),
-    }),
-  ),
+export const webhookViewSchema = z.object({
+  url: z.string(),
+  kpis: z.array(z.string()),
+  secret: z.string().describe('the Standard Webhooks signing secret (whsec_…)'),
+  previousSecret: z
+    .string()
+    .nullable()
+    .describe('after a rotation, the secret that still signs too until previousUntil'),
+  previousUntil: z.string().nullable(),
+  disabledAt: z.string().nullable(),
+});
+export type WebhookView = z.infer<typeof webhookViewSchema>;
+export const webhooksResponseSchema = z.object({ webhooks: z.array(webhookViewSchema) });
+export const rotateWebhookSchema = z.strictObject({
+  url: z.string().min(1).max(2000),
+  overlapHours: z.number().int().min(0).max(168).optional().describe('how long the old secret keeps signing (24)'),
 });
 export type WebhooksResponse = z.infer<typeof webhooksResponseSchema>;

@@ -1,3 +1,4 @@
+import { findWebhookSecretState } from './webhook-secret-repository.js';
 import { createHmac } from 'node:crypto';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
@@ -32,9 +33,36 @@ const MAX_IN_FLIGHT = 16;
  * room secret, the partner and the URL: two partners given the same URL get different secrets,
  * so neither can forge what the room sends the other.
  */
-export function webhookSecret(roomSecret: Buffer, partnerId: string | null, url: string): string {
-  const key = `webhook\u0000${partnerId ?? '(steering)'}\u0000${url}`;
+export function webhookSecret(roomSecret: Buffer, partnerId: string | null, url: string, generation = 0): string {
+  // Generation 0 is the secret before any rotation; each rotation derives the next.
+  const key = `webhook\u0000${partnerId ?? '(steering)'}\u0000${url}${generation > 0 ? `\u0000${generation}` : ''}`;
   return `whsec_${createHmac('sha256', roomSecret).update(key).digest('base64')}`;
+}
+
+/**
+ * The secrets an endpoint signs with now: its generation's, and during a rotation's overlap the
+ * one before (receivers verify against either: Standard Webhooks sends one signature per secret).
+ */
+export function webhookSecretsNow(
+  roomSecret: Buffer,
+  partnerId: string | null,
+  url: string,
+  state: { generation: number; previous_until: Date | string } | undefined,
+  now: Date,
+): { current: string; previous: string | null; previousUntil: Date | null } {
+  const generation = state?.generation ?? 0;
+  const until = state ? new Date(state.previous_until) : null;
+  const overlapping = until !== null && until > now && generation > 0;
+  return {
+    current: webhookSecret(roomSecret, partnerId, url, generation),
+    previous: overlapping ? webhookSecret(roomSecret, partnerId, url, generation - 1) : null,
+    previousUntil: overlapping ? until : null,
+  };
+}
+
+/** The `webhook-signature` header: one `v1,…` signature per secret, space-separated. */
+export function signatureHeader(secrets: readonly string[], id: string, timestamp: number, body: string): string {
+  return secrets.map((s) => signWebhook(s, id, timestamp, body)).join(' ');
 }
 
 /** Standard Webhooks signature: v1,base64(HMAC-SHA256(key, `${id}.${timestamp}.${body}`)). */
@@ -193,7 +221,10 @@ export class Notifier {
     const body = canonicalJson(payload);
     // The timestamp is transport time (receivers check it against their own clock), not the room's clock.
     const timestamp = Math.floor(Date.now() / 1000);
-    const secret = webhookSecret(this.#room.secret, row.partner_id, row.recipient);
+    const state = row.partner_id
+      ? await findWebhookSecretState(this.#room.control.db, row.partner_id, row.recipient)
+      : undefined;
+    const secrets = webhookSecretsNow(this.#room.secret, row.partner_id, row.recipient, state, this.#room.clock.now());
     try {
       const res = await fetch(row.recipient, {
         method: 'POST',
@@ -202,7 +233,12 @@ export class Notifier {
           'user-agent': 'Parity-Notifier/1',
           'webhook-id': row.id,
           'webhook-timestamp': String(timestamp),
-          'webhook-signature': signWebhook(secret, row.id, timestamp, body),
+          'webhook-signature': signatureHeader(
+            secrets.previous ? [secrets.current, secrets.previous] : [secrets.current],
+            row.id,
+            timestamp,
+            body,
+          ),
         },
         body,
         redirect: 'manual',

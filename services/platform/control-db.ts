@@ -153,7 +153,18 @@ export interface Database {
   agreement_proposals: AgreementProposalsTable;
   proposal_decisions: ProposalDecisionsTable;
   sessions: SessionsTable;
+  webhook_secrets: WebhookSecretsTable;
 }
+
+/** A partner endpoint's signing-secret generation after a rotation (sql/control/005_webhook_secrets.sql). */
+export interface WebhookSecretsTable {
+  partner_id: string;
+  url: string;
+  generation: number;
+  rotated_at: Timestamp;
+  previous_until: Timestamp;
+}
+export type WebhookSecretRow = Selectable<WebhookSecretsTable>;
 
 /** A dashboard session (sql/control/004_sessions.sql): the hash of its id, never the id. */
 export interface SessionsTable {

@@ -179,6 +179,50 @@ describe('a breach reaches its owners: signed webhooks and e-mail', () => {
     expect((await call(c, 'GET', '/v1/webhooks', c.tokens.analystAcme)).status).toBe(403);
   });
 
+  it("a partner's admin rotates its webhook secret: the old one signs beside the new one for the overlap", async () => {
+    const url = c.receiver.url('/acme');
+    const view = async (token: string) =>
+      ((await call(c, 'GET', '/v1/webhooks', token)).body.webhooks as Record<string, unknown>[])[0]!;
+    const before = await view(c.tokens.adminAcme);
+    const otherBefore = await view(c.tokens.adminGlobex);
+    expect(before).toMatchObject({ secret: secrets['/acme'], previousSecret: null, previousUntil: null });
+    // Only an admin, only its own partner's endpoint, a bounded overlap.
+    expect((await call(c, 'POST', '/v1/webhooks/rotate', c.tokens.ana, { url })).status).toBe(403);
+    for (const [body, field] of [
+      [{ url: c.receiver.url('/globex') }, 'body.url'],
+      [{ url: 'https://elsewhere.example/hook' }, 'body.url'],
+      [{ url, overlapHours: 500 }, 'body.overlapHours'],
+      [{ url, extra: 1 }, 'body.extra'],
+    ] as const) {
+      const r = await call(c, 'POST', '/v1/webhooks/rotate', c.tokens.adminAcme, body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.field, JSON.stringify(body)).toBe(field);
+    }
+    const rotated = await call(c, 'POST', '/v1/webhooks/rotate', c.tokens.adminAcme, { url, overlapHours: 2 });
+    expect(rotated.status).toBe(200);
+    expect(rotated.body.secret).toMatch(/^whsec_/);
+    expect(rotated.body.secret).not.toBe(before['secret']);
+    expect(rotated.body).toMatchObject({
+      previousSecret: before['secret'],
+      previousUntil: new Date(c.clock.now().getTime() + 2 * HOUR).toISOString(),
+    });
+    // The other partner's secret is its own business.
+    expect(await view(c.tokens.adminGlobex)).toEqual(otherBefore);
+    // After the overlap only the new secret signs.
+    const start = c.clock.now();
+    c.clock.advance(2 * HOUR + 1000);
+    expect(await view(c.tokens.adminAcme)).toMatchObject({
+      secret: rotated.body.secret,
+      previousSecret: null,
+      previousUntil: null,
+    });
+    c.clock.set(start);
+    secrets['/acme'] = rotated.body.secret;
+    const log = await call(c, 'GET', '/v1/audit?action=webhooks.secret_rotated', c.tokens.adminAcme);
+    expect(JSON.stringify(log.body)).not.toContain(rotated.body.secret);
+    expect(log.body.entries).toHaveLength(1);
+  });
+
   it('carries the snapshot and digest of the figure: the series request it names gives the same digest', async () => {
     const combined = c.receiver.delivered.map(payloadOf).find((p) => p.data.scope === 'combined')!;
     expect(combined.data.source).toMatch(

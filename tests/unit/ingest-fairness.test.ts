@@ -125,3 +125,34 @@ describe('webhook signing secrets', () => {
     expect(signWebhook(a, 'msg_1', 1, '{}')).not.toBe(signWebhook(b, 'msg_1', 1, '{}'));
   });
 });
+
+describe('webhook secret rotation', () => {
+  it('during the overlap a delivery verifies with the old secret and with the new; after it, only with the new', async () => {
+    const { webhookSecretsNow, signatureHeader } = await import('../../services/alerts/notifier.js');
+    const { Webhook } = await import('standardwebhooks');
+    const room = Buffer.alloc(32, 9);
+    const url = 'https://hooks.example/acme';
+    const now = new Date('2026-11-23T12:00:00Z');
+    const before = webhookSecretsNow(room, 'acme', url, undefined, now);
+    expect(before.previous).toBeNull();
+    const state = { generation: 1, previous_until: new Date(now.getTime() + 3_600_000) };
+    const during = webhookSecretsNow(room, 'acme', url, state, now);
+    expect(during.previous).toBe(before.current);
+    expect(during.current).not.toBe(before.current);
+    const body = '{"type":"incident.opened"}';
+    const ts = Math.floor(Date.now() / 1000);
+    const headers = (secrets: string[]) => ({
+      'webhook-id': 'msg_1',
+      'webhook-timestamp': String(ts),
+      'webhook-signature': signatureHeader(secrets, 'msg_1', ts, body),
+    });
+    const both = headers([during.current, during.previous!]);
+    expect(() => new Webhook(before.current).verify(body, both)).not.toThrow();
+    expect(() => new Webhook(during.current).verify(body, both)).not.toThrow();
+    const after = webhookSecretsNow(room, 'acme', url, state, new Date(now.getTime() + 3_600_001));
+    expect(after.previous).toBeNull();
+    const onlyNew = headers([after.current]);
+    expect(() => new Webhook(after.current).verify(body, onlyNew)).not.toThrow();
+    expect(() => new Webhook(before.current).verify(body, onlyNew)).toThrow();
+  });
+});

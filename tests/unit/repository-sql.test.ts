@@ -17,6 +17,7 @@ import * as audit from '../../services/governance/audit-repository.js';
 import * as proposals from '../../services/governance/proposal-repository.js';
 import * as tokens from '../../services/governance/token-repository.js';
 import * as sessions from '../../services/governance/session-repository.js';
+import * as webhookSecrets from '../../services/alerts/webhook-secret-repository.js';
 import type { ControlDb, ControlTx, IncidentRow } from '../../services/platform/control-db.js';
 
 /**
@@ -348,6 +349,17 @@ const cases: Record<string, Case[]> = {
       run: () => tokens.revokeTokensOfPartnersOtherThan(db, ['acme', 'globex'], at),
     },
   ],
+  'alerts/webhook-secret-repository': [
+    { fn: 'listWebhookSecretStates', run: () => webhookSecrets.listWebhookSecretStates(db, 'acme') },
+    {
+      fn: 'findWebhookSecretState',
+      run: () => webhookSecrets.findWebhookSecretState(db, 'acme', 'https://hooks.example/acme'),
+    },
+    {
+      fn: 'rotateWebhookSecret',
+      run: () => webhookSecrets.rotateWebhookSecret(db, 'acme', 'https://hooks.example/acme', at, until),
+    },
+  ],
   'governance/session-repository': [
     { fn: 'createSession', run: () => sessions.createSession(db, 'tok_1', at, limits), random: true },
     {
@@ -392,6 +404,7 @@ const modules: Record<string, Record<string, unknown>> = {
   'governance/proposal-repository': proposals,
   'governance/token-repository': tokens,
   'governance/session-repository': sessions,
+  'alerts/webhook-secret-repository': webhookSecrets,
 };
 /** Exports of the repositories that send no SQL. */
 const helpers = new Set(['entryHash', 'hashToken', 'tokenView']);
