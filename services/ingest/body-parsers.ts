@@ -1,3 +1,4 @@
+import { checkedArrowFraming } from './arrow-framing.js';
 import { Readable } from 'node:stream';
 import { RecordBatchReader, type Table } from 'apache-arrow';
 import { parse as parseCsv, CsvError } from 'csv-parse';
@@ -354,7 +355,8 @@ async function* arrowRows(
   let head: Buffer = Buffer.alloc(0);
   let tail: Buffer = Buffer.alloc(0);
   async function* tracked(): AsyncGenerator<Buffer> {
-    for await (const c of body) {
+    // Declared lengths are checked as the bytes pass, before the reader allocates for them.
+    for await (const c of checkedArrowFraming(body)) {
       if (head.length < 6) head = Buffer.concat([head, c.subarray(0, 6)]).subarray(0, 6);
       tail = c.length >= 8 ? c.subarray(c.length - 8) : Buffer.concat([tail, c]).subarray(-8);
       yield c;
@@ -369,6 +371,7 @@ async function* arrowRows(
     reader = await RecordBatchReader.from(tracked());
     await reader.open();
   } catch (err) {
+    if (err instanceof Problem) throw err;
     throw badRequest(`not an Arrow IPC stream: ${safeText((err as Error).message).slice(0, 120)}`, 'body');
   }
   let row = 0;

@@ -1,0 +1,115 @@
+import { Message } from 'apache-arrow';
+import { badRequest } from '../platform/errors.js';
+
+/** What one Arrow IPC message may declare before the reader allocates for it. */
+export interface ArrowLimits {
+  /** Flatbuffer metadata of one message (a schema, a batch header): small in any real stream. */
+  maxMetadata: number;
+  /** The body of one message: one record batch's buffers, held whole by the reader. */
+  maxMessageBody: number;
+  /** Nesting of a schema's fields (a point's columns are flat). */
+  maxDepth: number;
+}
+
+export const ARROW_LIMITS: ArrowLimits = { maxMetadata: 1 << 20, maxMessageBody: 256 << 20, maxDepth: 4 };
+
+/**
+ * Checks the framing of an Arrow IPC stream (or file) as its bytes pass, before the reader sees
+ * them: every message's declared metadata length, body length, and a record batch's row count,
+ * field nodes and buffer regions against its body, and the schema's nesting. A hostile length is
+ * a 400 naming what was declared — not an allocation that takes the worker down. The bytes pass
+ * through unchanged; only message prefixes and metadata are held, never a body.
+ */
+export async function* checkedArrowFraming(
+  body: AsyncIterable<Buffer>,
+  limits: ArrowLimits = ARROW_LIMITS,
+): AsyncGenerator<Buffer> {
+  const framing = new Framing(limits);
+  for await (const chunk of body) {
+    framing.push(chunk);
+    yield chunk;
+  }
+}
+
+/** The message framing, fed chunk by chunk: holds prefixes and metadata only, skips bodies by count. */
+class Framing {
+  #buf: Buffer = Buffer.alloc(0);
+  #skip = 0;
+  #started = false;
+  #done = false;
+  #message = 0;
+  constructor(readonly limits: ArrowLimits) {}
+
+  push(chunk: Buffer): void {
+    if (this.#done) return;
+    let c = chunk;
+    if (this.#skip > 0) {
+      const n = Math.min(this.#skip, c.length);
+      this.#skip -= n;
+      c = c.subarray(n);
+    }
+    if (c.length === 0) return;
+    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, c]) : c;
+    while (!this.#done) {
+      const buf = this.#buf;
+      if (!this.#started) {
+        if (buf.length < 8) return;
+        // An Arrow file starts with ARROW1 and two bytes of padding; a stream with its first message.
+        this.#buf = buf.subarray(0, 6).toString('latin1') === 'ARROW1' ? buf.subarray(8) : buf;
+        this.#started = true;
+        continue;
+      }
+      if (buf.length < 4) return;
+      const off = buf.readUInt32LE(0) === 0xffffffff ? 4 : 0;
+      if (buf.length < off + 4) return;
+      const metaLength = buf.readInt32LE(off);
+      const refuse = (what: string) => badRequest(`Arrow message ${this.#message + 1}: ${what}`, 'body');
+      if (metaLength === 0) {
+        this.#done = true; // the end-of-stream marker (a file's footer follows)
+        return;
+      }
+      if (metaLength < 0 || metaLength > this.limits.maxMetadata)
+        throw refuse(`declares ${metaLength} bytes of metadata (at most ${this.limits.maxMetadata})`);
+      if (buf.length < off + 4 + metaLength) return;
+      const bodyLength = checkMessage(buf.subarray(off + 4, off + 4 + metaLength), this.limits, refuse);
+      this.#message++;
+      const rest = buf.subarray(off + 4 + metaLength);
+      const n = Math.min(bodyLength, rest.length);
+      this.#skip = bodyLength - n;
+      this.#buf = Buffer.from(rest.subarray(n)); // a copy: the chunk goes on downstream
+      if (this.#skip > 0) return;
+    }
+  }
+}
+
+/** Checks one message's metadata against the limits; returns its body length. */
+function checkMessage(meta: Buffer, limits: ArrowLimits, refuse: (what: string) => Error): number {
+  let m: Message;
+  try {
+    m = Message.decode(meta);
+  } catch {
+    throw refuse('its metadata cannot be read');
+  }
+  const bodyLength = Number(m.bodyLength);
+  if (!Number.isSafeInteger(bodyLength) || bodyLength < 0 || bodyLength > limits.maxMessageBody)
+    throw refuse(`declares a body of ${m.bodyLength} bytes (at most ${limits.maxMessageBody} per message)`);
+  if (m.isSchema()) {
+    const depth = (fields: readonly { type: { children?: readonly unknown[] } }[], d: number): number =>
+      Math.max(d, ...fields.map((f) => depth((f.type.children ?? []) as never, d + 1)));
+    if (depth(m.header().fields as never, 1) > limits.maxDepth)
+      throw refuse(`nests its fields deeper than ${limits.maxDepth}`);
+  } else if (m.isRecordBatch() || m.isDictionaryBatch()) {
+    const batch = m.isRecordBatch() ? m.header() : m.header().data;
+    const rows = Number(batch.length);
+    // A row takes at least a bit of its body (or a field node says how many rows are null).
+    if (!Number.isSafeInteger(rows) || rows < 0 || rows > bodyLength * 8 + (1 << 16))
+      throw refuse(`declares ${batch.length} rows for a body of ${bodyLength} bytes`);
+    for (const node of batch.nodes)
+      if (Number(node.length) > rows || Number(node.length) < 0 || Number(node.nullCount) > Number(node.length))
+        throw refuse(`has a column of ${node.length} values in a batch of ${rows} rows`);
+    for (const b of batch.buffers)
+      if (Number(b.offset) < 0 || Number(b.length) < 0 || Number(b.offset) + Number(b.length) > bodyLength)
+        throw refuse(`has a buffer past the end of its ${bodyLength}-byte body`);
+  }
+  return bodyLength;
+}
