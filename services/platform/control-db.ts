@@ -268,6 +268,9 @@ function handle(db: ControlDb, kind: ControlDbHandle['kind']): ControlDbHandle {
 }
 
 /** Opens the control plane: the pg driver for DATABASE_URL, else PGlite under the data dir. */
+/** The embedded control plane's buffer pool (PostgreSQL's default is 128 MB). */
+const PGLITE_SHARED_BUFFERS = '16MB';
+
 export async function openControlDb(opts: {
   databaseUrl?: string | undefined;
   dataDir?: string;
@@ -286,6 +289,12 @@ export async function openControlDb(opts: {
     dir = join(opts.dataDir, 'pglite');
     mkdirSync(dir, { recursive: true });
   }
-  const lite = await PGlite.create({ ...(dir ? { dataDir: dir } : {}), parsers: { 20: (v: string) => Number(v) } });
+  const lite = await PGlite.create({
+    ...(dir ? { dataDir: dir } : {}),
+    parsers: { 20: (v: string) => Number(v) },
+    // The control plane is small: PostgreSQL's 128 MB buffer pool would only grow the WASM heap,
+    // which never shrinks (the demo's first start peaked near 1 GB RSS with it).
+    startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
+  });
   return handle(new Kysely<Database>({ dialect: new PostgresDialect({ pool: pglitePool(lite) as never }) }), 'pglite');
 }
