@@ -6,7 +6,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { findPrincipalByToken, type Role } from '../services/governance/token-repository.js';
 import { createSession, endSession, findPrincipalBySession } from '../services/governance/session-repository.js';
-import { problemSchema } from '../services/platform/errors.js';
+import { problemResponses, problemSchema } from '../services/platform/errors.js';
 import { caller, SESSION_COOKIE, auditRequest } from '../services/governance/auth.js';
 import { forbidden, Problem } from '../services/platform/errors.js';
 import { packageRoot } from '../services/platform/paths.js';
@@ -42,12 +42,7 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
         body: z.strictObject({ token: z.string().min(1).max(512) }),
         response: {
           200: whoSchema,
-          400: problemSchema,
-          401: problemSchema,
-          403: problemSchema,
-          413: problemSchema,
-          415: problemSchema,
-          500: problemSchema,
+          ...problemResponses(400, 401, 403, 413, 415),
         },
       },
     },

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { badRequest, problemSchema } from '../platform/errors.js';
+import { badRequest, problemResponses, problemSchema } from '../platform/errors.js';
 import { requireRole, caller, auditRequest } from '../governance/auth.js';
 import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
@@ -276,12 +276,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         body: rotateWebhookSchema,
         response: {
           200: webhookViewSchema,
-          400: problemSchema,
-          401: problemSchema,
-          403: problemSchema,
-          413: problemSchema,
-          415: problemSchema,
-          500: problemSchema,
+          ...problemResponses(400, 401, 403, 413, 415),
         },
       },
     },
@@ -289,7 +284,8 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
       const p = caller(req);
       requireRole(p, 'admin');
       const partner = p.partnerId!;
-      if (!(await webhookViews(p)).some((w) => w.url === req.body.url))
+      const endpoints = webhookEndpoints(p);
+      if (!endpoints.has(req.body.url))
         throw badRequest("url: not one of your partner's webhook endpoints in the agreement", 'body.url');
       const now = room.clock.now();
       const overlapHours = req.body.overlapHours ?? 24;
@@ -305,12 +301,12 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         // The URL is the partner's own setting in the shared agreement; the secrets are never logged.
         details: { url: req.body.url, overlapHours },
       });
-      return (await webhookViews(p)).find((w) => w.url === req.body.url)!;
+      return (await webhookViews(p, new Map([[req.body.url, endpoints.get(req.body.url)!]])))[0]!;
     },
   );
 
-  /** The caller's partner's endpoints (of the KPIs it may see) with their secrets as they sign now. */
-  async function webhookViews(p: Principal): Promise<WebhookView[]> {
+  /** The caller's partner's endpoints in the agreement, each with the KPIs (the caller may see) it serves. */
+  function webhookEndpoints(p: Principal): Map<string, string[]> {
     const byUrl = new Map<string, string[]>();
     // Only the KPIs the caller may see: an owner outside a need-to-know KPI does not learn of it here either.
     for (const k of room.agreement().agreement.kpis) {
@@ -318,7 +314,12 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
       const hook = p.partnerId ? k.owners[p.partnerId]?.webhook : undefined;
       if (hook) byUrl.set(hook, [...(byUrl.get(hook) ?? []), k.id]);
     }
-    if (!p.partnerId) return [];
+    return byUrl;
+  }
+
+  /** Those endpoints with their secrets as they sign now, and whether a 410 disabled them. */
+  async function webhookViews(p: Principal, byUrl = webhookEndpoints(p)): Promise<WebhookView[]> {
+    if (!p.partnerId || byUrl.size === 0) return [];
     const disabled = await listWebhookEndpoints(room.control.db, [...byUrl.keys()]);
     const states = await listWebhookSecretStates(room.control.db, p.partnerId);
     const now = room.clock.now();

@@ -2,7 +2,7 @@ import { endSessionsOfToken } from './session-repository.js';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { problemSchema } from '../platform/errors.js';
+import { problemResponses, problemSchema } from '../platform/errors.js';
 import { requirePartnerAdmin, caller, auditRequest } from './auth.js';
 import { privilegedNames } from '../platform/agreement-schema.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
@@ -99,12 +99,7 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         }),
         response: {
           201: issuedTokenSchema,
-          400: problemSchema,
-          401: problemSchema,
-          403: problemSchema,
-          413: problemSchema,
-          415: problemSchema,
-          500: problemSchema,
+          ...problemResponses(400, 401, 403, 413, 415),
         },
       },
     },

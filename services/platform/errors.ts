@@ -23,6 +23,14 @@ export const problemSchema = z
   .loose()
   .describe('RFC 9457 problem details');
 
+/**
+ * The problem responses of a route, one schema per status code (the route adds its own 2xx):
+ * `{ 200: mySchema, ...problemResponses(400, 401, 403, 413, 415) }`; 500 is always there.
+ */
+export function problemResponses(...codes: number[]): Record<number, typeof problemSchema> {
+  return Object.fromEntries([...codes, 500].map((c) => [c, problemSchema]));
+}
+
 /** One field-level complaint inside a problem document. */
 export type FieldError = z.infer<typeof fieldErrorSchema>;
 

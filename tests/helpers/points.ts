@@ -41,3 +41,12 @@ export function leadTimePoints(n: number, prefix = 'ORD'): TestPoint[] {
     ...(i % 3 === 0 ? {} : { dims: { region: i % 2 ? 'north' : 'south' } }),
   }));
 }
+
+/** The four body types of POST /v1/points, by kind. */
+export const mediaTypes = {
+  json: 'application/json',
+  ndjson: 'application/x-ndjson',
+  csv: 'text/csv',
+  arrow: 'application/vnd.apache.arrow.stream',
+} as const;
+export type BodyKind = keyof typeof mediaTypes;

@@ -112,3 +112,13 @@ export async function startTestRoom(
     },
   };
 }
+
+/** The rows of a DuckDB table of the room (points, batches): what landed, whatever the snapshot. */
+export async function rowCount(t: Pick<TestRoom, 'room'>, table: 'points' | 'batches'): Promise<number> {
+  const c = await t.room.duck.connect();
+  try {
+    return Number((await c.runAndReadAll(`SELECT count(*)::BIGINT AS n FROM ${table}`)).getRowObjectsJson()[0]!['n']);
+  } finally {
+    t.room.duck.release(c);
+  }
+}

@@ -5,7 +5,8 @@
 import { Float64, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { mediaTypes } from '../helpers/points.js';
+import { rowCount, startTestRoom, type TestRoom } from '../helpers/test-room.js';
 import { timeout } from '../helpers/timeouts.js';
 
 let t: TestRoom;
@@ -16,7 +17,6 @@ beforeAll(async () => {
 afterAll(async () => t?.close());
 
 const RUNS = Number(process.env['PARITY_ARROW_FUZZ_RUNS'] ?? 400);
-const ARROW = 'application/vnd.apache.arrow.stream';
 
 function stream(rows: number, subject = (i: number) => `S-${i}`): Uint8Array {
   const days = ['2026-11-17T08:00:00Z', '2026-11-18T09:30:00Z', '2026-11-19T11:15:00Z'];
@@ -46,21 +46,14 @@ function stream(rows: number, subject = (i: number) => `S-${i}`): Uint8Array {
 async function post(body: Uint8Array, ms = timeout(30_000)) {
   const res = await fetch(`${t.url}/v1/points`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${await t.token('acme', 'ingest')}`, 'content-type': ARROW },
+    headers: { authorization: `Bearer ${await t.token('acme', 'ingest')}`, 'content-type': mediaTypes.arrow },
     body: body as BodyInit,
     signal: AbortSignal.timeout(ms),
   });
   return { status: res.status, body: await res.text() };
 }
 
-async function pointCount(): Promise<number> {
-  const c = await t.room.duck.connect();
-  try {
-    return Number((await c.runAndReadAll('SELECT count(*)::BIGINT AS n FROM points')).getRowObjectsJson()[0]!['n']);
-  } finally {
-    t.room.duck.release(c);
-  }
-}
+const pointCount = () => rowCount(t, 'points');
 
 describe('Arrow bodies', () => {
   it(

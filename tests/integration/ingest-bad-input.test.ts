@@ -12,8 +12,8 @@ import {
 } from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPseudonymiser } from '../../services/ingest/pseudonymiser.js';
-import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
-import { arrow, csv, jsonBody, leadTimePoints, ndjson } from '../helpers/points.js';
+import { rowCount, startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { arrow, csv, jsonBody, leadTimePoints, mediaTypes, ndjson, type BodyKind } from '../helpers/points.js';
 
 /**
  * Hostile and broken uploads to POST /v1/points: every one must be refused with a precise 4xx
@@ -32,13 +32,8 @@ beforeAll(async () => {
 });
 afterAll(async () => t?.close());
 
-type Kind = 'json' | 'ndjson' | 'csv' | 'arrow';
-const mediaType: Record<Kind, string> = {
-  json: 'application/json',
-  ndjson: 'application/x-ndjson',
-  csv: 'text/csv',
-  arrow: 'application/vnd.apache.arrow.stream',
-};
+type Kind = BodyKind;
+const mediaType = mediaTypes;
 const allKinds: Kind[] = ['json', 'ndjson', 'csv', 'arrow'];
 
 interface Res {
@@ -83,14 +78,7 @@ async function post(
 }
 
 async function counts(): Promise<{ points: number; batches: number }> {
-  const c = await t.room.duck.connect();
-  try {
-    const p = (await c.runAndReadAll('SELECT count(*)::INTEGER AS n FROM points')).getRowObjects()[0]!['n'];
-    const b = (await c.runAndReadAll('SELECT count(*)::INTEGER AS n FROM batches')).getRowObjects()[0]!['n'];
-    return { points: Number(p), batches: Number(b) };
-  } finally {
-    t.room.duck.release(c);
-  }
+  return { points: await rowCount(t, 'points'), batches: await rowCount(t, 'batches') };
 }
 
 async function healthy(): Promise<void> {

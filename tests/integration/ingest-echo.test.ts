@@ -6,6 +6,7 @@
 import { tableToIPC, Table, vectorFromArray, Utf8, Float64, type Vector } from 'apache-arrow';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mediaTypes, type BodyKind } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 import { timeout } from '../helpers/timeouts.js';
 
@@ -17,13 +18,8 @@ afterAll(async () => t?.close());
 
 const RUNS = Number(process.env['PARITY_ECHO_RUNS'] ?? 60);
 
-type Kind = 'ndjson' | 'json' | 'csv' | 'arrow';
-const TYPES: Record<Kind, string> = {
-  ndjson: 'application/x-ndjson',
-  json: 'application/json',
-  csv: 'text/csv',
-  arrow: 'application/vnd.apache.arrow.stream',
-};
+type Kind = BodyKind;
+const TYPES = mediaTypes;
 
 const good = { kpi: 'lead_time', at: '2026-11-20T10:00:00Z', value: 4, subject: 'S-GOOD' };
 

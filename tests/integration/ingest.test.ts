@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPseudonymiser } from '../../services/ingest/pseudonymiser.js';
-import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { rowCount, startTestRoom, type TestRoom } from '../helpers/test-room.js';
 import { arrow, csv, jsonBody, leadTimePoints, ndjson, type TestPoint } from '../helpers/points.js';
 
 let t: TestRoom;
@@ -49,14 +49,7 @@ async function landed(snapshot: number) {
   }
 }
 
-async function pointCount(): Promise<number> {
-  const c = await t.room.duck.connect();
-  try {
-    return Number((await c.runAndReadAll('SELECT count(*)::INTEGER AS n FROM points')).getRowObjects()[0]!['n']);
-  } finally {
-    t.room.duck.release(c);
-  }
-}
+const pointCount = () => rowCount(t, 'points');
 
 const points = leadTimePoints(40);
 
