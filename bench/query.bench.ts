@@ -639,6 +639,9 @@ function checkHttp(
         partners: r.partners ?? 0,
         protects: r.protects ?? true,
         dominated: r.dominated ?? true,
+        // The benchmark's points are inserted directly, released at once (no held_atoms rows).
+        pending: false,
+        asOf: null,
       };
       const [want] = disclose(
         [{ ...r, ...raw, group: r.grp, value: r.value === null ? null : round12(r.value) }],

@@ -178,6 +178,7 @@ export class BatchLander {
             receivedAt: receivedAt.toISOString(),
             landedAt: this.clock.now().toISOString(),
           };
+          await tx.holdAtoms(snap);
           await tx.insertBatch({
             id: batchId,
             snapshot: snap,
@@ -209,6 +210,8 @@ export class BatchLander {
         receivedAt,
         landedAt: new Date(receipt.landedAt),
       });
+      // Visible once its release step ran (at once unless an earlier batch is still landing).
+      await this.duck.snapshots.visible(receipt.snapshot);
       return { status: 202, receipt };
     } catch (err) {
       if (snapshot !== undefined) this.duck.snapshots.abort(snapshot);

@@ -7,7 +7,9 @@ import { mergeDaySpans } from './calendar.js';
 /**
  * Snapshot numbers are handed out when a batch starts landing and become visible only
  * when every lower number has committed or aborted. A reader at the watermark therefore
- * never sees a later batch before an earlier one, and "as of N" is stable forever.
+ * never sees a later batch before an earlier one, and "as of N" is stable forever. With a
+ * settle step ({@link settleWith}: the release of a snapshot's atoms, docs/privacy.md §3), each
+ * committed snapshot is settled in snapshot order before the watermark includes it.
  */
 export class SnapshotTracker {
   #next: number;
@@ -15,6 +17,9 @@ export class SnapshotTracker {
   readonly #pending = new Set<number>();
   readonly #committed = new Set<number>();
   readonly #listeners = new Set<(latest: number) => void>();
+  #settle: ((n: number) => Promise<void>) | undefined;
+  #pumping = false;
+  readonly #waiters: { n: number; wake: () => void }[] = [];
 
   constructor(latestLanded: number) {
     this.#latest = latestLanded;
@@ -24,36 +29,72 @@ export class SnapshotTracker {
   get latest(): number {
     return this.#latest;
   }
+  /** Runs `fn` for each committed snapshot, one at a time in order, before the watermark includes it. */
+  settleWith(fn: (n: number) => Promise<void>): void {
+    this.#settle = fn;
+  }
   reserve(): number {
     const n = this.#next++;
     this.#pending.add(n);
     return n;
   }
   commit(n: number): void {
-    this.#settle(n, true);
+    if (!this.#pending.delete(n)) return;
+    this.#committed.add(n);
+    this.#advance();
   }
   abort(n: number): void {
-    this.#settle(n, false);
+    if (this.#pending.delete(n)) this.#advance();
   }
   onAdvance(fn: (latest: number) => void): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
   }
-  #settle(n: number, committed: boolean): void {
-    if (!this.#pending.delete(n)) return;
-    if (committed) this.#committed.add(n);
-    const before = this.#latest;
+  /**
+   * Resolves once snapshot `n` (committed) is visible, or at once when an earlier batch is still
+   * landing: a batch never waits on a slower partner's upload.
+   */
+  visible(n: number): Promise<void> {
+    if (this.#latest >= n || [...this.#pending].some((p) => p < n)) return Promise.resolve();
+    return new Promise((wake) => this.#waiters.push({ n, wake }));
+  }
+  /** The committed snapshots every lower number of which has settled, in order. */
+  #ready(): number[] {
     let low = Infinity;
     for (const p of this.#pending) low = Math.min(low, p);
     const ceiling = low === Infinity ? this.#next - 1 : low - 1;
-    // The watermark names the last landed batch at or below the ceiling.
-    for (const c of this.#committed) {
-      if (c <= ceiling) {
-        this.#latest = Math.max(this.#latest, c);
-        this.#committed.delete(c);
-      }
+    return [...this.#committed].filter((c) => c <= ceiling).sort((a, b) => a - b);
+  }
+  #advance(): void {
+    if (!this.#settle) {
+      const ready = this.#ready();
+      for (const c of ready) this.#committed.delete(c);
+      if (ready.length > 0) this.#publish(Math.max(this.#latest, ready.at(-1)!));
+      return;
     }
-    if (this.#latest !== before) for (const fn of this.#listeners) fn(this.#latest);
+    if (this.#pumping) return;
+    this.#pumping = true;
+    void (async () => {
+      try {
+        for (let ready = this.#ready(); ready.length > 0; ready = this.#ready()) {
+          for (const c of ready) {
+            // The settle step keeps what it cannot decide pending (fail closed) and never throws.
+            await this.#settle!(c).catch(() => undefined);
+            this.#committed.delete(c);
+            this.#publish(Math.max(this.#latest, c));
+          }
+        }
+      } finally {
+        this.#pumping = false;
+      }
+    })();
+  }
+  #publish(latest: number): void {
+    if (latest === this.#latest) return;
+    this.#latest = latest;
+    for (const fn of this.#listeners) fn(latest);
+    for (let i = this.#waiters.length - 1; i >= 0; i--)
+      if (this.#waiters[i]!.n <= latest) this.#waiters.splice(i, 1)[0]!.wake();
   }
 }
 
@@ -234,6 +275,28 @@ export interface Retirement {
   perKpi: Record<string, number>;
 }
 
+/** What a release step runs its statements on: the settle transaction of one snapshot. */
+export interface ReleaseExec {
+  run(sql: string, params?: DuckDBValue[]): Promise<number>;
+  all(sql: string, params?: DuckDBValue[]): Promise<Record<string, Json>[]>;
+}
+
+/**
+ * Decides, in the settle transaction of `snapshot`, which pending atoms of the KPIs it touched
+ * are released (the query layer's disclosure model, services/query/release.ts).
+ */
+export type Releaser = (exec: ReleaseExec, snapshot: number, kpis: readonly string[]) => Promise<void>;
+
+/** Without a disclosure model (the store's own tests): every pending atom of the KPIs is released. */
+export const releaseEverything: Releaser = async (exec, snapshot, kpis) => {
+  for (const kpi of kpis)
+    await exec.run('UPDATE held_atoms SET released = $1 WHERE kpi = $2 AND released IS NULL AND snapshot <= $1', [
+      snapshot,
+      kpi,
+    ]);
+  await exec.run('DELETE FROM held_atoms WHERE released = snapshot');
+};
+
 /** One statement and its parameters, as the aggregate compiler makes them. */
 export interface Statement {
   sql: string;
@@ -309,6 +372,17 @@ export class StoreTransaction {
     await this.#conn.run(INSERT_SEGMENT, [b.snapshot, b.partner, segment, b.timezone]);
   }
 
+  /**
+   * The atoms of the batch's points (partner × local day × dims), pending until the release step
+   * of its snapshot decides (fail closed: an atom no step released is never counted).
+   */
+  async holdAtoms(snapshot: number): Promise<void> {
+    await this.#conn.run(
+      'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) SELECT DISTINCT kpi, partner, snapshot, local_day, dims FROM points WHERE snapshot = $1',
+      [snapshot],
+    );
+  }
+
   /** The batch's receipt: its snapshot lands with its points. */
   async insertBatch(b: BatchRecord): Promise<void> {
     await insertBatch(this.#conn, b);
@@ -344,6 +418,7 @@ export class DuckStore {
     slots: { size: number; queue: number },
   ) {
     this.snapshots = new SnapshotTracker(latest);
+    this.snapshots.settleWith((n) => this.#release(n));
     this.slots = new WriterSlots(slots.size, slots.queue);
     this.snapshots.onAdvance((watermark) => {
       for (const [snapshot, kpis] of this.#unannounced) {
@@ -362,6 +437,34 @@ export class DuckStore {
     this.#remember(b);
     this.#unannounced.set(b.snapshot, b.kpis);
     this.snapshots.commit(b.snapshot);
+  }
+
+  /** The release step of every snapshot (services/query/release.ts); until set, everything is released. */
+  releaser: Releaser = releaseEverything;
+  /** Release steps that failed: their atoms stay pending until a later snapshot of the KPI releases them. */
+  releaseFailures = 0;
+  readonly #releaseErrorListeners = new Set<(err: unknown, snapshot: number) => void>();
+  onReleaseError(fn: (err: unknown, snapshot: number) => void): () => void {
+    this.#releaseErrorListeners.add(fn);
+    return () => void this.#releaseErrorListeners.delete(fn);
+  }
+
+  /** Settles a committed snapshot: its KPIs' pending atoms released or kept, in one transaction. */
+  async #release(snapshot: number): Promise<void> {
+    const kpis = this.#unannounced.get(snapshot);
+    if (!kpis || kpis.length === 0 || this.#closed) return;
+    try {
+      await this.#transaction(async (c) => {
+        const exec: ReleaseExec = {
+          run: async (sql, params) => Number((await c.run(sql, params)).rowsChanged),
+          all: async (sql, params) => (await c.runAndReadAll(sql, params)).getRowObjectsJson(),
+        };
+        await this.releaser(exec, snapshot, kpis);
+      });
+    } catch (err) {
+      this.releaseFailures++;
+      for (const fn of this.#releaseErrorListeners) fn(err, snapshot);
+    }
   }
 
   #remember(b: LandedBatch): void {
@@ -628,6 +731,7 @@ export class DuckStore {
         const deleted = Number(
           (await c.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged,
         );
+        await c.run('DELETE FROM held_atoms WHERE local_day < $1::DATE', [before]);
         const perKpi = Object.fromEntries(counts.map((x) => [x.kpi, x.n]));
         const at = receipt.at.toISOString();
         await insertBatch(c, {
@@ -667,6 +771,7 @@ export class DuckStore {
         receivedAt: receipt.at,
         landedAt: receipt.at,
       });
+      await this.snapshots.visible(done.snapshot);
       return done;
     } catch (err) {
       if (snapshot !== undefined) this.snapshots.abort(snapshot);
@@ -771,25 +876,35 @@ export class DuckStore {
 
   /** The first and last local day of a KPI's points at or below snapshot `upTo`; null without points. */
   async pointDays(kpi: string, upTo: number): Promise<[string, string][] | null> {
-    const spans = await this.#daySpans('kpi = $1 AND snapshot <= $2', [kpi, upTo]);
+    const spans = await this.#daySpans('SELECT kpi, local_day FROM points WHERE kpi = $1 AND snapshot <= $2', [
+      kpi,
+      upTo,
+    ]);
     return spans.get(kpi) ?? null;
   }
 
-  /** Per KPI, the local days of the points of snapshots in (after, upTo], as merged spans. */
+  /**
+   * Per KPI, the local days of the points of snapshots in (after, upTo] and of the atoms released
+   * in that range after waiting (their cells moved then), as merged spans.
+   */
   async touchedDays(after: number, upTo: number): Promise<Map<string, [string, string][]>> {
-    return this.#daySpans('snapshot > $1 AND snapshot <= $2', [after, upTo]);
+    return this.#daySpans(
+      `SELECT kpi, local_day FROM points WHERE snapshot > $1 AND snapshot <= $2
+       UNION ALL SELECT kpi, local_day FROM held_atoms WHERE released > $1 AND released <= $2`,
+      [after, upTo],
+    );
   }
 
   /**
-   * Per KPI, the distinct local days of the points `where` selects, merged into spans: a batch
+   * Per KPI, the distinct local days of the rows `source` selects, merged into spans: a batch
    * of sparse points over years touches a few days, and the rollups recompute only the periods
    * holding them.
    */
-  async #daySpans(where: string, params: DuckDBValue[]): Promise<Map<string, [string, string][]>> {
+  async #daySpans(source: string, params: DuckDBValue[]): Promise<Map<string, [string, string][]>> {
     const rows = await this.#pooled(async (c) =>
       (
         await c.runAndReadAll(
-          `SELECT kpi, local_day::VARCHAR AS day FROM points WHERE ${where} GROUP BY kpi, local_day ORDER BY kpi, local_day`,
+          `SELECT kpi, local_day::VARCHAR AS day FROM (${source}) AS days GROUP BY kpi, local_day ORDER BY kpi, local_day`,
           params,
         )
       ).getRowObjectsJson(),

@@ -84,14 +84,31 @@ const dimColumn = (kpi: Kpi, key: string) => `dim_${Object.keys(kpi.dimensions).
 /**
  * The KPI's points in [first, last] as of the snapshot, each agreed dimension's value extracted
  * once into dim_<i> (JSON is parsed once per point, not once per family): what every fragment
- * below reads.
+ * below reads. `rel` says whether the point is released at the snapshot (no row of its atom in
+ * `held_atoms` says it is pending or released later, docs/privacy.md §3) and `rsnap` the
+ * snapshot that released it.
  */
-function pointsIn(kpi: Kpi, snapshot: number, first: string, last: string, params: Params): string {
+function pointsIn(
+  kpi: Kpi,
+  snapshot: number,
+  first: string,
+  last: string,
+  params: Params,
+  and: (ps: Params) => string = () => '',
+): string {
   const dims = dimColumns(kpi, params);
+  const id = params.bind(kpi.id);
+  const snap = params.bind(snapshot);
   return [
-    `SELECT partner, subject, value, local_day, dims${dims} FROM points`,
-    `WHERE kpi = ${params.bind(kpi.id)} AND snapshot <= ${params.bind(snapshot)}`,
-    `  AND local_day >= ${params.bind(first)}::DATE AND local_day <= ${params.bind(last)}::DATE`,
+    `SELECT *${dims} FROM (`,
+    '  SELECT p.partner, p.subject, p.value, p.local_day, p.dims,',
+    '    coalesce(h.released <= p.snap, h.partner IS NULL) AS rel, coalesce(h.released, p.snapshot) AS rsnap',
+    `  FROM (SELECT *, ${snap}::UINTEGER AS snap FROM points`,
+    `    WHERE kpi = ${id} AND snapshot <= ${snap}`,
+    `      AND local_day >= ${params.bind(first)}::DATE AND local_day <= ${params.bind(last)}::DATE${and(params)}) AS p`,
+    `  LEFT JOIN (SELECT * FROM held_atoms WHERE kpi = ${id} AND snapshot <= ${snap}) AS h`,
+    '    ON h.partner = p.partner AND h.snapshot = p.snapshot AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims',
+    ') AS pts',
   ].join('\n');
 }
 
@@ -138,7 +155,14 @@ function familyParts(kpi: Kpi, rules: DisclosureRules, i: number, source: string
  * sum, or the cell belongs to a combined KPI without consent and has fewer than three partners
  * (`parts`: partsOf()).
  */
-function flaggedAtoms(kpi: Kpi, rules: DisclosureRules, source: string, parts: string, params: Params): string {
+function flaggedAtoms(
+  kpi: Kpi,
+  rules: DisclosureRules,
+  source: string,
+  parts: string,
+  params: Params,
+  withDims = false,
+): string {
   const k = params.bind(rules.minGroupSize);
   const bad = `b.d < ${k}${rules.threePartners ? ' OR b.np < 3' : ''}${rules.dominance === null ? '' : ' OR b.dom'}`;
   const match = families(kpi)
@@ -151,7 +175,7 @@ function flaggedAtoms(kpi: Kpi, rules: DisclosureRules, source: string, parts: s
     `SELECT a.*,`,
     `  EXISTS (SELECT 1 FROM ${parts} AS b WHERE b.partner = a.partner AND (${bad}) AND (`,
     `    ${match})) AS protected`,
-    `FROM (SELECT partner, local_day${Object.keys(kpi.dimensions)
+    `FROM (SELECT partner, local_day${withDims ? ', dims' : ''}${Object.keys(kpi.dimensions)
       .sort()
       .map((key) => `, ${dimColumn(kpi, key)}`)
       .join('')} FROM ${source} GROUP BY ALL) AS a`,
@@ -162,7 +186,8 @@ function flaggedAtoms(kpi: Kpi, rules: DisclosureRules, source: string, parts: s
  * The cells of one grain × breakdown over the points of `source` that pass `where`: the measure,
  * `n` (distinct subjects), `partners` (contributing partners), `min_part` (the fewest distinct
  * subjects of any contributing partner, from `parts`) and `protects` (an atom of the cell is
- * protected, from `flagged`).
+ * protected, from `flagged`). The rules are decided over every point; the value and `n` over the
+ * released ones, with `pending` (some point is not released) and `as_of` (the latest release).
  */
 function cellsOf(
   q: Pick<SeriesQuery, 'kpi' | 'grain' | 'by'>,
@@ -184,14 +209,16 @@ function cellsOf(
       ? `SELECT c, partner AS v, d AS min_part, false AS dominated FROM ${parts} WHERE f = ${own}`
       : `SELECT c, v, min(d) AS min_part, bool_or(dom) AS dominated FROM ${parts} WHERE f = ${own} GROUP BY c, v`;
   return [
-    "SELECT strftime(cell.c, '%Y-%m-%d') AS period, cell.g AS grp, cell.value, cell.n,",
+    "SELECT strftime(cell.c, '%Y-%m-%d') AS period, cell.g AS grp, cell.value, cell.n, cell.pending, cell.as_of,",
     // Fail closed: a cell whose parts or atoms were not found is withheld, never shown.
     '  coalesce(m.min_part, 0)::INTEGER AS min_part, cell.partners, coalesce(x.protects, true) AS protects,',
     '  coalesce(m.dominated, true) AS dominated',
     'FROM (',
     `  SELECT ${period('local_day')} AS c, ${group} AS g,`,
-    `    ${measureSql[q.kpi.measure]}::DOUBLE AS value, count(DISTINCT subject)::INTEGER AS n,`,
-    '    count(DISTINCT partner)::INTEGER AS partners',
+    `    (${measureSql[q.kpi.measure]} FILTER (WHERE rel))::DOUBLE AS value,`,
+    '    (count(DISTINCT subject) FILTER (WHERE rel))::INTEGER AS n,',
+    '    count(DISTINCT partner)::INTEGER AS partners, bool_or(NOT rel) AS pending,',
+    '    (max(rsnap) FILTER (WHERE rel))::INTEGER AS as_of',
     `  FROM ${source} WHERE ${where(period('local_day'), params)} GROUP BY ALL`,
     ') AS cell',
     `LEFT JOIN (${minPart}) AS m ON m.c = cell.c AND m.v IS NOT DISTINCT FROM cell.g`,
@@ -242,6 +269,8 @@ export function rawCellOf(row: Record<string, unknown>): RawCell {
     partners: Number(row['partners']),
     protects: row['protects'] !== false, // fail closed
     dominated: row['dominated'] !== false, // fail closed
+    pending: row['pending'] !== false, // fail closed
+    asOf: row['as_of'] == null ? null : Number(row['as_of']),
   };
 }
 
@@ -274,9 +303,10 @@ export function periodGroups(days: DaySpans, grain: Grain): string[][] {
 /** The points of `group`'s periods (pointsIn() over their days, only those periods' days). */
 function pointsOfPeriods(kpi: Kpi, snapshot: number, grain: Grain, group: readonly string[], params: Params): string {
   const last = periodEnd(group.at(-1)!, grain);
-  const list = group.map((p) => `${params.bind(p)}::DATE`).join(', ');
-  return `${pointsIn(kpi, snapshot, group[0]!, last, params)}
-  AND date_trunc(${grainSql[grain]}, local_day) IN (${list})`;
+  const first = group[0]!;
+  const inGroup = (ps: Params) =>
+    `\n      AND date_trunc(${grainSql[grain]}, local_day) IN (${group.map((p) => `${ps.bind(p)}::DATE`).join(', ')})`;
+  return pointsIn(kpi, snapshot, first, last, params, inGroup);
 }
 
 /** The persisted parts around [first, last] (every cell holding one of its days), with `np` and `dom`. */
@@ -371,8 +401,8 @@ export function compileRollupRefresh(
         );
         out.push({
           sql: [
-            'INSERT INTO rollup_cells (kpi, grain, breakdown, period, grp, value, n, min_part, partners, protects, dominated)',
-            `SELECT ${head.join(', ')}, period, grp, value, n, min_part, partners, protects, dominated FROM (`,
+            'INSERT INTO rollup_cells (kpi, grain, breakdown, period, grp, value, n, min_part, partners, protects, dominated, pending, as_of)',
+            `SELECT ${head.join(', ')}, period, grp, value, n, min_part, partners, protects, dominated, pending, as_of FROM (`,
             cells,
             ') AS cells',
           ].join('\n'),
@@ -410,7 +440,7 @@ export function compileRollupRefresh(
 export function compileRollupRead(q: SeriesQuery, fromPeriod: string, toPeriod: string): CompiledSql {
   return {
     sql: [
-      'SELECT s.snapshot::INTEGER AS state_snapshot, s.signature, c.period, c.grp, c.value, c.n, c.min_part, c.partners, c.protects, c.dominated',
+      'SELECT s.snapshot::INTEGER AS state_snapshot, s.signature, c.period, c.grp, c.value, c.n, c.min_part, c.partners, c.protects, c.dominated, c.pending, c.as_of::INTEGER AS as_of',
       'FROM rollup_state s',
       'LEFT JOIN rollup_cells c',
       '  ON c.kpi = s.kpi AND c.grain = $2 AND c.breakdown = $3 AND c.period >= $4 AND c.period <= $5',
@@ -418,5 +448,59 @@ export function compileRollupRead(q: SeriesQuery, fromPeriod: string, toPeriod: 
       'ORDER BY c.period, c.grp NULLS FIRST',
     ].join('\n'),
     params: [q.kpi.id, q.grain, breakdownKey(q.by), fromPeriod, toPeriod],
+  };
+}
+
+/** The temporary table a release step narrows its candidate atoms in. */
+const CANDIDATES_TABLE = 'release_candidates';
+
+/**
+ * The statements of one KPI's release step at `snapshot` (docs/privacy.md §3). The candidates are
+ * its pending atoms; their points are the change the step would publish. `drop` removes every
+ * candidate atom that lies in a failing part of that change — in some readable cell a partner's
+ * change has fewer than k distinct subjects or dominates the change's sum, or (combined, without
+ * consent) fewer than three partners changed — and is run until it removes nothing (removing an
+ * atom can make another cell's change fail). `release` then releases what is left.
+ */
+export function compileRelease(
+  kpi: Kpi,
+  rules: DisclosureRules,
+  snapshot: number,
+): { candidates: CompiledSql; drop: CompiledSql; release: CompiledSql; done: CompiledSql } {
+  const c = CANDIDATES_TABLE;
+  const ps = new Params();
+  const id = ps.bind(kpi.id);
+  const snap = ps.bind(snapshot);
+  const change = [
+    `(SELECT *${dimColumns(kpi, ps)} FROM (`,
+    '  SELECT p.partner, p.subject, p.value, p.local_day, p.dims FROM points p',
+    `  SEMI JOIN ${c} c ON c.partner = p.partner AND c.snapshot = p.snapshot AND c.local_day = p.local_day AND c.dims IS NOT DISTINCT FROM p.dims`,
+    `  WHERE p.kpi = ${id} AND p.snapshot <= ${snap}`,
+    `    AND p.local_day >= (SELECT min(local_day) FROM ${c}) AND p.local_day <= (SELECT max(local_day) FROM ${c})`,
+    ') AS x) AS change',
+  ].join('\n');
+  const parts = `(${partsOf(kpi, rules, change)})`;
+  const flagged = flaggedAtoms(kpi, rules, change, parts, ps, true);
+  return {
+    candidates: {
+      sql: `CREATE OR REPLACE TEMP TABLE ${c} AS SELECT partner, snapshot, local_day, dims FROM held_atoms WHERE kpi = $1 AND released IS NULL AND snapshot <= $2`,
+      params: [kpi.id, snapshot],
+    },
+    drop: {
+      sql: [
+        `DELETE FROM ${c} USING (SELECT partner, local_day, dims FROM (\n${flagged}\n) AS f WHERE protected) AS bad`,
+        `WHERE ${c}.partner = bad.partner AND ${c}.local_day = bad.local_day AND ${c}.dims IS NOT DISTINCT FROM bad.dims`,
+      ].join('\n'),
+      params: ps.list,
+    },
+    release: {
+      sql: [
+        `UPDATE held_atoms SET released = $2 FROM ${c} c`,
+        'WHERE held_atoms.kpi = $1 AND held_atoms.released IS NULL AND c.partner = held_atoms.partner',
+        '  AND c.snapshot = held_atoms.snapshot AND c.local_day = held_atoms.local_day AND c.dims IS NOT DISTINCT FROM held_atoms.dims',
+      ].join('\n'),
+      params: [kpi.id, snapshot],
+    },
+    done: { sql: `DROP TABLE IF EXISTS ${c}`, params: [] },
   };
 }

@@ -51,6 +51,13 @@ export interface RawCell {
    * points to retention, and its value now against its value before would be what was deleted.
    */
   expired?: boolean;
+  /**
+   * Whether the cell holds points not released at the snapshot read (docs/privacy.md §3): `value`
+   * and `n` are then those of its released points, the ones served since snapshot `asOf`.
+   */
+  pending: boolean;
+  /** The latest release among the cell's released points; null when none is released. */
+  asOf: number | null;
 }
 
 /** Why a cell is withheld: the codes are stable, the words are the API's English. */
@@ -66,6 +73,10 @@ export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
       return 'Withheld so that another withheld figure cannot be worked out from this one.';
     case 'retention':
       return "Part of this period is past the agreement's retention; what is left is not shown on its own.";
+    case 'pending':
+      return `Not shown yet: its points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.`;
+    case 'held':
+      return `The value served since snapshot asOf: newer points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.`;
   }
 }
 
@@ -76,6 +87,7 @@ export function withholdReason(c: RawCell, rules: DisclosureRules): ReasonCode |
   if (rules.threePartners && c.partners < 3) return 'few_partners';
   if (c.dominated) return 'dominance';
   if (c.protects) return 'protects';
+  if (c.pending && c.asOf === null) return 'pending';
   return null;
 }
 
@@ -86,7 +98,9 @@ export function withholdReason(c: RawCell, rules: DisclosureRules): ReasonCode |
  * two, and none of its points lies in a withheld part of any other readable cell of the KPI
  * (the linked-cell rule: no withheld part follows from disclosed cells by subtraction across
  * grains, breakdowns or the reader's own data). The decision depends on the cells and the
- * agreement only, so every reader gets the same bytes.
+ * agreement only, so every reader gets the same bytes. A cell that passes but holds points not
+ * released yet (their change has not passed the rules, docs/privacy.md §3) is *held*: it shows
+ * the value of its released points, served since snapshot `asOf`.
  */
 export function disclose(cells: readonly RawCell[], rules: DisclosureRules): Cell[] {
   return cells.map((c) => {
@@ -101,6 +115,18 @@ export function disclose(cells: readonly RawCell[], rules: DisclosureRules): Cel
         reasonCode: code,
         reason: reasonText(code, rules),
       };
-    return { period: c.period, group: c.group, value: c.value, n: rules.counts === 'exact' ? c.n : null, state: 'ok' };
+    const n = rules.counts === 'exact' ? c.n : null;
+    if (c.pending)
+      return {
+        period: c.period,
+        group: c.group,
+        value: c.value,
+        n,
+        state: 'held',
+        reasonCode: 'held',
+        reason: reasonText('held', rules),
+        asOf: c.asOf!,
+      };
+    return { period: c.period, group: c.group, value: c.value, n, state: 'ok' };
   });
 }

@@ -72,13 +72,17 @@ function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult, f
         r.cells.map((c) => c.reason ?? null),
         new Utf8(),
       ),
+      as_of: vectorFromArray(
+        r.cells.map((c) => c.asOf ?? null),
+        new Int32(),
+      ),
     });
     return reply.type(ARROW).send(Buffer.from(tableToIPC(table, 'stream')));
   }
   if (accept.includes('text/csv')) {
     const rows = [
-      ['period', 'group', 'value', 'n', 'state', 'reason_code', 'reason'],
-      ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reasonCode, c.reason]),
+      ['period', 'group', 'value', 'n', 'state', 'reason_code', 'reason', 'as_of'],
+      ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reasonCode, c.reason, c.asOf]),
     ];
     return reply.type('text/csv; charset=utf-8').send(stringify(rows));
   }

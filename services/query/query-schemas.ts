@@ -12,11 +12,14 @@ import { disclosures, grains, measures } from '../platform/agreement-schema.js';
 export const grainSchema = z.enum(grains);
 
 /** Why a cell is withheld (docs/privacy.md §5): stable codes, rendered in the reader's language by the dashboard. */
-export const reasonCodes = ['few_subjects', 'few_partners', 'dominance', 'protects', 'retention'] as const;
+export const reasonCodes = ['few_subjects', 'few_partners', 'dominance', 'protects', 'retention', 'pending', 'held'] as const;
 export const reasonCodeSchema = z.enum(reasonCodes);
 export type ReasonCode = z.infer<typeof reasonCodeSchema>;
 
-/** A cell as served: suppressed cells carry a reason instead of a value and a count. */
+/**
+ * A cell as served: suppressed cells carry a reason instead of a value and a count; held cells
+ * (docs/privacy.md §3) carry the value served since snapshot `asOf`, and say why it has not moved.
+ */
 export const cellSchema = z.object({
   period: z.string().describe('first local day of the period (YYYY-MM-DD)'),
   group: z.string().nullable().describe('partner id or dimension value; null for the combined figure'),
@@ -26,9 +29,14 @@ export const cellSchema = z.object({
     .int()
     .nullable()
     .describe("distinct subjects in the cell; only where the KPI's agreement says counts: exact, else null"),
-  state: z.enum(['ok', 'suppressed']),
-  reasonCode: reasonCodeSchema.optional().describe('why a suppressed cell is withheld, as a stable code'),
-  reason: z.string().optional().describe('why a suppressed cell is withheld, in plain English'),
+  state: z.enum(['ok', 'suppressed', 'held']),
+  reasonCode: reasonCodeSchema.optional().describe('why a cell is withheld or held, as a stable code'),
+  reason: z.string().optional().describe('why a cell is withheld or held, in plain English'),
+  asOf: z
+    .number()
+    .int()
+    .optional()
+    .describe('held cells: the snapshot since which this value is served; newer points wait until their change passes the rules'),
 });
 export type Cell = z.infer<typeof cellSchema>;
 

@@ -84,3 +84,23 @@ CREATE TABLE IF NOT EXISTS rollup_state (
   snapshot   UINTEGER NOT NULL,
   signature  VARCHAR NOT NULL
 );
+
+-- Stable disclosure (docs/privacy.md §3): a landed atom (partner × snapshot × local day × dims)
+-- is *released* when the change it brings to every readable cell passes the contributor rule.
+-- A batch writes its atoms here as pending (released NULL) with its points; the release step
+-- of its snapshot, run in snapshot order before the snapshot becomes visible, sets `released`
+-- to the snapshot that releases them, and deletes the rows it released at once (released =
+-- snapshot), so the table holds only atoms that waited. A series at snapshot S counts a point
+-- as released when no row of its atom says otherwise (released NULL or above S).
+CREATE TABLE IF NOT EXISTS held_atoms (
+  kpi       VARCHAR NOT NULL,
+  partner   VARCHAR NOT NULL,
+  snapshot  UINTEGER NOT NULL,
+  local_day DATE NOT NULL,
+  dims      VARCHAR,
+  released  UINTEGER
+);
+-- Whether a rolled-up cell holds points not released at its snapshot, and the snapshot of the
+-- latest release it shows (the value it serves is the one served since then).
+ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS pending BOOLEAN;
+ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS as_of UINTEGER;

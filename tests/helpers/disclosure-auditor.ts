@@ -736,6 +736,8 @@ export interface Point {
   value: number;
   snapshot: number;
   removedAt?: number;
+  /** The snapshot the room released the point at (default: its landing snapshot; Infinity: never). */
+  released?: number;
 }
 
 export interface Scenario {
@@ -758,7 +760,8 @@ export interface CellSpec {
 
 /** What a read returned for a cell. shows defaults to value and n when ok, nothing when suppressed. */
 export interface ServedCell extends CellSpec {
-  state: 'ok' | 'suppressed';
+  /** held: the cell shows its points released by its snapshot (Point.released), not all of them. */
+  state: 'ok' | 'suppressed' | 'held';
   /** 'small' (fewer than k subjects) becomes a bound; anything else is informational. */
   reason?: string;
   shows?: { value?: boolean; n?: boolean; points?: boolean };
@@ -987,11 +990,14 @@ export function buildSystem(scenario: Scenario, served: readonly ServedCell[], o
     observations.push({ id: unique, terms: ts, value: v });
   };
   for (const cell of served) {
-    const pts = pointsIn(scenario, cell);
+    // A held cell shows the points released by its snapshot: the value served since then.
+    const pts = pointsIn(scenario, cell).filter(
+      (p) => cell.state !== 'held' || (p.released ?? p.snapshot) <= cell.snapshot,
+    );
     if (pts.length === 0) continue;
     const as = atomsOfPoints(pts);
     const label = cellLabel(cell);
-    const shows = cell.shows ?? (cell.state === 'ok' ? { value: true, n: true } : {});
+    const shows = cell.shows ?? (cell.state !== 'suppressed' ? { value: true, n: true } : {});
     if (shows.value && !isQuantile(measure)) {
       if (measure === 'avg' || measure === 'rate') {
         const v = measureValue(measure, pts);

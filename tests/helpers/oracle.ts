@@ -45,9 +45,11 @@ export interface OracleCell {
   group: string | null;
   value: number | null;
   n: number | null;
-  state: 'ok' | 'suppressed';
+  state: 'ok' | 'suppressed' | 'held';
   reasonCode?: string;
   reason?: string;
+  /** Held cells: the snapshot since which the value is served. */
+  asOf?: number;
 }
 
 /** mulberry32: a small, seeded, deterministic PRNG in [0, 1). */
@@ -134,7 +136,79 @@ function subjectsOf(pts: readonly OraclePoint[]): Set<string> {
 const round12 = (v: number) => Number(v.toPrecision(12));
 
 /** The reason codes of docs/privacy.md §5, restated here. */
-export type OracleReason = 'few_subjects' | 'few_partners' | 'dominance' | 'protects';
+export type OracleReason = 'few_subjects' | 'few_partners' | 'dominance' | 'protects' | 'pending';
+
+/**
+ * The points lying in a withheld part of some readable cell of `pts` (each agreed grain × the
+ * combined figure and each dimension): a partner's part with fewer than k distinct subjects, a
+ * dominant part, or every part of a combined cell of fewer than three partners without consent.
+ */
+function protectedPoints(pts: readonly OraclePoint[], q: OracleQuery, day: (p: OraclePoint) => string): Set<OraclePoint> {
+  const out = new Set<OraclePoint>();
+  for (const grain of q.grains) {
+    for (const key of [null, ...q.dimensions]) {
+      const cells = new Map<string, OraclePoint[]>();
+      for (const p of pts) {
+        const id = `${periodStart(day(p), grain)}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
+        const list = cells.get(id);
+        if (list) list.push(p);
+        else cells.set(id, [p]);
+      }
+      for (const cell of cells.values()) {
+        const partners = new Set(cell.map((p) => p.partner));
+        const fewPartners = q.threePartners && partners.size < 3;
+        const dominant = dominantPartners(cell, q.dominance);
+        for (const partner of partners) {
+          const part = cell.filter((p) => p.partner === partner);
+          if (fewPartners || dominant.has(partner) || new Set(part.map((p) => p.subject)).size < q.minGroupSize)
+            for (const p of part) out.add(p);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * When each point of the query's KPI is released (docs/privacy.md §3, restated): at every snapshot
+ * that brought points of the KPI, in order, the points not released yet are the change; every point
+ * of a partner × local day × dimensions slot that lies in a withheld part of that change (the rules
+ * above, applied to the change alone) waits, and this is repeated until nothing more waits (a slot
+ * that waits can leave another cell's change too small); the rest is released at that snapshot.
+ * A point missing from the map is never released.
+ */
+export function releaseSnapshots(points: readonly OraclePoint[], q: OracleQuery): Map<OraclePoint, number> {
+  // The same points (a suite only appends) and rules give the same releases: once per KPI and round.
+  const key = canonical([points.length, q.kpi, q.grains, q.dimensions, q.minGroupSize, q.threePartners, q.dominance ?? null, q.timezone]);
+  let memo = releaseMemo.get(points);
+  if (!memo) releaseMemo.set(points, (memo = new Map()));
+  let out = memo.get(key);
+  if (!out) memo.set(key, (out = computeReleases(points, q)));
+  return out;
+}
+const releaseMemo = new WeakMap<readonly OraclePoint[], Map<string, Map<OraclePoint, number>>>();
+
+function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<OraclePoint, number> {
+  const mine = points.filter((p) => p.kpi === q.kpi);
+  const day = new Map(mine.map((p) => [p, localDate(p.atMs, q.timezone)]));
+  const slot = (p: OraclePoint) =>
+    `${p.partner}|${day.get(p)}|${Object.entries(p.dims ?? {})
+      .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',')}`;
+  const released = new Map<OraclePoint, number>();
+  for (const s of [...new Set(mine.map((p) => p.snapshot))].sort((a, b) => a - b)) {
+    let change = mine.filter((p) => p.snapshot <= s && !released.has(p));
+    for (;;) {
+      const waiting = new Set([...protectedPoints(change, q, (p) => day.get(p)!)].map(slot));
+      const next = change.filter((p) => !waiting.has(slot(p)));
+      if (next.length === change.length) break;
+      change = next;
+    }
+    for (const p of change) released.set(p, s);
+  }
+  return released;
+}
 
 /**
  * The cells the API must serve for a query, computed from the points alone, under the
@@ -154,28 +228,9 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
   const mine = points.filter((p) => p.kpi === q.kpi && p.snapshot <= q.snapshot);
   const day = new Map(mine.map((p) => [p, localDate(p.atMs, q.timezone)]));
   // Which points lie in a withheld part of some readable cell.
-  const isProtected = new Set<OraclePoint>();
-  for (const grain of q.grains) {
-    for (const key of [null, ...q.dimensions]) {
-      const cells = new Map<string, OraclePoint[]>();
-      for (const p of mine) {
-        const id = `${periodStart(day.get(p)!, grain)}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
-        const list = cells.get(id);
-        if (list) list.push(p);
-        else cells.set(id, [p]);
-      }
-      for (const pts of cells.values()) {
-        const partners = new Set(pts.map((p) => p.partner));
-        const fewPartners = q.threePartners && partners.size < 3;
-        const dominant = dominantPartners(pts, q.dominance);
-        for (const partner of partners) {
-          const part = pts.filter((p) => p.partner === partner);
-          if (fewPartners || dominant.has(partner) || new Set(part.map((p) => p.subject)).size < q.minGroupSize)
-            for (const p of part) isProtected.add(p);
-        }
-      }
-    }
-  }
+  const isProtected = protectedPoints(mine, q, (p) => day.get(p)!);
+  const release = releaseSnapshots(points, q);
+  const isReleased = (p: OraclePoint) => (release.get(p) ?? Infinity) <= q.snapshot;
   const cells = new Map<string, { period: string; group: string | null; pts: OraclePoint[] }>();
   for (const p of mine) {
     const period = periodStart(day.get(p)!, q.grain);
@@ -197,6 +252,7 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
         byPartner.set(p.partner, set);
       }
       const subjects = subjectsOf(c.pts).size;
+      const shown = c.pts.filter(isReleased);
       const reason: OracleReason | null = [...byPartner.values()].some((set) => set.size < q.minGroupSize)
         ? 'few_subjects'
         : q.threePartners && byPartner.size < 3
@@ -205,7 +261,9 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
             ? 'dominance'
             : c.pts.some((p) => isProtected.has(p))
               ? 'protects'
-              : null;
+              : shown.length === 0
+                ? 'pending'
+                : null;
       if (reason !== null)
         return {
           period: c.period,
@@ -214,6 +272,17 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
           n: null,
           state: 'suppressed',
           reasonCode: reason,
+          subjects,
+        };
+      if (shown.length < c.pts.length)
+        return {
+          period: c.period,
+          group: c.group,
+          value: round12(measureOf(q.measure, shown)),
+          n: q.counts === 'exact' ? subjectsOf(shown).size : null,
+          state: 'held',
+          reasonCode: 'held',
+          asOf: Math.max(...shown.map((p) => release.get(p)!)),
           subjects,
         };
       return {
@@ -243,7 +312,8 @@ function dominantPartners(pts: readonly OraclePoint[], dominance: number | null 
 export function normaliseCells(cells: readonly OracleCell[]): OracleCell[] {
   return cells.map((c) => {
     const base: OracleCell = { period: c.period, group: c.group, value: c.value, n: c.n, state: c.state };
-    if (c.state === 'suppressed') {
+    if (c.state === 'held') base.asOf = c.asOf ?? -1;
+    if (c.state !== 'ok') {
       base.reasonCode = c.reasonCode ?? 'missing';
       if (c.reason !== undefined && (typeof c.reason !== 'string' || c.reason.length === 0))
         base.reasonCode = `bad reason ${JSON.stringify(c.reason)}`;

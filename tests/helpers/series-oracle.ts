@@ -831,6 +831,8 @@ export function defineOracleSuite(
         week53Visible: 0,
         leapDayVisible: 0,
         visibleAtThreshold: 0,
+        // Late arrivals whose change does not pass yet (docs/privacy.md §3): shown at an earlier value.
+        held: 0,
       };
       let dominated = 0;
       for (const c of all) {
@@ -844,8 +846,10 @@ export function defineOracleSuite(
           else if (cell.reasonCode === 'dominance') dominated++;
           if (cell.state === 'ok' && c.by !== 'none' && c.by !== 'partner' && cell.group === null)
             kinds.nullGroupVisible++;
-          if (cell.state === 'ok' && c.grain === 'week' && cell.period === '2020-12-28') kinds.week53Visible++;
-          if (cell.state === 'ok' && c.grain === 'day' && cell.period === '2024-02-29') kinds.leapDayVisible++;
+          // A held cell shows a value too (its released points'), computed over the same hard case.
+          if (cell.value !== null && c.grain === 'week' && cell.period === '2020-12-28') kinds.week53Visible++;
+          if (cell.value !== null && c.grain === 'day' && cell.period === '2024-02-29') kinds.leapDayVisible++;
+          if (cell.state === 'held') kinds.held++;
           if (cell.state === 'ok' && cell.subjects === c.kpi.minGroupSize) kinds.visibleAtThreshold++;
         }
         if (c.by === 'none' && c.grain === 'day') {
@@ -922,7 +926,7 @@ export function defineOracleSuite(
             else {
               const rows = parseCsv(csv.bytes.toString('utf8'));
               const [header, ...data] = rows;
-              if (header?.join(',') !== 'period,group,value,n,state,reason_code,reason')
+              if (header?.join(',') !== 'period,group,value,n,state,reason_code,reason,as_of')
                 problems.push(`${at}: CSV header ${header?.join(',')}`);
               const fromCsv: OracleCell[] = data.map((r) => {
                 const cell: OracleCell = {
@@ -934,6 +938,7 @@ export function defineOracleSuite(
                 };
                 if (r[5] !== '' && r[5] !== undefined) cell.reasonCode = r[5];
                 if (r[6] !== '' && r[6] !== undefined) cell.reason = r[6];
+                if (r[7] !== '' && r[7] !== undefined) cell.asOf = Number(r[7]);
                 return cell;
               });
               if (canonical(fromCsv) !== canonical(body.cells))
@@ -963,6 +968,8 @@ export function defineOracleSuite(
                 if (code !== null) cell.reasonCode = String(code);
                 const reason = col('reason', i);
                 if (reason !== null) cell.reason = String(reason);
+                const asOf = col('as_of', i);
+                if (asOf !== null) cell.asOf = Number(asOf);
                 if (value !== null && Number.isNaN(value)) problems.push(`${at}: Arrow value NaN instead of null`);
                 fromArrow.push(cell);
               }
@@ -997,6 +1004,7 @@ export function defineOracleSuite(
           state: 'utf8',
           reason_code: 'utf8',
           reason: 'utf8',
+          as_of: 'int',
         })
           .filter(([col, kind]) => schema[col] !== kind)
           .map(([col]) => `${col}: ${schema[col]}`);
@@ -1097,7 +1105,7 @@ export function defineOracleSuite(
           expect(body.digest, path).toBe(sha256Hex('[]'));
           const csv = await get(t, path, token, 'text/csv');
           expect(csv.status, path).toBe(200);
-          expect(csv.bytes.toString('utf8'), path).toBe('period,group,value,n,state,reason_code,reason\n');
+          expect(csv.bytes.toString('utf8'), path).toBe('period,group,value,n,state,reason_code,reason,as_of\n');
           const arrow = await get(t, path, token, ARROW);
           expect(arrow.status, path).toBe(200);
           expect(tableFromIPC(arrow.bytes).numRows, path).toBe(0);

@@ -173,7 +173,7 @@ describe('what leaves the room', () => {
       .split('\n');
     const arrow = tableFromIPC((await get(path, token, 'application/vnd.apache.arrow.stream')).bytes);
     expect(json.cells.length).toBeGreaterThan(4);
-    expect(csv[0]).toBe('period,group,value,n,state,reason_code,reason');
+    expect(csv[0]).toBe('period,group,value,n,state,reason_code,reason,as_of');
     expect(csv.length - 1).toBe(json.cells.length);
     expect(arrow.numRows).toBe(json.cells.length);
     json.cells.forEach(

@@ -87,7 +87,7 @@ describe('aggregate compiler', () => {
       ['p50', 'quantile_cont(value, 0.5)'],
       ['p90', 'quantile_cont(value, 0.9)'],
       ['p95', 'quantile_cont(value, 0.95)'],
-      ['distinct', 'count(DISTINCT subject)::DOUBLE'],
+      ['distinct', '(count(DISTINCT subject) FILTER (WHERE rel))::DOUBLE'],
     ];
     for (const [measure, fragment] of expectations) {
       const { sql } = compileSeries({

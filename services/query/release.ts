@@ -1,0 +1,30 @@
+import type { Agreement } from '../platform/agreement-schema.js';
+import type { Releaser } from '../platform/duck-store.js';
+import { compileRelease } from './aggregate-compiler.js';
+import { disclosureRules } from './disclosure.js';
+
+/**
+ * Stable disclosure over time (docs/privacy.md §3): the release step the store runs for every
+ * committed snapshot, in snapshot order, before readers see it. For each KPI the snapshot
+ * touched, the pending atoms are narrowed to those whose change passes the contributor rule in
+ * every readable cell (compileRelease), and those are released at this snapshot. What stays
+ * pending is counted in no served value: a cell holding it is *held* at the value of its
+ * released points, so one late point never moves a disclosed cell by exactly that point.
+ */
+export function releaser(agreement: () => Agreement): Releaser {
+  return async (exec, snapshot, kpis) => {
+    const a = agreement();
+    for (const id of kpis) {
+      const kpi = a.kpis.find((k) => k.id === id);
+      if (!kpi) continue; // not agreed (any more): nobody reads it, its atoms stay pending
+      const step = compileRelease(kpi, disclosureRules(a, kpi), snapshot);
+      await exec.run(step.candidates.sql, step.candidates.params);
+      // Each round removes at least one atom or ends: at most as many rounds as candidates.
+      while ((await exec.run(step.drop.sql, step.drop.params)) > 0);
+      await exec.run(step.release.sql, step.release.params);
+      await exec.run(step.done.sql, step.done.params);
+    }
+    // Released at once: no row needed (a point without a row of its atom is released).
+    await exec.run('DELETE FROM held_atoms WHERE released = snapshot');
+  };
+}
