@@ -12,7 +12,15 @@ import { disclosures, grains, measures } from '../platform/agreement-schema.js';
 export const grainSchema = z.enum(grains);
 
 /** Why a cell is withheld (docs/privacy.md §5): stable codes, rendered in the reader's language by the dashboard. */
-export const reasonCodes = ['few_subjects', 'few_partners', 'dominance', 'protects', 'retention', 'pending', 'held'] as const;
+export const reasonCodes = [
+  'few_subjects',
+  'few_partners',
+  'dominance',
+  'protects',
+  'retention',
+  'pending',
+  'held',
+] as const;
 export const reasonCodeSchema = z.enum(reasonCodes);
 export type ReasonCode = z.infer<typeof reasonCodeSchema>;
 
@@ -36,7 +44,9 @@ export const cellSchema = z.object({
     .number()
     .int()
     .optional()
-    .describe('held cells: the snapshot since which this value is served; newer points wait until their change passes the rules'),
+    .describe(
+      'held cells: the snapshot since which this value is served; newer points wait until their change passes the rules',
+    ),
 });
 export type Cell = z.infer<typeof cellSchema>;
 

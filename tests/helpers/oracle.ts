@@ -143,7 +143,11 @@ export type OracleReason = 'few_subjects' | 'few_partners' | 'dominance' | 'prot
  * combined figure and each dimension): a partner's part with fewer than k distinct subjects, a
  * dominant part, or every part of a combined cell of fewer than three partners without consent.
  */
-function protectedPoints(pts: readonly OraclePoint[], q: OracleQuery, day: (p: OraclePoint) => string): Set<OraclePoint> {
+function protectedPoints(
+  pts: readonly OraclePoint[],
+  q: OracleQuery,
+  day: (p: OraclePoint) => string,
+): Set<OraclePoint> {
   const out = new Set<OraclePoint>();
   for (const grain of q.grains) {
     for (const key of [null, ...q.dimensions]) {
@@ -179,7 +183,16 @@ function protectedPoints(pts: readonly OraclePoint[], q: OracleQuery, day: (p: O
  */
 export function releaseSnapshots(points: readonly OraclePoint[], q: OracleQuery): Map<OraclePoint, number> {
   // The same points (a suite only appends) and rules give the same releases: once per KPI and round.
-  const key = canonical([points.length, q.kpi, q.grains, q.dimensions, q.minGroupSize, q.threePartners, q.dominance ?? null, q.timezone]);
+  const key = canonical([
+    points.length,
+    q.kpi,
+    q.grains,
+    q.dimensions,
+    q.minGroupSize,
+    q.threePartners,
+    q.dominance ?? null,
+    q.timezone,
+  ]);
   let memo = releaseMemo.get(points);
   if (!memo) releaseMemo.set(points, (memo = new Map()));
   let out = memo.get(key);
