@@ -157,7 +157,8 @@ class Family {
             snapshot: s.snapshot,
             state: c.state,
             ...(c.reasonCode ? { reason: c.reasonCode } : {}),
-            shows: c.state === 'ok' ? { value: true, n: c.n !== null } : {},
+            // A held cell shows a value too: its released points' (the auditor takes them from Point.released).
+            shows: c.state !== 'suppressed' ? { value: true, n: c.n !== null } : {},
           });
       }
     return out;
@@ -175,9 +176,10 @@ interface Series {
     group: string | null;
     value: number | null;
     n: number | null;
-    state: 'ok' | 'suppressed';
+    state: 'ok' | 'suppressed' | 'held';
     reasonCode?: string;
     reason?: string;
+    asOf?: number;
   }[];
 }
 
@@ -189,9 +191,20 @@ const cellOf = (s: Series, period: string, group: string | null) =>
  * foreign content fails the rules, must be undetermined; no disclosed quantile cell may pin or hold a
  * small foreign part. Returns the explanations of what leaked (empty when nothing did).
  */
-function leaks(measure: Measure, points: Point[], served: ServedCell[], attacker: string, k: number): string[] {
+function leaks(
+  measure: Measure,
+  points: Point[],
+  served: ServedCell[],
+  attacker: string,
+  k: number,
+  over: { changes?: boolean; everyPartnerPart?: boolean } = {},
+): string[] {
   const scenario: Scenario = { measure, points, ...(measure === 'rate' ? { range: [0, 1] as const } : {}) };
-  const system = buildSystem(scenario, served, { attacker, k, targets: { changes: false } });
+  const system = buildSystem(scenario, served, {
+    attacker,
+    k,
+    targets: { changes: over.changes ?? false, everyPartnerPart: over.everyPartnerPart ?? false },
+  });
   const targets = system.targets.filter((t: Target) => {
     const cell = t.about?.cell;
     if (!cell || t.about?.partner !== undefined) return true;
@@ -384,10 +397,107 @@ describe('dominance — one partner’s share of a sum', () => {
 });
 
 describe('family 5 — across snapshots', () => {
-  // One late point into a closed day still moves its cell by exactly that point between snapshot N
-  // and N + 1 once both pass: the stable-disclosure rule (held values) is not built yet
-  // (docs/privacy.md, status table).
-  it.todo('a late point moves a closed cell only when the change itself passes the rules');
+  /** Every cell the partner can read at each snapshot, as the auditor takes them. */
+  async function readEvery(f: Family, partner: string, kpi: KpiDef, from: string, to: string, snapshots: number[]) {
+    const out: ServedCell[] = [];
+    for (const s of snapshots) out.push(...(await f.readAll(partner, kpi, from, to, s)));
+    return out;
+  }
+
+  for (const measure of ['sum', 'avg'] as const) {
+    it(`${measure}: a late point into a closed day holds the day and the week at their earlier values until the change passes`, async () => {
+      const kpi: KpiDef = { id: 'late', measure, grains: ['day', 'week'], counts: 'exact' };
+      const f = await Family.start(agreementFile(['a', 'b'], 3, [kpi]));
+      const series = (grain: string, by: string, partner: string, snapshot?: number) =>
+        f.get(
+          `/v1/kpis/late/series?grain=${grain}&by=${by}&from=2026-11-09&to=2026-11-15${snapshot ? `&snapshot=${snapshot}` : ''}`,
+          partner,
+        );
+      try {
+        const s1 = await f.push('a', 'late', [
+          { day: '2026-11-09', subjects: 4, value: () => 10, tag: 'A1' },
+          { day: '2026-11-10', subjects: 4, value: () => 11, tag: 'A2' },
+        ]);
+        const s2 = await f.push('b', 'late', [
+          { day: '2026-11-09', subjects: 4, value: () => 20, tag: 'B1' },
+          { day: '2026-11-10', subjects: 4, value: () => 21, tag: 'B2' },
+        ]);
+        const before = await series('day', 'none', 'a');
+        const monday = cellOf(before, '2026-11-09', null)!;
+        expect(monday).toMatchObject({ state: 'ok', value: measure === 'sum' ? 120 : 15, n: 8 });
+        const atS2 = JSON.stringify(await series('week', 'partner', 'a', s2));
+        // b sends one late point for Monday. Before: Monday at s3 − Monday at s2 = 7 (and, for the
+        // average, (8·15 + x)/9 with n 9 gave x) — b's single point, a part of one subject.
+        const s3 = await f.push('b', 'late', [{ day: '2026-11-09', subjects: 1, value: () => 7, tag: 'LATE' }]);
+        for (const by of ['none', 'partner']) {
+          const day = await series('day', by, 'a');
+          expect(day.snapshot).toBe(s3);
+          const held = cellOf(day, '2026-11-09', by === 'none' ? null : 'b')!;
+          expect(held, by).toMatchObject({ state: 'held', reasonCode: 'held', asOf: s2 });
+          expect(held.reason).toMatch(/3 new distinct subjects/);
+          if (by === 'none') expect(held).toMatchObject({ value: monday.value, n: 8 });
+          // Tuesday and a's Monday did not change: disclosed as they were.
+          expect(cellOf(day, '2026-11-10', by === 'none' ? null : 'b')!.state).toBe('ok');
+          if (by === 'partner') expect(cellOf(day, '2026-11-09', 'a')!.state).toBe('ok');
+          const week = cellOf(await series('week', by, 'a'), '2026-11-09', by === 'none' ? null : 'b')!;
+          expect(week, `week by ${by}`).toMatchObject({ state: 'held', asOf: s2 });
+        }
+        // What was served at s2 is still served, byte for byte.
+        expect(JSON.stringify(await series('week', 'partner', 'a', s2))).toBe(atS2);
+        // a's own new data moves what it touches (Tuesday, the week), never b's late point.
+        const s4 = await f.push('a', 'late', [{ day: '2026-11-10', subjects: 3, value: () => 12, tag: 'A3' }]);
+        const tuesday = cellOf(await series('day', 'none', 'a'), '2026-11-10', null)!;
+        expect(tuesday).toMatchObject({ state: 'ok', n: 11 });
+        const week4 = cellOf(await series('week', 'none', 'a'), '2026-11-09', null)!;
+        expect(week4).toMatchObject({ state: 'held', asOf: s4, n: 19 });
+        // Two more of b's subjects on Monday: b's change since Monday's value has three subjects.
+        const s5 = await f.push('b', 'late', [{ day: '2026-11-09', subjects: 2, value: () => 8, tag: 'LATE2' }]);
+        const after = await series('day', 'none', 'a');
+        expect(cellOf(after, '2026-11-09', null)).toMatchObject({
+          state: 'ok',
+          value: measure === 'sum' ? 120 + 7 + 16 : (120 + 7 + 16) / 11,
+          n: 11,
+        });
+        expect(cellOf(await series('week', 'none', 'a'), '2026-11-09', null)).toMatchObject({ state: 'ok', n: 22 });
+        // The auditor, over every snapshot read: no foreign part below k, and no foreign change
+        // between two snapshots below k, is determined. b's late points were released at s5.
+        const points = f.points('late').map((p) => (p.subject.startsWith('LATE') ? { ...p, released: s5 } : p));
+        const served = await readEvery(f, 'a', kpi, '2026-11-09', '2026-11-15', [s1, s2, s3, s4, s5]);
+        expect(leaks(measure, points, served, 'a', 3, { changes: true })).toEqual([]);
+        // The harness has teeth: served as before (every cell at its landed points), b's late point is found.
+        const before5 = served.map((c) => (c.state === 'held' ? { ...c, state: 'ok' as const } : c));
+        const landed = f.points('late');
+        expect(leaks(measure, landed, before5, 'a', 3, { changes: true }).length).toBeGreaterThan(0);
+      } finally {
+        await f.close();
+      }
+    });
+  }
+
+  it('a combined figure moves only once three partners have sent enough since its last value', async () => {
+    const kpi: KpiDef = { id: 'today', measure: 'sum', grains: ['day'], breakdown: 'combined' };
+    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi]));
+    const day = async (partner: string) =>
+      cellOf(await f.get('/v1/kpis/today/series?grain=day&from=2026-11-20&to=2026-11-20', partner), '2026-11-20', null);
+    try {
+      await f.push('a', 'today', [{ day: '2026-11-20', subjects: 3, value: () => 1, tag: 'A1' }]);
+      await f.push('b', 'today', [{ day: '2026-11-20', subjects: 3, value: () => 2, tag: 'B1' }]);
+      expect(await day('a')).toMatchObject({ state: 'suppressed', reasonCode: 'few_partners' });
+      const s3 = await f.push('c', 'today', [{ day: '2026-11-20', subjects: 3, value: () => 4, tag: 'C1' }]);
+      expect(await day('a')).toMatchObject({ state: 'ok', value: 21 });
+      // Before: c's second batch moved the figure by c's part alone: 12 − 21 + … gave c's new points.
+      await f.push('c', 'today', [{ day: '2026-11-20', subjects: 3, value: () => 5, tag: 'C2' }]);
+      await f.push('a', 'today', [{ day: '2026-11-20', subjects: 3, value: () => 1, tag: 'A2' }]);
+      expect(await day('b')).toMatchObject({ state: 'held', value: 21, asOf: s3 });
+      const s6 = await f.push('b', 'today', [{ day: '2026-11-20', subjects: 3, value: () => 2, tag: 'B2' }]);
+      expect(await day('c')).toMatchObject({ state: 'ok', value: 21 + 15 + 3 + 6 });
+      const points = f.points('today').map((p) => (/^(A2|C2)/.test(p.subject) ? { ...p, released: s6 } : p));
+      const served = await readEvery(f, 'b', kpi, '2026-11-20', '2026-11-20', [s3, s3 + 1, s3 + 2, s6]);
+      expect(leaks('sum', points, served, 'b', 3, { changes: true, everyPartnerPart: true })).toEqual([]);
+    } finally {
+      await f.close();
+    }
+  });
 });
 
 describe('family 6 — retention', () => {

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agreementSchema, type Agreement, type AgreementInput } from '../../services/platform/agreement-schema.js';
 import { compileSeries, rawCellOf, type Breakdown } from '../../services/query/aggregate-compiler.js';
 import { disclose, disclosureRules, type RawCell } from '../../services/query/disclosure.js';
+import { releaser } from '../../services/query/release.js';
 import {
   MEASURES,
   audit,
@@ -70,6 +71,8 @@ const caseArb: fc.Arbitrary<Case> = fc
         first: fc.integer({ min: 0, max: 6 }),
         value: fc.integer({ min: 0, max: 9 }),
         region: fc.constantFrom('a', 'b', null),
+        // The snapshot the block lands at: later blocks are late points into cells read before.
+        snapshot: fc.constantFrom(1, 1, 2, 3),
       }),
       { minLength: 3, maxLength: 30 },
     ),
@@ -84,7 +87,7 @@ const caseArb: fc.Arbitrary<Case> = fc
         day: DAYS[r.day]!,
         subject: `s${r.first + j}`,
         value: c.measure === 'rate' ? (r.value + j) % 2 : (r.value + 3 * j) % 10,
-        snapshot: 1,
+        snapshot: r.snapshot,
         ...(c.dimension && r.region !== null ? { dims: { region: r.region } } : {}),
       })),
     ),
@@ -135,15 +138,55 @@ afterAll(() => {
   instance?.closeSync();
 });
 
-/** Every cell the agreement lets anyone read, as the room serves it. */
-async function serveAll(c: Case, agreement: Agreement): Promise<{ served: ServedCell[]; raw: RawCell[] }> {
+const SNAPSHOTS = [1, 2, 3];
+
+/**
+ * Lands the points snapshot by snapshot as the room does — each snapshot's atoms held, then its
+ * release step (the room's own, services/query/release.ts) — and returns each point with the
+ * snapshot that released it (Infinity: never).
+ */
+async function land(c: Case, agreement: Agreement, opts = { release: true }): Promise<Point[]> {
   await conn.run('DELETE FROM points');
-  for (const p of c.points)
+  await conn.run('DELETE FROM held_atoms');
+  const release = releaser(() => agreement);
+  const exec = {
+    run: async (sql: string, params: (string | number)[] = []) => Number((await conn.run(sql, params)).rowsChanged),
+    all: async (sql: string, params: (string | number)[] = []) =>
+      (await conn.runAndReadAll(sql, params)).getRowObjectsJson(),
+  };
+  for (const snapshot of SNAPSHOTS) {
+    const pts = c.points.filter((p) => p.snapshot === snapshot);
+    if (pts.length === 0) continue;
+    for (const p of pts)
+      await conn.run(
+        `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
+         VALUES ($1, $2, 'kpi', $3::TIMESTAMPTZ, $4, $5, $6, $7::DATE)`,
+        [snapshot, p.partner, `${p.day}T12:00:00Z`, p.value, p.subject, p.dims ? JSON.stringify(p.dims) : null, p.day],
+      );
+    if (!opts.release) continue; // the room before stable disclosure: every point counted as it lands
     await conn.run(
-      `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
-       VALUES (1, $1, 'kpi', $2::TIMESTAMPTZ, $3, $4, $5, $6::DATE)`,
-      [p.partner, `${p.day}T12:00:00Z`, p.value, p.subject, p.dims ? JSON.stringify(p.dims) : null, p.day],
+      'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) SELECT DISTINCT kpi, partner, snapshot, local_day, dims FROM points WHERE snapshot = $1',
+      [snapshot],
     );
+    await release(exec, snapshot, ['kpi']);
+  }
+  const rows = (
+    await conn.runAndReadAll('SELECT partner, snapshot, local_day::VARCHAR AS day, dims, released FROM held_atoms')
+  ).getRowObjectsJson();
+  const waited = new Map(
+    rows.map((r) => [
+      `${r['partner']}|${r['snapshot']}|${r['day']}|${r['dims'] ?? ''}`,
+      r['released'] === null ? Infinity : Number(r['released']),
+    ]),
+  );
+  return c.points.map((p) => ({
+    ...p,
+    released: waited.get(`${p.partner}|${p.snapshot}|${p.day}|${p.dims ? JSON.stringify(p.dims) : ''}`) ?? p.snapshot,
+  }));
+}
+
+/** Every cell the agreement lets anyone read, at every snapshot, as the room serves it. */
+async function serveAll(c: Case, agreement: Agreement): Promise<{ served: ServedCell[]; raw: RawCell[] }> {
   const kpi = agreement.kpis[0]!;
   const rules = disclosureRules(agreement, kpi);
   const bys: { by: Breakdown; name: string }[] = [
@@ -153,25 +196,26 @@ async function serveAll(c: Case, agreement: Agreement): Promise<{ served: Served
   ];
   const served: ServedCell[] = [];
   const raws: RawCell[] = [];
-  for (const grain of c.grains)
-    for (const { by, name } of bys) {
-      const q = { kpi, grain, from: DAYS[0]!, to: DAYS.at(-1)!, by, snapshot: 1, timezone: 'UTC', rules };
-      const { sql, params } = compileSeries(q);
-      const raw: RawCell[] = (await conn.runAndReadAll(sql, params)).getRowObjectsJson().map(rawCellOf);
-      raws.push(...raw);
-      for (const cell of disclose(raw, rules))
-        served.push({
-          grain,
-          period: cell.period,
-          by: name,
-          group: cell.group,
-          snapshot: 1,
-          state: cell.state,
-          // Reasons are informational to the auditor: 'few_subjects' is about one partner's part, not the cell.
-          ...(cell.reasonCode ? { reason: cell.reasonCode } : {}),
-          shows: cell.state === 'ok' ? { value: true, n: cell.n !== null } : {},
-        });
-    }
+  for (const snapshot of SNAPSHOTS)
+    for (const grain of c.grains)
+      for (const { by, name } of bys) {
+        const q = { kpi, grain, from: DAYS[0]!, to: DAYS.at(-1)!, by, snapshot, timezone: 'UTC', rules };
+        const { sql, params } = compileSeries(q);
+        const raw: RawCell[] = (await conn.runAndReadAll(sql, params)).getRowObjectsJson().map(rawCellOf);
+        raws.push(...raw);
+        for (const cell of disclose(raw, rules))
+          served.push({
+            grain,
+            period: cell.period,
+            by: name,
+            group: cell.group,
+            snapshot,
+            state: cell.state,
+            // Reasons are informational to the auditor: 'few_subjects' is about one partner's part, not the cell.
+            ...(cell.reasonCode ? { reason: cell.reasonCode } : {}),
+            shows: cell.state !== 'suppressed' ? { value: true, n: cell.n !== null } : {},
+          });
+      }
   return { served, raw: raws };
 }
 
@@ -203,16 +247,19 @@ describe('disclosure property: no partner determines a protected figure', () => 
       let audited = 0;
       let withheld = 0;
       let disclosed = 0;
+      let held = 0;
       await fc.assert(
         fc.asyncProperty(caseArb, async (c) => {
           const agreement = agreementOf(c);
+          const points = await land(c, agreement);
           const { served } = await serveAll(c, agreement);
           const scenario: Scenario = {
             measure: c.measure,
-            points: c.points,
+            points,
             ...(c.measure === 'rate' ? { range: [0, 1] as const } : {}),
           };
           withheld += served.filter((s) => s.state === 'suppressed').length;
+          held += served.filter((s) => s.state === 'held').length;
           disclosed += served.filter((s) => s.state === 'ok').length;
           const partners = [...new Set(c.points.map((p) => p.partner))];
           for (const attacker of partners) {
@@ -222,7 +269,7 @@ describe('disclosure property: no partner determines a protected figure', () => 
               targets: {
                 withheld: true,
                 smallParts: true,
-                changes: false, // one snapshot here; across snapshots: not yet protected (docs/privacy.md)
+                changes: true, // every foreign change of a readable cell between two snapshots read, below k
                 everyPartnerPart: c.breakdown === 'combined' && !c.consent,
               },
             });
@@ -238,10 +285,18 @@ describe('disclosure property: no partner determines a protected figure', () => 
           }
           // The contributor rule, directly: no disclosed cell holds a part below k, nor (combined,
           // without consent) fewer than three partners.
-          for (const cell of served.filter((s) => s.state === 'ok')) {
+          // A held cell's released points obey it too.
+          for (const cell of served.filter((s) => s.state !== 'suppressed')) {
             const parts = new Map<string, Set<string>>();
             for (const p of pointsIn(scenario, cell))
-              parts.set(p.partner, (parts.get(p.partner) ?? new Set()).add(p.subject));
+              if (cell.state === 'ok' || p.released! <= cell.snapshot)
+                parts.set(p.partner, (parts.get(p.partner) ?? new Set()).add(p.subject));
+            if (cell.state === 'ok')
+              for (const p of pointsIn(scenario, cell))
+                expect(
+                  p.released,
+                  `${cellLabel(cell)}: every point of a disclosed cell is released`,
+                ).toBeLessThanOrEqual(cell.snapshot);
             for (const [partner, subjects] of parts)
               expect(subjects.size, `${cellLabel(cell)}: ${partner}`).toBeGreaterThanOrEqual(c.k);
             if (c.breakdown === 'combined' && !c.consent) expect(parts.size, cellLabel(cell)).toBeGreaterThanOrEqual(3);
@@ -253,6 +308,35 @@ describe('disclosure property: no partner determines a protected figure', () => 
       expect(audited).toBeGreaterThan(100);
       expect(withheld).toBeGreaterThan(50);
       expect(disclosed).toBeGreaterThan(50);
+      expect(held, 'late points held some cells').toBeGreaterThan(10);
+    },
+    timeout(240_000),
+  );
+
+  it(
+    'without the release step, the same rules leak across snapshots (family 5): a late change below k is found',
+    async () => {
+      let leaking = 0;
+      await fc.assert(
+        fc.asyncProperty(caseArb, async (c) => {
+          const agreement = agreementOf(c);
+          const points = await land(c, agreement, { release: false });
+          const { served } = await serveAll(c, agreement);
+          const scenario: Scenario = {
+            measure: c.measure,
+            points,
+            ...(c.measure === 'rate' ? { range: [0, 1] as const } : {}),
+          };
+          for (const attacker of new Set(c.points.map((p) => p.partner))) {
+            const system = buildSystem(scenario, served, { attacker, k: c.k, targets: { changes: true } });
+            const changes = system.targets.filter((t) => t.about?.partner !== undefined);
+            if (audit({ ...system, targets: changes }).some((v) => v.determined)) leaking++;
+          }
+        }),
+        { numRuns: 30, seed: 20261130 },
+      );
+      // A late change must land in a cell whose parts pass before and after: rarer than small parts.
+      expect(leaking).toBeGreaterThan(0);
     },
     timeout(240_000),
   );

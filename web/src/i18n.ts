@@ -41,6 +41,10 @@ const en = {
   'reason.dominance': 'One partner contributes more than {p} % of this sum.',
   'reason.protects': 'Withheld so that another withheld figure cannot be worked out from this one.',
   'reason.retention': "Part of this period is past the agreement's retention; what is left is not shown on its own.",
+  'reason.pending':
+    'Not shown yet: its points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.',
+  'reason.held':
+    'The value of snapshot {asOf}: newer points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.',
   details: 'Details',
   back: 'Back to the overview',
   grain: 'Grain',
@@ -134,6 +138,7 @@ const en = {
   'state.breach': 'Breach',
   'state.no_data': 'No data',
   'state.suppressed': 'Suppressed',
+  'state.held': 'Held',
   'incident.open': 'open',
   'incident.notified': 'notified',
   'incident.acknowledged': 'acknowledged',
@@ -266,11 +271,16 @@ const de: Record<keyof typeof en, string> = {
   revoke: 'Widerrufen',
   widensTokens: 'Bestehende Tokens, die mit dieser Version mehr lesen würden',
   loading: 'Lädt…',
+  'reason.pending':
+    'Noch nicht gezeigt: die Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt.',
+  'reason.held':
+    'Der Wert von Stand {asOf}: neuere Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt.',
   'state.ok': 'OK',
   'state.pending': 'Auffällig',
   'state.breach': 'Verletzt',
   'state.no_data': 'Keine Daten',
   'state.suppressed': 'Unterdrückt',
+  'state.held': 'Gehalten',
   'incident.open': 'offen',
   'incident.notified': 'benachrichtigt',
   'incident.acknowledged': 'bestätigt',
@@ -304,14 +314,15 @@ export const i18n = {
   },
   /** Why a cell is withheld, in the reader's language, from the API's stable code (docs/privacy.md §5). */
   reason(
-    cell: { reasonCode?: string | undefined; reason?: string | undefined },
+    cell: { reasonCode?: string | undefined; reason?: string | undefined; asOf?: number | undefined },
     rules: { minGroupSize: number; dominance?: number | null | undefined },
   ): string {
     const key = `reason.${cell.reasonCode}`;
     if (cell.reasonCode === undefined || !(key in dictionaries[current])) return cell.reason ?? '';
     return dictionaries[current][key as Key]
       .replace('{k}', String(rules.minGroupSize))
-      .replace('{p}', this.number(rules.dominance ?? 100, 1));
+      .replace('{p}', this.number(rules.dominance ?? 100, 1))
+      .replace('{asOf}', String(cell.asOf ?? '—'));
   },
   /** A number in the reader's locale, to at most `digits` fraction digits. */
   number(v: number | null | undefined, digits = 2): string {

@@ -158,6 +158,7 @@ export class ParityKpiChart extends LitElement {
         const v = valueOf.get(`${b.period}\u0000${label(b.group)}`) ?? null;
         return { period: b.period, group: label(b.group), value: v ?? hi, withheld: v === null, signal: b.signal };
       });
+    const held = cells.filter((c) => c.state === 'held');
     const suppressed = cells
       .filter((c) => c.state === 'suppressed')
       .map((c) => ({ period: c.period, group: c.group, reason: `${t('withheld')}: ${c.reason}` }));
@@ -178,7 +179,7 @@ export class ParityKpiChart extends LitElement {
       description: `${t('chartLabel')}: ${series.kpi} (${series.unit})`,
       width: 'container',
       height: 260,
-      datasets: { cells, band: bandRows, suppressed, breaches: breachRows, incidents: annotations },
+      datasets: { cells, band: bandRows, suppressed, held, breaches: breachRows, incidents: annotations },
       layer: [
         {
           data: { name: 'band' },
@@ -219,6 +220,28 @@ export class ParityKpiChart extends LitElement {
               { field: 'group', title: t('group') },
               { field: 'value', type: 'quantitative', title: t('value'), format: ',.4~f' },
               { field: 'n', title: t('subjects') },
+              { field: 'reason', title: t('reason') },
+            ],
+          },
+        },
+        {
+          // A held value (docs/privacy.md §3): ringed, its tooltip saying which snapshot it is from.
+          data: { name: 'held' },
+          mark: {
+            type: 'point',
+            filled: false,
+            size: 160,
+            strokeWidth: 2,
+            color: '#9a6700',
+            description: t('state.held'),
+          },
+          encoding: {
+            x,
+            y: { field: 'value', type: 'quantitative' },
+            tooltip: [
+              { field: 'period', type: 'temporal', title: t('period') },
+              { field: 'group', title: t('group') },
+              { field: 'value', type: 'quantitative', title: t('value'), format: ',.4~f' },
               { field: 'reason', title: t('reason') },
             ],
           },
@@ -267,6 +290,7 @@ export class ParityKpiChart extends LitElement {
         <span><span aria-hidden="true" style="color:#2e9e4f">▮</span> ${t('band')}</span>
         <span><span aria-hidden="true" style="color:#a1120a">▲</span> ${t('state.breach')}</span>
         <span><span aria-hidden="true" style="color:#8c959f">┆</span> ${t('state.suppressed')}</span>
+        <span><span aria-hidden="true" style="color:#9a6700">○</span> ${t('state.held')}</span>
         <span><span aria-hidden="true" style="color:#7a4b00">│</span> ${t('incidents')}</span>
       </div>
     `;

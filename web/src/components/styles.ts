@@ -1,7 +1,14 @@
 import { css } from 'lit';
 
 /** State as colour AND icon AND text: never colour alone. */
-export const stateIcon: Record<string, string> = { ok: '✓', pending: '◐', breach: '✕', no_data: '?', suppressed: '⦸' };
+export const stateIcon: Record<string, string> = {
+  ok: '✓',
+  pending: '◐',
+  breach: '✕',
+  no_data: '?',
+  suppressed: '⦸',
+  held: '⏸',
+};
 
 export const shared = css`
   :host {
@@ -38,6 +45,11 @@ export const shared = css`
     color: #3d4650;
     background: #eceff3;
     border-color: #3d4650;
+  }
+  .state.held {
+    color: #6b4800;
+    background: #fff4d6;
+    border-color: #6b4800;
   }
   button,
   .button {
