@@ -20,7 +20,6 @@ import type { BatchLander } from '../services/ingest/batch-lander.js';
 import { createLander, ingestRoutes } from '../services/ingest/ingest-routes.js';
 import { queryRoutes } from '../services/query/query-routes.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
-import { releaser } from '../services/query/release.js';
 import { SeriesReader } from '../services/query/series-reader.js';
 import { badRequest, installErrorHandler } from '../services/platform/errors.js';
 import { installInputHygiene } from '../services/platform/input-hygiene.js';
@@ -115,8 +114,6 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   // metrics read them); started when the app is ready, stopped when it closes. Whoever opened the
   // room closes it after app.close() has resolved (serve, the tests), never in an onClose hook:
   // Fastify runs the root's onClose hooks before its plugins', so the store would close first.
-  // Every snapshot's atoms are released (or held) by the disclosure model before readers see it.
-  room.duck.releaser = releaser(() => room.agreement().agreement);
   room.duck.onReleaseError((err, snapshot) =>
     app.log.error({ err, snapshot }, 'release: step failed; its atoms stay pending until a later batch of the KPI'),
   );

@@ -102,7 +102,47 @@ export async function seedDemoPoints(
     });
     total += receipt.accepted;
   }
-  return total;
+  return total + (await landLateCorrection(room, lander, to));
+}
+
+/**
+ * The demo's late correction: the second partner resends two orders of a closed working day
+ * (the Wednesday of the week before last). Their change is below the agreement's threshold, so that day's lead time, its week and
+ * its month stay at their earlier values — held, with the snapshot they are from (docs/privacy.md
+ * §3) — until more of that day arrives: the dashboard shows what one late point does (nothing).
+ */
+async function landLateCorrection(room: Room, lander: BatchLander, to: Date): Promise<number> {
+  const agreement = room.agreement().agreement;
+  const partner = agreement.partners[1] ?? agreement.partners[0]!;
+  if (!agreement.kpis.some((k) => k.id === 'lead_time')) return 0;
+  // The Wednesday of the week before last: a closed working day with both partners' orders.
+  const back = 8 + ((new Date(to.getTime() - 8 * 86_400_000).getUTCDay() + 4) % 7);
+  const day = new Date(to.getTime() - back * 86_400_000).toISOString().slice(0, 10);
+  const points = [31.5, 44].map((value, i) => ({
+    kpi: 'lead_time',
+    at: `${day}T10:0${i}:00Z`,
+    value,
+    subject: `${partner.id.toUpperCase()}-ORD-LATE-${i + 1}`,
+    dims: { region: 'north' },
+  }));
+  const { receipt } = await lander.land({
+    partnerId: partner.id,
+    kind: 'ndjson',
+    contentType: 'application/x-ndjson',
+    body: (async function* () {
+      yield Buffer.from(points.map((p) => JSON.stringify(p)).join('\n') + '\n');
+    })(),
+    idempotencyKey: `demo-late-${partner.id}`,
+    partial: false,
+  });
+  await room.audit({
+    actor: 'system',
+    partnerId: partner.id,
+    action: 'ingest.landed',
+    target: receipt.batchId,
+    details: { snapshot: receipt.snapshot, contentType: 'application/x-ndjson', demo: true },
+  });
+  return receipt.accepted;
 }
 
 function startOfUtcDay(d: Date): Date {

@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../services/platform/clock.js';
 import type { Config } from '../services/platform/config.js';
 import { inTransaction, openControlDb } from '../services/platform/control-db.js';
 import { DuckStore } from '../services/platform/duck-store.js';
+import { releaser } from '../services/query/release.js';
 import { migrateControlDb } from '../services/platform/migrate.js';
 import { StartupError, type Room } from '../services/platform/room.js';
 import { loadRotationKeys, loadRoomSecret } from '../services/platform/secret.js';
@@ -75,6 +76,9 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     const pseudonymRotations = loadRotationKeys(config.dataDir, duck.pseudonymGeneration);
     let current = active;
     const d = duck;
+    // Every snapshot's atoms are released (or held) by the disclosure model before readers see it,
+    // whoever lands them (the served app, the demo seed, the CLI).
+    d.releaser = releaser(() => current.agreement);
     const listeners: ((v: AgreementVersion) => void)[] = [];
     return {
       config,

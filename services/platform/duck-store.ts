@@ -287,15 +287,8 @@ export interface ReleaseExec {
  */
 export type Releaser = (exec: ReleaseExec, snapshot: number, kpis: readonly string[]) => Promise<void>;
 
-/** Without a disclosure model (the store's own tests): every pending atom of the KPIs is released. */
-export const releaseEverything: Releaser = async (exec, snapshot, kpis) => {
-  for (const kpi of kpis)
-    await exec.run('UPDATE held_atoms SET released = $1 WHERE kpi = $2 AND released IS NULL AND snapshot <= $1', [
-      snapshot,
-      kpi,
-    ]);
-  await exec.run('DELETE FROM held_atoms WHERE released = snapshot');
-};
+/** Until the room installs its disclosure model (assembly/open-room.ts), nothing is released: fail closed. */
+const releaseNothing: Releaser = () => Promise.resolve();
 
 /** One statement and its parameters, as the aggregate compiler makes them. */
 export interface Statement {
@@ -439,8 +432,8 @@ export class DuckStore {
     this.snapshots.commit(b.snapshot);
   }
 
-  /** The release step of every snapshot (services/query/release.ts); until set, everything is released. */
-  releaser: Releaser = releaseEverything;
+  /** The release step of every snapshot (services/query/release.ts); until set, nothing is released. */
+  releaser: Releaser = releaseNothing;
   /** Release steps that failed: their atoms stay pending until a later snapshot of the KPI releases them. */
   releaseFailures = 0;
   readonly #releaseErrorListeners = new Set<(err: unknown, snapshot: number) => void>();

@@ -225,6 +225,7 @@ describe('the joint dashboard in Chromium', () => {
         band: c.view.data('band').length,
         breaches: c.view.data('breaches').length,
         cells: c.view.data('cells').length,
+        held: c.view.data('held') as { period: string; reason: string }[],
         svgPaths: c.shadowRoot.querySelectorAll('svg path').length,
       };
     });
@@ -233,6 +234,10 @@ describe('the joint dashboard in Chromium', () => {
     expect(breaches.breaches.filter((b) => (b as { group: string | null }).group === null).length).toBeGreaterThan(0);
     expect(chart.breaches).toBe(breaches.breaches.filter((b) => (b as { group: string | null }).group === null).length);
     expect(chart.svgPaths).toBeGreaterThan(3);
+    // The demo's late correction (two of globex's orders of Wednesday 2026-11-11) is below k: the
+    // week holding it is drawn at its earlier value, ringed, and says why.
+    expect(chart.held.map((h) => h.period)).toContain('2026-11-09');
+    expect(chart.held[0]!.reason).toMatch(/The value of snapshot \d+: newer points wait/);
     // The table view holds the same cells as the API.
     const series = await api<{ cells: { period: string; group: string | null; value: number | null }[] }>(
       '/v1/kpis/lead_time/series?grain=week',
