@@ -474,6 +474,30 @@ describe('family 5 — across snapshots', () => {
     });
   }
 
+  it('a release step that fails keeps its batch out of every figure (fail closed) until a later batch of the KPI releases it', async () => {
+    const kpi: KpiDef = { id: 'closed', measure: 'sum', grains: ['day', 'week'] };
+    const f = await Family.start(agreementFile(['a', 'b'], 3, [kpi]));
+    const day = async () =>
+      cellOf(await f.get('/v1/kpis/closed/series?grain=day&from=2026-11-16&to=2026-11-16', 'a'), '2026-11-16', null);
+    try {
+      await f.push('a', 'closed', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'A1' }]);
+      const duck = f.t.room.duck;
+      const real = duck.releaser;
+      const failures = duck.releaseFailures;
+      duck.releaser = () => Promise.reject(new Error('release step down'));
+      const s2 = await f.push('b', 'closed', [{ day: '2026-11-16', subjects: 4, value: () => 2, tag: 'B1' }]);
+      duck.releaser = real;
+      expect(duck.releaseFailures).toBe(failures + 1);
+      // The snapshot is visible, b's points are not in it: the day keeps a's value, held.
+      expect(await day()).toMatchObject({ state: 'held', value: 4, asOf: s2 - 1 });
+      // a's next batch touches the KPI: its release step decides on b's waiting points too.
+      await f.push('a', 'closed', [{ day: '2026-11-17', subjects: 4, value: () => 1, tag: 'A2' }]);
+      expect(await day()).toMatchObject({ state: 'ok', value: 12 });
+    } finally {
+      await f.close();
+    }
+  });
+
   it('a combined figure moves only once three partners have sent enough since its last value', async () => {
     const kpi: KpiDef = { id: 'today', measure: 'sum', grains: ['day'], breakdown: 'combined' };
     const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi]));

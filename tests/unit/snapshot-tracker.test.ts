@@ -30,6 +30,56 @@ describe('snapshot watermark', () => {
   });
 });
 
+describe('snapshot watermark with a settle step (the release step of stable disclosure)', () => {
+  it('settles committed snapshots one at a time, in order, before the watermark includes them', async () => {
+    const t = new SnapshotTracker(0);
+    const log: string[] = [];
+    let unblock!: () => void;
+    const slow = new Promise<void>((r) => (unblock = r));
+    t.settleWith(async (n) => {
+      log.push(`start ${n} (latest ${t.latest})`);
+      if (n === 1) await slow;
+      log.push(`end ${n}`);
+    });
+    t.onAdvance((n) => log.push(`visible ${n}`));
+    const [a, b, c] = [t.reserve(), t.reserve(), t.reserve()];
+    t.commit(b);
+    expect(log).toEqual([]); // 1 is still landing
+    t.commit(a);
+    const bVisible = t.visible(b);
+    await new Promise((r) => setImmediate(r));
+    expect(t.latest).toBe(0); // 1's settle step is running
+    t.abort(c);
+    unblock();
+    await bVisible;
+    expect(t.latest).toBe(2);
+    expect(log).toEqual(['start 1 (latest 0)', 'end 1', 'visible 1', 'start 2 (latest 1)', 'end 2', 'visible 2']);
+  });
+
+  it('a batch waits for its own settle step, never for a slower earlier batch still landing', async () => {
+    const t = new SnapshotTracker(0);
+    t.settleWith(() => Promise.resolve());
+    const slow = t.reserve();
+    const fast = t.reserve();
+    t.commit(fast);
+    // Resolves at once although `fast` is not visible: `slow` is still landing.
+    await t.visible(fast);
+    expect(t.latest).toBe(0);
+    t.commit(slow);
+    await t.visible(fast);
+    expect(t.latest).toBe(fast);
+  });
+
+  it('a settle step that throws still lets the watermark pass (its atoms stay pending: fail closed)', async () => {
+    const t = new SnapshotTracker(0);
+    t.settleWith(() => Promise.reject(new Error('boom')));
+    const a = t.reserve();
+    t.commit(a);
+    await t.visible(a);
+    expect(t.latest).toBe(a);
+  });
+});
+
 describe('writer slots', () => {
   it('queues up to the limit, then refuses', async () => {
     const s = new WriterSlots(1, 1);
