@@ -103,8 +103,8 @@ export class BatchLander {
     let run: BatchRun | undefined;
     try {
       const { receipt, kpis } = await this.duck.transaction(async (tx) => {
-        const snap = (snapshot = this.duck.snapshots.reserve());
-        // Segments go into DuckDB while the worker parses the next ones.
+        // Segments go into DuckDB while the worker parses the next ones, without a snapshot: the
+        // batch takes its number once its body is in, so a slow upload holds up no reader.
         let inserts: Promise<unknown> = Promise.resolve();
         let ended = false;
         try {
@@ -123,7 +123,6 @@ export class BatchLander {
                 // A segment spooled after the batch failed is not landed: its directory goes.
                 if (ended) return;
                 await tx.appendPoints(path, {
-                  snapshot: snap,
                   partner: req.partnerId,
                   timezone: active.agreement.partnership.timezone,
                 });
@@ -163,6 +162,8 @@ export class BatchLander {
             );
           if (spool.written !== done.accepted)
             throw new Error(`spooled ${spool.written} of ${done.accepted} accepted points`);
+          const snap = (snapshot = this.duck.snapshots.reserve());
+          await tx.stampSnapshot(snap);
           const receipt: Receipt = {
             batchId,
             partner: req.partnerId,

@@ -360,9 +360,21 @@ export class StoreTransaction {
     return this.#c;
   }
 
-  /** Appends a spooled segment of a batch's points, with their local day in `timezone`. */
-  async appendPoints(segment: string, b: { snapshot: number; partner: string; timezone: string }): Promise<void> {
-    await this.#conn.run(INSERT_SEGMENT, [b.snapshot, b.partner, segment, b.timezone]);
+  /**
+   * Appends a spooled segment of a batch's points, with their local day in `timezone`, as
+   * snapshot 0 (no batch's number: only this transaction sees them) until {@link stampSnapshot}.
+   */
+  async appendPoints(segment: string, b: { partner: string; timezone: string }): Promise<void> {
+    await this.#conn.run(INSERT_SEGMENT, [0, b.partner, segment, b.timezone]);
+  }
+
+  /**
+   * Gives the batch's points the snapshot it took once its body was in: a transaction sees no
+   * other transaction's uncommitted rows, and no committed row has snapshot 0.
+   */
+  async stampSnapshot(snapshot: number): Promise<void> {
+    if (snapshot < 1) throw new RangeError('stampSnapshot: snapshots start at 1');
+    await this.#conn.run('UPDATE points SET snapshot = $1 WHERE snapshot = 0', [snapshot]);
   }
 
   /**

@@ -90,10 +90,14 @@ describe('a partner trickling uploads', () => {
       // Landed while slow uploads were still open (not answered yet).
       const open = slow.filter((s) => !s.socket.destroyed && s.socket.readyState === 'open').length;
       expect(open).toBeGreaterThan(0);
+      // And readable at once: a slow upload takes its snapshot number only when its body is in.
+      expect(t.room.duck.snapshots.latest).toBeGreaterThanOrEqual(receipt.snapshot);
+      const series = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week`, {
+        headers: { authorization: `Bearer ${await t.token('globex', 'analyst')}` },
+      });
+      expect(series.headers.get('x-parity-snapshot')).toBe(String(receipt.snapshot));
 
       const answers = await Promise.all(slow.map((s) => s.answer));
-      // A slow upload holds the snapshot number it took until it is cut off; then globex's batch is read.
-      expect(t.room.duck.snapshots.latest).toBeGreaterThanOrEqual(receipt.snapshot);
       const statuses = answers.map((a) => a.status).sort();
       // Each one: cut off for its pace, or refused at once because acme's share of the queue was full.
       for (const a of answers) expect([408, 429], a.body.slice(0, 200)).toContain(a.status);
