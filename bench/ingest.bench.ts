@@ -5,7 +5,7 @@
  * Then the peak RSS of the server during a large streamed NDJSON push.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -36,6 +36,9 @@ const N = Number(process.env['BENCH_POINTS'] ?? 1_000_000);
 const BATCH = Number(process.env['BENCH_BATCH'] ?? 100_000);
 const RSS_POINTS = Number(process.env['BENCH_RSS_POINTS'] ?? 10_000_000);
 const PG_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+/** Concurrent uploads of the overload row, each of this many bytes (issue #13: 40 × 4 MB). */
+const OVERLOAD = Number(process.env['BENCH_OVERLOAD_UPLOADS'] ?? 40);
+const OVERLOAD_BYTES = Number(process.env['BENCH_OVERLOAD_BYTES'] ?? 4 * 1024 * 1024);
 
 interface Row {
   kpi: string;
@@ -276,6 +279,66 @@ async function main() {
   }
   rmSync(dataDir, { recursive: true, force: true });
 
+  // Overload: a fresh server (control plane on PostgreSQL when one answers), both demo partners
+  // sending OVERLOAD concurrent uploads at once; the peak RSS is read from the server's VmHWM,
+  // reset after start-up (/proc/<pid>/clear_refs), with the default limits and under
+  // PARITY_MEMORY_LIMIT=512MB.
+  const overload: { name: string; statuses: Record<string, number>; peak: number; idle: number; seconds: number }[] =
+    [];
+  if (OVERLOAD > 0)
+    for (const [name, env] of [
+      ['defaults', {}],
+      ['PARITY_MEMORY_LIMIT=512MB', { PARITY_MEMORY_LIMIT: '512MB' }],
+    ] as const) {
+      const dir = mkdtempSync(join(tmpdir(), 'parity-bench-overload-'));
+      const db = await scratchDatabase();
+      const r3 = await openRoom(
+        loadConfig({ PARITY_DATA_DIR: dir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: db?.url ?? '' }),
+      );
+      const tokens: string[] = [];
+      for (const partnerId of ['acme', 'globex'])
+        tokens.push((await createToken(r3.control.db, { partnerId, role: 'ingest', name: 'bench' }, new Date())).token);
+      await r3.close();
+      const s3 = await startServer(dir, { DATABASE_URL: db?.url ?? '', ...env });
+      writeFileSync(`/proc/${s3.child.pid}/clear_refs`, '5');
+      const idle = s3.peakRssMb();
+      process.stderr.write(`overload (${name}): ${OVERLOAD} concurrent uploads of ${fmt(OVERLOAD_BYTES)} bytes…\n`);
+      const bodies = Array.from({ length: OVERLOAD }, (_, i) => {
+        const out: string[] = [];
+        let size = 0;
+        for (let j = 0; size < OVERLOAD_BYTES; j++) {
+          const line = JSON.stringify(makeRows(1, i * 1_000_000 + j)[0]);
+          out.push(line);
+          size += line.length + 1;
+        }
+        return out.join('\n') + '\n';
+      });
+      const t0 = performance.now();
+      const statuses: Record<string, number> = {};
+      await Promise.all(
+        bodies.map(async (body, i) => {
+          let status: string;
+          try {
+            const res = await fetch(`${s3.url}/v1/points`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${tokens[i % 2]}`, 'content-type': 'application/x-ndjson' },
+              body,
+            });
+            await res.arrayBuffer();
+            status = String(res.status);
+          } catch {
+            status = 'closed'; // answered 429 before the body was sent, and the socket closed
+          }
+          statuses[status] = (statuses[status] ?? 0) + 1;
+        }),
+      );
+      overload.push({ name, statuses, peak: s3.peakRssMb(), idle, seconds: (performance.now() - t0) / 1000 });
+      s3.child.kill('SIGTERM');
+      await new Promise((r) => s3.child.once('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+      await db?.drop();
+    }
+
   const lines = [
     `Ingest benchmark: ${fmt(N)} points in batches of ${fmt(BATCH)}, ${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores, node ${process.version}`,
     '',
@@ -298,6 +361,23 @@ async function main() {
         ]
       : []),
   ];
+  if (overload.length)
+    lines.push(
+      '',
+      `Overload: ${OVERLOAD} concurrent NDJSON uploads of ${fmt(OVERLOAD_BYTES)} bytes from both demo partners at once, control plane on PostgreSQL; peak server RSS after start-up (VmHWM reset once the server answered).`,
+      '',
+      '| configuration | answers | seconds | RSS at rest MB | peak RSS MB | ≤ 512 MB |',
+      '|---|---|---:|---:|---:|---|',
+      ...overload.map(
+        (o) =>
+          `| ${o.name} | ${Object.entries(o.statuses)
+            .sort()
+            .map(([k, v]) => `${v} × ${k}`)
+            .join(
+              ', ',
+            )} | ${o.seconds.toFixed(1)} | ${o.idle.toFixed(0)} | ${o.peak.toFixed(0)} | ${o.peak <= 512 ? 'met' : 'MISSED'} |`,
+      ),
+    );
   process.stdout.write(lines.join('\n') + '\n');
 }
 

@@ -46,9 +46,10 @@ export class BatchLander {
       spoolDir: string;
       activeAgreement: () => ActiveAgreement;
       rotations?: readonly Buffer[];
+      workerHeap?: { oldMb: number; youngMb: number };
     },
   ) {
-    this.pool = new IngestWorkerPool(secret, opts.rotations);
+    this.pool = new IngestWorkerPool(secret, opts.rotations, opts.workerHeap);
   }
 
   async land(req: LandRequest): Promise<LandResult> {

@@ -21,6 +21,7 @@ export function createLander(room: Room): BatchLander {
     clockSkewMs: room.config.clockSkewMs,
     spoolDir: join(room.config.dataDir, 'spool'),
     rotations: room.pseudonymRotations,
+    workerHeap: room.config.workerHeap,
     activeAgreement: () => {
       const a = room.agreement();
       return { version: a.version, agreement: a.agreement };

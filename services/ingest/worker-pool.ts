@@ -31,6 +31,7 @@ class Pool {
   constructor(
     file: string,
     private readonly workerData: unknown,
+    private readonly resourceLimits: { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number },
   ) {
     this.#url = new URL(fromSources ? `./${file}.ts` : `./${file}.js`, import.meta.url);
   }
@@ -41,9 +42,9 @@ class Pool {
     const w = fromSources
       ? new Worker(
           `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(this.#url.href)}); });`,
-          { eval: true, workerData: this.workerData, resourceLimits },
+          { eval: true, workerData: this.workerData, resourceLimits: this.resourceLimits },
         )
-      : new Worker(this.#url, { workerData: this.workerData, resourceLimits });
+      : new Worker(this.#url, { workerData: this.workerData, resourceLimits: this.resourceLimits });
     w.unref();
     this.#all.add(w);
     w.once('exit', () => this.#all.delete(w));
@@ -62,9 +63,6 @@ class Pool {
   }
 }
 
-// Ingest holds at most a few segments in memory; a small heap keeps the process small.
-const resourceLimits = { maxOldGenerationSizeMb: 48, maxYoungGenerationSizeMb: 8 };
-
 /** One batch streaming through a parse worker and a spool worker. */
 export interface BatchRun {
   /** Hands a body chunk to the parse worker; waits while too much is in flight. */
@@ -82,12 +80,22 @@ export class IngestWorkerPool {
   readonly #spool: Pool;
   #nextId = 1;
 
-  constructor(secret: Buffer, rotations: readonly Buffer[] = []) {
-    this.#parse = new Pool('parse-worker', {});
-    this.#spool = new Pool('spool-worker', {
-      secret: new Uint8Array(secret),
-      rotations: rotations.map((r) => new Uint8Array(r)),
-    });
+  /**
+   * Ingest holds at most a few segments in memory; a small heap keeps the process small (48 MB of
+   * old space by default, less under PARITY_MEMORY_LIMIT: config.ts memoryPlan).
+   */
+  constructor(
+    secret: Buffer,
+    rotations: readonly Buffer[] = [],
+    heap: { oldMb: number; youngMb: number } = { oldMb: 48, youngMb: 8 },
+  ) {
+    const limits = { maxOldGenerationSizeMb: heap.oldMb, maxYoungGenerationSizeMb: heap.youngMb };
+    this.#parse = new Pool('parse-worker', {}, limits);
+    this.#spool = new Pool(
+      'spool-worker',
+      { secret: new Uint8Array(secret), rotations: rotations.map((r) => new Uint8Array(r)) },
+      limits,
+    );
   }
 
   run(parseStart: ParseStart, spoolStart: SpoolStart, onSegment: (path: string, rows: number) => void): BatchRun {

@@ -20,8 +20,6 @@ const byteSize = z
     return Math.floor(Number(m[1]) * mult[unit]!);
   });
 
-const positiveInt = (def: number) => z.coerce.number().int().positive().default(def);
-
 /** The environment the room reads, validated once at start-up (DESIGN.md "Environment"). */
 export const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -40,7 +38,11 @@ export const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   PARITY_MAX_BODY: byteSize.default(1024 ** 3),
   PARITY_MAX_JSON_BODY: byteSize.default(256 * 1024 ** 2),
-  PARITY_INGEST_CONCURRENCY: positiveInt(4),
+  // Default 4, or what PARITY_MEMORY_LIMIT leaves room for (memoryPlan).
+  PARITY_INGEST_CONCURRENCY: z.coerce.number().int().positive().optional(),
+  PARITY_MEMORY_LIMIT: byteSize
+    .refine((n) => n >= 256 * 1024 ** 2, 'expected at least 256MB: DuckDB, the ingest workers and Node need that much')
+    .optional(),
   PARITY_INGEST_QUEUE: z.coerce.number().int().min(0).default(16),
   PARITY_INGEST_MIN_RATE: byteSize.default(64 * 1024),
   PARITY_SESSION_IDLE_MINUTES: z.coerce.number().int().min(1).max(10_080).default(120),
@@ -86,7 +88,7 @@ export const envSchema = z.object({
   PARITY_DUCKDB_MEMORY: z
     .string()
     .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'expected a DuckDB memory size such as 256MB or 2GB')
-    .default('256MB'),
+    .optional(),
 });
 
 export interface Config {
@@ -101,6 +103,10 @@ export interface Config {
   maxBody: number;
   maxJsonBody: number;
   ingestConcurrency: number;
+  /** PARITY_MEMORY_LIMIT in bytes, or null: what DuckDB, the ingest workers and their count were sized from. */
+  memoryLimit: number | null;
+  /** Heap limits of each ingest worker thread (a batch in flight has a parse and a spool worker). */
+  workerHeap: { oldMb: number; youngMb: number };
   ingestQueue: number;
   /** Dashboard sessions: idle and absolute lifetimes. */
   sessions: { idleMs: number; absoluteMs: number };
@@ -147,6 +153,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration: ${name}: ${issue.message}`);
   }
   const e = parsed.data;
+  const plan = memoryPlan(e.PARITY_MEMORY_LIMIT ?? null, {
+    duckdbMemory: e.PARITY_DUCKDB_MEMORY,
+    ingestConcurrency: e.PARITY_INGEST_CONCURRENCY,
+  });
   return {
     port: e.PORT,
     host: e.HOST,
@@ -158,7 +168,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     maxBody: e.PARITY_MAX_BODY,
     maxJsonBody: e.PARITY_MAX_JSON_BODY,
-    ingestConcurrency: e.PARITY_INGEST_CONCURRENCY,
+    ingestConcurrency: plan.ingestConcurrency,
+    memoryLimit: e.PARITY_MEMORY_LIMIT ?? null,
+    workerHeap: plan.workerHeap,
     ingestQueue: e.PARITY_INGEST_QUEUE,
     sessions: {
       idleMs: e.PARITY_SESSION_IDLE_MINUTES * 60_000,
@@ -170,7 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxMs: e.PARITY_INGEST_MAX_SECONDS * 1000,
     },
     clockSkewMs: e.PARITY_CLOCK_SKEW_SECONDS * 1000,
-    duckdbMemory: e.PARITY_DUCKDB_MEMORY,
+    duckdbMemory: plan.duckdbMemory,
     queryCache: e.PARITY_QUERY_CACHE === 'on',
     alerts: e.PARITY_ALERTS === 'on',
     rollups: e.PARITY_ROLLUPS === 'on',
@@ -179,5 +191,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mailFrom: e.PARITY_MAIL_FROM,
     publicUrl: e.PARITY_PUBLIC_URL?.replace(/\/$/, ''),
     embedOrigins: e.PARITY_EMBED_ORIGINS,
+  };
+}
+
+const MB = 1024 ** 2;
+
+/**
+ * How the room shares PARITY_MEMORY_LIMIT (docs: README "Configuration"): DuckDB gets a quarter
+ * (at least 128 MB: the demo's rollup build needs that much), one batch in flight per 256 MB (1–4),
+ * and the ingest workers — a parse and a spool worker per batch in flight — share a quarter
+ * (16–48 MB of old space each). The rest is Node's own heap, the control plane and buffers.
+ * Explicit PARITY_DUCKDB_MEMORY and PARITY_INGEST_CONCURRENCY win. Without a limit: 256 MB for
+ * DuckDB, 4 batches, 48 MB per worker, as before.
+ */
+export function memoryPlan(
+  limit: number | null,
+  explicit: { duckdbMemory?: string | undefined; ingestConcurrency?: number | undefined } = {},
+): { duckdbMemory: string; ingestConcurrency: number; workerHeap: { oldMb: number; youngMb: number } } {
+  if (limit === null)
+    return {
+      duckdbMemory: explicit.duckdbMemory ?? '256MB',
+      ingestConcurrency: explicit.ingestConcurrency ?? 4,
+      workerHeap: { oldMb: 48, youngMb: 8 },
+    };
+  const ingestConcurrency = explicit.ingestConcurrency ?? Math.min(4, Math.max(1, Math.floor(limit / (256 * MB))));
+  const oldMb = Math.min(48, Math.max(16, Math.floor(limit / 4 / (2 * ingestConcurrency) / MB)));
+  return {
+    duckdbMemory: explicit.duckdbMemory ?? `${Math.max(128, Math.floor(limit / 4 / MB))}MB`,
+    ingestConcurrency,
+    workerHeap: { oldMb, youngMb: oldMb >= 32 ? 8 : 4 },
   };
 }

@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import {
@@ -267,9 +268,36 @@ function handle(db: ControlDb, kind: ControlDbHandle['kind']): ControlDbHandle {
   return { db, kind, ping: async () => void (await sql`SELECT 1`.execute(db)), close: () => db.destroy() };
 }
 
-/** Opens the control plane: the pg driver for DATABASE_URL, else PGlite under the data dir. */
 /** The embedded control plane's buffer pool (PostgreSQL's default is 128 MB). */
 const PGLITE_SHARED_BUFFERS = '16MB';
+const pgliteStartParams = () => [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`];
+
+/**
+ * Creates an embedded cluster in `dir` in a short-lived child process, as PostgreSQL runs initdb
+ * as a program of its own: initdb grows a WASM heap of several hundred MB, which a process
+ * never gives back, so the room itself never runs it. Falls back to the caller (in-process
+ * initdb) if the child fails.
+ */
+async function initPgliteDir(dir: string): Promise<boolean> {
+  let entry: string;
+  try {
+    entry = import.meta.resolve('@electric-sql/pglite');
+  } catch {
+    return false; // a module runner without import.meta.resolve (the test runner's): in-process
+  }
+  const code = [
+    `const { PGlite } = await import(${JSON.stringify(entry)});`,
+    `const db = await PGlite.create({ dataDir: ${JSON.stringify(dir)}, startParams: ${JSON.stringify(pgliteStartParams())} });`,
+    'await db.close();',
+  ].join('\n');
+  return new Promise((resolveInit) => {
+    execFile(process.execPath, ['--input-type=module', '-e', code], { timeout: 120_000 }, (err) =>
+      resolveInit(!err && existsSync(join(dir, 'PG_VERSION'))),
+    );
+  });
+}
+
+/** Opens the control plane: the pg driver for DATABASE_URL, else PGlite under the data dir. */
 
 export async function openControlDb(opts: {
   databaseUrl?: string | undefined;
@@ -288,13 +316,14 @@ export async function openControlDb(opts: {
     if (!opts.dataDir) throw new Error('openControlDb: dataDir or memory is required');
     dir = join(opts.dataDir, 'pglite');
     mkdirSync(dir, { recursive: true });
+    if (!existsSync(join(dir, 'PG_VERSION'))) await initPgliteDir(dir);
   }
   const lite = await PGlite.create({
     ...(dir ? { dataDir: dir } : {}),
     parsers: { 20: (v: string) => Number(v) },
     // The control plane is small: PostgreSQL's 128 MB buffer pool would only grow the WASM heap,
     // which never shrinks (the demo's first start peaked near 1 GB RSS with it).
-    startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
+    startParams: pgliteStartParams(),
   });
   return handle(new Kysely<Database>({ dialect: new PostgresDialect({ pool: pglitePool(lite) as never }) }), 'pglite');
 }
