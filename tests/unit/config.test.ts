@@ -58,3 +58,38 @@ describe('configuration', () => {
     expect(text).not.toContain('hunter2');
   });
 });
+
+describe('PARITY_MEMORY_LIMIT', () => {
+  it('sizes DuckDB, the batches in flight and the worker heaps from one budget', () => {
+    const c = loadConfig({ PARITY_MEMORY_LIMIT: '512MiB' });
+    expect(c.memoryLimit).toBe(512 * 1024 ** 2);
+    expect(c.duckdbMemory).toBe('128MB');
+    expect(c.ingestConcurrency).toBe(2);
+    expect(c.workerHeap).toEqual({ oldMb: 32, youngMb: 8 });
+    const big = loadConfig({ PARITY_MEMORY_LIMIT: '2GiB' });
+    expect([big.duckdbMemory, big.ingestConcurrency, big.workerHeap.oldMb]).toEqual(['512MB', 4, 48]);
+    const small = loadConfig({ PARITY_MEMORY_LIMIT: '256MiB' });
+    expect([small.duckdbMemory, small.ingestConcurrency, small.workerHeap]).toEqual([
+      '128MB',
+      1,
+      { oldMb: 32, youngMb: 8 },
+    ]);
+  });
+
+  it('explicit settings win, and without a limit the defaults are as before', () => {
+    const c = loadConfig({
+      PARITY_MEMORY_LIMIT: '512MiB',
+      PARITY_DUCKDB_MEMORY: '300MB',
+      PARITY_INGEST_CONCURRENCY: '3',
+    });
+    expect([c.duckdbMemory, c.ingestConcurrency]).toEqual(['300MB', 3]);
+    expect(c.workerHeap.oldMb).toBe(21);
+    const d = loadConfig({});
+    expect([d.memoryLimit, d.duckdbMemory, d.ingestConcurrency, d.workerHeap.oldMb]).toEqual([null, '256MB', 4, 48]);
+  });
+
+  it('refuses a budget too small to run the room, naming the variable', () => {
+    expect(() => loadConfig({ PARITY_MEMORY_LIMIT: '100MB' })).toThrow(/PARITY_MEMORY_LIMIT: expected at least 256MB/);
+    expect(() => loadConfig({ PARITY_MEMORY_LIMIT: 'lots' })).toThrow(/PARITY_MEMORY_LIMIT/);
+  });
+});
