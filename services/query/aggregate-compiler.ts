@@ -451,47 +451,54 @@ export function compileRollupRead(q: SeriesQuery, fromPeriod: string, toPeriod: 
   };
 }
 
-/** The temporary table a release step narrows its candidate atoms in. */
+/** The temporary tables a release step narrows its candidate atoms in, and holds their points in. */
 const CANDIDATES_TABLE = 'release_candidates';
+const CHANGE_TABLE = 'release_change';
 
 /**
  * The statements of one KPI's release step at `snapshot` (docs/privacy.md §3). The candidates are
- * its pending atoms; their points are the change the step would publish. `drop` removes every
- * candidate atom that lies in a failing part of that change — in some readable cell a partner's
- * change has fewer than k distinct subjects or dominates the change's sum, or (combined, without
- * consent) fewer than three partners changed — and is run until it removes nothing (removing an
- * atom can make another cell's change fail). `release` then releases what is left.
+ * its pending atoms; their points are the change the step would publish (`change` copies them,
+ * each agreed dimension extracted once). `drop` removes every candidate atom that lies in a
+ * failing part of that change — in some readable cell a partner's change has fewer than k
+ * distinct subjects or dominates the change's sum, or (combined, without consent) fewer than
+ * three partners changed — and `change` then `drop` are run until it removes nothing (removing
+ * an atom can make another cell's change fail). `release` then releases what is left.
  */
 export function compileRelease(
   kpi: Kpi,
   rules: DisclosureRules,
   snapshot: number,
-): { candidates: CompiledSql; drop: CompiledSql; release: CompiledSql; done: CompiledSql } {
+): { candidates: CompiledSql; change: CompiledSql; drop: CompiledSql; release: CompiledSql; done: CompiledSql[] } {
   const c = CANDIDATES_TABLE;
-  const ps = new Params();
-  const id = ps.bind(kpi.id);
-  const snap = ps.bind(snapshot);
+  const cp = new Params();
+  const id = cp.bind(kpi.id);
+  const snap = cp.bind(snapshot);
   const change = [
-    `(SELECT *${dimColumns(kpi, ps)} FROM (`,
+    `CREATE OR REPLACE TEMP TABLE ${CHANGE_TABLE} AS`,
+    `SELECT *${dimColumns(kpi, cp)} FROM (`,
     '  SELECT p.partner, p.subject, p.value, p.local_day, p.dims FROM points p',
     `  SEMI JOIN ${c} c ON c.partner = p.partner AND c.snapshot = p.snapshot AND c.local_day = p.local_day AND c.dims IS NOT DISTINCT FROM p.dims`,
     `  WHERE p.kpi = ${id} AND p.snapshot <= ${snap}`,
+    // Points are appended in snapshot order: the bounds skip every older row group.
+    `    AND p.snapshot >= (SELECT min(snapshot) FROM ${c})`,
     `    AND p.local_day >= (SELECT min(local_day) FROM ${c}) AND p.local_day <= (SELECT max(local_day) FROM ${c})`,
-    ') AS x) AS change',
+    ') AS x',
   ].join('\n');
-  const parts = `(${partsOf(kpi, rules, change)})`;
-  const flagged = flaggedAtoms(kpi, rules, change, parts, ps, true);
+  const dp = new Params();
+  const parts = `(${partsOf(kpi, rules, CHANGE_TABLE)})`;
+  const flagged = flaggedAtoms(kpi, rules, CHANGE_TABLE, parts, dp, true);
   return {
     candidates: {
       sql: `CREATE OR REPLACE TEMP TABLE ${c} AS SELECT partner, snapshot, local_day, dims FROM held_atoms WHERE kpi = $1 AND released IS NULL AND snapshot <= $2`,
       params: [kpi.id, snapshot],
     },
+    change: { sql: change, params: cp.list },
     drop: {
       sql: [
         `DELETE FROM ${c} USING (SELECT partner, local_day, dims FROM (\n${flagged}\n) AS f WHERE protected) AS bad`,
         `WHERE ${c}.partner = bad.partner AND ${c}.local_day = bad.local_day AND ${c}.dims IS NOT DISTINCT FROM bad.dims`,
       ].join('\n'),
-      params: ps.list,
+      params: dp.list,
     },
     release: {
       sql: [
@@ -501,6 +508,9 @@ export function compileRelease(
       ].join('\n'),
       params: [kpi.id, snapshot],
     },
-    done: { sql: `DROP TABLE IF EXISTS ${c}`, params: [] },
+    done: [
+      { sql: `DROP TABLE IF EXISTS ${c}`, params: [] },
+      { sql: `DROP TABLE IF EXISTS ${CHANGE_TABLE}`, params: [] },
+    ],
   };
 }

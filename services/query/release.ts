@@ -20,9 +20,12 @@ export function releaser(agreement: () => Agreement): Releaser {
       const step = compileRelease(kpi, disclosureRules(a, kpi), snapshot);
       await exec.run(step.candidates.sql, step.candidates.params);
       // Each round removes at least one atom or ends: at most as many rounds as candidates.
-      while ((await exec.run(step.drop.sql, step.drop.params)) > 0);
+      for (;;) {
+        await exec.run(step.change.sql, step.change.params);
+        if ((await exec.run(step.drop.sql, step.drop.params)) === 0) break;
+      }
       await exec.run(step.release.sql, step.release.params);
-      await exec.run(step.done.sql, step.done.params);
+      for (const s of step.done) await exec.run(s.sql, s.params);
     }
     // Released at once: no row needed (a point without a row of its atom is released).
     await exec.run('DELETE FROM held_atoms WHERE released = snapshot');

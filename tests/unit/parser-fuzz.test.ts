@@ -1,9 +1,11 @@
 // Issue #13, bounded parsers: generated and mutated bodies straight through the body parsers and
 // the point validator, in process — PARITY_PARSER_FUZZ_RUNS (10,000 by default) per content type
-// for NDJSON, JSON and CSV. Every body either parses or is refused with a 4xx Problem; nothing
-// else is thrown, nothing hangs, and no error message carries the marker the body holds. (Arrow
-// is fuzzed through the listening server, where a worker's memory limit stands between a hostile
-// stream and the room: tests/integration/ingest-arrow-hostile.test.ts.)
+// for NDJSON, JSON, CSV and Arrow. Every body either parses or is refused with a 4xx Problem;
+// nothing else is thrown, nothing hangs, and no error message carries the marker the body holds.
+// Arrow streams get byte and length-word mutations, checked here in process against the framing
+// check (declared lengths before any allocation); tests/integration/ingest-arrow-hostile.test.ts
+// sends such streams through the listening server too.
+import { Float64, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
@@ -31,7 +33,36 @@ const seeds = {
   json: JSON.stringify({ points: [good, { ...good, value: 7 }] }),
   csv: `kpi,at,value,subject,region\nlead_time,2026-11-20T10:00:00Z,4,${MARK}-S,north\nlead_time,2026-11-21T10:00:00Z,5,"${MARK}-T",south\n`,
 } as const;
-type Kind = keyof typeof seeds;
+type Kind = keyof typeof seeds | 'arrow';
+
+/** A valid Arrow IPC stream of 40 rows, subjects carrying the marker. */
+const arrowSeed = tableToIPC(
+  new Table({
+    kpi: vectorFromArray(
+      Array.from({ length: 40 }, () => 'lead_time'),
+      new Utf8(),
+    ),
+    at: vectorFromArray(
+      Array.from({ length: 40 }, (_, i) => `2026-11-${17 + (i % 3)}T08:00:00Z`),
+      new Utf8(),
+    ),
+    value: vectorFromArray(
+      Array.from({ length: 40 }, (_, i) => i + 0.5),
+      new Float64(),
+    ),
+    subject: vectorFromArray(
+      Array.from({ length: 40 }, (_, i) => `${MARK}-${i}`),
+      new Utf8(),
+    ),
+  }),
+  'stream',
+);
+
+/** A mutation of a binary stream: a byte overwritten, or a 32-bit word set to a hostile length. */
+const binaryMutation = fc.oneof(
+  fc.record({ at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
+  fc.record({ at: fc.nat(), word: fc.constantFrom(0x7fffffff, 0xffffffff, 0x10000000, 0x00ffffff, 0, 1, 0x7ffffff8) }),
+);
 
 /** A mutation: bytes replaced, inserted or removed, or the body cut, or repeated. */
 const mutation = fc.oneof(
@@ -95,7 +126,42 @@ async function run(
 }
 
 describe('parser fuzz', () => {
-  for (const kind of Object.keys(seeds) as Kind[]) {
+  it(
+    `${RUNS} mutated Arrow streams: each parses or gets a 4xx, and no message echoes the body`,
+    async () => {
+      const outcomes = { parsed: 0, refused: 0 };
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(binaryMutation, { minLength: 1, maxLength: 4 }),
+          fc.option(fc.nat(), { nil: undefined }),
+          fc.integer({ min: 1, max: 4096 }),
+          async (ms, cut, chunk) => {
+            const b = Buffer.from(arrowSeed);
+            for (const m of ms) {
+              const at = m.at % b.length;
+              if ('byte' in m) b[at] = m.byte;
+              else if (at + 4 <= b.length) b.writeUInt32LE(m.word, at);
+            }
+            const result = await run('arrow', cut === undefined ? b : b.subarray(0, cut % b.length), chunk);
+            if (result.problem) {
+              outcomes.refused++;
+              expect(result.problem.status).toBeGreaterThanOrEqual(400);
+              expect(result.problem.status).toBeLessThan(500);
+              expect(JSON.stringify(result.problem.body())).not.toContain(MARK);
+            } else if (result.rowErrors > 0) outcomes.refused++;
+            else outcomes.parsed++;
+          },
+        ),
+        { numRuns: RUNS, seed: 1313 },
+      );
+      expect(outcomes.parsed + outcomes.refused).toBe(RUNS);
+      expect(outcomes.refused).toBeGreaterThan(0);
+      expect(outcomes.parsed).toBeGreaterThan(0);
+    },
+    timeout(240_000),
+  );
+
+  for (const kind of Object.keys(seeds) as (keyof typeof seeds)[]) {
     it(
       `${RUNS} mutated ${kind} bodies: each parses or gets a 4xx, and no message echoes the body`,
       async () => {
