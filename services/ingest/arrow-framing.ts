@@ -1,4 +1,11 @@
 import { Message } from 'apache-arrow';
+import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
+import type { Field as FbField } from 'apache-arrow/fb/field';
+import { Message as FbMessage } from 'apache-arrow/fb/message';
+import { MessageHeader } from 'apache-arrow/fb/message-header';
+import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
+import { Schema as FbSchema } from 'apache-arrow/fb/schema';
+import { ByteBuffer } from 'flatbuffers';
 import { badRequest } from '../platform/errors.js';
 
 /** What one Arrow IPC message may declare before the reader allocates for it. */
@@ -82,8 +89,49 @@ class Framing {
   }
 }
 
+/**
+ * The vectors a message's metadata declares, checked on the flatbuffer itself before anything is
+ * decoded: a vector of n entries takes at least n × its entry size of the metadata, so a count
+ * that does not fit is a hostile length (decoding it would allocate one object per entry).
+ */
+function checkVectors(meta: Buffer, limits: ArrowLimits, refuse: (what: string) => Error): void {
+  const fits = (n: number, size: number) => Number.isSafeInteger(n) && n >= 0 && n * size <= meta.length;
+  let bad: string | undefined;
+  try {
+    const m = FbMessage.getRootAsMessage(new ByteBuffer(new Uint8Array(meta.buffer, meta.byteOffset, meta.length)));
+    const type = m.headerType();
+    if (type === MessageHeader.RecordBatch || type === MessageHeader.DictionaryBatch) {
+      const batch =
+        type === MessageHeader.RecordBatch
+          ? (m.header(new FbRecordBatch()) as FbRecordBatch | null)
+          : (m.header(new FbDictionaryBatch()) as FbDictionaryBatch | null)?.data();
+      // A field node and a buffer region are 16-byte structs.
+      if (batch && !fits(batch.nodesLength(), 16)) bad = `declares ${batch.nodesLength()} columns`;
+      else if (batch && !fits(batch.buffersLength(), 16)) bad = `declares ${batch.buffersLength()} buffers`;
+    } else if (type === MessageHeader.Schema) {
+      const schema = m.header(new FbSchema()) as FbSchema | null;
+      // A field is a 4-byte offset to a table at least; children nest at most maxDepth deep.
+      const walk = (count: number, child: (i: number) => FbField | null, depth: number) => {
+        if (bad) return;
+        if (!fits(count, 4)) bad = `declares ${count} fields`;
+        else if (depth > limits.maxDepth) bad = `nests its fields deeper than ${limits.maxDepth}`;
+        else
+          for (let i = 0; i < count && !bad; i++) {
+            const f = child(i);
+            if (f) walk(f.childrenLength(), (j) => f.children(j), depth + 1);
+          }
+      };
+      if (schema) walk(schema.fieldsLength(), (i) => schema.fields(i), 1);
+    }
+  } catch {
+    bad = 'its metadata cannot be read';
+  }
+  if (bad) throw refuse(`${bad} in ${meta.length} bytes of metadata`);
+}
+
 /** Checks one message's metadata against the limits; returns its body length. */
 function checkMessage(meta: Buffer, limits: ArrowLimits, refuse: (what: string) => Error): number {
+  checkVectors(meta, limits, refuse);
   let m: Message;
   try {
     m = Message.decode(meta);
