@@ -56,7 +56,17 @@ describe('parity demo (what npm start runs)', () => {
       expect(out).toMatch(/^ {2}acme\s+owner\s+pty_\S+ {2}ana@acme\.example$/m);
       expect(out).toMatch(/^ {2}globex\s+owner\s+pty_\S+ {2}dpo@globex\.example$/m);
       const ready = await (await fetch(`${first.url}/readyz`)).json();
-      expect(ready).toMatchObject({ status: 'ready', snapshot: 2 });
+      // Each partner's two years, then the demo's late correction of two of globex's orders.
+      expect(ready).toMatchObject({ status: 'ready', snapshot: 3 });
+      // Below k, the correction holds the week it falls in at its earlier value (docs/privacy.md §3).
+      const week = await (
+        await fetch(`${first.url}/v1/kpis/lead_time/series?grain=week&by=partner`, {
+          headers: { authorization: `Bearer ${tokens['acme:analyst']}` },
+        })
+      ).json();
+      expect(week.cells.filter((c: { state: string }) => c.state === 'held')).toEqual([
+        expect.objectContaining({ group: 'globex', state: 'held', reasonCode: 'held', asOf: 2 }),
+      ]);
       const agreement = await (
         await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:analyst']}` } })
       ).json();
@@ -93,14 +103,14 @@ describe('parity demo (what npm start runs)', () => {
       expect(out).not.toContain('seeded');
       expect(out).toContain('demo tokens were printed at the first start');
       const ready = await (await fetch(`${second.url}/readyz`)).json();
-      expect(ready.snapshot).toBe(2);
+      expect(ready.snapshot).toBe(3);
       const r = await fetch(`${second.url}/v1/points`, {
         method: 'POST',
         headers: { authorization: `Bearer ${tokens['acme:ingest']}`, 'content-type': 'application/x-ndjson' },
         body: ndjson(leadTimePoints(5)),
       });
       expect(r.status).toBe(202);
-      expect((await r.json()).snapshot).toBe(3);
+      expect((await r.json()).snapshot).toBe(4);
     } finally {
       second.child.kill('SIGTERM');
       // On failure, what the room printed last says why it did not close cleanly.
