@@ -85,31 +85,43 @@ export async function seedDemoPoints(
       opts.onProgress?.(p.id, n);
       if (lines.length) yield Buffer.from(lines.join('\n') + '\n');
     }
-    const { receipt } = await lander.land({
-      partnerId: p.id,
-      kind: 'ndjson',
-      contentType: 'application/x-ndjson',
-      body: body(),
-      idempotencyKey: `demo-seed-${p.id}`,
-      partial: false,
-    });
-    await room.audit({
-      actor: 'system',
-      partnerId: p.id,
-      action: 'ingest.landed',
-      target: receipt.batchId,
-      details: { snapshot: receipt.snapshot, contentType: 'application/x-ndjson', demo: true },
-    });
-    total += receipt.accepted;
+    total += await landDemoBatch(room, lander, p.id, body(), `demo-seed-${p.id}`);
   }
   return total + (await landLateCorrection(room, lander, to));
 }
 
+/** One NDJSON batch of the demo through the lander, with its audit entry; the points accepted. */
+async function landDemoBatch(
+  room: Room,
+  lander: BatchLander,
+  partnerId: string,
+  body: AsyncIterable<Buffer>,
+  idempotencyKey: string,
+): Promise<number> {
+  const { receipt } = await lander.land({
+    partnerId,
+    kind: 'ndjson',
+    contentType: 'application/x-ndjson',
+    body,
+    idempotencyKey,
+    partial: false,
+  });
+  await room.audit({
+    actor: 'system',
+    partnerId,
+    action: 'ingest.landed',
+    target: receipt.batchId,
+    details: { snapshot: receipt.snapshot, contentType: 'application/x-ndjson', demo: true },
+  });
+  return receipt.accepted;
+}
+
 /**
  * The demo's late correction: the second partner resends two orders of a closed working day
- * (the Wednesday of the week before last). Their change is below the agreement's threshold, so that day's lead time, its week and
- * its month stay at their earlier values — held, with the snapshot they are from (docs/privacy.md
- * §3) — until more of that day arrives: the dashboard shows what one late point does (nothing).
+ * (the Wednesday of the week before last). Their change is below the agreement's threshold, so
+ * that day's lead time, its week and its month stay at their earlier values — held, with the
+ * snapshot they are from (docs/privacy.md §3) — until more of that day arrives: the dashboard
+ * shows what one late point does (nothing).
  */
 async function landLateCorrection(room: Room, lander: BatchLander, to: Date): Promise<number> {
   const agreement = room.agreement().agreement;
@@ -125,24 +137,10 @@ async function landLateCorrection(room: Room, lander: BatchLander, to: Date): Pr
     subject: `${partner.id.toUpperCase()}-ORD-LATE-${i + 1}`,
     dims: { region: 'north' },
   }));
-  const { receipt } = await lander.land({
-    partnerId: partner.id,
-    kind: 'ndjson',
-    contentType: 'application/x-ndjson',
-    body: (async function* () {
-      yield Buffer.from(points.map((p) => JSON.stringify(p)).join('\n') + '\n');
-    })(),
-    idempotencyKey: `demo-late-${partner.id}`,
-    partial: false,
-  });
-  await room.audit({
-    actor: 'system',
-    partnerId: partner.id,
-    action: 'ingest.landed',
-    target: receipt.batchId,
-    details: { snapshot: receipt.snapshot, contentType: 'application/x-ndjson', demo: true },
-  });
-  return receipt.accepted;
+  const body = (async function* () {
+    yield Buffer.from(points.map((p) => JSON.stringify(p)).join('\n') + '\n');
+  })();
+  return landDemoBatch(room, lander, partner.id, body, `demo-late-${partner.id}`);
 }
 
 function startOfUtcDay(d: Date): Date {

@@ -125,6 +125,17 @@ async function run(
   }
 }
 
+/** Counts one outcome: a refusal must be a 4xx Problem whose body does not echo the marker. */
+function tally(outcomes: { parsed: number; refused: number }, result: Awaited<ReturnType<typeof run>>): void {
+  if (result.problem) {
+    outcomes.refused++;
+    expect(result.problem.status).toBeGreaterThanOrEqual(400);
+    expect(result.problem.status).toBeLessThan(500);
+    expect(JSON.stringify(result.problem.body())).not.toContain(MARK);
+  } else if (result.rowErrors > 0) outcomes.refused++;
+  else outcomes.parsed++;
+}
+
 describe('parser fuzz', () => {
   it(
     `${RUNS} mutated Arrow streams: each parses or gets a 4xx, and no message echoes the body`,
@@ -142,14 +153,7 @@ describe('parser fuzz', () => {
               if ('byte' in m) b[at] = m.byte;
               else if (at + 4 <= b.length) b.writeUInt32LE(m.word, at);
             }
-            const result = await run('arrow', cut === undefined ? b : b.subarray(0, cut % b.length), chunk);
-            if (result.problem) {
-              outcomes.refused++;
-              expect(result.problem.status).toBeGreaterThanOrEqual(400);
-              expect(result.problem.status).toBeLessThan(500);
-              expect(JSON.stringify(result.problem.body())).not.toContain(MARK);
-            } else if (result.rowErrors > 0) outcomes.refused++;
-            else outcomes.parsed++;
+            tally(outcomes, await run('arrow', cut === undefined ? b : b.subarray(0, cut % b.length), chunk));
           },
         ),
         { numRuns: RUNS, seed: 1313 },
@@ -172,14 +176,7 @@ describe('parser fuzz', () => {
             fc.integer({ min: 1, max: 64 }),
             async (ms, chunk) => {
               const text = mutate(seeds[kind], ms);
-              const result = await run(kind, Buffer.from(text, 'utf8'), chunk);
-              if (result.problem) {
-                outcomes.refused++;
-                expect(result.problem.status).toBeGreaterThanOrEqual(400);
-                expect(result.problem.status).toBeLessThan(500);
-                expect(JSON.stringify(result.problem.body())).not.toContain(MARK);
-              } else if (result.rowErrors > 0) outcomes.refused++;
-              else outcomes.parsed++;
+              tally(outcomes, await run(kind, Buffer.from(text, 'utf8'), chunk));
             },
           ),
           { numRuns: RUNS, seed: 13 },
