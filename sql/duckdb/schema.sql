@@ -1,5 +1,6 @@
 -- DuckDB: the landed points and the receipts of their batches. A batch's snapshot number is
--- its id in time: points carry it, and a query "as of snapshot N" reads snapshot <= N.
+-- its id in time: points carry it, and a query "as of snapshot N" reads snapshot <= N, counting
+-- only the points released by N (held_atoms, below).
 CREATE TABLE IF NOT EXISTS batches (
   id                 VARCHAR PRIMARY KEY,
   snapshot           UINTEGER NOT NULL UNIQUE,
