@@ -199,8 +199,8 @@ const MB = 1024 ** 2;
 /**
  * How the room shares PARITY_MEMORY_LIMIT (docs: README "Configuration"): DuckDB gets a quarter
  * (at least 128 MB: the demo's rollup build needs that much), one batch in flight per 256 MB (1–4),
- * and the ingest workers — a parse and a spool worker per batch in flight — share a quarter
- * (16–48 MB of old space each). The rest is Node's own heap, the control plane and buffers.
+ * and the ingest workers — a parse and a spool worker per batch in flight — share an eighth
+ * (16–48 MB of old space each; each thread also costs ~10 MB of its own). The rest is Node's own heap, the control plane and buffers.
  * Explicit PARITY_DUCKDB_MEMORY and PARITY_INGEST_CONCURRENCY win. Without a limit: 256 MB for
  * DuckDB, 4 batches, 48 MB per worker, as before.
  */
@@ -215,7 +215,7 @@ export function memoryPlan(
       workerHeap: { oldMb: 48, youngMb: 8 },
     };
   const ingestConcurrency = explicit.ingestConcurrency ?? Math.min(4, Math.max(1, Math.floor(limit / (256 * MB))));
-  const oldMb = Math.min(48, Math.max(16, Math.floor(limit / 4 / (2 * ingestConcurrency) / MB)));
+  const oldMb = Math.min(48, Math.max(16, Math.floor(limit / 8 / (2 * ingestConcurrency) / MB)));
   return {
     duckdbMemory: explicit.duckdbMemory ?? `${Math.max(128, Math.floor(limit / 4 / MB))}MB`,
     ingestConcurrency,

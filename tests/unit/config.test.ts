@@ -65,14 +65,14 @@ describe('PARITY_MEMORY_LIMIT', () => {
     expect(c.memoryLimit).toBe(512 * 1024 ** 2);
     expect(c.duckdbMemory).toBe('128MB');
     expect(c.ingestConcurrency).toBe(2);
-    expect(c.workerHeap).toEqual({ oldMb: 32, youngMb: 8 });
+    expect(c.workerHeap).toEqual({ oldMb: 16, youngMb: 4 });
     const big = loadConfig({ PARITY_MEMORY_LIMIT: '2GiB' });
-    expect([big.duckdbMemory, big.ingestConcurrency, big.workerHeap.oldMb]).toEqual(['512MB', 4, 48]);
+    expect([big.duckdbMemory, big.ingestConcurrency, big.workerHeap.oldMb]).toEqual(['512MB', 4, 32]);
     const small = loadConfig({ PARITY_MEMORY_LIMIT: '256MiB' });
     expect([small.duckdbMemory, small.ingestConcurrency, small.workerHeap]).toEqual([
       '128MB',
       1,
-      { oldMb: 32, youngMb: 8 },
+      { oldMb: 16, youngMb: 4 },
     ]);
   });
 
@@ -83,7 +83,7 @@ describe('PARITY_MEMORY_LIMIT', () => {
       PARITY_INGEST_CONCURRENCY: '3',
     });
     expect([c.duckdbMemory, c.ingestConcurrency]).toEqual(['300MB', 3]);
-    expect(c.workerHeap.oldMb).toBe(21);
+    expect(c.workerHeap.oldMb).toBe(16);
     const d = loadConfig({});
     expect([d.memoryLimit, d.duckdbMemory, d.ingestConcurrency, d.workerHeap.oldMb]).toEqual([null, '256MB', 4, 48]);
   });

@@ -582,7 +582,7 @@ describe('rank test against a brute-force oracle (random 0/1 systems of up to 5 
           } else expect(checkDirection(system, system.targets[0]!, v)).toBeNull();
         },
       ),
-      { numRuns: 300 },
+      { numRuns: 300, seed: 20261130 },
     );
     expect(seen.determined).toBeGreaterThan(20);
     expect(seen.hidden).toBeGreaterThan(20);
@@ -728,7 +728,7 @@ describe('scenarios: every verdict carries a certificate that checks out, for ev
           expect(f.interval!.max === null || f.interval!.max.cmp(x) >= 0).toBe(true);
         }
       }),
-      { numRuns: 40 },
+      { numRuns: 40, seed: 20261130 },
     );
     expect(seen.determined).toBeGreaterThan(0);
     expect(seen.hidden).toBeGreaterThan(0);
@@ -772,7 +772,7 @@ describe('scenarios (sum): an undetermined target has a second dataset the attac
           if (before && after) expect(after.eq(before)).toBe(false);
         });
       }),
-      { numRuns: 60 },
+      { numRuns: 60, seed: 20261130 },
     );
     expect(realised).toBeGreaterThan(20);
   });
@@ -796,7 +796,7 @@ describe('scenarios: disclosing more never hides what was determined', () => {
             compared++;
           }
       }),
-      { numRuns: 60 },
+      { numRuns: 60, seed: 20261130 },
     );
     expect(compared).toBeGreaterThan(10);
   });
@@ -823,7 +823,7 @@ describe('scenarios: feasible interval of the linear relaxation', () => {
           });
         },
       ),
-      { numRuns: 25 },
+      { numRuns: 25, seed: 20261130 },
     );
     expect(seen.point).toBeGreaterThan(0);
     expect(seen.wide).toBeGreaterThan(0);
@@ -851,7 +851,7 @@ describe('quantile preimage against brute force', () => {
           }
         },
       ),
-      { numRuns: 300 },
+      { numRuns: 300, seed: 20261130 },
     );
   });
 });
