@@ -28,6 +28,11 @@ function config(): Config {
   return loadConfig(process.env);
 }
 
+/** The environment without its empty values (loadConfig treats those as unset). */
+function withoutEmpty(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+}
+
 /** Refuses to open an embedded data directory another process is serving. */
 function assertStoppedOrShared(cfg: Config, what: string): void {
   const pid = runningRoomPid(cfg.dataDir);
@@ -38,9 +43,14 @@ function assertStoppedOrShared(cfg: Config, what: string): void {
   }
 }
 
+/** The demo's memory budget unless PARITY_MEMORY_LIMIT says otherwise: a laptop's, not a server's. */
+const DEMO_MEMORY_LIMIT = '512MB';
+
 async function runServe(withDemo: boolean): Promise<void> {
   let demoTokens: Awaited<ReturnType<typeof createDemoTokens>> = [];
-  const cfg = config();
+  const cfg = withDemo
+    ? loadConfig({ PARITY_MEMORY_LIMIT: DEMO_MEMORY_LIMIT, ...withoutEmpty(process.env) })
+    : config();
   const log = pino(loggerOptions(cfg.logLevel));
   const room = await openRoom(cfg, { ...(withDemo ? { defaultAgreementFile: demoAgreementFile() } : {}), log });
   try {
@@ -94,6 +104,10 @@ async function runServe(withDemo: boolean): Promise<void> {
         // Ready sign-in links for an analyst of each partner (the token travels in the fragment, never to a log).
         for (const t of demoTokens.filter((x) => x.role === 'analyst'))
           out(`  sign in as ${t.name}: ${url}/#signin=${t.token}`);
+        if (cfg.memoryLimit !== null)
+          out(
+            `  memory budget ${Math.round(cfg.memoryLimit / 1024 ** 2)} MB (PARITY_MEMORY_LIMIT): DuckDB ${cfg.duckdbMemory}, ${cfg.ingestConcurrency} batch${cfg.ingestConcurrency === 1 ? '' : 'es'} in flight, ${cfg.workerHeap.oldMb} MB per ingest worker`,
+          );
       },
     });
   } catch (e) {

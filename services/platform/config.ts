@@ -198,7 +198,7 @@ const MB = 1024 ** 2;
 
 /**
  * How the room shares PARITY_MEMORY_LIMIT (docs: README "Configuration"): DuckDB gets a quarter
- * (at least 128 MB: the demo's rollup build needs that much), one batch in flight per 256 MB (1–4),
+ * (at least 128 MB: the demo's rollup build needs that much), one batch in flight per whole 256 MiB (1–4),
  * and the ingest workers — a parse and a spool worker per batch in flight — share an eighth
  * (16–48 MB of old space each; each thread also costs ~10 MB of its own). The rest is Node's own heap, the control plane and buffers.
  * Explicit PARITY_DUCKDB_MEMORY and PARITY_INGEST_CONCURRENCY win. Without a limit: 256 MB for

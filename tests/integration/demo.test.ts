@@ -48,6 +48,10 @@ describe('parity demo (what npm start runs)', () => {
       const links = first.output();
       expect(links).toMatch(/sign in as acme analyst \(demo\): http:\/\/\S+\/#signin=pty_\S+/);
       expect(links).toMatch(/sign in as globex analyst \(demo\): http:\/\/\S+\/#signin=pty_\S+/);
+      // The demo runs on a laptop's budget unless PARITY_MEMORY_LIMIT says otherwise.
+      expect(out).toMatch(
+        /memory budget 488 MB \(PARITY_MEMORY_LIMIT\): DuckDB 128MB, 1 batch in flight, 30 MB per ingest worker/,
+      );
       // The dashboard is served at / from the same process.
       const page = await fetch(`${first.url}/`);
       expect(page.status).toBe(200);
