@@ -106,7 +106,7 @@ async function runServe(withDemo: boolean): Promise<void> {
           out(`  sign in as ${t.name}: ${url}/#signin=${t.token}`);
         if (cfg.memoryLimit !== null)
           out(
-            `  memory budget ${Math.round(cfg.memoryLimit / 1024 ** 2)} MB (PARITY_MEMORY_LIMIT): DuckDB ${cfg.duckdbMemory}, ${cfg.ingestConcurrency} batch${cfg.ingestConcurrency === 1 ? '' : 'es'} in flight, ${cfg.workerHeap.oldMb} MB per ingest worker`,
+            `  memory budget ${Math.round(cfg.memoryLimit / 1024 ** 2)} MiB (PARITY_MEMORY_LIMIT): DuckDB ${cfg.duckdbMemory}, ${cfg.ingestConcurrency} batch${cfg.ingestConcurrency === 1 ? '' : 'es'} in flight, ${cfg.workerHeap.oldMb} MB per ingest worker`,
           );
       },
     });

@@ -1,6 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { ControlDb } from '../platform/control-db.js';
-import type { Principal, Role } from './token-repository.js';
+import { hashToken, type Principal, type Role } from './token-repository.js';
 
 /** How long a dashboard session lives: idle (since its last use) and at most (since sign-in). */
 export interface SessionLimits {
@@ -8,15 +8,13 @@ export interface SessionLimits {
   absoluteMs: number;
 }
 
-const hashId = (id: string) => createHash('sha256').update(id, 'utf8').digest('hex');
-
 /** Starts a session for a token; the id (for the cookie) is returned once, only its hash is kept. */
 export async function createSession(db: ControlDb, tokenId: string, now: Date, limits: SessionLimits): Promise<string> {
   const id = `pts_${randomBytes(32).toString('base64url')}`;
   await db
     .insertInto('sessions')
     .values({
-      id_hash: hashId(id),
+      id_hash: hashToken(id),
       token_id: tokenId,
       created_at: now,
       last_seen_at: now,
@@ -51,7 +49,7 @@ export async function findPrincipalBySession(
       'tokens.expires_at',
       'tokens.revoked_at',
     ])
-    .where('sessions.id_hash', '=', hashId(id))
+    .where('sessions.id_hash', '=', hashToken(id))
     .executeTakeFirst();
   if (!row) return undefined;
   const t = now.getTime();
@@ -71,7 +69,7 @@ export async function findPrincipalBySession(
 
 /** Ends a session (sign-out); true if there was one. */
 export async function endSession(db: ControlDb, id: string): Promise<boolean> {
-  const r = await db.deleteFrom('sessions').where('id_hash', '=', hashId(id)).executeTakeFirst();
+  const r = await db.deleteFrom('sessions').where('id_hash', '=', hashToken(id)).executeTakeFirst();
   return Number(r.numDeletedRows) > 0;
 }
 

@@ -48,6 +48,13 @@ class Framing {
   constructor(readonly limits: ArrowLimits) {}
 
   push(chunk: Buffer): void {
+    this.#scan(chunk);
+    // What is left may be a view of the chunk, which goes on downstream (and may be transferred
+    // to a worker): keep a copy of the leftover only, once per chunk.
+    if (this.#buf.length > 0 && this.#buf.buffer === chunk.buffer) this.#buf = Buffer.from(this.#buf);
+  }
+
+  #scan(chunk: Buffer): void {
     if (this.#done) return;
     let c = chunk;
     if (this.#skip > 0) {
@@ -83,7 +90,7 @@ class Framing {
       const rest = buf.subarray(off + 4 + metaLength);
       const n = Math.min(bodyLength, rest.length);
       this.#skip = bodyLength - n;
-      this.#buf = Buffer.from(rest.subarray(n)); // a copy: the chunk goes on downstream
+      this.#buf = rest.subarray(n);
       if (this.#skip > 0) return;
     }
   }
@@ -141,12 +148,8 @@ function checkMessage(meta: Buffer, limits: ArrowLimits, refuse: (what: string) 
   const bodyLength = Number(m.bodyLength);
   if (!Number.isSafeInteger(bodyLength) || bodyLength < 0 || bodyLength > limits.maxMessageBody)
     throw refuse(`declares a body of ${m.bodyLength} bytes (at most ${limits.maxMessageBody} per message)`);
-  if (m.isSchema()) {
-    const depth = (fields: readonly { type: { children?: readonly unknown[] } }[], d: number): number =>
-      Math.max(d, ...fields.map((f) => depth((f.type.children ?? []) as never, d + 1)));
-    if (depth(m.header().fields as never, 1) > limits.maxDepth)
-      throw refuse(`nests its fields deeper than ${limits.maxDepth}`);
-  } else if (m.isRecordBatch() || m.isDictionaryBatch()) {
+  // A schema's field counts and nesting were checked on the flatbuffer (checkVectors).
+  if (m.isRecordBatch() || m.isDictionaryBatch()) {
     const batch = m.isRecordBatch() ? m.header() : m.header().data;
     const rows = Number(batch.length);
     // A row takes at least a bit of its body (or a field node says how many rows are null).

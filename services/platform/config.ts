@@ -41,7 +41,8 @@ export const envSchema = z.object({
   // Default 4, or what PARITY_MEMORY_LIMIT leaves room for (memoryPlan).
   PARITY_INGEST_CONCURRENCY: z.coerce.number().int().positive().optional(),
   PARITY_MEMORY_LIMIT: byteSize
-    .refine((n) => n >= 256 * 1024 ** 2, 'expected at least 256MB: DuckDB, the ingest workers and Node need that much')
+    // 256MB as written (sizes read MB as 10^6 bytes, MiB as 2^20): the plan below counts in MiB.
+    .refine((n) => n >= 256e6, 'expected at least 256MB: DuckDB, the ingest workers and Node need that much')
     .optional(),
   PARITY_INGEST_QUEUE: z.coerce.number().int().min(0).default(16),
   PARITY_INGEST_MIN_RATE: byteSize.default(64 * 1024),

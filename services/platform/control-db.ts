@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import {
@@ -278,12 +278,12 @@ const pgliteStartParams = () => [...PGlite.defaultStartParams, '-c', `shared_buf
  * never gives back, so the room itself never runs it. Falls back to the caller (in-process
  * initdb) if the child fails.
  */
-async function initPgliteDir(dir: string): Promise<boolean> {
+async function initPgliteDir(dir: string): Promise<void> {
   let entry: string;
   try {
     entry = import.meta.resolve('@electric-sql/pglite');
   } catch {
-    return false; // a module runner without import.meta.resolve (the test runner's): in-process
+    return; // a module runner without import.meta.resolve (the test runner's): in-process
   }
   const code = [
     `const { PGlite } = await import(${JSON.stringify(entry)});`,
@@ -291,9 +291,14 @@ async function initPgliteDir(dir: string): Promise<boolean> {
     'await db.close();',
   ].join('\n');
   return new Promise((resolveInit) => {
-    execFile(process.execPath, ['--input-type=module', '-e', code], { timeout: 120_000 }, (err) =>
-      resolveInit(!err && existsSync(join(dir, 'PG_VERSION'))),
-    );
+    execFile(process.execPath, ['--input-type=module', '-e', code], { timeout: 120_000 }, (err) => {
+      // A child that failed may have left half a cluster: cleared, so the caller runs initdb itself.
+      if (err) {
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir, { recursive: true });
+      }
+      resolveInit();
+    });
   });
 }
 

@@ -50,7 +50,7 @@ describe('parity demo (what npm start runs)', () => {
       expect(links).toMatch(/sign in as globex analyst \(demo\): http:\/\/\S+\/#signin=pty_\S+/);
       // The demo runs on a laptop's budget unless PARITY_MEMORY_LIMIT says otherwise.
       expect(out).toMatch(
-        /memory budget 488 MB \(PARITY_MEMORY_LIMIT\): DuckDB 128MB, 1 batch in flight, 30 MB per ingest worker/,
+        /memory budget 488 MiB \(PARITY_MEMORY_LIMIT\): DuckDB 128MB, 1 batch in flight, 30 MB per ingest worker/,
       );
       // The dashboard is served at / from the same process.
       const page = await fetch(`${first.url}/`);

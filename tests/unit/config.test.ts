@@ -90,6 +90,8 @@ describe('PARITY_MEMORY_LIMIT', () => {
 
   it('refuses a budget too small to run the room, naming the variable', () => {
     expect(() => loadConfig({ PARITY_MEMORY_LIMIT: '100MB' })).toThrow(/PARITY_MEMORY_LIMIT: expected at least 256MB/);
+    // The smallest budget the message names is accepted as written (256MB = 244 MiB: one batch).
+    expect(loadConfig({ PARITY_MEMORY_LIMIT: '256MB' }).ingestConcurrency).toBe(1);
     expect(() => loadConfig({ PARITY_MEMORY_LIMIT: 'lots' })).toThrow(/PARITY_MEMORY_LIMIT/);
   });
 });

@@ -168,6 +168,12 @@ export class ParityKpiChart extends LitElement {
         period: i.period,
         text: `${t('incidents')}: ${i.scope} — ${t(`incident.${i.state}` as 'incident.open')}${i.cause ? ` — ${i.cause}: ${i.narrative}` : ''}`,
       }));
+    // What every tooltip starts with: which period, which scope (and the value, where there is one).
+    const where = [
+      { field: 'period', type: 'temporal' as const, title: t('period') },
+      { field: 'group', title: t('group') },
+    ];
+    const valueTip = { field: 'value', type: 'quantitative' as const, title: t('value'), format: ',.4~f' };
     const x = {
       field: 'period',
       type: 'temporal' as const,
@@ -196,11 +202,7 @@ export class ParityKpiChart extends LitElement {
           mark: { type: 'rule', color: '#8c959f', strokeDash: [4, 3], aria: false },
           encoding: {
             x,
-            tooltip: [
-              { field: 'period', type: 'temporal', title: t('period') },
-              { field: 'group', title: t('group') },
-              { field: 'reason', title: t('reason') },
-            ],
+            tooltip: [...where, { field: 'reason', title: t('reason') }],
           },
         },
         {
@@ -216,9 +218,8 @@ export class ParityKpiChart extends LitElement {
             y: { field: 'value', type: 'quantitative', title: series.unit, scale: { zero: false } },
             color: { field: 'group', type: 'nominal', title: t('group') },
             tooltip: [
-              { field: 'period', type: 'temporal', title: t('period') },
-              { field: 'group', title: t('group') },
-              { field: 'value', type: 'quantitative', title: t('value'), format: ',.4~f' },
+              ...where,
+              valueTip,
               { field: 'n', title: t('subjects') },
               { field: 'reason', title: t('reason') },
             ],
@@ -238,12 +239,7 @@ export class ParityKpiChart extends LitElement {
           encoding: {
             x,
             y: { field: 'value', type: 'quantitative' },
-            tooltip: [
-              { field: 'period', type: 'temporal', title: t('period') },
-              { field: 'group', title: t('group') },
-              { field: 'value', type: 'quantitative', title: t('value'), format: ',.4~f' },
-              { field: 'reason', title: t('reason') },
-            ],
+            tooltip: [...where, valueTip, { field: 'reason', title: t('reason') }],
           },
         },
         {
@@ -259,11 +255,7 @@ export class ParityKpiChart extends LitElement {
           encoding: {
             x,
             y: { field: 'value', type: 'quantitative' },
-            tooltip: [
-              { field: 'period', type: 'temporal', title: t('period') },
-              { field: 'group', title: t('group') },
-              { field: 'value', title: t('value') },
-            ],
+            tooltip: [...where, { field: 'value', title: t('value') }],
           },
         },
       ],
