@@ -145,7 +145,8 @@ function partWindows(rules: DisclosureRules): string {
 function familyParts(kpi: Kpi, rules: DisclosureRules, i: number, source: string): string {
   const f = families(kpi)[i]!;
   const v = f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key);
-  const s = rules.dominance === null ? 'NULL::DOUBLE' : 'sum(value)::DOUBLE';
+  // Shares are of released points only: a pending point's value moves no served state (§3).
+  const s = rules.dominance === null ? 'NULL::DOUBLE' : 'coalesce(sum(value) FILTER (WHERE rel), 0)::DOUBLE';
   return `SELECT ${i} AS f, date_trunc(${grainSql[f.grain]}, local_day) AS c, ${v} AS v, partner, count(DISTINCT subject)::INTEGER AS d, ${s} AS s FROM ${source} GROUP BY ALL`;
 }
 
@@ -476,7 +477,8 @@ export function compileRelease(
   const change = [
     `CREATE OR REPLACE TEMP TABLE ${CHANGE_TABLE} AS`,
     `SELECT *${dimColumns(kpi, cp)} FROM (`,
-    '  SELECT p.partner, p.subject, p.value, p.local_day, p.dims FROM points p',
+    // The change is what the step would release: its own shares count (rel, as familyParts reads).
+    '  SELECT p.partner, p.subject, p.value, p.local_day, p.dims, true AS rel FROM points p',
     `  SEMI JOIN ${c} c ON c.partner = p.partner AND c.snapshot = p.snapshot AND c.local_day = p.local_day AND c.dims IS NOT DISTINCT FROM p.dims`,
     `  WHERE p.kpi = ${id} AND p.snapshot <= ${snap}`,
     // Points are appended in snapshot order: the bounds skip every older row group.

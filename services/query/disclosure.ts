@@ -76,7 +76,7 @@ export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
     case 'pending':
       return `Not shown yet: its points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.`;
     case 'held':
-      return `The value served since snapshot asOf: newer points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.`;
+      return `The value served since the snapshot in asOf: newer points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.`;
   }
 }
 

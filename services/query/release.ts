@@ -28,6 +28,6 @@ export function releaser(agreement: () => Agreement): Releaser {
       for (const s of step.done) await exec.run(s.sql, s.params);
     }
     // Released at once: no row needed (a point without a row of its atom is released).
-    await exec.run('DELETE FROM held_atoms WHERE released = snapshot');
+    await exec.run('DELETE FROM held_atoms WHERE released = $1 AND snapshot = $1', [snapshot]);
   };
 }

@@ -147,6 +147,7 @@ function protectedPoints(
   pts: readonly OraclePoint[],
   q: OracleQuery,
   day: (p: OraclePoint) => string,
+  released: (p: OraclePoint) => boolean = () => true,
 ): Set<OraclePoint> {
   const out = new Set<OraclePoint>();
   for (const grain of q.grains) {
@@ -161,7 +162,8 @@ function protectedPoints(
       for (const cell of cells.values()) {
         const partners = new Set(cell.map((p) => p.partner));
         const fewPartners = q.threePartners && partners.size < 3;
-        const dominant = dominantPartners(cell, q.dominance);
+        // Shares are of released points only: a pending point's value moves no served state.
+        const dominant = dominantPartners(cell.filter(released), q.dominance);
         for (const partner of partners) {
           const part = cell.filter((p) => p.partner === partner);
           if (fewPartners || dominant.has(partner) || new Set(part.map((p) => p.subject)).size < q.minGroupSize)
@@ -240,10 +242,10 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
   const last = periodStart(q.to, q.grain);
   const mine = points.filter((p) => p.kpi === q.kpi && p.snapshot <= q.snapshot);
   const day = new Map(mine.map((p) => [p, localDate(p.atMs, q.timezone)]));
-  // Which points lie in a withheld part of some readable cell.
-  const isProtected = protectedPoints(mine, q, (p) => day.get(p)!);
   const release = releaseSnapshots(points, q);
   const isReleased = (p: OraclePoint) => (release.get(p) ?? Infinity) <= q.snapshot;
+  // Which points lie in a withheld part of some readable cell.
+  const isProtected = protectedPoints(mine, q, (p) => day.get(p)!, isReleased);
   const cells = new Map<string, { period: string; group: string | null; pts: OraclePoint[] }>();
   for (const p of mine) {
     const period = periodStart(day.get(p)!, q.grain);
@@ -270,7 +272,7 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
         ? 'few_subjects'
         : q.threePartners && byPartner.size < 3
           ? 'few_partners'
-          : q.by !== 'partner' && dominantPartners(c.pts, q.dominance).size > 0
+          : q.by !== 'partner' && dominantPartners(c.pts.filter(isReleased), q.dominance).size > 0
             ? 'dominance'
             : c.pts.some((p) => isProtected.has(p))
               ? 'protects'
