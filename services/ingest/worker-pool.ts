@@ -47,7 +47,16 @@ class Pool {
       : new Worker(this.#url, { workerData: this.workerData, resourceLimits: this.resourceLimits });
     w.unref();
     this.#all.add(w);
-    w.once('exit', () => this.#all.delete(w));
+    // A worker that fails between batches (out of its small heap while idle, say) leaves the pool;
+    // without a listener of its own its 'error' event would end the process. A batch in flight
+    // listens too, and answers its request (run's onError).
+    const drop = () => {
+      this.#all.delete(w);
+      const i = this.#idle.indexOf(w);
+      if (i >= 0) this.#idle.splice(i, 1);
+    };
+    w.on('error', drop);
+    w.once('exit', drop);
     return w;
   }
 
