@@ -19,6 +19,8 @@ import { tokenRoutes } from '../services/governance/token-routes.js';
 import type { BatchLander } from '../services/ingest/batch-lander.js';
 import { createLander, ingestRoutes } from '../services/ingest/ingest-routes.js';
 import { queryRoutes } from '../services/query/query-routes.js';
+import { goalRoutes } from '../services/goals/goal-routes.js';
+import { noticeGoals } from '../services/goals/goal-notices.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
 import { SeriesReader } from '../services/query/series-reader.js';
 import { badRequest, installErrorHandler } from '../services/platform/errors.js';
@@ -120,6 +122,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   const reader = new SeriesReader(room.duck, { cache: room.config.queryCache });
   const lander = createLander(room);
   const alerts = room.config.alerts ? createAlerts(room, reader, app.log) : undefined;
+  alerts?.engine.watch((ctx, kpis) => noticeGoals(room, ctx, kpis));
   app.decorate('reader', reader);
   app.decorate('lander', lander);
   app.decorate('alerts', alerts);
@@ -145,6 +148,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(auditRoutes, { room });
   await app.register(ingestRoutes, { room, lander });
   await app.register(queryRoutes, { room, reader });
+  await app.register(goalRoutes, { room, reader });
   await app.register(alertRoutes, { room, alerts });
   await app.register(webRoutes, { room });
   return app;

@@ -37,6 +37,9 @@ const signalText: Record<Signal, string> = {
   '8onOneSide': 'run rule: 8 periods in a row on one side of the centre line',
 };
 
+/** Runs after an evaluation (goal notices); returns the notifications it wrote. */
+export type EvaluationWatcher = (ctx: EvaluationContext, kpis: ReadonlySet<string> | null) => Promise<number>;
+
 const incidentId = () => `inc_${randomBytes(9).toString('base64url')}`;
 
 /**
@@ -53,12 +56,15 @@ export class AlertEngine {
   readonly #loop: BackgroundLoop;
   #full = false;
   #timer: NodeJS.Timeout | undefined;
+  readonly #watchers: EvaluationWatcher[] = [];
+  readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
   #unsubscribe: (() => void) | undefined;
 
   constructor(room: Room, reader: SeriesReader, notifier: Notifier, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
     this.#room = room;
     this.#reader = reader;
     this.#notifier = notifier;
+    this.#log = log;
     this.#loop = new BackgroundLoop(
       () => this.#run(),
       () => room.duck.slots.busy > 0,
@@ -85,6 +91,14 @@ export class AlertEngine {
     this.#pending.clear();
     this.#full = false;
     await this.#loop.stop();
+  }
+
+  /**
+   * Runs `w` after each evaluation with its context and the KPIs evaluated (null: all): the
+   * assembly hands the goals service in this way, so alerts knows nothing of goals.
+   */
+  watch(w: EvaluationWatcher): void {
+    this.#watchers.push(w);
   }
 
   request(kpis: readonly string[]): void {
@@ -126,6 +140,13 @@ export class AlertEngine {
     for (const kpi of active.agreement.kpis) {
       if (ids && !ids.has(kpi.id)) continue;
       enqueued += await this.#applyKpi(ctx, kpi, await evaluateKpi(ctx, kpi));
+    }
+    for (const w of this.#watchers) {
+      try {
+        enqueued += await w(ctx, ids);
+      } catch (err) {
+        this.#log.error({ err }, 'alerts: a watcher of the evaluation failed; it runs again with the next one');
+      }
     }
     if (full) enqueued += await this.#escalate(now);
     if (enqueued) this.#notifier.kick();

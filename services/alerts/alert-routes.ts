@@ -18,6 +18,8 @@ import {
   rotateWebhookSchema,
   type WebhookView,
   type AlertEvent,
+  type FactSheet,
+  type GoalNotice,
 } from './alert-schemas.js';
 import { ackSchema, isoDate, resolutionSchema } from './fact-sheet.js';
 import {
@@ -31,7 +33,7 @@ import {
 import { Notifier, webhookSecretsNow } from './notifier.js';
 import { listWebhookSecretStates, rotateWebhookSecret } from './webhook-secret-repository.js';
 import type { Principal } from '../governance/token-repository.js';
-import type { NotificationPayload } from './outbox.js';
+import { isGoalPayload, type NotificationPayload } from './outbox.js';
 import { listMessagesForPartner, listWebhookEndpoints } from './outbox-repository.js';
 
 export interface Alerts {
@@ -57,6 +59,11 @@ export function createAlerts(room: Room, reader: SeriesReader, log: Pick<Logger,
       await notifier.stop();
     },
   };
+}
+
+/** A message's payload as the notifications list shows it: a fact sheet or a goal notice. */
+function payloadView(p: NotificationPayload): { factSheet: FactSheet | null; goalNotice: GoalNotice | null } {
+  return isGoalPayload(p) ? { factSheet: null, goalNotice: p.data } : { factSheet: p.data, goalNotice: null };
 }
 
 const idParam = z.strictObject({
@@ -233,7 +240,7 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         createdAt: new Date(r.created_at).toISOString(),
         deliveredAt: r.delivered_at ? new Date(r.delivered_at).toISOString() : null,
         lastError: r.last_error,
-        factSheet: jsonColumn<NotificationPayload>(r.payload).data,
+        ...payloadView(jsonColumn<NotificationPayload>(r.payload)),
       }));
       await auditRequest(room, req, {
         action: 'query.notifications',

@@ -46,8 +46,47 @@ export type FactSheet = z.infer<typeof factSheetSchema>;
 export const incidentsResponseSchema = z.object({ incidents: z.array(factSheetSchema) });
 export type IncidentsResponse = z.infer<typeof incidentsResponseSchema>;
 
-export const alertEventSchema = z.enum(['incident.opened', 'incident.escalated', 'incident.resolved']);
+export const incidentEventSchema = z.enum(['incident.opened', 'incident.escalated', 'incident.resolved']);
+export type IncidentEvent = z.infer<typeof incidentEventSchema>;
+export const goalEventSchema = z.enum(['goal.milestone_missed', 'goal.exit_criterion_met']);
+export type GoalEvent = z.infer<typeof goalEventSchema>;
+export const alertEventSchema = z.enum([...incidentEventSchema.options, ...goalEventSchema.options]);
 export type AlertEvent = z.infer<typeof alertEventSchema>;
+
+/**
+ * What a goal notice tells its readers (the goal's owners and the steering committee): the goal,
+ * the milestone missed or the exit criterion met, with the disclosed values it was judged on and
+ * the series request that reproduces them. Nothing in it is more than GET /v1/goals shows.
+ */
+export const goalNoticeSchema = z
+  .object({
+    kind: z.enum(['milestone_missed', 'exit_criterion_met']),
+    goal: z.object({
+      id: z.string(),
+      title: z.string(),
+      scope: z.string(),
+      direction: z.enum(['at_most', 'at_least']),
+      target: z.number(),
+      due: z.string(),
+    }),
+    kpi: z.object({ id: z.string(), title: z.string(), unit: z.string() }),
+    milestone: z
+      .object({ date: z.string(), target: z.number(), period: z.string(), value: z.number().nullable() })
+      .nullable(),
+    criterion: z
+      .object({
+        text: z.string(),
+        kpi: z.string(),
+        values: z.array(z.object({ period: z.string(), value: z.number().nullable() })),
+      })
+      .nullable(),
+    snapshot: z.number().int(),
+    agreementVersion: z.number().int(),
+    source: z.string().describe('where a reader reproduces the figures: the series request at that snapshot'),
+    owners: z.array(z.object({ partner: z.string(), name: z.string() })),
+  })
+  .describe('a missed milestone or a met exit criterion of a goal');
+export type GoalNotice = z.infer<typeof goalNoticeSchema>;
 
 /** A kept or delivered notification as its readers see it: where it went, its state, the fact sheet it carried. */
 export const notificationSchema = z.object({
@@ -60,7 +99,10 @@ export const notificationSchema = z.object({
   createdAt: z.string(),
   deliveredAt: z.string().nullable(),
   lastError: z.string().nullable(),
-  factSheet: factSheetSchema.describe('the fact sheet as it was when the notification was written'),
+  factSheet: factSheetSchema
+    .nullable()
+    .describe('incident events: the fact sheet as it was when the notification was written'),
+  goalNotice: goalNoticeSchema.nullable().describe('goal events: what was missed or met'),
 });
 export type NotificationView = z.infer<typeof notificationSchema>;
 

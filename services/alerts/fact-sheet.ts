@@ -5,7 +5,7 @@ import type { Grain } from '../platform/calendar.js';
 import type { Band } from '../query/band-evaluation.js';
 import { periodEnd } from '../platform/calendar.js';
 import type { FeedFreshness } from '../query/freshness.js';
-import type { FactSheet } from './alert-schemas.js';
+import type { FactSheet, GoalEvent, GoalNotice } from './alert-schemas.js';
 
 export const causeCategories = [
   'data_quality',
@@ -165,8 +165,46 @@ export function renderEmail(
   f: FactSheet,
   roomUrl: string | undefined,
 ): { subject: string; text: string; html: string } {
-  const lines = factSheetLines(f, roomUrl);
-  const subject = subjectLine(event, f);
+  return emailOf(subjectLine(event, f), factSheetLines(f, roomUrl));
+}
+
+const shown = (v: number | null, unit: string) => (v === null ? 'withheld (not disclosed)' : `${v} ${unit}`.trim());
+
+/** A goal notice as an e-mail: the goal, what was missed or met, the disclosed values, where to check them. */
+export function renderGoalEmail(
+  event: GoalEvent,
+  n: GoalNotice,
+  roomUrl: string | undefined,
+): { subject: string; text: string; html: string } {
+  const scope = n.goal.scope === 'combined' ? '' : ` (${n.goal.scope})`;
+  const subject =
+    event === 'goal.milestone_missed'
+      ? `[Parity] Milestone missed: ${n.goal.title}${scope} — ${n.milestone?.date ?? ''}`
+      : `[Parity] Exit criterion met: ${n.goal.title}${scope}`;
+  const lines: [string, string][] = [
+    [
+      'Goal',
+      `${n.goal.title}${scope}: ${n.kpi.title} ${n.goal.direction === 'at_most' ? 'at most' : 'at least'} ${n.goal.target} ${n.kpi.unit} by ${n.goal.due}`,
+    ],
+  ];
+  if (n.milestone)
+    lines.push(
+      ['Milestone', `${n.milestone.date}: ${n.milestone.target} ${n.kpi.unit}`],
+      ['Value', `${shown(n.milestone.value, n.kpi.unit)} (period from ${n.milestone.period})`],
+    );
+  if (n.criterion) {
+    lines.push(['Exit criterion', n.criterion.text]);
+    for (const v of n.criterion.values) lines.push([v.period, shown(v.value, '')]);
+  }
+  lines.push(
+    ['Owners', n.owners.map((o) => `${o.name} (${o.partner})`).join(', ')],
+    ['Snapshot', `${n.snapshot} (agreement version ${n.agreementVersion})`],
+    ['Reproduce', roomUrl ? new URL(n.source, roomUrl).toString() : n.source],
+  );
+  return emailOf(subject, lines);
+}
+
+function emailOf(subject: string, lines: [string, string][]): { subject: string; text: string; html: string } {
   const text = `${subject}\n\n${lines.map(([k, v]) => `${k}: ${v}`).join('\n')}\n`;
   const rows = lines
     .map(

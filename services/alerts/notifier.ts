@@ -6,9 +6,9 @@ import { appendAuditIn } from '../governance/audit-repository.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import { inTransaction, jsonColumn, type OutboxRow } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
-import { renderEmail } from './fact-sheet.js';
+import { renderEmail, renderGoalEmail } from './fact-sheet.js';
 import { markIncidentNotified } from './incident-repository.js';
-import type { NotificationPayload } from './outbox.js';
+import { isGoalPayload, type NotificationPayload } from './outbox.js';
 import {
   claimDueMessages,
   countDueMessages,
@@ -172,13 +172,13 @@ export class Notifier {
       row.channel === 'webhook' ? await this.#sendWebhook(row, payload) : await this.#sendEmail(row, payload);
     const now = this.#room.clock.now();
     const db = this.#room.control.db;
-    const audit = { actor: 'notifier', partnerId: row.partner_id, target: row.incident_id };
+    const audit = { actor: 'notifier', partnerId: row.partner_id, target: row.incident_id ?? row.goal_id };
     const details = { notification: row.id, channel: row.channel, event: row.event, attempts: row.attempts };
     if (outcome.ok) {
       await inTransaction(db, async (tx) => {
         await markMessageDelivered(tx, row.id, now);
         await appendAuditIn(tx, { ...audit, action: 'notification.delivered', details }, now);
-        if (row.event === 'incident.opened') {
+        if (row.event === 'incident.opened' && row.incident_id) {
           if (await markIncidentNotified(tx, row.incident_id, { notified_at: now, updated_at: now }))
             await appendAuditIn(tx, { ...audit, action: 'incident.notified', details: { channel: row.channel } }, now);
         }
@@ -261,7 +261,9 @@ export class Notifier {
 
   async #sendEmail(row: OutboxRow, payload: NotificationPayload): Promise<Outcome> {
     if (!this.#mail) return { ok: false, error: 'SMTP_URL is not set' };
-    const mail = renderEmail(payload.type, payload.data, this.#room.config.publicUrl);
+    const mail = isGoalPayload(payload)
+      ? renderGoalEmail(payload.type, payload.data, this.#room.config.publicUrl)
+      : renderEmail(payload.type, payload.data, this.#room.config.publicUrl);
     try {
       await this.#mail.sendMail({
         from: this.#room.config.mailFrom,
@@ -270,7 +272,11 @@ export class Notifier {
         text: mail.text,
         html: mail.html,
         messageId: `<${row.id}@parity>`,
-        headers: { 'X-Parity-Incident': row.incident_id, 'X-Parity-Snapshot': String(payload.data.snapshot) },
+        headers: {
+          ...(row.incident_id ? { 'X-Parity-Incident': row.incident_id } : {}),
+          ...(row.goal_id ? { 'X-Parity-Goal': row.goal_id } : {}),
+          'X-Parity-Snapshot': String(payload.data.snapshot),
+        },
       });
       return { ok: true };
     } catch (err) {

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import type { ControlTx, IncidentRow, NewOutboxRow } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
-import type { AlertEvent } from './alert-schemas.js';
+import type { AlertEvent, GoalEvent, GoalNotice, IncidentEvent } from './alert-schemas.js';
 import { factSheet, responsiblePartners, type FactSheet } from './fact-sheet.js';
 import { createOutboxMessages, listDisabledWebhookUrls } from './outbox-repository.js';
 
-export type { AlertEvent };
+export type { AlertEvent, GoalEvent, GoalNotice };
 
 /** Who a notification goes to; partnerId null is the steering committee. */
 export interface Recipient {
@@ -25,38 +25,60 @@ export function steeringRecipients(agreement: Agreement): Recipient[] {
   return agreement.steering.map((s) => ({ partnerId: null, name: s.name, email: s.email }));
 }
 
-/** The body every channel carries: a Standard Webhooks envelope around the fact sheet. */
-export interface NotificationPayload {
-  type: AlertEvent;
-  timestamp: string;
-  data: FactSheet;
+/** The body every channel carries: a Standard Webhooks envelope around a fact sheet or a goal notice. */
+export type NotificationPayload =
+  | { type: IncidentEvent; timestamp: string; data: FactSheet }
+  | { type: GoalEvent; timestamp: string; data: GoalNotice };
+
+export function isGoalPayload(p: NotificationPayload): p is Extract<NotificationPayload, { type: GoalEvent }> {
+  return p.type === 'goal.milestone_missed' || p.type === 'goal.exit_criterion_met';
 }
 
 export const messageId = () => `msg_${randomBytes(16).toString('base64url')}`;
 
 /**
  * Writes the notifications of one incident event in the caller's transaction, so an incident
- * change and its notifications land together or not at all. Each recipient gets an e-mail (kept
- * for the dashboard when the room has no SMTP_URL) and, where agreed, a webhook.
+ * change and its notifications land together or not at all.
  */
 export async function enqueue(
   tx: ControlTx,
   room: Room,
-  opts: { incident: IncidentRow; kpi: Kpi; event: AlertEvent; recipients: Recipient[]; now: Date },
+  opts: { incident: IncidentRow; kpi: Kpi; event: IncidentEvent; recipients: Recipient[]; now: Date },
+): Promise<number> {
+  const payload: NotificationPayload = {
+    type: opts.event,
+    timestamp: opts.now.toISOString(),
+    data: factSheet(opts.incident, opts.kpi),
+  };
+  return enqueueMessages(tx, room, { payload, about: { incident_id: opts.incident.id }, ...opts });
+}
+
+/**
+ * Writes one event's messages in the caller's transaction: each recipient gets an e-mail (kept
+ * for the dashboard when the room has no SMTP_URL) and, where agreed, a webhook (one per URL).
+ */
+export async function enqueueMessages(
+  tx: ControlTx,
+  room: Room,
+  opts: {
+    payload: NotificationPayload;
+    about: { incident_id: string } | { goal_id: string };
+    recipients: Recipient[];
+    now: Date;
+  },
 ): Promise<number> {
   const smtp = Boolean(room.config.smtpUrl);
-  const sheet = factSheet(opts.incident, opts.kpi);
-  const payload: NotificationPayload = { type: opts.event, timestamp: opts.now.toISOString(), data: sheet };
   const disabled = new Set(await listDisabledWebhookUrls(tx));
   const rows: NewOutboxRow[] = [];
   const seenHooks = new Set<string>();
   for (const r of opts.recipients) {
     const base = {
-      incident_id: opts.incident.id,
-      event: opts.event,
+      incident_id: null,
+      ...opts.about,
+      event: opts.payload.type,
       partner_id: r.partnerId,
       recipient_name: r.name,
-      payload: JSON.stringify(payload),
+      payload: JSON.stringify(opts.payload),
       attempts: 0,
       next_attempt_at: opts.now,
       created_at: opts.now,

@@ -13,7 +13,13 @@ function keyed(a: Agreement): Record<string, unknown> {
     partners: Object.fromEntries(a.partners.map((p) => [p.id, p])),
     steering: Object.fromEntries(a.steering.map((s) => [s.email, s])),
     kpis: Object.fromEntries(a.kpis.map((k) => [k.id, k])),
+    goals: Object.fromEntries(a.goals.map((g) => [g.id, { ...g, milestones: keyedMilestones(g.milestones) }])),
   };
+}
+
+/** Milestones by date, so moving one names it and a new one is an addition. */
+function keyedMilestones(ms: Agreement['goals'][number]['milestones']): Record<string, { target: number }> {
+  return Object.fromEntries(ms.map((m) => [m.date, { target: m.target }]));
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -104,8 +110,10 @@ function describe(path: string[], change: AgreementChange['change'], before: unk
         ? `partner ${id}`
         : top === 'steering'
           ? `steering member ${id}`
-          : path.join('.');
-  const what = top === 'kpis' || top === 'partners' || top === 'steering' ? rest.join('.') : '';
+          : top === 'goals'
+            ? `goal ${id}`
+            : path.join('.');
+  const what = ['kpis', 'partners', 'steering', 'goals'].includes(top ?? '') ? rest.join('.') : '';
   if (!what)
     return change === 'added'
       ? `${subject} added`

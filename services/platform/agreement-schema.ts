@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { canonicalDigest } from './canonical-json.js';
+import type { Grain } from './calendar.js';
 
 const isoDuration = /^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$/;
 
@@ -135,6 +136,62 @@ const kpi = z.strictObject({
   escalation: z.strictObject({ ackWithin: duration }),
 });
 
+const isoDate = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date YYYY-MM-DD')
+  .refine(
+    (d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d),
+    {
+      message: 'not a calendar date',
+    },
+  );
+
+export const stages = ['proof_of_concept', 'field_test', 'rollout'] as const;
+export const comparators = ['above', 'below', 'atLeast', 'atMost'] as const;
+
+/**
+ * A condition on a KPI over closed periods: "error rate above 0.05 in three consecutive months"
+ * is `{kpi: error_rate, grain: month, above: 0.05, periods: 3}`. Judged on disclosed values
+ * only: a withheld period never counts as meeting it.
+ */
+const condition = z.strictObject({
+  kpi: id,
+  /** `combined`, or a partner's id for a KPI broken down per partner. */
+  scope: z.string().min(1).max(63).default('combined'),
+  grain: z.enum(grains),
+  above: z.number().optional(),
+  below: z.number().optional(),
+  atLeast: z.number().optional(),
+  atMost: z.number().optional(),
+  periods: z.number().int().min(1).max(36).default(1).describe('consecutive closed periods'),
+  description: z.string().min(1).max(500).optional(),
+});
+export type Condition = z.infer<typeof condition>;
+
+const milestone = z.strictObject({ date: isoDate, target: z.number() });
+
+/** A joint goal on one KPI and scope: where the partners want it by when, and the steps on the way. */
+const goal = z.strictObject({
+  id,
+  title: z.string().min(1).max(200),
+  kpi: id,
+  scope: z.string().min(1).max(63).default('combined'),
+  /** The periods the goal is judged on; the KPI's evaluation grain when absent. */
+  grain: z.enum(grains).optional(),
+  /** at_most: the goal is met at or below the target (lead time); at_least: at or above it. */
+  direction: z.enum(['at_most', 'at_least']),
+  target: z.number(),
+  start: isoDate,
+  due: isoDate,
+  milestones: z.array(milestone).max(60).default([]),
+  /** The responsible owner of each partner. */
+  owners: z.record(id, owner),
+  assumptions: z.array(z.string().min(1).max(1000)).max(20).default([]),
+  /** Conditions on which the partners stop pursuing the goal (or the partnership). */
+  exitCriteria: z.array(condition).max(20).default([]),
+});
+export type Goal = z.infer<typeof goal>;
+
 /** The partners' agreement: the only source of what the room computes and discloses. */
 export const agreementSchema = z
   .strictObject({
@@ -159,7 +216,17 @@ export const agreementSchema = z
     /** Required for a `combined` KPI with two partners: each can recover the other's figure. */
     twoPartyConsent: z.boolean().default(false),
     retention: duration.optional(),
+    /** What the partnership is for, in a few sentences: shown on the dashboard and in every review. */
+    intent: z.string().min(1).max(2000).optional(),
+    /** Where the partnership stands, and the conditions to enter the next stage. */
+    stage: z
+      .strictObject({
+        current: z.enum(stages),
+        next: z.array(condition).max(20).default([]).describe('criteria to enter the next stage'),
+      })
+      .optional(),
     kpis: z.array(kpi).min(1),
+    goals: z.array(goal).max(50).default([]),
   })
   .superRefine((a, ctx) => {
     const partnerIds = new Set<string>();
@@ -213,11 +280,111 @@ export const agreementSchema = z
         });
       }
     });
+    const kpiById = new Map(a.kpis.map((k) => [k.id, k]));
+    /** The KPI a condition or goal names, its scope and grain; each problem at its own path. */
+    const checkTarget = (
+      at: (string | number)[],
+      t: { kpi: string; scope: string; grain?: Grain | undefined },
+    ): Kpi | undefined => {
+      const k = kpiById.get(t.kpi);
+      if (!k) {
+        ctx.addIssue({ code: 'custom', path: [...at, 'kpi'], message: `${t.kpi} is not a KPI of this agreement` });
+        return undefined;
+      }
+      if (t.scope !== 'combined') {
+        if (!partnerIds.has(t.scope))
+          ctx.addIssue({
+            code: 'custom',
+            path: [...at, 'scope'],
+            message: `expected combined or a partner id; ${t.scope} is neither`,
+          });
+        else if (k.breakdown !== 'per_partner')
+          ctx.addIssue({
+            code: 'custom',
+            path: [...at, 'scope'],
+            message: `${k.id} is agreed combined only: no partner's own figure to judge`,
+          });
+      }
+      if (t.grain && !k.grains.includes(t.grain))
+        ctx.addIssue({
+          code: 'custom',
+          path: [...at, 'grain'],
+          message: `${k.id} is not agreed at grain ${t.grain} (its grains: ${k.grains.join(', ')})`,
+        });
+      return k;
+    };
+    const checkCondition = (at: (string | number)[], c: Condition) => {
+      checkTarget(at, c);
+      const set = comparators.filter((op) => c[op] !== undefined);
+      if (set.length !== 1)
+        ctx.addIssue({
+          code: 'custom',
+          path: at,
+          message: `a condition needs exactly one of ${comparators.join(', ')}${set.length ? ` (has ${set.join(', ')})` : ''}`,
+        });
+    };
+    if (a.stage) {
+      a.stage.next.forEach((c, i) => checkCondition(['stage', 'next', i], c));
+      if (a.stage.current === 'rollout' && a.stage.next.length)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['stage', 'next'],
+          message: 'rollout is the last stage: no next stage to enter',
+        });
+    }
+    const goalIds = new Set<string>();
+    a.goals.forEach((g, i) => {
+      const at = (...p: (string | number)[]) => ['goals', i, ...p];
+      if (goalIds.has(g.id)) ctx.addIssue({ code: 'custom', path: at('id'), message: `duplicate goal id ${g.id}` });
+      goalIds.add(g.id);
+      const k = checkTarget(at(), g);
+      if (g.due <= g.start) ctx.addIssue({ code: 'custom', path: at('due'), message: 'due must come after start' });
+      let prev = g.start;
+      g.milestones.forEach((m, j) => {
+        if (m.date <= prev || m.date > g.due)
+          ctx.addIssue({
+            code: 'custom',
+            path: at('milestones', j, 'date'),
+            message: `milestones run in date order after start (${g.start}) and on or before due (${g.due})`,
+          });
+        prev = m.date > prev ? m.date : prev;
+      });
+      if (Object.keys(g.owners).length === 0)
+        ctx.addIssue({
+          code: 'custom',
+          path: at('owners'),
+          message: 'a goal needs a responsible owner of at least one partner',
+        });
+      for (const [p, o] of Object.entries(g.owners)) {
+        if (!partnerIds.has(p))
+          ctx.addIssue({ code: 'custom', path: at('owners', p), message: `${p} is not a partner of this agreement` });
+        // A goal's owners hear of its progress and exit criteria: on a need-to-know KPI only its readers may own it.
+        else
+          for (const nk of [k, ...g.exitCriteria.map((c) => kpiById.get(c.kpi))])
+            if (nk?.disclosure === 'need_to_know' && !mayReadNeedToKnow(a, nk, o.email)) {
+              ctx.addIssue({
+                code: 'custom',
+                path: at('owners', p, 'email'),
+                message: `${nk.id} is need-to-know: ${o.email} may not read it (needToKnow, the KPI's owners or the steering committee)`,
+              });
+              break;
+            }
+      }
+      g.exitCriteria.forEach((c, j) => checkCondition(at('exitCriteria', j), c));
+    });
   });
 
 export type Agreement = z.infer<typeof agreementSchema>;
 export type AgreementInput = z.input<typeof agreementSchema>;
 export type Kpi = Agreement['kpis'][number];
+
+/** Whether `email` reads a need-to-know KPI: its needToKnow list, its owners, the steering committee. */
+function mayReadNeedToKnow(a: Pick<Agreement, 'steering'>, k: Kpi, email: string): boolean {
+  const e = email.toLowerCase();
+  return [...k.needToKnow, ...Object.values(k.owners).map((x) => x.email), ...a.steering.map((s) => s.email)].some(
+    (x) => x.toLowerCase() === e,
+  );
+}
 
 function validTimezone(tz: string): boolean {
   try {

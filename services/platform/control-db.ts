@@ -94,7 +94,9 @@ export interface IncidentsTable {
 
 export interface OutboxTable {
   id: string;
-  incident_id: string;
+  /** The incident a message is about, or null for a goal notice (sql/control/006_goals.sql). */
+  incident_id: string | null;
+  goal_id: ColumnType<string | null, string | null | undefined, never>;
   event: string;
   channel: 'webhook' | 'email' | 'dashboard';
   partner_id: string | null;
@@ -155,7 +157,19 @@ export interface Database {
   proposal_decisions: ProposalDecisionsTable;
   sessions: SessionsTable;
   webhook_secrets: WebhookSecretsTable;
+  goal_notices: GoalNoticesTable;
 }
+
+/** A goal judgement notified once (sql/control/006_goals.sql). */
+export interface GoalNoticesTable {
+  goal_id: string;
+  kind: 'milestone_missed' | 'exit_criterion_met';
+  key: string;
+  agreement_version: number;
+  snapshot: number;
+  created_at: Timestamp;
+}
+export type NewGoalNotice = Insertable<GoalNoticesTable>;
 
 /** A partner endpoint's signing-secret generation after a rotation (sql/control/005_webhook_secrets.sql). */
 export interface WebhookSecretsTable {

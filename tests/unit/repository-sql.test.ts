@@ -18,6 +18,7 @@ import * as proposals from '../../services/governance/proposal-repository.js';
 import * as tokens from '../../services/governance/token-repository.js';
 import * as sessions from '../../services/governance/session-repository.js';
 import * as webhookSecrets from '../../services/alerts/webhook-secret-repository.js';
+import * as goalNotices from '../../services/goals/goal-repository.js';
 import type { ControlDb, ControlTx, IncidentRow } from '../../services/platform/control-db.js';
 
 /**
@@ -377,6 +378,22 @@ const cases: Record<string, Case[]> = {
     { fn: 'endSession', run: () => sessions.endSession(db, 'pts_example') },
     { fn: 'endSessionsOfToken', run: () => sessions.endSessionsOfToken(db, 'tok_1') },
   ],
+  'goals/goal-repository': [
+    {
+      fn: 'recordGoalNotice',
+      run: () =>
+        inTx((tx) =>
+          goalNotices.recordGoalNotice(tx, {
+            goal_id: 'faster_delivery',
+            kind: 'milestone_missed',
+            key: '2026-09-30',
+            agreement_version: 1,
+            snapshot: 7,
+            created_at: at,
+          }),
+        ),
+    },
+  ],
 };
 
 const limits = { idleMs: 2 * 3_600_000, absoluteMs: 12 * 3_600_000 };
@@ -405,6 +422,7 @@ const modules: Record<string, Record<string, unknown>> = {
   'governance/token-repository': tokens,
   'governance/session-repository': sessions,
   'alerts/webhook-secret-repository': webhookSecrets,
+  'goals/goal-repository': goalNotices,
 };
 /** Exports of the repositories that send no SQL. */
 const helpers = new Set(['entryHash', 'hashToken', 'tokenView']);

@@ -1,0 +1,64 @@
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { assertReader, canSee } from '../governance/access-policy.js';
+import { auditRequest } from '../governance/auth.js';
+import { canonicalJson } from '../platform/canonical-json.js';
+import { problemResponses, unauthorized } from '../platform/errors.js';
+import type { Room } from '../platform/room.js';
+import { evaluationContext } from '../query/kpi-summary.js';
+import type { SeriesReader } from '../query/series-reader.js';
+import { resolveRange } from '../query/series-service.js';
+import { summariseGoals } from './goal-progress.js';
+import { goalsResponseSchema } from './goal-schemas.js';
+
+/** GET /v1/goals: the partnership's intent, stage gate and goals, judged on disclosed values at a snapshot. */
+export const goalRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader }> = async (
+  fastify,
+  { room, reader },
+) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  app.get(
+    '/v1/goals',
+    {
+      config: { auth: 'optional' },
+      schema: {
+        summary: 'The intent, the stage and its gate, and each goal with its milestones, judged on disclosed values',
+        tags: ['goals'],
+        security: [{ bearer: [] }, {}],
+        querystring: z.strictObject({ snapshot: z.string().max(12).optional() }),
+        response: { 200: goalsResponseSchema, ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (req, reply) => {
+      const principal = req.principal;
+      assertReader(principal);
+      // Without a token only published public KPIs are readable, and goals are the partners' own.
+      if (!principal) throw unauthorized();
+      const active = room.agreement();
+      const { snapshot } = resolveRange(
+        { snapshot: req.query.snapshot },
+        active.agreement.partnership.timezone,
+        room.duck.snapshots.latest,
+        room.clock.now(),
+        room.duck.retiredBefore,
+      );
+      const ctx = evaluationContext(
+        reader,
+        active.agreement,
+        active.version,
+        room.clock.now(),
+        active.activatedAt ?? room.clock.now(),
+        snapshot,
+      );
+      const result = await summariseGoals(ctx, (k) => canSee(principal, k));
+      await auditRequest(room, req, {
+        action: 'query.goals',
+        details: { role: principal.role, snapshot, goals: result.goals.map((g) => g.id) },
+      });
+      void reply.headers({ 'x-parity-digest': result.digest, 'x-parity-snapshot': String(snapshot) });
+      // The canonical JSON string itself: every partner gets the same bytes (the schema describes them).
+      return (reply as FastifyReply).type('application/json; charset=utf-8').send(canonicalJson(result));
+    },
+  );
+};
