@@ -419,6 +419,64 @@ describe('the joint dashboard in Chromium', () => {
     await a.page.context().close();
   });
 
+  it('shows the intent, the stage gate and each goal as the API judges it; the chart draws the target line and milestones', async () => {
+    type Goals = {
+      intent: string;
+      stage: { current: string; criteria: { kpi: string; met: boolean | null }[] };
+      goals: {
+        id: string;
+        kpi: string;
+        state: string;
+        progress: number | null;
+        nextMilestone: { date: string; state: string } | null;
+        targetLine: { date: string; target: number }[];
+        milestones: { date: string; target: number }[];
+      }[];
+    };
+    const a = await signIn(tokens['acme']!);
+    const goals = await api<Goals>('/v1/goals', tokens['acme']!);
+    expect(goals.goals.length).toBeGreaterThanOrEqual(2);
+    const shown = await a.page.$eval('parity-app', (app) => {
+      const root = app.shadowRoot!;
+      return {
+        intent: root.querySelector('[data-testid="intent"]')?.textContent ?? '',
+        stage: root.querySelector('[data-testid="stage"]')?.textContent?.replace(/\s+/g, ' ').trim() ?? '',
+        criteria: [...root.querySelectorAll('[data-testid="intent"] li[data-kpi]')].map((li) => li.textContent!),
+        goals: [...root.querySelectorAll('[data-goal]')].map((el) => ({
+          id: el.getAttribute('data-goal'),
+          state: el.querySelector(':scope > p > [data-state]')?.getAttribute('data-state'),
+          progress: el.querySelector('[role="progressbar"]')?.getAttribute('aria-valuenow') ?? null,
+          next: el.querySelector('[data-testid="next-milestone"]')?.textContent?.replace(/\s+/g, ' ').trim() ?? null,
+        })),
+      };
+    });
+    expect(shown.intent).toContain(goals.intent);
+    expect(shown.stage).toMatch(/^Stage: Field test · To enter Rollout:/);
+    expect(shown.criteria).toHaveLength(goals.stage.criteria.length);
+    expect(shown.goals.map((g) => [g.id, g.state, g.progress])).toEqual(
+      goals.goals.map((g) => [g.id, g.state, g.progress === null ? null : String(Math.round(g.progress * 100))]),
+    );
+    for (const [i, g] of goals.goals.entries())
+      if (g.nextMilestone) expect(shown.goals[i]!.next).toContain(g.nextMilestone.date.slice(0, 4));
+    expect(await axeViolations(a.page), 'axe on the overview with goals').toEqual([]);
+
+    // The lead-time chart: the target line and the milestones of the lead-time goal, as served.
+    const lead = goals.goals.find((g) => g.kpi === 'lead_time')!;
+    await a.page.goto(`${t.url}/#/kpi/lead_time`);
+    await chartDrawn(a.page);
+    const drawn = await a.page.$eval('parity-app', (app) => {
+      const c = app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as {
+        view: { data(n: string): { period: string; target: number }[] };
+      };
+      const pick = (n: string) => c.view.data(n).map((r) => [r.period, r.target]);
+      return { targets: pick('targets'), milestones: pick('milestones') };
+    });
+    expect(drawn.targets).toEqual(lead.targetLine.map((p) => [p.date, p.target]));
+    expect(drawn.milestones).toEqual(lead.milestones.map((m) => [m.date, m.target]));
+    expect(a.errors).toEqual([]);
+    await a.page.context().close();
+  });
+
   it('works at 1280 and 390 px, writes screenshots, and passes axe checks with no console errors', async () => {
     const dir = artifactDir();
     for (const width of [1280, 390]) {

@@ -97,6 +97,13 @@ export type {
   VersionsResponse,
 } from '../../services/governance/governance-schemas.js';
 export type { Receipt } from '../../services/ingest/receipt-schema.js';
+export type {
+  ConditionResult,
+  GoalProgress,
+  GoalsResponse,
+  MilestoneProgress,
+  StageProgress,
+} from '../../services/goals/goal-schemas.js';
 export type { Who } from '../../services/governance/session-schemas.js';
 import type { AgreementResponse } from '../../services/governance/governance-schemas.js';
 

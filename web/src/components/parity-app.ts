@@ -1,5 +1,13 @@
 import { LitElement, html, css, nothing } from 'lit';
-import { api, ApiError, type Agreement, type FactSheet, type KpisResult, type Who } from '../api.js';
+import {
+  api,
+  ApiError,
+  type Agreement,
+  type FactSheet,
+  type GoalsResponse,
+  type KpisResult,
+  type Who,
+} from '../api.js';
 import { I18nController, i18n, t, type Lang } from '../i18n.js';
 import '../views/parity-overview.js';
 import '../views/parity-kpi-detail.js';
@@ -31,6 +39,7 @@ export class ParityApp extends LitElement {
     who: { state: true },
     kpis: { state: true },
     agreement: { state: true },
+    goals: { state: true },
     incidents: { state: true },
     route: { state: true },
     error: { state: true },
@@ -39,6 +48,7 @@ export class ParityApp extends LitElement {
   /** What the pages show, read once at sign-in (and again after an incident is acknowledged or resolved). */
   declare kpis: KpisResult | undefined;
   declare agreement: Agreement | undefined;
+  declare goals: GoalsResponse | undefined;
   /** The active incidents. */
   declare incidents: FactSheet[] | undefined;
   declare route: Route;
@@ -149,16 +159,19 @@ export class ParityApp extends LitElement {
     }
   }
 
-  #fetchAll(): Promise<[KpisResult, Agreement, FactSheet[]]> {
+  #fetchAll(): Promise<[KpisResult, Agreement, FactSheet[], GoalsResponse]> {
+    const kpis = api.get<KpisResult>('/v1/kpis');
     return Promise.all([
-      api.get<KpisResult>('/v1/kpis'),
+      kpis,
       api.get<Agreement>('/v1/agreement'),
       api.get<{ incidents: FactSheet[] }>('/v1/incidents?state=active&limit=100').then((r) => r.incidents),
+      // The goals at the tiles' snapshot: the overview shows one snapshot's numbers.
+      kpis.then((k) => api.get<GoalsResponse>(`/v1/goals?snapshot=${k.snapshot}`)),
     ]);
   }
 
-  #apply([kpis, agreement, incidents]: [KpisResult, Agreement, FactSheet[]]): void {
-    [this.kpis, this.agreement, this.incidents] = [kpis, agreement, incidents];
+  #apply([kpis, agreement, incidents, goals]: [KpisResult, Agreement, FactSheet[], GoalsResponse]): void {
+    [this.kpis, this.agreement, this.incidents, this.goals] = [kpis, agreement, incidents, goals];
     this.#navigate();
   }
 
@@ -278,6 +291,7 @@ export class ParityApp extends LitElement {
           .kpis=${this.kpis}
           .agreement=${this.agreement}
           .incidents=${this.incidents}
+          .goals=${this.goals}
         ></parity-kpi-detail>`;
     if (this.route.view === 'incidents')
       return html`${alert}<parity-incidents
@@ -291,6 +305,7 @@ export class ParityApp extends LitElement {
         .kpis=${this.kpis}
         .agreement=${this.agreement}
         .incidents=${this.incidents}
+        .goals=${this.goals}
       ></parity-overview>`;
   }
 }

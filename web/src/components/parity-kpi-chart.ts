@@ -6,6 +6,8 @@ import {
   seriesParams,
   type AgreementKpi,
   type FactSheet,
+  type GoalProgress,
+  type GoalsResponse,
   type KpiSummary,
   type KpisResult,
   type PeriodBand,
@@ -41,6 +43,8 @@ export class ParityKpiChart extends LitElement {
   /** The KPI's summary and definition when the page already holds them (the dashboard); embedded, the chart fetches them. */
   declare summary: KpiSummary | undefined;
   declare definition: AgreementKpi | undefined;
+  /** The partnership's goals when the page already holds them; embedded, the chart fetches them (none without a token). */
+  declare goals: GoalProgress[] | undefined;
   /** The last series drawn and the Vega view (tests and embedding pages read them). */
   series: Series | undefined;
   view: Result['view'] | undefined;
@@ -91,7 +95,7 @@ export class ParityKpiChart extends LitElement {
       // Bands (and so breaches) belong to the evaluation grain: each closed period with the band in
       // force then. Asked for beside the series; unused when the chart shows another grain.
       const wantsBands = !this.by || this.by === 'none' || this.by === 'partner';
-      const [series, summary, incidents, def, banded] = await Promise.all([
+      const [series, summary, incidents, def, banded, goals] = await Promise.all([
         api.get<Series>(`/v1/kpis/${id}/series?${seriesParams(this)}`, this.token),
         this.summary ?? api.get<KpisResult>('/v1/kpis', this.token).then((r) => r.kpis.find((k) => k.id === this.kpi)),
         api.get<{ incidents: FactSheet[] }>(`/v1/incidents?kpi=${id}&limit=100`, this.token),
@@ -100,6 +104,11 @@ export class ParityKpiChart extends LitElement {
             .get<{ agreement: { kpis: AgreementKpi[] } }>('/v1/agreement', this.token)
             .then((r) => r.agreement.kpis.find((k) => k.id === this.kpi)),
         wantsBands ? api.get<{ bands: PeriodBand[] }>(`/v1/kpis/${id}/bands?${range.slice(1)}`, this.token) : undefined,
+        this.goals ??
+          api
+            .get<GoalsResponse>('/v1/goals', this.token)
+            .then((r) => r.goals)
+            .catch(() => [] as GoalProgress[]),
       ]);
       const judged = banded && summary?.grain === series.grain ? banded.bands : [];
       const wantGroup = (g: string | null) => (series.by === 'partner' ? g !== null : g === null);
@@ -111,7 +120,8 @@ export class ParityKpiChart extends LitElement {
       if (mine !== this.#drawn) return;
       const el = this.renderRoot.querySelector<HTMLElement>('.chart')!;
       this.view?.finalize();
-      const result = await embed(el, this.spec(series, this.bands, def, incidents.incidents), {
+      const ownGoals = goals.filter((g) => g.kpi === series.kpi);
+      const result = await embed(el, this.spec(series, this.bands, def, incidents.incidents, ownGoals), {
         actions: false,
         renderer: 'svg',
         tooltip: true,
@@ -127,7 +137,13 @@ export class ParityKpiChart extends LitElement {
     }
   }
 
-  spec(series: Series, bands: PeriodBand[], def: AgreementKpi | undefined, incidents: FactSheet[]): TopLevelSpec {
+  spec(
+    series: Series,
+    bands: PeriodBand[],
+    def: AgreementKpi | undefined,
+    incidents: FactSheet[],
+    goals: GoalProgress[] = [],
+  ): TopLevelSpec {
     const label = (g: string | null) => g ?? t('combined');
     const cells = series.cells.map((c) => ({
       period: c.period,
@@ -168,6 +184,24 @@ export class ParityKpiChart extends LitElement {
         period: i.period,
         text: `${t('incidents')}: ${i.scope} — ${t(`incident.${i.state}` as 'incident.open')}${i.cause ? ` — ${i.cause}: ${i.narrative}` : ''}`,
       }));
+    // Goals of the scopes drawn: their target over time as a step line, each milestone a diamond.
+    const drawnGroups = new Set(series.cells.map((c) => c.group));
+    const shownGoals = goals.filter((g) => drawnGroups.has(g.scope === 'combined' ? null : g.scope));
+    const targets = shownGoals.flatMap((g) =>
+      g.targetLine.map((p) => ({
+        period: p.date,
+        target: p.target,
+        goal: `${g.title} (${label(g.scope === 'combined' ? null : g.scope)})`,
+      })),
+    );
+    const milestones = shownGoals.flatMap((g) =>
+      g.milestones.map((m) => ({
+        period: m.date,
+        target: m.target,
+        goal: `${g.title} (${label(g.scope === 'combined' ? null : g.scope)})`,
+        state: t(`goal.${m.state}` as 'goal.met'),
+      })),
+    );
     // What every tooltip starts with: which period, which scope (and the value, where there is one).
     const where = [
       { field: 'period', type: 'temporal' as const, title: t('period') },
@@ -185,7 +219,16 @@ export class ParityKpiChart extends LitElement {
       description: `${t('chartLabel')}: ${series.kpi} (${series.unit})`,
       width: 'container',
       height: 260,
-      datasets: { cells, band: bandRows, suppressed, held, breaches: breachRows, incidents: annotations },
+      datasets: {
+        cells,
+        band: bandRows,
+        suppressed,
+        held,
+        breaches: breachRows,
+        incidents: annotations,
+        targets,
+        milestones,
+      },
       layer: [
         {
           data: { name: 'band' },
@@ -209,6 +252,36 @@ export class ParityKpiChart extends LitElement {
           data: { name: 'incidents' },
           mark: { type: 'rule', color: '#7a4b00', strokeWidth: 2, aria: false },
           encoding: { x, tooltip: [{ field: 'text', title: t('incidents') }] },
+        },
+        {
+          data: { name: 'targets' },
+          mark: { type: 'line', interpolate: 'step-before', color: '#5a32a3', strokeDash: [6, 3], aria: false },
+          encoding: {
+            x,
+            y: { field: 'target', type: 'quantitative' },
+            detail: { field: 'goal' },
+          },
+        },
+        {
+          data: { name: 'milestones' },
+          mark: {
+            type: 'point',
+            shape: 'diamond',
+            filled: true,
+            size: 90,
+            color: '#5a32a3',
+            description: t('milestone'),
+          },
+          encoding: {
+            x,
+            y: { field: 'target', type: 'quantitative' },
+            tooltip: [
+              { field: 'goal', title: t('goal') },
+              { field: 'period', type: 'temporal', title: t('milestone') },
+              { field: 'target', type: 'quantitative', title: t('target'), format: ',.4~f' },
+              { field: 'state', title: t('state') },
+            ],
+          },
         },
         {
           data: { name: 'cells' },
@@ -284,6 +357,7 @@ export class ParityKpiChart extends LitElement {
         <span><span aria-hidden="true" style="color:#8c959f">┆</span> ${t('state.suppressed')}</span>
         <span><span aria-hidden="true" style="color:#9a6700">○</span> ${t('state.held')}</span>
         <span><span aria-hidden="true" style="color:#7a4b00">│</span> ${t('incidents')}</span>
+        <span><span aria-hidden="true" style="color:#5a32a3">◆┄</span> ${t('targetLine')}</span>
       </div>
     `;
   }

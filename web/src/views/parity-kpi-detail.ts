@@ -1,5 +1,13 @@
 import { html, css, nothing, type PropertyValues } from 'lit';
-import { seriesParams, type Agreement, type FactSheet, type KpisResult, type Series, type Who } from '../api.js';
+import {
+  seriesParams,
+  type Agreement,
+  type FactSheet,
+  type GoalsResponse,
+  type KpisResult,
+  type Series,
+  type Who,
+} from '../api.js';
 import { I18nController, i18n, t } from '../i18n.js';
 import { LightElement } from '../light-element.js';
 import type { ParityKpiChart } from '../components/parity-kpi-chart.js';
@@ -14,6 +22,7 @@ export class ParityKpiDetail extends LightElement {
     kpis: { attribute: false },
     agreement: { attribute: false },
     incidents: { attribute: false },
+    goals: { attribute: false },
     controls: { state: true },
     table: { state: true },
   };
@@ -24,6 +33,8 @@ export class ParityKpiDetail extends LightElement {
   declare agreement: Agreement | undefined;
   /** The active incidents (the page shows this KPI's). */
   declare incidents: FactSheet[] | undefined;
+  /** The partnership's goals: the chart draws the target line and milestones of this KPI's. */
+  declare goals: GoalsResponse | undefined;
   declare controls: { grain: string; by: string; from: string; to: string };
   /** The series the chart last drew: the table shows the very same cells. */
   declare table: Series | undefined;
@@ -105,6 +116,7 @@ export class ParityKpiDetail extends LightElement {
           @parity-chart-drawn=${(e: Event) => (this.table = (e.target as ParityKpiChart).series)}
           .summary=${s}
           .definition=${def}
+          .goals=${this.goals?.goals ?? []}
           kpi=${id}
           grain=${this.controls.grain}
           by=${this.controls.by}

@@ -1,9 +1,10 @@
 import { html, css, nothing } from 'lit';
-import { type Agreement, type FactSheet, type KpisResult, type Who } from '../api.js';
+import { type Agreement, type FactSheet, type GoalsResponse, type KpisResult, type Who } from '../api.js';
 import { I18nController, i18n, t } from '../i18n.js';
 import { LightElement } from '../light-element.js';
 import '../components/parity-incident-list.js';
 import '../components/parity-kpi-tile.js';
+import '../components/parity-goals-panel.js';
 import { layout, shared } from '../components/styles.js';
 
 /** The overview page: the partnership, the same-source line, feed freshness, the KPI tiles and the first active incidents (their list's `parity-incidents-changed` bubbles out). */
@@ -13,6 +14,7 @@ export class ParityOverview extends LightElement {
     kpis: { attribute: false },
     agreement: { attribute: false },
     incidents: { attribute: false },
+    goals: { attribute: false },
     copied: { state: true },
   };
   declare who: Who | undefined;
@@ -20,6 +22,8 @@ export class ParityOverview extends LightElement {
   declare agreement: Agreement | undefined;
   /** The active incidents (the overview shows the first five). */
   declare incidents: FactSheet[] | undefined;
+  /** The intent, stage and goals (GET /v1/goals at the same snapshot as the tiles). */
+  declare goals: GoalsResponse | undefined;
   declare copied: boolean;
   private readonly languageSwitch = new I18nController(this);
 
@@ -104,6 +108,7 @@ export class ParityOverview extends LightElement {
           )}
         </ul>
       </section>
+      <parity-goals-panel .goals=${this.goals}></parity-goals-panel>
       <section aria-labelledby="kpis-h">
         <h2 id="kpis-h">${t('kpis')}</h2>
         <div class="tiles">
