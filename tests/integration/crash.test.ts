@@ -10,9 +10,10 @@ import { openRoom } from '../../assembly/open-room.js';
 import { leadTimePoints, ndjson } from '../helpers/points.js';
 import { spawnRoom } from '../helpers/spawn-room.js';
 import { freshControlDb } from '../helpers/test-room.js';
+import { byDepth } from '../helpers/depth.js';
 import { timeout } from '../helpers/timeouts.js';
 
-const ROUNDS = 12;
+const ROUNDS = byDepth(4, 12);
 const BATCH_POINTS = 300;
 vi.setConfig({ testTimeout: timeout(600_000) });
 

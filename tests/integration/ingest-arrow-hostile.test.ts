@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mediaTypes } from '../helpers/points.js';
 import { rowCount, startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { byDepth, runs } from '../helpers/depth.js';
 import { timeout } from '../helpers/timeouts.js';
 
 let t: TestRoom;
@@ -16,7 +17,9 @@ beforeAll(async () => {
 });
 afterAll(async () => t?.close());
 
-const RUNS = Number(process.env['PARITY_ARROW_FUZZ_RUNS'] ?? 400);
+const RUNS = runs('PARITY_ARROW_FUZZ_RUNS', 120, 400);
+/** One record batch as big as the writers make them: a million rows in full depth, a quarter of that quick. */
+const BIG = byDepth(250_000, 1_000_000);
 
 function stream(rows: number, subject = (i: number) => `S-${i}`): Uint8Array {
   const days = ['2026-11-17T08:00:00Z', '2026-11-18T09:30:00Z', '2026-11-19T11:15:00Z'];
@@ -57,14 +60,14 @@ const pointCount = () => rowCount(t, 'points');
 
 describe('Arrow bodies', () => {
   it(
-    'a valid stream with one record batch of a million rows lands',
+    `a valid stream with one record batch of ${BIG.toLocaleString('en')} rows lands`,
     async () => {
-      const body = stream(1_000_000);
+      const body = stream(BIG);
       const before = await pointCount();
       const r = await post(body, timeout(120_000));
       expect(r.status, r.body.slice(0, 300)).toBe(202);
-      expect(JSON.parse(r.body)).toMatchObject({ accepted: 1_000_000, rejected: 0 });
-      expect((await pointCount()) - before).toBe(1_000_000);
+      expect(JSON.parse(r.body)).toMatchObject({ accepted: BIG, rejected: 0 });
+      expect((await pointCount()) - before).toBe(BIG);
     },
     timeout(180_000),
   );

@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mediaTypes, type BodyKind } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { runs } from '../helpers/depth.js';
 import { timeout } from '../helpers/timeouts.js';
 
 let t: TestRoom;
@@ -16,7 +17,7 @@ beforeAll(async () => {
 });
 afterAll(async () => t?.close());
 
-const RUNS = Number(process.env['PARITY_ECHO_RUNS'] ?? 60);
+const RUNS = runs('PARITY_ECHO_RUNS', 20, 60);
 
 type Kind = BodyKind;
 const TYPES = mediaTypes;
