@@ -20,6 +20,7 @@ import type { BatchLander } from '../services/ingest/batch-lander.js';
 import { createLander, ingestRoutes } from '../services/ingest/ingest-routes.js';
 import { queryRoutes } from '../services/query/query-routes.js';
 import { goalRoutes } from '../services/goals/goal-routes.js';
+import { reviewRoutes } from '../services/reviews/review-routes.js';
 import { noticeGoals } from '../services/goals/goal-notices.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
 import { SeriesReader } from '../services/query/series-reader.js';
@@ -149,6 +150,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(ingestRoutes, { room, lander });
   await app.register(queryRoutes, { room, reader });
   await app.register(goalRoutes, { room, reader });
+  await app.register(reviewRoutes, { room, reader });
   await app.register(alertRoutes, { room, alerts });
   await app.register(webRoutes, { room });
   return app;

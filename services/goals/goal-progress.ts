@@ -142,19 +142,14 @@ function holds(value: number, comparator: (typeof comparators)[number], threshol
 }
 
 /** A condition over the last `periods` closed periods: met when each of them is disclosed and holds. */
-async function judgeCondition(
-  ctx: EvaluationContext,
-  c: Condition,
-  see: (k: Kpi) => boolean,
-): Promise<ConditionResult> {
-  const kpi = ctx.agreement.kpis.find((k) => k.id === c.kpi)!;
+async function judgeCondition(ctx: EvaluationContext, c: Condition): Promise<ConditionResult> {
+  const kpi = kpiOf(ctx, c.kpi);
   const { comparator, threshold } = comparatorOf(c);
   const text =
     c.description ??
     `${kpi.title}${c.scope === 'combined' ? '' : ` (${c.scope})`} ${comparatorText[comparator]} ${threshold} ` +
       (c.periods === 1 ? `in the last closed ${c.grain}` : `in ${c.periods} consecutive ${grainPlural[c.grain]}`);
   const base = { kpi: c.kpi, scope: c.scope, grain: c.grain, comparator, threshold, periods: c.periods, text };
-  if (!see(kpi)) return { ...base, met: null, values: [], evidence: null };
   const open = periodStart(ctx.today, c.grain);
   const from = addPeriods(open, c.grain, -c.periods);
   const s = await readScope(ctx, kpi, c.scope, c.grain, from, shiftDays(open, -1));
@@ -162,6 +157,8 @@ async function judgeCondition(
   const met = values.every((v) => v.value !== null && holds(v.value, comparator, threshold));
   return { ...base, met, values, evidence: s.evidence };
 }
+
+const kpiOf = (ctx: EvaluationContext, id: string): Kpi => ctx.agreement.kpis.find((k) => k.id === id)!;
 
 /** One goal's progress at the context's snapshot. */
 async function judgeGoal(ctx: EvaluationContext, g: Goal, see: (k: Kpi) => boolean): Promise<GoalProgress> {
@@ -209,7 +206,9 @@ async function judgeGoal(ctx: EvaluationContext, g: Goal, see: (k: Kpi) => boole
     nextMilestone: milestones.find((m) => m.period >= open) ?? null,
     milestones,
     targetLine: [...g.milestones, { date: g.due, target: g.target }],
-    exitCriteria: await Promise.all(g.exitCriteria.map((c) => judgeCondition(ctx, c, see))),
+    exitCriteria: await Promise.all(
+      g.exitCriteria.filter((c) => see(kpiOf(ctx, c.kpi))).map((c) => judgeCondition(ctx, c)),
+    ),
     values: closed,
     evidence: s.evidence,
   };
@@ -222,18 +221,21 @@ async function judgeStage(
   see: (k: Kpi) => boolean,
 ): Promise<StageProgress> {
   const i = stages.indexOf(stage.current);
-  const criteria = await Promise.all(stage.next.map((c) => judgeCondition(ctx, c, see)));
+  const readable = stage.next.filter((c) => see(kpiOf(ctx, c.kpi)));
+  const criteria = await Promise.all(readable.map((c) => judgeCondition(ctx, c)));
   return {
     current: stage.current,
     next: stages[i + 1] ?? null,
     criteria,
-    ready: criteria.some((c) => c.met === null) ? null : criteria.length > 0 && criteria.every((c) => c.met),
+    // A criterion on a KPI the reader may not read is left out (not even its KPI's id is shown);
+    // whether the gate is passed then depends on it, so it is not said.
+    ready: readable.length < stage.next.length ? null : criteria.length > 0 && criteria.every((c) => c.met),
   };
 }
 
 /**
  * GET /v1/goals: the intent, the stage and its gate, and every goal on a KPI `see` admits. A
- * criterion on a KPI the caller may not read is listed without its values or verdict.
+ * criterion on a KPI the caller may not read is left out, as the KPI is everywhere else.
  */
 export async function summariseGoals(ctx: EvaluationContext, see: (k: Kpi) => boolean): Promise<GoalsResponse> {
   const a = ctx.agreement;

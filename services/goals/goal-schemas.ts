@@ -51,12 +51,9 @@ export const conditionResultSchema = z.object({
   threshold: z.number(),
   periods: z.number().int(),
   text: z.string().describe('the condition in plain English'),
-  met: z
-    .boolean()
-    .nullable()
-    .describe('null: the caller may not read this KPI (its values and whether it is met stay out)'),
+  met: z.boolean().describe('every one of the periods disclosed and holding the condition'),
   values: z.array(periodValueSchema).describe('the closed periods judged, oldest first'),
-  evidence: evidenceSchema.nullable(),
+  evidence: evidenceSchema,
 });
 export type ConditionResult = z.infer<typeof conditionResultSchema>;
 
@@ -99,7 +96,7 @@ export const stageProgressSchema = z.object({
   ready: z
     .boolean()
     .nullable()
-    .describe('every criterion met; null when one of them is on a KPI the caller may not read'),
+    .describe('every criterion met; null when one of them is on a KPI the caller may not read (it is left out)'),
 });
 export type StageProgress = z.infer<typeof stageProgressSchema>;
 

@@ -5,7 +5,7 @@ import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { badRequest } from '../platform/errors.js';
 import { kpiFreshness } from '../query/freshness.js';
-import { localToday } from '../platform/calendar.js';
+import { localMidnight, localToday } from '../platform/calendar.js';
 import { canSee } from './access-policy.js';
 import type { TransparencyReport } from './governance-schemas.js';
 import { countKpiReads, listAgreementChanges } from './audit-repository.js';
@@ -22,23 +22,6 @@ function monthBounds(month: string, timezone: string): { from: Date; to: Date } 
   const [y, mo] = [Number(m[1]), Number(m[2])];
   const next = mo === 12 ? `${y + 1}-01` : `${y}-${String(mo + 1).padStart(2, '0')}`;
   return { from: localMidnight(`${month}-01`, timezone), to: localMidnight(`${next}-01`, timezone) };
-}
-
-/** The instant a local day starts in a zone (the offset found by asking the zone itself). */
-function localMidnight(day: string, timezone: string): Date {
-  const guess = new Date(`${day}T00:00:00Z`);
-  const parts = new Intl.DateTimeFormat('en-US', {
-    timeZone: timezone,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-  }).formatToParts(guess);
-  const get = (t: string) => Number(parts.find((p) => p.type === t)!.value);
-  const asIfUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'));
-  return new Date(guess.getTime() - (asIfUtc - guess.getTime()));
 }
 
 export function resolveMonth(month: string | undefined, room: Room): string {

@@ -66,3 +66,20 @@ export function mergeDaySpans(spans: Iterable<readonly [string, string]>): [stri
   }
   return out;
 }
+
+/** The instant a local day starts in a zone (the offset found by asking the zone itself). */
+export function localMidnight(day: string, timezone: string): Date {
+  const guess = new Date(`${day}T00:00:00Z`);
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone: timezone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+  }).formatToParts(guess);
+  const get = (t: string) => Number(parts.find((p) => p.type === t)!.value);
+  const asIfUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'));
+  return new Date(guess.getTime() - (asIfUtc - guess.getTime()));
+}

@@ -158,7 +158,21 @@ export interface Database {
   sessions: SessionsTable;
   webhook_secrets: WebhookSecretsTable;
   goal_notices: GoalNoticesTable;
+  reviews: ReviewsTable;
 }
+
+/** A month's kept review (sql/control/007_reviews.sql). */
+export interface ReviewsTable {
+  month: string;
+  snapshot: number;
+  agreement_version: number;
+  digest: string;
+  document: unknown;
+  created_at: Timestamp;
+  sent_at: Timestamp | null;
+}
+export type ReviewRow = Selectable<ReviewsTable>;
+export type NewReview = Insertable<ReviewsTable>;
 
 /** A goal judgement notified once (sql/control/006_goals.sql). */
 export interface GoalNoticesTable {

@@ -257,7 +257,7 @@ describe('GET /v1/goals', () => {
     }
   });
 
-  it('the stage gate: each criterion with its evidence; a need-to-know criterion stays out for those who may not read it', async () => {
+  it('the stage gate: each criterion with its evidence; a need-to-know criterion is left out for those who may not read it', async () => {
     const analyst = await get('/v1/goals', await t.token('pb', 'analyst'));
     const stage = analyst.body.stage;
     expect(stage).toMatchObject({ current: 'proof_of_concept', next: 'field_test' });
@@ -271,10 +271,10 @@ describe('GET /v1/goals', () => {
       ['delay', false],
       // pa's failures 0.6 and 0.8: not below 0.5
       ['fails', false],
-      // audit is need-to-know: no verdict, no values, no evidence for pb's analyst
-      ['audit', null],
     ]);
-    expect(stage.criteria[2]).toMatchObject({ values: [], evidence: null });
+    // audit is need-to-know: its criterion is left out for pb's analyst (not even the KPI's id),
+    // and whether the gate is passed, which depends on it, is not said.
+    expect(analyst.text).not.toContain('audit');
     expect(stage.ready).toBeNull();
     expect(analyst.body.goals.map((g: any) => g.id)).toEqual(['sooner_a', 'sooner_b']);
 
@@ -367,6 +367,113 @@ describe('goal notices', () => {
     expect(pa.every((n: any) => n.factSheet === null && n.goalNotice.goal.id === 'sooner_a')).toBe(true);
     expect(await list('pb', 'analyst')).toEqual([]);
     expect((await list('pc', 'steering')).length).toBe(3);
+  });
+});
+
+describe('the monthly review', () => {
+  it('is one document for every partner, its figures those the API serves at its snapshot', async () => {
+    const a = await get('/v1/reviews/2026-10', await t.token('pa', 'analyst'));
+    expect(a.status, a.text).toBe(200);
+    const b = await get('/v1/reviews/2026-10', await t.token('pb', 'analyst'));
+    expect(b.text).toBe(a.text);
+    const r = a.body;
+    const { digest, ...body } = r;
+    expect(digest).toBe(canonicalDigest(body));
+    expect(r).toMatchObject({
+      month: '2026-10',
+      from: '2026-10-01',
+      to: '2026-10-31',
+      intent: 'Sooner and fewer failures.',
+    });
+    // The need-to-know KPI, its goal and its gate criterion stay out of the shared review.
+    expect(r.kpis.map((k: any) => k.id)).toEqual(['delay', 'fails']);
+    expect(a.text).not.toContain('audit');
+    expect(r.stage.ready).toBeNull();
+    const token = await t.token('pa', 'analyst');
+    const snap = r.snapshot;
+    for (const k of r.kpis) {
+      const bands = (await get(`/v1/kpis/${k.id}/bands?from=2026-10-01&to=2026-10-31&snapshot=${snap}`, token)).body
+        .bands;
+      const series = (
+        await get(
+          `/v1/kpis/${k.id}/series?grain=month&by=partner&from=2026-09-01&to=2026-10-31&snapshot=${snap}`,
+          token,
+        )
+      ).body;
+      const combined = (
+        await get(`/v1/kpis/${k.id}/series?grain=month&from=2026-09-01&to=2026-10-31&snapshot=${snap}`, token)
+      ).body;
+      for (const s of k.scopes) {
+        const group = s.scope === 'combined' ? null : s.scope;
+        const mine = bands.filter((x: any) => x.group === group);
+        expect(s.periods, `${k.id} ${s.scope}`).toBe(mine.length);
+        const cells = (group === null ? combined : series).cells.filter((c: any) => c.group === group);
+        const at = (p: string) => cells.find((c: any) => c.period === p)?.value ?? null;
+        expect(s.month, `${k.id} ${s.scope}`).toBe(at('2026-10-01'));
+        expect(s.previousMonth, `${k.id} ${s.scope}`).toBe(at('2026-09-01'));
+        const disclosed = mine.filter((x: any) => at(x.period) !== null);
+        expect(s.disclosed).toBe(disclosed.length);
+        expect(s.inBand).toBe(disclosed.filter((x: any) => !x.outside).length);
+      }
+    }
+    // The goals as GET /v1/goals judges them at the review's snapshot (both in November): the same
+    // states and values; the review's evidence ends at the month's end, and reproduces too.
+    const goals = (await get(`/v1/goals?snapshot=${snap}`, token)).body;
+    const sansEvidence = (g: any) => ({ ...g, evidence: { ...g.evidence, to: null, digest: null } });
+    expect(r.goals.map(sansEvidence)).toEqual(goals.goals.filter((g: any) => g.kpi !== 'audit').map(sansEvidence));
+    for (const g of r.goals) {
+      const e = g.evidence;
+      const q = new URLSearchParams({ grain: e.grain, from: e.from, to: e.to, snapshot: String(e.snapshot) });
+      if (e.by) q.set('by', e.by);
+      expect((await get(`/v1/kpis/${e.kpi}/series?${q}`, token)).body.digest).toBe(e.digest);
+    }
+    const html = await fetch(`${t.url}/v1/reviews/2026-10?format=html`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(html.headers.get('content-type')).toMatch(/^text\/html/);
+    const page = await html.text();
+    for (const title of ['Delay', 'Failures', 'A delivers within 8 hours', r.digest]) expect(page).toContain(title);
+    const text = await (
+      await fetch(`${t.url}/v1/reviews/2026-10`, {
+        headers: { authorization: `Bearer ${token}`, accept: 'text/plain' },
+      })
+    ).text();
+    expect(text).toContain(`Digest ${r.digest}`);
+    expect(text).toContain('KPIS AGAINST THEIR BANDS');
+  });
+
+  it('is kept: new data does not change a month already reviewed, and it is listed', async () => {
+    const token = await t.token('pc', 'analyst');
+    const before = await get('/v1/reviews/2026-10', token);
+    await push(
+      'pc',
+      month('delay', '2026-10', 3, () => 99, 'review-late'),
+    );
+    const after = await get('/v1/reviews/2026-10', token);
+    expect(after.text).toBe(before.text);
+    const list = (await get('/v1/reviews', token)).body.reviews;
+    expect(list).toEqual([
+      expect.objectContaining({ month: '2026-10', digest: before.body.digest, snapshot: before.body.snapshot }),
+    ]);
+  });
+
+  it('refuses a month that is not closed or not a month, a format it does not render, and no token', async () => {
+    const token = await t.token('pa', 'analyst');
+    const cases: [string, string][] = [
+      ['/v1/reviews/2026-11', 'params.month'],
+      ['/v1/reviews/2027-01', 'params.month'],
+      ['/v1/reviews/2026-13', 'params.month'],
+      ['/v1/reviews/26-10', 'params.month'],
+      ['/v1/reviews/2026-10?format=pdf', 'querystring.format'],
+      ['/v1/reviews/2026-10?month=2026-09', 'querystring'],
+    ];
+    for (const [path, field] of cases) {
+      const r = await get(path, token);
+      expect(r.status, path).toBe(400);
+      expect(r.body.field ?? JSON.stringify(r.body), path).toContain(field);
+    }
+    expect((await get('/v1/reviews/2026-10')).status).toBe(401);
+    expect((await get('/v1/reviews')).status).toBe(401);
   });
 });
 

@@ -19,6 +19,7 @@ import * as tokens from '../../services/governance/token-repository.js';
 import * as sessions from '../../services/governance/session-repository.js';
 import * as webhookSecrets from '../../services/alerts/webhook-secret-repository.js';
 import * as goalNotices from '../../services/goals/goal-repository.js';
+import * as reviews from '../../services/reviews/review-repository.js';
 import type { ControlDb, ControlTx, IncidentRow } from '../../services/platform/control-db.js';
 
 /**
@@ -378,6 +379,23 @@ const cases: Record<string, Case[]> = {
     { fn: 'endSession', run: () => sessions.endSession(db, 'pts_example') },
     { fn: 'endSessionsOfToken', run: () => sessions.endSessionsOfToken(db, 'tok_1') },
   ],
+  'reviews/review-repository': [
+    { fn: 'findReview', run: () => reviews.findReview(db, '2026-10') },
+    {
+      fn: 'keepReview',
+      run: () =>
+        reviews.keepReview(db, {
+          month: '2026-10',
+          snapshot: 7,
+          agreement_version: 1,
+          digest: hash,
+          document: '{}',
+          created_at: at,
+        }),
+    },
+    { fn: 'listReviews', run: () => reviews.listReviews(db) },
+    { fn: 'markReviewSent', run: () => reviews.markReviewSent(db, '2026-10', at) },
+  ],
   'goals/goal-repository': [
     {
       fn: 'recordGoalNotice',
@@ -423,6 +441,7 @@ const modules: Record<string, Record<string, unknown>> = {
   'governance/session-repository': sessions,
   'alerts/webhook-secret-repository': webhookSecrets,
   'goals/goal-repository': goalNotices,
+  'reviews/review-repository': reviews,
 };
 /** Exports of the repositories that send no SQL. */
 const helpers = new Set(['entryHash', 'hashToken', 'tokenView']);

@@ -72,12 +72,9 @@ export class ParityGoalsPanel extends LightElement {
   ];
 
   #criterion(c: ConditionResult) {
-    const verdict =
-      c.met === null
-        ? html`<span class="muted">${t('criterionRestricted')}</span>`
-        : c.met
-          ? html`<span class="state ok"><span aria-hidden="true">✓</span>${t('criterionMet')}</span>`
-          : html`<span class="state no_data"><span aria-hidden="true">✕</span>${t('criterionNotMet')}</span>`;
+    const verdict = c.met
+      ? html`<span class="state ok"><span aria-hidden="true">✓</span>${t('criterionMet')}</span>`
+      : html`<span class="state no_data"><span aria-hidden="true">✕</span>${t('criterionNotMet')}</span>`;
     return html`<li data-kpi=${c.kpi}>${c.text} — ${verdict}</li>`;
   }
 

@@ -1,0 +1,134 @@
+import type { Review } from './review-schemas.js';
+
+/**
+ * The monthly review as an HTML page (the dashboard's review page and the e-mail's HTML part) and
+ * as plain text (the e-mail's text part). Both are rendered from the kept document alone, so
+ * every partner gets the same bytes; numbers are printed as the document holds them.
+ */
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const num = (v: number | null | undefined, unit = '') =>
+  v === null || v === undefined ? '—' : `${Number(v.toPrecision(6))}${unit ? ` ${unit}` : ''}`;
+const pct = (v: number | null) => (v === null ? '—' : `${Math.round(v * 1000) / 10} %`);
+const goalState: Record<string, string> = {
+  met: 'met',
+  missed: 'missed',
+  on_track: 'on track',
+  at_risk: 'at risk',
+  no_data: 'no data',
+};
+
+function table(head: string[], rows: string[][]): string {
+  const th = head.map((h) => `<th scope="col">${esc(h)}</th>`).join('');
+  const body = rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('');
+  return `<table><thead><tr>${th}</tr></thead><tbody>${body}</tbody></table>`;
+}
+
+/** The review's sections as [title, header, rows]: one source for the HTML and the text. */
+function sections(r: Review): { title: string; head: string[]; rows: string[][]; empty: string }[] {
+  return [
+    {
+      title: 'KPIs against their bands',
+      head: ['KPI', 'Scope', 'Periods in band', 'Month', 'Previous month', 'Change', 'Largest deviations'],
+      rows: r.kpis.flatMap((k) =>
+        k.scopes.map((s) => [
+          k.title,
+          s.scope,
+          `${s.inBand} of ${s.disclosed} disclosed (${pct(s.shareInBand)})`,
+          num(s.month, k.unit),
+          num(s.previousMonth, k.unit),
+          s.change === null
+            ? '—'
+            : `${s.change > 0 ? '+' : ''}${num(s.change)}${s.improved === true ? ' (better)' : s.improved === false ? ' (worse)' : ''}`,
+          s.deviations.map((d) => `${d.period}: ${num(d.value, k.unit)} (${num(d.distance)} outside)`).join('; ') ||
+            '—',
+        ]),
+      ),
+      empty: 'No shared KPI.',
+    },
+    {
+      title: 'Breaches and incidents',
+      head: ['KPI', 'Scope', 'Period', 'Value', 'State', 'Cause', 'Actions'],
+      rows: r.breaches.map((b) => [
+        b.kpi,
+        b.scope,
+        b.period ?? (b.kind === 'stale' ? 'feed stale' : '—'),
+        num(b.value),
+        b.state,
+        b.cause ? `${b.cause}${b.narrative ? `: ${b.narrative}` : ''}` : '—',
+        b.actions.map((a) => `${a.description} (${a.owner}, ${a.due})`).join('; ') || '—',
+      ]),
+      empty: 'No incident opened this month.',
+    },
+    {
+      title: 'Goals',
+      head: ['Goal', 'KPI', 'State', 'Progress', 'Next milestone'],
+      rows: r.goals.map((g) => [
+        g.title,
+        `${g.kpiTitle} (${g.scope})`,
+        goalState[g.state] ?? g.state,
+        g.progress === null ? '—' : `${Math.round(g.progress * 100)} %`,
+        g.nextMilestone
+          ? `${g.nextMilestone.date}: ${num(g.nextMilestone.target, g.unit)} (${goalState[g.nextMilestone.state]})`
+          : '—',
+      ]),
+      empty: 'No goal.',
+    },
+    {
+      title: 'Agreement changes',
+      head: ['Version', 'In force since', 'Changes'],
+      rows: r.agreementChanges.map((c) => [`v${c.version}`, c.activatedAt, c.changes.join('; ')]),
+      empty: 'The agreement did not change this month.',
+    },
+  ];
+}
+
+function stageLine(r: Review): string | null {
+  if (!r.stage) return null;
+  const criteria = r.stage.criteria.map((c) => `${c.text}: ${c.met === null ? '—' : c.met ? 'met' : 'not met'}`);
+  return `Stage: ${r.stage.current}${r.stage.next ? ` (to enter ${r.stage.next}: ${criteria.join('; ') || 'no criteria'})` : ''}`;
+}
+
+export function reviewHtml(r: Review): string {
+  const parts = [
+    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(r.partnership.title)} — review of ${r.month}</title>`,
+    '<style>body{font-family:system-ui,sans-serif;max-width:60em;margin:1em auto;padding:0 1em;color:#1b1f24}',
+    'table{border-collapse:collapse;width:100%;font-size:.9em}th,td{text-align:left;padding:.3em .5em;border-bottom:1px solid #d8dee4}',
+    'footer{color:#57606a;font-size:.85em;margin-top:2em}</style></head><body>',
+    `<h1>${esc(r.partnership.title)} — monthly review ${r.month}</h1>`,
+    r.intent ? `<p>${esc(r.intent)}</p>` : '',
+    stageLine(r) ? `<p>${esc(stageLine(r)!)}</p>` : '',
+  ];
+  for (const s of sections(r))
+    parts.push(`<h2>${esc(s.title)}</h2>`, s.rows.length ? table(s.head, s.rows) : `<p>${esc(s.empty)}</p>`);
+  parts.push(
+    '<h2>What improved since last month</h2>',
+    r.improvements.length
+      ? `<ul>${r.improvements.map((i) => `<li>${esc(i)}</li>`).join('')}</ul>`
+      : '<p>Nothing moved the better way.</p>',
+    `<footer>Every figure is a disclosed value at snapshot ${r.snapshot} (agreement version ${r.agreementVersion}), ${r.from} to ${r.to}. Digest <code>${r.digest}</code>.</footer>`,
+    '</body></html>',
+  );
+  return parts.join('');
+}
+
+export function reviewText(r: Review): string {
+  const lines = [`${r.partnership.title} — monthly review ${r.month}`, ''];
+  if (r.intent) lines.push(r.intent, '');
+  const stage = stageLine(r);
+  if (stage) lines.push(stage, '');
+  for (const s of sections(r)) {
+    lines.push(s.title.toUpperCase());
+    if (!s.rows.length) lines.push(`  ${s.empty}`);
+    for (const row of s.rows) lines.push(`  - ${row.map((c, i) => `${s.head[i]}: ${c}`).join(' · ')}`);
+    lines.push('');
+  }
+  lines.push('WHAT IMPROVED SINCE LAST MONTH');
+  lines.push(...(r.improvements.length ? r.improvements.map((i) => `  - ${i}`) : ['  Nothing moved the better way.']));
+  lines.push(
+    '',
+    `Every figure is a disclosed value at snapshot ${r.snapshot} (agreement version ${r.agreementVersion}), ${r.from} to ${r.to}.`,
+    `Digest ${r.digest}`,
+  );
+  return lines.join('\n') + '\n';
+}

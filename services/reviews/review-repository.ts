@@ -1,0 +1,34 @@
+import type { ControlDb, NewReview, ReviewRow } from '../platform/control-db.js';
+
+/** A month's kept review, if it was built. */
+export async function findReview(db: ControlDb, month: string): Promise<ReviewRow | undefined> {
+  return db.selectFrom('reviews').selectAll().where('month', '=', month).executeTakeFirst();
+}
+
+/**
+ * Keeps a month's review unless one is kept already (two readers asking at once build it twice;
+ * the first one kept is the month's review); returns the month's kept row.
+ */
+export async function keepReview(db: ControlDb, row: NewReview): Promise<ReviewRow> {
+  await db
+    .insertInto('reviews')
+    .values(row)
+    .onConflict((oc) => oc.column('month').doNothing())
+    .execute();
+  return db.selectFrom('reviews').selectAll().where('month', '=', row.month).executeTakeFirstOrThrow();
+}
+
+/** Every kept review without its document, newest month first. */
+export async function listReviews(
+  db: ControlDb,
+): Promise<Pick<ReviewRow, 'month' | 'snapshot' | 'digest' | 'created_at' | 'sent_at'>[]> {
+  return db
+    .selectFrom('reviews')
+    .select(['month', 'snapshot', 'digest', 'created_at', 'sent_at'])
+    .orderBy('month', 'desc')
+    .execute();
+}
+
+export async function markReviewSent(db: ControlDb, month: string, at: Date): Promise<void> {
+  await db.updateTable('reviews').set({ sent_at: at }).where('month', '=', month).execute();
+}

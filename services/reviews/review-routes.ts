@@ -1,0 +1,86 @@
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { assertReader } from '../governance/access-policy.js';
+import { auditRequest, caller } from '../governance/auth.js';
+import { canonicalJson } from '../platform/canonical-json.js';
+import { problemResponses } from '../platform/errors.js';
+import type { Room } from '../platform/room.js';
+import type { SeriesReader } from '../query/series-reader.js';
+import { reviewHtml, reviewText } from './review-render.js';
+import { listReviews } from './review-repository.js';
+import { reviewListSchema, reviewSchema } from './review-schemas.js';
+import { closedMonth, monthlyReview } from './review-service.js';
+
+/** GET /v1/reviews and /v1/reviews/{month}: the monthly review, one document for every partner. */
+export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader }> = async (
+  fastify,
+  { room, reader },
+) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  app.get(
+    '/v1/reviews',
+    {
+      schema: {
+        summary: 'The monthly reviews kept so far, newest first',
+        tags: ['reviews'],
+        security: [{ bearer: [] }],
+        response: { 200: reviewListSchema, ...problemResponses(401, 403) },
+      },
+    },
+    async (req) => {
+      const p = caller(req);
+      assertReader(p);
+      const rows = await listReviews(room.control.db);
+      await auditRequest(room, req, { action: 'query.reviews', details: { role: p.role, returned: rows.length } });
+      return {
+        reviews: rows.map((r) => ({
+          month: r.month,
+          snapshot: r.snapshot,
+          digest: r.digest,
+          createdAt: new Date(r.created_at as unknown as string).toISOString(),
+          sentAt: r.sent_at ? new Date(r.sent_at as unknown as string).toISOString() : null,
+        })),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/reviews/:month',
+    {
+      schema: {
+        summary:
+          "A closed month's review: each shared KPI against its band, breaches with their causes and actions, goals and stage, agreement changes, what improved (JSON, HTML or text by Accept or ?format=)",
+        tags: ['reviews'],
+        security: [{ bearer: [] }],
+        params: z.strictObject({ month: z.string().max(7) }),
+        querystring: z.strictObject({ format: z.enum(['json', 'html', 'text']).optional() }),
+        response: {
+          200: reviewSchema.describe('application/json; text/html and text/plain render the same document'),
+          ...problemResponses(400, 401, 403),
+        },
+      },
+    },
+    async (req, reply) => {
+      const p = caller(req);
+      assertReader(p);
+      const month = closedMonth(room, req.params.month);
+      const review = await monthlyReview(room, reader, month);
+      const accept = req.headers.accept ?? '';
+      const format =
+        req.query.format ?? (accept.includes('text/html') ? 'html' : accept.includes('text/plain') ? 'text' : 'json');
+      await auditRequest(room, req, { action: 'query.review', details: { role: p.role, month, format } });
+      void reply.headers({
+        'x-parity-digest': review.digest,
+        'x-parity-snapshot': String(review.snapshot),
+        vary: 'accept',
+      });
+      const r = reply as FastifyReply;
+      if (format === 'html') return r.type('text/html; charset=utf-8').send(reviewHtml(review));
+      if (format === 'text') return r.type('text/plain; charset=utf-8').send(reviewText(review));
+      // The canonical JSON itself: the same bytes for every partner (the schema describes them).
+      return r.type('application/json; charset=utf-8').send(canonicalJson(review));
+    },
+  );
+};

@@ -1,0 +1,60 @@
+import { addPeriods, localToday } from '../platform/calendar.js';
+import { jsonColumn } from '../platform/control-db.js';
+import { badRequest } from '../platform/errors.js';
+import type { Room } from '../platform/room.js';
+import { evaluationContext } from '../query/kpi-summary.js';
+import type { SeriesReader } from '../query/series-reader.js';
+import { buildReview } from './monthly-review.js';
+import { findReview, keepReview } from './review-repository.js';
+import type { Review } from './review-schemas.js';
+
+const monthRe = /^(\d{4})-(0[1-9]|1[0-2])$/;
+
+/** A month the review may be asked for: YYYY-MM, and closed (before the partnership's current month). */
+export function closedMonth(room: Room, month: string, field = 'params.month'): string {
+  if (!monthRe.test(month) || Number(month.slice(0, 4)) < 2000 || Number(month.slice(0, 4)) > 2100)
+    throw badRequest('month: expected YYYY-MM between 2000 and 2100', field);
+  const current = localToday(room.clock.now(), room.agreement().agreement.partnership.timezone).slice(0, 7);
+  if (month >= current)
+    throw badRequest(`month: ${month} is not closed yet (the review of a month is built after it ends)`, field);
+  return month;
+}
+
+/** The month before the partnership's current one. */
+export function lastClosedMonth(room: Room): string {
+  const today = localToday(room.clock.now(), room.agreement().agreement.partnership.timezone);
+  return addPeriods(`${today.slice(0, 7)}-01`, 'month', -1).slice(0, 7);
+}
+
+/**
+ * The month's review: the kept one, or built now at the latest snapshot and kept, so every later
+ * reader (and every partner) gets the same document. Judged as of the month's end: its periods
+ * are the last closed ones, whatever the date it is built on.
+ */
+export async function monthlyReview(room: Room, reader: SeriesReader, month: string): Promise<Review> {
+  const kept = await findReview(room.control.db, month);
+  if (kept) return jsonColumn<Review>(kept.document);
+  const active = room.agreement();
+  const now = room.clock.now();
+  const ctx = {
+    ...evaluationContext(
+      reader,
+      active.agreement,
+      active.version,
+      now,
+      active.activatedAt ?? now,
+      room.duck.snapshots.latest,
+    ),
+    today: addPeriods(`${month}-01`, 'month', 1),
+  };
+  const review = await buildReview(room, ctx, month);
+  const row = await keepReview(room.control.db, {
+    month,
+    snapshot: review.snapshot,
+    agreement_version: review.agreementVersion,
+    digest: review.digest,
+    document: JSON.stringify(review),
+    created_at: now,
+  });
+  return jsonColumn<Review>(row.document);
+}
