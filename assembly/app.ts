@@ -21,6 +21,7 @@ import { createLander, ingestRoutes } from '../services/ingest/ingest-routes.js'
 import { queryRoutes } from '../services/query/query-routes.js';
 import { goalRoutes } from '../services/goals/goal-routes.js';
 import { reviewRoutes } from '../services/reviews/review-routes.js';
+import { sendDueReview } from '../services/reviews/review-sender.js';
 import { noticeGoals } from '../services/goals/goal-notices.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
 import { SeriesReader } from '../services/query/series-reader.js';
@@ -124,6 +125,9 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   const lander = createLander(room);
   const alerts = room.config.alerts ? createAlerts(room, reader, app.log) : undefined;
   alerts?.engine.watch((ctx, kpis) => noticeGoals(room, ctx, kpis));
+  // The scheduled evaluation (every KPI) also sends last month's review once its day has come.
+  if (room.config.reviewSend)
+    alerts?.engine.watch((_ctx, kpis) => (kpis === null ? sendDueReview(room, reader) : Promise.resolve(0)));
   app.decorate('reader', reader);
   app.decorate('lander', lander);
   app.decorate('alerts', alerts);

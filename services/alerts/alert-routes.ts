@@ -33,7 +33,7 @@ import {
 import { Notifier, webhookSecretsNow } from './notifier.js';
 import { listWebhookSecretStates, rotateWebhookSecret } from './webhook-secret-repository.js';
 import type { Principal } from '../governance/token-repository.js';
-import { isGoalPayload, type NotificationPayload } from './outbox.js';
+import { isDocumentPayload, isGoalPayload, type NotificationPayload } from './outbox.js';
 import { listMessagesForPartner, listWebhookEndpoints } from './outbox-repository.js';
 
 export interface Alerts {
@@ -63,6 +63,7 @@ export function createAlerts(room: Room, reader: SeriesReader, log: Pick<Logger,
 
 /** A message's payload as the notifications list shows it: a fact sheet or a goal notice. */
 function payloadView(p: NotificationPayload): { factSheet: FactSheet | null; goalNotice: GoalNotice | null } {
+  if (isDocumentPayload(p)) return { factSheet: null, goalNotice: null };
   return isGoalPayload(p) ? { factSheet: null, goalNotice: p.data } : { factSheet: p.data, goalNotice: null };
 }
 

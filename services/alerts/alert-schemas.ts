@@ -50,7 +50,13 @@ export const incidentEventSchema = z.enum(['incident.opened', 'incident.escalate
 export type IncidentEvent = z.infer<typeof incidentEventSchema>;
 export const goalEventSchema = z.enum(['goal.milestone_missed', 'goal.exit_criterion_met']);
 export type GoalEvent = z.infer<typeof goalEventSchema>;
-export const alertEventSchema = z.enum([...incidentEventSchema.options, ...goalEventSchema.options]);
+export const documentEventSchema = z.enum(['review.monthly']);
+export type DocumentEvent = z.infer<typeof documentEventSchema>;
+export const alertEventSchema = z.enum([
+  ...incidentEventSchema.options,
+  ...goalEventSchema.options,
+  ...documentEventSchema.options,
+]);
 export type AlertEvent = z.infer<typeof alertEventSchema>;
 
 /**
@@ -87,6 +93,19 @@ export const goalNoticeSchema = z
   })
   .describe('a missed milestone or a met exit criterion of a goal');
 export type GoalNotice = z.infer<typeof goalNoticeSchema>;
+
+/**
+ * A document sent by e-mail as its service rendered it (the monthly review): the outbox and the
+ * notifier carry it without knowing what it is.
+ */
+export interface MailDocument {
+  id: string;
+  digest: string;
+  snapshot: number;
+  subject: string;
+  text: string;
+  html: string;
+}
 
 /** A kept or delivered notification as its readers see it: where it went, its state, the fact sheet it carried. */
 export const notificationSchema = z.object({

@@ -8,7 +8,7 @@ import { inTransaction, jsonColumn, type OutboxRow } from '../platform/control-d
 import type { Room } from '../platform/room.js';
 import { renderEmail, renderGoalEmail } from './fact-sheet.js';
 import { markIncidentNotified } from './incident-repository.js';
-import { isGoalPayload, type NotificationPayload } from './outbox.js';
+import { isDocumentPayload, isGoalPayload, type NotificationPayload } from './outbox.js';
 import {
   claimDueMessages,
   countDueMessages,
@@ -172,7 +172,11 @@ export class Notifier {
       row.channel === 'webhook' ? await this.#sendWebhook(row, payload) : await this.#sendEmail(row, payload);
     const now = this.#room.clock.now();
     const db = this.#room.control.db;
-    const audit = { actor: 'notifier', partnerId: row.partner_id, target: row.incident_id ?? row.goal_id };
+    const audit = {
+      actor: 'notifier',
+      partnerId: row.partner_id,
+      target: row.incident_id ?? row.goal_id ?? row.review_month,
+    };
     const details = { notification: row.id, channel: row.channel, event: row.event, attempts: row.attempts };
     if (outcome.ok) {
       await inTransaction(db, async (tx) => {
@@ -261,9 +265,11 @@ export class Notifier {
 
   async #sendEmail(row: OutboxRow, payload: NotificationPayload): Promise<Outcome> {
     if (!this.#mail) return { ok: false, error: 'SMTP_URL is not set' };
-    const mail = isGoalPayload(payload)
-      ? renderGoalEmail(payload.type, payload.data, this.#room.config.publicUrl)
-      : renderEmail(payload.type, payload.data, this.#room.config.publicUrl);
+    const mail = isDocumentPayload(payload)
+      ? payload.data
+      : isGoalPayload(payload)
+        ? renderGoalEmail(payload.type, payload.data, this.#room.config.publicUrl)
+        : renderEmail(payload.type, payload.data, this.#room.config.publicUrl);
     try {
       await this.#mail.sendMail({
         from: this.#room.config.mailFrom,
@@ -275,6 +281,7 @@ export class Notifier {
         headers: {
           ...(row.incident_id ? { 'X-Parity-Incident': row.incident_id } : {}),
           ...(row.goal_id ? { 'X-Parity-Goal': row.goal_id } : {}),
+          ...(row.review_month ? { 'X-Parity-Review': row.review_month } : {}),
           'X-Parity-Snapshot': String(payload.data.snapshot),
         },
       });

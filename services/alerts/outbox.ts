@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import type { ControlTx, IncidentRow, NewOutboxRow } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
-import type { AlertEvent, GoalEvent, GoalNotice, IncidentEvent } from './alert-schemas.js';
+import type { AlertEvent, DocumentEvent, GoalEvent, GoalNotice, IncidentEvent, MailDocument } from './alert-schemas.js';
 import { factSheet, responsiblePartners, type FactSheet } from './fact-sheet.js';
 import { createOutboxMessages, listDisabledWebhookUrls } from './outbox-repository.js';
 
@@ -28,10 +28,15 @@ export function steeringRecipients(agreement: Agreement): Recipient[] {
 /** The body every channel carries: a Standard Webhooks envelope around a fact sheet or a goal notice. */
 export type NotificationPayload =
   | { type: IncidentEvent; timestamp: string; data: FactSheet }
-  | { type: GoalEvent; timestamp: string; data: GoalNotice };
+  | { type: GoalEvent; timestamp: string; data: GoalNotice }
+  | { type: DocumentEvent; timestamp: string; data: MailDocument };
 
 export function isGoalPayload(p: NotificationPayload): p is Extract<NotificationPayload, { type: GoalEvent }> {
   return p.type === 'goal.milestone_missed' || p.type === 'goal.exit_criterion_met';
+}
+
+export function isDocumentPayload(p: NotificationPayload): p is Extract<NotificationPayload, { type: DocumentEvent }> {
+  return p.type === 'review.monthly';
 }
 
 export const messageId = () => `msg_${randomBytes(16).toString('base64url')}`;
@@ -62,7 +67,7 @@ export async function enqueueMessages(
   room: Room,
   opts: {
     payload: NotificationPayload;
-    about: { incident_id: string } | { goal_id: string };
+    about: { incident_id: string } | { goal_id: string } | { review_month: string };
     recipients: Recipient[];
     now: Date;
   },

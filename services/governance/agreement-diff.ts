@@ -73,6 +73,11 @@ function privacyOf(
     if (top === 'partners') return "a new partner reads the partnership's figures";
     if (top === 'steering') return 'a new steering member reads need-to-know KPIs';
   }
+  if (top === 'partners' && field === 'contacts') {
+    const had = new Set(((before as { email: string }[] | undefined) ?? []).map((c) => c.email.toLowerCase()));
+    if (((after as { email: string }[] | undefined) ?? []).some((c) => !had.has(c.email.toLowerCase())))
+      return 'a new contact receives the monthly review';
+  }
   if (top === 'twoPartyConsent' && after === true)
     return "two-party consent: with two partners each can work out the other's figure";
   if (top === 'retention') {

@@ -206,6 +206,11 @@ export const agreementSchema = z
           id,
           name: z.string().min(1).max(200),
           minGroupSize: z.number().int().min(1).max(1000).optional(),
+          /** Who receives the monthly review for this partner (besides the steering committee). */
+          contacts: z
+            .array(z.strictObject({ name: z.string().min(1).max(200), email }))
+            .max(20)
+            .default([]),
         }),
       )
       .min(2),

@@ -53,6 +53,7 @@ export const envSchema = z.object({
   PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
   PARITY_QUERY_CACHE: z.enum(['on', 'off']).default('on'),
   PARITY_ALERTS: z.enum(['on', 'off']).default('on'),
+  PARITY_REVIEW_SEND: z.enum(['on', 'off']).default('on'),
   PARITY_ROLLUPS: z.enum(['on', 'off']).default('on'),
   PARITY_EVALUATE_EVERY_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
   PARITY_RETENTION_EVERY_SECONDS: z.coerce
@@ -122,6 +123,8 @@ export interface Config {
   rollups: boolean;
   /** Band evaluation, incidents and the notifier (off: ingest and query only). */
   alerts: boolean;
+  /** Send last month's review on the first working day of a month (with the scheduled evaluation). */
+  reviewSend: boolean;
   /** How often bands, feed freshness and acknowledgement deadlines are evaluated on a schedule. */
   evaluateEveryMs: number;
   /** How often points past the agreement's retention are deleted (0: never, by this process). */
@@ -186,6 +189,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     duckdbMemory: plan.duckdbMemory,
     queryCache: e.PARITY_QUERY_CACHE === 'on',
     alerts: e.PARITY_ALERTS === 'on',
+    reviewSend: e.PARITY_REVIEW_SEND === 'on',
     rollups: e.PARITY_ROLLUPS === 'on',
     evaluateEveryMs: e.PARITY_EVALUATE_EVERY_SECONDS * 1000,
     retentionEveryMs: e.PARITY_RETENTION_EVERY_SECONDS * 1000,

@@ -97,6 +97,8 @@ export interface OutboxTable {
   /** The incident a message is about, or null for a goal notice (sql/control/006_goals.sql). */
   incident_id: string | null;
   goal_id: ColumnType<string | null, string | null | undefined, never>;
+  /** The month whose review a message sends (sql/control/007_reviews.sql). */
+  review_month: ColumnType<string | null, string | null | undefined, never>;
   event: string;
   channel: 'webhook' | 'email' | 'dashboard';
   partner_id: string | null;

@@ -32,3 +32,15 @@ export async function listReviews(
 export async function markReviewSent(db: ControlDb, month: string, at: Date): Promise<void> {
   await db.updateTable('reviews').set({ sent_at: at }).where('month', '=', month).execute();
 }
+
+/** Marks a month's review sent unless it was: true when this call marked it (the scheduled send goes out once). */
+export async function claimReviewSend(db: ControlDb, month: string, at: Date): Promise<boolean> {
+  const claimed = await db
+    .updateTable('reviews')
+    .set({ sent_at: at })
+    .where('month', '=', month)
+    .where('sent_at', 'is', null)
+    .returning('month')
+    .executeTakeFirst();
+  return claimed !== undefined;
+}

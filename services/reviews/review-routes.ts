@@ -10,7 +10,7 @@ import type { SeriesReader } from '../query/series-reader.js';
 import { reviewHtml, reviewText } from './review-render.js';
 import { listReviews } from './review-repository.js';
 import { reviewListSchema, reviewSchema } from './review-schemas.js';
-import { closedMonth, monthlyReview } from './review-service.js';
+import { closedMonth, monthlyReview } from './monthly-review-service.js';
 
 /** GET /v1/reviews and /v1/reviews/{month}: the monthly review, one document for every partner. */
 export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader }> = async (

@@ -9,3 +9,9 @@ CREATE TABLE reviews (
   created_at         timestamptz NOT NULL,
   sent_at            timestamptz
 );
+
+-- The outbox carries the monthly review's e-mails too: a message is about an incident, a goal or a
+-- month's review.
+ALTER TABLE outbox ADD COLUMN review_month text;
+ALTER TABLE outbox DROP CONSTRAINT outbox_one_subject;
+ALTER TABLE outbox ADD CONSTRAINT outbox_one_subject CHECK (num_nonnulls(incident_id, goal_id, review_month) = 1);

@@ -477,6 +477,42 @@ describe('the joint dashboard in Chromium', () => {
     await a.page.context().close();
   });
 
+  it('shows the monthly review, the same document for both partners, as the API serves it', async () => {
+    const review = await api<{ digest: string; kpis: { title: string; scopes: unknown[] }[] }>(
+      '/v1/reviews/2026-10',
+      tokens['acme']!,
+    );
+    const seen: string[] = [];
+    for (const who of ['acme', 'globex']) {
+      const s = await signIn(tokens[who]!);
+      await s.page.goto(`${t.url}/#/review/2026-10`);
+      await s.page.waitForFunction(
+        () =>
+          !!document
+            .querySelector('parity-app')
+            ?.shadowRoot?.querySelector('parity-review')
+            ?.shadowRoot?.querySelector('[data-testid="review-source"]'),
+      );
+      const page = await s.page.$eval('parity-app', (app) => {
+        const r = app.shadowRoot!.querySelector('parity-review')!.shadowRoot!;
+        return {
+          digest: r.querySelector('[data-testid="review-source"] code')!.getAttribute('title'),
+          rows: r.querySelectorAll('table')[0]!.querySelectorAll('tbody tr').length,
+          text: r.textContent ?? '',
+        };
+      });
+      expect(page.digest).toBe(review.digest);
+      expect(page.rows).toBe(review.kpis.reduce((n, k) => n + k.scopes.length, 0));
+      for (const k of review.kpis) expect(page.text).toContain(k.title);
+      expect(page.text).not.toContain('Data-protection compliance');
+      seen.push(page.digest!);
+      expect(await axeViolations(s.page), `axe on the review page (${who})`).toEqual([]);
+      expect(s.errors).toEqual([]);
+      await s.page.context().close();
+    }
+    expect(seen[0]).toBe(seen[1]);
+  });
+
   it('works at 1280 and 390 px, writes screenshots, and passes axe checks with no console errors', async () => {
     const dir = artifactDir();
     for (const width of [1280, 390]) {

@@ -67,6 +67,8 @@ export async function startTestRoom(
     PORT: '0',
     HOST: '127.0.0.1',
     PARITY_RETENTION_EVERY_SECONDS: '0',
+    // Likewise the monthly review's scheduled send (tests/integration/review-send.test.ts turns it on).
+    PARITY_REVIEW_SEND: 'off',
     ...(db.url ? { DATABASE_URL: db.url } : {}),
     ...opts.env,
   });

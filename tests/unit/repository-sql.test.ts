@@ -395,6 +395,7 @@ const cases: Record<string, Case[]> = {
     },
     { fn: 'listReviews', run: () => reviews.listReviews(db) },
     { fn: 'markReviewSent', run: () => reviews.markReviewSent(db, '2026-10', at) },
+    { fn: 'claimReviewSend', run: () => reviews.claimReviewSend(db, '2026-10', at) },
   ],
   'goals/goal-repository': [
     {

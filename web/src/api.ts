@@ -104,6 +104,7 @@ export type {
   MilestoneProgress,
   StageProgress,
 } from '../../services/goals/goal-schemas.js';
+export type { Review, ReviewList } from '../../services/reviews/review-schemas.js';
 export type { Who } from '../../services/governance/session-schemas.js';
 import type { AgreementResponse } from '../../services/governance/governance-schemas.js';
 

@@ -171,6 +171,16 @@ const en = {
   'goal.no_data': 'No data',
   'direction.at_most': 'at most',
   'direction.at_least': 'at least',
+  review: 'Monthly review',
+  text: 'Text',
+  reviewKpis: 'KPIs against their bands',
+  kpi: 'KPI',
+  inBand: 'Periods in band',
+  previousMonth: 'Previous month',
+  deviations: 'Largest deviations',
+  actions: 'Actions',
+  changes: 'Changes',
+  improved: 'What improved since last month',
 };
 
 const de: Record<keyof typeof en, string> = {
@@ -341,6 +351,16 @@ const de: Record<keyof typeof en, string> = {
   'goal.no_data': 'Keine Daten',
   'direction.at_most': 'höchstens',
   'direction.at_least': 'mindestens',
+  review: 'Monatsbericht',
+  text: 'Text',
+  reviewKpis: 'KPIs im Vergleich zu ihren Bändern',
+  kpi: 'KPI',
+  inBand: 'Perioden im Band',
+  previousMonth: 'Vormonat',
+  deviations: 'Größte Abweichungen',
+  actions: 'Maßnahmen',
+  changes: 'Änderungen',
+  improved: 'Was sich seit dem Vormonat verbessert hat',
 };
 
 export type Key = keyof typeof en;

@@ -19,7 +19,8 @@ type Route =
   | { view: 'kpi'; id: string }
   | { view: 'incidents' }
   | { view: 'transparency' }
-  | { view: 'governance' };
+  | { view: 'governance' }
+  | { view: 'review'; month: string };
 
 function parseRoute(): Route {
   const h = location.hash.replace(/^#\/?/, '');
@@ -27,6 +28,7 @@ function parseRoute(): Route {
   if (h === 'incidents') return { view: 'incidents' };
   if (h === 'transparency') return { view: 'transparency' };
   if (h === 'governance') return { view: 'governance' };
+  if (h === 'review' || h.startsWith('review/')) return { view: 'review', month: decodeURIComponent(h.slice(7)) };
   return { view: 'overview' };
 }
 
@@ -207,9 +209,12 @@ export class ParityApp extends LitElement {
         <nav aria-label="main">
           ${
             this.who
-              ? html`${this.who.role === 'operator' ? nothing : html`<a href="#/">${t('kpis')}</a><a href="#/incidents">${t('incidents')}</a>`}<a
-                    href="#/transparency"
-                    >${t('transparency')}</a
+              ? html`${
+                    this.who.role === 'operator'
+                      ? nothing
+                      : html`<a href="#/">${t('kpis')}</a><a href="#/incidents">${t('incidents')}</a
+                          ><a href="#/review">${t('review')}</a>`
+                  }<a href="#/transparency">${t('transparency')}</a
                   >${governs(this.who) ? html`<a href="#/governance">${t('governance')}</a>` : nothing}`
               : nothing
           }
@@ -281,6 +286,10 @@ export class ParityApp extends LitElement {
     if (this.route.view === 'transparency' || who.role === 'operator') {
       void import('../views/parity-transparency.js');
       return html`<section class="card"><parity-transparency></parity-transparency></section>`;
+    }
+    if (this.route.view === 'review') {
+      void import('../views/parity-review.js');
+      return html`<section class="card"><parity-review .month=${this.route.month}></parity-review></section>`;
     }
     const alert = this.error ? html`<p role="alert" style="color:#a1120a">${this.error}</p>` : nothing;
     if (!this.kpis || !this.agreement) return html`${this.error ? alert : html`<p>${t('loading')}</p>`}`;

@@ -1,0 +1,94 @@
+import type { MailDocument } from '../alerts/alert-schemas.js';
+import { enqueueMessages, steeringRecipients, type Recipient } from '../alerts/outbox.js';
+import { appendAuditIn } from '../governance/audit-repository.js';
+import type { Agreement } from '../platform/agreement-schema.js';
+import { addPeriods, localToday, shiftDays } from '../platform/calendar.js';
+import { inTransaction } from '../platform/control-db.js';
+import type { Room } from '../platform/room.js';
+import type { SeriesReader } from '../query/series-reader.js';
+import { monthlyReview } from './monthly-review-service.js';
+import { reviewHtml, reviewText } from './review-render.js';
+import { claimReviewSend, findReview, markReviewSent } from './review-repository.js';
+
+/** The first working day (Monday to Friday) of the month starting at `first` (YYYY-MM-01). */
+export function firstWorkingDay(first: string): string {
+  let d = first;
+  while ([0, 6].includes(new Date(`${d}T00:00:00Z`).getUTCDay())) d = shiftDays(d, 1);
+  return d;
+}
+
+/** Who gets the review: each partner's contacts, and the steering committee; each address once (as its first role). */
+export function reviewRecipients(a: Agreement): Recipient[] {
+  const seen = new Set<string>();
+  const out: Recipient[] = [];
+  for (const r of [
+    ...a.partners.flatMap((p) => p.contacts.map((c) => ({ partnerId: p.id as string | null, ...c }))),
+    ...steeringRecipients(a),
+  ]) {
+    const key = r.email.toLowerCase();
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(r);
+  }
+  return out;
+}
+
+/**
+ * Sends a month's review by e-mail through the outbox (kept for the dashboard without SMTP): the
+ * kept document, rendered as HTML and text, one message per recipient. Scheduled sends go out
+ * once (the review's sent_at is claimed in the same transaction); `resend` sends again.
+ * Returns the messages written.
+ */
+export async function sendReview(
+  room: Room,
+  reader: SeriesReader,
+  month: string,
+  opts: { resend: boolean },
+): Promise<number> {
+  const review = await monthlyReview(room, reader, month);
+  const a = room.agreement().agreement;
+  const now = room.clock.now();
+  const doc: MailDocument = {
+    id: month,
+    digest: review.digest,
+    snapshot: review.snapshot,
+    subject: `[Parity] Monthly review ${month} — ${review.partnership.title}`,
+    text: reviewText(review),
+    html: reviewHtml(review),
+  };
+  return inTransaction(room.control.db, async (tx) => {
+    if (opts.resend) await markReviewSent(tx, month, now);
+    else if (!(await claimReviewSend(tx, month, now))) return 0;
+    const recipients = reviewRecipients(a);
+    await appendAuditIn(
+      tx,
+      {
+        actor: 'reviews',
+        partnerId: null,
+        target: month,
+        action: opts.resend ? 'review.resent' : 'review.sent',
+        details: { digest: review.digest, snapshot: review.snapshot, recipients: recipients.length },
+      },
+      now,
+    );
+    return enqueueMessages(tx, room, {
+      payload: { type: 'review.monthly', timestamp: now.toISOString(), data: doc },
+      about: { review_month: month },
+      recipients,
+      now,
+    });
+  });
+}
+
+/**
+ * On the schedule: from the first working day of a month (in the partnership's zone) last month's
+ * review goes out, once.
+ */
+export async function sendDueReview(room: Room, reader: SeriesReader): Promise<number> {
+  const today = localToday(room.clock.now(), room.agreement().agreement.partnership.timezone);
+  const first = `${today.slice(0, 7)}-01`;
+  if (today < firstWorkingDay(first)) return 0;
+  const month = addPeriods(first, 'month', -1).slice(0, 7);
+  if ((await findReview(room.control.db, month))?.sent_at) return 0;
+  return sendReview(room, reader, month, { resend: false });
+}

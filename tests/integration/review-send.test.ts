@@ -1,0 +1,141 @@
+// The monthly review's scheduled send (issue #14): on the first working day of a month, in the
+// partnership's zone, last month's review goes by e-mail to every partner's contacts and the
+// steering committee, once — delivered to a real local SMTP server; a re-send goes out again.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TestClock } from '../../services/platform/clock.js';
+import { firstWorkingDay, sendReview } from '../../services/reviews/review-sender.js';
+import { ndjson, type TestPoint } from '../helpers/points.js';
+import { MailCatcher } from '../helpers/receivers.js';
+import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+
+const agreement = `
+partnership: { id: review-send, title: Review send test, timezone: Pacific/Auckland }
+partners:
+  - { id: north, name: North Co, contacts: [{ name: Nora, email: nora@north.example }, { name: Ned, email: ned@north.example }] }
+  - { id: south, name: South Co, contacts: [{ name: Sam, email: sam@south.example }] }
+  - { id: west, name: West Co }
+defaults: { minGroupSize: 3 }
+steering:
+  - { name: Chair, email: chair@example.org }
+  - { name: Nora as chair, email: nora@north.example }
+kpis:
+  - id: parcels
+    title: Parcels per route
+    unit: parcels
+    subject: route
+    measure: avg
+    grains: [day, month]
+    disclosure: partnership
+    breakdown: per_partner
+    band: { lower: 10 }
+    evaluate: { grain: day }
+    freshness: { every: P7D, grace: P7D }
+    owners: { north: { name: Olli, email: olli@north.example } }
+    escalation: { ackWithin: P7D }
+`;
+
+let t: TestRoom;
+let mail: MailCatcher;
+let dir: string;
+// Sunday 1 November 2026, 09:00 in Auckland: the month's first working day is Monday the 2nd.
+const clock = new TestClock('2026-10-31T20:00:00Z');
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'parity-review-send-'));
+  writeFileSync(join(dir, 'agreement.yaml'), agreement);
+  mail = await new MailCatcher().start();
+  t = await startTestRoom({
+    agreementFile: join(dir, 'agreement.yaml'),
+    clock,
+    env: { SMTP_URL: mail.url, PARITY_REVIEW_SEND: 'on' },
+  });
+  const points: TestPoint[] = ['north', 'south', 'west'].flatMap((p, j) =>
+    Array.from({ length: 12 }, (_, i) => ({
+      kpi: 'parcels',
+      at: `2026-10-${String(5 + (i % 20)).padStart(2, '0')}T01:00:00Z`,
+      value: 12 + j + (i % 3),
+      subject: `${p}-${i}`,
+    })),
+  );
+  for (const p of ['north', 'south', 'west']) {
+    const res = await fetch(`${t.url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await t.token(p, 'ingest')}`, 'content-type': 'application/x-ndjson' },
+      body: ndjson(points.filter((x) => x.subject.startsWith(p))),
+    });
+    expect(res.status).toBe(202);
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await t?.close();
+  await mail?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Runs the scheduled evaluation (as its timer does) and lets delivery finish. */
+async function schedule(): Promise<void> {
+  const alerts = t.app.alerts!;
+  alerts.engine.requestAll();
+  await alerts.engine.idle();
+  await alerts.notifier.settle();
+}
+
+const reviewMail = () => mail.messages.filter((m) => m.subject?.startsWith('[Parity] Monthly review'));
+
+describe('the monthly review by e-mail', () => {
+  it('knows the first working day of a month', () => {
+    expect(firstWorkingDay('2026-11-01')).toBe('2026-11-02');
+    expect(firstWorkingDay('2026-08-01')).toBe('2026-08-03');
+    expect(firstWorkingDay('2026-12-01')).toBe('2026-12-01');
+  });
+
+  it('goes out on the first working day in the partnership zone, once per recipient, and again on a re-send', async () => {
+    await schedule();
+    expect(reviewMail()).toEqual([]);
+    // 08:59 on Monday 2 November in Auckland is still Sunday in UTC: the zone decides.
+    clock.set('2026-11-01T19:59:00Z');
+    await schedule();
+    await mail.waitFor(() => reviewMail().length >= 4);
+    const review = await (
+      await fetch(`${t.url}/v1/reviews/2026-10`, {
+        headers: { authorization: `Bearer ${await t.token('west', 'analyst')}` },
+      })
+    ).json();
+    const to = reviewMail()
+      .map((m) => (m.to as any).value[0].address)
+      .sort();
+    // Nora is a contact of north and on the steering committee: one e-mail.
+    expect(to).toEqual(['chair@example.org', 'ned@north.example', 'nora@north.example', 'sam@south.example']);
+    for (const m of reviewMail()) {
+      expect(m.subject).toBe('[Parity] Monthly review 2026-10 — Review send test');
+      expect(m.text).toContain(`Digest ${review.digest}`);
+      expect(m.text).toContain('Parcels per route');
+      expect(String(m.html)).toContain(review.digest);
+      expect(m.headers.get('x-parity-review')).toBe('2026-10');
+    }
+    // Later evaluations that day and the next do not send it again.
+    await schedule();
+    clock.advance(86_400_000);
+    await schedule();
+    expect(reviewMail()).toHaveLength(4);
+    const listed = (
+      await (
+        await fetch(`${t.url}/v1/reviews`, {
+          headers: { authorization: `Bearer ${await t.token('north', 'analyst')}` },
+        })
+      ).json()
+    ).reviews;
+    expect(listed[0]).toMatchObject({ month: '2026-10', digest: review.digest });
+    expect(listed[0].sentAt).not.toBeNull();
+
+    // A re-send (what `parity review send --month` would do) goes to everyone again, the same document.
+    expect(await sendReview(t.room, t.app.reader, '2026-10', { resend: true })).toBe(4);
+    await t.app.alerts!.notifier.settle();
+    await mail.waitFor(() => reviewMail().length >= 8);
+    expect(new Set(reviewMail().map((m) => m.text))).toHaveProperty('size', 1);
+  });
+});
