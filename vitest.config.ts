@@ -1,5 +1,6 @@
 import { defineConfig } from 'vitest/config';
 import { timeout } from './tests/helpers/timeouts.js';
+import LongestFirst from './tests/helpers/sequencer.js';
 
 export default defineConfig({
   test: {
@@ -11,6 +12,8 @@ export default defineConfig({
     testTimeout: timeout(60_000),
     hookTimeout: timeout(120_000),
     globalSetup: ['tests/helpers/global-setup.ts'],
+    // The slowest suites first (tests/helpers/sequencer.ts): two workers finish together.
+    sequence: { sequencer: LongestFirst },
     reporters: process.env['CI'] ? ['default', ['json', { outputFile: 'test-results/vitest.json' }]] : ['default'],
   },
 });

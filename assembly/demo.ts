@@ -62,7 +62,13 @@ export async function createDemoTokens(room: Room): Promise<DemoToken[]> {
 export async function seedDemoPoints(
   room: Room,
   lander: BatchLander,
-  opts: { seed?: number; to?: Date; onProgress?: (partner: string, points: number) => void } = {},
+  opts: {
+    seed?: number;
+    to?: Date;
+    /** The first instant (default: two years before `to`); the browser tests seed less. */
+    from?: Date;
+    onProgress?: (partner: string, points: number) => void;
+  } = {},
 ): Promise<number> {
   if (room.duck.snapshots.latest > 0) return 0;
   const to = opts.to ?? startOfUtcDay(room.clock.now());
@@ -72,7 +78,11 @@ export async function seedDemoPoints(
     const agreement = room.agreement().agreement;
     async function* body(): AsyncGenerator<Buffer> {
       let lines: string[] = [];
-      for (const point of generateDemoPoints(agreement, p.id, { seed: opts.seed ?? 42, to })) {
+      for (const point of generateDemoPoints(agreement, p.id, {
+        seed: opts.seed ?? 42,
+        to,
+        ...(opts.from ? { from: opts.from } : {}),
+      })) {
         lines.push(JSON.stringify(point));
         if (lines.length === 5000) {
           n += lines.length;

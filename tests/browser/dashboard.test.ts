@@ -11,7 +11,7 @@ import { artifactDir, launchChromium } from '../helpers/browser.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 import { timeout } from '../helpers/timeouts.js';
 
-// The demo room (two years, five KPIs, two partners) on a test clock, and real Chromium.
+// The demo room (nine months of its points, five KPIs, two partners) on a test clock, and real Chromium.
 let t: TestRoom;
 let browser: Browser;
 // Two partner intranets on other origins: the room lets the first embed its components, not the second.
@@ -31,7 +31,12 @@ beforeAll(async () => {
     origins.push(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
   }
   t = await startTestRoom({ env: { PARITY_EMBED_ORIGINS: origins[0]! } });
-  await seedDemoPoints(t.room, t.app.lander, { to: new Date('2026-11-23T00:00:00Z') });
+  // Nine months of the demo's points, not two years: what the page shows needs no more, and
+  // seeding is most of this suite's time on a busy laptop.
+  await seedDemoPoints(t.room, t.app.lander, {
+    from: new Date('2026-02-23T00:00:00Z'),
+    to: new Date('2026-11-23T00:00:00Z'),
+  });
   // A crafted breach: acme's lead time in the last closed week (from 2026-11-16) far above 72 h.
   const crafted = Array.from({ length: 3000 }, (_, i) =>
     JSON.stringify({
@@ -230,7 +235,8 @@ describe('the joint dashboard in Chromium', () => {
       };
     });
     const breaches = await api<{ breaches: unknown[] }>('/v1/breaches?kpi=lead_time', tokens['acme']!);
-    expect(chart.band).toBeGreaterThan(50);
+    // Nine months seeded: a band for each of the ~38 weeks judged.
+    expect(chart.band).toBeGreaterThan(30);
     expect(breaches.breaches.filter((b) => (b as { group: string | null }).group === null).length).toBeGreaterThan(0);
     expect(chart.breaches).toBe(breaches.breaches.filter((b) => (b as { group: string | null }).group === null).length);
     expect(chart.svgPaths).toBeGreaterThan(3);
