@@ -57,6 +57,8 @@ export class AlertEngine {
   #full = false;
   #timer: NodeJS.Timeout | undefined;
   readonly #watchers: EvaluationWatcher[] = [];
+  /** Set by stop(): an evaluation under way ends at its next KPI or watcher, so shutdown is not held up. */
+  #stopping = false;
   readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
   #unsubscribe: (() => void) | undefined;
 
@@ -78,6 +80,7 @@ export class AlertEngine {
   }
 
   start(): void {
+    this.#stopping = false;
     // The store announces a batch once the snapshot watermark includes it, which evaluation reads at.
     this.#unsubscribe = this.#room.duck.touched.onChange((_snapshot, kpis) => this.request(kpis));
     this.#timer = setInterval(() => this.requestAll(), this.#room.config.evaluateEveryMs);
@@ -86,6 +89,7 @@ export class AlertEngine {
   }
 
   async stop(): Promise<void> {
+    this.#stopping = true;
     this.#unsubscribe?.();
     clearInterval(this.#timer);
     this.#pending.clear();
@@ -138,10 +142,12 @@ export class AlertEngine {
     );
     let enqueued = 0;
     for (const kpi of active.agreement.kpis) {
+      if (this.#stopping) return;
       if (ids && !ids.has(kpi.id)) continue;
       enqueued += await this.#applyKpi(ctx, kpi, await evaluateKpi(ctx, kpi));
     }
     for (const w of this.#watchers) {
+      if (this.#stopping) break;
       try {
         enqueued += await w(ctx, ids);
       } catch (err) {

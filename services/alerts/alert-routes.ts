@@ -231,18 +231,23 @@ export const alertRoutes: FastifyPluginAsync<{ room: Room; alerts: Alerts | unde
         withSteering: p.role === 'steering',
         limit: req.query.limit,
       });
-      const notifications = rows.map((r) => ({
-        id: r.id,
-        event: r.event as AlertEvent,
-        channel: r.channel,
-        recipientName: r.recipient_name,
-        state: r.state,
-        attempts: r.attempts,
-        createdAt: new Date(r.created_at).toISOString(),
-        deliveredAt: r.delivered_at ? new Date(r.delivered_at).toISOString() : null,
-        lastError: r.last_error,
-        ...payloadView(jsonColumn<NotificationPayload>(r.payload)),
-      }));
+      const readable = new Set(visible);
+      const notifications = rows
+        .map((r) => ({
+          id: r.id,
+          event: r.event as AlertEvent,
+          channel: r.channel,
+          recipientName: r.recipient_name,
+          state: r.state,
+          attempts: r.attempts,
+          createdAt: new Date(r.created_at).toISOString(),
+          deliveredAt: r.delivered_at ? new Date(r.delivered_at).toISOString() : null,
+          lastError: r.last_error,
+          ...payloadView(jsonColumn<NotificationPayload>(r.payload)),
+        }))
+        // A goal notice whose exit criterion names a KPI the reader may not see stays out (its
+        // e-mail went to the goal's owners, who may).
+        .filter((n) => !n.goalNotice?.criterion || readable.has(n.goalNotice.criterion.kpi));
       await auditRequest(room, req, {
         action: 'query.notifications',
         details: { role: p.role, returned: notifications.length },

@@ -177,7 +177,16 @@ export class Notifier {
       partnerId: row.partner_id,
       target: row.incident_id ?? row.goal_id ?? row.review_month,
     };
-    const details = { notification: row.id, channel: row.channel, event: row.event, attempts: row.attempts };
+    const details = {
+      notification: row.id,
+      channel: row.channel,
+      event: row.event,
+      attempts: row.attempts,
+      // A goal notice names its KPIs, so the audit log shows the entry only to those who may read them.
+      ...(isGoalPayload(payload)
+        ? { kpis: [payload.data.kpi.id, ...(payload.data.criterion ? [payload.data.criterion.kpi] : [])] }
+        : {}),
+    };
     if (outcome.ok) {
       await inTransaction(db, async (tx) => {
         await markMessageDelivered(tx, row.id, now);

@@ -53,6 +53,8 @@ export async function noticeGoals(
           created_at: ctx.now,
         });
         if (!fresh) return 0;
+        // The KPIs it names, so the audit log shows the entry only to those who may read them.
+        const kpis = [goal.kpi, ...(n.notice.criterion ? [n.notice.criterion.kpi] : [])];
         await appendAuditIn(
           tx,
           {
@@ -60,7 +62,11 @@ export async function noticeGoals(
             partnerId: null,
             target: goal.id,
             action: `goal.${n.kind}`,
-            details: { key: n.key, snapshot: ctx.snapshot },
+            details: {
+              kpis,
+              ...(n.notice.milestone ? { milestone: n.notice.milestone.date } : {}),
+              snapshot: ctx.snapshot,
+            },
           },
           ctx.now,
         );

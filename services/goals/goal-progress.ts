@@ -1,6 +1,6 @@
 import type { Agreement, Condition, Goal, Kpi } from '../platform/agreement-schema.js';
 import { comparators, stages } from '../platform/agreement-schema.js';
-import { addPeriods, periodStart, shiftDays, type Grain } from '../platform/calendar.js';
+import { addPeriods, periodEnd, periodStart, shiftDays, type Grain } from '../platform/calendar.js';
 import { canonicalDigest } from '../platform/canonical-json.js';
 import { disclosureRules } from '../query/disclosure.js';
 import type { EvaluationContext } from '../query/kpi-summary.js';
@@ -166,7 +166,9 @@ async function judgeGoal(ctx: EvaluationContext, g: Goal, see: (k: Kpi) => boole
   const grain = g.grain ?? kpi.evaluate.grain;
   const open = periodStart(ctx.today, grain);
   const from = periodStart(g.start, grain);
-  const to = ctx.today < from ? from : ctx.today;
+  // From the start's period to today, or to the end of the due period once it is past.
+  const dueEnd = periodEnd(periodStart(g.due, grain), grain);
+  const to = ctx.today < from ? from : ctx.today > dueEnd ? dueEnd : ctx.today;
   const s = await readScope(ctx, kpi, g.scope, grain, from, to);
   const closed = periodsFrom(g.start, open, grain)
     .filter((p) => p <= periodStart(g.due, grain))

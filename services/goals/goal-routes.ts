@@ -54,7 +54,18 @@ export const goalRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader }
       const result = await summariseGoals(ctx, (k) => canSee(principal, k));
       await auditRequest(room, req, {
         action: 'query.goals',
-        details: { role: principal.role, snapshot, goals: result.goals.map((g) => g.id) },
+        // The KPIs named too: the audit log shows an entry only to those who may read them.
+        details: {
+          role: principal.role,
+          snapshot,
+          goals: result.goals.map((g) => g.id),
+          kpis: [
+            ...new Set([
+              ...result.goals.flatMap((g) => [g.kpi, ...g.exitCriteria.map((c) => c.kpi)]),
+              ...(result.stage?.criteria.map((c) => c.kpi) ?? []),
+            ]),
+          ],
+        },
       });
       void reply.headers({ 'x-parity-digest': result.digest, 'x-parity-snapshot': String(snapshot) });
       // The canonical JSON string itself: every partner gets the same bytes (the schema describes them).

@@ -1,3 +1,4 @@
+import { shareableAgreement } from '../platform/agreement-schema.js';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -51,10 +52,7 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
       const whole = principal.role === 'admin' || principal.role === 'steering' || principal.role === 'operator';
       const agreement = whole
         ? a.agreement
-        : {
-            ...a.agreement,
-            kpis: a.agreement.kpis.filter((k) => k.disclosure !== 'need_to_know' || canSee(principal, k)),
-          };
+        : shareableAgreement(a.agreement, (k) => k.disclosure !== 'need_to_know' || canSee(principal, k));
       return {
         version: a.version,
         digest: a.digest,

@@ -144,7 +144,8 @@ const isoDate = z
     {
       message: 'not a calendar date',
     },
-  );
+  )
+  .refine((d) => d >= '2000-01-01' && d <= '2100-12-31', { message: 'expected a date between 2000 and 2100' });
 
 export const stages = ['proof_of_concept', 'field_test', 'rollout'] as const;
 export const comparators = ['above', 'below', 'atLeast', 'atMost'] as const;
@@ -346,11 +347,11 @@ export const agreementSchema = z
       if (g.due <= g.start) ctx.addIssue({ code: 'custom', path: at('due'), message: 'due must come after start' });
       let prev = g.start;
       g.milestones.forEach((m, j) => {
-        if (m.date <= prev || m.date > g.due)
+        if (m.date <= prev || m.date >= g.due)
           ctx.addIssue({
             code: 'custom',
             path: at('milestones', j, 'date'),
-            message: `milestones run in date order after start (${g.start}) and on or before due (${g.due})`,
+            message: `milestones run in date order after start (${g.start}) and before due (${g.due}, the goal's own target)`,
           });
         prev = m.date > prev ? m.date : prev;
       });
@@ -454,6 +455,22 @@ export function agreementJsonSchema(): Record<string, unknown> {
 
 export function agreementDigest(a: Agreement): string {
   return canonicalDigest(a);
+}
+
+/**
+ * The agreement as a reader who may read only the KPIs `canRead` admits sees it: the other KPIs
+ * are left out, and with them every goal on one and every stage or exit criterion naming one (not
+ * even their ids reach such a reader).
+ */
+export function shareableAgreement(a: Agreement, canRead: (k: Kpi) => boolean): Agreement {
+  const readable = new Set(a.kpis.filter(canRead).map((k) => k.id));
+  const keep = (c: Condition) => readable.has(c.kpi);
+  return {
+    ...a,
+    kpis: a.kpis.filter((k) => readable.has(k.id)),
+    ...(a.stage ? { stage: { ...a.stage, next: a.stage.next.filter(keep) } } : {}),
+    goals: a.goals.filter((g) => readable.has(g.kpi)).map((g) => ({ ...g, exitCriteria: g.exitCriteria.filter(keep) })),
+  };
 }
 
 /** Names (lower-cased e-mails) that read beyond their token's role: steering members, need-to-know readers, KPI owners. */

@@ -3,7 +3,7 @@ import { factSheet } from '../alerts/fact-sheet.js';
 import { summariseGoals } from '../goals/goal-progress.js';
 import { diffAgreements } from '../governance/agreement-diff.js';
 import { findAgreementDocument, listAgreementVersions } from '../governance/agreement-repository.js';
-import { validateAgreement, type Kpi } from '../platform/agreement-schema.js';
+import { shareableAgreement, validateAgreement, type Kpi } from '../platform/agreement-schema.js';
 import { addPeriods, localMidnight, periodEnd } from '../platform/calendar.js';
 import { canonicalDigest } from '../platform/canonical-json.js';
 import type { Room } from '../platform/room.js';
@@ -185,11 +185,17 @@ export async function buildReview(room: Room, ctx: EvaluationContext, month: str
     const b = validateAgreement(before);
     const n = validateAgreement(after);
     if (!b.ok || !n.ok) continue;
-    agreementChanges.push({
-      version: v.version,
-      activatedAt: at.toISOString(),
-      changes: diffAgreements(b.agreement, n.agreement).map((c) => c.text),
-    });
+    // What every partner may read of both versions: a KPI need-to-know in either stays out, and
+    // with it its goals and the criteria naming it (the review goes to every partner).
+    const secret = new Set(
+      [...b.agreement.kpis, ...n.agreement.kpis].filter((k) => k.disclosure === 'need_to_know').map((k) => k.id),
+    );
+    const shared = (k: Kpi) => !secret.has(k.id);
+    const changes = diffAgreements(shareableAgreement(b.agreement, shared), shareableAgreement(n.agreement, shared))
+      // Need-to-know readers and owners are who reads those KPIs: not the partnership's business.
+      .filter((c) => !/(^|\.)needToKnow(\.|$)/.test(c.path))
+      .map((c) => c.text);
+    if (changes.length) agreementChanges.push({ version: v.version, activatedAt: at.toISOString(), changes });
   }
   const body: Omit<Review, 'digest'> = {
     partnership: { id: a.partnership.id, title: a.partnership.title },

@@ -2,20 +2,15 @@ import type { MailDocument } from '../alerts/alert-schemas.js';
 import { enqueueMessages, steeringRecipients, type Recipient } from '../alerts/outbox.js';
 import { appendAuditIn } from '../governance/audit-repository.js';
 import type { Agreement } from '../platform/agreement-schema.js';
-import { addPeriods, localToday, shiftDays } from '../platform/calendar.js';
+import { addPeriods, localToday } from '../platform/calendar.js';
 import { inTransaction } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import type { SeriesReader } from '../query/series-reader.js';
-import { monthlyReview } from './monthly-review-service.js';
+import { firstWorkingDay, monthlyReview } from './monthly-review-service.js';
+
+export { firstWorkingDay };
 import { reviewHtml, reviewText } from './review-render.js';
 import { claimReviewSend, findReview, markReviewSent } from './review-repository.js';
-
-/** The first working day (Monday to Friday) of the month starting at `first` (YYYY-MM-01). */
-export function firstWorkingDay(first: string): string {
-  let d = first;
-  while ([0, 6].includes(new Date(`${d}T00:00:00Z`).getUTCDay())) d = shiftDays(d, 1);
-  return d;
-}
 
 /** Who gets the review: each partner's contacts, and the steering committee; each address once (as its first role). */
 export function reviewRecipients(a: Agreement): Recipient[] {

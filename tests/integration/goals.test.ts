@@ -63,7 +63,7 @@ kpis:
     range: [0, 1]
     grains: [month]
     disclosure: need_to_know
-    needToKnow: [dpo@pa.example]
+    needToKnow: [dpo@pa.example, olga@pa.example]
     breakdown: per_partner
     band: { lower: 0 }
     evaluate: { grain: month }
@@ -88,6 +88,8 @@ goals:
     assumptions: [The new depot opens in August.]
     exitCriteria:
       - { kpi: fails, scope: pa, grain: month, above: 0.5, periods: 2 }
+      # On the need-to-know KPI: Olga may read it; pa's analysts may not.
+      - { kpi: audit, scope: pa, grain: month, atLeast: 0.5 }
   - id: sooner_b
     title: B at least 9
     kpi: delay
@@ -276,6 +278,10 @@ describe('GET /v1/goals', () => {
     // and whether the gate is passed, which depends on it, is not said.
     expect(analyst.text).not.toContain('audit');
     expect(stage.ready).toBeNull();
+    // Nor does the agreement as pb's analyst reads it name the goal or the criterion on it.
+    const served = await get('/v1/agreement', await t.token('pb', 'analyst'));
+    expect(served.body.agreement.goals.map((g: any) => g.id)).toEqual(['sooner_a', 'sooner_b']);
+    expect(served.text).not.toContain('audit');
     expect(analyst.body.goals.map((g: any) => g.id)).toEqual(['sooner_a', 'sooner_b']);
 
     const steering = await get('/v1/goals', await t.token('pc', 'steering'));
@@ -316,16 +322,19 @@ describe('goal notices', () => {
     }
     await alerts.notifier.settle();
     const goalMail = () => mail.messages.filter((m) => /Milestone missed|Exit criterion met/.test(m.subject ?? ''));
-    await mail.waitFor(() => goalMail().length >= 6);
-    await hooks.waitFor(() => hooks.delivered.length >= 3);
+    await mail.waitFor(() => goalMail().length >= 8);
+    await hooks.waitFor(() => hooks.delivered.length >= 4);
     const sent = goalMail()
       .map((m) => `${m.subject} → ${(m.to as any).value[0].address}`)
       .sort();
     // sooner_a missed its August milestone (14 > 12), and its September one (13) once the late
     // third subject disclosed September (14); its exit criterion (pa's failures above 0.5 in two
-    // months) is met. sooner_b has no closed milestone; audits none either.
+    // months) is met, and so is its need-to-know one (pa's audit checks at least 0.5 in October),
+    // whose recipients may read it. sooner_b has no closed milestone; audits none either.
     expect(sent).toEqual([
       '[Parity] Exit criterion met: A delivers within 8 hours (pa) → chair@example.org',
+      '[Parity] Exit criterion met: A delivers within 8 hours (pa) → chair@example.org',
+      '[Parity] Exit criterion met: A delivers within 8 hours (pa) → olga@pa.example',
       '[Parity] Exit criterion met: A delivers within 8 hours (pa) → olga@pa.example',
       '[Parity] Milestone missed: A delivers within 8 hours (pa) — 2026-08-31 → chair@example.org',
       '[Parity] Milestone missed: A delivers within 8 hours (pa) — 2026-08-31 → olga@pa.example',
@@ -340,6 +349,7 @@ describe('goal notices', () => {
     const bodies = hooks.delivered.map((h) => JSON.parse(h.body));
     expect(bodies.map((b) => b.type).sort()).toEqual([
       'goal.exit_criterion_met',
+      'goal.exit_criterion_met',
       'goal.milestone_missed',
       'goal.milestone_missed',
     ]);
@@ -350,7 +360,8 @@ describe('goal notices', () => {
       milestone: { date: '2026-08-31', target: 12, value: 14 },
     });
 
-    // The notifications list: pa's people see the goal notices to pa; pb's see none of them.
+    // The notifications list: pa's people see the goal notices to pa (but not the one whose
+    // criterion is on the need-to-know KPI); pb's see none of them.
     const list = async (partner: string, role: 'analyst' | 'steering') =>
       (await get('/v1/notifications', await t.token(partner, role))).body.notifications.filter((n: any) =>
         n.event.startsWith('goal.'),
@@ -365,8 +376,22 @@ describe('goal notices', () => {
       'goal.milestone_missed:webhook',
     ]);
     expect(pa.every((n: any) => n.factSheet === null && n.goalNotice.goal.id === 'sooner_a')).toBe(true);
+    expect(JSON.stringify(pa)).not.toContain('audit');
     expect(await list('pb', 'analyst')).toEqual([]);
-    expect((await list('pc', 'steering')).length).toBe(3);
+    expect((await list('pc', 'steering')).length).toBe(4);
+    // The audit log: the notice entries naming the need-to-know KPI are kept from pa's analyst.
+    const auditOf = async (partner: string, role: 'analyst' | 'steering') =>
+      (await get('/v1/audit?limit=1000', await t.token(partner, role))).body.entries.filter((e: any) =>
+        String(e.action).startsWith('goal.'),
+      );
+    const seenByAnalyst = await auditOf('pa', 'analyst');
+    expect(seenByAnalyst.map((e: any) => e.action).sort()).toEqual([
+      'goal.exit_criterion_met',
+      'goal.milestone_missed',
+      'goal.milestone_missed',
+    ]);
+    expect(JSON.stringify(seenByAnalyst)).not.toContain('"audit"');
+    expect((await auditOf('pc', 'steering')).length).toBe(4);
   });
 });
 
@@ -463,6 +488,7 @@ describe('the monthly review', () => {
       ['/v1/reviews/2026-11', 'params.month'],
       ['/v1/reviews/2027-01', 'params.month'],
       ['/v1/reviews/2026-13', 'params.month'],
+      ['/v1/reviews/2023-10', 'params.month'],
       ['/v1/reviews/26-10', 'params.month'],
       ['/v1/reviews/2026-10?format=pdf', 'querystring.format'],
       ['/v1/reviews/2026-10?month=2026-09', 'querystring'],

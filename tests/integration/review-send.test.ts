@@ -35,13 +35,28 @@ kpis:
     freshness: { every: P7D, grace: P7D }
     owners: { north: { name: Olli, email: olli@north.example } }
     escalation: { ackWithin: P7D }
+  - id: secret_checks
+    title: Secret checks
+    unit: share
+    subject: check
+    measure: rate
+    range: [0, 1]
+    grains: [month]
+    disclosure: need_to_know
+    needToKnow: [dpo@north.example]
+    breakdown: per_partner
+    band: { lower: 0.9 }
+    evaluate: { grain: month }
+    freshness: { every: P30D, grace: P30D }
+    owners: { north: { name: Dora, email: dpo@north.example } }
+    escalation: { ackWithin: P7D }
 `;
 
 let t: TestRoom;
 let mail: MailCatcher;
 let dir: string;
-// Sunday 1 November 2026, 09:00 in Auckland: the month's first working day is Monday the 2nd.
-const clock = new TestClock('2026-10-31T20:00:00Z');
+// 20 October 2026 in Auckland: an agreement change is made in the month reviewed.
+const clock = new TestClock('2026-10-19T20:00:00Z');
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'parity-review-send-'));
@@ -52,6 +67,27 @@ beforeAll(async () => {
     clock,
     env: { SMTP_URL: mail.url, PARITY_REVIEW_SEND: 'on' },
   });
+  // Version 2, activated in October: the shared KPI's band and the need-to-know KPI's band change.
+  const v2 = agreement
+    .replace('band: { lower: 10 }', 'band: { lower: 11 }')
+    .replace('band: { lower: 0.9 }', 'band: { lower: 0.95 }');
+  const propose = await fetch(`${t.url}/v1/agreement/proposals`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await t.token('north', 'admin')}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ document: v2, reason: 'tighter bands' }),
+  });
+  const proposal = (await propose.json()) as { id: string };
+  expect(propose.status, JSON.stringify(proposal)).toBe(201);
+  for (const p of ['south', 'west']) {
+    const r = await fetch(`${t.url}/v1/agreement/proposals/${proposal.id}/approve`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await t.token(p, 'admin')}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(r.status, await r.text()).toBe(200);
+  }
+  // Sunday 1 November 2026, 09:00 in Auckland: the month's first working day is Monday the 2nd.
+  clock.set('2026-10-31T20:00:00Z');
   const points: TestPoint[] = ['north', 'south', 'west'].flatMap((p, j) =>
     Array.from({ length: 12 }, (_, i) => ({
       kpi: 'parcels',
@@ -84,7 +120,8 @@ async function schedule(): Promise<void> {
   await alerts.notifier.settle();
 }
 
-const reviewMail = () => mail.messages.filter((m) => m.subject?.startsWith('[Parity] Monthly review'));
+// October's review (the room, started in October, sent September's on its first evaluation).
+const reviewMail = () => mail.messages.filter((m) => m.subject?.startsWith('[Parity] Monthly review 2026-10'));
 
 describe('the monthly review by e-mail', () => {
   it('knows the first working day of a month', () => {
@@ -96,6 +133,12 @@ describe('the monthly review by e-mail', () => {
   it('goes out on the first working day in the partnership zone, once per recipient, and again on a re-send', async () => {
     await schedule();
     expect(reviewMail()).toEqual([]);
+    // Nor may a reader have it built before its day (its last days' data may still arrive).
+    const early = await fetch(`${t.url}/v1/reviews/2026-10`, {
+      headers: { authorization: `Bearer ${await t.token('west', 'analyst')}` },
+    });
+    expect(early.status).toBe(400);
+    expect(await early.text()).toContain('is built on 2026-11-02');
     // 08:59 on Monday 2 November in Auckland is still Sunday in UTC: the zone decides.
     clock.set('2026-11-01T19:59:00Z');
     await schedule();
@@ -110,7 +153,12 @@ describe('the monthly review by e-mail', () => {
       .sort();
     // Nora is a contact of north and on the steering committee: one e-mail.
     expect(to).toEqual(['chair@example.org', 'ned@north.example', 'nora@north.example', 'sam@south.example']);
+    // The agreement change of October, as every partner may read it: the shared KPI's band only.
+    expect(review.agreementChanges).toEqual([
+      { version: 2, activatedAt: expect.any(String), changes: ['KPI parcels: band.lower 10 → 11'] },
+    ]);
     for (const m of reviewMail()) {
+      expect(m.text).not.toMatch(/secret/i);
       expect(m.subject).toBe('[Parity] Monthly review 2026-10 — Review send test');
       expect(m.text).toContain(`Digest ${review.digest}`);
       expect(m.text).toContain('Parcels per route');

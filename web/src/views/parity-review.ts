@@ -1,5 +1,5 @@
 import { LitElement, html, css, nothing } from 'lit';
-import { api, ApiError, type Review } from '../api.js';
+import { api, ApiError, type Review, type ReviewList } from '../api.js';
 import { I18nController, i18n, t, type Key } from '../i18n.js';
 import { shared } from '../components/styles.js';
 
@@ -51,7 +51,13 @@ export class ParityReview extends LitElement {
 
   override connectedCallback(): void {
     super.connectedCallback();
-    if (!this.month) this.month = lastClosedMonth();
+    // Without a month in the address: the newest review kept, else last month (the room says when
+    // its review is built if it is not yet).
+    if (!this.month)
+      void api
+        .get<ReviewList>('/v1/reviews')
+        .then((r) => (this.month = r.reviews[0]?.month ?? lastClosedMonth()))
+        .catch(() => (this.month = lastClosedMonth()));
   }
 
   async #load(): Promise<void> {
