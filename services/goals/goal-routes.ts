@@ -6,9 +6,8 @@ import { auditRequest } from '../governance/auth.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import { problemResponses, unauthorized } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
-import { evaluationContext } from '../query/kpi-summary.js';
+import { requestContext } from '../query/kpi-summary.js';
 import type { SeriesReader } from '../query/series-reader.js';
-import { resolveRange } from '../query/series-service.js';
 import { summariseGoals } from './goal-progress.js';
 import { goalsResponseSchema } from './goal-schemas.js';
 
@@ -35,22 +34,8 @@ export const goalRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader }
       assertReader(principal);
       // Without a token only published public KPIs are readable, and goals are the partners' own.
       if (!principal) throw unauthorized();
-      const active = room.agreement();
-      const { snapshot } = resolveRange(
-        { snapshot: req.query.snapshot },
-        active.agreement.partnership.timezone,
-        room.duck.snapshots.latest,
-        room.clock.now(),
-        room.duck.retiredBefore,
-      );
-      const ctx = evaluationContext(
-        reader,
-        active.agreement,
-        active.version,
-        room.clock.now(),
-        active.activatedAt ?? room.clock.now(),
-        snapshot,
-      );
+      const ctx = requestContext(room, reader, req.query.snapshot);
+      const snapshot = ctx.snapshot;
       const result = await summariseGoals(ctx, (k) => canSee(principal, k));
       await auditRequest(room, req, {
         action: 'query.goals',

@@ -7,7 +7,8 @@ import { addPeriods, localToday, periodStart, type Grain } from '../platform/cal
 import { bandAt, scopeState, verdicts, type Band, type PeriodValue, type Signal } from './band-evaluation.js';
 import { kpiFreshness } from './freshness.js';
 import type { BreachEntry, KpiSummary, KpisResult, PeriodBand, ScopeSummary } from './query-schemas.js';
-import { runAggregate } from './series-service.js';
+import { resolveRange, runAggregate } from './series-service.js';
+import type { Room } from '../platform/room.js';
 import { canSee } from '../governance/access-policy.js';
 import { disclose, disclosureRules, type RawCell } from './disclosure.js';
 import type { Cell } from './query-schemas.js';
@@ -80,6 +81,23 @@ export function evaluationContext(
     now,
     since,
   };
+}
+
+/**
+ * The context a reader's request is judged in: the agreement in force, now, and the snapshot the
+ * request names (checked: a landed one, not retired) or the latest.
+ */
+export function requestContext(room: Room, reader: SeriesReader, snapshotParam: string | undefined): EvaluationContext {
+  const active = room.agreement();
+  const now = room.clock.now();
+  const { snapshot } = resolveRange(
+    { snapshot: snapshotParam },
+    active.agreement.partnership.timezone,
+    room.duck.snapshots.latest,
+    now,
+    room.duck.retiredBefore,
+  );
+  return evaluationContext(reader, active.agreement, active.version, now, active.activatedAt ?? now, snapshot);
 }
 
 /** A KPI's last closed period, open period, band and state for each scope (combined, and each partner where broken down). */

@@ -9,7 +9,7 @@ import type { Room } from '../platform/room.js';
 import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
 import type { SeriesReader } from './series-reader.js';
-import { evaluationContext, judgePeriods, listBreaches, periodBand, summariseKpis } from './kpi-summary.js';
+import { requestContext, judgePeriods, listBreaches, periodBand, summariseKpis } from './kpi-summary.js';
 import {
   bandsResponseSchema,
   breachesResponseSchema,
@@ -122,22 +122,8 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
     async (req, reply) => {
       const principal = req.principal;
       assertReader(principal);
-      const active = room.agreement();
-      const { snapshot } = resolveRange(
-        { snapshot: req.query.snapshot },
-        active.agreement.partnership.timezone,
-        room.duck.snapshots.latest,
-        room.clock.now(),
-        room.duck.retiredBefore,
-      );
-      const ctx = evaluationContext(
-        reader,
-        active.agreement,
-        active.version,
-        room.clock.now(),
-        active.activatedAt ?? room.clock.now(),
-        snapshot,
-      );
+      const ctx = requestContext(room, reader, req.query.snapshot);
+      const snapshot = ctx.snapshot;
       const result: KpisResponse = {
         ...(await summariseKpis(ctx, principal)),
         asOf: room.duck.landedAt(snapshot)?.toISOString() ?? null,
