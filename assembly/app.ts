@@ -154,7 +154,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(ingestRoutes, { room, lander });
   await app.register(queryRoutes, { room, reader });
   await app.register(goalRoutes, { room, reader });
-  await app.register(reviewRoutes, { room, reader });
+  await app.register(reviewRoutes, { room, reader, kick: () => alerts?.notifier.kick() });
   await app.register(alertRoutes, { room, alerts });
   await app.register(webRoutes, { room });
   return app;

@@ -237,6 +237,33 @@ async function runPush(
   return 1;
 }
 
+/** `parity review send`: asks the room to send a closed month's review again (POST /v1/reviews/{month}/send). */
+async function runReviewSend(o: { month: string; url: string; token?: string }): Promise<number> {
+  if (!o.token) throw new StartupError('--token or PARITY_TOKEN is required (a steering or partner admin token)');
+  let res: Response;
+  try {
+    res = await fetch(`${o.url.replace(/\/$/, '')}/v1/reviews/${encodeURIComponent(o.month)}/send`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${o.token}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+  } catch (e) {
+    err(`could not reach the room at ${o.url}: ${(e as Error).message}`);
+    return 1;
+  }
+  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  if (res.status === 202) {
+    out(
+      `sent the review of ${String(body['month'])} (digest ${String(body['digest'])}): ${String(body['messages'])} messages`,
+    );
+    return 0;
+  }
+  err(
+    `the room answered ${res.status}: ${String(body['detail'] ?? body['title'] ?? '')}${body['field'] ? ` (${String(body['field'])})` : ''}`,
+  );
+  return 1;
+}
+
 function roleArg(v: string): Role {
   if (!(roles as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${roles.join(', ')}`);
   return v as Role;
@@ -292,6 +319,16 @@ export function program(): Command {
         process.exitCode = await runPush(file, o);
       },
     );
+  p.command('review')
+    .description('monthly reviews')
+    .command('send')
+    .description("send a closed month's review again by e-mail to the partners' contacts and the steering committee")
+    .requiredOption('--month <YYYY-MM>', 'the month')
+    .option('--url <url>', 'the room', process.env['PARITY_URL'] ?? 'http://localhost:8080')
+    .option('--token <token>', 'a steering or partner admin token (default: PARITY_TOKEN)', process.env['PARITY_TOKEN'])
+    .action(async (o: { month: string; url: string; token?: string }) => {
+      process.exitCode = await runReviewSend(o);
+    });
   governanceCommands(p, agreement, token, config);
   return p;
 }

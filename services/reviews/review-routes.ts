@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { assertReader } from '../governance/access-policy.js';
-import { auditRequest, caller } from '../governance/auth.js';
+import { auditRequest, caller, requireRole } from '../governance/auth.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import { problemResponses } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
@@ -11,11 +11,12 @@ import { reviewHtml, reviewText } from './review-render.js';
 import { listReviews } from './review-repository.js';
 import { reviewListSchema, reviewSchema } from './review-schemas.js';
 import { closedMonth, monthlyReview } from './monthly-review-service.js';
+import { sendReview } from './review-sender.js';
 
 /** GET /v1/reviews and /v1/reviews/{month}: the monthly review, one document for every partner. */
-export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader }> = async (
+export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader; kick?: () => void }> = async (
   fastify,
-  { room, reader },
+  { room, reader, kick },
 ) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
 
@@ -81,6 +82,34 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
       if (format === 'text') return r.type('text/plain; charset=utf-8').send(reviewText(review));
       // The canonical JSON itself: the same bytes for every partner (the schema describes them).
       return r.type('application/json; charset=utf-8').send(canonicalJson(review));
+    },
+  );
+
+  app.post(
+    '/v1/reviews/:month/send',
+    {
+      schema: {
+        summary:
+          "Send a closed month's review again by e-mail to every partner's contacts and the steering committee (the same kept document)",
+        tags: ['reviews'],
+        security: [{ bearer: [] }],
+        params: z.strictObject({ month: z.string().max(7) }),
+        body: z.strictObject({}).optional(),
+        response: {
+          202: z.object({ month: z.string(), digest: z.string(), messages: z.number().int() }),
+          ...problemResponses(400, 401, 403, 413, 415),
+        },
+      },
+    },
+    async (req, reply) => {
+      const p = caller(req);
+      requireRole(p, 'steering', 'admin');
+      const month = closedMonth(room, req.params.month);
+      const messages = await sendReview(room, reader, month, { resend: true });
+      kick?.();
+      const review = await monthlyReview(room, reader, month);
+      await auditRequest(room, req, { action: 'review.send', details: { role: p.role, month, messages } });
+      return reply.code(202).send({ month, digest: review.digest, messages });
     },
   );
 };
