@@ -4,6 +4,7 @@ import type { IncidentRow } from '../platform/control-db.js';
 import type { Grain } from '../platform/calendar.js';
 import type { Band } from '../query/band-evaluation.js';
 import { periodEnd } from '../platform/calendar.js';
+import { escapeHtml } from '../platform/html.js';
 import type { FeedFreshness } from '../query/freshness.js';
 import type { FactSheet, GoalEvent, GoalNotice } from './alert-schemas.js';
 
@@ -157,8 +158,6 @@ export function subjectLine(event: string, f: FactSheet): string {
   const verb = event === 'incident.resolved' ? 'Resolved' : event === 'incident.escalated' ? 'Escalated' : 'Incident';
   return `[Parity] ${verb}: ${f.kpi.title} — ${what}`;
 }
-
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 export function renderEmail(
   event: string,

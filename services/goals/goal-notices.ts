@@ -6,7 +6,7 @@ import { canonicalJson } from '../platform/canonical-json.js';
 import { inTransaction } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import type { EvaluationContext } from '../query/kpi-summary.js';
-import { summariseGoals, type GoalProgress } from './goal-progress.js';
+import { judgeGoals, type GoalProgress } from './goal-progress.js';
 import type { Evidence } from './goal-schemas.js';
 import { recordGoalNotice } from './goal-repository.js';
 
@@ -36,12 +36,15 @@ export async function noticeGoals(
   kpis: ReadonlySet<string> | null,
 ): Promise<number> {
   const a = ctx.agreement;
-  const involved = (g: Goal) => [g.kpi, ...g.exitCriteria.map((c) => c.kpi)];
-  if (kpis && !a.goals.some((g) => involved(g).some((k) => kpis.has(k)))) return 0;
-  const { goals } = await summariseGoals(ctx, () => true);
+  // Only the goals whose KPIs this evaluation touched (every goal on the schedule); no stage gate.
+  const touched = kpis
+    ? a.goals.filter((g) => [g.kpi, ...g.exitCriteria.map((c) => c.kpi)].some((k) => kpis.has(k)))
+    : a.goals;
+  if (touched.length === 0) return 0;
+  const goals = await judgeGoals(ctx, touched, () => true);
   let written = 0;
-  for (const progress of goals) {
-    const goal = a.goals.find((g) => g.id === progress.id)!;
+  for (const [i, progress] of goals.entries()) {
+    const goal = touched[i]!;
     for (const n of noticesOf(progress, ctx)) {
       written += await inTransaction(room.control.db, async (tx) => {
         const fresh = await recordGoalNotice(tx, {

@@ -162,7 +162,7 @@ const kpiOf = (ctx: EvaluationContext, id: string): Kpi => ctx.agreement.kpis.fi
 
 /** One goal's progress at the context's snapshot. */
 async function judgeGoal(ctx: EvaluationContext, g: Goal, see: (k: Kpi) => boolean): Promise<GoalProgress> {
-  const kpi = ctx.agreement.kpis.find((k) => k.id === g.kpi)!;
+  const kpi = kpiOf(ctx, g.kpi);
   const grain = g.grain ?? kpi.evaluate.grain;
   const open = periodStart(ctx.today, grain);
   const from = periodStart(g.start, grain);
@@ -216,6 +216,17 @@ async function judgeGoal(ctx: EvaluationContext, g: Goal, see: (k: Kpi) => boole
   };
 }
 
+/** The progress of `goals` (each on a KPI the reader may see), in their order. */
+export async function judgeGoals(
+  ctx: EvaluationContext,
+  goals: readonly Goal[],
+  see: (k: Kpi) => boolean,
+): Promise<GoalProgress[]> {
+  const out: GoalProgress[] = [];
+  for (const g of goals) out.push(await judgeGoal(ctx, g, see));
+  return out;
+}
+
 /** The stage the partnership is in and how far it is from the next one. */
 async function judgeStage(
   ctx: EvaluationContext,
@@ -241,10 +252,12 @@ async function judgeStage(
  */
 export async function summariseGoals(ctx: EvaluationContext, see: (k: Kpi) => boolean): Promise<GoalsResponse> {
   const a = ctx.agreement;
-  const visible = a.goals.filter((g) => see(a.kpis.find((k) => k.id === g.kpi)!));
   const stage = a.stage ? await judgeStage(ctx, a.stage, see) : null;
-  const goals: GoalProgress[] = [];
-  for (const g of visible) goals.push(await judgeGoal(ctx, g, see));
+  const goals = await judgeGoals(
+    ctx,
+    a.goals.filter((g) => see(kpiOf(ctx, g.kpi))),
+    see,
+  );
   const intent = a.intent ?? null;
   return {
     today: ctx.today,

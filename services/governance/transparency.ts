@@ -5,7 +5,7 @@ import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { badRequest } from '../platform/errors.js';
 import { kpiFreshness } from '../query/freshness.js';
-import { localMidnight, localToday } from '../platform/calendar.js';
+import { isMonth, localToday, monthBounds } from '../platform/calendar.js';
 import { canSee } from './access-policy.js';
 import type { TransparencyReport } from './governance-schemas.js';
 import { countKpiReads, listAgreementChanges } from './audit-repository.js';
@@ -14,21 +14,10 @@ import type { Principal } from './token-repository.js';
 /** The metadata report, counts and times only (its shape is the response schema's). */
 export type { TransparencyReport };
 
-const monthRe = /^(\d{4})-(0[1-9]|1[0-2])$/;
-
-/** [from, to) of a calendar month in the partnership's zone, as instants. */
-function monthBounds(month: string, timezone: string): { from: Date; to: Date } {
-  const m = monthRe.exec(month)!;
-  const [y, mo] = [Number(m[1]), Number(m[2])];
-  const next = mo === 12 ? `${y + 1}-01` : `${y}-${String(mo + 1).padStart(2, '0')}`;
-  return { from: localMidnight(`${month}-01`, timezone), to: localMidnight(`${next}-01`, timezone) };
-}
-
 export function resolveMonth(month: string | undefined, room: Room): string {
   if (month === undefined)
     return localToday(room.clock.now(), room.agreement().agreement.partnership.timezone).slice(0, 7);
-  if (!monthRe.test(month) || Number(month.slice(0, 4)) < 2000 || Number(month.slice(0, 4)) > 2100)
-    throw badRequest('month: expected YYYY-MM between 2000 and 2100', 'querystring.month');
+  if (!isMonth(month)) throw badRequest('month: expected YYYY-MM between 2000 and 2100', 'querystring.month');
   return month;
 }
 

@@ -6,6 +6,11 @@ export type Grain = 'day' | 'week' | 'month';
 
 const DAY_MS = 86_400_000;
 
+/** A calendar month YYYY-MM between 2000 and 2100 (the range every date parameter accepts). */
+export function isMonth(s: string): boolean {
+  return /^\d{4}-(0[1-9]|1[0-2])$/.test(s) && s >= '2000-01' && s <= '2100-12';
+}
+
 /** Today's date in the partnership's zone. */
 export function localToday(now: Date, timezone: string): string {
   return new Intl.DateTimeFormat('en-CA', {
@@ -68,7 +73,7 @@ export function mergeDaySpans(spans: Iterable<readonly [string, string]>): [stri
 }
 
 /** The instant a local day starts in a zone (the offset found by asking the zone itself). */
-export function localMidnight(day: string, timezone: string): Date {
+function localMidnight(day: string, timezone: string): Date {
   const guess = new Date(`${day}T00:00:00Z`);
   const parts = new Intl.DateTimeFormat('en-US', {
     timeZone: timezone,
@@ -82,4 +87,10 @@ export function localMidnight(day: string, timezone: string): Date {
   const get = (t: string) => Number(parts.find((p) => p.type === t)!.value);
   const asIfUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'));
   return new Date(guess.getTime() - (asIfUtc - guess.getTime()));
+}
+
+/** [from, to) of a calendar month (YYYY-MM) in a zone, as instants. */
+export function monthBounds(month: string, timezone: string): { from: Date; to: Date } {
+  const first = `${month}-01`;
+  return { from: localMidnight(first, timezone), to: localMidnight(addPeriods(first, 'month', 1), timezone) };
 }

@@ -1,4 +1,4 @@
-import { addPeriods, localToday, shiftDays } from '../platform/calendar.js';
+import { addPeriods, isMonth, localToday, shiftDays } from '../platform/calendar.js';
 import { jsonColumn } from '../platform/control-db.js';
 import { badRequest } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
@@ -18,12 +18,9 @@ export function firstWorkingDay(first: string): string {
 /** How far back a review may be built. */
 const MAX_MONTHS_BACK = 36;
 
-const monthRe = /^(\d{4})-(0[1-9]|1[0-2])$/;
-
 /** A month the review may be asked for: YYYY-MM, and closed (before the partnership's current month). */
 export function closedMonth(room: Room, month: string, field = 'params.month'): string {
-  if (!monthRe.test(month) || Number(month.slice(0, 4)) < 2000 || Number(month.slice(0, 4)) > 2100)
-    throw badRequest('month: expected YYYY-MM between 2000 and 2100', field);
+  if (!isMonth(month)) throw badRequest('month: expected YYYY-MM between 2000 and 2100', field);
   const current = localToday(room.clock.now(), room.agreement().agreement.partnership.timezone).slice(0, 7);
   if (month >= current)
     throw badRequest(`month: ${month} is not closed yet (the review of a month is built after it ends)`, field);

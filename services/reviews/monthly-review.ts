@@ -4,7 +4,7 @@ import { summariseGoals } from '../goals/goal-progress.js';
 import { diffAgreements } from '../governance/agreement-diff.js';
 import { findAgreementDocument, listAgreementVersions } from '../governance/agreement-repository.js';
 import { shareableAgreement, validateAgreement, type Kpi } from '../platform/agreement-schema.js';
-import { addPeriods, localMidnight, periodEnd } from '../platform/calendar.js';
+import { addPeriods, monthBounds, periodEnd } from '../platform/calendar.js';
 import { canonicalDigest } from '../platform/canonical-json.js';
 import type { Room } from '../platform/room.js';
 import { disclosureRules } from '../query/disclosure.js';
@@ -138,8 +138,7 @@ export async function buildReview(room: Room, ctx: EvaluationContext, month: str
         );
     reviewed.push({ id: kpi.id, title: kpi.title, unit: kpi.unit, grain: kpi.evaluate.grain, scopes });
   }
-  const start = localMidnight(from, tz);
-  const end = localMidnight(addPeriods(from, 'month', 1), tz);
+  const { from: start, to: end } = monthBounds(month, tz);
   const incidents = kpis.length
     ? await listIncidentRows(room.control.db, {
         kpis: kpis.map((k) => k.id),

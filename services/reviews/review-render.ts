@@ -1,3 +1,4 @@
+import { escapeHtml } from '../platform/html.js';
 import type { Review } from './review-schemas.js';
 
 /**
@@ -6,7 +7,6 @@ import type { Review } from './review-schemas.js';
  * every partner gets the same bytes; numbers are printed as the document holds them.
  */
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const num = (v: number | null | undefined, unit = '') =>
   v === null || v === undefined ? '—' : `${Number(v.toPrecision(6))}${unit ? ` ${unit}` : ''}`;
 const pct = (v: number | null) => (v === null ? '—' : `${Math.round(v * 1000) / 10} %`);
@@ -19,8 +19,8 @@ const goalState: Record<string, string> = {
 };
 
 function table(head: string[], rows: string[][]): string {
-  const th = head.map((h) => `<th scope="col">${esc(h)}</th>`).join('');
-  const body = rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('');
+  const th = head.map((h) => `<th scope="col">${escapeHtml(h)}</th>`).join('');
+  const body = rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('');
   return `<table><thead><tr>${th}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
@@ -91,20 +91,23 @@ function stageLine(r: Review): string | null {
 
 export function reviewHtml(r: Review): string {
   const parts = [
-    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(r.partnership.title)} — review of ${r.month}</title>`,
+    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(r.partnership.title)} — review of ${r.month}</title>`,
     '<style>body{font-family:system-ui,sans-serif;max-width:60em;margin:1em auto;padding:0 1em;color:#1b1f24}',
     'table{border-collapse:collapse;width:100%;font-size:.9em}th,td{text-align:left;padding:.3em .5em;border-bottom:1px solid #d8dee4}',
     'footer{color:#57606a;font-size:.85em;margin-top:2em}</style></head><body>',
-    `<h1>${esc(r.partnership.title)} — monthly review ${r.month}</h1>`,
-    r.intent ? `<p>${esc(r.intent)}</p>` : '',
-    stageLine(r) ? `<p>${esc(stageLine(r)!)}</p>` : '',
+    `<h1>${escapeHtml(r.partnership.title)} — monthly review ${r.month}</h1>`,
+    r.intent ? `<p>${escapeHtml(r.intent)}</p>` : '',
+    stageLine(r) ? `<p>${escapeHtml(stageLine(r)!)}</p>` : '',
   ];
   for (const s of sections(r))
-    parts.push(`<h2>${esc(s.title)}</h2>`, s.rows.length ? table(s.head, s.rows) : `<p>${esc(s.empty)}</p>`);
+    parts.push(
+      `<h2>${escapeHtml(s.title)}</h2>`,
+      s.rows.length ? table(s.head, s.rows) : `<p>${escapeHtml(s.empty)}</p>`,
+    );
   parts.push(
     '<h2>What improved since last month</h2>',
     r.improvements.length
-      ? `<ul>${r.improvements.map((i) => `<li>${esc(i)}</li>`).join('')}</ul>`
+      ? `<ul>${r.improvements.map((i) => `<li>${escapeHtml(i)}</li>`).join('')}</ul>`
       : '<p>Nothing moved the better way.</p>',
     `<footer>Every figure is a disclosed value at snapshot ${r.snapshot} (agreement version ${r.agreementVersion}), ${r.from} to ${r.to}. Digest <code>${r.digest}</code>.</footer>`,
     '</body></html>',

@@ -105,9 +105,8 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
       const p = caller(req);
       requireRole(p, 'steering', 'admin');
       const month = closedMonth(room, req.params.month);
-      const messages = await sendReview(room, reader, month, { resend: true });
+      const { review, messages } = await sendReview(room, reader, month, { resend: true });
       kick?.();
-      const review = await monthlyReview(room, reader, month);
       await auditRequest(room, req, { action: 'review.send', details: { role: p.role, month, messages } });
       return reply.code(202).send({ month, digest: review.digest, messages });
     },

@@ -7,8 +7,7 @@ import { inTransaction } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import type { SeriesReader } from '../query/series-reader.js';
 import { firstWorkingDay, monthlyReview } from './monthly-review-service.js';
-
-export { firstWorkingDay };
+import type { Review } from './review-schemas.js';
 import { reviewHtml, reviewText } from './review-render.js';
 import { claimReviewSend, findReview, markReviewSent } from './review-repository.js';
 
@@ -32,14 +31,14 @@ export function reviewRecipients(a: Agreement): Recipient[] {
  * Sends a month's review by e-mail through the outbox (kept for the dashboard without SMTP): the
  * kept document, rendered as HTML and text, one message per recipient. Scheduled sends go out
  * once (the review's sent_at is claimed in the same transaction); `resend` sends again.
- * Returns the messages written.
+ * Returns the review and the messages written.
  */
 export async function sendReview(
   room: Room,
   reader: SeriesReader,
   month: string,
   opts: { resend: boolean },
-): Promise<number> {
+): Promise<{ review: Review; messages: number }> {
   const review = await monthlyReview(room, reader, month);
   const a = room.agreement().agreement;
   const now = room.clock.now();
@@ -51,7 +50,7 @@ export async function sendReview(
     text: reviewText(review),
     html: reviewHtml(review),
   };
-  return inTransaction(room.control.db, async (tx) => {
+  const messages = await inTransaction(room.control.db, async (tx) => {
     if (opts.resend) await markReviewSent(tx, month, now);
     else if (!(await claimReviewSend(tx, month, now))) return 0;
     const recipients = reviewRecipients(a);
@@ -73,6 +72,7 @@ export async function sendReview(
       now,
     });
   });
+  return { review, messages };
 }
 
 /**
@@ -85,5 +85,5 @@ export async function sendDueReview(room: Room, reader: SeriesReader): Promise<n
   if (today < firstWorkingDay(first)) return 0;
   const month = addPeriods(first, 'month', -1).slice(0, 7);
   if ((await findReview(room.control.db, month))?.sent_at) return 0;
-  return sendReview(room, reader, month, { resend: false });
+  return (await sendReview(room, reader, month, { resend: false })).messages;
 }

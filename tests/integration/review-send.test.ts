@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestClock } from '../../services/platform/clock.js';
-import { firstWorkingDay } from '../../services/reviews/review-sender.js';
+import { firstWorkingDay } from '../../services/reviews/monthly-review-service.js';
 import { packageRoot } from '../../services/platform/paths.js';
 import { parityArgs } from '../helpers/spawn-room.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';

@@ -2,6 +2,10 @@ import { LitElement, html, css, nothing } from 'lit';
 import { api, ApiError, type Review, type ReviewList } from '../api.js';
 import { I18nController, i18n, t, type Key } from '../i18n.js';
 import { shared } from '../components/styles.js';
+import { dataTable, dataTableStyles } from '../components/data-table.js';
+
+const tableOf = (caption: string, head: string[], rows: unknown[][], empty: Key) =>
+  dataTable(caption, head, rows, { empty: t(empty) });
 
 /** The month before `today`'s (YYYY-MM). */
 function lastClosedMonth(today = new Date()): string {
@@ -27,15 +31,10 @@ export class ParityReview extends LitElement {
 
   static override styles = [
     shared,
+    dataTableStyles,
     css`
       section {
         margin: 1em 0;
-      }
-      h3 {
-        margin: 1.2em 0 0.4em;
-      }
-      .scroll {
-        overflow-x: auto;
       }
     `,
   ];
@@ -71,31 +70,6 @@ export class ParityReview extends LitElement {
     }
   }
 
-  #table(caption: string, head: string[], rows: unknown[][], empty: Key) {
-    return html`<h3>${caption}</h3>
-      ${
-        rows.length === 0
-          ? html`<p class="muted">${t(empty)}</p>`
-          : html`<div class="scroll">
-              <table>
-                <thead>
-                  <tr>
-                    ${head.map((h) => html`<th scope="col">${h}</th>`)}
-                  </tr>
-                </thead>
-                <tbody>
-                  ${rows.map(
-                    (r) =>
-                      html`<tr>
-                        ${r.map((c) => html`<td>${c}</td>`)}
-                      </tr>`,
-                  )}
-                </tbody>
-              </table>
-            </div>`
-      }`;
-  }
-
   override render() {
     const r = this.review;
     const n = (v: number | null, unit = '') => (v === null ? '—' : `${i18n.number(v, 4)}${unit ? ` ${unit}` : ''}`);
@@ -119,7 +93,7 @@ export class ParityReview extends LitElement {
                 <a href="${base}?format=html" download="review-${r.month}.html">HTML</a> ·
                 <a href="${base}?format=text" download="review-${r.month}.txt">${t('text')}</a>
               </p>
-              ${this.#table(
+              ${tableOf(
                 t('reviewKpis'),
                 [t('kpi'), t('group'), t('inBand'), t('month'), t('previousMonth'), t('change'), t('deviations')],
                 r.kpis.flatMap((k) =>
@@ -137,7 +111,7 @@ export class ParityReview extends LitElement {
                 ),
                 'nothingYet',
               )}
-              ${this.#table(
+              ${tableOf(
                 t('incidents'),
                 [t('kpi'), t('group'), t('period'), t('value'), t('state'), t('cause'), t('actions')],
                 r.breaches.map((b) => [
@@ -151,7 +125,7 @@ export class ParityReview extends LitElement {
                 ]),
                 'nothingYet',
               )}
-              ${this.#table(
+              ${tableOf(
                 t('goals'),
                 [t('goal'), t('kpi'), t('state'), t('progress')],
                 r.goals.map((g) => [
@@ -162,7 +136,7 @@ export class ParityReview extends LitElement {
                 ]),
                 'noGoals',
               )}
-              ${this.#table(
+              ${tableOf(
                 t('agreementChanges'),
                 [t('agreementVersion'), t('asOf'), t('changes')],
                 r.agreementChanges.map((c) => [`v${c.version}`, i18n.date(c.activatedAt), c.changes.join('; ')]),

@@ -2,6 +2,11 @@ import { LitElement, html, css, nothing } from 'lit';
 import { api, ApiError, type TransparencyReport as Report } from '../api.js';
 import { I18nController, i18n, t } from '../i18n.js';
 import { shared } from '../components/styles.js';
+import { dataTable, dataTableStyles } from '../components/data-table.js';
+
+/** A report table; the metadata report has nothing to list yet where it is empty. */
+const tableOf = (caption: string, head: string[], rows: unknown[][], numeric: number[] = []) =>
+  dataTable(caption, head, rows, { empty: t('nothingYet'), numeric });
 
 /** The metadata report page: a month picker, five tables, JSON and CSV downloads of the same report. */
 export class ParityTransparency extends LitElement {
@@ -13,15 +18,10 @@ export class ParityTransparency extends LitElement {
 
   static override styles = [
     shared,
+    dataTableStyles,
     css`
       section {
         margin: 1em 0;
-      }
-      h3 {
-        margin: 1.2em 0 0.4em;
-      }
-      .scroll {
-        overflow-x: auto;
       }
     `,
   ];
@@ -46,31 +46,6 @@ export class ParityTransparency extends LitElement {
     } catch (err) {
       this.error = err instanceof ApiError ? err.message : String(err);
     }
-  }
-
-  #table(caption: string, head: string[], rows: unknown[][], numeric: number[] = []) {
-    return html`<h3>${caption}</h3>
-      ${
-        rows.length === 0
-          ? html`<p class="muted">${t('nothingYet')}</p>`
-          : html`<div class="scroll">
-              <table>
-                <thead>
-                  <tr>
-                    ${head.map((h, i) => html`<th scope="col" class=${numeric.includes(i) ? 'num' : ''}>${h}</th>`)}
-                  </tr>
-                </thead>
-                <tbody>
-                  ${rows.map(
-                    (r) =>
-                      html`<tr>
-                        ${r.map((c, i) => html`<td class=${numeric.includes(i) ? 'num' : ''}>${c ?? '—'}</td>`)}
-                      </tr>`,
-                  )}
-                </tbody>
-              </table>
-            </div>`
-      }`;
   }
 
   override render() {
@@ -111,7 +86,7 @@ export class ParityTransparency extends LitElement {
       ${this.error ? html`<p role="alert" style="color:#a1120a">${this.error}</p>` : nothing}
       ${
         r
-          ? html` ${this.#table(
+          ? html` ${tableOf(
               t('partners'),
               [t('partnerColumn'), t('batches'), t('pointsAccepted'), t('pointsRejected'), t('lastArrival')],
               r.partners.map((p) => [
@@ -123,7 +98,7 @@ export class ParityTransparency extends LitElement {
               ]),
               [1, 2, 3],
             )}
-            ${this.#table(
+            ${tableOf(
               t('feeds'),
               [t('partnerColumn'), 'KPI', t('batches'), t('points'), t('lastArrival'), t('dueBy'), t('state')],
               r.feeds.map((f) => [
@@ -137,7 +112,7 @@ export class ParityTransparency extends LitElement {
               ]),
               [2, 3],
             )}
-            ${this.#table(
+            ${tableOf(
               t('reads'),
               ['KPI', t('partnerColumn'), t('role'), t('requests'), t('cellsServed'), t('cellsSuppressed')],
               r.queries.map((x) => [
@@ -150,13 +125,13 @@ export class ParityTransparency extends LitElement {
               ]),
               [3, 4, 5],
             )}
-            ${this.#table(
+            ${tableOf(
               t('notifications'),
               [t('channel'), t('partnerColumn'), t('state'), t('count'), t('when')],
               r.notifications.map((n) => [n.channel, n.partner, n.state, n.count, i18n.date(n.lastAt)]),
               [3],
             )}
-            ${this.#table(
+            ${tableOf(
               t('agreementChanges'),
               [t('when'), t('action'), t('partnerColumn'), 'ID'],
               r.agreementChanges.map((c) => [
