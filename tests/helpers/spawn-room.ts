@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { inject } from 'vitest';
@@ -14,6 +15,25 @@ const CLI = 'assembly/cli.ts';
  */
 export function parityArgs(args: readonly string[]): string[] {
   return [join(inject('parityJs'), CLI.replace(/\.ts$/, '.js')), ...args];
+}
+
+const execFileAsync = promisify(execFile);
+
+/** Runs `parity <args>` to its end as a user would (cwd the package root): its exit code and output. */
+export async function runParity(
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await execFileAsync(process.execPath, parityArgs(args), {
+      cwd: packageRoot(),
+      env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
+  }
 }
 
 export async function freePort(): Promise<number> {

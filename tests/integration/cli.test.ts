@@ -1,29 +1,14 @@
-import { execFile } from 'node:child_process';
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { packageRoot } from '../../services/platform/paths.js';
 import { freshControlDb, startTestRoom, type TestRoom } from '../helpers/test-room.js';
-import { parityArgs, spawnRoom } from '../helpers/spawn-room.js';
+import { runParity, spawnRoom } from '../helpers/spawn-room.js';
 import { csv, leadTimePoints, ndjson } from '../helpers/points.js';
 
-const run = promisify(execFile);
-
-async function parity(args: string[], env: Record<string, string> = {}) {
-  try {
-    const r = await run(process.execPath, parityArgs(args), {
-      cwd: packageRoot(),
-      env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: '', ...env },
-    });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
+/** `parity <args>`, on PGlite unless the test says otherwise. */
+const parity = (args: string[], env: Record<string, string> = {}) => runParity(args, { DATABASE_URL: '', ...env });
 
 let dir: string;
 beforeAll(() => {

@@ -1,29 +1,16 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import YAML from 'yaml';
-import { demoAgreementFile, packageRoot } from '../../services/platform/paths.js';
-import { parityArgs } from '../helpers/spawn-room.js';
+import { demoAgreementFile } from '../../services/platform/paths.js';
+import { runParity } from '../helpers/spawn-room.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
-const run = promisify(execFile);
-
-async function parity(args: string[], env: Record<string, string> = {}) {
-  try {
-    const r = await run(process.execPath, parityArgs(args), {
-      cwd: packageRoot(),
-      env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: '', PARITY_URL: t.url, ...env },
-    });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
+/** `parity <args>` against this suite's room. */
+const parity = (args: string[], env: Record<string, string> = {}) =>
+  runParity(args, { DATABASE_URL: '', PARITY_URL: t.url, ...env });
 
 let t: TestRoom;
 let dir: string;

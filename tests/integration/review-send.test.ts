@@ -1,16 +1,13 @@
 // The monthly review's scheduled send (issue #14): on the first working day of a month, in the
 // partnership's zone, last month's review goes by e-mail to every partner's contacts and the
 // steering committee, once — delivered to a real local SMTP server; a re-send goes out again.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestClock } from '../../services/platform/clock.js';
 import { firstWorkingDay } from '../../services/reviews/monthly-review-service.js';
-import { packageRoot } from '../../services/platform/paths.js';
-import { parityArgs } from '../helpers/spawn-room.js';
+import { runParity } from '../helpers/spawn-room.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
 import { MailCatcher } from '../helpers/receivers.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
@@ -55,19 +52,6 @@ kpis:
     owners: { north: { name: Dora, email: dpo@north.example } }
     escalation: { ackWithin: P7D }
 `;
-
-const run = promisify(execFile);
-
-/** `parity <args>` as a user runs it (the run's transpiled sources), its exit code and output. */
-async function parity(args: string[], env: Record<string, string> = {}) {
-  try {
-    const r = await run(process.execPath, parityArgs(args), { cwd: packageRoot(), env: { ...process.env, ...env } });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
 
 let t: TestRoom;
 let mail: MailCatcher;
@@ -206,10 +190,10 @@ describe('the monthly review by e-mail', () => {
     });
     expect(analyst.status).toBe(403);
     const steering = await t.token('south', 'steering');
-    const open = await parity(['review', 'send', '--month', '2026-11', '--url', t.url, '--token', steering]);
+    const open = await runParity(['review', 'send', '--month', '2026-11', '--url', t.url, '--token', steering]);
     expect(open.code).toBe(1);
     expect(open.stderr).toMatch(/400: month: 2026-11 is not closed yet.*\(params\.month\)/);
-    const sent = await parity(['review', 'send', '--month', '2026-10', '--url', t.url], { PARITY_TOKEN: steering });
+    const sent = await runParity(['review', 'send', '--month', '2026-10', '--url', t.url], { PARITY_TOKEN: steering });
     expect(sent.stderr).toBe('');
     expect(sent.stdout).toBe(`sent the review of 2026-10 (digest ${review.digest}): 4 messages\n`);
     expect(sent.code).toBe(0);
