@@ -9,8 +9,13 @@ type SpoolDone = Extract<FromSpool, { type: 'done' }>;
 type ParseStart = Omit<Extract<ToParse, { type: 'start' }>, 'type' | 'id' | 'rows'>;
 type SpoolStart = Omit<ToSpool, 'type' | 'id' | 'rows'>;
 
-/** Bytes sent to a parse worker and not yet taken by its parser: the bound on buffered body. */
-const MAX_IN_FLIGHT = 8 * 1024 * 1024;
+/**
+ * Bytes sent to a parse worker and not yet taken by its parser: the bound on buffered body. At
+ * most 8 MiB, and an eighth of the worker's old space: a chunk is held as bytes and, while parsed,
+ * as a string twice its size, so a 30 MB worker (a 512MB budget) buffering 8 MiB ran out of memory
+ * on the demo's own seed batches now and then.
+ */
+const inFlightBound = (oldMb: number) => Math.min(8, oldMb / 8) * 1024 * 1024;
 
 // Run from the sources (tests, tsx) the workers are TypeScript: they register tsx first.
 const fromSources = import.meta.url.endsWith('.ts');
@@ -88,6 +93,7 @@ export class IngestWorkerPool {
   readonly #parse: Pool;
   readonly #spool: Pool;
   #nextId = 1;
+  readonly #maxInFlight: number;
 
   /**
    * Ingest holds at most a few segments in memory; a small heap keeps the process small (48 MB of
@@ -99,6 +105,7 @@ export class IngestWorkerPool {
     heap: { oldMb: number; youngMb: number } = { oldMb: 48, youngMb: 8 },
   ) {
     const limits = { maxOldGenerationSizeMb: heap.oldMb, maxYoungGenerationSizeMb: heap.youngMb };
+    this.#maxInFlight = inFlightBound(heap.oldMb);
     this.#parse = new Pool('parse-worker', {}, limits);
     this.#spool = new Pool(
       'spool-worker',
@@ -109,6 +116,7 @@ export class IngestWorkerPool {
 
   run(parseStart: ParseStart, spoolStart: SpoolStart, onSegment: (path: string, rows: number) => void): BatchRun {
     const id = this.#nextId++;
+    const maxInFlight = this.#maxInFlight;
     const parser = this.#parse.acquire();
     const spooler = this.#spool.acquire();
     const channel = new MessageChannel();
@@ -138,7 +146,7 @@ export class IngestWorkerPool {
       if (m.id !== id) return;
       if (m.type === 'ack') {
         inFlight -= m.bytes;
-        if (inFlight <= MAX_IN_FLIGHT / 2) waiter?.();
+        if (inFlight <= maxInFlight / 2) waiter?.();
       } else if (m.type === 'done') {
         parseClean = true;
         parseDone = m;
@@ -188,7 +196,7 @@ export class IngestWorkerPool {
         const buf = chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) as ArrayBuffer;
         inFlight += buf.byteLength;
         toParse({ type: 'chunk', id, buf }, [buf]);
-        while (inFlight > MAX_IN_FLIGHT && !failure) await new Promise<void>((r) => (waiter = r));
+        while (inFlight > maxInFlight && !failure) await new Promise<void>((r) => (waiter = r));
         waiter = undefined;
         if (failure) throw failure;
       },
