@@ -3,28 +3,31 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 /**
  * Longest first: two workers finish together when the slowest suites start first and the short
  * ones fill the gaps (a fresh clone has no duration cache to sort by). Seconds each suite took,
- * setup included, on two cores with one kept busy and no DATABASE_URL (issue #11 item 8); a suite
- * not listed is short.
+ * setup included, on two cores with one kept busy and no DATABASE_URL (issue #11 item 8; measured
+ * 2026-11-30, 429 s in all); a suite not listed is short.
  */
 const SECONDS: Record<string, number> = {
-  'tests/browser/dashboard.test.ts': 220,
-  'tests/integration/disclosure-families.test.ts': 135,
-  'tests/integration/demo.test.ts': 100,
-  'tests/integration/cli.test.ts': 95,
-  'tests/integration/query-oracle-own.test.ts': 95,
-  'tests/integration/disclosure-property.test.ts': 80,
-  'tests/integration/alerts.test.ts': 75,
-  'tests/integration/crash.test.ts': 55,
-  'tests/integration/ingest-arrow-hostile.test.ts': 45,
-  'tests/integration/governance-cli.test.ts': 40,
-  'tests/integration/ingest-bad-input.test.ts': 38,
-  'tests/integration/ingest-overload.test.ts': 35,
-  'tests/integration/query-oracle-demo.test.ts': 30,
-  'tests/unit/parser-fuzz.test.ts': 30,
-  'tests/integration/governance.test.ts': 28,
-  'tests/integration/secret-rotation.test.ts': 25,
-  'tests/integration/ingest-echo.test.ts': 22,
-  'tests/integration/alerts-crash.test.ts': 20,
+  'tests/integration/disclosure-families.test.ts': 91,
+  'tests/integration/cli.test.ts': 59,
+  'tests/integration/demo.test.ts': 43,
+  'tests/browser/dashboard.test.ts': 41,
+  'tests/integration/disclosure-property.test.ts': 39,
+  'tests/integration/query-oracle-own.test.ts': 37,
+  'tests/integration/crash.test.ts': 28,
+  'tests/unit/parser-fuzz.test.ts': 23,
+  'tests/integration/governance-cli.test.ts': 22,
+  'tests/integration/ingest-arrow-hostile.test.ts': 20,
+  'tests/integration/query-oracle-demo.test.ts': 20,
+  'tests/integration/alerts.test.ts': 19,
+  'tests/integration/ingest-overload.test.ts': 18,
+  'tests/integration/governance.test.ts': 17,
+  'tests/integration/ingest-bad-input.test.ts': 17,
+  'tests/integration/ingest-echo.test.ts': 12,
+  'tests/integration/alerts-crash.test.ts': 11,
+  'tests/integration/secret-rotation.test.ts': 10,
+  'tests/integration/ingest-slow-client.test.ts': 8,
+  'tests/integration/review-send.test.ts': 6,
+  'tests/integration/ingest.test.ts': 5,
 };
 
 const weight = (s: TestSpecification) => {
