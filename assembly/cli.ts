@@ -8,7 +8,6 @@ import { createToken, roles, type Role } from '../services/governance/token-repo
 import { findPartnerById } from '../services/governance/agreement-repository.js';
 import { AuditChain } from '../services/governance/audit-repository.js';
 import { governanceCommands } from '../services/governance/governance-cli.js';
-import { createLander } from '../services/ingest/ingest-routes.js';
 import { pushFile } from '../services/ingest/push-client.js';
 import { ConfigError, loadConfig, type Config } from '../services/platform/config.js';
 import { openControlDb } from '../services/platform/control-db.js';
@@ -57,7 +56,6 @@ async function runServe(withDemo: boolean): Promise<void> {
     if (withDemo) {
       const tokens = await createDemoTokens(room);
       demoTokens = tokens;
-      const lander = createLander(room);
       const bar = process.stderr.isTTY
         ? new SingleBar(
             { format: 'seeding demo points {partner} |{bar}| {value} points', hideCursor: true },
@@ -66,7 +64,7 @@ async function runServe(withDemo: boolean): Promise<void> {
         : undefined;
       let started = false;
       let lastLogged = 0;
-      const seeded = await seedDemoPoints(room, lander, {
+      const seeded = await seedDemoPoints(room, {
         onProgress: (partner, n) => {
           if (bar) {
             if (!started) bar.start(1_000_000, 0, { partner });
@@ -77,7 +75,7 @@ async function runServe(withDemo: boolean): Promise<void> {
             err(`seeding demo points: ${partner} ${n.toLocaleString('en')}`);
           }
         },
-      }).finally(() => lander.close()); // the served app lands through its own lander
+      }); // through its own lander, closed when done: the served app lands through another
       bar?.stop();
       if (seeded)
         out(

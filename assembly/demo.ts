@@ -1,6 +1,8 @@
-import { generateDemoPoints } from '../fixtures/demo-generator.js';
+import { generateDemoPoints, type DemoPoint } from '../fixtures/demo-generator.js';
 import { createToken, countTokens, type Role } from '../services/governance/token-repository.js';
 import type { BatchLander } from '../services/ingest/batch-lander.js';
+import { createLander } from '../services/ingest/ingest-routes.js';
+import { maintenanceWindows, windowAt } from '../services/platform/maintenance.js';
 import type { Room } from '../services/platform/room.js';
 
 export interface DemoToken {
@@ -55,49 +57,96 @@ export async function createDemoTokens(room: Room): Promise<DemoToken[]> {
   return out;
 }
 
+const DAY = 86_400_000;
+const HOUR = 3_600_000;
+
+/**
+ * When a partner's nightly delivery of day `day` (a UTC midnight) reaches the room: the next
+ * night, acme at 02:00 UTC and the others at 03:30; globex is late on the 9th and the 23rd (its
+ * job runs a day and a half behind); a delivery due inside one of the partner's maintenance
+ * windows comes half an hour after it ends. Never after `now`. This is what the service levels'
+ * feed attainment of the demo's reviews measures.
+ */
+export function demoDeliveryTime(room: Room, partner: string, day: Date, now: Date): Date {
+  const index = room.agreement().agreement.partners.findIndex((p) => p.id === partner);
+  let at = day.getTime() + DAY + (index === 0 ? 2 : 3.5) * HOUR;
+  if (partner === 'globex' && [9, 23].includes(day.getUTCDate())) at += 30 * HOUR;
+  const windows = maintenanceWindows(room.agreement().agreement, partner);
+  for (let inside = windowAt(windows, new Date(at)); inside; inside = windowAt(windows, new Date(at)))
+    at = inside.to.getTime() + HOUR / 2;
+  return new Date(Math.min(at, now.getTime()));
+}
+
 /**
  * Lands two years of generated points per partner, once: a room that already holds a batch
- * keeps its data. Points go through the same lander as HTTP ingest (checked, pseudonymised).
+ * keeps its data. Points go through the same lander as HTTP ingest (checked, pseudonymised). The
+ * history before the last `deliveryDays` days comes as one batch per partner; each of those days
+ * comes as its own nightly batch, received when {@link demoDeliveryTime} says, so the feeds'
+ * punctuality (service levels) has a history to measure.
  */
 export async function seedDemoPoints(
   room: Room,
-  lander: BatchLander,
   opts: {
     seed?: number;
     to?: Date;
     /** The first instant (default: two years before `to`); the browser tests seed less. */
     from?: Date;
+    /** The days before `to` delivered night by night (default 61: the last closed month and the open one). */
+    deliveryDays?: number;
     onProgress?: (partner: string, points: number) => void;
   } = {},
 ): Promise<number> {
   if (room.duck.snapshots.latest > 0) return 0;
-  const to = opts.to ?? startOfUtcDay(room.clock.now());
+  const now = room.clock.now();
+  const to = opts.to ?? startOfUtcDay(now);
+  const cutoff = new Date(to.getTime() - (opts.deliveryDays ?? 61) * DAY);
+  // The demo's deliveries are received when their night came, not when the demo starts.
+  let receivedAt = now;
+  const lander = createLander(room, { now: () => receivedAt });
   let total = 0;
-  for (const p of room.agreement().agreement.partners) {
-    let n = 0;
-    const agreement = room.agreement().agreement;
-    async function* body(): AsyncGenerator<Buffer> {
-      let lines: string[] = [];
-      for (const point of generateDemoPoints(agreement, p.id, {
+  try {
+    for (const p of room.agreement().agreement.partners) {
+      let n = 0;
+      const agreement = room.agreement().agreement;
+      const points = generateDemoPoints(agreement, p.id, {
         seed: opts.seed ?? 42,
         to,
         ...(opts.from ? { from: opts.from } : {}),
-      })) {
-        lines.push(JSON.stringify(point));
-        if (lines.length === 5000) {
-          n += lines.length;
-          opts.onProgress?.(p.id, n);
-          yield Buffer.from(lines.join('\n') + '\n');
-          lines = [];
+      });
+      let pending: IteratorResult<DemoPoint> = points.next();
+      /** The points before `until`, in NDJSON chunks of 5,000 lines. */
+      async function* body(until: number): AsyncGenerator<Buffer> {
+        let lines: string[] = [];
+        for (; !pending.done && Date.parse(pending.value.at) < until; pending = points.next()) {
+          lines.push(JSON.stringify(pending.value));
+          if (lines.length === 5000) {
+            n += lines.length;
+            opts.onProgress?.(p.id, n);
+            yield Buffer.from(lines.join('\n') + '\n');
+            lines = [];
+          }
         }
+        n += lines.length;
+        opts.onProgress?.(p.id, n);
+        if (lines.length) yield Buffer.from(lines.join('\n') + '\n');
       }
-      n += lines.length;
-      opts.onProgress?.(p.id, n);
-      if (lines.length) yield Buffer.from(lines.join('\n') + '\n');
+      const hasBefore = (until: number) => !pending.done && Date.parse(pending.value.at) < until;
+      if (hasBefore(cutoff.getTime())) {
+        receivedAt = new Date(Math.min(cutoff.getTime(), now.getTime()));
+        total += await landDemoBatch(room, lander, p.id, body(cutoff.getTime()), `demo-seed-${p.id}`);
+      }
+      for (let day = cutoff.getTime(); day < to.getTime(); day += DAY) {
+        if (!hasBefore(day + DAY)) continue;
+        receivedAt = demoDeliveryTime(room, p.id, new Date(day), now);
+        const key = `demo-seed-${p.id}-${new Date(day).toISOString().slice(0, 10)}`;
+        total += await landDemoBatch(room, lander, p.id, body(day + DAY), key);
+      }
     }
-    total += await landDemoBatch(room, lander, p.id, body(), `demo-seed-${p.id}`);
+    receivedAt = now;
+    return total + (await landLateCorrection(room, lander, to));
+  } finally {
+    await lander.close();
   }
-  return total + (await landLateCorrection(room, lander, to));
 }
 
 /** One NDJSON batch of the demo through the lander, with its audit entry; the points accepted. */

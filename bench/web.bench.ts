@@ -51,7 +51,7 @@ async function main() {
   const app = await buildApp(room);
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   process.stderr.write('seeding the demo partnership…\n');
-  const points = await seedDemoPoints(room, app.lander);
+  const points = await seedDemoPoints(room);
   await app.reader.rollups?.loop.idle();
   await app.alerts?.engine.idle();
   const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'analyst', name: 'bench' }, new Date()))

@@ -29,6 +29,7 @@ import {
 import type { Notifier } from './notifier.js';
 import { enqueue, ownerRecipients, steeringRecipients, type Recipient } from './outbox.js';
 import { hasKeptMessage } from './outbox-repository.js';
+import { dueAfter, maintenanceWindows, windowAt } from '../platform/maintenance.js';
 
 const signalText: Record<Signal, string> = {
   band: 'outside the agreed band',
@@ -195,7 +196,8 @@ export class AlertEngine {
         });
         // A stale feed is that partner's data side: only its owners hear of it.
         enqueued += await this.#open(ctx, kpi, row, ownerRecipients(kpi, feed.partner));
-      } else if (!feed.stale && existing && feed.lastArrival !== null) {
+      } else if (!feed.stale && existing && feed.lastArrival !== null && feed.maintenanceUntil === null) {
+        // (Inside a maintenance window a feed is not stale, but it has not resumed either.)
         enqueued += await this.#autoResolve(
           ctx,
           kpi,
@@ -376,7 +378,10 @@ export class AlertEngine {
     });
   }
 
-  /** Incidents nobody acknowledged within `ackWithin` go to the steering contacts, once. */
+  /**
+   * Incidents nobody acknowledged within `ackWithin` go to the steering contacts, once (time in a
+   * maintenance window not counted).
+   */
   async #escalate(now: Date): Promise<number> {
     const db = this.#room.control.db;
     const agreement = this.#room.agreement().agreement;
@@ -385,6 +390,12 @@ export class AlertEngine {
     for (const inc of due) {
       const kpi = agreement.kpis.find((k) => k.id === inc.kpi);
       if (!kpi) continue;
+      // Time inside a maintenance window of the partner concerned (any partner's, for a combined
+      // figure) does not count towards the acknowledgement deadline: no escalation inside one.
+      const windows = maintenanceWindows(agreement, inc.scope === 'combined' ? null : inc.scope);
+      const opened = new Date(inc.opened_at);
+      const ackDue = dueAfter(windows, opened, new Date(inc.ack_due_at).getTime() - opened.getTime());
+      if (windowAt(windows, now) || ackDue > now) continue;
       enqueued += await inTransaction(db, async (tx) => {
         const r = await markIncidentEscalated(tx, inc.id, now);
         if (!r) return 0;

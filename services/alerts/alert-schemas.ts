@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { severities } from '../platform/agreement-schema.js';
 import { bandSchema, feedSchema } from '../query/query-schemas.js';
 
 /**
@@ -146,3 +147,59 @@ export const rotateWebhookSchema = z.strictObject({
   overlapHours: z.number().int().min(0).max(168).optional().describe('how long the old secret keeps signing (24)'),
 });
 export type WebhooksResponse = z.infer<typeof webhooksResponseSchema>;
+
+const responseLevelSchema = z.object({ acknowledge: z.string(), resolve: z.string() });
+
+/** A month's service-level attainment (services/alerts/service-levels.ts): arrival and incident times only. */
+export const serviceLevelAttainmentSchema = z.object({
+  agreed: z.boolean().describe('whether the agreement has serviceLevels'),
+  partners: z.array(
+    z.object({
+      partner: z.string().describe("a partner's id, or 'combined' for the incidents of joint figures"),
+      feeds: z.object({
+        periods: z.number().int().describe("the month's feed periods (each KPI's freshness.every) outside maintenance"),
+        onTime: z.number().int().describe('of them, periods in which the feed was never stale'),
+        excused: z.number().int().describe('periods inside a maintenance window, not counted'),
+        share: z.number().nullable(),
+        target: z.number().nullable().describe('serviceLevels.feedsOnTime'),
+        met: z.boolean().nullable(),
+        byKpi: z.array(
+          z.object({
+            kpi: z.string(),
+            periods: z.number().int(),
+            onTime: z.number().int(),
+            excused: z.number().int(),
+          }),
+        ),
+      }),
+      incidents: z.array(
+        z.object({
+          severity: z.enum(severities),
+          level: responseLevelSchema.nullable(),
+          opened: z.number().int().describe('incidents opened in the month'),
+          acknowledgedInTime: z.number().int(),
+          acknowledgedLate: z.number().int().describe('acknowledged late, or not yet and past the level'),
+          resolvedInTime: z.number().int(),
+          resolvedLate: z.number().int(),
+          acknowledgeShare: z.number().nullable(),
+          resolveShare: z.number().nullable(),
+        }),
+      ),
+    }),
+  ),
+  maintenanceWindows: z.array(
+    z.object({
+      from: z.string(),
+      to: z.string(),
+      partners: z.array(z.string()),
+      reason: z.string(),
+      honoured: z
+        .boolean()
+        .nullable()
+        .describe(
+          "whether every covered partner's feeds were back within their allowance after it; null: not yet known",
+        ),
+    }),
+  ),
+});
+export type ServiceLevelAttainment = z.infer<typeof serviceLevelAttainmentSchema>;

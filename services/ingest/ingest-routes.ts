@@ -7,6 +7,7 @@ import { requireRole, caller, auditRequest } from '../governance/auth.js';
 import { WriterSaturated } from '../platform/duck-store.js';
 import { Problem, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
+import type { Clock } from '../platform/clock.js';
 import { ingestTypes, type IngestKind } from './body-parsers.js';
 import { BatchLander, bodyTooLarge } from './batch-lander.js';
 import { receiptSchema } from './receipt-schema.js';
@@ -15,8 +16,8 @@ import { problemSchema } from '../platform/errors.js';
 const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'expected 1–200 visible ASCII characters');
 
 /** A lander for the room: the app makes one for its routes; the CLI makes its own on a stopped room. */
-export function createLander(room: Room): BatchLander {
-  return new BatchLander(room.duck, room.secret, room.clock, {
+export function createLander(room: Room, clock: Clock = room.clock): BatchLander {
+  return new BatchLander(room.duck, room.secret, clock, {
     maxBody: room.config.maxBody,
     clockSkewMs: room.config.clockSkewMs,
     spoolDir: join(room.config.dataDir, 'spool'),

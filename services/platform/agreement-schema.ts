@@ -55,6 +55,9 @@ const reservedDims = new Set(['kpi', 'at', 'value', 'subject', 'partner', 'snaps
 export const measures = ['avg', 'sum', 'count', 'rate', 'p50', 'p90', 'p95', 'distinct'] as const;
 export const grains = ['day', 'week', 'month'] as const;
 export const disclosures = ['public', 'partnership', 'need_to_know'] as const;
+/** How much a KPI's incidents matter: the service levels give each severity its own reaction times. */
+export const severities = ['critical', 'major', 'minor'] as const;
+export type Severity = (typeof severities)[number];
 
 /** One object for both kinds, so a mistake is reported at its own path (band.upper), not as "no union member matched". */
 const band = z
@@ -134,6 +137,8 @@ const kpi = z.strictObject({
   freshness: z.strictObject({ every: duration, grace: duration }),
   owners: z.record(id, owner),
   escalation: z.strictObject({ ackWithin: duration }),
+  /** Its incidents' severity: which of the service levels' reaction times apply to them. */
+  severity: z.enum(severities).default('major'),
 });
 
 const isoDate = z
@@ -193,6 +198,40 @@ const goal = z.strictObject({
 });
 export type Goal = z.infer<typeof goal>;
 
+/** Time to acknowledge and to resolve an incident of one severity, from its opening. */
+const responseLevel = z.strictObject({ acknowledge: duration, resolve: duration });
+
+/**
+ * A partner's announced maintenance: inside it the room raises no freshness breach for the
+ * partner's feeds and escalates none of its incidents; feed periods it covers are excused.
+ */
+const maintenanceWindow = z.strictObject({
+  /** The partners whose systems are down; every partner when absent. */
+  partners: z.array(id).min(1).optional(),
+  from: z.iso.datetime({ offset: true }),
+  to: z.iso.datetime({ offset: true }),
+  reason: z.string().min(1).max(500),
+});
+export type MaintenanceWindow = z.infer<typeof maintenanceWindow>;
+
+/** The partnership's own service levels (feed freshness is each KPI's `freshness`). */
+const serviceLevels = z.strictObject({
+  incidents: z
+    .strictObject({
+      critical: responseLevel.optional(),
+      major: responseLevel.optional(),
+      minor: responseLevel.optional(),
+    })
+    .default({}),
+  /** The share of feed periods each partner delivers on time (0–1), e.g. 0.95. */
+  feedsOnTime: z.number().gt(0).max(1).optional(),
+  maintenanceWindows: z.array(maintenanceWindow).max(200).default([]),
+});
+export type ServiceLevels = z.infer<typeof serviceLevels>;
+
+/** A maintenance window may last a week at most: longer, and it would silence a feed for good. */
+export const MAX_MAINTENANCE_MS = 7 * 86_400_000;
+
 /** The partners' agreement: the only source of what the room computes and discloses. */
 export const agreementSchema = z
   .strictObject({
@@ -233,6 +272,7 @@ export const agreementSchema = z
       .optional(),
     kpis: z.array(kpi).min(1),
     goals: z.array(goal).max(50).default([]),
+    serviceLevels: serviceLevels.optional(),
   })
   .superRefine((a, ctx) => {
     const partnerIds = new Set<string>();
@@ -378,6 +418,42 @@ export const agreementSchema = z
       }
       g.exitCriteria.forEach((c, j) => checkCondition(at('exitCriteria', j), c));
     });
+    const sl = a.serviceLevels;
+    if (sl) {
+      for (const s of severities) {
+        const l = sl.incidents[s];
+        if (
+          l &&
+          isoDuration.test(l.resolve) &&
+          isoDuration.test(l.acknowledge) &&
+          durationMs(l.resolve) < durationMs(l.acknowledge)
+        )
+          ctx.addIssue({
+            code: 'custom',
+            path: ['serviceLevels', 'incidents', s, 'resolve'],
+            message: `an incident cannot be resolved in time without being acknowledged first: resolve (${l.resolve}) must be at least acknowledge (${l.acknowledge})`,
+          });
+      }
+      sl.maintenanceWindows.forEach((w, i) => {
+        const at = (...p: (string | number)[]) => ['serviceLevels', 'maintenanceWindows', i, ...p];
+        (w.partners ?? []).forEach((p, j) => {
+          if (!partnerIds.has(p))
+            ctx.addIssue({
+              code: 'custom',
+              path: at('partners', j),
+              message: `${p} is not a partner of this agreement`,
+            });
+        });
+        const span = Date.parse(w.to) - Date.parse(w.from);
+        if (!(span > 0)) ctx.addIssue({ code: 'custom', path: at('to'), message: 'a window ends after it starts' });
+        else if (span > MAX_MAINTENANCE_MS)
+          ctx.addIssue({
+            code: 'custom',
+            path: at('to'),
+            message: 'a maintenance window lasts at most 7 days: a longer one would silence the feed for good',
+          });
+      });
+    }
   });
 
 export type Agreement = z.infer<typeof agreementSchema>;

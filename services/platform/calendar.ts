@@ -73,7 +73,7 @@ export function mergeDaySpans(spans: Iterable<readonly [string, string]>): [stri
 }
 
 /** The instant a local day starts in a zone (the offset found by asking the zone itself). */
-function localMidnight(day: string, timezone: string): Date {
+export function localMidnight(day: string, timezone: string): Date {
   const guess = new Date(`${day}T00:00:00Z`);
   const parts = new Intl.DateTimeFormat('en-US', {
     timeZone: timezone,

@@ -705,6 +705,24 @@ export class DuckStore {
   }
 
   /**
+   * When each partner's feeds arrived in [from, to) at or below snapshot `upTo`: one row per batch
+   * and KPI it carried, oldest first (service-level attainment). Metadata only: times.
+   */
+  async feedArrivals(from: Date, to: Date, upTo: number): Promise<{ partner: string; kpi: string; at: Date }[]> {
+    const rows = await this.#pooled(async (c) =>
+      (
+        await c.runAndReadAll(
+          `SELECT partner, unnest(kpis) AS kpi, epoch_ms(received_at) AS at FROM batches
+         WHERE received_at >= $1::TIMESTAMPTZ AND received_at < $2::TIMESTAMPTZ AND snapshot <= $3 AND content_type <> 'retention'
+         ORDER BY received_at, id`,
+          [from.toISOString(), to.toISOString(), upTo],
+        )
+      ).getRowObjectsJson(),
+    );
+    return rows.map((r) => ({ partner: String(r['partner']), kpi: String(r['kpi']), at: new Date(Number(r['at'])) }));
+  }
+
+  /**
    * Deletes the points on local days before `before` as a snapshot of its own, like a batch: a
    * receipt in `batches` (partner `receipt.partner`, content type `retention`), the retired
    * snapshot, and the days each KPI lost for its rollup ({@link removedDays}) commit with the

@@ -88,8 +88,18 @@ export type ScopeState = z.infer<typeof scopeStateSchema>;
 export const feedSchema = z.object({
   partner: z.string(),
   lastArrival: z.string().nullable(),
-  dueBy: z.string().describe('the feed is expected again by then (last arrival + every + grace); past it, stale'),
+  dueBy: z
+    .string()
+    .describe(
+      'the feed is expected again by then (last arrival + every + grace, moved to the end of a maintenance window it falls in); past it, stale',
+    ),
   stale: z.boolean(),
+  maintenanceUntil: z
+    .string()
+    .nullable()
+    .describe(
+      'the end of the agreed maintenance window the partner is in now (no freshness breach inside it), else null',
+    ),
 });
 export type FeedFreshness = z.infer<typeof feedSchema>;
 

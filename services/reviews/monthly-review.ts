@@ -1,5 +1,6 @@
 import { listIncidentRows } from '../alerts/incident-repository.js';
 import { factSheet } from '../alerts/fact-sheet.js';
+import { ARRIVALS_LOOKAHEAD_MS, ARRIVALS_LOOKBACK_MS, serviceLevelAttainment } from '../alerts/service-levels.js';
 import { summariseGoals } from '../goals/goal-progress.js';
 import { diffAgreements } from '../governance/agreement-diff.js';
 import { findAgreementDocument, listAgreementVersions } from '../governance/agreement-repository.js';
@@ -62,6 +63,12 @@ function scopeOf(
     inBand,
     shareInBand: disclosed.length ? round(inBand / disclosed.length) : null,
     deviations,
+    series: judged.map((j) => ({
+      period: j.period,
+      value: j.value,
+      lower: j.band?.lower ?? null,
+      upper: j.band?.upper ?? null,
+    })),
     month,
     previousMonth,
     change,
@@ -105,7 +112,8 @@ async function monthValues(
  * The review of `month` (YYYY-MM, a closed month) at the context's snapshot: each shared KPI
  * against its band (share of periods in band, the largest deviations) and its month-on-month
  * change, the incidents opened in the month with their causes and actions, goal and stage
- * progress, the agreement versions activated in the month, and what improved. Built from the same
+ * progress, the service levels attained per partner, the agreement versions activated in the
+ * month, and what improved. Built from the same
  * functions as GET /v1/kpis/{kpi}/bands, /v1/breaches, /v1/kpis/{kpi}/series and /v1/goals.
  */
 export async function buildReview(room: Room, ctx: EvaluationContext, month: string): Promise<Review> {
@@ -168,6 +176,21 @@ export async function buildReview(room: Room, ctx: EvaluationContext, month: str
       actions: f.actions,
       owners: f.owners,
     }));
+  const arrivals = await room.duck.feedArrivals(
+    new Date(start.getTime() - ARRIVALS_LOOKBACK_MS),
+    new Date(end.getTime() + ARRIVALS_LOOKAHEAD_MS),
+    ctx.snapshot,
+  );
+  const serviceLevels = serviceLevelAttainment({
+    agreement: a,
+    kpis,
+    start,
+    end,
+    now: ctx.now,
+    since: ctx.since,
+    arrivals,
+    incidents,
+  });
   const shared = new Set(kpis.map((k) => k.id));
   const goals = await summariseGoals(ctx, (k) => shared.has(k.id));
   const agreementChanges: Review['agreementChanges'] = [];
@@ -208,6 +231,7 @@ export async function buildReview(room: Room, ctx: EvaluationContext, month: str
     breaches,
     stage: goals.stage,
     goals: goals.goals,
+    serviceLevels,
     agreementChanges,
     improvements,
   };

@@ -24,8 +24,54 @@ function table(head: string[], rows: string[][]): string {
   return `<table><thead><tr>${th}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
-/** The review's sections as [title, header, rows]: one source for the HTML and the text. */
-function sections(r: Review): { title: string; head: string[]; rows: string[][]; empty: string }[] {
+type Section = { title: string; head: string[]; rows: string[][]; empty: string };
+
+/** Service-level attainment and the month's maintenance windows (none in a review kept before they existed). */
+function serviceLevelSections(r: Review): Section[] {
+  const sl = r.serviceLevels;
+  if (!sl) return [];
+  return [
+    {
+      title: 'Service levels',
+      head: ['Partner', 'Feed periods on time', 'Incidents', 'Acknowledged in time', 'Resolved in time'],
+      rows: sl.partners
+        .filter((p) => p.feeds.periods > 0 || p.incidents.some((i) => i.opened > 0))
+        .map((p) => {
+          const f = p.feeds;
+          const per = (pick: (i: (typeof p.incidents)[number]) => string) =>
+            p.incidents
+              .filter((i) => i.opened > 0)
+              .map((i) => `${i.severity} ${pick(i)}`)
+              .join('; ') || '—';
+          return [
+            p.partner,
+            p.partner === 'combined'
+              ? '—'
+              : `${f.onTime} of ${f.periods} (${pct(f.share)})${f.target !== null ? `, target ${pct(f.target)}${f.met === false ? ' — missed' : f.met ? ' — met' : ''}` : ''}${f.excused ? `, ${f.excused} excused by maintenance` : ''}`,
+            per((i) => String(i.opened)),
+            per((i) => (i.level ? `${i.acknowledgedInTime} of ${i.opened} within ${i.level.acknowledge}` : 'no level')),
+            per((i) => (i.level ? `${i.resolvedInTime} of ${i.opened} within ${i.level.resolve}` : 'no level')),
+          ];
+        }),
+      empty: sl.agreed ? 'No feed period or incident this month.' : 'No service levels agreed.',
+    },
+    {
+      title: 'Maintenance windows',
+      head: ['From', 'To', 'Partners', 'Reason', 'Feeds back in time'],
+      rows: sl.maintenanceWindows.map((w) => [
+        w.from,
+        w.to,
+        w.partners.join(', '),
+        w.reason,
+        w.honoured === null ? 'not yet known' : w.honoured ? 'yes' : 'no',
+      ]),
+      empty: 'No maintenance window this month.',
+    },
+  ];
+}
+
+/** The review's sections as [title, header, rows]: one source for the HTML, the text and the PDF. */
+export function reviewSections(r: Review): Section[] {
   return [
     {
       title: 'KPIs against their bands',
@@ -74,6 +120,7 @@ function sections(r: Review): { title: string; head: string[]; rows: string[][];
       ]),
       empty: 'No goal.',
     },
+    ...serviceLevelSections(r),
     {
       title: 'Agreement changes',
       head: ['Version', 'In force since', 'Changes'],
@@ -83,7 +130,7 @@ function sections(r: Review): { title: string; head: string[]; rows: string[][];
   ];
 }
 
-function stageLine(r: Review): string | null {
+export function stageLine(r: Review): string | null {
   if (!r.stage) return null;
   const criteria = r.stage.criteria.map((c) => `${c.text}: ${c.met === null ? '—' : c.met ? 'met' : 'not met'}`);
   return `Stage: ${r.stage.current}${r.stage.next ? ` (to enter ${r.stage.next}: ${criteria.join('; ') || 'no criteria'})` : ''}`;
@@ -99,7 +146,7 @@ export function reviewHtml(r: Review): string {
     r.intent ? `<p>${escapeHtml(r.intent)}</p>` : '',
     stageLine(r) ? `<p>${escapeHtml(stageLine(r)!)}</p>` : '',
   ];
-  for (const s of sections(r))
+  for (const s of reviewSections(r))
     parts.push(
       `<h2>${escapeHtml(s.title)}</h2>`,
       s.rows.length ? table(s.head, s.rows) : `<p>${escapeHtml(s.empty)}</p>`,
@@ -120,7 +167,7 @@ export function reviewText(r: Review): string {
   if (r.intent) lines.push(r.intent, '');
   const stage = stageLine(r);
   if (stage) lines.push(stage, '');
-  for (const s of sections(r)) {
+  for (const s of reviewSections(r)) {
     lines.push(s.title.toUpperCase());
     if (!s.rows.length) lines.push(`  ${s.empty}`);
     for (const row of s.rows) lines.push(`  - ${row.map((c, i) => `${s.head[i]}: ${c}`).join(' · ')}`);

@@ -7,6 +7,7 @@ import { canonicalJson } from '../platform/canonical-json.js';
 import { problemResponses } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import type { SeriesReader } from '../query/series-reader.js';
+import { reviewPdf } from './review-pdf.js';
 import { reviewHtml, reviewText } from './review-render.js';
 import { listReviews } from './review-repository.js';
 import { reviewListSchema, reviewSchema } from './review-schemas.js';
@@ -52,13 +53,15 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
     {
       schema: {
         summary:
-          "A closed month's review: each shared KPI against its band, breaches with their causes and actions, goals and stage, agreement changes, what improved (JSON, HTML or text by Accept or ?format=)",
+          "A closed month's review: each shared KPI against its band, breaches with their causes and actions, goals and stage, service levels, agreement changes, what improved (JSON, HTML, text or PDF by Accept or ?format=)",
         tags: ['reviews'],
         security: [{ bearer: [] }],
         params: z.strictObject({ month: z.string().max(7) }),
-        querystring: z.strictObject({ format: z.enum(['json', 'html', 'text']).optional() }),
+        querystring: z.strictObject({ format: z.enum(['json', 'html', 'text', 'pdf']).optional() }),
         response: {
-          200: reviewSchema.describe('application/json; text/html and text/plain render the same document'),
+          200: reviewSchema.describe(
+            'application/json; text/html, text/plain and application/pdf (with a chart per KPI) render the same document',
+          ),
           ...problemResponses(400, 401, 403),
         },
       },
@@ -70,7 +73,14 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
       const review = await monthlyReview(room, reader, month);
       const accept = req.headers.accept ?? '';
       const format =
-        req.query.format ?? (accept.includes('text/html') ? 'html' : accept.includes('text/plain') ? 'text' : 'json');
+        req.query.format ??
+        (accept.includes('application/pdf')
+          ? 'pdf'
+          : accept.includes('text/html')
+            ? 'html'
+            : accept.includes('text/plain')
+              ? 'text'
+              : 'json');
       await auditRequest(room, req, { action: 'query.review', details: { role: p.role, month, format } });
       void reply.headers({
         'x-parity-digest': review.digest,
@@ -80,6 +90,11 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
       const r = reply as FastifyReply;
       if (format === 'html') return r.type('text/html; charset=utf-8').send(reviewHtml(review));
       if (format === 'text') return r.type('text/plain; charset=utf-8').send(reviewText(review));
+      if (format === 'pdf')
+        return r
+          .type('application/pdf')
+          .header('content-disposition', `attachment; filename="review-${month}.pdf"`)
+          .send(await reviewPdf(review));
       // The canonical JSON itself: the same bytes for every partner (the schema describes them).
       return r.type('application/json; charset=utf-8').send(canonicalJson(review));
     },

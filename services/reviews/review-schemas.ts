@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { serviceLevelAttainmentSchema } from '../alerts/alert-schemas.js';
 import { stageProgressSchema, goalProgressSchema } from '../goals/goal-schemas.js';
 import { grains } from '../platform/agreement-schema.js';
 
@@ -23,6 +24,19 @@ export const reviewScopeSchema = z.object({
   inBand: z.number().int(),
   shareInBand: z.number().nullable().describe('inBand / disclosed; null when nothing was disclosed'),
   deviations: z.array(deviationSchema).describe('the largest deviations outside the band, largest first (at most 3)'),
+  series: z
+    .array(
+      z.object({
+        period: z.string(),
+        value: z.number().nullable().describe('the disclosed value; null when withheld or without data'),
+        lower: z.number().nullable(),
+        upper: z.number().nullable(),
+      }),
+    )
+    .optional()
+    .describe(
+      "each judged period of the month with its band, as GET /v1/kpis/{kpi}/bands serves it (the PDF's chart); absent in reviews kept before it existed",
+    ),
   month: z.number().nullable().describe("the month's value at month grain, where the KPI is agreed at it"),
   previousMonth: z.number().nullable(),
   change: z.number().nullable(),
@@ -68,6 +82,9 @@ export const reviewSchema = z.object({
     .describe("incidents opened in the month, with their fact sheets' cause and actions"),
   stage: stageProgressSchema.nullable(),
   goals: z.array(goalProgressSchema),
+  serviceLevels: serviceLevelAttainmentSchema
+    .optional()
+    .describe('service-level attainment per partner; absent in reviews kept before service levels existed'),
   agreementChanges: z.array(
     z.object({ version: z.number().int(), activatedAt: z.string(), changes: z.array(z.string()) }),
   ),

@@ -33,7 +33,7 @@ beforeAll(async () => {
   t = await startTestRoom({ env: { PARITY_EMBED_ORIGINS: origins[0]! } });
   // Nine months of the demo's points, not two years: what the page shows needs no more, and
   // seeding is most of this suite's time on a busy laptop.
-  await seedDemoPoints(t.room, t.app.lander, {
+  await seedDemoPoints(t.room, {
     from: new Date('2026-02-23T00:00:00Z'),
     to: new Date('2026-11-23T00:00:00Z'),
   });

@@ -490,7 +490,7 @@ describe('the monthly review', () => {
       ['/v1/reviews/2026-13', 'params.month'],
       ['/v1/reviews/2023-10', 'params.month'],
       ['/v1/reviews/26-10', 'params.month'],
-      ['/v1/reviews/2026-10?format=pdf', 'querystring.format'],
+      ['/v1/reviews/2026-10?format=docx', 'querystring.format'],
       ['/v1/reviews/2026-10?month=2026-09', 'querystring'],
     ];
     for (const [path, field] of cases) {

@@ -70,7 +70,14 @@ export class ParityOverview extends LightElement {
           .filter((x): x is string => x !== null)
           .sort()
           .at(-1) ?? null;
-      return { partner: p, last, stale: all.some((f) => f.stale) };
+      // In an agreed maintenance window until (no feed of it is stale meanwhile).
+      const maintenance =
+        all
+          .map((f) => f.maintenanceUntil)
+          .filter((x): x is string => !!x)
+          .sort()
+          .at(-1) ?? null;
+      return { partner: p, last, stale: all.some((f) => f.stale), maintenance };
     });
     return html`
       <section class="card" aria-labelledby="overview-h">
@@ -103,7 +110,7 @@ export class ParityOverview extends LightElement {
                 ${f.partner.name}: ${f.last ? `${t('lastBatch')} ${i18n.date(f.last)}` : t('noBatch')} —
                 <span class="state ${f.stale ? 'no_data' : 'ok'}"
                   ><span aria-hidden="true">${f.stale ? '!' : '✓'}</span>${f.stale ? t('stale') : t('fresh')}</span
-                >
+                >${f.maintenance ? html` · ${t('inMaintenance')} ${i18n.date(f.maintenance)}` : nothing}
               </li>`,
           )}
         </ul>

@@ -136,6 +136,61 @@ export class ParityReview extends LitElement {
                 ]),
                 'noGoals',
               )}
+              ${
+                r.serviceLevels
+                  ? html`
+                      ${tableOf(
+                        t('serviceLevels'),
+                        [
+                          t('partnerColumn'),
+                          t('feedsOnTime'),
+                          t('incidents'),
+                          t('acknowledgedInTime'),
+                          t('resolvedInTime'),
+                        ],
+                        r.serviceLevels.partners
+                          .filter((p) => p.feeds.periods > 0 || p.incidents.some((i) => i.opened > 0))
+                          .map((p) => {
+                            const f = p.feeds;
+                            const per = (pick: (i: (typeof p.incidents)[number]) => string) =>
+                              p.incidents
+                                .filter((i) => i.opened > 0)
+                                .map((i) => `${i.severity}: ${pick(i)}`)
+                                .join('; ') || '—';
+                            const pct = (v: number | null) => (v === null ? '—' : `${i18n.number(v * 100, 3)} %`);
+                            return [
+                              p.partner === 'combined' ? t('combined') : p.partner,
+                              p.partner === 'combined'
+                                ? '—'
+                                : `${f.onTime} / ${f.periods} (${pct(f.share)})${f.target !== null ? ` · ${t('target')} ${pct(f.target)}` : ''}${f.excused ? ` · ${f.excused} ${t('excused')}` : ''}`,
+                              per((i) => String(i.opened)),
+                              per((i) =>
+                                i.level
+                                  ? `${i.acknowledgedInTime} / ${i.opened} (${i.level.acknowledge})`
+                                  : t('noLevel'),
+                              ),
+                              per((i) =>
+                                i.level ? `${i.resolvedInTime} / ${i.opened} (${i.level.resolve})` : t('noLevel'),
+                              ),
+                            ];
+                          }),
+                        'nothingYet',
+                      )}
+                      ${tableOf(
+                        t('maintenanceWindows'),
+                        [t('from'), t('to'), t('partners'), t('reason'), t('feedsBack')],
+                        r.serviceLevels.maintenanceWindows.map((w) => [
+                          i18n.date(w.from),
+                          i18n.date(w.to),
+                          w.partners.join(', '),
+                          w.reason,
+                          w.honoured === null ? t('notYetKnown') : w.honoured ? t('yes') : t('no'),
+                        ]),
+                        'nothingYet',
+                      )}
+                    `
+                  : nothing
+              }
               ${tableOf(
                 t('agreementChanges'),
                 [t('agreementVersion'), t('asOf'), t('changes')],
