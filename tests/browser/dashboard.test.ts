@@ -484,10 +484,14 @@ describe('the joint dashboard in Chromium', () => {
   });
 
   it('shows the monthly review, the same document for both partners, as the API serves it', async () => {
-    const review = await api<{ digest: string; kpis: { title: string; scopes: unknown[] }[] }>(
-      '/v1/reviews/2026-10',
-      tokens['acme']!,
-    );
+    const review = await api<{
+      digest: string;
+      kpis: { title: string; scopes: unknown[] }[];
+      serviceLevels: { partners: { partner: string; feeds: { periods: number; onTime: number } }[] };
+    }>('/v1/reviews/2026-10', tokens['acme']!);
+    // The demo's nightly deliveries: service levels measured for both partners.
+    const feeds = review.serviceLevels.partners.filter((p) => p.feeds.periods > 0);
+    expect(feeds.map((p) => p.partner)).toEqual(['acme', 'globex']);
     const seen: string[] = [];
     for (const who of ['acme', 'globex']) {
       const s = await signIn(tokens[who]!);
@@ -511,6 +515,10 @@ describe('the joint dashboard in Chromium', () => {
       expect(page.rows).toBe(review.kpis.reduce((n, k) => n + k.scopes.length, 0));
       for (const k of review.kpis) expect(page.text).toContain(k.title);
       expect(page.text).not.toContain('Data-protection compliance');
+      // Service levels: each partner's feed periods on time as the API counts them; the demo's window.
+      expect(page.text).toContain('Service levels');
+      for (const p of feeds) expect(page.text).toContain(`${p.feeds.onTime} / ${p.feeds.periods}`);
+      expect(page.text).toContain('Globex warehouse system upgrade');
       seen.push(page.digest!);
       expect(await axeViolations(s.page), `axe on the review page (${who})`).toEqual([]);
       expect(s.errors).toEqual([]);

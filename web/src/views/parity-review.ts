@@ -91,7 +91,8 @@ export class ParityReview extends LitElement {
                 ${t('snapshot')} ${r.snapshot} · ${t('agreementVersion')} v${r.agreementVersion} · ${t('digest')}
                 <code title=${r.digest}>${r.digest.slice(0, 12)}</code> ·
                 <a href="${base}?format=html" download="review-${r.month}.html">HTML</a> ·
-                <a href="${base}?format=text" download="review-${r.month}.txt">${t('text')}</a>
+                <a href="${base}?format=text" download="review-${r.month}.txt">${t('text')}</a> ·
+                <a href="${base}?format=pdf" download="review-${r.month}.pdf">PDF</a>
               </p>
               ${tableOf(
                 t('reviewKpis'),
