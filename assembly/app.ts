@@ -21,6 +21,7 @@ import { createLander, ingestRoutes } from '../services/ingest/ingest-routes.js'
 import { queryRoutes } from '../services/query/query-routes.js';
 import { goalRoutes } from '../services/goals/goal-routes.js';
 import { reviewRoutes } from '../services/reviews/review-routes.js';
+import { feedbackRoutes } from '../services/feedback/feedback-routes.js';
 import { sendDueReview } from '../services/reviews/review-sender.js';
 import { noticeGoals } from '../services/goals/goal-notices.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
@@ -155,6 +156,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(queryRoutes, { room, reader });
   await app.register(goalRoutes, { room, reader });
   await app.register(reviewRoutes, { room, reader, kick: () => alerts?.notifier.kick() });
+  await app.register(feedbackRoutes, { room, kick: () => alerts?.notifier.kick() });
   await app.register(alertRoutes, { room, alerts });
   await app.register(webRoutes, { room });
   return app;

@@ -2,7 +2,15 @@ import { randomBytes } from 'node:crypto';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import type { ControlTx, IncidentRow, NewOutboxRow } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
-import type { AlertEvent, DocumentEvent, GoalEvent, GoalNotice, IncidentEvent, MailDocument } from './alert-schemas.js';
+import {
+  documentEventSchema,
+  type AlertEvent,
+  type DocumentEvent,
+  type GoalEvent,
+  type GoalNotice,
+  type IncidentEvent,
+  type MailDocument,
+} from './alert-schemas.js';
 import { factSheet, responsiblePartners, type FactSheet } from './fact-sheet.js';
 import { createOutboxMessages, listDisabledWebhookUrls } from './outbox-repository.js';
 
@@ -36,7 +44,7 @@ export function isGoalPayload(p: NotificationPayload): p is Extract<Notification
 }
 
 export function isDocumentPayload(p: NotificationPayload): p is Extract<NotificationPayload, { type: DocumentEvent }> {
-  return p.type === 'review.monthly';
+  return (documentEventSchema.options as readonly string[]).includes(p.type);
 }
 
 export const messageId = () => `msg_${randomBytes(16).toString('base64url')}`;
@@ -67,7 +75,7 @@ export async function enqueueMessages(
   room: Room,
   opts: {
     payload: NotificationPayload;
-    about: { incident_id: string } | { goal_id: string } | { review_month: string };
+    about: { incident_id: string } | { goal_id: string } | { review_month: string } | { comment_id: string };
     recipients: Recipient[];
     now: Date;
   },

@@ -461,7 +461,7 @@ export type AgreementInput = z.input<typeof agreementSchema>;
 export type Kpi = Agreement['kpis'][number];
 
 /** Whether `email` reads a need-to-know KPI: its needToKnow list, its owners, the steering committee. */
-function mayReadNeedToKnow(a: Pick<Agreement, 'steering'>, k: Kpi, email: string): boolean {
+export function mayReadNeedToKnow(a: Pick<Agreement, 'steering'>, k: Kpi, email: string): boolean {
   const e = email.toLowerCase();
   return [...k.needToKnow, ...Object.values(k.owners).map((x) => x.email), ...a.steering.map((s) => s.email)].some(
     (x) => x.toLowerCase() === e,

@@ -99,6 +99,8 @@ export interface OutboxTable {
   goal_id: ColumnType<string | null, string | null | undefined, never>;
   /** The month whose review a message sends (sql/control/007_reviews.sql). */
   review_month: ColumnType<string | null, string | null | undefined, never>;
+  /** The comment whose mention a message tells of (sql/control/008_feedback.sql). */
+  comment_id: ColumnType<string | null, string | null | undefined, never>;
   event: string;
   channel: 'webhook' | 'email' | 'dashboard';
   partner_id: string | null;
@@ -161,7 +163,51 @@ export interface Database {
   webhook_secrets: WebhookSecretsTable;
   goal_notices: GoalNoticesTable;
   reviews: ReviewsTable;
+  annotations: AnnotationsTable;
+  annotation_versions: AnnotationVersionsTable;
+  comments: CommentsTable;
 }
+
+/** A note on a KPI's periods (sql/control/008_feedback.sql); `version` counts its edits. */
+export interface AnnotationsTable {
+  id: string;
+  kpi: string;
+  scope: string;
+  period_from: string;
+  period_to: string;
+  text: string;
+  author_partner: string | null;
+  author_name: string;
+  version: number;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+export type AnnotationRow = Selectable<AnnotationsTable>;
+
+/** Every version of an annotation, the first included. */
+export interface AnnotationVersionsTable {
+  annotation_id: string;
+  version: number;
+  scope: string;
+  period_from: string;
+  period_to: string;
+  text: string;
+  edited_at: Timestamp;
+}
+export type AnnotationVersionRow = Selectable<AnnotationVersionsTable>;
+
+/** One comment of a thread on an incident, annotation, goal or proposal. */
+export interface CommentsTable {
+  id: string;
+  target_kind: 'incident' | 'annotation' | 'goal' | 'proposal';
+  target_id: string;
+  text: string;
+  author_partner: string | null;
+  author_name: string;
+  mentions: unknown;
+  created_at: Timestamp;
+}
+export type CommentRow = Selectable<CommentsTable>;
 
 /** A month's kept review (sql/control/007_reviews.sql). */
 export interface ReviewsTable {

@@ -1,0 +1,94 @@
+import type { AnnotationRow, AnnotationVersionRow, CommentRow, ControlDb, ControlTx } from '../platform/control-db.js';
+
+/** A KPI's annotations overlapping [from, to] (all of them without a range), oldest period first. */
+export async function listAnnotations(
+  db: ControlDb,
+  f: { kpi: string; from?: string | undefined; to?: string | undefined; limit: number },
+): Promise<AnnotationRow[]> {
+  let q = db.selectFrom('annotations').selectAll().where('kpi', '=', f.kpi);
+  if (f.from) q = q.where('period_to', '>=', f.from);
+  if (f.to) q = q.where('period_from', '<=', f.to);
+  return q.orderBy('period_from').orderBy('created_at').orderBy('id').limit(f.limit).execute();
+}
+
+export async function findAnnotation(db: ControlDb, id: string): Promise<AnnotationRow | undefined> {
+  return db.selectFrom('annotations').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** Stores a new annotation and its first version. */
+export async function createAnnotation(tx: ControlTx, row: AnnotationRow): Promise<void> {
+  await tx.insertInto('annotations').values(row).execute();
+  await tx
+    .insertInto('annotation_versions')
+    .values({
+      annotation_id: row.id,
+      version: row.version,
+      scope: row.scope,
+      period_from: row.period_from,
+      period_to: row.period_to,
+      text: row.text,
+      edited_at: row.updated_at,
+    })
+    .execute();
+}
+
+/**
+ * Writes an edit as the next version, if the annotation is still at `version` (two edits at once:
+ * the second finds it moved on); the updated row, or undefined.
+ */
+export async function updateAnnotation(
+  tx: ControlTx,
+  id: string,
+  version: number,
+  set: Pick<AnnotationRow, 'scope' | 'period_from' | 'period_to' | 'text' | 'updated_at'>,
+): Promise<AnnotationRow | undefined> {
+  const row = await tx
+    .updateTable('annotations')
+    .set({ ...set, version: version + 1 })
+    .where('id', '=', id)
+    .where('version', '=', version)
+    .returningAll()
+    .executeTakeFirst();
+  if (row)
+    await tx
+      .insertInto('annotation_versions')
+      .values({
+        annotation_id: id,
+        version: row.version,
+        scope: row.scope,
+        period_from: row.period_from,
+        period_to: row.period_to,
+        text: row.text,
+        edited_at: set.updated_at,
+      })
+      .execute();
+  return row;
+}
+
+export async function listAnnotationVersions(db: ControlDb, id: string): Promise<AnnotationVersionRow[]> {
+  return db.selectFrom('annotation_versions').selectAll().where('annotation_id', '=', id).orderBy('version').execute();
+}
+
+export async function listComments(
+  db: ControlDb,
+  kind: CommentRow['target_kind'],
+  id: string,
+  limit: number,
+): Promise<CommentRow[]> {
+  return db
+    .selectFrom('comments')
+    .selectAll()
+    .where('target_kind', '=', kind)
+    .where('target_id', '=', id)
+    .orderBy('created_at')
+    .orderBy('id')
+    .limit(limit)
+    .execute();
+}
+
+export async function createComment(tx: ControlTx, row: CommentRow): Promise<void> {
+  await tx
+    .insertInto('comments')
+    .values({ ...row, mentions: JSON.stringify(row.mentions) })
+    .execute();
+}

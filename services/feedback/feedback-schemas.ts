@@ -1,0 +1,100 @@
+import { z } from 'zod';
+
+/**
+ * Annotations and comment threads (issue #15): text written by partner users, stored and served
+ * as text only (every page and e-mail renders it escaped), each length-limited.
+ */
+
+const isoDay = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date YYYY-MM-DD')
+  .refine(
+    (d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d),
+    {
+      message: 'not a calendar date',
+    },
+  );
+
+/** Text a person writes: trimmed, 1–2000 characters, no control characters but line breaks and tabs. */
+export const userText = (max: number) =>
+  z
+    .string()
+    .trim()
+    .min(1, 'write something')
+    .max(max, `at most ${max} characters`)
+    // eslint-disable-next-line no-control-regex
+    .refine((s) => !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(s), {
+      message: 'control characters are not allowed',
+    });
+
+export const annotationInputSchema = z
+  .strictObject({
+    scope: z.string().min(1).max(63).default('combined').describe("'combined' or a partner's id"),
+    from: isoDay.describe('the first day the note is about'),
+    to: isoDay.optional().describe('the last day (default: from)'),
+    text: userText(2000),
+  })
+  .refine((a) => !a.to || a.to >= a.from, { message: 'to must not be before from', path: ['to'] });
+
+export const annotationPatchSchema = z
+  .strictObject({
+    scope: z.string().min(1).max(63).optional(),
+    from: isoDay.optional(),
+    to: isoDay.optional(),
+    text: userText(2000).optional(),
+  })
+  .refine((a) => Object.keys(a).length > 0, { message: 'change at least one of scope, from, to, text' });
+
+const authorSchema = z.object({ partner: z.string().nullable(), name: z.string() });
+
+export const annotationSchema = z.object({
+  id: z.string(),
+  kpi: z.string(),
+  scope: z.string(),
+  from: z.string(),
+  to: z.string(),
+  text: z.string().describe('as written: render it as text'),
+  author: authorSchema,
+  version: z.number().int().describe('1 when never edited'),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type Annotation = z.infer<typeof annotationSchema>;
+
+export const annotationsResponseSchema = z.object({ annotations: z.array(annotationSchema) });
+
+export const annotationHistorySchema = z.object({
+  id: z.string(),
+  versions: z.array(
+    z.object({
+      version: z.number().int(),
+      scope: z.string(),
+      from: z.string(),
+      to: z.string(),
+      text: z.string(),
+      editedAt: z.string(),
+    }),
+  ),
+});
+
+export const threadKinds = ['incident', 'annotation', 'goal', 'proposal'] as const;
+export type ThreadKind = (typeof threadKinds)[number];
+
+export const commentInputSchema = z.strictObject({
+  text: userText(4000).describe('@name@example.org mentions a person of the partnership, who is notified'),
+});
+
+export const commentSchema = z.object({
+  id: z.string(),
+  text: z.string().describe('as written: render it as text'),
+  author: authorSchema,
+  mentions: z.array(z.string()),
+  createdAt: z.string(),
+});
+export type Comment = z.infer<typeof commentSchema>;
+
+export const threadSchema = z.object({
+  kind: z.enum(threadKinds),
+  id: z.string(),
+  comments: z.array(commentSchema),
+});

@@ -1,0 +1,283 @@
+// Annotations and comment threads (issue #15) through the HTTP API, on an agreement of this test's
+// own: visible to every reader of the KPI and to no one else (need-to-know too, in threads,
+// mentions and the audit log); edited only by their author with every version kept; a mention
+// notifies that person once by e-mail, its text escaped; bad bodies are a 400 naming the field.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createToken } from '../../services/governance/token-repository.js';
+import { MailCatcher } from '../helpers/receivers.js';
+import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+
+const agreement = `
+partnership: { id: talk-test, title: Feedback test, timezone: UTC }
+partners:
+  - { id: pa, name: Partner A, contacts: [{ name: Anna, email: anna@pa.example }] }
+  - { id: pb, name: Partner B, contacts: [{ name: Bea, email: bea@pb.example }] }
+defaults: { minGroupSize: 3 }
+twoPartyConsent: true
+steering:
+  - { name: Chair, email: chair@example.org }
+kpis:
+  - id: delay
+    title: Delay
+    unit: hours
+    subject: order
+    measure: avg
+    grains: [day, week]
+    disclosure: partnership
+    breakdown: per_partner
+    band: { upper: 100 }
+    evaluate: { grain: week }
+    freshness: { every: P1D, grace: PT6H }
+    owners: { pa: { name: Olga, email: olga@pa.example } }
+    escalation: { ackWithin: P2D }
+  - id: joint
+    title: Joint score
+    unit: score
+    subject: survey
+    measure: avg
+    grains: [week]
+    disclosure: partnership
+    breakdown: combined
+    band: { lower: 1 }
+    evaluate: { grain: week }
+    freshness: { every: P7D, grace: P2D }
+    owners: { pa: { name: Olga, email: olga@pa.example } }
+    escalation: { ackWithin: P2D }
+  - id: audit
+    title: Audit checks
+    unit: share
+    subject: control
+    measure: rate
+    range: [0, 1]
+    grains: [week]
+    disclosure: need_to_know
+    needToKnow: [dpo@pa.example]
+    breakdown: per_partner
+    band: { lower: 0 }
+    evaluate: { grain: week }
+    freshness: { every: P7D, grace: P2D }
+    owners: { pa: { name: Dora, email: dora@pa.example } }
+    escalation: { ackWithin: P2D }
+goals:
+  - id: sooner
+    title: Deliver sooner
+    kpi: delay
+    direction: at_most
+    target: 24
+    start: 2026-06-01
+    due: 2027-06-30
+    owners: { pa: { name: Olga, email: olga@pa.example } }
+`;
+
+let t: TestRoom;
+let dir: string;
+let mail: MailCatcher;
+const tokens: Record<string, string> = {};
+
+async function call(
+  method: string,
+  path: string,
+  who: string,
+  body?: unknown,
+): Promise<{ status: number; body: any; type: string }> {
+  const res = await fetch(`${t.url}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${tokens[who]}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+  });
+  return { status: res.status, body: await res.json(), type: res.headers.get('content-type') ?? '' };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'parity-feedback-'));
+  const file = join(dir, 'agreement.yaml');
+  writeFileSync(file, agreement);
+  mail = await new MailCatcher().start();
+  t = await startTestRoom({ agreementFile: file, env: { SMTP_URL: mail.url } });
+  const named = async (
+    key: string,
+    partner: string | null,
+    role: 'analyst' | 'steering' | 'admin' | 'operator',
+    name: string,
+  ) => (tokens[key] = (await createToken(t.room.control.db, { partnerId: partner, role, name }, t.clock.now())).token);
+  await named('pa', 'pa', 'analyst', 'anna@pa.example');
+  await named('pa2', 'pa', 'analyst', 'second@pa.example');
+  await named('pb', 'pb', 'analyst', 'bea@pb.example');
+  await named('dpo', 'pa', 'analyst', 'dpo@pa.example');
+  await named('chair', 'pa', 'steering', 'chair@example.org');
+  await named('admin', 'pa', 'admin', 'admin@pa.example');
+  await named('operator', null, 'operator', 'ops');
+}, 120_000);
+
+afterAll(async () => {
+  await t?.close();
+  await mail?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('annotations', () => {
+  it('are shown to every reader of the KPI, edited only by their author, every version kept', async () => {
+    const made = await call('POST', '/v1/kpis/delay/annotations', 'pa', {
+      scope: 'pa',
+      from: '2026-11-09',
+      to: '2026-11-13',
+      text: 'Strike at our north hub',
+    });
+    expect(made.status, JSON.stringify(made.body)).toBe(201);
+    expect(made.body).toMatchObject({
+      kpi: 'delay',
+      scope: 'pa',
+      from: '2026-11-09',
+      to: '2026-11-13',
+      text: 'Strike at our north hub',
+      author: { partner: 'pa', name: 'anna@pa.example' },
+      version: 1,
+    });
+    const id = made.body.id;
+    // pb reads it; a range that does not overlap it does not list it.
+    const seen = await call('GET', '/v1/kpis/delay/annotations?from=2026-11-01&to=2026-11-30', 'pb');
+    expect(seen.body.annotations).toEqual([made.body]);
+    expect((await call('GET', '/v1/kpis/delay/annotations?from=2026-11-14', 'pb')).body.annotations).toEqual([]);
+    // Another user (of pb, or of pa) may not edit it; its author may.
+    expect((await call('PATCH', `/v1/annotations/${id}`, 'pb', { text: 'no strike' })).status).toBe(403);
+    expect((await call('PATCH', `/v1/annotations/${id}`, 'pa2', { text: 'no strike' })).status).toBe(403);
+    const edited = await call('PATCH', `/v1/annotations/${id}`, 'pa', { text: 'Strike at our north hub (Mon–Fri)' });
+    expect(edited.status).toBe(200);
+    expect(edited.body).toMatchObject({ version: 2, text: 'Strike at our north hub (Mon–Fri)', from: '2026-11-09' });
+    const history = await call('GET', `/v1/annotations/${id}/history`, 'pb');
+    expect(history.body.versions.map((v: any) => [v.version, v.text])).toEqual([
+      [1, 'Strike at our north hub'],
+      [2, 'Strike at our north hub (Mon–Fri)'],
+    ]);
+    // Audited: created and edited, with the KPI named.
+    const audit = await call('GET', '/v1/audit?limit=200', 'admin');
+    const actions = audit.body.entries.filter((e: any) => e.target === id).map((e: any) => e.action);
+    expect(actions).toEqual(expect.arrayContaining(['annotation.created', 'annotation.edited']));
+  });
+
+  it('a need-to-know annotation and its thread never reach a reader without need-to-know', async () => {
+    const made = await call('POST', '/v1/kpis/audit/annotations', 'dpo', {
+      scope: 'pa',
+      from: '2026-11-02',
+      text: 'Auditor on site',
+    });
+    expect(made.status, JSON.stringify(made.body)).toBe(201);
+    const id = made.body.id;
+    // The steering committee reads need-to-know KPIs; the DPO comments and mentions the chair.
+    const c = await call('POST', `/v1/threads/annotation/${id}`, 'dpo', { text: 'FYI @chair@example.org' });
+    expect(c.status, JSON.stringify(c.body)).toBe(201);
+    expect(c.body.notified).toBe(1);
+    // Mentioning a contact who may not read the KPI is refused, naming the field: no e-mail goes out.
+    const refused = await call('POST', `/v1/threads/annotation/${id}`, 'dpo', { text: 'cc @bea@pb.example' });
+    expect(refused.status).toBe(400);
+    expect(refused.body.field).toBe('body.text');
+    for (const who of ['pb', 'pa']) {
+      expect((await call('GET', '/v1/kpis/audit/annotations', who)).status, who).toBe(404);
+      expect((await call('GET', `/v1/annotations/${id}/history`, who)).status, who).toBe(404);
+      expect((await call('GET', `/v1/threads/annotation/${id}`, who)).status, who).toBe(404);
+      expect((await call('POST', `/v1/threads/annotation/${id}`, who, { text: 'hello?' })).status, who).toBe(404);
+      expect((await call('PATCH', `/v1/annotations/${id}`, who, { text: 'x' })).status, who).toBe(404);
+    }
+    expect((await call('GET', `/v1/threads/annotation/${id}`, 'chair')).body.comments).toHaveLength(1);
+    // The notifications and the audit log do not name it to pb.
+    const audit = await call('GET', '/v1/audit?limit=500', 'pb');
+    expect(audit.status).toBe(200);
+    expect(JSON.stringify(audit.body)).not.toContain(id);
+    expect(JSON.stringify(audit.body)).not.toContain(c.body.comment.id);
+    await mail.waitFor(() => mail.messages.some((m) => m.to && JSON.stringify(m.to).includes('chair@example.org')));
+    expect(
+      mail.messages.every((m) => !JSON.stringify(m.to).includes('bea@pb.example') || !m.text?.includes('Auditor')),
+    ).toBe(true);
+  });
+
+  it('bad bodies and ids get a 400 naming the field, and nothing lands', async () => {
+    const before = (await call('GET', '/v1/kpis/delay/annotations', 'pa')).body.annotations.length;
+    const cases: [unknown, string][] = [
+      [{ from: '2026-11-01' }, 'text'],
+      [{ from: '2026-11-01', text: '   ' }, 'text'],
+      [{ from: '2026-11-01', text: 'x'.repeat(2001) }, 'text'],
+      [{ from: '2026-11-01', text: 'bell\u0007' }, 'text'],
+      [{ from: '2026-11-31', text: 'x' }, 'from'],
+      [{ from: 'yesterday', text: 'x' }, 'from'],
+      [{ from: '2026-11-05', to: '2026-11-01', text: 'x' }, 'to'],
+      [{ from: '2026-11-01', text: 'x', colour: 'red' }, 'colour'],
+      [{ scope: 'pz', from: '2026-11-01', text: 'x' }, 'scope'],
+      ['{"from": "2026-11-01", "text": ', 'body'],
+    ];
+    for (const [body, field] of cases) {
+      const r = await call('POST', '/v1/kpis/delay/annotations', 'pa', body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.type).toContain('application/problem+json');
+      expect(JSON.stringify(r.body), JSON.stringify(body)).toContain(field);
+    }
+    // A partner's own series on a KPI agreed combined only does not exist.
+    const combined = await call('POST', '/v1/kpis/joint/annotations', 'pa', {
+      scope: 'pa',
+      from: '2026-11-01',
+      text: 'x',
+    });
+    expect([combined.status, combined.body.field]).toEqual([400, 'body.scope']);
+    expect((await call('GET', '/v1/kpis/delay/annotations', 'pa')).body.annotations).toHaveLength(before);
+    const id = (await call('GET', '/v1/kpis/delay/annotations', 'pa')).body.annotations[0].id;
+    const patch = await call('PATCH', `/v1/annotations/${id}`, 'pa', {});
+    expect(patch.status).toBe(400);
+    expect((await call('PATCH', '/v1/annotations/nope', 'pa', { text: 'x' })).body.field).toContain('id');
+    expect((await call('GET', '/v1/threads/essay/1', 'pa')).body.field).toContain('kind');
+    expect((await call('POST', '/v1/threads/goal/sooner', 'pa', { text: 'x'.repeat(4001) })).body.field).toBe(
+      'body.text',
+    );
+    expect(
+      (await call('POST', '/v1/threads/goal/sooner', 'pa', { text: 'ask @someone@elsewhere.example' })).body.field,
+    ).toBe('body.text');
+    // No token: 401; an operator reads no KPI annotations.
+    expect((await fetch(`${t.url}/v1/kpis/delay/annotations`)).status).toBe(401);
+    expect((await call('GET', '/v1/kpis/delay/annotations', 'operator')).status).toBe(403);
+  });
+});
+
+describe('comment threads', () => {
+  it('a mention notifies that person once, the text escaped in the e-mail; the thread is the same for both partners', async () => {
+    const text = 'Can @bea@pb.example and @BEA@pb.example check <script>alert(1)</script> & report?';
+    const r = await call('POST', '/v1/threads/goal/sooner', 'pa', { text });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body.comment.mentions).toEqual(['bea@pb.example']);
+    expect(r.body.notified).toBe(1);
+    await mail.waitFor(() =>
+      mail.messages.some((m) => m.subject?.includes('mentioned you on the goal Deliver sooner')),
+    );
+    const mails = mail.messages.filter((m) => m.subject?.includes('mentioned you on the goal Deliver sooner'));
+    expect(mails).toHaveLength(1);
+    expect(JSON.stringify(mails[0]!.to)).toContain('bea@pb.example');
+    // Escaped: the words are there, no markup of the writer's.
+    expect(String(mails[0]!.html)).toContain('&#60;script&#62;alert(1)&#60;/script&#62; &#38; report?');
+    expect(String(mails[0]!.html)).not.toMatch(/<script/i);
+    expect(mails[0]!.text).toContain('<script>alert(1)</script> & report?');
+    // The thread: stored as written (JSON text), the same for pb and pa.
+    const a = await call('GET', '/v1/threads/goal/sooner', 'pa');
+    const b = await call('GET', '/v1/threads/goal/sooner', 'pb');
+    expect(a.body).toEqual(b.body);
+    expect(a.body.comments.at(-1).text).toBe(text);
+    // Threads on an incident that does not exist, or a goal, are 404.
+    expect((await call('GET', '/v1/threads/incident/inc_nope', 'pa')).status).toBe(404);
+    expect((await call('GET', '/v1/threads/goal/nope', 'pa')).status).toBe(404);
+  });
+
+  it('a proposal thread is for admins and steering; only the steering committee may be mentioned', async () => {
+    const doc = agreement.replace('title: Deliver sooner', 'title: Deliver much sooner');
+    const prop = await call('POST', '/v1/agreement/proposals', 'admin', { document: doc, reason: 'sharper title' });
+    expect(prop.status, JSON.stringify(prop.body)).toBe(201);
+    const id = prop.body.id;
+    expect((await call('GET', `/v1/threads/proposal/${id}`, 'pa')).status).toBe(403);
+    const ok = await call('POST', `/v1/threads/proposal/${id}`, 'admin', { text: 'Agreed? @chair@example.org' });
+    expect([ok.status, ok.body.notified]).toEqual([201, 1]);
+    const no = await call('POST', `/v1/threads/proposal/${id}`, 'admin', { text: 'and @bea@pb.example' });
+    expect([no.status, no.body.field]).toEqual([400, 'body.text']);
+    expect((await call('GET', `/v1/threads/proposal/${id}`, 'chair')).body.comments).toHaveLength(1);
+  });
+});
