@@ -54,11 +54,11 @@ export async function updateAnnotation(
       .insertInto('annotation_versions')
       .values({
         annotation_id: id,
-        version: row.version,
-        scope: row.scope,
-        period_from: row.period_from,
-        period_to: row.period_to,
-        text: row.text,
+        version: version + 1,
+        scope: set.scope,
+        period_from: set.period_from,
+        period_to: set.period_to,
+        text: set.text,
         edited_at: set.updated_at,
       })
       .execute();

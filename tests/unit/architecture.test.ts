@@ -21,7 +21,8 @@ describe('where things live: arrows point down', () => {
     const offending = tsFiles(join(root, 'services/platform')).flatMap((f) =>
       imports(f)
         .filter(
-          (spec) => /^\.\.\/(ingest|query|alerts|governance|goals|reviews|feedback)\//.test(spec) || spec.includes('assembly/'),
+          (spec) =>
+            /^\.\.\/(ingest|query|alerts|governance|goals|reviews|feedback)\//.test(spec) || spec.includes('assembly/'),
         )
         .map((spec) => `${relative(root, f)} → ${spec}`),
     );

@@ -19,6 +19,7 @@ import * as tokens from '../../services/governance/token-repository.js';
 import * as sessions from '../../services/governance/session-repository.js';
 import * as webhookSecrets from '../../services/alerts/webhook-secret-repository.js';
 import * as goalNotices from '../../services/goals/goal-repository.js';
+import * as feedback from '../../services/feedback/feedback-repository.js';
 import * as reviews from '../../services/reviews/review-repository.js';
 import type { ControlDb, ControlTx, IncidentRow } from '../../services/platform/control-db.js';
 
@@ -397,6 +398,51 @@ const cases: Record<string, Case[]> = {
     { fn: 'markReviewSent', run: () => reviews.markReviewSent(db, '2026-10', at) },
     { fn: 'claimReviewSend', run: () => reviews.claimReviewSend(db, '2026-10', at) },
   ],
+  'feedback/feedback-repository': [
+    {
+      fn: 'listAnnotations',
+      run: () => feedback.listAnnotations(db, { kpi: 'lead_time', from: '2026-11-01', to: '2026-11-30', limit: 500 }),
+    },
+    {
+      fn: 'listAnnotations',
+      variant: 'all',
+      run: () => feedback.listAnnotations(db, { kpi: 'lead_time', limit: 500 }),
+    },
+    { fn: 'findAnnotation', run: () => feedback.findAnnotation(db, 'ann_1') },
+    { fn: 'createAnnotation', run: () => inTx((tx) => feedback.createAnnotation(tx, annotationRow)) },
+    {
+      fn: 'updateAnnotation',
+      rows: () => [annotationRow],
+      run: () =>
+        inTx((tx) =>
+          feedback.updateAnnotation(tx, 'ann_1', 1, {
+            scope: 'acme',
+            period_from: '2026-11-09',
+            period_to: '2026-11-13',
+            text: 'Strike at the north hub (Mon–Fri)',
+            updated_at: at,
+          }),
+        ),
+    },
+    { fn: 'listAnnotationVersions', run: () => feedback.listAnnotationVersions(db, 'ann_1') },
+    { fn: 'listComments', run: () => feedback.listComments(db, 'goal', 'faster_delivery', 1000) },
+    {
+      fn: 'createComment',
+      run: () =>
+        inTx((tx) =>
+          feedback.createComment(tx, {
+            id: 'cmt_1',
+            target_kind: 'goal',
+            target_id: 'faster_delivery',
+            text: 'Can @gus@globex.example check?',
+            author_partner: 'acme',
+            author_name: 'ana@acme.example',
+            mentions: ['gus@globex.example'],
+            created_at: at,
+          }),
+        ),
+    },
+  ],
   'goals/goal-repository': [
     {
       fn: 'recordGoalNotice',
@@ -413,6 +459,20 @@ const cases: Record<string, Case[]> = {
         ),
     },
   ],
+};
+
+const annotationRow = {
+  id: 'ann_1',
+  kpi: 'lead_time',
+  scope: 'acme',
+  period_from: '2026-11-09',
+  period_to: '2026-11-13',
+  text: 'Strike at the north hub',
+  author_partner: 'acme',
+  author_name: 'ana@acme.example',
+  version: 1,
+  created_at: at,
+  updated_at: at,
 };
 
 const limits = { idleMs: 2 * 3_600_000, absoluteMs: 12 * 3_600_000 };
@@ -442,6 +502,7 @@ const modules: Record<string, Record<string, unknown>> = {
   'governance/session-repository': sessions,
   'alerts/webhook-secret-repository': webhookSecrets,
   'goals/goal-repository': goalNotices,
+  'feedback/feedback-repository': feedback,
   'reviews/review-repository': reviews,
 };
 /** Exports of the repositories that send no SQL. */
