@@ -483,6 +483,53 @@ describe('the joint dashboard in Chromium', () => {
     await a.page.context().close();
   });
 
+  it("lets a partner annotate a KPI's days from the page; both partners see the note on the chart and in the list, as text", async () => {
+    const text = 'Strike at the north hub <script>window.__pwned = 1</script>';
+    const a = await signIn(tokens['acme']!);
+    await a.page.goto(`${t.url}/#/kpi/customer_value`);
+    await chartDrawn(a.page);
+    const root = 'document.querySelector("parity-app").shadowRoot';
+    await a.page.fill(`parity-app >> #note-from`, '2026-11-09');
+    await a.page.fill(`parity-app >> #note-to`, '2026-11-13');
+    await a.page.selectOption(`parity-app >> #note-scope`, 'acme');
+    await a.page.fill(`parity-app >> #note-text`, text);
+    await a.page.click(`parity-app >> [data-testid="note-form"] button[type="submit"]`);
+    await a.page.waitForFunction(`${root}.querySelectorAll('[data-testid="notes"] li').length === 1`);
+    const listed = await api<{ annotations: { id: string; text: string; scope: string }[] }>(
+      '/v1/kpis/customer_value/annotations',
+      tokens['globex']!,
+    );
+    expect(listed.annotations.map((n) => [n.text, n.scope])).toEqual([[text, 'acme']]);
+    expect(await axeViolations(a.page), 'axe on the detail page with a note').toEqual([]);
+    await a.page.context().close();
+    for (const who of ['globex', 'acme']) {
+      const s = await signIn(tokens[who]!);
+      await s.page.goto(`${t.url}/#/kpi/customer_value`);
+      await chartDrawn(s.page);
+      await s.page.waitForFunction(`${root}.querySelectorAll('[data-testid="notes"] li').length === 1`);
+      const seen = await s.page.$eval('parity-app', (app) => {
+        const chart = app.shadowRoot!.querySelector('parity-kpi-chart') as unknown as {
+          view: { data(n: string): { text: string; period: string; end: string }[] };
+        };
+        return {
+          drawn: chart.view.data('notes'),
+          listed: app.shadowRoot!.querySelector('[data-testid="notes"] .note-text')!.textContent,
+          scripts: app.shadowRoot!.querySelectorAll('[data-testid="notes"] script').length,
+          pwned: (window as unknown as { __pwned?: number }).__pwned ?? 0,
+        };
+      });
+      // Drawn over the days it covers, the words as written, never run as markup.
+      expect(
+        seen.drawn.map((n) => [n.text, n.period, n.end]),
+        who,
+      ).toEqual([[text, '2026-11-09', '2026-11-14']]);
+      expect(seen.listed).toBe(text);
+      expect([seen.scripts, seen.pwned]).toEqual([0, 0]);
+      expect(s.errors).toEqual([]);
+      await s.page.context().close();
+    }
+  });
+
   it('shows the monthly review, the same document for both partners, as the API serves it', async () => {
     const review = await api<{
       digest: string;

@@ -55,6 +55,7 @@ export function seriesParams(c: {
 export const api = {
   get: <T>(path: string, token?: string) => request<T>('GET', path, undefined, token),
   post: <T>(path: string, body: unknown) => request<T>('POST', path, body),
+  patch: <T>(path: string, body: unknown) => request<T>('PATCH', path, body),
   del: (path: string) => request<void>('DELETE', path),
 };
 
@@ -105,6 +106,7 @@ export type {
   StageProgress,
 } from '../../services/goals/goal-schemas.js';
 export type { Review, ReviewList } from '../../services/reviews/review-schemas.js';
+export type { Annotation, Comment } from '../../services/feedback/feedback-schemas.js';
 export type { Who } from '../../services/governance/session-schemas.js';
 import type { AgreementResponse } from '../../services/governance/governance-schemas.js';
 

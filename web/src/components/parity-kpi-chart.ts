@@ -5,6 +5,7 @@ import {
   api,
   seriesParams,
   type AgreementKpi,
+  type Annotation,
   type FactSheet,
   type GoalProgress,
   type GoalsResponse,
@@ -18,7 +19,7 @@ import { shared } from './styles.js';
 
 // A KPI's series as a Vega-Lite chart: the tolerance band in force period by period as a shaded area, a line per partner
 // or combined (as the agreement discloses), breaches marked, suppressed periods as gaps with a
-// tooltip saying why, incidents and resolved fact sheets as annotations. Attributes: kpi, grain,
+// tooltip saying why, incidents and resolved fact sheets as rules, the partners' notes as shaded days. Attributes: kpi, grain,
 // by (none|partner|<dimension>), from, to. Embeddable: `<parity-kpi-chart kpi="lead_time">`.
 
 /** A KPI's series as a Vega-Lite chart with its band, breaches, gaps and incidents; fires `parity-chart-drawn` after each draw. */
@@ -50,6 +51,8 @@ export class ParityKpiChart extends LitElement {
   view: Result['view'] | undefined;
   /** Each closed period's band at the evaluation grain, for the scopes drawn (empty at other grains). */
   bands: PeriodBand[] = [];
+  /** The partners' notes on the periods drawn. */
+  notes: Annotation[] = [];
   /** A language switch redraws the chart (its labels and number format) as well as the legend. */
   private readonly languageSwitch = new I18nController(this, () => void this.draw());
 
@@ -95,7 +98,7 @@ export class ParityKpiChart extends LitElement {
       // Bands (and so breaches) belong to the evaluation grain: each closed period with the band in
       // force then. Asked for beside the series; unused when the chart shows another grain.
       const wantsBands = !this.by || this.by === 'none' || this.by === 'partner';
-      const [series, summary, incidents, def, banded, goals] = await Promise.all([
+      const [series, summary, incidents, def, banded, goals, notes] = await Promise.all([
         api.get<Series>(`/v1/kpis/${id}/series?${seriesParams(this)}`, this.token),
         this.summary ?? api.get<KpisResult>('/v1/kpis', this.token).then((r) => r.kpis.find((k) => k.id === this.kpi)),
         api.get<{ incidents: FactSheet[] }>(`/v1/incidents?kpi=${id}&limit=100`, this.token),
@@ -109,6 +112,11 @@ export class ParityKpiChart extends LitElement {
             .get<GoalsResponse>('/v1/goals', this.token)
             .then((r) => r.goals)
             .catch(() => [] as GoalProgress[]),
+        // The partners' notes on its periods (none for a reader without a token).
+        api
+          .get<{ annotations: Annotation[] }>(`/v1/kpis/${id}/annotations?${range.slice(1)}`, this.token)
+          .then((r) => r.annotations)
+          .catch(() => [] as Annotation[]),
       ]);
       const judged = banded && summary?.grain === series.grain ? banded.bands : [];
       const wantGroup = (g: string | null) => (series.by === 'partner' ? g !== null : g === null);
@@ -121,7 +129,8 @@ export class ParityKpiChart extends LitElement {
       const el = this.renderRoot.querySelector<HTMLElement>('.chart')!;
       this.view?.finalize();
       const ownGoals = goals.filter((g) => g.kpi === series.kpi);
-      const result = await embed(el, this.spec(series, this.bands, def, incidents.incidents, ownGoals), {
+      this.notes = notes;
+      const result = await embed(el, this.spec(series, this.bands, def, incidents.incidents, ownGoals, notes), {
         actions: false,
         renderer: 'svg',
         tooltip: true,
@@ -143,6 +152,7 @@ export class ParityKpiChart extends LitElement {
     def: AgreementKpi | undefined,
     incidents: FactSheet[],
     goals: GoalProgress[] = [],
+    notes: Annotation[] = [],
   ): TopLevelSpec {
     const label = (g: string | null) => g ?? t('combined');
     const cells = series.cells.map((c) => ({
@@ -202,6 +212,14 @@ export class ParityKpiChart extends LitElement {
         state: t(`goal.${m.state}` as 'goal.met'),
       })),
     );
+    // The partners' notes: each shades the days it covers (to the end of its last day), its text in the tooltip.
+    const noteRows = notes.map((a) => ({
+      period: a.from,
+      end: new Date(Date.parse(`${a.to}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10),
+      text: a.text,
+      scope: label(a.scope === 'combined' ? null : a.scope),
+      author: a.author.name,
+    }));
     // What every tooltip starts with: which period, which scope (and the value, where there is one).
     const where = [
       { field: 'period', type: 'temporal' as const, title: t('period') },
@@ -228,8 +246,22 @@ export class ParityKpiChart extends LitElement {
         incidents: annotations,
         targets,
         milestones,
+        notes: noteRows,
       },
       layer: [
+        {
+          data: { name: 'notes' },
+          mark: { type: 'rect', color: '#bf8700', opacity: 0.16, description: t('notes') },
+          encoding: {
+            x,
+            x2: { field: 'end' },
+            tooltip: [
+              { field: 'text', title: t('note') },
+              { field: 'scope', title: t('group') },
+              { field: 'author', title: t('author') },
+            ],
+          },
+        },
         {
           data: { name: 'band' },
           mark: { type: 'area', color: '#2e9e4f', opacity: 0.14, interpolate: 'step-after', aria: false },
@@ -271,6 +303,8 @@ export class ParityKpiChart extends LitElement {
             size: 90,
             color: '#5a32a3',
             description: t('milestone'),
+            // An empty symbol group would be an unnamed graphic to a screen reader.
+            aria: milestones.length > 0,
           },
           encoding: {
             x,
@@ -358,6 +392,7 @@ export class ParityKpiChart extends LitElement {
         <span><span aria-hidden="true" style="color:#9a6700">○</span> ${t('state.held')}</span>
         <span><span aria-hidden="true" style="color:#7a4b00">│</span> ${t('incidents')}</span>
         <span><span aria-hidden="true" style="color:#5a32a3">◆┄</span> ${t('targetLine')}</span>
+        <span><span aria-hidden="true" style="color:#bf8700">▯</span> ${t('notes')}</span>
       </div>
     `;
   }

@@ -1,7 +1,10 @@
 import { html, css, nothing, type PropertyValues } from 'lit';
 import {
+  api,
+  ApiError,
   seriesParams,
   type Agreement,
+  type Annotation,
   type FactSheet,
   type GoalsResponse,
   type KpisResult,
@@ -25,6 +28,8 @@ export class ParityKpiDetail extends LightElement {
     goals: { attribute: false },
     controls: { state: true },
     table: { state: true },
+    notes: { state: true },
+    noteError: { state: true },
   };
   /** The KPI's id (from the address: #/kpi/<id>). */
   declare kpi: string;
@@ -38,6 +43,9 @@ export class ParityKpiDetail extends LightElement {
   declare controls: { grain: string; by: string; from: string; to: string };
   /** The series the chart last drew: the table shows the very same cells. */
   declare table: Series | undefined;
+  /** The partners' notes on the periods the chart drew (the chart fetched them). */
+  declare notes: Annotation[];
+  declare noteError: string | undefined;
   private readonly languageSwitch = new I18nController(this);
 
   static override styles = [
@@ -53,6 +61,7 @@ export class ParityKpiDetail extends LightElement {
   constructor() {
     super();
     this.controls = { grain: '', by: 'none', from: '', to: '' };
+    this.notes = [];
   }
 
   override connectedCallback(): void {
@@ -113,7 +122,11 @@ export class ParityKpiDetail extends LightElement {
         </div>
         <!-- The table shows the very cells the chart drew: one request, not two. -->
         <parity-kpi-chart
-          @parity-chart-drawn=${(e: Event) => (this.table = (e.target as ParityKpiChart).series)}
+          @parity-chart-drawn=${(e: Event) => {
+            const chart = e.target as ParityKpiChart;
+            this.table = chart.series;
+            this.notes = chart.notes;
+          }}
           .summary=${s}
           .definition=${def}
           .goals=${this.goals?.goals ?? []}
@@ -132,6 +145,50 @@ export class ParityKpiDetail extends LightElement {
         <h2>${t('table')}</h2>
         ${this.table ? this.#cellsTable(this.table) : html`<p>${t('loading')}</p>`}
       </section>
+      <section class="card" aria-labelledby="notes-h">
+        <h2 id="notes-h">${t('notes')}</h2>
+        ${
+          this.notes.length
+            ? html`<ul data-testid="notes">
+                ${this.notes.map(
+                  (a) =>
+                    html`<li data-id=${a.id}>
+                      <strong>${i18n.date(a.from)}${a.to !== a.from ? html` – ${i18n.date(a.to)}` : nothing}</strong>
+                      (${a.scope === 'combined' ? t('combined') : a.scope}): <span class="note-text">${a.text}</span>
+                      <span class="muted">— ${a.author.name}${a.version > 1 ? ` (${t('edited')})` : ''}</span>
+                    </li>`,
+                )}
+              </ul>`
+            : html`<p class="muted">${t('noNotes')}</p>`
+        }
+        ${
+          this.who && ['analyst', 'owner', 'steering', 'admin'].includes(this.who.role)
+            ? html`<form class="controls" data-testid="note-form" @submit=${(e: Event) => this.#addNote(e)}>
+                <div>
+                  <label for="note-from">${t('from')}</label><input id="note-from" name="from" type="date" required />
+                </div>
+                <div><label for="note-to">${t('to')}</label><input id="note-to" name="to" type="date" /></div>
+                <div>
+                  <label for="note-scope">${t('group')}</label
+                  ><select id="note-scope" name="scope">
+                    <option value="combined">${t('combined')}</option>
+                    ${
+                      def.breakdown === 'per_partner'
+                        ? this.agreement.agreement.partners.map((p) => html`<option value=${p.id}>${p.name}</option>`)
+                        : nothing
+                    }
+                  </select>
+                </div>
+                <div style="flex:1 1 20em">
+                  <label for="note-text">${t('note')}</label
+                  ><input id="note-text" name="text" required maxlength="2000" style="width:100%" />
+                </div>
+                <div><button type="submit">${t('addNote')}</button></div>
+              </form>`
+            : nothing
+        }
+        ${this.noteError ? html`<p role="alert">${this.noteError}</p>` : nothing}
+      </section>
       <section class="card">
         <h2>${t('incidents')}</h2>
         <parity-incident-list
@@ -141,6 +198,27 @@ export class ParityKpiDetail extends LightElement {
         ></parity-incident-list>
       </section>
     `;
+  }
+
+  /** Posts a note and redraws the chart, which shows it (and hands it to the list). */
+  async #addNote(e: Event): Promise<void> {
+    e.preventDefault();
+    const form = e.target as HTMLFormElement;
+    const data = new FormData(form);
+    const to = String(data.get('to') ?? '');
+    try {
+      await api.post(`/v1/kpis/${encodeURIComponent(this.kpi)}/annotations`, {
+        from: String(data.get('from') ?? ''),
+        ...(to ? { to } : {}),
+        scope: String(data.get('scope') ?? 'combined'),
+        text: String(data.get('text') ?? ''),
+      });
+      this.noteError = undefined;
+      form.reset();
+      await this.querySelector<ParityKpiChart>('parity-kpi-chart')?.draw();
+    } catch (err) {
+      this.noteError = err instanceof ApiError ? `${err.message}${err.field ? ` (${err.field})` : ''}` : String(err);
+    }
   }
 
   #cellsTable(series: Series) {
