@@ -11,7 +11,7 @@ import { governanceCommands } from '../services/governance/governance-cli.js';
 import { pushFile } from '../services/ingest/push-client.js';
 import { ConfigError, loadConfig, type Config } from '../services/platform/config.js';
 import { openControlDb } from '../services/platform/control-db.js';
-import { createDemoTokens, seedDemoPoints } from './demo.js';
+import { createDemoTokens, seedDemoFeedback, seedDemoPoints } from './demo.js';
 import { migrateControlDb } from '../services/platform/migrate.js';
 import { StartupError } from '../services/platform/room.js';
 import { openRoom } from './open-room.js';
@@ -77,6 +77,7 @@ async function runServe(withDemo: boolean): Promise<void> {
         },
       }); // through its own lander, closed when done: the served app lands through another
       bar?.stop();
+      if (seeded) await seedDemoFeedback(room);
       if (seeded)
         out(
           `seeded ${seeded.toLocaleString('en')} demo points (two years, ${room.agreement().agreement.partners.length} partners)`,

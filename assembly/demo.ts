@@ -2,6 +2,7 @@ import { generateDemoPoints, type DemoPoint } from '../fixtures/demo-generator.j
 import { createToken, countTokens, type Role } from '../services/governance/token-repository.js';
 import type { BatchLander } from '../services/ingest/batch-lander.js';
 import { createLander } from '../services/ingest/ingest-routes.js';
+import { addAnnotation, addComment } from '../services/feedback/feedback-service.js';
 import { maintenanceWindows, windowAt } from '../services/platform/maintenance.js';
 import type { Room } from '../services/platform/room.js';
 
@@ -204,4 +205,42 @@ async function landLateCorrection(room: Room, lander: BatchLander, to: Date): Pr
 
 function startOfUtcDay(d: Date): Date {
   return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+}
+
+/**
+ * The demo's conversation (issue #15): two notes on the charts — globex's strike in October on its
+ * lead time, acme's address check going live on its error rate — and a thread on the lead-time goal
+ * in which acme asks globex (a mention: kept in the outbox without SMTP) and globex answers.
+ */
+export async function seedDemoFeedback(room: Room): Promise<void> {
+  const a = room.agreement().agreement;
+  if (!a.kpis.some((k) => k.id === 'lead_time') || !a.goals.some((g) => g.id === 'faster_delivery')) return;
+  const as = (partnerId: string, name: string) => ({ tokenId: 'system', partnerId, role: 'analyst' as const, name });
+  const gus = as('globex', 'gus@globex.example');
+  const ana = as('acme', 'ana@acme.example');
+  await addAnnotation(room, gus, 'lead_time', {
+    scope: 'globex',
+    from: '2026-10-12',
+    to: '2026-10-16',
+    text: 'Strike at our north hub: deliveries from the north waited for the weekend shift.',
+  });
+  await addAnnotation(room, ana, 'error_rate', {
+    scope: 'acme',
+    from: '2026-10-05',
+    text: 'Address validation at checkout went live (see the goal on failed deliveries).',
+  });
+  await addComment(
+    room,
+    ana,
+    'goal',
+    'faster_delivery',
+    'We missed the October milestone by two hours. Our Saturday shift in the south ends in December: @gus@globex.example could Globex cover it?',
+  );
+  await addComment(
+    room,
+    gus,
+    'goal',
+    'faster_delivery',
+    'Yes, from 5 December; we will show it in the November review.',
+  );
 }

@@ -98,6 +98,22 @@ describe('parity demo (what npm start runs)', () => {
       expect(feeds.acme.onTime).toBe(feeds.acme.periods);
       expect(feeds.globex.onTime).toBeLessThan(feeds.globex.periods);
       expect(feeds.globex.onTime).toBeGreaterThan(feeds.globex.periods * 0.8);
+      // The demo's conversation: globex's note on its lead time, read by acme; a thread on the goal.
+      const notes = await (
+        await fetch(`${first.url}/v1/kpis/lead_time/annotations`, {
+          headers: { authorization: `Bearer ${tokens['acme:analyst']}` },
+        })
+      ).json();
+      expect(notes.annotations.map((n: { scope: string; from: string }) => [n.scope, n.from])).toEqual([
+        ['globex', '2026-10-12'],
+      ]);
+      const thread = await (
+        await fetch(`${first.url}/v1/threads/goal/faster_delivery`, {
+          headers: { authorization: `Bearer ${tokens['globex:analyst']}` },
+        })
+      ).json();
+      expect(thread.comments.map((c: { author: { partner: string } }) => c.author.partner)).toEqual(['acme', 'globex']);
+      expect(thread.comments[0].mentions).toEqual(['gus@globex.example']);
       const agreement = await (
         await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:analyst']}` } })
       ).json();
