@@ -530,6 +530,43 @@ describe('the joint dashboard in Chromium', () => {
     }
   });
 
+  it("discusses a goal on the overview: a comment with a mention reaches the other partner's page, as text", async () => {
+    const text = 'Can @gus@globex.example cover Saturdays? <img src=x onerror="window.__pwned=1">';
+    const root = 'document.querySelector("parity-app").shadowRoot';
+    const open = async (token: string) => {
+      const s = await signIn(token);
+      await s.page.goto(`${t.url}/#/`);
+      await s.page.waitForFunction(`!!${root}.querySelector('[data-testid="goal-discussion"]')`);
+      await s.page.click('parity-app >> [data-testid="goal-discussion"] >> nth=0 >> summary');
+      await s.page.waitForFunction(
+        `!!${root}.querySelector('[data-testid="goal-discussion"] [data-testid="comment-form"]')`,
+      );
+      return s;
+    };
+    const a = await open(tokens['acme']!);
+    await a.page.fill('parity-app >> [data-testid="goal-discussion"] >> nth=0 >> textarea', text);
+    await a.page.click('parity-app >> [data-testid="goal-discussion"] >> nth=0 >> button[type="submit"]');
+    await a.page.waitForFunction(`${root}.querySelectorAll('[data-testid="comments"] li').length === 1`);
+    expect(await axeViolations(a.page), 'axe with a goal discussion open').toEqual([]);
+    await a.page.context().close();
+    const goals = await api<{ goals: { id: string }[] }>('/v1/goals', tokens['globex']!);
+    const thread = await api<{ comments: { text: string; mentions: string[] }[] }>(
+      `/v1/threads/goal/${goals.goals[0]!.id}`,
+      tokens['globex']!,
+    );
+    expect(thread.comments.map((c) => [c.text, c.mentions])).toEqual([[text, ['gus@globex.example']]]);
+    const g = await open(tokens['globex']!);
+    await g.page.waitForFunction(`${root}.querySelectorAll('[data-testid="comments"] li').length === 1`);
+    const seen = await g.page.$eval('parity-app', (app) => ({
+      text: app.shadowRoot!.querySelector('[data-testid="comments"] .comment-text')!.textContent,
+      imgs: app.shadowRoot!.querySelectorAll('[data-testid="comments"] img').length,
+      pwned: (window as unknown as { __pwned?: number }).__pwned ?? 0,
+    }));
+    expect(seen).toEqual({ text, imgs: 0, pwned: 0 });
+    expect(g.errors).toEqual([]);
+    await g.page.context().close();
+  });
+
   it('shows the monthly review, the same document for both partners, as the API serves it', async () => {
     const review = await api<{
       digest: string;

@@ -3,6 +3,7 @@ import type { ConditionResult, GoalProgress, GoalsResponse } from '../api.js';
 import { I18nController, i18n, t, type Key } from '../i18n.js';
 import { LightElement } from '../light-element.js';
 import { layout, shared } from './styles.js';
+import { toggleThread } from './thread-toggle.js';
 
 /** A goal's or milestone's state as colour, icon and text (never colour alone). */
 const goalState: Record<string, { css: string; icon: string }> = {
@@ -132,6 +133,9 @@ export class ParityGoalsPanel extends LightElement {
             </details>`
           : nothing
       }
+      <details data-testid="goal-discussion" @toggle=${(e: Event) => toggleThread(e, 'goal', g.id)}>
+        <summary>${t('discussion')}</summary>
+      </details>
     </li>`;
   }
 

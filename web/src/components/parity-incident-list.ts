@@ -3,6 +3,7 @@ import { api, type Agreement, type FactSheet, type Who } from '../api.js';
 import { I18nController, i18n, t } from '../i18n.js';
 import { LightElement } from '../light-element.js';
 import { layout, shared } from './styles.js';
+import { toggleThread } from './thread-toggle.js';
 
 const causes = ['data_quality', 'process', 'capacity', 'staffing', 'system_outage', 'external', 'other'];
 
@@ -110,6 +111,9 @@ export class ParityIncidentList extends LightElement {
             </dl>
           </details>
           ${i.state !== 'resolved' && this.#mayAct(i) ? this.#actions(i) : nothing}
+          <details @toggle=${(e: Event) => toggleThread(e, 'incident', i.id)}>
+            <summary>${t('discussion')}</summary>
+          </details>
         </article>`,
     );
   }

@@ -16,6 +16,7 @@ import { LightElement } from '../light-element.js';
 import type { ParityKpiChart } from '../components/parity-kpi-chart.js';
 import '../components/parity-incident-list.js';
 import { layout, shared, stateIcon } from '../components/styles.js';
+import { toggleThread } from '../components/thread-toggle.js';
 
 /** The KPI detail page: grain, breakdown and range controls, the chart, the table of the same cells, downloads and the KPI's incidents (their list's `parity-incidents-changed` bubbles out). */
 export class ParityKpiDetail extends LightElement {
@@ -156,6 +157,9 @@ export class ParityKpiDetail extends LightElement {
                       <strong>${i18n.date(a.from)}${a.to !== a.from ? html` – ${i18n.date(a.to)}` : nothing}</strong>
                       (${a.scope === 'combined' ? t('combined') : a.scope}): <span class="note-text">${a.text}</span>
                       <span class="muted">— ${a.author.name}${a.version > 1 ? ` (${t('edited')})` : ''}</span>
+                      <details @toggle=${(e: Event) => toggleThread(e, 'annotation', a.id)}>
+                        <summary>${t('discussion')}</summary>
+                      </details>
                     </li>`,
                 )}
               </ul>`
