@@ -21,7 +21,8 @@ import { createLander, ingestRoutes } from '../services/ingest/ingest-routes.js'
 import { queryRoutes } from '../services/query/query-routes.js';
 import { goalRoutes } from '../services/goals/goal-routes.js';
 import { reviewRoutes } from '../services/reviews/review-routes.js';
-import { feedbackRoutes } from '../services/feedback/feedback-routes.js';
+import { feedbackRoutes, retrospectiveRoutes } from '../services/feedback/feedback-routes.js';
+import { noticeOverdueActions } from '../services/feedback/retrospectives.js';
 import { sendDueReview } from '../services/reviews/review-sender.js';
 import { noticeGoals } from '../services/goals/goal-notices.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
@@ -126,6 +127,8 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   const lander = createLander(room);
   const alerts = room.config.alerts ? createAlerts(room, reader, app.log) : undefined;
   alerts?.engine.watch((ctx, kpis) => noticeGoals(room, ctx, kpis));
+  // The scheduled evaluation also tells each overdue action's owner, once.
+  alerts?.engine.watch((_ctx, kpis) => (kpis === null ? noticeOverdueActions(room) : Promise.resolve(0)));
   // The scheduled evaluation (every KPI) also sends last month's review once its day has come.
   if (room.config.reviewSend)
     alerts?.engine.watch((_ctx, kpis) => (kpis === null ? sendDueReview(room, reader) : Promise.resolve(0)));
@@ -157,6 +160,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(goalRoutes, { room, reader });
   await app.register(reviewRoutes, { room, reader, kick: () => alerts?.notifier.kick() });
   await app.register(feedbackRoutes, { room, kick: () => alerts?.notifier.kick() });
+  await app.register(retrospectiveRoutes, { room });
   await app.register(alertRoutes, { room, alerts });
   await app.register(webRoutes, { room });
   return app;

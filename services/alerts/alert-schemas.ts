@@ -51,8 +51,8 @@ export const incidentEventSchema = z.enum(['incident.opened', 'incident.escalate
 export type IncidentEvent = z.infer<typeof incidentEventSchema>;
 export const goalEventSchema = z.enum(['goal.milestone_missed', 'goal.exit_criterion_met']);
 export type GoalEvent = z.infer<typeof goalEventSchema>;
-/** E-mails that carry a rendered document: the monthly review, a comment's mention. */
-export const documentEventSchema = z.enum(['review.monthly', 'comment.mention']);
+/** E-mails that carry a rendered document: the monthly review, a comment's mention, an overdue action. */
+export const documentEventSchema = z.enum(['review.monthly', 'comment.mention', 'action.overdue']);
 export type DocumentEvent = z.infer<typeof documentEventSchema>;
 export const alertEventSchema = z.enum([
   ...incidentEventSchema.options,

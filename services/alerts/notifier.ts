@@ -175,7 +175,7 @@ export class Notifier {
     const audit = {
       actor: 'notifier',
       partnerId: row.partner_id,
-      target: row.incident_id ?? row.goal_id ?? row.review_month ?? row.comment_id,
+      target: row.incident_id ?? row.goal_id ?? row.review_month ?? row.comment_id ?? row.action_id,
     };
     const details = {
       notification: row.id,
@@ -292,6 +292,7 @@ export class Notifier {
           ...(row.goal_id ? { 'X-Parity-Goal': row.goal_id } : {}),
           ...(row.review_month ? { 'X-Parity-Review': row.review_month } : {}),
           ...(row.comment_id ? { 'X-Parity-Comment': row.comment_id } : {}),
+          ...(row.action_id ? { 'X-Parity-Action': row.action_id } : {}),
           'X-Parity-Snapshot': String(payload.data.snapshot),
         },
       });

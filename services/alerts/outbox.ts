@@ -75,7 +75,12 @@ export async function enqueueMessages(
   room: Room,
   opts: {
     payload: NotificationPayload;
-    about: { incident_id: string } | { goal_id: string } | { review_month: string } | { comment_id: string };
+    about:
+      | { incident_id: string }
+      | { goal_id: string }
+      | { review_month: string }
+      | { comment_id: string }
+      | { action_id: string };
     recipients: Recipient[];
     now: Date;
   },

@@ -12,11 +12,24 @@ import {
   annotationPatchSchema,
   annotationSchema,
   annotationsResponseSchema,
+  actionInputSchema,
+  actionSchema,
+  actionsResponseSchema,
+  retroItemInputSchema,
+  retrospectiveSchema,
   commentInputSchema,
   commentSchema,
   threadKinds,
   threadSchema,
 } from './feedback-schemas.js';
+import {
+  addRetroAction,
+  addRetroItem,
+  completeAction,
+  listTrackedActions,
+  readRetrospective,
+  retroPeriod,
+} from './retrospectives.js';
 import {
   addAnnotation,
   addComment,
@@ -194,6 +207,117 @@ export const feedbackRoutes: FastifyPluginAsync<{ room: Room; kick?: () => void 
       const r = await addComment(room, p, req.params.kind, req.params.id, req.body.text);
       if (r.notified) kick?.();
       return reply.code(201).send(r);
+    },
+  );
+};
+
+/** Retrospectives and the action tracker (issue #15): a shared record per month or stage, decisions tracked until done. */
+export const retrospectiveRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  const periodParams = z.strictObject({ period: retroPeriod });
+
+  app.get(
+    '/v1/retrospectives/:period',
+    {
+      schema: {
+        summary: "A month's or stage's retrospective: what strengthened and weakened trust, and the actions decided",
+        tags: ['feedback'],
+        security: [{ bearer: [] }],
+        params: periodParams,
+        response: { 200: retrospectiveSchema, ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (req) => {
+      const p = caller(req);
+      assertReader(p);
+      const r = await readRetrospective(room, p, req.params.period);
+      await auditRequest(room, req, { action: 'query.retrospective', details: { period: r.period } });
+      return r;
+    },
+  );
+
+  app.post(
+    '/v1/retrospectives/:period/items',
+    {
+      schema: {
+        summary: 'Add what strengthened or weakened trust to a retrospective',
+        tags: ['feedback'],
+        security: [{ bearer: [] }],
+        params: periodParams,
+        body: retroItemInputSchema,
+        response: { 201: retrospectiveSchema, ...problemResponses(400, 401, 403, 413, 415) },
+      },
+    },
+    async (req, reply) => {
+      const p = caller(req);
+      assertReader(p);
+      await addRetroItem(room, p, req.params.period, req.body);
+      return reply.code(201).send(await readRetrospective(room, p, req.params.period));
+    },
+  );
+
+  app.post(
+    '/v1/retrospectives/:period/actions',
+    {
+      schema: {
+        summary: 'Record a decision as an action with an owner (a person of the partnership) and a due date',
+        tags: ['feedback'],
+        security: [{ bearer: [] }],
+        params: periodParams,
+        body: actionInputSchema,
+        response: { 201: actionSchema, ...problemResponses(400, 401, 403, 413, 415) },
+      },
+    },
+    async (req, reply) => {
+      const p = caller(req);
+      assertReader(p);
+      return reply.code(201).send(await addRetroAction(room, p, req.params.period, req.body));
+    },
+  );
+
+  app.get(
+    '/v1/actions',
+    {
+      schema: {
+        summary: "The tracked actions: retrospectives' decisions and incident fact sheets' follow-ups, due first",
+        tags: ['feedback'],
+        security: [{ bearer: [] }],
+        querystring: z.strictObject({ state: z.enum(['open', 'done', 'overdue']).optional() }),
+        response: { 200: actionsResponseSchema, ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (req) => {
+      const p = caller(req);
+      assertReader(p);
+      const actions = await listTrackedActions(room, p, req.query.state);
+      await auditRequest(room, req, {
+        action: 'query.actions',
+        details: {
+          role: p.role,
+          returned: actions.length,
+          kpis: [...new Set(actions.flatMap((a) => (a.kpi ? [a.kpi] : [])))],
+        },
+      });
+      return { actions };
+    },
+  );
+
+  app.post(
+    '/v1/actions/:id/done',
+    {
+      schema: {
+        summary: 'Mark an action done (its owner, the steering committee or a partner admin)',
+        tags: ['feedback'],
+        security: [{ bearer: [] }],
+        params: z.strictObject({ id: z.string().regex(/^act_[A-Za-z0-9_-]{1,80}$/, 'expected an action id (act_…)') }),
+        body: z.strictObject({}).optional(),
+        response: { 200: actionSchema, ...problemResponses(400, 401, 403, 404, 413, 415) },
+      },
+    },
+    async (req) => {
+      const p = caller(req);
+      assertReader(p);
+      return completeAction(room, p, req.params.id);
     },
   );
 };

@@ -98,3 +98,45 @@ export const threadSchema = z.object({
   id: z.string(),
   comments: z.array(commentSchema),
 });
+
+export const retroItemInputSchema = z.strictObject({
+  kind: z.enum(['strengthened', 'weakened']).describe('what strengthened trust, or what weakened it'),
+  text: userText(1000),
+});
+
+export const actionInputSchema = z.strictObject({
+  description: userText(500),
+  owner: z.string().max(254).describe("the owner's e-mail: a person of the partnership"),
+  due: isoDay,
+});
+
+export const actionSchema = z.object({
+  id: z.string(),
+  source: z.string().describe("'retrospective:<period>' or 'incident:<id>'"),
+  kpi: z.string().nullable().describe("the KPI an incident's action concerns"),
+  description: z.string(),
+  owner: z.object({ partner: z.string().nullable(), name: z.string(), email: z.string().nullable() }),
+  due: z.string(),
+  state: z.enum(['open', 'done']),
+  overdue: z.boolean().describe('open and due before today (partnership time zone)'),
+  doneAt: z.string().nullable(),
+  doneBy: z.string().nullable(),
+});
+export type ActionView = z.infer<typeof actionSchema>;
+
+const retroItemSchema = z.object({
+  id: z.string(),
+  text: z.string(),
+  author: authorSchema,
+  createdAt: z.string(),
+});
+
+export const retrospectiveSchema = z.object({
+  period: z.string(),
+  strengthened: z.array(retroItemSchema),
+  weakened: z.array(retroItemSchema),
+  actions: z.array(actionSchema),
+});
+export type Retrospective = z.infer<typeof retrospectiveSchema>;
+
+export const actionsResponseSchema = z.object({ actions: z.array(actionSchema) });

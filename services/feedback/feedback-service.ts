@@ -194,7 +194,7 @@ export async function threadTarget(room: Room, p: Principal, kind: ThreadKind, i
 }
 
 /** The people of the partnership by e-mail: steering, contacts, KPI and goal owners, need-to-know readers. */
-function people(agreement: Agreement): Map<string, { name: string; partnerId: string | null }> {
+export function people(agreement: Agreement): Map<string, { name: string; partnerId: string | null }> {
   const out = new Map<string, { name: string; partnerId: string | null }>();
   const add = (email: string, name: string, partnerId: string | null) => {
     if (!out.has(email.toLowerCase())) out.set(email.toLowerCase(), { name, partnerId });

@@ -101,6 +101,8 @@ export interface OutboxTable {
   review_month: ColumnType<string | null, string | null | undefined, never>;
   /** The comment whose mention a message tells of (sql/control/008_feedback.sql). */
   comment_id: ColumnType<string | null, string | null | undefined, never>;
+  /** The action whose overdue notice a message is (sql/control/009_retrospectives.sql). */
+  action_id: ColumnType<string | null, string | null | undefined, never>;
   event: string;
   channel: 'webhook' | 'email' | 'dashboard';
   partner_id: string | null;
@@ -166,7 +168,39 @@ export interface Database {
   annotations: AnnotationsTable;
   annotation_versions: AnnotationVersionsTable;
   comments: CommentsTable;
+  retro_items: RetroItemsTable;
+  actions: ActionsTable;
 }
+
+/** What strengthened or weakened trust in a month or stage (sql/control/009_retrospectives.sql). */
+export interface RetroItemsTable {
+  id: string;
+  period: string;
+  kind: 'strengthened' | 'weakened';
+  text: string;
+  author_partner: string | null;
+  author_name: string;
+  created_at: Timestamp;
+}
+export type RetroItemRow = Selectable<RetroItemsTable>;
+
+/** A tracked action: a retrospective's decision or an incident fact sheet's follow-up. */
+export interface ActionsTable {
+  id: string;
+  source: string;
+  kpi: string | null;
+  description: string;
+  owner_partner: string | null;
+  owner_name: string;
+  owner_email: string | null;
+  due: string;
+  state: 'open' | 'done';
+  done_at: Timestamp | null;
+  done_by: string | null;
+  notified_at: Timestamp | null;
+  created_at: Timestamp;
+}
+export type ActionRow = Selectable<ActionsTable>;
 
 /** A note on a KPI's periods (sql/control/008_feedback.sql); `version` counts its edits. */
 export interface AnnotationsTable {

@@ -281,3 +281,142 @@ describe('comment threads', () => {
     expect((await call('GET', `/v1/threads/proposal/${id}`, 'chair')).body.comments).toHaveLength(1);
   });
 });
+
+describe('retrospectives and the action tracker', () => {
+  it('a shared record per month: what strengthened and weakened trust, decisions as actions with owner and due date', async () => {
+    const good = await call('POST', '/v1/retrospectives/2026-10/items', 'pa', {
+      kind: 'strengthened',
+      text: 'Both hubs shared the strike plan <b>early</b>',
+    });
+    expect(good.status, JSON.stringify(good.body)).toBe(201);
+    await call('POST', '/v1/retrospectives/2026-10/items', 'pb', { kind: 'weakened', text: 'Late feeds on the 9th' });
+    const act = await call('POST', '/v1/retrospectives/2026-10/actions', 'pa', {
+      description: 'Move the nightly job an hour earlier',
+      owner: 'bea@pb.example',
+      due: '2026-11-20',
+    });
+    expect(act.status, JSON.stringify(act.body)).toBe(201);
+    expect(act.body).toMatchObject({
+      source: 'retrospective:2026-10',
+      owner: { partner: 'pb', name: 'Bea', email: 'bea@pb.example' },
+      state: 'open',
+      // The test clock is at 2026-11-23.
+      overdue: true,
+    });
+    const a = await call('GET', '/v1/retrospectives/2026-10', 'pa');
+    const b = await call('GET', '/v1/retrospectives/2026-10', 'pb');
+    expect(a.body).toEqual(b.body);
+    expect(a.body.strengthened.map((i: any) => i.text)).toEqual(['Both hubs shared the strike plan <b>early</b>']);
+    expect(a.body.weakened.map((i: any) => i.author.partner)).toEqual(['pb']);
+    expect(a.body.actions.map((x: any) => x.id)).toEqual([act.body.id]);
+    // A stage has its retrospective too.
+    expect((await call('GET', '/v1/retrospectives/field_test', 'pa')).status).toBe(200);
+  });
+
+  it("an incident fact sheet's actions join the tracker; an overdue action notifies its owner once; its owner marks it done", async () => {
+    // pa's delay far above its band in the week of 2026-11-16 (the last closed one): an incident its owner resolves with an action.
+    // Three orders a day from each partner (every day's cell disclosed, so the week's is too).
+    const week = (value: number, tag: string) =>
+      Array.from({ length: 15 }, (_, i) => ({
+        kpi: 'delay',
+        at: `2026-11-${16 + (i % 5)}T${String(8 + Math.floor(i / 5)).padStart(2, '0')}:00:00Z`,
+        value,
+        subject: `${tag}-${i}`,
+      }));
+    const points = week(500, 'late');
+    const theirs = week(20, 'ok');
+    for (const [partner, body] of [
+      ['pa', points],
+      ['pb', theirs],
+    ] as const) {
+      const feed = (
+        await createToken(
+          t.room.control.db,
+          { partnerId: partner, role: 'ingest', name: `${partner} feed` },
+          t.clock.now(),
+        )
+      ).token;
+      const res = await fetch(`${t.url}/v1/points`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${feed}`, 'content-type': 'application/x-ndjson' },
+        body: body.map((p) => JSON.stringify(p)).join('\n'),
+      });
+      expect(res.status).toBe(202);
+    }
+    await t.app.reader.rollups?.loop.idle();
+    t.app.alerts!.engine.requestAll();
+    await t.app.alerts!.engine.idle();
+    const incident = (await call('GET', '/v1/incidents?kpi=delay&scope=pa', 'pa')).body.incidents[0];
+    if (!incident)
+      console.log(
+        JSON.stringify((await call('GET', '/v1/kpis', 'pa')).body.kpis[0].scopes),
+        JSON.stringify((await call('GET', '/v1/kpis/delay/series?grain=week&by=partner', 'pa')).body.cells.slice(-4)),
+      );
+    expect(incident, 'an incident on pa delay').toBeTruthy();
+    tokens['olga'] = (
+      await createToken(t.room.control.db, { partnerId: 'pa', role: 'owner', name: 'olga@pa.example' }, t.clock.now())
+    ).token;
+    const resolved = await call('POST', `/v1/incidents/${incident.id}/resolve`, 'olga', {
+      cause: 'process',
+      narrative: 'Strike at the north hub',
+      actions: [{ description: 'Agree a strike plan with the union', owner: 'Olga', due: '2026-11-21' }],
+    });
+    expect(resolved.status, JSON.stringify(resolved.body)).toBe(200);
+    const tracked = await call('GET', '/v1/actions?state=overdue', 'pb');
+    expect(tracked.status).toBe(200);
+    const fromIncident = tracked.body.actions.find((x: any) => x.source === `incident:${incident.id}`);
+    expect(fromIncident).toMatchObject({
+      id: `act_${incident.id}_0`,
+      kpi: 'delay',
+      owner: { partner: 'pa', name: 'Olga', email: 'olga@pa.example' },
+      overdue: true,
+    });
+    // The scheduled evaluation, twice: each overdue owner is told once.
+    for (let i = 0; i < 2; i++) {
+      t.app.alerts!.engine.requestAll();
+      await t.app.alerts!.engine.idle();
+    }
+    const overdue = () => mail.messages.filter((m) => m.subject?.startsWith('[Parity] Overdue:'));
+    await mail.waitFor(() => overdue().length >= 2);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(
+      overdue()
+        .map((m) => JSON.stringify(m.to).match(/[\w.]+@[\w.]+/)![0])
+        .sort(),
+    ).toEqual(['bea@pb.example', 'olga@pa.example']);
+    // Only its owner (or steering, or a partner admin) marks it done.
+    expect((await call('POST', `/v1/actions/${fromIncident.id}/done`, 'pb', {})).status).toBe(403);
+    const done = await call('POST', `/v1/actions/${fromIncident.id}/done`, 'olga', {});
+    expect(done.body).toMatchObject({ state: 'done', overdue: false, doneBy: 'olga@pa.example' });
+    expect((await call('GET', '/v1/actions?state=overdue', 'pa')).body.actions.map((x: any) => x.id)).not.toContain(
+      fromIncident.id,
+    );
+  });
+
+  it('bad periods, kinds, owners and dates get a 400 naming the field', async () => {
+    const cases: [string, unknown, string][] = [
+      ['/v1/retrospectives/2026-13/items', { kind: 'weakened', text: 'x' }, 'period'],
+      ['/v1/retrospectives/pilot/items', { kind: 'weakened', text: 'x' }, 'period'],
+      ['/v1/retrospectives/2026-10/items', { kind: 'neutral', text: 'x' }, 'kind'],
+      ['/v1/retrospectives/2026-10/items', { kind: 'weakened', text: 'x'.repeat(1001) }, 'text'],
+      [
+        '/v1/retrospectives/2026-10/actions',
+        { description: 'x', owner: 'nobody@else.example', due: '2026-12-01' },
+        'owner',
+      ],
+      ['/v1/retrospectives/2026-10/actions', { description: 'x', owner: 'bea@pb.example', due: '2026-02-30' }, 'due'],
+      [
+        '/v1/retrospectives/2026-10/actions',
+        { description: '', owner: 'bea@pb.example', due: '2026-12-01' },
+        'description',
+      ],
+    ];
+    for (const [path, body, field] of cases) {
+      const r = await call('POST', path, 'pa', body);
+      expect(r.status, `${path} ${JSON.stringify(body)}`).toBe(400);
+      expect(JSON.stringify(r.body), `${path} ${JSON.stringify(body)}`).toContain(field);
+    }
+    expect((await call('GET', '/v1/actions?state=late', 'pa')).body.field).toContain('state');
+    expect((await call('POST', '/v1/actions/act_nope/done', 'pa', {})).status).toBe(404);
+  });
+});

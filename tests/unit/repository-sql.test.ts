@@ -20,6 +20,7 @@ import * as sessions from '../../services/governance/session-repository.js';
 import * as webhookSecrets from '../../services/alerts/webhook-secret-repository.js';
 import * as goalNotices from '../../services/goals/goal-repository.js';
 import * as feedback from '../../services/feedback/feedback-repository.js';
+import * as actions from '../../services/feedback/action-repository.js';
 import * as reviews from '../../services/reviews/review-repository.js';
 import type { ControlDb, ControlTx, IncidentRow } from '../../services/platform/control-db.js';
 
@@ -443,6 +444,34 @@ const cases: Record<string, Case[]> = {
         ),
     },
   ],
+  'feedback/action-repository': [
+    { fn: 'listRetroItems', run: () => actions.listRetroItems(db, '2026-10') },
+    {
+      fn: 'createRetroItem',
+      run: () =>
+        inTx((tx) =>
+          actions.createRetroItem(tx, {
+            id: 'rti_1',
+            period: '2026-10',
+            kind: 'strengthened',
+            text: 'Both hubs shared the strike plan early',
+            author_partner: 'acme',
+            author_name: 'ana@acme.example',
+            created_at: at,
+          }),
+        ),
+    },
+    { fn: 'createAction', run: () => inTx((tx) => actions.createAction(tx, actionRow)) },
+    { fn: 'findAction', run: () => actions.findAction(db, 'act_1') },
+    {
+      fn: 'listActions',
+      run: () => actions.listActions(db, { source: 'retrospective:2026-10', state: 'open', limit: 1000 }),
+    },
+    { fn: 'listActions', variant: 'all', run: () => actions.listActions(db, { limit: 1000 }) },
+    { fn: 'markActionDone', run: () => inTx((tx) => actions.markActionDone(tx, 'act_1', 'gus@globex.example', at)) },
+    { fn: 'listOverdueUnnotified', run: () => actions.listOverdueUnnotified(db, '2026-11-23') },
+    { fn: 'claimOverdueNotice', run: () => inTx((tx) => actions.claimOverdueNotice(tx, 'act_1', at)) },
+  ],
   'goals/goal-repository': [
     {
       fn: 'recordGoalNotice',
@@ -459,6 +488,22 @@ const cases: Record<string, Case[]> = {
         ),
     },
   ],
+};
+
+const actionRow = {
+  id: 'act_1',
+  source: 'retrospective:2026-10',
+  kpi: null,
+  description: 'Move the nightly job an hour earlier',
+  owner_partner: 'globex',
+  owner_name: 'Gus Gerber',
+  owner_email: 'gus@globex.example',
+  due: '2026-11-20',
+  state: 'open' as const,
+  done_at: null,
+  done_by: null,
+  notified_at: null,
+  created_at: at,
 };
 
 const annotationRow = {
@@ -503,6 +548,7 @@ const modules: Record<string, Record<string, unknown>> = {
   'alerts/webhook-secret-repository': webhookSecrets,
   'goals/goal-repository': goalNotices,
   'feedback/feedback-repository': feedback,
+  'feedback/action-repository': actions,
   'reviews/review-repository': reviews,
 };
 /** Exports of the repositories that send no SQL. */

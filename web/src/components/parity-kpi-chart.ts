@@ -251,7 +251,7 @@ export class ParityKpiChart extends LitElement {
       layer: [
         {
           data: { name: 'notes' },
-          mark: { type: 'rect', color: '#bf8700', opacity: 0.16, description: t('notes') },
+          mark: { type: 'rect', color: '#bf8700', opacity: 0.16, description: t('notes'), aria: noteRows.length > 0 },
           encoding: {
             x,
             x2: { field: 'end' },

@@ -1,0 +1,283 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { documentEventSchema } from '../alerts/alert-schemas.js';
+import { listIncidentRows } from '../alerts/incident-repository.js';
+import { enqueueMessages } from '../alerts/outbox.js';
+import { canSee } from '../governance/access-policy.js';
+import { appendAuditIn } from '../governance/audit-repository.js';
+import type { Principal } from '../governance/token-repository.js';
+import { mayReadNeedToKnow, stages, type Agreement } from '../platform/agreement-schema.js';
+import { localToday } from '../platform/calendar.js';
+import { inTransaction, type ActionRow, type RetroItemRow } from '../platform/control-db.js';
+import { badRequest, forbidden, notFound } from '../platform/errors.js';
+import { escapeHtml } from '../platform/html.js';
+import type { Room } from '../platform/room.js';
+import {
+  claimOverdueNotice,
+  createAction,
+  createRetroItem,
+  findAction,
+  listActions,
+  listOverdueUnnotified,
+  listRetroItems,
+  markActionDone,
+} from './action-repository.js';
+import { people } from './feedback-service.js';
+import type { ActionView, Retrospective } from './feedback-schemas.js';
+
+const iso = (v: unknown) => new Date(v as string).toISOString();
+const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('base64url')}`;
+
+/** A retrospective is of a month (YYYY-MM) or of a stage (proof_of_concept, field_test, rollout). */
+export const retroPeriod = z
+  .string()
+  .max(20)
+  .refine((s) => /^\d{4}-(0[1-9]|1[0-2])$/.test(s) || (stages as readonly string[]).includes(s), {
+    message: `expected a month (YYYY-MM) or a stage (${stages.join(', ')})`,
+  });
+
+function actionView(r: ActionRow, today: string): ActionView {
+  return {
+    id: r.id,
+    source: r.source,
+    kpi: r.kpi,
+    description: r.description,
+    owner: { partner: r.owner_partner, name: r.owner_name, email: r.owner_email },
+    due: r.due,
+    state: r.state,
+    overdue: r.state === 'open' && r.due < today,
+    doneAt: r.done_at ? iso(r.done_at) : null,
+    doneBy: r.done_by,
+  };
+}
+
+const todayOf = (room: Room) => localToday(room.clock.now(), room.agreement().agreement.partnership.timezone);
+
+/** Who an action's owner is: a person of the partnership by e-mail or by name, else the name alone. */
+function ownerOf(agreement: Agreement, owner: string): Pick<ActionRow, 'owner_partner' | 'owner_name' | 'owner_email'> {
+  const known = people(agreement);
+  const byEmail = known.get(owner.toLowerCase());
+  if (byEmail) return { owner_partner: byEmail.partnerId, owner_name: byEmail.name, owner_email: owner.toLowerCase() };
+  for (const [email, p] of known)
+    if (p.name.toLowerCase() === owner.toLowerCase())
+      return { owner_partner: p.partnerId, owner_name: p.name, owner_email: email };
+  return { owner_partner: null, owner_name: owner, owner_email: null };
+}
+
+/**
+ * Copies the actions of incident fact sheets into the tracker, once each (`act_<incident>_<n>`):
+ * they are followed up like a retrospective's decisions.
+ */
+export async function syncIncidentActions(room: Room): Promise<void> {
+  const agreement = room.agreement().agreement;
+  const rows = await listIncidentRows(room.control.db, { kpis: agreement.kpis.map((k) => k.id), limit: 1000 });
+  const now = room.clock.now();
+  const wanted: ActionRow[] = [];
+  for (const inc of rows) {
+    const sheet = (typeof inc.fact_sheet === 'string' ? JSON.parse(inc.fact_sheet) : inc.fact_sheet) as {
+      actions?: { description: string; owner: string; due: string }[];
+    } | null;
+    (sheet?.actions ?? []).forEach((a, i) =>
+      wanted.push({
+        id: `act_${inc.id}_${i}`,
+        source: `incident:${inc.id}`,
+        kpi: inc.kpi,
+        description: a.description,
+        ...ownerOf(agreement, a.owner),
+        due: a.due,
+        state: 'open',
+        done_at: null,
+        done_by: null,
+        notified_at: null,
+        created_at: now,
+      }),
+    );
+  }
+  if (!wanted.length) return;
+  await inTransaction(room.control.db, async (tx) => {
+    for (const w of wanted) await createAction(tx, w);
+  });
+}
+
+/** Whether the caller may see an action: a retrospective's, every reader; an incident's, the KPI's readers. */
+function visibleAction(room: Room, p: Principal, r: ActionRow): boolean {
+  if (r.kpi === null) return true;
+  const kpi = room.agreement().agreement.kpis.find((k) => k.id === r.kpi);
+  return kpi !== undefined && canSee(p, kpi);
+}
+
+export async function readRetrospective(room: Room, p: Principal, period: string): Promise<Retrospective> {
+  const items = await listRetroItems(room.control.db, period);
+  const actions = await listActions(room.control.db, { source: `retrospective:${period}`, limit: 1000 });
+  const today = todayOf(room);
+  const item = (r: RetroItemRow) => ({
+    id: r.id,
+    text: r.text,
+    author: { partner: r.author_partner, name: r.author_name },
+    createdAt: iso(r.created_at),
+  });
+  return {
+    period,
+    strengthened: items.filter((i) => i.kind === 'strengthened').map(item),
+    weakened: items.filter((i) => i.kind === 'weakened').map(item),
+    actions: actions.filter((a) => visibleAction(room, p, a)).map((a) => actionView(a, today)),
+  };
+}
+
+export async function addRetroItem(
+  room: Room,
+  p: Principal,
+  period: string,
+  input: { kind: 'strengthened' | 'weakened'; text: string },
+): Promise<void> {
+  const now = room.clock.now();
+  const row: RetroItemRow = {
+    id: newId('rti'),
+    period,
+    kind: input.kind,
+    text: input.text,
+    author_partner: p.partnerId,
+    author_name: p.name,
+    created_at: now,
+  };
+  await inTransaction(room.control.db, async (tx) => {
+    await createRetroItem(tx, row);
+    await appendAuditIn(
+      tx,
+      {
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'retrospective.item',
+        target: row.id,
+        details: { period, kind: row.kind },
+      },
+      now,
+    );
+  });
+}
+
+export async function addRetroAction(
+  room: Room,
+  p: Principal,
+  period: string,
+  input: { description: string; owner: string; due: string },
+): Promise<ActionView> {
+  const agreement = room.agreement().agreement;
+  const owner = ownerOf(agreement, input.owner);
+  // A decision's owner must be someone the room can reach and the partners know.
+  if (owner.owner_email === null || !input.owner.includes('@'))
+    throw badRequest(
+      `${input.owner.slice(0, 100)} is not a person of this partnership (steering, contacts, owners)`,
+      'body.owner',
+    );
+  const now = room.clock.now();
+  const row: ActionRow = {
+    id: newId('act'),
+    source: `retrospective:${period}`,
+    kpi: null,
+    description: input.description,
+    ...owner,
+    due: input.due,
+    state: 'open',
+    done_at: null,
+    done_by: null,
+    notified_at: null,
+    created_at: now,
+  };
+  await inTransaction(room.control.db, async (tx) => {
+    await createAction(tx, row);
+    await appendAuditIn(
+      tx,
+      {
+        actor: p.tokenId,
+        partnerId: p.partnerId,
+        action: 'action.created',
+        target: row.id,
+        details: { period, due: row.due },
+      },
+      now,
+    );
+  });
+  return actionView(row, todayOf(room));
+}
+
+export async function listTrackedActions(
+  room: Room,
+  p: Principal,
+  filter: 'open' | 'done' | 'overdue' | undefined,
+): Promise<ActionView[]> {
+  await syncIncidentActions(room);
+  const today = todayOf(room);
+  const rows = await listActions(room.control.db, {
+    state: filter === 'overdue' ? 'open' : filter,
+    limit: 1000,
+  });
+  return rows
+    .filter((r) => visibleAction(room, p, r))
+    .map((r) => actionView(r, today))
+    .filter((a) => filter !== 'overdue' || a.overdue);
+}
+
+/** Its owner, the steering committee or a partner admin marks an action done. */
+export async function completeAction(room: Room, p: Principal, id: string): Promise<ActionView> {
+  const row = await findAction(room.control.db, id);
+  if (!row || !visibleAction(room, p, row)) throw notFound(`no action ${JSON.stringify(id.slice(0, 60))} for you`);
+  const isOwner = row.owner_email !== null && row.owner_email === p.name.toLowerCase();
+  if (!isOwner && p.role !== 'steering' && p.role !== 'admin')
+    throw forbidden("only the action's owner, the steering committee or a partner admin may mark it done");
+  const now = room.clock.now();
+  const done = await inTransaction(room.control.db, async (tx) => {
+    const r = await markActionDone(tx, id, p.name, now);
+    if (r)
+      await appendAuditIn(
+        tx,
+        {
+          actor: p.tokenId,
+          partnerId: p.partnerId,
+          action: 'action.done',
+          target: id,
+          details: { ...(row.kpi ? { kpi: row.kpi } : {}), source: row.source },
+        },
+        now,
+      );
+    return r;
+  });
+  return actionView(done ?? row, todayOf(room));
+}
+
+/**
+ * Tells each overdue action's owner once (a watcher of the alert engine's scheduled evaluation).
+ * An incident's action on a need-to-know KPI goes only to an owner who may read that KPI.
+ */
+export async function noticeOverdueActions(room: Room): Promise<number> {
+  await syncIncidentActions(room);
+  const agreement = room.agreement().agreement;
+  const now = room.clock.now();
+  let sent = 0;
+  for (const a of await listOverdueUnnotified(room.control.db, todayOf(room))) {
+    const kpi = a.kpi ? agreement.kpis.find((k) => k.id === a.kpi) : undefined;
+    const may = !kpi || kpi.disclosure !== 'need_to_know' || mayReadNeedToKnow(agreement, kpi, a.owner_email!);
+    sent += await inTransaction(room.control.db, async (tx) => {
+      if (!(await claimOverdueNotice(tx, a.id, now)) || !may) return 0;
+      const text = `The action "${a.description}" (${a.source}) was due on ${a.due} and is not done yet.`;
+      return enqueueMessages(tx, room, {
+        payload: {
+          type: documentEventSchema.enum['action.overdue'],
+          timestamp: now.toISOString(),
+          data: {
+            id: a.id,
+            digest: a.id,
+            snapshot: room.duck.snapshots.latest,
+            subject: `[Parity] Overdue: ${a.description.slice(0, 80)}`,
+            text: `${text}\n`,
+            html: `<p>${escapeHtml(text)}</p>`,
+          },
+        },
+        about: { action_id: a.id },
+        recipients: [{ partnerId: a.owner_partner, name: a.owner_name, email: a.owner_email! }],
+        now,
+      });
+    });
+  }
+  return sent;
+}
