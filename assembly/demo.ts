@@ -3,6 +3,7 @@ import { createToken, countTokens, type Role } from '../services/governance/toke
 import type { BatchLander } from '../services/ingest/batch-lander.js';
 import { createLander } from '../services/ingest/ingest-routes.js';
 import { addAnnotation, addComment } from '../services/feedback/feedback-service.js';
+import { addRetroAction, addRetroItem, completeAction } from '../services/feedback/retrospectives.js';
 import { maintenanceWindows, windowAt } from '../services/platform/maintenance.js';
 import type { Room } from '../services/platform/room.js';
 
@@ -210,7 +211,8 @@ function startOfUtcDay(d: Date): Date {
 /**
  * The demo's conversation (issue #15): two notes on the charts — globex's strike in October on its
  * lead time, acme's address check going live on its error rate — and a thread on the lead-time goal
- * in which acme asks globex (a mention: kept in the outbox without SMTP) and globex answers.
+ * in which acme asks globex (a mention: kept in the outbox without SMTP) and globex answers; and
+ * October's retrospective, with one action done and one still open (overdue).
  */
 export async function seedDemoFeedback(room: Room): Promise<void> {
   const a = room.agreement().agreement;
@@ -243,4 +245,27 @@ export async function seedDemoFeedback(room: Room): Promise<void> {
     'faster_delivery',
     'Yes, from 5 December; we will show it in the November review.',
   );
+  await addRetroItem(room, ana, '2026-10', {
+    kind: 'strengthened',
+    text: 'Globex told us about the strike on day one, with its own numbers in the room.',
+  });
+  await addRetroItem(room, gus, '2026-10', {
+    kind: 'weakened',
+    text: "Globex's nightly feed was late twice: Acme's planners waited on it.",
+  });
+  const done = await addRetroAction(room, ana, '2026-10', {
+    description: 'Share a strike and outage plan between both hubs',
+    owner: 'ana@acme.example',
+    due: '2026-11-06',
+  });
+  await completeAction(
+    room,
+    { tokenId: 'system', partnerId: null, role: 'steering', name: 'chair@example.org' },
+    done.id,
+  );
+  await addRetroAction(room, gus, '2026-10', {
+    description: "Move Globex's nightly export an hour earlier and alert on a late run",
+    owner: 'gus@globex.example',
+    due: '2026-11-20',
+  });
 }

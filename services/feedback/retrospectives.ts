@@ -281,3 +281,25 @@ export async function noticeOverdueActions(room: Room): Promise<number> {
   }
   return sent;
 }
+
+/**
+ * The actions a month's review shows: those still open that fell due by the month's end, and those
+ * done in the month — retrospectives' and the incidents' of the shared KPIs (the review goes to
+ * every partner).
+ */
+export async function reviewActions(
+  room: Room,
+  month: { lastDay: string; from: Date; to: Date },
+  shared: ReadonlySet<string>,
+): Promise<ActionView[]> {
+  await syncIncidentActions(room);
+  const rows = await listActions(room.control.db, { limit: 1000 });
+  return rows
+    .filter((r) => r.kpi === null || shared.has(r.kpi))
+    .filter((r) => {
+      if (r.state === 'open') return r.due <= month.lastDay;
+      const done = new Date(r.done_at as unknown as string);
+      return done >= month.from && done < month.to;
+    })
+    .map((r) => actionView(r, todayOf(room)));
+}

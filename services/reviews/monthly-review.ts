@@ -2,6 +2,7 @@ import { listIncidentRows } from '../alerts/incident-repository.js';
 import { factSheet } from '../alerts/fact-sheet.js';
 import { ARRIVALS_LOOKAHEAD_MS, ARRIVALS_LOOKBACK_MS, serviceLevelAttainment } from '../alerts/service-levels.js';
 import { summariseGoals } from '../goals/goal-progress.js';
+import { reviewActions } from '../feedback/retrospectives.js';
 import { diffAgreements } from '../governance/agreement-diff.js';
 import { findAgreementDocument, listAgreementVersions } from '../governance/agreement-repository.js';
 import { shareableAgreement, validateAgreement, type Kpi } from '../platform/agreement-schema.js';
@@ -192,6 +193,7 @@ export async function buildReview(room: Room, ctx: EvaluationContext, month: str
     incidents,
   });
   const shared = new Set(kpis.map((k) => k.id));
+  const actions = await reviewActions(room, { lastDay: to, from: start, to: end }, shared);
   const goals = await summariseGoals(ctx, (k) => shared.has(k.id));
   const agreementChanges: Review['agreementChanges'] = [];
   const versions = (await listAgreementVersions(room.control.db))
@@ -232,6 +234,7 @@ export async function buildReview(room: Room, ctx: EvaluationContext, month: str
     stage: goals.stage,
     goals: goals.goals,
     serviceLevels,
+    actions,
     agreementChanges,
     improvements,
   };

@@ -121,6 +121,22 @@ export function reviewSections(r: Review): Section[] {
       empty: 'No goal.',
     },
     ...serviceLevelSections(r),
+    ...(r.actions
+      ? [
+          {
+            title: 'Actions',
+            head: ['Action', 'Owner', 'Due', 'State', 'From'],
+            rows: r.actions.map((a) => [
+              a.description,
+              a.owner.name,
+              a.due,
+              a.state === 'done' ? `done ${a.doneAt?.slice(0, 10) ?? ''}` : a.overdue ? 'open, overdue' : 'open',
+              a.source,
+            ]),
+            empty: 'No action due or done this month.',
+          },
+        ]
+      : []),
     {
       title: 'Agreement changes',
       head: ['Version', 'In force since', 'Changes'],

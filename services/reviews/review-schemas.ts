@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { serviceLevelAttainmentSchema } from '../alerts/alert-schemas.js';
+import { actionSchema } from '../feedback/feedback-schemas.js';
 import { stageProgressSchema, goalProgressSchema } from '../goals/goal-schemas.js';
 import { grains } from '../platform/agreement-schema.js';
 
@@ -85,6 +86,12 @@ export const reviewSchema = z.object({
   serviceLevels: serviceLevelAttainmentSchema
     .optional()
     .describe('service-level attainment per partner; absent in reviews kept before service levels existed'),
+  actions: z
+    .array(actionSchema)
+    .optional()
+    .describe(
+      "open actions due by the month's end and actions done in it (retrospectives' and shared KPIs' incidents'); absent in reviews kept before the tracker existed",
+    ),
   agreementChanges: z.array(
     z.object({ version: z.number().int(), activatedAt: z.string(), changes: z.array(z.string()) }),
   ),

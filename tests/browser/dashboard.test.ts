@@ -567,6 +567,32 @@ describe('the joint dashboard in Chromium', () => {
     await g.page.context().close();
   });
 
+  it("shows the retrospective's overdue action on the overview of the other partner", async () => {
+    const res = await fetch(`${t.url}/v1/retrospectives/2026-10/actions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tokens['acme']!}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        description: 'Alert on a late nightly run',
+        owner: 'gus@globex.example',
+        due: '2026-11-02',
+      }),
+    });
+    expect(res.status, await res.clone().text()).toBe(201);
+    const g = await signIn(tokens['globex']!);
+    await g.page.goto(`${t.url}/#/`);
+    await g.page.waitForFunction(
+      `!!document.querySelector("parity-app").shadowRoot.querySelector('[data-testid="overdue-actions"]')`,
+    );
+    const text = await g.page.$eval(
+      'parity-app',
+      (app) => app.shadowRoot!.querySelector('[data-testid="overdue-actions"]')!.textContent ?? '',
+    );
+    expect(text).toContain('Alert on a late nightly run');
+    expect(text).toContain('Gus Gerber');
+    expect(await axeViolations(g.page), 'axe with overdue actions').toEqual([]);
+    await g.page.context().close();
+  });
+
   it('shows the monthly review, the same document for both partners, as the API serves it', async () => {
     const review = await api<{
       digest: string;

@@ -114,6 +114,14 @@ describe('parity demo (what npm start runs)', () => {
       ).json();
       expect(thread.comments.map((c: { author: { partner: string } }) => c.author.partner)).toEqual(['acme', 'globex']);
       expect(thread.comments[0].mentions).toEqual(['gus@globex.example']);
+      // October's retrospective: one action done, one open (and overdue, on the overview).
+      const retro = await (
+        await fetch(`${first.url}/v1/retrospectives/2026-10`, {
+          headers: { authorization: `Bearer ${tokens['globex:analyst']}` },
+        })
+      ).json();
+      expect([retro.strengthened.length, retro.weakened.length]).toEqual([1, 1]);
+      expect(retro.actions.map((a: { state: string }) => a.state)).toEqual(['done', 'open']);
       const agreement = await (
         await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:analyst']}` } })
       ).json();

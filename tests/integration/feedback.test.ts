@@ -311,6 +311,16 @@ describe('retrospectives and the action tracker', () => {
     expect(a.body.actions.map((x: any) => x.id)).toEqual([act.body.id]);
     // A stage has its retrospective too.
     expect((await call('GET', '/v1/retrospectives/field_test', 'pa')).status).toBe(200);
+    // October's review lists the actions that fell due in it (and not those due later).
+    const october = await call('POST', '/v1/retrospectives/2026-09/actions', 'pb', {
+      description: 'Publish the shared holiday calendar',
+      owner: 'anna@pa.example',
+      due: '2026-10-30',
+    });
+    const review = await call('GET', '/v1/reviews/2026-10', 'pb');
+    expect(review.status, JSON.stringify(review.body)).toBe(200);
+    expect(review.body.actions.map((x: any) => [x.id, x.state, x.overdue])).toEqual([[october.body.id, 'open', true]]);
+    expect((await call('GET', '/v1/reviews/2026-10', 'pa')).body.digest).toBe(review.body.digest);
   });
 
   it("an incident fact sheet's actions join the tracker; an overdue action notifies its owner once; its owner marks it done", async () => {
@@ -371,19 +381,19 @@ describe('retrospectives and the action tracker', () => {
       owner: { partner: 'pa', name: 'Olga', email: 'olga@pa.example' },
       overdue: true,
     });
-    // The scheduled evaluation, twice: each overdue owner is told once.
+    // The scheduled evaluation, twice: each overdue owner is told once (the September decision's too).
     for (let i = 0; i < 2; i++) {
       t.app.alerts!.engine.requestAll();
       await t.app.alerts!.engine.idle();
     }
     const overdue = () => mail.messages.filter((m) => m.subject?.startsWith('[Parity] Overdue:'));
-    await mail.waitFor(() => overdue().length >= 2);
+    await mail.waitFor(() => overdue().length >= 3);
     await new Promise((r) => setTimeout(r, 500));
     expect(
       overdue()
         .map((m) => JSON.stringify(m.to).match(/[\w.]+@[\w.]+/)![0])
         .sort(),
-    ).toEqual(['bea@pb.example', 'olga@pa.example']);
+    ).toEqual(['anna@pa.example', 'bea@pb.example', 'olga@pa.example']);
     // Only its owner (or steering, or a partner admin) marks it done.
     expect((await call('POST', `/v1/actions/${fromIncident.id}/done`, 'pb', {})).status).toBe(403);
     const done = await call('POST', `/v1/actions/${fromIncident.id}/done`, 'olga', {});

@@ -106,7 +106,7 @@ export type {
   StageProgress,
 } from '../../services/goals/goal-schemas.js';
 export type { Review, ReviewList } from '../../services/reviews/review-schemas.js';
-export type { Annotation, Comment } from '../../services/feedback/feedback-schemas.js';
+export type { ActionView, Annotation, Comment, Retrospective } from '../../services/feedback/feedback-schemas.js';
 export type { Who } from '../../services/governance/session-schemas.js';
 import type { AgreementResponse } from '../../services/governance/governance-schemas.js';
 

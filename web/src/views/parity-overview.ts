@@ -1,5 +1,13 @@
 import { html, css, nothing } from 'lit';
-import { type Agreement, type FactSheet, type GoalsResponse, type KpisResult, type Who } from '../api.js';
+import {
+  api,
+  type ActionView,
+  type Agreement,
+  type FactSheet,
+  type GoalsResponse,
+  type KpisResult,
+  type Who,
+} from '../api.js';
 import { I18nController, i18n, t } from '../i18n.js';
 import { LightElement } from '../light-element.js';
 import '../components/parity-incident-list.js';
@@ -16,6 +24,7 @@ export class ParityOverview extends LightElement {
     incidents: { attribute: false },
     goals: { attribute: false },
     copied: { state: true },
+    overdue: { state: true },
   };
   declare who: Who | undefined;
   declare kpis: KpisResult | undefined;
@@ -25,7 +34,17 @@ export class ParityOverview extends LightElement {
   /** The intent, stage and goals (GET /v1/goals at the same snapshot as the tiles). */
   declare goals: GoalsResponse | undefined;
   declare copied: boolean;
+  /** Actions past their due date (retrospectives' decisions, incidents' follow-ups), as GET /v1/actions lists them. */
+  declare overdue: ActionView[] | undefined;
   private readonly languageSwitch = new I18nController(this);
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    void api
+      .get<{ actions: ActionView[] }>('/v1/actions?state=overdue')
+      .then((r) => (this.overdue = r.actions))
+      .catch(() => (this.overdue = []));
+  }
 
   static override styles = [
     shared,
@@ -116,6 +135,24 @@ export class ParityOverview extends LightElement {
         </ul>
       </section>
       <parity-goals-panel .goals=${this.goals}></parity-goals-panel>
+      ${
+        this.overdue?.length
+          ? html`<section class="card" aria-labelledby="overdue-h" data-testid="overdue-actions">
+              <h2 id="overdue-h">${t('overdueActions')}</h2>
+              <ul>
+                ${this.overdue.map(
+                  (a) =>
+                    html`<li>
+                      <span class="state breach"
+                        ><span aria-hidden="true">!</span>${t('actionDue')} ${i18n.date(a.due)}</span
+                      >
+                      ${a.description} — ${a.owner.name} <span class="muted">(${a.source})</span>
+                    </li>`,
+                )}
+              </ul>
+            </section>`
+          : nothing
+      }
       <section aria-labelledby="kpis-h">
         <h2 id="kpis-h">${t('kpis')}</h2>
         <div class="tiles">
