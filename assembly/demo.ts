@@ -2,7 +2,7 @@ import { generateDemoPoints, type DemoPoint } from '../fixtures/demo-generator.j
 import { createToken, countTokens, type Role } from '../services/governance/token-repository.js';
 import type { BatchLander } from '../services/ingest/batch-lander.js';
 import { createLander } from '../services/ingest/ingest-routes.js';
-import { addAnnotation, addComment } from '../services/feedback/feedback-service.js';
+import { addAnnotation, addComment, people } from '../services/feedback/feedback-service.js';
 import { addRetroAction, addRetroItem, completeAction } from '../services/feedback/retrospectives.js';
 import { maintenanceWindows, windowAt } from '../services/platform/maintenance.js';
 import type { Room } from '../services/platform/room.js';
@@ -216,7 +216,16 @@ function startOfUtcDay(d: Date): Date {
  */
 export async function seedDemoFeedback(room: Room): Promise<void> {
   const a = room.agreement().agreement;
-  if (!a.kpis.some((k) => k.id === 'lead_time') || !a.goals.some((g) => g.id === 'faster_delivery')) return;
+  // Only on the demo agreement (or one as rich): every KPI, goal and person the conversation names.
+  const known = people(a);
+  const ready =
+    ['acme', 'globex'].every((id) => a.partners.some((p) => p.id === id)) &&
+    ['lead_time', 'error_rate'].every((id) =>
+      a.kpis.some((k) => k.id === id && k.breakdown === 'per_partner' && k.disclosure !== 'need_to_know'),
+    ) &&
+    a.goals.some((g) => g.id === 'faster_delivery') &&
+    ['ana@acme.example', 'gus@globex.example', 'chair@example.org'].every((e) => known.has(e));
+  if (!ready) return;
   const as = (partnerId: string, name: string) => ({ tokenId: 'system', partnerId, role: 'analyst' as const, name });
   const gus = as('globex', 'gus@globex.example');
   const ana = as('acme', 'ana@acme.example');

@@ -104,6 +104,8 @@ export interface MailDocument {
   id: string;
   digest: string;
   snapshot: number;
+  /** The KPIs it is about (a mention's thread, an action's incident): its audit entry names them. */
+  kpis?: string[];
   subject: string;
   text: string;
   html: string;

@@ -182,10 +182,12 @@ export class Notifier {
       channel: row.channel,
       event: row.event,
       attempts: row.attempts,
-      // A goal notice names its KPIs, so the audit log shows the entry only to those who may read them.
-      ...(isGoalPayload(payload)
-        ? { kpis: [payload.data.kpi.id, ...(payload.data.criterion ? [payload.data.criterion.kpi] : [])] }
-        : {}),
+      // The KPIs a message is about, so the audit log shows the entry only to those who may read them.
+      kpis: isGoalPayload(payload)
+        ? [payload.data.kpi.id, ...(payload.data.criterion ? [payload.data.criterion.kpi] : [])]
+        : isDocumentPayload(payload)
+          ? (payload.data.kpis ?? [])
+          : [payload.data.kpi.id],
     };
     if (outcome.ok) {
       await inTransaction(db, async (tx) => {

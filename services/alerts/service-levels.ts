@@ -1,4 +1,11 @@
-import { durationMs, severities, type Agreement, type Kpi, type Severity } from '../platform/agreement-schema.js';
+import {
+  allowanceMs,
+  durationMs,
+  severities,
+  type Agreement,
+  type Kpi,
+  type Severity,
+} from '../platform/agreement-schema.js';
 import type { IncidentRow } from '../platform/control-db.js';
 import { localMidnight, localToday, shiftDays } from '../platform/calendar.js';
 import { dueAfter, maintenanceWindows, type Window } from '../platform/maintenance.js';
@@ -7,8 +14,16 @@ import type { ServiceLevelAttainment } from './alert-schemas.js';
 export type { ServiceLevelAttainment };
 
 const DAY = 86_400_000;
-/** How far before the month the arrivals are read: the feed's state when the month began. */
-export const ARRIVALS_LOOKBACK_MS = 62 * DAY;
+/**
+ * How far before the month the arrivals are read: the feed's state when the month began needs the
+ * last arrival before it, up to the longest allowance (every + grace) of the KPIs, and a margin.
+ */
+export function arrivalsLookbackMs(kpis: readonly Kpi[]): number {
+  return Math.max(62 * DAY, ...kpis.map((k) => allowanceMs(k) + 31 * DAY));
+}
+
+/** The shortest feed period judged: a cadence below an hour is judged hour by hour (a month has at most 744). */
+const MIN_SLOT_MS = 3_600_000;
 /** How far after the month: whether the feeds were back after a window that ended near its end. */
 export const ARRIVALS_LOOKAHEAD_MS = 10 * DAY;
 
@@ -59,7 +74,7 @@ export function staleSpans(
 export interface FeedInput {
   partner: string;
   kpi: Kpi;
-  /** Arrival times of this feed, oldest first, from ARRIVALS_LOOKBACK_MS before the month on. */
+  /** Arrival times of this feed, oldest first, from arrivalsLookbackMs before the month on. */
   arrivals: readonly number[];
 }
 
@@ -69,6 +84,7 @@ export interface FeedInput {
  */
 function feedSlots(from: number, end: number, every: number, timezone: string): Span[] {
   const bounds = [from];
+  every = Math.max(every, MIN_SLOT_MS);
   if (every % DAY === 0) {
     const first = localToday(new Date(from), timezone);
     for (let k = 1; ; k++) {
@@ -94,7 +110,7 @@ export function feedPeriods(
   timezone = 'UTC',
 ): { periods: number; onTime: number; excused: number } {
   const every = durationMs(f.kpi.freshness.every);
-  const allowance = every + durationMs(f.kpi.freshness.grace);
+  const allowance = allowanceMs(f.kpi);
   // A feed counts from when it was due to start: the agreement's start, or its first batch if earlier.
   const from = Math.max(start, Math.min(since, f.arrivals[0] ?? since));
   const stale = staleSpans(
@@ -239,8 +255,8 @@ export function serviceLevelAttainment(input: {
       let honoured: boolean | null = true;
       for (const p of covered)
         for (const k of kpis) {
-          const allowance = durationMs(k.freshness.every) + durationMs(k.freshness.grace);
-          const back = w.to.getTime() + allowance;
+          // Back within the allowance after it, a later window of the partner not counted.
+          const back = dueAfter(maintenanceWindows(a, p), w.to, allowanceMs(k)).getTime();
           const came = feedOf(p, k).arrivals.some((t) => t >= w.from.getTime() && t <= back);
           if (came) continue;
           if (back > horizon) honoured = honoured === false ? false : null;

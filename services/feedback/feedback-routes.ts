@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { assertReader, findVisibleKpi } from '../governance/access-policy.js';
 import { auditRequest, caller } from '../governance/auth.js';
+import { isoDate } from '../alerts/fact-sheet.js';
 import { problemResponses } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { listAnnotations, listAnnotationVersions } from './feedback-repository.js';
@@ -39,12 +40,14 @@ import {
   visibleAnnotation,
 } from './feedback-service.js';
 
-const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date YYYY-MM-DD');
 const kpiParams = z.strictObject({ kpi: z.string().max(63) });
 const annotationParams = z.strictObject({
   id: z.string().regex(/^ann_[A-Za-z0-9_-]{1,40}$/, 'expected an annotation id (ann_…)'),
 });
-const threadParams = z.strictObject({ kind: z.enum(threadKinds), id: z.string().min(1).max(100) });
+const threadParams = z.strictObject({
+  kind: z.enum(threadKinds),
+  id: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/, 'expected an id (letters, digits, _ and -)'),
+});
 
 /**
  * Annotations on a KPI's periods and comment threads (issue #15): what partners say inside the
@@ -65,8 +68,8 @@ export const feedbackRoutes: FastifyPluginAsync<{ room: Room; kick?: () => void 
         security: [{ bearer: [] }],
         params: kpiParams,
         querystring: z.strictObject({
-          from: day.optional(),
-          to: day.optional(),
+          from: isoDate.optional(),
+          to: isoDate.optional(),
           limit: z.coerce.number().int().min(1).max(1000).default(500),
         }),
         response: { 200: annotationsResponseSchema, ...problemResponses(400, 401, 403, 404) },

@@ -1,19 +1,10 @@
 import { z } from 'zod';
+import { isoDate as isoDay } from '../alerts/fact-sheet.js';
 
 /**
  * Annotations and comment threads (issue #15): text written by partner users, stored and served
  * as text only (every page and e-mail renders it escaped), each length-limited.
  */
-
-const isoDay = z
-  .string()
-  .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date YYYY-MM-DD')
-  .refine(
-    (d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d),
-    {
-      message: 'not a calendar date',
-    },
-  );
 
 /** Text a person writes: trimmed, 1–2000 characters, no control characters but line breaks and tabs. */
 export const userText = (max: number) =>

@@ -7,7 +7,7 @@ import { appendAuditIn } from '../governance/audit-repository.js';
 import { requireRole } from '../governance/auth.js';
 import { findProposalById } from '../governance/proposal-repository.js';
 import type { Principal } from '../governance/token-repository.js';
-import { mayReadNeedToKnow, type Agreement, type Kpi } from '../platform/agreement-schema.js';
+import { mayReadNeedToKnow, shareableAgreement, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 import { inTransaction, type AnnotationRow, type CommentRow } from '../platform/control-db.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import { escapeHtml } from '../platform/html.js';
@@ -21,8 +21,8 @@ import {
 } from './feedback-repository.js';
 import type { Annotation, Comment, ThreadKind } from './feedback-schemas.js';
 
-const iso = (v: unknown) => new Date(v as string).toISOString();
-const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('base64url')}`;
+export const iso = (v: unknown) => new Date(v as string).toISOString();
+export const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('base64url')}`;
 
 export function annotationView(r: AnnotationRow): Annotation {
   return {
@@ -207,6 +207,11 @@ export function people(agreement: Agreement): Map<string, { name: string; partne
   return out;
 }
 
+/** Whether a message about `kpi` may go to `email`: anyone of the partnership, for a need-to-know KPI only its readers. */
+export function mayReceive(agreement: Agreement, kpi: Kpi, email: string): boolean {
+  return kpi.disclosure !== 'need_to_know' || mayReadNeedToKnow(agreement, kpi, email);
+}
+
 const MENTION = /(?:^|[^\w@.])@([A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)/g;
 
 /**
@@ -225,7 +230,7 @@ export function mentionedPeople(agreement: Agreement, text: string, target: Thre
       throw badRequest(`@${email} is not a person of this partnership (steering, contacts, owners)`, 'body.text');
     const may = target.steeringOnly
       ? steering.has(email.toLowerCase())
-      : target.kpis.every((k) => k.disclosure !== 'need_to_know' || mayReadNeedToKnow(agreement, k, email));
+      : target.kpis.every((k) => mayReceive(agreement, k, email));
     if (!may) throw badRequest(`@${email} may not read what this thread is about`, 'body.text');
     if (!out.some((r) => r.email.toLowerCase() === email.toLowerCase()))
       out.push({ partnerId: person.partnerId, name: person.name, email });
@@ -242,7 +247,12 @@ export async function addComment(
 ): Promise<{ comment: Comment; notified: number }> {
   const target = await threadTarget(room, p, kind, id);
   const agreement = room.agreement().agreement;
-  const recipients = mentionedPeople(agreement, text, target);
+  // Only the people the caller may know of: a need-to-know KPI's readers are not named to others.
+  const recipients = mentionedPeople(
+    shareableAgreement(agreement, (k) => canSee(p, k)),
+    text,
+    target,
+  );
   const now = room.clock.now();
   const row: CommentRow = {
     id: newId('cmt'),
@@ -277,6 +287,7 @@ export async function addComment(
         data: {
           id: row.id,
           digest: createHash('sha256').update(text).digest('hex'),
+          kpis: target.kpis.map((k) => k.id),
           snapshot: room.duck.snapshots.latest,
           subject,
           text: `${p.name} wrote on ${target.title}:\n\n${text}${link}\n`,

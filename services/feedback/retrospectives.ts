@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { documentEventSchema } from '../alerts/alert-schemas.js';
 import { listIncidentRows } from '../alerts/incident-repository.js';
@@ -6,8 +5,8 @@ import { enqueueMessages } from '../alerts/outbox.js';
 import { canSee } from '../governance/access-policy.js';
 import { appendAuditIn } from '../governance/audit-repository.js';
 import type { Principal } from '../governance/token-repository.js';
-import { mayReadNeedToKnow, stages, type Agreement } from '../platform/agreement-schema.js';
-import { localToday } from '../platform/calendar.js';
+import { shareableAgreement, stages, type Agreement } from '../platform/agreement-schema.js';
+import { isMonth, localToday } from '../platform/calendar.js';
 import { inTransaction, type ActionRow, type RetroItemRow } from '../platform/control-db.js';
 import { badRequest, forbidden, notFound } from '../platform/errors.js';
 import { escapeHtml } from '../platform/html.js';
@@ -22,17 +21,14 @@ import {
   listRetroItems,
   markActionDone,
 } from './action-repository.js';
-import { people } from './feedback-service.js';
+import { iso, mayReceive, newId, people } from './feedback-service.js';
 import type { ActionView, Retrospective } from './feedback-schemas.js';
-
-const iso = (v: unknown) => new Date(v as string).toISOString();
-const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('base64url')}`;
 
 /** A retrospective is of a month (YYYY-MM) or of a stage (proof_of_concept, field_test, rollout). */
 export const retroPeriod = z
   .string()
   .max(20)
-  .refine((s) => /^\d{4}-(0[1-9]|1[0-2])$/.test(s) || (stages as readonly string[]).includes(s), {
+  .refine((s) => isMonth(s) || (stages as readonly string[]).includes(s), {
     message: `expected a month (YYYY-MM) or a stage (${stages.join(', ')})`,
   });
 
@@ -162,7 +158,8 @@ export async function addRetroAction(
   period: string,
   input: { description: string; owner: string; due: string },
 ): Promise<ActionView> {
-  const agreement = room.agreement().agreement;
+  // Only the people the caller may know of: a need-to-know KPI's readers are not named to others.
+  const agreement = shareableAgreement(room.agreement().agreement, (k) => canSee(p, k));
   const owner = ownerOf(agreement, input.owner);
   // A decision's owner must be someone the room can reach and the partners know.
   if (owner.owner_email === null || !input.owner.includes('@'))
@@ -223,8 +220,10 @@ export async function completeAction(room: Room, p: Principal, id: string): Prom
   const row = await findAction(room.control.db, id);
   if (!row || !visibleAction(room, p, row)) throw notFound(`no action ${JSON.stringify(id.slice(0, 60))} for you`);
   const isOwner = row.owner_email !== null && row.owner_email === p.name.toLowerCase();
-  if (!isOwner && p.role !== 'steering' && p.role !== 'admin')
-    throw forbidden("only the action's owner, the steering committee or a partner admin may mark it done");
+  // A partner admin closes its own partner's actions (and the room's unowned ones), not another's.
+  const ownAdmin = p.role === 'admin' && (row.owner_partner === null || row.owner_partner === p.partnerId);
+  if (!isOwner && p.role !== 'steering' && !ownAdmin)
+    throw forbidden("only the action's owner, the steering committee or its partner's admin may mark it done");
   const now = room.clock.now();
   const done = await inTransaction(room.control.db, async (tx) => {
     const r = await markActionDone(tx, id, p.name, now);
@@ -256,7 +255,8 @@ export async function noticeOverdueActions(room: Room): Promise<number> {
   let sent = 0;
   for (const a of await listOverdueUnnotified(room.control.db, todayOf(room))) {
     const kpi = a.kpi ? agreement.kpis.find((k) => k.id === a.kpi) : undefined;
-    const may = !kpi || kpi.disclosure !== 'need_to_know' || mayReadNeedToKnow(agreement, kpi, a.owner_email!);
+    // An incident's action goes only to an owner who may read its KPI (none once the KPI is gone).
+    const may = a.kpi === null || (kpi !== undefined && mayReceive(agreement, kpi, a.owner_email!));
     sent += await inTransaction(room.control.db, async (tx) => {
       if (!(await claimOverdueNotice(tx, a.id, now)) || !may) return 0;
       const text = `The action "${a.description}" (${a.source}) was due on ${a.due} and is not done yet.`;
@@ -267,6 +267,7 @@ export async function noticeOverdueActions(room: Room): Promise<number> {
           data: {
             id: a.id,
             digest: a.id,
+            kpis: a.kpi ? [a.kpi] : [],
             snapshot: room.duck.snapshots.latest,
             subject: `[Parity] Overdue: ${a.description.slice(0, 80)}`,
             text: `${text}\n`,

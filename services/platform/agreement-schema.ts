@@ -45,6 +45,10 @@ export function durationMs(iso: string): number {
   );
 }
 
+/** A feed's allowance: `every + grace` after one batch, the next is due (the freshness rule). */
+export const allowanceMs = (k: { freshness: { every: string; grace: string } }) =>
+  durationMs(k.freshness.every) + durationMs(k.freshness.grace);
+
 const id = z
   .string()
   .regex(/^[a-z][a-z0-9_-]{0,62}$/, 'expected a lower-case id (a-z, 0-9, _ or -), starting with a letter');
@@ -134,7 +138,12 @@ const kpi = z.strictObject({
   dominance: z.number().gt(0).lt(100).optional(),
   band,
   evaluate: z.strictObject({ grain: z.enum(grains), consecutive: z.number().int().min(1).max(52).default(1) }),
-  freshness: z.strictObject({ every: duration, grace: duration }),
+  freshness: z.strictObject({
+    every: duration.refine((d) => !isoDuration.test(d) || durationMs(d) >= 60_000, {
+      message: 'a feed is expected at most once a minute (PT1M or longer)',
+    }),
+    grace: duration,
+  }),
   owners: z.record(id, owner),
   escalation: z.strictObject({ ackWithin: duration }),
   /** Its incidents' severity: which of the service levels' reaction times apply to them. */

@@ -1,4 +1,4 @@
-import { durationMs, type Agreement, type Kpi } from '../platform/agreement-schema.js';
+import { allowanceMs, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 import { dueAfter, maintenanceWindows, windowAt } from '../platform/maintenance.js';
 import type { FeedFreshness } from './query-schemas.js';
 
@@ -17,7 +17,7 @@ export function kpiFreshness(
   now: Date,
   since: Date,
 ): FeedFreshness[] {
-  const allowance = durationMs(kpi.freshness.every) + durationMs(kpi.freshness.grace);
+  const allowance = allowanceMs(kpi);
   return agreement.partners.map((p) => {
     const last = arrivals.get(`${p.id}\u0000${kpi.id}`) ?? null;
     const windows = maintenanceWindows(agreement, p.id);

@@ -1,6 +1,6 @@
 import { listIncidentRows } from '../alerts/incident-repository.js';
 import { factSheet } from '../alerts/fact-sheet.js';
-import { ARRIVALS_LOOKAHEAD_MS, ARRIVALS_LOOKBACK_MS, serviceLevelAttainment } from '../alerts/service-levels.js';
+import { ARRIVALS_LOOKAHEAD_MS, arrivalsLookbackMs, serviceLevelAttainment } from '../alerts/service-levels.js';
 import { summariseGoals } from '../goals/goal-progress.js';
 import { reviewActions } from '../feedback/retrospectives.js';
 import { diffAgreements } from '../governance/agreement-diff.js';
@@ -178,7 +178,7 @@ export async function buildReview(room: Room, ctx: EvaluationContext, month: str
       owners: f.owners,
     }));
   const arrivals = await room.duck.feedArrivals(
-    new Date(start.getTime() - ARRIVALS_LOOKBACK_MS),
+    new Date(start.getTime() - arrivalsLookbackMs(kpis)),
     new Date(end.getTime() + ARRIVALS_LOOKAHEAD_MS),
     ctx.snapshot,
   );

@@ -229,6 +229,13 @@ describe('annotations', () => {
     expect(patch.status).toBe(400);
     expect((await call('PATCH', '/v1/annotations/nope', 'pa', { text: 'x' })).body.field).toContain('id');
     expect((await call('GET', '/v1/threads/essay/1', 'pa')).body.field).toContain('kind');
+    // An id a database would choke on is refused before it gets there.
+    for (const bad of ['inc%00x', 'a%20b']) {
+      const r = await call('GET', `/v1/threads/incident/${bad}`, 'pa');
+      expect([r.status, r.body.field], bad).toEqual([400, 'params.id']);
+    }
+    expect((await call('GET', `/v1/threads/incident/${'x'.repeat(101)}`, 'pa')).status).toBe(400);
+    expect((await call('GET', '/v1/kpis/delay/annotations?from=2026-02-30', 'pa')).body.field).toContain('from');
     expect((await call('POST', '/v1/threads/goal/sooner', 'pa', { text: 'x'.repeat(4001) })).body.field).toBe(
       'body.text',
     );

@@ -242,6 +242,7 @@ describe('service levels', () => {
       ['from: 2026-10-29T00:00:00Z', 'from: 29 October', 'serviceLevels.maintenanceWindows[0].from'],
       [', reason: joint network change', '', 'serviceLevels.maintenanceWindows[1].reason'],
       ['    severity: critical', '    severity: urgent', 'kpis[0].severity'],
+      ['freshness: { every: P7D', 'freshness: { every: PT0S', 'kpis[0].freshness.every'],
     ];
     for (const [from, to, field] of cases) {
       expect(agreement.includes(from), from).toBe(true);
