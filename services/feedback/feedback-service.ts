@@ -8,7 +8,7 @@ import { requireRole } from '../governance/auth.js';
 import { findProposalById } from '../governance/proposal-repository.js';
 import type { Principal } from '../governance/token-repository.js';
 import { mayReadNeedToKnow, shareableAgreement, type Agreement, type Kpi } from '../platform/agreement-schema.js';
-import { inTransaction, type AnnotationRow, type CommentRow } from '../platform/control-db.js';
+import { inTransaction, type AnnotationRow, type CommentRow, type ControlTx } from '../platform/control-db.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import { escapeHtml } from '../platform/html.js';
 import type { Room } from '../platform/room.js';
@@ -49,6 +49,18 @@ export function commentView(r: CommentRow): Comment {
   };
 }
 
+/** The caller's audit entry, in the transaction of the change it records (a KPI named in `details` keeps it from non-readers). */
+export function auditAs(
+  tx: ControlTx,
+  p: Principal,
+  action: string,
+  target: string,
+  details: Record<string, unknown>,
+  at: Date,
+): Promise<number> {
+  return appendAuditIn(tx, { actor: p.tokenId, partnerId: p.partnerId, action, target, details }, at);
+}
+
 /** `combined`, or a partner's id where the KPI is broken down per partner. */
 function checkScope(agreement: Agreement, kpi: Kpi, scope: string): void {
   if (scope === 'combined') return;
@@ -87,18 +99,9 @@ export async function addAnnotation(
   };
   await inTransaction(room.control.db, async (tx) => {
     await createAnnotation(tx, row);
-    await appendAuditIn(
-      tx,
-      {
-        actor: p.tokenId,
-        partnerId: p.partnerId,
-        action: 'annotation.created',
-        target: row.id,
-        // The KPI named: the audit log shows the entry only to those who may read it.
-        details: { kpi: kpi.id, scope: row.scope, from: row.period_from, to: row.period_to },
-      },
-      now,
-    );
+    // The KPI named: the audit log shows the entry only to those who may read it.
+    const details = { kpi: kpi.id, scope: row.scope, from: row.period_from, to: row.period_to };
+    await auditAs(tx, p, 'annotation.created', row.id, details, now);
   });
   return annotationView(row);
 }
@@ -133,17 +136,7 @@ export async function editAnnotation(
   const updated = await inTransaction(room.control.db, async (tx) => {
     const r = await updateAnnotation(tx, id, row.version, { ...next, updated_at: now });
     if (!r) return undefined;
-    await appendAuditIn(
-      tx,
-      {
-        actor: p.tokenId,
-        partnerId: p.partnerId,
-        action: 'annotation.edited',
-        target: id,
-        details: { kpi: row.kpi, version: r.version },
-      },
-      now,
-    );
+    await auditAs(tx, p, 'annotation.edited', id, { kpi: row.kpi, version: r.version }, now);
     return r;
   });
   if (!updated) throw conflict('the annotation changed meanwhile; read it again');
@@ -266,15 +259,12 @@ export async function addComment(
   };
   const notified = await inTransaction(room.control.db, async (tx) => {
     await createComment(tx, row);
-    await appendAuditIn(
+    await auditAs(
       tx,
-      {
-        actor: p.tokenId,
-        partnerId: p.partnerId,
-        action: 'comment.created',
-        target: row.id,
-        details: { on: kind, id, kpis: target.kpis.map((k) => k.id), mentions: recipients.length },
-      },
+      p,
+      'comment.created',
+      row.id,
+      { on: kind, id, kpis: target.kpis.map((k) => k.id), mentions: recipients.length },
       now,
     );
     if (!recipients.length) return 0;

@@ -3,7 +3,6 @@ import { documentEventSchema } from '../alerts/alert-schemas.js';
 import { listIncidentRows } from '../alerts/incident-repository.js';
 import { enqueueMessages } from '../alerts/outbox.js';
 import { canSee } from '../governance/access-policy.js';
-import { appendAuditIn } from '../governance/audit-repository.js';
 import type { Principal } from '../governance/token-repository.js';
 import { shareableAgreement, stages, type Agreement } from '../platform/agreement-schema.js';
 import { isMonth, localToday } from '../platform/calendar.js';
@@ -21,7 +20,7 @@ import {
   listRetroItems,
   markActionDone,
 } from './action-repository.js';
-import { iso, mayReceive, newId, people } from './feedback-service.js';
+import { auditAs, iso, mayReceive, newId, people } from './feedback-service.js';
 import type { ActionView, Retrospective } from './feedback-schemas.js';
 
 /** A retrospective is of a month (YYYY-MM) or of a stage (proof_of_concept, field_test, rollout). */
@@ -138,17 +137,7 @@ export async function addRetroItem(
   };
   await inTransaction(room.control.db, async (tx) => {
     await createRetroItem(tx, row);
-    await appendAuditIn(
-      tx,
-      {
-        actor: p.tokenId,
-        partnerId: p.partnerId,
-        action: 'retrospective.item',
-        target: row.id,
-        details: { period, kind: row.kind },
-      },
-      now,
-    );
+    await auditAs(tx, p, 'retrospective.item', row.id, { period, kind: row.kind }, now);
   });
 }
 
@@ -183,17 +172,7 @@ export async function addRetroAction(
   };
   await inTransaction(room.control.db, async (tx) => {
     await createAction(tx, row);
-    await appendAuditIn(
-      tx,
-      {
-        actor: p.tokenId,
-        partnerId: p.partnerId,
-        action: 'action.created',
-        target: row.id,
-        details: { period, due: row.due },
-      },
-      now,
-    );
+    await auditAs(tx, p, 'action.created', row.id, { period, due: row.due }, now);
   });
   return actionView(row, todayOf(room));
 }
@@ -227,18 +206,7 @@ export async function completeAction(room: Room, p: Principal, id: string): Prom
   const now = room.clock.now();
   const done = await inTransaction(room.control.db, async (tx) => {
     const r = await markActionDone(tx, id, p.name, now);
-    if (r)
-      await appendAuditIn(
-        tx,
-        {
-          actor: p.tokenId,
-          partnerId: p.partnerId,
-          action: 'action.done',
-          target: id,
-          details: { ...(row.kpi ? { kpi: row.kpi } : {}), source: row.source },
-        },
-        now,
-      );
+    if (r) await auditAs(tx, p, 'action.done', id, { ...(row.kpi ? { kpi: row.kpi } : {}), source: row.source }, now);
     return r;
   });
   return actionView(done ?? row, todayOf(room));
