@@ -196,8 +196,13 @@ export class AlertEngine {
         });
         // A stale feed is that partner's data side: only its owners hear of it.
         enqueued += await this.#open(ctx, kpi, row, ownerRecipients(kpi, feed.partner));
-      } else if (!feed.stale && existing && feed.lastArrival !== null && feed.maintenanceUntil === null) {
-        // (Inside a maintenance window a feed is not stale, but it has not resumed either.)
+      } else if (
+        !feed.stale &&
+        existing &&
+        feed.lastArrival !== null &&
+        // Inside a maintenance window a feed is not stale, but it has resumed only if a batch came since.
+        (feed.maintenanceUntil === null || Date.parse(feed.lastArrival) > new Date(existing.opened_at).getTime())
+      ) {
         enqueued += await this.#autoResolve(
           ctx,
           kpi,

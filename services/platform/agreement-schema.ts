@@ -443,6 +443,28 @@ export const agreementSchema = z
             message: `an incident cannot be resolved in time without being acknowledged first: resolve (${l.resolve}) must be at least acknowledge (${l.acknowledge})`,
           });
       }
+      // Back to back (or overlapping), a partner's windows may not last more than 7 days either.
+      const flagged = new Set<number>();
+      for (const partner of a.partners.map((p) => p.id)) {
+        const mine = sl.maintenanceWindows
+          .map((w, i) => ({ i, from: Date.parse(w.from), to: Date.parse(w.to), partners: w.partners }))
+          .filter((w) => w.to > w.from && (!w.partners || w.partners.includes(partner)))
+          .sort((x, y) => x.from - y.from);
+        let start = -Infinity;
+        let end = -Infinity;
+        for (const w of mine) {
+          if (w.from > end) start = w.from;
+          end = Math.max(end, w.to);
+          if (end - start > MAX_MAINTENANCE_MS && w.to - w.from <= MAX_MAINTENANCE_MS && !flagged.has(w.i)) {
+            flagged.add(w.i);
+            ctx.addIssue({
+              code: 'custom',
+              path: ['serviceLevels', 'maintenanceWindows', w.i, 'to'],
+              message: `with the windows before it, ${partner}'s maintenance lasts more than 7 days without a break`,
+            });
+          }
+        }
+      }
       sl.maintenanceWindows.forEach((w, i) => {
         const at = (...p: (string | number)[]) => ['serviceLevels', 'maintenanceWindows', i, ...p];
         (w.partners ?? []).forEach((p, j) => {

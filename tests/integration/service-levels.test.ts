@@ -243,6 +243,12 @@ describe('service levels', () => {
       [', reason: joint network change', '', 'serviceLevels.maintenanceWindows[1].reason'],
       ['    severity: critical', '    severity: urgent', 'kpis[0].severity'],
       ['freshness: { every: P7D', 'freshness: { every: PT0S', 'kpis[0].freshness.every'],
+      // Two windows back to back for pb: 7 days, then 1 more without a break.
+      [
+        '    - { from: 2026-11-06T00:00:00Z',
+        '    - { partners: [pb], from: 2026-11-05T00:00:00Z, to: 2026-11-06T00:00:00Z, reason: more }\n    - { from: 2026-11-06T00:00:00Z',
+        'serviceLevels.maintenanceWindows[1].to',
+      ],
     ];
     for (const [from, to, field] of cases) {
       expect(agreement.includes(from), from).toBe(true);
