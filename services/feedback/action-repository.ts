@@ -1,4 +1,35 @@
-import type { ActionRow, ControlDb, ControlTx, RetroItemRow } from '../platform/control-db.js';
+import { sql } from 'kysely';
+import type { ActionRow, ControlDb, ControlTx, IncidentRow, RetroItemRow } from '../platform/control-db.js';
+
+/**
+ * Incidents whose fact sheet lists actions the tracker does not hold yet: in steady state none, so
+ * copying them in costs one query that returns nothing.
+ */
+export async function listIncidentsWithUntrackedActions(
+  db: ControlDb,
+): Promise<Pick<IncidentRow, 'id' | 'kpi' | 'fact_sheet'>[]> {
+  return (
+    db
+      .selectFrom('incidents')
+      .select(['id', 'kpi', 'fact_sheet'])
+      // (PostgreSQL does not promise to test the type first in an AND: one expression does.)
+      .where(
+        sql<boolean>`jsonb_array_length(CASE WHEN jsonb_typeof(fact_sheet -> 'actions') = 'array' THEN fact_sheet -> 'actions' ELSE '[]'::jsonb END) > 0`,
+      )
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('actions')
+              .select('actions.id')
+              .whereRef('actions.source', '=', sql<string>`'incident:' || incidents.id`),
+          ),
+        ),
+      )
+      .orderBy('opened_at')
+      .limit(1000)
+      .execute()
+  );
+}
 
 export async function listRetroItems(db: ControlDb, period: string): Promise<RetroItemRow[]> {
   return db

@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { documentEventSchema } from '../alerts/alert-schemas.js';
-import { listIncidentRows } from '../alerts/incident-repository.js';
 import { enqueueMessages } from '../alerts/outbox.js';
 import { canSee } from '../governance/access-policy.js';
 import type { Principal } from '../governance/token-repository.js';
@@ -15,6 +14,7 @@ import {
   createAction,
   createRetroItem,
   findAction,
+  listIncidentsWithUntrackedActions,
   listActions,
   listOverdueUnnotified,
   listRetroItems,
@@ -65,7 +65,8 @@ function ownerOf(agreement: Agreement, owner: string): Pick<ActionRow, 'owner_pa
  */
 export async function syncIncidentActions(room: Room): Promise<void> {
   const agreement = room.agreement().agreement;
-  const rows = await listIncidentRows(room.control.db, { kpis: agreement.kpis.map((k) => k.id), limit: 1000 });
+  const rows = await listIncidentsWithUntrackedActions(room.control.db);
+  if (!rows.length) return;
   const now = room.clock.now();
   const wanted: ActionRow[] = [];
   for (const inc of rows) {

@@ -446,6 +446,7 @@ const cases: Record<string, Case[]> = {
   ],
   'feedback/action-repository': [
     { fn: 'listRetroItems', run: () => actions.listRetroItems(db, '2026-10') },
+    { fn: 'listIncidentsWithUntrackedActions', run: () => actions.listIncidentsWithUntrackedActions(db) },
     {
       fn: 'createRetroItem',
       run: () =>
