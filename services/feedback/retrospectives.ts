@@ -199,7 +199,12 @@ export async function listTrackedActions(
 export async function completeAction(room: Room, p: Principal, id: string): Promise<ActionView> {
   const row = await findAction(room.control.db, id);
   if (!row || !visibleAction(room, p, row)) throw notFound(`no action ${JSON.stringify(id.slice(0, 60))} for you`);
-  const isOwner = row.owner_email !== null && row.owner_email === p.name.toLowerCase();
+  // The owner is the token's name at the owner's partner (a token's name is chosen by its partner's
+  // admin: another partner's token named like the owner is not the owner), as for KPI owners.
+  const isOwner =
+    row.owner_email !== null &&
+    row.owner_email === p.name.toLowerCase() &&
+    (row.owner_partner === null || row.owner_partner === p.partnerId);
   // A partner admin closes its own partner's actions (and the room's unowned ones), not another's.
   const ownAdmin = p.role === 'admin' && (row.owner_partner === null || row.owner_partner === p.partnerId);
   if (!isOwner && p.role !== 'steering' && !ownAdmin)

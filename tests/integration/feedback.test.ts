@@ -401,8 +401,12 @@ describe('retrospectives and the action tracker', () => {
         .map((m) => JSON.stringify(m.to).match(/[\w.]+@[\w.]+/)![0])
         .sort(),
     ).toEqual(['anna@pa.example', 'bea@pb.example', 'olga@pa.example']);
-    // Only its owner (or steering, or a partner admin) marks it done.
+    // Only its owner (or steering, or a partner admin) marks it done; a pb token named like the owner is not the owner.
     expect((await call('POST', `/v1/actions/${fromIncident.id}/done`, 'pb', {})).status).toBe(403);
+    tokens['fakeOlga'] = (
+      await createToken(t.room.control.db, { partnerId: 'pb', role: 'analyst', name: 'olga@pa.example' }, t.clock.now())
+    ).token;
+    expect((await call('POST', `/v1/actions/${fromIncident.id}/done`, 'fakeOlga', {})).status).toBe(403);
     const done = await call('POST', `/v1/actions/${fromIncident.id}/done`, 'olga', {});
     expect(done.body).toMatchObject({ state: 'done', overdue: false, doneBy: 'olga@pa.example' });
     expect((await call('GET', '/v1/actions?state=overdue', 'pa')).body.actions.map((x: any) => x.id)).not.toContain(
