@@ -23,6 +23,9 @@ import { goalRoutes } from '../services/goals/goal-routes.js';
 import { reviewRoutes } from '../services/reviews/review-routes.js';
 import { feedbackRoutes, retrospectiveRoutes } from '../services/feedback/feedback-routes.js';
 import { noticeOverdueActions } from '../services/feedback/retrospectives.js';
+import { drillRoutes } from '../services/alerts/drill-routes.js';
+import { escalateDueDrills } from '../services/alerts/drills.js';
+import { steeringRoutes } from '../services/steering/steering-routes.js';
 import { sendDueReview } from '../services/reviews/review-sender.js';
 import { noticeGoals } from '../services/goals/goal-notices.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
@@ -129,6 +132,8 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   alerts?.engine.watch((ctx, kpis) => noticeGoals(room, ctx, kpis));
   // The scheduled evaluation also tells each overdue action's owner, once.
   alerts?.engine.watch((_ctx, kpis) => (kpis === null ? noticeOverdueActions(room) : Promise.resolve(0)));
+  // … and escalates the drills nobody acknowledged in time.
+  alerts?.engine.watch((_ctx, kpis) => (kpis === null ? escalateDueDrills(room) : Promise.resolve(0)));
   // The scheduled evaluation (every KPI) also sends last month's review once its day has come.
   if (room.config.reviewSend)
     alerts?.engine.watch((_ctx, kpis) => (kpis === null ? sendDueReview(room, reader) : Promise.resolve(0)));
@@ -162,6 +167,8 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(feedbackRoutes, { room, kick: () => alerts?.notifier.kick() });
   await app.register(retrospectiveRoutes, { room });
   await app.register(alertRoutes, { room, alerts });
+  await app.register(drillRoutes, { room, kick: () => alerts?.notifier.kick() });
+  await app.register(steeringRoutes, { room });
   await app.register(webRoutes, { room });
   return app;
 }

@@ -27,6 +27,7 @@ import {
   updateUnresolvedIncident,
 } from './incident-repository.js';
 import type { Notifier } from './notifier.js';
+import { chairAt } from '../platform/steering-chair.js';
 import { enqueue, ownerRecipients, steeringRecipients, type Recipient } from './outbox.js';
 import { hasKeptMessage } from './outbox-repository.js';
 import { dueAfter, maintenanceWindows, windowAt } from '../platform/maintenance.js';
@@ -411,7 +412,12 @@ export class AlertEngine {
             partnerId: null,
             action: 'incident.escalated',
             target: inc.id,
-            details: { kpi: inc.kpi, scope: inc.scope, ackDueAt: new Date(inc.ack_due_at).toISOString() },
+            details: {
+              kpi: inc.kpi,
+              scope: inc.scope,
+              ackDueAt: new Date(inc.ack_due_at).toISOString(),
+              chair: chairAt(agreement, now).email,
+            },
           },
           now,
         );
@@ -421,6 +427,7 @@ export class AlertEngine {
           event: 'incident.escalated',
           recipients: steeringRecipients(agreement),
           now,
+          chair: (({ name, email }) => ({ name, email }))(chairAt(agreement, now)),
         });
       });
     }

@@ -20,6 +20,7 @@ import {
   type AlertEvent,
   type FactSheet,
   type GoalNotice,
+  type DrillSheet,
 } from './alert-schemas.js';
 import { ackSchema, isoDate, resolutionSchema } from './fact-sheet.js';
 import {
@@ -33,7 +34,7 @@ import {
 import { Notifier, webhookSecretsNow } from './notifier.js';
 import { listWebhookSecretStates, rotateWebhookSecret } from './webhook-secret-repository.js';
 import type { Principal } from '../governance/token-repository.js';
-import { isDocumentPayload, isGoalPayload, type NotificationPayload } from './outbox.js';
+import { isDocumentPayload, isDrillPayload, isGoalPayload, type NotificationPayload } from './outbox.js';
 import { listMessagesForPartner, listWebhookEndpoints } from './outbox-repository.js';
 
 export interface Alerts {
@@ -62,9 +63,15 @@ export function createAlerts(room: Room, reader: SeriesReader, log: Pick<Logger,
 }
 
 /** A message's payload as the notifications list shows it: a fact sheet or a goal notice. */
-function payloadView(p: NotificationPayload): { factSheet: FactSheet | null; goalNotice: GoalNotice | null } {
-  if (isDocumentPayload(p)) return { factSheet: null, goalNotice: null };
-  return isGoalPayload(p) ? { factSheet: null, goalNotice: p.data } : { factSheet: p.data, goalNotice: null };
+function payloadView(p: NotificationPayload): {
+  factSheet: FactSheet | null;
+  goalNotice: GoalNotice | null;
+  drill: DrillSheet | null;
+} {
+  const none = { factSheet: null, goalNotice: null, drill: null };
+  if (isDocumentPayload(p)) return none;
+  if (isDrillPayload(p)) return { ...none, drill: p.data };
+  return isGoalPayload(p) ? { ...none, goalNotice: p.data } : { ...none, factSheet: p.data };
 }
 
 const idParam = z.strictObject({

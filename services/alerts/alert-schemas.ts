@@ -9,6 +9,8 @@ import { bandSchema, feedSchema } from '../query/query-schemas.js';
 
 export const incidentStateSchema = z.enum(['open', 'notified', 'acknowledged', 'resolved']);
 
+const personSchema = z.object({ name: z.string(), email: z.string() });
+
 /** An incident as every reader sees it: the figure as the dashboard discloses it, never more. */
 export const factSheetSchema = z
   .object({
@@ -40,6 +42,9 @@ export const factSheetSchema = z
     cause: z.string().nullable(),
     narrative: z.string().nullable(),
     actions: z.array(z.object({ description: z.string(), owner: z.string(), due: z.string() })),
+    chair: personSchema
+      .optional()
+      .describe("an escalation's notification: the steering committee's chair when it was escalated"),
   })
   .describe('the fact sheet: one template for every incident');
 export type FactSheet = z.infer<typeof factSheetSchema>;
@@ -54,10 +59,14 @@ export type GoalEvent = z.infer<typeof goalEventSchema>;
 /** E-mails that carry a rendered document: the monthly review, a comment's mention, an overdue action. */
 export const documentEventSchema = z.enum(['review.monthly', 'comment.mention', 'action.overdue']);
 export type DocumentEvent = z.infer<typeof documentEventSchema>;
+/** A drill's notifications: the real chain, each marked as a drill (type and a DRILL marker in e-mails). */
+export const drillEventSchema = z.enum(['incident.drill.opened', 'incident.drill.escalated', 'incident.drill.ended']);
+export type DrillEvent = z.infer<typeof drillEventSchema>;
 export const alertEventSchema = z.enum([
   ...incidentEventSchema.options,
   ...goalEventSchema.options,
   ...documentEventSchema.options,
+  ...drillEventSchema.options,
 ]);
 export type AlertEvent = z.infer<typeof alertEventSchema>;
 
@@ -97,6 +106,40 @@ export const goalNoticeSchema = z
 export type GoalNotice = z.infer<typeof goalNoticeSchema>;
 
 /**
+ * An escalation drill (services/alerts/drills.ts): a simulated incident on a KPI and scope that
+ * runs the real chain — the owner told, acknowledgement awaited, escalation to the committee — and
+ * touches no KPI data nor any incident. The times it took are its result.
+ */
+export const drillSheetSchema = z
+  .object({
+    drill: z.literal(true).describe('always true: this is an exercise, not an incident'),
+    id: z.string(),
+    state: z.enum(['running', 'escalated', 'acknowledged', 'ended']),
+    kpi: z.object({ id: z.string(), title: z.string(), unit: z.string() }),
+    scope: z.string(),
+    startedBy: z.string(),
+    startedAt: z.string(),
+    ackDueAt: z.string(),
+    notifiedAt: z.string().nullable(),
+    acknowledgedAt: z.string().nullable(),
+    acknowledgedBy: z.string().nullable(),
+    escalatedAt: z.string().nullable(),
+    chair: personSchema.nullable().describe('the chair named in the escalation'),
+    endedAt: z.string().nullable(),
+    endedBy: z.string().nullable(),
+    owners: z.array(z.object({ partner: z.string(), name: z.string() })),
+    result: z.object({
+      notifySeconds: z.number().nullable().describe('from start to the owner told'),
+      acknowledgeSeconds: z.number().nullable().describe('from start to acknowledgement'),
+      escalateSeconds: z.number().nullable().describe('from start to escalation (null: acknowledged in time)'),
+    }),
+    snapshot: z.number().int(),
+  })
+  .describe('an escalation drill');
+export type DrillSheet = z.infer<typeof drillSheetSchema>;
+export const drillsResponseSchema = z.object({ drills: z.array(drillSheetSchema) });
+
+/**
  * A document sent by e-mail as its service rendered it (the monthly review): the outbox and the
  * notifier carry it without knowing what it is.
  */
@@ -126,6 +169,7 @@ export const notificationSchema = z.object({
     .nullable()
     .describe('incident events: the fact sheet as it was when the notification was written'),
   goalNotice: goalNoticeSchema.nullable().describe('goal events: what was missed or met'),
+  drill: drillSheetSchema.nullable().describe('drill events: the drill as it was when the notification was written'),
 });
 export type NotificationView = z.infer<typeof notificationSchema>;
 

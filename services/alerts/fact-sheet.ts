@@ -6,7 +6,7 @@ import type { Band } from '../query/band-evaluation.js';
 import { periodEnd } from '../platform/calendar.js';
 import { escapeHtml } from '../platform/html.js';
 import type { FeedFreshness } from '../query/freshness.js';
-import type { FactSheet, GoalEvent, GoalNotice } from './alert-schemas.js';
+import type { DrillEvent, DrillSheet, FactSheet, GoalEvent, GoalNotice } from './alert-schemas.js';
 
 export const causeCategories = [
   'data_quality',
@@ -139,6 +139,7 @@ export function factSheetLines(f: FactSheet, roomUrl: string | undefined): [stri
   lines.push(['Acknowledge by', f.ackDueAt]);
   if (f.acknowledgedAt) lines.push(['Acknowledged', f.acknowledgedAt]);
   if (f.escalatedAt) lines.push(['Escalated to steering', f.escalatedAt]);
+  if (f.chair) lines.push(['Chair of the steering committee', `${f.chair.name} <${f.chair.email}>`]);
   if (f.resolvedAt)
     lines.push([
       'Resolved',
@@ -203,14 +204,55 @@ export function renderGoalEmail(
   return emailOf(subject, lines);
 }
 
-function emailOf(subject: string, lines: [string, string][]): { subject: string; text: string; html: string } {
-  const text = `${subject}\n\n${lines.map(([k, v]) => `${k}: ${v}`).join('\n')}\n`;
+const secondsText = (s: number | null) => (s === null ? '—' : `${Math.round(s)} s`);
+
+/** The banner every drill e-mail carries, first in the text and the HTML. */
+export const DRILL_MARKER = 'DRILL — an exercise of the escalation chain. No KPI is affected; no incident exists.';
+
+/** A drill's notification as an e-mail: marked DRILL in the subject and in a banner above everything else. */
+export function renderDrillEmail(
+  event: DrillEvent,
+  d: DrillSheet,
+  roomUrl: string | undefined,
+): { subject: string; text: string; html: string } {
+  const verb =
+    event === 'incident.drill.escalated' ? 'Escalated' : event === 'incident.drill.ended' ? 'Ended' : 'Incident';
+  const subject = `[Parity] [DRILL] ${verb}: ${d.kpi.title} — ${d.scope}`;
+  const lines: [string, string][] = [
+    ['Drill', d.id],
+    ['KPI', `${d.kpi.title} (${d.kpi.id})`],
+    ['Scope', d.scope],
+    ['Started', `${d.startedAt} by ${d.startedBy}`],
+    ['Owners', d.owners.map((o) => `${o.name} (${o.partner})`).join(', ') || '—'],
+    ['Acknowledge by', d.ackDueAt],
+  ];
+  if (d.acknowledgedAt) lines.push(['Acknowledged', `${d.acknowledgedAt} by ${d.acknowledgedBy ?? '—'}`]);
+  if (d.escalatedAt) lines.push(['Escalated to steering', d.escalatedAt]);
+  if (d.chair) lines.push(['Chair of the steering committee', `${d.chair.name} <${d.chair.email}>`]);
+  if (d.endedAt) lines.push(['Ended', `${d.endedAt}${d.endedBy ? ` by ${d.endedBy}` : ''}`]);
+  lines.push(
+    ['Time to acknowledge', secondsText(d.result.acknowledgeSeconds)],
+    ['Time to escalate', secondsText(d.result.escalateSeconds)],
+  );
+  if (roomUrl) lines.push(['Acknowledge', new URL(`/#/steering`, roomUrl).toString()]);
+  return emailOf(subject, lines, DRILL_MARKER);
+}
+
+function emailOf(
+  subject: string,
+  lines: [string, string][],
+  banner?: string,
+): { subject: string; text: string; html: string } {
+  const text = `${banner ? `${banner}\n\n` : ''}${subject}\n\n${lines.map(([k, v]) => `${k}: ${v}`).join('\n')}\n`;
   const rows = lines
     .map(
       ([k, v]) =>
         `<tr><th scope="row" style="text-align:left;padding-right:1em">${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`,
     )
     .join('');
-  const html = `<!doctype html><html><body><h1 style="font-size:1.2em">${escapeHtml(subject)}</h1><table>${rows}</table></body></html>`;
+  const marker = banner
+    ? `<p style="border:3px solid #a1120a;color:#a1120a;font-weight:700;padding:0.5em">${escapeHtml(banner)}</p>`
+    : '';
+  const html = `<!doctype html><html><body>${marker}<h1 style="font-size:1.2em">${escapeHtml(subject)}</h1><table>${rows}</table></body></html>`;
   return { subject, text, html };
 }

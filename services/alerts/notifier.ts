@@ -6,9 +6,10 @@ import { appendAuditIn } from '../governance/audit-repository.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import { inTransaction, jsonColumn, type OutboxRow } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
-import { renderEmail, renderGoalEmail } from './fact-sheet.js';
+import { markDrillNotified } from './drill-repository.js';
+import { renderDrillEmail, renderEmail, renderGoalEmail } from './fact-sheet.js';
 import { markIncidentNotified } from './incident-repository.js';
-import { isDocumentPayload, isGoalPayload, type NotificationPayload } from './outbox.js';
+import { isDocumentPayload, isDrillPayload, isGoalPayload, type NotificationPayload } from './outbox.js';
 import {
   claimDueMessages,
   countDueMessages,
@@ -175,7 +176,7 @@ export class Notifier {
     const audit = {
       actor: 'notifier',
       partnerId: row.partner_id,
-      target: row.incident_id ?? row.goal_id ?? row.review_month ?? row.comment_id ?? row.action_id,
+      target: row.incident_id ?? row.goal_id ?? row.review_month ?? row.comment_id ?? row.action_id ?? row.drill_id,
     };
     const details = {
       notification: row.id,
@@ -183,6 +184,7 @@ export class Notifier {
       event: row.event,
       attempts: row.attempts,
       // The KPIs a message is about, so the audit log shows the entry only to those who may read them.
+      ...(isDrillPayload(payload) ? { drill: true } : {}),
       kpis: isGoalPayload(payload)
         ? [payload.data.kpi.id, ...(payload.data.criterion ? [payload.data.criterion.kpi] : [])]
         : isDocumentPayload(payload)
@@ -197,6 +199,12 @@ export class Notifier {
           if (await markIncidentNotified(tx, row.incident_id, { notified_at: now, updated_at: now }))
             await appendAuditIn(tx, { ...audit, action: 'incident.notified', details: { channel: row.channel } }, now);
         }
+        if (row.event === 'incident.drill.opened' && row.drill_id && (await markDrillNotified(tx, row.drill_id, now)))
+          await appendAuditIn(
+            tx,
+            { ...audit, action: 'drill.notified', details: { drill: true, kpis: details.kpis, channel: row.channel } },
+            now,
+          );
       });
       return;
     }
@@ -280,7 +288,9 @@ export class Notifier {
       ? payload.data
       : isGoalPayload(payload)
         ? renderGoalEmail(payload.type, payload.data, this.#room.config.publicUrl)
-        : renderEmail(payload.type, payload.data, this.#room.config.publicUrl);
+        : isDrillPayload(payload)
+          ? renderDrillEmail(payload.type, payload.data, this.#room.config.publicUrl)
+          : renderEmail(payload.type, payload.data, this.#room.config.publicUrl);
     try {
       await this.#mail.sendMail({
         from: this.#room.config.mailFrom,
@@ -295,6 +305,7 @@ export class Notifier {
           ...(row.review_month ? { 'X-Parity-Review': row.review_month } : {}),
           ...(row.comment_id ? { 'X-Parity-Comment': row.comment_id } : {}),
           ...(row.action_id ? { 'X-Parity-Action': row.action_id } : {}),
+          ...(row.drill_id ? { 'X-Parity-Drill': row.drill_id } : {}),
           'X-Parity-Snapshot': String(payload.data.snapshot),
         },
       });

@@ -6,6 +6,8 @@ import {
   documentEventSchema,
   type AlertEvent,
   type DocumentEvent,
+  type DrillEvent,
+  type DrillSheet,
   type GoalEvent,
   type GoalNotice,
   type IncidentEvent,
@@ -37,7 +39,12 @@ export function steeringRecipients(agreement: Agreement): Recipient[] {
 export type NotificationPayload =
   | { type: IncidentEvent; timestamp: string; data: FactSheet }
   | { type: GoalEvent; timestamp: string; data: GoalNotice }
-  | { type: DocumentEvent; timestamp: string; data: MailDocument };
+  | { type: DocumentEvent; timestamp: string; data: MailDocument }
+  | { type: DrillEvent; timestamp: string; data: DrillSheet };
+
+export function isDrillPayload(p: NotificationPayload): p is Extract<NotificationPayload, { type: DrillEvent }> {
+  return p.type.startsWith('incident.drill.');
+}
 
 export function isGoalPayload(p: NotificationPayload): p is Extract<NotificationPayload, { type: GoalEvent }> {
   return p.type === 'goal.milestone_missed' || p.type === 'goal.exit_criterion_met';
@@ -56,12 +63,20 @@ export const messageId = () => `msg_${randomBytes(16).toString('base64url')}`;
 export async function enqueue(
   tx: ControlTx,
   room: Room,
-  opts: { incident: IncidentRow; kpi: Kpi; event: IncidentEvent; recipients: Recipient[]; now: Date },
+  opts: {
+    incident: IncidentRow;
+    kpi: Kpi;
+    event: IncidentEvent;
+    recipients: Recipient[];
+    now: Date;
+    /** An escalation names the steering committee's chair. */
+    chair?: { name: string; email: string };
+  },
 ): Promise<number> {
   const payload: NotificationPayload = {
     type: opts.event,
     timestamp: opts.now.toISOString(),
-    data: factSheet(opts.incident, opts.kpi),
+    data: { ...factSheet(opts.incident, opts.kpi), ...(opts.chair ? { chair: opts.chair } : {}) },
   };
   return enqueueMessages(tx, room, { payload, about: { incident_id: opts.incident.id }, ...opts });
 }
@@ -80,7 +95,8 @@ export async function enqueueMessages(
       | { goal_id: string }
       | { review_month: string }
       | { comment_id: string }
-      | { action_id: string };
+      | { action_id: string }
+      | { drill_id: string };
     recipients: Recipient[];
     now: Date;
   },

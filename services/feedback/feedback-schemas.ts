@@ -13,7 +13,6 @@ export const userText = (max: number) =>
     .trim()
     .min(1, 'write something')
     .max(max, `at most ${max} characters`)
-    // eslint-disable-next-line no-control-regex
     .refine((s) => !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(s), {
       message: 'control characters are not allowed',
     });

@@ -238,6 +238,17 @@ const serviceLevels = z.strictObject({
 });
 export type ServiceLevels = z.infer<typeof serviceLevels>;
 
+/**
+ * The steering committee's chair rotates among its members: a term of `every` (weeks, months or
+ * years) from `from`, in `order` (steering's own order when absent). Without it the first member chairs.
+ */
+const chair = z.strictObject({
+  every: z.string().regex(/^P[1-9]\d?[WMY]$/, 'expected a term of weeks, months or years, such as P2W, P6M or P1Y'),
+  from: isoDate.describe('the day the first term begins'),
+  order: z.array(email).min(1).max(50).optional(),
+});
+export type Chair = z.infer<typeof chair>;
+
 /** A maintenance window may last a week at most: longer, and it would silence a feed for good. */
 export const MAX_MAINTENANCE_MS = 7 * 86_400_000;
 
@@ -267,6 +278,7 @@ export const agreementSchema = z
       .strictObject({ minGroupSize: z.number().int().min(1).max(1000).default(5) })
       .default({ minGroupSize: 5 }),
     steering: z.array(z.strictObject({ name: z.string().min(1), email })).min(1),
+    chair: chair.optional(),
     /** Required for a `combined` KPI with two partners: each can recover the other's figure. */
     twoPartyConsent: z.boolean().default(false),
     retention: duration.optional(),
@@ -284,6 +296,24 @@ export const agreementSchema = z
     serviceLevels: serviceLevels.optional(),
   })
   .superRefine((a, ctx) => {
+    if (a.chair) {
+      const members = new Set(a.steering.map((m) => m.email.toLowerCase()));
+      const seen = new Set<string>();
+      (a.chair.order ?? []).forEach((e, i) => {
+        const k = e.toLowerCase();
+        if (!members.has(k))
+          ctx.addIssue({ code: 'custom', path: ['chair', 'order', i], message: `${e} is not a steering member` });
+        else if (seen.has(k))
+          ctx.addIssue({ code: 'custom', path: ['chair', 'order', i], message: `${e} is named twice` });
+        seen.add(k);
+      });
+      if (!a.chair.every.endsWith('W') && a.chair.from.slice(8) > '28')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['chair', 'from'],
+          message: 'a term of months or years begins on day 1–28 (every month has that day)',
+        });
+    }
     const partnerIds = new Set<string>();
     a.partners.forEach((p, i) => {
       if (partnerIds.has(p.id))

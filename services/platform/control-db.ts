@@ -103,6 +103,8 @@ export interface OutboxTable {
   comment_id: ColumnType<string | null, string | null | undefined, never>;
   /** The action whose overdue notice a message is (sql/control/009_retrospectives.sql). */
   action_id: ColumnType<string | null, string | null | undefined, never>;
+  /** The drill a message belongs to (sql/control/010_steering.sql). */
+  drill_id: ColumnType<string | null, string | null | undefined, never>;
   event: string;
   channel: 'webhook' | 'email' | 'dashboard';
   partner_id: string | null;
@@ -170,7 +172,47 @@ export interface Database {
   comments: CommentsTable;
   retro_items: RetroItemsTable;
   actions: ActionsTable;
+  decisions: DecisionsTable;
+  drills: DrillsTable;
 }
+
+/** A steering decision record (sql/control/010_steering.sql): append-only, superseded by a later one. */
+export interface DecisionsTable {
+  id: string;
+  number: number;
+  title: string;
+  context: string;
+  options: unknown;
+  decision: string;
+  decision_makers: unknown;
+  decided_on: string;
+  consequences: string;
+  incidents: unknown;
+  agreement_versions: unknown;
+  kpis: unknown;
+  supersedes: string | null;
+  recorded_by: string;
+  created_at: Timestamp;
+}
+export type DecisionRow = Selectable<DecisionsTable>;
+
+/** An escalation drill: a simulated incident through the real notification chain. */
+export interface DrillsTable {
+  id: string;
+  kpi: string;
+  scope: string;
+  started_by: string;
+  started_at: Timestamp;
+  ack_due_at: Timestamp;
+  notified_at: Timestamp | null;
+  acknowledged_at: Timestamp | null;
+  acknowledged_by: string | null;
+  escalated_at: Timestamp | null;
+  escalated_to: string | null;
+  ended_at: Timestamp | null;
+  ended_by: string | null;
+}
+export type DrillRow = Selectable<DrillsTable>;
 
 /** What strengthened or weakened trust in a month or stage (sql/control/009_retrospectives.sql). */
 export interface RetroItemsTable {

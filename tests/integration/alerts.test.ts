@@ -84,6 +84,7 @@ async function settle(c: Ctx, full = false): Promise<void> {
 type Sheet = {
   id: string;
   kind: string;
+  chair?: { name: string; email: string };
   state: string;
   scope: string;
   value: number | null;
@@ -377,7 +378,10 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
       .filter((n) => n.event === 'incident.escalated' && n.factSheet.id === combined.id)
       .map((n) => n.recipientName)
       .sort();
-    expect(escalations).toEqual(['Chair', 'Deputy Chair']);
+    expect(escalations).toEqual(['Clara Lind', 'Dmitri Weiss']);
+    // Every escalation names the committee's chair of the day (the demo's rotation: Dmitri Weiss from July).
+    const chairs = steering.filter((n) => n.event === 'incident.escalated').map((n) => n.factSheet.chair);
+    expect(chairs.every((x) => x?.name === 'Dmitri Weiss' && x.email === 'deputy@example.org')).toBe(true);
     // Once only: another scheduled run does not escalate again.
     await settle(c, true);
     const again = (await call(c, 'GET', '/v1/notifications', c.tokens.steering)).body.notifications as {

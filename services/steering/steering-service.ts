@@ -1,0 +1,163 @@
+import { randomBytes } from 'node:crypto';
+import { findIncidentById } from '../alerts/incident-repository.js';
+import { appendAuditIn } from '../governance/audit-repository.js';
+import { findLatestAgreementVersion } from '../governance/agreement-repository.js';
+import { canSee } from '../governance/access-policy.js';
+import type { Principal } from '../governance/token-repository.js';
+import { localToday } from '../platform/calendar.js';
+import { inTransaction, jsonColumn, type DecisionRow } from '../platform/control-db.js';
+import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
+import type { Room } from '../platform/room.js';
+import { chairAt } from '../platform/steering-chair.js';
+import { appendDecision, findDecision, findSuperseding, listDecisions } from './decision-repository.js';
+import type { Committee, DecisionInput, DecisionView } from './steering-schemas.js';
+
+/** The committee as the agreement names it, with the chair of today. */
+export function committee(room: Room): Committee {
+  const a = room.agreement().agreement;
+  const term = chairAt(a, room.clock.now());
+  const person = (email: string) => {
+    const m = a.steering.find((s) => s.email.toLowerCase() === email.toLowerCase());
+    return { name: m?.name ?? email, email: m?.email ?? email };
+  };
+  return {
+    members: a.steering.map((s) => ({ name: s.name, email: s.email, chair: s.email === term.email })),
+    chair: term,
+    rotation: a.chair
+      ? {
+          every: a.chair.every,
+          from: a.chair.from,
+          order: (a.chair.order ?? a.steering.map((s) => s.email)).map(person),
+        }
+      : null,
+  };
+}
+
+const list = <T>(v: unknown) => jsonColumn<T[]>(v) ?? [];
+
+/** Whether the caller may see a record: not one concerning a KPI they may not read. */
+function visible(room: Room, p: Principal, r: DecisionRow): boolean {
+  const kpis = room.agreement().agreement.kpis;
+  return list<string>(r.kpis).every((id) => {
+    const k = kpis.find((x) => x.id === id);
+    // A KPI since removed from the agreement: only the committee keeps seeing the record.
+    return k ? canSee(p, k) : p.role === 'steering';
+  });
+}
+
+function view(room: Room, r: DecisionRow, supersededBy: string | null): DecisionView {
+  const steering = room.agreement().agreement.steering;
+  return {
+    id: r.id,
+    number: r.number,
+    title: r.title,
+    context: r.context,
+    options: list<string>(r.options),
+    decision: r.decision,
+    decisionMakers: list<string>(r.decision_makers).map((e) => ({
+      name: steering.find((s) => s.email.toLowerCase() === e)?.name ?? e,
+      email: e,
+    })),
+    date: r.decided_on,
+    consequences: r.consequences,
+    incidents: list<string>(r.incidents),
+    agreementVersions: list<number>(r.agreement_versions),
+    supersedes: r.supersedes,
+    supersededBy,
+    recordedBy: r.recorded_by,
+    recordedAt: new Date(r.created_at as unknown as string).toISOString(),
+  };
+}
+
+export async function listDecisionViews(room: Room, p: Principal, limit: number): Promise<DecisionView[]> {
+  const rows = (await listDecisions(room.control.db, limit)).filter((r) => visible(room, p, r));
+  const by = await findSuperseding(
+    room.control.db,
+    rows.map((r) => r.id),
+  );
+  return rows.map((r) => view(room, r, by.get(r.id) ?? null));
+}
+
+export async function readDecision(room: Room, p: Principal, id: string): Promise<DecisionView> {
+  const r = await findDecision(room.control.db, id);
+  if (!r || !visible(room, p, r)) throw notFound(`no decision ${JSON.stringify(id.slice(0, 60))} for you`);
+  const by = await findSuperseding(room.control.db, [r.id]);
+  return view(room, r, by.get(r.id) ?? null);
+}
+
+/**
+ * A steering member records a decision: its makers are members, its date not in the future, its
+ * incidents and agreement versions exist. It is never changed afterwards, only superseded.
+ */
+export async function recordDecision(room: Room, p: Principal, input: DecisionInput): Promise<DecisionView> {
+  if (p.role !== 'steering') throw forbidden('only the steering committee records decisions');
+  const agreement = room.agreement().agreement;
+  const members = new Set(agreement.steering.map((s) => s.email.toLowerCase()));
+  const makers = [...new Set(input.decisionMakers.map((e) => e.toLowerCase()))];
+  input.decisionMakers.forEach((e, i) => {
+    if (!members.has(e.toLowerCase()))
+      throw badRequest(`${e} is not a member of the steering committee`, `body.decisionMakers.${i}`);
+  });
+  const now = room.clock.now();
+  if (input.date > localToday(now, agreement.partnership.timezone))
+    throw badRequest('a decision is recorded once taken: its date is not in the future', 'body.date');
+  const kpis = new Set<string>();
+  for (const [i, id] of input.incidents.entries()) {
+    const inc = await findIncidentById(room.control.db, id);
+    if (!inc) throw badRequest(`no incident ${id}`, `body.incidents.${i}`);
+    kpis.add(inc.kpi);
+  }
+  const latest = await findLatestAgreementVersion(room.control.db);
+  input.agreementVersions.forEach((v, i) => {
+    if (v > latest)
+      throw badRequest(`no agreement version ${v} (the latest is ${latest})`, `body.agreementVersions.${i}`);
+  });
+  if (input.supersedes) {
+    const old = await findDecision(room.control.db, input.supersedes);
+    if (!old) throw badRequest(`no decision ${input.supersedes}`, 'body.supersedes');
+    // What the superseded record concerned, its successor concerns too (it names it).
+    for (const k of list<string>(old.kpis)) kpis.add(k);
+    if ((await findSuperseding(room.control.db, [old.id])).size)
+      throw conflict(`decision ${old.id} is superseded already: supersede the record that replaced it`);
+  }
+  const row: Omit<DecisionRow, 'number'> = {
+    id: `dec_${randomBytes(12).toString('base64url')}`,
+    title: input.title,
+    context: input.context,
+    options: input.options,
+    decision: input.decision,
+    decision_makers: makers,
+    decided_on: input.date,
+    consequences: input.consequences,
+    incidents: input.incidents,
+    agreement_versions: input.agreementVersions,
+    kpis: [...kpis].sort(),
+    supersedes: input.supersedes ?? null,
+    recorded_by: p.name,
+    created_at: now,
+  };
+  let number: number;
+  try {
+    number = await inTransaction(room.control.db, async (tx) => {
+      const n = await appendDecision(tx, row);
+      await appendAuditIn(
+        tx,
+        {
+          actor: p.tokenId,
+          partnerId: p.partnerId,
+          action: 'decision.recorded',
+          target: row.id,
+          details: { number: n, kpis: row.kpis, supersedes: row.supersedes },
+        },
+        now,
+      );
+      return n;
+    });
+  } catch (err) {
+    // Two records superseding the same one at once: the unique index lets one through.
+    if (/decisions_supersedes_key|unique/i.test(String((err as Error).message)))
+      throw conflict(`decision ${input.supersedes ?? ''} was superseded meanwhile`);
+    throw err;
+  }
+  return view(room, { ...row, number }, null);
+}
