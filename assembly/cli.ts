@@ -8,6 +8,7 @@ import { createToken, roles, type Role } from '../services/governance/token-repo
 import { findPartnerById } from '../services/governance/agreement-repository.js';
 import { AuditChain } from '../services/governance/audit-repository.js';
 import { governanceCommands } from '../services/governance/governance-cli.js';
+import { steeringCommands } from '../services/steering/steering-cli.js';
 import { pushFile } from '../services/ingest/push-client.js';
 import { ConfigError, loadConfig, type Config } from '../services/platform/config.js';
 import { openControlDb } from '../services/platform/control-db.js';
@@ -329,6 +330,7 @@ export function program(): Command {
       process.exitCode = await runReviewSend(o);
     });
   governanceCommands(p, agreement, token, config);
+  steeringCommands(p);
   return p;
 }
 

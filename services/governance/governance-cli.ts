@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { Config } from '../platform/config.js';
 import { openControlDb } from '../platform/control-db.js';
 import { StartupError } from '../platform/room.js';
+import { api, remote, type Remote } from '../platform/room-client.js';
 import { runningRoomPid } from '../platform/room-lock.js';
 import { verifyAuditChain } from './audit-repository.js';
 import { rotatePseudonymSecret } from './secret-rotation.js';
@@ -12,50 +13,6 @@ import type { TokenView } from './token-repository.js';
 
 const out = (s: string) => process.stdout.write(s + '\n');
 const err = (s: string) => process.stderr.write(s + '\n');
-
-interface Remote {
-  url: string;
-  token?: string;
-}
-
-/** A call to the running room's API with the caller's own token: identity comes from the credential. */
-async function api<T>(o: Remote, method: string, path: string, body?: unknown): Promise<T> {
-  if (!o.token) throw new StartupError('--token or PARITY_TOKEN is required (a partner admin token)');
-  let res: Response;
-  try {
-    res = await fetch(new URL(path, o.url), {
-      method,
-      headers: {
-        authorization: `Bearer ${o.token}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-  } catch (e) {
-    throw new StartupError(
-      `cannot reach the room at ${o.url}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}`,
-    );
-  }
-  const text = await res.text();
-  if (!res.ok) {
-    let detail = text.slice(0, 500);
-    try {
-      const p = JSON.parse(text) as {
-        detail?: string;
-        title?: string;
-        field?: string;
-        errors?: { field: string; message: string }[];
-      };
-      detail = [p.detail ?? p.title, ...(p.errors ?? []).slice(1, 10).map((e) => `  ${e.field}: ${e.message}`)].join(
-        '\n',
-      );
-    } catch {
-      // not JSON: the text says it
-    }
-    throw new StartupError(`${method} ${path}: ${res.status} ${detail}`);
-  }
-  return (text ? JSON.parse(text) : undefined) as T;
-}
 
 function printProposal(p: ProposalView): void {
   out(`proposal ${p.id}: ${p.state}${p.resultVersion ? ` (became version ${p.resultVersion})` : ''}`);
@@ -83,11 +40,6 @@ function printToken(t: TokenView): void {
 
 /** `parity agreement propose|approve|reject|show|versions`, `parity token list|issue|revoke|rotate`, `parity audit verify`. */
 export function governanceCommands(p: Command, agreement: Command, token: Command, config: () => Config): void {
-  const remote = (c: Command) =>
-    c
-      .option('--url <url>', 'the running room', process.env['PARITY_URL'] ?? 'http://localhost:8080')
-      .option('--token <token>', 'your partner admin token (default: PARITY_TOKEN)', process.env['PARITY_TOKEN']);
-
   remote(
     agreement
       .command('propose <file>')

@@ -14,6 +14,7 @@ import { createIncident } from '../../services/alerts/incident-repository.js';
 import { createToken } from '../../services/governance/token-repository.js';
 import type { TestClock } from '../../services/platform/clock.js';
 import { HookReceiver, MailCatcher } from '../helpers/receivers.js';
+import { runParity } from '../helpers/spawn-room.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
 let receiver: HookReceiver;
@@ -446,5 +447,66 @@ describe('decision records', () => {
     const back = (await call('GET', `/v1/decisions/${r.body.id}`, 'pb')).body;
     for (const k of ['title', 'context', 'decision', 'consequences']) expect(back[k]).toBe(evil);
     expect(back.options).toEqual([evil]);
+  });
+});
+
+describe('parity steering | drill | actions (through the running room)', () => {
+  const parity = (args: string[], who: string) =>
+    runParity(args, { DATABASE_URL: '', PARITY_URL: t.url, PARITY_TOKEN: tokens[who]! });
+
+  it('a member shows the committee, records and supersedes a decision from a file, runs a drill; an owner acknowledges it', async () => {
+    const shown = await parity(['steering', 'show'], 'pa');
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain(
+      'chair: Ben Birch <ben@steer.example> since 2026-11-05, until 2026-12-05; next: Ada Alder',
+    );
+    expect(shown.stdout).toContain('* Ben Birch');
+
+    const file = join(dir, 'decision.yaml');
+    writeFileSync(
+      file,
+      [
+        'title: Weekly feed checks',
+        'context: Feeds arrived late twice in November.',
+        'options: [Weekly checks, Nothing]',
+        'decision: Each partner checks its feeds every Monday.',
+        'decisionMakers: [ada@steer.example]',
+        'date: 2026-11-21',
+        'consequences: Ten minutes a week for each partner.',
+      ].join('\n'),
+    );
+    const made = await parity(['steering', 'decide', file], 'ada');
+    expect(made.code, made.stderr).toBe(0);
+    const id = /^D-\d+ (dec_[\w-]+)/.exec(made.stdout)?.[1];
+    expect(id, made.stdout).toBeDefined();
+    const next = await parity(['steering', 'decide', file, '--supersedes', id!], 'ada');
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stdout).toContain(`supersedes: ${id}`);
+    const log = await parity(['steering', 'decisions'], 'pb');
+    expect(log.stdout).toMatch(new RegExp(`${id}.*Weekly feed checks  \\(superseded by dec_`));
+    // An analyst may not record one: the room's answer is printed, the exit code says so.
+    const refused = await parity(['steering', 'decide', file], 'pa');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/403 only the steering committee records decisions/);
+    writeFileSync(file, 'title: [unclosed');
+    const broken = await parity(['steering', 'decide', file], 'ada');
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toContain('cannot read');
+
+    const started = await parity(['drill', 'start', 'delay', '--scope', 'pb', '--ack-within', 'PT10M'], 'ada');
+    expect(started.code, started.stderr).toBe(0);
+    const drill = /^(drl_[\w-]+)\s+DRILL\s+running/.exec(started.stdout)?.[1];
+    expect(drill, started.stdout).toBeDefined();
+    const acked = await parity(['drill', 'ack', drill!], 'pete');
+    expect(acked.code, acked.stderr).toBe(0);
+    expect(acked.stdout).toMatch(/DRILL\s+acknowledged\s+delay \(pb\)/);
+    expect(acked.stdout).toContain('(pete@pb.example)');
+    expect((await parity(['drill', 'list'], 'pb')).stdout).toContain(drill!);
+
+    const actions = await parity(['actions', 'list', '--state', 'open'], 'pa');
+    expect(actions.code, actions.stderr).toBe(0);
+    const badState = await parity(['actions', 'list', '--state', 'someday'], 'pa');
+    expect(badState.code).toBe(1);
+    expect(badState.stderr).toMatch(/400/);
   });
 });
