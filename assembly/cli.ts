@@ -12,7 +12,7 @@ import { steeringCommands } from '../services/steering/steering-cli.js';
 import { pushFile } from '../services/ingest/push-client.js';
 import { ConfigError, loadConfig, type Config } from '../services/platform/config.js';
 import { openControlDb } from '../services/platform/control-db.js';
-import { createDemoTokens, seedDemoFeedback, seedDemoPoints } from './demo.js';
+import { createDemoTokens, seedDemoFeedback, seedDemoPoints, seedDemoSteering } from './demo.js';
 import { migrateControlDb } from '../services/platform/migrate.js';
 import { StartupError } from '../services/platform/room.js';
 import { openRoom } from './open-room.js';
@@ -78,7 +78,10 @@ async function runServe(withDemo: boolean): Promise<void> {
         },
       }); // through its own lander, closed when done: the served app lands through another
       bar?.stop();
-      if (seeded) await seedDemoFeedback(room);
+      if (seeded) {
+        await seedDemoFeedback(room);
+        await seedDemoSteering(room);
+      }
       if (seeded)
         out(
           `seeded ${seeded.toLocaleString('en')} demo points (two years, ${room.agreement().agreement.partners.length} partners)`,

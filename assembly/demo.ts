@@ -6,6 +6,8 @@ import { addAnnotation, addComment, people } from '../services/feedback/feedback
 import { addRetroAction, addRetroItem, completeAction } from '../services/feedback/retrospectives.js';
 import { maintenanceWindows, windowAt } from '../services/platform/maintenance.js';
 import type { Room } from '../services/platform/room.js';
+import { acknowledgeDrill, escalateDueDrills, startDrill } from '../services/alerts/drills.js';
+import { recordDecision } from '../services/steering/steering-service.js';
 
 export interface DemoToken {
   partner: string | null;
@@ -277,4 +279,60 @@ export async function seedDemoFeedback(room: Room): Promise<void> {
     owner: 'gus@globex.example',
     due: '2026-11-20',
   });
+}
+
+/**
+ * The demo committee's record (issue #15): a decision superseded by a later one, and a drill on
+ * Globex's lead time run through the real chain two weeks ago — nobody acknowledged within its
+ * 30 minutes, so it went to the committee, and Gus acknowledged eleven minutes later. Each step
+ * runs the services at its own time (the room's clock, seen from that moment).
+ */
+export async function seedDemoSteering(room: Room): Promise<void> {
+  const a = room.agreement().agreement;
+  const lead = a.kpis.find((k) => k.id === 'lead_time');
+  const members = ['chair@example.org', 'deputy@example.org'];
+  if (
+    !lead?.owners['globex'] ||
+    lead.breakdown !== 'per_partner' ||
+    !members.every((e) => a.steering.some((s) => s.email === e))
+  )
+    return;
+  const at = (d: Date): Room => ({ ...room, clock: { now: () => d } });
+  const chair = { tokenId: 'system', partnerId: null, role: 'steering' as const, name: 'chair@example.org' };
+  const today = startOfUtcDay(room.clock.now());
+  const daysAgo = (n: number, h = 9, m = 0) => new Date(today.getTime() - n * DAY + (h * 60 + m) * 60_000);
+  const day = (d: Date) => d.toISOString().slice(0, 10);
+
+  const first = await recordDecision(at(daysAgo(24, 16)), chair, {
+    title: 'Feeds are checked by hand every Monday',
+    context: "Globex's nightly feed arrived late twice in October; Acme's planners waited on it.",
+    options: ['Check every feed by hand each Monday', 'Alert on a late run automatically', 'Do nothing'],
+    decision: 'Each partner checks its feeds by hand every Monday morning and reports in the room.',
+    decisionMakers: members,
+    date: day(daysAgo(24)),
+    consequences: 'Ten minutes a week for each partner; a late feed may go unnoticed for up to a week.',
+    incidents: [],
+    agreementVersions: [room.agreement().version],
+  });
+  await recordDecision(at(daysAgo(10, 16)), chair, {
+    title: 'A late feed raises an alert the same night',
+    context: 'The Monday checks found one late run a week after it happened (decision D-1).',
+    options: ['Keep the Monday checks', 'Alert on a late run the same night'],
+    decision: "Each partner's export alerts its own on-call engineer when it runs late; the Monday check ends.",
+    decisionMakers: members,
+    date: day(daysAgo(10)),
+    consequences: 'Late runs are fixed the same night; the Monday check is no longer needed.',
+    incidents: [],
+    agreementVersions: [room.agreement().version],
+    supersedes: first.id,
+  });
+
+  const started = daysAgo(14, 10);
+  const drill = await startDrill(at(started), chair, { kpi: 'lead_time', scope: 'globex', ackWithin: 'PT30M' });
+  await escalateDueDrills(at(new Date(started.getTime() + 31 * 60_000)));
+  await acknowledgeDrill(
+    at(new Date(started.getTime() + 42 * 60_000)),
+    { tokenId: 'system', partnerId: 'globex', role: 'owner', name: lead.owners['globex'].email },
+    drill.id,
+  );
 }

@@ -122,6 +122,28 @@ describe('parity demo (what npm start runs)', () => {
       ).json();
       expect([retro.strengthened.length, retro.weakened.length]).toEqual([1, 1]);
       expect(retro.actions.map((a: { state: string }) => a.state)).toEqual(['done', 'open']);
+      // The committee: its rotating chair, a decision superseded by a later one, a drill that escalated.
+      const read = async (path: string) =>
+        (await fetch(`${first.url}${path}`, { headers: { authorization: `Bearer ${tokens['acme:analyst']}` } })).json();
+      const committee = await read('/v1/steering');
+      expect(committee.rotation).toMatchObject({ every: 'P6M' });
+      expect(committee.members.filter((m: { chair: boolean }) => m.chair)).toHaveLength(1);
+      const { decisions } = await read('/v1/decisions');
+      expect(decisions.map((d: { number: number; supersededBy: string | null }) => [d.number, d.supersededBy])).toEqual(
+        [
+          [2, null],
+          [1, decisions[0].id],
+        ],
+      );
+      const { drills } = await read('/v1/drills');
+      expect(drills).toHaveLength(1);
+      expect(drills[0]).toMatchObject({
+        drill: true,
+        state: 'acknowledged',
+        scope: 'globex',
+        kpi: { id: 'lead_time' },
+      });
+      expect(drills[0].result).toMatchObject({ notifySeconds: 0, escalateSeconds: 1860, acknowledgeSeconds: 2520 });
       const agreement = await (
         await fetch(`${first.url}/v1/agreement`, { headers: { authorization: `Bearer ${tokens['globex:analyst']}` } })
       ).json();
