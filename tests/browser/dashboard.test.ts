@@ -593,6 +593,131 @@ describe('the joint dashboard in Chromium', () => {
     await g.page.context().close();
   });
 
+  it('writes a retrospective from its page: items and an action as text, seen by the other partner, marked done by its owner', async () => {
+    const root = 'document.querySelector("parity-app").shadowRoot.querySelector("parity-retro").shadowRoot';
+    const evil = 'Late feed <script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">';
+    const a = await signIn(tokens['acme']!);
+    await a.page.goto(`${t.url}/#/retro/2026-09`);
+    await a.page.waitForFunction(`!!${root}?.querySelector('[data-testid="retro-weakened"] textarea')`);
+    await a.page.fill('parity-app >> parity-retro >> [data-testid="retro-weakened"] >> textarea', evil);
+    await a.page.click('parity-app >> parity-retro >> [data-testid="retro-weakened"] >> button[type="submit"]');
+    await a.page.waitForFunction(`${root}.querySelectorAll('[data-testid="retro-weakened"] li').length === 1`);
+    await a.page.fill('parity-app >> parity-retro >> #a-desc', 'Publish the export schedule <b>both</b> ways');
+    await a.page.fill('parity-app >> parity-retro >> #a-owner', 'gus@globex.example');
+    await a.page.fill('parity-app >> parity-retro >> #a-due', '2026-12-15');
+    await a.page.click('parity-app >> parity-retro >> [data-testid="action-form"] >> button[type="submit"]');
+    await a.page.waitForFunction(`${root}.querySelectorAll('[data-testid="retro-actions"] tbody tr').length === 1`);
+    // A bad owner is refused on the form, naming the field.
+    await a.page.fill('parity-app >> parity-retro >> #a-desc', 'Someone else');
+    await a.page.fill('parity-app >> parity-retro >> #a-owner', 'nobody@nowhere.example');
+    await a.page.fill('parity-app >> parity-retro >> #a-due', '2026-12-15');
+    await a.page.click('parity-app >> parity-retro >> [data-testid="action-form"] >> button[type="submit"]');
+    await a.page.waitForFunction(`(${root}.querySelector('[role="alert"]')?.textContent ?? '').includes('body.owner')`);
+    expect(await axeViolations(a.page), 'axe on the retrospective page').toEqual([]);
+    // (The browser logs the refused request itself; nothing else went wrong.)
+    expect(a.errors.filter((e) => !e.includes('status of 400'))).toEqual([]);
+    await a.page.context().close();
+
+    const api9 = await api<{ weakened: { text: string }[]; actions: { id: string; state: string }[] }>(
+      '/v1/retrospectives/2026-09',
+      tokens['globex']!,
+    );
+    expect(api9.weakened.map((i) => i.text)).toEqual([evil]);
+    const g = await signIn(tokens['gus']!);
+    await g.page.goto(`${t.url}/#/retro/2026-09`);
+    await g.page.waitForFunction(`${root}?.querySelectorAll('[data-testid="retro-actions"] tbody tr').length === 1`);
+    const seen = await g.page.evaluate(`({
+      text: ${root}.querySelector('[data-testid="retro-weakened"] li').textContent,
+      scripts: ${root}.querySelectorAll('[data-testid="retro-weakened"] script, [data-testid="retro-weakened"] img, [data-testid="retro-actions"] b').length,
+      pwned: window.__pwned ?? 0,
+    })`);
+    expect(seen).toMatchObject({ scripts: 0, pwned: 0 });
+    expect((seen as { text: string }).text).toContain(evil);
+    await g.page.click('parity-app >> parity-retro >> [data-testid="retro-actions"] >> button');
+    await g.page.waitForFunction(`!${root}.querySelector('[data-testid="retro-actions"] tbody button')`);
+    const after = await api<{ actions: { state: string; doneBy: string }[] }>(
+      '/v1/retrospectives/2026-09',
+      tokens['acme']!,
+    );
+    expect(after.actions.map((x) => [x.state, x.doneBy])).toEqual([['done', 'gus@globex.example']]);
+    expect(g.errors).toEqual([]);
+    await g.page.context().close();
+  });
+
+  it('runs the committee from its page: a drill the owner acknowledges, a decision recorded and superseded, all as text', async () => {
+    const root = 'document.querySelector("parity-app").shadowRoot.querySelector("parity-steering").shadowRoot';
+    tokens['chair'] ??= (
+      await createToken(
+        t.room.control.db,
+        { partnerId: 'acme', role: 'steering', name: 'chair@example.org' },
+        t.clock.now(),
+      )
+    ).token;
+    const before = await api<{ incidents: unknown[] }>('/v1/incidents?limit=500', tokens['acme']!);
+    const c = await signIn(tokens['chair']!);
+    await c.page.goto(`${t.url}/#/steering`);
+    await c.page.waitForFunction(`!!${root}?.querySelector('[data-testid="drill-form"]')`);
+    expect(await c.page.evaluate(`${root}.querySelector('[data-testid="chair"]').textContent`)).toContain(
+      'Dmitri Weiss',
+    );
+    await c.page.selectOption('parity-app >> parity-steering >> #drill-kpi', 'lead_time');
+    await c.page.selectOption('parity-app >> parity-steering >> #drill-scope', 'globex');
+    await c.page.click('parity-app >> parity-steering >> [data-testid="drill-form"] >> button[type="submit"]');
+    await c.page.waitForFunction(`${root}.querySelectorAll('[data-testid="drills"] tbody tr').length === 1`);
+    const evil = '<script>window.__pwned=1</script>Cover <img src=x onerror="window.__pwned=2"> Saturdays';
+    await c.page.fill('parity-app >> parity-steering >> #d-title', evil);
+    await c.page.fill('parity-app >> parity-steering >> #d-context', evil);
+    await c.page.fill('parity-app >> parity-steering >> #d-options', 'Globex covers\nAcme covers');
+    await c.page.fill('parity-app >> parity-steering >> #d-decision', evil);
+    await c.page.fill('parity-app >> parity-steering >> #d-consequences', evil);
+    await c.page.fill('parity-app >> parity-steering >> #d-date', '2026-11-20');
+    await c.page.click('parity-app >> parity-steering >> [data-testid="decision-form"] >> button[type="submit"]');
+    await c.page.waitForFunction(`${root}.querySelectorAll('[data-testid="decision"]').length === 1`);
+    await c.page.fill('parity-app >> parity-steering >> #d-title', 'Acme covers Saturdays after all');
+    await c.page.fill('parity-app >> parity-steering >> #d-context', 'Globex could not staff it.');
+    await c.page.fill('parity-app >> parity-steering >> #d-options', 'Acme covers');
+    await c.page.fill('parity-app >> parity-steering >> #d-decision', 'Acme covers Saturdays.');
+    await c.page.fill('parity-app >> parity-steering >> #d-consequences', 'Acme pays the shift.');
+    await c.page.fill('parity-app >> parity-steering >> #d-date', '2026-11-22');
+    await c.page.selectOption('parity-app >> parity-steering >> #d-supersedes', { index: 1 });
+    await c.page.click('parity-app >> parity-steering >> [data-testid="decision-form"] >> button[type="submit"]');
+    await c.page.waitForFunction(`${root}.querySelectorAll('[data-testid="decision"]').length === 2`);
+    expect(await axeViolations(c.page), 'axe on the steering page').toEqual([]);
+    expect(c.errors).toEqual([]);
+    await c.page.context().close();
+
+    // The owner sees the drill, marked DRILL, and acknowledges it from the page.
+    const g = await signIn(tokens['gus']!);
+    await g.page.goto(`${t.url}/#/steering`);
+    await g.page.waitForFunction(`${root}?.querySelectorAll('[data-testid="drills"] tbody button').length === 1`);
+    expect(await g.page.evaluate(`${root}.querySelector('[data-testid="drills"] tbody').textContent`)).toContain(
+      'DRILL',
+    );
+    await g.page.click('parity-app >> parity-steering >> [data-testid="drills"] >> tbody >> button');
+    await g.page.waitForFunction(
+      `${root}.querySelector('[data-testid="drills"] tbody').textContent.includes('acknowledged')`,
+    );
+    const drills = await api<{ drills: { state: string; acknowledgedBy: string }[] }>('/v1/drills', tokens['globex']!);
+    expect(drills.drills.map((d) => [d.state, d.acknowledgedBy])).toEqual([['acknowledged', 'gus@globex.example']]);
+    // The decision log as the other partner reads it: text, the first record superseded by the second.
+    const log = await g.page.evaluate(`({
+      first: ${root}.querySelectorAll('[data-testid="decision"]')[1].textContent,
+      superseded: ${root}.querySelectorAll('[data-testid="decision"].superseded').length,
+      tags: ${root}.querySelectorAll('[data-testid="decisions"] script, [data-testid="decisions"] img').length,
+      pwned: window.__pwned ?? 0,
+    })`);
+    expect(log).toMatchObject({ superseded: 1, tags: 0, pwned: 0 });
+    expect((log as { first: string }).first).toContain(evil);
+    expect((log as { first: string }).first).toContain('superseded by D-2');
+    // No form for a non-member; no incident was touched by the drill.
+    expect(
+      await g.page.evaluate(`!!${root}.querySelector('[data-testid="decision-form"], [data-testid="drill-form"]')`),
+    ).toBe(false);
+    expect(await api('/v1/incidents?limit=500', tokens['acme']!)).toEqual(before);
+    expect(g.errors).toEqual([]);
+    await g.page.context().close();
+  });
+
   it('shows the monthly review, the same document for both partners, as the API serves it', async () => {
     const review = await api<{
       digest: string;

@@ -75,6 +75,7 @@ export type {
   SeriesResult as Series,
 } from '../../services/query/query-schemas.js';
 export type {
+  DrillSheet,
   FactSheet,
   IncidentsResponse,
   NotificationView,
@@ -108,6 +109,7 @@ export type {
 export type { Review, ReviewList } from '../../services/reviews/review-schemas.js';
 export type { ActionView, Annotation, Comment, Retrospective } from '../../services/feedback/feedback-schemas.js';
 export type { Who } from '../../services/governance/session-schemas.js';
+export type { Committee, DecisionView } from '../../services/steering/steering-schemas.js';
 import type { AgreementResponse } from '../../services/governance/governance-schemas.js';
 
 /** A KPI's definition as GET /v1/agreement serves it. */

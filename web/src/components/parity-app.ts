@@ -20,7 +20,9 @@ type Route =
   | { view: 'incidents' }
   | { view: 'transparency' }
   | { view: 'governance' }
-  | { view: 'review'; month: string };
+  | { view: 'review'; month: string }
+  | { view: 'steering' }
+  | { view: 'retro'; period: string };
 
 function parseRoute(): Route {
   const h = location.hash.replace(/^#\/?/, '');
@@ -28,6 +30,8 @@ function parseRoute(): Route {
   if (h === 'incidents') return { view: 'incidents' };
   if (h === 'transparency') return { view: 'transparency' };
   if (h === 'governance') return { view: 'governance' };
+  if (h === 'steering') return { view: 'steering' };
+  if (h === 'retro' || h.startsWith('retro/')) return { view: 'retro', period: decodeURIComponent(h.slice(6)) };
   if (h === 'review' || h.startsWith('review/')) return { view: 'review', month: decodeURIComponent(h.slice(7)) };
   return { view: 'overview' };
 }
@@ -213,7 +217,8 @@ export class ParityApp extends LitElement {
                     this.who.role === 'operator'
                       ? nothing
                       : html`<a href="#/">${t('kpis')}</a><a href="#/incidents">${t('incidents')}</a
-                          ><a href="#/review">${t('review')}</a>`
+                          ><a href="#/review">${t('review')}</a><a href="#/retro">${t('retrospective')}</a
+                          ><a href="#/steering">${t('steering')}</a>`
                   }<a href="#/transparency">${t('transparency')}</a
                   >${governs(this.who) ? html`<a href="#/governance">${t('governance')}</a>` : nothing}`
               : nothing
@@ -286,6 +291,18 @@ export class ParityApp extends LitElement {
     if (this.route.view === 'transparency' || who.role === 'operator') {
       void import('../views/parity-transparency.js');
       return html`<section class="card"><parity-transparency></parity-transparency></section>`;
+    }
+    if (this.route.view === 'steering') {
+      void import('../views/parity-steering.js');
+      return html`<section class="card">
+        <parity-steering .who=${who} .agreement=${this.agreement}></parity-steering>
+      </section>`;
+    }
+    if (this.route.view === 'retro') {
+      void import('../views/parity-retro.js');
+      return html`<section class="card">
+        <parity-retro .who=${who} .agreement=${this.agreement} .period=${this.route.period}></parity-retro>
+      </section>`;
     }
     if (this.route.view === 'review') {
       void import('../views/parity-review.js');
