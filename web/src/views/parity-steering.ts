@@ -342,8 +342,7 @@ export class ParitySteering extends LitElement {
         <legend>${t('decisionMakers')}</legend>
         ${members.map((m) => html`<label style="font-weight:400"><input type="checkbox" name="makers" value=${m.email} ?checked=${m.email === this.who?.name} /> ${m.name}</label>`)}
       </fieldset>
-      <label for="d-date">${t('decidedOn')}</label
-      ><input id="d-date" name="date" type="date" value=${today} required />
+      <label for="d-date">${t('decidedOn')}</label><input id="d-date" name="date" type="date" value=${today} required />
       <label for="d-supersedes">${t('supersedes')}</label>
       <select id="d-supersedes" name="supersedes">
         <option value="">—</option>
