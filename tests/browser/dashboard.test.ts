@@ -525,6 +525,20 @@ describe('the joint dashboard in Chromium', () => {
       ).toEqual([[text, '2026-11-09', '2026-11-14']]);
       expect(seen.listed).toBe(text);
       expect([seen.scripts, seen.pwned]).toEqual([0, 0]);
+      // In the table too: on acme's rows of the periods it covers, once broken down by partner.
+      await s.page.selectOption('parity-app >> #by', 'partner');
+      await s.page.waitForFunction(`!!${root}.querySelector('[data-testid="cells"] tr[data-group="acme"]')`);
+      const noted = await s.page.$$eval('parity-app', (apps) =>
+        [...apps[0]!.shadowRoot!.querySelectorAll('[data-testid="cells"] tbody tr')]
+          .filter((tr) => (tr.querySelector('.note-cell')?.textContent ?? '').trim() !== '')
+          .map((tr) => [
+            tr.getAttribute('data-group'),
+            tr.getAttribute('data-period'),
+            tr.querySelector('.note-cell')!.textContent!.includes('Strike at the north hub <script>'),
+          ]),
+      );
+      expect(noted.length, who).toBeGreaterThan(0);
+      expect(noted.every(([g, p, has]) => g === 'acme' && p! >= '2026-11-01' && p! <= '2026-11-13' && has)).toBe(true);
       expect(s.errors).toEqual([]);
       await s.page.context().close();
     }

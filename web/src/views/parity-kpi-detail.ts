@@ -17,6 +17,7 @@ import type { ParityKpiChart } from '../components/parity-kpi-chart.js';
 import '../components/parity-incident-list.js';
 import { layout, shared, stateIcon } from '../components/styles.js';
 import { toggleThread } from '../components/thread-toggle.js';
+import { periodEnd, type Grain } from '../../../services/platform/calendar.js';
 
 /** The KPI detail page: grain, breakdown and range controls, the chart, the table of the same cells, downloads and the KPI's incidents (their list's `parity-incidents-changed` bubbles out). */
 export class ParityKpiDetail extends LightElement {
@@ -225,6 +226,12 @@ export class ParityKpiDetail extends LightElement {
     }
   }
 
+  /** The notes on a cell's period and scope (a combined note on the combined row, a partner's on its own). */
+  #notesOn(period: string, group: string | null, grain: Grain): Annotation[] {
+    const last = periodEnd(period, grain);
+    return this.notes.filter((n) => n.from <= last && n.to >= period && n.scope === (group ?? 'combined'));
+  }
+
   #cellsTable(series: Series) {
     return html`<table data-testid="cells">
       <caption class="muted" style="text-align:left">
@@ -239,6 +246,7 @@ export class ParityKpiDetail extends LightElement {
           <th scope="col" class="num">${t('subjects')}</th>
           <th scope="col">${t('state')}</th>
           <th scope="col">${t('reason')}</th>
+          <th scope="col">${t('notes')}</th>
         </tr>
       </thead>
       <tbody>
@@ -255,6 +263,11 @@ export class ParityKpiDetail extends LightElement {
                 >
               </td>
               <td>${i18n.reason(c, series)}</td>
+              <td class="note-cell">
+                ${this.#notesOn(c.period, c.group, series.grain as Grain).map(
+                  (n) => html`<div>${n.text} <span class="muted">— ${n.author.name}</span></div>`,
+                )}
+              </td>
             </tr>`,
         )}
       </tbody>
