@@ -43,6 +43,7 @@ serviceLevels:
   maintenanceWindows:
     - { partners: [pb], from: 2026-10-29T00:00:00Z, to: 2026-11-05T00:00:00Z, reason: pb moves its data centre }
     - { from: 2026-11-06T00:00:00Z, to: 2026-11-07T00:00:00Z, reason: joint network change }
+    - { partners: [pb], from: 2026-11-16T00:00:00Z, to: 2026-11-18T00:00:00Z, reason: pb restores its feed }
 `;
 
 let t: TestRoom;
@@ -219,6 +220,27 @@ describe('service levels', () => {
     await evaluate('2026-11-14T01:00:00Z');
     expect((await feeds()).find((f) => f.partner === 'pb')).toMatchObject({ stale: true, maintenanceUntil: null });
     expect((await incidents()).some((i) => i.kind === 'stale' && i.scope === 'pb')).toBe(true);
+  });
+
+  it("a stale incident stays open when its feed's window begins, and is resolved by a batch that arrives inside it", async () => {
+    // pb went stale on Nov 14 (above); its window of Nov 16–18 silences the feed but does not mend it.
+    const open = (await incidents()).find((i) => i.kind === 'stale' && i.scope === 'pb');
+    expect(open).toMatchObject({ resolvedAt: null });
+    await evaluate('2026-11-16T12:00:00Z');
+    expect((await feeds()).find((f) => f.partner === 'pb')).toMatchObject({
+      stale: false,
+      maintenanceUntil: '2026-11-18T00:00:00.000Z',
+    });
+    expect((await incidents()).find((i) => i.id === open.id)).toMatchObject({ resolvedAt: null });
+    // A batch arrives inside the window: the feed is back, the incident resolved automatically.
+    // (the evaluation after the batch does it, at the batch's time.)
+    await deliver('pb', '2026-11-17T06:00:00Z');
+    await t.app.alerts!.engine.idle();
+    expect((await incidents()).find((i) => i.id === open.id)).toMatchObject({
+      state: 'resolved',
+      resolution: 'auto',
+      resolvedAt: '2026-11-17T06:00:00.000Z',
+    });
   });
 
   it('bad service levels are refused with 400 naming the field', async () => {
