@@ -348,7 +348,7 @@ export class AlertEngine {
           recipients,
           now: ctx.now,
         });
-        await markNotifiedIfKept(tx, row.id, ctx.now);
+        await markNotifiedIfKept(tx, row.id, row.kpi, ctx.now);
         return n;
       });
     } catch (err) {
@@ -436,12 +436,18 @@ export class AlertEngine {
 }
 
 /** Without SMTP or a webhook the notification is kept for the dashboard: the incident counts as notified. */
-export async function markNotifiedIfKept(tx: ControlTx, id: string, now: Date): Promise<void> {
+export async function markNotifiedIfKept(tx: ControlTx, id: string, kpi: string, now: Date): Promise<void> {
   if (!(await hasKeptMessage(tx, id))) return;
   if (await markIncidentNotified(tx, id, { notified_at: now }))
     await appendAuditIn(
       tx,
-      { actor: 'alerts', partnerId: null, action: 'incident.notified', target: id, details: { channel: 'dashboard' } },
+      {
+        actor: 'alerts',
+        partnerId: null,
+        action: 'incident.notified',
+        target: id,
+        details: { channel: 'dashboard', kpi },
+      },
       now,
     );
 }

@@ -8,8 +8,22 @@ export async function findDrill(db: ControlDb, id: string): Promise<DrillRow | u
   return db.selectFrom('drills').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-export async function listDrills(db: ControlDb, limit: number): Promise<DrillRow[]> {
-  return db.selectFrom('drills').selectAll().orderBy('started_at', 'desc').orderBy('id').limit(limit).execute();
+/** Drills newest first; with `kpis`, only those on these KPIs (the caller's readable ones). */
+export async function listDrills(db: ControlDb, limit: number, kpis?: string[]): Promise<DrillRow[]> {
+  if (kpis && kpis.length === 0) return [];
+  let q = db.selectFrom('drills').selectAll();
+  if (kpis) q = q.where('kpi', 'in', kpis);
+  return q.orderBy('started_at', 'desc').orderBy('id').limit(limit).execute();
+}
+
+export async function findRunningDrill(db: ControlDb, kpi: string, scope: string): Promise<DrillRow | undefined> {
+  return db
+    .selectFrom('drills')
+    .selectAll()
+    .where('kpi', '=', kpi)
+    .where('scope', '=', scope)
+    .where('ended_at', 'is', null)
+    .executeTakeFirst();
 }
 
 /** Running drills nobody acknowledged whose deadline passed: each escalates once. */

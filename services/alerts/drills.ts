@@ -8,10 +8,12 @@ import { inTransaction, type ControlTx, type DrillRow } from '../platform/contro
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { chairAt } from '../platform/steering-chair.js';
+import { dueAfter, maintenanceWindows, windowAt } from '../platform/maintenance.js';
 import type { DrillEvent, DrillSheet } from './alert-schemas.js';
 import {
   createDrill,
   findDrill,
+  findRunningDrill,
   listDrills,
   listDrillsDueForEscalation,
   markDrillAcknowledged,
@@ -133,16 +135,16 @@ export async function startDrill(room: Room, p: Principal, input: DrillInput): P
   }
   if (!(ackMs >= MIN_ACK_MS && ackMs <= MAX_ACK_MS))
     throw badRequest(
-      'a drill waits between one minute (PT1M) and seven days (P7D) for acknowledgement',
+      `a drill waits between one minute (PT1M) and seven days (P7D) for acknowledgement${
+        input.ackWithin ? '' : `; ${kpi.id}'s own ackWithin (${kpi.escalation.ackWithin}) does not: give ackWithin`
+      }`,
       'body.ackWithin',
     );
   const recipients = ownerRecipients(kpi, input.scope);
   if (!recipients.length) throw badRequest(`${kpi.id} names no owner for ${input.scope}`, 'body.scope');
   const now = room.clock.now();
-  const running = (await listDrills(room.control.db, 200)).find(
-    (d) => d.kpi === kpi.id && d.scope === input.scope && d.ended_at === null,
-  );
-  if (running) throw conflict(`drill ${running.id} on ${kpi.id} (${input.scope}) is still running: end it first`);
+  const running = () => conflict(`a drill on ${kpi.id} (${input.scope}) is still running: end it first`);
+  if (await findRunningDrill(room.control.db, kpi.id, input.scope)) throw running();
   const row: DrillRow = {
     id: `drl_${randomBytes(12).toString('base64url')}`,
     kpi: kpi.id,
@@ -158,32 +160,48 @@ export async function startDrill(room: Room, p: Principal, input: DrillInput): P
     ended_at: null,
     ended_by: null,
   };
-  await inTransaction(room.control.db, async (tx) => {
-    await createDrill(tx, row);
-    await audit(tx, p, 'drill.started', row, now, { ackDueAt: row.ack_due_at.toISOString() });
-    await tell(tx, room, row, 'incident.drill.opened', recipients, now);
-    // Without SMTP the message is kept for the dashboard: the owner counts as told now.
-    if (!room.config.smtpUrl && (await markDrillNotified(tx, row.id, now))) {
-      row.notified_at = now;
-      await audit(tx, 'alerts', 'drill.notified', row, now, { channel: 'dashboard' });
-    }
-  });
+  try {
+    await inTransaction(room.control.db, async (tx) => {
+      await createDrill(tx, row);
+      await audit(tx, p, 'drill.started', row, now, { ackDueAt: row.ack_due_at.toISOString() });
+      await tell(tx, room, row, 'incident.drill.opened', recipients, now);
+      // Without SMTP the message is kept for the dashboard: the owner counts as told now.
+      if (!room.config.smtpUrl && (await markDrillNotified(tx, row.id, now))) {
+        row.notified_at = now;
+        await audit(tx, 'alerts', 'drill.notified', row, now, { channel: 'dashboard' });
+      }
+    });
+  } catch (e) {
+    // Two starts at once: the index of running drills (one per KPI and scope) lets one through.
+    if (/drills_one_running|unique/i.test(String((e as Error).message))) throw running();
+    throw e;
+  }
   return drillSheet(room, row, kpi);
 }
 
-/** Every drill the caller may see (those on a need-to-know KPI only to its readers), newest first. */
+/** Whether the caller may see a drill: a reader of its KPI (of one since removed: steering only). */
+const maySee = (p: Principal, kpi: Kpi | undefined) => (kpi ? canSee(p, kpi) : p.role === 'steering');
+
+/**
+ * Every drill the caller may see, newest first (those on a need-to-know KPI only for its
+ * readers; filtered in the query, so hidden ones never shorten a reader's page).
+ */
 export async function listDrillSheets(room: Room, p: Principal, limit: number): Promise<DrillSheet[]> {
-  const rows = await listDrills(room.control.db, limit);
+  const readable = room
+    .agreement()
+    .agreement.kpis.filter((k) => canSee(p, k))
+    .map((k) => k.id);
+  const rows = await listDrills(room.control.db, limit, p.role === 'steering' ? undefined : readable);
   return rows.flatMap((r) => {
     const kpi = kpiOf(room, r.kpi);
-    return kpi && canSee(p, kpi) ? [drillSheet(room, r, kpi)] : [];
+    return maySee(p, kpi) ? [drillSheet(room, r, kpi)] : [];
   });
 }
 
-async function visibleDrill(room: Room, p: Principal, id: string): Promise<{ row: DrillRow; kpi: Kpi }> {
+async function visibleDrill(room: Room, p: Principal, id: string): Promise<{ row: DrillRow; kpi: Kpi | undefined }> {
   const row = await findDrill(room.control.db, id);
   const kpi = row && kpiOf(room, row.kpi);
-  if (!row || !kpi || !canSee(p, kpi)) throw notFound(`no drill ${JSON.stringify(id.slice(0, 40))} for you`);
+  if (!row || !maySee(p, kpi)) throw notFound(`no drill ${JSON.stringify(id.slice(0, 40))} for you`);
   return { row, kpi };
 }
 
@@ -192,13 +210,19 @@ export async function readDrill(room: Room, p: Principal, id: string): Promise<D
   return drillSheet(room, row, kpi);
 }
 
-/** The drill's owner (as for its incident) or a steering member acknowledges: the drill ends there. */
+/**
+ * The drill's owner — the KPI's named owner for a partner answering for its scope — acknowledges:
+ * the drill ends there, its time to acknowledge recorded. Nobody else can (that time is the
+ * owner's answer or nothing); a steering member ends a drill without it.
+ */
 export async function acknowledgeDrill(room: Room, p: Principal, id: string): Promise<DrillSheet> {
   const { row, kpi } = await visibleDrill(room, p, id);
   const owner =
-    p.role === 'owner' && isNamedOwner(p, kpi) && responsiblePartners(kpi, row.scope).includes(p.partnerId!);
-  if (!owner && p.role !== 'steering')
-    throw forbidden("only the drill's owner (as for the incident) or the steering committee acknowledges it");
+    kpi !== undefined &&
+    p.role === 'owner' &&
+    isNamedOwner(p, kpi) &&
+    responsiblePartners(kpi, row.scope).includes(p.partnerId!);
+  if (!owner) throw forbidden("only the drill's owner acknowledges it (a steering member may end it)");
   const now = room.clock.now();
   const done = await inTransaction(room.control.db, async (tx) => {
     const r = await markDrillAcknowledged(tx, id, p.name, now);
@@ -221,7 +245,7 @@ export async function endDrill(room: Room, p: Principal, id: string): Promise<Dr
     const r = await markDrillEnded(tx, id, p.name, now);
     if (!r) return undefined;
     await audit(tx, p, 'drill.ended', r, now);
-    await tell(tx, room, r, 'incident.drill.ended', ownerRecipients(kpi, row.scope), now);
+    if (kpi) await tell(tx, room, r, 'incident.drill.ended', ownerRecipients(kpi, row.scope), now);
     return r;
   });
   if (!done) throw conflict(`drill ${id} has ended already`);
@@ -237,6 +261,11 @@ export async function escalateDueDrills(room: Room): Promise<number> {
   const agreement = room.agreement().agreement;
   let sent = 0;
   for (const d of await listDrillsDueForEscalation(room.control.db, now)) {
+    // As for an incident: time inside a maintenance window of the partner concerned does not count.
+    const windows = maintenanceWindows(agreement, d.scope === 'combined' ? null : d.scope);
+    const started = new Date(d.started_at);
+    const due = dueAfter(windows, started, new Date(d.ack_due_at).getTime() - started.getTime());
+    if (windowAt(windows, now) || due > now) continue;
     const chair = chairAt(agreement, now);
     sent += await inTransaction(room.control.db, async (tx) => {
       const r = await markDrillEscalated(tx, d.id, chair.email, now);

@@ -192,14 +192,26 @@ export class Notifier {
           : [payload.data.kpi.id],
     };
     if (outcome.ok) {
+      // Rows first, the audit chain last — the order every writer keeps (an incident's or a drill's
+      // owner acting on it locks its row, then appends): two orders would deadlock.
       await inTransaction(db, async (tx) => {
         await markMessageDelivered(tx, row.id, now);
+        const incidentNotified =
+          row.event === 'incident.opened' &&
+          row.incident_id !== null &&
+          (await markIncidentNotified(tx, row.incident_id, { notified_at: now, updated_at: now }));
+        const drillNotified =
+          row.event === 'incident.drill.opened' &&
+          row.drill_id !== null &&
+          (await markDrillNotified(tx, row.drill_id, now));
         await appendAuditIn(tx, { ...audit, action: 'notification.delivered', details }, now);
-        if (row.event === 'incident.opened' && row.incident_id) {
-          if (await markIncidentNotified(tx, row.incident_id, { notified_at: now, updated_at: now }))
-            await appendAuditIn(tx, { ...audit, action: 'incident.notified', details: { channel: row.channel } }, now);
-        }
-        if (row.event === 'incident.drill.opened' && row.drill_id && (await markDrillNotified(tx, row.drill_id, now)))
+        if (incidentNotified)
+          await appendAuditIn(
+            tx,
+            { ...audit, action: 'incident.notified', details: { channel: row.channel, kpis: details.kpis } },
+            now,
+          );
+        if (drillNotified)
           await appendAuditIn(
             tx,
             { ...audit, action: 'drill.notified', details: { drill: true, kpis: details.kpis, channel: row.channel } },

@@ -154,20 +154,24 @@ export async function listMessagesForPartner(
 
 /** Notifications created in [from, to) per channel, partner and state, with the last one's time. */
 export async function countMessagesByChannel(db: ControlDb, from: Date, to: Date) {
-  return db
-    .selectFrom('outbox')
-    .select((eb) => [
-      'channel',
-      'partner_id',
-      'state',
-      eb.fn.countAll<string>().as('count'),
-      eb.fn.max('created_at').as('last'),
-    ])
-    .where('created_at', '>=', from)
-    .where('created_at', '<', to)
-    .groupBy(['channel', 'partner_id', 'state'])
-    .orderBy('channel')
-    .orderBy('partner_id')
-    .orderBy('state')
-    .execute();
+  return (
+    db
+      .selectFrom('outbox')
+      .select((eb) => [
+        'channel',
+        'partner_id',
+        'state',
+        eb.fn.countAll<string>().as('count'),
+        eb.fn.max('created_at').as('last'),
+      ])
+      .where('created_at', '>=', from)
+      .where('created_at', '<', to)
+      // A drill's messages are an exercise, not the room's notifications.
+      .where('drill_id', 'is', null)
+      .groupBy(['channel', 'partner_id', 'state'])
+      .orderBy('channel')
+      .orderBy('partner_id')
+      .orderBy('state')
+      .execute()
+  );
 }

@@ -38,7 +38,8 @@ export function chairAt(a: Pick<Agreement, 'steering' | 'chair' | 'partnership'>
   }
   const termStart = (i: number) =>
     unit === 'W' ? shiftDays(from, i * 7 * n) : addPeriods(from, 'month', i * n * (unit === 'Y' ? 12 : 1));
-  const i = Math.max(k, 0);
   const at = (j: number) => member(order[j % order.length]!);
-  return { ...at(i), since: termStart(i), until: termStart(i + 1), next: order.length > 1 ? at(i + 1) : null };
+  // Before `from` the first in order chairs already, through the first term.
+  if (k < 0) return { ...at(0), since: null, until: termStart(1), next: order.length > 1 ? at(1) : null };
+  return { ...at(k), since: termStart(k), until: termStart(k + 1), next: order.length > 1 ? at(k + 1) : null };
 }

@@ -51,8 +51,8 @@ export const steeringRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify
     async (req) => {
       const p = caller(req);
       assertReader(p);
-      const decisions = await listDecisionViews(room, p, req.query.limit);
-      await auditRequest(room, req, { action: 'query.decisions', details: { returned: decisions.length } });
+      const { decisions, kpis } = await listDecisionViews(room, p, req.query.limit);
+      await auditRequest(room, req, { action: 'query.decisions', details: { returned: decisions.length, kpis } });
       return { decisions };
     },
   );
@@ -71,9 +71,9 @@ export const steeringRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify
     async (req) => {
       const p = caller(req);
       assertReader(p);
-      const d = await readDecision(room, p, req.params.id);
-      await auditRequest(room, req, { action: 'query.decision', target: d.id, details: {} });
-      return d;
+      const { decision, kpis } = await readDecision(room, p, req.params.id);
+      await auditRequest(room, req, { action: 'query.decision', target: decision.id, details: { kpis } });
+      return decision;
     },
   );
 

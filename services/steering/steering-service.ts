@@ -69,20 +69,38 @@ function view(room: Room, r: DecisionRow, supersededBy: string | null): Decision
   };
 }
 
-export async function listDecisionViews(room: Room, p: Principal, limit: number): Promise<DecisionView[]> {
-  const rows = (await listDecisions(room.control.db, limit)).filter((r) => visible(room, p, r));
+/** The KPIs a record concerns (its audit entries name them, so the log hides them alike). */
+export const decisionKpis = (r: DecisionRow) => list<string>(r.kpis);
+
+/**
+ * The records the caller may see, newest first, with the KPIs they concern. (A log holds a few
+ * records a month: all are read and filtered, so hidden ones never shorten a reader's page.)
+ */
+export async function listDecisionViews(
+  room: Room,
+  p: Principal,
+  limit: number,
+): Promise<{ decisions: DecisionView[]; kpis: string[] }> {
+  const rows = (await listDecisions(room.control.db, 100_000)).filter((r) => visible(room, p, r)).slice(0, limit);
   const by = await findSuperseding(
     room.control.db,
     rows.map((r) => r.id),
   );
-  return rows.map((r) => view(room, r, by.get(r.id) ?? null));
+  return {
+    decisions: rows.map((r) => view(room, r, by.get(r.id) ?? null)),
+    kpis: [...new Set(rows.flatMap(decisionKpis))].sort(),
+  };
 }
 
-export async function readDecision(room: Room, p: Principal, id: string): Promise<DecisionView> {
+export async function readDecision(
+  room: Room,
+  p: Principal,
+  id: string,
+): Promise<{ decision: DecisionView; kpis: string[] }> {
   const r = await findDecision(room.control.db, id);
   if (!r || !visible(room, p, r)) throw notFound(`no decision ${JSON.stringify(id.slice(0, 60))} for you`);
   const by = await findSuperseding(room.control.db, [r.id]);
-  return view(room, r, by.get(r.id) ?? null);
+  return { decision: view(room, r, by.get(r.id) ?? null), kpis: decisionKpis(r) };
 }
 
 /**
@@ -115,8 +133,17 @@ export async function recordDecision(room: Room, p: Principal, input: DecisionIn
   if (input.supersedes) {
     const old = await findDecision(room.control.db, input.supersedes);
     if (!old) throw badRequest(`no decision ${input.supersedes}`, 'body.supersedes');
-    // What the superseded record concerned, its successor concerns too (it names it).
-    for (const k of list<string>(old.kpis)) kpis.add(k);
+    // A successor is seen by exactly the readers of its predecessor: one that concerned more KPIs
+    // would be hidden from some who see the predecessor marked superseded — by what, they could
+    // not read, but that it exists they could. Such a decision is a record of its own.
+    const before = new Set(list<string>(old.kpis));
+    const added = [...kpis].filter((k) => !before.has(k));
+    if (added.length)
+      throw badRequest(
+        `a successor concerns what its predecessor did: ${added.join(', ')} is new (record it as a decision of its own)`,
+        'body.incidents',
+      );
+    for (const k of before) kpis.add(k);
     if ((await findSuperseding(room.control.db, [old.id])).size)
       throw conflict(`decision ${old.id} is superseded already: supersede the record that replaced it`);
   }

@@ -30,6 +30,8 @@ END;
 $$;
 CREATE TRIGGER decisions_no_update BEFORE UPDATE OR DELETE ON decisions
   FOR EACH ROW EXECUTE FUNCTION decisions_append_only();
+CREATE TRIGGER decisions_no_truncate BEFORE TRUNCATE ON decisions
+  FOR EACH STATEMENT EXECUTE FUNCTION decisions_append_only();
 
 -- A drill: a simulated incident on a KPI and scope that runs the real notification chain (owner,
 -- acknowledgement, escalation to the committee) and touches no KPI data nor any incident.
@@ -49,6 +51,8 @@ CREATE TABLE drills (
   ended_at         timestamptz,
   ended_by         text
 );
+-- One drill at a time per KPI and scope.
+CREATE UNIQUE INDEX drills_one_running ON drills (kpi, scope) WHERE ended_at IS NULL;
 CREATE INDEX drills_running ON drills (ack_due_at) WHERE ended_at IS NULL AND acknowledged_at IS NULL AND escalated_at IS NULL;
 
 ALTER TABLE outbox ADD COLUMN drill_id text;

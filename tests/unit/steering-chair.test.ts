@@ -61,7 +61,13 @@ describe('the chair of the day', () => {
     });
   });
 
-  it('before the first term, the first in order chairs', () => {
+  it('before the first term, the first in order chairs through it, with no term begun', () => {
+    expect(on(room({ every: 'P1M', from: '2027-01-01' }), '2026-11-30T00:00:00Z')).toMatchObject({
+      email: 'a@x.example',
+      since: null,
+      until: '2027-02-01',
+      next: { email: 'b@x.example' },
+    });
     expect(
       on(room({ every: 'P1M', from: '2027-01-01', order: ['b@x.example'] }), '2026-11-30T00:00:00Z'),
     ).toMatchObject({

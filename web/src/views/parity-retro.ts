@@ -3,12 +3,13 @@ import { api, ApiError, type ActionView, type Agreement, type Retrospective, typ
 import { I18nController, i18n, t } from '../i18n.js';
 import { layout, shared } from '../components/styles.js';
 import { dataTable, dataTableStyles } from '../components/data-table.js';
+import { addPeriods, localToday } from '../../../services/platform/calendar.js';
 
 const stages = ['proof_of_concept', 'field_test', 'rollout'];
 
-/** The month before today's (YYYY-MM): the retrospective a partnership usually writes. */
-function lastMonth(today = new Date()): string {
-  return new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth() - 1, 1)).toISOString().slice(0, 7);
+/** The month before this one in the partnership's time zone (YYYY-MM): the retrospective usually written. */
+function lastMonth(timezone: string): string {
+  return addPeriods(`${localToday(new Date(), timezone).slice(0, 7)}-01`, 'month', -1).slice(0, 7);
 }
 
 /**
@@ -78,7 +79,8 @@ export class ParityRetro extends LitElement {
   }
 
   override willUpdate(changed: Map<string, unknown>): void {
-    if (changed.has('period') && !this.period) this.period = lastMonth();
+    if (changed.has('period') && !this.period)
+      this.period = lastMonth(this.agreement?.agreement.partnership.timezone ?? 'UTC');
   }
 
   override updated(changed: Map<string, unknown>): void {

@@ -3,6 +3,7 @@ import { api, ApiError, type Agreement, type Committee, type DecisionView, type 
 import { I18nController, i18n, t } from '../i18n.js';
 import { layout, shared } from '../components/styles.js';
 import { dataTable, dataTableStyles } from '../components/data-table.js';
+import { localToday } from '../../../services/platform/calendar.js';
 
 const secs = (s: number | null) =>
   s === null ? '—' : s < 120 ? `${Math.round(s)} s` : `${i18n.number(s / 60, 1)} min`;
@@ -171,21 +172,21 @@ export class ParitySteering extends LitElement {
         ? html`${secs(d.result.escalateSeconds)}${d.chair ? html` (${t('chair')} ${d.chair.name})` : nothing}`
         : '—',
       d.state === 'running' || d.state === 'escalated'
-        ? html`<button
+        ? this.#ownsDrill(d)
+          ? html`<button
               class="secondary"
               @click=${() => this.#act('drills', () => api.post(`/v1/drills/${d.id}/ack`, {}))}
             >
-              ${t('acknowledge')}</button
-            >${
-              steering
-                ? html` <button
-                    class="secondary"
-                    @click=${() => this.#act('drills', () => api.post(`/v1/drills/${d.id}/end`, {}))}
-                  >
-                    ${t('endDrill')}
-                  </button>`
-                : nothing
-            }`
+              ${t('acknowledge')}
+            </button>`
+          : steering
+            ? html`<button
+                class="secondary"
+                @click=${() => this.#act('drills', () => api.post(`/v1/drills/${d.id}/end`, {}))}
+              >
+                ${t('endDrill')}
+              </button>`
+            : ''
         : '',
     ]);
     return html`<section aria-labelledby="drills-h" data-testid="drills">
@@ -235,6 +236,19 @@ export class ParitySteering extends LitElement {
           : nothing
       }
     </section>`;
+  }
+
+  /** The signed-in owner answers for this drill's scope (as for an incident): theirs to acknowledge. */
+  #ownsDrill(d: DrillSheet): boolean {
+    const w = this.who;
+    const kpi = this.agreement?.agreement.kpis.find((k) => k.id === d.kpi.id);
+    if (!w || w.role !== 'owner' || !w.partner || !kpi) return false;
+    const owner = kpi.owners[w.partner];
+    return (
+      owner !== undefined &&
+      owner.email.toLowerCase() === w.name.toLowerCase() &&
+      (d.scope === 'combined' || d.scope === w.partner)
+    );
   }
 
   #decisions(decisions: DecisionView[]) {
@@ -298,7 +312,8 @@ export class ParitySteering extends LitElement {
 
   #decisionForm(decisions: DecisionView[]) {
     const members = this.committee?.members ?? [];
-    const today = new Date().toISOString().slice(0, 10);
+    // Today in the partnership's time zone: the room refuses a decision dated after it.
+    const today = localToday(new Date(), this.agreement?.agreement.partnership.timezone ?? 'UTC');
     return html`<form
       class="stack"
       data-testid="decision-form"
