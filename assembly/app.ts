@@ -26,6 +26,8 @@ import { noticeOverdueActions } from '../services/feedback/retrospectives.js';
 import { drillRoutes } from '../services/alerts/drill-routes.js';
 import { escalateDueDrills } from '../services/alerts/drills.js';
 import { steeringRoutes } from '../services/steering/steering-routes.js';
+import { identityRoutes } from '../services/governance/identity-routes.js';
+import { loadOidcProviders, OidcSignIn } from '../services/governance/oidc.js';
 import { sendDueReview } from '../services/reviews/review-sender.js';
 import { noticeGoals } from '../services/goals/goal-notices.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
@@ -169,6 +171,11 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(alertRoutes, { room, alerts });
   await app.register(drillRoutes, { room, kick: () => alerts?.notifier.kick() });
   await app.register(steeringRoutes, { room });
+  // The partners' identity providers, read once at start (a bad file stops the start, saying where).
+  const oidc = room.config.oidcFile
+    ? new OidcSignIn(loadOidcProviders(room.config.oidcFile, room.agreement().agreement))
+    : undefined;
+  await app.register(identityRoutes, { room, oidc });
   await app.register(webRoutes, { room });
   return app;
 }

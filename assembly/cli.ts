@@ -12,7 +12,7 @@ import { steeringCommands } from '../services/steering/steering-cli.js';
 import { pushFile } from '../services/ingest/push-client.js';
 import { ConfigError, loadConfig, type Config } from '../services/platform/config.js';
 import { openControlDb } from '../services/platform/control-db.js';
-import { createDemoTokens, seedDemoFeedback, seedDemoPoints, seedDemoSteering } from './demo.js';
+import { createDemoInvitations, createDemoTokens, seedDemoFeedback, seedDemoPoints, seedDemoSteering } from './demo.js';
 import { migrateControlDb } from '../services/platform/migrate.js';
 import { StartupError } from '../services/platform/room.js';
 import { openRoom } from './open-room.js';
@@ -47,7 +47,7 @@ function assertStoppedOrShared(cfg: Config, what: string): void {
 const DEMO_MEMORY_LIMIT = '512MB';
 
 async function runServe(withDemo: boolean): Promise<void> {
-  let demoTokens: Awaited<ReturnType<typeof createDemoTokens>> = [];
+  let invitations: Awaited<ReturnType<typeof createDemoInvitations>> = [];
   const cfg = withDemo
     ? loadConfig({ PARITY_MEMORY_LIMIT: DEMO_MEMORY_LIMIT, ...withoutEmpty(process.env) })
     : config();
@@ -56,7 +56,6 @@ async function runServe(withDemo: boolean): Promise<void> {
   try {
     if (withDemo) {
       const tokens = await createDemoTokens(room);
-      demoTokens = tokens;
       const bar = process.stderr.isTTY
         ? new SingleBar(
             { format: 'seeding demo points {partner} |{bar}| {value} points', hideCursor: true },
@@ -86,8 +85,9 @@ async function runServe(withDemo: boolean): Promise<void> {
         out(
           `seeded ${seeded.toLocaleString('en')} demo points (two years, ${room.agreement().agreement.partners.length} partners)`,
         );
+      invitations = await createDemoInvitations(room);
       if (tokens.length) {
-        out('\nDemo tokens (shown once; only their SHA-256 is kept):');
+        out('\nDemo tokens for systems and the CLI (shown once; only their SHA-256 is kept):');
         for (const t of tokens)
           out(
             `  ${(t.partner ?? '-').padEnd(8)} ${t.role.padEnd(9)} ${t.token}${t.role === 'owner' ? `  ${t.name}` : ''}`,
@@ -104,9 +104,10 @@ async function runServe(withDemo: boolean): Promise<void> {
         out(
           `Parity room serving ${room.agreement().agreement.partnership.title} on ${url} (dashboard: ${url}/, API docs: ${url}/docs)`,
         );
-        // Ready sign-in links for an analyst of each partner (the token travels in the fragment, never to a log).
-        for (const t of demoTokens.filter((x) => x.role === 'analyst'))
-          out(`  sign in as ${t.name}: ${url}/#signin=${t.token}`);
+        // One-time sign-in links for the demo's people, new at every start.
+        if (invitations.length) out('  sign in (one-time links, valid 24 h; new ones at every start):');
+        for (const i of invitations)
+          out(`    ${i.partner.padEnd(8)} ${i.role.padEnd(9)} ${i.email.padEnd(24)} ${url}${i.path}`);
         if (cfg.memoryLimit !== null)
           out(
             `  memory budget ${Math.round(cfg.memoryLimit / 1024 ** 2)} MiB (PARITY_MEMORY_LIMIT): DuckDB ${cfg.duckdbMemory}, ${cfg.ingestConcurrency} batch${cfg.ingestConcurrency === 1 ? '' : 'es'} in flight, ${cfg.workerHeap.oldMb} MB per ingest worker`,

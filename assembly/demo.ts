@@ -8,6 +8,7 @@ import { maintenanceWindows, windowAt } from '../services/platform/maintenance.j
 import type { Room } from '../services/platform/room.js';
 import { acknowledgeDrill, escalateDueDrills, startDrill } from '../services/alerts/drills.js';
 import { recordDecision } from '../services/steering/steering-service.js';
+import { createInvitation } from '../services/governance/invitations.js';
 
 export interface DemoToken {
   partner: string | null;
@@ -335,4 +336,32 @@ export async function seedDemoSteering(room: Room): Promise<void> {
     { tokenId: 'system', partnerId: 'globex', role: 'owner', name: lead.owners['globex'].email },
     drill.id,
   );
+}
+
+/**
+ * One-time sign-in links for the demo's people, new at every start (valid 24 h): an analyst and
+ * an admin of each partner, each partner's first KPI owner, and the committee's first member. A
+ * link signs its person in once, as an invitation from their partner's admin would.
+ */
+export async function createDemoInvitations(
+  room: Room,
+): Promise<{ partner: string; role: string; email: string; path: string }[]> {
+  const a = room.agreement().agreement;
+  const out: { partner: string; role: string; email: string; path: string }[] = [];
+  for (const p of a.partners) {
+    const admin = { tokenId: 'system', partnerId: p.id, role: 'admin' as const, name: `${p.id} admin (demo)` };
+    const owner = a.kpis.map((k) => k.owners[p.id]?.email).find((e) => e !== undefined);
+    const domain = owner?.split('@')[1] ?? `${p.id}.example`;
+    const people: ['analyst' | 'owner' | 'admin' | 'steering', string][] = [
+      ['analyst', `analyst@${domain}`],
+      ...(owner ? [['owner', owner] as ['owner', string]] : []),
+      ['admin', `admin@${domain}`],
+    ];
+    if (p.id === a.partners[0]!.id) people.push(['steering', a.steering[0]!.email]);
+    for (const [role, email] of people) {
+      const inv = await createInvitation(room, admin, { email, role, expiresInHours: 24 }, '');
+      out.push({ partner: p.id, role, email, path: inv.link });
+    }
+  }
+  return out;
 }

@@ -5,9 +5,9 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { findPrincipalByToken, type Role } from '../services/governance/token-repository.js';
-import { createSession, endSession, findPrincipalBySession } from '../services/governance/session-repository.js';
+import { endSession, findPrincipalBySession } from '../services/governance/session-repository.js';
 import { problemResponses, problemSchema } from '../services/platform/errors.js';
-import { caller, SESSION_COOKIE, auditRequest } from '../services/governance/auth.js';
+import { caller, openSession, SESSION_COOKIE, auditRequest } from '../services/governance/auth.js';
 import { forbidden, Problem } from '../services/platform/errors.js';
 import { packageRoot } from '../services/platform/paths.js';
 import { signedOutSchema, whoSchema } from '../services/governance/session-schemas.js';
@@ -61,17 +61,7 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
         action: 'session.login',
         details: { role: principal.role },
       });
-      const secure = req.protocol === 'https' || (room.config.publicUrl?.startsWith('https:') ?? false);
-      // The cookie holds a session of its own, never the token: sign-out, revocation and the
-      // session's idle and absolute limits end it (issue #13).
-      const session = await createSession(room.control.db, principal.tokenId, room.clock.now(), room.config.sessions);
-      void reply.setCookie(SESSION_COOKIE, session, {
-        httpOnly: true,
-        sameSite: 'strict',
-        path: '/',
-        secure,
-        maxAge: Math.floor(room.config.sessions.absoluteMs / 1000),
-      });
+      await openSession(room, req, reply, principal.tokenId);
       return describe(principal);
     },
   );

@@ -1,10 +1,10 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock } from '../platform/clock.js';
 import type { ControlDb } from '../platform/control-db.js';
 import { forbidden, unauthorized } from '../platform/errors.js';
 import type { AuditEntry, Room } from '../platform/room.js';
 import { findPrincipalByToken, type Principal, type Role } from './token-repository.js';
-import { findPrincipalBySession, type SessionLimits } from './session-repository.js';
+import { createSession, findPrincipalBySession, type SessionLimits } from './session-repository.js';
 
 /**
  * How a route authenticates: `required` (the default under /v1) answers 401 without a valid
@@ -138,4 +138,31 @@ export function requirePartnerAdmin(p: Principal, what: string): string {
 export function requireRole(p: Principal, ...allowed: Role[]): void {
   if (!allowed.includes(p.role))
     throw forbidden(`the ${p.role} role may not do this; it needs ${allowed.join(' or ')}`);
+}
+
+/**
+ * Opens a dashboard session for a token and sets its cookie: an httpOnly, SameSite=Strict cookie
+ * holding the session's id, never a token (sign-out, revocation and the idle and absolute limits
+ * end it). Every way of signing in ends here.
+ */
+export async function openSession(
+  room: Room,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  tokenId: string,
+): Promise<void> {
+  const secure = req.protocol === 'https' || (room.config.publicUrl?.startsWith('https:') ?? false);
+  const session = await createSession(room.control.db, tokenId, room.clock.now(), room.config.sessions);
+  void reply.setCookie(SESSION_COOKIE, session, {
+    httpOnly: true,
+    sameSite: 'strict',
+    path: '/',
+    secure,
+    maxAge: Math.floor(room.config.sessions.absoluteMs / 1000),
+  });
+}
+
+/** Where the room is, as its people reach it: PARITY_PUBLIC_URL, else this request's origin. */
+export function roomOrigin(room: Room, req: FastifyRequest): string {
+  return room.config.publicUrl ?? `${req.protocol}://${req.host}`;
 }

@@ -116,6 +116,10 @@ export const tokenSchema = z.object({
   revokedAt: z.string().nullable(),
   replaces: z.string().nullable(),
   state: z.enum(['live', 'expired', 'revoked']),
+  origin: z
+    .enum(['token', 'oidc', 'invitation'])
+    .describe("'token': issued (systems, embedding, the CLI); 'oidc' or 'invitation': a person's sign-in"),
+  lastUsedAt: z.string().nullable().describe('the last request with it (to the minute); null: never used'),
 });
 export type TokenView = z.infer<typeof tokenSchema>;
 

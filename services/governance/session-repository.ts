@@ -21,6 +21,7 @@ export async function createSession(db: ControlDb, tokenId: string, now: Date, l
       absolute_expires_at: new Date(now.getTime() + limits.absoluteMs),
     })
     .execute();
+  await db.updateTable('tokens').set({ last_used_at: now }).where('id', '=', tokenId).execute();
   return id;
 }
 
@@ -62,8 +63,10 @@ export async function findPrincipalBySession(
     await endSession(db, id);
     return undefined;
   }
-  if (t - new Date(row.last_seen_at).getTime() >= 60_000)
+  if (t - new Date(row.last_seen_at).getTime() >= 60_000) {
     await db.updateTable('sessions').set({ last_seen_at: now }).where('id_hash', '=', row.id_hash).execute();
+    await db.updateTable('tokens').set({ last_used_at: now }).where('id', '=', row.token_id).execute();
+  }
   return { tokenId: row.token_id, partnerId: row.partner_id, role: row.role as Role, name: row.name };
 }
 

@@ -58,7 +58,64 @@ export async function findPrincipalByToken(db: ControlDb, token: string, now: Da
     .where('token_hash', '=', hashToken(token))
     .executeTakeFirst();
   if (!row || row.revoked_at || (row.expires_at && new Date(row.expires_at) <= now)) return undefined;
+  await markTokenUsed(db, row, now);
   return { tokenId: row.id, partnerId: row.partner_id, role: row.role as Role, name: row.name };
+}
+
+/** Moves a token's last use, at most once a minute (reads do not write on every request). */
+export async function markTokenUsed(
+  db: ControlDb,
+  row: { id: string; last_used_at: Date | string | null },
+  now: Date,
+): Promise<void> {
+  if (row.last_used_at !== null && now.getTime() - new Date(row.last_used_at).getTime() < 60_000) return;
+  await db.updateTable('tokens').set({ last_used_at: now }).where('id', '=', row.id).execute();
+}
+
+/**
+ * A person's sign-in token (through their identity provider or an invitation): like any token, but
+ * its secret is drawn and thrown away — it only anchors the person's sessions.
+ */
+export async function createPersonToken(
+  db: ControlDb,
+  input: { partnerId: string; role: Role; name: string; origin: 'oidc' | 'invitation'; createdBy: string },
+  now: Date,
+): Promise<string> {
+  const id = `tok_${randomBytes(9).toString('base64url')}`;
+  await db
+    .insertInto('tokens')
+    .values({
+      id,
+      token_hash: hashToken(`pty_${randomBytes(32).toString('base64url')}`),
+      partner_id: input.partnerId,
+      role: input.role,
+      name: input.name,
+      created_at: now,
+      expires_at: null,
+      created_by: input.createdBy,
+      replaces: null,
+      origin: input.origin,
+    })
+    .execute();
+  return id;
+}
+
+/** The live sign-in token of a person at a partner, from one origin. */
+export async function findPersonToken(
+  db: ControlDb,
+  partnerId: string,
+  name: string,
+  origin: 'oidc' | 'invitation',
+): Promise<TokenRow | undefined> {
+  return db
+    .selectFrom('tokens')
+    .selectAll()
+    .where('partner_id', '=', partnerId)
+    .where('origin', '=', origin)
+    .where((eb) => eb(eb.fn('lower', ['name']), '=', name.toLowerCase()))
+    .where('revoked_at', 'is', null)
+    .orderBy('created_at', 'desc')
+    .executeTakeFirst();
 }
 
 export async function revokeToken(db: ControlDb, id: string, now: Date): Promise<boolean> {
@@ -95,6 +152,8 @@ export function tokenView(r: TokenRow, now: Date): TokenView {
     revokedAt: r.revoked_at ? new Date(r.revoked_at).toISOString() : null,
     replaces: r.replaces,
     state: r.revoked_at ? 'revoked' : expired ? 'expired' : 'live',
+    origin: r.origin,
+    lastUsedAt: r.last_used_at ? new Date(r.last_used_at).toISOString() : null,
   };
 }
 

@@ -222,6 +222,10 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
           `token ${old.id} (${old.role}, ${old.name}) is issued by the room's host; ask the host to rotate it`,
         );
       }
+      // A person's sign-in (identity provider, invitation) has no secret to renew: it is revoked,
+      // and the person signs in again.
+      if (old.origin !== 'token')
+        throw conflict(`token ${old.id} is ${old.name}'s sign-in (${old.origin}): revoke it; they sign in again`);
       const overlapEnds = new Date(now.getTime() + (req.body?.overlapHours ?? 24) * 3_600_000);
       const issued = await inTransaction(room.control.db, async (tx) => {
         // Checked under a row lock: two rotations at once make one replacement, not two.

@@ -64,6 +64,7 @@ export const envSchema = z.object({
     .default(3600),
   PARITY_MAIL_FROM: z.string().min(3).default('Parity clean room <parity@localhost>'),
   PARITY_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+  PARITY_OIDC_FILE: z.string().min(1).optional(),
   PARITY_EMBED_ORIGINS: z
     .string()
     .optional()
@@ -133,6 +134,8 @@ export interface Config {
   publicUrl: string | undefined;
   /** Origins whose pages may embed the components with a bearer token (CORS for GET /v1/…). */
   embedOrigins: string[];
+  /** The partners' identity providers (a YAML or JSON file, services/governance/oidc.ts). */
+  oidcFile: string | undefined;
   /** The From of notification e-mails. */
   mailFrom: string;
 }
@@ -196,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mailFrom: e.PARITY_MAIL_FROM,
     publicUrl: e.PARITY_PUBLIC_URL?.replace(/\/$/, ''),
     embedOrigins: e.PARITY_EMBED_ORIGINS,
+    oidcFile: e.PARITY_OIDC_FILE ? resolve(e.PARITY_OIDC_FILE) : undefined,
   };
 }
 

@@ -43,6 +43,9 @@ export interface TokensTable {
   revoked_at: Timestamp | null;
   created_by: string | null;
   replaces: string | null;
+  /** How its holder got it (sql/control/011_identity.sql): issued, or a person's sign-in. */
+  origin: ColumnType<'token' | 'oidc' | 'invitation', 'token' | 'oidc' | 'invitation' | undefined, never>;
+  last_used_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 export interface AuditLogTable {
@@ -173,8 +176,25 @@ export interface Database {
   retro_items: RetroItemsTable;
   actions: ActionsTable;
   decisions: DecisionsTable;
+  invitations: InvitationsTable;
   drills: DrillsTable;
 }
+
+/** A one-time sign-in link for an e-mail with a role at a partner (sql/control/011_identity.sql). */
+export interface InvitationsTable {
+  id: string;
+  code_hash: string;
+  partner_id: string;
+  email: string;
+  role: 'analyst' | 'owner' | 'admin' | 'steering';
+  created_by: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  used_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+  token_id: string | null;
+}
+export type InvitationRow = Selectable<InvitationsTable>;
 
 /** A steering decision record (sql/control/010_steering.sql): append-only, superseded by a later one. */
 export interface DecisionsTable {

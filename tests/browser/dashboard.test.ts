@@ -89,9 +89,16 @@ async function signIn(token: string, width = 1280): Promise<Session> {
     if (!r.url().startsWith(t.url) && !r.url().startsWith('data:'))
       s.errors.push(`request to another host: ${r.url()}`);
   });
-  await page.goto(`${t.url}/#signin=${token}`);
+  await startSession(page, token);
+  await page.goto(`${t.url}/`);
   await page.waitForSelector('parity-kpi-tile [data-testid="value"]');
   return s;
+}
+
+/** Signs the browser context in with a token, as the sign-in form does (the session cookie lands in the context). */
+async function startSession(page: Page, token: string): Promise<void> {
+  const res = await page.request.post(`${t.url}/v1/session`, { data: { token } });
+  expect(res.status(), await res.text()).toBe(200);
 }
 
 /** axe-core's serious and critical WCAG 2 A/AA violations on the page, each with the offending markup. */
@@ -877,7 +884,8 @@ describe('the joint dashboard in Chromium', () => {
         new URL(r.url()).pathname.startsWith('/v1/') &&
         answered.push({ path: new URL(r.url()).pathname, status: r.status() }),
     );
-    await page.goto(`${t.url}/#signin=${operator}`);
+    await startSession(page, operator);
+    await page.goto(`${t.url}/`);
     await page.waitForSelector('parity-transparency table');
     expect(await page.$$('parity-kpi-tile')).toHaveLength(0);
     expect(answered.filter((a) => a.status >= 400)).toEqual([]);
@@ -987,7 +995,29 @@ describe('the joint dashboard in Chromium', () => {
     await s.page.locator(`parity-governance tr[data-token="${tokenId}"] button:has-text("Revoke")`).click();
     await s.page.waitForSelector(`parity-governance tr[data-token="${tokenId}"] >> text=revoked`);
     expect((await fetch(`${t.url}/v1/kpis`, { headers: { authorization: `Bearer ${issued}` } })).status).toBe(401);
+    // The token list says when each was made and last used (the issued one was used above).
+    const used = await s.page
+      .locator(`parity-governance tr[data-token="${tokenId}"] [data-testid="last-used"]`)
+      .textContent();
+    expect(used).not.toBe('never');
+
+    // An invitation from the page: its one-time link signs the person in, in another browser.
+    await s.page.locator('parity-governance #i-email').fill('nina@globex.example');
+    await s.page.locator('parity-governance #i-role').selectOption('analyst');
+    await s.page.locator('parity-governance [data-testid="invite-form"] button[type="submit"]').click();
+    await s.page.waitForSelector('parity-governance [data-testid="invite-link"]');
+    const link = (await s.page.locator('parity-governance [data-testid="invite-link"]').textContent())!.trim();
+    expect(link).toMatch(new RegExp(`^${t.url}/#invite=inv_`));
+    expect(await axeViolations(s.page), 'axe with the invitations').toEqual([]);
     expect(s.errors).toEqual([]);
     await s.page.context().close();
+    const nina = await browser.newContext({ locale: 'en-GB' });
+    const page = await nina.newPage();
+    await page.goto(link);
+    await page.waitForSelector('parity-kpi-tile [data-testid="value"]');
+    expect(await inApp(page, '[data-testid="who"]')).toBe(
+      'Signed in as nina@globex.example (analyst) for Globex Freight',
+    );
+    await nina.close();
   });
 });

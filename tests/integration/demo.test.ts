@@ -43,12 +43,36 @@ describe('parity demo (what npm start runs)', () => {
           '-:operator',
         ]),
       );
-      // Ready sign-in links for an analyst of each partner (printed once listening).
-      for (let i = 0; i < 50 && !/sign in as globex/.test(first.output()); i++)
+      // One-time sign-in links for the demo's people (printed once listening): no token in them.
+      for (let i = 0; i < 50 && !/ globex +owner /.test(first.output()); i++)
         await new Promise((r) => setTimeout(r, 100));
       const links = first.output();
-      expect(links).toMatch(/sign in as acme analyst \(demo\): http:\/\/\S+\/#signin=pty_\S+/);
-      expect(links).toMatch(/sign in as globex analyst \(demo\): http:\/\/\S+\/#signin=pty_\S+/);
+      expect(links).not.toMatch(/#signin=|#invite=pty_/);
+      const invite = (partner: string, role: string) =>
+        new RegExp(`^ {4}${partner} +${role} +(\\S+) +(http://\\S+/#invite=(inv_[\\w-]+))$`, 'm').exec(links);
+      for (const [partner, role] of [
+        ['acme', 'analyst'],
+        ['acme', 'owner'],
+        ['acme', 'admin'],
+        ['acme', 'steering'],
+        ['globex', 'analyst'],
+        ['globex', 'owner'],
+      ] as const)
+        expect(invite(partner, role), `${partner} ${role}`).not.toBeNull();
+      // A link signs its person in once.
+      const gus = invite('globex', 'owner')!;
+      expect(gus[1]).toBe('gus@globex.example');
+      const accept = () =>
+        fetch(`${first.url}/v1/session/invitation`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ code: gus[3] }),
+        });
+      const signedIn = await accept();
+      expect(signedIn.status).toBe(200);
+      expect(await signedIn.json()).toMatchObject({ name: 'gus@globex.example', role: 'owner', partner: 'globex' });
+      expect(signedIn.headers.get('set-cookie')).toMatch(/parity_session=pts_/);
+      expect((await accept()).status).toBe(410);
       // The demo runs on a laptop's budget unless PARITY_MEMORY_LIMIT says otherwise.
       expect(out).toMatch(
         /memory budget 488 MiB \(PARITY_MEMORY_LIMIT\): DuckDB 128MB, 1 batch in flight, 30 MB per ingest worker/,
@@ -179,6 +203,10 @@ describe('parity demo (what npm start runs)', () => {
       const out = second.output();
       expect(out).not.toContain('seeded');
       expect(out).toContain('demo tokens were printed at the first start');
+      // A second start prints new one-time sign-in links.
+      for (let i = 0; i < 50 && !/ globex +owner /.test(second.output()); i++)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(second.output()).toMatch(/^ {4}acme +analyst +analyst@acme\.example +http:\/\/\S+\/#invite=inv_/m);
       const ready = await (await fetch(`${second.url}/readyz`)).json();
       expect(ready.snapshot).toBe(firstSnapshot);
       const r = await fetch(`${second.url}/v1/points`, {

@@ -22,6 +22,9 @@ import * as goalNotices from '../../services/goals/goal-repository.js';
 import * as feedback from '../../services/feedback/feedback-repository.js';
 import * as actions from '../../services/feedback/action-repository.js';
 import * as reviews from '../../services/reviews/review-repository.js';
+import * as drills from '../../services/alerts/drill-repository.js';
+import * as decisions from '../../services/steering/decision-repository.js';
+import * as invitations from '../../services/governance/invitation-repository.js';
 import type { ControlDb, ControlTx, IncidentRow } from '../../services/platform/control-db.js';
 
 /**
@@ -337,6 +340,43 @@ const cases: Record<string, Case[]> = {
       random: true,
     },
     { fn: 'findPrincipalByToken', run: () => tokens.findPrincipalByToken(db, 'pty_example', at), rows: none },
+    {
+      fn: 'findPrincipalByToken',
+      variant: 'live, last used over a minute ago',
+      run: () => tokens.findPrincipalByToken(db, 'pty_example', at),
+      rows: (q) =>
+        q.startsWith('select')
+          ? [
+              {
+                id: 'tok_1',
+                partner_id: 'acme',
+                role: 'analyst',
+                name: 'ana@acme.example',
+                expires_at: null,
+                revoked_at: null,
+                last_used_at: new Date(at.getTime() - 5 * 60_000),
+              },
+            ]
+          : [],
+    },
+    { fn: 'markTokenUsed', run: () => tokens.markTokenUsed(db, { id: 'tok_1', last_used_at: null }, at) },
+    {
+      fn: 'createPersonToken',
+      run: () =>
+        tokens.createPersonToken(
+          db,
+          {
+            partnerId: 'acme',
+            role: 'analyst',
+            name: 'ana@acme.example',
+            origin: 'oidc',
+            createdBy: 'https://login.acme.example',
+          },
+          at,
+        ),
+      random: true,
+    },
+    { fn: 'findPersonToken', run: () => tokens.findPersonToken(db, 'acme', 'Ana@acme.example', 'oidc') },
     { fn: 'revokeToken', run: () => tokens.revokeToken(db, 'tok_1', at) },
     { fn: 'countTokens', run: () => tokens.countTokens(db) },
     { fn: 'listTokens', variant: "a partner's", run: () => tokens.listTokens(db, 'acme') },
@@ -473,6 +513,102 @@ const cases: Record<string, Case[]> = {
     { fn: 'listOverdueUnnotified', run: () => actions.listOverdueUnnotified(db, '2026-11-23') },
     { fn: 'claimOverdueNotice', run: () => inTx((tx) => actions.claimOverdueNotice(tx, 'act_1', at)) },
   ],
+  'alerts/drill-repository': [
+    {
+      fn: 'createDrill',
+      run: () =>
+        inTx((tx) =>
+          drills.createDrill(tx, {
+            id: 'drl_1',
+            kpi: 'lead_time',
+            scope: 'globex',
+            started_by: 'chair@example.org',
+            started_at: at,
+            ack_due_at: until,
+            notified_at: null,
+            acknowledged_at: null,
+            acknowledged_by: null,
+            escalated_at: null,
+            escalated_to: null,
+            ended_at: null,
+            ended_by: null,
+          }),
+        ),
+    },
+    { fn: 'findDrill', run: () => drills.findDrill(db, 'drl_1') },
+    { fn: 'listDrills', variant: 'steering: all', run: () => drills.listDrills(db, 50) },
+    { fn: 'listDrills', variant: 'readable KPIs', run: () => drills.listDrills(db, 50, ['lead_time', 'error_rate']) },
+    { fn: 'findRunningDrill', run: () => drills.findRunningDrill(db, 'lead_time', 'globex') },
+    { fn: 'listDrillsDueForEscalation', run: () => drills.listDrillsDueForEscalation(db, at) },
+    { fn: 'markDrillNotified', run: () => inTx((tx) => drills.markDrillNotified(tx, 'drl_1', at)) },
+    {
+      fn: 'markDrillEscalated',
+      run: () => inTx((tx) => drills.markDrillEscalated(tx, 'drl_1', 'deputy@example.org', at)),
+    },
+    {
+      fn: 'markDrillAcknowledged',
+      run: () => inTx((tx) => drills.markDrillAcknowledged(tx, 'drl_1', 'gus@globex.example', at)),
+    },
+    { fn: 'markDrillEnded', run: () => inTx((tx) => drills.markDrillEnded(tx, 'drl_1', 'chair@example.org', at)) },
+  ],
+  'steering/decision-repository': [
+    { fn: 'listDecisions', run: () => decisions.listDecisions(db, 200) },
+    { fn: 'findDecision', run: () => decisions.findDecision(db, 'dec_1') },
+    { fn: 'findSuperseding', run: () => decisions.findSuperseding(db, ['dec_1', 'dec_2']) },
+    { fn: 'findSuperseding', variant: 'none asked', run: () => decisions.findSuperseding(db, []) },
+    {
+      fn: 'appendDecision',
+      rows: (q) => (q.startsWith('select max') ? [{ n: 1 }] : [{}]),
+      run: () =>
+        inTx((tx) =>
+          decisions.appendDecision(tx, {
+            id: 'dec_2',
+            title: 'A late feed raises an alert the same night',
+            context: 'The Monday checks found late runs a week late.',
+            options: ['Keep the Monday checks', 'Alert the same night'],
+            decision: 'Alert the same night.',
+            decision_makers: ['chair@example.org'],
+            decided_on: '2026-11-20',
+            consequences: 'Late runs are fixed the same night.',
+            incidents: [],
+            agreement_versions: [1],
+            kpis: [],
+            supersedes: 'dec_1',
+            recorded_by: 'chair@example.org',
+            created_at: at,
+          }),
+        ),
+    },
+  ],
+  'governance/invitation-repository': [
+    {
+      fn: 'createInvitationRow',
+      run: () =>
+        inTx((tx) =>
+          invitations.createInvitationRow(tx, {
+            id: 'ivt_1',
+            code_hash: hash,
+            partner_id: 'acme',
+            email: 'nina@acme.example',
+            role: 'analyst',
+            created_by: 'admin@acme.example',
+            created_at: at,
+            expires_at: until,
+            used_at: null,
+            revoked_at: null,
+            token_id: null,
+          }),
+        ),
+    },
+    { fn: 'listPartnerInvitations', run: () => invitations.listPartnerInvitations(db, 'acme', 500) },
+    { fn: 'findInvitation', run: () => invitations.findInvitation(db, 'ivt_1') },
+    { fn: 'withdrawInvitation', run: () => inTx((tx) => invitations.withdrawInvitation(tx, 'ivt_1', 'acme', at)) },
+    {
+      fn: 'findInvitationByCodeForUpdate',
+      run: () => inTx((tx) => invitations.findInvitationByCodeForUpdate(tx, hash)),
+    },
+    { fn: 'markInvitationUsed', run: () => inTx((tx) => invitations.markInvitationUsed(tx, 'ivt_1', 'tok_1', at)) },
+  ],
   'goals/goal-repository': [
     {
       fn: 'recordGoalNotice',
@@ -551,6 +687,9 @@ const modules: Record<string, Record<string, unknown>> = {
   'feedback/feedback-repository': feedback,
   'feedback/action-repository': actions,
   'reviews/review-repository': reviews,
+  'alerts/drill-repository': drills,
+  'steering/decision-repository': decisions,
+  'governance/invitation-repository': invitations,
 };
 /** Exports of the repositories that send no SQL. */
 const helpers = new Set(['entryHash', 'hashToken', 'tokenView']);

@@ -110,6 +110,7 @@ export type { Review, ReviewList } from '../../services/reviews/review-schemas.j
 export type { ActionView, Annotation, Comment, Retrospective } from '../../services/feedback/feedback-schemas.js';
 export type { Who } from '../../services/governance/session-schemas.js';
 export type { Committee, DecisionView } from '../../services/steering/steering-schemas.js';
+export type { InvitationView } from '../../services/governance/invitations.js';
 import type { AgreementResponse } from '../../services/governance/governance-schemas.js';
 
 /** A KPI's definition as GET /v1/agreement serves it. */

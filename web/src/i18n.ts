@@ -10,7 +10,7 @@ const en = {
   signOut: 'Sign out',
   tokenLabel: 'Your access token',
   tokenHelp:
-    'Paste the user token your partner admin created for you (parity token create). It is kept in a secure session cookie.',
+    'Paste a user token your partner admin issued for you (on the governance page, or with parity token issue). The page keeps a session in a secure cookie, never the token.',
   signedInAs: 'Signed in as',
   forPartner: 'for',
   language: 'Language',
@@ -256,6 +256,33 @@ const en = {
   ownerEmail: "Owner's e-mail",
   doneState: 'done',
   openState: 'open',
+  signInWith: 'Sign in with',
+  orToken: 'Or sign in with a user token:',
+  'signinError.flow': 'That sign-in was not started here or took too long. Please try again.',
+  'signinError.provider':
+    'Your identity provider did not confirm the sign-in. Please try again, or ask your partner admin.',
+  'signinError.email': 'Your identity provider gave no verified e-mail address.',
+  'signinError.domain': "Your e-mail address is not one of your partner's domains in this room.",
+  'signinError.role': 'You are in none of the groups your partner gives access to this room. Ask your partner admin.',
+  invitations: 'Invitations',
+  invite: 'Invite',
+  inviteHelp:
+    'A one-time sign-in link for a person of your partner, valid for the hours you choose. It is shown once: send it to the person.',
+  inviteLink: 'One-time link (shown once)',
+  createdAt: 'Created',
+  lastUsed: 'Last used',
+  never: 'never',
+  origin: 'How',
+  'origin.token': 'token',
+  'origin.oidc': 'identity provider',
+  'origin.invitation': 'invitation',
+  'invitation.pending': 'waiting',
+  'invitation.used': 'used',
+  'invitation.expired': 'expired',
+  'invitation.revoked': 'withdrawn',
+  withdraw: 'Withdraw',
+  email: 'E-mail',
+  hours: 'Valid (hours)',
 };
 
 const de: Record<keyof typeof en, string> = {
@@ -264,7 +291,7 @@ const de: Record<keyof typeof en, string> = {
   signOut: 'Abmelden',
   tokenLabel: 'Ihr Zugangstoken',
   tokenHelp:
-    'Fügen Sie das Benutzer-Token ein, das Ihr Partner-Admin erstellt hat (parity token create). Es wird in einem sicheren Sitzungs-Cookie gehalten.',
+    'Fügen Sie ein Benutzer-Token ein, das Ihr Partner-Admin für Sie ausgestellt hat (auf der Governance-Seite oder mit parity token issue). Die Seite hält eine Sitzung in einem sicheren Cookie, nie das Token.',
   signedInAs: 'Angemeldet als',
   forPartner: 'für',
   language: 'Sprache',
@@ -511,6 +538,34 @@ const de: Record<keyof typeof en, string> = {
   ownerEmail: 'E-Mail der verantwortlichen Person',
   doneState: 'erledigt',
   openState: 'offen',
+  signInWith: 'Anmelden mit',
+  orToken: 'Oder mit einem Benutzer-Token anmelden:',
+  'signinError.flow': 'Diese Anmeldung wurde nicht hier begonnen oder hat zu lange gedauert. Bitte erneut versuchen.',
+  'signinError.provider':
+    'Ihr Identitätsanbieter hat die Anmeldung nicht bestätigt. Bitte erneut versuchen oder Ihren Partner-Admin fragen.',
+  'signinError.email': 'Ihr Identitätsanbieter hat keine bestätigte E-Mail-Adresse übermittelt.',
+  'signinError.domain': 'Ihre E-Mail-Adresse gehört zu keiner Domain Ihres Partners in diesem Raum.',
+  'signinError.role':
+    'Sie gehören keiner Gruppe an, der Ihr Partner Zugang zu diesem Raum gibt. Fragen Sie Ihren Partner-Admin.',
+  invitations: 'Einladungen',
+  invite: 'Einladen',
+  inviteHelp:
+    'Ein einmaliger Anmeldelink für eine Person Ihres Partners, gültig für die gewählten Stunden. Er wird nur einmal angezeigt: senden Sie ihn der Person.',
+  inviteLink: 'Einmaliger Link (nur einmal angezeigt)',
+  createdAt: 'Erstellt',
+  lastUsed: 'Zuletzt benutzt',
+  never: 'nie',
+  origin: 'Art',
+  'origin.token': 'Token',
+  'origin.oidc': 'Identitätsanbieter',
+  'origin.invitation': 'Einladung',
+  'invitation.pending': 'offen',
+  'invitation.used': 'benutzt',
+  'invitation.expired': 'abgelaufen',
+  'invitation.revoked': 'zurückgezogen',
+  withdraw: 'Zurückziehen',
+  email: 'E-Mail',
+  hours: 'Gültig (Stunden)',
 };
 
 export type Key = keyof typeof en;
@@ -537,6 +592,10 @@ export const i18n = {
   },
   t(key: Key): string {
     return dictionaries[current][key];
+  },
+  /** Whether a key (built at run time, e.g. from a reason code) has a text. */
+  has(key: string): key is Key {
+    return key in dictionaries[current];
   },
   /** Why a cell is withheld, in the reader's language, from the API's stable code (docs/privacy.md §5). */
   reason(

@@ -49,7 +49,10 @@ export class ParityApp extends LitElement {
     incidents: { state: true },
     route: { state: true },
     error: { state: true },
+    providers: { state: true },
   };
+  /** The partners' identity providers, for the sign-in page's buttons. */
+  declare providers: { partner: string; partnerName: string; label: string; loginUrl: string }[] | undefined;
   declare who: Who | null | undefined;
   /** What the pages show, read once at sign-in (and again after an incident is acknowledged or resolved). */
   declare kpis: KpisResult | undefined;
@@ -122,25 +125,37 @@ export class ParityApp extends LitElement {
   }
 
   async #start(): Promise<void> {
-    // A sign-in link (#signin=<token>, printed by the demo): sign in, then drop the token from the address.
-    const m = /^#signin=([A-Za-z0-9._~+/=-]+)$/.exec(location.hash);
-    if (m) {
+    // An invitation link (#invite=<code>): works once; the code leaves the address at once.
+    const invite = /^#invite=(inv_[A-Za-z0-9_-]+)$/.exec(location.hash);
+    if (invite) {
       history.replaceState(null, '', location.pathname);
-      await this.#signIn(m[1]!);
+      await this.#signInWith(() => api.post<Who>('/v1/session/invitation', { code: invite[1] }));
       return;
     }
-    // Who and what at once: a signed-in reader does not wait for one round trip before the next.
-    const data = this.#fetchAll();
-    data.catch(() => undefined);
+    // Back from a partner's identity provider, refused: say why.
+    const refused = /^#signin-error=([a-z]+)$/.exec(location.hash);
+    if (refused) {
+      history.replaceState(null, '', location.pathname);
+      const key = `signinError.${refused[1]}`;
+      this.error = i18n.has(key) ? t(key) : t('signinError.provider');
+    }
+    // Who and what at once: a reader signed in before (this tab's last session was one) does not
+    // wait for one round trip before the next. The host, or a first visit, asks who first.
+    const reader = sessionStorage.getItem('parity.reader') === 'yes';
+    const early = reader ? this.#fetchAll() : undefined;
+    early?.catch(() => undefined);
     try {
       this.who = await api.get<Who>('/v1/session');
     } catch {
       this.who = null;
+      sessionStorage.removeItem('parity.reader');
+      void this.#loadProviders();
       return;
     }
+    sessionStorage.setItem('parity.reader', this.who.role === 'operator' ? 'no' : 'yes');
     if (this.who.role === 'operator') return this.#loadOperator();
     try {
-      this.#apply(await data);
+      this.#apply(await (early ?? this.#fetchAll()));
     } catch (err) {
       this.error = err instanceof Error ? err.message : String(err);
     }
@@ -154,14 +169,29 @@ export class ParityApp extends LitElement {
   }
 
   async #signIn(token: string): Promise<void> {
+    await this.#signInWith(() => api.post<Who>('/v1/session', { token }));
+  }
+
+  async #signInWith(send: () => Promise<Who>): Promise<void> {
     try {
-      this.who = await api.post<Who>('/v1/session', { token });
+      this.who = await send();
       this.error = undefined;
       if (this.who.role === 'operator') await this.#loadOperator();
       else await this.#load();
     } catch (err) {
       this.who = null;
       this.error = err instanceof ApiError ? err.message : String(err);
+      void this.#loadProviders();
+    }
+  }
+
+  async #loadProviders(): Promise<void> {
+    try {
+      this.providers = (
+        await api.get<{ providers: NonNullable<ParityApp['providers']> }>('/v1/auth/providers')
+      ).providers;
+    } catch {
+      this.providers = [];
     }
   }
 
@@ -256,6 +286,19 @@ export class ParityApp extends LitElement {
   #signInForm() {
     return html`<section class="card" style="max-width:520px">
       <h2>${t('signIn')}</h2>
+      ${
+        this.providers?.length
+          ? html`<ul class="providers" data-testid="providers" style="list-style:none;padding:0">
+                ${this.providers.map(
+                  (p) =>
+                    html`<li style="margin:0.4em 0">
+                      <a class="button" href=${p.loginUrl}>${t('signInWith')} ${p.label}</a>
+                    </li>`,
+                )}
+              </ul>
+              <p class="muted">${t('orToken')}</p>`
+          : nothing
+      }
       <form
         @submit=${(e: Event) => {
           e.preventDefault();

@@ -1,5 +1,5 @@
 import { LitElement, html, css, nothing } from 'lit';
-import { api, ApiError, type ProposalView, type TokenView } from '../api.js';
+import { api, ApiError, type InvitationView, type ProposalView, type TokenView } from '../api.js';
 import { I18nController, i18n, t } from '../i18n.js';
 import { shared } from '../components/styles.js';
 
@@ -24,6 +24,8 @@ export class ParityGovernance extends LitElement {
     versions: { state: true },
     proposals: { state: true },
     tokens: { state: true },
+    invitations: { state: true },
+    invited: { state: true },
     issued: { state: true },
     error: { state: true },
   };
@@ -33,6 +35,9 @@ export class ParityGovernance extends LitElement {
   declare versions: Version[] | undefined;
   declare proposals: ProposalView[] | undefined;
   declare tokens: TokenView[] | undefined;
+  declare invitations: InvitationView[] | undefined;
+  /** The link of the invitation just made: shown once. */
+  declare invited: { email: string; link: string } | undefined;
   declare issued: { id: string; token: string } | undefined;
   declare error: string | undefined;
   private readonly languageSwitch = new I18nController(this);
@@ -84,14 +89,17 @@ export class ParityGovernance extends LitElement {
 
   async #load(): Promise<void> {
     try {
-      const [versions, proposals, tokens] = await Promise.all([
+      const [versions, proposals, tokens, invitations] = await Promise.all([
         api.get<{ versions: Version[] }>('/v1/agreement/versions').then((r) => r.versions),
         api.get<{ proposals: ProposalView[] }>('/v1/agreement/proposals').then((r) => r.proposals),
         this.userRole === 'admin'
           ? api.get<{ tokens: TokenView[] }>('/v1/tokens').then((r) => r.tokens)
           : Promise.resolve(undefined),
+        this.userRole === 'admin'
+          ? api.get<{ invitations: InvitationView[] }>('/v1/invitations').then((r) => r.invitations)
+          : Promise.resolve(undefined),
       ]);
-      [this.versions, this.proposals, this.tokens] = [versions, proposals, tokens];
+      [this.versions, this.proposals, this.tokens, this.invitations] = [versions, proposals, tokens, invitations];
     } catch (err) {
       this.error = err instanceof ApiError ? err.message : String(err);
     }
@@ -197,7 +205,10 @@ export class ParityGovernance extends LitElement {
               <th scope="col">ID</th>
               <th scope="col">${t('role')}</th>
               <th scope="col">${t('tokenName')}</th>
+              <th scope="col">${t('origin')}</th>
               <th scope="col">${t('state')}</th>
+              <th scope="col">${t('createdAt')}</th>
+              <th scope="col">${t('lastUsed')}</th>
               <th scope="col">${t('expires')}</th>
               <th scope="col"><span class="muted">—</span></th>
             </tr>
@@ -209,20 +220,109 @@ export class ParityGovernance extends LitElement {
                   <td><code>${k.id}</code></td>
                   <td>${k.role}</td>
                   <td>${k.name}</td>
+                  <td>${t(`origin.${k.origin}`)}</td>
                   <td>${k.state}</td>
+                  <td>${i18n.date(k.createdAt)}</td>
+                  <td data-testid="last-used">${k.lastUsedAt ? i18n.date(k.lastUsedAt) : t('never')}</td>
                   <td>${i18n.date(k.expiresAt)}</td>
                   <td>
                     ${
                       k.state === 'live' && ['analyst', 'owner', 'ingest', 'admin'].includes(k.role)
-                        ? html`<button
-                              class="secondary"
-                              @click=${() => this.#act(async () => void (this.issued = await api.post<{ id: string; token: string }>(`/v1/tokens/${k.id}/rotate`, {})))}
-                            >
-                              ${t('rotate')}
-                            </button>
+                        ? html`${
+                              k.origin === 'token'
+                                ? html`<button
+                                    class="secondary"
+                                    @click=${() => this.#act(async () => void (this.issued = await api.post<{ id: string; token: string }>(`/v1/tokens/${k.id}/rotate`, {})))}
+                                  >
+                                    ${t('rotate')}
+                                  </button>`
+                                : nothing
+                            }
                             <button class="secondary" @click=${() => this.#act(() => api.del(`/v1/tokens/${k.id}`))}>
                               ${t('revoke')}
                             </button>`
+                        : nothing
+                    }
+                  </td>
+                </tr>`,
+            )}
+          </tbody>
+        </table>
+      </div>`;
+  }
+
+  /** A partner admin invites a person of its partner: a one-time link, shown once. */
+  #invitations() {
+    if (!this.invitations) return nothing;
+    return html`<h3>${t('invitations')}</h3>
+      <p class="muted">${t('inviteHelp')}</p>
+      <form
+        class="row"
+        data-testid="invite-form"
+        @submit=${(e: Event) => {
+          e.preventDefault();
+          const form = e.target as HTMLFormElement;
+          const f = new FormData(form);
+          void this.#act(async () => {
+            const made = await api.post<{ email: string; link: string }>('/v1/invitations', {
+              email: String(f.get('email') ?? '').trim(),
+              role: f.get('role'),
+              expiresInHours: Number(f.get('hours') ?? 72),
+            });
+            this.invited = { email: made.email, link: made.link };
+            form.reset();
+          });
+        }}
+      >
+        <div><label for="i-email">${t('email')}</label><input id="i-email" name="email" type="email" required /></div>
+        <div>
+          <label for="i-role">${t('role')}</label
+          ><select id="i-role" name="role">
+            ${['analyst', 'owner', 'admin'].map((r) => html`<option value=${r}>${r}</option>`)}
+          </select>
+        </div>
+        <div>
+          <label for="i-hours">${t('hours')}</label
+          ><input id="i-hours" name="hours" type="number" min="1" max="168" value="72" required />
+        </div>
+        <button type="submit">${t('invite')}</button>
+      </form>
+      ${
+        this.invited
+          ? html`<p role="status">${t('inviteLink')} — ${this.invited.email}:</p>
+              <p class="secret" data-testid="invite-link">${this.invited.link}</p>`
+          : nothing
+      }
+      <div class="scroll">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">${t('email')}</th>
+              <th scope="col">${t('role')}</th>
+              <th scope="col">${t('state')}</th>
+              <th scope="col">${t('createdAt')}</th>
+              <th scope="col">${t('expires')}</th>
+              <th scope="col"><span class="muted">—</span></th>
+            </tr>
+          </thead>
+          <tbody>
+            ${this.invitations.map(
+              (i) =>
+                html`<tr>
+                  <td>${i.email}</td>
+                  <td>${i.role}</td>
+                  <td>${t(`invitation.${i.state}`)}</td>
+                  <td>${i18n.date(i.createdAt)}</td>
+                  <td>${i18n.date(i.expiresAt)}</td>
+                  <td>
+                    ${
+                      i.state === 'pending'
+                        ? html`<button
+                            class="secondary"
+                            @click=${() => this.#act(() => api.del(`/v1/invitations/${i.id}`))}
+                          >
+                            ${t('withdraw')}
+                          </button>`
                         : nothing
                     }
                   </td>
@@ -268,7 +368,7 @@ export class ParityGovernance extends LitElement {
             </div>`
           : nothing
       }
-      ${this.#tokens()}
+      ${this.#tokens()} ${this.#invitations()}
     </section>`;
   }
 }
