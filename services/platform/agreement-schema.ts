@@ -111,6 +111,17 @@ const kpi = z.strictObject({
   title: z.string().min(1).max(200),
   description: z.string().max(2000).optional(),
   unit: z.string().min(1).max(40),
+  /** The title, unit and dimension names in another language the dashboard speaks (de, en). */
+  translations: z
+    .partialRecord(
+      z.enum(['de', 'en']),
+      z.strictObject({
+        title: z.string().min(1).max(200).optional(),
+        unit: z.string().min(1).max(40).optional(),
+        dimensions: z.record(z.string().min(1).max(63), z.string().min(1).max(100)).optional(),
+      }),
+    )
+    .optional(),
   /** What one subject is (order, customer, employee…): every point names one. */
   subject: z.string().min(1).max(60),
   measure: z.enum(measures),

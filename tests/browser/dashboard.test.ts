@@ -146,6 +146,7 @@ interface Kpis {
   kpis: {
     id: string;
     unit: string;
+    measure: string;
     scopes: { group: string | null; lastClosed: { value: number | null; suppressed: boolean } | null }[];
   }[];
 }
@@ -177,14 +178,22 @@ describe('the joint dashboard in Chromium', () => {
     expect(tilesA).toEqual(tilesG);
     for (const k of apiKpis.kpis) {
       const last = k.scopes.find((s) => s.group === null)!.lastClosed;
-      // A withheld figure shows as withheld, never as a number.
-      const shown =
-        last?.value == null
-          ? last?.suppressed
-            ? 'withheld'
-            : '—'
-          : new Intl.NumberFormat('en-GB', { maximumFractionDigits: 2 }).format(last.value);
-      expect(tilesA[k.id], k.id).toBe(`${shown} ${k.unit}`);
+      // A withheld figure shows as withheld, never as a number; a rate as a percentage (no unit
+      // beside it), other figures with their unit, each equal to the API's value as rounded.
+      if (last?.value == null) {
+        expect(tilesA[k.id], k.id).toBe(`${last?.suppressed ? 'withheld' : '—'} ${k.unit}`);
+        continue;
+      }
+      const m = /^([\d,]+(?:\.\d+)?)( %)? ?(.*)$/.exec(tilesA[k.id]!)!;
+      const shown = Number(m[1]!.replaceAll(',', ''));
+      const decimals = m[1]!.split('.')[1]?.length ?? 0;
+      if (k.measure === 'rate') {
+        expect([m[2], m[3]], k.id).toEqual([' %', '']);
+        expect(Math.abs(shown - last.value * 100), k.id).toBeLessThanOrEqual(0.5 * 10 ** -decimals + 1e-9);
+      } else {
+        expect(m[3], k.id).toBe(k.unit);
+        expect(Math.abs(shown - last.value), k.id).toBeLessThanOrEqual(0.5 * 10 ** -decimals + 1e-9);
+      }
     }
     const digestA = await a.page.$eval('parity-app', (app) =>
       app.shadowRoot!.querySelector('[data-testid="digest"]')!.getAttribute('title'),
@@ -199,6 +208,69 @@ describe('the joint dashboard in Chromium', () => {
     expect([...a.errors, ...g.errors]).toEqual([]);
     await a.page.context().close();
     await g.page.context().close();
+  });
+
+  it("shows a partner's breach on the overview while the combined figure is in band: every scope with its own state", async () => {
+    const k = await api<{ kpis: { id: string; scopes: { group: string | null; state: string }[] }[] }>(
+      '/v1/kpis',
+      tokens['acme']!,
+    );
+    // Some KPI whose combined figure is in band while a partner's own is out of it.
+    const mixed = k.kpis.find(
+      (x) =>
+        x.scopes.find((s) => s.group === null)?.state === 'ok' && x.scopes.some((s) => s.group && s.state === 'breach'),
+    );
+    expect(mixed, JSON.stringify(k.kpis.map((x) => [x.id, x.scopes.map((s) => [s.group, s.state])]))).toBeDefined();
+    const breached = mixed!.scopes.find((s) => s.group && s.state === 'breach')!.group!;
+    const s = await signIn(tokens['globex']!);
+    const tile = await s.page.$eval(
+      'parity-app',
+      (app, id) => {
+        const root = app.shadowRoot!.querySelector(`parity-kpi-tile[data-kpi="${id}"]`)!.shadowRoot!;
+        return {
+          head: root.querySelector('h3 .state')!.getAttribute('data-state'),
+          headText: root.querySelector('h3 .state')!.textContent,
+          scopes: [...root.querySelectorAll('[data-testid="scopes"] tr')].map((tr) => [
+            tr.getAttribute('data-scope'),
+            tr.getAttribute('data-state'),
+            tr.querySelector('th')!.textContent!.trim(),
+          ]),
+          change: root.querySelector('[data-testid="change"]')!.textContent!.trim(),
+          period: root.querySelector('[data-testid="period"]')!.textContent!.trim(),
+        };
+      },
+      mixed!.id,
+    );
+    const name = breached === 'acme' ? 'Acme Logistics' : 'Globex Freight';
+    expect(tile.head).toBe('breach');
+    expect(tile.headText).toContain(name);
+    expect(tile.scopes).toContainEqual([breached, 'breach', name]);
+    // Period labels name the grain; the change is a percentage (or percentage points for a rate).
+    expect(tile.period).toMatch(/^(week of|\d{1,2} \w+ \d{4}|\w+ \d{4})/);
+    expect(tile.change).toMatch(/^[+−±][\d.,]+ (%|pp)$|^—$/);
+    // The side-by-side table shows the same states.
+    const side = await s.page.$eval(
+      'parity-app',
+      (app, [id, g]) =>
+        app
+          .shadowRoot!.querySelector('[data-testid="side-by-side"]')!
+          .querySelector(`a[href="#/kpi/${id}"]`)!
+          .closest('tr')!
+          .querySelector(`td[data-scope="${g}"]`)!
+          .getAttribute('data-state'),
+      [mixed!.id, breached] as const,
+    );
+    expect(side).toBe('breach');
+    // Rates read as percentages.
+    const rate = await s.page.$eval(
+      'parity-app',
+      (app) =>
+        app
+          .shadowRoot!.querySelector('parity-kpi-tile[data-kpi="error_rate"]')!
+          .shadowRoot!.querySelector('[data-testid="value"]')!.textContent,
+    );
+    expect(rate).toMatch(/%/);
+    await s.page.context().close();
   });
 
   it('never shows a need-to-know KPI to a user without need-to-know, in the page or any response', async () => {
@@ -783,20 +855,56 @@ describe('the joint dashboard in Chromium', () => {
     expect(seen[0]).toBe(seen[1]);
   });
 
-  it('works at 1280 and 390 px, writes screenshots, and passes axe checks with no console errors', async () => {
+  it('works at 1280 and 390 px on every page: no sideways scrolling, screenshots, axe clean, no console errors', async () => {
     const dir = artifactDir();
+    tokens['adminAcme'] ??= (
+      await createToken(
+        t.room.control.db,
+        { partnerId: 'acme', role: 'admin', name: 'admin@acme.example' },
+        t.clock.now(),
+      )
+    ).token;
+    /** What sticks out past the viewport's right edge, to say where the page overflows. */
+    const overflowing = (page: Page) =>
+      page.evaluate(() => {
+        if (document.documentElement.scrollWidth <= window.innerWidth + 1) return [];
+        const out: string[] = [];
+        const walk = (root: Document | ShadowRoot) => {
+          for (const el of root.querySelectorAll('*')) {
+            const r = el.getBoundingClientRect();
+            if (r.right > window.innerWidth + 1 && r.width > 0)
+              out.push(`${el.tagName.toLowerCase()}.${el.className} ${Math.round(r.right)}px`);
+            if (el.shadowRoot) walk(el.shadowRoot);
+          }
+        };
+        walk(document);
+        return out.slice(-5);
+      });
     for (const width of [1280, 390]) {
-      const s = await signIn(tokens['acme']!, width);
-      await s.page.screenshot({ path: join(dir, `overview-${width}.png`), fullPage: true });
-      const overflow = await s.page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
-      expect(overflow, `horizontal scrolling at ${width}px`).toBe(false);
-      await s.page.goto(`${t.url}/#/kpi/lead_time`);
-      await chartDrawn(s.page);
-      await s.page.screenshot({ path: join(dir, `detail-lead_time-${width}.png`), fullPage: true });
-      const serious = await axeViolations(s.page);
-      expect(serious, `axe at ${width}px`).toEqual([]);
-      expect(s.errors).toEqual([]);
-      await s.page.context().close();
+      for (const [who, pages] of [
+        ['acme', ['', 'kpi/lead_time', 'incidents', 'review/2026-10', 'retro/2026-10', 'steering', 'transparency']],
+        ['adminAcme', ['governance']],
+      ] as const) {
+        const s = await signIn(tokens[who]!, width);
+        s.page.on('response', (r) => r.status() >= 400 && s.errors.push(`${r.status()} ${new URL(r.url()).pathname}`));
+        for (const path of pages) {
+          await s.page.goto(`${t.url}/#/${path}`);
+          await s.page.waitForLoadState('networkidle');
+          if (path.startsWith('kpi/')) {
+            await chartDrawn(s.page);
+            await s.page.selectOption('parity-app >> #by', 'partner');
+            await chartDrawn(s.page);
+            await s.page.waitForLoadState('networkidle');
+          }
+          const name = path.replaceAll('/', '-') || 'overview';
+          await s.page.screenshot({ path: join(dir, `${name}-${width}.png`), fullPage: true });
+          expect(await overflowing(s.page), `${path || 'overview'} at ${width}px`).toEqual([]);
+          if (width === 390 || path === '' || path.startsWith('kpi/'))
+            expect(await axeViolations(s.page), `axe on ${path || 'overview'} at ${width}px`).toEqual([]);
+        }
+        expect(s.errors).toEqual([]);
+        await s.page.context().close();
+      }
     }
   });
 

@@ -25,7 +25,7 @@ export function dataTable(
     ${
       rows.length === 0
         ? html`<p class="muted">${opts.empty}</p>`
-        : html`<div class="scroll">
+        : html`<div class="scroll" tabindex="0">
             <table>
               <thead>
                 <tr>

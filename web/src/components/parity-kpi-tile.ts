@@ -1,6 +1,7 @@
 import { shiftDays } from '../../../services/platform/calendar.js';
 import { LitElement, html, svg, css, nothing } from 'lit';
-import { api, type KpiSummary, type KpisResult, type Series } from '../api.js';
+import { api, type Agreement, type KpiSummary, type KpisResult, type Series } from '../api.js';
+import { bandText, changeOf, formatValue, partnerName, periodLabel, titleOf, unitOf } from '../format.js';
 import { I18nController, i18n, t } from '../i18n.js';
 import { shared, stateIcon } from './styles.js';
 
@@ -17,7 +18,10 @@ export class ParityKpiTile extends LitElement {
     summary: { attribute: false },
     spark: { attribute: false },
     href: { type: String },
+    agreement: { attribute: false },
   };
+  /** The agreement, when the page has it: partner names and the KPI's words in the reader's language. */
+  declare agreement: Agreement | undefined;
   declare kpi: string;
   /** A read token, for a page on another origin (PARITY_EMBED_ORIGINS); on the room's pages the session is used. */
   declare token: string | undefined;
@@ -77,6 +81,31 @@ export class ParityKpiTile extends LitElement {
       a {
         color: #2f5fb3;
       }
+      .good {
+        color: #1a7f37;
+      }
+      .bad {
+        color: #a1120a;
+      }
+      table.scopes {
+        width: 100%;
+        border-collapse: collapse;
+        font-size: 0.85em;
+        margin: 0.3em 0 0.5em;
+      }
+      table.scopes th,
+      table.scopes td {
+        padding: 0.15em 0.3em 0.15em 0;
+        text-align: left;
+        font-weight: 400;
+      }
+      table.scopes td.num {
+        text-align: right;
+        font-variant-numeric: tabular-nums;
+      }
+      tr.alert th {
+        font-weight: 700;
+      }
     `,
   ];
 
@@ -97,38 +126,66 @@ export class ParityKpiTile extends LitElement {
   override render() {
     const k = this.summary;
     if (!k) return html`<p class="muted">${t('loading')}</p>`;
-    const scope = k.scopes.find((s) => s.group === null)!;
+    const scope = k.scopes.find((s) => s.group === null) ?? k.scopes[0]!;
     const last = scope.lastClosed;
     const band = scope.band;
-    const bandText = band
-      ? [
-          band.lower !== null ? `≥ ${i18n.number(band.lower)}` : '',
-          band.upper !== null ? `≤ ${i18n.number(band.upper)}` : '',
-        ]
-          .filter(Boolean)
-          .join(' · ')
-      : t('noBand');
+    const change = changeOf(k, scope);
+    const unit = unitOf(this.agreement, k);
+    const partners = k.scopes.filter((s) => s.group !== null);
+    // A partner out of band while the headline is in band: the tile says so at the top.
+    const worst = partners.find((s) => s.state === 'breach');
+    const headState = scope.state === 'ok' && worst ? worst.state : scope.state;
     return html`
       <h3>
-        <span>${this.href ? html`<a href=${this.href}>${k.title}</a>` : k.title}</span>
-        <span class="state ${scope.state}" data-state=${scope.state}
-          ><span aria-hidden="true">${stateIcon[scope.state]}</span>${t(`state.${scope.state}` as 'state.ok')}</span
+        <span
+          >${this.href ? html`<a href=${this.href}>${titleOf(this.agreement, k)}</a>` : titleOf(this.agreement, k)}</span
+        >
+        <span class="state ${headState}" data-state=${headState}
+          ><span aria-hidden="true">${stateIcon[headState]}</span>${t(`state.${headState}` as 'state.ok')}${
+            headState !== scope.state && worst ? html` · ${partnerName(this.agreement, worst.group)}` : nothing
+          }</span
         >
       </h3>
       <div class="value" data-testid="value">
-        ${last?.value == null ? (last?.suppressed ? t('withheld') : '—') : i18n.number(last.value)}
-        <span class="unit">${k.unit}</span>
+        ${last?.value == null ? (last?.suppressed ? t('withheld') : '—') : formatValue(k, last.value, band)}
+        <span class="unit">${unit}</span>
       </div>
       <dl>
         <dt>${t('lastClosed')}</dt>
-        <dd>${last ? i18n.date(last.period) : '—'}</dd>
+        <dd data-testid="period">${last ? periodLabel(last.period, k.grain) : '—'}</dd>
         <dt>${t('provisional')}</dt>
-        <dd>${scope.provisional?.value == null ? '—' : i18n.number(scope.provisional.value)}</dd>
+        <dd>${scope.provisional?.value == null ? '—' : formatValue(k, scope.provisional.value, band)}</dd>
         <dt>${t('change')}</dt>
-        <dd>${scope.change === null ? '—' : `${scope.change > 0 ? '+' : ''}${i18n.number(scope.change)}`}</dd>
+        <dd data-testid="change" class=${change?.tone ?? ''}>${change?.text ?? '—'}</dd>
         <dt>${t('band')}</dt>
-        <dd>${bandText}</dd>
+        <dd>${bandText(k, band)}</dd>
       </dl>
+      ${
+        partners.length
+          ? html`<table class="scopes" data-testid="scopes">
+              <caption class="muted" style="text-align:left">
+                ${t('byPartner')}
+              </caption>
+              <tbody>
+                ${partners.map(
+                  (s) =>
+                    html`<tr data-scope=${s.group} data-state=${s.state} class=${s.state === 'breach' ? 'alert' : ''}>
+                      <th scope="row">${partnerName(this.agreement, s.group)}</th>
+                      <td class="num">
+                        ${s.lastClosed?.value == null ? (s.lastClosed?.suppressed ? t('withheld') : '—') : formatValue(k, s.lastClosed.value, s.band)}
+                      </td>
+                      <td>
+                        <span class="state ${s.state}"
+                          ><span aria-hidden="true">${stateIcon[s.state]}</span
+                          >${t(`state.${s.state}` as 'state.ok')}</span
+                        >
+                      </td>
+                    </tr>`,
+                )}
+              </tbody>
+            </table>`
+          : nothing
+      }
       ${this.spark ? this.sparkline(this.spark, band) : nothing}
     `;
   }
@@ -149,7 +206,7 @@ export class ParityKpiTile extends LitElement {
       viewBox="0 0 200 36"
       preserveAspectRatio="none"
       role="img"
-      aria-label="${this.summary!.title}: ${nums.length} ${t('period')}"
+      aria-label="${titleOf(this.agreement, this.summary!)}: ${nums.length} ${t('period')}"
     >
       ${band?.upper != null ? svg`<line x1="0" x2="200" y1=${y(band.upper)} y2=${y(band.upper)} stroke="#a1120a" stroke-dasharray="3 3" stroke-width="1" />` : nothing}
       ${band?.lower != null ? svg`<line x1="0" x2="200" y1=${y(band.lower)} y2=${y(band.lower)} stroke="#a1120a" stroke-dasharray="3 3" stroke-width="1" />` : nothing}

@@ -117,6 +117,11 @@ export const layout = css`
   section {
     margin-top: 1.2em;
   }
+  /* A wide table scrolls inside its box on a narrow screen; the page never scrolls sideways. */
+  .scroll {
+    overflow-x: auto;
+    max-width: 100%;
+  }
   h2 {
     font-size: 1.1em;
     margin: 0 0 0.5em;

@@ -198,7 +198,7 @@ export class ParityGovernance extends LitElement {
               <p class="secret" data-testid="issued-token">${this.issued.token}</p>`
           : nothing
       }
-      <div class="scroll">
+      <div class="scroll" tabindex="0">
         <table>
           <thead>
             <tr>
@@ -293,7 +293,7 @@ export class ParityGovernance extends LitElement {
               <p class="secret" data-testid="invite-link">${this.invited.link}</p>`
           : nothing
       }
-      <div class="scroll">
+      <div class="scroll" tabindex="0">
         <table>
           <thead>
             <tr>
@@ -343,7 +343,7 @@ export class ParityGovernance extends LitElement {
       <h3>${t('versions')}</h3>
       ${
         this.versions
-          ? html`<div class="scroll">
+          ? html`<div class="scroll" tabindex="0">
               <table>
                 <thead>
                   <tr>

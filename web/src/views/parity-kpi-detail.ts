@@ -18,6 +18,7 @@ import '../components/parity-incident-list.js';
 import { layout, shared, stateIcon } from '../components/styles.js';
 import { toggleThread } from '../components/thread-toggle.js';
 import { periodEnd, type Grain } from '../../../services/platform/calendar.js';
+import { formatValue, partnerName, periodLabel } from '../format.js';
 
 /** The KPI detail page: grain, breakdown and range controls, the chart, the table of the same cells, downloads and the KPI's incidents (their list's `parity-incidents-changed` bubbles out). */
 export class ParityKpiDetail extends LightElement {
@@ -31,6 +32,8 @@ export class ParityKpiDetail extends LightElement {
     controls: { state: true },
     table: { state: true },
     notes: { state: true },
+    tablePage: { state: true },
+    tableSort: { state: true },
     noteError: { state: true },
   };
   /** The KPI's id (from the address: #/kpi/<id>). */
@@ -47,6 +50,9 @@ export class ParityKpiDetail extends LightElement {
   declare table: Series | undefined;
   /** The partners' notes on the periods the chart drew (the chart fetched them). */
   declare notes: Annotation[];
+  /** The table's page (0-based) and order: 25 rows a page, sorted by a column the reader chose. */
+  declare tablePage: number;
+  declare tableSort: { by: 'period' | 'group' | 'value'; dir: 1 | -1 };
   declare noteError: string | undefined;
   private readonly languageSwitch = new I18nController(this);
 
@@ -57,6 +63,21 @@ export class ParityKpiDetail extends LightElement {
       parity-kpi-detail {
         display: block;
       }
+      parity-kpi-detail th button.sort {
+        background: none;
+        border: 0;
+        padding: 0;
+        color: inherit;
+        font: inherit;
+        font-weight: 600;
+        cursor: pointer;
+      }
+      parity-kpi-detail .pager {
+        display: flex;
+        gap: 0.8em;
+        align-items: center;
+        margin-top: 0.5em;
+      }
     `,
   ];
 
@@ -64,6 +85,8 @@ export class ParityKpiDetail extends LightElement {
     super();
     this.controls = { grain: '', by: 'none', from: '', to: '' };
     this.notes = [];
+    this.tablePage = 0;
+    this.tableSort = { by: 'period', dir: -1 };
   }
 
   override connectedCallback(): void {
@@ -127,6 +150,7 @@ export class ParityKpiDetail extends LightElement {
           @parity-chart-drawn=${(e: Event) => {
             const chart = e.target as ParityKpiChart;
             this.table = chart.series;
+            this.tablePage = 0;
             this.notes = chart.notes;
           }}
           .summary=${s}
@@ -233,45 +257,88 @@ export class ParityKpiDetail extends LightElement {
   }
 
   #cellsTable(series: Series) {
-    return html`<table data-testid="cells">
-      <caption class="muted" style="text-align:left">
-        ${t('snapshot')} ${series.snapshot} · ${t('digest')}
-        <code>${series.digest.slice(0, 12)}</code>
-      </caption>
-      <thead>
-        <tr>
-          <th scope="col">${t('period')}</th>
-          <th scope="col">${t('group')}</th>
-          <th scope="col" class="num">${t('value')}</th>
-          <th scope="col" class="num">${t('subjects')}</th>
-          <th scope="col">${t('state')}</th>
-          <th scope="col">${t('reason')}</th>
-          <th scope="col">${t('notes')}</th>
-        </tr>
-      </thead>
-      <tbody>
-        ${series.cells.map(
-          (c) =>
-            html`<tr data-period=${c.period} data-group=${c.group ?? ''} data-value=${c.value ?? ''}>
-              <td>${i18n.date(c.period)}</td>
-              <td>${c.group ?? t('combined')}</td>
-              <td class="num">${i18n.number(c.value, 4)}</td>
-              <td class="num">${c.n ?? '—'}</td>
-              <td>
-                <span class="state ${c.state}"
-                  ><span aria-hidden="true">${stateIcon[c.state]}</span>${t(`state.${c.state}` as 'state.ok')}</span
-                >
-              </td>
-              <td>${i18n.reason(c, series)}</td>
-              <td class="note-cell">
-                ${this.#notesOn(c.period, c.group, series.grain as Grain).map(
-                  (n) => html`<div>${n.text} <span class="muted">— ${n.author.name}</span></div>`,
-                )}
-              </td>
-            </tr>`,
-        )}
-      </tbody>
-    </table>`;
+    const PAGE = 25;
+    const { by, dir } = this.tableSort;
+    const key = (c: Series['cells'][number]) =>
+      by === 'period' ? c.period : by === 'group' ? (c.group ?? '') : (c.value ?? Number.NEGATIVE_INFINITY);
+    const sorted = [...series.cells].sort((a, b) => {
+      const x = key(a);
+      const y = key(b);
+      return (x < y ? -1 : x > y ? 1 : a.period < b.period ? -1 : 1) * dir;
+    });
+    const pages = Math.max(1, Math.ceil(sorted.length / PAGE));
+    const page = Math.min(this.tablePage, pages - 1);
+    const rows = sorted.slice(page * PAGE, page * PAGE + PAGE);
+    const kpi = this.kpis?.kpis.find((k) => k.id === this.kpi);
+    const head = (col: 'period' | 'group' | 'value', label: string, cls = '') =>
+      html`<th scope="col" class=${cls} aria-sort=${by === col ? (dir === 1 ? 'ascending' : 'descending') : 'none'}>
+        <button
+          class="sort"
+          @click=${() => {
+            this.tableSort = { by: col, dir: by === col ? (-dir as 1 | -1) : col === 'period' ? -1 : 1 };
+            this.tablePage = 0;
+          }}
+        >
+          ${label}${by === col ? (dir === 1 ? ' ▲' : ' ▼') : ''}
+        </button>
+      </th>`;
+    return html`<div class="scroll" tabindex="0">
+        <table data-testid="cells">
+          <caption class="muted" style="text-align:left">
+            ${t('snapshot')} ${series.snapshot} · ${t('digest')}
+            <code>${series.digest.slice(0, 12)}</code>
+            · ${series.cells.length} ${t('rows')}
+          </caption>
+          <thead>
+            <tr>
+              ${head('period', t('period'))} ${head('group', t('group'))} ${head('value', t('value'), 'num')}
+              <th scope="col" class="num">${t('subjects')}</th>
+              <th scope="col">${t('state')}</th>
+              <th scope="col">${t('reason')}</th>
+              <th scope="col">${t('notes')}</th>
+            </tr>
+          </thead>
+          <tbody>
+            ${rows.map(
+              (c) =>
+                html`<tr data-period=${c.period} data-group=${c.group ?? ''} data-value=${c.value ?? ''}>
+                  <td>${periodLabel(c.period, series.grain)}</td>
+                  <td>${partnerName(this.agreement, c.group)}</td>
+                  <td class="num">${kpi ? formatValue(kpi, c.value) : i18n.number(c.value, 4)}</td>
+                  <td class="num">${c.n ?? '—'}</td>
+                  <td>
+                    <span class="state ${c.state}"
+                      ><span aria-hidden="true">${stateIcon[c.state]}</span>${t(`state.${c.state}` as 'state.ok')}</span
+                    >
+                  </td>
+                  <td>${i18n.reason(c, series)}</td>
+                  <td class="note-cell">
+                    ${this.#notesOn(c.period, c.group, series.grain as Grain).map(
+                      (n) => html`<div>${n.text} <span class="muted">— ${n.author.name}</span></div>`,
+                    )}
+                  </td>
+                </tr>`,
+            )}
+          </tbody>
+        </table>
+      </div>
+      ${
+        pages > 1
+          ? html`<nav class="pager" aria-label=${t('table')} data-testid="pager">
+              <button class="secondary" ?disabled=${page === 0} @click=${() => (this.tablePage = page - 1)}>
+                ${t('previousPage')}
+              </button>
+              <span
+                >${t('pageOf')
+                  .replace('{p}', String(page + 1))
+                  .replace('{n}', String(pages))}</span
+              >
+              <button class="secondary" ?disabled=${page >= pages - 1} @click=${() => (this.tablePage = page + 1)}>
+                ${t('nextPage')}
+              </button>
+            </nav>`
+          : nothing
+      }`;
   }
 }
 

@@ -13,7 +13,8 @@ import { LightElement } from '../light-element.js';
 import '../components/parity-incident-list.js';
 import '../components/parity-kpi-tile.js';
 import '../components/parity-goals-panel.js';
-import { layout, shared } from '../components/styles.js';
+import { layout, shared, stateIcon } from '../components/styles.js';
+import { formatValue, titleOf } from '../format.js';
 
 /** The overview page: the partnership, the same-source line, feed freshness, the KPI tiles and the first active incidents (their list's `parity-incidents-changed` bubbles out). */
 export class ParityOverview extends LightElement {
@@ -156,9 +157,10 @@ export class ParityOverview extends LightElement {
       <section aria-labelledby="kpis-h">
         <h2 id="kpis-h">${t('kpis')}</h2>
         <div class="tiles">
-          ${k.kpis.map((s) => html`<parity-kpi-tile data-kpi=${s.id} .summary=${s} href="#/kpi/${s.id}"></parity-kpi-tile>`)}
+          ${k.kpis.map((s) => html`<parity-kpi-tile data-kpi=${s.id} .summary=${s} .agreement=${this.agreement} href="#/kpi/${s.id}"></parity-kpi-tile>`)}
         </div>
       </section>
+      ${this.#sideBySide(k)}
       ${
         this.incidents?.length
           ? html`<section>
@@ -172,6 +174,47 @@ export class ParityOverview extends LightElement {
           : nothing
       }
     `;
+  }
+
+  /** Every KPI for each partner (and combined) in one table: who is where, at one glance. */
+  #sideBySide(k: KpisResult) {
+    const partners = this.agreement?.agreement.partners ?? [];
+    const perPartner = k.kpis.filter((x) => x.scopes.some((s) => s.group !== null));
+    if (!perPartner.length) return nothing;
+    const cell = (kpi: KpisResult['kpis'][number], group: string | null) => {
+      const s = kpi.scopes.find((x) => x.group === group);
+      if (!s) return html`<td class="muted">—</td>`;
+      const v = s.lastClosed?.value;
+      return html`<td data-scope=${group ?? 'combined'} data-state=${s.state}>
+        ${v == null ? (s.lastClosed?.suppressed ? t('withheld') : '—') : formatValue(kpi, v, s.band)}
+        <span class="state ${s.state}"
+          ><span aria-hidden="true">${stateIcon[s.state]}</span>${t(`state.${s.state}` as 'state.ok')}</span
+        >
+      </td>`;
+    };
+    return html`<section class="card" aria-labelledby="side-h" data-testid="side-by-side">
+      <h2 id="side-h">${t('sideBySide')}</h2>
+      <div class="scroll" tabindex="0">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">${t('kpi')}</th>
+              <th scope="col">${t('combined')}</th>
+              ${partners.map((p) => html`<th scope="col">${p.name}</th>`)}
+            </tr>
+          </thead>
+          <tbody>
+            ${perPartner.map(
+              (kpi) =>
+                html`<tr>
+                  <th scope="row"><a href="#/kpi/${kpi.id}">${titleOf(this.agreement, kpi)}</a></th>
+                  ${cell(kpi, null)} ${partners.map((p) => cell(kpi, p.id))}
+                </tr>`,
+            )}
+          </tbody>
+        </table>
+      </div>
+    </section>`;
   }
 }
 

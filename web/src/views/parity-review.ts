@@ -55,8 +55,9 @@ export class ParityReview extends LitElement {
     if (!this.month)
       void api
         .get<ReviewList>('/v1/reviews')
-        .then((r) => (this.month = r.reviews[0]?.month ?? lastClosedMonth()))
-        .catch(() => (this.month = lastClosedMonth()));
+        // (The address may name a month meanwhile: it wins.)
+        .then((r) => (this.month ||= r.reviews[0]?.month ?? lastClosedMonth()))
+        .catch(() => (this.month ||= lastClosedMonth()));
   }
 
   async #load(): Promise<void> {
