@@ -2,7 +2,7 @@ import { shiftDays } from '../../../services/platform/calendar.js';
 import { LitElement, html, svg, css, nothing } from 'lit';
 import { api, type Agreement, type KpiSummary, type KpisResult, type Series } from '../api.js';
 import { bandText, changeOf, formatValue, partnerName, periodLabel, titleOf, unitOf } from '../format.js';
-import { I18nController, i18n, t } from '../i18n.js';
+import { I18nController, t } from '../i18n.js';
 import { shared, stateIcon } from './styles.js';
 
 // One KPI as a tile: the last closed period's value with its unit, the provisional open period,
