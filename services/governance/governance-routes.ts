@@ -75,7 +75,10 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
     async (req) => {
       const p = caller(req);
       requireRole(p, 'analyst', 'owner', 'steering', 'admin', 'operator');
-      const versions = await listVersions(room);
+      // Where the host keeps its files is the host's business: partners read "the host's file".
+      const versions = (await listVersions(room)).map((v) =>
+        p.role === 'operator' || v.proposal ? v : { ...v, source: "the host's agreement file" },
+      );
       await auditRequest(room, req, {
         action: 'versions.read',
         details: { role: p.role },

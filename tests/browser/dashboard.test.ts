@@ -332,14 +332,46 @@ describe('the joint dashboard in Chromium', () => {
       () =>
         document.querySelector('parity-app')!.shadowRoot!.querySelectorAll('[data-testid="cells"] tbody tr').length > 0,
     );
-    const rows = await a.page.$eval('parity-app', (app) =>
-      [...app.shadowRoot!.querySelectorAll('[data-testid="cells"] tbody tr')].map((r) => [
-        r.getAttribute('data-period'),
-        r.getAttribute('data-group'),
-        r.getAttribute('data-value'),
-      ]),
+    const rowsOf = () =>
+      a.page.$eval('parity-app', (app) =>
+        [...app.shadowRoot!.querySelectorAll('[data-testid="cells"] tbody tr')].map((r) => [
+          r.getAttribute('data-period'),
+          r.getAttribute('data-group'),
+          r.getAttribute('data-value'),
+        ]),
+      );
+    // Newest first, 25 a page: the pages together are the API's cells.
+    const expected = series.cells
+      .map((c) => [c.period, c.group ?? '', c.value === null ? '' : String(c.value)])
+      .sort((x, y) => (x[0]! < y[0]! ? 1 : -1));
+    const seen: (string | null)[][] = [];
+    for (let page = 0; page < Math.ceil(expected.length / 25); page++) {
+      const rows = await rowsOf();
+      expect(rows.length).toBe(Math.min(25, expected.length - page * 25));
+      seen.push(...rows);
+      if ((page + 1) * 25 < expected.length) {
+        const first = rows[0]![0];
+        await a.page.click('parity-app >> [data-testid="pager"] >> button:has-text("Next")');
+        await a.page.waitForFunction(
+          (p) =>
+            document
+              .querySelector('parity-app')!
+              .shadowRoot!.querySelector('[data-testid="cells"] tbody tr')!
+              .getAttribute('data-period') !== p,
+          first,
+        );
+      }
+    }
+    expect(seen).toEqual(expected);
+    // Sorted by value, lowest first, at a click on its heading.
+    await a.page.click('parity-app >> [data-testid="cells"] >> th.num >> button');
+    await a.page.waitForFunction(() =>
+      document
+        .querySelector('parity-app')!
+        .shadowRoot!.querySelector('[data-testid="cells"] th[aria-sort="ascending"]'),
     );
-    expect(rows).toEqual(series.cells.map((c) => [c.period, c.group ?? '', c.value === null ? '' : String(c.value)]));
+    const byValue = (await rowsOf()).map((r) => Number(r[2]));
+    expect(byValue).toEqual([...byValue].sort((x, y) => x - y));
     // team_satisfaction weekly by partner has withheld cells (minGroupSize 8): gaps with their reason.
     await a.page.goto(`${t.url}/#/kpi/team_satisfaction`);
     await a.page.waitForSelector('parity-app >> #by');
@@ -868,17 +900,24 @@ describe('the joint dashboard in Chromium', () => {
     const overflowing = (page: Page) =>
       page.evaluate(() => {
         if (document.documentElement.scrollWidth <= window.innerWidth + 1) return [];
+        // What sticks out and is not inside a box that scrolls or clips it.
+        const up = (e: Element): Element | null => e.parentElement ?? (e.getRootNode() as ShadowRoot).host ?? null;
+        const clipped = (e: Element) => {
+          for (let a = up(e); a; a = up(a)) if (getComputedStyle(a).overflowX !== 'visible') return true;
+          return false;
+        };
         const out: string[] = [];
         const walk = (root: Document | ShadowRoot) => {
           for (const el of root.querySelectorAll('*')) {
             const r = el.getBoundingClientRect();
-            if (r.right > window.innerWidth + 1 && r.width > 0)
+            if (r.right > window.innerWidth + 1 && r.width > 0 && !clipped(el))
               out.push(`${el.tagName.toLowerCase()}.${el.className} ${Math.round(r.right)}px`);
             if (el.shadowRoot) walk(el.shadowRoot);
           }
         };
         walk(document);
-        return out.slice(-5);
+        // (Text wider than its box — an unbreakable word — sticks out without any box doing so.)
+        return out.length ? out.slice(0, 8) : [`the page is ${document.documentElement.scrollWidth}px wide`];
       });
     for (const width of [1280, 390]) {
       for (const [who, pages] of [
@@ -953,6 +992,34 @@ describe('the joint dashboard in Chromium', () => {
     expect(await s.page.evaluate(() => document.documentElement.lang)).toBe('de');
     const tiles = await tilesOf(s.page);
     expect(Object.values(tiles).some((v) => /\d,\d/.test(v))).toBe(true);
+    // KPI titles and units from the agreement's translations; role names and period labels in German.
+    expect(tiles['lead_time']).toMatch(/ Stunden$/);
+    const german = await s.page.$eval('parity-app', (app) => ({
+      title: app.shadowRoot!.querySelector('parity-kpi-tile[data-kpi="lead_time"]')!.shadowRoot!.querySelector('h3 a')!
+        .textContent,
+      who: app.shadowRoot!.querySelector('[data-testid="who"]')!.textContent,
+      period: app
+        .shadowRoot!.querySelector('parity-kpi-tile[data-kpi="lead_time"]')!
+        .shadowRoot!.querySelector('[data-testid="period"]')!.textContent,
+      side: app.shadowRoot!.querySelector('[data-testid="side-by-side"] h2')!.textContent,
+    }));
+    expect(german).toEqual({
+      title: 'Durchlaufzeit',
+      who: 'Angemeldet als acme analyst (Analyst:in) für Acme Logistics',
+      period: expect.stringMatching(/^Woche ab \d{1,2}\.\d{2}\.\d{4}$/),
+      side: 'Partner im Vergleich',
+    });
+    // The detail page too: its title, unit and the breakdown's dimension.
+    await s.page.goto(`${t.url}/#/kpi/lead_time`);
+    await chartDrawn(s.page);
+    expect(await inApp(s.page, 'parity-kpi-detail h2')).toBe('Durchlaufzeit (Stunden)');
+    expect(
+      await s.page.$eval('parity-app', (app) =>
+        [...app.shadowRoot!.querySelectorAll('#by option')].map((o) => o.textContent!.trim()),
+      ),
+    ).toEqual(['Gesamt', 'Nach Partner', 'Region']);
+    expect(await axeViolations(s.page), 'axe in German').toEqual([]);
+    expect(s.errors).toEqual([]);
     await s.page.context().close();
   });
 

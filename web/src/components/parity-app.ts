@@ -280,7 +280,9 @@ export class ParityApp extends LitElement {
   /** Who is signed in, on one line of text (single spaces: the browser test reads its textContent). */
   #whoLine(w: Who) {
     const partner = w.partnerName ? html` ${t('forPartner')} <strong>${w.partnerName}</strong>` : nothing;
-    return html`<span data-testid="who">${t('signedInAs')} <strong>${w.name}</strong> (${w.role})${partner}</span>`;
+    return html`<span data-testid="who"
+      >${t('signedInAs')} <strong>${w.name}</strong> (${t(`role.${w.role}`)})${partner}</span
+    >`;
   }
 
   #signInForm() {

@@ -4,6 +4,8 @@ import { I18nController, i18n, t } from '../i18n.js';
 import { LightElement } from '../light-element.js';
 import { layout, shared } from './styles.js';
 import { toggleThread } from './thread-toggle.js';
+import { bandText, formatValue, partnerName, periodLabel, titleOf, unitOf } from '../format.js';
+import { shiftDays } from '../../../services/platform/calendar.js';
 
 const causes = ['data_quality', 'process', 'capacity', 'staffing', 'system_outage', 'external', 'other'];
 
@@ -68,31 +70,54 @@ export class ParityIncidentList extends LightElement {
     if (!list.length) return html`<p class="muted">${t('noIncidents')}</p>`;
     return list.map(
       (i) =>
-        html`<article class="incident" data-incident=${i.id} aria-label="${i.kpi.title} ${i.scope}">
+        html`<article
+          class="incident"
+          data-incident=${i.id}
+          aria-label="${titleOf(this.agreement, i.kpi)} ${partnerName(this.agreement, i.scope)}"
+        >
           <div>
-            <strong>${i.kpi.title}</strong> · ${i.scope} ·
+            <strong>${titleOf(this.agreement, i.kpi)}</strong> · ${partnerName(this.agreement, i.scope)} ·
             <span class="state ${i.state === 'resolved' ? 'ok' : 'breach'}"
               >${t(`incident.${i.state}` as 'incident.open')}</span
             >
             ${i.escalatedAt ? html` · <strong>${t('escalated')}</strong> ${i18n.date(i.escalatedAt)}` : nothing}
           </div>
           <div class="muted">
-            ${i.reason}${i.period ? ` · ${i.grain} ${i18n.date(i.period)}` : ''} · ${t('value')}
-            ${i.suppressed ? t('withheld') : i18n.number(i.value)} ${i.kpi.unit} · ${t('owner')}:
+            ${i.reason}${i.period ? ` · ${periodLabel(i.period, i.grain ?? 'day')}` : ''} · ${t('value')}
+            ${i.suppressed ? t('withheld') : formatValue(i.kpi, i.value, i.band)}
+            ${i.kpi.measure === 'rate' ? '' : unitOf(this.agreement, { ...i.kpi })} · ${t('owner')}:
             ${i.owners.map((o) => o.name).join(', ')} · ${t('ackDue')} ${i18n.date(i.ackDueAt)}
           </div>
           ${i.narrative ? html`<div>${t('factSheet')}: ${i.cause ? html`<strong>${i.cause}</strong> — ` : nothing}${i.narrative}</div>` : nothing}
           <details>
             <summary>${t('factSheet')}</summary>
             <dl class="sheet">
+              <dt>${t('openedAt')}</dt>
+              <dd>
+                ${i18n.date(i.openedAt)}${i.notifiedAt ? html` · ${t('incident.notified')} ${i18n.date(i.notifiedAt)}` : nothing}
+              </dd>
+              ${
+                i.period
+                  ? html`<dt>${t('period')}</dt>
+                      <dd>
+                        ${periodLabel(i.period, i.grain ?? 'day')}${i.firstPeriod && i.firstPeriod !== i.period ? ` (${t('outOfBandSince')} ${periodLabel(i.firstPeriod, i.grain ?? 'day')})` : ''}
+                        ·
+                        <a href=${`#/kpi/${encodeURIComponent(i.kpi.id)}`} @click=${(e: Event) => this.#openChart(e, i)}
+                          >${t('openChart')}</a
+                        >
+                      </dd>`
+                  : nothing
+              }
+              <dt>${t('freshness')}</dt>
+              <dd>
+                ${i.freshness.map((f) => `${partnerName(this.agreement, f.partner)}: ${f.lastArrival ? i18n.date(f.lastArrival) : t('noBatch')}${f.stale ? ` (${t('stale')})` : ''}`).join(' · ') || '—'}
+              </dd>
               <dt>${t('snapshot')}</dt>
               <dd>
                 ${i.snapshot}${i.digest ? html` · ${t('digest')} <code title=${i.digest}>${i.digest.slice(0, 12)}</code>` : nothing}
               </dd>
               <dt>${t('band')}</dt>
-              <dd>
-                ${i.band ? [i.band.lower !== null ? `≥ ${i18n.number(i.band.lower)}` : '', i.band.upper !== null ? `≤ ${i18n.number(i.band.upper)}` : ''].filter(Boolean).join(' · ') : '—'}
-              </dd>
+              <dd>${i.band ? bandText(i.kpi, i.band) : '—'}</dd>
               <dt>${t('ackDue')}</dt>
               <dd>
                 ${i18n.date(i.ackDueAt)}${i.acknowledgedAt ? ` · ${t('acknowledge')}: ${i18n.date(i.acknowledgedAt)}` : ''}
@@ -116,6 +141,17 @@ export class ParityIncidentList extends LightElement {
           </details>
         </article>`,
     );
+  }
+
+  /** The KPI's page at the incident's period: its grain, its scope broken down, the weeks around it. */
+  #openChart(e: Event, i: FactSheet): void {
+    e.preventDefault();
+    const around = i.period ? { from: shiftDays(i.period, -56), to: shiftDays(i.period, 56) } : undefined;
+    sessionStorage.setItem(
+      'parity.chartAt',
+      JSON.stringify({ kpi: i.kpi.id, grain: i.grain, by: i.scope === 'combined' ? 'none' : 'partner', ...around }),
+    );
+    location.hash = `#/kpi/${encodeURIComponent(i.kpi.id)}`;
   }
 
   /** An acknowledgement or a resolution; when it is through, the page's data is read again. */

@@ -32,7 +32,12 @@ export class ParityKpiChart extends LitElement {
     from: { type: String },
     to: { type: String },
     error: { state: true },
+    bandGrain: { state: true },
   };
+  /** Partners' names by id for the legend and tooltips (the page passes them; embedded: the ids). */
+  declare partnerNames: Record<string, string> | undefined;
+  /** The grain the band is agreed at, when the chart shows another (no band drawn then: the legend says why). */
+  declare bandGrain: string | undefined;
   declare kpi: string;
   /** A read token, for a page on another origin (PARITY_EMBED_ORIGINS); on the room's pages the session is used. */
   declare token: string | undefined;
@@ -119,6 +124,7 @@ export class ParityKpiChart extends LitElement {
           .catch(() => [] as Annotation[]),
       ]);
       const judged = banded && summary?.grain === series.grain ? banded.bands : [];
+      this.bandGrain = summary && summary.grain !== series.grain ? summary.grain : undefined;
       const wantGroup = (g: string | null) => (series.by === 'partner' ? g !== null : g === null);
       if (mine !== this.#drawn) return;
       this.series = series;
@@ -154,7 +160,7 @@ export class ParityKpiChart extends LitElement {
     goals: GoalProgress[] = [],
     notes: Annotation[] = [],
   ): TopLevelSpec {
-    const label = (g: string | null) => g ?? t('combined');
+    const label = (g: string | null) => (g === null ? t('combined') : (this.partnerNames?.[g] ?? g));
     const cells = series.cells.map((c) => ({
       period: c.period,
       group: label(c.group),
@@ -386,7 +392,13 @@ export class ParityKpiChart extends LitElement {
       <!-- The band, gaps and annotations are drawn for the eye; the legend and the table carry them as text. -->
       <div class="chart" role="img" aria-label="${t('chartLabel')}: ${this.kpi}"></div>
       <div class="legend muted">
-        <span><span aria-hidden="true" style="color:#2e9e4f">▮</span> ${t('band')}</span>
+        ${
+          this.bandGrain
+            ? html`<span data-testid="band-note"
+                >${t('bandNotAtGrain').replace('{grain}', t(this.bandGrain as 'week'))}</span
+              >`
+            : html`<span><span aria-hidden="true" style="color:#2e9e4f">▮</span> ${t('band')}</span>`
+        }
         <span><span aria-hidden="true" style="color:#a1120a">▲</span> ${t('state.breach')}</span>
         <span><span aria-hidden="true" style="color:#8c959f">┆</span> ${t('state.suppressed')}</span>
         <span><span aria-hidden="true" style="color:#9a6700">○</span> ${t('state.held')}</span>

@@ -14,6 +14,10 @@ export const shared = css`
   :host {
     font-family: inherit;
     color: #1b1f24;
+    /* A block (an element is inline by default): a wide table then scrolls in its box, not the page. */
+    display: block;
+    min-width: 0;
+    overflow-wrap: break-word;
   }
   .state {
     display: inline-flex;

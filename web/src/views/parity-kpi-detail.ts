@@ -17,8 +17,8 @@ import type { ParityKpiChart } from '../components/parity-kpi-chart.js';
 import '../components/parity-incident-list.js';
 import { layout, shared, stateIcon } from '../components/styles.js';
 import { toggleThread } from '../components/thread-toggle.js';
-import { periodEnd, type Grain } from '../../../services/platform/calendar.js';
-import { formatValue, partnerName, periodLabel } from '../format.js';
+import { periodEnd, shiftDays, type Grain } from '../../../services/platform/calendar.js';
+import { dimensionName, formatValue, partnerName, periodLabel, titleOf, unitOf } from '../format.js';
 
 /** The KPI detail page: grain, breakdown and range controls, the chart, the table of the same cells, downloads and the KPI's incidents (their list's `parity-incidents-changed` bubbles out). */
 export class ParityKpiDetail extends LightElement {
@@ -96,13 +96,47 @@ export class ParityKpiDetail extends LightElement {
     void import('../components/parity-kpi-chart.js');
   }
 
-  /** Another KPI starts from its own grain, combined, over the whole range. */
+  /** Another KPI starts from its own grain, combined, over the last year. */
   override willUpdate(changed: PropertyValues<this>): void {
     if (changed.has('kpi')) {
       const k = this.kpis?.kpis.find((x) => x.id === this.kpi);
-      this.controls = { grain: k?.grain ?? '', by: 'none', from: '', to: '' };
+      this.controls = { grain: k?.grain ?? '', by: 'none', from: this.#presetFrom('year'), to: '' };
+      // Opened from an incident's fact sheet: its grain, scope and the weeks around its period.
+      const at = JSON.parse(sessionStorage.getItem('parity.chartAt') ?? 'null') as {
+        kpi: string;
+        grain?: string | null;
+        by?: string;
+        from?: string;
+        to?: string;
+      } | null;
+      sessionStorage.removeItem('parity.chartAt');
+      if (at?.kpi === this.kpi)
+        this.controls = {
+          grain: at.grain ?? this.controls.grain,
+          by: at.by ?? 'none',
+          from: at.from ?? this.controls.from,
+          to: at.to ?? '',
+        };
       this.table = undefined;
     }
+  }
+
+  /** The first day a preset range starts at, counted back from the room's today. */
+  #presetFrom(p: string): string {
+    const today = this.kpis?.today ?? new Date().toISOString().slice(0, 10);
+    const days = p === '4w' ? 28 : p === 'quarter' ? 91 : p === 'year' ? 365 : 0;
+    return days ? shiftDays(today, -days) : '';
+  }
+
+  #presetOf(): string {
+    if (this.controls.to) return 'custom';
+    for (const p of ['4w', 'quarter', 'year']) if (this.controls.from === this.#presetFrom(p)) return p;
+    return this.controls.from ? 'custom' : 'all';
+  }
+
+  #preset(p: string): void {
+    if (p === 'custom') return;
+    this.controls = { ...this.controls, from: this.#presetFrom(p), to: '' };
   }
 
   override render() {
@@ -122,8 +156,16 @@ export class ParityKpiDetail extends LightElement {
     return html`
       <p><a href="#/">← ${t('back')}</a></p>
       <section class="card">
-        <h2>${s.title} <span class="muted">(${s.unit})</span></h2>
+        <h2>${titleOf(this.agreement, s)} <span class="muted">(${unitOf(this.agreement, s) || '%'})</span></h2>
         <div class="controls">
+          <div>
+            <label for="preset">${t('range')}</label
+            ><select id="preset" @change=${(e: Event) => this.#preset((e.target as HTMLSelectElement).value)}>
+              ${(['4w', 'quarter', 'year', 'all', 'custom'] as const).map(
+                (p) => html`<option value=${p} ?selected=${this.#presetOf() === p}>${t(`preset.${p}`)}</option>`,
+              )}
+            </select>
+          </div>
           <div>
             <label for="grain">${t('grain')}</label
             ><select id="grain" @change=${set('grain')}>
@@ -133,7 +175,7 @@ export class ParityKpiDetail extends LightElement {
           <div>
             <label for="by">${t('breakdown')}</label
             ><select id="by" @change=${set('by')}>
-              ${bys.map((b) => html`<option value=${b} ?selected=${this.controls.by === b}>${b === 'none' ? t('none') : b === 'partner' ? t('partner') : b}</option>`)}
+              ${bys.map((b) => html`<option value=${b} ?selected=${this.controls.by === b}>${b === 'none' ? t('none') : b === 'partner' ? t('partner') : dimensionName(this.agreement, id, b)}</option>`)}
             </select>
           </div>
           <div>
@@ -155,6 +197,7 @@ export class ParityKpiDetail extends LightElement {
           }}
           .summary=${s}
           .definition=${def}
+          .partnerNames=${Object.fromEntries(this.agreement.agreement.partners.map((p) => [p.id, p.name]))}
           .goals=${this.goals?.goals ?? []}
           kpi=${id}
           grain=${this.controls.grain}

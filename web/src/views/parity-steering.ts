@@ -51,6 +51,8 @@ export class ParitySteering extends LitElement {
       article {
         border-top: 1px solid #d8dee4;
         padding: 0.6em 0;
+        /* A word longer than the screen is wide (an id, a pasted link) breaks rather than widen the page. */
+        overflow-wrap: anywhere;
       }
       article.superseded {
         color: #57606a;
