@@ -372,6 +372,30 @@ describe('the joint dashboard in Chromium', () => {
     );
     const byValue = (await rowsOf()).map((r) => Number(r[2]));
     expect(byValue).toEqual([...byValue].sort((x, y) => x - y));
+    // The last quarter compared with the one before: each group's mean of its disclosed periods,
+    // from the same series the API serves for those dates.
+    await a.page.selectOption('parity-app >> #preset', 'quarter');
+    await chartDrawn(a.page);
+    await a.page.selectOption('parity-app >> #compare', 'previous');
+    await a.page.waitForSelector('parity-app >> [data-testid="comparison"] tbody tr');
+    const from = await a.page.$eval(
+      'parity-app',
+      (app) => (app.shadowRoot!.querySelector('#from') as HTMLInputElement).value,
+    );
+    const today = (await api<{ today: string }>('/v1/kpis', tokens['acme']!)).today;
+    const days = Math.round((Date.parse(today) - Date.parse(from)) / 86_400_000) + 1;
+    const back = (d: string) => new Date(Date.parse(d) - days * 86_400_000).toISOString().slice(0, 10);
+    const before = await api<{ cells: { group: string | null; value: number | null }[] }>(
+      `/v1/kpis/lead_time/series?grain=week&from=${back(from)}&to=${back(today)}`,
+      tokens['acme']!,
+    );
+    const values = before.cells.filter((c) => c.group === null && c.value !== null).map((c) => c.value!);
+    const mean = values.reduce((x, y) => x + y, 0) / values.length;
+    const shown = await a.page.$eval(
+      'parity-app',
+      (app) => app.shadowRoot!.querySelector('[data-testid="comparison"] tbody tr td:nth-of-type(2)')!.textContent!,
+    );
+    expect(Math.abs(Number(shown.replaceAll(',', '')) - mean)).toBeLessThan(0.6);
     // team_satisfaction weekly by partner has withheld cells (minGroupSize 8): gaps with their reason.
     await a.page.goto(`${t.url}/#/kpi/team_satisfaction`);
     await a.page.waitForSelector('parity-app >> #by');

@@ -6,8 +6,8 @@ export const stateIcon: Record<string, string> = {
   pending: '◐',
   breach: '✕',
   no_data: '?',
-  suppressed: '⦸',
-  held: '⏸',
+  suppressed: '⊘',
+  held: '‖',
 };
 
 export const shared = css`

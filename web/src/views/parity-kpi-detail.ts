@@ -30,6 +30,8 @@ export class ParityKpiDetail extends LightElement {
     incidents: { attribute: false },
     goals: { attribute: false },
     controls: { state: true },
+    compare: { state: true },
+    compared: { state: true },
     table: { state: true },
     notes: { state: true },
     tablePage: { state: true },
@@ -46,6 +48,9 @@ export class ParityKpiDetail extends LightElement {
   /** The partnership's goals: the chart draws the target line and milestones of this KPI's. */
   declare goals: GoalsResponse | undefined;
   declare controls: { grain: string; by: string; from: string; to: string };
+  /** What the range is compared with, and that range's series (the same disclosed cells the API serves). */
+  declare compare: 'none' | 'previous' | 'lastYear';
+  declare compared: { series: Series; from: string; to: string } | undefined;
   /** The series the chart last drew: the table shows the very same cells. */
   declare table: Series | undefined;
   /** The partners' notes on the periods the chart drew (the chart fetched them). */
@@ -87,6 +92,7 @@ export class ParityKpiDetail extends LightElement {
     this.notes = [];
     this.tablePage = 0;
     this.tableSort = { by: 'period', dir: -1 };
+    this.compare = 'none';
   }
 
   override connectedCallback(): void {
@@ -186,13 +192,29 @@ export class ParityKpiDetail extends LightElement {
             <label for="to">${t('to')}</label
             ><input id="to" type="date" .value=${this.controls.to} @change=${set('to')} />
           </div>
+          <div>
+            <label for="compare">${t('compareWith')}</label
+            ><select
+              id="compare"
+              @change=${(e: Event) => {
+                this.compare = (e.target as HTMLSelectElement).value as 'none';
+                void this.#loadComparison();
+              }}
+            >
+              ${(['none', 'previous', 'lastYear'] as const).map(
+                (c) => html`<option value=${c} ?selected=${this.compare === c}>${t(`compare.${c}`)}</option>`,
+              )}
+            </select>
+          </div>
         </div>
+        ${this.#comparison()}
         <!-- The table shows the very cells the chart drew: one request, not two. -->
         <parity-kpi-chart
           @parity-chart-drawn=${(e: Event) => {
             const chart = e.target as ParityKpiChart;
             this.table = chart.series;
             this.tablePage = 0;
+            void this.#loadComparison();
             this.notes = chart.notes;
           }}
           .summary=${s}
@@ -291,6 +313,86 @@ export class ParityKpiDetail extends LightElement {
     } catch (err) {
       this.noteError = err instanceof ApiError ? `${err.message}${err.field ? ` (${err.field})` : ''}` : String(err);
     }
+  }
+
+  /** The range the current one is compared with: the same length just before it, or a year (52 weeks) earlier. */
+  #comparedRange(): { from: string; to: string } | undefined {
+    const cells = this.table?.cells ?? [];
+    if (this.compare === 'none' || !cells.length) return undefined;
+    const first = this.controls.from || cells.map((c) => c.period).sort()[0]!;
+    const last =
+      this.controls.to ||
+      this.kpis?.today ||
+      cells
+        .map((c) => c.period)
+        .sort()
+        .at(-1)!;
+    const days = Math.max(1, Math.round((Date.parse(last) - Date.parse(first)) / 86_400_000) + 1);
+    const back = this.compare === 'previous' ? days : 364;
+    return { from: shiftDays(first, -back), to: shiftDays(last, -back) };
+  }
+
+  #comparing = '';
+  async #loadComparison(): Promise<void> {
+    const range = this.#comparedRange();
+    if (!range) {
+      this.compared = undefined;
+      return;
+    }
+    const q = seriesParams({ ...this.controls, ...range });
+    if (q === this.#comparing) return;
+    this.#comparing = q;
+    try {
+      const series = await api.get<Series>(`/v1/kpis/${encodeURIComponent(this.kpi)}/series?${q}`);
+      if (this.#comparing === q) this.compared = { series, ...range };
+    } catch {
+      this.compared = undefined;
+    }
+  }
+
+  /**
+   * Each group's mean of its periods' disclosed values in this range and in the compared one (a
+   * withheld period counts in neither): the same cells the API serves, nothing more.
+   */
+  #comparison() {
+    const now = this.table;
+    const then = this.compared?.series;
+    if (this.compare === 'none' || !now || !then) return nothing;
+    const kpi = this.kpis?.kpis.find((k) => k.id === this.kpi);
+    const mean = (cells: Series['cells'], g: string | null) => {
+      const v = cells.filter((c) => c.group === g && c.value !== null).map((c) => c.value!);
+      return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+    };
+    const groups = [...new Set(now.cells.map((c) => c.group))];
+    return html`<div class="scroll" tabindex="0">
+      <table data-testid="comparison">
+        <caption class="muted" style="text-align:left">
+          ${t('compareWith')} ${t(`compare.${this.compare}`)}: ${i18n.date(this.compared!.from)} –
+          ${i18n.date(this.compared!.to)}
+        </caption>
+        <thead>
+          <tr>
+            <th scope="col">${t('group')}</th>
+            <th scope="col" class="num">${t('range')}</th>
+            <th scope="col" class="num">${t(`compare.${this.compare}`)}</th>
+            <th scope="col" class="num">${t('change')}</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${groups.map((g) => {
+            const a = mean(now.cells, g);
+            const b = mean(then.cells, g);
+            const pct = a !== null && b ? ((a - b) / Math.abs(b)) * 100 : null;
+            return html`<tr data-group=${g ?? ''}>
+              <th scope="row">${partnerName(this.agreement, g)}</th>
+              <td class="num">${kpi ? formatValue(kpi, a) : i18n.number(a)}</td>
+              <td class="num">${kpi ? formatValue(kpi, b) : i18n.number(b)}</td>
+              <td class="num">${pct === null ? '—' : `${pct > 0 ? '+' : ''}${i18n.number(pct, 1)} %`}</td>
+            </tr>`;
+          })}
+        </tbody>
+      </table>
+    </div>`;
   }
 
   /** The notes on a cell's period and scope (a combined note on the combined row, a partner's on its own). */

@@ -126,6 +126,12 @@ export class ParityTransparency extends LitElement {
               [3, 4, 5],
             )}
             ${tableOf(
+              t('incidents'),
+              ['KPI', t('group'), t('openedCount'), t('resolvedCount')],
+              r.incidents.map((x) => [x.kpi, x.scope, x.opened, x.resolved]),
+              [2, 3],
+            )}
+            ${tableOf(
               t('notifications'),
               [t('channel'), t('partnerColumn'), t('state'), t('count'), t('when')],
               r.notifications.map((n) => [n.channel, n.partner, n.state, n.count, i18n.date(n.lastAt)]),
