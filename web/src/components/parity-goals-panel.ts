@@ -1,5 +1,6 @@
 import { css, html, nothing } from 'lit';
-import type { ConditionResult, GoalProgress, GoalsResponse } from '../api.js';
+import type { Agreement, ConditionResult, GoalProgress, GoalsResponse } from '../api.js';
+import { formatValue, kpiDef, partnerName, unitOf } from '../format.js';
 import { I18nController, i18n, t, type Key } from '../i18n.js';
 import { LightElement } from '../light-element.js';
 import { layout, shared } from './styles.js';
@@ -27,8 +28,10 @@ const badge = (state: string) => {
  * served (every figure a disclosed value; a criterion the reader may not read shows no verdict).
  */
 export class ParityGoalsPanel extends LightElement {
-  static override properties = { goals: { attribute: false } };
+  static override properties = { goals: { attribute: false }, agreement: { attribute: false } };
   declare goals: GoalsResponse | undefined;
+  /** For the KPIs' measures and words in the reader's language (a rate reads as a percentage). */
+  declare agreement: Agreement | undefined;
   private readonly languageSwitch = new I18nController(this);
 
   static override styles = [
@@ -82,12 +85,18 @@ export class ParityGoalsPanel extends LightElement {
   #goal(g: GoalProgress) {
     const pct = g.progress === null ? null : Math.round(g.progress * 100);
     const next = g.nextMilestone;
-    const scope = g.scope === 'combined' ? t('combined') : g.scope;
+    const scope = partnerName(this.agreement, g.scope);
+    const def = kpiDef(this.agreement, g.kpi);
+    // A figure of the goal's KPI as its tile writes it: a rate as a percentage, else with its unit.
+    const fig = (v: number | null) =>
+      def
+        ? `${formatValue(def, v)} ${unitOf(this.agreement, { ...def, title: def.title })}`.trim()
+        : `${i18n.number(v, 4)} ${g.unit}`;
     return html`<li class="card" data-goal=${g.id}>
       <h3>${g.title}</h3>
       <p class="muted">
-        <a href="#/kpi/${g.kpi}">${g.kpiTitle}</a> (${scope}) · ${t(`direction.${g.direction}` as Key)}
-        ${i18n.number(g.target, 4)} ${g.unit} · ${t('due')} ${i18n.date(g.due)}
+        <a href="#/kpi/${g.kpi}">${g.kpiTitle}</a> (${scope}) · ${t(`direction.${g.direction}` as Key)} ${fig(g.target)}
+        · ${t('due')} ${i18n.date(g.due)}
       </p>
       <p>${badge(g.state)}</p>
       <div
@@ -101,15 +110,11 @@ export class ParityGoalsPanel extends LightElement {
       >
         <span style="width:${pct ?? 0}%"></span>
       </div>
-      <p class="muted">
-        ${t('progress')}: ${pct === null ? '—' : `${pct} %`} (${i18n.number(g.baseline, 4)} →
-        ${i18n.number(g.current, 4)} ${g.unit})
-      </p>
+      <p class="muted">${t('progress')}: ${pct === null ? '—' : `${pct} %`} (${fig(g.baseline)} → ${fig(g.current)})</p>
       ${
         next
           ? html`<p data-testid="next-milestone">
-              ${t('nextMilestone')}: ${i18n.date(next.date)} — ${t('target')} ${i18n.number(next.target, 4)} ${g.unit}
-              ${badge(next.state)}
+              ${t('nextMilestone')}: ${i18n.date(next.date)} — ${t('target')} ${fig(next.target)} ${badge(next.state)}
             </p>`
           : nothing
       }

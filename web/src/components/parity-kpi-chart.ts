@@ -70,7 +70,7 @@ export class ParityKpiChart extends LitElement {
       }
       .chart {
         width: 100%;
-        min-height: 260px;
+        min-height: 340px;
       }
       .legend {
         font-size: 0.85em;
@@ -242,7 +242,8 @@ export class ParityKpiChart extends LitElement {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       description: `${t('chartLabel')}: ${series.kpi} (${series.unit})`,
       width: 'container',
-      height: 260,
+      // Taller on a wide screen; a phone keeps the page short.
+      height: this.clientWidth > 0 && this.clientWidth < 560 ? 260 : 340,
       datasets: {
         cells,
         band: bandRows,

@@ -135,7 +135,7 @@ export class ParityOverview extends LightElement {
           )}
         </ul>
       </section>
-      <parity-goals-panel .goals=${this.goals}></parity-goals-panel>
+      <parity-goals-panel .goals=${this.goals} .agreement=${this.agreement}></parity-goals-panel>
       ${
         this.overdue?.length
           ? html`<section class="card" aria-labelledby="overdue-h" data-testid="overdue-actions">
