@@ -1,8 +1,9 @@
 import { LitElement, html, css, nothing } from 'lit';
-import { api, ApiError, type ActionView, type Agreement, type Retrospective, type Who } from '../api.js';
+import { api, type ActionView, type Agreement, type Retrospective, type Who } from '../api.js';
 import { I18nController, i18n, t } from '../i18n.js';
 import { layout, shared } from '../components/styles.js';
 import { dataTable, dataTableStyles } from '../components/data-table.js';
+import { refusalOf, submitForm, type Refusal } from '../components/form-refusal.js';
 import { addPeriods, localToday } from '../../../services/platform/calendar.js';
 
 const stages = ['proof_of_concept', 'field_test', 'rollout'];
@@ -34,7 +35,7 @@ export class ParityRetro extends LitElement {
   declare retro: Retrospective | undefined;
   declare open: ActionView[] | undefined;
   declare error: string | undefined;
-  declare formError: { form: string; message: string; field?: string | undefined } | undefined;
+  declare formError: Refusal | undefined;
   private readonly languageSwitch = new I18nController(this);
 
   static override styles = [
@@ -99,26 +100,14 @@ export class ParityRetro extends LitElement {
     }
   }
 
+  /** One form's request; a refusal stays on the form (naming its field), success reloads the page's data. */
   async #act(form: string, send: () => Promise<unknown>, done?: () => void): Promise<void> {
-    try {
-      await send();
-      this.formError = undefined;
-      done?.();
-      await this.#load();
-    } catch (err) {
-      this.formError = {
-        form,
-        message: err instanceof Error ? err.message : String(err),
-        field: err instanceof ApiError ? err.field : undefined,
-      };
-    }
+    this.formError = await submitForm(form, send, done);
+    if (!this.formError) await this.#load();
   }
 
   #refusal(form: string) {
-    const e = this.formError;
-    return e?.form === form
-      ? html`<p role="alert" style="color:#a1120a">${e.message}${e.field ? html` (${e.field})` : nothing}</p>`
-      : nothing;
+    return refusalOf(this.formError, form);
   }
 
   #choose(e: Event): void {

@@ -3,6 +3,7 @@ import { api, ApiError, type Agreement, type Committee, type DecisionView, type 
 import { I18nController, i18n, t } from '../i18n.js';
 import { layout, shared } from '../components/styles.js';
 import { dataTable, dataTableStyles } from '../components/data-table.js';
+import { refusalOf, submitForm, type Refusal } from '../components/form-refusal.js';
 import { localToday } from '../../../services/platform/calendar.js';
 
 const secs = (s: number | null) =>
@@ -31,7 +32,7 @@ export class ParitySteering extends LitElement {
   declare decisions: DecisionView[] | undefined;
   declare error: string | undefined;
   /** The last refusal of a form, with the field it names. */
-  declare formError: { form: string; message: string; field?: string | undefined } | undefined;
+  declare formError: Refusal | undefined;
   private readonly languageSwitch = new I18nController(this);
 
   static override styles = [
@@ -109,26 +110,14 @@ export class ParitySteering extends LitElement {
   }
 
   /** Sends a form's request; a refusal stays on the form (naming its field), success reloads the page's data. */
+  /** One form's request; a refusal stays on the form (naming its field), success reloads the page's data. */
   async #act(form: string, send: () => Promise<unknown>, done?: () => void): Promise<void> {
-    try {
-      await send();
-      this.formError = undefined;
-      done?.();
-      await this.#load();
-    } catch (err) {
-      this.formError = {
-        form,
-        message: err instanceof Error ? err.message : String(err),
-        field: err instanceof ApiError ? err.field : undefined,
-      };
-    }
+    this.formError = await submitForm(form, send, done);
+    if (!this.formError) await this.#load();
   }
 
   #refusal(form: string) {
-    const e = this.formError;
-    return e?.form === form
-      ? html`<p role="alert" style="color:#a1120a">${e.message}${e.field ? html` (${e.field})` : nothing}</p>`
-      : nothing;
+    return refusalOf(this.formError, form);
   }
 
   override render() {
