@@ -1,5 +1,5 @@
 import { LitElement, html, css, nothing } from 'lit';
-import { api, ApiError, type Agreement, type Committee, type DecisionView, type DrillSheet, type Who } from '../api.js';
+import { api, type Agreement, type Committee, type DecisionView, type DrillSheet, type Who } from '../api.js';
 import { I18nController, i18n, t } from '../i18n.js';
 import { layout, shared } from '../components/styles.js';
 import { dataTable, dataTableStyles } from '../components/data-table.js';
