@@ -359,7 +359,8 @@ export async function createDemoInvitations(
     ];
     if (p.id === a.partners[0]!.id) people.push(['steering', a.steering[0]!.email]);
     for (const [role, email] of people) {
-      const inv = await createInvitation(room, admin, { email, role, expiresInHours: 24 }, '');
+      // The demo is the room's host: it invites its committee's chair and the named owners itself.
+      const inv = await createInvitation(room, admin, { email, role, expiresInHours: 24 }, '', { asHost: true });
       out.push({ partner: p.id, role, email, path: inv.link });
     }
   }

@@ -1,4 +1,4 @@
-import type { Agreement, Kpi } from '../platform/agreement-schema.js';
+import { privilegedNames, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 import { forbidden, notFound, unauthorized } from '../platform/errors.js';
 import type { Principal } from './token-repository.js';
 
@@ -38,4 +38,24 @@ export function findVisibleKpi(agreement: Agreement, p: Principal | null, id: st
     throw notFound(`no KPI ${JSON.stringify(id.slice(0, 60))} for you`);
   }
   return kpi;
+}
+
+/**
+ * Whether a name grants more than the role would: a steering member, a person named on a
+ * need-to-know KPI, or a KPI's root-cause owner (owners read their KPI whatever its tier) —
+ * except a partner's own owners, on an owner token of that partner. A partner admin may not hand
+ * out such a name (a token, an invitation): the room's host does.
+ */
+export function grantsMoreThanRole(a: Agreement, partner: string, role: string, name: string): boolean {
+  const others =
+    role === 'owner'
+      ? {
+          ...a,
+          kpis: a.kpis.map((k) => ({
+            ...k,
+            owners: Object.fromEntries(Object.entries(k.owners).filter(([p]) => p !== partner)),
+          })),
+        }
+      : a;
+  return privilegedNames(others).has(name.toLowerCase());
 }

@@ -85,8 +85,9 @@ export const identityRoutes: FastifyPluginAsync<{ room: Room; oidc: OidcSignIn |
       try {
         const { flowId, url } = await oidc.start(
           req.params.partner,
-          `${roomOrigin(room, req)}/v1/auth/oidc/callback`,
+          `${roomOrigin(room, req)}/v1/auth/oidc/${encodeURIComponent(req.params.partner)}/callback`,
           room.clock.now().getTime(),
+          req.ip,
         );
         // Lax, not Strict: the provider sends the person back with a top-level navigation.
         void reply.setCookie(FLOW_COOKIE, flowId, {
@@ -105,13 +106,14 @@ export const identityRoutes: FastifyPluginAsync<{ room: Room; oidc: OidcSignIn |
   );
 
   app.get(
-    '/v1/auth/oidc/callback',
+    '/v1/auth/oidc/:partner/callback',
     {
       config: { auth: 'none' },
       schema: {
-        summary: 'Where the identity provider sends the person back: signs them in and opens the dashboard',
+        summary: "Where a partner's identity provider sends the person back: signs them in and opens the dashboard",
         hide: true,
         tags: ['dashboard'],
+        params: z.strictObject({ partner: z.string().max(63) }),
         querystring: z.record(z.string(), z.string().max(4096)),
       },
     },
@@ -122,38 +124,50 @@ export const identityRoutes: FastifyPluginAsync<{ room: Room; oidc: OidcSignIn |
       try {
         if (!oidc) throw new SignInError('flow', 'this room has no identity provider');
         const current = new URL(`${roomOrigin(room, req)}${req.url}`);
-        const person = await oidc.finish(flowId, current, room.agreement().agreement, now.getTime());
+        const person = await oidc.finish(
+          flowId,
+          req.params.partner,
+          current,
+          room.agreement().agreement,
+          now.getTime(),
+        );
         // One sign-in token per person and role: a changed role (the groups changed) replaces it.
-        const tokenId = await inTransaction(room.control.db, async (tx) => {
-          const existing = await findPersonToken(tx, person.partner, person.email, 'oidc');
-          if (existing && existing.role === person.role) return existing.id;
-          if (existing) {
-            await revokeToken(tx, existing.id, now);
-            await endSessionsOfToken(tx, existing.id);
-          }
-          const id = await createPersonToken(
-            tx,
-            {
-              partnerId: person.partner,
-              role: person.role,
-              name: person.email,
-              origin: 'oidc',
-              createdBy: person.issuer,
-            },
-            now,
-          );
-          await appendAuditIn(
-            tx,
-            {
-              actor: id,
-              partnerId: person.partner,
-              action: 'token.oidc',
-              target: id,
-              details: { role: person.role, issuer: person.issuer, ...(existing ? { replaces: existing.id } : {}) },
-            },
-            now,
-          );
-          return id;
+        // (Two callbacks of one person at once: the index lets one token through; the other finds it.)
+        const signIn = () =>
+          inTransaction(room.control.db, async (tx) => {
+            const existing = await findPersonToken(tx, person.partner, person.email, 'oidc');
+            if (existing && existing.role === person.role) return existing.id;
+            if (existing) {
+              await revokeToken(tx, existing.id, now);
+              await endSessionsOfToken(tx, existing.id);
+            }
+            const id = await createPersonToken(
+              tx,
+              {
+                partnerId: person.partner,
+                role: person.role,
+                name: person.email,
+                origin: 'oidc',
+                createdBy: person.issuer,
+              },
+              now,
+            );
+            await appendAuditIn(
+              tx,
+              {
+                actor: id,
+                partnerId: person.partner,
+                action: 'token.oidc',
+                target: id,
+                details: { role: person.role, issuer: person.issuer, ...(existing ? { replaces: existing.id } : {}) },
+              },
+              now,
+            );
+            return id;
+          });
+        const tokenId = await signIn().catch((e: Error) => {
+          if (/tokens_one_sign_in|unique/i.test(e.message)) return signIn();
+          throw e;
         });
         await room.audit({
           actor: tokenId,
@@ -165,14 +179,38 @@ export const identityRoutes: FastifyPluginAsync<{ room: Room; oidc: OidcSignIn |
         return reply.redirect('/#/', 303);
       } catch (e) {
         if (!(e instanceof SignInError)) throw e;
+        // Someone the provider no longer gives a role (out of every group, off the committee) loses
+        // the sign-in they had: its sessions end now, not at their limit.
+        if (e.reason === 'role' && e.partner && e.email) {
+          const gone = await findPersonToken(room.control.db, e.partner, e.email, 'oidc');
+          if (gone)
+            await inTransaction(room.control.db, async (tx) => {
+              await revokeToken(tx, gone.id, now);
+              await endSessionsOfToken(tx, gone.id);
+              await appendAuditIn(
+                tx,
+                {
+                  actor: 'sign-in',
+                  partnerId: e.partner,
+                  action: 'token.revoked',
+                  target: gone.id,
+                  details: { via: 'oidc', reason: 'role' },
+                },
+                now,
+              );
+            });
+        }
         // Who tried is not known for sure: the reason, and where from — in the log of the partner
-        // whose provider it went through (its admins see their people's refused sign-ins).
-        await room.audit({
-          actor: 'anonymous',
-          partnerId: e.partner,
-          action: 'session.refused',
-          details: { via: 'oidc', reason: e.reason, detail: e.message.slice(0, 300), ip: req.ip },
-        });
+        // whose provider it went through (its admins see their people's refused sign-ins). A
+        // callback no flow of this room started names no partner: logged, not audited (anyone
+        // could write such entries without signing in).
+        if (e.partner)
+          await room.audit({
+            actor: 'anonymous',
+            partnerId: e.partner,
+            action: 'session.refused',
+            details: { via: 'oidc', reason: e.reason, detail: e.message.slice(0, 300), ip: req.ip },
+          });
         req.log.warn({ reason: e.reason }, `sign-in refused: ${e.message}`);
         return reply.redirect(`/#signin-error=${e.reason}`, 303);
       }
@@ -217,7 +255,11 @@ export const identityRoutes: FastifyPluginAsync<{ room: Room; oidc: OidcSignIn |
       },
     },
     async (req, reply) =>
-      reply.code(201).send(await createInvitation(room, caller(req), req.body, roomOrigin(room, req))),
+      reply.code(201).send(
+        await createInvitation(room, caller(req), req.body, roomOrigin(room, req), {
+          domains: caller(req).partnerId ? oidc?.provider(caller(req).partnerId!)?.domains : undefined,
+        }),
+      ),
   );
 
   app.get(

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { inTransaction, type InvitationRow } from '../platform/control-db.js';
-import { badRequest, notFound, Problem } from '../platform/errors.js';
+import { badRequest, forbidden, notFound, Problem } from '../platform/errors.js';
 import type { Room } from '../platform/room.js';
 import { appendAuditIn } from './audit-repository.js';
 import { requirePartnerAdmin } from './auth.js';
@@ -13,7 +13,9 @@ import {
   markInvitationUsed,
   withdrawInvitation,
 } from './invitation-repository.js';
-import { createPersonToken, hashToken, type Principal } from './token-repository.js';
+import { createPersonToken, findPersonToken, hashToken, revokeToken, type Principal } from './token-repository.js';
+import { grantsMoreThanRole } from './access-policy.js';
+import { endSessionsOfToken } from './session-repository.js';
 
 // Invitations, for rooms (or partners) without an identity provider: a partner admin invites an
 // e-mail with a role; the link's one-time code signs the person in once, before it expires. The
@@ -21,10 +23,15 @@ import { createPersonToken, hashToken, type Principal } from './token-repository
 
 export const invitationInputSchema = z.strictObject({
   email: z.email().max(254).describe("the person's e-mail: their name in the room"),
-  role: z.enum(['analyst', 'owner', 'admin', 'steering']),
+  role: z.enum(['analyst', 'owner', 'admin']).describe('steering members are invited by the host'),
   expiresInHours: z.number().int().min(1).max(168).default(72).describe('how long the link works (1–168 h)'),
 });
-export type InvitationInput = z.infer<typeof invitationInputSchema>;
+export type InvitationInput = Omit<z.infer<typeof invitationInputSchema>, 'role'> & {
+  role: 'analyst' | 'owner' | 'admin' | 'steering';
+};
+
+/** Marks an invitation the room's host made (the demo, the host's tooling): its names are the host's to give. */
+const HOST = 'host:';
 
 export const invitationSchema = z.object({
   id: z.string(),
@@ -70,23 +77,39 @@ export async function createInvitation(
   p: Principal,
   input: InvitationInput,
   origin: string,
+  opts: { asHost?: boolean; domains?: readonly string[] | undefined } = {},
 ): Promise<InvitationView & { link: string }> {
   const partner = requirePartnerAdmin(p, 'invite people');
-  // Steering reads every KPI: only a member the agreement names is invited as one.
-  if (
-    input.role === 'steering' &&
-    !room.agreement().agreement.steering.some((s) => s.email.toLowerCase() === input.email.toLowerCase())
-  )
-    throw badRequest(`${input.email} is not a steering member the agreement names`, 'body.role');
+  const agreement = room.agreement().agreement;
+  const email = input.email.toLowerCase();
+  if (opts.asHost) {
+    // Steering reads every KPI: only a member the agreement names is invited as one.
+    if (input.role === 'steering' && !agreement.steering.some((s) => s.email.toLowerCase() === email))
+      throw badRequest(`${input.email} is not a steering member the agreement names`, 'body.role');
+  } else {
+    // What a partner admin may not issue as a token, it may not hand out as a link either: a name
+    // that reads more than its role (a steering member, a need-to-know reader, another partner's
+    // owner) is the host's to give.
+    if (input.role === 'steering') throw badRequest('steering members are invited by the host', 'body.role');
+    if (grantsMoreThanRole(agreement, partner, input.role, email))
+      throw forbidden(
+        `${input.email} reads more than the ${input.role} role (steering, need-to-know or another partner's owner): the room's host invites them`,
+        'body.email',
+      );
+    // A partner with an identity provider: its people have its domains.
+    const domain = email.slice(email.lastIndexOf('@') + 1);
+    if (opts.domains && !opts.domains.includes(domain))
+      throw badRequest(`${domain} is not a domain of ${partner} (its identity provider's)`, 'body.email');
+  }
   const now = room.clock.now();
   const code = `inv_${randomBytes(32).toString('base64url')}`;
   const row: InvitationRow = {
     id: `ivt_${randomBytes(9).toString('base64url')}`,
     code_hash: hashToken(code),
     partner_id: partner,
-    email: input.email.toLowerCase(),
+    email,
     role: input.role,
-    created_by: p.name,
+    created_by: opts.asHost ? `${HOST}${p.name}` : p.name,
     created_at: now,
     expires_at: new Date(now.getTime() + input.expiresInHours * 3_600_000),
     used_at: null,
@@ -151,6 +174,15 @@ export async function acceptInvitation(
     if (state === 'used') throw gone('this invitation link was used already: ask your partner admin for a new one');
     if (state === 'expired') throw gone('this invitation link has expired: ask your partner admin for a new one');
     if (state === 'revoked') throw gone('this invitation was withdrawn by your partner admin');
+    // The agreement may have changed since: a name that now reads more than the role needs the host.
+    if (!r.created_by.startsWith(HOST) && grantsMoreThanRole(room.agreement().agreement, r.partner_id, r.role, r.email))
+      throw gone('this invitation no longer holds: the person now reads more than its role; ask the host');
+    // One sign-in per person and partner: a new invitation replaces the last one's.
+    const before = await findPersonToken(tx, r.partner_id, r.email, 'invitation');
+    if (before) {
+      await revokeToken(tx, before.id, now);
+      await endSessionsOfToken(tx, before.id);
+    }
     const tokenId = await createPersonToken(
       tx,
       { partnerId: r.partner_id, role: r.role, name: r.email, origin: 'invitation', createdBy: r.created_by },

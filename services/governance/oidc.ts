@@ -36,6 +36,11 @@ const providerSchema = z.strictObject({
     .optional(),
   domains: z.array(domain).min(1).max(50),
   groupsClaim: z.string().min(1).max(100).default('groups'),
+  /** The scopes asked for (a provider that puts groups behind a scope of its own needs it here). */
+  scopes: z
+    .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,100}$/, 'expected a scope token'))
+    .max(20)
+    .default(['openid', 'email', 'profile']),
   /** Group → role; the strongest of a person's mapped groups wins (admin, steering, owner, analyst). */
   roles: z.record(z.string().min(1).max(200), z.enum(signInRoles)).default({}),
   /** The role of a person in none of the mapped groups; absent: such a person is refused. */
@@ -94,6 +99,8 @@ export class SignInError extends Error {
     detail: string,
     /** The partner whose provider the sign-in went through, once known: its admins see the refusal. */
     readonly partner: string | null = null,
+    /** The person, once the provider named them (a role refusal ends their earlier sign-in). */
+    readonly email: string | null = null,
   ) {
     super(detail);
   }
@@ -101,6 +108,7 @@ export class SignInError extends Error {
 
 interface Flow {
   partner: string;
+  ip: string;
   verifier: string;
   state: string;
   nonce: string;
@@ -110,6 +118,8 @@ interface Flow {
 
 const FLOW_MS = 10 * 60_000;
 const MAX_FLOWS = 10_000;
+/** Sign-ins under way from one address: a browser needs a few; more is someone filling the table. */
+const MAX_FLOWS_PER_IP = 20;
 
 /**
  * The relying party: discovery per provider (cached), flows started and not yet finished (in
@@ -151,10 +161,14 @@ export class OidcSignIn {
   }
 
   /** Starts a sign-in: the flow's id (for a cookie) and where to send the person. */
-  async start(partner: string, redirectUri: string, now: number): Promise<{ flowId: string; url: URL }> {
+  async start(partner: string, redirectUri: string, now: number, ip: string): Promise<{ flowId: string; url: URL }> {
     const p = this.#providers.get(partner)!;
     for (const [k, f] of this.#flows) if (f.expires <= now) this.#flows.delete(k);
-    if (this.#flows.size >= MAX_FLOWS) throw new SignInError('flow', 'too many sign-ins under way; try again shortly');
+    // One address cannot crowd out the others: its oldest flow gives way; and when the table is
+    // full the oldest of all does (a browser that waited ten minutes starts again).
+    const own = [...this.#flows].filter(([, f]) => f.ip === ip);
+    if (own.length >= MAX_FLOWS_PER_IP) this.#flows.delete(own[0]![0]);
+    if (this.#flows.size >= MAX_FLOWS) this.#flows.delete(this.#flows.keys().next().value!);
     let config: client.Configuration;
     try {
       config = await this.#config(p);
@@ -164,6 +178,7 @@ export class OidcSignIn {
     const verifier = client.randomPKCECodeVerifier();
     const flow: Flow = {
       partner,
+      ip,
       verifier,
       state: client.randomState(),
       nonce: client.randomNonce(),
@@ -174,7 +189,7 @@ export class OidcSignIn {
     this.#flows.set(flowId, flow);
     const url = client.buildAuthorizationUrl(config, {
       redirect_uri: redirectUri,
-      scope: `openid email profile${p.roles && Object.keys(p.roles).length ? ` ${p.groupsClaim}` : ''}`,
+      scope: [...new Set(['openid', ...p.scopes])].join(' '),
       code_challenge: await client.calculatePKCECodeChallenge(verifier),
       code_challenge_method: 'S256',
       state: flow.state,
@@ -190,6 +205,7 @@ export class OidcSignIn {
    */
   async finish(
     flowId: string | undefined,
+    partner: string,
     currentUrl: URL,
     agreement: Agreement,
     now: number,
@@ -198,6 +214,13 @@ export class OidcSignIn {
     if (flowId) this.#flows.delete(flowId);
     if (!flow || flow.expires <= now)
       throw new SignInError('flow', 'this sign-in was not started here, or took longer than ten minutes');
+    // Each partner's provider returns to its own address: an answer at another partner's is refused.
+    if (flow.partner !== partner)
+      throw new SignInError(
+        'provider',
+        `a sign-in started for ${flow.partner} came back to ${partner}'s address`,
+        flow.partner,
+      );
     const p = this.#providers.get(flow.partner)!;
     let claims: Record<string, unknown>;
     try {
@@ -222,7 +245,8 @@ export class OidcSignIn {
       );
     }
     const email = typeof claims['email'] === 'string' ? claims['email'].toLowerCase() : '';
-    if (!email.includes('@') || claims['email_verified'] === false)
+    // The e-mail is the person's name in the room (owners, need-to-know, steering): verified, or no sign-in.
+    if (!email.includes('@') || claims['email_verified'] !== true)
       throw new SignInError('email', 'the identity provider gave no verified e-mail address', p.partner);
     const d = email.slice(email.lastIndexOf('@') + 1);
     if (!p.domains.includes(d)) throw new SignInError('domain', `${d} is not a domain of ${p.partner}`, p.partner);
@@ -233,7 +257,7 @@ export class OidcSignIn {
     if (!agreement.steering.some((s) => s.email.toLowerCase() === email)) mapped.delete('steering');
     const role = signInRoles.find((r) => mapped.has(r)) ?? p.defaultRole;
     if (!role)
-      throw new SignInError('role', `${email} is in none of the groups ${p.partner} maps to a role`, p.partner);
+      throw new SignInError('role', `${email} is in none of the groups ${p.partner} maps to a role`, p.partner, email);
     return { partner: p.partner, email, role, issuer: p.issuer };
   }
 }

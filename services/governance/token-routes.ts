@@ -1,10 +1,10 @@
 import { endSessionsOfToken } from './session-repository.js';
+import { grantsMoreThanRole } from './access-policy.js';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problemResponses, problemSchema } from '../platform/errors.js';
 import { requirePartnerAdmin, caller, auditRequest } from './auth.js';
-import { privilegedNames } from '../platform/agreement-schema.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import { inTransaction } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
@@ -35,25 +35,9 @@ async function ownToken(room: Room, partner: string, id: string) {
   return row;
 }
 
-/**
- * Whether a name grants more than the role would: a steering member, a person named on a
- * need-to-know KPI, or a KPI's root-cause owner (owners read their KPI whatever its tier) —
- * except the admin's own partner's owners, on an owner token.
- */
+/** Whether a name grants more than the role would (services/governance/access-policy.ts). */
 function privilegedName(room: Room, partner: string, role: Role, name: string): boolean {
-  const a = room.agreement().agreement;
-  // On an owner token, the admin's own partner's owners are not privileged names: they are its owners.
-  const others =
-    role === 'owner'
-      ? {
-          ...a,
-          kpis: a.kpis.map((k) => ({
-            ...k,
-            owners: Object.fromEntries(Object.entries(k.owners).filter(([p]) => p !== partner)),
-          })),
-        }
-      : a;
-  return privilegedNames(others).has(name.toLowerCase());
+  return grantsMoreThanRole(room.agreement().agreement, partner, role, name);
 }
 
 /** Partner admins manage their own partner's tokens: issue, list, revoke, rotate. */

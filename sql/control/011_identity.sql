@@ -5,6 +5,8 @@
 -- once a minute, by the authentication hook.
 ALTER TABLE tokens ADD COLUMN origin text NOT NULL DEFAULT 'token' CHECK (origin IN ('token', 'oidc', 'invitation'));
 ALTER TABLE tokens ADD COLUMN last_used_at timestamptz;
+-- One live sign-in per person, partner and way of signing in.
+CREATE UNIQUE INDEX tokens_one_sign_in ON tokens (partner_id, lower(name), origin) WHERE revoked_at IS NULL AND origin <> 'token';
 
 -- An invitation: a partner admin invites an e-mail with a role; the link's code (only its
 -- SHA-256 is kept) signs the person in once, before it expires.

@@ -75,6 +75,7 @@ providers:
     clientId: parity-room
     clientSecretEnv: TEST_IDP_A_SECRET
     domains: [pa.example]
+    scopes: [openid, email, groups]
     roles: { parity-admins: admin, parity-analysts: analyst, parity-steering: steering }
   - partner: pb
     issuer: http://127.0.0.1:${portB}
@@ -88,17 +89,19 @@ providers:
     agreementFile: join(dir, 'agreement.yaml'),
     env: { PARITY_OIDC_FILE: join(dir, 'oidc.yaml') },
   });
-  const redirectUri = `${t.url}/v1/auth/oidc/callback`;
+  const callback = (p: string) => `${t.url}/v1/auth/oidc/${p}/callback`;
   idpA = await TestIdp.start({
     port: portA,
-    redirectUri,
+    // A's client also lists pb's address: a provider that would answer a flow not its own (the
+    // mix-up test), which the room must refuse by itself.
+    redirectUris: [callback('pa'), callback('pb')],
     clientId: 'parity-room',
     clientSecret: 'a-secret-of-partner-a-for-the-room',
     accounts: accountsA,
   });
   idpB = await TestIdp.start({
     port: portB,
-    redirectUri,
+    redirectUris: [callback('pb')],
     clientId: 'parity-room',
     clientSecret: 'b-secret-of-partner-b-for-the-room',
     accounts: { bea: { email: 'bea@pb.example' } },
@@ -135,6 +138,9 @@ async function signInThrough(button: string, login: string, route?: (c: BrowserC
   const context = await browser.newContext({ locale: 'en-GB' });
   await route?.(context);
   const page = await context.newPage();
+  // Every address the browser asked for on the way (the room's, the provider's, the way back).
+  const urls: string[] = [];
+  context.on('request', (r) => urls.push(r.url()));
   await page.goto(`${t.url}/`);
   await page.click(`parity-app >> [data-testid="providers"] >> text=${button}`);
   await page.waitForSelector('input[name="login"]');
@@ -150,14 +156,12 @@ async function signInThrough(button: string, login: string, route?: (c: BrowserC
     undefined,
     { timeout: timeout(20_000) },
   );
-  return { context, page };
+  return { context, page, urls };
 }
 
 describe('sign-in through the partner’s identity provider (OIDC, code flow with PKCE)', () => {
   it('signs a person in with the role their groups map to; the strongest group wins; no token in any address', async () => {
-    const urls: string[] = [];
-    const { context, page } = await signInThrough('Partner A Login', 'ada');
-    page.on('framenavigated', (f) => urls.push(f.url()));
+    const { context, page, urls } = await signInThrough('Partner A Login', 'ada');
     expect(await app(page, '[data-testid="who"]')).toBe('Signed in as ada@pa.example (admin) for Partner A');
     expect((await session(context)).body).toEqual({
       name: 'ada@pa.example',
@@ -166,6 +170,8 @@ describe('sign-in through the partner’s identity provider (OIDC, code flow wit
       partnerName: 'Partner A',
     });
     expect(page.url()).toBe(`${t.url}/#/`);
+    expect(urls.length).toBeGreaterThan(3);
+    expect(urls.some((u) => u.includes('/v1/auth/oidc/pa/callback?code='))).toBe(true);
     expect(urls.join(' ')).not.toMatch(/pty_|inv_/);
     // The sign-in token behind the session: listed for the partner's admin, origin oidc, used now.
     const tokens = (await (
@@ -236,9 +242,17 @@ describe('sign-in through the partner’s identity provider (OIDC, code flow wit
     expect((await session(context)).status).toBe(401);
     await context.close();
     // A callback the room did not start (no flow cookie) is refused too.
-    const res = await fetch(`${t.url}/v1/auth/oidc/callback?code=x&state=y`, { redirect: 'manual' });
+    const res = await fetch(`${t.url}/v1/auth/oidc/pa/callback?code=x&state=y`, { redirect: 'manual' });
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toBe('/#signin-error=flow');
+    // A flow started for pa that comes back to pb's address is refused before any exchange.
+    const start = await fetch(`${t.url}/v1/auth/oidc/pa/login`, { redirect: 'manual' });
+    const cookie = start.headers.get('set-cookie')!.split(';')[0]!;
+    const crossed = await fetch(`${t.url}/v1/auth/oidc/pb/callback?code=x&state=y`, {
+      redirect: 'manual',
+      headers: { cookie },
+    });
+    expect(crossed.headers.get('location')).toBe('/#signin-error=provider');
     expect((await fetch(`${t.url}/v1/auth/oidc/nobody/login`, { redirect: 'manual' })).status).toBe(404);
   });
 
@@ -251,6 +265,12 @@ describe('sign-in through the partner’s identity provider (OIDC, code flow wit
     expect((await session(again.context)).body).toMatchObject({ name: 'ann@pa.example', role: 'admin' });
     // The analyst sign-in was replaced: its session is over.
     expect((await session(first.context)).status).toBe(401);
+    // Out of every group: refused, and the admin sign-in she had ends at once.
+    accountsA['ann']!.groups = ['unrelated'];
+    const out = await signInThrough('Partner A Login', 'ann');
+    expect((await session(out.context)).status).toBe(401);
+    expect((await session(again.context)).status).toBe(401);
+    await out.context.close();
     await again.context.close();
     await first.context.close();
   });
@@ -326,6 +346,8 @@ describe('invitations', () => {
       [{ email: 'x@pa.example', role: 'steering' }, 'body.role'],
       [{ email: 'x@pa.example', role: 'analyst', expiresInHours: 500 }, 'body.expiresInHours'],
       [{ email: 'x@pa.example', role: 'analyst', token: 'x' }, 'body.token'],
+      // pa signs in through its provider: its people have its domain.
+      [{ email: 'x@elsewhere.example', role: 'analyst' }, 'body.email'],
     ] as const) {
       const r = await invite(body);
       expect(r.status, JSON.stringify(body)).toBe(400);
@@ -335,6 +357,17 @@ describe('invitations', () => {
       await createToken(t.room.control.db, { partnerId: 'pa', role: 'analyst', name: 'an@pa.example' }, t.clock.now())
     ).token;
     expect((await invite({ email: 'x@pa.example', role: 'analyst' }, analyst)).status).toBe(403);
+    // A name that reads more than its role is the host's to hand out: the committee's member, a
+    // KPI's owner as a mere analyst. pa's own owner, as owner, is pa's admin's to invite.
+    for (const body of [
+      { email: 'cleo@pa.example', role: 'analyst' },
+      { email: 'olga@pa.example', role: 'analyst' },
+    ]) {
+      const r = await invite(body);
+      expect(r.status, JSON.stringify(body)).toBe(403);
+      expect(((await r.json()) as { field: string }).field).toBe('body.email');
+    }
+    expect((await invite({ email: 'olga@pa.example', role: 'owner' })).status).toBe(201);
     const malformed = await accept('pty_not-an-invitation');
     expect(malformed.status).toBe(400);
     expect(((await malformed.json()) as { field: string }).field).toBe('body.code');

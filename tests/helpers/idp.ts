@@ -25,7 +25,7 @@ export class TestIdp {
 
   static async start(opts: {
     port: number;
-    redirectUri: string;
+    redirectUris: string[];
     clientId: string;
     clientSecret: string;
     accounts: Record<string, IdpAccount>;
@@ -36,7 +36,7 @@ export class TestIdp {
         {
           client_id: opts.clientId,
           client_secret: opts.clientSecret,
-          redirect_uris: [opts.redirectUri],
+          redirect_uris: opts.redirectUris,
           grant_types: ['authorization_code'],
           response_types: ['code'],
           token_endpoint_auth_method: 'client_secret_post',

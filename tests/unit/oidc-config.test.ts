@@ -28,7 +28,12 @@ describe('PARITY_OIDC_FILE', () => {
   - { partner: globex, issuer: 'https://globex.okta.example', clientId: parity, clientSecretEnv: PARITY_TEST_GLOBEX_SECRET, domains: [globex.example], roles: { admins: admin }, defaultRole: analyst }
 `)();
       expect([...m.keys()]).toEqual(['acme', 'globex']);
-      expect(m.get('globex')).toMatchObject({ secret: 'from-env', groupsClaim: 'groups', roles: { admins: 'admin' } });
+      expect(m.get('globex')).toMatchObject({
+        secret: 'from-env',
+        groupsClaim: 'groups',
+        roles: { admins: 'admin' },
+        scopes: ['openid', 'email', 'profile'],
+      });
       expect(m.get('acme')!.defaultRole).toBeUndefined();
     } finally {
       delete process.env['PARITY_TEST_GLOBEX_SECRET'];
