@@ -17,7 +17,7 @@ import type { ParityKpiChart } from '../components/parity-kpi-chart.js';
 import '../components/parity-incident-list.js';
 import { layout, shared, stateIcon } from '../components/styles.js';
 import { toggleThread } from '../components/thread-toggle.js';
-import { periodEnd, shiftDays, type Grain } from '../../../services/platform/calendar.js';
+import { addPeriods, periodEnd, shiftDays, type Grain } from '../../../services/platform/calendar.js';
 import { dimensionName, formatValue, partnerName, periodLabel, titleOf, unitOf } from '../format.js';
 
 /** The KPI detail page: grain, breakdown and range controls, the chart, the table of the same cells, downloads and the KPI's incidents (their list's `parity-incidents-changed` bubbles out). */
@@ -50,7 +50,7 @@ export class ParityKpiDetail extends LightElement {
   declare controls: { grain: string; by: string; from: string; to: string };
   /** What the range is compared with, and that range's series (the same disclosed cells the API serves). */
   declare compare: 'none' | 'previous' | 'lastYear';
-  declare compared: { series: Series; from: string; to: string } | undefined;
+  declare compared: { series: Series; from: string; to: string; until: string } | undefined;
   /** The series the chart last drew: the table shows the very same cells. */
   declare table: Series | undefined;
   /** The partners' notes on the periods the chart drew (the chart fetched them). */
@@ -315,37 +315,41 @@ export class ParityKpiDetail extends LightElement {
     }
   }
 
-  /** The range the current one is compared with: the same length just before it, or a year (52 weeks) earlier. */
-  #comparedRange(): { from: string; to: string } | undefined {
-    const cells = this.table?.cells ?? [];
-    if (this.compare === 'none' || !cells.length) return undefined;
-    const first = this.controls.from || cells.map((c) => c.period).sort()[0]!;
-    const last =
-      this.controls.to ||
-      this.kpis?.today ||
-      cells
-        .map((c) => c.period)
-        .sort()
-        .at(-1)!;
-    const days = Math.max(1, Math.round((Date.parse(last) - Date.parse(first)) / 86_400_000) + 1);
-    const back = this.compare === 'previous' ? days : 364;
-    return { from: shiftDays(first, -back), to: shiftDays(last, -back) };
+  /**
+   * The closed periods shown and the range they are compared with: as many whole periods just
+   * before them, or the same periods a year earlier (52 weeks for days and weeks, 12 months for
+   * months). The open period is left out of both: it is not over.
+   */
+  #comparedRange(): { from: string; to: string; until: string } | undefined {
+    const series = this.table;
+    const lastClosed = this.kpis?.kpis.find((k) => k.id === this.kpi)?.scopes[0]?.lastClosed?.period;
+    if (this.compare === 'none' || !series?.cells.length || !lastClosed) return undefined;
+    const grain = series.grain as Grain;
+    const periods = [...new Set(series.cells.map((c) => c.period))].filter((p) => p <= lastClosed).sort();
+    if (!periods.length) return undefined;
+    const first = periods[0]!;
+    const last = periods.at(-1)!;
+    const n = this.compare === 'previous' ? periods.length : grain === 'month' ? 12 : grain === 'week' ? 52 : 364;
+    return { from: addPeriods(first, grain, -n), to: periodEnd(addPeriods(last, grain, -n), grain), until: last };
   }
 
   #comparing = '';
   async #loadComparison(): Promise<void> {
     const range = this.#comparedRange();
     if (!range) {
+      this.#comparing = '';
       this.compared = undefined;
       return;
     }
-    const q = seriesParams({ ...this.controls, ...range });
-    if (q === this.#comparing) return;
+    const q = `${this.kpi}?${seriesParams({ ...this.controls, from: range.from, to: range.to })}`;
+    if (q === this.#comparing && this.compared) return;
     this.#comparing = q;
     try {
-      const series = await api.get<Series>(`/v1/kpis/${encodeURIComponent(this.kpi)}/series?${q}`);
+      const series = await api.get<Series>(`/v1/kpis/${encodeURIComponent(this.kpi)}/series?${q.split('?')[1]}`);
       if (this.#comparing === q) this.compared = { series, ...range };
     } catch {
+      // Tried again at the next draw or choice.
+      if (this.#comparing === q) this.#comparing = '';
       this.compared = undefined;
     }
   }
@@ -359,8 +363,9 @@ export class ParityKpiDetail extends LightElement {
     const then = this.compared?.series;
     if (this.compare === 'none' || !now || !then) return nothing;
     const kpi = this.kpis?.kpis.find((k) => k.id === this.kpi);
+    const until = this.compared!.until;
     const mean = (cells: Series['cells'], g: string | null) => {
-      const v = cells.filter((c) => c.group === g && c.value !== null).map((c) => c.value!);
+      const v = cells.filter((c) => c.group === g && c.value !== null && c.period <= until).map((c) => c.value!);
       return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
     };
     const groups = [...new Set(now.cells.map((c) => c.group))];
