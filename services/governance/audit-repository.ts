@@ -40,31 +40,60 @@ export function entryHash(
  */
 export class AuditChain {
   #tail: { seq: number; hash: string } | undefined;
-  #writer: Promise<unknown> = Promise.resolve();
+  /** Entries waiting for the append under way to finish: the next append writes them all. */
+  #waiting: { entry: AuditEntry; at: Date; done: (seq: number) => void; fail: (err: unknown) => void }[] = [];
+  #appending = false;
 
   constructor(readonly db: ControlDb) {}
 
   /**
-   * Appends one entry to the hash chain in one statement (the hot path: every query is audited).
-   * Appends of one process run in order; the statement takes the chain's advisory lock, so a
-   * transactional append ({@link appendAuditIn}) elsewhere is never disturbed, and if another
-   * writer moved the tail meanwhile the insert hits the primary key and is retried on the new tail.
+   * Appends one entry to the hash chain (the hot path: every query is audited) and resolves once
+   * it is durable. Group commit: while one append is under way, the entries of concurrent
+   * requests wait, and the next append writes them all in one statement, in the order they came —
+   * one round trip and one lock for many reads. The statement takes the chain's advisory lock, so
+   * a transactional append ({@link appendAuditIn}) elsewhere is never disturbed; if another
+   * writer moved the tail meanwhile, the insert hits the primary key and the group is written
+   * again under the lock, on the new tail.
    */
   append(entry: AuditEntry, at: Date): Promise<number> {
-    const run = this.#writer.catch(() => undefined).then(() => this.#appendAtTail(entry, at));
-    this.#writer = run;
-    return run;
+    return new Promise<number>((done, fail) => {
+      this.#waiting.push({ entry, at, done, fail });
+      if (!this.#appending) void this.#drain();
+    });
   }
 
-  async #appendAtTail(entry: AuditEntry, at: Date): Promise<number> {
+  async #drain(): Promise<void> {
+    this.#appending = true;
+    try {
+      while (this.#waiting.length) {
+        const group = this.#waiting.splice(0, GROUP_MAX);
+        try {
+          const seqs = await this.#appendGroup(group);
+          group.forEach((g, i) => g.done(seqs[i]!));
+        } catch (err) {
+          for (const g of group) g.fail(err);
+        }
+      }
+    } finally {
+      this.#appending = false;
+    }
+  }
+
+  async #appendGroup(group: { entry: AuditEntry; at: Date }[]): Promise<number[]> {
     const tail = this.#tail;
     if (tail) {
-      const row = auditRow(tail.seq + 1, entry, at);
-      const hash = entryHash(tail.hash, row);
+      let prev = tail.hash;
+      const rows = group.map((g, i) => {
+        const row = auditRow(tail.seq + 1 + i, g.entry, g.at);
+        const hash = entryHash(prev, row);
+        const out = { ...row, prev_hash: prev, hash };
+        prev = hash;
+        return out;
+      });
       try {
-        await appendAuditAfter(this.db, row, tail.hash, hash);
-        this.#tail = { seq: row.seq, hash };
-        return row.seq;
+        await appendAuditRowsAfter(this.db, rows);
+        this.#tail = { seq: rows.at(-1)!.seq, hash: prev };
+        return rows.map((r) => r.seq);
       } catch (err) {
         this.#tail = undefined;
         if ((err as { code?: string }).code !== '23505') throw err;
@@ -72,13 +101,17 @@ export class AuditChain {
       }
     }
     const written = await inTransaction(this.db, async (tx) => {
-      const seq = await appendAuditIn(tx, entry, at);
-      return { seq, hash: await findAuditHash(tx, seq) };
+      const seqs: number[] = [];
+      for (const g of group) seqs.push(await appendAuditIn(tx, g.entry, g.at));
+      return { seqs, hash: await findAuditHash(tx, seqs.at(-1)!) };
     });
-    this.#tail = written;
-    return written.seq;
+    this.#tail = { seq: written.seqs.at(-1)!, hash: written.hash };
+    return written.seqs;
   }
 }
+
+/** At most this many entries in one statement (a burst of reads is written in a few). */
+const GROUP_MAX = 256;
 
 /** An entry as its row is hashed and stored (Postgres keeps microseconds; a millisecond Date round-trips exactly, so the hash does too). */
 function auditRow(seq: number, entry: AuditEntry, at: Date) {
@@ -93,16 +126,20 @@ function auditRow(seq: number, entry: AuditEntry, at: Date) {
   };
 }
 
-/** The one-statement append after a known tail, under the chain's advisory lock. */
-async function appendAuditAfter(
+/** The one-statement append of rows after a known tail, under the chain's advisory lock. */
+async function appendAuditRowsAfter(
   db: ControlDb,
-  row: ReturnType<typeof auditRow>,
-  prevHash: string,
-  hash: string,
+  rows: (ReturnType<typeof auditRow> & { prev_hash: string; hash: string })[],
 ): Promise<void> {
+  const values = rows.map(
+    (r) =>
+      sql`(${r.seq}::bigint, ${r.at}::timestamptz, ${r.actor}, ${r.partner_id}, ${r.action}, ${r.target}, ${JSON.stringify(r.details)}::jsonb, ${r.prev_hash}, ${r.hash})`,
+  );
   await sql`INSERT INTO audit_log (seq, at, actor, partner_id, action, target, details, prev_hash, hash)
-        SELECT ${row.seq}, ${row.at}, ${row.actor}, ${row.partner_id}, ${row.action}, ${row.target}, ${JSON.stringify(row.details)}::jsonb, ${prevHash}, ${hash}
-        FROM (SELECT pg_advisory_xact_lock(${AUDIT_LOCK})) AS chain_lock`.execute(db);
+        SELECT v.* FROM (SELECT pg_advisory_xact_lock(${AUDIT_LOCK})) AS chain_lock,
+        (VALUES ${sql.join(values)}) AS v(seq, at, actor, partner_id, action, target, details, prev_hash, hash)`.execute(
+    db,
+  );
 }
 
 async function findAuditHash(db: ControlDb, seq: number): Promise<string> {

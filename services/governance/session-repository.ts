@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ControlDb } from '../platform/control-db.js';
-import { hashToken, type Principal, type Role } from './token-repository.js';
+import { hashToken, tokenCacheEpoch, type Principal, type Role } from './token-repository.js';
 
 /** How long a dashboard session lives: idle (since its last use) and at most (since sign-in). */
 export interface SessionLimits {
@@ -30,12 +30,35 @@ export async function createSession(db: ControlDb, tokenId: string, now: Date, l
  * within the idle limit and before its absolute end. A use moves the idle clock (at most once a
  * minute, so reads do not write on every request). A session found dead is deleted.
  */
+/** Session rows read in the last second, by hash (as tokens are: services/governance/token-repository.ts). */
+const SESSION_CACHE_MS = 1000;
+type SessionRow = NonNullable<Awaited<ReturnType<typeof readSession>>>;
+const sessionCache = new Map<string, { row: SessionRow; at: number }>();
+
+/** Forgets every session read (a session ended, or its token changed). */
+export function forgetSessions(): void {
+  sessionCache.clear();
+}
+
 export async function findPrincipalBySession(
   db: ControlDb,
   id: string,
   now: Date,
   limits: SessionLimits,
 ): Promise<Principal | undefined> {
+  const key = hashToken(id);
+  const cached = sessionCache.get(key);
+  let row: SessionRow | undefined;
+  if (cached && Date.now() - cached.at < SESSION_CACHE_MS && tokenCacheEpoch() === cached.row.epoch) row = cached.row;
+  else {
+    row = await readSession(db, key);
+    if (sessionCache.size >= 10_000) sessionCache.clear();
+    if (row) sessionCache.set(key, { row, at: Date.now() });
+  }
+  return liveSession(db, id, row, now, limits);
+}
+
+async function readSession(db: ControlDb, key: string) {
   const row = await db
     .selectFrom('sessions')
     .innerJoin('tokens', 'tokens.id', 'sessions.token_id')
@@ -50,8 +73,18 @@ export async function findPrincipalBySession(
       'tokens.expires_at',
       'tokens.revoked_at',
     ])
-    .where('sessions.id_hash', '=', hashToken(id))
+    .where('sessions.id_hash', '=', key)
     .executeTakeFirst();
+  return row && { ...row, epoch: tokenCacheEpoch() };
+}
+
+async function liveSession(
+  db: ControlDb,
+  id: string,
+  row: SessionRow | undefined,
+  now: Date,
+  limits: SessionLimits,
+): Promise<Principal | undefined> {
   if (!row) return undefined;
   const t = now.getTime();
   const dead =
@@ -66,17 +99,20 @@ export async function findPrincipalBySession(
   if (t - new Date(row.last_seen_at).getTime() >= 60_000) {
     await db.updateTable('sessions').set({ last_seen_at: now }).where('id_hash', '=', row.id_hash).execute();
     await db.updateTable('tokens').set({ last_used_at: now }).where('id', '=', row.token_id).execute();
+    row.last_seen_at = now;
   }
   return { tokenId: row.token_id, partnerId: row.partner_id, role: row.role as Role, name: row.name };
 }
 
 /** Ends a session (sign-out); true if there was one. */
 export async function endSession(db: ControlDb, id: string): Promise<boolean> {
+  forgetSessions();
   const r = await db.deleteFrom('sessions').where('id_hash', '=', hashToken(id)).executeTakeFirst();
   return Number(r.numDeletedRows) > 0;
 }
 
 /** Ends every session of a token (revocation and rotation end the sessions signed in with it). */
 export async function endSessionsOfToken(db: ControlDb, tokenId: string): Promise<void> {
+  forgetSessions();
   await db.deleteFrom('sessions').where('token_id', '=', tokenId).execute();
 }

@@ -50,13 +50,38 @@ export async function createToken(
   return { token, id };
 }
 
+/**
+ * Token rows read in the last second, by hash: a dashboard fires several requests per viewer and
+ * each would otherwise ask the control plane who it is. A revocation, rotation or expiry change
+ * in this process forgets them at once; one in another process sharing the server takes effect
+ * within the second. Expiry is checked against the clock on every use.
+ */
+const TOKEN_CACHE_MS = 1000;
+const tokenCache = new Map<string, { row: TokenRow; at: number }>();
+
+let epoch = 0;
+/** Forgets every token read (a token changed): sessions read before it are forgotten too. */
+export function forgetTokens(): void {
+  tokenCache.clear();
+  epoch++;
+}
+
+/** Moves on each forgetTokens(): a session read before a token changed is read again. */
+export function tokenCacheEpoch(): number {
+  return epoch;
+}
+
 /** The principal of a live token (not revoked, not expired), else undefined. */
 export async function findPrincipalByToken(db: ControlDb, token: string, now: Date): Promise<Principal | undefined> {
-  const row: TokenRow | undefined = await db
-    .selectFrom('tokens')
-    .selectAll()
-    .where('token_hash', '=', hashToken(token))
-    .executeTakeFirst();
+  const key = hashToken(token);
+  const cached = tokenCache.get(key);
+  let row: TokenRow | undefined;
+  if (cached && Date.now() - cached.at < TOKEN_CACHE_MS) row = cached.row;
+  else {
+    row = await db.selectFrom('tokens').selectAll().where('token_hash', '=', key).executeTakeFirst();
+    if (tokenCache.size >= 10_000) tokenCache.clear();
+    if (row) tokenCache.set(key, { row, at: Date.now() });
+  }
   if (!row || row.revoked_at || (row.expires_at && new Date(row.expires_at) <= now)) return undefined;
   await markTokenUsed(db, row, now);
   return { tokenId: row.id, partnerId: row.partner_id, role: row.role as Role, name: row.name };
@@ -70,6 +95,7 @@ export async function markTokenUsed(
 ): Promise<void> {
   if (row.last_used_at !== null && now.getTime() - new Date(row.last_used_at).getTime() < 60_000) return;
   await db.updateTable('tokens').set({ last_used_at: now }).where('id', '=', row.id).execute();
+  row.last_used_at = now;
 }
 
 /**
@@ -119,6 +145,7 @@ export async function findPersonToken(
 }
 
 export async function revokeToken(db: ControlDb, id: string, now: Date): Promise<boolean> {
+  forgetTokens();
   const r = await db
     .updateTable('tokens')
     .set({ revoked_at: now })
@@ -173,6 +200,7 @@ export async function findTokenForUpdate(tx: ControlTx, id: string): Promise<Tok
 }
 
 export async function setTokenExpiry(db: ControlDb, id: string, expiresAt: Date): Promise<void> {
+  forgetTokens();
   await db.updateTable('tokens').set({ expires_at: expiresAt }).where('id', '=', id).execute();
 }
 
@@ -196,6 +224,7 @@ export async function revokeTokensOfPartnersOtherThan(
   keptPartners: string[],
   now: Date,
 ): Promise<Pick<TokenRow, 'id' | 'partner_id'>[]> {
+  forgetTokens();
   return db
     .updateTable('tokens')
     .set({ revoked_at: now })

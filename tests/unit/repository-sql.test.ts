@@ -692,7 +692,7 @@ const modules: Record<string, Record<string, unknown>> = {
   'governance/invitation-repository': invitations,
 };
 /** Exports of the repositories that send no SQL. */
-const helpers = new Set(['entryHash', 'hashToken', 'tokenView']);
+const helpers = new Set(['entryHash', 'hashToken', 'tokenView', 'forgetTokens', 'forgetSessions', 'tokenCacheEpoch']);
 
 /** Hand-written statements without their source's indentation. */
 function layout(sql: string): string {
@@ -734,6 +734,9 @@ describe('control-plane repositories', () => {
       for (const c of list) {
         driver.log.length = 0;
         driver.rows = c.rows ?? (() => [{}]);
+        // Each case asks the database itself: nothing read by an earlier case is remembered.
+        tokens.forgetTokens();
+        sessions.forgetSessions();
         await c.run();
         parts.push(`### ${c.fn}${c.variant ? ` · ${c.variant}` : ''}`, '', '```sql');
         for (const q of driver.log) {
