@@ -11,14 +11,17 @@ export function isMonth(s: string): boolean {
   return /^\d{4}-(0[1-9]|1[0-2])$/.test(s) && s >= '2000-01' && s <= '2100-12';
 }
 
+/** One formatter per zone: making one costs far more than formatting (it ran on every read). */
+const dayFormats = new Map<string, Intl.DateTimeFormat>();
+
 /** Today's date in the partnership's zone. */
 export function localToday(now: Date, timezone: string): string {
-  return new Intl.DateTimeFormat('en-CA', {
-    timeZone: timezone,
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-  }).format(now);
+  let f = dayFormats.get(timezone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-CA', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit' });
+    dayFormats.set(timezone, f);
+  }
+  return f.format(now);
 }
 
 /** The day `days` after (or before, negative) `date`. */
@@ -72,18 +75,25 @@ export function mergeDaySpans(spans: Iterable<readonly [string, string]>): [stri
   return out;
 }
 
+const clockFormats = new Map<string, Intl.DateTimeFormat>();
+
 /** The instant a local day starts in a zone (the offset found by asking the zone itself). */
 export function localMidnight(day: string, timezone: string): Date {
   const guess = new Date(`${day}T00:00:00Z`);
-  const parts = new Intl.DateTimeFormat('en-US', {
-    timeZone: timezone,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-  }).formatToParts(guess);
+  let f = clockFormats.get(timezone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone: timezone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+    });
+    clockFormats.set(timezone, f);
+  }
+  const parts = f.formatToParts(guess);
   const get = (t: string) => Number(parts.find((p) => p.type === t)!.value);
   const asIfUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'));
   return new Date(guess.getTime() - (asIfUtc - guess.getTime()));
