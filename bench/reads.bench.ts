@@ -1,5 +1,5 @@
 /**
- * npm run bench:reads — a busy joint dashboard (issue #17): 16 clients (BENCH_READS_CLIENTS) read
+ * npm run bench:reads — a busy joint dashboard (issue #17): 16 clients (BENCH_READS_CLIENTS, in a worker thread) read
  * a warm series over keep-alive connections for BENCH_READS_SECONDS each round, against the room
  * (every read authenticated and written to the audit hash chain) and against a bare Fastify on
  * the same machine serving the very same body. Interleaved rounds (BENCH_READS_ROUNDS, ≥ 3); the
@@ -10,7 +10,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
-import { Agent, request } from 'undici';
+import { Worker } from 'node:worker_threads';
+import { request } from 'undici';
 import { buildApp } from '../assembly/app.js';
 import { openRoom } from '../assembly/open-room.js';
 import { verifyAuditChain } from '../services/governance/audit-repository.js';
@@ -24,25 +25,43 @@ const SECONDS = Number(process.env['BENCH_READS_SECONDS'] ?? 5);
 const ROUNDS = Math.max(3, Number(process.env['BENCH_READS_ROUNDS'] ?? 3));
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 
-/** Requests per second that `clients` keep-alive clients get from `url` in `seconds`. */
-async function load(url: string, headers: Record<string, string>): Promise<number> {
-  const agent = new Agent({ connections: CLIENTS, pipelining: 1 });
-  const end = Date.now() + SECONDS * 1000;
-  let done = 0;
-  let failed = 0;
-  await Promise.all(
-    Array.from({ length: CLIENTS }, async () => {
-      while (Date.now() < end) {
-        const r = await request(url, { dispatcher: agent, headers });
-        await r.body.arrayBuffer();
-        if (r.statusCode === 200) done++;
-        else failed++;
-      }
-    }),
-  );
+/**
+ * The clients, in a worker thread of their own: on two cores the load they make must not share
+ * the room's event loop (the room and the bare server would be measured with the clients' cost).
+ */
+const CLIENT_CODE = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { Agent, request } = require('undici');
+(async () => {
+  const { url, headers, clients, seconds } = workerData;
+  const agent = new Agent({ connections: clients, pipelining: 1 });
+  const end = Date.now() + seconds * 1000;
+  let done = 0, failed = 0;
+  await Promise.all(Array.from({ length: clients }, async () => {
+    while (Date.now() < end) {
+      const r = await request(url, { dispatcher: agent, headers });
+      await r.body.arrayBuffer();
+      if (r.statusCode === 200) done++; else failed++;
+    }
+  }));
   await agent.close();
+  parentPort.postMessage({ rate: done / seconds, failed });
+})();
+`;
+
+/** Requests per second that CLIENTS keep-alive clients (in a worker) get from `url` in SECONDS. */
+async function load(url: string, headers: Record<string, string>): Promise<number> {
+  const worker = new Worker(CLIENT_CODE, {
+    eval: true,
+    workerData: { url, headers, clients: CLIENTS, seconds: SECONDS },
+  });
+  const { rate, failed } = await new Promise<{ rate: number; failed: number }>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  await worker.terminate();
   if (failed) throw new Error(`${failed} requests failed`);
-  return done / SECONDS;
+  return rate;
 }
 
 async function main() {
