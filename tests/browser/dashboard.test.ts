@@ -520,6 +520,27 @@ describe('the joint dashboard in Chromium', () => {
     await ana.page.context().close();
   });
 
+  it("opens the chart at an incident's period from its fact sheet: the address carries grain, scope and range", async () => {
+    const active = await api<{
+      incidents: { id: string; kpi: { id: string }; grain: string; period: string; scope: string }[];
+    }>('/v1/incidents?state=active&limit=100', tokens['acme']!);
+    const inc = active.incidents.find((i) => i.period && i.scope !== 'combined')!;
+    expect(inc).toBeDefined();
+    const s = await signIn(tokens['acme']!);
+    await s.page.goto(`${t.url}/#/incidents`);
+    await s.page.click(`parity-app >> [data-incident="${inc.id}"] >> summary:has-text("Fact sheet")`);
+    await s.page.click(`parity-app >> [data-incident="${inc.id}"] >> a:has-text("Show on the chart")`);
+    await chartDrawn(s.page);
+    const at = (d: string, days: number) => new Date(Date.parse(d) + days * 86_400_000).toISOString().slice(0, 10);
+    const controls = await s.page.$eval('parity-app', (app) =>
+      ['#grain', '#by', '#from', '#to'].map((sel) => (app.shadowRoot!.querySelector(sel) as HTMLInputElement).value),
+    );
+    expect(controls).toEqual([inc.grain, 'partner', at(inc.period, -56), at(inc.period, 56)]);
+    expect(s.page.url()).toContain(`#/kpi/${inc.kpi.id}?`);
+    expect(s.errors).toEqual([]);
+    await s.page.context().close();
+  });
+
   it('filters the incidents page by state, KPI and scope, showing what the API lists', async () => {
     const a = await signIn(tokens['acme']!);
     await a.page.goto(`${t.url}/#/incidents`);

@@ -16,7 +16,7 @@ import { layout, shared } from './styles.js';
 
 type Route =
   | { view: 'overview' }
-  | { view: 'kpi'; id: string }
+  | { view: 'kpi'; id: string; at: string }
   | { view: 'incidents' }
   | { view: 'transparency' }
   | { view: 'governance' }
@@ -26,7 +26,11 @@ type Route =
 
 function parseRoute(): Route {
   const h = location.hash.replace(/^#\/?/, '');
-  if (h.startsWith('kpi/')) return { view: 'kpi', id: decodeURIComponent(h.slice(4)) };
+  // #/kpi/lead_time?grain=week&by=partner&from=…&to=… opens the chart at those choices.
+  if (h.startsWith('kpi/')) {
+    const [id, at = ''] = h.slice(4).split('?');
+    return { view: 'kpi', id: decodeURIComponent(id!), at };
+  }
   if (h === 'incidents') return { view: 'incidents' };
   if (h === 'transparency') return { view: 'transparency' };
   if (h === 'governance') return { view: 'governance' };
@@ -358,6 +362,7 @@ export class ParityApp extends LitElement {
     if (this.route.view === 'kpi')
       return html`${alert}<parity-kpi-detail
           .kpi=${this.route.id}
+          .at=${this.route.at}
           .who=${who}
           .kpis=${this.kpis}
           .agreement=${this.agreement}

@@ -102,9 +102,7 @@ export class ParityIncidentList extends LightElement {
                       <dd>
                         ${periodLabel(i.period, i.grain ?? 'day')}${i.firstPeriod && i.firstPeriod !== i.period ? ` (${t('outOfBandSince')} ${periodLabel(i.firstPeriod, i.grain ?? 'day')})` : ''}
                         ·
-                        <a href=${`#/kpi/${encodeURIComponent(i.kpi.id)}`} @click=${(e: Event) => this.#openChart(e, i)}
-                          >${t('openChart')}</a
-                        >
+                        <a href=${chartAt(i)}>${t('openChart')}</a>
                       </dd>`
                   : nothing
               }
@@ -141,17 +139,6 @@ export class ParityIncidentList extends LightElement {
           </details>
         </article>`,
     );
-  }
-
-  /** The KPI's page at the incident's period: its grain, its scope broken down, the weeks around it. */
-  #openChart(e: Event, i: FactSheet): void {
-    e.preventDefault();
-    const around = i.period ? { from: shiftDays(i.period, -56), to: shiftDays(i.period, 56) } : undefined;
-    sessionStorage.setItem(
-      'parity.chartAt',
-      JSON.stringify({ kpi: i.kpi.id, grain: i.grain, by: i.scope === 'combined' ? 'none' : 'partner', ...around }),
-    );
-    location.hash = `#/kpi/${encodeURIComponent(i.kpi.id)}`;
   }
 
   /** An acknowledgement or a resolution; when it is through, the page's data is read again. */
@@ -206,6 +193,17 @@ export class ParityIncidentList extends LightElement {
         </form>
       </details>`;
   }
+}
+
+/** The KPI's page at an incident's period: its grain, its scope broken down, eight weeks either side. */
+function chartAt(i: FactSheet): string {
+  const q = new URLSearchParams({ by: i.scope === 'combined' ? 'none' : 'partner' });
+  if (i.grain) q.set('grain', i.grain);
+  if (i.period) {
+    q.set('from', shiftDays(i.period, -56));
+    q.set('to', shiftDays(i.period, 56));
+  }
+  return `#/kpi/${encodeURIComponent(i.kpi.id)}?${q}`;
 }
 
 customElements.define('parity-incident-list', ParityIncidentList);

@@ -23,6 +23,7 @@ import { dimensionName, formatValue, partnerName, periodLabel, titleOf, unitOf }
 /** The KPI detail page: grain, breakdown and range controls, the chart, the table of the same cells, downloads and the KPI's incidents (their list's `parity-incidents-changed` bubbles out). */
 export class ParityKpiDetail extends LightElement {
   static override properties = {
+    at: { type: String },
     kpi: { attribute: false },
     who: { attribute: false },
     kpis: { attribute: false },
@@ -47,6 +48,8 @@ export class ParityKpiDetail extends LightElement {
   declare incidents: FactSheet[] | undefined;
   /** The partnership's goals: the chart draws the target line and milestones of this KPI's. */
   declare goals: GoalsResponse | undefined;
+  /** The address's choices (`grain=week&by=partner&from=…&to=…`), '' for the defaults. */
+  declare at: string | undefined;
   declare controls: { grain: string; by: string; from: string; to: string };
   /** What the range is compared with, and that range's series (the same disclosed cells the API serves). */
   declare compare: 'none' | 'previous' | 'lastYear';
@@ -102,27 +105,20 @@ export class ParityKpiDetail extends LightElement {
     void import('../components/parity-kpi-chart.js');
   }
 
-  /** Another KPI starts from its own grain, combined, over the last year. */
+  /**
+   * Another KPI (or another address) starts from its own grain, combined, over the last year —
+   * or from the choices the address names (an incident's fact sheet links to its period).
+   */
   override willUpdate(changed: PropertyValues<this>): void {
-    if (changed.has('kpi')) {
+    if (changed.has('kpi') || changed.has('at')) {
       const k = this.kpis?.kpis.find((x) => x.id === this.kpi);
-      this.controls = { grain: k?.grain ?? '', by: 'none', from: this.#presetFrom('year'), to: '' };
-      // Opened from an incident's fact sheet: its grain, scope and the weeks around its period.
-      const at = JSON.parse(sessionStorage.getItem('parity.chartAt') ?? 'null') as {
-        kpi: string;
-        grain?: string | null;
-        by?: string;
-        from?: string;
-        to?: string;
-      } | null;
-      sessionStorage.removeItem('parity.chartAt');
-      if (at?.kpi === this.kpi)
-        this.controls = {
-          grain: at.grain ?? this.controls.grain,
-          by: at.by ?? 'none',
-          from: at.from ?? this.controls.from,
-          to: at.to ?? '',
-        };
+      const q = new URLSearchParams(this.at ?? '');
+      this.controls = {
+        grain: q.get('grain') ?? k?.grain ?? '',
+        by: q.get('by') ?? 'none',
+        from: q.get('from') ?? this.#presetFrom('year'),
+        to: q.get('to') ?? '',
+      };
       this.table = undefined;
     }
   }
