@@ -82,43 +82,28 @@ export const drillRoutes: FastifyPluginAsync<{ room: Room; kick?: () => void }> 
     },
   );
 
-  app.post(
-    '/v1/drills/:id/ack',
-    {
-      schema: {
-        summary: 'Acknowledge a drill (its owner, or steering): the drill ends and its times are recorded',
-        tags: ['drills'],
-        security: [{ bearer: [] }],
-        params: drillParams,
-        response: { 200: drillSheetSchema, ...problemResponses(400, 401, 403, 404, 409) },
+  // The two ways a drill ends: its owner acknowledges (the times are recorded), or a member ends it.
+  for (const [step, summary, act] of [
+    ['ack', 'Acknowledge a drill (its owner): the drill ends and its times are recorded', acknowledgeDrill],
+    ['end', 'End a drill without acknowledgement (steering)', endDrill],
+  ] as const)
+    app.post(
+      `/v1/drills/:id/${step}`,
+      {
+        schema: {
+          summary,
+          tags: ['drills'],
+          security: [{ bearer: [] }],
+          params: drillParams,
+          response: { 200: drillSheetSchema, ...problemResponses(400, 401, 403, 404, 409) },
+        },
       },
-    },
-    async (req) => {
-      const p = caller(req);
-      assertReader(p);
-      const drill = await acknowledgeDrill(room, p, req.params.id);
-      kick?.();
-      return drill;
-    },
-  );
-
-  app.post(
-    '/v1/drills/:id/end',
-    {
-      schema: {
-        summary: 'End a drill without acknowledgement (steering)',
-        tags: ['drills'],
-        security: [{ bearer: [] }],
-        params: drillParams,
-        response: { 200: drillSheetSchema, ...problemResponses(400, 401, 403, 404, 409) },
+      async (req) => {
+        const p = caller(req);
+        assertReader(p);
+        const drill = await act(room, p, req.params.id);
+        kick?.();
+        return drill;
       },
-    },
-    async (req) => {
-      const p = caller(req);
-      assertReader(p);
-      const drill = await endDrill(room, p, req.params.id);
-      kick?.();
-      return drill;
-    },
-  );
+    );
 };
