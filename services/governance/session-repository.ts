@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { ControlDb } from '../platform/control-db.js';
+import { afterCommit, type ControlDb } from '../platform/control-db.js';
 import { hashToken, tokenCacheEpoch, type Principal, type Role } from './token-repository.js';
 
 /** How long a dashboard session lives: idle (since its last use) and at most (since sign-in). */
@@ -106,13 +106,19 @@ async function liveSession(
 
 /** Ends a session (sign-out); true if there was one. */
 export async function endSession(db: ControlDb, id: string): Promise<boolean> {
-  forgetSessions();
   const r = await db.deleteFrom('sessions').where('id_hash', '=', hashToken(id)).executeTakeFirst();
+  changedSessions(db);
   return Number(r.numDeletedRows) > 0;
 }
 
 /** Ends every session of a token (revocation and rotation end the sessions signed in with it). */
 export async function endSessionsOfToken(db: ControlDb, tokenId: string): Promise<void> {
-  forgetSessions();
   await db.deleteFrom('sessions').where('token_id', '=', tokenId).execute();
+  changedSessions(db);
+}
+
+/** After sessions ended: forget what was read now, and again once the transaction commits. */
+function changedSessions(db: ControlDb): void {
+  forgetSessions();
+  afterCommit(db, forgetSessions);
 }

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
-import type { ControlDb, ControlTx, TokenRow } from '../platform/control-db.js';
+import { afterCommit, type ControlDb, type ControlTx, type TokenRow } from '../platform/control-db.js';
 import type { TokenView } from './governance-schemas.js';
 
 export const roles = ['ingest', 'analyst', 'owner', 'steering', 'admin', 'operator'] as const;
@@ -64,6 +64,12 @@ let epoch = 0;
 export function forgetTokens(): void {
   tokenCache.clear();
   epoch++;
+}
+
+/** After a change to tokens: forget what was read now, and again once its transaction commits. */
+function changedTokens(db: ControlDb): void {
+  forgetTokens();
+  afterCommit(db, forgetTokens);
 }
 
 /** Moves on each forgetTokens(): a session read before a token changed is read again. */
@@ -145,13 +151,13 @@ export async function findPersonToken(
 }
 
 export async function revokeToken(db: ControlDb, id: string, now: Date): Promise<boolean> {
-  forgetTokens();
   const r = await db
     .updateTable('tokens')
     .set({ revoked_at: now })
     .where('id', '=', id)
     .where('revoked_at', 'is', null)
     .executeTakeFirst();
+  changedTokens(db);
   return Number(r.numUpdatedRows) > 0;
 }
 
@@ -200,8 +206,8 @@ export async function findTokenForUpdate(tx: ControlTx, id: string): Promise<Tok
 }
 
 export async function setTokenExpiry(db: ControlDb, id: string, expiresAt: Date): Promise<void> {
-  forgetTokens();
   await db.updateTable('tokens').set({ expires_at: expiresAt }).where('id', '=', id).execute();
+  changedTokens(db);
 }
 
 /** Unrevoked tokens whose name is one of `lowerNames` (compared lower-case), by id. */
@@ -224,8 +230,7 @@ export async function revokeTokensOfPartnersOtherThan(
   keptPartners: string[],
   now: Date,
 ): Promise<Pick<TokenRow, 'id' | 'partner_id'>[]> {
-  forgetTokens();
-  return db
+  const dropped = await db
     .updateTable('tokens')
     .set({ revoked_at: now })
     .where('revoked_at', 'is', null)
@@ -233,4 +238,6 @@ export async function revokeTokensOfPartnersOtherThan(
     .where('partner_id', 'not in', keptPartners)
     .returning(['id', 'partner_id'])
     .execute();
+  changedTokens(db);
+  return dropped;
 }

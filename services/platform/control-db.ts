@@ -377,8 +377,30 @@ export type ControlTx = Transaction<Database>;
  * Runs `fn` in one control-plane transaction: it commits when `fn` resolves and rolls back when
  * it throws. Services open transactions with this and hand `tx` to repository functions.
  */
-export function inTransaction<T>(db: ControlDb, fn: (tx: ControlTx) => Promise<T>): Promise<T> {
-  return db.transaction().execute(fn);
+export async function inTransaction<T>(db: ControlDb, fn: (tx: ControlTx) => Promise<T>): Promise<T> {
+  let opened: ControlTx | undefined;
+  const result = await db.transaction().execute((tx) => {
+    opened = tx;
+    return fn(tx);
+  });
+  const then = afterCommits.get(opened!) ?? [];
+  afterCommits.delete(opened!);
+  for (const f of then) f();
+  return result;
+}
+
+const afterCommits = new WeakMap<object, (() => void)[]>();
+
+/**
+ * Runs `fn` once the caller's transaction (opened by {@link inTransaction}) has committed; outside
+ * a transaction, at once. A cache forgotten only before a change commits can be refilled with the
+ * row as it was, by a request read in between.
+ */
+export function afterCommit(db: ControlDb, fn: () => void): void {
+  if (!db.isTransaction) return fn();
+  const list = afterCommits.get(db) ?? [];
+  list.push(fn);
+  afterCommits.set(db, list);
 }
 
 /** A jsonb column's value as an object, whether the driver parsed it or handed over the text. */
