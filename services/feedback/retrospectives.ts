@@ -49,6 +49,15 @@ function actionView(r: ActionRow, today: string): ActionView {
 const todayOf = (room: Room) => localToday(room.clock.now(), room.agreement().agreement.partnership.timezone);
 
 /** Who an action's owner is: a person of the partnership by e-mail or by name, else the name alone. */
+/**
+ * The people an action may name, as every reader of it may know them: those of the shared KPIs
+ * (and of the KPI an incident's action is about, whose readers alone see that action) — never a
+ * person known to the room only through a need-to-know KPI.
+ */
+function knownTo(agreement: Agreement, kpi: string | null): Agreement {
+  return shareableAgreement(agreement, (k) => k.disclosure !== 'need_to_know' || k.id === kpi);
+}
+
 function ownerOf(agreement: Agreement, owner: string): Pick<ActionRow, 'owner_partner' | 'owner_name' | 'owner_email'> {
   const known = people(agreement);
   const byEmail = known.get(owner.toLowerCase());
@@ -79,7 +88,7 @@ export async function syncIncidentActions(room: Room): Promise<void> {
         source: `incident:${inc.id}`,
         kpi: inc.kpi,
         description: a.description,
-        ...ownerOf(agreement, a.owner),
+        ...ownerOf(knownTo(agreement, inc.kpi), a.owner),
         due: a.due,
         state: 'open',
         done_at: null,
@@ -149,8 +158,9 @@ export async function addRetroAction(
   input: { description: string; owner: string; due: string },
 ): Promise<ActionView> {
   // Only the people the caller may know of: a need-to-know KPI's readers are not named to others.
-  const agreement = shareableAgreement(room.agreement().agreement, (k) => canSee(p, k));
-  const owner = ownerOf(agreement, input.owner);
+  // A retrospective's action is read by every partner: its owner is someone all of them may know of
+  // (so a need-to-know reader's address is confirmed to no one, whoever names it).
+  const owner = ownerOf(knownTo(room.agreement().agreement, null), input.owner);
   // A decision's owner must be someone the room can reach and the partners know.
   if (owner.owner_email === null || !input.owner.includes('@'))
     throw badRequest(

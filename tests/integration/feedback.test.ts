@@ -437,6 +437,17 @@ describe('retrospectives and the action tracker', () => {
       expect(r.status, `${path} ${JSON.stringify(body)}`).toBe(400);
       expect(JSON.stringify(r.body), `${path} ${JSON.stringify(body)}`).toContain(field);
     }
+    // A retrospective's action is read by every partner: a person known to the room only through
+    // a need-to-know KPI is no one's to name, not even by a reader of that KPI (dpo, Dora).
+    for (const owner of ['dpo@pa.example', 'dora@pa.example']) {
+      const r = await call('POST', '/v1/retrospectives/2026-10/actions', 'dpo', {
+        description: 'x',
+        owner,
+        due: '2026-12-01',
+      });
+      expect(r.status, owner).toBe(400);
+      expect(r.body.field).toBe('body.owner');
+    }
     expect((await call('GET', '/v1/actions?state=late', 'pa')).body.field).toContain('state');
     expect((await call('POST', '/v1/actions/act_nope/done', 'pa', {})).status).toBe(404);
   });
