@@ -211,7 +211,7 @@ export const identityRoutes: FastifyPluginAsync<{ room: Room; oidc: OidcSignIn |
             action: 'session.refused',
             details: { via: 'oidc', reason: e.reason, detail: e.message.slice(0, 300), ip: req.ip },
           });
-        req.log.warn({ reason: e.reason }, `sign-in refused: ${e.message}`);
+        req.log.warn({ reason: e.reason, partner: e.partner }, 'sign-in refused'); // (the audit entry says why, for the partner's admins)
         return reply.redirect(`/#signin-error=${e.reason}`, 303);
       }
     },

@@ -44,7 +44,10 @@ export type DecisionInput = z.infer<typeof decisionInputSchema>;
 
 export const decisionSchema = z.object({
   id: z.string(),
-  number: z.number().int().describe('D-1, D-2 … in the order recorded'),
+  number: z
+    .number()
+    .int()
+    .describe('D-1, D-2 … in the order recorded, among the records you may see (a need-to-know record leaves no gap)'),
   title: z.string(),
   context: z.string(),
   options: z.array(z.string()),

@@ -76,12 +76,22 @@ export const decisionKpis = (r: DecisionRow) => list<string>(r.kpis);
  * The records the caller may see, newest first, with the KPIs they concern. (A log holds a few
  * records a month: all are read and filtered, so hidden ones never shorten a reader's page.)
  */
+/**
+ * The records the caller may see, newest first, each numbered among them (D-1 is the first the
+ * caller may see): a room-wide number would show by its gaps that records the caller may not see
+ * exist, and when. (A log holds a few records a month: all are read and filtered.)
+ */
+async function visibleDecisions(room: Room, p: Principal): Promise<DecisionRow[]> {
+  const rows = (await listDecisions(room.control.db, 100_000)).filter((r) => visible(room, p, r));
+  return rows.map((r, i) => ({ ...r, number: rows.length - i }));
+}
+
 export async function listDecisionViews(
   room: Room,
   p: Principal,
   limit: number,
 ): Promise<{ decisions: DecisionView[]; kpis: string[] }> {
-  const rows = (await listDecisions(room.control.db, 100_000)).filter((r) => visible(room, p, r)).slice(0, limit);
+  const rows = (await visibleDecisions(room, p)).slice(0, limit);
   const by = await findSuperseding(
     room.control.db,
     rows.map((r) => r.id),
@@ -97,8 +107,8 @@ export async function readDecision(
   p: Principal,
   id: string,
 ): Promise<{ decision: DecisionView; kpis: string[] }> {
-  const r = await findDecision(room.control.db, id);
-  if (!r || !visible(room, p, r)) throw notFound(`no decision ${JSON.stringify(id.slice(0, 60))} for you`);
+  const r = (await visibleDecisions(room, p)).find((x) => x.id === id);
+  if (!r) throw notFound(`no decision ${JSON.stringify(id.slice(0, 60))} for you`);
   const by = await findSuperseding(room.control.db, [r.id]);
   return { decision: view(room, r, by.get(r.id) ?? null), kpis: decisionKpis(r) };
 }
@@ -174,7 +184,7 @@ export async function recordDecision(room: Room, p: Principal, input: DecisionIn
           partnerId: p.partnerId,
           action: 'decision.recorded',
           target: row.id,
-          details: { number: n, kpis: row.kpis, supersedes: row.supersedes },
+          details: { kpis: row.kpis, supersedes: row.supersedes },
         },
         now,
       );

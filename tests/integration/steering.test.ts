@@ -468,6 +468,15 @@ describe('decision records', () => {
     expect(narrower.status).toBe(400);
     expect(narrower.body.field).toBe('body.incidents');
     expect((await call('GET', `/v1/decisions/${open.body.id}`, 'pb')).body.supersededBy).toBeNull();
+    // Numbered among the records each reader may see: no gap where a need-to-know record stands.
+    for (const who of ['pb', 'dpo', 'ada']) {
+      const numbers = ((await call('GET', '/v1/decisions', who)).body.decisions as { number: number }[]).map(
+        (d) => d.number,
+      );
+      expect(numbers, who).toEqual(Array.from({ length: numbers.length }, (_, i) => numbers.length - i));
+    }
+    const all = (await call('GET', '/v1/decisions', 'ada')).body.decisions.length;
+    expect((await call('GET', '/v1/decisions', 'pb')).body.decisions.length).toBeLessThan(all);
     // dpo's reading of the hidden record is in the audit log for readers of the KPI only.
     const seen = async (who: string) =>
       ((await call('GET', '/v1/audit?limit=1000', who)).body.entries as any[]).some((e) => e.target === made.body.id);
