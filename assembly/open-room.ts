@@ -33,8 +33,9 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     dataDir: config.dataDir,
     memory: opts.memoryControlDb ?? false,
   });
-  // The one writer of this process's audit entries on the control plane.
-  const chain = new AuditChain(control.db);
+  // The one writer of this process's audit entries on the control plane; on PostgreSQL a second
+  // group travels while the first commits.
+  const chain = new AuditChain(control.db, control.kind === 'postgres' ? 2 : 1);
   let duck: DuckStore | undefined;
   try {
     const applied = await migrateControlDb(control.db);

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { Worker } from 'node:worker_threads';
+import pg from 'pg';
 import { request } from 'undici';
 import { buildApp } from '../assembly/app.js';
 import { openRoom } from '../assembly/open-room.js';
@@ -19,6 +20,7 @@ import { createToken } from '../services/governance/token-repository.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile } from '../services/platform/paths.js';
 import { seedDemoPoints } from '../assembly/demo.js';
+import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
 
 const CLIENTS = Number(process.env['BENCH_READS_CLIENTS'] ?? 16);
 const SECONDS = Number(process.env['BENCH_READS_SECONDS'] ?? 5);
@@ -64,61 +66,119 @@ async function load(url: string, headers: Record<string, string>): Promise<numbe
   return rate;
 }
 
-async function main() {
+const PG_URL = process.env['DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** A room with three months of the demo, listening; its control plane PGlite or a scratch PostgreSQL database. */
+async function startRoom(control: 'postgres' | 'pglite') {
   const dir = mkdtempSync(join(tmpdir(), 'parity-bench-reads-'));
+  const scratch = control === 'postgres' ? await createScratchDatabase(PG_URL, 'parity_bench_reads') : undefined;
   const room = await openRoom(
-    loadConfig({ PARITY_DATA_DIR: dir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '', LOG_LEVEL: 'warn' }),
+    loadConfig({
+      PARITY_DATA_DIR: dir,
+      PARITY_AGREEMENT: demoAgreementFile(),
+      DATABASE_URL: scratch?.url ?? '',
+      LOG_LEVEL: 'error',
+    }),
   );
   const app = await buildApp(room);
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  process.stderr.write('seeding three months of the demo partnership…\n');
+  process.stderr.write(`seeding three months of the demo partnership (${control})…\n`);
   const to = new Date(Date.UTC(2026, 10, 23));
   await seedDemoPoints(room, { from: new Date(to.getTime() - 91 * 86_400_000), to, deliveryDays: 7 });
   await app.reader.rollups?.loop.idle();
   const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'analyst', name: 'bench' }, new Date()))
     .token;
-  const path = '/v1/kpis/lead_time/series?grain=week&by=partner';
   const headers = { authorization: `Bearer ${token}` };
-  const warm = await request(`${url}${path}`, { headers });
+  const warm = await request(`${url}${PATH}`, { headers });
   const body = Buffer.from(await warm.body.arrayBuffer());
   if (warm.statusCode !== 200) throw new Error(`the series answered ${warm.statusCode}`);
+  return {
+    control,
+    url: `${url}${PATH}`,
+    headers,
+    body,
+    async close() {
+      const chain = await verifyAuditChain(room.control.db);
+      await app.close();
+      await room.close();
+      await scratch?.drop();
+      rmSync(dir, { recursive: true, force: true });
+      return chain;
+    },
+  };
+}
 
+const PATH = '/v1/kpis/lead_time/series?grain=week&by=partner';
+
+async function postgresAnswers(): Promise<boolean> {
+  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
+  try {
+    await c.connect();
+    await c.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function main() {
+  const only = process.env['BENCH_READS_CONTROL'];
+  const controls = ((await postgresAnswers()) ? (['postgres', 'pglite'] as const) : (['pglite'] as const)).filter(
+    (c) => !only || c === only,
+  );
+  if (!controls.length)
+    throw new Error(`BENCH_READS_CONTROL=${only}: expected postgres or pglite (a PostgreSQL that answers)`);
+  if (controls.length === 1) process.stderr.write(`no PostgreSQL at ${PG_URL}: PGlite only\n`);
+  const rooms = [];
+  for (const c of controls) rooms.push(await startRoom(c));
+  const body = rooms[0]!.body;
   const bare = Fastify();
   bare.get('/series', async (_req, reply) => reply.type('application/json').send(body));
   const bareUrl = await bare.listen({ port: 0, host: '127.0.0.1' });
 
-  const rows: { room: number; bare: number; ratio: number }[] = [];
+  const ratios = new Map<string, number[]>(controls.map((c) => [c, []]));
+  const rates = new Map<string, number[]>(controls.map((c) => [c, []]));
+  const bareRates: number[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     const b = await load(`${bareUrl}/series`, {});
-    const r = await load(`${url}${path}`, headers);
-    rows.push({ room: r, bare: b, ratio: r / b });
-    process.stderr.write(`round ${i + 1}: room ${r.toFixed(0)}/s, bare Fastify ${b.toFixed(0)}/s\n`);
+    bareRates.push(b);
+    const line = [`round ${i + 1}: bare Fastify ${b.toFixed(0)}/s`];
+    for (const room of rooms) {
+      const r = await load(room.url, room.headers);
+      ratios.get(room.control)!.push(r / b);
+      rates.get(room.control)!.push(r);
+      line.push(`room (${room.control}) ${r.toFixed(0)}/s`);
+    }
+    process.stderr.write(`${line.join(', ')}\n`);
   }
-  const chain = await verifyAuditChain(room.control.db);
+  const chains = [];
+  for (const room of rooms) chains.push({ control: room.control, ...(await room.close()) });
   await bare.close();
-  await app.close();
-  await room.close();
-  rmSync(dir, { recursive: true, force: true });
 
-  const ratios = sorted(rows.map((r) => r.ratio));
-  const rates = sorted(rows.map((r) => r.room));
-  const fmt = (x: number) => x.toFixed(2);
+  const mid = (xs: number[]) => sorted(xs)[Math.floor(xs.length / 2)]!;
+  const span = (xs: number[], f: (x: number) => string) =>
+    `${f(sorted(xs)[0]!)} | ${f(mid(xs))} | ${f(sorted(xs).at(-1)!)}`;
+  const n0 = (x: number) => x.toFixed(0);
+  const r2 = (x: number) => x.toFixed(2);
   console.log(
     `\n### Reads — npm run bench:reads (${CLIENTS} clients, ${SECONDS} s a round, ${ROUNDS} interleaved rounds)\n`,
   );
   console.log('| measure | min | median | max |');
   console.log('|---|---|---|---|');
+  console.log(`| bare Fastify, same body (req/s) | ${span(bareRates, n0)} |`);
+  for (const c of controls) {
+    const name = c === 'postgres' ? 'PostgreSQL' : 'embedded PGlite';
+    console.log(`| room, control plane ${name} (req/s) | ${span(rates.get(c)!, n0)} |`);
+    console.log(`| room / bare, control plane ${name} (target ≥ 0.5) | ${span(ratios.get(c)!, r2)} |`);
+  }
+  for (const ch of chains)
+    console.log(`\naudit chain (${ch.control}) after the run: ${ch.ok ? `intact, ${ch.entries} entries` : 'BROKEN'}`);
   console.log(
-    `| room, warm series (req/s) | ${rates[0]!.toFixed(0)} | ${rates[Math.floor(ROUNDS / 2)]!.toFixed(0)} | ${rates.at(-1)!.toFixed(0)} |`,
+    `summary: warm series under ${CLIENTS} clients at ${controls
+      .map((c) => `${r2(mid(ratios.get(c)!))}× (${c})`)
+      .join(', ')} a bare Fastify serving the same body (median of ${ROUNDS}), every read in the audit chain`,
   );
-  console.log(
-    `| room / bare Fastify, same body (target ≥ 0.5) | ${fmt(ratios[0]!)} | ${fmt(ratios[Math.floor(ROUNDS / 2)]!)} | ${fmt(ratios.at(-1)!)} |`,
-  );
-  console.log(`\naudit chain after the run: ${chain.ok ? `intact, ${chain.entries} entries` : 'BROKEN'}`);
-  console.log(
-    `summary: warm series under ${CLIENTS} clients at ${fmt(ratios[Math.floor(ROUNDS / 2)]!)}× a bare Fastify serving the same body (median of ${ROUNDS}), every read in the audit chain`,
-  );
-  if (!chain.ok) process.exitCode = 1;
+  if (chains.some((c) => !c.ok)) process.exitCode = 1;
 }
 
 await main();

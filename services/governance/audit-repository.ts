@@ -35,80 +35,139 @@ export function entryHash(
 /**
  * The writer of one process's audit entries on one control-plane handle: the room creates one
  * when it opens (and a CLI command one for its own handle). It keeps the chain's tail as this
- * process last wrote or read it — only a hint, the primary key on seq guards it — and runs the
- * appends of the process one after another.
+ * process last wrote or read it — only a hint: the database refuses a group hashed on a tail
+ * that is not the chain's ({@link appendAuditRowsAfter}).
  */
 export class AuditChain {
+  /** The tail the next group is hashed on: the last group sent, landed or still in flight. */
   #tail: { seq: number; hash: string } | undefined;
-  /** Entries waiting for the append under way to finish: the next append writes them all. */
-  #waiting: { entry: AuditEntry; at: Date; done: (seq: number) => void; fail: (err: unknown) => void }[] = [];
-  #appending = false;
+  /** Entries not yet in a group. */
+  #waiting: Waiting[] = [];
+  /** Groups sent and not yet answered. */
+  #inFlight = 0;
+  /** Groups the database refused (the tail moved): written again, in order, before any other. */
+  #again: (Waiting[] & { sentAfter: number; alone: boolean })[] = [];
+  #scheduled = false;
 
-  constructor(readonly db: ControlDb) {}
+  /**
+   * @param maxInFlight how many groups may travel at once: while one commits (on PostgreSQL the
+   *   commit's flush is most of an append's time) the next is already on its way, on another
+   *   connection. An embedded control plane runs one statement at a time anyway.
+   */
+  constructor(
+    readonly db: ControlDb,
+    readonly maxInFlight = 1,
+  ) {}
 
   /**
    * Appends one entry to the hash chain (the hot path: every query is audited) and resolves once
-   * it is durable. Group commit: while one append is under way, the entries of concurrent
-   * requests wait, and the next append writes them all in one statement, in the order they came —
-   * one round trip and one lock for many reads. The statement takes the chain's advisory lock, so
-   * a transactional append ({@link appendAuditIn}) elsewhere is never disturbed; if another
-   * writer moved the tail meanwhile, the insert hits the primary key and the group is written
-   * again under the lock, on the new tail.
+   * it is durable. Group commit: the entries of concurrent requests are appended in one
+   * statement, in the order they came — one round trip, one lock and one commit for many reads.
    */
   append(entry: AuditEntry, at: Date): Promise<number> {
     return new Promise<number>((done, fail) => {
       this.#waiting.push({ entry, at, done, fail });
-      if (!this.#appending) void this.#drain();
+      this.#schedule();
     });
   }
 
-  async #drain(): Promise<void> {
-    this.#appending = true;
-    try {
-      while (this.#waiting.length) {
-        const group = this.#waiting.splice(0, GROUP_MAX);
-        try {
-          const seqs = await this.#appendGroup(group);
-          group.forEach((g, i) => g.done(seqs[i]!));
-        } catch (err) {
-          for (const g of group) g.fail(err);
-        }
-      }
-    } finally {
-      this.#appending = false;
-    }
+  /**
+   * Starts a group on the next turn of the event loop: the requests read in this turn reach
+   * their entry first (an embedded control plane runs on this thread, so without the wait each
+   * append would finish before the next request was parsed and every group would hold one).
+   */
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#pump();
+    });
   }
 
-  async #appendGroup(group: { entry: AuditEntry; at: Date }[]): Promise<number[]> {
-    const tail = this.#tail;
-    if (tail) {
-      let prev = tail.hash;
-      const rows = group.map((g, i) => {
-        const row = auditRow(tail.seq + 1 + i, g.entry, g.at);
-        const hash = entryHash(prev, row);
-        const out = { ...row, prev_hash: prev, hash };
-        prev = hash;
-        return out;
+  #pump(): void {
+    if (this.#again.length) {
+      // Refused groups are written again on the real tail once nothing else is in flight.
+      if (this.#inFlight === 0) void this.#rewrite();
+      return;
+    }
+    while (this.#waiting.length && this.#inFlight < this.maxInFlight) {
+      const tail = this.#tail;
+      // With the tail unknown, the next group waits for those in flight (its place comes after theirs).
+      if (!tail && this.#inFlight > 0) break;
+      const group = this.#waiting.splice(0, GROUP_MAX);
+      this.#inFlight++;
+      const sent = tail ? this.#appendAfter(tail, group) : this.#appendLocked(group);
+      void sent.finally(() => {
+        this.#inFlight--;
+        this.#pump();
       });
-      try {
-        await appendAuditRowsAfter(this.db, rows);
-        this.#tail = { seq: rows.at(-1)!.seq, hash: prev };
-        return rows.map((r) => r.seq);
-      } catch (err) {
-        this.#tail = undefined;
-        if ((err as { code?: string }).code !== '23505') throw err;
-        // Another writer moved the tail: append under the lock, reading the tail there.
-      }
+      if (!tail) break; // the tail is known again once this group is in
     }
-    const written = await inTransaction(this.db, async (tx) => {
-      const seqs: number[] = [];
-      for (const g of group) seqs.push(await appendAuditIn(tx, g.entry, g.at));
-      return { seqs, hash: await findAuditHash(tx, seqs.at(-1)!) };
+  }
+
+  /** Hashes the group on the expected tail and sends it; a refusal queues it to be written again. */
+  async #appendAfter(tail: { seq: number; hash: string }, group: Waiting[]): Promise<void> {
+    let prev = tail.hash;
+    const rows = group.map((g, i) => {
+      const row = auditRow(tail.seq + 1 + i, g.entry, g.at);
+      const out = { ...row, prev_hash: prev, hash: entryHash(prev, row) };
+      prev = out.hash;
+      return out;
     });
-    this.#tail = { seq: written.seqs.at(-1)!, hash: written.hash };
-    return written.seqs;
+    this.#tail = { seq: rows.at(-1)!.seq, hash: prev };
+    try {
+      await appendAuditRowsAfter(this.db, tail, rows);
+      rows.forEach((r, i) => group[i]!.done(r.seq));
+    } catch (err) {
+      this.#tail = undefined;
+      const code = (err as { code?: string }).code;
+      // Another writer moved the tail, or a group sent before this one did not land: every group
+      // hashed after it is refused too, and all are written again in the order they were sent.
+      // Any other failure is written again one entry at a time, so an entry the control plane
+      // refuses fails alone and not the reads grouped with it.
+      const moved = code === 'PA001' || code === '23505';
+      if (!moved && group.length === 1) {
+        group[0]!.fail(err);
+        return;
+      }
+      this.#again.push(Object.assign(group, { sentAfter: tail.seq, alone: !moved }));
+      this.#again.sort((a, b) => a.sentAfter - b.sentAfter);
+    }
+  }
+
+  /** Writes the refused groups again, oldest first, on the tail read under the lock. */
+  async #rewrite(): Promise<void> {
+    const groups = this.#again.splice(0);
+    this.#inFlight++;
+    try {
+      for (const group of groups)
+        if (group.alone) for (const g of group) await this.#appendLocked([g]);
+        else await this.#appendLocked(group);
+    } finally {
+      this.#inFlight--;
+      this.#pump();
+    }
+  }
+
+  /** Appends the group under the lock in one transaction, reading the tail there. */
+  async #appendLocked(group: Waiting[]): Promise<void> {
+    try {
+      const written = await inTransaction(this.db, async (tx) => {
+        const seqs: number[] = [];
+        for (const g of group) seqs.push(await appendAuditIn(tx, g.entry, g.at));
+        return { seqs, hash: await findAuditHash(tx, seqs.at(-1)!) };
+      });
+      this.#tail = { seq: written.seqs.at(-1)!, hash: written.hash };
+      group.forEach((g, i) => g.done(written.seqs[i]!));
+    } catch (err) {
+      this.#tail = undefined;
+      for (const g of group) g.fail(err);
+    }
   }
 }
+
+type Waiting = { entry: AuditEntry; at: Date; done: (seq: number) => void; fail: (err: unknown) => void };
 
 /** At most this many entries in one statement (a burst of reads is written in a few). */
 const GROUP_MAX = 256;
@@ -126,20 +185,18 @@ function auditRow(seq: number, entry: AuditEntry, at: Date) {
   };
 }
 
-/** The one-statement append of rows after a known tail, under the chain's advisory lock. */
+/**
+ * The one-statement append of rows after the tail they were hashed on: the database function
+ * takes the chain's lock, checks the tail and inserts (sql/control/012_audit_append.sql). The rows
+ * travel as one JSON parameter, so the statement's text is the same whatever the group's size.
+ */
 async function appendAuditRowsAfter(
   db: ControlDb,
+  tail: { seq: number; hash: string },
   rows: (ReturnType<typeof auditRow> & { prev_hash: string; hash: string })[],
 ): Promise<void> {
-  const values = rows.map(
-    (r) =>
-      sql`(${r.seq}::bigint, ${r.at}::timestamptz, ${r.actor}, ${r.partner_id}, ${r.action}, ${r.target}, ${JSON.stringify(r.details)}::jsonb, ${r.prev_hash}, ${r.hash})`,
-  );
-  await sql`INSERT INTO audit_log (seq, at, actor, partner_id, action, target, details, prev_hash, hash)
-        SELECT v.* FROM (SELECT pg_advisory_xact_lock(${AUDIT_LOCK})) AS chain_lock,
-        (VALUES ${sql.join(values)}) AS v(seq, at, actor, partner_id, action, target, details, prev_hash, hash)`.execute(
-    db,
-  );
+  const json = JSON.stringify(rows.map((r) => ({ ...r, at: r.at.toISOString() })));
+  await sql`SELECT audit_append_after(${json}::jsonb, ${tail.seq}::bigint, ${tail.hash})`.execute(db);
 }
 
 async function findAuditHash(db: ControlDb, seq: number): Promise<string> {

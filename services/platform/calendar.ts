@@ -14,14 +14,22 @@ export function isMonth(s: string): boolean {
 /** One formatter per zone: making one costs far more than formatting (it ran on every read). */
 const dayFormats = new Map<string, Intl.DateTimeFormat>();
 
+/** The last answer per zone, for the second it was asked in: a busy dashboard asks thousands of times a second. */
+const todays = new Map<string, { second: number; day: string }>();
+
 /** Today's date in the partnership's zone. */
 export function localToday(now: Date, timezone: string): string {
+  const second = Math.floor(now.getTime() / 1000);
+  const last = todays.get(timezone);
+  if (last?.second === second) return last.day;
   let f = dayFormats.get(timezone);
   if (!f) {
     f = new Intl.DateTimeFormat('en-CA', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit' });
     dayFormats.set(timezone, f);
   }
-  return f.format(now);
+  const day = f.format(now);
+  todays.set(timezone, { second, day });
+  return day;
 }
 
 /** The day `days` after (or before, negative) `date`. */

@@ -130,6 +130,22 @@ async function queryAggregate(reader: SeriesReader, q: SeriesQuery): Promise<Raw
 /** Runs an agreed aggregate and withholds what the agreement does not disclose. */
 export async function runSeries(reader: SeriesReader, agreementVersion: number, q: SeriesQuery): Promise<SeriesResult> {
   const raw = await runAggregate(reader, q, agreementVersion);
+  // A cached aggregate is one immutable array: the result withheld from it under the same rules
+  // and parameters is the same too, so a warm read withholds and serialises only once.
+  const memoKey = JSON.stringify([agreementVersion, q.kpi.id, q.grain, q.by, q.from, q.to, q.snapshot, q.rules]);
+  let memo = disclosed.get(raw);
+  const hit = memo?.get(memoKey);
+  if (hit) return hit;
+  const result = discloseSeries(raw, agreementVersion, q);
+  if (!memo) disclosed.set(raw, (memo = new Map()));
+  memo.set(memoKey, result);
+  return result;
+}
+
+/** Results withheld from a cached aggregate, by their parameters; gone with the aggregate. */
+const disclosed = new WeakMap<readonly RawCell[], Map<string, SeriesResult>>();
+
+function discloseSeries(raw: readonly RawCell[], agreementVersion: number, q: SeriesQuery): SeriesResult {
   const min = q.rules.minGroupSize;
   const cells = disclose(raw, q.rules);
   const cellsJson = canonicalJson(cells);
@@ -150,7 +166,10 @@ export async function runSeries(reader: SeriesReader, agreementVersion: number, 
     cells,
   };
   Object.defineProperty(result, CELLS_JSON, { value: cellsJson, enumerable: false });
-  return result;
+  // Shared by every reader of the same aggregate: nobody may change it under the others.
+  for (const c of cells) Object.freeze(c);
+  Object.freeze(cells);
+  return Object.freeze(result);
 }
 
 // The cells' canonical JSON, computed once for the digest, rides along with the result (not enumerable,
@@ -159,9 +178,15 @@ const CELLS_JSON = Symbol('cellsJson');
 
 /** The canonical JSON of a result, reusing the cells serialised for its digest. */
 export function seriesJson(r: SeriesResult): string {
+  const done = serialised.get(r);
+  if (done !== undefined) return done;
   const cells = (r as SeriesResult & { [CELLS_JSON]?: string })[CELLS_JSON];
-  return canonicalJson(cells === undefined ? r : { ...r, cells: new CanonicalFragment(cells) });
+  const json = canonicalJson(cells === undefined ? r : { ...r, cells: new CanonicalFragment(cells) });
+  serialised.set(r, json);
+  return json;
 }
+
+const serialised = new WeakMap<SeriesResult, string>();
 
 /** Values to 12 significant digits: the same number on every platform and in every encoding. */
 function round(v: number): number {

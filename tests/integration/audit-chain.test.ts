@@ -1,6 +1,6 @@
 import { describe, expect, inject, it } from 'vitest';
 import { AuditChain, appendAuditIn, verifyAuditChain } from '../../services/governance/audit-repository.js';
-import { openControlDb } from '../../services/platform/control-db.js';
+import { inTransaction, openControlDb } from '../../services/platform/control-db.js';
 import { migrateControlDb } from '../../services/platform/migrate.js';
 import { createScratchDatabase } from '../helpers/scratch-db.js';
 
@@ -42,4 +42,86 @@ describe('the audit chain under concurrent writers', () => {
       }
     },
   );
+
+  /** Opens a migrated control plane of either kind; `close` drops what it made. */
+  async function controlPlane(kind: 'postgres' | 'pglite') {
+    if (kind === 'pglite') {
+      const h = await openControlDb({ memory: true });
+      await migrateControlDb(h.db);
+      return { handles: [h], close: () => h.close() };
+    }
+    const scratch = await createScratchDatabase(inject('pgAdminUrl'));
+    const a = await openControlDb({ databaseUrl: scratch.url });
+    const b = await openControlDb({ databaseUrl: scratch.url });
+    await migrateControlDb(a.db);
+    return {
+      handles: [a, b],
+      close: async () => {
+        await a.close();
+        await b.close();
+        await scratch.drop();
+      },
+    };
+  }
+
+  const turn = () => new Promise<void>((r) => setImmediate(r));
+
+  for (const kind of ['postgres', 'pglite'] as const)
+    it.skipIf(kind === 'postgres' && !inject('pgAdminUrl'))(
+      `groups in flight at once land in the order they were asked for, an entry the control plane refuses fails alone, and the groups hashed after it are written again (${kind})`,
+      async () => {
+        const cp = await controlPlane(kind);
+        try {
+          const [ha, hb] = [cp.handles[0]!, cp.handles.at(-1)!];
+          // Three groups may travel at once from each writer; two writers share the chain.
+          const chains = [new AuditChain(ha.db, 3), new AuditChain(hb.db, 3)];
+          const at = new Date('2026-11-25T12:00:00Z');
+          const asked: { chain: number; i: number; seq: Promise<number> }[] = [];
+          let poisoned: Promise<unknown> | undefined;
+          for (let i = 0; i < 60; i++) {
+            for (const [c, chain] of chains.entries())
+              asked.push({
+                chain: c,
+                i,
+                seq: chain.append({ actor: `w${c}`, partnerId: null, action: 'query.series', details: { i } }, at),
+              });
+            if (i === 20) {
+              await turn();
+              // A lone surrogate: the control plane refuses the entry's JSON, so its group fails.
+              poisoned = chains[0]!
+                .append({ actor: 'w0', partnerId: null, action: 'query.series', details: { bad: '\ud800' } }, at)
+                .then(
+                  () => 'landed',
+                  (err: unknown) => err,
+                );
+              await turn();
+            }
+            if (i % 7 === 0)
+              asked.push({
+                chain: 2,
+                i,
+                seq: inTransaction(ha.db, (tx) =>
+                  appendAuditIn(tx, { actor: 'tx', partnerId: null, action: 'token.created', details: { i } }, at),
+                ),
+              });
+            if (i % 5 === 4) await turn(); // a new group each few entries, while the last travel
+          }
+          expect(await poisoned).toMatchObject({ code: '22P02' });
+          const seqs = await Promise.all(asked.map((a) => a.seq));
+          expect(new Set(seqs).size).toBe(asked.length);
+          expect(await verifyAuditChain(ha.db)).toEqual({ ok: true, entries: asked.length });
+          // Within one writer the entries keep the order they were asked for.
+          for (const c of [0, 1]) {
+            const own = asked.flatMap((a, k) => (a.chain === c ? [seqs[k]!] : []));
+            expect(own).toEqual([...own].sort((x, y) => x - y));
+          }
+          // The poisoned entry is nowhere in the chain, and nothing else was lost.
+          const rows = await ha.db.selectFrom('audit_log').select(['actor', 'details']).execute();
+          expect(rows.filter((r) => r.actor === 'w0')).toHaveLength(60);
+          expect(rows.some((r) => JSON.stringify(r.details).includes('bad'))).toBe(false);
+        } finally {
+          await cp.close();
+        }
+      },
+    );
 });
