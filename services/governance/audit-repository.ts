@@ -46,8 +46,11 @@ export class AuditChain {
   /** Groups sent and not yet answered. */
   #inFlight = 0;
   /** Groups the database refused (the tail moved): written again, in order, before any other. */
-  #again: (Waiting[] & { sentAfter: number; alone: boolean })[] = [];
+  #again: (Waiting[] & { sentAfter: number; alone?: true })[] = [];
+  #rewriting = false;
   #scheduled = false;
+  /** Groups refused because the tail moved, and entries written again one by one (tests read them). */
+  readonly stats = { refused: 0, alone: 0 };
 
   /**
    * @param maxInFlight how many groups may travel at once: while one commits (on PostgreSQL the
@@ -86,9 +89,10 @@ export class AuditChain {
   }
 
   #pump(): void {
-    if (this.#again.length) {
-      // Refused groups are written again on the real tail once nothing else is in flight.
-      if (this.#inFlight === 0) void this.#rewrite();
+    if (this.#again.length || this.#rewriting) {
+      // Refused groups are written again on the real tail once nothing else is in flight, and
+      // nothing new is sent until they are in: their entries came first.
+      if (!this.#rewriting && this.#inFlight === 0) void this.#rewrite();
       return;
     }
     while (this.#waiting.length && this.#inFlight < this.maxInFlight) {
@@ -97,7 +101,7 @@ export class AuditChain {
       if (!tail && this.#inFlight > 0) break;
       const group = this.#waiting.splice(0, GROUP_MAX);
       this.#inFlight++;
-      const sent = tail ? this.#appendAfter(tail, group) : this.#appendLocked(group);
+      const sent = tail ? this.#appendAfter(tail, group) : this.#settleLocked(group);
       void sent.finally(() => {
         this.#inFlight--;
         this.#pump();
@@ -108,50 +112,75 @@ export class AuditChain {
 
   /** Hashes the group on the expected tail and sends it; a refusal queues it to be written again. */
   async #appendAfter(tail: { seq: number; hash: string }, group: Waiting[]): Promise<void> {
-    let prev = tail.hash;
-    const rows = group.map((g, i) => {
-      const row = auditRow(tail.seq + 1 + i, g.entry, g.at);
-      const out = { ...row, prev_hash: prev, hash: entryHash(prev, row) };
-      prev = out.hash;
-      return out;
-    });
-    this.#tail = { seq: rows.at(-1)!.seq, hash: prev };
     try {
+      let prev = tail.hash;
+      const rows = group.map((g, i) => {
+        const row = auditRow(tail.seq + 1 + i, g.entry, g.at);
+        const out = { ...row, prev_hash: prev, hash: entryHash(prev, row) };
+        prev = out.hash;
+        return out;
+      });
+      this.#tail = { seq: rows.at(-1)!.seq, hash: prev };
       await appendAuditRowsAfter(this.db, tail, rows);
       rows.forEach((r, i) => group[i]!.done(r.seq));
     } catch (err) {
       this.#tail = undefined;
       const code = (err as { code?: string }).code;
-      // Another writer moved the tail, or a group sent before this one did not land: every group
-      // hashed after it is refused too, and all are written again in the order they were sent.
-      // Any other failure is written again one entry at a time, so an entry the control plane
-      // refuses fails alone and not the reads grouped with it.
-      const moved = code === 'PA001' || code === '23505';
-      if (!moved && group.length === 1) {
-        group[0]!.fail(err);
-        return;
-      }
-      this.#again.push(Object.assign(group, { sentAfter: tail.seq, alone: !moved }));
-      this.#again.sort((a, b) => a.sentAfter - b.sentAfter);
+      if (code === 'PA001' || code === '23505') {
+        // Another writer moved the tail, or a group sent before this one did not land: every
+        // group hashed after it is refused too, and all are written again in the order sent.
+        this.stats.refused++;
+        this.#again.push(Object.assign(group, { sentAfter: tail.seq }));
+        this.#again.sort((a, b) => a.sentAfter - b.sentAfter);
+      } else if (isDataError(code) && group.length > 1) {
+        // The control plane refused an entry's data: nothing of the group landed, and it is
+        // written again one entry at a time, so the bad entry fails alone. (Any other failure —
+        // a connection lost, say — fails the group: it may have committed, and writing it again
+        // could record its reads twice.)
+        this.#again.push(Object.assign(group, { sentAfter: tail.seq, alone: true as const }));
+        this.#again.sort((a, b) => a.sentAfter - b.sentAfter);
+      } else for (const g of group) g.fail(err);
     }
   }
 
   /** Writes the refused groups again, oldest first, on the tail read under the lock. */
   async #rewrite(): Promise<void> {
+    this.#rewriting = true;
     const groups = this.#again.splice(0);
-    this.#inFlight++;
     try {
       for (const group of groups)
-        if (group.alone) for (const g of group) await this.#appendLocked([g]);
-        else await this.#appendLocked(group);
+        if (group.alone) await this.#oneByOne(group);
+        else await this.#settleLocked(group);
     } finally {
-      this.#inFlight--;
+      this.#rewriting = false;
       this.#pump();
     }
   }
 
-  /** Appends the group under the lock in one transaction, reading the tail there. */
-  async #appendLocked(group: Waiting[]): Promise<void> {
+  /**
+   * Appends the group under the lock and settles its entries either way; if the control plane
+   * refused an entry's data, the group is written again one entry at a time.
+   */
+  async #settleLocked(group: Waiting[]): Promise<void> {
+    const err = await this.#appendLocked(group);
+    if (err === undefined) return;
+    if (group.length > 1 && isDataError((err as { code?: string }).code)) await this.#oneByOne(group);
+    else for (const g of group) g.fail(err);
+  }
+
+  async #oneByOne(group: Waiting[]): Promise<void> {
+    this.stats.alone += group.length;
+    for (const g of group) {
+      const err = await this.#appendLocked([g]);
+      if (err !== undefined) g.fail(err);
+    }
+  }
+
+  /**
+   * Appends the group under the lock in one transaction, reading the tail there; resolves its
+   * entries when it lands, else returns the error and leaves them to the caller.
+   */
+  async #appendLocked(group: Waiting[]): Promise<unknown> {
     try {
       const written = await inTransaction(this.db, async (tx) => {
         const seqs: number[] = [];
@@ -160,12 +189,16 @@ export class AuditChain {
       });
       this.#tail = { seq: written.seqs.at(-1)!, hash: written.hash };
       group.forEach((g, i) => g.done(written.seqs[i]!));
+      return undefined;
     } catch (err) {
       this.#tail = undefined;
-      for (const g of group) g.fail(err);
+      return err ?? new Error('the audit append failed');
     }
   }
 }
+
+/** SQLSTATE classes 22 (data exception) and 23 (integrity constraint): the entry's data, not the connection. */
+const isDataError = (code: string | undefined) => code !== undefined && /^2[23]/.test(code) && code !== '23505';
 
 type Waiting = { entry: AuditEntry; at: Date; done: (seq: number) => void; fail: (err: unknown) => void };
 

@@ -130,20 +130,32 @@ async function queryAggregate(reader: SeriesReader, q: SeriesQuery): Promise<Raw
 /** Runs an agreed aggregate and withholds what the agreement does not disclose. */
 export async function runSeries(reader: SeriesReader, agreementVersion: number, q: SeriesQuery): Promise<SeriesResult> {
   const raw = await runAggregate(reader, q, agreementVersion);
-  // A cached aggregate is one immutable array: the result withheld from it under the same rules
-  // and parameters is the same too, so a warm read withholds and serialises only once.
-  const memoKey = JSON.stringify([agreementVersion, q.kpi.id, q.grain, q.by, q.from, q.to, q.snapshot, q.rules]);
+  // A cached aggregate is one immutable array, shared by every snapshot that did not touch the
+  // KPI: the result withheld from it under the same rules and parameters is the same too (only
+  // its snapshot number moves), so a warm read withholds and serialises once. One result per
+  // parameters is kept (the latest snapshot asked for), and a bounded number of parameters.
+  const memoKey = JSON.stringify([agreementVersion, q.kpi.id, q.grain, q.by, q.from, q.to, q.rules]);
   let memo = disclosed.get(raw);
   const hit = memo?.get(memoKey);
-  if (hit) return hit;
-  const result = discloseSeries(raw, agreementVersion, q);
+  if (hit?.snapshot === q.snapshot) return hit;
+  const result = hit ? atSnapshot(hit, q.snapshot) : discloseSeries(raw, agreementVersion, q);
   if (!memo) disclosed.set(raw, (memo = new Map()));
+  memo.delete(memoKey);
   memo.set(memoKey, result);
+  if (memo.size > MEMO_PER_AGGREGATE) memo.delete(memo.keys().next().value!);
   return result;
+}
+
+/** The same withheld cells as of another snapshot that did not touch the KPI. */
+function atSnapshot(r: SeriesResult, snapshot: number): SeriesResult {
+  const out = { ...r, snapshot };
+  Object.defineProperty(out, CELLS_JSON, { value: cellsJsonOf(r), enumerable: false });
+  return Object.freeze(out);
 }
 
 /** Results withheld from a cached aggregate, by their parameters; gone with the aggregate. */
 const disclosed = new WeakMap<readonly RawCell[], Map<string, SeriesResult>>();
+const MEMO_PER_AGGREGATE = 16;
 
 function discloseSeries(raw: readonly RawCell[], agreementVersion: number, q: SeriesQuery): SeriesResult {
   const min = q.rules.minGroupSize;
@@ -177,10 +189,12 @@ function discloseSeries(raw: readonly RawCell[], agreementVersion: number, q: Se
 const CELLS_JSON = Symbol('cellsJson');
 
 /** The canonical JSON of a result, reusing the cells serialised for its digest. */
+const cellsJsonOf = (r: SeriesResult) => (r as SeriesResult & { [CELLS_JSON]?: string })[CELLS_JSON];
+
 export function seriesJson(r: SeriesResult): string {
   const done = serialised.get(r);
   if (done !== undefined) return done;
-  const cells = (r as SeriesResult & { [CELLS_JSON]?: string })[CELLS_JSON];
+  const cells = cellsJsonOf(r);
   const json = canonicalJson(cells === undefined ? r : { ...r, cells: new CanonicalFragment(cells) });
   serialised.set(r, json);
   return json;

@@ -233,3 +233,27 @@ describe('what leaves the room', () => {
     ]);
   });
 });
+
+describe('a warm series read many times', () => {
+  it("names the snapshot it was asked at, though its withheld cells are reused while a batch of another KPI moves the room's snapshot", async () => {
+    const token = await t.token('globex', 'analyst');
+    const path = '/v1/kpis/team_satisfaction/series?grain=week&by=partner&from=2026-10-01&to=2026-11-10';
+    const first = JSON.parse(String((await get(path, token)).bytes));
+    expect(JSON.parse(String((await get(path, token)).bytes))).toEqual(first);
+    // A batch of error_rate only: team_satisfaction's aggregate (and its cache entry) stay.
+    const res = await fetch(`${t.url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await t.token('acme', 'ingest')}`, 'content-type': 'application/x-ndjson' },
+      body: ndjson([{ kpi: 'error_rate', at: '2026-10-20T10:00:00Z', value: 1, subject: 'ACME-S-LATE' }]),
+    });
+    expect(res.status).toBe(202);
+    const later = await fetch(`${t.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+    const second = (await later.json()) as typeof first;
+    expect(second.snapshot).toBe(first.snapshot + 1);
+    expect(later.headers.get('x-parity-snapshot')).toBe(String(second.snapshot));
+    expect({ ...second, snapshot: first.snapshot }).toEqual(first);
+    // Asked as of the earlier snapshot again, the same read names that one.
+    const again = JSON.parse(String((await get(`${path}&snapshot=${first.snapshot}`, token)).bytes));
+    expect(again).toEqual(first);
+  });
+});
