@@ -121,7 +121,7 @@ async function main() {
       landed.set(latest, { at: now });
       pending.push(latest);
     }
-    if (measuring || now - t0 > SECONDS * 1000) return;
+    if (measuring || now - t0 > SECONDS * 1000 || env['BENCH_FRESH_READS'] === '0') return;
     measuring = true;
     const w = windowOf(now);
     const http = alternate++ % 2 === 0;

@@ -1,8 +1,12 @@
 /**
- * npm run bench:ingest — points/s through the listening server (JSON, NDJSON, Arrow) against
- * two baselines measured in the same run: the in-process DuckDB appender on the same rows
- * (the ceiling) and PostgreSQL COPY into a plain table (what a team would do without Parity).
- * Then the peak RSS of the server during a large streamed NDJSON push.
+ * npm run bench:ingest — points/s through the listening server against the ceiling of issue #17,
+ * measured in the same round: the in-process DuckDB appender on the same rows with each subject's
+ * HMAC-SHA-256 pseudonym computed as the room does. Paths: NDJSON, JSON, Arrow IPC and CSV in
+ * BENCH_BATCH-point batches (one client), and NDJSON in BENCH_SMALL_BATCH-point batches from 1, 2
+ * and 4 concurrent clients; BENCH_ROUNDS (≥ 3) interleaved rounds, each on a fresh server with
+ * the paths in a rotated order, give min / median / max of each ratio. PostgreSQL COPY into a
+ * plain table is the what-a-team-would-do baseline. Then the peak RSS of the server during one
+ * streamed NDJSON push of BENCH_RSS_POINTS, and the overload of issue #13.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +30,7 @@ import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { createToken } from '../services/governance/token-repository.js';
+import { createPseudonymiser } from '../services/ingest/pseudonymiser.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
 import { openRoom } from '../assembly/open-room.js';
@@ -35,6 +40,10 @@ import { freePort } from '../tests/helpers/spawn-room.js';
 const N = Number(process.env['BENCH_POINTS'] ?? 1_000_000);
 const BATCH = Number(process.env['BENCH_BATCH'] ?? 100_000);
 const RSS_POINTS = Number(process.env['BENCH_RSS_POINTS'] ?? 10_000_000);
+/** Interleaved rounds of the ceiling and every path (≥ 3). */
+const ROUNDS = Math.max(3, Number(process.env['BENCH_ROUNDS'] ?? 3));
+/** The points of one small batch. */
+const SMALL = Number(process.env['BENCH_SMALL_BATCH'] ?? 10_000);
 const PG_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 /** Concurrent uploads of the overload row, each of this many bytes (issue #13: 40 × 4 MB). */
 const OVERLOAD = Number(process.env['BENCH_OVERLOAD_UPLOADS'] ?? 40);
@@ -67,7 +76,12 @@ function makeRows(n: number, offset = 0): Row[] {
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
 
-async function appenderCeiling(rows: Row[]): Promise<number> {
+/**
+ * The ceiling of issue #17: the DuckDB appender on the same rows, each subject replaced by its
+ * keyed HMAC-SHA-256 pseudonym by the room's own pseudonymiser (`hmac`), or the appender alone.
+ */
+async function appenderCeiling(rows: Row[], hmac = false): Promise<number> {
+  const pseudonym = createPseudonymiser(Buffer.alloc(32, 7));
   const dir = mkdtempSync(join(tmpdir(), 'parity-bench-ceiling-'));
   const db = await DuckDBInstance.create(join(dir, 'c.duckdb'));
   const c = await db.connect();
@@ -86,7 +100,7 @@ async function appenderCeiling(rows: Row[]): Promise<number> {
       cols[2]![j] = r.kpi;
       cols[3]![j] = new DuckDBTimestampTZValue(BigInt(Date.parse(r.at)) * 1000n);
       cols[4]![j] = r.value;
-      cols[5]![j] = r.subject;
+      cols[5]![j] = hmac ? pseudonym('acme', r.subject) : r.subject;
       cols[6]![j] = r.dims ? JSON.stringify(r.dims) : null;
       // The UTC day stands in for the local day: the ceiling does no time-zone work.
       cols[7]![j] = new DuckDBDateValue(Math.floor(Date.parse(r.at) / 86_400_000));
@@ -186,6 +200,48 @@ async function pushAll(url: string, token: string, type: string, bodies: (string
   return N / s;
 }
 
+/** A data directory with the demo agreement and an ingest token for acme. */
+async function freshRoom(): Promise<{ dir: string; token: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'parity-bench-'));
+  const room = await openRoom(
+    loadConfig({ PARITY_DATA_DIR: dir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }),
+  );
+  const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date()))
+    .token;
+  await room.close();
+  return { dir, token };
+}
+
+/** Points/s of `bodies` sent by `clients` concurrent clients, each taking the next body in turn. */
+async function pushConcurrently(url: string, token: string, bodies: string[], clients: number): Promise<number> {
+  const t0 = performance.now();
+  let next = 0;
+  let accepted = 0;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (next < bodies.length) {
+        const body = bodies[next++]!;
+        const res = await fetch(`${url}/v1/points`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' },
+          body,
+        });
+        const r = (await res.json()) as { accepted?: number; detail?: string };
+        if (res.status !== 202) throw new Error(`small batches: ${res.status} ${r.detail}`);
+        accepted += r.accepted!;
+      }
+    }),
+  );
+  if (accepted !== N) throw new Error(`small batches: ${accepted} accepted of ${N}`);
+  return N / ((performance.now() - t0) / 1000);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const spread = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return `${s[0]!.toFixed(2)} / ${median(xs).toFixed(2)} / ${s.at(-1)!.toFixed(2)}`;
+};
+
 async function main() {
   process.stderr.write(`generating ${fmt(N)} points…\n`);
   const rows = makeRows(N);
@@ -206,33 +262,70 @@ async function main() {
     ),
   );
 
-  const dataDir = mkdtempSync(join(tmpdir(), 'parity-bench-'));
-  const room = await openRoom(
-    loadConfig({ PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }),
+  const csvBodies = chunks.map(
+    (c) =>
+      'kpi,at,value,subject,region\n' +
+      c.map((r) => `${r.kpi},${r.at},${r.value},${r.subject},${r.dims?.region ?? ''}`).join('\n') +
+      '\n',
   );
-  const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date()))
-    .token;
-  await room.close();
-
-  process.stderr.write('baselines: DuckDB appender, PostgreSQL COPY…\n');
-  const ceiling = await appenderCeiling(rows);
+  // Small batches: the same points in bodies of SMALL points, sent by 1, 2 or 4 clients at once.
+  const smallBodies: string[] = [];
+  for (let i = 0; i < N; i += SMALL)
+    smallBodies.push(
+      rows
+        .slice(i, i + SMALL)
+        .map((r) => JSON.stringify(r))
+        .join('\n') + '\n',
+    );
+  process.stderr.write('baseline: PostgreSQL COPY…\n');
   const copy = await postgresCopy(rows);
 
-  const server = await startServer(dataDir);
-  const results: [string, number][] = [];
-  try {
-    for (const [name, type, bodies] of [
-      ['NDJSON', 'application/x-ndjson', ndjsonBodies],
-      ['JSON', 'application/json', jsonBodies],
-      ['Arrow IPC', 'application/vnd.apache.arrow.stream', arrowBodies],
-    ] as const) {
-      process.stderr.write(`pushing ${fmt(N)} points as ${name}…\n`);
-      results.push([name, await pushAll(server.url, token, type, bodies as (string | Uint8Array)[])]);
+  type Path = { name: string; target?: number; run: (url: string, token: string) => Promise<number> };
+  const paths: Path[] = [
+    { name: 'NDJSON', target: 0.9, run: (u, t) => pushAll(u, t, 'application/x-ndjson', ndjsonBodies) },
+    { name: 'JSON', target: 0.9, run: (u, t) => pushAll(u, t, 'application/json', jsonBodies) },
+    {
+      name: 'Arrow IPC',
+      target: 0.9,
+      run: (u, t) => pushAll(u, t, 'application/vnd.apache.arrow.stream', arrowBodies),
+    },
+    { name: 'CSV', target: 0.7, run: (u, t) => pushAll(u, t, 'text/csv', csvBodies) },
+    ...[1, 2, 4].map((clients) => ({
+      name: `NDJSON, ${fmt(SMALL)}-point batches, ${clients} client${clients > 1 ? 's' : ''}`,
+      ...(clients === 4 ? { target: 0.6 } : {}),
+      run: (u: string, t: string) => pushConcurrently(u, t, smallBodies, clients),
+    })),
+  ];
+  // Rounds: the ceiling (appender + HMAC) and every path, in a rotated order, on a fresh server
+  // each round; ratios are taken within the round.
+  const rates = new Map<string, number[]>([
+    ...paths.map((p) => [p.name, []] as [string, number[]]),
+    ['ceiling', []],
+    ['appender', []],
+  ]);
+  const ratios = new Map<string, number[]>(paths.map((p) => [p.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    process.stderr.write(`round ${round + 1} of ${ROUNDS}: ceilings…\n`);
+    const ceiling = await appenderCeiling(rows, true);
+    rates.get('ceiling')!.push(ceiling);
+    rates.get('appender')!.push(await appenderCeiling(rows));
+    const { dir: dataDir, token } = await freshRoom();
+    const server = await startServer(dataDir);
+    try {
+      const order = paths.map((_, i) => paths[(i + round) % paths.length]!);
+      for (const path of order) {
+        process.stderr.write(`  ${path.name}…\n`);
+        const rate = await path.run(server.url, token);
+        rates.get(path.name)!.push(rate);
+        ratios.get(path.name)!.push(rate / ceiling);
+      }
+    } finally {
+      server.child.kill('SIGTERM');
+      await new Promise((r) => server.child.once('exit', r));
     }
-  } finally {
-    server.child.kill('SIGTERM');
-    await new Promise((r) => server.child.once('exit', r));
+    rmSync(dataDir, { recursive: true, force: true });
   }
+  const ceilingMedian = median(rates.get('ceiling')!);
 
   // Peak RSS: a fresh server, one streamed NDJSON body of RSS_POINTS points in one request.
   let rss: number | undefined;
@@ -277,8 +370,6 @@ async function main() {
     rmSync(rssDir, { recursive: true, force: true });
     await rssDb?.drop();
   }
-  rmSync(dataDir, { recursive: true, force: true });
-
   // Overload: a fresh server (control plane on PostgreSQL when one answers), both demo partners
   // sending OVERLOAD concurrent uploads at once; the peak RSS is read from the server's VmHWM,
   // reset after start-up (/proc/<pid>/clear_refs), with the default limits and under
@@ -340,24 +431,22 @@ async function main() {
     }
 
   const lines = [
-    `Ingest benchmark: ${fmt(N)} points in batches of ${fmt(BATCH)}, ${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores, node ${process.version}`,
+    `Ingest benchmark: ${fmt(N)} points per path, ${ROUNDS} interleaved rounds (a fresh server each, paths in rotated order), ${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores, node ${process.version}`,
     '',
-    '| path | points/s | vs DuckDB appender | vs PostgreSQL COPY | target |',
-    '|---|---:|---:|---:|---|',
-    `| DuckDB appender, in-process (ceiling) | ${fmt(ceiling)} | 1.00× | ${copy ? (ceiling / copy).toFixed(2) + '×' : 'n/a'} | |`,
-    `| PostgreSQL COPY, plain table (baseline) | ${copy ? fmt(copy) : 'n/a (no server)'} | ${copy ? (copy / ceiling).toFixed(2) + '×' : 'n/a'} | 1.00× | |`,
-    ...results.map(([name, rate]) => {
+    '| path | points/s (median) | vs appender + HMAC ceiling (min / median / max) | target |',
+    '|---|---:|---|---|',
+    `| DuckDB appender + HMAC-SHA-256 per row, in-process (ceiling) | ${fmt(ceilingMedian)} | 1.00 | |`,
+    `| DuckDB appender alone, in-process | ${fmt(median(rates.get('appender')!))} | ${(median(rates.get('appender')!) / ceilingMedian).toFixed(2)} | |`,
+    `| PostgreSQL COPY, plain table (baseline) | ${copy ? fmt(copy) : 'n/a (no server)'} | ${copy ? (copy / ceilingMedian).toFixed(2) : 'n/a'} | |`,
+    ...paths.map((p) => {
+      const r = ratios.get(p.name)!;
       const target =
-        name === 'NDJSON'
-          ? `≥ 250,000/s: ${rate >= 250_000 ? 'met' : 'MISSED'}`
-          : name === 'Arrow IPC'
-            ? `≥ 0.50× appender: ${rate / ceiling >= 0.5 ? 'met' : 'MISSED'}`
-            : '';
-      return `| HTTP ${name} → Parity | ${fmt(rate)} | ${(rate / ceiling).toFixed(2)}× | ${copy ? (rate / copy).toFixed(2) + '×' : 'n/a'} | ${target} |`;
+        p.target === undefined ? '' : `≥ ${p.target.toFixed(1)}×: ${median(r) >= p.target ? 'met' : 'MISSED'}`;
+      return `| HTTP ${p.name}${p.name.includes('batches') ? '' : `, ${fmt(BATCH)}-point batches`} → Parity | ${fmt(median(rates.get(p.name)!))} | ${spread(r)} | ${target} |`;
     }),
     ...(rss !== undefined
       ? [
-          `| HTTP NDJSON, ${fmt(RSS_POINTS)} points in one streamed request | ${fmt(rssRate!)} | ${(rssRate! / ceiling).toFixed(2)}× | ${copy ? (rssRate! / copy).toFixed(2) + '×' : 'n/a'} | peak server RSS ${rss.toFixed(0)} MB${rssDb ? '' : ' with embedded PGlite'} (≤ 400 MB: ${rss <= 400 ? 'met' : 'MISSED'}) |`,
+          `| HTTP NDJSON, ${fmt(RSS_POINTS)} points in one streamed request | ${fmt(rssRate!)} | ${(rssRate! / ceilingMedian).toFixed(2)} (one run) | peak server RSS ${rss.toFixed(0)} MB${rssDb ? '' : ' with embedded PGlite'} (≤ 400 MB: ${rss <= 400 ? 'met' : 'MISSED'}) |`,
         ]
       : []),
   ];
@@ -378,6 +467,11 @@ async function main() {
             )} | ${o.seconds.toFixed(1)} | ${o.idle.toFixed(0)} | ${o.peak.toFixed(0)} | ${o.peak <= 512 ? 'met' : 'MISSED'} |`,
       ),
     );
+  const summary = paths.map((p) => `${p.name} ${median(ratios.get(p.name)!).toFixed(2)}×`).join(', ');
+  lines.push(
+    '',
+    `summary: against the appender + HMAC ceiling (median of ${ROUNDS} rounds): ${summary}${rss !== undefined ? `; 10M-point push peak RSS ${rss.toFixed(0)} MB` : ''}`,
+  );
   process.stdout.write(lines.join('\n') + '\n');
 }
 
