@@ -22,7 +22,7 @@ import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
 const BREACHES = Number(process.env['BENCH_BREACHES'] ?? 200);
 const INGEST_POINTS = Number(process.env['BENCH_POINTS'] ?? 1_000_000);
 const BATCH = Number(process.env['BENCH_BATCH'] ?? 50_000);
-const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 2);
+const ROUNDS = Math.max(3, Number(process.env['BENCH_ROUNDS'] ?? 3));
 const PG_ADMIN = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
 const quantile = (xs: number[], q: number) => {
@@ -206,7 +206,9 @@ async function main() {
     on.push(await ingestRate(true, bodies));
   }
   const median = (xs: number[]) => quantile(xs, 0.5);
-  const slowdown = 1 - median(on) / median(off);
+  // Per round: evaluation on / off, measured back to back.
+  const ratios = on.map((x, i) => x / off[i]!).sort((a, b) => a - b);
+  const slowdown = 1 - median(ratios);
   const lines = [
     `Alerts benchmark: ${BREACHES} breaches; ingest ${fmt(INGEST_POINTS)} points in batches of ${fmt(BATCH)}, ${ROUNDS} rounds; ${process.platform} ${process.arch}, ${cpus().length} cores, node ${process.version}; control plane ${lat.pg ? 'PostgreSQL' : 'PGlite'}`,
     '',
@@ -217,8 +219,11 @@ async function main() {
     `| batch 2xx → signed webhook arrives, max | ${lat.max.toFixed(1)} ms | |`,
     `| ingest, evaluation off (median) | ${fmt(median(off))} points/s | |`,
     `| ingest, evaluation on (median) | ${fmt(median(on))} points/s | |`,
-    `| ingest slowed by evaluation | ${(slowdown * 100).toFixed(1)} % | ≤ 10 %: ${slowdown <= 0.1 ? 'met' : 'MISSED'} |`,
+    `| ingest with evaluation / without, per round (min / median / max) | ${ratios[0]!.toFixed(2)} / ${median(ratios).toFixed(2)} / ${ratios.at(-1)!.toFixed(2)} | |`,
+    `| ingest slowed by evaluation (median round) | ${(slowdown * 100).toFixed(1)} % | ≤ 10 %: ${slowdown <= 0.1 ? 'met' : 'MISSED'} |`,
     `| evaluations while ${bodies.length} batches landed (per round) | ${evaluationsDuringIngest.join(', ')} | |`,
+    '',
+    `summary: webhook p95 ${lat.p95.toFixed(0)} ms after the batch's 2xx; ingest with evaluation at ${median(ratios).toFixed(2)}× without (median of ${ROUNDS} rounds)`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -14,7 +14,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import pg from 'pg';
 import { request } from 'undici';
 import { buildApp } from '../assembly/app.js';
 import { seedDemoPoints } from '../assembly/demo.js';
@@ -24,7 +23,7 @@ import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile } from '../services/platform/paths.js';
 import { compileSeries } from '../services/query/aggregate-compiler.js';
 import { resolveSeries } from '../services/query/series-service.js';
-import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
+import { createScratchDatabase, postgresAnswers as answers } from '../tests/helpers/scratch-db.js';
 
 const env = process.env;
 const SECONDS = Number(env['BENCH_FRESH_SECONDS'] ?? 30);
@@ -68,20 +67,9 @@ const pct = (xs: number[], p: number) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))]! : NaN;
 };
 
-async function postgresAnswers(): Promise<boolean> {
-  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
-  try {
-    await c.connect();
-    await c.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'parity-bench-fresh-'));
-  const scratch = (await postgresAnswers()) ? await createScratchDatabase(PG_URL, 'parity_bench_fresh') : undefined;
+  const scratch = (await answers(PG_URL)) ? await createScratchDatabase(PG_URL, 'parity_bench_fresh') : undefined;
   const room = await openRoom(
     loadConfig({
       PARITY_DATA_DIR: dir,

@@ -34,7 +34,7 @@ import { releaser } from '../services/query/release.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
 import { openRoom } from '../assembly/open-room.js';
-import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
+import { createScratchDatabase, postgresAnswers as answers } from '../tests/helpers/scratch-db.js';
 import { freePort } from '../tests/helpers/spawn-room.js';
 
 const env = process.env;
@@ -615,19 +615,6 @@ async function measurePostgres(csvFile: string, agreement: Agreement, kpis: Kpi[
   }
 }
 
-async function postgresAnswers(): Promise<boolean> {
-  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
-  try {
-    await c.connect();
-    await c.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Cross-checks: every path must give the same numbers.
 // ---------------------------------------------------------------------------------------------
@@ -831,6 +818,8 @@ function report(s: SizeReport): string {
     notes.length
       ? `Checks: ${notes.length} problem(s)\n${notes.join('\n')}`
       : `Checks: every HTTP cell matches the in-process row (period, partner, value to 12 digits, n; cold and warm bodies have the same digest)${pgCheck}.`,
+    '',
+    `summary: ${fmt(s.n)} points, HTTP cold p95 ${ms(cold.p95)} ms (target ≤ ${targetMs} ms: ${target(cold, true)}), ${overhead(cold, false)} the in-process rollup read${pgs.p95 !== undefined ? `, ${speedup(cold, false)} faster than PostgreSQL` : ''}`,
   );
   return lines.join('\n') + '\n';
 }
@@ -957,7 +946,7 @@ async function main() {
     if (!k) throw new Error(`the demo agreement has no KPI ${id}`);
     return k;
   });
-  const pgUp = await postgresAnswers();
+  const pgUp = await answers(PG_URL);
   log(
     `sizes ${SIZES.map(fmt).join(', ')}; ${REPEAT} runs per KPI; PostgreSQL ${pgUp ? `at ${new URL(PG_URL).host} up to ${fmt(PG_MAX)} points, ${PG_REPEAT} runs` : 'not reachable: skipped'}`,
   );

@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { Worker } from 'node:worker_threads';
-import pg from 'pg';
 import { request } from 'undici';
 import { buildApp } from '../assembly/app.js';
 import { openRoom } from '../assembly/open-room.js';
@@ -20,7 +19,7 @@ import { createToken } from '../services/governance/token-repository.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile } from '../services/platform/paths.js';
 import { seedDemoPoints } from '../assembly/demo.js';
-import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
+import { createScratchDatabase, postgresAnswers as answers } from '../tests/helpers/scratch-db.js';
 
 const CLIENTS = Number(process.env['BENCH_READS_CLIENTS'] ?? 16);
 const SECONDS = Number(process.env['BENCH_READS_SECONDS'] ?? 5);
@@ -110,20 +109,9 @@ async function startRoom(control: 'postgres' | 'pglite') {
 
 const PATH = '/v1/kpis/lead_time/series?grain=week&by=partner';
 
-async function postgresAnswers(): Promise<boolean> {
-  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
-  try {
-    await c.connect();
-    await c.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function main() {
   const only = process.env['BENCH_READS_CONTROL'];
-  const controls = ((await postgresAnswers()) ? (['postgres', 'pglite'] as const) : (['pglite'] as const)).filter(
+  const controls = ((await answers(PG_URL)) ? (['postgres', 'pglite'] as const) : (['pglite'] as const)).filter(
     (c) => !only || c === only,
   );
   if (!controls.length)

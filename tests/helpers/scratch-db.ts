@@ -47,3 +47,17 @@ export async function createScratchDatabase(
   };
   return { url: u.toString(), drop };
 }
+
+/** Whether a PostgreSQL server answers at `url` within three seconds (benchmarks then add its rows). */
+export async function postgresAnswers(url: string): Promise<boolean> {
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
+  try {
+    await c.connect();
+    await c.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
