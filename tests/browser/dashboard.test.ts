@@ -833,6 +833,9 @@ describe('the joint dashboard in Chromium', () => {
         t.clock.now(),
       )
     ).token;
+    // Evaluations of earlier tests' batches settle first: only the drill may run from here on.
+    await t.app.reader.rollups?.loop.idle();
+    await t.app.alerts?.engine.idle();
     const before = await api<{ incidents: unknown[] }>('/v1/incidents?limit=500', tokens['acme']!);
     const c = await signIn(tokens['chair']!);
     await c.page.goto(`${t.url}/#/steering`);
