@@ -949,14 +949,28 @@ export class DuckStore {
    */
   async refreshRollup(
     kpi: string,
-    opts: { full: boolean; steps: Iterable<Statement>; snapshot: number; signature: string },
+    opts: { full: boolean; steps: Iterable<Statement>; snapshot: number; signature: string; signal?: AbortSignal },
   ): Promise<void> {
+    const signal = opts.signal;
     await this.#transaction(async (c) => {
-      if (opts.full)
-        for (const table of ['rollup_cells', 'rollup_parts', 'rollup_atoms'])
-          await c.run(`DELETE FROM ${table} WHERE kpi = $1`, [kpi]);
-      for (const step of opts.steps) await c.run(step.sql, step.params);
-      await c.run('INSERT OR REPLACE INTO rollup_state VALUES ($1, $2, $3)', [kpi, opts.snapshot, opts.signature]);
+      // An abort (the room closing) interrupts the statement running and rolls the refresh back:
+      // a KPI's build over many millions of points would otherwise hold the shutdown for as long
+      // as it takes. Its rollup stays at its last committed state (series read points meanwhile).
+      const interrupt = () => c.interrupt();
+      signal?.addEventListener('abort', interrupt, { once: true });
+      try {
+        const run = async (sql: string, params: Statement['params']) => {
+          signal?.throwIfAborted();
+          await c.run(sql, params);
+        };
+        if (opts.full)
+          for (const table of ['rollup_cells', 'rollup_parts', 'rollup_atoms'])
+            await run(`DELETE FROM ${table} WHERE kpi = $1`, [kpi]);
+        for (const step of opts.steps) await run(step.sql, step.params);
+        await run('INSERT OR REPLACE INTO rollup_state VALUES ($1, $2, $3)', [kpi, opts.snapshot, opts.signature]);
+      } finally {
+        signal?.removeEventListener('abort', interrupt);
+      }
     });
   }
 

@@ -90,7 +90,11 @@ export class RollupMaintainer {
     this.#agreement = agreement;
     this.#log = log;
     this.loop = new BackgroundLoop(
-      () => this.#catchUp(),
+      () =>
+        this.#catchUp().catch((err: unknown) => {
+          // A refresh the stop interrupted rolled back; it is redone when rollups start again.
+          if (!this.#abort.signal.aborted) throw err;
+        }),
       () => duck.slots.busy > 0,
       (err) => log.error({ err }, 'rollups: refresh failed; series read points meanwhile'),
     );
@@ -104,11 +108,16 @@ export class RollupMaintainer {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#unsubscribe?.();
+    this.#abort.abort();
     await this.loop.stop();
   }
 
-  /** Set by stop(): a catch-up in flight ends after the KPI it is refreshing (each commits on its own). */
+  /**
+   * Set by stop(): a catch-up in flight ends at once — the KPI it is refreshing is interrupted
+   * and rolled back (each KPI commits on its own; the others keep what they committed).
+   */
   #stopping = false;
+  readonly #abort = new AbortController();
 
   /** Whether every batch up to the latest snapshot is rolled up. */
   get current(): boolean {
@@ -170,6 +179,7 @@ export class RollupMaintainer {
       steps: days && days.length > 0 ? refreshSteps(kpi, rules, snapshot, days) : [],
       snapshot: effective,
       signature: rollupSignature(kpi, timezone, rules),
+      signal: this.#abort.signal,
     });
     this.#rolledUp.set(kpi.id, effective);
   }

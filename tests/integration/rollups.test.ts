@@ -204,3 +204,39 @@ describe('rollups', () => {
     expect((await readRollup(t.app.reader, q))?.map(round12)).toEqual((await raw(q)).map(round12));
   });
 });
+
+describe('rollups when the room closes', () => {
+  it('a refresh the close interrupts stops its statement and rolls back whole: the KPI keeps its last committed rollup', async () => {
+    const duck = t.room.duck;
+    const snapshotOf = async () => {
+      const conn = await duck.connect();
+      try {
+        const cells = await conn.runAndReadAll(
+          `SELECT count(*)::INTEGER AS n, coalesce(sum(hash(kpi, period)), 0)::VARCHAR AS h FROM rollup_cells WHERE kpi = 'lead_time'`,
+        );
+        return { cells: cells.getRowObjectsJson()[0], states: await duck.rollupStates() };
+      } finally {
+        duck.release(conn);
+      }
+    };
+    await t.app.reader.rollups!.loop.idle();
+    const before = await snapshotOf();
+    expect(Number(before.cells!['n'])).toBeGreaterThan(0);
+    const stop = new AbortController();
+    // A step that would run for minutes: the test can only pass if the abort interrupts it.
+    const endless = { sql: 'SELECT count(*) FROM range(100000000000) r WHERE r.range % 7 = 3', params: [] };
+    const refresh = duck.refreshRollup('lead_time', {
+      full: true,
+      steps: [endless],
+      snapshot: duck.snapshots.latest + 1000,
+      signature: 'never committed',
+      signal: stop.signal,
+    });
+    setTimeout(() => stop.abort(), 200);
+    await expect(refresh).rejects.toThrow(/interrupt|abort/i);
+    // The full rebuild's DELETE and the state went back with the rest.
+    expect(await snapshotOf()).toEqual(before);
+    // The connection went back to the pool usable, outside any transaction.
+    await duck.ping();
+  });
+});
