@@ -12,6 +12,9 @@
  *   BENCH_QUERY_REPEAT    timed runs per KPI and path, after 2 warm-ups (10 for rollup reads and HTTP) (default 20)
  *   BENCH_QUERY_ROUNDS    interleaved rounds (≥ 3) of HTTP cold and the in-process rollup read, REPEAT runs
  *                         per KPI each: the cold / read ratio and the cold p95 get min / median / max (default 3)
+ *   BENCH_QUERY_POINTS_REPEAT timed runs per KPI of the compiled SQL over the points, the slow
+ *                         reference every HTTP cell is checked against (default BENCH_QUERY_REPEAT;
+ *                         at 10^8 points each run takes a minute)
  *   BENCH_QUERY_PG_REPEAT timed PostgreSQL runs per KPI, after 1 warm-up (default 5)
  *   BENCH_QUERY_PG_MAX    largest size also loaded into PostgreSQL (default 10000000)
  *   DATABASE_URL          PostgreSQL server for the baseline (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -52,6 +55,7 @@ const SIZES = (env['BENCH_QUERY_SIZES'] ?? '10000000,100000000')
   });
 const REPEAT = positive('BENCH_QUERY_REPEAT', 20);
 const PG_REPEAT = positive('BENCH_QUERY_PG_REPEAT', 5);
+const POINTS_REPEAT = positive('BENCH_QUERY_POINTS_REPEAT', REPEAT);
 const PG_MAX = positive('BENCH_QUERY_PG_MAX', 10_000_000);
 const WARMUP = 2;
 // Rollup reads and HTTP requests are cheap: more warm-ups let the server's JIT settle, as in a running room.
@@ -279,7 +283,7 @@ async function measureDirect(
       const r: KpiResult = { times: [] };
       result.set(kpi.id, r);
       try {
-        for (let i = 0; i < WARMUP + REPEAT; i++) {
+        for (let i = 0; i < WARMUP + POINTS_REPEAT; i++) {
           const started = performance.now();
           const got = await readRows(c, sql, params);
           const t = performance.now() - started;
@@ -790,7 +794,7 @@ function report(s: SizeReport): string {
   const lines = [
     `### Query benchmark: ${fmt(s.n)} points`,
     '',
-    `GET /v1/kpis/{kpi}/series?grain=week&by=partner&from=${FROM}&to=${TO} for each of the ${s.kpis.length} demo KPIs (steering token), ${REPEAT} sequential runs per KPI and path after ${WARMUP} warm-ups (${FAST_WARMUP} for the rollup read and HTTP; PostgreSQL: ${pgTimesNote}); HTTP cold and the rollup read in ${ROUNDS} interleaved rounds (a fresh server each), their runs pooled here; percentiles pooled over all KPIs. ` +
+    `GET /v1/kpis/{kpi}/series?grain=week&by=partner&from=${FROM}&to=${TO} for each of the ${s.kpis.length} demo KPIs (steering token), ${REPEAT} sequential runs per KPI and path after ${WARMUP} warm-ups${POINTS_REPEAT === REPEAT ? '' : ` (${POINTS_REPEAT} for the compiled SQL over the points)`} (${FAST_WARMUP} for the rollup read and HTTP; PostgreSQL: ${pgTimesNote}); HTTP cold and the rollup read in ${ROUNDS} interleaved rounds (a fresh server each), their runs pooled here; percentiles pooled over all KPIs. ` +
       `${process.platform} ${process.arch}, ${cpus().length} cores, node ${process.version}, DuckDB memory_limit ${DUCK_MEMORY} in the server and in-process. Points loaded into DuckDB in ${s.loadSeconds.toFixed(1)} s (${fmt(s.n / s.loadSeconds)} points/s, one INSERT … FROM range)` +
       (s.pg
         ? `; into PostgreSQL (COPY from CSV, index on (kpi, ts), ANALYZE) in ${s.pg.loadSeconds.toFixed(1)} s.`
