@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { canonicalJson } from '../platform/canonical-json.js';
-import { inTransaction, type AuditRow, type ControlDb, type ControlTx } from '../platform/control-db.js';
+import {
+  AUDIT_APPEND_AFTER,
+  inTransaction,
+  type AuditRow,
+  type ControlDb,
+  type ControlTx,
+} from '../platform/control-db.js';
 import type { AuditEntry } from '../platform/room.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -229,7 +235,7 @@ async function appendAuditRowsAfter(
   rows: (ReturnType<typeof auditRow> & { prev_hash: string; hash: string })[],
 ): Promise<void> {
   const json = JSON.stringify(rows.map((r) => ({ ...r, at: r.at.toISOString() })));
-  await sql`SELECT audit_append_after(${json}::jsonb, ${tail.seq}::bigint, ${tail.hash})`.execute(db);
+  await db.executeQuery(CompiledQuery.raw(AUDIT_APPEND_AFTER, [json, tail.seq, tail.hash]));
 }
 
 async function findAuditHash(db: ControlDb, seq: number): Promise<string> {

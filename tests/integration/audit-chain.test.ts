@@ -1,6 +1,7 @@
 import { describe, expect, inject, it } from 'vitest';
+import { sql } from 'kysely';
 import { AuditChain, appendAuditIn, verifyAuditChain } from '../../services/governance/audit-repository.js';
-import { inTransaction, openControlDb } from '../../services/platform/control-db.js';
+import { AUDIT_APPEND_AFTER, inTransaction, openControlDb } from '../../services/platform/control-db.js';
 import { migrateControlDb } from '../../services/platform/migrate.js';
 import { createScratchDatabase } from '../helpers/scratch-db.js';
 
@@ -126,4 +127,28 @@ describe('the audit chain under concurrent writers', () => {
         }
       },
     );
+  it.skipIf(!inject('pgAdminUrl'))(
+    'on PostgreSQL a group is appended by a statement the connection prepared once, and the chain it writes verifies',
+    async () => {
+      const cp = await controlPlane('postgres');
+      try {
+        const h = cp.handles[0]!;
+        const chain = new AuditChain(h.db, 2);
+        const at = new Date('2026-11-25T12:00:00Z');
+        // One after another: the pool keeps one connection, the one every statement below runs on.
+        const seqs: number[] = [];
+        for (let i = 0; i < 4; i++)
+          seqs.push(await chain.append({ actor: 'p', partnerId: null, action: 'query.series', details: { i } }, at));
+        expect(seqs).toEqual([1, 2, 3, 4]);
+        const prepared = await sql<{
+          name: string;
+          statement: string;
+        }>`SELECT name, statement FROM pg_prepared_statements`.execute(h.db);
+        expect(prepared.rows).toContainEqual({ name: 'parity_audit_append_after', statement: AUDIT_APPEND_AFTER });
+        expect(await verifyAuditChain(h.db)).toEqual({ ok: true, entries: 4 });
+      } finally {
+        await cp.close();
+      }
+    },
+  );
 });
