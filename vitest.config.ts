@@ -12,6 +12,8 @@ export default defineConfig({
     testTimeout: timeout(60_000),
     hookTimeout: timeout(120_000),
     globalSetup: ['tests/helpers/global-setup.ts'],
+    // Test clients never reuse a socket the room is about to close (tests/helpers/client-keep-alive.ts).
+    setupFiles: ['tests/helpers/client-keep-alive.ts'],
     // The slowest suites first (tests/helpers/sequencer.ts): two workers finish together.
     sequence: { sequencer: LongestFirst },
     reporters: process.env['CI'] ? ['default', ['json', { outputFile: 'test-results/vitest.json' }]] : ['default'],

@@ -532,18 +532,9 @@ interface Got {
 }
 
 async function get(t: TestRoom, path: string, token: string, accept?: string): Promise<Got> {
-  const once = () =>
-    fetch(`${t.url}${path}`, { headers: { authorization: `Bearer ${token}`, ...(accept ? { accept } : {}) } });
-  let res: Response;
-  try {
-    res = await once();
-  } catch (err) {
-    // A kept-alive socket the server closed as the request went out (its idle timeout, on a
-    // loaded machine): the read is idempotent, so it is sent again once, on a new socket.
-    const code = (err as { cause?: { code?: string } }).cause?.code;
-    if (code !== 'ECONNRESET' && code !== 'UND_ERR_SOCKET') throw err;
-    res = await once();
-  }
+  const res = await fetch(`${t.url}${path}`, {
+    headers: { authorization: `Bearer ${token}`, ...(accept ? { accept } : {}) },
+  });
   return { status: res.status, headers: res.headers, bytes: Buffer.from(await res.arrayBuffer()) };
 }
 
