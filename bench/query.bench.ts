@@ -794,7 +794,7 @@ function report(s: SizeReport): string {
   const lines = [
     `### Query benchmark: ${fmt(s.n)} points`,
     '',
-    `GET /v1/kpis/{kpi}/series?grain=week&by=partner&from=${FROM}&to=${TO} for each of the ${s.kpis.length} demo KPIs (steering token), ${REPEAT} sequential runs per KPI and path after ${WARMUP} warm-ups${POINTS_REPEAT === REPEAT ? '' : ` (${POINTS_REPEAT} for the compiled SQL over the points)`} (${FAST_WARMUP} for the rollup read and HTTP; PostgreSQL: ${pgTimesNote}); HTTP cold and the rollup read in ${ROUNDS} interleaved rounds (a fresh server each), their runs pooled here; percentiles pooled over all KPIs. ` +
+    `GET /v1/kpis/{kpi}/series?grain=week&by=partner&from=${FROM}&to=${TO} for each of the ${s.kpis.length} demo KPIs (steering token), ${REPEAT} sequential runs per KPI and path after ${WARMUP} warm-ups${POINTS_REPEAT === REPEAT ? '' : ` (${POINTS_REPEAT} runs for the compiled SQL over the points)`} (${FAST_WARMUP} for the rollup read and HTTP; PostgreSQL: ${pgTimesNote}); HTTP cold and the rollup read in ${ROUNDS} interleaved rounds (a fresh server each), their runs pooled here; percentiles pooled over all KPIs. ` +
       `${process.platform} ${process.arch}, ${cpus().length} cores, node ${process.version}, DuckDB memory_limit ${DUCK_MEMORY} in the server and in-process. Points loaded into DuckDB in ${s.loadSeconds.toFixed(1)} s (${fmt(s.n / s.loadSeconds)} points/s, one INSERT … FROM range)` +
       (s.pg
         ? `; into PostgreSQL (COPY from CSV, index on (kpi, ts), ANALYZE) in ${s.pg.loadSeconds.toFixed(1)} s.`
@@ -864,7 +864,7 @@ function report(s: SizeReport): string {
       ? `Checks: ${notes.length} problem(s)\n${notes.join('\n')}`
       : `Checks: every HTTP cell matches the in-process row (period, partner, value to 12 digits, n; cold and warm bodies have the same digest)${pgCheck}.`,
     '',
-    `summary: ${fmt(s.n)} points, HTTP cold p95 ${ms(mid(roundCold))} ms (median of ${ROUNDS} rounds; target ≤ ${targetMs} ms: ${target({ p95: mid(roundCold) }, true)}), ${mid(roundRatio) === undefined ? 'n/a' : ratio(mid(roundRatio)!)} the in-process rollup read (median round; target ≤ 1.3×)${pgs.p95 !== undefined ? `, pooled cold p95 ${speedup(cold, false)} faster than PostgreSQL` : ''}`,
+    `summary: ${fmt(s.n)} points, HTTP cold p95 ${ms(mid(roundCold))} ms (median of ${ROUNDS} rounds; target ≤ ${targetMs} ms: ${target({ p95: mid(roundCold) }, true)}), ${mid(roundRatio) === undefined ? 'n/a' : ratio(mid(roundRatio)!)} the in-process rollup read (median over the rounds; target ≤ 1.3×)${pgs.p95 !== undefined ? `, pooled cold p95 ${speedup(cold, false)} faster than PostgreSQL` : ''}`,
   );
   return lines.join('\n') + '\n';
 }

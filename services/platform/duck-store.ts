@@ -956,7 +956,14 @@ export class DuckStore {
       // An abort (the room closing) interrupts the statement running and rolls the refresh back:
       // a KPI's build over many millions of points would otherwise hold the shutdown for as long
       // as it takes. Its rollup stays at its last committed state (series read points meanwhile).
-      const interrupt = () => c.interrupt();
+      // DuckDB clears a connection's interrupt when a statement starts executing, so one call can
+      // land between a statement's prepare and its execution and be lost: until the statement
+      // running settles, the interrupt is repeated.
+      let repeat: NodeJS.Timeout | undefined;
+      const interrupt = () => {
+        c.interrupt();
+        repeat = setInterval(() => c.interrupt(), 50);
+      };
       signal?.addEventListener('abort', interrupt, { once: true });
       try {
         const run = async (sql: string, params: Statement['params']) => {
@@ -969,7 +976,9 @@ export class DuckStore {
         for (const step of opts.steps) await run(step.sql, step.params);
         await run('INSERT OR REPLACE INTO rollup_state VALUES ($1, $2, $3)', [kpi, opts.snapshot, opts.signature]);
       } finally {
+        // Before the transaction's COMMIT or ROLLBACK: neither is ever interrupted.
         signal?.removeEventListener('abort', interrupt);
+        clearInterval(repeat);
       }
     });
   }

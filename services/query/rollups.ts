@@ -93,7 +93,8 @@ export class RollupMaintainer {
       () =>
         this.#catchUp().catch((err: unknown) => {
           // A refresh the stop interrupted rolled back; it is redone when rollups start again.
-          if (!this.#abort.signal.aborted) throw err;
+          // Any other failure is reported, stopping or not.
+          if (!(this.#abort.signal.aborted && interrupted(err))) throw err;
         }),
       () => duck.slots.busy > 0,
       (err) => log.error({ err }, 'rollups: refresh failed; series read points meanwhile'),
@@ -113,8 +114,10 @@ export class RollupMaintainer {
   }
 
   /**
-   * Set by stop(): a catch-up in flight ends at once — the KPI it is refreshing is interrupted
-   * and rolled back (each KPI commits on its own; the others keep what they committed).
+   * Set by stop(): a catch-up in flight ends after the statement it runs — a refresh statement is
+   * interrupted and the KPI's refresh rolled back (each KPI commits on its own; the others keep
+   * what they committed); the reads that plan a catch-up (the days a KPI's points cover, the days
+   * batches touched) run to their end.
    */
   #stopping = false;
   readonly #abort = new AbortController();
@@ -183,6 +186,12 @@ export class RollupMaintainer {
     });
     this.#rolledUp.set(kpi.id, effective);
   }
+}
+
+/** The error of a refresh the stop cut short: its own abort, or DuckDB's interrupt of a statement. */
+function interrupted(err: unknown): boolean {
+  if (err instanceof Error && err.name === 'AbortError') return true;
+  return err instanceof Error && /^INTERRUPT Error/.test(err.message);
 }
 
 /** The compiled statements that bring a KPI's rollup up to `snapshot` after batches touching `days` (non-empty). */

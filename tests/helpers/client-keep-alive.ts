@@ -1,13 +1,12 @@
 import { Agent, setGlobalDispatcher } from 'undici';
 
 /**
- * Every test's HTTP client (global fetch and undici's own calls share this dispatcher) drops a
- * kept-alive socket after 2 s idle, well before the room's own keepAliveTimeout (10 s,
- * assembly/app.ts). Left to undici's default, a client reuses an idle socket until the room's
- * hint less a second; on a loaded machine the room's timer can fire first, and a request sent on
- * that socket as it closes fails with ECONNRESET (seen in a clean-clone CI run). A test about
- * keep-alive itself makes its own Agent.
+ * Every test's HTTP client (global fetch and undici's own calls share this dispatcher) keeps an
+ * idle kept-alive socket for 2 s at most, well inside the room's own keepAliveTimeout (10 s,
+ * assembly/app.ts). By default undici reuses an idle socket until the server's Keep-Alive hint
+ * less 2 s; on a loaded machine the room's timer can fire first, and a request sent on that
+ * socket as it closes fails with ECONNRESET (seen in a clean-clone CI run).
  */
 setGlobalDispatcher(
-  new Agent({ keepAliveTimeout: 2_000, keepAliveMaxTimeout: 2_000, keepAliveTimeoutThreshold: 8_000 }),
+  new Agent({ keepAliveTimeout: 2_000, keepAliveMaxTimeout: 2_000, keepAliveTimeoutThreshold: 1_000 }),
 );

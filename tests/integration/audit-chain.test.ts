@@ -140,11 +140,20 @@ describe('the audit chain under concurrent writers', () => {
         for (let i = 0; i < 4; i++)
           seqs.push(await chain.append({ actor: 'p', partnerId: null, action: 'query.series', details: { i } }, at));
         expect(seqs).toEqual([1, 2, 3, 4]);
+        // Prepared once, then run by name: the first group took the lock path, the other three
+        // were appended by the prepared statement.
         const prepared = await sql<{
           name: string;
           statement: string;
-        }>`SELECT name, statement FROM pg_prepared_statements`.execute(h.db);
-        expect(prepared.rows).toContainEqual({ name: 'parity_audit_append_after', statement: AUDIT_APPEND_AFTER });
+          runs: number;
+        }>`SELECT name, statement, (generic_plans + custom_plans)::int AS runs FROM pg_prepared_statements`.execute(
+          h.db,
+        );
+        expect(prepared.rows).toContainEqual({
+          name: 'parity_audit_append_after',
+          statement: AUDIT_APPEND_AFTER,
+          runs: 3,
+        });
         expect(await verifyAuditChain(h.db)).toEqual({ ok: true, entries: 4 });
       } finally {
         await cp.close();

@@ -206,25 +206,29 @@ describe('rollups', () => {
 });
 
 describe('rollups when the room closes', () => {
+  /** The KPI's rolled-up cells and every KPI's rollup state, to compare before and after. */
+  async function rollupOf(kpi: string) {
+    const duck = t.room.duck;
+    const conn = await duck.connect();
+    try {
+      const cells = await conn.runAndReadAll(
+        `SELECT count(*)::INTEGER AS n, coalesce(sum(hash(kpi, grain, breakdown, period, grp, value, n)), 0)::VARCHAR AS h FROM rollup_cells WHERE kpi = $1`,
+        [kpi],
+      );
+      return { cells: cells.getRowObjectsJson()[0], states: await duck.rollupStates() };
+    } finally {
+      duck.release(conn);
+    }
+  }
+  // A step that would run for minutes: a test can only pass if the abort interrupts it.
+  const endless = { sql: 'SELECT count(*) FROM range(100000000000) r WHERE r.range % 7 = 3', params: [] };
+
   it('a refresh the close interrupts stops its statement and rolls back whole: the KPI keeps its last committed rollup', async () => {
     const duck = t.room.duck;
-    const snapshotOf = async () => {
-      const conn = await duck.connect();
-      try {
-        const cells = await conn.runAndReadAll(
-          `SELECT count(*)::INTEGER AS n, coalesce(sum(hash(kpi, period)), 0)::VARCHAR AS h FROM rollup_cells WHERE kpi = 'lead_time'`,
-        );
-        return { cells: cells.getRowObjectsJson()[0], states: await duck.rollupStates() };
-      } finally {
-        duck.release(conn);
-      }
-    };
     await t.app.reader.rollups!.loop.idle();
-    const before = await snapshotOf();
+    const before = await rollupOf('lead_time');
     expect(Number(before.cells!['n'])).toBeGreaterThan(0);
     const stop = new AbortController();
-    // A step that would run for minutes: the test can only pass if the abort interrupts it.
-    const endless = { sql: 'SELECT count(*) FROM range(100000000000) r WHERE r.range % 7 = 3', params: [] };
     const refresh = duck.refreshRollup('lead_time', {
       full: true,
       steps: [endless],
@@ -233,10 +237,72 @@ describe('rollups when the room closes', () => {
       signal: stop.signal,
     });
     setTimeout(() => stop.abort(), 200);
-    await expect(refresh).rejects.toThrow(/interrupt|abort/i);
+    await expect(refresh).rejects.toThrow(/^INTERRUPT Error/);
     // The full rebuild's DELETE and the state went back with the rest.
-    expect(await snapshotOf()).toEqual(before);
-    // The connection went back to the pool usable, outside any transaction.
-    await duck.ping();
+    expect(await rollupOf('lead_time')).toEqual(before);
+    // An abort before the first statement refreshes nothing either.
+    await expect(
+      duck.refreshRollup('lead_time', {
+        full: true,
+        steps: [],
+        snapshot: duck.snapshots.latest + 1000,
+        signature: 'never committed',
+        signal: AbortSignal.abort(),
+      }),
+    ).rejects.toThrow(expect.objectContaining({ name: 'AbortError' }));
+    expect(await rollupOf('lead_time')).toEqual(before);
+  });
+
+  it('stopping the maintainer mid-build ends its catch-up without an error logged; the next start rebuilds the KPI exactly', async () => {
+    const { startRollups, stopRollups } = await import('../../services/query/rollups.js');
+    const duck = t.room.duck;
+    await t.app.reader.rollups!.loop.idle();
+    const before = await rollupOf('customer_value');
+    // Another signature forces a rebuild of customer_value, whose build is made endless.
+    const conn = await duck.connect();
+    await conn.run(`UPDATE rollup_state SET signature = 'from an older agreement' WHERE kpi = 'customer_value'`);
+    duck.release(conn);
+    const errors: unknown[] = [];
+    const log = { info: () => {}, warn: () => {}, error: (...args: unknown[]) => void errors.push(args) };
+    const refreshRollup = duck.refreshRollup.bind(duck);
+    let building!: () => void;
+    const started = new Promise<void>((r) => (building = r));
+    duck.refreshRollup = async (kpi, opts) => {
+      if (kpi === 'customer_value') {
+        building();
+        return refreshRollup(kpi, { ...opts, steps: [...opts.steps, endless] });
+      }
+      return refreshRollup(kpi, opts);
+    };
+    try {
+      await stopRollups(t.app.reader);
+      startRollups(t.app.reader, () => t.room.agreement().agreement, log);
+      await started;
+      await new Promise((r) => setTimeout(r, 200));
+      await stopRollups(t.app.reader);
+    } finally {
+      duck.refreshRollup = refreshRollup;
+    }
+    expect(errors).toEqual([]);
+    // Nothing of the interrupted build landed: the old cells, the old (now foreign) signature.
+    const after = await rollupOf('customer_value');
+    expect(after.cells).toEqual(before.cells);
+    expect(after.states.find((s) => s.kpi === 'customer_value')?.signature).toBe('from an older agreement');
+    startRollups(t.app.reader, () => t.room.agreement().agreement, log);
+    await rolledUp();
+    expect(errors).toEqual([]);
+    const agreement = t.room.agreement().agreement;
+    const cv = agreement.kpis.find((k) => k.id === 'customer_value')!;
+    const q: SeriesQuery = {
+      kpi: cv,
+      grain: 'week',
+      from: '2026-10-01',
+      to: '2026-11-30',
+      by: { kind: 'none' },
+      snapshot: duck.snapshots.latest,
+      timezone: agreement.partnership.timezone,
+      rules: disclosureRules(agreement, cv),
+    };
+    expect((await readRollup(t.app.reader, q))?.map(round12)).toEqual((await raw(q)).map(round12));
   });
 });
