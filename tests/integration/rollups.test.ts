@@ -67,6 +67,32 @@ const rolledUp = async () => {
   expect(t.app.reader.rollups!.current).toBe(true);
 };
 
+/** A weekly series of a KPI over Oct–Nov 2026 at the latest snapshot, as the room would read it. */
+function weekly(kpiId: string, by: Breakdown): SeriesQuery {
+  const agreement = t.room.agreement().agreement;
+  const kpi = agreement.kpis.find((k) => k.id === kpiId)!;
+  return {
+    kpi,
+    grain: 'week',
+    from: '2026-10-01',
+    to: '2026-11-30',
+    by,
+    snapshot: t.room.duck.snapshots.latest,
+    timezone: agreement.partnership.timezone,
+    rules: disclosureRules(agreement, kpi),
+  };
+}
+
+/** Marks a KPI's rollup as built for another agreement: the maintainer's next catch-up rebuilds it. */
+async function staleSignature(kpiId: string): Promise<void> {
+  const conn = await t.room.duck.connect();
+  try {
+    await conn.run(`UPDATE rollup_state SET signature = 'from an older agreement' WHERE kpi = $1`, [kpiId]);
+  } finally {
+    t.room.duck.release(conn);
+  }
+}
+
 beforeAll(async () => {
   t = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
   await push(
@@ -147,23 +173,12 @@ describe('rollups', () => {
   });
 
   it('a batch not rolled up yet is read from the points; once rolled up, from the rollup', async () => {
-    const agreement = t.room.agreement().agreement;
-    const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
     await t.app.reader.rollups!.stop(); // hold the maintainer
     await push(
       'acme',
       points('lead_time', '2026-11-03', 3, 6, 'a3', () => 99),
     );
-    const q: SeriesQuery = {
-      kpi,
-      grain: 'week',
-      from: '2026-10-01',
-      to: '2026-11-30',
-      by: { kind: 'none' },
-      snapshot: t.room.duck.snapshots.latest,
-      timezone: agreement.partnership.timezone,
-      rules: disclosureRules(agreement, kpi),
-    };
+    const q = weekly('lead_time', { kind: 'none' });
     expect(await readRollup(t.app.reader, q)).toBeUndefined();
     const res = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week&from=2026-10-01&to=2026-11-30`, {
       headers: { authorization: `Bearer ${await t.token('acme', 'analyst')}` },
@@ -183,21 +198,8 @@ describe('rollups', () => {
   });
 
   it('rebuild a KPI whose signature changed (another measure, zone or breakdown)', async () => {
-    const conn = await t.room.duck.connect();
-    await conn.run(`UPDATE rollup_state SET signature = 'from an older agreement' WHERE kpi = 'customer_value'`);
-    t.room.duck.release(conn);
-    const agreement = t.room.agreement().agreement;
-    const cv = agreement.kpis.find((k) => k.id === 'customer_value')!;
-    const q: SeriesQuery = {
-      kpi: cv,
-      grain: 'week',
-      from: '2026-10-01',
-      to: '2026-11-30',
-      by: { kind: 'dimension', key: 'region' },
-      snapshot: t.room.duck.snapshots.latest,
-      timezone: agreement.partnership.timezone,
-      rules: disclosureRules(agreement, cv),
-    };
+    await staleSignature('customer_value');
+    const q = weekly('customer_value', { kind: 'dimension', key: 'region' });
     expect(await readRollup(t.app.reader, q)).toBeUndefined();
     t.app.reader.rollups!.loop.request();
     await rolledUp();
@@ -259,9 +261,7 @@ describe('rollups when the room closes', () => {
     await t.app.reader.rollups!.loop.idle();
     const before = await rollupOf('customer_value');
     // Another signature forces a rebuild of customer_value, whose build is made endless.
-    const conn = await duck.connect();
-    await conn.run(`UPDATE rollup_state SET signature = 'from an older agreement' WHERE kpi = 'customer_value'`);
-    duck.release(conn);
+    await staleSignature('customer_value');
     const errors: unknown[] = [];
     const log = { info: () => {}, warn: () => {}, error: (...args: unknown[]) => void errors.push(args) };
     const refreshRollup = duck.refreshRollup.bind(duck);
@@ -291,18 +291,7 @@ describe('rollups when the room closes', () => {
     startRollups(t.app.reader, () => t.room.agreement().agreement, log);
     await rolledUp();
     expect(errors).toEqual([]);
-    const agreement = t.room.agreement().agreement;
-    const cv = agreement.kpis.find((k) => k.id === 'customer_value')!;
-    const q: SeriesQuery = {
-      kpi: cv,
-      grain: 'week',
-      from: '2026-10-01',
-      to: '2026-11-30',
-      by: { kind: 'none' },
-      snapshot: duck.snapshots.latest,
-      timezone: agreement.partnership.timezone,
-      rules: disclosureRules(agreement, cv),
-    };
+    const q = weekly('customer_value', { kind: 'none' });
     expect((await readRollup(t.app.reader, q))?.map(round12)).toEqual((await raw(q)).map(round12));
   });
 });
