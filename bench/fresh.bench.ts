@@ -24,6 +24,7 @@ import { demoAgreementFile } from '../services/platform/paths.js';
 import { compileSeries } from '../services/query/aggregate-compiler.js';
 import { resolveSeries } from '../services/query/series-service.js';
 import { createScratchDatabase, postgresAnswers as answers } from '../tests/helpers/scratch-db.js';
+import { spread } from './rounds.js';
 
 const env = process.env;
 const SECONDS = Number(env['BENCH_FRESH_SECONDS'] ?? 30);
@@ -189,10 +190,7 @@ async function main() {
     if (rolledAt !== undefined && rolledAt - t0 <= (w + 1) * span) visible[w]! += BATCH;
   }
   const ratios = readMs.map((r, w) => pct(r, 0.5) / pct(directMs[w]!, 0.5));
-  const row = (name: string, xs: number[], f: (x: number) => string) => {
-    const s = sorted(xs);
-    return `| ${name} | ${f(s[0]!)} | ${f(pct(xs, 0.5))} | ${f(s.at(-1)!)} |`;
-  };
+  const row = (name: string, xs: number[], f: (x: number) => string) => `| ${name} | ${spread(xs, f)} |`;
   const ms = (x: number) => x.toFixed(0);
   const r2 = (x: number) => x.toFixed(2);
   const total = [...landed.keys()].length * BATCH;

@@ -36,6 +36,7 @@ import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
 import { openRoom } from '../assembly/open-room.js';
 import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
 import { freePort } from '../tests/helpers/spawn-room.js';
+import { median, spread } from './rounds.js';
 
 const N = Number(process.env['BENCH_POINTS'] ?? 1_000_000);
 const BATCH = Number(process.env['BENCH_BATCH'] ?? 100_000);
@@ -235,12 +236,6 @@ async function pushConcurrently(url: string, token: string, bodies: string[], cl
   if (accepted !== N) throw new Error(`small batches: ${accepted} accepted of ${N}`);
   return N / ((performance.now() - t0) / 1000);
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const spread = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return `${s[0]!.toFixed(2)} / ${median(xs).toFixed(2)} / ${s.at(-1)!.toFixed(2)}`;
-};
 
 async function main() {
   process.stderr.write(`generating ${fmt(N)} points…\n`);
@@ -442,7 +437,7 @@ async function main() {
       const r = ratios.get(p.name)!;
       const target =
         p.target === undefined ? '' : `≥ ${p.target.toFixed(1)}×: ${median(r) >= p.target ? 'met' : 'MISSED'}`;
-      return `| HTTP ${p.name}${p.name.includes('batches') ? '' : `, ${fmt(BATCH)}-point batches`} → Parity | ${fmt(median(rates.get(p.name)!))} | ${spread(r)} | ${target} |`;
+      return `| HTTP ${p.name}${p.name.includes('batches') ? '' : `, ${fmt(BATCH)}-point batches`} → Parity | ${fmt(median(rates.get(p.name)!))} | ${spread(r, (x) => x.toFixed(2), ' / ')} | ${target} |`;
     }),
     ...(rss !== undefined
       ? [

@@ -41,6 +41,7 @@ import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
 import { openRoom } from '../assembly/open-room.js';
 import { createScratchDatabase, postgresAnswers as answers } from '../tests/helpers/scratch-db.js';
 import { freePort } from '../tests/helpers/spawn-room.js';
+import { medianOf, spread } from './rounds.js';
 
 const env = process.env;
 const SIZES = (env['BENCH_QUERY_SIZES'] ?? '10000000,100000000')
@@ -712,13 +713,6 @@ function merged(a: PathResult | undefined, b: PathResult): PathResult {
   return out;
 }
 
-/** min | median | max of the rounds' values (n/a when a round has none). */
-function spread(xs: (number | undefined)[], f: (x: number) => string): string {
-  if (!xs.length || xs.some((x) => x === undefined)) return 'n/a | n/a | n/a';
-  const s = (xs as number[]).slice().sort((a, b) => a - b);
-  return `${f(s[0]!)} | ${f(s[Math.floor(s.length / 2)]!)} | ${f(s.at(-1)!)}`;
-}
-
 function pooled(r: PathResult | undefined): { p50?: number; p95?: number; errors: string[] } {
   if (!r) return { errors: [] };
   const all = [...r.values()].flatMap((k) => k.times);
@@ -787,10 +781,6 @@ function report(s: SizeReport): string {
   const roundCold = s.rounds.map((r) => r.cold);
   const roundRead = s.rounds.map((r) => r.read);
   const roundRatio = s.rounds.map((r) => (r.cold !== undefined && r.read ? r.cold / r.read : undefined));
-  const mid = (xs: (number | undefined)[]) => {
-    const d = xs.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
-    return d.length === xs.length && d.length ? d[Math.floor(d.length / 2)] : undefined;
-  };
   const lines = [
     `### Query benchmark: ${fmt(s.n)} points`,
     '',
@@ -864,7 +854,7 @@ function report(s: SizeReport): string {
       ? `Checks: ${notes.length} problem(s)\n${notes.join('\n')}`
       : `Checks: every HTTP cell matches the in-process row (period, partner, value to 12 digits, n; cold and warm bodies have the same digest)${pgCheck}.`,
     '',
-    `summary: ${fmt(s.n)} points, HTTP cold p95 ${ms(mid(roundCold))} ms (median of ${ROUNDS} rounds; target ≤ ${targetMs} ms: ${target({ p95: mid(roundCold) }, true)}), ${mid(roundRatio) === undefined ? 'n/a' : ratio(mid(roundRatio)!)} the in-process rollup read (median over the rounds; target ≤ 1.3×)${pgs.p95 !== undefined ? `, pooled cold p95 ${speedup(cold, false)} faster than PostgreSQL` : ''}`,
+    `summary: ${fmt(s.n)} points, HTTP cold p95 ${ms(medianOf(roundCold))} ms (median of ${ROUNDS} rounds; target ≤ ${targetMs} ms: ${target({ p95: medianOf(roundCold) }, true)}), ${medianOf(roundRatio) === undefined ? 'n/a' : ratio(medianOf(roundRatio)!)} the in-process rollup read (median over the rounds; target ≤ 1.3×)${pgs.p95 !== undefined ? `, pooled cold p95 ${speedup(cold, false)} faster than PostgreSQL` : ''}`,
   );
   return lines.join('\n') + '\n';
 }

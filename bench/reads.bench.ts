@@ -20,11 +20,11 @@ import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile } from '../services/platform/paths.js';
 import { seedDemoPoints } from '../assembly/demo.js';
 import { createScratchDatabase, postgresAnswers as answers } from '../tests/helpers/scratch-db.js';
+import { median, spread } from './rounds.js';
 
 const CLIENTS = Number(process.env['BENCH_READS_CLIENTS'] ?? 16);
 const SECONDS = Number(process.env['BENCH_READS_SECONDS'] ?? 5);
 const ROUNDS = Math.max(3, Number(process.env['BENCH_READS_ROUNDS'] ?? 3));
-const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 
 /**
  * The clients, in a worker thread of their own: on two cores the load they make must not share
@@ -143,9 +143,6 @@ async function main() {
   for (const room of rooms) chains.push({ control: room.control, ...(await room.close()) });
   await bare.close();
 
-  const mid = (xs: number[]) => sorted(xs)[Math.floor(xs.length / 2)]!;
-  const span = (xs: number[], f: (x: number) => string) =>
-    `${f(sorted(xs)[0]!)} | ${f(mid(xs))} | ${f(sorted(xs).at(-1)!)}`;
   const n0 = (x: number) => x.toFixed(0);
   const r2 = (x: number) => x.toFixed(2);
   console.log(
@@ -153,17 +150,17 @@ async function main() {
   );
   console.log('| measure | min | median | max |');
   console.log('|---|---|---|---|');
-  console.log(`| bare Fastify, same body (req/s) | ${span(bareRates, n0)} |`);
+  console.log(`| bare Fastify, same body (req/s) | ${spread(bareRates, n0)} |`);
   for (const c of controls) {
     const name = c === 'postgres' ? 'PostgreSQL' : 'embedded PGlite';
-    console.log(`| room, control plane ${name} (req/s) | ${span(rates.get(c)!, n0)} |`);
-    console.log(`| room / bare, control plane ${name} (target ≥ 0.5) | ${span(ratios.get(c)!, r2)} |`);
+    console.log(`| room, control plane ${name} (req/s) | ${spread(rates.get(c)!, n0)} |`);
+    console.log(`| room / bare, control plane ${name} (target ≥ 0.5) | ${spread(ratios.get(c)!, r2)} |`);
   }
   for (const ch of chains)
     console.log(`\naudit chain (${ch.control}) after the run: ${ch.ok ? `intact, ${ch.entries} entries` : 'BROKEN'}`);
   console.log(
     `summary: warm series under ${CLIENTS} clients at ${controls
-      .map((c) => `${r2(mid(ratios.get(c)!))}× (${c})`)
+      .map((c) => `${r2(median(ratios.get(c)!))}× (${c})`)
       .join(', ')} a bare Fastify serving the same body (median of ${ROUNDS}), every read in the audit chain`,
   );
   if (chains.some((c) => !c.ok)) process.exitCode = 1;
