@@ -409,7 +409,10 @@ async function* arrowRows(
           { field: errors[0]!.field, errors },
         );
     }
-    const cols = names.map((n) => [n, batch.getChild(n)!] as const);
+    // Dictionary columns unmemoized: the reader caches every decoded dictionary value for good,
+    // and a dictionary of a million distinct subjects (as JS Arrow writers encode strings) would
+    // not fit the worker; each value is decoded as its row goes out instead.
+    const cols = names.map((n) => [n, batch.getChild(n)!.unmemoize()] as const);
     const atField = batch.schema.fields.find((f) => f.name === 'at')!;
     const atIsTimestamp = /^Timestamp/.test(String(atField.type));
     // Rows go out in slices, however large the record batch: pyarrow, polars and DuckDB write

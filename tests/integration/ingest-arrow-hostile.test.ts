@@ -2,7 +2,7 @@
 // batch of a million rows, as pyarrow, polars and DuckDB write them), and mutated Arrow streams
 // (random bytes overwritten, lengths and counts set to hostile values, cut short) never get a 5xx
 // or hang: each gets its answer, a refused body lands nothing, and the room stays up.
-import { Float64, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
+import { Dictionary, Float64, Int32, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mediaTypes } from '../helpers/points.js';
@@ -117,5 +117,58 @@ describe('Arrow bodies', () => {
       expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
     },
     timeout(300_000),
+  );
+});
+
+describe('dictionary-encoded Arrow columns', () => {
+  // The reader caches every decoded dictionary value for good: a million distinct subjects
+  // overflowed an ingest worker's 48 MB of old space, and the batch got a 400. The rows are few
+  // bytes each, so the full million runs at every depth.
+  const ROWS = 1_000_000;
+  let small: TestRoom;
+  beforeAll(async () => {
+    small = await startTestRoom({ env: { PARITY_ALERTS: 'off', PARITY_ROLLUPS: 'off' } });
+  });
+  afterAll(async () => small?.close());
+
+  it(
+    `a stream whose subjects are one dictionary of ${ROWS.toLocaleString('en')} distinct values (as JS writers encode strings) lands`,
+    async () => {
+      const days = ['2026-11-17T08:00:00Z', '2026-11-18T09:30:00Z'];
+      const dict = () => new Dictionary(new Utf8(), new Int32());
+      const body = tableToIPC(
+        new Table({
+          kpi: vectorFromArray(
+            Array.from({ length: ROWS }, () => 'lead_time'),
+            dict(),
+          ),
+          at: vectorFromArray(
+            Array.from({ length: ROWS }, (_, i) => days[i % 2]!),
+            dict(),
+          ),
+          value: vectorFromArray(
+            Array.from({ length: ROWS }, (_, i) => (i % 50) + 0.25),
+            new Float64(),
+          ),
+          subject: vectorFromArray(
+            Array.from({ length: ROWS }, (_, i) => `DICT-SUBJECT-${i.toString().padStart(9, '0')}`),
+            dict(),
+          ),
+        }),
+        'stream',
+      );
+      const before = await rowCount(small, 'points');
+      const res = await fetch(`${small.url}/v1/points`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await small.token('acme', 'ingest')}`, 'content-type': mediaTypes.arrow },
+        body: body as BodyInit,
+        signal: AbortSignal.timeout(timeout(120_000)),
+      });
+      const text = await res.text();
+      expect(res.status, text.slice(0, 300)).toBe(202);
+      expect(JSON.parse(text)).toMatchObject({ accepted: ROWS, rejected: 0 });
+      expect((await rowCount(small, 'points')) - before).toBe(ROWS);
+    },
+    timeout(180_000),
   );
 });
