@@ -9,7 +9,8 @@ import { mergeDaySpans } from './calendar.js';
  * when every lower number has committed or aborted. A reader at the watermark therefore
  * never sees a later batch before an earlier one, and "as of N" is stable forever. With a
  * settle step ({@link settleWith}: the release of a snapshot's atoms, docs/privacy.md §3), each
- * committed snapshot is settled in snapshot order before the watermark includes it.
+ * committed snapshot is settled in snapshot order before the watermark includes it; the
+ * snapshots that became ready while a step ran are settled together by the next one.
  */
 export class SnapshotTracker {
   #next: number;
@@ -17,7 +18,7 @@ export class SnapshotTracker {
   readonly #pending = new Set<number>();
   readonly #committed = new Set<number>();
   readonly #listeners = new Set<(latest: number) => void>();
-  #settle: ((n: number) => Promise<void>) | undefined;
+  #settle: ((ready: readonly number[]) => Promise<void>) | undefined;
   #pumping = false;
   readonly #waiters: { n: number; wake: () => void }[] = [];
 
@@ -29,8 +30,12 @@ export class SnapshotTracker {
   get latest(): number {
     return this.#latest;
   }
-  /** Runs `fn` for each committed snapshot, one at a time in order, before the watermark includes it. */
-  settleWith(fn: (n: number) => Promise<void>): void {
+  /**
+   * Runs `fn` on the committed snapshots, in order, before the watermark includes them: one step
+   * for every snapshot ready when it starts (consecutive above the watermark, none below them
+   * still landing), so under concurrent batches one step settles several.
+   */
+  settleWith(fn: (ready: readonly number[]) => Promise<void>): void {
     this.#settle = fn;
   }
   reserve(): number {
@@ -77,12 +82,10 @@ export class SnapshotTracker {
     void (async () => {
       try {
         for (let ready = this.#ready(); ready.length > 0; ready = this.#ready()) {
-          for (const c of ready) {
-            // The settle step keeps what it cannot decide pending (fail closed) and never throws.
-            await this.#settle!(c).catch(() => undefined);
-            this.#committed.delete(c);
-            this.#publish(Math.max(this.#latest, c));
-          }
+          // The settle step keeps what it cannot decide pending (fail closed) and never throws.
+          await this.#settle!(ready).catch(() => undefined);
+          for (const c of ready) this.#committed.delete(c);
+          this.#publish(Math.max(this.#latest, ready.at(-1)!));
         }
       } finally {
         this.#pumping = false;
@@ -423,7 +426,7 @@ export class DuckStore {
     slots: { size: number; queue: number },
   ) {
     this.snapshots = new SnapshotTracker(latest);
-    this.snapshots.settleWith((n) => this.#release(n));
+    this.snapshots.settleWith((ready) => this.#release(ready));
     this.slots = new WriterSlots(slots.size, slots.queue);
     this.snapshots.onAdvance((watermark) => {
       for (const [snapshot, kpis] of this.#unannounced) {
@@ -454,10 +457,16 @@ export class DuckStore {
     return () => void this.#releaseErrorListeners.delete(fn);
   }
 
-  /** Settles a committed snapshot: its KPIs' pending atoms released or kept, in one transaction. */
-  async #release(snapshot: number): Promise<void> {
-    const kpis = this.#unannounced.get(snapshot);
-    if (!kpis || kpis.length === 0 || this.#closed) return;
+  /**
+   * Settles committed snapshots: their KPIs' pending atoms released or kept, in one transaction.
+   * Several ready at once (batches that committed while the last step ran) are settled as one
+   * step at the highest of them: their atoms' change is decided together and released there,
+   * pending at the snapshots before it (docs/privacy.md §3) — one step's fixed cost for all.
+   */
+  async #release(ready: readonly number[]): Promise<void> {
+    const snapshot = ready.at(-1)!;
+    const kpis = [...new Set(ready.flatMap((n) => this.#unannounced.get(n) ?? []))];
+    if (kpis.length === 0 || this.#closed) return;
     try {
       await this.#transaction(async (c) => {
         const exec: ReleaseExec = {

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { runRetention } from '../../services/governance/retention.js';
 import {
   audit,
@@ -22,7 +22,8 @@ import {
   type Target,
 } from '../helpers/disclosure-auditor.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
-import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { rowCount, startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { timeout } from '../helpers/timeouts.js';
 
 interface KpiDef {
   id: string;
@@ -494,6 +495,63 @@ describe('family 5 — across snapshots', () => {
       // a's next batch touches the KPI: its release step decides on b's waiting points too.
       await f.push('a', 'closed', [{ day: '2026-11-17', subjects: 4, value: () => 1, tag: 'A2' }]);
       expect(await day()).toMatchObject({ state: 'ok', value: 12 });
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('batches that commit while a release step runs are settled by one step at the highest of their snapshots, pending at the ones before it', async () => {
+    const kpi: KpiDef = { id: 'grouped', measure: 'sum', grains: ['day', 'week'], counts: 'exact' };
+    const f = await Family.start(agreementFile(['a', 'b'], 3, [kpi]));
+    const day = async (partner: string, snapshot: number) =>
+      cellOf(
+        await f.get(`/v1/kpis/grouped/series?grain=day&from=2026-11-16&to=2026-11-16&snapshot=${snapshot}`, partner),
+        '2026-11-16',
+        null,
+      );
+    try {
+      const s1 = await f.push('a', 'grouped', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'A1' }]);
+      // The next release step waits at a gate, so the two batches after it commit meanwhile.
+      const duck = f.t.room.duck;
+      const real = duck.releaser;
+      const steps: { snapshot: number; kpis: readonly string[] }[] = [];
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      duck.releaser = async (exec, snapshot, kpis) => {
+        steps.push({ snapshot, kpis });
+        if (steps.length === 1) await gate;
+        return real(exec, snapshot, kpis);
+      };
+      const b1 = f.push('b', 'grouped', [{ day: '2026-11-16', subjects: 4, value: () => 2, tag: 'B1' }]);
+      await vi.waitFor(() => expect(steps).toHaveLength(1), { timeout: timeout(10_000) });
+      // a's next two batches hold 2 subjects each (< k): neither change passes alone, together they do.
+      const a2 = f.push('a', 'grouped', [{ day: '2026-11-16', subjects: 2, value: () => 1, tag: 'A2' }]);
+      const a3 = f.push('a', 'grouped', [{ day: '2026-11-16', subjects: 2, value: () => 1, tag: 'A3' }]);
+      // Both committed (their batch rows are in) while the first step still waits.
+      await vi.waitFor(async () => expect(await rowCount(f.t, 'batches')).toBe(4), { timeout: timeout(10_000) });
+      expect(steps).toHaveLength(1);
+      open();
+      const s2 = await b1;
+      // a2 and a3 take their numbers in the order their bodies are in.
+      const [s3, s4] = (await Promise.all([a2, a3])).sort((x, y) => x - y) as [number, number];
+      duck.releaser = real;
+      expect([s2, s3, s4]).toEqual([s1 + 1, s1 + 2, s1 + 3]);
+      // One step for s2, then one for s3 and s4 together, at s4, over the KPIs either touched.
+      expect(steps).toEqual([
+        { snapshot: s2, kpis: ['grouped'] },
+        { snapshot: s4, kpis: ['grouped'] },
+      ]);
+      // At s3 its batch's points are pending: the day holds its released value (a1 and b1); at s4 both
+      // small batches count, released together.
+      for (const reader of ['a', 'b']) {
+        expect(await day(reader, s3)).toMatchObject({ state: 'held', value: 12, asOf: s2 });
+        expect(await day(reader, s4)).toMatchObject({ state: 'ok', value: 16 });
+      }
+      // Every snapshot, read by either partner, gives away nothing the rules withhold.
+      // b, reading every snapshot, cannot tell one small batch's two points from the other's.
+      const points = f.points('grouped').map((p) => (p.snapshot === s3 ? { ...p, released: s4 } : p));
+      const served = await readEvery(f, 'b', kpi, '2026-11-16', '2026-11-16', [s1, s2, s3, s4]);
+      expect(leaks('sum', points, served, 'b', 3, { changes: true })).toEqual([]);
     } finally {
       await f.close();
     }

@@ -31,29 +31,39 @@ describe('snapshot watermark', () => {
 });
 
 describe('snapshot watermark with a settle step (the release step of stable disclosure)', () => {
-  it('settles committed snapshots one at a time, in order, before the watermark includes them', async () => {
+  it('settles committed snapshots in order before the watermark includes them, those ready at once in one step', async () => {
     const t = new SnapshotTracker(0);
     const log: string[] = [];
     let unblock!: () => void;
     const slow = new Promise<void>((r) => (unblock = r));
-    t.settleWith(async (n) => {
-      log.push(`start ${n} (latest ${t.latest})`);
-      if (n === 1) await slow;
-      log.push(`end ${n}`);
+    t.settleWith(async (ready) => {
+      log.push(`start ${ready.join(',')} (latest ${t.latest})`);
+      if (ready[0] === 1) await slow;
+      log.push(`end ${ready.join(',')}`);
     });
     t.onAdvance((n) => log.push(`visible ${n}`));
-    const [a, b, c] = [t.reserve(), t.reserve(), t.reserve()];
+    const [a, b, c, d, e] = [t.reserve(), t.reserve(), t.reserve(), t.reserve(), t.reserve()];
     t.commit(b);
     expect(log).toEqual([]); // 1 is still landing
-    t.commit(a);
-    const bVisible = t.visible(b);
+    t.commit(a); // 1 and 2 are ready together: one step settles both
     await new Promise((r) => setImmediate(r));
-    expect(t.latest).toBe(0); // 1's settle step is running
+    expect(t.latest).toBe(0); // their step is running
+    // While it runs, 4 and 5 commit and 3 aborts: the next step settles 4 and 5 together.
+    t.commit(d);
     t.abort(c);
+    t.commit(e);
+    const eVisible = t.visible(e);
     unblock();
-    await bVisible;
-    expect(t.latest).toBe(2);
-    expect(log).toEqual(['start 1 (latest 0)', 'end 1', 'visible 1', 'start 2 (latest 1)', 'end 2', 'visible 2']);
+    await eVisible;
+    expect(t.latest).toBe(5);
+    expect(log).toEqual([
+      'start 1,2 (latest 0)',
+      'end 1,2',
+      'visible 2',
+      'start 4,5 (latest 2)',
+      'end 4,5',
+      'visible 5',
+    ]);
   });
 
   it('a batch waits for its own settle step, never for a slower earlier batch still landing', async () => {
