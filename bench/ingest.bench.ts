@@ -1,12 +1,14 @@
 /**
  * npm run bench:ingest — points/s through the listening server against the ceiling of issue #17,
  * measured in the same round: the in-process DuckDB appender on the same rows with each subject's
- * HMAC-SHA-256 pseudonym computed as the room does. Paths: NDJSON, JSON, Arrow IPC and CSV in
- * BENCH_BATCH-point batches (one client), and NDJSON in BENCH_SMALL_BATCH-point batches from 1, 2
- * and 4 concurrent clients; BENCH_ROUNDS (≥ 3) interleaved rounds, each on a fresh server with
- * the paths in a rotated order, give min / median / max of each ratio. PostgreSQL COPY into a
- * plain table is the what-a-team-would-do baseline. Then the peak RSS of the server during one
- * streamed NDJSON push of BENCH_RSS_POINTS, and the overload of issue #13.
+ * HMAC-SHA-256 pseudonym computed as the room does. Paths: one big push of all BENCH_POINTS
+ * points as NDJSON, JSON, Arrow IPC and CSV (the issue's "one big push"); NDJSON in
+ * BENCH_BATCH-point batches one after another (what a batch costs beyond its points); and NDJSON
+ * in BENCH_SMALL_BATCH-point batches from 1, 2 and 4 concurrent clients. BENCH_ROUNDS (≥ 3)
+ * interleaved rounds, each on a fresh server with the paths in a rotated order, give min /
+ * median / max of each ratio; BENCH_PATHS (path names separated by semicolons, as the table prints them) runs only those.
+ * PostgreSQL COPY into a plain table is the what-a-team-would-do baseline. Then the peak RSS of
+ * the server during one streamed NDJSON push of BENCH_RSS_POINTS, and the overload of issue #13.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -45,6 +47,8 @@ const RSS_POINTS = Number(process.env['BENCH_RSS_POINTS'] ?? 10_000_000);
 const ROUNDS = Math.max(3, Number(process.env['BENCH_ROUNDS'] ?? 3));
 /** The points of one small batch. */
 const SMALL = Number(process.env['BENCH_SMALL_BATCH'] ?? 10_000);
+/** Only the paths of these names (all when unset). */
+const ONLY = process.env['BENCH_PATHS']?.split(';').map((p) => p.trim().toLowerCase());
 const PG_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 /** Concurrent uploads of the overload row, each of this many bytes (issue #13: 40 × 4 MB). */
 const OVERLOAD = Number(process.env['BENCH_OVERLOAD_UPLOADS'] ?? 40);
@@ -240,9 +244,12 @@ async function pushConcurrently(url: string, token: string, bodies: string[], cl
 async function main() {
   process.stderr.write(`generating ${fmt(N)} points…\n`);
   const rows = makeRows(N);
-  const chunks: Row[][] = [];
-  for (let i = 0; i < N; i += BATCH) chunks.push(rows.slice(i, i + BATCH));
-  const ndjsonBodies = chunks.map((c) => c.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const ndjsonOf = (c: Row[]) => c.map((r) => JSON.stringify(r)).join('\n') + '\n';
+  // One big push per format: every point in one request.
+  const chunks: Row[][] = [rows];
+  const ndjsonBodies = chunks.map(ndjsonOf);
+  const batchBodies: string[] = [];
+  for (let i = 0; i < N; i += BATCH) batchBodies.push(ndjsonOf(rows.slice(i, i + BATCH)));
   const jsonBodies = chunks.map((c) => JSON.stringify({ points: c }));
   const arrowBodies = chunks.map((c) =>
     tableToIPC(
@@ -276,7 +283,7 @@ async function main() {
   const copy = await postgresCopy(rows);
 
   type Path = { name: string; target?: number; run: (url: string, token: string) => Promise<number> };
-  const paths: Path[] = [
+  const allPaths: Path[] = [
     { name: 'NDJSON', target: 0.9, run: (u, t) => pushAll(u, t, 'application/x-ndjson', ndjsonBodies) },
     { name: 'JSON', target: 0.9, run: (u, t) => pushAll(u, t, 'application/json', jsonBodies) },
     {
@@ -285,12 +292,17 @@ async function main() {
       run: (u, t) => pushAll(u, t, 'application/vnd.apache.arrow.stream', arrowBodies),
     },
     { name: 'CSV', target: 0.7, run: (u, t) => pushAll(u, t, 'text/csv', csvBodies) },
+    {
+      name: `NDJSON, ${fmt(BATCH)}-point batches`,
+      run: (u, t) => pushAll(u, t, 'application/x-ndjson', batchBodies),
+    },
     ...[1, 2, 4].map((clients) => ({
       name: `NDJSON, ${fmt(SMALL)}-point batches, ${clients} client${clients > 1 ? 's' : ''}`,
       ...(clients === 4 ? { target: 0.6 } : {}),
       run: (u: string, t: string) => pushConcurrently(u, t, smallBodies, clients),
     })),
   ];
+  const paths = allPaths.filter((p) => !ONLY || ONLY.includes(p.name.toLowerCase()));
   // Rounds: the ceiling (appender + HMAC) and every path, in a rotated order, on a fresh server
   // each round; ratios are taken within the round.
   const rates = new Map<string, number[]>([
@@ -437,7 +449,7 @@ async function main() {
       const r = ratios.get(p.name)!;
       const target =
         p.target === undefined ? '' : `≥ ${p.target.toFixed(1)}×: ${median(r) >= p.target ? 'met' : 'MISSED'}`;
-      return `| HTTP ${p.name}${p.name.includes('batches') ? '' : `, ${fmt(BATCH)}-point batches`} → Parity | ${fmt(median(rates.get(p.name)!))} | ${spread(r, (x) => x.toFixed(2), ' / ')} | ${target} |`;
+      return `| HTTP ${p.name}${p.name.includes('batches') ? '' : `, one push of ${fmt(N)} points`} → Parity | ${fmt(median(rates.get(p.name)!))} | ${spread(r, (x) => x.toFixed(2), ' / ')} | ${target} |`;
     }),
     ...(rss !== undefined
       ? [
