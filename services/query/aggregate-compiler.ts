@@ -452,9 +452,44 @@ export function compileRollupRead(q: SeriesQuery, fromPeriod: string, toPeriod: 
   };
 }
 
-/** The temporary tables a release step narrows its candidate atoms in, and holds their points in. */
+/** The temporary tables a release step narrows its candidate atoms in, holds their points in, and counts them in. */
 const CANDIDATES_TABLE = 'release_candidates';
 const CHANGE_TABLE = 'release_change';
+const COUNTS_TABLE = 'release_counts';
+
+/**
+ * The parts of the change's cells as the release step needs them, without a distinct count of
+ * the change's points per family. Distinct subjects are counted once per partner, day and
+ * dimension values (COUNTS_TABLE, finer than every cell); a part holds at least the subjects of
+ * its largest such group, so where that reaches k its exact count cannot make it fail and is not
+ * taken (`d` is then that lower bound); below k it is counted over the points, as before. Every
+ * part's `d < k` is therefore decided as by partsOf, and `np` comes from the same parts.
+ * Dominance needs each part's sum: those KPIs keep partsOf.
+ */
+function releaseParts(kpi: Kpi, rules: DisclosureRules, params: Params): string {
+  if (rules.dominance !== null) return partsOf(kpi, rules, CHANGE_TABLE);
+  const k = params.bind(rules.minGroupSize);
+  const cell = (f: { grain: Grain; key: string | null }) =>
+    `date_trunc(${grainSql[f.grain]}, local_day) AS c, ${f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key)} AS v, partner`;
+  const bound = families(kpi)
+    .map((f, i) => `SELECT ${i} AS f, ${cell(f)}, max(d) AS dmax FROM ${COUNTS_TABLE} GROUP BY ALL`)
+    .join('\nUNION ALL\n');
+  const exact = families(kpi)
+    .map(
+      (f, i) =>
+        `SELECT ${i} AS f, x.c, x.v, x.partner, count(DISTINCT x.subject)::INTEGER AS d FROM (SELECT ${cell(f)}, subject FROM ${CHANGE_TABLE}) AS x` +
+        ` SEMI JOIN (SELECT ${cell(f)} FROM ${COUNTS_TABLE} GROUP BY ALL HAVING max(d) < ${k}) AS small` +
+        ' ON small.c = x.c AND small.v IS NOT DISTINCT FROM x.v AND small.partner = x.partner GROUP BY ALL',
+    )
+    .join('\nUNION ALL\n');
+  return [
+    `SELECT *, ${partWindows(rules)} FROM (`,
+    '  SELECT b.f, b.c, b.v, b.partner, coalesce(e.d, b.dmax)::INTEGER AS d, NULL::DOUBLE AS s',
+    `  FROM (\n${bound}\n) AS b`,
+    `  LEFT JOIN (\n${exact}\n) AS e ON e.f = b.f AND e.c = b.c AND e.v IS NOT DISTINCT FROM b.v AND e.partner = b.partner`,
+    ') AS parts',
+  ].join('\n');
+}
 
 /**
  * The statements of one KPI's release step at `snapshot` (docs/privacy.md §3). The candidates are
@@ -469,7 +504,14 @@ export function compileRelease(
   kpi: Kpi,
   rules: DisclosureRules,
   snapshot: number,
-): { candidates: CompiledSql; change: CompiledSql; drop: CompiledSql; release: CompiledSql; done: CompiledSql[] } {
+): {
+  candidates: CompiledSql;
+  change: CompiledSql;
+  counts: CompiledSql | null;
+  drop: CompiledSql;
+  release: CompiledSql;
+  done: CompiledSql[];
+} {
   const c = CANDIDATES_TABLE;
   const cp = new Params();
   const id = cp.bind(kpi.id);
@@ -487,7 +529,7 @@ export function compileRelease(
     ') AS x',
   ].join('\n');
   const dp = new Params();
-  const parts = `(${partsOf(kpi, rules, CHANGE_TABLE)})`;
+  const parts = `(${releaseParts(kpi, rules, dp)})`;
   const flagged = flaggedAtoms(kpi, rules, CHANGE_TABLE, parts, dp, true);
   return {
     candidates: {
@@ -495,6 +537,19 @@ export function compileRelease(
       params: [kpi.id, snapshot],
     },
     change: { sql: change, params: cp.list },
+    // The change's distinct subjects per partner, day and dimension values, for releaseParts:
+    // counted by their 64-bit hashes, which two subjects can share but never split, so the count
+    // can only be low — still a lower bound, and a low one only sends a part to the exact count.
+    counts:
+      rules.dominance === null
+        ? {
+            sql: `CREATE OR REPLACE TEMP TABLE ${COUNTS_TABLE} AS SELECT partner, local_day${Object.keys(kpi.dimensions)
+              .sort()
+              .map((key) => `, ${dimColumn(kpi, key)}`)
+              .join('')}, count(DISTINCT hash(subject))::INTEGER AS d FROM ${CHANGE_TABLE} GROUP BY ALL`,
+            params: [],
+          }
+        : null,
     drop: {
       sql: [
         `DELETE FROM ${c} USING (SELECT partner, local_day, dims FROM (\n${flagged}\n) AS f WHERE protected) AS bad`,
@@ -513,6 +568,7 @@ export function compileRelease(
     done: [
       { sql: `DROP TABLE IF EXISTS ${c}`, params: [] },
       { sql: `DROP TABLE IF EXISTS ${CHANGE_TABLE}`, params: [] },
+      { sql: `DROP TABLE IF EXISTS ${COUNTS_TABLE}`, params: [] },
     ],
   };
 }

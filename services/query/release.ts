@@ -22,6 +22,7 @@ export function releaser(agreement: () => Agreement): Releaser {
       // Each round removes at least one atom or ends: at most as many rounds as candidates.
       for (;;) {
         await exec.run(step.change.sql, step.change.params);
+        if (step.counts) await exec.run(step.counts.sql, step.counts.params);
         if ((await exec.run(step.drop.sql, step.drop.params)) === 0) break;
       }
       await exec.run(step.release.sql, step.release.params);
