@@ -6,7 +6,9 @@
  * BENCH_BATCH-point batches one after another (what a batch costs beyond its points); and NDJSON
  * in BENCH_SMALL_BATCH-point batches from 1, 2 and 4 concurrent clients. BENCH_ROUNDS (≥ 3)
  * interleaved rounds, each on a fresh server with the paths in a rotated order, give min /
- * median / max of each ratio; BENCH_PATHS (path names separated by semicolons, as the table prints them) runs only those.
+ * median / max of each ratio; BENCH_PATHS (path names separated by semicolons: NDJSON, JSON,
+ * Arrow IPC, CSV, "NDJSON, 100,000-point batches", "NDJSON, 10,000-point batches, 2 clients" …,
+ * the table's names without "HTTP" and the push size) runs only those; an unknown name is refused.
  * PostgreSQL COPY into a plain table is the what-a-team-would-do baseline. Then the peak RSS of
  * the server during one streamed NDJSON push of BENCH_RSS_POINTS, and the overload of issue #13.
  */
@@ -302,6 +304,9 @@ async function main() {
       run: (u: string, t: string) => pushConcurrently(u, t, smallBodies, clients),
     })),
   ];
+  const unknown = ONLY?.filter((o) => !allPaths.some((p) => p.name.toLowerCase() === o));
+  if (unknown?.length)
+    throw new Error(`BENCH_PATHS: no path named ${unknown.join(', ')} (paths: ${allPaths.map((p) => p.name).join('; ')})`);
   const paths = allPaths.filter((p) => !ONLY || ONLY.includes(p.name.toLowerCase()));
   // Rounds: the ceiling (appender + HMAC) and every path, in a rotated order, on a fresh server
   // each round; ratios are taken within the round.

@@ -116,6 +116,7 @@ export class KpiChanges {
   notify(snapshot: number, kpis: readonly string[]): void {
     for (const fn of this.#listeners) fn(snapshot, kpis);
   }
+  /** Records that `kpis` changed at `snapshot` (their batch landed, or a release step released their atoms there). */
   record(snapshot: number, kpis: readonly string[]): void {
     for (const k of kpis) {
       const list = this.#byKpi.get(k);
@@ -123,8 +124,9 @@ export class KpiChanges {
       else {
         list.push(snapshot);
         // Commits may finish out of snapshot order.
-        for (let i = list.length - 1; i > 0 && list[i - 1]! > list[i]!; i--)
-          [list[i - 1], list[i]] = [list[i]!, list[i - 1]!];
+        let i = list.length - 1;
+        for (; i > 0 && list[i - 1]! > list[i]!; i--) [list[i - 1], list[i]] = [list[i]!, list[i - 1]!];
+        if (i > 0 && list[i - 1] === list[i]) list.splice(i, 1);
       }
     }
   }
@@ -285,8 +287,9 @@ export interface ReleaseExec {
 }
 
 /**
- * Decides, in the settle transaction of `snapshot`, which pending atoms of the KPIs it touched
- * are released (the query layer's disclosure model, services/query/release.ts).
+ * Decides, in the settle transaction of `snapshot`, which pending atoms of `kpis` (those it and
+ * the snapshots settled with it touched) are released there (the query layer's disclosure
+ * model, services/query/release.ts).
  */
 export type Releaser = (exec: ReleaseExec, snapshot: number, kpis: readonly string[]) => Promise<void>;
 
@@ -447,9 +450,9 @@ export class DuckStore {
     this.snapshots.commit(b.snapshot);
   }
 
-  /** The release step of every snapshot (services/query/release.ts); until set, nothing is released. */
+  /** The release step of every settle step (services/query/release.ts); until set, nothing is released. */
   releaser: Releaser = releaseNothing;
-  /** Release steps that failed: their atoms stay pending until a later snapshot of the KPI releases them. */
+  /** Release steps that failed (one per settle step, grouped snapshots included): their atoms stay pending until a later step of the KPI releases them. */
   releaseFailures = 0;
   readonly #releaseErrorListeners = new Set<(err: unknown, snapshot: number) => void>();
   onReleaseError(fn: (err: unknown, snapshot: number) => void): () => void {
@@ -475,6 +478,9 @@ export class DuckStore {
         };
         await this.releaser(exec, snapshot, kpis);
       });
+      // A KPI only a lower snapshot of the group touched changed here too (its atoms were
+      // released at this one): aggregate caches and rollups key on the last change.
+      this.touched.record(snapshot, kpis);
     } catch (err) {
       this.releaseFailures++;
       for (const fn of this.#releaseErrorListeners) fn(err, snapshot);
@@ -527,6 +533,12 @@ export class DuckStore {
       const landed = await conn.runAndReadAll(
         `SELECT snapshot::INTEGER AS s, partner, array_to_string(kpis, ',') AS k, epoch_ms(received_at)::DOUBLE AS r, epoch_ms(landed_at)::DOUBLE AS l FROM batches ORDER BY snapshot`,
       );
+      // Changes by release alone: atoms a step released at a later snapshot than their own
+      // (grouped steps, and atoms that waited), recorded at the snapshot that released them.
+      const releases = await conn.runAndReadAll(
+        'SELECT DISTINCT kpi, released::INTEGER AS r FROM held_atoms WHERE released IS NOT NULL AND released <> snapshot',
+      );
+      for (const row of releases.getRowObjectsJson()) store.touched.record(Number(row['r']), [String(row['kpi'])]);
       for (const row of landed.getRowObjectsJson()) {
         store.#remember({
           snapshot: Number(row['s']),

@@ -81,6 +81,17 @@ const dimColumns = (kpi: Kpi, params: Params) =>
 /** The column holding a point's value of an agreed dimension (extracted once, in pointsIn). */
 const dimColumn = (kpi: Kpi, key: string) => `dim_${Object.keys(kpi.dimensions).sort().indexOf(key)}`;
 
+/** `, dim_0, dim_1…`: every agreed dimension's column, to select or group by. */
+const dimColumnList = (kpi: Kpi) =>
+  Object.keys(kpi.dimensions)
+    .sort()
+    .map((key) => `, ${dimColumn(kpi, key)}`)
+    .join('');
+
+/** A family's cell of a row and its partner: `c` (the period's first day), `v` (the dimension value or null), partner. */
+const familyCell = (kpi: Kpi, f: { grain: Grain; key: string | null }) =>
+  `date_trunc(${grainSql[f.grain]}, local_day) AS c, ${f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key)} AS v, partner`;
+
 /**
  * The KPI's points in [first, last] as of the snapshot, each agreed dimension's value extracted
  * once into dim_<i> (JSON is parsed once per point, not once per family): what every fragment
@@ -144,10 +155,9 @@ function partWindows(rules: DisclosureRules): string {
  */
 function familyParts(kpi: Kpi, rules: DisclosureRules, i: number, source: string): string {
   const f = families(kpi)[i]!;
-  const v = f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key);
   // Shares are of released points only: a pending point's value moves no served state (§3).
   const s = rules.dominance === null ? 'NULL::DOUBLE' : 'coalesce(sum(value) FILTER (WHERE rel), 0)::DOUBLE';
-  return `SELECT ${i} AS f, date_trunc(${grainSql[f.grain]}, local_day) AS c, ${v} AS v, partner, count(DISTINCT subject)::INTEGER AS d, ${s} AS s FROM ${source} GROUP BY ALL`;
+  return `SELECT ${i} AS f, ${familyCell(kpi, f)}, count(DISTINCT subject)::INTEGER AS d, ${s} AS s FROM ${source} GROUP BY ALL`;
 }
 
 /**
@@ -176,10 +186,7 @@ function flaggedAtoms(
     `SELECT a.*,`,
     `  EXISTS (SELECT 1 FROM ${parts} AS b WHERE b.partner = a.partner AND (${bad}) AND (`,
     `    ${match})) AS protected`,
-    `FROM (SELECT partner, local_day${withDims ? ', dims' : ''}${Object.keys(kpi.dimensions)
-      .sort()
-      .map((key) => `, ${dimColumn(kpi, key)}`)
-      .join('')} FROM ${source} GROUP BY ALL) AS a`,
+    `FROM (SELECT partner, local_day${withDims ? ', dims' : ''}${dimColumnList(kpi)} FROM ${source} GROUP BY ALL) AS a`,
   ].join('\n');
 }
 
@@ -469,8 +476,7 @@ const COUNTS_TABLE = 'release_counts';
 function releaseParts(kpi: Kpi, rules: DisclosureRules, params: Params): string {
   if (rules.dominance !== null) return partsOf(kpi, rules, CHANGE_TABLE);
   const k = params.bind(rules.minGroupSize);
-  const cell = (f: { grain: Grain; key: string | null }) =>
-    `date_trunc(${grainSql[f.grain]}, local_day) AS c, ${f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key)} AS v, partner`;
+  const cell = (f: { grain: Grain; key: string | null }) => familyCell(kpi, f);
   const bound = families(kpi)
     .map((f, i) => `SELECT ${i} AS f, ${cell(f)}, max(d) AS dmax FROM ${COUNTS_TABLE} GROUP BY ALL`)
     .join('\nUNION ALL\n');
@@ -543,10 +549,7 @@ export function compileRelease(
     counts:
       rules.dominance === null
         ? {
-            sql: `CREATE OR REPLACE TEMP TABLE ${COUNTS_TABLE} AS SELECT partner, local_day${Object.keys(kpi.dimensions)
-              .sort()
-              .map((key) => `, ${dimColumn(kpi, key)}`)
-              .join('')}, count(DISTINCT hash(subject))::INTEGER AS d FROM ${CHANGE_TABLE} GROUP BY ALL`,
+            sql: `CREATE OR REPLACE TEMP TABLE ${COUNTS_TABLE} AS SELECT partner, local_day${dimColumnList(kpi)}, count(DISTINCT hash(subject))::INTEGER AS d FROM ${CHANGE_TABLE} GROUP BY ALL`,
             params: [],
           }
         : null,

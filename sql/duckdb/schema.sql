@@ -89,10 +89,11 @@ CREATE TABLE IF NOT EXISTS rollup_state (
 -- Stable disclosure (docs/privacy.md §3): a landed atom (partner × snapshot × local day × dims)
 -- is *released* when the change it brings to every readable cell passes the contributor rule.
 -- A batch writes its atoms here as pending (released NULL) with its points; the release step
--- of its snapshot, run in snapshot order before the snapshot becomes visible, sets `released`
--- to the snapshot that releases them, and deletes the rows it released at once (released =
--- snapshot), so the table holds only atoms that waited. A series at snapshot S counts a point
--- as released when no row of its atom says otherwise (released NULL or above S).
+-- of its snapshot, run in snapshot order before the snapshot becomes visible (one step for the
+-- snapshots that became ready together, at the highest of them), sets `released` to the
+-- snapshot that releases them, and deletes the rows it released at once (released =
+-- snapshot), so the table holds only atoms that waited, a step or more. A series at snapshot S
+-- counts a point as released when no row of its atom says otherwise (released NULL or above S).
 CREATE TABLE IF NOT EXISTS held_atoms (
   kpi       VARCHAR NOT NULL,
   partner   VARCHAR NOT NULL,

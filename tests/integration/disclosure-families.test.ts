@@ -22,7 +22,8 @@ import {
   type Target,
 } from '../helpers/disclosure-auditor.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
-import { rowCount, startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import type { DuckStore } from '../../services/platform/duck-store.js';
 import { timeout } from '../helpers/timeouts.js';
 
 interface KpiDef {
@@ -78,6 +79,32 @@ function agreementFile(partners: string[], k: number, kpis: KpiDef[], extra = ''
   const file = join(dir, 'agreement.yaml');
   writeFileSync(file, yaml);
   return file;
+}
+
+/**
+ * Holds the store's next release step at a gate and records every step's snapshot and KPIs; the
+ * batches landed meanwhile commit (`landed` counts them) and are settled by the step after it.
+ */
+function holdNextStep(duck: DuckStore) {
+  const real = duck.releaser;
+  const steps: { snapshot: number; kpis: readonly string[] }[] = [];
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const landed = vi.spyOn(duck, 'landed');
+  duck.releaser = async (exec, snapshot, kpis) => {
+    steps.push({ snapshot, kpis });
+    if (steps.length === 1) await gate;
+    return real(exec, snapshot, kpis);
+  };
+  return {
+    steps,
+    landed,
+    open,
+    restore() {
+      duck.releaser = real;
+      landed.mockRestore();
+    },
+  };
 }
 
 /** A room of the family's own, and the points each partner pushed (the auditor's scenario). */
@@ -512,32 +539,23 @@ describe('family 5 — across snapshots', () => {
     try {
       const s1 = await f.push('a', 'grouped', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'A1' }]);
       // The next release step waits at a gate, so the two batches after it commit meanwhile.
-      const duck = f.t.room.duck;
-      const real = duck.releaser;
-      const steps: { snapshot: number; kpis: readonly string[] }[] = [];
-      let open!: () => void;
-      const gate = new Promise<void>((r) => (open = r));
-      duck.releaser = async (exec, snapshot, kpis) => {
-        steps.push({ snapshot, kpis });
-        if (steps.length === 1) await gate;
-        return real(exec, snapshot, kpis);
-      };
+      const held = holdNextStep(f.t.room.duck);
       const b1 = f.push('b', 'grouped', [{ day: '2026-11-16', subjects: 4, value: () => 2, tag: 'B1' }]);
-      await vi.waitFor(() => expect(steps).toHaveLength(1), { timeout: timeout(10_000) });
+      await vi.waitFor(() => expect(held.steps).toHaveLength(1), { timeout: timeout(10_000) });
       // a's next two batches hold 2 subjects each (< k): neither change passes alone, together they do.
       const a2 = f.push('a', 'grouped', [{ day: '2026-11-16', subjects: 2, value: () => 1, tag: 'A2' }]);
       const a3 = f.push('a', 'grouped', [{ day: '2026-11-16', subjects: 2, value: () => 1, tag: 'A3' }]);
-      // Both committed (their batch rows are in) while the first step still waits.
-      await vi.waitFor(async () => expect(await rowCount(f.t, 'batches')).toBe(4), { timeout: timeout(10_000) });
-      expect(steps).toHaveLength(1);
-      open();
+      // Both committed while the first step still waits.
+      await vi.waitFor(() => expect(held.landed).toHaveBeenCalledTimes(3), { timeout: timeout(10_000) });
+      expect(held.steps).toHaveLength(1);
+      held.open();
       const s2 = await b1;
       // a2 and a3 take their numbers in the order their bodies are in.
       const [s3, s4] = (await Promise.all([a2, a3])).sort((x, y) => x - y) as [number, number];
-      duck.releaser = real;
+      held.restore();
       expect([s2, s3, s4]).toEqual([s1 + 1, s1 + 2, s1 + 3]);
       // One step for s2, then one for s3 and s4 together, at s4, over the KPIs either touched.
-      expect(steps).toEqual([
+      expect(held.steps).toEqual([
         { snapshot: s2, kpis: ['grouped'] },
         { snapshot: s4, kpis: ['grouped'] },
       ]);
@@ -552,6 +570,49 @@ describe('family 5 — across snapshots', () => {
       const points = f.points('grouped').map((p) => (p.snapshot === s3 ? { ...p, released: s4 } : p));
       const served = await readEvery(f, 'b', kpi, '2026-11-16', '2026-11-16', [s1, s2, s3, s4]);
       expect(leaks('sum', points, served, 'b', 3, { changes: true })).toEqual([]);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('a KPI only the lower snapshot of a settled group touched changes at the higher one, and caches and rollups know it', async () => {
+    const kpis: KpiDef[] = ['left', 'right'].map((id) => ({ id, measure: 'sum', grains: ['day', 'week'] }));
+    const f = await Family.start(agreementFile(['a', 'b'], 3, kpis));
+    const day = async (kpi: string, snapshot?: number) =>
+      cellOf(
+        await f.get(
+          `/v1/kpis/${kpi}/series?grain=day&from=2026-11-16&to=2026-11-16${snapshot ? `&snapshot=${snapshot}` : ''}`,
+          'a',
+        ),
+        '2026-11-16',
+        null,
+      );
+    try {
+      const s1 = await f.push('a', 'left', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'A1' }]);
+      const held = holdNextStep(f.t.room.duck);
+      const b1 = f.push('b', 'right', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'B1' }]);
+      await vi.waitFor(() => expect(held.steps).toHaveLength(1), { timeout: timeout(10_000) });
+      // One batch for each KPI commits while the step waits: they are settled together.
+      const a2 = f.push('a', 'left', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'A2' }]);
+      const b2 = f.push('b', 'right', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'B2' }]);
+      await vi.waitFor(() => expect(held.landed).toHaveBeenCalledTimes(3), { timeout: timeout(10_000) });
+      held.open();
+      const s2 = await b1;
+      const [sa, sb] = await Promise.all([a2, b2]);
+      held.restore();
+      const [s3, s4] = [Math.min(sa, sb), Math.max(sa, sb)];
+      expect(held.steps.map((x) => ({ snapshot: x.snapshot, kpis: [...x.kpis].sort() }))).toEqual([
+        { snapshot: s2, kpis: ['right'] },
+        { snapshot: s4, kpis: ['left', 'right'] },
+      ]);
+      // The KPI of the lower snapshot, s3: its batch is released at s4, so its figure moves at s4
+      // although no batch of it landed there. The latest read comes first, so a cache or rollup
+      // keyed on the KPI's last batch (s3) would serve it for s3 too.
+      const [lower, before] = sa === s3 ? ['left', s1] : ['right', s2];
+      expect(await day(lower)).toMatchObject({ state: 'ok', value: 8 });
+      expect(await day(lower, s4)).toMatchObject({ state: 'ok', value: 8 });
+      expect(await day(lower, s3)).toMatchObject({ state: 'held', value: 4, asOf: before });
+      expect(f.t.room.duck.touched.effective(lower, s4)).toBe(s4);
     } finally {
       await f.close();
     }

@@ -29,3 +29,35 @@ describe('local days', () => {
     await store.close();
   });
 });
+
+describe('the KPI changes a store reads back when it opens', () => {
+  it('counts a KPI as changed where a later snapshot released its atoms, not only where its batches landed', async () => {
+    const path = join(dir, 'touched.duckdb');
+    const first = await DuckStore.open(path);
+    const c = await first.connect();
+    // Snapshot 3 landed a batch of `left`; its atoms were released by the step of snapshot 4
+    // (grouped with it, or waiting until then); snapshot 4 itself landed only `right`.
+    for (const [snapshot, kpi] of [
+      [3, 'left'],
+      [4, 'right'],
+    ] as const)
+      await c.run(
+        `INSERT INTO batches (id, snapshot, partner, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
+         VALUES ('b${snapshot}', ${snapshot}, 'acme', '', 'application/x-ndjson', 1, 0, '', '{}', 1, now(), now(), ['${kpi}'])`,
+      );
+    await c.run(
+      `INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, released) VALUES ('left', 'acme', 3, DATE '2026-11-16', NULL, 4)`,
+    );
+    first.release(c);
+    await first.close();
+    const again = await DuckStore.open(path);
+    try {
+      expect(again.touched.effective('left', 3)).toBe(3);
+      expect(again.touched.effective('left', 4)).toBe(4);
+      expect(again.touched.effective('right', 4)).toBe(4);
+      expect(again.touched.effective('right', 3)).toBe(0);
+    } finally {
+      await again.close();
+    }
+  });
+});
