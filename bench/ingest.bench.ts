@@ -306,7 +306,9 @@ async function main() {
   ];
   const unknown = ONLY?.filter((o) => !allPaths.some((p) => p.name.toLowerCase() === o));
   if (unknown?.length)
-    throw new Error(`BENCH_PATHS: no path named ${unknown.join(', ')} (paths: ${allPaths.map((p) => p.name).join('; ')})`);
+    throw new Error(
+      `BENCH_PATHS: no path named ${unknown.join(', ')} (paths: ${allPaths.map((p) => p.name).join('; ')})`,
+    );
   const paths = allPaths.filter((p) => !ONLY || ONLY.includes(p.name.toLowerCase()));
   // Rounds: the ceiling (appender + HMAC) and every path, in a rotated order, on a fresh server
   // each round; ratios are taken within the round.
