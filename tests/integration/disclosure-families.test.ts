@@ -81,11 +81,22 @@ function agreementFile(partners: string[], k: number, kpis: KpiDef[], extra = ''
   return file;
 }
 
+/** The combined cell of 2026-11-16 of a KPI's day series as `partner` reads it, at a snapshot or the latest. */
+async function dayCell(f: Family, kpi: string, partner: string, snapshot?: number) {
+  const at = snapshot ? `&snapshot=${snapshot}` : '';
+  return cellOf(
+    await f.get(`/v1/kpis/${kpi}/series?grain=day&from=2026-11-16&to=2026-11-16${at}`, partner),
+    '2026-11-16',
+    null,
+  );
+}
+
 /**
- * Holds the store's next release step at a gate and records every step's snapshot and KPIs; the
- * batches landed meanwhile commit (`landed` counts them) and are settled by the step after it.
+ * Lands `first` with its release step held at a gate, lands `during` while the step waits (each
+ * committed, so they are settled together by the step after it), then lets it go. Returns the
+ * snapshots of `first` and of `during` (in the order given) and every step's snapshot and KPIs.
  */
-function holdNextStep(duck: DuckStore) {
+async function landAroundHeldStep(duck: DuckStore, first: () => Promise<number>, during: (() => Promise<number>)[]) {
   const real = duck.releaser;
   const steps: { snapshot: number; kpis: readonly string[] }[] = [];
   let open!: () => void;
@@ -96,15 +107,18 @@ function holdNextStep(duck: DuckStore) {
     if (steps.length === 1) await gate;
     return real(exec, snapshot, kpis);
   };
-  return {
-    steps,
-    landed,
-    open,
-    restore() {
-      duck.releaser = real;
-      landed.mockRestore();
-    },
-  };
+  try {
+    const held = first();
+    await vi.waitFor(() => expect(steps).toHaveLength(1), { timeout: timeout(10_000) });
+    const rest = during.map((land) => land());
+    await vi.waitFor(() => expect(landed).toHaveBeenCalledTimes(1 + during.length), { timeout: timeout(10_000) });
+    expect(steps).toHaveLength(1);
+    open();
+    return { first: await held, during: await Promise.all(rest), steps };
+  } finally {
+    duck.releaser = real;
+    landed.mockRestore();
+  }
 }
 
 /** A room of the family's own, and the points each partner pushed (the auditor's scenario). */
@@ -530,29 +544,21 @@ describe('family 5 — across snapshots', () => {
   it('batches that commit while a release step runs are settled by one step at the highest of their snapshots, pending at the ones before it', async () => {
     const kpi: KpiDef = { id: 'grouped', measure: 'sum', grains: ['day', 'week'], counts: 'exact' };
     const f = await Family.start(agreementFile(['a', 'b'], 3, [kpi]));
-    const day = async (partner: string, snapshot: number) =>
-      cellOf(
-        await f.get(`/v1/kpis/grouped/series?grain=day&from=2026-11-16&to=2026-11-16&snapshot=${snapshot}`, partner),
-        '2026-11-16',
-        null,
-      );
+    const day = (partner: string, snapshot: number) => dayCell(f, 'grouped', partner, snapshot);
     try {
       const s1 = await f.push('a', 'grouped', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'A1' }]);
-      // The next release step waits at a gate, so the two batches after it commit meanwhile.
-      const held = holdNextStep(f.t.room.duck);
-      const b1 = f.push('b', 'grouped', [{ day: '2026-11-16', subjects: 4, value: () => 2, tag: 'B1' }]);
-      await vi.waitFor(() => expect(held.steps).toHaveLength(1), { timeout: timeout(10_000) });
-      // a's next two batches hold 2 subjects each (< k): neither change passes alone, together they do.
-      const a2 = f.push('a', 'grouped', [{ day: '2026-11-16', subjects: 2, value: () => 1, tag: 'A2' }]);
-      const a3 = f.push('a', 'grouped', [{ day: '2026-11-16', subjects: 2, value: () => 1, tag: 'A3' }]);
-      // Both committed while the first step still waits.
-      await vi.waitFor(() => expect(held.landed).toHaveBeenCalledTimes(3), { timeout: timeout(10_000) });
-      expect(held.steps).toHaveLength(1);
-      held.open();
-      const s2 = await b1;
+      // b1's release step waits at a gate, and a's next two batches land meanwhile: 2 subjects
+      // each (< k), so neither change passes alone; together they do.
+      const held = await landAroundHeldStep(
+        f.t.room.duck,
+        () => f.push('b', 'grouped', [{ day: '2026-11-16', subjects: 4, value: () => 2, tag: 'B1' }]),
+        ['A2', 'A3'].map(
+          (tag) => () => f.push('a', 'grouped', [{ day: '2026-11-16', subjects: 2, value: () => 1, tag }]),
+        ),
+      );
+      const s2 = held.first;
       // a2 and a3 take their numbers in the order their bodies are in.
-      const [s3, s4] = (await Promise.all([a2, a3])).sort((x, y) => x - y) as [number, number];
-      held.restore();
+      const [s3, s4] = held.during.sort((x, y) => x - y) as [number, number];
       expect([s2, s3, s4]).toEqual([s1 + 1, s1 + 2, s1 + 3]);
       // One step for s2, then one for s3 and s4 together, at s4, over the KPIs either touched.
       expect(held.steps).toEqual([
@@ -578,28 +584,20 @@ describe('family 5 — across snapshots', () => {
   it('a KPI only the lower snapshot of a settled group touched changes at the higher one, and caches and rollups know it', async () => {
     const kpis: KpiDef[] = ['left', 'right'].map((id) => ({ id, measure: 'sum', grains: ['day', 'week'] }));
     const f = await Family.start(agreementFile(['a', 'b'], 3, kpis));
-    const day = async (kpi: string, snapshot?: number) =>
-      cellOf(
-        await f.get(
-          `/v1/kpis/${kpi}/series?grain=day&from=2026-11-16&to=2026-11-16${snapshot ? `&snapshot=${snapshot}` : ''}`,
-          'a',
-        ),
-        '2026-11-16',
-        null,
-      );
+    const day = (kpi: string, snapshot?: number) => dayCell(f, kpi, 'a', snapshot);
     try {
       const s1 = await f.push('a', 'left', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'A1' }]);
-      const held = holdNextStep(f.t.room.duck);
-      const b1 = f.push('b', 'right', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'B1' }]);
-      await vi.waitFor(() => expect(held.steps).toHaveLength(1), { timeout: timeout(10_000) });
-      // One batch for each KPI commits while the step waits: they are settled together.
-      const a2 = f.push('a', 'left', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'A2' }]);
-      const b2 = f.push('b', 'right', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'B2' }]);
-      await vi.waitFor(() => expect(held.landed).toHaveBeenCalledTimes(3), { timeout: timeout(10_000) });
-      held.open();
-      const s2 = await b1;
-      const [sa, sb] = await Promise.all([a2, b2]);
-      held.restore();
+      // One batch for each KPI lands while b1's step waits: they are settled together.
+      const held = await landAroundHeldStep(
+        f.t.room.duck,
+        () => f.push('b', 'right', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'B1' }]),
+        [
+          () => f.push('a', 'left', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'A2' }]),
+          () => f.push('b', 'right', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'B2' }]),
+        ],
+      );
+      const s2 = held.first;
+      const [sa, sb] = held.during as [number, number];
       const [s3, s4] = [Math.min(sa, sb), Math.max(sa, sb)];
       expect(held.steps.map((x) => ({ snapshot: x.snapshot, kpis: [...x.kpis].sort() }))).toEqual([
         { snapshot: s2, kpis: ['right'] },
