@@ -293,6 +293,9 @@ export interface ReleaseExec {
  */
 export type Releaser = (exec: ReleaseExec, snapshot: number, kpis: readonly string[]) => Promise<void>;
 
+/** The KPIs whose atoms of an earlier snapshot a step released at $1 (the store reads the same rows back when it opens). */
+const RELEASED_LATE = 'SELECT DISTINCT kpi FROM held_atoms WHERE released = $1 AND snapshot < $1';
+
 /** Until the room installs its disclosure model (assembly/open-room.ts), nothing is released: fail closed. */
 const releaseNothing: Releaser = () => Promise.resolve();
 
@@ -471,16 +474,21 @@ export class DuckStore {
     const kpis = [...new Set(ready.flatMap((n) => this.#unannounced.get(n) ?? []))];
     if (kpis.length === 0 || this.#closed) return;
     try {
-      await this.#transaction(async (c) => {
+      const releasedLate = await this.#transaction(async (c) => {
         const exec: ReleaseExec = {
           run: async (sql, params) => Number((await c.run(sql, params)).rowsChanged),
           all: async (sql, params) => (await c.runAndReadAll(sql, params)).getRowObjectsJson(),
         };
         await this.releaser(exec, snapshot, kpis);
+        return exec.all(RELEASED_LATE, [snapshot]);
       });
-      // A KPI only a lower snapshot of the group touched changed here too (its atoms were
-      // released at this one): aggregate caches and rollups key on the last change.
-      this.touched.record(snapshot, kpis);
+      // A KPI whose atoms of an earlier snapshot (one settled with this one, or one that waited)
+      // were released here changed here too, whether or not this snapshot's batch touched it:
+      // aggregate caches and rollups key on a KPI's last change. The same rows tell a reopened store.
+      this.touched.record(
+        snapshot,
+        releasedLate.map((r) => String(r['kpi'])),
+      );
     } catch (err) {
       this.releaseFailures++;
       for (const fn of this.#releaseErrorListeners) fn(err, snapshot);
@@ -534,12 +542,20 @@ export class DuckStore {
         `SELECT snapshot::INTEGER AS s, partner, array_to_string(kpis, ',') AS k, epoch_ms(received_at)::DOUBLE AS r, epoch_ms(landed_at)::DOUBLE AS l FROM batches ORDER BY snapshot`,
       );
       // Changes by release alone: atoms a step released at a later snapshot than their own
-      // (grouped steps, and atoms that waited), recorded at the snapshot that released them.
-      const releases = await conn.runAndReadAll(
-        'SELECT DISTINCT kpi, released::INTEGER AS r FROM held_atoms WHERE released IS NOT NULL AND released <> snapshot',
-      );
-      for (const row of releases.getRowObjectsJson()) store.touched.record(Number(row['r']), [String(row['kpi'])]);
+      // (grouped steps, and atoms that waited), recorded at the snapshot that released them —
+      // merged with the batches in snapshot order, so each record lands at the end of its list.
+      const releases = (
+        await conn.runAndReadAll(
+          'SELECT DISTINCT kpi, released::INTEGER AS r FROM held_atoms WHERE released IS NOT NULL AND released > snapshot ORDER BY r',
+        )
+      ).getRowObjectsJson();
+      let next = 0;
+      const releasedUpTo = (s: number) => {
+        for (; next < releases.length && Number(releases[next]!['r']) <= s; next++)
+          store.touched.record(Number(releases[next]!['r']), [String(releases[next]!['kpi'])]);
+      };
       for (const row of landed.getRowObjectsJson()) {
+        releasedUpTo(Number(row['s']));
         store.#remember({
           snapshot: Number(row['s']),
           partner: String(row['partner']),
@@ -550,6 +566,7 @@ export class DuckStore {
           landedAt: new Date(Number(row['l'])),
         });
       }
+      releasedUpTo(Infinity);
       return store;
     } finally {
       conn.closeSync();

@@ -107,17 +107,22 @@ async function landAroundHeldStep(duck: DuckStore, first: () => Promise<number>,
     if (steps.length === 1) await gate;
     return real(exec, snapshot, kpis);
   };
+  const pushes: Promise<number>[] = [];
   try {
-    const held = first();
+    pushes.push(first());
     await vi.waitFor(() => expect(steps).toHaveLength(1), { timeout: timeout(10_000) });
-    const rest = during.map((land) => land());
+    pushes.push(...during.map((land) => land()));
     await vi.waitFor(() => expect(landed).toHaveBeenCalledTimes(1 + during.length), { timeout: timeout(10_000) });
     expect(steps).toHaveLength(1);
     open();
-    return { first: await held, during: await Promise.all(rest), steps };
+    const [held, ...rest] = await Promise.all(pushes);
+    return { first: held!, during: rest, steps };
   } finally {
+    // Never left shut (a failed wait would hold the step, its transaction and the pushes forever).
+    open();
     duck.releaser = real;
     landed.mockRestore();
+    await Promise.allSettled(pushes);
   }
 }
 
