@@ -248,39 +248,34 @@ async function main() {
   const rows = makeRows(N);
   const ndjsonOf = (c: Row[]) => c.map((r) => JSON.stringify(r)).join('\n') + '\n';
   // One big push per format: every point in one request.
-  const chunks: Row[][] = [rows];
-  const ndjsonBodies = chunks.map(ndjsonOf);
-  const batchBodies: string[] = [];
-  for (let i = 0; i < N; i += BATCH) batchBodies.push(ndjsonOf(rows.slice(i, i + BATCH)));
-  const jsonBodies = chunks.map((c) => JSON.stringify({ points: c }));
-  const arrowBodies = chunks.map((c) =>
+  const ndjsonBodies = [ndjsonOf(rows)];
+  const jsonBodies = [JSON.stringify({ points: rows })];
+  const arrowBodies = [
     tableToIPC(
       tableFromArrays({
-        kpi: c.map((r) => r.kpi),
-        at: c.map((r) => r.at),
-        value: Float64Array.from(c, (r) => r.value),
-        subject: c.map((r) => r.subject),
-        region: c.map((r) => r.dims?.region ?? null),
+        kpi: rows.map((r) => r.kpi),
+        at: rows.map((r) => r.at),
+        value: Float64Array.from(rows, (r) => r.value),
+        subject: rows.map((r) => r.subject),
+        region: rows.map((r) => r.dims?.region ?? null),
       } as Parameters<typeof tableFromArrays>[0]),
       'stream',
     ),
-  );
-
-  const csvBodies = chunks.map(
-    (c) =>
-      'kpi,at,value,subject,region\n' +
-      c.map((r) => `${r.kpi},${r.at},${r.value},${r.subject},${r.dims?.region ?? ''}`).join('\n') +
+  ];
+  const csvBodies = [
+    'kpi,at,value,subject,region\n' +
+      rows.map((r) => `${r.kpi},${r.at},${r.value},${r.subject},${r.dims?.region ?? ''}`).join('\n') +
       '\n',
-  );
-  // Small batches: the same points in bodies of SMALL points, sent by 1, 2 or 4 clients at once.
-  const smallBodies: string[] = [];
-  for (let i = 0; i < N; i += SMALL)
-    smallBodies.push(
-      rows
-        .slice(i, i + SMALL)
-        .map((r) => JSON.stringify(r))
-        .join('\n') + '\n',
-    );
+  ];
+  // The same points in NDJSON bodies of `size` points each.
+  const ndjsonBatches = (size: number) => {
+    const out: string[] = [];
+    for (let i = 0; i < N; i += size) out.push(ndjsonOf(rows.slice(i, i + size)));
+    return out;
+  };
+  const batchBodies = ndjsonBatches(BATCH);
+  // Small batches, sent by 1, 2 or 4 clients at once.
+  const smallBodies = ndjsonBatches(SMALL);
   process.stderr.write('baseline: PostgreSQL COPY…\n');
   const copy = await postgresCopy(rows);
 

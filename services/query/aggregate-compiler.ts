@@ -476,15 +476,14 @@ const COUNTS_TABLE = 'release_counts';
 function releaseParts(kpi: Kpi, rules: DisclosureRules, params: Params): string {
   if (rules.dominance !== null) return partsOf(kpi, rules, CHANGE_TABLE);
   const k = params.bind(rules.minGroupSize);
-  const cell = (f: { grain: Grain; key: string | null }) => familyCell(kpi, f);
   const bound = families(kpi)
-    .map((f, i) => `SELECT ${i} AS f, ${cell(f)}, max(d) AS dmax FROM ${COUNTS_TABLE} GROUP BY ALL`)
+    .map((f, i) => `SELECT ${i} AS f, ${familyCell(kpi, f)}, max(d) AS dmax FROM ${COUNTS_TABLE} GROUP BY ALL`)
     .join('\nUNION ALL\n');
   const exact = families(kpi)
     .map(
       (f, i) =>
-        `SELECT ${i} AS f, x.c, x.v, x.partner, count(DISTINCT x.subject)::INTEGER AS d FROM (SELECT ${cell(f)}, subject FROM ${CHANGE_TABLE}) AS x` +
-        ` SEMI JOIN (SELECT ${cell(f)} FROM ${COUNTS_TABLE} GROUP BY ALL HAVING max(d) < ${k}) AS small` +
+        `SELECT ${i} AS f, x.c, x.v, x.partner, count(DISTINCT x.subject)::INTEGER AS d FROM (SELECT ${familyCell(kpi, f)}, subject FROM ${CHANGE_TABLE}) AS x` +
+        ` SEMI JOIN (SELECT ${familyCell(kpi, f)} FROM ${COUNTS_TABLE} GROUP BY ALL HAVING max(d) < ${k}) AS small` +
         ' ON small.c = x.c AND small.v IS NOT DISTINCT FROM x.v AND small.partner = x.partner GROUP BY ALL',
     )
     .join('\nUNION ALL\n');

@@ -6,8 +6,9 @@ import { disclosureRules } from './disclosure.js';
 /**
  * Stable disclosure over time (docs/privacy.md §3): the release step the store runs for every
  * committed snapshot, in snapshot order, before readers see it (one step at the highest of the
- * snapshots that became ready together, over the KPIs any of them touched). For each KPI, the pending atoms are narrowed to those whose change passes the contributor rule in
- * every readable cell (compileRelease), and those are released at this snapshot. What stays
+ * snapshots that became ready together, over the KPIs any of them touched). For each KPI, the
+ * pending atoms are narrowed to those whose change passes the contributor rule in every
+ * readable cell (compileRelease), and those are released at this snapshot. What stays
  * pending is counted in no served value: a cell holding it is *held* at the value of its
  * released points, so one late point never moves a disclosed cell by exactly that point.
  */
