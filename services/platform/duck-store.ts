@@ -944,6 +944,20 @@ export class DuckStore {
     return spans.get(kpi) ?? null;
   }
 
+  /** A KPI's points per local day in [first, last] at or below snapshot `upTo` (days without points left out). */
+  async pointsPerDay(kpi: string, first: string, last: string, upTo: number): Promise<Map<string, number>> {
+    const rows = await this.#pooled(async (c) =>
+      (
+        await c.runAndReadAll(
+          `SELECT local_day::VARCHAR AS day, count(*)::INTEGER AS n FROM points
+           WHERE kpi = $1 AND local_day >= $2::DATE AND local_day <= $3::DATE AND snapshot <= $4 GROUP BY local_day`,
+          [kpi, first, last, upTo],
+        )
+      ).getRowObjectsJson(),
+    );
+    return new Map(rows.map((r) => [String(r['day']), Number(r['n'])]));
+  }
+
   /**
    * Per KPI, the local days of the points of snapshots in (after, upTo] and of the atoms released
    * in that range after waiting (their cells moved then), as merged spans.

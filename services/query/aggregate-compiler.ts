@@ -294,18 +294,71 @@ const FLAGGED_TABLE = 'rollup_flagged_atoms';
 const CHUNK: Record<Grain, number> = { day: 31, week: 13, month: 3 };
 
 /**
- * The periods of `grain` holding a day of `days`, in order, cut into groups of at most
- * CHUNK[grain]: a dense range gives the chunks of periodChunks(), sparse days years apart give
- * one group of the few periods they touch.
+ * Points a refresh statement may aggregate beyond its CHUNK of periods, when the room counted the
+ * points of each day: light periods are merged into one statement up to this many. A statement
+ * costs tens of milliseconds whatever its size (planning, and operators set up for the whole
+ * fragment), so a batch spread over two years in CHUNKs cost some 400 statements per KPI. The
+ * bound is the size the 10M-point build ran its 31-day statements at under the default 256 MB
+ * pool (≈ 420k points each).
  */
-export function periodGroups(days: DaySpans, grain: Grain): string[][] {
+export const STATEMENT_POINTS = 500_000;
+
+/** The points of each period of `grain` (a period without a count counts 0). */
+export type PeriodPoints = (grain: Grain) => ReadonlyMap<string, number>;
+
+/** Sums points per local day into points per period of each grain, once per grain. */
+export function periodPoints(dayPoints: ReadonlyMap<string, number>): PeriodPoints {
+  const byGrain = new Map<Grain, Map<string, number>>();
+  return (grain) => {
+    let m = byGrain.get(grain);
+    if (!m) {
+      m = new Map();
+      for (const [day, n] of dayPoints) {
+        const p = periodStart(day, grain);
+        m.set(p, (m.get(p) ?? 0) + n);
+      }
+      byGrain.set(grain, m);
+    }
+    return m;
+  };
+}
+
+/**
+ * The periods of `grain` holding a day of `days`, in order, cut into groups of CHUNK[grain]
+ * consecutive periods (sparse days years apart give one group of the few periods they touch).
+ * Given the points of each period, a group takes at least CHUNK[grain] periods and then more
+ * while it holds at most `budget` points.
+ */
+export function periodGroups(
+  days: DaySpans,
+  grain: Grain,
+  points?: ReadonlyMap<string, number>,
+  budget = STATEMENT_POINTS,
+): string[][] {
   const periods: string[] = [];
   for (const [lo, hi] of days)
     for (let p = periodStart(lo, grain); p <= hi; p = addPeriods(p, grain, 1))
       if (periods.at(-1) !== p) periods.push(p); // spans are sorted: a shared period is the last one
   const out: string[][] = [];
-  for (let i = 0; i < periods.length; i += CHUNK[grain]) out.push(periods.slice(i, i + CHUNK[grain]));
+  let group: string[] = [];
+  let held = 0;
+  for (const p of periods) {
+    const n = points?.get(p) ?? 0;
+    if (group.length >= CHUNK[grain] && (!points || held + n > budget)) {
+      out.push(group);
+      group = [];
+      held = 0;
+    }
+    group.push(p);
+    held += n;
+  }
+  if (group.length) out.push(group);
   return out;
+}
+
+/** Whether a refresh over `days` takes more than one statement per family without counts (periodGroups). */
+export function refreshNeedsCounts(kpi: Kpi, days: DaySpans): boolean {
+  return kpi.grains.some((g) => periodGroups(days, g).length > 1);
 }
 
 /** The points of `group`'s periods (pointsIn() over their days, only those periods' days). */
@@ -329,7 +382,7 @@ function persistedParts(kpi: Kpi, rules: DisclosureRules, first: string, last: s
  * Brings a KPI's rollup up to `snapshot` after batches that touched the local days `days`
  * (a full build: every day with points); only the periods holding one of them are recomputed,
  * in groups (periodGroups()), so sparse points over years cost a few statements, not one per
- * chunk between. The room keeps, beside the cells, every partner's part
+ * chunk between, and with `opts.points` (the points of each period) light periods share one. The room keeps, beside the cells, every partner's part
  * of every cell family (`rollup_parts`: distinct subjects) and the atoms (`rollup_atoms`: partner
  * × local day × dimensions), so a batch recomputes, as before disclosure control, only the cells
  * and parts of the periods holding its days, and then re-decides `min_part` and `protects` — from
@@ -342,8 +395,10 @@ export function compileRollupRefresh(
   snapshot: number,
   breakdowns: readonly Breakdown[],
   days: DaySpans,
+  opts: { points?: PeriodPoints; budget?: number } = {},
 ): CompiledSql[] {
   for (const span of days) span.forEach(assertDate);
+  const groups = (grain: Grain) => periodGroups(days, grain, opts.points?.(grain), opts.budget);
   const lo = days[0]![0];
   const hi = days.at(-1)![1];
   const inList = (from: number, n: number, cast = '') =>
@@ -351,7 +406,7 @@ export function compileRollupRefresh(
   const out: CompiledSql[] = [];
   // 1. The parts of every family's cells holding a touched day.
   families(kpi).forEach((f, i) => {
-    for (const group of periodGroups(days, f.grain)) {
+    for (const group of groups(f.grain)) {
       out.push({
         sql: `DELETE FROM rollup_parts WHERE kpi = $1 AND f = $2 AND c IN (${inList(3, group.length, '::DATE')})`,
         params: [kpi.id, i, ...group],
@@ -391,7 +446,7 @@ export function compileRollupRefresh(
   for (const grain of kpi.grains) {
     for (const by of breakdowns) {
       // 4. The cells of the periods holding a touched day: recomputed from the points.
-      for (const group of periodGroups(days, grain)) {
+      for (const group of groups(grain)) {
         out.push({
           sql: `DELETE FROM rollup_cells WHERE kpi = $1 AND grain = $2 AND breakdown = $3 AND period IN (${inList(4, group.length)})`,
           params: [kpi.id, grain, breakdownKey(by), ...group],

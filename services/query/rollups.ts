@@ -2,13 +2,17 @@ import type { Logger } from 'pino';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
 import { canonicalJson } from '../platform/canonical-json.js';
-import { mergeDaySpans, periodStart, type DaySpans } from '../platform/calendar.js';
+import { mergeDaySpans, periodEnd, periodStart, type DaySpans } from '../platform/calendar.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import type { SeriesReader } from './series-reader.js';
 import {
   compileRollupRead,
   compileRollupRefresh,
+  periodPoints,
   rawCellOf,
+  refreshNeedsCounts,
+  STATEMENT_POINTS,
+  type PeriodPoints,
   type Breakdown,
   type CompiledSql,
   type SeriesQuery,
@@ -78,6 +82,8 @@ export class RollupMaintainer {
   #unsubscribe: (() => void) | undefined;
   /** The snapshot through which every batch is rolled up (all KPIs of the agreement). */
   through = -1;
+  /** Points a refresh statement may aggregate beyond its minimum of periods (tests lower it to cut more groups). */
+  statementPoints = STATEMENT_POINTS;
   /** Per KPI, the last touching snapshot its committed rollup includes (rollup_state, in memory). */
   readonly #rolledUp = new Map<string, number>();
 
@@ -177,9 +183,24 @@ export class RollupMaintainer {
     const effective = this.#duck.touched.effective(kpi.id, snapshot);
     const timezone = agreement.partnership.timezone;
     const rules = disclosureRules(agreement, kpi);
+    let steps: CompiledSql[] = [];
+    if (days && days.length > 0) {
+      // Over more periods than one statement per family takes, the points of each day decide how
+      // many periods a statement can take (aggregate-compiler.ts periodGroups).
+      let points: PeriodPoints | undefined;
+      if (refreshNeedsCounts(kpi, days)) {
+        const first = kpi.grains.map((g) => periodStart(days[0]![0], g)).sort()[0]!;
+        const last = kpi.grains
+          .map((g) => periodEnd(periodStart(days.at(-1)![1], g), g))
+          .sort()
+          .at(-1)!;
+        points = periodPoints(await this.#duck.pointsPerDay(kpi.id, first, last, snapshot));
+      }
+      steps = refreshSteps(kpi, rules, snapshot, days, { points, budget: this.statementPoints });
+    }
     await this.#duck.refreshRollup(kpi.id, {
       full,
-      steps: days && days.length > 0 ? refreshSteps(kpi, rules, snapshot, days) : [],
+      steps,
       snapshot: effective,
       signature: rollupSignature(kpi, timezone, rules),
       signal: this.#abort.signal,
@@ -195,8 +216,14 @@ function interrupted(err: unknown): boolean {
 }
 
 /** The compiled statements that bring a KPI's rollup up to `snapshot` after batches touching `days` (non-empty). */
-export function refreshSteps(kpi: Kpi, rules: DisclosureRules, snapshot: number, days: DaySpans): CompiledSql[] {
-  return compileRollupRefresh(kpi, rules, snapshot, rollupBreakdowns(kpi), days);
+export function refreshSteps(
+  kpi: Kpi,
+  rules: DisclosureRules,
+  snapshot: number,
+  days: DaySpans,
+  opts: { points?: PeriodPoints | undefined; budget?: number } = {},
+): CompiledSql[] {
+  return compileRollupRefresh(kpi, rules, snapshot, rollupBreakdowns(kpi), days, opts);
 }
 
 /** Starts keeping the store's rollups current; the reader's series then read them where they can. */

@@ -1,6 +1,12 @@
 import { disclosureRules } from '../../services/query/disclosure.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileSeries, rawCellOf, type Breakdown, type SeriesQuery } from '../../services/query/aggregate-compiler.js';
+import {
+  compileSeries,
+  rawCellOf,
+  STATEMENT_POINTS,
+  type Breakdown,
+  type SeriesQuery,
+} from '../../services/query/aggregate-compiler.js';
 import { type Grain } from '../../services/platform/calendar.js';
 import { readRollup, rollupBreakdowns } from '../../services/query/rollups.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
@@ -37,10 +43,10 @@ function points(
   return out;
 }
 
-async function push(partner: string, pts: TestPoint[]) {
-  const res = await fetch(`${t.url}/v1/points`, {
+async function push(partner: string, pts: TestPoint[], room = t) {
+  const res = await fetch(`${room.url}/v1/points`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${await t.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' },
+    headers: { authorization: `Bearer ${await room.token(partner, 'ingest')}`, 'content-type': 'application/x-ndjson' },
     body: ndjson(pts),
   });
   expect(res.status).toBe(202);
@@ -52,19 +58,19 @@ const round12 = <C extends { value: number | null }>(c: C): C => ({
   value: c.value === null ? null : Number(c.value.toPrecision(12)),
 });
 
-async function raw(q: SeriesQuery) {
+async function raw(q: SeriesQuery, room = t) {
   const { sql, params } = compileSeries(q);
-  const conn = await t.room.duck.connect();
+  const conn = await room.room.duck.connect();
   try {
     return (await conn.runAndReadAll(sql, params)).getRowObjectsJson().map(rawCellOf);
   } finally {
-    t.room.duck.release(conn);
+    room.room.duck.release(conn);
   }
 }
 
-const rolledUp = async () => {
-  await t.app.reader.rollups!.loop.idle();
-  expect(t.app.reader.rollups!.current).toBe(true);
+const rolledUp = async (room = t) => {
+  await room.app.reader.rollups!.loop.idle();
+  expect(room.app.reader.rollups!.current).toBe(true);
 };
 
 /** A weekly series of a KPI over Oct–Nov 2026 at the latest snapshot, as the room would read it. */
@@ -84,12 +90,12 @@ function weekly(kpiId: string, by: Breakdown): SeriesQuery {
 }
 
 /** Marks a KPI's rollup as built for another agreement: the maintainer's next catch-up rebuilds it. */
-async function staleSignature(kpiId: string): Promise<void> {
-  const conn = await t.room.duck.connect();
+async function staleSignature(kpiId: string, room = t): Promise<void> {
+  const conn = await room.room.duck.connect();
   try {
     await conn.run(`UPDATE rollup_state SET signature = 'from an older agreement' WHERE kpi = $1`, [kpiId]);
   } finally {
-    t.room.duck.release(conn);
+    room.room.duck.release(conn);
   }
 }
 
@@ -293,5 +299,101 @@ describe('rollups when the room closes', () => {
     expect(errors).toEqual([]);
     const q = weekly('customer_value', { kind: 'none' });
     expect((await readRollup(t.app.reader, q))?.map(round12)).toEqual((await raw(q)).map(round12));
+  });
+});
+
+describe('rollups over many periods', () => {
+  // Two partners' lead_time over seven months: more periods than one statement of fixed chunks
+  // takes (31 days, 13 weeks, 3 months), few points in each.
+  let l: TestRoom;
+  /** Per refresh of lead_time: how many statements recomputed cells (one per grain × breakdown × group). */
+  const cellStatements: number[] = [];
+  const combos = () => {
+    const kpi = l.room.agreement().agreement.kpis.find((k) => k.id === 'lead_time')!;
+    return kpi.grains.length * rollupBreakdowns(kpi).length;
+  };
+
+  async function expectExact(label: string) {
+    await rolledUp(l);
+    const agreement = l.room.agreement().agreement;
+    const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
+    let compared = 0;
+    for (const grain of kpi.grains as Grain[])
+      for (const by of rollupBreakdowns(kpi) as Breakdown[])
+        for (const [from, to] of [
+          ['2026-03-01', '2026-09-30'],
+          ['2026-05-27', '2026-07-02'],
+        ]) {
+          const q: SeriesQuery = {
+            kpi,
+            grain,
+            from: from!,
+            to: to!,
+            by,
+            snapshot: l.room.duck.snapshots.latest,
+            timezone: agreement.partnership.timezone,
+            rules: disclosureRules(agreement, kpi),
+          };
+          const rolled = await readRollup(l.app.reader, q);
+          expect(rolled, `${label}: ${grain} ${JSON.stringify(by)} ${from}..${to}`).toBeDefined();
+          expect(rolled!.map(round12), `${label}: ${grain} ${JSON.stringify(by)}`).toEqual(
+            (await raw(q, l)).map(round12),
+          );
+          compared += rolled!.length;
+        }
+    expect(compared).toBeGreaterThan(500);
+  }
+
+  beforeAll(async () => {
+    l = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
+    const duck = l.room.duck;
+    const refreshRollup = duck.refreshRollup.bind(duck);
+    duck.refreshRollup = async (kpi, opts) => {
+      const steps = [...opts.steps];
+      if (kpi === 'lead_time' && steps.length > 0)
+        cellStatements.push(steps.filter((s) => s.sql.startsWith('INSERT INTO rollup_cells')).length);
+      return refreshRollup(kpi, { ...opts, steps });
+    };
+  });
+  afterAll(async () => l?.close());
+
+  it('a batch over many light periods is refreshed in one statement per grain × breakdown, exactly as the points give', async () => {
+    await push(
+      'acme',
+      points('lead_time', '2026-03-02', 212, 4, 'm1', (i) => 10 + (i % 23)),
+      l,
+    );
+    await push(
+      'globex',
+      points('lead_time', '2026-03-05', 205, 5, 'm2', (i) => 30 + (i % 17)),
+      l,
+    );
+    await expectExact('counted groups');
+    expect(cellStatements.length).toBeGreaterThan(0);
+    expect(cellStatements.at(-1)).toBe(combos());
+  });
+
+  it('with a statement budget of one point the fixed chunks come back, and the cells are the same', async () => {
+    l.app.reader.rollups!.statementPoints = 1;
+    try {
+      await push(
+        'acme',
+        points('lead_time', '2026-03-01', 213, 2, 'm3', (i) => 50 + (i % 7)),
+        l,
+      );
+      await expectExact('fixed chunks');
+      expect(cellStatements.at(-1)).toBeGreaterThan(combos() * 3);
+    } finally {
+      l.app.reader.rollups!.statementPoints = STATEMENT_POINTS;
+    }
+  });
+
+  it("a rebuild (the KPI's signature changed) counts the points too", async () => {
+    const before = cellStatements.length;
+    await staleSignature('lead_time', l);
+    l.app.reader.rollups!.loop.request();
+    await expectExact('rebuild');
+    expect(cellStatements.length).toBe(before + 1);
+    expect(cellStatements.at(-1)).toBe(combos());
   });
 });

@@ -133,6 +133,68 @@ describe('rollup refresh groups', () => {
   });
 });
 
+describe('rollup refresh groups sized by points', () => {
+  /** Every day from `from` for `n` days, each holding `perDay` points. */
+  const daily = (from: string, n: number, perDay: number) =>
+    new Map(
+      Array.from({ length: n }, (_, i) => [
+        new Date(Date.parse(from) + i * 86_400_000).toISOString().slice(0, 10),
+        perDay,
+      ]),
+    );
+
+  it('sum the points of each day into its period at every grain', async () => {
+    const { periodPoints } = await import('../../services/query/aggregate-compiler.js');
+    const points = periodPoints(daily('2026-01-30', 5, 3)); // Fri 30 Jan – Tue 3 Feb 2026
+    expect([...points('day').values()]).toEqual([3, 3, 3, 3, 3]);
+    expect(Object.fromEntries(points('week'))).toEqual({ '2026-01-26': 9, '2026-02-02': 6 });
+    expect(Object.fromEntries(points('month'))).toEqual({ '2026-01-01': 6, '2026-02-01': 9 });
+  });
+
+  it('light periods share a group up to the budget; heavy ones keep the fixed minimum; every period once, in order', async () => {
+    const { periodGroups } = await import('../../services/query/aggregate-compiler.js');
+    const span: [string, string][] = [['2025-01-01', '2026-12-31']];
+    const all = periodGroups(span, 'day').flat();
+    expect(all).toHaveLength(730);
+    const days = (perDay: number) => daily('2025-01-01', 730, perDay);
+    // 100 points a day, 10,000 a group: 100 days per group (over the 31 of the fixed chunk).
+    const light = periodGroups(span, 'day', days(100), 10_000);
+    expect(light.flat()).toEqual(all);
+    expect(light.map((g) => g.length)).toEqual([...Array(7).fill(100), 30]);
+    // Heavier than the budget allows: never fewer periods than the fixed chunk of 31 days.
+    const heavy = periodGroups(span, 'day', days(1_000), 10_000);
+    expect(heavy).toEqual(periodGroups(span, 'day'));
+    // Uneven: a group closes before the period that would take it over the budget.
+    const uneven = new Map([...days(10)].map(([d, n], i) => [d, i === 200 ? 9_000 : n]));
+    const groups = periodGroups(span, 'day', uneven, 10_000);
+    expect(groups.flat()).toEqual(all);
+    for (const g of groups) {
+      const held = g.reduce((sum, d) => sum + uneven.get(d)!, 0);
+      expect(g.length <= 31 || held <= 10_000, `${g[0]}: ${g.length} days, ${held} points`).toBe(true);
+    }
+    expect(groups.find((g) => g.includes(all[200]!))![0]).toBe(all[200]);
+  });
+
+  it('a refresh of a light KPI over two years takes one statement per family where the fixed chunks took dozens', async () => {
+    const { compileRollupRefresh, periodPoints, refreshNeedsCounts } =
+      await import('../../services/query/aggregate-compiler.js');
+    const kpi = agreement.kpis.find((k) => k.grains.includes('day'))!;
+    const rules = disclosureRules(agreement, kpi);
+    const span: [string, string][] = [['2025-01-01', '2026-12-31']];
+    expect(refreshNeedsCounts(kpi, span)).toBe(true);
+    expect(refreshNeedsCounts(kpi, [['2026-11-02', '2026-11-03']])).toBe(false);
+    const cellInserts = (points?: Map<string, number>) =>
+      compileRollupRefresh(kpi, rules, 1, breakdowns(kpi), span, points ? { points: periodPoints(points) } : {}).filter(
+        (s) => s.sql.startsWith('INSERT INTO rollup_cells'),
+      ).length;
+    const combos = kpi.grains.length * breakdowns(kpi).length;
+    expect(cellInserts(daily('2025-01-01', 730, 50))).toBe(combos);
+    expect(cellInserts()).toBeGreaterThan(combos * 10);
+    // A KPI this heavy keeps the fixed chunks.
+    expect(cellInserts(daily('2025-01-01', 730, 100_000))).toBe(cellInserts());
+  });
+});
+
 describe('rollup refresh over sparse days', () => {
   it('merges touched days into spans, adjacent and overlapping ones joined', async () => {
     const { mergeDaySpans } = await import('../../services/platform/calendar.js');
