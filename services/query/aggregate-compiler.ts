@@ -568,6 +568,7 @@ export function compileRelease(
   candidates: CompiledSql;
   change: CompiledSql;
   counts: CompiledSql | null;
+  safe: CompiledSql | null;
   drop: CompiledSql;
   release: CompiledSql;
   done: CompiledSql[];
@@ -605,6 +606,16 @@ export function compileRelease(
         ? {
             sql: `CREATE OR REPLACE TEMP TABLE ${COUNTS_TABLE} AS SELECT partner, local_day${dimColumnList(kpi)}, count(DISTINCT hash(subject))::INTEGER AS d FROM ${CHANGE_TABLE} GROUP BY ALL`,
             params: [],
+          }
+        : null,
+    // Under the k-rule alone: when every partner × day × dimension values group of the change
+    // holds k subjects (by the counts' lower bound), so does every part, which holds whole groups;
+    // no atom is protected and the drop, the step's costliest statement, is not run.
+    safe:
+      rules.dominance === null && !rules.threePartners
+        ? {
+            sql: `SELECT coalesce(min(d), 0) >= $1 AS safe FROM ${COUNTS_TABLE}`,
+            params: [rules.minGroupSize],
           }
         : null,
     drop: {

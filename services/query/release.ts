@@ -24,6 +24,7 @@ export function releaser(agreement: () => Agreement): Releaser {
       for (;;) {
         await exec.run(step.change.sql, step.change.params);
         if (step.counts) await exec.run(step.counts.sql, step.counts.params);
+        if (step.safe && (await exec.all(step.safe.sql, step.safe.params))[0]?.['safe'] === true) break;
         if ((await exec.run(step.drop.sql, step.drop.params)) === 0) break;
       }
       await exec.run(step.release.sql, step.release.params);

@@ -364,3 +364,102 @@ describe('disclosure property: no partner determines a protected figure', () => 
     expect(leaking).toBeGreaterThan(5);
   });
 });
+
+describe('the release step under the k-rule alone', () => {
+  /** Lands `points` at snapshot 1 and runs its release step, recording each statement's start. */
+  async function releaseOnce(c: Case): Promise<{ statements: string[]; pending: string[] }> {
+    await conn.run('DELETE FROM points');
+    await conn.run('DELETE FROM held_atoms');
+    for (const p of c.points)
+      await conn.run(
+        `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
+         VALUES (1, $1, 'kpi', $2::TIMESTAMPTZ, $3, $4, $5, $6::DATE)`,
+        [p.partner, `${p.day}T12:00:00Z`, p.value, p.subject, p.dims ? JSON.stringify(p.dims) : null, p.day],
+      );
+    await conn.run(
+      'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) SELECT DISTINCT kpi, partner, snapshot, local_day, dims FROM points',
+    );
+    const statements: string[] = [];
+    await releaser(() => agreementOf(c))(
+      {
+        run: async (sql, params = []) => {
+          statements.push(sql.slice(0, 40));
+          return Number((await conn.run(sql, params)).rowsChanged);
+        },
+        all: async (sql, params = []) => {
+          statements.push(sql.slice(0, 40));
+          return (await conn.runAndReadAll(sql, params)).getRowObjectsJson();
+        },
+      },
+      1,
+      ['kpi'],
+    );
+    const pending = (
+      await conn.runAndReadAll(
+        "SELECT partner || ' ' || local_day::VARCHAR || ' ' || coalesce(dims, '') AS atom FROM held_atoms WHERE released IS NULL ORDER BY atom",
+      )
+    ).getRowObjectsJson();
+    return { statements, pending: pending.map((r) => String(r['atom'])) };
+  }
+
+  /** `n` subjects of partner `partner` on day `day` in region `region`. */
+  const block = (partner: string, day: number, region: string, n: number, from = 0): Point[] =>
+    Array.from({ length: n }, (_, j) => ({
+      partner,
+      day: DAYS[day]!,
+      subject: `${partner}-${day}-${region}-${from + j}`,
+      value: j,
+      snapshot: 1,
+      dims: { region },
+    }));
+  const base: Omit<Case, 'points'> = {
+    partners: 2,
+    measure: 'avg',
+    grains: ['day', 'week', 'month'],
+    dimension: true,
+    breakdown: 'per_partner',
+    consent: true,
+    k: 3,
+    counts: 'none',
+  };
+  const isDrop = (s: string) => s.startsWith('DELETE FROM release_candidates');
+
+  it('skips the drop when every partner × day × region group holds k subjects, and releases every atom', async () => {
+    const c: Case = {
+      ...base,
+      points: [
+        ...block('p0', 0, 'a', 3),
+        ...block('p0', 0, 'b', 4),
+        ...block('p1', 1, 'a', 5),
+        ...block('p1', 7, 'b', 3),
+      ],
+    };
+    const { statements, pending } = await releaseOnce(c);
+    expect(statements.some(isDrop)).toBe(false);
+    expect(pending).toEqual([]);
+  });
+
+  it('runs the drop when one group is under k, and keeps what it protects pending', async () => {
+    const c: Case = {
+      ...base,
+      points: [...block('p0', 0, 'a', 3), ...block('p0', 0, 'b', 2), ...block('p1', 1, 'a', 5)],
+    };
+    const { statements, pending } = await releaseOnce(c);
+    expect(statements.some(isDrop)).toBe(true);
+    // p0's two subjects in region b on day 0 are a part under k of its day × region cell.
+    expect(pending).toContain(`p0 ${DAYS[0]} {"region":"b"}`);
+  });
+
+  it('runs the drop for a combined KPI without consent, whose cells need three partners whatever their groups hold', async () => {
+    const c: Case = {
+      ...base,
+      partners: 3,
+      breakdown: 'combined',
+      consent: false,
+      points: [...block('p0', 0, 'a', 3), ...block('p1', 0, 'a', 4)],
+    };
+    const { statements, pending } = await releaseOnce(c);
+    expect(statements.some(isDrop)).toBe(true);
+    expect(pending.length).toBeGreaterThan(0);
+  });
+});
