@@ -208,16 +208,24 @@ async function pushAll(url: string, token: string, type: string, bodies: (string
   return N / s;
 }
 
-/** A data directory with the demo agreement and an ingest token for acme. */
-async function freshRoom(): Promise<{ dir: string; token: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'parity-bench-'));
+/**
+ * A data directory with the demo agreement and an ingest token per partner, its control plane
+ * embedded or, with `db`, on that PostgreSQL database.
+ */
+async function freshRoom(
+  prefix = 'parity-bench-',
+  db?: { url: string },
+  partners = ['acme'],
+): Promise<{ dir: string; tokens: string[] }> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   const room = await openRoom(
-    loadConfig({ PARITY_DATA_DIR: dir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }),
+    loadConfig({ PARITY_DATA_DIR: dir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: db?.url ?? '' }),
   );
-  const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date()))
-    .token;
+  const tokens: string[] = [];
+  for (const partnerId of partners)
+    tokens.push((await createToken(room.control.db, { partnerId, role: 'ingest', name: 'bench' }, new Date())).token);
   await room.close();
-  return { dir, token };
+  return { dir, tokens };
 }
 
 /** Points/s of `bodies` sent by `clients` concurrent clients, each taking the next body in turn. */
@@ -319,7 +327,8 @@ async function main() {
     const ceiling = await appenderCeiling(rows, true);
     rates.get('ceiling')!.push(ceiling);
     rates.get('appender')!.push(await appenderCeiling(rows));
-    const { dir: dataDir, token } = await freshRoom();
+    const { dir: dataDir, tokens } = await freshRoom();
+    const token = tokens[0]!;
     const server = await startServer(dataDir);
     try {
       const order = paths.map((_, i) => paths[(i + round) % paths.length]!);
@@ -345,16 +354,11 @@ async function main() {
       ['defaults', {}],
       ['PARITY_MEMORY_LIMIT=400MB', { PARITY_MEMORY_LIMIT: '400MB' }],
     ] as const) {
-      const rssDir = mkdtempSync(join(tmpdir(), 'parity-bench-rss-'));
       // The production shape: control plane on a PostgreSQL server (embedded PGlite alone
       // takes 350-800 MB of the process, see the README), when one answers.
       const rssDb = await scratchDatabase();
-      const r2 = await openRoom(
-        loadConfig({ PARITY_DATA_DIR: rssDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: rssDb?.url ?? '' }),
-      );
-      const tok2 = (await createToken(r2.control.db, { partnerId: 'acme', role: 'ingest', name: 'bench' }, new Date()))
-        .token;
-      await r2.close();
+      const { dir: rssDir, tokens: rssTokens } = await freshRoom('parity-bench-rss-', rssDb);
+      const tok2 = rssTokens[0]!;
       const s2 = await startServer(rssDir, { PARITY_MAX_BODY: '16gib', DATABASE_URL: rssDb?.url ?? '', ...env });
       process.stderr.write(`streaming ${fmt(RSS_POINTS)} points as one NDJSON request (${name})…\n`);
       async function* body() {
@@ -398,15 +402,8 @@ async function main() {
       ['defaults', {}],
       ['PARITY_MEMORY_LIMIT=512MB', { PARITY_MEMORY_LIMIT: '512MB' }],
     ] as const) {
-      const dir = mkdtempSync(join(tmpdir(), 'parity-bench-overload-'));
       const db = await scratchDatabase();
-      const r3 = await openRoom(
-        loadConfig({ PARITY_DATA_DIR: dir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: db?.url ?? '' }),
-      );
-      const tokens: string[] = [];
-      for (const partnerId of ['acme', 'globex'])
-        tokens.push((await createToken(r3.control.db, { partnerId, role: 'ingest', name: 'bench' }, new Date())).token);
-      await r3.close();
+      const { dir, tokens } = await freshRoom('parity-bench-overload-', db, ['acme', 'globex']);
       const s3 = await startServer(dir, { DATABASE_URL: db?.url ?? '', ...env });
       writeFileSync(`/proc/${s3.child.pid}/clear_refs`, '5');
       const idle = s3.peakRssMb();
