@@ -351,7 +351,8 @@ async function main() {
   const rssRuns: { name: string; peak: number; rate: number; pglite: boolean }[] = [];
   if (RSS_POINTS > 0)
     for (const [name, env] of [
-      ['defaults', {}],
+      // An empty value is unset (config.ts): the defaults run ignores a limit exported by the caller.
+      ['defaults', { PARITY_MEMORY_LIMIT: '' }],
       ['PARITY_MEMORY_LIMIT=400MB', { PARITY_MEMORY_LIMIT: '400MB' }],
     ] as const) {
       // The production shape: control plane on a PostgreSQL server (embedded PGlite alone
@@ -360,36 +361,39 @@ async function main() {
       const { dir: rssDir, tokens: rssTokens } = await freshRoom('parity-bench-rss-', rssDb);
       const tok2 = rssTokens[0]!;
       const s2 = await startServer(rssDir, { PARITY_MAX_BODY: '16gib', DATABASE_URL: rssDb?.url ?? '', ...env });
-      process.stderr.write(`streaming ${fmt(RSS_POINTS)} points as one NDJSON request (${name})…\n`);
-      async function* body() {
-        const step = 50_000;
-        for (let off = 0; off < RSS_POINTS; off += step)
-          yield Buffer.from(
-            makeRows(Math.min(step, RSS_POINTS - off), off)
-              .map((r) => JSON.stringify(r))
-              .join('\n') + '\n',
-          );
+      try {
+        process.stderr.write(`streaming ${fmt(RSS_POINTS)} points as one NDJSON request (${name})…\n`);
+        async function* body() {
+          const step = 50_000;
+          for (let off = 0; off < RSS_POINTS; off += step)
+            yield Buffer.from(
+              makeRows(Math.min(step, RSS_POINTS - off), off)
+                .map((r) => JSON.stringify(r))
+                .join('\n') + '\n',
+            );
+        }
+        const t0 = performance.now();
+        const res = await fetch(`${s2.url}/v1/points`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${tok2}`, 'content-type': 'application/x-ndjson' },
+          body: Readable.toWeb(Readable.from(body())) as ReadableStream,
+          duplex: 'half',
+        } as RequestInit);
+        const receipt = (await res.json()) as { accepted: number; detail?: string };
+        if (res.status !== 202 || receipt.accepted !== RSS_POINTS)
+          throw new Error(`RSS push (${name}): ${res.status} ${receipt.detail ?? receipt.accepted}`);
+        rssRuns.push({
+          name,
+          rate: RSS_POINTS / ((performance.now() - t0) / 1000),
+          peak: s2.peakRssMb(),
+          pglite: !rssDb,
+        });
+      } finally {
+        s2.child.kill('SIGTERM');
+        await new Promise((r) => s2.child.once('exit', r));
+        rmSync(rssDir, { recursive: true, force: true });
+        await rssDb?.drop();
       }
-      const t0 = performance.now();
-      const res = await fetch(`${s2.url}/v1/points`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${tok2}`, 'content-type': 'application/x-ndjson' },
-        body: Readable.toWeb(Readable.from(body())) as ReadableStream,
-        duplex: 'half',
-      } as RequestInit);
-      const receipt = (await res.json()) as { accepted: number; detail?: string };
-      if (res.status !== 202 || receipt.accepted !== RSS_POINTS)
-        throw new Error(`RSS push (${name}): ${res.status} ${receipt.detail ?? receipt.accepted}`);
-      rssRuns.push({
-        name,
-        rate: RSS_POINTS / ((performance.now() - t0) / 1000),
-        peak: s2.peakRssMb(),
-        pglite: !rssDb,
-      });
-      s2.child.kill('SIGTERM');
-      await new Promise((r) => s2.child.once('exit', r));
-      rmSync(rssDir, { recursive: true, force: true });
-      await rssDb?.drop();
     }
   // Overload: a fresh server (control plane on PostgreSQL when one answers), both demo partners
   // sending OVERLOAD concurrent uploads at once; the peak RSS is read from the server's VmHWM,
@@ -399,7 +403,7 @@ async function main() {
     [];
   if (OVERLOAD > 0)
     for (const [name, env] of [
-      ['defaults', {}],
+      ['defaults', { PARITY_MEMORY_LIMIT: '' }],
       ['PARITY_MEMORY_LIMIT=512MB', { PARITY_MEMORY_LIMIT: '512MB' }],
     ] as const) {
       const db = await scratchDatabase();

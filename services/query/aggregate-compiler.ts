@@ -395,7 +395,7 @@ export function compileRollupRefresh(
   snapshot: number,
   breakdowns: readonly Breakdown[],
   days: DaySpans,
-  opts: { points?: PeriodPoints; budget?: number } = {},
+  opts: { points?: PeriodPoints | undefined; budget?: number } = {},
 ): CompiledSql[] {
   for (const span of days) span.forEach(assertDate);
   const groups = (grain: Grain) => periodGroups(days, grain, opts.points?.(grain), opts.budget);
@@ -557,8 +557,10 @@ function releaseParts(kpi: Kpi, rules: DisclosureRules, params: Params): string 
  * each agreed dimension extracted once). `drop` removes every candidate atom that lies in a
  * failing part of that change — in some readable cell a partner's change has fewer than k
  * distinct subjects or dominates the change's sum, or (combined, without consent) fewer than
- * three partners changed — and `change` then `drop` are run until it removes nothing (removing
- * an atom can make another cell's change fail). `release` then releases what is left.
+ * three partners changed — and `change`, `counts` and `drop` are run until it removes nothing (removing
+ * an atom can make another cell's change fail); under the k-rule alone the `safe` checks first say
+ * whether any part can fail at all, and when none can the drop is not run. `release` then releases what
+ * is left.
  */
 export function compileRelease(
   kpi: Kpi,
@@ -568,7 +570,7 @@ export function compileRelease(
   candidates: CompiledSql;
   change: CompiledSql;
   counts: CompiledSql | null;
-  safe: CompiledSql | null;
+  safe: CompiledSql[];
   drop: CompiledSql;
   release: CompiledSql;
   done: CompiledSql[];
@@ -608,16 +610,22 @@ export function compileRelease(
             params: [],
           }
         : null,
-    // Under the k-rule alone: when every partner × day × dimension values group of the change
-    // holds k subjects (by the counts' lower bound), so does every part, which holds whole groups;
-    // no atom is protected and the drop, the step's costliest statement, is not run.
+    // Under the k-rule alone: when no part of any readable cell has, by the counts' lower bound,
+    // fewer than k subjects (releaseParts would count none of them exactly), no atom is
+    // protected and the drop, the step's costliest statement, is not run. The first check is
+    // the cheap sufficient one (every group holds k, so every part does); the second is exact.
     safe:
       rules.dominance === null && !rules.threePartners
-        ? {
-            sql: `SELECT coalesce(min(d), 0) >= $1 AS safe FROM ${COUNTS_TABLE}`,
-            params: [rules.minGroupSize],
-          }
-        : null,
+        ? [
+            { sql: `SELECT coalesce(min(d), 0) >= $1 AS safe FROM ${COUNTS_TABLE}`, params: [rules.minGroupSize] },
+            {
+              sql: `SELECT NOT EXISTS (\n${families(kpi)
+                .map((f) => `SELECT ${familyCell(kpi, f)} FROM ${COUNTS_TABLE} GROUP BY ALL HAVING max(d) < $1`)
+                .join('\nUNION ALL\n')}\n) AS safe`,
+              params: [rules.minGroupSize],
+            },
+          ]
+        : [],
     drop: {
       sql: [
         `DELETE FROM ${c} USING (SELECT partner, local_day, dims FROM (\n${flagged}\n) AS f WHERE protected) AS bad`,

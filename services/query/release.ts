@@ -1,6 +1,6 @@
 import type { Agreement } from '../platform/agreement-schema.js';
-import type { Releaser } from '../platform/duck-store.js';
-import { compileRelease } from './aggregate-compiler.js';
+import type { ReleaseExec, Releaser } from '../platform/duck-store.js';
+import { compileRelease, type CompiledSql } from './aggregate-compiler.js';
 import { disclosureRules } from './disclosure.js';
 
 /**
@@ -24,7 +24,7 @@ export function releaser(agreement: () => Agreement): Releaser {
       for (;;) {
         await exec.run(step.change.sql, step.change.params);
         if (step.counts) await exec.run(step.counts.sql, step.counts.params);
-        if (step.safe && (await exec.all(step.safe.sql, step.safe.params))[0]?.['safe'] === true) break;
+        if (await anySafe(exec, step.safe)) break;
         if ((await exec.run(step.drop.sql, step.drop.params)) === 0) break;
       }
       await exec.run(step.release.sql, step.release.params);
@@ -33,4 +33,10 @@ export function releaser(agreement: () => Agreement): Releaser {
     // Released at once: no row needed (a point without a row of its atom is released).
     await exec.run('DELETE FROM held_atoms WHERE released = $1 AND snapshot = $1', [snapshot]);
   };
+}
+
+/** Whether one of the checks says no part of the change can fail (so nothing would drop). */
+async function anySafe(exec: ReleaseExec, checks: readonly CompiledSql[]): Promise<boolean> {
+  for (const check of checks) if ((await exec.all(check.sql, check.params))[0]?.['safe'] === true) return true;
+  return false;
 }

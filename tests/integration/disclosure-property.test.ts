@@ -424,7 +424,7 @@ describe('the release step under the k-rule alone', () => {
   };
   const isDrop = (s: string) => s.startsWith('DELETE FROM release_candidates');
 
-  it('skips the drop when every partner × day × region group holds k subjects, and releases every atom', async () => {
+  it('skips the drop when no part of a readable cell can hold fewer than k subjects, and releases every atom', async () => {
     const c: Case = {
       ...base,
       points: [
@@ -433,6 +433,28 @@ describe('the release step under the k-rule alone', () => {
         ...block('p1', 1, 'a', 5),
         ...block('p1', 7, 'b', 3),
       ],
+    };
+    const { statements, pending } = await releaseOnce(c);
+    expect(statements.some(isDrop)).toBe(false);
+    expect(pending).toEqual([]);
+  });
+
+  it('skips it too when some days are small but every readable cell holds a day of k (a KPI of weeks and months)', async () => {
+    // Each partner: four subjects on Monday, one on each of three more days of the week. No day
+    // cell is read; a week or month part holds at least its largest day, four.
+    const c: Case = {
+      ...base,
+      grains: ['week', 'month'],
+      dimension: false,
+      points: ['p0', 'p1'].flatMap((partner) =>
+        [0, 0, 0, 0, 1, 2, 3].map((day, j) => ({
+          partner,
+          day: DAYS[day]!,
+          subject: `${partner}-${j}`,
+          value: j,
+          snapshot: 1,
+        })),
+      ),
     };
     const { statements, pending } = await releaseOnce(c);
     expect(statements.some(isDrop)).toBe(false);
