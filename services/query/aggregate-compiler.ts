@@ -382,7 +382,8 @@ function persistedParts(kpi: Kpi, rules: DisclosureRules, first: string, last: s
  * Brings a KPI's rollup up to `snapshot` after batches that touched the local days `days`
  * (a full build: every day with points); only the periods holding one of them are recomputed,
  * in groups (periodGroups()), so sparse points over years cost a few statements, not one per
- * chunk between, and with `opts.points` (the points of each period) light periods share one. The room keeps, beside the cells, every partner's part
+ * chunk between, and with `opts.points` (the points of each period) light periods share one.
+ * The room keeps, beside the cells, every partner's part
  * of every cell family (`rollup_parts`: distinct subjects) and the atoms (`rollup_atoms`: partner
  * × local day × dimensions), so a batch recomputes, as before disclosure control, only the cells
  * and parts of the periods holding its days, and then re-decides `min_part` and `protects` — from
@@ -557,10 +558,10 @@ function releaseParts(kpi: Kpi, rules: DisclosureRules, params: Params): string 
  * each agreed dimension extracted once). `drop` removes every candidate atom that lies in a
  * failing part of that change — in some readable cell a partner's change has fewer than k
  * distinct subjects or dominates the change's sum, or (combined, without consent) fewer than
- * three partners changed — and `change`, `counts` and `drop` are run until it removes nothing (removing
- * an atom can make another cell's change fail); under the k-rule alone the `safe` checks first say
- * whether any part can fail at all, and when none can the drop is not run. `release` then releases what
- * is left.
+ * three partners changed — and `change`, `counts` and `drop` are run until it removes nothing
+ * (removing an atom can make another cell's change fail); under the k-rule alone the `safe`
+ * checks first say whether any part can fail at all, and when none can the drop is not run.
+ * `release` then releases what is left.
  */
 export function compileRelease(
   kpi: Kpi,
