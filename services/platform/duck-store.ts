@@ -935,23 +935,19 @@ export class DuckStore {
     }));
   }
 
-  /** The first and last local day of a KPI's points at or below snapshot `upTo`; null without points. */
-  async pointDays(kpi: string, upTo: number): Promise<[string, string][] | null> {
-    const spans = await this.#daySpans('SELECT kpi, local_day FROM points WHERE kpi = $1 AND snapshot <= $2', [
-      kpi,
-      upTo,
-    ]);
-    return spans.get(kpi) ?? null;
-  }
-
-  /** A KPI's points per local day in [first, last] at or below snapshot `upTo` (days without points left out). */
-  async pointsPerDay(kpi: string, first: string, last: string, upTo: number): Promise<Map<string, number>> {
+  /**
+   * A KPI's points per local day, in day order, at or below snapshot `upTo` and within
+   * [first, last] when given (days without points left out): the days a rollup build covers, and
+   * how many points each period a refresh groups holds.
+   */
+  async pointsPerDay(kpi: string, upTo: number, range?: readonly [string, string]): Promise<Map<string, number>> {
+    const within = range ? ' AND local_day >= $3::DATE AND local_day <= $4::DATE' : '';
     const rows = await this.#pooled(async (c) =>
       (
         await c.runAndReadAll(
           `SELECT local_day::VARCHAR AS day, count(*)::INTEGER AS n FROM points
-           WHERE kpi = $1 AND local_day >= $2::DATE AND local_day <= $3::DATE AND snapshot <= $4 GROUP BY local_day`,
-          [kpi, first, last, upTo],
+           WHERE kpi = $1 AND snapshot <= $2${within} GROUP BY local_day ORDER BY local_day`,
+          [kpi, upTo, ...(range ?? [])],
         )
       ).getRowObjectsJson(),
     );

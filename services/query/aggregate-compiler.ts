@@ -521,6 +521,13 @@ const CHANGE_TABLE = 'release_change';
 const COUNTS_TABLE = 'release_counts';
 
 /**
+ * The parts of family `f` whose largest partner × day × dimension group of the change holds
+ * fewer than `k` (a bound parameter) subjects: those the release step counts exactly.
+ */
+const smallParts = (kpi: Kpi, f: { grain: Grain; key: string | null }, k: string) =>
+  `SELECT ${familyCell(kpi, f)} FROM ${COUNTS_TABLE} GROUP BY ALL HAVING max(d) < ${k}`;
+
+/**
  * The parts of the change's cells as the release step needs them, without a distinct count of
  * the change's points per family. Distinct subjects are counted once per partner, day and
  * dimension values (COUNTS_TABLE, finer than every cell); a part holds at least the subjects of
@@ -539,7 +546,7 @@ function releaseParts(kpi: Kpi, rules: DisclosureRules, params: Params): string 
     .map(
       (f, i) =>
         `SELECT ${i} AS f, x.c, x.v, x.partner, count(DISTINCT x.subject)::INTEGER AS d FROM (SELECT ${familyCell(kpi, f)}, subject FROM ${CHANGE_TABLE}) AS x` +
-        ` SEMI JOIN (SELECT ${familyCell(kpi, f)} FROM ${COUNTS_TABLE} GROUP BY ALL HAVING max(d) < ${k}) AS small` +
+        ` SEMI JOIN (${smallParts(kpi, f, k)}) AS small` +
         ' ON small.c = x.c AND small.v IS NOT DISTINCT FROM x.v AND small.partner = x.partner GROUP BY ALL',
     )
     .join('\nUNION ALL\n');
@@ -621,7 +628,7 @@ export function compileRelease(
             { sql: `SELECT coalesce(min(d), 0) >= $1 AS safe FROM ${COUNTS_TABLE}`, params: [rules.minGroupSize] },
             {
               sql: `SELECT NOT EXISTS (\n${families(kpi)
-                .map((f) => `SELECT ${familyCell(kpi, f)} FROM ${COUNTS_TABLE} GROUP BY ALL HAVING max(d) < $1`)
+                .map((f) => smallParts(kpi, f, '$1'))
                 .join('\nUNION ALL\n')}\n) AS safe`,
               params: [rules.minGroupSize],
             },

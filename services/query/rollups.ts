@@ -147,8 +147,10 @@ export class RollupMaintainer {
       if (this.#stopping) return;
       if (state.get(kpi.id) === rollupSignature(kpi, tz, disclosureRules(agreement, kpi))) continue;
       const t0 = performance.now();
-      const days = await duck.pointDays(kpi.id, latest);
-      await this.#refresh(agreement, kpi, latest, days, true);
+      // One read gives the days to build and the points of each: the refresh groups periods by them.
+      const perDay = await duck.pointsPerDay(kpi.id, latest);
+      const days = perDay.size > 0 ? mergeDaySpans([...perDay.keys()].map((d) => [d, d])) : null;
+      await this.#refresh(agreement, kpi, latest, days, true, perDay);
       rebuilt.add(kpi.id);
       if (days) this.#log.info(`rollups: built ${kpi.id} in ${Math.round(performance.now() - t0)} ms`);
     }
@@ -172,13 +174,17 @@ export class RollupMaintainer {
     if (duck.snapshots.latest !== latest) this.loop.request();
   }
 
-  /** Recomputes one KPI's cells of the periods holding `days` (all of them when `full`) in one transaction with its state. */
+  /**
+   * Recomputes one KPI's cells of the periods holding `days` (all of them when `full`) in one
+   * transaction with its state; `perDay`, the KPI's points per day when the caller read them.
+   */
   async #refresh(
     agreement: Agreement,
     kpi: Kpi,
     snapshot: number,
     days: DaySpans | null,
     full: boolean,
+    perDay?: ReadonlyMap<string, number>,
   ): Promise<void> {
     const effective = this.#duck.touched.effective(kpi.id, snapshot);
     const timezone = agreement.partnership.timezone;
@@ -188,14 +194,8 @@ export class RollupMaintainer {
       // Over more periods than one statement per family takes, the points of each day decide how
       // many periods a statement can take (aggregate-compiler.ts periodGroups).
       let points: PeriodPoints | undefined;
-      if (refreshNeedsCounts(kpi, days)) {
-        const first = kpi.grains.map((g) => periodStart(days[0]![0], g)).sort()[0]!;
-        const last = kpi.grains
-          .map((g) => periodEnd(periodStart(days.at(-1)![1], g), g))
-          .sort()
-          .at(-1)!;
-        points = periodPoints(await this.#duck.pointsPerDay(kpi.id, first, last, snapshot));
-      }
+      if (refreshNeedsCounts(kpi, days))
+        points = periodPoints(perDay ?? (await this.#pointsAround(kpi, snapshot, days)));
       steps = refreshSteps(kpi, rules, snapshot, days, { points, budget: this.statementPoints });
     }
     await this.#duck.refreshRollup(kpi.id, {
@@ -206,6 +206,16 @@ export class RollupMaintainer {
       signal: this.#abort.signal,
     });
     this.#rolledUp.set(kpi.id, effective);
+  }
+
+  /** The KPI's points per day in every period of any grain holding a day of `days`. */
+  #pointsAround(kpi: Kpi, snapshot: number, days: DaySpans): Promise<Map<string, number>> {
+    const first = kpi.grains.map((g) => periodStart(days[0]![0], g)).sort()[0]!;
+    const last = kpi.grains
+      .map((g) => periodEnd(periodStart(days.at(-1)![1], g), g))
+      .sort()
+      .at(-1)!;
+    return this.#duck.pointsPerDay(kpi.id, snapshot, [first, last]);
   }
 }
 

@@ -12,6 +12,7 @@ import { agreementSchema, type Agreement, type AgreementInput } from '../../serv
 import { compileSeries, rawCellOf, type Breakdown } from '../../services/query/aggregate-compiler.js';
 import { disclose, disclosureRules, type RawCell } from '../../services/query/disclosure.js';
 import { releaser } from '../../services/query/release.js';
+import type { ReleaseExec } from '../../services/platform/duck-store.js';
 import {
   MEASURES,
   audit,
@@ -142,6 +143,20 @@ afterAll(() => {
   instance?.closeSync();
 });
 
+/** The release step's statements run on `c`, each one's start noted in `seen` when given. */
+function execOn(c: DuckDBConnection, seen?: string[]): ReleaseExec {
+  return {
+    run: async (sql, params = []) => {
+      seen?.push(sql.slice(0, 40));
+      return Number((await c.run(sql, params)).rowsChanged);
+    },
+    all: async (sql, params = []) => {
+      seen?.push(sql.slice(0, 40));
+      return (await c.runAndReadAll(sql, params)).getRowObjectsJson();
+    },
+  };
+}
+
 const SNAPSHOTS = [1, 2, 3];
 
 /**
@@ -153,11 +168,7 @@ async function land(c: Case, agreement: Agreement, opts = { release: true }): Pr
   await conn.run('DELETE FROM points');
   await conn.run('DELETE FROM held_atoms');
   const release = releaser(() => agreement);
-  const exec = {
-    run: async (sql: string, params: (string | number)[] = []) => Number((await conn.run(sql, params)).rowsChanged),
-    all: async (sql: string, params: (string | number)[] = []) =>
-      (await conn.runAndReadAll(sql, params)).getRowObjectsJson(),
-  };
+  const exec = execOn(conn);
   for (const snapshot of SNAPSHOTS) {
     const pts = c.points.filter((p) => p.snapshot === snapshot);
     if (pts.length === 0) continue;
@@ -380,20 +391,7 @@ describe('the release step under the k-rule alone', () => {
       'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) SELECT DISTINCT kpi, partner, snapshot, local_day, dims FROM points',
     );
     const statements: string[] = [];
-    await releaser(() => agreementOf(c))(
-      {
-        run: async (sql, params = []) => {
-          statements.push(sql.slice(0, 40));
-          return Number((await conn.run(sql, params)).rowsChanged);
-        },
-        all: async (sql, params = []) => {
-          statements.push(sql.slice(0, 40));
-          return (await conn.runAndReadAll(sql, params)).getRowObjectsJson();
-        },
-      },
-      1,
-      ['kpi'],
-    );
+    await releaser(() => agreementOf(c))(execOn(conn, statements), 1, ['kpi']);
     const pending = (
       await conn.runAndReadAll(
         "SELECT partner || ' ' || local_day::VARCHAR || ' ' || coalesce(dims, '') AS atom FROM held_atoms WHERE released IS NULL ORDER BY atom",
