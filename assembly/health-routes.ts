@@ -44,6 +44,12 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
         '# HELP parity_rollup_current 1 when the rollups include the latest snapshot.',
         '# TYPE parity_rollup_current gauge',
         `parity_rollup_current ${rollups.current ? 1 : 0}`,
+        '# HELP parity_rollup_reads_total Series answered from the rollups alone since start.',
+        '# TYPE parity_rollup_reads_total counter',
+        `parity_rollup_reads_total ${rollups.reads.rollup}`,
+        '# HELP parity_rollup_patched_reads_total Series answered from rollups behind the snapshot, with the periods batches moved since read from the points.',
+        '# TYPE parity_rollup_patched_reads_total counter',
+        `parity_rollup_patched_reads_total ${rollups.reads.patched}`,
       );
     }
     const alerts = app.alerts;

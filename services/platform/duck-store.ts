@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBValue, type Json } from '@duckdb/node-api';
 import { sqlDir } from './paths.js';
-import { mergeDaySpans } from './calendar.js';
+import { mergeDaySpans, type DaySpans } from './calendar.js';
 
 /**
  * Snapshot numbers are handed out when a batch starts landing and become visible only
@@ -964,6 +964,19 @@ export class DuckStore {
        UNION ALL SELECT kpi, local_day FROM held_atoms WHERE released > $1 AND released <= $2`,
       [after, upTo],
     );
+  }
+
+  /**
+   * The local days of one KPI's points of snapshots in (after, upTo] and of its atoms released in
+   * that range, as merged spans: the days whose cells moved since a rollup at `after`.
+   */
+  async touchedDaysOf(kpi: string, after: number, upTo: number): Promise<DaySpans> {
+    const spans = await this.#daySpans(
+      `SELECT kpi, local_day FROM points WHERE kpi = $3 AND snapshot > $1 AND snapshot <= $2
+       UNION ALL SELECT kpi, local_day FROM held_atoms WHERE kpi = $3 AND released > $1 AND released <= $2`,
+      [after, upTo, kpi],
+    );
+    return spans.get(kpi) ?? [];
   }
 
   /**

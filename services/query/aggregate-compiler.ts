@@ -56,6 +56,26 @@ export function linkedDays(kpi: Kpi, grain: Grain, from: string, to: string): { 
   return { first, last };
 }
 
+/**
+ * The periods of `grain` whose cells a change of the points on `days` can move, as merged
+ * [first, last] period starts: per span, the cells holding one of its days (their values, counts
+ * and parts) and every cell sharing a day with those (an atom's protection is decided in every
+ * cell holding it), the reach a rollup refresh re-decides (compileRollupRefresh steps 4 and 5).
+ */
+export function movedPeriods(kpi: Kpi, grain: Grain, days: DaySpans): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [lo, hi] of days) {
+    const reach = linkedDays(kpi, 'day', lo, hi);
+    const first = periodStart(reach.first, grain);
+    const last = periodStart(reach.last, grain);
+    const prev = out.at(-1);
+    if (prev && first <= addPeriods(prev[1], grain, 1)) {
+      if (last > prev[1]) prev[1] = last;
+    } else out.push([first, last]);
+  }
+  return out;
+}
+
 /** Positional parameters: request values only ever travel bound. */
 class Params {
   readonly list: (string | number)[] = [];

@@ -8,6 +8,8 @@ import type { SeriesReader } from './series-reader.js';
 import {
   compileRollupRead,
   compileRollupRefresh,
+  compileSeries,
+  movedPeriods,
   periodPoints,
   rawCellOf,
   refreshNeedsCounts,
@@ -48,24 +50,85 @@ export function rollupReadSql(q: SeriesQuery): CompiledSql {
 }
 
 /**
- * The rolled-up cells of a series, or undefined when the rollup cannot answer it exactly: not
- * built yet, built for another signature, or at another effective snapshot (an older
- * `?snapshot=`, or a batch not rolled up yet). The caller then aggregates the points.
+ * The cells of a series from the rollup, or undefined when the rollup cannot answer it exactly:
+ * not built yet, built for another signature, rolled up past the query's effective snapshot (an
+ * older `?snapshot=`), or behind it with a retention run since. The caller then aggregates the
+ * points.
+ *
+ * A rollup behind the query's snapshot (batches not rolled up yet) still answers the periods the
+ * later batches and releases cannot have moved: only the periods holding a day they touched, and
+ * those sharing a day with such a period (movedPeriods), are aggregated from the points, at the
+ * query's snapshot, by the same compiled SQL. A cell's figures are decided over whole linked cells
+ * whatever range a request asks, so the patched series is exactly the one the points give. When
+ * the moved periods cover the whole request, the points answer it in one statement instead.
  */
 export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<RawCell[] | undefined> {
   const duck = reader.duck;
+  const rollups = reader.rollups;
   const effective = duck.touched.effective(q.kpi.id, q.snapshot);
-  // Known stale (a batch not rolled up yet, an older snapshot): no statement spent on it.
-  if (effective === 0 || reader.rollups?.rolledUp(q.kpi.id) !== effective) return undefined;
+  const rolled = rollups?.rolledUp(q.kpi.id);
+  // Known unusable (not built, or past this snapshot): no statement spent on it.
+  if (!rollups || effective === 0 || !rolled || rolled > effective) return undefined;
+  const fromPeriod = periodStart(q.from, q.grain);
+  const toPeriod = periodStart(q.to, q.grain);
+  let moved: [string, string][] = [];
+  if (rolled < effective) {
+    // A retention run deletes points without carrying its snapshot on any: the refresh learns its
+    // days another way (removedDays), so a rollup from before it is not patched.
+    if (duck.retiredBefore > rolled) return undefined;
+    const days = await rollups.movedDays(q.kpi.id, rolled, effective);
+    if (days.length === 0) return undefined; // the KPI changed, but not where the store says: read it whole
+    moved = patchRanges(q, days);
+    if (moved.length === 1 && moved[0]![0] === fromPeriod && moved[0]![1] === toPeriod) return undefined;
+  }
   const rows = await duck.query(rollupReadSql(q));
   const state = rows[0];
   if (
     !state ||
-    Number(state['state_snapshot']) !== effective ||
+    Number(state['state_snapshot']) !== rolled ||
     state['signature'] !== rollupSignature(q.kpi, q.timezone, q.rules)
   )
     return undefined;
-  return rows.filter((r) => r['period'] !== null).map(rawCellOf);
+  const cells = rows.filter((r) => r['period'] !== null).map(rawCellOf);
+  if (moved.length === 0) {
+    rollups.reads.rollup++;
+    return cells;
+  }
+  const fresh: RawCell[][] = [];
+  for (const [from, to] of moved) fresh.push((await duck.query(compileSeries({ ...q, from, to }))).map(rawCellOf));
+  rollups.reads.patched++;
+  return patchCells(cells, moved, fresh);
+}
+
+/** The period ranges of a series that a change on `days` can move (movedPeriods), within the request. */
+export function patchRanges(q: Pick<SeriesQuery, 'kpi' | 'grain' | 'from' | 'to'>, days: DaySpans): [string, string][] {
+  const from = periodStart(q.from, q.grain);
+  const to = periodStart(q.to, q.grain);
+  const out: [string, string][] = [];
+  for (const [a, b] of movedPeriods(q.kpi, q.grain, days))
+    if (b >= from && a <= to) out.push([a < from ? from : a, b > to ? to : b]);
+  return out;
+}
+
+/**
+ * The rolled-up cells with those of the `moved` period ranges replaced by `fresh` (one list per
+ * range, each ordered as a series is): every list is ordered by period and group, and the
+ * ranges are disjoint, so the merge keeps the order a series read gives.
+ */
+export function patchCells(
+  rolled: readonly RawCell[],
+  moved: readonly (readonly [string, string])[],
+  fresh: readonly (readonly RawCell[])[],
+): RawCell[] {
+  const out: RawCell[] = [];
+  let i = 0;
+  moved.forEach(([from, to], r) => {
+    for (; i < rolled.length && rolled[i]!.period < from; i++) out.push(rolled[i]!);
+    while (i < rolled.length && rolled[i]!.period <= to) i++;
+    out.push(...fresh[r]!);
+  });
+  for (; i < rolled.length; i++) out.push(rolled[i]!);
+  return out;
 }
 
 /**
@@ -90,6 +153,26 @@ export class RollupMaintainer {
   rolledUp(kpi: string): number | undefined {
     return this.#rolledUp.get(kpi);
   }
+
+  /** Series answered by the rollup whole, and by the rollup patched with the periods moved since. */
+  readonly reads = { rollup: 0, patched: 0 };
+
+  /**
+   * The days of a KPI that batches and releases in (after, upTo] touched, asked once per pair by
+   * every series read between them (a dashboard's reads after one batch share one statement).
+   */
+  movedDays(kpi: string, after: number, upTo: number): Promise<DaySpans> {
+    const key = `${kpi}\u0000${after}\u0000${upTo}`;
+    let days = this.#moved.get(key);
+    if (!days) {
+      days = this.#duck.touchedDaysOf(kpi, after, upTo);
+      days.catch(() => this.#moved.delete(key));
+      this.#moved.set(key, days);
+      if (this.#moved.size > 64) this.#moved.delete(this.#moved.keys().next().value!);
+    }
+    return days;
+  }
+  readonly #moved = new Map<string, Promise<DaySpans>>();
 
   constructor(duck: DuckStore, agreement: () => Agreement, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
     this.#duck = duck;

@@ -178,29 +178,68 @@ describe('rollups', () => {
     expect(await readRollup(t.app.reader, { ...older, kpi: cv, snapshot: snapshots[0]! })).toBeUndefined();
   });
 
-  it('a batch not rolled up yet is read from the points; once rolled up, from the rollup', async () => {
-    await t.app.reader.rollups!.stop(); // hold the maintainer
+  it('a batch not rolled up yet: the rollup answers the periods it cannot move, the points the rest; once rolled up, the rollup alone', async () => {
+    const m = t.app.reader.rollups!;
+    await m.stop(); // hold the maintainer
     await push(
       'acme',
       points('lead_time', '2026-11-03', 3, 6, 'a3', () => 99),
     );
+    // And a later day of the month from the other partner: two spans of touched days.
+    await push(
+      'globex',
+      points('lead_time', '2026-11-20', 1, 3, 'g3', () => 7),
+    );
+    const agreement = t.room.agreement().agreement;
+    const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
+    const before = { ...m.reads };
+    let patched = 0;
+    let whole = 0;
+    for (const grain of kpi.grains as Grain[])
+      for (const by of rollupBreakdowns(kpi) as Breakdown[])
+        for (const [from, to] of windows) {
+          const q: SeriesQuery = {
+            kpi,
+            grain,
+            from,
+            to,
+            by,
+            snapshot: t.room.duck.snapshots.latest,
+            timezone: agreement.partnership.timezone,
+            rules: disclosureRules(agreement, kpi),
+          };
+          const label = `${grain} ${JSON.stringify(by)} ${from}..${to}`;
+          const cells = await readRollup(t.app.reader, q);
+          if (cells) {
+            patched++;
+            expect(cells.map(round12), label).toEqual((await raw(q)).map(round12));
+          } else whole++; // every period of the window can have moved: the points answer it
+        }
+    // Windows no new point can move are the rollup's alone; the others patched with the points.
+    const patchedNow = m.reads.patched - before.patched;
+    expect(patchedNow + m.reads.rollup - before.rollup).toBe(patched);
+    expect(patchedNow).toBeGreaterThan(10);
+    expect(patched).toBeGreaterThan(10);
+    expect(whole).toBeGreaterThan(0);
+    // Through the API: the served week is the one the points give, new batch included.
     const q = weekly('lead_time', { kind: 'none' });
-    expect(await readRollup(t.app.reader, q)).toBeUndefined();
     const res = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=week&from=2026-10-01&to=2026-11-30`, {
       headers: { authorization: `Bearer ${await t.token('acme', 'analyst')}` },
     });
-    const before = (await res.json()) as { cells: { period: string; value: number | null; state: string }[] };
-    // The served week is the one the points give, new batch included (lead_time shows no n).
-    const fromPoints = (await raw(q)).find((c) => c.period === '2026-11-02')!;
-    expect(fromPoints.n).toBeGreaterThanOrEqual(18);
-    const served = before.cells.find((c) => c.period === '2026-11-02')!;
-    expect(served.value).toBe(served.state === 'ok' ? round12(fromPoints).value : null);
+    const served = (await res.json()) as { cells: { period: string; value: number | null; state: string }[] };
+    const fromPoints = await raw(q);
+    expect(fromPoints.find((c) => c.period === '2026-11-02')!.n).toBeGreaterThanOrEqual(18);
+    const { disclose } = await import('../../services/query/disclosure.js');
+    expect(served.cells.map((c) => [c.period, c.state, c.value])).toEqual(
+      disclose(fromPoints.map(round12), q.rules).map((c) => [c.period, c.state, c.value]),
+    );
     // A fresh maintainer (as after a restart) catches up from where the last one stopped.
     const { startRollups, stopRollups } = await import('../../services/query/rollups.js');
     await stopRollups(t.app.reader);
     startRollups(t.app.reader, () => t.room.agreement().agreement, { info: () => {}, warn: () => {}, error: () => {} });
     await rolledUp();
     expect((await readRollup(t.app.reader, q))?.map(round12)).toEqual((await raw(q)).map(round12));
+    expect(t.app.reader.rollups!.reads.rollup).toBe(1);
   });
 
   it('rebuild a KPI whose signature changed (another measure, zone or breakdown)', async () => {

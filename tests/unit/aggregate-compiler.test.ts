@@ -237,3 +237,79 @@ describe('rollup refresh over sparse days', () => {
     expect(dense.length).toBeGreaterThan(40);
   });
 });
+
+describe('a rollup patched with the periods moved since', () => {
+  const leadTime = agreement.kpis.find((k) => k.grains.includes('day') && k.grains.includes('month'))!;
+
+  it('moves, per span of touched days, every period sharing a day with a cell that holds one', async () => {
+    const { movedPeriods } = await import('../../services/query/aggregate-compiler.js');
+    // Thursday 5 November 2026: its week (2–8 Nov) and its month (1–30 Nov) hold it; the week of
+    // 1 November (26 Oct–1 Nov) shares that Sunday with November.
+    const nov5: [string, string][] = [['2026-11-05', '2026-11-05']];
+    expect(movedPeriods(leadTime, 'month', nov5)).toEqual([['2026-11-01', '2026-11-01']]);
+    expect(movedPeriods(leadTime, 'week', nov5)).toEqual([['2026-10-26', '2026-11-30']]);
+    expect(movedPeriods(leadTime, 'day', nov5)).toEqual([['2026-11-01', '2026-11-30']]);
+    // Two spans a year apart move two ranges; two in one month, one.
+    expect(
+      movedPeriods(leadTime, 'month', [
+        ['2025-06-10', '2025-06-11'],
+        ['2026-11-05', '2026-11-05'],
+      ]),
+    ).toEqual([
+      ['2025-06-01', '2025-06-01'],
+      ['2026-11-01', '2026-11-01'],
+    ]);
+    expect(
+      movedPeriods(leadTime, 'day', [
+        ['2026-11-03', '2026-11-03'],
+        ['2026-11-20', '2026-11-20'],
+      ]),
+    ).toEqual([['2026-11-01', '2026-11-30']]);
+  });
+
+  it('keeps the rolled-up cells outside the moved ranges and takes the fresh ones inside, in order', async () => {
+    const { patchCells, patchRanges } = await import('../../services/query/rollups.js');
+    const cell = (period: string, group: string | null, value: number) => ({
+      period,
+      group,
+      value,
+      n: 5,
+      minPart: 5,
+      partners: 2,
+      protects: false,
+      dominated: false,
+      pending: false,
+      asOf: 1,
+    });
+    const months = ['2025-05-01', '2025-06-01', '2025-07-01', '2026-10-01', '2026-11-01'];
+    const rolled = months.flatMap((m) => [cell(m, null, 1), cell(m, 'acme', 1)]);
+    const moved = patchRanges({ kpi: leadTime, grain: 'month', from: '2025-05-20', to: '2026-11-30' }, [
+      ['2025-06-10', '2025-06-11'],
+      ['2026-11-05', '2026-11-05'],
+    ]);
+    expect(moved).toEqual([
+      ['2025-06-01', '2025-06-01'],
+      ['2026-11-01', '2026-11-01'],
+    ]);
+    // A moved period may gain a group (a partner's first point there) or lose every cell.
+    const fresh = [[cell('2025-06-01', null, 2), cell('2025-06-01', 'acme', 2), cell('2025-06-01', 'globex', 2)], []];
+    const out = patchCells(rolled, moved, fresh);
+    expect(out.map((c) => `${c.period}:${c.group ?? '-'}:${c.value}`)).toEqual([
+      '2025-05-01:-:1',
+      '2025-05-01:acme:1',
+      '2025-06-01:-:2',
+      '2025-06-01:acme:2',
+      '2025-06-01:globex:2',
+      '2025-07-01:-:1',
+      '2025-07-01:acme:1',
+      '2026-10-01:-:1',
+      '2026-10-01:acme:1',
+    ]);
+    // The request's own edges bound the ranges.
+    expect(
+      patchRanges({ kpi: leadTime, grain: 'week', from: '2026-11-02', to: '2026-11-10' }, [
+        ['2026-11-05', '2026-11-05'],
+      ]),
+    ).toEqual([['2026-11-02', '2026-11-09']]);
+  });
+});
