@@ -1,7 +1,7 @@
 import { checkedArrowFraming } from './arrow-framing.js';
 import { Readable } from 'node:stream';
 import { RecordBatchReader, type Table } from 'apache-arrow';
-import { parse as parseCsv, CsvError } from 'csv-parse';
+import { Parser as CsvParser, CsvError } from 'csv-parse';
 import { Problem, badRequest, type FieldError } from '../platform/errors.js';
 import type { Candidate } from './point-validator.js';
 
@@ -253,13 +253,24 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
   if (out.length) yield out;
 }
 
+/**
+ * csv-parse's stream, each record tagged with the line it ends on. The parser pushes every record
+ * synchronously while it parses, so its live `info.lines` is that record's line then. (Its `info`
+ * option snapshots every counter into two new objects per record: half of the CSV path's parsing
+ * time, measured at 1.7 µs of 3.3 µs a record.)
+ */
+class LinedCsvParser extends CsvParser {
+  override push(record: unknown, encoding?: BufferEncoding): boolean {
+    return super.push(record === null ? null : { record, line: this.info.lines }, encoding);
+  }
+}
+
 /** CSV: a header naming kpi, at, value, subject and one column per dimension key. */
 async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<string>): AsyncGenerator<ParsedRow[]> {
-  const parser = parseCsv({
+  const parser = new LinedCsvParser({
     bom: true,
     relax_column_count: true,
     skip_empty_lines: true,
-    info: true,
     max_record_size: 1 << 20,
   });
   const source = Readable.from(decodeUtf8(body));
@@ -268,8 +279,7 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
   let header: string[] | undefined;
   let out: ParsedRow[] = [];
   try {
-    for await (const rec of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
-      const { record, info } = rec;
+    for await (const { record, line } of parser as AsyncIterable<{ record: string[]; line: number }>) {
       if (!header) {
         header = record.map((h) => h.trim());
         const errors: FieldError[] = columnErrors(header, dimensionKeys).map((e) => ({ row: 1, ...e }));
@@ -282,7 +292,6 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
           );
         continue;
       }
-      const line = info.lines;
       if (record.length !== header.length) {
         out.push({
           row: line,

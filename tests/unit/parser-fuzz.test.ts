@@ -190,3 +190,38 @@ describe('parser fuzz', () => {
     );
   }
 });
+
+describe('CSV row numbers', () => {
+  it('name the line a record ends on, past blank lines, quoted line breaks and chunk edges', async () => {
+    const body = [
+      'kpi,at,value,subject,region',
+      'lead_time,2026-11-20T10:00:00Z,4,S1,north', // line 2
+      '',
+      'lead_time,2026-11-20T10:00:00Z,4,"S2', // a subject across lines 4–5
+      'continued",north',
+      'lead_time,2026-11-20T10:00:00Z,oops,S3,north', // line 6
+      'lead_time,2026-11-20T10:00:00Z,4,S4', // line 7: a column short
+      '',
+      '',
+      'lead_time,2026-11-20T10:00:00Z,5,S5,south', // line 10
+    ].join('\n');
+    for (const size of [1, 7, 4096]) {
+      const bytes = Buffer.from(body);
+      async function* chunks() {
+        for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
+      }
+      const rows = [];
+      for await (const batch of parseBody('csv', chunks(), dims)) rows.push(...batch);
+      expect(
+        rows.map((r) => [r.row, r.candidate?.value ?? r.error?.field]),
+        `chunks of ${size} bytes`,
+      ).toEqual([
+        [2, 4],
+        [5, 4],
+        [6, 'oops'],
+        [7, '(line)'],
+        [10, 5],
+      ]);
+    }
+  });
+});
