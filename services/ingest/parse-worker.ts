@@ -70,14 +70,15 @@ class RowSender {
     return i;
   }
 
-  async push(kpi: string, ms: number, value: number, subject: string, dims: string | null): Promise<void> {
+  /** Adds a row; true when the buffers are full and the caller must flush (awaited once per message, not per row). */
+  push(kpi: string, ms: number, value: number, subject: string, dims: string | null): boolean {
     const i = this.#n++;
     this.#kpi[i] = this.#index(kpi);
     this.#ms[i] = ms;
     this.#value[i] = value;
     this.#dims[i] = dims === null ? -1 : this.#index(dims);
     this.#subject.push(subject);
-    if (this.#n === ROWS_PER_MESSAGE) await this.flush();
+    return this.#n === ROWS_PER_MESSAGE;
   }
 
   async flush(): Promise<void> {
@@ -147,7 +148,7 @@ async function run(a: Active, start: Extract<ToParse, { type: 'start' }>): Promi
         }
         accepted++;
         kpis.add(point.kpi);
-        if (sending) await sender.push(point.kpi, point.atMs, point.value, point.subject, point.dims);
+        if (sending && sender.push(point.kpi, point.atMs, point.value, point.subject, point.dims)) await sender.flush();
       }
     }
     if (sending) await sender.flush();
