@@ -282,7 +282,7 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
     for await (const { record, line } of parser as AsyncIterable<{ record: string[]; line: number }>) {
       if (!header) {
         header = record.map((h) => h.trim());
-        const errors: FieldError[] = columnErrors(header, dimensionKeys).map((e) => ({ row: 1, ...e }));
+        const errors: FieldError[] = columnErrors(header, dimensionKeys).map((e) => ({ row: line, ...e }));
         if (errors.length)
           throw new Problem(
             422,

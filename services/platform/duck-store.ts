@@ -148,6 +148,13 @@ export class KpiChanges {
   }
 }
 
+/**
+ * The (kpi, local_day) rows of one KPI ($3) whose cells moved in snapshots ($1, $2]: its points
+ * landed then, and its atoms released then (DuckStore.touchedDaysOf; bench:query times it).
+ */
+export const KPI_TOUCHED_DAYS = `SELECT kpi, local_day FROM points WHERE kpi = $3 AND snapshot > $1 AND snapshot <= $2
+  UNION ALL SELECT kpi, local_day FROM held_atoms WHERE kpi = $3 AND released > $1 AND released <= $2`;
+
 /** Thrown when the writer is saturated: the route answers 429 with Retry-After. */
 export class WriterSaturated extends Error {}
 
@@ -971,11 +978,7 @@ export class DuckStore {
    * that range, as merged spans: the days whose cells moved since a rollup at `after`.
    */
   async touchedDaysOf(kpi: string, after: number, upTo: number): Promise<DaySpans> {
-    const spans = await this.#daySpans(
-      `SELECT kpi, local_day FROM points WHERE kpi = $3 AND snapshot > $1 AND snapshot <= $2
-       UNION ALL SELECT kpi, local_day FROM held_atoms WHERE kpi = $3 AND released > $1 AND released <= $2`,
-      [after, upTo, kpi],
-    );
+    const spans = await this.#daySpans(KPI_TOUCHED_DAYS, [after, upTo, kpi]);
     return spans.get(kpi) ?? [];
   }
 

@@ -79,6 +79,9 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
     const days = await rollups.movedDays(q.kpi.id, rolled, effective);
     if (days.length === 0) return undefined; // the KPI changed, but not where the store says: read it whole
     moved = patchRanges(q, days);
+    // Many scattered ranges (a backfill of separate months) would cost a statement each: past a
+    // few, one statement over their hull.
+    if (moved.length > MAX_PATCHES) moved = [[moved[0]![0], moved.at(-1)![1]]];
     if (moved.length === 1 && moved[0]![0] === fromPeriod && moved[0]![1] === toPeriod) return undefined;
   }
   const rows = await duck.query(rollupReadSql(q));
@@ -96,9 +99,14 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
   }
   const fresh: RawCell[][] = [];
   for (const [from, to] of moved) fresh.push((await duck.query(compileSeries({ ...q, from, to }))).map(rawCellOf));
+  // A retention run that committed meanwhile deleted points the rollup still counts.
+  if (duck.retiredBefore > rolled) return undefined;
   rollups.reads.patched++;
   return patchCells(cells, moved, fresh);
 }
+
+/** Statements a patched read runs over moved ranges at most (more ranges: their hull). */
+const MAX_PATCHES = 3;
 
 /** The period ranges of a series that a change on `days` can move (movedPeriods), within the request. */
 export function patchRanges(q: Pick<SeriesQuery, 'kpi' | 'grain' | 'from' | 'to'>, days: DaySpans): [string, string][] {

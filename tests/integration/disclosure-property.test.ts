@@ -531,19 +531,26 @@ describe('a rollup behind the latest snapshot, patched with the periods moved si
         params: [snapshot],
       });
       const days = mergeDaySpans(touched.map((r) => [String(r['d']), String(r['d'])]));
+      // The whole fortnight, and a window whose edges cut weeks and the month boundary.
+      const windows = [
+        [DAYS[0]!, DAYS.at(-1)!],
+        [DAYS[3]!, DAYS[9]!],
+      ] as const;
       for (const grain of c.grains)
-        for (const by of rollupBreakdowns(kpi)) {
-          const q = { kpi, grain, from: DAYS[0]!, to: DAYS.at(-1)!, by, snapshot, timezone: 'UTC', rules };
-          const rolled = (await rowsOf(rollupReadSql(q))).filter((r) => r['period'] !== null).map(rawCellOf);
-          const moved = patchRanges(q, days);
-          const fresh = [];
-          for (const [from, to] of moved) fresh.push((await rowsOf(compileSeries({ ...q, from, to }))).map(rawCellOf));
-          const cells = patchCells(rolled, moved, fresh);
-          const label = `${grain} by ${breakdownKey(by)} at ${snapshot}, moved ${JSON.stringify(moved)}`;
-          expect(cells.map(round12), label).toEqual((await rowsOf(compileSeries(q))).map(rawCellOf).map(round12));
-          tally.patched += fresh.flat().length;
-          tally.kept += cells.length - fresh.flat().length;
-        }
+        for (const by of rollupBreakdowns(kpi))
+          for (const [from, to] of windows) {
+            const q = { kpi, grain, from, to, by, snapshot, timezone: 'UTC', rules };
+            const rolled = (await rowsOf(rollupReadSql(q))).filter((r) => r['period'] !== null).map(rawCellOf);
+            const moved = patchRanges(q, days);
+            const fresh = [];
+            for (const [a, b] of moved)
+              fresh.push((await rowsOf(compileSeries({ ...q, from: a, to: b }))).map(rawCellOf));
+            const cells = patchCells(rolled, moved, fresh);
+            const label = `${grain} by ${breakdownKey(by)} ${from}..${to} at ${snapshot}, moved ${JSON.stringify(moved)}`;
+            expect(cells.map(round12), label).toEqual((await rowsOf(compileSeries(q))).map(rawCellOf).map(round12));
+            tally.patched += fresh.flat().length;
+            tally.kept += cells.length - fresh.flat().length;
+          }
     }
   }
 

@@ -427,6 +427,50 @@ describe('rollups over many periods', () => {
     }
   });
 
+  it('a rollup behind late points in four separate months is patched in one statement over their hull', async () => {
+    await rolledUp(l);
+    const m = l.app.reader.rollups!;
+    await m.stop(); // hold the maintainer
+    for (const day of ['2026-03-10', '2026-05-12', '2026-07-14', '2026-09-15'])
+      await push(
+        'globex',
+        points('lead_time', day, 1, 3, `late-${day}`, () => 40),
+        l,
+      );
+    const agreement = l.room.agreement().agreement;
+    const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
+    const q: SeriesQuery = {
+      kpi,
+      grain: 'month',
+      from: '2026-01-01',
+      to: '2026-12-31',
+      by: { kind: 'partner' },
+      snapshot: l.room.duck.snapshots.latest,
+      timezone: agreement.partnership.timezone,
+      rules: disclosureRules(agreement, kpi),
+    };
+    const duck = l.room.duck;
+    const query = duck.query.bind(duck);
+    const statements: string[] = [];
+    duck.query = (c) => {
+      statements.push(c.sql);
+      return query(c);
+    };
+    let cells;
+    try {
+      cells = await readRollup(l.app.reader, q);
+    } finally {
+      duck.query = query;
+    }
+    expect(cells?.map(round12)).toEqual((await raw(q, l)).map(round12));
+    // The rollup read and one series over March–September, not one per month.
+    expect(statements.filter((sql) => sql.includes('FROM rollup_state'))).toHaveLength(1);
+    expect(statements.filter((sql) => sql.startsWith('WITH linked AS'))).toHaveLength(1);
+    const { startRollups, stopRollups } = await import('../../services/query/rollups.js');
+    await stopRollups(l.app.reader);
+    startRollups(l.app.reader, () => l.room.agreement().agreement, { info: () => {}, warn: () => {}, error: () => {} });
+  });
+
   it("a rebuild (the KPI's signature changed) counts the points too", async () => {
     const before = cellStatements.length;
     await staleSignature('lead_time', l);

@@ -224,4 +224,17 @@ describe('CSV row numbers', () => {
       ]);
     }
   });
+
+  it('name the header line when the header is wrong, past blank lines before it', async () => {
+    async function* body() {
+      yield Buffer.from('\n\nkpi,at,value,who,region\nlead_time,2026-11-20T10:00:00Z,4,S1,north\n');
+    }
+    const err = await (async () => {
+      for await (const _ of parseBody('csv', body(), dims)) void _;
+    })().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Problem);
+    const rows = ((err as Problem).extra?.['errors'] as { row: number }[]).map((e) => e.row);
+    expect(rows.length).toBeGreaterThan(0);
+    expect(new Set(rows)).toEqual(new Set([3]));
+  });
 });
