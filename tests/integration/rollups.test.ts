@@ -8,6 +8,7 @@ import {
   type SeriesQuery,
 } from '../../services/query/aggregate-compiler.js';
 import { type Grain } from '../../services/platform/calendar.js';
+import type { Kpi } from '../../services/platform/agreement-schema.js';
 import { readRollup, rollupBreakdowns } from '../../services/query/rollups.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
@@ -73,20 +74,25 @@ const rolledUp = async (room = t) => {
   expect(room.app.reader.rollups!.current).toBe(true);
 };
 
-/** A weekly series of a KPI over Oct–Nov 2026 at the latest snapshot, as the room would read it. */
-function weekly(kpiId: string, by: Breakdown): SeriesQuery {
-  const agreement = t.room.agreement().agreement;
-  const kpi = agreement.kpis.find((k) => k.id === kpiId)!;
+/** A series of `kpi` at the room's latest snapshot, as the room would resolve the request. */
+function seriesOf(kpi: Kpi, grain: Grain, by: Breakdown, from: string, to: string, room = t): SeriesQuery {
+  const agreement = room.room.agreement().agreement;
   return {
     kpi,
-    grain: 'week',
-    from: '2026-10-01',
-    to: '2026-11-30',
+    grain,
+    from,
+    to,
     by,
-    snapshot: t.room.duck.snapshots.latest,
+    snapshot: room.room.duck.snapshots.latest,
     timezone: agreement.partnership.timezone,
     rules: disclosureRules(agreement, kpi),
   };
+}
+
+/** A weekly series of a KPI over Oct–Nov 2026 at the latest snapshot, as the room would read it. */
+function weekly(kpiId: string, by: Breakdown): SeriesQuery {
+  const kpi = t.room.agreement().agreement.kpis.find((k) => k.id === kpiId)!;
+  return seriesOf(kpi, 'week', by, '2026-10-01', '2026-11-30');
 }
 
 /** Marks a KPI's rollup as built for another agreement: the maintainer's next catch-up rebuilds it. */
@@ -135,16 +141,7 @@ describe('rollups', () => {
       for (const grain of kpi.grains as Grain[]) {
         for (const by of rollupBreakdowns(kpi) as Breakdown[]) {
           for (const [from, to] of windows) {
-            const q: SeriesQuery = {
-              kpi,
-              grain,
-              from,
-              to,
-              by,
-              snapshot: t.room.duck.snapshots.latest,
-              timezone: agreement.partnership.timezone,
-              rules: disclosureRules(agreement, kpi),
-            };
+            const q = seriesOf(kpi, grain, by, from, to);
             const rolled = await readRollup(t.app.reader, q);
             expect(rolled, `${kpi.id} ${grain} ${JSON.stringify(by)} ${from}..${to}`).toBeDefined();
             // The same cells; values to the 12 significant digits every served value carries (the
@@ -198,16 +195,7 @@ describe('rollups', () => {
     for (const grain of kpi.grains as Grain[])
       for (const by of rollupBreakdowns(kpi) as Breakdown[])
         for (const [from, to] of windows) {
-          const q: SeriesQuery = {
-            kpi,
-            grain,
-            from,
-            to,
-            by,
-            snapshot: t.room.duck.snapshots.latest,
-            timezone: agreement.partnership.timezone,
-            rules: disclosureRules(agreement, kpi),
-          };
+          const q = seriesOf(kpi, grain, by, from, to);
           const label = `${grain} ${JSON.stringify(by)} ${from}..${to}`;
           const cells = await readRollup(t.app.reader, q);
           if (cells) {
@@ -363,16 +351,7 @@ describe('rollups over many periods', () => {
           ['2026-03-01', '2026-09-30'],
           ['2026-05-27', '2026-07-02'],
         ]) {
-          const q: SeriesQuery = {
-            kpi,
-            grain,
-            from: from!,
-            to: to!,
-            by,
-            snapshot: l.room.duck.snapshots.latest,
-            timezone: agreement.partnership.timezone,
-            rules: disclosureRules(agreement, kpi),
-          };
+          const q = seriesOf(kpi, grain, by, from!, to!, l);
           const rolled = await readRollup(l.app.reader, q);
           expect(rolled, `${label}: ${grain} ${JSON.stringify(by)} ${from}..${to}`).toBeDefined();
           expect(rolled!.map(round12), `${label}: ${grain} ${JSON.stringify(by)}`).toEqual(
@@ -439,16 +418,7 @@ describe('rollups over many periods', () => {
       );
     const agreement = l.room.agreement().agreement;
     const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
-    const q: SeriesQuery = {
-      kpi,
-      grain: 'month',
-      from: '2026-01-01',
-      to: '2026-12-31',
-      by: { kind: 'partner' },
-      snapshot: l.room.duck.snapshots.latest,
-      timezone: agreement.partnership.timezone,
-      rules: disclosureRules(agreement, kpi),
-    };
+    const q = seriesOf(kpi, 'month', { kind: 'partner' }, '2026-01-01', '2026-12-31', l);
     const duck = l.room.duck;
     const query = duck.query.bind(duck);
     const statements: string[] = [];
