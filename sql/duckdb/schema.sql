@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS room_settings (key VARCHAR PRIMARY KEY, value VARCHAR
 -- the same compiled SQL and kept current after each batch for the periods it touched, so a
 -- series is read from a few thousand rows instead of aggregated from every point.
 -- rollup_state.snapshot is the last snapshot touching the KPI that the cells include; a query
--- whose effective snapshot differs (older snapshot, or a batch not yet rolled up) reads points.
+-- at an older effective snapshot reads points, one at a later one (a batch not yet rolled up)
+-- reads the periods that batch can move from the points and the rest from here (rollups.ts).
 CREATE TABLE IF NOT EXISTS rollup_cells (
   kpi        VARCHAR NOT NULL,
   grain      VARCHAR NOT NULL,
