@@ -161,6 +161,28 @@ async function scratchDatabase(): Promise<{ url: string; drop: () => Promise<voi
   return createScratchDatabase(PG_URL, 'parity_bench').catch(() => undefined);
 }
 
+/**
+ * A fresh room with an ingest token per partner, served by its own process, its control plane on
+ * a scratch PostgreSQL database when one answers (the production shape: embedded PGlite alone
+ * takes 350–800 MB of the process, see the README); close() stops it and removes both.
+ */
+async function scratchServer(prefix: string, partners: string[], env: Record<string, string>) {
+  const db = await scratchDatabase();
+  const { dir, tokens } = await freshRoom(prefix, db, partners);
+  const server = await startServer(dir, { DATABASE_URL: db?.url ?? '', ...env });
+  return {
+    ...server,
+    tokens,
+    pglite: !db,
+    close: async () => {
+      server.child.kill('SIGTERM');
+      await new Promise((r) => server.child.once('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+      await db?.drop();
+    },
+  };
+}
+
 async function startServer(dataDir: string, extraEnv: Record<string, string> = {}) {
   const port = await freePort();
   const child = spawn(process.execPath, [join(packageRoot(), 'bin/parity.js'), 'serve'], {
@@ -378,12 +400,8 @@ async function main() {
       ['defaults', { PARITY_MEMORY_LIMIT: '' }],
       ['PARITY_MEMORY_LIMIT=400MB', { PARITY_MEMORY_LIMIT: '400MB' }],
     ] as const) {
-      // The production shape: control plane on a PostgreSQL server (embedded PGlite alone
-      // takes 350-800 MB of the process, see the README), when one answers.
-      const rssDb = await scratchDatabase();
-      const { dir: rssDir, tokens: rssTokens } = await freshRoom('parity-bench-rss-', rssDb);
-      const tok2 = rssTokens[0]!;
-      const s2 = await startServer(rssDir, { PARITY_MAX_BODY: '16gib', DATABASE_URL: rssDb?.url ?? '', ...env });
+      const s2 = await scratchServer('parity-bench-rss-', ['acme'], { PARITY_MAX_BODY: '16gib', ...env });
+      const tok2 = s2.tokens[0]!;
       try {
         process.stderr.write(`streaming ${fmt(RSS_POINTS)} points as one NDJSON request (${name})…\n`);
         async function* body() {
@@ -409,13 +427,10 @@ async function main() {
           name,
           rate: RSS_POINTS / ((performance.now() - t0) / 1000),
           peak: s2.peakRssMb(),
-          pglite: !rssDb,
+          pglite: s2.pglite,
         });
       } finally {
-        s2.child.kill('SIGTERM');
-        await new Promise((r) => s2.child.once('exit', r));
-        rmSync(rssDir, { recursive: true, force: true });
-        await rssDb?.drop();
+        await s2.close();
       }
     }
   // Overload: a fresh server (control plane on PostgreSQL when one answers), both demo partners
@@ -429,46 +444,45 @@ async function main() {
       ['defaults', { PARITY_MEMORY_LIMIT: '' }],
       ['PARITY_MEMORY_LIMIT=512MB', { PARITY_MEMORY_LIMIT: '512MB' }],
     ] as const) {
-      const db = await scratchDatabase();
-      const { dir, tokens } = await freshRoom('parity-bench-overload-', db, ['acme', 'globex']);
-      const s3 = await startServer(dir, { DATABASE_URL: db?.url ?? '', ...env });
-      writeFileSync(`/proc/${s3.child.pid}/clear_refs`, '5');
-      const idle = s3.peakRssMb();
-      process.stderr.write(`overload (${name}): ${OVERLOAD} concurrent uploads of ${fmt(OVERLOAD_BYTES)} bytes…\n`);
-      const bodies = Array.from({ length: OVERLOAD }, (_, i) => {
-        const out: string[] = [];
-        let size = 0;
-        for (let j = 0; size < OVERLOAD_BYTES; j++) {
-          const line = JSON.stringify(makeRows(1, i * 1_000_000 + j)[0]);
-          out.push(line);
-          size += line.length + 1;
-        }
-        return out.join('\n') + '\n';
-      });
-      const t0 = performance.now();
-      const statuses: Record<string, number> = {};
-      await Promise.all(
-        bodies.map(async (body, i) => {
-          let status: string;
-          try {
-            const res = await fetch(`${s3.url}/v1/points`, {
-              method: 'POST',
-              headers: { authorization: `Bearer ${tokens[i % 2]}`, 'content-type': 'application/x-ndjson' },
-              body,
-            });
-            await res.arrayBuffer();
-            status = String(res.status);
-          } catch {
-            status = 'closed'; // answered 429 before the body was sent, and the socket closed
+      const s3 = await scratchServer('parity-bench-overload-', ['acme', 'globex'], env);
+      const tokens = s3.tokens;
+      try {
+        writeFileSync(`/proc/${s3.child.pid}/clear_refs`, '5');
+        const idle = s3.peakRssMb();
+        process.stderr.write(`overload (${name}): ${OVERLOAD} concurrent uploads of ${fmt(OVERLOAD_BYTES)} bytes…\n`);
+        const bodies = Array.from({ length: OVERLOAD }, (_, i) => {
+          const out: string[] = [];
+          let size = 0;
+          for (let j = 0; size < OVERLOAD_BYTES; j++) {
+            const line = JSON.stringify(makeRows(1, i * 1_000_000 + j)[0]);
+            out.push(line);
+            size += line.length + 1;
           }
-          statuses[status] = (statuses[status] ?? 0) + 1;
-        }),
-      );
-      overload.push({ name, statuses, peak: s3.peakRssMb(), idle, seconds: (performance.now() - t0) / 1000 });
-      s3.child.kill('SIGTERM');
-      await new Promise((r) => s3.child.once('exit', r));
-      rmSync(dir, { recursive: true, force: true });
-      await db?.drop();
+          return out.join('\n') + '\n';
+        });
+        const t0 = performance.now();
+        const statuses: Record<string, number> = {};
+        await Promise.all(
+          bodies.map(async (body, i) => {
+            let status: string;
+            try {
+              const res = await fetch(`${s3.url}/v1/points`, {
+                method: 'POST',
+                headers: { authorization: `Bearer ${tokens[i % 2]}`, 'content-type': 'application/x-ndjson' },
+                body,
+              });
+              await res.arrayBuffer();
+              status = String(res.status);
+            } catch {
+              status = 'closed'; // answered 429 before the body was sent, and the socket closed
+            }
+            statuses[status] = (statuses[status] ?? 0) + 1;
+          }),
+        );
+        overload.push({ name, statuses, peak: s3.peakRssMb(), idle, seconds: (performance.now() - t0) / 1000 });
+      } finally {
+        await s3.close();
+      }
     }
 
   const lines = [

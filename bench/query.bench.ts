@@ -37,7 +37,7 @@ import { breakdownKey, measureSql } from '../services/query/aggregate-compiler.j
 import { disclose, type RawCell } from '../services/query/disclosure.js';
 import { releaser } from '../services/query/release.js';
 import { loadConfig } from '../services/platform/config.js';
-import { KPI_TOUCHED_DAYS } from '../services/platform/duck-store.js';
+import { touchedDaysSql } from '../services/platform/duck-store.js';
 import { demoAgreementFile, packageRoot } from '../services/platform/paths.js';
 import { openRoom } from '../assembly/open-room.js';
 import { createScratchDatabase, postgresAnswers as answers } from '../tests/helpers/scratch-db.js';
@@ -421,7 +421,7 @@ async function measureRefresh(
     const q = seriesQuery(kpi, agreement);
     const started = performance.now();
     await c.runAndReadAll(
-      `SELECT kpi, local_day::VARCHAR AS day FROM (${KPI_TOUCHED_DAYS}) AS days GROUP BY kpi, local_day ORDER BY kpi, local_day`,
+      `SELECT kpi, local_day::VARCHAR AS day FROM (${touchedDaysSql(true)}) AS days GROUP BY kpi, local_day ORDER BY kpi, local_day`,
       [newest, newest, kpi.id],
     );
     const read = rollupReadSql(q);

@@ -149,11 +149,15 @@ export class KpiChanges {
 }
 
 /**
- * The (kpi, local_day) rows of one KPI ($3) whose cells moved in snapshots ($1, $2]: its points
- * landed then, and its atoms released then (DuckStore.touchedDaysOf; bench:query times it).
+ * The (kpi, local_day) rows whose cells moved in snapshots ($1, $2] — points landed then, atoms
+ * released then — of every KPI, or of one ($3) with `oneKpi` (DuckStore.touchedDays and
+ * touchedDaysOf; bench:query times the latter).
  */
-export const KPI_TOUCHED_DAYS = `SELECT kpi, local_day FROM points WHERE kpi = $3 AND snapshot > $1 AND snapshot <= $2
-  UNION ALL SELECT kpi, local_day FROM held_atoms WHERE kpi = $3 AND released > $1 AND released <= $2`;
+export function touchedDaysSql(oneKpi: boolean): string {
+  const kpi = oneKpi ? 'kpi = $3 AND ' : '';
+  return `SELECT kpi, local_day FROM points WHERE ${kpi}snapshot > $1 AND snapshot <= $2
+  UNION ALL SELECT kpi, local_day FROM held_atoms WHERE ${kpi}released > $1 AND released <= $2`;
+}
 
 /** Thrown when the writer is saturated: the route answers 429 with Retry-After. */
 export class WriterSaturated extends Error {}
@@ -966,11 +970,7 @@ export class DuckStore {
    * in that range after waiting (their cells moved then), as merged spans.
    */
   async touchedDays(after: number, upTo: number): Promise<Map<string, [string, string][]>> {
-    return this.#daySpans(
-      `SELECT kpi, local_day FROM points WHERE snapshot > $1 AND snapshot <= $2
-       UNION ALL SELECT kpi, local_day FROM held_atoms WHERE released > $1 AND released <= $2`,
-      [after, upTo],
-    );
+    return this.#daySpans(touchedDaysSql(false), [after, upTo]);
   }
 
   /**
@@ -978,7 +978,7 @@ export class DuckStore {
    * that range, as merged spans: the days whose cells moved since a rollup at `after`.
    */
   async touchedDaysOf(kpi: string, after: number, upTo: number): Promise<DaySpans> {
-    const spans = await this.#daySpans(KPI_TOUCHED_DAYS, [after, upTo, kpi]);
+    const spans = await this.#daySpans(touchedDaysSql(true), [after, upTo, kpi]);
     return spans.get(kpi) ?? [];
   }
 
