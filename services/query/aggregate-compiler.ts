@@ -588,7 +588,10 @@ function releaseParts(kpi: Kpi, rules: DisclosureRules, params: Params): string 
  * three partners changed — and `change`, `counts` and `drop` are run until it removes nothing
  * (removing an atom can make another cell's change fail); under the k-rule alone the `safe`
  * checks first say whether any part can fail at all, and when none can the drop is not run.
- * `release` then releases what is left.
+ * Most steps end there, so `quickCounts` counts the candidates' subjects straight from the points
+ * for the `safe` checks before the change is copied at all; after a drop, `prune` takes the
+ * dropped atoms' points out of the change instead of copying it again. `release` then releases
+ * what is left.
  */
 export function compileRelease(
   kpi: Kpi,
@@ -598,26 +601,45 @@ export function compileRelease(
   candidates: CompiledSql;
   change: CompiledSql;
   counts: CompiledSql | null;
+  quickCounts: CompiledSql | null;
   safe: CompiledSql[];
   drop: CompiledSql;
+  prune: CompiledSql;
   release: CompiledSql;
   done: CompiledSql[];
 } {
   const c = CANDIDATES_TABLE;
+  /** The candidate atoms' points: the change the step would publish. */
+  const candidatePoints = (ps: Params) =>
+    [
+      `  FROM points p SEMI JOIN ${c} c ON c.partner = p.partner AND c.snapshot = p.snapshot AND c.local_day = p.local_day AND c.dims IS NOT DISTINCT FROM p.dims`,
+      `  WHERE p.kpi = ${ps.bind(kpi.id)} AND p.snapshot <= ${ps.bind(snapshot)}`,
+      // Points are appended in snapshot order: the bounds skip every older row group.
+      `    AND p.snapshot >= (SELECT min(snapshot) FROM ${c})`,
+      `    AND p.local_day >= (SELECT min(local_day) FROM ${c}) AND p.local_day <= (SELECT max(local_day) FROM ${c})`,
+    ].join('\n');
   const cp = new Params();
-  const id = cp.bind(kpi.id);
-  const snap = cp.bind(snapshot);
   const change = [
     `CREATE OR REPLACE TEMP TABLE ${CHANGE_TABLE} AS`,
     `SELECT *${dimColumns(kpi, cp)} FROM (`,
     // The change is what the step would release: its own shares count (rel, as familyParts reads).
-    '  SELECT p.partner, p.subject, p.value, p.local_day, p.dims, true AS rel FROM points p',
-    `  SEMI JOIN ${c} c ON c.partner = p.partner AND c.snapshot = p.snapshot AND c.local_day = p.local_day AND c.dims IS NOT DISTINCT FROM p.dims`,
-    `  WHERE p.kpi = ${id} AND p.snapshot <= ${snap}`,
-    // Points are appended in snapshot order: the bounds skip every older row group.
-    `    AND p.snapshot >= (SELECT min(snapshot) FROM ${c})`,
-    `    AND p.local_day >= (SELECT min(local_day) FROM ${c}) AND p.local_day <= (SELECT max(local_day) FROM ${c})`,
+    '  SELECT p.partner, p.subject, p.value, p.local_day, p.dims, true AS rel',
+    candidatePoints(cp),
     ') AS x',
+  ].join('\n');
+  // The counts below, grouped by the dims text before its values are extracted: one group per
+  // partner, day and dimension values when the text is canonical (ingest writes it so), the
+  // same rows `counts` takes from the copy. Were it not, a group would be split in two and its
+  // counts could only be lower: the `safe` checks stay sufficient, and the drop (releaseParts)
+  // uses a group's count only to skip the exact count of a part that holds k by it anyway.
+  const qp = new Params();
+  const quickCounts = [
+    `CREATE OR REPLACE TEMP TABLE ${COUNTS_TABLE} AS`,
+    `SELECT partner, local_day${dimColumns(kpi, qp)}, d FROM (`,
+    '  SELECT p.partner, p.local_day, p.dims, count(DISTINCT hash(p.subject))::INTEGER AS d',
+    candidatePoints(qp),
+    '  GROUP BY ALL',
+    ') AS g',
   ].join('\n');
   const dp = new Params();
   const parts = `(${releaseParts(kpi, rules, dp)})`;
@@ -638,6 +660,7 @@ export function compileRelease(
             params: [],
           }
         : null,
+    quickCounts: rules.dominance === null && !rules.threePartners ? { sql: quickCounts, params: qp.list } : null,
     // Under the k-rule alone: when no part of any readable cell has, by the counts' lower bound,
     // fewer than k subjects (releaseParts would count none of them exactly), no atom is
     // protected and the drop, the step's costliest statement, is not run. The first check is
@@ -660,6 +683,15 @@ export function compileRelease(
         `WHERE ${c}.partner = bad.partner AND ${c}.local_day = bad.local_day AND ${c}.dims IS NOT DISTINCT FROM bad.dims`,
       ].join('\n'),
       params: dp.list,
+    },
+    // What a copy of the change after the drop would hold: the drop removes every snapshot's atom
+    // of a partner, day and dims, so a point stays exactly when a candidate of its triple does.
+    prune: {
+      sql: [
+        `DELETE FROM ${CHANGE_TABLE} WHERE NOT EXISTS (SELECT 1 FROM ${c} c WHERE c.partner = ${CHANGE_TABLE}.partner`,
+        `  AND c.local_day = ${CHANGE_TABLE}.local_day AND c.dims IS NOT DISTINCT FROM ${CHANGE_TABLE}.dims)`,
+      ].join('\n'),
+      params: [],
     },
     release: {
       sql: [

@@ -20,12 +20,25 @@ export function releaser(agreement: () => Agreement): Releaser {
       if (!kpi) continue; // not agreed (any more): nobody reads it, its atoms stay pending
       const step = compileRelease(kpi, disclosureRules(a, kpi), snapshot);
       await exec.run(step.candidates.sql, step.candidates.params);
-      // Each round removes at least one atom or ends: at most as many rounds as candidates.
-      for (;;) {
+      // Most steps drop nothing: counted straight from the points, the change need not be copied.
+      // Counted and checked already, the first round goes straight to the drop.
+      let checked = false;
+      if (step.quickCounts) {
+        await exec.run(step.quickCounts.sql, step.quickCounts.params);
+        checked = true;
+      }
+      if (!checked || !(await anySafe(exec, step.safe))) {
         await exec.run(step.change.sql, step.change.params);
-        if (step.counts) await exec.run(step.counts.sql, step.counts.params);
-        if (await anySafe(exec, step.safe)) break;
-        if ((await exec.run(step.drop.sql, step.drop.params)) === 0) break;
+        // Each round removes at least one atom or ends: at most as many rounds as candidates.
+        for (;;) {
+          if (!checked) {
+            if (step.counts) await exec.run(step.counts.sql, step.counts.params);
+            if (await anySafe(exec, step.safe)) break;
+          }
+          if ((await exec.run(step.drop.sql, step.drop.params)) === 0) break;
+          await exec.run(step.prune.sql, step.prune.params);
+          checked = false;
+        }
       }
       await exec.run(step.release.sql, step.release.params);
       for (const s of step.done) await exec.run(s.sql, s.params);
