@@ -32,9 +32,9 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { loadAgreementFile, type Agreement, type Kpi } from '../services/platform/agreement-schema.js';
 import { createToken } from '../services/governance/token-repository.js';
 import { compileSeries, rawCellOf, type SeriesQuery } from '../services/query/aggregate-compiler.js';
-import { patchCells, patchRanges, refreshSteps, rollupBreakdowns, rollupReadSql } from '../services/query/rollups.js';
+import { patchPlan, patchSeries, refreshSteps, rollupBreakdowns, rollupReadSql } from '../services/query/rollups.js';
 import { breakdownKey, measureSql } from '../services/query/aggregate-compiler.js';
-import { disclose, type RawCell } from '../services/query/disclosure.js';
+import { disclose } from '../services/query/disclosure.js';
 import { releaser } from '../services/query/release.js';
 import { loadConfig } from '../services/platform/config.js';
 import { touchedDaysSql } from '../services/platform/duck-store.js';
@@ -429,13 +429,9 @@ async function measureRefresh(
       .getRowObjectsJson()
       .filter((row) => row['period'] !== null)
       .map(rawCellOf);
-    const moved = patchRanges(q, [[TOUCHED, TOUCHED]]);
-    const fresh: RawCell[][] = [];
-    for (const [from, to] of moved) {
-      const { sql, params } = compileSeries({ ...q, from, to });
-      fresh.push((await c.runAndReadAll(sql, params)).getRowObjectsJson().map(rawCellOf));
-    }
-    const cells = patchCells(rolled, moved, fresh);
+    const cells = await patchSeries(q, rolled, patchPlan(q, [[TOUCHED, TOUCHED]]), async (s) =>
+      (await c.runAndReadAll(s.sql, s.params as DuckDBValue[])).getRowObjectsJson(),
+    );
     const took = performance.now() - started;
     const want = reference.get(kpi.id);
     if (want && want.length !== cells.length)

@@ -78,10 +78,7 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
     if (duck.retiredBefore > rolled) return undefined;
     const days = await rollups.movedDays(q.kpi.id, rolled, effective);
     if (days.length === 0) return undefined; // the KPI changed, but not where the store says: read it whole
-    moved = patchRanges(q, days);
-    // Many scattered ranges (a backfill of separate months) would cost a statement each: past a
-    // few, one statement over their hull.
-    if (moved.length > MAX_PATCHES) moved = [[moved[0]![0], moved.at(-1)![1]]];
+    moved = patchPlan(q, days);
     if (moved.length === 1 && moved[0]![0] === fromPeriod && moved[0]![1] === toPeriod) return undefined;
   }
   const rows = await duck.query(rollupReadSql(q));
@@ -97,16 +94,37 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
     rollups.reads.rollup++;
     return cells;
   }
-  const fresh: RawCell[][] = [];
-  for (const [from, to] of moved) fresh.push((await duck.query(compileSeries({ ...q, from, to }))).map(rawCellOf));
+  const patched = await patchSeries(q, cells, moved, (s) => duck.query(s));
   // A retention run that committed meanwhile deleted points the rollup still counts.
   if (duck.retiredBefore > rolled) return undefined;
   rollups.reads.patched++;
-  return patchCells(cells, moved, fresh);
+  return patched;
 }
 
 /** Statements a patched read runs over moved ranges at most (more ranges: their hull). */
 const MAX_PATCHES = 3;
+
+/**
+ * The period ranges a series behind the rollup reads from the points (patchRanges): many
+ * scattered ranges (a backfill of separate months) would cost a statement each, so past
+ * MAX_PATCHES one statement over their hull.
+ */
+export function patchPlan(q: Pick<SeriesQuery, 'kpi' | 'grain' | 'from' | 'to'>, days: DaySpans): [string, string][] {
+  const moved = patchRanges(q, days);
+  return moved.length > MAX_PATCHES ? [[moved[0]![0], moved.at(-1)![1]]] : moved;
+}
+
+/** The rolled-up cells with the `moved` ranges aggregated from the points by the series' own compiled SQL (`query` runs it). */
+export async function patchSeries(
+  q: SeriesQuery,
+  rolled: readonly RawCell[],
+  moved: readonly (readonly [string, string])[],
+  query: (statement: CompiledSql) => Promise<Record<string, unknown>[]>,
+): Promise<RawCell[]> {
+  const fresh: RawCell[][] = [];
+  for (const [from, to] of moved) fresh.push((await query(compileSeries({ ...q, from, to }))).map(rawCellOf));
+  return patchCells(rolled, moved, fresh);
+}
 
 /** The period ranges of a series that a change on `days` can move (movedPeriods), within the request. */
 export function patchRanges(q: Pick<SeriesQuery, 'kpi' | 'grain' | 'from' | 'to'>, days: DaySpans): [string, string][] {
