@@ -414,6 +414,10 @@ export class StoreTransaction {
   }
 }
 
+/** How long close() lets the store's running work finish before interrupting it, and waits in all. */
+const CLOSE_GRACE_MS = 2_000;
+const CLOSE_WAIT_MS = 15_000;
+
 /** The DuckDB database of landed points: one instance per process, opened lazily once. */
 export class DuckStore {
   readonly snapshots: SnapshotTracker;
@@ -425,6 +429,8 @@ export class DuckStore {
   /** Committed batches above the watermark: announced to touched's listeners once it reaches them. */
   readonly #unannounced = new Map<number, readonly string[]>();
   #closed = false;
+  /** Set by close(): no new work starts, and a second close() waits for the first. */
+  #closing: Promise<void> | undefined;
   readonly #conns = new Set<DuckDBConnection>();
   /** The snapshot of the last retention run: earlier snapshots counted points that are gone. */
   retiredBefore = 0;
@@ -483,7 +489,7 @@ export class DuckStore {
   async #release(ready: readonly number[]): Promise<void> {
     const snapshot = ready.at(-1)!;
     const kpis = [...new Set(ready.flatMap((n) => this.#unannounced.get(n) ?? []))];
-    if (kpis.length === 0 || this.#closed) return;
+    if (kpis.length === 0 || this.#closed || this.#closing) return;
     try {
       const releasedLate = await this.#transaction(async (c) => {
         const exec: ReleaseExec = {
@@ -584,13 +590,14 @@ export class DuckStore {
     }
   }
 
+  /** Closed, or closing: no new work starts. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#closed || this.#closing !== undefined;
   }
 
   /** A new connection; closed by the store on shutdown if the caller forgets (tests read the tables with one). */
   async connect(): Promise<DuckDBConnection> {
-    if (this.#closed) throw new Error('the DuckDB store is closed');
+    if (this.#closed || this.#closing) throw new Error('the DuckDB store is closed');
     const c = await this.instance.connect();
     this.#conns.add(c);
     return c;
@@ -610,13 +617,18 @@ export class DuckStore {
    */
   async #pooled<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
     const c = this.#readers.pop() ?? (await this.connect());
+    this.#running.add(c);
     try {
       return await fn(c);
     } finally {
-      if (this.#closed || this.#readers.length >= 4) this.release(c);
+      this.#running.delete(c);
+      if (this.#closed || this.#closing || this.#readers.length >= 4) this.release(c);
       else this.#readers.push(c);
     }
   }
+
+  /** Connections running the store's own work (a read, a transaction): close() waits for them. */
+  readonly #running = new Set<DuckDBConnection>();
 
   /**
    * The store's one transaction helper: `fn`'s statements commit together when it resolves and
@@ -635,6 +647,7 @@ export class DuckStore {
 
   async #transaction<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
     const c = await this.connect();
+    this.#running.add(c);
     try {
       await c.run('BEGIN TRANSACTION');
       try {
@@ -646,6 +659,7 @@ export class DuckStore {
         throw err;
       }
     } finally {
+      this.#running.delete(c);
       this.release(c);
     }
   }
@@ -1047,9 +1061,30 @@ export class DuckStore {
     });
   }
 
-  /** Checkpoints (folds the WAL into the file) and closes. */
-  async close(): Promise<void> {
+  /**
+   * Checkpoints (folds the WAL into the file) and closes. Work the store is still running (a
+   * read, a release step, a refresh someone did not stop) gets CLOSE_GRACE_MS to finish, is then
+   * interrupted (it fails, a transaction rolls back), and is waited for: a connection is never
+   * closed under a running statement, which left the statement hanging or the process crashing.
+   * No new work starts once close() is called.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     if (this.#closed) return;
+    const started = performance.now();
+    let interrupting = false;
+    while (this.#running.size > 0 && performance.now() - started < CLOSE_WAIT_MS) {
+      if (performance.now() - started >= CLOSE_GRACE_MS) {
+        // Repeated: an interrupt landing between a statement's prepare and its execution is lost.
+        for (const running of this.#running) running.interrupt();
+        interrupting = true;
+      }
+      await new Promise((r) => setTimeout(r, interrupting ? 50 : 10));
+    }
     const c = await this.instance.connect();
     try {
       // FORCE waits (DuckDB ≥ 1.4) for a write transaction still open instead of failing.

@@ -69,7 +69,13 @@ export async function spawnRoom(
   let out = '';
   child.stdout!.on('data', (d) => (out += String(d)));
   child.stderr!.on('data', (d) => (out += String(d)));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) =>
+    child.on('exit', (code, signal) => {
+      // A room ended by a signal it did not handle (a crash, a second SIGTERM) says which in its output.
+      if (signal) out += `\n[the room exited on ${signal}]\n`;
+      r(code);
+    }),
+  );
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + timeoutMs;
   let dead = false;

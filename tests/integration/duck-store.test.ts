@@ -61,3 +61,24 @@ describe('the KPI changes a store reads back when it opens', () => {
     }
   });
 });
+
+describe('closing', () => {
+  it('interrupts a statement still running and waits for it, instead of closing its connection under it', async () => {
+    const store = await DuckStore.open(join(dir, 'closing.duckdb'));
+    // Minutes of work on any machine: only an interrupt ends it within the test.
+    const slow = store.query({ sql: 'SELECT count(*) AS n FROM range(30000000000) t(i) WHERE i % 7 = 3', params: [] });
+    const outcome = slow.then(
+      () => 'finished',
+      (err: unknown) => String(err),
+    );
+    await new Promise((r) => setTimeout(r, 500)); // running by now
+    const t0 = performance.now();
+    // A second close() waits for the same one.
+    await Promise.all([store.close(), store.close()]);
+    expect(await outcome).toMatch(/INTERRUPT/);
+    // It had its grace period first (2 s), then was interrupted.
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(1_900);
+    expect(store.closed).toBe(true);
+    await expect(store.query({ sql: 'SELECT 1', params: [] })).rejects.toThrow(/closed/);
+  });
+});
