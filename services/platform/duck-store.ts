@@ -599,6 +599,10 @@ export class DuckStore {
   async connect(): Promise<DuckDBConnection> {
     if (this.#closed || this.#closing) throw new Error('the DuckDB store is closed');
     const c = await this.instance.connect();
+    if (this.#closed || this.#closing) {
+      c.closeSync();
+      throw new Error('the DuckDB store is closed');
+    }
     this.#conns.add(c);
     return c;
   }
@@ -616,18 +620,32 @@ export class DuckStore {
    * behind (no BEGIN, no SET): the connection goes back to the pool for the next caller.
    */
   async #pooled<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
-    const c = this.#readers.pop() ?? (await this.connect());
-    this.#running.add(c);
+    if (this.#closed || this.#closing) throw new Error('the DuckDB store is closed');
+    this.#active++;
     try {
-      return await fn(c);
+      const c = this.#readers.pop() ?? (await this.connect());
+      this.#inUse.add(c);
+      this.#running.add(c);
+      try {
+        return await fn(c);
+      } finally {
+        this.#running.delete(c);
+        this.#inUse.delete(c);
+        if (this.#closed || this.#closing || this.#readers.length >= 4) this.release(c);
+        else this.#readers.push(c);
+      }
     } finally {
-      this.#running.delete(c);
-      if (this.#closed || this.#closing || this.#readers.length >= 4) this.release(c);
-      else this.#readers.push(c);
+      this.#active--;
     }
   }
 
-  /** Connections running the store's own work (a read, a transaction): close() waits for them. */
+  /**
+   * The store's own work under way (a read, a transaction), counted from its first step: close()
+   * waits for it. `#running` holds the connections whose statements close() may interrupt — not
+   * a transaction's BEGIN, COMMIT or ROLLBACK, which are never interrupted.
+   */
+  #active = 0;
+  readonly #inUse = new Set<DuckDBConnection>();
   readonly #running = new Set<DuckDBConnection>();
 
   /**
@@ -646,21 +664,36 @@ export class DuckStore {
   }
 
   async #transaction<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
-    const c = await this.connect();
-    this.#running.add(c);
+    if (this.#closed || this.#closing) throw new Error('the DuckDB store is closed');
+    this.#active++;
     try {
-      await c.run('BEGIN TRANSACTION');
+      const c = await this.connect();
+      this.#inUse.add(c);
       try {
-        const result = await fn(c);
-        await c.run('COMMIT');
+        await c.run('BEGIN TRANSACTION');
+        let result: T;
+        this.#running.add(c);
+        try {
+          result = await fn(c);
+        } catch (err) {
+          this.#running.delete(c);
+          await c.run('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+        this.#running.delete(c);
+        try {
+          await c.run('COMMIT');
+        } catch (err) {
+          await c.run('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
         return result;
-      } catch (err) {
-        await c.run('ROLLBACK').catch(() => undefined);
-        throw err;
+      } finally {
+        this.#inUse.delete(c);
+        this.release(c);
       }
     } finally {
-      this.#running.delete(c);
-      this.release(c);
+      this.#active--;
     }
   }
 
@@ -1040,7 +1073,13 @@ export class DuckStore {
       let repeat: NodeJS.Timeout | undefined;
       const interrupt = () => {
         c.interrupt();
-        repeat = setInterval(() => c.interrupt(), 50);
+        repeat = setInterval(() => {
+          try {
+            c.interrupt();
+          } catch {
+            // the store closed the connection meanwhile
+          }
+        }, 50);
       };
       signal?.addEventListener('abort', interrupt, { once: true });
       try {
@@ -1069,15 +1108,21 @@ export class DuckStore {
    * No new work starts once close() is called.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#close();
+    // A close that failed (its checkpoint) may be tried again, as before.
+    this.#closing ??= this.#close().catch((err: unknown) => {
+      this.#closing = undefined;
+      throw err;
+    });
     return this.#closing;
   }
 
   async #close(): Promise<void> {
     if (this.#closed) return;
+    // Idle pooled connections first: nothing can take one from now on.
+    for (const idle of this.#readers.splice(0)) this.release(idle);
     const started = performance.now();
     let interrupting = false;
-    while (this.#running.size > 0 && performance.now() - started < CLOSE_WAIT_MS) {
+    while (this.#active > 0 && performance.now() - started < CLOSE_WAIT_MS) {
       if (performance.now() - started >= CLOSE_GRACE_MS) {
         // Repeated: an interrupt landing between a statement's prepare and its execution is lost.
         for (const running of this.#running) running.interrupt();
@@ -1093,9 +1138,9 @@ export class DuckStore {
       c.closeSync();
     }
     this.#closed = true;
-    this.#readers.length = 0;
-    for (const conn of this.#conns) conn.closeSync();
+    // Work that outlived the wait keeps its connection (the process is ending); the rest close.
+    for (const conn of this.#conns) if (!this.#inUse.has(conn)) conn.closeSync();
     this.#conns.clear();
-    this.instance.closeSync();
+    if (this.#active === 0) this.instance.closeSync();
   }
 }

@@ -81,4 +81,17 @@ describe('closing', () => {
     expect(store.closed).toBe(true);
     await expect(store.query({ sql: 'SELECT 1', params: [] })).rejects.toThrow(/closed/);
   });
+
+  it('starts no new work once closing, not even on an idle pooled connection', async () => {
+    const store = await DuckStore.open(join(dir, 'closing-pool.duckdb'));
+    // Two reads at once leave two idle connections in the pool.
+    await Promise.all([store.ping(), store.query({ sql: 'SELECT 1 AS one', params: [] })]);
+    await store.query({ sql: 'SELECT 1 AS one', params: [] });
+    const closing = store.close();
+    // Asked while the close is under way: refused, not run on a connection about to close.
+    await expect(store.query({ sql: 'SELECT 1 AS one', params: [] })).rejects.toThrow(/closed/);
+    await expect(store.rollupThrough()).rejects.toThrow(/closed/);
+    await closing;
+    expect(store.closed).toBe(true);
+  });
 });
