@@ -489,7 +489,7 @@ export class DuckStore {
   async #release(ready: readonly number[]): Promise<void> {
     const snapshot = ready.at(-1)!;
     const kpis = [...new Set(ready.flatMap((n) => this.#unannounced.get(n) ?? []))];
-    if (kpis.length === 0 || this.#closed || this.#closing) return;
+    if (kpis.length === 0 || this.closed) return;
     try {
       const releasedLate = await this.#transaction(async (c) => {
         const exec: ReleaseExec = {
@@ -597,14 +597,18 @@ export class DuckStore {
 
   /** A new connection; closed by the store on shutdown if the caller forgets (tests read the tables with one). */
   async connect(): Promise<DuckDBConnection> {
-    if (this.#closed || this.#closing) throw new Error('the DuckDB store is closed');
+    this.#refuseIfClosed();
     const c = await this.instance.connect();
-    if (this.#closed || this.#closing) {
+    if (this.closed) {
       c.closeSync();
-      throw new Error('the DuckDB store is closed');
+      this.#refuseIfClosed();
     }
     this.#conns.add(c);
     return c;
+  }
+
+  #refuseIfClosed(): void {
+    if (this.closed) throw new Error('the DuckDB store is closed');
   }
 
   release(c: DuckDBConnection): void {
@@ -619,23 +623,49 @@ export class DuckStore {
    * Runs autocommit statements on a pooled connection. Only for statements that leave no state
    * behind (no BEGIN, no SET): the connection goes back to the pool for the next caller.
    */
-  async #pooled<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
-    if (this.#closed || this.#closing) throw new Error('the DuckDB store is closed');
+  #pooled<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
+    return this.#held(
+      async () => this.#readers.pop() ?? (await this.connect()),
+      (c) => {
+        if (this.closed || this.#readers.length >= 4) this.release(c);
+        else this.#readers.push(c);
+      },
+      (c) => this.#interruptible(c, () => fn(c)),
+    );
+  }
+
+  /**
+   * The store's own work on a connection (`take` gets it, `give` returns it), counted from its
+   * first step so close() waits for it; refused once the store is closing.
+   */
+  async #held<T>(
+    take: () => Promise<DuckDBConnection>,
+    give: (c: DuckDBConnection) => void,
+    fn: (c: DuckDBConnection) => Promise<T>,
+  ): Promise<T> {
+    this.#refuseIfClosed();
     this.#active++;
     try {
-      const c = this.#readers.pop() ?? (await this.connect());
+      const c = await take();
       this.#inUse.add(c);
-      this.#running.add(c);
       try {
         return await fn(c);
       } finally {
-        this.#running.delete(c);
         this.#inUse.delete(c);
-        if (this.#closed || this.#closing || this.#readers.length >= 4) this.release(c);
-        else this.#readers.push(c);
+        give(c);
       }
     } finally {
       this.#active--;
+    }
+  }
+
+  /** Runs `fn`, during which close() may interrupt the connection's statements. */
+  async #interruptible<T>(c: DuckDBConnection, fn: () => Promise<T>): Promise<T> {
+    this.#running.add(c);
+    try {
+      return await fn();
+    } finally {
+      this.#running.delete(c);
     }
   }
 
@@ -663,38 +693,22 @@ export class DuckStore {
     });
   }
 
-  async #transaction<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
-    if (this.#closed || this.#closing) throw new Error('the DuckDB store is closed');
-    this.#active++;
-    try {
-      const c = await this.connect();
-      this.#inUse.add(c);
-      try {
+  #transaction<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
+    return this.#held(
+      () => this.connect(),
+      (c) => this.release(c),
+      async (c) => {
         await c.run('BEGIN TRANSACTION');
-        let result: T;
-        this.#running.add(c);
         try {
-          result = await fn(c);
-        } catch (err) {
-          this.#running.delete(c);
-          await c.run('ROLLBACK').catch(() => undefined);
-          throw err;
-        }
-        this.#running.delete(c);
-        try {
+          const result = await this.#interruptible(c, () => fn(c));
           await c.run('COMMIT');
+          return result;
         } catch (err) {
           await c.run('ROLLBACK').catch(() => undefined);
           throw err;
         }
-        return result;
-      } finally {
-        this.#inUse.delete(c);
-        this.release(c);
-      }
-    } finally {
-      this.#active--;
-    }
+      },
+    );
   }
 
   /** The rows of one read-only statement (a compiled aggregate or rollup read), on a pooled connection. */
@@ -703,12 +717,7 @@ export class DuckStore {
   }
 
   async ping(): Promise<void> {
-    const c = await this.connect();
-    try {
-      await c.run('SELECT 1');
-    } finally {
-      this.release(c);
-    }
+    await this.#pooled((c) => c.run('SELECT 1'));
   }
 
   /**
