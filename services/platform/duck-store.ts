@@ -697,18 +697,21 @@ export class DuckStore {
     return this.#held(
       () => this.connect(),
       (c) => this.release(c),
-      async (c) => {
-        await c.run('BEGIN TRANSACTION');
-        try {
-          const result = await this.#interruptible(c, () => fn(c));
-          await c.run('COMMIT');
-          return result;
-        } catch (err) {
-          await c.run('ROLLBACK').catch(() => undefined);
-          throw err;
-        }
-      },
+      (c) => this.#inTransaction(c, () => fn(c)),
     );
+  }
+
+  /** `fn` in a transaction on `c` (held by the caller): committed when it resolves, rolled back when it throws. */
+  async #inTransaction<T>(c: DuckDBConnection, fn: () => Promise<T>): Promise<T> {
+    await c.run('BEGIN TRANSACTION');
+    try {
+      const result = await this.#interruptible(c, fn);
+      await c.run('COMMIT');
+      return result;
+    } catch (err) {
+      await c.run('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
   }
 
   /** The rows of one read-only statement (a compiled aggregate or rollup read), on a pooled connection. */
@@ -934,48 +937,72 @@ export class DuckStore {
   /**
    * Re-keys every stored pseudonym (`rekey(partner, subject)`, computed here for each distinct
    * one) and records the new generation, in one transaction; `onProgress` hears how many
-   * pseudonyms are computed so far.
+   * pseudonyms are computed so far. One unit of the store's work from its first step to its
+   * last, so close() waits for it (and may interrupt it after its grace) rather than closing its
+   * connections under it; interrupted, nothing is re-keyed and the generation stays.
    */
-  async rekeyPseudonyms(
+  rekeyPseudonyms(
     generation: number,
     rekey: (partner: string, subject: string) => string,
     onProgress: (done: number) => void,
   ): Promise<{ pseudonyms: number; points: number }> {
-    const reader = await this.connect();
-    const writer = await this.connect();
-    let pseudonyms = 0;
-    try {
-      await writer.run(
-        'CREATE OR REPLACE TABLE pseudonym_rekey (partner VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL)',
-      );
-      const appender = await writer.createAppender('pseudonym_rekey');
-      const result = await reader.stream('SELECT DISTINCT partner, subject FROM points');
-      for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
-        for (const [partner, subject] of chunk.getRows() as [string, string][]) {
-          appender.appendVarchar(partner);
-          appender.appendVarchar(subject);
-          appender.appendVarchar(rekey(partner, subject));
-          appender.endRow();
-          pseudonyms++;
+    return this.#held(
+      () => this.connect(),
+      (c) => this.release(c),
+      async (writer) => {
+        let pseudonyms = 0;
+        let points: number;
+        try {
+          const reader = await this.connect();
+          this.#inUse.add(reader);
+          try {
+            await this.#interruptible(reader, () =>
+              this.#interruptible(writer, async () => {
+                await writer.run(
+                  'CREATE OR REPLACE TABLE pseudonym_rekey (partner VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL)',
+                );
+                const appender = await writer.createAppender('pseudonym_rekey');
+                const result = await reader.stream('SELECT DISTINCT partner, subject FROM points');
+                for (
+                  let chunk = await result.fetchChunk();
+                  chunk && chunk.rowCount > 0;
+                  chunk = await result.fetchChunk()
+                ) {
+                  for (const [partner, subject] of chunk.getRows() as [string, string][]) {
+                    appender.appendVarchar(partner);
+                    appender.appendVarchar(subject);
+                    appender.appendVarchar(rekey(partner, subject));
+                    appender.endRow();
+                    pseudonyms++;
+                  }
+                  onProgress(pseudonyms);
+                }
+                appender.flushSync();
+                appender.closeSync();
+              }),
+            );
+          } finally {
+            this.#inUse.delete(reader);
+            this.release(reader);
+          }
+          points = await this.#inTransaction(writer, async () => {
+            const r = await writer.run(
+              'UPDATE points SET subject = r.new FROM pseudonym_rekey r WHERE points.partner = r.partner AND points.subject = r.old',
+            );
+            await putSetting(writer, PSEUDONYM_GENERATION, String(generation));
+            return Number(r.rowsChanged);
+          });
+        } catch (err) {
+          // Nothing was re-keyed: the mapping goes if it can, and the failure is what is reported.
+          await writer.run('DROP TABLE IF EXISTS pseudonym_rekey').catch(() => undefined);
+          throw err;
         }
-        onProgress(pseudonyms);
-      }
-      appender.flushSync();
-      appender.closeSync();
-    } finally {
-      this.release(reader);
-      this.release(writer);
-    }
-    const points = await this.#transaction(async (c) => {
-      const r = await c.run(
-        'UPDATE points SET subject = r.new FROM pseudonym_rekey r WHERE points.partner = r.partner AND points.subject = r.old',
-      );
-      await putSetting(c, PSEUDONYM_GENERATION, String(generation));
-      return Number(r.rowsChanged);
-    });
-    this.pseudonymGeneration = generation;
-    await this.#pooled((c) => c.run('DROP TABLE pseudonym_rekey'));
-    return { pseudonyms, points };
+        this.pseudonymGeneration = generation;
+        // Kept, the mapping would link every old pseudonym to its new one: its drop must succeed.
+        await writer.run('DROP TABLE pseudonym_rekey');
+        return { pseudonyms, points };
+      },
+    );
   }
 
   /** The snapshot through which every batch is rolled up, as last recorded (0: none yet). */

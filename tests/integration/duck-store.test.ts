@@ -82,6 +82,46 @@ describe('closing', () => {
     await expect(store.query({ sql: 'SELECT 1', params: [] })).rejects.toThrow(/closed/);
   });
 
+  it('waits for a pseudonym re-key under way, which then commits whole', async () => {
+    const path = join(dir, 'closing-rekey.duckdb');
+    const store = await DuckStore.open(path);
+    const c = await store.connect();
+    await c.run(
+      `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, local_day)
+       SELECT 1, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, 'lead_time', TIMESTAMPTZ '2026-11-01 00:00:00+00', i, 'old-' || i, DATE '2026-11-01'
+       FROM range(5000) t(i)`,
+    );
+    store.release(c);
+    // Asked once the re-key holds its connections and streams the pseudonyms (the first chunk of
+    // 2,048 is re-keyed): close() waits for it instead of closing its connections under it.
+    let closing: Promise<void> | undefined;
+    const rekeyed = await store.rekeyPseudonyms(
+      1,
+      (partner, subject) => `${partner}:${subject.slice(4)}`,
+      () => {
+        closing ??= store.close();
+      },
+    );
+    expect(closing).toBeDefined();
+    await closing;
+    expect(rekeyed).toEqual({ pseudonyms: 5000, points: 5000 });
+    const again = await DuckStore.open(path);
+    try {
+      expect(again.pseudonymGeneration).toBe(1);
+      const r = await again.connect();
+      const rows = (
+        await r.runAndReadAll(
+          `SELECT count(*) FILTER (WHERE subject LIKE 'old-%')::INTEGER AS old, count(*)::INTEGER AS n,
+             (SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pseudonym_rekey')::INTEGER AS mapping FROM points`,
+        )
+      ).getRowObjectsJson()[0]!;
+      again.release(r);
+      expect(rows).toEqual({ old: 0, n: 5000, mapping: 0 });
+    } finally {
+      await again.close();
+    }
+  });
+
   it('starts no new work once closing, not even on an idle pooled connection', async () => {
     const store = await DuckStore.open(join(dir, 'closing-pool.duckdb'));
     // Two reads at once leave two idle connections in the pool.
