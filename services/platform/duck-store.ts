@@ -951,56 +951,64 @@ export class DuckStore {
       (c) => this.release(c),
       async (writer) => {
         let pseudonyms = 0;
-        let points: number;
+        // The old-to-new mapping lives only on the writer's connection (a temporary table): a
+        // failed, interrupted or killed re-key leaves it nowhere, and a finished one drops it.
+        await writer.run(
+          'CREATE OR REPLACE TEMP TABLE pseudonym_rekey (partner VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL)',
+        );
         try {
           const reader = await this.connect();
           this.#inUse.add(reader);
           try {
             await this.#interruptible(reader, () =>
               this.#interruptible(writer, async () => {
-                await writer.run(
-                  'CREATE OR REPLACE TABLE pseudonym_rekey (partner VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL)',
-                );
-                const appender = await writer.createAppender('pseudonym_rekey');
-                const result = await reader.stream('SELECT DISTINCT partner, subject FROM points');
-                for (
-                  let chunk = await result.fetchChunk();
-                  chunk && chunk.rowCount > 0;
-                  chunk = await result.fetchChunk()
-                ) {
-                  for (const [partner, subject] of chunk.getRows() as [string, string][]) {
-                    appender.appendVarchar(partner);
-                    appender.appendVarchar(subject);
-                    appender.appendVarchar(rekey(partner, subject));
-                    appender.endRow();
-                    pseudonyms++;
+                const appender = await writer.createAppender('pseudonym_rekey', 'main', 'temp');
+                try {
+                  const result = await reader.stream('SELECT DISTINCT partner, subject FROM points');
+                  for (
+                    let chunk = await result.fetchChunk();
+                    chunk && chunk.rowCount > 0;
+                    chunk = await result.fetchChunk()
+                  ) {
+                    for (const [partner, subject] of chunk.getRows() as [string, string][]) {
+                      appender.appendVarchar(partner);
+                      appender.appendVarchar(subject);
+                      appender.appendVarchar(rekey(partner, subject));
+                      appender.endRow();
+                      pseudonyms++;
+                    }
+                    onProgress(pseudonyms);
                   }
-                  onProgress(pseudonyms);
+                } catch (err) {
+                  // What failed is reported, not the close of an appender whose rows are dropped anyway.
+                  try {
+                    appender.closeSync();
+                  } catch {
+                    // ignored
+                  }
+                  throw err;
                 }
-                appender.flushSync();
-                appender.closeSync();
+                appender.closeSync(); // flushes: every row is in the table before the update
               }),
             );
           } finally {
             this.#inUse.delete(reader);
             this.release(reader);
           }
-          points = await this.#inTransaction(writer, async () => {
+          const points = await this.#inTransaction(writer, async () => {
             const r = await writer.run(
               'UPDATE points SET subject = r.new FROM pseudonym_rekey r WHERE points.partner = r.partner AND points.subject = r.old',
             );
             await putSetting(writer, PSEUDONYM_GENERATION, String(generation));
+            // A mapping an earlier version kept on disk (killed mid-rotation) goes with this one.
+            await writer.run('DROP TABLE IF EXISTS main.pseudonym_rekey');
             return Number(r.rowsChanged);
           });
-        } catch (err) {
-          // Nothing was re-keyed: the mapping goes if it can, and the failure is what is reported.
-          await writer.run('DROP TABLE IF EXISTS pseudonym_rekey').catch(() => undefined);
-          throw err;
+          this.pseudonymGeneration = generation;
+          return { pseudonyms, points };
+        } finally {
+          await writer.run('DROP TABLE IF EXISTS temp.pseudonym_rekey').catch(() => undefined);
         }
-        this.pseudonymGeneration = generation;
-        // Kept, the mapping would link every old pseudonym to its new one: its drop must succeed.
-        await writer.run('DROP TABLE pseudonym_rekey');
-        return { pseudonyms, points };
       },
     );
   }

@@ -82,8 +82,8 @@ describe('closing', () => {
     await expect(store.query({ sql: 'SELECT 1', params: [] })).rejects.toThrow(/closed/);
   });
 
-  it('waits for a pseudonym re-key under way, which then commits whole', async () => {
-    const path = join(dir, 'closing-rekey.duckdb');
+  /** A store holding 5,000 points of two partners, each with its own subject `old-<i>`. */
+  async function storeWithSubjects(path: string): Promise<DuckStore> {
     const store = await DuckStore.open(path);
     const c = await store.connect();
     await c.run(
@@ -92,11 +92,36 @@ describe('closing', () => {
        FROM range(5000) t(i)`,
     );
     store.release(c);
+    return store;
+  }
+
+  /** The store's pseudonym generation, its points still under an old pseudonym, and any re-key mapping left in it. */
+  async function rekeyState(path: string) {
+    const store = await DuckStore.open(path);
+    try {
+      const r = await store.connect();
+      const row = (
+        await r.runAndReadAll(
+          `SELECT count(*) FILTER (WHERE subject LIKE 'old-%')::INTEGER AS old, count(*)::INTEGER AS n,
+             (SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pseudonym_rekey')::INTEGER AS mapping FROM points`,
+        )
+      ).getRowObjectsJson()[0]!;
+      store.release(r);
+      return { generation: store.pseudonymGeneration, ...row };
+    } finally {
+      await store.close();
+    }
+  }
+
+  it('waits for a pseudonym re-key under way, which then commits whole', async () => {
+    const path = join(dir, 'closing-rekey.duckdb');
+    const store = await storeWithSubjects(path);
+    const before = store.pseudonymGeneration;
     // Asked once the re-key holds its connections and streams the pseudonyms (the first chunk of
     // 2,048 is re-keyed): close() waits for it instead of closing its connections under it.
     let closing: Promise<void> | undefined;
     const rekeyed = await store.rekeyPseudonyms(
-      1,
+      before + 1,
       (partner, subject) => `${partner}:${subject.slice(4)}`,
       () => {
         closing ??= store.close();
@@ -105,21 +130,28 @@ describe('closing', () => {
     expect(closing).toBeDefined();
     await closing;
     expect(rekeyed).toEqual({ pseudonyms: 5000, points: 5000 });
-    const again = await DuckStore.open(path);
-    try {
-      expect(again.pseudonymGeneration).toBe(1);
-      const r = await again.connect();
-      const rows = (
-        await r.runAndReadAll(
-          `SELECT count(*) FILTER (WHERE subject LIKE 'old-%')::INTEGER AS old, count(*)::INTEGER AS n,
-             (SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pseudonym_rekey')::INTEGER AS mapping FROM points`,
-        )
-      ).getRowObjectsJson()[0]!;
-      again.release(r);
-      expect(rows).toEqual({ old: 0, n: 5000, mapping: 0 });
-    } finally {
-      await again.close();
-    }
+    expect(await rekeyState(path)).toEqual({ generation: before + 1, old: 0, n: 5000, mapping: 0 });
+  });
+
+  it('re-keys nothing and keeps no mapping when a re-key fails part-way', async () => {
+    const path = join(dir, 'failed-rekey.duckdb');
+    const store = await storeWithSubjects(path);
+    const before = store.pseudonymGeneration;
+    let seen = 0;
+    await expect(
+      store.rekeyPseudonyms(
+        before + 1,
+        (partner, subject) => {
+          if (++seen === 3000) throw new Error('key derivation failed');
+          return `${partner}:${subject.slice(4)}`;
+        },
+        () => {},
+      ),
+    ).rejects.toThrow('key derivation failed');
+    // The store is still usable, and the next attempt starts over.
+    expect(await store.query({ sql: 'SELECT count(*)::INTEGER AS n FROM points', params: [] })).toEqual([{ n: 5000 }]);
+    await store.close();
+    expect(await rekeyState(path)).toEqual({ generation: before, old: 5000, n: 5000, mapping: 0 });
   });
 
   it('starts no new work once closing, not even on an idle pooled connection', async () => {
