@@ -996,9 +996,23 @@ export class DuckStore {
             this.release(reader);
           }
           const points = await this.#inTransaction(writer, async () => {
-            const r = await writer.run(
-              'UPDATE points SET subject = r.new FROM pseudonym_rekey r WHERE points.partner = r.partner AND points.subject = r.old',
+            // Rewritten rather than updated in place: DuckDB keeps an UPDATE's old strings in
+            // memory until COMMIT (a million points ran out of the default 256 MB), while a copy,
+            // a sort and appended rows spill to disk. The points go back in snapshot order, as
+            // ingest appended them (reads skip row groups by it); a join with the sort in the
+            // same statement did not spill, so the copy is sorted on its way back. Every point's
+            // pseudonym is in the mapping; a count that differs rolls the re-key back instead of
+            // losing points.
+            await writer.run(
+              `CREATE OR REPLACE TEMP TABLE points_rekeyed AS
+               SELECT p.* REPLACE (r.new AS subject) FROM points p
+               JOIN pseudonym_rekey r ON p.partner = r.partner AND p.subject = r.old`,
             );
+            const removed = Number((await writer.run('DELETE FROM points')).rowsChanged);
+            const r = await writer.run('INSERT INTO points BY NAME SELECT * FROM points_rekeyed ORDER BY snapshot');
+            await writer.run('DROP TABLE temp.points_rekeyed');
+            if (Number(r.rowsChanged) !== removed)
+              throw new Error(`re-key: ${removed} points held, ${Number(r.rowsChanged)} re-keyed; nothing was changed`);
             await putSetting(writer, PSEUDONYM_GENERATION, String(generation));
             // A mapping an earlier version kept on disk (killed mid-rotation) goes with this one.
             await writer.run('DROP TABLE IF EXISTS main.pseudonym_rekey');

@@ -82,13 +82,16 @@ describe('closing', () => {
     await expect(store.query({ sql: 'SELECT 1', params: [] })).rejects.toThrow(/closed/);
   });
 
-  /** A store holding 5,000 points of two partners, each with its own subject `old-<i>`. */
+  /** Σ value × snapshot over those points (value i, snapshot 1 + i div 1000): moves if a point is lost or changes snapshot. */
+  const WEIGHTED = Array.from({ length: 5000 }, (_, i) => i * (1 + Math.floor(i / 1000))).reduce((a, b) => a + b, 0);
+
+  /** A store holding 5,000 points of two partners in five snapshots of 1,000, each point with its own subject `old-<i>`. */
   async function storeWithSubjects(path: string): Promise<DuckStore> {
     const store = await DuckStore.open(path);
     const c = await store.connect();
     await c.run(
       `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, local_day)
-       SELECT 1, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, 'lead_time', TIMESTAMPTZ '2026-11-01 00:00:00+00', i, 'old-' || i, DATE '2026-11-01'
+       SELECT 1 + i // 1000, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, 'lead_time', TIMESTAMPTZ '2026-11-01 00:00:00+00', i, 'old-' || i, DATE '2026-11-01'
        FROM range(5000) t(i)`,
     );
     store.release(c);
@@ -103,7 +106,9 @@ describe('closing', () => {
       const row = (
         await r.runAndReadAll(
           `SELECT count(*) FILTER (WHERE subject LIKE 'old-%')::INTEGER AS old, count(*)::INTEGER AS n,
-             (SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pseudonym_rekey')::INTEGER AS mapping FROM points`,
+             sum(value * snapshot)::INTEGER AS weighted, count(*) FILTER (WHERE back)::INTEGER AS out_of_order,
+             (SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '%rekey%')::INTEGER AS mapping
+           FROM (SELECT *, snapshot < lag(snapshot) OVER (ORDER BY rowid) AS back FROM points)`,
         )
       ).getRowObjectsJson()[0]!;
       store.release(r);
@@ -130,7 +135,43 @@ describe('closing', () => {
     expect(closing).toBeDefined();
     await closing;
     expect(rekeyed).toEqual({ pseudonyms: 5000, points: 5000 });
-    expect(await rekeyState(path)).toEqual({ generation: before + 1, old: 0, n: 5000, mapping: 0 });
+    // Every point re-keyed, none lost or moved to another snapshot, still in snapshot order, no mapping kept.
+    expect(await rekeyState(path)).toEqual({
+      generation: before + 1,
+      old: 0,
+      n: 5000,
+      weighted: WEIGHTED,
+      out_of_order: 0,
+      mapping: 0,
+    });
+  });
+
+  it('re-keys more points than DuckDB could hold as one update in its memory', async () => {
+    // 500k points under a 64 MB pool: an in-place UPDATE of their pseudonyms ran out of memory.
+    const store = await DuckStore.open(join(dir, 'big-rekey.duckdb'), undefined, '64MB');
+    try {
+      const c = await store.connect();
+      await c.run(
+        `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, local_day)
+         SELECT 1 + i // 100000, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, 'lead_time', TIMESTAMPTZ '2026-11-01 00:00:00+00', i, sha256(i::VARCHAR), DATE '2026-11-01'
+         FROM range(500000) t(i)`,
+      );
+      store.release(c);
+      const rekeyed = await store.rekeyPseudonyms(
+        store.pseudonymGeneration + 1,
+        (partner, subject) => `${partner}:${subject}`,
+        () => {},
+      );
+      expect(rekeyed).toEqual({ pseudonyms: 500000, points: 500000 });
+      expect(
+        await store.query({
+          sql: "SELECT count(*) FILTER (WHERE subject LIKE partner || ':%')::INTEGER AS rekeyed, count(DISTINCT subject)::INTEGER AS distinct_subjects FROM points",
+          params: [],
+        }),
+      ).toEqual([{ rekeyed: 500000, distinct_subjects: 500000 }]);
+    } finally {
+      await store.close();
+    }
   });
 
   it('re-keys nothing and keeps no mapping when a re-key fails part-way', async () => {
@@ -151,7 +192,14 @@ describe('closing', () => {
     // The store is still usable, and the next attempt starts over.
     expect(await store.query({ sql: 'SELECT count(*)::INTEGER AS n FROM points', params: [] })).toEqual([{ n: 5000 }]);
     await store.close();
-    expect(await rekeyState(path)).toEqual({ generation: before, old: 5000, n: 5000, mapping: 0 });
+    expect(await rekeyState(path)).toEqual({
+      generation: before,
+      old: 5000,
+      n: 5000,
+      weighted: WEIGHTED,
+      out_of_order: 0,
+      mapping: 0,
+    });
   });
 
   it('starts no new work once closing, not even on an idle pooled connection', async () => {
