@@ -153,7 +153,9 @@ async function latency(): Promise<{ p50: number; p95: number; max: number; pg: b
 }
 
 function ingestBodies(): string[] {
-  const base = Date.parse(`${localToday(new Date(), 'Europe/Berlin')}T00:00:00Z`);
+  // Yesterday's midnight, UTC: today's local midnight in Berlin is still in the future between
+  // 22:00 (23:00 in winter) and midnight UTC, and points in the future are refused.
+  const base = Date.parse(`${shiftDays(localToday(new Date(), 'Europe/Berlin'), -1)}T00:00:00Z`);
   const bodies: string[] = [];
   for (let off = 0; off < INGEST_POINTS; off += BATCH) {
     const lines: string[] = [];

@@ -44,6 +44,9 @@ export type EvaluationWatcher = (ctx: EvaluationContext, kpis: ReadonlySet<strin
 
 const incidentId = () => `inc_${randomBytes(9).toString('base64url')}`;
 
+/** The share of the time evaluation may take under sustained ingest (BackgroundLoop maxShare). */
+export const EVALUATION_SHARE = 0.1;
+
 /**
  * Evaluates bands after every landed batch (for the KPIs it touched) and on a schedule (every
  * KPI, feed freshness, acknowledgement deadlines); opens, updates and resolves incidents and
@@ -73,6 +76,10 @@ export class AlertEngine {
       () => this.#run(),
       () => room.duck.slots.busy > 0,
       (err) => log.error({ err }, 'alerts: evaluation failed'),
+      // Evaluation keeps to a tenth of the machine under sustained ingest (issue #4: ingest
+      // slowed by at most 10 %), even when each run is long (a busy room, a large KPI): a breach
+      // is then notified a few seconds later, never at the cost of the batches.
+      { maxShare: EVALUATION_SHARE },
     );
   }
 

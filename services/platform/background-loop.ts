@@ -3,7 +3,9 @@
  * while a run is in progress coalesce into the next run, and under sustained ingest (batches
  * landed during the last run, or landing now) a run that took d ms is followed by a pause of
  * DUTY·d ms (at most MAX_GAP_MS), so the work keeps to a bounded share of the machine. An idle
- * room runs the work at once.
+ * room runs the work at once. The cap keeps the work prompt, but a run longer than
+ * MAX_GAP_MS / DUTY then takes a larger share; with `maxShare` the pause is at least what keeps
+ * the work to that share (d·(1/maxShare − 1)), promptness giving way.
  */
 export class BackgroundLoop {
   static readonly DUTY = 12;
@@ -21,7 +23,15 @@ export class BackgroundLoop {
     private readonly work: () => Promise<void>,
     private readonly ingestBusy: () => boolean,
     private readonly onError: (err: unknown) => void,
+    private readonly opts: { maxShare?: number } = {},
   ) {}
+
+  /** The pause after a run of `took` ms under sustained ingest. */
+  gapAfter(took: number): number {
+    const gap = Math.min(BackgroundLoop.MAX_GAP_MS, BackgroundLoop.DUTY * took);
+    const share = this.opts.maxShare;
+    return share === undefined ? gap : Math.max(gap, took * (1 / share - 1));
+  }
 
   request(): void {
     if (this.#stopped) return;
@@ -71,7 +81,7 @@ export class BackgroundLoop {
       this.stats.runs++;
       this.stats.lastMs = took;
       const busy = this.#requestsDuringRun > 0 || this.ingestBusy();
-      this.#nextStart = busy ? performance.now() + Math.min(BackgroundLoop.MAX_GAP_MS, BackgroundLoop.DUTY * took) : 0;
+      this.#nextStart = busy ? performance.now() + this.gapAfter(took) : 0;
     }
   }
 }

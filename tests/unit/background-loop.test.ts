@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { BackgroundLoop } from '../../services/platform/background-loop.js';
+import { EVALUATION_SHARE } from '../../services/alerts/alert-engine.js';
+
+const noop = () => Promise.resolve();
+
+describe('the pause of background work under sustained ingest', () => {
+  it('is DUTY times the run, capped at MAX_GAP_MS, without a share bound (rollups)', () => {
+    const loop = new BackgroundLoop(
+      noop,
+      () => true,
+      () => {},
+    );
+    expect(loop.gapAfter(50)).toBe(50 * BackgroundLoop.DUTY);
+    expect(loop.gapAfter(1_000)).toBe(BackgroundLoop.MAX_GAP_MS);
+    expect(loop.gapAfter(10_000)).toBe(BackgroundLoop.MAX_GAP_MS);
+  });
+
+  it('keeps the work to its share however long a run takes (alert evaluation)', () => {
+    const loop = new BackgroundLoop(
+      noop,
+      () => true,
+      () => {},
+      { maxShare: EVALUATION_SHARE },
+    );
+    // Short runs are as prompt as before: the cap is not reached.
+    expect(loop.gapAfter(50)).toBe(50 * BackgroundLoop.DUTY);
+    for (const took of [1, 50, 125, 150, 170, 200, 500, 1_000, 2_000, 10_000]) {
+      const gap = loop.gapAfter(took);
+      expect(took / (took + gap), `a run of ${took} ms`).toBeLessThanOrEqual(EVALUATION_SHARE + 1e-12);
+      // Never later than the share needs, or the cap would give.
+      expect(gap).toBeLessThanOrEqual(Math.max(BackgroundLoop.MAX_GAP_MS, took * (1 / EVALUATION_SHARE - 1)) + 1e-9);
+    }
+    // A run of 1 s under the cap alone got 1.5 s of pause: 40 % of the time.
+    expect(loop.gapAfter(1_000)).toBeCloseTo(9_000);
+  });
+
+  it('waits that pause before the next run while ingest is busy, and not when it is idle', async () => {
+    const starts: number[] = [];
+    const ends: number[] = [];
+    let busy = true;
+    const loop = new BackgroundLoop(
+      async () => {
+        starts.push(performance.now());
+        await new Promise((r) => setTimeout(r, 150));
+        ends.push(performance.now());
+      },
+      () => busy,
+      (err) => {
+        throw err;
+      },
+      { maxShare: 0.5 },
+    );
+    loop.request();
+    await new Promise((r) => setTimeout(r, 20));
+    loop.request(); // while the first run is under way
+    await loop.idle();
+    expect(starts).toHaveLength(2);
+    // The first run took ≥ 150 ms, and ingest was busy: its pause came before the second.
+    const took = ends[0]! - starts[0]!;
+    expect(starts[1]! - ends[0]!).toBeGreaterThanOrEqual(loop.gapAfter(took) - 5);
+    // Ingest goes idle: after a run that saw it idle, the next request runs at once, not a pause later.
+    busy = false;
+    await new Promise((r) => setTimeout(r, loop.gapAfter(ends[1]! - starts[1]!) + 50)); // the pending pause passes
+    loop.request();
+    await loop.idle();
+    expect(starts).toHaveLength(3);
+    const asked = performance.now();
+    loop.request();
+    await loop.idle();
+    expect(starts).toHaveLength(4);
+    expect(starts[3]! - asked).toBeLessThan(loop.gapAfter(150) - 200);
+  });
+});
