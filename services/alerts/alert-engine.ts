@@ -122,7 +122,7 @@ export class AlertEngine {
   /** Every KPI, feed freshness and acknowledgement deadlines (the schedule; tests after moving the clock). */
   requestAll(): void {
     this.#full = true;
-    this.#loop.request();
+    this.#loop.request({ scheduled: true });
   }
 
   /** Resolves once no evaluation is queued or running. */

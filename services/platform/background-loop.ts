@@ -33,9 +33,13 @@ export class BackgroundLoop {
     return share === undefined ? gap : Math.max(gap, took * (1 / share - 1));
   }
 
-  request(): void {
+  /**
+   * Asks for a run. A request made while a run is under way counts as sustained ingest (the
+   * next run waits its pause), unless it is `scheduled` (a timer's, not a batch's).
+   */
+  request(opts: { scheduled?: boolean } = {}): void {
     if (this.#stopped) return;
-    if (this.#inRun) this.#requestsDuringRun++;
+    if (this.#inRun && !opts.scheduled) this.#requestsDuringRun++;
     this.#requested = true;
     this.#start();
   }
@@ -54,18 +58,33 @@ export class BackgroundLoop {
     while (this.#running) await this.#running;
   }
 
+  /** Stops after the run under way, if any: a pause before the next one is cut short. */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#requested = false;
+    this.#wake?.();
     await this.idle();
   }
+
+  /** Ends the pause the loop is waiting out, if it is. */
+  #wake: (() => void) | undefined;
 
   async #loop(): Promise<void> {
     // Yield first: the batch that asked for this has its 2xx on the way.
     await new Promise((r) => setImmediate(r));
     while (this.#requested && !this.#stopped) {
       const wait = this.#nextStart - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (wait > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, wait);
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#wake = undefined;
+        if (this.#stopped) break;
+      }
       this.#requested = false;
       this.#requestsDuringRun = 0;
       this.#inRun = true;

@@ -49,7 +49,8 @@ describe('the pause of background work under sustained ingest', () => {
       (err) => {
         throw err;
       },
-      { maxShare: 0.5 },
+      // A share small enough that it, not the 1.5 s cap, decides the pause (150 ms → ≥ 2.85 s).
+      { maxShare: 0.05 },
     );
     loop.request();
     await new Promise((r) => setTimeout(r, 20));
@@ -58,6 +59,7 @@ describe('the pause of background work under sustained ingest', () => {
     expect(starts).toHaveLength(2);
     // The first run took ≥ 150 ms, and ingest was busy: its pause came before the second.
     const took = ends[0]! - starts[0]!;
+    expect(loop.gapAfter(took)).toBeGreaterThan(BackgroundLoop.MAX_GAP_MS);
     expect(starts[1]! - ends[0]!).toBeGreaterThanOrEqual(loop.gapAfter(took) - 5);
     // Ingest goes idle: after a run that saw it idle, the next request runs at once, not a pause later.
     busy = false;
@@ -70,5 +72,50 @@ describe('the pause of background work under sustained ingest', () => {
     await loop.idle();
     expect(starts).toHaveLength(4);
     expect(starts[3]! - asked).toBeLessThan(loop.gapAfter(150) - 200);
+  });
+
+  it('stops at once when asked during a pause, without running again', async () => {
+    let runs = 0;
+    const loop = new BackgroundLoop(
+      async () => {
+        runs++;
+        await new Promise((r) => setTimeout(r, 100));
+      },
+      () => true, // ingest always busy: every run is followed by its pause
+      (err) => {
+        throw err;
+      },
+      { maxShare: 0.01 }, // 100 ms → a pause of ≥ 9.9 s
+    );
+    loop.request();
+    await new Promise((r) => setTimeout(r, 20));
+    loop.request(); // wants a second run, after the pause
+    await new Promise((r) => setTimeout(r, 300)); // the first run is over; the pause has begun
+    const t0 = performance.now();
+    await loop.stop();
+    expect(performance.now() - t0).toBeLessThan(2_000);
+    expect(runs).toBe(1);
+  });
+
+  it('does not count a scheduled request during a run as sustained ingest', async () => {
+    const starts: number[] = [];
+    const loop = new BackgroundLoop(
+      async () => {
+        starts.push(performance.now());
+        await new Promise((r) => setTimeout(r, 100));
+      },
+      () => false, // no batch landing
+      (err) => {
+        throw err;
+      },
+      { maxShare: 0.01 },
+    );
+    loop.request();
+    await new Promise((r) => setTimeout(r, 20));
+    loop.request({ scheduled: true }); // the timer's, while the first run is under way
+    await loop.idle();
+    expect(starts).toHaveLength(2);
+    // A batch's request would have meant a pause of ≥ 9.9 s; the timer's runs next.
+    expect(starts[1]! - starts[0]!).toBeLessThan(2_000);
   });
 });
