@@ -998,18 +998,21 @@ export class DuckStore {
           const points = await this.#inTransaction(writer, async () => {
             // Rewritten rather than updated in place: DuckDB keeps an UPDATE's old strings in
             // memory until COMMIT (a million points ran out of the default 256 MB), while a copy,
-            // a sort and appended rows spill to disk. The points go back in snapshot order, as
-            // ingest appended them (reads skip row groups by it); a join with the sort in the
-            // same statement did not spill, so the copy is sorted on its way back. Every point's
+            // a sort and appended rows spill to disk (beside the database file, for the length of
+            // the rotation). The points go back in the order they had — snapshot order, as ingest
+            // appended them, which reads skip row groups by — sorted by their row ids on the way
+            // back (a join with the sort in the same statement did not spill). Every point's
             // pseudonym is in the mapping; a count that differs rolls the re-key back instead of
             // losing points.
             await writer.run(
               `CREATE OR REPLACE TEMP TABLE points_rekeyed AS
-               SELECT p.* REPLACE (r.new AS subject) FROM points p
+               SELECT p.rowid AS rekey_row, p.* REPLACE (r.new AS subject) FROM points p
                JOIN pseudonym_rekey r ON p.partner = r.partner AND p.subject = r.old`,
             );
             const removed = Number((await writer.run('DELETE FROM points')).rowsChanged);
-            const r = await writer.run('INSERT INTO points BY NAME SELECT * FROM points_rekeyed ORDER BY snapshot');
+            const r = await writer.run(
+              'INSERT INTO points BY NAME SELECT * EXCLUDE (rekey_row) FROM points_rekeyed ORDER BY rekey_row',
+            );
             await writer.run('DROP TABLE temp.points_rekeyed');
             if (Number(r.rowsChanged) !== removed)
               throw new Error(`re-key: ${removed} points held, ${Number(r.rowsChanged)} re-keyed; nothing was changed`);
