@@ -135,7 +135,7 @@ describe('closing', () => {
     expect(closing).toBeDefined();
     await closing;
     expect(rekeyed).toEqual({ pseudonyms: 5000, points: 5000 });
-    // Every point re-keyed, none lost or moved to another snapshot, still in snapshot order, no mapping kept.
+    // Every point re-keyed, none lost or moved to another snapshot, each in its place, no mapping kept.
     expect(await rekeyState(path)).toEqual({
       generation: before + 1,
       old: 0,
@@ -167,7 +167,7 @@ describe('closing', () => {
       await store.close();
     }
     // Every point re-keyed once, and back in the order ingest appended them (value i at row i):
-    // four row groups and two threads, where a copy without its sort comes back shuffled.
+    // five row groups, where a copy without its sort came back shuffled (98 rows out of order on a 2-core machine).
     const again = await DuckStore.open(join(dir, 'big-rekey.duckdb'));
     try {
       expect(
