@@ -339,6 +339,45 @@ async function setting(c: DuckDBConnection, key: string): Promise<string | undef
   return row ? String(row['value']) : undefined;
 }
 
+/**
+ * Appends every distinct (partner, pseudonym) of the points, read on `reader`, with its re-keyed
+ * value to the writer's `pseudonym_rekey`; returns how many.
+ */
+async function mapPseudonyms(
+  reader: DuckDBConnection,
+  writer: DuckDBConnection,
+  rekey: (partner: string, subject: string) => string,
+  onProgress: (done: number) => void,
+): Promise<number> {
+  const appender = await writer.createAppender('pseudonym_rekey', 'main', 'temp');
+  let done = 0;
+  let flushed = false;
+  try {
+    const result = await reader.stream('SELECT DISTINCT partner, subject FROM points');
+    for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
+      for (const [partner, subject] of chunk.getRows() as [string, string][]) {
+        appender.appendVarchar(partner);
+        appender.appendVarchar(subject);
+        appender.appendVarchar(rekey(partner, subject));
+        appender.endRow();
+        done++;
+      }
+      onProgress(done);
+    }
+    appender.closeSync(); // flushes: every row is in the table before the rewrite reads it
+    flushed = true;
+  } finally {
+    // After a failure, what failed is reported, not the close of an appender whose rows go anyway.
+    if (!flushed)
+      try {
+        appender.closeSync();
+      } catch {
+        // ignored
+      }
+  }
+  return done;
+}
+
 async function putSetting(c: DuckDBConnection, key: string, value: string): Promise<void> {
   await c.run('INSERT OR REPLACE INTO room_settings VALUES ($1, $2)', [key, value]);
 }
@@ -694,10 +733,15 @@ export class DuckStore {
   }
 
   #transaction<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
+    return this.#onConnection((c) => this.#inTransaction(c, () => fn(c)));
+  }
+
+  /** `fn` as the store's own work on a connection of its own, closed after it (with its temporary tables). */
+  #onConnection<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
     return this.#held(
       () => this.connect(),
       (c) => this.release(c),
-      (c) => this.#inTransaction(c, () => fn(c)),
+      fn,
     );
   }
 
@@ -946,88 +990,45 @@ export class DuckStore {
     rekey: (partner: string, subject: string) => string,
     onProgress: (done: number) => void,
   ): Promise<{ pseudonyms: number; points: number }> {
-    return this.#held(
-      () => this.connect(),
-      (c) => this.release(c),
-      async (writer) => {
-        let pseudonyms = 0;
-        // The old-to-new mapping lives only on the writer's connection (a temporary table): a
-        // failed, interrupted or killed re-key leaves it nowhere, and a finished one drops it.
+    return this.#onConnection(async (writer) => {
+      // The old-to-new mapping lives only on the writer's connection (a temporary table): a
+      // failed, interrupted or killed re-key leaves it nowhere, and a finished one takes it along
+      // when its connection closes.
+      await writer.run(
+        'CREATE TEMP TABLE pseudonym_rekey (partner VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL)',
+      );
+      const pseudonyms = await this.#onConnection((reader) =>
+        this.#interruptible(reader, () =>
+          this.#interruptible(writer, () => mapPseudonyms(reader, writer, rekey, onProgress)),
+        ),
+      );
+      const points = await this.#inTransaction(writer, async () => {
+        // Rewritten rather than updated in place: DuckDB keeps an UPDATE's old strings in memory
+        // until COMMIT (a million points ran out of the default 256 MB), while a copy, a sort and
+        // appended rows spill to disk (beside the database file, for the length of the
+        // rotation). The points go back in the order they had — snapshot order, as ingest
+        // appended them, which reads skip row groups by — sorted by their row ids on the way back
+        // (a join with the sort in the same statement did not spill). Every point's pseudonym is
+        // in the mapping; a count that differs rolls the re-key back instead of losing points.
         await writer.run(
-          'CREATE OR REPLACE TEMP TABLE pseudonym_rekey (partner VARCHAR NOT NULL, old VARCHAR NOT NULL, new VARCHAR NOT NULL)',
+          `CREATE TEMP TABLE points_rekeyed AS
+           SELECT p.rowid AS rekey_row, p.* REPLACE (r.new AS subject) FROM points p
+           JOIN pseudonym_rekey r ON p.partner = r.partner AND p.subject = r.old`,
         );
-        try {
-          const reader = await this.connect();
-          this.#inUse.add(reader);
-          try {
-            await this.#interruptible(reader, () =>
-              this.#interruptible(writer, async () => {
-                const appender = await writer.createAppender('pseudonym_rekey', 'main', 'temp');
-                try {
-                  const result = await reader.stream('SELECT DISTINCT partner, subject FROM points');
-                  for (
-                    let chunk = await result.fetchChunk();
-                    chunk && chunk.rowCount > 0;
-                    chunk = await result.fetchChunk()
-                  ) {
-                    for (const [partner, subject] of chunk.getRows() as [string, string][]) {
-                      appender.appendVarchar(partner);
-                      appender.appendVarchar(subject);
-                      appender.appendVarchar(rekey(partner, subject));
-                      appender.endRow();
-                      pseudonyms++;
-                    }
-                    onProgress(pseudonyms);
-                  }
-                } catch (err) {
-                  // What failed is reported, not the close of an appender whose rows are dropped anyway.
-                  try {
-                    appender.closeSync();
-                  } catch {
-                    // ignored
-                  }
-                  throw err;
-                }
-                appender.closeSync(); // flushes: every row is in the table before the update
-              }),
-            );
-          } finally {
-            this.#inUse.delete(reader);
-            this.release(reader);
-          }
-          const points = await this.#inTransaction(writer, async () => {
-            // Rewritten rather than updated in place: DuckDB keeps an UPDATE's old strings in
-            // memory until COMMIT (a million points ran out of the default 256 MB), while a copy,
-            // a sort and appended rows spill to disk (beside the database file, for the length of
-            // the rotation). The points go back in the order they had — snapshot order, as ingest
-            // appended them, which reads skip row groups by — sorted by their row ids on the way
-            // back (a join with the sort in the same statement did not spill). Every point's
-            // pseudonym is in the mapping; a count that differs rolls the re-key back instead of
-            // losing points.
-            await writer.run(
-              `CREATE OR REPLACE TEMP TABLE points_rekeyed AS
-               SELECT p.rowid AS rekey_row, p.* REPLACE (r.new AS subject) FROM points p
-               JOIN pseudonym_rekey r ON p.partner = r.partner AND p.subject = r.old`,
-            );
-            const removed = Number((await writer.run('DELETE FROM points')).rowsChanged);
-            const r = await writer.run(
-              'INSERT INTO points BY NAME SELECT * EXCLUDE (rekey_row) FROM points_rekeyed ORDER BY rekey_row',
-            );
-            await writer.run('DROP TABLE temp.points_rekeyed');
-            if (Number(r.rowsChanged) !== removed)
-              throw new Error(`re-key: ${removed} points held, ${Number(r.rowsChanged)} re-keyed; nothing was changed`);
-            await putSetting(writer, PSEUDONYM_GENERATION, String(generation));
-            // A mapping an earlier version kept on disk (killed mid-rotation) goes with this one.
-            await writer.run('DROP TABLE IF EXISTS main.pseudonym_rekey');
-            return Number(r.rowsChanged);
-          });
-          this.pseudonymGeneration = generation;
-          return { pseudonyms, points };
-        } finally {
-          await writer.run('DROP TABLE IF EXISTS temp.pseudonym_rekey').catch(() => undefined);
-        }
-      },
-    );
+        const removed = Number((await writer.run('DELETE FROM points')).rowsChanged);
+        const r = await writer.run(
+          'INSERT INTO points BY NAME SELECT * EXCLUDE (rekey_row) FROM points_rekeyed ORDER BY rekey_row',
+        );
+        if (Number(r.rowsChanged) !== removed)
+          throw new Error(`re-key: ${removed} points held, ${Number(r.rowsChanged)} re-keyed; nothing was changed`);
+        await putSetting(writer, PSEUDONYM_GENERATION, String(generation));
+        // A mapping an earlier version kept on disk (killed mid-rotation) goes with this one.
+        await writer.run('DROP TABLE IF EXISTS main.pseudonym_rekey');
+        return Number(r.rowsChanged);
+      });
+      this.pseudonymGeneration = generation;
+      return { pseudonyms, points };
+    });
   }
 
   /** The snapshot through which every batch is rolled up, as last recorded (0: none yet). */
