@@ -90,6 +90,7 @@ export class AlertEngine {
 
   start(): void {
     this.#stopping = false;
+    this.#loop.resume();
     // The store announces a batch once the snapshot watermark includes it, which evaluation reads at.
     this.#unsubscribe = this.#room.duck.touched.onChange((_snapshot, kpis) => this.request(kpis));
     this.#timer = setInterval(() => this.requestAll(), this.#room.config.evaluateEveryMs);

@@ -66,6 +66,12 @@ export class BackgroundLoop {
     await this.idle();
   }
 
+  /** Takes requests again after stop() (an engine started again); no pause carries over. */
+  resume(): void {
+    this.#stopped = false;
+    this.#nextStart = 0;
+  }
+
   /** Ends the pause the loop is waiting out, if it is. */
   #wake: (() => void) | undefined;
 

@@ -119,3 +119,53 @@ describe('the pause of background work under sustained ingest', () => {
     expect(starts[1]! - starts[0]!).toBeLessThan(2_000);
   });
 });
+
+describe('a background loop stopped and started again', () => {
+  it('takes no request while stopped, and runs requests again once resumed', async () => {
+    let runs = 0;
+    const loop = new BackgroundLoop(
+      async () => {
+        runs++;
+      },
+      () => false,
+      (err) => {
+        throw err;
+      },
+    );
+    loop.request();
+    await loop.idle();
+    expect(runs).toBe(1);
+    await loop.stop();
+    loop.request();
+    await loop.idle();
+    expect(runs).toBe(1);
+    loop.resume();
+    loop.request();
+    await loop.idle();
+    expect(runs).toBe(2);
+  });
+
+  it('does not wait out, after resuming, the pause it was in when stopped', async () => {
+    const starts: number[] = [];
+    const loop = new BackgroundLoop(
+      async () => {
+        starts.push(performance.now());
+        await new Promise((r) => setTimeout(r, 100));
+      },
+      () => true, // ingest busy: each run is followed by a pause of ≥ 9.9 s
+      (err) => {
+        throw err;
+      },
+      { maxShare: 0.01 },
+    );
+    loop.request();
+    await loop.idle();
+    await loop.stop();
+    loop.resume();
+    const asked = performance.now();
+    loop.request();
+    await loop.idle();
+    expect(starts).toHaveLength(2);
+    expect(starts[1]! - asked).toBeLessThan(2_000);
+  });
+});
