@@ -347,7 +347,7 @@ async function mapPseudonyms(
   reader: DuckDBConnection,
   writer: DuckDBConnection,
   rekey: (partner: string, subject: string) => string,
-  onProgress: (done: number) => void,
+  onProgress: (done: number) => void | Promise<void>,
 ): Promise<number> {
   const appender = await writer.createAppender('pseudonym_rekey', 'main', 'temp');
   let done = 0;
@@ -362,7 +362,7 @@ async function mapPseudonyms(
         appender.endRow();
         done++;
       }
-      onProgress(done);
+      await onProgress(done);
     }
     appender.closeSync(); // flushes: every row is in the table before the rewrite reads it
     flushed = true;
@@ -981,14 +981,14 @@ export class DuckStore {
   /**
    * Re-keys every stored pseudonym (`rekey(partner, subject)`, computed here for each distinct
    * one) and records the new generation, in one transaction; `onProgress` hears how many
-   * pseudonyms are computed so far. One unit of the store's work from its first step to its
+   * pseudonyms are computed so far (waited for when it returns a promise). One unit of the store's work from its first step to its
    * last, so close() waits for it (and may interrupt it after its grace) rather than closing its
    * connections under it; interrupted, nothing is re-keyed and the generation stays.
    */
   rekeyPseudonyms(
     generation: number,
     rekey: (partner: string, subject: string) => string,
-    onProgress: (done: number) => void,
+    onProgress: (done: number) => void | Promise<void>,
   ): Promise<{ pseudonyms: number; points: number }> {
     return this.#onConnection(async (writer) => {
       // The old-to-new mapping lives only on the writer's connection (a temporary table): a

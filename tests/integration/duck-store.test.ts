@@ -177,6 +177,40 @@ describe('closing', () => {
     }
   });
 
+  it('rolls the re-key back when a point has no re-keyed pseudonym, instead of losing it', async () => {
+    // A point that lands after the pseudonyms were read (a room that was not stopped) has none in
+    // the mapping: the rewrite's count differs and nothing is changed.
+    const path = join(dir, 'miscounted-rekey.duckdb');
+    const store = await storeWithSubjects(path);
+    const before = store.pseudonymGeneration;
+    const other = await store.connect();
+    let landed = false;
+    await expect(
+      store.rekeyPseudonyms(
+        before + 1,
+        (partner, subject) => `${partner}:${subject.slice(4)}`,
+        async () => {
+          if (landed) return;
+          landed = true;
+          await other.run(
+            `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, local_day)
+             VALUES (6, 'acme', 'lead_time', TIMESTAMPTZ '2026-11-01 00:00:00+00', 5000, 'old-late', DATE '2026-11-01')`,
+          );
+        },
+      ),
+    ).rejects.toThrow('5001 points held, 5000 re-keyed; nothing was changed');
+    store.release(other);
+    await store.close();
+    const state = await rekeyState(path);
+    expect(state).toEqual({
+      ...INTACT,
+      n: 5001,
+      weighted: WEIGHTED + 5000 * 6,
+      generation: before,
+      old: 5001,
+    });
+  });
+
   it('re-keys nothing and keeps no mapping when a re-key fails part-way', async () => {
     const path = join(dir, 'failed-rekey.duckdb');
     const store = await storeWithSubjects(path);
