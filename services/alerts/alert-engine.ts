@@ -88,7 +88,10 @@ export class AlertEngine {
     return this.#loop.stats;
   }
 
+  /** Starts evaluating, once however often asked; again after stop() has resolved. */
   start(): void {
+    if (this.#unsubscribe) return;
+    if (this.#stopPending) throw new Error('alerts: start() while stop() is under way; await stop() first');
     this.#stopping = false;
     this.#loop.resume();
     // The store announces a batch once the snapshot watermark includes it, which evaluation reads at.
@@ -101,11 +104,19 @@ export class AlertEngine {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
     clearInterval(this.#timer);
     this.#pending.clear();
     this.#full = false;
-    await this.#loop.stop();
+    this.#stopPending = true;
+    try {
+      await this.#loop.stop();
+    } finally {
+      this.#stopPending = false;
+    }
   }
+  /** Set while stop() waits for the evaluation under way: a start() meanwhile would be undone by it. */
+  #stopPending = false;
 
   /**
    * Runs `w` after each evaluation with its context and the KPIs evaluated (null: all): the

@@ -82,7 +82,7 @@ type Outcome = { ok: true } | { ok: false; gone?: boolean; error: string };
 export class Notifier {
   readonly #room: Room;
   readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
-  readonly #mail: Transporter | null;
+  #mail: Transporter | null;
   /** Deliveries under way in this process, by outbox id. */
   readonly #inFlight = new Map<string, Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
@@ -96,7 +96,14 @@ export class Notifier {
     this.#mail = room.config.smtpUrl ? nodemailer.createTransport(room.config.smtpUrl) : null;
   }
 
+  /** Starts delivering, once however often asked; again after stop() has resolved (with a new mail transport). */
   async start(): Promise<void> {
+    if (this.#started) return;
+    if (this.#stopping) throw new Error('notifier: start() while stop() is under way; await stop() first');
+    this.#started = true;
+    this.#stopped = false;
+    this.#again = false;
+    this.#mail ??= this.#room.config.smtpUrl ? nodemailer.createTransport(this.#room.config.smtpUrl) : null;
     // This process owns the room: what a crash left in flight is due now (same ids; receivers dedupe).
     await requeueSendingMessages(this.#room.control.db, this.#room.clock.now());
     this.#timer = setInterval(() => this.kick(), POLL_MS);
@@ -136,11 +143,20 @@ export class Notifier {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#stopping = true;
+    this.#started = false;
     clearInterval(this.#timer);
-    if (this.#polling) await this.#polling;
-    await Promise.allSettled(this.#inFlight.values());
-    this.#mail?.close();
+    try {
+      if (this.#polling) await this.#polling;
+      await Promise.allSettled(this.#inFlight.values());
+      this.#mail?.close();
+      this.#mail = null;
+    } finally {
+      this.#stopping = false;
+    }
   }
+  #started = false;
+  #stopping = false;
 
   async #poll(): Promise<void> {
     const free = MAX_IN_FLIGHT - this.#inFlight.size;

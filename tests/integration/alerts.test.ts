@@ -550,6 +550,37 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
   });
 });
 
+describe('alerts stopped and started again', () => {
+  let c: Ctx;
+  beforeAll(async () => {
+    c = await setup();
+  });
+  afterAll(async () => {
+    await c.t.close();
+    await c.receiver.close();
+  });
+
+  it('evaluates and delivers again after a restart, and refuses a start while the stop is under way', async () => {
+    const alerts = c.t.app.alerts!;
+    const stopping = alerts.stop();
+    expect(() => alerts.engine.start()).toThrow('start() while stop() is under way');
+    await stopping;
+    // Stopped: a breach lands, nothing is evaluated or sent.
+    await push(c, 'acme', week('2026-11-16', 'acme', 100, 10, 'a'));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(c.receiver.received).toHaveLength(0);
+    const runs = alerts.engine.stats.runs;
+    // Started again (twice: once): the schedule's evaluation finds the breach, the notifier sends it.
+    await alerts.start();
+    await alerts.start();
+    await settle(c);
+    expect(alerts.engine.stats.runs).toBeGreaterThan(runs);
+    // /acme hears of the combined and the acme-scope incident, /globex of the combined one.
+    expect(c.receiver.received.map((h) => h.path).sort()).toEqual(['/acme', '/acme', '/globex']);
+    expect(new Set(c.receiver.delivered.map((h) => h.headers['webhook-id'])).size).toBe(3);
+  });
+});
+
 describe('delivery survives faults', () => {
   let c: Ctx;
   beforeAll(async () => {
