@@ -341,7 +341,8 @@ async function setting(c: DuckDBConnection, key: string): Promise<string | undef
 
 /**
  * Appends every distinct (partner, pseudonym) of the points, read on `reader`, with its re-keyed
- * value to the writer's `pseudonym_rekey`; returns how many.
+ * value to the writer's `pseudonym_rekey`, telling `onProgress` (and awaiting it) after each
+ * chunk; returns how many.
  */
 async function mapPseudonyms(
   reader: DuckDBConnection,
@@ -981,9 +982,11 @@ export class DuckStore {
   /**
    * Re-keys every stored pseudonym (`rekey(partner, subject)`, computed here for each distinct
    * one) and records the new generation, in one transaction; `onProgress` hears how many
-   * pseudonyms are computed so far (waited for when it returns a promise). One unit of the store's work from its first step to its
-   * last, so close() waits for it (and may interrupt it after its grace) rather than closing its
-   * connections under it; interrupted, nothing is re-keyed and the generation stays.
+   * pseudonyms are computed so far, and is waited for when it returns a promise (which must not
+   * wait for close(): the re-key holds its connections meanwhile). One unit of the store's work
+   * from its first step to its last, so close() waits for it (and may interrupt it after its
+   * grace) rather than closing its connections under it; interrupted, nothing is re-keyed and
+   * the generation stays.
    */
   rekeyPseudonyms(
     generation: number,

@@ -185,7 +185,7 @@ describe('closing', () => {
     const before = store.pseudonymGeneration;
     const other = await store.connect();
     let landed = false;
-    await expect(
+    const rekeying = expect(
       store.rekeyPseudonyms(
         before + 1,
         (partner, subject) => `${partner}:${subject.slice(4)}`,
@@ -199,7 +199,11 @@ describe('closing', () => {
         },
       ),
     ).rejects.toThrow('5001 points held, 5000 re-keyed; nothing was changed');
-    store.release(other);
+    try {
+      await rekeying;
+    } finally {
+      store.release(other);
+    }
     await store.close();
     const state = await rekeyState(path);
     expect(state).toEqual({
