@@ -519,17 +519,21 @@ export function compileRollupRefresh(
 
 /**
  * The rolled-up cells of a series and, in the same statement (one consistent view), the
- * KPI's rollup state: the caller uses the cells only if the state matches the query.
+ * KPI's rollup state: the caller uses the cells only if the state matches the query. The state
+ * is a row of its own, first (its period is NULL), rather than joined onto every cell: the
+ * signature repeated on each of a few hundred rows cost ≈ 15 % of the read.
  */
 export function compileRollupRead(q: SeriesQuery, fromPeriod: string, toPeriod: string): CompiledSql {
   return {
     sql: [
-      'SELECT s.snapshot::INTEGER AS state_snapshot, s.signature, c.period, c.grp, c.value, c.n, c.min_part, c.partners, c.protects, c.dominated, c.pending, c.as_of::INTEGER AS as_of',
-      'FROM rollup_state s',
-      'LEFT JOIN rollup_cells c',
-      '  ON c.kpi = s.kpi AND c.grain = $2 AND c.breakdown = $3 AND c.period >= $4 AND c.period <= $5',
-      'WHERE s.kpi = $1',
-      'ORDER BY c.period, c.grp NULLS FIRST',
+      'SELECT snapshot::INTEGER AS state_snapshot, signature, NULL::VARCHAR AS period, NULL::VARCHAR AS grp,',
+      '  NULL::DOUBLE AS value, NULL::INTEGER AS n, NULL::INTEGER AS min_part, NULL::INTEGER AS partners,',
+      '  NULL::BOOLEAN AS protects, NULL::BOOLEAN AS dominated, NULL::BOOLEAN AS pending, NULL::INTEGER AS as_of',
+      'FROM rollup_state WHERE kpi = $1',
+      'UNION ALL',
+      'SELECT NULL, NULL, period, grp, value, n, min_part, partners, protects, dominated, pending, as_of::INTEGER',
+      'FROM rollup_cells WHERE kpi = $1 AND grain = $2 AND breakdown = $3 AND period >= $4 AND period <= $5',
+      'ORDER BY period NULLS FIRST, grp NULLS FIRST',
     ].join('\n'),
     params: [q.kpi.id, q.grain, breakdownKey(q.by), fromPeriod, toPeriod],
   };

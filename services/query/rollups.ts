@@ -82,9 +82,10 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
     if (moved.length === 1 && moved[0]![0] === fromPeriod && moved[0]![1] === toPeriod) return undefined;
   }
   const rows = await duck.query(rollupReadSql(q));
-  const state = rows[0];
+  const state = rows[0]; // the state's own row (no period), first; none when the KPI has no rollup
   if (
     !state ||
+    state['period'] !== null ||
     Number(state['state_snapshot']) !== rolled ||
     state['signature'] !== rollupSignature(q.kpi, q.timezone, q.rules)
   )
