@@ -70,6 +70,18 @@ async function call(c: Ctx, method: string, path: string, token: string | undefi
   return { status: res.status, type: res.headers.get('content-type') ?? '', body: text ? JSON.parse(text) : null };
 }
 
+/** A room (with its webhook receiver) for the describe block this is called in, closed after it. */
+function roomForBlock(set: (c: Ctx) => void): void {
+  let c: Ctx | undefined;
+  beforeAll(async () => {
+    set((c = await setup()));
+  });
+  afterAll(async () => {
+    await c?.t.close();
+    await c?.receiver.close();
+  });
+}
+
 /** Lets evaluation and delivery finish (the schedule with `full`, as after moving the clock). */
 async function settle(c: Ctx, full = false): Promise<void> {
   const a = c.t.app.alerts!;
@@ -552,13 +564,7 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
 
 describe('alerts stopped and started again', () => {
   let c: Ctx;
-  beforeAll(async () => {
-    c = await setup();
-  });
-  afterAll(async () => {
-    await c.t.close();
-    await c.receiver.close();
-  });
+  roomForBlock((room) => (c = room));
 
   it('evaluates and delivers again after a restart, and refuses a start while the stop is under way', async () => {
     const alerts = c.t.app.alerts!;
@@ -583,13 +589,7 @@ describe('alerts stopped and started again', () => {
 
 describe('delivery survives faults', () => {
   let c: Ctx;
-  beforeAll(async () => {
-    c = await setup();
-  });
-  afterAll(async () => {
-    await c.t.close();
-    await c.receiver.close();
-  });
+  roomForBlock((room) => (c = room));
 
   const outbox = () =>
     c.t.room.control.db
