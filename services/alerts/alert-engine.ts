@@ -91,7 +91,7 @@ export class AlertEngine {
   /** Starts evaluating, once however often asked; again after stop() has resolved. */
   start(): void {
     if (this.#unsubscribe) return;
-    if (this.#stopPending) throw new Error('alerts: start() while stop() is under way; await stop() first');
+    if (this.#stopPromise) throw new Error('alerts: start() while stop() is under way; await stop() first');
     this.#stopping = false;
     this.#loop.resume();
     // The store announces a batch once the snapshot watermark includes it, which evaluation reads at.
@@ -101,22 +101,22 @@ export class AlertEngine {
     this.requestAll();
   }
 
-  async stop(): Promise<void> {
+  /** Stops after the evaluation under way, if any; callers while it runs share the one stop. */
+  stop(): Promise<void> {
+    return (this.#stopPromise ??= this.#stop().finally(() => (this.#stopPromise = undefined)));
+  }
+
+  async #stop(): Promise<void> {
     this.#stopping = true;
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     clearInterval(this.#timer);
     this.#pending.clear();
     this.#full = false;
-    this.#stopPending = true;
-    try {
-      await this.#loop.stop();
-    } finally {
-      this.#stopPending = false;
-    }
+    await this.#loop.stop();
   }
-  /** Set while stop() waits for the evaluation under way: a start() meanwhile would be undone by it. */
-  #stopPending = false;
+  /** The stop under way: a start() meanwhile would be undone by it, so it is refused. */
+  #stopPromise: Promise<void> | undefined;
 
   /**
    * Runs `w` after each evaluation with its context and the KPIs evaluated (null: all): the

@@ -99,13 +99,20 @@ export class Notifier {
   /** Starts delivering, once however often asked; again after stop() has resolved (with a new mail transport). */
   async start(): Promise<void> {
     if (this.#started) return;
-    if (this.#stopping) throw new Error('notifier: start() while stop() is under way; await stop() first');
+    if (this.#stopPromise) throw new Error('notifier: start() while stop() is under way; await stop() first');
     this.#started = true;
     this.#stopped = false;
     this.#again = false;
     this.#mail ??= this.#room.config.smtpUrl ? nodemailer.createTransport(this.#room.config.smtpUrl) : null;
-    // This process owns the room: what a crash left in flight is due now (same ids; receivers dedupe).
-    await requeueSendingMessages(this.#room.control.db, this.#room.clock.now());
+    try {
+      // This process owns the room: what a crash left in flight is due now (same ids; receivers dedupe).
+      await requeueSendingMessages(this.#room.control.db, this.#room.clock.now());
+    } catch (err) {
+      this.#started = false;
+      throw err;
+    }
+    if (this.#stopped) return; // stopped meanwhile
+    clearInterval(this.#timer);
     this.#timer = setInterval(() => this.kick(), POLL_MS);
     this.#timer.unref();
     this.kick();
@@ -141,22 +148,22 @@ export class Notifier {
     }
   }
 
-  async stop(): Promise<void> {
+  /** Stops after the deliveries under way; callers while it runs share the one stop. */
+  stop(): Promise<void> {
+    return (this.#stopPromise ??= this.#stop().finally(() => (this.#stopPromise = undefined)));
+  }
+
+  async #stop(): Promise<void> {
     this.#stopped = true;
-    this.#stopping = true;
     this.#started = false;
     clearInterval(this.#timer);
-    try {
-      if (this.#polling) await this.#polling;
-      await Promise.allSettled(this.#inFlight.values());
-      this.#mail?.close();
-      this.#mail = null;
-    } finally {
-      this.#stopping = false;
-    }
+    if (this.#polling) await this.#polling;
+    await Promise.allSettled(this.#inFlight.values());
+    this.#mail?.close();
+    this.#mail = null;
   }
   #started = false;
-  #stopping = false;
+  #stopPromise: Promise<void> | undefined;
 
   async #poll(): Promise<void> {
     const free = MAX_IN_FLIGHT - this.#inFlight.size;

@@ -71,10 +71,10 @@ async function call(c: Ctx, method: string, path: string, token: string | undefi
 }
 
 /** A room (with its webhook receiver) for the describe block this is called in, closed after it. */
-function roomForBlock(set: (c: Ctx) => void): void {
+function roomForBlock(set: (c: Ctx) => void, env: () => Record<string, string> = () => ({})): void {
   let c: Ctx | undefined;
   beforeAll(async () => {
-    set((c = await setup()));
+    set((c = await setup(env())));
   });
   afterAll(async () => {
     await c?.t.close();
@@ -564,7 +564,17 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
 
 describe('alerts stopped and started again', () => {
   let c: Ctx;
-  roomForBlock((room) => (c = room));
+  let mail: MailCatcher;
+  beforeAll(async () => {
+    mail = await new MailCatcher().start();
+  });
+  roomForBlock(
+    (room) => (c = room),
+    () => ({ SMTP_URL: mail.url }),
+  );
+  afterAll(async () => {
+    await mail.close();
+  });
 
   it('evaluates and delivers again after a restart, and refuses a start while the stop is under way', async () => {
     const alerts = c.t.app.alerts!;
@@ -572,18 +582,22 @@ describe('alerts stopped and started again', () => {
     expect(() => alerts.engine.start()).toThrow('start() while stop() is under way');
     await stopping;
     // Stopped: a breach lands, nothing is evaluated or sent.
+    const runs = alerts.engine.stats.runs;
     await push(c, 'acme', week('2026-11-16', 'acme', 100, 10, 'a'));
     await new Promise((r) => setTimeout(r, 500));
+    expect(alerts.engine.stats.runs).toBe(runs);
     expect(c.receiver.received).toHaveLength(0);
-    const runs = alerts.engine.stats.runs;
-    // Started again (twice: once): the schedule's evaluation finds the breach, the notifier sends it.
-    await alerts.start();
+    expect(mail.messages).toHaveLength(0);
+    // Started again: the schedule's evaluation finds the breach, the notifier sends it — the
+    // webhooks, and the e-mails over a mail transport opened anew (the stop closed the old one).
     await alerts.start();
     await settle(c);
     expect(alerts.engine.stats.runs).toBeGreaterThan(runs);
     // /acme hears of the combined and the acme-scope incident, /globex of the combined one.
     expect(c.receiver.received.map((h) => h.path).sort()).toEqual(['/acme', '/acme', '/globex']);
     expect(new Set(c.receiver.delivered.map((h) => h.headers['webhook-id'])).size).toBe(3);
+    await mail.waitFor(() => mail.messages.length > 0);
+    expect(mail.messages.length).toBeGreaterThan(0);
   });
 });
 
