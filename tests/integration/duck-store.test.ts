@@ -101,10 +101,19 @@ describe('closing', () => {
   /** What a re-key, finished or not, must leave of those points: all of them, each in its place, and no mapping. */
   const INTACT = { n: 5000, weighted: WEIGHTED, out_of_order: 0, mapping: 0 };
 
-  /** The store's pseudonym generation, its points still under an old pseudonym, and any re-key mapping left in it. */
-  async function rekeyState(path: string) {
+  /** `fn` over the store at `path`, opened afresh (what a restart finds) and closed after. */
+  async function withStore<T>(path: string, fn: (store: DuckStore) => Promise<T>): Promise<T> {
     const store = await DuckStore.open(path);
     try {
+      return await fn(store);
+    } finally {
+      await store.close();
+    }
+  }
+
+  /** The store's pseudonym generation, its points still under an old pseudonym, and any re-key mapping left in it. */
+  const rekeyState = (path: string) =>
+    withStore(path, async (store) => {
       const [row] = await store.query({
         sql: `SELECT count(*) FILTER (WHERE subject LIKE 'old-%')::INTEGER AS old, count(*)::INTEGER AS n,
              sum(value * snapshot)::INTEGER AS weighted, count(*) FILTER (WHERE back)::INTEGER AS out_of_order,
@@ -113,10 +122,7 @@ describe('closing', () => {
         params: [],
       });
       return { generation: store.pseudonymGeneration, ...row };
-    } finally {
-      await store.close();
-    }
-  }
+    });
 
   it('waits for a pseudonym re-key under way, which then commits whole', async () => {
     const path = join(dir, 'closing-rekey.duckdb');
@@ -161,20 +167,16 @@ describe('closing', () => {
     }
     // Every point re-keyed once, and back in the order ingest appended them (value i at row i):
     // five row groups, where a copy without its sort came back shuffled (98 rows out of order on a 2-core machine).
-    const again = await DuckStore.open(join(dir, 'big-rekey.duckdb'));
-    try {
-      expect(
-        await again.query({
-          sql: `SELECT count(*) FILTER (WHERE subject LIKE partner || ':%')::INTEGER AS rekeyed,
-                  count(DISTINCT subject)::INTEGER AS distinct_subjects,
-                  count(*) FILTER (WHERE back)::INTEGER AS out_of_order
-                FROM (SELECT *, value < lag(value) OVER (ORDER BY rowid) AS back FROM points)`,
-          params: [],
-        }),
-      ).toEqual([{ rekeyed: 500000, distinct_subjects: 500000, out_of_order: 0 }]);
-    } finally {
-      await again.close();
-    }
+    const rows = await withStore(join(dir, 'big-rekey.duckdb'), (again) =>
+      again.query({
+        sql: `SELECT count(*) FILTER (WHERE subject LIKE partner || ':%')::INTEGER AS rekeyed,
+                count(DISTINCT subject)::INTEGER AS distinct_subjects,
+                count(*) FILTER (WHERE back)::INTEGER AS out_of_order
+              FROM (SELECT *, value < lag(value) OVER (ORDER BY rowid) AS back FROM points)`,
+        params: [],
+      }),
+    );
+    expect(rows).toEqual([{ rekeyed: 500000, distinct_subjects: 500000, out_of_order: 0 }]);
   });
 
   it('rolls the re-key back when a point has no re-keyed pseudonym, instead of losing it', async () => {

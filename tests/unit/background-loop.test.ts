@@ -3,6 +3,26 @@ import { BackgroundLoop } from '../../services/platform/background-loop.js';
 import { EVALUATION_SHARE } from '../../services/alerts/alert-engine.js';
 
 const noop = () => Promise.resolve();
+/**
+ * A loop whose runs take 100 ms each, their starts recorded in `starts`, kept to 1 % of the
+ * machine under sustained ingest (`busy`): a pause of ≥ 9.9 s after each run.
+ */
+function slowLoop(starts: number[], busy: () => boolean): BackgroundLoop {
+  return new BackgroundLoop(
+    async () => {
+      starts.push(performance.now());
+      await new Promise((r) => setTimeout(r, 100));
+    },
+    busy,
+    rethrow,
+    { maxShare: 0.01 },
+  );
+}
+
+/** A run's failure fails the test. */
+const rethrow = (err: unknown) => {
+  throw err;
+};
 
 describe('the pause of background work under sustained ingest', () => {
   it('is DUTY times the run, capped at MAX_GAP_MS, without a share bound (rollups)', () => {
@@ -46,9 +66,7 @@ describe('the pause of background work under sustained ingest', () => {
         ends.push(performance.now());
       },
       () => busy,
-      (err) => {
-        throw err;
-      },
+      rethrow,
       // A share small enough that it, not the 1.5 s cap, decides the pause (150 ms → ≥ 2.85 s).
       { maxShare: 0.05 },
     );
@@ -82,9 +100,7 @@ describe('the pause of background work under sustained ingest', () => {
         await new Promise((r) => setTimeout(r, 100));
       },
       () => true, // ingest always busy: every run is followed by its pause
-      (err) => {
-        throw err;
-      },
+      rethrow,
       { maxShare: 0.01 }, // 100 ms → a pause of ≥ 9.9 s
     );
     loop.request();
@@ -99,17 +115,7 @@ describe('the pause of background work under sustained ingest', () => {
 
   it('does not count a scheduled request during a run as sustained ingest', async () => {
     const starts: number[] = [];
-    const loop = new BackgroundLoop(
-      async () => {
-        starts.push(performance.now());
-        await new Promise((r) => setTimeout(r, 100));
-      },
-      () => false, // no batch landing
-      (err) => {
-        throw err;
-      },
-      { maxShare: 0.01 },
-    );
+    const loop = slowLoop(starts, () => false); // no batch landing
     loop.request();
     await new Promise((r) => setTimeout(r, 20));
     loop.request({ scheduled: true }); // the timer's, while the first run is under way
@@ -128,9 +134,7 @@ describe('a background loop stopped and started again', () => {
         runs++;
       },
       () => false,
-      (err) => {
-        throw err;
-      },
+      rethrow,
     );
     loop.request();
     await loop.idle();
@@ -147,17 +151,7 @@ describe('a background loop stopped and started again', () => {
 
   it('does not wait out, after resuming, the pause it was in when stopped', async () => {
     const starts: number[] = [];
-    const loop = new BackgroundLoop(
-      async () => {
-        starts.push(performance.now());
-        await new Promise((r) => setTimeout(r, 100));
-      },
-      () => true, // ingest busy: each run is followed by a pause of ≥ 9.9 s
-      (err) => {
-        throw err;
-      },
-      { maxShare: 0.01 },
-    );
+    const loop = slowLoop(starts, () => true); // ingest busy: each run is followed by a pause of ≥ 9.9 s
     loop.request();
     await loop.idle();
     await loop.stop();
