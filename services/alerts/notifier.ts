@@ -1,6 +1,6 @@
 import { findWebhookSecretState } from './webhook-secret-repository.js';
 import { createHmac } from 'node:crypto';
-import nodemailer, { type Transporter } from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
 import { appendAuditIn } from '../governance/audit-repository.js';
 import { canonicalJson } from '../platform/canonical-json.js';
@@ -82,7 +82,8 @@ type Outcome = { ok: true } | { ok: false; gone?: boolean; error: string };
 export class Notifier {
   readonly #room: Room;
   readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
-  #mail: Transporter | null;
+  /** The mail transport once the first e-mail opened it (#transport), until stop() closes it. */
+  #mail: Promise<Transporter> | null = null;
   /** Deliveries under way in this process, by outbox id. */
   readonly #inFlight = new Map<string, Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
@@ -93,17 +94,15 @@ export class Notifier {
   constructor(room: Room, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
     this.#room = room;
     this.#log = log;
-    this.#mail = room.config.smtpUrl ? nodemailer.createTransport(room.config.smtpUrl) : null;
   }
 
-  /** Starts delivering, once however often asked; again after stop() has resolved (with a new mail transport). */
+  /** Starts delivering, once however often asked; again after stop() has resolved (its first e-mail opens a new mail transport). */
   async start(): Promise<void> {
     if (this.#started) return;
     if (this.#stopPromise) throw new Error('notifier: start() while stop() is under way; await stop() first');
     this.#started = true;
     this.#stopped = false;
     this.#again = false;
-    this.#mail ??= this.#room.config.smtpUrl ? nodemailer.createTransport(this.#room.config.smtpUrl) : null;
     try {
       // This process owns the room: what a crash left in flight is due now (same ids; receivers dedupe).
       await requeueSendingMessages(this.#room.control.db, this.#room.clock.now());
@@ -159,8 +158,19 @@ export class Notifier {
     clearInterval(this.#timer);
     if (this.#polling) await this.#polling;
     await Promise.allSettled(this.#inFlight.values());
-    this.#mail?.close();
+    const mail = this.#mail;
     this.#mail = null;
+    (await mail?.catch(() => null))?.close();
+  }
+
+  /**
+   * The mail transport, opened with the first e-mail since start (nodemailer loads then, not
+   * with the room: most rooms send none for hours); null without SMTP_URL.
+   */
+  #transport(): Promise<Transporter> | null {
+    const url = this.#room.config.smtpUrl;
+    if (!url) return null;
+    return (this.#mail ??= import('nodemailer').then((m) => m.default.createTransport(url)));
   }
   #started = false;
   #stopPromise: Promise<void> | undefined;
@@ -318,7 +328,8 @@ export class Notifier {
   }
 
   async #sendEmail(row: OutboxRow, payload: NotificationPayload): Promise<Outcome> {
-    if (!this.#mail) return { ok: false, error: 'SMTP_URL is not set' };
+    const transport = this.#transport();
+    if (!transport) return { ok: false, error: 'SMTP_URL is not set' };
     const mail = isDocumentPayload(payload)
       ? payload.data
       : isGoalPayload(payload)
@@ -327,7 +338,9 @@ export class Notifier {
           ? renderDrillEmail(payload.type, payload.data, this.#room.config.publicUrl)
           : renderEmail(payload.type, payload.data, this.#room.config.publicUrl);
     try {
-      await this.#mail.sendMail({
+      await (
+        await transport
+      ).sendMail({
         from: this.#room.config.mailFrom,
         to: { name: row.recipient_name, address: row.recipient },
         subject: mail.subject,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import * as client from 'openid-client';
+import type * as OpenId from 'openid-client';
 import YAML from 'yaml';
 import { z } from 'zod';
 import type { Agreement } from '../platform/agreement-schema.js';
@@ -13,6 +13,10 @@ import type { Role } from './token-repository.js';
 // partner's people come only from its own issuer: the flow is bound to the partner it started for,
 // the token exchange goes to that issuer (openid-client checks the ID token's `iss`, audience and
 // nonce), and the e-mail must be verified and of one of that partner's domains.
+
+/** openid-client, loaded with the first sign-in through a provider: a room without one never loads it. */
+let openIdModule: Promise<typeof OpenId> | undefined;
+const openId = () => (openIdModule ??= import('openid-client'));
 
 const signInRoles = ['admin', 'steering', 'owner', 'analyst'] as const;
 const domain = z
@@ -127,7 +131,7 @@ const MAX_FLOWS_PER_IP = 20;
  */
 export class OidcSignIn {
   readonly #providers: Map<string, OidcProvider>;
-  readonly #configs = new Map<string, Promise<client.Configuration>>();
+  readonly #configs = new Map<string, Promise<OpenId.Configuration>>();
   readonly #flows = new Map<string, Flow>();
 
   constructor(providers: Map<string, OidcProvider>) {
@@ -142,16 +146,18 @@ export class OidcSignIn {
     return this.#providers.get(partner);
   }
 
-  #config(p: OidcProvider): Promise<client.Configuration> {
+  #config(p: OidcProvider): Promise<OpenId.Configuration> {
     let c = this.#configs.get(p.partner);
     if (!c) {
       const insecure = new URL(p.issuer).protocol === 'http:';
-      c = client.discovery(
-        new URL(p.issuer),
-        p.clientId,
-        p.secret,
-        undefined,
-        insecure ? { execute: [client.allowInsecureRequests] } : undefined,
+      c = openId().then((client) =>
+        client.discovery(
+          new URL(p.issuer),
+          p.clientId,
+          p.secret,
+          undefined,
+          insecure ? { execute: [client.allowInsecureRequests] } : undefined,
+        ),
       );
       // A failed discovery is tried again at the next sign-in, not cached.
       c.catch(() => this.#configs.delete(p.partner));
@@ -169,12 +175,13 @@ export class OidcSignIn {
     const own = [...this.#flows].filter(([, f]) => f.ip === ip);
     if (own.length >= MAX_FLOWS_PER_IP) this.#flows.delete(own[0]![0]);
     if (this.#flows.size >= MAX_FLOWS) this.#flows.delete(this.#flows.keys().next().value!);
-    let config: client.Configuration;
+    let config: OpenId.Configuration;
     try {
       config = await this.#config(p);
     } catch (e) {
       throw new SignInError('provider', `the identity provider of ${partner} did not answer: ${(e as Error).message}`);
     }
+    const client = await openId(); // loaded by #config
     const verifier = client.randomPKCECodeVerifier();
     const flow: Flow = {
       partner,
@@ -225,6 +232,7 @@ export class OidcSignIn {
     let claims: Record<string, unknown>;
     try {
       const config = await this.#config(p);
+      const client = await openId();
       const tokens = await client.authorizationCodeGrant(config, currentUrl, {
         pkceCodeVerifier: flow.verifier,
         expectedState: flow.state,

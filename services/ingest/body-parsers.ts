@@ -1,7 +1,6 @@
-import { checkedArrowFraming } from './arrow-framing.js';
 import { Readable } from 'node:stream';
-import { RecordBatchReader, type Table } from 'apache-arrow';
-import { Parser as CsvParser, CsvError } from 'csv-parse';
+import type { Table } from 'apache-arrow';
+import type { CsvError, Parser as CsvParser } from 'csv-parse';
 import { Problem, badRequest, type FieldError } from '../platform/errors.js';
 import type { Candidate } from './point-validator.js';
 
@@ -259,14 +258,21 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
  * option snapshots every counter into two new objects per record: half of the CSV path's parsing
  * time, measured at 1.7 µs of 3.3 µs a record.)
  */
-class LinedCsvParser extends CsvParser {
-  override push(record: unknown, encoding?: BufferEncoding): boolean {
-    return super.push(record === null ? null : { record, line: this.info.lines }, encoding);
+async function linedCsv(): Promise<{ LinedCsvParser: typeof CsvParser; CsvError: typeof CsvError }> {
+  // csv-parse loads with the first CSV body (each parse worker loads what its bodies need).
+  const { Parser, CsvError } = await import('csv-parse');
+  class LinedCsvParser extends Parser {
+    override push(record: unknown, encoding?: BufferEncoding): boolean {
+      return super.push(record === null ? null : { record, line: this.info.lines }, encoding);
+    }
   }
+  return { LinedCsvParser, CsvError };
 }
+let csvModule: ReturnType<typeof linedCsv> | undefined;
 
 /** CSV: a header naming kpi, at, value, subject and one column per dimension key. */
 async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<string>): AsyncGenerator<ParsedRow[]> {
+  const { LinedCsvParser, CsvError } = await (csvModule ??= linedCsv());
   const parser = new LinedCsvParser({
     bom: true,
     relax_column_count: true,
@@ -361,6 +367,11 @@ async function* arrowRows(
   // The reader ends quietly when a stream is cut at a message boundary; only the end-of-stream
   // marker (0xFFFFFFFF, 0) after the last message tells a whole stream from a truncated one
   // (an Arrow file, which starts with ARROW1, ends with ARROW1 instead).
+  // apache-arrow loads with the first Arrow body, not in every parse worker.
+  const [{ RecordBatchReader }, { checkedArrowFraming }] = await Promise.all([
+    import('apache-arrow'),
+    import('./arrow-framing.js'),
+  ]);
   let head: Buffer = Buffer.alloc(0);
   let tail: Buffer = Buffer.alloc(0);
   async function* tracked(): AsyncGenerator<Buffer> {

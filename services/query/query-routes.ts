@@ -1,4 +1,3 @@
-import { Float64, Int32, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
 import { stringify } from 'csv-stringify/sync';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -25,7 +24,12 @@ import { assertReader, canSee, findVisibleKpi } from '../governance/access-polic
 
 const ARROW = 'application/vnd.apache.arrow.stream';
 
-function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult, format?: 'json' | 'csv' | 'arrow') {
+async function sendSeries(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  r: SeriesResult,
+  format?: 'json' | 'csv' | 'arrow',
+) {
   void reply.headers({
     'x-parity-snapshot': String(r.snapshot),
     'x-parity-digest': r.digest,
@@ -41,6 +45,8 @@ function sendSeries(req: FastifyRequest, reply: FastifyReply, r: SeriesResult, f
           ? 'application/json'
           : (req.headers.accept ?? '');
   if (accept.includes(ARROW)) {
+    // apache-arrow loads with the first Arrow answer: dashboards ask for JSON.
+    const { Float64, Int32, Table, Utf8, tableToIPC, vectorFromArray } = await import('apache-arrow');
     // Typed columns: the schema of a series never depends on its data (an all-null column
     // would otherwise be inferred as Float64 or Null); withheld values are nulls, as in JSON.
     const table = new Table({

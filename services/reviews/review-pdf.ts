@@ -1,4 +1,3 @@
-import PDFDocument from 'pdfkit';
 import { reviewSections, stageLine } from './review-render.js';
 import type { Review, ReviewKpi } from './review-schemas.js';
 
@@ -100,7 +99,9 @@ function chart(doc: PDFKit.PDFDocument, k: ReviewKpi, x: number, y: number, w: n
 }
 
 /** Renders the review; resolves with the PDF's bytes. */
-export function reviewPdf(r: Review): Promise<Buffer> {
+export async function reviewPdf(r: Review): Promise<Buffer> {
+  // pdfkit and its fonts (~20 MB of the process) load with the first PDF asked for, not at start.
+  const { default: PDFDocument } = await import('pdfkit');
   const doc = new PDFDocument({
     size: 'A4',
     margin: MARGIN,
