@@ -217,17 +217,30 @@ export class RollupMaintainer {
     );
   }
 
+  /** Starts keeping the rollups current, once however often asked; again after stop() has resolved. */
   start(): void {
+    if (this.#unsubscribe) return;
+    if (this.#stopPromise) throw new Error('rollups: start() while stop() is under way; await stop() first');
+    this.#stopping = false;
+    this.#abort = new AbortController();
+    this.loop.resume();
     this.#unsubscribe = this.#duck.snapshots.onAdvance(() => this.loop.request());
     this.loop.request();
   }
 
-  async stop(): Promise<void> {
+  /** Stops after the statement under way (stopping below); callers while it runs share the one stop. */
+  stop(): Promise<void> {
+    return (this.#stopPromise ??= this.#stop().finally(() => (this.#stopPromise = undefined)));
+  }
+
+  async #stop(): Promise<void> {
     this.#stopping = true;
     this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
     this.#abort.abort();
     await this.loop.stop();
   }
+  #stopPromise: Promise<void> | undefined;
 
   /**
    * Set by stop(): a catch-up in flight ends after the statement it runs — a refresh statement is
@@ -236,7 +249,7 @@ export class RollupMaintainer {
    * batches touched) run to their end.
    */
   #stopping = false;
-  readonly #abort = new AbortController();
+  #abort = new AbortController();
 
   /** Whether every batch up to the latest snapshot is rolled up. */
   get current(): boolean {
