@@ -45,3 +45,14 @@ describe('where things live: arrows point down', () => {
     expect(imports(join(root, 'assembly/app.ts')).some((s) => s.includes('/services/ingest/'))).toBe(true);
   });
 });
+
+describe('the image', () => {
+  it('copies into its build stage every folder `npm run build` compiles, and the dashboard', () => {
+    const build = readFileSync(join(root, 'Dockerfile'), 'utf8').split(/^FROM /m)[1]!; // the first stage
+    const copied = new Set([...build.matchAll(/^COPY (?!--)(\S+) /gm)].map((m) => m[1]!));
+    const { include } = JSON.parse(readFileSync(join(root, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
+    expect(include.length).toBeGreaterThan(0);
+    expect(include.filter((dir) => !copied.has(dir))).toEqual([]);
+    expect(copied.has('web')).toBe(true);
+  });
+});
