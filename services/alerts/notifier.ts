@@ -170,7 +170,15 @@ export class Notifier {
   #transport(): Promise<Transporter> | null {
     const url = this.#room.config.smtpUrl;
     if (!url) return null;
-    return (this.#mail ??= import('nodemailer').then((m) => m.default.createTransport(url)));
+    if (!this.#mail) {
+      const opening = import('nodemailer').then((m) => m.default.createTransport(url));
+      // A transport that failed to open is opened again by the next e-mail, and never left unhandled.
+      opening.catch(() => {
+        if (this.#mail === opening) this.#mail = null;
+      });
+      this.#mail = opening;
+    }
+    return this.#mail;
   }
   #started = false;
   #stopPromise: Promise<void> | undefined;

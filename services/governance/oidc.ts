@@ -16,7 +16,11 @@ import type { Role } from './token-repository.js';
 
 /** openid-client, loaded with the first sign-in through a provider: a room without one never loads it. */
 let openIdModule: Promise<typeof OpenId> | undefined;
-const openId = () => (openIdModule ??= import('openid-client'));
+const openId = () =>
+  (openIdModule ??= import('openid-client').catch((err: unknown) => {
+    openIdModule = undefined; // tried again at the next sign-in, as a failed discovery is
+    throw err;
+  }));
 
 const signInRoles = ['admin', 'steering', 'owner', 'analyst'] as const;
 const domain = z

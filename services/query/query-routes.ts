@@ -30,12 +30,6 @@ async function sendSeries(
   r: SeriesResult,
   format?: 'json' | 'csv' | 'arrow',
 ) {
-  void reply.headers({
-    'x-parity-snapshot': String(r.snapshot),
-    'x-parity-digest': r.digest,
-    'x-parity-agreement-version': String(r.agreementVersion),
-    vary: 'accept',
-  });
   const accept =
     format === 'csv'
       ? 'text/csv'
@@ -44,9 +38,16 @@ async function sendSeries(
         : format === 'json'
           ? 'application/json'
           : (req.headers.accept ?? '');
-  if (accept.includes(ARROW)) {
-    // apache-arrow loads with the first Arrow answer: dashboards ask for JSON.
-    const { Float64, Int32, Table, Utf8, tableToIPC, vectorFromArray } = await import('apache-arrow');
+  // apache-arrow loads with the first Arrow answer (dashboards ask for JSON), before any header is set.
+  const arrow = accept.includes(ARROW) ? await import('apache-arrow') : undefined;
+  void reply.headers({
+    'x-parity-snapshot': String(r.snapshot),
+    'x-parity-digest': r.digest,
+    'x-parity-agreement-version': String(r.agreementVersion),
+    vary: 'accept',
+  });
+  if (arrow) {
+    const { Float64, Int32, Table, Utf8, tableToIPC, vectorFromArray } = arrow;
     // Typed columns: the schema of a series never depends on its data (an all-null column
     // would otherwise be inferred as Float64 or Null); withheld values are nulls, as in JSON.
     const table = new Table({

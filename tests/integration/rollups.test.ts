@@ -352,6 +352,15 @@ describe('rollups when the room closes', () => {
     const whole = m.reads.rollup;
     expect((await readRollup(t.app.reader, q))?.map(round12)).toEqual((await raw(q)).map(round12));
     expect(m.reads.rollup).toBe(whole + 1);
+    // Subscribed again: the next batch is caught up without being asked.
+    await push(
+      'globex',
+      points('customer_value', '2026-11-06', 2, 6, 'g10', (i) => 2 + (i % 3)),
+    );
+    await rolledUp();
+    expect(await t.room.duck.rollupThrough()).toBe(t.room.duck.snapshots.latest);
+    const later = weekly('customer_value', { kind: 'none' }); // at the new latest snapshot
+    expect((await readRollup(t.app.reader, later))?.map(round12)).toEqual((await raw(later)).map(round12));
   });
 });
 
