@@ -364,14 +364,14 @@ async function* arrowRows(
   body: AsyncIterable<Buffer>,
   dimensionKeys: ReadonlySet<string>,
 ): AsyncGenerator<ParsedRow[]> {
-  // The reader ends quietly when a stream is cut at a message boundary; only the end-of-stream
-  // marker (0xFFFFFFFF, 0) after the last message tells a whole stream from a truncated one
-  // (an Arrow file, which starts with ARROW1, ends with ARROW1 instead).
   // apache-arrow loads with the first Arrow body, not in every parse worker.
   const [{ RecordBatchReader }, { checkedArrowFraming }] = await Promise.all([
     import('apache-arrow'),
     import('./arrow-framing.js'),
   ]);
+  // The reader ends quietly when a stream is cut at a message boundary; only the end-of-stream
+  // marker (0xFFFFFFFF, 0) after the last message tells a whole stream from a truncated one
+  // (an Arrow file, which starts with ARROW1, ends with ARROW1 instead).
   let head: Buffer = Buffer.alloc(0);
   let tail: Buffer = Buffer.alloc(0);
   async function* tracked(): AsyncGenerator<Buffer> {
