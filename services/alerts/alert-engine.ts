@@ -31,6 +31,7 @@ import { chairAt } from '../platform/steering-chair.js';
 import { enqueue, ownerRecipients, steeringRecipients, type Recipient } from './outbox.js';
 import { hasKeptMessage } from './outbox-repository.js';
 import { dueAfter, maintenanceWindows, windowAt } from '../platform/maintenance.js';
+import { Lifecycle } from '../platform/lifecycle.js';
 
 const signalText: Record<Signal, string> = {
   band: 'outside the agreed band',
@@ -90,8 +91,7 @@ export class AlertEngine {
 
   /** Starts evaluating, once however often asked; again after stop() has resolved. */
   start(): void {
-    if (this.#unsubscribe) return;
-    if (this.#stopPromise) throw new Error('alerts: start() while stop() is under way; await stop() first');
+    if (!this.#lifecycle.begin()) return;
     this.#stopping = false;
     this.#loop.resume();
     // The store announces a batch once the snapshot watermark includes it, which evaluation reads at.
@@ -103,7 +103,7 @@ export class AlertEngine {
 
   /** Stops after the evaluation under way, if any; callers while it runs share the one stop. */
   stop(): Promise<void> {
-    return (this.#stopPromise ??= this.#stop().finally(() => (this.#stopPromise = undefined)));
+    return this.#lifecycle.stop(() => this.#stop());
   }
 
   async #stop(): Promise<void> {
@@ -115,8 +115,7 @@ export class AlertEngine {
     this.#full = false;
     await this.#loop.stop();
   }
-  /** The stop under way: a start() meanwhile would be undone by it, so it is refused. */
-  #stopPromise: Promise<void> | undefined;
+  readonly #lifecycle = new Lifecycle('alerts');
 
   /**
    * Runs `w` after each evaluation with its context and the KPIs evaluated (null: all): the

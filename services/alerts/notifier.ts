@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { appendAuditIn } from '../governance/audit-repository.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import { inTransaction, jsonColumn, type OutboxRow } from '../platform/control-db.js';
+import { Lifecycle } from '../platform/lifecycle.js';
 import type { Room } from '../platform/room.js';
 import { markDrillNotified } from './drill-repository.js';
 import { renderDrillEmail, renderEmail, renderGoalEmail } from './fact-sheet.js';
@@ -98,16 +99,14 @@ export class Notifier {
 
   /** Starts delivering, once however often asked; again after stop() has resolved (its first e-mail opens a new mail transport). */
   async start(): Promise<void> {
-    if (this.#started) return;
-    if (this.#stopPromise) throw new Error('notifier: start() while stop() is under way; await stop() first');
-    this.#started = true;
+    if (!this.#lifecycle.begin()) return;
     this.#stopped = false;
     this.#again = false;
     try {
       // This process owns the room: what a crash left in flight is due now (same ids; receivers dedupe).
       await requeueSendingMessages(this.#room.control.db, this.#room.clock.now());
     } catch (err) {
-      this.#started = false;
+      this.#lifecycle.abandon();
       throw err;
     }
     if (this.#stopped) return; // stopped meanwhile
@@ -149,12 +148,11 @@ export class Notifier {
 
   /** Stops after the deliveries under way; callers while it runs share the one stop. */
   stop(): Promise<void> {
-    return (this.#stopPromise ??= this.#stop().finally(() => (this.#stopPromise = undefined)));
+    return this.#lifecycle.stop(() => this.#stop());
   }
 
   async #stop(): Promise<void> {
     this.#stopped = true;
-    this.#started = false;
     clearInterval(this.#timer);
     if (this.#polling) await this.#polling;
     await Promise.allSettled(this.#inFlight.values());
@@ -180,8 +178,7 @@ export class Notifier {
     }
     return this.#mail;
   }
-  #started = false;
-  #stopPromise: Promise<void> | undefined;
+  readonly #lifecycle = new Lifecycle('notifier');
 
   async #poll(): Promise<void> {
     const free = MAX_IN_FLIGHT - this.#inFlight.size;

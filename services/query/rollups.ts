@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { BackgroundLoop } from '../platform/background-loop.js';
+import { Lifecycle } from '../platform/lifecycle.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import { mergeDaySpans, periodEnd, periodStart, type DaySpans } from '../platform/calendar.js';
 import type { DuckStore } from '../platform/duck-store.js';
@@ -219,8 +220,7 @@ export class RollupMaintainer {
 
   /** Starts keeping the rollups current, once however often asked; again after stop() has resolved. */
   start(): void {
-    if (this.#unsubscribe) return;
-    if (this.#stopPromise) throw new Error('rollups: start() while stop() is under way; await stop() first');
+    if (!this.#lifecycle.begin()) return;
     this.#stopping = false;
     this.#abort = new AbortController();
     this.loop.resume();
@@ -230,7 +230,7 @@ export class RollupMaintainer {
 
   /** Stops after the statement under way (stopping below); callers while it runs share the one stop. */
   stop(): Promise<void> {
-    return (this.#stopPromise ??= this.#stop().finally(() => (this.#stopPromise = undefined)));
+    return this.#lifecycle.stop(() => this.#stop());
   }
 
   async #stop(): Promise<void> {
@@ -240,7 +240,7 @@ export class RollupMaintainer {
     this.#abort.abort();
     await this.loop.stop();
   }
-  #stopPromise: Promise<void> | undefined;
+  readonly #lifecycle = new Lifecycle('rollups');
 
   /**
    * Set by stop(): a catch-up in flight ends after the statement it runs — a refresh statement is
