@@ -325,10 +325,13 @@ const ROLLUP_THROUGH = 'rollup_through';
 const ROLLUP_REMOVED = 'rollup_removed:';
 
 // Spool rows are `kpi, epoch ms, value, pseudonym, dims JSON` separated by tabs; nothing in
-// them can hold a tab or newline (ids are checked, JSON escapes control characters).
+// them can hold a tab or newline (ids are checked, JSON escapes control characters). One thread
+// reads a segment (parallel = false): the parse and spool workers need the other core while the
+// next segments are on their way, and two DuckDB threads on one 5 MB file bought nothing there
+// (big pushes 0.72–0.79× → 0.80–0.86× the ceiling, three A/B runs: README, Ingest).
 const INSERT_SEGMENT = `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
   SELECT $1::UINTEGER, $2::VARCHAR, kpi, make_timestamptz(ms * 1000), value, subject, nullif(dims, ''), timezone($4, make_timestamptz(ms * 1000))::DATE
-  FROM read_csv($3, delim = '\t', header = false, quote = '', escape = '', auto_detect = false, buffer_size = 4194304,
+  FROM read_csv($3, delim = '\t', header = false, quote = '', escape = '', auto_detect = false, buffer_size = 4194304, parallel = false,
     columns = {'kpi': 'VARCHAR', 'ms': 'BIGINT', 'value': 'DOUBLE', 'subject': 'VARCHAR', 'dims': 'VARCHAR'})`;
 
 const INSERT_BATCH = `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
