@@ -63,8 +63,6 @@ export class AlertEngine {
   #full = false;
   #timer: NodeJS.Timeout | undefined;
   readonly #watchers: EvaluationWatcher[] = [];
-  /** Set by stop(): an evaluation under way ends at its next KPI or watcher, so shutdown is not held up. */
-  #stopping = false;
   readonly #log: Pick<Logger, 'info' | 'warn' | 'error'>;
   #unsubscribe: (() => void) | undefined;
 
@@ -92,7 +90,6 @@ export class AlertEngine {
   /** Starts evaluating, once however often asked; again after stop() has resolved. */
   start(): void {
     if (!this.#lifecycle.begin()) return;
-    this.#stopping = false;
     this.#loop.resume();
     // The store announces a batch once the snapshot watermark includes it, which evaluation reads at.
     this.#unsubscribe = this.#room.duck.touched.onChange((_snapshot, kpis) => this.request(kpis));
@@ -107,7 +104,6 @@ export class AlertEngine {
   }
 
   async #stop(): Promise<void> {
-    this.#stopping = true;
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     clearInterval(this.#timer);
@@ -115,6 +111,7 @@ export class AlertEngine {
     this.#full = false;
     await this.#loop.stop();
   }
+  /** Once stopped, an evaluation under way ends at its next KPI or watcher, so shutdown is not held up. */
   readonly #lifecycle = new Lifecycle('alerts');
 
   /**
@@ -162,12 +159,12 @@ export class AlertEngine {
     );
     let enqueued = 0;
     for (const kpi of active.agreement.kpis) {
-      if (this.#stopping) return;
+      if (this.#lifecycle.stopped) return;
       if (ids && !ids.has(kpi.id)) continue;
       enqueued += await this.#applyKpi(ctx, kpi, await evaluateKpi(ctx, kpi));
     }
     for (const w of this.#watchers) {
-      if (this.#stopping) break;
+      if (this.#lifecycle.stopped) break;
       try {
         enqueued += await w(ctx, ids);
       } catch (err) {

@@ -90,7 +90,6 @@ export class Notifier {
   #timer: NodeJS.Timeout | undefined;
   #polling: Promise<void> | null = null;
   #again = false;
-  #stopped = false;
 
   constructor(room: Room, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
     this.#room = room;
@@ -100,7 +99,6 @@ export class Notifier {
   /** Starts delivering, once however often asked; again after stop() has resolved (its first e-mail opens a new mail transport). */
   async start(): Promise<void> {
     if (!this.#lifecycle.begin()) return;
-    this.#stopped = false;
     this.#again = false;
     try {
       // This process owns the room: what a crash left in flight is due now (same ids; receivers dedupe).
@@ -109,7 +107,7 @@ export class Notifier {
       this.#lifecycle.abandon();
       throw err;
     }
-    if (this.#stopped) return; // stopped meanwhile
+    if (this.#lifecycle.stopped) return; // stopped meanwhile
     clearInterval(this.#timer);
     this.#timer = setInterval(() => this.kick(), POLL_MS);
     this.#timer.unref();
@@ -118,7 +116,7 @@ export class Notifier {
 
   /** Looks for due notifications now (after an enqueue) instead of at the next poll. */
   kick(): void {
-    if (this.#stopped) return;
+    if (this.#lifecycle.stopped) return;
     if (this.#polling) {
       this.#again = true;
       return;
@@ -152,7 +150,6 @@ export class Notifier {
   }
 
   async #stop(): Promise<void> {
-    this.#stopped = true;
     clearInterval(this.#timer);
     if (this.#polling) await this.#polling;
     await Promise.allSettled(this.#inFlight.values());

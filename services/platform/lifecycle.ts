@@ -6,6 +6,7 @@
  */
 export class Lifecycle {
   #running = false;
+  #stopped = false;
   #stopping: Promise<void> | undefined;
 
   constructor(private readonly name: string) {}
@@ -15,11 +16,20 @@ export class Lifecycle {
     return this.#running;
   }
 
+  /**
+   * A stop was asked and no start since (false before the first start): work under way checks it
+   * to end early, and work asked of a service never started still runs.
+   */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
   /** Marks a start: false when running already (the caller has nothing to do); throws while a stop is under way. */
   begin(): boolean {
     if (this.#running) return false;
     if (this.#stopping) throw new Error(`${this.name}: start() while stop() is under way; await stop() first`);
     this.#running = true;
+    this.#stopped = false;
     return true;
   }
 
@@ -32,6 +42,7 @@ export class Lifecycle {
   stop(stop: () => Promise<void>): Promise<void> {
     return (this.#stopping ??= (async () => {
       this.#running = false;
+      this.#stopped = true;
       await stop();
     })().finally(() => (this.#stopping = undefined)));
   }

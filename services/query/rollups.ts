@@ -221,34 +221,30 @@ export class RollupMaintainer {
   /** Starts keeping the rollups current, once however often asked; again after stop() has resolved. */
   start(): void {
     if (!this.#lifecycle.begin()) return;
-    this.#stopping = false;
     this.#abort = new AbortController();
     this.loop.resume();
     this.#unsubscribe = this.#duck.snapshots.onAdvance(() => this.loop.request());
     this.loop.request();
   }
 
-  /** Stops after the statement under way (stopping below); callers while it runs share the one stop. */
+  /** Stops after the statement under way (#lifecycle below); callers while it runs share the one stop. */
   stop(): Promise<void> {
     return this.#lifecycle.stop(() => this.#stop());
   }
 
   async #stop(): Promise<void> {
-    this.#stopping = true;
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     this.#abort.abort();
     await this.loop.stop();
   }
-  readonly #lifecycle = new Lifecycle('rollups');
-
   /**
-   * Set by stop(): a catch-up in flight ends after the statement it runs — a refresh statement is
+   * Once stopped, a catch-up in flight ends after the statement it runs — a refresh statement is
    * interrupted and the KPI's refresh rolled back (each KPI commits on its own; the others keep
    * what they committed); the reads that plan a catch-up (the days a KPI's points cover, the days
    * batches touched) run to their end.
    */
-  #stopping = false;
+  readonly #lifecycle = new Lifecycle('rollups');
   #abort = new AbortController();
 
   /** Whether every batch up to the latest snapshot is rolled up. */
@@ -267,7 +263,7 @@ export class RollupMaintainer {
     for (const r of rows) this.#rolledUp.set(r.kpi, r.snapshot);
     const rebuilt = new Set<string>();
     for (const kpi of agreement.kpis) {
-      if (this.#stopping) return;
+      if (this.#lifecycle.stopped) return;
       if (state.get(kpi.id) === rollupSignature(kpi, tz, disclosureRules(agreement, kpi))) continue;
       const t0 = performance.now();
       // One read gives the days to build and the points of each: the refresh groups periods by them.
@@ -286,7 +282,7 @@ export class RollupMaintainer {
       for (const gone of removed)
         ranges.set(gone.kpi, mergeDaySpans([...(ranges.get(gone.kpi) ?? []), [gone.lo, gone.hi]]));
       for (const [kpiId, days] of ranges) {
-        if (this.#stopping) return;
+        if (this.#lifecycle.stopped) return;
         const kpi = agreement.kpis.find((k) => k.id === kpiId);
         if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(agreement, kpi, latest, days, false);
       }

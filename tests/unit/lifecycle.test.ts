@@ -4,12 +4,17 @@ import { Lifecycle } from '../../services/platform/lifecycle.js';
 describe('the start/stop discipline of background services', () => {
   it('starts once however often asked, and again once a stop has resolved', async () => {
     const l = new Lifecycle('work');
+    expect(l.stopped).toBe(false); // never started: work asked of it still runs
     expect(l.begin()).toBe(true);
     expect(l.begin()).toBe(false);
     expect(l.running).toBe(true);
-    await l.stop(async () => {});
+    const seen: boolean[] = [];
+    await l.stop(async () => void seen.push(l.stopped));
+    expect(seen).toEqual([true]); // the service's own stop sees itself stopped
     expect(l.running).toBe(false);
+    expect(l.stopped).toBe(true);
     expect(l.begin()).toBe(true);
+    expect(l.stopped).toBe(false);
   });
 
   it('refuses a start while a stop is under way, and shares that stop with every caller meanwhile', async () => {
