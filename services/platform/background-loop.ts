@@ -6,12 +6,20 @@
  * room runs the work at once. The cap keeps the work prompt, but a run longer than
  * MAX_GAP_MS / DUTY then takes a larger share; with `maxShare` the pause is at least what keeps
  * the work to that share (d·(1/maxShare − 1)), promptness giving way.
+ *
+ * With `retry`, a run that failed is tried again by itself after a pause that doubles with each
+ * failure in a row (from `firstMs` to `maxMs`), so work that fails for a passing reason (DuckDB
+ * short of memory while a large batch lands, say) does not wait for the next request to come.
  */
 export class BackgroundLoop {
   static readonly DUTY = 12;
   static readonly MAX_GAP_MS = 1_500;
 
-  readonly stats = { runs: 0, lastMs: 0 };
+  /** Runs so far, the last one's duration, and runs that failed since start. */
+  readonly stats = { runs: 0, lastMs: 0, failures: 0 };
+  /** Failed runs in a row: the retry's pause doubles with each. */
+  #failedInARow = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
   #requested = false;
   #running: Promise<void> | null = null;
   #inRun = false;
@@ -22,8 +30,9 @@ export class BackgroundLoop {
   constructor(
     private readonly work: () => Promise<void>,
     private readonly ingestBusy: () => boolean,
-    private readonly onError: (err: unknown) => void,
-    private readonly opts: { maxShare?: number } = {},
+    /** Told of a failed run, and in how many ms it is tried again (undefined: not by itself). */
+    private readonly onError: (err: unknown, retryInMs: number | undefined) => void,
+    private readonly opts: { maxShare?: number; retry?: { firstMs: number; maxMs: number } } = {},
   ) {}
 
   /** The pause after a run of `took` ms under sustained ingest. */
@@ -31,6 +40,12 @@ export class BackgroundLoop {
     const gap = Math.min(BackgroundLoop.MAX_GAP_MS, BackgroundLoop.DUTY * took);
     const share = this.opts.maxShare;
     return share === undefined ? gap : Math.max(gap, took * (1 / share - 1));
+  }
+
+  /** The pause before a failed run is tried again, after `failedInARow` failures (≥ 1). */
+  retryAfter(failedInARow: number): number | undefined {
+    const retry = this.opts.retry;
+    return retry && Math.min(retry.maxMs, retry.firstMs * 2 ** Math.min(30, failedInARow - 1));
   }
 
   /**
@@ -62,6 +77,7 @@ export class BackgroundLoop {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#requested = false;
+    clearTimeout(this.#retryTimer);
     this.#wake?.();
     await this.idle();
   }
@@ -70,6 +86,17 @@ export class BackgroundLoop {
   resume(): void {
     this.#stopped = false;
     this.#nextStart = 0;
+    this.#failedInARow = 0;
+  }
+
+  /** After a failed run: a request of its own once the retry's pause is over (not while stopped); that pause. */
+  #retryLater(): number | undefined {
+    const after = this.retryAfter(this.#failedInARow);
+    if (after === undefined || this.#stopped) return undefined;
+    this.#retryTimer = setTimeout(() => this.request({ scheduled: true }), after);
+    // The retry alone does not keep the process alive.
+    this.#retryTimer.unref();
+    return after;
   }
 
   /** Ends the pause the loop is waiting out, if it is. */
@@ -94,11 +121,16 @@ export class BackgroundLoop {
       this.#requested = false;
       this.#requestsDuringRun = 0;
       this.#inRun = true;
+      // This run does what a retry waiting for its time would have asked for.
+      clearTimeout(this.#retryTimer);
       const t0 = performance.now();
       try {
         await this.work();
+        this.#failedInARow = 0;
       } catch (err) {
-        this.onError(err);
+        this.stats.failures++;
+        this.#failedInARow++;
+        this.onError(err, this.#retryLater());
       } finally {
         this.#inRun = false;
       }

@@ -22,6 +22,13 @@ import {
 } from './aggregate-compiler.js';
 import { disclosureRules, type DisclosureRules, type RawCell } from './disclosure.js';
 
+/**
+ * A refresh that failed (DuckDB out of memory while a large batch lands, say) is tried again after
+ * 1 s, then 2, 4 … up to a minute while it keeps failing, rather than at the next batch: until it
+ * succeeds every series reads points (the slow path), or patches the moved periods from them.
+ */
+export const ROLLUP_RETRY = { firstMs: 1_000, maxMs: 60_000 };
+
 /** What the cells of a KPI depend on besides the points: a change rebuilds its rollup. */
 export function rollupSignature(kpi: Kpi, timezone: string, rules: DisclosureRules): string {
   return canonicalJson({
@@ -214,7 +221,9 @@ export class RollupMaintainer {
           if (!(this.#abort.signal.aborted && interrupted(err))) throw err;
         }),
       () => duck.slots.busy > 0,
-      (err) => log.error({ err }, 'rollups: refresh failed; series read points meanwhile'),
+      (err, retryInMs) =>
+        log.error({ err, retryInMs }, 'rollups: refresh failed; series read points meanwhile until it is tried again'),
+      { retry: ROLLUP_RETRY },
     );
   }
 

@@ -163,3 +163,94 @@ describe('a background loop stopped and started again', () => {
     expect(starts[1]! - asked).toBeLessThan(2_000);
   });
 });
+
+describe('a background loop whose run failed', () => {
+  /** Work that throws for its first `failing` runs; the starts recorded. */
+  function flaky(failing: number, starts: number[]) {
+    return async () => {
+      starts.push(performance.now());
+      if (starts.length <= failing) throw new Error(`run ${starts.length} failed`);
+    };
+  }
+
+  it('tries again by itself after a pause that doubles with each failure in a row, and stops trying once a run succeeds', async () => {
+    const starts: number[] = [];
+    const told: [string, number | undefined][] = [];
+    const loop = new BackgroundLoop(
+      flaky(3, starts),
+      () => false,
+      (err, retryInMs) => void told.push([(err as Error).message, retryInMs]),
+      { retry: { firstMs: 40, maxMs: 100 } },
+    );
+    expect([1, 2, 3, 4, 40].map((n) => loop.retryAfter(n))).toEqual([40, 80, 100, 100, 100]);
+    loop.request(); // the only request
+    const deadline = performance.now() + 5_000;
+    while (starts.length < 4 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(told).toEqual([
+      ['run 1 failed', 40],
+      ['run 2 failed', 80],
+      ['run 3 failed', 100],
+    ]);
+    expect(starts).toHaveLength(4);
+    for (const [i, pause] of [40, 80, 100].entries())
+      expect(starts[i + 1]! - starts[i]!, `the pause after failure ${i + 1}`).toBeGreaterThanOrEqual(pause - 5);
+    expect(loop.stats.failures).toBe(3);
+    // The fourth run succeeded: nothing more runs unasked.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(starts).toHaveLength(4);
+    // A success reset the count: the next failure waits the first pause again.
+    const again: number[] = [];
+    const loop2 = new BackgroundLoop(
+      flaky(1, again),
+      () => false,
+      (_e, retryInMs) => void told.push(['second loop', retryInMs]),
+      {
+        retry: { firstMs: 40, maxMs: 100 },
+      },
+    );
+    loop2.request();
+    while (again.length < 2 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(told.at(-1)).toEqual(['second loop', 40]);
+    expect(again).toHaveLength(2);
+  });
+
+  it('is not tried again once stopped, nor without the retry option', async () => {
+    const starts: number[] = [];
+    const told: (number | undefined)[] = [];
+    const loop = new BackgroundLoop(
+      flaky(10, starts),
+      () => false,
+      (_e, retryInMs) => void told.push(retryInMs),
+      {
+        retry: { firstMs: 100, maxMs: 100 },
+      },
+    );
+    loop.request();
+    await loop.idle();
+    expect(told).toEqual([100]);
+    await loop.stop(); // during the retry's pause
+    await new Promise((r) => setTimeout(r, 300));
+    expect(starts).toHaveLength(1);
+    // Resumed, a request runs, and its failure is tried again from the first pause.
+    loop.resume();
+    loop.request();
+    await loop.idle();
+    expect(starts).toHaveLength(2);
+    expect(told).toEqual([100, 100]);
+    await loop.stop();
+
+    const plain: number[] = [];
+    const plainTold: (number | undefined)[] = [];
+    const noRetry = new BackgroundLoop(
+      flaky(10, plain),
+      () => false,
+      (_e, retryInMs) => void plainTold.push(retryInMs),
+    );
+    noRetry.request();
+    await noRetry.idle();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(plain).toHaveLength(1);
+    expect(plainTold).toEqual([undefined]);
+    expect(noRetry.stats.failures).toBe(1);
+  });
+});
