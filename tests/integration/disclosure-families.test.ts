@@ -536,6 +536,8 @@ describe('family 5 — across snapshots', () => {
       const s2 = await f.push('b', 'closed', [{ day: '2026-11-16', subjects: 4, value: () => 2, tag: 'B1' }]);
       duck.releaser = real;
       expect(duck.releaseFailures).toBe(failures + 1);
+      const metrics = await (await fetch(`${f.t.url}/metrics`)).text();
+      expect(metrics).toMatch(new RegExp(`^parity_release_failures_total ${failures + 1}$`, 'm'));
       // The snapshot is visible, b's points are not in it: the day keeps a's value, held.
       expect(await day()).toMatchObject({ state: 'held', value: 4, asOf: s2 - 1 });
       // a's next batch touches the KPI: its release step decides on b's waiting points too.
