@@ -34,7 +34,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
       '# HELP parity_ingest_writers_waiting Batches queued for a writer.',
       '# TYPE parity_ingest_writers_waiting gauge',
       `parity_ingest_writers_waiting ${s.waiting}`,
-      '# HELP parity_release_failures_total Release steps that failed since start: their points stay withheld until the KPI\'s next batch.',
+      "# HELP parity_release_failures_total Release steps that failed since start: their points stay withheld until the KPI's next batch.",
       '# TYPE parity_release_failures_total counter',
       `parity_release_failures_total ${room.duck.releaseFailures}`,
     ];
