@@ -53,7 +53,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
         '# HELP parity_rollup_patched_reads_total Series answered from rollups behind the snapshot, with the periods batches moved since read from the points.',
         '# TYPE parity_rollup_patched_reads_total counter',
         `parity_rollup_patched_reads_total ${rollups.reads.patched}`,
-        '# HELP parity_rollup_failures_total Rollup refreshes that failed since start (each is tried again).',
+        '# HELP parity_rollup_failures_total Rollup catch-up runs that failed since rollups started (each is tried again while they run).',
         '# TYPE parity_rollup_failures_total counter',
         `parity_rollup_failures_total ${rollups.loop.stats.failures}`,
       );

@@ -165,92 +165,134 @@ describe('a background loop stopped and started again', () => {
 });
 
 describe('a background loop whose run failed', () => {
-  /** Work that throws for its first `failing` runs; the starts recorded. */
-  function flaky(failing: number, starts: number[]) {
+  /** Work whose runs numbered in `failing` throw (the first run is 1); the starts recorded. */
+  function flaky(failing: number[], starts: number[]) {
     return async () => {
       starts.push(performance.now());
-      if (starts.length <= failing) throw new Error(`run ${starts.length} failed`);
+      if (failing.includes(starts.length)) throw new Error(`run ${starts.length} failed`);
     };
   }
+  const until = async (done: () => boolean) => {
+    const deadline = performance.now() + 10_000;
+    while (!done() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  };
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-  it('tries again by itself after a pause that doubles with each failure in a row, and stops trying once a run succeeds', async () => {
+  it('tries again by itself after a pause that doubles with each failure in a row; a success ends the retries and resets the pause', async () => {
     const starts: number[] = [];
     const told: [string, number | undefined][] = [];
     const loop = new BackgroundLoop(
-      flaky(3, starts),
+      flaky([1, 2, 3, 5], starts),
       () => false,
       (err, retryInMs) => void told.push([(err as Error).message, retryInMs]),
       { retry: { firstMs: 40, maxMs: 100 } },
     );
     expect([1, 2, 3, 4, 40].map((n) => loop.retryAfter(n))).toEqual([40, 80, 100, 100, 100]);
     loop.request(); // the only request
-    const deadline = performance.now() + 5_000;
-    while (starts.length < 4 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await until(() => starts.length === 4);
     expect(told).toEqual([
       ['run 1 failed', 40],
       ['run 2 failed', 80],
       ['run 3 failed', 100],
     ]);
-    expect(starts).toHaveLength(4);
     for (const [i, pause] of [40, 80, 100].entries())
       expect(starts[i + 1]! - starts[i]!, `the pause after failure ${i + 1}`).toBeGreaterThanOrEqual(pause - 5);
-    expect(loop.stats.failures).toBe(3);
     // The fourth run succeeded: nothing more runs unasked.
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     expect(starts).toHaveLength(4);
-    // A success reset the count: the next failure waits the first pause again.
-    const again: number[] = [];
-    const loop2 = new BackgroundLoop(
-      flaky(1, again),
-      () => false,
-      (_e, retryInMs) => void told.push(['second loop', retryInMs]),
-      {
-        retry: { firstMs: 40, maxMs: 100 },
-      },
-    );
-    loop2.request();
-    while (again.length < 2 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    expect(told.at(-1)).toEqual(['second loop', 40]);
-    expect(again).toHaveLength(2);
+    // The next failure, after that success, waits the first pause again (not the fourth).
+    loop.request();
+    await until(() => starts.length === 6);
+    expect(told.at(-1)).toEqual(['run 5 failed', 40]);
+    expect(loop.stats.failures).toBe(4);
+    await sleep(200);
+    expect(starts).toHaveLength(6);
   });
 
-  it('is not tried again once stopped, nor without the retry option', async () => {
+  it('a request during the pause runs at once, and the retry it stood for does not run as well', async () => {
+    const starts: number[] = [];
+    const loop = new BackgroundLoop(flaky([1], starts), () => false, rethrowUnlessFirst(), {
+      retry: { firstMs: 300, maxMs: 300 },
+    });
+    loop.request();
+    await until(() => starts.length === 1);
+    await sleep(50); // in the retry's pause
+    loop.request(); // a batch's request
+    await until(() => starts.length === 2);
+    expect(starts[1]! - starts[0]!).toBeLessThan(300);
+    await sleep(600); // past the retry's time
+    expect(starts).toHaveLength(2);
+  });
+
+  it('is not tried again once stopped — during its pause or during the run that failed — nor without the option', async () => {
     const starts: number[] = [];
     const told: (number | undefined)[] = [];
     const loop = new BackgroundLoop(
-      flaky(10, starts),
+      flaky([1, 2], starts),
       () => false,
       (_e, retryInMs) => void told.push(retryInMs),
-      {
-        retry: { firstMs: 100, maxMs: 100 },
-      },
+      { retry: { firstMs: 100, maxMs: 1_000 } },
     );
     loop.request();
     await loop.idle();
     expect(told).toEqual([100]);
     await loop.stop(); // during the retry's pause
-    await new Promise((r) => setTimeout(r, 300));
+    loop.resume(); // at once: the stopped loop's retry must not fire into the resumed one
+    await sleep(300);
     expect(starts).toHaveLength(1);
-    // Resumed, a request runs, and its failure is tried again from the first pause.
-    loop.resume();
+    // Resumed and asked, its failure is tried again from the first pause (not the second's 200).
     loop.request();
     await loop.idle();
-    expect(starts).toHaveLength(2);
     expect(told).toEqual([100, 100]);
     await loop.stop();
+
+    // Stopped while a run is under way, which then fails: no retry is set.
+    let fail!: () => void;
+    const failing = new Promise<void>((r) => (fail = r));
+    const inRun: number[] = [];
+    const toldInRun: (number | undefined)[] = [];
+    const held = new BackgroundLoop(
+      async () => {
+        inRun.push(performance.now());
+        if (inRun.length === 1) {
+          await failing;
+          throw new Error('failed after the stop');
+        }
+      },
+      () => false,
+      (_e, retryInMs) => void toldInRun.push(retryInMs),
+      { retry: { firstMs: 50, maxMs: 50 } },
+    );
+    held.request();
+    await until(() => inRun.length === 1);
+    const stopping = held.stop();
+    fail();
+    await stopping;
+    expect(toldInRun).toEqual([undefined]);
+    held.resume();
+    await sleep(250);
+    expect(inRun).toHaveLength(1);
 
     const plain: number[] = [];
     const plainTold: (number | undefined)[] = [];
     const noRetry = new BackgroundLoop(
-      flaky(10, plain),
+      flaky([1, 2, 3], plain),
       () => false,
       (_e, retryInMs) => void plainTold.push(retryInMs),
     );
     noRetry.request();
     await noRetry.idle();
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     expect(plain).toHaveLength(1);
     expect(plainTold).toEqual([undefined]);
     expect(noRetry.stats.failures).toBe(1);
   });
 });
+
+/** An onError that accepts the first failure (the one the test causes) and fails the test on any other. */
+function rethrowUnlessFirst() {
+  let seen = 0;
+  return (err: unknown) => {
+    if (seen++ > 0) throw err;
+  };
+}
