@@ -126,7 +126,10 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   // room closes it after app.close() has resolved (serve, the tests), never in an onClose hook:
   // Fastify runs the root's onClose hooks before its plugins', so the store would close first.
   room.duck.onReleaseError((err, snapshot) =>
-    app.log.error({ err, snapshot }, 'release: step failed; its atoms stay pending until a later batch of the KPI'),
+    app.log.error(
+      { err, snapshot },
+      'release: step failed at every attempt; its atoms stay pending until a later batch of the KPI',
+    ),
   );
   const reader = new SeriesReader(room.duck, { cache: room.config.queryCache });
   const lander = createLander(room);

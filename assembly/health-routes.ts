@@ -34,9 +34,12 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
       '# HELP parity_ingest_writers_waiting Batches queued for a writer.',
       '# TYPE parity_ingest_writers_waiting gauge',
       `parity_ingest_writers_waiting ${s.waiting}`,
-      "# HELP parity_release_failures_total Release steps that failed since start: their points stay withheld until the KPI's next batch.",
+      "# HELP parity_release_failures_total Release steps that failed at every attempt since start: their points stay withheld until the KPI's next batch.",
       '# TYPE parity_release_failures_total counter',
       `parity_release_failures_total ${room.duck.releaseFailures}`,
+      '# HELP parity_release_retries_total Release step attempts that failed and were run again (the snapshot waits meanwhile).',
+      '# TYPE parity_release_retries_total counter',
+      `parity_release_retries_total ${room.duck.releaseRetries}`,
     ];
     const rollups = app.reader.rollups;
     if (rollups) {

@@ -459,6 +459,10 @@ export class StoreTransaction {
   }
 }
 
+/** Attempts of a release step before its atoms are left pending, and the pause before the second (doubling). */
+const RELEASE_ATTEMPTS = 3;
+const RELEASE_RETRY_MS = 1_000;
+
 /** How long close() lets the store's running work finish before interrupting it, and waits in all. */
 const CLOSE_GRACE_MS = 2_000;
 const CLOSE_WAIT_MS = 15_000;
@@ -517,8 +521,10 @@ export class DuckStore {
 
   /** The release step of every settle step (services/query/release.ts); until set, nothing is released. */
   releaser: Releaser = releaseNothing;
-  /** Release steps that failed (one per settle step, grouped snapshots included): their atoms stay pending until a later step of the KPI releases them. */
+  /** Release steps that failed every attempt (one per settle step, grouped snapshots included): their atoms stay pending until a later step of the KPI releases them. */
   releaseFailures = 0;
+  /** Attempts of release steps that failed and were run again (#release). */
+  releaseRetries = 0;
   readonly #releaseErrorListeners = new Set<(err: unknown, snapshot: number) => void>();
   onReleaseError(fn: (err: unknown, snapshot: number) => void): () => void {
     this.#releaseErrorListeners.add(fn);
@@ -530,30 +536,46 @@ export class DuckStore {
    * Several ready at once (batches that committed while the last step ran) are settled as one
    * step at the highest of them: their atoms' change is decided together and released there,
    * pending at the snapshots before it (docs/privacy.md §3) — one step's fixed cost for all.
+   *
+   * A step that fails (DuckDB short of memory while a refresh holds it, say) rolled back whole
+   * and is run again at the same snapshot after RELEASE_RETRY_MS, then twice that: nobody has
+   * read the snapshot yet, since the watermark waits for its step. After RELEASE_ATTEMPTS, or once
+   * the store is closing, its atoms stay pending (fail closed) until a later step of the KPI.
    */
   async #release(ready: readonly number[]): Promise<void> {
     const snapshot = ready.at(-1)!;
     const kpis = [...new Set(ready.flatMap((n) => this.#unannounced.get(n) ?? []))];
     if (kpis.length === 0 || this.closed) return;
-    try {
-      const releasedLate = await this.#transaction(async (c) => {
-        const exec: ReleaseExec = {
-          run: async (sql, params) => Number((await c.run(sql, params)).rowsChanged),
-          all: async (sql, params) => (await c.runAndReadAll(sql, params)).getRowObjectsJson(),
-        };
-        await this.releaser(exec, snapshot, kpis);
-        return exec.all(RELEASED_LATE, [snapshot]);
-      });
-      // A KPI whose atoms of an earlier snapshot (one settled with this one, or one that waited)
-      // were released here changed here too, whether or not this snapshot's batch touched it:
-      // aggregate caches and rollups key on a KPI's last change. The same rows tell a reopened store.
-      this.touched.record(
-        snapshot,
-        releasedLate.map((r) => String(r['kpi'])),
-      );
-    } catch (err) {
-      this.releaseFailures++;
-      for (const fn of this.#releaseErrorListeners) fn(err, snapshot);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const releasedLate = await this.#transaction(async (c) => {
+          const exec: ReleaseExec = {
+            run: async (sql, params) => Number((await c.run(sql, params)).rowsChanged),
+            all: async (sql, params) => (await c.runAndReadAll(sql, params)).getRowObjectsJson(),
+          };
+          await this.releaser(exec, snapshot, kpis);
+          return exec.all(RELEASED_LATE, [snapshot]);
+        });
+        // A KPI whose atoms of an earlier snapshot (one settled with this one, or one that waited)
+        // were released here changed here too, whether or not this snapshot's batch touched it:
+        // aggregate caches and rollups key on a KPI's last change. The same rows tell a reopened store.
+        this.touched.record(
+          snapshot,
+          releasedLate.map((r) => String(r['kpi'])),
+        );
+        return;
+      } catch (err) {
+        if (attempt < RELEASE_ATTEMPTS && !this.closed) {
+          this.releaseRetries++;
+          // Waited out in short steps: a close meanwhile ends the wait (no connection is held).
+          const until = performance.now() + RELEASE_RETRY_MS * 2 ** (attempt - 1);
+          while (performance.now() < until && !this.closed) await new Promise((r) => setTimeout(r, 50));
+          if (!this.closed) continue;
+        }
+        this.releaseFailures++;
+        for (const fn of this.#releaseErrorListeners) fn(err, snapshot);
+        return;
+      }
     }
   }
 

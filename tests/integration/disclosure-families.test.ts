@@ -522,7 +522,7 @@ describe('family 5 — across snapshots', () => {
     });
   }
 
-  it('a release step that fails keeps its batch out of every figure (fail closed) until a later batch of the KPI releases it', async () => {
+  it('a release step that fails at every attempt keeps its batch out of every figure (fail closed) until a later batch of the KPI releases it', async () => {
     const kpi: KpiDef = { id: 'closed', measure: 'sum', grains: ['day', 'week'] };
     const f = await Family.start(agreementFile(['a', 'b'], 3, [kpi]));
     const day = async () =>
@@ -532,17 +532,67 @@ describe('family 5 — across snapshots', () => {
       const duck = f.t.room.duck;
       const real = duck.releaser;
       const failures = duck.releaseFailures;
-      duck.releaser = () => Promise.reject(new Error('release step down'));
+      const retries = duck.releaseRetries;
+      let attempts = 0;
+      duck.releaser = () => {
+        attempts++;
+        return Promise.reject(new Error('release step down'));
+      };
       const s2 = await f.push('b', 'closed', [{ day: '2026-11-16', subjects: 4, value: () => 2, tag: 'B1' }]);
       duck.releaser = real;
+      // Three attempts, the snapshot waiting for them; then the step is given up.
+      expect(attempts).toBe(3);
+      expect(duck.releaseRetries).toBe(retries + 2);
       expect(duck.releaseFailures).toBe(failures + 1);
       const metrics = await (await fetch(`${f.t.url}/metrics`)).text();
       expect(metrics).toMatch(new RegExp(`^parity_release_failures_total ${failures + 1}$`, 'm'));
+      expect(metrics).toMatch(new RegExp(`^parity_release_retries_total ${retries + 2}$`, 'm'));
       // The snapshot is visible, b's points are not in it: the day keeps a's value, held.
       expect(await day()).toMatchObject({ state: 'held', value: 4, asOf: s2 - 1 });
       // a's next batch touches the KPI: its release step decides on b's waiting points too.
       await f.push('a', 'closed', [{ day: '2026-11-17', subjects: 4, value: () => 1, tag: 'A2' }]);
       expect(await day()).toMatchObject({ state: 'ok', value: 12 });
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('a release step that fails once is run again at its own snapshot before anyone reads it: the batch is in its first figures', async () => {
+    const kpi: KpiDef = { id: 'again', measure: 'sum', grains: ['day', 'week'] };
+    const f = await Family.start(agreementFile(['a', 'b'], 3, [kpi]));
+    const dayAt = async (snapshot: number) =>
+      cellOf(
+        await f.get(`/v1/kpis/again/series?grain=day&from=2026-11-16&to=2026-11-16&snapshot=${snapshot}`, 'a'),
+        '2026-11-16',
+        null,
+      );
+    try {
+      const s1 = await f.push('a', 'again', [{ day: '2026-11-16', subjects: 4, value: () => 1, tag: 'A1' }]);
+      const duck = f.t.room.duck;
+      const real = duck.releaser;
+      const failures = duck.releaseFailures;
+      const retries = duck.releaseRetries;
+      const seen: number[] = []; // the latest snapshot readers could see at each attempt
+      duck.releaser = (exec, snapshot, kpis) => {
+        seen.push(duck.snapshots.latest);
+        if (seen.length === 1) return Promise.reject(new Error('DuckDB short of memory, for a moment'));
+        return real(exec, snapshot, kpis);
+      };
+      let s2: number;
+      try {
+        s2 = await f.push('b', 'again', [{ day: '2026-11-16', subjects: 4, value: () => 2, tag: 'B1' }]);
+      } finally {
+        duck.releaser = real;
+      }
+      // Both attempts ran while readers still saw the snapshot before it.
+      expect(seen).toEqual([s1, s1]);
+      expect(s2).toBe(s1 + 1);
+      expect(duck.releaseRetries).toBe(retries + 1);
+      expect(duck.releaseFailures).toBe(failures);
+      // No later batch: b's points are in the day at their own snapshot, released, and the
+      // snapshot before it is as it was.
+      expect(await dayAt(s2)).toMatchObject({ state: 'ok', value: 12 });
+      expect(await dayAt(s1)).toMatchObject({ state: 'ok', value: 4 });
     } finally {
       await f.close();
     }
