@@ -538,8 +538,12 @@ describe('family 5 — across snapshots', () => {
         attempts++;
         return Promise.reject(new Error('release step down'));
       };
-      const s2 = await f.push('b', 'closed', [{ day: '2026-11-16', subjects: 4, value: () => 2, tag: 'B1' }]);
-      duck.releaser = real;
+      let s2: number;
+      try {
+        s2 = await f.push('b', 'closed', [{ day: '2026-11-16', subjects: 4, value: () => 2, tag: 'B1' }]);
+      } finally {
+        duck.releaser = real;
+      }
       // Three attempts, the snapshot waiting for them; then the step is given up.
       expect(attempts).toBe(3);
       expect(duck.releaseRetries).toBe(retries + 2);
@@ -573,8 +577,10 @@ describe('family 5 — across snapshots', () => {
       const failures = duck.releaseFailures;
       const retries = duck.releaseRetries;
       const seen: number[] = []; // the latest snapshot readers could see at each attempt
+      const at: number[] = []; // the snapshot each attempt releases at
       duck.releaser = (exec, snapshot, kpis) => {
         seen.push(duck.snapshots.latest);
+        at.push(snapshot);
         if (seen.length === 1) return Promise.reject(new Error('DuckDB short of memory, for a moment'));
         return real(exec, snapshot, kpis);
       };
@@ -587,6 +593,7 @@ describe('family 5 — across snapshots', () => {
       // Both attempts ran while readers still saw the snapshot before it.
       expect(seen).toEqual([s1, s1]);
       expect(s2).toBe(s1 + 1);
+      expect(at).toEqual([s2, s2]);
       expect(duck.releaseRetries).toBe(retries + 1);
       expect(duck.releaseFailures).toBe(failures);
       // No later batch: b's points are in the day at their own snapshot, released, and the
@@ -595,6 +602,34 @@ describe('family 5 — across snapshots', () => {
       expect(await dayAt(s1)).toMatchObject({ state: 'ok', value: 4 });
     } finally {
       await f.close();
+    }
+  });
+
+  it('a store closing while a failed release step waits to run again gives the step up at once, without another attempt', async () => {
+    const kpi: KpiDef = { id: 'stopping', measure: 'sum', grains: ['day', 'week'] };
+    const f = await Family.start(agreementFile(['a', 'b'], 3, [kpi]));
+    const duck = f.t.room.duck;
+    const failures = duck.releaseFailures;
+    let attempts = 0;
+    duck.releaser = () => {
+      attempts++;
+      return Promise.reject(new Error('release step down'));
+    };
+    try {
+      const pushed = f.push('b', 'stopping', [{ day: '2026-11-16', subjects: 4, value: () => 2, tag: 'B1' }]);
+      pushed.catch(() => undefined); // its answer is not what this test is about
+      const deadline = Date.now() + 30_000;
+      while (attempts === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(attempts).toBe(1);
+      const t0 = performance.now();
+      await duck.close(); // during the 1 s wait before the second attempt
+      const waited = () => performance.now() - t0;
+      while (duck.releaseFailures === failures && waited() < 5_000) await new Promise((r) => setTimeout(r, 10));
+      expect(duck.releaseFailures).toBe(failures + 1);
+      expect(waited()).toBeLessThan(900); // not the full pause, and no second attempt
+      expect(attempts).toBe(1);
+    } finally {
+      await f.close().catch(() => undefined);
     }
   });
 
