@@ -10,7 +10,13 @@ import { AuditChain } from '../services/governance/audit-repository.js';
 import { governanceCommands } from '../services/governance/governance-cli.js';
 import { steeringCommands } from '../services/steering/steering-cli.js';
 import { pushFile } from '../services/ingest/push-client.js';
-import { ConfigError, loadConfig, type Config } from '../services/platform/config.js';
+import {
+  ConfigError,
+  DUCKDB_POOL_FLOOR_MB,
+  duckdbBytes,
+  loadConfig,
+  type Config,
+} from '../services/platform/config.js';
 import { openControlDb } from '../services/platform/control-db.js';
 import { createDemoInvitations, createDemoTokens, seedDemoFeedback, seedDemoPoints, seedDemoSteering } from './demo.js';
 import { migrateControlDb } from '../services/platform/migrate.js';
@@ -111,6 +117,10 @@ async function runServe(withDemo: boolean): Promise<void> {
         if (cfg.memoryLimit !== null)
           out(
             `  memory budget ${Math.round(cfg.memoryLimit / 1024 ** 2)} MiB (PARITY_MEMORY_LIMIT): DuckDB ${cfg.duckdbMemory}, ${cfg.ingestConcurrency} batch${cfg.ingestConcurrency === 1 ? '' : 'es'} in flight, ${cfg.workerHeap.oldMb} MB per ingest worker`,
+          );
+        if (duckdbBytes(cfg.duckdbMemory) < DUCKDB_POOL_FLOOR_MB * 1e6)
+          out(
+            `  warning: DuckDB's pool (PARITY_DUCKDB_MEMORY=${cfg.duckdbMemory}) is below ${DUCKDB_POOL_FLOOR_MB}MB: a large batch's release step and rollup refresh can run out of memory (README, Configuration)`,
           );
       },
     });

@@ -206,8 +206,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 const MB = 1024 ** 2;
 
 /**
+ * The smallest DuckDB pool the room plans (README, Performance → Ingest: at 64 MB a 10M-point
+ * push landed, but its release step, the rollup refresh and the band evaluation after it ran out
+ * of memory). An explicit PARITY_DUCKDB_MEMORY below it is taken, with a warning at start.
+ */
+export const DUCKDB_POOL_FLOOR_MB = 128;
+
+/** A DuckDB memory size (`64MB`, `2GiB`) in bytes, as DuckDB reads it: KB, MB, GB in powers of 1000, KiB, MiB, GiB of 1024. */
+export function duckdbBytes(size: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(KB|MB|GB|KiB|MiB|GiB)$/i.exec(size.trim());
+  if (!m) throw new RangeError(`not a DuckDB memory size: ${size}`);
+  const unit = m[2]!.toLowerCase();
+  const mult: Record<string, number> = { kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+  return Number(m[1]) * mult[unit]!;
+}
+
+/**
  * How the room shares PARITY_MEMORY_LIMIT (docs: README "Configuration"): DuckDB gets a quarter
- * (at least 128 MB: the demo's rollup build needs that much), one batch in flight per whole 256 MiB (1–4),
+ * (at least DUCKDB_POOL_FLOOR_MB: below it a 10M-point batch's release step and rollup refresh ran out of memory), one batch in flight per whole 256 MiB (1–4),
  * and the ingest workers — a parse and a spool worker per batch in flight — share an eighth
  * (16–48 MB of old space each; each thread also costs ~10 MB of its own). The rest is Node's own heap, the control plane and buffers.
  * Explicit PARITY_DUCKDB_MEMORY and PARITY_INGEST_CONCURRENCY win. Without a limit: 256 MB for
@@ -226,7 +242,7 @@ export function memoryPlan(
   const ingestConcurrency = explicit.ingestConcurrency ?? Math.min(4, Math.max(1, Math.floor(limit / (256 * MB))));
   const oldMb = Math.min(48, Math.max(16, Math.floor(limit / 8 / (2 * ingestConcurrency) / MB)));
   return {
-    duckdbMemory: explicit.duckdbMemory ?? `${Math.max(128, Math.floor(limit / 4 / MB))}MB`,
+    duckdbMemory: explicit.duckdbMemory ?? `${Math.max(DUCKDB_POOL_FLOOR_MB, Math.floor(limit / 4 / MB))}MB`,
     ingestConcurrency,
     workerHeap: { oldMb, youngMb: oldMb >= 32 ? 8 : 4 },
   };

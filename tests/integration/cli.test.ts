@@ -44,6 +44,23 @@ kpis:
   });
 });
 
+describe('parity serve with a small DuckDB pool', () => {
+  it('starts, and warns that a large batch can run its release step and rollups out of memory', async () => {
+    const room = await spawnRoom({
+      DATABASE_URL: '',
+      PARITY_DATA_DIR: join(dir, 'small-pool'),
+      PARITY_AGREEMENT: 'fixtures/demo-agreement.yaml',
+      PARITY_DUCKDB_MEMORY: '64MB',
+    });
+    try {
+      await expect.poll(room.output).toMatch(/warning: DuckDB's pool \(PARITY_DUCKDB_MEMORY=64MB\) is below 128MB/);
+    } finally {
+      room.child.kill('SIGTERM');
+      expect(await room.exited).toBe(0);
+    }
+  });
+});
+
 describe('configuration errors', () => {
   it('a bad variable stops start-up with one line naming it', async () => {
     const r = await parity(['serve'], { PORT: 'eighty', PARITY_DATA_DIR: join(dir, 'cfg') });

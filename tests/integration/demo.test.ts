@@ -77,6 +77,7 @@ describe('parity demo (what npm start runs)', () => {
       expect(out).toMatch(
         /memory budget 488 MiB \(PARITY_MEMORY_LIMIT\): DuckDB 128MB, 1 batch in flight, 30 MB per ingest worker/,
       );
+      expect(out).not.toContain("warning: DuckDB's pool"); // the plan keeps the floor
       // The dashboard is served at / from the same process.
       const page = await fetch(`${first.url}/`);
       expect(page.status).toBe(200);

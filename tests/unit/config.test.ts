@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../services/platform/config.js';
+import { ConfigError, DUCKDB_POOL_FLOOR_MB, duckdbBytes, loadConfig } from '../../services/platform/config.js';
 
 describe('configuration', () => {
   it('has sensible defaults', () => {
@@ -86,6 +86,21 @@ describe('PARITY_MEMORY_LIMIT', () => {
     expect(c.workerHeap.oldMb).toBe(16);
     const d = loadConfig({});
     expect([d.memoryLimit, d.duckdbMemory, d.ingestConcurrency, d.workerHeap.oldMb]).toEqual([null, '256MB', 4, 48]);
+  });
+
+  it('reads DuckDB memory sizes as DuckDB does, to compare them with the planned floor', () => {
+    expect(['64MB', '128MB', '1.5GB', '2GiB', '512 KiB', '128mib'].map(duckdbBytes)).toEqual([
+      64e6,
+      128e6,
+      1.5e9,
+      2 * 1024 ** 3,
+      512 * 1024,
+      128 * 1024 ** 2,
+    ]);
+    expect(() => duckdbBytes('lots')).toThrow(/not a DuckDB memory size/);
+    // The plan never goes below the floor; an explicit value may (and start-up warns).
+    expect(duckdbBytes(loadConfig({ PARITY_MEMORY_LIMIT: '256MB' }).duckdbMemory)).toBe(DUCKDB_POOL_FLOOR_MB * 1e6);
+    expect(loadConfig({ PARITY_MEMORY_LIMIT: '400MB', PARITY_DUCKDB_MEMORY: '64MB' }).duckdbMemory).toBe('64MB');
   });
 
   it('refuses a budget too small to run the room, naming the variable', () => {
