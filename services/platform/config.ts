@@ -1,24 +1,33 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
+/** Bytes per unit of a size: KB, MB, GB in powers of 1000 and KiB, MiB, GiB of 1024, as DuckDB reads them too. */
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+};
+
+/** A size checked by the schemas below (`1048576`, `64mb`, `2 GiB`) in bytes. */
+function sizeBytes(size: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(size.trim());
+  const mult = m && SIZE_UNITS[m[2]!.toLowerCase()];
+  if (!mult) throw new RangeError(`not a size: ${size}`);
+  return Math.floor(Number(m[1]) * mult);
+}
+
+/** What PARITY_DUCKDB_MEMORY takes: DuckDB's own memory sizes. */
+const DUCKDB_SIZE = /^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i;
+
 const byteSize = z
   .string()
   .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb|kib|mib|gib)?$/i, 'expected a size such as 1048576, 64mb or 1gib')
-  .transform((s) => {
-    const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(s.trim())!;
-    const unit = (m[2] ?? '').toLowerCase();
-    const mult: Record<string, number> = {
-      '': 1,
-      b: 1,
-      kb: 1e3,
-      mb: 1e6,
-      gb: 1e9,
-      kib: 1024,
-      mib: 1024 ** 2,
-      gib: 1024 ** 3,
-    };
-    return Math.floor(Number(m[1]) * mult[unit]!);
-  });
+  .transform(sizeBytes);
 
 /** The environment the room reads, validated once at start-up (DESIGN.md "Environment"). */
 export const envSchema = z.object({
@@ -88,10 +97,7 @@ export const envSchema = z.object({
       }
       return origins.map((o) => o.replace(/\/$/, ''));
     }),
-  PARITY_DUCKDB_MEMORY: z
-    .string()
-    .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i, 'expected a DuckDB memory size such as 256MB or 2GB')
-    .optional(),
+  PARITY_DUCKDB_MEMORY: z.string().regex(DUCKDB_SIZE, 'expected a DuckDB memory size such as 256MB or 2GB').optional(),
 });
 
 export interface Config {
@@ -212,13 +218,10 @@ const MB = 1024 ** 2;
  */
 export const DUCKDB_POOL_FLOOR_MB = 128;
 
-/** A DuckDB memory size (`64MB`, `2GiB`) in bytes, as DuckDB reads it: KB, MB, GB in powers of 1000, KiB, MiB, GiB of 1024. */
+/** A DuckDB memory size (`64MB`, `2GiB`, as PARITY_DUCKDB_MEMORY takes it) in bytes, as DuckDB reads it. */
 export function duckdbBytes(size: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(KB|MB|GB|KiB|MiB|GiB)$/i.exec(size.trim());
-  if (!m) throw new RangeError(`not a DuckDB memory size: ${size}`);
-  const unit = m[2]!.toLowerCase();
-  const mult: Record<string, number> = { kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
-  return Number(m[1]) * mult[unit]!;
+  if (!DUCKDB_SIZE.test(size.trim())) throw new RangeError(`not a DuckDB memory size: ${size}`);
+  return sizeBytes(size);
 }
 
 /**
