@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { Readable } from 'node:stream';
+import { retryPause } from '../platform/backoff.js';
 
 const typeByExtension: Record<string, string> = {
   '.csv': 'text/csv',
@@ -128,6 +129,5 @@ export async function pushFile(opts: PushOptions): Promise<PushOutcome> {
   return { ok: false, status: null, problem: null, message: lastMessage, attempts: maxAttempts, idempotencyKey: key };
 }
 
-function backoff(attempt: number): number {
-  return Math.min(500 * 2 ** (attempt - 1), 30_000);
-}
+/** Half a second after the first failure, doubling up to 30 s. */
+const backoff = (attempt: number): number => retryPause(attempt, { firstMs: 500, maxMs: 30_000 });

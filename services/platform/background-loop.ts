@@ -1,3 +1,5 @@
+import { retryPause } from './backoff.js';
+
 /**
  * Runs background work beside ingest (band evaluation, rollup maintenance): requests made
  * while a run is in progress coalesce into the next run, and under sustained ingest (batches
@@ -44,8 +46,7 @@ export class BackgroundLoop {
 
   /** The pause before a failed run is tried again, after `failedInARow` failures (≥ 1). */
   retryAfter(failedInARow: number): number | undefined {
-    const retry = this.opts.retry;
-    return retry && Math.min(retry.maxMs, retry.firstMs * 2 ** Math.min(30, failedInARow - 1));
+    return this.opts.retry && retryPause(failedInARow, this.opts.retry);
   }
 
   /**

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBValue, type Json } from '@duckdb/node-api';
 import { sqlDir } from './paths.js';
 import { mergeDaySpans, type DaySpans } from './calendar.js';
+import { retryPause } from './backoff.js';
 
 /**
  * Snapshot numbers are handed out when a batch starts landing and become visible only
@@ -459,9 +460,9 @@ export class StoreTransaction {
   }
 }
 
-/** Attempts of a release step before its atoms are left pending, and the pause before the second (doubling). */
+/** Attempts of a release step before its atoms are left pending, and the pauses between them (1 s, then 2 s). */
 const RELEASE_ATTEMPTS = 3;
-const RELEASE_RETRY_MS = 1_000;
+const RELEASE_RETRY = { firstMs: 1_000, maxMs: 2_000 };
 
 /** How long close() lets the store's running work finish before interrupting it, and waits in all. */
 const CLOSE_GRACE_MS = 2_000;
@@ -538,7 +539,7 @@ export class DuckStore {
    * pending at the snapshots before it (docs/privacy.md §3) — one step's fixed cost for all.
    *
    * A step that fails (DuckDB short of memory while a refresh holds it, say) rolled back whole
-   * and is run again at the same snapshot after RELEASE_RETRY_MS, then twice that: nobody has
+   * and is run again at the same snapshot after the pauses of RELEASE_RETRY: nobody has
    * read the snapshot yet, since the watermark waits for its step. After RELEASE_ATTEMPTS, or once
    * the store is closing, its atoms stay pending (fail closed) until a later step of the KPI.
    */
@@ -568,7 +569,7 @@ export class DuckStore {
         if (attempt < RELEASE_ATTEMPTS && !this.closed) {
           this.releaseRetries++;
           // Waited out in short steps: a close meanwhile ends the wait (no connection is held).
-          const until = performance.now() + RELEASE_RETRY_MS * 2 ** (attempt - 1);
+          const until = performance.now() + retryPause(attempt, RELEASE_RETRY);
           while (performance.now() < until && !this.closed) await new Promise((r) => setTimeout(r, 50));
           if (!this.closed) continue;
         }

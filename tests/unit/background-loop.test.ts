@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BackgroundLoop } from '../../services/platform/background-loop.js';
+import { retryPause } from '../../services/platform/backoff.js';
 import { EVALUATION_SHARE } from '../../services/alerts/alert-engine.js';
 
 const noop = () => Promise.resolve();
@@ -188,6 +189,10 @@ describe('a background loop whose run failed', () => {
       { retry: { firstMs: 40, maxMs: 100 } },
     );
     expect([1, 2, 3, 4, 40].map((n) => loop.retryAfter(n))).toEqual([40, 80, 100, 100, 100]);
+    // The same pauses as the push client's and the release step's (one formula).
+    expect([1, 2, 3, 7, 8, 1_000].map((n) => retryPause(n, { firstMs: 500, maxMs: 30_000 }))).toEqual([
+      500, 1_000, 2_000, 30_000, 30_000, 30_000,
+    ]);
     loop.request(); // the only request
     await until(() => starts.length === 4);
     expect(told).toEqual([
