@@ -222,7 +222,10 @@ export class RollupMaintainer {
         }),
       () => duck.slots.busy > 0,
       (err, retryInMs) =>
-        log.error({ err, retryInMs }, 'rollups: refresh failed; series read points meanwhile until it is tried again'),
+        log.error(
+          { err, retryInMs },
+          'rollups: refresh failed; until a retry succeeds, series read the periods moved since from the points',
+        ),
       { retry: ROLLUP_RETRY },
     );
   }
