@@ -21,6 +21,14 @@ export const ingestTypes = {
 export type IngestKind = (typeof ingestTypes)[keyof typeof ingestTypes];
 
 const ROWS_PER_YIELD = 2048;
+
+/**
+ * The most text of one point a parser holds while it waits for the point's end: an NDJSON line, a
+ * JSON element, a CSV record. A point is some hundred characters; without a bound a body that
+ * never ends one (a quoted field left open, a line without a break) is held whole and, as each
+ * chunk joins it, copied or scanned again: a 1 GB body would keep a parse worker busy for hours.
+ */
+export const MAX_POINT_TEXT = 1 << 20;
 const pointFields = ['kpi', 'at', 'value', 'subject', 'dims'];
 
 function candidateOf(obj: unknown, row: number): ParsedRow {
@@ -106,6 +114,8 @@ async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRo
       start = nl + 1;
     }
     carry = s.slice(start);
+    if (carry.length > MAX_POINT_TEXT)
+      throw badRequest(`line ${line + 1} is longer than ${MAX_POINT_TEXT} characters (no point is)`, 'body');
     if (out.length >= ROWS_PER_YIELD) {
       yield out;
       out = [];
@@ -233,6 +243,8 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
       }
       throw badRequest(`${shape}; unexpected text after the closing brace`, 'body');
     }
+    if (phase === 'elements' && buf.length - pos > MAX_POINT_TEXT)
+      throw malformed(`a point longer than ${MAX_POINT_TEXT} characters`);
     if (out.length >= ROWS_PER_YIELD) {
       yield out;
       out = [];
@@ -251,9 +263,6 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
   if (out.length) yield out;
 }
 
-/** The longest unfinished CSV record held while its end is awaited (a quoted field left open, say). */
-export const MAX_CSV_RECORD = 1 << 20;
-
 /** Papa Parse, loaded with the first CSV body: CommonJS whose functions Node shows on its default export only. */
 let papaModule: Promise<typeof PapaNamespace> | undefined;
 const loadPapa = async () => ((await import('papaparse')) as unknown as { default: typeof PapaNamespace }).default;
@@ -263,7 +272,7 @@ const loadPapa = async () => ((await import('papaparse')) as unknown as { defaul
  *
  * Papa Parse splits and unquotes the fields, handed whole records only: this function finds where
  * records end — a line break outside quotes; RFC 4180 doubles a quote inside a quoted field, so
- * the quotes before a break tell — and so bounds an unfinished record (MAX_CSV_RECORD) and refuses
+ * the quotes before a break tell — and so bounds an unfinished record (MAX_POINT_TEXT) and refuses
  * a quote that opens mid-field, text after a closing quote and a quoted field left open. (Papa
  * Parse streaming on its own parses an unfinished record again with every chunk, holds it whole
  * however long, and reads a stray quote as text. csv-parse, used before it, took 2–5 µs a record
@@ -409,9 +418,9 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
     buf = buf.length === 0 ? text : buf + text;
     const cut = scan(false);
     if (cut > 0) parse(cut - newline!.length, cut);
-    if (buf.length > MAX_CSV_RECORD)
+    if (buf.length > MAX_POINT_TEXT)
       throw badRequest(
-        `malformed CSV: a record longer than ${MAX_CSV_RECORD} characters (from line ${line}${quoted ? ', a quoted field left open?' : ''})`,
+        `malformed CSV: a record longer than ${MAX_POINT_TEXT} characters (from line ${line}${quoted ? ', a quoted field left open?' : ''})`,
         'body',
       );
     if (out.length >= ROWS_PER_YIELD) {

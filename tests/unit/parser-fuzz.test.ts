@@ -9,7 +9,7 @@ import { Float64, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow'
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
-import { parseBody } from '../../services/ingest/body-parsers.js';
+import { MAX_POINT_TEXT, parseBody } from '../../services/ingest/body-parsers.js';
 import { compileValidator, RowErrors } from '../../services/ingest/point-validator.js';
 import { Problem } from '../../services/platform/errors.js';
 import { timeout } from '../helpers/timeouts.js';
@@ -237,4 +237,58 @@ describe('CSV row numbers', () => {
     expect(rows.length).toBeGreaterThan(0);
     expect(new Set(rows)).toEqual(new Set([3]));
   });
+});
+
+describe('a point left unfinished is bounded', () => {
+  /** A body that starts a point and never ends it: 64 KiB chunks of `filler`, up to 64 MiB; counts the bytes it gave. */
+  function endless(start: string, filler: string): { body: AsyncGenerator<Buffer>; given: () => number } {
+    let given = 0;
+    const chunk = Buffer.from(filler.repeat(Math.ceil(65_536 / filler.length)));
+    return {
+      given: () => given,
+      body: (async function* () {
+        given += Buffer.byteLength(start);
+        yield Buffer.from(start);
+        for (let i = 0; i < 1_000; i++) {
+          given += chunk.length;
+          yield chunk;
+        }
+      })(),
+    };
+  }
+  const cases: [Kind, string, string, RegExp][] = [
+    ['ndjson', `${seeds.ndjson}{"kpi":"lead_time","subject":"`, 'x', /^line 3 is longer than 1048576 characters/],
+    ['ndjson', seeds.ndjson, '  ', /^line 3 is longer than 1048576 characters/],
+    [
+      'json',
+      '{"points":[{"kpi":"lead_time","subject":"',
+      'x\\"',
+      /^malformed JSON: a point longer than 1048576 characters \(row 1\)/,
+    ],
+    [
+      'json',
+      '{"points":[{"kpi":"lead_time"},{"dims":[',
+      '[1],',
+      /^malformed JSON: a point longer than 1048576 characters \(row 2\)/,
+    ],
+    [
+      'csv',
+      'kpi,at,value,subject,region\nlead_time,2026-11-20T10:00:00Z,4,"S-',
+      'x,\n""',
+      /longer than 1048576 characters \(from line 2, a quoted field left open\?\)/,
+    ],
+    ['csv', 'kpi,at,value,subject,region\n', 'abc,', /longer than 1048576 characters \(from line 2\)$/],
+    ['csv', 'kpi,at,value,subject,region\n', '"a","b",', /longer than 1048576 characters \(from line 2\)$/],
+  ];
+  for (const [kind, start, filler, message] of cases)
+    it(`${kind}: ${JSON.stringify(filler)} after ${JSON.stringify(start.slice(-12))} is a 400 once past the bound, the rest unread`, async () => {
+      const b = endless(start, filler);
+      const err = await (async () => {
+        for await (const _ of parseBody(kind as Exclude<Kind, 'arrow'>, b.body, dims)) void _;
+      })().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Problem);
+      expect((err as Problem).status).toBe(400);
+      expect((err as Problem).detail).toMatch(message);
+      expect(b.given()).toBeLessThan(MAX_POINT_TEXT + 3 * 65_536);
+    });
 });
