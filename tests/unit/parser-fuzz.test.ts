@@ -275,10 +275,10 @@ describe('a point left unfinished is bounded', () => {
       'csv',
       'kpi,at,value,subject,region\nlead_time,2026-11-20T10:00:00Z,4,"S-',
       'x,\n""',
-      /longer than 1048576 characters \(from line 2, a quoted field left open\?\)/,
+      /^malformed CSV: Max Record Size: .* 1048576 at line 2/,
     ],
-    ['csv', 'kpi,at,value,subject,region\n', 'abc,', /longer than 1048576 characters \(from line 2\)$/],
-    ['csv', 'kpi,at,value,subject,region\n', '"a","b",', /longer than 1048576 characters \(from line 2\)$/],
+    ['csv', 'kpi,at,value,subject,region\n', 'abc,', /^malformed CSV: Max Record Size: .* 1048576 at line 2/],
+    ['csv', 'kpi,at,value,subject,region\n', '"a","b",', /^malformed CSV: Max Record Size: .* 1048576 at line 2/],
   ];
   for (const [kind, start, filler, message] of cases)
     it(`${kind}: ${JSON.stringify(filler)} after ${JSON.stringify(start.slice(-12))} is a 400 once past the bound, the rest unread`, async () => {
@@ -289,6 +289,8 @@ describe('a point left unfinished is bounded', () => {
       expect(err).toBeInstanceOf(Problem);
       expect((err as Problem).status).toBe(400);
       expect((err as Problem).detail).toMatch(message);
-      expect(b.given()).toBeLessThan(MAX_POINT_TEXT + 3 * 65_536);
+      // csv-parse counts the bytes of a record's fields, not its commas and quotes, and reads ahead
+      // through its stream: it stops later than the other two, still within an eighth of the body.
+      expect(b.given()).toBeLessThan(kind === 'csv' ? 8 * MAX_POINT_TEXT : MAX_POINT_TEXT + 3 * 65_536);
     });
 });
