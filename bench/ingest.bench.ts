@@ -210,6 +210,11 @@ async function startServer(dataDir: string, extraEnv: Record<string, string> = {
     child,
     url,
     peakRssMb: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024,
+    /** User and system CPU seconds of the server process so far, all threads (/proc stat, 100 ticks a second). */
+    cpuSeconds: () => {
+      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100;
+    },
   };
 }
 
@@ -360,6 +365,8 @@ async function main() {
   const ratios = new Map<string, number[]>(paths.map((p) => [p.name, []]));
   /** Points/s of each path counted until the room's rollups hold every point it pushed. */
   const rolledRates = new Map<string, number[]>(paths.map((p) => [p.name, []]));
+  /** The server's CPU time (all its threads) per point of each path, until its last 202. */
+  const cpuPerPoint = new Map<string, number[]>(paths.map((p) => [p.name, []]));
   for (let round = 0; round < ROUNDS; round++) {
     process.stderr.write(`round ${round + 1} of ${ROUNDS}: ceilings…\n`);
     const ceiling = await appenderCeiling(rows, true);
@@ -376,7 +383,9 @@ async function main() {
         await settled(server.url);
         process.stderr.write(`  ${path.name}…\n`);
         const t0 = performance.now();
+        const cpu0 = server.cpuSeconds();
         const rate = await path.run(server.url, token);
+        cpuPerPoint.get(path.name)!.push(((server.cpuSeconds() - cpu0) * 1e6) / N);
         // And the time until its points are rolled up too (the fast reads hold them).
         await settled(server.url);
         rates.get(path.name)!.push(rate);
@@ -490,20 +499,20 @@ async function main() {
     '',
     'Each path starts once the room has settled (no batch landing, rollups current); "until rolled up" counts until the rollups hold every point the path pushed.',
     '',
-    '| path | points/s (median) | vs appender + HMAC ceiling (min / median / max) | target | points/s until rolled up (median) |',
-    '|---|---:|---|---|---:|',
-    `| DuckDB appender + HMAC-SHA-256 per row, in-process (ceiling) | ${fmt(ceilingMedian)} | 1.00 | | |`,
-    `| DuckDB appender alone, in-process | ${fmt(median(rates.get('appender')!))} | ${(median(rates.get('appender')!) / ceilingMedian).toFixed(2)} | | |`,
-    `| PostgreSQL COPY, plain table (baseline) | ${copy ? fmt(copy) : 'n/a (no server)'} | ${copy ? (copy / ceilingMedian).toFixed(2) : 'n/a'} | | |`,
+    '| path | points/s (median) | vs appender + HMAC ceiling (min / median / max) | target | points/s until rolled up (median) | server CPU µs a point (median) |',
+    '|---|---:|---|---|---:|---:|',
+    `| DuckDB appender + HMAC-SHA-256 per row, in-process (ceiling) | ${fmt(ceilingMedian)} | 1.00 | | | |`,
+    `| DuckDB appender alone, in-process | ${fmt(median(rates.get('appender')!))} | ${(median(rates.get('appender')!) / ceilingMedian).toFixed(2)} | | | |`,
+    `| PostgreSQL COPY, plain table (baseline) | ${copy ? fmt(copy) : 'n/a (no server)'} | ${copy ? (copy / ceilingMedian).toFixed(2) : 'n/a'} | | | |`,
     ...paths.map((p) => {
       const r = ratios.get(p.name)!;
       const target =
         p.target === undefined ? '' : `≥ ${p.target.toFixed(1)}×: ${median(r) >= p.target ? 'met' : 'MISSED'}`;
-      return `| HTTP ${p.name}${p.name.includes('batches') ? '' : `, one push of ${fmt(N)} points`} → Parity | ${fmt(median(rates.get(p.name)!))} | ${spread(r, (x) => x.toFixed(2), ' / ')} | ${target} | ${fmt(median(rolledRates.get(p.name)!))} |`;
+      return `| HTTP ${p.name}${p.name.includes('batches') ? '' : `, one push of ${fmt(N)} points`} → Parity | ${fmt(median(rates.get(p.name)!))} | ${spread(r, (x) => x.toFixed(2), ' / ')} | ${target} | ${fmt(median(rolledRates.get(p.name)!))} | ${median(cpuPerPoint.get(p.name)!).toFixed(1)} |`;
     }),
     ...rssRuns.map(
       (r) =>
-        `| HTTP NDJSON, ${fmt(RSS_POINTS)} points in one streamed request, ${r.name} | ${fmt(r.rate)} | ${(r.rate / ceilingMedian).toFixed(2)} (one run) | peak server RSS ${r.peak.toFixed(0)} MB${r.pglite ? ' with embedded PGlite' : ''} (≤ 400 MB: ${r.peak <= 400 ? 'met' : 'MISSED'}) | |`,
+        `| HTTP NDJSON, ${fmt(RSS_POINTS)} points in one streamed request, ${r.name} | ${fmt(r.rate)} | ${(r.rate / ceilingMedian).toFixed(2)} (one run) | peak server RSS ${r.peak.toFixed(0)} MB${r.pglite ? ' with embedded PGlite' : ''} (≤ 400 MB: ${r.peak <= 400 ? 'met' : 'MISSED'}) | | |`,
     ),
   ];
   if (overload.length)
