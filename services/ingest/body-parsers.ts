@@ -25,10 +25,11 @@ const ROWS_PER_YIELD = 2048;
 
 /**
  * The most text of one point a parser holds while it waits for the point's end: an NDJSON line, a
- * JSON element, a CSV record (csv-parse's max_record_size, which counts its bytes). A point is some
- * hundred characters; without a bound a body that never ends one (a line without a break, a string
- * left open) is held whole and, as each chunk joins it, copied or scanned again: a 1 GB body would
- * keep a parse worker busy for hours.
+ * JSON element, a CSV record (csv-parse's max_record_size counts the characters in its fields; the
+ * room adds one per field). A point is some hundred characters. Without a bound, a body that never
+ * ends one (a line without a break, a string left open, a record of empty fields) is held whole:
+ * before the bound and the pieces below, NDJSON and JSON also scanned it again with every chunk,
+ * and one 1 GB body would have kept a parse worker busy for hours.
  */
 export const MAX_POINT_TEXT = 1 << 20;
 const pointFields = ['kpi', 'at', 'value', 'subject', 'dims'];
@@ -92,7 +93,8 @@ async function* decodeUtf8(body: AsyncIterable<Buffer>): AsyncGenerator<string> 
 
 /** NDJSON: one point per line; a line that is not JSON is a row error, not a body error. */
 async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[]> {
-  let carry = '';
+  let carry: string[] = []; // the pieces of the line under way
+  let carried = 0; // their length
   let line = 0;
   let out: ParsedRow[] = [];
   const handle = (text: string) => {
@@ -108,22 +110,29 @@ async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRo
     out.push(candidateOf(obj, line));
   };
   for await (const text of decodeUtf8(body)) {
+    // Only the new text is searched for breaks, and a line's pieces are joined once it ends: a
+    // line arriving in many small chunks costs its length, not its length per chunk.
     let start = 0;
     let nl: number;
-    const s = carry ? carry + text : text;
-    while ((nl = s.indexOf('\n', start)) !== -1) {
-      handle(s.slice(start, nl));
+    while ((nl = text.indexOf('\n', start)) !== -1) {
+      const tail = text.slice(start, nl);
+      handle(carry.length === 0 ? tail : carry.join('') + tail);
+      carry = [];
+      carried = 0;
       start = nl + 1;
     }
-    carry = s.slice(start);
-    if (carry.length > MAX_POINT_TEXT)
-      throw badRequest(`line ${line + 1} is longer than ${MAX_POINT_TEXT} characters (no point is)`, 'body');
+    if (start < text.length) {
+      carry.push(start === 0 ? text : text.slice(start));
+      carried += text.length - start;
+      if (carried > MAX_POINT_TEXT)
+        throw badRequest(`line ${line + 1} is longer than ${MAX_POINT_TEXT} characters (no point is)`, 'body');
+    }
     if (out.length >= ROWS_PER_YIELD) {
       yield out;
       out = [];
     }
   }
-  if (carry.length) handle(carry);
+  if (carry.length) handle(carry.join(''));
   if (out.length) yield out;
 }
 
@@ -148,14 +157,22 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
     return i;
   };
   const malformed = (what: string) => badRequest(`malformed JSON: ${what} (row ${row + 1})`, 'body');
-  // Scan one element starting at i; returns its end or -1 when more text is needed.
-  const elementEnd = (i: number): number => {
-    let depth = 0;
-    let inStr = false;
-    for (let j = i; j < buf.length; j++) {
-      const ch = buf.charCodeAt(j);
+  // The element under way: its nesting depth, whether in a string, whether the next character is
+  // escaped. An element that a chunk leaves unfinished is kept in pieces (`pending`), and the scan
+  // goes on in the next chunk where it stopped: an element arriving in many small chunks costs its
+  // length, not its length per chunk.
+  let depth = 0;
+  let inStr = false;
+  let escaped = false;
+  let pending: string[] | undefined;
+  let pendingLength = 0;
+  // Scans s from i for the end of the element under way; returns its end or -1 when more text is needed.
+  const elementEnd = (s: string, i: number): number => {
+    for (let j = i; j < s.length; j++) {
+      const ch = s.charCodeAt(j);
       if (inStr) {
-        if (ch === 92) j++;
+        if (escaped) escaped = false;
+        else if (ch === 92) escaped = true;
         else if (ch === 34) inStr = false;
         continue;
       }
@@ -165,14 +182,40 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
         if (depth === 0) return j;
         depth--;
         if (depth === 0) return j + 1;
-        if (depth < 0) throw malformed('unbalanced brackets');
       } else if (depth === 0 && (ch === 44 || ch === 10 || ch === 13 || ch === 32 || ch === 9)) return j;
     }
     return -1;
   };
+  const element = (text: string) => {
+    row++;
+    expectComma = true;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (err) {
+      throw malformed(jsonParseMessage(err));
+    }
+    out.push(candidateOf(obj, row));
+  };
   for await (const text of decodeUtf8(body)) {
-    buf = pos > 0 ? buf.slice(pos) + text : buf + text;
-    pos = 0;
+    if (pending) {
+      const end = elementEnd(text, 0);
+      if (end === -1) {
+        pending.push(text);
+        pendingLength += text.length;
+        if (pendingLength > MAX_POINT_TEXT) throw malformed(`a point longer than ${MAX_POINT_TEXT} characters`);
+        continue;
+      }
+      pending.push(text.slice(0, end));
+      element(pending.join(''));
+      pending = undefined;
+      buf = text;
+      pos = end;
+    } else {
+      // What is left of buf is short: part of the head, of the text after the array, or nothing.
+      buf = pos > 0 ? buf.slice(pos) + text : buf + text;
+      pos = 0;
+    }
     while (true) {
       pos = ws(pos);
       if (pos >= buf.length) break;
@@ -209,19 +252,19 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
           expectComma = false;
           continue;
         }
-        const end = elementEnd(pos);
-        if (end === -1) break;
-        row++;
-        const slice = buf.slice(pos, end);
-        pos = end;
-        expectComma = true;
-        let obj: unknown;
-        try {
-          obj = JSON.parse(slice);
-        } catch (err) {
-          throw malformed(jsonParseMessage(err));
+        depth = 0;
+        inStr = false;
+        escaped = false;
+        const end = elementEnd(buf, pos);
+        if (end === -1) {
+          pending = [buf.slice(pos)];
+          pendingLength = buf.length - pos;
+          pos = buf.length;
+          if (pendingLength > MAX_POINT_TEXT) throw malformed(`a point longer than ${MAX_POINT_TEXT} characters`);
+          break;
         }
-        out.push(candidateOf(obj, row));
+        element(buf.slice(pos, end));
+        pos = end;
         continue;
       }
       if (phase === 'close') {
@@ -245,8 +288,6 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
       }
       throw badRequest(`${shape}; unexpected text after the closing brace`, 'body');
     }
-    if (phase === 'elements' && buf.length - pos > MAX_POINT_TEXT)
-      throw malformed(`a point longer than ${MAX_POINT_TEXT} characters`);
     if (out.length >= ROWS_PER_YIELD) {
       yield out;
       out = [];
@@ -277,6 +318,20 @@ async function linedCsv(): Promise<{ LinedCsvParser: typeof CsvParser; CsvError:
   class LinedCsvParser extends Parser {
     override push(record: unknown, encoding?: BufferEncoding): boolean {
       return super.push(record === null ? null : { record, line: this.info.lines }, encoding);
+    }
+    // max_record_size counts the characters inside a record's fields: a record of empty fields
+    // (`,,,,…`, `"","",…`) would grow without bound. Its fields count too, checked after each chunk
+    // (one chunk adds at most its length).
+    override _transform(chunk: Buffer, encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+      super._transform(chunk, encoding, (err?: Error | null) => {
+        const state = (this as unknown as { state: { record: unknown[]; record_length: number } }).state;
+        if (!err && state.record.length + state.record_length > MAX_POINT_TEXT)
+          err = badRequest(
+            `malformed CSV: a record longer than ${MAX_POINT_TEXT} characters with its separators at line ${this.info.lines}`,
+            'body',
+          );
+        callback(err);
+      });
     }
   }
   return { LinedCsvParser, CsvError };
