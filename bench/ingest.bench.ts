@@ -14,7 +14,7 @@
  * under PARITY_MEMORY_LIMIT=400MB, and the overload of issue #13. Each path starts on a settled
  * room (no batch landing, rollups current) and is also timed until its points are rolled up.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -183,6 +183,9 @@ async function scratchServer(prefix: string, partners: string[], env: Record<str
   };
 }
 
+/** The kernel's clock ticks a second, the unit of /proc's CPU times. */
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
 async function startServer(dataDir: string, extraEnv: Record<string, string> = {}) {
   const port = await freePort();
   const child = spawn(process.execPath, [join(packageRoot(), 'bin/parity.js'), 'serve'], {
@@ -210,10 +213,11 @@ async function startServer(dataDir: string, extraEnv: Record<string, string> = {
     child,
     url,
     peakRssMb: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024,
-    /** User and system CPU seconds of the server process so far, all threads (/proc stat, 100 ticks a second). */
+    /** User and system CPU seconds of the server process so far, all threads (/proc stat, fields 14 and 15). */
     cpuSeconds: () => {
-      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / 100;
+      const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
     },
   };
 }
