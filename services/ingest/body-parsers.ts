@@ -95,6 +95,8 @@ async function* decodeUtf8(body: AsyncIterable<Buffer>): AsyncGenerator<string> 
 async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[]> {
   let carry: string[] = []; // the pieces of the line under way
   let carried = 0; // their length
+  const tooLong = () =>
+    badRequest(`line ${line + 1} is longer than ${MAX_POINT_TEXT} characters (no point is)`, 'body');
   let line = 0;
   let out: ParsedRow[] = [];
   const handle = (text: string) => {
@@ -115,6 +117,7 @@ async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRo
     let start = 0;
     let nl: number;
     while ((nl = text.indexOf('\n', start)) !== -1) {
+      if (carried + nl - start > MAX_POINT_TEXT) throw tooLong();
       const tail = text.slice(start, nl);
       handle(carry.length === 0 ? tail : carry.join('') + tail);
       carry = [];
@@ -124,8 +127,7 @@ async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRo
     if (start < text.length) {
       carry.push(start === 0 ? text : text.slice(start));
       carried += text.length - start;
-      if (carried > MAX_POINT_TEXT)
-        throw badRequest(`line ${line + 1} is longer than ${MAX_POINT_TEXT} characters (no point is)`, 'body');
+      if (carried > MAX_POINT_TEXT) throw tooLong();
     }
     if (out.length >= ROWS_PER_YIELD) {
       yield out;
@@ -157,6 +159,7 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
     return i;
   };
   const malformed = (what: string) => badRequest(`malformed JSON: ${what} (row ${row + 1})`, 'body');
+  const tooLong = () => malformed(`a point longer than ${MAX_POINT_TEXT} characters`);
   // The element under way: its nesting depth, whether in a string, whether the next character is
   // escaped. An element that a chunk leaves unfinished is kept in pieces (`pending`), and the scan
   // goes on in the next chunk where it stopped: an element arriving in many small chunks costs its
@@ -203,9 +206,10 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
       if (end === -1) {
         pending.push(text);
         pendingLength += text.length;
-        if (pendingLength > MAX_POINT_TEXT) throw malformed(`a point longer than ${MAX_POINT_TEXT} characters`);
+        if (pendingLength > MAX_POINT_TEXT) throw tooLong();
         continue;
       }
+      if (pendingLength + end > MAX_POINT_TEXT) throw tooLong();
       pending.push(text.slice(0, end));
       element(pending.join(''));
       pending = undefined;
@@ -260,9 +264,10 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
           pending = [buf.slice(pos)];
           pendingLength = buf.length - pos;
           pos = buf.length;
-          if (pendingLength > MAX_POINT_TEXT) throw malformed(`a point longer than ${MAX_POINT_TEXT} characters`);
+          if (pendingLength > MAX_POINT_TEXT) throw tooLong();
           break;
         }
+        if (end - pos > MAX_POINT_TEXT) throw tooLong();
         element(buf.slice(pos, end));
         pos = end;
         continue;
@@ -320,12 +325,13 @@ async function linedCsv(): Promise<{ LinedCsvParser: typeof CsvParser; CsvError:
       return super.push(record === null ? null : { record, line: this.info.lines }, encoding);
     }
     // max_record_size counts the characters inside a record's fields: a record of empty fields
-    // (`,,,,…`, `"","",…`) would grow without bound. Its fields count too, checked after each chunk
-    // (one chunk adds at most its length).
+    // (`,,,,…`, `"","",…`) would grow without bound. Checked after each chunk (one chunk adds at
+    // most its length), a record counts its fields' characters and three for each field, at least
+    // the text it takes (`"",`).
     override _transform(chunk: Buffer, encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
       super._transform(chunk, encoding, (err?: Error | null) => {
-        const state = (this as unknown as { state: { record: unknown[]; record_length: number } }).state;
-        if (!err && state.record.length + state.record_length > MAX_POINT_TEXT)
+        const { record, record_length } = recordState(this);
+        if (!err && 3 * record.length + record_length > MAX_POINT_TEXT)
           err = badRequest(
             `malformed CSV: a record longer than ${MAX_POINT_TEXT} characters with its separators at line ${this.info.lines}`,
             'body',
@@ -334,9 +340,19 @@ async function linedCsv(): Promise<{ LinedCsvParser: typeof CsvParser; CsvError:
       });
     }
   }
+  // The record under way is csv-parse's internal state: a version that changes it fails here, at
+  // the first CSV body, rather than leave records of empty fields unbounded.
+  const probe = recordState(new LinedCsvParser({}));
+  if (!Array.isArray(probe.record) || typeof probe.record_length !== 'number')
+    throw new Error("csv-parse's state no longer holds record and record_length: the CSV record bound needs updating");
   return { LinedCsvParser, CsvError };
 }
 let csvModule: ReturnType<typeof linedCsv> | undefined;
+
+/** csv-parse's record under way: its fields so far and the characters in them. */
+function recordState(parser: object): { record: unknown[]; record_length: number } {
+  return (parser as { state: { record: unknown[]; record_length: number } }).state;
+}
 
 /** CSV: a header naming kpi, at, value, subject and one column per dimension key. */
 async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<string>): AsyncGenerator<ParsedRow[]> {
