@@ -26,7 +26,7 @@ const ROWS_PER_YIELD = 2048;
 /**
  * The most text of one point a parser holds while it waits for the point's end: an NDJSON line, a
  * JSON element, a CSV record (csv-parse's max_record_size counts the characters in its fields; the
- * room adds one per field). A point is some hundred characters. Without a bound, a body that never
+ * room counts its quotes and separators too, generously). A point is some hundred characters. Without a bound, a body that never
  * ends one (a line without a break, a string left open, a record of empty fields) is held whole:
  * before the bound and the pieces below, NDJSON and JSON also scanned it again with every chunk,
  * and one 1 GB body would have kept a parse worker busy for hours.
@@ -321,37 +321,47 @@ async function linedCsv(): Promise<{ LinedCsvParser: typeof CsvParser; CsvError:
   // csv-parse loads with the first CSV body (each parse worker loads what its bodies need).
   const { Parser, CsvError } = await import('csv-parse');
   class LinedCsvParser extends Parser {
+    /** The line the last record ended on (0 before the first). */
+    #lastLine = 0;
     override push(record: unknown, encoding?: BufferEncoding): boolean {
+      if (record !== null) this.#lastLine = this.info.lines;
       return super.push(record === null ? null : { record, line: this.info.lines }, encoding);
     }
-    // max_record_size counts the characters inside a record's fields: a record of empty fields
-    // (`,,,,…`, `"","",…`) would grow without bound. Checked after each chunk (one chunk adds at
-    // most its length), a record counts its fields' characters and three for each field, at least
-    // the text it takes (`"",`).
+    // max_record_size counts the characters inside a record's fields (a doubled quote as one): a
+    // record of empty fields (`,,,,…`, `"","",…`) would grow without bound. Checked after each chunk
+    // (one chunk adds at most its length), the record under way counts two for each character of
+    // its fields, the one being read included, and three for each field: at least the text it
+    // takes, quotes and separators included.
     override _transform(chunk: Buffer, encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
       super._transform(chunk, encoding, (err?: Error | null) => {
-        const { record, record_length } = recordState(this);
-        if (!err && 3 * record.length + record_length > MAX_POINT_TEXT)
+        const { record, record_length, field } = recordState(this);
+        if (!err && 3 * record.length + 2 * (record_length + field.length) > MAX_POINT_TEXT)
           err = badRequest(
-            `malformed CSV: a record longer than ${MAX_POINT_TEXT} characters with its separators at line ${this.info.lines}`,
+            `malformed CSV: the record after line ${this.#lastLine} is longer than ${MAX_POINT_TEXT} characters, counting its quotes and separators`,
             'body',
           );
         callback(err);
       });
     }
   }
-  // The record under way is csv-parse's internal state: a version that changes it fails here, at
-  // the first CSV body, rather than leave records of empty fields unbounded.
+  // The record under way is csv-parse's internal state: a version that changes its shape fails
+  // every CSV body loudly (this promise is kept), rather than leave records of empty fields unbounded.
   const probe = recordState(new LinedCsvParser({}));
-  if (!Array.isArray(probe.record) || typeof probe.record_length !== 'number')
-    throw new Error("csv-parse's state no longer holds record and record_length: the CSV record bound needs updating");
+  if (
+    !Array.isArray(probe.record) ||
+    typeof probe.record_length !== 'number' ||
+    typeof probe.field?.length !== 'number'
+  )
+    throw new Error(
+      "csv-parse's state no longer holds record, record_length and field: the CSV record bound needs updating",
+    );
   return { LinedCsvParser, CsvError };
 }
 let csvModule: ReturnType<typeof linedCsv> | undefined;
 
-/** csv-parse's record under way: its fields so far and the characters in them. */
-function recordState(parser: object): { record: unknown[]; record_length: number } {
-  return (parser as { state: { record: unknown[]; record_length: number } }).state;
+/** csv-parse's record under way: its fields so far, the characters in them, and the field being read. */
+function recordState(parser: object): { record: unknown[]; record_length: number; field: { length: number } } {
+  return (parser as { state: { record: unknown[]; record_length: number; field: { length: number } } }).state;
 }
 
 /** CSV: a header naming kpi, at, value, subject and one column per dimension key. */
