@@ -26,10 +26,11 @@ const ROWS_PER_YIELD = 2048;
 /**
  * The most text of one point a parser holds while it waits for the point's end: an NDJSON line, a
  * JSON element, a CSV record (csv-parse's max_record_size counts the characters in its fields; the
- * room counts its quotes and separators too, generously). A point is some hundred characters. Without a bound, a body that never
- * ends one (a line without a break, a string left open, a record of empty fields) is held whole:
- * before the bound and the pieces below, NDJSON and JSON also scanned it again with every chunk,
- * and one 1 GB body would have kept a parse worker busy for hours.
+ * room counts its quotes and separators too, generously). A point is some hundred characters.
+ * Without a bound, a body that never ends one (a line without a break, a string left open, a
+ * record of empty fields) is held whole: before the bound and the pieces below, NDJSON and JSON
+ * also scanned it again with every chunk, and one 1 GB body would have kept a parse worker busy
+ * for hours.
  */
 export const MAX_POINT_TEXT = 1 << 20;
 const pointFields = ['kpi', 'at', 'value', 'subject', 'dims'];
