@@ -96,9 +96,9 @@ async function* decodeUtf8(body: AsyncIterable<Buffer>): AsyncGenerator<string> 
 async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[]> {
   let carry: string[] = []; // the pieces of the line under way
   let carried = 0; // their length
+  let line = 0;
   const tooLong = () =>
     badRequest(`line ${line + 1} is longer than ${MAX_POINT_TEXT} characters (no point is)`, 'body');
-  let line = 0;
   let out: ParsedRow[] = [];
   const handle = (text: string) => {
     line++;
@@ -257,9 +257,7 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
           expectComma = false;
           continue;
         }
-        depth = 0;
-        inStr = false;
-        escaped = false;
+        // The scan state is clean here: an element ends at depth 0, outside any string.
         const end = elementEnd(buf, pos);
         if (end === -1) {
           pending = [buf.slice(pos)];

@@ -24,10 +24,10 @@ function sizeBytes(size: string): number {
 /** What PARITY_DUCKDB_MEMORY takes: DuckDB's own memory sizes. */
 const DUCKDB_SIZE = /^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i;
 
-const byteSize = z
-  .string()
-  .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb|kib|mib|gib)?$/i, 'expected a size such as 1048576, 64mb or 1gib')
-  .transform(sizeBytes);
+/** What the byte-size variables take: a number and, optionally, a unit of SIZE_UNITS. */
+const BYTE_SIZE = new RegExp(`^\\d+(\\.\\d+)?\\s*(${Object.keys(SIZE_UNITS).filter(Boolean).join('|')})?$`, 'i');
+
+const byteSize = z.string().regex(BYTE_SIZE, 'expected a size such as 1048576, 64mb or 1gib').transform(sizeBytes);
 
 /** The environment the room reads, validated once at start-up (DESIGN.md "Environment"). */
 export const envSchema = z.object({
