@@ -139,6 +139,18 @@ async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRo
   if (out.length) yield out;
 }
 
+/** A quoted JSON field name as JSON reads it, or undefined when it is no JSON string. */
+function unescapedKey(quoted: string): string | undefined {
+  try {
+    return JSON.parse(quoted) as string;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The tokens a JSON body opens with, in order. */
+const HEAD_TOKENS = ['{', '"points"', ':', '['] as const;
+
 /**
  * `{"points": [ {...}, ... ]}` scanned element by element, so a large JSON body is parsed
  * in pieces like NDJSON; anything else at the top level is a 400.
@@ -148,6 +160,7 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
   let buf = '';
   let pos = 0;
   let phase: 'head' | 'elements' | 'close' | 'done' = 'head';
+  let headStep = 0; // the HEAD_TOKENS read
   let row = 0;
   let out: ParsedRow[] = [];
   let expectComma = false;
@@ -225,28 +238,36 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
       pos = ws(pos);
       if (pos >= buf.length) break;
       if (phase === 'head') {
-        const m = /^\{\s*"points"\s*:\s*\[/.exec(buf.slice(pos, pos + 64));
-        if (!m) {
-          if (buf.length - pos < 64 && /^\{?\s*("p?o?i?n?t?s?"?\s*:?\s*)?$/.test(buf.slice(pos))) break;
-          if (buf[pos] !== '{') throw badRequest(`${shape}; it does not start with "{"`, 'body');
-          const key = /^\{\s*"((?:[^"\\]|\\.){0,60})"/.exec(buf.slice(pos));
-          // A field's name is named only if it is the room's own word: anything else came with the body.
-          throw badRequest(
-            key?.[1] === 'points'
-              ? `${shape}; "points" must be an array`
-              : key
-                ? `${shape}; it has another top-level field`
-                : shape,
-            key?.[1] === 'points' ? 'points' : 'body',
-          );
+        // The head's four tokens one at a time, JSON's whitespace between them skipped above
+        // (however long it runs, and whichever chunk it ends in); a token cut by the chunk's end
+        // waits for the next.
+        const want = HEAD_TOKENS[headStep]!;
+        if (buf.startsWith(want, pos)) {
+          pos += want.length;
+          if (++headStep === HEAD_TOKENS.length) phase = 'elements';
+          continue;
         }
-        pos += m[0].length;
-        phase = 'elements';
-        continue;
+        if (buf.length - pos < want.length && want.startsWith(buf.slice(pos))) break;
+        if (headStep === 0) throw badRequest(`${shape}; it does not start with "{"`, 'body');
+        if (headStep === 1) {
+          const key = /^"((?:[^"\\]|\\.){0,60})"/.exec(buf.slice(pos, pos + 128));
+          if (key && unescapedKey(key[0]) === 'points') {
+            pos += key[0].length; // "points" spelled with escapes is "points" to JSON
+            headStep++;
+            continue;
+          }
+          if (!key && buf[pos] === '"' && buf.length - pos < 128) break; // the name may end in the next chunk
+          // A field's name is never repeated: it came with the body.
+          throw badRequest(key ? `${shape}; it has another top-level field` : shape, 'body');
+        }
+        if (headStep === 2) throw malformed('expected ":" after "points"');
+        throw badRequest(`${shape}; "points" must be an array`, 'points');
       }
       if (phase === 'elements') {
         const ch = buf[pos];
         if (ch === ']') {
+          // JSON has no trailing comma: `[{...},]` is not an array of one point.
+          if (row > 0 && !expectComma) throw malformed('a "," before "]" (JSON allows no trailing comma)');
           pos++;
           phase = 'close';
           continue;
@@ -279,7 +300,7 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
         }
         if (buf[pos] === ',') {
           // Name the extra field as the head does; wait for its name if the chunk ends first.
-          const key = /^,\s*"((?:[^"\\]|\\.){0,60})"/.exec(buf.slice(pos, pos + 128));
+          const key = /^,[ \t\n\r]*"((?:[^"\\]|\\.){0,60})"/.exec(buf.slice(pos, pos + 128));
           if (!key && buf.length - pos < 128) break;
           throw badRequest(
             key?.[1] === 'points'
@@ -302,9 +323,9 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
   if (phase !== 'done')
     throw malformed(
       phase === 'head'
-        ? buf.trim()
-          ? 'the body ends before "points"'
-          : 'the body is empty'
+        ? headStep === 0 && !buf.slice(pos).trim()
+          ? 'the body is empty'
+          : 'the body ends before the points array'
         : 'the body ends before the points array is closed',
     );
   if (out.length) yield out;

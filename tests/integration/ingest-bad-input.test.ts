@@ -356,6 +356,18 @@ const bodyCases: BodyCase[] = [
     exp: { status: 400, field: 'body' },
   },
   {
+    name: 'JSON with a trailing comma in the points array (nothing lands)',
+    type: 'application/json',
+    body: `{"points": [${goodLine},]}`,
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'JSON with a no-break space between "points" and its colon (not JSON whitespace)',
+    type: 'application/json',
+    body: `{"points"\u00a0: [${goodLine}]}`,
+    exp: { status: 400, field: 'body' },
+  },
+  {
     name: 'JSON with a literal NaN (not JSON; the subject is not echoed)',
     type: 'application/json',
     body: `{"points": [{"kpi":"lead_time","at":"2026-11-01T10:00:00Z","subject":"NANSUBJ-1","value":NaN}]}`,

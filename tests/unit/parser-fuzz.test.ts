@@ -399,3 +399,117 @@ describe('chunk edges do not change what a body says', () => {
       expect(controls.wrongAtRow).toBeGreaterThan(0);
     });
 });
+
+describe('the JSON reader takes what JSON takes', () => {
+  /**
+   * Whether JSON itself reads `bytes` as the one shape the room takes: an object whose only field
+   * is "points", a non-empty array (the leading BOM dropped, as the room's decoder drops it).
+   */
+  function jsonTakes(bytes: Buffer): boolean {
+    try {
+      const v: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+      const keys = Object.keys(v);
+      const points = (v as { points?: unknown }).points;
+      return keys.length === 1 && keys[0] === 'points' && Array.isArray(points) && points.length > 0;
+    } catch {
+      return false;
+    }
+  }
+  const runs = Math.max(200, Math.round(RUNS / 5));
+  it(`${runs} JSON bodies with commas, brackets and braces inserted: refused exactly when JSON does not read them as {"points": [...]}`, async () => {
+    const controls = { taken: 0, refused: 0, commaBeforeClose: 0 };
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(mutation, { minLength: 0, maxLength: 3 }),
+        fc.array(
+          fc.tuple(
+            fc.constantFrom(
+              ',',
+              ', ',
+              '[',
+              ']',
+              '{',
+              '}',
+              '[]',
+              '{}',
+              ':',
+              ' ',
+              '\n',
+              'null',
+              '\u00a0',
+              '\uFEFF',
+              '\u2028',
+              '"',
+            ),
+            fc.nat(),
+          ),
+          {
+            maxLength: 4,
+          },
+        ),
+        fc.integer({ min: 1, max: 64 }),
+        async (ms, inserts, size) => {
+          let text = mutate(seeds.json, ms);
+          for (const [ins, at] of inserts) {
+            const i = at % (text.length + 1);
+            text = text.slice(0, i) + ins + text.slice(i);
+          }
+          const bytes = Buffer.from(text, 'utf8');
+          const result = await run('json', bytes, size);
+          const takes = jsonTakes(bytes);
+          if (/,\s*\]/.test(text)) controls.commaBeforeClose++;
+          if (takes) {
+            // JSON keeps the last of two "points" fields; the room refuses the second, naming it.
+            if (result.problem && /"points" is given twice/.test(result.problem.detail ?? '')) return;
+            expect(result.problem?.detail, text).toBeUndefined();
+            controls.taken++;
+          } else {
+            expect(result.problem, text).toBeInstanceOf(Problem);
+            controls.refused++;
+          }
+        },
+      ),
+      { numRuns: runs, seed: 2026 },
+    );
+    // Controls: bodies of both kinds, and bodies with a comma before a closing bracket.
+    expect(controls.taken).toBeGreaterThan(0);
+    expect(controls.refused).toBeGreaterThan(0);
+    expect(controls.commaBeforeClose).toBeGreaterThan(0);
+  });
+
+  const point = JSON.stringify(good);
+  const heads: [string, string, { status: number; field: string } | null][] = [
+    [
+      'whitespace runs past a chunk between every token',
+      `{${' '.repeat(300)}"points"${'\n'.repeat(200)}:\t\r\n [${point}]}`,
+      null,
+    ],
+    ['"points" spelled with escapes', `{"\\u0070oin\\u0074s": [${point}]}`, null],
+    ['a number for "points"', `{"points" : 5}`, { status: 400, field: 'points' }],
+    ['no colon after "points"', `{"points" [${point}]}`, { status: 400, field: 'body' }],
+    ['an empty object', '{}', { status: 400, field: 'body' }],
+    ['a BOM between "points" and its colon', `{"points"\uFEFF: [${point}]}`, { status: 400, field: 'body' }],
+  ];
+  for (const [what, body, refused] of heads)
+    it(`a head with ${what}: ${refused ? `${refused.status} on ${refused.field}` : 'read'}, whole and in chunks of 1 to 7 bytes`, async () => {
+      expect(jsonTakes(Buffer.from(body))).toBe(refused === null);
+      for (const size of [body.length + 1, 1, 2, 3, 5, 7]) {
+        const result = await run('json', Buffer.from(body), size);
+        if (refused === null) {
+          expect(result.problem?.detail).toBeUndefined();
+          expect(result.rows).toBe(1);
+        } else {
+          expect(result.problem?.status).toBe(refused.status);
+          expect(result.problem?.extra['field']).toBe(refused.field);
+        }
+      }
+    });
+
+  for (const body of ['{"points":[{"kpi":"x"},]}', '{"points":[{"kpi":"x"} , \n]}', '{"points":[1,]}'])
+    it(`a trailing comma is a 400 naming the missing row: ${JSON.stringify(body)}`, async () => {
+      const result = await run('json', Buffer.from(body), 3);
+      expect(result.problem?.status).toBe(400);
+      expect(result.problem?.detail).toMatch(/^malformed JSON: a "," before "\]" .* \(row 2\)$/);
+    });
+});
