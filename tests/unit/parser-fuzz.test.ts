@@ -344,20 +344,22 @@ describe('a point of exactly the bound still parses', () => {
 });
 
 describe('chunk edges do not change what a body says', () => {
-  /** The rows a body gives, or the refusal's status, field and (where it names a row or line) detail. */
+  /** The rows a body gives, or the refusal's status, field and detail (JSON's always; the others' where it names a row or line). */
   async function outcome(kind: 'ndjson' | 'json' | 'csv', bytes: Buffer, size: number): Promise<unknown> {
     const rows: ParsedRow[] = [];
     try {
       for await (const batch of parseBody(kind, chunks(bytes, size), dims)) rows.push(...batch);
       return rows;
     } catch (err) {
-      // A head refused early names less of it than one refused whole (its top-level field, say):
-      // pieces of an element or a record, which this is about, name the same row either way.
+      // A JSON head is read token by token, so its refusal says the same whole or in pieces. A CSV
+      // header refused early may name less of it than one refused whole: pieces of a record,
+      // which this is about, name the same line either way.
       if (err instanceof Problem)
         return {
           status: err.status,
           field: err.extra['field'],
-          detail: /\((row|record) \d+|line \d+/.test(err.detail ?? '') ? err.detail : 'about the head',
+          detail:
+            kind === 'json' || /\((row|record) \d+|line \d+/.test(err.detail ?? '') ? err.detail : 'about the head',
         };
       throw err;
     }
