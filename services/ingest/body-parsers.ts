@@ -250,7 +250,7 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
         if (buf.length - pos < want.length && want.startsWith(buf.slice(pos))) break;
         if (headStep === 0) throw badRequest(`${shape}; it does not start with "{"`, 'body');
         if (headStep === 1) {
-          const key = /^"((?:[^"\\]|\\.){0,60})"/.exec(buf.slice(pos, pos + 128));
+          const key = /^"(?:[^"\\]|\\.)*"/.exec(buf.slice(pos, pos + 128));
           if (key && unescapedKey(key[0]) === 'points') {
             pos += key[0].length; // "points" spelled with escapes is "points" to JSON
             headStep++;
@@ -261,7 +261,9 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
           throw badRequest(key ? `${shape}; it has another top-level field` : shape, 'body');
         }
         if (headStep === 2) throw malformed('expected ":" after "points"');
-        throw badRequest(`${shape}; "points" must be an array`, 'points');
+        // A value other than an array is the field's fault; anything else is not JSON there.
+        if (/^[{"tfn0-9-]/.test(buf[pos]!)) throw badRequest(`${shape}; "points" must be an array`, 'points');
+        throw malformed('expected "[" after "points":');
       }
       if (phase === 'elements') {
         const ch = buf[pos];
@@ -300,13 +302,12 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
         }
         if (buf[pos] === ',') {
           // Name the extra field as the head does; wait for its name if the chunk ends first.
-          const key = /^,[ \t\n\r]*"((?:[^"\\]|\\.){0,60})"/.exec(buf.slice(pos, pos + 128));
+          const key = /^,[ \t\n\r]*("(?:[^"\\]|\\.)*")/.exec(buf.slice(pos, pos + 128));
           if (!key && buf.length - pos < 128) break;
+          const twice = key !== null && unescapedKey(key[1]!) === 'points';
           throw badRequest(
-            key?.[1] === 'points'
-              ? `${shape}; "points" is given twice`
-              : `${shape}; only the field "points" is accepted`,
-            key?.[1] === 'points' ? 'points' : 'body',
+            twice ? `${shape}; "points" is given twice` : `${shape}; only the field "points" is accepted`,
+            twice ? 'points' : 'body',
           );
         }
         throw malformed('unexpected text after the points array');
@@ -323,7 +324,7 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
   if (phase !== 'done')
     throw malformed(
       phase === 'head'
-        ? headStep === 0 && !buf.slice(pos).trim()
+        ? headStep === 0
           ? 'the body is empty'
           : 'the body ends before the points array'
         : 'the body ends before the points array is closed',
