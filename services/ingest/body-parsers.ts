@@ -139,12 +139,21 @@ async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRo
   if (out.length) yield out;
 }
 
-/** A quoted JSON field name as JSON reads it, or undefined when it is no JSON string. */
-function unescapedKey(quoted: string): string | undefined {
+/** How far a top-level field's name is looked for (and waited for) before the body is refused. */
+const NAME_WINDOW = 128;
+
+/**
+ * The top-level field name at `s`'s start (callers pass NAME_WINDOW characters), quoted as it
+ * came, and that name as JSON reads it (escapes resolved; undefined when it is no JSON string);
+ * null when no name ends in `s`.
+ */
+function fieldName(s: string): { text: string; name: string | undefined } | null {
+  const m = /^"(?:[^"\\]|\\.)*"/.exec(s);
+  if (!m) return null;
   try {
-    return JSON.parse(quoted) as string;
+    return { text: m[0], name: JSON.parse(m[0]) as string };
   } catch {
-    return undefined;
+    return { text: m[0], name: undefined };
   }
 }
 
@@ -250,13 +259,13 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
         if (buf.length - pos < want.length && want.startsWith(buf.slice(pos))) break;
         if (headStep === 0) throw badRequest(`${shape}; it does not start with "{"`, 'body');
         if (headStep === 1) {
-          const key = /^"(?:[^"\\]|\\.)*"/.exec(buf.slice(pos, pos + 128));
-          if (key && unescapedKey(key[0]) === 'points') {
-            pos += key[0].length; // "points" spelled with escapes is "points" to JSON
+          const key = fieldName(buf.slice(pos, pos + NAME_WINDOW));
+          if (key?.name === 'points') {
+            pos += key.text.length; // "points" spelled with escapes is "points" to JSON
             headStep++;
             continue;
           }
-          if (!key && buf[pos] === '"' && buf.length - pos < 128) break; // the name may end in the next chunk
+          if (!key && buf[pos] === '"' && buf.length - pos < NAME_WINDOW) break; // the name may end in the next chunk
           // A field's name is never repeated: it came with the body.
           throw badRequest(key ? `${shape}; it has another top-level field` : shape, 'body');
         }
@@ -302,9 +311,11 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
         }
         if (buf[pos] === ',') {
           // Name the extra field as the head does; wait for its name if the chunk ends first.
-          const key = /^,[ \t\n\r]*("(?:[^"\\]|\\.)*")/.exec(buf.slice(pos, pos + 128));
-          if (!key && buf.length - pos < 128) break;
-          const twice = key !== null && unescapedKey(key[1]!) === 'points';
+          // Whitespace counts within the window: any field here is refused, so none is waited for long.
+          const at = ws(pos + 1);
+          const key = fieldName(buf.slice(at, at + NAME_WINDOW));
+          if (!key && buf.length - pos < NAME_WINDOW) break;
+          const twice = key?.name === 'points';
           throw badRequest(
             twice ? `${shape}; "points" is given twice` : `${shape}; only the field "points" is accepted`,
             twice ? 'points' : 'body',

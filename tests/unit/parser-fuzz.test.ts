@@ -528,6 +528,15 @@ describe('the JSON reader takes what JSON takes', () => {
           n < 120 ? /it has another top-level field$/ : /^the body must be a JSON object \{"points": \[\.\.\.\]\}$/,
         );
     }
+    // After the array, a field is refused however much whitespace comes before its name.
+    for (const gap of [1, 300, 5000]) {
+      const body = Buffer.from(`{"points": [${JSON.stringify(good)}],${' '.repeat(gap)}"x": 1}`);
+      for (const size of [body.length + 1, 7]) {
+        const after = await run('json', body, size);
+        expect(after.problem?.detail).toMatch(/only the field "points" is accepted$/);
+        expect(after.problem?.extra['field']).toBe('body');
+      }
+    }
     const empty = await run('json', Buffer.from('{"points": []}'), 2);
     expect(empty.problem).toBeUndefined();
     expect(empty.rows).toBe(0);
