@@ -15,6 +15,7 @@ import {
   DUCKDB_POOL_FLOOR_MB,
   duckdbBytes,
   loadConfig,
+  processMemoryHint,
   type Config,
 } from '../services/platform/config.js';
 import { openControlDb } from '../services/platform/control-db.js';
@@ -118,6 +119,11 @@ async function runServe(withDemo: boolean): Promise<void> {
           out(
             `  memory budget ${Math.round(cfg.memoryLimit / 1024 ** 2)} MiB (PARITY_MEMORY_LIMIT): DuckDB ${cfg.duckdbMemory}, ${cfg.ingestConcurrency} batch${cfg.ingestConcurrency === 1 ? '' : 'es'} in flight, ${cfg.workerHeap.oldMb} MB per ingest worker`,
           );
+        // Only for a budget the operator chose: the demo's own default is a laptop's, not a limit.
+        const hint = process.env['PARITY_MEMORY_LIMIT']
+          ? processMemoryHint(cfg.memoryLimit, process.env, process.execArgv)
+          : undefined;
+        if (hint) out(`  hint: ${hint}`);
         if (duckdbBytes(cfg.duckdbMemory) < DUCKDB_POOL_FLOOR_MB * 1e6)
           out(
             `  warning: DuckDB's pool (PARITY_DUCKDB_MEMORY=${cfg.duckdbMemory}) is below ${DUCKDB_POOL_FLOOR_MB}MB: a large batch's release step and rollup refresh can run out of memory (README, Configuration)`,

@@ -3,6 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Agreement } from '../platform/agreement-schema.js';
 import type { Clock } from '../platform/clock.js';
+import type { WorkerHeap } from '../platform/config.js';
 import type { BatchRecord, DuckStore } from '../platform/duck-store.js';
 import { Problem, type FieldError } from '../platform/errors.js';
 import type { IngestKind } from './body-parsers.js';
@@ -46,7 +47,7 @@ export class BatchLander {
       spoolDir: string;
       activeAgreement: () => ActiveAgreement;
       rotations?: readonly Buffer[];
-      workerHeap?: { oldMb: number; youngMb: number };
+      workerHeap?: WorkerHeap;
     },
   ) {
     this.pool = new IngestWorkerPool(secret, opts.rotations, opts.workerHeap);

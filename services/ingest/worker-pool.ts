@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, Worker } from 'node:worker_threads';
+import type { WorkerHeap } from '../platform/config.js';
 import { Problem } from '../platform/errors.js';
 import type { FromParse, FromSpool, ToParse, ToSpool } from './worker-protocol.js';
 
@@ -27,23 +28,38 @@ const tsxApi = fromSources
     ).href
   : '';
 
-/** Idle worker threads of one kind, reused batch after batch. */
+/**
+ * Idle worker threads of one kind, reused batch after batch; with `idleMs`, one left idle that
+ * long ends (its heap goes back to the process) and a later batch starts another.
+ */
 class Pool {
   readonly #idle: Worker[] = [];
   readonly #all = new Set<Worker>();
+  /** The timer that ends an idle worker, per idle worker. */
+  readonly #expiry = new Map<Worker, NodeJS.Timeout>();
   readonly #url: URL;
 
   constructor(
     file: string,
     private readonly workerData: unknown,
     private readonly resourceLimits: { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number },
+    private readonly idleMs: number | null = null,
   ) {
     this.#url = new URL(fromSources ? `./${file}.ts` : `./${file}.js`, import.meta.url);
   }
 
+  /** Workers alive (idle or on a batch): what the idle bound is tested by. */
+  get size(): number {
+    return this.#all.size;
+  }
+
   acquire(): Worker {
     const idle = this.#idle.pop();
-    if (idle) return idle;
+    if (idle) {
+      clearTimeout(this.#expiry.get(idle));
+      this.#expiry.delete(idle);
+      return idle;
+    }
     const w = fromSources
       ? new Worker(
           `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(this.#url.href)}); });`,
@@ -59,6 +75,8 @@ class Pool {
       this.#all.delete(w);
       const i = this.#idle.indexOf(w);
       if (i >= 0) this.#idle.splice(i, 1);
+      clearTimeout(this.#expiry.get(w));
+      this.#expiry.delete(w);
     };
     w.on('error', drop);
     w.once('exit', drop);
@@ -67,11 +85,28 @@ class Pool {
 
   /** A worker that finished its batch goes back; one left mid-batch is replaced. */
   async release(w: Worker, clean: boolean): Promise<void> {
-    if (clean && this.#all.has(w)) this.#idle.push(w);
-    else await w.terminate();
+    if (!clean || !this.#all.has(w)) {
+      await w.terminate();
+      return;
+    }
+    this.#idle.push(w);
+    if (this.idleMs === null) return;
+    const timer = setTimeout(() => {
+      // Still idle (acquire clears the timer): it leaves the pool now, so no batch can take it.
+      const i = this.#idle.indexOf(w);
+      if (i < 0) return;
+      this.#idle.splice(i, 1);
+      this.#expiry.delete(w);
+      this.#all.delete(w);
+      void w.terminate();
+    }, this.idleMs);
+    timer.unref();
+    this.#expiry.set(w, timer);
   }
 
   async close(): Promise<void> {
+    for (const timer of this.#expiry.values()) clearTimeout(timer);
+    this.#expiry.clear();
     await Promise.all([...this.#all].map((w) => w.terminate()));
     this.#idle.length = 0;
   }
@@ -102,16 +137,22 @@ export class IngestWorkerPool {
   constructor(
     secret: Buffer,
     rotations: readonly Buffer[] = [],
-    heap: { oldMb: number; youngMb: number } = { oldMb: 48, youngMb: 8 },
+    heap: WorkerHeap = { oldMb: 48, youngMb: 8, idleMs: null },
   ) {
     const limits = { maxOldGenerationSizeMb: heap.oldMb, maxYoungGenerationSizeMb: heap.youngMb };
     this.#maxInFlight = inFlightBound(heap.oldMb);
-    this.#parse = new Pool('parse-worker', {}, limits);
+    this.#parse = new Pool('parse-worker', {}, limits, heap.idleMs);
     this.#spool = new Pool(
       'spool-worker',
       { secret: new Uint8Array(secret), rotations: rotations.map((r) => new Uint8Array(r)) },
       limits,
+      heap.idleMs,
     );
+  }
+
+  /** Worker threads alive, parse and spool (idle ones included). */
+  get threads(): number {
+    return this.#parse.size + this.#spool.size;
   }
 
   run(parseStart: ParseStart, spoolStart: SpoolStart, onSegment: (path: string, rows: number) => void): BatchRun {

@@ -114,8 +114,11 @@ export interface Config {
   ingestConcurrency: number;
   /** PARITY_MEMORY_LIMIT in bytes, or null: what DuckDB, the ingest workers and their count were sized from. */
   memoryLimit: number | null;
-  /** Heap limits of each ingest worker thread (a batch in flight has a parse and a spool worker). */
-  workerHeap: { oldMb: number; youngMb: number };
+  /**
+   * Heap limits of each ingest worker thread (a batch in flight has a parse and a spool worker),
+   * and how long an idle one keeps its heap before it ends (null: as long as the room runs).
+   */
+  workerHeap: WorkerHeap;
   ingestQueue: number;
   /** Dashboard sessions: idle and absolute lifetimes. */
   sessions: { idleMs: number; absoluteMs: number };
@@ -211,6 +214,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 const MB = 1024 ** 2;
 
+/** An ingest worker's heap limits, and how long it may sit idle holding them (null: no bound). */
+export interface WorkerHeap {
+  oldMb: number;
+  youngMb: number;
+  idleMs: number | null;
+}
+
+/**
+ * Under PARITY_MEMORY_LIMIT an idle ingest worker ends after this long: its heap and isolate
+ * (tens of MB a pair) are given back to the work a big batch leaves behind (its rollups' catch-up
+ * and band evaluation), and a batch that comes later starts a new pair (tens of ms).
+ */
+export const WORKER_IDLE_MS = 1_000;
+
 /**
  * The smallest DuckDB pool the room plans (README, Performance → Ingest: at 64 MB a 10M-point
  * push landed, but its release step, the rollup refresh and the band evaluation after it ran out
@@ -228,25 +245,50 @@ export function duckdbBytes(size: string): number {
  * How the room shares PARITY_MEMORY_LIMIT (docs: README "Configuration"): DuckDB gets a quarter
  * (at least DUCKDB_POOL_FLOOR_MB: below it a 10M-point batch's release step and rollup refresh ran out of memory), one batch in flight per whole 256 MiB (1–4),
  * and the ingest workers — a parse and a spool worker per batch in flight — share an eighth
- * (16–48 MB of old space each; each thread also costs ~10 MB of its own). The rest is Node's own heap, the control plane and buffers.
+ * (16–48 MB of old space each; each thread also costs ~10 MB of its own) and end when idle for
+ * WORKER_IDLE_MS. The rest is Node's own heap, the control plane and buffers.
  * Explicit PARITY_DUCKDB_MEMORY and PARITY_INGEST_CONCURRENCY win. Without a limit: 256 MB for
- * DuckDB, 4 batches, 48 MB per worker, as before.
+ * DuckDB, 4 batches, 48 MB per worker kept while the room runs, as before.
  */
 export function memoryPlan(
   limit: number | null,
   explicit: { duckdbMemory?: string | undefined; ingestConcurrency?: number | undefined } = {},
-): { duckdbMemory: string; ingestConcurrency: number; workerHeap: { oldMb: number; youngMb: number } } {
+): { duckdbMemory: string; ingestConcurrency: number; workerHeap: WorkerHeap } {
   if (limit === null)
     return {
       duckdbMemory: explicit.duckdbMemory ?? '256MB',
       ingestConcurrency: explicit.ingestConcurrency ?? 4,
-      workerHeap: { oldMb: 48, youngMb: 8 },
+      workerHeap: { oldMb: 48, youngMb: 8, idleMs: null },
     };
   const ingestConcurrency = explicit.ingestConcurrency ?? Math.min(4, Math.max(1, Math.floor(limit / (256 * MB))));
   const oldMb = Math.min(48, Math.max(16, Math.floor(limit / 8 / (2 * ingestConcurrency) / MB)));
   return {
     duckdbMemory: explicit.duckdbMemory ?? `${Math.max(DUCKDB_POOL_FLOOR_MB, Math.floor(limit / 4 / MB))}MB`,
     ingestConcurrency,
-    workerHeap: { oldMb, youngMb: oldMb >= 32 ? 8 : 4 },
+    workerHeap: { oldMb, youngMb: oldMb >= 32 ? 8 : 4, idleMs: WORKER_IDLE_MS },
   };
+}
+
+/** Below this budget the process settings of {@link processMemoryHint} are worth their cost. */
+const TIGHT_BUDGET = 1024 * MB;
+
+/**
+ * What a tight PARITY_MEMORY_LIMIT also wants of the process, which the room cannot change once
+ * running (README "Configuration"): Node's main-thread young generation at 1 MB a semi-space and
+ * glibc's malloc at two arenas: what they save is measured in README, Performance → Ingest.
+ * Undefined when the budget is roomy, not set, or the process has both.
+ */
+export function processMemoryHint(
+  limit: number | null,
+  env: Readonly<Record<string, string | undefined>>,
+  execArgv: readonly string[],
+): string | undefined {
+  if (limit === null || limit >= TIGHT_BUDGET) return undefined;
+  const missing: string[] = [];
+  const semi = /--max-semi-space-size(=|\s|$)/;
+  if (!execArgv.some((a) => semi.test(a)) && !semi.test(env['NODE_OPTIONS'] ?? ''))
+    missing.push('NODE_OPTIONS=--max-semi-space-size=1');
+  if (!env['MALLOC_ARENA_MAX']) missing.push('MALLOC_ARENA_MAX=2');
+  if (missing.length === 0) return undefined;
+  return `a budget this tight also wants the process started with ${missing.join(' and ')} (README, Configuration)`;
 }

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DUCKDB_POOL_FLOOR_MB, duckdbBytes, loadConfig } from '../../services/platform/config.js';
+import {
+  ConfigError,
+  DUCKDB_POOL_FLOOR_MB,
+  duckdbBytes,
+  loadConfig,
+  processMemoryHint,
+  WORKER_IDLE_MS,
+} from '../../services/platform/config.js';
 
 describe('configuration', () => {
   it('has sensible defaults', () => {
@@ -65,14 +72,14 @@ describe('PARITY_MEMORY_LIMIT', () => {
     expect(c.memoryLimit).toBe(512 * 1024 ** 2);
     expect(c.duckdbMemory).toBe('128MB');
     expect(c.ingestConcurrency).toBe(2);
-    expect(c.workerHeap).toEqual({ oldMb: 16, youngMb: 4 });
+    expect(c.workerHeap).toEqual({ oldMb: 16, youngMb: 4, idleMs: WORKER_IDLE_MS });
     const big = loadConfig({ PARITY_MEMORY_LIMIT: '2GiB' });
     expect([big.duckdbMemory, big.ingestConcurrency, big.workerHeap.oldMb]).toEqual(['512MB', 4, 32]);
     const small = loadConfig({ PARITY_MEMORY_LIMIT: '256MiB' });
     expect([small.duckdbMemory, small.ingestConcurrency, small.workerHeap]).toEqual([
       '128MB',
       1,
-      { oldMb: 16, youngMb: 4 },
+      { oldMb: 16, youngMb: 4, idleMs: WORKER_IDLE_MS },
     ]);
   });
 
@@ -86,6 +93,7 @@ describe('PARITY_MEMORY_LIMIT', () => {
     expect(c.workerHeap.oldMb).toBe(16);
     const d = loadConfig({});
     expect([d.memoryLimit, d.duckdbMemory, d.ingestConcurrency, d.workerHeap.oldMb]).toEqual([null, '256MB', 4, 48]);
+    expect(d.workerHeap.idleMs).toBeNull(); // workers kept while the room runs
   });
 
   it('reads DuckDB memory sizes as DuckDB does, to compare them with the planned floor', () => {
@@ -108,5 +116,34 @@ describe('PARITY_MEMORY_LIMIT', () => {
     // The smallest budget the message names is accepted as written (256MB = 244 MiB: one batch).
     expect(loadConfig({ PARITY_MEMORY_LIMIT: '256MB' }).ingestConcurrency).toBe(1);
     expect(() => loadConfig({ PARITY_MEMORY_LIMIT: 'lots' })).toThrow(/PARITY_MEMORY_LIMIT/);
+  });
+
+  it('names the process settings a tight budget also wants, and only those missing', () => {
+    const limit = (v: string) => loadConfig({ PARITY_MEMORY_LIMIT: v }).memoryLimit;
+    const both = /NODE_OPTIONS=--max-semi-space-size=1 and MALLOC_ARENA_MAX=2/;
+    expect(processMemoryHint(limit('400MB'), {}, [])).toMatch(both);
+    expect(processMemoryHint(limit('1000MB'), {}, [])).toMatch(both); // 954 MiB: still under 1 GiB
+    // The young generation set either way: on the command line or in NODE_OPTIONS.
+    for (const [env, argv] of [
+      [{ NODE_OPTIONS: '--max-semi-space-size=2' }, []],
+      [{ NODE_OPTIONS: '--enable-source-maps --max-semi-space-size 1' }, []],
+      [{}, ['--max-semi-space-size=4']],
+    ] as const) {
+      const hint = processMemoryHint(limit('400MB'), env, argv);
+      expect(hint).toMatch(/started with MALLOC_ARENA_MAX=2 \(/);
+      expect(hint).not.toMatch(/semi-space/);
+    }
+    expect(processMemoryHint(limit('400MB'), { MALLOC_ARENA_MAX: '2' }, [])).toMatch(
+      /started with NODE_OPTIONS=--max-semi-space-size=1 \(/,
+    );
+    // A flag that only starts like it is not it.
+    expect(processMemoryHint(limit('400MB'), { NODE_OPTIONS: '--max-semi-space-sizes=1' }, [])).toMatch(both);
+    // Nothing to say: both set, a roomy budget, or none.
+    expect(
+      processMemoryHint(limit('400MB'), { MALLOC_ARENA_MAX: '2', NODE_OPTIONS: '--max-semi-space-size=1' }, []),
+    ).toBeUndefined();
+    expect(processMemoryHint(limit('1GiB'), {}, [])).toBeUndefined();
+    expect(processMemoryHint(limit('2GB'), {}, [])).toBeUndefined();
+    expect(processMemoryHint(null, {}, [])).toBeUndefined();
   });
 });
