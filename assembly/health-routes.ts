@@ -92,6 +92,12 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
           'Duration of the last band evaluation.',
           (alerts.engine.stats.lastMs / 1000).toFixed(4),
         ),
+        ...metric(
+          'parity_alert_evaluation_busy',
+          'gauge',
+          'Whether a band evaluation is queued or running (1) or not (0).',
+          alerts.engine.busy ? 1 : 0,
+        ),
         ...metric('parity_notifications_pending', 'gauge', 'Notifications waiting for delivery (or a retry).', pending),
       );
     }

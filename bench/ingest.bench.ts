@@ -167,7 +167,7 @@ async function scratchDatabase(): Promise<{ url: string; drop: () => Promise<voi
  * a scratch PostgreSQL database when one answers (the production shape: embedded PGlite alone
  * takes 350–800 MB of the process, see the README); close() stops it and removes both.
  */
-async function scratchServer(prefix: string, partners: string[], env: Record<string, string>) {
+async function scratchServer(prefix: string, partners: string[], env: Record<string, string | undefined>) {
   const db = await scratchDatabase();
   const { dir, tokens } = await freshRoom(prefix, db, partners);
   const server = await startServer(dir, { DATABASE_URL: db?.url ?? '', ...env });
@@ -187,19 +187,22 @@ async function scratchServer(prefix: string, partners: string[], env: Record<str
 /** The kernel's clock ticks a second, the unit of /proc's CPU times. */
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
-async function startServer(dataDir: string, extraEnv: Record<string, string> = {}) {
+/** `extraEnv` adds to the caller's environment; a key given as undefined is taken out of it. */
+async function startServer(dataDir: string, extraEnv: Record<string, string | undefined> = {}) {
   const port = await freePort();
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    DATABASE_URL: '',
+    PARITY_DATA_DIR: dataDir,
+    PARITY_AGREEMENT: demoAgreementFile(),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    ...extraEnv,
+  };
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
   const child = spawn(process.execPath, [join(packageRoot(), 'bin/parity.js'), 'serve'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: '',
-      PARITY_DATA_DIR: dataDir,
-      PARITY_AGREEMENT: demoAgreementFile(),
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
-      ...extraEnv,
-    },
+    env,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -236,16 +239,16 @@ async function settled(url: string): Promise<void> {
   throw new Error('the room did not settle within an hour');
 }
 
-/** Waits until no band evaluation has run for 2 s (the push's evaluation may outlast its rollups). */
-async function evaluationsQuiet(url: string): Promise<void> {
-  const runs = async () =>
-    /^parity_alert_evaluations_total (\d+)$/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? '';
-  for (let last = await runs(), i = 0; i < 1800; i++) {
-    await new Promise((r) => setTimeout(r, 2_000));
-    const now = await runs();
-    if (now === last) return;
-    last = now;
+/** Waits until no band evaluation is queued or running (the push's evaluation may outlast its rollups). */
+async function evaluationsIdle(url: string): Promise<void> {
+  const deadline = Date.now() + 3_600_000;
+  while (Date.now() < deadline) {
+    const m = await (await fetch(`${url}/metrics`)).text();
+    // With PARITY_ALERTS=off the metric is absent: nothing to wait for.
+    if (!/^parity_alert_evaluation_busy 1$/m.test(m)) return;
+    await new Promise((r) => setTimeout(r, 50));
   }
+  throw new Error('band evaluation did not finish within an hour');
 }
 
 async function pushAll(url: string, token: string, type: string, bodies: (string | Uint8Array)[]): Promise<number> {
@@ -425,9 +428,13 @@ async function main() {
   const rssRuns: { name: string; peak: number; peakAfter: number; rate: number; pglite: boolean }[] = [];
   if (RSS_POINTS > 0)
     for (const [name, env] of [
-      // An empty value is unset (config.ts): the defaults run ignores a limit exported by the caller.
-      ['defaults', { PARITY_MEMORY_LIMIT: '' }],
-      ['PARITY_MEMORY_LIMIT=400MB', { PARITY_MEMORY_LIMIT: '400MB' }],
+      // An empty value is unset (config.ts): the defaults run ignores a limit exported by the caller,
+      // and the first two runs ignore process settings exported by the caller.
+      ['defaults', { PARITY_MEMORY_LIMIT: '', NODE_OPTIONS: undefined, MALLOC_ARENA_MAX: undefined }],
+      [
+        'PARITY_MEMORY_LIMIT=400MB',
+        { PARITY_MEMORY_LIMIT: '400MB', NODE_OPTIONS: undefined, MALLOC_ARENA_MAX: undefined },
+      ],
       [
         'PARITY_MEMORY_LIMIT=400MB, NODE_OPTIONS=--max-semi-space-size=1, MALLOC_ARENA_MAX=2',
         { PARITY_MEMORY_LIMIT: '400MB', NODE_OPTIONS: '--max-semi-space-size=1', MALLOC_ARENA_MAX: '2' },
@@ -460,7 +467,7 @@ async function main() {
         const peak = s2.peakRssMb();
         process.stderr.write(`waiting for the work the push started (${name})…\n`);
         await settled(s2.url);
-        await evaluationsQuiet(s2.url);
+        await evaluationsIdle(s2.url);
         rssRuns.push({ name, rate, peak, peakAfter: s2.peakRssMb(), pglite: s2.pglite });
       } finally {
         await s2.close();

@@ -133,6 +133,11 @@ export class AlertEngine {
     this.#loop.request({ scheduled: true });
   }
 
+  /** Whether an evaluation is queued or running (for /metrics and the benchmark). */
+  get busy(): boolean {
+    return this.#loop.busy;
+  }
+
   /** Resolves once no evaluation is queued or running. */
   async idle(): Promise<void> {
     await this.#loop.idle();

@@ -28,38 +28,34 @@ const tsxApi = fromSources
     ).href
   : '';
 
-/**
- * Idle worker threads of one kind, reused batch after batch; with `idleMs`, one left idle that
- * long ends (its heap goes back to the process) and a later batch starts another.
- */
+/** Idle worker threads of one kind, reused batch after batch. */
 class Pool {
   readonly #idle: Worker[] = [];
   readonly #all = new Set<Worker>();
-  /** The timer that ends an idle worker, per idle worker. */
-  readonly #expiry = new Map<Worker, NodeJS.Timeout>();
   readonly #url: URL;
 
   constructor(
     file: string,
     private readonly workerData: unknown,
     private readonly resourceLimits: { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number },
-    private readonly idleMs: number | null = null,
   ) {
     this.#url = new URL(fromSources ? `./${file}.ts` : `./${file}.js`, import.meta.url);
   }
 
-  /** Workers alive (idle or on a batch): what the idle bound is tested by. */
+  /** Workers alive (idle, on a batch, or ending). */
   get size(): number {
     return this.#all.size;
   }
 
+  /** Workers started since the pool began. */
+  get started(): number {
+    return this.#started;
+  }
+  #started = 0;
+
   acquire(): Worker {
     const idle = this.#idle.pop();
-    if (idle) {
-      clearTimeout(this.#expiry.get(idle));
-      this.#expiry.delete(idle);
-      return idle;
-    }
+    if (idle) return idle;
     const w = fromSources
       ? new Worker(
           `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(this.#url.href)}); });`,
@@ -68,6 +64,7 @@ class Pool {
       : new Worker(this.#url, { workerData: this.workerData, resourceLimits: this.resourceLimits });
     w.unref();
     this.#all.add(w);
+    this.#started++;
     // A worker that fails between batches (out of its small heap while idle, say) leaves the pool;
     // without a listener of its own its 'error' event would end the process. A batch in flight
     // listens too, and answers its request (run's onError).
@@ -75,38 +72,24 @@ class Pool {
       this.#all.delete(w);
       const i = this.#idle.indexOf(w);
       if (i >= 0) this.#idle.splice(i, 1);
-      clearTimeout(this.#expiry.get(w));
-      this.#expiry.delete(w);
     };
     w.on('error', drop);
     w.once('exit', drop);
     return w;
   }
 
-  /** A worker that finished its batch goes back; one left mid-batch is replaced. */
-  async release(w: Worker, clean: boolean): Promise<void> {
-    if (!clean || !this.#all.has(w)) {
-      await w.terminate();
-      return;
-    }
-    this.#idle.push(w);
-    if (this.idleMs === null) return;
-    const timer = setTimeout(() => {
-      // Still idle (acquire clears the timer): it leaves the pool now, so no batch can take it.
-      const i = this.#idle.indexOf(w);
-      if (i < 0) return;
-      this.#idle.splice(i, 1);
-      this.#expiry.delete(w);
-      this.#all.delete(w);
-      void w.terminate();
-    }, this.idleMs);
-    timer.unref();
-    this.#expiry.set(w, timer);
+  /**
+   * A worker that finished its batch goes back; one left mid-batch is replaced. One `retired`
+   * ends instead (its heap goes back to the process) without holding up the batch's answer: it
+   * leaves the pool once it has exited ('exit' above), so close() still waits for it.
+   */
+  async release(w: Worker, clean: boolean, retired = false): Promise<void> {
+    if (!clean || !this.#all.has(w)) await w.terminate();
+    else if (retired) void w.terminate();
+    else this.#idle.push(w);
   }
 
   async close(): Promise<void> {
-    for (const timer of this.#expiry.values()) clearTimeout(timer);
-    this.#expiry.clear();
     await Promise.all([...this.#all].map((w) => w.terminate()));
     this.#idle.length = 0;
   }
@@ -129,6 +112,7 @@ export class IngestWorkerPool {
   readonly #spool: Pool;
   #nextId = 1;
   readonly #maxInFlight: number;
+  readonly #retireAfterRows: number | null;
 
   /**
    * Ingest holds at most a few segments in memory; a small heap keeps the process small (48 MB of
@@ -137,22 +121,22 @@ export class IngestWorkerPool {
   constructor(
     secret: Buffer,
     rotations: readonly Buffer[] = [],
-    heap: WorkerHeap = { oldMb: 48, youngMb: 8, idleMs: null },
+    heap: WorkerHeap = { oldMb: 48, youngMb: 8, retireAfterRows: null },
   ) {
     const limits = { maxOldGenerationSizeMb: heap.oldMb, maxYoungGenerationSizeMb: heap.youngMb };
     this.#maxInFlight = inFlightBound(heap.oldMb);
-    this.#parse = new Pool('parse-worker', {}, limits, heap.idleMs);
+    this.#retireAfterRows = heap.retireAfterRows;
+    this.#parse = new Pool('parse-worker', {}, limits);
     this.#spool = new Pool(
       'spool-worker',
       { secret: new Uint8Array(secret), rotations: rotations.map((r) => new Uint8Array(r)) },
       limits,
-      heap.idleMs,
     );
   }
 
-  /** Worker threads alive, parse and spool (idle ones included). */
-  get threads(): number {
-    return this.#parse.size + this.#spool.size;
+  /** Worker threads alive, parse and spool (idle ones included), and started since the pool began. */
+  get threads(): { alive: number; started: number } {
+    return { alive: this.#parse.size + this.#spool.size, started: this.#parse.started + this.#spool.started };
   }
 
   run(parseStart: ParseStart, spoolStart: SpoolStart, onSegment: (path: string, rows: number) => void): BatchRun {
@@ -246,9 +230,13 @@ export class IngestWorkerPool {
       },
       release: async () => {
         listen(false);
+        // A pair that carried a batch this large has grown its heaps: they go back to the work the
+        // batch leaves behind (its rollups, its band evaluation), and the next batch starts a pair.
+        const bound = this.#retireAfterRows;
+        const retired = bound !== null && parseDone !== undefined && parseDone.rows >= bound;
         await Promise.all([
-          this.#parse.release(parser, parseClean),
-          this.#spool.release(spooler, spoolDone !== undefined),
+          this.#parse.release(parser, parseClean, retired),
+          this.#spool.release(spooler, spoolDone !== undefined, retired),
         ]);
       },
     };

@@ -69,6 +69,11 @@ export class BackgroundLoop {
     });
   }
 
+  /** Whether a run is under way or asked for (a failed run's retry, waiting on its timer, is not). */
+  get busy(): boolean {
+    return this.#running !== null || this.#requested;
+  }
+
   /** Resolves once nothing is requested or running. */
   async idle(): Promise<void> {
     while (this.#running) await this.#running;

@@ -116,7 +116,7 @@ export interface Config {
   memoryLimit: number | null;
   /**
    * Heap limits of each ingest worker thread (a batch in flight has a parse and a spool worker),
-   * and how long an idle one keeps its heap before it ends (null: as long as the room runs).
+   * and the batch size after which a pair ends rather than wait for the next batch (null: never).
    */
   workerHeap: WorkerHeap;
   ingestQueue: number;
@@ -214,19 +214,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 const MB = 1024 ** 2;
 
-/** An ingest worker's heap limits, and how long it may sit idle holding them (null: no bound). */
+/** An ingest worker's heap limits, and the batch size after which it ends (null: it never does). */
 export interface WorkerHeap {
   oldMb: number;
   youngMb: number;
-  idleMs: number | null;
+  retireAfterRows: number | null;
 }
 
 /**
- * Under PARITY_MEMORY_LIMIT an idle ingest worker ends after this long: its heap and isolate
- * (tens of MB a pair) are given back to the work a big batch leaves behind (its rollups' catch-up
- * and band evaluation), and a batch that comes later starts a new pair (tens of ms).
+ * Under PARITY_MEMORY_LIMIT the worker pair that carried a batch of this many rows or more ends
+ * with it: their heaps (grown to their limits by then) go back to the work such a batch leaves
+ * behind (its rollups' catch-up, its band evaluation), and the next batch starts a new pair
+ * (≈ 0.3 s: README, Configuration). Smaller batches keep their pair.
  */
-export const WORKER_IDLE_MS = 1_000;
+export const WORKER_RETIRE_ROWS = 1_000_000;
 
 /**
  * The smallest DuckDB pool the room plans (README, Performance → Ingest: at 64 MB a 10M-point
@@ -245,8 +246,8 @@ export function duckdbBytes(size: string): number {
  * How the room shares PARITY_MEMORY_LIMIT (docs: README "Configuration"): DuckDB gets a quarter
  * (at least DUCKDB_POOL_FLOOR_MB: below it a 10M-point batch's release step and rollup refresh ran out of memory), one batch in flight per whole 256 MiB (1–4),
  * and the ingest workers — a parse and a spool worker per batch in flight — share an eighth
- * (16–48 MB of old space each; each thread also costs ~10 MB of its own) and end when idle for
- * WORKER_IDLE_MS. The rest is Node's own heap, the control plane and buffers.
+ * (16–48 MB of old space each; each thread also costs ~10 MB of its own) and end after a batch
+ * of WORKER_RETIRE_ROWS. The rest is Node's own heap, the control plane and buffers.
  * Explicit PARITY_DUCKDB_MEMORY and PARITY_INGEST_CONCURRENCY win. Without a limit: 256 MB for
  * DuckDB, 4 batches, 48 MB per worker kept while the room runs, as before.
  */
@@ -258,14 +259,14 @@ export function memoryPlan(
     return {
       duckdbMemory: explicit.duckdbMemory ?? '256MB',
       ingestConcurrency: explicit.ingestConcurrency ?? 4,
-      workerHeap: { oldMb: 48, youngMb: 8, idleMs: null },
+      workerHeap: { oldMb: 48, youngMb: 8, retireAfterRows: null },
     };
   const ingestConcurrency = explicit.ingestConcurrency ?? Math.min(4, Math.max(1, Math.floor(limit / (256 * MB))));
   const oldMb = Math.min(48, Math.max(16, Math.floor(limit / 8 / (2 * ingestConcurrency) / MB)));
   return {
     duckdbMemory: explicit.duckdbMemory ?? `${Math.max(DUCKDB_POOL_FLOOR_MB, Math.floor(limit / 4 / MB))}MB`,
     ingestConcurrency,
-    workerHeap: { oldMb, youngMb: oldMb >= 32 ? 8 : 4, idleMs: WORKER_IDLE_MS },
+    workerHeap: { oldMb, youngMb: oldMb >= 32 ? 8 : 4, retireAfterRows: WORKER_RETIRE_ROWS },
   };
 }
 
@@ -285,7 +286,7 @@ export function processMemoryHint(
 ): string | undefined {
   if (limit === null || limit >= TIGHT_BUDGET) return undefined;
   const missing: string[] = [];
-  const semi = /--max-semi-space-size(=|\s|$)/;
+  const semi = /--max[-_]semi[-_]space[-_]size(=|\s|$)/; // Node takes V8's flags spelled either way
   if (!execArgv.some((a) => semi.test(a)) && !semi.test(env['NODE_OPTIONS'] ?? ''))
     missing.push('NODE_OPTIONS=--max-semi-space-size=1');
   if (!env['MALLOC_ARENA_MAX']) missing.push('MALLOC_ARENA_MAX=2');

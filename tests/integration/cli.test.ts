@@ -45,15 +45,22 @@ kpis:
 });
 
 describe('parity serve with a small DuckDB pool', () => {
-  it('starts, and warns that a large batch can run its release step and rollups out of memory', async () => {
+  it('starts, warns that a large batch can run its release step and rollups out of memory, and names the process settings a tight budget wants', async () => {
     const room = await spawnRoom({
       DATABASE_URL: '',
       PARITY_DATA_DIR: join(dir, 'small-pool'),
       PARITY_AGREEMENT: 'fixtures/demo-agreement.yaml',
+      PARITY_MEMORY_LIMIT: '400MB',
       PARITY_DUCKDB_MEMORY: '64MB',
+      // Neither process setting, whatever the caller's environment holds.
+      NODE_OPTIONS: '',
+      MALLOC_ARENA_MAX: '',
     });
     try {
       await expect.poll(room.output).toMatch(/warning: DuckDB's pool \(PARITY_DUCKDB_MEMORY=64MB\) is below 128MB/);
+      expect(room.output()).toMatch(
+        /hint: a budget this tight also wants the process started with NODE_OPTIONS=--max-semi-space-size=1 and MALLOC_ARENA_MAX=2 \(README, Configuration\)/,
+      );
     } finally {
       room.child.kill('SIGTERM');
       expect(await room.exited).toBe(0);

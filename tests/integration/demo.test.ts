@@ -78,6 +78,7 @@ describe('parity demo (what npm start runs)', () => {
         /memory budget 488 MiB \(PARITY_MEMORY_LIMIT\): DuckDB 128MB, 1 batch in flight, 30 MB per ingest worker/,
       );
       expect(out).not.toContain("warning: DuckDB's pool"); // the plan keeps the floor
+      expect(out).not.toContain('hint:'); // the demo's own budget, not one the operator chose
       // The dashboard is served at / from the same process.
       const page = await fetch(`${first.url}/`);
       expect(page.status).toBe(200);

@@ -47,41 +47,56 @@ async function until(check: () => boolean, ms: number): Promise<boolean> {
 }
 
 describe('ingest worker threads under a memory budget', () => {
-  it('end once idle for the bound, and a later batch starts a new pair', { timeout: timeout(60_000) }, async () => {
-    const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], { oldMb: 16, youngMb: 4, idleMs: 300 });
-    try {
-      expect(await batch(pool)).toBe(30);
-      expect(pool.threads).toBe(2); // the pair waits for the next batch…
-      expect(await until(() => pool.threads === 0, timeout(10_000))).toBe(true); // …for the bound, then ends
-      expect(await batch(pool, 12)).toBe(12);
-      expect(pool.threads).toBe(2);
-    } finally {
-      await pool.close();
-    }
-  });
-
   it(
-    'reuse a pair taken again within the bound, and the bound starts again at its release',
+    'end with a batch of the bound or more; smaller batches keep their pair',
     { timeout: timeout(60_000) },
     async () => {
-      const idleMs = 1_500;
-      const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], { oldMb: 16, youngMb: 4, idleMs });
+      const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], { oldMb: 16, youngMb: 4, retireAfterRows: 20 });
       try {
-        await batch(pool);
-        // Batches one after another within the bound: the same two threads, never a second pair,
-        // and none ended under a batch (each batch would fail if its worker were terminated).
-        const until1 = Date.now() + idleMs * 2;
-        let n = 0;
-        while (Date.now() < until1) {
-          expect(await batch(pool, 5)).toBe(5);
-          expect(pool.threads).toBe(2);
-          n++;
-        }
-        expect(n).toBeGreaterThan(1);
-        // Released just now: still there well inside the bound, gone after it.
-        await new Promise((r) => setTimeout(r, idleMs / 3));
-        expect(pool.threads).toBe(2);
-        expect(await until(() => pool.threads === 0, timeout(10_000))).toBe(true);
+        expect(await batch(pool, 19)).toBe(19);
+        expect(pool.threads).toEqual({ alive: 2, started: 2 }); // below the bound: kept for the next batch
+        expect(await batch(pool, 12)).toBe(12);
+        expect(pool.threads).toEqual({ alive: 2, started: 2 }); // …which took the same pair
+        expect(await batch(pool, 20)).toBe(20); // at the bound: the pair ends
+        expect(await until(() => pool.threads.alive === 0, timeout(10_000))).toBe(true);
+        expect(pool.threads.started).toBe(2);
+        expect(await batch(pool, 30)).toBe(30); // a new pair, ended in turn
+        expect(pool.threads.started).toBe(4);
+        expect(await until(() => pool.threads.alive === 0, timeout(10_000))).toBe(true);
+        expect(await batch(pool, 5)).toBe(5);
+        expect(pool.threads).toEqual({ alive: 2, started: 6 });
+      } finally {
+        await pool.close();
+      }
+      expect(pool.threads.alive).toBe(0);
+    },
+  );
+
+  it(
+    'counts the rows the body held, refused ones too: a large batch of bad rows frees its pair as well',
+    { timeout: timeout(60_000) },
+    async () => {
+      const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], { oldMb: 16, youngMb: 4, retireAfterRows: 20 });
+      try {
+        const run = pool.run(
+          {
+            agreement,
+            version: 1,
+            kind: 'ndjson',
+            nowMs: Date.parse('2026-11-21T00:00:00Z'),
+            clockSkewMs: 0,
+            partial: true,
+          },
+          { partnerId: 'acme', spoolDir: join(spoolRoot, String(++batches)), segmentRows: 1_000 },
+          () => undefined,
+        );
+        const bad = leadTimePoints(25, 'BAD').map((p, i) => (i % 2 ? { ...p, kpi: 'no_such_kpi' } : p));
+        await run.send(Buffer.from(ndjson(bad)));
+        run.end();
+        const done = (await run.result).parse;
+        await run.release();
+        expect([done.rows, done.accepted, done.rejected]).toEqual([25, 13, 12]);
+        expect(await until(() => pool.threads.alive === 0, timeout(10_000))).toBe(true);
       } finally {
         await pool.close();
       }
@@ -89,18 +104,18 @@ describe('ingest worker threads under a memory budget', () => {
   );
 
   it(
-    'without a bound (no PARITY_MEMORY_LIMIT) keep their pair while the room runs',
+    'without a bound (no PARITY_MEMORY_LIMIT) keep their pair however large the batch',
     { timeout: timeout(60_000) },
     async () => {
-      const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], { oldMb: 48, youngMb: 8, idleMs: null });
+      const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], { oldMb: 48, youngMb: 8, retireAfterRows: null });
       try {
-        await batch(pool);
-        await new Promise((r) => setTimeout(r, 1_000));
-        expect(pool.threads).toBe(2);
+        await batch(pool, 200);
+        expect(await batch(pool, 7)).toBe(7);
+        expect(pool.threads).toEqual({ alive: 2, started: 2 });
       } finally {
         await pool.close();
       }
-      expect(pool.threads).toBe(0);
+      expect(pool.threads.alive).toBe(0);
     },
   );
 });

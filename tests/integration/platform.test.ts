@@ -19,6 +19,7 @@ describe('health and docs', () => {
     const metrics = await (await fetch(`${t.url}/metrics`)).text();
     expect(metrics).toMatch(/^parity_snapshot \d+$/m);
     expect(metrics).toMatch(/^parity_alert_evaluations_total \d+$/m);
+    expect(metrics).toMatch(/^parity_alert_evaluation_busy [01]$/m);
     expect(metrics).toMatch(/^parity_notifications_pending 0$/m);
   });
 

@@ -301,3 +301,31 @@ function rethrowUnlessFirst() {
     if (seen++ > 0) throw err;
   };
 }
+
+describe('whether background work is under way (/metrics: parity_alert_evaluation_busy)', () => {
+  it('is busy from a request until the run it asked for, and one asked for meanwhile, have ended', async () => {
+    let finish!: () => void;
+    let runs = 0;
+    const loop = new BackgroundLoop(
+      async () => {
+        runs++;
+        await new Promise<void>((r) => (finish = r));
+      },
+      () => false,
+      rethrow,
+    );
+    expect(loop.busy).toBe(false);
+    loop.request();
+    expect(loop.busy).toBe(true); // asked for, not started yet
+    await expect.poll(() => runs).toBe(1);
+    expect(loop.busy).toBe(true); // running
+    loop.request(); // asked for during the run: the next run follows it
+    finish();
+    await expect.poll(() => runs).toBe(2);
+    expect(loop.busy).toBe(true);
+    finish();
+    await loop.idle();
+    expect(loop.busy).toBe(false);
+    expect(runs).toBe(2);
+  });
+});

@@ -5,7 +5,7 @@ import {
   duckdbBytes,
   loadConfig,
   processMemoryHint,
-  WORKER_IDLE_MS,
+  WORKER_RETIRE_ROWS,
 } from '../../services/platform/config.js';
 
 describe('configuration', () => {
@@ -72,14 +72,14 @@ describe('PARITY_MEMORY_LIMIT', () => {
     expect(c.memoryLimit).toBe(512 * 1024 ** 2);
     expect(c.duckdbMemory).toBe('128MB');
     expect(c.ingestConcurrency).toBe(2);
-    expect(c.workerHeap).toEqual({ oldMb: 16, youngMb: 4, idleMs: WORKER_IDLE_MS });
+    expect(c.workerHeap).toEqual({ oldMb: 16, youngMb: 4, retireAfterRows: WORKER_RETIRE_ROWS });
     const big = loadConfig({ PARITY_MEMORY_LIMIT: '2GiB' });
     expect([big.duckdbMemory, big.ingestConcurrency, big.workerHeap.oldMb]).toEqual(['512MB', 4, 32]);
     const small = loadConfig({ PARITY_MEMORY_LIMIT: '256MiB' });
     expect([small.duckdbMemory, small.ingestConcurrency, small.workerHeap]).toEqual([
       '128MB',
       1,
-      { oldMb: 16, youngMb: 4, idleMs: WORKER_IDLE_MS },
+      { oldMb: 16, youngMb: 4, retireAfterRows: WORKER_RETIRE_ROWS },
     ]);
   });
 
@@ -93,7 +93,7 @@ describe('PARITY_MEMORY_LIMIT', () => {
     expect(c.workerHeap.oldMb).toBe(16);
     const d = loadConfig({});
     expect([d.memoryLimit, d.duckdbMemory, d.ingestConcurrency, d.workerHeap.oldMb]).toEqual([null, '256MB', 4, 48]);
-    expect(d.workerHeap.idleMs).toBeNull(); // workers kept while the room runs
+    expect(d.workerHeap.retireAfterRows).toBeNull(); // workers kept whatever the batch
   });
 
   it('reads DuckDB memory sizes as DuckDB does, to compare them with the planned floor', () => {
@@ -128,6 +128,8 @@ describe('PARITY_MEMORY_LIMIT', () => {
       [{ NODE_OPTIONS: '--max-semi-space-size=2' }, []],
       [{ NODE_OPTIONS: '--enable-source-maps --max-semi-space-size 1' }, []],
       [{}, ['--max-semi-space-size=4']],
+      [{}, ['--max-semi-space-size', '2']],
+      [{ NODE_OPTIONS: '--max_semi_space_size=1' }, []],
     ] as const) {
       const hint = processMemoryHint(limit('400MB'), env, argv);
       expect(hint).toMatch(/started with MALLOC_ARENA_MAX=2 \(/);
