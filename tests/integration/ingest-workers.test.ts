@@ -14,20 +14,18 @@ const spoolRoot = mkdtempSync(join(tmpdir(), 'parity-workers-'));
 afterAll(() => rmSync(spoolRoot, { recursive: true, force: true }));
 
 let batches = 0;
-/** One small NDJSON batch through the pool's parse and spool workers, released as the lander does. */
-async function batch(pool: IngestWorkerPool, points = 30): Promise<number> {
-  const run = pool.run(
-    {
-      agreement,
-      version: 1,
-      kind: 'ndjson',
-      nowMs: Date.parse('2026-11-21T00:00:00Z'),
-      clockSkewMs: 0,
-      partial: false,
-    },
+/** A batch started on the pool's parse and spool workers, as the lander starts one. */
+function start(pool: IngestWorkerPool, partial = false) {
+  return pool.run(
+    { agreement, version: 1, kind: 'ndjson', nowMs: Date.parse('2026-11-21T00:00:00Z'), clockSkewMs: 0, partial },
     { partnerId: 'acme', spoolDir: join(spoolRoot, String(++batches)), segmentRows: 1_000 },
     () => undefined,
   );
+}
+
+/** One small NDJSON batch through the pool's workers, released as the lander does. */
+async function batch(pool: IngestWorkerPool, points = 30): Promise<number> {
+  const run = start(pool);
   try {
     await run.send(Buffer.from(ndjson(leadTimePoints(points, `W${batches}`))));
     run.end();
@@ -78,18 +76,7 @@ describe('ingest worker threads under a memory budget', () => {
     async () => {
       const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], { oldMb: 16, youngMb: 4, retireAfterRows: 20 });
       try {
-        const run = pool.run(
-          {
-            agreement,
-            version: 1,
-            kind: 'ndjson',
-            nowMs: Date.parse('2026-11-21T00:00:00Z'),
-            clockSkewMs: 0,
-            partial: true,
-          },
-          { partnerId: 'acme', spoolDir: join(spoolRoot, String(++batches)), segmentRows: 1_000 },
-          () => undefined,
-        );
+        const run = start(pool, true);
         const bad = leadTimePoints(25, 'BAD').map((p, i) => (i % 2 ? { ...p, kpi: 'no_such_kpi' } : p));
         await run.send(Buffer.from(ndjson(bad)));
         run.end();
