@@ -232,6 +232,7 @@ export class IngestWorkerPool {
         listen(false);
         // A pair that carried a batch this large has grown its heaps: they go back to the work the
         // batch leaves behind (its rollups, its band evaluation), and the next batch starts a pair.
+        // A body refused partway (the parse worker's Problem) keeps its pair: nothing lands after it.
         const bound = this.#retireAfterRows;
         const retired = bound !== null && parseDone !== undefined && parseDone.rows >= bound;
         await Promise.all([

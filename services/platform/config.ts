@@ -225,7 +225,7 @@ export interface WorkerHeap {
  * Under PARITY_MEMORY_LIMIT the worker pair that carried a batch of this many rows or more ends
  * with it: their heaps (grown to their limits by then) go back to the work such a batch leaves
  * behind (its rollups' catch-up, its band evaluation), and the next batch starts a new pair
- * (≈ 0.3 s: README, Configuration). Smaller batches keep their pair.
+ * (≈ 0.4 s: README, Configuration). Smaller batches keep their pair.
  */
 export const WORKER_RETIRE_ROWS = 1_000_000;
 

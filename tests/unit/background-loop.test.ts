@@ -317,11 +317,13 @@ describe('whether background work is under way (/metrics: parity_alert_evaluatio
     expect(loop.busy).toBe(false);
     loop.request();
     expect(loop.busy).toBe(true); // asked for, not started yet
-    await expect.poll(() => runs).toBe(1);
+    await expect.poll(() => runs, { timeout: 10_000 }).toBe(1);
     expect(loop.busy).toBe(true); // running
-    loop.request(); // asked for during the run: the next run follows it
+    // Asked for during the run: the next run follows it (a scheduled request, so without the
+    // pause a batch's would add under sustained ingest).
+    loop.request({ scheduled: true });
     finish();
-    await expect.poll(() => runs).toBe(2);
+    await expect.poll(() => runs, { timeout: 10_000 }).toBe(2);
     expect(loop.busy).toBe(true);
     finish();
     await loop.idle();
