@@ -226,29 +226,21 @@ async function startServer(dataDir: string, extraEnv: Record<string, string | un
   };
 }
 
-/** Waits until no batch is landing and the server's rollups hold every landed batch. */
-async function settled(url: string): Promise<void> {
+/**
+ * Waits until no batch is landing and the server's rollups hold every landed batch — and, with
+ * `evaluation`, no band evaluation is queued or running (a push's evaluation may outlast its rollups).
+ */
+async function settled(url: string, opts: { evaluation?: boolean } = {}): Promise<void> {
   const deadline = Date.now() + 3_600_000;
   while (Date.now() < deadline) {
     const m = await (await fetch(`${url}/metrics`)).text();
-    // With PARITY_ROLLUPS=off the metric is absent: only the writers count then.
+    // With PARITY_ROLLUPS=off or PARITY_ALERTS=off the metric is absent: nothing to wait for there.
     const rolled = !/^parity_rollup_current /m.test(m) || /^parity_rollup_current 1$/m.test(m);
-    if (rolled && /^parity_ingest_writers_busy 0$/m.test(m)) return;
+    const evaluated = !opts.evaluation || !/^parity_alert_evaluation_busy 1$/m.test(m);
+    if (rolled && evaluated && /^parity_ingest_writers_busy 0$/m.test(m)) return;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('the room did not settle within an hour');
-}
-
-/** Waits until no band evaluation is queued or running (the push's evaluation may outlast its rollups). */
-async function evaluationsIdle(url: string): Promise<void> {
-  const deadline = Date.now() + 3_600_000;
-  while (Date.now() < deadline) {
-    const m = await (await fetch(`${url}/metrics`)).text();
-    // With PARITY_ALERTS=off the metric is absent: nothing to wait for.
-    if (!/^parity_alert_evaluation_busy 1$/m.test(m)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('band evaluation did not finish within an hour');
 }
 
 async function pushAll(url: string, token: string, type: string, bodies: (string | Uint8Array)[]): Promise<number> {
@@ -466,8 +458,7 @@ async function main() {
         const rate = RSS_POINTS / ((performance.now() - t0) / 1000);
         const peak = s2.peakRssMb();
         process.stderr.write(`waiting for the work the push started (${name})…\n`);
-        await settled(s2.url);
-        await evaluationsIdle(s2.url);
+        await settled(s2.url, { evaluation: true });
         rssRuns.push({ name, rate, peak, peakAfter: s2.peakRssMb(), pglite: s2.pglite });
       } finally {
         await s2.close();

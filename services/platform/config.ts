@@ -276,7 +276,7 @@ const TIGHT_BUDGET = 1024 * MB;
 /**
  * What a tight PARITY_MEMORY_LIMIT also wants of the process, which the room cannot change once
  * running (README "Configuration"): Node's main-thread young generation at 1 MB a semi-space and
- * glibc's malloc at two arenas: what they save is measured in README, Performance → Ingest.
+ * glibc's malloc at two arenas: what they save is measured in README, Performance.
  * Undefined when the budget is roomy, not set, or the process has both.
  */
 export function processMemoryHint(
