@@ -6,10 +6,11 @@
 import { createHash } from 'node:crypto';
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import type { Agreement } from '../platform/agreement-schema.js';
+import { localDays } from '../platform/calendar.js';
 import { Problem } from '../platform/errors.js';
 import { parseBody, type IngestKind } from './body-parsers.js';
 import { compileValidator, RowErrors } from './point-validator.js';
-import type { FromParse, RowsAck, RowsMessage, ToParse } from './worker-protocol.js';
+import { NO_DAY, type FromParse, type RowsAck, type RowsMessage, type ToParse } from './worker-protocol.js';
 
 const port = parentPort!;
 const ROWS_PER_MESSAGE = 4096;
@@ -45,6 +46,7 @@ class RowSender {
   #n = 0;
   #kpi = new Int32Array(ROWS_PER_MESSAGE);
   #ms = new Float64Array(ROWS_PER_MESSAGE);
+  #day = new Int32Array(ROWS_PER_MESSAGE);
   #value = new Float64Array(ROWS_PER_MESSAGE);
   #dims = new Int32Array(ROWS_PER_MESSAGE);
   #subject: string[] = [];
@@ -53,7 +55,10 @@ class RowSender {
   #unacked = 0;
   #wake: (() => void) | undefined;
 
-  constructor(private readonly out: MessagePort) {
+  constructor(
+    private readonly out: MessagePort,
+    private readonly localDay: (ms: number) => number | null,
+  ) {
     out.on('message', (_m: RowsAck) => {
       this.#unacked--;
       this.#wake?.();
@@ -75,6 +80,7 @@ class RowSender {
     const i = this.#n++;
     this.#kpi[i] = this.#index(kpi);
     this.#ms[i] = ms;
+    this.#day[i] = this.localDay(ms) ?? NO_DAY;
     this.#value[i] = value;
     this.#dims[i] = dims === null ? -1 : this.#index(dims);
     this.#subject.push(subject);
@@ -88,16 +94,24 @@ class RowSender {
       n: this.#n,
       kpi: this.#kpi,
       ms: this.#ms,
+      day: this.#day,
       value: this.#value,
       dims: this.#dims,
       subject: this.#subject,
       newEntries: this.#newEntries,
     };
-    this.out.postMessage(m, [this.#kpi.buffer, this.#ms.buffer, this.#value.buffer, this.#dims.buffer]);
+    this.out.postMessage(m, [
+      this.#kpi.buffer,
+      this.#ms.buffer,
+      this.#day.buffer,
+      this.#value.buffer,
+      this.#dims.buffer,
+    ]);
     this.#unacked++;
     this.#n = 0;
     this.#kpi = new Int32Array(ROWS_PER_MESSAGE);
     this.#ms = new Float64Array(ROWS_PER_MESSAGE);
+    this.#day = new Int32Array(ROWS_PER_MESSAGE);
     this.#value = new Float64Array(ROWS_PER_MESSAGE);
     this.#dims = new Int32Array(ROWS_PER_MESSAGE);
     this.#subject = [];
@@ -119,7 +133,7 @@ async function run(a: Active, start: Extract<ToParse, { type: 'start' }>): Promi
   const dims = new Set(agreement.kpis.flatMap((k) => Object.keys(k.dimensions)));
   const errors = new RowErrors();
   const bodySha = createHash('sha256');
-  const sender = new RowSender(start.rows);
+  const sender = new RowSender(start.rows, localDays(agreement.partnership.timezone));
   let rows = 0;
   let accepted = 0;
   const kpis = new Set<string>();

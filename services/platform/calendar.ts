@@ -112,3 +112,71 @@ export function monthBounds(month: string, timezone: string): { from: Date; to: 
   const first = `${month}-01`;
   return { from: localMidnight(first, timezone), to: localMidnight(addPeriods(first, 'month', 1), timezone) };
 }
+
+const HOUR_MS = 3_600_000;
+/** The instants localDays answers for: 1970 up to 2200 (the store computes any other's day). */
+const LOCAL_DAYS_FROM = 0;
+const LOCAL_DAYS_TO = Date.UTC(2200, 0, 1);
+/** Hour offsets a localDays function keeps (about seven years of hours); past it, it starts again. */
+const LOCAL_DAYS_KEPT = 65_536;
+
+/**
+ * The local calendar day of instants in a zone, as days since 1970-01-01 — what ingest lands in
+ * `points.local_day` instead of asking DuckDB's ICU for every point. The zone's offset is asked
+ * (Intl, the same tz database) once per UTC hour boundary and reused for every instant of an hour
+ * whose two ends have the same offset: no zone changes its offset twice within an hour, so such
+ * an hour holds no transition. For an hour that does, and outside 1970–2199, it answers null and
+ * the store computes the day itself (duck-store.ts INSERT_SEGMENT).
+ */
+export function localDays(timezone: string): (ms: number) => number | null {
+  const f = new Intl.DateTimeFormat('en-US', {
+    timeZone: timezone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: 'numeric',
+    second: 'numeric',
+  });
+  const offsetAt = (t: number): number => {
+    let y = 0;
+    let mo = 0;
+    let d = 0;
+    let h = 0;
+    let mi = 0;
+    let s = 0;
+    for (const p of f.formatToParts(t)) {
+      if (p.type === 'year') y = Number(p.value);
+      else if (p.type === 'month') mo = Number(p.value);
+      else if (p.type === 'day') d = Number(p.value);
+      else if (p.type === 'hour') h = Number(p.value);
+      else if (p.type === 'minute') mi = Number(p.value);
+      else if (p.type === 'second') s = Number(p.value);
+    }
+    return Date.UTC(y, mo - 1, d, h, mi, s) - t;
+  };
+  const atBoundary = new Map<number, number>();
+  const offsetOfHour = (hour: number): number => {
+    let o = atBoundary.get(hour);
+    if (o === undefined) {
+      if (atBoundary.size >= LOCAL_DAYS_KEPT) atBoundary.clear();
+      o = offsetAt(hour * HOUR_MS);
+      atBoundary.set(hour, o);
+    }
+    return o;
+  };
+  // Points of a batch mostly follow one another in time: the last hour answers most of them.
+  let lastHour = Number.NaN;
+  let lastOffset: number | null = null;
+  return (ms) => {
+    if (!(ms >= LOCAL_DAYS_FROM && ms < LOCAL_DAYS_TO)) return null;
+    const hour = Math.floor(ms / HOUR_MS);
+    if (hour !== lastHour) {
+      const start = offsetOfHour(hour);
+      lastHour = hour;
+      lastOffset = start === offsetOfHour(hour + 1) ? start : null;
+    }
+    return lastOffset === null ? null : Math.floor((ms + lastOffset) / DAY_MS);
+  };
+}
