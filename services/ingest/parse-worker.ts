@@ -27,6 +27,18 @@ let active: Active | undefined;
 
 const post = (m: FromParse) => port.postMessage(m);
 
+/**
+ * The local day of a point, per zone, kept across this thread's batches: its offsets are asked
+ * once per hour of time the points cover, and small batches spread over years (one point an hour
+ * or sparser) would otherwise ask again for nearly every point of every batch.
+ */
+const localDayIn = new Map<string, (ms: number) => number | null>();
+function localDayOf(timezone: string): (ms: number) => number | null {
+  let f = localDayIn.get(timezone);
+  if (!f) localDayIn.set(timezone, (f = localDays(timezone)));
+  return f;
+}
+
 async function* input(a: Active): AsyncGenerator<Buffer> {
   for (;;) {
     const next = a.queue.shift();
@@ -133,7 +145,7 @@ async function run(a: Active, start: Extract<ToParse, { type: 'start' }>): Promi
   const dims = new Set(agreement.kpis.flatMap((k) => Object.keys(k.dimensions)));
   const errors = new RowErrors();
   const bodySha = createHash('sha256');
-  const sender = new RowSender(start.rows, localDays(agreement.partnership.timezone));
+  const sender = new RowSender(start.rows, localDayOf(agreement.partnership.timezone));
   let rows = 0;
   let accepted = 0;
   const kpis = new Set<string>();

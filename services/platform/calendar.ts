@@ -117,16 +117,18 @@ const HOUR_MS = 3_600_000;
 /** The instants localDays answers for: 1970 up to 2200 (the store computes any other's day). */
 const LOCAL_DAYS_FROM = 0;
 const LOCAL_DAYS_TO = Date.UTC(2200, 0, 1);
-/** Hour offsets a localDays function keeps (about seven years of hours); past it, it starts again. */
+/** Entries each of a localDays function's two caches keeps (about 180 years of days); past it, it starts again. */
 const LOCAL_DAYS_KEPT = 65_536;
 
 /**
  * The local calendar day of instants in a zone, as days since 1970-01-01 — what ingest lands in
  * `points.local_day` instead of asking DuckDB's ICU for every point. The zone's offset is asked
- * (Intl, the same tz database) once per UTC hour boundary and reused for every instant of an hour
- * whose two ends have the same offset: no zone changes its offset twice within an hour, so such
- * an hour holds no transition. For an hour that does, and outside 1970–2199, it answers null and
- * the store computes the day itself (duck-store.ts INSERT_SEGMENT).
+ * (Intl, the same tz rules) at the start and end of each UTC day a point falls on, once per day:
+ * where the two agree, the day holds no change of offset (no zone changes it twice within a day)
+ * and every point of it takes that offset. A day that holds a change is looked at by the hour
+ * the same way; for an hour that holds one, and outside 1970–2199, it answers null and the store
+ * computes the day itself (duck-store.ts INSERT_SEGMENT). Checked against DuckDB's own answer in
+ * tests/integration/duck-store.test.ts, and for every zone Node knows in a scratch run.
  */
 export function localDays(timezone: string): (ms: number) => number | null {
   const f = new Intl.DateTimeFormat('en-US', {
@@ -139,6 +141,7 @@ export function localDays(timezone: string): (ms: number) => number | null {
     minute: 'numeric',
     second: 'numeric',
   });
+  /** The zone's offset at a whole second `t` (about 6 µs: asked once per boundary). */
   const offsetAt = (t: number): number => {
     let y = 0;
     let mo = 0;
@@ -156,27 +159,41 @@ export function localDays(timezone: string): (ms: number) => number | null {
     }
     return Date.UTC(y, mo - 1, d, h, mi, s) - t;
   };
-  const atBoundary = new Map<number, number>();
-  const offsetOfHour = (hour: number): number => {
-    let o = atBoundary.get(hour);
+  const at = new Map<number, number>();
+  const boundary = (t: number): number => {
+    let o = at.get(t);
     if (o === undefined) {
-      if (atBoundary.size >= LOCAL_DAYS_KEPT) atBoundary.clear();
-      o = offsetAt(hour * HOUR_MS);
-      atBoundary.set(hour, o);
+      if (at.size >= LOCAL_DAYS_KEPT) at.clear();
+      at.set(t, (o = offsetAt(t)));
     }
     return o;
   };
-  // Points of a batch mostly follow one another in time: the last hour answers most of them.
-  let lastHour = Number.NaN;
+  /** The offset through [from, from + span), or null where it changes within. */
+  const constant = (from: number, span: number): number | null => {
+    const o = boundary(from);
+    return o === boundary(from + span) ? o : null;
+  };
+  const days = new Map<number, number | null>();
+  // Points of a batch mostly follow one another in time: the last day answers most of them.
+  let lastDay = Number.NaN;
   let lastOffset: number | null = null;
   return (ms) => {
     if (!(ms >= LOCAL_DAYS_FROM && ms < LOCAL_DAYS_TO)) return null;
-    const hour = Math.floor(ms / HOUR_MS);
-    if (hour !== lastHour) {
-      const start = offsetOfHour(hour);
-      lastHour = hour;
-      lastOffset = start === offsetOfHour(hour + 1) ? start : null;
+    const day = Math.floor(ms / DAY_MS);
+    if (day !== lastDay) {
+      let o = days.get(day);
+      if (o === undefined) {
+        if (days.size >= LOCAL_DAYS_KEPT) days.clear();
+        days.set(day, (o = constant(day * DAY_MS, DAY_MS)));
+      }
+      lastDay = day;
+      lastOffset = o;
     }
-    return lastOffset === null ? null : Math.floor((ms + lastOffset) / DAY_MS);
+    let offset = lastOffset;
+    if (offset === null) {
+      offset = constant(Math.floor(ms / HOUR_MS) * HOUR_MS, HOUR_MS);
+      if (offset === null) return null;
+    }
+    return Math.floor((ms + offset) / DAY_MS);
   };
 }
