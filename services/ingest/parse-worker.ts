@@ -6,11 +6,10 @@
 import { createHash } from 'node:crypto';
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import type { Agreement } from '../platform/agreement-schema.js';
-import { localDays } from '../platform/calendar.js';
 import { Problem } from '../platform/errors.js';
 import { parseBody, type IngestKind } from './body-parsers.js';
 import { compileValidator, RowErrors } from './point-validator.js';
-import { NO_DAY, type FromParse, type RowsAck, type RowsMessage, type ToParse } from './worker-protocol.js';
+import type { FromParse, RowsAck, RowsMessage, ToParse } from './worker-protocol.js';
 
 const port = parentPort!;
 const ROWS_PER_MESSAGE = 4096;
@@ -26,18 +25,6 @@ interface Active {
 let active: Active | undefined;
 
 const post = (m: FromParse) => port.postMessage(m);
-
-/**
- * The local day of a point, per zone, kept across this thread's batches: its offsets are asked
- * once per hour of time the points cover, and small batches spread over years (one point an hour
- * or sparser) would otherwise ask again for nearly every point of every batch.
- */
-const localDayIn = new Map<string, (ms: number) => number | null>();
-function localDayOf(timezone: string): (ms: number) => number | null {
-  let f = localDayIn.get(timezone);
-  if (!f) localDayIn.set(timezone, (f = localDays(timezone)));
-  return f;
-}
 
 async function* input(a: Active): AsyncGenerator<Buffer> {
   for (;;) {
@@ -58,7 +45,6 @@ class RowSender {
   #n = 0;
   #kpi = new Int32Array(ROWS_PER_MESSAGE);
   #ms = new Float64Array(ROWS_PER_MESSAGE);
-  #day = new Int32Array(ROWS_PER_MESSAGE);
   #value = new Float64Array(ROWS_PER_MESSAGE);
   #dims = new Int32Array(ROWS_PER_MESSAGE);
   #subject: string[] = [];
@@ -67,10 +53,7 @@ class RowSender {
   #unacked = 0;
   #wake: (() => void) | undefined;
 
-  constructor(
-    private readonly out: MessagePort,
-    private readonly localDay: (ms: number) => number | null,
-  ) {
+  constructor(private readonly out: MessagePort) {
     out.on('message', (_m: RowsAck) => {
       this.#unacked--;
       this.#wake?.();
@@ -92,7 +75,6 @@ class RowSender {
     const i = this.#n++;
     this.#kpi[i] = this.#index(kpi);
     this.#ms[i] = ms;
-    this.#day[i] = this.localDay(ms) ?? NO_DAY;
     this.#value[i] = value;
     this.#dims[i] = dims === null ? -1 : this.#index(dims);
     this.#subject.push(subject);
@@ -106,24 +88,16 @@ class RowSender {
       n: this.#n,
       kpi: this.#kpi,
       ms: this.#ms,
-      day: this.#day,
       value: this.#value,
       dims: this.#dims,
       subject: this.#subject,
       newEntries: this.#newEntries,
     };
-    this.out.postMessage(m, [
-      this.#kpi.buffer,
-      this.#ms.buffer,
-      this.#day.buffer,
-      this.#value.buffer,
-      this.#dims.buffer,
-    ]);
+    this.out.postMessage(m, [this.#kpi.buffer, this.#ms.buffer, this.#value.buffer, this.#dims.buffer]);
     this.#unacked++;
     this.#n = 0;
     this.#kpi = new Int32Array(ROWS_PER_MESSAGE);
     this.#ms = new Float64Array(ROWS_PER_MESSAGE);
-    this.#day = new Int32Array(ROWS_PER_MESSAGE);
     this.#value = new Float64Array(ROWS_PER_MESSAGE);
     this.#dims = new Int32Array(ROWS_PER_MESSAGE);
     this.#subject = [];
@@ -145,7 +119,7 @@ async function run(a: Active, start: Extract<ToParse, { type: 'start' }>): Promi
   const dims = new Set(agreement.kpis.flatMap((k) => Object.keys(k.dimensions)));
   const errors = new RowErrors();
   const bodySha = createHash('sha256');
-  const sender = new RowSender(start.rows, localDayOf(agreement.partnership.timezone));
+  const sender = new RowSender(start.rows);
   let rows = 0;
   let accepted = 0;
   const kpis = new Set<string>();

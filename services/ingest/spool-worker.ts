@@ -1,15 +1,14 @@
 /**
  * The spool worker: pseudonymises the rows its parse worker checked and writes the landed
- * form (`kpi, epoch ms, value, pseudonym, dims JSON`, tab-separated, then the local day where
- * the parse worker knew it) to spool segments for the lander to insert into DuckDB. The raw
- * subject is dropped here, before any write.
+ * form (`kpi, epoch ms, value, pseudonym, dims JSON`, tab-separated) to spool segments for
+ * the lander to insert into DuckDB. The raw subject is dropped here, before any write.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createPseudonymiser } from './pseudonymiser.js';
-import { NO_DAY, type FromSpool, type RowsAck, type RowsMessage, type ToSpool } from './worker-protocol.js';
+import type { FromSpool, RowsAck, RowsMessage, ToSpool } from './worker-protocol.js';
 
 const port = parentPort!;
 const pseudonymise = createPseudonymiser(
@@ -28,18 +27,17 @@ port.on('message', (start: ToSpool) => {
   let path = '';
   let segmentRows = 0;
   mkdirSync(start.spoolDir, { recursive: true });
-  // The canonical lines are the checksum's input; the spool rows are those lines with the local
-  // day after them (the receipt's checksum stays what it was before the day was spooled). Each
-  // message's rows go to the open segment file as they come: a 50,000-row segment built as one
-  // string took a third of a small worker heap (and, now and then, all of it).
-  const write = (rows: string, canonical: string) => {
-    if (!rows) return;
+  // The canonical line is both the spool row and the checksum input. Each message's rows go to
+  // the open segment file as they come: a 50,000-row segment built as one string took a third
+  // of a small worker heap (and, now and then, all of it).
+  const write = (chunk: string) => {
+    if (!chunk) return;
     if (fd === null) {
       path = join(start.spoolDir, `${String(segment++).padStart(6, '0')}.tsv`);
       fd = openSync(path, 'w');
     }
-    writeSync(fd, rows);
-    checksum.update(canonical);
+    writeSync(fd, chunk);
+    checksum.update(chunk);
   };
   const flush = () => {
     if (fd === null) return;
@@ -58,22 +56,17 @@ port.on('message', (start: ToSpool) => {
         return;
       }
       for (const e of m.newEntries) dict.push(e);
-      let rows = '';
       let lines = '';
       for (let i = 0; i < m.n; i++) {
         const d = m.dims[i]!;
-        const day = m.day[i]!;
-        const line = `${dict[m.kpi[i]!]}\t${m.ms[i]}\t${m.value[i]}\t${pseudonymise(start.partnerId, m.subject[i]!)}\t${d < 0 ? '' : dict[d]}`;
-        lines += `${line}\n`;
-        rows += day === NO_DAY ? `${line}\t\n` : `${line}\t${day}\n`;
+        lines += `${dict[m.kpi[i]!]}\t${m.ms[i]}\t${m.value[i]}\t${pseudonymise(start.partnerId, m.subject[i]!)}\t${d < 0 ? '' : dict[d]}\n`;
         if (++segmentRows >= start.segmentRows) {
-          write(rows, lines);
-          rows = '';
+          write(lines);
           lines = '';
           flush();
         }
       }
-      write(rows, lines);
+      write(lines);
       start.rows.postMessage(ack);
     } catch (err) {
       if (fd !== null) closeSync(fd);

@@ -59,8 +59,6 @@ export type FromSpool =
 /**
  * Parse → spool, over the batch's channel: `n` checked rows as columns. KPI ids and
  * dimension JSON are indices into a dictionary that grows by `newEntries`; -1 is no dims.
- * `day` is each point's local day in the partnership's zone (days since 1970-01-01), NO_DAY
- * where the store must compute it (calendar.ts localDays).
  */
 export type RowsMessage =
   | {
@@ -68,16 +66,12 @@ export type RowsMessage =
       n: number;
       kpi: Int32Array;
       ms: Float64Array;
-      day: Int32Array;
       value: Float64Array;
       dims: Int32Array;
       subject: string[];
       newEntries: string[];
     }
   | { type: 'end' };
-
-/** A row's `day` when the store computes its local day. */
-export const NO_DAY = -2_147_483_648;
 
 /** Spool → parse: one rows message taken (flow control). */
 export type RowsAck = { type: 'ack' };

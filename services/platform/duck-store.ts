@@ -325,21 +325,17 @@ const PSEUDONYM_GENERATION = 'pseudonym_generation';
 const ROLLUP_THROUGH = 'rollup_through';
 const ROLLUP_REMOVED = 'rollup_removed:';
 
-// Spool rows are `kpi, epoch ms, value, pseudonym, dims JSON, local day` separated by tabs;
-// nothing in them can hold a tab or newline (ids are checked, JSON escapes control characters).
-// The local day (days since 1970-01-01) comes from the parse worker (calendar.ts localDays);
-// where it is empty — an hour holding a zone's transition, or before 1970 — ICU computes it here,
-// as it did for every point before: that per-point call was a quarter of the statement's CPU. One thread
+// Spool rows are `kpi, epoch ms, value, pseudonym, dims JSON` separated by tabs; nothing in
+// them can hold a tab or newline (ids are checked, JSON escapes control characters). One thread
 // reads a segment (parallel = false): the parse and spool workers need the other cores while the
 // next segments are on their way, and one thread keeps pace with the one spool worker writing
 // them. On 2 cores a second reading thread cost the workers more than it bought (one
 // big NDJSON / JSON / Arrow / CSV push 0.79 / 0.72 / 0.74 / 0.63× → 0.85 / 0.86 / 0.80 / 0.68×
 // the ceiling, means of three A/B runs: README, Ingest).
 const INSERT_SEGMENT = `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
-  SELECT $1::UINTEGER, $2::VARCHAR, kpi, make_timestamptz(ms * 1000), value, subject, nullif(dims, ''),
-    coalesce(DATE '1970-01-01' + day, timezone($4, make_timestamptz(ms * 1000))::DATE)
+  SELECT $1::UINTEGER, $2::VARCHAR, kpi, make_timestamptz(ms * 1000), value, subject, nullif(dims, ''), timezone($4, make_timestamptz(ms * 1000))::DATE
   FROM read_csv($3, delim = '\t', header = false, quote = '', escape = '', auto_detect = false, buffer_size = 4194304, parallel = false,
-    columns = {'kpi': 'VARCHAR', 'ms': 'BIGINT', 'value': 'DOUBLE', 'subject': 'VARCHAR', 'dims': 'VARCHAR', 'day': 'INTEGER'})`;
+    columns = {'kpi': 'VARCHAR', 'ms': 'BIGINT', 'value': 'DOUBLE', 'subject': 'VARCHAR', 'dims': 'VARCHAR'})`;
 
 const INSERT_BATCH = `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ, string_split($14, ','))`;
@@ -431,8 +427,8 @@ export class StoreTransaction {
   }
 
   /**
-   * Appends a spooled segment of a batch's points — a point without its local day gets it in
-   * `timezone` — as snapshot 0 (no batch's number: only this transaction sees them) until {@link stampSnapshot}.
+   * Appends a spooled segment of a batch's points, with their local day in `timezone`, as
+   * snapshot 0 (no batch's number: only this transaction sees them) until {@link stampSnapshot}.
    */
   async appendPoints(segment: string, b: { partner: string; timezone: string }): Promise<void> {
     await this.#conn.run(INSERT_SEGMENT, [0, b.partner, segment, b.timezone]);
