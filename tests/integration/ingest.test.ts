@@ -1,4 +1,5 @@
 import { stopRollups } from '../../services/query/rollups.js';
+import { createHash } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -78,6 +79,49 @@ describe('content types', () => {
       value: 11,
       dims: '{"region":"north"}',
     });
+  });
+
+  // The store computes each point's local day in the partnership's zone when it lands (any
+  // other way of computing it must give the same days); the receipt's checksum is SHA-256 over
+  // the canonical lines (kpi, epoch ms, value, pseudonym, dims), whatever the spool holds.
+  it("lands every point's local day as DuckDB's zone rules give it, around both transitions and local midnight, with the checksum over the canonical lines", async () => {
+    const at: number[] = [];
+    // The room's zone is Europe/Berlin: every 10 minutes across both of 2025's changes (01:00Z),
+    // and the minutes around local midnight in winter (23:00Z) and summer (22:00Z).
+    for (const day of [Date.UTC(2025, 2, 30), Date.UTC(2025, 9, 26)])
+      for (let t = day - 2 * 3_600_000; t <= day + 4 * 3_600_000; t += 600_000) at.push(t);
+    for (const midnight of [Date.UTC(2025, 0, 14, 23), Date.UTC(2025, 6, 14, 22)])
+      for (const d of [-60_001, -1, 0, 1, 59_999]) at.push(midnight + d);
+    const pts: TestPoint[] = at.map((ms, i) => ({
+      kpi: 'lead_time',
+      at: new Date(ms).toISOString(),
+      value: 1 + (i % 7) / 4,
+      subject: `DAY-${i}`,
+      ...(i % 2 ? { dims: { region: 'north' } } : {}),
+    }));
+    const r = await post(ndjson(pts), 'application/x-ndjson');
+    expect(r.status, JSON.stringify(r.body)).toBe(202);
+    const c = await t.room.duck.connect();
+    try {
+      const rows = (
+        await c.runAndReadAll(
+          `SELECT count(*)::INTEGER AS n, count(*) FILTER (WHERE local_day IS DISTINCT FROM timezone('Europe/Berlin', ts)::DATE)::INTEGER AS wrong
+           FROM points WHERE snapshot = $1`,
+          [r.body['snapshot']],
+        )
+      ).getRowObjectsJson();
+      expect(rows).toEqual([{ n: pts.length, wrong: 0 }]);
+    } finally {
+      t.room.duck.release(c);
+    }
+    const pseudo = createPseudonymiser(t.room.secret);
+    const canonical = pts
+      .map(
+        (p) =>
+          `lead_time\t${Date.parse(p.at)}\t${p.value}\t${pseudo('acme', p.subject)}\t${p.dims ? JSON.stringify(p.dims) : ''}\n`,
+      )
+      .join('');
+    expect(r.body['checksum']).toBe(createHash('sha256').update(canonical).digest('hex'));
   });
 
   it('accepts an Arrow timestamp column with a zone', async () => {
