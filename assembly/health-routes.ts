@@ -40,6 +40,18 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
         'Release step attempts that failed and were run again (the snapshot waits meanwhile).',
         room.duck.releaseRetries,
       ),
+      ...metric(
+        'parity_release_steps_total',
+        'counter',
+        'Release steps committed since start (one per settle step; snapshots that became ready together share one).',
+        room.duck.releaseSteps.count,
+      ),
+      ...metric(
+        'parity_release_seconds_total',
+        'counter',
+        'Seconds the committed release steps took since start, their transactions included.',
+        room.duck.releaseSteps.seconds,
+      ),
     ];
     const rollups = app.reader.rollups;
     if (rollups) {

@@ -243,6 +243,20 @@ async function settled(url: string, opts: { evaluation?: boolean } = {}): Promis
   throw new Error('the room did not settle within an hour');
 }
 
+/** The server's release-step counters (/metrics): steps committed and their seconds. */
+async function releaseMetrics(url: string): Promise<{ steps: number; seconds: number }> {
+  const m = await (await fetch(`${url}/metrics`)).text();
+  const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(m)?.[1] ?? NaN);
+  return { steps: read('parity_release_steps_total'), seconds: read('parity_release_seconds_total') };
+}
+
+/** Median steps and median milliseconds a step over a path's rounds. */
+function releaseCell(runs: { steps: number; seconds: number }[]): string {
+  const steps = median(runs.map((r) => r.steps));
+  const each = median(runs.map((r) => (r.steps ? (r.seconds * 1000) / r.steps : 0)));
+  return `${fmt(steps)}, ${each.toFixed(0)}`;
+}
+
 async function pushAll(url: string, token: string, type: string, bodies: (string | Uint8Array)[]): Promise<number> {
   const t0 = performance.now();
   let accepted = 0;
@@ -379,6 +393,8 @@ async function main() {
   const rolledRates = new Map<string, number[]>(paths.map((p) => [p.name, []]));
   /** The server's CPU time (all its threads) per point of each path, until its last 202. */
   const cpuPerPoint = new Map<string, number[]>(paths.map((p) => [p.name, []]));
+  /** The release steps each path's batches caused (until rolled up): how many, and their seconds. */
+  const releaseSteps = new Map<string, { steps: number; seconds: number }[]>(paths.map((p) => [p.name, []]));
   for (let round = 0; round < ROUNDS; round++) {
     process.stderr.write(`round ${round + 1} of ${ROUNDS}: ceilings…\n`);
     const ceiling = await appenderCeiling(rows, true);
@@ -396,10 +412,15 @@ async function main() {
         process.stderr.write(`  ${path.name}…\n`);
         const t0 = performance.now();
         const cpu0 = server.cpuSeconds();
+        const release0 = await releaseMetrics(server.url);
         const rate = await path.run(server.url, token);
         cpuPerPoint.get(path.name)!.push(((server.cpuSeconds() - cpu0) * 1e6) / N);
         // And the time until its points are rolled up too (the fast reads hold them).
         await settled(server.url);
+        const release1 = await releaseMetrics(server.url);
+        releaseSteps
+          .get(path.name)!
+          .push({ steps: release1.steps - release0.steps, seconds: release1.seconds - release0.seconds });
         rates.get(path.name)!.push(rate);
         ratios.get(path.name)!.push(rate / ceiling);
         rolledRates.get(path.name)!.push(N / ((performance.now() - t0) / 1000));
@@ -521,20 +542,20 @@ async function main() {
     '',
     'Each path starts once the room has settled (no batch landing, rollups current); "until rolled up" counts until the rollups hold every point the path pushed.',
     '',
-    '| path | points/s (median) | vs appender + HMAC ceiling (min / median / max) | target | points/s until rolled up (median) | server CPU µs a point (median) |',
-    '|---|---:|---|---|---:|---:|',
-    `| DuckDB appender + HMAC-SHA-256 per row, in-process (ceiling) | ${fmt(ceilingMedian)} | 1.00 | | | |`,
-    `| DuckDB appender alone, in-process | ${fmt(median(rates.get('appender')!))} | ${(median(rates.get('appender')!) / ceilingMedian).toFixed(2)} | | | |`,
-    `| PostgreSQL COPY, plain table (baseline) | ${copy ? fmt(copy) : 'n/a (no server)'} | ${copy ? (copy / ceilingMedian).toFixed(2) : 'n/a'} | | | |`,
+    '| path | points/s (median) | vs appender + HMAC ceiling (min / median / max) | target | points/s until rolled up (median) | server CPU µs a point (median) | release steps: count, ms each (median) |',
+    '|---|---:|---|---|---:|---:|---:|',
+    `| DuckDB appender + HMAC-SHA-256 per row, in-process (ceiling) | ${fmt(ceilingMedian)} | 1.00 | | | | |`,
+    `| DuckDB appender alone, in-process | ${fmt(median(rates.get('appender')!))} | ${(median(rates.get('appender')!) / ceilingMedian).toFixed(2)} | | | | |`,
+    `| PostgreSQL COPY, plain table (baseline) | ${copy ? fmt(copy) : 'n/a (no server)'} | ${copy ? (copy / ceilingMedian).toFixed(2) : 'n/a'} | | | | |`,
     ...paths.map((p) => {
       const r = ratios.get(p.name)!;
       const target =
         p.target === undefined ? '' : `≥ ${p.target.toFixed(1)}×: ${median(r) >= p.target ? 'met' : 'MISSED'}`;
-      return `| HTTP ${p.name}${p.name.includes('batches') ? '' : `, one push of ${fmt(N)} points`} → Parity | ${fmt(median(rates.get(p.name)!))} | ${spread(r, (x) => x.toFixed(2), ' / ')} | ${target} | ${fmt(median(rolledRates.get(p.name)!))} | ${median(cpuPerPoint.get(p.name)!).toFixed(1)} |`;
+      return `| HTTP ${p.name}${p.name.includes('batches') ? '' : `, one push of ${fmt(N)} points`} → Parity | ${fmt(median(rates.get(p.name)!))} | ${spread(r, (x) => x.toFixed(2), ' / ')} | ${target} | ${fmt(median(rolledRates.get(p.name)!))} | ${median(cpuPerPoint.get(p.name)!).toFixed(1)} | ${releaseCell(releaseSteps.get(p.name)!)} |`;
     }),
     ...rssRuns.map(
       (r) =>
-        `| HTTP NDJSON, ${fmt(RSS_POINTS)} points in one streamed request, ${r.name} | ${fmt(r.rate)} | ${(r.rate / ceilingMedian).toFixed(2)} (one run) | peak server RSS ${r.peak.toFixed(0)} MB at the receipt, ${r.peakAfter.toFixed(0)} MB once its rollups and evaluation are done${r.pglite ? ' with embedded PGlite' : ''} (≤ 400 MB: ${r.peakAfter <= 400 ? 'met' : 'MISSED'}) | | |`,
+        `| HTTP NDJSON, ${fmt(RSS_POINTS)} points in one streamed request, ${r.name} | ${fmt(r.rate)} | ${(r.rate / ceilingMedian).toFixed(2)} (one run) | peak server RSS ${r.peak.toFixed(0)} MB at the receipt, ${r.peakAfter.toFixed(0)} MB once its rollups and evaluation are done${r.pglite ? ' with embedded PGlite' : ''} (≤ 400 MB: ${r.peakAfter <= 400 ? 'met' : 'MISSED'}) | | | |`,
     ),
   ];
   if (overload.length)

@@ -526,6 +526,8 @@ export class DuckStore {
   releaseFailures = 0;
   /** Attempts of release steps that failed and were run again (#release). */
   releaseRetries = 0;
+  /** Release steps that committed since start, and the seconds their transactions took (a batch's fixed cost beyond its points). */
+  readonly releaseSteps = { count: 0, seconds: 0 };
   readonly #releaseErrorListeners = new Set<(err: unknown, snapshot: number) => void>();
   onReleaseError(fn: (err: unknown, snapshot: number) => void): () => void {
     this.#releaseErrorListeners.add(fn);
@@ -549,6 +551,7 @@ export class DuckStore {
     if (kpis.length === 0 || this.closed) return;
     for (let attempt = 1; ; attempt++) {
       try {
+        const t0 = performance.now();
         const releasedLate = await this.#transaction(async (c) => {
           const exec: ReleaseExec = {
             run: async (sql, params) => Number((await c.run(sql, params)).rowsChanged),
@@ -557,6 +560,8 @@ export class DuckStore {
           await this.releaser(exec, snapshot, kpis);
           return exec.all(RELEASED_LATE, [snapshot]);
         });
+        this.releaseSteps.count++;
+        this.releaseSteps.seconds += (performance.now() - t0) / 1000;
         // A KPI whose atoms of an earlier snapshot (one settled with this one, or one that waited)
         // were released here changed here too, whether or not this snapshot's batch touched it:
         // aggregate caches and rollups key on a KPI's last change. The same rows tell a reopened store.

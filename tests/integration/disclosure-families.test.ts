@@ -533,6 +533,7 @@ describe('family 5 — across snapshots', () => {
       const real = duck.releaser;
       const failures = duck.releaseFailures;
       const retries = duck.releaseRetries;
+      const committed = { ...duck.releaseSteps };
       let attempts = 0;
       duck.releaser = () => {
         attempts++;
@@ -551,11 +552,17 @@ describe('family 5 — across snapshots', () => {
       const metrics = await (await fetch(`${f.t.url}/metrics`)).text();
       expect(metrics).toMatch(new RegExp(`^parity_release_failures_total ${failures + 1}$`, 'm'));
       expect(metrics).toMatch(new RegExp(`^parity_release_retries_total ${retries + 2}$`, 'm'));
+      // A step given up is no committed step, nor are its attempts' seconds counted.
+      expect(metrics).toMatch(new RegExp(`^parity_release_steps_total ${committed.count}$`, 'm'));
+      expect(duck.releaseSteps.seconds).toBe(committed.seconds);
       // The snapshot is visible, b's points are not in it: the day keeps a's value, held.
       expect(await day()).toMatchObject({ state: 'held', value: 4, asOf: s2 - 1 });
       // a's next batch touches the KPI: its release step decides on b's waiting points too.
       await f.push('a', 'closed', [{ day: '2026-11-17', subjects: 4, value: () => 1, tag: 'A2' }]);
       expect(await day()).toMatchObject({ state: 'ok', value: 12 });
+      const after = await (await fetch(`${f.t.url}/metrics`)).text();
+      expect(after).toMatch(new RegExp(`^parity_release_steps_total ${committed.count + 1}$`, 'm'));
+      expect(Number(/^parity_release_seconds_total (\S+)$/m.exec(after)![1])).toBeGreaterThan(committed.seconds);
     } finally {
       await f.close();
     }
