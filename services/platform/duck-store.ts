@@ -305,6 +305,16 @@ export interface ReleaseExec {
  */
 export type Releaser = (exec: ReleaseExec, snapshot: number, kpis: readonly string[]) => Promise<void>;
 
+/**
+ * Holds the atoms of snapshot $1's points as pending, each with what its release step decides on
+ * (schema.sql, held_atoms: `d` distinct subjects by hash, a lower bound; `s` the sum).
+ */
+export const HOLD_ATOMS = [
+  'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, d, s)',
+  'SELECT kpi, partner, snapshot, local_day, dims, count(DISTINCT hash(subject))::INTEGER, sum(value)::DOUBLE',
+  'FROM points WHERE snapshot = $1 GROUP BY kpi, partner, snapshot, local_day, dims',
+].join('\n');
+
 /** The KPIs whose atoms of an earlier snapshot a step released at $1 (the store reads the same rows back when it opens). */
 const RELEASED_LATE = 'SELECT DISTINCT kpi FROM held_atoms WHERE released = $1 AND snapshot < $1';
 
@@ -448,10 +458,7 @@ export class StoreTransaction {
    * of its snapshot decides (fail closed: an atom no step released is never counted).
    */
   async holdAtoms(snapshot: number): Promise<void> {
-    await this.#conn.run(
-      'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) SELECT DISTINCT kpi, partner, snapshot, local_day, dims FROM points WHERE snapshot = $1',
-      [snapshot],
-    );
+    await this.#conn.run(HOLD_ATOMS, [snapshot]);
   }
 
   /** The batch's receipt: its snapshot lands with its points. */

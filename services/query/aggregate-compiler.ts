@@ -86,7 +86,7 @@ class Params {
 }
 
 /** The readable cell families of a KPI: each agreed grain × the combined figure and each dimension. */
-function families(kpi: Kpi): { grain: Grain; key: string | null }[] {
+export function families(kpi: Kpi): { grain: Grain; key: string | null }[] {
   const dims = Object.keys(kpi.dimensions).sort();
   return kpi.grains.flatMap((grain) => [{ grain, key: null }, ...dims.map((key) => ({ grain, key }))]);
 }
@@ -186,14 +186,7 @@ function familyParts(kpi: Kpi, rules: DisclosureRules, i: number, source: string
  * sum, or the cell belongs to a combined KPI without consent and has fewer than three partners
  * (`parts`: partsOf()).
  */
-function flaggedAtoms(
-  kpi: Kpi,
-  rules: DisclosureRules,
-  source: string,
-  parts: string,
-  params: Params,
-  withDims = false,
-): string {
+function flaggedAtoms(kpi: Kpi, rules: DisclosureRules, source: string, parts: string, params: Params): string {
   const k = params.bind(rules.minGroupSize);
   const bad = `b.d < ${k}${rules.threePartners ? ' OR b.np < 3' : ''}${rules.dominance === null ? '' : ' OR b.dom'}`;
   const match = families(kpi)
@@ -206,7 +199,7 @@ function flaggedAtoms(
     `SELECT a.*,`,
     `  EXISTS (SELECT 1 FROM ${parts} AS b WHERE b.partner = a.partner AND (${bad}) AND (`,
     `    ${match})) AS protected`,
-    `FROM (SELECT partner, local_day${withDims ? ', dims' : ''}${dimColumnList(kpi)} FROM ${source} GROUP BY ALL) AS a`,
+    `FROM (SELECT partner, local_day${dimColumnList(kpi)} FROM ${source} GROUP BY ALL) AS a`,
   ].join('\n');
 }
 
@@ -539,176 +532,96 @@ export function compileRollupRead(q: SeriesQuery, fromPeriod: string, toPeriod: 
   };
 }
 
-/** The temporary tables a release step narrows its candidate atoms in, holds their points in, and counts them in. */
-const CANDIDATES_TABLE = 'release_candidates';
-const CHANGE_TABLE = 'release_change';
-const COUNTS_TABLE = 'release_counts';
+/** The shape of a list of change groups as a release step's statements take it (from_json). */
+const GROUPS_SHAPE = '[{"kpi":"VARCHAR","partner":"VARCHAR","day":"DATE","dims":"VARCHAR"}]';
 
-/**
- * The parts of family `f` whose largest partner × day × dimension group of the change holds
- * fewer than `k` (a bound parameter) subjects: those the release step counts exactly.
- */
-const smallParts = (kpi: Kpi, f: { grain: Grain; key: string | null }, k: string) =>
-  `SELECT ${familyCell(kpi, f)} FROM ${COUNTS_TABLE} GROUP BY ALL HAVING max(d) < ${k}`;
-
-/**
- * The parts of the change's cells as the release step needs them, without a distinct count of
- * the change's points per family. Distinct subjects are counted once per partner, day and
- * dimension values (COUNTS_TABLE, finer than every cell); a part holds at least the subjects of
- * its largest such group, so where that reaches k its exact count cannot make it fail and is not
- * taken (`d` is then that lower bound); below k it is counted over the points, as before. Every
- * part's `d < k` is therefore decided as by partsOf, and `np` comes from the same parts.
- * Dominance needs each part's sum: those KPIs keep partsOf.
- */
-function releaseParts(kpi: Kpi, rules: DisclosureRules, params: Params): string {
-  if (rules.dominance !== null) return partsOf(kpi, rules, CHANGE_TABLE);
-  const k = params.bind(rules.minGroupSize);
-  const bound = families(kpi)
-    .map((f, i) => `SELECT ${i} AS f, ${familyCell(kpi, f)}, max(d) AS dmax FROM ${COUNTS_TABLE} GROUP BY ALL`)
-    .join('\nUNION ALL\n');
-  const exact = families(kpi)
-    .map(
-      (f, i) =>
-        `SELECT ${i} AS f, x.c, x.v, x.partner, count(DISTINCT x.subject)::INTEGER AS d FROM (SELECT ${familyCell(kpi, f)}, subject FROM ${CHANGE_TABLE}) AS x` +
-        ` SEMI JOIN (${smallParts(kpi, f, k)}) AS small` +
-        ' ON small.c = x.c AND small.v IS NOT DISTINCT FROM x.v AND small.partner = x.partner GROUP BY ALL',
-    )
-    .join('\nUNION ALL\n');
-  return [
-    `SELECT *, ${partWindows(rules)} FROM (`,
-    '  SELECT b.f, b.c, b.v, b.partner, coalesce(e.d, b.dmax)::INTEGER AS d, NULL::DOUBLE AS s',
-    `  FROM (\n${bound}\n) AS b`,
-    `  LEFT JOIN (\n${exact}\n) AS e ON e.f = b.f AND e.c = b.c AND e.v IS NOT DISTINCT FROM b.v AND e.partner = b.partner`,
-    ') AS parts',
-  ].join('\n');
+/** One partner's change on one local day with one dims text, as the release step names it. */
+export interface ChangeGroupKey {
+  kpi: string;
+  partner: string;
+  /** The local day, YYYY-MM-DD. */
+  day: string;
+  /** The dims JSON text as stored (null: none). */
+  dims: string | null;
 }
 
+/** `groups` as one bound JSON value (whatever their number) and the rows it unnests to, `w`. */
+const groupList = (groups: readonly ChangeGroupKey[], ps: Params) =>
+  `(SELECT unnest(from_json(${ps.bind(JSON.stringify(groups.map(({ kpi, partner, day, dims }) => ({ kpi, partner, day, dims }))))}, '${GROUPS_SHAPE}'), recursive := true)) AS w`;
+
 /**
- * The statements of one KPI's release step at `snapshot` (docs/privacy.md §3). The candidates are
- * its pending atoms; their points are the change the step would publish (`change` copies them,
- * each agreed dimension extracted once). `drop` removes every candidate atom that lies in a
- * failing part of that change — in some readable cell a partner's change has fewer than k
- * distinct subjects or dominates the change's sum, or (combined, without consent) fewer than
- * three partners changed — and `change`, `counts` and `drop` are run until it removes nothing
- * (removing an atom can make another cell's change fail); under the k-rule alone the `safe`
- * checks first say whether any part can fail at all, and when none can the drop is not run.
- * Most steps end there, so `quickCounts` counts the candidates' subjects straight from the points
- * for the `safe` checks before the change is copied at all; after a drop, `prune` takes the
- * dropped atoms' points out of the change instead of copying it again. `release` then releases
- * what is left.
+ * The statements of a release step at `snapshot` over `kpis` (docs/privacy.md §3), the same for
+ * one KPI or many: the step's cost is a few statements, whatever the KPIs and the change. The
+ * candidates are the KPIs' pending atoms; their points are the change the step would publish.
+ *
+ * - `groups` reads the candidates from `held_atoms` alone, grouped by KPI, partner, local day
+ *   and dims text (an atom's day at every pending snapshot): `d`, the most distinct subjects of
+ *   one of its atoms (each a lower bound, schema.sql), so a lower bound of the group's; `s`, the
+ *   group's sum; `unknown`, whether an atom was held without those (they are then read from the
+ *   points); and each agreed dimension's value (`x<i>` for `dimensionKeys[i]`), extracted as
+ *   the series fragments extract it.
+ * - `points(groups)` reads those groups of the change from the points: `d` (by hash), `s`, and
+ *   every distinct subject, for the parts that must be counted exactly.
+ * - `release(dropped)` releases every candidate except the dropped groups' atoms (at every
+ *   pending snapshot of their partner, day and dims).
+ *
+ * Deciding what drops is release.ts's, over these rows (heldGroups).
  */
-export function compileRelease(
-  kpi: Kpi,
-  rules: DisclosureRules,
+export function compileReleaseStep(
+  kpis: readonly Kpi[],
   snapshot: number,
 ): {
-  candidates: CompiledSql;
-  change: CompiledSql;
-  counts: CompiledSql | null;
-  quickCounts: CompiledSql | null;
-  safe: CompiledSql[];
-  drop: CompiledSql;
-  prune: CompiledSql;
-  release: CompiledSql;
-  done: CompiledSql[];
+  dimensionKeys: string[];
+  groups: CompiledSql;
+  points: (groups: readonly ChangeGroupKey[]) => CompiledSql;
+  release: (dropped: readonly ChangeGroupKey[]) => CompiledSql;
 } {
-  const c = CANDIDATES_TABLE;
-  /** The candidate atoms' points: the change the step would publish. */
-  const candidatePoints = (ps: Params) =>
-    [
-      `  FROM points p SEMI JOIN ${c} c ON c.partner = p.partner AND c.snapshot = p.snapshot AND c.local_day = p.local_day AND c.dims IS NOT DISTINCT FROM p.dims`,
-      `  WHERE p.kpi = ${ps.bind(kpi.id)} AND p.snapshot <= ${ps.bind(snapshot)}`,
-      // Points are appended in snapshot order: the bounds skip every older row group.
-      `    AND p.snapshot >= (SELECT min(snapshot) FROM ${c})`,
-      `    AND p.local_day >= (SELECT min(local_day) FROM ${c}) AND p.local_day <= (SELECT max(local_day) FROM ${c})`,
-    ].join('\n');
-  const cp = new Params();
-  const change = [
-    `CREATE OR REPLACE TEMP TABLE ${CHANGE_TABLE} AS`,
-    `SELECT *${dimColumns(kpi, cp)} FROM (`,
-    // The change is what the step would release: its own shares count (rel, as familyParts reads).
-    '  SELECT p.partner, p.subject, p.value, p.local_day, p.dims, true AS rel',
-    candidatePoints(cp),
-    ') AS x',
-  ].join('\n');
-  // The counts below, grouped by the dims text before its values are extracted: one group per
-  // partner, day and dimension values when the text is canonical (ingest writes it so), the
-  // same rows `counts` takes from the copy. Were it not, a group would be split in two and its
-  // counts could only be lower: the `safe` checks stay sufficient, and the drop (releaseParts)
-  // uses a group's count only to skip the exact count of a part that holds k by it anyway.
-  const qp = new Params();
-  const quickCounts = [
-    `CREATE OR REPLACE TEMP TABLE ${COUNTS_TABLE} AS`,
-    `SELECT partner, local_day${dimColumns(kpi, qp)}, d FROM (`,
-    '  SELECT p.partner, p.local_day, p.dims, count(DISTINCT hash(p.subject))::INTEGER AS d',
-    candidatePoints(qp),
-    '  GROUP BY ALL',
+  const dimensionKeys = [...new Set(kpis.flatMap((k) => Object.keys(k.dimensions)))].sort();
+  const ids = kpis.map((k) => k.id);
+  const gp = new Params();
+  const extracted = dimensionKeys
+    .map((key, i) => `, json_extract_string(dims, ${gp.bind(`$.${key}`)}) AS x${i}`)
+    .join('');
+  const pendingOf = (ps: Params) =>
+    `kpi IN (${ids.map((id) => ps.bind(id)).join(', ')}) AND released IS NULL AND snapshot <= ${ps.bind(snapshot)}`;
+  const groups = [
+    `SELECT kpi, partner, strftime(local_day, '%Y-%m-%d') AS day, dims${extracted}, d, s, unknown FROM (`,
+    '  SELECT kpi, partner, local_day, dims, coalesce(max(d), 0)::INTEGER AS d, coalesce(sum(s), 0)::DOUBLE AS s,',
+    '    bool_or(d IS NULL OR s IS NULL) AS unknown',
+    `  FROM held_atoms WHERE ${pendingOf(gp)} GROUP BY kpi, partner, local_day, dims`,
     ') AS g',
   ].join('\n');
-  const dp = new Params();
-  const parts = `(${releaseParts(kpi, rules, dp)})`;
-  const flagged = flaggedAtoms(kpi, rules, CHANGE_TABLE, parts, dp, true);
   return {
-    candidates: {
-      sql: `CREATE OR REPLACE TEMP TABLE ${c} AS SELECT partner, snapshot, local_day, dims FROM held_atoms WHERE kpi = $1 AND released IS NULL AND snapshot <= $2`,
-      params: [kpi.id, snapshot],
+    dimensionKeys,
+    groups: { sql: groups, params: gp.list },
+    points: (wanted) => {
+      const ps = new Params();
+      return {
+        sql: [
+          `WITH pending AS (SELECT h.kpi, h.partner, h.snapshot, h.local_day, h.dims FROM held_atoms h SEMI JOIN ${groupList(wanted, ps)}`,
+          '  ON w.kpi = h.kpi AND w.partner = h.partner AND w.day = h.local_day AND w.dims IS NOT DISTINCT FROM h.dims',
+          `  WHERE h.released IS NULL AND h.snapshot <= ${ps.bind(snapshot)})`,
+          "SELECT p.kpi, p.partner, strftime(p.local_day, '%Y-%m-%d') AS day, p.dims, count(DISTINCT hash(p.subject))::INTEGER AS d,",
+          '  sum(p.value)::DOUBLE AS s, list(DISTINCT p.subject) AS subjects',
+          'FROM points p SEMI JOIN pending c ON c.kpi = p.kpi AND c.partner = p.partner AND c.snapshot = p.snapshot',
+          '  AND c.local_day = p.local_day AND c.dims IS NOT DISTINCT FROM p.dims',
+          // Points are appended in snapshot order: the bounds skip every older row group.
+          `WHERE p.snapshot <= ${ps.bind(snapshot)} AND p.snapshot >= (SELECT min(snapshot) FROM pending)`,
+          '  AND p.local_day >= (SELECT min(local_day) FROM pending) AND p.local_day <= (SELECT max(local_day) FROM pending)',
+          'GROUP BY p.kpi, p.partner, p.local_day, p.dims',
+        ].join('\n'),
+        params: ps.list,
+      };
     },
-    change: { sql: change, params: cp.list },
-    // The change's distinct subjects per partner, day and dimension values, for releaseParts:
-    // counted by their 64-bit hashes, which two subjects can share but never split, so the count
-    // can only be low — still a lower bound, and a low one only sends a part to the exact count.
-    counts:
-      rules.dominance === null
-        ? {
-            sql: `CREATE OR REPLACE TEMP TABLE ${COUNTS_TABLE} AS SELECT partner, local_day${dimColumnList(kpi)}, count(DISTINCT hash(subject))::INTEGER AS d FROM ${CHANGE_TABLE} GROUP BY ALL`,
-            params: [],
-          }
-        : null,
-    quickCounts: rules.dominance === null && !rules.threePartners ? { sql: quickCounts, params: qp.list } : null,
-    // Under the k-rule alone: when no part of any readable cell has, by the counts' lower bound,
-    // fewer than k subjects (releaseParts would count none of them exactly), no atom is
-    // protected and the drop, the step's costliest statement, is not run. The first check is
-    // the cheap sufficient one (every group holds k, so every part does); the second is exact.
-    safe:
-      rules.dominance === null && !rules.threePartners
-        ? [
-            { sql: `SELECT coalesce(min(d), 0) >= $1 AS safe FROM ${COUNTS_TABLE}`, params: [rules.minGroupSize] },
-            {
-              sql: `SELECT NOT EXISTS (\n${families(kpi)
-                .map((f) => smallParts(kpi, f, '$1'))
-                .join('\nUNION ALL\n')}\n) AS safe`,
-              params: [rules.minGroupSize],
-            },
-          ]
-        : [],
-    drop: {
-      sql: [
-        `DELETE FROM ${c} USING (SELECT partner, local_day, dims FROM (\n${flagged}\n) AS f WHERE protected) AS bad`,
-        `WHERE ${c}.partner = bad.partner AND ${c}.local_day = bad.local_day AND ${c}.dims IS NOT DISTINCT FROM bad.dims`,
-      ].join('\n'),
-      params: dp.list,
+    release: (dropped) => {
+      const rp = new Params();
+      const sql = [`UPDATE held_atoms SET released = ${rp.bind(snapshot)}`, `WHERE ${pendingOf(rp)}`];
+      if (dropped.length)
+        sql.push(
+          `  AND NOT EXISTS (SELECT 1 FROM ${groupList(dropped, rp)}`,
+          '    WHERE w.kpi = held_atoms.kpi AND w.partner = held_atoms.partner AND w.day = held_atoms.local_day AND w.dims IS NOT DISTINCT FROM held_atoms.dims)',
+        );
+      return { sql: sql.join('\n'), params: rp.list };
     },
-    // What a copy of the change after the drop would hold: the drop removes every snapshot's atom
-    // of a partner, day and dims, so a point stays exactly when a candidate of its triple does.
-    prune: {
-      sql: [
-        `DELETE FROM ${CHANGE_TABLE} WHERE NOT EXISTS (SELECT 1 FROM ${c} c WHERE c.partner = ${CHANGE_TABLE}.partner`,
-        `  AND c.local_day = ${CHANGE_TABLE}.local_day AND c.dims IS NOT DISTINCT FROM ${CHANGE_TABLE}.dims)`,
-      ].join('\n'),
-      params: [],
-    },
-    release: {
-      sql: [
-        `UPDATE held_atoms SET released = $2 FROM ${c} c`,
-        'WHERE held_atoms.kpi = $1 AND held_atoms.released IS NULL AND c.partner = held_atoms.partner',
-        '  AND c.snapshot = held_atoms.snapshot AND c.local_day = held_atoms.local_day AND c.dims IS NOT DISTINCT FROM held_atoms.dims',
-      ].join('\n'),
-      params: [kpi.id, snapshot],
-    },
-    done: [
-      { sql: `DROP TABLE IF EXISTS ${c}`, params: [] },
-      { sql: `DROP TABLE IF EXISTS ${CHANGE_TABLE}`, params: [] },
-      { sql: `DROP TABLE IF EXISTS ${COUNTS_TABLE}`, params: [] },
-    ],
   };
 }

@@ -103,6 +103,12 @@ CREATE TABLE IF NOT EXISTS held_atoms (
   dims      VARCHAR,
   released  UINTEGER
 );
+-- What the release step decides an atom's change on without reading its points again: `d`, its
+-- distinct subjects counted by 64-bit hashes (two subjects can share a hash but never split, so
+-- `d` can only be low: a lower bound), and `s`, the sum of its values. Written with the atom; an
+-- atom held before these columns existed has them NULL and is counted from its points.
+ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS d INTEGER;
+ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS s DOUBLE;
 -- Whether a rolled-up cell holds points not released at its snapshot, and the snapshot of the
 -- latest release it shows (the value it serves is the one served since then).
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS pending BOOLEAN;

@@ -7,8 +7,9 @@ import { freshDatabaseUrl } from '../helpers/test-room.js';
 import { ndjson, leadTimePoints } from '../helpers/points.js';
 import { timeout } from '../helpers/timeouts.js';
 
-// The first start seeds ~460k points in 125 batches: 40 s quiet, 54 s with a core kept busy
-// (PGlite), and past 120 s in CI beside another test file on PostgreSQL, so its limits are wide.
+// The first start seeds ~460k points in 125 batches: 17 s on a quiet machine (PGlite). Before the
+// release step was decided in process it took 31 s there, 54 s with a core kept busy and past
+// 120 s in CI beside another test file on PostgreSQL: its limits stay wide.
 vi.setConfig({ testTimeout: timeout(480_000) });
 
 let dataDir: string;

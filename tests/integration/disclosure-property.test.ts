@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agreementSchema, type Agreement, type AgreementInput } from '../../services/platform/agreement-schema.js';
 import {
   breakdownKey,
-  compileRelease,
   compileSeries,
   rawCellOf,
   type Breakdown,
@@ -28,7 +27,7 @@ import {
 } from '../../services/query/rollups.js';
 import { disclose, disclosureRules, type RawCell } from '../../services/query/disclosure.js';
 import { releaser } from '../../services/query/release.js';
-import type { ReleaseExec, Releaser } from '../../services/platform/duck-store.js';
+import { HOLD_ATOMS, type ReleaseExec, type Releaser } from '../../services/platform/duck-store.js';
 import {
   MEASURES,
   audit,
@@ -66,6 +65,8 @@ interface Case {
   consent: boolean;
   k: number;
   counts: 'exact' | 'none';
+  /** A sum KPI's dominance rule in percent (the release step's comparison only). */
+  dominance?: number;
   points: Point[];
 }
 
@@ -134,6 +135,7 @@ function agreementOf(c: Case): Agreement {
         disclosure: 'partnership',
         breakdown: c.breakdown,
         counts: c.counts,
+        ...(c.dominance === undefined ? {} : { dominance: c.dominance }),
         band: { lower: 0 },
         evaluate: { grain: c.grains[0]! },
         freshness: { every: 'P1D', grace: 'PT6H' },
@@ -183,7 +185,7 @@ const SNAPSHOTS = [1, 2, 3];
 async function land(
   c: Case,
   agreement: Agreement,
-  opts: { release: boolean; step?: Releaser; seen?: string[] } = { release: true },
+  opts: { release: boolean; step?: Releaser; seen?: string[]; legacy?: boolean } = { release: true },
 ): Promise<Point[]> {
   await conn.run('DELETE FROM points');
   await conn.run('DELETE FROM held_atoms');
@@ -199,8 +201,11 @@ async function land(
         [snapshot, p.partner, `${p.day}T12:00:00Z`, p.value, p.subject, p.dims ? JSON.stringify(p.dims) : null, p.day],
       );
     if (!opts.release) continue; // the room before stable disclosure: every point counted as it lands
+    // As the store holds them, or as it held them before it kept their counts (counted from the points).
     await conn.run(
-      'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) SELECT DISTINCT kpi, partner, snapshot, local_day, dims FROM points WHERE snapshot = $1',
+      opts.legacy
+        ? 'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) SELECT DISTINCT kpi, partner, snapshot, local_day, dims FROM points WHERE snapshot = $1'
+        : HOLD_ATOMS,
       [snapshot],
     );
     await release(exec, snapshot, ['kpi']);
@@ -396,9 +401,9 @@ describe('disclosure property: no partner determines a protected figure', () => 
   });
 });
 
-describe('the release step under the k-rule alone', () => {
+describe('the release step', () => {
   /** Lands `points` at snapshot 1 and runs its release step, recording each statement's start. */
-  async function releaseOnce(c: Case): Promise<{ statements: string[]; pending: string[] }> {
+  async function releaseOnce(c: Case, extra?: string): Promise<{ statements: string[]; pending: string[] }> {
     await conn.run('DELETE FROM points');
     await conn.run('DELETE FROM held_atoms');
     for (const p of c.points)
@@ -407,9 +412,8 @@ describe('the release step under the k-rule alone', () => {
          VALUES (1, $1, 'kpi', $2::TIMESTAMPTZ, $3, $4, $5, $6::DATE)`,
         [p.partner, `${p.day}T12:00:00Z`, p.value, p.subject, p.dims ? JSON.stringify(p.dims) : null, p.day],
       );
-    await conn.run(
-      'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) SELECT DISTINCT kpi, partner, snapshot, local_day, dims FROM points',
-    );
+    await conn.run(HOLD_ATOMS, [1]);
+    if (extra) await conn.run(extra);
     const statements: string[] = [];
     await releaser(() => agreementOf(c))(execOn(conn, statements), 1, ['kpi']);
     const pending = (
@@ -440,9 +444,10 @@ describe('the release step under the k-rule alone', () => {
     k: 3,
     counts: 'none',
   };
-  const isDrop = (s: string) => s.startsWith('DELETE FROM release_candidates');
+  /** The statements that read the change's points (the subjects of small groups), not just the held atoms' counts. */
+  const reads = (statements: string[]) => statements.filter((s) => s.startsWith('WITH pending AS')).length;
 
-  it('skips the drop when no part of a readable cell can hold fewer than k subjects, and releases every atom', async () => {
+  it('decides from the group counts alone when every part of a readable cell holds a group of k, and releases every atom', async () => {
     const c: Case = {
       ...base,
       points: [
@@ -453,11 +458,11 @@ describe('the release step under the k-rule alone', () => {
       ],
     };
     const { statements, pending } = await releaseOnce(c);
-    expect(statements.some(isDrop)).toBe(false);
+    expect(reads(statements)).toBe(0);
     expect(pending).toEqual([]);
   });
 
-  it('skips it too when some days are small but every readable cell holds a day of k (a KPI of weeks and months)', async () => {
+  it('and when some days are small but every readable cell holds a day of k (a KPI of weeks and months)', async () => {
     // Each partner: four subjects on Monday, one on each of three more days of the week. No day
     // cell is read; a week or month part holds at least its largest day, four.
     const c: Case = {
@@ -475,81 +480,181 @@ describe('the release step under the k-rule alone', () => {
       ),
     };
     const { statements, pending } = await releaseOnce(c);
-    expect(statements.some(isDrop)).toBe(false);
+    expect(reads(statements)).toBe(0);
     expect(pending).toEqual([]);
   });
 
-  it('runs the drop when one group is under k, and keeps what it protects pending', async () => {
+  it("reads the small groups' subjects when a part has no group of k, and keeps what it protects pending", async () => {
     const c: Case = {
       ...base,
       points: [...block('p0', 0, 'a', 3), ...block('p0', 0, 'b', 2), ...block('p1', 1, 'a', 5)],
     };
     const { statements, pending } = await releaseOnce(c);
-    expect(statements.some(isDrop)).toBe(true);
-    // p0's two subjects in region b on day 0 are a part under k of its day × region cell.
-    expect(pending).toContain(`p0 ${DAYS[0]} {"region":"b"}`);
+    expect(reads(statements)).toBe(1);
+    // p0's two subjects in region b on day 0 are a part under k of its day × region cell: they
+    // wait. Without them every cell of region a's three still holds k, so those are released.
+    expect(pending).toEqual([`p0 ${DAYS[0]} {"region":"b"}`]);
   });
 
+  it('counts a part exactly from its small groups: two days of two subjects each pass a week at k = 3, unless they are the same two', async () => {
+    const twoDays = (second: string[]): Case => ({
+      ...base,
+      grains: ['week'],
+      dimension: false,
+      points: [
+        ...['x', 'y'].map((subject) => ({ partner: 'p0', day: DAYS[0]!, subject, value: 1, snapshot: 1 })),
+        ...second.map((subject) => ({ partner: 'p0', day: DAYS[1]!, subject, value: 1, snapshot: 1 })),
+      ],
+    });
+    expect((await releaseOnce(twoDays(['z', 'w']))).pending).toEqual([]);
+    expect((await releaseOnce(twoDays(['x', 'y']))).pending).toEqual([`p0 ${DAYS[0]} `, `p0 ${DAYS[1]} `]);
+  });
+
+  /** A local day's period of `grain`: itself, its ISO week's Monday, or its month's first day. */
+  const periodOf = (day: string, grain: Grain) => {
+    if (grain === 'day') return day;
+    if (grain === 'month') return `${day.slice(0, 7)}-01`;
+    const d = new Date(`${day}T00:00:00Z`);
+    d.setUTCDate(d.getUTCDate() - ((d.getUTCDay() + 6) % 7));
+    return d.toISOString().slice(0, 10);
+  };
+
   /**
-   * The release step as first written, from the same compiled statements: each round copies the
-   * change from the points and counts it before the checks, with no counts taken ahead of the copy.
+   * The release rule computed naively from its words (docs/privacy.md §3), nothing of the room's
+   * own: the change is every pending atom's points; in rounds, every atom in a failing part of a
+   * readable cell (a partner's part below k distinct subjects, counted exactly; without consent,
+   * a combined cell of fewer than three partners; under a dominance rule, a part above the share
+   * of the cell's absolute sums) waits, all of a round's at once, until a round finds none; the
+   * rest is released at the snapshot, one atom at a time.
    */
-  const plainStep =
-    (agreement: Agreement): Releaser =>
+  const naiveStep =
+    (c: Case): Releaser =>
     async (exec, snapshot) => {
-      const kpi = agreement.kpis[0]!;
-      const step = compileRelease(kpi, disclosureRules(agreement, kpi), snapshot);
-      await exec.run(step.candidates.sql, step.candidates.params);
+      const points = await exec.all(
+        `SELECT p.partner, p.local_day::VARCHAR AS day, p.dims, p.subject, p.value FROM points p
+         JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot
+           AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims
+         WHERE h.released IS NULL AND h.snapshot <= $1`,
+        [snapshot],
+      );
+      const atomOf = (r: Record<string, unknown>) => `${r['partner']}|${r['day']}|${r['dims'] ?? ''}`;
+      const families = c.grains.flatMap((grain) => [
+        { grain, byRegion: false },
+        ...(c.dimension ? [{ grain, byRegion: true }] : []),
+      ]);
+      const threePartners = c.breakdown === 'combined' && !c.consent;
+      const waits = new Set<string>();
       for (;;) {
-        await exec.run(step.change.sql, step.change.params);
-        if (step.counts) await exec.run(step.counts.sql, step.counts.params);
-        let safe = false;
-        for (const check of step.safe) safe ||= (await exec.all(check.sql, check.params))[0]?.['safe'] === true;
-        if (safe || (await exec.run(step.drop.sql, step.drop.params)) === 0) break;
+        const cells = new Map<string, Map<string, { subjects: Set<string>; sum: number; atoms: Set<string> }>>();
+        for (const r of points) {
+          if (waits.has(atomOf(r))) continue;
+          const region = r['dims'] === null ? null : (JSON.parse(String(r['dims'])) as { region?: string }).region;
+          families.forEach((f, i) => {
+            const cell = JSON.stringify([i, periodOf(String(r['day']), f.grain), f.byRegion ? (region ?? null) : null]);
+            const parts = cells.get(cell) ?? new Map();
+            cells.set(cell, parts);
+            const part = parts.get(String(r['partner'])) ?? { subjects: new Set(), sum: 0, atoms: new Set() };
+            parts.set(String(r['partner']), part);
+            part.subjects.add(String(r['subject']));
+            part.sum += Number(r['value']);
+            part.atoms.add(atomOf(r));
+          });
+        }
+        const failing = new Set<string>();
+        for (const parts of cells.values()) {
+          const total = [...parts.values()].reduce((t, p) => t + Math.abs(p.sum), 0);
+          for (const part of parts.values())
+            if (
+              part.subjects.size < c.k ||
+              (threePartners && parts.size < 3) ||
+              (c.dominance !== undefined && Math.abs(part.sum) > (c.dominance / 100) * total)
+            )
+              for (const atom of part.atoms) failing.add(atom);
+        }
+        if (failing.size === 0) break;
+        for (const atom of failing) waits.add(atom);
       }
-      await exec.run(step.release.sql, step.release.params);
-      for (const d of step.done) await exec.run(d.sql, d.params);
+      const pending = await exec.all(
+        'SELECT partner, snapshot, local_day::VARCHAR AS day, dims FROM held_atoms WHERE released IS NULL AND snapshot <= $1',
+        [snapshot],
+      );
+      for (const a of pending)
+        if (!waits.has(atomOf(a)))
+          await exec.run(
+            'UPDATE held_atoms SET released = $1 WHERE partner = $2 AND snapshot = $3 AND local_day = $4::DATE AND dims IS NOT DISTINCT FROM $5',
+            [
+              snapshot,
+              String(a['partner']),
+              Number(a['snapshot']),
+              String(a['day']),
+              a['dims'] === null ? null : String(a['dims']),
+            ],
+          );
       await exec.run('DELETE FROM held_atoms WHERE released = $1 AND snapshot = $1', [snapshot]);
     };
 
+  /** Cases with, for a sum KPI, a dominance rule of a share the partners allow (≥ 100 % / partners). */
+  const withDominance: fc.Arbitrary<Case> = fc
+    .tuple(caseArb, fc.constantFrom(undefined, 40, 60, 80))
+    .map(([c, share]) => ({
+      ...c,
+      measure: share === undefined ? c.measure : 'sum',
+      ...(share === undefined || share < 100 / c.partners ? {} : { dominance: share }),
+    }));
+
   it(
-    'releases at every snapshot exactly what the step as first written releases (counts ahead of the copy, the change pruned after a drop)',
+    'releases at every snapshot exactly what the rule computed naively releases (k, three partners, dominance)',
     async () => {
-      // Steps, counted by the shortcuts they took: no copy at all; a drop after the quick counts,
-      // then the copy pruned (the k-rule alone); a prune under the three-partner rule.
-      const steps = { quick: 0, prunedAfterQuick: 0, pruned: 0 };
+      // Steps, by what they took: the held atoms' counts alone; the small groups' subjects too; a
+      // drop; a dominance rule; atoms held without counts (as before the store kept them).
+      const steps = { countsAlone: 0, subjects: 0, dropped: 0, dominance: 0, legacy: 0 };
+      let run = 0;
       await fc.assert(
-        fc.asyncProperty(caseArb, async (c) => {
+        fc.asyncProperty(withDominance, async (c) => {
           const agreement = agreementOf(c);
           const seen: string[] = [];
-          const room = await land(c, agreement, { release: true, seen });
-          const plain = await land(c, agreement, { release: true, step: plainStep(agreement) });
-          expect(room.map((p) => p.released)).toEqual(plain.map((p) => p.released));
-          const starts = seen.flatMap((s, i) =>
-            s.startsWith('CREATE OR REPLACE TEMP TABLE release_candidates') ? [i] : [],
-          );
-          for (const [j, from] of starts.entries()) {
-            const step = seen.slice(from, starts[j + 1] ?? seen.length);
-            // The quick counts come right after the candidates; otherwise the change is copied first.
-            const quick = step[1]?.startsWith('CREATE OR REPLACE TEMP TABLE release_counts') ?? false;
-            const copied = step.some((s) => s.startsWith('CREATE OR REPLACE TEMP TABLE release_change'));
-            const pruned = step.some((s) => s.startsWith('DELETE FROM release_change'));
-            if (quick && !copied) steps.quick++;
-            if (quick && pruned) steps.prunedAfterQuick++;
-            if (!quick && pruned) steps.pruned++;
+          const legacy = run++ % 3 === 2;
+          const room = await land(c, agreement, { release: true, seen, legacy });
+          const naive = await land(c, agreement, { release: true, step: naiveStep(c) });
+          expect(room.map((p) => p.released)).toEqual(naive.map((p) => p.released));
+          // Each step starts with its read of the held atoms' counts.
+          const starts = seen.flatMap((s, i) => (s.startsWith('SELECT kpi, partner, strftime(local_day') ? [i] : []));
+          for (const from of starts) {
+            if (legacy) steps.legacy++;
+            else if (seen[from + 1]?.startsWith('WITH pending AS')) steps.subjects++;
+            else steps.countsAlone++;
           }
+          if (room.some((p) => p.released! > p.snapshot)) steps.dropped++;
+          if (c.dominance !== undefined) steps.dominance++;
         }),
         { numRuns: RUNS },
       );
-      // Every shortcut was taken in some steps: the comparison covered them.
-      expect(steps.quick).toBeGreaterThan(0);
-      expect(steps.prunedAfterQuick).toBeGreaterThan(0);
-      expect(steps.pruned).toBeGreaterThan(0);
+      // Every path was taken in some runs: the comparison covered them.
+      expect(steps.countsAlone).toBeGreaterThan(0);
+      expect(steps.subjects).toBeGreaterThan(0);
+      expect(steps.dropped).toBeGreaterThan(0);
+      expect(steps.dominance).toBeGreaterThan(0);
+      expect(steps.legacy).toBeGreaterThan(0);
     },
     timeout(240_000),
   );
 
-  it('runs the drop for a combined KPI without consent, whose cells need three partners whatever their groups hold', async () => {
+  it('releases a held atom whose points are gone, which changes no cell, and decides the rest as usual', async () => {
+    // An atom held before the counts were kept (no d, no s) with no point left, beside the same
+    // change as above: its group is read from the points, found empty, and left out.
+    const c: Case = {
+      ...base,
+      points: [...block('p0', 0, 'a', 3), ...block('p0', 0, 'b', 2), ...block('p1', 1, 'a', 5)],
+    };
+    const { statements, pending } = await releaseOnce(
+      c,
+      `INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) VALUES ('kpi', 'p1', 1, DATE '${DAYS[5]}', NULL)`,
+    );
+    expect(reads(statements)).toBe(2);
+    expect(pending).toEqual([`p0 ${DAYS[0]} {"region":"b"}`]);
+  });
+
+  it("keeps a combined KPI's change pending without consent while fewer than three partners change, whatever their groups hold", async () => {
     const c: Case = {
       ...base,
       partners: 3,
@@ -558,8 +663,9 @@ describe('the release step under the k-rule alone', () => {
       points: [...block('p0', 0, 'a', 3), ...block('p1', 0, 'a', 4)],
     };
     const { statements, pending } = await releaseOnce(c);
-    expect(statements.some(isDrop)).toBe(true);
-    expect(pending.length).toBeGreaterThan(0);
+    // Every group holds k: the held atoms' counts alone decide it.
+    expect(reads(statements)).toBe(0);
+    expect(pending).toEqual([`p0 ${DAYS[0]} {"region":"a"}`, `p1 ${DAYS[0]} {"region":"a"}`]);
   });
 });
 

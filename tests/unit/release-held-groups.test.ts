@@ -1,0 +1,158 @@
+// The release step's decision (docs/privacy.md §3) on hand-made changes: which partner × day ×
+// dims groups of a KPI's change stay pending. The random comparison with the rule computed
+// naively over a real DuckDB is in tests/integration/disclosure-property.test.ts ("the release step").
+import { describe, expect, it } from 'vitest';
+import { agreementSchema, type Agreement, type AgreementInput } from '../../services/platform/agreement-schema.js';
+import { disclosureRules } from '../../services/query/disclosure.js';
+import { heldGroups, NEEDS_SUBJECTS, type ChangeGroup } from '../../services/query/release.js';
+
+function agreementWith(
+  kpi: Partial<AgreementInput['kpis'][number]>,
+  opts: { partners?: number; consent?: boolean } = {},
+) {
+  const input: AgreementInput = {
+    partnership: { id: 'unit', title: 'Unit', timezone: 'UTC' },
+    partners: Array.from({ length: opts.partners ?? 2 }, (_, i) => ({ id: `p${i}`, name: `P${i}` })),
+    defaults: { minGroupSize: 3 },
+    steering: [{ name: 'Chair', email: 'chair@example.org' }],
+    twoPartyConsent: opts.consent ?? true,
+    kpis: [
+      {
+        id: 'k',
+        title: 'K',
+        unit: 'u',
+        subject: 'thing',
+        measure: 'avg',
+        grains: ['day', 'week'],
+        dimensions: { region: ['a', 'b'] },
+        disclosure: 'partnership',
+        breakdown: 'per_partner',
+        band: { lower: 0 },
+        freshness: { every: 'P1D', grace: 'PT6H' },
+        owners: { p0: { name: 'Owner', email: 'owner@example.org' } },
+        escalation: { ackWithin: 'P2D' },
+        ...kpi,
+        evaluate: { grain: (kpi.grains ?? ['day'])[0]! },
+      },
+    ],
+  };
+  return agreementSchema.parse(input);
+}
+
+/** A group of `subjects` (its distinct subjects, read) of `partner` on `day` in `region`, sum `s`. */
+function group(
+  partner: string,
+  day: string,
+  region: string | null,
+  subjects: string[],
+  s = subjects.length,
+): ChangeGroup {
+  return {
+    kpi: 'k',
+    partner,
+    day,
+    dims: region === null ? null : JSON.stringify({ region }),
+    values: { region },
+    d: subjects.length,
+    s,
+    subjects,
+  };
+}
+
+const decide = (a: Agreement, groups: ChangeGroup[]) => {
+  const held = heldGroups(a.kpis[0]!, disclosureRules(a, a.kpis[0]!), groups);
+  return held === NEEDS_SUBJECTS ? held : held.map((g) => `${g.partner} ${g.day} ${g.values['region']}`).sort();
+};
+
+const MON = '2026-03-02';
+const TUE = '2026-03-03';
+
+describe('heldGroups: what a release step keeps pending', () => {
+  it('releases everything when every part of every readable cell has k subjects', () => {
+    const a = agreementWith({});
+    expect(decide(a, [group('p0', MON, 'a', ['x', 'y', 'z']), group('p1', MON, 'b', ['u', 'v', 'w', 't'])])).toEqual(
+      [],
+    );
+  });
+
+  it('holds a group whose day × region part is under k, and only it when the rest still passes', () => {
+    const a = agreementWith({});
+    const groups = [group('p0', MON, 'a', ['x', 'y', 'z']), group('p0', MON, 'b', ['u', 'v'])];
+    expect(decide(a, groups)).toEqual([`p0 ${MON} b`]);
+  });
+
+  it("decides in rounds: a group held in one cell can leave another cell's part too small", () => {
+    // Two dimensions, days only. Round 1: size l's part (z) and region b's part (w) are under k,
+    // so those groups wait; region a's part (x, y + z) and size s's (x, y + w) still pass. Round
+    // 2: without them, region a's part is x, y alone — under k — so that group waits too.
+    const a = agreementWith({ grains: ['day'], dimensions: { region: ['a', 'b'], size: ['s', 'l'] } });
+    const at = (region: string, size: string, subjects: string[]): ChangeGroup => ({
+      ...group('p0', MON, region, subjects),
+      dims: JSON.stringify({ region, size }),
+      values: { region, size },
+    });
+    const held = heldGroups(a.kpis[0]!, disclosureRules(a, a.kpis[0]!), [
+      at('a', 's', ['x', 'y']),
+      at('a', 'l', ['z']),
+      at('b', 's', ['w']),
+    ]);
+    expect(held === NEEDS_SUBJECTS ? held : held.map((g) => g.dims).sort()).toEqual([
+      '{"region":"a","size":"l"}',
+      '{"region":"a","size":"s"}',
+      '{"region":"b","size":"s"}',
+    ]);
+  });
+
+  it('counts a part of small groups as the union of their subjects: shared subjects count once', () => {
+    const a = agreementWith({ grains: ['week'], dimensions: {} });
+    const distinct = [group('p0', MON, null, ['x', 'y']), group('p0', TUE, null, ['z'])];
+    expect(decide(a, distinct)).toEqual([]);
+    const shared = [group('p0', MON, null, ['x', 'y']), group('p0', TUE, null, ['y', 'x'])];
+    expect(decide(a, shared)).toEqual([`p0 ${MON} null`, `p0 ${TUE} null`]);
+  });
+
+  it('needs the subjects only where no group vouches for k', () => {
+    const a = agreementWith({ grains: ['week'], dimensions: {} });
+    const unread = (g: ChangeGroup): ChangeGroup => ({ ...g, subjects: undefined });
+    // A group of k in the part: decided without any subject.
+    expect(decide(a, [unread(group('p0', MON, null, ['x', 'y', 'z'])), unread(group('p0', TUE, null, ['w']))])).toEqual(
+      [],
+    );
+    // Two small groups: their union must be counted.
+    expect(decide(a, [unread(group('p0', MON, null, ['x', 'y'])), unread(group('p0', TUE, null, ['w']))])).toBe(
+      NEEDS_SUBJECTS,
+    );
+  });
+
+  it('holds every partner of a combined cell with fewer than three partners, without consent', () => {
+    const a = agreementWith(
+      { breakdown: 'combined', dimensions: {}, grains: ['day'] },
+      { partners: 3, consent: false },
+    );
+    const two = [group('p0', MON, null, ['x', 'y', 'z']), group('p1', MON, null, ['u', 'v', 'w'])];
+    expect(decide(a, two)).toEqual([`p0 ${MON} null`, `p1 ${MON} null`]);
+    const three = [...two, group('p2', MON, null, ['r', 's', 't'])];
+    expect(decide(a, three)).toEqual([]);
+  });
+
+  it('holds the part that dominates a sum cell, by the share of the absolute sums, round after round', () => {
+    const a = agreementWith(
+      { measure: 'sum', dominance: 60, dimensions: {}, grains: ['day'], breakdown: 'combined' },
+      {
+        partners: 3,
+      },
+    );
+    // p0 holds 70 of 100: above 60 %. Without it p1 holds 20 of 30, and then p2 is alone.
+    const three = [
+      group('p0', MON, null, ['x', 'y', 'z'], 70),
+      group('p1', MON, null, ['u', 'v', 'w'], 20),
+      group('p2', MON, null, ['r', 's', 't'], 10),
+    ];
+    expect(decide(a, three)).toEqual([`p0 ${MON} null`, `p1 ${MON} null`, `p2 ${MON} null`]);
+    expect(decide(a, three.slice(1).concat(group('p0', MON, null, ['x', 'y', 'z'], 15)))).toEqual([]);
+    // Negative sums count by their size: 50 of 100 each.
+    expect(
+      decide(a, [group('p0', MON, null, ['x', 'y', 'z'], 50), group('p1', MON, null, ['u', 'v', 'w'], -50)]),
+    ).toEqual([]);
+  });
+});
