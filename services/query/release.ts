@@ -15,7 +15,7 @@ import { disclosureRules, type DisclosureRules } from './disclosure.js';
  *
  * The step reads its KPIs' pending atoms once, grouped per partner, local day and dims, with the
  * counts their batches kept (compileReleaseStep), reads the points of small groups only when a
- * part must be counted exactly, decides here, and releases in one statement: four to six
+ * part must be counted exactly, decides here, and releases in one statement: three to five
  * statements whatever the KPIs and the change (a statement's planning alone costs
  * milliseconds; the SQL loop this replaced ran eight to thirty a KPI).
  */
@@ -36,7 +36,7 @@ export function releaser(agreement: () => Agreement): Releaser {
       /**
        * Reads `groups` from their points: their exact subjects, and their counts where none were
        * kept. A group without points left (none should be: retention deletes an atom's row with
-       * its points) changes no cell: it is left out of the decision, and released.
+       * its points, a new time zone re-keys it with them) changes no cell: it is left out of the decision, and released.
        */
       const readPoints = async (groups: readonly ChangeGroup[]) => {
         const q = step.points(groups);

@@ -654,6 +654,52 @@ describe('the release step', () => {
     expect(pending).toEqual([`p0 ${DAYS[0]} {"region":"b"}`]);
   });
 
+  it('decides two KPIs with different dimensions in one step exactly as in a step each', async () => {
+    const one = agreementOf({ ...base, points: [] });
+    const kpi = one.kpis[0]!;
+    const two = agreementSchema.parse({
+      ...one,
+      kpis: [kpi, { ...kpi, id: 'other', dimensions: { size: ['s', 'l'] } }],
+    });
+    // Each KPI: groups of every size around k = 3 on a few days, some of them small.
+    const rows: [string, string, number, string, number][] = [];
+    for (const [kpiId, key, values] of [
+      ['kpi', 'region', ['a', 'b']],
+      ['other', 'size', ['s', 'l']],
+    ] as const)
+      for (const [day, v, n, partner] of [
+        [0, 0, 3, 'p0'],
+        [0, 1, 2, 'p0'],
+        [1, 0, 1, 'p0'],
+        [1, 1, 4, 'p1'],
+        [7, 0, 2, 'p1'],
+        [8, 0, 2, 'p1'],
+      ] as const)
+        for (let j = 0; j < n; j++) rows.push([kpiId, partner, day, JSON.stringify({ [key]: values[v] }), j]);
+    const pendingAfter = async (steps: string[][]) => {
+      await conn.run('DELETE FROM points');
+      await conn.run('DELETE FROM held_atoms');
+      for (const [kpiId, partner, day, dims, j] of rows)
+        await conn.run(
+          `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
+           VALUES (1, $1, $2, $3::TIMESTAMPTZ, 1, $4, $5, $6::DATE)`,
+          [partner, kpiId, `${DAYS[day]}T12:00:00Z`, `${partner}-${day}-${dims}-${j}`, dims, DAYS[day]!],
+        );
+      await conn.run(HOLD_ATOMS, [1]);
+      for (const ids of steps) await releaser(() => two)(execOn(conn), 1, ids);
+      return (
+        await conn.runAndReadAll(
+          "SELECT kpi || ' ' || partner || ' ' || local_day::VARCHAR || ' ' || dims AS atom FROM held_atoms WHERE released IS NULL ORDER BY atom",
+        )
+      ).getRowObjectsJson();
+    };
+    const together = await pendingAfter([['kpi', 'other']]);
+    expect(together).toEqual(await pendingAfter([['kpi'], ['other']]));
+    // Both KPIs keep something pending, and release something: the case decided both ways.
+    for (const id of ['kpi', 'other']) expect(together.some((r) => String(r['atom']).startsWith(`${id} `))).toBe(true);
+    expect(together.length).toBeLessThan(new Set(rows.map((r) => `${r[0]} ${r[1]} ${r[2]} ${r[3]}`)).size);
+  });
+
   it("keeps a combined KPI's change pending without consent while fewer than three partners change, whatever their groups hold", async () => {
     const c: Case = {
       ...base,

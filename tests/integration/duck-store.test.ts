@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DuckStore } from '../../services/platform/duck-store.js';
+import { DuckStore, HOLD_ATOMS } from '../../services/platform/duck-store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'parity-duck-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -27,6 +27,53 @@ describe('local days', () => {
     expect(await day()).toBe('2026-03-31');
     store.release(c);
     await store.close();
+  });
+  it('re-keys the held atoms with their points when the zone changes: a pending point stays pending', async () => {
+    const store = await DuckStore.open(join(dir, 'atoms.duckdb'));
+    const c = await store.connect();
+    try {
+      await store.localise('UTC');
+      // [snapshot, ts, subject]: 23:30Z is the next day in Berlin (CEST), 10:00Z the same day.
+      const points = [
+        [1, '2026-03-31 10:00', 'a'],
+        [1, '2026-03-31 23:30', 'b'],
+        [2, '2026-04-01 12:00', 'c'],
+        [3, '2026-04-02 23:30', 'd'],
+        [3, '2026-04-03 10:00', 'e'],
+        [5, '2026-04-05 23:30', 'f'],
+        [5, '2026-04-06 10:00', 'g'],
+      ] as const;
+      for (const [snapshot, ts, subject] of points)
+        await c.run(
+          `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, local_day)
+           VALUES ($1, 'acme', 'k', $2::TIMESTAMPTZ, 1, $3, timezone('UTC', $2::TIMESTAMPTZ)::DATE)`,
+          [snapshot, `${ts}:00+00`, subject],
+        );
+      for (const snapshot of [1, 2, 3, 5]) await c.run(HOLD_ATOMS, [snapshot]);
+      // In UTC: snapshot 1's day (a, b) pending; snapshot 2 released with its batch (no row);
+      // d's day released late, at 4; e's and g's days released with their batches; f's pending.
+      await c.run('DELETE FROM held_atoms WHERE snapshot = 2');
+      await c.run("UPDATE held_atoms SET released = 4 WHERE snapshot = 3 AND local_day = DATE '2026-04-02'");
+      await c.run("DELETE FROM held_atoms WHERE local_day IN (DATE '2026-04-03', DATE '2026-04-06')");
+      await store.localise('Europe/Berlin');
+      const rows = (
+        await c.runAndReadAll(
+          "SELECT snapshot::INTEGER AS s, strftime(local_day, '%Y-%m-%d') AS day, released::INTEGER AS r, d FROM held_atoms ORDER BY s, day",
+        )
+      ).getRowObjectsJson();
+      expect(rows).toEqual([
+        // a stays on 31 March, b moves to 1 April: both pending, each its own atom now.
+        { s: 1, day: '2026-03-31', r: null, d: 1 },
+        { s: 1, day: '2026-04-01', r: null, d: 1 },
+        // d joins e's day: released at 4, the later of the two releases.
+        { s: 3, day: '2026-04-03', r: 4, d: 2 },
+        // f joins g's day: pending, since f was (fail closed).
+        { s: 5, day: '2026-04-06', r: null, d: 2 },
+      ]);
+    } finally {
+      store.release(c);
+      await store.close();
+    }
   });
 });
 

@@ -133,6 +133,12 @@ describe('heldGroups: what a release step keeps pending', () => {
     expect(decide(a, two)).toEqual([`p0 ${MON} null`, `p1 ${MON} null`]);
     const three = [...two, group('p2', MON, null, ['r', 's', 't'])];
     expect(decide(a, three)).toEqual([]);
+    // A third partner under k waits; the cell then has two partners, so the other two wait too.
+    expect(decide(a, [...two, group('p2', MON, null, ['r', 's'])])).toEqual([
+      `p0 ${MON} null`,
+      `p1 ${MON} null`,
+      `p2 ${MON} null`,
+    ]);
   });
 
   it('holds the part that dominates a sum cell, by the share of the absolute sums, round after round', () => {
