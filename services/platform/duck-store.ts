@@ -316,30 +316,22 @@ export const HOLD_ATOMS = [
 ].join('\n');
 
 /**
- * A new time zone moves points to other local days: the points of every snapshot with a held
- * atom, with their new day and what their atom says (held: a row; its `released`, NULL while
- * pending). Read before the points move.
+ * A new time zone moves points to other local days: the atoms of every snapshot with a held atom
+ * under their points' new days, read before the points move, each with its counts (HOLD_ATOMS)
+ * and pending when any of its points was (fail closed), else released at the latest of its
+ * points' releases (a point without a row was released with its batch); an atom all of whose
+ * points were released with their batch needs no row.
  */
-const RELOCALISED_POINTS = [
-  'CREATE TEMP TABLE relocalised_points AS',
-  'SELECT p.kpi, p.partner, p.snapshot, timezone($1, p.ts)::DATE AS local_day, p.dims, p.subject, p.value,',
-  '  h.partner IS NOT NULL AS held, h.released',
+const RELOCALISED_ATOMS = [
+  'CREATE TEMP TABLE relocalised_atoms AS',
+  'SELECT p.kpi, p.partner, p.snapshot, timezone($1, p.ts)::DATE AS local_day, p.dims,',
+  '  CASE WHEN bool_or(h.partner IS NOT NULL AND h.released IS NULL) THEN NULL',
+  '    ELSE max(coalesce(h.released, p.snapshot)) END AS released,',
+  '  count(DISTINCT hash(p.subject))::INTEGER AS d, sum(p.value)::DOUBLE AS s',
   'FROM points p LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot',
   '  AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims',
   'WHERE p.snapshot IN (SELECT DISTINCT snapshot FROM held_atoms)',
-].join('\n');
-
-/**
- * The atoms of those points under their new days, with their counts (HOLD_ATOMS): pending when
- * any of its points was (fail closed), else released at the latest of its points' releases; an
- * atom all of whose points were released with their batch needs no row.
- */
-const REHOLD_RELOCALISED = [
-  'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, released, d, s)',
-  'SELECT kpi, partner, snapshot, local_day, dims,',
-  '  CASE WHEN bool_or(held AND released IS NULL) THEN NULL ELSE max(CASE WHEN held THEN released ELSE snapshot END) END,',
-  '  count(DISTINCT hash(subject))::INTEGER, sum(value)::DOUBLE',
-  'FROM relocalised_points GROUP BY kpi, partner, snapshot, local_day, dims HAVING bool_or(held)',
+  'GROUP BY p.kpi, p.partner, p.snapshot, timezone($1, p.ts)::DATE, p.dims HAVING bool_or(h.partner IS NOT NULL)',
 ].join('\n');
 
 /** The KPIs whose atoms of an earlier snapshot a step released at $1 (the store reads the same rows back when it opens). */
@@ -848,11 +840,13 @@ export class DuckStore {
         // The atoms are keyed by local day: re-keyed with their points, each keeping what its
         // points were (schema.sql, held_atoms). Otherwise a pending point whose day moved would
         // have no row, and count as released without any release step deciding on it.
-        await c.run(RELOCALISED_POINTS, [timezone]);
+        await c.run(RELOCALISED_ATOMS, [timezone]);
         await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE', [timezone]);
         await c.run('DELETE FROM held_atoms');
-        await c.run(REHOLD_RELOCALISED);
-        await c.run('DROP TABLE relocalised_points');
+        await c.run(
+          'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, released, d, s) SELECT * FROM relocalised_atoms',
+        );
+        await c.run('DROP TABLE relocalised_atoms');
       }
       await putSetting(c, TIMEZONE, timezone);
     });
