@@ -201,7 +201,8 @@ async function startServer(dataDir: string, extraEnv: Record<string, string | un
     ...extraEnv,
   };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
-  const child = spawn(process.execPath, [join(packageRoot(), 'bin/parity.js'), 'serve'], {
+  const nodeArgs = process.env['BENCH_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, join(packageRoot(), 'bin/parity.js'), 'serve'], {
     env,
     stdio: ['ignore', 'inherit', 'inherit'],
   });

@@ -181,7 +181,7 @@ export class BatchLander {
             receivedAt: receivedAt.toISOString(),
             landedAt: this.clock.now().toISOString(),
           };
-          await tx.holdAtoms(snap);
+          await tx.holdAtoms(snap, done.accepted);
           await tx.insertBatch({
             id: batchId,
             snapshot: snap,

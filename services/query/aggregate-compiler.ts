@@ -558,10 +558,13 @@ const groupList = (groups: readonly ChangeGroupKey[], ps: Params) =>
  *   and dims text (an atom's day at every pending snapshot): `d`, the most distinct subjects of
  *   one of its atoms (each a lower bound, schema.sql), so a lower bound of the group's; `s`, the
  *   group's sum; `unknown`, whether an atom was held without those (they are then read from the
- *   points); and each agreed dimension's value (`x<i>` for `dimensionKeys[i]`), extracted as
- *   the series fragments extract it.
+ *   points); `subjects`, the group's distinct subjects when it is below `maxK` (the largest k
+ *   of the KPIs) and each of its atoms kept them (HOLD_ATOMS_LISTED), else null; and each
+ *   agreed dimension's value (`x<i>` for `dimensionKeys[i]`), extracted as the series
+ *   fragments extract it.
  * - `points(groups)` reads those groups of the change from the points: `d` (by hash), `s`, and
- *   every distinct subject, for the parts that must be counted exactly.
+ *   every distinct subject, for the parts that must be counted exactly and whose subjects
+ *   `groups` could not give.
  * - `release(dropped)` releases every candidate except the dropped groups' atoms (at every
  *   pending snapshot of their partner, day and dims).
  *
@@ -570,6 +573,7 @@ const groupList = (groups: readonly ChangeGroupKey[], ps: Params) =>
 export function compileReleaseStep(
   kpis: readonly Kpi[],
   snapshot: number,
+  maxK: number,
 ): {
   dimensionKeys: string[];
   groups: CompiledSql;
@@ -585,9 +589,11 @@ export function compileReleaseStep(
   const pendingOf = (ps: Params) =>
     `kpi IN (${ids.map((id) => ps.bind(id)).join(', ')}) AND released IS NULL AND snapshot <= ${ps.bind(snapshot)}`;
   const groups = [
-    `SELECT kpi, partner, strftime(local_day, '%Y-%m-%d') AS day, dims${extracted}, d, s, unknown FROM (`,
+    `SELECT kpi, partner, strftime(local_day, '%Y-%m-%d') AS day, dims${extracted}, d, s, unknown, subjects FROM (`,
     '  SELECT kpi, partner, local_day, dims, coalesce(max(d), 0)::INTEGER AS d, coalesce(sum(s), 0)::DOUBLE AS s,',
-    '    bool_or(d IS NULL OR s IS NULL) AS unknown',
+    '    bool_or(d IS NULL OR s IS NULL) AS unknown,',
+    `    CASE WHEN coalesce(max(d), 0) < ${gp.bind(maxK)} AND bool_and(subjects IS NOT NULL)`,
+    '      THEN list_distinct(flatten(list(subjects))) END AS subjects',
     `  FROM held_atoms WHERE ${pendingOf(gp)} GROUP BY kpi, partner, local_day, dims`,
     ') AS g',
   ].join('\n');

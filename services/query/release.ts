@@ -14,8 +14,9 @@ import { disclosureRules, type DisclosureRules } from './disclosure.js';
  * so one late point never moves a disclosed cell by exactly that point.
  *
  * The step reads its KPIs' pending atoms once, grouped per partner, local day and dims, with the
- * counts their batches kept (compileReleaseStep), reads the points of small groups only when a
- * part must be counted exactly, decides here, and releases in one statement: three to five
+ * counts their batches kept and, for small groups of small batches, their subjects
+ * (compileReleaseStep); reads the points of small groups only when a part must be counted
+ * exactly and their atoms did not list them; decides here, and releases in one statement: three to five
  * statements whatever the KPIs and the change (a statement's planning alone costs
  * milliseconds; the SQL loop this replaced ran eight to thirty a KPI).
  */
@@ -25,7 +26,8 @@ export function releaser(agreement: () => Agreement): Releaser {
     // A KPI not agreed (any more) is not decided: nobody reads it, its atoms stay pending.
     const kpis = ids.flatMap((id) => a.kpis.filter((k) => k.id === id));
     if (kpis.length > 0) {
-      const step = compileReleaseStep(kpis, snapshot);
+      const maxK = Math.max(...kpis.map((kpi) => disclosureRules(a, kpi).minGroupSize));
+      const step = compileReleaseStep(kpis, snapshot, maxK);
       const byKpi = new Map<string, ChangeGroup[]>(kpis.map((k) => [k.id, []]));
       const all = new Map<string, ChangeGroup>();
       for (const r of await exec.all(step.groups.sql, step.groups.params)) {
@@ -121,7 +123,14 @@ const groupKey = (g: ChangeGroupKey) => JSON.stringify([g.kpi, g.partner, g.day,
 function changeGroupOf(r: Row, dimensionKeys: readonly string[]): ChangeGroup {
   const values: Record<string, string | null> = {};
   dimensionKeys.forEach((key, i) => (values[key] = r[`x${i}`] == null ? null : String(r[`x${i}`])));
-  return { ...keyOf(r), values, d: Number(r['d']), s: Number(r['s']), unknown: r['unknown'] === true };
+  const g: ChangeGroup = { ...keyOf(r), values, d: Number(r['d']), s: Number(r['s']), unknown: r['unknown'] === true };
+  // Listed by its atoms (compileReleaseStep): exact, so the group needs no read of its points.
+  const listed = r['subjects'];
+  if (Array.isArray(listed)) {
+    g.subjects = listed.map(String);
+    g.d = Math.max(g.d, g.subjects.length);
+  }
+  return g;
 }
 
 /** A readable cell of the change: its parts, partner → the indices of its groups. */

@@ -109,6 +109,11 @@ CREATE TABLE IF NOT EXISTS held_atoms (
 -- atom held before these columns existed has them NULL and is counted from its points.
 ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS d INTEGER;
 ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS s DOUBLE;
+-- And, for an atom of a small batch with few subjects (under 32 by hash), those subjects
+-- (pseudonyms, as in its points): a step that must count a small part exactly reads them here
+-- instead of scanning the points. NULL: not listed (a big batch, many subjects, an atom held
+-- before the column, re-keyed pseudonyms, a new time zone); such a part is counted from its points.
+ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS subjects VARCHAR[];
 -- Whether a rolled-up cell holds points not released at its snapshot, and the snapshot of the
 -- latest release it shows (the value it serves is the one served since then).
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS pending BOOLEAN;

@@ -27,7 +27,7 @@ import {
 } from '../../services/query/rollups.js';
 import { disclose, disclosureRules, type RawCell } from '../../services/query/disclosure.js';
 import { releaser } from '../../services/query/release.js';
-import { HOLD_ATOMS, type ReleaseExec, type Releaser } from '../../services/platform/duck-store.js';
+import { HOLD_ATOMS, HOLD_ATOMS_LISTED, type ReleaseExec, type Releaser } from '../../services/platform/duck-store.js';
 import {
   MEASURES,
   audit,
@@ -182,10 +182,23 @@ const SNAPSHOTS = [1, 2, 3];
  * release step (the room's own, services/query/release.ts) — and returns each point with the
  * snapshot that released it (Infinity: never).
  */
+/**
+ * How a batch's atoms are held: with their counts and, for a small batch, their subjects
+ * (`listed`); with their counts alone (`counted`: a big batch); or as the store held them before
+ * it kept either (`legacy`: counted from the points).
+ */
+type Hold = 'listed' | 'counted' | 'legacy';
+const HOLDS: Record<Hold, string> = {
+  listed: HOLD_ATOMS_LISTED,
+  counted: HOLD_ATOMS,
+  legacy:
+    'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) SELECT DISTINCT kpi, partner, snapshot, local_day, dims FROM points WHERE snapshot = $1',
+};
+
 async function land(
   c: Case,
   agreement: Agreement,
-  opts: { release: boolean; step?: Releaser; seen?: string[]; legacy?: boolean } = { release: true },
+  opts: { release: boolean; step?: Releaser; seen?: string[]; hold?: Hold } = { release: true },
 ): Promise<Point[]> {
   await conn.run('DELETE FROM points');
   await conn.run('DELETE FROM held_atoms');
@@ -201,13 +214,7 @@ async function land(
         [snapshot, p.partner, `${p.day}T12:00:00Z`, p.value, p.subject, p.dims ? JSON.stringify(p.dims) : null, p.day],
       );
     if (!opts.release) continue; // the room before stable disclosure: every point counted as it lands
-    // As the store holds them, or as it held them before it kept their counts (counted from the points).
-    await conn.run(
-      opts.legacy
-        ? 'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) SELECT DISTINCT kpi, partner, snapshot, local_day, dims FROM points WHERE snapshot = $1'
-        : HOLD_ATOMS,
-      [snapshot],
-    );
+    await conn.run(HOLDS[opts.hold ?? 'counted'], [snapshot]);
     await release(exec, snapshot, ['kpi']);
   }
   const rows = (
@@ -403,7 +410,11 @@ describe('disclosure property: no partner determines a protected figure', () => 
 
 describe('the release step', () => {
   /** Lands `points` at snapshot 1 and runs its release step, recording each statement's start. */
-  async function releaseOnce(c: Case, extra?: string): Promise<{ statements: string[]; pending: string[] }> {
+  async function releaseOnce(
+    c: Case,
+    extra?: string,
+    hold = HOLD_ATOMS,
+  ): Promise<{ statements: string[]; pending: string[] }> {
     await conn.run('DELETE FROM points');
     await conn.run('DELETE FROM held_atoms');
     for (const p of c.points)
@@ -412,7 +423,7 @@ describe('the release step', () => {
          VALUES (1, $1, 'kpi', $2::TIMESTAMPTZ, $3, $4, $5, $6::DATE)`,
         [p.partner, `${p.day}T12:00:00Z`, p.value, p.subject, p.dims ? JSON.stringify(p.dims) : null, p.day],
       );
-    await conn.run(HOLD_ATOMS, [1]);
+    await conn.run(hold, [1]);
     if (extra) await conn.run(extra);
     const statements: string[] = [];
     await releaser(() => agreementOf(c))(execOn(conn, statements), 1, ['kpi']);
@@ -496,6 +507,24 @@ describe('the release step', () => {
     expect(pending).toEqual([`p0 ${DAYS[0]} {"region":"b"}`]);
   });
 
+  it('takes those subjects from the atoms of a small batch, which listed them, and reads no point; an atom that did not list them is read', async () => {
+    const c: Case = {
+      ...base,
+      points: [...block('p0', 0, 'a', 3), ...block('p0', 0, 'b', 2), ...block('p1', 1, 'a', 5)],
+    };
+    const listed = await releaseOnce(c, undefined, HOLD_ATOMS_LISTED);
+    expect(reads(listed.statements)).toBe(0);
+    expect(listed.pending).toEqual([`p0 ${DAYS[0]} {"region":"b"}`]);
+    // One atom unlisted (re-keyed pseudonyms, a new time zone): its group is read from the points.
+    const mixed = await releaseOnce(
+      c,
+      `UPDATE held_atoms SET subjects = NULL WHERE dims = '{"region":"b"}'`,
+      HOLD_ATOMS_LISTED,
+    );
+    expect(reads(mixed.statements)).toBe(1);
+    expect(mixed.pending).toEqual([`p0 ${DAYS[0]} {"region":"b"}`]);
+  });
+
   it('counts a part exactly from its small groups: two days of two subjects each pass a week at k = 3, unless they are the same two', async () => {
     const twoDays = (second: string[]): Case => ({
       ...base,
@@ -508,6 +537,33 @@ describe('the release step', () => {
     });
     expect((await releaseOnce(twoDays(['z', 'w']))).pending).toEqual([]);
     expect((await releaseOnce(twoDays(['x', 'y']))).pending).toEqual([`p0 ${DAYS[0]} `, `p0 ${DAYS[1]} `]);
+  });
+
+  it('counts a day listed by two batches once per subject: the same two subjects again stay below k = 3', async () => {
+    // One partner's day in two batches; the first waits (two subjects). The second brings two
+    // more subjects, or the same two again: four pass k, two do not, however many rows list them.
+    const twice = (second: string[]): Case => ({
+      ...base,
+      grains: ['day'],
+      dimension: false,
+      points: [
+        ...['x', 'y'].map((subject) => ({ partner: 'p0', day: DAYS[0]!, subject, value: 1, snapshot: 1 })),
+        ...second.map((subject) => ({ partner: 'p0', day: DAYS[0]!, subject, value: 1, snapshot: 2 })),
+      ],
+    });
+    for (const hold of ['listed', 'counted'] as const) {
+      const fresh = twice(['z', 'w']);
+      expect((await land(fresh, agreementOf(fresh), { release: true, hold })).map((p) => p.released)).toEqual([
+        2, 2, 2, 2,
+      ]);
+      const again = twice(['x', 'y']);
+      expect((await land(again, agreementOf(again), { release: true, hold })).map((p) => p.released)).toEqual([
+        Infinity,
+        Infinity,
+        Infinity,
+        Infinity,
+      ]);
+    }
   });
 
   /** A local day's period of `grain`: itself, its ISO week's Monday, or its month's first day. */
@@ -605,24 +661,31 @@ describe('the release step', () => {
   it(
     'releases at every snapshot exactly what the rule computed naively releases (k, three partners, dominance)',
     async () => {
-      // Steps, by what they took: the held atoms' counts alone; the small groups' subjects too; a
-      // drop; a dominance rule; atoms held without counts (as before the store kept them).
-      const steps = { countsAlone: 0, subjects: 0, dropped: 0, dominance: 0, legacy: 0 };
+      // Steps, by what they took: the held atoms' counts alone; the small groups' subjects read
+      // from the points too; a drop; a dominance rule; atoms held without counts (as before the
+      // store kept them); atoms that listed their subjects (a small batch's).
+      const steps = { countsAlone: 0, subjects: 0, dropped: 0, dominance: 0, legacy: 0, listed: 0 };
       let run = 0;
       await fc.assert(
         fc.asyncProperty(withDominance, async (c) => {
           const agreement = agreementOf(c);
           const seen: string[] = [];
-          const legacy = run++ % 3 === 2;
-          const room = await land(c, agreement, { release: true, seen, legacy });
+          const hold = (['listed', 'counted', 'legacy'] as const)[run++ % 3]!;
+          const room = await land(c, agreement, { release: true, seen, hold });
           const naive = await land(c, agreement, { release: true, step: naiveStep(c) });
           expect(room.map((p) => p.released)).toEqual(naive.map((p) => p.released));
           // Each step starts with its read of the held atoms' counts.
           const starts = seen.flatMap((s, i) => (s.startsWith('SELECT kpi, partner, strftime(local_day') ? [i] : []));
           for (const from of starts) {
-            if (legacy) steps.legacy++;
+            if (hold === 'legacy') steps.legacy++;
             else if (seen[from + 1]?.startsWith('WITH pending AS')) steps.subjects++;
             else steps.countsAlone++;
+          }
+          // Every atom here has fewer subjects than the listing bound: a step of listed atoms
+          // never reads the points, whatever it must count.
+          if (hold === 'listed') {
+            expect(seen.filter((s) => s.startsWith('WITH pending AS'))).toEqual([]);
+            steps.listed += starts.length;
           }
           if (room.some((p) => p.released! > p.snapshot)) steps.dropped++;
           if (c.dominance !== undefined) steps.dominance++;
@@ -635,6 +698,7 @@ describe('the release step', () => {
       expect(steps.dropped).toBeGreaterThan(0);
       expect(steps.dominance).toBeGreaterThan(0);
       expect(steps.legacy).toBeGreaterThan(0);
+      expect(steps.listed).toBeGreaterThan(0);
     },
     timeout(240_000),
   );

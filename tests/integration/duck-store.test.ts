@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DuckStore, HOLD_ATOMS } from '../../services/platform/duck-store.js';
+import { DuckStore, HOLD_ATOMS_LISTED } from '../../services/platform/duck-store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'parity-duck-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -49,26 +49,30 @@ describe('local days', () => {
            VALUES ($1, 'acme', 'k', $2::TIMESTAMPTZ, 1, $3, timezone('UTC', $2::TIMESTAMPTZ)::DATE)`,
           [snapshot, `${ts}:00+00`, subject],
         );
-      for (const snapshot of [1, 2, 3, 5]) await c.run(HOLD_ATOMS, [snapshot]);
+      for (const snapshot of [1, 2, 3, 5]) await c.run(HOLD_ATOMS_LISTED, [snapshot]);
       // In UTC: snapshot 1's day (a, b) pending; snapshot 2 released with its batch (no row);
       // d's day released late, at 4; e's and g's days released with their batches; f's pending.
       await c.run('DELETE FROM held_atoms WHERE snapshot = 2');
       await c.run("UPDATE held_atoms SET released = 4 WHERE snapshot = 3 AND local_day = DATE '2026-04-02'");
       await c.run("DELETE FROM held_atoms WHERE local_day IN (DATE '2026-04-03', DATE '2026-04-06')");
+      const listed = await c.runAndReadAll('SELECT list_sort(subjects) AS subjects FROM held_atoms WHERE snapshot = 1');
+      expect(listed.getRowObjectsJson()).toEqual([{ subjects: ['a', 'b'] }]);
       await store.localise('Europe/Berlin');
       const rows = (
         await c.runAndReadAll(
-          "SELECT snapshot::INTEGER AS s, strftime(local_day, '%Y-%m-%d') AS day, released::INTEGER AS r, d FROM held_atoms ORDER BY s, day",
+          "SELECT snapshot::INTEGER AS s, strftime(local_day, '%Y-%m-%d') AS day, released::INTEGER AS r, d, subjects FROM held_atoms ORDER BY s, day",
         )
       ).getRowObjectsJson();
+      // The atoms listed their subjects in UTC; re-keyed, they list none (a step counts such a
+      // small part from its points), so no list can name a day's subjects it no longer holds.
       expect(rows).toEqual([
         // a stays on 31 March, b moves to 1 April: both pending, each its own atom now.
-        { s: 1, day: '2026-03-31', r: null, d: 1 },
-        { s: 1, day: '2026-04-01', r: null, d: 1 },
+        { s: 1, day: '2026-03-31', r: null, d: 1, subjects: null },
+        { s: 1, day: '2026-04-01', r: null, d: 1, subjects: null },
         // d joins e's day: released at 4, the later of the two releases.
-        { s: 3, day: '2026-04-03', r: 4, d: 2 },
+        { s: 3, day: '2026-04-03', r: 4, d: 2, subjects: null },
         // f joins g's day: pending, since f was (fail closed).
-        { s: 5, day: '2026-04-06', r: null, d: 2 },
+        { s: 5, day: '2026-04-06', r: null, d: 2, subjects: null },
       ]);
     } finally {
       store.release(c);
@@ -190,6 +194,29 @@ describe('closing', () => {
     expect(rekeyed).toEqual({ pseudonyms: 5000, points: 5000 });
     // Every point re-keyed, none lost or moved to another snapshot, each in its place, no mapping kept.
     expect(await rekeyState(path)).toEqual({ ...INTACT, generation: before + 1, old: 0 });
+  });
+
+  it("unlists the held atoms' subjects when it re-keys: no part is counted from old and new pseudonyms side by side", async () => {
+    const path = join(dir, 'rekey-listed.duckdb');
+    const store = await storeWithSubjects(path);
+    const c = await store.connect();
+    // A small atom of snapshot 6 that waits, listing two of the points' old pseudonyms.
+    await c.run(
+      `INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, d, s, subjects)
+       VALUES ('lead_time', 'acme', 6, DATE '2026-11-01', NULL, 2, 3, ['old-1', 'old-2'])`,
+    );
+    store.release(c);
+    await store.rekeyPseudonyms(
+      store.pseudonymGeneration + 1,
+      (partner, subject) => `${partner}:${subject.slice(4)}`,
+      () => {},
+    );
+    await store.close();
+    const rows = await withStore(path, (again) =>
+      again.query({ sql: 'SELECT snapshot::INTEGER AS snapshot, d, s, subjects FROM held_atoms', params: [] }),
+    );
+    // Its counts stay (a re-key changes no subject's identity); its list is gone.
+    expect(rows).toEqual([{ snapshot: 6, d: 2, s: 3, subjects: null }]);
   });
 
   it('re-keys more points than DuckDB could hold as one update in its memory', async () => {
