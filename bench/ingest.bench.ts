@@ -14,6 +14,8 @@
  * default limits, under PARITY_MEMORY_LIMIT=400MB and under it with the process settings README
  * "Configuration" gives for a tight budget, and the overload of issue #13. Each path starts on a settled
  * room (no batch landing, rollups current) and is also timed until its points are rolled up.
+ * BENCH_SERVER_NODE_ARGS (space-separated) are passed to node when it starts a server, e.g.
+ * "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the room under the benchmark's load.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
