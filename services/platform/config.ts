@@ -230,7 +230,7 @@ export interface WorkerHeap {
 export const WORKER_RETIRE_ROWS = 1_000_000;
 
 /**
- * The smallest DuckDB pool the room plans (README, Performance → Ingest: at 64 MB a 10M-point
+ * The smallest DuckDB pool the room plans (docs/performance-log.md, Ingest: at 64 MB a 10M-point
  * push landed, but its release step, the rollup refresh and the band evaluation after it ran out
  * of memory). An explicit PARITY_DUCKDB_MEMORY below it is taken, with a warning at start.
  */
@@ -276,7 +276,7 @@ const TIGHT_BUDGET = 1024 * MB;
 /**
  * What a tight PARITY_MEMORY_LIMIT also wants of the process, which the room cannot change once
  * running (README "Configuration"): Node's main-thread young generation at 1 MB a semi-space and
- * glibc's malloc at two arenas: what they save is measured in README, Performance.
+ * glibc's malloc at two arenas: what they save is measured in docs/performance-log.md (Ingest).
  * Undefined when the budget is roomy, not set, or the process has both.
  */
 export function processMemoryHint(

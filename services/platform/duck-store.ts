@@ -379,7 +379,7 @@ const ROLLUP_REMOVED = 'rollup_removed:';
 // next segments are on their way, and one thread keeps pace with the one spool worker writing
 // them. On 2 cores a second reading thread cost the workers more than it bought (one
 // big NDJSON / JSON / Arrow / CSV push 0.79 / 0.72 / 0.74 / 0.63× → 0.85 / 0.86 / 0.80 / 0.68×
-// the ceiling, means of three A/B runs: README, Ingest).
+// the ceiling, means of three A/B runs: docs/performance-log.md, Ingest).
 const INSERT_SEGMENT = `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
   SELECT $1::UINTEGER, $2::VARCHAR, kpi, make_timestamptz(ms * 1000), value, subject, nullif(dims, ''), timezone($4, make_timestamptz(ms * 1000))::DATE
   FROM read_csv($3, delim = '\t', header = false, quote = '', escape = '', auto_detect = false, buffer_size = 4194304, parallel = false,
