@@ -53,6 +53,23 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
         room.duck.releaseSteps.seconds,
       ),
     ];
+    const cache = app.reader.cache;
+    if (cache)
+      lines.push(
+        ...metric('parity_aggregate_cache_hits_total', 'counter', 'Aggregates served from the cache.', cache.hits),
+        ...metric(
+          'parity_aggregate_cache_misses_total',
+          'counter',
+          'Aggregates computed (from the rollups or the points) since start.',
+          cache.misses,
+        ),
+        ...metric(
+          'parity_aggregate_cache_shared_total',
+          'counter',
+          'Requests that waited for the same aggregate another request was computing, instead of computing it again.',
+          cache.shared,
+        ),
+      );
     const rollups = app.reader.rollups;
     if (rollups) {
       lines.push(

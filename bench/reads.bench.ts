@@ -4,7 +4,10 @@
  * (every read authenticated and written to the audit hash chain) and against a bare Fastify on
  * the same machine serving the very same body. Interleaved rounds (BENCH_READS_ROUNDS, ≥ 3); the
  * ratio room / bare per round, with min, median and max, is the result — absolute rates vary with
- * the machine's load, the ratio much less. The audit chain is verified at the end.
+ * the machine's load, the ratio much less. Each round also lands a small batch touching the
+ * series and times one read right after it, then lands another and times BURST (16) identical
+ * reads sent at once (a dashboard's viewers after new data): the burst's time over the single
+ * read's says how much of the burst's work is shared. The audit chain is verified at the end.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +28,7 @@ import { median, spread } from './rounds.js';
 const CLIENTS = Number(process.env['BENCH_READS_CLIENTS'] ?? 16);
 const SECONDS = Number(process.env['BENCH_READS_SECONDS'] ?? 5);
 const ROUNDS = Math.max(3, Number(process.env['BENCH_READS_ROUNDS'] ?? 3));
+const BURST = Number(process.env['BENCH_READS_BURST'] ?? 16);
 
 /**
  * The clients, in a worker thread of their own: on two cores the load they make must not share
@@ -88,6 +92,42 @@ async function startRoom(control: 'postgres' | 'pglite') {
   const token = (await createToken(room.control.db, { partnerId: 'acme', role: 'analyst', name: 'bench' }, new Date()))
     .token;
   const headers = { authorization: `Bearer ${token}` };
+  const ingest = (
+    await createToken(room.control.db, { partnerId: 'globex', role: 'ingest', name: 'bench' }, new Date())
+  ).token;
+  let batches = 0;
+  /** Lands 2,000 lead_time points on the series' last days: its cached aggregate no longer answers. */
+  const land = async () => {
+    const b = batches++;
+    const body = Array.from({ length: 2000 }, (_, i) =>
+      JSON.stringify({
+        kpi: 'lead_time',
+        at: new Date(to.getTime() - ((i % 96) + 1) * 3_600_000).toISOString(),
+        value: 20 + (i % 40),
+        subject: `BURST-${b}-${i}`,
+        dims: { region: i % 2 ? 'north' : 'south' },
+      }),
+    ).join('\n');
+    const r = await request(`${url}/v1/points`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ingest}`, 'content-type': 'application/x-ndjson' },
+      body,
+    });
+    await r.body.text();
+    if (r.statusCode !== 202) throw new Error(`the burst's batch answered ${r.statusCode}`);
+  };
+  /** ms until `n` identical reads sent at once have all answered. */
+  const readAtOnce = async (n: number) => {
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: n }, async () => {
+        const r = await request(`${url}${PATH}`, { headers });
+        await r.body.arrayBuffer();
+        if (r.statusCode !== 200) throw new Error(`the series answered ${r.statusCode}`);
+      }),
+    );
+    return performance.now() - t0;
+  };
   const warm = await request(`${url}${PATH}`, { headers });
   const body = Buffer.from(await warm.body.arrayBuffer());
   if (warm.statusCode !== 200) throw new Error(`the series answered ${warm.statusCode}`);
@@ -96,6 +136,26 @@ async function startRoom(control: 'postgres' | 'pglite') {
     url: `${url}${PATH}`,
     headers,
     body,
+    /**
+     * One read right after a batch, then BURST reads at once right after another: their ms. Each
+     * starts from a settled room (the batch's rollup catch-up and band evaluation done), so the
+     * two meet the same work: the batch's periods read from the points.
+     */
+    async burst() {
+      const settle = async () => {
+        await app.reader.rollups?.loop.idle();
+        await app.alerts?.engine.idle();
+      };
+      await settle();
+      await land();
+      const single = await readAtOnce(1);
+      await settle();
+      await land();
+      const burst = await readAtOnce(BURST);
+      // Settled again before the next load is measured.
+      await settle();
+      return { single, burst };
+    },
     async close() {
       const chain = await verifyAuditChain(room.control.db);
       await app.close();
@@ -127,6 +187,7 @@ async function main() {
   const ratios = new Map<string, number[]>(controls.map((c) => [c, []]));
   const rates = new Map<string, number[]>(controls.map((c) => [c, []]));
   const bareRates: number[] = [];
+  const bursts = new Map<string, { single: number; burst: number }[]>(controls.map((c) => [c, []]));
   for (let i = 0; i < ROUNDS; i++) {
     const b = await load(`${bareUrl}/series`, {});
     bareRates.push(b);
@@ -136,6 +197,9 @@ async function main() {
       ratios.get(room.control)!.push(r / b);
       rates.get(room.control)!.push(r);
       line.push(`room (${room.control}) ${r.toFixed(0)}/s`);
+      const burst = await room.burst();
+      bursts.get(room.control)!.push(burst);
+      line.push(`burst ${burst.burst.toFixed(0)} ms against ${burst.single.toFixed(0)} ms for one`);
     }
     process.stderr.write(`${line.join(', ')}\n`);
   }
@@ -156,12 +220,43 @@ async function main() {
     console.log(`| room, control plane ${name} (req/s) | ${spread(rates.get(c)!, n0)} |`);
     console.log(`| room / bare, control plane ${name} (target ≥ 0.5) | ${spread(ratios.get(c)!, r2)} |`);
   }
+  console.log(
+    `\nRight after a batch touching the series: one read, and ${BURST} identical reads sent at once (another batch before them), per round:\n`,
+  );
+  console.log('| measure | min | median | max |');
+  console.log('|---|---|---|---|');
+  for (const c of controls) {
+    const name = c === 'postgres' ? 'PostgreSQL' : 'embedded PGlite';
+    const bs = bursts.get(c)!;
+    console.log(
+      `| one read, ms (${name}) | ${spread(
+        bs.map((b) => b.single),
+        n0,
+      )} |`,
+    );
+    console.log(
+      `| ${BURST} reads at once, ms until the last answered (${name}) | ${spread(
+        bs.map((b) => b.burst),
+        n0,
+      )} |`,
+    );
+    console.log(
+      `| burst / one read (${name}; about 1 when the burst costs one computation) | ${spread(
+        bs.map((b) => b.burst / b.single),
+        r2,
+      )} |`,
+    );
+  }
   for (const ch of chains)
     console.log(`\naudit chain (${ch.control}) after the run: ${ch.ok ? `intact, ${ch.entries} entries` : 'BROKEN'}`);
   console.log(
     `summary: warm series under ${CLIENTS} clients at ${controls
       .map((c) => `${r2(median(ratios.get(c)!))}× (${c})`)
-      .join(', ')} a bare Fastify serving the same body (median of ${ROUNDS}), every read in the audit chain`,
+      .join(
+        ', ',
+      )} a bare Fastify serving the same body (median of ${ROUNDS}), every read in the audit chain; ${BURST} identical reads right after a batch take ${controls
+      .map((c) => `${r2(median(bursts.get(c)!.map((b) => b.burst / b.single)))}× (${c})`)
+      .join(', ')} one read's time`,
   );
   if (chains.some((c) => !c.ok)) process.exitCode = 1;
 }

@@ -6,11 +6,19 @@ import type { RawCell } from './disclosure.js';
  * Aggregates by (query, effective snapshot): the effective snapshot is the last one that
  * touched the KPI, so a new batch invalidates the KPIs it touched and no others, and "as of
  * snapshot N" stays cached for good. Entries are immutable results; the oldest go first.
+ *
+ * Requests for an aggregate being computed wait for that computation instead of starting their
+ * own (single flight): right after a batch, every viewer of a dashboard asks for the same series
+ * at the same snapshot, and the first read of its moved periods is the costly one (points, not
+ * rollups). A key names one snapshot's exact result, so sharing it changes no number.
  */
 export class AggregateCache {
   readonly #entries = new Map<string, readonly RawCell[]>();
+  readonly #computing = new Map<string, Promise<readonly RawCell[]>>();
+  /** Requests answered from the cache; computations run; requests that waited for another's computation. */
   hits = 0;
   misses = 0;
+  shared = 0;
 
   constructor(
     private readonly duck: DuckStore,
@@ -32,7 +40,12 @@ export class AggregateCache {
     ]);
   }
 
-  async get(q: SeriesQuery, agreementVersion: number, compute: () => Promise<RawCell[]>): Promise<readonly RawCell[]> {
+  /**
+   * The cached cells, or those of the computation under way for the same key, or `compute()`'s.
+   * A failed computation is not kept: the requests that shared it fail with it, the next one
+   * computes again.
+   */
+  get(q: SeriesQuery, agreementVersion: number, compute: () => Promise<RawCell[]>): Promise<readonly RawCell[]> {
     const k = this.key(q, agreementVersion);
     const hit = this.#entries.get(k);
     if (hit) {
@@ -40,12 +53,22 @@ export class AggregateCache {
       // Refresh recency: Map keeps insertion order.
       this.#entries.delete(k);
       this.#entries.set(k, hit);
-      return hit;
+      return Promise.resolve(hit);
+    }
+    const running = this.#computing.get(k);
+    if (running) {
+      this.shared++;
+      return running;
     }
     this.misses++;
-    const cells = await compute();
-    this.#entries.set(k, cells);
-    if (this.#entries.size > this.maxEntries) this.#entries.delete(this.#entries.keys().next().value!);
-    return cells;
+    const computed = compute()
+      .then((cells) => {
+        this.#entries.set(k, cells);
+        if (this.#entries.size > this.maxEntries) this.#entries.delete(this.#entries.keys().next().value!);
+        return cells;
+      })
+      .finally(() => this.#computing.delete(k));
+    this.#computing.set(k, computed);
+    return computed;
   }
 }
