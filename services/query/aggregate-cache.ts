@@ -45,7 +45,7 @@ export class AggregateCache {
    * A failed computation is not kept: the requests that shared it fail with it, the next one
    * computes again.
    */
-  get(q: SeriesQuery, agreementVersion: number, compute: () => Promise<RawCell[]>): Promise<readonly RawCell[]> {
+  async get(q: SeriesQuery, agreementVersion: number, compute: () => Promise<RawCell[]>): Promise<readonly RawCell[]> {
     const k = this.key(q, agreementVersion);
     const hit = this.#entries.get(k);
     if (hit) {
@@ -53,7 +53,7 @@ export class AggregateCache {
       // Refresh recency: Map keeps insertion order.
       this.#entries.delete(k);
       this.#entries.set(k, hit);
-      return Promise.resolve(hit);
+      return hit;
     }
     const running = this.#computing.get(k);
     if (running) {
