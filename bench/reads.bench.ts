@@ -22,6 +22,7 @@ import { createToken } from '../services/governance/token-repository.js';
 import { loadConfig } from '../services/platform/config.js';
 import { demoAgreementFile } from '../services/platform/paths.js';
 import { seedDemoPoints } from '../assembly/demo.js';
+import { ndjson } from '../tests/helpers/points.js';
 import { createScratchDatabase, postgresAnswers as answers } from '../tests/helpers/scratch-db.js';
 import { median, spread } from './rounds.js';
 
@@ -99,15 +100,15 @@ async function startRoom(control: 'postgres' | 'pglite') {
   /** Lands 2,000 lead_time points on the series' last days: its cached aggregate no longer answers. */
   const land = async () => {
     const b = batches++;
-    const body = Array.from({ length: 2000 }, (_, i) =>
-      JSON.stringify({
+    const body = ndjson(
+      Array.from({ length: 2000 }, (_, i) => ({
         kpi: 'lead_time',
         at: new Date(to.getTime() - ((i % 96) + 1) * 3_600_000).toISOString(),
         value: 20 + (i % 40),
         subject: `BURST-${b}-${i}`,
         dims: { region: i % 2 ? 'north' : 'south' },
-      }),
-    ).join('\n');
+      })),
+    );
     const r = await request(`${url}/v1/points`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ingest}`, 'content-type': 'application/x-ndjson' },
