@@ -105,8 +105,8 @@ export class BatchLander {
     let run: BatchRun | undefined;
     try {
       const { receipt, kpis } = await this.duck.transaction(async (tx) => {
-        // Segments go into DuckDB while the worker parses the next ones, without a snapshot: the
-        // batch takes its number once its body is in, so a slow upload holds up no reader.
+        // Segments go into DuckDB while the worker parses the next ones, under a provisional
+        // number: the batch takes its own once its body is in, so a slow upload holds up no reader.
         let inserts: Promise<unknown> = Promise.resolve();
         let ended = false;
         try {
@@ -165,7 +165,7 @@ export class BatchLander {
           if (spool.written !== done.accepted)
             throw new Error(`spooled ${spool.written} of ${done.accepted} accepted points`);
           const snap = (snapshot = this.duck.snapshots.reserve());
-          await tx.stampSnapshot(snap);
+          await tx.stampSnapshot(snap, done.accepted);
           const receipt: Receipt = {
             batchId,
             partner: req.partnerId,

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -78,6 +78,130 @@ describe('local days', () => {
       store.release(c);
       await store.close();
     }
+  });
+});
+
+describe("a landing batch's points under a provisional number", () => {
+  /** A spooled segment (the spool worker's tab-separated rows) of `rows` points of `kpi`. */
+  const segment = (name: string, rows: number, kpi = 'k') => {
+    const path = join(dir, `${name}.tsv`);
+    const lines = Array.from(
+      { length: rows },
+      (_, i) => `${kpi}\t${Date.UTC(2026, 0, 1 + (i % 50))}\t${i % 7}\ts-${i % 997}\t`,
+    );
+    writeFileSync(path, lines.join('\n') + '\n');
+    return path;
+  };
+  const perSnapshot = async (store: DuckStore) => {
+    const c = await store.connect();
+    try {
+      return (
+        await c.runAndReadAll(
+          'SELECT snapshot::INTEGER AS s, partner, count(*)::INTEGER AS n FROM points GROUP BY ALL ORDER BY s, partner',
+        )
+      ).getRowObjectsJson();
+    } finally {
+      store.release(c);
+    }
+  };
+  const gate = () => {
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    return { open, opened };
+  };
+
+  it('renumbers only its own points when another batch took the number first, whichever began first', async () => {
+    const store = await DuckStore.open(join(dir, 'overtaken.duckdb'));
+    try {
+      const [a, b, c] = [segment('a', 3), segment('b', 2), segment('c', 4)];
+      const aIn = gate();
+      const bLanded = gate();
+      const cBegun = gate();
+      // acme's first segment goes in, then beta's batch lands whole, then acme's body ends.
+      const acme = store.transaction(async (tx) => {
+        await tx.appendPoints(a, { partner: 'acme', timezone: 'UTC' });
+        aIn.open();
+        await bLanded.opened;
+        const snap = store.snapshots.reserve();
+        await tx.stampSnapshot(snap, 3);
+        return snap;
+      });
+      await aIn.opened;
+      // gamma's transaction has begun before beta's lands; its first segment goes in after.
+      const gamma = store.transaction(async (tx) => {
+        cBegun.open();
+        await bLanded.opened;
+        await tx.appendPoints(c, { partner: 'gamma', timezone: 'UTC' });
+        const snap = store.snapshots.reserve();
+        await tx.stampSnapshot(snap, 4);
+        return snap;
+      });
+      await cBegun.opened;
+      const beta = await store.transaction(async (tx) => {
+        await tx.appendPoints(b, { partner: 'beta', timezone: 'UTC' });
+        const snap = store.snapshots.reserve();
+        await tx.stampSnapshot(snap, 2);
+        return snap;
+      });
+      bLanded.open();
+      const [sa, sc] = [await acme, await gamma];
+      expect(new Set([beta, sa, sc]).size).toBe(3);
+      // Each batch's points, and only they, carry its number: beta's were not renumbered by
+      // acme's stamp (its provisional number was beta's), nor by gamma's.
+      expect(await perSnapshot(store)).toEqual(
+        [
+          { s: beta, partner: 'beta', n: 2 },
+          { s: sa, partner: 'acme', n: 3 },
+          { s: sc, partner: 'gamma', n: 4 },
+        ].sort((x, y) => x.s - y.s),
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('fails the batch, landing nothing, when a stamp would renumber other points than its own', async () => {
+    const store = await DuckStore.open(join(dir, 'guard.duckdb'));
+    try {
+      const seg = segment('guard', 5);
+      const landing = store.transaction(async (tx) => {
+        await tx.appendPoints(seg, { partner: 'acme', timezone: 'UTC' });
+        store.snapshots.reserve(); // another batch took the provisional number
+        await tx.stampSnapshot(store.snapshots.reserve(), 4); // counts 4 of its 5 points
+      });
+      await expect(landing).rejects.toThrow('stamped 5 points of a batch of 4');
+      expect(await perSnapshot(store)).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("keeps a lone big batch's rows as DuckDB wrote them while it streamed; a renumbered one is written again", async () => {
+    // Over a row group (122,880 rows), DuckDB writes an appended batch's rows to the file as
+    // they come and its commit logs where they are; an UPDATE of them makes it log every row.
+    const rows = 130_000;
+    const seg = segment('big', rows);
+    const walGrowth = async (name: string, overtaken: boolean) => {
+      const path = join(dir, `${name}.duckdb`);
+      const store = await DuckStore.open(path);
+      const wal = () => (existsSync(`${path}.wal`) ? statSync(`${path}.wal`).size : 0);
+      try {
+        const before = wal();
+        await store.transaction(async (tx) => {
+          await tx.appendPoints(seg, { partner: 'acme', timezone: 'UTC' });
+          if (overtaken) store.snapshots.reserve();
+          await tx.stampSnapshot(store.snapshots.reserve(), rows);
+        });
+        expect((await perSnapshot(store)).map((r) => r['n'])).toEqual([rows]);
+        return wal() - before;
+      } finally {
+        await store.close();
+      }
+    };
+    const lone = await walGrowth('lone', false);
+    const renumbered = await walGrowth('renumbered', true);
+    expect(renumbered).toBeGreaterThan(rows * 10);
+    expect(lone).toBeLessThan(renumbered / 100);
   });
 });
 
