@@ -475,12 +475,12 @@ async function insertBatch(c: DuckDBConnection, b: BatchRecord): Promise<void> {
 export class StoreTransaction {
   readonly #c: DuckDBConnection;
   readonly #open: () => boolean;
-  readonly #nextSnapshot: () => number;
+  readonly #snapshots: SnapshotTracker;
   #provisional: number | undefined;
-  constructor(c: DuckDBConnection, open: () => boolean, nextSnapshot: () => number) {
+  constructor(c: DuckDBConnection, open: () => boolean, snapshots: SnapshotTracker) {
     this.#c = c;
     this.#open = open;
-    this.#nextSnapshot = nextSnapshot;
+    this.#snapshots = snapshots;
   }
 
   /** The connection while the transaction is open: a statement after COMMIT or ROLLBACK would autocommit. */
@@ -500,7 +500,7 @@ export class StoreTransaction {
       // BEGIN. Started before the number is chosen, this transaction sees no other batch's points
       // under it: a batch that reserves it later also commits later.
       await c.run('SELECT 1 FROM points LIMIT 0');
-      this.#provisional = this.#nextSnapshot();
+      this.#provisional = this.#snapshots.next;
     }
     await c.run(INSERT_SEGMENT, [this.#provisional, b.partner, segment, b.timezone]);
   }
@@ -836,13 +836,7 @@ export class DuckStore {
     return this.#transaction(async (c) => {
       let open = true;
       try {
-        return await fn(
-          new StoreTransaction(
-            c,
-            () => open,
-            () => this.snapshots.next,
-          ),
-        );
+        return await fn(new StoreTransaction(c, () => open, this.snapshots));
       } finally {
         open = false;
       }
