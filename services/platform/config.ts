@@ -232,9 +232,11 @@ export const WORKER_RETIRE_ROWS = 1_000_000;
 /**
  * The smallest DuckDB pool the room plans (docs/performance-log.md, Ingest: at 64 MB a 10M-point
  * push landed, but its release step, the rollup refresh and the band evaluation after it ran out
- * of memory). An explicit PARITY_DUCKDB_MEMORY below it is taken, with a warning at start.
+ * of memory; at 96 MB all of them ran, once the refresh stopped holding a block per thread and
+ * statement until its commit). An explicit PARITY_DUCKDB_MEMORY below it is taken, with a warning
+ * at start.
  */
-export const DUCKDB_POOL_FLOOR_MB = 128;
+export const DUCKDB_POOL_FLOOR_MB = 96;
 
 /** A DuckDB memory size (`64MB`, `2GiB`, as PARITY_DUCKDB_MEMORY takes it) in bytes, as DuckDB reads it. */
 export function duckdbBytes(size: string): number {

@@ -57,7 +57,7 @@ describe('parity serve with a small DuckDB pool', () => {
       MALLOC_ARENA_MAX: '',
     });
     try {
-      await expect.poll(room.output).toMatch(/warning: DuckDB's pool \(PARITY_DUCKDB_MEMORY=64MB\) is below 128MB/);
+      await expect.poll(room.output).toMatch(/warning: DuckDB's pool \(PARITY_DUCKDB_MEMORY=64MB\) is below 96MB/);
       expect(room.output()).toMatch(
         /hint: a budget this tight also wants the process started with NODE_OPTIONS=--max-semi-space-size=1 and MALLOC_ARENA_MAX=2 \(README, Configuration\)/,
       );

@@ -75,9 +75,11 @@ describe('PARITY_MEMORY_LIMIT', () => {
     expect(c.workerHeap).toEqual({ oldMb: 16, youngMb: 4, retireAfterRows: WORKER_RETIRE_ROWS });
     const big = loadConfig({ PARITY_MEMORY_LIMIT: '2GiB' });
     expect([big.duckdbMemory, big.ingestConcurrency, big.workerHeap.oldMb]).toEqual(['512MB', 4, 32]);
+    // 400 MB: a quarter is 95 MiB, and the floor gives DuckDB 96 MB.
+    expect(loadConfig({ PARITY_MEMORY_LIMIT: '400MB' }).duckdbMemory).toBe('96MB');
     const small = loadConfig({ PARITY_MEMORY_LIMIT: '256MiB' });
     expect([small.duckdbMemory, small.ingestConcurrency, small.workerHeap]).toEqual([
-      '128MB',
+      '96MB',
       1,
       { oldMb: 16, youngMb: 4, retireAfterRows: WORKER_RETIRE_ROWS },
     ]);
