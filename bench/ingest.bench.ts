@@ -12,7 +12,8 @@
  * PostgreSQL COPY into a plain table is the what-a-team-would-do baseline. Then the peak RSS of
  * the server during one streamed NDJSON push of BENCH_RSS_POINTS and the work it starts, with the
  * default limits, under PARITY_MEMORY_LIMIT=400MB and under it with the process settings README
- * "Configuration" gives for a tight budget, and the overload of issue #13. Each path starts on a settled
+ * "Configuration" gives for a tight budget (BENCH_RSS_ONLY, a part of a configuration's name such as
+ * MALLOC, runs only the configurations it names), and the overload of issue #13. Each path starts on a settled
  * room (no batch landing, rollups current) and is also timed until its points are rolled up.
  * BENCH_SERVER_NODE_ARGS (space-separated) are passed to node when it starts a server, e.g.
  * "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the room under the benchmark's load.
@@ -50,6 +51,7 @@ import { median, spread } from './rounds.js';
 const N = Number(process.env['BENCH_POINTS'] ?? 1_000_000);
 const BATCH = Number(process.env['BENCH_BATCH'] ?? 100_000);
 const RSS_POINTS = Number(process.env['BENCH_RSS_POINTS'] ?? 10_000_000);
+const RSS_ONLY = process.env['BENCH_RSS_ONLY'];
 /** Interleaved rounds of the ceiling and every path (≥ 3). */
 const ROUNDS = Math.max(3, Number(process.env['BENCH_ROUNDS'] ?? 3));
 /** The points of one small batch. */
@@ -456,6 +458,7 @@ async function main() {
         { PARITY_MEMORY_LIMIT: '400MB', NODE_OPTIONS: '--max-semi-space-size=1', MALLOC_ARENA_MAX: '2' },
       ],
     ] as const) {
+      if (RSS_ONLY && !name.includes(RSS_ONLY)) continue;
       const s2 = await scratchServer('parity-bench-rss-', ['acme'], { PARITY_MAX_BODY: '16gib', ...env });
       const tok2 = s2.tokens[0]!;
       try {
