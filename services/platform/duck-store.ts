@@ -516,7 +516,7 @@ export class StoreTransaction {
     const provisional = this.#provisional;
     if (provisional === undefined || provisional === snapshot) return;
     const stamped = Number(
-      (await this.#conn.runAndReadAll('UPDATE points SET snapshot = $1 WHERE snapshot = $2', [snapshot, provisional]))
+      (await this.#conn.run('UPDATE points SET snapshot = $1 WHERE snapshot = $2', [snapshot, provisional]))
         .rowsChanged,
     );
     if (stamped !== points) throw new Error(`stamped ${stamped} points of a batch of ${points}`);
