@@ -11,7 +11,7 @@ import {
   type Breakdown,
   type SeriesQuery,
 } from '../../services/query/aggregate-compiler.js';
-import { type Grain } from '../../services/platform/calendar.js';
+import { mergeDaySpans, type Grain } from '../../services/platform/calendar.js';
 import { loadAgreementFile, type Kpi } from '../../services/platform/agreement-schema.js';
 import { DuckStore } from '../../services/platform/duck-store.js';
 import { readRollup, refreshSteps, rollupBreakdowns } from '../../services/query/rollups.js';
@@ -568,12 +568,11 @@ describe("a rollup refresh's own storage", () => {
           'order-' || (i % 40000)::VARCHAR, CASE WHEN i % 3 = 0 THEN '{"region":"north"}' ELSE '{"region":"south"}' END,
           DATE '2025-01-01' + (i % 400)::INTEGER
         FROM range(300000) AS t(i)`);
-      const perDay = new Map(
-        (await c.runAndReadAll('SELECT local_day::VARCHAR AS d, count(*)::INTEGER AS n FROM points GROUP BY ALL'))
-          .getRowObjectsJson()
-          .map((r) => [String(r['d']), Number(r['n'])]),
-      );
-      const steps = refreshSteps(kpi, disclosureRules(loaded.agreement, kpi), 1, [['2025-01-01', '2026-02-04']], {
+      // The days to refresh and their points, as the maintainer reads them for a build.
+      const perDay = await duck.pointsPerDay('lead_time', 1);
+      expect(perDay.size).toBe(400);
+      const days = mergeDaySpans([...perDay.keys()].map((d) => [d, d]));
+      const steps = refreshSteps(kpi, disclosureRules(loaded.agreement, kpi), 1, days, {
         points: periodPoints(perDay),
       });
       const inserts = steps.filter((s) => s.sql.startsWith('INSERT'));
