@@ -603,6 +603,8 @@ export class DuckStore {
   releaseFailures = 0;
   /** Attempts of release steps that failed and were run again (#release). */
   releaseRetries = 0;
+  /** The pauses before a failed release step runs again (a test lengthens them to see a close end one). */
+  releaseRetry: { firstMs: number; maxMs: number } = RELEASE_RETRY;
   /** Release steps that committed since start, and the seconds their transactions took (a batch's fixed cost beyond its points). */
   readonly releaseSteps = { count: 0, seconds: 0 };
   readonly #releaseErrorListeners = new Set<(err: unknown, snapshot: number) => void>();
@@ -651,7 +653,7 @@ export class DuckStore {
         if (attempt < RELEASE_ATTEMPTS && !this.closed) {
           this.releaseRetries++;
           // Waited out in short steps: a close meanwhile ends the wait (no connection is held).
-          const until = performance.now() + retryPause(attempt, RELEASE_RETRY);
+          const until = performance.now() + retryPause(attempt, this.releaseRetry);
           while (performance.now() < until && !this.closed) await new Promise((r) => setTimeout(r, 50));
           if (!this.closed) continue;
         }
