@@ -8,6 +8,7 @@ import { demoAgreementFile } from '../../services/platform/paths.js';
 import { openRoom } from '../../assembly/open-room.js';
 import { leadTimePoints, ndjson } from '../helpers/points.js';
 import { spawnRoom } from '../helpers/spawn-room.js';
+import { timeout } from '../helpers/timeouts.js';
 import { freshControlDb, startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
 /** A request body the test releases by hand: the batch stays in flight until then. */
@@ -49,8 +50,7 @@ describe('a saturated writer', () => {
     const held = heldBody(points.slice(0, 100));
     const slow = post(t.url, token, held.stream);
     // Wait until the held batch owns the only writer.
-    for (let i = 0; i < 100 && t.room.duck.slots.busy === 0; i++) await new Promise((r) => setTimeout(r, 20));
-    expect(t.room.duck.slots.busy).toBe(1);
+    await expect.poll(() => t.room.duck.slots.busy, { timeout: timeout(30_000), interval: 20 }).toBe(1);
     const refused = await post(t.url, token, ndjson(leadTimePoints(2, 'LATE')));
     expect(refused.status).toBe(429);
     expect(refused.headers.get('retry-after')).toBe('1');
@@ -86,9 +86,24 @@ describe('graceful shutdown', () => {
     const points = ndjson(leadTimePoints(50, 'DRAIN'));
     const held = heldBody(points.slice(0, 200));
     const inFlight = post(room.url, token, held.stream, 'drain-1');
-    await new Promise((r) => setTimeout(r, 300));
+    // The held batch owns a writer before the signal, and the room is closing before the late post.
+    await expect
+      .poll(async () => /^parity_ingest_writers_busy 1$/m.test(await (await fetch(`${room.url}/metrics`)).text()), {
+        timeout: timeout(30_000),
+        interval: 20,
+      })
+      .toBe(true);
     room.child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 200));
+    await expect
+      .poll(
+        () =>
+          fetch(`${room.url}/healthz`).then(
+            (r) => r.status,
+            () => 'refused',
+          ),
+        { timeout: timeout(30_000), interval: 20 },
+      )
+      .not.toBe(200);
     const late = await post(room.url, token, ndjson(leadTimePoints(1, 'AFTER'))).then(
       (r) => r.status,
       () => 'refused',

@@ -71,8 +71,10 @@ describe('a partner trickling uploads', () => {
     async () => {
       const slowToken = await t.token('acme', 'ingest');
       const slow = Array.from({ length: 8 }, (_, i) => slowUpload(slowToken, i));
-      // Let them take what they can: acme's share of the writers and of the queue.
-      await new Promise((r) => setTimeout(r, 500));
+      // Let them take what they can: acme's share of the writers and of the queue (one and two).
+      await expect
+        .poll(() => [t.room.duck.slots.busy, t.room.duck.slots.waiting], { timeout: timeout(20_000), interval: 10 })
+        .toEqual([1, 2]);
       const before = t.room.duck.snapshots.latest;
       const push = await fetch(`${t.url}/v1/points`, {
         method: 'POST',
