@@ -269,14 +269,18 @@ describe('rollups when the room closes', () => {
     const before = await rollupOf('lead_time');
     expect(Number(before.cells!['n'])).toBeGreaterThan(0);
     const stop = new AbortController();
+    // The abort comes once the endless statement is asked for, however long the DELETEs before it took.
+    function* steps() {
+      setTimeout(() => stop.abort(), 0);
+      yield endless;
+    }
     const refresh = duck.refreshRollup('lead_time', {
       full: true,
-      steps: [endless],
+      steps: steps(),
       snapshot: duck.snapshots.latest + 1000,
       signature: 'never committed',
       signal: stop.signal,
     });
-    setTimeout(() => stop.abort(), 200);
     await expect(refresh).rejects.toThrow(/^INTERRUPT Error/);
     // The full rebuild's DELETE and the state went back with the rest.
     expect(await rollupOf('lead_time')).toEqual(before);
@@ -482,6 +486,7 @@ describe('rollups over many periods', () => {
   });
 
   it("a rebuild (the KPI's signature changed) counts the points too", async () => {
+    await rolledUp(l); // the catch-up the restarted maintainer owes the late points is done first
     const before = cellStatements.length;
     await staleSignature('lead_time', l);
     l.app.reader.rollups!.loop.request();
@@ -596,7 +601,11 @@ describe("a rollup refresh's own storage", () => {
       const serial = await held((sql) => sql);
       // The same statements without it, appended from each thread: the waste the clause avoids.
       // Should a DuckDB release stop keeping those blocks, this half fails and the clause can go.
-      const parallel = await held((sql) => sql.replace(/\nRETURNING NULL$/, ''));
+      // The waste needs DuckDB's second thread to take part of the scans, which a busy machine
+      // can delay: the most of up to three tries is compared.
+      let parallel = 0;
+      for (let i = 0; i < 3 && parallel <= serial * 4; i++)
+        parallel = Math.max(parallel, await held((sql) => sql.replace(/\nRETURNING NULL$/, '')));
       expect(serial).toBeLessThan(2);
       expect(parallel).toBeGreaterThan(serial * 4);
     } finally {
