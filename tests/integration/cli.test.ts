@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { freshControlDb, startTestRoom, type TestRoom } from '../helpers/test-room.js';
 import { runParity, spawnRoom } from '../helpers/spawn-room.js';
 import { csv, leadTimePoints, ndjson } from '../helpers/points.js';
+import { timeout } from '../helpers/timeouts.js';
 
 /** `parity <args>`, on PGlite unless the test says otherwise. */
 const parity = (args: string[], env: Record<string, string> = {}) => runParity(args, { DATABASE_URL: '', ...env });
@@ -57,7 +58,9 @@ describe('parity serve with a small DuckDB pool', () => {
       MALLOC_ARENA_MAX: '',
     });
     try {
-      await expect.poll(room.output).toMatch(/warning: DuckDB's pool \(PARITY_DUCKDB_MEMORY=64MB\) is below 96MB/);
+      await expect
+        .poll(room.output, { timeout: timeout(30_000) })
+        .toMatch(/warning: DuckDB's pool \(PARITY_DUCKDB_MEMORY=64MB\) is below 96MB/);
       expect(room.output()).toMatch(
         /hint: a budget this tight also wants the process started with NODE_OPTIONS=--max-semi-space-size=1 and MALLOC_ARENA_MAX=2 \(README, Configuration\)/,
       );

@@ -47,8 +47,7 @@ describe('parity demo (what npm start runs)', () => {
         ]),
       );
       // One-time sign-in links for the demo's people (printed once listening): no token in them.
-      for (let i = 0; i < 50 && !/ globex +owner /.test(first.output()); i++)
-        await new Promise((r) => setTimeout(r, 100));
+      await expect.poll(first.output, { timeout: timeout(30_000), interval: 100 }).toMatch(/ globex +owner /);
       const links = first.output();
       expect(links).not.toMatch(/#signin=|#invite=pty_/);
       const invite = (partner: string, role: string) =>
@@ -209,8 +208,7 @@ describe('parity demo (what npm start runs)', () => {
       expect(out).not.toContain('seeded');
       expect(out).toContain('demo tokens were printed at the first start');
       // A second start prints new one-time sign-in links.
-      for (let i = 0; i < 50 && !/ globex +owner /.test(second.output()); i++)
-        await new Promise((r) => setTimeout(r, 100));
+      await expect.poll(second.output, { timeout: timeout(30_000), interval: 100 }).toMatch(/ globex +owner /);
       expect(second.output()).toMatch(/^ {4}acme +analyst +analyst@acme\.example +http:\/\/\S+\/#invite=inv_/m);
       const ready = await (await fetch(`${second.url}/readyz`)).json();
       expect(ready.snapshot).toBe(firstSnapshot);

@@ -690,7 +690,8 @@ describe('the release step', () => {
           if (room.some((p) => p.released! > p.snapshot)) steps.dropped++;
           if (c.dominance !== undefined) steps.dominance++;
         }),
-        { numRuns: RUNS },
+        // Seeded, as the other properties here: the coverage below must not depend on the draw.
+        { numRuns: RUNS, seed: 20261204 },
       );
       // Every path was taken in some runs: the comparison covered them.
       expect(steps.countsAlone).toBeGreaterThan(0);

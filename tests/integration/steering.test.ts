@@ -212,6 +212,8 @@ describe('escalation drills', () => {
     expect(ownerMail.text).toMatch(/^DRILL — an exercise/);
     expect(ownerMail.html).toContain('DRILL — an exercise');
     expect(ownerMail.headers.get('x-parity-drill')).toBe(drillId);
+    // The mail is stored before its delivery is recorded: the notifier settles first.
+    await t.app.alerts!.notifier.settle();
     const told = (await call('GET', `/v1/drills/${drillId}`, 'pa')).body;
     expect(told.notifiedAt).not.toBeNull();
 

@@ -8,6 +8,11 @@ const noop = () => Promise.resolve();
  * A loop whose runs take 100 ms each, their starts recorded in `starts`, kept to 1 % of the
  * machine under sustained ingest (`busy`): a pause of ≥ 9.9 s after each run.
  */
+/** Resolves once the loop's first run has begun (it records its start in `starts`). */
+async function runStarted(starts: readonly number[]): Promise<void> {
+  while (starts.length === 0) await new Promise((r) => setImmediate(r));
+}
+
 function slowLoop(starts: number[], busy: () => boolean): BackgroundLoop {
   return new BackgroundLoop(
     async () => {
@@ -72,7 +77,7 @@ describe('the pause of background work under sustained ingest', () => {
       { maxShare: 0.05 },
     );
     loop.request();
-    await new Promise((r) => setTimeout(r, 20));
+    await runStarted(starts); // a sleep could end before a stalled loop's run began
     loop.request(); // while the first run is under way
     await loop.idle();
     expect(starts).toHaveLength(2);
@@ -118,7 +123,7 @@ describe('the pause of background work under sustained ingest', () => {
     const starts: number[] = [];
     const loop = slowLoop(starts, () => false); // no batch landing
     loop.request();
-    await new Promise((r) => setTimeout(r, 20));
+    await runStarted(starts); // a sleep could end before a stalled loop's run began
     loop.request({ scheduled: true }); // the timer's, while the first run is under way
     await loop.idle();
     expect(starts).toHaveLength(2);
@@ -217,15 +222,16 @@ describe('a background loop whose run failed', () => {
   it('a request during the pause runs at once, and the retry it stood for does not run as well', async () => {
     const starts: number[] = [];
     const loop = new BackgroundLoop(flaky([1], starts), () => false, rethrowUnlessFirst(), {
-      retry: { firstMs: 300, maxMs: 300 },
+      // A pause long enough that no stall of a busy machine reaches it before the request below.
+      retry: { firstMs: 2_000, maxMs: 2_000 },
     });
     loop.request();
     await until(() => starts.length === 1);
     await sleep(50); // in the retry's pause
     loop.request(); // a batch's request
     await until(() => starts.length === 2);
-    expect(starts[1]! - starts[0]!).toBeLessThan(300);
-    await sleep(600); // past the retry's time
+    expect(starts[1]! - starts[0]!).toBeLessThan(2_000);
+    await sleep(2_300); // past the retry's time
     expect(starts).toHaveLength(2);
   });
 
