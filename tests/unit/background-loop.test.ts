@@ -4,15 +4,16 @@ import { retryPause } from '../../services/platform/backoff.js';
 import { EVALUATION_SHARE } from '../../services/alerts/alert-engine.js';
 
 const noop = () => Promise.resolve();
-/**
- * A loop whose runs take 100 ms each, their starts recorded in `starts`, kept to 1 % of the
- * machine under sustained ingest (`busy`): a pause of ≥ 9.9 s after each run.
- */
+
 /** Resolves once the loop's first run has begun (it records its start in `starts`). */
 async function runStarted(starts: readonly number[]): Promise<void> {
   while (starts.length === 0) await new Promise((r) => setImmediate(r));
 }
 
+/**
+ * A loop whose runs take 100 ms each, their starts recorded in `starts`, kept to 1 % of the
+ * machine under sustained ingest (`busy`): a pause of ≥ 9.9 s after each run.
+ */
 function slowLoop(starts: number[], busy: () => boolean): BackgroundLoop {
   return new BackgroundLoop(
     async () => {
