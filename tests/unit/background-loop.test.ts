@@ -5,10 +5,12 @@ import { EVALUATION_SHARE } from '../../services/alerts/alert-engine.js';
 
 const noop = () => Promise.resolve();
 
-/** Resolves once the loop's first run has begun (it records its start in `starts`). */
-async function runStarted(starts: readonly number[]): Promise<void> {
-  while (starts.length === 0) await new Promise((r) => setImmediate(r));
-}
+/** Resolves once `done` holds, or after 10 s. */
+const until = async (done: () => boolean) => {
+  const deadline = performance.now() + 10_000;
+  while (!done() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A loop whose runs take 100 ms each, their starts recorded in `starts`, kept to 1 % of the
@@ -78,7 +80,7 @@ describe('the pause of background work under sustained ingest', () => {
       { maxShare: 0.05 },
     );
     loop.request();
-    await runStarted(starts); // a sleep could end before a stalled loop's run began
+    await until(() => starts.length > 0); // a sleep could end before a stalled loop's run began
     loop.request(); // while the first run is under way
     await loop.idle();
     expect(starts).toHaveLength(2);
@@ -124,7 +126,7 @@ describe('the pause of background work under sustained ingest', () => {
     const starts: number[] = [];
     const loop = slowLoop(starts, () => false); // no batch landing
     loop.request();
-    await runStarted(starts); // a sleep could end before a stalled loop's run began
+    await until(() => starts.length > 0); // a sleep could end before a stalled loop's run began
     loop.request({ scheduled: true }); // the timer's, while the first run is under way
     await loop.idle();
     expect(starts).toHaveLength(2);
@@ -179,11 +181,6 @@ describe('a background loop whose run failed', () => {
       if (failing.includes(starts.length)) throw new Error(`run ${starts.length} failed`);
     };
   }
-  const until = async (done: () => boolean) => {
-    const deadline = performance.now() + 10_000;
-    while (!done() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  };
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   it('tries again by itself after a pause that doubles with each failure in a row; a success ends the retries and resets the pause', async () => {
     const starts: number[] = [];
