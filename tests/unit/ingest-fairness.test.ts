@@ -65,6 +65,26 @@ async function* trickle(chunks: number, bytes: number, pauseMs: number): AsyncGe
   }
 }
 
+/**
+ * A body of `chunks` chunks and the clock it is paced on, which moves `pauseMs` before each chunk
+ * and nowhere else: the pace the client keeps, whatever the machine's timers do meanwhile.
+ */
+function onClientClock(
+  chunks: number,
+  bytes: number,
+  pauseMs: number,
+): { body: AsyncIterable<Buffer>; now: () => number } {
+  let t = 0;
+  async function* body() {
+    for (let i = 0; i < chunks; i++) {
+      await new Promise((r) => setImmediate(r));
+      t += pauseMs;
+      yield Buffer.alloc(bytes, 0x61);
+    }
+  }
+  return { body: body(), now: () => t };
+}
+
 describe('an upload that trickles in', () => {
   const pace = { minBytesPerSecond: 10_000, windowMs: 400, maxMs: 5_000 };
 
@@ -88,12 +108,21 @@ describe('an upload that trickles in', () => {
   });
 
   it('a fast upload, a small one, and time the room spends on a chunk itself pass', async () => {
+    // On the clock of the client's own pace: a busy machine's late timers cannot make it slow.
     let n = 0;
-    for await (const c of paced(trickle(40, 2_000, 5), pace)) n += c.length;
+    const fast = onClientClock(40, 2_000, 5);
+    for await (const c of paced(fast.body, pace, fast.now)) n += c.length;
     expect(n).toBe(80_000);
     n = 0;
-    for await (const c of paced(trickle(1, 10, 1), pace)) n += c.length;
+    const small = onClientClock(1, 10, 1);
+    for await (const c of paced(small.body, pace, small.now)) n += c.length;
     expect(n).toBe(10);
+    // The same chunks every 500 ms, 4 KB/s, are cut off on that clock.
+    const slow = onClientClock(40, 2_000, 500);
+    const err = await (async () => {
+      for await (const _ of paced(slow.body, pace, slow.now)) void _;
+    })().catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 408 });
     // The consumer takes a second per chunk: the client delivered at once, so it is not to blame.
     n = 0;
     for await (const c of paced(trickle(3, 5_000, 1), pace)) {
