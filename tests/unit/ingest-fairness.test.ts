@@ -123,7 +123,7 @@ describe('an upload that trickles in', () => {
       for await (const _ of paced(slow.body, pace, slow.now)) void _;
     })().catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 408 });
-    // The consumer takes a second per chunk: the client delivered at once, so it is not to blame.
+    // The consumer takes 600 ms per chunk: the client delivered at once, so it is not to blame.
     n = 0;
     for await (const c of paced(trickle(3, 5_000, 1), pace)) {
       await new Promise((r) => setTimeout(r, 600));
