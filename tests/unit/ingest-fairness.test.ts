@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { WriterSaturated, WriterSlots } from '../../services/platform/duck-store.js';
 import { paced } from '../../services/ingest/body-pace.js';
 import { Problem } from '../../services/platform/errors.js';
+import { failureOf } from '../helpers/failure-of.js';
 
 const settle = () => new Promise((r) => setImmediate(r));
 
@@ -83,16 +84,6 @@ function onClientClock(
     }
   }
   return { body: body(), now: () => t };
-}
-
-/** What reading `body` to its end throws (undefined if nothing). */
-async function failureOf(body: AsyncIterable<unknown>): Promise<unknown> {
-  try {
-    for await (const _ of body) void _;
-  } catch (e: unknown) {
-    return e;
-  }
-  return undefined;
 }
 
 describe('an upload that trickles in', () => {

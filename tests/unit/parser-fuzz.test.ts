@@ -13,6 +13,7 @@ import { MAX_POINT_TEXT, parseBody, type ParsedRow } from '../../services/ingest
 import { compileValidator, RowErrors } from '../../services/ingest/point-validator.js';
 import { Problem } from '../../services/platform/errors.js';
 import { timeout } from '../helpers/timeouts.js';
+import { failureOf } from '../helpers/failure-of.js';
 
 const RUNS = Number(process.env['PARITY_PARSER_FUZZ_RUNS'] ?? 10_000);
 const r = loadAgreementFile('fixtures/demo-agreement.yaml');
@@ -229,9 +230,7 @@ describe('CSV row numbers', () => {
     async function* body() {
       yield Buffer.from('\n\nkpi,at,value,who,region\nlead_time,2026-11-20T10:00:00Z,4,S1,north\n');
     }
-    const err = await (async () => {
-      for await (const _ of parseBody('csv', body(), dims)) void _;
-    })().catch((e: unknown) => e);
+    const err = await failureOf(parseBody('csv', body(), dims));
     expect(err).toBeInstanceOf(Problem);
     const rows = ((err as Problem).extra?.['errors'] as { row: number }[]).map((e) => e.row);
     expect(rows.length).toBeGreaterThan(0);
@@ -285,9 +284,7 @@ describe('a point left unfinished is bounded', () => {
   for (const [kind, start, filler, message] of cases)
     it(`${kind}: ${JSON.stringify(filler)} after ${JSON.stringify(start.slice(-12))} is a 400 once past the bound, the rest unread`, async () => {
       const b = endless(start, filler);
-      const err = await (async () => {
-        for await (const _ of parseBody(kind as Exclude<Kind, 'arrow'>, b.body, dims)) void _;
-      })().catch((e: unknown) => e);
+      const err = await failureOf(parseBody(kind as Exclude<Kind, 'arrow'>, b.body, dims));
       expect(err).toBeInstanceOf(Problem);
       expect((err as Problem).status).toBe(400);
       expect((err as Problem).detail).toMatch(message);
