@@ -33,7 +33,7 @@ import { noticeGoals } from '../services/goals/goal-notices.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
 import { SeriesReader } from '../services/query/series-reader.js';
 import { badRequest, installErrorHandler } from '../services/platform/errors.js';
-import { installInputHygiene } from '../services/platform/input-hygiene.js';
+import { answerClientError, installInputHygiene } from '../services/platform/input-hygiene.js';
 import { webRoutes } from './web-routes.js';
 import { healthRoutes } from './health-routes.js';
 import { loggerOptions } from '../services/platform/logger.js';
@@ -72,6 +72,10 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
     keepAliveTimeout: 10_000,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    // Requests the HTTP parser refuses, and HTTP/1.1 ones without Host, are answered as problems
+    // like every other bad input (input-hygiene.ts), not with Node's or Fastify's own bodies.
+    http: { requireHostHeader: false },
+    clientErrorHandler: answerClientError,
     // A URL the router cannot decode (malformed percent-encoding) is a problem like any other.
     frameworkErrors: (err, _req, res) => {
       const field = err.code === 'FST_ERR_BAD_URL' ? 'path' : undefined;

@@ -92,6 +92,11 @@ export function installErrorHandler(app: FastifyInstance): void {
       );
     } else if ((err as FastifyError).code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
       problem = badRequest('the request body is empty', 'body');
+    } else if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' && err.message === 'aborted' && req.raw.destroyed) {
+      // The client went away (or its body broke off, answerClientError) before the request was
+      // read: nobody is left to answer, and nothing of it was acted on. Not the room's error.
+      req.log.info('the connection closed before the request was read');
+      problem = badRequest('body: the connection closed before the body arrived', 'body');
     } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! < 500) {
       const fe = err as FastifyError;
       // Fastify's own 4xx (malformed JSON and the like) carry safe, short messages.

@@ -1,4 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import { badRequest, Problem } from './errors.js';
 
 /**
@@ -10,6 +12,10 @@ import { badRequest, Problem } from './errors.js';
  */
 export function installInputHygiene(app: FastifyInstance): void {
   app.addHook('onRequest', async (req) => {
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. Node's own refusal has no body,
+    // so the server is made without it (app.ts) and the room refuses here, as a problem.
+    if (req.raw.httpVersion === '1.1' && req.headers.host === undefined)
+      throw badRequest('headers.host: an HTTP/1.1 request must name its Host', 'headers.host');
     checkHeaders(req.raw.rawHeaders);
     checkPath(req);
     checkQuery(req.url);
@@ -71,4 +77,63 @@ function checkQuery(url: string): void {
     if (CONTROL.test(key) || CONTROL.test(value))
       throw badRequest(`${field}: control characters (such as NUL) are not allowed`, field);
   }
+}
+
+/**
+ * The parts of a request Node's HTTP parser (llhttp) names in its error codes. Its `reason` is
+ * one of llhttp's own fixed sentences, never the client's bytes, so the problem may quote it.
+ */
+const PARSER_FIELDS: Readonly<Record<string, string>> = {
+  HPE_INVALID_METHOD: 'method',
+  HPE_INVALID_URL: 'path',
+  HPE_INVALID_VERSION: 'version',
+  HPE_INVALID_HEADER_TOKEN: 'headers',
+  HPE_INVALID_CONTENT_LENGTH: 'headers.content-length',
+  HPE_UNEXPECTED_CONTENT_LENGTH: 'headers.content-length',
+  HPE_INVALID_TRANSFER_ENCODING: 'headers.transfer-encoding',
+  HPE_INVALID_CHUNK_SIZE: 'body',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'body',
+  HPE_INVALID_EOF_STATE: 'body',
+};
+
+/**
+ * The problem for a request Node refused before any route saw it (Fastify's `clientErrorHandler`):
+ * headers too large (431), the request not in time (408), or bytes that are not HTTP/1.1 (400),
+ * each naming the part at fault where the parser says which.
+ */
+export function clientErrorProblem(err: { code?: string | undefined; reason?: string | undefined }): Problem {
+  if (err.code === 'HPE_HEADER_OVERFLOW')
+    return new Problem(431, 'Request Header Fields Too Large', `headers: larger than ${maxHeaderSize} bytes in all`, {
+      field: 'headers',
+    });
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return new Problem(408, 'Request Timeout', 'request: it did not arrive in time; nothing of it was acted on', {
+      field: 'request',
+    });
+  const field = PARSER_FIELDS[err.code ?? ''] ?? 'request';
+  const why = err.reason ?? 'not valid HTTP/1.1';
+  return badRequest(`${field}: ${why}`, field);
+}
+
+/**
+ * Fastify's `clientErrorHandler`: answers a request the HTTP parser refused with its problem
+ * (clientErrorProblem) and closes the connection, as Node would, but in problem+json. Nothing is
+ * written once a response on the connection has begun (a body that broke off mid-way under a
+ * streamed answer), nor on a connection the client already reset.
+ */
+export function answerClientError(err: Error & { code?: string; reason?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (!socket.writable || current?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const problem = clientErrorProblem(err);
+  const body = JSON.stringify(problem.body());
+  socket.end(
+    `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\n` +
+      `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Connection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
+  );
 }

@@ -37,6 +37,8 @@ function raw(request: string): Promise<Raw> {
 }
 
 const lines = (...l: string[]) => `${l.join('\r\n')}\r\n\r\n`;
+/** A request line and its headers, to the room's host, on a connection closed after the answer. */
+const request = (line: string, ...headers: string[]) => lines(line, 'Host: 127.0.0.1', 'Connection: close', ...headers);
 
 async function problem(path: string, init: RequestInit & { token?: string } = {}) {
   const headers = new Headers(init.headers);
@@ -94,13 +96,7 @@ describe('input hygiene', () => {
     const before = t.room.duck.snapshots.latest;
     const body = '{"kpi":"lead_time","at":"2026-11-20T10:00:00Z","value":5,"subject":"S-1"}\n';
     const head = (...extra: string[]) =>
-      lines(
-        'POST /v1/points HTTP/1.1',
-        'Host: 127.0.0.1',
-        'Connection: close',
-        ...extra,
-        `Content-Length: ${body.length}`,
-      ) + body;
+      request('POST /v1/points HTTP/1.1', ...extra, `Content-Length: ${body.length}`) + body;
     const cases: [string, number, string][] = [
       [
         head(`Authorization: Bearer ${token}`, `Authorization: Bearer ${other}`, 'Content-Type: application/x-ndjson'),
@@ -127,10 +123,8 @@ describe('input hygiene', () => {
     // A transfer coding besides chunked: the body is never read as if it were plain.
     const chunked = `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
     const te = await raw(
-      lines(
+      request(
         'POST /v1/points HTTP/1.1',
-        'Host: 127.0.0.1',
-        'Connection: close',
         `Authorization: Bearer ${token}`,
         'Content-Type: application/x-ndjson',
         'Transfer-Encoding: gzip, chunked',
@@ -143,6 +137,70 @@ describe('input hygiene', () => {
     const ok = await raw(
       head(`Authorization: Bearer ${token}`, 'Content-Type: application/x-ndjson', 'Content-Encoding: identity'),
     );
+    expect(ok.status).toBe(202);
+    expect(t.room.duck.snapshots.latest).toBe(before + 1);
+  });
+
+  it('bytes the HTTP parser refuses, and a request without Host, get a problem naming the part at fault; nothing lands', async () => {
+    const token = await t.token('globex', 'ingest');
+    const analyst = await t.token('globex', 'analyst');
+    const before = t.room.duck.snapshots.latest;
+    const logsBefore = t.logs.length;
+    const get = (...extra: string[]) => request('GET /v1/kpis HTTP/1.1', `Authorization: Bearer ${analyst}`, ...extra);
+    const post = (...extra: string[]) =>
+      request(
+        'POST /v1/points HTTP/1.1',
+        `Authorization: Bearer ${token}`,
+        'Content-Type: application/x-ndjson',
+        ...extra,
+      );
+    const point = '{"kpi":"error_rate","at":"2026-11-21T08:00:00Z","value":1,"subject":"P-9"}\n';
+    const cases: [string, string, number, string][] = [
+      // what is wrong, the request, the status and the field the problem names
+      ['a control character in a header name', get('X-Tr\u0001ce: 1'), 400, 'headers'],
+      ["headers past Node's 16 KiB", get(`X-Padding: ${'p'.repeat(20_000)}`), 431, 'headers'],
+      ['a method that is not a token', lines('G(T /v1/kpis HTTP/1.1', 'Host: 127.0.0.1'), 400, 'method'],
+      ['an HTTP version that does not exist', lines('GET /v1/kpis HTTP/7.3', 'Host: 127.0.0.1'), 400, 'version'],
+      ['lines ended by a bare LF', 'GET /v1/kpis HTTP/1.1\nHost: 127.0.0.1\n\n', 400, 'version'],
+      [
+        'two Content-Lengths',
+        post('Content-Length: 3', `Content-Length: ${point.length}`) + point,
+        400,
+        'headers.content-length',
+      ],
+      ['a Content-Length that is not a number', post('Content-Length: 7e1') + point, 400, 'headers.content-length'],
+      [
+        'Content-Length beside chunked',
+        post(`Content-Length: ${point.length}`, 'Transfer-Encoding: chunked') + point,
+        400,
+        'headers.transfer-encoding',
+      ],
+      // The route has begun reading this one: the body breaks off at its first chunk's size.
+      ['a chunk size that is not hex', post('Transfer-Encoding: chunked') + `4g\r\n${point}\r\n0\r\n\r\n`, 400, 'body'],
+      [
+        'no Host in HTTP/1.1',
+        lines('GET /v1/kpis HTTP/1.1', 'Connection: close', `Authorization: Bearer ${analyst}`),
+        400,
+        'headers.host',
+      ],
+    ];
+    for (const [what, request, status, field] of cases) {
+      const r = await raw(request);
+      expect(r.status, what).toBe(status);
+      expect(r.headers, what).toMatch(/content-type: application\/problem\+json/i);
+      const body = JSON.parse(r.body) as { status: number; field: string; detail: string };
+      expect(body, what).toMatchObject({ status, field });
+      expect(body.detail, what).toMatch(new RegExp(`^${field.replace('.', '\\.')}: \\S`));
+    }
+    // The broken chunk reached the ingest route, whose body stream then broke off: once the
+    // route has heard of it, none of it is logged as the room's error, and nothing landed.
+    await expect
+      .poll(() => t.logs.slice(logsBefore).join(''), { timeout: 10_000 })
+      .toMatch(/the connection closed before/);
+    expect(t.logs.slice(logsBefore).join('')).not.toMatch(/unhandled error|"level":50/);
+    expect(t.room.duck.snapshots.latest).toBe(before);
+    // The room still answers: the point, sent well, lands.
+    const ok = await raw(post(`Content-Length: ${point.length}`) + point);
     expect(ok.status).toBe(202);
     expect(t.room.duck.snapshots.latest).toBe(before + 1);
   });
