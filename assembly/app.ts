@@ -33,7 +33,7 @@ import { noticeGoals } from '../services/goals/goal-notices.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
 import { SeriesReader } from '../services/query/series-reader.js';
 import { badRequest, installErrorHandler } from '../services/platform/errors.js';
-import { answerClientError, installInputHygiene } from '../services/platform/input-hygiene.js';
+import { answerClientError, answerUnroutedRequests, installInputHygiene } from '../services/platform/input-hygiene.js';
 import { webRoutes } from './web-routes.js';
 import { healthRoutes } from './health-routes.js';
 import { loggerOptions } from '../services/platform/logger.js';
@@ -90,6 +90,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandler(app);
   installInputHygiene(app);
+  answerUnroutedRequests(app.server);
   // Cookies for every route: the dashboard's session cookie authenticates like a bearer token.
   await app.register(cookie);
   // A partner's intranet page (PARITY_EMBED_ORIGINS) may read with a bearer token: GET only,

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { maxHeaderSize, STATUS_CODES } from 'node:http';
+import { maxHeaderSize, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { badRequest, Problem } from './errors.js';
 
@@ -102,6 +102,8 @@ const PARSER_FIELDS: Readonly<Record<string, string>> = {
  * each naming the part at fault where the parser says which.
  */
 export function clientErrorProblem(err: { code?: string | undefined; reason?: string | undefined }): Problem {
+  if (err.code === 'HPE_PAUSED_H2_UPGRADE')
+    return badRequest('version: HTTP/2 is not served in clear text here; send HTTP/1.1', 'version');
   if (err.code === 'HPE_HEADER_OVERFLOW')
     return new Problem(431, 'Request Header Fields Too Large', `headers: larger than ${maxHeaderSize} bytes in all`, {
       field: 'headers',
@@ -128,12 +130,42 @@ export function answerClientError(err: Error & { code?: string; reason?: string 
     socket.destroy();
     return;
   }
-  const problem = clientErrorProblem(err);
-  const body = JSON.stringify(problem.body());
+  endWithProblem(socket, clientErrorProblem(err));
+}
+
+/** Writes `problem` as the connection's last response and closes it once written. */
+function endWithProblem(socket: Socket, problem: Problem, instance?: string): void {
+  const body = JSON.stringify(problem.body(instance));
   socket.end(
     `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\n` +
       `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `Connection: close\r\n\r\n${body}`,
     () => socket.destroy(),
+  );
+}
+
+/**
+ * The two requests Node answers itself, outside any route, answered as problems instead: an
+ * `Expect` other than 100-continue (417, Node's own reply has no body) and CONNECT (405: the room
+ * is no proxy; Node would close the connection without a word).
+ */
+export function answerUnroutedRequests(server: Server): void {
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const problem = new Problem(417, 'Expectation Failed', 'headers.expect: only 100-continue is understood', {
+      field: 'headers.expect',
+    });
+    const body = JSON.stringify(problem.body(req.url?.split('?')[0]));
+    res.writeHead(problem.status, {
+      'content-type': 'application/problem+json',
+      'content-length': Buffer.byteLength(body),
+      connection: 'close',
+    });
+    res.end(body);
+  });
+  server.on('connect', (_req: IncomingMessage, socket: Socket) =>
+    endWithProblem(
+      socket,
+      new Problem(405, 'Method Not Allowed', 'method: CONNECT is not served here', { field: 'method' }),
+    ),
   );
 }

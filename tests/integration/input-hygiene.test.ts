@@ -141,7 +141,7 @@ describe('input hygiene', () => {
     expect(t.room.duck.snapshots.latest).toBe(before + 1);
   });
 
-  it('bytes the HTTP parser refuses, and a request without Host, get a problem naming the part at fault; nothing lands', async () => {
+  it('bytes the HTTP parser refuses, requests Node answers itself and one without Host get a problem naming the part at fault; nothing lands', async () => {
     const token = await t.token('globex', 'ingest');
     const analyst = await t.token('globex', 'analyst');
     const before = t.room.duck.snapshots.latest;
@@ -177,6 +177,14 @@ describe('input hygiene', () => {
       ],
       // The route has begun reading this one: the body breaks off at its first chunk's size.
       ['a chunk size that is not hex', post('Transfer-Encoding: chunked') + `4g\r\n${point}\r\n0\r\n\r\n`, 400, 'body'],
+      ['HTTP/2 in clear text', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 400, 'version'],
+      [
+        'an expectation besides 100-continue',
+        post('Expect: 202-accepted', `Content-Length: ${point.length}`),
+        417,
+        'headers.expect',
+      ],
+      ['a proxy tunnel', lines('CONNECT db.internal:5432 HTTP/1.1', 'Host: db.internal:5432'), 405, 'method'],
       [
         'no Host in HTTP/1.1',
         lines('GET /v1/kpis HTTP/1.1', 'Connection: close', `Authorization: Bearer ${analyst}`),
