@@ -133,15 +133,19 @@ export function answerClientError(err: Error & { code?: string; reason?: string 
   endWithProblem(socket, clientErrorProblem(err));
 }
 
-/** Writes `problem` as the connection's last response and closes it once written. */
-function endWithProblem(socket: Socket, problem: Problem, instance?: string): void {
-  const body = JSON.stringify(problem.body(instance));
+/**
+ * Writes `problem` as the connection's last response and closes it once written, or after a few
+ * seconds if a client that stopped reading never lets it be written.
+ */
+function endWithProblem(socket: Socket, problem: Problem): void {
+  const body = JSON.stringify(problem.body());
   socket.end(
     `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\n` +
       `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `Connection: close\r\n\r\n${body}`,
     () => socket.destroy(),
   );
+  setTimeout(() => socket.destroy(), 5_000).unref();
 }
 
 /**
