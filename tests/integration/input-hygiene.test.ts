@@ -155,6 +155,7 @@ describe('input hygiene', () => {
         ...extra,
       );
     const point = '{"kpi":"error_rate","at":"2026-11-21T08:00:00Z","value":1,"subject":"P-9"}\n';
+    const chunk = (data: string) => `${Buffer.byteLength(data).toString(16)}\r\n${data}\r\n`;
     const cases: [string, string, number, string][] = [
       // what is wrong, the request, the status and the field the problem names
       ['a control character in a header name', get('X-Tr\u0001ce: 1'), 400, 'headers'],
@@ -175,8 +176,15 @@ describe('input hygiene', () => {
         400,
         'headers.transfer-encoding',
       ],
-      // The route has begun reading this one: the body breaks off at its first chunk's size.
+      // The route has begun reading these: the body breaks off at its first chunk's size, or
+      // after a first chunk of whole points has been read.
       ['a chunk size that is not hex', post('Transfer-Encoding: chunked') + `4g\r\n${point}\r\n0\r\n\r\n`, 400, 'body'],
+      [
+        'a broken chunk after a good one',
+        post('Transfer-Encoding: chunked') + `${chunk(point.repeat(50))}-1\r\n${point}\r\n0\r\n\r\n`,
+        400,
+        'body',
+      ],
       ['HTTP/2 in clear text', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 400, 'version'],
       [
         'an expectation besides 100-continue',
