@@ -15,6 +15,8 @@
  * "Configuration" gives for a tight budget (BENCH_RSS_ONLY, a part of a configuration's name such as
  * MALLOC, runs only the configurations it names), and the overload of issue #13. Each path starts on a settled
  * room (no batch landing, rollups current) and is also timed until its points are rolled up.
+ * BENCH_PRELOAD seeds each round's room with that many points before its paths run (a room of
+ * years, not a fresh one; the peak-RSS and overload runs stay on fresh rooms).
  * BENCH_SERVER_NODE_ARGS (space-separated) are passed to node when it starts a server, e.g.
  * "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the room under the benchmark's load.
  */
@@ -47,6 +49,7 @@ import { openRoom } from '../assembly/open-room.js';
 import { createScratchDatabase } from '../tests/helpers/scratch-db.js';
 import { freePort } from '../tests/helpers/spawn-room.js';
 import { median, spread } from './rounds.js';
+import { seedPoints } from './seed.js';
 
 const N = Number(process.env['BENCH_POINTS'] ?? 1_000_000);
 const BATCH = Number(process.env['BENCH_BATCH'] ?? 100_000);
@@ -56,6 +59,16 @@ const RSS_ONLY = process.env['BENCH_RSS_ONLY'];
 const ROUNDS = Math.max(3, Number(process.env['BENCH_ROUNDS'] ?? 3));
 /** The points of one small batch. */
 const SMALL = Number(process.env['BENCH_SMALL_BATCH'] ?? 10_000);
+/**
+ * Points each round's room holds before its paths run (bench/seed.ts: two years of the five KPIs,
+ * ending where the paths' points end), so a path lands into a room of that size and its rollup
+ * catch-ups recompute periods holding those points too. 0: a fresh room.
+ */
+const PRELOAD = Number(process.env['BENCH_PRELOAD'] ?? 0);
+if (!Number.isSafeInteger(PRELOAD) || PRELOAD < 0)
+  throw new Error(`BENCH_PRELOAD: ${process.env['BENCH_PRELOAD']} is not a point count`);
+/** The seeded points' first day: 730 days before makeRows' base, whose points reach 699 days back. */
+const PRELOAD_FROM = '2024-11-01';
 /** Only the paths of these names (all when unset). */
 const ONLY = process.env['BENCH_PATHS']?.split(';').map((p) => p.trim().toLowerCase());
 const PG_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -406,6 +419,10 @@ async function main() {
     rates.get('ceiling')!.push(ceiling);
     rates.get('appender')!.push(await appenderCeiling(rows));
     const { dir: dataDir, tokens } = await freshRoom();
+    if (PRELOAD > 0) {
+      process.stderr.write(`  seeding ${fmt(PRELOAD)} points…\n`);
+      await seedPoints(join(dataDir, 'points.duckdb'), PRELOAD, PRELOAD_FROM);
+    }
     const token = tokens[0]!;
     const server = await startServer(dataDir);
     try {
@@ -544,7 +561,7 @@ async function main() {
     }
 
   const lines = [
-    `Ingest benchmark: ${fmt(N)} points per path, ${ROUNDS} interleaved rounds (a fresh server each, paths in rotated order), ${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores, node ${process.version}`,
+    `Ingest benchmark: ${fmt(N)} points per path, ${ROUNDS} interleaved rounds (a fresh server each, paths in rotated order${PRELOAD > 0 ? `, its room seeded with ${fmt(PRELOAD)} points first` : ''}), ${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores, node ${process.version}`,
     '',
     'Each path starts once the room has settled (no batch landing, rollups current); "until rolled up" counts until the rollups hold every point the path pushed.',
     '',

@@ -43,6 +43,7 @@ import { openRoom } from '../assembly/open-room.js';
 import { createScratchDatabase, postgresAnswers as answers } from '../tests/helpers/scratch-db.js';
 import { freePort } from '../tests/helpers/spawn-room.js';
 import { medianOf, spread } from './rounds.js';
+import { SEEDED_KPIS, seedPoints } from './seed.js';
 
 const env = process.env;
 const SIZES = (env['BENCH_QUERY_SIZES'] ?? '10000000,100000000')
@@ -71,7 +72,7 @@ const PG_URL = env['DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgr
 const DUCK_MEMORY = loadConfig({ PARITY_DUCKDB_MEMORY: env['PARITY_DUCKDB_MEMORY'] ?? '' }).duckdbMemory;
 const TO = '2026-11-22';
 const FROM = new Date(Date.parse(TO) - 730 * 86_400_000).toISOString().slice(0, 10);
-const ALL_KPIS = ['customer_value', 'lead_time', 'error_rate', 'compliance', 'team_satisfaction'] as const;
+const ALL_KPIS = SEEDED_KPIS;
 
 function positive(name: string, def: number): number {
   const v = env[name];
@@ -143,67 +144,6 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     log(`${sig}: cleaning up`);
     cleanup().finally(() => process.exit(130));
   });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Data
-// ---------------------------------------------------------------------------------------------
-
-/**
- * N points in landing (time) order: KPIs by weight, two partners, values valid for each KPI,
- * 43-character base64url pseudonyms of about N/3 subjects, a region for the KPIs that have one.
- */
-function generateSql(n: number): string {
-  const span = 730 * 86_400_000_000; // µs
-  const subjects = Math.max(1, Math.floor(n / 3));
-  return `
-INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims)
-SELECT 1::UINTEGER AS snapshot,
-  CASE WHEN ((h1 >> 8) & 1) = 0 THEN 'acme' ELSE 'globex' END AS partner,
-  kpi,
-  TIMESTAMPTZ '${FROM} 00:00:00+00' + to_microseconds((i::DOUBLE * ${span} / ${n})::BIGINT + ((h1 >> 20) % 60000000)::BIGINT) AS ts,
-  CASE kpi
-    WHEN 'lead_time' THEN 10 + (h2 % 14001) / 100.0
-    WHEN 'customer_value' THEN (h2 % 11)::DOUBLE
-    WHEN 'team_satisfaction' THEN (1 + h2 % 5)::DOUBLE
-    ELSE CASE WHEN h2 % 1000 < 30 THEN 1.0 ELSE 0.0 END
-  END AS value,
-  rtrim(replace(replace(to_base64(unhex(sha256('bench-subject-' || (h3 % ${subjects})::VARCHAR))), '+', '-'), '/', '_'), '=') AS subject,
-  CASE WHEN kpi IN ('lead_time', 'error_rate', 'customer_value')
-    THEN CASE WHEN (h2 >> 24) % 5 < 3 THEN '{"region":"north"}' ELSE '{"region":"south"}' END
-  END AS dims
-FROM (
-  SELECT i, h1, h2, h3,
-    CASE WHEN h1 % 200 < 80 THEN 'lead_time' WHEN h1 % 200 < 160 THEN 'error_rate' WHEN h1 % 200 < 190 THEN 'customer_value'
-         WHEN h1 % 200 < 195 THEN 'compliance' ELSE 'team_satisfaction' END AS kpi
-  FROM (SELECT range AS i, hash(range, 1) AS h1, hash(range, 2) AS h2, hash(range, 3) AS h3 FROM range(${n}))
-)`;
-}
-
-async function loadPoints(file: string, n: number): Promise<number> {
-  const db = await DuckDBInstance.create(file);
-  const c = await db.connect();
-  try {
-    const started = performance.now();
-    await c.run(generateSql(n));
-    // As the lander does: each point's local day in the partnership's zone.
-    await c.run(`UPDATE points SET local_day = timezone('Europe/Berlin', ts)::DATE`);
-    await c.run(`INSERT OR REPLACE INTO room_settings VALUES ('timezone', 'Europe/Berlin')`);
-    await c.run(
-      `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
-       VALUES ('bat_bench_1', 1, 'acme', NULL, repeat('0', 64), 'application/x-ndjson', ${n}, 0, repeat('0', 64), '{"errors":[],"truncated":false}', 1, now(), now(), ['${[...ALL_KPIS].sort().join("','")}'])`,
-    );
-    await c.run('CHECKPOINT');
-    const s = (performance.now() - started) / 1000;
-    const count = Number(
-      (await c.runAndReadAll('SELECT count(*)::BIGINT AS n FROM points')).getRowObjectsJson()[0]!['n'],
-    );
-    if (count !== n) throw new Error(`loaded ${count} points, expected ${n}`);
-    return s;
-  } finally {
-    c.closeSync();
-    db.closeSync();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -958,7 +898,7 @@ async function benchSize(n: number, agreement: Agreement, kpis: Kpi[], pgUp: boo
     }
     const file = join(dataDir, 'points.duckdb');
     log(`loading ${fmt(n)} points into ${file}…`);
-    const loadSeconds = await loadPoints(file, n);
+    const loadSeconds = await seedPoints(file, n, FROM);
     log(`loaded in ${loadSeconds.toFixed(1)} s (${fmt(statSync(file).size / 1e6)} MB on disk)`);
     const pointCounts = await countPoints(file);
 
