@@ -67,8 +67,10 @@ const SMALL = Number(process.env['BENCH_SMALL_BATCH'] ?? 10_000);
 const PRELOAD = Number(process.env['BENCH_PRELOAD'] ?? 0);
 if (!Number.isSafeInteger(PRELOAD) || PRELOAD < 0)
   throw new Error(`BENCH_PRELOAD: ${process.env['BENCH_PRELOAD']} is not a point count`);
-/** The seeded points' first day: 730 days before makeRows' base, whose points reach 699 days back. */
-const PRELOAD_FROM = '2024-11-01';
+/** The last instant of the paths' points (makeRows): they reach 699 days back from it. */
+const ROWS_BASE = Date.parse('2026-11-01T00:00:00Z');
+/** The seeded points' first day: the 730 seeded days end where the paths' points do. */
+const PRELOAD_FROM = new Date(ROWS_BASE - 730 * 86_400_000).toISOString().slice(0, 10);
 /** Only the paths of these names (all when unset). */
 const ONLY = process.env['BENCH_PATHS']?.split(';').map((p) => p.trim().toLowerCase());
 const PG_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -85,14 +87,13 @@ interface Row {
 }
 
 function makeRows(n: number, offset = 0): Row[] {
-  const base = Date.parse('2026-11-01T00:00:00Z');
   const rows: Row[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const k = i + offset;
     const rate = k % 2 === 1;
     rows[i] = {
       kpi: rate ? 'error_rate' : 'lead_time',
-      at: new Date(base - (k % 700) * 86_400_000 - (k % 36_000) * 1000).toISOString(),
+      at: new Date(ROWS_BASE - (k % 700) * 86_400_000 - (k % 36_000) * 1000).toISOString(),
       value: rate ? (k % 31 === 0 ? 1 : 0) : 10 + (k % 900) / 10,
       subject: `ORD-${k.toString().padStart(9, '0')}`,
       dims: { region: k % 5 < 3 ? 'north' : 'south' },

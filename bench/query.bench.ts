@@ -72,7 +72,6 @@ const PG_URL = env['DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgr
 const DUCK_MEMORY = loadConfig({ PARITY_DUCKDB_MEMORY: env['PARITY_DUCKDB_MEMORY'] ?? '' }).duckdbMemory;
 const TO = '2026-11-22';
 const FROM = new Date(Date.parse(TO) - 730 * 86_400_000).toISOString().slice(0, 10);
-const ALL_KPIS = SEEDED_KPIS;
 
 function positive(name: string, def: number): number {
   const v = env[name];
@@ -997,7 +996,7 @@ async function main() {
   const parsed = loadAgreementFile(demoAgreementFile());
   if (!parsed.ok) throw new Error(`the demo agreement is invalid: ${parsed.problems.map((p) => p.message).join('; ')}`);
   const agreement = parsed.agreement;
-  const kpis = ALL_KPIS.map((id) => {
+  const kpis = SEEDED_KPIS.map((id) => {
     const k = agreement.kpis.find((x) => x.id === id);
     if (!k) throw new Error(`the demo agreement has no KPI ${id}`);
     return k;

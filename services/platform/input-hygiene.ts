@@ -101,7 +101,7 @@ const PARSER_FIELDS: Readonly<Record<string, string>> = {
  * headers too large (431), the request not in time (408), or bytes that are not HTTP/1.1 (400),
  * each naming the part at fault where the parser says which.
  */
-export function clientErrorProblem(err: { code?: string | undefined; reason?: string | undefined }): Problem {
+function clientErrorProblem(err: { code?: string | undefined; reason?: string | undefined }): Problem {
   if (err.code === 'HPE_PAUSED_H2_UPGRADE')
     return badRequest('version: HTTP/2 is not served in clear text here; send HTTP/1.1', 'version');
   if (err.code === 'HPE_HEADER_OVERFLOW')
