@@ -37,7 +37,8 @@ export function retentionHorizon(today: string, retention: string): string {
  * batch: caches and rollups of the KPIs it touched move on, and its count is an audit entry.
  * Results as of an earlier snapshot can no longer be reproduced from deleted points, so such
  * a `?snapshot=` is refused (resolveRange). The store deletes (DuckStore.retirePoints): it waits
- * for the batches landing now and holds ingest (every writer slot) while it deletes.
+ * for the batches landing now and their release steps, and holds ingest (every writer slot) while
+ * it deletes.
  */
 export async function runRetention(room: Room, log?: Pick<Logger, 'info'>): Promise<RetentionResult> {
   const a = room.agreement().agreement;

@@ -103,6 +103,19 @@ export class BatchLander {
     const spoolDir = join(this.opts.spoolDir, batchId);
     let snapshot: number | undefined;
     let run: BatchRun | undefined;
+    let freed = false;
+    // The batch's writer slot, its worker pair and its spool directory, given back once.
+    const free = async () => {
+      if (freed) return;
+      freed = true;
+      try {
+        // Workers first: a spool worker left mid-batch is ended before its directory goes.
+        await run?.release();
+        await rm(spoolDir, { recursive: true, force: true });
+      } finally {
+        release();
+      }
+    };
     try {
       const { receipt, kpis } = await this.duck.transaction(async (tx) => {
         // Segments go into DuckDB while the worker parses the next ones, under a provisional
@@ -213,6 +226,10 @@ export class BatchLander {
         receivedAt,
         landedAt: new Date(receipt.landedAt),
       });
+      // Committed: the slot, the workers and the spool go to the next batch now, which lands
+      // while this one waits for its release step (steps run one at a time; the batches that
+      // commit during one share the next). Held until the step, the slot kept the next batch out.
+      await free();
       // Visible once its release step ran (at once unless an earlier batch is still landing).
       await this.duck.snapshots.visible(receipt.snapshot);
       return { status: 202, receipt };
@@ -229,10 +246,7 @@ export class BatchLander {
       }
       throw err;
     } finally {
-      // Workers first: a spool worker left mid-batch is ended before its directory goes.
-      await run?.release();
-      await rm(spoolDir, { recursive: true, force: true });
-      release();
+      await free();
     }
   }
 

@@ -56,6 +56,14 @@ export class SnapshotTracker {
   abort(n: number): void {
     if (this.#pending.delete(n)) this.#advance();
   }
+  /**
+   * Resolves once every committed snapshot has had its release step and is visible. For a caller
+   * that holds every writer slot (no batch landing, so none pending): a batch gives its slot back
+   * at its commit, before its step.
+   */
+  settled(): Promise<void> {
+    return this.visible(this.#next - 1);
+  }
   onAdvance(fn: (latest: number) => void): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
@@ -1002,19 +1010,21 @@ export class DuckStore {
    * Deletes the points on local days before `before` as a snapshot of its own, like a batch: a
    * receipt in `batches` (partner `receipt.partner`, content type `retention`), the retired
    * snapshot, and the days each KPI lost for its rollup ({@link removedDays}) commit with the
-   * deletion. It waits for the batches landing now and holds ingest (every writer slot) while it
-   * deletes; undefined when nothing is that old.
+   * deletion. It waits for the batches landing now and their release steps, and holds ingest
+   * (every writer slot) while it deletes; undefined when nothing is that old.
    */
   async retirePoints(
     before: string,
     receipt: { id: string; partner: string; at: Date; agreementVersion: number },
   ): Promise<Retirement | undefined> {
     // Every writer slot first: no batch is landing, so no earlier snapshot is pending when the
-    // deletion takes its number, and readers at the watermark never see the deletion early.
+    // deletion takes its number, and readers at the watermark never see the deletion early. Then
+    // the release steps of the batches that committed before: none runs beside the deletion.
     const slots: (() => void)[] = [];
     let snapshot: number | undefined;
     try {
       for (let i = 0; i < this.slots.size; i++) slots.push(await this.slots.acquire());
+      await this.snapshots.settled();
       const done = await this.#transaction(async (c) => {
         // Counted inside the transaction: what it counts is what its DELETE removes.
         const counts = (

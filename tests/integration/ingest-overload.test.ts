@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOM_PARTNER } from '../../services/governance/retention.js';
 import { createToken } from '../../services/governance/token-repository.js';
 import { loadConfig } from '../../services/platform/config.js';
 import { demoAgreementFile } from '../../services/platform/paths.js';
@@ -59,6 +60,60 @@ describe('a saturated writer', () => {
     expect((await slow).status).toBe(202);
     const retried = await post(t.url, token, ndjson(leadTimePoints(2, 'LATE')));
     expect(retried.status).toBe(202);
+  });
+
+  it('gives the writer back at the commit: the next batch lands while the last one waits for its release step, and retention waits for both steps', async () => {
+    const token = await t.token('globex', 'ingest');
+    const duck = t.room.duck;
+    const batches = async () =>
+      Number((await duck.query({ sql: 'SELECT count(*)::INTEGER AS n FROM batches', params: [] }))[0]!['n']);
+    const before = await batches();
+    // Every release step waits at the gate until the test opens it.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const releaser = duck.releaser;
+    const stepsAt: number[] = [];
+    duck.releaser = async (exec, snapshot, kpis) => {
+      await gate;
+      stepsAt.push(snapshot);
+      return releaser(exec, snapshot, kpis);
+    };
+    try {
+      const first = post(t.url, token, ndjson(leadTimePoints(30, 'GATE-A')));
+      // Committed, its step held at the gate: the only writer slot is free again.
+      await expect.poll(batches, { timeout: timeout(30_000), interval: 20 }).toBe(before + 1);
+      await expect.poll(() => duck.slots.busy, { timeout: timeout(10_000), interval: 10 }).toBe(0);
+      const a = duck.snapshots.next - 1;
+      expect(duck.snapshots.latest).toBeLessThan(a);
+      // With no queue, a batch that found the slot still held would be refused with 429 at once.
+      const second = post(t.url, token, ndjson(leadTimePoints(30, 'GATE-B')));
+      await expect.poll(batches, { timeout: timeout(30_000), interval: 20 }).toBe(before + 2);
+      await expect.poll(() => duck.slots.busy, { timeout: timeout(10_000), interval: 10 }).toBe(0);
+      // Retention takes every slot, then waits for the steps of what committed before it: it has
+      // not reserved its snapshot while they are held.
+      const retention = duck.retirePoints('2026-11-19', {
+        id: 'retention-gate',
+        partner: ROOM_PARTNER,
+        at: new Date('2026-11-23T12:00:00Z'),
+        agreementVersion: t.room.agreement().version,
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(duck.snapshots.next).toBe(a + 2);
+      expect(duck.snapshots.latest).toBeLessThan(a);
+      open();
+      const [r1, r2, retired] = await Promise.all([first, second, retention]);
+      expect([r1.status, r2.status]).toEqual([202, 202]);
+      const [b1, b2] = [(await r1.json()) as { snapshot: number }, (await r2.json()) as { snapshot: number }];
+      expect([b1.snapshot, b2.snapshot]).toEqual([a, a + 1]);
+      expect(retired?.snapshot).toBe(a + 2);
+      expect(retired!.deleted).toBeGreaterThan(0);
+      // Both batches were settled before the deletion's own step.
+      expect(stepsAt.indexOf(a + 2)).toBeGreaterThan(stepsAt.indexOf(a + 1));
+      expect(stepsAt.indexOf(a + 1)).toBeGreaterThan(stepsAt.indexOf(a));
+    } finally {
+      open();
+      duck.releaser = releaser;
+    }
   });
 });
 

@@ -31,6 +31,29 @@ describe('snapshot watermark', () => {
 });
 
 describe('snapshot watermark with a settle step (the release step of stable disclosure)', () => {
+  it('settled() waits for the steps of every committed snapshot, and answers at once when none waits', async () => {
+    const t = new SnapshotTracker(4);
+    await t.settled(); // nothing committed above the watermark
+    let unblock!: () => void;
+    const slow = new Promise<void>((r) => (unblock = r));
+    const steps: number[][] = [];
+    t.settleWith(async (ready) => {
+      steps.push([...ready]);
+      await slow;
+    });
+    const [a, b] = [t.reserve(), t.reserve()];
+    t.commit(a);
+    t.commit(b);
+    let settled = false;
+    const done = t.settled().then(() => (settled = true));
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(false); // 5's step is running, 6 waits for the next
+    unblock();
+    await done;
+    expect(t.latest).toBe(6);
+    expect(steps).toEqual([[5], [6]]);
+  });
+
   it('settles committed snapshots in order before the watermark includes them, those ready at once in one step', async () => {
     const t = new SnapshotTracker(0);
     const log: string[] = [];
