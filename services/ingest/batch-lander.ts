@@ -228,7 +228,7 @@ export class BatchLander {
       });
       // Committed: the slot, the workers and the spool go to the next batch now, which lands
       // while this one waits for its release step (steps run one at a time; the batches that
-      // commit during one share the next). Held until the step, the slot kept the next batch out.
+      // commit during one share the next).
       await free();
       // Visible once its release step ran (at once unless an earlier batch is still landing).
       await this.duck.snapshots.visible(receipt.snapshot);
