@@ -24,5 +24,5 @@ COPY fixtures fixtures
 VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:8080/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "bin/parity.js"]
+ENTRYPOINT ["bin/parity"]
 CMD ["serve"]

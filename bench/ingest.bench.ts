@@ -11,9 +11,10 @@
  * the table's names without "HTTP" and the push size) runs only those; an unknown name is refused.
  * PostgreSQL COPY into a plain table is the what-a-team-would-do baseline. Then the peak RSS of
  * the server during one streamed NDJSON push of BENCH_RSS_POINTS and the work it starts, with the
- * default limits, under PARITY_MEMORY_LIMIT=400MB and under it with the process settings README
- * "Configuration" gives for a tight budget (BENCH_RSS_ONLY, a part of a configuration's name such as
- * MALLOC, runs only the configurations it names), and the overload of issue #13. Each path starts on a settled
+ * default limits, and under PARITY_MEMORY_LIMIT=400MB started by `node bin/parity.js` and by
+ * `bin/parity`, which adds the process settings README "Configuration" gives for a tight budget
+ * (BENCH_RSS_ONLY, a part of a configuration's name such as `bin/parity (`, runs only the
+ * configurations it names), and the overload of issue #13. Each path starts on a settled
  * room (no batch landing, rollups current) and is also timed until its points are rolled up.
  * BENCH_PRELOAD seeds each round's room with that many points before its paths run (a room of
  * years, not a fresh one; the peak-RSS and overload runs stay on fresh rooms).
@@ -185,10 +186,15 @@ async function scratchDatabase(): Promise<{ url: string; drop: () => Promise<voi
  * a scratch PostgreSQL database when one answers (the production shape: embedded PGlite alone
  * takes 350–800 MB of the process, see the README); close() stops it and removes both.
  */
-async function scratchServer(prefix: string, partners: string[], env: Record<string, string | undefined>) {
+async function scratchServer(
+  prefix: string,
+  partners: string[],
+  env: Record<string, string | undefined>,
+  how: StartedBy = 'node',
+) {
   const db = await scratchDatabase();
   const { dir, tokens } = await freshRoom(prefix, db, partners);
-  const server = await startServer(dir, { DATABASE_URL: db?.url ?? '', ...env });
+  const server = await startServer(dir, { DATABASE_URL: db?.url ?? '', ...env }, how);
   return {
     ...server,
     tokens,
@@ -205,8 +211,18 @@ async function scratchServer(prefix: string, partners: string[], env: Record<str
 /** The kernel's clock ticks a second, the unit of /proc's CPU times. */
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
+/**
+ * How a server is started: `node bin/parity.js serve` (with BENCH_SERVER_NODE_ARGS), or the
+ * package's `bin/parity serve`, which adds the process settings a tight budget wants.
+ */
+type StartedBy = 'node' | 'launcher';
+
 /** `extraEnv` adds to the caller's environment; a key given as undefined is taken out of it. */
-async function startServer(dataDir: string, extraEnv: Record<string, string | undefined> = {}) {
+async function startServer(
+  dataDir: string,
+  extraEnv: Record<string, string | undefined> = {},
+  how: StartedBy = 'node',
+) {
   const port = await freePort();
   const env: Record<string, string | undefined> = {
     ...process.env,
@@ -220,7 +236,11 @@ async function startServer(dataDir: string, extraEnv: Record<string, string | un
   };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
   const nodeArgs = process.env['BENCH_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...nodeArgs, join(packageRoot(), 'bin/parity.js'), 'serve'], {
+  const [file, args] =
+    how === 'node'
+      ? [process.execPath, [...nodeArgs, join(packageRoot(), 'bin/parity.js'), 'serve']]
+      : [join(packageRoot(), 'bin/parity'), ['serve']];
+  const child = spawn(file, args, {
     env,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -457,27 +477,30 @@ async function main() {
   const ceilingMedian = median(rates.get('ceiling')!);
 
   // Peak RSS: a fresh server, one streamed NDJSON body of RSS_POINTS points in one request, with
-  // the default limits, told to stay within 400 MB (PARITY_MEMORY_LIMIT, config.ts memoryPlan),
-  // and told so with the process settings README "Configuration" gives for a tight budget. The
+  // the default limits, told to stay within 400 MB (PARITY_MEMORY_LIMIT, config.ts memoryPlan)
+  // and started by `node`, and told so and started by bin/parity, which adds the process settings
+  // README "Configuration" gives for a tight budget. The
   // peak is read at the push's receipt and again once the work the push starts (band evaluation,
   // the rollups' catch-up) is done: the budget holds for both or it is missed.
   const rssRuns: { name: string; peak: number; peakAfter: number; rate: number; pglite: boolean }[] = [];
   if (RSS_POINTS > 0)
-    for (const [name, env] of [
+    for (const [name, env, how] of [
       // An empty value is unset (config.ts): the defaults run ignores a limit exported by the caller,
-      // and the first two runs ignore process settings exported by the caller.
-      ['defaults', { PARITY_MEMORY_LIMIT: '', NODE_OPTIONS: undefined, MALLOC_ARENA_MAX: undefined }],
+      // and no run inherits process settings exported by the caller.
+      ['defaults', { PARITY_MEMORY_LIMIT: '', NODE_OPTIONS: undefined, MALLOC_ARENA_MAX: undefined }, 'launcher'],
       [
-        'PARITY_MEMORY_LIMIT=400MB',
+        'PARITY_MEMORY_LIMIT=400MB, started by node bin/parity.js (no process settings)',
         { PARITY_MEMORY_LIMIT: '400MB', NODE_OPTIONS: undefined, MALLOC_ARENA_MAX: undefined },
+        'node',
       ],
       [
-        'PARITY_MEMORY_LIMIT=400MB, NODE_OPTIONS=--max-semi-space-size=1, MALLOC_ARENA_MAX=2',
-        { PARITY_MEMORY_LIMIT: '400MB', NODE_OPTIONS: '--max-semi-space-size=1', MALLOC_ARENA_MAX: '2' },
+        'PARITY_MEMORY_LIMIT=400MB, started by bin/parity (the process settings added)',
+        { PARITY_MEMORY_LIMIT: '400MB', NODE_OPTIONS: undefined, MALLOC_ARENA_MAX: undefined },
+        'launcher',
       ],
     ] as const) {
       if (RSS_ONLY && !name.includes(RSS_ONLY)) continue;
-      const s2 = await scratchServer('parity-bench-rss-', ['acme'], { PARITY_MAX_BODY: '16gib', ...env });
+      const s2 = await scratchServer('parity-bench-rss-', ['acme'], { PARITY_MAX_BODY: '16gib', ...env }, how);
       const tok2 = s2.tokens[0]!;
       try {
         process.stderr.write(`streaming ${fmt(RSS_POINTS)} points as one NDJSON request (${name})…\n`);

@@ -272,26 +272,52 @@ export function memoryPlan(
   };
 }
 
-/** Below this budget the process settings of {@link processMemoryHint} are worth their cost. */
+/** Below this budget the process settings of {@link processMemorySettings} are worth their cost. */
 const TIGHT_BUDGET = 1024 * MB;
+
+/** What a tight budget wants of the process that {@link processMemorySettings} found missing. */
+export interface ProcessMemorySettings {
+  /** Flags for `node` itself, before the script. */
+  nodeFlags: string[];
+  /** Variables of the process's environment, read by glibc as the process starts. */
+  env: Record<string, string>;
+}
 
 /**
  * What a tight PARITY_MEMORY_LIMIT also wants of the process, which the room cannot change once
  * running (README "Configuration"): Node's main-thread young generation at 1 MB a semi-space and
  * glibc's malloc at two arenas: what they save is measured in docs/performance-log.md (Ingest).
- * Undefined when the budget is roomy, not set, or the process has both.
+ * Only those the process lacks; none when the budget is roomy or not set. `bin/parity` starts
+ * Node with them (bin/process-settings.js prints them).
+ */
+export function processMemorySettings(
+  limit: number | null,
+  env: Readonly<Record<string, string | undefined>>,
+  execArgv: readonly string[],
+): ProcessMemorySettings {
+  const wanted: ProcessMemorySettings = { nodeFlags: [], env: {} };
+  if (limit === null || limit >= TIGHT_BUDGET) return wanted;
+  const semi = /--max[-_]semi[-_]space[-_]size(=|\s|$)/; // Node takes V8's flags spelled either way
+  if (!execArgv.some((a) => semi.test(a)) && !semi.test(env['NODE_OPTIONS'] ?? ''))
+    wanted.nodeFlags.push('--max-semi-space-size=1');
+  if (!env['MALLOC_ARENA_MAX']) wanted.env['MALLOC_ARENA_MAX'] = '2';
+  return wanted;
+}
+
+/**
+ * The line start-up prints when a process under a tight budget lacks {@link processMemorySettings}
+ * (it was started with `node` rather than `bin/parity`); undefined when it has them all.
  */
 export function processMemoryHint(
   limit: number | null,
   env: Readonly<Record<string, string | undefined>>,
   execArgv: readonly string[],
 ): string | undefined {
-  if (limit === null || limit >= TIGHT_BUDGET) return undefined;
-  const missing: string[] = [];
-  const semi = /--max[-_]semi[-_]space[-_]size(=|\s|$)/; // Node takes V8's flags spelled either way
-  if (!execArgv.some((a) => semi.test(a)) && !semi.test(env['NODE_OPTIONS'] ?? ''))
-    missing.push('NODE_OPTIONS=--max-semi-space-size=1');
-  if (!env['MALLOC_ARENA_MAX']) missing.push('MALLOC_ARENA_MAX=2');
+  const wanted = processMemorySettings(limit, env, execArgv);
+  const missing = [
+    ...wanted.nodeFlags.map((f) => `NODE_OPTIONS=${f}`),
+    ...Object.entries(wanted.env).map(([k, v]) => `${k}=${v}`),
+  ];
   if (missing.length === 0) return undefined;
-  return `a budget this tight also wants the process started with ${missing.join(' and ')} (README, Configuration)`;
+  return `a budget this tight also wants the process started with ${missing.join(' and ')}, which bin/parity applies (README, Configuration)`;
 }

@@ -53,15 +53,22 @@ export interface SpawnedRoom {
   exited: Promise<number | null>;
 }
 
-/** Runs `parity <command>` in a child process and waits until /healthz answers. */
+/**
+ * Runs `parity <command>` in a child process and waits until /healthz answers: with `node` on the
+ * run's sources, or with `launcher` through the package's own `bin/parity` as a deployer starts
+ * it (it runs the build in dist/, which `npm install` makes).
+ */
 export async function spawnRoom(
   env: Record<string, string>,
   command = 'serve',
   timeoutMs = timeout(60_000),
+  how: 'node' | 'launcher' = 'node',
 ): Promise<SpawnedRoom> {
   const port = await freePort();
   const root = packageRoot();
-  const child = spawn(process.execPath, parityArgs([command]), {
+  const [file, args] =
+    how === 'node' ? [process.execPath, parityArgs([command])] : [join(root, 'bin/parity'), [command]];
+  const child = spawn(file, args, {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,7 @@
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -7,6 +9,9 @@ import { freshControlDb, startTestRoom, type TestRoom } from '../helpers/test-ro
 import { runParity, spawnRoom } from '../helpers/spawn-room.js';
 import { csv, leadTimePoints, ndjson } from '../helpers/points.js';
 import { timeout } from '../helpers/timeouts.js';
+import { packageRoot } from '../../services/platform/paths.js';
+
+const execFileAsync = promisify(execFile);
 
 /** `parity <args>`, on PGlite unless the test says otherwise. */
 const parity = (args: string[], env: Record<string, string> = {}) => runParity(args, { DATABASE_URL: '', ...env });
@@ -62,12 +67,77 @@ describe('parity serve with a small DuckDB pool', () => {
         .poll(room.output, { timeout: timeout(30_000) })
         .toMatch(/warning: DuckDB's pool \(PARITY_DUCKDB_MEMORY=64MB\) is below 96MB/);
       expect(room.output()).toMatch(
-        /hint: a budget this tight also wants the process started with NODE_OPTIONS=--max-semi-space-size=1 and MALLOC_ARENA_MAX=2 \(README, Configuration\)/,
+        /hint: a budget this tight also wants the process started with NODE_OPTIONS=--max-semi-space-size=1 and MALLOC_ARENA_MAX=2, which bin\/parity applies \(README, Configuration\)/,
       );
     } finally {
       room.child.kill('SIGTERM');
       expect(await room.exited).toBe(0);
     }
+  });
+});
+
+describe('bin/parity under a tight budget', () => {
+  /** The room's own process as the kernel sees it: its command line and environment. */
+  const processOf = (pid: number) => ({
+    argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean),
+    env: readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean),
+  });
+
+  it('starts Node with the settings the budget wants, keeps those the caller set, and leaves no launcher behind', async () => {
+    for (const [name, extra, wantedArena] of [
+      ['neither set', {}, 'MALLOC_ARENA_MAX=2'],
+      ['arenas set by the caller', { MALLOC_ARENA_MAX: '4' }, 'MALLOC_ARENA_MAX=4'],
+    ] as const) {
+      const dataDir = join(dir, `launcher-${name.replace(/ /g, '-')}`);
+      const db = await freshControlDb(dataDir);
+      onTestFinished(() => db.drop());
+      const room = await spawnRoom(
+        {
+          DATABASE_URL: db.url ?? '',
+          PARITY_DATA_DIR: dataDir,
+          PARITY_AGREEMENT: 'fixtures/demo-agreement.yaml',
+          PARITY_MEMORY_LIMIT: '400MB',
+          NODE_OPTIONS: '',
+          MALLOC_ARENA_MAX: '',
+          ...extra,
+        },
+        'serve',
+        timeout(60_000),
+        'launcher',
+      );
+      try {
+        // The spawned pid is Node itself (the launcher replaced itself), flag before the script.
+        const p = processOf(room.child.pid!);
+        expect(p.argv.slice(1), name).toEqual([
+          '--max-semi-space-size=1',
+          join(packageRoot(), 'bin/parity.js'),
+          'serve',
+        ]);
+        expect(realpathSync(`/proc/${room.child.pid}/exe`), name).toBe(realpathSync(process.execPath));
+        expect(
+          p.env.filter((v) => v.startsWith('MALLOC_ARENA_MAX=')),
+          name,
+        ).toEqual([wantedArena]);
+        await expect.poll(room.output, { timeout: timeout(30_000) }).toMatch(/memory budget 381 MiB/);
+        expect(room.output(), name).not.toMatch(/hint:/);
+      } finally {
+        room.child.kill('SIGTERM');
+        expect(await room.exited, name).toBe(0);
+      }
+    }
+  });
+
+  it('adds nothing to a roomy budget or to none', async () => {
+    for (const budget of ['', '2GB']) {
+      const r = await execFileAsync(process.execPath, [join(packageRoot(), 'bin/process-settings.js')], {
+        env: { ...process.env, PARITY_MEMORY_LIMIT: budget, NODE_OPTIONS: '', MALLOC_ARENA_MAX: '' },
+      });
+      expect(r.stdout, budget).toBe('');
+    }
+    const tight = await execFileAsync(process.execPath, [join(packageRoot(), 'bin/process-settings.js')], {
+      env: { ...process.env, PARITY_MEMORY_LIMIT: '512MB', NODE_OPTIONS: '', MALLOC_ARENA_MAX: '' },
+    });
+    expect(tight.stdout).toBe('--max-semi-space-size=1\nMALLOC_ARENA_MAX=2\n');
   });
 });
 

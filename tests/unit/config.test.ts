@@ -5,6 +5,7 @@ import {
   duckdbBytes,
   loadConfig,
   processMemoryHint,
+  processMemorySettings,
   WORKER_RETIRE_ROWS,
 } from '../../services/platform/config.js';
 
@@ -134,11 +135,11 @@ describe('PARITY_MEMORY_LIMIT', () => {
       [{ NODE_OPTIONS: '--max_semi_space_size=1' }, []],
     ] as const) {
       const hint = processMemoryHint(limit('400MB'), env, argv);
-      expect(hint).toMatch(/started with MALLOC_ARENA_MAX=2 \(/);
+      expect(hint).toMatch(/started with MALLOC_ARENA_MAX=2, which bin\/parity applies \(/);
       expect(hint).not.toMatch(/semi-space/);
     }
     expect(processMemoryHint(limit('400MB'), { MALLOC_ARENA_MAX: '2' }, [])).toMatch(
-      /started with NODE_OPTIONS=--max-semi-space-size=1 \(/,
+      /started with NODE_OPTIONS=--max-semi-space-size=1, which bin\/parity applies \(/,
     );
     // A flag that only starts like it is not it.
     expect(processMemoryHint(limit('400MB'), { NODE_OPTIONS: '--max-semi-space-sizes=1' }, [])).toMatch(both);
@@ -149,5 +150,23 @@ describe('PARITY_MEMORY_LIMIT', () => {
     expect(processMemoryHint(limit('1GiB'), {}, [])).toBeUndefined();
     expect(processMemoryHint(limit('2GB'), {}, [])).toBeUndefined();
     expect(processMemoryHint(null, {}, [])).toBeUndefined();
+  });
+
+  it('lists the same settings for bin/parity to start Node with: flags for node, variables for the process', () => {
+    const limit = (v: string) => loadConfig({ PARITY_MEMORY_LIMIT: v }).memoryLimit;
+    expect(processMemorySettings(limit('400MB'), {}, [])).toEqual({
+      nodeFlags: ['--max-semi-space-size=1'],
+      env: { MALLOC_ARENA_MAX: '2' },
+    });
+    expect(processMemorySettings(limit('400MB'), { MALLOC_ARENA_MAX: '8' }, [])).toEqual({
+      nodeFlags: ['--max-semi-space-size=1'],
+      env: {},
+    });
+    expect(processMemorySettings(limit('400MB'), { NODE_OPTIONS: '--max-semi-space-size=4' }, [])).toEqual({
+      nodeFlags: [],
+      env: { MALLOC_ARENA_MAX: '2' },
+    });
+    for (const roomy of [limit('1GiB'), null])
+      expect(processMemorySettings(roomy, {}, [])).toEqual({ nodeFlags: [], env: {} });
   });
 });
