@@ -6,8 +6,8 @@ import { badRequest, Problem } from './errors.js';
 /**
  * What every request must be before any route sees it (README, "Bad input"): no control character
  * (NUL and the like) in a path segment, a query key or value, or a header value; no ambiguous
- * header (two Authorization or Content-Type headers); no transfer or content encoding the room
- * does not decode. Each refusal is a 400 (415 for an encoding) naming the parameter, decided
+ * header (two Authorization or Content-Type headers); no transfer or content encoding, nor a
+ * charset, the room does not decode. Each refusal is a 400 (415 for an encoding) naming the parameter, decided
  * from the request line and headers alone, before the body is read.
  */
 export function installInputHygiene(app: FastifyInstance): void {
@@ -45,6 +45,32 @@ function checkHeaders(raw: readonly string[]): void {
       throw unsupported(field, 'the only transfer coding accepted is chunked');
     if (name === 'content-encoding' && value.trim().toLowerCase() !== 'identity')
       throw unsupported(field, 'send the body uncompressed (no content coding is accepted)');
+    if (name === 'content-type') checkCharset(value, field);
+  }
+}
+
+/** What the room reads every text body as: UTF-8, of which US-ASCII is a part. */
+const READABLE_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii']);
+
+/**
+ * A body declared in another charset (`text/csv; charset=latin1`) would be read as UTF-8 all the
+ * same: the same bytes could mean other subjects or values than the sender meant, or be refused
+ * as invalid UTF-8 deep in the body. It is refused up front, naming the parameter.
+ */
+function checkCharset(contentType: string, field: string): void {
+  for (const param of contentType.split(';').slice(1)) {
+    const eq = param.indexOf('=');
+    if (eq < 0 || param.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
+    const charset = param
+      .slice(eq + 1)
+      .trim()
+      .replace(/^"(.*)"$/, '$1')
+      .toLowerCase();
+    if (!READABLE_CHARSETS.has(charset))
+      throw unsupported(
+        field,
+        `charset ${JSON.stringify(charset.slice(0, 40))} is not read here; send the body in UTF-8 (charset=utf-8, or none)`,
+      );
   }
 }
 

@@ -90,7 +90,7 @@ describe('input hygiene', () => {
       expect((await fetch(`${t.url}/v1/kpis`, { headers: { authorization: header } })).status, header).toBe(401);
   });
 
-  it('two Authorization or Content-Type headers, or a coding the room does not decode, are refused and nothing lands', async () => {
+  it('two Authorization or Content-Type headers, or a coding or charset the room does not decode, are refused and nothing lands', async () => {
     const token = await t.token('acme', 'ingest');
     const other = await t.token('globex', 'ingest');
     const before = t.room.duck.snapshots.latest;
@@ -113,6 +113,16 @@ describe('input hygiene', () => {
         415,
         'headers.content-encoding',
       ],
+      // A charset other than UTF-8, plain or quoted: the body would be read as UTF-8 all the same.
+      ...[
+        'application/x-ndjson; charset=latin1',
+        'application/x-ndjson;Charset="UTF-16"',
+        'text/csv; charset=windows-1252',
+      ].map((type): [string, number, string] => [
+        head(`Authorization: Bearer ${token}`, `Content-Type: ${type}`),
+        415,
+        'headers.content-type',
+      ]),
     ];
     for (const [request, status, field] of cases) {
       const r = await raw(request);
@@ -139,6 +149,17 @@ describe('input hygiene', () => {
     );
     expect(ok.status).toBe(202);
     expect(t.room.duck.snapshots.latest).toBe(before + 1);
+    // UTF-8 and US-ASCII, however spelled, are read as they are; other parameters are no charset.
+    for (const type of [
+      'application/x-ndjson; charset=utf-8',
+      'application/x-ndjson;charset="UTF8"',
+      'application/x-ndjson; charset=US-ASCII',
+      'application/x-ndjson; profile=charset',
+    ]) {
+      const same = await raw(head(`Authorization: Bearer ${token}`, `Content-Type: ${type}`));
+      expect(same.status, type).toBe(202);
+    }
+    expect(t.room.duck.snapshots.latest).toBe(before + 5);
   });
 
   it('bytes the HTTP parser refuses, requests Node answers itself and one without Host get a problem naming the part at fault; nothing lands', async () => {
