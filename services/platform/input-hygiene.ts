@@ -7,8 +7,8 @@ import { badRequest, Problem } from './errors.js';
  * What every request must be before any route sees it (README, "Bad input"): no control character
  * (NUL and the like) in a path segment, a query key or value, or a header value; no ambiguous
  * header (two Authorization or Content-Type headers); no transfer or content encoding, nor a
- * charset, the room does not decode. Each refusal is a 400 (415 for an encoding) naming the parameter, decided
- * from the request line and headers alone, before the body is read.
+ * charset, the room does not decode. Each refusal is a 400 (415 for an encoding or a charset)
+ * naming the parameter, decided from the request line and headers alone, before the body is read.
  */
 export function installInputHygiene(app: FastifyInstance): void {
   app.addHook('onRequest', async (req) => {

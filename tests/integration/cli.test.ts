@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from '
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { freshControlDb, startTestRoom, type TestRoom } from '../helpers/test-room.js';
 import { runParity, spawnRoom } from '../helpers/spawn-room.js';
@@ -113,7 +113,7 @@ describe('bin/parity under a tight budget', () => {
           join(packageRoot(), 'bin/parity.js'),
           'serve',
         ]);
-        expect(realpathSync(`/proc/${room.child.pid}/exe`), name).toBe(realpathSync(process.execPath));
+        expect(basename(realpathSync(`/proc/${room.child.pid}/exe`)), name).toMatch(/^node/);
         expect(
           p.env.filter((v) => v.startsWith('MALLOC_ARENA_MAX=')),
           name,
