@@ -38,12 +38,24 @@ export async function* checkedArrowFraming(
   }
 }
 
+/**
+ * A stream's end-of-stream marker ends the body: the reader would stop there, and a second stream
+ * after it would go unread while the receipt counted only the first.
+ */
+function afterTheEnd(): Error {
+  return badRequest(
+    "the body goes on after the Arrow stream's end-of-stream marker (send one stream per body)",
+    'body',
+  );
+}
+
 /** The message framing, fed chunk by chunk: holds prefixes and metadata only, skips bodies by count. */
 class Framing {
   #buf: Buffer = Buffer.alloc(0);
   #skip = 0;
   #started = false;
   #done = false;
+  #file = false;
   #message = 0;
   constructor(readonly limits: ArrowLimits) {}
 
@@ -55,7 +67,10 @@ class Framing {
   }
 
   #scan(chunk: Buffer): void {
-    if (this.#done) return;
+    if (this.#done) {
+      if (!this.#file && chunk.length > 0) throw afterTheEnd();
+      return;
+    }
     let c = chunk;
     if (this.#skip > 0) {
       const n = Math.min(this.#skip, c.length);
@@ -69,7 +84,8 @@ class Framing {
       if (!this.#started) {
         if (buf.length < 8) return;
         // An Arrow file starts with ARROW1 and two bytes of padding; a stream with its first message.
-        this.#buf = buf.subarray(0, 6).toString('latin1') === 'ARROW1' ? buf.subarray(8) : buf;
+        this.#file = buf.subarray(0, 6).toString('latin1') === 'ARROW1';
+        this.#buf = this.#file ? buf.subarray(8) : buf;
         this.#started = true;
         continue;
       }
@@ -80,6 +96,7 @@ class Framing {
       const refuse = (what: string) => badRequest(`Arrow message ${this.#message + 1}: ${what}`, 'body');
       if (metaLength === 0) {
         this.#done = true; // the end-of-stream marker (a file's footer follows)
+        if (!this.#file && buf.length > off + 4) throw afterTheEnd();
         return;
       }
       if (metaLength < 0 || metaLength > this.limits.maxMetadata)
