@@ -78,7 +78,14 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         security: [{ bearer: [] }],
         body: z.strictObject({
           role: z.enum(adminIssuedRoles),
-          name: z.string().trim().min(1).max(200).describe("the user's e-mail, or the system's name"),
+          name: z
+            .string()
+            .trim()
+            .min(1)
+            .max(200)
+            // Printed by `parity token list` and in the dashboard: no terminal escapes, no line breaks.
+            .refine((s) => !/[\u0000-\u001f\u007f-\u009f]/.test(s), { message: 'control characters are not allowed' })
+            .describe("the user's e-mail, or the system's name"),
           expiresAt: z.iso.datetime({ offset: true }).optional(),
         }),
         response: {

@@ -20,6 +20,36 @@ export function installInputHygiene(app: FastifyInstance): void {
     checkPath(req);
     checkQuery(req.url);
   });
+  // A JSON body, once parsed: no string PostgreSQL cannot store (NUL, or half a surrogate pair,
+  // which JSON's \u escapes can write), whatever the route's schema says of its field.
+  app.addHook('preValidation', async (req) => {
+    const bad = unstorableString(req.body, 'body', 0);
+    if (bad) throw badRequest(`${bad}: NUL and unpaired surrogates (\\u0000, \\ud800) cannot be stored`, bad);
+  });
+}
+
+/** NUL, a high surrogate without its low half, or a low one without its high half. */
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** The path of the first string in a parsed JSON value holding NUL or an unpaired surrogate. */
+function unstorableString(v: unknown, path: string, depth: number): string | undefined {
+  if (typeof v === 'string') return UNSTORABLE.test(v) ? path : undefined;
+  if (v === null || typeof v !== 'object' || depth > 64) return undefined;
+  // Only what a JSON parser makes: an ingest body is a stream, left to its own parsers.
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const bad = unstorableString(v[i], `${path}[${i}]`, depth + 1);
+      if (bad) return bad;
+    }
+  } else if (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null) {
+    for (const k in v) {
+      const name = SAFE_NAME.test(k) ? `${path}.${k}` : `${path}.(field)`;
+      if (UNSTORABLE.test(k)) return name;
+      const bad = unstorableString((v as Record<string, unknown>)[k], name, depth + 1);
+      if (bad) return bad;
+    }
+  }
+  return undefined;
 }
 
 // C0 controls and DEL. A header value may hold a tab (RFC 9110 field whitespace); nothing else may.

@@ -242,3 +242,42 @@ describe('input hygiene', () => {
     expect(t.room.duck.snapshots.latest).toBe(before + 1);
   });
 });
+
+describe('strings a JSON body may write but the control plane cannot store', () => {
+  it('NUL or half a surrogate pair anywhere in a JSON body is a 400 naming where; a token name refuses control characters; nothing is stored', async () => {
+    const admin = await t.token('acme', 'admin');
+    const issue = (raw: string) =>
+      fetch(`${t.url}/v1/tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: raw,
+      });
+    const listed = async () =>
+      (
+        (await (await fetch(`${t.url}/v1/tokens`, { headers: { authorization: `Bearer ${admin}` } })).json()) as {
+          tokens: unknown[];
+        }
+      ).tokens.length;
+    const before = await listed();
+    for (const [raw, field] of [
+      ['{"role":"analyst","name":"a\\u0000b"}', 'body.name'],
+      ['{"role":"analyst","name":"x\\ud800y"}', 'body.name'],
+      ['{"role":"analyst","name":"x\\udc00"}', 'body.name'],
+      ['{"role":"analyst","name":"ok","expiresAt":"\\u0000"}', 'body.expiresAt'],
+      ['{"role":"analyst","name":"ok","n\\u0000":1}', 'body.(field)'],
+      ['{"role":"analyst","name":"\\u001b[2Jroot@acme.example"}', 'body.name'],
+      ['{"role":"analyst","name":"a\\nFAKE LOG LINE"}', 'body.name'],
+      ['{"role":"analyst","name":"a\\u0085b"}', 'body.name'],
+    ] as const) {
+      const r = await issue(raw);
+      expect(r.status, raw).toBe(400);
+      expect(r.headers.get('content-type'), raw).toMatch(/application\/problem\+json/);
+      expect(((await r.json()) as { field: string }).field, raw).toBe(field);
+    }
+    expect(await listed()).toBe(before);
+    // A whole surrogate pair is a character like any other.
+    const ok = await issue('{"role":"analyst","name":"ana \\ud83d\\ude00 @acme.example"}');
+    expect(ok.status).toBe(201);
+    expect(await listed()).toBe(before + 1);
+  });
+});
