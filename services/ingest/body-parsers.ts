@@ -35,7 +35,7 @@ const ROWS_PER_YIELD = 2048;
 export const MAX_POINT_TEXT = 1 << 20;
 const pointFields = ['kpi', 'at', 'value', 'subject', 'dims'];
 
-function candidateOf(obj: unknown, row: number): ParsedRow {
+function candidateOf(obj: unknown, row: number, text: string): ParsedRow {
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
     return {
       row,
@@ -48,8 +48,80 @@ function candidateOf(obj: unknown, row: number): ParsedRow {
   }
   const o = obj as Record<string, unknown>;
   let extra: string[] | undefined;
-  for (const k in o) if (!pointFields.includes(k)) (extra ??= []).push(k);
+  let strings = 0; // the parsed strings, keys included (duplicateKey)
+  for (const k in o) {
+    if (!pointFields.includes(k)) (extra ??= []).push(k);
+    const v = o[k];
+    strings += typeof v === 'string' ? 2 : typeof v === 'object' && v !== null ? 1 + stringsIn(v) : 1;
+  }
+  const twice = duplicateKey(text, strings);
+  if (twice !== undefined) return { row, error: { row, field: twice, message: 'given more than once' } };
   return extra ? { row, candidate: o, extra } : { row, candidate: o };
+}
+
+/**
+ * The field a point's JSON text names twice (`kpi`, `dims`; a field outside the contract is
+ * `(field)`, not echoed), or undefined. JSON.parse keeps the last of two equal keys without a
+ * word, so `{"kpi":"a","kpi":"b"}` would land as b; like a CSV header naming a column twice, it is
+ * refused instead. Cheaply first: the text's `"` are two for each string it writes plus one for
+ * each escaped `\"`, and it writes at least the strings the parsed value holds (keys and string
+ * values), more when a key came twice. So as many quotes as twice the parsed strings means no key
+ * came twice; any other count (a duplicate, or an escaped quote) is settled by a scan key by key.
+ */
+function duplicateKey(text: string, parsedStrings: number): string | undefined {
+  let quotes = 0;
+  for (let i = text.indexOf('"'); i !== -1; i = text.indexOf('"', i + 1)) quotes++;
+  return quotes === 2 * parsedStrings ? undefined : scanForDuplicateKey(text);
+}
+
+/** The strings a parsed JSON value holds: every key and every string value, at any depth. */
+function stringsIn(v: unknown): number {
+  if (typeof v === 'string') return 1;
+  if (v === null || typeof v !== 'object') return 0;
+  let n = 0;
+  if (Array.isArray(v)) for (const x of v) n += stringsIn(x);
+  else for (const k in v) n += 1 + stringsIn((v as Record<string, unknown>)[k]);
+  return n;
+}
+
+/**
+ * Walks a text JSON.parse accepted and returns the first key given twice in one object, named as
+ * {@link duplicateKey} says (`dims` for a key inside `dims`), or undefined.
+ */
+function scanForDuplicateKey(text: string): string | undefined {
+  // One entry per open container: the keys seen so far (null for an array) and its own key.
+  const stack: { keys: Set<string> | null; key: string | undefined }[] = [];
+  let lastKey: string | undefined; // the key whose value comes next, in the innermost object
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 34) {
+      let j = i + 1;
+      while (text.charCodeAt(j) !== 34) j += text.charCodeAt(j) === 92 ? 2 : 1;
+      if (expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        const top = stack[stack.length - 1]!;
+        if (top.keys!.has(key)) {
+          const outer = stack.length === 1 ? key : stack[1]!.key;
+          return outer !== undefined && pointFields.includes(outer) ? outer : '(field)';
+        }
+        top.keys!.add(key);
+        lastKey = key;
+        expectKey = false;
+      }
+      i = j;
+    } else if (ch === 123) {
+      stack.push({ keys: new Set(), key: lastKey });
+      expectKey = true;
+    } else if (ch === 91) {
+      stack.push({ keys: null, key: lastKey });
+    } else if (ch === 125 || ch === 93) {
+      stack.pop();
+    } else if (ch === 44) {
+      expectKey = stack[stack.length - 1]?.keys != null;
+    }
+  }
+  return undefined;
 }
 
 /** JSON.parse's message without the excerpt of the input V8 quotes in it (it may hold a raw subject). */
@@ -110,7 +182,7 @@ async function* ndjsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRo
       out.push({ row: line, error: { row: line, field: '(line)', message: `invalid JSON: ${jsonParseMessage(err)}` } });
       return;
     }
-    out.push(candidateOf(obj, line));
+    out.push(candidateOf(obj, line, text));
   };
   for await (const text of decodeUtf8(body)) {
     // Only the new text is searched for breaks, and a line's pieces are joined once it ends: a
@@ -221,7 +293,7 @@ async function* jsonRows(body: AsyncIterable<Buffer>): AsyncGenerator<ParsedRow[
     } catch (err) {
       throw malformed(jsonParseMessage(err));
     }
-    out.push(candidateOf(obj, row));
+    out.push(candidateOf(obj, row, text));
   };
   for await (const text of decodeUtf8(body)) {
     if (pending) {
@@ -415,13 +487,7 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
       if (!header) {
         header = record.map((h) => h.trim());
         const errors: FieldError[] = columnErrors(header, dimensionKeys).map((e) => ({ row: line, ...e }));
-        if (errors.length)
-          throw new Problem(
-            422,
-            'Unprocessable Content',
-            `the CSV header is not the agreed one: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`,
-            { field: errors[0]!.field, errors },
-          );
+        if (errors.length) throw columnsProblem('the CSV header', errors);
         continue;
       }
       if (record.length !== header.length) {
@@ -463,6 +529,23 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
  * by its position only (`column 3`): its name came with the body — a CSV without a header row
  * would otherwise echo its first points, subjects included.
  */
+/** The column problems a refusal lists, as the row errors: a header of thousands of columns gets a short answer. */
+const MAX_COLUMN_ERRORS = 100;
+
+/** The 422 for columns that are not the agreed ones: the first few named in its detail, the first 100 listed. */
+function columnsProblem(what: string, errors: FieldError[]): Problem {
+  const named = errors
+    .slice(0, 5)
+    .map((e) => `${e.field}: ${e.message}`)
+    .join('; ');
+  const more = errors.length > 5 ? `; and ${errors.length - 5} more` : '';
+  return new Problem(422, 'Unprocessable Content', `${what} is not the agreed one: ${named}${more}`, {
+    field: errors[0]!.field,
+    errors: errors.slice(0, MAX_COLUMN_ERRORS),
+    ...(errors.length > MAX_COLUMN_ERRORS ? { errorsTruncated: true } : {}),
+  });
+}
+
 function columnErrors(names: readonly string[], dimensionKeys: ReadonlySet<string>): FieldError[] {
   const known = (h: string) => CORE_COLUMNS.includes(h) || dimensionKeys.has(h) || h === 'partner';
   const name = (h: string, i: number) => (known(h) ? h : `column ${i + 1}`);
@@ -547,13 +630,7 @@ async function* arrowRows(
           field: 'at',
           message: 'a timestamp column needs a time zone (or send ISO-8601 strings with an offset)',
         });
-      if (errors.length)
-        throw new Problem(
-          422,
-          'Unprocessable Content',
-          `the Arrow schema is not the agreed one: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`,
-          { field: errors[0]!.field, errors },
-        );
+      if (errors.length) throw columnsProblem('the Arrow schema', errors);
     }
     // Dictionary columns unmemoized: the reader caches every decoded dictionary value for good,
     // and a dictionary of a million distinct subjects (as JS Arrow writers encode strings) would
@@ -570,16 +647,34 @@ async function* arrowRows(
         row++;
         const c: Candidate = {};
         let dims: Record<string, string> | undefined;
+        let atOutOfRange = false;
         for (const [name, vec] of cols) {
-          let v: unknown = vec.get(i);
+          let v: unknown;
+          try {
+            v = vec.get(i);
+          } catch (err) {
+            // A timestamp past what a JavaScript number holds exactly (the reader converts to ms).
+            if (name === 'at' && atIsTimestamp) {
+              atOutOfRange = true;
+              continue;
+            }
+            throw err;
+          }
           if (v === null || v === undefined) continue;
           if (typeof v === 'bigint') v = Number(v);
-          if (name === 'at') c.at = atIsTimestamp && typeof v === 'number' ? new Date(v).toISOString() : v;
-          else if (name === 'kpi' || name === 'value' || name === 'subject') c[name] = v;
+          if (name === 'at') {
+            if (atIsTimestamp && typeof v === 'number') {
+              const d = new Date(v);
+              if (Number.isNaN(d.getTime())) atOutOfRange = true;
+              else c.at = d.toISOString();
+            } else c.at = v;
+          } else if (name === 'kpi' || name === 'value' || name === 'subject') c[name] = v;
           else (dims ??= {})[name] = v as string;
         }
         if (dims) c.dims = dims;
-        out[i - start] = { row, candidate: c };
+        out[i - start] = atOutOfRange
+          ? { row, error: { row, field: 'at', message: 'a timestamp outside the dates the room reads (2000 to now)' } }
+          : { row, candidate: c };
       }
       yield out;
     }

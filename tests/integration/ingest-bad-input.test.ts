@@ -473,6 +473,18 @@ const bodyCases: BodyCase[] = [
     exp: { status: 422, field: '(point)', errors: [{ row: 2, field: '(point)' }] },
   },
   {
+    name: 'NDJSON a point naming its KPI twice (JSON.parse would keep the last)',
+    type: 'application/x-ndjson',
+    body: `${goodLine}\n${goodLine.replace('{', '{"kpi":"error_rate",')}\n`,
+    exp: { status: 422, field: 'kpi', errors: [{ row: 2, field: 'kpi' }] },
+  },
+  {
+    name: 'JSON a point giving a dimension twice, once spelled with an escape',
+    type: 'application/json',
+    body: `{"points": [${goodLine.replace('"region":"north"', '"region":"north","regio\\u006e":"south"')}]}`,
+    exp: { status: 422, field: 'dims', errors: [{ row: 1, field: 'dims' }] },
+  },
+  {
     name: 'NDJSON a JSON document {"points":[...]} sent as NDJSON',
     type: 'application/x-ndjson',
     body: jsonBody(leadTimePoints(2)),
@@ -706,6 +718,17 @@ describe('undecodable or misshapen bodies', () => {
       await expectRefused(() => post(c.body, c.type, { query: c.query }), c.exp);
     });
   }
+
+  it('a CSV header of thousands of unknown columns gets a short answer: five named, the first 100 listed', async () => {
+    const columns = Array.from({ length: 10_000 }, (_, i) => `c${i}`);
+    const r = await post(`kpi,at,value,subject,${columns.join(',')}\n`, mediaType.csv);
+    expect(r.status).toBe(422);
+    expect(r.body['field']).toBe('column 5');
+    expect(r.body['errors']).toHaveLength(100);
+    expect(r.body['errorsTruncated']).toBe(true);
+    expect(r.body['detail']).toMatch(/; and 9995 more$/);
+    expect(r.text.length).toBeLessThan(20_000);
+  });
 
   it('a JSON body whose extra top-level field arrives in a later chunk is refused all the same', async () => {
     for (const [first, rest, field] of [

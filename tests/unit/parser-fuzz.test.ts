@@ -5,7 +5,17 @@
 // Arrow streams get byte and length-word mutations, checked here in process against the framing
 // check (declared lengths before any allocation); tests/integration/ingest-arrow-hostile.test.ts
 // sends such streams through the listening server too.
-import { Float64, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
+import {
+  Float64,
+  Table,
+  TimestampMicrosecond,
+  TimestampMillisecond,
+  TimestampSecond,
+  Utf8,
+  makeVector,
+  tableToIPC,
+  vectorFromArray,
+} from 'apache-arrow';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
@@ -545,4 +555,169 @@ describe('the JSON reader takes what JSON takes', () => {
       expect(result.problem?.status).toBe(400);
       expect(result.problem?.detail).toMatch(/^malformed JSON: a "," before "\]" .* \(row 2\)$/);
     });
+});
+
+describe('a key given twice', () => {
+  /** A key as JSON may spell it: plain, or with a character written as a \u escape. */
+  const spelled = (key: string, escape: boolean) =>
+    escape && key.length > 0
+      ? `"\\u${key.charCodeAt(0).toString(16).padStart(4, '0')}${JSON.stringify(key).slice(2)}`
+      : JSON.stringify(key);
+  // Few distinct names, so that generated objects often repeat one; quotes and backslashes in keys
+  // and values put the text off the cheap count's path.
+  const key = fc.constantFrom('kpi', 'at', 'value', 'subject', 'dims', 'region', 'x', 'a"b', 'c\\d', MARK);
+  const scalar = fc.oneof(fc.string({ maxLength: 6 }), fc.constantFrom('"', '\\', '\\"', `${MARK}"`), fc.integer());
+  const value = fc.oneof(
+    scalar,
+    fc.array(fc.tuple(key, scalar, fc.boolean()), { maxLength: 4 }),
+    fc.array(scalar, { maxLength: 3 }),
+  );
+  const objectText = (entries: readonly (readonly [string, unknown, boolean])[], space: string): string =>
+    `{${entries
+      .map(([k, v, esc]) => {
+        const inner = Array.isArray(v)
+          ? v.every((e) => Array.isArray(e))
+            ? objectText(v as [string, unknown, boolean][], space)
+            : JSON.stringify(v)
+          : JSON.stringify(v);
+        return `${spelled(k, esc)}${space}:${space}${inner}`;
+      })
+      .join(`,${space}`)}}`;
+  const repeats = (entries: readonly (readonly [string, unknown, boolean])[]): boolean =>
+    new Set(entries.map(([k]) => k)).size < entries.length ||
+    entries.some(
+      ([, v]) => Array.isArray(v) && v.length > 0 && v.every((e) => Array.isArray(e)) && repeats(v as never),
+    );
+
+  it(`${Math.max(200, Math.round(RUNS / 10))} generated points, NDJSON and JSON: refused naming the field exactly when an object names a key twice`, async () => {
+    let twice = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(key, value, fc.boolean()), { minLength: 1, maxLength: 6 }),
+        fc.constantFrom('', ' ', '\t'),
+        async (entries, space) => {
+          const text = objectText(entries, space);
+          const expected = repeats(entries);
+          if (expected) twice++;
+          for (const [kind, body] of [
+            ['ndjson', `${text}\n`],
+            ['json', `{"points":[${text}]}`],
+          ] as const) {
+            const rows: ParsedRow[] = [];
+            for await (const batch of parseBody(kind, chunks(Buffer.from(body), 64), dims)) rows.push(...batch);
+            expect(rows, body).toHaveLength(1);
+            const refused = rows[0]!.error?.message === 'given more than once';
+            expect(refused, body).toBe(expected);
+            if (refused) {
+              expect(['kpi', 'at', 'value', 'subject', 'dims', '(field)'], body).toContain(rows[0]!.error!.field);
+              expect(JSON.stringify(rows[0]!.error), body).not.toContain(MARK);
+            }
+          }
+        },
+      ),
+      { numRuns: Math.max(200, Math.round(RUNS / 10)) },
+    );
+    expect(twice).toBeGreaterThan(0);
+  });
+
+  it('names the field: a top-level one, or dims for a key inside it; an escaped spelling is the same key', async () => {
+    const cases: [string, string][] = [
+      ['{"kpi":"lead_time","at":"2026-11-20T10:00:00Z","value":1,"subject":"S","kpi":"error_rate"}', 'kpi'],
+      [
+        '{"kpi":"lead_time","at":"2026-11-20T10:00:00Z","value":1,"subject":"S","dims":{"region":"north","region":"south"}}',
+        'dims',
+      ],
+      ['{"kpi":"lead_time","k\\u0070i":"error_rate","at":"2026-11-20T10:00:00Z","value":1,"subject":"S"}', 'kpi'],
+      ['{"kpi":"lead_time","at":"2026-11-20T10:00:00Z","value":1,"subject":"S","note":1,"note":2}', '(field)'],
+    ];
+    for (const [text, field] of cases) {
+      const rows: ParsedRow[] = [];
+      for await (const batch of parseBody('ndjson', chunks(Buffer.from(`${text}\n`), 1 << 16), dims))
+        rows.push(...batch);
+      expect(rows[0]!.error, text).toEqual({ row: 1, field, message: 'given more than once' });
+    }
+  });
+});
+
+describe('Arrow bodies at the edges', () => {
+  const table = (at: ReturnType<typeof makeVector>, subjects: string[]) =>
+    new Table({
+      kpi: vectorFromArray(
+        subjects.map(() => 'lead_time'),
+        new Utf8(),
+      ),
+      at,
+      value: vectorFromArray(
+        subjects.map(() => 4),
+        new Float64(),
+      ),
+      subject: vectorFromArray(subjects, new Utf8()),
+    });
+  const rowsOf = async (bytes: Uint8Array, chunk: number) => {
+    const rows: ParsedRow[] = [];
+    for await (const batch of parseBody('arrow', chunks(Buffer.from(bytes), chunk), dims)) rows.push(...batch);
+    return rows;
+  };
+
+  it('a timestamp past the dates a JavaScript number holds is a row error naming at, in every unit', async () => {
+    const extremes = [
+      9007199254740992n,
+      10n ** 13n,
+      10n ** 14n,
+      -(2n ** 63n) + 1n,
+      2n ** 63n - 1n,
+      8_640_000_000_000_001n,
+    ];
+    for (const [unit, type] of [
+      ['s', new TimestampSecond('UTC')],
+      ['ms', new TimestampMillisecond('UTC')],
+      ['us', new TimestampMicrosecond('UTC')],
+    ] as const) {
+      const fine = unit === 's' ? 1_763_632_800n : unit === 'ms' ? 1_763_632_800_000n : 1_763_632_800_000_000n;
+      const at = makeVector({ type: type as TimestampSecond, data: new BigInt64Array([fine, ...extremes]) });
+      const bytes = tableToIPC(
+        table(
+          at,
+          extremes.concat([0n]).map((_, i) => `${MARK}-${i}`),
+        ),
+        'stream',
+      );
+      for (const chunk of [1 << 16, 7]) {
+        const rows = await rowsOf(bytes, chunk);
+        expect(rows, `${unit}, chunks of ${chunk}`).toHaveLength(extremes.length + 1);
+        // The first is 2025-11-20T10:00:00Z; each extreme is refused alone, naming the column.
+        expect(rows[0]!.candidate?.at, unit).toBe('2025-11-20T10:00:00.000Z');
+        for (const r of rows.slice(1)) {
+          const at = r.candidate?.at;
+          // Either refused here, or read as a date the validator refuses (ns-like values in range).
+          if (r.error) expect(r.error, unit).toMatchObject({ field: 'at' });
+          else expect(typeof at === 'string' && !Number.isNaN(Date.parse(at)), unit).toBe(true);
+          expect(JSON.stringify(r.error ?? {})).not.toContain(MARK);
+        }
+        expect(rows.filter((r) => r.error).length, unit).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it('a body that goes on after the stream’s end-of-stream marker is refused, whole and in chunks: nothing is read of it', async () => {
+    const first = tableToIPC(table(vectorFromArray(['2025-11-20T10:00:00Z'], new Utf8()), [`${MARK}-A`]), 'stream');
+    const second = tableToIPC(table(vectorFromArray(['2025-11-20T11:00:00Z'], new Utf8()), [`${MARK}-B`]), 'stream');
+    for (const tail of [second, new Uint8Array([1]), new Uint8Array(1024)]) {
+      const body = new Uint8Array(first.length + tail.length);
+      body.set(first);
+      body.set(tail, first.length);
+      for (const chunk of [1 << 16, 7, first.length]) {
+        const refused = await rowsOf(body, chunk).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(refused, `tail of ${tail.length}, chunks of ${chunk}`).toBeInstanceOf(Problem);
+        expect((refused as Problem).status).toBe(400);
+        expect((refused as Problem).body()).toMatchObject({ field: 'body' });
+        expect((refused as Problem).message).toMatch(/end-of-stream marker/);
+      }
+    }
+    // The stream alone still reads.
+    expect(await rowsOf(first, 7)).toHaveLength(1);
+  });
 });
