@@ -524,11 +524,6 @@ async function* csvRows(body: AsyncIterable<Buffer>, dimensionKeys: ReadonlySet<
   if (out.length) yield out;
 }
 
-/**
- * What is wrong with a CSV header or an Arrow schema. A column the room knows is named; any other
- * by its position only (`column 3`): its name came with the body — a CSV without a header row
- * would otherwise echo its first points, subjects included.
- */
 /** The column problems a refusal lists, as the row errors: a header of thousands of columns gets a short answer. */
 const MAX_COLUMN_ERRORS = 100;
 
@@ -546,6 +541,11 @@ function columnsProblem(what: string, errors: FieldError[]): Problem {
   });
 }
 
+/**
+ * What is wrong with a CSV header or an Arrow schema. A column the room knows is named; any other
+ * by its position only (`column 3`): its name came with the body — a CSV without a header row
+ * would otherwise echo its first points, subjects included.
+ */
 function columnErrors(names: readonly string[], dimensionKeys: ReadonlySet<string>): FieldError[] {
   const known = (h: string) => CORE_COLUMNS.includes(h) || dimensionKeys.has(h) || h === 'partner';
   const name = (h: string, i: number) => (known(h) ? h : `column ${i + 1}`);
