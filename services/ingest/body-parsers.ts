@@ -75,12 +75,14 @@ function duplicateKey(text: string, parsedStrings: number): string | undefined {
 }
 
 /** The strings a parsed JSON value holds: every key and every string value, at any depth. */
-function stringsIn(v: unknown): number {
+function stringsIn(v: unknown, depth = 0): number {
   if (typeof v === 'string') return 1;
   if (v === null || typeof v !== 'object') return 0;
+  // Deeper than any point: NaN sends the text to the scan, which keeps its own stack.
+  if (depth > 32) return NaN;
   let n = 0;
-  if (Array.isArray(v)) for (const x of v) n += stringsIn(x);
-  else for (const k in v) n += 1 + stringsIn((v as Record<string, unknown>)[k]);
+  if (Array.isArray(v)) for (const x of v) n += stringsIn(x, depth + 1);
+  else for (const k in v) n += 1 + stringsIn((v as Record<string, unknown>)[k], depth + 1);
   return n;
 }
 
