@@ -1,5 +1,6 @@
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import type { FieldError } from '../platform/errors.js';
+import { UNPAIRED_SURROGATE } from '../platform/input-hygiene.js';
 
 /** A parsed point before checking: whatever the body said, field by field. */
 /** Names the room itself uses, which an error may name when a body puts them in the wrong place. */
@@ -217,6 +218,8 @@ export function compileValidator(
     else if (c.subject.length === 0) fail('subject', 'must not be empty');
     else if (c.subject.length > MAX_SUBJECT_LENGTH) fail('subject', `longer than ${MAX_SUBJECT_LENGTH} characters`);
     else if (controlChars.test(c.subject)) fail('subject', 'contains control characters');
+    // Two subjects differing only there would be stored, and pseudonymised, as one (U+FFFD).
+    else if (UNPAIRED_SURROGATE.test(c.subject)) fail('subject', 'holds half a surrogate pair (no character)');
 
     let dims: string | null = null;
     if (c.dims !== undefined && c.dims !== null) {

@@ -28,8 +28,14 @@ export function installInputHygiene(app: FastifyInstance): void {
   });
 }
 
-/** NUL, a high surrogate without its low half, or a low one without its high half. */
-const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+/**
+ * Half a surrogate pair: a high one without its low half, or a low one without its high half.
+ * JSON's \u escapes can write one; it is no character, and UTF-8 turns every one into U+FFFD.
+ */
+export const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** NUL or half a surrogate pair: what PostgreSQL cannot store. */
+const UNSTORABLE = new RegExp(`\\u0000|${UNPAIRED_SURROGATE.source}`);
 
 /** The path of the first string in a parsed JSON value holding NUL or an unpaired surrogate. */
 function unstorableString(v: unknown, path: string, depth: number): string | undefined {

@@ -264,6 +264,14 @@ const rowCases: RowCase[] = [
     kinds: ['json', 'ndjson', 'arrow'],
     notEchoed: ['CTRLSUBJ'],
   },
+  {
+    // JSON escapes can write half a surrogate pair; stored as U+FFFD, two subjects would be one.
+    name: 'subject with half a surrogate pair (not echoed)',
+    bad: { ...good, subject: 'SURRSUBJ\ud800x' },
+    field: 'subject',
+    kinds: ['json', 'ndjson'],
+    notEchoed: ['SURRSUBJ'],
+  },
   { name: '`at` without an offset', bad: { ...good, at: '2026-11-01T10:00:00' }, field: 'at', kinds: allKinds },
   { name: '`at` on an impossible date', bad: { ...good, at: '2026-02-30T10:00:00Z' }, field: 'at', kinds: allKinds },
   { name: '`at` at hour 24', bad: { ...good, at: '2026-11-01T24:00:00Z' }, field: 'at', kinds: ['json', 'csv'] },
