@@ -620,6 +620,20 @@ describe('a key given twice', () => {
     expect(twice).toBeGreaterThan(0);
   });
 
+  it('a point nested 50,000 deep reads as one row (its dims refused later), not a stack overflow; a key twice that deep is still found', async () => {
+    const head = '{"kpi":"lead_time","at":"2026-11-20T10:00:00Z","value":1,"subject":"S","dims":';
+    for (const [inner, refused] of [
+      ['['.repeat(50_000) + ']'.repeat(50_000), false],
+      ['{"a":'.repeat(50_000) + '{"b":1,"b":2}' + '}'.repeat(50_000), true],
+    ] as const) {
+      const rows: ParsedRow[] = [];
+      for await (const batch of parseBody('ndjson', chunks(Buffer.from(`${head}${inner}}\n`), 1 << 16), dims))
+        rows.push(...batch);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]!.error?.field, inner.slice(0, 10)).toBe(refused ? 'dims' : undefined);
+    }
+  });
+
   it('names the field: a top-level one, or dims for a key inside it; an escaped spelling is the same key', async () => {
     const cases: [string, string][] = [
       ['{"kpi":"lead_time","at":"2026-11-20T10:00:00Z","value":1,"subject":"S","kpi":"error_rate"}', 'kpi'],
