@@ -84,13 +84,15 @@ export async function authenticate(
 
 /**
  * The one authentication hook: sets `request.principal` for every route by its `config.auth`
- * (routes under /v1 require a credential unless they say otherwise). It runs as a preHandler,
- * after the request's parameters were validated and before any handler reads the body.
+ * (routes under /v1 require a credential unless they say otherwise). It runs on the request's
+ * line and headers (onRequest), before its body is read or parsed: an anonymous or bad credential
+ * gets its 401 without the room holding a byte of the body, so a stranger cannot tie up memory
+ * with stalled bodies (README, "Bad input").
  */
 export function installAuthentication(app: FastifyInstance, room: Room): void {
   const publicOrigin = room.config.publicUrl ? new URL(room.config.publicUrl).origin : undefined;
   app.decorateRequest('principal', null);
-  app.addHook('preHandler', async (req) => {
+  app.addHook('onRequest', async (req) => {
     const mode = req.routeOptions.config.auth ?? (req.routeOptions.url?.startsWith('/v1/') ? 'required' : 'none');
     if (mode === 'none') return;
     if (

@@ -281,3 +281,60 @@ describe('strings a JSON body may write but the control plane cannot store', () 
     expect(await listed()).toBe(before + 1);
   });
 });
+
+describe('a request without a valid credential', () => {
+  /**
+   * Sends a request line, its headers and only part of the body it announces, and resolves with
+   * the status of the first answer; the socket then closes. A room that waited for the rest of the
+   * body would answer nothing before `within` ms.
+   */
+  function answerToStalledBody(head: string, part: string, within = 15_000): Promise<{ status: number; body: string }> {
+    const { port } = new URL(t.url);
+    return new Promise((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => socket.write(head + part));
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new Error(`no answer within ${within} ms: the room waited for the body`));
+      }, within);
+      let data = '';
+      socket.setEncoding('latin1');
+      socket.on('error', reject);
+      socket.on('data', (d: string) => {
+        data += d;
+        const end = data.indexOf('\r\n\r\n');
+        const length = Number(/\r\ncontent-length: (\d+)/i.exec(data)?.[1] ?? NaN);
+        if (end < 0 || data.length < end + 4 + length) return;
+        clearTimeout(timer);
+        socket.destroy();
+        resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0), body: data.slice(end + 4) });
+      });
+    });
+  }
+
+  it('is refused with 401 from its headers alone, before its body is read, on JSON and ingest routes alike', async () => {
+    const before = t.room.duck.snapshots.latest;
+    const expired = 'p_' + 'x'.repeat(40);
+    const routes: [string, string][] = [
+      ['POST /v1/agreement/proposals HTTP/1.1', 'application/json'],
+      ['POST /v1/tokens HTTP/1.1', 'application/json'],
+      ['POST /v1/points HTTP/1.1', 'application/x-ndjson'],
+    ];
+    for (const [line, type] of routes)
+      for (const credential of [[], [`Authorization: Bearer ${expired}`], ['Authorization: Basic eDp5']]) {
+        // A megabyte announced, a few bytes sent: the answer must not wait for the rest.
+        const head = lines(line, 'Host: 127.0.0.1', `Content-Type: ${type}`, 'Content-Length: 1000000', ...credential);
+        const r = await answerToStalledBody(head, '{"title":');
+        expect(r.status, `${line} ${credential.join('')}`).toBe(401);
+        expect(JSON.parse(r.body), line).toMatchObject({ status: 401 });
+      }
+    // A stranger's malformed body is not its business: 401, not a 400 about the body.
+    const r = await fetch(`${t.url}/v1/agreement/proposals`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"title":',
+    });
+    expect(r.status).toBe(401);
+    expect(t.room.duck.snapshots.latest).toBe(before);
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+  });
+});
