@@ -27,7 +27,18 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
     const lines = [
       ...metric('parity_snapshot', 'gauge', 'The latest landed snapshot number.', room.duck.snapshots.latest),
       ...metric('parity_ingest_writers_busy', 'gauge', 'Batches landing now.', s.busy),
-      ...metric('parity_ingest_writers_waiting', 'gauge', 'Batches queued for a writer.', s.waiting),
+      ...metric(
+        'parity_ingest_writers_waiting',
+        'gauge',
+        'Batches queued for a writer (their bodies read to disk, or still being read).',
+        s.waiting,
+      ),
+      ...metric(
+        'parity_ingest_writer_yields_total',
+        'counter',
+        'Streaming batches that gave their writer to a ready batch while their client was quiet, and landed later from disk.',
+        app.lander.gaveUp,
+      ),
       ...metric(
         'parity_release_failures_total',
         'counter',

@@ -1,12 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Agreement } from '../platform/agreement-schema.js';
 import type { Clock } from '../platform/clock.js';
 import type { WorkerHeap } from '../platform/config.js';
-import type { BatchRecord, DuckStore } from '../platform/duck-store.js';
+import type { BatchRecord, DuckStore, WriterSlots } from '../platform/duck-store.js';
 import { Problem, type FieldError } from '../platform/errors.js';
 import type { IngestKind } from './body-parsers.js';
+import { SpooledBody } from './body-spool.js';
 import { IngestWorkerPool, type BatchRun } from './worker-pool.js';
 import type { Receipt } from './receipt-schema.js';
 
@@ -32,10 +33,19 @@ export interface LandResult {
 
 const SEGMENT_ROWS = 50_000;
 
+/** How long a streaming batch's client may stay quiet while another batch waits, before it gives its writer up. */
+export const YIELD_AFTER_MS = 1000;
+
+/** Thrown inside a batch's transaction to roll it back and give its writer to a batch that is ready. */
+class GaveWriterUp extends Error {}
+
 /** Lands batches: parse, check, pseudonymise and append in one DuckDB transaction. */
 export class BatchLander {
   readonly #locks = new Map<string, Promise<unknown>>();
+  #spoolMade: Promise<unknown> | undefined;
   private readonly pool: IngestWorkerPool;
+  /** Batches that gave their writer up to a ready one while their client was quiet (/metrics). */
+  gaveUp = 0;
 
   constructor(
     private readonly duck: DuckStore,
@@ -96,9 +106,55 @@ export class BatchLander {
     return { status: 200, receipt: existing.receipt };
   }
 
+  /**
+   * A new batch. With a writer free it streams: its body goes through the workers into DuckDB as
+   * it arrives (and to disk beside). With none, it takes a place in the queue (429 when that is
+   * full), reads its body to disk, and asks for a writer once the body is in: a batch whose
+   * client is still sending holds no writer. A streaming batch whose client goes quiet for a
+   * second while a batch that could take its writer is ready gives the writer up (its transaction
+   * rolls back), reads the rest of its body to disk and queues again (never refused for a full
+   * queue: it was let in); it lands from disk.
+   */
   async #landNew(req: LandRequest, active: ActiveAgreement): Promise<LandResult> {
     const receivedAt = this.clock.now();
-    const release = await this.duck.slots.acquire(req.partnerId);
+    await (this.#spoolMade ??= mkdir(this.opts.spoolDir, { recursive: true }));
+    const body = await SpooledBody.open(
+      req.body,
+      join(this.opts.spoolDir, `${randomUUID()}.body`),
+      this.opts.maxBody,
+      () => bodyTooLarge(this.opts.maxBody),
+    );
+    let place: ReturnType<WriterSlots['enqueue']> | undefined;
+    try {
+      const slot = this.duck.slots.tryAcquire(req.partnerId);
+      if (slot) {
+        const landed = await this.#landOn(slot, req, active, receivedAt, body);
+        if (landed) return landed;
+        this.gaveUp++;
+        place = this.duck.slots.enqueue(req.partnerId, true);
+      } else place = this.duck.slots.enqueue(req.partnerId);
+      await body.rest();
+      const next = await place.ready();
+      place = undefined;
+      return (await this.#landOn(next, req, active, receivedAt, body.replay()))!;
+    } finally {
+      place?.cancel();
+      await body.close();
+    }
+  }
+
+  /**
+   * Lands a batch on the writer slot it holds (`release` gives it back, once, whatever happens).
+   * Undefined when it gave the writer up: its body is a client's still arriving, which went quiet
+   * for YIELD_AFTER_MS while another batch was ready to take the writer.
+   */
+  async #landOn(
+    release: () => void,
+    req: LandRequest,
+    active: ActiveAgreement,
+    receivedAt: Date,
+    body: SpooledBody | AsyncIterable<Buffer>,
+  ): Promise<LandResult | undefined> {
     const batchId = randomUUID();
     const spoolDir = join(this.opts.spoolDir, batchId);
     let snapshot: number | undefined;
@@ -146,7 +202,14 @@ export class BatchLander {
               inserts.catch(() => undefined);
             },
           );
-          for await (const chunk of meter(req.body, this.opts.maxBody)) await run.send(chunk);
+          if (body instanceof SpooledBody) {
+            for (;;) {
+              const chunk = await body.next(YIELD_AFTER_MS);
+              if (chunk === undefined) break;
+              if (chunk !== 'idle') await run.send(chunk);
+              else if (this.duck.slots.wouldServe(req.partnerId)) throw new GaveWriterUp();
+            }
+          } else for await (const chunk of body) await run.send(chunk);
           run.end();
           const { parse: done, spool } = await run.result;
           await inserts;
@@ -234,6 +297,7 @@ export class BatchLander {
       await this.duck.snapshots.visible(receipt.snapshot);
       return { status: 202, receipt };
     } catch (err) {
+      if (err instanceof GaveWriterUp) return undefined;
       if (snapshot !== undefined) this.duck.snapshots.abort(snapshot);
       // A batch's uncommitted points are held by DuckDB until COMMIT, within PARITY_DUCKDB_MEMORY.
       if (err instanceof Error && err.message.startsWith('Out of Memory Error')) {

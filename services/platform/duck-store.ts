@@ -181,10 +181,15 @@ export class WriterSaturated extends Error {}
  * the queue), queues at most half the places, and a freed slot goes to the waiting owner that
  * holds the fewest (FIFO among equals). The room's own work (retention: no owner) takes every
  * slot in turn, ahead of nobody.
+ *
+ * A place in the queue may be taken before its batch can use a slot (`enqueue`): ingest reads a
+ * waiting batch's body to disk first, so a slot only ever goes to a batch whose body is in (one
+ * the client is still trickling holds no slot). Such a place counts against the queue's limits
+ * at once, and is handed a slot only once it says it is `ready`.
  */
 export class WriterSlots {
   #free: number;
-  readonly #queue: { owner: string; wake: () => void }[] = [];
+  readonly #queue: { owner: string; wake: (() => void) | undefined }[] = [];
   readonly #held = new Map<string, number>();
   constructor(
     readonly size: number,
@@ -195,8 +200,19 @@ export class WriterSlots {
   get busy(): number {
     return this.size - this.#free;
   }
+  /** Places taken in the queue: batches waiting for a slot, and those still reading their body. */
   get waiting(): number {
     return this.#queue.length;
+  }
+  /** Batches ready to use a slot the moment one is free. */
+  get readyWaiting(): number {
+    return this.#queue.filter((w) => w.wake).length;
+  }
+  /** Whether a ready waiter would take the slot `owner` gives back (none kept from it by its cap). */
+  wouldServe(owner: string): boolean {
+    return this.#queue.some(
+      (w) => w.wake && (w.owner === '' || this.held(w.owner) - (w.owner === owner ? 1 : 0) < this.ownerCap),
+    );
   }
   /** What one owner may hold at once: all slots but one (one slot: that one). */
   get ownerCap(): number {
@@ -205,23 +221,47 @@ export class WriterSlots {
   held(owner: string): number {
     return this.#held.get(owner) ?? 0;
   }
+  /** A slot now, if one is free that no ready waiter is owed and the owner is under its cap. */
+  tryAcquire(owner = ''): (() => void) | undefined {
+    if (this.#free === 0 || this.readyWaiting > 0 || (owner !== '' && this.held(owner) >= this.ownerCap))
+      return undefined;
+    this.#take(owner);
+    return this.#releaser(owner);
+  }
   async acquire(owner = ''): Promise<() => void> {
-    if (this.#free > 0 && this.#queue.length === 0 && (owner === '' || this.held(owner) < this.ownerCap)) {
-      this.#take(owner);
-    } else {
-      const queued = owner === '' ? 0 : this.#queue.filter((w) => w.owner === owner).length;
-      if (
-        this.#queue.length >= this.queueLimit ||
-        (owner !== '' && queued >= Math.max(1, Math.ceil(this.queueLimit / 2)))
-      )
-        throw new WriterSaturated('the ingest writer is saturated');
+    return this.tryAcquire(owner) ?? this.enqueue(owner).ready();
+  }
+  /**
+   * A place in the queue, held until `ready()` asks for a slot (resolving once one is handed over)
+   * or `cancel()` gives the place back. WriterSaturated when the queue, or the owner's half of it,
+   * is full, unless `force` (a batch that gave its slot up, and already had one, keeps its turn).
+   */
+  enqueue(owner = '', force = false): { ready(): Promise<() => void>; cancel(): void } {
+    const queued = owner === '' ? 0 : this.#queue.filter((w) => w.owner === owner).length;
+    if (
+      !force &&
+      (this.#queue.length >= this.queueLimit || (owner !== '' && queued >= Math.max(1, Math.ceil(this.queueLimit / 2))))
+    )
+      throw new WriterSaturated('the ingest writer is saturated');
+    const place: { owner: string; wake: (() => void) | undefined } = { owner, wake: undefined };
+    this.#queue.push(place);
+    return {
       // Taken for this waiter by #dispatch before it wakes: the counts are exact at every moment.
-      await new Promise<void>((wake) => {
-        this.#queue.push({ owner, wake });
-        // A slot may be free already, kept from this owner by its cap or by others queued first.
-        this.#dispatch();
-      });
-    }
+      ready: async () => {
+        await new Promise<void>((wake) => {
+          place.wake = wake;
+          // A slot may be free already, kept from this owner by its cap or by others queued first.
+          this.#dispatch();
+        });
+        return this.#releaser(owner);
+      },
+      cancel: () => {
+        const i = this.#queue.indexOf(place);
+        if (i >= 0 && !place.wake) this.#queue.splice(i, 1);
+      },
+    };
+  }
+  #releaser(owner: string): () => void {
     let released = false;
     return () => {
       if (released) return;
@@ -239,12 +279,13 @@ export class WriterSlots {
     this.#free--;
     if (owner !== '') this.#held.set(owner, this.held(owner) + 1);
   }
-  /** Hands free slots to waiting owners: fewest held first (the room's own work first), never above an owner's cap. */
+  /** Hands free slots to ready waiters: fewest held first (the room's own work first), never above an owner's cap. */
   #dispatch(): void {
     while (this.#free > 0 && this.#queue.length > 0) {
       let pick = -1;
       let best = Infinity;
       this.#queue.forEach((w, i) => {
+        if (!w.wake) return;
         const held = w.owner === '' ? -1 : this.held(w.owner);
         if (w.owner !== '' && held >= this.ownerCap) return;
         if (held < best) [pick, best] = [i, held];
@@ -252,7 +293,7 @@ export class WriterSlots {
       if (pick < 0) return;
       const [w] = this.#queue.splice(pick, 1);
       this.#take(w!.owner);
-      w!.wake();
+      w!.wake!();
     }
   }
 }

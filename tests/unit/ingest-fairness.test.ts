@@ -3,7 +3,11 @@
 // tests/integration/ingest-slow-client.test.ts).
 import { describe, expect, it } from 'vitest';
 import { WriterSaturated, WriterSlots } from '../../services/platform/duck-store.js';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { paced } from '../../services/ingest/body-pace.js';
+import { SpooledBody } from '../../services/ingest/body-spool.js';
 import { Problem } from '../../services/platform/errors.js';
 import { failureOf } from '../helpers/failure-of.js';
 
@@ -55,6 +59,95 @@ describe('writer slots shared fairly', () => {
     (await laterA)();
     b();
     expect(order).toEqual(['room', 'a']);
+  });
+
+  it('a place taken before its body is in counts against the queue but gets no slot until it is ready', async () => {
+    const slots = new WriterSlots(1, 4);
+    const held = slots.tryAcquire('a')!;
+    expect(slots.tryAcquire('b')).toBeUndefined();
+    const reading = slots.enqueue('b'); // b's body is still arriving
+    const second = slots.enqueue('b');
+    // b's half of the queue is full while its bodies are read; a ready place is not needed for that.
+    expect(() => slots.enqueue('b')).toThrow(WriterSaturated);
+    expect([slots.waiting, slots.readyWaiting]).toEqual([2, 0]);
+    second.cancel();
+    expect(slots.waiting).toBe(1);
+    // The slot comes free while b is still reading: nobody is ready, so it stays free for the next.
+    held();
+    await settle();
+    expect(slots.busy).toBe(0);
+    const c = slots.tryAcquire('c')!; // a ready newcomer takes it at once
+    expect(c).toBeDefined();
+    const order: string[] = [];
+    const bTurn = reading.ready().then((r) => (order.push('b'), r));
+    const aTurn = slots
+      .enqueue('a')
+      .ready()
+      .then((r) => (order.push('a'), r));
+    expect(slots.readyWaiting).toBe(2);
+    // With places ready, a free slot goes to them, never to a newcomer.
+    c();
+    expect(slots.tryAcquire('d')).toBeUndefined();
+    (await bTurn)();
+    (await aTurn)();
+    expect(order).toEqual(['b', 'a']);
+    // A holder gives its slot up only to a ready waiter that could take it.
+    const two = new WriterSlots(2, 4);
+    const a1 = two.tryAcquire('a')!;
+    const b1 = two.tryAcquire('b')!;
+    const a2 = two.enqueue('a').ready(); // a is at its cap (one of two slots)
+    expect(two.readyWaiting).toBe(1);
+    expect(two.wouldServe('b')).toBe(false); // b's slot would stay free: a may not take it
+    expect(two.wouldServe('a')).toBe(true); // a's own would go to a's next batch
+    a1();
+    (await a2)();
+    b1();
+    // A forced place (a batch that gave its slot up) is taken even when the owner's share is full.
+    slots.enqueue('e');
+    slots.enqueue('e');
+    expect(() => slots.enqueue('e')).toThrow(WriterSaturated);
+    expect(() => slots.enqueue('e', true)).not.toThrow();
+    expect(slots.waiting).toBe(3);
+  });
+});
+
+describe('a body kept on disk as it is read', () => {
+  it('gives every chunk once, says idle while the client is quiet without losing the pending read, and replays the same bytes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spool-'));
+    const chunks = [Buffer.from('first\n'), Buffer.from('second\n'), Buffer.from('third\n')];
+    async function* body() {
+      yield chunks[0]!;
+      await new Promise((r) => setTimeout(r, 300));
+      yield chunks[1]!;
+      yield chunks[2]!;
+    }
+    const path = join(dir, 'b.body');
+    const spooled = await SpooledBody.open(body(), path, 1024, () => new Error('too large'));
+    expect(await spooled.next(50)).toEqual(chunks[0]);
+    expect(await spooled.next(50)).toBe('idle');
+    expect(await spooled.next(50)).toBe('idle');
+    expect(await spooled.next()).toEqual(chunks[1]);
+    // What reached the disk so far is ciphertext: none of the body's text is in the file.
+    await spooled.next(); // the write of the second chunk was queued behind the first
+    const onDisk = readFileSync(path);
+    expect(onDisk.length).toBeGreaterThanOrEqual(6);
+    expect(onDisk.toString('latin1')).not.toMatch(/first|second|third/);
+    expect(() => spooled.replay()).toThrow(/not read to its end/);
+    await spooled.rest();
+    expect(spooled.bytes).toBe(19);
+    expect(readFileSync(path).length).toBe(19);
+    expect(readFileSync(path).toString('latin1')).not.toMatch(/first|second|third/);
+    let replayed = Buffer.alloc(0);
+    for await (const c of spooled.replay()) replayed = Buffer.concat([replayed, c as Buffer]);
+    expect(replayed.toString()).toBe('first\nsecond\nthird\n');
+    await spooled.close();
+    expect(existsSync(path)).toBe(false);
+    // Past the limit, reading stops with the caller's error.
+    const big = await SpooledBody.open(body(), join(dir, 'c.body'), 10, () => new Error('too large'));
+    await expect(big.rest()).rejects.toThrow('too large');
+    await big.close();
+    expect(readdirSync(dir)).toEqual([]);
+    rmSync(dir, { recursive: true });
   });
 });
 
