@@ -576,8 +576,72 @@ export function validateAgreement(doc: unknown): AgreementResult {
   };
 }
 
+/** Flow collections (`[…]`, `{…}`) an agreement may nest: its deepest needs three. */
+const MAX_FLOW_DEPTH = 64;
+
+/**
+ * Where flow collections first nest deeper than `max`, or undefined. A linear scan that skips
+ * quoted scalars and comments, run before the YAML parser: the parser recurses once per level, so
+ * a 1 MiB proposal of `[` took it 9 s (on the room's one event loop) to refuse, and of `{` more
+ * than the heap held, while this refuses it in a millisecond. A bracket inside a plain scalar
+ * counts too; an agreement would need 64 unclosed ones in its text to be refused for them.
+ */
+export function flowTooDeep(text: string, max = MAX_FLOW_DEPTH): { line: number; col: number } | undefined {
+  let depth = 0;
+  let line = 1;
+  let lineStart = 0;
+  // The last character that was not a space: a quote opens a scalar only where one may begin.
+  let prev = '\n';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '\n') {
+      line++;
+      lineStart = i + 1;
+      prev = '\n';
+      continue;
+    }
+    if (c === ' ' || c === '\t' || c === '\r') continue;
+    if (c === '#' && (i === lineStart || /\s/.test(text[i - 1]!))) {
+      const end = text.indexOf('\n', i);
+      i = (end < 0 ? text.length : end) - 1;
+      continue;
+    }
+    if ((c === '"' || c === "'") && '\n:-[{,?'.includes(prev)) {
+      for (i++; i < text.length; i++) {
+        const q = text[i]!;
+        if (q === '\n') {
+          line++;
+          lineStart = i + 1;
+        } else if (c === '"' && q === '\\') i++;
+        else if (q === c) {
+          if (c === "'" && text[i + 1] === "'") i++;
+          else break;
+        }
+      }
+      prev = c;
+      continue;
+    }
+    if (c === '[' || c === '{') {
+      if (++depth > max) return { line, col: i - lineStart + 1 };
+    } else if ((c === ']' || c === '}') && depth > 0) depth--;
+    prev = c;
+  }
+  return undefined;
+}
+
 /** Parses YAML or JSON text (JSON is YAML) and validates it. */
 export function parseAgreementText(text: string): AgreementResult {
+  const deep = flowTooDeep(text);
+  if (deep)
+    return {
+      ok: false,
+      problems: [
+        {
+          path: `line ${deep.line}, column ${deep.col}`,
+          message: `collections nested deeper than ${MAX_FLOW_DEPTH} levels; an agreement needs a few`,
+        },
+      ],
+    };
   let doc: unknown;
   try {
     doc = YAML.parse(text, { prettyErrors: true, uniqueKeys: true });

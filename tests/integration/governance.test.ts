@@ -195,6 +195,9 @@ describe('co-signed agreement changes', () => {
     const cases: [unknown, string][] = [
       [{ document: bad, reason: 'x' }, 'body.document.kpis[1].band.upper'],
       [{ document: 'kpis: [unclosed', reason: 'x' }, 'body.document'],
+      // Nested past 64 levels: refused before the YAML parser, which spent seconds on it.
+      [{ document: '['.repeat(999_000), reason: 'x' }, 'deeper than 64 levels'],
+      [{ document: `kpis: ${'{a: '.repeat(200_000)}`, reason: 'x' }, 'deeper than 64 levels'],
       [{ document: loosening() }, 'body.reason'],
       [{ document: loosening(), reason: '   ' }, 'body.reason'],
       [{ document: loosening(), reason: 'x', expiresInDays: 400 }, 'body.expiresInDays'],

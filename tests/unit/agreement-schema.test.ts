@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   agreementJsonSchema,
   effectiveMinGroupSize,
+  flowTooDeep,
   loadAgreementFile,
   parseAgreementText,
   validateAgreement,
@@ -131,6 +132,43 @@ describe('agreement schema', () => {
     const r = parseAgreementText('partnership: { id: x\nkpis: [');
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.problems[0]!.path).toMatch(/^line \d+, column \d+$/);
+  });
+
+  it('refuses flow collections nested past 64 levels before the YAML parser sees them, wherever they start', () => {
+    // The demo agreement, in YAML and as one line of JSON, nests a few levels: both read.
+    expect(flowTooDeep(demoText)).toBeUndefined();
+    expect(flowTooDeep(JSON.stringify(demo()))).toBeUndefined();
+    const deep = (open: string, n: number) => open.repeat(n);
+    for (const [text, line, col] of [
+      [deep('[', 1_048_576), 1, 65],
+      [deep('{', 1_048_576), 1, 65],
+      [deep('[{', 500_000), 1, 65],
+      [`partnership: { id: x }\nkpis:\n  - ${deep('[', 100)}`, 3, 69],
+      [`# a comment [[[\nkpis: ${deep('{a: ', 70)}`, 2, 6 + 64 * 4 + 1],
+    ] as const) {
+      // Refused by the scan, not by the parser (which took 9 s over a mebibyte of `[`).
+      const r = parseAgreementText(text);
+      expect(r.ok).toBe(false);
+      if (!r.ok) {
+        expect(r.problems).toEqual([
+          { path: `line ${line}, column ${col}`, message: expect.stringContaining('deeper than 64 levels') },
+        ]);
+      }
+    }
+    // 64 levels are the parser's to judge; brackets in quoted scalars and comments are text.
+    expect(flowTooDeep(deep('[', 64) + deep(']', 64))).toBeUndefined();
+    expect(flowTooDeep(deep('[', 65))).toEqual({ line: 1, col: 65 });
+    for (const text of [
+      `title: "${deep('[', 100)}"`,
+      `title: '${deep('{', 100)} it''s ${deep('[', 100)}'`,
+      `title: "a \\" ${deep('[', 100)}"`,
+      `kpis: [${deep('"[",', 100)} x]`,
+      `a: 1 # ${deep('[', 100)}\nb: 2`,
+      `- '${deep('[', 100)}'\n- "${deep('{', 100)}"`,
+    ])
+      expect(flowTooDeep(text), text.slice(0, 30)).toBeUndefined();
+    // An apostrophe inside a plain scalar opens no quote: the brackets after it still count.
+    expect(flowTooDeep(`title: the partner's view\nx: ${deep('[', 70)}`)).toEqual({ line: 2, col: 68 });
   });
 
   it('parses ISO durations', () => {
