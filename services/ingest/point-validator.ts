@@ -215,7 +215,7 @@ export function compileValidator(
           ? `required: every ${check?.kpi.subject ?? 'point'} is counted by its subject`
           : `expected a string, got ${typeName(c.subject)}`,
       );
-    else if (c.subject.length === 0) fail('subject', 'must not be empty');
+    else if (c.subject.trim().length === 0) fail('subject', 'must not be empty or blank');
     else if (c.subject.length > MAX_SUBJECT_LENGTH) fail('subject', `longer than ${MAX_SUBJECT_LENGTH} characters`);
     else if (controlChars.test(c.subject)) fail('subject', 'contains control characters');
     // Two subjects differing only there would be stored, and pseudonymised, as one (U+FFFD).

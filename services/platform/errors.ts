@@ -83,12 +83,15 @@ export function installErrorHandler(app: FastifyInstance): void {
       });
       problem = badRequest(errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors[0]?.field, errors);
     } else if ((err as FastifyError).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      problem = new Problem(413, 'Content Too Large', 'the request body is larger than the limit');
+      problem = new Problem(413, 'Content Too Large', 'body: the request body is larger than the limit of 1 MiB', {
+        field: 'body',
+      });
     } else if ((err as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       problem = new Problem(
         415,
         'Unsupported Media Type',
-        `content type ${JSON.stringify(req.headers['content-type'] ?? '')} is not accepted here`,
+        `headers.content-type: ${JSON.stringify((req.headers['content-type'] ?? '').slice(0, 80))} is not accepted here; send application/json`,
+        { field: 'headers.content-type' },
       );
     } else if ((err as FastifyError).code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
       problem = badRequest('the request body is empty', 'body');

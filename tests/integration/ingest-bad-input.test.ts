@@ -256,6 +256,14 @@ const rowCases: RowCase[] = [
   },
   { name: 'missing subject', bad: noSubject, field: 'subject', kinds: allKinds },
   { name: 'empty subject', bad: { ...good, subject: '' }, field: 'subject', kinds: ['json', 'ndjson'] },
+  // Every blank subject would be one subject, one pseudonym.
+  { name: 'blank subject', bad: { ...good, subject: '   ' }, field: 'subject', kinds: allKinds },
+  {
+    name: 'subject of a tab and spaces',
+    bad: { ...good, subject: ' \t ' },
+    field: 'subject',
+    kinds: ['json', 'ndjson'],
+  },
   { name: 'subject as a number', bad: { ...good, subject: 12345 }, field: 'subject', kinds: ['json', 'ndjson'] },
   {
     name: 'subject with a control character (not echoed)',

@@ -243,6 +243,37 @@ describe('input hygiene', () => {
   });
 });
 
+describe('a JSON route given another content type or too large a body', () => {
+  it('answers 415 naming headers.content-type and 413 naming body; nothing is stored', async () => {
+    const admin = await t.token('acme', 'admin');
+    const listed = async () =>
+      (
+        (await (await fetch(`${t.url}/v1/tokens`, { headers: { authorization: `Bearer ${admin}` } })).json()) as {
+          tokens: unknown[];
+        }
+      ).tokens.length;
+    const before = await listed();
+    const send = (type: string, body: string) =>
+      fetch(`${t.url}/v1/tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': type },
+        body,
+      });
+    const token = JSON.stringify({ role: 'analyst', name: 'x@acme.example' });
+    for (const type of ['application/xml', 'application/x-www-form-urlencoded', `application/${'x'.repeat(500)}`]) {
+      const r = await send(type, token);
+      expect(r.status, type).toBe(415);
+      const p = (await r.json()) as { field: string; detail: string };
+      expect(p.field, type).toBe('headers.content-type');
+      expect(p.detail.length, type).toBeLessThan(200);
+    }
+    const big = await send('application/json', JSON.stringify({ role: 'analyst', name: 'x'.repeat(1_100_000) }));
+    expect(big.status).toBe(413);
+    expect(await big.json()).toMatchObject({ status: 413, field: 'body' });
+    expect(await listed()).toBe(before);
+  });
+});
+
 describe('strings a JSON body may write but the control plane cannot store', () => {
   it('NUL or half a surrogate pair anywhere in a JSON body is a 400 naming where; a token name refuses control characters; nothing is stored', async () => {
     const admin = await t.token('acme', 'admin');
