@@ -74,7 +74,9 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
     return503OnClosing: true,
     // Requests the HTTP parser refuses, and HTTP/1.1 ones without Host, are answered as problems
     // like every other bad input (input-hygiene.ts), not with Node's or Fastify's own bodies.
-    http: { requireHostHeader: false },
+    // Node checks headersTimeout (60 s) only every connectionsCheckingInterval (30 s by default),
+    // so slow headers were cut off after up to 90 s; every 5 s keeps the promise within 65.
+    http: { requireHostHeader: false, connectionsCheckingInterval: 5_000 },
     clientErrorHandler: answerClientError,
     // A URL the router cannot decode (malformed percent-encoding) is a problem like any other.
     frameworkErrors: (err, _req, res) => {
