@@ -133,10 +133,36 @@ export function installErrorHandler(app: FastifyInstance): void {
       .type('application/problem+json')
       .send(problem.body(req.url.split('?')[0]));
   });
+  // Every route's path as a pattern, so that a path served under other methods answers 405 with
+  // Allow (RFC 9110 §15.5.6) rather than 404. Wildcard routes are left out: they are no answer
+  // to which methods a path has.
+  const routes: { methods: string[]; pattern: RegExp }[] = [];
+  app.addHook('onRoute', (r) => {
+    if (r.url.includes('*')) return;
+    const segments = r.url.split('/').map((seg) => (seg.startsWith(':') ? '[^/]+' : escapeRegExp(seg)));
+    routes.push({ methods: [r.method].flat(), pattern: new RegExp(`^${segments.join('/')}$`) });
+  });
   app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0]!;
+    const allowed = [...new Set(routes.filter((r) => r.pattern.test(path)).flatMap((r) => r.methods))].sort();
+    if (allowed.length && !allowed.includes(req.method)) {
+      const problem = new Problem(
+        405,
+        'Method Not Allowed',
+        `method: ${path.slice(0, 200)} is served for ${allowed.join(', ')}, not ${req.method}`,
+        { field: 'method' },
+        { allow: allowed.join(', ') },
+      );
+      void reply.code(405).headers(problem.headers).type('application/problem+json').send(problem.body(path));
+      return;
+    }
     void reply
       .code(404)
       .type('application/problem+json')
-      .send(notFound(`no route ${req.method} ${req.url.split('?')[0]}`).body());
+      .send(notFound(`no route ${req.method} ${path}`).body());
   });
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -243,6 +243,34 @@ describe('input hygiene', () => {
   });
 });
 
+describe('a method a path is not served for', () => {
+  it('is a 405 naming the method with Allow listing the ones it is served for; an unknown path stays 404', async () => {
+    const admin = await t.token('acme', 'admin');
+    const cases: [string, string, string][] = [
+      ['DELETE', '/v1/kpis', 'GET, HEAD'],
+      ['PUT', '/v1/points', 'POST'],
+      ['PATCH', '/v1/batches/abc', 'GET, HEAD'],
+      ['POST', '/healthz', 'GET, HEAD'],
+      ['GET', '/v1/agreement/proposals/prp_1/approve', 'POST'],
+      ['DELETE', '/v1/tokens', 'GET, HEAD, POST'],
+    ];
+    for (const [method, path, allow] of cases) {
+      const r = await fetch(`${t.url}${path}`, { method, headers: { authorization: `Bearer ${admin}` } });
+      expect(r.status, `${method} ${path}`).toBe(405);
+      expect(r.headers.get('allow'), path).toBe(allow);
+      expect(r.headers.get('content-type'), path).toMatch(/application\/problem\+json/);
+      expect(await r.json(), path).toMatchObject({ status: 405, field: 'method' });
+    }
+    for (const [method, path] of [
+      ['GET', '/v1/nowhere'],
+      ['POST', '/v1/kpis/lead_time/series/extra'],
+    ]) {
+      const r = await fetch(`${t.url}${path}`, { method, headers: { authorization: `Bearer ${admin}` } });
+      expect(r.status, `${method} ${path}`).toBe(404);
+    }
+  });
+});
+
 describe('a JSON route given another content type or too large a body', () => {
   it('answers 415 naming headers.content-type and 413 naming body; nothing is stored', async () => {
     const admin = await t.token('acme', 'admin');
