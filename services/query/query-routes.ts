@@ -1,5 +1,5 @@
 import { stringify } from 'csv-stringify/sync';
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problemSchema } from '../platform/errors.js';
@@ -7,6 +7,7 @@ import { auditRequest } from '../governance/auth.js';
 import type { Room } from '../platform/room.js';
 import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
+import { negotiate } from '../platform/negotiate.js';
 import type { SeriesReader } from './series-reader.js';
 import { requestContext, judgePeriods, listBreaches, periodBand, summariseKpis } from './kpi-summary.js';
 import {
@@ -23,23 +24,18 @@ import { localToday } from '../platform/calendar.js';
 import { assertReader, canSee, findVisibleKpi } from '../governance/access-policy.js';
 
 const ARROW = 'application/vnd.apache.arrow.stream';
+const FORMATS = { json: 'application/json', csv: 'text/csv', arrow: ARROW } as const;
+/** What a series is served as, in the order that breaks a tie (no Accept, or `*\/*`: JSON). */
+const SERIES_TYPES = [FORMATS.json, FORMATS.csv, FORMATS.arrow];
 
-async function sendSeries(
-  req: FastifyRequest,
-  reply: FastifyReply,
-  r: SeriesResult,
-  format?: 'json' | 'csv' | 'arrow',
-) {
-  const accept =
-    format === 'csv'
-      ? 'text/csv'
-      : format === 'arrow'
-        ? ARROW
-        : format === 'json'
-          ? 'application/json'
-          : (req.headers.accept ?? '');
+/** The series' media type a request's Accept prefers (406 when it admits none). */
+function acceptedSeriesType(accept: string | undefined): string {
+  return negotiate(accept, SERIES_TYPES, 'json|csv|arrow');
+}
+
+async function sendSeries(reply: FastifyReply, r: SeriesResult, accept: string) {
   // apache-arrow loads with the first Arrow answer (dashboards ask for JSON), before any header is set.
-  const arrow = accept.includes(ARROW) ? await import('apache-arrow') : undefined;
+  const arrow = accept === ARROW ? await import('apache-arrow') : undefined;
   void reply.headers({
     'x-parity-snapshot': String(r.snapshot),
     'x-parity-digest': r.digest,
@@ -86,7 +82,7 @@ async function sendSeries(
     });
     return reply.type(ARROW).send(Buffer.from(tableToIPC(table, 'stream')));
   }
-  if (accept.includes('text/csv')) {
+  if (accept === FORMATS.csv) {
     const rows = [
       ['period', 'group', 'value', 'n', 'state', 'reason_code', 'reason', 'as_of'],
       ...r.cells.map((c) => [c.period, c.group, c.value, c.n, c.state, c.reasonCode, c.reason, c.asOf]),
@@ -318,6 +314,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
           401: problemSchema,
           403: problemSchema,
           404: problemSchema,
+          406: problemSchema,
           500: problemSchema,
         },
       },
@@ -325,6 +322,8 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
     async (req, reply) => {
       const principal = req.principal;
       assertReader(principal);
+      // Decided before any figure is computed or audited.
+      const type = req.query.format ? FORMATS[req.query.format] : acceptedSeriesType(req.headers.accept);
       const active = room.agreement();
       const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
       const q = resolveSeries(
@@ -350,7 +349,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
           suppressed: result.cells.filter((c) => c.state === 'suppressed').length,
         },
       });
-      return sendSeries(req, reply, result, req.query.format);
+      return sendSeries(reply, result, type);
     },
   );
 };

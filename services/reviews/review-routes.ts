@@ -5,6 +5,7 @@ import { assertReader } from '../governance/access-policy.js';
 import { auditRequest, caller, requireRole } from '../governance/auth.js';
 import { canonicalJson } from '../platform/canonical-json.js';
 import { problemResponses } from '../platform/errors.js';
+import { negotiate } from '../platform/negotiate.js';
 import type { Room } from '../platform/room.js';
 import type { SeriesReader } from '../query/series-reader.js';
 import { reviewPdf } from './review-pdf.js';
@@ -13,6 +14,15 @@ import { listReviews } from './review-repository.js';
 import { reviewListSchema, reviewSchema } from './review-schemas.js';
 import { closedMonth, monthlyReview } from './monthly-review-service.js';
 import { sendReview } from './review-sender.js';
+
+/** What a review is served as, JSON first (no Accept, or `*\/*`), and the ?format= of each. */
+const REVIEW_TYPES = ['application/json', 'text/html', 'text/plain', 'application/pdf'];
+const REVIEW_FORMATS: Record<string, 'json' | 'html' | 'text' | 'pdf'> = {
+  'application/json': 'json',
+  'text/html': 'html',
+  'text/plain': 'text',
+  'application/pdf': 'pdf',
+};
 
 /** GET /v1/reviews and /v1/reviews/{month}: the monthly review, one document for every partner. */
 export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader; kick?: () => void }> = async (
@@ -62,25 +72,18 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
           200: reviewSchema.describe(
             'application/json; text/html, text/plain and application/pdf (with a chart per KPI) render the same document',
           ),
-          ...problemResponses(400, 401, 403),
+          ...problemResponses(400, 401, 403, 406),
         },
       },
     },
     async (req, reply) => {
       const p = caller(req);
       assertReader(p);
+      // Decided before the review is put together (406 when Accept admits none of its forms).
+      const format =
+        req.query.format ?? REVIEW_FORMATS[negotiate(req.headers.accept, REVIEW_TYPES, 'json|html|text|pdf')]!;
       const month = closedMonth(room, req.params.month);
       const review = await monthlyReview(room, reader, month);
-      const accept = req.headers.accept ?? '';
-      const format =
-        req.query.format ??
-        (accept.includes('application/pdf')
-          ? 'pdf'
-          : accept.includes('text/html')
-            ? 'html'
-            : accept.includes('text/plain')
-              ? 'text'
-              : 'json');
       await auditRequest(room, req, { action: 'query.review', details: { role: p.role, month, format } });
       void reply.headers({
         'x-parity-digest': review.digest,

@@ -197,6 +197,58 @@ describe('what leaves the room', () => {
     expect(head.headers.get('x-parity-snapshot')).toBe(String(json.snapshot));
   });
 
+  it('the series format follows Accept by its q-values; an Accept that admits none is a 406 and computes nothing', async () => {
+    const token = await t.token('globex', 'analyst');
+    const path = '/v1/kpis/lead_time/series?grain=week&from=2026-10-01&to=2026-11-10';
+    const typeFor = async (accept: string | undefined) => {
+      const res = await fetch(`${t.url}${path}`, {
+        headers: { authorization: `Bearer ${token}`, ...(accept === undefined ? {} : { accept }) },
+      });
+      await res.arrayBuffer();
+      return [res.status, (res.headers.get('content-type') ?? '').split(';')[0]];
+    };
+    const arrow = 'application/vnd.apache.arrow.stream';
+    for (const [accept, status, type] of [
+      [undefined, 200, 'application/json'],
+      ['*/*', 200, 'application/json'],
+      ['text/html,application/xhtml+xml,*/*;q=0.8', 200, 'application/json'],
+      ['text/csv', 200, 'text/csv'],
+      ['text/*', 200, 'text/csv'],
+      [arrow, 200, arrow],
+      // The higher q wins, whatever the order; q=0 refuses a type.
+      [`application/json;q=0.2, ${arrow}`, 200, arrow],
+      [`${arrow};q=0.1, application/json`, 200, 'application/json'],
+      [`${arrow};q=0, text/csv;q=0.5`, 200, 'text/csv'],
+      ['*/*, application/json;q=0', 200, 'text/csv'],
+      ['application/json;q=0', 406, 'application/problem+json'],
+      ['image/png', 406, 'application/problem+json'],
+    ] as const) {
+      expect(await typeFor(accept), String(accept)).toEqual([status, type]);
+    }
+    const audited = async () =>
+      Number(
+        (
+          await t.room.control.db
+            .selectFrom('audit_log')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .where('action', '=', 'query.series')
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    const before = await audited();
+    const refused = await fetch(`${t.url}${path}`, {
+      headers: { authorization: `Bearer ${token}`, accept: 'image/png' },
+    });
+    expect(await refused.json()).toMatchObject({ status: 406, field: 'headers.accept' });
+    // Refused before the series was computed: no query was run, so none was audited.
+    expect(await audited()).toBe(before);
+    // ?format= still chooses for download links, whatever Accept says.
+    const forced = await fetch(`${t.url}${path}&format=csv`, {
+      headers: { authorization: `Bearer ${token}`, accept: 'image/png' },
+    });
+    expect([forced.status, forced.headers.get('content-type')?.split(';')[0]]).toEqual([200, 'text/csv']);
+  });
+
   it('every query leaves an audit entry with counts, never values', async () => {
     const token = await t.token('globex', 'analyst');
     await get('/v1/kpis/lead_time/series?grain=week&by=partner&from=2026-10-01&to=2026-11-10', token);

@@ -148,6 +148,30 @@ describe('service levels', () => {
     expect(text).toContain('pb moves its data centre');
   });
 
+  it('the review form follows Accept by its q-values; an Accept that admits none is a 406 naming it', async () => {
+    clock.set('2026-11-02T09:00:00Z');
+    const token = await t.token('pa', 'analyst');
+    const typeFor = async (accept: string | undefined) => {
+      const res = await fetch(`${t.url}/v1/reviews/2026-10`, {
+        headers: { authorization: `Bearer ${token}`, ...(accept === undefined ? {} : { accept }) },
+      });
+      const body = Buffer.from(await res.arrayBuffer());
+      return [res.status, (res.headers.get('content-type') ?? '').split(';')[0], body];
+    };
+    for (const [accept, status, type] of [
+      [undefined, 200, 'application/json'],
+      ['text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8', 200, 'text/html'],
+      ['text/plain', 200, 'text/plain'],
+      ['application/pdf;q=0.5, text/plain;q=0.4', 200, 'application/pdf'],
+      ['application/pdf;q=0, text/*', 200, 'text/html'],
+      ['image/png', 406, 'application/problem+json'],
+    ] as const) {
+      const [s, ty, body] = await typeFor(accept);
+      expect([s, ty], String(accept)).toEqual([status, type]);
+      if (status === 406) expect(JSON.parse(body.toString())).toMatchObject({ field: 'headers.accept' });
+    }
+  });
+
   it('the review as a PDF: the same bytes for both partners, and it parses back to the KPI, the attainment and the digest', async () => {
     clock.set('2026-11-02T09:00:00Z');
     const review = await get('/v1/reviews/2026-10');
