@@ -187,7 +187,23 @@ function clientErrorProblem(err: { code?: string | undefined; reason?: string | 
  */
 export function answerClientError(err: Error & { code?: string; reason?: string }, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  const current = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+  // Bytes that are not HTTP after a whole request (pipelined behind it): that request is answered
+  // first, then the problem, as HTTP/1.1 orders responses. Before, the problem went out at once
+  // and took the valid request's place.
+  if (current && current.req.complete && !current.writableFinished && socket.writable) {
+    const problem = clientErrorProblem(err);
+    const giveUp = setTimeout(() => socket.destroy(), 60_000).unref();
+    current.once('finish', () => {
+      clearTimeout(giveUp);
+      if (socket.writable) endWithProblem(socket, problem);
+      else socket.destroy();
+    });
+    current.once('close', () => {
+      if (!current.writableFinished) socket.destroy();
+    });
+    return;
+  }
   if (!socket.writable || current?.headersSent) {
     socket.destroy();
     return;

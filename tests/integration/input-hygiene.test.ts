@@ -243,6 +243,24 @@ describe('input hygiene', () => {
   });
 });
 
+describe('bytes that are not HTTP behind a whole request on the same connection', () => {
+  it('get their problem after the request before them is answered, in order', async () => {
+    const analyst = await t.token('acme', 'analyst');
+    const valid = lines('GET /v1/kpis HTTP/1.1', 'Host: 127.0.0.1', `Authorization: Bearer ${analyst}`);
+    for (const garbage of ['GARBAGE\r\n\r\n', 'GET / HTTP/9.9\r\n\r\n', '\u0000\u0001\u0002']) {
+      const r = await raw(valid + garbage);
+      const answers = [...r.headers.concat('\r\n\r\n', r.body).matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]);
+      // The valid request's answer first, then the problem for what followed it, then the close.
+      expect(answers, JSON.stringify(garbage)).toEqual(['200', '400']);
+      expect(r.body, JSON.stringify(garbage)).toContain('"kpis"');
+      expect(r.body, JSON.stringify(garbage)).toMatch(/application\/problem\+json[\s\S]*"status":400/i);
+    }
+    // Two valid requests behind each other are both answered, as before.
+    const two = await raw(valid + request('GET /healthz HTTP/1.1'));
+    expect([...(two.headers + two.body).matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])).toEqual(['200', '200']);
+  });
+});
+
 describe('a method a path is not served for', () => {
   it('is a 405 naming the method with Allow listing the ones it is served for; an unknown path stays 404', async () => {
     const admin = await t.token('acme', 'admin');

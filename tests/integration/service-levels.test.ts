@@ -156,7 +156,7 @@ describe('service levels', () => {
         headers: { authorization: `Bearer ${token}`, ...(accept === undefined ? {} : { accept }) },
       });
       const body = Buffer.from(await res.arrayBuffer());
-      return [res.status, (res.headers.get('content-type') ?? '').split(';')[0], body];
+      return [res.status, (res.headers.get('content-type') ?? '').split(';')[0], body] as const;
     };
     for (const [accept, status, type] of [
       [undefined, 200, 'application/json'],
