@@ -221,10 +221,14 @@ export class WriterSlots {
   held(owner: string): number {
     return this.#held.get(owner) ?? 0;
   }
-  /** A slot now, if one is free that no ready waiter is owed and the owner is under its cap. */
+  /**
+   * A slot now, if one is free and the owner is under its cap. A free slot is owed to no ready
+   * waiter: #dispatch hands every slot that comes free (and every place that becomes ready) to a
+   * ready waiter that may take it, so a waiter still queued beside a free slot is one its cap
+   * keeps out, and it does not keep the others out.
+   */
   tryAcquire(owner = ''): (() => void) | undefined {
-    if (this.#free === 0 || this.readyWaiting > 0 || (owner !== '' && this.held(owner) >= this.ownerCap))
-      return undefined;
+    if (this.#free === 0 || (owner !== '' && this.held(owner) >= this.ownerCap)) return undefined;
     this.#take(owner);
     return this.#releaser(owner);
   }

@@ -99,9 +99,16 @@ describe('writer slots shared fairly', () => {
     expect(two.readyWaiting).toBe(1);
     expect(two.wouldServe('b')).toBe(false); // b's slot would stay free: a may not take it
     expect(two.wouldServe('a')).toBe(true); // a's own would go to a's next batch
+    // A free slot beside a waiter its cap keeps out goes to a newcomer at once.
+    const c1 = two.tryAcquire('c');
+    expect(c1).toBeUndefined(); // none free yet: a and b hold both
+    b1();
+    expect(two.busy).toBe(1); // a's waiter may not take b's slot
+    const c2 = two.tryAcquire('c')!;
+    expect(c2).toBeDefined();
     a1();
     (await a2)();
-    b1();
+    c2();
     // A forced place (a batch that gave its slot up) is taken even when the owner's share is full.
     slots.enqueue('e');
     slots.enqueue('e');
