@@ -91,7 +91,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandler(app);
-  installInputHygiene(app);
+  installInputHygiene(app, { jsonBodyMs: room.config.jsonBodyMs });
   answerUnroutedRequests(app.server);
   // Cookies for every route: the dashboard's session cookie authenticates like a bearer token.
   await app.register(cookie);

@@ -44,6 +44,8 @@ export const ingestRoutes: FastifyPluginAsync<{ room: Room; lander: BatchLander 
   app.post(
     '/v1/points',
     {
+      // The body is a stream the route paces itself (body-pace.ts), not a JSON body to buffer.
+      config: { streamsBody: true },
       schema: {
         summary: 'Push metric points (JSON, NDJSON, CSV or Arrow IPC stream)',
         description:

@@ -59,6 +59,7 @@ export const envSchema = z.object({
   PARITY_SESSION_MAX_HOURS: z.coerce.number().int().min(1).max(720).default(12),
   PARITY_INGEST_RATE_WINDOW_SECONDS: z.coerce.number().min(1).max(600).default(10),
   PARITY_INGEST_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(900),
+  PARITY_BODY_SECONDS: z.coerce.number().int().min(1).max(3_600).default(30),
   PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
   PARITY_QUERY_CACHE: z.enum(['on', 'off']).default('on'),
   PARITY_ALERTS: z.enum(['on', 'off']).default('on'),
@@ -124,6 +125,8 @@ export interface Config {
   sessions: { idleMs: number; absoluteMs: number };
   /** How fast an upload must arrive, and for how long it may take (services/ingest/body-pace.ts). */
   ingestPace: { minBytesPerSecond: number; windowMs: number; maxMs: number };
+  /** How long a JSON body (≤ 1 MiB, buffered until it ends) may take to arrive after its headers. */
+  jsonBodyMs: number;
   clockSkewMs: number;
   /** DuckDB's buffer pool; beyond it DuckDB spills to disk instead of growing the process. */
   duckdbMemory: string;
@@ -192,6 +195,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       idleMs: e.PARITY_SESSION_IDLE_MINUTES * 60_000,
       absoluteMs: e.PARITY_SESSION_MAX_HOURS * 3_600_000,
     },
+    jsonBodyMs: e.PARITY_BODY_SECONDS * 1000,
     ingestPace: {
       minBytesPerSecond: e.PARITY_INGEST_MIN_RATE,
       windowMs: e.PARITY_INGEST_RATE_WINDOW_SECONDS * 1000,

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { maxHeaderSize, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { PassThrough } from 'node:stream';
 import { badRequest, Problem } from './errors.js';
 
 /**
@@ -10,7 +11,7 @@ import { badRequest, Problem } from './errors.js';
  * charset, the room does not decode. Each refusal is a 400 (415 for an encoding or a charset)
  * naming the parameter, decided from the request line and headers alone, before the body is read.
  */
-export function installInputHygiene(app: FastifyInstance): void {
+export function installInputHygiene(app: FastifyInstance, opts: { jsonBodyMs: number }): void {
   app.addHook('onRequest', async (req) => {
     // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. Node's own refusal has no body,
     // so the server is made without it (app.ts) and the room refuses here, as a problem.
@@ -20,12 +21,54 @@ export function installInputHygiene(app: FastifyInstance): void {
     checkPath(req);
     checkQuery(req.url);
   });
+  // A JSON body (at most 1 MiB) arrives whole within `jsonBodyMs` (PARITY_BODY_SECONDS) of its headers, or the request
+  // is a 408: the room buffers such a body until it ends, so a slow or stalled one must not hold
+  // that memory for the request timeout (17 minutes). A route reading its body as a stream paces
+  // it itself (`config.streamsBody`: ingest, body-pace.ts).
+  app.addHook('preParsing', async (req, reply, payload) => {
+    if (req.routeOptions.config.streamsBody || !hasBody(req)) return payload;
+    const timed = new PassThrough();
+    const timer = setTimeout(
+      () =>
+        timed.destroy(
+          new Problem(
+            408,
+            'Request Timeout',
+            `body: it did not arrive within ${opts.jsonBodyMs / 1000} s (PARITY_BODY_SECONDS); nothing of it was acted on`,
+            { field: 'body' },
+          ),
+        ),
+      opts.jsonBodyMs,
+    );
+    const done = () => clearTimeout(timer);
+    payload.once('end', done);
+    payload.once('close', done);
+    // Answered without reading its body (a 415, say): no deadline is left running for it.
+    reply.raw.once('close', done);
+    // The deadline's error is the parser's to report; once the request is answered nobody reads it.
+    timed.on('error', () => undefined);
+    payload.once('error', (err) => (done(), timed.destroy(err)));
+    return payload.pipe(timed);
+  });
   // A JSON body, once parsed: no string PostgreSQL cannot store (NUL, or half a surrogate pair,
   // which JSON's \u escapes can write), whatever the route's schema says of its field.
   app.addHook('preValidation', async (req) => {
     const bad = unstorableString(req.body, 'body', 0);
     if (bad) throw badRequest(`${bad}: NUL and unpaired surrogates (\\u0000, \\ud800) cannot be stored`, bad);
   });
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route reads its body as a stream and paces it itself (no whole-body deadline here). */
+    streamsBody?: boolean;
+  }
+}
+
+/** Whether a request announces a body: a Content-Length above 0, or a chunked one. */
+function hasBody(req: FastifyRequest): boolean {
+  const length = req.headers['content-length'];
+  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
 }
 
 /**

@@ -8,7 +8,7 @@ import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
 let t: TestRoom;
 beforeAll(async () => {
-  t = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
+  t = await startTestRoom({ env: { PARITY_ALERTS: 'off', PARITY_BODY_SECONDS: '2' } });
 });
 afterAll(async () => t?.close());
 
@@ -359,35 +359,35 @@ describe('strings a JSON body may write but the control plane cannot store', () 
   });
 });
 
-describe('a request without a valid credential', () => {
-  /**
-   * Sends a request line, its headers and only part of the body it announces, and resolves with
-   * the status of the first answer; the socket then closes. A room that waited for the rest of the
-   * body would answer nothing before `within` ms.
-   */
-  function answerToStalledBody(head: string, part: string, within = 15_000): Promise<{ status: number; body: string }> {
-    const { port } = new URL(t.url);
-    return new Promise((resolve, reject) => {
-      const socket = connect(Number(port), '127.0.0.1', () => socket.write(head + part));
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`no answer within ${within} ms: the room waited for the body`));
-      }, within);
-      let data = '';
-      socket.setEncoding('latin1');
-      socket.on('error', reject);
-      socket.on('data', (d: string) => {
-        data += d;
-        const end = data.indexOf('\r\n\r\n');
-        const length = Number(/\r\ncontent-length: (\d+)/i.exec(data)?.[1] ?? NaN);
-        if (end < 0 || data.length < end + 4 + length) return;
-        clearTimeout(timer);
-        socket.destroy();
-        resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0), body: data.slice(end + 4) });
-      });
+/**
+ * Sends a request line, its headers and only part of the body it announces, and resolves with
+ * the status of the first answer; the socket then closes. A room that waited for the rest of the
+ * body would answer nothing before `within` ms.
+ */
+function answerToStalledBody(head: string, part: string, within = 15_000): Promise<{ status: number; body: string }> {
+  const { port } = new URL(t.url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1', () => socket.write(head + part));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer within ${within} ms: the room waited for the body`));
+    }, within);
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('error', reject);
+    socket.on('data', (d: string) => {
+      data += d;
+      const end = data.indexOf('\r\n\r\n');
+      const length = Number(/\r\ncontent-length: (\d+)/i.exec(data)?.[1] ?? NaN);
+      if (end < 0 || data.length < end + 4 + length) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0), body: data.slice(end + 4) });
     });
-  }
+  });
+}
 
+describe('a request without a valid credential', () => {
   it('is refused with 401 from its headers alone, before its body is read, on JSON and ingest routes alike', async () => {
     const before = t.room.duck.snapshots.latest;
     const expired = 'p_' + 'x'.repeat(40);
@@ -413,5 +413,53 @@ describe('a request without a valid credential', () => {
     expect(r.status).toBe(401);
     expect(t.room.duck.snapshots.latest).toBe(before);
     expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('a JSON body that does not arrive', () => {
+  it('is a 408 naming body once PARITY_BODY_SECONDS pass after the headers; nothing is stored; a slow but timely one lands', async () => {
+    const admin = await t.token('acme', 'admin');
+    const listed = async () =>
+      (
+        (await (await fetch(`${t.url}/v1/tokens`, { headers: { authorization: `Bearer ${admin}` } })).json()) as {
+          tokens: unknown[];
+        }
+      ).tokens.length;
+    const before = await listed();
+    const head = (...framing: string[]) =>
+      lines(
+        'POST /v1/tokens HTTP/1.1',
+        'Host: 127.0.0.1',
+        `Authorization: Bearer ${admin}`,
+        'Content-Type: application/json',
+        ...framing,
+      );
+    for (const [framing, part] of [
+      ['Content-Length: 1000', '{"role":'],
+      ['Transfer-Encoding: chunked', '8\r\n{"role":\r\n'],
+      ['Content-Length: 50', ''],
+    ] as const) {
+      const r = await answerToStalledBody(head(framing), part);
+      expect(r.status, framing).toBe(408);
+      expect(JSON.parse(r.body), framing).toMatchObject({ status: 408, field: 'body' });
+    }
+    expect(await listed()).toBe(before);
+    // Within the time, however it is cut up, the body is read as before.
+    const { port } = new URL(t.url);
+    const body = JSON.stringify({ role: 'analyst', name: 'slow@acme.example' });
+    const status = await new Promise<number>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        socket.write(head(`Content-Length: ${body.length}`, 'Connection: close') + body.slice(0, 10));
+        setTimeout(() => socket.write(body.slice(10)), 800);
+      });
+      let data = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (d: string) => (data += d));
+      socket.on('error', reject);
+      socket.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0)));
+    });
+    expect(status).toBe(201);
+    expect(await listed()).toBe(before + 1);
+    expect(t.logs.join('')).not.toMatch(/"level":50/);
   });
 });
