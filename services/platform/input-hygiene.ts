@@ -21,10 +21,10 @@ export function installInputHygiene(app: FastifyInstance, opts: { jsonBodyMs: nu
     checkPath(req);
     checkQuery(req.url);
   });
-  // A JSON body (at most 1 MiB) arrives whole within `jsonBodyMs` (PARITY_BODY_SECONDS) of its headers, or the request
-  // is a 408: the room buffers such a body until it ends, so a slow or stalled one must not hold
-  // that memory for the request timeout (17 minutes). A route reading its body as a stream paces
-  // it itself (`config.streamsBody`: ingest, body-pace.ts).
+  // A JSON body (at most 1 MiB) arrives whole within `jsonBodyMs` (PARITY_BODY_SECONDS) of its
+  // headers, or the request is a 408: the room buffers such a body until it ends, so a slow or
+  // stalled one must not hold that memory for the request timeout (17 minutes). A route reading
+  // its body as a stream paces it itself (`config.streamsBody`: ingest, body-pace.ts).
   app.addHook('preParsing', async (req, reply, payload) => {
     if (req.routeOptions.config.streamsBody || !hasBody(req)) return payload;
     const timed = new PassThrough();
@@ -235,10 +235,9 @@ export function answerClientError(err: Error & { code?: string; reason?: string 
   // first, then the problem, as HTTP/1.1 orders responses. Before, the problem went out at once
   // and took the valid request's place.
   if (current && current.req.complete && !current.writableFinished && socket.writable) {
+    // However long that answer takes (a large batch landing): the request timeout bounds it.
     const problem = clientErrorProblem(err);
-    const giveUp = setTimeout(() => socket.destroy(), 60_000).unref();
     current.once('finish', () => {
-      clearTimeout(giveUp);
       if (socket.writable) endWithProblem(socket, problem);
       else socket.destroy();
     });
