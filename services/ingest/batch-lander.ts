@@ -43,6 +43,8 @@ class GaveWriterUp extends Error {}
 export class BatchLander {
   readonly #locks = new Map<string, Promise<unknown>>();
   #spoolMade: Promise<unknown> | undefined;
+  /** Bytes of each partner's bodies on disk now (their spool files). */
+  readonly #spooled = new Map<string, number>();
   private readonly pool: IngestWorkerPool;
   /** Batches that gave their writer up to a ready one while their client was quiet (/metrics). */
   gaveUp = 0;
@@ -53,6 +55,8 @@ export class BatchLander {
     private readonly clock: Clock,
     private readonly opts: {
       maxBody: number;
+      /** Bytes of one partner's bodies kept on disk at once; a waiting body past it is a 429. */
+      spoolPerPartner?: number;
       clockSkewMs: number;
       spoolDir: string;
       activeAgreement: () => ActiveAgreement;
@@ -125,14 +129,30 @@ export class BatchLander {
       () => bodyTooLarge(this.opts.maxBody),
     );
     let place: ReturnType<WriterSlots['enqueue']> | undefined;
+    // Every byte of the partner's bodies on disk counts against its spool budget; only a body
+    // that waits for a writer from its start is refused for it (one that had a writer was let in).
+    const partner = req.partnerId;
+    let counted = 0;
+    const count = (n: number) => {
+      counted += n;
+      this.#spooled.set(partner, (this.#spooled.get(partner) ?? 0) + n);
+    };
+    body.onBytes = count;
     try {
-      const slot = this.duck.slots.tryAcquire(req.partnerId);
+      const slot = this.duck.slots.tryAcquire(partner);
       if (slot) {
         const landed = await this.#landOn(slot, req, active, receivedAt, body);
         if (landed) return landed;
         this.gaveUp++;
-        place = this.duck.slots.enqueue(req.partnerId, true);
-      } else place = this.duck.slots.enqueue(req.partnerId);
+        place = this.duck.slots.enqueue(partner, true);
+      } else {
+        place = this.duck.slots.enqueue(partner);
+        const budget = this.opts.spoolPerPartner ?? Infinity;
+        body.onBytes = (n) => {
+          if ((this.#spooled.get(partner) ?? 0) + n > budget) throw spoolFull(budget);
+          count(n);
+        };
+      }
       await body.rest();
       const next = await place.ready();
       place = undefined;
@@ -140,6 +160,9 @@ export class BatchLander {
     } finally {
       place?.cancel();
       await body.close();
+      const left = (this.#spooled.get(partner) ?? 0) - counted;
+      if (left > 0) this.#spooled.set(partner, left);
+      else this.#spooled.delete(partner);
     }
   }
 
@@ -326,6 +349,17 @@ export function bodyTooLarge(limit: number): Problem {
     'Content Too Large',
     `the body is larger than the limit of ${limit} bytes (PARITY_MAX_BODY)`,
     { field: 'body', limit },
+  );
+}
+
+/** A partner's bodies waiting on disk have reached its budget (PARITY_INGEST_SPOOL). */
+function spoolFull(budget: number): Problem {
+  return new Problem(
+    429,
+    'Too Many Requests',
+    `body: your batches already waiting for a writer hold ${budget} bytes on disk (PARITY_INGEST_SPOOL); retry once they have landed`,
+    { field: 'body' },
+    { 'retry-after': '5' },
   );
 }
 

@@ -51,6 +51,12 @@ export class SpooledBody {
     return new SpooledBody(body, await open(path, 'wx'), path, maxBody, tooLarge);
   }
 
+  /**
+   * Called with each chunk's size before it goes to disk; it may throw to stop reading (a
+   * partner's spool budget). Set by the owner as the body changes hands.
+   */
+  onBytes: (bytes: number) => void = () => undefined;
+
   /** Bytes read so far. */
   get bytes(): number {
     return this.#total;
@@ -84,6 +90,7 @@ export class SpooledBody {
     const chunk = next.value;
     this.#total += chunk.length;
     if (this.#total > this.maxBody) throw this.tooLarge();
+    this.onBytes(chunk.length);
     this.#behind += chunk.length;
     // CTR: as many bytes out as in, at once (no block is held back).
     const sealed = this.#cipher.update(chunk);

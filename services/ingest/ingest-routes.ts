@@ -19,6 +19,7 @@ const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'expected 1–20
 export function createLander(room: Room, clock: Clock = room.clock): BatchLander {
   return new BatchLander(room.duck, room.secret, clock, {
     maxBody: room.config.maxBody,
+    spoolPerPartner: room.config.spoolPerPartner,
     clockSkewMs: room.config.clockSkewMs,
     spoolDir: join(room.config.dataDir, 'spool'),
     rotations: room.pseudonymRotations,

@@ -46,6 +46,7 @@ export const envSchema = z.object({
     .optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   PARITY_MAX_BODY: byteSize.default(1024 ** 3),
+  PARITY_INGEST_SPOOL: byteSize.optional(),
   PARITY_MAX_JSON_BODY: byteSize.default(256 * 1024 ** 2),
   // Default 4, or what PARITY_MEMORY_LIMIT leaves room for (memoryPlan).
   PARITY_INGEST_CONCURRENCY: z.coerce.number().int().positive().optional(),
@@ -111,6 +112,8 @@ export interface Config {
   smtpUrl: string | undefined;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   maxBody: number;
+  /** Bytes of one partner's bodies the room keeps on disk at once (default twice PARITY_MAX_BODY). */
+  spoolPerPartner: number;
   maxJsonBody: number;
   ingestConcurrency: number;
   /** PARITY_MEMORY_LIMIT in bytes, or null: what DuckDB, the ingest workers and their count were sized from. */
@@ -186,6 +189,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     smtpUrl: e.SMTP_URL,
     logLevel: e.LOG_LEVEL,
     maxBody: e.PARITY_MAX_BODY,
+    spoolPerPartner: e.PARITY_INGEST_SPOOL ?? 2 * e.PARITY_MAX_BODY,
     maxJsonBody: e.PARITY_MAX_JSON_BODY,
     ingestConcurrency: plan.ingestConcurrency,
     memoryLimit: e.PARITY_MEMORY_LIMIT ?? null,

@@ -21,6 +21,8 @@ beforeAll(async () => {
       // A legal pace for the pauses below: 200 bytes a second over 30 s.
       PARITY_INGEST_MIN_RATE: '200',
       PARITY_INGEST_RATE_WINDOW_SECONDS: '30',
+      // What one partner's bodies may hold on disk at once (the last case fills it).
+      PARITY_INGEST_SPOOL: '64kb',
     },
   });
 });
@@ -213,6 +215,45 @@ describe('one ingest writer', () => {
       expect(answer.status, JSON.stringify(answer.body)).toBe(422);
       expect(answer.body).toMatchObject({ rejected: 5, field: 'value' });
       expect(t.room.duck.snapshots.latest).toBe(latest + 1);
+      expect(spoolFiles()).toEqual([]);
+    },
+    timeout(90_000),
+  );
+
+  it(
+    "a partner's bodies waiting for the writer stop at its spool budget with a 429; the others, and other partners, are not touched",
+    async () => {
+      const acme = await t.token('acme', 'ingest');
+      const globex = await t.token('globex', 'ingest');
+      const holder = upload(acme);
+      holder.send(lines('S', 10));
+      await expect.poll(() => t.room.duck.slots.busy, { timeout: timeout(20_000), interval: 10 }).toBe(1);
+      // globex's first waiting body takes 38 kB of its 64 KiB, its second (31 kB) would pass it.
+      const first = upload(globex);
+      first.send(lines('W1', 500));
+      await expect.poll(() => t.room.duck.slots.waiting, { timeout: timeout(20_000), interval: 10 }).toBe(1);
+      const second = upload(globex);
+      second.send(lines('W2', 400));
+      const refused = await second.answer;
+      expect(refused.status, JSON.stringify(refused.body)).toBe(429);
+      expect(refused.body).toMatchObject({ field: 'body', detail: expect.stringContaining('PARITY_INGEST_SPOOL') });
+      // The first is untouched: it ends, takes the writer from the quiet holder and lands whole.
+      first.end();
+      expect(await first.answer).toMatchObject({ status: 202, body: { accepted: 500 } });
+      holder.end();
+      expect(await holder.answer).toMatchObject({ status: 202, body: { accepted: 10 } });
+      // Its bytes were given back: 54 kB waits again without a word.
+      const again = upload(acme);
+      again.send(lines('S2', 5));
+      await expect.poll(() => t.room.duck.slots.busy, { timeout: timeout(20_000), interval: 10 }).toBe(1);
+      const third = upload(globex);
+      third.send(lines('W3', 700));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(third.open()).toBe(true);
+      third.end();
+      again.end();
+      expect((await third.answer).status).toBe(202);
+      expect((await again.answer).status).toBe(202);
       expect(spoolFiles()).toEqual([]);
     },
     timeout(90_000),
