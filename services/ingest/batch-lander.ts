@@ -357,7 +357,7 @@ function spoolFull(budget: number): Problem {
   return new Problem(
     429,
     'Too Many Requests',
-    `body: your batches already waiting for a writer hold ${budget} bytes on disk (PARITY_INGEST_SPOOL); retry once they have landed`,
+    `body: your batches landing or waiting for a writer already hold ${budget} bytes on disk (PARITY_INGEST_SPOOL); retry once they have landed`,
     { field: 'body' },
     { 'retry-after': '5' },
   );
