@@ -79,6 +79,14 @@ function upload(token: string): Upload {
   };
 }
 
+/** An upload that takes the one writer (streaming `n` points) and then goes quiet. */
+async function holdWriter(token: string, prefix: string, n: number): Promise<Upload> {
+  const holder = upload(token);
+  holder.send(lines(prefix, n));
+  await expect.poll(() => t.room.duck.slots.busy, { timeout: timeout(20_000), interval: 10 }).toBe(1);
+  return holder;
+}
+
 async function push(token: string, body: string) {
   const res = await fetch(`${t.url}/v1/points`, {
     method: 'POST',
@@ -125,10 +133,8 @@ describe('one ingest writer', () => {
       const acme = await t.token('acme', 'ingest');
       const globex = await t.token('globex', 'ingest');
       const before = await yields();
-      const slow = upload(acme);
-      slow.send(lines('A', 300));
       // acme streams on the one writer, then its client goes quiet.
-      await expect.poll(() => t.room.duck.slots.busy, { timeout: timeout(20_000), interval: 10 }).toBe(1);
+      const slow = await holdWriter(acme, 'A', 300);
       const quick = await push(globex, lines('G', 1));
       expect(quick.status).toBe(202);
       expect(quick.body.accepted).toBe(1);
@@ -167,9 +173,7 @@ describe('one ingest writer', () => {
       const acme = await t.token('acme', 'ingest');
       const globex = await t.token('globex', 'ingest');
       // acme holds the writer, streaming, and goes quiet.
-      const holder = upload(acme);
-      holder.send(lines('H', 100));
-      await expect.poll(() => t.room.duck.slots.busy, { timeout: timeout(20_000), interval: 10 }).toBe(1);
+      const holder = await holdWriter(acme, 'H', 100);
       // globex arrives while the writer is busy: it queues and reads its body to disk, slowly.
       const waiting = upload(globex);
       waiting.send(lines('W', 50));
@@ -203,9 +207,7 @@ describe('one ingest writer', () => {
       const globex = await t.token('globex', 'ingest');
       const before = await yields();
       const latest = t.room.duck.snapshots.latest;
-      const slow = upload(acme);
-      slow.send(lines('V', 100));
-      await expect.poll(() => t.room.duck.slots.busy, { timeout: timeout(20_000), interval: 10 }).toBe(1);
+      const slow = await holdWriter(acme, 'V', 100);
       expect((await push(globex, lines('G2', 1))).status).toBe(202);
       expect(await yields()).toBe(before + 1);
       // The rest holds a value out of the agreed range: the whole batch is refused.
@@ -225,9 +227,7 @@ describe('one ingest writer', () => {
     async () => {
       const acme = await t.token('acme', 'ingest');
       const globex = await t.token('globex', 'ingest');
-      const holder = upload(acme);
-      holder.send(lines('S', 10));
-      await expect.poll(() => t.room.duck.slots.busy, { timeout: timeout(20_000), interval: 10 }).toBe(1);
+      const holder = await holdWriter(acme, 'S', 10);
       // globex's first waiting body takes 38 kB of its 64 KiB, its second (31 kB) would pass it.
       const first = upload(globex);
       first.send(lines('W1', 500));
@@ -243,9 +243,7 @@ describe('one ingest writer', () => {
       holder.end();
       expect(await holder.answer).toMatchObject({ status: 202, body: { accepted: 10 } });
       // Its bytes were given back: 54 kB waits again without a word.
-      const again = upload(acme);
-      again.send(lines('S2', 5));
-      await expect.poll(() => t.room.duck.slots.busy, { timeout: timeout(20_000), interval: 10 }).toBe(1);
+      const again = await holdWriter(acme, 'S2', 5);
       const third = upload(globex);
       third.send(lines('W3', 700));
       await new Promise((r) => setTimeout(r, 300));

@@ -36,6 +36,12 @@ function raw(request: string): Promise<Raw> {
   });
 }
 
+/** How many tokens the admin's partner has: what a refused token request must not change. */
+async function tokenCount(admin: string): Promise<number> {
+  const res = await fetch(`${t.url}/v1/tokens`, { headers: { authorization: `Bearer ${admin}` } });
+  return ((await res.json()) as { tokens: unknown[] }).tokens.length;
+}
+
 const lines = (...l: string[]) => `${l.join('\r\n')}\r\n\r\n`;
 /** A request line and its headers, to the room's host, on a connection closed after the answer. */
 const request = (line: string, ...headers: string[]) => lines(line, 'Host: 127.0.0.1', 'Connection: close', ...headers);
@@ -292,12 +298,7 @@ describe('a method a path is not served for', () => {
 describe('a JSON route given another content type or too large a body', () => {
   it('answers 415 naming headers.content-type and 413 naming body; nothing is stored', async () => {
     const admin = await t.token('acme', 'admin');
-    const listed = async () =>
-      (
-        (await (await fetch(`${t.url}/v1/tokens`, { headers: { authorization: `Bearer ${admin}` } })).json()) as {
-          tokens: unknown[];
-        }
-      ).tokens.length;
+    const listed = () => tokenCount(admin);
     const before = await listed();
     const send = (type: string, body: string) =>
       fetch(`${t.url}/v1/tokens`, {
@@ -329,12 +330,7 @@ describe('strings a JSON body may write but the control plane cannot store', () 
         headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
         body: raw,
       });
-    const listed = async () =>
-      (
-        (await (await fetch(`${t.url}/v1/tokens`, { headers: { authorization: `Bearer ${admin}` } })).json()) as {
-          tokens: unknown[];
-        }
-      ).tokens.length;
+    const listed = () => tokenCount(admin);
     const before = await listed();
     for (const [raw, field] of [
       ['{"role":"analyst","name":"a\\u0000b"}', 'body.name'],
@@ -419,12 +415,7 @@ describe('a request without a valid credential', () => {
 describe('a JSON body that does not arrive', () => {
   it('is a 408 naming body once PARITY_BODY_SECONDS pass after the headers; nothing is stored; a slow but timely one lands', async () => {
     const admin = await t.token('acme', 'admin');
-    const listed = async () =>
-      (
-        (await (await fetch(`${t.url}/v1/tokens`, { headers: { authorization: `Bearer ${admin}` } })).json()) as {
-          tokens: unknown[];
-        }
-      ).tokens.length;
+    const listed = () => tokenCount(admin);
     const before = await listed();
     const head = (...framing: string[]) =>
       lines(
