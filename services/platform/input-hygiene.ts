@@ -51,10 +51,16 @@ export function installInputHygiene(app: FastifyInstance, opts: { jsonBodyMs: nu
     return payload.pipe(timed);
   });
   // A JSON body, once parsed: no string PostgreSQL cannot store (NUL, or half a surrogate pair,
-  // which JSON's \u escapes can write), whatever the route's schema says of its field.
+  // which JSON's \u escapes can write), and no control character but tab and line breaks (an
+  // escape sequence in a note, a title or a name would reach the terminals and pages that show
+  // it), whatever the route's schema says of its field.
   app.addHook('preValidation', async (req) => {
     const bad = unstorableString(req.body, 'body', 0);
-    if (bad) throw badRequest(`${bad}: NUL and unpaired surrogates (\\u0000, \\ud800) cannot be stored`, bad);
+    if (bad)
+      throw badRequest(
+        `${bad}: control characters (but tab and line breaks) and unpaired surrogates (\\u0000, \\u001b, \\u009b, \\ud800) are not accepted`,
+        bad,
+      );
   });
 }
 
@@ -77,10 +83,15 @@ function hasBody(req: FastifyRequest): boolean {
  */
 export const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-/** NUL or half a surrogate pair: what PostgreSQL cannot store. */
-const UNSTORABLE = new RegExp(`\\u0000|${UNPAIRED_SURROGATE.source}`);
+/**
+ * NUL or half a surrogate pair (what PostgreSQL cannot store), or another C0 or C1 control
+ * character or DEL but tab, line feed and carriage return (what a terminal or a page would act on).
+ */
+const UNSTORABLE = new RegExp(
+  `[\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]|${UNPAIRED_SURROGATE.source}`,
+);
 
-/** The path of the first string in a parsed JSON value holding NUL or an unpaired surrogate. */
+/** The path of the first string in a parsed JSON value holding a character UNSTORABLE refuses. */
 function unstorableString(v: unknown, path: string, depth: number): string | undefined {
   if (typeof v === 'string') return UNSTORABLE.test(v) ? path : undefined;
   if (v === null || typeof v !== 'object' || depth > 64) return undefined;

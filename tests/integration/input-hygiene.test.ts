@@ -353,6 +353,33 @@ describe('strings a JSON body may write but the control plane cannot store', () 
     expect(ok.status).toBe(201);
     expect(await listed()).toBe(before + 1);
   });
+
+  it('any other control character but tab and line breaks, C1 included, is a 400 on every JSON route; tabs and line breaks are text', async () => {
+    const analyst = await t.token('acme', 'analyst');
+    const annotate = (text: string) =>
+      fetch(`${t.url}/v1/kpis/lead_time/annotations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${analyst}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ from: '2026-11-02', text }),
+      });
+    const count = async () =>
+      (
+        (await (
+          await fetch(`${t.url}/v1/kpis/lead_time/annotations`, { headers: { authorization: `Bearer ${analyst}` } })
+        ).json()) as { annotations: unknown[] }
+      ).annotations.length;
+    const before = await count();
+    // ESC, BEL, backspace, form feed, DEL; C1's CSI, NEL and the string terminator.
+    for (const c of ['\u001b', '\u0007', '\u0008', '\u000c', '\u007f', '\u009b', '\u0085', '\u009c']) {
+      const r = await annotate(`late trucks${c}[31m at the hub`);
+      expect(r.status, JSON.stringify(c)).toBe(400);
+      expect(await r.json(), JSON.stringify(c)).toMatchObject({ field: 'body.text' });
+    }
+    expect(await count()).toBe(before);
+    const ok = await annotate('late trucks\n\tat the hub\r\n(one line more)');
+    expect(ok.status).toBe(201);
+    expect(await count()).toBe(before + 1);
+  });
 });
 
 /**
