@@ -88,6 +88,13 @@ export function withholdReason(c: RawCell, rules: DisclosureRules): ReasonCode |
   if (c.dominated) return 'dominance';
   if (c.protects) return 'protects';
   if (c.pending && c.asOf === null) return 'pending';
+  // A held cell shows its released points only. Released points are checked as they are released,
+  // in the cells of that time; an agreement change (a grain added back, another time zone) can
+  // put them in cells where they were never checked, fewer than k of them. Fewer than k released
+  // subjects in all means some partner's released part is below k: withheld, not shown held.
+  // (A combined cell whose total reaches k can still hold one partner's released part below k:
+  // docs/privacy.md, status table, says what is left.)
+  if (c.pending && c.n < rules.minGroupSize) return 'few_subjects';
   return null;
 }
 

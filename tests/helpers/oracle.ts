@@ -278,7 +278,10 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
               ? 'protects'
               : shown.length === 0
                 ? 'pending'
-                : null;
+                : // A held cell whose released subjects are fewer than k in all (disclosure.ts).
+                  shown.length < c.pts.length && subjectsOf(shown).size < q.minGroupSize
+                  ? 'few_subjects'
+                  : null;
       if (reason !== null)
         return {
           period: c.period,
