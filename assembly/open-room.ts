@@ -89,9 +89,13 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
       secret,
       pseudonymRotations,
       agreement: () => current,
-      setAgreement: (v) => {
+      setAgreement: (v, settled) => {
         current = v;
-        for (const listener of listeners) listener(v);
+        const announce = () => {
+          for (const listener of listeners) listener(v);
+        };
+        if (settled) void settled.then(announce, announce);
+        else announce();
       },
       onAgreement: (listener) => void listeners.push(listener),
       audit: async (entry) => void (await chain.append(entry, clock.now())),

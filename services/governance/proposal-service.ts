@@ -335,17 +335,22 @@ export async function applyAgreement(
   log?: { error(obj: unknown, msg: string): void },
 ): Promise<void> {
   const before = room.agreement();
-  room.setAgreement(v);
-  if (before.agreement.partnership.timezone !== v.agreement.partnership.timezone) {
-    await room.duck
-      .localise(v.agreement.partnership.timezone)
-      .catch((err: unknown) =>
-        log?.error(
-          { err },
-          `version ${v.version} is active, but re-computing local days for ${v.agreement.partnership.timezone} failed; it is retried at the next start`,
-        ),
-      );
-  }
+  // New batches take the new zone at once; the rollups rebuild only once every point already
+  // landed is on its new local day (the red team of 2026-12-05 found them left on the old days
+  // when the rebuild ran first).
+  const localised =
+    before.agreement.partnership.timezone === v.agreement.partnership.timezone
+      ? undefined
+      : room.duck
+          .localise(v.agreement.partnership.timezone)
+          .catch((err: unknown) =>
+            log?.error(
+              { err },
+              `version ${v.version} is active, but re-computing local days for ${v.agreement.partnership.timezone} failed; it is retried at the next start`,
+            ),
+          );
+  room.setAgreement(v, localised);
+  await localised;
 }
 
 /** The versions kept, newest first. */

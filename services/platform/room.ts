@@ -27,7 +27,12 @@ export interface Room {
   pseudonymRotations: readonly Buffer[];
   /** The agreement in force; refreshed when a new version activates (a new time zone needs duck.localise). */
   agreement(): AgreementVersion;
-  setAgreement(v: AgreementVersion): void;
+  /**
+   * Puts `v` in force at once (ingest and reads take it from now) and calls the listeners once
+   * `settled` (the points re-localised for a new time zone) has: a rollup rebuild must not read
+   * the points' old local days under the new definitions.
+   */
+  setAgreement(v: AgreementVersion, settled?: Promise<unknown>): void;
   /** Calls `listener` after each new version takes effect (the rollups rebuild what changed). */
   onAgreement(listener: (v: AgreementVersion) => void): void;
   audit(entry: AuditEntry): Promise<void>;

@@ -1,0 +1,92 @@
+// A time-zone change moves every point's local day. The disclosure red team of 2026-12-05 found
+// the current series left on the old days while reads from the points gave the new ones. Here the
+// same points must sit on the new day in the current series (rollups) and in a read of the same
+// snapshot over another range, and both answers must agree. This room did not reproduce the
+// red team's finding (neither with 200,000 other points to re-localise): the test holds the
+// outcome, not the race; docs/privacy.md keeps the finding open.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { readFileSync } from 'node:fs';
+import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { timeout } from '../helpers/timeouts.js';
+
+let t: TestRoom;
+beforeAll(async () => {
+  t = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
+});
+afterAll(async () => t?.close());
+
+async function call(method: string, path: string, token: string, body?: unknown) {
+  const r = await fetch(`${t.url}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: r.status, body: (await r.json()) as any };
+}
+
+/** The day cells of lead_time between two days, with their values (null when withheld). */
+async function days(token: string, from: string, to: string, snapshot?: number) {
+  const q = `grain=day&from=${from}&to=${to}${snapshot === undefined ? '' : `&snapshot=${snapshot}`}`;
+  const r = await call('GET', `/v1/kpis/lead_time/series?${q}`, token);
+  expect(r.status, JSON.stringify(r.body)).toBe(200);
+  return Object.fromEntries(
+    (r.body.cells as { period: string; value: number | null; state: string }[])
+      .filter((c) => c.state !== 'suppressed')
+      .map((c) => [c.period, c.value]),
+  );
+}
+
+const rolledUp = () =>
+  expect.poll(() => t.app.reader.rollups?.current, { timeout: timeout(60_000), interval: 50 }).toBe(true);
+
+describe('a time-zone change', () => {
+  it('moves the points to their new local days in the rollups and in reads from the points alike', async () => {
+    // 23:30 UTC on 19 November is 00:30 on the 20th in Berlin (the demo's zone).
+    for (const partner of ['acme', 'globex']) {
+      const body = Array.from(
+        { length: 12 },
+        (_, i) =>
+          `${JSON.stringify({ kpi: 'lead_time', at: '2026-11-19T23:30:00Z', value: 10 + i, subject: `${partner}-TZ-${i}` })}\n`,
+      ).join('');
+      const r = await fetch(`${t.url}/v1/points`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${await t.token(partner, 'ingest')}`,
+          'content-type': 'application/x-ndjson',
+        },
+        body,
+      });
+      expect(r.status).toBe(202);
+    }
+    await rolledUp();
+    const analyst = await t.token('acme', 'analyst');
+    expect(Object.keys(await days(analyst, '2026-11-18', '2026-11-21'))).toEqual(['2026-11-20']);
+
+    const doc = YAML.parse(readFileSync('fixtures/demo-agreement.yaml', 'utf8'));
+    doc.partnership.timezone = 'UTC';
+    const made = await call('POST', '/v1/agreement/proposals', await t.token('acme', 'admin'), {
+      document: doc,
+      reason: 'one clock for both hubs',
+    });
+    expect(made.status, JSON.stringify(made.body)).toBe(201);
+    const approved = await call(
+      'POST',
+      `/v1/agreement/proposals/${made.body.id}/approve`,
+      await t.token('globex', 'admin'),
+      {},
+    );
+    expect(approved.body).toMatchObject({ state: 'active' });
+    await rolledUp();
+    const snapshot = t.room.duck.snapshots.latest;
+    // The current series (rollups) and the same snapshot over a range the rollups do not serve
+    // as they stand (from the points): both put the points on the 19th, with one value.
+    const current = await days(analyst, '2026-11-18', '2026-11-21');
+    const narrow = await days(analyst, '2026-11-19', '2026-11-19', snapshot);
+    expect(Object.keys(current)).toEqual(['2026-11-19']);
+    expect(narrow).toEqual({ '2026-11-19': current['2026-11-19'] });
+  });
+});
