@@ -238,7 +238,8 @@ export class WriterSlots {
   /**
    * A place in the queue, held until `ready()` asks for a slot (resolving once one is handed over)
    * or `cancel()` gives the place back. WriterSaturated when the queue, or the owner's half of it,
-   * is full, unless `force` (a batch that gave its slot up, and already had one, keeps its turn).
+   * is full, unless `force` (a batch that gave its slot up was let in already: it queues again
+   * at the back, never refused).
    */
   enqueue(owner = '', force = false): { ready(): Promise<() => void>; cancel(): void } {
     const queued = owner === '' ? 0 : this.#queue.filter((w) => w.owner === owner).length;
