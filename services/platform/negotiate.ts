@@ -8,7 +8,7 @@ import { Problem } from './errors.js';
  * header, which says what is served and how `?format=` chooses instead.
  */
 export function negotiate(accept: string | undefined, types: readonly string[], formats: string): string {
-  const type = new Negotiator({ headers: { accept: accept ?? '*/*' } }).mediaType([...types]);
+  const type = new Negotiator({ headers: { accept: weightsOnly(accept) } }).mediaType([...types]);
   if (type === undefined)
     throw new Problem(
       406,
@@ -17,4 +17,21 @@ export function negotiate(accept: string | undefined, types: readonly string[], 
       { field: 'headers.accept' },
     );
   return type;
+}
+
+/**
+ * Accept with every media-type parameter but `q` dropped: negotiator matches parameters exactly,
+ * so `application/json; charset=utf-8` or `text/csv;header=present` would admit nothing the room
+ * names. An absent or empty Accept admits everything.
+ */
+function weightsOnly(accept: string | undefined): string {
+  if (accept === undefined || accept.trim() === '') return '*/*';
+  return accept
+    .split(',')
+    .map((range) => {
+      const [type = '', ...params] = range.split(';');
+      const q = params.find((p) => /^\s*q\s*=/i.test(p));
+      return q === undefined ? type.trim() : `${type.trim()};${q.trim()}`;
+    })
+    .join(', ');
 }

@@ -222,6 +222,11 @@ describe('what leaves the room', () => {
       ['*/*, application/json;q=0', 200, 'text/csv'],
       ['application/json;q=0', 406, 'application/problem+json'],
       ['image/png', 406, 'application/problem+json'],
+      // Parameters other than q do not keep a type from matching; an empty Accept admits all.
+      ['application/json; charset=utf-8', 200, 'application/json'],
+      ['text/csv; charset=utf-8', 200, 'text/csv'],
+      ['text/csv;header=present;q=0.9, application/json;q=0.5', 200, 'text/csv'],
+      ['', 200, 'application/json'],
     ] as const) {
       expect(await typeFor(accept), String(accept)).toEqual([status, type]);
     }
