@@ -96,7 +96,10 @@ export const governanceRoutes: FastifyPluginAsync<{ room: Room }> = async (fasti
         security: [{ bearer: [] }],
         body: z.strictObject({
           document: z
-            .union([z.string().min(1).max(1_000_000), z.record(z.string(), z.unknown())])
+            .union([
+              z.string().min(1).max(262_144, 'at most 256 KiB of text; an agreement needs a few'),
+              z.record(z.string(), z.unknown()),
+            ])
             .describe('the whole new agreement: an object, or its YAML/JSON text'),
           reason: z.string().trim().min(1, 'say why the agreement should change').max(2000),
           expiresInDays: z

@@ -578,82 +578,172 @@ export function validateAgreement(doc: unknown): AgreementResult {
 
 /** Flow collections (`[…]`, `{…}`) an agreement may nest: its deepest needs three. */
 const MAX_FLOW_DEPTH = 64;
+/** Columns of indentation plus block indicators (`- `, `? `) on one line: the demo needs 10. */
+const MAX_BLOCK_DEPTH = 32;
 
 /**
- * Where flow collections first nest deeper than `max`, or undefined. A linear scan that skips
- * quoted scalars and comments, run before the YAML parser: the parser recurses once per level, so
- * a 1 MiB proposal of `[` took it 9 s (on the room's one event loop) to refuse, and of `{` more
- * than the heap held, while this refuses it in a millisecond. A bracket inside a plain scalar
- * counts too; an agreement would need 64 unclosed ones in its text to be refused for them.
+ * Where the text first nests deeper than the YAML parser should be given, or undefined: flow
+ * collections deeper than `maxFlow`, or a line whose indentation and leading block indicators
+ * (`- - - x`) pass `maxBlock`. A linear scan run before the parser, which recurses once per
+ * level: a mebibyte of `[` took it 9 s on the room's one event loop, of `{` more than the heap,
+ * and 40 kB of `- ` and then 200 kB of it aborted Node. A quote hides brackets only where a
+ * quoted scalar may begin (a line's start, after `[`, `{`, a flow `,`, or `: `, `? `, `- ` in
+ * block context) and only up to its closing quote on the same line; any other quote is text, so
+ * no quote can hide nesting the parser would see. A bracket inside a plain scalar counts too: an
+ * agreement would need 64 unclosed ones in its text to be refused for them.
  */
-export function flowTooDeep(text: string, max = MAX_FLOW_DEPTH): { line: number; col: number } | undefined {
+export function nestingTooDeep(
+  text: string,
+  maxFlow = MAX_FLOW_DEPTH,
+  maxBlock = MAX_BLOCK_DEPTH,
+): { line: number; col: number; what: 'flow' | 'block' } | undefined {
   let depth = 0;
   let line = 1;
   let lineStart = 0;
-  // The last character that was not a space: a quote opens a scalar only where one may begin.
+  // The last character that was not a space, and whether a space came after it.
   let prev = '\n';
+  let spaced = false;
+  // At a line's start: the block depth so far (indentation, then `- ` / `? ` indicators).
+  let leading = true;
+  let block = 0;
+  const at = (i: number, what: 'flow' | 'block') => ({ line, col: i - lineStart + 1, what });
   for (let i = 0; i < text.length; i++) {
     const c = text[i]!;
     if (c === '\n') {
       line++;
       lineStart = i + 1;
       prev = '\n';
+      spaced = false;
+      leading = true;
+      block = 0;
       continue;
     }
-    if (c === ' ' || c === '\t' || c === '\r') continue;
+    if (c === ' ' || c === '\t' || c === '\r') {
+      spaced = true;
+      if (leading && depth === 0 && ++block > maxBlock) return at(i, 'block');
+      continue;
+    }
+    if (leading && depth === 0 && (c === '-' || c === '?') && /[ \t\r\n]/.test(text[i + 1] ?? '\n')) {
+      if (++block > maxBlock) return at(i, 'block');
+      prev = c;
+      spaced = false;
+      continue;
+    }
+    leading = false;
     if (c === '#' && (i === lineStart || /\s/.test(text[i - 1]!))) {
       const end = text.indexOf('\n', i);
       i = (end < 0 ? text.length : end) - 1;
       continue;
     }
-    if ((c === '"' || c === "'") && '\n:-[{,?'.includes(prev)) {
-      for (i++; i < text.length; i++) {
-        const q = text[i]!;
-        if (q === '\n') {
-          line++;
-          lineStart = i + 1;
-        } else if (c === '"' && q === '\\') i++;
-        else if (q === c) {
-          if (c === "'" && text[i + 1] === "'") i++;
-          else break;
-        }
+    if (c === '"' || c === "'") {
+      const opens =
+        prev === '\n' ||
+        prev === '[' ||
+        prev === '{' ||
+        (prev === ',' && depth > 0) ||
+        (spaced && (prev === ':' || prev === '?' || (prev === '-' && depth === 0)));
+      const close = opens ? closingQuote(text, i) : -1;
+      if (close > 0) {
+        i = close;
+        prev = c;
+        spaced = false;
+        continue;
       }
-      prev = c;
-      continue;
     }
     if (c === '[' || c === '{') {
-      if (++depth > max) return { line, col: i - lineStart + 1 };
+      if (++depth > maxFlow) return at(i, 'flow');
     } else if ((c === ']' || c === '}') && depth > 0) depth--;
     prev = c;
+    spaced = false;
+  }
+  return undefined;
+}
+
+/** The index of the quote closing the one at `open`, on the same line, or -1. */
+function closingQuote(text: string, open: number): number {
+  const q = text[open]!;
+  for (let i = open + 1; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '\n') return -1;
+    if (q === '"' && c === '\\') i++;
+    else if (c === q) {
+      if (q === "'" && text[i + 1] === "'") i++;
+      else return i;
+    }
+  }
+  return -1;
+}
+
+/**
+ * The first key given twice in one mapping, with where it is. The parser's own check compares
+ * every key with every other (60,000 keys took it 33 s), so the room parses without it and walks
+ * the document once, with a set per mapping.
+ */
+function repeatedKey(node: unknown): { key: string; offset: number } | undefined {
+  const stack: unknown[] = [node];
+  while (stack.length) {
+    const n = stack.pop();
+    if (YAML.isMap(n)) {
+      const seen = new Set<string>();
+      for (const pair of n.items) {
+        const key = YAML.isScalar(pair.key) ? String(pair.key.value) : JSON.stringify(pair.key);
+        if (seen.has(key)) return { key, offset: YAML.isNode(pair.key) ? (pair.key.range?.[0] ?? 0) : 0 };
+        seen.add(key);
+        stack.push(pair.value);
+      }
+    } else if (YAML.isSeq(n)) stack.push(...n.items);
   }
   return undefined;
 }
 
 /** Parses YAML or JSON text (JSON is YAML) and validates it. */
 export function parseAgreementText(text: string): AgreementResult {
-  const deep = flowTooDeep(text);
+  const deep = nestingTooDeep(text);
   if (deep)
     return {
       ok: false,
       problems: [
         {
           path: `line ${deep.line}, column ${deep.col}`,
-          message: `collections nested deeper than ${MAX_FLOW_DEPTH} levels; an agreement needs a few`,
+          message:
+            deep.what === 'flow'
+              ? `collections nested deeper than ${MAX_FLOW_DEPTH} levels; an agreement needs a few`
+              : `indented or nested deeper than ${MAX_BLOCK_DEPTH} levels; an agreement needs a few`,
         },
       ],
     };
-  let doc: unknown;
-  try {
-    doc = YAML.parse(text, { prettyErrors: true, uniqueKeys: true });
-  } catch (err) {
-    const e = err as { message: string; linePos?: { line: number; col: number }[] };
-    const pos = e.linePos?.[0];
+  const lines = new YAML.LineCounter();
+  const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: false, lineCounter: lines });
+  const error = doc.errors[0];
+  if (error) {
+    const pos = error.linePos?.[0];
     return {
       ok: false,
-      problems: [{ path: pos ? `line ${pos.line}, column ${pos.col}` : '(file)', message: e.message.split('\n')[0]! }],
+      problems: [
+        { path: pos ? `line ${pos.line}, column ${pos.col}` : '(file)', message: error.message.split('\n')[0]! },
+      ],
     };
   }
-  return validateAgreement(doc);
+  const repeated = repeatedKey(doc.contents);
+  if (repeated) {
+    const pos = lines.linePos(repeated.offset);
+    return {
+      ok: false,
+      problems: [
+        {
+          path: `line ${pos.line}, column ${pos.col}`,
+          message: `Map keys must be unique: ${JSON.stringify(repeated.key.slice(0, 60))} is given twice`,
+        },
+      ],
+    };
+  }
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    return { ok: false, problems: [{ path: '(file)', message: (err as Error).message.split('\n')[0]! }] };
+  }
+  return validateAgreement(value);
 }
 
 export function loadAgreementFile(file: string): AgreementResult {

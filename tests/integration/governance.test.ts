@@ -196,8 +196,11 @@ describe('co-signed agreement changes', () => {
       [{ document: bad, reason: 'x' }, 'body.document.kpis[1].band.upper'],
       [{ document: 'kpis: [unclosed', reason: 'x' }, 'body.document'],
       // Nested past 64 levels: refused before the YAML parser, which spent seconds on it.
-      [{ document: '['.repeat(999_000), reason: 'x' }, 'deeper than 64 levels'],
-      [{ document: `kpis: ${'{a: '.repeat(200_000)}`, reason: 'x' }, 'deeper than 64 levels'],
+      [{ document: '['.repeat(250_000), reason: 'x' }, 'deeper than 64 levels'],
+      [{ document: `kpis: ${'{a: '.repeat(60_000)}`, reason: 'x' }, 'deeper than 64 levels'],
+      [{ document: `${'- '.repeat(100_000)}x`, reason: 'x' }, 'indented or nested deeper than 32 levels'],
+      // Past 256 KiB of text: refused by its length before anything reads it.
+      [{ document: '['.repeat(300_000), reason: 'x' }, 'at most 256 KiB'],
       [{ document: loosening() }, 'body.reason'],
       [{ document: loosening(), reason: '   ' }, 'body.reason'],
       [{ document: loosening(), reason: 'x', expiresInDays: 400 }, 'body.expiresInDays'],

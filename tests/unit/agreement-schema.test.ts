@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   agreementJsonSchema,
   effectiveMinGroupSize,
-  flowTooDeep,
+  nestingTooDeep,
   loadAgreementFile,
   parseAgreementText,
   validateAgreement,
@@ -128,6 +128,21 @@ describe('agreement schema', () => {
     if (r.ok) expect(effectiveMinGroupSize(r.agreement, r.agreement.kpis[0]!)).toBe(11);
   });
 
+  it("refuses a key given twice in one mapping, naming its line, without the parser's quadratic check", () => {
+    const r = parseAgreementText(`${demoText}\npartnership: { id: again }\n`);
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.problems[0]!.path).toMatch(/^line \d+, column 1$/);
+      expect(r.problems[0]!.message).toContain('"partnership" is given twice');
+    }
+    const nested = parseAgreementText('partnership:\n  id: a\n  id: b\n');
+    expect(nested.ok).toBe(false);
+    if (!nested.ok) expect(nested.problems[0]).toMatchObject({ path: 'line 3, column 3' });
+    // 60,000 distinct keys: read in one pass (the parser's own check took 33 s), then refused by the schema.
+    const many = parseAgreementText(Array.from({ length: 60_000 }, (_, i) => `k${i}: v`).join('\n'));
+    expect(many.ok).toBe(false);
+  });
+
   it('reports YAML syntax errors with their line', () => {
     const r = parseAgreementText('partnership: { id: x\nkpis: [');
     expect(r.ok).toBe(false);
@@ -136,8 +151,8 @@ describe('agreement schema', () => {
 
   it('refuses flow collections nested past 64 levels before the YAML parser sees them, wherever they start', () => {
     // The demo agreement, in YAML and as one line of JSON, nests a few levels: both read.
-    expect(flowTooDeep(demoText)).toBeUndefined();
-    expect(flowTooDeep(JSON.stringify(demo()))).toBeUndefined();
+    expect(nestingTooDeep(demoText)).toBeUndefined();
+    expect(nestingTooDeep(JSON.stringify(demo()))).toBeUndefined();
     const deep = (open: string, n: number) => open.repeat(n);
     for (const [text, line, col] of [
       [deep('[', 1_048_576), 1, 65],
@@ -156,8 +171,8 @@ describe('agreement schema', () => {
       }
     }
     // 64 levels are the parser's to judge; brackets in quoted scalars and comments are text.
-    expect(flowTooDeep(deep('[', 64) + deep(']', 64))).toBeUndefined();
-    expect(flowTooDeep(deep('[', 65))).toEqual({ line: 1, col: 65 });
+    expect(nestingTooDeep(deep('[', 64) + deep(']', 64))).toBeUndefined();
+    expect(nestingTooDeep(deep('[', 65))).toEqual({ line: 1, col: 65, what: 'flow' });
     for (const text of [
       `title: "${deep('[', 100)}"`,
       `title: '${deep('{', 100)} it''s ${deep('[', 100)}'`,
@@ -166,9 +181,32 @@ describe('agreement schema', () => {
       `a: 1 # ${deep('[', 100)}\nb: 2`,
       `- '${deep('[', 100)}'\n- "${deep('{', 100)}"`,
     ])
-      expect(flowTooDeep(text), text.slice(0, 30)).toBeUndefined();
+      expect(nestingTooDeep(text), text.slice(0, 30)).toBeUndefined();
+    // A quote where no quoted scalar may begin, or one not closed on its line, hides nothing
+    // (the review's bypasses: each let a mebibyte of brackets through to the parser).
+    for (const text of [
+      `- x:'\n- ${deep('[', 100)}`,
+      `- b-'\n- ${deep('{', 100)}`,
+      `x: a,"\n- ${deep('[', 100)}`,
+      `x: b '\n- ${deep('[', 100)}'`,
+      `[x '${deep('[', 100)}']`,
+      `[a - '${deep('[', 100)}']`,
+    ])
+      expect(nestingTooDeep(text)?.what, JSON.stringify(text.slice(0, 12))).toBe('flow');
+    // Block nesting: indentation and leading `- ` / `? ` indicators, 32 at most on a line.
+    expect(nestingTooDeep(`${deep('- ', 20000)}x`)).toEqual({ line: 1, col: 33, what: 'block' });
+    expect(nestingTooDeep(`${deep('? ', 40)}x`)?.what).toBe('block');
+    expect(nestingTooDeep(`a:\n${' '.repeat(40)}b: 1`)).toEqual({ line: 2, col: 33, what: 'block' });
+    expect(nestingTooDeep(`${deep('- ', 16)}x\n${' '.repeat(30)}y`)).toBeUndefined();
+    const r = parseAgreementText(`${deep('- ', 100000)}x`);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.problems[0]!.message).toContain('indented or nested deeper than 32 levels');
     // An apostrophe inside a plain scalar opens no quote: the brackets after it still count.
-    expect(flowTooDeep(`title: the partner's view\nx: ${deep('[', 70)}`)).toEqual({ line: 2, col: 68 });
+    expect(nestingTooDeep(`title: the partner's view\nx: ${deep('[', 70)}`)).toEqual({
+      line: 2,
+      col: 68,
+      what: 'flow',
+    });
   });
 
   it('parses ISO durations', () => {
