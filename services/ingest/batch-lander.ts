@@ -121,7 +121,11 @@ export class BatchLander {
    */
   async #landNew(req: LandRequest, active: ActiveAgreement): Promise<LandResult> {
     const receivedAt = this.clock.now();
-    await (this.#spoolMade ??= mkdir(this.opts.spoolDir, { recursive: true }));
+    // Made once; a failure is tried again by the next batch, not remembered.
+    await (this.#spoolMade ??= mkdir(this.opts.spoolDir, { recursive: true }).catch((err: unknown) => {
+      this.#spoolMade = undefined;
+      throw err;
+    }));
     const body = await SpooledBody.open(
       req.body,
       join(this.opts.spoolDir, `${randomUUID()}.body`),

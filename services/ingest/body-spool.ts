@@ -91,8 +91,9 @@ export class SpooledBody {
     this.#total += chunk.length;
     if (this.#total > this.maxBody) throw this.tooLarge();
     this.onBytes(chunk.length);
-    this.#behind += chunk.length;
-    // CTR: as many bytes out as in, at once (no block is held back).
+    const size = chunk.length;
+    this.#behind += size;
+    // CTR: as many bytes out as in, at once (no block is held back). Only the ciphertext waits.
     const sealed = this.#cipher.update(chunk);
     this.#writes = this.#writes.then(async () => {
       try {
@@ -108,7 +109,7 @@ export class SpooledBody {
           { 'retry-after': '30' },
         );
       }
-      this.#behind -= chunk.length;
+      this.#behind -= size;
     });
     this.#writes.catch(() => undefined);
     return chunk;
@@ -123,9 +124,11 @@ export class SpooledBody {
   replay(): AsyncIterable<Buffer> {
     if (!this.#ended) throw new Error('the body is not read to its end');
     const decipher = createDecipheriv('aes-256-ctr', this.#key, this.#iv);
-    const file = createReadStream(this.path, { highWaterMark: 256 * 1024 });
+    const path = this.path;
+    // The file is opened when the replay is first read, so one never read holds no handle.
     return (async function* () {
-      for await (const sealed of file) yield decipher.update(sealed as Buffer);
+      for await (const sealed of createReadStream(path, { highWaterMark: 256 * 1024 }))
+        yield decipher.update(sealed as Buffer);
     })();
   }
 

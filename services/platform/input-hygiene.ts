@@ -239,6 +239,9 @@ function clientErrorProblem(err: { code?: string | undefined; reason?: string | 
  * written once a response on the connection has begun (a body that broke off mid-way under a
  * streamed answer), nor on a connection the client already reset.
  */
+/** Connections whose problem waits for the answer in flight (answerClientError). */
+const deferred = new WeakSet<Socket>();
+
 export function answerClientError(err: Error & { code?: string; reason?: string }, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const current = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
@@ -246,6 +249,10 @@ export function answerClientError(err: Error & { code?: string; reason?: string 
   // first, then the problem, as HTTP/1.1 orders responses. Before, the problem went out at once
   // and took the valid request's place.
   if (current && current.req.complete && !current.writableFinished && socket.writable) {
+    // Once per connection: Node calls again for every later chunk, and the socket reads no more.
+    if (deferred.has(socket)) return;
+    deferred.add(socket);
+    socket.pause();
     // However long that answer takes (a large batch landing): the request timeout bounds it.
     const problem = clientErrorProblem(err);
     current.once('finish', () => {

@@ -81,3 +81,21 @@ describe('requests the HTTP parser refuses', () => {
     expect(JSON.parse(body)).toMatchObject({ status: 400, field: 'body' });
   });
 });
+
+describe('bytes that are not HTTP behind a request still being answered', () => {
+  it('wait for that answer once, however many chunks of them follow, and then get one problem', async () => {
+    let listeners = 0;
+    const port = await listen((_req, res) => {
+      // Answered slowly: the garbage behind the request arrives in many chunks meanwhile.
+      setTimeout(() => {
+        listeners = res.listenerCount('finish') + res.listenerCount('close');
+        res.end('ok');
+      }, 400);
+    });
+    const garbage = Array.from({ length: 200 }, () => 'X');
+    const data = await exchange(port, ['GET / HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE', ...garbage], 1);
+    expect([...data.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])).toEqual(['200', '400']);
+    // The deferral added its two listeners once, not two for each later chunk.
+    expect(listeners).toBeLessThan(10);
+  });
+});

@@ -115,6 +115,11 @@ describe('writer slots shared fairly', () => {
     expect(() => slots.enqueue('e')).toThrow(WriterSaturated);
     expect(() => slots.enqueue('e', true)).not.toThrow();
     expect(slots.waiting).toBe(3);
+    // The room's own work is never refused, however full the queue is of bodies being read.
+    slots.enqueue('f');
+    expect(() => slots.enqueue('g')).toThrow(WriterSaturated);
+    expect(() => slots.enqueue('')).not.toThrow();
+    expect(slots.waiting).toBe(5);
   });
 });
 
