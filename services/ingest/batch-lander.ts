@@ -36,6 +36,13 @@ const SEGMENT_ROWS = 50_000;
 /** How long a streaming batch's client may stay quiet while another batch waits, before it gives its writer up. */
 export const YIELD_AFTER_MS = 1000;
 
+/**
+ * How long a streaming batch may hold its writer while waiting on its client for more than half
+ * of that time, before it gives the writer to a ready batch: the trickle that is never quiet for
+ * YIELD_AFTER_MS.
+ */
+export const CLIENT_BOUND_MS = 5000;
+
 /** Thrown inside a batch's transaction to roll it back and give its writer to a batch that is ready. */
 class GaveWriterUp extends Error {}
 
@@ -230,11 +237,20 @@ export class BatchLander {
             },
           );
           if (body instanceof SpooledBody) {
+            const since = performance.now();
+            const waitedBefore = body.waitedMs;
+            // Held for a while, and waiting on its client for most of it: a steady trickle that
+            // is never quiet for a whole second holds the writer no longer than a quiet one.
+            const clientBound = () => {
+              const held = performance.now() - since;
+              return held >= CLIENT_BOUND_MS && body.waitedMs - waitedBefore > held / 2;
+            };
             for (;;) {
               const chunk = await body.next(YIELD_AFTER_MS);
               if (chunk === undefined) break;
+              if ((chunk === 'idle' || clientBound()) && this.duck.slots.wouldServe(req.partnerId))
+                throw new GaveWriterUp();
               if (chunk !== 'idle') await run.send(chunk);
-              else if (this.duck.slots.wouldServe(req.partnerId)) throw new GaveWriterUp();
             }
           } else for await (const chunk of body) await run.send(chunk);
           run.end();

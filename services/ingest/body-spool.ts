@@ -62,6 +62,12 @@ export class SpooledBody {
     return this.#total;
   }
 
+  /** Milliseconds spent waiting for the client's next chunk, all told. */
+  get waitedMs(): number {
+    return this.#waited;
+  }
+  #waited = 0;
+
   /**
    * The next chunk (also on its way to the disk), undefined at the end, or 'idle' when `idleMs`
    * passed without one; the read stays pending for the next call, so no byte is lost.
@@ -71,6 +77,7 @@ export class SpooledBody {
     if (this.#behind > WRITE_BEHIND) await this.#writes;
     this.#pending ??= this.#it.next();
     let next: IteratorResult<Buffer> | 'idle';
+    const t0 = performance.now();
     if (idleMs === undefined) next = await this.#pending;
     else {
       let timer: NodeJS.Timeout | undefined;
@@ -79,8 +86,9 @@ export class SpooledBody {
         new Promise<'idle'>((r) => (timer = setTimeout(() => r('idle'), idleMs))),
       ]);
       clearTimeout(timer);
-      if (next === 'idle') return 'idle';
     }
+    this.#waited += performance.now() - t0;
+    if (next === 'idle') return 'idle';
     this.#pending = undefined;
     if (next.done) {
       this.#ended = true;

@@ -256,4 +256,31 @@ describe('one ingest writer', () => {
     },
     timeout(90_000),
   );
+
+  it(
+    'a steady trickle that is never quiet for a second gives the writer up too, once it has held it mostly waiting',
+    async () => {
+      const acme = await t.token('acme', 'ingest');
+      const globex = await t.token('globex', 'ingest');
+      const before = await yields();
+      const trickle = await holdWriter(acme, 'T', 20);
+      // A few points every 300 ms: never a quiet second, always waiting on the client.
+      let n = 0;
+      const timer = setInterval(() => trickle.send(lines(`T${n++}`, 3)), 300);
+      try {
+        const quick = await push(globex, lines('G3', 1));
+        expect(quick.status).toBe(202);
+        expect(trickle.open()).toBe(true);
+        expect(await yields()).toBe(before + 1);
+      } finally {
+        clearInterval(timer);
+      }
+      trickle.end();
+      const answer = await trickle.answer;
+      expect(answer.status, JSON.stringify(answer.body)).toBe(202);
+      expect(answer.body).toMatchObject({ accepted: 20 + 3 * n, rejected: 0 });
+      expect(spoolFiles()).toEqual([]);
+    },
+    timeout(90_000),
+  );
 });
