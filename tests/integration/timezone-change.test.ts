@@ -9,6 +9,7 @@ import YAML from 'yaml';
 import { readFileSync } from 'node:fs';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 import { timeout } from '../helpers/timeouts.js';
+import { ndjson } from '../helpers/points.js';
 
 let t: TestRoom;
 beforeAll(async () => {
@@ -47,11 +48,14 @@ describe('a time-zone change', () => {
   it('moves the points to their new local days in the rollups and in reads from the points alike', async () => {
     // 23:30 UTC on 19 November is 00:30 on the 20th in Berlin (the demo's zone).
     for (const partner of ['acme', 'globex']) {
-      const body = Array.from(
-        { length: 12 },
-        (_, i) =>
-          `${JSON.stringify({ kpi: 'lead_time', at: '2026-11-19T23:30:00Z', value: 10 + i, subject: `${partner}-TZ-${i}` })}\n`,
-      ).join('');
+      const body = ndjson(
+        Array.from({ length: 12 }, (_, i) => ({
+          kpi: 'lead_time',
+          at: '2026-11-19T23:30:00Z',
+          value: 10 + i,
+          subject: `${partner}-TZ-${i}`,
+        })),
+      );
       const r = await fetch(`${t.url}/v1/points`, {
         method: 'POST',
         headers: {
