@@ -243,12 +243,9 @@ export class WriterSlots {
    */
   enqueue(owner = '', force = false): { ready(): Promise<() => void>; cancel(): void } {
     const queued = owner === '' ? 0 : this.#queue.filter((w) => w.owner === owner).length;
-    // The room's own work (no owner) is never refused: places held by bodies still being read
-    // must not keep retention out.
     if (
       !force &&
-      owner !== '' &&
-      (this.#queue.length >= this.queueLimit || queued >= Math.max(1, Math.ceil(this.queueLimit / 2)))
+      (this.#queue.length >= this.queueLimit || (owner !== '' && queued >= Math.max(1, Math.ceil(this.queueLimit / 2))))
     )
       throw new WriterSaturated('the ingest writer is saturated');
     const place: { owner: string; wake: (() => void) | undefined } = { owner, wake: undefined };
