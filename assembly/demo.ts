@@ -110,42 +110,64 @@ export async function seedDemoPoints(
   const lander = createLander(room, { now: () => receivedAt });
   let total = 0;
   try {
-    for (const p of room.agreement().agreement.partners) {
+    /** One partner's generated points, read in order: a batch takes the points before its end. */
+    const feeds = room.agreement().agreement.partners.map((p) => {
       let n = 0;
-      const agreement = room.agreement().agreement;
-      const points = generateDemoPoints(agreement, p.id, {
+      const points = generateDemoPoints(room.agreement().agreement, p.id, {
         seed: opts.seed ?? 42,
         to,
         ...(opts.from ? { from: opts.from } : {}),
       });
       let pending: IteratorResult<DemoPoint> = points.next();
-      /** The points before `until`, in NDJSON chunks of 5,000 lines. */
-      async function* body(until: number): AsyncGenerator<Buffer> {
-        let lines: string[] = [];
-        for (; !pending.done && Date.parse(pending.value.at) < until; pending = points.next()) {
-          lines.push(JSON.stringify(pending.value));
-          if (lines.length === 5000) {
-            n += lines.length;
-            opts.onProgress?.(p.id, n);
-            yield Buffer.from(lines.join('\n') + '\n');
-            lines = [];
+      return {
+        partner: p.id,
+        /** The points before `until`, in NDJSON chunks of 5,000 lines. */
+        async *body(until: number): AsyncGenerator<Buffer> {
+          let lines: string[] = [];
+          for (; !pending.done && Date.parse(pending.value.at) < until; pending = points.next()) {
+            lines.push(JSON.stringify(pending.value));
+            if (lines.length === 5000) {
+              n += lines.length;
+              opts.onProgress?.(p.id, n);
+              yield Buffer.from(lines.join('\n') + '\n');
+              lines = [];
+            }
           }
-        }
-        n += lines.length;
-        opts.onProgress?.(p.id, n);
-        if (lines.length) yield Buffer.from(lines.join('\n') + '\n');
-      }
-      const hasBefore = (until: number) => !pending.done && Date.parse(pending.value.at) < until;
-      if (hasBefore(cutoff.getTime())) {
+          n += lines.length;
+          opts.onProgress?.(p.id, n);
+          if (lines.length) yield Buffer.from(lines.join('\n') + '\n');
+        },
+        hasBefore: (until: number) => !pending.done && Date.parse(pending.value.at) < until,
+      };
+    });
+    for (const f of feeds)
+      if (f.hasBefore(cutoff.getTime())) {
         receivedAt = new Date(Math.min(cutoff.getTime(), now.getTime()));
-        total += await landDemoBatch(room, lander, p.id, body(cutoff.getTime()), `demo-seed-${p.id}`);
+        total += await landDemoBatch(room, lander, f.partner, f.body(cutoff.getTime()), `demo-seed-${f.partner}`);
       }
-      for (let day = cutoff.getTime(); day < to.getTime(); day += DAY) {
-        if (!hasBefore(day + DAY)) continue;
-        receivedAt = demoDeliveryTime(room, p.id, new Date(day), now);
-        const key = `demo-seed-${p.id}-${new Date(day).toISOString().slice(0, 10)}`;
-        total += await landDemoBatch(room, lander, p.id, body(day + DAY), key);
-      }
+    // The nights as they reach the room: each partner's in day order (a job running behind
+    // delivers its days in turn), the partners' interleaved by arrival, as in a real partnership
+    // (not one partner's nights after the other's). The release step's guard on quantiles
+    // (docs/privacy.md §2.3) holds a partner's second move in a row of a median, its late night
+    // and the next, until the other partner's data there changes: the demo shows one.
+    const next = feeds.map(() => cutoff.getTime());
+    for (;;) {
+      let pick = -1;
+      let at = Infinity;
+      feeds.forEach((f, i) => {
+        const day = next[i]!;
+        if (day >= to.getTime()) return;
+        const when = demoDeliveryTime(room, f.partner, new Date(day), now).getTime();
+        if (when < at) [pick, at] = [i, when];
+      });
+      if (pick < 0) break;
+      const f = feeds[pick]!;
+      const day = next[pick]!;
+      next[pick] = day + DAY;
+      if (!f.hasBefore(day + DAY)) continue;
+      receivedAt = new Date(at);
+      const key = `demo-seed-${f.partner}-${new Date(day).toISOString().slice(0, 10)}`;
+      total += await landDemoBatch(room, lander, f.partner, f.body(day + DAY), key);
     }
     receivedAt = now;
     return total + (await landLateCorrection(room, lander, to));

@@ -54,12 +54,23 @@ function walk(
   else out.push({ path, change: 'changed', before, after });
 }
 
+/**
+ * What an average or rate per partner shows beyond its figures (docs/privacy.md §4): with the
+ * combined figure beside the partners' own, each partner's count follows (two partners: exactly),
+ * whatever `counts` says. Empty for any other KPI.
+ */
+function volumes(kpi: Agreement['kpis'][number] | undefined): string {
+  if (!kpi || kpi.breakdown !== 'per_partner' || (kpi.measure !== 'avg' && kpi.measure !== 'rate')) return '';
+  return `; of ${kpi.measure === 'avg' ? 'an average' : 'a rate'} per partner, each partner's number of points follows from its figure and the combined one, whatever counts says`;
+}
+
 /** Why a change loosens privacy, or undefined. */
 function privacyOf(
   path: string[],
   change: AgreementChange['change'],
   before: unknown,
   after: unknown,
+  proposed: Agreement,
 ): string | undefined {
   const [top, id, field, sub] = path;
   const last = path.at(-1);
@@ -69,7 +80,7 @@ function privacyOf(
   )
     return 'a lower minimum group size: smaller groups become visible';
   if (path.length === 2 && change === 'added') {
-    if (top === 'kpis') return 'a new figure is shared';
+    if (top === 'kpis') return `a new figure is shared${volumes(proposed.kpis.find((k) => k.id === id))}`;
     if (top === 'partners') return "a new partner reads the partnership's figures";
     if (top === 'steering') return 'a new steering member reads need-to-know KPIs';
   }
@@ -100,7 +111,11 @@ function privacyOf(
       : `a new value of dimension ${sub}: finer breakdowns`;
   if (field === 'grains' && change === 'added') return `a new grain (${show(after)}): more cells to compare`;
   if (field === 'breakdown' && after === 'per_partner')
-    return "per-partner breakdown: each partner's own figure is shown";
+    return `per-partner breakdown: each partner's own figure is shown${volumes(proposed.kpis.find((k) => k.id === id))}`;
+  if (field === 'measure' && (after === 'avg' || after === 'rate')) {
+    const note = volumes(proposed.kpis.find((k) => k.id === id));
+    if (note) return `measure ${show(after)}${note}`;
+  }
   if (field === 'owners' && ((path.length === 4 && change === 'added') || (last === 'email' && change === 'changed')))
     return 'a new root-cause owner reads the KPI, whatever its tier';
   return undefined;
@@ -145,7 +160,7 @@ export function diffAgreements(current: Agreement, proposed: Agreement): Agreeme
     if (a < b) raw.push({ path: ['kpis', k.id, 'effectiveMinGroupSize'], change: 'changed', before: b, after: a });
   }
   return raw.map(({ path, change, before, after }) => {
-    const privacy = privacyOf(path, change, before, after);
+    const privacy = privacyOf(path, change, before, after, proposed);
     const text = describe(path, change, before, after) + (privacy ? ` (loosens privacy: ${privacy})` : '');
     return {
       path: path.join('.'),

@@ -577,6 +577,10 @@ const groupList = (groups: readonly ChangeGroupKey[], ps: Params) =>
  *   `groups` could not give.
  * - `release(dropped)` releases every candidate except the dropped groups' atoms (at every
  *   pending snapshot of their partner, day and dims).
+ * - `history(spans)` reads, for quantile KPIs, the atoms already released in the cells the
+ *   change touches (`spans`: each KPI's first and last day of those cells): per partner, local
+ *   day and dims text, the latest snapshot that released points of it (`last`). What the step
+ *   guard needs to know who moved each cell last (release.ts, docs/privacy.md §2.3).
  *
  * Deciding what drops is release.ts's, over these rows (heldGroups).
  */
@@ -589,6 +593,7 @@ export function compileReleaseStep(
   groups: CompiledSql;
   points: (groups: readonly ChangeGroupKey[]) => CompiledSql;
   release: (dropped: readonly ChangeGroupKey[]) => CompiledSql;
+  history: (spans: readonly { kpi: Kpi; first: string; last: string }[]) => CompiledSql;
 } {
   const dimensionKeys = [...new Set(kpis.flatMap((k) => Object.keys(k.dimensions)))].sort();
   const ids = kpis.map((k) => k.id);
@@ -638,6 +643,17 @@ export function compileReleaseStep(
           '    WHERE w.kpi = held_atoms.kpi AND w.partner = held_atoms.partner AND w.day = held_atoms.local_day AND w.dims IS NOT DISTINCT FROM held_atoms.dims)',
         );
       return { sql: sql.join('\n'), params: rp.list };
+    },
+    history: (spans) => {
+      const hp = new Params();
+      const union = spans.map(({ kpi, first, last }) =>
+        [
+          `SELECT ${hp.bind(kpi.id)} AS kpi, partner, strftime(local_day, '%Y-%m-%d') AS day, dims, max(rsnap)::INTEGER AS last`,
+          `FROM (${pointsIn(kpi, snapshot, first, last, hp)}) AS h WHERE rel`,
+          'GROUP BY partner, local_day, dims',
+        ].join('\n'),
+      );
+      return { sql: union.join('\nUNION ALL\n'), params: hp.list };
     },
   };
 }

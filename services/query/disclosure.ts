@@ -17,6 +17,8 @@ export interface DisclosureRules {
   counts: 'exact' | 'none';
   /** A sum KPI's dominance rule as a fraction (0.8 for 80 %), or null. */
   dominance: number | null;
+  /** A quantile KPI: its cells are under the step guard of the release step (docs/privacy.md §2.3). */
+  quantile?: boolean;
 }
 
 export function disclosureRules(agreement: Agreement, kpi: Kpi): DisclosureRules {
@@ -25,6 +27,7 @@ export function disclosureRules(agreement: Agreement, kpi: Kpi): DisclosureRules
     threePartners: kpi.breakdown === 'combined' && !agreement.twoPartyConsent,
     counts: kpi.counts,
     dominance: kpi.dominance === undefined ? null : kpi.dominance / 100,
+    quantile: kpi.measure === 'p50' || kpi.measure === 'p90' || kpi.measure === 'p95',
   };
 }
 
@@ -60,6 +63,10 @@ export interface RawCell {
   asOf: number | null;
 }
 
+/** What a quantile's held or pending cell adds: the step guard (docs/privacy.md §2.3). */
+const STEP =
+  ' A median or percentile that one partner moved alone last also waits until another partner’s data here changes.';
+
 /** Why a cell is withheld: the codes are stable, the words are the API's English. */
 export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
   switch (code) {
@@ -74,9 +81,9 @@ export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
     case 'retention':
       return "Part of this period is past the agreement's retention; what is left is not shown on its own.";
     case 'pending':
-      return `Not shown yet: its points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.`;
+      return `Not shown yet: its points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.${rules.quantile ? STEP : ''}`;
     case 'held':
-      return `The value served since the snapshot in asOf: newer points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.`;
+      return `The value served since the snapshot in asOf: newer points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.${rules.quantile ? STEP : ''}`;
   }
 }
 

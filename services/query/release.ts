@@ -1,5 +1,5 @@
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
-import { periodStart, type Grain } from '../platform/calendar.js';
+import { periodEnd, periodStart, type Grain } from '../platform/calendar.js';
 import type { ReleaseExec, Releaser } from '../platform/duck-store.js';
 import { compileReleaseStep, families, type ChangeGroupKey } from './aggregate-compiler.js';
 import { disclosureRules, type DisclosureRules } from './disclosure.js';
@@ -62,11 +62,42 @@ export function releaser(agreement: () => Agreement): Releaser {
       // Atoms held before their counts were kept (schema.sql): their groups are counted from the points.
       const unknown = [...all.values()].filter((g) => g.unknown);
       if (unknown.length > 0) await readPoints(unknown);
+      // Quantile KPIs with a change: who moved each cell it touches last (the step guard, heldGroups).
+      const history = new Map<string, ReleasedAtom[]>();
+      const spans = kpis.flatMap((kpi) => {
+        const gs = byKpi.get(kpi.id)!;
+        if (!stepGuarded(kpi) || gs.length === 0) return [];
+        history.set(kpi.id, []);
+        let first = gs[0]!.day;
+        let last = first;
+        for (const g of gs)
+          for (const grain of kpi.grains) {
+            const start = periodOf(g.day, grain);
+            if (start < first) first = start;
+            const end = periodEnd(start, grain);
+            if (end > last) last = end;
+          }
+        return [{ kpi, first, last }];
+      });
+      if (spans.length > 0) {
+        const q = step.history(spans);
+        for (const r of await exec.all(q.sql, q.params)) {
+          const dims = r['dims'] === null ? null : (JSON.parse(String(r['dims'])) as Record<string, unknown>);
+          history.get(String(r['kpi']))!.push({
+            partner: String(r['partner']),
+            day: String(r['day']),
+            values: Object.fromEntries(
+              step.dimensionKeys.map((key) => [key, dims?.[key] == null ? null : String(dims[key])]),
+            ),
+            last: Number(r['last']),
+          });
+        }
+      }
       const dropped: ChangeGroupKey[] = [];
       // KPIs with a part no group of k vouches for: their small groups' subjects are read, once.
       const exact: Kpi[] = [];
       for (const kpi of kpis) {
-        const held = heldGroups(kpi, disclosureRules(a, kpi), byKpi.get(kpi.id)!);
+        const held = heldGroups(kpi, disclosureRules(a, kpi), byKpi.get(kpi.id)!, history.get(kpi.id));
         if (held === NEEDS_SUBJECTS) exact.push(kpi);
         else dropped.push(...held);
       }
@@ -78,7 +109,7 @@ export function releaser(agreement: () => Agreement): Releaser {
           }),
         );
         for (const kpi of exact) {
-          const held = heldGroups(kpi, disclosureRules(a, kpi), byKpi.get(kpi.id)!);
+          const held = heldGroups(kpi, disclosureRules(a, kpi), byKpi.get(kpi.id)!, history.get(kpi.id));
           // Every group below k has its subjects now: an exact count cannot be missing.
           if (held === NEEDS_SUBJECTS)
             throw new Error(`release: the subjects of ${kpi.id}'s small groups were not read`);
@@ -136,6 +167,32 @@ function changeGroupOf(r: Row, dimensionKeys: readonly string[]): ChangeGroup {
 /** A readable cell of the change: its parts, partner → the indices of its groups. */
 type Cell = Map<string, number[]>;
 
+/** One partner's released points of a KPI on one local day with one dims text, and the latest snapshot that released some. */
+export interface ReleasedAtom {
+  partner: string;
+  day: string;
+  /** Each agreed dimension's value (null: absent). */
+  values: Readonly<Record<string, string | null>>;
+  last: number;
+}
+
+/**
+ * Whether a KPI's cells are under the step guard (docs/privacy.md §2.3): a quantile is no sum of
+ * its parts, so a partner that moves a cell alone, again and again, while the others' points stay
+ * the same, reads one more of their values each time (push three points, read where the median
+ * lands). A ratio's moves give the others' sum and count, which §2.2 already treats as disclosed.
+ */
+export function stepGuarded(kpi: Kpi): boolean {
+  return kpi.measure === 'p50' || kpi.measure === 'p90' || kpi.measure === 'p95';
+}
+
+/** What the step guard knows of a cell's released points: their partners, and the partners of its last move. */
+interface CellHistory {
+  partners: Set<string>;
+  last: number;
+  movers: Set<string>;
+}
+
 /** Periods of the days seen, per grain (a few thousand days at most; cleared past PERIODS_KEPT). */
 const periods: Record<Grain, Map<string, string>> = { day: new Map(), week: new Map(), month: new Map() };
 const PERIODS_KEPT = 100_000;
@@ -168,12 +225,15 @@ export function heldGroups(
   kpi: Kpi,
   rules: DisclosureRules,
   groups: readonly ChangeGroup[],
+  history: readonly ReleasedAtom[] = [],
 ): ChangeGroup[] | typeof NEEDS_SUBJECTS {
   const k = rules.minGroupSize;
   // Cells (family × period × dimension value), each its parts (partner → groups). Keyed by the
   // rows' own strings in nested maps: no key is built per group and family.
   const cellsOfGroup: Cell[][] = groups.map(() => []);
   const all: Cell[] = [];
+  const guarded = stepGuarded(kpi);
+  const past = new Map<Cell, CellHistory>();
   for (const f of families(kpi)) {
     const byPeriod = new Map<string, Map<string | null, Cell>>();
     for (const [gi, g] of groups.entries()) {
@@ -191,6 +251,20 @@ export function heldGroups(
       if (part) part.push(gi);
       else cell.set(g.partner, [gi]);
       cellsOfGroup[gi]!.push(cell);
+    }
+    if (!guarded) continue;
+    // The released atoms of the cells the change touches: who contributes, and who moved each last.
+    for (const h of history) {
+      const v = f.key === null ? null : (h.values[f.key] ?? null);
+      const cell = byPeriod.get(periodOf(h.day, f.grain))?.get(v);
+      if (!cell) continue;
+      let p = past.get(cell);
+      if (!p) past.set(cell, (p = { partners: new Set(), last: -1, movers: new Set() }));
+      p.partners.add(h.partner);
+      if (h.last > p.last) {
+        p.last = h.last;
+        p.movers = new Set([h.partner]);
+      } else if (h.last === p.last) p.movers.add(h.partner);
     }
   }
   const alive = groups.map(() => true);
@@ -249,6 +323,15 @@ export function heldGroups(
           bad = s;
         }
         if (bad) for (const gi of gs) if (alive[gi]) failing.push(gi);
+      }
+      // The step guard: a partner that alone moves a quantile cell in which others have points
+      // waits when the cell's last move was its own alone (the others' points have not changed
+      // since a value it chose where to put): one move each time the others' points change.
+      const p = np === 1 ? past.get(cell) : undefined;
+      if (p && p.movers.size === 1) {
+        const [partner, gs] = [...cell].find(([, list]) => list.some((gi) => alive[gi]))!;
+        if (p.movers.has(partner) && [...p.partners].some((q) => q !== partner))
+          for (const gi of gs) if (alive[gi]) failing.push(gi);
       }
     }
     if (failing.length === 0) break;

@@ -56,8 +56,12 @@
  *   cell: (a) exactly, the padding attack: a cell whose foreign part is a single point is inverted
  *   against the attacker's own points (the preimage of the disclosed quantile is an interval; a single
  *   point is "pinned"), granting the attacker the number of foreign points; (b) conservatively, that no
- *   foreign partner's part of a disclosed cell has fewer than k distinct subjects. Quantiles of cells
- *   with two or more foreign points, and differences of quantiles across snapshots, are not inverted.
+ *   foreign partner's part of a disclosed cell has fewer than k distinct subjects; (c) the stepping
+ *   attack: one cell disclosed over the same foreign points with three or more different sets of the
+ *   attacker's own (each disclosure lets it place the quantile on another order statistic of the
+ *   others' points; the room allows two: the move that changed the others' points and one own move
+ *   after it, docs/privacy.md §2.3). Quantiles of cells with two or more foreign points, and
+ *   differences of quantiles across snapshots, are not inverted.
  * - Targets are what the builder enumerates: every withheld served cell (value and n), every foreign
  *   partner's part of a readable cell that has fewer than k subjects (or every part, for combined KPIs),
  *   and every foreign partner's change of a readable cell between consecutive snapshots with fewer than k
@@ -1186,9 +1190,11 @@ export interface QuantileFinding {
   /**
    * pinned: the cell's only foreign point is recovered exactly from the disclosed quantile and own points;
    * interval: it is only bounded (the interval may be unbounded);
-   * small-part: a foreign partner's part of a disclosed quantile cell has fewer than k subjects.
+   * small-part: a foreign partner's part of a disclosed quantile cell has fewer than k subjects;
+   * stepped: the cell was disclosed over the same foreign points with `steps` (three or more) different sets of the attacker's own.
    */
-  kind: 'pinned' | 'interval' | 'small-part';
+  kind: 'pinned' | 'interval' | 'small-part' | 'stepped';
+  steps?: number;
   interval?: Interval;
   value?: Q;
   subjects?: number;
@@ -1229,7 +1235,39 @@ export function quantileFindings(
       if (subjects < options.k) out.push({ cell: label, partner, kind: 'small-part', subjects });
     }
   }
+  out.push(...steppedCells(scenario, served, options.attacker));
   return out;
+}
+
+/**
+ * The stepping attack (header, c): per cell over snapshots, the disclosures that showed the same
+ * foreign points (a held cell shows its points released by its snapshot), and the different sets of
+ * the attacker's own points beside them. Three or more is a finding, named by the cell's last snapshot.
+ */
+function steppedCells(scenario: Scenario, served: readonly ServedCell[], attacker: string): QuantileFinding[] {
+  const seen = new Map<string, { label: string; partner: string; own: Set<string> }>();
+  for (const cell of served) {
+    const shows = cell.shows ?? (cell.state === 'ok' ? { value: true } : {});
+    if (!shows.value) continue;
+    const pts = pointsIn(scenario, cell).filter(
+      (p) => cell.state !== 'held' || (p.released ?? p.snapshot) <= cell.snapshot,
+    );
+    const ids = (list: readonly Point[]) =>
+      list
+        .map((p) => `${p.partner}|${p.subject}|${p.day}|${p.value}|${p.snapshot}`)
+        .sort()
+        .join(';');
+    const foreign = pts.filter((p) => p.partner !== attacker);
+    if (foreign.length === 0) continue;
+    const key = `${cell.grain}|${cell.by}|${cell.group}|${cell.period}|${ids(foreign)}`;
+    let s = seen.get(key);
+    if (!s) seen.set(key, (s = { label: cellLabel(cell), partner: foreign[0]!.partner, own: new Set() }));
+    s.own.add(ids(pts.filter((p) => p.partner === attacker)));
+    s.label = cellLabel(cell);
+  }
+  return [...seen.values()]
+    .filter((s) => s.own.size >= 3)
+    .map((s) => ({ cell: s.label, partner: s.partner, kind: 'stepped' as const, steps: s.own.size }));
 }
 
 export interface ScenarioAudit {
@@ -1261,7 +1299,9 @@ export function auditScenario(scenario: Scenario, served: readonly ServedCell[],
           .map((f) =>
             f.kind === 'pinned'
               ? `${f.cell}: ${f.partner}'s only point is pinned at ${f.value}`
-              : `${f.cell}: ${f.partner}'s part has ${f.subjects} subjects`,
+              : f.kind === 'stepped'
+                ? `${f.cell}: stepped ${f.steps} times over the same foreign points`
+                : `${f.cell}: ${f.partner}'s part has ${f.subjects} subjects`,
           ),
       ].join('\n\n'),
   };

@@ -188,6 +188,7 @@ export function releaseSnapshots(points: readonly OraclePoint[], q: OracleQuery)
   const key = canonical([
     points.length,
     q.kpi,
+    q.measure,
     q.grains,
     q.dimensions,
     q.minGroupSize,
@@ -216,6 +217,8 @@ function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<Or
     let change = mine.filter((p) => p.snapshot <= s && !released.has(p));
     for (;;) {
       const waiting = new Set([...protectedPoints(change, q, (p) => day.get(p)!)].map(slot));
+      for (const p of steppedPoints(change, [...released.keys()], released, q, (p) => day.get(p)!))
+        waiting.add(slot(p));
       const next = change.filter((p) => !waiting.has(slot(p)));
       if (next.length === change.length) break;
       change = next;
@@ -223,6 +226,40 @@ function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<Or
     for (const p of change) released.set(p, s);
   }
   return released;
+}
+
+/**
+ * The step guard of quantile KPIs (docs/privacy.md §2.3, restated): in every readable cell where
+ * only one partner changes, others have released points, and the cell's last move (the latest
+ * release among its points) was that partner's alone, that partner's change waits.
+ */
+function steppedPoints(
+  change: readonly OraclePoint[],
+  shown: readonly OraclePoint[],
+  released: ReadonlyMap<OraclePoint, number>,
+  q: OracleQuery,
+  day: (p: OraclePoint) => string,
+): OraclePoint[] {
+  if (q.measure !== 'p50' && q.measure !== 'p90' && q.measure !== 'p95') return [];
+  const out: OraclePoint[] = [];
+  for (const grain of q.grains)
+    for (const key of [null, ...q.dimensions]) {
+      const cellOf = (p: OraclePoint) =>
+        `${periodStart(day(p), grain)}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
+      const moving = new Map<string, OraclePoint[]>();
+      for (const p of change) moving.set(cellOf(p), [...(moving.get(cellOf(p)) ?? []), p]);
+      for (const [cell, pts] of moving) {
+        const partners = new Set(pts.map((p) => p.partner));
+        if (partners.size !== 1) continue;
+        const [mover] = partners;
+        const before = shown.filter((p) => cellOf(p) === cell);
+        if (!before.some((p) => p.partner !== mover)) continue;
+        const last = Math.max(...before.map((p) => released.get(p)!));
+        const lastMovers = new Set(before.filter((p) => released.get(p) === last).map((p) => p.partner));
+        if (lastMovers.size === 1 && lastMovers.has(mover!)) out.push(...pts);
+      }
+    }
+  return out;
 }
 
 /**

@@ -717,6 +717,64 @@ describe('family 5 — across snapshots', () => {
     }
   });
 
+  it('a median stepped with own points: one move on the others’ unchanged points, then it waits until they change (§2.3)', async () => {
+    const kpi: KpiDef = { id: 'wait', measure: 'p50', grains: ['day', 'week'] };
+    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi]));
+    const D = '2026-11-18';
+    const cell = async (by: string, group: string | null, snapshot?: number) =>
+      cellOf(
+        await f.get(
+          `/v1/kpis/wait/series?grain=day&by=${by}&from=${D}&to=${D}${snapshot ? `&snapshot=${snapshot}` : ''}`,
+          'a',
+        ),
+        D,
+        group,
+      );
+    const week = async () =>
+      cellOf(await f.get(`/v1/kpis/wait/series?grain=week&from=${D}&to=${D}`, 'a'), '2026-11-16', null);
+    const B = [17, 42, 73, 90];
+    try {
+      const s1 = await f.push('b', 'wait', [{ day: D, subjects: 4, value: (i) => B[i]!, tag: 'B1' }]);
+      // The attack: three points of its own below everything, read the median, three more, read again…
+      // Before, each push moved the median one order statistic up b's points: 17, then (17+42)/2, then 42, 73.
+      const s2 = await f.push('a', 'wait', [{ day: D, subjects: 3, value: () => 0, tag: 'A1' }]);
+      expect(await cell('none', null)).toMatchObject({ state: 'ok', value: 17 });
+      const s3 = await f.push('a', 'wait', [{ day: D, subjects: 3, value: () => 1000, tag: 'A2' }]);
+      const s4 = await f.push('a', 'wait', [{ day: D, subjects: 3, value: () => 1000, tag: 'A3' }]);
+      // a moved the cell alone last: its next moves wait, in the day, the week, and its own cell.
+      for (const c of [await cell('none', null), await week()])
+        expect(c).toMatchObject({ state: 'held', value: 17, reasonCode: 'held', asOf: s2 });
+      expect(await cell('partner', 'a')).toMatchObject({ state: 'held', value: 0, asOf: s2 });
+      expect(await cell('partner', 'b')).toMatchObject({ state: 'ok', value: (42 + 73) / 2 });
+      // Another partner's points elsewhere in the week do not count as a change of this day.
+      const s5 = await f.push('c', 'wait', [{ day: '2026-11-19', subjects: 3, value: () => 5, tag: 'C1' }]);
+      expect(await cell('none', null)).toMatchObject({ state: 'held', value: 17, asOf: s2 });
+      // b changes the day: its change and a's waiting ones move the cell together.
+      const s6 = await f.push('b', 'wait', [{ day: D, subjects: 3, value: () => 50, tag: 'B2' }]);
+      const all = [0, 0, 0, 1000, 1000, 1000, 1000, 1000, 1000, ...B, 50, 50, 50].sort((x, y) => x - y);
+      expect(await cell('none', null)).toMatchObject({ state: 'ok', value: (all[7]! + all[8]!) / 2 });
+      // The old snapshots still say what they said.
+      expect(await cell('none', null, s4)).toMatchObject({ state: 'held', value: 17, asOf: s2 });
+      // The auditor: no cell was disclosed over the same foreign points with three sets of a's own.
+      const released = (p: Point) => (/^A[23]/.test(p.subject) ? { ...p, released: s6 } : p);
+      const points = f.points('wait').map(released);
+      const served = await readEvery(f, 'a', kpi, D, D, [s1, s2, s3, s4, s5, s6]);
+      const scenario: Scenario = { measure: 'p50', points };
+      expect(quantileFindings(scenario, served, { attacker: 'a', k: 3 }).filter((x) => x.kind === 'stepped')).toEqual(
+        [],
+      );
+      // And it would have found the attack: the same reads with every push released at once.
+      const stepped = served.map((c) => ({ ...c, state: 'ok' as const }));
+      expect(
+        quantileFindings({ measure: 'p50', points: f.points('wait') }, stepped, { attacker: 'a', k: 3 }).filter(
+          (x) => x.kind === 'stepped',
+        ).length,
+      ).toBeGreaterThan(0);
+    } finally {
+      await f.close();
+    }
+  });
+
   it('a combined figure moves only once three partners have sent enough since its last value', async () => {
     const kpi: KpiDef = { id: 'today', measure: 'sum', grains: ['day'], breakdown: 'combined' };
     const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi]));

@@ -580,8 +580,10 @@ describe('the release step', () => {
    * own: the change is every pending atom's points; in rounds, every atom in a failing part of a
    * readable cell (a partner's part below k distinct subjects, counted exactly; without consent,
    * a combined cell of fewer than three partners; under a dominance rule, a part above the share
-   * of the cell's absolute sums) waits, all of a round's at once, until a round finds none; the
-   * rest is released at the snapshot, one atom at a time.
+   * of the cell's absolute sums; for a quantile, the step guard of §2.3: a cell where one partner
+   * alone changes, others have released points, and its last release was that partner's alone)
+   * waits, all of a round's at once, until a round finds none; the rest is released at the
+   * snapshot, one atom at a time.
    */
   const naiveStep =
     (c: Case): Releaser =>
@@ -599,14 +601,38 @@ describe('the release step', () => {
         ...(c.dimension ? [{ grain, byRegion: true }] : []),
       ]);
       const threePartners = c.breakdown === 'combined' && !c.consent;
+      const cellOf = (r: Record<string, unknown>, i: number) => {
+        const f = families[i]!;
+        const region = r['dims'] === null ? null : (JSON.parse(String(r['dims'])) as { region?: string }).region;
+        return JSON.stringify([i, periodOf(String(r['day']), f.grain), f.byRegion ? (region ?? null) : null]);
+      };
+      // Released points with the snapshot that released each: who moved every cell last.
+      const past = new Map<string, { partners: Set<string>; last: number; movers: Set<string> }>();
+      if (['p50', 'p90', 'p95'].includes(c.measure))
+        for (const r of await exec.all(
+          `SELECT p.partner, p.local_day::VARCHAR AS day, p.dims, coalesce(h.released, p.snapshot) AS released FROM points p
+           LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot
+             AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims
+           WHERE p.snapshot <= $1 AND (h.partner IS NULL OR h.released IS NOT NULL)`,
+          [snapshot],
+        ))
+          families.forEach((_, i) => {
+            const cell = cellOf(r, i);
+            const p = past.get(cell) ?? { partners: new Set<string>(), last: -1, movers: new Set<string>() };
+            past.set(cell, p);
+            const at = Number(r['released']);
+            p.partners.add(String(r['partner']));
+            if (at > p.last) p.movers = new Set([String(r['partner'])]);
+            else if (at === p.last) p.movers.add(String(r['partner']));
+            p.last = Math.max(p.last, at);
+          });
       const waits = new Set<string>();
       for (;;) {
         const cells = new Map<string, Map<string, { subjects: Set<string>; sum: number; atoms: Set<string> }>>();
         for (const r of points) {
           if (waits.has(atomOf(r))) continue;
-          const region = r['dims'] === null ? null : (JSON.parse(String(r['dims'])) as { region?: string }).region;
-          families.forEach((f, i) => {
-            const cell = JSON.stringify([i, periodOf(String(r['day']), f.grain), f.byRegion ? (region ?? null) : null]);
+          families.forEach((_, i) => {
+            const cell = cellOf(r, i);
             const parts = cells.get(cell) ?? new Map();
             cells.set(cell, parts);
             const part = parts.get(String(r['partner'])) ?? { subjects: new Set(), sum: 0, atoms: new Set() };
@@ -617,6 +643,18 @@ describe('the release step', () => {
           });
         }
         const failing = new Set<string>();
+        for (const [cell, parts] of cells) {
+          const was = past.get(cell);
+          const [mover] = parts.keys();
+          if (
+            parts.size === 1 &&
+            was &&
+            [...was.partners].some((p) => p !== mover) &&
+            was.movers.size === 1 &&
+            was.movers.has(mover!)
+          )
+            for (const atom of parts.get(mover!)!.atoms) failing.add(atom);
+        }
         for (const parts of cells.values()) {
           const total = [...parts.values()].reduce((t, p) => t + Math.abs(p.sum), 0);
           for (const part of parts.values())

@@ -242,4 +242,32 @@ describe('agreement diff', () => {
     expect(flagged(80, 70)).toMatchObject({ loosensPrivacy: false });
     expect(flagged(undefined, 70)).toMatchObject({ loosensPrivacy: false });
   });
+
+  it("says of an average or rate per partner that each partner's number of points follows from the figures", async () => {
+    const { diffAgreements } = await import('../../services/governance/agreement-diff.js');
+    const parse = (doc: Record<string, any>) => {
+      const r = validateAgreement(doc);
+      if (!r.ok) throw new Error(JSON.stringify(r.problems));
+      return r.agreement;
+    };
+    // Copies of the demo's rate and median, under new ids: two new KPIs.
+    const more = demo();
+    for (const id of ['error_rate', 'lead_time'])
+      more['kpis'].push({ ...structuredClone(more['kpis'].find((k: { id: string }) => k.id === id)), id: `${id}_2` });
+    const added = diffAgreements(parse(demo()), parse(more));
+    const privacy = (path: string) => added.find((c) => c.path === path)?.privacy;
+    expect(privacy('kpis.error_rate_2')).toContain('a new figure is shared; of a rate per partner');
+    expect(privacy('kpis.error_rate_2')).toContain("each partner's number of points follows");
+    expect(privacy('kpis.lead_time_2')).toBe('a new figure is shared');
+    // A breakdown changed to per partner, on an average and on a sum.
+    const consent: Record<string, any> = { ...demo(), twoPartyConsent: true };
+    for (const k of consent['kpis']) if (k.id === 'customer_value') k.breakdown = 'combined';
+    const change = diffAgreements(parse(consent), parse({ ...demo(), twoPartyConsent: true })).find(
+      (c) => c.path === 'kpis.customer_value.breakdown',
+    );
+    expect(change).toMatchObject({
+      loosensPrivacy: true,
+      privacy: expect.stringContaining('number of points follows'),
+    });
+  });
 });

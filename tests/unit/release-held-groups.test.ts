@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { agreementSchema, type Agreement, type AgreementInput } from '../../services/platform/agreement-schema.js';
 import { disclosureRules } from '../../services/query/disclosure.js';
-import { heldGroups, NEEDS_SUBJECTS, type ChangeGroup } from '../../services/query/release.js';
+import { heldGroups, NEEDS_SUBJECTS, type ChangeGroup, type ReleasedAtom } from '../../services/query/release.js';
 
 function agreementWith(
   kpi: Partial<AgreementInput['kpis'][number]>,
@@ -160,5 +160,73 @@ describe('heldGroups: what a release step keeps pending', () => {
     expect(
       decide(a, [group('p0', MON, null, ['x', 'y', 'z'], 50), group('p1', MON, null, ['u', 'v', 'w'], -50)]),
     ).toEqual([]);
+  });
+
+  describe('the step guard of quantile KPIs (docs/privacy.md §2.3)', () => {
+    const released = (partner: string, day: string, region: string | null, last: number): ReleasedAtom => ({
+      partner,
+      day,
+      values: { region },
+      last,
+    });
+    const decideAfter = (a: Agreement, groups: ChangeGroup[], history: ReleasedAtom[]) => {
+      const held = heldGroups(a.kpis[0]!, disclosureRules(a, a.kpis[0]!), groups, history);
+      return held === NEEDS_SUBJECTS ? held : held.map((g) => `${g.partner} ${g.day} ${g.values['region']}`).sort();
+    };
+    const mine = group('p1', MON, null, ['u', 'v', 'w']);
+
+    it.each(['p50', 'p90', 'p95'] as const)(
+      '%s: a partner that moved a cell alone last, with the others unchanged, waits for them',
+      (measure) => {
+        const a = agreementWith({ measure, grains: ['day'], dimensions: {} });
+        // p0's points came at 4; p1 stepped the median alone at 5: its next step waits.
+        expect(decideAfter(a, [mine], [released('p0', MON, null, 4), released('p1', MON, null, 5)])).toEqual([
+          `p1 ${MON} null`,
+        ]);
+        // The last move was p0's (or both partners'): p1 may move the cell once.
+        expect(decideAfter(a, [mine], [released('p0', MON, null, 5), released('p1', MON, null, 4)])).toEqual([]);
+        expect(decideAfter(a, [mine], [released('p0', MON, null, 5), released('p1', MON, null, 5)])).toEqual([]);
+        // Moving it together with another partner changes the others' points: released.
+        expect(
+          decideAfter(
+            a,
+            [mine, group('p0', MON, null, ['x', 'y', 'z'])],
+            [released('p0', MON, null, 4), released('p1', MON, null, 5)],
+          ),
+        ).toEqual([]);
+      },
+    );
+
+    it("is about cells with another partner's points, on every grain and dimension; other measures are not guarded", () => {
+      const a = agreementWith({ measure: 'p50', grains: ['day', 'week'], dimensions: { region: ['a', 'b'] } });
+      // Alone in the cell: p1's own points only, nothing of anyone else's to step across.
+      expect(decideAfter(a, [mine], [released('p1', MON, null, 5)])).toEqual([]);
+      // p0 has points only on Tuesday: Monday's cell is p1's alone, but the week holds both, and p1 moved it last.
+      expect(decideAfter(a, [mine], [released('p0', TUE, null, 4), released('p1', TUE, null, 5)])).toEqual([
+        `p1 ${MON} null`,
+      ]);
+      // Region a's cell: p0 and p1 there, p1 moved it last; Monday's total was last moved by p0.
+      const inA = group('p1', MON, 'a', ['u', 'v', 'w']);
+      expect(
+        decideAfter(a, [inA], [released('p0', MON, 'a', 4), released('p1', MON, 'a', 5), released('p0', MON, 'b', 6)]),
+      ).toEqual([`p1 ${MON} a`]);
+      // A sum or an average has no guard (a ratio's moves are treated as disclosing its sum and count).
+      for (const measure of ['sum', 'avg', 'rate'] as const) {
+        const b = agreementWith({ measure, grains: ['day'], dimensions: {} });
+        expect(decideAfter(b, [mine], [released('p0', MON, null, 4), released('p1', MON, null, 5)])).toEqual([]);
+      }
+    });
+
+    it('is decided in rounds with the contributor rule: a partner whose change falls below k leaves the other alone', () => {
+      const a = agreementWith({ measure: 'p50', grains: ['day'], dimensions: {} });
+      // p0's change is under k, so it waits; p1 then moves the cell alone after its own last move: it waits too.
+      expect(
+        decideAfter(
+          a,
+          [mine, group('p0', MON, null, ['x', 'y'])],
+          [released('p0', MON, null, 4), released('p1', MON, null, 5)],
+        ),
+      ).toEqual([`p0 ${MON} null`, `p1 ${MON} null`]);
+    });
   });
 });

@@ -42,9 +42,9 @@ const en = {
   'reason.protects': 'Withheld so that another withheld figure cannot be worked out from this one.',
   'reason.retention': "Part of this period is past the agreement's retention; what is left is not shown on its own.",
   'reason.pending':
-    'Not shown yet: its points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.',
+    'Not shown yet: its points wait until each partner whose data changed here has at least {k} new distinct subjects in the change A median or percentile that one partner moved alone last also waits until another partner’s data here changes.',
   'reason.held':
-    'The value of snapshot {asOf}: newer points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.',
+    'The value of snapshot {asOf}: newer points wait until each partner whose data changed here has at least {k} new distinct subjects in the change A median or percentile that one partner moved alone last also waits until another partner’s data here changes.',
   details: 'Details',
   back: 'Back to the overview',
   grain: 'Grain',
@@ -465,9 +465,9 @@ const de: Record<keyof typeof en, string> = {
   widensTokens: 'Bestehende Tokens, die mit dieser Version mehr lesen würden',
   loading: 'Lädt…',
   'reason.pending':
-    'Noch nicht gezeigt: die Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt.',
+    'Noch nicht gezeigt: die Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt Ein Median oder Perzentil, das zuletzt ein Partner allein bewegt hat, wartet außerdem, bis sich die Daten eines anderen Partners hier ändern.',
   'reason.held':
-    'Der Wert von Stand {asOf}: neuere Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt.',
+    'Der Wert von Stand {asOf}: neuere Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt Ein Median oder Perzentil, das zuletzt ein Partner allein bewegt hat, wartet außerdem, bis sich die Daten eines anderen Partners hier ändern.',
   'state.ok': 'OK',
   'state.pending': 'Auffällig',
   'state.breach': 'Verletzt',
