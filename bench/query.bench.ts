@@ -660,6 +660,7 @@ function checkHttp(
         // The benchmark's points are inserted directly, released at once (no held_atoms rows).
         pending: false,
         asOf: null,
+        relMinPart: r.minPart ?? 0,
       };
       const [want] = disclose(
         [{ ...r, ...raw, group: r.grp, value: r.value === null ? null : round12(r.value) }],

@@ -208,7 +208,8 @@ function flaggedAtoms(kpi: Kpi, rules: DisclosureRules, source: string, parts: s
  * `n` (distinct subjects), `partners` (contributing partners), `min_part` (the fewest distinct
  * subjects of any contributing partner, from `parts`) and `protects` (an atom of the cell is
  * protected, from `flagged`). The rules are decided over every point; the value and `n` over the
- * released ones, with `pending` (some point is not released) and `as_of` (the latest release).
+ * released ones, with `pending` (some point is not released), `as_of` (the latest release) and
+ * `rel_min_part` (the fewest released distinct subjects of a partner with released points).
  */
 function cellsOf(
   q: Pick<SeriesQuery, 'kpi' | 'grain' | 'by'>,
@@ -233,7 +234,7 @@ function cellsOf(
     "SELECT strftime(cell.c, '%Y-%m-%d') AS period, cell.g AS grp, cell.value, cell.n, cell.pending, cell.as_of,",
     // Fail closed: a cell whose parts or atoms were not found is withheld, never shown.
     '  coalesce(m.min_part, 0)::INTEGER AS min_part, cell.partners, coalesce(x.protects, true) AS protects,',
-    '  coalesce(m.dominated, true) AS dominated',
+    '  coalesce(m.dominated, true) AS dominated, coalesce(r.rel_min_part, 0)::INTEGER AS rel_min_part',
     'FROM (',
     `  SELECT ${period('local_day')} AS c, ${group} AS g,`,
     `    (${measureSql[q.kpi.measure]} FILTER (WHERE rel))::DOUBLE AS value,`,
@@ -243,6 +244,11 @@ function cellsOf(
     `  FROM ${source} WHERE ${where(period('local_day'), params)} GROUP BY ALL`,
     ') AS cell',
     `LEFT JOIN (${minPart}) AS m ON m.c = cell.c AND m.v IS NOT DISTINCT FROM cell.g`,
+    // A held cell shows its released points: each partner's released part is checked against k too.
+    '  LEFT JOIN (SELECT c, g, min(d) AS rel_min_part FROM (',
+    `    SELECT ${period('local_day')} AS c, ${group} AS g, partner, count(DISTINCT subject) AS d`,
+    `    FROM ${source} WHERE rel AND ${where(period('local_day'), params)} GROUP BY ALL`,
+    '  ) AS rp GROUP BY c, g) AS r ON r.c = cell.c AND r.g IS NOT DISTINCT FROM cell.g',
     `LEFT JOIN (SELECT ${period('local_day')} AS c, ${group} AS g, bool_or(protected) AS protects FROM ${flagged} GROUP BY ALL) AS x`,
     '  ON x.c = cell.c AND x.g IS NOT DISTINCT FROM cell.g',
   ].join('\n');
@@ -292,6 +298,7 @@ export function rawCellOf(row: Record<string, unknown>): RawCell {
     dominated: row['dominated'] !== false, // fail closed
     pending: row['pending'] !== false, // fail closed
     asOf: row['as_of'] == null ? null : Number(row['as_of']),
+    relMinPart: row['rel_min_part'] == null ? 0 : Number(row['rel_min_part']), // fail closed
   };
 }
 
@@ -488,8 +495,8 @@ export function compileRollupRefresh(
         );
         out.push({
           sql: [
-            'INSERT INTO rollup_cells (kpi, grain, breakdown, period, grp, value, n, min_part, partners, protects, dominated, pending, as_of)',
-            `SELECT ${head.join(', ')}, period, grp, value, n, min_part, partners, protects, dominated, pending, as_of FROM (`,
+            'INSERT INTO rollup_cells (kpi, grain, breakdown, period, grp, value, n, min_part, partners, protects, dominated, pending, as_of, rel_min_part)',
+            `SELECT ${head.join(', ')}, period, grp, value, n, min_part, partners, protects, dominated, pending, as_of, rel_min_part FROM (`,
             cells,
             `) AS cells${APPEND_SERIALLY}`,
           ].join('\n'),
@@ -531,10 +538,11 @@ export function compileRollupRead(q: SeriesQuery, fromPeriod: string, toPeriod: 
     sql: [
       'SELECT snapshot::INTEGER AS state_snapshot, signature, NULL::VARCHAR AS period, NULL::VARCHAR AS grp,',
       '  NULL::DOUBLE AS value, NULL::INTEGER AS n, NULL::INTEGER AS min_part, NULL::INTEGER AS partners,',
-      '  NULL::BOOLEAN AS protects, NULL::BOOLEAN AS dominated, NULL::BOOLEAN AS pending, NULL::INTEGER AS as_of',
+      '  NULL::BOOLEAN AS protects, NULL::BOOLEAN AS dominated, NULL::BOOLEAN AS pending, NULL::INTEGER AS as_of,',
+      '  NULL::INTEGER AS rel_min_part',
       'FROM rollup_state WHERE kpi = $1',
       'UNION ALL',
-      'SELECT NULL, NULL, period, grp, value, n, min_part, partners, protects, dominated, pending, as_of::INTEGER',
+      'SELECT NULL, NULL, period, grp, value, n, min_part, partners, protects, dominated, pending, as_of::INTEGER, rel_min_part',
       'FROM rollup_cells WHERE kpi = $1 AND grain = $2 AND breakdown = $3 AND period >= $4 AND period <= $5',
       'ORDER BY period NULLS FIRST, grp NULLS FIRST',
     ].join('\n'),

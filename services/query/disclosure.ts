@@ -61,6 +61,11 @@ export interface RawCell {
   pending: boolean;
   /** The latest release among the cell's released points; null when none is released. */
   asOf: number | null;
+  /**
+   * The fewest released distinct subjects of any partner with released points in the cell: what
+   * a held cell, which shows its released points only, is checked against k with.
+   */
+  relMinPart: number;
 }
 
 /** What a quantile's held or pending cell adds: the step guard (docs/privacy.md §2.3). */
@@ -97,11 +102,9 @@ export function withholdReason(c: RawCell, rules: DisclosureRules): ReasonCode |
   if (c.pending && c.asOf === null) return 'pending';
   // A held cell shows its released points only. Released points are checked as they are released,
   // in the cells of that time; an agreement change (a grain added back, another time zone) can
-  // put them in cells where they were never checked, fewer than k of them. Fewer than k released
-  // subjects in all means some partner's released part is below k: withheld, not shown held.
-  // (A combined cell whose total reaches k can still hold one partner's released part below k:
-  // docs/privacy.md, status table, says what is left.)
-  if (c.pending && c.n < rules.minGroupSize) return 'few_subjects';
+  // put them in cells where they were never checked, fewer than k of one partner's. A held cell
+  // in which some partner's released part is below k is withheld, not shown held.
+  if (c.pending && c.relMinPart < rules.minGroupSize) return 'few_subjects';
   return null;
 }
 

@@ -118,3 +118,6 @@ ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS subjects VARCHAR[];
 -- latest release it shows (the value it serves is the one served since then).
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS pending BOOLEAN;
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS as_of UINTEGER;
+-- The fewest released distinct subjects of a partner with released points in the cell: a held
+-- cell shows only its released points, and each partner's released part is checked against k.
+ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS rel_min_part INTEGER;

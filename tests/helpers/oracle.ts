@@ -315,8 +315,12 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
               ? 'protects'
               : shown.length === 0
                 ? 'pending'
-                : // A held cell whose released subjects are fewer than k in all (disclosure.ts).
-                  shown.length < c.pts.length && subjectsOf(shown).size < q.minGroupSize
+                : // A held cell in which some partner's released part is below k (disclosure.ts).
+                  shown.length < c.pts.length &&
+                    [...new Set(shown.map((p) => p.partner))].some(
+                      (partner) =>
+                        new Set(shown.filter((p) => p.partner === partner).map((p) => p.subject)).size < q.minGroupSize,
+                    )
                   ? 'few_subjects'
                   : null;
       if (reason !== null)

@@ -32,6 +32,7 @@ const cell = (period: string, value: number): RawCell => ({
   dominated: false,
   pending: false,
   asOf: 1,
+  relMinPart: 6,
 });
 
 describe('the aggregate cache: one computation per aggregate and snapshot', () => {

@@ -93,4 +93,87 @@ describe('a time-zone change', () => {
     expect(Object.keys(current)).toEqual(['2026-11-19']);
     expect(narrow).toEqual({ '2026-11-19': current['2026-11-19'] });
   });
+  it('withholds a held cell in which the change left one partner fewer than k released subjects, though all its points reach k', async () => {
+    // Berlin days (the demo's zone), k = 5. globex's 18 November: 2 points at 23:30 UTC on the
+    // 17th and 3 on the 18th, released together. acme's 17th: 6 points, released. globex's 17th:
+    // 3 more points, a change below k: pending. In UTC the 2 released points move to the 17th,
+    // beside acme's 6 and globex's 3 pending ones: globex has 5 subjects there in all but 2 of
+    // them released, and a held cell would show them with acme's 6 — acme, knowing its own,
+    // would read what globex's 2 add. The cell is withheld.
+    const push = async (partner: string, rows: { at: string; tag: string; n: number }[]) => {
+      const body = ndjson(
+        rows.flatMap((r) =>
+          Array.from({ length: r.n }, (_, i) => ({
+            kpi: 'lead_time',
+            at: r.at,
+            value: 20 + i,
+            subject: `${partner}-${r.tag}-${i}`,
+          })),
+        ),
+      );
+      const res = await fetch(`${t.url}/v1/points`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${await t.token(partner, 'ingest')}`,
+          'content-type': 'application/x-ndjson',
+        },
+        body,
+      });
+      expect(res.status, await res.text()).toBe(202);
+    };
+    const u = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
+    const outer = t;
+    t = u;
+    try {
+      await push('globex', [
+        { at: '2026-11-17T23:30:00Z', tag: 'LATE', n: 2 },
+        { at: '2026-11-18T10:00:00Z', tag: 'DAY', n: 3 },
+      ]);
+      await push('acme', [{ at: '2026-11-17T12:00:00Z', tag: 'A', n: 6 }]);
+      await push('globex', [{ at: '2026-11-17T12:00:00Z', tag: 'MORE', n: 3 }]);
+      await rolledUp();
+      const analyst = await t.token('acme', 'analyst');
+      const cells = async () => {
+        const r = await call('GET', '/v1/kpis/lead_time/series?grain=day&from=2026-11-17&to=2026-11-17', analyst);
+        expect(r.status).toBe(200);
+        return r.body.cells as { period: string; state: string; reasonCode?: string; value: number | null }[];
+      };
+      // Berlin: globex has 3 subjects on the 17th in all, under k: withheld.
+      expect(await cells()).toEqual([
+        expect.objectContaining({ period: '2026-11-17', state: 'suppressed', reasonCode: 'few_subjects' }),
+      ]);
+      const doc = YAML.parse(readFileSync('fixtures/demo-agreement.yaml', 'utf8'));
+      doc.partnership.timezone = 'UTC';
+      const made = await call('POST', '/v1/agreement/proposals', await t.token('acme', 'admin'), {
+        document: doc,
+        reason: 'one clock for both hubs',
+      });
+      expect(made.status, JSON.stringify(made.body)).toBe(201);
+      const approved = await call(
+        'POST',
+        `/v1/agreement/proposals/${made.body.id}/approve`,
+        await t.token('globex', 'admin'),
+        {},
+      );
+      expect(approved.body).toMatchObject({ state: 'active' });
+      await rolledUp();
+      expect(await cells()).toEqual([
+        expect.objectContaining({ period: '2026-11-17', state: 'suppressed', reasonCode: 'few_subjects', value: null }),
+      ]);
+      // The same from the points (a snapshot read over another range).
+      const snapshot = t.room.duck.snapshots.latest;
+      const r = await call(
+        'GET',
+        `/v1/kpis/lead_time/series?grain=day&from=2026-11-16&to=2026-11-17&snapshot=${snapshot}`,
+        analyst,
+      );
+      expect(r.body.cells.find((c: { period: string }) => c.period === '2026-11-17')).toMatchObject({
+        state: 'suppressed',
+        reasonCode: 'few_subjects',
+      });
+    } finally {
+      t = outer;
+      await u.close();
+    }
+  });
 });

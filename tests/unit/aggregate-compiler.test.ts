@@ -280,6 +280,7 @@ describe('a rollup patched with the periods moved since', () => {
       dominated: false,
       pending: false,
       asOf: 1,
+      relMinPart: 5,
     });
     const months = ['2025-05-01', '2025-06-01', '2025-07-01', '2026-10-01', '2026-11-01'];
     const rolled = months.flatMap((m) => [cell(m, null, 1), cell(m, 'acme', 1)]);

@@ -17,6 +17,7 @@ const cell = (over: Partial<RawCell>): RawCell => ({
   dominated: false,
   pending: false,
   asOf: null,
+  relMinPart: over.n ?? 5,
   ...over,
 });
 
@@ -26,6 +27,15 @@ describe('a held cell', () => {
       const [c] = disclose([cell({ pending: true, asOf: 7, n: released, value: 9 })], rules);
       expect(c, `${released} released`).toMatchObject({ state: 'suppressed', value: null, reasonCode: 'few_subjects' });
     }
+  });
+
+  it('is withheld when one partner’s released part is below k, though the released subjects of all reach k', () => {
+    // A combined cell: 7 released subjects in all, one partner's 2 of them.
+    const [c] = disclose([cell({ group: null, partners: 2, pending: true, asOf: 7, n: 7, relMinPart: 2 })], rules);
+    expect(c).toMatchObject({ state: 'suppressed', value: null, reasonCode: 'few_subjects' });
+    expect(
+      disclose([cell({ group: null, partners: 2, pending: true, asOf: 7, n: 7, relMinPart: 3 })], rules)[0],
+    ).toMatchObject({ state: 'held', asOf: 7 });
   });
 
   it('shows the value of its released points with asOf once k of them are released', () => {
