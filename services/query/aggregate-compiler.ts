@@ -231,24 +231,29 @@ function cellsOf(
       ? `SELECT c, partner AS v, d AS min_part, false AS dominated FROM ${parts} WHERE f = ${own}`
       : `SELECT c, v, min(d) AS min_part, bool_or(dom) AS dominated FROM ${parts} WHERE f = ${own} GROUP BY c, v`;
   return [
-    "SELECT strftime(cell.c, '%Y-%m-%d') AS period, cell.g AS grp, cell.value, cell.n, cell.pending, cell.as_of,",
-    // Fail closed: a cell whose parts or atoms were not found is withheld, never shown.
-    '  coalesce(m.min_part, 0)::INTEGER AS min_part, cell.partners, coalesce(x.protects, true) AS protects,',
-    '  coalesce(m.dominated, true) AS dominated, coalesce(r.rel_min_part, 0)::INTEGER AS rel_min_part',
-    'FROM (',
+    // The cells, once: read twice below (the released parts of the held ones).
+    'WITH cell AS MATERIALIZED (',
     `  SELECT ${period('local_day')} AS c, ${group} AS g,`,
     `    (${measureSql[q.kpi.measure]} FILTER (WHERE rel))::DOUBLE AS value,`,
     '    (count(DISTINCT subject) FILTER (WHERE rel))::INTEGER AS n,',
     '    count(DISTINCT partner)::INTEGER AS partners, bool_or(NOT rel) AS pending,',
     '    (max(rsnap) FILTER (WHERE rel))::INTEGER AS as_of',
     `  FROM ${source} WHERE ${where(period('local_day'), params)} GROUP BY ALL`,
-    ') AS cell',
+    ')',
+    "SELECT strftime(cell.c, '%Y-%m-%d') AS period, cell.g AS grp, cell.value, cell.n, cell.pending, cell.as_of,",
+    // Fail closed: a cell whose parts or atoms were not found is withheld, never shown.
+    '  coalesce(m.min_part, 0)::INTEGER AS min_part, cell.partners, coalesce(x.protects, true) AS protects,',
+    '  coalesce(m.dominated, true) AS dominated,',
+    '  (CASE WHEN cell.pending THEN coalesce(r.rel_min_part, 0) ELSE coalesce(m.min_part, 0) END)::INTEGER AS rel_min_part',
+    'FROM cell',
     `LEFT JOIN (${minPart}) AS m ON m.c = cell.c AND m.v IS NOT DISTINCT FROM cell.g`,
-    // A held cell shows its released points: each partner's released part is checked against k too.
-    '  LEFT JOIN (SELECT c, g, min(d) AS rel_min_part FROM (',
-    `    SELECT ${period('local_day')} AS c, ${group} AS g, partner, count(DISTINCT subject) AS d`,
-    `    FROM ${source} WHERE rel AND ${where(period('local_day'), params)} GROUP BY ALL`,
-    '  ) AS rp GROUP BY c, g) AS r ON r.c = cell.c AND r.g IS NOT DISTINCT FROM cell.g',
+    // A held cell shows its released points: each partner's released part is checked against k
+    // too. Counted for the periods holding a held cell only (none, mostly: then nothing is read).
+    'LEFT JOIN (SELECT c, g, min(d) AS rel_min_part FROM (',
+    `  SELECT ${period('local_day')} AS c, ${group} AS g, partner, count(DISTINCT subject) AS d`,
+    `  FROM ${source} WHERE rel AND ${where(period('local_day'), params)}`,
+    `    AND ${period('local_day')} IN (SELECT c FROM cell WHERE pending) GROUP BY ALL`,
+    ') AS rp GROUP BY c, g) AS r ON r.c = cell.c AND r.g IS NOT DISTINCT FROM cell.g',
     `LEFT JOIN (SELECT ${period('local_day')} AS c, ${group} AS g, bool_or(protected) AS protects FROM ${flagged} GROUP BY ALL) AS x`,
     '  ON x.c = cell.c AND x.g IS NOT DISTINCT FROM cell.g',
   ].join('\n');
@@ -279,7 +284,7 @@ export function compileSeries(q: SeriesQuery): CompiledSql {
     `requested AS (SELECT * FROM linked WHERE ${inCells(params)}),`,
     `parts AS (\n${partsOf(q.kpi, q.rules, 'linked')}\n),`,
     `flagged AS (\n${flaggedAtoms(q.kpi, q.rules, 'requested', 'parts', params)}\n)`,
-    cellsOf(q, 'requested', () => 'true', 'parts', 'flagged', params),
+    `SELECT * FROM (\n${cellsOf(q, 'requested', () => 'true', 'parts', 'flagged', params)}\n) AS cells`,
     'ORDER BY period, grp NULLS FIRST',
   ].join('\n');
   return { sql, params: params.list };

@@ -44,6 +44,25 @@ async function days(token: string, from: string, to: string, snapshot?: number) 
 const rolledUp = () =>
   expect.poll(() => t.app.reader.rollups?.current, { timeout: timeout(60_000), interval: 50 }).toBe(true);
 
+/** The demo agreement in UTC, proposed by acme and approved by globex; then the rollups are current. */
+async function toUtc() {
+  const doc = YAML.parse(readFileSync('fixtures/demo-agreement.yaml', 'utf8'));
+  doc.partnership.timezone = 'UTC';
+  const made = await call('POST', '/v1/agreement/proposals', await t.token('acme', 'admin'), {
+    document: doc,
+    reason: 'one clock for both hubs',
+  });
+  expect(made.status, JSON.stringify(made.body)).toBe(201);
+  const approved = await call(
+    'POST',
+    `/v1/agreement/proposals/${made.body.id}/approve`,
+    await t.token('globex', 'admin'),
+    {},
+  );
+  expect(approved.body).toMatchObject({ state: 'active' });
+  await rolledUp();
+}
+
 describe('a time-zone change', () => {
   it('moves the points to their new local days in the rollups and in reads from the points alike', async () => {
     // 23:30 UTC on 19 November is 00:30 on the 20th in Berlin (the demo's zone).
@@ -70,21 +89,7 @@ describe('a time-zone change', () => {
     const analyst = await t.token('acme', 'analyst');
     expect(Object.keys(await days(analyst, '2026-11-18', '2026-11-21'))).toEqual(['2026-11-20']);
 
-    const doc = YAML.parse(readFileSync('fixtures/demo-agreement.yaml', 'utf8'));
-    doc.partnership.timezone = 'UTC';
-    const made = await call('POST', '/v1/agreement/proposals', await t.token('acme', 'admin'), {
-      document: doc,
-      reason: 'one clock for both hubs',
-    });
-    expect(made.status, JSON.stringify(made.body)).toBe(201);
-    const approved = await call(
-      'POST',
-      `/v1/agreement/proposals/${made.body.id}/approve`,
-      await t.token('globex', 'admin'),
-      {},
-    );
-    expect(approved.body).toMatchObject({ state: 'active' });
-    await rolledUp();
+    await toUtc();
     const snapshot = t.room.duck.snapshots.latest;
     // The current series (rollups) and the same snapshot over a range the rollups do not serve
     // as they stand (from the points): both put the points on the 19th, with one value.
@@ -142,21 +147,7 @@ describe('a time-zone change', () => {
       expect(await cells()).toEqual([
         expect.objectContaining({ period: '2026-11-17', state: 'suppressed', reasonCode: 'few_subjects' }),
       ]);
-      const doc = YAML.parse(readFileSync('fixtures/demo-agreement.yaml', 'utf8'));
-      doc.partnership.timezone = 'UTC';
-      const made = await call('POST', '/v1/agreement/proposals', await t.token('acme', 'admin'), {
-        document: doc,
-        reason: 'one clock for both hubs',
-      });
-      expect(made.status, JSON.stringify(made.body)).toBe(201);
-      const approved = await call(
-        'POST',
-        `/v1/agreement/proposals/${made.body.id}/approve`,
-        await t.token('globex', 'admin'),
-        {},
-      );
-      expect(approved.body).toMatchObject({ state: 'active' });
-      await rolledUp();
+      await toUtc();
       expect(await cells()).toEqual([
         expect.objectContaining({ period: '2026-11-17', state: 'suppressed', reasonCode: 'few_subjects', value: null }),
       ]);
