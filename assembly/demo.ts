@@ -148,8 +148,9 @@ export async function seedDemoPoints(
     // The nights as they reach the room: each partner's in day order (a job running behind
     // delivers its days in turn), the partners' interleaved by arrival, as in a real partnership
     // (not one partner's nights after the other's). The release step's guard on quantiles
-    // (docs/privacy.md §2.3) holds a partner's second move in a row of a median, its late night
-    // and the next, until the other partner's data there changes: the demo shows one.
+    // (docs/privacy.md §2.3) holds a partner's second move in a row of a median until the other
+    // partner's data there changes; landed one partner after the other, it held all of the
+    // second partner's nights.
     const next = feeds.map(() => cutoff.getTime());
     for (;;) {
       let pick = -1;
