@@ -74,13 +74,15 @@ function privacyOf(
 ): string | undefined {
   const [top, id, field, sub] = path;
   const last = path.at(-1);
+  // What an average or rate per partner adds to a KPI's flag (empty for any other KPI).
+  const note = top === 'kpis' ? volumes(proposed.kpis.find((k) => k.id === id)) : '';
   if (
     (last === 'minGroupSize' || last === 'effectiveMinGroupSize') &&
     (change === 'removed' || (change === 'changed' && Number(after) < Number(before)))
   )
     return 'a lower minimum group size: smaller groups become visible';
   if (path.length === 2 && change === 'added') {
-    if (top === 'kpis') return `a new figure is shared${volumes(proposed.kpis.find((k) => k.id === id))}`;
+    if (top === 'kpis') return `a new figure is shared${note}`;
     if (top === 'partners') return "a new partner reads the partnership's figures";
     if (top === 'steering') return 'a new steering member reads need-to-know KPIs';
   }
@@ -111,11 +113,8 @@ function privacyOf(
       : `a new value of dimension ${sub}: finer breakdowns`;
   if (field === 'grains' && change === 'added') return `a new grain (${show(after)}): more cells to compare`;
   if (field === 'breakdown' && after === 'per_partner')
-    return `per-partner breakdown: each partner's own figure is shown${volumes(proposed.kpis.find((k) => k.id === id))}`;
-  if (field === 'measure' && (after === 'avg' || after === 'rate')) {
-    const note = volumes(proposed.kpis.find((k) => k.id === id));
-    if (note) return `measure ${show(after)}${note}`;
-  }
+    return `per-partner breakdown: each partner's own figure is shown${note}`;
+  if (field === 'measure' && note) return `measure ${show(after)}${note}`;
   if (field === 'owners' && ((path.length === 4 && change === 'added') || (last === 'email' && change === 'changed')))
     return 'a new root-cause owner reads the KPI, whatever its tier';
   return undefined;

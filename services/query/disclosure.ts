@@ -17,7 +17,12 @@ export interface DisclosureRules {
   counts: 'exact' | 'none';
   /** A sum KPI's dominance rule as a fraction (0.8 for 80 %), or null. */
   dominance: number | null;
-  /** A quantile KPI: its cells are under the step guard of the release step (docs/privacy.md §2.3). */
+  /**
+   * A quantile KPI (p50/p90/p95): its cells are under the release step's step guard
+   * (docs/privacy.md §2.3). A quantile is no sum of its parts, so a partner that moves a cell
+   * alone, again and again, while the others' points stay the same, reads one more of their values
+   * each time. A ratio's moves give the others' sum and count, which §2.2 already treats as disclosed.
+   */
   quantile?: boolean;
 }
 

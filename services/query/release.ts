@@ -66,7 +66,7 @@ export function releaser(agreement: () => Agreement): Releaser {
       const history = new Map<string, ReleasedAtom[]>();
       const spans = kpis.flatMap((kpi) => {
         const gs = byKpi.get(kpi.id)!;
-        if (!stepGuarded(kpi) || gs.length === 0) return [];
+        if (!disclosureRules(a, kpi).quantile || gs.length === 0) return [];
         history.set(kpi.id, []);
         let first = gs[0]!.day;
         let last = first;
@@ -176,16 +176,6 @@ export interface ReleasedAtom {
   last: number;
 }
 
-/**
- * Whether a KPI's cells are under the step guard (docs/privacy.md §2.3): a quantile is no sum of
- * its parts, so a partner that moves a cell alone, again and again, while the others' points stay
- * the same, reads one more of their values each time (push three points, read where the median
- * lands). A ratio's moves give the others' sum and count, which §2.2 already treats as disclosed.
- */
-export function stepGuarded(kpi: Kpi): boolean {
-  return kpi.measure === 'p50' || kpi.measure === 'p90' || kpi.measure === 'p95';
-}
-
 /** What the step guard knows of a cell's released points: their partners, and the partners of its last move. */
 interface CellHistory {
   partners: Set<string>;
@@ -232,7 +222,7 @@ export function heldGroups(
   // rows' own strings in nested maps: no key is built per group and family.
   const cellsOfGroup: Cell[][] = groups.map(() => []);
   const all: Cell[] = [];
-  const guarded = stepGuarded(kpi);
+  const guarded = rules.quantile === true;
   const past = new Map<Cell, CellHistory>();
   for (const f of families(kpi)) {
     const byPeriod = new Map<string, Map<string | null, Cell>>();
