@@ -171,13 +171,16 @@ function partWindows(rules: DisclosureRules): string {
 
 /**
  * Every partner's part of every cell of family `i` over the points of `source`: f, c, v, partner,
- * d (distinct subjects) and s (its sum, under a dominance rule only).
+ * d (distinct subjects), s (its sum, under a dominance rule only) and rd (released distinct subjects).
  */
 function familyParts(kpi: Kpi, rules: DisclosureRules, i: number, source: string): string {
   const f = families(kpi)[i]!;
   // Shares are of released points only: a pending point's value moves no served state (§3).
   const s = rules.dominance === null ? 'NULL::DOUBLE' : 'coalesce(sum(value) FILTER (WHERE rel), 0)::DOUBLE';
-  return `SELECT ${i} AS f, ${familyCell(kpi, f)}, count(DISTINCT subject)::INTEGER AS d, ${s} AS s FROM ${source} GROUP BY ALL`;
+  // rd: the released distinct subjects (a held cell shows its released points, each partner's
+  // released part checked against k too). DuckDB counts both from one distinct set per group:
+  // measured, the second count costs nothing a parts statement shows.
+  return `SELECT ${i} AS f, ${familyCell(kpi, f)}, count(DISTINCT subject)::INTEGER AS d, ${s} AS s, (count(DISTINCT subject) FILTER (WHERE rel))::INTEGER AS rd FROM ${source} GROUP BY ALL`;
 }
 
 /**
@@ -226,34 +229,26 @@ function cellsOf(
     q.by.kind === 'partner' ? 'partner' : q.by.kind === 'dimension' ? dimColumn(q.kpi, q.by.key) : 'NULL::VARCHAR';
   const period = (column: string) => `date_trunc(${grainSql[q.grain]}, ${column})`;
   // A partner's own cell is its part of the combined one: its only part, which dominates nothing.
+  // rel_min_part: the fewest released distinct subjects of a partner with released points.
   const minPart =
     q.by.kind === 'partner'
-      ? `SELECT c, partner AS v, d AS min_part, false AS dominated FROM ${parts} WHERE f = ${own}`
-      : `SELECT c, v, min(d) AS min_part, bool_or(dom) AS dominated FROM ${parts} WHERE f = ${own} GROUP BY c, v`;
+      ? `SELECT c, partner AS v, d AS min_part, false AS dominated, rd AS rel_min_part FROM ${parts} WHERE f = ${own}`
+      : `SELECT c, v, min(d) AS min_part, bool_or(dom) AS dominated, min(rd) FILTER (WHERE rd > 0) AS rel_min_part FROM ${parts} WHERE f = ${own} GROUP BY c, v`;
   return [
-    // The cells, once: read twice below (the released parts of the held ones).
-    'WITH cell AS MATERIALIZED (',
+    "SELECT strftime(cell.c, '%Y-%m-%d') AS period, cell.g AS grp, cell.value, cell.n, cell.pending, cell.as_of,",
+    // Fail closed: a cell whose parts or atoms were not found is withheld, never shown.
+    '  coalesce(m.min_part, 0)::INTEGER AS min_part, cell.partners, coalesce(x.protects, true) AS protects,',
+    '  coalesce(m.dominated, true) AS dominated,',
+    '  (CASE WHEN cell.pending THEN coalesce(m.rel_min_part, 0) ELSE coalesce(m.min_part, 0) END)::INTEGER AS rel_min_part',
+    'FROM (',
     `  SELECT ${period('local_day')} AS c, ${group} AS g,`,
     `    (${measureSql[q.kpi.measure]} FILTER (WHERE rel))::DOUBLE AS value,`,
     '    (count(DISTINCT subject) FILTER (WHERE rel))::INTEGER AS n,',
     '    count(DISTINCT partner)::INTEGER AS partners, bool_or(NOT rel) AS pending,',
     '    (max(rsnap) FILTER (WHERE rel))::INTEGER AS as_of',
     `  FROM ${source} WHERE ${where(period('local_day'), params)} GROUP BY ALL`,
-    ')',
-    "SELECT strftime(cell.c, '%Y-%m-%d') AS period, cell.g AS grp, cell.value, cell.n, cell.pending, cell.as_of,",
-    // Fail closed: a cell whose parts or atoms were not found is withheld, never shown.
-    '  coalesce(m.min_part, 0)::INTEGER AS min_part, cell.partners, coalesce(x.protects, true) AS protects,',
-    '  coalesce(m.dominated, true) AS dominated,',
-    '  (CASE WHEN cell.pending THEN coalesce(r.rel_min_part, 0) ELSE coalesce(m.min_part, 0) END)::INTEGER AS rel_min_part',
-    'FROM cell',
+    ') AS cell',
     `LEFT JOIN (${minPart}) AS m ON m.c = cell.c AND m.v IS NOT DISTINCT FROM cell.g`,
-    // A held cell shows its released points: each partner's released part is checked against k
-    // too. Counted for the periods holding a held cell only (none, mostly: then nothing is read).
-    'LEFT JOIN (SELECT c, g, min(d) AS rel_min_part FROM (',
-    `  SELECT ${period('local_day')} AS c, ${group} AS g, partner, count(DISTINCT subject) AS d`,
-    `  FROM ${source} WHERE rel AND ${where(period('local_day'), params)}`,
-    `    AND ${period('local_day')} IN (SELECT c FROM cell WHERE pending) GROUP BY ALL`,
-    ') AS rp GROUP BY c, g) AS r ON r.c = cell.c AND r.g IS NOT DISTINCT FROM cell.g',
     `LEFT JOIN (SELECT ${period('local_day')} AS c, ${group} AS g, bool_or(protected) AS protects FROM ${flagged} GROUP BY ALL) AS x`,
     '  ON x.c = cell.c AND x.g IS NOT DISTINCT FROM cell.g',
   ].join('\n');
@@ -451,7 +446,7 @@ export function compileRollupRefresh(
       const kpiId = ps.bind(kpi.id);
       const source = `(\n${pointsOfPeriods(kpi, snapshot, f.grain, group, ps)}\n) AS chunk`;
       out.push({
-        sql: `INSERT INTO rollup_parts (kpi, f, c, v, partner, d, s)\nSELECT ${kpiId}, * FROM (\n${familyParts(kpi, rules, i, source)}\n) AS parts${APPEND_SERIALLY}`,
+        sql: `INSERT INTO rollup_parts (kpi, f, c, v, partner, d, s, rd)\nSELECT ${kpiId}, * FROM (\n${familyParts(kpi, rules, i, source)}\n) AS parts${APPEND_SERIALLY}`,
         params: ps.list,
       });
     }

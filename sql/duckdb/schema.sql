@@ -75,6 +75,8 @@ CREATE TABLE IF NOT EXISTS rollup_parts (
 );
 -- s: the partner's sum in the cell, kept under a dominance rule only (else NULL).
 ALTER TABLE rollup_parts ADD COLUMN IF NOT EXISTS s DOUBLE;
+-- rd: the partner's released distinct subjects in the cell (rel_min_part of a held cell).
+ALTER TABLE rollup_parts ADD COLUMN IF NOT EXISTS rd INTEGER;
 CREATE TABLE IF NOT EXISTS rollup_atoms (
   kpi        VARCHAR NOT NULL,
   partner    VARCHAR NOT NULL,
