@@ -75,7 +75,7 @@ export class BatchLander {
   }
 
   async land(req: LandRequest): Promise<LandResult> {
-    if (!req.idempotencyKey) return this.#landNew(req, this.opts.activeAgreement());
+    if (!req.idempotencyKey) return this.#landNew(req);
     // Requests with one key run one after another, so ten identical retries land once.
     const lockKey = `${req.partnerId}\u0000${req.idempotencyKey}`;
     const prev = this.#locks.get(lockKey) ?? Promise.resolve();
@@ -105,7 +105,7 @@ export class BatchLander {
 
   async #landIdempotent(req: LandRequest): Promise<LandResult> {
     const existing = await this.#findBatch(req.partnerId, 'idempotency_key', req.idempotencyKey!);
-    if (!existing) return this.#landNew(req, this.opts.activeAgreement());
+    if (!existing) return this.#landNew(req);
     const sha = createHash('sha256');
     for await (const _ of meter(req.body, this.opts.maxBody, sha)) void _;
     if (sha.digest('hex') !== existing.bodySha) {
@@ -126,7 +126,7 @@ export class BatchLander {
    * rolls back), reads the rest of its body to disk and queues again (never refused for a full
    * queue: it was let in); it lands from disk.
    */
-  async #landNew(req: LandRequest, active: ActiveAgreement): Promise<LandResult> {
+  async #landNew(req: LandRequest): Promise<LandResult> {
     const receivedAt = this.clock.now();
     // Made once; a failure is tried again by the next batch, not remembered.
     await (this.#spoolMade ??= mkdir(this.opts.spoolDir, { recursive: true }).catch((err: unknown) => {
@@ -152,7 +152,7 @@ export class BatchLander {
     try {
       const slot = this.duck.slots.tryAcquire(partner);
       if (slot) {
-        const landed = await this.#landOn(slot, req, active, receivedAt, body);
+        const landed = await this.#landOn(slot, req, receivedAt, body);
         if (landed) return landed;
         this.gaveUp++;
         place = this.duck.slots.enqueue(partner, true);
@@ -167,7 +167,7 @@ export class BatchLander {
       await body.rest();
       const next = await place.ready();
       place = undefined;
-      return (await this.#landOn(next, req, active, receivedAt, body.replay()))!;
+      return (await this.#landOn(next, req, receivedAt, body.replay()))!;
     } finally {
       place?.cancel();
       await body.close();
@@ -185,10 +185,13 @@ export class BatchLander {
   async #landOn(
     release: () => void,
     req: LandRequest,
-    active: ActiveAgreement,
     receivedAt: Date,
     body: SpooledBody | AsyncIterable<Buffer>,
   ): Promise<LandResult | undefined> {
+    // The agreement in force when the batch takes its writer, not when it arrived: a batch that
+    // waited on disk while a new version came into force is checked against that version and
+    // lands on its zone's days (a new zone waits for every writer slot: DuckStore.localise).
+    const active = this.opts.activeAgreement();
     const batchId = randomUUID();
     const spoolDir = join(this.opts.spoolDir, batchId);
     let snapshot: number | undefined;

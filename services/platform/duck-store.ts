@@ -180,7 +180,8 @@ export class WriterSaturated extends Error {}
  * holds at most all slots but one (another partner's batch always finds a slot or the head of
  * the queue), queues at most half the places, and a freed slot goes to the waiting owner that
  * holds the fewest (FIFO among equals). The room's own work (retention: no owner) takes every
- * slot in turn, ahead of nobody.
+ * slot in turn, ahead of nobody, and takes a place even in a full queue: partners keeping the queue
+ * full must not keep retention or a new time zone out.
  *
  * A place in the queue may be taken before its batch can use a slot (`enqueue`): ingest reads a
  * waiting batch's body to disk first, so a slot only ever goes to a batch whose body is in (one
@@ -232,8 +233,9 @@ export class WriterSlots {
     this.#take(owner);
     return this.#releaser(owner);
   }
+  /** A slot, once one is free; the room's own work (no owner) is never refused for a full queue. */
   async acquire(owner = ''): Promise<() => void> {
-    return this.tryAcquire(owner) ?? this.enqueue(owner).ready();
+    return this.tryAcquire(owner) ?? this.enqueue(owner, owner === '').ready();
   }
   /**
    * A place in the queue, held until `ready()` asks for a slot (resolving once one is handed over)
@@ -940,6 +942,13 @@ export class DuckStore {
    */
   async localise(timezone: string): Promise<void> {
     const current = await this.#pooled((c) => setting(c, TIMEZONE));
+    // Under every writer slot, like retention: a batch landing beside the UPDATE would commit its
+    // points on the old zone's days after it (it cannot see them). Batches that land after it
+    // read the zone in force when they take their slot (BatchLander).
+    await this.#everyWriter(() => this.#localiseNow(timezone, current));
+  }
+
+  async #localiseNow(timezone: string, current: string | undefined): Promise<void> {
     await this.#transaction(async (c) => {
       if (current === timezone)
         await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE WHERE local_day IS NULL', [timezone]);
@@ -1064,13 +1073,31 @@ export class DuckStore {
     receipt: { id: string; partner: string; at: Date; agreementVersion: number },
   ): Promise<Retirement | undefined> {
     // Every writer slot first: no batch is landing, so no earlier snapshot is pending when the
-    // deletion takes its number, and readers at the watermark never see the deletion early. Then
-    // the release steps of the batches that committed before: none runs beside the deletion.
+    // deletion takes its number, and readers at the watermark never see the deletion early.
+    return this.#everyWriter(() => this.#retireNow(before, receipt));
+  }
+
+  /**
+   * Runs `fn` holding every writer slot (no batch is landing) once the release steps of the
+   * batches that committed before have run (none runs beside it).
+   */
+  async #everyWriter<T>(fn: () => Promise<T>): Promise<T> {
     const slots: (() => void)[] = [];
-    let snapshot: number | undefined;
     try {
       for (let i = 0; i < this.slots.size; i++) slots.push(await this.slots.acquire());
       await this.snapshots.settled();
+      return await fn();
+    } finally {
+      for (const release of slots) release();
+    }
+  }
+
+  async #retireNow(
+    before: string,
+    receipt: { id: string; partner: string; at: Date; agreementVersion: number },
+  ): Promise<Retirement | undefined> {
+    let snapshot: number | undefined;
+    try {
       const done = await this.#transaction(async (c) => {
         // Counted inside the transaction: what it counts is what its DELETE removes.
         const counts = (
@@ -1131,8 +1158,6 @@ export class DuckStore {
     } catch (err) {
       if (snapshot !== undefined) this.snapshots.abort(snapshot);
       throw err;
-    } finally {
-      for (const release of slots) release();
     }
   }
 

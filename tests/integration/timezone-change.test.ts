@@ -103,6 +103,34 @@ describe('a time-zone change', () => {
     expect(narrow).toEqual({ '2026-11-19': current['2026-11-19'] });
   });
 
+  it("lands a batch that waited for the writer while the zone changed on the new zone's days", async () => {
+    // The writer is held (as by a long batch) while both partners' points for 23:30 UTC on 19
+    // November (the 20th in Berlin) wait on disk; the zone becomes UTC meanwhile. Whichever
+    // goes first once the writer is free — the waiting batches or the re-localising — every
+    // point must end on the 19th (the hostile-input review found them landed on Berlin's days).
+    const slots = t.room.duck.slots;
+    const held: (() => void)[] = [];
+    for (let i = 0; i < slots.size; i++) held.push(await slots.acquire());
+    const pushes = ['acme', 'globex'].map((partner) =>
+      push(partner, [{ at: '2026-11-19T23:30:00Z', tag: 'WAIT', n: 12, base: 10 }]),
+    );
+    await expect.poll(() => slots.readyWaiting, { timeout: timeout(20_000), interval: 20 }).toBe(2);
+    const changed = toUtc();
+    await expect
+      .poll(() => t.room.agreement().agreement.partnership.timezone, { timeout: timeout(20_000), interval: 20 })
+      .toBe('UTC');
+    for (const release of held) release();
+    await Promise.all([...pushes, changed]);
+    const c = await t.room.duck.connect();
+    const landed = (
+      await c.runAndReadAll(`SELECT local_day::VARCHAR AS day, count(*)::INTEGER AS n FROM points GROUP BY ALL`)
+    ).getRowObjectsJson();
+    t.room.duck.release(c);
+    expect(landed).toEqual([{ day: '2026-11-19', n: 24 }]);
+    const analyst = await t.token('acme', 'analyst');
+    expect(Object.keys(await days(analyst, '2026-11-18', '2026-11-21'))).toEqual(['2026-11-19']);
+  });
+
   it('withholds a held cell in which the change left one partner fewer than k released subjects, though all its points reach k', async () => {
     // Berlin days (the demo's zone), k = 5. globex's 18 November: 2 points at 23:30 UTC on the
     // 17th and 3 on the 18th, released together. acme's 17th: 6 points, released. globex's 17th:

@@ -115,8 +115,8 @@ describe('writer slots shared fairly', () => {
     expect(() => slots.enqueue('e')).toThrow(WriterSaturated);
     expect(() => slots.enqueue('e', true)).not.toThrow();
     expect(slots.waiting).toBe(3);
-    // A full queue refuses everyone who was not let in before, the room's own work included
-    // (retention tries again later: snapshot-tracker.test.ts holds that contract).
+    // A full queue refuses every place asked without force; the room's own work asks with it
+    // (acquire(): snapshot-tracker.test.ts holds that contract).
     slots.enqueue('f');
     expect(() => slots.enqueue('g')).toThrow(WriterSaturated);
     expect(() => slots.enqueue('')).toThrow(WriterSaturated);

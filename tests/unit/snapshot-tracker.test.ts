@@ -114,17 +114,29 @@ describe('snapshot watermark with a settle step (the release step of stable disc
 });
 
 describe('writer slots', () => {
-  it('queues up to the limit, then refuses', async () => {
-    const s = new WriterSlots(1, 1);
-    const r1 = await s.acquire();
-    const p2 = s.acquire();
-    await expect(s.acquire()).rejects.toBeInstanceOf(WriterSaturated);
-    expect(s.waiting).toBe(1);
+  it("queues up to the limit, then refuses a partner's batch, never the room's own work", async () => {
+    const s = new WriterSlots(2, 2);
+    const r1 = await s.acquire('a');
+    const r2 = await s.acquire('b');
+    const p3 = s.acquire('c');
+    const p4 = s.acquire('d');
+    await expect(s.acquire('e')).rejects.toBeInstanceOf(WriterSaturated);
+    expect(s.waiting).toBe(2);
+    // Retention or a new time zone queues beyond the limit, and takes the first slot freed.
+    let room: (() => void) | undefined;
+    const own = s.acquire().then((r) => (room = r));
+    expect(s.waiting).toBe(3);
     r1();
-    const r2 = await p2;
-    expect(s.busy).toBe(1);
+    await own;
+    expect(room).toBeDefined();
+    expect(s.waiting).toBe(2);
+    room!();
     r2();
-    r2();
+    const [r3, r4] = await Promise.all([p3, p4]);
+    expect(s.busy).toBe(2);
+    r3();
+    r3();
+    r4();
     expect(s.busy).toBe(0);
   });
 });
