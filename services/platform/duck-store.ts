@@ -22,10 +22,12 @@ export class SnapshotTracker {
   #settle: ((ready: readonly number[]) => Promise<void>) | undefined;
   #pumping = false;
   readonly #waiters: { n: number; wake: () => void }[] = [];
+  #highestCommitted: number;
 
   constructor(latestLanded: number) {
     this.#latest = latestLanded;
     this.#next = latestLanded + 1;
+    this.#highestCommitted = latestLanded;
   }
   /** The highest snapshot whose batch and all earlier ones are settled. */
   get latest(): number {
@@ -51,6 +53,7 @@ export class SnapshotTracker {
   commit(n: number): void {
     if (!this.#pending.delete(n)) return;
     this.#committed.add(n);
+    this.#highestCommitted = Math.max(this.#highestCommitted, n);
     this.#advance();
   }
   abort(n: number): void {
@@ -62,7 +65,8 @@ export class SnapshotTracker {
    * at its commit, before its step.
    */
   settled(): Promise<void> {
-    return this.visible(this.#next - 1);
+    // The highest number committed, not the highest handed out: an aborted one is never published.
+    return this.visible(this.#highestCommitted);
   }
   onAdvance(fn: (latest: number) => void): () => void {
     this.#listeners.add(fn);
@@ -615,6 +619,9 @@ export class DuckStore {
   /** Set by close(): no new work starts, and a second close() waits for the first. */
   #closing: Promise<void> | undefined;
   readonly #conns = new Set<DuckDBConnection>();
+  /** Work holding every writer slot (retention, a new zone), chained: one at a time. */
+  #writersTaken: Promise<unknown> = Promise.resolve();
+  #localisedZone: string | undefined;
   /** The snapshot of the last retention run: earlier snapshots counted points that are gone. */
   retiredBefore = 0;
   /**
@@ -941,15 +948,26 @@ export class DuckStore {
    * column existed, and recomputes every row when the partnership's zone changed.
    */
   async localise(timezone: string): Promise<void> {
-    const current = await this.#pooled((c) => setting(c, TIMEZONE));
     // Under every writer slot, like retention: a batch landing beside the UPDATE would commit its
     // points on the old zone's days after it (it cannot see them). Batches that land after it
     // read the zone in force when they take their slot (BatchLander).
-    await this.#everyWriter(() => this.#localiseNow(timezone, current));
+    await this.#everyWriter(() => this.#localiseNow(timezone));
+    this.#localisedZone = timezone;
   }
 
-  async #localiseNow(timezone: string, current: string | undefined): Promise<void> {
+  /**
+   * The zone the points' local days are in (set by {@link localise}; undefined before it ran):
+   * what rollups are built for. During a change it is still the old zone while the new one is in
+   * force, until every point is on its new day.
+   */
+  get localisedZone(): string | undefined {
+    return this.#localisedZone;
+  }
+
+  async #localiseNow(timezone: string): Promise<void> {
     await this.#transaction(async (c) => {
+      // Read in the transaction: another change may have moved the points while this one waited.
+      const current = await setting(c, TIMEZONE);
       if (current === timezone)
         await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE WHERE local_day IS NULL', [timezone]);
       else {
@@ -1081,7 +1099,15 @@ export class DuckStore {
    * Runs `fn` holding every writer slot (no batch is landing) once the release steps of the
    * batches that committed before have run (none runs beside it).
    */
-  async #everyWriter<T>(fn: () => Promise<T>): Promise<T> {
+  #everyWriter<T>(fn: () => Promise<T>): Promise<T> {
+    // One at a time: two of them (retention and a new zone) taking slots in turn would each hold
+    // some and wait for the other's for good.
+    const run = this.#writersTaken.then(() => this.#holdEveryWriter(fn));
+    this.#writersTaken = run.catch(() => undefined);
+    return run;
+  }
+
+  async #holdEveryWriter<T>(fn: () => Promise<T>): Promise<T> {
     const slots: (() => void)[] = [];
     try {
       for (let i = 0; i < this.slots.size; i++) slots.push(await this.slots.acquire());

@@ -268,7 +268,9 @@ export class RollupMaintainer {
     const duck = this.#duck;
     const latest = duck.snapshots.latest;
     const agreement = this.#agreement();
-    const tz = agreement.partnership.timezone;
+    // The zone the points are on: while a new one waits for the writers, the old one (a rebuild
+    // for the new zone then would read the old days, and nothing would rebuild it once they move).
+    const tz = duck.localisedZone ?? agreement.partnership.timezone;
     let through = await duck.rollupThrough();
     const rows = await duck.rollupStates();
     const state = new Map(rows.map((r) => [r.kpi, r.signature]));
@@ -318,7 +320,7 @@ export class RollupMaintainer {
     perDay?: ReadonlyMap<string, number>,
   ): Promise<void> {
     const effective = this.#duck.touched.effective(kpi.id, snapshot);
-    const timezone = agreement.partnership.timezone;
+    const timezone = this.#duck.localisedZone ?? agreement.partnership.timezone;
     const rules = disclosureRules(agreement, kpi);
     let steps: CompiledSql[] = [];
     if (days && days.length > 0) {

@@ -11,10 +11,11 @@ import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 import { timeout } from '../helpers/timeouts.js';
 import { ndjson } from '../helpers/points.js';
 
-// A room of each test's own: each starts on Berlin days and changes the zone once.
+// A room of each test's own: each starts on Berlin days and changes the zone once. One writer:
+// a batch waiting for it lands after the re-localising (which takes freed writers first).
 let t: TestRoom;
 beforeEach(async () => {
-  t = await startTestRoom({ env: { PARITY_ALERTS: 'off' } });
+  t = await startTestRoom({ env: { PARITY_ALERTS: 'off', PARITY_INGEST_CONCURRENCY: '1' } });
 });
 afterEach(async () => t?.close());
 
@@ -119,6 +120,9 @@ describe('a time-zone change', () => {
     await expect
       .poll(() => t.room.agreement().agreement.partnership.timezone, { timeout: timeout(20_000), interval: 20 })
       .toBe('UTC');
+    // The re-localising waits in the queue too; freed, the writer goes to it first, and the
+    // batches land after it: on the version they find in force then.
+    await expect.poll(() => slots.readyWaiting, { timeout: timeout(20_000), interval: 20 }).toBe(3);
     for (const release of held) release();
     await Promise.all([...pushes, changed]);
     const c = await t.room.duck.connect();
@@ -129,6 +133,27 @@ describe('a time-zone change', () => {
     expect(landed).toEqual([{ day: '2026-11-19', n: 24 }]);
     const analyst = await t.token('acme', 'analyst');
     expect(Object.keys(await days(analyst, '2026-11-18', '2026-11-21'))).toEqual(['2026-11-19']);
+  });
+
+  it("two changes asked at once both finish, one after the other, and the points end on the last one's days", async () => {
+    // Each takes every writer: taking them in turn, they would each hold some and wait for good.
+    // The second reads the zone the first left, not the one before it.
+    await t.close(); // this one needs two writers
+    t = await startTestRoom({ env: { PARITY_ALERTS: 'off', PARITY_INGEST_CONCURRENCY: '2' } });
+    for (const partner of ['acme', 'globex'])
+      await push(partner, [{ at: '2026-11-19T23:30:00Z', tag: 'TWO', n: 6, base: 10 }]);
+    const duck = t.room.duck;
+    const held = [await duck.slots.acquire(), await duck.slots.acquire()];
+    const both = Promise.all([duck.localise('UTC'), duck.localise('Europe/Berlin')]);
+    for (const release of held) release();
+    await both;
+    expect(duck.localisedZone).toBe('Europe/Berlin');
+    const c = await duck.connect();
+    const landed = (
+      await c.runAndReadAll(`SELECT local_day::VARCHAR AS day, count(*)::INTEGER AS n FROM points GROUP BY ALL`)
+    ).getRowObjectsJson();
+    duck.release(c);
+    expect(landed).toEqual([{ day: '2026-11-20', n: 12 }]);
   });
 
   it('withholds a held cell in which the change left one partner fewer than k released subjects, though all its points reach k', async () => {
