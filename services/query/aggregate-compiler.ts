@@ -239,7 +239,8 @@ function cellsOf(
     // Fail closed: a cell whose parts or atoms were not found is withheld, never shown.
     '  coalesce(m.min_part, 0)::INTEGER AS min_part, cell.partners, coalesce(x.protects, true) AS protects,',
     '  coalesce(m.dominated, true) AS dominated,',
-    '  (CASE WHEN cell.pending THEN coalesce(m.rel_min_part, 0) ELSE coalesce(m.min_part, 0) END)::INTEGER AS rel_min_part',
+    // A cell with no pending point has every part released (rd = d): rel_min_part is min_part.
+    '  coalesce(m.rel_min_part, 0)::INTEGER AS rel_min_part',
     'FROM (',
     `  SELECT ${period('local_day')} AS c, ${group} AS g,`,
     `    (${measureSql[q.kpi.measure]} FILTER (WHERE rel))::DOUBLE AS value,`,
@@ -279,7 +280,7 @@ export function compileSeries(q: SeriesQuery): CompiledSql {
     `requested AS (SELECT * FROM linked WHERE ${inCells(params)}),`,
     `parts AS (\n${partsOf(q.kpi, q.rules, 'linked')}\n),`,
     `flagged AS (\n${flaggedAtoms(q.kpi, q.rules, 'requested', 'parts', params)}\n)`,
-    `SELECT * FROM (\n${cellsOf(q, 'requested', () => 'true', 'parts', 'flagged', params)}\n) AS cells`,
+    cellsOf(q, 'requested', () => 'true', 'parts', 'flagged', params),
     'ORDER BY period, grp NULLS FIRST',
   ].join('\n');
   return { sql, params: params.list };
