@@ -53,6 +53,8 @@ export async function seedPoints(file: string, n: number, from: string): Promise
     // As the lander does: each point's local day in the partnership's zone.
     await c.run(`UPDATE points SET local_day = timezone('Europe/Berlin', ts)::DATE`);
     await c.run(`INSERT OR REPLACE INTO room_settings VALUES ('timezone', 'Europe/Berlin')`);
+    // Points the room's release steps never saw: it builds the step guard's history from them when it opens.
+    await c.run(`DELETE FROM room_settings WHERE key = 'released_atoms_built'`);
     await c.run(
       `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
        VALUES ('bat_bench_1', 1, 'acme', NULL, repeat('0', 64), 'application/x-ndjson', ${n}, 0, repeat('0', 64), '{"errors":[],"truncated":false}', 1, now(), now(), ['${[...SEEDED_KPIS].sort().join("','")}'])`,

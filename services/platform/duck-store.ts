@@ -417,6 +417,21 @@ const RELOCALISED_ATOMS = [
   'GROUP BY p.kpi, p.partner, p.snapshot, timezone($1, p.ts)::DATE, p.dims HAVING bool_or(h.partner IS NOT NULL)',
 ].join('\n');
 
+/**
+ * `released_atoms` (schema.sql) from the points and their atoms: per atom key, the latest
+ * snapshot that released points of it (a row's `released`; a point without a row was released
+ * with its batch). What the release steps keep current one step at a time; rebuilt where points
+ * move (a new time zone) and when the table is new to a store.
+ */
+const REBUILD_RELEASED_ATOMS = [
+  'INSERT INTO released_atoms',
+  'SELECT p.kpi, p.partner, p.local_day, p.dims, max(coalesce(h.released, p.snapshot))',
+  'FROM points p LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot',
+  '  AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims',
+  'WHERE h.partner IS NULL OR h.released IS NOT NULL',
+  'GROUP BY p.kpi, p.partner, p.local_day, p.dims',
+].join('\n');
+
 /** The KPIs whose atoms of an earlier snapshot a step released at $1 (the store reads the same rows back when it opens). */
 const RELEASED_LATE = 'SELECT DISTINCT kpi FROM held_atoms WHERE released = $1 AND snapshot < $1';
 
@@ -435,6 +450,7 @@ const RETIRED_BEFORE = 'retired_before_snapshot';
 const RETAINED_FROM = 'retained_from_day';
 const PSEUDONYM_GENERATION = 'pseudonym_generation';
 const ROLLUP_THROUGH = 'rollup_through';
+const RELEASED_ATOMS_BUILT = 'released_atoms_built';
 const ROLLUP_REMOVED = 'rollup_removed:';
 
 // Spool rows are `kpi, epoch ms, value, pseudonym, dims JSON` separated by tabs; nothing in
@@ -766,6 +782,14 @@ export class DuckStore {
       store.retainedFrom = (await setting(conn, RETAINED_FROM)) ?? null;
       const generation = await setting(conn, PSEUDONYM_GENERATION);
       if (generation !== undefined) store.pseudonymGeneration = Number(generation);
+      // A store from before released_atoms: the step guard's history built from its points, once.
+      if ((await setting(conn, RELEASED_ATOMS_BUILT)) === undefined) {
+        await conn.run('BEGIN TRANSACTION');
+        await conn.run('DELETE FROM released_atoms');
+        await conn.run(REBUILD_RELEASED_ATOMS);
+        await putSetting(conn, RELEASED_ATOMS_BUILT, '1');
+        await conn.run('COMMIT');
+      }
       // Batches landed before the kpis column existed get it from their points, once.
       await conn.run(
         `UPDATE batches SET kpis = (SELECT list(DISTINCT kpi ORDER BY kpi) FROM points p WHERE p.snapshot = batches.snapshot) WHERE kpis IS NULL`,
@@ -981,6 +1005,8 @@ export class DuckStore {
           'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, released, d, s) SELECT * FROM relocalised_atoms',
         );
         await c.run('DROP TABLE relocalised_atoms');
+        await c.run('DELETE FROM released_atoms');
+        await c.run(REBUILD_RELEASED_ATOMS);
       }
       await putSetting(c, TIMEZONE, timezone);
     });
@@ -1140,6 +1166,7 @@ export class DuckStore {
           (await c.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged,
         );
         await c.run('DELETE FROM held_atoms WHERE local_day < $1::DATE', [before]);
+        await c.run('DELETE FROM released_atoms WHERE local_day < $1::DATE', [before]);
         const perKpi = Object.fromEntries(counts.map((x) => [x.kpi, x.n]));
         const at = receipt.at.toISOString();
         await insertBatch(c, {

@@ -118,6 +118,7 @@ export function releaser(agreement: () => Agreement): Releaser {
       }
       const release = step.release(dropped);
       await exec.run(release.sql, release.params);
+      for (const q of step.record()) await exec.run(q.sql, q.params);
     }
     // Released at once: no row needed (a point without a row of its atom is released).
     await exec.run('DELETE FROM held_atoms WHERE released = $1 AND snapshot = $1', [snapshot]);

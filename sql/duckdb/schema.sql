@@ -123,3 +123,17 @@ ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS as_of UINTEGER;
 -- The fewest released distinct subjects of a partner with released points in the cell: a held
 -- cell shows only its released points, and each partner's released part is checked against k.
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS rel_min_part INTEGER;
+-- The step guard's history (docs/privacy.md §2.3): for each atom key (KPI × partner × local day ×
+-- dims) with released points, the latest snapshot that released some of them (a step that
+-- released it, or its own batch's when released with it). The release step records the atoms it
+-- releases (services/query/release.ts) and reads the cells it touches here instead of scanning
+-- their points; the store rebuilds it from points and held_atoms when it is first opened with the
+-- table (setting `released_atoms_built`) and after a new time zone, and retention drops the days
+-- it drops. One row per key.
+CREATE TABLE IF NOT EXISTS released_atoms (
+  kpi       VARCHAR NOT NULL,
+  partner   VARCHAR NOT NULL,
+  local_day DATE NOT NULL,
+  dims      VARCHAR,
+  last      UINTEGER NOT NULL
+);

@@ -195,6 +195,25 @@ const HOLDS: Record<Hold, string> = {
     'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims) SELECT DISTINCT kpi, partner, snapshot, local_day, dims FROM points WHERE snapshot = $1',
 };
 
+/** released_atoms as the room's steps kept it. */
+async function releasedAtomsKept(): Promise<string[]> {
+  const rows = await conn.runAndReadAll(
+    'SELECT kpi, partner, local_day::VARCHAR AS day, dims, last FROM released_atoms ORDER BY ALL',
+  );
+  return rows.getRowObjectsJson().map((r) => JSON.stringify(r));
+}
+
+/** The same from the points: an atom key's latest release over its released points (a point without a row: its batch's). */
+async function releasedAtomsFromPoints(): Promise<string[]> {
+  const rows = await conn.runAndReadAll(
+    `SELECT p.kpi, p.partner, p.local_day::VARCHAR AS day, p.dims, max(CASE WHEN h.partner IS NULL THEN p.snapshot ELSE h.released END) AS last
+     FROM points p LEFT JOIN held_atoms h ON (h.kpi, h.partner, h.snapshot, h.local_day) = (p.kpi, p.partner, p.snapshot, p.local_day)
+       AND h.dims IS NOT DISTINCT FROM p.dims
+     GROUP BY ALL HAVING bool_or(h.partner IS NULL OR h.released IS NOT NULL) ORDER BY ALL`,
+  );
+  return rows.getRowObjectsJson().map((r) => JSON.stringify(r));
+}
+
 async function land(
   c: Case,
   agreement: Agreement,
@@ -202,6 +221,7 @@ async function land(
 ): Promise<Point[]> {
   await conn.run('DELETE FROM points');
   await conn.run('DELETE FROM held_atoms');
+  await conn.run('DELETE FROM released_atoms');
   const release = opts.step ?? releaser(() => agreement);
   const exec = execOn(conn, opts.seen);
   for (const snapshot of SNAPSHOTS) {
@@ -216,6 +236,9 @@ async function land(
     if (!opts.release) continue; // the room before stable disclosure: every point counted as it lands
     await conn.run(HOLDS[opts.hold ?? 'counted'], [snapshot]);
     await release(exec, snapshot, ['kpi']);
+    // The room's steps keep the step guard's history (released_atoms) one step at a time: it
+    // must be what the points and their atoms say, the latest release of each atom key.
+    if (!opts.step) expect(await releasedAtomsKept()).toEqual(await releasedAtomsFromPoints());
   }
   const rows = (
     await conn.runAndReadAll('SELECT partner, snapshot, local_day::VARCHAR AS day, dims, released FROM held_atoms')
@@ -417,6 +440,7 @@ describe('the release step', () => {
   ): Promise<{ statements: string[]; pending: string[] }> {
     await conn.run('DELETE FROM points');
     await conn.run('DELETE FROM held_atoms');
+    await conn.run('DELETE FROM released_atoms');
     for (const p of c.points)
       await conn.run(
         `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
@@ -782,6 +806,7 @@ describe('the release step', () => {
     const pendingAfter = async (steps: string[][]) => {
       await conn.run('DELETE FROM points');
       await conn.run('DELETE FROM held_atoms');
+      await conn.run('DELETE FROM released_atoms');
       for (const [kpiId, partner, day, dims, j] of rows)
         await conn.run(
           `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)

@@ -74,6 +74,15 @@ describe('local days', () => {
         // f joins g's day: pending, since f was (fail closed).
         { s: 5, day: '2026-04-06', r: null, d: 2, subjects: null },
       ]);
+      // The step guard's history, rebuilt on the new days: c's day released with its batch (2),
+      // d and e's at 4; a, b and f's days hold no released point.
+      const released = await c.runAndReadAll(
+        "SELECT strftime(local_day, '%Y-%m-%d') AS day, last::INTEGER AS last FROM released_atoms ORDER BY day",
+      );
+      expect(released.getRowObjectsJson()).toEqual([
+        { day: '2026-04-01', last: 2 },
+        { day: '2026-04-03', last: 4 },
+      ]);
     } finally {
       store.release(c);
       await store.close();
@@ -233,6 +242,65 @@ describe('the KPI changes a store reads back when it opens', () => {
       expect(again.touched.effective('right', 3)).toBe(0);
     } finally {
       await again.close();
+    }
+  });
+});
+
+describe("the step guard's history", () => {
+  it('is built from the points and their atoms when a store first opens with it, and not again', async () => {
+    const path = join(dir, 'released.duckdb');
+    const first = await DuckStore.open(path);
+    const c = await first.connect();
+    // Two points of one day released with their batches (1, then 3), one of another day held and
+    // released at 5, one pending: as a store kept them before released_atoms existed.
+    for (const [snapshot, day, subject] of [
+      [1, '2026-11-16', 'a'],
+      [3, '2026-11-16', 'b'],
+      [4, '2026-11-17', 'c'],
+      [6, '2026-11-18', 'd'],
+    ] as const)
+      await c.run(
+        `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, local_day)
+         VALUES ($1, 'acme', 'k', $2::TIMESTAMPTZ, 1, $3, $2::DATE)`,
+        [snapshot, `${day} 12:00:00+00`, subject],
+      );
+    await c.run(
+      `INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, released) VALUES
+       ('k', 'acme', 4, DATE '2026-11-17', NULL, 5), ('k', 'acme', 6, DATE '2026-11-18', NULL, NULL)`,
+    );
+    await c.run("DELETE FROM room_settings WHERE key = 'released_atoms_built'");
+    first.release(c);
+    await first.close();
+    const rows = async (store: DuckStore) => {
+      const r = await store.connect();
+      try {
+        return (
+          await r.runAndReadAll(
+            "SELECT strftime(local_day, '%Y-%m-%d') AS day, last::INTEGER AS last FROM released_atoms ORDER BY day",
+          )
+        ).getRowObjectsJson();
+      } finally {
+        store.release(r);
+      }
+    };
+    const again = await DuckStore.open(path);
+    try {
+      expect(await rows(again)).toEqual([
+        { day: '2026-11-16', last: 3 },
+        { day: '2026-11-17', last: 5 },
+      ]);
+      // Built once: a store that has it keeps what its steps recorded.
+      const c2 = await again.connect();
+      await c2.run("UPDATE released_atoms SET last = 9 WHERE local_day = DATE '2026-11-16'");
+      again.release(c2);
+    } finally {
+      await again.close();
+    }
+    const third = await DuckStore.open(path);
+    try {
+      expect((await rows(third))[0]).toEqual({ day: '2026-11-16', last: 9 });
+    } finally {
+      await third.close();
     }
   });
 });

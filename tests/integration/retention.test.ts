@@ -90,6 +90,18 @@ describe('retention', () => {
     expect(await pending()).toEqual([
       ['rollup_removed:lead_time', { lo: '2023-11-21', hi: '2023-11-21', snapshot: r.snapshot }],
     ]);
+    // The step guard's history (released_atoms) drops the deleted days with their points.
+    const releasedDays = async () => {
+      const c = await t.room.duck.connect();
+      try {
+        return (await c.runAndReadAll(`SELECT DISTINCT local_day::VARCHAR AS d FROM released_atoms ORDER BY d`))
+          .getRowObjectsJson()
+          .map((x) => String(x['d']));
+      } finally {
+        t.room.duck.release(c);
+      }
+    };
+    expect(await releasedDays()).toEqual(['2023-11-24', '2026-11-02']);
     // The week that straddles the horizon lost points: it is withheld (its change would be what was
     // deleted, docs/privacy.md §2.7) — first from points, then from its rollup, which holds what is left.
     const after = await week();
