@@ -432,6 +432,19 @@ const REBUILD_RELEASED_ATOMS = [
   'GROUP BY p.kpi, p.partner, p.local_day, p.dims',
 ].join('\n');
 
+/**
+ * What a release step at $1 runs once it released atoms, before it deletes the rows of those
+ * released with their own batch: every atom key released there gets `last` = $1 in
+ * `released_atoms` (REBUILD_RELEASED_ATOMS, one step at a time).
+ */
+export const RECORD_RELEASES = [
+  [
+    'DELETE FROM released_atoms r WHERE EXISTS (SELECT 1 FROM held_atoms h WHERE h.released = $1',
+    '  AND h.kpi = r.kpi AND h.partner = r.partner AND h.local_day = r.local_day AND h.dims IS NOT DISTINCT FROM r.dims)',
+  ].join('\n'),
+  'INSERT INTO released_atoms SELECT DISTINCT kpi, partner, local_day, dims, $1 FROM held_atoms WHERE released = $1',
+] as const;
+
 /** The KPIs whose atoms of an earlier snapshot a step released at $1 (the store reads the same rows back when it opens). */
 const RELEASED_LATE = 'SELECT DISTINCT kpi FROM held_atoms WHERE released = $1 AND snapshot < $1';
 

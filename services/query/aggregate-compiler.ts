@@ -592,8 +592,7 @@ const groupList = (groups: readonly ChangeGroupKey[], ps: Params) =>
  *   `released_atoms` (schema.sql): what the step guard needs to know who moved each cell last
  *   (release.ts, docs/privacy.md §2.3). It was a scan of those cells' points joined to their
  *   atoms, which grew with the room (40–180 ms of a 10k-point batch's step in a 1M-point room).
- * - `record()` keeps `released_atoms` current: every atom released at this step (before the
- *   step deletes the rows of those released with their own batch) gets `last` = the snapshot.
+ *   The step keeps the table current (RECORD_RELEASES, duck-store.ts).
  *
  * Deciding what drops is release.ts's, over these rows (heldGroups).
  */
@@ -607,7 +606,6 @@ export function compileReleaseStep(
   points: (groups: readonly ChangeGroupKey[]) => CompiledSql;
   release: (dropped: readonly ChangeGroupKey[]) => CompiledSql;
   history: (spans: readonly { kpi: Kpi; first: string; last: string }[]) => CompiledSql;
-  record: () => CompiledSql[];
 } {
   const dimensionKeys = [...new Set(kpis.flatMap((k) => Object.keys(k.dimensions)))].sort();
   const ids = kpis.map((k) => k.id);
@@ -672,18 +670,5 @@ export function compileReleaseStep(
         params: hp.list,
       };
     },
-    record: () => [
-      {
-        sql: [
-          'DELETE FROM released_atoms r WHERE EXISTS (SELECT 1 FROM held_atoms h WHERE h.released = $1',
-          '  AND h.kpi = r.kpi AND h.partner = r.partner AND h.local_day = r.local_day AND h.dims IS NOT DISTINCT FROM r.dims)',
-        ].join('\n'),
-        params: [snapshot],
-      },
-      {
-        sql: 'INSERT INTO released_atoms SELECT DISTINCT kpi, partner, local_day, dims, $1 FROM held_atoms WHERE released = $1',
-        params: [snapshot],
-      },
-    ],
   };
 }

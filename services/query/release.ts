@@ -1,6 +1,6 @@
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { periodEnd, periodStart, type Grain } from '../platform/calendar.js';
-import type { ReleaseExec, Releaser } from '../platform/duck-store.js';
+import { RECORD_RELEASES, type ReleaseExec, type Releaser } from '../platform/duck-store.js';
 import { compileReleaseStep, families, type ChangeGroupKey } from './aggregate-compiler.js';
 import { disclosureRules, type DisclosureRules } from './disclosure.js';
 
@@ -118,7 +118,7 @@ export function releaser(agreement: () => Agreement): Releaser {
       }
       const release = step.release(dropped);
       await exec.run(release.sql, release.params);
-      for (const q of step.record()) await exec.run(q.sql, q.params);
+      for (const sql of RECORD_RELEASES) await exec.run(sql, [snapshot]);
     }
     // Released at once: no row needed (a point without a row of its atom is released).
     await exec.run('DELETE FROM held_atoms WHERE released = $1 AND snapshot = $1', [snapshot]);
