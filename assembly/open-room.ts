@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { findActiveAgreement, installInitialAgreement } from '../services/governance/agreement-repository.js';
 import { loadAgreementFile, type AgreementVersion } from '../services/platform/agreement-schema.js';
 import { AuditChain } from '../services/governance/audit-repository.js';
+import { ROOM_PARTNER } from '../services/governance/retention.js';
 import { systemClock, type Clock } from '../services/platform/clock.js';
 import type { Config } from '../services/platform/config.js';
 import { inTransaction, openControlDb } from '../services/platform/control-db.js';
@@ -73,13 +75,24 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
       { size: config.ingestConcurrency, queue: config.ingestQueue },
       config.duckdbMemory,
     );
-    await duck.localise(active.agreement.partnership.timezone);
-    const pseudonymRotations = loadRotationKeys(config.dataDir, duck.pseudonymGeneration);
-    let current = active;
     const d = duck;
+    let current = active;
     // Every snapshot's atoms are released (or held) by the disclosure model before readers see it,
     // whoever lands them (the served app, the demo seed, the CLI).
     d.releaser = releaser(() => current.agreement);
+    // A version activated while the store last ran without adopting it (a failed or interrupted
+    // adoption) takes its snapshot now; a store that never recorded one records the version in force.
+    const recorded = d.agreementInForce;
+    const zone = active.agreement.partnership.timezone;
+    if (recorded && recorded.version !== active.version)
+      await d.adoptAgreement(
+        { version: active.version, timezone: zone },
+        { id: `agreement-v${active.version}-${randomUUID()}`, partner: ROOM_PARTNER, at: clock.now() },
+        () => undefined,
+      );
+    await d.localise(zone);
+    if (!recorded) await d.recordAgreement(active.version);
+    const pseudonymRotations = loadRotationKeys(config.dataDir, d.pseudonymGeneration);
     const listeners: ((v: AgreementVersion) => void)[] = [];
     return {
       config,
@@ -89,13 +102,9 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
       secret,
       pseudonymRotations,
       agreement: () => current,
-      setAgreement: (v, settled) => {
+      setAgreement: (v) => {
         current = v;
-        const announce = () => {
-          for (const listener of listeners) listener(v);
-        };
-        if (settled) void settled.then(announce, announce);
-        else announce();
+        for (const listener of listeners) listener(v);
       },
       onAgreement: (listener) => void listeners.push(listener),
       audit: async (entry) => void (await chain.append(entry, clock.now())),

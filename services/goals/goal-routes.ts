@@ -34,9 +34,10 @@ export const goalRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader }
       assertReader(principal);
       // Without a token only published public KPIs are readable, and goals are the partners' own.
       if (!principal) throw unauthorized();
-      const ctx = requestContext(room, reader, req.query.snapshot);
-      const snapshot = ctx.snapshot;
-      const result = await summariseGoals(ctx, (k) => canSee(principal, k));
+      const { snapshot, result } = await room.duck.stableRead(async () => {
+        const ctx = requestContext(room, reader, req.query.snapshot);
+        return { snapshot: ctx.snapshot, result: await summariseGoals(ctx, (k) => canSee(principal, k)) };
+      });
       await auditRequest(room, req, {
         action: 'query.goals',
         // The KPIs named too: the audit log shows an entry only to those who may read them.

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { inTransaction, jsonColumn, type ControlTx, type ProposalRow } from '../platform/control-db.js';
 import { requirePartnerAdmin } from './auth.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
@@ -21,6 +21,7 @@ import {
   type Agreement,
 } from '../platform/agreement-schema.js';
 import { appendAuditIn } from './audit-repository.js';
+import { ROOM_PARTNER } from './retention.js';
 import {
   createProposal,
   createProposalDecision,
@@ -325,32 +326,30 @@ export async function decide(
 }
 
 /**
- * Puts a newly activated version in force: local days follow a new time zone; rollups follow
- * the new definitions. The version is already committed: if re-localising fails it is retried
- * at the next start (openRoom localises whenever the stored zone differs), never undone.
+ * Puts a newly activated version in force as a snapshot of its own (DuckStore.adoptAgreement):
+ * local days follow a new time zone in its transaction, and the room takes the version in the
+ * turn that snapshot becomes visible, so no snapshot is ever answered under two versions. The
+ * version is already committed: if the store cannot take the snapshot, the room stays on the
+ * version before (every answer consistent with its snapshot) and says so; the next start adopts it
+ * (openRoom), never undoes it.
  */
 export async function applyAgreement(
   room: Room,
   v: AgreementVersion,
   log?: { error(obj: unknown, msg: string): void },
 ): Promise<void> {
-  const before = room.agreement();
-  // New batches take the new zone at once; the rollups rebuild only once every point already
-  // landed is on its new local day (the red team of 2026-12-05 found them left on the old days
-  // when the rebuild ran first).
-  const localised =
-    before.agreement.partnership.timezone === v.agreement.partnership.timezone
-      ? undefined
-      : room.duck
-          .localise(v.agreement.partnership.timezone)
-          .catch((err: unknown) =>
-            log?.error(
-              { err },
-              `version ${v.version} is active, but re-computing local days for ${v.agreement.partnership.timezone} failed; it is retried at the next start`,
-            ),
-          );
-  room.setAgreement(v, localised);
-  await localised;
+  try {
+    await room.duck.adoptAgreement(
+      { version: v.version, timezone: v.agreement.partnership.timezone },
+      { id: `agreement-v${v.version}-${randomUUID()}`, partner: ROOM_PARTNER, at: room.clock.now() },
+      () => room.setAgreement(v),
+    );
+  } catch (err) {
+    log?.error(
+      { err },
+      `version ${v.version} is active, but the room could not take its snapshot; it stays on version ${room.agreement().version} until the next start adopts it`,
+    );
+  }
 }
 
 /** The versions kept, newest first. */

@@ -22,6 +22,7 @@ export class SnapshotTracker {
   #settle: ((ready: readonly number[]) => Promise<void>) | undefined;
   #pumping = false;
   readonly #waiters: { n: number; wake: () => void }[] = [];
+  readonly #atVisible: { n: number; fn: () => void }[] = [];
   #highestCommitted: number;
 
   constructor(latestLanded: number) {
@@ -68,6 +69,14 @@ export class SnapshotTracker {
     // The highest number committed, not the highest handed out: an aborted one is never published.
     return this.visible(this.#highestCommitted);
   }
+  /**
+   * Runs `fn` in the turn the watermark reaches `n`, before the advance listeners: what readers
+   * take together with the watermark (the agreement in force) changes with it, never a turn apart.
+   */
+  whenVisible(n: number, fn: () => void): void {
+    if (this.#latest >= n) fn();
+    else this.#atVisible.push({ n, fn });
+  }
   onAdvance(fn: (latest: number) => void): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
@@ -112,6 +121,9 @@ export class SnapshotTracker {
   #publish(latest: number): void {
     if (latest === this.#latest) return;
     this.#latest = latest;
+    for (let i = 0; i < this.#atVisible.length;)
+      if (this.#atVisible[i]!.n <= latest) this.#atVisible.splice(i, 1)[0]!.fn();
+      else i++;
     for (const fn of this.#listeners) fn(latest);
     for (let i = this.#waiters.length - 1; i >= 0; i--)
       if (this.#waiters[i]!.n <= latest) this.#waiters.splice(i, 1)[0]!.wake();
@@ -461,6 +473,7 @@ export interface Statement {
 const TIMEZONE = 'timezone';
 const RETIRED_BEFORE = 'retired_before_snapshot';
 const RETAINED_FROM = 'retained_from_day';
+const AGREEMENT_IN_FORCE = 'agreement_in_force';
 const PSEUDONYM_GENERATION = 'pseudonym_generation';
 const ROLLUP_THROUGH = 'rollup_through';
 const RELEASED_ATOMS_BUILT = 'released_atoms_built';
@@ -480,6 +493,25 @@ const INSERT_SEGMENT = `INSERT INTO points (snapshot, partner, kpi, ts, value, s
 
 const INSERT_BATCH = `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ, string_split($14, ','))`;
+
+/**
+ * Moves every point to its local day in `timezone`, in the caller's transaction. The atoms are
+ * keyed by local day: re-keyed with their points, each keeping what its points were (schema.sql,
+ * held_atoms). Otherwise a pending point whose day moved would have no row, and count as released
+ * without any release step deciding on it.
+ */
+async function relocalise(c: DuckDBConnection, timezone: string): Promise<void> {
+  await c.run(RELOCALISED_ATOMS, [timezone]);
+  await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE', [timezone]);
+  await c.run('DELETE FROM held_atoms');
+  await c.run(
+    'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, released, d, s) SELECT * FROM relocalised_atoms',
+  );
+  await c.run('DROP TABLE relocalised_atoms');
+  await c.run('DELETE FROM released_atoms');
+  await c.run(REBUILD_RELEASED_ATOMS);
+  await putSetting(c, TIMEZONE, timezone);
+}
 
 async function setting(c: DuckDBConnection, key: string): Promise<string | undefined> {
   const row = (await c.runAndReadAll('SELECT value FROM room_settings WHERE key = $1', [key])).getRowObjectsJson()[0];
@@ -528,6 +560,35 @@ async function mapPseudonyms(
 
 async function putSetting(c: DuckDBConnection, key: string, value: string): Promise<void> {
   await c.run('INSERT OR REPLACE INTO room_settings VALUES ($1, $2)', [key, value]);
+}
+
+/** The receipt of a snapshot the room takes itself (a retention run, a new agreement version): no points. */
+function insertRoomReceipt(
+  c: DuckDBConnection,
+  receipt: { id: string; partner: string; at: Date },
+  snapshot: number,
+  contentType: 'retention' | 'agreement',
+  details: Record<string, unknown>,
+  agreementVersion: number,
+  kpis: string[],
+): Promise<void> {
+  const at = receipt.at.toISOString();
+  return insertBatch(c, {
+    id: receipt.id,
+    snapshot,
+    partner: receipt.partner,
+    idempotencyKey: null,
+    bodySha256: '',
+    contentType,
+    accepted: 0,
+    rejected: 0,
+    checksum: '',
+    errors: JSON.stringify(details),
+    agreementVersion,
+    receivedAt: at,
+    landedAt: at,
+    kpis,
+  });
 }
 
 async function insertBatch(c: DuckDBConnection, b: BatchRecord): Promise<void> {
@@ -660,6 +721,12 @@ export class DuckStore {
   retainedFrom: string | null = null;
   /** How many secrets the stored pseudonyms are keyed with (1 + rotations). */
   pseudonymGeneration = 1;
+  /**
+   * The agreement version the room answers under and the snapshot it took when it came into force
+   * ({@link adoptAgreement}): an earlier snapshot was answered under an earlier version, so a
+   * `?snapshot=` below `since` is refused (resolveRange). Undefined until the room records one.
+   */
+  agreementInForce: { version: number; since: number } | undefined;
 
   private constructor(
     readonly instance: DuckDBInstance,
@@ -793,6 +860,8 @@ export class DuckStore {
       const retired = await setting(conn, RETIRED_BEFORE);
       if (retired !== undefined) store.retiredBefore = Number(retired);
       store.retainedFrom = (await setting(conn, RETAINED_FROM)) ?? null;
+      const inForce = await setting(conn, AGREEMENT_IN_FORCE);
+      if (inForce !== undefined) store.agreementInForce = JSON.parse(inForce) as { version: number; since: number };
       const generation = await setting(conn, PSEUDONYM_GENERATION);
       if (generation !== undefined) store.pseudonymGeneration = Number(generation);
       // A store from before released_atoms: the step guard's history built from its points, once.
@@ -945,8 +1014,8 @@ export class DuckStore {
     });
   }
 
-  #transaction<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
-    return this.#onConnection((c) => this.#inTransaction(c, () => fn(c)));
+  #transaction<T>(fn: (c: DuckDBConnection) => Promise<T>, beforeCommit?: () => void): Promise<T> {
+    return this.#onConnection((c) => this.#inTransaction(c, () => fn(c), beforeCommit));
   }
 
   /** `fn` as the store's own work on a connection of its own, closed after it (with its temporary tables). */
@@ -959,10 +1028,11 @@ export class DuckStore {
   }
 
   /** `fn` in a transaction on `c` (held by the caller): committed when it resolves, rolled back when it throws. */
-  async #inTransaction<T>(c: DuckDBConnection, fn: () => Promise<T>): Promise<T> {
+  async #inTransaction<T>(c: DuckDBConnection, fn: () => Promise<T>, beforeCommit?: () => void): Promise<T> {
     await c.run('BEGIN TRANSACTION');
     try {
       const result = await this.#interruptible(c, fn);
+      beforeCommit?.();
       await c.run('COMMIT');
       return result;
     } catch (err) {
@@ -993,9 +1063,8 @@ export class DuckStore {
   }
 
   /**
-   * The zone the points' local days are in (set by {@link localise}; undefined before it ran):
-   * what rollups are built for. During a change it is still the old zone while the new one is in
-   * force, until every point is on its new day.
+   * The zone the points' local days are in (set by {@link localise} and {@link adoptAgreement};
+   * undefined before either ran): what rollups are built for.
    */
   get localisedZone(): string | undefined {
     return this.#localisedZone;
@@ -1007,22 +1076,109 @@ export class DuckStore {
       const current = await setting(c, TIMEZONE);
       if (current === timezone)
         await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE WHERE local_day IS NULL', [timezone]);
-      else {
-        // The atoms are keyed by local day: re-keyed with their points, each keeping what its
-        // points were (schema.sql, held_atoms). Otherwise a pending point whose day moved would
-        // have no row, and count as released without any release step deciding on it.
-        await c.run(RELOCALISED_ATOMS, [timezone]);
-        await c.run('UPDATE points SET local_day = timezone($1, ts)::DATE', [timezone]);
-        await c.run('DELETE FROM held_atoms');
-        await c.run(
-          'INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, released, d, s) SELECT * FROM relocalised_atoms',
-        );
-        await c.run('DROP TABLE relocalised_atoms');
-        await c.run('DELETE FROM released_atoms');
-        await c.run(REBUILD_RELEASED_ATOMS);
-      }
-      await putSetting(c, TIMEZONE, timezone);
+      else await relocalise(c, timezone);
     });
+  }
+
+  /** Rewrites of what earlier snapshots' points say that committed or are committing (see {@link stableRead}). */
+  #rewrites = 0;
+  /** The rewrite committing now, until its snapshot is visible: reads starting meanwhile wait for it. */
+  #rewrite: Promise<void> | undefined;
+
+  /**
+   * Called just before a rewrite commits (a new zone moving the points' days, retention deleting
+   * them): reads that began before it are run again ({@link stableRead}), reads that begin now
+   * wait. The returned function ends the wait, once the rewrite's snapshot is visible (or it
+   * rolled back).
+   */
+  #rewriteCommits(): () => void {
+    this.#rewrites++;
+    let end!: () => void;
+    const rewrite = new Promise<void>((r) => (end = r));
+    this.#rewrite = rewrite;
+    return () => {
+      if (this.#rewrite === rewrite) this.#rewrite = undefined;
+      end();
+    };
+  }
+
+  /**
+   * Runs a read that takes a snapshot (and the agreement in force with it) and answers it from the
+   * points or the rollups, so that it never mixes two states: a rewrite commits in place (points
+   * move to a new zone's days, retention deletes them) and is visible from a new snapshot on, but
+   * a read of the snapshot before that ran its statements after the commit would answer that old
+   * snapshot from the rewritten points — other bytes than it gave before. Such a read is run
+   * again; reads wait while a rewrite commits. Costs a read a counter when nothing rewrites.
+   */
+  async stableRead<T>(read: () => Promise<T>): Promise<T> {
+    for (;;) {
+      while (this.#rewrite) await this.#rewrite;
+      const seen = this.#rewrites;
+      const result = await read();
+      if (seen === this.#rewrites) return result;
+    }
+  }
+
+  /**
+   * Puts agreement version `v` in force as a snapshot of its own, like a retention run: a
+   * receipt in `batches` (content type `agreement`, no points), with the points moved to the
+   * local days of a new time zone in the same transaction. `inForce` (the room taking the version)
+   * runs in the turn that snapshot becomes visible: readers see the old version with the old
+   * snapshots and the new one from the new snapshot on, and a `?snapshot=` before it is refused
+   * from then on (it was answered under the old version: the same bytes or a refusal). Holds
+   * every writer: batches landing before it are on the old version, those after on the new.
+   */
+  async adoptAgreement(
+    v: { version: number; timezone: string },
+    receipt: { id: string; partner: string; at: Date },
+    inForce: () => void,
+  ): Promise<number> {
+    return this.#everyWriter(async () => {
+      let snapshot: number | undefined;
+      let ended: (() => void) | undefined;
+      try {
+        const taken = await this.#transaction(
+          async (c) => {
+            // Read in the transaction: another change may have moved the points while this one waited.
+            if ((await setting(c, TIMEZONE)) !== v.timezone) await relocalise(c, v.timezone);
+            const snap = (snapshot = this.snapshots.reserve());
+            await insertRoomReceipt(c, receipt, snap, 'agreement', { version: v.version }, v.version, []);
+            await putSetting(c, AGREEMENT_IN_FORCE, JSON.stringify({ version: v.version, since: snap }));
+            return snap;
+          },
+          () => (ended = this.#rewriteCommits()),
+        );
+        this.#localisedZone = v.timezone;
+        const end = ended!;
+        this.snapshots.whenVisible(taken, () => {
+          this.agreementInForce = { version: v.version, since: taken };
+          inForce();
+          end();
+        });
+        this.landed({
+          snapshot: taken,
+          partner: receipt.partner,
+          kpis: [],
+          receivedAt: receipt.at,
+          landedAt: receipt.at,
+        });
+        await this.snapshots.visible(taken);
+        return taken;
+      } catch (err) {
+        ended?.();
+        if (snapshot !== undefined) this.snapshots.abort(snapshot);
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Records the version in force for a store that has none recorded (a new room, or one from
+   * before versions took snapshots) without a snapshot: every snapshot it holds stays readable.
+   */
+  async recordAgreement(version: number): Promise<void> {
+    await this.#pooled((c) => putSetting(c, AGREEMENT_IN_FORCE, JSON.stringify({ version, since: 0 })));
+    this.agreementInForce = { version, since: 0 };
   }
 
   /** A partner's batch by its id or idempotency key (column names are constants here). */
@@ -1162,56 +1318,60 @@ export class DuckStore {
     receipt: { id: string; partner: string; at: Date; agreementVersion: number },
   ): Promise<Retirement | undefined> {
     let snapshot: number | undefined;
+    let ended: (() => void) | undefined;
     try {
-      const done = await this.#transaction(async (c) => {
-        // Counted inside the transaction: what it counts is what its DELETE removes.
-        const counts = (
-          await c.runAndReadAll(
-            `SELECT kpi, count(*)::BIGINT AS n, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE local_day < $1::DATE GROUP BY kpi ORDER BY kpi`,
-            [before],
+      const done = await this.#transaction(
+        async (c) => {
+          // Counted inside the transaction: what it counts is what its DELETE removes.
+          const counts = (
+            await c.runAndReadAll(
+              `SELECT kpi, count(*)::BIGINT AS n, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE local_day < $1::DATE GROUP BY kpi ORDER BY kpi`,
+              [before],
+            )
           )
-        )
-          .getRowObjectsJson()
-          .map((r) => ({ kpi: String(r['kpi']), n: Number(r['n']), lo: String(r['lo']), hi: String(r['hi']) }));
-        if (counts.length === 0) return undefined;
-        const snap = (snapshot = this.snapshots.reserve());
-        const deleted = Number(
-          (await c.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged,
-        );
-        await c.run('DELETE FROM held_atoms WHERE local_day < $1::DATE', [before]);
-        await c.run('DELETE FROM released_atoms WHERE local_day < $1::DATE', [before]);
-        const perKpi = Object.fromEntries(counts.map((x) => [x.kpi, x.n]));
-        const at = receipt.at.toISOString();
-        await insertBatch(c, {
-          id: receipt.id,
-          snapshot: snap,
-          partner: receipt.partner,
-          idempotencyKey: null,
-          bodySha256: '',
-          contentType: 'retention',
-          accepted: 0,
-          rejected: 0,
-          checksum: '',
-          errors: JSON.stringify({ deleted, before }),
-          agreementVersion: receipt.agreementVersion,
-          receivedAt: at,
-          landedAt: at,
-          kpis: Object.keys(perKpi),
-        });
-        await putSetting(c, RETIRED_BEFORE, String(snap));
-        await putSetting(c, RETAINED_FROM, before);
-        // The rollups recompute these days once the snapshot is visible (removedDays, forgetRemovedDays).
-        for (const x of counts) {
-          const key = ROLLUP_REMOVED + x.kpi;
-          const prev = await setting(c, key);
-          const p = prev === undefined ? undefined : (JSON.parse(prev) as { lo: string });
-          await putSetting(c, key, JSON.stringify({ lo: p && p.lo < x.lo ? p.lo : x.lo, hi: x.hi, snapshot: snap }));
-        }
-        return { snapshot: snap, deleted, perKpi };
+            .getRowObjectsJson()
+            .map((r) => ({ kpi: String(r['kpi']), n: Number(r['n']), lo: String(r['lo']), hi: String(r['hi']) }));
+          if (counts.length === 0) return undefined;
+          const snap = (snapshot = this.snapshots.reserve());
+          const deleted = Number(
+            (await c.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged,
+          );
+          await c.run('DELETE FROM held_atoms WHERE local_day < $1::DATE', [before]);
+          await c.run('DELETE FROM released_atoms WHERE local_day < $1::DATE', [before]);
+          const perKpi = Object.fromEntries(counts.map((x) => [x.kpi, x.n]));
+          await insertRoomReceipt(
+            c,
+            receipt,
+            snap,
+            'retention',
+            { deleted, before },
+            receipt.agreementVersion,
+            Object.keys(perKpi),
+          );
+          await putSetting(c, RETIRED_BEFORE, String(snap));
+          await putSetting(c, RETAINED_FROM, before);
+          // The rollups recompute these days once the snapshot is visible (removedDays, forgetRemovedDays).
+          for (const x of counts) {
+            const key = ROLLUP_REMOVED + x.kpi;
+            const prev = await setting(c, key);
+            const p = prev === undefined ? undefined : (JSON.parse(prev) as { lo: string });
+            await putSetting(c, key, JSON.stringify({ lo: p && p.lo < x.lo ? p.lo : x.lo, hi: x.hi, snapshot: snap }));
+          }
+          return { snapshot: snap, deleted, perKpi };
+        },
+        () => (ended = this.#rewriteCommits()),
+      );
+      if (!done) {
+        ended?.(); // nothing was deleted: nothing for readers to wait for
+        return undefined;
+      }
+      const end = ended!;
+      // With its snapshot, not before: a reader of the one before keeps its cut and its rollups.
+      this.snapshots.whenVisible(done.snapshot, () => {
+        this.retiredBefore = done.snapshot;
+        this.retainedFrom = before;
+        end();
       });
-      if (!done) return undefined;
-      this.retiredBefore = done.snapshot;
-      this.retainedFrom = before;
       this.landed({
         snapshot: done.snapshot,
         partner: receipt.partner,
@@ -1222,6 +1382,7 @@ export class DuckStore {
       await this.snapshots.visible(done.snapshot);
       return done;
     } catch (err) {
+      ended?.();
       if (snapshot !== undefined) this.snapshots.abort(snapshot);
       throw err;
     }

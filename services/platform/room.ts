@@ -25,14 +25,10 @@ export interface Room {
   secret: Buffer;
   /** Keys of the pseudonym rotations in force, oldest first (ingest re-keys new pseudonyms with them). */
   pseudonymRotations: readonly Buffer[];
-  /** The agreement in force; refreshed when a new version activates (a new time zone needs duck.localise). */
+  /** The agreement in force; a new version comes into force with a snapshot of its own (DuckStore.adoptAgreement). */
   agreement(): AgreementVersion;
-  /**
-   * Puts `v` in force at once (ingest and reads take it from now) and calls the listeners once
-   * `settled` (the points re-localised for a new time zone) has: a rollup rebuild must not read
-   * the points' old local days under the new definitions.
-   */
-  setAgreement(v: AgreementVersion, settled?: Promise<unknown>): void;
+  /** Puts `v` in force at once (ingest and reads take it from now) and calls the listeners. */
+  setAgreement(v: AgreementVersion): void;
   /** Calls `listener` after each new version takes effect (the rollups rebuild what changed). */
   onAgreement(listener: (v: AgreementVersion) => void): void;
   audit(entry: AuditEntry): Promise<void>;

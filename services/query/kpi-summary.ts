@@ -95,7 +95,7 @@ export function requestContext(room: Room, reader: SeriesReader, snapshotParam: 
     active.agreement.partnership.timezone,
     room.duck.snapshots.latest,
     now,
-    room.duck.retiredBefore,
+    room.duck,
   );
   return evaluationContext(reader, active.agreement, active.version, now, active.activatedAt ?? now, snapshot);
 }

@@ -125,12 +125,14 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
     async (req, reply) => {
       const principal = req.principal;
       assertReader(principal);
-      const ctx = requestContext(room, reader, req.query.snapshot);
-      const snapshot = ctx.snapshot;
-      const result: KpisResponse = {
-        ...(await summariseKpis(ctx, principal)),
-        asOf: room.duck.landedAt(snapshot)?.toISOString() ?? null,
-      };
+      const result: KpisResponse = await room.duck.stableRead(async () => {
+        const ctx = requestContext(room, reader, req.query.snapshot);
+        return {
+          ...(await summariseKpis(ctx, principal)),
+          asOf: room.duck.landedAt(ctx.snapshot)?.toISOString() ?? null,
+        };
+      });
+      const snapshot = result.snapshot;
       if (!principal && result.kpis.length === 0) throw unauthorized();
       await auditRequest(room, req, {
         action: 'query.kpis',
@@ -168,30 +170,33 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
     async (req, reply) => {
       const principal = req.principal;
       assertReader(principal);
-      const active = room.agreement();
-      const kpis =
-        req.query.kpi === undefined
-          ? active.agreement.kpis.filter((k) => canSee(principal, k))
-          : [findVisibleKpi(active.agreement, principal, req.query.kpi)];
-      if (!principal && kpis.length === 0) throw unauthorized();
-      const q = resolveRange(
-        req.query,
-        active.agreement.partnership.timezone,
-        room.duck.snapshots.latest,
-        room.clock.now(),
-        room.duck.retiredBefore,
-      );
-      const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
-      const breaches = await listBreaches(
-        reader,
-        active.agreement,
-        active.version,
-        kpis,
-        q.from,
-        q.to,
-        today,
-        q.snapshot,
-      );
+      const { active, kpis, q, breaches } = await room.duck.stableRead(async () => {
+        const active = room.agreement();
+        const kpis =
+          req.query.kpi === undefined
+            ? active.agreement.kpis.filter((k) => canSee(principal, k))
+            : [findVisibleKpi(active.agreement, principal, req.query.kpi)];
+        if (!principal && kpis.length === 0) throw unauthorized();
+        const q = resolveRange(
+          req.query,
+          active.agreement.partnership.timezone,
+          room.duck.snapshots.latest,
+          room.clock.now(),
+          room.duck,
+        );
+        const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
+        const breaches = await listBreaches(
+          reader,
+          active.agreement,
+          active.version,
+          kpis,
+          q.from,
+          q.to,
+          today,
+          q.snapshot,
+        );
+        return { active, kpis, q, breaches };
+      });
       const body: BreachesResponse = {
         snapshot: q.snapshot,
         agreementVersion: active.version,
@@ -244,26 +249,29 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
     async (req, reply) => {
       const principal = req.principal;
       assertReader(principal);
-      const active = room.agreement();
-      const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
-      const q = resolveRange(
-        req.query,
-        active.agreement.partnership.timezone,
-        room.duck.snapshots.latest,
-        room.clock.now(),
-        room.duck.retiredBefore,
-      );
-      const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
-      const judged = await judgePeriods(
-        reader,
-        active.agreement,
-        active.version,
-        [kpi],
-        q.from,
-        q.to,
-        today,
-        q.snapshot,
-      );
+      const { active, kpi, q, judged } = await room.duck.stableRead(async () => {
+        const active = room.agreement();
+        const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
+        const q = resolveRange(
+          req.query,
+          active.agreement.partnership.timezone,
+          room.duck.snapshots.latest,
+          room.clock.now(),
+          room.duck,
+        );
+        const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
+        const judged = await judgePeriods(
+          reader,
+          active.agreement,
+          active.version,
+          [kpi],
+          q.from,
+          q.to,
+          today,
+          q.snapshot,
+        );
+        return { active, kpi, q, judged };
+      });
       const bands = judged.map(periodBand);
       const body: BandsResponse = {
         kpi: kpi.id,
@@ -324,17 +332,19 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
       assertReader(principal);
       // Decided before any figure is computed or audited.
       const type = req.query.format ? FORMATS[req.query.format] : acceptedSeriesType(req.headers.accept);
-      const active = room.agreement();
-      const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
-      const q = resolveSeries(
-        active.agreement,
-        kpi,
-        req.query,
-        room.duck.snapshots.latest,
-        room.clock.now(),
-        room.duck.retiredBefore,
-      );
-      const result = await runSeries(reader, active.version, q);
+      const { kpi, q, result } = await room.duck.stableRead(async () => {
+        const active = room.agreement();
+        const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
+        const q = resolveSeries(
+          active.agreement,
+          kpi,
+          req.query,
+          room.duck.snapshots.latest,
+          room.clock.now(),
+          room.duck,
+        );
+        return { kpi, q, result: await runSeries(reader, active.version, q) };
+      });
       await auditRequest(room, req, {
         action: 'query.series',
         target: kpi.id,

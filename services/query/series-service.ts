@@ -2,6 +2,7 @@ import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { CanonicalFragment, canonicalJson, sha256Hex } from '../platform/canonical-json.js';
 import { daysBetween, localToday, shiftDays } from '../platform/calendar.js';
 import { badRequest } from '../platform/errors.js';
+import type { DuckStore } from '../platform/duck-store.js';
 import { compileSeries, rawCellOf, type Breakdown, type SeriesQuery } from './aggregate-compiler.js';
 import { type Grain } from '../platform/calendar.js';
 import { readRollup } from './rollups.js';
@@ -33,12 +34,18 @@ function parseDate(value: string, field: string): string {
 }
 
 /** Checks from, to and snapshot: local dates (to inclusive, default the last two years) and a landed snapshot. */
+/**
+ * The oldest snapshot a reader may ask for (the store's): none before the last retention run,
+ * none answered under an earlier agreement version. The same bytes or a refusal, never others.
+ */
+export type SnapshotFloor = Partial<Pick<DuckStore, 'retiredBefore' | 'agreementInForce'>>;
+
 export function resolveRange(
   params: Pick<SeriesParams, 'from' | 'to' | 'snapshot'>,
   timezone: string,
   latest: number,
   now: Date,
-  retiredBefore = 0,
+  floor: SnapshotFloor = {},
 ): { from: string; to: string; snapshot: number } {
   const to = params.to === undefined ? localToday(now, timezone) : parseDate(params.to, 'to');
   const from = params.from === undefined ? shiftDays(to, -730) : parseDate(params.from, 'from');
@@ -51,9 +58,17 @@ export function resolveRange(
       throw badRequest('snapshot: expected a whole number', 'querystring.snapshot');
     snapshot = Number(params.snapshot);
     if (snapshot > latest) throw badRequest(`snapshot: the latest snapshot is ${latest}`, 'querystring.snapshot');
+    const retiredBefore = floor.retiredBefore ?? 0;
     if (snapshot < retiredBefore)
       throw badRequest(
         `snapshot: points counted at snapshot ${snapshot} were deleted under the agreement's retention at snapshot ${retiredBefore}; ask for ${retiredBefore} or later`,
+        'querystring.snapshot',
+      );
+    // Answered under the version before, it would give other bytes now: refused instead.
+    const inForce = floor.agreementInForce;
+    if (inForce && snapshot < inForce.since)
+      throw badRequest(
+        `snapshot: snapshot ${snapshot} was answered under an earlier agreement version; version ${inForce.version} is in force from snapshot ${inForce.since}; ask for ${inForce.since} or later`,
         'querystring.snapshot',
       );
   }
@@ -67,12 +82,12 @@ export function resolveSeries(
   params: SeriesParams,
   latest: number,
   now: Date,
-  retiredBefore = 0,
+  floor: SnapshotFloor = {},
 ): SeriesQuery {
   const grain = (params.grain ?? kpi.evaluate.grain) as Grain;
   if (!kpi.grains.includes(grain))
     throw badRequest(`grain: ${kpi.id} is agreed at ${kpi.grains.join(', ')}`, 'querystring.grain');
-  const { from, to, snapshot } = resolveRange(params, agreement.partnership.timezone, latest, now, retiredBefore);
+  const { from, to, snapshot } = resolveRange(params, agreement.partnership.timezone, latest, now, floor);
   let by: Breakdown = { kind: 'none' };
   if (params.by !== undefined && params.by !== 'none') {
     if (params.by === 'partner') {

@@ -59,20 +59,23 @@ export async function monthlyReview(room: Room, reader: SeriesReader, month: str
       `month: the review of ${month} is built on ${reviewDay(month)}, the first working day after the month, so that its last days' data is in`,
       'params.month',
     );
-  const active = room.agreement();
   const now = room.clock.now();
-  const ctx = {
-    ...evaluationContext(
-      reader,
-      active.agreement,
-      active.version,
-      now,
-      active.activatedAt ?? now,
-      room.duck.snapshots.latest,
-    ),
-    today: addPeriods(`${month}-01`, 'month', 1),
-  };
-  const review = await buildReview(room, ctx, month);
+  // Kept as the month's review for good: never built across a rewrite of the points (a new zone).
+  const review = await room.duck.stableRead(() => {
+    const active = room.agreement();
+    const ctx = {
+      ...evaluationContext(
+        reader,
+        active.agreement,
+        active.version,
+        now,
+        active.activatedAt ?? now,
+        room.duck.snapshots.latest,
+      ),
+      today: addPeriods(`${month}-01`, 'month', 1),
+    };
+    return buildReview(room, ctx, month);
+  });
   const row = await keepReview(room.control.db, {
     month,
     snapshot: review.snapshot,

@@ -517,3 +517,77 @@ describe('closing', () => {
     expect(store.closed).toBe(true);
   });
 });
+
+describe('reads beside a rewrite of the points (a new agreement version, retention)', () => {
+  // One point at 23:30Z on 31 March: 1 April in Berlin, 31 March in UTC. A read takes the
+  // snapshot and the version in force, then reads the point's day.
+  async function storeWithPoint(name: string) {
+    const store = await DuckStore.open(join(dir, name));
+    await store.localise('Europe/Berlin');
+    await store.recordAgreement(1);
+    const c = await store.connect();
+    await c.run(
+      `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, local_day) VALUES (0, 'acme', 'k', TIMESTAMPTZ '2026-03-31 23:30:00+00', 1, 's', DATE '2026-04-01')`,
+    );
+    store.release(c);
+    let version = 1;
+    const read = async (pause?: Promise<void>) => {
+      const snapshot = store.snapshots.latest;
+      const v = version;
+      await pause;
+      const rows = await store.query({ sql: "SELECT strftime(local_day, '%Y-%m-%d') AS d FROM points", params: [] });
+      return { snapshot, version: v, day: String(rows[0]!['d']) };
+    };
+    const adopt = () =>
+      store.adoptAgreement(
+        { version: 2, timezone: 'UTC' },
+        { id: 'v2', partner: '(room)', at: new Date() },
+        () => (version = 2),
+      );
+    return { store, read, adopt };
+  }
+
+  it('a read that began before the rewrite committed and read after it is run again, on the new snapshot', async () => {
+    const { store, read, adopt } = await storeWithPoint('straddle.duckdb');
+    let resume!: () => void;
+    const paused = new Promise<void>((r) => (resume = r));
+    let runs = 0;
+    const straddling = store.stableRead(() => read(runs++ === 0 ? paused : undefined));
+    await new Promise((r) => setTimeout(r, 20));
+    await adopt(); // the first run holds snapshot 0 and version 1, and has not read yet
+    resume();
+    // Without the second run it would answer snapshot 0 under version 1 on the UTC day.
+    expect(await straddling).toEqual({ snapshot: 1, version: 2, day: '2026-03-31' });
+    expect(runs).toBe(2);
+    // A read that did not straddle one runs once.
+    runs = 0;
+    expect(await store.stableRead(() => (runs++, read()))).toEqual({ snapshot: 1, version: 2, day: '2026-03-31' });
+    expect(runs).toBe(1);
+    await store.close();
+  });
+
+  it('a read that begins while the rewrite commits waits for its snapshot', async () => {
+    const { store, read, adopt } = await storeWithPoint('wait.duckdb');
+    // The new snapshot's settle step is held: committed, not yet visible.
+    let step!: () => void;
+    const stepping = new Promise<void>((r) => (step = r));
+    let stepped!: () => void;
+    const reached = new Promise<void>((r) => (stepped = r));
+    store.snapshots.settleWith(async () => {
+      stepped();
+      await stepping;
+    });
+    const adopted = adopt();
+    await reached;
+    expect(store.snapshots.latest).toBe(0);
+    let answered: unknown;
+    const waiting = store.stableRead(() => read()).then((r) => (answered = r));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(answered).toBeUndefined(); // not snapshot 0 on the UTC day
+    step();
+    await adopted;
+    await waiting;
+    expect(answered).toEqual({ snapshot: 1, version: 2, day: '2026-03-31' });
+    await store.close();
+  });
+});

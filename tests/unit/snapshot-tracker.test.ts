@@ -19,6 +19,33 @@ describe('snapshot watermark', () => {
     expect(seen).toEqual([11, 13]);
   });
 
+  it('runs what must change with the watermark in the turn it moves, before its listeners', async () => {
+    const t = new SnapshotTracker(3);
+    let version = 1;
+    const seen: [number, number][] = [];
+    t.onAdvance((n) => seen.push([n, version]));
+    const a = t.reserve();
+    const b = t.reserve();
+    t.whenVisible(b, () => (version = 2));
+    t.commit(b);
+    expect([t.latest, version]).toEqual([3, 1]); // a still lands: b is not visible
+    t.commit(a);
+    expect([t.latest, version]).toEqual([5, 2]);
+    expect(seen).toEqual([[5, 2]]); // no listener saw 5 under version 1
+    let late = false;
+    t.whenVisible(4, () => (late = true)); // already visible: at once
+    expect(late).toBe(true);
+    // Behind a settle step: still in the turn the watermark moves.
+    t.settleWith(() => new Promise((r) => setTimeout(r, 5)));
+    const c = t.reserve();
+    t.whenVisible(c, () => (version = 3));
+    t.commit(c);
+    expect(version).toBe(2);
+    await t.visible(c);
+    expect([t.latest, version]).toEqual([6, 3]);
+    expect(seen.at(-1)).toEqual([6, 3]);
+  });
+
   it('an aborted batch leaves a gap, never a half snapshot', () => {
     const t = new SnapshotTracker(0);
     const a = t.reserve();
