@@ -1262,4 +1262,50 @@ describe('the joint dashboard in Chromium', () => {
     );
     await nina.close();
   });
+  it('fetches the overview again when a new agreement version takes a snapshot between the tiles and the goals', async () => {
+    // The goals are asked at the tiles' snapshot; a version that came into force in between took a
+    // snapshot of its own, so that one is refused (the same bytes or a refusal) and the page asks again.
+    const doc = structuredClone(
+      (await api<{ agreement: Record<string, any> }>('/v1/agreement', await t.token('acme', 'admin'))).agreement,
+    );
+    doc.kpis.find((k: any) => k.id === 'lead_time').band.upper = 90;
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-GB' });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    const goals: number[] = [];
+    let changed = false;
+    await page.route('**/v1/goals?*', async (route) => {
+      if (!changed) {
+        changed = true;
+        const proposed = await fetch(`${t.url}/v1/agreement/proposals`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${await t.token('acme', 'admin')}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ document: doc, reason: 'a wider band while the page loads' }),
+        });
+        expect(proposed.status, await proposed.clone().text()).toBe(201);
+        const id = ((await proposed.json()) as { id: string }).id;
+        const approved = await fetch(`${t.url}/v1/agreement/proposals/${id}/approve`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${await t.token('globex', 'admin')}`, 'content-type': 'application/json' },
+          body: '{}',
+        });
+        expect(approved.status).toBe(200);
+      }
+      // The first ask, sent after the change, is refused; the page's second is answered.
+      const res = await route.fetch();
+      goals.push(res.status());
+      await route.fulfill({ response: res });
+    });
+    await startSession(page, tokens['acme']!);
+    await page.goto(`${t.url}/`);
+    await page.waitForSelector('parity-kpi-tile [data-testid="value"]');
+    const latest = t.room.duck.snapshots.latest;
+    expect(t.room.duck.agreementInForce?.since).toBe(latest);
+    expect(goals).toEqual([400, 200]);
+    expect(await inApp(page, '[data-testid="snapshot"]')).toBe(String(latest));
+    expect(await inApp(page, '[role="alert"]')).toBeNull();
+    expect(errors).toEqual([]);
+    await context.close();
+  });
 });

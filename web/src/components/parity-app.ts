@@ -199,7 +199,18 @@ export class ParityApp extends LitElement {
     }
   }
 
-  #fetchAll(): Promise<[KpisResult, Agreement, FactSheet[], GoalsResponse]> {
+  async #fetchAll(retried = false): Promise<[KpisResult, Agreement, FactSheet[], GoalsResponse]> {
+    try {
+      return await this.#fetchOnce();
+    } catch (err) {
+      // A new agreement version (or a retention run) took a snapshot between the tiles and the
+      // goals: the tiles' snapshot is refused now, so the overview is fetched again, once.
+      if (!retried && err instanceof ApiError && err.field === 'querystring.snapshot') return this.#fetchAll(true);
+      throw err;
+    }
+  }
+
+  #fetchOnce(): Promise<[KpisResult, Agreement, FactSheet[], GoalsResponse]> {
     const kpis = api.get<KpisResult>('/v1/kpis');
     return Promise.all([
       kpis,
