@@ -81,17 +81,20 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     // whoever lands them (the served app, the demo seed, the CLI).
     d.releaser = releaser(() => current.agreement);
     // A version activated while the store last ran without adopting it (a failed or interrupted
-    // adoption) takes its snapshot now; a store that never recorded one records the version in force.
+    // adoption) takes its snapshot now, and so does a store from before versions took snapshots
+    // whose points are on another zone's days (moving them changes what its snapshots said); any
+    // other store that never recorded one records the version in force.
     const recorded = d.agreementInForce;
     const zone = active.agreement.partnership.timezone;
-    if (recorded && recorded.version !== active.version)
+    const stored = await d.storedTimezone();
+    if (recorded ? recorded.version !== active.version : stored !== undefined && stored !== zone)
       await d.adoptAgreement(
         { version: active.version, timezone: zone },
         { id: `agreement-v${active.version}-${randomUUID()}`, partner: ROOM_PARTNER, at: clock.now() },
         () => undefined,
       );
     await d.localise(zone);
-    if (!recorded) await d.recordAgreement(active.version);
+    if (!d.agreementInForce) await d.recordAgreement(active.version);
     const pseudonymRotations = loadRotationKeys(config.dataDir, d.pseudonymGeneration);
     const listeners: ((v: AgreementVersion) => void)[] = [];
     return {

@@ -152,31 +152,28 @@ export class AlertEngine {
   }
 
   async #evaluate(ids: Set<string> | null, full: boolean): Promise<void> {
+    // One snapshot under the version in force with it, from the judging to what is kept of it
+    // (incidents and their figures, goal notices): a rewrite of the points (a new zone's days,
+    // retention) commits before or after, never in between (DuckStore.stableRead).
+    await this.#room.duck.stableRead(() => this.#evaluateAt(ids, full));
+  }
+
+  async #evaluateAt(ids: Set<string> | null, full: boolean): Promise<void> {
+    const active = this.#room.agreement();
     const now = this.#room.clock.now();
-    // Judged at one snapshot under the version in force with it, never across a rewrite of the
-    // points (a new zone's days): incidents open and close on these summaries.
-    const judged = await this.#room.duck.stableRead(async () => {
-      const active = this.#room.agreement();
-      const ctx = evaluationContext(
-        this.#reader,
-        active.agreement,
-        active.version,
-        now,
-        active.activatedAt ?? now,
-        this.#room.duck.snapshots.latest,
-      );
-      const summaries: [Kpi, KpiSummary][] = [];
-      for (const kpi of active.agreement.kpis) {
-        if (this.#lifecycle.stopped) break;
-        if (!ids || ids.has(kpi.id)) summaries.push([kpi, await evaluateKpi(ctx, kpi)]);
-      }
-      return { ctx, summaries };
-    });
-    const { ctx } = judged;
+    const ctx = evaluationContext(
+      this.#reader,
+      active.agreement,
+      active.version,
+      now,
+      active.activatedAt ?? now,
+      this.#room.duck.snapshots.latest,
+    );
     let enqueued = 0;
-    for (const [kpi, summary] of judged.summaries) {
+    for (const kpi of active.agreement.kpis) {
       if (this.#lifecycle.stopped) return;
-      enqueued += await this.#applyKpi(ctx, kpi, summary);
+      if (ids && !ids.has(kpi.id)) continue;
+      enqueued += await this.#applyKpi(ctx, kpi, await evaluateKpi(ctx, kpi));
     }
     for (const w of this.#watchers) {
       if (this.#lifecycle.stopped) break;

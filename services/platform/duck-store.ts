@@ -492,7 +492,7 @@ const INSERT_SEGMENT = `INSERT INTO points (snapshot, partner, kpi, ts, value, s
     columns = {'kpi': 'VARCHAR', 'ms': 'BIGINT', 'value': 'DOUBLE', 'subject': 'VARCHAR', 'dims': 'VARCHAR'})`;
 
 const INSERT_BATCH = `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ, string_split($14, ','))`;
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ, CASE WHEN $14 = '' THEN []::VARCHAR[] ELSE string_split($14, ',') END)`;
 
 /**
  * Moves every point to its local day in `timezone`, in the caller's transaction. The atoms are
@@ -1014,7 +1014,7 @@ export class DuckStore {
     });
   }
 
-  #transaction<T>(fn: (c: DuckDBConnection) => Promise<T>, beforeCommit?: () => void): Promise<T> {
+  #transaction<T>(fn: (c: DuckDBConnection) => Promise<T>, beforeCommit?: () => Promise<void>): Promise<T> {
     return this.#onConnection((c) => this.#inTransaction(c, () => fn(c), beforeCommit));
   }
 
@@ -1028,11 +1028,11 @@ export class DuckStore {
   }
 
   /** `fn` in a transaction on `c` (held by the caller): committed when it resolves, rolled back when it throws. */
-  async #inTransaction<T>(c: DuckDBConnection, fn: () => Promise<T>, beforeCommit?: () => void): Promise<T> {
+  async #inTransaction<T>(c: DuckDBConnection, fn: () => Promise<T>, beforeCommit?: () => Promise<void>): Promise<T> {
     await c.run('BEGIN TRANSACTION');
     try {
       const result = await this.#interruptible(c, fn);
-      beforeCommit?.();
+      await beforeCommit?.();
       await c.run('COMMIT');
       return result;
     } catch (err) {
@@ -1080,43 +1080,49 @@ export class DuckStore {
     });
   }
 
-  /** Rewrites of what earlier snapshots' points say that committed or are committing (see {@link stableRead}). */
-  #rewrites = 0;
-  /** The rewrite committing now, until its snapshot is visible: reads starting meanwhile wait for it. */
+  /** Stable reads in flight ({@link stableRead}), and who waits for them to end. */
+  #reading = 0;
+  #readersDone: (() => void) | undefined;
+  /** A rewrite waiting to commit or committed and not yet visible: stable reads starting now wait for it. */
   #rewrite: Promise<void> | undefined;
 
   /**
-   * Called just before a rewrite commits (a new zone moving the points' days, retention deleting
-   * them): reads that began before it are run again ({@link stableRead}), reads that begin now
-   * wait. The returned function ends the wait, once the rewrite's snapshot is visible (or it
-   * rolled back).
+   * Runs a read that takes a snapshot (and the agreement in force with it) and answers it, from
+   * the points or the rollups, or keeps what it judged there (an incident, a review), so that it
+   * never mixes two states. A rewrite (a new zone moving the points' days, retention deleting
+   * them) commits in place and is visible from a new snapshot on: a read of the snapshot before
+   * it that ran its statements after the commit would answer that snapshot from the rewritten
+   * points — other bytes than it gave before. So a rewrite commits only once the stable reads in
+   * flight have ended, and stable reads that start meanwhile wait until its snapshot is visible.
+   * Never nest one in another: the inner one would wait for a rewrite that waits for the outer.
+   * (Marking the nesting with an AsyncLocalStorage would put promise hooks on every promise of
+   * the process on Node 20, ingest's included.)
    */
-  #rewriteCommits(): () => void {
-    this.#rewrites++;
+  async stableRead<T>(read: () => Promise<T>): Promise<T> {
+    while (this.#rewrite) await this.#rewrite;
+    this.#reading++;
+    try {
+      return await read();
+    } finally {
+      if (--this.#reading === 0) this.#readersDone?.();
+    }
+  }
+
+  /**
+   * Before a rewrite commits: closes the gate to new stable reads and resolves once those in
+   * flight have ended. The function it gives opens the gate again, once the rewrite's snapshot
+   * is visible (or it rolled back).
+   */
+  async #rewriteCommits(): Promise<() => void> {
     let end!: () => void;
     const rewrite = new Promise<void>((r) => (end = r));
     this.#rewrite = rewrite;
+    if (this.#reading > 0) await new Promise<void>((r) => (this.#readersDone = r));
+    this.#readersDone = undefined;
     return () => {
       if (this.#rewrite === rewrite) this.#rewrite = undefined;
       end();
     };
-  }
-
-  /**
-   * Runs a read that takes a snapshot (and the agreement in force with it) and answers it from the
-   * points or the rollups, so that it never mixes two states: a rewrite commits in place (points
-   * move to a new zone's days, retention deletes them) and is visible from a new snapshot on, but
-   * a read of the snapshot before that ran its statements after the commit would answer that old
-   * snapshot from the rewritten points — other bytes than it gave before. Such a read is run
-   * again; reads wait while a rewrite commits. Costs a read a counter when nothing rewrites.
-   */
-  async stableRead<T>(read: () => Promise<T>): Promise<T> {
-    for (;;) {
-      while (this.#rewrite) await this.#rewrite;
-      const seen = this.#rewrites;
-      const result = await read();
-      if (seen === this.#rewrites) return result;
-    }
   }
 
   /**
@@ -1146,14 +1152,17 @@ export class DuckStore {
             await putSetting(c, AGREEMENT_IN_FORCE, JSON.stringify({ version: v.version, since: snap }));
             return snap;
           },
-          () => (ended = this.#rewriteCommits()),
+          async () => void (ended = await this.#rewriteCommits()),
         );
         this.#localisedZone = v.timezone;
         const end = ended!;
         this.snapshots.whenVisible(taken, () => {
-          this.agreementInForce = { version: v.version, since: taken };
-          inForce();
-          end();
+          try {
+            this.agreementInForce = { version: v.version, since: taken };
+            inForce();
+          } finally {
+            end(); // whatever inForce did, reads must not wait for good
+          }
         });
         this.landed({
           snapshot: taken,
@@ -1170,6 +1179,11 @@ export class DuckStore {
         throw err;
       }
     });
+  }
+
+  /** The zone the store's points are on, as it recorded it (undefined for a new store). */
+  storedTimezone(): Promise<string | undefined> {
+    return this.#pooled((c) => setting(c, TIMEZONE));
   }
 
   /**
@@ -1319,6 +1333,7 @@ export class DuckStore {
   ): Promise<Retirement | undefined> {
     let snapshot: number | undefined;
     let ended: (() => void) | undefined;
+    let deleting = false;
     try {
       const done = await this.#transaction(
         async (c) => {
@@ -1332,6 +1347,7 @@ export class DuckStore {
             .getRowObjectsJson()
             .map((r) => ({ kpi: String(r['kpi']), n: Number(r['n']), lo: String(r['lo']), hi: String(r['hi']) }));
           if (counts.length === 0) return undefined;
+          deleting = true;
           const snap = (snapshot = this.snapshots.reserve());
           const deleted = Number(
             (await c.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged,
@@ -1359,12 +1375,10 @@ export class DuckStore {
           }
           return { snapshot: snap, deleted, perKpi };
         },
-        () => (ended = this.#rewriteCommits()),
+        // Only a deletion is a rewrite: a run that found nothing old holds no reader up.
+        async () => void (deleting && (ended = await this.#rewriteCommits())),
       );
-      if (!done) {
-        ended?.(); // nothing was deleted: nothing for readers to wait for
-        return undefined;
-      }
+      if (!done) return undefined;
       const end = ended!;
       // With its snapshot, not before: a reader of the one before keeps its cut and its rollups.
       this.snapshots.whenVisible(done.snapshot, () => {

@@ -268,8 +268,8 @@ export class RollupMaintainer {
     const duck = this.#duck;
     const latest = duck.snapshots.latest;
     const agreement = this.#agreement();
-    // The zone the points are on: while a new one waits for the writers, the old one (a rebuild
-    // for the new zone then would read the old days, and nothing would rebuild it once they move).
+    // The zone the points are on (set as a new zone's re-localising commits), taken once for the
+    // whole catch-up: each refresh is signed for it (#refresh).
     const tz = duck.localisedZone ?? agreement.partnership.timezone;
     let through = await duck.rollupThrough();
     const rows = await duck.rollupStates();
@@ -283,7 +283,7 @@ export class RollupMaintainer {
       // One read gives the days to build and the points of each: the refresh groups periods by them.
       const perDay = await duck.pointsPerDay(kpi.id, latest);
       const days = perDay.size > 0 ? mergeDaySpans([...perDay.keys()].map((d) => [d, d])) : null;
-      await this.#refresh(agreement, kpi, latest, days, true, perDay);
+      await this.#refresh(agreement, kpi, tz, latest, days, true, perDay);
       rebuilt.add(kpi.id);
       if (days) this.#log.info(`rollups: built ${kpi.id} in ${Math.round(performance.now() - t0)} ms`);
     }
@@ -298,7 +298,7 @@ export class RollupMaintainer {
       for (const [kpiId, days] of ranges) {
         if (this.#lifecycle.stopped) return;
         const kpi = agreement.kpis.find((k) => k.id === kpiId);
-        if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(agreement, kpi, latest, days, false);
+        if (kpi && !rebuilt.has(kpi.id)) await this.#refresh(agreement, kpi, tz, latest, days, false);
       }
       await duck.forgetRemovedDays(removed.map((gone) => gone.kpi));
     }
@@ -309,18 +309,21 @@ export class RollupMaintainer {
 
   /**
    * Recomputes one KPI's cells of the periods holding `days` (all of them when `full`) in one
-   * transaction with its state; `perDay`, the KPI's points per day when the caller read them.
+   * transaction with its state, signed for `timezone`: the zone the catch-up found the points on
+   * when it began (one that straddles a new zone's re-localising signs its refreshes for the old
+   * zone, so the next catch-up rebuilds them, instead of signing old days as the new zone's);
+   * `perDay`, the KPI's points per day when the caller read them.
    */
   async #refresh(
     agreement: Agreement,
     kpi: Kpi,
+    timezone: string,
     snapshot: number,
     days: DaySpans | null,
     full: boolean,
     perDay?: ReadonlyMap<string, number>,
   ): Promise<void> {
     const effective = this.#duck.touched.effective(kpi.id, snapshot);
-    const timezone = this.#duck.localisedZone ?? agreement.partnership.timezone;
     const rules = disclosureRules(agreement, kpi);
     let steps: CompiledSql[] = [];
     if (days && days.length > 0) {

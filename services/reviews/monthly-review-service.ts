@@ -48,7 +48,8 @@ export function lastClosedMonth(room: Room): string {
 /**
  * The month's review: the kept one, or built now at the latest snapshot and kept, so every later
  * reader (and every partner) gets the same document. Judged as of the month's end: its periods
- * are the last closed ones, whatever the date it is built on.
+ * are the last closed ones, whatever the date it is built on. Callers run it in a stable read
+ * (DuckStore.stableRead): what it keeps for good is never built across a rewrite of the points.
  */
 export async function monthlyReview(room: Room, reader: SeriesReader, month: string): Promise<Review> {
   const kept = await findReview(room.control.db, month);
@@ -59,23 +60,20 @@ export async function monthlyReview(room: Room, reader: SeriesReader, month: str
       `month: the review of ${month} is built on ${reviewDay(month)}, the first working day after the month, so that its last days' data is in`,
       'params.month',
     );
+  const active = room.agreement();
   const now = room.clock.now();
-  // Kept as the month's review for good: never built across a rewrite of the points (a new zone).
-  const review = await room.duck.stableRead(() => {
-    const active = room.agreement();
-    const ctx = {
-      ...evaluationContext(
-        reader,
-        active.agreement,
-        active.version,
-        now,
-        active.activatedAt ?? now,
-        room.duck.snapshots.latest,
-      ),
-      today: addPeriods(`${month}-01`, 'month', 1),
-    };
-    return buildReview(room, ctx, month);
-  });
+  const ctx = {
+    ...evaluationContext(
+      reader,
+      active.agreement,
+      active.version,
+      now,
+      active.activatedAt ?? now,
+      room.duck.snapshots.latest,
+    ),
+    today: addPeriods(`${month}-01`, 'month', 1),
+  };
+  const review = await buildReview(room, ctx, month);
   const row = await keepReview(room.control.db, {
     month,
     snapshot: review.snapshot,

@@ -83,7 +83,7 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
       const format =
         req.query.format ?? REVIEW_FORMATS[negotiate(req.headers.accept, REVIEW_TYPES, 'json|html|text|pdf')]!;
       const month = closedMonth(room, req.params.month);
-      const review = await monthlyReview(room, reader, month);
+      const review = await room.duck.stableRead(() => monthlyReview(room, reader, month));
       await auditRequest(room, req, { action: 'query.review', details: { role: p.role, month, format } });
       void reply.headers({
         'x-parity-digest': review.digest,
@@ -123,7 +123,7 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
       const p = caller(req);
       requireRole(p, 'steering', 'admin');
       const month = closedMonth(room, req.params.month);
-      const { review, messages } = await sendReview(room, reader, month, { resend: true });
+      const { review, messages } = await room.duck.stableRead(() => sendReview(room, reader, month, { resend: true }));
       kick?.();
       await auditRequest(room, req, { action: 'review.send', details: { role: p.role, month, messages } });
       return reply.code(202).send({ month, digest: review.digest, messages });

@@ -77,7 +77,7 @@ export async function sendReview(
 
 /**
  * On the schedule: from the first working day of a month (in the partnership's zone) last month's
- * review goes out, once.
+ * review goes out, once. A watcher of the alert evaluation, so inside its stable read.
  */
 export async function sendDueReview(room: Room, reader: SeriesReader): Promise<number> {
   const today = localToday(room.clock.now(), room.agreement().agreement.partnership.timezone);

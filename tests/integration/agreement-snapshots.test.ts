@@ -248,33 +248,54 @@ describe('a new agreement version is a snapshot of its own', () => {
     expect(JSON.parse((await get(`${day}&snapshot=${s + 1}`)).text)).toMatchObject({ agreementVersion: 2 });
   });
 
-  it('a version active in the control plane that the store never took is taken at the next start', async () => {
-    for (const partner of ['acme', 'globex']) await push(partner, '2026-11-19T23:30:00Z', 12, 'R');
-    await change((doc) => (doc.partnership.timezone = 'UTC'));
+  for (const kind of [
+    'a version the store never took',
+    'a store from before versions took snapshots, its points on another zone',
+  ]) {
+    it(`${kind}: the version is taken as a snapshot at the next start`, async () => {
+      for (const partner of ['acme', 'globex']) await push(partner, '2026-11-19T23:30:00Z', 12, 'R');
+      await change((doc) => (doc.partnership.timezone = 'UTC'));
+      const s = room.duck.snapshots.latest;
+      // As if the room had stopped between the control plane's commit and the store's snapshot
+      // (the store says version 1), or had run code from before the setting: on Berlin days.
+      await shut();
+      const instance = await DuckDBInstance.create(join(dataDir, 'points.duckdb'));
+      const c = await instance.connect();
+      await c.run(
+        `${
+          kind.startsWith('a version')
+            ? `UPDATE room_settings SET value = '{"version":1,"since":0}' WHERE key = 'agreement_in_force'`
+            : `DELETE FROM room_settings WHERE key = 'agreement_in_force'`
+        };
+         UPDATE room_settings SET value = 'Europe/Berlin' WHERE key = 'timezone';
+         UPDATE points SET local_day = timezone('Europe/Berlin', ts)::DATE;`,
+      );
+      c.closeSync();
+      instance.closeSync();
+      await open();
+      expect(room.agreement().version).toBe(2);
+      expect(room.duck.snapshots.latest).toBe(s + 1);
+      expect(room.duck.agreementInForce).toEqual({ version: 2, since: s + 1 });
+      await expectRefused(s, 2, s + 1);
+      expect(
+        JSON.parse((await get('/v1/kpis/lead_time/series?grain=day&from=2026-11-18&to=2026-11-21')).text),
+      ).toMatchObject({ snapshot: s + 1, agreementVersion: 2, cells: [{ period: '2026-11-19' }] });
+    });
+  }
+
+  it('a store from before versions took snapshots, on the zone in force, records the version without a snapshot', async () => {
+    for (const partner of ['acme', 'globex']) await push(partner, '2026-11-19T23:30:00Z', 12, 'O');
     const s = room.duck.snapshots.latest;
-    // As if the room had stopped between the control plane's commit and the store's snapshot:
-    // the store says version 1, on Berlin days.
+    const before = await get(surfaces(s)[0]!);
     await shut();
     const instance = await DuckDBInstance.create(join(dataDir, 'points.duckdb'));
     const c = await instance.connect();
-    await c.run(
-      `UPDATE room_settings SET value = '{"version":1,"since":0}' WHERE key = 'agreement_in_force';
-       UPDATE room_settings SET value = 'Europe/Berlin' WHERE key = 'timezone';
-       UPDATE points SET local_day = timezone('Europe/Berlin', ts)::DATE;`,
-    );
+    await c.run("DELETE FROM room_settings WHERE key = 'agreement_in_force'");
     c.closeSync();
     instance.closeSync();
     await open();
-    expect(room.agreement().version).toBe(2);
-    expect(room.duck.snapshots.latest).toBe(s + 1);
-    expect(room.duck.agreementInForce).toEqual({ version: 2, since: s + 1 });
-    await expectRefused(s, 2, s + 1);
-    expect(
-      JSON.parse((await get('/v1/kpis/lead_time/series?grain=day&from=2026-11-18&to=2026-11-21')).text),
-    ).toMatchObject({
-      snapshot: s + 1,
-      agreementVersion: 2,
-      cells: [{ period: '2026-11-19' }],
-    });
+    expect(room.duck.snapshots.latest).toBe(s);
+    expect(room.duck.agreementInForce).toEqual({ version: 1, since: 0 });
+    expect((await get(surfaces(s)[0]!)).text).toBe(before.text);
   });
 });

@@ -547,22 +547,45 @@ describe('reads beside a rewrite of the points (a new agreement version, retenti
     return { store, read, adopt };
   }
 
-  it('a read that began before the rewrite committed and read after it is run again, on the new snapshot', async () => {
-    const { store, read, adopt } = await storeWithPoint('straddle.duckdb');
+  /** A stable read that has taken its snapshot and version and waits for `resume` before it reads. */
+  async function readInFlight<T>(store: DuckStore, read: (pause: Promise<void>) => Promise<T>) {
     let resume!: () => void;
     const paused = new Promise<void>((r) => (resume = r));
-    let runs = 0;
-    const straddling = store.stableRead(() => read(runs++ === 0 ? paused : undefined));
-    await new Promise((r) => setTimeout(r, 20));
-    await adopt(); // the first run holds snapshot 0 and version 1, and has not read yet
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    const inFlight = store.stableRead(() => {
+      entered();
+      return read(paused);
+    });
+    await inside;
+    return { inFlight, resume };
+  }
+
+  it('the rewrite commits once the reads in flight have ended: they answer the snapshot before it whole', async () => {
+    const { store, read, adopt } = await storeWithPoint('straddle.duckdb');
+    const { inFlight, resume } = await readInFlight(store, read); // at snapshot 0 under version 1, not read yet
+    let adopted = false;
+    const adopting = adopt().then(() => (adopted = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(adopted).toBe(false); // waiting for the read, its transaction not committed
+    expect(store.snapshots.latest).toBe(0);
     resume();
-    // Without the second run it would answer snapshot 0 under version 1 on the UTC day.
-    expect(await straddling).toEqual({ snapshot: 1, version: 2, day: '2026-03-31' });
-    expect(runs).toBe(2);
-    // A read that did not straddle one runs once.
-    runs = 0;
-    expect(await store.stableRead(() => (runs++, read()))).toEqual({ snapshot: 1, version: 2, day: '2026-03-31' });
-    expect(runs).toBe(1);
+    // Without the wait it would read the UTC day under snapshot 0 and version 1.
+    expect(await inFlight).toEqual({ snapshot: 0, version: 1, day: '2026-04-01' });
+    await adopting;
+    expect(await store.stableRead(() => read())).toEqual({ snapshot: 1, version: 2, day: '2026-03-31' });
+    await store.close();
+  });
+
+  it('a retention run that deletes nothing holds no reader up', async () => {
+    const { store, read } = await storeWithPoint('nothing-old.duckdb');
+    const { inFlight, resume } = await readInFlight(store, read);
+    // Nothing before 2026-01-01: no deletion, so no wait for the read in flight (it would never end here).
+    expect(
+      await store.retirePoints('2026-01-01', { id: 'r', partner: '(room)', at: new Date(), agreementVersion: 1 }),
+    ).toBeUndefined();
+    resume();
+    expect(await inFlight).toEqual({ snapshot: 0, version: 1, day: '2026-04-01' });
     await store.close();
   });
 
