@@ -1156,12 +1156,17 @@ export class DuckStore {
         );
         this.#localisedZone = v.timezone;
         const end = ended!;
+        // Caught here and thrown to the caller below: thrown in the tracker's turn, it would skip
+        // the listeners and waiters after it (this one's own wait included), and reads would wait for good.
+        let failed: { err: unknown } | undefined;
         this.snapshots.whenVisible(taken, () => {
           try {
             this.agreementInForce = { version: v.version, since: taken };
             inForce();
+          } catch (err) {
+            failed = { err };
           } finally {
-            end(); // whatever inForce did, reads must not wait for good
+            end();
           }
         });
         this.landed({
@@ -1172,6 +1177,7 @@ export class DuckStore {
           landedAt: receipt.at,
         });
         await this.snapshots.visible(taken);
+        if (failed) throw failed.err;
         return taken;
       } catch (err) {
         ended?.();

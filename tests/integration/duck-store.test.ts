@@ -589,6 +589,20 @@ describe('reads beside a rewrite of the points (a new agreement version, retenti
     await store.close();
   });
 
+  it('a switch to the version that throws fails the adoption, and leaves neither readers nor the watermark waiting', async () => {
+    const { store, read } = await storeWithPoint('throws.duckdb');
+    const seen: number[] = [];
+    store.snapshots.onAdvance((n) => seen.push(n));
+    await expect(
+      store.adoptAgreement({ version: 2, timezone: 'UTC' }, { id: 'v2', partner: '(room)', at: new Date() }, () => {
+        throw new Error('a listener failed');
+      }),
+    ).rejects.toThrow('a listener failed');
+    expect(seen).toEqual([1]); // the listeners after it still heard of the snapshot
+    expect(await store.stableRead(() => read())).toEqual({ snapshot: 1, version: 1, day: '2026-03-31' });
+    await store.close();
+  });
+
   it('a read that begins while the rewrite commits waits for its snapshot', async () => {
     const { store, read, adopt } = await storeWithPoint('wait.duckdb');
     // The new snapshot's settle step is held: committed, not yet visible.
