@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -90,7 +89,7 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     if (recorded ? recorded.version !== active.version : stored !== undefined && stored !== zone)
       await d.adoptAgreement(
         { version: active.version, timezone: zone },
-        { id: `agreement-v${active.version}-${randomUUID()}`, partner: ROOM_PARTNER, at: clock.now() },
+        { partner: ROOM_PARTNER, at: clock.now() },
         () => undefined,
       );
     await d.localise(zone);

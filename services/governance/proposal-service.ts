@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { inTransaction, jsonColumn, type ControlTx, type ProposalRow } from '../platform/control-db.js';
 import { requirePartnerAdmin } from './auth.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
@@ -341,7 +341,7 @@ export async function applyAgreement(
   try {
     await room.duck.adoptAgreement(
       { version: v.version, timezone: v.agreement.partnership.timezone },
-      { id: `agreement-v${v.version}-${randomUUID()}`, partner: ROOM_PARTNER, at: room.clock.now() },
+      { partner: ROOM_PARTNER, at: room.clock.now() },
       () => room.setAgreement(v),
     );
   } catch (err) {

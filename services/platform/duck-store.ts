@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBValue, type Json } from '@duckdb/node-api';
@@ -1136,55 +1137,83 @@ export class DuckStore {
    */
   async adoptAgreement(
     v: { version: number; timezone: string },
-    receipt: { id: string; partner: string; at: Date },
+    by: { partner: string; at: Date },
     inForce: () => void,
   ): Promise<number> {
+    const receipt = { ...by, id: `agreement-v${v.version}-${randomUUID()}` };
     return this.#everyWriter(async () => {
-      let snapshot: number | undefined;
-      let ended: (() => void) | undefined;
-      try {
-        const taken = await this.#transaction(
-          async (c) => {
-            // Read in the transaction: another change may have moved the points while this one waited.
-            if ((await setting(c, TIMEZONE)) !== v.timezone) await relocalise(c, v.timezone);
-            const snap = (snapshot = this.snapshots.reserve());
-            await insertRoomReceipt(c, receipt, snap, 'agreement', { version: v.version }, v.version, []);
-            await putSetting(c, AGREEMENT_IN_FORCE, JSON.stringify({ version: v.version, since: snap }));
-            return snap;
-          },
-          async () => void (ended = await this.#rewriteCommits()),
-        );
-        this.#localisedZone = v.timezone;
-        const end = ended!;
-        // Caught here and thrown to the caller below: thrown in the tracker's turn, it would skip
-        // the listeners and waiters after it (this one's own wait included), and reads would wait for good.
-        let failed: { err: unknown } | undefined;
-        this.snapshots.whenVisible(taken, () => {
-          try {
-            this.agreementInForce = { version: v.version, since: taken };
-            inForce();
-          } catch (err) {
-            failed = { err };
-          } finally {
-            end();
-          }
-        });
-        this.landed({
-          snapshot: taken,
-          partner: receipt.partner,
+      const taken = await this.#roomSnapshot(receipt, async (c, reserve) => {
+        // Read in the transaction: another change may have moved the points while this one waited.
+        if ((await setting(c, TIMEZONE)) !== v.timezone) await relocalise(c, v.timezone);
+        const snap = reserve();
+        await insertRoomReceipt(c, receipt, snap, 'agreement', { version: v.version }, v.version, []);
+        await putSetting(c, AGREEMENT_IN_FORCE, JSON.stringify({ version: v.version, since: snap }));
+        return {
+          snapshot: snap,
           kpis: [],
-          receivedAt: receipt.at,
-          landedAt: receipt.at,
-        });
-        await this.snapshots.visible(taken);
-        if (failed) throw failed.err;
-        return taken;
-      } catch (err) {
-        ended?.();
-        if (snapshot !== undefined) this.snapshots.abort(snapshot);
-        throw err;
-      }
+          result: snap,
+          visible: () => {
+            this.#localisedZone = v.timezone;
+            this.agreementInForce = { version: v.version, since: snap };
+            inForce();
+          },
+        };
+      });
+      return taken!;
     });
+  }
+
+  /**
+   * A snapshot the room takes itself, holding every writer (a retention run, a new agreement
+   * version): `write` rewrites the points in one transaction, reserving the snapshot with
+   * `reserve` (or returns undefined, reserving none, when there is nothing to do). A rewrite
+   * commits once the stable reads in flight have ended ({@link stableRead}); its `visible` runs
+   * in the turn its snapshot becomes visible, before anyone else hears of it, and reads wait
+   * until then. What `visible` throws fails the call once the snapshot is visible: thrown in the
+   * tracker's turn, it would skip the listeners and waiters after it, and reads would wait for good.
+   */
+  async #roomSnapshot<T>(
+    receipt: { partner: string; at: Date },
+    write: (
+      c: DuckDBConnection,
+      reserve: () => number,
+    ) => Promise<{ snapshot: number; kpis: string[]; result: T; visible: () => void } | undefined>,
+  ): Promise<T | undefined> {
+    let snapshot: number | undefined;
+    let ended: (() => void) | undefined;
+    try {
+      const done = await this.#transaction(
+        (c) => write(c, () => (snapshot = this.snapshots.reserve())),
+        // Only a snapshot is a rewrite: a run that found nothing to do holds no reader up.
+        async () => void (snapshot !== undefined && (ended = await this.#rewriteCommits())),
+      );
+      if (!done) return undefined;
+      const end = ended!;
+      let failed: { err: unknown } | undefined;
+      this.snapshots.whenVisible(done.snapshot, () => {
+        try {
+          done.visible();
+        } catch (err) {
+          failed = { err };
+        } finally {
+          end();
+        }
+      });
+      this.landed({
+        snapshot: done.snapshot,
+        partner: receipt.partner,
+        kpis: done.kpis,
+        receivedAt: receipt.at,
+        landedAt: receipt.at,
+      });
+      await this.snapshots.visible(done.snapshot);
+      if (failed) throw failed.err;
+      return done.result;
+    } catch (err) {
+      ended?.();
+      if (snapshot !== undefined) this.snapshots.abort(snapshot);
+      throw err;
+    }
   }
 
   /** The zone the store's points are on, as it recorded it (undefined for a new store). */
@@ -1337,75 +1366,53 @@ export class DuckStore {
     before: string,
     receipt: { id: string; partner: string; at: Date; agreementVersion: number },
   ): Promise<Retirement | undefined> {
-    let snapshot: number | undefined;
-    let ended: (() => void) | undefined;
-    let deleting = false;
-    try {
-      const done = await this.#transaction(
-        async (c) => {
-          // Counted inside the transaction: what it counts is what its DELETE removes.
-          const counts = (
-            await c.runAndReadAll(
-              `SELECT kpi, count(*)::BIGINT AS n, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE local_day < $1::DATE GROUP BY kpi ORDER BY kpi`,
-              [before],
-            )
-          )
-            .getRowObjectsJson()
-            .map((r) => ({ kpi: String(r['kpi']), n: Number(r['n']), lo: String(r['lo']), hi: String(r['hi']) }));
-          if (counts.length === 0) return undefined;
-          deleting = true;
-          const snap = (snapshot = this.snapshots.reserve());
-          const deleted = Number(
-            (await c.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged,
-          );
-          await c.run('DELETE FROM held_atoms WHERE local_day < $1::DATE', [before]);
-          await c.run('DELETE FROM released_atoms WHERE local_day < $1::DATE', [before]);
-          const perKpi = Object.fromEntries(counts.map((x) => [x.kpi, x.n]));
-          await insertRoomReceipt(
-            c,
-            receipt,
-            snap,
-            'retention',
-            { deleted, before },
-            receipt.agreementVersion,
-            Object.keys(perKpi),
-          );
-          await putSetting(c, RETIRED_BEFORE, String(snap));
-          await putSetting(c, RETAINED_FROM, before);
-          // The rollups recompute these days once the snapshot is visible (removedDays, forgetRemovedDays).
-          for (const x of counts) {
-            const key = ROLLUP_REMOVED + x.kpi;
-            const prev = await setting(c, key);
-            const p = prev === undefined ? undefined : (JSON.parse(prev) as { lo: string });
-            await putSetting(c, key, JSON.stringify({ lo: p && p.lo < x.lo ? p.lo : x.lo, hi: x.hi, snapshot: snap }));
-          }
-          return { snapshot: snap, deleted, perKpi };
-        },
-        // Only a deletion is a rewrite: a run that found nothing old holds no reader up.
-        async () => void (deleting && (ended = await this.#rewriteCommits())),
+    return this.#roomSnapshot(receipt, async (c, reserve) => {
+      // Counted inside the transaction: what it counts is what its DELETE removes.
+      const counts = (
+        await c.runAndReadAll(
+          `SELECT kpi, count(*)::BIGINT AS n, min(local_day)::VARCHAR AS lo, max(local_day)::VARCHAR AS hi FROM points WHERE local_day < $1::DATE GROUP BY kpi ORDER BY kpi`,
+          [before],
+        )
+      )
+        .getRowObjectsJson()
+        .map((r) => ({ kpi: String(r['kpi']), n: Number(r['n']), lo: String(r['lo']), hi: String(r['hi']) }));
+      if (counts.length === 0) return undefined;
+      const snap = reserve();
+      const deleted = Number(
+        (await c.runAndReadAll('DELETE FROM points WHERE local_day < $1::DATE', [before])).rowsChanged,
       );
-      if (!done) return undefined;
-      const end = ended!;
-      // With its snapshot, not before: a reader of the one before keeps its cut and its rollups.
-      this.snapshots.whenVisible(done.snapshot, () => {
-        this.retiredBefore = done.snapshot;
-        this.retainedFrom = before;
-        end();
-      });
-      this.landed({
-        snapshot: done.snapshot,
-        partner: receipt.partner,
-        kpis: Object.keys(done.perKpi),
-        receivedAt: receipt.at,
-        landedAt: receipt.at,
-      });
-      await this.snapshots.visible(done.snapshot);
-      return done;
-    } catch (err) {
-      ended?.();
-      if (snapshot !== undefined) this.snapshots.abort(snapshot);
-      throw err;
-    }
+      await c.run('DELETE FROM held_atoms WHERE local_day < $1::DATE', [before]);
+      await c.run('DELETE FROM released_atoms WHERE local_day < $1::DATE', [before]);
+      const perKpi = Object.fromEntries(counts.map((x) => [x.kpi, x.n]));
+      await insertRoomReceipt(
+        c,
+        receipt,
+        snap,
+        'retention',
+        { deleted, before },
+        receipt.agreementVersion,
+        Object.keys(perKpi),
+      );
+      await putSetting(c, RETIRED_BEFORE, String(snap));
+      await putSetting(c, RETAINED_FROM, before);
+      // The rollups recompute these days once the snapshot is visible (removedDays, forgetRemovedDays).
+      for (const x of counts) {
+        const key = ROLLUP_REMOVED + x.kpi;
+        const prev = await setting(c, key);
+        const p = prev === undefined ? undefined : (JSON.parse(prev) as { lo: string });
+        await putSetting(c, key, JSON.stringify({ lo: p && p.lo < x.lo ? p.lo : x.lo, hi: x.hi, snapshot: snap }));
+      }
+      return {
+        snapshot: snap,
+        kpis: Object.keys(perKpi),
+        result: { snapshot: snap, deleted, perKpi },
+        // With its snapshot, not before: a reader of the one before keeps its cut and its rollups.
+        visible: () => {
+          this.retiredBefore = snap;
+          this.retainedFrom = before;
+        },
+      };
+    });
   }
 
   /** Days that retention runs at or below snapshot `upTo` deleted, per KPI, until the rollups forget them. */

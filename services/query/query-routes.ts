@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { problemSchema } from '../platform/errors.js';
 import { auditRequest } from '../governance/auth.js';
 import type { Room } from '../platform/room.js';
+import type { Agreement } from '../platform/agreement-schema.js';
 import { canonicalDigest, canonicalJson } from '../platform/canonical-json.js';
 import { unauthorized } from '../platform/errors.js';
 import { negotiate } from '../platform/negotiate.js';
@@ -97,6 +98,13 @@ function sendCanonical(reply: FastifyReply, body: unknown) {
   return reply.type('application/json; charset=utf-8').send(canonicalJson(body));
 }
 
+/** The range and snapshot a read asks for, checked against what may be read, and today: in the zone of the version in force. */
+function rangeNow(room: Room, agreement: Agreement, query: Parameters<typeof resolveRange>[0]) {
+  const now = room.clock.now();
+  const tz = agreement.partnership.timezone;
+  return { q: resolveRange(query, tz, room.duck.snapshots.latest, now, room.duck), today: localToday(now, tz) };
+}
+
 /** GET /v1/kpis/{kpi}/series: only agreed aggregates, small cells withheld. */
 export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader }> = async (
   fastify,
@@ -177,14 +185,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
             ? active.agreement.kpis.filter((k) => canSee(principal, k))
             : [findVisibleKpi(active.agreement, principal, req.query.kpi)];
         if (!principal && kpis.length === 0) throw unauthorized();
-        const q = resolveRange(
-          req.query,
-          active.agreement.partnership.timezone,
-          room.duck.snapshots.latest,
-          room.clock.now(),
-          room.duck,
-        );
-        const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
+        const { q, today } = rangeNow(room, active.agreement, req.query);
         const breaches = await listBreaches(
           reader,
           active.agreement,
@@ -252,14 +253,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
       const { active, kpi, q, judged } = await room.duck.stableRead(async () => {
         const active = room.agreement();
         const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
-        const q = resolveRange(
-          req.query,
-          active.agreement.partnership.timezone,
-          room.duck.snapshots.latest,
-          room.clock.now(),
-          room.duck,
-        );
-        const today = localToday(room.clock.now(), active.agreement.partnership.timezone);
+        const { q, today } = rangeNow(room, active.agreement, req.query);
         const judged = await judgePeriods(
           reader,
           active.agreement,

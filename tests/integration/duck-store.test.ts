@@ -539,11 +539,7 @@ describe('reads beside a rewrite of the points (a new agreement version, retenti
       return { snapshot, version: v, day: String(rows[0]!['d']) };
     };
     const adopt = () =>
-      store.adoptAgreement(
-        { version: 2, timezone: 'UTC' },
-        { id: 'v2', partner: '(room)', at: new Date() },
-        () => (version = 2),
-      );
+      store.adoptAgreement({ version: 2, timezone: 'UTC' }, { partner: '(room)', at: new Date() }, () => (version = 2));
     return { store, read, adopt };
   }
 
@@ -594,7 +590,7 @@ describe('reads beside a rewrite of the points (a new agreement version, retenti
     const seen: number[] = [];
     store.snapshots.onAdvance((n) => seen.push(n));
     await expect(
-      store.adoptAgreement({ version: 2, timezone: 'UTC' }, { id: 'v2', partner: '(room)', at: new Date() }, () => {
+      store.adoptAgreement({ version: 2, timezone: 'UTC' }, { partner: '(room)', at: new Date() }, () => {
         throw new Error('a listener failed');
       }),
     ).rejects.toThrow('a listener failed');
