@@ -153,25 +153,38 @@ export async function listMessagesForPartner(
 }
 
 /** Notifications created in [from, to) per channel, partner and state, with the last one's time. */
-export async function countMessagesByChannel(db: ControlDb, from: Date, to: Date) {
+/**
+ * Notifications created in [from, to), counted by channel, recipient partner, state and what they
+ * are about: the KPI (an incident's, an incident action's, or the incident's or note's a comment is
+ * on), the goal (a goal notice's, or the goal a comment is on), or a proposal's thread. The
+ * metadata report counts for each reader only what it may read (governance/transparency.ts).
+ */
+export async function countMessagesBySubject(db: ControlDb, from: Date, to: Date) {
   return (
     db
-      .selectFrom('outbox')
+      .selectFrom('outbox as o')
+      .leftJoin('incidents as i', 'i.id', 'o.incident_id')
+      .leftJoin('actions as ac', 'ac.id', 'o.action_id')
+      .leftJoin('comments as c', 'c.id', 'o.comment_id')
+      .leftJoin('incidents as ci', (j) => j.onRef('ci.id', '=', 'c.target_id').on('c.target_kind', '=', 'incident'))
+      .leftJoin('annotations as an', (j) => j.onRef('an.id', '=', 'c.target_id').on('c.target_kind', '=', 'annotation'))
       .select((eb) => [
-        'channel',
-        'partner_id',
-        'state',
+        'o.channel',
+        'o.partner_id',
+        'o.state',
+        eb.fn.coalesce('i.kpi', 'ac.kpi', 'ci.kpi', 'an.kpi').as('about_kpi'),
+        eb.fn
+          .coalesce('o.goal_id', eb.case().when('c.target_kind', '=', 'goal').then(eb.ref('c.target_id')).end())
+          .as('about_goal'),
+        eb.fn.coalesce(eb('c.target_kind', '=', 'proposal'), eb.lit(false)).as('about_proposal'),
         eb.fn.countAll<string>().as('count'),
-        eb.fn.max('created_at').as('last'),
+        eb.fn.max('o.created_at').as('last'),
       ])
-      .where('created_at', '>=', from)
-      .where('created_at', '<', to)
+      .where('o.created_at', '>=', from)
+      .where('o.created_at', '<', to)
       // A drill's messages are an exercise, not the room's notifications.
-      .where('drill_id', 'is', null)
-      .groupBy(['channel', 'partner_id', 'state'])
-      .orderBy('channel')
-      .orderBy('partner_id')
-      .orderBy('state')
+      .where('o.drill_id', 'is', null)
+      .groupBy(['o.channel', 'o.partner_id', 'o.state', 'about_kpi', 'about_goal', 'about_proposal'])
       .execute()
   );
 }

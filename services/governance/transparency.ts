@@ -1,6 +1,6 @@
 import { stringify } from 'csv-stringify/sync';
 import { countIncidentsByScope } from '../alerts/incident-repository.js';
-import { countMessagesByChannel } from '../alerts/outbox-repository.js';
+import { countMessagesBySubject } from '../alerts/outbox-repository.js';
 import { jsonColumn } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import { badRequest } from '../platform/errors.js';
@@ -29,42 +29,92 @@ const iso = (v: unknown) => (v === null || v === undefined ? null : new Date(v a
  * counts go to the reader's own partner only: another partner's points accepted, minus the
  * feeds a reader can see, would give a withheld count KPI or a need-to-know KPI's volume, and
  * steering members and the operator are readers like any other (docs/privacy.md §4).
+ *
+ * Every count is of what the reader may read. For a reader with hidden KPIs, a partner's batches
+ * and last arrival are those that carried a KPI it can see, its own points accepted are its
+ * visible feeds' points (its rejected points, which a batch does not attribute to KPIs, are not
+ * shown), and notifications leave out those about a hidden KPI: an incident or action on one, a
+ * goal naming one, a comment on any of these; and a proposal's thread, which only admins, steering
+ * and the operator read. Otherwise their counts would say that a hidden KPI breached, and when.
  */
 export async function transparencyReport(room: Room, month: string, reader: Principal): Promise<TransparencyReport> {
-  const report = await fullReport(room, month);
   const whole = reader.role === 'operator' || reader.role === 'steering';
+  const agreement = room.agreement().agreement;
   const hidden = new Set(
-    whole || reader.role === 'admin'
-      ? []
-      : room
-          .agreement()
-          .agreement.kpis.filter((k) => !canSee(reader, k))
-          .map((k) => k.id),
+    whole || reader.role === 'admin' ? [] : agreement.kpis.filter((k) => !canSee(reader, k)).map((k) => k.id),
+  );
+  const report = await fullReport(room, month, hidden);
+  const proposals = whole || reader.role === 'admin';
+  const goalShown = (id: string) => {
+    if (hidden.size === 0) return true;
+    const g = agreement.goals.find((x) => x.id === id);
+    return g !== undefined && [g.kpi, ...g.exitCriteria.map((c) => c.kpi)].every((k) => !hidden.has(k));
+  };
+  const notifications = sumMessages(
+    report.messages.filter(
+      (m) =>
+        (m.about_kpi === null || !hidden.has(m.about_kpi)) &&
+        (m.about_goal === null || goalShown(m.about_goal)) &&
+        (!m.about_proposal || proposals),
+    ),
   );
   // Another partner's point count per KPI is its volume — for a count KPI, its very figure.
   const own = (partner: string) => reader.partnerId !== null && partner === reader.partnerId;
   const feeds = report.feeds
     .filter((f) => !hidden.has(f.kpi))
     .map((f) => (own(f.partner) ? f : { ...f, points: null }));
-  const partners = report.partners.map((p) =>
-    own(p.partner) ? p : { ...p, pointsAccepted: null, pointsRejected: null },
-  );
+  const partners = report.partners.map((p) => {
+    if (!own(p.partner)) return { ...p, pointsAccepted: null, pointsRejected: null };
+    if (hidden.size === 0) return p;
+    const mine = feeds.filter((f) => f.partner === p.partner);
+    return { ...p, pointsAccepted: mine.reduce((t, f) => t + (f.points ?? 0), 0), pointsRejected: null };
+  });
+  const { messages: _, ...rest } = report;
   return {
-    ...report,
+    ...rest,
     partners,
     feeds,
     queries: report.queries.filter((q) => !hidden.has(q.kpi)),
     incidents: report.incidents.filter((i) => !hidden.has(i.kpi)),
+    notifications,
   };
 }
 
-async function fullReport(room: Room, month: string): Promise<TransparencyReport> {
+type MessageCount = Awaited<ReturnType<typeof countMessagesBySubject>>[number];
+
+/** Notification counts per channel, recipient partner and state, over the messages a reader may count. */
+function sumMessages(rows: readonly MessageCount[]): TransparencyReport['notifications'] {
+  const out = new Map<string, TransparencyReport['notifications'][number]>();
+  for (const r of rows) {
+    const key = JSON.stringify([r.channel, r.partner_id, r.state]);
+    const at = iso(r.last);
+    const n = out.get(key);
+    if (!n)
+      out.set(key, { channel: r.channel, partner: r.partner_id, state: r.state, count: Number(r.count), lastAt: at });
+    else {
+      n.count += Number(r.count);
+      if (at !== null && (n.lastAt === null || at > n.lastAt)) n.lastAt = at;
+    }
+  }
+  // As PostgreSQL ordered them: nulls (the steering committee's messages) last.
+  const cmp = (a: string | null, b: string | null) => (a === b ? 0 : a === null ? 1 : b === null ? -1 : a < b ? -1 : 1);
+  return [...out.values()].sort(
+    (a, b) => cmp(a.channel, b.channel) || cmp(a.partner, b.partner) || cmp(a.state, b.state),
+  );
+}
+
+/** The report before the reader's cut, its batches counted over the KPIs not `hidden`, its notifications by subject. */
+async function fullReport(
+  room: Room,
+  month: string,
+  hidden: ReadonlySet<string>,
+): Promise<Omit<TransparencyReport, 'notifications'> & { messages: MessageCount[] }> {
   const active = room.agreement();
   const a = active.agreement;
   const { from, to } = monthBounds(month, a.partnership.timezone);
   const db = room.control.db;
 
-  const activity = await room.duck.batchActivity(from, to, room.duck.snapshots.latest);
+  const activity = await room.duck.batchActivity(from, to, room.duck.snapshots.latest, [...hidden]);
   const partners: TransparencyReport['partners'] = a.partners.map((p) => {
     const r = activity.partners.find((x) => x.partner === p.id);
     return {
@@ -110,13 +160,7 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
     resolved: Number(r.resolved),
   }));
 
-  const notifications = (await countMessagesByChannel(db, from, to)).map((r) => ({
-    channel: r.channel,
-    partner: r.partner_id,
-    state: r.state,
-    count: Number(r.count),
-    lastAt: iso(r.last),
-  }));
+  const messages = await countMessagesBySubject(db, from, to);
 
   const agreementChanges = (await listAgreementChanges(db, from, to)).map((c) => {
     const d = jsonColumn(c.details);
@@ -141,7 +185,7 @@ async function fullReport(room: Room, month: string): Promise<TransparencyReport
     feeds,
     queries,
     incidents,
-    notifications,
+    messages,
     agreementChanges,
   };
 }

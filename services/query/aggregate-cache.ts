@@ -37,6 +37,9 @@ export class AggregateCache {
       q.to,
       q.timezone,
       this.duck.touched.effective(q.kpi.id, q.snapshot),
+      // The retention cut withholds the periods before it in every KPI (queryAggregate), also in
+      // those a retention run deleted nothing from and so did not touch.
+      this.duck.retainedFrom,
     ]);
   }
 

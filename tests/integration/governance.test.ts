@@ -6,6 +6,7 @@ import type { TestClock } from '../../services/platform/clock.js';
 import { demoAgreementFile } from '../../services/platform/paths.js';
 import { leadTimePoints, ndjson } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import { timeout } from '../helpers/timeouts.js';
 
 let t: TestRoom;
 const demo = () => YAML.parse(readFileSync(demoAgreementFile(), 'utf8')) as Record<string, any>;
@@ -588,6 +589,106 @@ describe('need-to-know in the audit log and the metadata report', () => {
       for (const role of ['steering', 'admin'] as const)
         expect(await get('/v1/transparency', await own.token('acme', role))).toContain('compliance');
       expect(await get('/v1/transparency', await own.token(null, 'operator'))).toContain('compliance');
+    } finally {
+      await own.close();
+    }
+  });
+});
+
+describe('the metadata report counts only what its reader may read', () => {
+  it("a hidden KPI's batches, points and notifications (its incidents' messages, comments on them) are left out of every count", async () => {
+    const own = await startTestRoom();
+    try {
+      const { createToken } = await import('../../services/governance/token-repository.js');
+      const named = async (partnerId: string, name: string) =>
+        (await createToken(own.room.control.db, { partnerId, role: 'analyst', name }, own.clock.now())).token;
+      const dpo = await named('globex', 'dpo@globex.example');
+      const call = async (method: string, path: string, token: string, body?: unknown) => {
+        const r = await fetch(`${own.url}${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${token}`,
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+        return { status: r.status, body: (await r.json()) as unknown };
+      };
+      const push = async (points: { kpi: string; at: string; value: number; subject: string }[]) => {
+        const r = await fetch(`${own.url}/v1/points`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${await own.token('globex', 'ingest')}`,
+            'content-type': 'application/x-ndjson',
+          },
+          body: ndjson(points),
+        });
+        expect(r.status).toBe(202);
+      };
+      // The need-to-know KPI below its band in a closed month (an incident, its messages kept for
+      // the dashboard), then one batch of a KPI everyone reads.
+      await push(
+        Array.from({ length: 7 }, (_, i) => ({
+          kpi: 'compliance',
+          at: '2026-10-12T10:00:00Z',
+          value: i % 2,
+          subject: `C-${i}`,
+        })),
+      );
+      await push(leadTimePoints(5).map((p) => ({ ...p, at: '2026-11-20T10:00:00Z' })));
+      const report = async (token: string) =>
+        (await call('GET', '/v1/transparency?month=2026-11', token)).body as {
+          partners: {
+            partner: string;
+            batches: number;
+            pointsAccepted: number | null;
+            pointsRejected: number | null;
+          }[];
+          feeds: { kpi: string }[];
+          notifications: { channel: string; partner: string | null; state: string; count: number }[];
+        };
+      const operator = await own.token(null, 'operator');
+      const deadline = Date.now() + timeout(30_000);
+      let incident: string | undefined;
+      while (!incident && Date.now() < deadline) {
+        const r = await call('GET', '/v1/incidents', dpo);
+        incident = (r.body as { incidents?: { id: string; kpi: { id: string } }[] }).incidents?.find(
+          (i) => i.kpi.id === 'compliance',
+        )?.id;
+        if (!incident) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(incident).toBeDefined();
+      // A comment on the hidden KPI's incident mentioning acme's reader: one more message about it.
+      const comment = await call('POST', `/v1/threads/incident/${incident}`, dpo, {
+        text: 'over to @dpo@acme.example',
+      });
+      expect(comment.status, JSON.stringify(comment.body)).toBe(201);
+      const total = (r: Awaited<ReturnType<typeof report>>) => r.notifications.reduce((t, n) => t + n.count, 0);
+
+      const whole = await report(operator);
+      const all = total(whole);
+      expect(all).toBeGreaterThanOrEqual(2);
+      expect(whole.partners.find((p) => p.partner === 'globex')?.batches).toBe(2);
+      // The named reader counts the same messages and batches, and its own points on both KPIs.
+      const named_ = await report(dpo);
+      expect(total(named_)).toBe(all);
+      expect(named_.partners.find((p) => p.partner === 'globex')).toMatchObject({ batches: 2, pointsAccepted: 12 });
+      // A reader of globex who may not read compliance: no message about it, one batch, the visible feed's points.
+      const analyst = await report(await own.token('globex', 'analyst'));
+      expect(total(analyst)).toBe(0);
+      expect(analyst.feeds.map((f) => f.kpi)).not.toContain('compliance');
+      expect(analyst.partners.find((p) => p.partner === 'globex')).toMatchObject({
+        batches: 1,
+        pointsAccepted: 5,
+        pointsRejected: null,
+      });
+      // Another partner's reader likewise.
+      const acme = await report(await own.token('acme', 'analyst'));
+      expect(total(acme)).toBe(0);
+      expect(acme.partners.find((p) => p.partner === 'globex')?.batches).toBe(1);
+      // Steering and admins read every KPI's metadata.
+      for (const role of ['steering', 'admin'] as const)
+        expect(total(await report(await own.token('acme', role)))).toBe(all);
     } finally {
       await own.close();
     }

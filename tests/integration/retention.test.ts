@@ -4,6 +4,7 @@ import { startRollups, stopRollups } from '../../services/query/rollups.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 import { timeout } from '../helpers/timeouts.js';
+import { TestClock } from '../../services/platform/clock.js';
 
 // The demo agreement keeps points for P3Y; the test clock stands at 2026-11-23, so local days
 // before 2023-11-23 (Europe/Berlin) are past retention.
@@ -144,6 +145,71 @@ describe('retention', () => {
           .execute()
       ).length,
     ).toBe(1);
+  });
+
+  it('a KPI the run deleted nothing from is cut at the horizon too, however its cells were cached before', async () => {
+    // Its own room: customer_value points on both sides of a later horizon and none before it, so
+    // a run that deletes lead_time's points leaves customer_value untouched; its week that
+    // straddles the horizon must be withheld as it is after a restart (the same bytes).
+    const clock = new TestClock('2026-11-23T12:00:00Z');
+    const own = await startTestRoom({ env: { PARITY_ALERTS: 'off' }, clock });
+    try {
+      const send = async (partner: string, points: TestPoint[]) => {
+        const r = await fetch(`${own.url}/v1/points`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${await own.token(partner, 'ingest')}`,
+            'content-type': 'application/x-ndjson',
+          },
+          body: ndjson(points),
+        });
+        expect(r.status).toBe(202);
+      };
+      const survey = (date: string, prefix: string): TestPoint[] =>
+        [6, 7, 8, 9, 8].map((value, i) => ({
+          kpi: 'customer_value',
+          at: `${date}T10:00:00Z`,
+          value,
+          subject: `${prefix}-${i}`,
+        }));
+      for (const partner of ['acme', 'globex']) {
+        await send(partner, survey('2024-11-21', `${partner}-A`)); // Thursday of the week of 18 Nov 2024
+        await send(partner, survey('2024-11-22', `${partner}-B`)); // Friday
+      }
+      await send('acme', day('2023-11-21', [1, 2, 3, 4, 5], 'OLD'));
+      const series = async (q: string) => {
+        const r = await fetch(`${own.url}/v1/kpis/customer_value/series?grain=week&${q}`, {
+          headers: { authorization: `Bearer ${await own.token('acme', 'steering')}` },
+        });
+        expect(r.status).toBe(200);
+        return (await r.json()) as {
+          snapshot: number;
+          cells: { period: string; state: string; reasonCode?: string }[];
+        };
+      };
+      const week = (b: Awaited<ReturnType<typeof series>>) => b.cells.find((c) => c.period === '2024-11-18');
+      // Read (and cached) before the run: the week is served.
+      for (const q of ['from=2024-11-11&to=2024-12-01', 'from=2024-11-18&to=2024-11-24'])
+        expect(week(await series(q))).toMatchObject({ state: 'ok' });
+
+      // A year later the horizon (P3Y, Berlin days) falls on Thursday 21 Nov 2024: lead_time's
+      // points go, customer_value's week loses none of its points, yet its period starts before the cut.
+      clock.set(new Date('2027-11-21T12:00:00Z'));
+      const r = await runRetention(own.room);
+      expect(r).toMatchObject({ before: '2024-11-21', perKpi: { lead_time: 5 } });
+      expect(Object.keys(r.perKpi)).toEqual(['lead_time']);
+      for (const q of [
+        'from=2024-11-11&to=2024-12-01',
+        'from=2024-11-18&to=2024-11-24',
+        `from=2024-11-18&to=2024-11-24&snapshot=${r.snapshot}`,
+      ]) {
+        const b = await series(q);
+        expect(b.snapshot).toBe(r.snapshot);
+        expect(week(b), q).toMatchObject({ state: 'suppressed', reasonCode: 'retention' });
+      }
+    } finally {
+      await own.close();
+    }
   });
 
   it('the retention snapshot is stored with the deletion, where the store reads it at start', async () => {

@@ -232,7 +232,7 @@ const cases: Record<string, Case[]> = {
       run: () =>
         outbox.listMessagesForPartner(db, { kpis: ['lead_time'], partnerId: 'acme', withSteering: true, limit: 100 }),
     },
-    { fn: 'countMessagesByChannel', run: () => outbox.countMessagesByChannel(db, at, until) },
+    { fn: 'countMessagesBySubject', run: () => outbox.countMessagesBySubject(db, at, until) },
   ],
   'governance/agreement-repository': [
     { fn: 'findActiveAgreement', run: () => agreements.findActiveAgreement(db), rows: none },
