@@ -4,6 +4,7 @@ import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import type { ZodType } from 'zod';
 import {
   jsonSchemaTransform,
   jsonSchemaTransformObject,
@@ -71,6 +72,9 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
     connectionTimeout: 0,
     keepAliveTimeout: 10_000,
     bodyLimit: 1024 * 1024,
+    // Past Fastify's 100, an id too long for its route reaches the route's schema, which names it
+    // (`params.id`); past this, the router refuses it first (frameworkErrors: `path`).
+    maxParamLength: 1000,
     return503OnClosing: true,
     // Requests the HTTP parser refuses, and HTTP/1.1 ones without Host, are answered as problems
     // like every other bad input (input-hygiene.ts), not with Node's or Fastify's own bodies.
@@ -80,15 +84,26 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
     clientErrorHandler: answerClientError,
     // A URL the router cannot decode (malformed percent-encoding) is a problem like any other.
     frameworkErrors: (err, _req, res) => {
-      const field = err.code === 'FST_ERR_BAD_URL' ? 'path' : undefined;
+      const detail =
+        err.code === 'FST_ERR_BAD_URL'
+          ? 'path: malformed percent-encoding'
+          : err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? 'path: a path parameter is longer than 1000 characters'
+            : undefined;
       // Typed for the route-less request it is; it is a reply like any other.
       void (res as unknown as FastifyReply)
         .code(400)
         .type('application/problem+json')
-        .send(badRequest(field ? 'path: malformed percent-encoding' : 'the request is malformed', field).body());
+        .send(badRequest(detail ?? 'the request is malformed', detail ? 'path' : undefined).body());
     },
   });
-  app.setValidatorCompiler(validatorCompiler);
+  // A POST without a body reaches the validator as null: a route whose body is optional takes it
+  // as absent (the CLI sends none to ack, approve, rotate, mark done), one that needs a body
+  // still answers 400 naming `body`.
+  app.setValidatorCompiler<ZodType>((route) => {
+    const validate = validatorCompiler(route);
+    return route.httpPart === 'body' ? (data) => validate(data ?? undefined) : validate;
+  });
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandler(app);
   installInputHygiene(app, { jsonBodyMs: room.config.jsonBodyMs });

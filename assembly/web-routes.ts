@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { findPrincipalByToken, type Role } from '../services/governance/token-repository.js';
 import { endSession, findPrincipalBySession } from '../services/governance/session-repository.js';
 import { problemResponses, problemSchema } from '../services/platform/errors.js';
-import { caller, openSession, SESSION_COOKIE, auditRequest } from '../services/governance/auth.js';
+import { caller, fromOwnPage, openSession, SESSION_COOKIE, auditRequest } from '../services/governance/auth.js';
 import { forbidden, Problem } from '../services/platform/errors.js';
 import { packageRoot } from '../services/platform/paths.js';
 import { signedOutSchema, whoSchema } from '../services/governance/session-schemas.js';
@@ -85,11 +85,15 @@ export const webRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { r
       schema: {
         summary: 'Sign out (clears the session cookie)',
         tags: ['dashboard'],
-        response: { 204: signedOutSchema, 500: problemSchema },
+        response: { 204: signedOutSchema, 403: problemSchema, 500: problemSchema },
       },
     },
     async (req, reply) => {
       const session = req.cookies[SESSION_COOKIE];
+      // Like every other change made on the cookie, only from the room's own page (auth.ts).
+      const publicOrigin = room.config.publicUrl ? new URL(room.config.publicUrl).origin : undefined;
+      if (session !== undefined && !fromOwnPage(req, publicOrigin))
+        throw forbidden("sign out from the room's own page: this request shows no same-origin Origin");
       const principal = session
         ? await findPrincipalBySession(room.control.db, session, room.clock.now(), room.config.sessions)
         : undefined;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Kpi } from '../platform/agreement-schema.js';
+import { isoDate, type Kpi } from '../platform/agreement-schema.js';
 import type { IncidentRow } from '../platform/control-db.js';
 import type { Grain } from '../platform/calendar.js';
 import type { Band } from '../query/band-evaluation.js';
@@ -7,6 +7,9 @@ import { periodEnd } from '../platform/calendar.js';
 import { escapeHtml } from '../platform/html.js';
 import type { FeedFreshness } from '../query/freshness.js';
 import type { DrillEvent, DrillSheet, FactSheet, GoalEvent, GoalNotice } from './alert-schemas.js';
+
+/** Dates of fact sheets, actions, notes and decisions: the agreement's calendar dates (2000–2100). */
+export { isoDate };
 
 export const causeCategories = [
   'data_quality',
@@ -17,14 +20,6 @@ export const causeCategories = [
   'external',
   'other',
 ] as const;
-
-export const isoDate = z
-  .string()
-  .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date YYYY-MM-DD')
-  .refine(
-    (d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d),
-    { message: 'not a calendar date' },
-  );
 
 /** What the owner writes when resolving: the same template for every KPI and partner. */
 export const resolutionSchema = z.strictObject({

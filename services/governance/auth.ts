@@ -48,17 +48,19 @@ export function requestCredential(req: FastifyRequest, publicOrigin?: string): C
     SESSION_COOKIE
   ];
   if (fromCookie === undefined || !tokenShape.test(fromCookie)) return undefined;
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    // Proof of a same-origin request: its Origin, or (a client that sends none) the browser's
-    // Sec-Fetch-Site. A request with neither is refused: it could come from anywhere.
-    const origin = req.headers.origin;
-    const sameOrigin =
-      origin !== undefined
-        ? origin === `${req.protocol}://${req.headers.host}` || origin === publicOrigin
-        : req.headers['sec-fetch-site'] === 'same-origin';
-    if (!sameOrigin) return undefined;
-  }
+  if (req.method !== 'GET' && req.method !== 'HEAD' && !fromOwnPage(req, publicOrigin)) return undefined;
   return { session: fromCookie };
+}
+
+/**
+ * Proof of a same-origin request: its Origin, or (a client that sends none) the browser's
+ * Sec-Fetch-Site. A request with neither is refused: it could come from anywhere.
+ */
+export function fromOwnPage(req: FastifyRequest, publicOrigin?: string): boolean {
+  const origin = req.headers.origin;
+  return origin !== undefined
+    ? origin === `${req.protocol}://${req.headers.host}` || origin === publicOrigin
+    : req.headers['sec-fetch-site'] === 'same-origin';
 }
 
 /**

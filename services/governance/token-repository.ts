@@ -205,6 +205,16 @@ export async function findTokenForUpdate(tx: ControlTx, id: string): Promise<Tok
   return tx.selectFrom('tokens').selectAll().where('id', '=', id).forUpdate().executeTakeFirstOrThrow();
 }
 
+/** The unrevoked token that replaced `id` in a rotation, if any. */
+export async function findReplacement(db: ControlDb, id: string): Promise<Pick<TokenRow, 'id'> | undefined> {
+  return db
+    .selectFrom('tokens')
+    .select('id')
+    .where('replaces', '=', id)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst();
+}
+
 export async function setTokenExpiry(db: ControlDb, id: string, expiresAt: Date): Promise<void> {
   await db.updateTable('tokens').set({ expires_at: expiresAt }).where('id', '=', id).execute();
   changedTokens(db);

@@ -14,6 +14,7 @@ import {
   createToken,
   findToken,
   findTokenForUpdate,
+  findReplacement,
   listTokens,
   revokeToken,
   setTokenExpiry,
@@ -223,6 +224,10 @@ export const tokenRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
         const current = await findTokenForUpdate(tx, old.id);
         if (tokenView(current, now).state !== 'live')
           throw conflict(`token ${old.id} is ${tokenView(current, now).state}; issue a new one instead`);
+        // Live through its overlap, it is rotated once: a second rotation would mint a second heir.
+        const heir = await findReplacement(tx, current.id);
+        if (heir)
+          throw conflict(`token ${old.id} was rotated already (its replacement is ${heir.id}); rotate that one`);
         const oldExpiry = current.expires_at ? new Date(current.expires_at) : null;
         const made = await createToken(
           tx,

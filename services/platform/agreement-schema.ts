@@ -52,7 +52,14 @@ export const allowanceMs = (k: { freshness: { every: string; grace: string } }) 
 const id = z
   .string()
   .regex(/^[a-z][a-z0-9_-]{0,62}$/, 'expected a lower-case id (a-z, 0-9, _ or -), starting with a letter');
-const duration = z.string().regex(isoDuration, 'expected an ISO-8601 duration such as P1D or PT6H');
+/** The longest duration an agreement may name: past it, times computed from it leave the calendar. */
+const MAX_DURATION_MS = 100 * 365 * 86_400_000;
+const duration = z
+  .string()
+  .regex(isoDuration, 'expected an ISO-8601 duration such as P1D or PT6H')
+  .refine((d) => !isoDuration.test(d) || durationMs(d) <= MAX_DURATION_MS, {
+    message: 'expected a duration of at most 100 years',
+  });
 const email = z.email();
 const reservedDims = new Set(['kpi', 'at', 'value', 'subject', 'partner', 'snapshot', 'ts', 'dims']);
 
@@ -161,7 +168,8 @@ const kpi = z.strictObject({
   severity: z.enum(severities).default('major'),
 });
 
-const isoDate = z
+/** A calendar date YYYY-MM-DD between 2000 and 2100 (the range every date of the room lies in). */
+export const isoDate = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date YYYY-MM-DD')
   .refine(

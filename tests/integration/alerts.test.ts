@@ -349,11 +349,19 @@ describe('the incident lifecycle: acknowledge, escalate, resolve — by the name
       ['/v1/incidents?state=bogus', 'querystring.state'],
       ['/v1/incidents?from=2026-13-45', 'querystring.from'],
       ['/v1/incidents?to=yesterday', 'querystring.to'],
+      // Calendar dates PostgreSQL's timestamps do not hold, or out of the room's range (2000–2100).
+      ['/v1/incidents?from=0000-01-01', 'querystring.from'],
+      ['/v1/incidents?to=0000-01-01', 'querystring.to'],
+      ['/v1/incidents?to=9999-12-31', 'querystring.to'],
+      ['/v1/incidents?from=1999-12-31', 'querystring.from'],
       ['/v1/incidents?limit=0', 'querystring.limit'],
       ['/v1/incidents?limit=abc', 'querystring.limit'],
       ['/v1/incidents?kind=both', 'querystring.kind'],
       ['/v1/incidents?foo=1', 'querystring.foo'],
       ["/v1/incidents/inc_x'%20OR%201=1--", 'params.id'],
+      // Past Fastify's 100 characters, an id reaches the route's schema; past 1000, the router refuses it.
+      [`/v1/incidents/${'i'.repeat(101)}`, 'params.id'],
+      [`/v1/incidents/${'i'.repeat(1001)}`, 'path'],
     ];
     for (const [path, field] of bad) {
       const r = await call(c, 'GET', path, c.tokens.analystAcme);

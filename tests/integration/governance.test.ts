@@ -282,6 +282,16 @@ describe('tokens and users', () => {
     expect(rotated.body).toMatchObject({ replaces: old.body.id, name: 'li@globex.example', role: 'analyst' });
     expect((await call('GET', '/v1/kpis', old.body.token)).status).toBe(200);
     expect((await call('GET', '/v1/kpis', rotated.body.token)).status).toBe(200);
+    // Rotated once: during its overlap, further rotations of it mint no second heir; of rotations
+    // at once, one wins.
+    const other = await call('POST', '/v1/tokens', admin, { role: 'analyst', name: 'mo@globex.example' });
+    const race = await Promise.all([1, 2, 3, 4].map(() => call('POST', `/v1/tokens/${other.body.id}/rotate`, admin)));
+    expect(race.map((r) => r.status).sort()).toEqual([201, 409, 409, 409]);
+    const again = await Promise.all([1, 2, 3].map(() => call('POST', `/v1/tokens/${old.body.id}/rotate`, admin, {})));
+    expect(again.map((r) => r.status)).toEqual([409, 409, 409]);
+    expect(again[0]!.body.detail).toContain(rotated.body.id);
+    const heirs = (await call('GET', '/v1/tokens', admin)).body.tokens.filter((x: any) => x.replaces === old.body.id);
+    expect(heirs.map((x: any) => x.id)).toEqual([rotated.body.id]);
     clock().advance(2 * 3_600_000 + 1);
     expect((await call('GET', '/v1/kpis', old.body.token)).status).toBe(401);
     expect((await call('GET', '/v1/kpis', rotated.body.token)).status).toBe(200);

@@ -72,8 +72,17 @@ describe('dashboard sessions', () => {
       });
       expect(r.status, JSON.stringify(headers)).toBe(status);
     }
+    // Sign-out, like every change made on the cookie, only from the room's own page: another
+    // origin's (or one without proof) neither ends the session nor clears the cookie.
+    for (const headers of [{}, { origin: 'http://evil.example' }, { 'sec-fetch-site': 'cross-site' }]) {
+      const r = await fetch(`${t.url}/v1/session`, { method: 'DELETE', headers: { cookie: jar, ...headers } });
+      expect(r.status, JSON.stringify(headers)).toBe(403);
+      expect(r.headers.get('content-type')).toMatch(/problem\+json/);
+      expect(r.headers.get('set-cookie')).toBeNull();
+    }
+    expect((await fetch(`${t.url}/v1/session`, { headers: { cookie: jar } })).status).toBe(200);
     // Sign-out clears the cookie.
-    const out = await fetch(`${t.url}/v1/session`, { method: 'DELETE', headers: { cookie: jar } });
+    const out = await fetch(`${t.url}/v1/session`, { method: 'DELETE', headers: { cookie: jar, origin: t.url } });
     expect(out.status).toBe(204);
     expect(out.headers.get('set-cookie')).toMatch(/parity_session=;.*Expires=Thu, 01 Jan 1970/i);
   });
@@ -93,7 +102,14 @@ describe('dashboard sessions', () => {
       // Sign-out: the same cookie, replayed, no longer works.
       const a = await session();
       expect(await status(a)).toBe(200);
-      expect((await fetch(`${t.url}/v1/session`, { method: 'DELETE', headers: { cookie: a } })).status).toBe(204);
+      expect(
+        (
+          await fetch(`${t.url}/v1/session`, {
+            method: 'DELETE',
+            headers: { cookie: a, 'sec-fetch-site': 'same-origin' },
+          })
+        ).status,
+      ).toBe(204);
       expect(await status(a)).toBe(401);
       // Revocation of the token ends the sessions signed in with it.
       const issued = await createToken(t.room.control.db, { partnerId: 'acme', role: 'analyst', name: 'temp' }, start);

@@ -576,8 +576,20 @@ describe('parity steering | drill | actions (through the running room)', () => {
     expect(acked.stdout).toContain('(pete@pb.example)');
     expect((await parity(['drill', 'list'], 'pb')).stdout).toContain(drill!);
 
+    // An action of October's retrospective, marked done from the CLI (a POST without a body).
+    const made_ = await fetch(`${t.url}/v1/retrospectives/2026-10/actions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tokens['ada']!}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ description: 'Check feeds on Mondays', owner: 'ada@steer.example', due: '2026-12-07' }),
+    });
+    expect(made_.status).toBe(201);
+    const action = ((await made_.json()) as { id: string }).id;
     const actions = await parity(['actions', 'list', '--state', 'open'], 'pa');
     expect(actions.code, actions.stderr).toBe(0);
+    expect(actions.stdout).toContain(action);
+    const done = await parity(['actions', 'done', action], 'ada');
+    expect(done.code, done.stderr).toBe(0);
+    expect((await parity(['actions', 'list', '--state', 'done'], 'pa')).stdout).toContain(action);
     const badState = await parity(['actions', 'list', '--state', 'someday'], 'pa');
     expect(badState.code).toBe(1);
     expect(badState.stderr).toMatch(/400/);

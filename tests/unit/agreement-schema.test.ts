@@ -209,6 +209,31 @@ describe('agreement schema', () => {
     });
   });
 
+  it('refuses a duration past 100 years and a date outside 2000–2100, wherever they stand, naming the path', () => {
+    const doc = demo();
+    doc['kpis'][1].freshness.grace = 'P999999999999Y';
+    doc['kpis'][0].freshness.every = 'P36501D';
+    doc['kpis'][2].escalation.ackWithin = 'PT876001H';
+    doc['retention'] = 'P101Y';
+    doc['goals'][0].due = '2101-01-01';
+    const r = validateAgreement(doc);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    const lines = r.problems.map((p) => `${p.path}: ${p.message}`);
+    for (const path of [
+      'kpis[1].freshness.grace',
+      'kpis[0].freshness.every',
+      'kpis[2].escalation.ackWithin',
+      'retention',
+    ])
+      expect(lines).toContain(`${path}: expected a duration of at most 100 years`);
+    expect(lines).toContain('goals[0].due: expected a date between 2000 and 2100');
+    // 100 years is allowed.
+    const ok = demo();
+    ok['retention'] = 'P100Y';
+    expect(validateAgreement(ok).ok).toBe(true);
+  });
+
   it('parses ISO durations', () => {
     expect(durationMs('PT6H')).toBe(6 * 3_600_000);
     expect(durationMs('P2D')).toBe(2 * 86_400_000);
