@@ -597,8 +597,10 @@ const MAX_BLOCK_DEPTH = 32;
  * and 40 kB of `- ` and then 200 kB of it aborted Node. A quote hides brackets only where a
  * quoted scalar may begin (a line's start, after `[`, `{`, a flow `,`, or `: `, `? `, `- ` in
  * block context) and only up to its closing quote on the same line; any other quote is text, so
- * no quote can hide nesting the parser would see. A bracket inside a plain scalar counts too: an
- * agreement would need 64 unclosed ones in its text to be refused for them.
+ * no quote can hide nesting the parser would see; after a tag or an anchor (`!!str "…"`) one may
+ * begin too. A bracket inside a plain scalar counts too: an agreement would need 64 unclosed ones
+ * in its text to be refused for them. Block indicators and indentation count inside flow
+ * collections as well: a bracket in a plain scalar must not switch their count off.
  */
 export function nestingTooDeep(
   text: string,
@@ -614,6 +616,9 @@ export function nestingTooDeep(
   // At a line's start: the block depth so far (indentation, then `- ` / `? ` indicators).
   let leading = true;
   let block = 0;
+  // The first character of the last token (after a space, a line's start, `[`, `{` or `,`): a tag (`!!str`) or an
+  // anchor (`&a`) there is a node's property, after which a quoted scalar may begin.
+  let token = '\n';
   const at = (i: number, what: 'flow' | 'block') => ({ line, col: i - lineStart + 1, what });
   for (let i = 0; i < text.length; i++) {
     const c = text[i]!;
@@ -628,10 +633,10 @@ export function nestingTooDeep(
     }
     if (c === ' ' || c === '\t' || c === '\r') {
       spaced = true;
-      if (leading && depth === 0 && ++block > maxBlock) return at(i, 'block');
+      if (leading && ++block > maxBlock) return at(i, 'block');
       continue;
     }
-    if (leading && depth === 0 && (c === '-' || c === '?') && /[ \t\r\n]/.test(text[i + 1] ?? '\n')) {
+    if (leading && (c === '-' || c === '?') && /[ \t\r\n]/.test(text[i + 1] ?? '\n')) {
       if (++block > maxBlock) return at(i, 'block');
       prev = c;
       spaced = false;
@@ -649,7 +654,7 @@ export function nestingTooDeep(
         prev === '[' ||
         prev === '{' ||
         (prev === ',' && depth > 0) ||
-        (spaced && (prev === ':' || prev === '?' || (prev === '-' && depth === 0)));
+        (spaced && (prev === ':' || prev === '?' || (prev === '-' && depth === 0) || token === '!' || token === '&'));
       const close = opens ? closingQuote(text, i) : -1;
       if (close > 0) {
         i = close;
@@ -658,6 +663,7 @@ export function nestingTooDeep(
         continue;
       }
     }
+    if (spaced || prev === '\n' || prev === '[' || prev === '{' || prev === ',') token = c;
     if (c === '[' || c === '{') {
       if (++depth > maxFlow) return at(i, 'flow');
     } else if ((c === ']' || c === '}') && depth > 0) depth--;

@@ -74,7 +74,10 @@ describe('dashboard sessions', () => {
     }
     // Sign-out, like every change made on the cookie, only from the room's own page: another
     // origin's (or one without proof) neither ends the session nor clears the cookie.
-    for (const headers of [{}, { origin: 'http://evil.example' }, { 'sec-fetch-site': 'cross-site' }]) {
+    for (const headers of [{}, { origin: 'http://evil.example' }, { 'sec-fetch-site': 'cross-site' }] as Record<
+      string,
+      string
+    >[]) {
       const r = await fetch(`${t.url}/v1/session`, { method: 'DELETE', headers: { cookie: jar, ...headers } });
       expect(r.status, JSON.stringify(headers)).toBe(403);
       expect(r.headers.get('content-type')).toMatch(/problem\+json/);

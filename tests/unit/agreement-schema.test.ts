@@ -191,8 +191,15 @@ describe('agreement schema', () => {
       `x: b '\n- ${deep('[', 100)}'`,
       `[x '${deep('[', 100)}']`,
       `[a - '${deep('[', 100)}']`,
+      // A quoted scalar after a tag or an anchor is one the parser reads: its `]` closes nothing.
+      deep('[!!str "]", ', 100),
+      deep('[&a "}", ', 100),
+      deep("[!t ']', ", 100),
     ])
       expect(nestingTooDeep(text)?.what, JSON.stringify(text.slice(0, 12))).toBe('flow');
+    // A bracket in a plain scalar leaves the flow depth above 0: block indicators still count.
+    expect(nestingTooDeep(`a: v[\nb:\n${deep('- ', 100)}x`)).toEqual({ line: 3, col: 33, what: 'block' });
+    expect(nestingTooDeep(`a: [\n${' '.repeat(40)}b]`)?.what).toBe('block');
     // Block nesting: indentation and leading `- ` / `? ` indicators, 32 at most on a line.
     expect(nestingTooDeep(`${deep('- ', 20000)}x`)).toEqual({ line: 1, col: 33, what: 'block' });
     expect(nestingTooDeep(`${deep('? ', 40)}x`)?.what).toBe('block');
