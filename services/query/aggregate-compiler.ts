@@ -85,11 +85,45 @@ class Params {
   }
 }
 
-/** The readable cell families of a KPI: each agreed grain × the combined figure and each dimension. */
-export function families(kpi: Kpi): { grain: Grain; key: string | null }[] {
-  const dims = Object.keys(kpi.dimensions).sort();
-  return kpi.grains.flatMap((grain) => [{ grain, key: null }, ...dims.map((key) => ({ grain, key }))]);
+/**
+ * A family's cells: a grain's periods, or the slices (`slice`), the days a week shares with a
+ * month. Weeks and months do not nest: a month minus the weeks wholly inside it is the two slices
+ * at its ends, and the chain of such differences from where the points begin gives every slice,
+ * so a slice is as readable as a cell, though no request names one. With day cells agreed, a
+ * slice is a sum of days, each judged already.
+ */
+export type FamilyGrain = Grain | 'slice';
+
+/** A family of linked cells: its grain (or slices) × the combined figure or one dimension. */
+export interface CellFamily {
+  grain: FamilyGrain;
+  key: string | null;
 }
+
+/**
+ * The cell families of a KPI the disclosure rules judge: each agreed grain × the combined figure
+ * and each dimension, then, when weeks and months are agreed without days, their slices × the
+ * same (last, so the grains' families keep their indices in the rollup's parts).
+ */
+export function families(kpi: Kpi): CellFamily[] {
+  const dims = Object.keys(kpi.dimensions).sort();
+  const grains: FamilyGrain[] = [...kpi.grains];
+  if (hasSlices(kpi)) grains.push('slice');
+  return grains.flatMap((grain) => [{ grain, key: null }, ...dims.map((key) => ({ grain, key }))]);
+}
+
+/** Whether weeks and months are agreed without days: their slices are judged as cells. */
+export const hasSlices = (kpi: Pick<Kpi, 'grains'>): boolean =>
+  kpi.grains.includes('week') && kpi.grains.includes('month') && !kpi.grains.includes('day');
+
+/** The first day of the cell of a family's grain holding the day in `column` (a slice: the later of its week's and its month's). */
+const cellStart = (grain: FamilyGrain, column: string): string =>
+  grain === 'slice'
+    ? `greatest(date_trunc('week', ${column}), date_trunc('month', ${column}))`
+    : `date_trunc(${grainSql[grain]}, ${column})`;
+
+/** The grain whose periods a family's cells are computed in: a slice lies within its week. */
+const periodGrain = (grain: FamilyGrain): Grain => (grain === 'slice' ? 'week' : grain);
 
 /** Every agreed dimension's value extracted from the `dims` JSON of a points or atoms row, as dim_<i>. */
 const dimColumns = (kpi: Kpi, params: Params) =>
@@ -109,8 +143,8 @@ const dimColumnList = (kpi: Kpi) =>
     .join('');
 
 /** A family's cell of a row and its partner: `c` (the period's first day), `v` (the dimension value or null), partner. */
-const familyCell = (kpi: Kpi, f: { grain: Grain; key: string | null }) =>
-  `date_trunc(${grainSql[f.grain]}, local_day) AS c, ${f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key)} AS v, partner`;
+const familyCell = (kpi: Kpi, f: CellFamily) =>
+  `${cellStart(f.grain, 'local_day')} AS c, ${f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key)} AS v, partner`;
 
 /**
  * The KPI's points in [first, last] as of the snapshot, each agreed dimension's value extracted
@@ -195,7 +229,7 @@ function flaggedAtoms(kpi: Kpi, rules: DisclosureRules, source: string, parts: s
   const match = families(kpi)
     .map(
       (f, i) =>
-        `(b.f = ${i} AND b.c = date_trunc(${grainSql[f.grain]}, a.local_day) AND b.v IS NOT DISTINCT FROM ${f.key === null ? 'NULL::VARCHAR' : `a.${dimColumn(kpi, f.key)}`})`,
+        `(b.f = ${i} AND b.c = ${cellStart(f.grain, 'a.local_day')} AND b.v IS NOT DISTINCT FROM ${f.key === null ? 'NULL::VARCHAR' : `a.${dimColumn(kpi, f.key)}`})`,
     )
     .join('\n    OR ');
   return [
@@ -438,14 +472,15 @@ export function compileRollupRefresh(
   const out: CompiledSql[] = [];
   // 1. The parts of every family's cells holding a touched day.
   families(kpi).forEach((f, i) => {
-    for (const group of groups(f.grain)) {
+    const grain = periodGrain(f.grain);
+    for (const group of groups(grain)) {
       out.push({
-        sql: `DELETE FROM rollup_parts WHERE kpi = $1 AND f = $2 AND c IN (${inList(3, group.length, '::DATE')})`,
+        sql: `DELETE FROM rollup_parts WHERE kpi = $1 AND f = $2 AND ${grain === f.grain ? 'c' : `date_trunc(${grainSql[grain]}, c)`} IN (${inList(3, group.length, '::DATE')})`,
         params: [kpi.id, i, ...group],
       });
       const ps = new Params();
       const kpiId = ps.bind(kpi.id);
-      const source = `(\n${pointsOfPeriods(kpi, snapshot, f.grain, group, ps)}\n) AS chunk`;
+      const source = `(\n${pointsOfPeriods(kpi, snapshot, grain, group, ps)}\n) AS chunk`;
       out.push({
         sql: `INSERT INTO rollup_parts (kpi, f, c, v, partner, d, s, rd)\nSELECT ${kpiId}, * FROM (\n${familyParts(kpi, rules, i, source)}\n) AS parts${APPEND_SERIALLY}`,
         params: ps.list,

@@ -1,7 +1,7 @@
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { periodEnd, periodStart, type Grain } from '../platform/calendar.js';
 import { RECORD_RELEASES, type ReleaseExec, type Releaser } from '../platform/duck-store.js';
-import { compileReleaseStep, families, type ChangeGroupKey } from './aggregate-compiler.js';
+import { compileReleaseStep, families, type ChangeGroupKey, type FamilyGrain } from './aggregate-compiler.js';
 import { disclosureRules, type DisclosureRules } from './disclosure.js';
 
 /**
@@ -188,8 +188,14 @@ interface CellHistory {
 const periods: Record<Grain, Map<string, string>> = { day: new Map(), week: new Map(), month: new Map() };
 const PERIODS_KEPT = 100_000;
 
-function periodOf(day: string, grain: Grain): string {
+function periodOf(day: string, grain: FamilyGrain): string {
   if (grain === 'day') return day;
+  // A slice (the days a week shares with a month) starts at the later of the two starts.
+  if (grain === 'slice') {
+    const week = periodOf(day, 'week');
+    const month = periodOf(day, 'month');
+    return week > month ? week : month;
+  }
   const m = periods[grain];
   let p = m.get(day);
   if (p === undefined) {
@@ -204,7 +210,7 @@ export const NEEDS_SUBJECTS = Symbol('needs subjects');
 
 /**
  * The groups of one KPI's change that stay pending (docs/privacy.md §3): a group drops when, in
- * some readable cell (every agreed grain × the combined figure and each dimension) holding it, its
+ * some readable cell (every agreed grain, and the week∩month slices, × the combined figure and each dimension: families()) holding it, its
  * partner's part of the change has fewer than k distinct subjects, or dominates the change's sum
  * (a dominance rule), or the cell is combined without consent and fewer than three partners
  * changed. Drops are decided in rounds, every failing part of a round at once, until a round

@@ -1075,10 +1075,29 @@ export function buildSystem(scenario: Scenario, served: readonly ServedCell[], o
     for (const p of pts) if (p.partner !== attacker) by.set(p.partner, [...(by.get(p.partner) ?? []), p]);
     return by;
   };
-  if (want.smallParts ?? (k !== undefined || every))
+  if (want.smallParts ?? (k !== undefined || every)) {
     for (const cell of readable)
       for (const [partner, pts] of foreignParts(pointsIn(scenario, cell)))
         if (small(pts)) addValueAndN(`${partner}'s part of ${cellLabel(cell)}`, atomsOfPoints(pts), { cell, partner });
+    // Weeks and months read without days: a month minus its whole weeks gives its end slices (the
+    // days a week shares with a month), so a foreign part of a slice is a target like a cell's.
+    if (surface.grains.includes('week') && surface.grains.includes('month') && !surface.grains.includes('day'))
+      for (const snapshot of surface.snapshots)
+        for (const by of surface.bys) {
+          const slices = new Map<string, Point[]>();
+          for (const p of scenario.points) {
+            if (!visibleAt(p, snapshot)) continue;
+            const w = periodStart(p.day, 'week');
+            const m = periodStart(p.day, 'month');
+            const key = `${w > m ? w : m} by=${by}${groupOf(p, by) === null ? '' : `:${groupOf(p, by)}`} @${snapshot}`;
+            slices.set(key, [...(slices.get(key) ?? []), p]);
+          }
+          for (const [slice, pts] of slices)
+            for (const [partner, part] of foreignParts(pts))
+              if (small(part))
+                addValueAndN(`${partner}'s part of the slice ${slice}`, atomsOfPoints(part), { partner });
+        }
+  }
   if (want.changes ?? (k !== undefined || every)) {
     const snaps = [...surface.snapshots].sort((a, b) => a - b);
     const seen = new Set<string>();

@@ -95,6 +95,22 @@ export function periodStart(date: string, grain: Grain): string {
   return new Date(noon.getTime() - sinceMonday * 86_400_000).toISOString().slice(0, 10);
 }
 
+/**
+ * The first days of the linked cells a date lies in, one function per family grain: every agreed
+ * grain and, with weeks and months agreed but no days, the slice a week shares with a month
+ * (a month minus its whole weeks gives its end slices, so they are as readable as cells).
+ */
+export function cellStarts(grains: readonly Grain[]): ((date: string) => string)[] {
+  const out = grains.map((g) => (date: string) => periodStart(date, g));
+  if (grains.includes('week') && grains.includes('month') && !grains.includes('day'))
+    out.push((date) => {
+      const w = periodStart(date, 'week');
+      const m = periodStart(date, 'month');
+      return w > m ? w : m;
+    });
+  return out;
+}
+
 /** numpy 'linear' / DuckDB quantile_cont over a sorted copy. */
 export function quantile(values: readonly number[], q: number): number {
   const s = [...values].sort((a, b) => a - b);
@@ -139,8 +155,8 @@ const round12 = (v: number) => Number(v.toPrecision(12));
 export type OracleReason = 'few_subjects' | 'few_partners' | 'dominance' | 'protects' | 'pending';
 
 /**
- * The points lying in a withheld part of some readable cell of `pts` (each agreed grain × the
- * combined figure and each dimension): a partner's part with fewer than k distinct subjects, a
+ * The points lying in a withheld part of some readable cell of `pts` (each agreed grain, and the
+ * week∩month slices, × the combined figure and each dimension): a partner's part with fewer than k distinct subjects, a
  * dominant part, or every part of a combined cell of fewer than three partners without consent.
  */
 function protectedPoints(
@@ -150,11 +166,11 @@ function protectedPoints(
   released: (p: OraclePoint) => boolean = () => true,
 ): Set<OraclePoint> {
   const out = new Set<OraclePoint>();
-  for (const grain of q.grains) {
+  for (const start of cellStarts(q.grains)) {
     for (const key of [null, ...q.dimensions]) {
       const cells = new Map<string, OraclePoint[]>();
       for (const p of pts) {
-        const id = `${periodStart(day(p), grain)}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
+        const id = `${start(day(p))}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
         const list = cells.get(id);
         if (list) list.push(p);
         else cells.set(id, [p]);
@@ -242,10 +258,9 @@ function steppedPoints(
 ): OraclePoint[] {
   if (q.measure !== 'p50' && q.measure !== 'p90' && q.measure !== 'p95') return [];
   const out: OraclePoint[] = [];
-  for (const grain of q.grains)
+  for (const start of cellStarts(q.grains))
     for (const key of [null, ...q.dimensions]) {
-      const cellOf = (p: OraclePoint) =>
-        `${periodStart(day(p), grain)}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
+      const cellOf = (p: OraclePoint) => `${start(day(p))}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
       const moving = new Map<string, OraclePoint[]>();
       for (const p of change) moving.set(cellOf(p), [...(moving.get(cellOf(p)) ?? []), p]);
       for (const [cell, pts] of moving) {

@@ -381,6 +381,53 @@ describe('family 3 — across grains: a week minus its disclosed days', () => {
   });
 });
 
+describe('family 3 — across grains that do not nest: a month minus its whole weeks', () => {
+  it('weeks and months without days: the week and the month holding a slice with a small part are withheld', async () => {
+    const spend: KpiDef = { id: 'spend', measure: 'sum', grains: ['week', 'month'], dims: ['region'] };
+    const score: KpiDef = { id: 'score', measure: 'avg', grains: ['week', 'month'], dims: ['region'], counts: 'exact' };
+    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [spend, score]));
+    try {
+      // Three subjects a partner on a day of each week from 5 October to 9 November (Sunday 1
+      // November lies in the week of 26 October); b also has one point on Tuesday 27 October, in
+      // the days that week shares with October.
+      const days = ['2026-10-05', '2026-10-12', '2026-10-19', '2026-11-01', '2026-11-02', '2026-11-09'];
+      for (const kpi of ['spend', 'score'])
+        for (const partner of ['a', 'b', 'c'])
+          await f.push(partner, kpi, [
+            ...days.map((day) => ({
+              day,
+              subjects: 3,
+              value: (i: number) => 5 + i,
+              tag: `${partner}${day}`,
+              dims: { region: 'north' },
+            })),
+            // In the same batch: no late point for the release step to hold.
+            ...(partner === 'b'
+              ? [{ day: '2026-10-27', subjects: 1, value: () => 42, tag: 'b-one', dims: { region: 'north' } }]
+              : []),
+          ]);
+      // Before: b's October (60) minus its three whole weeks (18 each) was that one point, 42; by
+      // region, and for the average through n, the same.
+      for (const kpi of [spend, score]) {
+        const months = await f.get(
+          `/v1/kpis/${kpi.id}/series?grain=month&by=partner&from=2026-10-01&to=2026-11-30`,
+          'a',
+        );
+        expect(cellOf(months, '2026-10-01', 'b')).toMatchObject({ value: null, reasonCode: 'protects' });
+        expect(cellOf(months, '2026-10-01', 'a')?.value).not.toBeNull();
+        const weeks = await f.get(`/v1/kpis/${kpi.id}/series?grain=week&by=partner&from=2026-10-05&to=2026-11-15`, 'a');
+        expect(cellOf(weeks, '2026-10-26', 'b')).toMatchObject({ value: null, reasonCode: 'protects' });
+        expect(cellOf(weeks, '2026-10-19', 'b')?.value).not.toBeNull();
+        expect(
+          leaks(kpi.measure, f.points(kpi.id), await f.readAll('a', kpi, '2026-09-28', '2026-11-30'), 'a', 3),
+        ).toEqual([]);
+      }
+    } finally {
+      await f.close();
+    }
+  });
+});
+
 describe('family 4 — across breakdowns: by partner and by a dimension of the same day, with own data', () => {
   it('the region part holding a small part is withheld, and so is every cell that holds that part', async () => {
     const kpi: KpiDef = { id: 'volume', measure: 'sum', grains: ['day'], dims: ['region'] };
