@@ -156,7 +156,8 @@ export async function listMessagesForPartner(
 /**
  * Notifications created in [from, to), counted by channel, recipient partner, state and what they
  * are about: the KPI (an incident's, an incident action's, or the incident's or note's a comment is
- * on), the goal (a goal notice's, or the goal a comment is on), or a proposal's thread. The
+ * on), the goal (a goal notice's, or the goal a comment is on) and the KPI of a notice's exit
+ * criterion, or a proposal's thread. The
  * metadata report counts for each reader only what it may read (governance/transparency.ts).
  */
 export async function countMessagesBySubject(db: ControlDb, from: Date, to: Date) {
@@ -176,6 +177,8 @@ export async function countMessagesBySubject(db: ControlDb, from: Date, to: Date
         eb.fn
           .coalesce('o.goal_id', eb.case().when('c.target_kind', '=', 'goal').then(eb.ref('c.target_id')).end())
           .as('about_goal'),
+        // A goal notice's exit criterion may name another KPI than its goal's.
+        sql<string | null>`o.payload->'data'->'criterion'->>'kpi'`.as('about_criterion'),
         eb.fn.coalesce(eb('c.target_kind', '=', 'proposal'), eb.lit(false)).as('about_proposal'),
         eb.fn.countAll<string>().as('count'),
         eb.fn.max('o.created_at').as('last'),
@@ -184,7 +187,7 @@ export async function countMessagesBySubject(db: ControlDb, from: Date, to: Date
       .where('o.created_at', '<', to)
       // A drill's messages are an exercise, not the room's notifications.
       .where('o.drill_id', 'is', null)
-      .groupBy(['o.channel', 'o.partner_id', 'o.state', 'about_kpi', 'about_goal', 'about_proposal'])
+      .groupBy(['o.channel', 'o.partner_id', 'o.state', 'about_kpi', 'about_goal', 'about_criterion', 'about_proposal'])
       .execute()
   );
 }

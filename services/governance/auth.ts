@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock } from '../platform/clock.js';
 import type { ControlDb } from '../platform/control-db.js';
-import { forbidden, unauthorized } from '../platform/errors.js';
+import { badRequest, forbidden, unauthorized } from '../platform/errors.js';
 import type { AuditEntry, Room } from '../platform/room.js';
 import { findPrincipalByToken, type Principal, type Role } from './token-repository.js';
 import { createSession, findPrincipalBySession, type SessionLimits } from './session-repository.js';
@@ -166,7 +166,19 @@ export async function openSession(
   });
 }
 
-/** Where the room is, as its people reach it: PARITY_PUBLIC_URL, else this request's origin. */
+/**
+ * Where the room is, as its people reach it: PARITY_PUBLIC_URL, else this request's origin —
+ * a 400 naming `headers.host` when its Host is no host name (`a b`, a port past 65535).
+ */
 export function roomOrigin(room: Room, req: FastifyRequest): string {
-  return room.config.publicUrl ?? `${req.protocol}://${req.host}`;
+  if (room.config.publicUrl) return room.config.publicUrl;
+  let url: URL | undefined;
+  try {
+    url = new URL(`${req.protocol}://${req.host}`);
+  } catch {
+    url = undefined;
+  }
+  if (!url || url.pathname !== '/' || url.search || url.hash || url.username || url.password)
+    throw badRequest('headers.host: not a host name and port; set PARITY_PUBLIC_URL behind a proxy', 'headers.host');
+  return url.origin;
 }

@@ -229,7 +229,8 @@ export class OidcSignIn {
     if (flow.partner !== partner)
       throw new SignInError(
         'provider',
-        `a sign-in started for ${flow.partner} came back to ${partner}'s address`,
+        // Only a partner's id is quoted: the address is the caller's to write (the audit log keeps this).
+        `a sign-in started for ${flow.partner} came back to ${this.#providers.has(partner) ? `${partner}'s` : 'an unknown'} address`,
         flow.partner,
       );
     const p = this.#providers.get(flow.partner)!;
@@ -256,14 +257,28 @@ export class OidcSignIn {
         p.partner,
       );
     }
-    const email = typeof claims['email'] === 'string' ? claims['email'].toLowerCase() : '';
+    const given = typeof claims['email'] === 'string' ? claims['email'] : '';
     // The e-mail is the person's name in the room (owners, need-to-know, steering): verified, or no sign-in.
-    if (!email.includes('@') || claims['email_verified'] !== true)
+    if (!given.includes('@') || claims['email_verified'] !== true)
       throw new SignInError('email', 'the identity provider gave no verified e-mail address', p.partner);
+    // Names are compared lower-cased: only plain ASCII with one @ lower-cases to itself alone
+    // (the Kelvin sign K, U+212A, lower-cases to k: another person's name).
+    if (!/^[!-?A-~]+@[!-?A-~]+$/.test(given))
+      throw new SignInError(
+        'email',
+        'the identity provider gave an e-mail address of other than plain ASCII or with more than one @',
+        p.partner,
+      );
+    const email = given.toLowerCase();
     const d = email.slice(email.lastIndexOf('@') + 1);
     if (!p.domains.includes(d)) throw new SignInError('domain', `${d} is not a domain of ${p.partner}`, p.partner);
     const raw = claims[p.groupsClaim];
-    const groups = Array.isArray(raw) ? raw.map(String) : typeof raw === 'string' ? [raw] : [];
+    // Group names are strings; anything else a provider sends there names no group.
+    const groups = Array.isArray(raw)
+      ? raw.filter((g): g is string => typeof g === 'string')
+      : typeof raw === 'string'
+        ? [raw]
+        : [];
     const mapped = new Set(groups.map((g) => p.roles[g]).filter((r): r is (typeof signInRoles)[number] => !!r));
     // Steering reads every KPI: a group makes a steering member only of a person the agreement names.
     if (!agreement.steering.some((s) => s.email.toLowerCase() === email)) mapped.delete('steering');

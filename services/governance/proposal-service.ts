@@ -15,6 +15,7 @@ import { diffAgreements, type AgreementChange } from './agreement-diff.js';
 import type { ProposalView } from './governance-schemas.js';
 import {
   agreementDigest,
+  asNewAgreement,
   parseAgreementText,
   privilegedNames,
   validateAgreement,
@@ -46,7 +47,7 @@ const iso = (d: Date | string) => new Date(d).toISOString();
 
 /** The proposed document from a request body: an agreement object, or its YAML/JSON text. */
 export function proposedAgreement(document: unknown): Agreement {
-  const r = typeof document === 'string' ? parseAgreementText(document) : validateAgreement(document);
+  const r = asNewAgreement(typeof document === 'string' ? parseAgreementText(document) : validateAgreement(document));
   if (r.ok) return r.agreement;
   const first = r.problems[0]!;
   const field =

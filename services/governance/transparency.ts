@@ -30,42 +30,45 @@ const iso = (v: unknown) => (v === null || v === undefined ? null : new Date(v a
  * feeds a reader can see, would give a withheld count KPI or a need-to-know KPI's volume, and
  * steering members and the operator are readers like any other (docs/privacy.md §4).
  *
- * Every count is of what the reader may read. For a reader with hidden KPIs, a partner's batches
- * and last arrival are those that carried a KPI it can see, its own points accepted are its
- * visible feeds' points (its rejected points, which a batch does not attribute to KPIs, are not
- * shown), and notifications leave out those about a hidden KPI: an incident or action on one, a
- * goal naming one, a comment on any of these; and a proposal's thread, which only admins, steering
- * and the operator read. Otherwise their counts would say that a hidden KPI breached, and when.
+ * Every count is of what the reader may read. For a partner user, a partner's batches and last
+ * arrival are those that carried a KPI it can see; with a KPI hidden from it, its own points
+ * accepted are its visible feeds' points (its rejected points, which a batch does not attribute
+ * to KPIs, are not shown); and notifications leave out those about a KPI it cannot see: an
+ * incident or action on one, a goal on one or a notice of an exit criterion naming one, a comment
+ * on an incident, note or goal of one; and a proposal's thread, which only admins, steering and
+ * the operator read. Otherwise their counts would say that a hidden KPI breached, and when.
  */
 export async function transparencyReport(room: Room, month: string, reader: Principal): Promise<TransparencyReport> {
-  const whole = reader.role === 'operator' || reader.role === 'steering';
   const agreement = room.agreement().agreement;
-  const hidden = new Set(
-    whole || reader.role === 'admin' ? [] : agreement.kpis.filter((k) => !canSee(reader, k)).map((k) => k.id),
-  );
-  const report = await fullReport(room, month, hidden);
-  const proposals = whole || reader.role === 'admin';
+  // Every KPI's metadata, or (null) only that of the KPIs of the version in force the reader may
+  // read: a KPI a later version removed counts as hidden (it may have been need-to-know).
+  const visible =
+    reader.role === 'operator' || reader.role === 'steering' || reader.role === 'admin'
+      ? null
+      : new Set(agreement.kpis.filter((k) => canSee(reader, k)).map((k) => k.id));
+  const shown = (kpi: string) => visible === null || visible.has(kpi);
+  const narrowed = visible !== null && visible.size < agreement.kpis.length;
+  const report = await fullReport(room, month, visible);
   const goalShown = (id: string) => {
-    if (hidden.size === 0) return true;
+    if (visible === null) return true;
     const g = agreement.goals.find((x) => x.id === id);
-    return g !== undefined && [g.kpi, ...g.exitCriteria.map((c) => c.kpi)].every((k) => !hidden.has(k));
+    return g !== undefined && shown(g.kpi);
   };
   const notifications = sumMessages(
     report.messages.filter(
       (m) =>
-        (m.about_kpi === null || !hidden.has(m.about_kpi)) &&
+        (m.about_kpi === null || shown(m.about_kpi)) &&
         (m.about_goal === null || goalShown(m.about_goal)) &&
-        (!m.about_proposal || proposals),
+        (m.about_criterion === null || shown(m.about_criterion)) &&
+        (!m.about_proposal || visible === null),
     ),
   );
   // Another partner's point count per KPI is its volume — for a count KPI, its very figure.
   const own = (partner: string) => reader.partnerId !== null && partner === reader.partnerId;
-  const feeds = report.feeds
-    .filter((f) => !hidden.has(f.kpi))
-    .map((f) => (own(f.partner) ? f : { ...f, points: null }));
+  const feeds = report.feeds.filter((f) => shown(f.kpi)).map((f) => (own(f.partner) ? f : { ...f, points: null }));
   const partners = report.partners.map((p) => {
     if (!own(p.partner)) return { ...p, pointsAccepted: null, pointsRejected: null };
-    if (hidden.size === 0) return p;
+    if (!narrowed) return p;
     const mine = feeds.filter((f) => f.partner === p.partner);
     return { ...p, pointsAccepted: mine.reduce((t, f) => t + (f.points ?? 0), 0), pointsRejected: null };
   });
@@ -74,8 +77,8 @@ export async function transparencyReport(room: Room, month: string, reader: Prin
     ...rest,
     partners,
     feeds,
-    queries: report.queries.filter((q) => !hidden.has(q.kpi)),
-    incidents: report.incidents.filter((i) => !hidden.has(i.kpi)),
+    queries: report.queries.filter((q) => shown(q.kpi)),
+    incidents: report.incidents.filter((i) => shown(i.kpi)),
     notifications,
   };
 }
@@ -103,18 +106,18 @@ function sumMessages(rows: readonly MessageCount[]): TransparencyReport['notific
   );
 }
 
-/** The report before the reader's cut, its batches counted over the KPIs not `hidden`, its notifications by subject. */
+/** The report before the reader's cut, its batches counted over the `visible` KPIs (null: all), its notifications by subject. */
 async function fullReport(
   room: Room,
   month: string,
-  hidden: ReadonlySet<string>,
+  visible: ReadonlySet<string> | null,
 ): Promise<Omit<TransparencyReport, 'notifications'> & { messages: MessageCount[] }> {
   const active = room.agreement();
   const a = active.agreement;
   const { from, to } = monthBounds(month, a.partnership.timezone);
   const db = room.control.db;
 
-  const activity = await room.duck.batchActivity(from, to, room.duck.snapshots.latest, [...hidden]);
+  const activity = await room.duck.batchActivity(from, to, room.duck.snapshots.latest, visible && [...visible]);
   const partners: TransparencyReport['partners'] = a.partners.map((p) => {
     const r = activity.partners.find((x) => x.partner === p.id);
     return {

@@ -52,14 +52,7 @@ export const allowanceMs = (k: { freshness: { every: string; grace: string } }) 
 const id = z
   .string()
   .regex(/^[a-z][a-z0-9_-]{0,62}$/, 'expected a lower-case id (a-z, 0-9, _ or -), starting with a letter');
-/** The longest duration an agreement may name: past it, times computed from it leave the calendar. */
-const MAX_DURATION_MS = 100 * 365 * 86_400_000;
-const duration = z
-  .string()
-  .regex(isoDuration, 'expected an ISO-8601 duration such as P1D or PT6H')
-  .refine((d) => !isoDuration.test(d) || durationMs(d) <= MAX_DURATION_MS, {
-    message: 'expected a duration of at most 100 years',
-  });
+const duration = z.string().regex(isoDuration, 'expected an ISO-8601 duration such as P1D or PT6H');
 const email = z.email();
 const reservedDims = new Set(['kpi', 'at', 'value', 'subject', 'partner', 'snapshot', 'ts', 'dims']);
 
@@ -761,7 +754,35 @@ export function parseAgreementText(text: string): AgreementResult {
 }
 
 export function loadAgreementFile(file: string): AgreementResult {
-  return parseAgreementText(readFileSync(file, 'utf8'));
+  return asNewAgreement(parseAgreementText(readFileSync(file, 'utf8')));
+}
+
+/** The longest duration a new agreement may name: past it, times computed from it leave the calendar. */
+const MAX_DURATION_MS = 100 * 365 * 86_400_000;
+/** The fields that hold durations (freshness, escalation, service levels, retention). */
+const DURATION_KEYS = new Set(['every', 'grace', 'ackWithin', 'acknowledge', 'resolve', 'retention']);
+
+/**
+ * A document offered as a new agreement (a proposal, the file installed at first start), held to
+ * what the stored versions need not be: no duration past 100 years (a freshness allowance of
+ * P999999999999Y activated, and every overview then failed on a date past the calendar). Kept out
+ * of the schema, which also reads every stored version: one accepted before stays readable.
+ */
+export function asNewAgreement(r: AgreementResult): AgreementResult {
+  if (!r.ok) return r;
+  const problems: AgreementProblem[] = [];
+  const walk = (node: unknown, path: (string | number)[]) => {
+    if (Array.isArray(node)) node.forEach((x, i) => walk(x, [...path, i]));
+    else if (node !== null && typeof node === 'object')
+      for (const [key, value] of Object.entries(node)) {
+        if (DURATION_KEYS.has(key) && typeof value === 'string' && isoDuration.test(value)) {
+          if (durationMs(value) > MAX_DURATION_MS)
+            problems.push({ path: formatPath([...path, key]), message: 'expected a duration of at most 100 years' });
+        } else walk(value, [...path, key]);
+      }
+  };
+  walk(r.agreement, []);
+  return problems.length === 0 ? r : { ok: false, problems };
 }
 
 /** The JSON Schema for editors, generated from the zod schema. */

@@ -1260,27 +1260,27 @@ export class DuckStore {
   /**
    * Batches that landed in [from, to) at or below snapshot `upTo`: per partner (batches, points
    * accepted and rejected, last arrival) and per feed (batches, and points counted over their
-   * snapshots). Metadata only: counts and times. Per partner, a batch counts only if it carried a
-   * KPI not in `hidden` (the KPIs the reader may not see).
+   * snapshots). Metadata only: counts and times. Per partner, with `visible` (the KPIs a reader
+   * may see), a batch counts only if it carried one of them.
    */
   async batchActivity(
     from: Date,
     to: Date,
     upTo: number,
-    hidden: readonly string[] = [],
+    visible: readonly string[] | null = null,
   ): Promise<{
     partners: { partner: string; batches: number; accepted: number; rejected: number; last: string | null }[];
     feeds: { partner: string; kpi: string; batches: number; points: number; last: string | null }[];
   }> {
     const params = [from.toISOString(), to.toISOString(), upTo];
     const last = (v: Json | undefined) => (v === null || v === undefined ? null : String(v));
-    // With KPIs hidden from the reader: only the batches that carried a KPI it may see.
-    const shown = hidden.length === 0 ? '' : ` AND NOT list_has_all(string_split($4, ','), kpis)`;
+    // For a reader of some KPIs only: the batches that carried one of them.
+    const shown = visible === null ? '' : ` AND list_has_any(string_split($4, ','), coalesce(kpis, []::VARCHAR[]))`;
     return this.#pooled(async (c) => {
       const b = await c.runAndReadAll(
         `SELECT partner, count(*)::INTEGER AS batches, sum(accepted)::BIGINT AS accepted, sum(rejected)::BIGINT AS rejected, max(received_at) AS last
        FROM batches WHERE landed_at >= $1::TIMESTAMPTZ AND landed_at < $2::TIMESTAMPTZ AND snapshot <= $3${shown} GROUP BY partner`,
-        hidden.length === 0 ? params : [...params, hidden.join(',')],
+        visible === null ? params : [...params, visible.join(',')],
       );
       const f = await c.runAndReadAll(
         `WITH month AS (SELECT snapshot, partner, kpis, received_at FROM batches WHERE landed_at >= $1::TIMESTAMPTZ AND landed_at < $2::TIMESTAMPTZ AND snapshot <= $3),

@@ -5,6 +5,7 @@
 // work once and expire. Every sign-in ends in the same dashboard session (a cookie, no token in any
 // address).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -57,6 +58,11 @@ const accountsA: Record<string, { email: string; email_verified?: boolean; group
   eve: { email: 'eve@elsewhere.example', groups: ['parity-admins'] },
   bob: { email: 'bob@pb.example', groups: ['parity-admins'] },
   unv: { email: 'unv@pa.example', email_verified: false, groups: ['parity-analysts'] },
+  // The Kelvin sign lower-cases to k: the room would have signed in kim@pa.example, another person.
+  kelvin: { email: '\u212Aim@pa.example', groups: ['parity-analysts'] },
+  twoat: { email: 'bob@pb.example@pa.example', groups: ['parity-analysts'] },
+  // A provider's groups claim holding no strings: no group, not a failure of the room.
+  objgrp: { email: 'obj@pa.example', groups: [{ toString: 1 }] as unknown as string[] },
 };
 
 beforeAll(async () => {
@@ -207,6 +213,9 @@ describe('sign-in through the partner’s identity provider (OIDC, code flow wit
       ['nog', 'none of the groups'],
       ['mallory', 'none of the groups'],
       ['unv', 'no verified e-mail'],
+      ['kelvin', 'no verified e-mail'],
+      ['twoat', 'no verified e-mail'],
+      ['objgrp', 'none of the groups'],
     ] as const) {
       const { context, page } = await signInThrough('Partner A Login', login);
       expect(await app(page, '[role="alert"]'), login).toContain(words);
@@ -254,6 +263,36 @@ describe('sign-in through the partner’s identity provider (OIDC, code flow wit
     });
     expect(crossed.headers.get('location')).toBe('/#signin-error=provider');
     expect((await fetch(`${t.url}/v1/auth/oidc/nobody/login`, { redirect: 'manual' })).status).toBe(404);
+    // An address that is no partner's is not quoted into the partner's audit log.
+    const start2 = await fetch(`${t.url}/v1/auth/oidc/pa/login`, { redirect: 'manual' });
+    await fetch(`${t.url}/v1/auth/oidc/admin%20ada%20approved/callback?code=x&state=y`, {
+      redirect: 'manual',
+      headers: { cookie: start2.headers.get('set-cookie')!.split(';')[0]! },
+    });
+    const refused = await (
+      await fetch(`${t.url}/v1/audit?action=session.refused&limit=100`, {
+        headers: { authorization: `Bearer ${adminToken}` },
+      })
+    ).text();
+    expect(refused).toContain('came back to an unknown address');
+    expect(refused).not.toContain('approved');
+    // Without PARITY_PUBLIC_URL the room's address comes from Host: one that is no host name is a
+    // 400 naming it, at the callback and at the login.
+    for (const path of ['/v1/auth/oidc/pa/callback?code=a', '/v1/auth/oidc/pa/login'])
+      for (const host of ['a b', 'evil:99999', '[::1']) {
+        const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const u = new URL(t.url);
+          const r = request({ host: u.hostname, port: u.port, path, headers: { host } }, (res) => {
+            let b = '';
+            res.on('data', (c) => (b += c));
+            res.on('end', () => resolve({ status: res.statusCode!, body: b }));
+          });
+          r.on('error', reject);
+          r.end();
+        });
+        expect(status, `${path} ${host}`).toBe(400);
+        expect(JSON.parse(body).field, `${path} ${host}`).toBe('headers.host');
+      }
   });
 
   it('a changed group changes the role at the next sign-in, and the old sign-in ends', async () => {

@@ -6,6 +6,7 @@ import {
   effectiveMinGroupSize,
   nestingTooDeep,
   loadAgreementFile,
+  asNewAgreement,
   parseAgreementText,
   validateAgreement,
   durationMs,
@@ -216,29 +217,40 @@ describe('agreement schema', () => {
     });
   });
 
-  it('refuses a duration past 100 years and a date outside 2000–2100, wherever they stand, naming the path', () => {
+  it('refuses a new agreement naming a duration past 100 years, wherever it stands, naming the path; a stored one stays readable', () => {
     const doc = demo();
     doc['kpis'][1].freshness.grace = 'P999999999999Y';
     doc['kpis'][0].freshness.every = 'P36501D';
     doc['kpis'][2].escalation.ackWithin = 'PT876001H';
     doc['retention'] = 'P101Y';
-    doc['goals'][0].due = '2101-01-01';
-    const r = validateAgreement(doc);
+    doc['serviceLevels'].incidents.critical.resolve = 'P101Y';
+    // The schema reads stored versions too: one accepted before this bound still reads.
+    expect(validateAgreement(doc).ok).toBe(true);
+    const r = asNewAgreement(validateAgreement(doc));
     expect(r.ok).toBe(false);
     if (r.ok) return;
-    const lines = r.problems.map((p) => `${p.path}: ${p.message}`);
-    for (const path of [
-      'kpis[1].freshness.grace',
-      'kpis[0].freshness.every',
-      'kpis[2].escalation.ackWithin',
-      'retention',
-    ])
-      expect(lines).toContain(`${path}: expected a duration of at most 100 years`);
-    expect(lines).toContain('goals[0].due: expected a date between 2000 and 2100');
+    expect(r.problems.map((p) => `${p.path}: ${p.message}`).sort()).toEqual(
+      [
+        'kpis[1].freshness.grace',
+        'kpis[0].freshness.every',
+        'kpis[2].escalation.ackWithin',
+        'retention',
+        'serviceLevels.incidents.critical.resolve',
+      ]
+        .map((path) => `${path}: expected a duration of at most 100 years`)
+        .sort(),
+    );
     // 100 years is allowed.
     const ok = demo();
     ok['retention'] = 'P100Y';
-    expect(validateAgreement(ok).ok).toBe(true);
+    expect(asNewAgreement(validateAgreement(ok)).ok).toBe(true);
+    // Dates stay between 2000 and 2100 in every version.
+    const late = demo();
+    late['goals'][0].due = '2101-01-01';
+    const d = validateAgreement(late);
+    expect(d.ok ? [] : d.problems.map((p) => `${p.path}: ${p.message}`)).toContain(
+      'goals[0].due: expected a date between 2000 and 2100',
+    );
   });
 
   it('parses ISO durations', () => {

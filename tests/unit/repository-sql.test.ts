@@ -383,6 +383,7 @@ const cases: Record<string, Case[]> = {
     { fn: 'listTokens', variant: 'all', run: () => tokens.listTokens(db, null) },
     { fn: 'findToken', run: () => tokens.findToken(db, 'tok_1') },
     { fn: 'findTokenForUpdate', run: () => inTx((tx) => tokens.findTokenForUpdate(tx, 'tok_1')) },
+    { fn: 'findReplacement', run: () => tokens.findReplacement(db, 'tok_1') },
     { fn: 'setTokenExpiry', run: () => tokens.setTokenExpiry(db, 'tok_1', until) },
     {
       fn: 'listUnrevokedTokensNamed',
