@@ -74,7 +74,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
     bodyLimit: 1024 * 1024,
     // Past Fastify's 100, an id too long for its route reaches the route's schema, which names it
     // (`params.id`); past this, the router refuses it first (frameworkErrors: `path`).
-    maxParamLength: 1000,
+    routerOptions: { maxParamLength: 1000 },
     return503OnClosing: true,
     // Requests the HTTP parser refuses, and HTTP/1.1 ones without Host, are answered as problems
     // like every other bad input (input-hygiene.ts), not with Node's or Fastify's own bodies.

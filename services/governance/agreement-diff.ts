@@ -91,10 +91,6 @@ function privacyOf(
     if (((after as { email: string }[] | undefined) ?? []).some((c) => !had.has(c.email.toLowerCase())))
       return 'a new contact receives the monthly review';
   }
-  // Points move to other local days; a day (week, month) before and after the change differs by
-  // the points that moved, which no rule judges: one partner's late-evening point, say.
-  if (top === 'partnership' && id === 'timezone' && change === 'changed')
-    return "a new time zone moves points between days: a period's figure before and after it differs by the points that moved, which can be one partner's few";
   if (top === 'twoPartyConsent' && after === true)
     return "two-party consent: with two partners each can work out the other's figure";
   if (top === 'retention') {

@@ -22,6 +22,7 @@ import {
   type Agreement,
 } from '../platform/agreement-schema.js';
 import { appendAuditIn } from './audit-repository.js';
+import { zoneMoveRules } from '../query/disclosure.js';
 import { ROOM_PARTNER } from './retention.js';
 import {
   createProposal,
@@ -344,6 +345,7 @@ export async function applyAgreement(
       { version: v.version, timezone: v.agreement.partnership.timezone },
       { partner: ROOM_PARTNER, at: room.clock.now() },
       () => room.setAgreement(v),
+      zoneMoveRules(v.agreement),
     );
   } catch (err) {
     log?.error(

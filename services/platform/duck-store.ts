@@ -495,6 +495,57 @@ const INSERT_SEGMENT = `INSERT INTO points (snapshot, partner, kpi, ts, value, s
 const INSERT_BATCH = `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ, CASE WHEN $14 = '' THEN []::VARCHAR[] ELSE string_split($14, ',') END)`;
 
+/** What a KPI's rules need to judge the points a new time zone moves (docs/privacy.md §3). */
+export interface ZoneMoveRule {
+  kpi: string;
+  /** The minimum group size. */
+  k: number;
+  /** A combined KPI without consent: fewer than three partners' moved points are too few too. */
+  threePartners: boolean;
+  grains: readonly ('day' | 'week' | 'month')[];
+  /** The agreed dimension keys. */
+  dims: readonly string[];
+}
+
+/**
+ * The periods a move of every point to its local day in `timezone` changes by a part below the
+ * rules, read before the points move: for each agreed grain × (the combined figure, each
+ * dimension value), a partner's points leaving the period, or entering it, with fewer than k
+ * distinct subjects (or, under the three-partner rule, fewer than three partners moving). The
+ * period's value before against after would be those points.
+ */
+async function zoneWithheldPeriods(
+  c: DuckDBConnection,
+  timezone: string,
+  rules: readonly ZoneMoveRule[],
+): Promise<{ kpi: string; grain: string; period: string }[]> {
+  const out: { kpi: string; grain: string; period: string }[] = [];
+  for (const r of rules)
+    for (const grain of r.grains)
+      for (const key of [null, ...r.dims]) {
+        const rows = await c.runAndReadAll(
+          [
+            `WITH mv AS (SELECT partner, subject, ${key === null ? 'NULL::VARCHAR' : 'json_extract_string(dims, $4)'} AS v,`,
+            `    date_trunc('${grain}', local_day) AS oc, date_trunc('${grain}', timezone($1, ts)::DATE) AS nc`,
+            '  FROM points WHERE kpi = $2 AND local_day <> timezone($1, ts)::DATE),',
+            "ch AS (SELECT partner, subject, v, oc AS c, 'out' AS dir FROM mv WHERE oc <> nc",
+            "  UNION ALL SELECT partner, subject, v, nc AS c, 'in' AS dir FROM mv WHERE oc <> nc),",
+            'parts AS (SELECT c, v, dir, partner, count(DISTINCT subject) AS d FROM ch GROUP BY ALL)',
+            "SELECT DISTINCT strftime(c, '%Y-%m-%d') AS period FROM (",
+            '  SELECT *, count(*) OVER (PARTITION BY c, v, dir) AS np FROM parts) AS x',
+            `WHERE d < $3${r.threePartners ? ' OR np < 3' : ''} ORDER BY period`,
+          ].join('\n'),
+          [timezone, r.kpi, r.k, ...(key === null ? [] : [`$.${key}`])],
+        );
+        for (const row of rows.getRowObjectsJson()) {
+          const w = { kpi: r.kpi, grain, period: String(row['period']) };
+          // The combined figure and a dimension's values (a point without it: null) may name the same period.
+          if (!out.some((o) => o.kpi === w.kpi && o.grain === w.grain && o.period === w.period)) out.push(w);
+        }
+      }
+  return out;
+}
+
 /**
  * Moves every point to its local day in `timezone`, in the caller's transaction. The atoms are
  * keyed by local day: re-keyed with their points, each keeping what its points were (schema.sql,
@@ -720,6 +771,11 @@ export class DuckStore {
    * period lost points to it, so it is withheld (disclosure.ts, reason `retention`).
    */
   retainedFrom: string | null = null;
+  /**
+   * Per KPI, the periods (`grain|YYYY-MM-DD`) a new time zone changed by a part below the rules
+   * (zone_withheld, {@link adoptAgreement}): withheld from then on (disclosure.ts, reason `zone`).
+   */
+  readonly zoneWithheld = new Map<string, Set<string>>();
   /** How many secrets the stored pseudonyms are keyed with (1 + rotations). */
   pseudonymGeneration = 1;
   /**
@@ -861,6 +917,12 @@ export class DuckStore {
       const retired = await setting(conn, RETIRED_BEFORE);
       if (retired !== undefined) store.retiredBefore = Number(retired);
       store.retainedFrom = (await setting(conn, RETAINED_FROM)) ?? null;
+      for (const row of (
+        await conn.runAndReadAll(
+          "SELECT DISTINCT kpi, grain, strftime(period, '%Y-%m-%d') AS period FROM zone_withheld",
+        )
+      ).getRowObjectsJson())
+        store.#withholdForZone(String(row['kpi']), [`${String(row['grain'])}|${String(row['period'])}`]);
       const inForce = await setting(conn, AGREEMENT_IN_FORCE);
       if (inForce !== undefined) store.agreementInForce = JSON.parse(inForce) as { version: number; since: number };
       const generation = await setting(conn, PSEUDONYM_GENERATION);
@@ -1071,6 +1133,12 @@ export class DuckStore {
     return this.#localisedZone;
   }
 
+  #withholdForZone(kpi: string, periods: readonly string[]): void {
+    let set = this.zoneWithheld.get(kpi);
+    if (!set) this.zoneWithheld.set(kpi, (set = new Set()));
+    for (const p of periods) set.add(p);
+  }
+
   async #localiseNow(timezone: string): Promise<void> {
     await this.#transaction(async (c) => {
       // Read in the transaction: another change may have moved the points while this one waited.
@@ -1139,13 +1207,19 @@ export class DuckStore {
     v: { version: number; timezone: string },
     by: { partner: string; at: Date },
     inForce: () => void,
+    rules: readonly ZoneMoveRule[] = [],
   ): Promise<number> {
     const receipt = { ...by, id: `agreement-v${v.version}-${randomUUID()}` };
     return this.#everyWriter(async () => {
       const taken = await this.#roomSnapshot(receipt, async (c, reserve) => {
         // Read in the transaction: another change may have moved the points while this one waited.
-        if ((await setting(c, TIMEZONE)) !== v.timezone) await relocalise(c, v.timezone);
+        const moves = (await setting(c, TIMEZONE)) !== v.timezone;
+        // Before the points move: the periods the move changes by a part below the rules.
+        const withheld = moves ? await zoneWithheldPeriods(c, v.timezone, rules) : [];
+        if (moves) await relocalise(c, v.timezone);
         const snap = reserve();
+        for (const w of withheld)
+          await c.run('INSERT INTO zone_withheld VALUES ($1, $2, $3::DATE, $4)', [w.kpi, w.grain, w.period, snap]);
         await insertRoomReceipt(c, receipt, snap, 'agreement', { version: v.version }, v.version, []);
         await putSetting(c, AGREEMENT_IN_FORCE, JSON.stringify({ version: v.version, since: snap }));
         return {
@@ -1153,6 +1227,7 @@ export class DuckStore {
           kpis: [],
           result: snap,
           visible: () => {
+            for (const w of withheld) this.#withholdForZone(w.kpi, [`${w.grain}|${w.period}`]);
             this.#localisedZone = v.timezone;
             this.agreementInForce = { version: v.version, since: snap };
             inForce();

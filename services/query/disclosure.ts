@@ -1,4 +1,5 @@
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
+import type { ZoneMoveRule } from '../platform/duck-store.js';
 import type { Cell, ReasonCode } from './query-schemas.js';
 
 /**
@@ -24,6 +25,20 @@ export interface DisclosureRules {
    * each time. A ratio's moves give the others' sum and count, which §2.2 already treats as disclosed.
    */
   quantile?: boolean;
+}
+
+/** What the store needs to judge the points a new time zone moves, per KPI of `agreement`. */
+export function zoneMoveRules(agreement: Agreement): ZoneMoveRule[] {
+  return agreement.kpis.map((kpi) => {
+    const r = disclosureRules(agreement, kpi);
+    return {
+      kpi: kpi.id,
+      k: r.minGroupSize,
+      threePartners: r.threePartners,
+      grains: kpi.grains,
+      dims: Object.keys(kpi.dimensions).sort(),
+    };
+  });
 }
 
 export function disclosureRules(agreement: Agreement, kpi: Kpi): DisclosureRules {
@@ -60,6 +75,11 @@ export interface RawCell {
    */
   expired?: boolean;
   /**
+   * Whether a new time zone changed the cell's period by a part below the rules (DuckStore
+   * zoneWithheld): its value now against its value before would be the points that moved.
+   */
+  moved?: boolean;
+  /**
    * Whether the cell holds points not released at the snapshot read (docs/privacy.md §3): `value`
    * and `n` are then those of its released points, the ones served since snapshot `asOf`.
    */
@@ -90,6 +110,8 @@ export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
       return 'Withheld so that another withheld figure cannot be worked out from this one.';
     case 'retention':
       return "Part of this period is past the agreement's retention; what is left is not shown on its own.";
+    case 'zone':
+      return "The agreement's new time zone moved too few points into or out of this period to show its figure again.";
     case 'pending':
       return `Not shown yet: its points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.${rules.quantile ? STEP : ''}`;
     case 'held':
@@ -110,6 +132,8 @@ export function withholdReason(c: RawCell, rules: DisclosureRules): ReasonCode |
   // put them in cells where they were never checked, fewer than k of one partner's. A held cell
   // in which some partner's released part is below k is withheld, not shown held.
   if (c.pending && c.relMinPart < rules.minGroupSize) return 'few_subjects';
+  // A period a new time zone changed by a part below the rules, whatever else holds of it.
+  if (c.moved) return 'zone';
   return null;
 }
 

@@ -18,6 +18,7 @@ export const reasonCodes = [
   'dominance',
   'protects',
   'retention',
+  'zone',
   'pending',
   'held',
 ] as const;

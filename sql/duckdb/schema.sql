@@ -137,3 +137,14 @@ CREATE TABLE IF NOT EXISTS released_atoms (
   dims      VARCHAR,
   last      UINTEGER NOT NULL
 );
+
+-- Periods a new time zone changed by a part below the rules (docs/privacy.md §3, a zone change):
+-- one partner's points that moved in or out of the period, fewer than k distinct subjects (per
+-- dimension value too), or fewer than three partners where that rule holds. Their value before
+-- against after would be those points: withheld from the change on, at every breakdown.
+CREATE TABLE IF NOT EXISTS zone_withheld (
+  kpi      VARCHAR NOT NULL,
+  grain    VARCHAR NOT NULL,
+  period   DATE NOT NULL,
+  snapshot UINTEGER NOT NULL
+);

@@ -158,6 +158,62 @@ describe('a time-zone change', () => {
     expect(await pointDays()).toEqual([{ day: '2026-11-20', n: 12 }]);
   });
 
+  it('withholds from then on every period the new zone changed by fewer than k of a partner’s subjects, at every breakdown', async () => {
+    // Berlin days, k = 5. Six subjects of each partner at noon on 16–18 November; globex also has
+    // one at 23:30 UTC on the 17th, which is the 18th in Berlin. In UTC it moves to the 17th:
+    // globex's 18th before (7 subjects) against after (6) would be that one point.
+    for (const partner of ['acme', 'globex'])
+      await push(partner, [
+        { at: '2026-11-16T12:00:00Z', tag: 'D16', n: 6 },
+        { at: '2026-11-17T12:00:00Z', tag: 'D17', n: 6 },
+        { at: '2026-11-18T12:00:00Z', tag: 'D18', n: 6 },
+        ...(partner === 'globex' ? [{ at: '2026-11-17T23:30:00Z', tag: 'LATE', n: 1, base: 99 }] : []),
+      ]);
+    await rolledUp();
+    const analyst = await t.token('acme', 'analyst');
+    const series = async (grain: string, by: string) => {
+      const r = await call(
+        'GET',
+        `/v1/kpis/lead_time/series?grain=${grain}&by=${by}&from=2026-11-16&to=2026-11-18`,
+        analyst,
+      );
+      expect(r.status).toBe(200);
+      return r.body.cells as { period: string; group: string | null; state: string; reasonCode?: string }[];
+    };
+    expect((await series('day', 'partner')).every((c) => c.state === 'ok')).toBe(true);
+    await toUtc();
+    for (const by of ['none', 'partner']) {
+      const cells = await series('day', by);
+      expect(
+        cells.filter((c) => c.period === '2026-11-16').every((c) => c.state === 'ok'),
+        by,
+      ).toBe(true);
+      for (const day of ['2026-11-17', '2026-11-18'])
+        expect(
+          cells.filter((c) => c.period === day).map((c) => [c.state, c.reasonCode]),
+          `${by} ${day}`,
+        ).toEqual(cells.filter((c) => c.period === day).map(() => ['suppressed', 'zone']));
+    }
+    // The point stayed in its week and month: those did not change, and are served.
+    expect((await series('week', 'partner')).every((c) => c.state === 'ok')).toBe(true);
+    expect((await series('month', 'partner')).every((c) => c.state === 'ok')).toBe(true);
+    // Kept with the points (a restart reads them back), at the new version's snapshot.
+    const c = await t.room.duck.connect();
+    try {
+      const rows = (
+        await c.runAndReadAll(
+          "SELECT kpi, grain, strftime(period, '%Y-%m-%d') AS period FROM zone_withheld ORDER BY kpi, grain, period",
+        )
+      ).getRowObjectsJson();
+      expect(rows).toEqual([
+        { kpi: 'lead_time', grain: 'day', period: '2026-11-17' },
+        { kpi: 'lead_time', grain: 'day', period: '2026-11-18' },
+      ]);
+    } finally {
+      t.room.duck.release(c);
+    }
+  });
+
   it('withholds a held cell in which the change left one partner fewer than k released subjects, though all its points reach k', async () => {
     // Berlin days (the demo's zone), k = 5. globex's 18 November: 2 points at 23:30 UTC on the
     // 17th and 3 on the 18th, released together. acme's 17th: 6 points, released. globex's 17th:

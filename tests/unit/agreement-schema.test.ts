@@ -314,22 +314,4 @@ describe('agreement diff', () => {
       privacy: expect.stringContaining('number of points follows'),
     });
   });
-
-  it('flags a new time zone as loosening privacy: the points that move between days show in the difference', async () => {
-    const { diffAgreements } = await import('../../services/governance/agreement-diff.js');
-    const parse = (doc: Record<string, any>) => {
-      const r = validateAgreement(doc);
-      if (!r.ok) throw new Error(JSON.stringify(r.problems));
-      return r.agreement;
-    };
-    const utc = demo();
-    utc['partnership'].timezone = 'UTC';
-    expect(diffAgreements(parse(demo()), parse(utc))).toEqual([
-      expect.objectContaining({
-        path: 'partnership.timezone',
-        loosensPrivacy: true,
-        privacy: expect.stringContaining('moves points between days'),
-      }),
-    ]);
-  });
 });

@@ -41,6 +41,8 @@ const en = {
   'reason.dominance': 'One partner contributes more than {p} % of this sum.',
   'reason.protects': 'Withheld so that another withheld figure cannot be worked out from this one.',
   'reason.retention': "Part of this period is past the agreement's retention; what is left is not shown on its own.",
+  'reason.zone':
+    "The agreement's new time zone moved too few points into or out of this period to show its figure again.",
   'reason.pending':
     'Not shown yet: its points wait until each partner whose data changed here has at least {k} new distinct subjects in the change A median or percentile that one partner moved alone last also waits until another partner’s data here changes.',
   'reason.held':
@@ -353,6 +355,8 @@ const de: Record<keyof typeof en, string> = {
   'reason.protects': 'Zurückgehalten, damit sich eine andere zurückgehaltene Zahl nicht aus dieser errechnen lässt.',
   'reason.retention':
     'Ein Teil dieser Periode liegt jenseits der vereinbarten Aufbewahrungsfrist; der Rest wird nicht allein gezeigt.',
+  'reason.zone':
+    'Die neue Zeitzone der Vereinbarung hat zu wenige Punkte in diese Periode oder aus ihr verschoben, um ihre Zahl wieder zu zeigen.',
   details: 'Details',
   back: 'Zurück zur Übersicht',
   grain: 'Zeitraster',
