@@ -502,17 +502,20 @@ export interface ZoneMoveRule {
   k: number;
   /** A combined KPI without consent: fewer than three partners' moved points are too few too. */
   threePartners: boolean;
-  grains: readonly ('day' | 'week' | 'month')[];
-  /** The agreed dimension keys. */
-  dims: readonly string[];
+  /** A sum KPI's dominance share, or null. */
+  dominance: number | null;
 }
 
 /**
  * The periods a move of every point to its local day in `timezone` changes by a part below the
- * rules, read before the points move: for each agreed grain × (the combined figure, each
- * dimension value), a partner's points leaving the period, or entering it, with fewer than k
- * distinct subjects (or, under the three-partner rule, fewer than three partners moving). The
- * period's value before against after would be those points.
+ * rules, read before the points move. For every KPI with points that move, every grain (day,
+ * week, month: a later version may agree one again) × the combined figure and each dimension
+ * value the points carry (a later version may agree a dimension again): a partner's points leaving
+ * the period, or entering it, with fewer than k distinct subjects — all of them, or the released
+ * ones (what served cells show) — or, under the three-partner rule, fewer than three partners
+ * moving, or, under a dominance rule, one partner's share of the moved released sum above it. The
+ * period's value before against after would be those points. A KPI the rules do not name (no
+ * longer agreed) is judged by the strictest k and the three-partner rule.
  */
 async function zoneWithheldPeriods(
   c: DuckDBConnection,
@@ -520,29 +523,62 @@ async function zoneWithheldPeriods(
   rules: readonly ZoneMoveRule[],
 ): Promise<{ kpi: string; grain: string; period: string }[]> {
   const out: { kpi: string; grain: string; period: string }[] = [];
-  for (const r of rules)
-    for (const grain of r.grains)
-      for (const key of [null, ...r.dims]) {
+  const strictest: Omit<ZoneMoveRule, 'kpi'> = {
+    k: Math.max(1, ...rules.map((r) => r.k)),
+    threePartners: true,
+    dominance: null,
+  };
+  const moving = (
+    await c.runAndReadAll('SELECT DISTINCT kpi FROM points WHERE local_day <> timezone($1, ts)::DATE ORDER BY kpi', [
+      timezone,
+    ])
+  )
+    .getRowObjectsJson()
+    .map((r) => String(r['kpi']));
+  for (const kpi of moving) {
+    const r = rules.find((x) => x.kpi === kpi) ?? { kpi, ...strictest };
+    const keys = (
+      await c.runAndReadAll(
+        'SELECT DISTINCT unnest(json_keys(dims)) AS key FROM points WHERE kpi = $1 AND dims IS NOT NULL ORDER BY key',
+        [kpi],
+      )
+    )
+      .getRowObjectsJson()
+      .map((x) => String(x['key']));
+    const bad = [
+      'd < $3',
+      'rd > 0 AND rd < $3',
+      ...(r.threePartners ? ['np < 3', 'nrp > 0 AND nrp < 3'] : []),
+      ...(r.dominance === null ? [] : [`abs(s) > ${Number(r.dominance)} * tot`]),
+    ].join(' OR ');
+    for (const grain of ['day', 'week', 'month'])
+      for (const key of [null, ...keys]) {
         const rows = await c.runAndReadAll(
           [
-            `WITH mv AS (SELECT partner, subject, ${key === null ? 'NULL::VARCHAR' : 'json_extract_string(dims, $4)'} AS v,`,
-            `    date_trunc('${grain}', local_day) AS oc, date_trunc('${grain}', timezone($1, ts)::DATE) AS nc`,
-            '  FROM points WHERE kpi = $2 AND local_day <> timezone($1, ts)::DATE),',
-            "ch AS (SELECT partner, subject, v, oc AS c, 'out' AS dir FROM mv WHERE oc <> nc",
-            "  UNION ALL SELECT partner, subject, v, nc AS c, 'in' AS dir FROM mv WHERE oc <> nc),",
-            'parts AS (SELECT c, v, dir, partner, count(DISTINCT subject) AS d FROM ch GROUP BY ALL)',
-            "SELECT DISTINCT strftime(c, '%Y-%m-%d') AS period FROM (",
-            '  SELECT *, count(*) OVER (PARTITION BY c, v, dir) AS np FROM parts) AS x',
-            `WHERE d < $3${r.threePartners ? ' OR np < 3' : ''} ORDER BY period`,
+            `WITH mv AS (SELECT p.partner, p.subject, p.value, ${key === null ? 'NULL::VARCHAR' : 'json_extract_string(p.dims, $4)'} AS v,`,
+            // Released at the snapshot in force: no row of its atom says it is pending.
+            '    (h.partner IS NULL OR h.released IS NOT NULL) AS rel,',
+            `    date_trunc('${grain}', p.local_day) AS oc, date_trunc('${grain}', timezone($1, p.ts)::DATE) AS nc`,
+            '  FROM points p LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot',
+            '    AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims',
+            '  WHERE p.kpi = $2 AND p.local_day <> timezone($1, p.ts)::DATE),',
+            "ch AS (SELECT partner, subject, value, rel, v, oc AS c, 'out' AS dir FROM mv WHERE oc <> nc",
+            "  UNION ALL SELECT partner, subject, value, rel, v, nc AS c, 'in' AS dir FROM mv WHERE oc <> nc),",
+            'parts AS (SELECT c, v, dir, partner, count(DISTINCT subject) AS d, count(DISTINCT subject) FILTER (WHERE rel) AS rd,',
+            '  coalesce(sum(value) FILTER (WHERE rel), 0) AS s FROM ch GROUP BY ALL),',
+            'w AS (SELECT *, count(*) OVER cell AS np, count(*) FILTER (WHERE rd > 0) OVER cell AS nrp,',
+            '  sum(abs(s)) OVER cell AS tot FROM parts WINDOW cell AS (PARTITION BY c, v, dir))',
+            `SELECT DISTINCT strftime(c, '%Y-%m-%d') AS period FROM w WHERE ${bad} ORDER BY period`,
           ].join('\n'),
-          [timezone, r.kpi, r.k, ...(key === null ? [] : [`$.${key}`])],
+          [timezone, kpi, r.k, ...(key === null ? [] : [`$.${key}`])],
         );
         for (const row of rows.getRowObjectsJson()) {
-          const w = { kpi: r.kpi, grain, period: String(row['period']) };
+          const w = { kpi, grain, period: String(row['period']) };
           // The combined figure and a dimension's values (a point without it: null) may name the same period.
           if (!out.some((o) => o.kpi === w.kpi && o.grain === w.grain && o.period === w.period)) out.push(w);
         }
       }
+  }
   return out;
 }
 

@@ -31,13 +31,7 @@ export interface DisclosureRules {
 export function zoneMoveRules(agreement: Agreement): ZoneMoveRule[] {
   return agreement.kpis.map((kpi) => {
     const r = disclosureRules(agreement, kpi);
-    return {
-      kpi: kpi.id,
-      k: r.minGroupSize,
-      threePartners: r.threePartners,
-      grains: kpi.grains,
-      dims: Object.keys(kpi.dimensions).sort(),
-    };
+    return { kpi: kpi.id, k: r.minGroupSize, threePartners: r.threePartners, dominance: r.dominance };
   });
 }
 

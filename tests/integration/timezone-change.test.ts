@@ -214,6 +214,35 @@ describe('a time-zone change', () => {
     }
   });
 
+  it('judges the released points that move too: pending ones do not lift a single released point to k', async () => {
+    // As above, and then globex sends 4 more subjects at 23:40 UTC on the 17th: a change below
+    // k, pending. The move takes 5 of globex's subjects out of Berlin's 18th, but only one of them
+    // is released, and served cells show released points only.
+    for (const partner of ['acme', 'globex'])
+      await push(partner, [
+        { at: '2026-11-17T12:00:00Z', tag: 'D17', n: 6 },
+        { at: '2026-11-18T12:00:00Z', tag: 'D18', n: 6 },
+        ...(partner === 'globex' ? [{ at: '2026-11-17T23:30:00Z', tag: 'LATE', n: 1, base: 99 }] : []),
+      ]);
+    await push('globex', [{ at: '2026-11-17T23:40:00Z', tag: 'MORE', n: 4 }]);
+    await rolledUp();
+    await toUtc();
+    const analyst = await t.token('acme', 'analyst');
+    const r = await call(
+      'GET',
+      '/v1/kpis/lead_time/series?grain=day&by=partner&from=2026-11-17&to=2026-11-18',
+      analyst,
+    );
+    expect(r.status).toBe(200);
+    const globex = (r.body.cells as { period: string; group: string; state: string; reasonCode?: string }[]).filter(
+      (c) => c.group === 'globex',
+    );
+    expect(globex.map((c) => [c.period, c.state])).toEqual([
+      ['2026-11-17', 'suppressed'],
+      ['2026-11-18', 'suppressed'],
+    ]);
+  });
+
   it('withholds a held cell in which the change left one partner fewer than k released subjects, though all its points reach k', async () => {
     // Berlin days (the demo's zone), k = 5. globex's 18 November: 2 points at 23:30 UTC on the
     // 17th and 3 on the 18th, released together. acme's 17th: 6 points, released. globex's 17th:
