@@ -75,6 +75,9 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
     // Past Fastify's 100, an id too long for its route reaches the route's schema, which names it
     // (`params.id`); past this, the router refuses it first (frameworkErrors: `path`).
     routerOptions: { maxParamLength: 1000 },
+    // Behind the proxies PARITY_TRUST_PROXY names, the client's address (sign-in flows per
+    // address, logs, audit entries) is the one they forward, not theirs.
+    ...(room.config.trustProxy.length > 0 ? { trustProxy: room.config.trustProxy } : {}),
     return503OnClosing: true,
     // Requests the HTTP parser refuses, and HTTP/1.1 ones without Host, are answered as problems
     // like every other bad input (input-hygiene.ts), not with Node's or Fastify's own bodies.

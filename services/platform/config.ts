@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -100,6 +101,28 @@ export const envSchema = z.object({
       return origins.map((o) => o.replace(/\/$/, ''));
     }),
   PARITY_DUCKDB_MEMORY: z.string().regex(DUCKDB_SIZE, 'expected a DuckDB memory size such as 256MB or 2GB').optional(),
+  // The proxies in front of the room, whose X-Forwarded-For names the client: addresses or CIDR
+  // ranges, comma-separated (never "everyone": a client could name any address it likes).
+  PARITY_TRUST_PROXY: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const list = (v ?? '')
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean);
+      for (const a of list) {
+        const [ip, bits, extra] = a.split('/');
+        const family = isIP(ip ?? '');
+        const prefix = bits === undefined ? 0 : /^\d{1,3}$/.test(bits) ? Number(bits) : -1;
+        if (family === 0 || extra !== undefined || prefix < 0 || prefix > (family === 4 ? 32 : 128))
+          ctx.addIssue({
+            code: 'custom',
+            message: `${a.slice(0, 80)} is not an address or CIDR range such as 10.0.0.0/8`,
+          });
+      }
+      return list;
+    }),
 });
 
 export interface Config {
@@ -151,6 +174,8 @@ export interface Config {
   embedOrigins: string[];
   /** The partners' identity providers (a YAML or JSON file, services/governance/oidc.ts). */
   oidcFile: string | undefined;
+  /** The proxies trusted to name the client in X-Forwarded-For (addresses, CIDR ranges); empty: none. */
+  trustProxy: string[];
   /** The From of notification e-mails. */
   mailFrom: string;
 }
@@ -217,6 +242,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publicUrl: e.PARITY_PUBLIC_URL?.replace(/\/$/, ''),
     embedOrigins: e.PARITY_EMBED_ORIGINS,
     oidcFile: e.PARITY_OIDC_FILE ? resolve(e.PARITY_OIDC_FILE) : undefined,
+    trustProxy: e.PARITY_TRUST_PROXY,
   };
 }
 

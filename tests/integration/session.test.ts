@@ -170,3 +170,34 @@ describe('dashboard sessions', () => {
     expect(html).not.toMatch(/https?:\/\/(?!localhost)/);
   });
 });
+
+describe('behind a proxy (PARITY_TRUST_PROXY)', () => {
+  it('takes the client address the trusted proxy forwards, and only from it', async () => {
+    const refusedFrom = async (room: TestRoom, headers: Record<string, string>) => {
+      const r = await fetch(`${room.url}/v1/session`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ token: 'not-a-token' }),
+      });
+      expect(r.status).toBe(401);
+      const last = await room.room.control.db
+        .selectFrom('audit_log')
+        .select('details')
+        .where('action', '=', 'session.refused')
+        .orderBy('seq', 'desc')
+        .executeTakeFirstOrThrow();
+      return (last.details as { ip: string }).ip;
+    };
+    const proxied = await startTestRoom({ env: { PARITY_TRUST_PROXY: '127.0.0.1, ::1' } });
+    try {
+      // The proxy (this test, on loopback) names the client: sign-in flows count per person, not per proxy.
+      expect(await refusedFrom(proxied, { 'x-forwarded-for': '203.0.113.7' })).toBe('203.0.113.7');
+    } finally {
+      await proxied.close();
+    }
+    // Without the setting a client cannot name another address.
+    expect(await refusedFrom(t, { 'x-forwarded-for': '203.0.113.7' })).toMatch(
+      /^(127\.0\.0\.1|::1|::ffff:127\.0\.0\.1)$/,
+    );
+  });
+});

@@ -36,7 +36,20 @@ describe('configuration', () => {
     ).toEqual(['https://intranet.acme.example', 'http://localhost:3000']);
   });
 
+  it('reads the trusted proxies as addresses and CIDR ranges', () => {
+    expect(loadConfig({}).trustProxy).toEqual([]);
+    expect(loadConfig({ PARITY_TRUST_PROXY: '127.0.0.1, 10.0.0.0/8,::1, fd00::/8' }).trustProxy).toEqual([
+      '127.0.0.1',
+      '10.0.0.0/8',
+      '::1',
+      'fd00::/8',
+    ]);
+  });
+
   it.each([
+    ['PARITY_TRUST_PROXY', 'true', /^invalid configuration: PARITY_TRUST_PROXY: true is not an address/],
+    ['PARITY_TRUST_PROXY', '10.0.0.0/33', /^invalid configuration: PARITY_TRUST_PROXY: 10\.0\.0\.0\/33 is not/],
+    ['PARITY_TRUST_PROXY', '0.0.0.0/0/1', /^invalid configuration: PARITY_TRUST_PROXY: /],
     ['PORT', 'eighty', /^invalid configuration: PORT: /],
     ['PORT', '70000', /^invalid configuration: PORT: /],
     ['DATABASE_URL', 'mysql://user:hunter2@db/x', /^invalid configuration: DATABASE_URL: expected a postgres/],
