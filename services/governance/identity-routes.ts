@@ -30,6 +30,7 @@ export const identityRoutes: FastifyPluginAsync<{ room: Room; oidc: OidcSignIn |
   fastify,
   { room, oidc },
 ) => {
+  const refusals = new RefusalBudget(REFUSALS_AUDITED);
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const partnerName = (id: string) => room.agreement().agreement.partners.find((p) => p.id === id)?.name ?? id;
   const who = (p: { name: string; role: Role; partnerId: string }) => ({
@@ -204,12 +205,21 @@ export const identityRoutes: FastifyPluginAsync<{ room: Room; oidc: OidcSignIn |
         // whose provider it went through (its admins see their people's refused sign-ins). A
         // callback no flow of this room started names no partner: logged, not audited (anyone
         // could write such entries without signing in).
-        if (e.partner)
+        // Anyone may start a flow and come back with a junk code: at most REFUSALS_AUDITED entries a
+        // minute per partner; the refusals past them are counted into the next entry written.
+        const unaudited = e.partner ? refusals.admit(e.partner, now.getTime()) : undefined;
+        if (e.partner && unaudited !== undefined)
           await room.audit({
             actor: 'anonymous',
             partnerId: e.partner,
             action: 'session.refused',
-            details: { via: 'oidc', reason: e.reason, detail: e.message.slice(0, 300), ip: req.ip },
+            details: {
+              via: 'oidc',
+              reason: e.reason,
+              detail: e.message.slice(0, 300),
+              ip: req.ip,
+              ...(unaudited > 0 ? { unauditedBefore: unaudited } : {}),
+            },
           });
         req.log.warn({ reason: e.reason, partner: e.partner }, 'sign-in refused'); // (the audit entry says why, for the partner's admins)
         return reply.redirect(`/#signin-error=${e.reason}`, 303);
@@ -295,3 +305,29 @@ export const identityRoutes: FastifyPluginAsync<{ room: Room; oidc: OidcSignIn |
     async (req) => revokeInvitation(room, caller(req), req.params.id),
   );
 };
+
+/** Refused sign-ins a partner's audit log takes a minute; past them they are counted, not written. */
+const REFUSALS_AUDITED = 30;
+
+/** Per partner, how many refusals the current minute has audited, and how many it has not. */
+class RefusalBudget {
+  readonly #minutes = new Map<string, { start: number; written: number; unwritten: number }>();
+  constructor(private readonly perMinute: number) {}
+
+  /** Undefined: not to be written. Else how many went unwritten before it (then reset). */
+  admit(partner: string, now: number): number | undefined {
+    let m = this.#minutes.get(partner);
+    if (!m || now - m.start >= 60_000) {
+      const unwritten = m?.unwritten ?? 0;
+      this.#minutes.set(partner, (m = { start: now, written: 0, unwritten }));
+    }
+    if (m.written >= this.perMinute) {
+      m.unwritten++;
+      return undefined;
+    }
+    m.written++;
+    const before = m.unwritten;
+    m.unwritten = 0;
+    return before;
+  }
+}

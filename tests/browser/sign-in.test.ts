@@ -315,6 +315,38 @@ describe('sign-in through the partner’s identity provider (OIDC, code flow wit
   });
 });
 
+describe('refused sign-ins in the audit log', () => {
+  it('anyone can make the room refuse a sign-in: a partner’s log takes 30 a minute, and counts the rest into the next', async () => {
+    const clock = t.clock as TestClock;
+    clock.advance(61_000); // a minute of its own
+    const refuseOnce = async () => {
+      const start = await fetch(`${t.url}/v1/auth/oidc/pa/login`, { redirect: 'manual' });
+      const cookie = start.headers.get('set-cookie')!.split(';')[0]!;
+      const back = await fetch(`${t.url}/v1/auth/oidc/pb/callback?code=x&state=y`, {
+        redirect: 'manual',
+        headers: { cookie },
+      });
+      expect(back.headers.get('location')).toBe('/#signin-error=provider');
+    };
+    const entries = async () =>
+      (
+        (await (
+          await fetch(`${t.url}/v1/audit?action=session.refused&limit=1000`, {
+            headers: { authorization: `Bearer ${adminToken}` },
+          })
+        ).json()) as { entries: { details: { unauditedBefore?: number } }[] }
+      ).entries;
+    const before = (await entries()).length;
+    for (let i = 0; i < 33; i++) await refuseOnce();
+    expect((await entries()).length - before).toBe(30);
+    clock.advance(61_000);
+    await refuseOnce();
+    const after = await entries();
+    expect(after.length - before).toBe(31);
+    expect(after.some((e) => e.details.unauditedBefore === 3)).toBe(true);
+  });
+});
+
 describe('invitations', () => {
   const invite = async (body: unknown, token = adminToken) =>
     fetch(`${t.url}/v1/invitations`, {
