@@ -31,6 +31,27 @@ const BYTE_SIZE = new RegExp(`^\\d+(\\.\\d+)?\\s*(${Object.keys(SIZE_UNITS).filt
 const byteSize = z.string().regex(BYTE_SIZE, 'expected a size such as 1048576, 64mb or 1gib').transform(sizeBytes);
 
 /** The environment the room reads, validated once at start-up (DESIGN.md "Environment"). */
+/**
+ * A comma-separated list setting (unset or empty: none), each item trimmed and checked by `problem`
+ * (the words after the item, or undefined when it is fine): one issue per bad item.
+ */
+function commaList(problem: (item: string) => string | undefined) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const items = (v ?? '')
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean);
+      for (const item of items) {
+        const words = problem(item);
+        if (words) ctx.addIssue({ code: 'custom', message: `${item.slice(0, 80)} ${words}` });
+      }
+      return items;
+    });
+}
+
 export const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().min(1).default('0.0.0.0'),
@@ -77,52 +98,28 @@ export const envSchema = z.object({
   PARITY_MAIL_FROM: z.string().min(3).default('Parity clean room <parity@localhost>'),
   PARITY_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
   PARITY_OIDC_FILE: z.string().min(1).optional(),
-  PARITY_EMBED_ORIGINS: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      const origins = (v ?? '')
-        .split(',')
-        .map((x) => x.trim())
-        .filter(Boolean);
-      for (const o of origins) {
-        let u: URL | undefined;
-        try {
-          u = new URL(o);
-        } catch {
-          u = undefined;
-        }
-        if (!u || !/^https?:$/.test(u.protocol) || u.origin !== o.replace(/\/$/, ''))
-          ctx.addIssue({
-            code: 'custom',
-            message: `${o.slice(0, 80)} is not an origin such as https://intranet.example.com`,
-          });
-      }
-      return origins.map((o) => o.replace(/\/$/, ''));
-    }),
+  PARITY_EMBED_ORIGINS: commaList((o) => {
+    let u: URL | undefined;
+    try {
+      u = new URL(o);
+    } catch {
+      u = undefined;
+    }
+    return !u || !/^https?:$/.test(u.protocol) || u.origin !== o.replace(/\/$/, '')
+      ? 'is not an origin such as https://intranet.example.com'
+      : undefined;
+  }).transform((origins) => origins.map((o) => o.replace(/\/$/, ''))),
   PARITY_DUCKDB_MEMORY: z.string().regex(DUCKDB_SIZE, 'expected a DuckDB memory size such as 256MB or 2GB').optional(),
   // The proxies in front of the room, whose X-Forwarded-For names the client: addresses or CIDR
   // ranges, comma-separated (never "everyone": a client could name any address it likes).
-  PARITY_TRUST_PROXY: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      const list = (v ?? '')
-        .split(',')
-        .map((x) => x.trim())
-        .filter(Boolean);
-      for (const a of list) {
-        const [ip, bits, extra] = a.split('/');
-        const family = isIP(ip ?? '');
-        const prefix = bits === undefined ? 0 : /^\d{1,3}$/.test(bits) ? Number(bits) : -1;
-        if (family === 0 || extra !== undefined || prefix < 0 || prefix > (family === 4 ? 32 : 128))
-          ctx.addIssue({
-            code: 'custom',
-            message: `${a.slice(0, 80)} is not an address or CIDR range such as 10.0.0.0/8`,
-          });
-      }
-      return list;
-    }),
+  PARITY_TRUST_PROXY: commaList((a) => {
+    const [ip, bits, extra] = a.split('/');
+    const family = isIP(ip ?? '');
+    const prefix = bits === undefined ? 0 : /^\d{1,3}$/.test(bits) ? Number(bits) : -1;
+    return family === 0 || extra !== undefined || prefix < 0 || prefix > (family === 4 ? 32 : 128)
+      ? 'is not an address or CIDR range such as 10.0.0.0/8'
+      : undefined;
+  }),
 });
 
 export interface Config {

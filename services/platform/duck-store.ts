@@ -523,6 +523,7 @@ async function zoneWithheldPeriods(
   rules: readonly ZoneMoveRule[],
 ): Promise<{ kpi: string; grain: string; period: string }[]> {
   const out: { kpi: string; grain: string; period: string }[] = [];
+  const seen = new Set<string>();
   const strictest: Omit<ZoneMoveRule, 'kpi'> = {
     k: Math.max(1, ...rules.map((r) => r.k)),
     threePartners: true,
@@ -575,7 +576,10 @@ async function zoneWithheldPeriods(
         for (const row of rows.getRowObjectsJson()) {
           const w = { kpi, grain, period: String(row['period']) };
           // The combined figure and a dimension's values (a point without it: null) may name the same period.
-          if (!out.some((o) => o.kpi === w.kpi && o.grain === w.grain && o.period === w.period)) out.push(w);
+          if (!seen.has(`${kpi}|${grain}|${w.period}`)) {
+            seen.add(`${kpi}|${grain}|${w.period}`);
+            out.push(w);
+          }
         }
       }
   }
