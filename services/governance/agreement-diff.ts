@@ -107,11 +107,14 @@ function privacyOf(
   if (field === 'dominance' && (change === 'removed' || (change === 'changed' && Number(after) > Number(before))))
     return "a looser dominance rule: one partner's larger share of a sum becomes visible";
   if (field === 'needToKnow' && change === 'added') return 'one more person reads a need-to-know KPI';
+  // The room withholds the cells of a grain or dimension a version adds over the points landed
+  // before it (DuckStore.adoptAgreement, reason `version`): said here, before anyone co-signs.
   if (field === 'dimensions' && change === 'added')
     return Array.isArray(after)
-      ? `a new dimension ${sub}: finer breakdowns`
+      ? `a new dimension ${sub}: finer breakdowns (from this version on: periods holding earlier points that carry it stay withheld)`
       : `a new value of dimension ${sub}: finer breakdowns`;
-  if (field === 'grains' && change === 'added') return `a new grain (${show(after)}): more cells to compare`;
+  if (field === 'grains' && change === 'added')
+    return `a new grain (${show(after)}): more cells to compare (from this version on: its periods holding earlier points stay withheld)`;
   if (field === 'breakdown' && after === 'per_partner')
     return `per-partner breakdown: each partner's own figure is shown${note}`;
   if (field === 'measure' && note) return `measure ${show(after)}${note}`;

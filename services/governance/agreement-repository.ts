@@ -92,6 +92,18 @@ export async function findAgreementDocument(db: ControlDb, version: number): Pro
   return row.document;
 }
 
+/** The agreement of a stored version, or undefined when there is none or it no longer validates. */
+export async function findAgreementOf(db: ControlDb, version: number): Promise<Agreement | undefined> {
+  const row = await db
+    .selectFrom('agreement_versions')
+    .select('document')
+    .where('version', '=', version)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const parsed = validateAgreement(jsonColumn<unknown>(row.document));
+  return parsed.ok ? parsed.agreement : undefined;
+}
+
 /** The highest version number stored (activated or not). */
 export async function findLatestAgreementVersion(db: ControlDb): Promise<number> {
   const latest = await db

@@ -22,7 +22,7 @@ import {
   type Agreement,
 } from '../platform/agreement-schema.js';
 import { appendAuditIn } from './audit-repository.js';
-import { zoneMoveRules } from '../query/disclosure.js';
+import { addedFamilies, zoneMoveRules } from '../query/disclosure.js';
 import { ROOM_PARTNER } from './retention.js';
 import {
   createProposal,
@@ -346,6 +346,8 @@ export async function applyAgreement(
       { partner: ROOM_PARTNER, at: room.clock.now() },
       () => room.setAgreement(v),
       zoneMoveRules(v.agreement),
+      // Against the version readers have had until now (the room's, while it adopts this one).
+      addedFamilies(room.agreement().agreement, v.agreement),
     );
   } catch (err) {
     log?.error(

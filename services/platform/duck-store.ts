@@ -509,7 +509,7 @@ export interface ZoneMoveRule {
 /**
  * The periods a move of every point to its local day in `timezone` changes by a part below the
  * rules, read before the points move. For every KPI with points that move, every grain (day,
- * week, month: a later version may agree one again) × the combined figure and each dimension
+ * week, month: a later version may agree one again) and the week∩month slices × the combined figure and each dimension
  * value the points carry (a later version may agree a dimension again): a partner's points leaving
  * the period, or entering it, with fewer than k distinct subjects — all of them, or the released
  * ones (what served cells show) — or, under the three-partner rule, fewer than three partners
@@ -552,14 +552,22 @@ async function zoneWithheldPeriods(
       ...(r.threePartners ? ['np < 3', 'nrp > 0 AND nrp < 3'] : []),
       ...(r.dominance === null ? [] : [`abs(s) > ${Number(r.dominance)} * tot`]),
     ].join(' OR ');
-    for (const grain of ['day', 'week', 'month'])
+    // A slice (the days a week shares with a month) is judged like a period: weeks and months
+    // agreed without days give it (a month minus its whole weeks). A move of more than a day can
+    // take a point from one slice of a week to another while its week and month change by more
+    // points; a bad slice withholds the week and the month holding it.
+    const cell = (grain: string, day: string) =>
+      grain === 'slice'
+        ? `greatest(date_trunc('week', ${day}), date_trunc('month', ${day}))`
+        : `date_trunc('${grain}', ${day})`;
+    for (const grain of ['day', 'week', 'month', 'slice'])
       for (const key of [null, ...keys]) {
         const rows = await c.runAndReadAll(
           [
             `WITH mv AS (SELECT p.partner, p.subject, p.value, ${key === null ? 'NULL::VARCHAR' : 'json_extract_string(p.dims, $4)'} AS v,`,
             // Released at the snapshot in force: no row of its atom says it is pending.
             '    (h.partner IS NULL OR h.released IS NOT NULL) AS rel,',
-            `    date_trunc('${grain}', p.local_day) AS oc, date_trunc('${grain}', timezone($1, p.ts)::DATE) AS nc`,
+            `    ${cell(grain, 'p.local_day')} AS oc, ${cell(grain, 'timezone($1, p.ts)::DATE')} AS nc`,
             '  FROM points p LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot',
             '    AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims',
             '  WHERE p.kpi = $2 AND p.local_day <> timezone($1, p.ts)::DATE),',
@@ -569,19 +577,71 @@ async function zoneWithheldPeriods(
             '  coalesce(sum(value) FILTER (WHERE rel), 0) AS s FROM ch GROUP BY ALL),',
             'w AS (SELECT *, count(*) OVER cell AS np, count(*) FILTER (WHERE rd > 0) OVER cell AS nrp,',
             '  sum(abs(s)) OVER cell AS tot FROM parts WINDOW cell AS (PARTITION BY c, v, dir))',
-            `SELECT DISTINCT strftime(c, '%Y-%m-%d') AS period FROM w WHERE ${bad} ORDER BY period`,
+            `SELECT DISTINCT strftime(c, '%Y-%m-%d') AS period, strftime(date_trunc('week', c), '%Y-%m-%d') AS week,`,
+            `  strftime(date_trunc('month', c), '%Y-%m-%d') AS month FROM w WHERE ${bad} ORDER BY period`,
           ].join('\n'),
           [timezone, kpi, r.k, ...(key === null ? [] : [`$.${key}`])],
         );
         for (const row of rows.getRowObjectsJson()) {
-          const w = { kpi, grain, period: String(row['period']) };
+          const periods =
+            grain === 'slice'
+              ? [
+                  { kpi, grain: 'week', period: String(row['week']) },
+                  { kpi, grain: 'month', period: String(row['month']) },
+                ]
+              : [{ kpi, grain, period: String(row['period']) }];
           // The combined figure and a dimension's values (a point without it: null) may name the same period.
-          if (!seen.has(`${kpi}|${grain}|${w.period}`)) {
-            seen.add(`${kpi}|${grain}|${w.period}`);
-            out.push(w);
-          }
+          for (const w of periods)
+            if (!seen.has(`${kpi}|${w.grain}|${w.period}`)) {
+              seen.add(`${kpi}|${w.grain}|${w.period}`);
+              out.push(w);
+            }
         }
       }
+  }
+  return out;
+}
+
+/** A cell family a new agreement version lets readers read that the version before did not. */
+export interface AddedFamily {
+  kpi: string;
+  grain: 'day' | 'week' | 'month';
+  /** A dimension added back, or null for the combined figure of a grain added (every breakdown). */
+  key: string | null;
+}
+
+/**
+ * The periods of the families a new version adds that hold points already landed, on their local
+ * days (read after a new zone moved them): a grain added, every period of it holding a point of
+ * the KPI; a dimension added back, every period holding a point that carries it (a dimension
+ * added for the first time: none, since the room refused it on points until then). Those cells
+ * were never judged together with what was served before, which readers keep: a week served
+ * under the version before, minus the days the new one shows, gives a day's part below k; a
+ * change released in weeks is one subject on a day. Withheld from the version on, at every
+ * breakdown of the grain.
+ */
+async function versionWithheldPeriods(
+  c: DuckDBConnection,
+  added: readonly AddedFamily[],
+): Promise<{ kpi: string; grain: string; period: string }[]> {
+  const out: { kpi: string; grain: string; period: string }[] = [];
+  const seen = new Set<string>();
+  const trunc = { day: "'day'", week: "'week'", month: "'month'" } as const;
+  for (const a of added) {
+    const rows = await c.runAndReadAll(
+      [
+        `SELECT DISTINCT strftime(date_trunc(${trunc[a.grain]}, local_day), '%Y-%m-%d') AS period FROM points`,
+        `WHERE kpi = $1${a.key === null ? '' : ' AND json_extract_string(dims, $2) IS NOT NULL'} ORDER BY period`,
+      ].join(' '),
+      [a.kpi, ...(a.key === null ? [] : [`$.${a.key}`])],
+    );
+    for (const row of rows.getRowObjectsJson()) {
+      const w = { kpi: a.kpi, grain: a.grain, period: String(row['period']) };
+      if (!seen.has(`${w.kpi}|${w.grain}|${w.period}`)) {
+        seen.add(`${w.kpi}|${w.grain}|${w.period}`);
+        out.push(w);
+      }
+    }
   }
   return out;
 }
@@ -812,10 +872,12 @@ export class DuckStore {
    */
   retainedFrom: string | null = null;
   /**
-   * Per KPI, the periods (`grain|YYYY-MM-DD`) a new time zone changed by a part below the rules
-   * (zone_withheld, {@link adoptAgreement}): withheld from then on (disclosure.ts, reason `zone`).
+   * Per KPI, the periods (`grain|YYYY-MM-DD`) an agreement change withheld from then on, with why
+   * (withheld_periods, {@link adoptAgreement}; disclosure.ts): `zone`, a new time zone changed
+   * them by a part below the rules; `version`, a version added their family over points landed
+   * before it.
    */
-  readonly zoneWithheld = new Map<string, Set<string>>();
+  readonly withheldPeriods = new Map<string, Map<string, 'zone' | 'version'>>();
   /** How many secrets the stored pseudonyms are keyed with (1 + rotations). */
   pseudonymGeneration = 1;
   /**
@@ -957,12 +1019,27 @@ export class DuckStore {
       const retired = await setting(conn, RETIRED_BEFORE);
       if (retired !== undefined) store.retiredBefore = Number(retired);
       store.retainedFrom = (await setting(conn, RETAINED_FROM)) ?? null;
+      // A store from before withheld_periods kept the zone's periods in zone_withheld.
+      const older = await conn.runAndReadAll(
+        "SELECT count(*)::INTEGER AS n FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'zone_withheld'",
+      );
+      if (Number(older.getRowObjects()[0]!['n']) > 0) {
+        await conn.run('BEGIN TRANSACTION');
+        await conn.run(
+          "INSERT INTO withheld_periods SELECT kpi, grain, period, snapshot, 'zone' AS reason FROM zone_withheld",
+        );
+        await conn.run('DROP TABLE zone_withheld');
+        await conn.run('COMMIT');
+      }
       for (const row of (
         await conn.runAndReadAll(
-          "SELECT DISTINCT kpi, grain, strftime(period, '%Y-%m-%d') AS period FROM zone_withheld",
+          "SELECT kpi, grain, strftime(period, '%Y-%m-%d') AS period, reason FROM withheld_periods ORDER BY snapshot, reason DESC",
         )
       ).getRowObjectsJson())
-        store.#withholdForZone(String(row['kpi']), [`${String(row['grain'])}|${String(row['period'])}`]);
+        store.#withhold(
+          [{ kpi: String(row['kpi']), grain: String(row['grain']), period: String(row['period']) }],
+          row['reason'] === 'version' ? 'version' : 'zone',
+        );
       const inForce = await setting(conn, AGREEMENT_IN_FORCE);
       if (inForce !== undefined) store.agreementInForce = JSON.parse(inForce) as { version: number; since: number };
       const generation = await setting(conn, PSEUDONYM_GENERATION);
@@ -1173,10 +1250,14 @@ export class DuckStore {
     return this.#localisedZone;
   }
 
-  #withholdForZone(kpi: string, periods: readonly string[]): void {
-    let set = this.zoneWithheld.get(kpi);
-    if (!set) this.zoneWithheld.set(kpi, (set = new Set()));
-    for (const p of periods) set.add(p);
+  /** Withholds periods from now on; a period withheld already keeps its first reason. */
+  #withhold(periods: readonly { kpi: string; grain: string; period: string }[], reason: 'zone' | 'version'): void {
+    for (const w of periods) {
+      let map = this.withheldPeriods.get(w.kpi);
+      if (!map) this.withheldPeriods.set(w.kpi, (map = new Map()));
+      const key = `${w.grain}|${w.period}`;
+      if (!map.has(key)) map.set(key, reason);
+    }
   }
 
   async #localiseNow(timezone: string): Promise<void> {
@@ -1242,12 +1323,15 @@ export class DuckStore {
    * snapshots and the new one from the new snapshot on, and a `?snapshot=` before it is refused
    * from then on (it was answered under the old version: the same bytes or a refusal). Holds
    * every writer: batches landing before it are on the old version, those after on the new.
+   * `rules` judge the points a new zone moves; `added` are the families the version adds: the
+   * periods either withholds are kept in withheld_periods and withheld from the version on.
    */
   async adoptAgreement(
     v: { version: number; timezone: string },
     by: { partner: string; at: Date },
     inForce: () => void,
     rules: readonly ZoneMoveRule[] = [],
+    added: readonly AddedFamily[] = [],
   ): Promise<number> {
     const receipt = { ...by, id: `agreement-v${v.version}-${randomUUID()}` };
     return this.#everyWriter(async () => {
@@ -1255,11 +1339,23 @@ export class DuckStore {
         // Read in the transaction: another change may have moved the points while this one waited.
         const moves = (await setting(c, TIMEZONE)) !== v.timezone;
         // Before the points move: the periods the move changes by a part below the rules.
-        const withheld = moves ? await zoneWithheldPeriods(c, v.timezone, rules) : [];
+        const zone = moves ? await zoneWithheldPeriods(c, v.timezone, rules) : [];
         if (moves) await relocalise(c, v.timezone);
+        // On the local days the points are on from this version on.
+        const version = await versionWithheldPeriods(c, added);
         const snap = reserve();
-        for (const w of withheld)
-          await c.run('INSERT INTO zone_withheld VALUES ($1, $2, $3::DATE, $4)', [w.kpi, w.grain, w.period, snap]);
+        for (const [reason, list] of [
+          ['zone', zone],
+          ['version', version],
+        ] as const)
+          for (const w of list)
+            await c.run('INSERT INTO withheld_periods VALUES ($1, $2, $3::DATE, $4, $5)', [
+              w.kpi,
+              w.grain,
+              w.period,
+              snap,
+              reason,
+            ]);
         await insertRoomReceipt(c, receipt, snap, 'agreement', { version: v.version }, v.version, []);
         await putSetting(c, AGREEMENT_IN_FORCE, JSON.stringify({ version: v.version, since: snap }));
         return {
@@ -1267,7 +1363,8 @@ export class DuckStore {
           kpis: [],
           result: snap,
           visible: () => {
-            for (const w of withheld) this.#withholdForZone(w.kpi, [`${w.grain}|${w.period}`]);
+            this.#withhold(zone, 'zone');
+            this.#withhold(version, 'version');
             this.#localisedZone = v.timezone;
             this.agreementInForce = { version: v.version, since: snap };
             inForce();

@@ -191,16 +191,16 @@ function partsOf(kpi: Kpi, rules: DisclosureRules, source: string): string {
 }
 
 /**
- * What a part needs of the other parts of its cell: `np`, the contributing partners, and `dom`,
- * whether the part dominates the cell's sum (its absolute sum above the agreed share of all
- * partners' absolute sums; never without a dominance rule).
+ * What a part needs of the other parts of its cell: `np`, the contributing partners, `nrp`, those
+ * with released points, and `dom`, whether the part dominates the cell's sum (its absolute sum
+ * above the agreed share of all partners' absolute sums; never without a dominance rule).
  */
 function partWindows(rules: DisclosureRules): string {
   const cell = 'OVER (PARTITION BY f, c, v)';
   // The share is the agreement's number (zod-checked), written as a literal like the measures.
   const dom =
     rules.dominance === null ? 'false' : `coalesce(abs(s) > ${Number(rules.dominance)} * sum(abs(s)) ${cell}, true)`;
-  return `count(*) ${cell}::INTEGER AS np, ${dom} AS dom`;
+  return `count(*) ${cell}::INTEGER AS np, (count(*) FILTER (WHERE rd > 0) ${cell})::INTEGER AS nrp, ${dom} AS dom`;
 }
 
 /**
@@ -219,13 +219,22 @@ function familyParts(kpi: Kpi, rules: DisclosureRules, i: number, source: string
 
 /**
  * The atoms (partner × local day × dimensions) of `source`, each `protected` when, in a cell of
- * any family that holds it, its partner has fewer than k distinct subjects or dominates the cell's
- * sum, or the cell belongs to a combined KPI without consent and has fewer than three partners
- * (`parts`: partsOf()).
+ * any family that holds it, its partner has fewer than k distinct subjects — all its points, or
+ * its released ones — or dominates the cell's sum, or the cell belongs to a combined KPI without
+ * consent and has fewer than three partners — all of them, or those with released points
+ * (`parts`: partsOf()). Released points were judged in the cells of their release; a later
+ * version can agree cells that did not exist then (a grain or dimension added back), where
+ * pending points lift a released part over the rules that served values (its released points
+ * only) do not pass: such a part protects its atoms like a small one (docs/privacy.md §2.6).
  */
 function flaggedAtoms(kpi: Kpi, rules: DisclosureRules, source: string, parts: string, params: Params): string {
   const k = params.bind(rules.minGroupSize);
-  const bad = `b.d < ${k}${rules.threePartners ? ' OR b.np < 3' : ''}${rules.dominance === null ? '' : ' OR b.dom'}`;
+  const bad = [
+    `b.d < ${k}`,
+    `(b.rd > 0 AND b.rd < ${k})`,
+    ...(rules.threePartners ? ['b.np < 3', '(b.nrp > 0 AND b.nrp < 3)'] : []),
+    ...(rules.dominance === null ? [] : ['b.dom']),
+  ].join(' OR ');
   const match = families(kpi)
     .map(
       (f, i) =>

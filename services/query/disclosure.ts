@@ -1,5 +1,5 @@
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
-import type { ZoneMoveRule } from '../platform/duck-store.js';
+import type { AddedFamily, ZoneMoveRule } from '../platform/duck-store.js';
 import type { Cell, ReasonCode } from './query-schemas.js';
 
 /**
@@ -33,6 +33,26 @@ export function zoneMoveRules(agreement: Agreement): ZoneMoveRule[] {
     const r = disclosureRules(agreement, kpi);
     return { kpi: kpi.id, k: r.minGroupSize, threePartners: r.threePartners, dominance: r.dominance };
   });
+}
+
+/**
+ * The cell families (grain × the combined figure or a dimension) `next` lets a reader read that
+ * `prev`, the version readers had, did not: a grain added (or added back), a dimension added back,
+ * a KPI added back. Their cells over the points already landed were never judged together with
+ * what was served under `prev` (the reader keeps what it read), so the store withholds them
+ * (DuckStore.adoptAgreement, reason `version`; docs/privacy.md §3, agreement changes).
+ */
+export function addedFamilies(prev: Agreement, next: Agreement): AddedFamily[] {
+  const out: AddedFamily[] = [];
+  for (const kpi of next.kpis) {
+    const was = prev.kpis.find((k) => k.id === kpi.id);
+    for (const grain of kpi.grains)
+      if (!was?.grains.includes(grain)) out.push({ kpi: kpi.id, grain, key: null });
+      else
+        for (const key of Object.keys(kpi.dimensions))
+          if (!(key in was.dimensions)) out.push({ kpi: kpi.id, grain, key });
+  }
+  return out;
 }
 
 export function disclosureRules(agreement: Agreement, kpi: Kpi): DisclosureRules {
@@ -69,10 +89,12 @@ export interface RawCell {
    */
   expired?: boolean;
   /**
-   * Whether a new time zone changed the cell's period by a part below the rules (DuckStore
-   * zoneWithheld): its value now against its value before would be the points that moved.
+   * Why the cell's period is withheld from an agreement change on (DuckStore.withheldPeriods):
+   * `zone`, a new time zone changed it by a part below the rules (its value now against before
+   * would be the points that moved); `version`, a version added its family over points that
+   * landed before (set against what was served before, it would give withheld parts away).
    */
-  moved?: boolean;
+  withheldFor?: 'zone' | 'version';
   /**
    * Whether the cell holds points not released at the snapshot read (docs/privacy.md §3): `value`
    * and `n` are then those of its released points, the ones served since snapshot `asOf`.
@@ -106,6 +128,8 @@ export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
       return "Part of this period is past the agreement's retention; what is left is not shown on its own.";
     case 'zone':
       return "The agreement's new time zone moved too few points into or out of this period to show its figure again.";
+    case 'version':
+      return 'A new version of the agreement added this breakdown; periods holding points from before it are not shown, since set against what was shown before they could give withheld figures away.';
     case 'pending':
       return `Not shown yet: its points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.${rules.quantile ? STEP : ''}`;
     case 'held':
@@ -119,15 +143,16 @@ export function withholdReason(c: RawCell, rules: DisclosureRules): ReasonCode |
   if (c.minPart < rules.minGroupSize) return 'few_subjects';
   if (rules.threePartners && c.partners < 3) return 'few_partners';
   if (c.dominated) return 'dominance';
-  if (c.protects) return 'protects';
-  if (c.pending && c.asOf === null) return 'pending';
   // A held cell shows its released points only. Released points are checked as they are released,
   // in the cells of that time; an agreement change (a grain added back, another time zone) can
   // put them in cells where they were never checked, fewer than k of one partner's. A held cell
-  // in which some partner's released part is below k is withheld, not shown held.
-  if (c.pending && c.relMinPart < rules.minGroupSize) return 'few_subjects';
-  // A period a new time zone changed by a part below the rules, whatever else holds of it.
-  if (c.moved) return 'zone';
+  // in which some partner's released part is below k is withheld, not shown held (and its points
+  // protect every other cell holding them: aggregate-compiler.ts, flaggedAtoms).
+  if (c.pending && c.asOf !== null && c.relMinPart < rules.minGroupSize) return 'few_subjects';
+  if (c.protects) return 'protects';
+  if (c.pending && c.asOf === null) return 'pending';
+  // A period an agreement change withheld (a new zone, a family added), whatever else holds of it.
+  if (c.withheldFor) return c.withheldFor;
   return null;
 }
 

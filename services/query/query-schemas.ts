@@ -19,6 +19,7 @@ export const reasonCodes = [
   'protects',
   'retention',
   'zone',
+  'version',
   'pending',
   'held',
 ] as const;

@@ -130,15 +130,18 @@ async function queryAggregate(reader: SeriesReader, q: SeriesQuery): Promise<Raw
   // Every snapshot a reader may ask for (none before the last retention run) has the same cut: a
   // cell of a period starting before it lost points to retention (docs/privacy.md §2.7).
   const cut = duck.retainedFrom;
-  // Periods a new time zone changed by a part below the rules (the same for every snapshot a
-  // reader may ask for: one before the zone's version is refused).
-  const moved = duck.zoneWithheld.get(q.kpi.id);
-  const finish = (c: RawCell): RawCell => ({
-    ...c,
-    value: c.value === null ? null : round(c.value),
-    expired: cut !== null && c.period < cut,
-    ...(moved?.has(`${q.grain}|${c.period}`) ? { moved: true } : {}),
-  });
+  // Periods an agreement change withheld (the same for every snapshot a reader may ask for: one
+  // before the version in force is refused).
+  const withheld = duck.withheldPeriods.get(q.kpi.id);
+  const finish = (c: RawCell): RawCell => {
+    const why = withheld?.get(`${q.grain}|${c.period}`);
+    return {
+      ...c,
+      value: c.value === null ? null : round(c.value),
+      expired: cut !== null && c.period < cut,
+      ...(why ? { withheldFor: why } : {}),
+    };
+  };
   // The rollup answers exactly when it is current for this KPI at this snapshot; else the points do.
   const rolled = await readRollup(reader, q);
   if (rolled) return rolled.map(finish);

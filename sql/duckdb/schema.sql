@@ -138,13 +138,18 @@ CREATE TABLE IF NOT EXISTS released_atoms (
   last      UINTEGER NOT NULL
 );
 
--- Periods a new time zone changed by a part below the rules (docs/privacy.md §3, a zone change):
--- one partner's points that moved in or out of the period, fewer than k distinct subjects (per
--- dimension value too), or fewer than three partners where that rule holds. Their value before
--- against after would be those points: withheld from the change on, at every breakdown.
-CREATE TABLE IF NOT EXISTS zone_withheld (
+-- Periods an agreement change withholds from its snapshot on, at every breakdown of the grain
+-- (docs/privacy.md §3, agreement changes). reason 'zone': a new time zone changed the period by
+-- a part below the rules — one partner's points that moved in or out of it, fewer than k distinct
+-- subjects (per dimension value too), or fewer than three partners where that rule holds; its
+-- value before against after would be those points. reason 'version': the version added the
+-- period's family (a grain, a dimension added back) over points landed before it, never judged
+-- with what was served before. (A store from before this table kept the first in zone_withheld:
+-- DuckStore.open moves them here.)
+CREATE TABLE IF NOT EXISTS withheld_periods (
   kpi      VARCHAR NOT NULL,
   grain    VARCHAR NOT NULL,
   period   DATE NOT NULL,
-  snapshot UINTEGER NOT NULL
+  snapshot UINTEGER NOT NULL,
+  reason   VARCHAR NOT NULL
 );

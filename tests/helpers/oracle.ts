@@ -157,7 +157,8 @@ export type OracleReason = 'few_subjects' | 'few_partners' | 'dominance' | 'prot
 /**
  * The points lying in a withheld part of some readable cell of `pts` (each agreed grain, and the
  * week∩month slices, × the combined figure and each dimension): a partner's part with fewer than k distinct subjects, a
- * dominant part, or every part of a combined cell of fewer than three partners without consent.
+ * dominant part, or every part of a combined cell of fewer than three partners without consent —
+ * counted over all the points, and over the `released` ones.
  */
 function protectedPoints(
   pts: readonly OraclePoint[],
@@ -177,12 +178,22 @@ function protectedPoints(
       }
       for (const cell of cells.values()) {
         const partners = new Set(cell.map((p) => p.partner));
-        const fewPartners = q.threePartners && partners.size < 3;
+        const shown = cell.filter(released);
+        // The rules over all the points, and over the released ones (what served values are made
+        // of; a later version's new cells can hold too few of them beside pending points).
+        const few = (n: number, min: number) => n > 0 && n < min;
+        const fewPartners = q.threePartners && (partners.size < 3 || few(new Set(shown.map((p) => p.partner)).size, 3));
         // Shares are of released points only: a pending point's value moves no served state.
-        const dominant = dominantPartners(cell.filter(released), q.dominance);
+        const dominant = dominantPartners(shown, q.dominance);
         for (const partner of partners) {
           const part = cell.filter((p) => p.partner === partner);
-          if (fewPartners || dominant.has(partner) || new Set(part.map((p) => p.subject)).size < q.minGroupSize)
+          const subjects = (pts: OraclePoint[]) => new Set(pts.map((p) => p.subject)).size;
+          if (
+            fewPartners ||
+            dominant.has(partner) ||
+            subjects(part) < q.minGroupSize ||
+            few(subjects(part.filter(released)), q.minGroupSize)
+          )
             for (const p of part) out.add(p);
         }
       }
@@ -326,17 +337,18 @@ export function expectedCells(points: readonly OraclePoint[], q: OracleQuery): (
           ? 'few_partners'
           : q.by !== 'partner' && dominantPartners(c.pts.filter(isReleased), q.dominance).size > 0
             ? 'dominance'
-            : c.pts.some((p) => isProtected.has(p))
-              ? 'protects'
-              : shown.length === 0
-                ? 'pending'
-                : // A held cell in which some partner's released part is below k (disclosure.ts).
-                  shown.length < c.pts.length &&
-                    [...new Set(shown.map((p) => p.partner))].some(
-                      (partner) =>
-                        new Set(shown.filter((p) => p.partner === partner).map((p) => p.subject)).size < q.minGroupSize,
-                    )
-                  ? 'few_subjects'
+            : // A held cell in which some partner's released part is below k (disclosure.ts).
+              shown.length > 0 &&
+                shown.length < c.pts.length &&
+                [...new Set(shown.map((p) => p.partner))].some(
+                  (partner) =>
+                    new Set(shown.filter((p) => p.partner === partner).map((p) => p.subject)).size < q.minGroupSize,
+                )
+              ? 'few_subjects'
+              : c.pts.some((p) => isProtected.has(p))
+                ? 'protects'
+                : shown.length === 0
+                  ? 'pending'
                   : null;
       if (reason !== null)
         return {

@@ -3,10 +3,11 @@
 // before the disclosure rules (its comment says how), reads what the partner can read, checks
 // that the arithmetic no longer works, and hands everything read to the independent auditor
 // (tests/helpers/disclosure-auditor.ts), which proves that no protected figure is determined.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import YAML from 'yaml';
 import { runRetention } from '../../services/governance/retention.js';
 import {
   audit,
@@ -209,6 +210,28 @@ class Family {
           });
       }
     return out;
+  }
+  /** A new version from `file`, proposed by one partner's admin and approved by each other one's. */
+  async amend(file: string, proposer: string, ...approvers: string[]) {
+    const post = async (path: string, partner: string, body: unknown) => {
+      const res = await fetch(`${this.t.url}${path}`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${await this.t.token(partner, 'admin')}`,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify(body),
+      });
+      return (await res.json()) as { id: string; state: string };
+    };
+    const made = await post('/v1/agreement/proposals', proposer, {
+      document: YAML.parse(readFileSync(file, 'utf8')),
+      reason: 'a new version',
+    });
+    expect(made.id, JSON.stringify(made)).toBeTypeOf('string');
+    let last = made;
+    for (const approver of approvers) last = await post(`/v1/agreement/proposals/${made.id}/approve`, approver, {});
+    expect(last).toMatchObject({ state: 'active' });
   }
   close() {
     return this.t.close();
@@ -1030,4 +1053,273 @@ describe('family 8 — run rules judged on withheld values', () => {
     }
     expect(served[0]).toBe(served[1]);
   });
+});
+
+describe('family 9 — agreement changes: cells a new version adds', () => {
+  // Released points are judged in the cells of their time. A later version can put them in cells
+  // that did not exist then, where pending points (unreleased, not in any served value) lift a
+  // released part over the rules: the cell is withheld, and every cell holding its points too.
+  it('a day agreed again: no week minus its other days gives a day whose released part is below k', async () => {
+    const v1: KpiDef = { id: 'again', measure: 'sum', grains: ['week'] };
+    const v2: KpiDef = { ...v1, grains: ['day', 'week'] };
+    const f = await Family.start(agreementFile(['a', 'b'], 5, [v1]));
+    try {
+      // Weeks only; one batch each, released whole: b has one subject on Monday 16 November and
+      // five on Tuesday, a six on Tuesday.
+      await f.push('a', 'again', [{ day: '2026-11-17', subjects: 6, value: () => 10, tag: 'A' }]);
+      await f.push('b', 'again', [
+        { day: '2026-11-16', subjects: 1, value: () => 42, tag: 'ONE' },
+        { day: '2026-11-17', subjects: 5, value: () => 10, tag: 'B' },
+      ]);
+      await f.amend(agreementFile(['a', 'b'], 5, [v2]), 'a', 'b');
+      // b sends four more subjects for Monday: a change below k, pending. b's Monday has five
+      // subjects in all, one of them released.
+      await f.push('b', 'again', [{ day: '2026-11-16', subjects: 4, value: () => 7, tag: 'MORE' }]);
+      const range = '&from=2026-11-16&to=2026-11-22';
+      for (const by of ['none', 'partner']) {
+        const group = by === 'none' ? null : 'b';
+        const week = cellOf(await f.get(`/v1/kpis/again/series?grain=week&by=${by}${range}`, 'a'), '2026-11-16', group);
+        const days = await f.get(`/v1/kpis/again/series?grain=day&by=${by}${range}`, 'a');
+        // Before: the week was served held, with b's released points (92, combined 152), and
+        // Tuesday as it was (50, combined 110): the week minus Tuesday was b's one point, 42.
+        // Two rules close it now: the days over the points from before the version are withheld
+        // (`version`), and b's Monday, one released subject beside four pending ones, protects
+        // its points, so the week holding it is withheld too.
+        expect(cellOf(days, '2026-11-17', group), by).toMatchObject({ state: 'suppressed', reasonCode: 'version' });
+        expect(cellOf(days, '2026-11-16', group), by).toMatchObject({
+          state: 'suppressed',
+          value: null,
+          reasonCode: 'few_subjects',
+        });
+        expect(week, by).toMatchObject({ state: 'suppressed', value: null, reasonCode: 'protects' });
+      }
+      // The served values are made of released points only: the auditor takes those.
+      const released = f.points('again').filter((p) => !p.subject.startsWith('MORE'));
+      expect(leaks('sum', released, await f.readAll('a', v2, '2026-11-16', '2026-11-22'), 'a', 5)).toEqual([]);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('a day agreed again, three partners without consent: a day two partners released is not shown held beside a third one’s pending points', async () => {
+    const v1: KpiDef = { id: 'trio', measure: 'sum', grains: ['week'], breakdown: 'combined' };
+    const v2: KpiDef = { ...v1, grains: ['day', 'week'] };
+    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [v1]));
+    try {
+      // Weeks only: a and b have three subjects each on Monday 16 November, all three partners
+      // three on Tuesday; one batch each, released whole.
+      for (const partner of ['a', 'b', 'c'])
+        await f.push(partner, 'trio', [
+          ...(partner === 'c'
+            ? []
+            : [{ day: '2026-11-16', subjects: 3, value: () => (partner === 'a' ? 5 : 9), tag: `${partner}M` }]),
+          { day: '2026-11-17', subjects: 3, value: () => 1, tag: `${partner}T` },
+        ]);
+      await f.amend(agreementFile(['a', 'b', 'c'], 3, [v2]), 'a', 'b', 'c');
+      // c sends three subjects for Monday: the only partner changing the combined day, pending.
+      await f.push('c', 'trio', [{ day: '2026-11-16', subjects: 3, value: () => 2, tag: 'cLATE' }]);
+      const days = await f.get('/v1/kpis/trio/series?grain=day&from=2026-11-16&to=2026-11-22', 'a');
+      // Before: Monday was served held at 42, a's 15 and b's 27 (three partners, each with three
+      // subjects, in all): a read b's Monday off it.
+      expect(cellOf(days, '2026-11-16', null)).toMatchObject({ state: 'suppressed', value: null });
+      const weeks = await f.get('/v1/kpis/trio/series?grain=week&from=2026-11-16&to=2026-11-22', 'a');
+      expect(cellOf(weeks, '2026-11-16', null)).toMatchObject({ state: 'suppressed', value: null });
+      const released = f.points('trio').filter((p) => !p.subject.startsWith('cLATE'));
+      expect(
+        leaks('sum', released, await f.readAll('a', v2, '2026-11-16', '2026-11-22'), 'a', 3, {
+          everyPartnerPart: true,
+        }),
+      ).toEqual([]);
+    } finally {
+      await f.close();
+    }
+  });
+
+  // Every point below is released; what leaks is a cell the new version shows set against one
+  // the reader kept from the version before (docs/privacy.md §3, agreement changes).
+  const cases: {
+    name: string;
+    partners: string[];
+    v1: KpiDef;
+    v2: KpiDef;
+    batches: { partner: string; rows: { day: string; subjects: number; value: number }[] }[];
+    /** What the reader could work out before, for the record. */
+    before: string;
+    /** The cells of the new grain over the old points, withheld for the version. */
+    withheld: { grain: Grain; period: string }[];
+    /** A later day, pushed under the new version by every partner: its cells are served. */
+    later: string;
+    /** Every foreign part is a target (a combined cell's parts, under the three-partner rule). */
+    everyPartnerPart?: boolean;
+  }[] = [
+    {
+      name: 'days after weeks: a week kept from before, minus a day shown now',
+      partners: ['a', 'b'],
+      v1: { id: 'grown', measure: 'sum', grains: ['week'] },
+      v2: { id: 'grown', measure: 'sum', grains: ['day', 'week'] },
+      batches: [
+        { partner: 'a', rows: [{ day: '2026-11-09', subjects: 3, value: 1 }] },
+        {
+          partner: 'b',
+          rows: [
+            { day: '2026-11-09', subjects: 3, value: 10 },
+            { day: '2026-11-10', subjects: 1, value: 42 },
+          ],
+        },
+      ],
+      before: "b's week (72) minus its Monday (30) was its one point on Tuesday, 42",
+      withheld: [
+        { grain: 'day', period: '2026-11-09' },
+        { grain: 'day', period: '2026-11-10' },
+      ],
+      later: '2026-11-23',
+    },
+    {
+      name: 'days after weeks: a change released in weeks is one subject on a day',
+      partners: ['a', 'b'],
+      v1: { id: 'grown', measure: 'sum', grains: ['week'] },
+      v2: { id: 'grown', measure: 'sum', grains: ['day', 'week'] },
+      batches: [
+        { partner: 'a', rows: [{ day: '2026-11-09', subjects: 3, value: 1 }] },
+        {
+          partner: 'b',
+          rows: [
+            { day: '2026-11-09', subjects: 3, value: 10 },
+            { day: '2026-11-10', subjects: 3, value: 20 },
+          ],
+        },
+        {
+          partner: 'b',
+          rows: [
+            { day: '2026-11-10', subjects: 1, value: 7 },
+            { day: '2026-11-11', subjects: 3, value: 5 },
+          ],
+        },
+      ],
+      before: "b's Tuesday (67) minus its first week (90) less Monday (30) was one late point, 7",
+      withheld: [
+        { grain: 'day', period: '2026-11-09' },
+        { grain: 'day', period: '2026-11-10' },
+        { grain: 'day', period: '2026-11-11' },
+      ],
+      later: '2026-11-23',
+    },
+    {
+      name: 'months after weeks: a week kept from before, minus a month shown now',
+      partners: ['a', 'b'],
+      v1: { id: 'grown', measure: 'sum', grains: ['week'] },
+      v2: { id: 'grown', measure: 'sum', grains: ['week', 'month'] },
+      batches: [
+        { partner: 'a', rows: [{ day: '2026-09-01', subjects: 3, value: 1 }] },
+        {
+          partner: 'b',
+          rows: [
+            { day: '2026-08-31', subjects: 1, value: 42 },
+            { day: '2026-09-01', subjects: 3, value: 10 },
+          ],
+        },
+      ],
+      before: "b's week of 31 August (72) minus its September (30) was its one point on 31 August, 42",
+      withheld: [
+        { grain: 'month', period: '2026-08-01' },
+        { grain: 'month', period: '2026-09-01' },
+      ],
+      later: '2026-11-23',
+    },
+    {
+      name: 'weeks after months: a month kept from before, minus a week shown now',
+      partners: ['a', 'b'],
+      v1: { id: 'grown', measure: 'sum', grains: ['month'] },
+      v2: { id: 'grown', measure: 'sum', grains: ['week', 'month'] },
+      batches: [
+        { partner: 'a', rows: [{ day: '2026-08-04', subjects: 3, value: 1 }] },
+        {
+          partner: 'b',
+          rows: [
+            { day: '2026-08-04', subjects: 3, value: 10 },
+            { day: '2026-08-31', subjects: 1, value: 42 },
+          ],
+        },
+      ],
+      before: "b's August (72) minus its week of 3 August (30) was its one point on 31 August, 42",
+      withheld: [
+        { grain: 'week', period: '2026-08-03' },
+        { grain: 'week', period: '2026-08-31' },
+      ],
+      later: '2026-11-23',
+    },
+    {
+      name: 'days after weeks, three partners without consent: a week kept from before, minus a day of three',
+      partners: ['a', 'b', 'c'],
+      v1: { id: 'grown', measure: 'sum', grains: ['week'], breakdown: 'combined' },
+      v2: { id: 'grown', measure: 'sum', grains: ['day', 'week'], breakdown: 'combined' },
+      batches: [
+        { partner: 'a', rows: [{ day: '2026-11-09', subjects: 3, value: 1 }] },
+        { partner: 'b', rows: [{ day: '2026-11-09', subjects: 3, value: 2 }] },
+        {
+          partner: 'c',
+          rows: [
+            { day: '2026-11-09', subjects: 3, value: 10 },
+            { day: '2026-11-11', subjects: 3, value: 100 },
+          ],
+        },
+      ],
+      before: "the week (339) minus Monday (39) was c's Wednesday alone, 300",
+      everyPartnerPart: true,
+      withheld: [
+        { grain: 'day', period: '2026-11-09' },
+        { grain: 'day', period: '2026-11-11' },
+      ],
+      later: '2026-11-23',
+    },
+  ];
+  for (const c of cases)
+    it(`a grain added — ${c.name}`, async () => {
+      const f = await Family.start(agreementFile(c.partners, 3, [c.v1]));
+      try {
+        let tag = 0;
+        for (const b of c.batches)
+          await f.push(
+            b.partner,
+            'grown',
+            b.rows.map((r) => ({ ...r, value: () => r.value, tag: `${b.partner}${tag++}` })),
+          );
+        // Everything the reader could read under the version before, at every snapshot.
+        const from = '2026-08-01';
+        const to = '2026-11-30';
+        const served: ServedCell[] = [];
+        for (const s of new Set(f.points('grown').map((p) => p.snapshot)))
+          served.push(...(await f.readAll('a', c.v1, from, to, s)));
+        await f.amend(agreementFile(c.partners, 3, [c.v2]), c.partners[0]!, ...c.partners.slice(1));
+        const now = await f.readAll('a', c.v2, from, to);
+        served.push(...now);
+        // Before: ${c.before}. The new grain's periods over the points from before are withheld at
+        // every breakdown, with the reason `version`.
+        const reasons = new Set<string | undefined>();
+        for (const w of c.withheld) {
+          const cells = now.filter((x) => x.grain === w.grain && x.period === w.period);
+          expect(cells.length, `${w.grain} ${w.period}`).toBeGreaterThan(0);
+          for (const x of cells) {
+            expect(x.state, `${w.grain} ${w.period}`).toBe('suppressed');
+            reasons.add(x.reason);
+          }
+        }
+        // (A cell whose own part is small says so first.)
+        expect(reasons).toContain('version');
+        expect(
+          leaks('sum', f.points('grown'), served, 'a', 3, {
+            changes: true,
+            everyPartnerPart: c.everyPartnerPart ?? false,
+          }),
+        ).toEqual([]);
+        // The new grain shows what lands from the version on.
+        for (const partner of c.partners)
+          await f.push(partner, 'grown', [{ day: c.later, subjects: 3, value: () => 4, tag: `${partner}later` }]);
+        const grain = c.withheld[0]!.grain;
+        const later = await f.get(`/v1/kpis/grown/series?grain=${grain}&from=${c.later}&to=${c.later}`, 'a');
+        expect(later.cells).toEqual([expect.objectContaining({ state: 'ok', value: 4 * 3 * c.partners.length })]);
+      } finally {
+        await f.close();
+      }
+    });
 });

@@ -624,3 +624,125 @@ describe('reads beside a rewrite of the points (a new agreement version, retenti
     await store.close();
   });
 });
+
+describe('the periods an agreement change withholds', () => {
+  const by = { partner: '(room)', at: new Date() };
+  async function storeWith(name: string, zone: string, points: [string, string, string, string | null][]) {
+    const store = await DuckStore.open(join(dir, name));
+    await store.localise(zone);
+    await store.recordAgreement(1);
+    const c = await store.connect();
+    try {
+      // [partner, UTC instant, subject, region]: released (no held atom), in the store's zone.
+      for (const [partner, at, subject, region] of points)
+        await c.run(
+          `INSERT INTO points (snapshot, partner, kpi, ts, value, subject, dims, local_day)
+           VALUES (1, $1, 'k', $2::TIMESTAMPTZ, 1, $3, $4, timezone($5, $2::TIMESTAMPTZ)::DATE)`,
+          [partner, at, subject, region === null ? null : JSON.stringify({ region }), zone],
+        );
+    } finally {
+      store.release(c);
+    }
+    return store;
+  }
+  const rows = async (store: DuckStore) => {
+    const c = await store.connect();
+    try {
+      return (
+        await c.runAndReadAll(
+          "SELECT reason, grain, strftime(period, '%Y-%m-%d') AS period FROM withheld_periods ORDER BY reason, grain, period",
+        )
+      ).getRowObjectsJson();
+    } finally {
+      store.release(c);
+    }
+  };
+
+  it('a zone moving points two days: a week∩month slice changed by a part below k withholds its week and month', async () => {
+    // From UTC−12 to UTC+14: 26 hours. September 2026 begins on a Tuesday, so the week of Monday
+    // 31 August shares one day with August. b's one subject at 11:00Z on 30 August moves from
+    // 29 to 31 August: into that one-day slice from the week before. Five subjects at 11:00Z on
+    // 31 August move from 30 August to 1 September. The week of 31 August gains six subjects,
+    // August loses five, September gains five: each at least k = 5. The slice gains one: August
+    // minus its whole weeks, before against after, is that one point.
+    const store = await storeWith('slice.duckdb', 'Etc/GMT+12', [
+      ['b', '2026-08-30 11:00:00+00', 'one', null],
+      ...[0, 1, 2, 3, 4].map((i): [string, string, string, null] => ['b', '2026-08-31 11:00:00+00', `five${i}`, null]),
+    ]);
+    try {
+      await store.adoptAgreement({ version: 2, timezone: 'Pacific/Kiritimati' }, by, () => undefined, [
+        { kpi: 'k', k: 5, threePartners: false, dominance: null },
+      ]);
+      const withheld = await rows(store);
+      expect(withheld).toContainEqual({ reason: 'zone', grain: 'week', period: '2026-08-31' });
+      expect(withheld).toContainEqual({ reason: 'zone', grain: 'month', period: '2026-08-01' });
+      // The periods whose own change was large enough stay served.
+      expect(withheld).not.toContainEqual({ reason: 'zone', grain: 'month', period: '2026-09-01' });
+      expect(store.withheldPeriods.get('k')?.get('week|2026-08-31')).toBe('zone');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a family a version adds: every period of a grain added, and of a dimension added back where points carry it, read back at start', async () => {
+    const store = await storeWith('added.duckdb', 'UTC', [
+      ['a', '2026-03-02 10:00:00+00', 's1', 'north'],
+      ['a', '2026-04-15 10:00:00+00', 's2', null],
+    ]);
+    await store.adoptAgreement(
+      { version: 2, timezone: 'UTC' },
+      by,
+      () => undefined,
+      [],
+      [
+        { kpi: 'k', grain: 'month', key: null },
+        { kpi: 'k', grain: 'week', key: 'region' },
+        { kpi: 'other', grain: 'day', key: null },
+      ],
+    );
+    const expected = [
+      { reason: 'version', grain: 'month', period: '2026-03-01' },
+      { reason: 'version', grain: 'month', period: '2026-04-01' },
+      // Only the point that carries a region: the other one was never in a region's cells.
+      { reason: 'version', grain: 'week', period: '2026-03-02' },
+    ];
+    expect(await rows(store)).toEqual(expected);
+    await store.close();
+    const again = await DuckStore.open(join(dir, 'added.duckdb'));
+    try {
+      expect(Object.fromEntries(again.withheldPeriods.get('k') ?? [])).toEqual({
+        'month|2026-03-01': 'version',
+        'month|2026-04-01': 'version',
+        'week|2026-03-02': 'version',
+      });
+      expect(again.withheldPeriods.has('other')).toBe(false);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('a store from before withheld_periods keeps the periods its zone changes withheld', async () => {
+    const path = join(dir, 'older.duckdb');
+    const store = await DuckStore.open(path);
+    const c = await store.connect();
+    await c.run(
+      'CREATE TABLE zone_withheld (kpi VARCHAR NOT NULL, grain VARCHAR NOT NULL, period DATE NOT NULL, snapshot UINTEGER NOT NULL)',
+    );
+    await c.run("INSERT INTO zone_withheld VALUES ('k', 'day', DATE '2026-11-17', 3)");
+    store.release(c);
+    await store.close();
+    const again = await DuckStore.open(path);
+    try {
+      expect(again.withheldPeriods.get('k')?.get('day|2026-11-17')).toBe('zone');
+      expect(await rows(again)).toEqual([{ reason: 'zone', grain: 'day', period: '2026-11-17' }]);
+      const d = await again.connect();
+      const left = await d.runAndReadAll(
+        "SELECT count(*)::INTEGER AS n FROM duckdb_tables() WHERE table_name = 'zone_withheld'",
+      );
+      again.release(d);
+      expect(left.getRowObjectsJson()).toEqual([{ n: 0 }]);
+    } finally {
+      await again.close();
+    }
+  });
+});

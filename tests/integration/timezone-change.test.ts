@@ -202,7 +202,7 @@ describe('a time-zone change', () => {
     try {
       const rows = (
         await c.runAndReadAll(
-          "SELECT kpi, grain, strftime(period, '%Y-%m-%d') AS period FROM zone_withheld ORDER BY kpi, grain, period",
+          "SELECT kpi, grain, strftime(period, '%Y-%m-%d') AS period FROM withheld_periods WHERE reason = 'zone' ORDER BY kpi, grain, period",
         )
       ).getRowObjectsJson();
       expect(rows).toEqual([

@@ -43,6 +43,8 @@ const en = {
   'reason.retention': "Part of this period is past the agreement's retention; what is left is not shown on its own.",
   'reason.zone':
     "The agreement's new time zone moved too few points into or out of this period to show its figure again.",
+  'reason.version':
+    'A new version of the agreement added this breakdown; periods holding points from before it are not shown, since set against what was shown before they could give withheld figures away.',
   'reason.pending':
     'Not shown yet: its points wait until each partner whose data changed here has at least {k} new distinct subjects in the change A median or percentile that one partner moved alone last also waits until another partner’s data here changes.',
   'reason.held':
@@ -357,6 +359,8 @@ const de: Record<keyof typeof en, string> = {
     'Ein Teil dieser Periode liegt jenseits der vereinbarten Aufbewahrungsfrist; der Rest wird nicht allein gezeigt.',
   'reason.zone':
     'Die neue Zeitzone der Vereinbarung hat zu wenige Punkte in diese Periode oder aus ihr verschoben, um ihre Zahl wieder zu zeigen.',
+  'reason.version':
+    'Eine neue Version der Vereinbarung hat diese Aufschlüsselung hinzugefügt; Perioden mit Punkten von davor werden nicht gezeigt, da sie zusammen mit dem zuvor Gezeigten zurückgehaltene Zahlen verraten könnten.',
   details: 'Details',
   back: 'Zurück zur Übersicht',
   grain: 'Zeitraster',

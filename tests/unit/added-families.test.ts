@@ -1,0 +1,46 @@
+// The cell families a new agreement version adds (docs/privacy.md §3, agreement changes): what
+// DuckStore.adoptAgreement withholds over the points that landed before it.
+import { describe, expect, it } from 'vitest';
+import { loadAgreementFile, type Agreement } from '../../services/platform/agreement-schema.js';
+import { addedFamilies } from '../../services/query/disclosure.js';
+
+const r = loadAgreementFile('fixtures/demo-agreement.yaml');
+if (!r.ok) throw new Error('demo agreement invalid');
+const demo = r.agreement;
+/** The demo with one KPI edited. */
+const editing = (id: string, edit: (k: Agreement['kpis'][number]) => void): Agreement => {
+  const copy = structuredClone(demo);
+  edit(copy.kpis.find((k) => k.id === id)!);
+  return copy;
+};
+
+describe('the families a version adds', () => {
+  it('none when nothing a reader can read changes (another title, band, k)', () => {
+    const other = editing('lead_time', (k) => {
+      k.title = 'Lead time (hours)';
+      k.minGroupSize = 9;
+    });
+    expect(addedFamilies(demo, other)).toEqual([]);
+    expect(addedFamilies(demo, demo)).toEqual([]);
+  });
+  it('a grain added: its combined family, which every breakdown of the grain holds', () => {
+    const lead = demo.kpis.find((k) => k.id === 'lead_time')!;
+    const fewer = editing('lead_time', (k) => (k.grains = k.grains.filter((g) => g !== 'day')));
+    expect(addedFamilies(fewer, demo)).toEqual(
+      lead.grains.includes('day') ? [{ kpi: 'lead_time', grain: 'day', key: null }] : [],
+    );
+    // Removing one adds nothing.
+    expect(addedFamilies(demo, fewer)).toEqual([]);
+  });
+  it('a dimension added back: its family at every grain the KPI had', () => {
+    const lead = demo.kpis.find((k) => k.id === 'lead_time')!;
+    const flat = editing('lead_time', (k) => (k.dimensions = {}));
+    expect(addedFamilies(flat, demo)).toEqual(lead.grains.map((grain) => ({ kpi: 'lead_time', grain, key: 'region' })));
+  });
+  it('a KPI added back: every grain of it', () => {
+    const without = structuredClone(demo);
+    without.kpis = without.kpis.filter((k) => k.id !== 'error_rate');
+    const rate = demo.kpis.find((k) => k.id === 'error_rate')!;
+    expect(addedFamilies(without, demo)).toEqual(rate.grains.map((grain) => ({ kpi: 'error_rate', grain, key: null })));
+  });
+});
