@@ -24,8 +24,9 @@ export function resolveMonth(month: string | undefined, room: Room): string {
 const iso = (v: unknown) => (v === null || v === undefined ? null : new Date(v as string).toISOString());
 
 /**
- * The report for a reader: the operator, steering and admins see every KPI's metadata; other
- * partner users do not see need-to-know KPIs they may not read, not even their ids. Point
+ * The report for a reader: the operator and steering see every KPI's metadata; partner users
+ * (admins too: a partner admin reads no need-to-know KPI it is not named on) do not see
+ * need-to-know KPIs they may not read, not even their ids. Point
  * counts go to the reader's own partner only: another partner's points accepted, minus the
  * feeds a reader can see, would give a withheld count KPI or a need-to-know KPI's volume, and
  * steering members and the operator are readers like any other (docs/privacy.md §4).
@@ -41,11 +42,14 @@ const iso = (v: unknown) => (v === null || v === undefined ? null : new Date(v a
 export async function transparencyReport(room: Room, month: string, reader: Principal): Promise<TransparencyReport> {
   const agreement = room.agreement().agreement;
   // Every KPI's metadata, or (null) only that of the KPIs of the version in force the reader may
-  // read: a KPI a later version removed counts as hidden (it may have been need-to-know).
+  // read: a KPI a later version removed counts as hidden (it may have been need-to-know). An
+  // admin's report once held every KPI's incidents: another partner's hidden KPI breached, and when.
   const visible =
-    reader.role === 'operator' || reader.role === 'steering' || reader.role === 'admin'
+    reader.role === 'operator' || reader.role === 'steering'
       ? null
       : new Set(agreement.kpis.filter((k) => canSee(reader, k)).map((k) => k.id));
+  // Proposal threads are read by admins, steering and the operator.
+  const readsProposals = visible === null || reader.role === 'admin';
   const shown = (kpi: string) => visible === null || visible.has(kpi);
   const narrowed = visible !== null && visible.size < agreement.kpis.length;
   const report = await fullReport(room, month, visible);
@@ -60,7 +64,7 @@ export async function transparencyReport(room: Room, month: string, reader: Prin
         (m.about_kpi === null || shown(m.about_kpi)) &&
         (m.about_goal === null || goalShown(m.about_goal)) &&
         (m.about_criterion === null || shown(m.about_criterion)) &&
-        (!m.about_proposal || visible === null),
+        (!m.about_proposal || readsProposals),
     ),
   );
   // Another partner's point count per KPI is its volume — for a count KPI, its very figure.

@@ -696,9 +696,18 @@ describe('the metadata report counts only what its reader may read', () => {
       const acme = await report(await own.token('acme', 'analyst'));
       expect(total(acme)).toBe(0);
       expect(acme.partners.find((p) => p.partner === 'globex')?.batches).toBe(1);
-      // Steering and admins read every KPI's metadata.
-      for (const role of ['steering', 'admin'] as const)
-        expect(total(await report(await own.token('acme', role)))).toBe(all);
+      // Steering reads every KPI's metadata.
+      expect(total(await report(await own.token('acme', 'steering')))).toBe(all);
+      // A partner admin reads no need-to-know KPI it is not named on: its report, like an
+      // analyst's, says nothing of one (it once counted the hidden KPI's incidents, by scope).
+      const admin = (await call('GET', '/v1/transparency?month=2026-11', await own.token('acme', 'admin'))).body as {
+        incidents: { kpi: string }[];
+        notifications: { count: number }[];
+      };
+      const asDpo = (await call('GET', '/v1/transparency?month=2026-11', dpo)).body as typeof admin;
+      expect(asDpo.incidents.map((i) => i.kpi)).toContain('compliance');
+      expect(admin.incidents.map((i) => i.kpi)).not.toContain('compliance');
+      expect(total(await report(await own.token('acme', 'admin')))).toBe(0);
     } finally {
       await own.close();
     }
