@@ -1,11 +1,8 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import {
-  findActiveAgreement,
-  findAgreementOf,
-  installInitialAgreement,
-} from '../services/governance/agreement-repository.js';
+import { findActiveAgreement, installInitialAgreement } from '../services/governance/agreement-repository.js';
+import { addedSince } from '../services/governance/proposal-service.js';
 import { loadAgreementFile, type AgreementVersion } from '../services/platform/agreement-schema.js';
 import { AuditChain } from '../services/governance/audit-repository.js';
 import { ROOM_PARTNER } from '../services/governance/retention.js';
@@ -14,7 +11,7 @@ import type { Config } from '../services/platform/config.js';
 import { inTransaction, openControlDb } from '../services/platform/control-db.js';
 import { DuckStore } from '../services/platform/duck-store.js';
 import { releaser } from '../services/query/release.js';
-import { addedFamilies, zoneMoveRules } from '../services/query/disclosure.js';
+import { zoneMoveRules } from '../services/query/disclosure.js';
 import { migrateControlDb } from '../services/platform/migrate.js';
 import { StartupError, type Room } from '../services/platform/room.js';
 import { loadRotationKeys, loadRoomSecret } from '../services/platform/secret.js';
@@ -91,18 +88,15 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
     const recorded = d.agreementInForce;
     const zone = active.agreement.partnership.timezone;
     const stored = await d.storedTimezone();
-    if (recorded ? recorded.version !== active.version : stored !== undefined && stored !== zone) {
-      // What readers had until now: the version the store last answered under (a store from
-      // before versions took snapshots recorded none; its families are not known).
-      const before = recorded ? await findAgreementOf(control.db, recorded.version) : undefined;
+    if (recorded ? recorded.version !== active.version : stored !== undefined && stored !== zone)
       await d.adoptAgreement(
         { version: active.version, timezone: zone },
         { partner: ROOM_PARTNER, at: clock.now() },
         () => undefined,
         zoneMoveRules(active.agreement),
-        before ? addedFamilies(before, active.agreement) : [],
+        // Against the version the store last answered under: what readers had until now.
+        addedSince(control.db, active.agreement, opts.log),
       );
-    }
     await d.localise(zone);
     if (!d.agreementInForce) await d.recordAgreement(active.version);
     const pseudonymRotations = loadRotationKeys(config.dataDir, d.pseudonymGeneration);

@@ -2,11 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { inTransaction, jsonColumn, type ControlTx, type ProposalRow } from '../platform/control-db.js';
 import { requirePartnerAdmin } from './auth.js';
 import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
+import type { ControlDb } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import type { AgreementVersion } from '../platform/agreement-schema.js';
 import {
   createAgreementVersion,
   findAgreementDocument,
+  findAgreementOf,
   findLatestAgreementVersion,
   listAgreementVersions,
   upsertPartners,
@@ -23,6 +25,7 @@ import {
 } from '../platform/agreement-schema.js';
 import { appendAuditIn } from './audit-repository.js';
 import { addedFamilies, zoneMoveRules } from '../query/disclosure.js';
+import type { AddedFamily } from '../platform/duck-store.js';
 import { ROOM_PARTNER } from './retention.js';
 import {
   createProposal,
@@ -227,7 +230,7 @@ export async function decide(
   id: string,
   decision: 'approve' | 'reject',
   note: string | undefined,
-  log?: { error(obj: unknown, msg: string): void },
+  log?: { error(obj: unknown, msg: string): void; warn?(msg: string): void },
 ): Promise<ProposalView> {
   const partner = requirePartnerAdmin(p, 'propose, approve or reject an agreement change');
   const now = room.clock.now();
@@ -338,7 +341,7 @@ export async function decide(
 export async function applyAgreement(
   room: Room,
   v: AgreementVersion,
-  log?: { error(obj: unknown, msg: string): void },
+  log?: { error(obj: unknown, msg: string): void; warn?(msg: string): void },
 ): Promise<void> {
   try {
     await room.duck.adoptAgreement(
@@ -346,8 +349,7 @@ export async function applyAgreement(
       { partner: ROOM_PARTNER, at: room.clock.now() },
       () => room.setAgreement(v),
       zoneMoveRules(v.agreement),
-      // Against the version readers have had until now (the room's, while it adopts this one).
-      addedFamilies(room.agreement().agreement, v.agreement),
+      addedSince(room.control.db, v.agreement, log),
     );
   } catch (err) {
     log?.error(
@@ -355,6 +357,29 @@ export async function applyAgreement(
       `version ${v.version} is active, but the room could not take its snapshot; it stays on version ${room.agreement().version} until the next start adopts it`,
     );
   }
+}
+
+/**
+ * The families `next` adds against the version the store answered under until now, `previous`
+ * (read by DuckStore.adoptAgreement in its transaction, so a version still being adopted is the
+ * one compared with). A version whose document is gone or no longer validates counts as having
+ * had no KPI: everything over earlier points is withheld, and the log says why. A store that
+ * never recorded a version (from before versions took snapshots) withholds nothing for it.
+ */
+export function addedSince(
+  db: ControlDb,
+  next: Agreement,
+  log?: { warn?(msg: string): void },
+): (previous: number | undefined) => Promise<AddedFamily[]> {
+  return async (previous) => {
+    if (previous === undefined) return [];
+    const before = await findAgreementOf(db, previous);
+    if (before) return addedFamilies(before, next);
+    log?.warn?.(
+      `agreement version ${previous} cannot be read to compare with the new one: every KPI's periods holding earlier points are withheld`,
+    );
+    return addedFamilies({ ...next, kpis: [] }, next);
+  };
 }
 
 /** The versions kept, newest first. */

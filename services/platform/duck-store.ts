@@ -479,6 +479,7 @@ const PSEUDONYM_GENERATION = 'pseudonym_generation';
 const ROLLUP_THROUGH = 'rollup_through';
 const RELEASED_ATOMS_BUILT = 'released_atoms_built';
 const ROLLUP_REMOVED = 'rollup_removed:';
+const ZONE_WITHHELD_COPIED = 'zone_withheld_copied';
 
 // Spool rows are `kpi, epoch ms, value, pseudonym, dims JSON` separated by tabs; nothing in
 // them can hold a tab or newline (ids are checked, JSON escapes control characters). One thread
@@ -606,44 +607,68 @@ async function zoneWithheldPeriods(
 export interface AddedFamily {
   kpi: string;
   grain: 'day' | 'week' | 'month';
-  /** A dimension added back, or null for the combined figure of a grain added (every breakdown). */
+  /** A dimension added back (its breakdown only), or null: a grain added (every breakdown of it). */
   key: string | null;
 }
 
+/** A row of withheld_periods: `dimension` null withholds the period at every breakdown of its grain. */
+interface WithheldPeriod {
+  kpi: string;
+  grain: string;
+  dimension: string | null;
+  period: string;
+  reason: 'zone' | 'version';
+}
+
 /**
- * The periods of the families a new version adds that hold points already landed, on their local
- * days (read after a new zone moved them): a grain added, every period of it holding a point of
- * the KPI; a dimension added back, every period holding a point that carries it (a dimension
- * added for the first time: none, since the room refused it on points until then). Those cells
- * were never judged together with what was served before, which readers keep: a week served
- * under the version before, minus the days the new one shows, gives a day's part below k; a
- * change released in weeks is one subject on a day. Withheld from the version on, at every
- * breakdown of the grain.
+ * The periods of families added by versions that hold points landed before the version (its
+ * snapshot `before`), on their local days as they are now: a grain added, every period of it
+ * holding a point of the KPI; a dimension added back, every period holding a point that carries
+ * it (a dimension added for the first time: none, since the room refused it on points until
+ * then). Those cells were never judged together with what was served before, which readers
+ * keep: a week served under the version before, minus the days the new one shows, gives a day's
+ * part below k; a change released in weeks is one subject on a day. Computed again whenever the
+ * points move to other days (a later time zone), so they stay withheld wherever they go.
  */
 async function versionWithheldPeriods(
   c: DuckDBConnection,
-  added: readonly AddedFamily[],
-): Promise<{ kpi: string; grain: string; period: string }[]> {
-  const out: { kpi: string; grain: string; period: string }[] = [];
-  const seen = new Set<string>();
+  added: readonly (AddedFamily & { before: number })[],
+): Promise<(WithheldPeriod & { snapshot: number })[]> {
+  const out: (WithheldPeriod & { snapshot: number })[] = [];
   const trunc = { day: "'day'", week: "'week'", month: "'month'" } as const;
   for (const a of added) {
     const rows = await c.runAndReadAll(
       [
         `SELECT DISTINCT strftime(date_trunc(${trunc[a.grain]}, local_day), '%Y-%m-%d') AS period FROM points`,
-        `WHERE kpi = $1${a.key === null ? '' : ' AND json_extract_string(dims, $2) IS NOT NULL'} ORDER BY period`,
+        `WHERE kpi = $1 AND snapshot < $2${a.key === null ? '' : ' AND json_extract_string(dims, $3) IS NOT NULL'} ORDER BY period`,
       ].join(' '),
-      [a.kpi, ...(a.key === null ? [] : [`$.${a.key}`])],
+      [a.kpi, a.before, ...(a.key === null ? [] : [`$.${a.key}`])],
     );
-    for (const row of rows.getRowObjectsJson()) {
-      const w = { kpi: a.kpi, grain: a.grain, period: String(row['period']) };
-      if (!seen.has(`${w.kpi}|${w.grain}|${w.period}`)) {
-        seen.add(`${w.kpi}|${w.grain}|${w.period}`);
-        out.push(w);
-      }
-    }
+    for (const row of rows.getRowObjectsJson())
+      out.push({
+        kpi: a.kpi,
+        grain: a.grain,
+        dimension: a.key,
+        period: String(row['period']),
+        reason: 'version',
+        snapshot: a.before,
+      });
   }
   return out;
+}
+
+/** Every row of withheld_periods, the earliest first. */
+async function withheldRows(c: DuckDBConnection): Promise<WithheldPeriod[]> {
+  const rows = await c.runAndReadAll(
+    "SELECT kpi, grain, dimension, strftime(period, '%Y-%m-%d') AS period, reason FROM withheld_periods ORDER BY snapshot, reason DESC, kpi, grain, period",
+  );
+  return rows.getRowObjectsJson().map((r) => ({
+    kpi: String(r['kpi']),
+    grain: String(r['grain']),
+    dimension: r['dimension'] === null ? null : String(r['dimension']),
+    period: String(r['period']),
+    reason: r['reason'] === 'version' ? 'version' : 'zone',
+  }));
 }
 
 /**
@@ -878,6 +903,7 @@ export class DuckStore {
    * before it.
    */
   readonly withheldPeriods = new Map<string, Map<string, 'zone' | 'version'>>();
+  // (Keys: `grain|period` at every breakdown of the grain, `grain|by=key|period` at one dimension's.)
   /** How many secrets the stored pseudonyms are keyed with (1 + rotations). */
   pseudonymGeneration = 1;
   /**
@@ -1019,27 +1045,25 @@ export class DuckStore {
       const retired = await setting(conn, RETIRED_BEFORE);
       if (retired !== undefined) store.retiredBefore = Number(retired);
       store.retainedFrom = (await setting(conn, RETAINED_FROM)) ?? null;
-      // A store from before withheld_periods kept the zone's periods in zone_withheld.
+      // A store from before withheld_periods kept the zone's periods in zone_withheld: copied
+      // once, and the old table kept (an older build reading this store still finds them).
       const older = await conn.runAndReadAll(
         "SELECT count(*)::INTEGER AS n FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'zone_withheld'",
       );
-      if (Number(older.getRowObjects()[0]!['n']) > 0) {
+      if (Number(older.getRowObjects()[0]!['n']) > 0 && (await setting(conn, ZONE_WITHHELD_COPIED)) === undefined) {
         await conn.run('BEGIN TRANSACTION');
-        await conn.run(
-          "INSERT INTO withheld_periods SELECT kpi, grain, period, snapshot, 'zone' AS reason FROM zone_withheld",
-        );
-        await conn.run('DROP TABLE zone_withheld');
-        await conn.run('COMMIT');
+        try {
+          await conn.run(
+            "INSERT INTO withheld_periods SELECT kpi, grain, NULL, period, snapshot, 'zone' AS reason FROM zone_withheld",
+          );
+          await putSetting(conn, ZONE_WITHHELD_COPIED, '1');
+          await conn.run('COMMIT');
+        } catch (e) {
+          await conn.run('ROLLBACK');
+          throw e;
+        }
       }
-      for (const row of (
-        await conn.runAndReadAll(
-          "SELECT kpi, grain, strftime(period, '%Y-%m-%d') AS period, reason FROM withheld_periods ORDER BY snapshot, reason DESC",
-        )
-      ).getRowObjectsJson())
-        store.#withhold(
-          [{ kpi: String(row['kpi']), grain: String(row['grain']), period: String(row['period']) }],
-          row['reason'] === 'version' ? 'version' : 'zone',
-        );
+      store.#withholdAll(await withheldRows(conn));
       const inForce = await setting(conn, AGREEMENT_IN_FORCE);
       if (inForce !== undefined) store.agreementInForce = JSON.parse(inForce) as { version: number; since: number };
       const generation = await setting(conn, PSEUDONYM_GENERATION);
@@ -1250,13 +1274,14 @@ export class DuckStore {
     return this.#localisedZone;
   }
 
-  /** Withholds periods from now on; a period withheld already keeps its first reason. */
-  #withhold(periods: readonly { kpi: string; grain: string; period: string }[], reason: 'zone' | 'version'): void {
-    for (const w of periods) {
+  /** The periods withheld from now on: all of withheld_periods (a period named twice keeps its first reason). */
+  #withholdAll(rows: readonly WithheldPeriod[]): void {
+    this.withheldPeriods.clear();
+    for (const w of rows) {
       let map = this.withheldPeriods.get(w.kpi);
       if (!map) this.withheldPeriods.set(w.kpi, (map = new Map()));
-      const key = `${w.grain}|${w.period}`;
-      if (!map.has(key)) map.set(key, reason);
+      const key = w.dimension === null ? `${w.grain}|${w.period}` : `${w.grain}|by=${w.dimension}|${w.period}`;
+      if (!map.has(key)) map.set(key, w.reason);
     }
   }
 
@@ -1323,15 +1348,17 @@ export class DuckStore {
    * snapshots and the new one from the new snapshot on, and a `?snapshot=` before it is refused
    * from then on (it was answered under the old version: the same bytes or a refusal). Holds
    * every writer: batches landing before it are on the old version, those after on the new.
-   * `rules` judge the points a new zone moves; `added` are the families the version adds: the
-   * periods either withholds are kept in withheld_periods and withheld from the version on.
+   * `rules` judge the points a new zone moves; `added` tells, from the version the store was
+   * answering under until now (read in the transaction: undefined for a store that never recorded
+   * one), the families this version adds. The periods either withholds are kept in
+   * withheld_periods and withheld from the version on.
    */
   async adoptAgreement(
     v: { version: number; timezone: string },
     by: { partner: string; at: Date },
     inForce: () => void,
     rules: readonly ZoneMoveRule[] = [],
-    added: readonly AddedFamily[] = [],
+    added: (previous: number | undefined) => Promise<readonly AddedFamily[]> | readonly AddedFamily[] = () => [],
   ): Promise<number> {
     const receipt = { ...by, id: `agreement-v${v.version}-${randomUUID()}` };
     return this.#everyWriter(async () => {
@@ -1341,21 +1368,46 @@ export class DuckStore {
         // Before the points move: the periods the move changes by a part below the rules.
         const zone = moves ? await zoneWithheldPeriods(c, v.timezone, rules) : [];
         if (moves) await relocalise(c, v.timezone);
-        // On the local days the points are on from this version on.
-        const version = await versionWithheldPeriods(c, added);
+        const previous = await setting(c, AGREEMENT_IN_FORCE);
+        const families = await added(
+          previous === undefined ? undefined : (JSON.parse(previous) as { version: number }).version,
+        );
         const snap = reserve();
-        for (const [reason, list] of [
-          ['zone', zone],
-          ['version', version],
-        ] as const)
-          for (const w of list)
-            await c.run('INSERT INTO withheld_periods VALUES ($1, $2, $3::DATE, $4, $5)', [
-              w.kpi,
-              w.grain,
-              w.period,
-              snap,
-              reason,
-            ]);
+        // On the local days the points are on from this version on: the earlier versions' added
+        // families again when the points moved, this version's over every point landed before it.
+        const earlier = moves
+          ? (
+              await c.runAndReadAll(
+                "SELECT DISTINCT kpi, grain, dimension, snapshot FROM withheld_periods WHERE reason = 'version'",
+              )
+            )
+              .getRowObjectsJson()
+              .map((r) => ({
+                kpi: String(r['kpi']),
+                grain: String(r['grain']) as AddedFamily['grain'],
+                key: r['dimension'] === null ? null : String(r['dimension']),
+                before: Number(r['snapshot']),
+              }))
+          : [];
+        if (moves) await c.run("DELETE FROM withheld_periods WHERE reason = 'version'");
+        const rows: (WithheldPeriod & { snapshot: number })[] = [
+          ...zone.map((w) => ({ ...w, dimension: null, reason: 'zone' as const, snapshot: snap })),
+          ...(await versionWithheldPeriods(c, earlier)),
+          ...(await versionWithheldPeriods(
+            c,
+            families.map((f) => ({ ...f, before: snap })),
+          )),
+        ];
+        for (const w of rows)
+          await c.run('INSERT INTO withheld_periods VALUES ($1, $2, $3, $4::DATE, $5, $6)', [
+            w.kpi,
+            w.grain,
+            w.dimension,
+            w.period,
+            w.snapshot,
+            w.reason,
+          ]);
+        const withheld = await withheldRows(c);
         await insertRoomReceipt(c, receipt, snap, 'agreement', { version: v.version }, v.version, []);
         await putSetting(c, AGREEMENT_IN_FORCE, JSON.stringify({ version: v.version, since: snap }));
         return {
@@ -1363,8 +1415,7 @@ export class DuckStore {
           kpis: [],
           result: snap,
           visible: () => {
-            this.#withhold(zone, 'zone');
-            this.#withhold(version, 'version');
+            this.#withholdAll(withheld);
             this.#localisedZone = v.timezone;
             this.agreementInForce = { version: v.version, since: snap };
             inForce();

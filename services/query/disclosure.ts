@@ -40,17 +40,22 @@ export function zoneMoveRules(agreement: Agreement): ZoneMoveRule[] {
  * `prev`, the version readers had, did not: a grain added (or added back), a dimension added back,
  * a KPI added back. Their cells over the points already landed were never judged together with
  * what was served under `prev` (the reader keeps what it read), so the store withholds them
- * (DuckStore.adoptAgreement, reason `version`; docs/privacy.md §3, agreement changes).
+ * (DuckStore.adoptAgreement, reason `version`; docs/privacy.md §3, agreement changes). A week or
+ * month added where `prev` agreed days (by the same dimension) is no new family: its cells are
+ * sums of day cells, every release was judged in those, and §2.6 protected the small ones.
  */
 export function addedFamilies(prev: Agreement, next: Agreement): AddedFamily[] {
   const out: AddedFamily[] = [];
   for (const kpi of next.kpis) {
     const was = prev.kpis.find((k) => k.id === kpi.id);
-    for (const grain of kpi.grains)
-      if (!was?.grains.includes(grain)) out.push({ kpi: kpi.id, grain, key: null });
+    const hadDays = was?.grains.includes('day') ?? false;
+    for (const grain of kpi.grains) {
+      const had = was !== undefined && (was.grains.includes(grain) || hadDays);
+      if (!had) out.push({ kpi: kpi.id, grain, key: null });
       else
         for (const key of Object.keys(kpi.dimensions))
           if (!(key in was.dimensions)) out.push({ kpi: kpi.id, grain, key });
+    }
   }
   return out;
 }

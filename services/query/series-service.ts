@@ -134,7 +134,9 @@ async function queryAggregate(reader: SeriesReader, q: SeriesQuery): Promise<Raw
   // before the version in force is refused).
   const withheld = duck.withheldPeriods.get(q.kpi.id);
   const finish = (c: RawCell): RawCell => {
-    const why = withheld?.get(`${q.grain}|${c.period}`);
+    const why =
+      withheld?.get(`${q.grain}|${c.period}`) ??
+      (q.by.kind === 'dimension' ? withheld?.get(`${q.grain}|by=${q.by.key}|${c.period}`) : undefined);
     return {
       ...c,
       value: c.value === null ? null : round(c.value),

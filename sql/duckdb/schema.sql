@@ -144,12 +144,15 @@ CREATE TABLE IF NOT EXISTS released_atoms (
 -- subjects (per dimension value too), or fewer than three partners where that rule holds; its
 -- value before against after would be those points. reason 'version': the version added the
 -- period's family (a grain, a dimension added back) over points landed before it, never judged
--- with what was served before. (A store from before this table kept the first in zone_withheld:
--- DuckStore.open moves them here.)
+-- with what was served before; `dimension` names a dimension added back, whose breakdown alone is
+-- withheld; `snapshot` is the version's, and the points before it are the ones its periods hold
+-- (computed again when a later zone moves them). (A store from before this table kept the first
+-- in zone_withheld: DuckStore.open copies them here once.)
 CREATE TABLE IF NOT EXISTS withheld_periods (
-  kpi      VARCHAR NOT NULL,
-  grain    VARCHAR NOT NULL,
-  period   DATE NOT NULL,
-  snapshot UINTEGER NOT NULL,
-  reason   VARCHAR NOT NULL
+  kpi       VARCHAR NOT NULL,
+  grain     VARCHAR NOT NULL,
+  dimension VARCHAR,
+  period    DATE NOT NULL,
+  snapshot  UINTEGER NOT NULL,
+  reason    VARCHAR NOT NULL
 );

@@ -1322,4 +1322,30 @@ describe('family 9 — agreement changes: cells a new version adds', () => {
         await f.close();
       }
     });
+
+  it('a dimension added back: its breakdown over the points from before is withheld, the combined figure and the partners’ stay served', async () => {
+    const v1: KpiDef = { id: 'regions', measure: 'sum', grains: ['week'], dims: ['region'] };
+    const v2: KpiDef = { id: 'regions', measure: 'sum', grains: ['week'] };
+    const f = await Family.start(agreementFile(['a', 'b'], 3, [v1]));
+    try {
+      for (const partner of ['a', 'b'])
+        await f.push(partner, 'regions', [
+          { day: '2026-11-09', subjects: 4, value: () => 5, tag: `${partner}n`, dims: { region: 'north' } },
+        ]);
+      await f.amend(agreementFile(['a', 'b'], 3, [v2]), 'a', 'b');
+      // Under the version without regions, b's change is released in weeks, judged without any
+      // breakdown by region; the week holds points that carry a region from the first version.
+      await f.push('b', 'regions', [{ day: '2026-11-10', subjects: 3, value: () => 7, tag: 'bplain' }]);
+      await f.amend(agreementFile(['a', 'b'], 3, [v1]), 'a', 'b');
+      const range = '&from=2026-11-09&to=2026-11-15';
+      const byRegion = await f.get(`/v1/kpis/regions/series?grain=week&by=region${range}`, 'a');
+      expect(byRegion.cells.length).toBeGreaterThan(0);
+      for (const c of byRegion.cells) expect(c).toMatchObject({ state: 'suppressed', reasonCode: 'version' });
+      for (const by of ['none', 'partner'])
+        for (const c of (await f.get(`/v1/kpis/regions/series?grain=week&by=${by}${range}`, 'a')).cells)
+          expect(c, by).toMatchObject({ state: 'ok' });
+    } finally {
+      await f.close();
+    }
+  });
 });

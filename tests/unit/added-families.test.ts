@@ -24,13 +24,26 @@ describe('the families a version adds', () => {
     expect(addedFamilies(demo, demo)).toEqual([]);
   });
   it('a grain added: its combined family, which every breakdown of the grain holds', () => {
-    const lead = demo.kpis.find((k) => k.id === 'lead_time')!;
-    const fewer = editing('lead_time', (k) => (k.grains = k.grains.filter((g) => g !== 'day')));
-    expect(addedFamilies(fewer, demo)).toEqual(
-      lead.grains.includes('day') ? [{ kpi: 'lead_time', grain: 'day', key: null }] : [],
-    );
+    // lead_time agrees days, weeks and months (checked, so the case cannot go empty).
+    expect(demo.kpis.find((k) => k.id === 'lead_time')!.grains).toEqual(['day', 'week', 'month']);
+    const weeks = editing('lead_time', (k) => (k.grains = ['week']));
+    expect(addedFamilies(weeks, demo)).toEqual([
+      { kpi: 'lead_time', grain: 'day', key: null },
+      { kpi: 'lead_time', grain: 'month', key: null },
+    ]);
     // Removing one adds nothing.
-    expect(addedFamilies(demo, fewer)).toEqual([]);
+    expect(addedFamilies(demo, weeks)).toEqual([]);
+    // Weeks and months after weeks alone: months are new (a week and a month do not nest).
+    const months = editing('lead_time', (k) => (k.grains = ['week', 'month']));
+    expect(addedFamilies(weeks, months)).toEqual([{ kpi: 'lead_time', grain: 'month', key: null }]);
+    // Where days were agreed, a week or month is a sum of day cells: nothing new.
+    const days = editing('lead_time', (k) => (k.grains = ['day']));
+    expect(
+      addedFamilies(
+        days,
+        editing('lead_time', (k) => (k.grains = ['day', 'week', 'month'])),
+      ),
+    ).toEqual([]);
   });
   it('a dimension added back: its family at every grain the KPI had', () => {
     const lead = demo.kpis.find((k) => k.id === 'lead_time')!;
