@@ -283,6 +283,32 @@ describe('a new agreement version is a snapshot of its own', () => {
     });
   }
 
+  it('a version the store never took that adds a grain back: at the next start, its periods over earlier points are withheld', async () => {
+    for (const partner of ['acme', 'globex']) await push(partner, '2026-11-19T12:00:00Z', 12, 'G');
+    await change((doc) => (doc.kpis.find((k: { id: string }) => k.id === 'lead_time').grains = ['week', 'month']));
+    const v2 = room.duck.agreementInForce!;
+    await change(() => undefined); // the demo as it is: days back
+    // As if the room had stopped before the store took version 3: it answered under version 2.
+    await shut();
+    const instance = await DuckDBInstance.create(join(dataDir, 'points.duckdb'));
+    const c = await instance.connect();
+    await c.run(
+      `UPDATE room_settings SET value = '${JSON.stringify(v2)}' WHERE key = 'agreement_in_force';
+       DELETE FROM withheld_periods;`,
+    );
+    c.closeSync();
+    instance.closeSync();
+    await open();
+    expect(room.agreement().version).toBe(v2.version + 1);
+    const day = JSON.parse((await get('/v1/kpis/lead_time/series?grain=day&from=2026-11-19&to=2026-11-19')).text);
+    expect(day.cells).toEqual([
+      expect.objectContaining({ period: '2026-11-19', state: 'suppressed', reasonCode: 'version' }),
+    ]);
+    // The week and month were served under version 2 as they are now.
+    const week = JSON.parse((await get('/v1/kpis/lead_time/series?grain=week&from=2026-11-16&to=2026-11-22')).text);
+    expect(week.cells).toEqual([expect.objectContaining({ period: '2026-11-16', state: 'ok' })]);
+  });
+
   it('a store from before versions took snapshots, on the zone in force, records the version without a snapshot', async () => {
     for (const partner of ['acme', 'globex']) await push(partner, '2026-11-19T23:30:00Z', 12, 'O');
     const s = room.duck.snapshots.latest;
