@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type * as OpenId from 'openid-client';
@@ -116,7 +117,9 @@ export class SignInError extends Error {
 
 interface Flow {
   partner: string;
-  ip: string;
+  /** The address blocks the flow counts in (addressBlocks). */
+  host: string;
+  site: string;
   verifier: string;
   state: string;
   nonce: string;
@@ -126,8 +129,50 @@ interface Flow {
 
 const FLOW_MS = 10 * 60_000;
 const MAX_FLOWS = 10_000;
-/** Sign-ins under way from one address: a browser needs a few; more is someone filling the table. */
-const MAX_FLOWS_PER_IP = 20;
+/** Sign-ins under way from one host (an IPv4 address, an IPv6 /64): a browser needs a few; more is someone filling the table. */
+const MAX_FLOWS_PER_HOST = 20;
+/** …and from one IPv6 site (a /48, 65,536 /64s): an office's people, not one holder's many hosts. */
+const MAX_FLOWS_PER_SITE = 200;
+
+/**
+ * The blocks a client address counts in, for the flow limits: an IPv4 address is one host and
+ * its own site; an IPv6 address counts in its /64 (what one host or home is handed: a holder of
+ * one picks any of 2^64 addresses) and its /48 (what one site is handed). An address that is
+ * neither (a test's fake) is its own.
+ */
+export function addressBlocks(ip: string): { host: string; site: string } {
+  const bare = ip.split('%')[0]!; // a zone id names an interface, not a host
+  if (isIPv4(bare)) return { host: bare, site: bare };
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare);
+  if (mapped && isIPv4(mapped[1]!)) return { host: mapped[1]!, site: mapped[1]! };
+  if (!isIPv6(bare)) return { host: ip, site: ip };
+  const groups = ipv6Groups(bare);
+  const hex = (n: number) =>
+    groups
+      .slice(0, n)
+      .map((g) => g.toString(16))
+      .join(':');
+  return { host: `${hex(4)}::/64`, site: `${hex(3)}::/48` };
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (an embedded IPv4 tail as two). */
+function ipv6Groups(ip: string): number[] {
+  const parse = (part: string): number[] =>
+    part === ''
+      ? []
+      : part.split(':').flatMap((g) => {
+          if (g.includes('.')) {
+            const [a, b, c, d] = g.split('.').map(Number) as [number, number, number, number];
+            return [(a << 8) | b, (c << 8) | d];
+          }
+          return [parseInt(g, 16)];
+        });
+  const [head, tail] = ip.includes('::') ? (ip.split('::') as [string, string]) : [ip, undefined];
+  const h = parse(head);
+  if (tail === undefined) return h;
+  const t = parse(tail);
+  return [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
+}
 
 /**
  * The relying party: discovery per provider (cached), flows started and not yet finished (in
@@ -174,10 +219,14 @@ export class OidcSignIn {
   async start(partner: string, redirectUri: string, now: number, ip: string): Promise<{ flowId: string; url: URL }> {
     const p = this.#providers.get(partner)!;
     for (const [k, f] of this.#flows) if (f.expires <= now) this.#flows.delete(k);
-    // One address cannot crowd out the others: its oldest flow gives way; and when the table is
-    // full the oldest of all does (a browser that waited ten minutes starts again).
-    const own = [...this.#flows].filter(([, f]) => f.ip === ip);
-    if (own.length >= MAX_FLOWS_PER_IP) this.#flows.delete(own[0]![0]);
+    // One host cannot crowd out the others, nor one IPv6 site (whose holder picks from 2^80
+    // addresses): its oldest flow gives way; and when the table is full the oldest of all does (a
+    // browser that waited ten minutes starts again).
+    const { host, site } = addressBlocks(ip);
+    const fromHost = [...this.#flows].filter(([, f]) => f.host === host);
+    if (fromHost.length >= MAX_FLOWS_PER_HOST) this.#flows.delete(fromHost[0]![0]);
+    const fromSite = [...this.#flows].filter(([, f]) => f.site === site);
+    if (fromSite.length >= MAX_FLOWS_PER_SITE) this.#flows.delete(fromSite[0]![0]);
     if (this.#flows.size >= MAX_FLOWS) this.#flows.delete(this.#flows.keys().next().value!);
     let config: OpenId.Configuration;
     try {
@@ -189,7 +238,8 @@ export class OidcSignIn {
     const verifier = client.randomPKCECodeVerifier();
     const flow: Flow = {
       partner,
-      ip,
+      host,
+      site,
       verifier,
       state: client.randomState(),
       nonce: client.randomNonce(),
