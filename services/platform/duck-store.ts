@@ -609,6 +609,11 @@ export interface AddedFamily {
   grain: 'day' | 'week' | 'month';
   /** A dimension added back (its breakdown only), or null: a grain added (every breakdown of it). */
   key: string | null;
+  /**
+   * A week or month added where the version before agreed days: withheld only over the points
+   * whose days were withheld for a version themselves (never served, so never judged).
+   */
+  viaDays?: true;
 }
 
 /** A row of withheld_periods: `dimension` null withholds the period at every breakdown of its grain. */
@@ -1390,13 +1395,24 @@ export class DuckStore {
               }))
           : [];
         if (moves) await c.run("DELETE FROM withheld_periods WHERE reason = 'version'");
+        // A family over days the version before agreed: over the points landed before each
+        // version that withheld those days (a day added then; by its dimension, or by all).
+        const viaDays: (AddedFamily & { before: number })[] = [];
+        for (const f of families.filter((x) => x.viaDays)) {
+          const days = await c.runAndReadAll(
+            "SELECT DISTINCT snapshot FROM withheld_periods WHERE reason = 'version' AND kpi = $1 AND grain = 'day' AND (dimension IS NULL OR dimension = $2)",
+            [f.kpi, f.key ?? ''],
+          );
+          for (const r of days.getRowObjectsJson())
+            viaDays.push({ kpi: f.kpi, grain: f.grain, key: f.key, before: Number(r['snapshot']) });
+        }
         const rows: (WithheldPeriod & { snapshot: number })[] = [
           ...zone.map((w) => ({ ...w, dimension: null, reason: 'zone' as const, snapshot: snap })),
           ...(await versionWithheldPeriods(c, earlier)),
-          ...(await versionWithheldPeriods(
-            c,
-            families.map((f) => ({ ...f, before: snap })),
-          )),
+          ...(await versionWithheldPeriods(c, [
+            ...families.filter((x) => !x.viaDays).map((f) => ({ ...f, before: snap })),
+            ...viaDays,
+          ])),
         ];
         for (const w of rows)
           await c.run('INSERT INTO withheld_periods VALUES ($1, $2, $3, $4::DATE, $5, $6)', [

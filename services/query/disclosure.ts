@@ -41,20 +41,23 @@ export function zoneMoveRules(agreement: Agreement): ZoneMoveRule[] {
  * a KPI added back. Their cells over the points already landed were never judged together with
  * what was served under `prev` (the reader keeps what it read), so the store withholds them
  * (DuckStore.adoptAgreement, reason `version`; docs/privacy.md §3, agreement changes). A week or
- * month added where `prev` agreed days (by the same dimension) is no new family: its cells are
- * sums of day cells, every release was judged in those, and §2.6 protected the small ones.
+ * month added where `prev` agreed days (by the same dimension) is `viaDays`: its cells are sums of
+ * day cells, judged where those were served; the store withholds them only where those days were
+ * themselves withheld for a version (served never, so judged never).
  */
 export function addedFamilies(prev: Agreement, next: Agreement): AddedFamily[] {
   const out: AddedFamily[] = [];
   for (const kpi of next.kpis) {
     const was = prev.kpis.find((k) => k.id === kpi.id);
-    const hadDays = was?.grains.includes('day') ?? false;
+    const keys = Object.keys(kpi.dimensions);
     for (const grain of kpi.grains) {
-      const had = was !== undefined && (was.grains.includes(grain) || hadDays);
-      if (!had) out.push({ kpi: kpi.id, grain, key: null });
-      else
-        for (const key of Object.keys(kpi.dimensions))
-          if (!(key in was.dimensions)) out.push({ kpi: kpi.id, grain, key });
+      if (was?.grains.includes(grain)) {
+        for (const key of keys) if (!(key in was.dimensions)) out.push({ kpi: kpi.id, grain, key });
+      } else if (was?.grains.includes('day')) {
+        out.push({ kpi: kpi.id, grain, key: null, viaDays: true });
+        for (const key of keys)
+          out.push({ kpi: kpi.id, grain, key, ...(key in was.dimensions ? { viaDays: true } : {}) });
+      } else out.push({ kpi: kpi.id, grain, key: null });
     }
   }
   return out;

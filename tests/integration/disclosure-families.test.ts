@@ -1348,4 +1348,44 @@ describe('family 9 — agreement changes: cells a new version adds', () => {
       await f.close();
     }
   });
+
+  it('months after a version that added days: a month holding days that version withheld is withheld too', async () => {
+    // Weeks; then days and weeks (the days over the points so far withheld); then months too.
+    // Before: b's week of 26 October (72) kept from the first version, minus its October (30)
+    // shown by the third, was its one point on Sunday 1 November, 42 — a day never served.
+    const weeks: KpiDef = { id: 'stacked', measure: 'sum', grains: ['week'] };
+    const days: KpiDef = { ...weeks, grains: ['day', 'week'] };
+    const months: KpiDef = { ...weeks, grains: ['day', 'week', 'month'] };
+    const f = await Family.start(agreementFile(['a', 'b'], 3, [weeks]));
+    try {
+      await f.push('a', 'stacked', [{ day: '2026-10-26', subjects: 3, value: () => 1, tag: 'a' }]);
+      await f.push('b', 'stacked', [
+        { day: '2026-10-26', subjects: 3, value: () => 10, tag: 'b' },
+        { day: '2026-11-01', subjects: 1, value: () => 42, tag: 'one' },
+      ]);
+      const served = await f.readAll('a', weeks, '2026-10-01', '2026-11-30');
+      await f.amend(agreementFile(['a', 'b'], 3, [days]), 'a', 'b');
+      served.push(...(await f.readAll('a', days, '2026-10-01', '2026-11-30')));
+      await f.amend(agreementFile(['a', 'b'], 3, [months]), 'a', 'b');
+      const now = await f.readAll('a', months, '2026-10-01', '2026-11-30');
+      served.push(...now);
+      for (const c of now.filter((x) => x.grain === 'month'))
+        expect(c, `${c.period} ${c.by} ${c.group}`).toMatchObject({ state: 'suppressed' });
+      expect(now.filter((x) => x.grain === 'month' && x.reason === 'version').length).toBeGreaterThan(0);
+      expect(leaks('sum', f.points('stacked'), served, 'a', 3, { changes: true })).toEqual([]);
+    } finally {
+      await f.close();
+    }
+    // Months added where days were served from the start withhold nothing.
+    const g = await Family.start(agreementFile(['a', 'b'], 3, [days]));
+    try {
+      for (const partner of ['a', 'b'])
+        await g.push(partner, 'stacked', [{ day: '2026-10-26', subjects: 3, value: () => 5, tag: partner }]);
+      await g.amend(agreementFile(['a', 'b'], 3, [months]), 'a', 'b');
+      const october = await g.get('/v1/kpis/stacked/series?grain=month&from=2026-10-01&to=2026-10-31', 'a');
+      expect(october.cells).toEqual([expect.objectContaining({ state: 'ok', value: 30 })]);
+    } finally {
+      await g.close();
+    }
+  });
 });

@@ -36,14 +36,15 @@ describe('the families a version adds', () => {
     // Weeks and months after weeks alone: months are new (a week and a month do not nest).
     const months = editing('lead_time', (k) => (k.grains = ['week', 'month']));
     expect(addedFamilies(weeks, months)).toEqual([{ kpi: 'lead_time', grain: 'month', key: null }]);
-    // Where days were agreed, a week or month is a sum of day cells: nothing new.
+    // Where days were agreed, a week or month is a sum of day cells: withheld only where those
+    // days were withheld for a version themselves (the store knows which).
     const days = editing('lead_time', (k) => (k.grains = ['day']));
-    expect(
-      addedFamilies(
-        days,
-        editing('lead_time', (k) => (k.grains = ['day', 'week', 'month'])),
-      ),
-    ).toEqual([]);
+    expect(addedFamilies(days, demo)).toEqual([
+      { kpi: 'lead_time', grain: 'week', key: null, viaDays: true },
+      { kpi: 'lead_time', grain: 'week', key: 'region', viaDays: true },
+      { kpi: 'lead_time', grain: 'month', key: null, viaDays: true },
+      { kpi: 'lead_time', grain: 'month', key: 'region', viaDays: true },
+    ]);
   });
   it('a dimension added back: its family at every grain the KPI had', () => {
     const lead = demo.kpis.find((k) => k.id === 'lead_time')!;
