@@ -11,7 +11,6 @@ import type { Config } from '../services/platform/config.js';
 import { inTransaction, openControlDb } from '../services/platform/control-db.js';
 import { DuckStore } from '../services/platform/duck-store.js';
 import { releaser } from '../services/query/release.js';
-import { zoneMoveRules } from '../services/query/disclosure.js';
 import { migrateControlDb } from '../services/platform/migrate.js';
 import { StartupError, type Room } from '../services/platform/room.js';
 import { loadRotationKeys, loadRoomSecret } from '../services/platform/secret.js';
@@ -93,7 +92,6 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
         { version: active.version, timezone: zone },
         { partner: ROOM_PARTNER, at: clock.now() },
         () => undefined,
-        zoneMoveRules(active.agreement),
         // Against the version the store last answered under: what readers had until now.
         addedSince(control.db, active.agreement, opts.log),
       );

@@ -24,7 +24,7 @@ import {
   type Agreement,
 } from '../platform/agreement-schema.js';
 import { appendAuditIn } from './audit-repository.js';
-import { addedFamilies, zoneMoveRules } from '../query/disclosure.js';
+import { addedFamilies } from '../query/disclosure.js';
 import type { AddedFamily } from '../platform/duck-store.js';
 import { ROOM_PARTNER } from './retention.js';
 import {
@@ -348,7 +348,6 @@ export async function applyAgreement(
       { version: v.version, timezone: v.agreement.partnership.timezone },
       { partner: ROOM_PARTNER, at: room.clock.now() },
       () => room.setAgreement(v),
-      zoneMoveRules(v.agreement),
       addedSince(room.control.db, v.agreement, log),
     );
   } catch (err) {

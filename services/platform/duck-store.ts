@@ -496,109 +496,61 @@ const INSERT_SEGMENT = `INSERT INTO points (snapshot, partner, kpi, ts, value, s
 const INSERT_BATCH = `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::TIMESTAMPTZ, $13::TIMESTAMPTZ, CASE WHEN $14 = '' THEN []::VARCHAR[] ELSE string_split($14, ',') END)`;
 
-/** What a KPI's rules need to judge the points a new time zone moves (docs/privacy.md §3). */
-export interface ZoneMoveRule {
-  kpi: string;
-  /** The minimum group size. */
-  k: number;
-  /** A combined KPI without consent: fewer than three partners' moved points are too few too. */
-  threePartners: boolean;
-  /** A sum KPI's dominance share, or null. */
-  dominance: number | null;
-}
-
 /**
- * The periods a move of every point to its local day in `timezone` changes by a part below the
- * rules, read before the points move. For every KPI with points that move, every grain (day,
- * week, month: a later version may agree one again) and the week∩month slices × the combined figure and each dimension
- * value the points carry (a later version may agree a dimension again): a partner's points leaving
- * the period, or entering it, with fewer than k distinct subjects — all of them, or the released
- * ones (what served cells show) — or, under the three-partner rule, fewer than three partners
- * moving, or, under a dominance rule, one partner's share of the moved released sum above it. The
- * period's value before against after would be those points. A KPI the rules do not name (no
- * longer agreed) is judged by the strictest k and the three-partner rule.
+ * The periods a move of every point to its local day in `timezone` changes, read before the
+ * points move: for every grain (day, week, month: a later version may agree one again) and the
+ * week∩month slices (a bad slice withholds its week and month), every period a released point
+ * leaves or enters. Withheld from then on, at every breakdown (docs/privacy.md §3).
+ *
+ * Why every such period, and not only those a small part moves through: readers keep every
+ * value they read, at every snapshot. A period's value after the move against its value before
+ * some earlier release is the points that moved plus those released since, which no rule judged
+ * together — four subjects released into a day, three of them moved out (a part of k), left the
+ * day one subject above its value before the release. A period no released point leaves or
+ * enters has had, in the new arrangement, exactly the history it had: every difference a reader
+ * can take is a union of released changes, each judged when released. By induction this holds
+ * across any sequence of zones (a period changed once stays withheld). Pending points move
+ * unseen; their release is judged in the new arrangement.
  */
 async function zoneWithheldPeriods(
   c: DuckDBConnection,
   timezone: string,
-  rules: readonly ZoneMoveRule[],
 ): Promise<{ kpi: string; grain: string; period: string }[]> {
   const out: { kpi: string; grain: string; period: string }[] = [];
   const seen = new Set<string>();
-  const strictest: Omit<ZoneMoveRule, 'kpi'> = {
-    k: Math.max(1, ...rules.map((r) => r.k)),
-    threePartners: true,
-    dominance: null,
-  };
-  const moving = (
-    await c.runAndReadAll('SELECT DISTINCT kpi FROM points WHERE local_day <> timezone($1, ts)::DATE ORDER BY kpi', [
-      timezone,
-    ])
-  )
-    .getRowObjectsJson()
-    .map((r) => String(r['kpi']));
-  for (const kpi of moving) {
-    const r = rules.find((x) => x.kpi === kpi) ?? { kpi, ...strictest };
-    const keys = (
-      await c.runAndReadAll(
-        'SELECT DISTINCT unnest(json_keys(dims)) AS key FROM points WHERE kpi = $1 AND dims IS NOT NULL ORDER BY key',
-        [kpi],
-      )
-    )
-      .getRowObjectsJson()
-      .map((x) => String(x['key']));
-    const bad = [
-      'd < $3',
-      'rd > 0 AND rd < $3',
-      ...(r.threePartners ? ['np < 3', 'nrp > 0 AND nrp < 3'] : []),
-      ...(r.dominance === null ? [] : [`abs(s) > ${Number(r.dominance)} * tot`]),
-    ].join(' OR ');
-    // A slice (the days a week shares with a month) is judged like a period: weeks and months
-    // agreed without days give it (a month minus its whole weeks). A move of more than a day can
-    // take a point from one slice of a week to another while its week and month change by more
-    // points; a bad slice withholds the week and the month holding it.
-    const cell = (grain: string, day: string) =>
-      grain === 'slice'
-        ? `greatest(date_trunc('week', ${day}), date_trunc('month', ${day}))`
-        : `date_trunc('${grain}', ${day})`;
-    for (const grain of ['day', 'week', 'month', 'slice'])
-      for (const key of [null, ...keys]) {
-        const rows = await c.runAndReadAll(
-          [
-            `WITH mv AS (SELECT p.partner, p.subject, p.value, ${key === null ? 'NULL::VARCHAR' : 'json_extract_string(p.dims, $4)'} AS v,`,
-            // Released at the snapshot in force: no row of its atom says it is pending.
-            '    (h.partner IS NULL OR h.released IS NOT NULL) AS rel,',
-            `    ${cell(grain, 'p.local_day')} AS oc, ${cell(grain, 'timezone($1, p.ts)::DATE')} AS nc`,
-            '  FROM points p LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot',
-            '    AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims',
-            '  WHERE p.kpi = $2 AND p.local_day <> timezone($1, p.ts)::DATE),',
-            "ch AS (SELECT partner, subject, value, rel, v, oc AS c, 'out' AS dir FROM mv WHERE oc <> nc",
-            "  UNION ALL SELECT partner, subject, value, rel, v, nc AS c, 'in' AS dir FROM mv WHERE oc <> nc),",
-            'parts AS (SELECT c, v, dir, partner, count(DISTINCT subject) AS d, count(DISTINCT subject) FILTER (WHERE rel) AS rd,',
-            '  coalesce(sum(value) FILTER (WHERE rel), 0) AS s FROM ch GROUP BY ALL),',
-            'w AS (SELECT *, count(*) OVER cell AS np, count(*) FILTER (WHERE rd > 0) OVER cell AS nrp,',
-            '  sum(abs(s)) OVER cell AS tot FROM parts WINDOW cell AS (PARTITION BY c, v, dir))',
-            `SELECT DISTINCT strftime(c, '%Y-%m-%d') AS period, strftime(date_trunc('week', c), '%Y-%m-%d') AS week,`,
-            `  strftime(date_trunc('month', c), '%Y-%m-%d') AS month FROM w WHERE ${bad} ORDER BY period`,
-          ].join('\n'),
-          [timezone, kpi, r.k, ...(key === null ? [] : [`$.${key}`])],
-        );
-        for (const row of rows.getRowObjectsJson()) {
-          const periods =
-            grain === 'slice'
-              ? [
-                  { kpi, grain: 'week', period: String(row['week']) },
-                  { kpi, grain: 'month', period: String(row['month']) },
-                ]
-              : [{ kpi, grain, period: String(row['period']) }];
-          // The combined figure and a dimension's values (a point without it: null) may name the same period.
-          for (const w of periods)
-            if (!seen.has(`${kpi}|${w.grain}|${w.period}`)) {
-              seen.add(`${kpi}|${w.grain}|${w.period}`);
-              out.push(w);
-            }
+  const cell = (grain: string, day: string) =>
+    grain === 'slice'
+      ? `greatest(date_trunc('week', ${day}), date_trunc('month', ${day}))`
+      : `date_trunc('${grain}', ${day})`;
+  for (const grain of ['day', 'week', 'month', 'slice']) {
+    const rows = await c.runAndReadAll(
+      [
+        `WITH mv AS (SELECT p.kpi, ${cell(grain, 'p.local_day')} AS oc, ${cell(grain, 'timezone($1, p.ts)::DATE')} AS nc`,
+        '  FROM points p LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot',
+        '    AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims',
+        // Released at the snapshot in force: no row of its atom says it is pending.
+        '  WHERE p.local_day <> timezone($1, p.ts)::DATE AND (h.partner IS NULL OR h.released IS NOT NULL)),',
+        'moved AS (SELECT kpi, oc AS c FROM mv WHERE oc <> nc UNION SELECT kpi, nc AS c FROM mv WHERE oc <> nc)',
+        "SELECT kpi, strftime(c, '%Y-%m-%d') AS period, strftime(date_trunc('week', c), '%Y-%m-%d') AS week,",
+        "  strftime(date_trunc('month', c), '%Y-%m-%d') AS month FROM moved ORDER BY kpi, period",
+      ].join('\n'),
+      [timezone],
+    );
+    for (const row of rows.getRowObjectsJson()) {
+      const kpi = String(row['kpi']);
+      const periods =
+        grain === 'slice'
+          ? [
+              { kpi, grain: 'week', period: String(row['week']) },
+              { kpi, grain: 'month', period: String(row['month']) },
+            ]
+          : [{ kpi, grain, period: String(row['period']) }];
+      for (const w of periods)
+        if (!seen.has(`${kpi}|${w.grain}|${w.period}`)) {
+          seen.add(`${kpi}|${w.grain}|${w.period}`);
+          out.push(w);
         }
-      }
+    }
   }
   return out;
 }
@@ -1353,7 +1305,7 @@ export class DuckStore {
    * snapshots and the new one from the new snapshot on, and a `?snapshot=` before it is refused
    * from then on (it was answered under the old version: the same bytes or a refusal). Holds
    * every writer: batches landing before it are on the old version, those after on the new.
-   * `rules` judge the points a new zone moves; `added` tells, from the version the store was
+   * `added` tells, from the version the store was
    * answering under until now (read in the transaction: undefined for a store that never recorded
    * one), the families this version adds. The periods either withholds are kept in
    * withheld_periods and withheld from the version on.
@@ -1362,7 +1314,6 @@ export class DuckStore {
     v: { version: number; timezone: string },
     by: { partner: string; at: Date },
     inForce: () => void,
-    rules: readonly ZoneMoveRule[] = [],
     added: (previous: number | undefined) => Promise<readonly AddedFamily[]> | readonly AddedFamily[] = () => [],
   ): Promise<number> {
     const receipt = { ...by, id: `agreement-v${v.version}-${randomUUID()}` };
@@ -1371,7 +1322,7 @@ export class DuckStore {
         // Read in the transaction: another change may have moved the points while this one waited.
         const moves = (await setting(c, TIMEZONE)) !== v.timezone;
         // Before the points move: the periods the move changes by a part below the rules.
-        const zone = moves ? await zoneWithheldPeriods(c, v.timezone, rules) : [];
+        const zone = moves ? await zoneWithheldPeriods(c, v.timezone) : [];
         if (moves) await relocalise(c, v.timezone);
         const previous = await setting(c, AGREEMENT_IN_FORCE);
         const families = await added(

@@ -1,5 +1,5 @@
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
-import type { AddedFamily, ZoneMoveRule } from '../platform/duck-store.js';
+import type { AddedFamily } from '../platform/duck-store.js';
 import type { Cell, ReasonCode } from './query-schemas.js';
 
 /**
@@ -25,14 +25,6 @@ export interface DisclosureRules {
    * each time. A ratio's moves give the others' sum and count, which §2.2 already treats as disclosed.
    */
   quantile?: boolean;
-}
-
-/** What the store needs to judge the points a new time zone moves, per KPI of `agreement`. */
-export function zoneMoveRules(agreement: Agreement): ZoneMoveRule[] {
-  return agreement.kpis.map((kpi) => {
-    const r = disclosureRules(agreement, kpi);
-    return { kpi: kpi.id, k: r.minGroupSize, threePartners: r.threePartners, dominance: r.dominance };
-  });
 }
 
 /**
@@ -135,7 +127,7 @@ export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
     case 'retention':
       return "Part of this period is past the agreement's retention; what is left is not shown on its own.";
     case 'zone':
-      return "The agreement's new time zone moved too few points into or out of this period to show its figure again.";
+      return "The agreement's new time zone moved points into or out of this period; its figure is not shown again, since set against earlier ones it could give withheld figures away.";
     case 'version':
       return 'A new version of the agreement added this breakdown; periods holding points from before it are not shown, since set against what was shown before they could give withheld figures away.';
     case 'pending':

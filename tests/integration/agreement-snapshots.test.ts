@@ -161,14 +161,15 @@ describe('a new agreement version is a snapshot of its own', () => {
     ]);
     await expectRefused(s, 2, taken);
 
-    // The latest read without ?snapshot= and the new snapshot asked for: version 2, the 19th.
+    // The latest read without ?snapshot= and the new snapshot asked for: version 2, the 19th
+    // (withheld from then on: released points moved into it, docs/privacy.md §3).
     const now = await get('/v1/kpis/lead_time/series?grain=day&from=2026-11-18&to=2026-11-21');
     const after = await Promise.all(surfaces(taken).map(get));
     for (const r of after) expect(r.status, r.text).toBe(200);
     expect(JSON.parse(after[0]!.text)).toMatchObject({
       snapshot: taken,
       agreementVersion: 2,
-      cells: [{ period: '2026-11-19', value: 15.5 }],
+      cells: [{ period: '2026-11-19', value: null, reasonCode: 'zone' }],
     });
     expect(now.text).toBe(after[0]!.text);
     await rolledUp();

@@ -1388,4 +1388,55 @@ describe('family 9 — agreement changes: cells a new version adds', () => {
       await g.close();
     }
   });
+
+  it('a new time zone: a day its move changed is withheld, though the part that moved reached k', async () => {
+    // UTC, k = 3. b's Wednesday 11 November: three subjects (30); then a change of four, released
+    // — three at 23:30Z (20 each) and one at noon (42). Berlin moves the three to the 12th: a
+    // part of three leaving, which the rules allow. Before: b's 11th after the change (72) against
+    // its value before the release (30) was the one point that stayed, 42.
+    const kpi: KpiDef = { id: 'zoned', measure: 'sum', grains: ['day'] };
+    const file = agreementFile(['a', 'b'], 3, [kpi]);
+    const f = await Family.start(file);
+    const push = async (partner: string, rows: { at: string; n: number; value: number; tag: string }[]) => {
+      const res = await fetch(`${f.t.url}/v1/points`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${await f.t.token(partner, 'ingest')}`,
+          'content-type': 'application/x-ndjson',
+        },
+        body: ndjson(
+          rows.flatMap((r) =>
+            Array.from({ length: r.n }, (_, i) => ({
+              kpi: 'zoned',
+              at: r.at,
+              value: r.value,
+              subject: `${r.tag}-${i}`,
+            })),
+          ),
+        ),
+      });
+      expect(res.status).toBe(202);
+    };
+    try {
+      await push('a', [{ at: '2026-11-11T12:00:00Z', n: 3, value: 1, tag: 'a' }]);
+      await push('b', [{ at: '2026-11-11T12:00:00Z', n: 3, value: 10, tag: 'b' }]);
+      const day = async (partner: string) =>
+        cellOf(
+          await f.get('/v1/kpis/zoned/series?grain=day&by=partner&from=2026-11-11&to=2026-11-12', partner),
+          '2026-11-11',
+          'b',
+        );
+      expect(await day('a')).toMatchObject({ state: 'ok', value: 30 });
+      await push('b', [
+        { at: '2026-11-11T23:30:00Z', n: 3, value: 20, tag: 'late' },
+        { at: '2026-11-11T12:00:00Z', n: 1, value: 42, tag: 'one' },
+      ]);
+      expect(await day('a')).toMatchObject({ state: 'ok', value: 132 });
+      writeFileSync(file, readFileSync(file, 'utf8').replace('timezone: UTC', 'timezone: Europe/Berlin'));
+      await f.amend(file, 'a', 'b');
+      expect(await day('a')).toMatchObject({ state: 'suppressed', value: null, reasonCode: 'zone' });
+    } finally {
+      await f.close();
+    }
+  });
 });

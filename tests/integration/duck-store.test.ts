@@ -658,27 +658,36 @@ describe('the periods an agreement change withholds', () => {
     }
   };
 
-  it('a zone moving points two days: a week∩month slice changed by a part below k withholds its week and month', async () => {
+  it('a zone moving points two days: a week∩month slice it changes withholds its week and month', async () => {
     // From UTC−12 to UTC+14: 26 hours. September 2026 begins on a Tuesday, so the week of Monday
-    // 31 August shares one day with August. b's one subject at 11:00Z on 30 August moves from
-    // 29 to 31 August: into that one-day slice from the week before. Five subjects at 11:00Z on
-    // 31 August move from 30 August to 1 September. The week of 31 August gains six subjects,
-    // August loses five, September gains five: each at least k = 5. The slice gains one: August
-    // minus its whole weeks, before against after, is that one point.
-    const store = await storeWith('slice.duckdb', 'Etc/GMT+12', [
-      ['b', '2026-08-30 11:00:00+00', 'one', null],
-      ...[0, 1, 2, 3, 4].map((i): [string, string, string, null] => ['b', '2026-08-31 11:00:00+00', `five${i}`, null]),
-    ]);
+    // 31 August shares one day with August. b's one released subject at 11:00Z on 30 August
+    // moves from Saturday 29 to Monday 31 August: out of the week of 24 August, into the next,
+    // and from one slice of August into another while August holds it throughout. August minus
+    // its whole weeks, before against after, is that one point: August is withheld too.
+    const store = await storeWith('slice.duckdb', 'Etc/GMT+12', [['b', '2026-08-30 11:00:00+00', 'one', null]]);
     try {
-      await store.adoptAgreement({ version: 2, timezone: 'Pacific/Kiritimati' }, by, () => undefined, [
-        { kpi: 'k', k: 5, threePartners: false, dominance: null },
+      await store.adoptAgreement({ version: 2, timezone: 'Pacific/Kiritimati' }, by, () => undefined);
+      expect(await rows(store)).toEqual([
+        { reason: 'zone', grain: 'day', period: '2026-08-29' },
+        { reason: 'zone', grain: 'day', period: '2026-08-31' },
+        { reason: 'zone', grain: 'month', period: '2026-08-01' },
+        { reason: 'zone', grain: 'week', period: '2026-08-24' },
+        { reason: 'zone', grain: 'week', period: '2026-08-31' },
       ]);
-      const withheld = await rows(store);
-      expect(withheld).toContainEqual({ reason: 'zone', grain: 'week', period: '2026-08-31' });
-      expect(withheld).toContainEqual({ reason: 'zone', grain: 'month', period: '2026-08-01' });
-      // The periods whose own change was large enough stay served.
-      expect(withheld).not.toContainEqual({ reason: 'zone', grain: 'month', period: '2026-09-01' });
-      expect(store.withheldPeriods.get('k')?.get('week|2026-08-31')).toBe('zone');
+      expect(store.withheldPeriods.get('k')?.get('month|2026-08-01')).toBe('zone');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a zone moving only pending points withholds nothing: their release is judged on the new days', async () => {
+    const store = await storeWith('pending.duckdb', 'UTC', [['b', '2026-08-30 23:30:00+00', 'late', null]]);
+    const c = await store.connect();
+    try {
+      await c.run(HOLD_ATOMS_LISTED, [0]);
+      store.release(c);
+      await store.adoptAgreement({ version: 2, timezone: 'Europe/Berlin' }, by, () => undefined);
+      expect(await rows(store)).toEqual([]);
     } finally {
       await store.close();
     }
@@ -694,7 +703,6 @@ describe('the periods an agreement change withholds', () => {
       { version: 2, timezone: 'UTC' },
       by,
       () => undefined,
-      [],
       (v) => {
         previous = v;
         return [
@@ -740,7 +748,6 @@ describe('the periods an agreement change withholds', () => {
         { version: 2, timezone: 'UTC' },
         by,
         () => undefined,
-        [],
         () => [{ kpi: 'k', grain: 'day', key: null }],
       );
       const version = async () => (await rows(store)).filter((r) => r['reason'] === 'version');
@@ -748,9 +755,7 @@ describe('the periods an agreement change withholds', () => {
         { reason: 'version', grain: 'day', period: '2026-03-02' },
         { reason: 'version', grain: 'day', period: '2026-03-31' },
       ]);
-      await store.adoptAgreement({ version: 3, timezone: 'Pacific/Kiritimati' }, by, () => undefined, [
-        { kpi: 'k', k: 5, threePartners: false, dominance: null },
-      ]);
+      await store.adoptAgreement({ version: 3, timezone: 'Pacific/Kiritimati' }, by, () => undefined);
       expect(await version()).toEqual([
         { reason: 'version', grain: 'day', period: '2026-03-03' },
         { reason: 'version', grain: 'day', period: '2026-04-01' },

@@ -42,7 +42,7 @@ const en = {
   'reason.protects': 'Withheld so that another withheld figure cannot be worked out from this one.',
   'reason.retention': "Part of this period is past the agreement's retention; what is left is not shown on its own.",
   'reason.zone':
-    "The agreement's new time zone moved too few points into or out of this period to show its figure again.",
+    "The agreement's new time zone moved points into or out of this period; its figure is not shown again, since set against earlier ones it could give withheld figures away.",
   'reason.version':
     'A new version of the agreement added this breakdown; periods holding points from before it are not shown, since set against what was shown before they could give withheld figures away.',
   'reason.pending':
@@ -358,7 +358,7 @@ const de: Record<keyof typeof en, string> = {
   'reason.retention':
     'Ein Teil dieser Periode liegt jenseits der vereinbarten Aufbewahrungsfrist; der Rest wird nicht allein gezeigt.',
   'reason.zone':
-    'Die neue Zeitzone der Vereinbarung hat zu wenige Punkte in diese Periode oder aus ihr verschoben, um ihre Zahl wieder zu zeigen.',
+    'Die neue Zeitzone der Vereinbarung hat Punkte in diese Periode oder aus ihr verschoben; ihre Zahl wird nicht mehr gezeigt, da sie zusammen mit früheren zurückgehaltene Zahlen verraten könnte.',
   'reason.version':
     'Eine neue Version der Vereinbarung hat diese Aufschlüsselung hinzugefügt; Perioden mit Punkten von davor werden nicht gezeigt, da sie zusammen mit dem zuvor Gezeigten zurückgehaltene Zahlen verraten könnten.',
   details: 'Details',
