@@ -855,12 +855,12 @@ export class DuckStore {
   retainedFrom: string | null = null;
   /**
    * Per KPI, the periods (`grain|YYYY-MM-DD`) an agreement change withheld from then on, with why
-   * (withheld_periods, {@link adoptAgreement}; disclosure.ts): `zone`, a new time zone changed
-   * them by a part below the rules; `version`, a version added their family over points landed
-   * before it.
+   * (withheld_periods, {@link adoptAgreement}; disclosure.ts): `zone`, a new time zone moved
+   * released points into or out of them; `version`, a version added their family over points
+   * landed before it. Keys: `grain|period` at every breakdown, `grain|by=key|period` at one
+   * dimension's.
    */
   readonly withheldPeriods = new Map<string, Map<string, 'zone' | 'version'>>();
-  // (Keys: `grain|period` at every breakdown of the grain, `grain|by=key|period` at one dimension's.)
   /** How many secrets the stored pseudonyms are keyed with (1 + rotations). */
   pseudonymGeneration = 1;
   /**
@@ -1321,7 +1321,7 @@ export class DuckStore {
       const taken = await this.#roomSnapshot(receipt, async (c, reserve) => {
         // Read in the transaction: another change may have moved the points while this one waited.
         const moves = (await setting(c, TIMEZONE)) !== v.timezone;
-        // Before the points move: the periods the move changes by a part below the rules.
+        // Before the points move: every period a released point leaves or enters.
         const zone = moves ? await zoneWithheldPeriods(c, v.timezone) : [];
         if (moves) await relocalise(c, v.timezone);
         const previous = await setting(c, AGREEMENT_IN_FORCE);

@@ -90,8 +90,8 @@ export interface RawCell {
   expired?: boolean;
   /**
    * Why the cell's period is withheld from an agreement change on (DuckStore.withheldPeriods):
-   * `zone`, a new time zone changed it by a part below the rules (its value now against before
-   * would be the points that moved); `version`, a version added its family over points that
+   * `zone`, a new time zone moved released points into or out of it (its value now against its
+   * value at any earlier snapshot would be those with the ones released since); `version`, a version added its family over points that
    * landed before (set against what was served before, it would give withheld parts away).
    */
   withheldFor?: 'zone' | 'version';

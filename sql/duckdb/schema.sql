@@ -139,10 +139,10 @@ CREATE TABLE IF NOT EXISTS released_atoms (
 );
 
 -- Periods an agreement change withholds from its snapshot on, at every breakdown of the grain
--- (docs/privacy.md §3, agreement changes). reason 'zone': a new time zone changed the period by
--- a part below the rules — one partner's points that moved in or out of it, fewer than k distinct
--- subjects (per dimension value too), or fewer than three partners where that rule holds; its
--- value before against after would be those points. reason 'version': the version added the
+-- (docs/privacy.md §3, agreement changes). reason 'zone': a new time zone moved released points
+-- into or out of the period (a week∩month slice: its week and month); its value after against
+-- its value at any earlier snapshot would be those points with the ones released since, a
+-- difference no rule judged. reason 'version': the version added the
 -- period's family (a grain, a dimension added back) over points landed before it, never judged
 -- with what was served before; `dimension` names a dimension added back, whose breakdown alone is
 -- withheld; `snapshot` is the version's, and the points before it are the ones its periods hold
