@@ -516,43 +516,32 @@ async function zoneWithheldPeriods(
   c: DuckDBConnection,
   timezone: string,
 ): Promise<{ kpi: string; grain: string; period: string }[]> {
-  const out: { kpi: string; grain: string; period: string }[] = [];
-  const seen = new Set<string>();
-  const cell = (grain: string, day: string) =>
-    grain === 'slice'
-      ? `greatest(date_trunc('week', ${day}), date_trunc('month', ${day}))`
-      : `date_trunc('${grain}', ${day})`;
-  for (const grain of ['day', 'week', 'month', 'slice']) {
-    const rows = await c.runAndReadAll(
-      [
-        `WITH mv AS (SELECT p.kpi, ${cell(grain, 'p.local_day')} AS oc, ${cell(grain, 'timezone($1, p.ts)::DATE')} AS nc`,
-        '  FROM points p LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot',
-        '    AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims',
-        // Released at the snapshot in force: no row of its atom says it is pending.
-        '  WHERE p.local_day <> timezone($1, p.ts)::DATE AND (h.partner IS NULL OR h.released IS NOT NULL)),',
-        'moved AS (SELECT kpi, oc AS c FROM mv WHERE oc <> nc UNION SELECT kpi, nc AS c FROM mv WHERE oc <> nc)',
-        "SELECT kpi, strftime(c, '%Y-%m-%d') AS period, strftime(date_trunc('week', c), '%Y-%m-%d') AS week,",
-        "  strftime(date_trunc('month', c), '%Y-%m-%d') AS month FROM moved ORDER BY kpi, period",
-      ].join('\n'),
-      [timezone],
-    );
-    for (const row of rows.getRowObjectsJson()) {
-      const kpi = String(row['kpi']);
-      const periods =
-        grain === 'slice'
-          ? [
-              { kpi, grain: 'week', period: String(row['week']) },
-              { kpi, grain: 'month', period: String(row['month']) },
-            ]
-          : [{ kpi, grain, period: String(row['period']) }];
-      for (const w of periods)
-        if (!seen.has(`${kpi}|${w.grain}|${w.period}`)) {
-          seen.add(`${kpi}|${w.grain}|${w.period}`);
-          out.push(w);
-        }
-    }
-  }
-  return out;
+  // One scan: the distinct (KPI, old day, new day) of the released points that move, then each
+  // grain's cells of both days (a slice: the later of its week's and month's starts).
+  const cell = (day: string) =>
+    `CASE g.grain WHEN 'day' THEN ${day} WHEN 'week' THEN date_trunc('week', ${day}) WHEN 'month' THEN date_trunc('month', ${day})` +
+    ` ELSE greatest(date_trunc('week', ${day}), date_trunc('month', ${day})) END`;
+  const rows = await c.runAndReadAll(
+    [
+      'WITH mv AS (SELECT DISTINCT p.kpi, p.local_day AS od, timezone($1, p.ts)::DATE AS nd',
+      '  FROM points p LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot',
+      '    AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims',
+      // Released at the snapshot in force: no row of its atom says it is pending.
+      '  WHERE p.local_day <> timezone($1, p.ts)::DATE AND (h.partner IS NULL OR h.released IS NOT NULL)),',
+      `cells AS (SELECT mv.kpi, g.grain, ${cell('mv.od')} AS oc, ${cell('mv.nd')} AS nc`,
+      "  FROM mv, (VALUES ('day'), ('week'), ('month'), ('slice')) AS g(grain)),",
+      'moved AS (SELECT kpi, grain, oc AS c FROM cells WHERE oc <> nc UNION SELECT kpi, grain, nc AS c FROM cells WHERE oc <> nc)',
+      // A slice withholds its week and its month.
+      "SELECT kpi, grain, strftime(c, '%Y-%m-%d') AS period FROM moved WHERE grain <> 'slice'",
+      "UNION SELECT kpi, 'week', strftime(date_trunc('week', c), '%Y-%m-%d') FROM moved WHERE grain = 'slice'",
+      "UNION SELECT kpi, 'month', strftime(date_trunc('month', c), '%Y-%m-%d') FROM moved WHERE grain = 'slice'",
+      'ORDER BY kpi, period, grain',
+    ].join('\n'),
+    [timezone],
+  );
+  return rows
+    .getRowObjectsJson()
+    .map((r) => ({ kpi: String(r['kpi']), grain: String(r['grain']), period: String(r['period']) }));
 }
 
 /** A cell family a new agreement version lets readers read that the version before did not. */
@@ -1331,32 +1320,31 @@ export class DuckStore {
         const snap = reserve();
         // On the local days the points are on from this version on: the earlier versions' added
         // families again when the points moved, this version's over every point landed before it.
-        const earlier = moves
-          ? (
-              await c.runAndReadAll(
-                "SELECT DISTINCT kpi, grain, dimension, snapshot FROM withheld_periods WHERE reason = 'version'",
-              )
-            )
-              .getRowObjectsJson()
-              .map((r) => ({
-                kpi: String(r['kpi']),
-                grain: String(r['grain']) as AddedFamily['grain'],
-                key: r['dimension'] === null ? null : String(r['dimension']),
-                before: Number(r['snapshot']),
-              }))
-          : [];
-        if (moves) await c.run("DELETE FROM withheld_periods WHERE reason = 'version'");
+        // The families earlier versions added, each with its version's snapshot.
+        const before = (
+          await c.runAndReadAll(
+            "SELECT DISTINCT kpi, grain, dimension, snapshot FROM withheld_periods WHERE reason = 'version'",
+          )
+        )
+          .getRowObjectsJson()
+          .map((r) => ({
+            kpi: String(r['kpi']),
+            grain: String(r['grain']) as AddedFamily['grain'],
+            key: r['dimension'] === null ? null : String(r['dimension']),
+            before: Number(r['snapshot']),
+          }));
+        // When the points moved, theirs again on the new days.
+        const earlier = moves ? before : [];
         // A family over days the version before agreed: over the points landed before each
-        // version that withheld those days (a day added then; by its dimension, or by all).
-        const viaDays: (AddedFamily & { before: number })[] = [];
-        for (const f of families.filter((x) => x.viaDays)) {
-          const days = await c.runAndReadAll(
-            "SELECT DISTINCT snapshot FROM withheld_periods WHERE reason = 'version' AND kpi = $1 AND grain = 'day' AND (dimension IS NULL OR dimension = $2)",
-            [f.kpi, f.key ?? ''],
+        // version that withheld those days (a day added then; at every breakdown, or by its dimension).
+        const viaDays = families
+          .filter((f) => f.viaDays)
+          .flatMap((f) =>
+            before
+              .filter((b) => b.kpi === f.kpi && b.grain === 'day' && (b.key === null || b.key === f.key))
+              .map((b) => ({ kpi: f.kpi, grain: f.grain, key: f.key, before: b.before })),
           );
-          for (const r of days.getRowObjectsJson())
-            viaDays.push({ kpi: f.kpi, grain: f.grain, key: f.key, before: Number(r['snapshot']) });
-        }
+        if (moves) await c.run("DELETE FROM withheld_periods WHERE reason = 'version'");
         const rows: (WithheldPeriod & { snapshot: number })[] = [
           ...zone.map((w) => ({ ...w, dimension: null, reason: 'zone' as const, snapshot: snap })),
           ...(await versionWithheldPeriods(c, earlier)),

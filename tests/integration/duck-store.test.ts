@@ -735,7 +735,7 @@ describe('the periods an agreement change withholds', () => {
     }
   });
 
-  it("a later zone takes a version's withheld periods along with the points from before it", async () => {
+  it("a later zone takes a version's withheld periods along with the points from before it, and weeks added over them", async () => {
     // Days added at version 2 over two points; at version 3 a zone 14 hours east moves both a day
     // on. The days they land on hold points from before version 2: withheld for the version, and
     // the days they left no longer need to be.
@@ -755,10 +755,19 @@ describe('the periods an agreement change withholds', () => {
         { reason: 'version', grain: 'day', period: '2026-03-02' },
         { reason: 'version', grain: 'day', period: '2026-03-31' },
       ]);
-      await store.adoptAgreement({ version: 3, timezone: 'Pacific/Kiritimati' }, by, () => undefined);
+      // Version 3 also adds weeks over the days agreed before: withheld where those days were
+      // (the rows the move recomputes are read before it, not after).
+      await store.adoptAgreement(
+        { version: 3, timezone: 'Pacific/Kiritimati' },
+        by,
+        () => undefined,
+        () => [{ kpi: 'k', grain: 'week', key: null, viaDays: true }],
+      );
       expect(await version()).toEqual([
         { reason: 'version', grain: 'day', period: '2026-03-03' },
         { reason: 'version', grain: 'day', period: '2026-04-01' },
+        { reason: 'version', grain: 'week', period: '2026-03-02' },
+        { reason: 'version', grain: 'week', period: '2026-03-30' },
       ]);
       expect(store.withheldPeriods.get('k')?.get('day|2026-04-01')).toBeDefined();
     } finally {
