@@ -1,8 +1,9 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { SingleBar, Presets } from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
+import YAML from 'yaml';
 import { agreementJsonSchema, loadAgreementFile } from '../services/platform/agreement-schema.js';
 import { createToken, roles, type Role } from '../services/governance/token-repository.js';
 import { findPartnerById } from '../services/governance/agreement-repository.js';
@@ -19,7 +20,15 @@ import {
   type Config,
 } from '../services/platform/config.js';
 import { openControlDb } from '../services/platform/control-db.js';
-import { createDemoInvitations, createDemoTokens, seedDemoFeedback, seedDemoPoints, seedDemoSteering } from './demo.js';
+import {
+  createDemoInvitations,
+  createDemoTokens,
+  demoFirstVersion,
+  demoHistoryStart,
+  seedDemoFeedback,
+  seedDemoPoints,
+  seedDemoSteering,
+} from './demo.js';
 import { migrateControlDb } from '../services/platform/migrate.js';
 import { StartupError } from '../services/platform/room.js';
 import { openRoom } from './open-room.js';
@@ -59,7 +68,22 @@ async function runServe(withDemo: boolean): Promise<void> {
     ? loadConfig({ PARITY_MEMORY_LIMIT: DEMO_MEMORY_LIMIT, ...withoutEmpty(process.env) })
     : config();
   const log = pino(loggerOptions(cfg.logLevel));
-  const room = await openRoom(cfg, { ...(withDemo ? { defaultAgreementFile: demoAgreementFile() } : {}), log });
+  // The demo's room starts on its first version and, once its history has landed, its partners
+  // co-sign the file's agreement (seedDemoPoints): the dashboard shows an agreement change.
+  const demoFile = withDemo && cfg.agreementFile === undefined ? demoAgreementFile() : undefined;
+  const room = await openRoom(cfg, {
+    ...(withDemo ? { defaultAgreementFile: demoAgreementFile() } : {}),
+    ...(demoFile
+      ? {
+          firstVersion: {
+            of: demoFirstVersion,
+            source: 'the first version: lead time by week and month',
+            at: demoHistoryStart(new Date()),
+          },
+        }
+      : {}),
+    log,
+  });
   try {
     if (withDemo) {
       const tokens = await createDemoTokens(room);
@@ -74,6 +98,7 @@ async function runServe(withDemo: boolean): Promise<void> {
       // The partners' nights arrive interleaved: the bar and the log count all partners' points.
       const perPartner = new Map<string, number>();
       const seeded = await seedDemoPoints(room, {
+        ...(demoFile ? { amend: YAML.parse(readFileSync(demoFile, 'utf8')) as unknown } : {}),
         onProgress: (partner, n) => {
           perPartner.set(partner, n);
           const all = [...perPartner.values()].reduce((a, b) => a + b, 0);

@@ -9,6 +9,9 @@ import type { Room } from '../services/platform/room.js';
 import { acknowledgeDrill, escalateDueDrills, startDrill } from '../services/alerts/drills.js';
 import { recordDecision } from '../services/steering/steering-service.js';
 import { createInvitation } from '../services/governance/invitations.js';
+import { decide, propose, proposedAgreement } from '../services/governance/proposal-service.js';
+import { diffAgreements } from '../services/governance/agreement-diff.js';
+import type { Agreement } from '../services/platform/agreement-schema.js';
 
 export interface DemoToken {
   partner: string | null;
@@ -98,6 +101,12 @@ export async function seedDemoPoints(
     from?: Date;
     /** The days before `to` delivered night by night (default 61: the last closed month and the open one). */
     deliveryDays?: number;
+    /**
+     * An agreement document the partners co-sign once the history has landed, before the first
+     * night (the demo: the file's agreement over {@link demoFirstVersion}); nothing if it is the
+     * agreement in force.
+     */
+    amend?: unknown;
     onProgress?: (partner: string, points: number) => void;
   } = {},
 ): Promise<number> {
@@ -145,6 +154,7 @@ export async function seedDemoPoints(
         receivedAt = new Date(Math.min(cutoff.getTime(), now.getTime()));
         total += await landDemoBatch(room, lander, f.partner, f.body(cutoff.getTime()), `demo-seed-${f.partner}`);
       }
+    if (opts.amend !== undefined) await coSignDemoVersion(room, opts.amend, cutoff);
     // The nights as they reach the room: each partner's in day order (a job running behind
     // delivers its days in turn), the partners' interleaved by arrival, as in a real partnership
     // (not one partner's nights after the other's). The release step's guard on quantiles
@@ -175,6 +185,56 @@ export async function seedDemoPoints(
   } finally {
     await lander.close();
   }
+}
+
+/**
+ * The demo's first version: the file's agreement without lead time by the day. The partners
+ * agreed days later ({@link coSignDemoVersion}), so the dashboard shows what an agreement change
+ * does to what was served before it: every day before the change stays withheld (reason
+ * `version`; docs/privacy.md §3), since a day set against its week, which readers kept from the
+ * first version, could give one partner's single order.
+ */
+export function demoFirstVersion(a: Agreement): Agreement {
+  return {
+    ...a,
+    kpis: a.kpis.map((k) =>
+      k.id === 'lead_time' && k.grains.length > 1 ? { ...k, grains: k.grains.filter((g) => g !== 'day') } : k,
+    ),
+  };
+}
+
+/** Where the demo's history begins: two years (730 days) before today's UTC midnight. */
+export function demoHistoryStart(now: Date): Date {
+  return new Date(startOfUtcDay(now).getTime() - 730 * DAY);
+}
+
+/**
+ * The version the demo's partners co-sign when the nightly deliveries begin: the first partner's
+ * admin proposes it a week before, the second approves it an hour after the history landed. It
+ * comes into force as a snapshot of its own (DuckStore.adoptAgreement), between the history and
+ * the first night.
+ */
+async function coSignDemoVersion(room: Room, document: unknown, cutoff: Date): Promise<void> {
+  const active = room.agreement();
+  if (diffAgreements(active.agreement, proposedAgreement(document)).length === 0) return;
+  const [first, second] = active.agreement.partners;
+  if (!first || !second) return;
+  const at = (d: Date): Room => ({ ...room, clock: { now: () => d } });
+  const admin = (partnerId: string) => ({
+    tokenId: 'system',
+    partnerId,
+    role: 'admin' as const,
+    name: `${partnerId} admin (demo)`,
+  });
+  const proposal = await propose(at(new Date(cutoff.getTime() - 7 * DAY)), admin(first.id), {
+    document,
+    reason: "Planners want lead time by the day: next week's slots are planned from last week's days.",
+  });
+  await decide(at(new Date(cutoff.getTime() + HOUR)), admin(second.id), proposal.id, 'approve', 'Agreed.', {
+    error: (obj, msg) => console.error(msg, obj),
+  });
+  if (room.agreement().version === active.version)
+    throw new Error(`the demo's version ${active.version + 1} did not come into force (see the error above)`);
 }
 
 /** One NDJSON batch of the demo through the lander, with its audit entry; the points accepted. */

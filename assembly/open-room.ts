@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { findActiveAgreement, installInitialAgreement } from '../services/governance/agreement-repository.js';
 import { addedSince } from '../services/governance/proposal-service.js';
-import { loadAgreementFile, type AgreementVersion } from '../services/platform/agreement-schema.js';
+import { loadAgreementFile, type Agreement, type AgreementVersion } from '../services/platform/agreement-schema.js';
 import { AuditChain } from '../services/governance/audit-repository.js';
 import { ROOM_PARTNER } from '../services/governance/retention.js';
 import { systemClock, type Clock } from '../services/platform/clock.js';
@@ -19,6 +19,11 @@ export interface OpenRoomOptions {
   clock?: Clock;
   /** Agreement file to install when the room has none (PARITY_AGREEMENT wins). */
   defaultAgreementFile?: string;
+  /**
+   * What of the default file's agreement goes in as version 1 (the demo: its first version, which
+   * the seeding then amends to the file's). Not applied to PARITY_AGREEMENT's file.
+   */
+  firstVersion?: { of: (a: Agreement) => Agreement; source: string; at?: Date };
   /** Keep PGlite in memory (tests). */
   memoryControlDb?: boolean;
   log?: Pick<Logger, 'info' | 'warn' | 'error'>;
@@ -54,19 +59,22 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
         throw new StartupError(
           `PARITY_AGREEMENT ${file} is invalid: ${parsed.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
         );
-      const agreement = parsed.agreement;
-      active = await inTransaction(control.db, (tx) => installInitialAgreement(tx, agreement, file, clock.now()));
+      const first = config.agreementFile === undefined ? opts.firstVersion : undefined;
+      const agreement = first ? first.of(parsed.agreement) : parsed.agreement;
+      const from = first ? `${file} (${first.source})` : file;
+      const installedAt = first?.at ?? clock.now();
+      active = await inTransaction(control.db, (tx) => installInitialAgreement(tx, agreement, from, installedAt));
       await chain.append(
         {
           actor: 'system',
           partnerId: null,
           action: 'agreement.installed',
           target: `v${active.version}`,
-          details: { source: file, digest: active.digest },
+          details: { source: from, digest: active.digest },
         },
-        clock.now(),
+        installedAt,
       );
-      opts.log?.info(`installed agreement ${parsed.agreement.partnership.id} from ${file} as version 1`);
+      opts.log?.info(`installed agreement ${agreement.partnership.id} from ${from} as version 1`);
     }
     // Spool segments of batches a crash interrupted never landed; they go.
     rmSync(join(config.dataDir, 'spool'), { recursive: true, force: true });

@@ -89,12 +89,43 @@ describe('parity demo (what npm start runs)', () => {
       expect(out).toMatch(/^ {2}acme\s+owner\s+pty_\S+ {2}ana@acme\.example$/m);
       expect(out).toMatch(/^ {2}globex\s+owner\s+pty_\S+ {2}dpo@globex\.example$/m);
       const ready = await (await fetch(`${first.url}/readyz`)).json();
-      // Each partner's history in one batch, then each of the last 61 nights as a batch of its own
-      // (received that night: the feeds' punctuality has a history), then the demo's late correction.
+      // Each partner's history in one batch, the agreement's second version, then each of the last
+      // 61 nights as a batch of its own (received that night: the feeds' punctuality has a
+      // history), then the demo's late correction.
       expect(ready.status).toBe('ready');
       firstSnapshot = ready.snapshot;
       expect(ready.snapshot).toBeGreaterThan(2 * 50);
-      expect(ready.snapshot).toBeLessThanOrEqual(2 * 62 + 1);
+      expect(ready.snapshot).toBeLessThanOrEqual(2 * 62 + 2);
+      // The partners co-signed lead time by the day once the history had landed: the days before
+      // the change stay withheld (`version`), those after it are served (docs/privacy.md §3).
+      const { versions } = await (
+        await fetch(`${first.url}/v1/agreement/versions`, {
+          headers: { authorization: `Bearer ${tokens['acme:admin']}` },
+        })
+      ).json();
+      expect(
+        versions.map((v: { version: number; proposal: string | null }) => [v.version, v.proposal !== null]),
+      ).toEqual([
+        [2, true],
+        [1, false],
+      ]);
+      const changed = new Date(versions[0].activatedAt).getTime();
+      expect(new Date(versions[1].activatedAt).getTime()).toBeLessThan(changed);
+      const today = new Date(new Date().toISOString().slice(0, 10)).getTime();
+      expect(changed).toBeGreaterThan(today - 62 * 86_400_000);
+      expect(changed).toBeLessThan(today - 60 * 86_400_000);
+      const days = await (
+        await fetch(`${first.url}/v1/kpis/lead_time/series?grain=day&by=partner`, {
+          headers: { authorization: `Bearer ${tokens['globex:analyst']}` },
+        })
+      ).json();
+      const before = days.cells.filter((c: { period: string }) => Date.parse(c.period) < changed - 86_400_000);
+      const after = days.cells.filter((c: { period: string }) => Date.parse(c.period) > changed);
+      expect(before.length).toBeGreaterThan(100);
+      expect(before.every((c: { reasonCode: string }) => c.reasonCode === 'version')).toBe(true);
+      expect(after.length).toBeGreaterThan(100);
+      expect(after.filter((c: { state: string }) => c.state === 'ok').length).toBeGreaterThan(after.length / 2);
+      expect(after.some((c: { reasonCode: string }) => c.reasonCode === 'version')).toBe(false);
       // Below k, the correction holds the week it falls in at its earlier value (docs/privacy.md §3).
       const week = await (
         await fetch(`${first.url}/v1/kpis/lead_time/series?grain=week&by=partner`, {
