@@ -871,6 +871,39 @@ describe('family 5 — across snapshots', () => {
   });
 });
 
+describe('family 5 — across snapshots: a held cell’s released points', () => {
+  // Released points are judged under the rules of their time. Once a version withdraws the
+  // partners' consent to two-partner figures, a day a and b alone released is of two partners;
+  // c's points there wait (c alone would move it) and lift the day's points to three partners, but
+  // what a held cell shows is its released points': a's and b's alone. No grain or breakdown is
+  // added, so only the rule on released parts (`nrp`) withholds it.
+  it('consent withdrawn: a combined day two partners released is not shown held beside a third one’s pending points', async () => {
+    const kpi: KpiDef = { id: 'trio', measure: 'sum', grains: ['day', 'week'], breakdown: 'combined' };
+    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi], 'twoPartyConsent: true'));
+    try {
+      await f.push('a', 'trio', [{ day: '2026-11-16', subjects: 3, value: () => 5, tag: 'aM' }]);
+      await f.push('b', 'trio', [{ day: '2026-11-16', subjects: 3, value: () => 9, tag: 'bM' }]);
+      await f.push('c', 'trio', [{ day: '2026-11-17', subjects: 3, value: () => 1, tag: 'cT' }]);
+      const day = async () =>
+        cellOf(await f.get('/v1/kpis/trio/series?grain=day&from=2026-11-16&to=2026-11-22', 'a'), '2026-11-16', null);
+      expect(await day()).toMatchObject({ state: 'ok', value: 42 });
+      await f.amend(agreementFile(['a', 'b', 'c'], 3, [kpi]), 'a', 'b', 'c');
+      expect(await day()).toMatchObject({ state: 'suppressed', reasonCode: 'few_partners' });
+      await f.push('c', 'trio', [{ day: '2026-11-16', subjects: 3, value: () => 2, tag: 'cLATE' }]);
+      // Without the rule: held at 42, a figure of two partners under the three-partner rule.
+      expect(await day()).toMatchObject({ state: 'suppressed', value: null });
+      const released = f.points('trio').filter((p) => !p.subject.startsWith('cLATE'));
+      expect(
+        leaks('sum', released, await f.readAll('a', kpi, '2026-11-16', '2026-11-22'), 'a', 3, {
+          everyPartnerPart: true,
+        }),
+      ).toEqual([]);
+    } finally {
+      await f.close();
+    }
+  });
+});
+
 describe('family 6 — retention', () => {
   it('the shared retention.deleted entry holds no counts', async () => {
     const kpi: KpiDef = { id: 'kept', measure: 'count', grains: ['day'] };
