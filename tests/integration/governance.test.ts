@@ -674,11 +674,23 @@ describe('the metadata report counts only what its reader may read', () => {
         text: 'over to @dpo@acme.example',
       });
       expect(comment.status, JSON.stringify(comment.body)).toBe(201);
+      // A note on the hidden KPI and a comment on the note mentioning acme's reader: the message
+      // is about the KPI through the note (the annotation join), not through an incident.
+      const note = await call('POST', '/v1/kpis/compliance/annotations', dpo, {
+        scope: 'globex',
+        from: '2026-10-12',
+        text: 'A new control set went live.',
+      });
+      expect(note.status, JSON.stringify(note.body)).toBe(201);
+      const onNote = await call('POST', `/v1/threads/annotation/${(note.body as { id: string }).id}`, dpo, {
+        text: 'see the new set, @dpo@acme.example',
+      });
+      expect(onNote.status, JSON.stringify(onNote.body)).toBe(201);
       const total = (r: Awaited<ReturnType<typeof report>>) => r.notifications.reduce((t, n) => t + n.count, 0);
 
       const whole = await report(operator);
       const all = total(whole);
-      expect(all).toBeGreaterThanOrEqual(2);
+      expect(all).toBeGreaterThanOrEqual(3);
       expect(whole.partners.find((p) => p.partner === 'globex')?.batches).toBe(2);
       // The named reader counts the same messages and batches, and its own points on both KPIs.
       const named_ = await report(dpo);
