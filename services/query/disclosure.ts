@@ -129,7 +129,7 @@ export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
     case 'zone':
       return "The agreement's new time zone moved points into or out of this period; its figure is not shown again, since set against earlier ones it could give withheld figures away.";
     case 'version':
-      return 'A new version of the agreement added this breakdown; periods holding points from before it are not shown, since set against what was shown before they could give withheld figures away.';
+      return 'A new version of the agreement added this grain or breakdown; periods holding points from before it are not shown, since set against what was shown before they could give withheld figures away.';
     case 'pending':
       return `Not shown yet: its points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.${rules.quantile ? STEP : ''}`;
     case 'held':

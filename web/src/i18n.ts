@@ -44,11 +44,13 @@ const en = {
   'reason.zone':
     "The agreement's new time zone moved points into or out of this period; its figure is not shown again, since set against earlier ones it could give withheld figures away.",
   'reason.version':
-    'A new version of the agreement added this breakdown; periods holding points from before it are not shown, since set against what was shown before they could give withheld figures away.',
+    'A new version of the agreement added this grain or breakdown; periods holding points from before it are not shown, since set against what was shown before they could give withheld figures away.',
   'reason.pending':
-    'Not shown yet: its points wait until each partner whose data changed here has at least {k} new distinct subjects in the change A median or percentile that one partner moved alone last also waits until another partner’s data here changes.',
+    'Not shown yet: its points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.{step}',
+  'reason.step':
+    ' A median or percentile that one partner moved alone last also waits until another partner’s data here changes.',
   'reason.held':
-    'The value of snapshot {asOf}: newer points wait until each partner whose data changed here has at least {k} new distinct subjects in the change A median or percentile that one partner moved alone last also waits until another partner’s data here changes.',
+    'The value of snapshot {asOf}: newer points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.{step}',
   details: 'Details',
   back: 'Back to the overview',
   grain: 'Grain',
@@ -360,7 +362,7 @@ const de: Record<keyof typeof en, string> = {
   'reason.zone':
     'Die neue Zeitzone der Vereinbarung hat Punkte in diese Periode oder aus ihr verschoben; ihre Zahl wird nicht mehr gezeigt, da sie zusammen mit früheren zurückgehaltene Zahlen verraten könnte.',
   'reason.version':
-    'Eine neue Version der Vereinbarung hat diese Aufschlüsselung hinzugefügt; Perioden mit Punkten von davor werden nicht gezeigt, da sie zusammen mit dem zuvor Gezeigten zurückgehaltene Zahlen verraten könnten.',
+    'Eine neue Version der Vereinbarung hat diese Zeiteinheit oder Aufschlüsselung hinzugefügt; Perioden mit Punkten von davor werden nicht gezeigt, da sie zusammen mit dem zuvor Gezeigten zurückgehaltene Zahlen verraten könnten.',
   details: 'Details',
   back: 'Zurück zur Übersicht',
   grain: 'Zeitraster',
@@ -473,9 +475,11 @@ const de: Record<keyof typeof en, string> = {
   widensTokens: 'Bestehende Tokens, die mit dieser Version mehr lesen würden',
   loading: 'Lädt…',
   'reason.pending':
-    'Noch nicht gezeigt: die Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt Ein Median oder Perzentil, das zuletzt ein Partner allein bewegt hat, wartet außerdem, bis sich die Daten eines anderen Partners hier ändern.',
+    'Noch nicht gezeigt: die Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt.{step}',
+  'reason.step':
+    ' Ein Median oder Perzentil, das zuletzt ein Partner allein bewegt hat, wartet außerdem, bis sich die Daten eines anderen Partners hier ändern.',
   'reason.held':
-    'Der Wert von Stand {asOf}: neuere Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt Ein Median oder Perzentil, das zuletzt ein Partner allein bewegt hat, wartet außerdem, bis sich die Daten eines anderen Partners hier ändern.',
+    'Der Wert von Stand {asOf}: neuere Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt.{step}',
   'state.ok': 'OK',
   'state.pending': 'Auffällig',
   'state.breach': 'Verletzt',
@@ -668,11 +672,15 @@ export const i18n = {
   /** Why a cell is withheld, in the reader's language, from the API's stable code (docs/privacy.md §5). */
   reason(
     cell: { reasonCode?: string | undefined; reason?: string | undefined; asOf?: number | undefined },
-    rules: { minGroupSize: number; dominance?: number | null | undefined },
+    rules: { minGroupSize: number; dominance?: number | null | undefined; measure?: string | undefined },
   ): string {
     const key = `reason.${cell.reasonCode}`;
-    if (cell.reasonCode === undefined || !(key in dictionaries[current])) return cell.reason ?? '';
+    if (cell.reasonCode === undefined || cell.reasonCode === 'step' || !(key in dictionaries[current]))
+      return cell.reason ?? '';
+    // The step guard (docs/privacy.md §2.3) holds medians and percentiles only.
+    const quantile = /^p\d+$/.test(rules.measure ?? '');
     return dictionaries[current][key as Key]
+      .replace('{step}', quantile ? dictionaries[current]['reason.step'] : '')
       .replace('{k}', String(rules.minGroupSize))
       .replace('{p}', this.number(rules.dominance ?? 100, 1))
       .replace('{asOf}', String(cell.asOf ?? '—'));
