@@ -500,14 +500,17 @@ const INSERT_BATCH = `INSERT INTO batches (id, snapshot, partner, idempotency_ke
  * The periods a move of every point to its local day in `timezone` changes, read before the
  * points move: for every grain (day, week, month: a later version may agree one again) and the
  * week∩month slices (a bad slice withholds its week and month), every period a released point
- * leaves or enters. Withheld from then on, at every breakdown (docs/privacy.md §3).
+ * leaves or enters, and every period holding a released point whose atom a pending point joins
+ * (the atom is pending from then on, RELOCALISED_ATOMS: the period loses the released point
+ * though nothing left it). Withheld from then on, at every breakdown (docs/privacy.md §3).
  *
  * Why every such period, and not only those a small part moves through: readers keep every
  * value they read, at every snapshot. A period's value after the move against its value before
  * some earlier release is the points that moved plus those released since, which no rule judged
  * together — four subjects released into a day, three of them moved out (a part of k), left the
- * day one subject above its value before the release. A period no released point leaves or
- * enters has had, in the new arrangement, exactly the history it had: every difference a reader
+ * day one subject above its value before the release. A period whose released points are the
+ * same after the move (none left, entered, or turned pending by a pending point joining their
+ * atom) has had, in the new arrangement, exactly the history it had: every difference a reader
  * can take is a union of released changes, each judged when released. By induction this holds
  * across any sequence of zones (a period changed once stays withheld). Pending points move
  * unseen; their release is judged in the new arrangement.
@@ -523,14 +526,22 @@ async function zoneWithheldPeriods(
     ` ELSE greatest(date_trunc('week', ${day}), date_trunc('month', ${day})) END`;
   const rows = await c.runAndReadAll(
     [
-      'WITH mv AS (SELECT DISTINCT p.kpi, p.local_day AS od, timezone($1, p.ts)::DATE AS nd',
-      '  FROM points p LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot',
-      '    AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims',
+      'WITH pts AS (SELECT p.kpi, p.partner, p.snapshot, p.dims, p.local_day AS od, timezone($1, p.ts)::DATE AS nd,',
       // Released at the snapshot in force: no row of its atom says it is pending.
-      '  WHERE p.local_day <> timezone($1, p.ts)::DATE AND (h.partner IS NULL OR h.released IS NOT NULL)),',
+      '    h.partner IS NULL OR h.released IS NOT NULL AS rel',
+      '  FROM points p LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot',
+      '    AND h.local_day = p.local_day AND h.dims IS NOT DISTINCT FROM p.dims),',
+      'mv AS (SELECT DISTINCT kpi, od, nd FROM pts WHERE rel AND od <> nd),',
+      // The atoms pending after the move (one is pending when any of its points is: RELOCALISED_ATOMS).
+      'pend AS (SELECT DISTINCT kpi, partner, snapshot, nd, dims FROM pts WHERE NOT rel),',
+      // Released points, moved or not, whose atom a pending point joins: pending from now on, so
+      // their periods lose them without a point leaving.
+      'joined AS (SELECT DISTINCT x.kpi, x.nd FROM pts x JOIN pend q ON q.kpi = x.kpi AND q.partner = x.partner',
+      '  AND q.snapshot = x.snapshot AND q.nd = x.nd AND q.dims IS NOT DISTINCT FROM x.dims WHERE x.rel),',
       `cells AS (SELECT mv.kpi, g.grain, ${cell('mv.od')} AS oc, ${cell('mv.nd')} AS nc`,
       "  FROM mv, (VALUES ('day'), ('week'), ('month'), ('slice')) AS g(grain)),",
-      'moved AS (SELECT kpi, grain, oc AS c FROM cells WHERE oc <> nc UNION SELECT kpi, grain, nc AS c FROM cells WHERE oc <> nc)',
+      'moved AS (SELECT kpi, grain, oc AS c FROM cells WHERE oc <> nc UNION SELECT kpi, grain, nc AS c FROM cells WHERE oc <> nc',
+      `  UNION SELECT joined.kpi, g.grain, ${cell('joined.nd')} FROM joined, (VALUES ('day'), ('week'), ('month'), ('slice')) AS g(grain))`,
       // A slice withholds its week and its month.
       "SELECT kpi, grain, strftime(c, '%Y-%m-%d') AS period FROM moved WHERE grain <> 'slice'",
       "UNION SELECT kpi, 'week', strftime(date_trunc('week', c), '%Y-%m-%d') FROM moved WHERE grain = 'slice'",

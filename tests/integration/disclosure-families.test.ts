@@ -1472,4 +1472,49 @@ describe('family 9 — agreement changes: cells a new version adds', () => {
       await f.close();
     }
   });
+
+  it('a new time zone: a week whose released point a pending one joins is withheld, though no released point moved', async () => {
+    // Weeks only, UTC, k = 3. b's one batch: one subject on Monday 9 November at 08:00Z (42),
+    // three on Tuesday (10 each), released in a week of four; one on Sunday 8 November at 23:30Z
+    // (5), alone in its week and pending. Under UTC+14 the Sunday point joins the Monday point's
+    // atom, pending as a whole: before, the week was served held at 30 against 72 kept from UTC,
+    // the one point, 42 (a sixth review).
+    const kpi: KpiDef = { id: 'joined', measure: 'sum', grains: ['week'] };
+    const file = agreementFile(['a', 'b'], 3, [kpi]);
+    const f = await Family.start(file);
+    const push = async (partner: string, rows: { at: string; value: number; subject: string }[]) => {
+      const res = await fetch(`${f.t.url}/v1/points`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${await f.t.token(partner, 'ingest')}`,
+          'content-type': 'application/x-ndjson',
+        },
+        body: ndjson(rows.map((r) => ({ kpi: 'joined', ...r }))),
+      });
+      expect(res.status).toBe(202);
+    };
+    const week = async () =>
+      cellOf(
+        await f.get('/v1/kpis/joined/series?grain=week&by=partner&from=2026-11-02&to=2026-11-15', 'a'),
+        '2026-11-09',
+        'b',
+      );
+    try {
+      await push(
+        'a',
+        [0, 1, 2].map((i) => ({ at: '2026-11-09T08:00:00Z', value: 1, subject: `a${i}` })),
+      );
+      await push('b', [
+        { at: '2026-11-09T08:00:00Z', value: 42, subject: 'one' },
+        ...[0, 1, 2].map((i) => ({ at: '2026-11-10T08:00:00Z', value: 10, subject: `t${i}` })),
+        { at: '2026-11-08T23:30:00Z', value: 5, subject: 'late' },
+      ]);
+      expect(await week()).toMatchObject({ state: 'ok', value: 72 });
+      writeFileSync(file, readFileSync(file, 'utf8').replace('timezone: UTC', 'timezone: Pacific/Kiritimati'));
+      await f.amend(file, 'a', 'b');
+      expect(await week()).toMatchObject({ state: 'suppressed', value: null, reasonCode: 'zone' });
+    } finally {
+      await f.close();
+    }
+  });
 });

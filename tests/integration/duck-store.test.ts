@@ -693,6 +693,32 @@ describe('the periods an agreement change withholds', () => {
     }
   });
 
+  it('a zone moving a pending point into the atom of a released one withholds the periods holding it: the atom is pending from then on', async () => {
+    // One batch of b: one subject on Monday 9 November at 08:00Z, released; one on Sunday 8
+    // November at 23:30Z, pending (alone in its week). Under UTC+14 the Sunday point is on Monday
+    // 13:30, in the released point's atom, and the Monday point (22:00) does not move: nothing
+    // released leaves or enters a day, but the atom is pending now, so Monday's week would show
+    // the week before it less that one released point.
+    const store = await storeWith('joined.duckdb', 'UTC', [
+      ['b', '2026-11-09 08:00:00+00', 'one', null],
+      ['b', '2026-11-08 23:30:00+00', 'late', null],
+    ]);
+    const c = await store.connect();
+    try {
+      await c.run(HOLD_ATOMS_LISTED, [0]);
+      await c.run("UPDATE held_atoms SET released = 0 WHERE local_day = DATE '2026-11-09'");
+      store.release(c);
+      await store.adoptAgreement({ version: 2, timezone: 'Pacific/Kiritimati' }, by, () => undefined);
+      expect(await rows(store)).toEqual([
+        { reason: 'zone', grain: 'day', period: '2026-11-09' },
+        { reason: 'zone', grain: 'month', period: '2026-11-01' },
+        { reason: 'zone', grain: 'week', period: '2026-11-09' },
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a family a version adds: every period of a grain added, and of a dimension added back where points carry it, read back at start', async () => {
     const store = await storeWith('added.duckdb', 'UTC', [
       ['a', '2026-03-02 10:00:00+00', 's1', 'north'],
