@@ -24,8 +24,9 @@ import {
   type Agreement,
 } from '../platform/agreement-schema.js';
 import { appendAuditIn } from './audit-repository.js';
-import { addedFamilies } from '../query/disclosure.js';
-import type { AddedFamily } from '../platform/duck-store.js';
+import { addedFamilies, droppedFamilies } from '../query/disclosure.js';
+import type { VersionChange } from '../platform/duck-store.js';
+import { compileProtectedDays } from '../query/aggregate-compiler.js';
 import { ROOM_PARTNER } from './retention.js';
 import {
   createProposal,
@@ -359,9 +360,9 @@ export async function applyAgreement(
 }
 
 /**
- * The families `next` adds against the version the store answered under until now, `previous`
- * (read by DuckStore.adoptAgreement in its transaction, so a version still being adopted is the
- * one compared with). A version whose document is gone or no longer validates counts as having
+ * The families `next` adds, and the points the families it drops protected, against the
+ * version the store answered under until now, `previous` (read by DuckStore.adoptAgreement in its
+ * transaction, so a version still being adopted is the one compared with). A version whose document is gone or no longer validates counts as having
  * had no KPI: everything over earlier points is withheld, and the log says why. A store that
  * never recorded a version (from before versions took snapshots) withholds nothing for it.
  */
@@ -369,15 +370,23 @@ export function addedSince(
   db: ControlDb,
   next: Agreement,
   log?: { warn?(msg: string): void },
-): (previous: number | undefined) => Promise<AddedFamily[]> {
+): (previous: number | undefined) => Promise<VersionChange> {
   return async (previous) => {
-    if (previous === undefined) return [];
+    if (previous === undefined) return { added: [] };
     const before = await findAgreementOf(db, previous);
-    if (before) return addedFamilies(before, next);
+    if (before)
+      return {
+        added: addedFamilies(before, next),
+        // The points the dropped families protected, under the rules of the version before.
+        protectedDays: droppedFamilies(before, next).map(({ kpi, rules }) => ({
+          kpi: kpi.id,
+          ...compileProtectedDays(kpi, rules, next.partnership.timezone),
+        })),
+      };
     log?.warn?.(
       `agreement version ${previous} cannot be read to compare with the new one: every KPI's periods holding earlier points are withheld`,
     );
-    return addedFamilies({ ...next, kpis: [] }, next);
+    return { added: addedFamilies({ ...next, kpis: [] }, next) };
   };
 }
 

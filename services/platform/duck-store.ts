@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBValue, type Json } from '@duckdb/node-api';
 import { sqlDir } from './paths.js';
-import { mergeDaySpans, type DaySpans } from './calendar.js';
+import { mergeDaySpans, periodStart, type DaySpans } from './calendar.js';
 import { retryPause } from './backoff.js';
 
 /**
@@ -555,6 +555,19 @@ async function zoneWithheldPeriods(
     .map((r) => ({ kpi: String(r['kpi']), grain: String(r['grain']), period: String(r['period']) }));
 }
 
+/** The day, week and month of each day (ISO weeks start on Monday), once each. */
+function periodsOfDays(
+  days: readonly { kpi: string; day: string }[],
+): { kpi: string; grain: string; period: string }[] {
+  const out = new Map<string, { kpi: string; grain: string; period: string }>();
+  for (const { kpi, day } of days)
+    for (const grain of ['day', 'week', 'month'] as const) {
+      const period = periodStart(day, grain);
+      out.set(`${kpi}|${grain}|${period}`, { kpi, grain, period });
+    }
+  return [...out.values()];
+}
+
 /** A cell family a new agreement version lets readers read that the version before did not. */
 export interface AddedFamily {
   kpi: string;
@@ -568,13 +581,29 @@ export interface AddedFamily {
   viaDays?: true;
 }
 
+/**
+ * What a new agreement version changes in the cells readers may read, against the version the
+ * store answered under until then: the families it adds, and, for each KPI whose families it
+ * drops, a statement giving the days (on the new version's local days) of the points the old
+ * version's rules protect (`day` rows; compileProtectedDays), run before the points move.
+ */
+export interface VersionChange {
+  added: readonly AddedFamily[];
+  protectedDays?: readonly (Statement & { kpi: string })[];
+}
+
 /** A row of withheld_periods: `dimension` null withholds the period at every breakdown of its grain. */
 interface WithheldPeriod {
   kpi: string;
   grain: string;
   dimension: string | null;
   period: string;
-  reason: 'zone' | 'version';
+  /**
+   * `dropped` (served as `version`): periods holding points a dropped family protected, which,
+   * like `zone`'s, stay where they are when a later zone moves the points (`version`'s are
+   * computed again on the new days).
+   */
+  reason: 'zone' | 'version' | 'dropped';
 }
 
 /**
@@ -624,7 +653,7 @@ async function withheldRows(c: DuckDBConnection): Promise<WithheldPeriod[]> {
     grain: String(r['grain']),
     dimension: r['dimension'] === null ? null : String(r['dimension']),
     period: String(r['period']),
-    reason: r['reason'] === 'version' ? 'version' : 'zone',
+    reason: r['reason'] === 'zone' ? 'zone' : r['reason'] === 'dropped' ? 'dropped' : 'version',
   }));
 }
 
@@ -1238,7 +1267,7 @@ export class DuckStore {
       let map = this.withheldPeriods.get(w.kpi);
       if (!map) this.withheldPeriods.set(w.kpi, (map = new Map()));
       const key = w.dimension === null ? `${w.grain}|${w.period}` : `${w.grain}|by=${w.dimension}|${w.period}`;
-      if (!map.has(key)) map.set(key, w.reason);
+      if (!map.has(key)) map.set(key, w.reason === 'zone' ? 'zone' : 'version');
     }
   }
 
@@ -1305,29 +1334,35 @@ export class DuckStore {
    * snapshots and the new one from the new snapshot on, and a `?snapshot=` before it is refused
    * from then on (it was answered under the old version: the same bytes or a refusal). Holds
    * every writer: batches landing before it are on the old version, those after on the new.
-   * `added` tells, from the version the store was
+   * `change` tells, from the version the store was
    * answering under until now (read in the transaction: undefined for a store that never recorded
-   * one), the families this version adds. The periods either withholds are kept in
-   * withheld_periods and withheld from the version on.
+   * one), the families this version adds and the protected points of those it drops. The periods
+   * each withholds are kept in withheld_periods and withheld from the version on.
    */
   async adoptAgreement(
     v: { version: number; timezone: string },
     by: { partner: string; at: Date },
     inForce: () => void,
-    added: (previous: number | undefined) => Promise<readonly AddedFamily[]> | readonly AddedFamily[] = () => [],
+    change: (previous: number | undefined) => Promise<VersionChange> | VersionChange = () => ({ added: [] }),
   ): Promise<number> {
     const receipt = { ...by, id: `agreement-v${v.version}-${randomUUID()}` };
     return this.#everyWriter(async () => {
       const taken = await this.#roomSnapshot(receipt, async (c, reserve) => {
+        const previous = await setting(c, AGREEMENT_IN_FORCE);
+        const { added: families, protectedDays = [] } = await change(
+          previous === undefined ? undefined : (JSON.parse(previous) as { version: number }).version,
+        );
+        // Before the points move, under the old version's rules and days: the points the
+        // families this version drops protected, on the days they will be on.
+        const dropped: { kpi: string; day: string }[] = [];
+        for (const q of protectedDays)
+          for (const r of (await c.runAndReadAll(q.sql, q.params)).getRowObjectsJson())
+            dropped.push({ kpi: q.kpi, day: String(r['day']) });
         // Read in the transaction: another change may have moved the points while this one waited.
         const moves = (await setting(c, TIMEZONE)) !== v.timezone;
         // Before the points move: every period a released point leaves or enters.
         const zone = moves ? await zoneWithheldPeriods(c, v.timezone) : [];
         if (moves) await relocalise(c, v.timezone);
-        const previous = await setting(c, AGREEMENT_IN_FORCE);
-        const families = await added(
-          previous === undefined ? undefined : (JSON.parse(previous) as { version: number }).version,
-        );
         const snap = reserve();
         // On the local days the points are on from this version on: the earlier versions' added
         // families again when the points moved, this version's over every point landed before it.
@@ -1358,6 +1393,7 @@ export class DuckStore {
         if (moves) await c.run("DELETE FROM withheld_periods WHERE reason = 'version'");
         const rows: (WithheldPeriod & { snapshot: number })[] = [
           ...zone.map((w) => ({ ...w, dimension: null, reason: 'zone' as const, snapshot: snap })),
+          ...periodsOfDays(dropped).map((w) => ({ ...w, dimension: null, reason: 'dropped' as const, snapshot: snap })),
           ...(await versionWithheldPeriods(c, earlier)),
           ...(await versionWithheldPeriods(c, [
             ...families.filter((x) => !x.viaDays).map((f) => ({ ...f, before: snap })),

@@ -298,6 +298,39 @@ function cellsOf(
   ].join('\n');
 }
 
+/** The highest snapshot number: every point landed, each released or pending as it stands. */
+const EVERY_SNAPSHOT = 4_294_967_295;
+
+/**
+ * The days, in `timezone`, of every point of a KPI in an atom the KPI's rules protect over all
+ * its points as they stand (§2.6: a small part, a released part below the rules, a dominating
+ * one, a cell of too few partners, in a cell of any of its families). What a version that
+ * drops some of those families withholds (DuckStore.adoptAgreement): a cell the dropped family
+ * protected would be served from the version on, and set against what readers kept from before,
+ * give the protected part away. Run before the points move to a new zone's days: the rules are
+ * the old version's, over the old arrangement. Reads every point of the KPI.
+ */
+export function compileProtectedDays(kpi: Kpi, rules: DisclosureRules, timezone: string): CompiledSql {
+  const params = new Params();
+  const sameDims = Object.keys(kpi.dimensions)
+    .sort()
+    .map(
+      (key) =>
+        ` AND a.${dimColumn(kpi, key)} IS NOT DISTINCT FROM json_extract_string(p.dims, ${params.bind(`$.${key}`)})`,
+    )
+    .join('');
+  const sql = [
+    `WITH linked AS (\n${pointsIn(kpi, EVERY_SNAPSHOT, '0001-01-01', '9999-12-31', params)}\n),`,
+    `parts AS (\n${partsOf(kpi, rules, 'linked')}\n),`,
+    `flagged AS (\n${flaggedAtoms(kpi, rules, 'linked', 'parts', params)}\n)`,
+    `SELECT DISTINCT strftime(timezone(${params.bind(timezone)}, p.ts)::DATE, '%Y-%m-%d') AS day`,
+    'FROM points p JOIN flagged a ON a.protected AND a.partner = p.partner AND a.local_day = p.local_day',
+    `  ${sameDims} WHERE p.kpi = ${params.bind(kpi.id)}`,
+    'ORDER BY day',
+  ].join('\n');
+  return { sql, params: params.list };
+}
+
 const assertDate = (d: string) => {
   if (!/^\d{4}-\d{2}-\d{2}$/.test(d)) throw new RangeError(`compileSeries: ${JSON.stringify(d)} is not a date`);
 };

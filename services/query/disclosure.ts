@@ -1,6 +1,7 @@
 import { effectiveMinGroupSize, type Agreement, type Kpi } from '../platform/agreement-schema.js';
 import type { AddedFamily } from '../platform/duck-store.js';
 import type { Cell, ReasonCode } from './query-schemas.js';
+import { families } from './aggregate-compiler.js';
 
 /**
  * The disclosure-control model (docs/privacy.md) in one place: every surface that shows a
@@ -53,6 +54,23 @@ export function addedFamilies(prev: Agreement, next: Agreement): AddedFamily[] {
     }
   }
   return out;
+}
+
+/**
+ * The KPIs of both versions whose cell families (a grain, a dimension, the week∩month slices:
+ * families()) `next` drops. Their cells protected atoms under `prev`'s rules; without them those
+ * atoms' other cells would be served, and set against the cells readers kept from before give the
+ * protected part away (a dominated day: its partner's week now, minus its other day kept, is the
+ * day). DuckStore.adoptAgreement withholds the periods holding them (compileProtectedDays).
+ */
+export function droppedFamilies(prev: Agreement, next: Agreement): { kpi: Kpi; rules: DisclosureRules }[] {
+  const key = (f: { grain: string; key: string | null }) => `${f.grain}|${f.key ?? ''}`;
+  return prev.kpis.flatMap((was) => {
+    const now = next.kpis.find((k) => k.id === was.id);
+    if (!now) return [];
+    const kept = new Set(families(now).map(key));
+    return families(was).some((f) => !kept.has(key(f))) ? [{ kpi: was, rules: disclosureRules(prev, was) }] : [];
+  });
 }
 
 export function disclosureRules(agreement: Agreement, kpi: Kpi): DisclosureRules {
@@ -129,7 +147,7 @@ export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
     case 'zone':
       return "The agreement's new time zone moved points into or out of this period; its figure is not shown again, since set against earlier ones it could give withheld figures away.";
     case 'version':
-      return 'A new version of the agreement added this grain or breakdown; periods holding points from before it are not shown, since set against what was shown before they could give withheld figures away.';
+      return 'A new version of the agreement added or dropped a grain or breakdown; this period holds points from before it and is not shown, since set against what was shown before it could give withheld figures away.';
     case 'pending':
       return `Not shown yet: its points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.${rules.quantile ? STEP : ''}`;
     case 'held':

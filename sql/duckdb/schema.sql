@@ -146,7 +146,9 @@ CREATE TABLE IF NOT EXISTS released_atoms (
 -- period's family (a grain, a dimension added back) over points landed before it, never judged
 -- with what was served before; `dimension` names a dimension added back, whose breakdown alone is
 -- withheld; `snapshot` is the version's, and the points before it are the ones its periods hold
--- (computed again when a later zone moves them). (A store from before this table kept the first
+-- (computed again when a later zone moves them). reason 'dropped' (served as `version`): the
+-- version dropped a family whose cells protected a point the period holds, under the version
+-- before's rules; like 'zone', kept where it is when a later zone moves the points. (A store from before this table kept the first
 -- in zone_withheld: DuckStore.open copies them here once.)
 CREATE TABLE IF NOT EXISTS withheld_periods (
   kpi       VARCHAR NOT NULL,

@@ -1422,6 +1422,50 @@ describe('family 9 — agreement changes: cells a new version adds', () => {
     }
   });
 
+  it('a grain dropped: what its dominated cell protected stays withheld, though no rule of the new version needs it', async () => {
+    // Days and weeks, dominance 60 %, k = 3, three partners. Round one: every partner three
+    // subjects on Monday (10 each) and Tuesday (100 each). Round two, on Monday, settled in one
+    // step: a −30, b +30, c −30, a third each (no partner dominates the change), which leaves b
+    // with all of Monday's sum: Monday is dominated, and b's points there protect its week. A
+    // version keeping weeks only judges no day: before, b's week (360) was served, and minus b's
+    // Tuesday kept from the version before (300) it was b's dominated Monday, 60 (a sixth review).
+    const v1: KpiDef = { id: 'net', measure: 'sum', grains: ['day', 'week'], dominance: 60 };
+    const v2: KpiDef = { ...v1, grains: ['week'] };
+    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [v1]));
+    try {
+      const [mon, tue] = ['2026-11-09', '2026-11-10'];
+      const push = (p: string, rows: Parameters<Family['push']>[2]) => () => f.push(p, 'net', rows);
+      const round = (rows: (p: string) => Parameters<Family['push']>[2]) =>
+        landAroundHeldStep(f.t.room.duck, push('a', rows('a')), [push('b', rows('b')), push('c', rows('c'))]);
+      await round((p) => [
+        { day: mon, subjects: 3, value: () => 10, tag: `${p}1` },
+        { day: tue, subjects: 3, value: () => 100, tag: `${p}2` },
+      ]);
+      await round((p) => [{ day: mon, subjects: 3, value: () => (p === 'b' ? 10 : -10), tag: `${p}3` }]);
+      const range = '&from=2026-11-09&to=2026-11-15';
+      const days = await f.get(`/v1/kpis/net/series?grain=day&by=partner${range}`, 'a');
+      expect(cellOf(days, tue, 'b')).toMatchObject({ state: 'ok', value: 300 });
+      expect(cellOf(await f.get(`/v1/kpis/net/series?grain=day${range}`, 'a'), mon, null)).toMatchObject({
+        reasonCode: 'dominance',
+      });
+      const weeks = () => f.get(`/v1/kpis/net/series?grain=week&by=partner${range}`, 'a');
+      expect(cellOf(await weeks(), mon, 'b')).toMatchObject({ state: 'suppressed', reasonCode: 'protects' });
+      await f.amend(agreementFile(['a', 'b', 'c'], 3, [v2]), 'a', 'b', 'c');
+      expect(cellOf(await weeks(), mon, 'b')).toMatchObject({
+        state: 'suppressed',
+        value: null,
+        reasonCode: 'version',
+      });
+      // The week total too: a's and c's weeks are their own, and b's is the total less them.
+      expect(cellOf(await f.get(`/v1/kpis/net/series?grain=week${range}`, 'a'), mon, null)).toMatchObject({
+        state: 'suppressed',
+        reasonCode: 'version',
+      });
+    } finally {
+      await f.close();
+    }
+  });
+
   it('a new time zone: a day its move changed is withheld, though the part that moved reached k', async () => {
     // UTC, k = 3. b's Wednesday 11 November: three subjects (30); then a change of four, released
     // — three at 23:30Z (20 each) and one at noon (42). Berlin moves the three to the 12th: a

@@ -731,11 +731,13 @@ describe('the periods an agreement change withholds', () => {
       () => undefined,
       (v) => {
         previous = v;
-        return [
-          { kpi: 'k', grain: 'month', key: null },
-          { kpi: 'k', grain: 'week', key: 'region' },
-          { kpi: 'other', grain: 'day', key: null },
-        ];
+        return {
+          added: [
+            { kpi: 'k', grain: 'month', key: null },
+            { kpi: 'k', grain: 'week', key: 'region' },
+            { kpi: 'other', grain: 'day', key: null },
+          ],
+        };
       },
     );
     // Compared with the version the store answered under until then, read in its transaction.
@@ -774,7 +776,7 @@ describe('the periods an agreement change withholds', () => {
         { version: 2, timezone: 'UTC' },
         by,
         () => undefined,
-        () => [{ kpi: 'k', grain: 'day', key: null }],
+        () => ({ added: [{ kpi: 'k', grain: 'day', key: null }] }),
       );
       const version = async () => (await rows(store)).filter((r) => r['reason'] === 'version');
       expect(await version()).toEqual([
@@ -787,7 +789,7 @@ describe('the periods an agreement change withholds', () => {
         { version: 3, timezone: 'Pacific/Kiritimati' },
         by,
         () => undefined,
-        () => [{ kpi: 'k', grain: 'week', key: null, viaDays: true }],
+        () => ({ added: [{ kpi: 'k', grain: 'week', key: null, viaDays: true }] }),
       );
       expect(await version()).toEqual([
         { reason: 'version', grain: 'day', period: '2026-03-03' },

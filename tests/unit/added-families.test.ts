@@ -2,7 +2,7 @@
 // DuckStore.adoptAgreement withholds over the points that landed before it.
 import { describe, expect, it } from 'vitest';
 import { loadAgreementFile, type Agreement } from '../../services/platform/agreement-schema.js';
-import { addedFamilies } from '../../services/query/disclosure.js';
+import { addedFamilies, droppedFamilies } from '../../services/query/disclosure.js';
 
 const r = loadAgreementFile('fixtures/demo-agreement.yaml');
 if (!r.ok) throw new Error('demo agreement invalid');
@@ -56,5 +56,33 @@ describe('the families a version adds', () => {
     without.kpis = without.kpis.filter((k) => k.id !== 'error_rate');
     const rate = demo.kpis.find((k) => k.id === 'error_rate')!;
     expect(addedFamilies(without, demo)).toEqual(rate.grains.map((grain) => ({ kpi: 'error_rate', grain, key: null })));
+  });
+});
+
+describe('the families a version drops (their protected points stay withheld)', () => {
+  const dropped = (prev: Agreement, next: Agreement) => droppedFamilies(prev, next).map((d) => d.kpi.id);
+  it('a grain, a dimension or the week∩month slices dropped; nothing when only added or kept', () => {
+    const weeks = editing('lead_time', (k) => (k.grains = ['week']));
+    expect(dropped(demo, weeks)).toEqual(['lead_time']);
+    expect(dropped(weeks, demo)).toEqual([]);
+    expect(dropped(demo, demo)).toEqual([]);
+    const noRegion = editing('error_rate', (k) => (k.dimensions = {}));
+    expect(dropped(demo, noRegion)).toEqual(['error_rate']);
+    // customer_value agrees weeks and months without days: their slices are judged; days added
+    // make the slices sums of days (judged as days), so the slice family goes.
+    expect(demo.kpis.find((k) => k.id === 'customer_value')!.grains).toEqual(['week', 'month']);
+    const withDays = editing('customer_value', (k) => (k.grains = ['day', 'week', 'month']));
+    expect(dropped(demo, withDays)).toEqual(['customer_value']);
+    // A KPI removed: nobody reads it any more; nothing to withhold.
+    expect(dropped(demo, { ...demo, kpis: demo.kpis.filter((k) => k.id !== 'lead_time') })).toEqual([]);
+  });
+  it('judged under the rules of the version before', () => {
+    const tighter = editing('lead_time', (k) => {
+      k.grains = ['week'];
+      k.minGroupSize = 9;
+    });
+    const [d] = droppedFamilies(demo, tighter);
+    expect(d?.kpi.grains).toEqual(['day', 'week', 'month']);
+    expect(d?.rules.minGroupSize).toBe(5);
   });
 });

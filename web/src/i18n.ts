@@ -44,7 +44,7 @@ const en = {
   'reason.zone':
     "The agreement's new time zone moved points into or out of this period; its figure is not shown again, since set against earlier ones it could give withheld figures away.",
   'reason.version':
-    'A new version of the agreement added this grain or breakdown; periods holding points from before it are not shown, since set against what was shown before they could give withheld figures away.',
+    'A new version of the agreement added or dropped a grain or breakdown; this period holds points from before it and is not shown, since set against what was shown before it could give withheld figures away.',
   'reason.pending':
     'Not shown yet: its points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.{step}',
   'reason.step':
@@ -362,7 +362,7 @@ const de: Record<keyof typeof en, string> = {
   'reason.zone':
     'Die neue Zeitzone der Vereinbarung hat Punkte in diese Periode oder aus ihr verschoben; ihre Zahl wird nicht mehr gezeigt, da sie zusammen mit früheren zurückgehaltene Zahlen verraten könnte.',
   'reason.version':
-    'Eine neue Version der Vereinbarung hat diese Zeiteinheit oder Aufschlüsselung hinzugefügt; Perioden mit Punkten von davor werden nicht gezeigt, da sie zusammen mit dem zuvor Gezeigten zurückgehaltene Zahlen verraten könnten.',
+    'Eine neue Version der Vereinbarung hat eine Zeiteinheit oder Aufschlüsselung hinzugefügt oder entfernt; diese Periode enthält Punkte von davor und wird nicht gezeigt, da sie zusammen mit dem zuvor Gezeigten zurückgehaltene Zahlen verraten könnte.',
   details: 'Details',
   back: 'Zurück zur Übersicht',
   grain: 'Zeitraster',
