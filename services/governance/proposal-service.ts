@@ -362,9 +362,10 @@ export async function applyAgreement(
 /**
  * The families `next` adds, and the points the families it drops protected, against the
  * version the store answered under until now, `previous` (read by DuckStore.adoptAgreement in its
- * transaction, so a version still being adopted is the one compared with). A version whose document is gone or no longer validates counts as having
- * had no KPI: everything over earlier points is withheld, and the log says why. A store that
- * never recorded a version (from before versions took snapshots) withholds nothing for it.
+ * transaction, so a version still being adopted is the one compared with). A version whose
+ * document is gone or no longer validates counts as having had no KPI: everything over earlier
+ * points is withheld, and the log says why. A store that never recorded a version (from before
+ * versions took snapshots) withholds nothing for it.
  */
 export function addedSince(
   db: ControlDb,
