@@ -156,7 +156,10 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
       'release: step failed at every attempt; its atoms stay pending until a later batch of the KPI',
     ),
   );
-  const reader = new SeriesReader(room.duck, { cache: room.config.queryCache });
+  const reader = new SeriesReader(room.duck, {
+    cache: room.config.queryCache,
+    cacheCells: room.config.queryCacheCells,
+  });
   const lander = createLander(room);
   const alerts = room.config.alerts ? createAlerts(room, reader, app.log) : undefined;
   alerts?.engine.watch((ctx, kpis) => noticeGoals(room, ctx, kpis));

@@ -80,6 +80,12 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
           'Requests that waited for the same aggregate another request was computing, instead of computing it again.',
           cache.shared,
         ),
+        ...metric(
+          'parity_aggregate_cache_cells',
+          'gauge',
+          'Aggregate cells the cache holds (bounded by an eighth of PARITY_MEMORY_LIMIT, or 128 MB, at 512 bytes a cell).',
+          cache.cells,
+        ),
       );
     const rollups = app.reader.rollups;
     if (rollups) {

@@ -155,6 +155,11 @@ export interface Config {
   duckdbMemory: string;
   /** Cache aggregates by (query, last snapshot that touched the KPI). */
   queryCache: boolean;
+  /**
+   * The most aggregate cells the query cache keeps (CACHE_CELL_BYTES each): 128 MB of them
+   * without a memory limit, an eighth of PARITY_MEMORY_LIMIT under one.
+   */
+  queryCacheCells: number;
   /** Keep every agreed cell rolled up after each batch; series read the rollup where it is current. */
   rollups: boolean;
   /** Band evaluation, incidents and the notifier (off: ingest and query only). */
@@ -230,6 +235,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     clockSkewMs: e.PARITY_CLOCK_SKEW_SECONDS * 1000,
     duckdbMemory: plan.duckdbMemory,
     queryCache: e.PARITY_QUERY_CACHE === 'on',
+    queryCacheCells: plan.cacheCells,
     alerts: e.PARITY_ALERTS === 'on',
     reviewSend: e.PARITY_REVIEW_SEND === 'on',
     rollups: e.PARITY_ROLLUPS === 'on',
@@ -287,12 +293,13 @@ export function duckdbBytes(size: string): number {
 export function memoryPlan(
   limit: number | null,
   explicit: { duckdbMemory?: string | undefined; ingestConcurrency?: number | undefined } = {},
-): { duckdbMemory: string; ingestConcurrency: number; workerHeap: WorkerHeap } {
+): { duckdbMemory: string; ingestConcurrency: number; workerHeap: WorkerHeap; cacheCells: number } {
   if (limit === null)
     return {
       duckdbMemory: explicit.duckdbMemory ?? '256MB',
       ingestConcurrency: explicit.ingestConcurrency ?? 4,
       workerHeap: { oldMb: 48, youngMb: 8, retireAfterRows: null },
+      cacheCells: Math.floor((128 * MB) / CACHE_CELL_BYTES),
     };
   const ingestConcurrency = explicit.ingestConcurrency ?? Math.min(4, Math.max(1, Math.floor(limit / (256 * MB))));
   const oldMb = Math.min(48, Math.max(16, Math.floor(limit / 8 / (2 * ingestConcurrency) / MB)));
@@ -300,8 +307,15 @@ export function memoryPlan(
     duckdbMemory: explicit.duckdbMemory ?? `${Math.max(DUCKDB_POOL_FLOOR_MB, Math.floor(limit / 4 / MB))}MB`,
     ingestConcurrency,
     workerHeap: { oldMb, youngMb: oldMb >= 32 ? 8 : 4, retireAfterRows: WORKER_RETIRE_ROWS },
+    cacheCells: Math.floor(limit / 8 / CACHE_CELL_BYTES),
   };
 }
+
+/**
+ * What one cached aggregate cell costs the heap, with the withheld result and the JSON kept for it
+ * (series-service.ts; measured ~170 bytes a raw cell, as much again withheld, ~100 of JSON).
+ */
+export const CACHE_CELL_BYTES = 512;
 
 /** Below this budget the process settings of {@link processMemorySettings} are worth their cost. */
 const TIGHT_BUDGET = 1024 * MB;

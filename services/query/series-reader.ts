@@ -14,8 +14,11 @@ export class SeriesReader {
   /** Set while a maintainer keeps the rollups current (startRollups); series read the points otherwise. */
   rollups: RollupMaintainer | undefined;
 
-  constructor(duck: DuckStore, opts: { cache?: boolean } = {}) {
+  constructor(duck: DuckStore, opts: { cache?: boolean; cacheCells?: number } = {}) {
     this.duck = duck;
-    this.cache = opts.cache === false ? null : new AggregateCache(duck);
+    this.cache =
+      opts.cache === false
+        ? null
+        : new AggregateCache(duck, opts.cacheCells === undefined ? {} : { maxCells: opts.cacheCells });
   }
 }

@@ -102,6 +102,56 @@ describe('the aggregate cache: one computation per aggregate and snapshot', () =
   });
 });
 
+describe('the aggregate cache: bounded by the cells it holds', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'parity-cache-cells-'));
+  let store: DuckStore;
+  let agreement: Agreement;
+  beforeAll(async () => {
+    store = await DuckStore.open(join(dir, 'p.duckdb'));
+    const loaded = loadAgreementFile('tests/fixtures/public-agreement.yaml');
+    if (!loaded.ok) throw new Error('the fixture agreement does not load');
+    agreement = loaded.agreement;
+  });
+  afterAll(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a reader asking for many ranges evicts the least recently used past the bound; an aggregate too large is not kept', async () => {
+    const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
+    const q = (from: string) =>
+      resolveSeries(
+        agreement,
+        kpi,
+        { grain: 'week', by: 'partner', from, to: '2026-11-01' },
+        0,
+        new Date('2026-11-23T12:00:00Z'),
+      );
+    const cells = (n: number) =>
+      Array.from({ length: n }, (_, i) => cell(`2026-09-${String((i % 28) + 1).padStart(2, '0')}`, i));
+    const cache = new AggregateCache(store, { maxCells: 1000 });
+    const first = q('2026-01-05');
+    await cache.get(first, 1, async () => cells(200));
+    // Forty more ranges of 200 cells each: 8,200 cells asked for, at most 1,000 kept.
+    for (let i = 0; i < 40; i++) {
+      const from = `2026-0${1 + Math.floor(i / 20)}-${String((i % 20) + 6).padStart(2, '0')}`;
+      await cache.get(q(from), 1, async () => cells(200));
+      expect(cache.cells).toBeLessThanOrEqual(1000);
+    }
+    expect(cache.cells).toBe(1000);
+    // The first range went long ago: computed again.
+    let computed = 0;
+    await cache.get(first, 1, async () => (computed++, cells(200)));
+    expect(computed).toBe(1);
+    // More than a quarter of the bound: served, not kept (the next request computes it again).
+    const big = q('2025-01-06');
+    await cache.get(big, 1, async () => (computed++, cells(300)));
+    await cache.get(big, 1, async () => (computed++, cells(300)));
+    expect(computed).toBe(3);
+    expect(cache.cells).toBe(1000);
+  });
+});
+
 describe('a burst of identical reads right after a batch', () => {
   let t: TestRoom;
   const points = (partner: string, from: number, n: number): TestPoint[] =>
