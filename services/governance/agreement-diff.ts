@@ -117,6 +117,10 @@ function privacyOf(
     return `a new grain (${show(after)}): more cells to compare (from this version on: its periods holding earlier points stay withheld)`;
   if (field === 'breakdown' && after === 'per_partner')
     return `per-partner breakdown: each partner's own figure is shown${note}`;
+  // Another measure over the same points reads them another way (a median, then a sum, gives the
+  // values a median hid): the store withholds every period over earlier points (addedFamilies).
+  if (field === 'measure' && change === 'changed')
+    return `measure ${show(before)} → ${show(after)}: the same points read another way (from this version on: periods holding earlier points stay withheld)${note}`;
   if (field === 'measure' && note) return `measure ${show(after)}${note}`;
   if (field === 'owners' && ((path.length === 4 && change === 'added') || (last === 'email' && change === 'changed')))
     return 'a new root-cause owner reads the KPI, whatever its tier';

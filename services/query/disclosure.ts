@@ -31,7 +31,7 @@ export interface DisclosureRules {
 /**
  * The cell families (grain × the combined figure or a dimension) `next` lets a reader read that
  * `prev`, the version readers had, did not: a grain added (or added back), a dimension added back,
- * a KPI added back. Their cells over the points already landed were never judged together with
+ * a KPI added back, every family of a KPI whose measure changed. Their cells over the points already landed were never judged together with
  * what was served under `prev` (the reader keeps what it read), so the store withholds them
  * (DuckStore.adoptAgreement, reason `version`; docs/privacy.md §3, agreement changes). A week or
  * month added where `prev` agreed days (by the same dimension) is `viaDays`: its cells are sums of
@@ -41,7 +41,10 @@ export interface DisclosureRules {
 export function addedFamilies(prev: Agreement, next: Agreement): AddedFamily[] {
   const out: AddedFamily[] = [];
   for (const kpi of next.kpis) {
-    const was = prev.kpis.find((k) => k.id === kpi.id);
+    // A KPI whose measure changed counts as added: another measure over the same points reads
+    // them another way (a median's part of three, then its sum, gave the third value; a p50, then
+    // a p90, another order statistic), which no rule judged together (a seventh review).
+    const was = prev.kpis.find((k) => k.id === kpi.id && k.measure === kpi.measure);
     const keys = Object.keys(kpi.dimensions);
     for (const grain of kpi.grains) {
       if (was?.grains.includes(grain)) {

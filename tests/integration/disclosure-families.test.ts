@@ -1422,6 +1422,35 @@ describe('family 9 — agreement changes: cells a new version adds', () => {
     }
   });
 
+  for (const v2 of ['p90', 'sum'] as const)
+    it(`a measure changed (p50 → ${v2}): every period over the points from before is withheld`, async () => {
+      // b's day: three subjects, 17, 42 and 73, k = 3; its median, 42, is served. Before, the new
+      // measure read the same points another way (a seventh review): the p90, 66.8, is
+      // x2 + 0.8 (x3 − x2), the third value; the sum, 132, less the median and the lowest (one
+      // move of the reader's own points found 17) is the third value too.
+      const v1: KpiDef = { id: 'spread', measure: 'p50', grains: ['day'] };
+      const f = await Family.start(agreementFile(['a', 'b'], 3, [v1]));
+      try {
+        const values = [17, 42, 73];
+        await f.push('b', 'spread', [{ day: '2026-11-18', subjects: 3, value: (i) => values[i]!, tag: 'b' }]);
+        const day = async () =>
+          cellOf(
+            await f.get('/v1/kpis/spread/series?grain=day&by=partner&from=2026-11-18&to=2026-11-18', 'a'),
+            '2026-11-18',
+            'b',
+          );
+        expect(await day()).toMatchObject({ state: 'ok', value: 42 });
+        await f.amend(agreementFile(['a', 'b'], 3, [{ ...v1, measure: v2 }]), 'a', 'b');
+        expect(await day()).toMatchObject({ state: 'suppressed', value: null, reasonCode: 'version' });
+        // What lands from the version on is served under the new measure.
+        await f.push('b', 'spread', [{ day: '2026-11-19', subjects: 3, value: () => 10, tag: 'b2' }]);
+        const next = await f.get('/v1/kpis/spread/series?grain=day&by=partner&from=2026-11-19&to=2026-11-19', 'a');
+        expect(cellOf(next, '2026-11-19', 'b')).toMatchObject({ state: 'ok', value: v2 === 'sum' ? 30 : 10 });
+      } finally {
+        await f.close();
+      }
+    });
+
   it('a grain dropped: what its dominated cell protected stays withheld, though no rule of the new version needs it', async () => {
     // Days and weeks, dominance 60 %, k = 3, three partners. Round one: every partner three
     // subjects on Monday (10 each) and Tuesday (100 each). Round two, on Monday, settled in one

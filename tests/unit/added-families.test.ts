@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadAgreementFile, type Agreement } from '../../services/platform/agreement-schema.js';
 import { addedFamilies, droppedFamilies } from '../../services/query/disclosure.js';
+import { diffAgreements } from '../../services/governance/agreement-diff.js';
 
 const r = loadAgreementFile('fixtures/demo-agreement.yaml');
 if (!r.ok) throw new Error('demo agreement invalid');
@@ -84,5 +85,28 @@ describe('the families a version drops (their protected points stay withheld)', 
     const [d] = droppedFamilies(demo, tighter);
     expect(d?.kpi.grains).toEqual(['day', 'week', 'month']);
     expect(d?.rules.minGroupSize).toBe(5);
+  });
+});
+
+describe('a measure changed', () => {
+  it('counts as every family added: the same points read another way', () => {
+    const p90 = editing('lead_time', (k) => (k.measure = 'p90'));
+    expect(addedFamilies(demo, p90)).toEqual([
+      { kpi: 'lead_time', grain: 'day', key: null },
+      { kpi: 'lead_time', grain: 'week', key: null },
+      { kpi: 'lead_time', grain: 'month', key: null },
+    ]);
+    // Nothing else moved: the other KPIs add nothing.
+    expect(addedFamilies(demo, p90).every((f) => f.kpi === 'lead_time')).toBe(true);
+  });
+});
+
+describe('what the proposal says of a measure changed', () => {
+  it('flags it before anyone co-signs: the same points read another way, earlier periods withheld', () => {
+    const p90 = editing('lead_time', (k) => (k.measure = 'p90'));
+    const changes = diffAgreements(demo, p90).filter((c) => c.path === 'kpis.lead_time.measure');
+    expect(changes).toHaveLength(1);
+    expect(changes[0]!.loosensPrivacy).toBe(true);
+    expect(JSON.stringify(changes[0])).toMatch(/read another way.*stay withheld/);
   });
 });
