@@ -197,6 +197,8 @@ export class BatchLander {
     let snapshot: number | undefined;
     let run: BatchRun | undefined;
     let freed = false;
+    /** Segments of the batch spooled (SEGMENT_ROWS points each, the last one fewer). */
+    let segments = 0;
     // The batch's writer slot, its worker pair and its spool directory, given back once.
     const free = async () => {
       if (freed) return;
@@ -227,6 +229,7 @@ export class BatchLander {
             },
             { partnerId: req.partnerId, spoolDir, segmentRows: SEGMENT_ROWS },
             (path) => {
+              segments++;
               inserts = inserts.then(async () => {
                 // A segment spooled after the batch failed is not landed: its directory goes.
                 if (ended) return;
@@ -346,7 +349,9 @@ export class BatchLander {
       if (err instanceof GaveWriterUp) return undefined;
       if (snapshot !== undefined) this.duck.snapshots.abort(snapshot);
       // A batch's uncommitted points are held by DuckDB until COMMIT, within PARITY_DUCKDB_MEMORY.
-      if (err instanceof Error && err.message.startsWith('Out of Memory Error')) {
+      // A batch of one segment or less does not fill it: the pool was full of other work (reads,
+      // rollups), and the batch can come again as it is (the error handler's 503).
+      if (err instanceof Error && err.message.startsWith('Out of Memory Error') && segments > 1) {
         throw new Problem(
           413,
           'Content Too Large',

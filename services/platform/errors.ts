@@ -110,6 +110,17 @@ export function installErrorHandler(app: FastifyInstance): void {
         fe.message.split('\n')[0],
         fe.code?.startsWith('FST_ERR_CTP') || fe.name === 'SyntaxError' ? { field: 'body' } : {},
       );
+    } else if (err instanceof Error && err.message.startsWith('Out of Memory Error')) {
+      // DuckDB's pool is full for now (other reads, a batch, a rollup refresh): nothing of the
+      // request was acted on (a read, or a write that rolled back); it can be asked again.
+      req.log.warn({ err }, 'DuckDB ran out of memory for the request');
+      problem = new Problem(
+        503,
+        'Service Unavailable',
+        'the room is short of memory for this request just now (PARITY_DUCKDB_MEMORY); retry shortly',
+        {},
+        { 'retry-after': '5' },
+      );
     } else {
       req.log.error({ err }, 'unhandled error');
       problem = new Problem(
@@ -119,7 +130,9 @@ export function installErrorHandler(app: FastifyInstance): void {
         { requestId: req.id },
       );
     }
-    if (problem.status >= 500 && !(err instanceof Problem)) {
+    if (problem.status === 503 && !(err instanceof Problem)) {
+      // logged above as a warning: the room's load, not its fault
+    } else if (problem.status >= 500 && !(err instanceof Problem)) {
       // already logged above
     } else if (problem.status >= 500) {
       req.log.error({ err }, problem.title);

@@ -23,6 +23,7 @@ import {
 import { resolveRange, resolveSeries, runSeries, seriesJson, type SeriesResult } from './series-service.js';
 import { localToday } from '../platform/calendar.js';
 import { assertReader, canSee, findVisibleKpi } from '../governance/access-policy.js';
+import { readCaller } from './read-gate.js';
 
 const ARROW = 'application/vnd.apache.arrow.stream';
 const FORMATS = { json: 'application/json', csv: 'text/csv', arrow: ARROW } as const;
@@ -134,7 +135,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
       const principal = req.principal;
       assertReader(principal);
       const result: KpisResponse = await room.duck.stableRead(async () => {
-        const ctx = requestContext(room, reader, req.query.snapshot);
+        const ctx = requestContext(room, reader.as(readCaller(req)), req.query.snapshot);
         return {
           ...(await summariseKpis(ctx, principal)),
           asOf: room.duck.landedAt(ctx.snapshot)?.toISOString() ?? null,
@@ -187,7 +188,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
         if (!principal && kpis.length === 0) throw unauthorized();
         const { q, today } = rangeNow(room, active.agreement, req.query);
         const breaches = await listBreaches(
-          reader,
+          reader.as(readCaller(req)),
           active.agreement,
           active.version,
           kpis,
@@ -255,7 +256,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
         const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
         const { q, today } = rangeNow(room, active.agreement, req.query);
         const judged = await judgePeriods(
-          reader,
+          reader.as(readCaller(req)),
           active.agreement,
           active.version,
           [kpi],
@@ -337,7 +338,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
           room.clock.now(),
           room.duck,
         );
-        return { kpi, q, result: await runSeries(reader, active.version, q) };
+        return { kpi, q, result: await runSeries(reader.as(readCaller(req)), active.version, q) };
       });
       await auditRequest(room, req, {
         action: 'query.series',

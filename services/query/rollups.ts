@@ -103,7 +103,7 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
     rollups.reads.rollup++;
     return cells;
   }
-  const patched = await patchSeries(q, cells, moved, (s) => duck.query(s));
+  const patched = await patchSeries(q, cells, moved, (s) => reader.gate.run(reader.caller, () => duck.query(s)));
   // A retention run that committed meanwhile deleted points the rollup still counts.
   if (duck.retiredBefore > rolled) return undefined;
   rollups.reads.patched++;

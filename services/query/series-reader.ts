@@ -1,6 +1,7 @@
 import type { DuckStore } from '../platform/duck-store.js';
 import { AggregateCache } from './aggregate-cache.js';
 import type { RollupMaintainer } from './rollups.js';
+import { ReadGate, SYSTEM_READ, type ReadCaller } from './read-gate.js';
 
 /**
  * The query layer's read path over one store: the aggregate cache and, while they run, the
@@ -14,11 +15,27 @@ export class SeriesReader {
   /** Set while a maintainer keeps the rollups current (startRollups); series read the points otherwise. */
   rollups: RollupMaintainer | undefined;
 
-  constructor(duck: DuckStore, opts: { cache?: boolean; cacheCells?: number } = {}) {
+  /** The reads that go to the points, shared by every caller (read-gate.ts). */
+  readonly gate: ReadGate;
+  /** Whose reads these are: `system` for the room's own; a request's view names its token ({@link as}). */
+  readonly caller: ReadCaller = SYSTEM_READ;
+
+  constructor(
+    duck: DuckStore,
+    opts: { cache?: boolean; cacheCells?: number; pointReads?: number; pointReadsWaiting?: number } = {},
+  ) {
     this.duck = duck;
     this.cache =
       opts.cache === false
         ? null
         : new AggregateCache(duck, opts.cacheCells === undefined ? {} : { maxCells: opts.cacheCells });
+    this.gate = new ReadGate(opts.pointReads ?? 2, opts.pointReadsWaiting ?? 32);
+  }
+
+  /** This reader for one caller's reads: the same cache, rollups and gate, its turn its own. */
+  as(caller: ReadCaller): SeriesReader {
+    const view = Object.create(this) as SeriesReader;
+    Object.defineProperty(view, 'caller', { value: caller, enumerable: true });
+    return view;
   }
 }

@@ -14,6 +14,7 @@ import { listReviews } from './review-repository.js';
 import { reviewListSchema, reviewSchema } from './review-schemas.js';
 import { closedMonth, monthlyReview } from './monthly-review-service.js';
 import { sendReview } from './review-sender.js';
+import { readCaller } from '../query/read-gate.js';
 
 /** What a review is served as, JSON first (no Accept, or `*\/*`), and the ?format= of each. */
 const REVIEW_TYPES = ['application/json', 'text/html', 'text/plain', 'application/pdf'];
@@ -83,7 +84,7 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
       const format =
         req.query.format ?? REVIEW_FORMATS[negotiate(req.headers.accept, REVIEW_TYPES, 'json|html|text|pdf')]!;
       const month = closedMonth(room, req.params.month);
-      const review = await room.duck.stableRead(() => monthlyReview(room, reader, month));
+      const review = await room.duck.stableRead(() => monthlyReview(room, reader.as(readCaller(req)), month));
       await auditRequest(room, req, { action: 'query.review', details: { role: p.role, month, format } });
       void reply.headers({
         'x-parity-digest': review.digest,
