@@ -34,7 +34,12 @@ import { noticeGoals } from '../services/goals/goal-notices.js';
 import { startRollups, stopRollups } from '../services/query/rollups.js';
 import { SeriesReader } from '../services/query/series-reader.js';
 import { badRequest, installErrorHandler } from '../services/platform/errors.js';
-import { answerClientError, answerUnroutedRequests, installInputHygiene } from '../services/platform/input-hygiene.js';
+import {
+  answerClientError,
+  answerUnroutedRequests,
+  limitConnections,
+  installInputHygiene,
+} from '../services/platform/input-hygiene.js';
 import { webRoutes } from './web-routes.js';
 import { healthRoutes } from './health-routes.js';
 import { loggerOptions } from '../services/platform/logger.js';
@@ -48,6 +53,8 @@ declare module 'fastify' {
     lander: BatchLander;
     /** Band evaluation and notification delivery; undefined when PARITY_ALERTS=off. */
     alerts: Alerts | undefined;
+    /** Connections refused past PARITY_MAX_CONNECTIONS or PARITY_MAX_CONNECTIONS_PER_ADDRESS. */
+    connections: { refused: number };
   }
 }
 
@@ -111,6 +118,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   installErrorHandler(app);
   installInputHygiene(app, { jsonBodyMs: room.config.jsonBodyMs });
   answerUnroutedRequests(app.server);
+  app.decorate('connections', limitConnections(app.server, room.config.connections));
   // Cookies for every route: the dashboard's session cookie authenticates like a bearer token.
   await app.register(cookie);
   // A partner's intranet page (PARITY_EMBED_ORIGINS) may read with a bearer token: GET only,
@@ -159,6 +167,8 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   const reader = new SeriesReader(room.duck, {
     cache: room.config.queryCache,
     cacheCells: room.config.queryCacheCells,
+    pointReads: room.config.pointReads,
+    pointReadsWaiting: room.config.pointReadsWaiting,
   });
   const lander = createLander(room);
   const alerts = room.config.alerts ? createAlerts(room, reader, app.log) : undefined;

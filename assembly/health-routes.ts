@@ -87,6 +87,23 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
           cache.cells,
         ),
       );
+    const gate = app.reader.gate;
+    lines.push(
+      ...metric(
+        'parity_connections_refused_total',
+        'counter',
+        'Connections closed on arrival since start: past PARITY_MAX_CONNECTIONS or PARITY_MAX_CONNECTIONS_PER_ADDRESS.',
+        app.connections.refused,
+      ),
+      ...metric('parity_point_reads_running', 'gauge', 'Reads from the points running now.', gate.running),
+      ...metric('parity_point_reads_waiting', 'gauge', 'Reads from the points waiting for their turn.', gate.waiting),
+      ...metric(
+        'parity_point_reads_refused_total',
+        'counter',
+        'Reads from the points refused (429) since start: their caller had too many waiting.',
+        gate.refused,
+      ),
+    );
     const rollups = app.reader.rollups;
     if (rollups) {
       lines.push(

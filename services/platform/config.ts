@@ -83,8 +83,12 @@ export const envSchema = z.object({
   PARITY_INGEST_RATE_WINDOW_SECONDS: z.coerce.number().min(1).max(600).default(10),
   PARITY_INGEST_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(900),
   PARITY_BODY_SECONDS: z.coerce.number().int().min(1).max(3_600).default(30),
+  PARITY_MAX_CONNECTIONS: z.coerce.number().int().min(16).max(1_000_000).default(8192),
+  PARITY_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(256),
   PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
   PARITY_QUERY_CACHE: z.enum(['on', 'off']).default('on'),
+  PARITY_POINT_READS: z.coerce.number().int().min(1).max(64).optional(),
+  PARITY_POINT_READS_WAITING: z.coerce.number().int().min(1).max(10_000).default(32),
   PARITY_ALERTS: z.enum(['on', 'off']).default('on'),
   PARITY_REVIEW_SEND: z.enum(['on', 'off']).default('on'),
   PARITY_ROLLUPS: z.enum(['on', 'off']).default('on'),
@@ -160,6 +164,13 @@ export interface Config {
    * without a memory limit, an eighth of PARITY_MEMORY_LIMIT under one.
    */
   queryCacheCells: number;
+  /**
+   * Reads from the points (old snapshots, periods not rolled up) run at once at most; the others
+   * wait, their turns shared among callers (read-gate.ts).
+   */
+  pointReads: number;
+  /** A caller's reads from the points waiting at most; one more is a 429 (a dashboard fires a dozen at once). */
+  pointReadsWaiting: number;
   /** Keep every agreed cell rolled up after each batch; series read the rollup where it is current. */
   rollups: boolean;
   /** Band evaluation, incidents and the notifier (off: ingest and query only). */
@@ -178,6 +189,8 @@ export interface Config {
   oidcFile: string | undefined;
   /** The proxies trusted to name the client in X-Forwarded-For (addresses, CIDR ranges); empty: none. */
   trustProxy: string[];
+  /** Connections open at once at most, and from one client address (null behind a trusted proxy). */
+  connections: { max: number; perAddress: number | null };
   /** The From of notification e-mails. */
   mailFrom: string;
 }
@@ -227,6 +240,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       absoluteMs: e.PARITY_SESSION_MAX_HOURS * 3_600_000,
     },
     jsonBodyMs: e.PARITY_BODY_SECONDS * 1000,
+    connections: {
+      max: e.PARITY_MAX_CONNECTIONS,
+      // Behind a trusted proxy every client shares its address: only the total is bounded.
+      perAddress: e.PARITY_TRUST_PROXY.length > 0 ? null : e.PARITY_MAX_CONNECTIONS_PER_ADDRESS,
+    },
     ingestPace: {
       minBytesPerSecond: e.PARITY_INGEST_MIN_RATE,
       windowMs: e.PARITY_INGEST_RATE_WINDOW_SECONDS * 1000,
@@ -236,6 +254,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     duckdbMemory: plan.duckdbMemory,
     queryCache: e.PARITY_QUERY_CACHE === 'on',
     queryCacheCells: plan.cacheCells,
+    // One read from the points at a time per 120 MB of DuckDB's pool (each can take much of it):
+    // two at the default 256MB, one under the demo's 512MB budget.
+    pointReads: e.PARITY_POINT_READS ?? Math.max(1, Math.floor(duckdbBytes(plan.duckdbMemory) / 120e6)),
+    pointReadsWaiting: e.PARITY_POINT_READS_WAITING,
     alerts: e.PARITY_ALERTS === 'on',
     reviewSend: e.PARITY_REVIEW_SEND === 'on',
     rollups: e.PARITY_ROLLUPS === 'on',

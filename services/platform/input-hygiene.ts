@@ -50,6 +50,13 @@ export function installInputHygiene(app: FastifyInstance, opts: { jsonBodyMs: nu
     payload.once('error', (err) => (done(), timed.destroy(err)));
     return payload.pipe(timed);
   });
+  // A request answered before its body was read to the end (a GET or a 405 announcing a body the
+  // route never reads): the connection closes with the answer. Kept open, Node would read and drop
+  // the rest of a body announced at a gigabyte and sent a byte every few seconds, and a client
+  // could hold the room's file handles that way, a red team's finding.
+  app.addHook('onSend', async (req, reply) => {
+    if (!req.raw.complete) void reply.header('connection', 'close');
+  });
   // A JSON body, once parsed: no string PostgreSQL cannot store (NUL, or half a surrogate pair,
   // which JSON's \u escapes can write), and no control character but tab and line breaks (an
   // escape sequence in a note, a title or a name would reach the terminals and pages that show
@@ -310,4 +317,39 @@ export function answerUnroutedRequests(server: Server): void {
       new Problem(405, 'Method Not Allowed', 'method: CONNECT is not served here', { field: 'method' }),
     ),
   );
+}
+
+/**
+ * At most `max` connections open at once, and at most `perAddress` from one client address (not
+ * behind a trusted proxy, whose address every client shares): past either a new connection is
+ * closed at once, before anything is read from it, so one client cannot hold every file handle the
+ * room has (a red team held 20,000 with slow requests, and every partner's pushes and reads then
+ * failed to connect). Returns a count of the connections refused.
+ */
+export function limitConnections(
+  server: Server,
+  opts: { max: number; perAddress: number | null },
+): { refused: number } {
+  const stats = { refused: 0 };
+  server.maxConnections = opts.max;
+  server.on('drop', () => void stats.refused++);
+  if (opts.perAddress === null) return stats;
+  const perAddress = opts.perAddress;
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const n = (open.get(address) ?? 0) + 1;
+    if (n > perAddress) {
+      stats.refused++;
+      socket.destroy();
+      return;
+    }
+    open.set(address, n);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left > 0) open.set(address, left);
+      else open.delete(address);
+    });
+  });
+  return stats;
 }
