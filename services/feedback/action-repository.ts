@@ -60,6 +60,17 @@ export async function findAction(db: ControlDb, id: string): Promise<ActionRow |
   return db.selectFrom('actions').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+/** How many actions a partner's users recorded that are still open. */
+export async function countOpenActionsOf(db: ControlDb, partner: string): Promise<number> {
+  const r = await db
+    .selectFrom('actions')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('created_partner', '=', partner)
+    .where('state', '=', 'open')
+    .executeTakeFirst();
+  return Number(r?.n ?? 0);
+}
+
 /** Actions by source (`retrospective:<period>`), or all of them; due first. */
 export async function listActions(
   db: ControlDb,

@@ -6,11 +6,12 @@ import type { Principal } from '../governance/token-repository.js';
 import { shareableAgreement, stages, type Agreement } from '../platform/agreement-schema.js';
 import { isMonth, localToday } from '../platform/calendar.js';
 import { inTransaction, type ActionRow, type RetroItemRow } from '../platform/control-db.js';
-import { badRequest, forbidden, notFound } from '../platform/errors.js';
+import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
 import { escapeHtml } from '../platform/html.js';
 import type { Room } from '../platform/room.js';
 import {
   claimOverdueNotice,
+  countOpenActionsOf,
   createAction,
   createRetroItem,
   findAction,
@@ -22,6 +23,11 @@ import {
 } from './action-repository.js';
 import { auditAs, iso, mayReceive, newId, people } from './feedback-service.js';
 import type { ActionView, Retrospective } from './feedback-schemas.js';
+
+/** The open actions one partner's users may have recorded at once. */
+export const MAX_OPEN_ACTIONS = 200;
+/** The most actions a list of the tracker holds: every partner's open actions, and more. */
+const LISTED_ACTIONS = 5000;
 
 /** A retrospective is of a month (YYYY-MM) or of a stage (proof_of_concept, field_test, rollout). */
 export const retroPeriod = z
@@ -95,6 +101,7 @@ export async function syncIncidentActions(room: Room): Promise<void> {
         done_by: null,
         notified_at: null,
         created_at: now,
+        created_partner: null,
       }),
     );
   }
@@ -113,7 +120,7 @@ function visibleAction(room: Room, p: Principal, r: ActionRow): boolean {
 
 export async function readRetrospective(room: Room, p: Principal, period: string): Promise<Retrospective> {
   const items = await listRetroItems(room.control.db, period);
-  const actions = await listActions(room.control.db, { source: `retrospective:${period}`, limit: 1000 });
+  const actions = await listActions(room.control.db, { source: `retrospective:${period}`, limit: LISTED_ACTIONS });
   const today = todayOf(room);
   const item = (r: RetroItemRow) => ({
     id: r.id,
@@ -167,6 +174,10 @@ export async function addRetroAction(
       `${input.owner.slice(0, 100)} is not a person of this partnership (steering, contacts, owners)`,
       'body.owner',
     );
+  // Due on or after the month it was decided in: a decision is not due before it was taken
+  // (a red team's actions due in 2000 sorted first and pushed every other out of the lists).
+  if (isMonth(period) && input.due < `${period}-01`)
+    throw badRequest(`body.due: ${input.due} is before the retrospective's month, ${period}`, 'body.due');
   const now = room.clock.now();
   const row: ActionRow = {
     id: newId('act'),
@@ -180,8 +191,15 @@ export async function addRetroAction(
     done_by: null,
     notified_at: null,
     created_at: now,
+    created_partner: p.partnerId,
   };
   await inTransaction(room.control.db, async (tx) => {
+    // A partner keeps at most MAX_OPEN_ACTIONS open: one partner's flood of actions cannot push
+    // the others' out of the tracker (its lists hold LISTED_ACTIONS).
+    if (p.partnerId !== null && (await countOpenActionsOf(tx, p.partnerId)) >= MAX_OPEN_ACTIONS)
+      throw conflict(
+        `partner ${p.partnerId} has ${MAX_OPEN_ACTIONS} actions open: mark some done before recording more`,
+      );
     await createAction(tx, row);
     await auditAs(tx, p, 'action.created', row.id, { period, due: row.due }, now);
   });
@@ -197,7 +215,7 @@ export async function listTrackedActions(
   const today = todayOf(room);
   const rows = await listActions(room.control.db, {
     state: filter === 'overdue' ? 'open' : filter,
-    limit: 1000,
+    limit: LISTED_ACTIONS,
   });
   return rows
     .filter((r) => visibleAction(room, p, r))
@@ -278,7 +296,7 @@ export async function reviewActions(
   shared: ReadonlySet<string>,
 ): Promise<ActionView[]> {
   await syncIncidentActions(room);
-  const rows = await listActions(room.control.db, { limit: 1000 });
+  const rows = await listActions(room.control.db, { limit: LISTED_ACTIONS });
   return rows
     .filter((r) => r.kpi === null || shared.has(r.kpi))
     .filter((r) => {

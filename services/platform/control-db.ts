@@ -261,6 +261,8 @@ export interface ActionsTable {
   done_by: string | null;
   notified_at: Timestamp | null;
   created_at: Timestamp;
+  /** The partner whose user recorded a retrospective's action; null otherwise (migration 013). */
+  created_partner: ColumnType<string | null, string | null | undefined, never>;
 }
 export type ActionRow = Selectable<ActionsTable>;
 

@@ -450,5 +450,60 @@ describe('retrospectives and the action tracker', () => {
     }
     expect((await call('GET', '/v1/actions?state=late', 'pa')).body.field).toContain('state');
     expect((await call('POST', '/v1/actions/act_nope/done', 'pa', {})).status).toBe(404);
+    // Due before the month it was decided in (a red team's flood was due in 2000, first in every list).
+    const early = await call('POST', '/v1/retrospectives/2026-10/actions', 'pa', {
+      description: 'x',
+      owner: 'bea@pb.example',
+      due: '2026-09-30',
+    });
+    expect(early.status).toBe(400);
+    expect(early.body.field).toBe('body.due');
+  });
+
+  it("one partner's flood of actions stops at MAX_OPEN_ACTIONS open, and the others' stay in every list", async () => {
+    const { addRetroAction, MAX_OPEN_ACTIONS } = await import('../../services/feedback/retrospectives.js');
+    const pa = { tokenId: 'flood', partnerId: 'pa', role: 'analyst' as const, name: 'anna@pa.example' };
+    const open = (await call('GET', '/v1/actions?state=open', 'pa')).body.actions.length as number;
+    const mine = (await call('GET', '/v1/actions?state=open', 'pa')).body.actions.filter((a: any) =>
+      a.source.startsWith('retrospective:'),
+    ).length as number;
+    // pa's users recorded `mine` or fewer so far (pb recorded some too): fill pa's quota.
+    let recorded = 0;
+    for (;;) {
+      try {
+        await addRetroAction(t.room, pa, '2026-08', {
+          description: 'filler',
+          owner: 'bea@pb.example',
+          due: '2026-08-01',
+        });
+        recorded++;
+      } catch (e) {
+        expect((e as { status?: number }).status).toBe(409);
+        break;
+      }
+      expect(recorded).toBeLessThanOrEqual(MAX_OPEN_ACTIONS);
+    }
+    expect(recorded).toBeGreaterThan(MAX_OPEN_ACTIONS - mine - 1);
+    const refused = await call('POST', '/v1/retrospectives/2026-08/actions', 'pa', {
+      description: 'one more',
+      owner: 'bea@pb.example',
+      due: '2026-08-01',
+    });
+    expect(refused.status).toBe(409);
+    expect(refused.type).toMatch(/problem\+json/);
+    // Another partner records its own, and it is listed for everyone, ahead of nothing it should not be.
+    const theirs = await call('POST', '/v1/retrospectives/2026-08/actions', 'pb', {
+      description: 'Share the holiday calendar',
+      owner: 'anna@pa.example',
+      due: '2026-08-15',
+    });
+    expect(theirs.status, JSON.stringify(theirs.body)).toBe(201);
+    for (const who of ['pa', 'pb']) {
+      const listed = (await call('GET', '/v1/actions?state=open', who)).body.actions as { id: string }[];
+      expect(listed.length).toBe(open + recorded + 1);
+      expect(listed.map((a) => a.id)).toContain(theirs.body.id);
+      const august = (await call('GET', '/v1/retrospectives/2026-08', who)).body.actions as { id: string }[];
+      expect(august.map((a) => a.id)).toContain(theirs.body.id);
+    }
   });
 });

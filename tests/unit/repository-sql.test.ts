@@ -506,6 +506,7 @@ const cases: Record<string, Case[]> = {
     },
     { fn: 'createAction', run: () => inTx((tx) => actions.createAction(tx, actionRow)) },
     { fn: 'findAction', run: () => actions.findAction(db, 'act_1') },
+    { fn: 'countOpenActionsOf', run: () => actions.countOpenActionsOf(db, 'acme') },
     {
       fn: 'listActions',
       run: () => actions.listActions(db, { source: 'retrospective:2026-10', state: 'open', limit: 1000 }),
@@ -643,6 +644,7 @@ const actionRow = {
   done_by: null,
   notified_at: null,
   created_at: at,
+  created_partner: 'acme',
 };
 
 const annotationRow = {
