@@ -114,6 +114,22 @@ export class BatchLander {
         batchId: existing.receipt.batchId,
       });
     }
+    // The same bytes read another way, or under other terms, are another request: its own answer
+    // (a 422, another content type's receipt) is not the batch's that landed.
+    if (mediaType(existing.receipt.contentType) !== mediaType(req.contentType))
+      throw new Problem(
+        409,
+        'Conflict',
+        `this Idempotency-Key was already used with the same body sent as ${mediaType(existing.receipt.contentType)}`,
+        { field: 'headers.content-type', batchId: existing.receipt.batchId },
+      );
+    if (existing.receipt.rejected > 0 && !req.partial)
+      throw new Problem(
+        409,
+        'Conflict',
+        'this Idempotency-Key was already used with the same body and partial=true, which landed its valid rows and refused the others; without partial the body is refused whole',
+        { field: 'querystring.partial', batchId: existing.receipt.batchId },
+      );
     return { status: 200, receipt: existing.receipt };
   }
 
@@ -405,6 +421,9 @@ async function* meter(
     yield chunk;
   }
 }
+
+/** A content type without its parameters, lower-cased: `application/x-ndjson`. */
+const mediaType = (t: string) => t.split(';')[0]!.trim().toLowerCase();
 
 function receiptOf(b: BatchRecord): Receipt {
   const errs = JSON.parse(b.errors) as { errors: FieldError[]; truncated: boolean };

@@ -227,6 +227,31 @@ describe('idempotency', () => {
     expect(g.status).toBe(202);
   });
 
+  it('the same key and bytes under another content type, or without the partial=true they landed with, get 409', async () => {
+    const mixed = ndjson([
+      ...leadTimePoints(3, 'IDPART'),
+      { kpi: 'nope', at: '2026-11-01T00:00:00Z', value: 1, subject: 'X' },
+    ]);
+    const first = await post(mixed, 'application/x-ndjson', { key: 'retry-partial', query: '?partial=true' });
+    expect(first.status).toBe(202);
+    expect(first.body).toMatchObject({ accepted: 3, rejected: 1 });
+    // A retry as it was sent: the first receipt (a parameter on the type changes nothing).
+    const again = await post(mixed, 'application/x-ndjson; charset=utf-8', {
+      key: 'retry-partial',
+      query: '?partial=true',
+    });
+    expect(again.status).toBe(200);
+    expect(again.body['batchId']).toBe(first.body['batchId']);
+    // Before: 200 with the first receipt, where a fresh request would have been refused whole (422).
+    const whole = await post(mixed, 'application/x-ndjson', { key: 'retry-partial' });
+    expect(whole.status).toBe(409);
+    expect(whole.body['field']).toBe('querystring.partial');
+    // Before: 200 with a receipt saying NDJSON.
+    const asJson = await post(mixed, 'application/json', { key: 'retry-partial', query: '?partial=true' });
+    expect(asJson.status).toBe(409);
+    expect(asJson.body['field']).toBe('headers.content-type');
+  });
+
   it('ten concurrent identical requests land once', async () => {
     const body = ndjson(leadTimePoints(25, 'CONC'));
     const before = await pointCount();
