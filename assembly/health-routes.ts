@@ -95,12 +95,22 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
         'Connections closed on arrival since start: past PARITY_MAX_CONNECTIONS or PARITY_MAX_CONNECTIONS_PER_ADDRESS.',
         app.connections.refused,
       ),
-      ...metric('parity_point_reads_running', 'gauge', 'Reads from the points running now.', gate.running),
-      ...metric('parity_point_reads_waiting', 'gauge', 'Reads from the points waiting for their turn.', gate.waiting),
       ...metric(
-        'parity_point_reads_refused_total',
+        'parity_store_reads_running',
+        'gauge',
+        'Reads from the stored data (old snapshots, periods not rolled up) running now.',
+        gate.running,
+      ),
+      ...metric(
+        'parity_store_reads_waiting',
+        'gauge',
+        'Reads from the stored data waiting for their turn.',
+        gate.waiting,
+      ),
+      ...metric(
+        'parity_store_reads_refused_total',
         'counter',
-        'Reads from the points refused (429) since start: their caller had too many waiting.',
+        'Reads from the stored data refused (429) since start: their caller had too many waiting.',
         gate.refused,
       ),
     );

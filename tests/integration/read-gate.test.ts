@@ -58,7 +58,7 @@ describe('reads from the points take turns among callers', () => {
       const acme = [read('acme', 'a1', '2026-11-01')];
       await vi.waitFor(() => expect(spy).toHaveBeenCalledTimes(1), { timeout: timeout(10_000) });
       acme.push(...['a2', 'a3', 'a4', 'a5'].map((n, i) => read('acme', n, `2026-11-0${i + 2}`)));
-      await vi.waitFor(async () => expect(await metric('parity_point_reads_waiting')).toBe(4), {
+      await vi.waitFor(async () => expect(await metric('parity_store_reads_waiting')).toBe(4), {
         timeout: timeout(10_000),
       });
       // A fifth waiting read of the same analyst: refused, nothing computed for it.
@@ -67,10 +67,10 @@ describe('reads from the points take turns among callers', () => {
       expect(refused.headers.get('retry-after')).toBe('1');
       expect(refused.headers.get('content-type')).toMatch(/application\/problem\+json/);
       expect(((await refused.json()) as { status: number }).status).toBe(429);
-      expect(await metric('parity_point_reads_refused_total')).toBe(1);
+      expect(await metric('parity_store_reads_refused_total')).toBe(1);
       // globex's analyst is not refused for acme's flood, and its read is the next to run.
       const globex = read('globex', 'g1', '2026-11-01');
-      await vi.waitFor(async () => expect(await metric('parity_point_reads_waiting')).toBe(5), {
+      await vi.waitFor(async () => expect(await metric('parity_store_reads_waiting')).toBe(5), {
         timeout: timeout(10_000),
       });
       open();
@@ -78,7 +78,7 @@ describe('reads from the points take turns among callers', () => {
       for (const r of answers) expect(r.status).toBe(200);
       expect(done.indexOf('g1')).toBeLessThan(done.indexOf('a3'));
       expect(done.indexOf('a1')).toBeLessThan(done.indexOf('g1'));
-      expect([await metric('parity_point_reads_running'), await metric('parity_point_reads_waiting')]).toEqual([0, 0]);
+      expect([await metric('parity_store_reads_running'), await metric('parity_store_reads_waiting')]).toEqual([0, 0]);
     } finally {
       open();
       spy.mockRestore();
