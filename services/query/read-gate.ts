@@ -12,8 +12,9 @@ export const SYSTEM_READ: ReadCaller = 'system';
  * memory (a red team's finding). So at most `slots` run at once; the others wait, and a slot
  * that frees goes to the caller whose turn it is (round robin over the callers waiting, each
  * caller's reads in order, never to the caller whose read just ended while another waits), so
- * one reader's flood delays another's read by the reads of it already running at most. A caller with `perCaller` reads waiting already gets 429 with Retry-After; the room's
- * own reads wait like any caller's and are never refused.
+ * one reader's flood delays another's read by the reads of it already running at most. A caller
+ * with `perCaller` reads waiting already gets 429 with Retry-After; the room's own reads wait like
+ * any caller's and are never refused.
  */
 export class ReadGate {
   #running = 0;
