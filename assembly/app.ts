@@ -202,7 +202,7 @@ export async function buildApp(room: Room, opts: BuildAppOptions = {}): Promise<
   await app.register(healthRoutes, { room });
   await app.register(governanceRoutes, { room });
   await app.register(tokenRoutes, { room });
-  await app.register(auditRoutes, { room });
+  await app.register(auditRoutes, { room, gate: reader.gate });
   await app.register(ingestRoutes, { room, lander });
   await app.register(queryRoutes, { room, reader });
   await app.register(goalRoutes, { room, reader });

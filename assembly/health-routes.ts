@@ -83,7 +83,7 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
         ...metric(
           'parity_aggregate_cache_cells',
           'gauge',
-          'Aggregate cells the cache holds (bounded by an eighth of PARITY_MEMORY_LIMIT, or 128 MB, at 512 bytes a cell).',
+          'Aggregate cells the cache holds (bounded by an eighth of PARITY_MEMORY_LIMIT, or 128 MB, at 1.75 KB a cell).',
           cache.cells,
         ),
       );

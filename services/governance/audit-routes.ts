@@ -9,12 +9,13 @@ import { listAuditEntries, verifyAuditChain } from './audit-repository.js';
 import { auditPageSchema, auditVerifySchema, transparencyContent, type JsonValue } from './governance-schemas.js';
 import { resolveMonth, transparencyCsv, transparencyReport } from './transparency.js';
 import { canSee } from './access-policy.js';
+import { readCaller, type ReadGate } from '../query/read-gate.js';
 
 /** Roles that read the whole log (it holds no values): the parity-staffed committee and the neutral host. */
 const wholeLog = new Set(['steering', 'operator']);
 
 /** GET /v1/audit and /v1/audit/verify: the hash-chained log of every access and change. */
-export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, { room }) => {
+export const auditRoutes: FastifyPluginAsync<{ room: Room; gate: ReadGate }> = async (fastify, { room, gate }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
 
   app.get(
@@ -152,7 +153,7 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify, {
       const p = caller(req);
       requireRole(p, 'analyst', 'owner', 'admin', 'steering', 'operator');
       const month = resolveMonth(req.query.month, room);
-      const report = await transparencyReport(room, month, p);
+      const report = await transparencyReport(room, month, p, (read) => gate.run(readCaller(req), read));
       await auditRequest(room, req, {
         action: 'transparency.read',
         details: { role: p.role, month, format: req.query.format },

@@ -1,6 +1,6 @@
 import { Problem } from '../platform/errors.js';
 
-/** Who a read is for: a token's id, or `system` for the room's own reads (bands, reviews, goals). */
+/** Who a read is for: a partner, a partnerless token, an address, or `system` for the room's own reads. */
 export type ReadCaller = string;
 export const SYSTEM_READ: ReadCaller = 'system';
 
@@ -26,6 +26,8 @@ export class ReadGate {
   constructor(
     readonly slots: number,
     readonly perCaller = 32,
+    /** Reads waiting in all, past which a caller's read is a 503 (the room's own still wait). */
+    readonly maxWaiting = 1024,
   ) {}
 
   get running(): number {
@@ -42,12 +44,22 @@ export class ReadGate {
     if (this.#running < this.slots && this.#waiting.size === 0) this.#running++;
     else {
       const queue = this.#waiting.get(caller) ?? [];
+      if (caller !== SYSTEM_READ && this.waiting >= this.maxWaiting) {
+        this.refused++;
+        throw new Problem(
+          503,
+          'Service Unavailable',
+          `${this.waiting} reads from the stored data are waiting already; retry shortly`,
+          {},
+          { 'retry-after': '2' },
+        );
+      }
       if (caller !== SYSTEM_READ && queue.length >= this.perCaller) {
         this.refused++;
         throw new Problem(
           429,
           'Too Many Requests',
-          `${queue.length} of your reads from the points are waiting already; retry once they are answered`,
+          `${queue.length} of your partner's reads from the stored data are waiting already; retry once they are answered`,
           {},
           { 'retry-after': '1' },
         );
@@ -91,7 +103,17 @@ export class ReadGate {
   }
 }
 
-/** The caller a request's reads go under: its token, or, without one (a published KPI), its address. */
-export function readCaller(req: { principal?: { tokenId: string } | null; ip: string }): ReadCaller {
-  return req.principal ? req.principal.tokenId : `address ${req.ip}`;
+/**
+ * The caller a request's reads go under: its partner (every token of it: an admin mints tokens at
+ * will, and forty of them once took forty turns before another partner's one, a red team's
+ * finding), a partnerless token (steering, the operator), or, without one (a published KPI), its
+ * address.
+ */
+export function readCaller(req: {
+  principal?: { tokenId: string; partnerId: string | null } | null;
+  ip: string;
+}): ReadCaller {
+  const p = req.principal;
+  if (!p) return `address ${req.ip}`;
+  return p.partnerId !== null ? `partner ${p.partnerId}` : `token ${p.tokenId}`;
 }

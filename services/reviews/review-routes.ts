@@ -124,7 +124,9 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
       const p = caller(req);
       requireRole(p, 'steering', 'admin');
       const month = closedMonth(room, req.params.month);
-      const { review, messages } = await room.duck.stableRead(() => sendReview(room, reader, month, { resend: true }));
+      const { review, messages } = await room.duck.stableRead(() =>
+        sendReview(room, reader.as(readCaller(req)), month, { resend: true }),
+      );
       kick?.();
       await auditRequest(room, req, { action: 'review.send', details: { role: p.role, month, messages } });
       return reply.code(202).send({ month, digest: review.digest, messages });

@@ -47,9 +47,9 @@ describe('reads from the points take turns among callers', () => {
       return real(s);
     });
     const done: string[] = [];
-    const read = async (partner: string, name: string, from: string) => {
+    const read = async (partner: string, name: string, from: string, role: 'analyst' | 'admin' = 'analyst') => {
       const res = await fetch(`${t.url}/v1/kpis/lead_time/series?grain=day&from=${from}&to=2026-11-20`, {
-        headers: { authorization: `Bearer ${await t.token(partner, 'analyst')}` },
+        headers: { authorization: `Bearer ${await t.token(partner, role)}` },
       });
       done.push(name);
       return res;
@@ -61,8 +61,9 @@ describe('reads from the points take turns among callers', () => {
       await vi.waitFor(async () => expect(await metric('parity_store_reads_waiting')).toBe(4), {
         timeout: timeout(10_000),
       });
-      // A fifth waiting read of the same analyst: refused, nothing computed for it.
-      const refused = await read('acme', 'a6', '2026-11-07');
+      // A fifth waiting read of the same partner, with another of its tokens (turns are the
+      // partner's: an admin mints tokens at will): refused, nothing computed for it.
+      const refused = await read('acme', 'a6', '2026-11-07', 'admin');
       expect(refused.status).toBe(429);
       expect(refused.headers.get('retry-after')).toBe('1');
       expect(refused.headers.get('content-type')).toMatch(/application\/problem\+json/);
@@ -73,8 +74,15 @@ describe('reads from the points take turns among callers', () => {
       await vi.waitFor(async () => expect(await metric('parity_store_reads_waiting')).toBe(5), {
         timeout: timeout(10_000),
       });
+      // The metadata report's scan of the month's points waits its partner's turn too.
+      const report = fetch(`${t.url}/v1/transparency`, {
+        headers: { authorization: `Bearer ${await t.token('globex', 'admin')}` },
+      });
+      await vi.waitFor(async () => expect(await metric('parity_store_reads_waiting')).toBe(6), {
+        timeout: timeout(10_000),
+      });
       open();
-      const answers = await Promise.all([...acme, globex]);
+      const answers = await Promise.all([...acme, globex, report]);
       for (const r of answers) expect(r.status).toBe(200);
       expect(done.indexOf('g1')).toBeLessThan(done.indexOf('a3'));
       expect(done.indexOf('a1')).toBeLessThan(done.indexOf('g1'));
