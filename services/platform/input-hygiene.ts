@@ -3,6 +3,7 @@ import { maxHeaderSize, STATUS_CODES, type IncomingMessage, type Server, type Se
 import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { badRequest, Problem } from './errors.js';
+import { addressBlocks } from './addresses.js';
 
 /**
  * What every request must be before any route sees it (README, "Bad input"): no control character
@@ -320,8 +321,9 @@ export function answerUnroutedRequests(server: Server): void {
 }
 
 /**
- * At most `max` connections open at once, and at most `perAddress` from one client address (not
- * behind a trusted proxy, whose address every client shares): past either a new connection is
+ * At most `max` connections open at once, and at most `perAddress` from one client address (an
+ * IPv4 address or an IPv6 /64: addressBlocks; not behind a trusted proxy, whose address every
+ * client shares): past either a new connection is
  * closed at once, before anything is read from it, so one client cannot hold every file handle the
  * room has (a red team held 20,000 with slow requests, and every partner's pushes and reads then
  * failed to connect). Returns a count of the connections refused.
@@ -337,7 +339,9 @@ export function limitConnections(
   const perAddress = opts.perAddress;
   const open = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
-    const address = socket.remoteAddress ?? '';
+    // An IPv6 client holds a whole /64: counted as one address (a red team filled the room's total
+    // from many addresses of one host).
+    const address = addressBlocks(socket.remoteAddress ?? '').host;
     const n = (open.get(address) ?? 0) + 1;
     if (n > perAddress) {
       stats.refused++;

@@ -3,7 +3,8 @@
 // of one IPv6 /64 picks any of 2^64 addresses: counted per address, it filled the table alone.
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addressBlocks, OidcSignIn, SignInError, type OidcProvider } from '../../services/governance/oidc.js';
+import { OidcSignIn, SignInError, type OidcProvider } from '../../services/governance/oidc.js';
+import { addressBlocks } from '../../services/platform/addresses.js';
 import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
 import { TestIdp } from '../helpers/idp.js';
 
