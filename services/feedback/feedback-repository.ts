@@ -69,21 +69,37 @@ export async function listAnnotationVersions(db: ControlDb, id: string): Promise
   return db.selectFrom('annotation_versions').selectAll().where('annotation_id', '=', id).orderBy('version').execute();
 }
 
+/** A thread's latest `limit` comments, oldest first (a flood of old ones pushes no new one out). */
 export async function listComments(
   db: ControlDb,
   kind: CommentRow['target_kind'],
   id: string,
   limit: number,
 ): Promise<CommentRow[]> {
-  return db
+  const latest = await db
     .selectFrom('comments')
     .selectAll()
     .where('target_kind', '=', kind)
     .where('target_id', '=', id)
-    .orderBy('created_at')
-    .orderBy('id')
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
     .limit(limit)
     .execute();
+  return latest.reverse();
+}
+
+/** How many comments one author (a partner's users together, or one partnerless person) wrote since `since`. */
+export async function countCommentsSince(
+  db: ControlDb,
+  author: { partner: string } | { name: string },
+  since: Date,
+): Promise<number> {
+  let q = db
+    .selectFrom('comments')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('created_at', '>=', since);
+  q = 'partner' in author ? q.where('author_partner', '=', author.partner) : q.where('author_name', '=', author.name);
+  return Number((await q.executeTakeFirst())?.n ?? 0);
 }
 
 export async function createComment(tx: ControlTx, row: CommentRow): Promise<void> {

@@ -29,8 +29,14 @@ export async function listReviews(
     .execute();
 }
 
-export async function markReviewSent(db: ControlDb, month: string, at: Date): Promise<void> {
-  await db.updateTable('reviews').set({ sent_at: at }).where('month', '=', month).execute();
+/**
+ * Marks a month's review sent again at `at`, unless it was sent after `notAfter` (a resend's
+ * pause); false then, and nothing changes.
+ */
+export async function markReviewSent(db: ControlDb, month: string, at: Date, notAfter?: Date): Promise<boolean> {
+  let q = db.updateTable('reviews').set({ sent_at: at }).where('month', '=', month);
+  if (notAfter) q = q.where((eb) => eb.or([eb('sent_at', 'is', null), eb('sent_at', '<=', notAfter)]));
+  return (await q.returning('month').executeTakeFirst()) !== undefined;
 }
 
 /** Marks a month's review sent unless it was: true when this call marked it (the scheduled send goes out once). */

@@ -104,6 +104,9 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
     },
   );
 
+  /** How long after a month's review was sent a partner admin may send it again. */
+  const RESEND_PAUSE_MS = 12 * 3_600_000;
+
   app.post(
     '/v1/reviews/:month/send',
     {
@@ -116,7 +119,7 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
         body: z.strictObject({}).optional(),
         response: {
           202: z.object({ month: z.string(), digest: z.string(), messages: z.number().int() }),
-          ...problemResponses(400, 401, 403, 413, 415),
+          ...problemResponses(400, 401, 403, 413, 415, 429),
         },
       },
     },
@@ -125,7 +128,12 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
       requireRole(p, 'steering', 'admin');
       const month = closedMonth(room, req.params.month);
       const { review, messages } = await room.duck.stableRead(() =>
-        sendReview(room, reader.as(readCaller(req)), month, { resend: true }),
+        // A partner admin's resend waits RESEND_PAUSE_MS after the last send (a red team's admin
+        // sent one month's review 20 times in a row to every contact); steering may resend at once.
+        sendReview(room, reader.as(readCaller(req)), month, {
+          resend: true,
+          pauseMs: p.role === 'steering' ? 0 : RESEND_PAUSE_MS,
+        }),
       );
       kick?.();
       await auditRequest(room, req, { action: 'review.send', details: { role: p.role, month, messages } });

@@ -10,6 +10,7 @@ import { firstWorkingDay, monthlyReview } from './monthly-review-service.js';
 import type { Review } from './review-schemas.js';
 import { reviewHtml, reviewText } from './review-render.js';
 import { claimReviewSend, findReview, markReviewSent } from './review-repository.js';
+import { Problem } from '../platform/errors.js';
 
 /** Who gets the review: each partner's contacts, and the steering committee; each address once (as its first role). */
 export function reviewRecipients(a: Agreement): Recipient[] {
@@ -37,7 +38,8 @@ export async function sendReview(
   room: Room,
   reader: SeriesReader,
   month: string,
-  opts: { resend: boolean },
+  /** `pauseMs`: a resend within this long of the last send is refused (429). */
+  opts: { resend: boolean; pauseMs?: number },
 ): Promise<{ review: Review; messages: number }> {
   const review = await monthlyReview(room, reader, month);
   const a = room.agreement().agreement;
@@ -51,8 +53,17 @@ export async function sendReview(
     html: reviewHtml(review),
   };
   const messages = await inTransaction(room.control.db, async (tx) => {
-    if (opts.resend) await markReviewSent(tx, month, now);
-    else if (!(await claimReviewSend(tx, month, now))) return 0;
+    if (opts.resend) {
+      const pause = opts.pauseMs ?? 0;
+      if (!(await markReviewSent(tx, month, now, pause > 0 ? new Date(now.getTime() - pause) : undefined)))
+        throw new Problem(
+          429,
+          'Too Many Requests',
+          `the review of ${month} was sent less than ${pause / 3_600_000} h ago; it may be sent again after that`,
+          {},
+          { 'retry-after': String(Math.ceil(pause / 1000)) },
+        );
+    } else if (!(await claimReviewSend(tx, month, now))) return 0;
     const recipients = reviewRecipients(a);
     await appendAuditIn(
       tx,

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken } from '../../services/governance/token-repository.js';
 import { MailCatcher } from '../helpers/receivers.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
+import type { TestClock } from '../../services/platform/clock.js';
 
 const agreement = `
 partnership: { id: talk-test, title: Feedback test, timezone: UTC }
@@ -286,6 +287,33 @@ describe('comment threads', () => {
     const no = await call('POST', `/v1/threads/proposal/${id}`, 'admin', { text: 'and @bea@pb.example' });
     expect([no.status, no.body.field]).toEqual([400, 'body.text']);
     expect((await call('GET', `/v1/threads/proposal/${id}`, 'chair')).body.comments).toHaveLength(1);
+  });
+
+  it("one partner's flood of comments stops at COMMENTS_PER_HOUR, and another partner's newest comment is listed", async () => {
+    const { addComment, COMMENTS_PER_HOUR } = await import('../../services/feedback/feedback-service.js');
+    const pa = { tokenId: 'flood', partnerId: 'pa', role: 'analyst' as const, name: 'anna@pa.example' };
+    let written = 0;
+    for (;;) {
+      try {
+        await addComment(t.room, pa, 'goal', 'sooner', `filler ${written} @bea@pb.example`);
+        written++;
+      } catch (e) {
+        expect((e as { status?: number }).status).toBe(429);
+        break;
+      }
+      expect(written).toBeLessThanOrEqual(COMMENTS_PER_HOUR);
+    }
+    expect(written).toBeGreaterThan(0);
+    // Over HTTP, with another of pa's tokens: the partner's hour, not the token's.
+    const more = await call('POST', '/v1/threads/goal/sooner', 'pa', { text: 'one more @bea@pb.example' });
+    expect(more.status).toBe(429);
+    expect(more.type).toMatch(/problem\+json/);
+    // pb is not held back by pa's flood, and its comment, a second later, is the thread's last one listed.
+    (t.clock as TestClock).advance(1000);
+    const theirs = await call('POST', '/v1/threads/goal/sooner', 'pb', { text: 'Answered in the review.' });
+    expect(theirs.status, JSON.stringify(theirs.body)).toBe(201);
+    const thread = await call('GET', '/v1/threads/goal/sooner', 'pa');
+    expect(thread.body.comments.at(-1).id).toBe(theirs.body.comment.id);
   });
 });
 

@@ -200,5 +200,24 @@ describe('the monthly review by e-mail', () => {
     await t.app.alerts!.notifier.settle();
     await mail.waitFor(() => reviewMail().length >= 8);
     expect(new Set(reviewMail().map((m) => m.text))).toHaveProperty('size', 1);
+    // A partner admin may send it again only 12 hours after the last send (a red team's admin
+    // sent one month's review 20 times in a row); steering may at once.
+    const admin = await t.token('north', 'admin');
+    const resend = () =>
+      fetch(`${t.url}/v1/reviews/2026-10/send`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
+    const tooSoon = await resend();
+    expect(tooSoon.status).toBe(429);
+    expect(tooSoon.headers.get('retry-after')).toBe(String(12 * 3600));
+    expect(tooSoon.headers.get('content-type')).toMatch(/application\/problem\+json/);
+    clock.advance(12 * 3_600_000 + 1000);
+    expect((await resend()).status).toBe(202);
+    expect((await resend()).status).toBe(429);
+    await t.app.alerts!.notifier.settle();
+    await mail.waitFor(() => reviewMail().length >= 12);
+    expect(reviewMail()).toHaveLength(12);
   });
 });

@@ -439,6 +439,11 @@ const cases: Record<string, Case[]> = {
     },
     { fn: 'listReviews', run: () => reviews.listReviews(db) },
     { fn: 'markReviewSent', run: () => reviews.markReviewSent(db, '2026-10', at) },
+    {
+      fn: 'markReviewSent',
+      variant: 'not after a pause',
+      run: () => reviews.markReviewSent(db, '2026-10', at, new Date(at.getTime() - 3_600_000)),
+    },
     { fn: 'claimReviewSend', run: () => reviews.claimReviewSend(db, '2026-10', at) },
   ],
   'feedback/feedback-repository': [
@@ -469,6 +474,12 @@ const cases: Record<string, Case[]> = {
     },
     { fn: 'listAnnotationVersions', run: () => feedback.listAnnotationVersions(db, 'ann_1') },
     { fn: 'listComments', run: () => feedback.listComments(db, 'goal', 'faster_delivery', 1000) },
+    { fn: 'countCommentsSince', run: () => feedback.countCommentsSince(db, { partner: 'acme' }, at) },
+    {
+      fn: 'countCommentsSince',
+      variant: 'a partnerless author',
+      run: () => feedback.countCommentsSince(db, { name: 'chair@example.org' }, at),
+    },
     {
       fn: 'createComment',
       run: () =>
