@@ -104,6 +104,17 @@ export async function findAgreementOf(db: ControlDb, version: number): Promise<A
   return parsed.ok ? parsed.agreement : undefined;
 }
 
+/** Every KPI id any stored version named (a version's document as stored, read leniently). */
+export async function listKpiIdsOfAllVersions(db: ControlDb): Promise<Set<string>> {
+  const rows = await db.selectFrom('agreement_versions').select('document').execute();
+  const ids = new Set<string>();
+  for (const r of rows) {
+    const doc = jsonColumn<{ kpis?: { id?: unknown }[] }>(r.document);
+    for (const k of doc?.kpis ?? []) if (typeof k?.id === 'string') ids.add(k.id);
+  }
+  return ids;
+}
+
 /** The highest version number stored (activated or not). */
 export async function findLatestAgreementVersion(db: ControlDb): Promise<number> {
   const latest = await db

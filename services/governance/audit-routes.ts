@@ -9,12 +9,28 @@ import { listAuditEntries, verifyAuditChain } from './audit-repository.js';
 import { auditPageSchema, auditVerifySchema, transparencyContent, type JsonValue } from './governance-schemas.js';
 import { resolveMonth, transparencyCsv, transparencyReport } from './transparency.js';
 import { canSee } from './access-policy.js';
+import { listKpiIdsOfAllVersions } from './agreement-repository.js';
 import { readCaller, type ReadGate } from '../query/read-gate.js';
 
 /** Roles that read the whole log (it holds no values): the parity-staffed committee and the neutral host. */
 const wholeLog = new Set(['steering', 'operator']);
 
 /** GET /v1/audit and /v1/audit/verify: the hash-chained log of every access and change. */
+/** Every KPI id any version named, read once per room and version in force (versions only grow). */
+const everAgreed = new WeakMap<Room['control'], { version: number; ids: Promise<Set<string>> }>();
+function kpiIdsEverAgreed(room: Room): Promise<Set<string>> {
+  const version = room.agreement().version;
+  let known = everAgreed.get(room.control);
+  if (known?.version !== version) {
+    const ids = listKpiIdsOfAllVersions(room.control.db);
+    known = { version, ids };
+    everAgreed.set(room.control, known);
+    // A failed read is not kept: the next request reads again.
+    ids.catch(() => everAgreed.delete(room.control));
+  }
+  return known.ids;
+}
+
 export const auditRoutes: FastifyPluginAsync<{ room: Room; gate: ReadGate }> = async (fastify, { room, gate }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
 
@@ -71,15 +87,18 @@ export const auditRoutes: FastifyPluginAsync<{ room: Room; gate: ReadGate }> = a
         prevHash: r.prev_hash,
         hash: r.hash,
       }));
-      // Need-to-know KPIs the reader may not see stay out, as everywhere: not even their ids.
-      const hidden = new Set(
-        whole
-          ? []
-          : room
-              .agreement()
-              .agreement.kpis.filter((k) => !canSee(p, k))
-              .map((k) => k.id),
+      // Need-to-know KPIs the reader may not see stay out, as everywhere: not even their ids. So do
+      // KPIs a later version removed (they may have been need-to-know): every KPI any version named
+      // but those the reader may read now (a red team read a removed need-to-know KPI's incidents).
+      const visible = new Set(
+        room
+          .agreement()
+          .agreement.kpis.filter((k) => canSee(p, k))
+          .map((k) => k.id),
       );
+      const hidden = whole
+        ? new Set<string>()
+        : new Set([...(await kpiIdsEverAgreed(room))].filter((id) => !visible.has(id)));
       const mentions = ({ target, details: d }: (typeof all)[number]) =>
         [
           target,

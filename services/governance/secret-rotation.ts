@@ -43,7 +43,10 @@ export async function rotatePseudonymSecret(
     try {
       await migrateControlDb(control.db);
       await new AuditChain(control.db).append(
-        { actor: 'cli', partnerId: null, action: 'secret.rotated', details: { generation, pseudonyms, points } },
+        // No counts: every partner reads this entry, and the room's points less its own are the
+        // others' volume (a red team read another partner's withheld day off it, as once off
+        // retention.deleted). The host's terminal shows them (the files hold them anyway).
+        { actor: 'cli', partnerId: null, action: 'secret.rotated', details: { generation } },
         new Date(),
       );
     } finally {

@@ -1042,6 +1042,54 @@ describe('family 7 — metadata: counts that give a withheld figure away', () =>
   });
 });
 
+describe('family 7 — metadata: a need-to-know KPI a later version removed', () => {
+  it('its audit entries stay hidden from those who could not read it (when it left its band, for whom, which period)', async () => {
+    const hidden: KpiDef = { id: 'secret', measure: 'sum', grains: ['day'], band: '{ upper: 5 }' };
+    const open: KpiDef = { id: 'open', measure: 'sum', grains: ['day'] };
+    const v1 = agreementFile(['a', 'b'], 3, [hidden, open]);
+    writeFileSync(
+      v1,
+      readFileSync(v1, 'utf8').replace(
+        '  - id: secret\n    title: secret\n    unit: u\n    subject: thing\n    measure: sum\n    grains: [day]\n    disclosure: partnership',
+        '  - id: secret\n    title: secret\n    unit: u\n    subject: thing\n    measure: sum\n    grains: [day]\n    disclosure: need_to_know\n    needToKnow: [reader@a.example]',
+      ),
+    );
+    expect(readFileSync(v1, 'utf8')).toContain('need_to_know');
+    const f = await Family.start(v1, { PARITY_ALERTS: 'on' });
+    try {
+      await f.push('a', 'secret', [{ day: '2026-11-22', subjects: 3, value: () => 100, tag: 'S' }]);
+      // The room opens its incidents (steering reads need-to-know KPIs: only to wait for them).
+      await vi.waitFor(
+        async () => {
+          const { incidents } = await f.get<{ incidents: { kpi: { id: string } }[] }>('/v1/incidents', 'a', 'steering');
+          expect(incidents.some((i) => i.kpi.id === 'secret')).toBe(true);
+        },
+        { timeout: timeout(30_000), interval: 100 },
+      );
+      const entries = async () =>
+        (
+          await f.get<{ entries: { action: string; target: string | null }[] }>(
+            '/v1/audit?action=incident.&limit=1000',
+            'b',
+          )
+        ).entries;
+      expect(await entries()).toEqual([]);
+      // A co-signed version removes the KPI. Before: b read incident.opened {kpi: secret, scope: a, period…}.
+      await f.amend(agreementFile(['a', 'b'], 3, [open]), 'a', 'b');
+      expect(await entries()).toEqual([]);
+      // Steering, who read it, still sees the record.
+      const all = await f.get<{ entries: { action: string }[] }>(
+        '/v1/audit?action=incident.&limit=1000',
+        'a',
+        'steering',
+      );
+      expect(all.entries.length).toBeGreaterThan(0);
+    } finally {
+      await f.close();
+    }
+  });
+});
+
 describe('family 8 — run rules judged on withheld values', () => {
   it('bands and breaches are the same bytes whatever value a withheld week holds', async () => {
     const kpi: KpiDef = {

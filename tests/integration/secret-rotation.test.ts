@@ -118,7 +118,8 @@ describe('parity secret rotate', () => {
       .where('action', '=', 'secret.rotated')
       .execute();
     expect(audit).toHaveLength(1);
-    expect(audit[0]!.details).toMatchObject({ generation: 2, pseudonyms: 6, points: 6 });
+    // No counts in an entry every partner reads (the room's points less one's own are the others').
+    expect(audit[0]!.details).toEqual({ generation: 2 });
     await stop();
   });
 });

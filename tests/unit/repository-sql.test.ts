@@ -257,6 +257,7 @@ const cases: Record<string, Case[]> = {
     { fn: 'upsertPartners', run: () => agreements.upsertPartners(db, agreement.partners, at) },
     { fn: 'findAgreementDocument', run: () => agreements.findAgreementDocument(db, 1) },
     { fn: 'findAgreementOf', run: () => agreements.findAgreementOf(db, 1) },
+    { fn: 'listKpiIdsOfAllVersions', run: () => agreements.listKpiIdsOfAllVersions(db) },
     { fn: 'findLatestAgreementVersion', run: () => agreements.findLatestAgreementVersion(db) },
     { fn: 'listAgreementVersions', run: () => agreements.listAgreementVersions(db) },
     { fn: 'findPartnerById', run: () => agreements.findPartnerById(db, 'acme') },
