@@ -71,6 +71,17 @@ export async function countOpenActionsOf(db: ControlDb, partner: string): Promis
   return Number(r?.n ?? 0);
 }
 
+/** How many actions a partner's users recorded since `since`, open or done. */
+export async function countActionsCreatedSince(db: ControlDb, partner: string, since: Date): Promise<number> {
+  const r = await db
+    .selectFrom('actions')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('created_partner', '=', partner)
+    .where('created_at', '>=', since)
+    .executeTakeFirst();
+  return Number(r?.n ?? 0);
+}
+
 /** Actions by source (`retrospective:<period>`), or all of them; due first. */
 export async function listActions(
   db: ControlDb,

@@ -88,14 +88,18 @@ export async function listComments(
   return latest.reverse();
 }
 
-/** How many comments one author (a partner's users together, or one partnerless person) wrote since `since`. */
-export async function countCommentsSince(
+/**
+ * How many comments, notes or retrospective items one author (a partner's users together, or one
+ * partnerless person) wrote since `since`: what the room's write budgets count (feedback-service.ts).
+ */
+export async function countWrittenSince(
   db: ControlDb,
+  table: 'comments' | 'annotations' | 'retro_items',
   author: { partner: string } | { name: string },
   since: Date,
 ): Promise<number> {
   let q = db
-    .selectFrom('comments')
+    .selectFrom(table)
     .select((eb) => eb.fn.countAll<string>().as('n'))
     .where('created_at', '>=', since);
   q = 'partner' in author ? q.where('author_partner', '=', author.partner) : q.where('author_name', '=', author.name);

@@ -14,7 +14,7 @@ import { escapeHtml } from '../platform/html.js';
 import type { Room } from '../platform/room.js';
 import {
   createAnnotation,
-  countCommentsSince,
+  countWrittenSince,
   createComment,
   findAnnotation,
   listComments,
@@ -99,6 +99,8 @@ export async function addAnnotation(
     updated_at: now,
   };
   await inTransaction(room.control.db, async (tx) => {
+    // A red team's analyst wrote 1,000 notes spanning a century and buried every other partner's.
+    await withinWriteBudget(tx, p, 'annotations', now);
     await createAnnotation(tx, row);
     // The KPI named: the audit log shows the entry only to those who may read it.
     const details = { kpi: kpi.id, scope: row.scope, from: row.period_from, to: row.period_to };
@@ -232,8 +234,32 @@ export function mentionedPeople(agreement: Agreement, text: string, target: Thre
   return out;
 }
 
-/** The comments one partner's users (or one partnerless person) may write in an hour. */
-export const COMMENTS_PER_HOUR = 60;
+/** The comments, notes or retrospective items one partner's users (or one partnerless person) may write in an hour, each. */
+export const WRITES_PER_HOUR = 60;
+
+/**
+ * Refuses (429 with Retry-After) a write past the author's hourly budget of its kind: a partner's
+ * users together, so that one partner's flood can neither bury the others' notes, items and
+ * comments nor mail other people without end. Counted in the write's transaction.
+ */
+export async function withinWriteBudget(
+  tx: ControlTx,
+  p: Principal,
+  table: 'comments' | 'annotations' | 'retro_items',
+  now: Date,
+): Promise<void> {
+  const author = p.partnerId !== null ? { partner: p.partnerId } : { name: p.name };
+  const recent = await countWrittenSince(tx, table, author, new Date(now.getTime() - 3_600_000));
+  if (recent < WRITES_PER_HOUR) return;
+  const what = { comments: 'comments', annotations: 'notes', retro_items: 'retrospective items' }[table];
+  throw new Problem(
+    429,
+    'Too Many Requests',
+    `${p.partnerId !== null ? `partner ${p.partnerId}` : p.name} wrote ${recent} ${what} in the last hour, the most the room takes; write again later`,
+    {},
+    { 'retry-after': '600' },
+  );
+}
 
 export async function addComment(
   room: Room,
@@ -262,18 +288,8 @@ export async function addComment(
     created_at: now,
   };
   const notified = await inTransaction(room.control.db, async (tx) => {
-    // A partner's users write at most COMMENTS_PER_HOUR comments an hour, all threads together: a
-    // red team's analyst wrote 1,001 in 5 s, each mentioning ten people (10,010 e-mails).
-    const author = p.partnerId !== null ? { partner: p.partnerId } : { name: p.name };
-    const recent = await countCommentsSince(tx, author, new Date(now.getTime() - 3_600_000));
-    if (recent >= COMMENTS_PER_HOUR)
-      throw new Problem(
-        429,
-        'Too Many Requests',
-        `${p.partnerId !== null ? `partner ${p.partnerId}` : p.name} wrote ${recent} comments in the last hour, the most the room takes; write again later`,
-        {},
-        { 'retry-after': '600' },
-      );
+    // A red team's analyst wrote 1,001 comments in 5 s, each mentioning ten people (10,010 e-mails).
+    await withinWriteBudget(tx, p, 'comments', now);
     await createComment(tx, row);
     await auditAs(
       tx,

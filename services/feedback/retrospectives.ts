@@ -6,11 +6,12 @@ import type { Principal } from '../governance/token-repository.js';
 import { shareableAgreement, stages, type Agreement } from '../platform/agreement-schema.js';
 import { isMonth, localToday } from '../platform/calendar.js';
 import { inTransaction, type ActionRow, type RetroItemRow } from '../platform/control-db.js';
-import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
+import { badRequest, conflict, forbidden, notFound, Problem } from '../platform/errors.js';
 import { escapeHtml } from '../platform/html.js';
 import type { Room } from '../platform/room.js';
 import {
   claimOverdueNotice,
+  countActionsCreatedSince,
   countOpenActionsOf,
   createAction,
   createRetroItem,
@@ -21,11 +22,13 @@ import {
   listRetroItems,
   markActionDone,
 } from './action-repository.js';
-import { auditAs, iso, mayReceive, newId, people } from './feedback-service.js';
+import { auditAs, iso, mayReceive, newId, people, withinWriteBudget } from './feedback-service.js';
 import type { ActionView, Retrospective } from './feedback-schemas.js';
 
 /** The open actions one partner's users may have recorded at once. */
 export const MAX_OPEN_ACTIONS = 200;
+/** The actions one partner's users may record in 24 hours. */
+export const ACTIONS_PER_DAY = 20;
 /** The most actions a list of the tracker holds: every partner's open actions, and more. */
 const LISTED_ACTIONS = 5000;
 
@@ -153,6 +156,8 @@ export async function addRetroItem(
     created_at: now,
   };
   await inTransaction(room.control.db, async (tx) => {
+    // A red team's analyst added 3,000 items of 1,000 characters to one month.
+    await withinWriteBudget(tx, p, 'retro_items', now);
     await createRetroItem(tx, row);
     await auditAs(tx, p, 'retrospective.item', row.id, { period, kind: row.kind }, now);
   });
@@ -199,6 +204,20 @@ export async function addRetroAction(
     if (p.partnerId !== null && (await countOpenActionsOf(tx, p.partnerId)) >= MAX_OPEN_ACTIONS)
       throw conflict(
         `partner ${p.partnerId} has ${MAX_OPEN_ACTIONS} actions open: mark some done before recording more`,
+      );
+    // And at most ACTIONS_PER_DAY recorded a day, done ones too: each overdue action mails its
+    // owner, who may be another partner's person (a red team's 200 actions due in 2000 sent 200
+    // e-mails to globex's ops at the next evaluation, and again once globex closed them).
+    if (
+      p.partnerId !== null &&
+      (await countActionsCreatedSince(tx, p.partnerId, new Date(now.getTime() - 86_400_000))) >= ACTIONS_PER_DAY
+    )
+      throw new Problem(
+        429,
+        'Too Many Requests',
+        `partner ${p.partnerId} recorded ${ACTIONS_PER_DAY} actions in the last 24 hours, the most the room takes; record more tomorrow`,
+        {},
+        { 'retry-after': '3600' },
       );
     await createAction(tx, row);
     await auditAs(tx, p, 'action.created', row.id, { period, due: row.due }, now);

@@ -47,6 +47,23 @@ export async function findOpenProposal(db: ControlDb): Promise<{ id: string } | 
   return db.selectFrom('agreement_proposals').select('id').where('state', '=', 'open').executeTakeFirst();
 }
 
+/** A partner's latest proposal another partner rejected since `since`, if any. */
+export async function findProposalRejectedSince(
+  db: ControlDb,
+  partner: string,
+  since: Date,
+): Promise<{ id: string; decided_at: Date | null } | undefined> {
+  return db
+    .selectFrom('agreement_proposals')
+    .select(['id', 'decided_at'])
+    .where('proposer_partner', '=', partner)
+    .where('state', '=', 'rejected')
+    .where('decided_at', '>=', since)
+    .orderBy('decided_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+}
+
 export async function createProposal(db: ControlDb, row: NewProposal): Promise<void> {
   await db.insertInto('agreement_proposals').values(row).execute();
 }

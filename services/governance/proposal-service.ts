@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { inTransaction, jsonColumn, type ControlTx, type ProposalRow } from '../platform/control-db.js';
 import { requirePartnerAdmin } from './auth.js';
-import { badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
+import { badRequest, conflict, forbidden, notFound, Problem } from '../platform/errors.js';
 import type { ControlDb } from '../platform/control-db.js';
 import type { Room } from '../platform/room.js';
 import type { AgreementVersion } from '../platform/agreement-schema.js';
@@ -33,6 +33,7 @@ import {
   createProposalDecision,
   expireOpenProposals,
   findOpenProposal,
+  findProposalRejectedSince,
   findProposalById,
   findProposalForUpdate,
   listProposalDecisions,
@@ -43,6 +44,8 @@ import {
 import { listUnrevokedTokensNamed, revokeTokensOfPartnersOtherThan, type Principal } from './token-repository.js';
 
 export const DEFAULT_PROPOSAL_DAYS = 14;
+/** How long a partner whose proposal was rejected waits before proposing again. */
+export const PROPOSAL_PAUSE_MS = 24 * 3_600_000;
 
 /** A proposal as the API shows it (its shape is the response schema's). */
 export type { ProposalView };
@@ -179,6 +182,20 @@ export async function propose(
     await lockProposals(tx);
     const raced = await findOpenProposal(tx);
     if (raced) throw conflict(`proposal ${raced.id} is still open: approve, reject or let it expire first`);
+    // One proposal is open at a time: a partner whose proposal was rejected waits a day before
+    // the next, so the others get their turn (a red team's admin re-proposed the moment each was
+    // rejected, and globex never got one in).
+    const closed = await findProposalRejectedSince(tx, partner, new Date(now.getTime() - PROPOSAL_PAUSE_MS));
+    if (closed) {
+      const at = new Date(closed.decided_at ?? now);
+      throw new Problem(
+        409,
+        'Conflict',
+        `partner ${partner}'s proposal ${closed.id} was rejected at ${at.toISOString()}; it may propose again from ${new Date(at.getTime() + PROPOSAL_PAUSE_MS).toISOString()}, the others meanwhile`,
+        {},
+        { 'retry-after': String(Math.max(1, Math.ceil((at.getTime() + PROPOSAL_PAUSE_MS - now.getTime()) / 1000))) },
+      );
+    }
     const loosens = changes.some((c) => c.loosensPrivacy);
     await createProposal(tx, {
       id,

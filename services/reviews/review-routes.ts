@@ -14,6 +14,7 @@ import { listReviews } from './review-repository.js';
 import { reviewListSchema, reviewSchema } from './review-schemas.js';
 import { closedMonth, monthlyReview } from './monthly-review-service.js';
 import { sendReview } from './review-sender.js';
+import type { Review } from './review-schemas.js';
 import { readCaller } from '../query/read-gate.js';
 
 /** What a review is served as, JSON first (no Accept, or `*\/*`), and the ?format= of each. */
@@ -26,6 +27,30 @@ const REVIEW_FORMATS: Record<string, 'json' | 'html' | 'text' | 'pdf'> = {
 };
 
 /** GET /v1/reviews and /v1/reviews/{month}: the monthly review, one document for every partner. */
+/**
+ * A review's PDF, drawn once per kept document (month and digest: the same bytes for every
+ * reader) and kept for the most recent PDF_KEPT of them; requests for one being drawn wait for it.
+ * Drawn on every request, its 20–100 ms of the room's thread, asked for on four connections at
+ * once, took another partner's pushes from 0.1 s to 7 s (a red team's finding).
+ */
+const PDF_KEPT = 24;
+const pdfs = new Map<string, Promise<Buffer>>();
+function pdfOf(review: Review): Promise<Buffer> {
+  const key = `${review.month}|${review.digest}`;
+  let pdf = pdfs.get(key);
+  if (pdf) {
+    pdfs.delete(key);
+    pdfs.set(key, pdf);
+    return pdf;
+  }
+  pdf = reviewPdf(review);
+  pdfs.set(key, pdf);
+  // A failed drawing is not kept.
+  pdf.catch(() => pdfs.get(key) === pdf && pdfs.delete(key));
+  if (pdfs.size > PDF_KEPT) pdfs.delete(pdfs.keys().next().value!);
+  return pdf;
+}
+
 export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader; kick?: () => void }> = async (
   fastify,
   { room, reader, kick },
@@ -98,7 +123,7 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
         return r
           .type('application/pdf')
           .header('content-disposition', `attachment; filename="review-${month}.pdf"`)
-          .send(await reviewPdf(review));
+          .send(await pdfOf(review));
       // The canonical JSON itself: the same bytes for every partner (the schema describes them).
       return r.type('application/json; charset=utf-8').send(canonicalJson(review));
     },

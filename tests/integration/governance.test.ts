@@ -186,6 +186,25 @@ describe('co-signed agreement changes', () => {
         .status,
     ).toBe(409);
     expect((await call('GET', '/v1/agreement', await t.token('acme', 'admin'))).body.version).toBe(2);
+    // globex, whose proposal was just rejected, waits a day before its next: the others' turn (a
+    // red team's admin re-proposed the moment each was rejected, and the other partner never got one in).
+    a.kpis[0].title = 'Customer value (net promoter score)';
+    const again = await call('POST', '/v1/agreement/proposals', await t.token('globex', 'admin'), {
+      document: YAML.stringify(a),
+      reason: 'clearer title, again',
+    });
+    expect(again.status).toBe(409);
+    expect(again.body.detail).toMatch(/may propose again from/);
+    const theirs = await call('POST', '/v1/agreement/proposals', await t.token('acme', 'admin'), {
+      document: YAML.stringify(a),
+      reason: 'our turn',
+    });
+    expect(theirs.status, JSON.stringify(theirs.body)).toBe(201);
+    await call('POST', `/v1/agreement/proposals/${theirs.body.id}/reject`, await t.token('globex', 'admin'), {
+      reason: 'not now',
+    });
+    // A day later both may propose again (the tests after this one do).
+    (t.clock as TestClock).advance(24 * 3_600_000 + 1000);
   });
 
   it('bad proposals get a 400 naming the field; nothing is stored', async () => {

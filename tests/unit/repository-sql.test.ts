@@ -299,6 +299,7 @@ const cases: Record<string, Case[]> = {
     { fn: 'findProposalById', run: () => proposals.findProposalById(db, 'prp_1') },
     { fn: 'findProposalForUpdate', run: () => inTx((tx) => proposals.findProposalForUpdate(tx, 'prp_1')) },
     { fn: 'findOpenProposal', run: () => proposals.findOpenProposal(db) },
+    { fn: 'findProposalRejectedSince', run: () => proposals.findProposalRejectedSince(db, 'acme', at) },
     {
       fn: 'createProposal',
       run: () =>
@@ -475,11 +476,11 @@ const cases: Record<string, Case[]> = {
     },
     { fn: 'listAnnotationVersions', run: () => feedback.listAnnotationVersions(db, 'ann_1') },
     { fn: 'listComments', run: () => feedback.listComments(db, 'goal', 'faster_delivery', 1000) },
-    { fn: 'countCommentsSince', run: () => feedback.countCommentsSince(db, { partner: 'acme' }, at) },
+    { fn: 'countWrittenSince', run: () => feedback.countWrittenSince(db, 'comments', { partner: 'acme' }, at) },
     {
-      fn: 'countCommentsSince',
-      variant: 'a partnerless author',
-      run: () => feedback.countCommentsSince(db, { name: 'chair@example.org' }, at),
+      fn: 'countWrittenSince',
+      variant: 'notes of a partnerless author',
+      run: () => feedback.countWrittenSince(db, 'annotations', { name: 'chair@example.org' }, at),
     },
     {
       fn: 'createComment',
@@ -519,6 +520,7 @@ const cases: Record<string, Case[]> = {
     { fn: 'createAction', run: () => inTx((tx) => actions.createAction(tx, actionRow)) },
     { fn: 'findAction', run: () => actions.findAction(db, 'act_1') },
     { fn: 'countOpenActionsOf', run: () => actions.countOpenActionsOf(db, 'acme') },
+    { fn: 'countActionsCreatedSince', run: () => actions.countActionsCreatedSince(db, 'acme', at) },
     {
       fn: 'listActions',
       run: () => actions.listActions(db, { source: 'retrospective:2026-10', state: 'open', limit: 1000 }),
