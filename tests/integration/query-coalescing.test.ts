@@ -100,22 +100,6 @@ describe('the aggregate cache: one computation per aggregate and snapshot', () =
     expect(await cache.get(q, 1, async () => cells)).toBe(cells);
     expect({ misses: cache.misses, shared: cache.shared }).toEqual({ misses: 2, shared: 1 });
   });
-});
-
-describe('the aggregate cache: bounded by the cells it holds', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'parity-cache-cells-'));
-  let store: DuckStore;
-  let agreement: Agreement;
-  beforeAll(async () => {
-    store = await DuckStore.open(join(dir, 'p.duckdb'));
-    const loaded = loadAgreementFile('tests/fixtures/public-agreement.yaml');
-    if (!loaded.ok) throw new Error('the fixture agreement does not load');
-    agreement = loaded.agreement;
-  });
-  afterAll(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
 
   it('a reader asking for many ranges evicts the least recently used past the bound; an aggregate too large is not kept', async () => {
     const kpi = agreement.kpis.find((k) => k.id === 'lead_time')!;
