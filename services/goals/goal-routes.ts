@@ -10,7 +10,6 @@ import { requestContext } from '../query/kpi-summary.js';
 import type { SeriesReader } from '../query/series-reader.js';
 import { summariseGoals } from './goal-progress.js';
 import { goalsResponseSchema } from './goal-schemas.js';
-import { readCaller } from '../query/read-gate.js';
 
 /** GET /v1/goals: the partnership's intent, stage gate and goals, judged on disclosed values at a snapshot. */
 export const goalRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader }> = async (
@@ -36,7 +35,7 @@ export const goalRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader }
       // Without a token only published public KPIs are readable, and goals are the partners' own.
       if (!principal) throw unauthorized();
       const { snapshot, result } = await room.duck.stableRead(async () => {
-        const ctx = requestContext(room, reader.as(readCaller(req)), req.query.snapshot);
+        const ctx = requestContext(room, reader.forRequest(req), req.query.snapshot);
         return { snapshot: ctx.snapshot, result: await summariseGoals(ctx, (k) => canSee(principal, k)) };
       });
       await auditRequest(room, req, {

@@ -23,7 +23,6 @@ import {
 import { resolveRange, resolveSeries, runSeries, seriesJson, type SeriesResult } from './series-service.js';
 import { localToday } from '../platform/calendar.js';
 import { assertReader, canSee, findVisibleKpi } from '../governance/access-policy.js';
-import { readCaller } from './read-gate.js';
 
 const ARROW = 'application/vnd.apache.arrow.stream';
 const FORMATS = { json: 'application/json', csv: 'text/csv', arrow: ARROW } as const;
@@ -135,7 +134,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
       const principal = req.principal;
       assertReader(principal);
       const result: KpisResponse = await room.duck.stableRead(async () => {
-        const ctx = requestContext(room, reader.as(readCaller(req)), req.query.snapshot);
+        const ctx = requestContext(room, reader.forRequest(req), req.query.snapshot);
         return {
           ...(await summariseKpis(ctx, principal)),
           asOf: room.duck.landedAt(ctx.snapshot)?.toISOString() ?? null,
@@ -188,7 +187,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
         if (!principal && kpis.length === 0) throw unauthorized();
         const { q, today } = rangeNow(room, active.agreement, req.query);
         const breaches = await listBreaches(
-          reader.as(readCaller(req)),
+          reader.forRequest(req),
           active.agreement,
           active.version,
           kpis,
@@ -256,7 +255,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
         const kpi = findVisibleKpi(active.agreement, principal, req.params.kpi);
         const { q, today } = rangeNow(room, active.agreement, req.query);
         const judged = await judgePeriods(
-          reader.as(readCaller(req)),
+          reader.forRequest(req),
           active.agreement,
           active.version,
           [kpi],
@@ -338,7 +337,7 @@ export const queryRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader 
           room.clock.now(),
           room.duck,
         );
-        return { kpi, q, result: await runSeries(reader.as(readCaller(req)), active.version, q) };
+        return { kpi, q, result: await runSeries(reader.forRequest(req), active.version, q) };
       });
       await auditRequest(room, req, {
         action: 'query.series',

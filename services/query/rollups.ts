@@ -91,7 +91,7 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
   }
   // In its caller's turn too: one statement per cache miss, and a red team's 64 connections of
   // distinct ranges, each a rollup read, took globex's pushes to 4 s.
-  const rows = await reader.gate.run(reader.caller, () => duck.query(rollupReadSql(q)));
+  const rows = await reader.query(rollupReadSql(q));
   const state = rows[0]; // the state's own row (no period), first; none when the KPI has no rollup
   if (
     !state ||
@@ -105,7 +105,7 @@ export async function readRollup(reader: SeriesReader, q: SeriesQuery): Promise<
     rollups.reads.rollup++;
     return cells;
   }
-  const patched = await patchSeries(q, cells, moved, (s) => reader.gate.run(reader.caller, () => duck.query(s)));
+  const patched = await patchSeries(q, cells, moved, (s) => reader.query(s));
   // A retention run that committed meanwhile deleted points the rollup still counts.
   if (duck.retiredBefore > rolled) return undefined;
   rollups.reads.patched++;

@@ -1,7 +1,8 @@
 import type { DuckStore } from '../platform/duck-store.js';
 import { AggregateCache } from './aggregate-cache.js';
 import type { RollupMaintainer } from './rollups.js';
-import { ReadGate, SYSTEM_READ, type ReadCaller } from './read-gate.js';
+import type { Statement } from '../platform/duck-store.js';
+import { ReadGate, readCaller, SYSTEM_READ, type ReadCaller } from './read-gate.js';
 
 /**
  * The query layer's read path over one store: the aggregate cache and, while they run, the
@@ -17,7 +18,7 @@ export class SeriesReader {
 
   /** The reads that go to the points, shared by every caller (read-gate.ts). */
   readonly gate: ReadGate;
-  /** Whose reads these are: `system` for the room's own; a request's view names its token ({@link as}). */
+  /** Whose reads these are: `system` for the room's own; a request's view its caller ({@link forRequest}). */
   readonly caller: ReadCaller = SYSTEM_READ;
 
   constructor(
@@ -32,10 +33,15 @@ export class SeriesReader {
     this.gate = new ReadGate(opts.pointReads ?? 2, opts.pointReadsWaiting ?? 32);
   }
 
-  /** This reader for one caller's reads: the same cache, rollups and gate, its turn its own. */
-  as(caller: ReadCaller): SeriesReader {
+  /** This reader for one request's reads: the same cache, rollups and gate; its caller's turns (readCaller). */
+  forRequest(req: Parameters<typeof readCaller>[0]): SeriesReader {
     const view = Object.create(this) as SeriesReader;
-    Object.defineProperty(view, 'caller', { value: caller, enumerable: true });
+    Object.defineProperty(view, 'caller', { value: readCaller(req), enumerable: true });
     return view;
+  }
+
+  /** A statement over the stored points or rollups, run in this reader's caller's turn (read-gate.ts). */
+  query(statement: Statement): ReturnType<DuckStore['query']> {
+    return this.gate.run(this.caller, () => this.duck.query(statement));
   }
 }

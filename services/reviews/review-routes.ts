@@ -15,7 +15,6 @@ import { reviewListSchema, reviewSchema } from './review-schemas.js';
 import { closedMonth, monthlyReview } from './monthly-review-service.js';
 import { sendReview } from './review-sender.js';
 import type { Review } from './review-schemas.js';
-import { readCaller } from '../query/read-gate.js';
 
 /** What a review is served as, JSON first (no Accept, or `*\/*`), and the ?format= of each. */
 const REVIEW_TYPES = ['application/json', 'text/html', 'text/plain', 'application/pdf'];
@@ -109,7 +108,7 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
       const format =
         req.query.format ?? REVIEW_FORMATS[negotiate(req.headers.accept, REVIEW_TYPES, 'json|html|text|pdf')]!;
       const month = closedMonth(room, req.params.month);
-      const review = await room.duck.stableRead(() => monthlyReview(room, reader.as(readCaller(req)), month));
+      const review = await room.duck.stableRead(() => monthlyReview(room, reader.forRequest(req), month));
       await auditRequest(room, req, { action: 'query.review', details: { role: p.role, month, format } });
       void reply.headers({
         'x-parity-digest': review.digest,
@@ -155,7 +154,7 @@ export const reviewRoutes: FastifyPluginAsync<{ room: Room; reader: SeriesReader
       const { review, messages } = await room.duck.stableRead(() =>
         // A partner admin's resend waits RESEND_PAUSE_MS after the last send (a red team's admin
         // sent one month's review 20 times in a row to every contact); steering may resend at once.
-        sendReview(room, reader.as(readCaller(req)), month, {
+        sendReview(room, reader.forRequest(req), month, {
           resend: true,
           pauseMs: p.role === 'steering' ? 0 : RESEND_PAUSE_MS,
         }),
