@@ -130,13 +130,8 @@ export function installErrorHandler(app: FastifyInstance): void {
         { requestId: req.id },
       );
     }
-    if (problem.status === 503 && !(err instanceof Problem)) {
-      // logged above as a warning: the room's load, not its fault
-    } else if (problem.status >= 500 && !(err instanceof Problem)) {
-      // already logged above
-    } else if (problem.status >= 500) {
-      req.log.error({ err }, problem.title);
-    }
+    // A 5xx the room raised as a problem is logged here; any other error was logged above.
+    if (problem.status >= 500 && err instanceof Problem) req.log.error({ err }, problem.title);
     // A body refused before it was read to the end (413 mid-stream, a parse error, auth) leaves
     // unread bytes on the connection: close it rather than keep a socket the next request cannot use.
     if (!req.raw.complete) void reply.header('connection', 'close');
