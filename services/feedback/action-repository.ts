@@ -60,26 +60,18 @@ export async function findAction(db: ControlDb, id: string): Promise<ActionRow |
   return db.selectFrom('actions').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-/** How many actions a partner's users recorded that are still open. */
-export async function countOpenActionsOf(db: ControlDb, partner: string): Promise<number> {
-  const r = await db
+/** How many actions a partner's users recorded that are still open, or that they recorded since a time. */
+export async function countActionsOf(
+  db: ControlDb,
+  partner: string,
+  which: { open: true } | { since: Date },
+): Promise<number> {
+  let q = db
     .selectFrom('actions')
     .select((eb) => eb.fn.countAll<string>().as('n'))
-    .where('created_partner', '=', partner)
-    .where('state', '=', 'open')
-    .executeTakeFirst();
-  return Number(r?.n ?? 0);
-}
-
-/** How many actions a partner's users recorded since `since`, open or done. */
-export async function countActionsCreatedSince(db: ControlDb, partner: string, since: Date): Promise<number> {
-  const r = await db
-    .selectFrom('actions')
-    .select((eb) => eb.fn.countAll<string>().as('n'))
-    .where('created_partner', '=', partner)
-    .where('created_at', '>=', since)
-    .executeTakeFirst();
-  return Number(r?.n ?? 0);
+    .where('created_partner', '=', partner);
+  q = 'open' in which ? q.where('state', '=', 'open') : q.where('created_at', '>=', which.since);
+  return Number((await q.executeTakeFirst())?.n ?? 0);
 }
 
 /** Actions by source (`retrospective:<period>`), or all of them; due first. */

@@ -11,8 +11,7 @@ import { escapeHtml } from '../platform/html.js';
 import type { Room } from '../platform/room.js';
 import {
   claimOverdueNotice,
-  countActionsCreatedSince,
-  countOpenActionsOf,
+  countActionsOf,
   createAction,
   createRetroItem,
   findAction,
@@ -201,7 +200,7 @@ export async function addRetroAction(
   await inTransaction(room.control.db, async (tx) => {
     // A partner keeps at most MAX_OPEN_ACTIONS open: one partner's flood of actions cannot push
     // the others' out of the tracker (its lists hold LISTED_ACTIONS).
-    if (p.partnerId !== null && (await countOpenActionsOf(tx, p.partnerId)) >= MAX_OPEN_ACTIONS)
+    if (p.partnerId !== null && (await countActionsOf(tx, p.partnerId, { open: true })) >= MAX_OPEN_ACTIONS)
       throw conflict(
         `partner ${p.partnerId} has ${MAX_OPEN_ACTIONS} actions open: mark some done before recording more`,
       );
@@ -210,7 +209,7 @@ export async function addRetroAction(
     // e-mails to globex's ops at the next evaluation, and again once globex closed them).
     if (
       p.partnerId !== null &&
-      (await countActionsCreatedSince(tx, p.partnerId, new Date(now.getTime() - 86_400_000))) >= ACTIONS_PER_DAY
+      (await countActionsOf(tx, p.partnerId, { since: new Date(now.getTime() - 86_400_000) })) >= ACTIONS_PER_DAY
     )
       throw new Problem(
         429,

@@ -519,8 +519,8 @@ const cases: Record<string, Case[]> = {
     },
     { fn: 'createAction', run: () => inTx((tx) => actions.createAction(tx, actionRow)) },
     { fn: 'findAction', run: () => actions.findAction(db, 'act_1') },
-    { fn: 'countOpenActionsOf', run: () => actions.countOpenActionsOf(db, 'acme') },
-    { fn: 'countActionsCreatedSince', run: () => actions.countActionsCreatedSince(db, 'acme', at) },
+    { fn: 'countActionsOf', run: () => actions.countActionsOf(db, 'acme', { open: true }) },
+    { fn: 'countActionsOf', variant: 'recorded since', run: () => actions.countActionsOf(db, 'acme', { since: at }) },
     {
       fn: 'listActions',
       run: () => actions.listActions(db, { source: 'retrospective:2026-10', state: 'open', limit: 1000 }),
