@@ -234,7 +234,10 @@ export function mentionedPeople(agreement: Agreement, text: string, target: Thre
   return out;
 }
 
-/** The comments, notes or retrospective items one partner's users (or one partnerless person) may write in an hour, each. */
+/**
+ * The comments, notes or retrospective items one partner's users (or one partnerless person) may
+ * write in an hour, each.
+ */
 export const WRITES_PER_HOUR = 60;
 
 /**

@@ -1,10 +1,10 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
 /**
- * The blocks a client address counts in, for the limits on sign-in flows and connections: an IPv4 address is one host and
- * its own site; an IPv6 address counts in its /64 (what one host or home is handed: a holder of
- * one picks any of 2^64 addresses) and its /48 (what one site is handed). An address that is
- * neither (a test's fake) is its own.
+ * The blocks a client address counts in, for the limits on sign-in flows and connections: an
+ * IPv4 address is one host and its own site; an IPv6 address counts in its /64 (what one host or
+ * home is handed: a holder of one picks any of 2^64 addresses) and its /48 (what one site is
+ * handed). An address that is neither (a test's fake) is its own.
  */
 export function addressBlocks(ip: string): { host: string; site: string } {
   const bare = ip.split('%')[0]!; // a zone id names an interface, not a host

@@ -169,7 +169,7 @@ export interface Config {
    * wait, their turns shared among callers (read-gate.ts).
    */
   pointReads: number;
-  /** A caller's reads from the points waiting at most; one more is a 429 (a dashboard fires a dozen at once). */
+  /** A caller's reads from the points waiting at most; one more is a 429 (a dashboard fires a dozen). */
   pointReadsWaiting: number;
   /** Keep every agreed cell rolled up after each batch; series read the rollup where it is current. */
   rollups: boolean;

@@ -526,7 +526,8 @@ async function zoneWithheldPeriods(
     ` ELSE greatest(date_trunc('week', ${day}), date_trunc('month', ${day})) END`;
   const rows = await c.runAndReadAll(
     [
-      'WITH pts AS (SELECT p.kpi, p.partner, p.snapshot, p.dims, p.local_day AS od, timezone($1, p.ts)::DATE AS nd,',
+      "WITH g AS (SELECT * FROM (VALUES ('day'), ('week'), ('month'), ('slice')) AS g(grain)),",
+      'pts AS (SELECT p.kpi, p.partner, p.snapshot, p.dims, p.local_day AS od, timezone($1, p.ts)::DATE AS nd,',
       // Released at the snapshot in force: no row of its atom says it is pending.
       '    h.partner IS NULL OR h.released IS NOT NULL AS rel',
       '  FROM points p LEFT JOIN held_atoms h ON h.kpi = p.kpi AND h.partner = p.partner AND h.snapshot = p.snapshot',
@@ -538,10 +539,9 @@ async function zoneWithheldPeriods(
       // their periods lose them without a point leaving.
       'joined AS (SELECT DISTINCT x.kpi, x.nd FROM pts x JOIN pend q ON q.kpi = x.kpi AND q.partner = x.partner',
       '  AND q.snapshot = x.snapshot AND q.nd = x.nd AND q.dims IS NOT DISTINCT FROM x.dims WHERE x.rel),',
-      `cells AS (SELECT mv.kpi, g.grain, ${cell('mv.od')} AS oc, ${cell('mv.nd')} AS nc`,
-      "  FROM mv, (VALUES ('day'), ('week'), ('month'), ('slice')) AS g(grain)),",
+      `cells AS (SELECT mv.kpi, g.grain, ${cell('mv.od')} AS oc, ${cell('mv.nd')} AS nc FROM mv, g),`,
       'moved AS (SELECT kpi, grain, oc AS c FROM cells WHERE oc <> nc UNION SELECT kpi, grain, nc AS c FROM cells WHERE oc <> nc',
-      `  UNION SELECT joined.kpi, g.grain, ${cell('joined.nd')} FROM joined, (VALUES ('day'), ('week'), ('month'), ('slice')) AS g(grain))`,
+      `  UNION SELECT joined.kpi, g.grain, ${cell('joined.nd')} FROM joined, g)`,
       // A slice withholds its week and its month.
       "SELECT kpi, grain, strftime(c, '%Y-%m-%d') AS period FROM moved WHERE grain <> 'slice'",
       "UNION SELECT kpi, 'week', strftime(date_trunc('week', c), '%Y-%m-%d') FROM moved WHERE grain = 'slice'",

@@ -323,10 +323,10 @@ export function answerUnroutedRequests(server: Server): void {
 /**
  * At most `max` connections open at once, and at most `perAddress` from one client address (an
  * IPv4 address or an IPv6 /64: addressBlocks; not behind a trusted proxy, whose address every
- * client shares): past either a new connection is
- * closed at once, before anything is read from it, so one client cannot hold every file handle the
- * room has (a red team held 20,000 with slow requests, and every partner's pushes and reads then
- * failed to connect). Returns a count of the connections refused.
+ * client shares): past either a new connection is closed at once, before anything is read from
+ * it, so one client cannot hold every file handle the room has (a red team held 20,000 with slow
+ * requests, and every partner's pushes and reads then failed to connect). Returns a count of the
+ * connections refused.
  */
 export function limitConnections(
   server: Server,

@@ -31,8 +31,8 @@ export interface DisclosureRules {
 /**
  * The cell families (grain × the combined figure or a dimension) `next` lets a reader read that
  * `prev`, the version readers had, did not: a grain added (or added back), a dimension added back,
- * a KPI added back, every family of a KPI whose measure changed. Their cells over the points already landed were never judged together with
- * what was served under `prev` (the reader keeps what it read), so the store withholds them
+ * a KPI added back, every family of a KPI whose measure changed. Their cells over the points
+ * already landed were never judged together with what was served under `prev` (the reader keeps what it read), so the store withholds them
  * (DuckStore.adoptAgreement, reason `version`; docs/privacy.md §3, agreement changes). A week or
  * month added where `prev` agreed days (by the same dimension) is `viaDays`: its cells are sums of
  * day cells, judged where those were served; the store withholds them only where those days were
@@ -112,8 +112,10 @@ export interface RawCell {
   /**
    * Why the cell's period is withheld from an agreement change on (DuckStore.withheldPeriods):
    * `zone`, a new time zone moved released points into or out of it (its value now against its
-   * value at any earlier snapshot would be those with the ones released since); `version`, a version added its family over points that
-   * landed before (set against what was served before, it would give withheld parts away).
+   * value at any earlier snapshot would be those with the ones released since); `version`, a
+   * version added its family over points that landed before, dropped a family that protected
+   * some of them, or changed its measure (set against what was served before, it would give
+   * withheld parts away).
    */
   withheldFor?: 'zone' | 'version';
   /**

@@ -55,14 +55,17 @@ export async function sendReview(
   const messages = await inTransaction(room.control.db, async (tx) => {
     if (opts.resend) {
       const pause = opts.pauseMs ?? 0;
-      if (!(await markReviewSent(tx, month, now, pause > 0 ? new Date(now.getTime() - pause) : undefined)))
+      if (!(await markReviewSent(tx, month, now, pause > 0 ? new Date(now.getTime() - pause) : undefined))) {
+        const last = (await findReview(tx, month))?.sent_at;
+        const from = new Date((last ? new Date(last).getTime() : now.getTime()) + pause);
         throw new Problem(
           429,
           'Too Many Requests',
-          `the review of ${month} was sent less than ${pause / 3_600_000} h ago; it may be sent again after that`,
+          `the review of ${month} was sent less than ${pause / 3_600_000} h ago; it may be sent again from ${from.toISOString()}`,
           {},
-          { 'retry-after': String(Math.ceil(pause / 1000)) },
+          { 'retry-after': String(Math.max(1, Math.ceil((from.getTime() - now.getTime()) / 1000))) },
         );
+      }
     } else if (!(await claimReviewSend(tx, month, now))) return 0;
     const recipients = reviewRecipients(a);
     await appendAuditIn(
