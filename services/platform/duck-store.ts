@@ -1652,6 +1652,8 @@ export class DuckStore {
       );
       await c.run('DELETE FROM held_atoms WHERE local_day < $1::DATE', [before]);
       await c.run('DELETE FROM released_atoms WHERE local_day < $1::DATE', [before]);
+      // The step guard's history lost days: waiting atoms are judged again (schema.sql).
+      await c.run('UPDATE held_atoms SET waiting = NULL WHERE waiting IS NOT NULL');
       const perKpi = Object.fromEntries(counts.map((x) => [x.kpi, x.n]));
       await insertRoomReceipt(
         c,

@@ -670,6 +670,13 @@ const groupList = (groups: readonly ChangeGroupKey[], ps: Params) =>
  *   (release.ts, docs/privacy.md §2.3). It was a scan of those cells' points joined to their
  *   atoms, which grew with the room (40–180 ms of a 10k-point batch's step in a 1M-point room).
  *   The step keeps the table current (RECORD_RELEASES, duck-store.ts).
+ * - Atoms the step guard holds while no other partner changes their cells *wait* (`waiting`,
+ *   schema.sql, set to `waitingUnder`, the agreement they were judged under): the candidates
+ *   leave them out, so a partner pushing alone into cells others have released points in does
+ *   not read its whole held backlog again at every step. `wake` makes them candidates again
+ *   before `groups` reads, when another partner's candidate lies within six days or in the same
+ *   month (every cell two atoms can share: a day, a week, a month, a slice); `wait(groups)`
+ *   marks the groups heldGroups found waiting (its `waiting`, release.ts).
  *
  * Deciding what drops is release.ts's, over these rows (heldGroups).
  */
@@ -677,11 +684,14 @@ export function compileReleaseStep(
   kpis: readonly Kpi[],
   snapshot: number,
   maxK: number,
+  waitingUnder: string,
 ): {
   dimensionKeys: string[];
+  wake: CompiledSql;
   groups: CompiledSql;
   points: (groups: readonly ChangeGroupKey[]) => CompiledSql;
   release: (dropped: readonly ChangeGroupKey[]) => CompiledSql;
+  wait: (waiting: readonly ChangeGroupKey[]) => CompiledSql;
   history: (spans: readonly { kpi: Kpi; first: string; last: string }[]) => CompiledSql;
 } {
   const dimensionKeys = [...new Set(kpis.flatMap((k) => Object.keys(k.dimensions)))].sort();
@@ -690,8 +700,26 @@ export function compileReleaseStep(
   const extracted = dimensionKeys
     .map((key, i) => `, json_extract_string(dims, ${gp.bind(`$.${key}`)}) AS x${i}`)
     .join('');
-  const pendingOf = (ps: Params) =>
-    `kpi IN (${ids.map((id) => ps.bind(id)).join(', ')}) AND released IS NULL AND snapshot <= ${ps.bind(snapshot)}`;
+  const heldOf = (ps: Params, h = '') =>
+    `${h}kpi IN (${ids.map((id) => ps.bind(id)).join(', ')}) AND ${h}released IS NULL AND ${h}snapshot <= ${ps.bind(snapshot)}`;
+  /** The candidates: pending atoms at the snapshot that do not wait under this agreement. */
+  const pendingOf = (ps: Params, h = '') =>
+    `${heldOf(ps, h)} AND ${h}waiting IS DISTINCT FROM ${ps.bind(waitingUnder)}`;
+  // Near: in the same month, or in the same or an adjacent 7-day bucket (every two days at most six
+  // days apart are). The candidates' keys, each with its partners, so the waiting rows find theirs
+  // by equality (a join on "another partner, and near" compared every waiting row with every candidate).
+  const wp = new Params();
+  const bucket = (day: string) => `(${day} - DATE '2000-01-03') // 7`;
+  const month = (day: string) => `'m' || strftime(${day}, '%Y-%m')`;
+  const nearKeys = `SELECT kpi, key, list(DISTINCT partner) AS ps FROM (SELECT kpi, partner, unnest([${month('local_day')}, 'w' || (${bucket('local_day')} - 1), 'w' || ${bucket('local_day')}, 'w' || (${bucket('local_day')} + 1)]) AS key FROM held_atoms WHERE ${pendingOf(wp)}) GROUP BY kpi, key`;
+  const near = (key: string) =>
+    `EXISTS (SELECT 1 FROM (${nearKeys}) c WHERE c.kpi = held_atoms.kpi AND c.key = ${key} AND (len(c.ps) > 1 OR c.ps[1] <> held_atoms.partner))`;
+  const wake = [
+    'UPDATE held_atoms SET waiting = NULL',
+    `WHERE ${heldOf(wp)} AND waiting = ${wp.bind(waitingUnder)}`,
+    `  AND (${near(month('held_atoms.local_day'))}`,
+    `    OR ${near(`'w' || ${bucket('held_atoms.local_day')}`)})`,
+  ].join('\n');
   const groups = [
     `SELECT kpi, partner, strftime(local_day, '%Y-%m-%d') AS day, dims${extracted}, d, s, unknown, subjects FROM (`,
     '  SELECT kpi, partner, local_day, dims, coalesce(max(d), 0)::INTEGER AS d, coalesce(sum(s), 0)::DOUBLE AS s,',
@@ -703,6 +731,7 @@ export function compileReleaseStep(
   ].join('\n');
   return {
     dimensionKeys,
+    wake: { sql: wake, params: wp.list },
     groups: { sql: groups, params: gp.list },
     points: (wanted) => {
       const ps = new Params();
@@ -710,7 +739,7 @@ export function compileReleaseStep(
         sql: [
           `WITH pending AS (SELECT h.kpi, h.partner, h.snapshot, h.local_day, h.dims FROM held_atoms h SEMI JOIN ${groupList(wanted, ps)}`,
           '  ON w.kpi = h.kpi AND w.partner = h.partner AND w.day = h.local_day AND w.dims IS NOT DISTINCT FROM h.dims',
-          `  WHERE h.released IS NULL AND h.snapshot <= ${ps.bind(snapshot)})`,
+          `  WHERE h.released IS NULL AND h.snapshot <= ${ps.bind(snapshot)} AND h.waiting IS DISTINCT FROM ${ps.bind(waitingUnder)})`,
           "SELECT p.kpi, p.partner, strftime(p.local_day, '%Y-%m-%d') AS day, p.dims, count(DISTINCT hash(p.subject))::INTEGER AS d,",
           '  sum(p.value)::DOUBLE AS s, list(DISTINCT p.subject) AS subjects',
           'FROM points p SEMI JOIN pending c ON c.kpi = p.kpi AND c.partner = p.partner AND c.snapshot = p.snapshot',
@@ -732,6 +761,17 @@ export function compileReleaseStep(
           '    WHERE w.kpi = held_atoms.kpi AND w.partner = held_atoms.partner AND w.day = held_atoms.local_day AND w.dims IS NOT DISTINCT FROM held_atoms.dims)',
         );
       return { sql: sql.join('\n'), params: rp.list };
+    },
+    wait: (waiting) => {
+      const ps = new Params();
+      return {
+        sql: [
+          `UPDATE held_atoms SET waiting = ${ps.bind(waitingUnder)}`,
+          `WHERE ${pendingOf(ps)} AND EXISTS (SELECT 1 FROM ${groupList(waiting, ps)}`,
+          '  WHERE w.kpi = held_atoms.kpi AND w.partner = held_atoms.partner AND w.day = held_atoms.local_day AND w.dims IS NOT DISTINCT FROM held_atoms.dims)',
+        ].join('\n'),
+        params: ps.list,
+      };
     },
     history: (spans) => {
       const hp = new Params();

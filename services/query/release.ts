@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { periodEnd, periodStart, type Grain } from '../platform/calendar.js';
 import { RECORD_RELEASES, type ReleaseExec, type Releaser } from '../platform/duck-store.js';
@@ -27,7 +28,10 @@ export function releaser(agreement: () => Agreement): Releaser {
     const kpis = ids.flatMap((id) => a.kpis.filter((k) => k.id === id));
     if (kpis.length > 0) {
       const maxK = Math.max(...kpis.map((kpi) => disclosureRules(a, kpi).minGroupSize));
-      const step = compileReleaseStep(kpis, snapshot, maxK);
+      const step = compileReleaseStep(kpis, snapshot, maxK, agreementDigest(a));
+      const guarded = kpis.some((kpi) => disclosureRules(a, kpi).quantile === true);
+      // Waiting atoms near another partner's candidate are candidates again (heldGroups, `waiting`).
+      if (guarded) await exec.run(step.wake.sql, step.wake.params);
       const byKpi = new Map<string, ChangeGroup[]>(kpis.map((k) => [k.id, []]));
       const all = new Map<string, ChangeGroup>();
       for (const r of await exec.all(step.groups.sql, step.groups.params)) {
@@ -94,10 +98,11 @@ export function releaser(agreement: () => Agreement): Releaser {
         }
       }
       const dropped: ChangeGroupKey[] = [];
+      const waiting: ChangeGroup[] = [];
       // KPIs with a part no group of k vouches for: their small groups' subjects are read, once.
       const exact: Kpi[] = [];
       for (const kpi of kpis) {
-        const held = heldGroups(kpi, disclosureRules(a, kpi), byKpi.get(kpi.id)!, history.get(kpi.id));
+        const held = heldGroups(kpi, disclosureRules(a, kpi), byKpi.get(kpi.id)!, history.get(kpi.id), waiting);
         if (held === NEEDS_SUBJECTS) exact.push(kpi);
         else dropped.push(...held);
       }
@@ -109,7 +114,7 @@ export function releaser(agreement: () => Agreement): Releaser {
           }),
         );
         for (const kpi of exact) {
-          const held = heldGroups(kpi, disclosureRules(a, kpi), byKpi.get(kpi.id)!, history.get(kpi.id));
+          const held = heldGroups(kpi, disclosureRules(a, kpi), byKpi.get(kpi.id)!, history.get(kpi.id), waiting);
           // Every group below k has its subjects now: an exact count cannot be missing.
           if (held === NEEDS_SUBJECTS)
             throw new Error(`release: the subjects of ${kpi.id}'s small groups were not read`);
@@ -118,6 +123,10 @@ export function releaser(agreement: () => Agreement): Releaser {
       }
       const release = step.release(dropped);
       await exec.run(release.sql, release.params);
+      if (waiting.length > 0) {
+        const wait = step.wait(waiting);
+        await exec.run(wait.sql, wait.params);
+      }
       for (const sql of RECORD_RELEASES) await exec.run(sql, [snapshot]);
     }
     // Released at once: no row needed (a point without a row of its atom is released).
@@ -205,6 +214,14 @@ function periodOf(day: string, grain: FamilyGrain): string {
   return p;
 }
 
+/** A digest of an agreement, computed once per object: what waiting atoms were judged under. */
+const digests = new WeakMap<Agreement, string>();
+function agreementDigest(a: Agreement): string {
+  let d = digests.get(a);
+  if (d === undefined) digests.set(a, (d = createHash('sha256').update(JSON.stringify(a)).digest('base64url')));
+  return d;
+}
+
 /** heldGroups could not decide without the exact subjects of some group below k. */
 export const NEEDS_SUBJECTS = Symbol('needs subjects');
 
@@ -217,12 +234,24 @@ export const NEEDS_SUBJECTS = Symbol('needs subjects');
  * drops nothing (a dropped group can leave another cell's part too small). A part holds at least
  * the subjects of its largest group, so only a part with no group of k is counted exactly, as the
  * union of its groups' subjects; without those (`subjects` unread) the answer is NEEDS_SUBJECTS.
+ *
+ * With `waiting`, it also adds there the held groups that *wait* (a quantile KPI's): those the
+ * step guard holds in some cell while no cell they lie in holds another partner's group. Until
+ * another partner's pending atom joins one of their cells, every later step would hold them
+ * again, and in its first round: none of their cells gains a second partner, and the guard's
+ * history of their cells changes only by their own partner's releases, which leave it the last
+ * mover. The failing rules of a quantile KPI (k, three partners, the guard) only fail more as
+ * groups drop, so the rounds find the least set of drops closed under them; a group in that set
+ * from the start changes nothing by being left out. So the store leaves waiting atoms out of the
+ * candidates (compileReleaseStep's `wake` and `wait`) and every step releases what it would
+ * release with them.
  */
 export function heldGroups(
   kpi: Kpi,
   rules: DisclosureRules,
   groups: readonly ChangeGroup[],
   history: readonly ReleasedAtom[] = [],
+  waiting?: ChangeGroup[],
 ): ChangeGroup[] | typeof NEEDS_SUBJECTS {
   const k = rules.minGroupSize;
   // Cells (family × period × dimension value), each its parts (partner → groups). Keyed by the
@@ -341,5 +370,22 @@ export function heldGroups(
     }
     dirty = next;
   }
+  if (waiting && guarded)
+    for (const [gi, g] of groups.entries()) {
+      const cells = cellsOfGroup[gi]!;
+      if (cells.some((cell) => cell.size > 1)) continue;
+      if (
+        cells.some((cell) => {
+          const p = past.get(cell);
+          return (
+            p !== undefined &&
+            p.movers.size === 1 &&
+            p.movers.has(g.partner) &&
+            [...p.partners].some((q) => q !== g.partner)
+          );
+        })
+      )
+        waiting.push(g);
+    }
   return groups.filter((_, gi) => !alive[gi]);
 }

@@ -116,6 +116,12 @@ ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS s DOUBLE;
 -- instead of scanning the points. NULL: not listed (a big batch, many subjects, an atom held
 -- before the column, re-keyed pseudonyms, a new time zone); such a part is counted from its points.
 ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS subjects VARCHAR[];
+-- An atom the step guard holds while no other partner changes a cell it lies in *waits*: the
+-- release step leaves it out of its candidates until another partner's pending atom comes within
+-- six days or into its month (services/query/release.ts, heldGroups). The value names the
+-- agreement it was judged under (a digest): under any other it is a candidate again. NULL: not
+-- waiting. A new time zone re-keys every held atom without it; retention clears it.
+ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS waiting VARCHAR;
 -- Whether a rolled-up cell holds points not released at its snapshot, and the snapshot of the
 -- latest release it shows (the value it serves is the one served since then).
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS pending BOOLEAN;

@@ -228,5 +228,35 @@ describe('heldGroups: what a release step keeps pending', () => {
         ),
       ).toEqual([`p0 ${MON} null`, `p1 ${MON} null`]);
     });
+
+    it('names the held groups that wait: guard-held with no other partner in any of their cells', () => {
+      const a = agreementWith({ measure: 'p50', grains: ['day', 'week'], dimensions: { region: ['a', 'b'] } });
+      const rules = disclosureRules(a, a.kpis[0]!);
+      const waitingOf = (groups: ChangeGroup[], history: ReleasedAtom[]) => {
+        const waiting: ChangeGroup[] = [];
+        const held = heldGroups(a.kpis[0]!, rules, groups, history, waiting);
+        if (held === NEEDS_SUBJECTS) throw new Error('counted');
+        // Every waiting group is held.
+        for (const g of waiting) expect(held).toContain(g);
+        return waiting.map((g) => `${g.partner} ${g.day} ${g.values['region']}`).sort();
+      };
+      const history = [released('p0', MON, null, 4), released('p1', MON, null, 5)];
+      // p1 alone, last mover of Monday: it waits.
+      expect(waitingOf([mine], history)).toEqual([`p1 ${MON} null`]);
+      // Held by the guard, but p0 changes Tuesday of the same week (too few subjects, so it is held
+      // too): a later p0 batch may lift it, and then p1's cells change, so p1 does not wait.
+      const small = group('p0', TUE, null, ['x']);
+      expect(decideAfter(a, [mine, small], history)).toEqual([`p0 ${TUE} null`, `p1 ${MON} null`]);
+      expect(waitingOf([mine, small], history)).toEqual([]);
+      // Held for k alone (no guard): a later batch of its own may lift it, so it does not wait.
+      expect(waitingOf([group('p1', MON, null, ['u'])], [released('p0', MON, null, 5)])).toEqual([]);
+      // The last move was p0's: released, nothing waits.
+      expect(waitingOf([mine], [released('p0', MON, null, 5), released('p1', MON, null, 4)])).toEqual([]);
+      // Other measures never wait.
+      const b = agreementWith({ measure: 'sum', grains: ['day'], dimensions: {} });
+      const waiting: ChangeGroup[] = [];
+      heldGroups(b.kpis[0]!, disclosureRules(b, b.kpis[0]!), [mine], history, waiting);
+      expect(waiting).toEqual([]);
+    });
   });
 });
