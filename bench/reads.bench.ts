@@ -172,12 +172,13 @@ const PATH = '/v1/kpis/lead_time/series?grain=week&by=partner';
 
 async function main() {
   const only = process.env['BENCH_READS_CONTROL'];
-  const controls = ((await answers(PG_URL)) ? (['postgres', 'pglite'] as const) : (['pglite'] as const)).filter(
+  const postgres = await answers(PG_URL);
+  const controls = (postgres ? (['postgres', 'pglite'] as const) : (['pglite'] as const)).filter(
     (c) => !only || c === only,
   );
   if (!controls.length)
     throw new Error(`BENCH_READS_CONTROL=${only}: expected postgres or pglite (a PostgreSQL that answers)`);
-  if (controls.length === 1) process.stderr.write(`no PostgreSQL at ${PG_URL}: PGlite only\n`);
+  if (!postgres) process.stderr.write(`no PostgreSQL at ${PG_URL}: PGlite only\n`);
   const rooms = [];
   for (const c of controls) rooms.push(await startRoom(c));
   const body = rooms[0]!.body;

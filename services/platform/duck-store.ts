@@ -5,6 +5,7 @@ import { DuckDBInstance, type DuckDBConnection, type DuckDBValue, type Json } fr
 import { sqlDir } from './paths.js';
 import { mergeDaySpans, periodStart, type DaySpans } from './calendar.js';
 import { retryPause } from './backoff.js';
+import { duckdbBytes } from './config.js';
 
 /**
  * Snapshot numbers are handed out when a batch's body is in and become visible only
@@ -899,6 +900,9 @@ export class DuckStore {
    */
   agreementInForce: { version: number; since: number } | undefined;
 
+  /** DuckDB's memory limit (its pool), in bytes: what a statement may hold (rollups.ts sizes its statements by it). */
+  memoryBytes = 256 * 1024 * 1024;
+
   private constructor(
     readonly instance: DuckDBInstance,
     readonly path: string,
@@ -1028,6 +1032,7 @@ export class DuckStore {
       const r = await conn.runAndReadAll('SELECT coalesce(max(snapshot), 0)::INTEGER AS s FROM batches');
       const latest = Number(r.getRowObjects()[0]!['s']);
       const store = new DuckStore(instance, path, latest, slots);
+      store.memoryBytes = duckdbBytes(memoryLimit);
       const retired = await setting(conn, RETIRED_BEFORE);
       if (retired !== undefined) store.retiredBefore = Number(retired);
       store.retainedFrom = (await setting(conn, RETAINED_FROM)) ?? null;
@@ -1857,7 +1862,15 @@ export class DuckStore {
    */
   async refreshRollup(
     kpi: string,
-    opts: { full: boolean; steps: Iterable<Statement>; snapshot: number; signature: string; signal?: AbortSignal },
+    opts: {
+      full: boolean;
+      steps: Iterable<Statement>;
+      snapshot: number;
+      signature: string;
+      signal?: AbortSignal;
+      /** Runs each statement in a turn of the reads of the points (the query layer's read gate). */
+      turn?: <T>(run: () => Promise<T>) => Promise<T>;
+    },
   ): Promise<void> {
     const signal = opts.signal;
     await this.#transaction(async (c) => {
@@ -1880,10 +1893,12 @@ export class DuckStore {
       };
       signal?.addEventListener('abort', interrupt, { once: true });
       try {
-        const run = async (sql: string, params: Statement['params']) => {
-          signal?.throwIfAborted();
-          await c.run(sql, params);
-        };
+        const turn = opts.turn ?? ((run) => run());
+        const run = (sql: string, params: Statement['params']) =>
+          turn(async () => {
+            signal?.throwIfAborted();
+            await c.run(sql, params);
+          });
         if (opts.full)
           for (const table of ['rollup_cells', 'rollup_parts', 'rollup_atoms'])
             await run(`DELETE FROM ${table} WHERE kpi = $1`, [kpi]);

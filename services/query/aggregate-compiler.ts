@@ -401,14 +401,26 @@ const APPEND_SERIALLY = '\nRETURNING NULL';
 const CHUNK: Record<Grain, number> = { day: 31, week: 13, month: 3 };
 
 /**
- * Points a refresh statement may aggregate beyond its CHUNK of periods, when the room counted the
- * points of each day: light periods are merged into one statement up to this many. A statement
- * costs tens of milliseconds whatever its size (planning, and operators set up for the whole
- * fragment), so a batch spread over two years in CHUNKs cost some 400 statements per KPI. The
- * bound is the size the 10M-point build ran its 31-day statements at under the default 256 MB
- * pool (≈ 420k points each).
+ * Points a refresh statement may aggregate under the default 256 MB pool, when the room counted
+ * the points of each day: light periods are merged into one statement up to this many, and heavy
+ * ones are cut to fewer periods than their CHUNK. A statement costs tens of milliseconds whatever
+ * its size (planning, and operators set up for the whole fragment), so a batch spread over two
+ * years in CHUNKs cost some 400 statements per KPI. The bound is the size the 10M-point build ran
+ * its 31-day statements at under that pool (≈ 420k points each), before a parts statement
+ * counted each partner's distinct subjects twice (all, and released). The room takes fewer
+ * (statementPointsFor): under PARITY_MEMORY_LIMIT=400MB (a 96 MB pool) 13 weeks of a 10M-point
+ * room's KPI ran out of memory at every retry, so its rollups never caught up.
  */
 export const STATEMENT_POINTS = 500_000;
+
+/**
+ * The points a refresh statement may aggregate in a DuckDB pool of `poolBytes`: a kilobyte of pool
+ * a point, at most STATEMENT_POINTS. A day statement of 171k points whose subjects were all
+ * distinct (a 10M-point push of one partner) ran a 96 MB pool out of memory at about 560 bytes a
+ * point; the pool also holds what other work has cached.
+ */
+export const statementPointsFor = (poolBytes: number): number =>
+  Math.max(10_000, Math.min(STATEMENT_POINTS, Math.round(poolBytes / 1000)));
 
 /** The points of each period of `grain` (a period without a count counts 0). */
 export type PeriodPoints = (grain: Grain) => ReadonlyMap<string, number>;
@@ -433,8 +445,8 @@ export function periodPoints(dayPoints: ReadonlyMap<string, number>): PeriodPoin
 /**
  * The periods of `grain` holding a day of `days`, in order, cut into groups of CHUNK[grain]
  * consecutive periods (sparse days years apart give one group of the few periods they touch).
- * Given the points of each period, a group takes at least CHUNK[grain] periods and then more
- * while it holds at most `budget` points.
+ * Given the points of each period, a group instead takes periods while it holds at most `budget`
+ * points (always at least one period): more than CHUNK light ones, fewer heavy ones.
  */
 export function periodGroups(
   days: DaySpans,
@@ -451,7 +463,7 @@ export function periodGroups(
   let held = 0;
   for (const p of periods) {
     const n = points?.get(p) ?? 0;
-    if (group.length >= CHUNK[grain] && (!points || held + n > budget)) {
+    if (points ? group.length > 0 && held + n > budget : group.length >= CHUNK[grain]) {
       out.push(group);
       group = [];
       held = 0;

@@ -6,6 +6,7 @@ import { canonicalJson } from '../platform/canonical-json.js';
 import { mergeDaySpans, periodEnd, periodStart, type DaySpans } from '../platform/calendar.js';
 import type { DuckStore } from '../platform/duck-store.js';
 import type { SeriesReader } from './series-reader.js';
+import { SYSTEM_READ, type ReadGate } from './read-gate.js';
 import {
   compileRollupRead,
   compileRollupRefresh,
@@ -14,7 +15,7 @@ import {
   periodPoints,
   rawCellOf,
   refreshNeedsCounts,
-  STATEMENT_POINTS,
+  statementPointsFor,
   type PeriodPoints,
   type Breakdown,
   type CompiledSql,
@@ -182,8 +183,8 @@ export class RollupMaintainer {
   #unsubscribe: (() => void) | undefined;
   /** The snapshot through which every batch is rolled up (all KPIs of the agreement). */
   through = -1;
-  /** Points a refresh statement may aggregate beyond its minimum of periods (tests lower it to cut more groups). */
-  statementPoints = STATEMENT_POINTS;
+  /** Points a refresh statement may aggregate, for the store's pool (tests lower it to cut more groups). */
+  statementPoints: number;
   /** Per KPI, the last touching snapshot its committed rollup includes (rollup_state, in memory). */
   readonly #rolledUp = new Map<string, number>();
 
@@ -211,8 +212,20 @@ export class RollupMaintainer {
   }
   readonly #moved = new Map<string, Promise<DaySpans>>();
 
-  constructor(duck: DuckStore, agreement: () => Agreement, log: Pick<Logger, 'info' | 'warn' | 'error'>) {
+  /**
+   * @param gate the reads of the points (read-gate.ts): each refresh statement takes a turn with
+   *   them, as the room's own read. Under PARITY_MEMORY_LIMIT=400MB (one turn) a build after a
+   *   10M-point push and the band evaluation reading the same periods from the points at once ran
+   *   DuckDB's 96 MB out of memory at every retry; taking turns, the build went through.
+   */
+  constructor(
+    duck: DuckStore,
+    agreement: () => Agreement,
+    log: Pick<Logger, 'info' | 'warn' | 'error'>,
+    readonly gate?: ReadGate,
+  ) {
     this.#duck = duck;
+    this.statementPoints = statementPointsFor(duck.memoryBytes);
     this.#agreement = agreement;
     this.#log = log;
     this.loop = new BackgroundLoop(
@@ -342,6 +355,7 @@ export class RollupMaintainer {
       snapshot: effective,
       signature: rollupSignature(kpi, timezone, rules),
       signal: this.#abort.signal,
+      ...(this.gate ? { turn: <T>(run: () => Promise<T>) => this.gate!.run(SYSTEM_READ, run) } : {}),
     });
     this.#rolledUp.set(kpi.id, effective);
   }
@@ -381,7 +395,7 @@ export function startRollups(
   log: Pick<Logger, 'info' | 'warn' | 'error'>,
 ): RollupMaintainer {
   if (!reader.rollups) {
-    reader.rollups = new RollupMaintainer(reader.duck, agreement, log);
+    reader.rollups = new RollupMaintainer(reader.duck, agreement, log, reader.gate);
     reader.rollups.start();
   }
   return reader.rollups;

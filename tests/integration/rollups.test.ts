@@ -8,13 +8,15 @@ import {
   periodPoints,
   rawCellOf,
   STATEMENT_POINTS,
+  statementPointsFor,
   type Breakdown,
   type SeriesQuery,
 } from '../../services/query/aggregate-compiler.js';
 import { mergeDaySpans, type Grain } from '../../services/platform/calendar.js';
 import { loadAgreementFile, type Kpi } from '../../services/platform/agreement-schema.js';
 import { DuckStore } from '../../services/platform/duck-store.js';
-import { readRollup, refreshSteps, rollupBreakdowns } from '../../services/query/rollups.js';
+import { ReadGate } from '../../services/query/read-gate.js';
+import { readRollup, refreshSteps, RollupMaintainer, rollupBreakdowns } from '../../services/query/rollups.js';
 import { ndjson, type TestPoint } from '../helpers/points.js';
 import { startTestRoom, type TestRoom } from '../helpers/test-room.js';
 
@@ -435,7 +437,8 @@ describe('rollups over many periods', () => {
     expect(cellStatements.at(-1)).toBe(combos());
   });
 
-  it('with a statement budget of one point the fixed chunks come back, and the cells are the same', async () => {
+  it('with a statement budget of one point every period is a statement of its own, and the cells are the same', async () => {
+    const budget = l.app.reader.rollups!.statementPoints;
     l.app.reader.rollups!.statementPoints = 1;
     try {
       await push(
@@ -443,10 +446,10 @@ describe('rollups over many periods', () => {
         points('lead_time', '2026-03-01', 213, 2, 'm3', (i) => 50 + (i % 7)),
         l,
       );
-      await expectExact('fixed chunks');
+      await expectExact('a period a statement');
       expect(cellStatements.at(-1)).toBeGreaterThan(combos() * 3);
     } finally {
-      l.app.reader.rollups!.statementPoints = STATEMENT_POINTS;
+      l.app.reader.rollups!.statementPoints = budget;
     }
   });
 
@@ -610,6 +613,95 @@ describe("a rollup refresh's own storage", () => {
       expect(parallel).toBeGreaterThan(serial * 4);
     } finally {
       duck.release(c);
+      await duck.close();
+    }
+  });
+
+  it("takes a turn of the point reads for each refresh statement: a build waits while another caller's read runs", async () => {
+    const loaded = loadAgreementFile(join(import.meta.dirname, '../fixtures/public-agreement.yaml'));
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
+    const seeded = await DuckStore.open(join(dir, 'turns.duckdb'), undefined, '256MB');
+    const c = await seeded.connect();
+    try {
+      await c.run(`INSERT INTO points SELECT 1, 'acme', 'lead_time', TIMESTAMPTZ '2025-01-01 12:00:00+00' + to_days((i % 40)::INTEGER),
+          (i % 97)::DOUBLE, 'order-' || i::VARCHAR, NULL, DATE '2025-01-01' + (i % 40)::INTEGER FROM range(2000) AS t(i)`);
+      await c.run(
+        `INSERT INTO batches (id, snapshot, partner, idempotency_key, body_sha256, content_type, accepted, rejected, checksum, errors, agreement_version, received_at, landed_at, kpis)
+         VALUES ('bat_turns', 1, 'acme', NULL, repeat('0', 64), 'application/x-ndjson', 2000, 0, repeat('0', 64), '{"errors":[],"truncated":false}', 1, now(), now(), ['lead_time'])`,
+      );
+    } finally {
+      seeded.release(c);
+      await seeded.close();
+    }
+    // Opened again: its latest snapshot is the batch's.
+    const duck = await DuckStore.open(join(dir, 'turns.duckdb'), undefined, '256MB');
+    expect(duck.snapshots.latest).toBe(1);
+    const gate = new ReadGate(1);
+    let end!: () => void;
+    const read = gate.run('partner globex', () => new Promise<void>((resolve) => (end = resolve)));
+    const m = new RollupMaintainer(duck, () => loaded.agreement, { info() {}, warn() {}, error() {} }, gate);
+    m.start();
+    try {
+      const built = async () =>
+        (
+          await duck.query({
+            sql: "SELECT count(*)::INTEGER AS n FROM rollup_state WHERE kpi = 'lead_time'",
+            params: [],
+          })
+        )[0]!['n'];
+      // The build's first statement waits for the read's turn.
+      for (let i = 0; i < 100 && gate.waiting === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(gate.waiting).toBe(1);
+      expect(await built()).toBe(0);
+      end();
+      await read;
+      await m.loop.idle();
+      expect(await built()).toBe(1);
+      expect(gate.running).toBe(0);
+    } finally {
+      await m.stop();
+      await duck.close();
+    }
+  });
+
+  it('fits a dense KPI into a 96 MB pool: its statements take fewer points than under 256 MB', async () => {
+    // A parts statement counts each partner's distinct subjects twice (all, and released): under
+    // PARITY_MEMORY_LIMIT=400MB (a 96 MB pool) 13 weeks of a 10M-point room's KPI, half a million
+    // points of 43-character pseudonyms, ran out of memory at every retry.
+    const loaded = loadAgreementFile(join(import.meta.dirname, '../fixtures/public-agreement.yaml'));
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
+    const kpi = loaded.agreement.kpis.find((k) => k.id === 'lead_time')!;
+    const duck = await DuckStore.open(join(dir, 'dense.duckdb'), undefined, '96MB');
+    const maintainer = new RollupMaintainer(duck, () => loaded.agreement, { info() {}, warn() {}, error() {} });
+    expect(duck.memoryBytes).toBe(96e6);
+    expect(maintainer.statementPoints).toBe(statementPointsFor(96e6));
+    expect(maintainer.statementPoints).toBeLessThan(STATEMENT_POINTS * 0.4);
+    const c = await duck.connect();
+    try {
+      // 600k points over 120 days (5,000 a day), 300k subjects of 43-character pseudonyms.
+      await c.run(`INSERT INTO points SELECT 1, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, 'lead_time',
+          TIMESTAMPTZ '2025-01-01 12:00:00+00' + to_days((i % 120)::INTEGER), (i % 97)::DOUBLE,
+          rtrim(replace(replace(to_base64(unhex(sha256((i % 300000)::VARCHAR))), '+', '-'), '/', '_'), '='),
+          CASE WHEN i % 3 = 0 THEN '{"region":"north"}' ELSE '{"region":"south"}' END,
+          DATE '2025-01-01' + (i % 120)::INTEGER
+        FROM range(600000) AS t(i)`);
+    } finally {
+      duck.release(c);
+    }
+    try {
+      const perDay = await duck.pointsPerDay('lead_time', 1);
+      const days = mergeDaySpans([...perDay.keys()].map((d) => [d, d]));
+      const steps = refreshSteps(kpi, disclosureRules(loaded.agreement, kpi), 1, days, {
+        points: periodPoints(perDay),
+        budget: maintainer.statementPoints,
+      });
+      await duck.refreshRollup('lead_time', { full: true, steps, snapshot: 1, signature: 'dense' });
+      const cells = await duck.query({
+        sql: "SELECT count(*)::INTEGER AS n FROM rollup_cells WHERE kpi = 'lead_time'",
+        params: [],
+      });
+      expect(Number(cells[0]!['n'])).toBeGreaterThan(100);
+    } finally {
       await duck.close();
     }
   });

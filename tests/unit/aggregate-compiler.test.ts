@@ -151,7 +151,7 @@ describe('rollup refresh groups sized by points', () => {
     expect(Object.fromEntries(points('month'))).toEqual({ '2026-01-01': 6, '2026-02-01': 9 });
   });
 
-  it('light periods share a group up to the budget; heavy ones keep the fixed minimum; every period once, in order', async () => {
+  it('light periods share a group up to the budget, heavy ones are cut to it; every period once, in order', async () => {
     const { periodGroups } = await import('../../services/query/aggregate-compiler.js');
     const span: [string, string][] = [['2025-01-01', '2026-12-31']];
     const all = periodGroups(span, 'day').flat();
@@ -161,16 +161,19 @@ describe('rollup refresh groups sized by points', () => {
     const light = periodGroups(span, 'day', days(100), 10_000);
     expect(light.flat()).toEqual(all);
     expect(light.map((g) => g.length)).toEqual([...Array(7).fill(100), 30]);
-    // Heavier than the budget allows: never fewer periods than the fixed chunk of 31 days.
+    // Heavier: 10 days of 1,000 points a group (a 31-day chunk of them ran a small pool out of memory).
     const heavy = periodGroups(span, 'day', days(1_000), 10_000);
-    expect(heavy).toEqual(periodGroups(span, 'day'));
+    expect(heavy.flat()).toEqual(all);
+    expect(heavy.map((g) => g.length)).toEqual(Array(73).fill(10));
+    // A period over the budget on its own is a group of its own.
+    expect(periodGroups(span, 'day', days(50_000), 10_000).map((g) => g.length)).toEqual(Array(730).fill(1));
     // Uneven: a group closes before the period that would take it over the budget.
     const uneven = new Map([...days(10)].map(([d, n], i) => [d, i === 200 ? 9_000 : n]));
     const groups = periodGroups(span, 'day', uneven, 10_000);
     expect(groups.flat()).toEqual(all);
     for (const g of groups) {
       const held = g.reduce((sum, d) => sum + uneven.get(d)!, 0);
-      expect(g.length <= 31 || held <= 10_000, `${g[0]}: ${g.length} days, ${held} points`).toBe(true);
+      expect(g.length === 1 || held <= 10_000, `${g[0]}: ${g.length} days, ${held} points`).toBe(true);
     }
     expect(groups.find((g) => g.includes(all[200]!))![0]).toBe(all[200]);
   });
@@ -190,8 +193,11 @@ describe('rollup refresh groups sized by points', () => {
     const combos = kpi.grains.length * breakdowns(kpi).length;
     expect(cellInserts(daily('2025-01-01', 730, 50))).toBe(combos);
     expect(cellInserts()).toBeGreaterThan(combos * 10);
-    // A KPI this heavy keeps the fixed chunks.
-    expect(cellInserts(daily('2025-01-01', 730, 100_000))).toBe(cellInserts());
+    // A KPI this heavy is cut finer than the fixed chunks: 5 days, a week, a month a statement.
+    const perGrain = { day: 146, week: 105, month: 24 } as const;
+    expect(cellInserts(daily('2025-01-01', 730, 100_000))).toBe(
+      kpi.grains.reduce((n, g) => n + perGrain[g] * breakdowns(kpi).length, 0),
+    );
   });
 });
 
