@@ -901,7 +901,7 @@ export class DuckStore {
   agreementInForce: { version: number; since: number } | undefined;
 
   /** DuckDB's memory limit (its pool), in bytes: what a statement may hold (rollups.ts sizes its statements by it). */
-  memoryBytes = 256 * 1024 * 1024;
+  memoryBytes = 256e6;
 
   private constructor(
     readonly instance: DuckDBInstance,

@@ -719,7 +719,7 @@ export function compileReleaseStep(
     `${heldOf(ps, h)} AND ${h}waiting IS DISTINCT FROM ${ps.bind(waitingUnder)}`;
   // Near: in the same month, or in the same or an adjacent 7-day bucket (every two days at most six
   // days apart are). The candidates' keys, each with its partners, so the waiting rows find theirs
-  // by equality (a join on "another partner, and near" compared every waiting row with every candidate).
+  // by equality, not by comparing every waiting row with every candidate.
   const wp = new Params();
   const bucket = (day: string) => `(${day} - DATE '2000-01-03') // 7`;
   const month = (day: string) => `'m' || strftime(${day}, '%Y-%m')`;
