@@ -70,6 +70,49 @@ interface Case {
   points: Point[];
 }
 
+/** Blocks of points: a partner (of up to `partners`), a day, a region or none, 1–`size` subjects, a snapshot of `snapshots`. */
+const blocksArb = (o: { partners: number; size: number; snapshots: number[]; minLength: number }) =>
+  fc.array(
+    fc.record({
+      partner: fc.integer({ min: 0, max: o.partners - 1 }),
+      day: fc.oneof(
+        { arbitrary: fc.constantFrom(0, 1, 6, 7), weight: 4 },
+        { arbitrary: fc.integer({ min: 0, max: 13 }), weight: 1 },
+      ),
+      size: fc.integer({ min: 1, max: o.size }),
+      first: fc.integer({ min: 0, max: 6 }),
+      value: fc.integer({ min: 0, max: 9 }),
+      region: fc.constantFrom('a', 'b', null),
+      snapshot: fc.constantFrom(...o.snapshots),
+    }),
+    { minLength: o.minLength, maxLength: 30 },
+  );
+
+/** The points of the blocks for a case of `partners`, `measure` and `dimension`. */
+function pointsOfBlocks(
+  raw: readonly {
+    partner: number;
+    day: number;
+    size: number;
+    first: number;
+    value: number;
+    region: string | null;
+    snapshot: number;
+  }[],
+  c: Pick<Case, 'partners' | 'measure' | 'dimension'>,
+): Point[] {
+  return raw.flatMap((r) =>
+    Array.from({ length: r.size }, (_, j) => ({
+      partner: `p${r.partner % c.partners}`,
+      day: DAYS[r.day]!,
+      subject: `s${r.first + j}`,
+      value: c.measure === 'rate' ? (r.value + j) % 2 : (r.value + 3 * j) % 10,
+      snapshot: r.snapshot,
+      ...(c.dimension && r.region !== null ? { dims: { region: r.region } } : {}),
+    })),
+  );
+}
+
 const caseArb: fc.Arbitrary<Case> = fc
   .record({
     partners: fc.integer({ min: 2, max: 4 }),
@@ -81,38 +124,15 @@ const caseArb: fc.Arbitrary<Case> = fc
     k: fc.integer({ min: 2, max: 4 }),
     counts: fc.constantFrom('exact' as const, 'none' as const),
     // Blocks of points: one partner, one day, one region (or none), 1–8 subjects — parts of every
-    // size around k, mostly on a few days so that some cells pass and others link to them.
-    raw: fc.array(
-      fc.record({
-        partner: fc.integer({ min: 0, max: 3 }),
-        day: fc.oneof(
-          { arbitrary: fc.constantFrom(0, 1, 6, 7), weight: 4 },
-          { arbitrary: fc.integer({ min: 0, max: 13 }), weight: 1 },
-        ),
-        size: fc.integer({ min: 1, max: 8 }),
-        first: fc.integer({ min: 0, max: 6 }),
-        value: fc.integer({ min: 0, max: 9 }),
-        region: fc.constantFrom('a', 'b', null),
-        // The snapshot the block lands at: later blocks are late points into cells read before.
-        snapshot: fc.constantFrom(1, 1, 2, 3),
-      }),
-      { minLength: 3, maxLength: 30 },
-    ),
+    // size around k, mostly on a few days so that some cells pass and others link to them; later
+    // snapshots' blocks are late points into cells read before.
+    raw: blocksArb({ partners: 4, size: 8, snapshots: [1, 1, 2, 3], minLength: 3 }),
   })
   .map(({ raw, ...c }) => ({
     ...c,
     // Validation refuses a combined KPI of two partners without consent.
     consent: c.consent || (c.breakdown === 'combined' && c.partners < 3),
-    points: raw.flatMap((r) =>
-      Array.from({ length: r.size }, (_, j) => ({
-        partner: `p${r.partner % c.partners}`,
-        day: DAYS[r.day]!,
-        subject: `s${r.first + j}`,
-        value: c.measure === 'rate' ? (r.value + j) % 2 : (r.value + 3 * j) % 10,
-        snapshot: r.snapshot,
-        ...(c.dimension && r.region !== null ? { dims: { region: r.region } } : {}),
-      })),
-    ),
+    points: pointsOfBlocks(raw, c),
   }));
 
 function agreementOf(c: Case): Agreement {
@@ -807,37 +827,9 @@ describe('the release step', () => {
           breakdown: fc.constantFrom('per_partner' as const, 'combined' as const),
           k: fc.integer({ min: 2, max: 3 }),
           // Blocks mostly of k or more, on a few days, at any of the six snapshots.
-          raw: fc.array(
-            fc.record({
-              partner: fc.integer({ min: 0, max: 2 }),
-              day: fc.oneof(
-                { arbitrary: fc.constantFrom(0, 1, 6, 7), weight: 4 },
-                { arbitrary: fc.integer({ min: 0, max: 13 }), weight: 1 },
-              ),
-              size: fc.integer({ min: 1, max: 5 }),
-              first: fc.integer({ min: 0, max: 6 }),
-              value: fc.integer({ min: 0, max: 9 }),
-              region: fc.constantFrom('a', 'b', null),
-              snapshot: fc.constantFrom(...SIX),
-            }),
-            { minLength: 6, maxLength: 30 },
-          ),
+          raw: blocksArb({ partners: 3, size: 5, snapshots: SIX, minLength: 6 }),
         })
-        .map(({ raw, ...c }) => ({
-          ...c,
-          consent: true,
-          counts: 'none' as const,
-          points: raw.flatMap((r) =>
-            Array.from({ length: r.size }, (_, j) => ({
-              partner: `p${r.partner % c.partners}`,
-              day: DAYS[r.day]!,
-              subject: `s${r.first + j}`,
-              value: (r.value + 3 * j) % 10,
-              snapshot: r.snapshot,
-              ...(c.dimension && r.region !== null ? { dims: { region: r.region } } : {}),
-            })),
-          ),
-        }));
+        .map(({ raw, ...c }) => ({ ...c, consent: true, counts: 'none' as const, points: pointsOfBlocks(raw, c) }));
       const seen = { waits: 0, wokenAndReleased: 0, stillWaiting: 0 };
       await fc.assert(
         fc.asyncProperty(quantiles, async (c) => {
