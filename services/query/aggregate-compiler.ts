@@ -416,8 +416,9 @@ export const STATEMENT_POINTS = 500_000;
 /**
  * The points a refresh statement may aggregate in a DuckDB pool of `poolBytes`: a kilobyte of pool
  * a point, at most STATEMENT_POINTS. A day statement of 171k points whose subjects were all
- * distinct (a 10M-point push of one partner) ran a 96 MB pool out of memory at about 560 bytes a
- * point; the pool also holds what other work has cached.
+ * distinct (a 10M-point push of one partner) ran a 96 MB pool out of memory, at about 560 bytes
+ * a point, beside the band evaluation's reads (before refresh statements took turns with them);
+ * the pool also holds what other work has cached.
  */
 export const statementPointsFor = (poolBytes: number): number =>
   Math.max(10_000, Math.min(STATEMENT_POINTS, Math.round(poolBytes / 1000)));
