@@ -650,7 +650,7 @@ describe("a rollup refresh's own storage", () => {
           })
         )[0]!['n'];
       // The build's first statement waits for the read's turn.
-      for (let i = 0; i < 100 && gate.waiting === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 500 && gate.waiting === 0; i++) await new Promise((r) => setTimeout(r, 20));
       expect(gate.waiting).toBe(1);
       expect(await built()).toBe(0);
       end();
@@ -678,6 +678,8 @@ describe("a rollup refresh's own storage", () => {
     expect(maintainer.statementPoints).toBeLessThan(STATEMENT_POINTS * 0.4);
     const c = await duck.connect();
     try {
+      // Two threads, as on the machine that ran out of memory (each thread holds its own tables).
+      await c.run('SET threads = 2');
       // 600k points over 120 days (5,000 a day), 300k subjects of 43-character pseudonyms.
       await c.run(`INSERT INTO points SELECT 1, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, 'lead_time',
           TIMESTAMPTZ '2025-01-01 12:00:00+00' + to_days((i % 120)::INTEGER), (i % 97)::DOUBLE,
