@@ -22,6 +22,12 @@ import { disclosureRules, type DisclosureRules } from './disclosure.js';
  * milliseconds; the SQL loop this replaced ran eight to thirty a KPI).
  */
 export function releaser(agreement: () => Agreement): Releaser {
+  /**
+   * Whether an atom may wait (held_atoms.waiting): read once, then true from the first step that
+   * marks one (a step rolled back leaves it true, which only costs a wake that finds nothing). A
+   * room where no atom ever waited runs no wake statement in its steps.
+   */
+  let mayWait: boolean | undefined;
   return async (exec, snapshot, ids) => {
     const a = agreement();
     // A KPI not agreed (any more) is not decided: nobody reads it, its atoms stay pending.
@@ -30,8 +36,10 @@ export function releaser(agreement: () => Agreement): Releaser {
       const maxK = Math.max(...kpis.map((kpi) => disclosureRules(a, kpi).minGroupSize));
       const step = compileReleaseStep(kpis, snapshot, maxK, agreementDigest(a));
       const guarded = kpis.some((kpi) => disclosureRules(a, kpi).quantile === true);
+      if (guarded && mayWait === undefined)
+        mayWait = (await exec.all('SELECT 1 FROM held_atoms WHERE waiting IS NOT NULL LIMIT 1')).length > 0;
       // Waiting atoms near another partner's candidate are candidates again (heldGroups, `waiting`).
-      if (guarded) await exec.run(step.wake.sql, step.wake.params);
+      if (guarded && mayWait) await exec.run(step.wake.sql, step.wake.params);
       const byKpi = new Map<string, ChangeGroup[]>(kpis.map((k) => [k.id, []]));
       const all = new Map<string, ChangeGroup>();
       for (const r of await exec.all(step.groups.sql, step.groups.params)) {
@@ -124,6 +132,7 @@ export function releaser(agreement: () => Agreement): Releaser {
       const release = step.release(dropped);
       await exec.run(release.sql, release.params);
       if (waiting.length > 0) {
+        mayWait = true;
         const wait = step.wait(waiting);
         await exec.run(wait.sql, wait.params);
       }
