@@ -146,7 +146,7 @@ async function runServe(withDemo: boolean): Promise<void> {
           out(`    ${i.partner.padEnd(8)} ${i.role.padEnd(9)} ${i.email.padEnd(24)} ${url}${i.path}`);
         if (cfg.memoryLimit !== null)
           out(
-            `  memory budget ${Math.round(cfg.memoryLimit / 1024 ** 2)} MiB (PARITY_MEMORY_LIMIT): DuckDB ${cfg.duckdbMemory}, ${cfg.ingestConcurrency} batch${cfg.ingestConcurrency === 1 ? '' : 'es'} in flight, ${cfg.workerHeap.oldMb} MB per ingest worker`,
+            `  memory budget ${Math.round(cfg.memoryLimit / 1024 ** 2)} MiB (PARITY_MEMORY_LIMIT): DuckDB ${cfg.duckdbMemory} on ${cfg.duckdbThreads} thread${cfg.duckdbThreads === 1 ? '' : 's'}, ${cfg.ingestConcurrency} batch${cfg.ingestConcurrency === 1 ? '' : 'es'} in flight, ${cfg.workerHeap.oldMb} MB per ingest worker`,
           );
         // Only for a budget the operator chose: the demo's own default is a laptop's, not a limit.
         const hint = process.env['PARITY_MEMORY_LIMIT']

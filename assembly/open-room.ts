@@ -82,6 +82,7 @@ export async function openRoom(config: Config, opts: OpenRoomOptions = {}): Prom
       join(config.dataDir, 'points.duckdb'),
       { size: config.ingestConcurrency, queue: config.ingestQueue },
       config.duckdbMemory,
+      config.duckdbThreads,
     );
     const d = duck;
     let current = active;

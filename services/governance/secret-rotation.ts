@@ -25,7 +25,12 @@ export async function rotatePseudonymSecret(
   config: Config,
   onProgress: (done: number) => void = () => {},
 ): Promise<RotationResult> {
-  const duck = await DuckStore.open(join(config.dataDir, 'points.duckdb'), { size: 1, queue: 0 }, config.duckdbMemory);
+  const duck = await DuckStore.open(
+    join(config.dataDir, 'points.duckdb'),
+    { size: 1, queue: 0 },
+    config.duckdbMemory,
+    config.duckdbThreads,
+  );
   try {
     const generation = duck.pseudonymGeneration + 1;
     const key = ensureRotationKey(config.dataDir, generation);

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -88,6 +89,7 @@ export const envSchema = z.object({
   PARITY_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
   PARITY_QUERY_CACHE: z.enum(['on', 'off']).default('on'),
   PARITY_POINT_READS: z.coerce.number().int().min(1).max(64).optional(),
+  PARITY_DUCKDB_THREADS: z.coerce.number().int().min(1).max(1024).optional(),
   PARITY_POINT_READS_WAITING: z.coerce.number().int().min(1).max(10_000).default(32),
   PARITY_ALERTS: z.enum(['on', 'off']).default('on'),
   PARITY_REVIEW_SEND: z.enum(['on', 'off']).default('on'),
@@ -157,6 +159,8 @@ export interface Config {
   clockSkewMs: number;
   /** DuckDB's buffer pool; beyond it DuckDB spills to disk instead of growing the process. */
   duckdbMemory: string;
+  /** DuckDB's worker threads: PARITY_DUCKDB_THREADS, or what the pool gives (duckdbThreads). */
+  duckdbThreads: number;
   /** Cache aggregates by (query, last snapshot that touched the KPI). */
   queryCache: boolean;
   /**
@@ -252,6 +256,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     clockSkewMs: e.PARITY_CLOCK_SKEW_SECONDS * 1000,
     duckdbMemory: plan.duckdbMemory,
+    duckdbThreads: e.PARITY_DUCKDB_THREADS ?? duckdbThreads(duckdbBytes(plan.duckdbMemory)),
     queryCache: e.PARITY_QUERY_CACHE === 'on',
     queryCacheCells: plan.cacheCells,
     // One read from the points at a time per 120 MB of DuckDB's pool (each can take much of it):
@@ -296,6 +301,25 @@ export const WORKER_RETIRE_ROWS = 1_000_000;
  * at start.
  */
 export const DUCKDB_POOL_FLOOR_MB = 96;
+
+/**
+ * The pool a DuckDB thread is given: a thread of an aggregate holds its own hash tables and
+ * quantile states, so the pool, not the cores, bounds how many may run. DuckDB's default is a
+ * thread per core. The rollup refresh of a dense KPI in a 96 MB pool (tests/integration/
+ * rollups.test.ts) ran on 1, 2, 4 and 8 threads and out of memory on 12 and 16: about 8 MB a
+ * thread was its edge, and this is three times that.
+ */
+export const DUCKDB_THREAD_BYTES = 24e6;
+
+/**
+ * DuckDB's threads for a pool of `poolBytes`: one per DUCKDB_THREAD_BYTES of it (4 at 96 MB, 10
+ * at the default 256MB), never more than the host's cores, and two at least where there are two
+ * cores: a re-key of 500k points in a 64 MB pool ran out of memory on one thread and not on two
+ * (tests/integration/duck-store.test.ts).
+ */
+export function duckdbThreads(poolBytes: number, cores: number = availableParallelism()): number {
+  return Math.max(1, Math.min(cores, Math.max(2, Math.floor(poolBytes / DUCKDB_THREAD_BYTES))));
+}
 
 /** A DuckDB memory size (`64MB`, `2GiB`, as PARITY_DUCKDB_MEMORY takes it) in bytes, as DuckDB reads it. */
 export function duckdbBytes(size: string): number {

@@ -5,7 +5,7 @@ import { DuckDBInstance, type DuckDBConnection, type DuckDBValue, type Json } fr
 import { sqlDir } from './paths.js';
 import { mergeDaySpans, periodStart, type DaySpans } from './calendar.js';
 import { retryPause } from './backoff.js';
-import { duckdbBytes } from './config.js';
+import { duckdbBytes, duckdbThreads } from './config.js';
 
 /**
  * Snapshot numbers are handed out when a batch's body is in and become visible only
@@ -1018,13 +1018,23 @@ export class DuckStore {
     return this.#landedAt.get(snapshot);
   }
 
-  static async open(path: string, slots = { size: 4, queue: 16 }, memoryLimit = '256MB'): Promise<DuckStore> {
+  /**
+   * Opens (or creates) the store at `path` with a pool of `memoryLimit` and `threads` DuckDB
+   * threads: by default as many as the pool gives (duckdbThreads), not one per core.
+   */
+  static async open(
+    path: string,
+    slots = { size: 4, queue: 16 },
+    memoryLimit = '256MB',
+    threads = duckdbThreads(duckdbBytes(memoryLimit)),
+  ): Promise<DuckStore> {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     // No extension may be downloaded at run time; parquet/json/icu are built in.
     const instance = await DuckDBInstance.create(path, {
       autoinstall_known_extensions: 'false',
       autoload_known_extensions: 'true',
       memory_limit: memoryLimit,
+      threads: String(threads),
     });
     const conn = await instance.connect();
     try {

@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { duckdbThreads } from '../../services/platform/config.js';
 import { DuckStore, HOLD_ATOMS_LISTED } from '../../services/platform/duck-store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'parity-duck-'));
@@ -305,6 +306,25 @@ describe("the step guard's history", () => {
   });
 });
 
+describe('threads', () => {
+  it('runs as many DuckDB threads as its pool feeds (duckdbThreads), or as many as it is told', async () => {
+    const threads = async (store: DuckStore) =>
+      Number((await store.query({ sql: "SELECT current_setting('threads') AS n", params: [] }))[0]!['n']);
+    const fed = await DuckStore.open(join(dir, 'threads-96.duckdb'), undefined, '96MB');
+    try {
+      expect(await threads(fed)).toBe(duckdbThreads(96e6));
+    } finally {
+      await fed.close();
+    }
+    const told = await DuckStore.open(join(dir, 'threads-told.duckdb'), undefined, '64MB', 3);
+    try {
+      expect(await threads(told)).toBe(3);
+    } finally {
+      await told.close();
+    }
+  });
+});
+
 describe('closing', () => {
   it('interrupts a statement still running and waits for it, instead of closing its connection under it', async () => {
     const store = await DuckStore.open(join(dir, 'closing.duckdb'));
@@ -413,6 +433,7 @@ describe('closing', () => {
 
   it('re-keys more points than DuckDB could hold as one update in its memory', async () => {
     // 500k points under a 64 MB pool: an in-place UPDATE of their pseudonyms ran out of memory.
+    // On one thread the copy's sorted INSERT ran out of it too, and not on two (duckdbThreads).
     const store = await DuckStore.open(join(dir, 'big-rekey.duckdb'), undefined, '64MB');
     try {
       const c = await store.connect();

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import {
   ConfigError,
   DUCKDB_POOL_FLOOR_MB,
+  DUCKDB_THREAD_BYTES,
   duckdbBytes,
+  duckdbThreads,
   loadConfig,
   processMemoryHint,
   processMemorySettings,
@@ -125,6 +127,25 @@ describe('PARITY_MEMORY_LIMIT', () => {
     // The plan never goes below the floor; an explicit value may (and start-up warns).
     expect(duckdbBytes(loadConfig({ PARITY_MEMORY_LIMIT: '256MB' }).duckdbMemory)).toBe(DUCKDB_POOL_FLOOR_MB * 1e6);
     expect(loadConfig({ PARITY_MEMORY_LIMIT: '400MB', PARITY_DUCKDB_MEMORY: '64MB' }).duckdbMemory).toBe('64MB');
+  });
+
+  it("gives DuckDB as many threads as its pool feeds, never more than the host's cores", () => {
+    // A sixteen-core host: DuckDB's own default would run sixteen threads in any pool.
+    expect([64e6, 96e6, 128e6, 256e6, 512e6].map((pool) => duckdbThreads(pool, 16))).toEqual([2, 4, 5, 10, 16]);
+    expect(duckdbThreads(256e6, 2)).toBe(2);
+    expect(duckdbThreads(96e6, 1)).toBe(1); // never more than the cores
+    expect(duckdbThreads(DUCKDB_THREAD_BYTES, 8)).toBe(2); // two at least
+    expect(duckdbThreads(DUCKDB_THREAD_BYTES * 3, 8)).toBe(3);
+    // From the planned pool, or as set.
+    const budget = loadConfig({ PARITY_MEMORY_LIMIT: '400MB' });
+    expect(budget.duckdbThreads).toBe(duckdbThreads(96e6));
+    expect(budget.duckdbThreads).toBeLessThanOrEqual(4);
+    expect(loadConfig({}).duckdbThreads).toBe(duckdbThreads(256e6));
+    expect(loadConfig({ PARITY_MEMORY_LIMIT: '400MB', PARITY_DUCKDB_THREADS: '1' }).duckdbThreads).toBe(1);
+    for (const bad of ['0', '-2', '1.5', 'many', '2000'])
+      expect(() => loadConfig({ PARITY_DUCKDB_THREADS: bad })).toThrow(
+        /^invalid configuration: PARITY_DUCKDB_THREADS: /,
+      );
   });
 
   it('refuses a budget too small to run the room, naming the variable', () => {
