@@ -4,7 +4,9 @@
  * HMAC-SHA-256 pseudonym computed as the room does. Paths: one big push of all BENCH_POINTS
  * points as NDJSON, JSON, Arrow IPC and CSV (the issue's "one big push"); NDJSON in
  * BENCH_BATCH-point batches one after another (what a batch costs beyond its points); and NDJSON
- * in BENCH_SMALL_BATCH-point batches from 1, 2 and 4 concurrent clients. BENCH_ROUNDS (≥ 3)
+ * in BENCH_SMALL_BATCH-point batches from 1, 2 and 4 concurrent clients, each batch every
+ * 100th point of the two years (every batch touches every day), and from 4 clients with the
+ * points in the order they happened (each batch a week or so, as a feed sends). BENCH_ROUNDS (≥ 3)
  * interleaved rounds, each on a fresh server with the paths in a rotated order, give min /
  * median / max of each ratio; BENCH_PATHS (path names separated by semicolons: NDJSON, JSON,
  * Arrow IPC, CSV, "NDJSON, 100,000-point batches", "NDJSON, 10,000-point batches, 2 clients" …,
@@ -383,14 +385,18 @@ async function main() {
       '\n',
   ];
   // The same points in NDJSON bodies of `size` points each.
-  const ndjsonBatches = (size: number) => {
+  const ndjsonBatches = (size: number, of = rows) => {
     const out: string[] = [];
-    for (let i = 0; i < N; i += size) out.push(ndjsonOf(rows.slice(i, i + size)));
+    for (let i = 0; i < N; i += size) out.push(ndjsonOf(of.slice(i, i + size)));
     return out;
   };
   const batchBodies = ndjsonBatches(BATCH);
-  // Small batches, sent by 1, 2 or 4 clients at once.
+  // Small batches, sent by 1, 2 or 4 clients at once. Each holds every 100th point of the two
+  // years (rows cycle through 700 days): every batch touches every day of both KPIs.
   const smallBodies = ndjsonBatches(SMALL);
+  // The same points in the order they happened, as a feed sends them: each batch a week or so.
+  const inTimeOrder = [...rows].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  const orderedBodies = ndjsonBatches(SMALL, inTimeOrder);
   process.stderr.write('baseline: PostgreSQL COPY…\n');
   const copy = await postgresCopy(rows);
 
@@ -413,6 +419,10 @@ async function main() {
       ...(clients === 4 ? { target: 0.6 } : {}),
       run: (u: string, t: string) => pushConcurrently(u, t, smallBodies, clients),
     })),
+    {
+      name: `NDJSON, ${fmt(SMALL)}-point batches in time order, 4 clients`,
+      run: (u: string, t: string) => pushConcurrently(u, t, orderedBodies, 4),
+    },
   ];
   const unknown = ONLY?.filter((o) => !allPaths.some((p) => p.name.toLowerCase() === o));
   if (unknown?.length)
