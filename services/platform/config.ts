@@ -313,12 +313,12 @@ export const DUCKDB_THREAD_BYTES = 24e6;
 
 /**
  * DuckDB's threads for a pool of `poolBytes`: one per DUCKDB_THREAD_BYTES of it (4 at 96 MB, 10
- * at the default 256MB), never more than the host's cores, and two at least where there are two
- * cores: a re-key of 500k points in a 64 MB pool ran out of memory on one thread and not on two
+ * at the default 256MB), no more than the host's cores, but two at least, even on one core: a
+ * re-key of 500k points in a 64 MB pool ran out of memory on one thread and not on two
  * (tests/integration/duck-store.test.ts).
  */
 export function duckdbThreads(poolBytes: number, cores: number = availableParallelism()): number {
-  return Math.max(1, Math.min(cores, Math.max(2, Math.floor(poolBytes / DUCKDB_THREAD_BYTES))));
+  return Math.max(2, Math.min(cores, Math.floor(poolBytes / DUCKDB_THREAD_BYTES)));
 }
 
 /** A DuckDB memory size (`64MB`, `2GiB`, as PARITY_DUCKDB_MEMORY takes it) in bytes, as DuckDB reads it. */

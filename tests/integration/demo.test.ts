@@ -77,7 +77,7 @@ describe('parity demo (what npm start runs)', () => {
       expect((await accept()).status).toBe(410);
       // The demo runs on a laptop's budget unless PARITY_MEMORY_LIMIT says otherwise.
       expect(out).toMatch(
-        /memory budget 488 MiB \(PARITY_MEMORY_LIMIT\): DuckDB 122MB on [1-5] threads?, 1 batch in flight, 30 MB per ingest worker/,
+        /memory budget 488 MiB \(PARITY_MEMORY_LIMIT\): DuckDB 122MB on [2-5] threads, 1 batch in flight, 30 MB per ingest worker/,
       );
       expect(out).not.toContain("warning: DuckDB's pool"); // the plan keeps the floor
       expect(out).not.toContain('hint:'); // the demo's own budget, not one the operator chose
