@@ -8,7 +8,13 @@ import { requireRole } from '../governance/auth.js';
 import { findProposalById } from '../governance/proposal-repository.js';
 import type { Principal } from '../governance/token-repository.js';
 import { mayReadNeedToKnow, shareableAgreement, type Agreement, type Kpi } from '../platform/agreement-schema.js';
-import { inTransaction, type AnnotationRow, type CommentRow, type ControlTx } from '../platform/control-db.js';
+import {
+  inTransaction,
+  lockBudget,
+  type AnnotationRow,
+  type CommentRow,
+  type ControlTx,
+} from '../platform/control-db.js';
 import { badRequest, conflict, forbidden, notFound, Problem } from '../platform/errors.js';
 import { escapeHtml } from '../platform/html.js';
 import type { Room } from '../platform/room.js';
@@ -243,7 +249,8 @@ export const WRITES_PER_HOUR = 60;
 /**
  * Refuses (429 with Retry-After) a write past the author's hourly budget of its kind: a partner's
  * users together, so that one partner's flood can neither bury the others' notes, items and
- * comments nor mail other people without end. Counted in the write's transaction.
+ * comments nor mail other people without end. Counted in the write's transaction, under the
+ * budget's lock: call it before the transaction takes any other lock (the audit chain's).
  */
 export async function withinWriteBudget(
   tx: ControlTx,
@@ -252,6 +259,9 @@ export async function withinWriteBudget(
   now: Date,
 ): Promise<void> {
   const author = p.partnerId !== null ? { partner: p.partnerId } : { name: p.name };
+  // Counted and written by one request of this author at a time (the count sees what the one
+  // before committed).
+  await lockBudget(tx, `${table} ${'partner' in author ? `partner:${author.partner}` : `name:${author.name}`}`);
   const recent = await countWrittenSince(tx, table, author, new Date(now.getTime() - 3_600_000));
   if (recent < WRITES_PER_HOUR) return;
   const what = { comments: 'comments', annotations: 'notes', retro_items: 'retrospective items' }[table];

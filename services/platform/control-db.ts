@@ -393,6 +393,19 @@ export async function inTransaction<T>(db: ControlDb, fn: (tx: ControlTx) => Pro
 
 const afterCommits = new WeakMap<object, (() => void)[]>();
 
+/** The class of the write budgets' advisory locks: the two-key form, apart from the one-key locks (the audit chain's, proposals'). */
+const BUDGET_LOCK_CLASS = 7_417_002;
+
+/**
+ * Holds, until `tx` ends, the lock of one write budget (`key`: what it counts and whose), so that
+ * counting the budget and the write it allows are one step for concurrent requests: on
+ * PostgreSQL's pool each counted the same rows before any wrote, and together they went past the
+ * budget by up to the pool's size. Take it before any other lock of the transaction.
+ */
+export async function lockBudget(tx: ControlTx, key: string): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(${BUDGET_LOCK_CLASS}, hashtext(${key}))`.execute(tx);
+}
+
 /**
  * Runs `fn` once the caller's transaction (opened by {@link inTransaction}) has committed; outside
  * a transaction, at once. A cache forgotten only before a change commits can be refilled with the

@@ -550,3 +550,40 @@ describe('retrospectives and the action tracker', () => {
     }
   });
 });
+
+describe('write budgets under concurrent requests', () => {
+  it('requests at once write no more than the budget: each counts what the one before it wrote', async () => {
+    const { addComment, WRITES_PER_HOUR } = await import('../../services/feedback/feedback-service.js');
+    const { addRetroAction, ACTIONS_PER_DAY, MAX_OPEN_ACTIONS } =
+      await import('../../services/feedback/retrospectives.js');
+    const { countActionsOf } = await import('../../services/feedback/action-repository.js');
+    // A new hour and a new day: what the tests above wrote falls out of both windows.
+    (t.clock as TestClock).advance(2 * 86_400_000);
+    const pb = { tokenId: 'burst', partnerId: 'pb', role: 'analyst' as const, name: 'bea@pb.example' };
+    const atOnce = async (n: number, write: (i: number) => Promise<unknown>) => {
+      const outcomes = await Promise.allSettled(Array.from({ length: n }, (_, i) => write(i)));
+      return {
+        written: outcomes.filter((o) => o.status === 'fulfilled').length,
+        refused: new Set(
+          outcomes.flatMap((o) => (o.status === 'rejected' ? [(o.reason as { status?: number }).status] : [])),
+        ),
+      };
+    };
+    // On PostgreSQL (CI) the requests run on the pool's connections side by side: without the
+    // budget's lock, each counted before the others wrote, and more than the budget landed.
+    const comments = await atOnce(WRITES_PER_HOUR + 30, (i) => addComment(t.room, pb, 'goal', 'sooner', `burst ${i}`));
+    expect(comments).toEqual({ written: WRITES_PER_HOUR, refused: new Set([429]) });
+    const thread = await call('GET', '/v1/threads/goal/sooner', 'pb');
+    expect(thread.body.comments.filter((c: { text: string }) => c.text.startsWith('burst ')).length).toBe(
+      WRITES_PER_HOUR,
+    );
+    const open = await countActionsOf(t.room.control.db, 'pb', { open: true });
+    const allowed = Math.min(ACTIONS_PER_DAY, MAX_OPEN_ACTIONS - open);
+    expect(allowed).toBeGreaterThan(0);
+    const actions = await atOnce(ACTIONS_PER_DAY + 30, (i) =>
+      addRetroAction(t.room, pb, '2026-08', { description: `burst ${i}`, owner: 'anna@pa.example', due: '2026-08-20' }),
+    );
+    expect(actions.written).toBe(allowed);
+    expect(await countActionsOf(t.room.control.db, 'pb', { open: true })).toBe(open + allowed);
+  });
+});
