@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { AnnotationRow, AnnotationVersionRow, CommentRow, ControlDb, ControlTx } from '../platform/control-db.js';
 
 /** A KPI's annotations overlapping [from, to] (all of them without a range), oldest period first. */
@@ -104,6 +105,27 @@ export async function countWrittenSince(
     .where('created_at', '>=', since);
   q = 'partner' in author ? q.where('author_partner', '=', author.partner) : q.where('author_name', '=', author.name);
   return Number((await q.executeTakeFirst())?.n ?? 0);
+}
+
+/**
+ * How many comments of one author (as countWrittenSince counts them) since `since` mentioned each
+ * of `emails` (compared without case; the map's keys are lower case).
+ */
+export async function countMentionsSince(
+  db: ControlDb,
+  author: { partner: string } | { name: string },
+  emails: readonly string[],
+  since: Date,
+): Promise<Map<string, number>> {
+  if (emails.length === 0) return new Map();
+  const who = 'partner' in author ? sql`c.author_partner = ${author.partner}` : sql`c.author_name = ${author.name}`;
+  const wanted = emails.map((e) => e.toLowerCase());
+  const { rows } = await sql<{ email: string; n: string }>`
+    SELECT lower(m.email) AS email, count(*) AS n
+    FROM comments c CROSS JOIN LATERAL jsonb_array_elements_text(c.mentions) AS m(email)
+    WHERE ${who} AND c.created_at >= ${since} AND lower(m.email) IN (${sql.join(wanted)})
+    GROUP BY lower(m.email)`.execute(db);
+  return new Map(rows.map((r) => [r.email, Number(r.n)]));
 }
 
 export async function createComment(tx: ControlTx, row: CommentRow): Promise<void> {

@@ -97,7 +97,7 @@ export const feedbackRoutes: FastifyPluginAsync<{ room: Room; kick?: () => void 
         security: [{ bearer: [] }],
         params: kpiParams,
         body: annotationInputSchema,
-        response: { 201: annotationSchema, ...problemResponses(400, 401, 403, 404, 413, 415) },
+        response: { 201: annotationSchema, ...problemResponses(400, 401, 403, 404, 413, 415, 429) },
       },
     },
     async (req, reply) => {
@@ -200,7 +200,7 @@ export const feedbackRoutes: FastifyPluginAsync<{ room: Room; kick?: () => void 
             comment: commentSchema,
             notified: z.number().int().describe('messages queued for the mentions'),
           }),
-          ...problemResponses(400, 401, 403, 404, 413, 415),
+          ...problemResponses(400, 401, 403, 404, 413, 415, 429),
         },
       },
     },
@@ -248,7 +248,7 @@ export const retrospectiveRoutes: FastifyPluginAsync<{ room: Room }> = async (fa
         security: [{ bearer: [] }],
         params: periodParams,
         body: retroItemInputSchema,
-        response: { 201: retrospectiveSchema, ...problemResponses(400, 401, 403, 413, 415) },
+        response: { 201: retrospectiveSchema, ...problemResponses(400, 401, 403, 413, 415, 429) },
       },
     },
     async (req, reply) => {
@@ -268,7 +268,7 @@ export const retrospectiveRoutes: FastifyPluginAsync<{ room: Room }> = async (fa
         security: [{ bearer: [] }],
         params: periodParams,
         body: actionInputSchema,
-        response: { 201: actionSchema, ...problemResponses(400, 401, 403, 413, 415) },
+        response: { 201: actionSchema, ...problemResponses(400, 401, 403, 409, 413, 415, 429) },
       },
     },
     async (req, reply) => {

@@ -20,6 +20,7 @@ import { escapeHtml } from '../platform/html.js';
 import type { Room } from '../platform/room.js';
 import {
   createAnnotation,
+  countMentionsSince,
   countWrittenSince,
   createComment,
   findAnnotation,
@@ -247,6 +248,40 @@ export function mentionedPeople(agreement: Agreement, text: string, target: Thre
 export const WRITES_PER_HOUR = 60;
 
 /**
+ * The mentions of one person by one author (a partner's users together, or one partnerless
+ * person) the room mails in an hour: within the comment budget, one partner could otherwise mail
+ * the same person 60 times an hour.
+ */
+export const MENTIONS_PER_PERSON_HOUR = 10;
+
+/** Whose budgets a write counts against: the partner's users together, or one partnerless person. */
+const authorOf = (p: Principal) => (p.partnerId !== null ? { partner: p.partnerId } : { name: p.name });
+const authorName = (p: Principal) => (p.partnerId !== null ? `partner ${p.partnerId}` : p.name);
+
+/**
+ * Refuses (429 with Retry-After, naming `body.text`) a comment mentioning someone its author has
+ * mentioned MENTIONS_PER_PERSON_HOUR times in the last hour. Call it under the comment budget's
+ * lock (withinWriteBudget), which orders the author's comments.
+ */
+async function withinMentionBudget(tx: ControlTx, p: Principal, recipients: readonly Recipient[], now: Date) {
+  const counts = await countMentionsSince(
+    tx,
+    authorOf(p),
+    recipients.map((r) => r.email),
+    new Date(now.getTime() - 3_600_000),
+  );
+  const over = recipients.find((r) => (counts.get(r.email.toLowerCase()) ?? 0) >= MENTIONS_PER_PERSON_HOUR);
+  if (!over) return;
+  throw new Problem(
+    429,
+    'Too Many Requests',
+    `${authorName(p)} mentioned ${over.email} ${counts.get(over.email.toLowerCase())} times in the last hour, the most the room mails one person; write without the mention, or later`,
+    { field: 'body.text' },
+    { 'retry-after': '600' },
+  );
+}
+
+/**
  * Refuses (429 with Retry-After) a write past the author's hourly budget of its kind: a partner's
  * users together, so that one partner's flood can neither bury the others' notes, items and
  * comments nor mail other people without end. Counted in the write's transaction, under the
@@ -258,7 +293,7 @@ export async function withinWriteBudget(
   table: 'comments' | 'annotations' | 'retro_items',
   now: Date,
 ): Promise<void> {
-  const author = p.partnerId !== null ? { partner: p.partnerId } : { name: p.name };
+  const author = authorOf(p);
   // Counted and written by one request of this author at a time (the count sees what the one
   // before committed).
   await lockBudget(tx, `${table} ${'partner' in author ? `partner:${author.partner}` : `name:${author.name}`}`);
@@ -268,7 +303,7 @@ export async function withinWriteBudget(
   throw new Problem(
     429,
     'Too Many Requests',
-    `${p.partnerId !== null ? `partner ${p.partnerId}` : p.name} wrote ${recent} ${what} in the last hour, the most the room takes; write again later`,
+    `${authorName(p)} wrote ${recent} ${what} in the last hour, the most the room takes; write again later`,
     {},
     { 'retry-after': '600' },
   );
@@ -303,6 +338,7 @@ export async function addComment(
   const notified = await inTransaction(room.control.db, async (tx) => {
     // A red team's analyst wrote 1,001 comments in 5 s, each mentioning ten people (10,010 e-mails).
     await withinWriteBudget(tx, p, 'comments', now);
+    await withinMentionBudget(tx, p, recipients, now);
     await createComment(tx, row);
     await auditAs(
       tx,

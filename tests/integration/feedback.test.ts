@@ -83,7 +83,7 @@ async function call(
   path: string,
   who: string,
   body?: unknown,
-): Promise<{ status: number; body: any; type: string }> {
+): Promise<{ status: number; body: any; type: string; headers: Record<string, string> }> {
   const res = await fetch(`${t.url}${path}`, {
     method,
     headers: {
@@ -92,7 +92,12 @@ async function call(
     },
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
   });
-  return { status: res.status, body: await res.json(), type: res.headers.get('content-type') ?? '' };
+  return {
+    status: res.status,
+    body: await res.json(),
+    type: res.headers.get('content-type') ?? '',
+    headers: Object.fromEntries(res.headers),
+  };
 }
 
 beforeAll(async () => {
@@ -295,7 +300,7 @@ describe('comment threads', () => {
     let written = 0;
     for (;;) {
       try {
-        await addComment(t.room, pa, 'goal', 'sooner', `filler ${written} @bea@pb.example`);
+        await addComment(t.room, pa, 'goal', 'sooner', `filler ${written}`);
         written++;
       } catch (e) {
         expect((e as { status?: number }).status).toBe(429);
@@ -304,9 +309,11 @@ describe('comment threads', () => {
       expect(written).toBeLessThanOrEqual(WRITES_PER_HOUR);
     }
     expect(written).toBeGreaterThan(0);
+    expect(written).toBeLessThanOrEqual(WRITES_PER_HOUR);
     // Over HTTP, with another of pa's tokens: the partner's hour, not the token's.
-    const more = await call('POST', '/v1/threads/goal/sooner', 'pa', { text: 'one more @bea@pb.example' });
+    const more = await call('POST', '/v1/threads/goal/sooner', 'pa', { text: 'one more' });
     expect(more.status).toBe(429);
+    expect(more.body.detail).toMatch(/^partner pa wrote 60 comments in the last hour/);
     expect(more.type).toMatch(/problem\+json/);
     // pb is not held back by pa's flood, and its comment, a second later, is the thread's last one listed.
     (t.clock as TestClock).advance(1000);
@@ -585,5 +592,47 @@ describe('write budgets under concurrent requests', () => {
     );
     expect(actions.written).toBe(allowed);
     expect(await countActionsOf(t.room.control.db, 'pb', { open: true })).toBe(open + allowed);
+  });
+});
+
+describe('mentions of one person', () => {
+  it("one partner's users mail one person MENTIONS_PER_PERSON_HOUR times an hour; past that the comment is a 429 naming body.text", async () => {
+    const { MENTIONS_PER_PERSON_HOUR } = await import('../../services/feedback/feedback-service.js');
+    // A new hour: the comments above fall out of it.
+    (t.clock as TestClock).advance(2 * 3_600_000);
+    const outbox = async () =>
+      (await t.room.control.db.selectFrom('outbox').select(['recipient_name', 'event']).execute()).filter(
+        (m) => m.event === 'comment.mention',
+      ).length;
+    const before = await outbox();
+    const thread = async () => (await call('GET', '/v1/threads/goal/sooner', 'pb')).body.comments.length as number;
+    // Mentioned in any case: the same person.
+    for (let i = 0; i < MENTIONS_PER_PERSON_HOUR; i++) {
+      const ok = await call('POST', '/v1/threads/goal/sooner', i % 2 ? 'pa' : 'pa2', {
+        text: `ping ${i} @${i % 3 ? 'bea@pb.example' : 'Bea@PB.example'}`,
+      });
+      expect([ok.status, ok.body.notified], JSON.stringify(ok.body)).toEqual([201, 1]);
+    }
+    const comments = await thread();
+    const over = await call('POST', '/v1/threads/goal/sooner', 'pa', {
+      text: 'again @bea@pb.example and @olga@pa.example',
+    });
+    expect(over.status).toBe(429);
+    expect(over.type).toMatch(/problem\+json/);
+    expect(over.body.field).toBe('body.text');
+    expect(over.body.detail).toMatch(/^partner pa mentioned bea@pb\.example 10 times in the last hour/);
+    expect(over.headers['retry-after']).toBe('600');
+    // Nothing landed: no comment, no mail, not even to the other person it named.
+    expect(await thread()).toBe(comments);
+    expect(await outbox()).toBe(before + MENTIONS_PER_PERSON_HOUR);
+    // Another person is mentioned, and another partner mentions the same one.
+    const other = await call('POST', '/v1/threads/goal/sooner', 'pa', { text: 'over to @olga@pa.example' });
+    expect([other.status, other.body.notified]).toEqual([201, 1]);
+    const theirs = await call('POST', '/v1/threads/goal/sooner', 'pb', { text: 'noted, @bea@pb.example' });
+    expect([theirs.status, theirs.body.notified]).toEqual([201, 1]);
+    // An hour on, pa may mention bea again.
+    (t.clock as TestClock).advance(3_600_000 + 1000);
+    const later = await call('POST', '/v1/threads/goal/sooner', 'pa', { text: 'back to @bea@pb.example' });
+    expect([later.status, later.body.notified]).toEqual([201, 1]);
   });
 });
