@@ -306,8 +306,8 @@ export const DUCKDB_POOL_FLOOR_MB = 96;
  * The pool a DuckDB thread is given: a thread of an aggregate holds its own hash tables and
  * quantile states, so the pool, not the cores, bounds how many may run. DuckDB's default is a
  * thread per core. The rollup refresh of a dense KPI in a 96 MB pool (tests/integration/
- * rollups.test.ts) ran on 1, 2, 4 and 8 threads and out of memory on 12 and 16: about 8 MB a
- * thread was its edge, and this is three times that.
+ * rollups.test.ts) ran on 1, 2, 4 and 8 threads and out of memory on 12 and 16: its edge lies
+ * between 8 and 12 MB a thread, and this is two to three times that.
  */
 export const DUCKDB_THREAD_BYTES = 24e6;
 
