@@ -309,7 +309,6 @@ describe('comment threads', () => {
       expect(written).toBeLessThanOrEqual(WRITES_PER_HOUR);
     }
     expect(written).toBeGreaterThan(0);
-    expect(written).toBeLessThanOrEqual(WRITES_PER_HOUR);
     // Over HTTP, with another of pa's tokens: the partner's hour, not the token's.
     const more = await call('POST', '/v1/threads/goal/sooner', 'pa', { text: 'one more' });
     expect(more.status).toBe(429);
@@ -601,7 +600,7 @@ describe('mentions of one person', () => {
     // A new hour: the comments above fall out of it.
     (t.clock as TestClock).advance(2 * 3_600_000);
     const outbox = async () =>
-      (await t.room.control.db.selectFrom('outbox').select(['recipient_name', 'event']).execute()).filter(
+      (await t.room.control.db.selectFrom('outbox').select('event').execute()).filter(
         (m) => m.event === 'comment.mention',
       ).length;
     const before = await outbox();
@@ -620,7 +619,9 @@ describe('mentions of one person', () => {
     expect(over.status).toBe(429);
     expect(over.type).toMatch(/problem\+json/);
     expect(over.body.field).toBe('body.text');
-    expect(over.body.detail).toMatch(/^partner pa mentioned bea@pb\.example 10 times in the last hour/);
+    expect(over.body.detail).toMatch(
+      new RegExp(`^partner pa mentioned bea@pb\\.example ${MENTIONS_PER_PERSON_HOUR} times in the last hour`),
+    );
     expect(over.headers['retry-after']).toBe('600');
     // Nothing landed: no comment, no mail, not even to the other person it named.
     expect(await thread()).toBe(comments);
