@@ -483,6 +483,16 @@ const cases: Record<string, Case[]> = {
       run: () => feedback.countWrittenSince(db, 'annotations', { name: 'chair@example.org' }, at),
     },
     {
+      fn: 'countMentionsSince',
+      rows: () => [{ email: 'gus@globex.example', n: '3' }],
+      run: () => feedback.countMentionsSince(db, { partner: 'acme' }, ['Gus@Globex.example', 'ina@globex.example'], at),
+    },
+    {
+      fn: 'countMentionsSince',
+      variant: 'by a partnerless author',
+      run: () => feedback.countMentionsSince(db, { name: 'chair@example.org' }, ['gus@globex.example'], at),
+    },
+    {
       fn: 'createComment',
       run: () =>
         inTx((tx) =>
