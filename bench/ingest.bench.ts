@@ -4,9 +4,9 @@
  * HMAC-SHA-256 pseudonym computed as the room does. Paths: one big push of all BENCH_POINTS
  * points as NDJSON, JSON, Arrow IPC and CSV (the issue's "one big push"); NDJSON in
  * BENCH_BATCH-point batches one after another (what a batch costs beyond its points); and NDJSON
- * in BENCH_SMALL_BATCH-point batches from 1, 2 and 4 concurrent clients, each batch every
- * 100th point of the two years (every batch touches every day), and from 4 clients with the
- * points in the order they happened (each batch a week or so, as a feed sends). BENCH_ROUNDS (≥ 3)
+ * in BENCH_SMALL_BATCH-point batches from 1, 2 and 4 concurrent clients, each batch spread
+ * evenly over the two years (every batch touches every day), and from 4 clients with the points
+ * in the order they happened (each batch a week or so, as a feed sends). BENCH_ROUNDS (≥ 3)
  * interleaved rounds, each on a fresh server with the paths in a rotated order, give min /
  * median / max of each ratio; BENCH_PATHS (path names separated by semicolons: NDJSON, JSON,
  * Arrow IPC, CSV, "NDJSON, 100,000-point batches", "NDJSON, 10,000-point batches, 2 clients" …,
@@ -391,8 +391,8 @@ async function main() {
     return out;
   };
   const batchBodies = ndjsonBatches(BATCH);
-  // Small batches, sent by 1, 2 or 4 clients at once. Each holds every 100th point of the two
-  // years (rows cycle through 700 days): every batch touches every day of both KPIs.
+  // Small batches, sent by 1, 2 or 4 clients at once. Each is spread evenly over the two years
+  // (consecutive rows cycle through 700 days): every batch touches every day of both KPIs.
   const smallBodies = ndjsonBatches(SMALL);
   // The same points in the order they happened, as a feed sends them: each batch a week or so.
   const inTimeOrder = [...rows].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
