@@ -259,6 +259,15 @@ const authorOf = (p: Principal) => (p.partnerId !== null ? { partner: p.partnerI
 const authorName = (p: Principal) => (p.partnerId !== null ? `partner ${p.partnerId}` : p.name);
 
 /**
+ * Takes, until `tx` ends, the lock of the `kind` budget `p`'s writes count against (lockBudget):
+ * its partner's users together, or one partnerless person.
+ */
+export function lockWriterBudget(tx: ControlTx, kind: string, p: Principal): Promise<void> {
+  const author = authorOf(p);
+  return lockBudget(tx, `${kind} ${'partner' in author ? `partner:${author.partner}` : `name:${author.name}`}`);
+}
+
+/**
  * Refuses (429 with Retry-After, naming `body.text`) a comment mentioning someone its author has
  * mentioned MENTIONS_PER_PERSON_HOUR times in the last hour. Call it under the comment budget's
  * lock (withinWriteBudget), which orders the author's comments.
@@ -296,7 +305,7 @@ export async function withinWriteBudget(
   const author = authorOf(p);
   // Counted and written by one request of this author at a time (the count sees what the one
   // before committed).
-  await lockBudget(tx, `${table} ${'partner' in author ? `partner:${author.partner}` : `name:${author.name}`}`);
+  await lockWriterBudget(tx, table, p);
   const recent = await countWrittenSince(tx, table, author, new Date(now.getTime() - 3_600_000));
   if (recent < WRITES_PER_HOUR) return;
   const what = { comments: 'comments', annotations: 'notes', retro_items: 'retrospective items' }[table];

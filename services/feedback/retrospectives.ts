@@ -5,7 +5,7 @@ import { canSee } from '../governance/access-policy.js';
 import type { Principal } from '../governance/token-repository.js';
 import { shareableAgreement, stages, type Agreement } from '../platform/agreement-schema.js';
 import { isMonth, localToday } from '../platform/calendar.js';
-import { inTransaction, lockBudget, type ActionRow, type RetroItemRow } from '../platform/control-db.js';
+import { inTransaction, type ActionRow, type RetroItemRow } from '../platform/control-db.js';
 import { badRequest, conflict, forbidden, notFound, Problem } from '../platform/errors.js';
 import { escapeHtml } from '../platform/html.js';
 import type { Room } from '../platform/room.js';
@@ -21,7 +21,7 @@ import {
   listRetroItems,
   markActionDone,
 } from './action-repository.js';
-import { auditAs, iso, mayReceive, newId, people, withinWriteBudget } from './feedback-service.js';
+import { auditAs, iso, lockWriterBudget, mayReceive, newId, people, withinWriteBudget } from './feedback-service.js';
 import type { ActionView, Retrospective } from './feedback-schemas.js';
 
 /** The open actions one partner's users may have recorded at once. */
@@ -199,7 +199,7 @@ export async function addRetroAction(
   };
   await inTransaction(room.control.db, async (tx) => {
     // Counted and recorded by one of the partner's requests at a time (lockBudget).
-    if (p.partnerId !== null) await lockBudget(tx, `actions partner:${p.partnerId}`);
+    if (p.partnerId !== null) await lockWriterBudget(tx, 'actions', p);
     // A partner keeps at most MAX_OPEN_ACTIONS open: one partner's flood of actions cannot push
     // the others' out of the tracker (its lists hold LISTED_ACTIONS).
     if (p.partnerId !== null && (await countActionsOf(tx, p.partnerId, { open: true })) >= MAX_OPEN_ACTIONS)
