@@ -725,13 +725,12 @@ export function compileReleaseStep(
   const bucket = (day: string) => `(${day} - DATE '2000-01-03') // 7`;
   const month = (day: string) => `'m' || strftime(${day}, '%Y-%m')`;
   const nearKeys = `SELECT kpi, key, list(DISTINCT partner) AS ps FROM (SELECT kpi, partner, unnest([${month('local_day')}, 'w' || (${bucket('local_day')} - 1), 'w' || ${bucket('local_day')}, 'w' || (${bucket('local_day')} + 1)]) AS key FROM held_atoms WHERE ${pendingOf(wp)}) GROUP BY kpi, key`;
-  const near = (key: string) =>
-    `EXISTS (SELECT 1 FROM (${nearKeys}) c WHERE c.kpi = held_atoms.kpi AND c.key = ${key} AND (len(c.ps) > 1 OR c.ps[1] <> held_atoms.partner))`;
   const wake = [
     'UPDATE held_atoms SET waiting = NULL',
     `WHERE ${heldOf(wp)} AND waiting = ${wp.bind(waitingUnder)}`,
-    `  AND (${near(month('held_atoms.local_day'))}`,
-    `    OR ${near(`'w' || ${bucket('held_atoms.local_day')}`)})`,
+    `  AND EXISTS (SELECT 1 FROM (${nearKeys}) c WHERE c.kpi = held_atoms.kpi`,
+    `    AND c.key IN (${month('held_atoms.local_day')}, 'w' || ${bucket('held_atoms.local_day')})`,
+    '    AND (len(c.ps) > 1 OR c.ps[1] <> held_atoms.partner))',
   ].join('\n');
   const groups = [
     `SELECT kpi, partner, strftime(local_day, '%Y-%m-%d') AS day, dims${extracted}, d, s, unknown, subjects FROM (`,

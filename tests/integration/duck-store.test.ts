@@ -2,7 +2,9 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
 import { duckdbThreads } from '../../services/platform/config.js';
+import { compileReleaseStep } from '../../services/query/aggregate-compiler.js';
 import { DuckStore, HOLD_ATOMS_LISTED } from '../../services/platform/duck-store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'parity-duck-'));
@@ -843,6 +845,43 @@ describe('the periods an agreement change withholds', () => {
       } finally {
         await again.close();
       }
+    }
+  });
+});
+
+describe("the release step's wake", () => {
+  it("makes a waiting atom a candidate again when another partner's candidate is within six days or in its month, across a month's end too", async () => {
+    const loaded = loadAgreementFile(join(import.meta.dirname, '../fixtures/public-agreement.yaml'));
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
+    const kpi = loaded.agreement.kpis.find((k) => k.id === 'lead_time')!;
+    const store = await DuckStore.open(join(dir, 'wake.duckdb'));
+    const c = await store.connect();
+    try {
+      // acme's atoms of snapshot 1 wait (under agreement X unless said); the candidates are of snapshot 5.
+      await c.run(`INSERT INTO held_atoms (kpi, partner, snapshot, local_day, waiting) VALUES
+        ('lead_time', 'acme', 1, DATE '2026-10-31', 'X'),   -- globex's Monday 2 November: two days on, another month
+        ('lead_time', 'acme', 1, DATE '2026-08-03', 'X'),   -- globex's 25 August: the same month, 22 days on
+        ('lead_time', 'acme', 1, DATE '2026-09-15', 'X'),   -- nothing of another partner near
+        ('lead_time', 'acme', 1, DATE '2026-12-20', 'X'),   -- only acme's own candidate near
+        ('lead_time', 'acme', 1, DATE '2026-09-16', 'Y'),   -- judged under another agreement: a candidate already
+        ('lead_time', 'globex', 5, DATE '2026-11-02', NULL),
+        ('lead_time', 'globex', 5, DATE '2026-08-25', NULL),
+        ('lead_time', 'acme', 5, DATE '2026-12-21', NULL)`);
+      const step = compileReleaseStep([kpi], 5, 3, 'X');
+      await c.run(step.wake.sql, step.wake.params);
+      const rows = await c.runAndReadAll(
+        "SELECT strftime(local_day, '%Y-%m-%d') AS day, waiting FROM held_atoms WHERE snapshot = 1 ORDER BY local_day",
+      );
+      expect(rows.getRowObjects()).toEqual([
+        { day: '2026-08-03', waiting: null },
+        { day: '2026-09-15', waiting: 'X' },
+        { day: '2026-09-16', waiting: 'Y' },
+        { day: '2026-10-31', waiting: null },
+        { day: '2026-12-20', waiting: 'X' },
+      ]);
+    } finally {
+      store.release(c);
+      await store.close();
     }
   });
 });
