@@ -1667,8 +1667,9 @@ export class DuckStore {
       );
       await c.run('DELETE FROM held_atoms WHERE local_day < $1::DATE', [before]);
       await c.run('DELETE FROM released_atoms WHERE local_day < $1::DATE', [before]);
-      // The step guard's history lost days: waiting atoms are judged again (schema.sql).
-      await c.run('UPDATE held_atoms SET waiting = NULL WHERE waiting IS NOT NULL');
+      // The step guard's history lost days: its waiting atoms are judged again (schema.sql). A
+      // dominated atom's wait (waited_after) does not rest on history and stays.
+      await c.run('UPDATE held_atoms SET waiting = NULL WHERE waiting IS NOT NULL AND waited_after IS NULL');
       const perKpi = Object.fromEntries(counts.map((x) => [x.kpi, x.n]));
       await insertRoomReceipt(
         c,

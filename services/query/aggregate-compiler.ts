@@ -690,6 +690,11 @@ const groupList = (groups: readonly ChangeGroupKey[], ps: Params) =>
  *   before `groups` reads, when another partner's candidate lies within six days or in the same
  *   month (every cell two atoms can share: a day, a week, a month, a slice); `wait(groups)`
  *   marks the groups heldGroups found waiting (its `waiting`, release.ts).
+ * - Atoms whose part dominated a cell's change wait as well (`wait(groups, true)`, heldGroups'
+ *   `dominated`), with `waited_after` set to this step's snapshot: `wake` makes them candidates
+ *   again only when a candidate of their own partner that landed after that snapshot lies within
+ *   six days or in the same month (their part of a cell changed), so padding by others cannot
+ *   step the verdict (docs/privacy.md §3).
  *
  * Deciding what drops is release.ts's, over these rows (heldGroups).
  */
@@ -704,7 +709,7 @@ export function compileReleaseStep(
   groups: CompiledSql;
   points: (groups: readonly ChangeGroupKey[]) => CompiledSql;
   release: (dropped: readonly ChangeGroupKey[]) => CompiledSql;
-  wait: (waiting: readonly ChangeGroupKey[]) => CompiledSql;
+  wait: (waiting: readonly ChangeGroupKey[], dominated?: boolean) => CompiledSql;
   history: (spans: readonly { kpi: Kpi; first: string; last: string }[]) => CompiledSql;
 } {
   const dimensionKeys = [...new Set(kpis.flatMap((k) => Object.keys(k.dimensions)))].sort();
@@ -724,13 +729,16 @@ export function compileReleaseStep(
   const wp = new Params();
   const bucket = (day: string) => `(${day} - DATE '2000-01-03') // 7`;
   const month = (day: string) => `'m' || strftime(${day}, '%Y-%m')`;
-  const nearKeys = `SELECT kpi, key, list(DISTINCT partner) AS ps FROM (SELECT kpi, partner, unnest([${month('local_day')}, 'w' || (${bucket('local_day')} - 1), 'w' || ${bucket('local_day')}, 'w' || (${bucket('local_day')} + 1)]) AS key FROM held_atoms WHERE ${pendingOf(wp)}) GROUP BY kpi, key`;
+  const nearKeys = `SELECT kpi, key, partner, max(snapshot) AS last FROM (SELECT kpi, partner, snapshot, unnest([${month('local_day')}, 'w' || (${bucket('local_day')} - 1), 'w' || ${bucket('local_day')}, 'w' || (${bucket('local_day')} + 1)]) AS key FROM held_atoms WHERE ${pendingOf(wp)}) GROUP BY kpi, key, partner`;
+  // A guard's wait ends with another partner's candidate near; a dominated one's with a candidate
+  // of its own partner near that landed after its verdict (`waited_after`).
   const wake = [
-    'UPDATE held_atoms SET waiting = NULL',
+    'UPDATE held_atoms SET waiting = NULL, waited_after = NULL',
     `WHERE ${heldOf(wp)} AND waiting = ${wp.bind(waitingUnder)}`,
     `  AND EXISTS (SELECT 1 FROM (${nearKeys}) c WHERE c.kpi = held_atoms.kpi`,
     `    AND c.key IN (${month('held_atoms.local_day')}, 'w' || ${bucket('held_atoms.local_day')})`,
-    '    AND (len(c.ps) > 1 OR c.ps[1] <> held_atoms.partner))',
+    '    AND CASE WHEN held_atoms.waited_after IS NULL THEN c.partner <> held_atoms.partner',
+    '      ELSE c.partner = held_atoms.partner AND c.last > held_atoms.waited_after END)',
   ].join('\n');
   const groups = [
     `SELECT kpi, partner, strftime(local_day, '%Y-%m-%d') AS day, dims${extracted}, d, s, unknown, subjects FROM (`,
@@ -774,11 +782,11 @@ export function compileReleaseStep(
         );
       return { sql: sql.join('\n'), params: rp.list };
     },
-    wait: (waiting) => {
+    wait: (waiting, dominated = false) => {
       const ps = new Params();
       return {
         sql: [
-          `UPDATE held_atoms SET waiting = ${ps.bind(waitingUnder)}`,
+          `UPDATE held_atoms SET waiting = ${ps.bind(waitingUnder)}, waited_after = ${dominated ? ps.bind(snapshot) : 'NULL'}`,
           `WHERE ${pendingOf(ps)} AND EXISTS (SELECT 1 FROM ${groupList(waiting, ps)}`,
           '  WHERE w.kpi = held_atoms.kpi AND w.partner = held_atoms.partner AND w.day = held_atoms.local_day AND w.dims IS NOT DISTINCT FROM held_atoms.dims)',
         ].join('\n'),

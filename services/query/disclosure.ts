@@ -136,6 +136,12 @@ export interface RawCell {
 const STEP =
   ' A median or percentile that one partner moved alone last also waits until another partner’s data here changes.';
 
+/** What a held or pending cell of a sum under a dominance rule adds: the dominated part's wait (docs/privacy.md §3). */
+const dominantWait = (rules: DisclosureRules) =>
+  rules.dominance === null
+    ? ''
+    : ` A partner whose part of a change is more than ${Math.round(rules.dominance * 1000) / 10} % of it waits until that partner sends more here.`;
+
 /** Why a cell is withheld: the codes are stable, the words are the API's English. */
 export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
   switch (code) {
@@ -154,9 +160,9 @@ export function reasonText(code: ReasonCode, rules: DisclosureRules): string {
     case 'version':
       return 'A new version of the agreement added or dropped a grain or breakdown; this period holds points from before it and is not shown, since set against what was shown before it could give withheld figures away.';
     case 'pending':
-      return `Not shown yet: its points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.${rules.quantile ? STEP : ''}`;
+      return `Not shown yet: its points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.${rules.quantile ? STEP : ''}${dominantWait(rules)}`;
     case 'held':
-      return `The value served since the snapshot in asOf: newer points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.${rules.quantile ? STEP : ''}`;
+      return `The value served since the snapshot in asOf: newer points wait until each partner whose data changed here has at least ${rules.minGroupSize} new distinct subjects in the change.${rules.quantile ? STEP : ''}${dominantWait(rules)}`;
   }
 }
 

@@ -35,11 +35,16 @@ export function releaser(agreement: () => Agreement): Releaser {
     if (kpis.length > 0) {
       const maxK = Math.max(...kpis.map((kpi) => disclosureRules(a, kpi).minGroupSize));
       const step = compileReleaseStep(kpis, snapshot, maxK, agreementDigest(a));
-      const guarded = kpis.some((kpi) => disclosureRules(a, kpi).quantile === true);
-      if (guarded && mayWait === undefined)
+      // KPIs whose atoms can wait: the step guard's (quantiles) and a dominance rule's (sums).
+      const waits = kpis.some((kpi) => {
+        const r = disclosureRules(a, kpi);
+        return r.quantile === true || r.dominance !== null;
+      });
+      if (waits && mayWait === undefined)
         mayWait = (await exec.all('SELECT 1 FROM held_atoms WHERE waiting IS NOT NULL LIMIT 1')).length > 0;
-      // Waiting atoms near another partner's candidate are candidates again (heldGroups, `waiting`).
-      if (guarded && mayWait) await exec.run(step.wake.sql, step.wake.params);
+      // Waiting atoms near another partner's candidate, or dominated ones near a newer candidate
+      // of their own partner, are candidates again (heldGroups, `waiting` and `dominated`).
+      if (waits && mayWait) await exec.run(step.wake.sql, step.wake.params);
       const byKpi = new Map<string, ChangeGroup[]>(kpis.map((k) => [k.id, []]));
       const all = new Map<string, ChangeGroup>();
       for (const r of await exec.all(step.groups.sql, step.groups.params)) {
@@ -107,10 +112,13 @@ export function releaser(agreement: () => Agreement): Releaser {
       }
       const dropped: ChangeGroupKey[] = [];
       const waiting: ChangeGroup[] = [];
+      const dominated: ChangeGroup[] = [];
+      const decide = (kpi: Kpi) =>
+        heldGroups(kpi, disclosureRules(a, kpi), byKpi.get(kpi.id)!, history.get(kpi.id), waiting, dominated);
       // KPIs with a part no group of k vouches for: their small groups' subjects are read, once.
       const exact: Kpi[] = [];
       for (const kpi of kpis) {
-        const held = heldGroups(kpi, disclosureRules(a, kpi), byKpi.get(kpi.id)!, history.get(kpi.id), waiting);
+        const held = decide(kpi);
         if (held === NEEDS_SUBJECTS) exact.push(kpi);
         else dropped.push(...held);
       }
@@ -122,7 +130,7 @@ export function releaser(agreement: () => Agreement): Releaser {
           }),
         );
         for (const kpi of exact) {
-          const held = heldGroups(kpi, disclosureRules(a, kpi), byKpi.get(kpi.id)!, history.get(kpi.id), waiting);
+          const held = decide(kpi);
           // Every group below k has its subjects now: an exact count cannot be missing.
           if (held === NEEDS_SUBJECTS)
             throw new Error(`release: the subjects of ${kpi.id}'s small groups were not read`);
@@ -131,11 +139,15 @@ export function releaser(agreement: () => Agreement): Releaser {
       }
       const release = step.release(dropped);
       await exec.run(release.sql, release.params);
-      if (waiting.length > 0) {
-        mayWait = true;
-        const wait = step.wait(waiting);
-        await exec.run(wait.sql, wait.params);
-      }
+      for (const [groups, dominant] of [
+        [waiting, false],
+        [dominated, true],
+      ] as const)
+        if (groups.length > 0) {
+          mayWait = true;
+          const wait = step.wait(groups, dominant);
+          await exec.run(wait.sql, wait.params);
+        }
       for (const sql of RECORD_RELEASES) await exec.run(sql, [snapshot]);
     }
     // Released at once: no row needed (a point without a row of its atom is released).
@@ -254,6 +266,15 @@ export const NEEDS_SUBJECTS = Symbol('needs subjects');
  * from the start changes nothing by being left out. So the store leaves waiting atoms out of the
  * candidates (compileReleaseStep's `wake` and `wait`) and every step releases what it would
  * release with them.
+ *
+ * With `dominated`, it adds there the held groups whose part dominated a cell's change (a
+ * dominance rule, in a cell whose change holds another partner's part and which the
+ * three-partner rule lets through) in the round they dropped. Those wait too, for another reason: the verdict weighs their part against the change's
+ * total, which holds the other partners' parts, so a reader padding its own pending part could
+ * step the total until the verdict flips and learn the dominant part from where it did
+ * (docs/privacy.md §3, "dominance"). A dominated group is judged again only once its own
+ * partner's part changes: a candidate of that partner, newer than the verdict, near it
+ * (compileReleaseStep's `wake`). One verdict per change of the dominant part, not one per step.
  */
 export function heldGroups(
   kpi: Kpi,
@@ -261,6 +282,7 @@ export function heldGroups(
   groups: readonly ChangeGroup[],
   history: readonly ReleasedAtom[] = [],
   waiting?: ChangeGroup[],
+  dominated?: ChangeGroup[],
 ): ChangeGroup[] | typeof NEEDS_SUBJECTS {
   const k = rules.minGroupSize;
   // Cells (family × period × dimension value), each its parts (partner → groups). Keyed by the
@@ -329,6 +351,8 @@ export function heldGroups(
     for (const gi of gs) if (alive[gi]) t += groups[gi]!.s;
     return t;
   };
+  /** Groups that dropped in a round where their part dominated a cell's change of two partners or more (of three where the rule asks for them). */
+  const dominant = new Set<number>();
   let dirty: Iterable<Cell> = all;
   for (;;) {
     const failing: number[] = [];
@@ -351,7 +375,11 @@ export function heldGroups(
           }
         if (!live) continue;
         let bad = rules.threePartners && np < 3;
-        if (!bad && dominance !== null) bad = Math.abs(sumOf(gs)) > dominance * total;
+        if (!bad && dominance !== null && Math.abs(sumOf(gs)) > dominance * total) {
+          bad = true;
+          // A part alone in its cell's change holds all of it: no other part is weighed against it.
+          if (np > 1) for (const gi of gs) if (alive[gi]) dominant.add(gi);
+        }
         if (!bad && !big) {
           const s = small(gs);
           if (s === NEEDS_SUBJECTS) return NEEDS_SUBJECTS;
@@ -379,6 +407,7 @@ export function heldGroups(
     }
     dirty = next;
   }
+  if (dominated) for (const gi of dominant) dominated.push(groups[gi]!);
   if (waiting && guarded)
     for (const [gi, g] of groups.entries()) {
       const cells = cellsOfGroup[gi]!;

@@ -120,8 +120,14 @@ ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS subjects VARCHAR[];
 -- release step leaves it out of its candidates until another partner's pending atom comes within
 -- six days or into its month (services/query/release.ts, heldGroups). The value names the
 -- agreement it was judged under (a digest): under any other it is a candidate again. NULL: not
--- waiting. A new time zone re-keys every held atom without it; retention clears it.
+-- waiting. A new time zone re-keys every held atom without it; retention clears the step guard's.
 ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS waiting VARCHAR;
+-- An atom whose part dominated a cell's change beside another partner's part waits too, under
+-- the same agreement digest, and this is the snapshot of the step that judged it: it is a
+-- candidate again only once a pending atom of its own partner that landed after this snapshot
+-- comes within six days or into its month (its part changed; padding by the others does not
+-- wake it; docs/privacy.md §3). NULL: a step guard's wait.
+ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS waited_after UINTEGER;
 -- Whether a rolled-up cell holds points not released at its snapshot, and the snapshot of the
 -- latest release it shows (the value it serves is the one served since then).
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS pending BOOLEAN;

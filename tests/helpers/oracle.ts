@@ -240,19 +240,67 @@ function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<Or
       .map(([k, v]) => `${k}=${v}`)
       .join(',')}`;
   const released = new Map<OraclePoint, number>();
+  // A slot's points of one snapshot whose part dominated a change wait, with the step that said so,
+  // until a point of their partner that landed after it is pending near them (§3, dominance).
+  const atom = (p: OraclePoint) => `${slot(p)}|${p.snapshot}`;
+  const dominatedAt = new Map<string, number>();
+  const isoWeek = (d: string) => Math.floor((Date.parse(d) - Date.parse('2000-01-03')) / (7 * 86_400_000));
+  const near = (x: string, y: string) => x.slice(0, 7) === y.slice(0, 7) || Math.abs(isoWeek(x) - isoWeek(y)) <= 1;
   for (const s of [...new Set(mine.map((p) => p.snapshot))].sort((a, b) => a - b)) {
-    let change = mine.filter((p) => p.snapshot <= s && !released.has(p));
+    const pending = mine.filter((p) => p.snapshot <= s && !released.has(p));
+    const candidates = pending.filter((p) => !dominatedAt.has(atom(p)));
+    for (const w of pending) {
+      const after = dominatedAt.get(atom(w));
+      if (
+        after !== undefined &&
+        candidates.some((x) => x.partner === w.partner && x.snapshot > after && near(day.get(x)!, day.get(w)!))
+      )
+        dominatedAt.delete(atom(w));
+    }
+    const live = pending.filter((p) => !dominatedAt.has(atom(p)));
+    let change = live;
+    const dominated = new Set<string>();
     for (;;) {
       const waiting = new Set([...protectedPoints(change, q, (p) => day.get(p)!)].map(slot));
       for (const p of steppedPoints(change, [...released.keys()], released, q, (p) => day.get(p)!))
         waiting.add(slot(p));
+      for (const p of dominatedPoints(change, q, (p) => day.get(p)!)) dominated.add(slot(p));
       const next = change.filter((p) => !waiting.has(slot(p)));
       if (next.length === change.length) break;
       change = next;
     }
+    for (const p of live) if (dominated.has(slot(p))) dominatedAt.set(atom(p), s);
     for (const p of change) released.set(p, s);
   }
   return released;
+}
+
+/**
+ * The points of a change in a part that dominates some readable cell's change of two partners
+ * or more, where the three-partner rule (if it applies) lets that cell's change through.
+ */
+function dominatedPoints(
+  change: readonly OraclePoint[],
+  q: OracleQuery,
+  day: (p: OraclePoint) => string,
+): OraclePoint[] {
+  if (q.dominance === null || q.dominance === undefined) return [];
+  const out: OraclePoint[] = [];
+  for (const start of cellStarts(q.grains))
+    for (const key of [null, ...q.dimensions]) {
+      const cells = new Map<string, OraclePoint[]>();
+      for (const p of change) {
+        const id = `${start(day(p))}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
+        cells.set(id, [...(cells.get(id) ?? []), p]);
+      }
+      for (const cell of cells.values()) {
+        const partners = new Set(cell.map((p) => p.partner)).size;
+        if (partners < 2 || (q.threePartners && partners < 3)) continue;
+        const dominant = dominantPartners(cell, q.dominance);
+        out.push(...cell.filter((p) => dominant.has(p.partner)));
+      }
+    }
+  return out;
 }
 
 /**

@@ -514,6 +514,72 @@ describe('dominance — one partner’s share of a sum', () => {
   });
 });
 
+describe('dominance — padding one’s own pending part against a dominated change', () => {
+  it('the verdict is not stepped by the others’ padding: a dominated part waits for its own partner’s next change, and is judged once then', async () => {
+    // Days, a combined sum, dominance 60 %, k = 3, three partners. b's change (100) and c's (10)
+    // wait for a third partner; a sends 50, so b holds 100 of 160. Before: a added one subject of
+    // 1 at a time and the day was released at a's 57 and not at 56 — b + c = 110 from the value,
+    // and b = 100 within 0.6 from where it flipped.
+    const kpi: KpiDef = { id: 'spend', measure: 'sum', grains: ['day'], breakdown: 'combined', dominance: 60 };
+    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi]));
+    const day = '2026-11-16';
+    const spend = async (partner: string) =>
+      cellOf(await f.get(`/v1/kpis/spend/series?grain=day&from=${day}&to=${day}`, partner), day, null)!;
+    try {
+      await f.push('b', 'spend', [{ day, subjects: 3, value: (i) => [34, 33, 33][i]!, tag: 'B1' }]);
+      await f.push('c', 'spend', [{ day, subjects: 3, value: (i) => [3, 3, 4][i]!, tag: 'C1' }]);
+      await f.push('a', 'spend', [{ day, subjects: 3, value: (i) => [17, 17, 16][i]!, tag: 'A1' }]);
+      expect(await spend('a')).toMatchObject({ state: 'suppressed', value: null });
+      // a pads one subject of 1 at a time, well past the flip (57); c's own change does not
+      // judge b's part again either.
+      for (let i = 1; i <= 12; i++) {
+        await f.push('a', 'spend', [{ day, subjects: 1, value: () => 1, tag: `A-pad${i}` }]);
+        expect(await spend('a'), `a at ${50 + i}`).toMatchObject({ state: 'suppressed', value: null });
+      }
+      await f.push('c', 'spend', [{ day, subjects: 3, value: () => 1, tag: 'C2' }]);
+      expect(await spend('a')).toMatchObject({ state: 'suppressed', value: null });
+      // b's own next change (three subjects of 1) judges its part once, against a's 62 and c's
+      // 13: 103 of 178, under 60 % — the day is released whole.
+      await f.push('b', 'spend', [{ day, subjects: 3, value: () => 1, tag: 'B2' }]);
+      expect(await spend('a')).toMatchObject({ state: 'ok', value: 62 + 103 + 13 });
+      expect(await spend('c')).toMatchObject({ state: 'ok', value: 178 });
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('a dominated part judged again by its partner’s change waits again when it still dominates', async () => {
+    // Weeks, a combined sum, dominance 60 %, k = 3. b's Monday (300) dominates the week's change
+    // beside a's and c's 30 each, and waits.
+    const kpi: KpiDef = { id: 'spend', measure: 'sum', grains: ['week'], breakdown: 'combined', dominance: 60 };
+    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi]));
+    const mon = '2026-10-05';
+    const week = async () =>
+      cellOf(await f.get(`/v1/kpis/spend/series?grain=week&from=${mon}&to=${mon}`, 'a'), mon, null)!;
+    try {
+      await f.push('b', 'spend', [{ day: mon, subjects: 3, value: () => 100, tag: 'B1' }]);
+      await f.push('c', 'spend', [{ day: mon, subjects: 3, value: () => 10, tag: 'C1' }]);
+      await f.push('a', 'spend', [{ day: mon, subjects: 3, value: () => 10, tag: 'A1' }]);
+      expect(await week()).toMatchObject({ state: 'suppressed', value: null });
+      // b's Tuesday is a change of its part of the week: judged again, 303 of 363, and it waits again.
+      await f.push('b', 'spend', [{ day: '2026-10-06', subjects: 3, value: () => 1, tag: 'B2' }]);
+      expect(await week()).toMatchObject({ state: 'suppressed', value: null });
+      // a pads to 330: b's 303 would be 46 % of 663 and pass, but its verdict stays where b's last
+      // change put it.
+      await f.push('a', 'spend', [{ day: mon, subjects: 3, value: () => 100, tag: 'A2' }]);
+      expect(await week()).toMatchObject({ state: 'suppressed', value: null });
+      // b's next change five weeks on, in another month, is not near its Monday: still waiting.
+      await f.push('b', 'spend', [{ day: '2026-11-09', subjects: 3, value: () => 1, tag: 'B3' }]);
+      expect(await week()).toMatchObject({ state: 'suppressed', value: null });
+      // One on Wednesday: judged against a's 330 now (b 306 of 666), and the week is released whole.
+      await f.push('b', 'spend', [{ day: '2026-10-07', subjects: 3, value: () => 1, tag: 'B4' }]);
+      expect(await week()).toMatchObject({ state: 'ok', value: 330 + 306 + 30 });
+    } finally {
+      await f.close();
+    }
+  });
+});
+
 describe('family 5 — across snapshots', () => {
   /** Every cell the partner can read at each snapshot, as the auditor takes them. */
   async function readEvery(f: Family, partner: string, kpi: KpiDef, from: string, to: string, snapshots: number[]) {

@@ -608,6 +608,30 @@ describe('reads beside a rewrite of the points (a new agreement version, retenti
     await store.close();
   });
 
+  it("retention ends the step guard's waits (their history lost days) and keeps a dominated atom's (it rests on no history)", async () => {
+    const { store } = await storeWithPoint('retire-waits.duckdb');
+    const c = await store.connect();
+    await c.run(`INSERT INTO held_atoms (kpi, partner, snapshot, local_day, waiting, waited_after) VALUES
+      ('k', 'acme', 1, DATE '2026-05-04', 'X', NULL), ('k', 'acme', 1, DATE '2026-05-05', 'X', 1)`);
+    store.release(c);
+    const retired = await store.retirePoints('2026-05-01', {
+      id: 'r',
+      partner: '(room)',
+      at: new Date(),
+      agreementVersion: 1,
+    });
+    expect(retired).toBeDefined();
+    const rows = await store.query({
+      sql: "SELECT strftime(local_day, '%Y-%m-%d') AS day, waiting, waited_after FROM held_atoms ORDER BY local_day",
+      params: [],
+    });
+    expect(rows).toEqual([
+      { day: '2026-05-04', waiting: null, waited_after: null },
+      { day: '2026-05-05', waiting: 'X', waited_after: 1 },
+    ]);
+    await store.close();
+  });
+
   it('a switch to the version that throws fails the adoption, and leaves neither readers nor the watermark waiting', async () => {
     const { store, read } = await storeWithPoint('throws.duckdb');
     const seen: number[] = [];
@@ -879,6 +903,50 @@ describe("the release step's wake", () => {
         { day: '2026-10-31', waiting: null },
         { day: '2026-12-20', waiting: 'X' },
       ]);
+    } finally {
+      store.release(c);
+      await store.close();
+    }
+  });
+
+  it('makes a dominated atom a candidate again only for a candidate of its own partner near it that landed after its verdict', async () => {
+    const loaded = loadAgreementFile(join(import.meta.dirname, '../fixtures/public-agreement.yaml'));
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
+    const kpi = loaded.agreement.kpis.find((k) => k.id === 'lead_time')!;
+    const store = await DuckStore.open(join(dir, 'wake-dominated.duckdb'));
+    const c = await store.connect();
+    try {
+      // acme's atoms judged dominated at snapshot 3 (under X); the candidates are of snapshots 2 and 5.
+      await c.run(`INSERT INTO held_atoms (kpi, partner, snapshot, local_day, waiting, waited_after) VALUES
+        ('lead_time', 'acme', 1, DATE '2026-10-31', 'X', 3),   -- acme's own Monday 2 November, landed after: woken
+        ('lead_time', 'acme', 1, DATE '2026-08-03', 'X', 3),   -- acme's own 25 August, the same month: woken
+        ('lead_time', 'acme', 1, DATE '2026-09-15', 'X', 3),   -- globex's 16 September only: stays
+        ('lead_time', 'acme', 1, DATE '2026-12-20', 'X', 3),   -- acme's own 21 December, landed before the verdict: stays
+        ('lead_time', 'acme', 1, DATE '2026-06-26', 'X', 3),   -- acme's own 30 July: another month, five weeks on: stays
+        ('lead_time', 'acme', 5, DATE '2026-11-02', NULL, NULL),
+        ('lead_time', 'acme', 5, DATE '2026-08-25', NULL, NULL),
+        ('lead_time', 'globex', 5, DATE '2026-09-16', NULL, NULL),
+        ('lead_time', 'acme', 2, DATE '2026-12-21', NULL, NULL),
+        ('lead_time', 'acme', 5, DATE '2026-07-30', NULL, NULL)`);
+      const step = compileReleaseStep([kpi], 5, 3, 'X');
+      await c.run(step.wake.sql, step.wake.params);
+      const rows = await c.runAndReadAll(
+        "SELECT strftime(local_day, '%Y-%m-%d') AS day, waiting, waited_after FROM held_atoms WHERE snapshot = 1 ORDER BY local_day",
+      );
+      expect(rows.getRowObjects()).toEqual([
+        { day: '2026-06-26', waiting: 'X', waited_after: 3 },
+        { day: '2026-08-03', waiting: null, waited_after: null },
+        { day: '2026-09-15', waiting: 'X', waited_after: 3 },
+        { day: '2026-10-31', waiting: null, waited_after: null },
+        { day: '2026-12-20', waiting: 'X', waited_after: 3 },
+      ]);
+      // The step marks what it found dominated with its own snapshot.
+      const wait = step.wait([{ kpi: 'lead_time', partner: 'acme', day: '2026-11-02', dims: null }], true);
+      await c.run(wait.sql, wait.params);
+      const marked = await c.runAndReadAll(
+        "SELECT waiting, waited_after FROM held_atoms WHERE local_day = DATE '2026-11-02'",
+      );
+      expect(marked.getRowObjects()).toEqual([{ waiting: 'X', waited_after: 5 }]);
     } finally {
       store.release(c);
       await store.close();

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { reasonText } from '../../services/query/disclosure.js';
 import { reasonCodes } from '../../services/query/query-schemas.js';
 import { i18n, type Lang } from '../../web/src/i18n.js';
 
@@ -46,5 +47,35 @@ describe('the dashboard’s reasons for a withheld cell', () => {
           expect(i18n.reason(cell, { minGroupSize: 4, measure: 'sum' }), `${lang} ${code}`).toMatch(/ 4 .*\.$/);
         }
       });
+  });
+
+  it('the dominated part’s wait is given under a dominance rule only, with its share, in the dashboard and the API', () => {
+    for (const lang of ['en', 'de'] as const)
+      inLang(lang, () => {
+        for (const code of ['pending', 'held'] as const) {
+          const cell = { reasonCode: code, asOf: 3 };
+          const dominant = i18n.t('reason.dominant').trim().split('{p}')[0]!;
+          const under = i18n.reason(cell, { minGroupSize: 4, dominance: 60, measure: 'sum' });
+          expect(under, `${lang} ${code}`).toContain(`. ${dominant}`);
+          expect(under, `${lang} ${code}`).toMatch(/ 60 % /);
+          expect(under, `${lang} ${code}`).not.toMatch(/[{}]/);
+          expect(
+            i18n.reason(cell, { minGroupSize: 4, dominance: null, measure: 'sum' }),
+            `${lang} ${code}`,
+          ).not.toContain(dominant);
+        }
+      });
+    const rules = (dominance: number | null) => ({
+      minGroupSize: 4,
+      threePartners: true,
+      counts: 'none' as const,
+      dominance,
+    });
+    for (const code of ['pending', 'held'] as const) {
+      expect(reasonText(code, rules(0.6))).toMatch(
+        /\. A partner whose part of a change is more than 60 % of it waits /,
+      );
+      expect(reasonText(code, rules(null))).not.toContain('A partner whose part');
+    }
   });
 });

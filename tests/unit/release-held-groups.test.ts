@@ -162,6 +162,35 @@ describe('heldGroups: what a release step keeps pending', () => {
     ).toEqual([]);
   });
 
+  it('names the groups whose part dominated a change beside another part: those wait for their own partner (§3)', () => {
+    const rules = (consent: boolean) =>
+      agreementWith(
+        { measure: 'sum', dominance: 60, dimensions: {}, grains: ['day'], breakdown: 'combined' },
+        { partners: 3, consent },
+      );
+    const three = [
+      group('p0', MON, null, ['x', 'y', 'z'], 70),
+      group('p1', MON, null, ['u', 'v', 'w'], 20),
+      group('p2', MON, null, ['r', 's', 't'], 10),
+    ];
+    const dominatedOf = (a: Agreement, groups: ChangeGroup[]) => {
+      const dominated: ChangeGroup[] = [];
+      const held = heldGroups(a.kpis[0]!, disclosureRules(a, a.kpis[0]!), groups, [], undefined, dominated);
+      if (held === NEEDS_SUBJECTS) throw new Error('counted');
+      for (const g of dominated) expect(held).toContain(g);
+      return dominated.map((g) => g.partner).sort();
+    };
+    // With consent: p0 (70 of 100), then p1 (20 of 30); p2, alone at last, holds all of a change
+    // no other part is weighed against, and does not wait.
+    expect(dominatedOf(rules(true), three)).toEqual(['p0', 'p1']);
+    // Without: p0 only; p1 and p2 are then two partners, which the three-partner rule holds.
+    expect(dominatedOf(rules(false), three)).toEqual(['p0']);
+    // A part alone in its cell: not a verdict on shares.
+    expect(dominatedOf(rules(true), [group('p0', MON, null, ['x', 'y', 'z'], 70)])).toEqual([]);
+    // Nobody dominates: nothing waits.
+    expect(dominatedOf(rules(false), [three[1]!, three[2]!, group('p0', MON, null, ['x', 'y', 'z'], 15)])).toEqual([]);
+  });
+
   describe('the step guard of quantile KPIs (docs/privacy.md §2.3)', () => {
     const released = (partner: string, day: string, region: string | null, last: number): ReleasedAtom => ({
       partner,

@@ -46,11 +46,13 @@ const en = {
   'reason.version':
     'A new version of the agreement added or dropped a grain or breakdown; this period holds points from before it and is not shown, since set against what was shown before it could give withheld figures away.',
   'reason.pending':
-    'Not shown yet: its points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.{step}',
+    'Not shown yet: its points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.{step}{dominant}',
   'reason.step':
     ' A median or percentile that one partner moved alone last also waits until another partner’s data here changes.',
+  'reason.dominant':
+    ' A partner whose part of a change is more than {p} % of it waits until that partner sends more here.',
   'reason.held':
-    'The value of snapshot {asOf}: newer points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.{step}',
+    'The value of snapshot {asOf}: newer points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.{step}{dominant}',
   details: 'Details',
   back: 'Back to the overview',
   grain: 'Grain',
@@ -475,11 +477,13 @@ const de: Record<keyof typeof en, string> = {
   widensTokens: 'Bestehende Tokens, die mit dieser Version mehr lesen würden',
   loading: 'Lädt…',
   'reason.pending':
-    'Noch nicht gezeigt: die Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt.{step}',
+    'Noch nicht gezeigt: die Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt.{step}{dominant}',
   'reason.step':
     ' Ein Median oder Perzentil, das zuletzt ein Partner allein bewegt hat, wartet außerdem, bis sich die Daten eines anderen Partners hier ändern.',
+  'reason.dominant':
+    ' Der Anteil eines Partners an einer Änderung, der über {p} % von ihr liegt, wartet, bis dieser Partner hier mehr sendet.',
   'reason.held':
-    'Der Wert von Stand {asOf}: neuere Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt.{step}',
+    'Der Wert von Stand {asOf}: neuere Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt.{step}{dominant}',
   'state.ok': 'OK',
   'state.pending': 'Auffällig',
   'state.breach': 'Verletzt',
@@ -681,6 +685,7 @@ export const i18n = {
     const quantile = /^p\d+$/.test(rules.measure ?? '');
     return dictionaries[current][key as Key]
       .replace('{step}', quantile ? dictionaries[current]['reason.step'] : '')
+      .replace('{dominant}', rules.dominance == null ? '' : dictionaries[current]['reason.dominant'])
       .replace('{k}', String(rules.minGroupSize))
       .replace('{p}', this.number(rules.dominance ?? 100, 1))
       .replace('{asOf}', String(cell.asOf ?? '—'));
