@@ -687,14 +687,17 @@ const groupList = (groups: readonly ChangeGroupKey[], ps: Params) =>
  *   schema.sql, set to `waitingUnder`, the agreement they were judged under): the candidates
  *   leave them out, so a partner pushing alone into cells others have released points in does
  *   not read its whole held backlog again at every step. `wake` makes them candidates again
- *   before `groups` reads, when another partner's candidate lies within six days or in the same
- *   month (every cell two atoms can share: a day, a week, a month, a slice); `wait(groups)`
- *   marks the groups heldGroups found waiting (its `waiting`, release.ts).
+ *   before `groups` reads, when another partner's candidate is near: in the same month, or in
+ *   the same or an adjacent 7-day bucket from Monday 2000-01-03 (every two atoms that share a
+ *   day, a week, a month or a slice are); `wait(groups)` marks the groups heldGroups found
+ *   waiting (its `waiting`, release.ts).
  * - Atoms whose part dominated a cell's change wait as well (`wait(groups, true)`, heldGroups'
- *   `dominated`), with `waited_after` set to this step's snapshot: `wake` makes them candidates
- *   again only when a candidate of their own partner that landed after that snapshot lies within
- *   six days or in the same month (their part of a cell changed), so padding by others cannot
- *   step the verdict (docs/privacy.md §3).
+ *   `dominated`, run before `release`), with `waited_after`, this step's snapshot, and
+ *   `waited_with`, the partners with a candidate near them now. `wake` makes them candidates
+ *   again only when their own part changed (a pending atom of their partner, day and dims that
+ *   landed after the verdict) or a partner not in `waited_with` has a candidate near (a partner
+ *   joining, at most once a partner between two verdicts), so padding by partners already there
+ *   cannot step the verdict (docs/privacy.md §3).
  *
  * Deciding what drops is release.ts's, over these rows (heldGroups).
  */
@@ -726,19 +729,27 @@ export function compileReleaseStep(
   // Near: in the same month, or in the same or an adjacent 7-day bucket (every two days at most six
   // days apart are). The candidates' keys, each with its partners, so the waiting rows find theirs
   // by equality, not by comparing every waiting row with every candidate.
-  const wp = new Params();
   const bucket = (day: string) => `(${day} - DATE '2000-01-03') // 7`;
   const month = (day: string) => `'m' || strftime(${day}, '%Y-%m')`;
-  const nearKeys = `SELECT kpi, key, partner, max(snapshot) AS last FROM (SELECT kpi, partner, snapshot, unnest([${month('local_day')}, 'w' || (${bucket('local_day')} - 1), 'w' || ${bucket('local_day')}, 'w' || (${bucket('local_day')} + 1)]) AS key FROM held_atoms WHERE ${pendingOf(wp)}) GROUP BY kpi, key, partner`;
-  // A guard's wait ends with another partner's candidate near; a dominated one's with a candidate
-  // of its own partner near that landed after its verdict (`waited_after`).
+  const nearKeys = (ps: Params) =>
+    `SELECT kpi, key, partner, max(snapshot) AS last FROM (SELECT kpi, partner, snapshot, unnest([${month('local_day')}, 'w' || (${bucket('local_day')} - 1), 'w' || ${bucket('local_day')}, 'w' || (${bucket('local_day')} + 1)]) AS key FROM held_atoms WHERE ${pendingOf(ps)}) GROUP BY kpi, key, partner`;
+  /** The candidates' keys near a held_atoms row: `c`, one row per partner and key. */
+  const nearRow = (ps: Params) =>
+    `(${nearKeys(ps)}) c WHERE c.kpi = held_atoms.kpi AND c.key IN (${month('held_atoms.local_day')}, 'w' || ${bucket('held_atoms.local_day')})`;
+  // A guard's wait ends with another partner's candidate near. A dominated one's ends with a newer
+  // atom of its own partner, day and dims (its part changed), or with a candidate near of a
+  // partner that had none near at the verdict (`waited_with`: a partner joining).
+  const wp = new Params();
   const wake = [
-    'UPDATE held_atoms SET waiting = NULL, waited_after = NULL',
+    'UPDATE held_atoms SET waiting = NULL, waited_after = NULL, waited_with = NULL',
     `WHERE ${heldOf(wp)} AND waiting = ${wp.bind(waitingUnder)}`,
-    `  AND EXISTS (SELECT 1 FROM (${nearKeys}) c WHERE c.kpi = held_atoms.kpi`,
-    `    AND c.key IN (${month('held_atoms.local_day')}, 'w' || ${bucket('held_atoms.local_day')})`,
-    '    AND CASE WHEN held_atoms.waited_after IS NULL THEN c.partner <> held_atoms.partner',
-    '      ELSE c.partner = held_atoms.partner AND c.last > held_atoms.waited_after END)',
+    `  AND (EXISTS (SELECT 1 FROM ${nearRow(wp)}`,
+    '      AND CASE WHEN held_atoms.waited_after IS NULL THEN c.partner <> held_atoms.partner',
+    '        ELSE NOT list_contains(coalesce(held_atoms.waited_with, []::VARCHAR[]), c.partner) END)',
+    '    OR held_atoms.waited_after IS NOT NULL AND EXISTS (SELECT 1 FROM held_atoms n',
+    `      WHERE ${pendingOf(wp, 'n.')} AND n.kpi = held_atoms.kpi AND n.partner = held_atoms.partner`,
+    '        AND n.local_day = held_atoms.local_day AND n.dims IS NOT DISTINCT FROM held_atoms.dims',
+    '        AND n.snapshot > held_atoms.waited_after))',
   ].join('\n');
   const groups = [
     `SELECT kpi, partner, strftime(local_day, '%Y-%m-%d') AS day, dims${extracted}, d, s, unknown, subjects FROM (`,
@@ -784,9 +795,11 @@ export function compileReleaseStep(
     },
     wait: (waiting, dominated = false) => {
       const ps = new Params();
+      // A dominated atom keeps the partners with a candidate near it now (run before the release).
+      const near = dominated ? `(SELECT list_sort(list(DISTINCT c.partner)) FROM ${nearRow(ps)})` : 'NULL';
       return {
         sql: [
-          `UPDATE held_atoms SET waiting = ${ps.bind(waitingUnder)}, waited_after = ${dominated ? ps.bind(snapshot) : 'NULL'}`,
+          `UPDATE held_atoms SET waiting = ${ps.bind(waitingUnder)}, waited_after = ${dominated ? ps.bind(snapshot) : 'NULL'}, waited_with = ${near}`,
           `WHERE ${pendingOf(ps)} AND EXISTS (SELECT 1 FROM ${groupList(waiting, ps)}`,
           '  WHERE w.kpi = held_atoms.kpi AND w.partner = held_atoms.partner AND w.day = held_atoms.local_day AND w.dims IS NOT DISTINCT FROM held_atoms.dims)',
         ].join('\n'),

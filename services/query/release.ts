@@ -42,8 +42,8 @@ export function releaser(agreement: () => Agreement): Releaser {
       });
       if (waits && mayWait === undefined)
         mayWait = (await exec.all('SELECT 1 FROM held_atoms WHERE waiting IS NOT NULL LIMIT 1')).length > 0;
-      // Waiting atoms near another partner's candidate, or dominated ones near a newer candidate
-      // of their own partner, are candidates again (heldGroups, `waiting` and `dominated`).
+      // Waiting atoms near another partner's candidate, and dominated ones whose part changed or
+      // that a partner joined, are candidates again (heldGroups, `waiting` and `dominated`).
       if (waits && mayWait) await exec.run(step.wake.sql, step.wake.params);
       const byKpi = new Map<string, ChangeGroup[]>(kpis.map((k) => [k.id, []]));
       const all = new Map<string, ChangeGroup>();
@@ -137,17 +137,17 @@ export function releaser(agreement: () => Agreement): Releaser {
           dropped.push(...held);
         }
       }
+      /** Marks groups waiting; a dominated group's wait names the partners near it before anything is released. */
+      const wait = async (groups: readonly ChangeGroup[], dominant: boolean) => {
+        if (groups.length === 0) return;
+        mayWait = true;
+        const q = step.wait(groups, dominant);
+        await exec.run(q.sql, q.params);
+      };
+      await wait(dominated, true);
       const release = step.release(dropped);
       await exec.run(release.sql, release.params);
-      for (const [groups, dominant] of [
-        [waiting, false],
-        [dominated, true],
-      ] as const)
-        if (groups.length > 0) {
-          mayWait = true;
-          const wait = step.wait(groups, dominant);
-          await exec.run(wait.sql, wait.params);
-        }
+      await wait(waiting, false);
       for (const sql of RECORD_RELEASES) await exec.run(sql, [snapshot]);
     }
     // Released at once: no row needed (a point without a row of its atom is released).
@@ -269,12 +269,13 @@ export const NEEDS_SUBJECTS = Symbol('needs subjects');
  *
  * With `dominated`, it adds there the held groups whose part dominated a cell's change (a
  * dominance rule, in a cell whose change holds another partner's part and which the
- * three-partner rule lets through) in the round they dropped. Those wait too, for another reason: the verdict weighs their part against the change's
- * total, which holds the other partners' parts, so a reader padding its own pending part could
- * step the total until the verdict flips and learn the dominant part from where it did
- * (docs/privacy.md §3, "dominance"). A dominated group is judged again only once its own
- * partner's part changes: a candidate of that partner, newer than the verdict, near it
- * (compileReleaseStep's `wake`). One verdict per change of the dominant part, not one per step.
+ * three-partner rule lets through) in the first round, over every candidate. Those wait too, for
+ * another reason: the verdict weighs their part against the change's total, which holds the
+ * other partners' parts, so a reader padding its own pending part could step the total until the
+ * verdict flips and learn the dominant part from where it did (docs/privacy.md §3, "dominance").
+ * A dominated group is judged again only when its own part changes (a newer atom of its partner,
+ * day and dims) or a partner that had no candidate near it at the verdict sends one (a partner
+ * joining; compileReleaseStep's `wake`). Padding by a partner already there judges it no more.
  */
 export function heldGroups(
   kpi: Kpi,
@@ -351,10 +352,10 @@ export function heldGroups(
     for (const gi of gs) if (alive[gi]) t += groups[gi]!.s;
     return t;
   };
-  /** Groups that dropped in a round where their part dominated a cell's change of two partners or more (of three where the rule asks for them). */
+  /** Groups whose part dominated a cell's change of two partners or more (of three where the rule asks for them), in the first round. */
   const dominant = new Set<number>();
   let dirty: Iterable<Cell> = all;
-  for (;;) {
+  for (let round = 1; ; round++) {
     const failing: number[] = [];
     for (const cell of dirty) {
       // The cell's contributing partners (parts with a live group) and, for dominance, its total.
@@ -378,7 +379,8 @@ export function heldGroups(
         if (!bad && dominance !== null && Math.abs(sumOf(gs)) > dominance * total) {
           bad = true;
           // A part alone in its cell's change holds all of it: no other part is weighed against it.
-          if (np > 1) for (const gi of gs) if (alive[gi]) dominant.add(gi);
+          // A later round judges it without parts that dropped, which may come back: not kept.
+          if (np > 1 && round === 1) for (const gi of gs) if (alive[gi]) dominant.add(gi);
         }
         if (!bad && !big) {
           const s = small(gs);

@@ -117,17 +117,20 @@ ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS s DOUBLE;
 -- before the column, re-keyed pseudonyms, a new time zone); such a part is counted from its points.
 ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS subjects VARCHAR[];
 -- An atom the step guard holds while no other partner changes a cell it lies in *waits*: the
--- release step leaves it out of its candidates until another partner's pending atom comes within
--- six days or into its month (services/query/release.ts, heldGroups). The value names the
+-- release step leaves it out of its candidates until another partner's pending atom comes into
+-- the same or an adjacent week or into its month (services/query/release.ts, heldGroups). The value names the
 -- agreement it was judged under (a digest): under any other it is a candidate again. NULL: not
 -- waiting. A new time zone re-keys every held atom without it; retention clears the step guard's.
 ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS waiting VARCHAR;
 -- An atom whose part dominated a cell's change beside another partner's part waits too, under
--- the same agreement digest, and this is the snapshot of the step that judged it: it is a
--- candidate again only once a pending atom of its own partner that landed after this snapshot
--- comes within six days or into its month (its part changed; padding by the others does not
--- wake it; docs/privacy.md §3). NULL: a step guard's wait.
+-- the same agreement digest; `waited_after` is the snapshot of the step that judged it and
+-- `waited_with` the partners that had a candidate near it then. It is a candidate again only once
+-- its own part changes (a pending atom of its partner, day and dims that landed after that
+-- snapshot) or a partner not in `waited_with` has a candidate near (in the same month, or in the
+-- same or an adjacent week); padding by partners already there does not wake it
+-- (docs/privacy.md §3). NULL: a step guard's wait.
 ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS waited_after UINTEGER;
+ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS waited_with VARCHAR[];
 -- Whether a rolled-up cell holds points not released at its snapshot, and the snapshot of the
 -- latest release it shows (the value it serves is the one served since then).
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS pending BOOLEAN;

@@ -240,36 +240,45 @@ function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<Or
       .map(([k, v]) => `${k}=${v}`)
       .join(',')}`;
   const released = new Map<OraclePoint, number>();
-  // A slot's points of one snapshot whose part dominated a change wait, with the step that said so,
-  // until a point of their partner that landed after it is pending near them (§3, dominance).
+  // A slot's points of one snapshot whose part dominated a change (judged over every pending
+  // point) wait, with the step that said so and the partners pending near them then, until a
+  // newer point of their slot is pending or a partner not near them then has one near (§3).
   const atom = (p: OraclePoint) => `${slot(p)}|${p.snapshot}`;
-  const dominatedAt = new Map<string, number>();
+  const dominatedAt = new Map<string, { after: number; with: Set<string> }>();
   const isoWeek = (d: string) => Math.floor((Date.parse(d) - Date.parse('2000-01-03')) / (7 * 86_400_000));
   const near = (x: string, y: string) => x.slice(0, 7) === y.slice(0, 7) || Math.abs(isoWeek(x) - isoWeek(y)) <= 1;
   for (const s of [...new Set(mine.map((p) => p.snapshot))].sort((a, b) => a - b)) {
     const pending = mine.filter((p) => p.snapshot <= s && !released.has(p));
     const candidates = pending.filter((p) => !dominatedAt.has(atom(p)));
     for (const w of pending) {
-      const after = dominatedAt.get(atom(w));
+      const was = dominatedAt.get(atom(w));
       if (
-        after !== undefined &&
-        candidates.some((x) => x.partner === w.partner && x.snapshot > after && near(day.get(x)!, day.get(w)!))
+        was &&
+        candidates.some(
+          (x) =>
+            (!was.with.has(x.partner) && near(day.get(x)!, day.get(w)!)) ||
+            (slot(x) === slot(w) && x.snapshot > was.after),
+        )
       )
         dominatedAt.delete(atom(w));
     }
     const live = pending.filter((p) => !dominatedAt.has(atom(p)));
     let change = live;
-    const dominated = new Set<string>();
+    const dominated = new Set(dominatedPoints(change, q, (p) => day.get(p)!).map(slot));
     for (;;) {
       const waiting = new Set([...protectedPoints(change, q, (p) => day.get(p)!)].map(slot));
       for (const p of steppedPoints(change, [...released.keys()], released, q, (p) => day.get(p)!))
         waiting.add(slot(p));
-      for (const p of dominatedPoints(change, q, (p) => day.get(p)!)) dominated.add(slot(p));
       const next = change.filter((p) => !waiting.has(slot(p)));
       if (next.length === change.length) break;
       change = next;
     }
-    for (const p of live) if (dominated.has(slot(p))) dominatedAt.set(atom(p), s);
+    for (const p of live)
+      if (dominated.has(slot(p)))
+        dominatedAt.set(atom(p), {
+          after: s,
+          with: new Set(live.filter((x) => near(day.get(x)!, day.get(p)!)).map((x) => x.partner)),
+        });
     for (const p of change) released.set(p, s);
   }
   return released;

@@ -538,8 +538,11 @@ describe('dominance — padding one’s own pending part against a dominated cha
       }
       await f.push('c', 'spend', [{ day, subjects: 3, value: () => 1, tag: 'C2' }]);
       expect(await spend('a')).toMatchObject({ state: 'suppressed', value: null });
-      // b's own next change (three subjects of 1) judges its part once, against a's 62 and c's
-      // 13: 103 of 178, under 60 % — the day is released whole.
+      // b's data for the next day is no change of its part of this one.
+      await f.push('b', 'spend', [{ day: '2026-11-17', subjects: 3, value: () => 1, tag: 'B-next' }]);
+      expect(await spend('a')).toMatchObject({ state: 'suppressed', value: null });
+      // b's own next change of the day (three subjects of 1) judges its part once, against a's 62
+      // and c's 13: 103 of 178, under 60 % — the day is released whole.
       await f.push('b', 'spend', [{ day, subjects: 3, value: () => 1, tag: 'B2' }]);
       expect(await spend('a')).toMatchObject({ state: 'ok', value: 62 + 103 + 13 });
       expect(await spend('c')).toMatchObject({ state: 'ok', value: 178 });
@@ -548,11 +551,11 @@ describe('dominance — padding one’s own pending part against a dominated cha
     }
   });
 
-  it('a dominated part judged again by its partner’s change waits again when it still dominates', async () => {
-    // Weeks, a combined sum, dominance 60 %, k = 3. b's Monday (300) dominates the week's change
-    // beside a's and c's 30 each, and waits.
+  it('a partner that was not there when the verdict fell judges it again once it joins; one already there does not, however much it pads', async () => {
+    // Weeks, a combined sum, dominance 60 %, k = 3, four partners. b's Monday (300) dominates the
+    // week's change beside a's and c's 30 each, and waits.
     const kpi: KpiDef = { id: 'spend', measure: 'sum', grains: ['week'], breakdown: 'combined', dominance: 60 };
-    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi]));
+    const f = await Family.start(agreementFile(['a', 'b', 'c', 'd'], 3, [kpi]));
     const mon = '2026-10-05';
     const week = async () =>
       cellOf(await f.get(`/v1/kpis/spend/series?grain=week&from=${mon}&to=${mon}`, 'a'), mon, null)!;
@@ -561,19 +564,32 @@ describe('dominance — padding one’s own pending part against a dominated cha
       await f.push('c', 'spend', [{ day: mon, subjects: 3, value: () => 10, tag: 'C1' }]);
       await f.push('a', 'spend', [{ day: mon, subjects: 3, value: () => 10, tag: 'A1' }]);
       expect(await week()).toMatchObject({ state: 'suppressed', value: null });
-      // b's Tuesday is a change of its part of the week: judged again, 303 of 363, and it waits again.
-      await f.push('b', 'spend', [{ day: '2026-10-06', subjects: 3, value: () => 1, tag: 'B2' }]);
+      // a pads to 200 on Wednesday: b's 300 would be 57 % of 530 and pass, but a was there.
+      await f.push('a', 'spend', [{ day: '2026-10-07', subjects: 3, value: (i) => [60, 60, 50][i]!, tag: 'A2' }]);
       expect(await week()).toMatchObject({ state: 'suppressed', value: null });
-      // a pads to 330: b's 303 would be 46 % of 663 and pass, but its verdict stays where b's last
-      // change put it.
-      await f.push('a', 'spend', [{ day: mon, subjects: 3, value: () => 100, tag: 'A2' }]);
-      expect(await week()).toMatchObject({ state: 'suppressed', value: null });
-      // b's next change five weeks on, in another month, is not near its Monday: still waiting.
-      await f.push('b', 'spend', [{ day: '2026-11-09', subjects: 3, value: () => 1, tag: 'B3' }]);
-      expect(await week()).toMatchObject({ state: 'suppressed', value: null });
-      // One on Wednesday: judged against a's 330 now (b 306 of 666), and the week is released whole.
-      await f.push('b', 'spend', [{ day: '2026-10-07', subjects: 3, value: () => 1, tag: 'B4' }]);
-      expect(await week()).toMatchObject({ state: 'ok', value: 330 + 306 + 30 });
+      // d joins on Tuesday: b's part is judged again, 300 of 830, and the week is released whole.
+      await f.push('d', 'spend', [{ day: '2026-10-06', subjects: 3, value: () => 100, tag: 'D1' }]);
+      expect(await week()).toMatchObject({ state: 'ok', value: 200 + 300 + 30 + 300 });
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('two partners that each dominate a small one’s change, one after the other, still meet', async () => {
+    // With consent (two partners suffice). c's 10 waits alone; a's 100 dominates it and waits;
+    // b's 100 comes later: b had nothing near a's Monday when a's verdict fell, so it judges a's
+    // part again, and a, b and c are released together (100, 100, 10 of 210: none above 60 %).
+    const kpi: KpiDef = { id: 'spend', measure: 'sum', grains: ['day'], breakdown: 'combined', dominance: 60 };
+    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi], 'twoPartyConsent: true'));
+    const day = '2026-11-16';
+    try {
+      await f.push('c', 'spend', [{ day, subjects: 3, value: (i) => [3, 3, 4][i]!, tag: 'C1' }]);
+      await f.push('a', 'spend', [{ day, subjects: 3, value: (i) => [34, 33, 33][i]!, tag: 'A1' }]);
+      const before = cellOf(await f.get(`/v1/kpis/spend/series?grain=day&from=${day}&to=${day}`, 'c'), day, null);
+      expect(before).toMatchObject({ state: 'suppressed', value: null });
+      await f.push('b', 'spend', [{ day, subjects: 3, value: (i) => [34, 33, 33][i]!, tag: 'B1' }]);
+      const after = cellOf(await f.get(`/v1/kpis/spend/series?grain=day&from=${day}&to=${day}`, 'c'), day, null);
+      expect(after).toMatchObject({ state: 'ok', value: 210 });
     } finally {
       await f.close();
     }

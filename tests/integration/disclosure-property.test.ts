@@ -71,14 +71,16 @@ interface Case {
 }
 
 /** Blocks of points: a partner (of up to `partners`), a day, a region or none, 1–`size` subjects, a snapshot of `snapshots`. */
-const blocksArb = (o: { partners: number; size: number; snapshots: number[]; minLength: number }) =>
+const blocksArb = (o: { partners: number; size: number; snapshots: number[]; minLength: number; days?: number[] }) =>
   fc.array(
     fc.record({
       partner: fc.integer({ min: 0, max: o.partners - 1 }),
-      day: fc.oneof(
-        { arbitrary: fc.constantFrom(0, 1, 6, 7), weight: 4 },
-        { arbitrary: fc.integer({ min: 0, max: 13 }), weight: 1 },
-      ),
+      day: o.days
+        ? fc.constantFrom(...o.days)
+        : fc.oneof(
+            { arbitrary: fc.constantFrom(0, 1, 6, 7), weight: 4 },
+            { arbitrary: fc.integer({ min: 0, max: 13 }), weight: 1 },
+          ),
       size: fc.integer({ min: 1, max: o.size }),
       first: fc.integer({ min: 0, max: 6 }),
       value: fc.integer({ min: 0, max: 9 }),
@@ -659,12 +661,14 @@ describe('the release step', () => {
    * snapshot, one atom at a time. The readable cells are every agreed grain's, and where weeks
    * and months are agreed without days, the slices a month minus its whole weeks gives (§2.6).
    * An atom in a part that dominated a cell's change of two partners or more (three where the
-   * rule asks for them) waits, out of the change, until an atom of its own partner that landed after that
-   * step is pending in the same month or in the same ISO week or one next to it.
+   * rule asks for them), judged over every pending atom (the first round), waits out of the
+   * change until an atom of its own partner, day and dims that landed after that step is pending,
+   * or a partner that had no pending atom near it then (in the same month, or in the same ISO week
+   * or one next to it) has one.
    */
   const naiveStep = (c: Case): Releaser => {
-    /** Dominated atoms (partner|snapshot|day|dims) waiting, with the snapshot of their verdict. */
-    const dominatedAt = new Map<string, number>();
+    /** Dominated atoms (partner|snapshot|day|dims) waiting: the snapshot of their verdict, and the partners near them then. */
+    const dominatedAt = new Map<string, { after: number; with: Set<string> }>();
     return async (exec, snapshot) => {
       const rowOf = (r: Record<string, unknown>) => `${r['partner']}|${r['snapshot']}|${r['day']}|${r['dims'] ?? ''}`;
       const pendingRows = await exec.all(
@@ -675,14 +679,16 @@ describe('the release step', () => {
       const near = (x: string, y: string) => x.slice(0, 7) === y.slice(0, 7) || Math.abs(isoWeek(x) - isoWeek(y)) <= 1;
       const candidates = pendingRows.filter((r) => !dominatedAt.has(rowOf(r)));
       for (const w of pendingRows) {
-        const after = dominatedAt.get(rowOf(w));
+        const was = dominatedAt.get(rowOf(w));
         if (
-          after !== undefined &&
+          was &&
           candidates.some(
             (x) =>
-              x['partner'] === w['partner'] &&
-              Number(x['snapshot']) > after &&
-              near(String(x['day']), String(w['day'])),
+              (!was.with.has(String(x['partner'])) && near(String(x['day']), String(w['day']))) ||
+              (x['partner'] === w['partner'] &&
+                x['day'] === w['day'] &&
+                x['dims'] === w['dims'] &&
+                Number(x['snapshot']) > was.after),
           )
         )
           dominatedAt.delete(rowOf(w));
@@ -732,7 +738,7 @@ describe('the release step', () => {
           });
       const waits = new Set<string>();
       const dominated = new Set<string>();
-      for (;;) {
+      for (let round = 1; ; round++) {
         const cells = new Map<string, Map<string, { subjects: Set<string>; sum: number; atoms: Set<string> }>>();
         for (const r of points) {
           if (waits.has(atomOf(r))) continue;
@@ -765,14 +771,21 @@ describe('the release step', () => {
           for (const part of parts.values()) {
             const few = threePartners && parts.size < 3;
             const dominant = !few && c.dominance !== undefined && Math.abs(part.sum) > (c.dominance / 100) * total;
-            if (dominant && parts.size > 1) for (const atom of part.atoms) dominated.add(atom);
+            if (dominant && parts.size > 1 && round === 1) for (const atom of part.atoms) dominated.add(atom);
             if (part.subjects.size < c.k || few || dominant) for (const atom of part.atoms) failing.add(atom);
           }
         }
         if (failing.size === 0) break;
         for (const atom of failing) waits.add(atom);
       }
-      for (const a of live) if (dominated.has(atomOf(a))) dominatedAt.set(rowOf(a), snapshot);
+      for (const a of live)
+        if (dominated.has(atomOf(a)))
+          dominatedAt.set(rowOf(a), {
+            after: snapshot,
+            with: new Set(
+              live.filter((x) => near(String(x['day']), String(a['day']))).map((x) => String(x['partner'])),
+            ),
+          });
       for (const a of live)
         if (!waits.has(atomOf(a)))
           await exec.run(
@@ -912,7 +925,8 @@ describe('the release step', () => {
           consent: fc.boolean(),
           k: fc.integer({ min: 2, max: 3 }),
           share: fc.constantFrom(50, 60, 80),
-          raw: blocksArb({ partners: 4, size: 5, snapshots: SIX, minLength: 6 }),
+          // Few days, so that a partner sends to a day again and others join it later.
+          raw: blocksArb({ partners: 4, size: 5, snapshots: SIX, minLength: 6, days: [0, 1, 7, 13] }),
         })
         .map(({ raw, share, ...c }) => ({
           ...c,

@@ -909,44 +909,51 @@ describe("the release step's wake", () => {
     }
   });
 
-  it('makes a dominated atom a candidate again only for a candidate of its own partner near it that landed after its verdict', async () => {
+  it('makes a dominated atom a candidate again when its own part changes or a partner not near it at the verdict joins, and not for anything else', async () => {
     const loaded = loadAgreementFile(join(import.meta.dirname, '../fixtures/public-agreement.yaml'));
     if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
     const kpi = loaded.agreement.kpis.find((k) => k.id === 'lead_time')!;
     const store = await DuckStore.open(join(dir, 'wake-dominated.duckdb'));
     const c = await store.connect();
     try {
-      // acme's atoms judged dominated at snapshot 3 (under X); the candidates are of snapshots 2 and 5.
-      await c.run(`INSERT INTO held_atoms (kpi, partner, snapshot, local_day, waiting, waited_after) VALUES
-        ('lead_time', 'acme', 1, DATE '2026-10-31', 'X', 3),   -- acme's own Monday 2 November, landed after: woken
-        ('lead_time', 'acme', 1, DATE '2026-08-03', 'X', 3),   -- acme's own 25 August, the same month: woken
-        ('lead_time', 'acme', 1, DATE '2026-09-15', 'X', 3),   -- globex's 16 September only: stays
-        ('lead_time', 'acme', 1, DATE '2026-12-20', 'X', 3),   -- acme's own 21 December, landed before the verdict: stays
-        ('lead_time', 'acme', 1, DATE '2026-06-26', 'X', 3),   -- acme's own 30 July: another month, five weeks on: stays
-        ('lead_time', 'acme', 5, DATE '2026-11-02', NULL, NULL),
-        ('lead_time', 'acme', 5, DATE '2026-08-25', NULL, NULL),
-        ('lead_time', 'globex', 5, DATE '2026-09-16', NULL, NULL),
-        ('lead_time', 'acme', 2, DATE '2026-12-21', NULL, NULL),
-        ('lead_time', 'acme', 5, DATE '2026-07-30', NULL, NULL)`);
+      // acme's atoms judged dominated at snapshot 3 (under X) beside acme and globex; the candidates
+      // are of snapshots 2 and 5.
+      await c.run(`INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, waiting, waited_after, waited_with) VALUES
+        ('lead_time', 'acme', 1, DATE '2026-10-31', NULL, 'X', 3, ['acme', 'globex']),          -- acme's same day, newer: woken
+        ('lead_time', 'acme', 1, DATE '2026-12-20', NULL, 'X', 3, ['acme', 'globex']),          -- initech joins a day on: woken
+        ('lead_time', 'acme', 1, DATE '2026-08-03', NULL, 'X', 3, ['acme', 'globex']),          -- acme's 25 August: another day, stays
+        ('lead_time', 'acme', 1, DATE '2026-09-15', NULL, 'X', 3, ['acme', 'globex']),          -- globex pads a day on: stays
+        ('lead_time', 'acme', 1, DATE '2026-06-26', NULL, 'X', 3, ['acme', 'globex']),          -- acme's same day, landed before the verdict: stays
+        ('lead_time', 'acme', 1, DATE '2026-05-04', '{"r":"x"}', 'X', 3, ['acme', 'globex']),   -- acme's same day, other dims: stays
+        ('lead_time', 'acme', 5, DATE '2026-10-31', NULL, NULL, NULL, NULL),
+        ('lead_time', 'initech', 5, DATE '2026-12-21', NULL, NULL, NULL, NULL),
+        ('lead_time', 'acme', 5, DATE '2026-08-25', NULL, NULL, NULL, NULL),
+        ('lead_time', 'globex', 5, DATE '2026-09-16', NULL, NULL, NULL, NULL),
+        ('lead_time', 'acme', 2, DATE '2026-06-26', NULL, NULL, NULL, NULL),
+        ('lead_time', 'acme', 5, DATE '2026-05-04', '{"r":"y"}', NULL, NULL, NULL),
+        ('lead_time', 'acme', 5, DATE '2026-11-02', NULL, NULL, NULL, NULL),
+        ('lead_time', 'globex', 5, DATE '2026-11-09', NULL, NULL, NULL, NULL)`);
       const step = compileReleaseStep([kpi], 5, 3, 'X');
       await c.run(step.wake.sql, step.wake.params);
       const rows = await c.runAndReadAll(
         "SELECT strftime(local_day, '%Y-%m-%d') AS day, waiting, waited_after FROM held_atoms WHERE snapshot = 1 ORDER BY local_day",
       );
       expect(rows.getRowObjects()).toEqual([
+        { day: '2026-05-04', waiting: 'X', waited_after: 3 },
         { day: '2026-06-26', waiting: 'X', waited_after: 3 },
-        { day: '2026-08-03', waiting: null, waited_after: null },
+        { day: '2026-08-03', waiting: 'X', waited_after: 3 },
         { day: '2026-09-15', waiting: 'X', waited_after: 3 },
         { day: '2026-10-31', waiting: null, waited_after: null },
-        { day: '2026-12-20', waiting: 'X', waited_after: 3 },
+        { day: '2026-12-20', waiting: null, waited_after: null },
       ]);
-      // The step marks what it found dominated with its own snapshot.
+      // The step marks what it found dominated with its snapshot and the partners near it now
+      // (acme's 31 October, woken, and its Monday itself; globex's next Monday).
       const wait = step.wait([{ kpi: 'lead_time', partner: 'acme', day: '2026-11-02', dims: null }], true);
       await c.run(wait.sql, wait.params);
       const marked = await c.runAndReadAll(
-        "SELECT waiting, waited_after FROM held_atoms WHERE local_day = DATE '2026-11-02'",
+        "SELECT waiting, waited_after, waited_with FROM held_atoms WHERE local_day = DATE '2026-11-02'",
       );
-      expect(marked.getRowObjects()).toEqual([{ waiting: 'X', waited_after: 5 }]);
+      expect(marked.getRowObjectsJson()).toEqual([{ waiting: 'X', waited_after: 5, waited_with: ['acme', 'globex'] }]);
     } finally {
       store.release(c);
       await store.close();

@@ -73,7 +73,7 @@ describe('the dashboard’s reasons for a withheld cell', () => {
     });
     for (const code of ['pending', 'held'] as const) {
       expect(reasonText(code, rules(0.6))).toMatch(
-        /\. A partner whose part of a change is more than 60 % of it waits /,
+        /\. A partner whose part of a change is more than 60 % of it waits until that partner sends more for that day/,
       );
       expect(reasonText(code, rules(null))).not.toContain('A partner whose part');
     }
