@@ -1668,8 +1668,8 @@ export class DuckStore {
       await c.run('DELETE FROM held_atoms WHERE local_day < $1::DATE', [before]);
       await c.run('DELETE FROM released_atoms WHERE local_day < $1::DATE', [before]);
       // The step guard's history lost days: its waiting atoms are judged again (schema.sql). A
-      // dominated atom's wait (waited_after) does not rest on history and stays.
-      await c.run('UPDATE held_atoms SET waiting = NULL WHERE waiting IS NOT NULL AND waited_after IS NULL');
+      // dominated atom's wait (`verdicts`) does not rest on history and stays.
+      await c.run('UPDATE held_atoms SET waiting = NULL WHERE waiting IS NOT NULL AND verdicts IS NULL');
       const perKpi = Object.fromEntries(counts.map((x) => [x.kpi, x.n]));
       await insertRoomReceipt(
         c,

@@ -659,6 +659,13 @@ const groupList = (groups: readonly ChangeGroupKey[], ps: Params) =>
   `(SELECT unnest(from_json(${ps.bind(JSON.stringify(groups.map(({ kpi, partner, day, dims }) => ({ kpi, partner, day, dims }))))}, '${GROUPS_SHAPE}'), recursive := true)) AS w`;
 
 /**
+ * The most verdicts the release step takes on a dominated part that has not changed (docs/privacy.md
+ * §3): the one that found it dominant, and as many more as other partners' later data near it
+ * brings, up to this; after that only a change of its own part (or another agreement) judges it.
+ */
+export const DOMINANCE_VERDICTS = 3;
+
+/**
  * The statements of a release step at `snapshot` over `kpis` (docs/privacy.md §3), the same for
  * one KPI or many: the step's cost is a few statements, whatever the KPIs and the change. The
  * candidates are the KPIs' pending atoms; their points are the change the step would publish.
@@ -693,11 +700,11 @@ const groupList = (groups: readonly ChangeGroupKey[], ps: Params) =>
  *   waiting (its `waiting`, release.ts).
  * - Atoms whose part dominated a cell's change wait as well (`wait(groups, true)`, heldGroups'
  *   `dominated`, run before `release`), with `waited_after`, this step's snapshot, and
- *   `waited_with`, the partners with a candidate near them now. `wake` makes them candidates
- *   again only when their own part changed (a pending atom of their partner, day and dims that
- *   landed after the verdict) or a partner not in `waited_with` has a candidate near (a partner
- *   joining, at most once a partner between two verdicts), so padding by partners already there
- *   cannot step the verdict (docs/privacy.md §3).
+ *   `verdicts`, the verdicts taken on their group's part since it last changed. `wake` makes them
+ *   candidates again when their own part changed (a pending atom of their partner, day and dims
+ *   that landed after the verdict), or, while `verdicts` is under DOMINANCE_VERDICTS, when
+ *   another partner's candidate that landed after it is near: padding by the others cannot walk
+ *   the verdict (docs/privacy.md §3).
  *
  * Deciding what drops is release.ts's, over these rows (heldGroups).
  */
@@ -736,20 +743,21 @@ export function compileReleaseStep(
   /** The candidates' keys near a held_atoms row: `c`, one row per partner and key. */
   const nearRow = (ps: Params) =>
     `(${nearKeys(ps)}) c WHERE c.kpi = held_atoms.kpi AND c.key IN (${month('held_atoms.local_day')}, 'w' || ${bucket('held_atoms.local_day')})`;
-  // A guard's wait ends with another partner's candidate near. A dominated one's ends with a newer
-  // atom of its own partner, day and dims (its part changed), or with a candidate near of a
-  // partner that had none near at the verdict (`waited_with`: a partner joining).
+  /** A held_atoms row of the same group (partner × day × dims) as the row being updated, as `o`. */
+  const sameGroup = (o: string) =>
+    `${o}.kpi = held_atoms.kpi AND ${o}.partner = held_atoms.partner AND ${o}.local_day = held_atoms.local_day AND ${o}.dims IS NOT DISTINCT FROM held_atoms.dims`;
+  // A guard's wait (`verdicts` NULL) ends with another partner's candidate near. A dominated one's
+  // ends when its own part changes (a newer atom of its group), or, while fewer than
+  // DOMINANCE_VERDICTS verdicts were taken on the unchanged part, with another partner's candidate
+  // near that landed after the last one. `waited_after` and `verdicts` stay for the next verdict.
   const wp = new Params();
   const wake = [
-    'UPDATE held_atoms SET waiting = NULL, waited_after = NULL, waited_with = NULL',
-    `WHERE ${heldOf(wp)} AND waiting = ${wp.bind(waitingUnder)}`,
-    `  AND (EXISTS (SELECT 1 FROM ${nearRow(wp)}`,
-    '      AND CASE WHEN held_atoms.waited_after IS NULL THEN c.partner <> held_atoms.partner',
-    '        ELSE NOT list_contains(coalesce(held_atoms.waited_with, []::VARCHAR[]), c.partner) END)',
-    '    OR held_atoms.waited_after IS NOT NULL AND EXISTS (SELECT 1 FROM held_atoms n',
-    `      WHERE ${pendingOf(wp, 'n.')} AND n.kpi = held_atoms.kpi AND n.partner = held_atoms.partner`,
-    '        AND n.local_day = held_atoms.local_day AND n.dims IS NOT DISTINCT FROM held_atoms.dims',
-    '        AND n.snapshot > held_atoms.waited_after))',
+    'UPDATE held_atoms SET waiting = NULL',
+    `WHERE ${heldOf(wp)} AND waiting = ${wp.bind(waitingUnder)} AND CASE WHEN verdicts IS NULL`,
+    `  THEN EXISTS (SELECT 1 FROM ${nearRow(wp)} AND c.partner <> held_atoms.partner)`,
+    `  ELSE EXISTS (SELECT 1 FROM held_atoms n WHERE ${pendingOf(wp, 'n.')} AND ${sameGroup('n')} AND n.snapshot > held_atoms.waited_after)`,
+    `    OR verdicts < ${DOMINANCE_VERDICTS} AND EXISTS (SELECT 1 FROM ${nearRow(wp)} AND c.partner <> held_atoms.partner AND c.last > held_atoms.waited_after)`,
+    '  END',
   ].join('\n');
   const groups = [
     `SELECT kpi, partner, strftime(local_day, '%Y-%m-%d') AS day, dims${extracted}, d, s, unknown, subjects FROM (`,
@@ -795,11 +803,14 @@ export function compileReleaseStep(
     },
     wait: (waiting, dominated = false) => {
       const ps = new Params();
-      // A dominated atom keeps the partners with a candidate near it now (run before the release).
-      const near = dominated ? `(SELECT list_sort(list(DISTINCT c.partner)) FROM ${nearRow(ps)})` : 'NULL';
+      // A dominated group counts its verdicts on the unchanged part: one more, unless an atom of it
+      // landed after the last verdict (its part changed: this is the first on the new part).
+      const verdicts = dominated
+        ? `1 + coalesce((SELECT CASE WHEN max(o.snapshot) > max(o.waited_after) THEN 0 ELSE max(o.verdicts) END FROM held_atoms o WHERE o.released IS NULL AND o.snapshot <= ${ps.bind(snapshot)} AND ${sameGroup('o')}), 0)`
+        : 'NULL';
       return {
         sql: [
-          `UPDATE held_atoms SET waiting = ${ps.bind(waitingUnder)}, waited_after = ${dominated ? ps.bind(snapshot) : 'NULL'}, waited_with = ${near}`,
+          `UPDATE held_atoms SET waiting = ${ps.bind(waitingUnder)}, waited_after = ${dominated ? ps.bind(snapshot) : 'NULL'}, verdicts = ${verdicts}`,
           `WHERE ${pendingOf(ps)} AND EXISTS (SELECT 1 FROM ${groupList(waiting, ps)}`,
           '  WHERE w.kpi = held_atoms.kpi AND w.partner = held_atoms.partner AND w.day = held_atoms.local_day AND w.dims IS NOT DISTINCT FROM held_atoms.dims)',
         ].join('\n'),

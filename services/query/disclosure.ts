@@ -140,7 +140,7 @@ const STEP =
 const dominantWait = (rules: DisclosureRules) =>
   rules.dominance === null
     ? ''
-    : ` A partner whose part of a change is more than ${Math.round(rules.dominance * 1000) / 10} % of it waits until that partner sends more for that day, or a partner not yet there sends data near it.`;
+    : ` A partner whose part of a change is more than ${Math.round(rules.dominance * 1000) / 10} % of it waits until that partner sends more for that day (other partners' later data judges it again only a few times).`;
 
 /** Why a cell is withheld: the codes are stable, the words are the API's English. */
 export function reasonText(code: ReasonCode, rules: DisclosureRules): string {

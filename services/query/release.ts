@@ -42,8 +42,9 @@ export function releaser(agreement: () => Agreement): Releaser {
       });
       if (waits && mayWait === undefined)
         mayWait = (await exec.all('SELECT 1 FROM held_atoms WHERE waiting IS NOT NULL LIMIT 1')).length > 0;
-      // Waiting atoms near another partner's candidate, and dominated ones whose part changed or
-      // that a partner joined, are candidates again (heldGroups, `waiting` and `dominated`).
+      // Waiting atoms near another partner's candidate, and dominated ones whose part changed (or,
+      // a bounded number of times, near other partners' later data), are candidates again
+      // (heldGroups, `waiting` and `dominated`).
       if (waits && mayWait) await exec.run(step.wake.sql, step.wake.params);
       const byKpi = new Map<string, ChangeGroup[]>(kpis.map((k) => [k.id, []]));
       const all = new Map<string, ChangeGroup>();
@@ -137,7 +138,7 @@ export function releaser(agreement: () => Agreement): Releaser {
           dropped.push(...held);
         }
       }
-      /** Marks groups waiting; a dominated group's wait names the partners near it before anything is released. */
+      /** Marks groups waiting (those dominated with their verdict's snapshot and count). */
       const wait = async (groups: readonly ChangeGroup[], dominant: boolean) => {
         if (groups.length === 0) return;
         mayWait = true;
@@ -269,13 +270,13 @@ export const NEEDS_SUBJECTS = Symbol('needs subjects');
  *
  * With `dominated`, it adds there the held groups whose part dominated a cell's change (a
  * dominance rule, in a cell whose change holds another partner's part and which the
- * three-partner rule lets through) in the first round, over every candidate. Those wait too, for
- * another reason: the verdict weighs their part against the change's total, which holds the
- * other partners' parts, so a reader padding its own pending part could step the total until the
+ * three-partner rule lets through) in the round they dropped. Those wait too, for another
+ * reason: the verdict weighs their part against the change's total, which holds the other
+ * partners' parts, so a reader padding its own pending part could step the total until the
  * verdict flips and learn the dominant part from where it did (docs/privacy.md §3, "dominance").
- * A dominated group is judged again only when its own part changes (a newer atom of its partner,
- * day and dims) or a partner that had no candidate near it at the verdict sends one (a partner
- * joining; compileReleaseStep's `wake`). Padding by a partner already there judges it no more.
+ * A dominated group is judged again when its own part changes (a newer atom of its partner, day
+ * and dims), and otherwise only a bounded number of times, on other partners' later data near
+ * it (compileReleaseStep's `wake`, DOMINANCE_VERDICTS): the others' padding cannot walk it.
  */
 export function heldGroups(
   kpi: Kpi,
@@ -352,10 +353,10 @@ export function heldGroups(
     for (const gi of gs) if (alive[gi]) t += groups[gi]!.s;
     return t;
   };
-  /** Groups whose part dominated a cell's change of two partners or more (of three where the rule asks for them), in the first round. */
+  /** Groups whose part dominated a cell's change of two partners or more (of three where the rule asks for them). */
   const dominant = new Set<number>();
   let dirty: Iterable<Cell> = all;
-  for (let round = 1; ; round++) {
+  for (;;) {
     const failing: number[] = [];
     for (const cell of dirty) {
       // The cell's contributing partners (parts with a live group) and, for dominance, its total.
@@ -379,8 +380,7 @@ export function heldGroups(
         if (!bad && dominance !== null && Math.abs(sumOf(gs)) > dominance * total) {
           bad = true;
           // A part alone in its cell's change holds all of it: no other part is weighed against it.
-          // A later round judges it without parts that dropped, which may come back: not kept.
-          if (np > 1 && round === 1) for (const gi of gs) if (alive[gi]) dominant.add(gi);
+          if (np > 1) for (const gi of gs) if (alive[gi]) dominant.add(gi);
         }
         if (!bad && !big) {
           const s = small(gs);

@@ -123,14 +123,15 @@ ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS subjects VARCHAR[];
 -- waiting. A new time zone re-keys every held atom without it; retention clears the step guard's.
 ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS waiting VARCHAR;
 -- An atom whose part dominated a cell's change beside another partner's part waits too, under
--- the same agreement digest; `waited_after` is the snapshot of the step that judged it and
--- `waited_with` the partners that had a candidate near it then. It is a candidate again only once
--- its own part changes (a pending atom of its partner, day and dims that landed after that
--- snapshot) or a partner not in `waited_with` has a candidate near (in the same month, or in the
--- same or an adjacent week); padding by partners already there does not wake it
--- (docs/privacy.md §3). NULL: a step guard's wait.
+-- the same agreement digest; `waited_after` is the snapshot of the latest verdict on it and
+-- `verdicts` how many verdicts were taken on its group's part since that part last changed. It
+-- is a candidate again when its group gains an atom that landed after `waited_after` (its part
+-- changed), or, while `verdicts` is under DOMINANCE_VERDICTS (aggregate-compiler.ts), when
+-- another partner's pending atom that landed after it comes into the same or an adjacent week or
+-- into its month; padding by the others cannot judge it again and again (docs/privacy.md §3).
+-- Both stay when it wakes, for the next verdict. `verdicts` NULL: a step guard's wait.
 ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS waited_after UINTEGER;
-ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS waited_with VARCHAR[];
+ALTER TABLE held_atoms ADD COLUMN IF NOT EXISTS verdicts INTEGER;
 -- Whether a rolled-up cell holds points not released at its snapshot, and the snapshot of the
 -- latest release it shows (the value it serves is the one served since then).
 ALTER TABLE rollup_cells ADD COLUMN IF NOT EXISTS pending BOOLEAN;

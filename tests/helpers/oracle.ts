@@ -4,6 +4,7 @@
  * date arithmetic, quantiles from a sort and linear interpolation (numpy 'linear').
  */
 import { createHash } from 'node:crypto';
+import { DOMINANCE_VERDICTS } from '../../services/query/aggregate-compiler.js';
 
 export type Grain = 'day' | 'week' | 'month';
 export type Measure = 'avg' | 'sum' | 'count' | 'rate' | 'p50' | 'p90' | 'p95' | 'distinct';
@@ -240,45 +241,52 @@ function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<Or
       .map(([k, v]) => `${k}=${v}`)
       .join(',')}`;
   const released = new Map<OraclePoint, number>();
-  // A slot's points of one snapshot whose part dominated a change (judged over every pending
-  // point) wait, with the step that said so and the partners pending near them then, until a
-  // newer point of their slot is pending or a partner not near them then has one near (§3).
+  // A slot's points of one snapshot in a part that dominated a change wait, with the latest
+  // verdict's snapshot and the verdicts taken on the slot's part since it last changed, until a
+  // newer point of their slot is pending or, a bounded number of times, another partner's newer
+  // point is pending near them (§3).
   const atom = (p: OraclePoint) => `${slot(p)}|${p.snapshot}`;
-  const dominatedAt = new Map<string, { after: number; with: Set<string> }>();
+  const dominatedAt = new Map<string, { after: number; verdicts: number; waits: boolean }>();
   const isoWeek = (d: string) => Math.floor((Date.parse(d) - Date.parse('2000-01-03')) / (7 * 86_400_000));
   const near = (x: string, y: string) => x.slice(0, 7) === y.slice(0, 7) || Math.abs(isoWeek(x) - isoWeek(y)) <= 1;
+  const waitsNow = (p: OraclePoint) => dominatedAt.get(atom(p))?.waits === true;
   for (const s of [...new Set(mine.map((p) => p.snapshot))].sort((a, b) => a - b)) {
     const pending = mine.filter((p) => p.snapshot <= s && !released.has(p));
-    const candidates = pending.filter((p) => !dominatedAt.has(atom(p)));
-    for (const w of pending) {
+    const candidates = pending.filter((p) => !waitsNow(p));
+    const woken = pending.filter((w) => {
       const was = dominatedAt.get(atom(w));
-      if (
-        was &&
+      return (
+        was?.waits === true &&
         candidates.some(
           (x) =>
-            (!was.with.has(x.partner) && near(day.get(x)!, day.get(w)!)) ||
-            (slot(x) === slot(w) && x.snapshot > was.after),
+            x.snapshot > was.after &&
+            (slot(x) === slot(w) ||
+              (was.verdicts < DOMINANCE_VERDICTS && x.partner !== w.partner && near(day.get(x)!, day.get(w)!))),
         )
-      )
-        dominatedAt.delete(atom(w));
-    }
-    const live = pending.filter((p) => !dominatedAt.has(atom(p)));
+      );
+    });
+    for (const w of woken) dominatedAt.get(atom(w))!.waits = false;
+    const live = pending.filter((p) => !waitsNow(p));
     let change = live;
-    const dominated = new Set(dominatedPoints(change, q, (p) => day.get(p)!).map(slot));
+    const dominated = new Set<string>();
     for (;;) {
       const waiting = new Set([...protectedPoints(change, q, (p) => day.get(p)!)].map(slot));
       for (const p of steppedPoints(change, [...released.keys()], released, q, (p) => day.get(p)!))
         waiting.add(slot(p));
+      for (const p of dominatedPoints(change, q, (p) => day.get(p)!)) dominated.add(slot(p));
       const next = change.filter((p) => !waiting.has(slot(p)));
       if (next.length === change.length) break;
       change = next;
     }
-    for (const p of live)
-      if (dominated.has(slot(p)))
-        dominatedAt.set(atom(p), {
-          after: s,
-          with: new Set(live.filter((x) => near(day.get(x)!, day.get(p)!)).map((x) => x.partner)),
-        });
+    // A dominated slot's verdicts: one more on the same part, the first on a changed one.
+    for (const g of dominated) {
+      const pts = live.filter((p) => slot(p) === g);
+      const before = pts.flatMap((p) => dominatedAt.get(atom(p)) ?? []);
+      const last = before.length ? Math.max(...before.map((b) => b.after)) : undefined;
+      const changed = last === undefined || pts.some((p) => p.snapshot > last);
+      const verdicts = 1 + (changed ? 0 : Math.max(...before.map((b) => b.verdicts)));
+      for (const p of pts) dominatedAt.set(atom(p), { after: s, verdicts, waits: true });
+    }
     for (const p of change) released.set(p, s);
   }
   return released;

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import YAML from 'yaml';
 import { runRetention } from '../../services/governance/retention.js';
+import { DOMINANCE_VERDICTS } from '../../services/query/aggregate-compiler.js';
 import {
   audit,
   buildSystem,
@@ -515,7 +516,7 @@ describe('dominance — one partner’s share of a sum', () => {
 });
 
 describe('dominance — padding one’s own pending part against a dominated change', () => {
-  it('the verdict is not stepped by the others’ padding: a dominated part waits for its own partner’s next change, and is judged once then', async () => {
+  it('a reader padding its own part gets a bounded number of verdicts on a dominated part, then none until that part’s own partner changes it', async () => {
     // Days, a combined sum, dominance 60 %, k = 3, three partners. b's change (100) and c's (10)
     // wait for a third partner; a sends 50, so b holds 100 of 160. Before: a added one subject of
     // 1 at a time and the day was released at a's 57 and not at 56 — b + c = 110 from the value,
@@ -530,8 +531,8 @@ describe('dominance — padding one’s own pending part against a dominated cha
       await f.push('c', 'spend', [{ day, subjects: 3, value: (i) => [3, 3, 4][i]!, tag: 'C1' }]);
       await f.push('a', 'spend', [{ day, subjects: 3, value: (i) => [17, 17, 16][i]!, tag: 'A1' }]);
       expect(await spend('a')).toMatchObject({ state: 'suppressed', value: null });
-      // a pads one subject of 1 at a time, well past the flip (57); c's own change does not
-      // judge b's part again either.
+      // a pads one subject of 1 at a time, well past the flip (57): its first two pads judge b's
+      // part again (at 51 and 52: both still above 60 %), and then nothing of a's or c's does.
       for (let i = 1; i <= 12; i++) {
         await f.push('a', 'spend', [{ day, subjects: 1, value: () => 1, tag: `A-pad${i}` }]);
         expect(await spend('a'), `a at ${50 + i}`).toMatchObject({ state: 'suppressed', value: null });
@@ -551,9 +552,9 @@ describe('dominance — padding one’s own pending part against a dominated cha
     }
   });
 
-  it('a partner that was not there when the verdict fell judges it again once it joins; one already there does not, however much it pads', async () => {
+  it('other partners’ later data judges a dominated part again a bounded number of times; then only its own change does', async () => {
     // Weeks, a combined sum, dominance 60 %, k = 3, four partners. b's Monday (300) dominates the
-    // week's change beside a's and c's 30 each, and waits.
+    // week's change beside a's and c's 30 each, and waits: the first verdict on it.
     const kpi: KpiDef = { id: 'spend', measure: 'sum', grains: ['week'], breakdown: 'combined', dominance: 60 };
     const f = await Family.start(agreementFile(['a', 'b', 'c', 'd'], 3, [kpi]));
     const mon = '2026-10-05';
@@ -564,12 +565,26 @@ describe('dominance — padding one’s own pending part against a dominated cha
       await f.push('c', 'spend', [{ day: mon, subjects: 3, value: () => 10, tag: 'C1' }]);
       await f.push('a', 'spend', [{ day: mon, subjects: 3, value: () => 10, tag: 'A1' }]);
       expect(await week()).toMatchObject({ state: 'suppressed', value: null });
-      // a pads to 200 on Wednesday: b's 300 would be 57 % of 530 and pass, but a was there.
-      await f.push('a', 'spend', [{ day: '2026-10-07', subjects: 3, value: (i) => [60, 60, 50][i]!, tag: 'A2' }]);
-      expect(await week()).toMatchObject({ state: 'suppressed', value: null });
-      // d joins on Tuesday: b's part is judged again, 300 of 830, and the week is released whole.
-      await f.push('d', 'spend', [{ day: '2026-10-06', subjects: 3, value: () => 100, tag: 'D1' }]);
-      expect(await week()).toMatchObject({ state: 'ok', value: 200 + 300 + 30 + 300 });
+      // a pads a subject of 1 on Tuesday: each of the first two judges b's part again (300 of 361,
+      // of 362: still above 60 %), DOMINANCE_VERDICTS verdicts in all on it.
+      for (let i = 1; i < DOMINANCE_VERDICTS; i++) {
+        await f.push('a', 'spend', [{ day: '2026-10-06', subjects: 1, value: () => 1, tag: `A-pad${i}` }]);
+        expect(await week()).toMatchObject({ state: 'suppressed', value: null });
+      }
+      // Now a pads to 302 (b's 300 would be 47 % of 632 and pass) and d joins with 300: neither
+      // judges b's unchanged part again. a, c and d are released without it: the week is held at
+      // their 632, b's Monday left out.
+      await f.push('a', 'spend', [{ day: '2026-10-07', subjects: 3, value: () => 90, tag: 'A2' }]);
+      const d1 = await f.push('d', 'spend', [{ day: '2026-10-06', subjects: 3, value: () => 100, tag: 'D1' }]);
+      expect(await week()).toMatchObject({ state: 'held', value: 632, asOf: d1 });
+      // More of theirs, on Thursday (a 300, c 30): b's part still waits, and two partners' change stays pending.
+      await f.push('c', 'spend', [{ day: '2026-10-08', subjects: 3, value: () => 10, tag: 'C2' }]);
+      await f.push('a', 'spend', [{ day: '2026-10-08', subjects: 3, value: () => 100, tag: 'A3' }]);
+      expect(await week()).toMatchObject({ state: 'held', value: 632, asOf: d1 });
+      // b's own Monday changes (three more subjects of 1): judged on its new part, 303 of 633, and
+      // released with a's and c's Thursday.
+      await f.push('b', 'spend', [{ day: mon, subjects: 3, value: () => 1, tag: 'B2' }]);
+      expect(await week()).toMatchObject({ state: 'ok', value: 632 + 300 + 30 + 303 });
     } finally {
       await f.close();
     }

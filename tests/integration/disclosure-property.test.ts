@@ -12,6 +12,7 @@ import { agreementSchema, type Agreement, type AgreementInput } from '../../serv
 import {
   breakdownKey,
   compileSeries,
+  DOMINANCE_VERDICTS,
   rawCellOf,
   type Breakdown,
   type CompiledSql,
@@ -661,39 +662,45 @@ describe('the release step', () => {
    * snapshot, one atom at a time. The readable cells are every agreed grain's, and where weeks
    * and months are agreed without days, the slices a month minus its whole weeks gives (§2.6).
    * An atom in a part that dominated a cell's change of two partners or more (three where the
-   * rule asks for them), judged over every pending atom (the first round), waits out of the
-   * change until an atom of its own partner, day and dims that landed after that step is pending,
-   * or a partner that had no pending atom near it then (in the same month, or in the same ISO week
-   * or one next to it) has one.
+   * rule asks for them), in the round it dropped, waits out of the change until an atom of its
+   * own partner, day and dims that landed after that step is pending, or, while fewer than
+   * DOMINANCE_VERDICTS verdicts were taken on that part since it last changed, another partner's
+   * atom that landed after that step is pending in the same month or in the same ISO week or one
+   * next to it.
    */
   const naiveStep = (c: Case): Releaser => {
-    /** Dominated atoms (partner|snapshot|day|dims) waiting: the snapshot of their verdict, and the partners near them then. */
-    const dominatedAt = new Map<string, { after: number; with: Set<string> }>();
+    /**
+     * Atoms (partner|snapshot|day|dims) found in a dominated part: the snapshot of the latest
+     * verdict, the verdicts taken on their group's part since it last changed, and whether they wait.
+     */
+    const dominatedAt = new Map<string, { after: number; verdicts: number; waits: boolean }>();
     return async (exec, snapshot) => {
       const rowOf = (r: Record<string, unknown>) => `${r['partner']}|${r['snapshot']}|${r['day']}|${r['dims'] ?? ''}`;
+      const groupOf = (r: Record<string, unknown>) => `${r['partner']}|${r['day']}|${r['dims'] ?? ''}`;
       const pendingRows = await exec.all(
         'SELECT partner, snapshot, local_day::VARCHAR AS day, dims FROM held_atoms WHERE released IS NULL AND snapshot <= $1',
         [snapshot],
       );
       const isoWeek = (day: string) => Math.floor((Date.parse(day) - Date.parse('2000-01-03')) / (7 * 86_400_000));
       const near = (x: string, y: string) => x.slice(0, 7) === y.slice(0, 7) || Math.abs(isoWeek(x) - isoWeek(y)) <= 1;
-      const candidates = pendingRows.filter((r) => !dominatedAt.has(rowOf(r)));
-      for (const w of pendingRows) {
+      const waitsNow = (r: Record<string, unknown>) => dominatedAt.get(rowOf(r))?.waits === true;
+      const candidates = pendingRows.filter((r) => !waitsNow(r));
+      const woken = pendingRows.filter((w) => {
         const was = dominatedAt.get(rowOf(w));
-        if (
-          was &&
+        return (
+          was?.waits === true &&
           candidates.some(
             (x) =>
-              (!was.with.has(String(x['partner'])) && near(String(x['day']), String(w['day']))) ||
-              (x['partner'] === w['partner'] &&
-                x['day'] === w['day'] &&
-                x['dims'] === w['dims'] &&
-                Number(x['snapshot']) > was.after),
+              Number(x['snapshot']) > was.after &&
+              (groupOf(x) === groupOf(w) ||
+                (was.verdicts < DOMINANCE_VERDICTS &&
+                  x['partner'] !== w['partner'] &&
+                  near(String(x['day']), String(w['day'])))),
           )
-        )
-          dominatedAt.delete(rowOf(w));
-      }
-      const live = pendingRows.filter((r) => !dominatedAt.has(rowOf(r)));
+        );
+      });
+      for (const w of woken) dominatedAt.get(rowOf(w))!.waits = false;
+      const live = pendingRows.filter((r) => !waitsNow(r));
       const points = (
         await exec.all(
           `SELECT p.partner, p.snapshot, p.local_day::VARCHAR AS day, p.dims, p.subject, p.value FROM points p
@@ -702,7 +709,7 @@ describe('the release step', () => {
          WHERE h.released IS NULL AND h.snapshot <= $1`,
           [snapshot],
         )
-      ).filter((r) => !dominatedAt.has(rowOf(r)));
+      ).filter((r) => !waitsNow(r));
       const atomOf = (r: Record<string, unknown>) => `${r['partner']}|${r['day']}|${r['dims'] ?? ''}`;
       const grains: (Grain | 'slice')[] = [...c.grains];
       if (c.grains.includes('week') && c.grains.includes('month') && !c.grains.includes('day')) grains.push('slice');
@@ -738,7 +745,7 @@ describe('the release step', () => {
           });
       const waits = new Set<string>();
       const dominated = new Set<string>();
-      for (let round = 1; ; round++) {
+      for (;;) {
         const cells = new Map<string, Map<string, { subjects: Set<string>; sum: number; atoms: Set<string> }>>();
         for (const r of points) {
           if (waits.has(atomOf(r))) continue;
@@ -771,21 +778,22 @@ describe('the release step', () => {
           for (const part of parts.values()) {
             const few = threePartners && parts.size < 3;
             const dominant = !few && c.dominance !== undefined && Math.abs(part.sum) > (c.dominance / 100) * total;
-            if (dominant && parts.size > 1 && round === 1) for (const atom of part.atoms) dominated.add(atom);
+            if (dominant && parts.size > 1) for (const atom of part.atoms) dominated.add(atom);
             if (part.subjects.size < c.k || few || dominant) for (const atom of part.atoms) failing.add(atom);
           }
         }
         if (failing.size === 0) break;
         for (const atom of failing) waits.add(atom);
       }
-      for (const a of live)
-        if (dominated.has(atomOf(a)))
-          dominatedAt.set(rowOf(a), {
-            after: snapshot,
-            with: new Set(
-              live.filter((x) => near(String(x['day']), String(a['day']))).map((x) => String(x['partner'])),
-            ),
-          });
+      // A dominated group's verdicts: one more on the same part, the first on a changed one.
+      for (const g of new Set(live.filter((a) => dominated.has(atomOf(a))).map(groupOf))) {
+        const rows = live.filter((a) => groupOf(a) === g);
+        const before = rows.flatMap((a) => dominatedAt.get(rowOf(a)) ?? []);
+        const last = before.length ? Math.max(...before.map((b) => b.after)) : undefined;
+        const changed = last === undefined || rows.some((a) => Number(a['snapshot']) > last);
+        const verdicts = 1 + (changed ? 0 : Math.max(...before.map((b) => b.verdicts)));
+        for (const a of rows) dominatedAt.set(rowOf(a), { after: snapshot, verdicts, waits: true });
+      }
       for (const a of live)
         if (!waits.has(atomOf(a)))
           await exec.run(

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
 import { duckdbThreads } from '../../services/platform/config.js';
-import { compileReleaseStep } from '../../services/query/aggregate-compiler.js';
+import { compileReleaseStep, DOMINANCE_VERDICTS } from '../../services/query/aggregate-compiler.js';
 import { DuckStore, HOLD_ATOMS_LISTED } from '../../services/platform/duck-store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'parity-duck-'));
@@ -611,8 +611,8 @@ describe('reads beside a rewrite of the points (a new agreement version, retenti
   it("retention ends the step guard's waits (their history lost days) and keeps a dominated atom's (it rests on no history)", async () => {
     const { store } = await storeWithPoint('retire-waits.duckdb');
     const c = await store.connect();
-    await c.run(`INSERT INTO held_atoms (kpi, partner, snapshot, local_day, waiting, waited_after) VALUES
-      ('k', 'acme', 1, DATE '2026-05-04', 'X', NULL), ('k', 'acme', 1, DATE '2026-05-05', 'X', 1)`);
+    await c.run(`INSERT INTO held_atoms (kpi, partner, snapshot, local_day, waiting, waited_after, verdicts) VALUES
+      ('k', 'acme', 1, DATE '2026-05-04', 'X', NULL, NULL), ('k', 'acme', 1, DATE '2026-05-05', 'X', 1, 1)`);
     store.release(c);
     const retired = await store.retirePoints('2026-05-01', {
       id: 'r',
@@ -909,51 +909,63 @@ describe("the release step's wake", () => {
     }
   });
 
-  it('makes a dominated atom a candidate again when its own part changes or a partner not near it at the verdict joins, and not for anything else', async () => {
+  it('makes a dominated atom a candidate again when its own part changes, or a bounded number of times on other partners’ later data near it', async () => {
     const loaded = loadAgreementFile(join(import.meta.dirname, '../fixtures/public-agreement.yaml'));
     if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
     const kpi = loaded.agreement.kpis.find((k) => k.id === 'lead_time')!;
     const store = await DuckStore.open(join(dir, 'wake-dominated.duckdb'));
     const c = await store.connect();
     try {
-      // acme's atoms judged dominated at snapshot 3 (under X) beside acme and globex; the candidates
-      // are of snapshots 2 and 5.
-      await c.run(`INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, waiting, waited_after, waited_with) VALUES
-        ('lead_time', 'acme', 1, DATE '2026-10-31', NULL, 'X', 3, ['acme', 'globex']),          -- acme's same day, newer: woken
-        ('lead_time', 'acme', 1, DATE '2026-12-20', NULL, 'X', 3, ['acme', 'globex']),          -- initech joins a day on: woken
-        ('lead_time', 'acme', 1, DATE '2026-08-03', NULL, 'X', 3, ['acme', 'globex']),          -- acme's 25 August: another day, stays
-        ('lead_time', 'acme', 1, DATE '2026-09-15', NULL, 'X', 3, ['acme', 'globex']),          -- globex pads a day on: stays
-        ('lead_time', 'acme', 1, DATE '2026-06-26', NULL, 'X', 3, ['acme', 'globex']),          -- acme's same day, landed before the verdict: stays
-        ('lead_time', 'acme', 1, DATE '2026-05-04', '{"r":"x"}', 'X', 3, ['acme', 'globex']),   -- acme's same day, other dims: stays
+      // acme's atoms judged dominated at snapshot 3 (under X), after `verdicts` verdicts on their
+      // part; the candidates are of snapshots 2 and 5.
+      await c.run(`INSERT INTO held_atoms (kpi, partner, snapshot, local_day, dims, waiting, waited_after, verdicts) VALUES
+        ('lead_time', 'acme', 1, DATE '2026-10-31', NULL, 'X', 3, ${DOMINANCE_VERDICTS}),        -- acme's same day, newer: woken, whatever the count
+        ('lead_time', 'acme', 1, DATE '2026-12-20', NULL, 'X', 3, ${DOMINANCE_VERDICTS - 1}),    -- initech's newer data a day on: woken
+        ('lead_time', 'acme', 1, DATE '2026-12-19', NULL, 'X', 3, ${DOMINANCE_VERDICTS}),        -- the same, its verdicts spent: stays
+        ('lead_time', 'acme', 1, DATE '2026-08-03', NULL, 'X', 3, 1),                           -- acme's own 25 August: another part, stays
+        ('lead_time', 'acme', 1, DATE '2026-09-15', NULL, 'X', 3, 1),                           -- globex's 16 September landed before the verdict: stays
+        ('lead_time', 'acme', 1, DATE '2026-06-26', NULL, 'X', 3, 1),                           -- acme's same day, landed before the verdict: stays
+        ('lead_time', 'acme', 1, DATE '2026-05-04', '{"r":"x"}', 'X', 3, ${DOMINANCE_VERDICTS}), -- acme's same day, other dims: stays
         ('lead_time', 'acme', 5, DATE '2026-10-31', NULL, NULL, NULL, NULL),
         ('lead_time', 'initech', 5, DATE '2026-12-21', NULL, NULL, NULL, NULL),
         ('lead_time', 'acme', 5, DATE '2026-08-25', NULL, NULL, NULL, NULL),
-        ('lead_time', 'globex', 5, DATE '2026-09-16', NULL, NULL, NULL, NULL),
+        ('lead_time', 'globex', 2, DATE '2026-09-16', NULL, NULL, NULL, NULL),
         ('lead_time', 'acme', 2, DATE '2026-06-26', NULL, NULL, NULL, NULL),
-        ('lead_time', 'acme', 5, DATE '2026-05-04', '{"r":"y"}', NULL, NULL, NULL),
-        ('lead_time', 'acme', 5, DATE '2026-11-02', NULL, NULL, NULL, NULL),
-        ('lead_time', 'globex', 5, DATE '2026-11-09', NULL, NULL, NULL, NULL)`);
+        ('lead_time', 'acme', 5, DATE '2026-05-04', '{"r":"y"}', NULL, NULL, NULL)`);
       const step = compileReleaseStep([kpi], 5, 3, 'X');
       await c.run(step.wake.sql, step.wake.params);
       const rows = await c.runAndReadAll(
-        "SELECT strftime(local_day, '%Y-%m-%d') AS day, waiting, waited_after FROM held_atoms WHERE snapshot = 1 ORDER BY local_day",
+        "SELECT strftime(local_day, '%Y-%m-%d') AS day, waiting FROM held_atoms WHERE snapshot = 1 ORDER BY local_day",
       );
       expect(rows.getRowObjects()).toEqual([
-        { day: '2026-05-04', waiting: 'X', waited_after: 3 },
-        { day: '2026-06-26', waiting: 'X', waited_after: 3 },
-        { day: '2026-08-03', waiting: 'X', waited_after: 3 },
-        { day: '2026-09-15', waiting: 'X', waited_after: 3 },
-        { day: '2026-10-31', waiting: null, waited_after: null },
-        { day: '2026-12-20', waiting: null, waited_after: null },
+        { day: '2026-05-04', waiting: 'X' },
+        { day: '2026-06-26', waiting: 'X' },
+        { day: '2026-08-03', waiting: 'X' },
+        { day: '2026-09-15', waiting: 'X' },
+        { day: '2026-10-31', waiting: null },
+        { day: '2026-12-19', waiting: 'X' },
+        { day: '2026-12-20', waiting: null },
       ]);
-      // The step marks what it found dominated with its snapshot and the partners near it now
-      // (acme's 31 October, woken, and its Monday itself; globex's next Monday).
-      const wait = step.wait([{ kpi: 'lead_time', partner: 'acme', day: '2026-11-02', dims: null }], true);
+      // A verdict counts on: one more on an unchanged part, the first on a changed or new one.
+      await c.run(`INSERT INTO held_atoms (kpi, partner, snapshot, local_day, waiting, waited_after, verdicts) VALUES
+        ('lead_time', 'acme', 1, DATE '2026-11-02', NULL, 3, 2),
+        ('lead_time', 'acme', 1, DATE '2026-11-03', NULL, 3, 2), ('lead_time', 'acme', 5, DATE '2026-11-03', NULL, NULL, NULL),
+        ('lead_time', 'acme', 5, DATE '2026-11-04', NULL, NULL, NULL)`);
+      const days = ['2026-11-02', '2026-11-03', '2026-11-04'];
+      const wait = step.wait(
+        days.map((day) => ({ kpi: 'lead_time', partner: 'acme', day, dims: null })),
+        true,
+      );
       await c.run(wait.sql, wait.params);
       const marked = await c.runAndReadAll(
-        "SELECT waiting, waited_after, waited_with FROM held_atoms WHERE local_day = DATE '2026-11-02'",
+        "SELECT strftime(local_day, '%Y-%m-%d') AS day, snapshot, waiting, waited_after, verdicts FROM held_atoms WHERE local_day BETWEEN DATE '2026-11-02' AND DATE '2026-11-04' ORDER BY ALL",
       );
-      expect(marked.getRowObjectsJson()).toEqual([{ waiting: 'X', waited_after: 5, waited_with: ['acme', 'globex'] }]);
+      expect(marked.getRowObjects()).toEqual([
+        { day: '2026-11-02', snapshot: 1, waiting: 'X', waited_after: 5, verdicts: 3 },
+        { day: '2026-11-03', snapshot: 1, waiting: 'X', waited_after: 5, verdicts: 1 },
+        { day: '2026-11-03', snapshot: 5, waiting: 'X', waited_after: 5, verdicts: 1 },
+        { day: '2026-11-04', snapshot: 5, waiting: 'X', waited_after: 5, verdicts: 1 },
+      ]);
     } finally {
       store.release(c);
       await store.close();

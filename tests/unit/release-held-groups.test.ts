@@ -180,9 +180,9 @@ describe('heldGroups: what a release step keeps pending', () => {
       for (const g of dominated) expect(held).toContain(g);
       return dominated.map((g) => g.partner).sort();
     };
-    // With consent: p0 (70 of 100) in the first round, over every candidate. p1 (20 of 30) is
-    // dominated only once p0 dropped, which may come back: it is judged again at the next step.
-    expect(dominatedOf(rules(true), three)).toEqual(['p0']);
+    // With consent: p0 (70 of 100), then p1 (20 of 30) once p0 dropped; p2, alone at last, holds
+    // all of a change no other part is weighed against, and does not wait.
+    expect(dominatedOf(rules(true), three)).toEqual(['p0', 'p1']);
     // Without: p0 only; p1 and p2 are then two partners, which the three-partner rule holds.
     expect(dominatedOf(rules(false), three)).toEqual(['p0']);
     // A part alone in its cell holds all of a change no other part is weighed against.

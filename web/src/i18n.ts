@@ -50,7 +50,7 @@ const en = {
   'reason.step':
     ' A median or percentile that one partner moved alone last also waits until another partner’s data here changes.',
   'reason.dominant':
-    ' A partner whose part of a change is more than {p} % of it waits until that partner sends more for that day, or a partner not yet there sends data near it.',
+    " A partner whose part of a change is more than {p} % of it waits until that partner sends more for that day (other partners' later data judges it again only a few times).",
   'reason.held':
     'The value of snapshot {asOf}: newer points wait until each partner whose data changed here has at least {k} new distinct subjects in the change.{step}{dominant}',
   details: 'Details',
@@ -481,7 +481,7 @@ const de: Record<keyof typeof en, string> = {
   'reason.step':
     ' Ein Median oder Perzentil, das zuletzt ein Partner allein bewegt hat, wartet außerdem, bis sich die Daten eines anderen Partners hier ändern.',
   'reason.dominant':
-    ' Der Anteil eines Partners an einer Änderung, der über {p} % von ihr liegt, wartet, bis dieser Partner für diesen Tag mehr sendet oder ein noch nicht beteiligter Partner Daten in seiner Nähe sendet.',
+    ' Der Anteil eines Partners an einer Änderung, der über {p} % von ihr liegt, wartet, bis dieser Partner für diesen Tag mehr sendet (spätere Daten anderer Partner prüfen ihn nur wenige Male erneut).',
   'reason.held':
     'Der Wert von Stand {asOf}: neuere Punkte warten, bis jeder Partner, dessen Daten sich hier geändert haben, mindestens {k} neue verschiedene Fälle beiträgt.{step}{dominant}',
   'state.ok': 'OK',
