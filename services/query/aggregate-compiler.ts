@@ -734,8 +734,8 @@ export function compileReleaseStep(
   const pendingOf = (ps: Params, h = '') =>
     `${heldOf(ps, h)} AND ${h}waiting IS DISTINCT FROM ${ps.bind(waitingUnder)}`;
   // Near: in the same month, or in the same or an adjacent 7-day bucket (every two days at most six
-  // days apart are). The candidates' keys, each with its partners, so the waiting rows find theirs
-  // by equality, not by comparing every waiting row with every candidate.
+  // days apart are). The candidates' keys, each with a partner and its latest snapshot there, so
+  // the waiting rows find theirs by equality, not by comparing every waiting row with every candidate.
   const bucket = (day: string) => `(${day} - DATE '2000-01-03') // 7`;
   const month = (day: string) => `'m' || strftime(${day}, '%Y-%m')`;
   const nearKeys = (ps: Params) =>
