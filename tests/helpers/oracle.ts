@@ -232,6 +232,15 @@ export function releaseSnapshots(points: readonly OraclePoint[], q: OracleQuery)
 }
 const releaseMemo = new WeakMap<readonly OraclePoint[], Map<string, Map<OraclePoint, number>>>();
 
+/**
+ * Whether two local days are near for the release step's waits (docs/privacy.md §3): in the same
+ * month, or in the same ISO week or one next to it (weeks counted from Monday 2000-01-03).
+ */
+export function nearDays(x: string, y: string): boolean {
+  const week = (d: string) => Math.floor((Date.parse(d) - Date.parse('2000-01-03')) / (7 * 86_400_000));
+  return x.slice(0, 7) === y.slice(0, 7) || Math.abs(week(x) - week(y)) <= 1;
+}
+
 function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<OraclePoint, number> {
   const mine = points.filter((p) => p.kpi === q.kpi);
   const day = new Map(mine.map((p) => [p, localDate(p.atMs, q.timezone)]));
@@ -247,8 +256,6 @@ function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<Or
   // point is pending near them (§3).
   const atom = (p: OraclePoint) => `${slot(p)}|${p.snapshot}`;
   const dominatedAt = new Map<string, { after: number; verdicts: number; waits: boolean }>();
-  const isoWeek = (d: string) => Math.floor((Date.parse(d) - Date.parse('2000-01-03')) / (7 * 86_400_000));
-  const near = (x: string, y: string) => x.slice(0, 7) === y.slice(0, 7) || Math.abs(isoWeek(x) - isoWeek(y)) <= 1;
   const waitsNow = (p: OraclePoint) => dominatedAt.get(atom(p))?.waits === true;
   for (const s of [...new Set(mine.map((p) => p.snapshot))].sort((a, b) => a - b)) {
     const pending = mine.filter((p) => p.snapshot <= s && !released.has(p));
@@ -261,7 +268,7 @@ function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<Or
           (x) =>
             x.snapshot > was.after &&
             (slot(x) === slot(w) ||
-              (was.verdicts < DOMINANCE_VERDICTS && x.partner !== w.partner && near(day.get(x)!, day.get(w)!))),
+              (was.verdicts < DOMINANCE_VERDICTS && x.partner !== w.partner && nearDays(day.get(x)!, day.get(w)!))),
         )
       );
     });

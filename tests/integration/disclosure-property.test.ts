@@ -46,6 +46,7 @@ import {
   type Target,
 } from '../helpers/disclosure-auditor.js';
 import { runs } from '../helpers/depth.js';
+import { nearDays } from '../helpers/oracle.js';
 import { timeout } from '../helpers/timeouts.js';
 
 /** Random agreements and data per run: 60 in full depth (CI), 20 quick (tests/helpers/depth.ts). */
@@ -681,8 +682,6 @@ describe('the release step', () => {
         'SELECT partner, snapshot, local_day::VARCHAR AS day, dims FROM held_atoms WHERE released IS NULL AND snapshot <= $1',
         [snapshot],
       );
-      const isoWeek = (day: string) => Math.floor((Date.parse(day) - Date.parse('2000-01-03')) / (7 * 86_400_000));
-      const near = (x: string, y: string) => x.slice(0, 7) === y.slice(0, 7) || Math.abs(isoWeek(x) - isoWeek(y)) <= 1;
       const waitsNow = (r: Record<string, unknown>) => dominatedAt.get(rowOf(r))?.waits === true;
       const candidates = pendingRows.filter((r) => !waitsNow(r));
       const woken = pendingRows.filter((w) => {
@@ -695,7 +694,7 @@ describe('the release step', () => {
               (groupOf(x) === groupOf(w) ||
                 (was.verdicts < DOMINANCE_VERDICTS &&
                   x['partner'] !== w['partner'] &&
-                  near(String(x['day']), String(w['day'])))),
+                  nearDays(String(x['day']), String(w['day'])))),
           )
         );
       });
