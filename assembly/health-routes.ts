@@ -1,8 +1,16 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Room } from '../services/platform/room.js';
 import { countUnsettledMessages } from '../services/alerts/outbox-repository.js';
+import { caller, requireRole } from '../services/governance/auth.js';
 
-/** Liveness, readiness (PostgreSQL and DuckDB answer) and Prometheus metrics. */
+/**
+ * Liveness, readiness (PostgreSQL and DuckDB answer) and Prometheus metrics. The metrics are the
+ * operator's: the room's own work shows in them (an aggregate computed for a band evaluation, a
+ * cached cell of a need-to-know KPI, a release step), and that work follows figures a partner
+ * may not read — a hidden KPI's breach cost an evaluation one read more per scope in breach, which
+ * a partner's own padding could move (docs/privacy.md §4). So only an `operator` token reads them
+ * (Prometheus: `authorization: { credentials: <token> }`); /healthz and /readyz stay open.
+ */
 export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { room }) => {
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
 
@@ -22,7 +30,8 @@ export const healthRoutes: FastifyPluginAsync<{ room: Room }> = async (app, { ro
       .send({ status: ready ? 'ready' : 'not ready', checks, snapshot: room.duck.snapshots.latest });
   });
 
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+  app.get('/metrics', { schema: { hide: true }, config: { auth: 'required' } }, async (req, reply) => {
+    requireRole(caller(req), 'operator');
     const s = room.duck.slots;
     const lines = [
       ...metric('parity_snapshot', 'gauge', 'The latest landed snapshot number.', room.duck.snapshots.latest),

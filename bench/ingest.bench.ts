@@ -247,6 +247,8 @@ async function startServer(
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
+  const operator = operatorTokens.get(dataDir);
+  if (operator) operatorTokens.set(url, operator);
   for (let i = 0; i < 300; i++) {
     try {
       if ((await fetch(`${url}/healthz`)).ok) break;
@@ -274,7 +276,7 @@ async function startServer(
 async function settled(url: string, opts: { evaluation?: boolean } = {}): Promise<void> {
   const deadline = Date.now() + 3_600_000;
   while (Date.now() < deadline) {
-    const m = await (await fetch(`${url}/metrics`)).text();
+    const m = await metricsOf(url);
     // With PARITY_ROLLUPS=off or PARITY_ALERTS=off the metric is absent: nothing to wait for there.
     const rolled = !/^parity_rollup_current /m.test(m) || /^parity_rollup_current 1$/m.test(m);
     const evaluated = !opts.evaluation || !/^parity_alert_evaluation_busy 1$/m.test(m);
@@ -286,7 +288,7 @@ async function settled(url: string, opts: { evaluation?: boolean } = {}): Promis
 
 /** The server's release-step counters (/metrics): steps committed and their seconds. */
 async function releaseMetrics(url: string): Promise<{ steps: number; seconds: number }> {
-  const m = await (await fetch(`${url}/metrics`)).text();
+  const m = await metricsOf(url);
   const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(m)?.[1] ?? NaN);
   return { steps: read('parity_release_steps_total'), seconds: read('parity_release_seconds_total') };
 }
@@ -332,8 +334,24 @@ async function freshRoom(
   const tokens: string[] = [];
   for (const partnerId of partners)
     tokens.push((await createToken(room.control.db, { partnerId, role: 'ingest', name: 'bench' }, new Date())).token);
+  operatorTokens.set(
+    dir,
+    (await createToken(room.control.db, { partnerId: null, role: 'operator', name: 'bench' }, new Date())).token,
+  );
   await room.close();
   return { dir, tokens };
+}
+
+/** Each bench room's operator token by data directory, then by its server's URL: /metrics is the operator's. */
+const operatorTokens = new Map<string, string>();
+
+/** A server's /metrics text, read with its room's operator token. */
+async function metricsOf(url: string): Promise<string> {
+  const token = operatorTokens.get(url);
+  if (!token) throw new Error(`no operator token for ${url}`);
+  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+  if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
+  return res.text();
 }
 
 /** Points/s of `bodies` sent by `clients` concurrent clients, each taking the next body in turn. */

@@ -253,11 +253,11 @@ async function measureDirect(
 }
 
 /** Waits until the server's rollups include every landed batch (first start: the build); its duration. */
-async function rolledUp(url: string): Promise<number> {
+async function rolledUp(url: string, operator: string): Promise<number> {
   const started = performance.now();
   const deadline = Date.now() + 3_600_000;
   while (Date.now() < deadline) {
-    const m = await (await fetch(`${url}/metrics`)).text();
+    const m = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${operator}` } })).text();
     if (/^parity_rollup_current 1$/m.test(m)) return (performance.now() - started) / 1000;
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -890,8 +890,11 @@ async function benchSize(n: number, agreement: Agreement, kpis: Kpi[], pgUp: boo
       loadConfig({ PARITY_DATA_DIR: dataDir, PARITY_AGREEMENT: demoAgreementFile(), DATABASE_URL: '' }),
     );
     let token: string;
+    let operator: string;
     try {
       token = (await createToken(room.control.db, { partnerId: 'acme', role: 'steering', name: 'bench' }, new Date()))
+        .token;
+      operator = (await createToken(room.control.db, { partnerId: null, role: 'operator', name: 'bench' }, new Date()))
         .token;
     } finally {
       await room.close();
@@ -933,9 +936,9 @@ async function benchSize(n: number, agreement: Agreement, kpis: Kpi[], pgUp: boo
       try {
         if (i === 0) {
           log('  waiting for the server to build its rollups…');
-          rollupSeconds = await rolledUp(server.url);
+          rollupSeconds = await rolledUp(server.url, operator);
           log(`  rollups built in ${rollupSeconds.toFixed(1)} s`);
-        } else await rolledUp(server.url);
+        } else await rolledUp(server.url, operator);
         const label = mode === 'off' ? 'HTTP cold' : 'HTTP warm';
         const m = await measureHttp(server.url, token, kpis, label);
         for (const k of kpis) {

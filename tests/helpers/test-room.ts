@@ -48,6 +48,8 @@ export interface TestRoom {
   logs: string[];
   tokens: Record<string, string>;
   token(partner: string | null, role: Role): Promise<string>;
+  /** The room's /metrics text, read with an operator token (only the operator reads them). */
+  metrics(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -106,6 +108,13 @@ export async function startTestRoom(
     logs,
     tokens,
     token,
+    metrics: async () => {
+      const res = await fetch(`${url}/metrics`, {
+        headers: { authorization: `Bearer ${await token(null, 'operator')}` },
+      });
+      if (res.status !== 200) throw new Error(`/metrics answered ${res.status}: ${await res.text()}`);
+      return res.text();
+    },
     close: async () => {
       await app.close();
       await room.close();

@@ -14,8 +14,7 @@ beforeAll(async () => {
 afterAll(async () => t?.close());
 
 const port = () => Number(new URL(t.url).port);
-const metric = async (name: string) =>
-  Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(`${t.url}/metrics`)).text())?.[1]);
+const metric = async (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await t.metrics())?.[1]);
 
 /** A socket to the room, open; `closed` resolves when the room (or the test) ends it. */
 function open(): Promise<{ socket: Socket; data: () => string; closed: Promise<void> }> {

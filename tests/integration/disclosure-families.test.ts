@@ -716,7 +716,7 @@ describe('family 5 — across snapshots', () => {
       expect(attempts).toBe(3);
       expect(duck.releaseRetries).toBe(retries + 2);
       expect(duck.releaseFailures).toBe(failures + 1);
-      const metrics = await (await fetch(`${f.t.url}/metrics`)).text();
+      const metrics = await f.t.metrics();
       expect(metrics).toMatch(new RegExp(`^parity_release_failures_total ${failures + 1}$`, 'm'));
       expect(metrics).toMatch(new RegExp(`^parity_release_retries_total ${retries + 2}$`, 'm'));
       // A step given up is no committed step, nor are its attempts' seconds counted.
@@ -727,7 +727,7 @@ describe('family 5 — across snapshots', () => {
       // a's next batch touches the KPI: its release step decides on b's waiting points too.
       await f.push('a', 'closed', [{ day: '2026-11-17', subjects: 4, value: () => 1, tag: 'A2' }]);
       expect(await day()).toMatchObject({ state: 'ok', value: 12 });
-      const after = await (await fetch(`${f.t.url}/metrics`)).text();
+      const after = await f.t.metrics();
       expect(after).toMatch(new RegExp(`^parity_release_steps_total ${committed.count + 1}$`, 'm'));
       expect(Number(/^parity_release_seconds_total (\S+)$/m.exec(after)![1])).toBeGreaterThan(committed.seconds);
     } finally {
@@ -1120,7 +1120,7 @@ describe('family 7 — metadata: counts that give a withheld figure away', () =>
         expect(Object.keys(e.details).sort()).toEqual(['checksum', 'contentType', 'snapshot']);
       // /metrics and /readyz: state of the room, never a count of points or subjects, nor a label
       // naming a partner or KPI (docs/privacy.md §4).
-      const metrics = await (await fetch(`${f.t.url}/metrics`)).text();
+      const metrics = await f.t.metrics();
       const series = metrics.split('\n').filter((l) => l && !l.startsWith('#'));
       expect(series.length).toBeGreaterThan(3);
       for (const line of series) {

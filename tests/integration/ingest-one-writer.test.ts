@@ -114,7 +114,7 @@ async function landed(checksum: string): Promise<{ n: number; subjects: number }
 }
 
 async function yields(): Promise<number> {
-  const text = await (await fetch(`${t.url}/metrics`)).text();
+  const text = await t.metrics();
   return Number(/^parity_ingest_writer_yields_total (\d+)$/m.exec(text)?.[1]);
 }
 

@@ -135,6 +135,9 @@ describe('graceful shutdown', () => {
     const token = (
       await createToken(setup.control.db, { partnerId: 'acme', role: 'ingest', name: 'drain' }, new Date())
     ).token;
+    const operator = (
+      await createToken(setup.control.db, { partnerId: null, role: 'operator', name: 'drain' }, new Date())
+    ).token;
     await setup.close();
 
     const room = await spawnRoom(env);
@@ -143,10 +146,16 @@ describe('graceful shutdown', () => {
     const inFlight = post(room.url, token, held.stream, 'drain-1');
     // The held batch owns a writer before the signal, and the room is closing before the late post.
     await expect
-      .poll(async () => /^parity_ingest_writers_busy 1$/m.test(await (await fetch(`${room.url}/metrics`)).text()), {
-        timeout: timeout(30_000),
-        interval: 20,
-      })
+      .poll(
+        async () =>
+          /^parity_ingest_writers_busy 1$/m.test(
+            await (await fetch(`${room.url}/metrics`, { headers: { authorization: `Bearer ${operator}` } })).text(),
+          ),
+        {
+          timeout: timeout(30_000),
+          interval: 20,
+        },
+      )
       .toBe(true);
     room.child.kill('SIGTERM');
     await expect

@@ -16,11 +16,37 @@ describe('health and docs', () => {
     const ready = await fetch(`${t.url}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ checks: { postgres: 'ok', duckdb: 'ok' } });
-    const metrics = await (await fetch(`${t.url}/metrics`)).text();
+    const metrics = await t.metrics();
     expect(metrics).toMatch(/^parity_snapshot \d+$/m);
     expect(metrics).toMatch(/^parity_alert_evaluations_total \d+$/m);
     expect(metrics).toMatch(/^parity_alert_evaluation_busy [01]$/m);
     expect(metrics).toMatch(/^parity_notifications_pending 0$/m);
+  });
+
+  it("/metrics is the operator's: no partner's token reads the room's own work (docs/privacy.md §4)", async () => {
+    // The room's work follows figures a partner may not read (an evaluation's reads per scope in
+    // breach of a need-to-know KPI, its cached cells): a red team read a hidden KPI's breaches
+    // from the aggregate cache's counters, and moved them with its own points.
+    const anonymous = await fetch(`${t.url}/metrics`);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    for (const role of ['ingest', 'analyst', 'owner', 'admin', 'steering'] as const) {
+      const res = await fetch(`${t.url}/metrics`, {
+        headers: { authorization: `Bearer ${await t.token('acme', role)}` },
+      });
+      expect(res.status, role).toBe(403);
+      const body = await res.json();
+      expect(body.detail, role).toMatch(/needs operator/);
+      expect(JSON.stringify(body)).not.toMatch(/parity_/);
+    }
+    const operator = await fetch(`${t.url}/metrics`, {
+      headers: { authorization: `Bearer ${await t.token(null, 'operator')}` },
+    });
+    expect(operator.status).toBe(200);
+    expect(await operator.text()).toMatch(/^parity_aggregate_cache_hits_total \d+$/m);
+    // Liveness and readiness stay open to a load balancer.
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${t.url}/readyz`)).status).toBe(200);
   });
 
   it('/openapi.json is generated from the zod schemas and /docs serves it without a CDN', async () => {

@@ -155,7 +155,7 @@ describe('a burst of identical reads right after a batch', () => {
     expect(res.status).toBe(202);
   };
   const counters = async () => {
-    const text = await (await fetch(`${t.url}/metrics`)).text();
+    const text = await t.metrics();
     const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
     return {
       hits: read('parity_aggregate_cache_hits_total'),

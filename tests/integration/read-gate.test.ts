@@ -35,8 +35,7 @@ describe('reads from the points take turns among callers', () => {
   });
   afterAll(() => t?.close());
 
-  const metric = async (name: string) =>
-    Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(`${t.url}/metrics`)).text())?.[1]);
+  const metric = async (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await t.metrics())?.[1]);
 
   it('a flood of one analyst waits its turns and is refused past four waiting; another partner’s read goes next', async () => {
     const real = t.room.duck.query.bind(t.room.duck);

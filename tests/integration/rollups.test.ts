@@ -544,7 +544,7 @@ describe('a rollup refresh that fails', () => {
     const deadline = Date.now() + 30_000;
     while (!m.current && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(m.current).toBe(true);
-    const metrics = await (await fetch(`${t.url}/metrics`)).text();
+    const metrics = await t.metrics();
     expect(metrics).toMatch(new RegExp(`^parity_rollup_failures_total ${errors.length}$`, 'm'));
     const q = weekly('lead_time', { kind: 'dimension', key: 'region' });
     const whole = m.reads.rollup;
