@@ -94,22 +94,66 @@ class Params {
  */
 export type FamilyGrain = Grain | 'slice';
 
-/** A family of linked cells: its grain (or slices) × the combined figure or one dimension. */
+/**
+ * A family of linked cells: its grain (or slices) × the combined figure (`key` null), one
+ * dimension (its key), or every dimension at once ({@link CROSS}).
+ */
 export interface CellFamily {
   grain: FamilyGrain;
   key: string | null;
 }
 
 /**
+ * The family key of the cells of every agreed dimension at once (a KPI of two or more): region
+ * north *and* channel web. No request names such a cell, but the cells of one dimension cut each
+ * other into them: a region's cell minus a channel's is north∩web less south∩app, and where a
+ * combination cannot occur (the app only in the north) that is north∩web, a partner's one
+ * subject there (a ninth review). So they are judged as cells, like the week∩month slices; the
+ * cells of fewer dimensions at once are unions of theirs and pass wherever theirs do. Not a
+ * dimension key: the agreement's keys are identifiers.
+ */
+export const CROSS = '*';
+
+/**
  * The cell families of a KPI the disclosure rules judge: each agreed grain × the combined figure
  * and each dimension, then, when weeks and months are agreed without days, their slices × the
- * same (last, so the grains' families keep their indices in the rollup's parts).
+ * same, then, with two dimensions or more, each of those grains × every dimension at once (last,
+ * so the earlier families keep their indices in the rollup's parts).
  */
 export function families(kpi: Kpi): CellFamily[] {
   const dims = Object.keys(kpi.dimensions).sort();
   const grains: FamilyGrain[] = [...kpi.grains];
   if (hasSlices(kpi)) grains.push('slice');
-  return grains.flatMap((grain) => [{ grain, key: null }, ...dims.map((key) => ({ grain, key }))]);
+  return [
+    ...grains.flatMap((grain) => [{ grain, key: null }, ...dims.map((key) => ({ grain, key }))]),
+    ...(dims.length > 1 ? grains.map((grain) => ({ grain, key: CROSS })) : []),
+  ];
+}
+
+/**
+ * A family's group of a row (its columns under `prefix`): null for the combined figure, the
+ * dimension's value, or every dimension's values at once as a JSON array (in the sorted keys'
+ * order, null for a value the point does not carry) — what {@link crossValue} builds in the process.
+ */
+function familyGroup(kpi: Kpi, key: string | null, prefix = ''): string {
+  if (key === null) return 'NULL::VARCHAR';
+  if (key !== CROSS) return `${prefix}${dimColumn(kpi, key)}`;
+  const cols = Object.keys(kpi.dimensions)
+    .sort()
+    .map((k) => `${prefix}${dimColumn(kpi, k)}`);
+  return `to_json(list_value(${cols.join(', ')}))::VARCHAR`;
+}
+
+/** A group's value in a family of every dimension at once, as {@link familyGroup} writes it in SQL. */
+export function crossValue(
+  kpi: Pick<Kpi, 'dimensions'>,
+  values: Readonly<Record<string, string | null | undefined>>,
+): string {
+  return JSON.stringify(
+    Object.keys(kpi.dimensions)
+      .sort()
+      .map((k) => values[k] ?? null),
+  );
 }
 
 /** Whether weeks and months are agreed without days: their slices are judged as cells. */
@@ -144,7 +188,7 @@ const dimColumnList = (kpi: Kpi) =>
 
 /** A family's cell of a row and its partner: `c` (the period's first day), `v` (the dimension value or null), partner. */
 const familyCell = (kpi: Kpi, f: CellFamily) =>
-  `${cellStart(f.grain, 'local_day')} AS c, ${f.key === null ? 'NULL::VARCHAR' : dimColumn(kpi, f.key)} AS v, partner`;
+  `${cellStart(f.grain, 'local_day')} AS c, ${familyGroup(kpi, f.key)} AS v, partner`;
 
 /**
  * The KPI's points in [first, last] as of the snapshot, each agreed dimension's value extracted
@@ -238,7 +282,7 @@ function flaggedAtoms(kpi: Kpi, rules: DisclosureRules, source: string, parts: s
   const match = families(kpi)
     .map(
       (f, i) =>
-        `(b.f = ${i} AND b.c = ${cellStart(f.grain, 'a.local_day')} AND b.v IS NOT DISTINCT FROM ${f.key === null ? 'NULL::VARCHAR' : `a.${dimColumn(kpi, f.key)}`})`,
+        `(b.f = ${i} AND b.c = ${cellStart(f.grain, 'a.local_day')} AND b.v IS NOT DISTINCT FROM ${familyGroup(kpi, f.key, 'a.')})`,
     )
     .join('\n    OR ');
   return [

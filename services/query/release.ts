@@ -2,7 +2,14 @@ import { createHash } from 'node:crypto';
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import { periodEnd, periodStart, type Grain } from '../platform/calendar.js';
 import { RECORD_RELEASES, type ReleaseExec, type Releaser } from '../platform/duck-store.js';
-import { compileReleaseStep, families, type ChangeGroupKey, type FamilyGrain } from './aggregate-compiler.js';
+import {
+  compileReleaseStep,
+  CROSS,
+  crossValue,
+  families,
+  type ChangeGroupKey,
+  type FamilyGrain,
+} from './aggregate-compiler.js';
 import { disclosureRules, type DisclosureRules } from './disclosure.js';
 
 /**
@@ -244,6 +251,16 @@ function agreementDigest(a: Agreement): string {
   return d;
 }
 
+/** A group's (or a released atom's) group in a family: null, a dimension's value, or every dimension's (CROSS). */
+function groupIn(
+  kpi: Kpi,
+  key: string | null,
+  values: Readonly<Record<string, string | null | undefined>>,
+): string | null {
+  if (key === null) return null;
+  return key === CROSS ? crossValue(kpi, values) : (values[key] ?? null);
+}
+
 /** heldGroups could not decide without the exact subjects of some group below k. */
 export const NEEDS_SUBJECTS = Symbol('needs subjects');
 
@@ -298,7 +315,7 @@ export function heldGroups(
     for (const [gi, g] of groups.entries()) {
       if (g.unknown) throw new Error(`release: ${g.kpi}'s group ${g.partner} ${g.day} was not counted`);
       const period = periodOf(g.day, f.grain);
-      const v = f.key === null ? null : (g.values[f.key] ?? null);
+      const v = groupIn(kpi, f.key, g.values);
       let byValue = byPeriod.get(period);
       if (!byValue) byPeriod.set(period, (byValue = new Map()));
       let cell = byValue.get(v);
@@ -314,7 +331,7 @@ export function heldGroups(
     if (!guarded) continue;
     // The released atoms of the cells the change touches: who contributes, and who moved each last.
     for (const h of history) {
-      const v = f.key === null ? null : (h.values[f.key] ?? null);
+      const v = groupIn(kpi, f.key, h.values);
       const cell = byPeriod.get(periodOf(h.day, f.grain))?.get(v);
       if (!cell) continue;
       let p = past.get(cell);

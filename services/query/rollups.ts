@@ -33,7 +33,7 @@ export const ROLLUP_RETRY = { firstMs: 1_000, maxMs: 60_000 };
 /** What the cells of a KPI depend on besides the points: a change rebuilds its rollup. */
 export function rollupSignature(kpi: Kpi, timezone: string, rules: DisclosureRules): string {
   return canonicalJson({
-    cells: 10, // released parts and partners below the rules protect their atoms (10); the parts of week∩month slices (9); the disclosure columns (min_part, partners, protects, dominated, pending, as_of, rel_min_part; dominance shares of released points) and the parts (with their released subjects) and atoms beside them
+    cells: 11, // every dimension at once judged as a family of a KPI of two or more (11); released parts and partners below the rules protect their atoms (10); the parts of week∩month slices (9); the disclosure columns (min_part, partners, protects, dominated, pending, as_of, rel_min_part; dominance shares of released points) and the parts (with their released subjects) and atoms beside them
     minGroupSize: rules.minGroupSize,
     threePartners: rules.threePartners,
     dominance: rules.dominance,

@@ -1097,6 +1097,24 @@ export function buildSystem(scenario: Scenario, served: readonly ServedCell[], o
               if (small(part))
                 addValueAndN(`${partner}'s part of the slice ${slice}`, atomsOfPoints(part), { partner });
         }
+    // Two dimensions or more read: one dimension's cell minus another's cuts out the cells of
+    // every dimension at once (north minus app is north∩web less south∩app), so a foreign part of
+    // such a cell is a target like a cell's (the emptiness of south∩app is granted, above).
+    const dimBys = surface.bys.filter((b) => b !== 'none' && b !== 'partner');
+    if (dimBys.length > 1)
+      for (const snapshot of surface.snapshots)
+        for (const grain of surface.grains) {
+          const cross = new Map<string, Point[]>();
+          for (const p of scenario.points) {
+            if (!visibleAt(p, snapshot)) continue;
+            const key = `${periodStart(p.day, grain)} ${dimBys.map((d) => `${d}=${groupOf(p, d) ?? '-'}`).join(' ')} @${snapshot}`;
+            cross.set(key, [...(cross.get(key) ?? []), p]);
+          }
+          for (const [cell, pts] of cross)
+            for (const [partner, part] of foreignParts(pts))
+              if (small(part))
+                addValueAndN(`${partner}'s part of the ${grain} ${cell}`, atomsOfPoints(part), { partner });
+        }
   }
   if (want.changes ?? (k !== undefined || every)) {
     const snaps = [...surface.snapshots].sort((a, b) => a - b);

@@ -112,6 +112,22 @@ export function cellStarts(grains: readonly Grain[]): ((date: string) => string)
   return out;
 }
 
+/**
+ * The groups of the linked cells, restated: the combined figure (null), each dimension, and with
+ * two dimensions or more every dimension at once ('*': region north *and* channel web, which
+ * one dimension's cells minus another's cut out).
+ */
+export function familyKeys(dimensions: readonly string[]): (string | null)[] {
+  return [null, ...dimensions, ...(dimensions.length > 1 ? ['*'] : [])];
+}
+
+/** A point's group in a family of {@link familyKeys} ('\u0000' for a dimension it does not carry). */
+export function groupOf(p: Pick<OraclePoint, 'dims'>, key: string | null, dimensions: readonly string[]): string {
+  if (key === null) return '';
+  if (key === '*') return JSON.stringify([...dimensions].sort().map((d) => p.dims?.[d] ?? '\u0000'));
+  return p.dims?.[key] ?? '\u0000';
+}
+
 /** numpy 'linear' / DuckDB quantile_cont over a sorted copy. */
 export function quantile(values: readonly number[], q: number): number {
   const s = [...values].sort((a, b) => a - b);
@@ -169,10 +185,10 @@ function protectedPoints(
 ): Set<OraclePoint> {
   const out = new Set<OraclePoint>();
   for (const start of cellStarts(q.grains)) {
-    for (const key of [null, ...q.dimensions]) {
+    for (const key of familyKeys(q.dimensions)) {
       const cells = new Map<string, OraclePoint[]>();
       for (const p of pts) {
-        const id = `${start(day(p))}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
+        const id = `${start(day(p))}|${groupOf(p, key, q.dimensions)}`;
         const list = cells.get(id);
         if (list) list.push(p);
         else cells.set(id, [p]);
@@ -311,10 +327,10 @@ function dominatedPoints(
   if (q.dominance === null || q.dominance === undefined) return [];
   const out: OraclePoint[] = [];
   for (const start of cellStarts(q.grains))
-    for (const key of [null, ...q.dimensions]) {
+    for (const key of familyKeys(q.dimensions)) {
       const cells = new Map<string, OraclePoint[]>();
       for (const p of change) {
-        const id = `${start(day(p))}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
+        const id = `${start(day(p))}|${groupOf(p, key, q.dimensions)}`;
         cells.set(id, [...(cells.get(id) ?? []), p]);
       }
       for (const cell of cells.values()) {
@@ -342,8 +358,8 @@ function steppedPoints(
   if (q.measure !== 'p50' && q.measure !== 'p90' && q.measure !== 'p95') return [];
   const out: OraclePoint[] = [];
   for (const start of cellStarts(q.grains))
-    for (const key of [null, ...q.dimensions]) {
-      const cellOf = (p: OraclePoint) => `${start(day(p))}|${key === null ? '' : (p.dims?.[key] ?? '\u0000')}`;
+    for (const key of familyKeys(q.dimensions)) {
+      const cellOf = (p: OraclePoint) => `${start(day(p))}|${groupOf(p, key, q.dimensions)}`;
       const moving = new Map<string, OraclePoint[]>();
       for (const p of change) moving.set(cellOf(p), [...(moving.get(cellOf(p)) ?? []), p]);
       for (const [cell, pts] of moving) {

@@ -33,6 +33,8 @@ interface KpiDef {
   measure: Measure;
   grains: Grain[];
   dims?: string[];
+  /** A dimension's agreed values (north, south unless given). */
+  values?: Record<string, string[]>;
   breakdown?: 'per_partner' | 'combined';
   counts?: 'exact' | 'none';
   dominance?: number;
@@ -63,7 +65,11 @@ function agreementFile(partners: string[], k: number, kpis: KpiDef[], extra = ''
       '    subject: thing',
       `    measure: ${x.measure}`,
       `    grains: [${x.grains.join(', ')}]`,
-      ...(x.dims ? [`    dimensions: { ${x.dims.map((d) => `${d}: [north, south]`).join(', ')} }`] : []),
+      ...(x.dims
+        ? [
+            `    dimensions: { ${x.dims.map((d) => `${d}: [${(x.values?.[d] ?? ['north', 'south']).join(', ')}]`).join(', ')} }`,
+          ]
+        : []),
       '    disclosure: partnership',
       `    breakdown: ${x.breakdown ?? 'per_partner'}`,
       `    counts: ${x.counts ?? 'none'}`,
@@ -605,6 +611,105 @@ describe('dominance — padding one’s own pending part against a dominated cha
       await f.push('b', 'spend', [{ day, subjects: 3, value: (i) => [34, 33, 33][i]!, tag: 'B1' }]);
       const after = cellOf(await f.get(`/v1/kpis/spend/series?grain=day&from=${day}&to=${day}`, 'c'), day, null);
       expect(after).toMatchObject({ state: 'ok', value: 210 });
+    } finally {
+      await f.close();
+    }
+  });
+});
+
+describe("family 4 — across two dimensions: one dimension's cell minus another's", () => {
+  // Two dimensions cut each other into cells no request names: region north minus channel app is
+  // north∩web less south∩app, and where a combination does not occur (the app only in the north)
+  // that is north∩web alone. A ninth review read a partner's one subject there this way.
+  const values = { region: ['north', 'south'], channel: ['web', 'app'] };
+  for (const measure of ['sum', 'avg'] as const)
+    it(`${measure}: a partner's part of north∩web below k withholds every cell holding it, at every grain`, async () => {
+      const kpi: KpiDef = {
+        id: 'orders',
+        measure,
+        grains: ['day', 'week'],
+        dims: ['region', 'channel'],
+        values,
+        counts: 'exact',
+      };
+      const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi]));
+      try {
+        // a's and c's own days elsewhere in the week; b on Wednesday 18 November: three subjects
+        // by app in the north (6 each), one of them also by web in the north (40), three by web
+        // in the south (2 each). Nothing by app in the south.
+        for (const partner of ['a', 'c'])
+          await f.push(partner, 'orders', [
+            {
+              day: '2026-11-17',
+              subjects: 3,
+              value: () => 5,
+              tag: `${partner}-t`,
+              dims: { region: 'south', channel: 'app' },
+            },
+          ]);
+        await f.push('b', 'orders', [
+          { day: '2026-11-18', subjects: 3, value: () => 6, tag: 'b-s', dims: { region: 'north', channel: 'app' } },
+          { day: '2026-11-18', subjects: 1, value: () => 40, tag: 'b-s', dims: { region: 'north', channel: 'web' } },
+          { day: '2026-11-18', subjects: 3, value: () => 2, tag: 'b-w', dims: { region: 'south', channel: 'web' } },
+        ]);
+        for (const grain of kpi.grains) {
+          const period = grain === 'day' ? '2026-11-18' : '2026-11-16';
+          const read = (by: string) =>
+            f.get(`/v1/kpis/orders/series?grain=${grain}&by=${by}&from=2026-11-16&to=2026-11-22`, 'a');
+          // Before: north (58, n 3) minus app (18, n 3) was b's 40 at both grains; now the cells
+          // holding north∩web (north, web, b's part, the total) are withheld…
+          const region = await read('region');
+          const channel = await read('channel');
+          expect(cellOf(region, period, 'north')?.value, grain).toBeNull();
+          expect(cellOf(channel, period, 'web')?.value, grain).toBeNull();
+          expect(cellOf(await read('partner'), period, 'b')?.value, grain).toBeNull();
+          // …and those that hold only parts of k still show.
+          if (grain === 'day') {
+            expect(cellOf(channel, period, 'app')).toMatchObject({ value: measure === 'sum' ? 18 : 6, n: 3 });
+            expect(cellOf(region, period, 'south')).toMatchObject({ value: measure === 'sum' ? 6 : 2, n: 3 });
+          }
+        }
+        expect(
+          leaks(measure, f.points('orders'), await f.readAll('a', kpi, '2026-11-16', '2026-11-22'), 'a', 3),
+        ).toEqual([]);
+      } finally {
+        await f.close();
+      }
+    });
+
+  it('a change: its part of north∩web below k waits, though its part of each region and channel has k', async () => {
+    const kpi: KpiDef = { id: 'orders', measure: 'sum', grains: ['day'], dims: ['region', 'channel'], values };
+    const f = await Family.start(agreementFile(['a', 'b', 'c'], 3, [kpi]));
+    try {
+      // Released first: b's three subjects by app in the north and three by web in the south.
+      await f.push('b', 'orders', [
+        { day: '2026-11-18', subjects: 3, value: () => 6, tag: 'b-s', dims: { region: 'north', channel: 'app' } },
+        { day: '2026-11-18', subjects: 3, value: () => 2, tag: 'b-w', dims: { region: 'south', channel: 'web' } },
+      ]);
+      const before = await f.get('/v1/kpis/orders/series?grain=day&by=region&from=2026-11-18&to=2026-11-18', 'a');
+      expect(cellOf(before, '2026-11-18', 'north')).toMatchObject({ value: 18, state: 'ok' });
+      // Then a change of four subjects in the north (one of them by web: 40), four by web, three
+      // by app and three in the south: each region's and channel's part of it has k. Before, the
+      // step released it: north (76) minus app (36) was that one subject's 40. Its part of
+      // north∩web is one subject: that part waits, and protects the cells holding it.
+      const snap = await f.push('b', 'orders', [
+        { day: '2026-11-18', subjects: 1, value: () => 40, tag: 'b-s', dims: { region: 'north', channel: 'web' } },
+        { day: '2026-11-18', subjects: 3, value: () => 6, tag: 'b-x', dims: { region: 'north', channel: 'app' } },
+        { day: '2026-11-18', subjects: 3, value: () => 2, tag: 'b-y', dims: { region: 'south', channel: 'web' } },
+      ]);
+      for (const by of ['region', 'channel', 'partner']) {
+        const s = await f.get(`/v1/kpis/orders/series?grain=day&by=${by}&from=2026-11-18&to=2026-11-18`, 'a');
+        expect(s.snapshot).toBeGreaterThanOrEqual(snap);
+        const shown = Object.fromEntries(s.cells.map((c) => [c.group, c.value]));
+        expect(shown, by).toEqual(
+          by === 'region' ? { north: null, south: 12 } : by === 'channel' ? { app: 36, web: null } : { b: null },
+        );
+      }
+      expect(
+        leaks('sum', f.points('orders'), await f.readAll('a', kpi, '2026-11-18', '2026-11-18'), 'a', 3, {
+          changes: true,
+        }),
+      ).toEqual([]);
     } finally {
       await f.close();
     }

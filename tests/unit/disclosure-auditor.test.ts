@@ -436,6 +436,43 @@ describe('family 4: across breakdowns', () => {
   });
 });
 
+describe('family 4: across two dimensions', () => {
+  // One dimension's cell minus another's cuts out the cells of both at once: north minus app is
+  // north∩web less south∩app, and with nothing by app in the south (granted: the model knows
+  // which atoms exist), B's one subject by web in the north.
+  const d = (region: string, channel: string) => ({ dims: { region, channel } });
+  const scenario: Scenario = {
+    measure: 'sum',
+    points: [
+      pt('A', MON, 'a1', 1, d('south', 'web')),
+      pt('A', MON, 'a2', 1, d('south', 'web')),
+      pt('A', MON, 'a3', 1, d('south', 'web')),
+      pt('B', MON, 'b1', 6, d('north', 'app')),
+      pt('B', MON, 'b2', 6, d('north', 'app')),
+      pt('B', MON, 'b3', 6, d('north', 'app')),
+      pt('B', MON, 'b1', 40, d('north', 'web')),
+      pt('B', MON, 'b4', 2, d('south', 'web')),
+      pt('B', MON, 'b5', 2, d('south', 'web')),
+      pt('B', MON, 'b6', 2, d('south', 'web')),
+    ],
+  };
+  const surface = { grains: ['day'] as Grain[], bys: ['region', 'channel'], snapshots: [1] };
+  const target = `B's part of the day ${MON} channel=web region=north @1 value`;
+
+  it("every cell of one dimension has k subjects, yet north − app is B's one subject by web in the north", () => {
+    const served = serve(scenario, surface, () => 'ok');
+    const a = auditScenario(scenario, served, { attacker: 'A', k: 3 });
+    const v = expectDetermined(a, target, 40);
+    expect(coef(v, `day ${MON} by=region:north @1 value`)).toBe(1);
+    expect(coef(v, `day ${MON} by=channel:app @1 value`)).toBe(-1);
+  });
+
+  it('withholding the cells that hold it (north and web): not determined', () => {
+    const served = serve(scenario, surface, (c) => (c.group === 'north' || c.group === 'web' ? 'suppressed' : 'ok'));
+    expectHidden(auditScenario(scenario, served, { attacker: 'A', k: 3 }), target);
+  });
+});
+
 describe('family 5: across snapshots', () => {
   const scenario: Scenario = {
     measure: 'sum',
