@@ -1,6 +1,8 @@
 import { Message } from 'apache-arrow';
+import type { Block as FbBlock } from 'apache-arrow/fb/block';
 import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
 import type { Field as FbField } from 'apache-arrow/fb/field';
+import { Footer as FbFooter } from 'apache-arrow/fb/footer';
 import { Message as FbMessage } from 'apache-arrow/fb/message';
 import { MessageHeader } from 'apache-arrow/fb/message-header';
 import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
@@ -22,10 +24,15 @@ export const ARROW_LIMITS: ArrowLimits = { maxMetadata: 1 << 20, maxMessageBody:
 
 /**
  * Checks the framing of an Arrow IPC stream (or file) as its bytes pass, before the reader sees
- * them: every message's declared metadata length, body length, and a record batch's row count,
- * field nodes and buffer regions against its body, and the schema's nesting. A hostile length is
- * a 400 naming what was declared — not an allocation that takes the worker down. The bytes pass
- * through unchanged; only message prefixes and metadata are held, never a body.
+ * them: every message's type (a schema first, then record and dictionary batches), its declared
+ * metadata length, body length, and a record batch's row count, field nodes and buffer regions
+ * against its body, and the schema's nesting; a file's footer at its end (each block it lists
+ * points at a message of its kind). A hostile length is a 400 naming what was declared — not an
+ * allocation that takes the worker down — and a hostile type or block a 400 too, not a reader
+ * that loops on it for good (apache-arrow's file reader, given a record batch block that points
+ * at another kind of message, reads that block again and again: a hostile client found it). The
+ * bytes pass through unchanged; only message prefixes, metadata and a file's footer are held,
+ * never a body.
  */
 export async function* checkedArrowFraming(
   body: AsyncIterable<Buffer>,
@@ -36,6 +43,8 @@ export async function* checkedArrowFraming(
     framing.push(chunk);
     yield chunk;
   }
+  // A file's reader reads its footer once the body has ended: checked before that.
+  framing.finish();
 }
 
 /**
@@ -57,6 +66,16 @@ class Framing {
   #done = false;
   #file = false;
   #message = 0;
+  /** The body offset of #buf's first byte. */
+  #pos = 0;
+  /**
+   * Each message's type and body length by its body offset (and 4 past it, after a continuation
+   * marker): what a file's footer blocks must point at.
+   */
+  readonly #messages = new Map<number, { type: MessageHeader; body: number }>();
+  /** A file's bytes after its end-of-stream marker: the footer, its length and the magic. */
+  readonly #tail: Buffer[] = [];
+  #tailLength = 0;
   constructor(readonly limits: ArrowLimits) {}
 
   push(chunk: Buffer): void {
@@ -69,12 +88,14 @@ class Framing {
   #scan(chunk: Buffer): void {
     if (this.#done) {
       if (!this.#file && chunk.length > 0) throw afterTheEnd();
+      this.#keep(chunk);
       return;
     }
     let c = chunk;
     if (this.#skip > 0) {
       const n = Math.min(this.#skip, c.length);
       this.#skip -= n;
+      this.#pos += n;
       c = c.subarray(n);
     }
     if (c.length === 0) return;
@@ -86,6 +107,7 @@ class Framing {
         // An Arrow file starts with ARROW1 and two bytes of padding; a stream with its first message.
         this.#file = buf.subarray(0, 6).toString('latin1') === 'ARROW1';
         this.#buf = this.#file ? buf.subarray(8) : buf;
+        this.#pos = this.#file ? 8 : 0;
         this.#started = true;
         continue;
       }
@@ -97,20 +119,112 @@ class Framing {
       if (metaLength === 0) {
         this.#done = true; // the end-of-stream marker (a file's footer follows)
         if (!this.#file && buf.length > off + 4) throw afterTheEnd();
+        this.#keep(buf.subarray(off + 4));
+        this.#buf = Buffer.alloc(0);
         return;
       }
       if (metaLength < 0 || metaLength > this.limits.maxMetadata)
         throw refuse(`declares ${metaLength} bytes of metadata (at most ${this.limits.maxMetadata})`);
       if (buf.length < off + 4 + metaLength) return;
-      const bodyLength = checkMessage(buf.subarray(off + 4, off + 4 + metaLength), this.limits, refuse);
+      const { bodyLength, type } = checkMessage(buf.subarray(off + 4, off + 4 + metaLength), this.limits, refuse);
+      // A stream is a schema, then record and dictionary batches; a file may leave its schema to
+      // its footer. Any other message (a tensor, or a type no version defines) is refused.
+      if (type === MessageHeader.Schema ? this.#message > 0 : !this.#file && this.#message === 0)
+        throw refuse(this.#message > 0 ? 'is a second schema' : 'comes before the schema');
+      if (type !== MessageHeader.Schema && type !== MessageHeader.RecordBatch && type !== MessageHeader.DictionaryBatch)
+        throw refuse(
+          `is a message of type ${MessageHeader[type] ?? type}, not a schema, record batch or dictionary batch`,
+        );
+      this.#messages.set(this.#pos, { type, body: bodyLength });
+      if (off === 4) this.#messages.set(this.#pos + 4, { type, body: bodyLength });
       this.#message++;
       const rest = buf.subarray(off + 4 + metaLength);
       const n = Math.min(bodyLength, rest.length);
       this.#skip = bodyLength - n;
       this.#buf = rest.subarray(n);
+      this.#pos += off + 4 + metaLength + n;
       if (this.#skip > 0) return;
     }
   }
+
+  /** Holds a file's bytes after its end-of-stream marker, up to a footer's worth. */
+  #keep(c: Buffer): void {
+    if (c.length === 0) return;
+    this.#tailLength += c.length;
+    // The footer is a schema and a block per batch: metadata-sized, like a message's.
+    if (this.#tailLength > this.limits.maxMetadata + 16)
+      throw badRequest(`the Arrow file's footer is over ${this.limits.maxMetadata} bytes`, 'body');
+    this.#tail.push(Buffer.from(c));
+  }
+
+  /**
+   * At the body's end: a file's footer read and checked — its schema against the limits, and
+   * every record batch and dictionary block pointing at a message of that kind (of the body
+   * length it declares) that the framing passed. A file cut short is left to the caller's end
+   * check (it names the cut).
+   */
+  finish(): void {
+    if (!this.#file || !this.#done) return;
+    const tail = Buffer.concat(this.#tail);
+    if (tail.length < 10 || tail.subarray(tail.length - 6).toString('latin1') !== 'ARROW1') return;
+    const refuse = (what: string) => badRequest(`the Arrow file's footer ${what}`, 'body');
+    const length = tail.readInt32LE(tail.length - 10);
+    if (length <= 0 || length > tail.length - 10) throw refuse(`declares ${length} bytes, not what the file holds`);
+    const bytes = tail.subarray(tail.length - 10 - length, tail.length - 10);
+    let bad: string | undefined;
+    try {
+      const footer = FbFooter.getRootAsFooter(new ByteBuffer(new Uint8Array(bytes.buffer, bytes.byteOffset, length)));
+      const blocks = (n: number, block: (i: number) => FbBlock | null, kind: MessageHeader, what: string) => {
+        // A block is a 24-byte struct.
+        if (!Number.isSafeInteger(n) || n < 0 || n * 24 > length) return `declares ${n} ${what}es`;
+        for (let i = 0; i < n; i++) {
+          const b = block(i);
+          const at = b ? this.#messages.get(Number(b.offset())) : undefined;
+          if (!b || !at || at.type !== kind || at.body !== Number(b.bodyLength()))
+            return `points its ${what} ${i + 1} at byte ${b ? b.offset() : '?'}, where no ${what} of that length begins`;
+        }
+        return undefined;
+      };
+      const schema = footer.schema();
+      bad =
+        blocks(
+          footer.recordBatchesLength(),
+          (i) => footer.recordBatches(i),
+          MessageHeader.RecordBatch,
+          'record batch',
+        ) ??
+        blocks(
+          footer.dictionariesLength(),
+          (i) => footer.dictionaries(i),
+          MessageHeader.DictionaryBatch,
+          'dictionary batch',
+        ) ??
+        (schema ? schemaProblem(schema, length, this.limits) : 'holds no schema');
+    } catch {
+      bad = 'cannot be read';
+    }
+    if (bad) throw refuse(bad);
+  }
+}
+
+/**
+ * What is wrong with a schema's fields, if anything: more than `size` bytes of flatbuffer could
+ * hold (a field is a 4-byte offset to a table at least), or nested deeper than the limit.
+ */
+function schemaProblem(schema: FbSchema, size: number, limits: ArrowLimits): string | undefined {
+  let bad: string | undefined;
+  const walk = (count: number, child: (i: number) => FbField | null, depth: number) => {
+    if (bad) return;
+    if (!Number.isSafeInteger(count) || count < 0 || count * 4 > size) bad = `declares ${count} fields`;
+    else if (depth > limits.maxDepth) bad = `nests its fields deeper than ${limits.maxDepth}`;
+    else
+      for (let i = 0; i < count && !bad; i++) {
+        const f = child(i);
+        if (f) walk(f.childrenLength(), (j) => f.children(j), depth + 1);
+      }
+  };
+  walk(schema.fieldsLength(), (i) => schema.fields(i), 1);
+  return bad;
 }
 
 /**
@@ -134,18 +248,7 @@ function checkVectors(meta: Buffer, limits: ArrowLimits, refuse: (what: string) 
       else if (batch && !fits(batch.buffersLength(), 16)) bad = `declares ${batch.buffersLength()} buffers`;
     } else if (type === MessageHeader.Schema) {
       const schema = m.header(new FbSchema()) as FbSchema | null;
-      // A field is a 4-byte offset to a table at least; children nest at most maxDepth deep.
-      const walk = (count: number, child: (i: number) => FbField | null, depth: number) => {
-        if (bad) return;
-        if (!fits(count, 4)) bad = `declares ${count} fields`;
-        else if (depth > limits.maxDepth) bad = `nests its fields deeper than ${limits.maxDepth}`;
-        else
-          for (let i = 0; i < count && !bad; i++) {
-            const f = child(i);
-            if (f) walk(f.childrenLength(), (j) => f.children(j), depth + 1);
-          }
-      };
-      if (schema) walk(schema.fieldsLength(), (i) => schema.fields(i), 1);
+      if (schema) bad = schemaProblem(schema, meta.length, limits);
     }
   } catch {
     bad = 'its metadata cannot be read';
@@ -153,8 +256,12 @@ function checkVectors(meta: Buffer, limits: ArrowLimits, refuse: (what: string) 
   if (bad) throw refuse(`${bad} in ${meta.length} bytes of metadata`);
 }
 
-/** Checks one message's metadata against the limits; returns its body length. */
-function checkMessage(meta: Buffer, limits: ArrowLimits, refuse: (what: string) => Error): number {
+/** Checks one message's metadata against the limits; returns its type and body length. */
+function checkMessage(
+  meta: Buffer,
+  limits: ArrowLimits,
+  refuse: (what: string) => Error,
+): { type: MessageHeader; bodyLength: number } {
   checkVectors(meta, limits, refuse);
   let m: Message;
   try {
@@ -179,5 +286,6 @@ function checkMessage(meta: Buffer, limits: ArrowLimits, refuse: (what: string) 
       if (Number(b.offset) < 0 || Number(b.length) < 0 || Number(b.offset) + Number(b.length) > bodyLength)
         throw refuse(`has a buffer past the end of its ${bodyLength}-byte body`);
   }
-  return bodyLength;
+  // apache-arrow's own enum of the header types, numbered as the flatbuffer's.
+  return { type: m.headerType as number as MessageHeader, bodyLength };
 }

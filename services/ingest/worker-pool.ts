@@ -28,6 +28,16 @@ const tsxApi = fromSources
     ).href
   : '';
 
+/**
+ * A parse worker that holds a body (bytes sent and not taken, or the body's end and no answer) and
+ * says nothing for this long — no chunk taken, no rows spooled — is stuck: a reader looping on a
+ * crafted body (apache-arrow's file reader did, on a footer block pointing at the wrong kind of
+ * message). Its batch is refused with a 400 and both its workers ended, so the writer and the core
+ * it held come back. A segment is spooled every few thousand rows, so no body that parses is
+ * quiet for a minute.
+ */
+export const PARSE_STALL_MS = 60_000;
+
 /** Idle worker threads of one kind, reused batch after batch. */
 class Pool {
   readonly #idle: Worker[] = [];
@@ -35,11 +45,11 @@ class Pool {
   readonly #url: URL;
 
   constructor(
-    file: string,
+    file: string | URL,
     private readonly workerData: unknown,
     private readonly resourceLimits: { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number },
   ) {
-    this.#url = new URL(fromSources ? `./${file}.ts` : `./${file}.js`, import.meta.url);
+    this.#url = file instanceof URL ? file : new URL(fromSources ? `./${file}.ts` : `./${file}.js`, import.meta.url);
   }
 
   /** Workers alive (idle, on a batch, or ending). */
@@ -113,6 +123,7 @@ export class IngestWorkerPool {
   #nextId = 1;
   readonly #maxInFlight: number;
   readonly #retireAfterRows: number | null;
+  readonly #stallMs: number;
 
   /**
    * Ingest holds at most a few segments in memory; a small heap keeps the process small (48 MB of
@@ -122,11 +133,14 @@ export class IngestWorkerPool {
     secret: Buffer,
     rotations: readonly Buffer[] = [],
     heap: WorkerHeap = { oldMb: 48, youngMb: 8, retireAfterRows: null },
+    /** `stallMs`: PARSE_STALL_MS unless a test says; `parseWorker`: another parse worker's module (a test's). */
+    opts: { stallMs?: number; parseWorker?: URL } = {},
   ) {
     const limits = { maxOldGenerationSizeMb: heap.oldMb, maxYoungGenerationSizeMb: heap.youngMb };
     this.#maxInFlight = inFlightBound(heap.oldMb);
     this.#retireAfterRows = heap.retireAfterRows;
-    this.#parse = new Pool('parse-worker', {}, limits);
+    this.#stallMs = opts.stallMs ?? PARSE_STALL_MS;
+    this.#parse = new Pool(opts.parseWorker ?? 'parse-worker', {}, limits);
     this.#spool = new Pool(
       'spool-worker',
       { secret: new Uint8Array(secret), rotations: rotations.map((r) => new Uint8Array(r)) },
@@ -158,17 +172,43 @@ export class IngestWorkerPool {
       reject = rej;
     });
     result.catch(() => undefined);
+    // The watchdog: when the parse worker last said something, or was last given work after a quiet spell.
+    let heard = Date.now();
+    let ended = false;
+    const stallMs = this.#stallMs;
+    const watchdog = setInterval(
+      () => {
+        if (failure || parseDone || !(inFlight > 0 || ended) || Date.now() - heard < stallMs) return;
+        // Not clean: release() ends both workers (the parser may be spinning).
+        parseClean = false;
+        fail(
+          new Problem(
+            400,
+            'Bad Request',
+            `the body could not be read: its parser made no progress for ${stallMs >= 1_000 ? `${Math.round(stallMs / 1_000)} s` : `${stallMs} ms`}`,
+            { field: 'body' },
+          ),
+        );
+      },
+      Math.max(10, Math.min(1_000, stallMs / 4)),
+    );
+    watchdog.unref();
     const fail = (e: unknown) => {
       if (failure) return;
       failure = e;
+      clearInterval(watchdog);
       reject(e);
       waiter?.();
     };
     const settle = () => {
-      if (parseDone && spoolDone && !failure) resolve({ parse: parseDone, spool: spoolDone });
+      if (parseDone && spoolDone && !failure) {
+        clearInterval(watchdog);
+        resolve({ parse: parseDone, spool: spoolDone });
+      }
     };
     const onParse = (m: FromParse) => {
       if (m.id !== id) return;
+      heard = Date.now();
       if (m.type === 'ack') {
         inFlight -= m.bytes;
         if (inFlight <= maxInFlight / 2) waiter?.();
@@ -183,6 +223,8 @@ export class IngestWorkerPool {
     };
     const onSpool = (m: FromSpool) => {
       if (m.id !== id) return;
+      // Rows spooled: the parser got them there.
+      heard = Date.now();
       if (m.type === 'segment') onSegment(m.path, m.rows);
       else if (m.type === 'done') {
         spoolDone = m;
@@ -219,6 +261,8 @@ export class IngestWorkerPool {
         if (failure) throw failure;
         // Copy out of Node's pooled buffers so the transfer hands over only this chunk.
         const buf = chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) as ArrayBuffer;
+        // Work after a quiet client is new work: the parser's silence counts from here.
+        if (inFlight === 0) heard = Date.now();
         inFlight += buf.byteLength;
         toParse({ type: 'chunk', id, buf }, [buf]);
         while (inFlight > maxInFlight && !failure) await new Promise<void>((r) => (waiter = r));
@@ -226,9 +270,12 @@ export class IngestWorkerPool {
         if (failure) throw failure;
       },
       end() {
+        if (!ended && inFlight === 0) heard = Date.now();
+        ended = true;
         toParse({ type: 'end', id });
       },
       release: async () => {
+        clearInterval(watchdog);
         listen(false);
         // A pair that carried a batch this large has grown its heaps: they go back to the work the
         // batch leaves behind (its rollups, its band evaluation), and the next batch starts a pair.

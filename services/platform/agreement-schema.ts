@@ -3,6 +3,7 @@ import YAML from 'yaml';
 import { z } from 'zod';
 import { canonicalDigest } from './canonical-json.js';
 import type { Grain } from './calendar.js';
+import { UNSTORABLE } from './input-hygiene.js';
 
 const isoDuration = /^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$/;
 
@@ -765,16 +766,31 @@ const DURATION_KEYS = new Set(['every', 'grace', 'ackWithin', 'acknowledge', 're
 /**
  * A document offered as a new agreement (a proposal, the file installed at first start), held to
  * what the stored versions need not be: no duration past 100 years (a freshness allowance of
- * P999999999999Y activated, and every overview then failed on a date past the calendar). Kept out
- * of the schema, which also reads every stored version: one accepted before stays readable.
+ * P999999999999Y activated, and every overview then failed on a date past the calendar), and no
+ * text with NUL, half a surrogate pair or another control character but tab and line breaks — what
+ * the JSON routes refuse (input-hygiene.ts), which YAML's escapes ("\0", "\uD800", "\e") write
+ * past their check on the request's text: PostgreSQL refused the NUL and the half pair with a 500,
+ * and the rest reached pages. Kept out of the schema, which also reads every stored version: one
+ * accepted before stays readable.
  */
 export function asNewAgreement(r: AgreementResult): AgreementResult {
   if (!r.ok) return r;
   const problems: AgreementProblem[] = [];
   const walk = (node: unknown, path: (string | number)[]) => {
-    if (Array.isArray(node)) node.forEach((x, i) => walk(x, [...path, i]));
+    if (typeof node === 'string') {
+      if (UNSTORABLE.test(node))
+        problems.push({
+          path: formatPath(path),
+          message: 'holds NUL, half a surrogate pair or a control character (tab and line breaks are text)',
+        });
+    } else if (Array.isArray(node)) node.forEach((x, i) => walk(x, [...path, i]));
     else if (node !== null && typeof node === 'object')
       for (const [key, value] of Object.entries(node)) {
+        if (UNSTORABLE.test(key))
+          problems.push({
+            path: formatPath(path),
+            message: 'a key holds NUL, half a surrogate pair or a control character',
+          });
         if (DURATION_KEYS.has(key) && typeof value === 'string' && isoDuration.test(value)) {
           if (durationMs(value) > MAX_DURATION_MS)
             problems.push({ path: formatPath([...path, key]), message: 'expected a duration of at most 100 years' });

@@ -95,7 +95,7 @@ export const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud80
  * NUL or half a surrogate pair (what PostgreSQL cannot store), or another C0 or C1 control
  * character or DEL but tab, line feed and carriage return (what a terminal or a page would act on).
  */
-const UNSTORABLE = new RegExp(
+export const UNSTORABLE = new RegExp(
   `[\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]|${UNPAIRED_SURROGATE.source}`,
 );
 

@@ -230,6 +230,18 @@ describe('co-signed agreement changes', () => {
         { document: { ...loosening(), partnership: { ...demo().partnership, id: 'other' } }, reason: 'x' },
         'body.document.partnership.id',
       ],
+      // YAML's escapes write NUL, half a surrogate pair and control characters past the JSON
+      // routes' check on the request's text: PostgreSQL refused the first two with a 500.
+      ...['\\0', '\\uD800', '\\uDC00', '\\e', '\\x9b', '\\x7f'].map((escape): [unknown, string] => [
+        {
+          document: YAML.stringify({ ...loosening(), partnership: { ...demo().partnership, title: 'TITLE' } }).replace(
+            'title: TITLE',
+            `title: "Joint${escape}Delivery"`,
+          ),
+          reason: 'x',
+        },
+        'body.document.partnership.title',
+      ]),
     ];
     for (const [body, field] of cases) {
       const r = await call('POST', '/v1/agreement/proposals', admin, body);

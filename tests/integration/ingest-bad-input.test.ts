@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import {
+  Dictionary,
   Float64,
   Int32,
   Table,
@@ -10,6 +11,8 @@ import {
   vectorFromArray,
   type Vector,
 } from 'apache-arrow';
+import { Footer as FbFooter } from 'apache-arrow/fb/footer';
+import { ByteBuffer } from 'flatbuffers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPseudonymiser } from '../../services/ingest/pseudonymiser.js';
 import { rowCount, startTestRoom, type TestRoom } from '../helpers/test-room.js';
@@ -357,6 +360,48 @@ function cutAfterFirstBatch(extra: number): Uint8Array {
   return both.subarray(0, boundary + extra);
 }
 
+/**
+ * An Arrow file of valid points (its KPI column dictionary-encoded) made hostile as a client's fuzz
+ * found: `header`, the first record batch's metadata with a byte of its flatbuffer root changed
+ * (a message of no kind the reader knows); `footer`, the footer's record batch block pointed at
+ * the dictionary batch. apache-arrow's file reader read either again and again, for good.
+ */
+function hostileArrowFile(how: 'header' | 'footer'): Uint8Array {
+  const pts = leadTimePoints(3, `HOSTILE-${how}`);
+  const file = Buffer.from(
+    tableToIPC(
+      new Table({
+        kpi: vectorFromArray(
+          pts.map((p) => p.kpi),
+          new Dictionary(new Utf8(), new Int32()),
+        ),
+        at: vectorFromArray(
+          pts.map((p) => p.at),
+          new Utf8(),
+        ),
+        value: vectorFromArray(
+          pts.map((p) => p.value),
+          new Float64(),
+        ),
+        subject: vectorFromArray(
+          pts.map((p) => p.subject),
+          new Utf8(),
+        ),
+      }),
+      'file',
+    ),
+  );
+  const length = file.readInt32LE(file.length - 10);
+  const start = file.length - 10 - length;
+  const footer = FbFooter.getRootAsFooter(new ByteBuffer(new Uint8Array(file.buffer, file.byteOffset + start, length)));
+  const batch = footer.recordBatches(0)!;
+  const at = (block: typeof batch) => start + (block as unknown as { bb_pos: number }).bb_pos;
+  if (how === 'footer') file.writeBigInt64LE(footer.dictionaries(0)!.offset(), at(batch));
+  // The batch's message: continuation marker, metadata length, then the flatbuffer's root offset.
+  else file.writeUInt8(file.readUInt8(Number(batch.offset()) + 9) ^ 0xe7, Number(batch.offset()) + 9);
+  return file;
+}
+
 const bodyCases: BodyCase[] = [
   // JSON that cannot be decoded or is not {"points": [...]}
   {
@@ -641,6 +686,18 @@ const bodyCases: BodyCase[] = [
       const f = tableToIPC(tableFromIPC(arrow(leadTimePoints(4, 'FILECUT'))), 'file');
       return f.subarray(0, f.length - 40);
     })(),
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'Arrow: a file whose record batch is of no message kind (one byte of its header changed)',
+    type: mediaType.arrow,
+    body: hostileArrowFile('header'),
+    exp: { status: 400, field: 'body' },
+  },
+  {
+    name: 'Arrow: a file whose footer points its record batch at the dictionary batch',
+    type: mediaType.arrow,
+    body: hostileArrowFile('footer'),
     exp: { status: 400, field: 'body' },
   },
   {

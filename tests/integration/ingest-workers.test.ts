@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
 import { IngestWorkerPool } from '../../services/ingest/worker-pool.js';
+import { Problem } from '../../services/platform/errors.js';
 import { leadTimePoints, ndjson } from '../helpers/points.js';
 import { timeout } from '../helpers/timeouts.js';
 
@@ -103,6 +104,59 @@ describe('ingest worker threads under a memory budget', () => {
         await pool.close();
       }
       expect(pool.threads.alive).toBe(0);
+    },
+  );
+});
+
+describe('a parse worker that makes no progress', () => {
+  it(
+    'is stopped: its batch gets a 400 naming the body once the stall passes, and both its workers end',
+    { timeout: timeout(60_000) },
+    async () => {
+      const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], undefined, {
+        stallMs: 500,
+        parseWorker: new URL('../helpers/stuck-parse-worker.ts', import.meta.url),
+      });
+      try {
+        const run = start(pool);
+        await run.send(Buffer.from(ndjson(leadTimePoints(5, 'STUCK'))));
+        run.end();
+        const t0 = Date.now();
+        const err = (await run.result.catch((e: unknown) => e)) as Problem;
+        expect(err).toBeInstanceOf(Problem);
+        expect(err.status).toBe(400);
+        expect(err.detail).toMatch(/its parser made no progress for 500 ms/);
+        expect(err.extra).toMatchObject({ field: 'body' });
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(400);
+        await run.release();
+        // The spinning thread is ended (terminate stops a loop), and its spool worker with it.
+        expect(await until(() => pool.threads.alive === 0, timeout(10_000))).toBe(true);
+      } finally {
+        await pool.close();
+      }
+    },
+  );
+
+  it(
+    'a quiet client is no stall: a body whose chunks come slower than the stall lands whole',
+    { timeout: timeout(60_000) },
+    async () => {
+      const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], undefined, { stallMs: 1_000 });
+      try {
+        // The pair started first (a worker's start is no part of a body's parse).
+        expect(await batch(pool, 3)).toBe(3);
+        const run = start(pool);
+        const lines = ndjson(leadTimePoints(6, 'SLOW')).split('\n');
+        for (const [i, line] of lines.entries()) {
+          await run.send(Buffer.from(`${line}${i < lines.length - 1 ? '\n' : ''}`));
+          await new Promise((r) => setTimeout(r, 1_500));
+        }
+        run.end();
+        expect((await run.result).parse.accepted).toBe(6);
+        await run.release();
+      } finally {
+        await pool.close();
+      }
     },
   );
 });

@@ -1,7 +1,8 @@
 // Issue #13, bounded parsers: the Arrow framing check passes a valid stream or file through
 // byte for byte, however it is cut into chunks, and refuses a declared length over its limit
 // with a 400 naming the message — before any reader allocates for it.
-import { Float64, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
+import { Dictionary, Float64, Int32, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
+import { Footer as FbFooter } from 'apache-arrow/fb/footer';
 import { Message as FbMessage } from 'apache-arrow/fb/message';
 import { MessageHeader } from 'apache-arrow/fb/message-header';
 import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
@@ -83,5 +84,104 @@ describe('Arrow framing', () => {
     expect(err).toBeInstanceOf(Problem);
     expect(err.status).toBe(400);
     expect(err.detail).toMatch(/declares 16777215 columns in \d+ bytes of metadata/);
+  });
+});
+
+describe('Arrow framing: message kinds and a file footer', () => {
+  const dictTable = new Table({
+    kpi: vectorFromArray(['lead_time', 'lead_time', 'error_rate'], new Dictionary(new Utf8(), new Int32())),
+    value: vectorFromArray([1, 2, 3], new Float64()),
+  });
+  /** The message starts of an Arrow stream (after a file's 8-byte magic): offset, metadata length, header type, body length. */
+  const messages = (b: Buffer, from: number) => {
+    const out: { at: number; len: number; type: MessageHeader; body: number }[] = [];
+    for (let at = from; at + 8 <= b.length;) {
+      const off = b.readUInt32LE(at) === 0xffffffff ? 4 : 0;
+      const len = b.readInt32LE(at + off);
+      if (len <= 0) break;
+      const m = FbMessage.getRootAsMessage(new ByteBuffer(new Uint8Array(b.buffer, b.byteOffset + at + off + 4, len)));
+      const body = Number(m.bodyLength());
+      out.push({ at, len: off + 4 + len, type: m.headerType(), body });
+      at += off + 4 + len + body;
+    }
+    return out;
+  };
+  const refusal = async (b: Uint8Array) => {
+    const err = await pass(b, 7).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Problem);
+    expect((err as Problem).status).toBe(400);
+    expect((err as Problem).extra).toMatchObject({ field: 'body' });
+    return (err as Problem).detail;
+  };
+
+  it('passes streams and files with dictionaries, however cut', async () => {
+    for (const format of ['stream', 'file'] as const) {
+      const bytes = tableToIPC(dictTable, format);
+      for (const size of [1, 5, 64, bytes.length])
+        expect(Buffer.compare(await pass(bytes, size), Buffer.from(bytes)), `${format} by ${size}`).toBe(0);
+    }
+  });
+
+  it('refuses a message of a kind no stream holds: a corrupted header type, in a stream or a file', async () => {
+    // A hostile client's fuzz: one byte of a file's first message (its flatbuffer root) made it a
+    // message of no kind the reader knows, and apache-arrow's file reader read it again for good.
+    for (const format of ['stream', 'file'] as const) {
+      const bytes = Buffer.from(tableToIPC(table, format));
+      const first = messages(bytes, format === 'file' ? 8 : 0).find((m) => m.type === MessageHeader.RecordBatch)!;
+      let refused = 0;
+      for (let byte = first.at + 8; byte < first.at + 12; byte++)
+        for (const v of [0x00, 0x17, 0xe7, 0xff]) {
+          const b = Buffer.from(bytes);
+          if (b[byte] === v) continue;
+          b[byte] = v;
+          const out = await pass(b, 13).catch((e: unknown) => e);
+          // Any change here either still frames a record batch of the same lengths, or is a 400.
+          if (out instanceof Problem) refused++;
+          else
+            expect(
+              messages(b, format === 'file' ? 8 : 0).some(
+                (m) => m.at === first.at && m.type === MessageHeader.RecordBatch,
+              ),
+            ).toBe(true);
+        }
+      expect(refused, format).toBeGreaterThan(0);
+    }
+  });
+
+  it('refuses a batch before the schema, or a second schema, in a stream', async () => {
+    const bytes = Buffer.from(tableToIPC(table, 'stream'));
+    const [schema, batch] = messages(bytes, 0);
+    const slice = (m: { at: number; len: number; body: number }) => bytes.subarray(m.at, m.at + m.len + m.body);
+    const eos = Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+    expect(await refusal(Buffer.concat([slice(batch!), eos]))).toMatch(/^Arrow message 1: comes before the schema/);
+    expect(await refusal(Buffer.concat([slice(schema!), slice(schema!), slice(batch!), eos]))).toMatch(
+      /^Arrow message 2: is a second schema/,
+    );
+  });
+
+  it('refuses a file whose footer points a block at another kind of message, or at no message', async () => {
+    // The file reader, given a record batch block at a dictionary batch, read that block again and
+    // again (the worker spun for good, and the writer it held with it).
+    const file = Buffer.from(tableToIPC(dictTable, 'file'));
+    const length = file.readInt32LE(file.length - 10);
+    const start = file.length - 10 - length;
+    const footer = FbFooter.getRootAsFooter(
+      new ByteBuffer(new Uint8Array(file.buffer, file.byteOffset + start, length)),
+    );
+    const batch = footer.recordBatches(0)!;
+    const dictionary = footer.dictionaries(0)!;
+    /** The file with one block's offset (the struct's first 8 bytes) set to `to`. */
+    const moved = (block: typeof batch, to: bigint) => {
+      const b = Buffer.from(file);
+      b.writeBigInt64LE(to, start + (block as unknown as { bb_pos: number }).bb_pos);
+      return b;
+    };
+    expect(await refusal(moved(batch, dictionary.offset()))).toMatch(/footer points its record batch 1 at byte/);
+    expect(await refusal(moved(dictionary, batch.offset()))).toMatch(/footer points its dictionary batch 1 at byte/);
+    expect(await refusal(moved(batch, batch.offset() + 2n))).toMatch(/footer points its record batch 1/);
+    // A footer length that is not the file's.
+    const long = Buffer.from(file);
+    long.writeInt32LE(file.length, file.length - 10);
+    expect(await refusal(long)).toMatch(/footer declares \d+ bytes/);
   });
 });
