@@ -110,7 +110,7 @@ export class BatchLander {
     for await (const _ of meter(req.body, this.opts.maxBody, sha)) void _;
     if (sha.digest('hex') !== existing.bodySha) {
       throw new Problem(409, 'Conflict', 'this Idempotency-Key was already used with a different body', {
-        field: 'Idempotency-Key',
+        field: 'headers.idempotency-key',
         batchId: existing.receipt.batchId,
       });
     }

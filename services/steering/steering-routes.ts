@@ -103,7 +103,7 @@ export const steeringRoutes: FastifyPluginAsync<{ room: Room }> = async (fastify
           405,
           'Method Not Allowed',
           'decision records are append-only: record a new decision with "supersedes" naming this one',
-          {},
+          { field: 'method' },
           { allow: 'GET' },
         );
       },

@@ -221,7 +221,7 @@ describe('idempotency', () => {
     expect(await pointCount()).toBe(before);
     const other = await post(ndjson(leadTimePoints(6, 'IDEM')), 'application/x-ndjson', { key: 'retry-1' });
     expect(other.status).toBe(409);
-    expect(other.body['field']).toBe('Idempotency-Key');
+    expect(other.body['field']).toBe('headers.idempotency-key');
     // The same key is a different key for another partner.
     const g = await post(body, 'application/x-ndjson', { key: 'retry-1', token: globex });
     expect(g.status).toBe(202);

@@ -389,6 +389,7 @@ describe('decision records', () => {
       );
       expect(r.status, method).toBe(405);
       expect(r.body.detail).toMatch(/append-only/);
+      expect(r.body.field, method).toBe('method');
     }
     await expect(
       sql`UPDATE decisions SET title = 'changed' WHERE id = ${first.id}`.execute(t.room.control.db),
