@@ -63,6 +63,8 @@ interface Case {
   measure: Measure;
   grains: Grain[];
   dimension: boolean;
+  /** With `dimension`: a second one, channel (w, x), beside region. */
+  channel?: boolean;
   breakdown: 'per_partner' | 'combined';
   consent: boolean;
   k: number;
@@ -73,7 +75,15 @@ interface Case {
 }
 
 /** Blocks of points: a partner (of up to `partners`), a day, a region or none, 1–`size` subjects, a snapshot of `snapshots`. */
-const blocksArb = (o: { partners: number; size: number; snapshots: number[]; minLength: number; days?: number[] }) =>
+const blocksArb = (o: {
+  partners: number;
+  size: number;
+  snapshots: number[];
+  minLength: number;
+  days?: number[];
+  /** Each block a channel too (w, x or none). */
+  channels?: boolean;
+}) =>
   fc.array(
     fc.record({
       partner: fc.integer({ min: 0, max: o.partners - 1 }),
@@ -88,6 +98,7 @@ const blocksArb = (o: { partners: number; size: number; snapshots: number[]; min
       value: fc.integer({ min: 0, max: 9 }),
       region: fc.constantFrom('a', 'b', null),
       snapshot: fc.constantFrom(...o.snapshots),
+      ...(o.channels ? { channel: fc.constantFrom('w', 'x', null) } : {}),
     }),
     { minLength: o.minLength, maxLength: 30 },
   );
@@ -102,8 +113,9 @@ function pointsOfBlocks(
     value: number;
     region: string | null;
     snapshot: number;
+    channel?: string | null;
   }[],
-  c: Pick<Case, 'partners' | 'measure' | 'dimension'>,
+  c: Pick<Case, 'partners' | 'measure' | 'dimension' | 'channel'>,
 ): Point[] {
   return raw.flatMap((r) =>
     Array.from({ length: r.size }, (_, j) => ({
@@ -112,7 +124,14 @@ function pointsOfBlocks(
       subject: `s${r.first + j}`,
       value: c.measure === 'rate' ? (r.value + j) % 2 : (r.value + 3 * j) % 10,
       snapshot: r.snapshot,
-      ...(c.dimension && r.region !== null ? { dims: { region: r.region } } : {}),
+      ...(c.dimension && (r.region !== null || (c.channel && r.channel))
+        ? {
+            dims: {
+              ...(r.region !== null ? { region: r.region } : {}),
+              ...(c.channel && r.channel ? { channel: r.channel } : {}),
+            },
+          }
+        : {}),
     })),
   );
 }
@@ -155,7 +174,9 @@ function agreementOf(c: Case): Agreement {
         subject: 'thing',
         measure: c.measure,
         grains: c.grains,
-        ...(c.dimension ? { dimensions: { region: ['a', 'b'] } } : {}),
+        ...(c.dimension
+          ? { dimensions: c.channel ? { region: ['a', 'b'], channel: ['w', 'x'] } : { region: ['a', 'b'] } }
+          : {}),
         disclosure: 'partnership',
         breakdown: c.breakdown,
         counts: c.counts,
@@ -309,6 +330,7 @@ async function serveAll(c: Case, agreement: Agreement): Promise<{ served: Served
     { by: { kind: 'none' }, name: 'none' },
     ...(kpi.breakdown === 'per_partner' ? [{ by: { kind: 'partner' } as Breakdown, name: 'partner' }] : []),
     ...(c.dimension ? [{ by: { kind: 'dimension', key: 'region' } as Breakdown, name: 'region' }] : []),
+    ...(c.channel ? [{ by: { kind: 'dimension', key: 'channel' } as Breakdown, name: 'channel' }] : []),
   ];
   const served: ServedCell[] = [];
   const raws: RawCell[] = [];
@@ -356,75 +378,126 @@ function protectedTargets(c: Case, scenario: Scenario, targets: readonly Target[
   });
 }
 
+/**
+ * The property for one case: the room lands and releases its points, serves every cell at every
+ * snapshot, and no partner determines a protected figure from what it read and its own points
+ * (the auditor's rank test), nor pins a quantile; no disclosed cell holds a part below k.
+ */
+async function auditCase(
+  c: Case,
+  seen: { audited: number; withheld: number; disclosed: number; held: number; cross: number },
+): Promise<void> {
+  const agreement = agreementOf(c);
+  const points = await land(c, agreement);
+  const { served } = await serveAll(c, agreement);
+  const scenario: Scenario = {
+    measure: c.measure,
+    points,
+    ...(c.measure === 'rate' ? { range: [0, 1] as const } : {}),
+  };
+  seen.withheld += served.filter((s) => s.state === 'suppressed').length;
+  seen.held += served.filter((s) => s.state === 'held').length;
+  seen.disclosed += served.filter((s) => s.state === 'ok').length;
+  const partners = [...new Set(c.points.map((p) => p.partner))];
+  for (const attacker of partners) {
+    const system = buildSystem(scenario, served, {
+      attacker,
+      k: c.k,
+      targets: {
+        withheld: true,
+        smallParts: true,
+        changes: true, // every foreign change of a readable cell between two snapshots read, below k
+        everyPartnerPart: c.breakdown === 'combined' && !c.consent,
+      },
+    });
+    const targets = protectedTargets(c, scenario, system.targets, attacker);
+    const verdicts = audit({ ...system, targets });
+    const leaks = verdicts.filter((v) => v.determined);
+    seen.audited += targets.length;
+    seen.cross += targets.filter((t) => /region=\S+ channel=|channel=\S+ region=/.test(t.id)).length;
+    expect(leaks.map((v) => explain(v)).join('\n\n'), `attacker ${attacker}`).toBe('');
+    const quantile = quantileFindings(scenario, served, { attacker, k: c.k }).filter((f) => f.kind !== 'interval');
+    expect(quantile.map((f) => `${f.cell}: ${f.kind} of ${f.partner}`)).toEqual([]);
+  }
+  // The contributor rule, directly: no disclosed cell holds a part below k, nor (combined,
+  // without consent) fewer than three partners.
+  // A held cell's released points obey it too.
+  for (const cell of served.filter((s) => s.state !== 'suppressed')) {
+    const parts = new Map<string, Set<string>>();
+    for (const p of pointsIn(scenario, cell))
+      if (cell.state === 'ok' || p.released! <= cell.snapshot)
+        parts.set(p.partner, (parts.get(p.partner) ?? new Set()).add(p.subject));
+    if (cell.state === 'ok')
+      for (const p of pointsIn(scenario, cell))
+        expect(p.released, `${cellLabel(cell)}: every point of a disclosed cell is released`).toBeLessThanOrEqual(
+          cell.snapshot,
+        );
+    for (const [partner, subjects] of parts)
+      expect(subjects.size, `${cellLabel(cell)}: ${partner}`).toBeGreaterThanOrEqual(c.k);
+    if (c.breakdown === 'combined' && !c.consent) expect(parts.size, cellLabel(cell)).toBeGreaterThanOrEqual(3);
+  }
+}
+
 describe('disclosure property: no partner determines a protected figure', () => {
   it(
     'over random agreements (2–4 partners, every measure, grains, a dimension, per-partner or combined, consent, k, counts) and data',
     async () => {
-      let audited = 0;
-      let withheld = 0;
-      let disclosed = 0;
-      let held = 0;
+      const seen = { audited: 0, withheld: 0, disclosed: 0, held: 0, cross: 0 };
       await fc.assert(
-        fc.asyncProperty(caseArb, async (c) => {
-          const agreement = agreementOf(c);
-          const points = await land(c, agreement);
-          const { served } = await serveAll(c, agreement);
-          const scenario: Scenario = {
-            measure: c.measure,
-            points,
-            ...(c.measure === 'rate' ? { range: [0, 1] as const } : {}),
-          };
-          withheld += served.filter((s) => s.state === 'suppressed').length;
-          held += served.filter((s) => s.state === 'held').length;
-          disclosed += served.filter((s) => s.state === 'ok').length;
-          const partners = [...new Set(c.points.map((p) => p.partner))];
-          for (const attacker of partners) {
-            const system = buildSystem(scenario, served, {
-              attacker,
-              k: c.k,
-              targets: {
-                withheld: true,
-                smallParts: true,
-                changes: true, // every foreign change of a readable cell between two snapshots read, below k
-                everyPartnerPart: c.breakdown === 'combined' && !c.consent,
-              },
-            });
-            const targets = protectedTargets(c, scenario, system.targets, attacker);
-            const verdicts = audit({ ...system, targets });
-            const leaks = verdicts.filter((v) => v.determined);
-            audited += targets.length;
-            expect(leaks.map((v) => explain(v)).join('\n\n'), `attacker ${attacker}`).toBe('');
-            const quantile = quantileFindings(scenario, served, { attacker, k: c.k }).filter(
-              (f) => f.kind !== 'interval',
-            );
-            expect(quantile.map((f) => `${f.cell}: ${f.kind} of ${f.partner}`)).toEqual([]);
-          }
-          // The contributor rule, directly: no disclosed cell holds a part below k, nor (combined,
-          // without consent) fewer than three partners.
-          // A held cell's released points obey it too.
-          for (const cell of served.filter((s) => s.state !== 'suppressed')) {
-            const parts = new Map<string, Set<string>>();
-            for (const p of pointsIn(scenario, cell))
-              if (cell.state === 'ok' || p.released! <= cell.snapshot)
-                parts.set(p.partner, (parts.get(p.partner) ?? new Set()).add(p.subject));
-            if (cell.state === 'ok')
-              for (const p of pointsIn(scenario, cell))
-                expect(
-                  p.released,
-                  `${cellLabel(cell)}: every point of a disclosed cell is released`,
-                ).toBeLessThanOrEqual(cell.snapshot);
-            for (const [partner, subjects] of parts)
-              expect(subjects.size, `${cellLabel(cell)}: ${partner}`).toBeGreaterThanOrEqual(c.k);
-            if (c.breakdown === 'combined' && !c.consent) expect(parts.size, cellLabel(cell)).toBeGreaterThanOrEqual(3);
-          }
-        }),
+        fc.asyncProperty(caseArb, (c) => auditCase(c, seen)),
         { numRuns: RUNS, seed: 20261130 },
       );
+      const { audited, withheld, disclosed, held } = seen;
       // The runs exercised both sides of the rules, and the auditor had protected figures to try.
       expect(audited).toBeGreaterThan((100 * RUNS) / 60);
       expect(withheld).toBeGreaterThan((50 * RUNS) / 60);
       expect(disclosed).toBeGreaterThan((50 * RUNS) / 60);
       expect(held, 'late points held some cells').toBeGreaterThan((10 * RUNS) / 60);
+    },
+    timeout(240_000),
+  );
+
+  it(
+    'over random agreements of two dimensions (region and channel), whose cells cut each other into cells no request names',
+    async () => {
+      // Family 4 across two dimensions: one dimension's cell minus another's is a difference of
+      // the cells of both at once, which the room judges as cells of their own.
+      const twoDims: fc.Arbitrary<Case> = fc
+        .record({
+          partners: fc.integer({ min: 2, max: 3 }),
+          measure: fc.constantFrom('sum' as const, 'count' as const, 'avg' as const, 'p50' as const),
+          grains: fc.subarray(['day', 'week'] as Grain[], { minLength: 1 }),
+          breakdown: fc.constantFrom('per_partner' as const, 'combined' as const),
+          consent: fc.boolean(),
+          k: fc.integer({ min: 2, max: 3 }),
+          counts: fc.constantFrom('exact' as const, 'none' as const),
+          // Many blocks on few days, so that a partner's atoms of one region fall in both channels.
+          raw: blocksArb({
+            partners: 3,
+            size: 6,
+            snapshots: [1, 1, 2],
+            minLength: 10,
+            days: [0, 1, 7],
+            channels: true,
+          }),
+        })
+        .map(({ raw, ...c }) => {
+          const d = { ...c, dimension: true, channel: true };
+          return {
+            ...d,
+            consent: c.consent || (c.breakdown === 'combined' && c.partners < 3),
+            points: pointsOfBlocks(raw, d),
+          };
+        });
+      const seen = { audited: 0, withheld: 0, disclosed: 0, held: 0, cross: 0 };
+      await fc.assert(
+        fc.asyncProperty(twoDims, (c) => auditCase(c, seen)),
+        { numRuns: Math.max(10, Math.round(RUNS / 2)), seed: 20261206 },
+      );
+      // The auditor tried parts of the cells of both dimensions at once, and some cells showed.
+      expect(seen.cross).toBeGreaterThan(0);
+      expect(seen.disclosed).toBeGreaterThan(0);
+      expect(seen.withheld).toBeGreaterThan(0);
     },
     timeout(240_000),
   );
