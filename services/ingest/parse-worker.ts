@@ -131,8 +131,16 @@ async function run(a: Active, start: Extract<ToParse, { type: 'start' }>): Promi
       yield chunk;
     }
   }
+  // Word to the pool at most once a second while rows come: a file's reader takes every chunk
+  // before it yields a row, and rows refused or held back reach no spool, so without it a long
+  // parse would look like a stuck one to the stall watchdog (worker-pool.ts PARSE_STALL_MS).
+  let said = Date.now();
   try {
     for await (const parsed of parseBody(start.kind as IngestKind, hashed(), dims)) {
+      if (Date.now() - said >= 1_000) {
+        said = Date.now();
+        post({ type: 'progress', id: a.id, rows });
+      }
       for (const p of parsed) {
         rows++;
         if (p.error) {

@@ -30,11 +30,11 @@ const tsxApi = fromSources
 
 /**
  * A parse worker that holds a body (bytes sent and not taken, or the body's end and no answer) and
- * says nothing for this long — no chunk taken, no rows spooled — is stuck: a reader looping on a
+ * says nothing for this long — no chunk taken, no word of rows parsed (it sends one at most once a
+ * second while rows come), no rows spooled — is stuck: a reader looping on a
  * crafted body (apache-arrow's file reader did, on a footer block pointing at the wrong kind of
  * message). Its batch is refused with a 400 and both its workers ended, so the writer and the core
- * it held come back. A segment is spooled every few thousand rows, so no body that parses is
- * quiet for a minute.
+ * it held come back. A body that parses is never quiet for a minute.
  */
 export const PARSE_STALL_MS = 60_000;
 
@@ -212,6 +212,8 @@ export class IngestWorkerPool {
       if (m.type === 'ack') {
         inFlight -= m.bytes;
         if (inFlight <= maxInFlight / 2) waiter?.();
+      } else if (m.type === 'progress') {
+        // Heard, and nothing more: the parser is getting on.
       } else if (m.type === 'done') {
         parseClean = true;
         parseDone = m;

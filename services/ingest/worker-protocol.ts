@@ -26,6 +26,8 @@ export type ToParse =
 /** Parse worker → lander. */
 export type FromParse =
   | { type: 'ack'; id: number; bytes: number }
+  /** Rows parsed since the last word (a second or more ago): the pool's stall watchdog hears it. */
+  | { type: 'progress'; id: number; rows: number }
   | {
       type: 'done';
       id: number;

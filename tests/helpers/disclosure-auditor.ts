@@ -1100,14 +1100,33 @@ export function buildSystem(scenario: Scenario, served: readonly ServedCell[], o
     // Two dimensions or more read: one dimension's cell minus another's cuts out the cells of
     // every dimension at once (north minus app is north∩web less south∩app), so a foreign part of
     // such a cell is a target like a cell's (the emptiness of south∩app is granted, above).
+    // With weeks and months read without days, their slices too.
     const dimBys = surface.bys.filter((b) => b !== 'none' && b !== 'partner');
+    const sliced =
+      surface.grains.includes('week') && surface.grains.includes('month') && !surface.grains.includes('day');
+    const starts: [string, (day: string) => string][] = [
+      ...surface.grains.map((g): [string, (day: string) => string] => [g, (day) => periodStart(day, g)]),
+      ...(sliced
+        ? [
+            [
+              'slice',
+              (day: string) => {
+                const w = periodStart(day, 'week');
+                const m = periodStart(day, 'month');
+                return w > m ? w : m;
+              },
+            ] as [string, (day: string) => string],
+          ]
+        : []),
+    ];
     if (dimBys.length > 1)
       for (const snapshot of surface.snapshots)
-        for (const grain of surface.grains) {
+        for (const [grain, start] of starts) {
           const cross = new Map<string, Point[]>();
           for (const p of scenario.points) {
             if (!visibleAt(p, snapshot)) continue;
-            const key = `${periodStart(p.day, grain)} ${dimBys.map((d) => `${d}=${groupOf(p, d) ?? '-'}`).join(' ')} @${snapshot}`;
+            // A value the point does not carry: not a string any dimension value can be.
+            const key = `${start(p.day)} ${dimBys.map((d) => `${d}=${groupOf(p, d) ?? '\u0000'}`).join(' ')} @${snapshot}`;
             cross.set(key, [...(cross.get(key) ?? []), p]);
           }
           for (const [cell, pts] of cross)

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Dictionary, Float64, Int32, Table, Utf8, tableToIPC, vectorFromArray } from 'apache-arrow';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadAgreementFile } from '../../services/platform/agreement-schema.js';
 import { IngestWorkerPool } from '../../services/ingest/worker-pool.js';
@@ -154,6 +155,65 @@ describe('a parse worker that makes no progress', () => {
         run.end();
         expect((await run.result).parse.accepted).toBe(6);
         await run.release();
+      } finally {
+        await pool.close();
+      }
+    },
+  );
+});
+
+describe('a parse worker that makes progress quietly', () => {
+  it(
+    'is no stall: an Arrow file whose rows all fail, read whole before its first row, says it is getting on',
+    { timeout: timeout(120_000) },
+    async () => {
+      // The file reader takes every chunk before it yields a row, and refused rows reach no spool:
+      // a reviewer's 3M-row file of an unknown KPI was silent for 6 s, and a 2-s watchdog cut it.
+      const n = 1_000_000;
+      const file = tableToIPC(
+        new Table({
+          kpi: vectorFromArray(
+            Array.from({ length: n }, () => 'no_such_kpi'),
+            new Dictionary(new Utf8(), new Int32()),
+          ),
+          at: vectorFromArray(
+            Array.from({ length: n }, () => '2026-11-20T10:00:00Z'),
+            new Dictionary(new Utf8(), new Int32()),
+          ),
+          value: vectorFromArray(
+            Array.from({ length: n }, (_, i) => i % 50),
+            new Float64(),
+          ),
+          subject: vectorFromArray(
+            Array.from({ length: n }, (_, i) => `Q${i}`),
+            new Utf8(),
+          ),
+        }),
+        'file',
+      );
+      const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], undefined, { stallMs: 1_000 });
+      try {
+        expect(await batch(pool, 3)).toBe(3); // the pair started
+        const run = pool.run(
+          {
+            agreement,
+            version: 1,
+            kind: 'arrow',
+            nowMs: Date.parse('2026-11-21T00:00:00Z'),
+            clockSkewMs: 0,
+            partial: true,
+          },
+          { partnerId: 'acme', spoolDir: join(spoolRoot, String(++batches)), segmentRows: 1_000 },
+          () => undefined,
+        );
+        for (let i = 0; i < file.length; i += 1 << 20) await run.send(Buffer.from(file.subarray(i, i + (1 << 20))));
+        run.end();
+        const t0 = Date.now();
+        const done = (await run.result).parse;
+        await run.release();
+        expect([done.rows, done.accepted, done.rejected]).toEqual([n, 0, n]);
+        // Quiet longer than the stall for the watchdog to have had its chance (else the test proves nothing).
+        expect(Date.now() - t0, 'the parse after the body ended took longer than the stall').toBeGreaterThan(1_000);
       } finally {
         await pool.close();
       }

@@ -185,3 +185,31 @@ describe('Arrow framing: message kinds and a file footer', () => {
     expect(await refusal(long)).toMatch(/footer declares \d+ bytes/);
   });
 });
+
+describe('Arrow framing: files of many batches', () => {
+  it('passes a file whose footer lists more blocks than a megabyte holds (45,000 one-row batches)', async () => {
+    // A reviewer's find: the footer was capped at the metadata limit, 43,690 blocks; the same
+    // rows as a stream passed. The cap now grows with the messages the file holds.
+    const n = 45_000;
+    const one = new Table({
+      kpi: vectorFromArray(
+        Array.from({ length: n }, () => 'lead_time'),
+        new Utf8(),
+      ),
+      value: vectorFromArray(
+        Array.from({ length: n }, (_, i) => i),
+        new Float64(),
+      ),
+    }).batches[0]!;
+    const file = tableToIPC(new Table(Array.from({ length: n }, (_, i) => one.slice(i, i + 1))), 'file');
+    const footer = Buffer.from(file).readInt32LE(file.length - 10);
+    expect(footer).toBeGreaterThan(1 << 20);
+    expect(Buffer.compare(await pass(file, 1 << 16), Buffer.from(file))).toBe(0);
+    // …and a footer past a block per message is still refused.
+    const b = Buffer.from(file);
+    const padded = Buffer.concat([b.subarray(0, b.length - 10), Buffer.alloc(2 << 20), b.subarray(b.length - 10)]);
+    const err = (await pass(padded, 1 << 16).catch((e: unknown) => e)) as Problem;
+    expect(err).toBeInstanceOf(Problem);
+    expect(err.detail).toMatch(/the Arrow file's footer is over \d+ bytes/);
+  });
+});
