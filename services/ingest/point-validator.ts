@@ -1,6 +1,6 @@
 import type { Agreement, Kpi } from '../platform/agreement-schema.js';
 import type { FieldError } from '../platform/errors.js';
-import { UNPAIRED_SURROGATE } from '../platform/input-hygiene.js';
+import { UNPAIRED_SURROGATE } from '../platform/text-rules.js';
 
 /** A parsed point before checking: whatever the body said, field by field. */
 /** Names the room itself uses, which an error may name when a body puts them in the wrong place. */

@@ -3,7 +3,7 @@ import YAML from 'yaml';
 import { z } from 'zod';
 import { canonicalDigest } from './canonical-json.js';
 import type { Grain } from './calendar.js';
-import { UNSTORABLE } from './input-hygiene.js';
+import { UNSTORABLE } from './text-rules.js';
 
 const isoDuration = /^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$/;
 

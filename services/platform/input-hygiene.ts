@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { badRequest, Problem } from './errors.js';
 import { addressBlocks } from './addresses.js';
+import { UNSTORABLE } from './text-rules.js';
 
 /**
  * What every request must be before any route sees it (README, "Bad input"): no control character
@@ -84,20 +85,6 @@ function hasBody(req: FastifyRequest): boolean {
   const length = req.headers['content-length'];
   return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
 }
-
-/**
- * Half a surrogate pair: a high one without its low half, or a low one without its high half.
- * JSON's \u escapes can write one; it is no character, and UTF-8 turns every one into U+FFFD.
- */
-export const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/**
- * NUL or half a surrogate pair (what PostgreSQL cannot store), or another C0 or C1 control
- * character or DEL but tab, line feed and carriage return (what a terminal or a page would act on).
- */
-export const UNSTORABLE = new RegExp(
-  `[\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]|${UNPAIRED_SURROGATE.source}`,
-);
 
 /** The path of the first string in a parsed JSON value holding a character UNSTORABLE refuses. */
 function unstorableString(v: unknown, path: string, depth: number): string | undefined {

@@ -257,6 +257,67 @@ export function nearDays(x: string, y: string): boolean {
   return x.slice(0, 7) === y.slice(0, 7) || Math.abs(week(x) - week(y)) <= 1;
 }
 
+/** A dominated atom's wait, restated (§3): the latest verdict's snapshot, the verdicts on its unchanged part, whether it waits. */
+export interface DominanceWait {
+  after: number;
+  verdicts: number;
+  waits: boolean;
+}
+
+/** How a restatement reads one of its atoms: the wait's key, its group (partner × day × dims), partner, day, snapshot. */
+export interface AtomView<T> {
+  key(x: T): string;
+  group(x: T): string;
+  partner(x: T): string;
+  day(x: T): string;
+  snapshot(x: T): number;
+}
+
+/**
+ * Ends the waits a step judges again among the `pending` atoms (§3, restated): a waiting atom
+ * whose own group has a newer pending candidate (its part changed), or, while fewer than
+ * DOMINANCE_VERDICTS verdicts were taken on its unchanged part, another partner's newer candidate
+ * near it. Candidates are the atoms not waiting before this step.
+ */
+export function wakeDominated<T>(pending: readonly T[], waits: Map<string, DominanceWait>, v: AtomView<T>): void {
+  const candidates = pending.filter((p) => waits.get(v.key(p))?.waits !== true);
+  const woken = pending.filter((w) => {
+    const was = waits.get(v.key(w));
+    return (
+      was?.waits === true &&
+      candidates.some(
+        (x) =>
+          v.snapshot(x) > was.after &&
+          (v.group(x) === v.group(w) ||
+            (was.verdicts < DOMINANCE_VERDICTS && v.partner(x) !== v.partner(w) && nearDays(v.day(x), v.day(w)))),
+      )
+    );
+  });
+  for (const w of woken) waits.get(v.key(w))!.waits = false;
+}
+
+/**
+ * Records the verdict of step `snapshot` on each dominated group of `live` (§3, restated): the
+ * group's atoms wait, with one verdict more on the same part, or the first on a changed one (an
+ * atom of it newer than its last verdict).
+ */
+export function recordDominated<T>(
+  live: readonly T[],
+  groups: ReadonlySet<string>,
+  waits: Map<string, DominanceWait>,
+  v: AtomView<T>,
+  snapshot: number,
+): void {
+  for (const g of groups) {
+    const atoms = live.filter((a) => v.group(a) === g);
+    const before = atoms.flatMap((a) => waits.get(v.key(a)) ?? []);
+    const last = before.length ? Math.max(...before.map((b) => b.after)) : undefined;
+    const changed = last === undefined || atoms.some((a) => v.snapshot(a) > last);
+    const verdicts = 1 + (changed ? 0 : Math.max(...before.map((b) => b.verdicts)));
+    for (const a of atoms) waits.set(v.key(a), { after: snapshot, verdicts, waits: true });
+  }
+}
+
 function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<OraclePoint, number> {
   const mine = points.filter((p) => p.kpi === q.kpi);
   const day = new Map(mine.map((p) => [p, localDate(p.atMs, q.timezone)]));
@@ -270,25 +331,18 @@ function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<Or
   // verdict's snapshot and the verdicts taken on the slot's part since it last changed, until a
   // newer point of their slot is pending or, a bounded number of times, another partner's newer
   // point is pending near them (§3).
-  const atom = (p: OraclePoint) => `${slot(p)}|${p.snapshot}`;
-  const dominatedAt = new Map<string, { after: number; verdicts: number; waits: boolean }>();
-  const waitsNow = (p: OraclePoint) => dominatedAt.get(atom(p))?.waits === true;
+  const view: AtomView<OraclePoint> = {
+    key: (p) => `${slot(p)}|${p.snapshot}`,
+    group: slot,
+    partner: (p) => p.partner,
+    day: (p) => day.get(p)!,
+    snapshot: (p) => p.snapshot,
+  };
+  const dominatedAt = new Map<string, DominanceWait>();
+  const waitsNow = (p: OraclePoint) => dominatedAt.get(view.key(p))?.waits === true;
   for (const s of [...new Set(mine.map((p) => p.snapshot))].sort((a, b) => a - b)) {
     const pending = mine.filter((p) => p.snapshot <= s && !released.has(p));
-    const candidates = pending.filter((p) => !waitsNow(p));
-    const woken = pending.filter((w) => {
-      const was = dominatedAt.get(atom(w));
-      return (
-        was?.waits === true &&
-        candidates.some(
-          (x) =>
-            x.snapshot > was.after &&
-            (slot(x) === slot(w) ||
-              (was.verdicts < DOMINANCE_VERDICTS && x.partner !== w.partner && nearDays(day.get(x)!, day.get(w)!))),
-        )
-      );
-    });
-    for (const w of woken) dominatedAt.get(atom(w))!.waits = false;
+    wakeDominated(pending, dominatedAt, view);
     const live = pending.filter((p) => !waitsNow(p));
     let change = live;
     const dominated = new Set<string>();
@@ -301,15 +355,7 @@ function computeReleases(points: readonly OraclePoint[], q: OracleQuery): Map<Or
       if (next.length === change.length) break;
       change = next;
     }
-    // A dominated slot's verdicts: one more on the same part, the first on a changed one.
-    for (const g of dominated) {
-      const pts = live.filter((p) => slot(p) === g);
-      const before = pts.flatMap((p) => dominatedAt.get(atom(p)) ?? []);
-      const last = before.length ? Math.max(...before.map((b) => b.after)) : undefined;
-      const changed = last === undefined || pts.some((p) => p.snapshot > last);
-      const verdicts = 1 + (changed ? 0 : Math.max(...before.map((b) => b.verdicts)));
-      for (const p of pts) dominatedAt.set(atom(p), { after: s, verdicts, waits: true });
-    }
+    recordDominated(live, dominated, dominatedAt, view, s);
     for (const p of change) released.set(p, s);
   }
   return released;

@@ -12,7 +12,6 @@ import { agreementSchema, type Agreement, type AgreementInput } from '../../serv
 import {
   breakdownKey,
   compileSeries,
-  DOMINANCE_VERDICTS,
   rawCellOf,
   type Breakdown,
   type CompiledSql,
@@ -46,7 +45,7 @@ import {
   type Target,
 } from '../helpers/disclosure-auditor.js';
 import { runs } from '../helpers/depth.js';
-import { nearDays } from '../helpers/oracle.js';
+import { recordDominated, wakeDominated, type AtomView, type DominanceWait } from '../helpers/oracle.js';
 import { timeout } from '../helpers/timeouts.js';
 
 /** Random agreements and data per run: 60 in full depth (CI), 20 quick (tests/helpers/depth.ts). */
@@ -747,31 +746,23 @@ describe('the release step', () => {
      * Atoms (partner|snapshot|day|dims) found in a dominated part: the snapshot of the latest
      * verdict, the verdicts taken on their group's part since it last changed, and whether they wait.
      */
-    const dominatedAt = new Map<string, { after: number; verdicts: number; waits: boolean }>();
+    const dominatedAt = new Map<string, DominanceWait>();
     return async (exec, snapshot) => {
       const rowOf = (r: Record<string, unknown>) => `${r['partner']}|${r['snapshot']}|${r['day']}|${r['dims'] ?? ''}`;
       const groupOf = (r: Record<string, unknown>) => `${r['partner']}|${r['day']}|${r['dims'] ?? ''}`;
+      const view: AtomView<Record<string, unknown>> = {
+        key: rowOf,
+        group: groupOf,
+        partner: (r) => String(r['partner']),
+        day: (r) => String(r['day']),
+        snapshot: (r) => Number(r['snapshot']),
+      };
       const pendingRows = await exec.all(
         'SELECT partner, snapshot, local_day::VARCHAR AS day, dims FROM held_atoms WHERE released IS NULL AND snapshot <= $1',
         [snapshot],
       );
       const waitsNow = (r: Record<string, unknown>) => dominatedAt.get(rowOf(r))?.waits === true;
-      const candidates = pendingRows.filter((r) => !waitsNow(r));
-      const woken = pendingRows.filter((w) => {
-        const was = dominatedAt.get(rowOf(w));
-        return (
-          was?.waits === true &&
-          candidates.some(
-            (x) =>
-              Number(x['snapshot']) > was.after &&
-              (groupOf(x) === groupOf(w) ||
-                (was.verdicts < DOMINANCE_VERDICTS &&
-                  x['partner'] !== w['partner'] &&
-                  nearDays(String(x['day']), String(w['day'])))),
-          )
-        );
-      });
-      for (const w of woken) dominatedAt.get(rowOf(w))!.waits = false;
+      wakeDominated(pendingRows, dominatedAt, view);
       const live = pendingRows.filter((r) => !waitsNow(r));
       const points = (
         await exec.all(
@@ -857,15 +848,13 @@ describe('the release step', () => {
         if (failing.size === 0) break;
         for (const atom of failing) waits.add(atom);
       }
-      // A dominated group's verdicts: one more on the same part, the first on a changed one.
-      for (const g of new Set(live.filter((a) => dominated.has(atomOf(a))).map(groupOf))) {
-        const rows = live.filter((a) => groupOf(a) === g);
-        const before = rows.flatMap((a) => dominatedAt.get(rowOf(a)) ?? []);
-        const last = before.length ? Math.max(...before.map((b) => b.after)) : undefined;
-        const changed = last === undefined || rows.some((a) => Number(a['snapshot']) > last);
-        const verdicts = 1 + (changed ? 0 : Math.max(...before.map((b) => b.verdicts)));
-        for (const a of rows) dominatedAt.set(rowOf(a), { after: snapshot, verdicts, waits: true });
-      }
+      recordDominated(
+        live,
+        new Set(live.filter((a) => dominated.has(atomOf(a))).map(groupOf)),
+        dominatedAt,
+        view,
+        snapshot,
+      );
       for (const a of live)
         if (!waits.has(atomOf(a)))
           await exec.run(

@@ -17,9 +17,9 @@ afterAll(() => rmSync(spoolRoot, { recursive: true, force: true }));
 
 let batches = 0;
 /** A batch started on the pool's parse and spool workers, as the lander starts one. */
-function start(pool: IngestWorkerPool, partial = false) {
+function start(pool: IngestWorkerPool, partial = false, kind: 'ndjson' | 'arrow' = 'ndjson') {
   return pool.run(
-    { agreement, version: 1, kind: 'ndjson', nowMs: Date.parse('2026-11-21T00:00:00Z'), clockSkewMs: 0, partial },
+    { agreement, version: 1, kind, nowMs: Date.parse('2026-11-21T00:00:00Z'), clockSkewMs: 0, partial },
     { partnerId: 'acme', spoolDir: join(spoolRoot, String(++batches)), segmentRows: 1_000 },
     () => undefined,
   );
@@ -194,18 +194,7 @@ describe('a parse worker that makes progress quietly', () => {
       const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], undefined, { stallMs: 1_000 });
       try {
         expect(await batch(pool, 3)).toBe(3); // the pair started
-        const run = pool.run(
-          {
-            agreement,
-            version: 1,
-            kind: 'arrow',
-            nowMs: Date.parse('2026-11-21T00:00:00Z'),
-            clockSkewMs: 0,
-            partial: true,
-          },
-          { partnerId: 'acme', spoolDir: join(spoolRoot, String(++batches)), segmentRows: 1_000 },
-          () => undefined,
-        );
+        const run = start(pool, true, 'arrow');
         for (let i = 0; i < file.length; i += 1 << 20) await run.send(Buffer.from(file.subarray(i, i + (1 << 20))));
         run.end();
         const t0 = Date.now();
