@@ -34,7 +34,8 @@ const tsxApi = fromSources
  * second while rows come), no rows spooled — is stuck: a reader looping on a
  * crafted body (apache-arrow's file reader did, on a footer block pointing at the wrong kind of
  * message). Its batch is refused with a 400 and both its workers ended, so the writer and the core
- * it held come back. A body that parses is never quiet for a minute.
+ * it held come back. A body that parses is never quiet for a minute; a worker still starting (it
+ * has said nothing on the batch yet) is not counted.
  */
 export const PARSE_STALL_MS = 60_000;
 
@@ -172,13 +173,17 @@ export class IngestWorkerPool {
       reject = rej;
     });
     result.catch(() => undefined);
-    // The watchdog: when the parse worker last said something, or was last given work after a quiet spell.
+    // The watchdog: when the parse worker last said something, or was last given work after a quiet
+    // spell; and whether it has said anything on this batch yet. Until it has, it is starting (a new
+    // thread loading its modules, or the Arrow reader loaded for a first Arrow body), not parsing:
+    // a parser that loops has taken a chunk first, and said so.
     let heard = Date.now();
+    let spoke = false;
     let ended = false;
     const stallMs = this.#stallMs;
     const watchdog = setInterval(
       () => {
-        if (failure || parseDone || !(inFlight > 0 || ended) || Date.now() - heard < stallMs) return;
+        if (failure || parseDone || !spoke || !(inFlight > 0 || ended) || Date.now() - heard < stallMs) return;
         // Not clean: release() ends both workers (the parser may be spinning).
         parseClean = false;
         fail(
@@ -209,6 +214,7 @@ export class IngestWorkerPool {
     const onParse = (m: FromParse) => {
       if (m.id !== id) return;
       heard = Date.now();
+      spoke = true;
       if (m.type === 'ack') {
         inFlight -= m.bytes;
         if (inFlight <= maxInFlight / 2) waiter?.();

@@ -142,7 +142,7 @@ describe('a parse worker that makes no progress', () => {
     'a quiet client is no stall: a body whose chunks come slower than the stall lands whole',
     { timeout: timeout(60_000) },
     async () => {
-      const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], undefined, { stallMs: 1_000 });
+      const pool = new IngestWorkerPool(Buffer.alloc(32, 1), [], undefined, { stallMs: 1_500 });
       try {
         // The pair started first (a worker's start is no part of a body's parse).
         expect(await batch(pool, 3)).toBe(3);
@@ -150,7 +150,7 @@ describe('a parse worker that makes no progress', () => {
         const lines = ndjson(leadTimePoints(6, 'SLOW')).split('\n');
         for (const [i, line] of lines.entries()) {
           await run.send(Buffer.from(`${line}${i < lines.length - 1 ? '\n' : ''}`));
-          await new Promise((r) => setTimeout(r, 1_500));
+          await new Promise((r) => setTimeout(r, 2_000));
         }
         run.end();
         expect((await run.result).parse.accepted).toBe(6);
